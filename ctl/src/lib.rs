@@ -1,0 +1,2 @@
+#![deny(unsafe_code)]
+//! Configuration model and validation.

@@ -1,0 +1,176 @@
+//! How the pipeline sees a frame.
+//!
+//! The daemon implements [`Frame`] over a DPDK mbuf; tests, fuzzers and
+//! benchmarks use [`VecFrame`]. The trait is the whole contract: contiguous
+//! data, room to grow at the front (headroom) for encapsulation, trimming at
+//! either end for decapsulation, and the little metadata the NIC gives us.
+
+/// A single contiguous frame with headroom.
+///
+/// Every method is cheap (no allocation, no syscall): implementations over
+/// mbufs only move offsets.
+pub trait Frame {
+    /// The frame's bytes, from the first byte of the outermost header.
+    fn data(&self) -> &[u8];
+
+    /// The frame's bytes, writable.
+    fn data_mut(&mut self) -> &mut [u8];
+
+    /// Grows the frame by `len` bytes at the front and returns the new
+    /// leading bytes (contents unspecified), or `None` if the headroom is too
+    /// small, in which case the frame is unchanged.
+    fn prepend(&mut self, len: usize) -> Option<&mut [u8]>;
+
+    /// Removes `len` bytes from the front. Returns `false`, and leaves the
+    /// frame unchanged, if the frame is shorter than `len`.
+    fn adj(&mut self, len: usize) -> bool;
+
+    /// Removes `len` bytes from the end. Returns `false`, and leaves the
+    /// frame unchanged, if the frame is shorter than `len`.
+    fn trim(&mut self, len: usize) -> bool;
+
+    /// Grows the frame by `len` bytes at the end and returns them (contents
+    /// unspecified), or `None` if the tailroom is too small.
+    fn append(&mut self, len: usize) -> Option<&mut [u8]>;
+
+    /// The port the frame was received on.
+    fn in_port(&self) -> u16;
+
+    /// The RSS hash the NIC computed, if it gave one.
+    fn rss_hash(&self) -> Option<u32>;
+
+    /// The frame's length in bytes.
+    fn len(&self) -> usize {
+        self.data().len()
+    }
+
+    /// Whether the frame holds no bytes at all.
+    fn is_empty(&self) -> bool {
+        self.data().is_empty()
+    }
+}
+
+/// A heap-backed frame for tests, fuzzing and benchmarks: a buffer with a
+/// fixed headroom in front of the data, like an mbuf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VecFrame {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    in_port: u16,
+    rss_hash: Option<u32>,
+}
+
+impl VecFrame {
+    /// The headroom DPDK mbufs have by default (`RTE_PKTMBUF_HEADROOM`).
+    pub const HEADROOM: usize = 128;
+    /// Data room of a default DPDK mbuf past the headroom.
+    pub const ROOM: usize = 2048;
+
+    /// A frame holding a copy of `bytes`, received on `in_port`.
+    pub fn new(bytes: &[u8], in_port: u16) -> Self {
+        let cap = Self::HEADROOM + Self::ROOM.max(bytes.len());
+        let mut buf = vec![0; cap];
+        buf[Self::HEADROOM..Self::HEADROOM + bytes.len()].copy_from_slice(bytes);
+        VecFrame {
+            buf,
+            start: Self::HEADROOM,
+            end: Self::HEADROOM + bytes.len(),
+            in_port,
+            rss_hash: None,
+        }
+    }
+
+    /// Sets the RSS hash, as a NIC would.
+    pub fn with_rss_hash(mut self, hash: u32) -> Self {
+        self.rss_hash = Some(hash);
+        self
+    }
+
+    /// Bytes still free in front of the data.
+    pub fn headroom(&self) -> usize {
+        self.start
+    }
+}
+
+impl Frame for VecFrame {
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..self.end]
+    }
+
+    fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+        let start = self.start.checked_sub(len)?;
+        self.start = start;
+        Some(&mut self.buf[start..start + len])
+    }
+
+    fn adj(&mut self, len: usize) -> bool {
+        if len > self.end - self.start {
+            return false;
+        }
+        self.start += len;
+        true
+    }
+
+    fn trim(&mut self, len: usize) -> bool {
+        if len > self.end - self.start {
+            return false;
+        }
+        self.end -= len;
+        true
+    }
+
+    fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        let end = self.end.checked_add(len).filter(|&e| e <= self.buf.len())?;
+        let old = self.end;
+        self.end = end;
+        Some(&mut self.buf[old..end])
+    }
+
+    fn in_port(&self) -> u16 {
+        self.in_port
+    }
+
+    fn rss_hash(&self) -> Option<u32> {
+        self.rss_hash
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepend_and_adj_move_the_front() {
+        let mut f = VecFrame::new(&[1, 2, 3], 0);
+        f.prepend(2).unwrap().copy_from_slice(&[9, 8]);
+        assert_eq!(f.data(), &[9, 8, 1, 2, 3]);
+        assert!(f.adj(3));
+        assert_eq!(f.data(), &[2, 3]);
+        assert!(!f.adj(3), "adj past the end must fail");
+        assert_eq!(f.data(), &[2, 3]);
+    }
+
+    #[test]
+    fn prepend_fails_without_headroom() {
+        let mut f = VecFrame::new(&[0; 10], 0);
+        assert!(f.prepend(VecFrame::HEADROOM + 1).is_none());
+        assert_eq!(f.len(), 10);
+        assert!(f.prepend(VecFrame::HEADROOM).is_some());
+        assert_eq!(f.headroom(), 0);
+    }
+
+    #[test]
+    fn trim_and_append_move_the_end() {
+        let mut f = VecFrame::new(&[1, 2, 3, 4], 7);
+        assert!(f.trim(1));
+        f.append(2).unwrap().copy_from_slice(&[5, 6]);
+        assert_eq!(f.data(), &[1, 2, 3, 5, 6]);
+        assert!(!f.trim(6));
+        assert_eq!(f.in_port(), 7);
+    }
+}
