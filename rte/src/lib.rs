@@ -1,1 +1,32 @@
-//! Safe layer over DPDK (work in progress).
+//! rte: the safe layer over DPDK ("rte-rs").
+//!
+//! Every `unsafe` of the project outside the raw bindings lives here, each
+//! block with a `// SAFETY:` line. The types own what DPDK hands out and give
+//! it back on drop: an [`Mbuf`] is freed when dropped, a [`Mempool`] is freed
+//! when its last mbuf is home, [`Eal`] cleans up. Queues are handles that
+//! move to exactly one lcore, which is what makes lock-free bursts sound.
+//!
+//! Hot operations (rx/tx burst, bulk alloc, ring bursts) cross into C once
+//! per burst through `dpdk-sys`' shim; per-packet accessors read the mbuf's
+//! fields directly and cost no call.
+
+mod eal;
+mod error;
+mod lcore;
+mod mbuf;
+mod mempool;
+mod port;
+mod ring;
+
+pub use eal::{rdtsc, tsc_hz, Eal};
+pub use error::{Error, Result};
+pub use lcore::{LaunchedLcore, LcoreId};
+pub use mbuf::{Mbuf, BURST};
+pub use mempool::Mempool;
+pub use port::{
+    LinkStatus, MacAddr, Port, PortConf, PortId, PortInfo, PortStats, QueueId, RxQueue, TxQueue,
+};
+pub use ring::Ring;
+
+/// A burst of mbufs: the unit every queue and ring moves.
+pub type Burst = arrayvec::ArrayVec<Mbuf, BURST>;

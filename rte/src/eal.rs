@@ -1,0 +1,90 @@
+use std::ffi::{c_char, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dpdk_sys as sys;
+
+use crate::{Error, Result};
+
+/// DPDK's environment abstraction layer, initialised once per process.
+///
+/// Dropping it runs `rte_eal_cleanup`; nothing from DPDK may be used after.
+/// It also enables the packet-capture server (`rte_pdump_init`), so that
+/// `dpdk-dumpcap --file-prefix PREFIX` can capture from a running process,
+/// and leaves telemetry on (`dpdk-telemetry.py -f PREFIX`).
+#[derive(Debug)]
+pub struct Eal {
+    _private: (),
+}
+
+static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+impl Eal {
+    /// Initialises EAL with `args` (without argv\[0\]). EAL can be initialised
+    /// only once per process; a second call fails with `EALREADY`.
+    pub fn init<S: AsRef<str>>(args: &[S]) -> Result<Eal> {
+        if INITIALISED.swap(true, Ordering::SeqCst) {
+            return Err(Error { op: "rte_eal_init", errno: libc::EALREADY });
+        }
+        let owned: Vec<CString> = std::iter::once("tgw")
+            .chain(args.iter().map(AsRef::as_ref))
+            .map(|a| CString::new(a).map_err(|_| Error { op: "rte_eal_init", errno: libc::EINVAL }))
+            .collect::<Result<_>>()?;
+        // EAL may permute argv, so it gets its own array of pointers; the
+        // strings stay alive in `owned` for the whole process, as EAL keeps
+        // pointers to some of them.
+        let mut argv: Vec<*mut c_char> = owned.iter().map(|s| s.as_ptr().cast_mut()).collect();
+        let argc = i32::try_from(argv.len()).map_err(|_| Error { op: "rte_eal_init", errno: libc::E2BIG })?;
+        // SAFETY: argv holds argc valid NUL-terminated strings that outlive
+        // the call (they are leaked below), and this is the first init.
+        let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
+        std::mem::forget(owned);
+        std::mem::forget(argv);
+        if ret < 0 {
+            INITIALISED.store(false, Ordering::SeqCst);
+            return Err(Error::last("rte_eal_init"));
+        }
+        // SAFETY: EAL is initialised; rte_pdump_init only registers a
+        // multi-process handler. Failure (e.g. --no-shconf, where no
+        // secondary can attach anyway) is not fatal for forwarding.
+        let _ = unsafe { sys::rte_pdump_init() };
+        Ok(Eal { _private: () })
+    }
+
+    /// Registers the calling non-EAL thread (a test thread, say) with DPDK so
+    /// it gets an lcore id and may use per-lcore mempool caches.
+    pub fn register_thread(&self) -> Result<()> {
+        // SAFETY: EAL is initialised (we hold an Eal); registering a thread
+        // twice is harmless.
+        let ret = unsafe { sys::rte_thread_register() };
+        Error::check("rte_thread_register", ret).map(drop)
+    }
+
+    /// The lcore id of the calling thread, `None` for unregistered threads.
+    pub fn lcore_id(&self) -> Option<u32> {
+        // SAFETY: reads a thread-local; no preconditions.
+        let id = unsafe { sys::tgw_lcore_id() };
+        (id != u32::MAX).then_some(id)
+    }
+}
+
+impl Drop for Eal {
+    fn drop(&mut self) {
+        // SAFETY: EAL was initialised by this value, and every DPDK object
+        // owned by the caller has been dropped before it (Eal is created first
+        // and so dropped last in well-formed programs).
+        unsafe { sys::rte_eal_cleanup() };
+    }
+}
+
+/// The time-stamp counter. Cheap enough to read once per burst.
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: reads the TSC; no preconditions.
+    unsafe { sys::tgw_rdtsc() }
+}
+
+/// TSC ticks per second, as EAL measured them at init.
+pub fn tsc_hz() -> u64 {
+    // SAFETY: a plain getter; returns 0 before EAL init.
+    unsafe { sys::rte_get_tsc_hz() }
+}

@@ -1,0 +1,266 @@
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+
+use arrayvec::ArrayVec;
+use dpdk_sys as sys;
+
+use crate::Mempool;
+
+/// The most frames one burst moves (DPDK's customary 32).
+pub const BURST: usize = 32;
+
+/// An owned packet buffer.
+///
+/// Freed (returned to its pool) on drop. `Deref` gives the bytes of the
+/// first segment; the pipeline works on single-segment frames, which is what
+/// the ports are configured to deliver (no scatter, MTU within one mbuf).
+///
+/// Length and offset changes (`prepend`, `adj`, `trim`, `append`) are done
+/// here over the mbuf's fields, as DPDK's inline functions do, so that no
+/// per-packet call crosses into C.
+#[derive(Debug)]
+#[repr(transparent)]
+pub struct Mbuf {
+    raw: NonNull<sys::rte_mbuf>,
+}
+
+// SAFETY: an Mbuf is the sole owner of its rte_mbuf; moving that ownership
+// to another lcore (through a ring, say) is how DPDK is meant to be used.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Takes one mbuf from `pool`, empty, with the default headroom.
+    pub fn alloc(pool: &Mempool) -> Option<Mbuf> {
+        // SAFETY: pool is a live pktmbuf pool.
+        let raw = unsafe { sys::tgw_pktmbuf_alloc(pool.as_ptr()) };
+        NonNull::new(raw).map(|raw| Mbuf { raw })
+    }
+
+    /// Fills `out` up to its capacity with fresh mbufs in one call. All or
+    /// nothing: returns `false`, with `out` unchanged, if the pool is short.
+    pub fn alloc_bulk<const N: usize>(pool: &Mempool, out: &mut ArrayVec<Mbuf, N>) -> bool {
+        let want = out.remaining_capacity();
+        let mut raw = [std::ptr::null_mut::<sys::rte_mbuf>(); N];
+        // SAFETY: raw has room for `want` ≤ N pointers; the pool is live.
+        let ret = unsafe { sys::tgw_pktmbuf_alloc_bulk(pool.as_ptr(), raw.as_mut_ptr(), want as u32) };
+        if ret != 0 {
+            return false;
+        }
+        for p in &raw[..want] {
+            // SAFETY: on success all `want` entries are valid, distinct mbufs
+            // that we now own.
+            out.push(unsafe { Mbuf::from_raw(*p) });
+        }
+        true
+    }
+
+    /// Returns a whole burst to its pools in one call, leaving `burst`
+    /// empty. Mbufs from different pools are fine: DPDK sorts them out.
+    pub fn free_bulk<const N: usize>(burst: &mut ArrayVec<Mbuf, N>) {
+        let n = burst.len();
+        if n == 0 {
+            return;
+        }
+        // SAFETY: Mbuf is repr(transparent) over a non-null rte_mbuf pointer,
+        // so the vector's storage is an array of n valid mbuf pointers; the
+        // length is reset before DPDK frees them, so no Drop runs twice.
+        unsafe {
+            burst.set_len(0);
+            sys::rte_pktmbuf_free_bulk(burst.as_mut_ptr().cast::<*mut sys::rte_mbuf>(), n as u32);
+        }
+    }
+
+    /// Adopts a raw mbuf.
+    ///
+    /// # Safety
+    /// `raw` must be a valid mbuf that nothing else owns or frees.
+    pub unsafe fn from_raw(raw: *mut sys::rte_mbuf) -> Mbuf {
+        Mbuf { raw: NonNull::new_unchecked(raw) }
+    }
+
+    /// Gives up ownership without freeing.
+    pub fn into_raw(self) -> *mut sys::rte_mbuf {
+        let raw = self.raw.as_ptr();
+        std::mem::forget(self);
+        raw
+    }
+
+    #[inline]
+    fn hdr(&self) -> &sys::rte_mbuf {
+        // SAFETY: we own a valid mbuf for as long as self lives.
+        unsafe { self.raw.as_ref() }
+    }
+
+    #[inline]
+    fn hdr_mut(&mut self) -> &mut sys::rte_mbuf {
+        // SAFETY: we own a valid mbuf, and &mut self makes the access unique.
+        unsafe { self.raw.as_mut() }
+    }
+
+    /// Bytes in the first segment.
+    #[inline]
+    pub fn data_len(&self) -> usize {
+        usize::from(self.hdr().data_len)
+    }
+
+    /// Bytes in the whole chain.
+    #[inline]
+    pub fn pkt_len(&self) -> usize {
+        self.hdr().pkt_len as usize
+    }
+
+    /// Segments in the chain (1 for the frames the pipeline handles).
+    #[inline]
+    pub fn segments(&self) -> u16 {
+        self.hdr().nb_segs
+    }
+
+    /// Free bytes in front of the data.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        usize::from(self.hdr().data_off)
+    }
+
+    /// Free bytes after the data of the first segment.
+    #[inline]
+    pub fn tailroom(&self) -> usize {
+        let h = self.hdr();
+        usize::from(h.buf_len) - usize::from(h.data_off) - usize::from(h.data_len)
+    }
+
+    /// Grows the frame at the front by `len` bytes (the new bytes are left
+    /// as they were) and returns them; `None`, unchanged, if the headroom is
+    /// short.
+    #[inline]
+    pub fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+        let len16 = u16::try_from(len).ok().filter(|&l| l <= self.hdr().data_off)?;
+        let h = self.hdr_mut();
+        h.data_off -= len16;
+        h.data_len += len16;
+        h.pkt_len += u32::from(len16);
+        Some(&mut self[..len])
+    }
+
+    /// Drops `len` bytes from the front; `false`, unchanged, if the first
+    /// segment is shorter.
+    #[inline]
+    pub fn adj(&mut self, len: usize) -> bool {
+        let Some(len16) = u16::try_from(len).ok().filter(|&l| l <= self.hdr().data_len) else {
+            return false;
+        };
+        let h = self.hdr_mut();
+        h.data_off += len16;
+        h.data_len -= len16;
+        h.pkt_len -= u32::from(len16);
+        true
+    }
+
+    /// Drops `len` bytes from the end of a single-segment frame; `false`,
+    /// unchanged, if it is shorter or chained.
+    #[inline]
+    pub fn trim(&mut self, len: usize) -> bool {
+        let Some(len16) = u16::try_from(len).ok().filter(|&l| l <= self.hdr().data_len) else {
+            return false;
+        };
+        if self.segments() != 1 {
+            return false;
+        }
+        let h = self.hdr_mut();
+        h.data_len -= len16;
+        h.pkt_len -= u32::from(len16);
+        true
+    }
+
+    /// Grows a single-segment frame at the end by `len` bytes and returns
+    /// them; `None`, unchanged, if the tailroom is short or it is chained.
+    #[inline]
+    pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > self.tailroom() || self.segments() != 1 {
+            return None;
+        }
+        let old = self.data_len();
+        let len16 = len as u16; // fits: tailroom < buf_len, a u16
+        let h = self.hdr_mut();
+        h.data_len += len16;
+        h.pkt_len += u32::from(len16);
+        Some(&mut self[old..])
+    }
+
+    /// The port the frame arrived on.
+    #[inline]
+    pub fn port(&self) -> u16 {
+        self.hdr().port
+    }
+
+    /// Offload flags (`RTE_MBUF_F_*`).
+    #[inline]
+    pub fn ol_flags(&self) -> u64 {
+        self.hdr().ol_flags
+    }
+
+    /// The packet type the NIC recognised (`RTE_PTYPE_*`), 0 if none.
+    #[inline]
+    pub fn packet_type(&self) -> u32 {
+        // SAFETY: every variant of this union is plain integers, so reading
+        // packet_type is always initialised memory.
+        unsafe { self.hdr().__bindgen_anon_1.packet_type }
+    }
+
+    /// The RSS hash, when the NIC computed one.
+    #[inline]
+    pub fn rss_hash(&self) -> Option<u32> {
+        let h = self.hdr();
+        // SAFETY: the union holds plain integers; the flag says rss is the
+        // one the driver wrote.
+        (h.ol_flags & u64::from(sys::RTE_MBUF_F_RX_RSS_HASH) != 0).then(|| unsafe { h.__bindgen_anon_2.hash.rss })
+    }
+
+    /// Sets the length of a fresh single-segment frame to `len` bytes,
+    /// e.g. before filling a generated packet; `false` if it does not fit.
+    pub fn set_len(&mut self, len: usize) -> bool {
+        let room = usize::from(self.hdr().buf_len) - self.headroom();
+        if len > room || self.segments() != 1 {
+            return false;
+        }
+        let h = self.hdr_mut();
+        h.data_len = len as u16; // fits: len ≤ room < 2^16
+        h.pkt_len = len as u32;
+        true
+    }
+}
+
+impl Deref for Mbuf {
+    type Target = [u8];
+
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        let h = self.hdr();
+        // SAFETY: buf_addr + data_off .. + data_len lies inside the mbuf's
+        // data buffer, which we own; DPDK keeps that invariant and so do the
+        // length-changing methods above.
+        unsafe {
+            std::slice::from_raw_parts(
+                h.buf_addr.cast::<u8>().add(usize::from(h.data_off)),
+                usize::from(h.data_len),
+            )
+        }
+    }
+}
+
+impl DerefMut for Mbuf {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let h = self.hdr();
+        let (addr, off, len) = (h.buf_addr.cast::<u8>(), h.data_off, h.data_len);
+        // SAFETY: as in deref; &mut self makes the access unique, and the
+        // refcount of an mbuf we received or allocated is 1 (no clones).
+        unsafe { std::slice::from_raw_parts_mut(addr.add(usize::from(off)), usize::from(len)) }
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf and it is not used after this.
+        unsafe { sys::tgw_pktmbuf_free(self.raw.as_ptr()) };
+    }
+}

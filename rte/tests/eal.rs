@@ -1,0 +1,202 @@
+//! The safe layer against a real EAL on virtual devices.
+//!
+//! EAL can be initialised once per process, so every test shares one (a
+//! `OnceLock`) and registers its own thread. `--no-huge --no-shconf` leaves
+//! nothing behind and runs without hugepages; `--no-pci` keeps real NICs out.
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use arrayvec::ArrayVec;
+use rte::{Burst, Eal, LcoreId, Mbuf, Mempool, Port, PortConf, Ring};
+
+struct Env {
+    eal: Eal,
+    /// Tests that count a pool's mbufs must not share it with another test
+    /// running at the same time.
+    serial: Mutex<()>,
+}
+
+fn env() -> (&'static Eal, MutexGuard<'static, ()>) {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    let env = ENV.get_or_init(|| {
+        let prefix = format!("--file-prefix=rte-test-{}", std::process::id());
+        let args = [
+            "-l", "0,1", "--no-huge", "-m", "256", "--no-shconf", "--no-pci", "--log-level=lib.eal:error",
+            &prefix, "--vdev=net_ring0", "--vdev=net_null0",
+        ];
+        Env { eal: Eal::init(&args).expect("EAL init"), serial: Mutex::new(()) }
+    });
+    env.eal.register_thread().expect("register thread");
+    (&env.eal, env.serial.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn pool(name: &str, n: u32) -> Mempool {
+    // No per-lcore cache, so that `available` is exact at every step.
+    Mempool::new(name, n, 0, 2176, -1).expect("mempool")
+}
+
+#[test]
+fn eal_refuses_a_second_init() {
+    let _g = env();
+    let err = Eal::init(&["--no-huge"]).unwrap_err();
+    assert_eq!(err.errno, libc::EALREADY);
+}
+
+#[test]
+fn mbufs_go_home_after_alloc_prepend_trim_and_drop() {
+    let _g = env();
+    let pool = pool("own", 255);
+    {
+        let mut burst = Burst::new();
+        assert!(Mbuf::alloc_bulk(&pool, &mut burst));
+        assert_eq!(pool.available(), 255 - 32);
+
+        let m = &mut burst[0];
+        assert!(m.set_len(60));
+        m.copy_from_slice(&[0xab; 60]);
+        let head = m.headroom();
+        m.prepend(14).expect("headroom").fill(0x11);
+        assert_eq!(m.len(), 74);
+        assert_eq!(m.headroom(), head - 14);
+        assert_eq!(&m[..14], &[0x11; 14]);
+        assert!(m.prepend(4096).is_none(), "prepend past the headroom must fail");
+        assert_eq!(m.len(), 74, "a failed prepend changes nothing");
+        assert!(m.adj(14));
+        assert_eq!(&m[..], &[0xab; 60]);
+        assert!(m.trim(10));
+        assert_eq!(m.len(), 50);
+        assert!(!m.trim(51));
+        assert!(!m.adj(51));
+        m.append(4).expect("tailroom").fill(0xcd);
+        assert_eq!(m.pkt_len(), 54);
+        assert_eq!(&m[50..], &[0xcd; 4]);
+
+        // Half the burst dropped one by one, the rest freed in bulk.
+        burst.truncate(16);
+        assert_eq!(pool.available(), 255 - 16);
+        Mbuf::free_bulk(&mut burst);
+        assert!(burst.is_empty());
+    }
+    assert_eq!(pool.available(), 255);
+    assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn alloc_bulk_is_all_or_nothing() {
+    let _g = env();
+    let pool = pool("short", 20);
+    let mut burst = Burst::new();
+    assert!(!Mbuf::alloc_bulk(&pool, &mut burst), "20 mbufs cannot fill a burst of 32");
+    assert!(burst.is_empty());
+    assert_eq!(pool.available(), 20);
+    let mut small: ArrayVec<Mbuf, 8> = ArrayVec::new();
+    assert!(Mbuf::alloc_bulk(&pool, &mut small));
+    assert_eq!(pool.available(), 12);
+    drop(small);
+    assert_eq!(pool.available(), 20);
+}
+
+#[test]
+fn partial_tx_returns_what_the_port_did_not_take() {
+    let _g = env();
+    // net_ring0 loops TX back to RX through one ring of 1024 slots, so a
+    // long enough TX run fills it and the port starts refusing frames.
+    let pool = pool("tx", 4095);
+    let mut port = Port::by_name("net_ring0").expect("net_ring0");
+    let conf = PortConf { rx_queues: 1, tx_queues: 1, rx_desc: 128, tx_desc: 128, mtu: 1500, mac: None, promiscuous: false };
+    let (mut rx, mut tx) = port.configure(&conf, &pool).expect("configure");
+    port.start().expect("start");
+    let (rxq, txq) = (&mut rx[0], &mut tx[0]);
+
+    let mut sent = 0;
+    let mut refused = 0;
+    for _ in 0..64 {
+        let mut burst = Burst::new();
+        assert!(Mbuf::alloc_bulk(&pool, &mut burst));
+        for m in burst.iter_mut() {
+            assert!(m.set_len(64));
+        }
+        sent += txq.tx_burst(&mut burst);
+        refused += burst.len();
+        // What the port refused is still ours and is freed here.
+    }
+    assert!(refused > 0, "the ring must fill up and refuse frames");
+    assert_eq!(sent + refused, 64 * 32);
+    assert_eq!(pool.in_use() as usize, sent, "refused frames went back to the pool");
+
+    let mut received = 0;
+    for _ in 0..10_000 {
+        let mut burst = Burst::new();
+        let n = rxq.rx_burst(&mut burst);
+        if n == 0 {
+            break;
+        }
+        assert!(burst.iter().all(|m| m.len() == 64));
+        received += n;
+    }
+    assert_eq!(received, sent);
+    let stats = port.stats().expect("stats");
+    assert_eq!(stats.opackets as usize, sent);
+    assert_eq!(stats.ipackets as usize, received);
+    drop(port);
+    assert_eq!(pool.available(), 4095);
+}
+
+#[test]
+fn null_port_reports_mac_link_and_counters() {
+    let _g = env();
+    let pool = pool("null", 1023);
+    let mut port = Port::by_name("net_null0").expect("net_null0");
+    let info = port.info().expect("info");
+    assert_eq!(info.driver, "net_null");
+    let mac = rte::MacAddr([0x02, 0, 0, 0, 0, 0x42]);
+    let conf = PortConf { rx_queues: 1, tx_queues: 1, rx_desc: 256, tx_desc: 256, mtu: 1500, mac: Some(mac), promiscuous: true };
+    let (_rx, mut tx) = port.configure(&conf, &pool).expect("configure");
+    port.start().expect("start");
+    assert_eq!(port.mac().unwrap(), mac);
+    assert!(port.link().unwrap().up);
+    let mut burst = Burst::new();
+    assert!(Mbuf::alloc_bulk(&pool, &mut burst));
+    for m in burst.iter_mut() {
+        m.set_len(100);
+    }
+    assert_eq!(tx[0].tx_burst(&mut burst), 32);
+    let stats = port.stats().unwrap();
+    assert_eq!(stats.opackets, 32);
+    assert!(port.xstats().unwrap().iter().any(|(name, v)| name == "tx_good_packets" && *v == 32));
+    port.stop().unwrap();
+    drop(port);
+    assert_eq!(pool.in_use(), 0);
+}
+
+#[test]
+fn ring_moves_ownership_and_frees_leftovers() {
+    let _g = env();
+    let pool = pool("ring", 127);
+    let ring = Ring::new("test_ring", 64).expect("ring");
+    let mut burst = Burst::new();
+    assert!(Mbuf::alloc_bulk(&pool, &mut burst));
+    assert_eq!(ring.enqueue_burst(&mut burst), 32);
+    assert!(burst.is_empty());
+    assert!(Mbuf::alloc_bulk(&pool, &mut burst));
+    assert_eq!(ring.enqueue_burst(&mut burst), 31, "a ring of 64 holds 63");
+    assert_eq!(burst.len(), 1);
+    assert_eq!(ring.len(), 63);
+    drop(burst);
+    let mut out: ArrayVec<Mbuf, 16> = ArrayVec::new();
+    assert_eq!(ring.dequeue_burst(&mut out), 16);
+    drop(out);
+    drop(ring); // the 47 still inside go home
+    assert_eq!(pool.available(), 127);
+}
+
+#[test]
+fn a_panicking_lcore_job_is_reported_not_unwound_into_c() {
+    let _g = env();
+    let job = LcoreId(1).launch(|| panic!("worker bug")).expect("launch");
+    assert!(job.wait().is_err());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let job = LcoreId(1).launch(move || tx.send(rte::rdtsc()).unwrap()).expect("launch again");
+    assert!(job.wait().is_ok());
+    assert!(rx.recv().unwrap() > 0);
+}
