@@ -1,2 +1,6 @@
 #![deny(unsafe_code)]
-//! Configuration model and validation.
+//! The control side of tgw: the configuration model and its validation
+//! ([`config`]), and the CPU set lcores are checked against ([`cpuset`]).
+
+pub mod config;
+pub mod cpuset;

@@ -1,0 +1,384 @@
+//! The `tgw` configuration: what the operator writes in TOML, checked as a
+//! whole so that `tgw --config FILE --check` lists every problem with the
+//! line to fix.
+//!
+//! ```toml
+//! [eal]
+//! main_lcore = 0
+//! [[port]]
+//! name = "pub0"
+//! device = "net_null0"
+//! role = "public"
+//! [[port]]
+//! name = "und0"
+//! device = "net_null1"
+//! role = "underlay"
+//! [[worker]]
+//! lcore = 1
+//! rx = ["pub0:0", "und0:0"]
+//! ```
+//!
+//! [`parse`] and [`load`] return a [`Config`] only when the file is valid:
+//! its values are plain owned data and the cross-references (worker RX
+//! queues to ports) are indices that are known to be in range.
+
+mod addr;
+mod error;
+mod raw;
+mod span;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+pub use self::addr::{AddrError, Ipv4Cidr, MacAddr};
+pub use self::error::{ConfigError, ConfigErrors};
+pub use crate::cpuset::{usable_cpus, CpuSet};
+
+/// DPDK's `RTE_MAX_LCORE` in Debian's build: lcore ids are below it.
+pub const MAX_LCORE: u32 = 128;
+/// DPDK's `RTE_MEMPOOL_CACHE_MAX_SIZE`.
+pub const MEMPOOL_CACHE_MAX: u32 = 512;
+/// DPDK's `RTE_PKTMBUF_HEADROOM`: the part of `data_room` kept in front of
+/// the frame, where encapsulation headers are prepended.
+pub const MBUF_HEADROOM: u16 = 128;
+/// Mbufs a worker may hold besides its mempool cache: one RX burst and the
+/// frames buffered for TX.
+pub const WORKER_MBUFS_IN_FLIGHT: u32 = 64;
+/// Ethernet header and CRC around an MTU-sized payload.
+pub const ETHER_OVERHEAD: u16 = 18;
+/// Port MTU when none is given.
+pub const DEFAULT_MTU: u16 = 1500;
+/// Allowed port MTUs: IPv4's minimum to the usual jumbo frame.
+pub const MTU_RANGE: std::ops::RangeInclusive<u16> = 68..=9000;
+/// RX and TX descriptors per queue when none are given.
+pub const DEFAULT_DESC: u16 = 1024;
+/// Allowed descriptor counts (powers of two within).
+pub const DESC_RANGE: std::ops::RangeInclusive<u16> = 64..=4096;
+
+/// Settings of the DPDK environment abstraction layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Eal {
+    /// Lcore (CPU) of the control plane. Default 0.
+    pub main_lcore: u32,
+    /// DPDK `--file-prefix`: names the runtime files, so that
+    /// `dpdk-dumpcap` and `dpdk-proc-info` can find this process.
+    /// `[A-Za-z0-9_.-]{1,64}`. Default `"tgw"`.
+    pub file_prefix: String,
+    /// `false` runs with `--no-huge` (anonymous memory; functional tests
+    /// only, it can halve the speed). Default true.
+    pub hugepages: bool,
+    /// EAL `-m`: MiB of memory to reserve. Without hugepages it is a hard
+    /// limit that must hold the mempool. Default 512.
+    pub memory_mb: u32,
+    /// EAL `--in-memory`: no runtime files (so `dpdk-dumpcap` cannot
+    /// attach), no leftovers, runs side by side. Without hugepages it
+    /// becomes `--no-shconf`, the same promise in the form EAL accepts
+    /// there. Default false.
+    pub in_memory: bool,
+    /// Appended to the EAL arguments verbatim, e.g. `["--log-level=pmd.*:debug"]`.
+    /// Options this file already controls (`-l`, `-m`, `--vdev`, ...) are
+    /// refused here. Default empty.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Eal {
+    fn default() -> Self {
+        Self {
+            main_lcore: 0,
+            file_prefix: "tgw".to_owned(),
+            hugepages: true,
+            memory_mb: 512,
+            in_memory: false,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// The packet buffer pool shared by all ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mempool {
+    /// Number of mbufs. DPDK is most efficient with 2^q - 1. Must cover
+    /// every RX and TX descriptor plus each worker's cache and in-flight
+    /// frames. Default 16383.
+    pub mbufs: u32,
+    /// Per-lcore cache. At most 512 (`RTE_MEMPOOL_CACHE_MAX_SIZE`) and at
+    /// most `mbufs / 1.5`, or DPDK refuses the pool. Default 256.
+    pub cache_size: u32,
+    /// Bytes per mbuf including the 128-byte headroom; every port's
+    /// `mtu + 18` must fit after the headroom. Default 2176
+    /// (`RTE_MBUF_DEFAULT_BUF_SIZE`).
+    pub data_room: u16,
+}
+
+impl Default for Mempool {
+    fn default() -> Self {
+        Self {
+            mbufs: 16383,
+            cache_size: 256,
+            data_room: 2176,
+        }
+    }
+}
+
+/// Which side of the gateway a port faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The Internet side: clients, elastic IPs, source NAT.
+    Public,
+    /// The datacenter side: tenant hosts behind GRE tunnels.
+    Underlay,
+}
+
+impl Role {
+    /// Every role, in the order the error messages list them.
+    pub const ALL: [Role; 2] = [Role::Public, Role::Underlay];
+
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Public => "public",
+            Role::Underlay => "underlay",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A network port (one DPDK ethdev).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port {
+    /// Unique name, `[A-Za-z0-9_-]{1,32}`, used in `[[worker]] rx` and logs.
+    pub name: String,
+    /// A DPDK vdev (`net_memif0,role=server,socket=/run/x.sock`) or a PCI
+    /// address in full lowercase form (`0000:03:00.0`), either optionally
+    /// followed by `,devargs`.
+    pub device: String,
+    /// Which side this port faces.
+    pub role: Role,
+    /// Overrides the port's MAC address. Default: the device's own.
+    pub mac: Option<MacAddr>,
+    /// MAC of the next hop out of this port. Default none: the daemon
+    /// resolves it (broadcast is never a valid default).
+    pub peer_mac: Option<MacAddr>,
+    /// The gateway's own IPv4 addresses on this port, with their subnets.
+    /// Default none.
+    pub addresses: Vec<Ipv4Cidr>,
+    /// IP MTU, 68..=9000. Default 1500.
+    pub mtu: u16,
+    /// RX descriptors per queue, a power of two in 64..=4096. Default 1024.
+    pub rx_desc: u16,
+    /// TX descriptors per queue, a power of two in 64..=4096. Default 1024.
+    pub tx_desc: u16,
+}
+
+impl Port {
+    /// The name DPDK gives the device, for `rte_eth_dev_get_port_by_name`:
+    /// a vdev's name before its devargs, or the PCI address.
+    pub fn dpdk_name(&self) -> &str {
+        device_name(&self.device)
+    }
+
+    /// The devargs after the first comma, if any.
+    pub fn devargs(&self) -> Option<&str> {
+        self.device.split_once(',').map(|(_, args)| args)
+    }
+
+    /// Whether the device is a PCI address (else a vdev).
+    pub fn is_pci(&self) -> bool {
+        is_pci_address(self.dpdk_name())
+    }
+}
+
+/// A worker lcore and the RX queues it polls.
+///
+/// Workers are numbered by their order in the file; worker `i` transmits on
+/// TX queue `i` of every port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Worker {
+    /// The lcore (CPU) this worker runs on; never the main lcore.
+    pub lcore: u32,
+    /// The RX queues it polls, in the order written.
+    pub rx: Vec<RxQueue>,
+}
+
+/// One RX queue of one port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RxQueue {
+    /// Index into [`Config::ports`].
+    pub port: usize,
+    /// Queue id on that port.
+    pub queue: u16,
+}
+
+/// A validated configuration.
+///
+/// Invariants, as built by [`parse`]: port names and devices are unique;
+/// there is at least one public and one underlay port and one worker;
+/// every port's RX queues are `0..n`, each polled by exactly one worker;
+/// worker lcores are distinct usable CPUs other than the main lcore; the
+/// mempool covers all descriptors and worker caches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `[eal]`.
+    pub eal: Eal,
+    /// `[mempool]`.
+    pub mempool: Mempool,
+    /// `[[port]]`, in file order; DPDK port ids are looked up by
+    /// [`Port::dpdk_name`].
+    pub ports: Vec<Port>,
+    /// `[[worker]]`, in file order; the index is the TX queue id.
+    pub workers: Vec<Worker>,
+}
+
+impl Config {
+    /// Number of RX queues to configure on port `port` (index into
+    /// [`Config::ports`]): the queues the workers poll. 0 for an index out
+    /// of range.
+    pub fn rx_queues(&self, port: usize) -> u16 {
+        let n = self
+            .workers
+            .iter()
+            .flat_map(|w| &w.rx)
+            .filter(|q| q.port == port)
+            .count();
+        u16::try_from(n).unwrap_or(u16::MAX)
+    }
+
+    /// Number of TX queues to configure on every port: one per worker, so
+    /// that no two lcores share a TX queue.
+    pub fn tx_queues(&self) -> u16 {
+        u16::try_from(self.workers.len()).unwrap_or(u16::MAX)
+    }
+
+    /// The index and settings of the port called `name`.
+    pub fn port(&self, name: &str) -> Option<(usize, &Port)> {
+        self.ports.iter().enumerate().find(|(_, p)| p.name == name)
+    }
+
+    /// Mbufs that the queues and worker caches can hold at once:
+    /// the sum over ports of `rx_queues * rx_desc + tx_queues * tx_desc`,
+    /// plus `workers * (cache_size + 64)`. [`Mempool::mbufs`] is at least
+    /// this.
+    pub fn mbufs_needed(&self) -> u64 {
+        let ports: u64 = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                u64::from(self.rx_queues(i)) * u64::from(p.rx_desc)
+                    + u64::from(self.tx_queues()) * u64::from(p.tx_desc)
+            })
+            .sum();
+        let per_worker = u64::from(self.mempool.cache_size) + u64::from(WORKER_MBUFS_IN_FLIGHT);
+        ports + self.workers.len() as u64 * per_worker
+    }
+
+    /// The EAL arguments, without `argv[0]`: lcores, main lcore, file
+    /// prefix, memory, one `--vdev` per virtual port, one `-a` per PCI port
+    /// (`--no-pci` when there is none, so that EAL does not probe and grab
+    /// every NIC of the host), then `extra_args`.
+    pub fn eal_args(&self) -> Vec<String> {
+        let mut lcores: Vec<u32> = std::iter::once(self.eal.main_lcore)
+            .chain(self.workers.iter().map(|w| w.lcore))
+            .collect();
+        lcores.sort_unstable();
+        lcores.dedup();
+        let lcores: Vec<String> = lcores.iter().map(u32::to_string).collect();
+        let mut args = vec![
+            "-l".to_owned(),
+            lcores.join(","),
+            "--main-lcore".to_owned(),
+            self.eal.main_lcore.to_string(),
+            "--file-prefix".to_owned(),
+            self.eal.file_prefix.clone(),
+        ];
+        if !self.eal.hugepages {
+            args.push("--no-huge".to_owned());
+        }
+        args.push("-m".to_owned());
+        args.push(self.eal.memory_mb.to_string());
+        if self.eal.in_memory {
+            // EAL refuses --in-memory together with --no-huge; without
+            // hugepages the files it would leave are the shared config,
+            // which --no-shconf keeps away just the same.
+            args.push(
+                if self.eal.hugepages {
+                    "--in-memory"
+                } else {
+                    "--no-shconf"
+                }
+                .to_owned(),
+            );
+        }
+        for port in self.ports.iter().filter(|p| !p.is_pci()) {
+            args.push(format!("--vdev={}", port.device));
+        }
+        let mut pci = false;
+        for port in self.ports.iter().filter(|p| p.is_pci()) {
+            pci = true;
+            args.push("-a".to_owned());
+            args.push(port.device.clone());
+        }
+        if !pci {
+            args.push("--no-pci".to_owned());
+        }
+        args.extend(self.eal.extra_args.iter().cloned());
+        args
+    }
+}
+
+/// Reads and validates the configuration file at `path`. `cpus` are the
+/// CPUs lcores may use: pass [`usable_cpus`] in the daemon, a fixed set in
+/// tests.
+pub fn load(path: &Path, cpus: &CpuSet) -> Result<Config, ConfigErrors> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &file, cpus),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            file,
+            line: None,
+            message: format!("cannot read: {e}"),
+        }])),
+    }
+}
+
+/// Validates configuration `text`; `file` is the name used in the errors.
+pub fn parse(text: &str, file: &str, cpus: &CpuSet) -> Result<Config, ConfigErrors> {
+    let mut report = error::Report::new(file, text);
+    let config =
+        raw::read(text, &mut report).and_then(|raw| validate::validate(&raw, cpus, &mut report));
+    match config {
+        Some(config) if report.is_clean() => Ok(config),
+        _ => Err(report.finish()),
+    }
+}
+
+/// The device's name without its devargs.
+fn device_name(device: &str) -> &str {
+    device.split(',').next().unwrap_or(device)
+}
+
+/// Whether `name` is a full PCI address `DDDD:BB:DD.F` in the lowercase
+/// form DPDK names the device by.
+fn is_pci_address(name: &str) -> bool {
+    let b = name.as_bytes();
+    let hex = |r: std::ops::Range<usize>| {
+        b.get(r).is_some_and(|s| {
+            s.iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+        })
+    };
+    b.len() == 12
+        && hex(0..4)
+        && b[4] == b':'
+        && hex(5..7)
+        && b[7] == b':'
+        && hex(8..10)
+        && b[10] == b'.'
+        && (b'0'..=b'7').contains(&b[11])
+}

@@ -1,0 +1,301 @@
+//! The configuration as written: every value optional and with its place in
+//! the text, read table by table so that one bad key does not hide the next.
+//!
+//! Numbers are read as `i64` and strings as `String` on purpose: range and
+//! form checks happen in `validate`, where the message can name the allowed
+//! values instead of serde's "expected u16".
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::Deserialize;
+use toml::Spanned;
+use toml_edit::{ImDocument, InlineTable, Item, Value};
+
+use super::error::Report;
+
+/// `[eal]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEal {
+    pub main_lcore: Option<Spanned<i64>>,
+    pub file_prefix: Option<Spanned<String>>,
+    pub hugepages: Option<Spanned<bool>>,
+    pub memory_mb: Option<Spanned<i64>>,
+    pub in_memory: Option<Spanned<bool>>,
+    pub extra_args: Option<Vec<Spanned<String>>>,
+}
+
+/// `[mempool]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMempool {
+    pub mbufs: Option<Spanned<i64>>,
+    pub cache_size: Option<Spanned<i64>>,
+    pub data_room: Option<Spanned<i64>>,
+}
+
+/// One `[[port]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPort {
+    pub name: Option<Spanned<String>>,
+    pub device: Option<Spanned<String>>,
+    pub role: Option<Spanned<String>>,
+    pub mac: Option<Spanned<String>>,
+    pub peer_mac: Option<Spanned<String>>,
+    pub addresses: Option<Vec<Spanned<String>>>,
+    pub mtu: Option<Spanned<i64>>,
+    pub rx_desc: Option<Spanned<i64>>,
+    pub tx_desc: Option<Spanned<i64>>,
+}
+
+/// One `[[worker]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorker {
+    pub lcore: Option<Spanned<i64>>,
+    pub rx: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// A table and the byte offset of its header (or of its key, for an inline
+/// table), where problems of the table as a whole are reported.
+#[derive(Debug, Default)]
+pub(super) struct Section<T> {
+    pub value: T,
+    pub at: usize,
+    /// Keys dropped after their error was reported; `"*"` when the whole
+    /// table was unreadable. Checks that depend on them stay silent rather
+    /// than report a consequence ("no name") of an error already given.
+    pub dropped: Vec<String>,
+}
+
+impl<T> Section<T> {
+    /// Whether `key` was read (or is absent): false once its error is out.
+    pub fn readable(&self, key: &str) -> bool {
+        !self.dropped.iter().any(|d| d == key || d == "*")
+    }
+
+    /// Whether every key was read.
+    pub fn sound(&self) -> bool {
+        self.dropped.is_empty()
+    }
+}
+
+/// An array of tables; `broken` when some entry could not be read at all
+/// (already reported), so that "none defined" is not said on top.
+#[derive(Debug)]
+pub(super) struct List<T> {
+    pub items: Vec<Section<T>>,
+    pub broken: bool,
+}
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            broken: false,
+        }
+    }
+}
+
+/// The whole file as written.
+#[derive(Debug, Default)]
+pub(super) struct RawConfig {
+    pub eal: Option<Section<RawEal>>,
+    pub mempool: Option<Section<RawMempool>>,
+    pub ports: List<RawPort>,
+    pub workers: List<RawWorker>,
+}
+
+const SECTIONS: &str = "`eal`, `mempool`, `port`, `worker`";
+
+/// Parses `text`; `None` when the TOML itself is broken, in which case the
+/// report holds that one error.
+pub(super) fn read(text: &str, report: &mut Report) -> Option<RawConfig> {
+    let doc = match ImDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let at = e.span().map_or(0, |s| s.start);
+            report.at(at, format!("TOML syntax error: {}", one_line(e.message())));
+            return None;
+        }
+    };
+    let root = doc.as_table();
+    let mut raw = RawConfig::default();
+    for (key, item) in root.iter() {
+        let at = root
+            .key(key)
+            .and_then(|k| k.span())
+            .or_else(|| item.span())
+            .map_or(0, |s| s.start);
+        match key {
+            "eal" => raw.eal = single(item, at, "[eal]", report),
+            "mempool" => raw.mempool = single(item, at, "[mempool]", report),
+            "port" => raw.ports = array(item, at, "[[port]]", report),
+            "worker" => raw.workers = array(item, at, "[[worker]]", report),
+            _ => report.at(
+                at,
+                format!("unknown key `{key}` at the top level, expected one of {SECTIONS}; fix its spelling or remove it"),
+            ),
+        }
+    }
+    Some(raw)
+}
+
+/// A table as an inline table (which is what the serde glue takes) with the
+/// offset of its header.
+fn as_inline(item: &Item, at: usize) -> Option<(InlineTable, usize)> {
+    match item {
+        Item::Table(t) => {
+            let at = t.span().map_or(at, |s| s.start);
+            Some((t.clone().into_inline_table(), at))
+        }
+        Item::Value(Value::InlineTable(t)) => Some((t.clone(), at)),
+        _ => None,
+    }
+}
+
+fn single<T: DeserializeOwned + Default>(
+    item: &Item,
+    at: usize,
+    name: &str,
+    report: &mut Report,
+) -> Option<Section<T>> {
+    match as_inline(item, at) {
+        Some((table, at)) => Some(table_value(table, at, name, report)),
+        None => {
+            report.at(
+                at,
+                format!("{name} must be a table; write it as {name} followed by its keys"),
+            );
+            Some(Section {
+                value: T::default(),
+                at,
+                dropped: vec!["*".to_owned()],
+            })
+        }
+    }
+}
+
+fn array<T: DeserializeOwned + Default>(
+    item: &Item,
+    at: usize,
+    name: &str,
+    report: &mut Report,
+) -> List<T> {
+    let mut list = List::default();
+    match item {
+        Item::ArrayOfTables(a) => {
+            for t in a.iter() {
+                let at = t.span().map_or(at, |s| s.start);
+                list.items
+                    .push(table_value(t.clone().into_inline_table(), at, name, report));
+            }
+        }
+        Item::Value(Value::Array(a)) => {
+            for v in a.iter() {
+                let at = v.span().map_or(at, |s| s.start);
+                match v {
+                    Value::InlineTable(t) => {
+                        list.items.push(table_value(t.clone(), at, name, report))
+                    }
+                    _ => {
+                        report.at(at, format!("each {name} entry must be a table of keys"));
+                        list.broken = true;
+                    }
+                }
+            }
+        }
+        _ => {
+            report.at(
+                at,
+                format!("{name} must be an array of tables; write each entry as {name} followed by its keys"),
+            );
+            list.broken = true;
+        }
+    }
+    list
+}
+
+/// Deserializes one table, reporting every unknown key and every value of
+/// the wrong type: serde stops at the first error, so the offending key is
+/// dropped and the table read again, which terminates because each round
+/// removes a key.
+fn table_value<T: DeserializeOwned + Default>(
+    mut table: InlineTable,
+    at: usize,
+    name: &str,
+    report: &mut Report,
+) -> Section<T> {
+    let mut dropped = Vec::new();
+    loop {
+        let e = match T::deserialize(Value::InlineTable(table.clone()).into_deserializer()) {
+            Ok(value) => return Section { value, at, dropped },
+            Err(e) => e,
+        };
+        let offset = e.span().map(|s| s.start);
+        let culprit = offset.and_then(|offset| {
+            table.iter().find_map(|(key, value)| {
+                let in_key = table
+                    .key(key)
+                    .and_then(|k| k.span())
+                    .is_some_and(|s| s.contains(&offset));
+                let in_value = value.span().is_some_and(|s| s.contains(&offset));
+                (in_key || in_value).then(|| key.to_owned())
+            })
+        });
+        let message = tidy(e.message());
+        match culprit {
+            Some(key) => {
+                let offset = offset.unwrap_or(at);
+                // An unknown key hides nothing the checks need; a known key
+                // of the wrong type does.
+                if message.starts_with("unknown field") {
+                    report.at(
+                        offset,
+                        format!("{name}: {message}; fix its spelling or remove it"),
+                    );
+                } else {
+                    report.at(offset, format!("{name} `{key}`: {message}"));
+                    dropped.push(key.clone());
+                }
+                if table.remove(&key).is_none() {
+                    dropped.push("*".to_owned());
+                    return Section {
+                        value: T::default(),
+                        at,
+                        dropped,
+                    };
+                }
+            }
+            None => {
+                report.at(offset.unwrap_or(at), format!("{name}: {message}"));
+                dropped.push("*".to_owned());
+                return Section {
+                    value: T::default(),
+                    at,
+                    dropped,
+                };
+            }
+        }
+    }
+}
+
+/// serde names Rust types; the operator writes TOML.
+fn tidy(message: &str) -> String {
+    one_line(message)
+        .replace("expected i64", "expected an integer")
+        .replace("expected a boolean", "expected true or false")
+        .replace(
+            "expected a sequence",
+            "expected an array like [\"a\", \"b\"]",
+        )
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

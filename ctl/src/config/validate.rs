@@ -1,0 +1,324 @@
+//! From the configuration as written to a [`Config`], reporting every
+//! problem with the line of the value to change.
+//!
+//! Each check runs on whatever parts are readable, so that one broken port
+//! does not hide a problem in a worker. Checks that need several parts
+//! (the mempool size) run only when those parts are sound, to avoid
+//! reporting a consequence instead of the cause.
+
+mod ports;
+mod workers;
+
+use toml::Spanned;
+
+use super::error::Report;
+use super::raw::{RawConfig, RawEal, RawMempool, Section};
+use super::{
+    Config, CpuSet, Eal, Mempool, MAX_LCORE, MBUF_HEADROOM, MEMPOOL_CACHE_MAX,
+    WORKER_MBUFS_IN_FLIGHT,
+};
+
+/// EAL options that `[eal]` and `[[port]]` already produce; passing them
+/// again in `extra_args` would contradict the file, so say which key to use.
+const CONTROLLED_EAL_OPTIONS: &[(&str, &str)] = &[
+    ("-l", "[[worker]] lcore and [eal] main_lcore"),
+    ("--lcores", "[[worker]] lcore and [eal] main_lcore"),
+    ("-c", "[[worker]] lcore and [eal] main_lcore"),
+    ("--main-lcore", "[eal] main_lcore"),
+    ("--master-lcore", "[eal] main_lcore"),
+    ("--file-prefix", "[eal] file_prefix"),
+    ("--no-huge", "[eal] hugepages = false"),
+    ("-m", "[eal] memory_mb"),
+    ("--in-memory", "[eal] in_memory = true"),
+    ("--vdev", "a [[port]] device"),
+    ("-a", "a [[port]] device"),
+    ("--allow", "a [[port]] device"),
+    ("-w", "a [[port]] device"),
+    ("--pci-whitelist", "a [[port]] device"),
+];
+
+pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option<Config> {
+    let eal = eal(raw.eal.as_ref(), cpus, r);
+    let mempool = mempool(raw.mempool.as_ref(), r);
+    let ports = ports::ports(&raw.ports, mempool.as_ref(), raw.mempool.as_ref(), r);
+    let workers = workers::workers(&raw.workers, &raw.ports.items, raw.eal.as_ref(), cpus, r);
+
+    let (eal, mempool, ports, workers) = (eal?, mempool?, ports?, workers?);
+    let config = Config {
+        eal,
+        mempool,
+        ports,
+        workers,
+    };
+    mempool_size(&config, raw, r);
+    memory_size(&config, raw, r);
+    Some(config)
+}
+
+/// Byte offset of an optional value, else of its table, else the file start.
+fn at<T>(value: Option<&Spanned<T>>, section: Option<usize>) -> usize {
+    value.map_or(section.unwrap_or(0), |v| v.span().start)
+}
+
+/// An integer setting in `lo..=hi`, or `default` when absent.
+fn int<T: TryFrom<i64>>(
+    value: Option<&Spanned<i64>>,
+    default: T,
+    lo: i64,
+    hi: i64,
+    what: &str,
+    hint: &str,
+    r: &mut Report,
+) -> Option<T> {
+    let Some(v) = value else {
+        return Some(default);
+    };
+    let n = *v.get_ref();
+    if let Some(t) = Some(n)
+        .filter(|n| (lo..=hi).contains(n))
+        .and_then(|n| T::try_from(n).ok())
+    {
+        return Some(t);
+    }
+    r.at(
+        v.span().start,
+        format!("{what} {n} is out of range; use a value in {lo}..={hi}{hint}"),
+    );
+    None
+}
+
+fn eal(raw: Option<&Section<RawEal>>, cpus: &CpuSet, r: &mut Report) -> Option<Eal> {
+    let d = Eal::default();
+    let Some(section) = raw else {
+        if !cpus.contains(d.main_lcore) {
+            r.at(
+                0,
+                format!(
+                    "main_lcore {} (the default) is not a usable CPU (usable: {cpus}); add [eal] main_lcore = one of them",
+                    d.main_lcore
+                ),
+            );
+            return None;
+        }
+        return Some(d);
+    };
+    let (e, sec) = (&section.value, Some(section.at));
+    let mut ok = section.sound();
+
+    let main_lcore = if section.readable("main_lcore") {
+        lcore_number(e.main_lcore.as_ref(), d.main_lcore, "[eal] main_lcore", r)
+    } else {
+        None
+    };
+    if let Some(lcore) = main_lcore {
+        if !cpus.contains(lcore) {
+            let default = if e.main_lcore.is_none() {
+                " (the default)"
+            } else {
+                ""
+            };
+            r.at(
+                at(e.main_lcore.as_ref(), sec),
+                format!("main_lcore {lcore}{default} is not a usable CPU (usable: {cpus}); set [eal] main_lcore to one of them"),
+            );
+            ok = false;
+        }
+    }
+
+    let file_prefix = match &e.file_prefix {
+        None => Some(d.file_prefix),
+        Some(p) => {
+            let s = p.get_ref();
+            let good = (1..=64).contains(&s.len())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                && !s.starts_with('.');
+            if good {
+                Some(s.clone())
+            } else {
+                r.at(
+                    p.span().start,
+                    format!("[eal] file_prefix {s:?} is not usable in DPDK's runtime file names; use 1 to 64 of A-Z a-z 0-9 _ . - not starting with '.'"),
+                );
+                None
+            }
+        }
+    };
+
+    let memory_mb = int(
+        e.memory_mb.as_ref(),
+        d.memory_mb,
+        1,
+        1 << 20,
+        "[eal] memory_mb",
+        " MiB",
+        r,
+    );
+
+    let mut extra_args = Vec::new();
+    for arg in e.extra_args.iter().flatten() {
+        let s = arg.get_ref();
+        let option = s.split('=').next().unwrap_or(s);
+        if s.is_empty() {
+            r.at(
+                arg.span().start,
+                "[eal] extra_args has an empty argument; remove it",
+            );
+            ok = false;
+        } else if let Some((_, key)) = CONTROLLED_EAL_OPTIONS.iter().find(|(o, _)| *o == option) {
+            r.at(
+                arg.span().start,
+                format!("[eal] extra_args {s:?} contradicts the configuration; set it with {key} instead"),
+            );
+            ok = false;
+        } else {
+            extra_args.push(s.clone());
+        }
+    }
+
+    let eal = Eal {
+        main_lcore: main_lcore?,
+        file_prefix: file_prefix?,
+        hugepages: e.hugepages.as_ref().map_or(d.hugepages, |v| *v.get_ref()),
+        memory_mb: memory_mb?,
+        in_memory: e.in_memory.as_ref().map_or(d.in_memory, |v| *v.get_ref()),
+        extra_args,
+    };
+    ok.then_some(eal)
+}
+
+/// An lcore id: DPDK refuses ids at or past `RTE_MAX_LCORE`.
+fn lcore_number(
+    value: Option<&Spanned<i64>>,
+    default: u32,
+    what: &str,
+    r: &mut Report,
+) -> Option<u32> {
+    let Some(v) = value else {
+        return Some(default);
+    };
+    let n = *v.get_ref();
+    match u32::try_from(n) {
+        Ok(lcore) if lcore < MAX_LCORE => Some(lcore),
+        _ => {
+            r.at(
+                v.span().start,
+                format!(
+                    "{what} {n} is impossible: lcores are 0..={} (RTE_MAX_LCORE is {MAX_LCORE}); use a CPU number below {MAX_LCORE}",
+                    MAX_LCORE - 1
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn mempool(raw: Option<&Section<RawMempool>>, r: &mut Report) -> Option<Mempool> {
+    let d = Mempool::default();
+    let Some(section) = raw else {
+        return Some(d);
+    };
+    let m = &section.value;
+    let mbufs = int(
+        m.mbufs.as_ref(),
+        d.mbufs,
+        1,
+        i64::from(u32::MAX),
+        "[mempool] mbufs",
+        "",
+        r,
+    );
+    let cache_size = int(
+        m.cache_size.as_ref(),
+        d.cache_size,
+        0,
+        i64::from(MEMPOOL_CACHE_MAX),
+        "[mempool] cache_size",
+        " (RTE_MEMPOOL_CACHE_MAX_SIZE is 512)",
+        r,
+    );
+    let data_room = int(
+        m.data_room.as_ref(),
+        d.data_room,
+        i64::from(MBUF_HEADROOM) + 1,
+        i64::from(u16::MAX),
+        "[mempool] data_room",
+        " (bytes, including the 128-byte headroom)",
+        r,
+    );
+    let (mbufs, cache_size, data_room) = (mbufs?, cache_size?, data_room?);
+    if !section.sound() {
+        return None;
+    }
+    // DPDK flushes a per-lcore cache at 1.5 × its size and refuses a pool
+    // whose flush threshold exceeds the pool.
+    if u64::from(cache_size) * 3 > u64::from(mbufs) * 2 {
+        r.at(
+            at(m.cache_size.as_ref(), Some(section.at)),
+            format!(
+                "[mempool] cache_size {cache_size} is more than mbufs / 1.5 ({}), which DPDK refuses; lower cache_size or raise mbufs to at least {}",
+                u64::from(mbufs) * 2 / 3,
+                (u64::from(cache_size) * 3).div_ceil(2)
+            ),
+        );
+        return None;
+    }
+    Some(Mempool {
+        mbufs,
+        cache_size,
+        data_room,
+    })
+}
+
+/// The pool must hold every mbuf that can sit in a descriptor ring or a
+/// worker at once, or RX starves silently under load.
+fn mempool_size(config: &Config, raw: &RawConfig, r: &mut Report) {
+    let needed = config.mbufs_needed();
+    let have = u64::from(config.mempool.mbufs);
+    if have >= needed {
+        return;
+    }
+    let m = raw.mempool.as_ref();
+    let place = at(m.and_then(|m| m.value.mbufs.as_ref()), m.map(|m| m.at));
+    // DPDK's rings are sized to a power of two, so 2^q - 1 wastes nothing.
+    let suggest = (needed + 1).next_power_of_two() - 1;
+    let default = if m.and_then(|m| m.value.mbufs.as_ref()).is_none() {
+        " (the default)"
+    } else {
+        ""
+    };
+    r.at(
+        place,
+        format!(
+            "mbufs {have}{default} is too few: the RX/TX descriptors of all ports and {} worker(s) × (cache_size {} + {WORKER_MBUFS_IN_FLIGHT} in flight) need {needed}; set [mempool] mbufs to at least {needed} (e.g. {suggest})",
+            config.workers.len(),
+            config.mempool.cache_size,
+        ),
+    );
+}
+
+/// Without hugepages `-m` is all the memory EAL gets, so a pool that does
+/// not fit fails at start; report it now. Per mbuf: the 128-byte
+/// `rte_mbuf`, the data room and a 64-byte mempool header.
+fn memory_size(config: &Config, raw: &RawConfig, r: &mut Report) {
+    if config.eal.hugepages {
+        return;
+    }
+    let per_mbuf = u64::from(config.mempool.data_room) + 128 + 64;
+    let bytes = u64::from(config.mempool.mbufs) * per_mbuf;
+    let mib = bytes.div_ceil(1 << 20);
+    if mib < u64::from(config.eal.memory_mb) {
+        return;
+    }
+    let e = raw.eal.as_ref();
+    let place = at(e.and_then(|e| e.value.memory_mb.as_ref()), e.map(|e| e.at));
+    r.at(
+        place,
+        format!(
+            "memory_mb {} cannot hold the mempool ({} mbufs × {per_mbuf} bytes ≈ {mib} MiB) and with hugepages = false it is a hard limit; raise memory_mb to at least {} or lower [mempool] mbufs",
+            config.eal.memory_mb,
+            config.mempool.mbufs,
+            mib + 64
+        ),
+    );
+}

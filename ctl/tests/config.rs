@@ -1,0 +1,726 @@
+//! The configuration as an operator meets it: files in, `FILE:LINE:`
+//! messages or a `Config` out.
+
+use std::path::{Path, PathBuf};
+
+use ctl::config::{load, parse, Config, CpuSet, Ipv4Cidr, MacAddr, Role, RxQueue};
+
+fn cpus(list: &str) -> CpuSet {
+    list.parse().expect("test CPU list")
+}
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// The errors of a bad file in `tests/data/`, checked with CPUs 0-3, as
+/// (line, message).
+fn errors(name: &str) -> Vec<(usize, String)> {
+    let path = data(name);
+    let errs = match load(&path, &cpus("0-3")) {
+        Ok(_) => panic!("{name} was accepted"),
+        Err(e) => e,
+    };
+    let file = path.display().to_string();
+    errs.iter()
+        .map(|e| {
+            assert_eq!(e.file, file);
+            (e.line.expect("every problem has a line"), e.message.clone())
+        })
+        .collect()
+}
+
+/// Asserts the errors are exactly at `lines`, each message containing all
+/// of its fragments (what is wrong and how to fix it).
+fn assert_errors(got: &[(usize, String)], want: &[(usize, &[&str])]) {
+    let got_lines: Vec<usize> = got.iter().map(|(l, _)| *l).collect();
+    let want_lines: Vec<usize> = want.iter().map(|(l, _)| *l).collect();
+    assert_eq!(got_lines, want_lines, "lines of {got:#?}");
+    for ((line, message), (_, fragments)) in got.iter().zip(want) {
+        for f in *fragments {
+            assert!(
+                message.contains(f),
+                "line {line}: {message:?} should contain {f:?}"
+            );
+        }
+    }
+}
+
+fn valid(name: &str, cpu_list: &str) -> Config {
+    match load(&data(name), &cpus(cpu_list)) {
+        Ok(c) => c,
+        Err(e) => panic!("{name} was refused:\n{e}"),
+    }
+}
+
+#[test]
+fn syntax_error_is_one_error_with_its_line() {
+    assert_errors(
+        &errors("syntax.toml"),
+        &[(5, &["TOML syntax error", "invalid table header", "]]"])],
+    );
+}
+
+#[test]
+fn unterminated_string_points_at_its_line() {
+    let text = "[eal]\nfile_prefix = \"tgw\n[[port]]\n";
+    let e = parse(text, "x.toml", &cpus("0-1")).unwrap_err();
+    assert_eq!(e.len(), 1, "{e}");
+    assert_eq!(e.0[0].line, Some(2), "{e}");
+}
+
+#[test]
+fn duplicate_port_names_the_first_definition() {
+    let path = data("duplicate-port.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let e = parse(&text, "examples/bad.toml", &cpus("0-3")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "examples/bad.toml:14: port \"pub0\" is defined twice (first at line 5); give each [[port]] a unique name"
+    );
+}
+
+#[test]
+fn duplicate_devices_compare_names_not_devargs() {
+    assert_errors(
+        &errors("duplicate-device.toml"),
+        &[
+            (
+                9,
+                &[
+                    "\"net_null0\"",
+                    "already used by the port at line 4",
+                    "its own device",
+                ],
+            ),
+            (
+                19,
+                &[
+                    "\"0000:03:00.0\"",
+                    "already used by the port at line 14",
+                    "its own device",
+                ],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn unknown_role_lists_the_valid_ones() {
+    // The missing underlay role is not reported on top: the unknown role is
+    // the cause.
+    assert_errors(
+        &errors("unknown-role.toml"),
+        &[(
+            10,
+            &["unknown role \"internet\"", "\"public\" or \"underlay\""],
+        )],
+    );
+}
+
+#[test]
+fn impossible_worker_lcores() {
+    assert_errors(
+        &errors("lcores.toml"),
+        &[
+            (
+                21,
+                &[
+                    "worker lcore 0 is the main lcore (line 4)",
+                    "pick another CPU",
+                ],
+            ),
+            (
+                25,
+                &[
+                    "worker lcore 5 is not a CPU",
+                    "usable: 0-3",
+                    "pick one of those",
+                ],
+            ),
+            (
+                29,
+                &[
+                    "worker lcore 1 is already used by the worker at line 17",
+                    "its own lcore",
+                ],
+            ),
+            (
+                33,
+                &[
+                    "worker lcore 200 is impossible",
+                    "RTE_MAX_LCORE is 128",
+                    "below 128",
+                ],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn worker_on_the_default_main_lcore() {
+    let text = "[[port]]\nname = \"p\"\ndevice = \"net_null0\"\nrole = \"public\"\n\
+                [[port]]\nname = \"u\"\ndevice = \"net_null1\"\nrole = \"underlay\"\n\
+                [[worker]]\nlcore = 0\nrx = [\"p:0\", \"u:0\"]\n";
+    let e = parse(text, "x.toml", &cpus("0-1")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "x.toml:10: worker lcore 0 is the main lcore (the default); the control plane runs there, so pick another CPU for the worker or another [eal] main_lcore"
+    );
+}
+
+#[test]
+fn main_lcore_must_be_usable() {
+    assert_errors(
+        &errors("main-lcore.toml"),
+        &[(
+            3,
+            &[
+                "main_lcore 7 is not a usable CPU",
+                "usable: 0-3",
+                "set [eal] main_lcore",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn unknown_keys_list_the_valid_ones() {
+    assert_errors(
+        &errors("unknown-key.toml"),
+        &[
+            (
+                4,
+                &[
+                    "[eal]",
+                    "unknown field `hugepage`",
+                    "`hugepages`",
+                    "fix its spelling",
+                ],
+            ),
+            (
+                10,
+                &[
+                    "[[port]]",
+                    "unknown field `mtuu`",
+                    "`mtu`",
+                    "`rx_desc`",
+                    "fix its spelling",
+                ],
+            ),
+            (
+                21,
+                &[
+                    "unknown key `metrics`",
+                    "`eal`, `mempool`, `port`, `worker`",
+                ],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn wrong_types_are_each_reported_and_hide_nothing_else() {
+    // No "has no rx" for the worker whose rx is a string.
+    assert_errors(
+        &errors("wrong-type.toml"),
+        &[
+            (
+                4,
+                &["[eal] `memory_mb`", "string \"512\"", "expected an integer"],
+            ),
+            (5, &["[eal] `hugepages`", "expected true or false"]),
+            (
+                11,
+                &["[[port]] `mtu`", "floating point", "expected an integer"],
+            ),
+            (20, &["[[worker]] `rx`", "expected an array"]),
+        ],
+    );
+}
+
+#[test]
+fn a_queue_polled_twice() {
+    assert_errors(
+        &errors("queue-twice.toml"),
+        &[(
+            18,
+            &[
+                "queue pub0:0 is polled twice (first by the worker on lcore 1, line 14)",
+                "exactly one worker",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn queues_must_be_contiguous_from_zero() {
+    assert_errors(
+        &errors("non-contiguous.toml"),
+        &[(
+            20,
+            &[
+                "port \"pub0\" queue 2 is polled but queue 1 is not",
+                "from 0 without gaps",
+                "\"pub0:1\"",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn every_port_is_polled() {
+    assert_errors(
+        &errors("not-polled.toml"),
+        &[(
+            8,
+            &[
+                "port \"und0\" is not polled by any worker",
+                "add \"und0:0\"",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn mempool_too_small_says_how_many_are_needed() {
+    assert_errors(
+        &errors("mempool-small.toml"),
+        &[(
+            7,
+            &[
+                "mbufs 6527 is too few",
+                "need 6528",
+                "at least 6528",
+                "8191",
+            ],
+        )],
+    );
+    // One more mbuf is enough: the formula is exact.
+    let text = std::fs::read_to_string(data("mempool-small.toml"))
+        .unwrap()
+        .replace("mbufs = 6527", "mbufs = 6528");
+    let config = parse(&text, "x.toml", &cpus("0-3")).unwrap();
+    assert_eq!(config.mbufs_needed(), 6528);
+}
+
+#[test]
+fn multiple_errors_are_reported_together() {
+    assert_errors(
+        &errors("multiple.toml"),
+        &[
+            (4, &["file_prefix \"tgw/x\"", "A-Z a-z 0-9"]),
+            (7, &["cache_size 1024 is out of range", "0..=512"]),
+            (
+                13,
+                &[
+                    "mac \"02:00:00:00:00\" is not a MAC address",
+                    "02:00:00:00:00:01",
+                ],
+            ),
+            (
+                16,
+                &["port name \"und 0\" is not allowed", "A-Z a-z 0-9 _ -"],
+            ),
+            (19, &["address \"172.168.0.1/33\"", "0..=32"]),
+            (20, &["rx_desc 1000", "power of two"]),
+            (24, &["unknown port \"und1\"", "known ports: pub0, und 0"]),
+        ],
+    );
+}
+
+#[test]
+fn display_is_one_file_line_message_per_line() {
+    let path = data("lcores.toml");
+    let e = load(&path, &cpus("0-3")).unwrap_err();
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4);
+    let prefix = format!("{}:21: ", path.display());
+    assert!(lines[0].starts_with(&prefix), "{text}");
+    assert!(!text.ends_with('\n'));
+}
+
+#[test]
+fn unreadable_file() {
+    let e = load(Path::new("/nonexistent/tgw.toml"), &cpus("0")).unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert_eq!(e.0[0].line, None);
+    let text = e.to_string();
+    assert!(
+        text.starts_with("/nonexistent/tgw.toml: cannot read: "),
+        "{text}"
+    );
+}
+
+/// A valid configuration with `extra` spliced in after line 4 (inside
+/// `[[port]] pub0`), or appended when it starts with a table header.
+fn with(extra: &str) -> Result<Config, Vec<(usize, String)>> {
+    let base = "[[port]]\nname = \"pub0\"\ndevice = \"net_null0\"\nrole = \"public\"\n";
+    let rest = "[[port]]\nname = \"und0\"\ndevice = \"net_null1\"\nrole = \"underlay\"\n\
+                [[worker]]\nlcore = 1\nrx = [\"pub0:0\", \"und0:0\"]\n";
+    let text = if extra.starts_with('[') {
+        format!("{base}{rest}{extra}")
+    } else {
+        format!("{base}{extra}{rest}")
+    };
+    parse(&text, "x.toml", &cpus("0-1")).map_err(|e| {
+        e.iter()
+            .map(|e| (e.line.unwrap_or(0), e.message.clone()))
+            .collect()
+    })
+}
+
+#[test]
+fn port_field_rules() {
+    let cases: &[(&str, &[&str])] = &[
+        ("mtu = 67\n", &["mtu 67 is out of range", "68..=9000"]),
+        ("mtu = 9001\n", &["mtu 9001 is out of range"]),
+        ("rx_desc = 32\n", &["rx_desc 32", "64..=4096"]),
+        ("tx_desc = 8192\n", &["tx_desc 8192", "power of two"]),
+        ("tx_desc = 768\n", &["tx_desc 768", "power of two"]),
+        ("mac = \"01:00:5e:00:00:01\"\n", &["not a unicast address"]),
+        (
+            "peer_mac = \"ff:ff:ff:ff:ff:ff\"\n",
+            &["peer_mac ff:ff:ff:ff:ff:ff is not a unicast"],
+        ),
+        ("peer_mac = \"00:00:00:00:00:00\"\n", &["not a unicast"]),
+        (
+            "addresses = [\"203.0.113.1\"]\n",
+            &["not an IPv4 CIDR", "203.0.113.1/24"],
+        ),
+        (
+            "addresses = [\"203.0.113.0/24\"]\n",
+            &["network address", "203.0.113.1/24"],
+        ),
+        (
+            "addresses = [\"203.0.113.255/24\"]\n",
+            &["broadcast address"],
+        ),
+        (
+            "addresses = [\"224.0.0.1/24\"]\n",
+            &["cannot be the gateway's own"],
+        ),
+        (
+            "addresses = [\"10.0.0.1/8\", \"10.0.0.1/16\"]\n",
+            &["10.0.0.1 is already assigned at line 5"],
+        ),
+        (
+            "mtu = 9000\n",
+            &["does not fit in an mbuf", "data_room to at least 9146"],
+        ),
+    ];
+    for (extra, fragments) in cases {
+        let errs = with(extra).expect_err(extra);
+        assert_errors(&errs, &[(5, fragments)]);
+    }
+}
+
+#[test]
+fn port_names_and_devices() {
+    let bad_name = "[[port]]\nname = \"a-very-long-port-name-of-33-chars\"\ndevice = \"net_null2\"\nrole = \"public\"\n";
+    let errs = with(bad_name).unwrap_err();
+    assert_errors(
+        &errs,
+        &[(13, &["port name", "1 to 32"]), (13, &["not polled"])],
+    );
+
+    for (device, fragment) in [
+        ("eth0", "neither a DPDK vdev"),
+        ("net_", "neither a DPDK vdev"),
+        ("", "neither a DPDK vdev"),
+        (
+            "03:00.0",
+            "write all of domain:bus:device.function in lowercase",
+        ),
+        ("0000:AF:00.0", "in lowercase"),
+        ("0000:03:20.0", "device number 0x20"),
+    ] {
+        let port = format!("[[port]]\nname = \"x\"\ndevice = \"{device}\"\nrole = \"public\"\n");
+        let errs = with(&port).unwrap_err();
+        assert_errors(&errs, &[(13, &["not polled"]), (14, &[fragment])]);
+    }
+}
+
+#[test]
+fn ports_of_both_roles_and_a_worker_are_required() {
+    let text = "[[port]]\nname = \"pub0\"\ndevice = \"net_null0\"\nrole = \"public\"\n";
+    let errs: Vec<(usize, String)> = parse(text, "x.toml", &cpus("0-1"))
+        .unwrap_err()
+        .iter()
+        .map(|e| (e.line.unwrap(), e.message.clone()))
+        .collect();
+    assert_errors(
+        &errs,
+        &[
+            (
+                1,
+                &[
+                    "no port has role = \"underlay\"",
+                    "add a [[port]] with role = \"underlay\"",
+                ],
+            ),
+            (1, &["no [[worker]] is defined", "add one"]),
+        ],
+    );
+    let errs: Vec<String> = parse("", "x.toml", &cpus("0-1"))
+        .unwrap_err()
+        .iter()
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("no [[port]] is defined"));
+    assert!(errs[1].starts_with("no [[worker]] is defined"));
+}
+
+#[test]
+fn mempool_cache_rules() {
+    let errs = with("[mempool]\nmbufs = 300\ncache_size = 256\n").unwrap_err();
+    assert_errors(
+        &errs,
+        &[(
+            14,
+            &[
+                "cache_size 256 is more than mbufs / 1.5 (200)",
+                "at least 384",
+            ],
+        )],
+    );
+    let errs = with("[mempool]\ndata_room = 128\n").unwrap_err();
+    assert_errors(&errs, &[(13, &["data_room 128 is out of range"])]);
+}
+
+#[test]
+fn eal_rules() {
+    let errs = with("[eal]\nmemory_mb = 16\nhugepages = false\n").unwrap_err();
+    assert_errors(
+        &errs,
+        &[(
+            13,
+            &[
+                "memory_mb 16 cannot hold the mempool",
+                "hugepages = false",
+                "at least",
+            ],
+        )],
+    );
+    // With hugepages -m is only what EAL reserves up front.
+    with("[eal]\nmemory_mb = 16\n").unwrap();
+
+    let errs = with("[eal]\nextra_args = [\"--no-shconf\", \"-l\", \"--file-prefix=x\", \"\"]\n")
+        .unwrap_err();
+    assert_errors(
+        &errs,
+        &[
+            (
+                13,
+                &[
+                    "\"-l\" contradicts",
+                    "[[worker]] lcore and [eal] main_lcore",
+                ],
+            ),
+            (13, &["\"--file-prefix=x\"", "[eal] file_prefix"]),
+            (13, &["empty argument"]),
+        ],
+    );
+}
+
+#[test]
+fn inline_tables_are_accepted_too() {
+    let text = "eal = { main_lcore = 1 }\n\
+                port = [{ name = \"p\", device = \"net_null0\", role = \"public\" },\n\
+                        { name = \"u\", device = \"net_null1\", role = \"underlay\", mtuu = 1 }]\n\
+                worker = [{ lcore = 0, rx = [\"p:0\", \"u:0\"] }]\n";
+    let e = parse(text, "x.toml", &cpus("0-1")).unwrap_err();
+    assert_eq!(e.len(), 1, "{e}");
+    assert_eq!(e.0[0].line, Some(3));
+    assert!(e.0[0].message.contains("unknown field `mtuu`"), "{e}");
+    let fixed = text.replace(", mtuu = 1", "");
+    let config = parse(&fixed, "x.toml", &cpus("0-1")).unwrap();
+    assert_eq!(config.eal.main_lcore, 1);
+    assert_eq!(config.workers[0].lcore, 0);
+}
+
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("examples/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn examples_are_valid() {
+    let files = examples();
+    let names: Vec<String> = files
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    assert!(names.contains(&"l2fwd-null.toml".to_owned()), "{names:?}");
+    assert!(names.contains(&"l2fwd-memif.toml".to_owned()), "{names:?}");
+    for path in files {
+        if let Err(e) = load(&path, &cpus("0-1")) {
+            panic!("{} is refused:\n{e}", path.display());
+        }
+    }
+}
+
+#[test]
+fn null_example_model_and_eal_args() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/l2fwd-null.toml");
+    let config = load(&path, &cpus("0-1")).unwrap();
+    assert_eq!(config.ports.len(), 2);
+    let (i, pub0) = config.port("pub0").unwrap();
+    assert_eq!(i, 0);
+    assert_eq!(pub0.role, Role::Public);
+    assert_eq!(pub0.dpdk_name(), "net_null0");
+    assert_eq!(pub0.mac, Some(MacAddr([2, 0, 0, 0, 0, 1])));
+    assert_eq!(pub0.peer_mac, None);
+    assert_eq!(
+        pub0.addresses,
+        [Ipv4Cidr {
+            addr: [1, 1, 1, 1].into(),
+            len: 24
+        }]
+    );
+    assert_eq!((pub0.mtu, pub0.rx_desc, pub0.tx_desc), (1500, 1024, 1024));
+    assert_eq!(config.ports[1].role, Role::Underlay);
+    assert_eq!(config.workers.len(), 1);
+    assert_eq!(
+        config.workers[0].rx,
+        [RxQueue { port: 0, queue: 0 }, RxQueue { port: 1, queue: 0 }]
+    );
+    assert_eq!((config.rx_queues(0), config.rx_queues(1)), (1, 1));
+    assert_eq!(config.tx_queues(), 1);
+    assert_eq!(
+        config.eal_args(),
+        [
+            "-l",
+            "0,1",
+            "--main-lcore",
+            "0",
+            "--file-prefix",
+            "tgw-null",
+            "--no-huge",
+            "-m",
+            "256",
+            "--vdev=net_null0",
+            "--vdev=net_null1",
+            "--no-pci",
+        ]
+    );
+}
+
+#[test]
+fn memif_example_names_its_devices() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/l2fwd-memif.toml");
+    let config = load(&path, &cpus("0-1")).unwrap();
+    assert_eq!(config.ports[0].dpdk_name(), "net_memif0");
+    assert_eq!(config.ports[1].dpdk_name(), "net_memif1");
+    assert!(config.ports[0]
+        .devargs()
+        .is_some_and(|a| a.contains("socket=/run/tgw/")));
+    assert!(config
+        .eal_args()
+        .iter()
+        .any(|a| a.starts_with("--vdev=net_memif0,role=server")));
+    assert!(config.eal.hugepages);
+}
+
+#[test]
+fn pci_config_eal_args_and_queues() {
+    let config = valid("pci.toml", "0-3");
+    assert!(config.ports[0].is_pci());
+    assert_eq!(config.ports[0].dpdk_name(), "0000:03:00.0");
+    assert_eq!(config.ports[0].devargs(), Some("txq_inline_max=128"));
+    assert!(!config.ports[2].is_pci());
+    assert_eq!(config.ports[2].dpdk_name(), "net_tap0");
+    assert_eq!(
+        config.eal_args(),
+        [
+            "-l",
+            "0,1,2",
+            "--main-lcore",
+            "0",
+            "--file-prefix",
+            "tgw",
+            "-m",
+            "512",
+            "--in-memory",
+            "--vdev=net_tap0,iface=tgw0",
+            "-a",
+            "0000:03:00.0,txq_inline_max=128",
+            "-a",
+            "0000:03:00.1",
+            "--log-level=pmd.net.mlx5:8",
+        ]
+    );
+    assert_eq!(
+        (
+            config.rx_queues(0),
+            config.rx_queues(1),
+            config.rx_queues(2)
+        ),
+        (2, 2, 1)
+    );
+    assert_eq!(config.rx_queues(3), 0);
+    assert_eq!(config.tx_queues(), 2);
+    // Worker order is file order: worker 0 (lcore 2) owns TX queue 0.
+    assert_eq!(config.workers[0].lcore, 2);
+    // 2×1024 + 2×1024 + 2×1024 + 2×1024 + 1×1024 + 2×1024 + 2×(256 + 64)
+    assert_eq!(config.mbufs_needed(), 11 * 1024 + 640);
+}
+
+#[test]
+fn defaults_apply() {
+    let config = with("").unwrap();
+    assert_eq!(config.eal, ctl::config::Eal::default());
+    assert_eq!(config.mempool.mbufs, 16383);
+    assert_eq!(config.mempool.cache_size, 256);
+    assert_eq!(config.mempool.data_room, 2176);
+    assert_eq!(config.eal.file_prefix, "tgw");
+    assert!(config.eal.hugepages);
+    assert_eq!(config.eal.memory_mb, 512);
+}
+
+/// No input may panic: every prefix of a valid file and every line
+/// replaced by junk is parsed to a result.
+#[test]
+fn no_panic_on_damaged_input() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/l2fwd-memif.toml"),
+    )
+    .unwrap();
+    let set = cpus("0-1");
+    for (i, _) in text.char_indices() {
+        let _ = parse(&text[..i], "x.toml", &set);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let junk = [
+        "=",
+        "[[",
+        "x = ",
+        "mtu = -1",
+        "lcore = 99999999999999",
+        "rx = [\":\", \"::\", \"p:\", \":0\", \"pub0:-1\"]",
+        "addresses = [\"/\", \"1.1.1.1/\"]",
+        "[[worker]]",
+        "[[port]]",
+        "device = \",\"",
+        "name = \"é\"",
+        "mbufs = 0",
+        "cache_size = -5",
+    ];
+    for i in 0..lines.len() {
+        for j in junk {
+            let mut damaged = lines.clone();
+            damaged[i] = j;
+            let _ = parse(&damaged.join("\n"), "x.toml", &set);
+        }
+    }
+}
