@@ -9,23 +9,44 @@
 //! name = "pub0"
 //! device = "net_null0"
 //! role = "public"
+//! addresses = ["1.1.1.1/24"]
 //! [[port]]
 //! name = "und0"
 //! device = "net_null1"
 //! role = "underlay"
+//! addresses = ["172.168.0.1/24"]
 //! [[worker]]
 //! lcore = 1
 //! rx = ["pub0:0", "und0:0"]
+//! [[tenant]]
+//! name = "t1"
+//! key = 1000
+//! hosts = ["172.168.0.11"]
+//! prefixes = ["10.0.0.0/24"]
+//! routes = [
+//!   { prefix = "10.0.0.0/24", to = "172.168.0.11" },
+//!   { prefix = "0.0.0.0/0", to = "public" },
+//! ]
+//! [[route]]
+//! prefix = "0.0.0.0/0"
+//! via = "1.1.1.254"
 //! ```
+//!
+//! `examples/reference.toml` is the whole reference scenario, with every
+//! section explained.
 //!
 //! [`parse`] and [`load`] return a [`Config`] only when the file is valid:
 //! its values are plain owned data and the cross-references (worker RX
-//! queues to ports) are indices that are known to be in range.
+//! queues, routes and neighbours to ports, tenant routes to tunnel hosts)
+//! are indices or values that are known to be in range.
 
 mod addr;
 mod error;
+mod packet;
 mod raw;
+mod routing;
 mod span;
+mod tenant;
 mod validate;
 
 use std::fmt;
@@ -33,6 +54,9 @@ use std::path::Path;
 
 pub use self::addr::{AddrError, Ipv4Cidr, MacAddr};
 pub use self::error::{ConfigError, ConfigErrors};
+pub use self::packet::{Arp, Icmp, Tcp, ARP_MAX_PENDING_RANGE, ARP_RETRY_MS_MIN};
+pub use self::routing::{Neighbour, Route};
+pub use self::tenant::{Encap, RouteTarget, Tenant, TenantRoute};
 pub use crate::cpuset::{usable_cpus, CpuSet};
 
 /// DPDK's `RTE_MAX_LCORE` in Debian's build: lcore ids are below it.
@@ -221,7 +245,10 @@ pub struct RxQueue {
 /// there is at least one public and one underlay port and one worker;
 /// every port's RX queues are `0..n`, each polled by exactly one worker;
 /// worker lcores are distinct usable CPUs other than the main lcore; the
-/// mempool covers all descriptors and worker caches.
+/// mempool covers all descriptors and worker caches; tenant names and keys
+/// are unique and every tunnel host is reachable on the underlay; routes
+/// and neighbours are on-link on their port (see [`Tenant`], [`Route`],
+/// [`Neighbour`] for the rest).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// `[eal]`.
@@ -233,6 +260,19 @@ pub struct Config {
     pub ports: Vec<Port>,
     /// `[[worker]]`, in file order; the index is the TX queue id.
     pub workers: Vec<Worker>,
+    /// `[[tenant]]`, in file order. Default none.
+    pub tenants: Vec<Tenant>,
+    /// `[[route]]`: the global routes of the public side and the underlay,
+    /// in file order. Default none.
+    pub routes: Vec<Route>,
+    /// `[[neighbour]]`: static ARP entries, in file order. Default none.
+    pub neighbours: Vec<Neighbour>,
+    /// `[icmp]`.
+    pub icmp: Icmp,
+    /// `[tcp]`.
+    pub tcp: Tcp,
+    /// `[arp]`.
+    pub arp: Arp,
 }
 
 impl Config {
@@ -258,6 +298,19 @@ impl Config {
     /// The index and settings of the port called `name`.
     pub fn port(&self, name: &str) -> Option<(usize, &Port)> {
         self.ports.iter().enumerate().find(|(_, p)| p.name == name)
+    }
+
+    /// The tenant called `name`.
+    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.name == name)
+    }
+
+    /// The global routes out of ports of `role`: the public side's table or
+    /// the underlay's.
+    pub fn routes_of(&self, role: Role) -> impl Iterator<Item = &Route> + '_ {
+        self.routes
+            .iter()
+            .filter(move |r| self.ports.get(r.port).is_some_and(|p| p.role == role))
     }
 
     /// Mbufs that the queues and worker caches can hold at once:

@@ -6,6 +6,12 @@
 //! machine.
 #![deny(unsafe_code)]
 
+pub mod counters;
 pub mod frame;
+pub mod l2fwd;
+pub mod lpm;
+pub mod wire;
 
+pub use counters::{Counter, DropReason, WorkerCounters};
 pub use frame::{Frame, VecFrame};
+pub use l2fwd::{L2Forward, Verdict};

@@ -1,1 +1,300 @@
-fn main() {}
+//! tgw-perf: measures tgw the way testpmd is measured, and testpmd beside
+//! it in the same run, so that the ratio means something on a shared,
+//! noisy machine.
+#![deny(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+mod dut;
+mod gen;
+mod profile;
+mod report;
+
+use dut::{Device, Setup};
+use gen::{GenArgs, GenResult};
+use profile::{Kind, Profile};
+use report::{Measurement, Report};
+
+/// testpmd-style throughput runs of tgw over memif, with dpdk-testpmd
+/// (macswap) measured on the same setup in the same run as the baseline.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Measure tgw and testpmd: generator on one core, the device's worker
+    /// on the other, joined by two memif links; prints a table and the
+    /// tgw/testpmd ratio.
+    Run(RunArgs),
+    /// (internal) The generator process that `run` starts.
+    #[command(hide = true)]
+    Gen(GenCli),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Seconds of measurement per device and round.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Seconds of traffic before measuring starts.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Rounds; each measures testpmd then tgw, and the median ratio is
+    /// reported.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
+    /// Traffic profile.
+    #[arg(long, default_value = "udp")]
+    profile: Kind,
+    /// Distinct flows in the traffic.
+    #[arg(long, default_value_t = 1024)]
+    flows: u32,
+    /// Frame size on the wire, FCS included.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Which devices to measure.
+    #[arg(long, value_delimiter = ',', default_value = "testpmd,tgw")]
+    devices: Vec<String>,
+    /// The tgw binary (default: next to tgw-perf, else on PATH).
+    #[arg(long)]
+    tgw: Option<PathBuf>,
+    /// The testpmd binary.
+    #[arg(long, default_value = "dpdk-testpmd")]
+    testpmd: PathBuf,
+    /// Lcore of the generator (and of the devices' main thread).
+    #[arg(long, default_value_t = 0)]
+    gen_lcore: u32,
+    /// Lcore of the device's forwarding worker.
+    #[arg(long, default_value_t = 1)]
+    worker_lcore: u32,
+    /// Run without hugepages (functional only: numbers are not comparable).
+    #[arg(long)]
+    no_huge: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct GenCli {
+    #[arg(long, num_args = 2)]
+    sockets: Vec<String>,
+    #[arg(long)]
+    file_prefix: String,
+    #[arg(long)]
+    lcore: u32,
+    #[arg(long)]
+    no_huge: bool,
+    #[arg(long)]
+    warmup: f64,
+    #[arg(long)]
+    seconds: f64,
+    #[arg(long)]
+    profile: Kind,
+    #[arg(long)]
+    flows: u32,
+    #[arg(long)]
+    size: usize,
+}
+
+fn main() {
+    let args = Args::parse();
+    let result = match args.cmd {
+        Cmd::Run(run) => run_all(&run),
+        Cmd::Gen(g) => {
+            let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];
+            gen::run(&GenArgs {
+                sockets: [a, b],
+                file_prefix: g.file_prefix,
+                lcore: g.lcore,
+                hugepages: !g.no_huge,
+                warmup: Duration::from_secs_f64(g.warmup),
+                seconds: Duration::from_secs_f64(g.seconds),
+                profile: Profile {
+                    kind: g.profile,
+                    flows: g.flows,
+                    size: g.size,
+                },
+            })
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("tgw-perf: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run_all(args: &RunArgs) -> Result<(), String> {
+    let devices: Vec<Device> = args
+        .devices
+        .iter()
+        .map(|d| match d.as_str() {
+            "tgw" => Ok(Device::Tgw),
+            "testpmd" => Ok(Device::Testpmd),
+            other => Err(format!("unknown device {other:?}; known: tgw, testpmd")),
+        })
+        .collect::<Result<_, _>>()?;
+    let hugepages = !args.no_huge && dut::hugepages_available();
+    if !args.no_huge && !hugepages {
+        eprintln!(
+            "tgw-perf: no hugepages reserved; running with --no-huge (numbers are indicative only)"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("tgw-perf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let sock = |i| dir.join(format!("memif{i}.sock")).display().to_string();
+    let setup = Setup {
+        sockets: [sock(0), sock(1)],
+        tgw: args
+            .tgw
+            .clone()
+            .unwrap_or_else(|| dut::sibling_or_path("tgw")),
+        testpmd: args.testpmd.clone(),
+        hugepages,
+        main_lcore: args.gen_lcore,
+        worker_lcore: args.worker_lcore,
+        dir: dir.clone(),
+    };
+    let profile = Profile {
+        kind: args.profile,
+        flows: args.flows,
+        size: args.size,
+    };
+
+    let mut report = Report::new(profile, hugepages);
+    let mut outcome = Ok(());
+    'rounds: for round in 0..args.rounds {
+        for &device in &devices {
+            eprintln!(
+                "tgw-perf: round {}/{}: {} for {}s",
+                round + 1,
+                args.rounds,
+                device.name(),
+                args.seconds
+            );
+            match measure(&setup, device, round, args, profile) {
+                Ok(m) => report.push(round, m),
+                Err(e) => {
+                    outcome = Err(format!(
+                        "{}: {e} (logs in {})",
+                        device.name(),
+                        dir.display()
+                    ));
+                    break 'rounds;
+                }
+            }
+        }
+    }
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.json().to_string() + "\n")
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    // TGW_PERF_KEEP=1 keeps the configs and logs of a successful run too.
+    if outcome.is_ok() && std::env::var_os("TGW_PERF_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    outcome
+}
+
+/// One device, one round: generator first (it owns the memif sockets),
+/// then the device; result from the generator; then the device stops
+/// before the generator lets go of the links.
+fn measure(
+    setup: &Setup,
+    device: Device,
+    round: u32,
+    args: &RunArgs,
+    profile: Profile,
+) -> Result<Measurement, String> {
+    for s in &setup.sockets {
+        let _ = std::fs::remove_file(s);
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let gen_prefix = format!("tgw-perf-gen-{}-{round}", std::process::id());
+    let mut gen = Command::new(exe);
+    gen.arg("gen")
+        .arg("--sockets")
+        .args(&setup.sockets)
+        .arg("--file-prefix")
+        .arg(&gen_prefix)
+        .arg("--lcore")
+        .arg(args.gen_lcore.to_string())
+        .arg("--warmup")
+        .arg(args.warmup.to_string())
+        .arg("--seconds")
+        .arg(args.seconds.to_string())
+        .arg("--profile")
+        .arg(profile.kind.to_string())
+        .arg("--flows")
+        .arg(profile.flows.to_string())
+        .arg("--size")
+        .arg(profile.size.to_string());
+    if !setup.hugepages {
+        gen.arg("--no-huge");
+    }
+    let gen_log =
+        std::fs::File::create(setup.dir.join(format!("gen-{}-{round}.log", device.name())))
+            .map_err(|e| e.to_string())?;
+    let mut gen = gen
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(gen_log)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+
+    // The generator creates the sockets; give it a moment before the
+    // device connects, so the device does not start against nothing.
+    wait_for_files(&setup.sockets, Duration::from_secs(10));
+    let running = setup.start(device, round)?;
+
+    let stdout = gen.stdout.take().ok_or("generator has no stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let limit = Duration::from_secs_f64(args.warmup + args.seconds + 40.0);
+    let line = rx.recv_timeout(limit).unwrap_or_default();
+    let stopped = running_stop(running);
+    if let Some(mut stdin) = gen.stdin.take() {
+        let _ = stdin.write_all(b"\n");
+    }
+    let _ = gen.wait();
+    dut::remove_runtime_dir(&gen_prefix);
+
+    let value: serde_json::Value = serde_json::from_str(line.trim())
+        .map_err(|_| "the generator reported no result".to_owned())?;
+    let result = GenResult::from_json(&value).ok_or("the generator's result is malformed")?;
+    let stats = stopped?;
+    Ok(Measurement::new(device, result, stats.as_ref()))
+}
+
+/// Stops the device and reads tgw's counters, if it wrote them.
+fn running_stop(running: dut::Running) -> Result<Option<serde_json::Value>, String> {
+    let stats = running.stats_json.clone();
+    running.stop(Duration::from_secs(15))?;
+    Ok(stats
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok()))
+}
+
+fn wait_for_files(paths: &[String], limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline
+        && !paths.iter().all(|p| std::path::Path::new(p).exists())
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -23,17 +23,28 @@ impl Eal {
     /// only once per process; a second call fails with `EALREADY`.
     pub fn init<S: AsRef<str>>(args: &[S]) -> Result<Eal> {
         if INITIALISED.swap(true, Ordering::SeqCst) {
-            return Err(Error { op: "rte_eal_init", errno: libc::EALREADY });
+            return Err(Error {
+                op: "rte_eal_init",
+                errno: libc::EALREADY,
+            });
         }
         let owned: Vec<CString> = std::iter::once("tgw")
             .chain(args.iter().map(AsRef::as_ref))
-            .map(|a| CString::new(a).map_err(|_| Error { op: "rte_eal_init", errno: libc::EINVAL }))
+            .map(|a| {
+                CString::new(a).map_err(|_| Error {
+                    op: "rte_eal_init",
+                    errno: libc::EINVAL,
+                })
+            })
             .collect::<Result<_>>()?;
         // EAL may permute argv, so it gets its own array of pointers; the
         // strings stay alive in `owned` for the whole process, as EAL keeps
         // pointers to some of them.
         let mut argv: Vec<*mut c_char> = owned.iter().map(|s| s.as_ptr().cast_mut()).collect();
-        let argc = i32::try_from(argv.len()).map_err(|_| Error { op: "rte_eal_init", errno: libc::E2BIG })?;
+        let argc = i32::try_from(argv.len()).map_err(|_| Error {
+            op: "rte_eal_init",
+            errno: libc::E2BIG,
+        })?;
         // SAFETY: argv holds argc valid NUL-terminated strings that outlive
         // the call (they are leaked below), and this is the first init.
         let ret = unsafe { sys::rte_eal_init(argc, argv.as_mut_ptr()) };
@@ -76,11 +87,16 @@ impl Drop for Eal {
     }
 }
 
-/// The time-stamp counter. Cheap enough to read once per burst.
+/// The time-stamp counter, read inline (no call into C): the workers read
+/// it a few times per burst.
 #[inline]
 pub fn rdtsc() -> u64 {
-    // SAFETY: reads the TSC; no preconditions.
-    unsafe { sys::tgw_rdtsc() }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: RDTSC exists on every x86_64 CPU and has no preconditions.
+    return unsafe { core::arch::x86_64::_rdtsc() };
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: reads the CPU's cycle counter through DPDK; no preconditions.
+    return unsafe { sys::tgw_rdtsc() };
 }
 
 /// TSC ticks per second, as EAL measured them at init.

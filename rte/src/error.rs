@@ -16,7 +16,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// From the return value of a call that returns `-errno` on failure.
     pub(crate) fn from_ret(op: &'static str, ret: i32) -> Self {
-        Error { op, errno: ret.saturating_abs() }
+        Error {
+            op,
+            errno: ret.saturating_abs(),
+        }
     }
 
     /// From `rte_errno`, for calls that return NULL or -1.
@@ -41,7 +44,13 @@ impl fmt::Display for Error {
         // SAFETY: rte_strerror returns a pointer to a static or thread-local
         // NUL-terminated string for any errno value.
         let text = unsafe { CStr::from_ptr(sys::rte_strerror(self.errno)) };
-        write!(f, "{}: {} (errno {})", self.op, text.to_string_lossy(), self.errno)
+        write!(
+            f,
+            "{}: {} (errno {})",
+            self.op,
+            text.to_string_lossy(),
+            self.errno
+        )
     }
 }
 

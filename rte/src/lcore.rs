@@ -50,7 +50,10 @@ impl LcoreId {
             drop(unsafe { Box::from_raw(arg.cast::<Job>()) });
             return Err(Error::from_ret("rte_eal_remote_launch", ret));
         }
-        Ok(LaunchedLcore { id: self, waited: false })
+        Ok(LaunchedLcore {
+            id: self,
+            waited: false,
+        })
     }
 
     /// The main lcore of this EAL.

@@ -42,7 +42,8 @@ impl Mbuf {
         let want = out.remaining_capacity();
         let mut raw = [std::ptr::null_mut::<sys::rte_mbuf>(); N];
         // SAFETY: raw has room for `want` ≤ N pointers; the pool is live.
-        let ret = unsafe { sys::tgw_pktmbuf_alloc_bulk(pool.as_ptr(), raw.as_mut_ptr(), want as u32) };
+        let ret =
+            unsafe { sys::tgw_pktmbuf_alloc_bulk(pool.as_ptr(), raw.as_mut_ptr(), want as u32) };
         if ret != 0 {
             return false;
         }
@@ -75,7 +76,9 @@ impl Mbuf {
     /// # Safety
     /// `raw` must be a valid mbuf that nothing else owns or frees.
     pub unsafe fn from_raw(raw: *mut sys::rte_mbuf) -> Mbuf {
-        Mbuf { raw: NonNull::new_unchecked(raw) }
+        Mbuf {
+            raw: NonNull::new_unchecked(raw),
+        }
     }
 
     /// Gives up ownership without freeing.
@@ -133,7 +136,9 @@ impl Mbuf {
     /// short.
     #[inline]
     pub fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
-        let len16 = u16::try_from(len).ok().filter(|&l| l <= self.hdr().data_off)?;
+        let len16 = u16::try_from(len)
+            .ok()
+            .filter(|&l| l <= self.hdr().data_off)?;
         let h = self.hdr_mut();
         h.data_off -= len16;
         h.data_len += len16;
@@ -145,7 +150,10 @@ impl Mbuf {
     /// segment is shorter.
     #[inline]
     pub fn adj(&mut self, len: usize) -> bool {
-        let Some(len16) = u16::try_from(len).ok().filter(|&l| l <= self.hdr().data_len) else {
+        let Some(len16) = u16::try_from(len)
+            .ok()
+            .filter(|&l| l <= self.hdr().data_len)
+        else {
             return false;
         };
         let h = self.hdr_mut();
@@ -159,7 +167,10 @@ impl Mbuf {
     /// unchanged, if it is shorter or chained.
     #[inline]
     pub fn trim(&mut self, len: usize) -> bool {
-        let Some(len16) = u16::try_from(len).ok().filter(|&l| l <= self.hdr().data_len) else {
+        let Some(len16) = u16::try_from(len)
+            .ok()
+            .filter(|&l| l <= self.hdr().data_len)
+        else {
             return false;
         };
         if self.segments() != 1 {
@@ -210,9 +221,12 @@ impl Mbuf {
     #[inline]
     pub fn rss_hash(&self) -> Option<u32> {
         let h = self.hdr();
-        // SAFETY: the union holds plain integers; the flag says rss is the
-        // one the driver wrote.
-        (h.ol_flags & u64::from(sys::RTE_MBUF_F_RX_RSS_HASH) != 0).then(|| unsafe { h.__bindgen_anon_2.hash.rss })
+        if h.ol_flags & u64::from(sys::RTE_MBUF_F_RX_RSS_HASH) == 0 {
+            return None;
+        }
+        // SAFETY: the union holds plain integers, and the flag says rss is
+        // the member the driver wrote.
+        Some(unsafe { h.__bindgen_anon_2.hash.rss })
     }
 
     /// Sets the length of a fresh single-segment frame to `len` bytes,

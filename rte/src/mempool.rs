@@ -27,9 +27,14 @@ impl Mempool {
     /// included), a per-lcore cache of `cache` and no private area, on the
     /// NUMA socket `socket` (`-1` for any).
     pub fn new(name: &str, size: u32, cache: u32, data_room: u16, socket: i32) -> Result<Mempool> {
-        let cname = CString::new(name).map_err(|_| Error { op: "rte_pktmbuf_pool_create", errno: libc::EINVAL })?;
+        let cname = CString::new(name).map_err(|_| Error {
+            op: "rte_pktmbuf_pool_create",
+            errno: libc::EINVAL,
+        })?;
         // SAFETY: cname is a valid C string for the call; DPDK copies it.
-        let raw = unsafe { sys::rte_pktmbuf_pool_create(cname.as_ptr(), size, cache, 0, data_room, socket) };
+        let raw = unsafe {
+            sys::rte_pktmbuf_pool_create(cname.as_ptr(), size, cache, 0, data_room, socket)
+        };
         let raw = NonNull::new(raw).ok_or_else(|| Error::last("rte_pktmbuf_pool_create"))?;
         Ok(Mempool { raw, size })
     }

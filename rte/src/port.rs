@@ -27,7 +27,11 @@ pub struct MacAddr(pub [u8; 6]);
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
     }
 }
 
@@ -43,8 +47,6 @@ pub struct PortConf {
     pub rx_desc: u16,
     pub tx_desc: u16,
     pub mtu: u16,
-    /// Replace the port's MAC address.
-    pub mac: Option<MacAddr>,
     /// Receive frames for any destination MAC (virtual ports often need it).
     pub promiscuous: bool,
 }
@@ -95,12 +97,18 @@ impl Port {
     /// The port DPDK created for device `name` (a vdev name such as
     /// `net_memif0`, or a PCI address).
     pub fn by_name(name: &str) -> Result<Port> {
-        let cname = CString::new(name).map_err(|_| Error { op: "rte_eth_dev_get_port_by_name", errno: libc::EINVAL })?;
+        let cname = CString::new(name).map_err(|_| Error {
+            op: "rte_eth_dev_get_port_by_name",
+            errno: libc::EINVAL,
+        })?;
         let mut id = 0u16;
         // SAFETY: cname is a valid C string; id is a valid out pointer.
         let ret = unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
         Error::check("rte_eth_dev_get_port_by_name", ret)?;
-        Ok(Port { id: PortId(id), started: false })
+        Ok(Port {
+            id: PortId(id),
+            started: false,
+        })
     }
 
     pub fn id(&self) -> PortId {
@@ -117,7 +125,9 @@ impl Port {
             String::new()
         } else {
             // SAFETY: a non-null driver_name is a static C string.
-            unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(info.driver_name) }
+                .to_string_lossy()
+                .into_owned()
         };
         Ok(PortInfo {
             driver,
@@ -134,7 +144,11 @@ impl Port {
     /// Configures queues, RSS and MTU, and sets the queues up with `pool`
     /// for receive buffers. Returns the queue handles, each to be moved to
     /// the one lcore that will poll it. The port is left stopped.
-    pub fn configure(&mut self, conf: &PortConf, pool: &Mempool) -> Result<(Vec<RxQueue>, Vec<TxQueue>)> {
+    pub fn configure(
+        &mut self,
+        conf: &PortConf,
+        pool: &Mempool,
+    ) -> Result<(Vec<RxQueue>, Vec<TxQueue>)> {
         let info = self.info()?;
         let mut eth = sys::rte_eth_conf::default();
         let rss_hf = RSS_IPV4 & info.rss_offloads;
@@ -143,19 +157,14 @@ impl Port {
             eth.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
         // SAFETY: eth is a valid configuration; the port is stopped.
-        let ret = unsafe { sys::rte_eth_dev_configure(self.id.0, conf.rx_queues, conf.tx_queues, &eth) };
+        let ret =
+            unsafe { sys::rte_eth_dev_configure(self.id.0, conf.rx_queues, conf.tx_queues, &eth) };
         Error::check("rte_eth_dev_configure", ret)?;
 
         if info.max_mtu >= conf.mtu && conf.mtu >= info.min_mtu {
             // SAFETY: plain call on a configured port. Virtual devices may
             // not implement it; the MTU is then whatever they carry.
             let _ = unsafe { sys::rte_eth_dev_set_mtu(self.id.0, conf.mtu) };
-        }
-        if let Some(mac) = conf.mac {
-            let mut addr = sys::rte_ether_addr { addr_bytes: mac.0 };
-            // SAFETY: addr is valid for the call.
-            let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(self.id.0, &mut addr) };
-            Error::check("rte_eth_dev_default_mac_addr_set", ret)?;
         }
 
         // SAFETY: plain getter on a valid port; -1 (any socket) is accepted.
@@ -167,17 +176,32 @@ impl Port {
             // rxconf means the driver's defaults; the pool outlives the port
             // in the daemon (it is dropped after the ports are closed).
             let ret = unsafe {
-                sys::rte_eth_rx_queue_setup(self.id.0, q, conf.rx_desc, socket, std::ptr::null(), pool.as_ptr())
+                sys::rte_eth_rx_queue_setup(
+                    self.id.0,
+                    q,
+                    conf.rx_desc,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
             };
             Error::check("rte_eth_rx_queue_setup", ret)?;
-            rx.push(RxQueue { port: self.id, queue: QueueId(q) });
+            rx.push(RxQueue {
+                port: self.id,
+                queue: QueueId(q),
+            });
         }
         let mut tx = Vec::with_capacity(usize::from(conf.tx_queues));
         for q in 0..conf.tx_queues {
             // SAFETY: as above, for TX.
-            let ret = unsafe { sys::rte_eth_tx_queue_setup(self.id.0, q, conf.tx_desc, socket, std::ptr::null()) };
+            let ret = unsafe {
+                sys::rte_eth_tx_queue_setup(self.id.0, q, conf.tx_desc, socket, std::ptr::null())
+            };
             Error::check("rte_eth_tx_queue_setup", ret)?;
-            tx.push(TxQueue { port: self.id, queue: QueueId(q) });
+            tx.push(TxQueue {
+                port: self.id,
+                queue: QueueId(q),
+            });
         }
         if conf.promiscuous {
             // SAFETY: plain call; not every virtual device supports it.
@@ -206,6 +230,15 @@ impl Port {
         Error::check("rte_eth_dev_stop", ret).map(drop)
     }
 
+    /// Replaces the port's MAC address. Some virtual devices (pcap, null)
+    /// cannot, and answer `ENOTSUP`.
+    pub fn set_mac(&mut self, mac: MacAddr) -> Result<()> {
+        let mut addr = sys::rte_ether_addr { addr_bytes: mac.0 };
+        // SAFETY: addr is valid for the call; the port id is valid.
+        let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(self.id.0, &mut addr) };
+        Error::check("rte_eth_dev_default_mac_addr_set", ret).map(drop)
+    }
+
     /// The port's MAC address.
     pub fn mac(&self) -> Result<MacAddr> {
         let mut addr = sys::rte_ether_addr::default();
@@ -220,7 +253,10 @@ impl Port {
         // SAFETY: link is a valid out struct; nowait never blocks.
         let ret = unsafe { sys::rte_eth_link_get_nowait(self.id.0, &mut link) };
         Error::check("rte_eth_link_get_nowait", ret)?;
-        Ok(LinkStatus { up: link.link_status() != 0, speed_mbps: link.link_speed })
+        Ok(LinkStatus {
+            up: link.link_status() != 0,
+            speed_mbps: link.link_speed,
+        })
     }
 
     pub fn stats(&self) -> Result<PortStats> {
@@ -276,6 +312,10 @@ impl Drop for Port {
 }
 
 /// A receive queue: one per polling lcore, never shared.
+///
+/// A queue handle may outlive its port's start: DPDK 22.11 points a stopped
+/// or closed port's burst functions at dummies that return 0, so a burst
+/// after `stop` receives nothing rather than touching freed queues.
 #[derive(Debug)]
 pub struct RxQueue {
     port: PortId,
@@ -340,7 +380,12 @@ impl TxQueue {
         // to the driver, so they are removed without running Drop.
         let sent = unsafe {
             let p = pkts.as_mut_ptr().cast::<*mut sys::rte_mbuf>();
-            usize::from(sys::tgw_eth_tx_burst(self.port.0, self.queue.0, p, n as u16))
+            usize::from(sys::tgw_eth_tx_burst(
+                self.port.0,
+                self.queue.0,
+                p,
+                n as u16,
+            ))
         };
         if sent > 0 {
             // SAFETY: the first `sent` entries belong to the driver now; the

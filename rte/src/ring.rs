@@ -23,10 +23,15 @@ impl Ring {
     /// A multi-producer, multi-consumer ring of `size` slots (a power of
     /// two; it holds `size - 1`).
     pub fn new(name: &str, size: u32) -> Result<Ring> {
-        let cname = CString::new(name).map_err(|_| Error { op: "rte_ring_create", errno: libc::EINVAL })?;
+        let cname = CString::new(name).map_err(|_| Error {
+            op: "rte_ring_create",
+            errno: libc::EINVAL,
+        })?;
         // SAFETY: cname is valid for the call; -1 means any NUMA socket.
         let raw = unsafe { sys::rte_ring_create(cname.as_ptr(), size, -1, 0) };
-        NonNull::new(raw).map(|raw| Ring { raw }).ok_or_else(|| Error::last("rte_ring_create"))
+        NonNull::new(raw)
+            .map(|raw| Ring { raw })
+            .ok_or_else(|| Error::last("rte_ring_create"))
     }
 
     /// Enqueues as many frames of `burst` as fit, from the front; the rest
@@ -38,7 +43,9 @@ impl Ring {
         // rest shift to the front.
         unsafe {
             let p = burst.as_mut_ptr();
-            let done = sys::tgw_ring_enqueue_burst(self.raw.as_ptr(), p.cast::<*mut c_void>(), n as u32) as usize;
+            let done =
+                sys::tgw_ring_enqueue_burst(self.raw.as_ptr(), p.cast::<*mut c_void>(), n as u32)
+                    as usize;
             std::ptr::copy(p.add(done), p, n - done);
             burst.set_len(n - done);
             done

@@ -19,15 +19,49 @@ struct Env {
 fn env() -> (&'static Eal, MutexGuard<'static, ()>) {
     static ENV: OnceLock<Env> = OnceLock::new();
     let env = ENV.get_or_init(|| {
+        sweep_stale_runtime_dirs();
         let prefix = format!("--file-prefix=rte-test-{}", std::process::id());
         let args = [
-            "-l", "0,1", "--no-huge", "-m", "256", "--no-shconf", "--no-pci", "--log-level=lib.eal:error",
-            &prefix, "--vdev=net_ring0", "--vdev=net_null0",
+            "-l",
+            "0,1",
+            "--no-huge",
+            "-m",
+            "256",
+            "--no-shconf",
+            "--no-pci",
+            "--log-level=lib.eal:error",
+            &prefix,
+            "--vdev=net_ring0",
+            "--vdev=net_null0",
         ];
-        Env { eal: Eal::init(&args).expect("EAL init"), serial: Mutex::new(()) }
+        Env {
+            eal: Eal::init(&args).expect("EAL init"),
+            serial: Mutex::new(()),
+        }
     });
     env.eal.register_thread().expect("register thread");
-    (&env.eal, env.serial.lock().unwrap_or_else(|e| e.into_inner()))
+    (
+        &env.eal,
+        env.serial.lock().unwrap_or_else(|e| e.into_inner()),
+    )
+}
+
+/// EAL leaves its runtime directory behind even with --no-shconf, and a
+/// test binary has no moment after its last test to remove its own; so
+/// each run removes those of earlier runs whose process is gone.
+fn sweep_stale_runtime_dirs() {
+    let Ok(entries) = std::fs::read_dir("/var/run/dpdk") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("rte-test-") else {
+            continue;
+        };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn pool(name: &str, n: u32) -> Mempool {
@@ -59,7 +93,10 @@ fn mbufs_go_home_after_alloc_prepend_trim_and_drop() {
         assert_eq!(m.len(), 74);
         assert_eq!(m.headroom(), head - 14);
         assert_eq!(&m[..14], &[0x11; 14]);
-        assert!(m.prepend(4096).is_none(), "prepend past the headroom must fail");
+        assert!(
+            m.prepend(4096).is_none(),
+            "prepend past the headroom must fail"
+        );
         assert_eq!(m.len(), 74, "a failed prepend changes nothing");
         assert!(m.adj(14));
         assert_eq!(&m[..], &[0xab; 60]);
@@ -86,7 +123,10 @@ fn alloc_bulk_is_all_or_nothing() {
     let _g = env();
     let pool = pool("short", 20);
     let mut burst = Burst::new();
-    assert!(!Mbuf::alloc_bulk(&pool, &mut burst), "20 mbufs cannot fill a burst of 32");
+    assert!(
+        !Mbuf::alloc_bulk(&pool, &mut burst),
+        "20 mbufs cannot fill a burst of 32"
+    );
     assert!(burst.is_empty());
     assert_eq!(pool.available(), 20);
     let mut small: ArrayVec<Mbuf, 8> = ArrayVec::new();
@@ -103,7 +143,14 @@ fn partial_tx_returns_what_the_port_did_not_take() {
     // long enough TX run fills it and the port starts refusing frames.
     let pool = pool("tx", 4095);
     let mut port = Port::by_name("net_ring0").expect("net_ring0");
-    let conf = PortConf { rx_queues: 1, tx_queues: 1, rx_desc: 128, tx_desc: 128, mtu: 1500, mac: None, promiscuous: false };
+    let conf = PortConf {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: 128,
+        tx_desc: 128,
+        mtu: 1500,
+        promiscuous: false,
+    };
     let (mut rx, mut tx) = port.configure(&conf, &pool).expect("configure");
     port.start().expect("start");
     let (rxq, txq) = (&mut rx[0], &mut tx[0]);
@@ -122,7 +169,11 @@ fn partial_tx_returns_what_the_port_did_not_take() {
     }
     assert!(refused > 0, "the ring must fill up and refuse frames");
     assert_eq!(sent + refused, 64 * 32);
-    assert_eq!(pool.in_use() as usize, sent, "refused frames went back to the pool");
+    assert_eq!(
+        pool.in_use() as usize,
+        sent,
+        "refused frames went back to the pool"
+    );
 
     let mut received = 0;
     for _ in 0..10_000 {
@@ -150,8 +201,16 @@ fn null_port_reports_mac_link_and_counters() {
     let info = port.info().expect("info");
     assert_eq!(info.driver, "net_null");
     let mac = rte::MacAddr([0x02, 0, 0, 0, 0, 0x42]);
-    let conf = PortConf { rx_queues: 1, tx_queues: 1, rx_desc: 256, tx_desc: 256, mtu: 1500, mac: Some(mac), promiscuous: true };
+    let conf = PortConf {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: 256,
+        tx_desc: 256,
+        mtu: 1500,
+        promiscuous: true,
+    };
     let (_rx, mut tx) = port.configure(&conf, &pool).expect("configure");
+    port.set_mac(mac).expect("net_null takes a MAC");
     port.start().expect("start");
     assert_eq!(port.mac().unwrap(), mac);
     assert!(port.link().unwrap().up);
@@ -163,7 +222,11 @@ fn null_port_reports_mac_link_and_counters() {
     assert_eq!(tx[0].tx_burst(&mut burst), 32);
     let stats = port.stats().unwrap();
     assert_eq!(stats.opackets, 32);
-    assert!(port.xstats().unwrap().iter().any(|(name, v)| name == "tx_good_packets" && *v == 32));
+    assert!(port
+        .xstats()
+        .unwrap()
+        .iter()
+        .any(|(name, v)| name == "tx_good_packets" && *v == 32));
     port.stop().unwrap();
     drop(port);
     assert_eq!(pool.in_use(), 0);
@@ -196,7 +259,9 @@ fn a_panicking_lcore_job_is_reported_not_unwound_into_c() {
     let job = LcoreId(1).launch(|| panic!("worker bug")).expect("launch");
     assert!(job.wait().is_err());
     let (tx, rx) = std::sync::mpsc::channel();
-    let job = LcoreId(1).launch(move || tx.send(rte::rdtsc()).unwrap()).expect("launch again");
+    let job = LcoreId(1)
+        .launch(move || tx.send(rte::rdtsc()).unwrap())
+        .expect("launch again");
     assert!(job.wait().is_ok());
     assert!(rx.recv().unwrap() > 0);
 }

@@ -5,10 +5,10 @@
 //! form checks happen in `validate`, where the message can name the allowed
 //! values instead of serde's "expected u16".
 
-use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::de::{DeserializeOwned, IgnoredAny, IntoDeserializer};
 use serde::Deserialize;
 use toml::Spanned;
-use toml_edit::{ImDocument, InlineTable, Item, Value};
+use toml_edit::{ImDocument, InlineTable, Item, TableLike, Value};
 
 use super::error::Report;
 
@@ -54,6 +54,78 @@ pub(super) struct RawPort {
 pub(super) struct RawWorker {
     pub lcore: Option<Spanned<i64>>,
     pub rx: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// One `[[tenant]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenant {
+    pub name: Option<Spanned<String>>,
+    pub key: Option<Spanned<i64>>,
+    pub encap: Option<Spanned<String>>,
+    pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub prefixes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub mac: Option<Spanned<String>>,
+    // `routes = [...]` and `[[tenant.route]]` are read apart, into
+    // `route_list`, so that each route's problems carry its own line (a
+    // sub-table loses its span when serde is handed the tenant). They are
+    // named here so that a misspelt key is told they exist.
+    #[serde(rename = "routes")]
+    _routes: Option<IgnoredAny>,
+    #[serde(rename = "route")]
+    _route: Option<IgnoredAny>,
+    #[serde(skip)]
+    pub route_list: List<RawTenantRoute>,
+}
+
+/// One route of a tenant as written, from either form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenantRoute {
+    pub prefix: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+}
+
+/// One `[[route]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub prefix: Option<Spanned<String>>,
+    pub via: Option<Spanned<String>>,
+    pub port: Option<Spanned<String>>,
+}
+
+/// One `[[neighbour]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNeighbour {
+    pub port: Option<Spanned<String>>,
+    pub ip: Option<Spanned<String>>,
+    pub mac: Option<Spanned<String>>,
+}
+
+/// `[icmp]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIcmp {
+    pub rate_per_sec: Option<Spanned<i64>>,
+    pub burst: Option<Spanned<i64>>,
+}
+
+/// `[tcp]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTcp {
+    pub mss_clamp: Option<Spanned<bool>>,
+}
+
+/// `[arp]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawArp {
+    pub reachable_s: Option<Spanned<i64>>,
+    pub retry_ms: Option<Spanned<i64>>,
+    pub max_pending: Option<Spanned<i64>>,
 }
 
 /// A table and the byte offset of its header (or of its key, for an inline
@@ -104,9 +176,16 @@ pub(super) struct RawConfig {
     pub mempool: Option<Section<RawMempool>>,
     pub ports: List<RawPort>,
     pub workers: List<RawWorker>,
+    pub tenants: List<RawTenant>,
+    pub routes: List<RawRoute>,
+    pub neighbours: List<RawNeighbour>,
+    pub icmp: Option<Section<RawIcmp>>,
+    pub tcp: Option<Section<RawTcp>>,
+    pub arp: Option<Section<RawArp>>,
 }
 
-const SECTIONS: &str = "`eal`, `mempool`, `port`, `worker`";
+const SECTIONS: &str =
+    "`eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `icmp`, `tcp`, `arp`";
 
 /// Parses `text`; `None` when the TOML itself is broken, in which case the
 /// report holds that one error.
@@ -132,6 +211,12 @@ pub(super) fn read(text: &str, report: &mut Report) -> Option<RawConfig> {
             "mempool" => raw.mempool = single(item, at, "[mempool]", report),
             "port" => raw.ports = array(item, at, "[[port]]", report),
             "worker" => raw.workers = array(item, at, "[[worker]]", report),
+            "tenant" => raw.tenants = tenants(item, at, report),
+            "route" => raw.routes = array(item, at, "[[route]]", report),
+            "neighbour" => raw.neighbours = array(item, at, "[[neighbour]]", report),
+            "icmp" => raw.icmp = single(item, at, "[icmp]", report),
+            "tcp" => raw.tcp = single(item, at, "[tcp]", report),
+            "arp" => raw.arp = single(item, at, "[arp]", report),
             _ => report.at(
                 at,
                 format!("unknown key `{key}` at the top level, expected one of {SECTIONS}; fix its spelling or remove it"),
@@ -182,22 +267,62 @@ fn array<T: DeserializeOwned + Default>(
     name: &str,
     report: &mut Report,
 ) -> List<T> {
+    entries(item, at, name, report, |_, table, at, report| {
+        table_value(table, at, name, report)
+    })
+}
+
+/// Each `[[tenant]]`, with its routes read from the tenant as written.
+fn tenants(item: &Item, at: usize, report: &mut Report) -> List<RawTenant> {
+    const NAME: &str = "[[tenant]]";
+    entries(item, at, NAME, report, |written, table, at, report| {
+        let mut tenant: Section<RawTenant> = table_value(table, at, NAME, report);
+        tenant.value.route_list = tenant_routes(written, at, report);
+        tenant
+    })
+}
+
+/// A tenant's `routes = [...]` and `[[tenant.route]]` entries together, in
+/// file order: both forms are the same routes to the operator.
+fn tenant_routes(tenant: &dyn TableLike, at: usize, report: &mut Report) -> List<RawTenantRoute> {
+    let mut list = List::default();
+    for key in ["routes", "route"] {
+        let Some((k, item)) = tenant.get_key_value(key) else {
+            continue;
+        };
+        let at = k.span().or_else(|| item.span()).map_or(at, |s| s.start);
+        let part: List<RawTenantRoute> = array(item, at, "[[tenant.route]]", report);
+        list.items.extend(part.items);
+        list.broken |= part.broken;
+    }
+    list.items.sort_by_key(|s| s.at);
+    list
+}
+
+/// The entries of an array of tables, in either TOML form; `read` gets
+/// each entry as written and as the inline table that serde takes, with
+/// the offset of its header.
+fn entries<T>(
+    item: &Item,
+    at: usize,
+    name: &str,
+    report: &mut Report,
+    mut read: impl FnMut(&dyn TableLike, InlineTable, usize, &mut Report) -> Section<T>,
+) -> List<T> {
     let mut list = List::default();
     match item {
         Item::ArrayOfTables(a) => {
             for t in a.iter() {
                 let at = t.span().map_or(at, |s| s.start);
                 list.items
-                    .push(table_value(t.clone().into_inline_table(), at, name, report));
+                    .push(read(t, t.clone().into_inline_table(), at, report));
             }
         }
         Item::Value(Value::Array(a)) => {
             for v in a.iter() {
                 let at = v.span().map_or(at, |s| s.start);
                 match v {
-                    Value::InlineTable(t) => {
-                        list.items.push(table_value(t.clone(), at, name, report))
-                    }
+                    Value::InlineTable(t) => list.items.push(read(t, t.clone(), at, report)),
                     _ => {
                         report.at(at, format!("each {name} entry must be a table of keys"));
                         list.broken = true;

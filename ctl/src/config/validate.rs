@@ -6,15 +6,21 @@
 //! (the mempool size) run only when those parts are sound, to avoid
 //! reporting a consequence instead of the cause.
 
+mod addrs;
+mod links;
+mod neighbours;
+mod packet;
 mod ports;
+mod routes;
+mod tenants;
 mod workers;
 
 use toml::Spanned;
 
 use super::error::Report;
-use super::raw::{RawConfig, RawEal, RawMempool, Section};
+use super::raw::{List, RawConfig, RawEal, RawMempool, RawPort, Section};
 use super::{
-    Config, CpuSet, Eal, Mempool, MAX_LCORE, MBUF_HEADROOM, MEMPOOL_CACHE_MAX,
+    Config, CpuSet, Eal, Mempool, Role, MAX_LCORE, MBUF_HEADROOM, MEMPOOL_CACHE_MAX,
     WORKER_MBUFS_IN_FLIGHT,
 };
 
@@ -42,17 +48,55 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
     let mempool = mempool(raw.mempool.as_ref(), r);
     let ports = ports::ports(&raw.ports, mempool.as_ref(), raw.mempool.as_ref(), r);
     let workers = workers::workers(&raw.workers, &raw.ports.items, raw.eal.as_ref(), cpus, r);
+    let routes = routes::routes(&raw.routes, ports.as_deref(), r);
+    let neighbours = neighbours::neighbours(&raw.neighbours, ports.as_deref(), r);
+    let context = tenants::Context {
+        ports: ports.as_deref(),
+        routes: routes.as_deref(),
+        public: has_role(&raw.ports, Role::Public),
+    };
+    let tenants = tenants::tenants(&raw.tenants, &context, r);
+    let icmp = packet::icmp(raw.icmp.as_ref(), r);
+    let tcp = packet::tcp(raw.tcp.as_ref());
+    let arp = packet::arp(raw.arp.as_ref(), r);
 
-    let (eal, mempool, ports, workers) = (eal?, mempool?, ports?, workers?);
     let config = Config {
-        eal,
-        mempool,
-        ports,
-        workers,
+        eal: eal?,
+        mempool: mempool?,
+        ports: ports?,
+        workers: workers?,
+        tenants: tenants?,
+        routes: routes?,
+        neighbours: neighbours?,
+        icmp: icmp?,
+        tcp: tcp?,
+        arp: arp?,
     };
     mempool_size(&config, raw, r);
     memory_size(&config, raw, r);
     Some(config)
+}
+
+/// Whether some port has `role`; `None` while a role is unreadable, since
+/// it may be the one.
+fn has_role(ports: &List<RawPort>, role: Role) -> Option<bool> {
+    let mut known = !ports.broken;
+    for p in &ports.items {
+        match &p.value.role {
+            Some(v) if v.get_ref() == role.as_str() => return Some(true),
+            Some(v) if Role::ALL.iter().any(|r| r.as_str() == v.get_ref()) => {}
+            _ => known = false,
+        }
+    }
+    known.then_some(false)
+}
+
+/// Names of ports and tenants: safe in logs, metrics labels and the
+/// control socket's commands.
+fn valid_name(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Byte offset of an optional value, else of its table, else the file start.

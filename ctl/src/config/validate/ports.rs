@@ -5,10 +5,11 @@ use std::net::Ipv4Addr;
 
 use toml::Spanned;
 
-use super::{int, Report};
+use super::addrs::mac_addr;
+use super::{has_role, int, valid_name, Report};
 use crate::config::raw::{List, RawMempool, RawPort, Section};
 use crate::config::{
-    device_name, is_pci_address, Ipv4Cidr, MacAddr, Mempool, Port, Role, DEFAULT_DESC, DEFAULT_MTU,
+    device_name, is_pci_address, Ipv4Cidr, Mempool, Port, Role, DEFAULT_DESC, DEFAULT_MTU,
     DESC_RANGE, ETHER_OVERHEAD, MBUF_HEADROOM, MTU_RANGE,
 };
 
@@ -59,7 +60,7 @@ pub(super) fn ports(
             }
             Some(n) => {
                 let s = n.get_ref().as_str();
-                if !valid_port_name(s) {
+                if !valid_name(s) {
                     r.at(
                         n.span().start,
                         format!("port name {s:?} is not allowed; use 1 to 32 of A-Z a-z 0-9 _ -"),
@@ -183,22 +184,8 @@ pub(super) fn ports(
         }
     }
 
-    // A role that could not be read may be the missing one.
-    let roles_known = !list.broken
-        && raw.iter().all(|s| {
-            s.value
-                .role
-                .as_ref()
-                .is_some_and(|v| Role::ALL.iter().any(|r| r.as_str() == v.get_ref()))
-        });
     for role in Role::ALL {
-        let has = raw.iter().any(|s| {
-            s.value
-                .role
-                .as_ref()
-                .is_some_and(|v| v.get_ref() == role.as_str())
-        });
-        if roles_known && !has {
+        if has_role(list, role) == Some(false) {
             r.at(
                 raw.first().map_or(0, |s| s.at),
                 format!("no port has role = \"{role}\"; tgw forwards between public and underlay ports, so add a [[port]] with role = \"{role}\""),
@@ -207,12 +194,6 @@ pub(super) fn ports(
         }
     }
     ok.then_some(out)
-}
-
-fn valid_port_name(s: &str) -> bool {
-    (1..=32).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn device<'a>(
@@ -278,37 +259,6 @@ fn looks_like_pci(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-}
-
-/// A MAC that can be a port's address or a next hop: unicast and not zero.
-/// `Some(None)` when absent, `None` when wrong.
-fn mac_addr(
-    value: Option<&Spanned<String>>,
-    label: &str,
-    key: &str,
-    r: &mut Report,
-) -> Option<Option<MacAddr>> {
-    let Some(v) = value else {
-        return Some(None);
-    };
-    let s = v.get_ref();
-    match s.parse::<MacAddr>() {
-        Err(e) => {
-            r.at(
-                v.span().start,
-                format!("{label}: {key} {s:?} is not a MAC address; {e}"),
-            );
-            None
-        }
-        Ok(mac) if mac.is_multicast() || mac.is_zero() => {
-            r.at(
-                v.span().start,
-                format!("{label}: {key} {mac} is not a unicast address; use one with the lowest bit of the first byte clear and not all zero, e.g. 02:00:00:00:00:01"),
-            );
-            None
-        }
-        Ok(mac) => Some(Some(mac)),
-    }
 }
 
 /// A gateway address on a port: a host of its subnet, not used elsewhere.

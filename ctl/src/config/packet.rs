@@ -1,0 +1,74 @@
+//! Settings of the packet path that are not tables: generated ICMP, TCP
+//! MSS clamping and the ARP resolver's timers.
+
+use std::ops::RangeInclusive;
+
+/// Allowed [`Arp::max_pending`]: at least one frame must wait for the
+/// answer, and more than 64 per neighbour only hoards mbufs.
+pub const ARP_MAX_PENDING_RANGE: RangeInclusive<u16> = 1..=64;
+/// Smallest [`Arp::retry_ms`]: faster retries flood a link whose neighbour
+/// is simply down.
+pub const ARP_RETRY_MS_MIN: u32 = 10;
+
+/// `[icmp]`: the ICMP errors the gateway generates itself (Time Exceeded,
+/// Fragmentation Needed, unreachables). Echo replies are not limited here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Icmp {
+    /// Errors a worker may generate per second, refilling a token bucket
+    /// (RFC 1812 4.3.2.8 asks routers to limit them). 0 disables generated
+    /// errors. Default 1000.
+    pub rate_per_sec: u32,
+    /// Depth of the bucket: errors that may go out at once after a quiet
+    /// period. At least 1 unless `rate_per_sec` is 0. Default 50.
+    pub burst: u32,
+}
+
+impl Default for Icmp {
+    fn default() -> Self {
+        Self {
+            rate_per_sec: 1000,
+            burst: 50,
+        }
+    }
+}
+
+/// `[tcp]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tcp {
+    /// Lower the MSS option of TCP SYNs that cross the gateway so that a
+    /// full segment fits the path MTU with the GRE overhead counted; spares
+    /// the hosts the Fragmentation Needed round trip that firewalls often
+    /// eat. Default true.
+    pub mss_clamp: bool,
+}
+
+impl Default for Tcp {
+    fn default() -> Self {
+        Self { mss_clamp: true }
+    }
+}
+
+/// `[arp]`: the resolver of next hops and tunnel hosts (static neighbours
+/// are not subject to it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arp {
+    /// Seconds after which a learned neighbour is refreshed; at least 1.
+    /// Default 300.
+    pub reachable_s: u32,
+    /// Milliseconds before an unanswered request is sent again; at least
+    /// 10. Default 1000.
+    pub retry_ms: u32,
+    /// Frames held per unresolved neighbour while its answer is awaited;
+    /// frames beyond it are dropped. 1..=64. Default 8.
+    pub max_pending: u16,
+}
+
+impl Default for Arp {
+    fn default() -> Self {
+        Self {
+            reachable_s: 300,
+            retry_ms: 1000,
+            max_pending: 8,
+        }
+    }
+}

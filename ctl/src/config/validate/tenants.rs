@@ -1,0 +1,462 @@
+//! `[[tenant]]` tables: names, GRE keys, tunnel hosts, owned prefixes and
+//! each tenant's VRF.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use toml::Spanned;
+
+use super::addrs::{host, mac_addr, prefix};
+use super::links::{all_subnets, owner, subnet_edge, subnet_of};
+use super::{int, valid_name, Report};
+use crate::config::raw::{List, RawTenant, RawTenantRoute, Section};
+use crate::config::{
+    Encap, Ipv4Cidr, MacAddr, Port, Role, Route, RouteTarget, Tenant, TenantRoute,
+};
+
+/// What the tenant checks need from the rest of the file. A `None` part is
+/// broken (and reported): the checks that need it wait, rather than blame
+/// a tenant for it.
+pub(super) struct Context<'a> {
+    pub ports: Option<&'a [Port]>,
+    pub routes: Option<&'a [Route]>,
+    /// Whether some port has role public.
+    pub public: Option<bool>,
+}
+
+/// A tunnel host and where it is written.
+type Host = (Ipv4Addr, usize);
+
+pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> Option<Vec<Tenant>> {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut keys: HashMap<u32, (usize, String)> = HashMap::new();
+    let mut out = Vec::new();
+    let mut ok = !list.broken;
+
+    for section in &list.items {
+        let t = &section.value;
+        let label = t.name.as_ref().map_or_else(
+            || "[[tenant]]".to_owned(),
+            |n| format!("tenant {:?}", n.get_ref()),
+        );
+
+        let name = match &t.name {
+            None if !section.readable("name") => None,
+            None => {
+                r.at(
+                    section.at,
+                    "[[tenant]] has no name; add name = \"t1\" (A-Z a-z 0-9 _ -, up to 32)",
+                );
+                None
+            }
+            Some(n) => {
+                let s = n.get_ref().as_str();
+                if !valid_name(s) {
+                    r.at(
+                        n.span().start,
+                        format!("tenant name {s:?} is not allowed; use 1 to 32 of A-Z a-z 0-9 _ -"),
+                    );
+                    None
+                } else if let Some(first) = names.get(s) {
+                    r.at(
+                        n.span().start,
+                        format!(
+                            "tenant {s:?} is defined twice (first at line {}); give each [[tenant]] a unique name",
+                            r.line(*first)
+                        ),
+                    );
+                    None
+                } else {
+                    names.insert(s, n.span().start);
+                    Some(s.to_owned())
+                }
+            }
+        };
+
+        let key = match &t.key {
+            None if !section.readable("key") => None,
+            None => {
+                r.at(
+                    section.at,
+                    format!("{label} has no key; add key = the GRE key (0..=4294967295) its tunnel hosts send with"),
+                );
+                None
+            }
+            Some(k) => gre_key(k, &label, &mut keys, r),
+        };
+
+        let encap = match &t.encap {
+            None if !section.readable("encap") => None,
+            None => Some(Encap::default()),
+            Some(v) => {
+                let s = v.get_ref();
+                let encap = Encap::ALL.into_iter().find(|e| e.as_str() == s);
+                if encap.is_none() {
+                    r.at(
+                        v.span().start,
+                        format!("{label}: unknown encap {s:?}; use \"gretap\" (Ethernet in GRE, 0x6558) or \"ipv4\" (IPv4 in GRE, 0x0800)"),
+                    );
+                }
+                encap
+            }
+        };
+
+        let hosts = hosts(section, &label, r);
+        let prefixes = prefixes(section, &label, r);
+        let mac = tunnel_mac(t, encap, &label, r);
+        let routes = routes(&t.route_list, hosts.as_deref(), cx.public, &label, r);
+        let reachable = match (cx.ports, cx.routes, hosts.as_deref()) {
+            (Some(ports), Some(global), Some(hosts)) => {
+                on_underlay(hosts, ports, global, &label, r)
+            }
+            // Not checkable yet; the config is refused for the other part.
+            _ => true,
+        };
+
+        match (name, key, encap, hosts, prefixes, mac, routes) {
+            (
+                Some(name),
+                Some(key),
+                Some(encap),
+                Some(hosts),
+                Some(prefixes),
+                Some(mac),
+                Some(routes),
+            ) if reachable && section.sound() => out.push(Tenant {
+                name,
+                key,
+                encap,
+                hosts: hosts.into_iter().map(|(ip, _)| ip).collect(),
+                prefixes,
+                mac,
+                routes,
+            }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// The key must be unique: it is all that tells tenants apart on the
+/// underlay, where their addresses may overlap.
+fn gre_key(
+    k: &Spanned<i64>,
+    label: &str,
+    seen: &mut HashMap<u32, (usize, String)>,
+    r: &mut Report,
+) -> Option<u32> {
+    let key: u32 = int(
+        Some(k),
+        0,
+        0,
+        i64::from(u32::MAX),
+        &format!("{label}: key"),
+        " (a GRE key is 32 bits)",
+        r,
+    )?;
+    let at = k.span().start;
+    if let Some((first, owner)) = seen.get(&key) {
+        r.at(
+            at,
+            format!(
+                "{label}: key {key} is already the key of {owner} (line {}); the GRE key names the tenant on the underlay, so give each tenant its own",
+                r.line(*first)
+            ),
+        );
+        return None;
+    }
+    seen.insert(key, (at, label.to_owned()));
+    Some(key)
+}
+
+fn hosts(section: &Section<RawTenant>, label: &str, r: &mut Report) -> Option<Vec<Host>> {
+    let list = match &section.value.hosts {
+        None if !section.readable("hosts") => return None,
+        None => {
+            r.at(
+                section.at,
+                format!("{label} has no hosts; add hosts = the underlay addresses of the tunnel hosts that send with its key, e.g. [\"172.168.0.11\"]"),
+            );
+            return None;
+        }
+        Some(list) => list,
+    };
+    if list.get_ref().is_empty() {
+        r.at(
+            list.span().start,
+            format!("{label}: hosts is empty, so no tunnel may send with its key; list the underlay addresses of its tunnel hosts, e.g. [\"172.168.0.11\"]"),
+        );
+        return None;
+    }
+    let mut out: Vec<Host> = Vec::new();
+    let mut ok = true;
+    for v in list.get_ref() {
+        let Some(ip) = host(v, label, "host", r) else {
+            ok = false;
+            continue;
+        };
+        let at = v.span().start;
+        if let Some((_, first)) = out.iter().find(|(h, _)| *h == ip) {
+            r.at(
+                at,
+                format!(
+                    "{label}: host {ip} is listed twice (first at line {}); remove one",
+                    r.line(*first)
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        out.push((ip, at));
+    }
+    ok.then_some(out)
+}
+
+fn prefixes(section: &Section<RawTenant>, label: &str, r: &mut Report) -> Option<Vec<Ipv4Cidr>> {
+    let list = match &section.value.prefixes {
+        None if !section.readable("prefixes") => return None,
+        None => {
+            r.at(
+                section.at,
+                format!("{label} has no prefixes; add prefixes = the inner source prefixes it owns, e.g. [\"10.0.0.0/24\"] (traffic from other sources is dropped)"),
+            );
+            return None;
+        }
+        Some(list) => list,
+    };
+    if list.get_ref().is_empty() {
+        r.at(
+            list.span().start,
+            format!("{label}: prefixes is empty, so every packet of the tenant would be dropped; list the inner source prefixes it owns, e.g. [\"10.0.0.0/24\"]"),
+        );
+        return None;
+    }
+    let mut out: Vec<(Ipv4Cidr, usize)> = Vec::new();
+    let mut ok = true;
+    for v in list.get_ref() {
+        let Some(p) = prefix(v, label, "prefix", r) else {
+            ok = false;
+            continue;
+        };
+        let at = v.span().start;
+        if let Some((_, first)) = out.iter().find(|(q, _)| *q == p) {
+            r.at(
+                at,
+                format!(
+                    "{label}: prefix {p} is listed twice (first at line {}); remove one",
+                    r.line(*first)
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        out.push((p, at));
+    }
+    ok.then(|| out.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The gateway's MAC inside the tunnels: only gretap carries an Ethernet
+/// header for it to appear in. `Some(None)` when absent.
+fn tunnel_mac(
+    t: &RawTenant,
+    encap: Option<Encap>,
+    label: &str,
+    r: &mut Report,
+) -> Option<Option<MacAddr>> {
+    let mac = mac_addr(t.mac.as_ref(), label, "mac", r)?;
+    match (&t.mac, encap) {
+        (Some(v), Some(Encap::Ipv4)) => {
+            r.at(
+                v.span().start,
+                format!("{label}: mac applies to gretap tunnels only (IPv4 in GRE carries no Ethernet header); remove it or set encap = \"gretap\""),
+            );
+            None
+        }
+        _ => Some(mac),
+    }
+}
+
+/// The tenant's VRF. `hosts` is `None` when they are broken: routes to a
+/// host are then not checked against them.
+fn routes(
+    list: &List<RawTenantRoute>,
+    hosts: Option<&[Host]>,
+    public: Option<bool>,
+    label: &str,
+    r: &mut Report,
+) -> Option<Vec<TenantRoute>> {
+    let mut seen: HashMap<Ipv4Cidr, usize> = HashMap::new();
+    let mut out = Vec::new();
+    let mut ok = !list.broken;
+    for section in &list.items {
+        let v = &section.value;
+        let net = match &v.prefix {
+            None if !section.readable("prefix") => None,
+            None => {
+                r.at(
+                    section.at,
+                    format!("{label}: a route has no prefix; add prefix = the destinations it covers, e.g. \"0.0.0.0/0\""),
+                );
+                None
+            }
+            Some(p) => prefix(p, label, "route prefix", r),
+        };
+        let what = v.prefix.as_ref().map_or_else(
+            || "a route".to_owned(),
+            |p| format!("route {}", p.get_ref()),
+        );
+        let to = match &v.to {
+            None if !section.readable("to") => None,
+            None => {
+                r.at(
+                    section.at,
+                    format!("{label}: {what} has no to; add to = one of the tenant's hosts, \"public\", \"local\" or \"blackhole\""),
+                );
+                None
+            }
+            Some(t) => target(t, hosts, public, label, &what, r),
+        };
+        let (Some(net), Some(to)) = (net, to) else {
+            ok = false;
+            continue;
+        };
+        let at = v.prefix.as_ref().map_or(section.at, |p| p.span().start);
+        if let Some(first) = seen.get(&net) {
+            r.at(
+                at,
+                format!(
+                    "{label}: route prefix {net} is given twice (first at line {}); keep one route per prefix in a tenant",
+                    r.line(*first)
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        seen.insert(net, at);
+        if section.sound() {
+            out.push(TenantRoute { prefix: net, to });
+        } else {
+            ok = false;
+        }
+    }
+    ok.then_some(out)
+}
+
+fn target(
+    v: &Spanned<String>,
+    hosts: Option<&[Host]>,
+    public: Option<bool>,
+    label: &str,
+    what: &str,
+    r: &mut Report,
+) -> Option<RouteTarget> {
+    let s = v.get_ref();
+    let at = v.span().start;
+    let listed = || match hosts {
+        Some(hosts) => hosts
+            .iter()
+            .map(|(h, _)| h.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => "its hosts".to_owned(),
+    };
+    if let Ok(ip) = s.parse::<Ipv4Addr>() {
+        if hosts.is_some_and(|hosts| !hosts.iter().any(|(h, _)| *h == ip)) {
+            r.at(
+                at,
+                format!(
+                    "{label}: {what} goes to {ip}, which is not one of the tenant's hosts; add it to hosts or route to one of {}",
+                    listed()
+                ),
+            );
+            return None;
+        }
+        return Some(RouteTarget::Host(ip));
+    }
+    let Some(target) = RouteTarget::KEYWORDS
+        .into_iter()
+        .find(|k| k.to_string() == *s)
+    else {
+        r.at(
+            at,
+            format!(
+                "{label}: {what} has unknown target {s:?}; use a host of the tenant ({}), \"public\", \"local\" or \"blackhole\"",
+                listed()
+            ),
+        );
+        return None;
+    };
+    if target == RouteTarget::Public && public == Some(false) {
+        r.at(
+            at,
+            format!("{label}: {what} goes to \"public\" but no port has role = \"public\"; add such a [[port]] or route elsewhere"),
+        );
+        return None;
+    }
+    Some(target)
+}
+
+/// Every tunnel host is on an underlay port's subnet or behind a global
+/// route out of an underlay port: else the gateway could never send to it.
+fn on_underlay(
+    hosts: &[Host],
+    ports: &[Port],
+    global: &[Route],
+    label: &str,
+    r: &mut Report,
+) -> bool {
+    let underlay = || ports.iter().filter(|p| p.role == Role::Underlay);
+    let mut ok = true;
+    for &(ip, at) in hosts {
+        if let Some(own) = owner(ports, ip) {
+            r.at(
+                at,
+                format!(
+                    "{label}: host {ip} is the gateway's own address on port {:?}; list the tunnel host's address",
+                    own.name
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        if let Some((port, subnet)) = underlay().find_map(|p| subnet_of(p, ip).map(|s| (p, s))) {
+            if let Some(edge) = subnet_edge(subnet, ip) {
+                r.at(
+                    at,
+                    format!(
+                        "{label}: host {ip} is the {edge} address of {}/{} on port {:?}, not a host; use the tunnel host's own address",
+                        subnet.network(),
+                        subnet.len,
+                        port.name
+                    ),
+                );
+                ok = false;
+            }
+            continue;
+        }
+        let routed = global.iter().any(|g| {
+            g.prefix.contains(ip) && ports.get(g.port).is_some_and(|p| p.role == Role::Underlay)
+        });
+        if routed {
+            continue;
+        }
+        let elsewhere = ports
+            .iter()
+            .find(|p| p.role != Role::Underlay && subnet_of(p, ip).is_some())
+            .map_or_else(String::new, |p| {
+                format!(
+                    " (it is on the subnet of port {:?}, which faces the {} side)",
+                    p.name, p.role
+                )
+            });
+        r.at(
+            at,
+            format!(
+                "{label}: host {ip} is not reachable on the underlay{elsewhere}: no underlay port's subnet holds it ({}) and no [[route]] out of an underlay port covers it; add such a [[route]] via a router on the underlay, or fix the address",
+                all_subnets(underlay())
+            ),
+        );
+        ok = false;
+    }
+    ok
+}

@@ -1,0 +1,245 @@
+//! Per-worker counters.
+//!
+//! Each worker owns one [`WorkerCounters`], cache-line aligned so that no
+//! two workers ever write the same line. The worker is the only writer; the
+//! control plane reads (and sums across workers) whenever it likes. A plain
+//! load-then-store of a relaxed atomic is what a single writer needs: it
+//! compiles to an ordinary add on x86 (no `lock` prefix), and it keeps the
+//! readers' view free of torn values without any `unsafe`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Ports a worker keeps counters for (DPDK's `RTE_MAX_ETHPORTS` on Debian).
+pub const MAX_PORTS: usize = 32;
+
+/// A counter with one writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker may call this: two writers would
+    /// lose increments (by design, there is no atomic read-modify-write).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Defines [`DropReason`] with its stable snake-case names in one place, so
+/// the enum, `ALL` and `name` cannot drift apart (VPP's error X-macros).
+macro_rules! drop_reasons {
+    ($($(#[doc = $doc:literal])* $variant:ident => $name:literal,)*) => {
+        /// Why a frame was dropped. Every drop in the pipeline names one, so
+        /// that the drop counters and the transmitted frames add up to every
+        /// frame received.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The name used in logs and metrics (snake case, stable).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an Ethernet header.
+    Runt => "runt",
+    /// Chained over several mbufs; the pipeline handles one segment.
+    MultiSegment => "multi_segment",
+    /// Received on a port with nowhere to forward to.
+    NoEgress => "no_egress",
+    /// The TX queue stayed full.
+    TxFull => "tx_full",
+    /// 802.1Q-tagged, on a port without VLANs.
+    Vlan => "vlan",
+    /// Neither IPv4 nor ARP.
+    EtherType => "ethertype",
+    /// An IPv4 header that does not parse (length, version, IHL).
+    Ipv4Invalid => "ipv4_invalid",
+    /// An IPv4 header checksum that does not verify.
+    Ipv4Checksum => "ipv4_checksum",
+    /// Addressed to someone else (underlay frames must be for the gateway).
+    NotLocal => "not_local",
+    /// For the gateway, but no protocol it answers.
+    LocalProtocol => "local_protocol",
+    /// Fragments and IP options: for the slow path, which the stateful
+    /// gateway brings; until then dropped, never forwarded around it.
+    SlowPath => "slow_path",
+    /// A GRE header cut short.
+    GreTruncated => "gre_truncated",
+    /// GRE version other than 0, or RFC 1701 bits set.
+    GreVersion => "gre_version",
+    /// GRE checksum or sequence number present, which tgw does not use.
+    GreFlags => "gre_flags",
+    /// GRE without a key: no tenant can be named.
+    GreNoKey => "gre_no_key",
+    /// A GRE key no tenant has.
+    GreUnknownKey => "gre_unknown_key",
+    /// A known key from a host that is not one of that tenant's.
+    GreWrongHost => "gre_wrong_host",
+    /// The GRE payload type does not match the tenant's encapsulation.
+    GreProtocol => "gre_protocol",
+    /// A tunnelled frame whose inner headers do not parse.
+    InnerInvalid => "inner_invalid",
+    /// A tunnelled Ethernet frame not addressed to the gateway.
+    InnerNotForUs => "inner_not_for_us",
+    /// An inner source outside the tenant's own prefixes.
+    TenantSpoof => "tenant_spoof",
+    /// Outer CE over a not-ECN-capable inner packet (RFC 6040).
+    EcnDrop => "ecn_drop",
+    /// No route to the destination.
+    NoRoute => "no_route",
+    /// A blackhole route.
+    Blackhole => "blackhole",
+    /// The next hop's MAC is not known.
+    NoNeighbour => "no_neighbour",
+    /// Not enough headroom to encapsulate.
+    NoHeadroom => "no_headroom",
+    /// TTL expired and the ICMP error was rate-limited or not allowed.
+    TtlExceeded => "ttl_exceeded",
+    /// Too big with DF set, and the ICMP error was rate-limited or not allowed.
+    TooBig => "too_big",
+    /// Too big without DF: needs fragmenting (the slow path's job).
+    NeedsFragmentation => "needs_fragmentation",
+    /// ARP not for one of the gateway's addresses.
+    ArpNotForUs => "arp_not_for_us",
+    /// ARP replies (learning comes with the neighbour resolver).
+    ArpReply => "arp_reply",
+}
+
+/// Packets and bytes through one port, as one worker saw them.
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+}
+
+/// One tenant's traffic through one worker.
+#[derive(Debug, Default)]
+pub struct TenantCounters {
+    /// Frames decapsulated from the tenant's tunnels.
+    pub from_tunnel_packets: Counter,
+    pub from_tunnel_bytes: Counter,
+    /// Frames encapsulated into the tenant's tunnels.
+    pub to_tunnel_packets: Counter,
+    pub to_tunnel_bytes: Counter,
+}
+
+/// Everything one worker counts.
+#[derive(Debug)]
+#[repr(align(64))]
+pub struct WorkerCounters {
+    pub ports: [PortCounters; MAX_PORTS],
+    pub drops: [Counter; DropReason::COUNT],
+    /// Bursts that brought at least one frame.
+    pub bursts: Counter,
+    /// TSC cycles spent processing frames (RX and TX calls excluded).
+    pub process_cycles: Counter,
+    /// TSC cycles of loop iterations that moved at least one frame, I/O
+    /// included.
+    pub busy_cycles: Counter,
+    /// Replies the gateway generated: ARP, ICMP echo, ICMP errors.
+    pub arp_replies: Counter,
+    pub echo_replies: Counter,
+    pub icmp_errors: Counter,
+    /// By tenant index; tenants past the end (added after start) are not
+    /// counted per tenant, only in the totals.
+    pub tenants: Box<[TenantCounters]>,
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl WorkerCounters {
+    /// Counters with room for `tenants` tenants.
+    pub fn new(tenants: usize) -> Self {
+        WorkerCounters {
+            ports: std::array::from_fn(|_| PortCounters::default()),
+            drops: std::array::from_fn(|_| Counter::default()),
+            bursts: Counter::default(),
+            process_cycles: Counter::default(),
+            busy_cycles: Counter::default(),
+            arp_replies: Counter::default(),
+            echo_replies: Counter::default(),
+            icmp_errors: Counter::default(),
+            tenants: (0..tenants).map(|_| TenantCounters::default()).collect(),
+        }
+    }
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason, n: u64) {
+        self.drops[reason as usize].add(n);
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].get()
+    }
+
+    /// Port counters for `port`; ids past [`MAX_PORTS`] share the last slot
+    /// rather than panic (DPDK never hands them out with Debian's build).
+    #[inline]
+    pub fn port(&self, port: u16) -> &PortCounters {
+        &self.ports[usize::from(port).min(MAX_PORTS - 1)]
+    }
+
+    #[inline]
+    pub fn tenant(&self, index: usize) -> Option<&TenantCounters> {
+        self.tenants.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_live_on_their_own_cache_lines() {
+        assert_eq!(std::mem::align_of::<WorkerCounters>(), 64);
+        let c = WorkerCounters::default();
+        c.count_drop(DropReason::TxFull, 3);
+        c.port(7).rx_packets.inc();
+        c.port(999).rx_packets.add(2);
+        assert_eq!(c.dropped(DropReason::TxFull), 3);
+        assert_eq!(c.dropped(DropReason::Runt), 0);
+        assert_eq!(c.ports[7].rx_packets.get(), 1);
+        assert_eq!(c.ports[MAX_PORTS - 1].rx_packets.get(), 2);
+    }
+
+    #[test]
+    fn drop_reason_names_are_unique() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(
+                *r as usize, i,
+                "ALL must list reasons in discriminant order"
+            );
+        }
+    }
+}

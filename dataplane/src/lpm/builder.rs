@@ -1,0 +1,343 @@
+//! The mutable side: a map of routes, and its compilation into an [`Lpm`].
+//!
+//! Compilation sorts the routes by (address, length). That order is a
+//! depth-first walk of the binary trie: a prefix comes before everything it
+//! contains, and siblings come in address order. So one linear pass can both
+//! expand the short prefixes of a node into its slots (a later prefix that
+//! overlaps an earlier one is always nested in it, hence longer, hence the
+//! right one to win) and cut the longer ones into contiguous runs, one per
+//! child. No binary trie is materialised, which is what keeps a 1M-route
+//! build well under a second.
+
+use std::collections::HashMap;
+
+use super::{
+    Lpm, LpmError, Node, Prefix, EMPTY, INLINE, MAX_NEXT_HOP, MAX_TOP_BITS, MIN_TOP_BITS, NODE,
+};
+
+const SLOTS: usize = 1 << super::STRIDE;
+
+/// A mutable set of routes, compiled into an immutable [`Lpm`] by
+/// [`build`](Self::build).
+#[derive(Clone, Debug, Default)]
+pub struct LpmBuilder {
+    routes: HashMap<Prefix, u32>,
+}
+
+/// A route in compilation order.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    addr: u32,
+    len: u8,
+    nh: u32,
+}
+
+impl LpmBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty builder with room for `n` routes.
+    pub fn with_capacity(n: usize) -> Self {
+        LpmBuilder {
+            routes: HashMap::with_capacity(n),
+        }
+    }
+
+    /// Adds a route, replacing the next hop of an identical prefix (which is
+    /// returned). Refuses next hops above [`MAX_NEXT_HOP`].
+    pub fn insert(&mut self, prefix: Prefix, next_hop: u32) -> Result<Option<u32>, LpmError> {
+        if next_hop > MAX_NEXT_HOP {
+            return Err(LpmError::NextHopOutOfRange { next_hop });
+        }
+        Ok(self.routes.insert(prefix, next_hop))
+    }
+
+    /// Removes the route for exactly `prefix`, returning its next hop.
+    /// Covering and nested routes stay.
+    pub fn remove(&mut self, prefix: Prefix) -> Option<u32> {
+        self.routes.remove(&prefix)
+    }
+
+    /// The next hop of exactly `prefix`, not a longest match.
+    pub fn get(&self, prefix: Prefix) -> Option<u32> {
+        self.routes.get(&prefix).copied()
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there are no routes.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Removes every route.
+    pub fn clear(&mut self) {
+        self.routes.clear();
+    }
+
+    /// The routes, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
+        self.routes.iter().map(|(&p, &nh)| (p, nh))
+    }
+
+    /// Compiles the routes with a first stride chosen from their number:
+    /// 8 bits (1 KiB) up to 64 routes, one more bit per doubling after that
+    /// (about 16 bytes of top array per route), at most 18 bits.
+    pub fn build(&self) -> Lpm {
+        let bits = auto_top_bits(self.routes.len());
+        self.compile(bits)
+    }
+
+    /// Compiles the routes with a first stride of `bits`, for callers that
+    /// know better than the heuristic (or benchmark it).
+    pub fn build_with_top_bits(&self, bits: u8) -> Result<Lpm, LpmError> {
+        if !(MIN_TOP_BITS..=MAX_TOP_BITS).contains(&bits) {
+            return Err(LpmError::TopBitsOutOfRange { bits });
+        }
+        Ok(self.compile(bits))
+    }
+
+    fn compile(&self, bits: u8) -> Lpm {
+        if self.routes.is_empty() {
+            return Lpm::empty();
+        }
+        let mut entries: Vec<Entry> = self
+            .routes
+            .iter()
+            .map(|(p, &nh)| Entry {
+                addr: p.addr(),
+                len: p.length(),
+                nh,
+            })
+            .collect();
+        entries.sort_unstable_by_key(|e| (u64::from(e.addr) << 8) | u64::from(e.len));
+
+        let mut c = Compiler {
+            nodes: Vec::new(),
+            leaves: Vec::new(),
+        };
+        let top = c.top(&entries, u32::from(bits));
+        let Compiler {
+            mut nodes,
+            mut leaves,
+        } = c;
+        nodes.shrink_to_fit();
+        leaves.shrink_to_fit();
+        Lpm {
+            top,
+            nodes,
+            leaves,
+            top_bits: bits,
+            routes: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl Extend<(Prefix, u32)> for LpmBuilder {
+    /// Adds routes, silently skipping next hops above [`MAX_NEXT_HOP`]; use
+    /// [`insert`](LpmBuilder::insert) to hear about them.
+    fn extend<I: IntoIterator<Item = (Prefix, u32)>>(&mut self, iter: I) {
+        for (p, nh) in iter {
+            let _ = self.insert(p, nh);
+        }
+    }
+}
+
+fn auto_top_bits(routes: usize) -> u8 {
+    // ceil(log2(routes)) + 2, clamped: a top array of about 4 slots per
+    // route keeps most routes one node below it while never letting the top
+    // array dominate a small table.
+    let log = usize::BITS - routes.saturating_sub(1).leading_zeros();
+    u8::try_from(log + 2).unwrap_or(u8::MAX).clamp(8, 18)
+}
+
+struct Compiler {
+    nodes: Vec<Node>,
+    leaves: Vec<u32>,
+}
+
+/// The 6 bits of `addr` at bit offset `depth` (< 32); bits past the end of
+/// the address read as zero, which is how the last, partial stride is
+/// expanded.
+fn chunk(addr: u32, depth: u32) -> usize {
+    ((addr << depth) >> (32 - super::STRIDE)) as usize
+}
+
+impl Compiler {
+    /// Fills the top array and builds a subtrie under every top slot that
+    /// longer routes fall into.
+    fn top(&mut self, entries: &[Entry], bits: u32) -> Vec<u32> {
+        let mut top = vec![EMPTY; 1usize << bits];
+        let shift = 32 - bits;
+        let mut i = 0;
+        while let Some(e) = entries.get(i) {
+            let t = (e.addr >> shift) as usize;
+            if u32::from(e.len) <= bits {
+                let n = 1usize << (bits - u32::from(e.len));
+                if let Some(s) = top.get_mut(t..t + n) {
+                    s.fill(e.nh);
+                }
+                i += 1;
+                continue;
+            }
+            // Every longer route under slot t follows contiguously, and the
+            // shorter ones covering t all came before: top[t] is final.
+            let end = i + entries[i..]
+                .iter()
+                .take_while(|x| u32::from(x.len) > bits && (x.addr >> shift) as usize == t)
+                .count();
+            if let Some(slot) = top.get_mut(t) {
+                *slot = self.subtrie(&entries[i..end], bits, *slot);
+            }
+            i = end;
+        }
+        top
+    }
+
+    /// The slot for a block at `depth` holding `group` (all longer than
+    /// `depth`) over a covering next hop `cover`: a leaf if the routes
+    /// cannot change the answer anywhere in the block, else a new node.
+    fn subtrie(&mut self, group: &[Entry], depth: u32, cover: u32) -> u32 {
+        if group.iter().all(|e| e.nh == cover) {
+            return cover;
+        }
+        let i = self.nodes.len();
+        self.nodes.push(Node::default());
+        let node = self.node(group, depth, cover);
+        if let Some(n) = self.nodes.get_mut(i) {
+            *n = node;
+        }
+        NODE | u32::try_from(i).unwrap_or(EMPTY)
+    }
+
+    fn node(&mut self, group: &[Entry], depth: u32, cover: u32) -> Node {
+        let span = depth + super::STRIDE;
+        let mut vals = [cover; SLOTS];
+        // Per child slot, its run [start, end) in `group`.
+        let mut runs = [(0usize, 0usize); SLOTS];
+        let mut vector = 0u64;
+        for (k, e) in group.iter().enumerate() {
+            let pos = chunk(e.addr, depth);
+            let len = u32::from(e.len);
+            if len <= span {
+                let n = 1usize << (span - len);
+                if let Some(s) = vals.get_mut(pos..pos + n) {
+                    s.fill(e.nh);
+                }
+            } else {
+                if vector & (1 << pos) == 0 {
+                    vector |= 1 << pos;
+                    runs[pos].0 = k;
+                }
+                runs[pos].1 = k + 1;
+            }
+        }
+        // A child all of whose routes repeat its cover is just a leaf.
+        for (pos, &(s, e)) in runs.iter().enumerate() {
+            if vector & (1 << pos) != 0 && group[s..e].iter().all(|x| x.nh == vals[pos]) {
+                vector &= !(1 << pos);
+            }
+        }
+
+        let mut inline = [EMPTY; INLINE];
+        let mut runs_seen = 0usize;
+        let spill = self.leaves.len();
+        let mut leafvec = 0u64;
+        let mut prev = None;
+        for (pos, &v) in vals.iter().enumerate() {
+            if vector & (1 << pos) == 0 && prev != Some(v) {
+                leafvec |= 1 << pos;
+                match inline.get_mut(runs_seen) {
+                    Some(slot) => *slot = v,
+                    None => self.leaves.push(v),
+                }
+                runs_seen += 1;
+                prev = Some(v);
+            }
+        }
+        // Without spilled runs no in-bounds rank reaches the spill base;
+        // u32::MAX keeps even rank 0 (a child slot's) out of bounds.
+        let base0 = if runs_seen > INLINE {
+            index(spill).wrapping_sub(index(INLINE) + 1)
+        } else {
+            u32::MAX
+        };
+
+        // Children of one node must be contiguous: reserve them all, then
+        // fill each in slot order.
+        let base1 = self.nodes.len();
+        self.nodes
+            .resize(base1 + vector.count_ones() as usize, Node::default());
+        let mut child = base1;
+        for (pos, &(s, e)) in runs.iter().enumerate() {
+            if vector & (1 << pos) != 0 {
+                let n = self.node(&group[s..e], span, vals[pos]);
+                if let Some(slot) = self.nodes.get_mut(child) {
+                    *slot = n;
+                }
+                child += 1;
+            }
+        }
+        Node {
+            vector,
+            leafvec,
+            base0,
+            base1: index(base1).wrapping_sub(1),
+            inline,
+        }
+    }
+}
+
+/// A vector index as stored in a node. Tables are far below 2^31 entries
+/// (that would be 48 GiB of nodes); saturating keeps an impossible overflow
+/// a wrong answer rather than a panic.
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_bits() {
+        assert_eq!(auto_top_bits(0), 8);
+        assert_eq!(auto_top_bits(16), 8);
+        assert_eq!(auto_top_bits(64), 8);
+        assert_eq!(auto_top_bits(65), 9);
+        assert_eq!(auto_top_bits(1000), 12);
+        assert_eq!(auto_top_bits(1_000_000), 18);
+    }
+
+    #[test]
+    fn top_bits_range() {
+        let b = LpmBuilder::new();
+        assert_eq!(
+            b.build_with_top_bits(0),
+            Err(LpmError::TopBitsOutOfRange { bits: 0 })
+        );
+        assert_eq!(
+            b.build_with_top_bits(25),
+            Err(LpmError::TopBitsOutOfRange { bits: 25 })
+        );
+        assert!(b.build_with_top_bits(24).is_ok());
+    }
+
+    #[test]
+    fn next_hop_range() {
+        let mut b = LpmBuilder::new();
+        assert_eq!(
+            b.insert(Prefix::DEFAULT, MAX_NEXT_HOP + 1),
+            Err(LpmError::NextHopOutOfRange {
+                next_hop: MAX_NEXT_HOP + 1
+            })
+        );
+        assert_eq!(b.insert(Prefix::DEFAULT, MAX_NEXT_HOP), Ok(None));
+        assert_eq!(b.build().lookup(42), Some(MAX_NEXT_HOP));
+    }
+}

@@ -1,0 +1,286 @@
+//! The compiled LPM against naive references on random tables.
+//!
+//! Two references: a linear scan (obviously right, slow) and a per-length
+//! exact-match map probed from /32 down (a different algorithm, fast enough
+//! for large tables). The second is itself checked against the first.
+//!
+//! Set `LPM_TEST_LOOKUPS` to raise the number of random lookups per table
+//! (e.g. 5000000 in release for a long soak).
+
+use std::collections::HashMap;
+
+use dataplane::lpm::testgen::{self, XorShift64};
+use dataplane::lpm::{Lpm, LpmBuilder, Prefix, VrfId, VrfTables};
+
+type Route = (u32, u8, u32);
+
+fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    }
+}
+
+fn linear(routes: &[Route], addr: u32) -> Option<u32> {
+    let mut best: Option<(u8, u32)> = None;
+    for &(p, l, nh) in routes {
+        if addr & mask(l) == p && !matches!(best, Some((bl, _)) if bl >= l) {
+            best = Some((l, nh));
+        }
+    }
+    best.map(|(_, nh)| nh)
+}
+
+struct ByLen {
+    maps: Vec<(u8, HashMap<u32, u32>)>,
+}
+
+impl ByLen {
+    fn new(routes: &[Route]) -> Self {
+        let mut maps: Vec<(u8, HashMap<u32, u32>)> =
+            (0..=32u8).rev().map(|l| (l, HashMap::new())).collect();
+        for &(p, l, nh) in routes {
+            maps[usize::from(32 - l)].1.insert(p, nh);
+        }
+        maps.retain(|(_, m)| !m.is_empty());
+        ByLen { maps }
+    }
+
+    fn lookup(&self, addr: u32) -> Option<u32> {
+        self.maps
+            .iter()
+            .find_map(|(l, m)| m.get(&(addr & mask(*l))).copied())
+    }
+}
+
+/// Distinct routes (later duplicates dropped, as the reference must see
+/// the same set the builder keeps) with lengths from `lens`.
+fn random_routes(
+    rng: &mut XorShift64,
+    n: usize,
+    lens: &[u8],
+    next_hops: u32,
+    within: Option<(u32, u8)>,
+) -> Vec<Route> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::with_capacity(n);
+    let mut tries = 0;
+    while out.len() < n && tries < n * 20 + 100 {
+        tries += 1;
+        let mut len = lens[rng.below(lens.len() as u32) as usize];
+        let mut addr = rng.next_u32();
+        if let Some((base, blen)) = within {
+            len = len.max(blen);
+            addr = base | (addr & !mask(blen));
+        }
+        addr &= mask(len);
+        if seen.insert((addr, len), ()).is_none() {
+            out.push((addr, len, rng.below(next_hops)));
+        }
+    }
+    out
+}
+
+fn build(routes: &[Route]) -> LpmBuilder {
+    let mut b = LpmBuilder::with_capacity(routes.len());
+    for &(p, l, nh) in routes {
+        b.insert(Prefix::new(p, l).unwrap(), nh).unwrap();
+    }
+    b
+}
+
+fn lookups_per_table() -> usize {
+    std::env::var("LPM_TEST_LOOKUPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if cfg!(debug_assertions) {
+            20_000
+        } else {
+            1_000_000
+        })
+}
+
+/// Every prefix's first and last address and their neighbours, plus
+/// random addresses, random addresses inside prefixes, and the extremes.
+fn probe_addrs(routes: &[Route], seed: u64, n: usize) -> Vec<u32> {
+    let mut v = vec![0, 1, u32::MAX, u32::MAX - 1, 0x8000_0000, 0x7fff_ffff];
+    for &(p, l, _) in routes {
+        let last = p | !mask(l);
+        v.extend([p, p.wrapping_sub(1), last, last.wrapping_add(1)]);
+    }
+    v.extend(testgen::random_addrs(seed, n / 2));
+    v.extend(testgen::addrs_within(routes, seed ^ 1, n / 2));
+    v
+}
+
+/// Checks `t` against the expected answers `want` for `addrs`, through
+/// every lookup form.
+fn check(t: &Lpm, addrs: &[u32], want: &[Option<u32>], what: &str) {
+    for (&a, &w) in addrs.iter().zip(want) {
+        assert_eq!(t.lookup(a), w, "{what}: lookup({a:#010x})");
+    }
+    for (a, w) in addrs.chunks_exact(4).zip(want.chunks_exact(4)) {
+        assert_eq!(
+            &t.lookup4(a.try_into().unwrap()),
+            w,
+            "{what}: lookup4 {a:x?}"
+        );
+    }
+    for (a, w) in addrs.chunks_exact(8).zip(want.chunks_exact(8)) {
+        assert_eq!(
+            &t.lookup8(a.try_into().unwrap()),
+            w,
+            "{what}: lookup8 {a:x?}"
+        );
+    }
+    for (a, w) in addrs.chunks_exact(16).zip(want.chunks_exact(16)) {
+        let mut o = [None; 16];
+        t.lookup_bulk::<16>(a.try_into().unwrap(), &mut o);
+        assert_eq!(&o, w, "{what}: lookup_bulk::<16> {a:x?}");
+    }
+    let mut out = vec![Some(u32::MAX); addrs.len()];
+    t.lookup_slice(addrs, &mut out);
+    assert_eq!(out, want, "{what}: lookup_slice");
+}
+
+#[test]
+fn by_len_reference_matches_linear_scan() {
+    let mut rng = XorShift64::new(1);
+    for n in [0, 1, 5, 50, 300] {
+        let routes = random_routes(&mut rng, n, &(0..=32).collect::<Vec<_>>(), 8, None);
+        let by = ByLen::new(&routes);
+        for a in probe_addrs(&routes, n as u64, 4_000) {
+            assert_eq!(by.lookup(a), linear(&routes, a), "n={n} addr={a:#x}");
+        }
+    }
+}
+
+#[test]
+fn small_tables_against_linear_scan() {
+    let mut rng = XorShift64::new(2);
+    let all: Vec<u8> = (0..=32).collect();
+    for round in 0..200u64 {
+        let n = rng.below(40) as usize;
+        let hops = 1 + rng.below(4);
+        let routes = random_routes(&mut rng, n, &all, hops, None);
+        let b = build(&routes);
+        let addrs = probe_addrs(&routes, round, 256);
+        let want: Vec<_> = addrs.iter().map(|&a| linear(&routes, a)).collect();
+        check(&b.build(), &addrs, &want, &format!("round {round} auto"));
+        let bits = 1 + rng.below(24) as u8;
+        check(
+            &b.build_with_top_bits(bits).unwrap(),
+            &addrs,
+            &want,
+            &format!("round {round} bits {bits}"),
+        );
+    }
+}
+
+#[test]
+fn random_tables_of_many_shapes() {
+    let mut rng = XorShift64::new(3);
+    let uniform: Vec<u8> = (0..=32).collect();
+    let short: Vec<u8> = (0..=12).collect();
+    let long: Vec<u8> = (20..=32).collect();
+    let odd = [1, 7, 13, 19, 25, 31, 32];
+    let n = lookups_per_table();
+    let cases: Vec<(&str, Vec<Route>)> = vec![
+        (
+            "uniform 1000",
+            random_routes(&mut rng, 1000, &uniform, 16, None),
+        ),
+        (
+            "short 1000",
+            random_routes(&mut rng, 1000, &short, 16, None),
+        ),
+        (
+            "long 20000",
+            random_routes(&mut rng, 20_000, &long, 64, None),
+        ),
+        (
+            "stride edges 5000",
+            random_routes(&mut rng, 5000, &odd, 4, None),
+        ),
+        (
+            "nested in a /16",
+            random_routes(&mut rng, 3000, &uniform, 3, Some((0x0a0b_0000, 16))),
+        ),
+        (
+            "nested in a /28",
+            random_routes(&mut rng, 40, &uniform, 3, Some((0xc0a8_0110, 28))),
+        ),
+        (
+            "one next hop",
+            random_routes(&mut rng, 5000, &uniform, 1, None),
+        ),
+        ("tenant", testgen::tenant_like(9, 40)),
+    ];
+    for (what, routes) in &cases {
+        let by = ByLen::new(routes);
+        let b = build(routes);
+        let addrs = probe_addrs(routes, 77, n);
+        let want: Vec<_> = addrs.iter().map(|&a| by.lookup(a)).collect();
+        check(&b.build(), &addrs, &want, what);
+        // Strides that put level boundaries at every residue mod 6.
+        for bits in [1, 8, 11, 15, 16, 18] {
+            check(
+                &b.build_with_top_bits(bits).unwrap(),
+                &addrs,
+                &want,
+                &format!("{what} bits {bits}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn bgp_like_table() {
+    let routes = testgen::bgp_like(
+        42,
+        if cfg!(debug_assertions) {
+            100_000
+        } else {
+            1_000_000
+        },
+    );
+    let by = ByLen::new(&routes);
+    let t = build(&routes).build();
+    assert_eq!(t.route_count(), routes.len());
+    let addrs = probe_addrs(&routes, 5, lookups_per_table());
+    let want: Vec<_> = addrs.iter().map(|&a| by.lookup(a)).collect();
+    check(&t, &addrs, &want, "bgp_like");
+}
+
+#[test]
+fn vrf_bulk_matches_per_table_lookups() {
+    let mut vrfs = VrfTables::new();
+    let mut refs = Vec::new();
+    for i in 0..64u64 {
+        let routes = if i % 16 == 0 {
+            testgen::bgp_like(i, 2000)
+        } else {
+            testgen::tenant_like(i, 1 + (i as usize % 24))
+        };
+        refs.push(ByLen::new(&routes));
+        vrfs.push(build(&routes).build());
+    }
+    // Ids past the end are "no table": no route, no panic.
+    let mut rng = XorShift64::new(11);
+    let n = lookups_per_table() / 4;
+    for _ in 0..n / 8 {
+        let ids: [VrfId; 8] = std::array::from_fn(|_| VrfId(rng.below(70)));
+        let addrs: [u32; 8] = std::array::from_fn(|_| match rng.below(2) {
+            0 => rng.next_u32(),
+            _ => 0x0a00_0000 | (rng.next_u32() & 0x00ff_ffff),
+        });
+        let mut out = [None; 8];
+        vrfs.lookup_bulk(&ids, &addrs, &mut out);
+        for i in 0..8 {
+            let want = refs.get(ids[i].0 as usize).and_then(|r| r.lookup(addrs[i]));
+            assert_eq!(out[i], want, "vrf {:?} addr {:#x}", ids[i], addrs[i]);
+            assert_eq!(vrfs.lookup(ids[i], addrs[i]), want);
+        }
+    }
+}

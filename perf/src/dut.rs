@@ -1,0 +1,241 @@
+//! Devices under test: tgw, or dpdk-testpmd as the baseline, each started
+//! as a memif client of the generator, on the same lcores.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Which forwarder is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Tgw,
+    Testpmd,
+}
+
+impl Device {
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Tgw => "tgw",
+            Device::Testpmd => "testpmd-macswap",
+        }
+    }
+}
+
+/// Where and how the devices run.
+pub struct Setup {
+    pub dir: PathBuf,
+    pub sockets: [String; 2],
+    pub tgw: PathBuf,
+    pub testpmd: PathBuf,
+    pub hugepages: bool,
+    /// Lcore of the device's main thread and of its forwarding worker.
+    pub main_lcore: u32,
+    pub worker_lcore: u32,
+}
+
+/// A running device.
+pub struct Running {
+    device: Device,
+    prefix: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub stats_json: Option<PathBuf>,
+}
+
+impl Setup {
+    /// Starts `device`; `round` keeps file prefixes unique.
+    pub fn start(&self, device: Device, round: u32) -> Result<Running, String> {
+        let prefix = format!("tgw-perf-{}-{}-{round}", std::process::id(), device.name());
+        let log = std::fs::File::create(self.dir.join(format!("{prefix}.log")))
+            .map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        match device {
+            Device::Tgw => {
+                let config = self.dir.join(format!("{prefix}.toml"));
+                std::fs::write(&config, self.tgw_config(&prefix)).map_err(|e| e.to_string())?;
+                let stats = self.dir.join(format!("{prefix}.json"));
+                let child = Command::new(&self.tgw)
+                    .arg("--config")
+                    .arg(&config)
+                    .arg("--stats-json")
+                    .arg(&stats)
+                    .stdin(Stdio::null())
+                    .stdout(log)
+                    .stderr(log2)
+                    .spawn()
+                    .map_err(|e| format!("cannot start {}: {e}", self.tgw.display()))?;
+                Ok(Running {
+                    device,
+                    prefix,
+                    child,
+                    stdin: None,
+                    stats_json: Some(stats),
+                })
+            }
+            Device::Testpmd => {
+                let mut cmd = Command::new(&self.testpmd);
+                cmd.arg("-l")
+                    .arg(format!("{},{}", self.main_lcore, self.worker_lcore))
+                    .arg("--main-lcore")
+                    .arg(self.main_lcore.to_string())
+                    .arg("--in-memory")
+                    .arg("--no-pci")
+                    .arg(format!("--file-prefix={prefix}"))
+                    .arg("--log-level=pmd.net.memif:error");
+                if !self.hugepages {
+                    cmd.args(["--no-huge", "-m", "512"]);
+                }
+                for (i, sock) in self.sockets.iter().enumerate() {
+                    cmd.arg(format!(
+                        "--vdev=net_memif{i},role=client,socket={sock},socket-abstract=no,id=0"
+                    ));
+                }
+                cmd.args([
+                    "--",
+                    "--forward-mode=macswap",
+                    "--nb-cores=1",
+                    "--rxq=1",
+                    "--txq=1",
+                    "--auto-start",
+                ]);
+                // testpmd without -i forwards until a line arrives on stdin.
+                let mut child = cmd
+                    .stdin(Stdio::piped())
+                    .stdout(log)
+                    .stderr(log2)
+                    .spawn()
+                    .map_err(|e| {
+                        format!(
+                            "cannot start {}: {e} (apt-get install dpdk)",
+                            self.testpmd.display()
+                        )
+                    })?;
+                let stdin = child.stdin.take();
+                Ok(Running {
+                    device,
+                    prefix,
+                    child,
+                    stdin,
+                    stats_json: None,
+                })
+            }
+        }
+    }
+
+    /// The tgw configuration for a run: two memif client ports, the
+    /// public one facing the generator's sender, one worker.
+    fn tgw_config(&self, prefix: &str) -> String {
+        format!(
+            r#"# Written by tgw-perf for one measurement run.
+[eal]
+main_lcore = {main}
+file_prefix = "{prefix}"
+hugepages = {huge}
+memory_mb = 256
+in_memory = true
+extra_args = ["--log-level=pmd.net.memif:error"]
+
+[mempool]
+mbufs = 16383
+cache_size = 256
+
+[[port]]
+name = "pub0"
+device = "net_memif0,role=client,socket={a},socket-abstract=no,id=0"
+role = "public"
+peer_mac = "02:00:00:00:ee:01"
+
+[[port]]
+name = "und0"
+device = "net_memif1,role=client,socket={b},socket-abstract=no,id=0"
+role = "underlay"
+peer_mac = "02:00:00:00:ee:02"
+
+[[worker]]
+lcore = {worker}
+rx = ["pub0:0", "und0:0"]
+"#,
+            main = self.main_lcore,
+            worker = self.worker_lcore,
+            huge = self.hugepages,
+            a = self.sockets[0],
+            b = self.sockets[1],
+        )
+    }
+}
+
+impl Running {
+    /// Stops the device the way it stops cleanly (SIGTERM for tgw, a line
+    /// on stdin for testpmd) and waits for it; kills it after `limit`.
+    pub fn stop(mut self, limit: Duration) -> Result<(), String> {
+        let result = self.stop_child(limit);
+        remove_runtime_dir(&self.prefix);
+        result
+    }
+
+    fn stop_child(&mut self, limit: Duration) -> Result<(), String> {
+        match self.device {
+            Device::Tgw => {
+                let pid = self.child.id().to_string();
+                let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            }
+            Device::Testpmd => {
+                if let Some(mut stdin) = self.stdin.take() {
+                    let _ = stdin.write_all(b"\n");
+                }
+            }
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    return Err(format!("{} exited with {status}", self.device.name()))
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(format!(
+                        "{} did not stop within {limit:?}; killed",
+                        self.device.name()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Removes what EAL leaves under /var/run/dpdk for `prefix` (even with
+/// --in-memory, the telemetry socket lives there).
+pub fn remove_runtime_dir(prefix: &str) {
+    let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
+}
+
+/// Finds a program next to this executable (cargo puts tgw and tgw-perf
+/// side by side), else on PATH.
+pub fn sibling_or_path(name: &str) -> PathBuf {
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)));
+    match sibling {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from(name),
+    }
+}
+
+/// Whether 2 MiB hugepages are reserved and mounted.
+pub fn hugepages_available() -> bool {
+    let reserved =
+        std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .map(|m| m.contains("hugetlbfs"))
+        .unwrap_or(false);
+    reserved >= 256 && mounted && Path::new("/dev/hugepages").exists()
+}

@@ -1,0 +1,195 @@
+//! The traffic generator: one lcore, two memif server ports. It sends
+//! frames of a profile out of port A as fast as the device under test takes
+//! them, and counts what comes back on port B.
+//!
+//! It runs as its own process (`tgw-perf gen`), once per device under test,
+//! and talks to the orchestrator over stdio: a JSON line with the result on
+//! stdout, then it waits for a line on stdin before it closes its ports.
+//! That order matters: the memif PMD crashes if the peer disconnects while
+//! the server is still polling, so the generator stops polling first, the
+//! orchestrator stops the device, and only then does the generator exit.
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use rte::{rdtsc, tsc_hz, Burst, Eal, Mbuf, Mempool, Port, PortConf};
+
+use crate::profile::Profile;
+
+/// What one generator run measured, over the measurement window only.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GenResult {
+    pub seconds: f64,
+    pub sent: u64,
+    pub received: u64,
+    /// Frames counted on the way back after the sender stopped.
+    pub drained: u64,
+}
+
+impl GenResult {
+    pub fn offered_mpps(&self) -> f64 {
+        self.sent as f64 / self.seconds / 1e6
+    }
+
+    pub fn received_mpps(&self) -> f64 {
+        self.received as f64 / self.seconds / 1e6
+    }
+
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "seconds": self.seconds, "sent": self.sent,
+            "received": self.received, "drained": self.drained,
+        })
+    }
+
+    pub fn from_json(v: &serde_json::Value) -> Option<GenResult> {
+        Some(GenResult {
+            seconds: v.get("seconds")?.as_f64()?,
+            sent: v.get("sent")?.as_u64()?,
+            received: v.get("received")?.as_u64()?,
+            drained: v.get("drained")?.as_u64()?,
+        })
+    }
+}
+
+pub struct GenArgs {
+    pub sockets: [String; 2],
+    pub file_prefix: String,
+    pub lcore: u32,
+    pub hugepages: bool,
+    pub warmup: Duration,
+    pub seconds: Duration,
+    pub profile: Profile,
+}
+
+/// Runs the generator; returns an error text for the orchestrator.
+pub fn run(args: &GenArgs) -> Result<(), String> {
+    let mut eal_args = vec![
+        "-l".to_owned(),
+        args.lcore.to_string(),
+        "--in-memory".to_owned(),
+        "--no-pci".to_owned(),
+        format!("--file-prefix={}", args.file_prefix),
+        "--log-level=pmd.net.memif:error".to_owned(),
+    ];
+    if !args.hugepages {
+        eal_args.extend(["--no-huge".to_owned(), "-m".to_owned(), "512".to_owned()]);
+    }
+    for (i, sock) in args.sockets.iter().enumerate() {
+        eal_args.push(format!(
+            "--vdev=net_memif{i},role=server,socket={sock},socket-abstract=no,id=0"
+        ));
+    }
+    let _eal = Eal::init(&eal_args).map_err(|e| format!("generator EAL: {e}"))?;
+    let pool = Mempool::new("gen", 16383, 256, 2176, -1).map_err(|e| e.to_string())?;
+    let conf = PortConf {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: 1024,
+        tx_desc: 1024,
+        mtu: 1500,
+        promiscuous: true,
+    };
+    let mut ports = Vec::new();
+    let mut queues = Vec::new();
+    for i in 0..2 {
+        let mut port = Port::by_name(&format!("net_memif{i}")).map_err(|e| e.to_string())?;
+        let (rx, tx) = port.configure(&conf, &pool).map_err(|e| e.to_string())?;
+        port.start().map_err(|e| e.to_string())?;
+        ports.push(port);
+        queues.push((rx.into_iter().next(), tx.into_iter().next()));
+    }
+    wait_for_links(&ports, Duration::from_secs(20))?;
+
+    let (Some(mut rx_b), _) = std::mem::take(&mut queues[1]) else {
+        return Err("no RX queue on B".into());
+    };
+    let (mut rx_a, Some(mut tx_a)) = std::mem::take(&mut queues[0]) else {
+        return Err("no TX queue on A".into());
+    };
+    let frames = args.profile.frames();
+
+    let hz = tsc_hz();
+    let warmup_end = rdtsc() + ticks(args.warmup, hz);
+    let end = warmup_end + ticks(args.seconds, hz);
+    let (mut sent, mut received) = (0u64, 0u64);
+    let (mut sent0, mut received0) = (0u64, 0u64);
+    let mut warm = false;
+    let mut next = 0usize;
+    let mut burst = Burst::new();
+    loop {
+        let now = rdtsc();
+        if !warm && now >= warmup_end {
+            warm = true;
+            (sent0, received0) = (sent, received);
+        }
+        if now >= end {
+            break;
+        }
+        if Mbuf::alloc_bulk(&pool, &mut burst) {
+            for m in burst.iter_mut() {
+                let frame = &frames[next];
+                next = if next + 1 == frames.len() {
+                    0
+                } else {
+                    next + 1
+                };
+                if m.set_len(frame.len()) {
+                    m.copy_from_slice(frame);
+                }
+            }
+            sent += tx_a.tx_burst(&mut burst) as u64;
+            Mbuf::free_bulk(&mut burst);
+        }
+        received += rx_b.rx_burst(&mut burst) as u64;
+        Mbuf::free_bulk(&mut burst);
+        if let Some(rx) = rx_a.as_mut() {
+            // Frames the device sends back on A (it may forward both ways)
+            // are taken so that its TX never stalls, but not counted.
+            rx.rx_burst(&mut burst);
+            Mbuf::free_bulk(&mut burst);
+        }
+    }
+    let result_received = received - received0;
+    let drain_end = Instant::now() + Duration::from_millis(200);
+    let mut drained = 0u64;
+    while Instant::now() < drain_end {
+        drained += rx_b.rx_burst(&mut burst) as u64;
+        Mbuf::free_bulk(&mut burst);
+    }
+    let result = GenResult {
+        seconds: args.seconds.as_secs_f64(),
+        sent: sent - sent0,
+        received: result_received,
+        drained,
+    };
+    println!("{}", result.to_json());
+
+    // Stop polling, then wait until the device has let go of its end.
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    drop(ports);
+    Ok(())
+}
+
+fn ticks(d: Duration, hz: u64) -> u64 {
+    (d.as_secs_f64() * hz as f64) as u64
+}
+
+fn wait_for_links(ports: &[Port], limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if ports
+            .iter()
+            .all(|p| p.link().map(|l| l.up).unwrap_or(false))
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "memif links not up after {limit:?}: did the device under test start?"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

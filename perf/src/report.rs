@@ -1,0 +1,219 @@
+//! Results: per device and round, the tgw/testpmd ratio per round, and the
+//! median of the ratios.
+
+use std::fmt::Write;
+
+use crate::dut::Device;
+use crate::gen::GenResult;
+use crate::profile::Profile;
+
+/// One device measured once.
+pub struct Measurement {
+    pub device: Device,
+    pub gen: GenResult,
+    /// tgw's own cost: TSC cycles per frame of processing, and of busy
+    /// loop iterations (rx and tx included), from its counters.
+    pub cycles_process: Option<f64>,
+    pub cycles_busy: Option<f64>,
+}
+
+impl Measurement {
+    pub fn new(device: Device, gen: GenResult, stats: Option<&serde_json::Value>) -> Self {
+        let per_frame = |key: &str| -> Option<f64> {
+            let workers = stats?.get("workers")?.as_array()?;
+            let sum = |k: &str| {
+                workers
+                    .iter()
+                    .filter_map(|w| w.get(k)?.as_u64())
+                    .sum::<u64>()
+            };
+            let rx = sum("rx_packets");
+            (rx > 0).then(|| sum(key) as f64 / rx as f64)
+        };
+        Measurement {
+            device,
+            gen,
+            cycles_process: per_frame("process_cycles"),
+            cycles_busy: per_frame("busy_cycles"),
+        }
+    }
+
+    pub fn loss(&self) -> f64 {
+        let done = self.gen.received + self.gen.drained;
+        if self.gen.sent == 0 {
+            0.0
+        } else {
+            self.gen.sent.saturating_sub(done) as f64 / self.gen.sent as f64
+        }
+    }
+}
+
+pub struct Report {
+    profile: Profile,
+    hugepages: bool,
+    rows: Vec<(u32, Measurement)>,
+}
+
+impl Report {
+    pub fn new(profile: Profile, hugepages: bool) -> Self {
+        Report {
+            profile,
+            hugepages,
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, round: u32, m: Measurement) {
+        self.rows.push((round, m));
+    }
+
+    /// tgw/testpmd received-rate ratios, one per round that measured both.
+    pub fn ratios(&self) -> Vec<f64> {
+        let rounds = self.rows.iter().map(|(r, _)| *r).max().map_or(0, |r| r + 1);
+        (0..rounds)
+            .filter_map(|round| {
+                let rate = |d| {
+                    self.rows
+                        .iter()
+                        .find(|(r, m)| *r == round && m.device == d)
+                        .map(|(_, m)| m.gen.received_mpps())
+                };
+                let (t, p) = (rate(Device::Tgw)?, rate(Device::Testpmd)?);
+                (p > 0.0).then_some(t / p)
+            })
+            .collect()
+    }
+
+    pub fn median_ratio(&self) -> Option<f64> {
+        let mut r = self.ratios();
+        r.sort_by(f64::total_cmp);
+        (!r.is_empty()).then(|| r[r.len() / 2])
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let p = &self.profile;
+        let _ = writeln!(
+            out,
+            "profile {} · {} flows · {}-byte frames · memif · {}",
+            p.kind,
+            p.flows,
+            p.size,
+            if self.hugepages {
+                "hugepages"
+            } else {
+                "no hugepages (indicative only)"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "{:<6} {:<16} {:>13} {:>14} {:>8} {:>17} {:>14}",
+            "round",
+            "device",
+            "offered Mpps",
+            "received Mpps",
+            "loss",
+            "cycles/frame proc",
+            "with rx/tx"
+        );
+        for (round, m) in &self.rows {
+            let cyc = |c: Option<f64>| c.map_or("-".to_owned(), |c| format!("{c:.1}"));
+            let _ = writeln!(
+                out,
+                "{:<6} {:<16} {:>13.2} {:>14.2} {:>7.3}% {:>17} {:>14}",
+                round + 1,
+                m.device.name(),
+                m.gen.offered_mpps(),
+                m.gen.received_mpps(),
+                m.loss() * 100.0,
+                cyc(m.cycles_process),
+                cyc(m.cycles_busy)
+            );
+        }
+        if let Some(median) = self.median_ratio() {
+            let all: Vec<String> = self.ratios().iter().map(|r| format!("{r:.3}")).collect();
+            let _ = writeln!(
+                out,
+                "tgw/testpmd: {median:.3} (median of rounds: {})",
+                all.join(", ")
+            );
+        }
+        out
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let rows: Vec<_> = self
+            .rows
+            .iter()
+            .map(|(round, m)| {
+                serde_json::json!({
+                    "round": round, "device": m.device.name(),
+                    "offered_mpps": m.gen.offered_mpps(), "received_mpps": m.gen.received_mpps(),
+                    "loss": m.loss(), "cycles_per_frame_process": m.cycles_process,
+                    "cycles_per_frame_busy": m.cycles_busy, "raw": m.gen.to_json(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "profile": self.profile.kind.to_string(), "flows": self.profile.flows,
+            "frame_size": self.profile.size, "hugepages": self.hugepages,
+            "runs": rows, "ratios": self.ratios(), "ratio_median": self.median_ratio(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Kind;
+
+    fn m(device: Device, received: u64) -> Measurement {
+        let gen = GenResult {
+            seconds: 1.0,
+            sent: received + 10,
+            received,
+            drained: 5,
+        };
+        Measurement::new(device, gen, None)
+    }
+
+    #[test]
+    fn ratio_is_per_round_and_the_median_is_reported() {
+        let mut r = Report::new(
+            Profile {
+                kind: Kind::Udp,
+                flows: 1,
+                size: 64,
+            },
+            true,
+        );
+        r.push(0, m(Device::Testpmd, 20_000_000));
+        r.push(0, m(Device::Tgw, 18_000_000));
+        r.push(1, m(Device::Testpmd, 10_000_000));
+        r.push(1, m(Device::Tgw, 10_000_000));
+        r.push(2, m(Device::Testpmd, 20_000_000));
+        r.push(2, m(Device::Tgw, 19_000_000));
+        assert_eq!(r.ratios(), vec![0.9, 1.0, 0.95]);
+        assert_eq!(r.median_ratio(), Some(0.95));
+        assert!(r.table().contains("tgw/testpmd: 0.950"));
+        let loss = m(Device::Tgw, 100).loss();
+        assert!((loss - 5.0 / 110.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cycles_come_from_the_workers_counters() {
+        let stats = serde_json::json!({"workers": [
+            {"rx_packets": 100, "process_cycles": 4000, "busy_cycles": 9000},
+            {"rx_packets": 300, "process_cycles": 4000, "busy_cycles": 11000},
+        ]});
+        let gen = GenResult {
+            seconds: 1.0,
+            sent: 1,
+            received: 1,
+            drained: 0,
+        };
+        let m = Measurement::new(Device::Tgw, gen, Some(&stats));
+        assert_eq!(m.cycles_process, Some(20.0));
+        assert_eq!(m.cycles_busy, Some(50.0));
+    }
+}

@@ -1,0 +1,315 @@
+//! Brings the appliance up from a validated config, runs it until a signal,
+//! and brings it down in order: workers finish their burst, ports stop,
+//! counters are reported.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ctl::config::{Config, Role};
+use dataplane::counters::MAX_PORTS;
+use dataplane::l2fwd::Egress;
+use dataplane::{DropReason, L2Forward, WorkerCounters};
+use rte::{Eal, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats};
+use tracing::{info, warn};
+
+use crate::worker::{Worker, TX_DRAIN_US};
+
+/// One configured port, as started.
+struct RunningPort {
+    name: String,
+    role: Role,
+    port: Port,
+    mac: MacAddr,
+}
+
+/// What the daemon reports when it stops.
+pub struct Report {
+    pub ports: Vec<PortReport>,
+    pub workers: Vec<Arc<WorkerCounters>>,
+    pub worker_lcores: Vec<u32>,
+    pub tsc_hz: u64,
+}
+
+pub struct PortReport {
+    pub name: String,
+    pub role: Role,
+    pub id: u16,
+    pub stats: PortStats,
+}
+
+/// Runs the gateway until `stop` is raised (by SIGINT/SIGTERM).
+pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
+    let eal_args = config.eal_args();
+    info!(args = %eal_args.join(" "), "starting EAL");
+    let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
+
+    let mp = &config.mempool;
+    let pool = Mempool::new("tgw_mbufs", mp.mbufs, mp.cache_size, mp.data_room, -1)
+        .map_err(|e| format!("mempool of {} mbufs: {e}", mp.mbufs))?;
+
+    let mut ports = Vec::with_capacity(config.ports.len());
+    let mut rxqs = Vec::new();
+    let mut txqs = Vec::new();
+    for (index, pc) in config.ports.iter().enumerate() {
+        let mut port = Port::by_name(pc.dpdk_name()).map_err(|e| {
+            format!(
+                "port {:?} ({}): no such DPDK device: {e}",
+                pc.name, pc.device
+            )
+        })?;
+        let conf = PortConf {
+            rx_queues: config.rx_queues(index),
+            tx_queues: config.tx_queues(),
+            rx_desc: pc.rx_desc,
+            tx_desc: pc.tx_desc,
+            mtu: pc.mtu,
+            promiscuous: true,
+        };
+        let (rx, tx) = port
+            .configure(&conf, &pool)
+            .map_err(|e| format!("port {:?}: {e}", pc.name))?;
+        let mac = match pc.mac.map(|m| MacAddr(m.0)) {
+            None => port.mac().map_err(|e| format!("port {:?}: {e}", pc.name))?,
+            Some(mac) => {
+                // Virtual devices such as net_pcap keep no MAC of their own:
+                // the configured one is still the source of what we send,
+                // and promiscuous mode still brings in what is sent to it.
+                if let Err(e) = port.set_mac(mac) {
+                    warn!(port = %pc.name, %mac, "the device keeps its own MAC ({e}); sending from the configured one");
+                }
+                mac
+            }
+        };
+        if usize::from(port.id().0) >= MAX_PORTS {
+            return Err(format!(
+                "port {:?}: DPDK port id {} is past {MAX_PORTS}",
+                pc.name,
+                port.id().0
+            ));
+        }
+        info!(port = %pc.name, id = port.id().0, role = %pc.role, %mac, driver = %port.info().map(|i| i.driver).unwrap_or_default(), "port configured");
+        rxqs.push(rx);
+        txqs.push(tx);
+        ports.push(RunningPort {
+            name: pc.name.clone(),
+            role: pc.role,
+            port,
+            mac,
+        });
+    }
+
+    let pipeline = l2_pipeline(config, &ports);
+    let drain_ticks = rte::tsc_hz() * TX_DRAIN_US / 1_000_000;
+
+    // Hand every queue to its one worker: RX as the config says, TX queue
+    // `i` of every port to worker `i`.
+    let mut rx_slots: Vec<Vec<Option<rte::RxQueue>>> = rxqs
+        .into_iter()
+        .map(|qs| qs.into_iter().map(Some).collect())
+        .collect();
+    let mut tx_iters: Vec<_> = txqs.into_iter().map(Vec::into_iter).collect();
+    let mut workers = Vec::with_capacity(config.workers.len());
+    for wc in &config.workers {
+        let rx = wc
+            .rx
+            .iter()
+            .map(|q| {
+                rx_slots[q.port][usize::from(q.queue)]
+                    .take()
+                    .expect("validated: each queue has one poller")
+            })
+            .collect();
+        let mut tx: [Option<rte::TxQueue>; MAX_PORTS] = std::array::from_fn(|_| None);
+        for (index, it) in tx_iters.iter_mut().enumerate() {
+            tx[usize::from(ports[index].port.id().0)] = it.next();
+        }
+        workers.push(Worker {
+            rx,
+            tx,
+            pipeline: pipeline.clone(),
+            counters: Arc::new(WorkerCounters::default()),
+            stop: Arc::clone(&stop),
+            drain_ticks,
+        });
+    }
+
+    for p in &mut ports {
+        p.port
+            .start()
+            .map_err(|e| format!("port {:?}: {e}", p.name))?;
+    }
+
+    let counters: Vec<_> = workers.iter().map(|w| Arc::clone(&w.counters)).collect();
+    let mut running = Vec::with_capacity(workers.len());
+    for (worker, wc) in workers.into_iter().zip(&config.workers) {
+        let lcore = LcoreId(wc.lcore);
+        match lcore.launch(move || worker.run()) {
+            Ok(job) => running.push(job),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(format!("launching the worker on {lcore}: {e}"));
+            }
+        }
+    }
+    info!(
+        workers = running.len(),
+        "forwarding; SIGINT or SIGTERM stops"
+    );
+
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    info!("stopping: workers finish their burst");
+    for job in running {
+        let id = job.id();
+        if job.wait().is_err() {
+            warn!(lcore = id.0, "worker panicked");
+        }
+    }
+
+    let mut report_ports = Vec::with_capacity(ports.len());
+    for p in &mut ports {
+        if let Err(e) = p.port.stop() {
+            warn!(port = %p.name, "stop: {e}");
+        }
+        report_ports.push(PortReport {
+            name: p.name.clone(),
+            role: p.role,
+            id: p.port.id().0,
+            stats: p.port.stats().unwrap_or_default(),
+        });
+    }
+    let tsc_hz = rte::tsc_hz();
+    // Ports close before the pool they draw from is freed, and EAL last.
+    drop(ports);
+    drop(pool);
+    drop(eal);
+    Ok(Report {
+        ports: report_ports,
+        workers: counters,
+        worker_lcores: config.workers.iter().map(|w| w.lcore).collect(),
+        tsc_hz,
+    })
+}
+
+/// The L2 skeleton: a public port forwards to the first underlay port and
+/// an underlay port to the first public one, with the egress port's MAC as
+/// source and its configured peer as destination.
+fn l2_pipeline(config: &Config, ports: &[RunningPort]) -> L2Forward {
+    let mut fwd = L2Forward::default();
+    let first = |role| ports.iter().position(|p| p.role == role);
+    for p in ports {
+        let other = if p.role == Role::Public {
+            Role::Underlay
+        } else {
+            Role::Public
+        };
+        let Some(out) = first(other) else { continue };
+        let peer = config.ports[out].peer_mac.map(|m| m.0);
+        if peer.is_none() {
+            warn!(port = %ports[out].name, "no peer_mac: frames leave with their source MAC as destination");
+        }
+        fwd.connect(
+            p.port.id().0,
+            Egress {
+                port: ports[out].port.id().0,
+                src: ports[out].mac.0,
+                dst: peer,
+            },
+        );
+    }
+    fwd
+}
+
+impl Report {
+    /// Frames every worker received, summed.
+    fn sum(&self, f: impl Fn(&WorkerCounters) -> u64) -> u64 {
+        self.workers.iter().map(|w| f(w)).sum()
+    }
+
+    /// A table for people.
+    pub fn table(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<12} {:<9} {:>4} {:>14} {:>14} {:>10} {:>10} {:>10}",
+            "port", "role", "id", "rx-packets", "tx-packets", "rx-missed", "rx-errors", "tx-errors"
+        );
+        for p in &self.ports {
+            let s = &p.stats;
+            let _ = writeln!(
+                out,
+                "{:<12} {:<9} {:>4} {:>14} {:>14} {:>10} {:>10} {:>10}",
+                p.name,
+                p.role.as_str(),
+                p.id,
+                s.ipackets,
+                s.opackets,
+                s.imissed,
+                s.ierrors,
+                s.oerrors
+            );
+        }
+        let rx = self.sum(|w| w.ports.iter().map(|p| p.rx_packets.get()).sum());
+        let tx = self.sum(|w| w.ports.iter().map(|p| p.tx_packets.get()).sum());
+        let _ = writeln!(out, "workers: {rx} frames in, {tx} out");
+        for &reason in DropReason::ALL {
+            let n = self.sum(|w| w.dropped(reason));
+            if n > 0 {
+                let _ = writeln!(out, "  dropped ({}): {n}", reason.name());
+            }
+        }
+        if rx > 0 {
+            let cycles = self.sum(|w| w.process_cycles.get());
+            let busy = self.sum(|w| w.busy_cycles.get());
+            let _ = writeln!(
+                out,
+                "  cycles per frame: {:.1} processing, {:.1} with rx/tx",
+                cycles as f64 / rx as f64,
+                busy as f64 / rx as f64
+            );
+        }
+        out
+    }
+
+    /// The same as JSON, for tools (tgw-perf reads it).
+    pub fn json(&self) -> serde_json::Value {
+        let ports: Vec<_> = self
+            .ports
+            .iter()
+            .map(|p| {
+                let s = &p.stats;
+                serde_json::json!({
+                    "name": p.name, "role": p.role.as_str(), "id": p.id,
+                    "rx_packets": s.ipackets, "tx_packets": s.opackets,
+                    "rx_bytes": s.ibytes, "tx_bytes": s.obytes,
+                    "rx_missed": s.imissed, "rx_errors": s.ierrors,
+                    "tx_errors": s.oerrors, "rx_nombuf": s.rx_nombuf,
+                })
+            })
+            .collect();
+        let workers: Vec<_> = self
+            .workers
+            .iter()
+            .zip(&self.worker_lcores)
+            .map(|(w, lcore)| {
+                let drops: serde_json::Map<_, _> = DropReason::ALL
+                    .iter()
+                    .map(|r| (r.name().to_owned(), w.dropped(*r).into()))
+                    .collect();
+                serde_json::json!({
+                    "lcore": lcore,
+                    "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),
+                    "tx_packets": w.ports.iter().map(|p| p.tx_packets.get()).sum::<u64>(),
+                    "bursts": w.bursts.get(),
+                    "process_cycles": w.process_cycles.get(),
+                    "busy_cycles": w.busy_cycles.get(),
+                    "drops": drops,
+                })
+            })
+            .collect();
+        serde_json::json!({ "tsc_hz": self.tsc_hz, "ports": ports, "workers": workers })
+    }
+}

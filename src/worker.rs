@@ -1,0 +1,138 @@
+//! The worker lcore: a run-to-completion burst loop, shaped like DPDK's
+//! l3fwd. Receive a burst, run every frame through the pipeline, buffer the
+//! survivors per output port and send a port's buffer when it is full or
+//! when the TSC deadline passes, so a trickle of traffic is not held back.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+
+use dataplane::counters::MAX_PORTS;
+use dataplane::{DropReason, L2Forward, Verdict, WorkerCounters};
+use rte::{rdtsc, Burst, Mbuf, RxQueue, TxQueue};
+
+use crate::frame::MbufFrame;
+
+/// How long a frame may wait in a TX buffer, in microseconds (l3fwd's
+/// BURST_TX_DRAIN_US).
+pub const TX_DRAIN_US: u64 = 100;
+
+/// Everything one worker owns. Built on the main lcore, then moved to the
+/// worker's lcore; nothing in it is shared but the counters (read-only for
+/// everyone else) and the stop flag.
+pub struct Worker {
+    pub rx: Vec<RxQueue>,
+    /// This worker's TX queue on each port, by port id.
+    pub tx: [Option<TxQueue>; MAX_PORTS],
+    pub pipeline: L2Forward,
+    pub counters: Arc<WorkerCounters>,
+    pub stop: Arc<AtomicBool>,
+    /// [`TX_DRAIN_US`] in TSC ticks.
+    pub drain_ticks: u64,
+}
+
+/// Frames waiting to be sent, one buffer per port.
+struct TxBuffers([Burst; MAX_PORTS]);
+
+impl Worker {
+    /// Polls until the stop flag is raised, then sends what is buffered and
+    /// returns. The flag is read once per loop, between bursts, so a burst
+    /// in progress always completes.
+    pub fn run(mut self) {
+        let mut txbuf = TxBuffers(std::array::from_fn(|_| Burst::new()));
+        let mut burst = Burst::new();
+        let mut drops = Burst::new();
+        let mut last_drain = rdtsc();
+        while !self.stop.load(Relaxed) {
+            for q in 0..self.rx.len() {
+                let start = rdtsc();
+                let n = self.rx[q].rx_burst(&mut burst);
+                if n == 0 {
+                    continue;
+                }
+                let port = self.rx[q].port().0;
+                let received = rdtsc();
+                self.process(port, &mut burst, &mut txbuf, &mut drops);
+                let processed = rdtsc();
+                Mbuf::free_bulk(&mut drops);
+                self.counters.bursts.inc();
+                self.counters.process_cycles.add(processed - received);
+                self.counters.busy_cycles.add(rdtsc() - start);
+            }
+            let now = rdtsc();
+            if now - last_drain >= self.drain_ticks {
+                self.flush_all(&mut txbuf);
+                last_drain = now;
+            }
+        }
+        self.flush_all(&mut txbuf);
+    }
+
+    /// Runs the pipeline over one burst, emptying it into the TX buffers
+    /// and the drop list.
+    #[inline]
+    fn process(&mut self, port: u16, burst: &mut Burst, txbuf: &mut TxBuffers, drops: &mut Burst) {
+        let pc = self.counters.port(port);
+        pc.rx_packets.add(burst.len() as u64);
+        pc.rx_bytes.add(burst.iter().map(|m| m.len() as u64).sum());
+        for mut mbuf in burst.drain(..) {
+            let verdict = if mbuf.segments() != 1 {
+                Verdict::Drop(DropReason::MultiSegment)
+            } else {
+                self.pipeline.process(&mut MbufFrame {
+                    mbuf: &mut mbuf,
+                    in_port: port,
+                })
+            };
+            match verdict {
+                Verdict::Forward(out) => {
+                    let Some(buf) = txbuf.0.get_mut(usize::from(out)) else {
+                        self.counters.count_drop(DropReason::NoEgress, 1);
+                        drops.push(mbuf);
+                        continue;
+                    };
+                    buf.push(mbuf);
+                    if buf.is_full() {
+                        self.flush(out, txbuf);
+                    }
+                }
+                Verdict::Drop(reason) => {
+                    self.counters.count_drop(reason, 1);
+                    drops.push(mbuf);
+                }
+            }
+        }
+    }
+
+    /// Sends port `out`'s buffer. What the queue does not take is dropped
+    /// and counted: holding it would only delay the next burst behind a
+    /// full ring.
+    fn flush(&mut self, out: u16, txbuf: &mut TxBuffers) {
+        let buf = &mut txbuf.0[usize::from(out)];
+        if buf.is_empty() {
+            return;
+        }
+        let Some(txq) = self.tx.get_mut(usize::from(out)).and_then(Option::as_mut) else {
+            self.counters
+                .count_drop(DropReason::NoEgress, buf.len() as u64);
+            Mbuf::free_bulk(buf);
+            return;
+        };
+        let bytes: u64 = buf.iter().map(|m| m.len() as u64).sum();
+        let sent = txq.tx_burst(buf) as u64;
+        let unsent_bytes: u64 = buf.iter().map(|m| m.len() as u64).sum();
+        let pc = self.counters.port(out);
+        pc.tx_packets.add(sent);
+        pc.tx_bytes.add(bytes - unsent_bytes);
+        if !buf.is_empty() {
+            self.counters
+                .count_drop(DropReason::TxFull, buf.len() as u64);
+            Mbuf::free_bulk(buf);
+        }
+    }
+
+    fn flush_all(&mut self, txbuf: &mut TxBuffers) {
+        for out in 0..MAX_PORTS as u16 {
+            self.flush(out, txbuf);
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! The real daemon on real DPDK virtual devices: frames built with an
+//! independent library go in through `net_pcap`, and what comes out is
+//! compared byte for byte; SIGTERM stops it with its counters; a bad config
+//! is refused with `FILE:LINE:` messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use etherparse::PacketBuilder;
+use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+
+const TGW: &str = env!("CARGO_BIN_EXE_tgw");
+const PUB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const UND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
+const PUB_PEER: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x01];
+const UND_PEER: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x02];
+
+/// A scratch directory removed on drop, even when the test fails.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("tgw-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed on drop, so that a failing test leaves nothing
+/// running.
+struct Daemon(Option<Child>);
+
+impl Daemon {
+    fn start(config: &Path, extra: &[&str]) -> Daemon {
+        let child = Command::new(TGW)
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tgw");
+        Daemon(Some(child))
+    }
+
+    fn running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit and its output.
+    fn terminate(mut self) -> Output {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut child = self.0.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("tgw did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Frames of several shapes and sizes, built with etherparse.
+fn frames(seed: u8, count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let payload: Vec<u8> = (0..(i * 37) % 1400).map(|b| (b as u8) ^ seed).collect();
+            let eth =
+                PacketBuilder::ethernet2([0x02, 0, 0, 0, 0xaa, seed], [0x02, 0, 0, 0, 0xbb, seed]);
+            let mut out = Vec::new();
+            match i % 4 {
+                0 => eth
+                    .ipv4([1, 1, 1, 7], [2, 2, 2, 11], 64)
+                    .udp(1000 + i as u16, 53)
+                    .write(&mut out, &payload),
+                1 => eth
+                    .ipv4([1, 1, 1, 7], [2, 2, 2, 12], 63)
+                    .tcp(40000 + i as u16, 22, i as u32, 1000)
+                    .syn()
+                    .write(&mut out, &payload),
+                2 => eth
+                    .single_vlan(100.try_into().unwrap())
+                    .ipv4([10, 0, 0, 7], [1, 1, 1, 7], 5)
+                    .icmpv4_echo_request(7, i as u16)
+                    .write(&mut out, &payload),
+                _ => eth
+                    .ipv4([172, 168, 0, 11], [172, 168, 0, 1], 64)
+                    .udp(4000, 4789)
+                    .write(&mut out, &payload[..payload.len().min(64)]),
+            }
+            .unwrap();
+            out
+        })
+        .collect()
+}
+
+fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = PcapWriter::new(file).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write_packet(&PcapPacket::new(
+            Duration::from_micros(i as u64),
+            f.len() as u32,
+            f,
+        ))
+        .unwrap();
+    }
+}
+
+fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let Ok(mut r) = PcapReader::new(file) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Some(Ok(p)) = r.next_packet() {
+        out.push(p.data.into_owned());
+    }
+    out
+}
+
+fn pcap_config(dir: &Scratch, prefix: &str) -> PathBuf {
+    let text = format!(
+        r#"[eal]
+main_lcore = 0
+file_prefix = "{prefix}"
+hugepages = false
+memory_mb = 256
+in_memory = true
+
+[mempool]
+mbufs = 8191
+cache_size = 128
+
+[[port]]
+name = "pub0"
+device = "net_pcap0,rx_pcap={pub_in},tx_pcap={pub_out}"
+role = "public"
+mac = "02:00:00:00:00:01"
+peer_mac = "02:00:00:00:ee:01"
+
+[[port]]
+name = "und0"
+device = "net_pcap1,rx_pcap={und_in},tx_pcap={und_out}"
+role = "underlay"
+mac = "02:00:00:00:01:01"
+peer_mac = "02:00:00:00:ee:02"
+
+[[worker]]
+lcore = 1
+rx = ["pub0:0", "und0:0"]
+"#,
+        pub_in = dir.path("pub-in.pcap").display(),
+        pub_out = dir.path("pub-out.pcap").display(),
+        und_in = dir.path("und-in.pcap").display(),
+        und_out = dir.path("und-out.pcap").display(),
+    );
+    let path = dir.path("tgw.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `expected` with the MAC rewrite the skeleton does: the next hop's MAC as
+/// destination, the egress port's as source.
+fn rewritten(frames: &[Vec<u8>], dst: [u8; 6], src: [u8; 6]) -> Vec<Vec<u8>> {
+    frames
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            f[..6].copy_from_slice(&dst);
+            f[6..12].copy_from_slice(&src);
+            f
+        })
+        .collect()
+}
+
+/// Waits until `path` holds `n` frames, the time is up, or tgw is gone.
+fn wait_for_frames(daemon: &mut Daemon, path: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_pcap(path).len() < n && Instant::now() < deadline && daemon.running() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn pcap_round_trip_changes_only_the_macs_and_sigterm_reports_counters() {
+    let dir = Scratch::new("pcap");
+    let to_underlay = frames(1, 200);
+    let to_public = frames(2, 120);
+    write_pcap(&dir.path("pub-in.pcap"), &to_underlay);
+    write_pcap(&dir.path("und-in.pcap"), &to_public);
+    let prefix = format!("tgw-test-pcap-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+    let config = pcap_config(&dir, &prefix);
+
+    let mut daemon = Daemon::start(
+        &config,
+        &["--stats-json", dir.path("stats.json").to_str().unwrap()],
+    );
+    // net_pcap flushes its output after every burst, so the files fill
+    // while tgw runs; SIGTERM once everything has been through.
+    wait_for_frames(&mut daemon, &dir.path("und-out.pcap"), to_underlay.len());
+    wait_for_frames(&mut daemon, &dir.path("pub-out.pcap"), to_public.len());
+    let out = daemon.terminate();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "tgw exited with {}\n{stdout}\n{stderr}",
+        out.status
+    );
+
+    assert_eq!(
+        read_pcap(&dir.path("und-out.pcap")),
+        rewritten(&to_underlay, UND_PEER, UND_MAC)
+    );
+    assert_eq!(
+        read_pcap(&dir.path("pub-out.pcap")),
+        rewritten(&to_public, PUB_PEER, PUB_MAC)
+    );
+
+    // The printed counters are the port's own: every frame in, every frame out.
+    let row = |name: &str| -> Vec<String> {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row in:\n{stdout}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(row("pub0")[3..5], ["200", "120"], "{stdout}");
+    assert_eq!(row("und0")[3..5], ["120", "200"], "{stdout}");
+    assert!(
+        stdout.contains("workers: 320 frames in, 320 out"),
+        "{stdout}"
+    );
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("stats.json")).unwrap()).unwrap();
+    let pub0 = &stats["ports"][0];
+    assert_eq!(
+        (pub0["rx_packets"].as_u64(), pub0["tx_packets"].as_u64()),
+        (Some(200), Some(120))
+    );
+    let rx_bytes: usize = to_underlay.iter().map(Vec::len).sum();
+    assert_eq!(pub0["rx_bytes"].as_u64(), Some(rx_bytes as u64));
+    assert_eq!(stats["workers"][0]["drops"]["tx_full"].as_u64(), Some(0));
+}
+
+#[test]
+fn check_accepts_the_examples() {
+    for example in ["examples/l2fwd-null.toml", "examples/l2fwd-memif.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(example);
+        let out = Command::new(TGW)
+            .arg("--config")
+            .arg(&path)
+            .arg("--check")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).ends_with(": ok\n"));
+    }
+}
+
+#[test]
+fn check_names_file_and_line_of_every_problem() {
+    let dir = Scratch::new("check");
+    let path = dir.path("bad.toml");
+    std::fs::write(
+        &path,
+        r#"[eal]
+main_lcore = 0
+
+[[port]]
+name = "pub0"
+device = "net_null0"
+role = "public"
+
+[[port]]
+name = "pub0"
+device = "net_null1"
+role = "outside"
+
+[[worker]]
+lcore = 0
+rx = ["pub0:0"]
+"#,
+    )
+    .unwrap();
+    let out = Command::new(TGW)
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    assert!(
+        stderr.contains(&format!("{file}:10:")),
+        "duplicate name at line 10:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}:12:")),
+        "unknown role at line 12:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}:15:")),
+        "lcore 0 is the main lcore, line 15:\n{stderr}"
+    );
+    assert!(
+        stderr.lines().all(|l| l.starts_with(&format!("{file}:"))),
+        "every line names the file:\n{stderr}"
+    );
+
+    let out = Command::new(TGW)
+        .arg("--config")
+        .arg(dir.path("missing.toml"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml: cannot read"));
+}
+
+/// Runtime files a daemon with a file prefix leaves (EAL keeps them so a
+/// restart can reclaim them); removed after the test.
+struct PrefixFiles(String);
+
+impl Drop for PrefixFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.0));
+        if let Ok(entries) = std::fs::read_dir("/dev/hugepages") {
+            for e in entries.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}map_", self.0))
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dpdk_dumpcap_attaches_to_a_running_tgw() {
+    if std::env::var("TGW_HUGEPAGES").as_deref() != Ok("1") {
+        // A secondary process maps the primary's memory from hugepage
+        // files; without hugepages there is nothing to attach to.
+        eprintln!("SKIP: no hugepages (run scripts/setup as root)");
+        return;
+    }
+    let dir = Scratch::new("dumpcap");
+    let prefix = format!("tgw-test-dumpcap-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+    let config = dir.path("tgw.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[eal]
+file_prefix = "{prefix}"
+memory_mb = 128
+[mempool]
+mbufs = 8191
+cache_size = 128
+[[port]]
+name = "pub0"
+device = "net_null0"
+role = "public"
+[[port]]
+name = "und0"
+device = "net_null1"
+role = "underlay"
+[[worker]]
+lcore = 1
+rx = ["pub0:0", "und0:0"]
+"#
+        ),
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&config, &[]);
+    // The null ports carry traffic from the start; dumpcap retries until
+    // the primary has set its ports up.
+    let capture = dir.path("cap.pcap");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while Instant::now() < deadline && daemon.running() {
+        let out = Command::new("timeout")
+            .args([
+                "20",
+                "dpdk-dumpcap",
+                "--file-prefix",
+                &prefix,
+                "-i",
+                "net_null0",
+                "-c",
+                "100",
+                "-q",
+                "-P",
+                "-w",
+            ])
+            .arg(&capture)
+            .output()
+            .expect("run dpdk-dumpcap (apt-get install dpdk-dev)");
+        if out.status.success() {
+            last = None;
+            break;
+        }
+        last = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        last.is_none(),
+        "dpdk-dumpcap failed: {}",
+        last.unwrap_or_default()
+    );
+    let out = daemon.terminate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // dumpcap stops after the burst that reaches the count.
+    let captured = read_pcap(&capture);
+    assert!(
+        (100..=100 + 32).contains(&captured.len()),
+        "captured {} frames for -c 100",
+        captured.len()
+    );
+    assert!(
+        captured.iter().all(|f| f.len() == 64),
+        "net_null sends 64-byte frames"
+    );
+}
