@@ -5,7 +5,8 @@
 
 use std::process::{exit, Command};
 
-const INSTALL_HINT: &str = "install Debian's DPDK 22.11: apt-get install libdpdk-dev dpdk pkg-config";
+const INSTALL_HINT: &str =
+    "install Debian's DPDK 22.11: apt-get install libdpdk-dev dpdk pkg-config";
 
 fn main() {
     println!("cargo:rerun-if-changed=shim/shim.c");
@@ -15,15 +16,23 @@ fn main() {
 
     let version = pkg_config(&["--modversion"]);
     if !version.starts_with("22.11") {
-        fail(&format!("found DPDK {version}, tgw is built for 22.11 LTS; {INSTALL_HINT}"));
+        fail(&format!(
+            "found DPDK {version}, tgw is built for 22.11 LTS; {INSTALL_HINT}"
+        ));
     }
     // The `pkg-config` crate drops `-include rte_config.h` and `-march=...`,
     // both of which DPDK's headers need, so the raw output is used.
-    let cflags: Vec<String> = pkg_config(&["--cflags"]).split_whitespace().map(str::to_owned).collect();
+    let cflags: Vec<String> = pkg_config(&["--cflags"])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
     let libs = pkg_config(&["--libs"]);
 
     let mut shim = cc::Build::new();
-    shim.file("shim/shim.c").include("shim").opt_level(3).warnings(true);
+    shim.file("shim/shim.c")
+        .include("shim")
+        .opt_level(3)
+        .warnings(true);
     for flag in &cflags {
         shim.flag(flag);
     }
@@ -46,7 +55,10 @@ fn main() {
 /// Runs `pkg-config ARGS libdpdk`, or stops the build with one line saying
 /// which packages to install.
 fn pkg_config(args: &[&str]) -> String {
-    let out = Command::new("pkg-config").args(args).arg("libdpdk").output();
+    let out = Command::new("pkg-config")
+        .args(args)
+        .arg("libdpdk")
+        .output();
     match out {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
         Ok(_) => fail(&format!("pkg-config does not know libdpdk; {INSTALL_HINT}")),
@@ -61,7 +73,9 @@ fn fail(msg: &str) -> ! {
 
 #[cfg(feature = "regenerate")]
 fn regenerate(cflags: &[String]) {
-    let manifest = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest = std::path::PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
     // bindgen loads libclang at run time and panics when it is not there.
     if std::panic::catch_unwind(bindgen::clang_version).is_err() {
         fail("libclang is missing; apt-get install clang libclang-dev (only needed with --features regenerate)");

@@ -7,7 +7,12 @@
 //! functions, to be called once per burst.
 //!
 //! Everything here is `unsafe` to call; the `rte` crate is the safe layer.
-#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
+#![allow(
+    non_upper_case_globals,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code
+)]
 #![allow(clippy::all, clippy::undocumented_unsafe_blocks)]
 #![allow(rustdoc::all)]
 
