@@ -6,14 +6,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ctl::config::{Config, Role};
+use ctl::config::{Config, Mode, Role};
 use dataplane::counters::MAX_PORTS;
 use dataplane::l2fwd::Egress;
+use dataplane::pipeline::Pipeline;
+use dataplane::ratelimit::TokenBucket;
+use dataplane::snapshot::Publisher;
+use dataplane::tables::Tables;
 use dataplane::{DropReason, L2Forward, WorkerCounters};
 use rte::{Eal, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats};
 use tracing::{info, warn};
 
-use crate::worker::{Worker, TX_DRAIN_US};
+use crate::worker::{Stage, Worker, TX_DRAIN_US};
 
 /// One configured port, as started.
 struct RunningPort {
@@ -28,6 +32,8 @@ pub struct Report {
     pub ports: Vec<PortReport>,
     pub workers: Vec<Arc<WorkerCounters>>,
     pub worker_lcores: Vec<u32>,
+    /// Tenant names, by tenant index (the order of the config).
+    pub tenants: Vec<String>,
     pub tsc_hz: u64,
 }
 
@@ -99,8 +105,14 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         });
     }
 
-    let pipeline = l2_pipeline(config, &ports);
-    let drain_ticks = rte::tsc_hz() * TX_DRAIN_US / 1_000_000;
+    let port_ids: Vec<(u16, MacAddr)> = ports.iter().map(|p| (p.port.id().0, p.mac)).collect();
+    let tables = Tables::build(&crate::tables::spec(config, &port_ids), 1)
+        .map_err(|e| format!("tables: {e}"))?;
+    info!(tenants = tables.tenants.len(), tunnels = tables.tunnels.len(), mode = %config.dataplane.mode, "tables built");
+    let publisher = Publisher::new(tables);
+    let l2 = l2_pipeline(config, &ports);
+    let hz = rte::tsc_hz();
+    let drain_ticks = hz * TX_DRAIN_US / 1_000_000;
 
     // Hand every queue to its one worker: RX as the config says, TX queue
     // `i` of every port to worker `i`.
@@ -110,7 +122,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         .collect();
     let mut tx_iters: Vec<_> = txqs.into_iter().map(Vec::into_iter).collect();
     let mut workers = Vec::with_capacity(config.workers.len());
-    for wc in &config.workers {
+    for (index, wc) in config.workers.iter().enumerate() {
         let rx = wc
             .rx
             .iter()
@@ -124,11 +136,21 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         for (index, it) in tx_iters.iter_mut().enumerate() {
             tx[usize::from(ports[index].port.id().0)] = it.next();
         }
+        let stage = match config.dataplane.mode {
+            Mode::Gateway => Stage::Gateway {
+                pipeline: Pipeline::new(
+                    TokenBucket::new(config.icmp.rate_per_sec, config.icmp.burst, hz),
+                    index as u16,
+                ),
+                tables: publisher.reader(),
+            },
+            Mode::L2fwd => Stage::L2fwd(Box::new(l2.clone())),
+        };
         workers.push(Worker {
             rx,
             tx,
-            pipeline: pipeline.clone(),
-            counters: Arc::new(WorkerCounters::default()),
+            stage,
+            counters: Arc::new(WorkerCounters::new(config.tenants.len())),
             stop: Arc::clone(&stop),
             drain_ticks,
         });
@@ -189,6 +211,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         ports: report_ports,
         workers: counters,
         worker_lcores: config.workers.iter().map(|w| w.lcore).collect(),
+        tenants: config.tenants.iter().map(|t| t.name.clone()).collect(),
         tsc_hz,
     })
 }
@@ -255,6 +278,27 @@ impl Report {
         let rx = self.sum(|w| w.ports.iter().map(|p| p.rx_packets.get()).sum());
         let tx = self.sum(|w| w.ports.iter().map(|p| p.tx_packets.get()).sum());
         let _ = writeln!(out, "workers: {rx} frames in, {tx} out");
+        for (i, name) in self.tenants.iter().enumerate() {
+            let t = |f: fn(&dataplane::counters::TenantCounters) -> u64| {
+                self.sum(|w| w.tenant(i).map_or(0, f))
+            };
+            let _ = writeln!(
+                out,
+                "  tenant {name}: {} frames from its tunnels, {} into them",
+                t(|c| c.from_tunnel_packets.get()),
+                t(|c| c.to_tunnel_packets.get())
+            );
+        }
+        let replies = [
+            ("ARP", self.sum(|w| w.arp_replies.get())),
+            ("echo", self.sum(|w| w.echo_replies.get())),
+            ("ICMP error", self.sum(|w| w.icmp_errors.get())),
+        ];
+        for (what, n) in replies {
+            if n > 0 {
+                let _ = writeln!(out, "  {what} replies sent: {n}");
+            }
+        }
         for &reason in DropReason::ALL {
             let n = self.sum(|w| w.dropped(reason));
             if n > 0 {
@@ -299,8 +343,29 @@ impl Report {
                     .iter()
                     .map(|r| (r.name().to_owned(), w.dropped(*r).into()))
                     .collect();
+                let tenants: serde_json::Map<_, _> = self
+                    .tenants
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, name)| {
+                        let c = w.tenant(i)?;
+                        Some((
+                            name.clone(),
+                            serde_json::json!({
+                                "from_tunnel_packets": c.from_tunnel_packets.get(),
+                                "from_tunnel_bytes": c.from_tunnel_bytes.get(),
+                                "to_tunnel_packets": c.to_tunnel_packets.get(),
+                                "to_tunnel_bytes": c.to_tunnel_bytes.get(),
+                            }),
+                        ))
+                    })
+                    .collect();
                 serde_json::json!({
                     "lcore": lcore,
+                    "tenants": tenants,
+                    "arp_replies": w.arp_replies.get(),
+                    "echo_replies": w.echo_replies.get(),
+                    "icmp_errors": w.icmp_errors.get(),
                     "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),
                     "tx_packets": w.ports.iter().map(|p| p.tx_packets.get()).sum::<u64>(),
                     "bursts": w.bursts.get(),

@@ -13,6 +13,7 @@ use tracing::error;
 
 mod frame;
 mod gateway;
+mod tables;
 mod worker;
 
 /// Multi-tenant cloud gateway on DPDK: GRE-keyed tenants, per-tenant

@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use dataplane::counters::MAX_PORTS;
+use dataplane::pipeline::Pipeline;
+use dataplane::snapshot::Reader;
+use dataplane::tables::Tables;
 use dataplane::{DropReason, L2Forward, Verdict, WorkerCounters};
 use rte::{rdtsc, Burst, Mbuf, RxQueue, TxQueue};
 
@@ -23,11 +26,22 @@ pub struct Worker {
     pub rx: Vec<RxQueue>,
     /// This worker's TX queue on each port, by port id.
     pub tx: [Option<TxQueue>; MAX_PORTS],
-    pub pipeline: L2Forward,
+    pub stage: Stage,
     pub counters: Arc<WorkerCounters>,
     pub stop: Arc<AtomicBool>,
     /// [`TX_DRAIN_US`] in TSC ticks.
     pub drain_ticks: u64,
+}
+
+/// What a worker runs over each frame.
+pub enum Stage {
+    /// The gateway: the packet path over the published tables.
+    Gateway {
+        pipeline: Pipeline,
+        tables: Reader<Tables>,
+    },
+    /// Bring-up and I/O baseline: port to port with the MAC rewrite.
+    L2fwd(Box<L2Forward>),
 }
 
 /// Frames waiting to be sent, one buffer per port.
@@ -51,11 +65,13 @@ impl Worker {
                 }
                 let port = self.rx[q].port().0;
                 let received = rdtsc();
-                self.process(port, &mut burst, &mut txbuf, &mut drops);
+                let tx_cycles = self.process(port, &mut burst, &mut txbuf, &mut drops, received);
                 let processed = rdtsc();
                 Mbuf::free_bulk(&mut drops);
                 self.counters.bursts.inc();
-                self.counters.process_cycles.add(processed - received);
+                self.counters
+                    .process_cycles
+                    .add((processed - received).saturating_sub(tx_cycles));
                 self.counters.busy_cycles.add(rdtsc() - start);
             }
             let now = rdtsc();
@@ -68,71 +84,105 @@ impl Worker {
     }
 
     /// Runs the pipeline over one burst, emptying it into the TX buffers
-    /// and the drop list.
+    /// and the drop list. Returns the cycles spent sending buffers that
+    /// filled up on the way, so that I/O is not counted as processing.
     #[inline]
-    fn process(&mut self, port: u16, burst: &mut Burst, txbuf: &mut TxBuffers, drops: &mut Burst) {
-        let pc = self.counters.port(port);
+    fn process(
+        &mut self,
+        port: u16,
+        burst: &mut Burst,
+        txbuf: &mut TxBuffers,
+        drops: &mut Burst,
+        now: u64,
+    ) -> u64 {
+        let mut tx_cycles = 0;
+        let counters = &*self.counters;
+        let pc = counters.port(port);
         pc.rx_packets.add(burst.len() as u64);
         pc.rx_bytes.add(burst.iter().map(|m| m.len() as u64).sum());
+        // The snapshot is taken once per burst: between bursts is the
+        // worker's quiescent point for table updates.
+        let mut stage = match &mut self.stage {
+            Stage::Gateway { pipeline, tables } => StageRef::Gateway(pipeline, tables.get()),
+            Stage::L2fwd(fwd) => StageRef::L2fwd(fwd),
+        };
         for mut mbuf in burst.drain(..) {
             let verdict = if mbuf.segments() != 1 {
                 Verdict::Drop(DropReason::MultiSegment)
             } else {
-                self.pipeline.process(&mut MbufFrame {
+                let frame = &mut MbufFrame {
                     mbuf: &mut mbuf,
                     in_port: port,
-                })
+                };
+                match &mut stage {
+                    StageRef::Gateway(pipeline, tables) => {
+                        pipeline.process(tables, counters, frame, now)
+                    }
+                    StageRef::L2fwd(fwd) => fwd.process(frame),
+                }
             };
             match verdict {
                 Verdict::Forward(out) => {
                     let Some(buf) = txbuf.0.get_mut(usize::from(out)) else {
-                        self.counters.count_drop(DropReason::NoEgress, 1);
+                        counters.count_drop(DropReason::NoEgress, 1);
                         drops.push(mbuf);
                         continue;
                     };
                     buf.push(mbuf);
                     if buf.is_full() {
-                        self.flush(out, txbuf);
+                        let start = rdtsc();
+                        flush(&mut self.tx, counters, out, txbuf);
+                        tx_cycles += rdtsc() - start;
                     }
                 }
                 Verdict::Drop(reason) => {
-                    self.counters.count_drop(reason, 1);
+                    counters.count_drop(reason, 1);
                     drops.push(mbuf);
                 }
             }
         }
-    }
-
-    /// Sends port `out`'s buffer. What the queue does not take is dropped
-    /// and counted: holding it would only delay the next burst behind a
-    /// full ring.
-    fn flush(&mut self, out: u16, txbuf: &mut TxBuffers) {
-        let buf = &mut txbuf.0[usize::from(out)];
-        if buf.is_empty() {
-            return;
-        }
-        let Some(txq) = self.tx.get_mut(usize::from(out)).and_then(Option::as_mut) else {
-            self.counters
-                .count_drop(DropReason::NoEgress, buf.len() as u64);
-            Mbuf::free_bulk(buf);
-            return;
-        };
-        let bytes: u64 = buf.iter().map(|m| m.len() as u64).sum();
-        let sent = txq.tx_burst(buf) as u64;
-        let unsent_bytes: u64 = buf.iter().map(|m| m.len() as u64).sum();
-        let pc = self.counters.port(out);
-        pc.tx_packets.add(sent);
-        pc.tx_bytes.add(bytes - unsent_bytes);
-        if !buf.is_empty() {
-            self.counters
-                .count_drop(DropReason::TxFull, buf.len() as u64);
-            Mbuf::free_bulk(buf);
-        }
+        tx_cycles
     }
 
     fn flush_all(&mut self, txbuf: &mut TxBuffers) {
         for out in 0..MAX_PORTS as u16 {
-            self.flush(out, txbuf);
+            flush(&mut self.tx, &self.counters, out, txbuf);
         }
+    }
+}
+
+/// The per-burst view of a [`Stage`]: the gateway with this burst's
+/// snapshot.
+enum StageRef<'a> {
+    Gateway(&'a mut Pipeline, &'a Tables),
+    L2fwd(&'a L2Forward),
+}
+
+/// Sends port `out`'s buffer. What the queue does not take is dropped and
+/// counted: holding it would only delay the next burst behind a full ring.
+fn flush(
+    tx: &mut [Option<TxQueue>; MAX_PORTS],
+    counters: &WorkerCounters,
+    out: u16,
+    txbuf: &mut TxBuffers,
+) {
+    let buf = &mut txbuf.0[usize::from(out)];
+    if buf.is_empty() {
+        return;
+    }
+    let Some(txq) = tx.get_mut(usize::from(out)).and_then(Option::as_mut) else {
+        counters.count_drop(DropReason::NoEgress, buf.len() as u64);
+        Mbuf::free_bulk(buf);
+        return;
+    };
+    let bytes: u64 = buf.iter().map(|m| m.len() as u64).sum();
+    let sent = txq.tx_burst(buf) as u64;
+    let unsent_bytes: u64 = buf.iter().map(|m| m.len() as u64).sum();
+    let pc = counters.port(out);
+    pc.tx_packets.add(sent);
+    pc.tx_bytes.add(bytes - unsent_bytes);
+    if !buf.is_empty() {
+        counters.count_drop(DropReason::TxFull, buf.len() as u64);
+        Mbuf::free_bulk(buf);
     }
 }

@@ -3,96 +3,18 @@
 //! compared byte for byte; SIGTERM stops it with its counters; a bad config
 //! is refused with `FILE:LINE:` messages.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{read_pcap, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch, TGW};
 use etherparse::PacketBuilder;
-use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
-
-const TGW: &str = env!("CARGO_BIN_EXE_tgw");
 const PUB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const UND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
 const PUB_PEER: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x01];
 const UND_PEER: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x02];
-
-/// A scratch directory removed on drop, even when the test fails.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("tgw-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed on drop, so that a failing test leaves nothing
-/// running.
-struct Daemon(Option<Child>);
-
-impl Daemon {
-    fn start(config: &Path, extra: &[&str]) -> Daemon {
-        let child = Command::new(TGW)
-            .arg("--config")
-            .arg(config)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tgw");
-        Daemon(Some(child))
-    }
-
-    fn running(&mut self) -> bool {
-        self.0
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.as_ref().unwrap().id()
-    }
-
-    /// SIGTERM, then wait (bounded) for the exit and its output.
-    fn terminate(mut self) -> Output {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut child = self.0.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("tgw did not stop within 20 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Frames of several shapes and sizes, built with etherparse.
 fn frames(seed: u8, count: usize) -> Vec<Vec<u8>> {
@@ -128,36 +50,12 @@ fn frames(seed: u8, count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = PcapWriter::new(file).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        w.write_packet(&PcapPacket::new(
-            Duration::from_micros(i as u64),
-            f.len() as u32,
-            f,
-        ))
-        .unwrap();
-    }
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let Ok(file) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let Ok(mut r) = PcapReader::new(file) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    while let Some(Ok(p)) = r.next_packet() {
-        out.push(p.data.into_owned());
-    }
-    out
-}
-
 fn pcap_config(dir: &Scratch, prefix: &str) -> PathBuf {
     let text = format!(
-        r#"[eal]
+        r#"[dataplane]
+mode = "l2fwd"
+
+[eal]
 main_lcore = 0
 file_prefix = "{prefix}"
 hugepages = false
@@ -208,14 +106,6 @@ fn rewritten(frames: &[Vec<u8>], dst: [u8; 6], src: [u8; 6]) -> Vec<Vec<u8>> {
             f
         })
         .collect()
-}
-
-/// Waits until `path` holds `n` frames, the time is up, or tgw is gone.
-fn wait_for_frames(daemon: &mut Daemon, path: &Path, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while read_pcap(path).len() < n && Instant::now() < deadline && daemon.running() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -360,26 +250,6 @@ rx = ["pub0:0"]
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml: cannot read"));
-}
-
-/// Runtime files a daemon with a file prefix leaves (EAL keeps them so a
-/// restart can reclaim them); removed after the test.
-struct PrefixFiles(String);
-
-impl Drop for PrefixFiles {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.0));
-        if let Ok(entries) = std::fs::read_dir("/dev/hugepages") {
-            for e in entries.flatten() {
-                if e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!("{}map_", self.0))
-                {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-    }
 }
 
 #[test]

@@ -56,7 +56,7 @@ pub use self::addr::{AddrError, Ipv4Cidr, MacAddr};
 pub use self::error::{ConfigError, ConfigErrors};
 pub use self::packet::{Arp, Icmp, Tcp, ARP_MAX_PENDING_RANGE, ARP_RETRY_MS_MIN};
 pub use self::routing::{Neighbour, Route};
-pub use self::tenant::{Encap, RouteTarget, Tenant, TenantRoute};
+pub use self::tenant::{Encap, RouteTarget, Tenant, TenantNeighbour, TenantRoute};
 pub use crate::cpuset::{usable_cpus, CpuSet};
 
 /// DPDK's `RTE_MAX_LCORE` in Debian's build: lcore ids are below it.
@@ -173,6 +173,47 @@ impl fmt::Display for Role {
     }
 }
 
+/// What the workers do with the frames they receive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// The packet path of DESIGN.md: tenants, routing, GRE.
+    #[default]
+    Gateway,
+    /// Every frame from a public port goes out of the first underlay port,
+    /// and every frame from an underlay port out of the first public port,
+    /// with the MAC rewrite only; tenants and routes are ignored (still
+    /// checked, so that switching back is safe). For bring-up (cabling,
+    /// link tests) and as the I/O baseline tgw-perf measures against
+    /// testpmd: it costs what DPDK's I/O costs and nothing more.
+    L2fwd,
+}
+
+impl Mode {
+    /// Every mode, in the order the error messages list them.
+    pub const ALL: [Mode; 2] = [Mode::Gateway, Mode::L2fwd];
+
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Gateway => "gateway",
+            Mode::L2fwd => "l2fwd",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[dataplane]`: what the gateway is running as.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dataplane {
+    /// `"gateway"` or `"l2fwd"`. Default [`Mode::Gateway`].
+    pub mode: Mode,
+}
+
 /// A network port (one DPDK ethdev).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Port {
@@ -246,11 +287,13 @@ pub struct RxQueue {
 /// every port's RX queues are `0..n`, each polled by exactly one worker;
 /// worker lcores are distinct usable CPUs other than the main lcore; the
 /// mempool covers all descriptors and worker caches; tenant names and keys
-/// are unique and every tunnel host is reachable on the underlay; routes
-/// and neighbours are on-link on their port (see [`Tenant`], [`Route`],
-/// [`Neighbour`] for the rest).
+/// are unique and every tunnel host is reachable on the underlay; tenants'
+/// public prefixes do not overlap; routes and neighbours are on-link on
+/// their port (see [`Tenant`], [`Route`], [`Neighbour`] for the rest).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// `[dataplane]`.
+    pub dataplane: Dataplane,
     /// `[eal]`.
     pub eal: Eal,
     /// `[mempool]`.

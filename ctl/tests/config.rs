@@ -724,3 +724,67 @@ fn no_panic_on_damaged_input() {
         }
     }
 }
+
+#[test]
+fn dataplane_mode() {
+    use ctl::config::{Dataplane, Mode};
+    assert_eq!(with("").unwrap().dataplane, Dataplane::default());
+    assert_eq!(Dataplane::default().mode, Mode::Gateway);
+    assert_eq!(with("[dataplane]\n").unwrap().dataplane.mode, Mode::Gateway);
+    for mode in Mode::ALL {
+        let text = format!("[dataplane]\nmode = \"{mode}\"\n");
+        assert_eq!(with(&text).unwrap().dataplane.mode, mode);
+    }
+    assert_eq!(
+        (Mode::Gateway.as_str(), Mode::L2fwd.to_string()),
+        ("gateway", "l2fwd".to_owned())
+    );
+
+    let errs = with("[dataplane]\nmode = \"l3fwd\"\n").unwrap_err();
+    assert_errors(
+        &errs,
+        &[(
+            13,
+            &[
+                "[dataplane] unknown mode \"l3fwd\"",
+                "use \"gateway\" (",
+                ") or \"l2fwd\" (",
+            ],
+        )],
+    );
+    // Modes are spelt exactly.
+    let errs = with("[dataplane]\nmode = \"L2fwd\"\n").unwrap_err();
+    assert_errors(&errs, &[(13, &["unknown mode \"L2fwd\""])]);
+    let errs = with("[dataplane]\nmode = 2\n").unwrap_err();
+    assert_errors(&errs, &[(13, &["[dataplane] `mode`", "expected a string"])]);
+    let errs = with("[dataplane]\nmodes = \"l2fwd\"\n").unwrap_err();
+    assert_errors(
+        &errs,
+        &[(13, &["[dataplane]: unknown field `modes`", "`mode`"])],
+    );
+    let errs = with("[dataplan]\nmode = \"l2fwd\"\n").unwrap_err();
+    assert_errors(&errs, &[(12, &["unknown key `dataplan`", "`dataplane`"])]);
+    // A top-level key, so before the first table.
+    let text = "dataplane = \"l2fwd\"\n[[port]]\nname = \"p\"\ndevice = \"net_null0\"\nrole = \"public\"\n\
+                [[port]]\nname = \"u\"\ndevice = \"net_null1\"\nrole = \"underlay\"\n\
+                [[worker]]\nlcore = 1\nrx = [\"p:0\", \"u:0\"]\n";
+    let e = parse(text, "x.toml", &cpus("0-1")).unwrap_err();
+    assert_eq!(e.len(), 1, "{e}");
+    assert_eq!(e.0[0].line, Some(1));
+    assert!(
+        e.0[0].message.contains("[dataplane] must be a table"),
+        "{e}"
+    );
+}
+
+#[test]
+fn l2fwd_examples_run_in_l2fwd_mode() {
+    use ctl::config::Mode;
+    for name in ["l2fwd-null.toml", "l2fwd-memif.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(name);
+        let config = load(&path, &cpus("0-1")).unwrap();
+        assert_eq!(config.dataplane.mode, Mode::L2fwd, "{name}");
+    }
+}

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ctl::config::{
-    load, parse, Arp, Config, CpuSet, Encap, Icmp, Ipv4Cidr, MacAddr, Neighbour, Role, Route,
-    RouteTarget, Tcp, Tenant, TenantRoute,
+    load, parse, Arp, Config, CpuSet, Dataplane, Encap, Icmp, Ipv4Cidr, MacAddr, Mode, Neighbour,
+    Role, Route, RouteTarget, Tcp, Tenant, TenantNeighbour, TenantRoute,
 };
 
 fn cpus(list: &str) -> CpuSet {
@@ -139,17 +139,29 @@ fn reference_example_is_the_reference_scenario() {
         .iter()
         .all(|p| p.dpdk_name().starts_with("net_null")));
     assert!(!config.eal.hugepages);
+    assert_eq!(
+        config.dataplane,
+        Dataplane {
+            mode: Mode::Gateway
+        }
+    );
 
-    let tenant = |name: &str, key: u32, host: &str, tunnel_mac: &str| Tenant {
+    // Each tenant's public address is routed to its host unchanged, and the
+    // host's inner MAC is fixed for both of its addresses.
+    let tenant = |name: &str, key: u32, host: &str, public: &str, macs: [&str; 2]| Tenant {
         name: name.to_owned(),
         key,
         encap: Encap::Gretap,
         hosts: vec![ip(host)],
         prefixes: vec![cidr("10.0.0.0/24")],
-        mac: Some(mac(tunnel_mac)),
+        mac: Some(mac(macs[0])),
         routes: vec![
             TenantRoute {
                 prefix: cidr("10.0.0.0/24"),
+                to: RouteTarget::Host(ip(host)),
+            },
+            TenantRoute {
+                prefix: cidr(&format!("{public}/32")),
                 to: RouteTarget::Host(ip(host)),
             },
             TenantRoute {
@@ -157,16 +169,51 @@ fn reference_example_is_the_reference_scenario() {
                 to: RouteTarget::Public,
             },
         ],
+        public_prefixes: vec![cidr(&format!("{public}/32"))],
+        neighbours: vec![
+            TenantNeighbour {
+                ip: ip("10.0.0.7"),
+                mac: mac(macs[1]),
+            },
+            TenantNeighbour {
+                ip: ip(public),
+                mac: mac(macs[1]),
+            },
+        ],
     };
     assert_eq!(
         config.tenants,
         [
-            tenant("t1", 1000, "172.168.0.11", "02:00:00:00:10:00"),
-            tenant("t2", 2000, "172.168.0.12", "02:00:00:00:20:00"),
+            tenant(
+                "t1",
+                1000,
+                "172.168.0.11",
+                "2.2.2.11",
+                ["02:00:00:00:10:00", "02:00:00:00:0a:07"]
+            ),
+            tenant(
+                "t2",
+                2000,
+                "172.168.0.12",
+                "2.2.2.12",
+                ["02:00:00:00:20:00", "02:00:00:00:0a:17"]
+            ),
         ]
     );
     assert_eq!(config.tenant("t2").map(|t| t.key), Some(2000));
     assert!(config.tenants.iter().all(|t| t.owns(ip("10.0.0.7"))));
+    let owners = |a: &str| -> Vec<&str> {
+        config
+            .tenants
+            .iter()
+            .filter(|t| t.owns(ip(a)))
+            .map(|t| t.name.as_str())
+            .collect()
+    };
+    assert_eq!(
+        (owners("2.2.2.11"), owners("2.2.2.12")),
+        (vec!["t1"], vec!["t2"])
+    );
     assert_eq!(Encap::Gretap.protocol(), 0x6558);
 
     assert_eq!(
@@ -197,6 +244,11 @@ fn reference_example_is_the_reference_scenario() {
                 ip: ip("1.1.1.7"),
                 mac: mac("02:00:00:00:07:07"),
             },
+            Neighbour {
+                port: pub0,
+                ip: ip("1.1.1.254"),
+                mac: mac("02:00:00:00:fe:fe"),
+            },
         ]
     );
     assert_eq!(config.icmp, Icmp::default());
@@ -226,8 +278,10 @@ fn new_sections_are_optional_with_defaults() {
             max_pending: 8
         }
     );
+    assert_eq!(config.dataplane.mode, Mode::Gateway);
     let t = &accepted(T1).tenants[0];
     assert_eq!((t.encap, t.mac), (Encap::Gretap, None));
+    assert!(t.public_prefixes.is_empty() && t.neighbours.is_empty());
 }
 
 #[test]
@@ -1043,6 +1097,7 @@ fn no_panic_on_damaged_reference() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(text.contains("[[tenant.route]]") && text.contains("[[neighbour]]"));
+    assert!(text.contains("[[tenant.neighbour]]") && text.contains("public_prefixes"));
     let set = cpus("0-1");
     for (i, _) in text.char_indices() {
         let _ = parse(&text[..i], "x.toml", &set);
@@ -1074,6 +1129,12 @@ fn no_panic_on_damaged_reference() {
         "max_pending = 99999",
         "addresses = []",
         "addresses = [\"0.0.0.0/0\"]",
+        "[dataplane]",
+        "mode = 5",
+        "[[tenant.neighbour]]",
+        "neighbours = [{}, { ip = \"10.0.0.7\" }, 5]",
+        "public_prefixes = [\"/\", \"0.0.0.0/0\", \"1.1.1.0/24\"]",
+        "encap = \"ipv4\"",
     ];
     for i in 0..lines.len() {
         for j in junk {
@@ -1082,4 +1143,388 @@ fn no_panic_on_damaged_reference() {
             let _ = parse(&damaged.join("\n"), "x.toml", &set);
         }
     }
+}
+
+/// A tenant with the public prefix `public` routed to its host, 11 lines;
+/// `public_prefixes` is its line 6.
+fn public_tenant(name: &str, key: u32, host: &str, public: &str) -> String {
+    format!(
+        "\
+[[tenant]]
+name = \"{name}\"
+key = {key}
+hosts = [\"{host}\"]
+prefixes = [\"10.0.0.0/24\"]
+public_prefixes = [\"{public}\"]
+routes = [
+  {{ prefix = \"10.0.0.0/24\", to = \"{host}\" }},
+  {{ prefix = \"{public}\", to = \"{host}\" }},
+  {{ prefix = \"0.0.0.0/0\", to = \"public\" }},
+]
+"
+    )
+}
+
+/// `T1` with `public_prefixes = [public]` after its prefixes (line 6) and
+/// its routes unchanged (lines 7-10).
+fn t1_with_public(public: &str) -> String {
+    T1.replace(
+        "prefixes = [\"10.0.0.0/24\"]\n",
+        &format!("prefixes = [\"10.0.0.0/24\"]\npublic_prefixes = [{public}]\n"),
+    )
+}
+
+#[test]
+fn public_prefixes_lead_into_their_tenant() {
+    let text = public_tenant("t1", 1000, "172.168.0.11", "2.2.2.11/32");
+    let t = &accepted(&text).tenants[0];
+    assert_eq!(t.public_prefixes, [cidr("2.2.2.11/32")]);
+    // The host holds the public address itself: it is a valid inner source.
+    assert!(t.owns(ip("2.2.2.11")) && !t.owns(ip("2.2.2.12")));
+    // A shorter route to a host covers it as well.
+    let wide = text.replace("{ prefix = \"2.2.2.11/32\"", "{ prefix = \"2.2.2.0/24\"");
+    assert_eq!(
+        accepted(&wide).tenants[0].public_prefixes,
+        [cidr("2.2.2.11/32")]
+    );
+    assert!(accepted(&t1_with_public("")).tenants[0]
+        .public_prefixes
+        .is_empty());
+    // Two tenants, each with its own address.
+    let two = format!(
+        "{text}{}",
+        public_tenant("t2", 2000, "172.168.0.12", "2.2.2.12/32")
+    );
+    assert_eq!(
+        accepted(&two).tenants[1].public_prefixes,
+        [cidr("2.2.2.12/32")]
+    );
+}
+
+#[test]
+fn public_prefixes_are_prefixes() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "\"2.2.2.11/24\"",
+            &[
+                "tenant \"t1\": public prefix 2.2.2.11/24 has host bits set",
+                "write 2.2.2.0/24",
+            ],
+        ),
+        (
+            "\"2.2.2.11\"",
+            &[
+                "public prefix \"2.2.2.11\" is not an IPv4 prefix",
+                "e.g. 10.0.0.0/24",
+            ],
+        ),
+        (
+            "\"2.2.2.11/32\", \"2.2.2.11/32\"",
+            &[
+                "public prefix 2.2.2.11/32 is listed twice (first at line 22)",
+                "remove one",
+            ],
+        ),
+    ];
+    for (public, fragments) in cases {
+        // Only the prefix is blamed, not the missing route it would need.
+        assert_errors(&refused(&t1_with_public(public)), &[(line(6), fragments)]);
+    }
+    let text = T1.replace(
+        "prefixes = [",
+        "public_prefixes = \"2.2.2.11/32\"\nprefixes = [",
+    );
+    assert_errors(
+        &refused(&text),
+        &[(
+            line(5),
+            &["[[tenant]] `public_prefixes`", "expected an array"],
+        )],
+    );
+}
+
+#[test]
+fn public_prefixes_of_two_tenants_must_not_overlap() {
+    let t1 = public_tenant("t1", 1000, "172.168.0.11", "2.2.2.11/32");
+    for other in ["2.2.2.0/24", "2.2.2.11/32"] {
+        let t2 = public_tenant("t2", 2000, "172.168.0.12", other);
+        assert_errors(
+            &refused(&format!("{t1}{t2}")),
+            &[(
+                line(11 + 6),
+                &[
+                    &format!("tenant \"t2\": public prefix {other} overlaps 2.2.2.11/32 of tenant \"t1\" (line 22)"),
+                    "give each tenant its own",
+                ],
+            )],
+        );
+    }
+    // One tenant may hold a prefix and a part of it.
+    let nested = t1_with_public("\"2.2.2.0/24\", \"2.2.2.11/32\"").replace(
+        "{ prefix = \"0.0.0.0/0\"",
+        "{ prefix = \"2.2.2.0/24\", to = \"172.168.0.11\" },\n  { prefix = \"0.0.0.0/0\"",
+    );
+    assert_eq!(accepted(&nested).tenants[0].public_prefixes.len(), 2);
+}
+
+#[test]
+fn public_prefixes_stay_off_the_ports_links() {
+    for (public, subnet) in [
+        ("1.1.1.16/28", "the subnet 1.1.1.0/24 of port \"pub0\""),
+        ("1.1.0.0/16", "the subnet 1.1.1.0/24 of port \"pub0\""),
+        (
+            "172.168.0.11/32",
+            "the subnet 172.168.0.0/24 of port \"und0\"",
+        ),
+    ] {
+        let text = public_tenant("t1", 1000, "172.168.0.11", public);
+        assert_errors(
+            &refused(&text),
+            &[(
+                line(6),
+                &[
+                    &format!("tenant \"t1\": public prefix {public} overlaps {subnet}"),
+                    "use a prefix outside it",
+                ],
+            )],
+        );
+    }
+}
+
+#[test]
+fn public_prefixes_need_a_route_to_a_host() {
+    // Only the default route covers it: it would go back out.
+    assert_errors(
+        &refused(&t1_with_public("\"2.2.2.11/32\"")),
+        &[(
+            line(6),
+            &[
+                "tenant \"t1\": public prefix 2.2.2.11/32 does not reach a host of the tenant (its longest covering route, 0.0.0.0/0, goes to public)",
+                "add a route for 2.2.2.11/32 to one of its hosts, e.g. { prefix = \"2.2.2.11/32\", to = \"172.168.0.11\" }",
+            ],
+        )],
+    );
+    let bare = T1.split("routes").next().unwrap().replace(
+        "prefixes = [\"10.0.0.0/24\"]\n",
+        "prefixes = [\"10.0.0.0/24\"]\npublic_prefixes = [\"2.2.2.11/32\"]\n",
+    );
+    assert_errors(
+        &refused(&bare),
+        &[(
+            line(6),
+            &[
+                "(no route of the tenant covers it)",
+                "add a route for 2.2.2.11/32 to one of its hosts",
+            ],
+        )],
+    );
+    // The longest covering route decides, not any route to a host.
+    let blackholed = public_tenant("t1", 1000, "172.168.0.11", "2.2.2.11/32")
+        .replace(
+            "{ prefix = \"2.2.2.11/32\", to = \"172.168.0.11\" }",
+            "{ prefix = \"2.2.2.0/24\", to = \"172.168.0.11\" },\n  { prefix = \"2.2.2.11/32\", to = \"blackhole\" }",
+        );
+    assert_errors(
+        &refused(&blackholed),
+        &[(
+            line(6),
+            &[
+                "its longest covering route, 2.2.2.11/32, goes to blackhole",
+                "add a route for 2.2.2.11/32",
+            ],
+        )],
+    );
+    // A longer route inside the prefix does not cover it.
+    let partial = t1_with_public("\"2.2.2.0/24\"").replace(
+        "{ prefix = \"0.0.0.0/0\"",
+        "{ prefix = \"2.2.2.11/32\", to = \"172.168.0.11\" },\n  { prefix = \"0.0.0.0/0\"",
+    );
+    assert_errors(
+        &refused(&partial),
+        &[(line(6), &["add a route for 2.2.2.0/24 to one of its hosts"])],
+    );
+}
+
+/// `T1` followed by `neighbours = [...]` (its line 10) with `entries`.
+fn t1_with_neighbours(entries: &str) -> String {
+    format!("{T1}neighbours = [{entries}]\n")
+}
+
+#[test]
+fn tenant_neighbours_give_inner_macs() {
+    let one = t1_with_neighbours("{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:07\" }");
+    assert_eq!(
+        accepted(&one).tenants[0].neighbours,
+        [TenantNeighbour {
+            ip: ip("10.0.0.7"),
+            mac: mac("02:00:00:00:0a:07")
+        }]
+    );
+    // An address of a public prefix is the host's too.
+    let public = format!(
+        "{}neighbours = [{{ ip = \"2.2.2.11\", mac = \"02:00:00:00:0a:07\" }}]\n",
+        public_tenant("t1", 1000, "172.168.0.11", "2.2.2.11/32")
+    );
+    assert_eq!(
+        accepted(&public).tenants[0].neighbours[0].ip,
+        ip("2.2.2.11")
+    );
+}
+
+#[test]
+fn tenant_neighbours_need_an_inner_ethernet() {
+    let ipv4 = t1_with_neighbours(
+        "{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:07\" }, { ip = \"10.0.0.8\", mac = \"02:00:00:00:0a:08\" }",
+    )
+    .replace("key = 1000\n", "key = 1000\nencap = \"ipv4\"\n");
+    // Once for the list, at its first entry.
+    assert_errors(
+        &refused(&ipv4),
+        &[(
+            line(11),
+            &[
+                "tenant \"t1\": neighbours apply to gretap tunnels only",
+                "no inner Ethernet header",
+                "remove them or set encap = \"gretap\"",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn tenant_neighbour_rules() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "{ ip = \"10.0.1.7\", mac = \"02:00:00:00:0a:07\" }",
+            &[
+                "tenant \"t1\": neighbour 10.0.1.7 is not inside the tenant's prefixes (10.0.0.0/24) or public_prefixes (none)",
+                "fix the ip or add its prefix",
+            ],
+        ),
+        (
+            "{ ip = \"10.0.0.7\", mac = \"ff:ff:ff:ff:ff:ff\" }",
+            &[
+                "tenant \"t1\": neighbour 10.0.0.7: mac ff:ff:ff:ff:ff:ff is not a unicast address",
+                "02:00:00:00:00:01",
+            ],
+        ),
+        (
+            "{ ip = \"10.0.0.7\", mac = \"00:00:00:00:00:00\" }",
+            &["is not a unicast address"],
+        ),
+        (
+            "{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a\" }",
+            &["mac \"02:00:00:00:0a\" is not a MAC address"],
+        ),
+        (
+            "{ ip = \"10.0.0\", mac = \"02:00:00:00:0a:07\" }",
+            &["tenant \"t1\": neighbour ip \"10.0.0\" is not an IPv4 address"],
+        ),
+        (
+            "{ ip = \"10.0.0.7\" }",
+            &["tenant \"t1\": neighbour 10.0.0.7 has no mac", "add mac ="],
+        ),
+        (
+            "{ mac = \"02:00:00:00:0a:07\" }",
+            &["tenant \"t1\": a neighbour has no ip", "add ip ="],
+        ),
+        (
+            "{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:07\", port = \"und0\" }",
+            &["[[tenant.neighbour]]: unknown field `port`", "`ip`", "`mac`"],
+        ),
+        (
+            "\"10.0.0.7\"",
+            &["each [[tenant.neighbour]] entry must be a table"],
+        ),
+    ];
+    for (entries, fragments) in cases {
+        assert_errors(
+            &refused(&t1_with_neighbours(entries)),
+            &[(line(10), fragments)],
+        );
+    }
+    let misspelt = format!("{T1}neighbors = []\n");
+    assert_errors(
+        &refused(&misspelt),
+        &[(
+            line(10),
+            &["unknown field `neighbors`", "`neighbours`", "`neighbour`"],
+        )],
+    );
+}
+
+#[test]
+fn tenant_neighbours_are_unique_per_tenant() {
+    let twice = format!(
+        "{T1}neighbours = [\n  {{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:07\" }},\n  {{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:08\" }},\n]\n"
+    );
+    assert_errors(
+        &refused(&twice),
+        &[(
+            line(12),
+            &[
+                "tenant \"t1\": neighbour 10.0.0.7 is already defined at line 27",
+                "keep one entry per address",
+            ],
+        )],
+    );
+    // Across the two forms as well.
+    let forms = format!(
+        "{}[[tenant.neighbour]]\nip = \"10.0.0.7\"\nmac = \"02:00:00:00:0a:08\"\n",
+        t1_with_neighbours("{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:07\" }")
+    );
+    assert_errors(
+        &refused(&forms),
+        &[(
+            line(12),
+            &["neighbour 10.0.0.7 is already defined at line 26"],
+        )],
+    );
+    // The same inner address in two tenants is two tunnels' business.
+    let t2 = T1
+        .replace("\"t1\"", "\"t2\"")
+        .replace("1000", "2000")
+        .replace("172.168.0.11", "172.168.0.12");
+    let both = format!(
+        "{}{t2}neighbours = [{{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:17\" }}]\n",
+        t1_with_neighbours("{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:07\" }"),
+    );
+    let config = accepted(&both);
+    assert_eq!(
+        config.tenants[1].neighbours[0].mac,
+        mac("02:00:00:00:0a:17")
+    );
+}
+
+#[test]
+fn both_neighbour_forms_merge_in_file_order() {
+    let n = |ip: &str, m: &str| TenantNeighbour {
+        ip: ip.parse().unwrap(),
+        mac: mac(m),
+    };
+    let want = [
+        n("10.0.0.7", "02:00:00:00:0a:07"),
+        n("10.0.0.8", "02:00:00:00:0a:08"),
+        n("10.0.0.9", "02:00:00:00:0a:09"),
+    ];
+    // The inline list first, then sub-tables mixed with routes.
+    let mixed = format!(
+        "{}[[tenant.neighbour]]\nip = \"10.0.0.8\"\nmac = \"02:00:00:00:0a:08\"\n\
+         [[tenant.route]]\nprefix = \"10.1.0.0/16\"\nto = \"blackhole\"\n\
+         [[tenant.neighbour]]\nip = \"10.0.0.9\"\nmac = \"02:00:00:00:0a:09\"\n",
+        t1_with_neighbours("{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:07\" }")
+    );
+    let config = accepted(&mixed);
+    assert_eq!(config.tenants[0].neighbours, want);
+    assert_eq!(config.tenants[0].routes.len(), 3);
+    // All inline gives the same tenant as all sub-tables.
+    let inline = t1_with_neighbours(
+        "{ ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:07\" }, { ip = \"10.0.0.8\", mac = \"02:00:00:00:0a:08\" }",
+    );
+    let tables = format!(
+        "{T1}[[tenant.neighbour]]\nip = \"10.0.0.7\"\nmac = \"02:00:00:00:0a:07\"\n\
+         [[tenant.neighbour]]\nip = \"10.0.0.8\"\nmac = \"02:00:00:00:0a:08\"\n"
+    );
+    assert_eq!(accepted(&inline), accepted(&tables));
+    assert_eq!(accepted(&tables).tenants[0].neighbours, want[..2]);
 }

@@ -10,6 +10,11 @@ pub mod counters;
 pub mod frame;
 pub mod l2fwd;
 pub mod lpm;
+pub mod pipeline;
+pub mod ratelimit;
+pub mod snapshot;
+pub mod tables;
+pub mod tenant;
 pub mod wire;
 
 pub use counters::{Counter, DropReason, WorkerCounters};

@@ -284,3 +284,29 @@ fn vrf_bulk_matches_per_table_lookups() {
         }
     }
 }
+
+#[test]
+fn slice_lookups_of_every_length() {
+    // lookup_slice works in batches of 16 and 8: cover empty, partial, one, two,
+    // three groups with and without tails, and an `out` of another length.
+    let routes = testgen::bgp_like(8, 5000);
+    let t = build(&routes).build();
+    let addrs = probe_addrs(&routes, 9, 64);
+    for n in 0..=40 {
+        let a = &addrs[..n];
+        let want: Vec<_> = a.iter().map(|&x| t.lookup(x)).collect();
+        let mut out = vec![Some(u32::MAX); n];
+        t.lookup_slice(a, &mut out);
+        assert_eq!(out, want, "n={n}");
+        let mut short = vec![Some(u32::MAX); n / 2];
+        t.lookup_slice(a, &mut short);
+        assert_eq!(short, want[..n / 2], "n={n} short out");
+        let mut long = vec![Some(u32::MAX); n + 5];
+        t.lookup_slice(a, &mut long);
+        assert_eq!(long[..n], want[..], "n={n} long out");
+        assert!(
+            long[n..].iter().all(|&x| x == Some(u32::MAX)),
+            "n={n} untouched tail"
+        );
+    }
+}

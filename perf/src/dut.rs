@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::profile::Profile;
+
 /// Which forwarder is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
@@ -45,7 +47,7 @@ pub struct Running {
 
 impl Setup {
     /// Starts `device`; `round` keeps file prefixes unique.
-    pub fn start(&self, device: Device, round: u32) -> Result<Running, String> {
+    pub fn start(&self, device: Device, round: u32, profile: &Profile) -> Result<Running, String> {
         let prefix = format!("tgw-perf-{}-{}-{round}", std::process::id(), device.name());
         let log = std::fs::File::create(self.dir.join(format!("{prefix}.log")))
             .map_err(|e| e.to_string())?;
@@ -53,7 +55,8 @@ impl Setup {
         match device {
             Device::Tgw => {
                 let config = self.dir.join(format!("{prefix}.toml"));
-                std::fs::write(&config, self.tgw_config(&prefix)).map_err(|e| e.to_string())?;
+                std::fs::write(&config, self.tgw_config(&prefix, profile))
+                    .map_err(|e| e.to_string())?;
                 let stats = self.dir.join(format!("{prefix}.json"));
                 let child = Command::new(&self.tgw)
                     .arg("--config")
@@ -123,9 +126,26 @@ impl Setup {
         }
     }
 
-    /// The tgw configuration for a run: two memif client ports, the
-    /// public one facing the generator's sender, one worker.
-    fn tgw_config(&self, prefix: &str) -> String {
+    /// The tgw configuration for a run: two memif client ports (the one
+    /// facing the generator's sender is the public port, or the underlay
+    /// port for `decap`), one worker, and what the profile needs.
+    fn tgw_config(&self, prefix: &str, profile: &Profile) -> String {
+        let (first, second) = if profile.sends_to_underlay() {
+            ("und0", "pub0")
+        } else {
+            ("pub0", "und0")
+        };
+        let port = |name: &str, index: usize| {
+            let (role, addr, mac) = match name {
+                "pub0" => ("public", "1.1.1.1/24", "02:00:00:00:00:01"),
+                _ => ("underlay", "172.16.0.1/16", "02:00:00:00:01:01"),
+            };
+            format!(
+                "[[port]]\nname = \"{name}\"\ndevice = \"net_memif{index},role=client,socket={sock},socket-abstract=no,id=0\"\nrole = \"{role}\"\nmac = \"{mac}\"\naddresses = [\"{addr}\"]\npeer_mac = \"02:00:00:00:ee:0{n}\"\n",
+                sock = self.sockets[index],
+                n = index + 1,
+            )
+        };
         format!(
             r#"# Written by tgw-perf for one measurement run.
 [eal]
@@ -140,27 +160,19 @@ extra_args = ["--log-level=pmd.net.memif:error"]
 mbufs = 16383
 cache_size = 256
 
-[[port]]
-name = "pub0"
-device = "net_memif0,role=client,socket={a},socket-abstract=no,id=0"
-role = "public"
-peer_mac = "02:00:00:00:ee:01"
-
-[[port]]
-name = "und0"
-device = "net_memif1,role=client,socket={b},socket-abstract=no,id=0"
-role = "underlay"
-peer_mac = "02:00:00:00:ee:02"
-
+{p0}
+{p1}
 [[worker]]
 lcore = {worker}
 rx = ["pub0:0", "und0:0"]
-"#,
+
+{sections}"#,
             main = self.main_lcore,
             worker = self.worker_lcore,
             huge = self.hugepages,
-            a = self.sockets[0],
-            b = self.sockets[1],
+            p0 = port(first, 0),
+            p1 = port(second, 1),
+            sections = profile.tgw_sections(),
         )
     }
 }

@@ -256,7 +256,7 @@ fn measure(
     // The generator creates the sockets; give it a moment before the
     // device connects, so the device does not start against nothing.
     wait_for_files(&setup.sockets, Duration::from_secs(10));
-    let running = setup.start(device, round)?;
+    let running = setup.start(device, round, &profile)?;
 
     let stdout = gen.stdout.take().ok_or("generator has no stdout")?;
     let (tx, rx) = mpsc::channel();

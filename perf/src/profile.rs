@@ -1,27 +1,48 @@
 //! Traffic profiles: the frames the generator cycles through, built with
-//! `etherparse` (an independent library, not the parsers under test).
+//! `etherparse` (an independent library, not the parsers under test; GRE,
+//! which etherparse lacks, is written by hand from RFC 2784/2890), and the
+//! tgw configuration each profile needs.
+//!
+//! - `udp`: Ethernet/IPv4/UDP through tgw in `l2fwd` mode: the I/O
+//!   baseline against testpmd.
+//! - `encap`: the Internet side sends to one public address per tenant;
+//!   tgw routes each into its tenant and encapsulates toward its host.
+//! - `decap`: every tenant's host sends GRE with its key; tgw checks,
+//!   decapsulates and routes to the Internet.
 
-use std::fmt;
+use std::fmt::{self, Write};
+use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 use etherparse::PacketBuilder;
 
 /// Bytes of a minimum Ethernet frame without its FCS (64 on the wire).
 pub const MIN_FRAME: usize = 60;
+/// The first tenant's GRE key; tenant `i` has key `KEY_BASE + i`.
+pub const KEY_BASE: u32 = 1000;
+
+const CLIENT: [u8; 4] = [1, 1, 1, 7];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x01];
+const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x02];
+const VM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x07];
+const GW_PUB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const GW_UND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Ethernet / IPv4 / UDP from the Internet side: the client
-    /// 1.1.1.7 talking to an elastic IP, one UDP source port per flow.
     Udp,
+    Encap,
+    Decap,
 }
 
-/// A profile: what kind of frame, how many distinct flows, what size.
+/// A profile: what kind of frame, how many distinct flows (tenants for
+/// the gateway profiles), what size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Profile {
     pub kind: Kind,
     pub flows: u32,
-    /// Frame size on the wire, FCS included (64 = the minimum).
+    /// Frame size on the wire, FCS included (64 = the minimum); for
+    /// `decap`, the size of the inner frame.
     pub size: usize,
 }
 
@@ -31,7 +52,9 @@ impl FromStr for Kind {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "udp" => Ok(Kind::Udp),
-            _ => Err(format!("unknown profile {s:?}; known: udp")),
+            "encap" => Ok(Kind::Encap),
+            "decap" => Ok(Kind::Decap),
+            _ => Err(format!("unknown profile {s:?}; known: udp, encap, decap")),
         }
     }
 }
@@ -40,31 +63,131 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Kind::Udp => "udp",
+            Kind::Encap => "encap",
+            Kind::Decap => "decap",
         })
     }
 }
 
+/// Tenant `i`'s tunnel host, on the underlay's /16.
+fn host(i: u32) -> Ipv4Addr {
+    Ipv4Addr::new(172, 16, (1 + i / 250) as u8, (1 + i % 250) as u8)
+}
+
+/// Tenant `i`'s public address.
+fn public(i: u32) -> Ipv4Addr {
+    Ipv4Addr::new(2, 2, (i / 250) as u8, (1 + i % 250) as u8)
+}
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 impl Profile {
-    /// One frame per flow (at most 65 536 distinct ones; more flows reuse
-    /// the list), each exactly `size - 4` bytes.
+    /// How many distinct frames (tenants, for the gateway profiles; at most
+    /// 64 000, the address plan's size).
+    fn count(&self) -> u32 {
+        let max = if self.kind == Kind::Udp {
+            65_536
+        } else {
+            64_000
+        };
+        self.flows.clamp(1, max)
+    }
+
+    /// One frame per flow, each `size - 4` bytes (for `decap`, the inner
+    /// frame is).
     pub fn frames(&self) -> Vec<Vec<u8>> {
         let len = self.size.saturating_sub(4).max(MIN_FRAME);
-        (0..self.flows.clamp(1, 65_536))
-            .map(|flow| {
-                let port = 1024 + (flow % 64_512) as u16;
-                let builder =
-                    PacketBuilder::ethernet2([0x02, 0, 0, 0, 0xee, 1], [0x02, 0, 0, 0, 0, 1])
-                        .ipv4([1, 1, 1, 7], [2, 2, 2, 11], 64)
-                        .udp(port, 5001);
+        (0..self.count())
+            .map(|i| {
                 let payload = vec![0u8; len.saturating_sub(42)];
-                let mut frame = Vec::with_capacity(len);
-                builder
-                    .write(&mut frame, &payload)
-                    .expect("writing to a Vec cannot fail");
+                let mut frame = Vec::with_capacity(len + 42);
+                let written = match self.kind {
+                    Kind::Udp => PacketBuilder::ethernet2(CLIENT_MAC, GW_PUB_MAC)
+                        .ipv4(CLIENT, [2, 2, 2, 11], 64)
+                        .udp(1024 + (i % 64_512) as u16, 5001)
+                        .write(&mut frame, &payload),
+                    Kind::Encap => PacketBuilder::ethernet2(CLIENT_MAC, GW_PUB_MAC)
+                        .ipv4(CLIENT, public(i).octets(), 64)
+                        .udp(40000, 5001)
+                        .write(&mut frame, &payload),
+                    Kind::Decap => {
+                        let mut inner = Vec::with_capacity(len);
+                        PacketBuilder::ethernet2(VM_MAC, tenant_mac(i))
+                            .ipv4([10, 0, 0, 7], CLIENT, 64)
+                            .udp(40000, 5001)
+                            .write(&mut inner, &payload)
+                            .expect("writing to a Vec cannot fail");
+                        let mut gre = vec![0x20, 0x00, 0x65, 0x58];
+                        gre.extend_from_slice(&(KEY_BASE + i).to_be_bytes());
+                        gre.extend_from_slice(&inner);
+                        PacketBuilder::ethernet2(HOST_MAC, GW_UND_MAC)
+                            .ipv4(host(i).octets(), [172, 16, 0, 1], 64)
+                            .write(&mut frame, etherparse::IpNumber(47), &gre)
+                    }
+                };
+                written.expect("writing to a Vec cannot fail");
                 frame
             })
             .collect()
     }
+
+    /// Whether the generator's sending link is tgw's underlay port.
+    pub fn sends_to_underlay(&self) -> bool {
+        self.kind == Kind::Decap
+    }
+
+    /// The `[dataplane]`, tenants, routes and neighbours of the tgw config
+    /// for this profile.
+    pub fn tgw_sections(&self) -> String {
+        let mut out = String::new();
+        if self.kind == Kind::Udp {
+            out.push_str("[dataplane]\nmode = \"l2fwd\"\n");
+            return out;
+        }
+        out.push_str("[dataplane]\nmode = \"gateway\"\n\n[tcp]\nmss_clamp = true\n\n");
+        let _ = writeln!(
+            out,
+            "[[neighbour]]\nport = \"pub0\"\nip = \"1.1.1.7\"\nmac = \"{}\"\n",
+            mac(CLIENT_MAC)
+        );
+        for i in 0..self.count() {
+            let (h, p) = (host(i), public(i));
+            let _ = writeln!(
+                out,
+                r#"[[tenant]]
+name = "t{i}"
+key = {key}
+hosts = ["{h}"]
+prefixes = ["10.0.0.0/24"]
+public_prefixes = ["{p}/32"]
+mac = "{tmac}"
+routes = [{{ prefix = "10.0.0.0/24", to = "{h}" }}, {{ prefix = "{p}/32", to = "{h}" }}, {{ prefix = "0.0.0.0/0", to = "public" }}]
+neighbours = [{{ ip = "10.0.0.7", mac = "{vm}" }}, {{ ip = "{p}", mac = "{vm}" }}]
+
+[[neighbour]]
+port = "und0"
+ip = "{h}"
+mac = "{hmac}"
+"#,
+                key = KEY_BASE + i,
+                tmac = mac(tenant_mac(i)),
+                vm = mac(VM_MAC),
+                hmac = mac(HOST_MAC),
+            );
+        }
+        out
+    }
+}
+
+/// Tenant `i`'s gateway MAC inside its tunnels.
+fn tenant_mac(i: u32) -> [u8; 6] {
+    let b = i.to_be_bytes();
+    [0x02, 0x74, b[0], b[1], b[2], b[3]]
 }
 
 #[cfg(test)]
@@ -93,5 +216,37 @@ mod tests {
         }
         .frames();
         assert_eq!(big[0].len(), 1514);
+    }
+
+    #[test]
+    fn decap_frames_carry_each_tenants_key_from_its_host() {
+        let p = Profile {
+            kind: Kind::Decap,
+            flows: 300,
+            size: 64,
+        };
+        let frames = p.frames();
+        let f = &frames[260];
+        let sliced = etherparse::SlicedPacket::from_ethernet(f).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = sliced.net else {
+            panic!()
+        };
+        assert_eq!(ip.header().source_addr(), host(260));
+        let gre = ip.payload().payload;
+        assert_eq!(
+            u32::from_be_bytes(gre[4..8].try_into().unwrap()),
+            KEY_BASE + 260
+        );
+        assert_eq!(gre.len() - 8, 60, "a 64-byte inner frame");
+        assert!(p
+            .tgw_sections()
+            .contains(&format!("key = {}", KEY_BASE + 299)));
+    }
+
+    #[test]
+    fn addresses_of_different_tenants_differ() {
+        let hosts: std::collections::HashSet<_> = (0..64_000).map(host).collect();
+        let publics: std::collections::HashSet<_> = (0..64_000).map(public).collect();
+        assert_eq!((hosts.len(), publics.len()), (64_000, 64_000));
     }
 }

@@ -94,6 +94,17 @@ impl Ipv4Cidr {
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & u32::from(self.netmask()) == u32::from(self.network())
     }
+
+    /// Whether every address of `other` is inside this subnet.
+    pub fn covers(&self, other: &Ipv4Cidr) -> bool {
+        self.len <= other.len && self.contains(other.addr)
+    }
+
+    /// Whether the two subnets share an address: for prefixes, one always
+    /// covers the other then.
+    pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
+        self.covers(other) || other.covers(self)
+    }
 }
 
 impl fmt::Display for Ipv4Cidr {
@@ -164,6 +175,21 @@ mod tests {
         assert_eq!(all.netmask(), Ipv4Addr::UNSPECIFIED);
         let host: Ipv4Cidr = "1.2.3.4/32".parse().unwrap();
         assert_eq!(host.network(), Ipv4Addr::new(1, 2, 3, 4));
+    }
+
+    #[test]
+    fn cidr_cover_and_overlap() {
+        let c = |s: &str| s.parse::<Ipv4Cidr>().unwrap();
+        assert!(c("2.2.2.0/24").covers(&c("2.2.2.11/32")));
+        assert!(!c("2.2.2.11/32").covers(&c("2.2.2.0/24")));
+        assert!(c("0.0.0.0/0").covers(&c("9.9.9.9/32")));
+        assert!(c("2.2.2.0/24").covers(&c("2.2.2.0/24")));
+        assert!(c("2.2.2.11/32").overlaps(&c("2.2.2.0/24")));
+        assert!(c("2.2.2.0/24").overlaps(&c("2.2.2.11/32")));
+        assert!(!c("2.2.2.11/32").overlaps(&c("2.2.2.12/32")));
+        assert!(!c("2.2.2.0/25").overlaps(&c("2.2.2.128/25")));
+        // Host bits are ignored: these are the subnets of two addresses.
+        assert!(c("1.1.1.1/24").overlaps(&c("1.1.1.200/28")));
     }
 
     #[test]

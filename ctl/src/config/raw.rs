@@ -12,6 +12,13 @@ use toml_edit::{ImDocument, InlineTable, Item, TableLike, Value};
 
 use super::error::Report;
 
+/// `[dataplane]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDataplane {
+    pub mode: Option<Spanned<String>>,
+}
+
 /// `[eal]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,16 +73,24 @@ pub(super) struct RawTenant {
     pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
     pub prefixes: Option<Spanned<Vec<Spanned<String>>>>,
     pub mac: Option<Spanned<String>>,
+    pub public_prefixes: Option<Vec<Spanned<String>>>,
     // `routes = [...]` and `[[tenant.route]]` are read apart, into
     // `route_list`, so that each route's problems carry its own line (a
-    // sub-table loses its span when serde is handed the tenant). They are
-    // named here so that a misspelt key is told they exist.
+    // sub-table loses its span when serde is handed the tenant); the
+    // neighbours likewise. They are named here so that a misspelt key is
+    // told they exist.
     #[serde(rename = "routes")]
     _routes: Option<IgnoredAny>,
     #[serde(rename = "route")]
     _route: Option<IgnoredAny>,
+    #[serde(rename = "neighbours")]
+    _neighbours: Option<IgnoredAny>,
+    #[serde(rename = "neighbour")]
+    _neighbour: Option<IgnoredAny>,
     #[serde(skip)]
     pub route_list: List<RawTenantRoute>,
+    #[serde(skip)]
+    pub neighbour_list: List<RawTenantNeighbour>,
 }
 
 /// One route of a tenant as written, from either form.
@@ -84,6 +99,14 @@ pub(super) struct RawTenant {
 pub(super) struct RawTenantRoute {
     pub prefix: Option<Spanned<String>>,
     pub to: Option<Spanned<String>>,
+}
+
+/// One static neighbour of a tenant as written, from either form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenantNeighbour {
+    pub ip: Option<Spanned<String>>,
+    pub mac: Option<Spanned<String>>,
 }
 
 /// One `[[route]]` as written.
@@ -172,6 +195,7 @@ impl<T> Default for List<T> {
 /// The whole file as written.
 #[derive(Debug, Default)]
 pub(super) struct RawConfig {
+    pub dataplane: Option<Section<RawDataplane>>,
     pub eal: Option<Section<RawEal>>,
     pub mempool: Option<Section<RawMempool>>,
     pub ports: List<RawPort>,
@@ -184,8 +208,7 @@ pub(super) struct RawConfig {
     pub arp: Option<Section<RawArp>>,
 }
 
-const SECTIONS: &str =
-    "`eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `icmp`, `tcp`, `arp`";
+const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `icmp`, `tcp`, `arp`";
 
 /// Parses `text`; `None` when the TOML itself is broken, in which case the
 /// report holds that one error.
@@ -207,6 +230,7 @@ pub(super) fn read(text: &str, report: &mut Report) -> Option<RawConfig> {
             .or_else(|| item.span())
             .map_or(0, |s| s.start);
         match key {
+            "dataplane" => raw.dataplane = single(item, at, "[dataplane]", report),
             "eal" => raw.eal = single(item, at, "[eal]", report),
             "mempool" => raw.mempool = single(item, at, "[mempool]", report),
             "port" => raw.ports = array(item, at, "[[port]]", report),
@@ -272,26 +296,42 @@ fn array<T: DeserializeOwned + Default>(
     })
 }
 
-/// Each `[[tenant]]`, with its routes read from the tenant as written.
+/// Each `[[tenant]]`, with its routes and neighbours read from the tenant
+/// as written.
 fn tenants(item: &Item, at: usize, report: &mut Report) -> List<RawTenant> {
     const NAME: &str = "[[tenant]]";
     entries(item, at, NAME, report, |written, table, at, report| {
         let mut tenant: Section<RawTenant> = table_value(table, at, NAME, report);
-        tenant.value.route_list = tenant_routes(written, at, report);
+        tenant.value.route_list =
+            tenant_entries(written, ["routes", "route"], "[[tenant.route]]", at, report);
+        tenant.value.neighbour_list = tenant_entries(
+            written,
+            ["neighbours", "neighbour"],
+            "[[tenant.neighbour]]",
+            at,
+            report,
+        );
         tenant
     })
 }
 
-/// A tenant's `routes = [...]` and `[[tenant.route]]` entries together, in
-/// file order: both forms are the same routes to the operator.
-fn tenant_routes(tenant: &dyn TableLike, at: usize, report: &mut Report) -> List<RawTenantRoute> {
+/// A tenant's entries of one kind in both forms, e.g. `routes = [...]` and
+/// `[[tenant.route]]`, together in file order: both forms are the same
+/// entries to the operator.
+fn tenant_entries<T: DeserializeOwned + Default>(
+    tenant: &dyn TableLike,
+    keys: [&str; 2],
+    name: &str,
+    at: usize,
+    report: &mut Report,
+) -> List<T> {
     let mut list = List::default();
-    for key in ["routes", "route"] {
+    for key in keys {
         let Some((k, item)) = tenant.get_key_value(key) else {
             continue;
         };
         let at = k.span().or_else(|| item.span()).map_or(at, |s| s.start);
-        let part: List<RawTenantRoute> = array(item, at, "[[tenant.route]]", report);
+        let part: List<T> = array(item, at, name, report);
         list.items.extend(part.items);
         list.broken |= part.broken;
     }

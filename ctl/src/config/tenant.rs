@@ -92,15 +92,30 @@ pub struct TenantRoute {
     pub to: RouteTarget,
 }
 
+/// A static ARP entry inside a tenant's gretap tunnels: the inner
+/// destination MAC for one of its hosts' inner addresses, so that the
+/// gateway need not resolve it across the tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TenantNeighbour {
+    /// The inner address, inside the tenant's `prefixes` or
+    /// `public_prefixes`; given once per tenant.
+    pub ip: Ipv4Addr,
+    /// Its MAC: unicast, not zero.
+    pub mac: MacAddr,
+}
+
 /// A tenant: a VRF reached through GRE tunnels that carry its key.
 ///
 /// Invariants, as built by [`parse`](super::parse): `hosts` and `prefixes`
 /// are non-empty; hosts are distinct unicast addresses, each reachable on
 /// the underlay (on an underlay port's subnet or through a global
-/// [`Route`](super::Route) out of an underlay port); prefixes and route
-/// prefixes have their host bits zero; route prefixes are distinct; every
-/// [`RouteTarget::Host`] is one of `hosts`; `mac` is only set for
-/// [`Encap::Gretap`].
+/// [`Route`](super::Route) out of an underlay port); prefixes, public
+/// prefixes and route prefixes have their host bits zero; route prefixes
+/// are distinct; every [`RouteTarget::Host`] is one of `hosts`; public
+/// prefixes overlap no other tenant's and no port's subnet, and the
+/// longest route covering each goes to one of `hosts`; `mac` and
+/// `neighbours` are only set for [`Encap::Gretap`]; neighbours have
+/// distinct addresses that the tenant [owns](Tenant::owns).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tenant {
     /// Unique name, `[A-Za-z0-9_-]{1,32}`, used in logs, counters and the
@@ -124,11 +139,27 @@ pub struct Tenant {
     pub mac: Option<MacAddr>,
     /// The tenant's VRF, in file order.
     pub routes: Vec<TenantRoute>,
+    /// Public IPv4 prefixes routed into this tenant unchanged: no NAT, its
+    /// hosts hold these addresses themselves (so they are also valid inner
+    /// sources, see [`Tenant::owns`]). A packet from the public side to one
+    /// of them enters this tenant's VRF, whose route for it leads to one of
+    /// `hosts`. Elastic IPs with 1:1 NAT onto private addresses come later
+    /// as a section of their own. Default none.
+    pub public_prefixes: Vec<Ipv4Cidr>,
+    /// Static neighbours inside the gretap tunnels, in file order (both the
+    /// `neighbours = [...]` and the `[[tenant.neighbour]]` form). Default
+    /// none: the gateway resolves inner addresses itself.
+    pub neighbours: Vec<TenantNeighbour>,
 }
 
 impl Tenant {
-    /// Whether the inner source `ip` belongs to the tenant.
+    /// Whether the inner source `ip` belongs to the tenant: inside its
+    /// `prefixes` or, since its hosts hold those addresses, its
+    /// `public_prefixes`.
     pub fn owns(&self, ip: Ipv4Addr) -> bool {
-        self.prefixes.iter().any(|p| p.contains(ip))
+        self.prefixes
+            .iter()
+            .chain(&self.public_prefixes)
+            .any(|p| p.contains(ip))
     }
 }

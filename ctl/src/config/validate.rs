@@ -18,10 +18,10 @@ mod workers;
 use toml::Spanned;
 
 use super::error::Report;
-use super::raw::{List, RawConfig, RawEal, RawMempool, RawPort, Section};
+use super::raw::{List, RawConfig, RawDataplane, RawEal, RawMempool, RawPort, Section};
 use super::{
-    Config, CpuSet, Eal, Mempool, Role, MAX_LCORE, MBUF_HEADROOM, MEMPOOL_CACHE_MAX,
-    WORKER_MBUFS_IN_FLIGHT,
+    Config, CpuSet, Dataplane, Eal, Mempool, Mode, Role, MAX_LCORE, MBUF_HEADROOM,
+    MEMPOOL_CACHE_MAX, WORKER_MBUFS_IN_FLIGHT,
 };
 
 /// EAL options that `[eal]` and `[[port]]` already produce; passing them
@@ -44,6 +44,7 @@ const CONTROLLED_EAL_OPTIONS: &[(&str, &str)] = &[
 ];
 
 pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option<Config> {
+    let dataplane = dataplane(raw.dataplane.as_ref(), r);
     let eal = eal(raw.eal.as_ref(), cpus, r);
     let mempool = mempool(raw.mempool.as_ref(), r);
     let ports = ports::ports(&raw.ports, mempool.as_ref(), raw.mempool.as_ref(), r);
@@ -61,6 +62,7 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
     let arp = packet::arp(raw.arp.as_ref(), r);
 
     let config = Config {
+        dataplane: dataplane?,
         eal: eal?,
         mempool: mempool?,
         ports: ports?,
@@ -129,6 +131,40 @@ fn int<T: TryFrom<i64>>(
         format!("{what} {n} is out of range; use a value in {lo}..={hi}{hint}"),
     );
     None
+}
+
+fn dataplane(raw: Option<&Section<RawDataplane>>, r: &mut Report) -> Option<Dataplane> {
+    let Some(section) = raw else {
+        return Some(Dataplane::default());
+    };
+    let mode = match &section.value.mode {
+        None => Some(Mode::default()),
+        Some(v) => {
+            let s = v.get_ref();
+            let mode = Mode::ALL.into_iter().find(|m| m.as_str() == s);
+            if mode.is_none() {
+                let valid: Vec<String> = Mode::ALL
+                    .iter()
+                    .map(|&m| format!("{:?} ({})", m.as_str(), mode_summary(m)))
+                    .collect();
+                r.at(
+                    v.span().start,
+                    format!("[dataplane] unknown mode {s:?}; use {}", valid.join(" or ")),
+                );
+            }
+            mode
+        }
+    };
+    // A mode of the wrong type was dropped and reported: no default for it.
+    section.sound().then_some(Dataplane { mode: mode? })
+}
+
+/// What a mode does, for the operator choosing one.
+fn mode_summary(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Gateway => "the packet path: tenants, routing, GRE",
+        Mode::L2fwd => "port to port with the MAC rewrite, for bring-up and I/O baselines",
+    }
 }
 
 fn eal(raw: Option<&Section<RawEal>>, cpus: &CpuSet, r: &mut Report) -> Option<Eal> {

@@ -4,35 +4,47 @@
 //!
 //! A compiled [`Lpm`] is a Poptrie (Asai & Ohara, SIGCOMM 2015): a
 //! direct-pointing top array indexed by the first `s` bits of the address,
-//! under it multiway nodes of 6-bit stride. A node is 24 bytes: a `u64`
-//! bitmap of which of its 64 slots are child nodes, a `u64` bitmap of where a
-//! run of equal leaves starts, and the base indices of its children and of
-//! its leaves. A slot's child or leaf is found with one `popcount` under a
-//! mask, so a node costs 24 bytes however sparse it is, and runs of equal
-//! leaves (prefix expansion's usual product) are stored once.
+//! and under it multiway nodes of 6-bit stride. A node has a `u64` bitmap
+//! of which of its 64 slots are child nodes, a `u64` bitmap of where a run
+//! of equal leaves starts, and base indices of its children and leaves; a
+//! slot's child or leaf is found with one `popcount` under a mask, so a
+//! sparse node stays small and runs of equal leaves (what prefix expansion
+//! mostly produces) are stored once. One change from the paper: a node is
+//! one 64-byte cache line holding its first 10 leaf runs inline (the rest
+//! spill to a shared array), so a level costs one cache miss, not two.
 //!
 //! Why not the alternatives:
 //! - DIR-24-8 (`rte_lpm`) spends 64 MiB per table on its 2^24 first level:
 //!   fine for one table, impossible for thousands of tenants.
-//! - VPP's 16-8-8 mtrie (`ip4_mtrie.c`) has a fixed 2^16 root ply of
-//!   4-byte leaves plus a byte of prefix length each (320 KiB per FIB, 20 GiB
-//!   for 64k VRFs) and uncompressed 256-slot plies of 1.3 KiB each. Its
-//!   prefix-length bytes exist for in-place incremental updates, which we do
-//!   not need: our tables are immutable snapshots rebuilt by the control
-//!   plane, so the compiled form can be as dense as we like.
+//! - VPP's 16-8-8 mtrie (`ip4_mtrie.c`) has a fixed 2^16 root ply of 4-byte
+//!   leaves plus a prefix-length byte each (320 KiB per FIB, 20 GiB for 64k
+//!   VRFs) and uncompressed 256-slot plies of 1.3 KiB. The length bytes are
+//!   for in-place incremental updates, which we do not need: tables are
+//!   immutable snapshots rebuilt by the control plane, so the compiled form
+//!   can be as dense as we like.
 //!
-//! The first stride is sized per table (see [`LpmBuilder::build`]): 2^8
-//! entries (1 KiB) for a tenant's handful of routes, growing with the route
-//! count up to 2^18 (1 MiB) for a full table. 18 bits is the paper's
-//! choice too: a /24, most of a BGP table, then resolves in one node (18 + 6
-//! bits) and one leaf, three dependent loads in all, and the whole structure
-//! stays small enough to live mostly in L2/L3 where DIR-24-8's first level
-//! sends every random lookup to DRAM.
+//! The first stride is per table (see [`LpmBuilder::build`]): 8 bits (1 KiB)
+//! for a tenant's handful of routes, one more bit per doubling of the route
+//! count, at most 18 (1 MiB): an 18-bit top puts a /24, most of a BGP table,
+//! one node below it. [`LpmBuilder::build_with_top_bits`] goes up to 24, a
+//! DIR-24-8 first level, for the one full table of a box that can spare the
+//! 64 MiB: every route up to /24 is then a single load, as in `rte_lpm`.
 //!
-//! Measured with `testgen` (release, `memory_bytes`, see the bench):
-//! - ~1M prefixes, BGP-like length mix: about 9 MiB (top 1 MiB, ~270k nodes,
-//!   ~560k leaves).
-//! - 16-route tenant table: about 1.5 KiB; 64k such VRFs: about 100 MiB.
+//! Measured (release, `testgen`, `cargo bench --bench lpm`, a shared 2-vCPU
+//! VM; figures move by ±50 % from run to run with the neighbours' load):
+//! - 1M BGP-like routes: 15.4 MiB at 18 bits (222k nodes, 209k spilled
+//!   leaves), 64.1 MiB at 24 bits; built (insert + compile) in ~0.5 s.
+//! - 16-route tenant table: ~2 KiB; 64k such VRFs: ~130 MiB.
+//! - Uniformly random addresses over the 1M table, against a DIR-24-8 in
+//!   the same run (best of several runs): 18 bits reaches about 0.3× of it
+//!   (batched, 25–35 M/s against ~100 M/s), 24 bits about
+//!   0.85× (80–86 M/s). The 18-bit walk is bound by its per-level
+//!   arithmetic (a software popcount and the selects, ~50 instructions),
+//!   not by memory: with that arithmetic stubbed out, the same two
+//!   dependent loads run at DIR-24-8 speed. A prefetch instruction, which
+//!   would let the loads run ahead of the arithmetic, needs `unsafe`, and
+//!   this crate has none; building with POPCNT/BMI2 (`x86-64-v3`) did not
+//!   change the figure measurably here.
 //!
 //! # Values
 //!
@@ -45,12 +57,13 @@
 //!
 //! # Lookups
 //!
-//! No allocation, no locks, no `unsafe`: every index goes through `get` with
-//! a "no route" fallback that a correctly built table never takes. The
-//! batched forms ([`Lpm::lookup_bulk`], [`VrfTables::lookup_bulk`]) walk N
-//! addresses level by level in lockstep, so the N independent loads of a
-//! level are in flight together, as DPDK's `rte_lpm_lookupx4` and VPP's
-//! `ip4_lookup_inline` do.
+//! No allocation, no locks, no `unsafe`: every index is clamped or goes
+//! through `get` with a "no route" fallback that a correctly built table
+//! never takes. The batched forms ([`Lpm::lookup_bulk`],
+//! [`Lpm::lookup_slice`], [`VrfTables::lookup_bulk`]) walk several
+//! addresses in lockstep without a branch on any loaded value, so that the
+//! loads of independent walks are in flight together, as DPDK's
+//! `rte_lpm_lookupx4` and VPP's `ip4_lookup_inline` arrange.
 
 mod builder;
 pub mod testgen;
@@ -325,7 +338,7 @@ impl Lpm {
         // Checked before each level, not after: with a wide first stride
         // most walks end in the top array and the whole batch skips the
         // node arithmetic.
-        while off < 32 && slots.iter().fold(0, |p, &s| p | s) & NODE != 0 {
+        while off < 32 && any_node(&slots) {
             // Every lane steps, finished or not, so that no branch depends
             // on a load still in flight: a mispredict there would hold back
             // the other lanes' loads, which is the whole point of batching.
@@ -376,13 +389,28 @@ impl Lpm {
         out
     }
 
-    /// Looks up a whole burst, eight at a time, then the tail one by one.
-    /// Only the first `min(addrs.len(), out.len())` entries are touched.
+    /// Looks up a whole burst (a worker's RX burst of up to 32, or more):
+    /// sixteen at a time, then eight, then one by one. Only the first
+    /// `min(addrs.len(), out.len())` entries are touched.
+    ///
+    /// (A software pipeline over groups, the loads of the next group issued
+    /// before the arithmetic of this one, was tried and measured no better
+    /// than wide batches here.)
     pub fn lookup_slice(&self, addrs: &[u32], out: &mut [Option<u32>]) {
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
-        let mut a8 = addrs.chunks_exact(8);
-        let mut o8 = out.chunks_exact_mut(8);
+        let mut a16 = addrs.chunks_exact(16);
+        let mut o16 = out.chunks_exact_mut(16);
+        for (a, o) in (&mut a16).zip(&mut o16) {
+            if let (Ok(a), Ok(o)) = (
+                <&[u32; 16]>::try_from(a),
+                <&mut [Option<u32>; 16]>::try_from(o),
+            ) {
+                self.lookup_bulk(a, o);
+            }
+        }
+        let mut a8 = a16.remainder().chunks_exact(8);
+        let mut o8 = o16.into_remainder().chunks_exact_mut(8);
         for (a, o) in (&mut a8).zip(&mut o8) {
             if let (Ok(a), Ok(o)) = (
                 <&[u32; 8]>::try_from(a),
@@ -468,15 +496,16 @@ impl Lpm {
         let rank = (((node.vector & child) | (node.leafvec & !child)) & upto).count_ones();
         // Both the inline and the spilled candidate are read and one kept:
         // a branch on which one applies would hang on the node's cache miss
-        // and, mispredicted, flush every other walk in flight. Clamping the
-        // indices makes both reads in bounds; a node that spills nothing
-        // reads the last spilled leaf, one hot line.
+        // and, mispredicted, flush every other walk in flight. When the
+        // inline one applies, the spilled read goes to leaf 0, one hot
+        // line, instead of a cache miss nobody needs; clamping keeps it in
+        // bounds either way.
         let run = (rank as usize).wrapping_sub(1);
         let inline = node.inline[run.min(INLINE - 1)];
-        let spilled_at =
-            (node.base0.wrapping_add(rank) as usize).min(self.leaves.len().saturating_sub(1));
-        let spilled = self.leaves.get(spilled_at).copied().unwrap_or(EMPTY);
         let use_inline = 0u32.wrapping_sub(u32::from(run < INLINE));
+        let spilled_at = (node.base0.wrapping_add(rank) & !use_inline) as usize;
+        let spilled_at = spilled_at.min(self.leaves.len().saturating_sub(1));
+        let spilled = self.leaves.get(spilled_at).copied().unwrap_or(EMPTY);
         let leaf = (inline & use_inline) | (spilled & !use_inline);
         let child = child as u32;
         ((NODE | node.base1.wrapping_add(rank)) & child) | (leaf & !child)
@@ -492,6 +521,12 @@ static NO_NODE: Node = Node {
     base1: 0,
     inline: [EMPTY; INLINE],
 };
+
+/// Whether any of `slots` is still at a node.
+#[inline(always)]
+fn any_node(slots: &[u32]) -> bool {
+    slots.iter().fold(0, |p, &s| p | s) & NODE != 0
+}
 
 /// All ones if `slot` is a node, else zero.
 #[inline(always)]

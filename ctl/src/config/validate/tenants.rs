@@ -1,5 +1,5 @@
-//! `[[tenant]]` tables: names, GRE keys, tunnel hosts, owned prefixes and
-//! each tenant's VRF.
+//! `[[tenant]]` tables: names, GRE keys, tunnel hosts, owned prefixes,
+//! public prefixes and each tenant's VRF.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use super::addrs::{host, mac_addr, prefix};
 use super::links::{all_subnets, owner, subnet_edge, subnet_of};
+use super::neighbours::tenant_neighbours;
 use super::{int, valid_name, Report};
 use crate::config::raw::{List, RawTenant, RawTenantRoute, Section};
 use crate::config::{
@@ -27,13 +28,26 @@ pub(super) struct Context<'a> {
 /// A tunnel host and where it is written.
 type Host = (Ipv4Addr, usize);
 
+/// A public prefix and where it is written.
+type Public = (Ipv4Cidr, usize);
+
+/// A public prefix already claimed: where, and by which tenant (its index
+/// and label).
+struct Claimed {
+    prefix: Ipv4Cidr,
+    at: usize,
+    tenant: usize,
+    label: String,
+}
+
 pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> Option<Vec<Tenant>> {
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut keys: HashMap<u32, (usize, String)> = HashMap::new();
+    let mut claimed: Vec<Claimed> = Vec::new();
     let mut out = Vec::new();
     let mut ok = !list.broken;
 
-    for section in &list.items {
+    for (index, section) in list.items.iter().enumerate() {
         let t = &section.value;
         let label = t.name.as_ref().map_or_else(
             || "[[tenant]]".to_owned(),
@@ -105,6 +119,18 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
         let prefixes = prefixes(section, &label, r);
         let mac = tunnel_mac(t, encap, &label, r);
         let routes = routes(&t.route_list, hosts.as_deref(), cx.public, &label, r);
+        let public = public_prefixes(section, &label, r);
+        let public_list: Option<Vec<Ipv4Cidr>> = public
+            .as_ref()
+            .map(|list| list.iter().map(|&(p, _)| p).collect());
+        let neighbours = tenant_neighbours(
+            &t.neighbour_list,
+            encap,
+            prefixes.as_deref(),
+            public_list.as_deref(),
+            &label,
+            r,
+        );
         let reachable = match (cx.ports, cx.routes, hosts.as_deref()) {
             (Some(ports), Some(global), Some(hosts)) => {
                 on_underlay(hosts, ports, global, &label, r)
@@ -112,8 +138,32 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
             // Not checkable yet; the config is refused for the other part.
             _ => true,
         };
+        let routed_in = match public.as_deref() {
+            Some(list) => {
+                let inbound = Inbound {
+                    tenant: index,
+                    label: &label,
+                    hosts: hosts.as_deref(),
+                    routes: routes.as_deref(),
+                    ports: cx.ports,
+                };
+                public_reach(list, &inbound, &mut claimed, r)
+            }
+            // Already refused for its own problems.
+            None => true,
+        };
 
-        match (name, key, encap, hosts, prefixes, mac, routes) {
+        match (
+            name,
+            key,
+            encap,
+            hosts,
+            prefixes,
+            mac,
+            routes,
+            public_list,
+            neighbours,
+        ) {
             (
                 Some(name),
                 Some(key),
@@ -122,7 +172,9 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
                 Some(prefixes),
                 Some(mac),
                 Some(routes),
-            ) if reachable && section.sound() => out.push(Tenant {
+                Some(public_prefixes),
+                Some(neighbours),
+            ) if reachable && routed_in && section.sound() => out.push(Tenant {
                 name,
                 key,
                 encap,
@@ -130,6 +182,8 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
                 prefixes,
                 mac,
                 routes,
+                public_prefixes,
+                neighbours,
             }),
             _ => ok = false,
         }
@@ -253,6 +307,135 @@ fn prefixes(section: &Section<RawTenant>, label: &str, r: &mut Report) -> Option
         out.push((p, at));
     }
     ok.then(|| out.into_iter().map(|(p, _)| p).collect())
+}
+
+/// `public_prefixes`, each with its host bits zero and given once; default
+/// none.
+fn public_prefixes(
+    section: &Section<RawTenant>,
+    label: &str,
+    r: &mut Report,
+) -> Option<Vec<Public>> {
+    let Some(list) = &section.value.public_prefixes else {
+        return section.readable("public_prefixes").then(Vec::new);
+    };
+    let mut out: Vec<Public> = Vec::new();
+    let mut ok = true;
+    for v in list {
+        let Some(p) = prefix(v, label, "public prefix", r) else {
+            ok = false;
+            continue;
+        };
+        let at = v.span().start;
+        if let Some((_, first)) = out.iter().find(|(q, _)| *q == p) {
+            r.at(
+                at,
+                format!(
+                    "{label}: public prefix {p} is listed twice (first at line {}); remove one",
+                    r.line(*first)
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        out.push((p, at));
+    }
+    ok.then_some(out)
+}
+
+/// What [`public_reach`] checks a tenant's public prefixes against. A
+/// `None` part is broken (and reported): the checks that need it wait.
+struct Inbound<'a> {
+    /// Index of the tenant in the file, to tell its own claims apart.
+    tenant: usize,
+    label: &'a str,
+    hosts: Option<&'a [Host]>,
+    routes: Option<&'a [TenantRoute]>,
+    ports: Option<&'a [Port]>,
+}
+
+/// Whether the public side can send each public prefix into this tenant
+/// and on to one of its hosts: the prefix is no other tenant's (the
+/// destination alone picks the tenant), not on a port's own link (there an
+/// address is a neighbour reached by ARP, not a tenant's), and the
+/// tenant's VRF leads it to a host. Records the prefixes in `claimed`.
+fn public_reach(list: &[Public], cx: &Inbound, claimed: &mut Vec<Claimed>, r: &mut Report) -> bool {
+    let label = cx.label;
+    let mut ok = true;
+    for &(p, at) in list {
+        if let Some(other) = claimed
+            .iter()
+            .find(|c| c.tenant != cx.tenant && c.prefix.overlaps(&p))
+        {
+            r.at(
+                at,
+                format!(
+                    "{label}: public prefix {p} overlaps {} of {} (line {}); a public address leads into one tenant only, so give each tenant its own",
+                    other.prefix,
+                    other.label,
+                    r.line(other.at)
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        claimed.push(Claimed {
+            prefix: p,
+            at,
+            tenant: cx.tenant,
+            label: label.to_owned(),
+        });
+        let on_link = cx.ports.into_iter().flatten().find_map(|port| {
+            port.addresses
+                .iter()
+                .find(|a| a.overlaps(&p))
+                .map(|a| (port, a))
+        });
+        if let Some((port, subnet)) = on_link {
+            r.at(
+                at,
+                format!(
+                    "{label}: public prefix {p} overlaps the subnet {}/{} of port {:?}; addresses there are on that port's own link, reached by ARP and not through a tenant, so use a prefix outside it",
+                    subnet.network(),
+                    subnet.len,
+                    port.name
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        let Some(routes) = cx.routes else {
+            continue;
+        };
+        // The longest route covering all of the prefix is what its packets
+        // match (a longer route inside it only takes part of it).
+        let best = routes
+            .iter()
+            .filter(|rt| rt.prefix.covers(&p))
+            .max_by_key(|rt| rt.prefix.len);
+        let now = match best {
+            Some(rt) if matches!(rt.to, RouteTarget::Host(_)) => continue,
+            Some(rt) => format!(
+                "its longest covering route, {}, goes to {}",
+                rt.prefix, rt.to
+            ),
+            None => "no route of the tenant covers it".to_owned(),
+        };
+        let example = cx
+            .hosts
+            .and_then(|h| h.first())
+            .map_or_else(String::new, |(h, _)| {
+                format!(", e.g. {{ prefix = \"{p}\", to = \"{h}\" }}")
+            });
+        r.at(
+            at,
+            format!(
+                "{label}: public prefix {p} does not reach a host of the tenant ({now}); add a route for {p} to one of its hosts{example}"
+            ),
+        );
+        ok = false;
+    }
+    ok
 }
 
 /// The gateway's MAC inside the tunnels: only gretap carries an Ethernet

@@ -1,0 +1,768 @@
+//! The stateless packet path: one frame in, one [`Verdict`] out.
+//!
+//! Frames from an underlay port are GRE from tenant hosts: classified by
+//! key, checked (host, inner source), decapsulated, and routed in the
+//! tenant's VRF — out of the public side, or back into a tunnel (east-west).
+//! Frames from a public port are routed into a tenant (by the ingress table;
+//! the stateful gateway puts its flow cache and NAT in front of this) and
+//! encapsulated toward the tunnel host. ARP and ICMP for the gateway's own
+//! addresses are answered in place, and so is ARP inside gretap tunnels.
+//!
+//! Once outer headers are gone the frame is kept positioned at its IPv4
+//! header, so both directions share one routing step and one ICMP-error
+//! builder; Ethernet or tunnel headers are prepended in the headroom at the
+//! end.
+
+use crate::counters::{DropReason, WorkerCounters};
+use crate::ratelimit::TokenBucket;
+use crate::tables::{NextHop, PortEntry, PublicRoute, Role, Tables, TunnelAdj};
+use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
+use crate::wire::icmp::{self as icmpw, IcmpType};
+use crate::wire::{
+    checksum, ethernet, ArpOperation, ArpPacket, Error, EtherType, EthernetFrame, GrePacket,
+    IcmpPacket, IpProtocol, Ipv4Packet, MacAddr, TcpPacket,
+};
+use crate::Frame;
+
+pub use crate::l2fwd::Verdict;
+
+use DropReason as D;
+
+const ETH: usize = ethernet::HEADER_LEN;
+/// TTL of what the gateway itself sends.
+const LOCAL_TTL: u8 = 64;
+/// RFC 1812 4.3.2.3: an ICMP error quotes as much of the original as fits
+/// in 576 bytes.
+const ICMP_ERROR_MAX: usize = 576;
+/// IPv4 + TCP headers without options, for MSS arithmetic.
+const IP_TCP: u16 = 40;
+
+/// ICMP errors the pipeline can generate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IcmpError {
+    TimeExceeded,
+    FragNeeded(u16),
+}
+
+/// Which side a generated ICMP error goes back to.
+#[derive(Clone, Copy)]
+enum Side<'t> {
+    Public,
+    Tenant(&'t Tenant),
+}
+
+/// Per-worker pipeline state: nothing in it is shared.
+#[derive(Debug)]
+pub struct Pipeline {
+    key_cache: KeyCache,
+    /// Identification of the outer headers this worker builds.
+    ip_id: u16,
+    icmp: TokenBucket,
+}
+
+impl Pipeline {
+    /// `icmp` limits the ICMP errors this worker generates.
+    pub fn new(icmp: TokenBucket, worker: u16) -> Self {
+        // Workers start their ident sequences apart, so two workers
+        // tunnelling to one host rarely collide within a reassembly window.
+        Pipeline {
+            key_cache: KeyCache::default(),
+            ip_id: worker.wrapping_mul(0x9e37),
+            icmp,
+        }
+    }
+
+    /// Processes one frame received on `frame.in_port()` at TSC time `now`.
+    pub fn process<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        f: &mut F,
+        now: u64,
+    ) -> Verdict {
+        let port = f.in_port();
+        let Some(pe) = t.ports.get(usize::from(port)) else {
+            return Verdict::Drop(D::NoEgress);
+        };
+        let ethertype = {
+            let Ok(eth) = EthernetFrame::new_checked(f.data()) else {
+                return Verdict::Drop(D::Runt);
+            };
+            if eth.is_tagged() {
+                return Verdict::Drop(D::Vlan);
+            }
+            eth.ethertype()
+        };
+        match (pe.role, ethertype) {
+            (Some(_), EtherType::ARP) => arp_reply(pe, port, f.data_mut(), c),
+            (Some(Role::Underlay), EtherType::IPV4) => self.underlay_input(t, c, pe, f, now),
+            (Some(Role::Public), EtherType::IPV4) => self.public_input(t, c, pe, f, now),
+            (None, _) => Verdict::Drop(D::NoEgress),
+            _ => Verdict::Drop(D::EtherType),
+        }
+    }
+
+    /// GRE from a tenant host, or ICMP to the gateway.
+    fn underlay_input<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        pe: &PortEntry,
+        f: &mut F,
+        now: u64,
+    ) -> Verdict {
+        let (protocol, ihl) = match check_local_ipv4(pe, f) {
+            Ok(v) => v,
+            Err(v) => return v,
+        };
+        match protocol {
+            IpProtocol::GRE => self.decap(t, c, pe, f, ihl, now),
+            IpProtocol::ICMP => echo_reply(pe, f.in_port(), f.data_mut(), c),
+            _ => Verdict::Drop(D::LocalProtocol),
+        }
+    }
+
+    /// Classifies, checks and strips the tunnel, then routes in the VRF.
+    fn decap<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        pe: &PortEntry,
+        f: &mut F,
+        ihl: usize,
+        now: u64,
+    ) -> Verdict {
+        let port = f.in_port();
+        let data = f.data_mut();
+        let outer_src = u32::from_be_bytes([
+            data[ETH + 12],
+            data[ETH + 13],
+            data[ETH + 14],
+            data[ETH + 15],
+        ]);
+        let outer_ecn = data[ETH + 1] & 0x3;
+        let gre_at = ETH + ihl;
+        let (key, protocol, gre_len) = match GrePacket::new_checked(&data[gre_at..]) {
+            Ok(g) if g.checksum_present() || g.seq_present() => return Verdict::Drop(D::GreFlags),
+            Ok(g) => match g.key() {
+                Some(key) => (key, g.protocol_type(), g.header_len()),
+                None => return Verdict::Drop(D::GreNoKey),
+            },
+            Err(Error::Truncated) => return Verdict::Drop(D::GreTruncated),
+            Err(_) => return Verdict::Drop(D::GreVersion),
+        };
+        let Some(tenant) = self.key_cache.lookup(&t.tenants, t.generation, key) else {
+            return Verdict::Drop(D::GreUnknownKey);
+        };
+        if !tenant.has_host(outer_src) {
+            return Verdict::Drop(D::GreWrongHost);
+        }
+        let inner_at = gre_at + gre_len;
+        let ip_at = match (tenant.encap, protocol) {
+            (Encap::Ipv4, EtherType::IPV4) => inner_at,
+            (Encap::Gretap, EtherType::TRANSPARENT_ETHERNET_BRIDGING) => {
+                let Ok(inner) = EthernetFrame::new_checked(&data[inner_at..]) else {
+                    return Verdict::Drop(D::InnerInvalid);
+                };
+                let dst = inner.dst_addr().0;
+                if dst != tenant.mac && dst != [0xff; 6] {
+                    return Verdict::Drop(D::InnerNotForUs);
+                }
+                match (inner.is_tagged(), inner.ethertype()) {
+                    (false, EtherType::IPV4) => inner_at + ETH,
+                    (false, EtherType::ARP) => {
+                        return tunnel_arp_reply(tenant, pe, port, data, inner_at, c)
+                    }
+                    _ => return Verdict::Drop(D::InnerInvalid),
+                }
+            }
+            _ => return Verdict::Drop(D::GreProtocol),
+        };
+        let inner_len = {
+            let Ok(inner) = Ipv4Packet::new_checked(&data[ip_at..]) else {
+                return Verdict::Drop(D::InnerInvalid);
+            };
+            if !inner.verify_checksum() {
+                return Verdict::Drop(D::InnerInvalid);
+            }
+            if !tenant.owns(u32::from(inner.src_addr())) {
+                return Verdict::Drop(D::TenantSpoof);
+            }
+            if inner.is_fragment() || inner.has_options() {
+                return Verdict::Drop(D::SlowPath);
+            }
+            usize::from(inner.total_len())
+        };
+        if let Some(tc) = c.tenant(tenant.id.index()) {
+            tc.from_tunnel_packets.inc();
+            tc.from_tunnel_bytes.add(inner_len as u64);
+        }
+        if !decap_ecn(&mut data[ip_at..], outer_ecn) {
+            return Verdict::Drop(D::EcnDrop);
+        }
+        let tail = data.len() - ip_at - inner_len;
+        if !(f.adj(ip_at) && f.trim(tail)) {
+            return Verdict::Drop(D::InnerInvalid);
+        }
+        self.route_tenant(t, c, tenant, pe.mtu, f, now, true)
+    }
+
+    /// Routes an IPv4 packet (the frame starts at its header) in the VRF of
+    /// `tenant`, which it came from. `may_error` is false for the ICMP
+    /// errors the gateway itself made, which must not beget more.
+    #[allow(clippy::too_many_arguments)]
+    fn route_tenant<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        tenant: &Tenant,
+        underlay_mtu: u16,
+        f: &mut F,
+        now: u64,
+        may_error: bool,
+    ) -> Verdict {
+        let dst = ip_dst(f.data());
+        let nh = t
+            .vrfs
+            .lookup(tenant.vrf, dst)
+            .and_then(|i| t.nexthops.get(i as usize));
+        match nh {
+            None => Verdict::Drop(D::NoRoute),
+            Some(NextHop::Blackhole) => Verdict::Drop(D::Blackhole),
+            Some(NextHop::Local) => Verdict::Drop(D::LocalProtocol),
+            Some(NextHop::Tunnel(i)) => {
+                let Some(adj) = t.tunnels.get(*i as usize) else {
+                    return Verdict::Drop(D::NoRoute);
+                };
+                if let Err(e) = self.forward_checks(f, adj.inner_mtu(), may_error) {
+                    return self.icmp_or_drop(t, c, f, e, Side::Tenant(tenant), underlay_mtu, now);
+                }
+                if t.mss_clamp {
+                    clamp_syn(f.data_mut(), adj.inner_mtu());
+                }
+                self.encap(t, c, adj, f)
+            }
+            Some(NextHop::Public) => {
+                let Some((port, header, mtu)) = resolve_public(t, dst) else {
+                    return Verdict::Drop(D::NoNeighbour);
+                };
+                if let Err(e) = self.forward_checks(f, mtu, may_error) {
+                    return self.icmp_or_drop(t, c, f, e, Side::Tenant(tenant), underlay_mtu, now);
+                }
+                if t.mss_clamp {
+                    // Replies come back through the tunnel: what the tenant
+                    // announces must fit inside it.
+                    clamp_syn(f.data_mut(), tunnel_inner_mtu(tenant.encap, underlay_mtu));
+                }
+                decrement_ttl(f.data_mut());
+                match f.prepend(ETH) {
+                    Some(h) => h.copy_from_slice(&header),
+                    None => return Verdict::Drop(D::NoHeadroom),
+                }
+                Verdict::Forward(port)
+            }
+        }
+    }
+
+    /// From the Internet side: to the gateway, or into a tenant.
+    fn public_input<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        pe: &PortEntry,
+        f: &mut F,
+        now: u64,
+    ) -> Verdict {
+        let (dst, protocol, special, tail) = {
+            let data = f.data();
+            let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
+                return Verdict::Drop(D::Ipv4Invalid);
+            };
+            if !ip.verify_checksum() {
+                return Verdict::Drop(D::Ipv4Checksum);
+            }
+            let tail = data.len() - ETH - usize::from(ip.total_len());
+            (
+                u32::from(ip.dst_addr()),
+                ip.protocol(),
+                ip.is_fragment() || ip.has_options(),
+                tail,
+            )
+        };
+        if special {
+            return Verdict::Drop(D::SlowPath);
+        }
+        if !f.trim(tail) {
+            return Verdict::Drop(D::Ipv4Invalid);
+        }
+        if pe.is_local(dst) {
+            return match protocol {
+                IpProtocol::ICMP => echo_reply(pe, f.in_port(), f.data_mut(), c),
+                _ => Verdict::Drop(D::LocalProtocol),
+            };
+        }
+        let Some(tenant) = t
+            .ingress
+            .lookup(dst)
+            .and_then(|i| t.tenants.get(TenantId(i)))
+        else {
+            return Verdict::Drop(D::NoRoute);
+        };
+        if !f.adj(ETH) {
+            return Verdict::Drop(D::Ipv4Invalid);
+        }
+        let nh = t
+            .vrfs
+            .lookup(tenant.vrf, dst)
+            .and_then(|i| t.nexthops.get(i as usize));
+        let Some(NextHop::Tunnel(i)) = nh else {
+            return Verdict::Drop(if nh == Some(&NextHop::Blackhole) {
+                D::Blackhole
+            } else {
+                D::NoRoute
+            });
+        };
+        let Some(adj) = t.tunnels.get(*i as usize) else {
+            return Verdict::Drop(D::NoRoute);
+        };
+        if let Err(e) = self.forward_checks(f, adj.inner_mtu(), true) {
+            return self.icmp_or_drop(t, c, f, e, Side::Public, pe.mtu, now);
+        }
+        if t.mss_clamp {
+            clamp_syn(f.data_mut(), adj.inner_mtu());
+        }
+        self.encap(t, c, adj, f)
+    }
+
+    /// TTL and size, before a packet is forwarded.
+    fn forward_checks<F: Frame>(
+        &self,
+        f: &F,
+        mtu: u16,
+        may_error: bool,
+    ) -> Result<(), Option<IcmpError>> {
+        let d = f.data();
+        let ttl = d[8];
+        if ttl <= 1 {
+            return Err(may_error.then_some(IcmpError::TimeExceeded));
+        }
+        if d.len() > usize::from(mtu) {
+            let df = d[6] & 0x40 != 0;
+            return Err(if df && may_error {
+                Some(IcmpError::FragNeeded(mtu))
+            } else {
+                None
+            });
+        }
+        Ok(())
+    }
+
+    /// Turns the packet into the ICMP error `e` and sends it back where it
+    /// came from, or drops it if no error may be sent.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_or_drop<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        f: &mut F,
+        e: Option<IcmpError>,
+        side: Side<'_>,
+        in_mtu: u16,
+        now: u64,
+    ) -> Verdict {
+        let d = f.data();
+        let reason = if d[8] <= 1 {
+            D::TtlExceeded
+        } else if d[6] & 0x40 != 0 {
+            D::TooBig
+        } else {
+            D::NeedsFragmentation
+        };
+        let Some(e) = e else {
+            return Verdict::Drop(reason);
+        };
+        if !may_quote(f.data()) || !self.icmp.take(now) {
+            return Verdict::Drop(reason);
+        }
+        let src = match side {
+            Side::Tenant(_) => underlay_addr(t),
+            Side::Public => public_addr(t),
+        };
+        let Some(src) = src else {
+            return Verdict::Drop(reason);
+        };
+        if !build_icmp_error(f, e, src) {
+            return Verdict::Drop(reason);
+        }
+        c.icmp_errors.inc();
+        match side {
+            Side::Tenant(tenant) => self.route_tenant(t, c, tenant, in_mtu, f, now, false),
+            Side::Public => {
+                let dst = ip_dst(f.data());
+                let Some((port, header, _)) = resolve_public(t, dst) else {
+                    return Verdict::Drop(D::NoNeighbour);
+                };
+                match f.prepend(ETH) {
+                    Some(h) => h.copy_from_slice(&header),
+                    None => return Verdict::Drop(D::NoHeadroom),
+                }
+                Verdict::Forward(port)
+            }
+        }
+    }
+
+    /// Prepends the tunnel header of `adj` to an IPv4 packet whose TTL has
+    /// been checked, and decrements that TTL.
+    fn encap<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        adj: &TunnelAdj,
+        f: &mut F,
+    ) -> Verdict {
+        if !adj.resolved {
+            return Verdict::Drop(D::NoNeighbour);
+        }
+        let inner_mac = match t.tenants.get(adj.tenant).map(|x| x.encap) {
+            Some(Encap::Gretap) => {
+                match t.inner_neighbours.get(&(adj.tenant.0, ip_dst(f.data()))) {
+                    Some(mac) => Some(*mac),
+                    None => return Verdict::Drop(D::NoNeighbour),
+                }
+            }
+            _ => None,
+        };
+        decrement_ttl(f.data_mut());
+        let (tos, df) = {
+            let d = f.data();
+            (d[1], d[6] & 0x40)
+        };
+        let inner_len = f.len();
+        let len = usize::from(adj.header_len);
+        let Some(h) = f.prepend(len) else {
+            return Verdict::Drop(D::NoHeadroom);
+        };
+        h.copy_from_slice(&adj.header[..len]);
+        if let Some(mac) = inner_mac {
+            h[len - ETH..len - ETH + 6].copy_from_slice(&mac);
+        }
+        let ip = &mut h[ETH..ETH + 20];
+        // RFC 6040 normal mode, and DSCP copied (RFC 2983 uniform model).
+        ip[1] = tos;
+        ip[2..4].copy_from_slice(&((len - ETH + inner_len) as u16).to_be_bytes());
+        self.ip_id = self.ip_id.wrapping_add(1);
+        ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
+        ip[6] = df;
+        let sum = checksum::checksum(ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        if let Some(tc) = c.tenant(adj.tenant.index()) {
+            tc.to_tunnel_packets.inc();
+            tc.to_tunnel_bytes.add(inner_len as u64);
+        }
+        Verdict::Forward(adj.port)
+    }
+}
+
+/// Validates an IPv4 packet addressed to one of the port's addresses;
+/// trims Ethernet padding. Returns the protocol and header length.
+fn check_local_ipv4<F: Frame>(pe: &PortEntry, f: &mut F) -> Result<(IpProtocol, usize), Verdict> {
+    let data = f.data();
+    let ip = Ipv4Packet::new_checked(&data[ETH..]).map_err(|_| Verdict::Drop(D::Ipv4Invalid))?;
+    if !ip.verify_checksum() {
+        return Err(Verdict::Drop(D::Ipv4Checksum));
+    }
+    if !pe.is_local(u32::from(ip.dst_addr())) {
+        return Err(Verdict::Drop(D::NotLocal));
+    }
+    if ip.is_fragment() || ip.has_options() {
+        return Err(Verdict::Drop(D::SlowPath));
+    }
+    let (protocol, ihl) = (ip.protocol(), ip.header_len());
+    let tail = data.len() - ETH - usize::from(ip.total_len());
+    if !f.trim(tail) {
+        return Err(Verdict::Drop(D::Ipv4Invalid));
+    }
+    Ok((protocol, ihl))
+}
+
+#[inline]
+fn ip_dst(ip: &[u8]) -> u32 {
+    u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]])
+}
+
+/// Decrements the TTL (checked > 1 before) with an RFC 1624 update.
+#[inline]
+fn decrement_ttl(ip: &mut [u8]) {
+    let old = u16::from_be_bytes([ip[8], ip[9]]);
+    ip[8] -= 1;
+    let new = u16::from_be_bytes([ip[8], ip[9]]);
+    let hc = u16::from_be_bytes([ip[10], ip[11]]);
+    ip[10..12].copy_from_slice(&checksum::update_u16(hc, old, new).to_be_bytes());
+}
+
+/// RFC 6040 decapsulation: outer CE marks an ECN-capable inner packet CE,
+/// and condemns a not-ECN-capable one. Returns false to drop.
+fn decap_ecn(ip: &mut [u8], outer_ecn: u8) -> bool {
+    const CE: u8 = 3;
+    let inner = ip[1] & 3;
+    if outer_ecn != CE || inner == CE {
+        return true;
+    }
+    if inner == 0 {
+        return false;
+    }
+    let old = u16::from_be_bytes([ip[0], ip[1]]);
+    ip[1] |= CE;
+    let new = u16::from_be_bytes([ip[0], ip[1]]);
+    let hc = u16::from_be_bytes([ip[10], ip[11]]);
+    ip[10..12].copy_from_slice(&checksum::update_u16(hc, old, new).to_be_bytes());
+    true
+}
+
+/// The inner MTU of a tenant's tunnels over an underlay port of `mtu`.
+fn tunnel_inner_mtu(encap: Encap, mtu: u16) -> u16 {
+    let overhead = 20
+        + 8
+        + if encap == Encap::Gretap {
+            ETH as u16
+        } else {
+            0
+        };
+    mtu.saturating_sub(overhead)
+}
+
+/// Clamps the MSS of a TCP SYN in `ip` so that segments fit `mtu`.
+fn clamp_syn(ip: &mut [u8], mtu: u16) {
+    if ip[9] != IpProtocol::TCP.0 {
+        return;
+    }
+    let ihl = usize::from(ip[0] & 0xf) * 4;
+    let Some(seg) = ip.get_mut(ihl..) else { return };
+    if let Ok(mut tcp) = TcpPacket::new_checked(seg) {
+        crate::wire::clamp_mss(&mut tcp, mtu.saturating_sub(IP_TCP));
+    }
+}
+
+/// The next hop toward a public destination: port, Ethernet header, MTU.
+fn resolve_public(t: &Tables, dst: u32) -> Option<(u16, [u8; ETH], u16)> {
+    match t.public_route(dst)? {
+        PublicRoute::Via(adj) => adj.header.map(|h| (adj.port, h, adj.mtu)),
+        PublicRoute::OnLink(port) => {
+            let pe = t.ports.get(usize::from(port))?;
+            let mac = t.neighbours.get(&(port, dst))?;
+            let mut h = [0u8; ETH];
+            h[..6].copy_from_slice(mac);
+            h[6..12].copy_from_slice(&pe.mac);
+            h[12..].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+            Some((port, h, pe.mtu))
+        }
+    }
+}
+
+/// The gateway's address as the source of errors toward tenants: its first
+/// underlay address (what traceroute inside a tenant shows).
+fn underlay_addr(t: &Tables) -> Option<u32> {
+    t.ports
+        .iter()
+        .find(|p| p.role == Some(Role::Underlay))
+        .and_then(PortEntry::primary)
+}
+
+fn public_addr(t: &Tables) -> Option<u32> {
+    t.ports
+        .iter()
+        .find(|p| p.role == Some(Role::Public))
+        .and_then(PortEntry::primary)
+}
+
+/// RFC 1122 3.2.2 / RFC 1812 4.3.2.7: no error about an ICMP error, a
+/// non-initial fragment, or a packet from a broadcast, multicast or
+/// unspecified source.
+fn may_quote(ip: &[u8]) -> bool {
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+    let ihl = usize::from(ip[0] & 0xf) * 4;
+    let is_icmp_error =
+        ip[9] == IpProtocol::ICMP.0 && ip.get(ihl).is_some_and(|&ty| IcmpType(ty).is_error());
+    frag_off == 0 && !is_icmp_error && src != 0 && src != u32::MAX && (src >> 28) != 0xe
+}
+
+/// Rewrites the IPv4 packet in `f` into an ICMP error about it, from `src`
+/// to its source, quoting as much as RFC 1812 allows.
+fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> bool {
+    let orig_src: [u8; 4] = f.data()[12..16].try_into().unwrap_or_default();
+    let quote = f.len().min(ICMP_ERROR_MAX - 28);
+    if !f.trim(f.len() - quote) {
+        return false;
+    }
+    let Some(h) = f.prepend(28) else { return false };
+    let total = (28 + quote) as u16;
+    h[..20].copy_from_slice(&[
+        0x45,
+        0xc0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        LOCAL_TTL,
+        IpProtocol::ICMP.0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h[12..16].copy_from_slice(&src.to_be_bytes());
+    h[16..20].copy_from_slice(&orig_src);
+    let (ty, code, mtu) = match e {
+        IcmpError::TimeExceeded => (IcmpType::TIME_EXCEEDED, icmpw::time_exceeded::TTL, 0),
+        IcmpError::FragNeeded(mtu) => (
+            IcmpType::DEST_UNREACHABLE,
+            icmpw::unreachable::FRAG_NEEDED,
+            mtu,
+        ),
+    };
+    let sum = checksum::checksum(&h[..20]);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    let data = f.data_mut();
+    let mut icmp = IcmpPacket::new_unchecked(&mut data[20..]);
+    icmp.set_msg_type(ty);
+    icmp.set_msg_code(code);
+    icmp.set_echo_ident(0);
+    icmp.set_next_hop_mtu(mtu);
+    icmp.fill_checksum();
+    true
+}
+
+/// Answers an ICMP echo request to the gateway in place; the frame still
+/// has its Ethernet header and was trimmed to the IP length.
+fn echo_reply(pe: &PortEntry, port: u16, data: &mut [u8], c: &WorkerCounters) -> Verdict {
+    let ihl = usize::from(data[ETH] & 0xf) * 4;
+    {
+        let Ok(icmp) = IcmpPacket::new_checked(&data[ETH + ihl..]) else {
+            return Verdict::Drop(D::Ipv4Invalid);
+        };
+        if icmp.msg_type() != IcmpType::ECHO_REQUEST || icmp.msg_code() != 0 {
+            return Verdict::Drop(D::LocalProtocol);
+        }
+    }
+    let (src_mac, dst_ip) = {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&data[6..12]);
+        let mut d = [0u8; 4];
+        d.copy_from_slice(&data[ETH + 16..ETH + 20]);
+        (m, d)
+    };
+    data[..6].copy_from_slice(&src_mac);
+    data[6..12].copy_from_slice(&pe.mac);
+    let ip = &mut data[ETH..];
+    ip.copy_within(12..16, 16);
+    ip[12..16].copy_from_slice(&dst_ip);
+    ip[8] = LOCAL_TTL;
+    ip[10..12].fill(0);
+    let sum = checksum::checksum(&ip[..ihl]);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let icmp = &mut ip[ihl..];
+    let old = u16::from_be_bytes([icmp[0], icmp[1]]);
+    icmp[0] = IcmpType::ECHO_REPLY.0;
+    let hc = u16::from_be_bytes([icmp[2], icmp[3]]);
+    let sum = checksum::update_u16(hc, old, u16::from(icmp[1]));
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    c.echo_replies.inc();
+    Verdict::Forward(port)
+}
+
+/// Answers an ARP request for one of the port's addresses in place.
+fn arp_reply(pe: &PortEntry, port: u16, data: &mut [u8], c: &WorkerCounters) -> Verdict {
+    let Some(body) = data.get_mut(ETH..) else {
+        return Verdict::Drop(D::Runt);
+    };
+    match answer_arp(body, |tpa| pe.is_local(tpa), pe.mac) {
+        Ok(requester) => {
+            data[..6].copy_from_slice(&requester);
+            data[6..12].copy_from_slice(&pe.mac);
+            c.arp_replies.inc();
+            Verdict::Forward(port)
+        }
+        Err(reason) => Verdict::Drop(reason),
+    }
+}
+
+/// Turns an ARP request whose target passes `ours` into the reply from
+/// `mac`, in place. Returns the requester's MAC.
+fn answer_arp(
+    body: &mut [u8],
+    ours: impl Fn(u32) -> bool,
+    mac: [u8; 6],
+) -> Result<[u8; 6], DropReason> {
+    let mut a = ArpPacket::new_checked(body).map_err(|_| D::ArpNotForUs)?;
+    if a.operation() == ArpOperation::REPLY {
+        return Err(D::ArpReply);
+    }
+    let (spa, tpa) = (a.source_protocol_addr(), a.target_protocol_addr());
+    if a.operation() != ArpOperation::REQUEST || !ours(u32::from(tpa)) || spa == tpa {
+        return Err(D::ArpNotForUs);
+    }
+    let sha = a.source_hardware_addr();
+    a.set_operation(ArpOperation::REPLY);
+    a.set_target_hardware_addr(sha);
+    a.set_target_protocol_addr(spa);
+    a.set_source_hardware_addr(MacAddr(mac));
+    a.set_source_protocol_addr(tpa);
+    Ok(sha.0)
+}
+
+/// Proxy ARP inside a gretap tunnel: the gateway answers for every address
+/// but the asker's own, so hosts reach everything through it; the reply
+/// goes back into the same tunnel, outer headers turned around.
+fn tunnel_arp_reply(
+    tenant: &Tenant,
+    pe: &PortEntry,
+    port: u16,
+    data: &mut [u8],
+    inner_at: usize,
+    c: &WorkerCounters,
+) -> Verdict {
+    let Some(body) = data.get_mut(inner_at + ETH..) else {
+        return Verdict::Drop(D::InnerInvalid);
+    };
+    let asker = match ArpPacket::new_checked(&*body) {
+        Ok(a) => u32::from(a.source_protocol_addr()),
+        Err(_) => return Verdict::Drop(D::InnerInvalid),
+    };
+    if !tenant.owns(asker) {
+        return Verdict::Drop(D::TenantSpoof);
+    }
+    let requester = match answer_arp(body, |_| true, tenant.mac) {
+        Ok(m) => m,
+        Err(reason) => return Verdict::Drop(reason),
+    };
+    data[inner_at..inner_at + 6].copy_from_slice(&requester);
+    data[inner_at + 6..inner_at + 12].copy_from_slice(&tenant.mac);
+    // Outer: back to the host that asked.
+    let outer_src_mac: [u8; 6] = data[6..12].try_into().unwrap_or_default();
+    data[..6].copy_from_slice(&outer_src_mac);
+    data[6..12].copy_from_slice(&pe.mac);
+    let ip = &mut data[ETH..];
+    let (src, dst): ([u8; 4], [u8; 4]) = (
+        ip[12..16].try_into().unwrap_or_default(),
+        ip[16..20].try_into().unwrap_or_default(),
+    );
+    ip[12..16].copy_from_slice(&dst);
+    ip[16..20].copy_from_slice(&src);
+    ip[8] = crate::tables::OUTER_TTL;
+    let ihl = usize::from(ip[0] & 0xf) * 4;
+    ip[10..12].fill(0);
+    let sum = checksum::checksum(&ip[..ihl]);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    c.arp_replies.inc();
+    Verdict::Forward(port)
+}

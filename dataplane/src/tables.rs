@@ -1,0 +1,539 @@
+//! The tables the workers read: an immutable snapshot, built by the control
+//! plane from a [`Spec`] and swapped in whole (DESIGN.md: threads and
+//! tables).
+//!
+//! Everything a frame needs after its lookups is precomputed here, as VPP's
+//! adjacencies are: the Ethernet header toward each resolved neighbour, and
+//! the whole outer Ethernet + IPv4 + GRE(key) header toward each tunnel host.
+//! A neighbour that changes means a new snapshot, which is cheap: the
+//! adjacencies are few (one per tunnel host per tenant, one per global
+//! route), the route tables are shared as they are.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use arrayvec::ArrayVec;
+
+use crate::counters::MAX_PORTS;
+use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix, VrfId, VrfTables};
+use crate::tenant::{Encap, Net, Tenant, TenantError, TenantId, TenantTable};
+use crate::wire::{ethernet, gre, ipv4, EtherType, IpProtocol, Ipv4Addr};
+
+/// Addresses a port may carry.
+pub const MAX_PORT_ADDRS: usize = 4;
+/// Bytes of the longest tunnel header: outer Ethernet, IPv4, GRE with key,
+/// and the inner Ethernet of gretap.
+pub const MAX_TUNNEL_HEADER: usize =
+    ethernet::HEADER_LEN + ipv4::HEADER_LEN + GRE_KEYED_LEN + ethernet::HEADER_LEN;
+/// GRE header with the key present (RFC 2890).
+pub const GRE_KEYED_LEN: usize = gre::MIN_HEADER_LEN + 4;
+/// TTL of the outer header (Linux's default for tunnels that do not inherit).
+pub const OUTER_TTL: u8 = 64;
+
+/// Which side of the gateway a port faces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Public,
+    Underlay,
+}
+
+// ---------------------------------------------------------------- the spec
+
+/// One port, as the control plane configured it.
+#[derive(Clone, Debug)]
+pub struct PortSpec {
+    pub id: u16,
+    pub role: Role,
+    pub mac: [u8; 6],
+    /// The gateway's addresses on this port, with their prefix lengths.
+    pub addrs: Vec<(Ipv4Addr, u8)>,
+    /// IP MTU.
+    pub mtu: u16,
+}
+
+#[derive(Clone, Debug)]
+pub struct TenantSpec {
+    pub name: String,
+    pub key: u32,
+    pub encap: Encap,
+    pub hosts: Vec<Ipv4Addr>,
+    pub prefixes: Vec<(Ipv4Addr, u8)>,
+    pub mac: [u8; 6],
+    pub routes: Vec<(Ipv4Addr, u8, Target)>,
+}
+
+/// Where a tenant route leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A tunnel host of the tenant.
+    Host(Ipv4Addr),
+    /// Out of the public side.
+    Public,
+    /// The gateway itself.
+    Local,
+    Blackhole,
+}
+
+/// A global route: public side or underlay, by the role of its port.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteSpec {
+    pub prefix: Ipv4Addr,
+    pub len: u8,
+    pub via: Ipv4Addr,
+    pub port: u16,
+}
+
+/// Everything the tables are built from.
+#[derive(Clone, Debug, Default)]
+pub struct Spec {
+    pub ports: Vec<PortSpec>,
+    pub tenants: Vec<TenantSpec>,
+    pub routes: Vec<RouteSpec>,
+    /// `(port, ip, mac)`: static and learned neighbours on the ports.
+    pub neighbours: Vec<(u16, Ipv4Addr, [u8; 6])>,
+    /// `(tenant key, inner ip, mac)`: hosts inside gretap tunnels.
+    pub inner_neighbours: Vec<(u32, Ipv4Addr, [u8; 6])>,
+    /// `(public prefix, len, tenant key)`: public destinations routed into
+    /// a tenant's VRF unchanged.
+    pub ingress: Vec<(Ipv4Addr, u8, u32)>,
+    /// Clamp the MSS of TCP SYNs to what fits the path.
+    pub mss_clamp: bool,
+}
+
+// -------------------------------------------------------------- the tables
+
+/// A port as the fast path sees it.
+#[derive(Clone, Debug, Default)]
+pub struct PortEntry {
+    pub role: Option<Role>,
+    pub mac: [u8; 6],
+    pub addrs: ArrayVec<u32, MAX_PORT_ADDRS>,
+    pub nets: ArrayVec<Net, MAX_PORT_ADDRS>,
+    pub mtu: u16,
+}
+
+impl PortEntry {
+    #[inline]
+    pub fn is_local(&self, ip: u32) -> bool {
+        self.addrs.contains(&ip)
+    }
+
+    /// The address to answer from: the first.
+    pub fn primary(&self) -> Option<u32> {
+        self.addrs.first().copied()
+    }
+}
+
+/// What a tenant route resolved to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// Into the tunnel `tunnels[i]`.
+    Tunnel(u32),
+    Public,
+    Local,
+    Blackhole,
+}
+
+/// Out of a port to a resolved neighbour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L2Adj {
+    pub port: u16,
+    /// `None` while the neighbour is unresolved.
+    pub header: Option<[u8; ethernet::HEADER_LEN]>,
+    pub mtu: u16,
+}
+
+/// Into one tenant's tunnel toward one host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelAdj {
+    pub tenant: TenantId,
+    pub port: u16,
+    pub host: Ipv4Addr,
+    /// Outer Ethernet + IPv4 + GRE(key), and for gretap the inner Ethernet
+    /// header whose destination is filled per frame. The IPv4 length,
+    /// identification, DSCP/ECN, DF and checksum are filled per frame too.
+    pub header: [u8; MAX_TUNNEL_HEADER],
+    pub header_len: u8,
+    /// Whether the outer neighbour is resolved.
+    pub resolved: bool,
+    /// The underlay port's IP MTU.
+    pub mtu: u16,
+}
+
+impl TunnelAdj {
+    /// Bytes the tunnel adds in front of the inner IPv4 packet, outer
+    /// Ethernet included.
+    pub fn overhead(&self) -> usize {
+        usize::from(self.header_len)
+    }
+
+    /// The largest inner IPv4 packet that fits the underlay MTU.
+    pub fn inner_mtu(&self) -> u16 {
+        let ip_overhead = self.header_len as u16 - ethernet::HEADER_LEN as u16;
+        self.mtu.saturating_sub(ip_overhead)
+    }
+}
+
+/// A cheap hasher for the small integer keys of the fast path (SipHash is
+/// built for hostile keys and costs ~20 ns; these keys come from config).
+#[derive(Default)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+}
+
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// The snapshot.
+#[derive(Debug)]
+pub struct Tables {
+    /// Bumped for every snapshot, so per-worker caches know when to forget.
+    pub generation: u64,
+    pub ports: [PortEntry; MAX_PORTS],
+    pub tenants: TenantTable,
+    /// Per tenant (by `VrfId == TenantId`): destination → `nexthops` index.
+    pub vrfs: VrfTables,
+    pub nexthops: Vec<NextHop>,
+    pub tunnels: Vec<TunnelAdj>,
+    /// Public-side destinations → `l2` index.
+    pub public: Lpm,
+    pub l2: Vec<L2Adj>,
+    /// Public destinations → tenant index, for inbound frames.
+    pub ingress: Lpm,
+    /// `(port, ip)` → MAC on the ports.
+    pub neighbours: FastMap<(u16, u32), [u8; 6]>,
+    /// `(tenant, inner ip)` → MAC inside the tenant's gretap tunnels.
+    pub inner_neighbours: FastMap<(u32, u32), [u8; 6]>,
+    pub mss_clamp: bool,
+}
+
+/// Why a snapshot could not be built. The control plane validated the
+/// config already; these guard the builder's own invariants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    Tenant(TenantError),
+    Route(LpmError),
+    PortId(u16),
+    TooManyAddrs(u16),
+    UnknownKey(u32),
+    UnreachableHost { tenant: String, host: Ipv4Addr },
+    NoPublicPort,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::Tenant(TenantError::DuplicateKey(k)) => {
+                write!(f, "two tenants use GRE key {k}")
+            }
+            BuildError::Tenant(TenantError::TooMany) => f.write_str("too many tenants"),
+            BuildError::Route(e) => write!(f, "route: {e:?}"),
+            BuildError::PortId(p) => write!(f, "port id {p} is past {MAX_PORTS}"),
+            BuildError::TooManyAddrs(p) => {
+                write!(f, "port {p} has more than {MAX_PORT_ADDRS} addresses")
+            }
+            BuildError::UnknownKey(k) => write!(f, "no tenant has GRE key {k}"),
+            BuildError::UnreachableHost { tenant, host } => {
+                write!(f, "tenant {tenant}: tunnel host {host} is on no underlay subnet and no underlay route")
+            }
+            BuildError::NoPublicPort => {
+                f.write_str("a route leads to the public side but no port is public")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl From<LpmError> for BuildError {
+    fn from(e: LpmError) -> Self {
+        BuildError::Route(e)
+    }
+}
+
+impl Tables {
+    /// Builds a snapshot. `generation` must differ from the one it replaces.
+    pub fn build(spec: &Spec, generation: u64) -> Result<Tables, BuildError> {
+        let mut ports: [PortEntry; MAX_PORTS] = std::array::from_fn(|_| PortEntry::default());
+        for p in &spec.ports {
+            let entry = ports
+                .get_mut(usize::from(p.id))
+                .ok_or(BuildError::PortId(p.id))?;
+            entry.role = Some(p.role);
+            entry.mac = p.mac;
+            entry.mtu = p.mtu;
+            for &(ip, len) in &p.addrs {
+                let net = Net::new(ip, len)
+                    .ok_or(BuildError::Route(LpmError::PrefixLenTooLong { len }))?;
+                entry
+                    .addrs
+                    .try_push(u32::from(ip))
+                    .map_err(|_| BuildError::TooManyAddrs(p.id))?;
+                entry
+                    .nets
+                    .try_push(net)
+                    .map_err(|_| BuildError::TooManyAddrs(p.id))?;
+            }
+        }
+        let neighbours: FastMap<(u16, u32), [u8; 6]> = spec
+            .neighbours
+            .iter()
+            .map(|&(port, ip, mac)| ((port, u32::from(ip)), mac))
+            .collect();
+
+        // Global routes, split by the role of their port.
+        let mut public_routes = LpmBuilder::new();
+        let mut underlay_routes = LpmBuilder::new();
+        let mut l2 = Vec::new();
+        let mut underlay_vias = Vec::new();
+        for r in &spec.routes {
+            let entry = ports
+                .get(usize::from(r.port))
+                .ok_or(BuildError::PortId(r.port))?;
+            let prefix = Prefix::new_truncating(u32::from(r.prefix), r.len)?;
+            match entry.role {
+                Some(Role::Public) => {
+                    let adj = l2_adj(entry, r.port, r.via, &neighbours);
+                    public_routes.insert(prefix, l2.len() as u32)?;
+                    l2.push(adj);
+                }
+                Some(Role::Underlay) => {
+                    underlay_routes.insert(prefix, underlay_vias.len() as u32)?;
+                    underlay_vias.push((r.port, r.via));
+                }
+                None => return Err(BuildError::PortId(r.port)),
+            }
+        }
+        // A public destination on one of the public subnets is its own next hop.
+        for (id, entry) in ports.iter().enumerate() {
+            if entry.role != Some(Role::Public) {
+                continue;
+            }
+            for net in &entry.nets {
+                let len = net.mask.count_ones() as u8;
+                if public_routes.get(Prefix::new(net.addr, len)?).is_none() {
+                    public_routes.insert(Prefix::new(net.addr, len)?, ON_LINK | id as u32)?;
+                }
+            }
+        }
+        let public = public_routes.build();
+        let underlay = underlay_routes.build();
+
+        let tenants = TenantTable::new(
+            spec.tenants
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Tenant {
+                    id: TenantId(i as u32),
+                    name: t.name.clone(),
+                    key: t.key,
+                    vrf: VrfId(i as u32),
+                    encap: t.encap,
+                    hosts: t.hosts.iter().map(|&h| u32::from(h)).collect(),
+                    prefixes: t
+                        .prefixes
+                        .iter()
+                        .filter_map(|&(ip, len)| Net::new(ip, len))
+                        .collect(),
+                    mac: t.mac,
+                })
+                .collect(),
+        )
+        .map_err(BuildError::Tenant)?;
+
+        let mut nexthops = vec![NextHop::Public, NextHop::Local, NextHop::Blackhole];
+        let mut tunnels = Vec::new();
+        let mut vrfs = VrfTables::with_capacity(spec.tenants.len());
+        let has_public = ports.iter().any(|p| p.role == Some(Role::Public));
+        for (i, t) in spec.tenants.iter().enumerate() {
+            let id = TenantId(i as u32);
+            let mut routes = LpmBuilder::new();
+            for &(prefix, len, target) in &t.routes {
+                let nh = match target {
+                    Target::Public if !has_public => return Err(BuildError::NoPublicPort),
+                    Target::Public => 0,
+                    Target::Local => 1,
+                    Target::Blackhole => 2,
+                    Target::Host(host) => {
+                        let adj = tunnel_adj(
+                            &ports,
+                            &underlay,
+                            &underlay_vias,
+                            &neighbours,
+                            id,
+                            t,
+                            host,
+                        )?;
+                        tunnels.push(adj);
+                        nexthops.push(NextHop::Tunnel(tunnels.len() as u32 - 1));
+                        nexthops.len() as u32 - 1
+                    }
+                };
+                routes.insert(Prefix::new_truncating(u32::from(prefix), len)?, nh)?;
+            }
+            vrfs.push(routes.build());
+        }
+
+        let mut ingress = LpmBuilder::new();
+        for &(prefix, len, key) in &spec.ingress {
+            let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
+            ingress.insert(Prefix::new_truncating(u32::from(prefix), len)?, t.id.0)?;
+        }
+        let mut inner_neighbours = FastMap::default();
+        for &(key, ip, mac) in &spec.inner_neighbours {
+            let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
+            inner_neighbours.insert((t.id.0, u32::from(ip)), mac);
+        }
+
+        Ok(Tables {
+            generation,
+            ports,
+            tenants,
+            vrfs,
+            nexthops,
+            tunnels,
+            public,
+            l2,
+            ingress: ingress.build(),
+            neighbours,
+            inner_neighbours,
+            mss_clamp: spec.mss_clamp,
+        })
+    }
+
+    /// The L2 adjacency toward public destination `dst`, on-link ones made
+    /// on the fly from the neighbour entry in `l2_on_link`.
+    #[inline]
+    pub fn public_route(&self, dst: u32) -> Option<PublicRoute> {
+        let v = self.public.lookup(dst)?;
+        if v & ON_LINK != 0 {
+            Some(PublicRoute::OnLink((v & !ON_LINK) as u16))
+        } else {
+            self.l2.get(v as usize).map(|a| PublicRoute::Via(*a))
+        }
+    }
+}
+
+/// What a public-side lookup gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublicRoute {
+    Via(L2Adj),
+    /// The destination is on this port's subnet: its own neighbour entry
+    /// decides (not precomputed: a subnet may hold many hosts).
+    OnLink(u16),
+}
+
+/// Marks a public route value as "on-link on port (value & 0xffff)". Bit
+/// 30: the LPM keeps bit 31 for itself (next hops are below 2^31 - 1).
+const ON_LINK: u32 = 1 << 30;
+
+fn eth_header(dst: [u8; 6], src: [u8; 6], ethertype: EtherType) -> [u8; ethernet::HEADER_LEN] {
+    let mut h = [0u8; ethernet::HEADER_LEN];
+    h[..6].copy_from_slice(&dst);
+    h[6..12].copy_from_slice(&src);
+    h[12..].copy_from_slice(&ethertype.0.to_be_bytes());
+    h
+}
+
+fn l2_adj(
+    entry: &PortEntry,
+    port: u16,
+    via: Ipv4Addr,
+    neighbours: &FastMap<(u16, u32), [u8; 6]>,
+) -> L2Adj {
+    let header = neighbours
+        .get(&(port, u32::from(via)))
+        .map(|mac| eth_header(*mac, entry.mac, EtherType::IPV4));
+    L2Adj {
+        port,
+        header,
+        mtu: entry.mtu,
+    }
+}
+
+/// The outer header toward `host` for tenant `t`: on an underlay subnet
+/// the host is its own neighbour, else the underlay route's `via` is.
+fn tunnel_adj(
+    ports: &[PortEntry; MAX_PORTS],
+    underlay: &Lpm,
+    vias: &[(u16, Ipv4Addr)],
+    neighbours: &FastMap<(u16, u32), [u8; 6]>,
+    id: TenantId,
+    t: &TenantSpec,
+    host: Ipv4Addr,
+) -> Result<TunnelAdj, BuildError> {
+    let h = u32::from(host);
+    let on_link = ports
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.role == Some(Role::Underlay) && p.nets.iter().any(|n| n.contains(h)))
+        .map(|(i, _)| (i as u16, host));
+    let (port, via) = on_link
+        .or_else(|| {
+            underlay
+                .lookup(h)
+                .and_then(|i| vias.get(i as usize).copied())
+        })
+        .ok_or_else(|| BuildError::UnreachableHost {
+            tenant: t.name.clone(),
+            host,
+        })?;
+    let entry = &ports[usize::from(port)];
+    let src = entry.primary().unwrap_or(0);
+    let mac = neighbours.get(&(port, u32::from(via)));
+
+    let mut header = [0u8; MAX_TUNNEL_HEADER];
+    header[..ethernet::HEADER_LEN].copy_from_slice(&eth_header(
+        mac.copied().unwrap_or([0; 6]),
+        entry.mac,
+        EtherType::IPV4,
+    ));
+    let ip = &mut header[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN];
+    ip[0] = 0x45;
+    ip[8] = OUTER_TTL;
+    ip[9] = IpProtocol::GRE.0;
+    ip[12..16].copy_from_slice(&src.to_be_bytes());
+    ip[16..20].copy_from_slice(&h.to_be_bytes());
+    let g = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    let proto = match t.encap {
+        Encap::Gretap => EtherType::TRANSPARENT_ETHERNET_BRIDGING,
+        Encap::Ipv4 => EtherType::IPV4,
+    };
+    header[g..g + 2].copy_from_slice(&0x2000u16.to_be_bytes()); // K bit, version 0
+    header[g + 2..g + 4].copy_from_slice(&proto.0.to_be_bytes());
+    header[g + 4..g + 8].copy_from_slice(&t.key.to_be_bytes());
+    let mut len = g + GRE_KEYED_LEN;
+    if t.encap == Encap::Gretap {
+        // Inner destination is per frame; the source is the tenant MAC.
+        header[len + 6..len + 12].copy_from_slice(&t.mac);
+        header[len + 12..len + 14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+        len += ethernet::HEADER_LEN;
+    }
+    Ok(TunnelAdj {
+        tenant: id,
+        port,
+        host,
+        header,
+        header_len: len as u8,
+        resolved: mac.is_some(),
+        mtu: entry.mtu,
+    })
+}

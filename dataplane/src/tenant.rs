@@ -1,0 +1,272 @@
+//! Tenants: who a GRE key names, which hosts may speak for it, which inner
+//! addresses it owns.
+//!
+//! Classification is a table, not a device per tunnel: an open-addressing
+//! hash from key to tenant, looked up once per frame, behind a one-entry
+//! cache per worker (VPP's GRE input does the same) because frames arrive
+//! in runs from one tunnel.
+
+use crate::lpm::VrfId;
+use crate::wire::Ipv4Addr;
+
+/// A dense tenant index: into the tenant table, the VRFs and the per-tenant
+/// counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(pub u32);
+
+impl TenantId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// How a tenant's frames ride in GRE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encap {
+    /// Ethernet in GRE (protocol 0x6558), as Linux gretap: ARP runs inside
+    /// the tunnel.
+    Gretap,
+    /// IPv4 in GRE (protocol 0x0800).
+    Ipv4,
+}
+
+/// An IPv4 prefix as network and mask, for the cheap containment test the
+/// inner source check does per frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net {
+    pub addr: u32,
+    pub mask: u32,
+}
+
+impl Net {
+    /// `None` if `len` > 32; host bits are cleared.
+    pub fn new(addr: Ipv4Addr, len: u8) -> Option<Net> {
+        let mask = match len {
+            0 => 0,
+            1..=32 => u32::MAX << (32 - u32::from(len)),
+            _ => return None,
+        };
+        Some(Net {
+            addr: u32::from(addr) & mask,
+            mask,
+        })
+    }
+
+    #[inline]
+    pub fn contains(self, ip: u32) -> bool {
+        ip & self.mask == self.addr
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub key: u32,
+    pub vrf: VrfId,
+    pub encap: Encap,
+    /// Underlay addresses allowed to send with this key, sorted.
+    pub hosts: Vec<u32>,
+    /// Inner source prefixes the tenant owns.
+    pub prefixes: Vec<Net>,
+    /// The gateway's MAC inside this tenant's gretap tunnels.
+    pub mac: [u8; 6],
+}
+
+impl Tenant {
+    #[inline]
+    pub fn has_host(&self, outer_src: u32) -> bool {
+        self.hosts.binary_search(&outer_src).is_ok()
+    }
+
+    #[inline]
+    pub fn owns(&self, inner_src: u32) -> bool {
+        self.prefixes.iter().any(|n| n.contains(inner_src))
+    }
+}
+
+/// Key → tenant, open addressing with linear probing at load ≤ 1/2.
+#[derive(Clone, Debug, Default)]
+pub struct TenantTable {
+    /// `(key, tenant index + 1)`; 0 in the second field marks an empty slot.
+    slots: Vec<(u32, u32)>,
+    tenants: Vec<Tenant>,
+}
+
+/// Why a tenant table could not be built.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantError {
+    DuplicateKey(u32),
+    TooMany,
+}
+
+impl TenantTable {
+    /// Builds the table; tenant `i` of `tenants` gets `TenantId(i)`.
+    pub fn new(mut tenants: Vec<Tenant>) -> Result<TenantTable, TenantError> {
+        if tenants.len() >= u32::MAX as usize / 2 {
+            return Err(TenantError::TooMany);
+        }
+        let size = (tenants.len() * 2).next_power_of_two().max(8);
+        let mut slots = vec![(0u32, 0u32); size];
+        for (i, t) in tenants.iter_mut().enumerate() {
+            t.id = TenantId(i as u32);
+            t.hosts.sort_unstable();
+            t.hosts.dedup();
+            let mut s = slot_of(t.key, size);
+            loop {
+                match slots[s] {
+                    (_, 0) => {
+                        slots[s] = (t.key, i as u32 + 1);
+                        break;
+                    }
+                    (k, _) if k == t.key => return Err(TenantError::DuplicateKey(k)),
+                    _ => s = (s + 1) & (size - 1),
+                }
+            }
+        }
+        Ok(TenantTable { slots, tenants })
+    }
+
+    /// The tenant named by GRE key `key`.
+    #[inline]
+    pub fn by_key(&self, key: u32) -> Option<&Tenant> {
+        let size = self.slots.len();
+        if size == 0 {
+            return None;
+        }
+        let mut s = slot_of(key, size);
+        loop {
+            let (k, v) = self.slots[s];
+            if v == 0 {
+                return None;
+            }
+            if k == key {
+                return self.tenants.get(v as usize - 1);
+            }
+            s = (s + 1) & (size - 1);
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, id: TenantId) -> Option<&Tenant> {
+        self.tenants.get(id.index())
+    }
+
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Tenant> {
+        self.tenants.iter()
+    }
+}
+
+/// Fibonacci hashing: keys are often sequential (1000, 2000, ...), and the
+/// multiply spreads them over the high bits, which the shift keeps.
+#[inline]
+fn slot_of(key: u32, size: usize) -> usize {
+    let h = u64::from(key).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> (64 - size.trailing_zeros())) as usize & (size - 1)
+}
+
+/// The last key a worker classified, and its answer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyCache {
+    entry: Option<(u32, TenantId)>,
+    /// Generation of the tables the entry was taken from: a new snapshot
+    /// may give the key to another tenant.
+    generation: u64,
+}
+
+impl KeyCache {
+    #[inline]
+    pub fn lookup<'t>(
+        &mut self,
+        table: &'t TenantTable,
+        generation: u64,
+        key: u32,
+    ) -> Option<&'t Tenant> {
+        if self.generation == generation {
+            if let Some((k, id)) = self.entry {
+                if k == key {
+                    return table.get(id);
+                }
+            }
+        }
+        let t = table.by_key(key)?;
+        self.entry = Some((key, t.id));
+        self.generation = generation;
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(key: u32) -> Tenant {
+        Tenant {
+            id: TenantId(0),
+            name: format!("t{key}"),
+            key,
+            vrf: VrfId(key),
+            encap: Encap::Gretap,
+            hosts: vec![3, 1, 2, 1],
+            prefixes: vec![Net::new(Ipv4Addr::new(10, 0, 0, 0), 24).unwrap()],
+            mac: [2, 0, 0, 0, 0, 1],
+        }
+    }
+
+    #[test]
+    fn every_key_finds_its_tenant_and_no_other() {
+        let keys: Vec<u32> = (0..5000).map(|i| i * 1000).chain([u32::MAX, 7]).collect();
+        let table = TenantTable::new(keys.iter().map(|&k| tenant(k)).collect()).unwrap();
+        for (i, &k) in keys.iter().enumerate() {
+            let t = table.by_key(k).unwrap();
+            assert_eq!((t.key, t.id), (k, TenantId(i as u32)));
+        }
+        for missing in [1, 999, 1001, u32::MAX - 1] {
+            assert!(table.by_key(missing).is_none(), "key {missing}");
+        }
+        assert!(TenantTable::default().by_key(0).is_none());
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        assert_eq!(
+            TenantTable::new(vec![tenant(5), tenant(5)]).unwrap_err(),
+            TenantError::DuplicateKey(5)
+        );
+    }
+
+    #[test]
+    fn hosts_and_prefixes_check() {
+        let table = TenantTable::new(vec![tenant(1)]).unwrap();
+        let t = table.by_key(1).unwrap();
+        assert_eq!(t.hosts, vec![1, 2, 3]);
+        assert!(t.has_host(2) && !t.has_host(4));
+        assert!(t.owns(u32::from(Ipv4Addr::new(10, 0, 0, 7))));
+        assert!(!t.owns(u32::from(Ipv4Addr::new(10, 0, 1, 7))));
+        assert_eq!(Net::new(Ipv4Addr::new(1, 2, 3, 4), 0).unwrap().mask, 0);
+        assert!(Net::new(Ipv4Addr::new(1, 2, 3, 4), 33).is_none());
+    }
+
+    #[test]
+    fn key_cache_forgets_on_a_new_generation() {
+        let a = TenantTable::new(vec![tenant(1), tenant(2)]).unwrap();
+        let b = TenantTable::new(vec![tenant(2), tenant(1)]).unwrap();
+        let mut cache = KeyCache::default();
+        assert_eq!(cache.lookup(&a, 1, 1).unwrap().id, TenantId(0));
+        assert_eq!(cache.lookup(&a, 1, 1).unwrap().id, TenantId(0));
+        assert_eq!(
+            cache.lookup(&b, 2, 1).unwrap().id,
+            TenantId(1),
+            "stale entry after a swap"
+        );
+        assert!(cache.lookup(&b, 2, 9).is_none());
+    }
+}

@@ -1,0 +1,856 @@
+//! The stateless packet path on the reference scenario of DESIGN.md, with
+//! every frame built and every result read by etherparse (GRE, which
+//! etherparse lacks, is written and read by hand from RFC 2784/2890).
+
+use dataplane::pipeline::Pipeline;
+use dataplane::ratelimit::TokenBucket;
+use dataplane::tables::{PortSpec, Role, RouteSpec, Spec, Tables, Target, TenantSpec};
+use dataplane::tenant::Encap;
+use dataplane::{DropReason, Frame, VecFrame, Verdict, WorkerCounters};
+use etherparse::{
+    EtherType, Ethernet2Header, IcmpEchoHeader, Icmpv4Type, IpNumber, Ipv4Header, PacketBuilder,
+    SlicedPacket, TcpOptionElement, TransportSlice,
+};
+use std::net::Ipv4Addr;
+
+const PUB: u16 = 0;
+const UND: u16 = 1;
+const PUB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const UND_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const T1_MAC: [u8; 6] = [2, 0, 0, 0, 0x10, 0];
+const T2_MAC: [u8; 6] = [2, 0, 0, 0, 0x20, 0];
+const HOST1_MAC: [u8; 6] = [2, 0, 0, 0, 0xb, 0x11];
+const HOST2_MAC: [u8; 6] = [2, 0, 0, 0, 0xb, 0x12];
+const HOST3_MAC: [u8; 6] = [2, 0, 0, 0, 0xb, 0x13];
+const VM1_MAC: [u8; 6] = [2, 0, 0, 0, 0xa, 7];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0xc, 7];
+const ROUTER_MAC: [u8; 6] = [2, 0, 0, 0, 0xc, 0xfe];
+
+const GW_PUB: [u8; 4] = [1, 1, 1, 1];
+const GW_UND: [u8; 4] = [172, 168, 0, 1];
+const CLIENT: [u8; 4] = [1, 1, 1, 7];
+const HOST1: [u8; 4] = [172, 168, 0, 11];
+const HOST2: [u8; 4] = [172, 168, 0, 12];
+const HOST3: [u8; 4] = [172, 168, 0, 13];
+const VM: [u8; 4] = [10, 0, 0, 7];
+const EIP1: [u8; 4] = [2, 2, 2, 11];
+const EIP2: [u8; 4] = [2, 2, 2, 12];
+
+fn ip(a: [u8; 4]) -> Ipv4Addr {
+    Ipv4Addr::from(a)
+}
+
+fn spec() -> Spec {
+    Spec {
+        ports: vec![
+            PortSpec {
+                id: PUB,
+                role: Role::Public,
+                mac: PUB_MAC,
+                addrs: vec![(ip(GW_PUB), 24)],
+                mtu: 1500,
+            },
+            PortSpec {
+                id: UND,
+                role: Role::Underlay,
+                mac: UND_MAC,
+                addrs: vec![(ip(GW_UND), 24)],
+                mtu: 1500,
+            },
+        ],
+        tenants: vec![
+            TenantSpec {
+                name: "t1".into(),
+                key: 1000,
+                encap: Encap::Gretap,
+                hosts: vec![ip(HOST1), ip(HOST3)],
+                prefixes: vec![(ip([10, 0, 0, 0]), 24), (ip([10, 0, 1, 0]), 24)],
+                mac: T1_MAC,
+                routes: vec![
+                    (ip([10, 0, 0, 0]), 24, Target::Host(ip(HOST1))),
+                    (ip([10, 0, 1, 0]), 24, Target::Host(ip(HOST3))),
+                    (ip(EIP1), 32, Target::Host(ip(HOST1))),
+                    (ip([10, 9, 0, 0]), 16, Target::Blackhole),
+                    (ip([0, 0, 0, 0]), 0, Target::Public),
+                ],
+            },
+            TenantSpec {
+                name: "t2".into(),
+                key: 2000,
+                encap: Encap::Ipv4,
+                hosts: vec![ip(HOST2)],
+                prefixes: vec![(ip([10, 0, 0, 0]), 24)],
+                mac: T2_MAC,
+                routes: vec![
+                    (ip([10, 0, 0, 0]), 24, Target::Host(ip(HOST2))),
+                    (ip(EIP2), 32, Target::Host(ip(HOST2))),
+                    (ip([0, 0, 0, 0]), 0, Target::Public),
+                ],
+            },
+        ],
+        routes: vec![RouteSpec {
+            prefix: ip([0, 0, 0, 0]),
+            len: 0,
+            via: ip([1, 1, 1, 254]),
+            port: PUB,
+        }],
+        neighbours: vec![
+            (UND, ip(HOST1), HOST1_MAC),
+            (UND, ip(HOST2), HOST2_MAC),
+            (UND, ip(HOST3), HOST3_MAC),
+            (PUB, ip([1, 1, 1, 254]), ROUTER_MAC),
+            (PUB, ip(CLIENT), CLIENT_MAC),
+        ],
+        // Without NAT (the next issue) the routed public address is the
+        // VM's own, so its MAC answers for it inside the tunnel.
+        inner_neighbours: vec![
+            (1000, ip(VM), VM1_MAC),
+            (1000, ip(EIP1), VM1_MAC),
+            (1000, ip([10, 0, 1, 5]), [2, 0, 0, 0, 0xa, 0x15]),
+        ],
+        ingress: vec![(ip(EIP1), 32, 1000), (ip(EIP2), 32, 2000)],
+        mss_clamp: true,
+    }
+}
+
+struct Gw {
+    tables: Tables,
+    counters: WorkerCounters,
+    pipeline: Pipeline,
+}
+
+impl Gw {
+    fn new() -> Gw {
+        Gw {
+            tables: Tables::build(&spec(), 1).expect("tables"),
+            counters: WorkerCounters::new(2),
+            pipeline: Pipeline::new(TokenBucket::new(1000, 50, 1_000_000_000), 0),
+        }
+    }
+
+    fn run(&mut self, bytes: &[u8], port: u16) -> (Verdict, Vec<u8>) {
+        let mut f = VecFrame::new(bytes, port);
+        let v = self
+            .pipeline
+            .process(&self.tables, &self.counters, &mut f, 0);
+        (v, f.data().to_vec())
+    }
+}
+
+/// An IPv4 packet (no Ethernet) with a UDP payload.
+fn inner_udp(src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, ttl)
+        .udp(5000, 53)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+fn inner_tcp_syn(src: [u8; 4], dst: [u8; 4], ttl: u8, mss: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, ttl)
+        .tcp(40000, 22, 1, 64240)
+        .syn()
+        .options(&[
+            TcpOptionElement::MaximumSegmentSize(mss),
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+        ])
+        .unwrap()
+        .write(&mut out, &[])
+        .unwrap();
+    out
+}
+
+/// Wraps an IPv4 packet in Ethernet toward `dst_mac`.
+fn eth(dst: [u8; 6], src: [u8; 6], ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    Ethernet2Header {
+        destination: dst,
+        source: src,
+        ether_type: ethertype,
+    }
+    .write(&mut out)
+    .unwrap();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// GRE with a key (RFC 2890) from `host` to the gateway, as an underlay
+/// frame. `flags` are the first 16 bits (0x2000 = K, version 0).
+fn gre_frame(
+    host: [u8; 4],
+    host_mac: [u8; 6],
+    flags: u16,
+    key: u32,
+    proto: u16,
+    inner: &[u8],
+) -> Vec<u8> {
+    let mut gre = Vec::new();
+    gre.extend_from_slice(&flags.to_be_bytes());
+    gre.extend_from_slice(&proto.to_be_bytes());
+    if flags & 0x8000 != 0 {
+        gre.extend_from_slice(&[0, 0, 0, 0]);
+    }
+    if flags & 0x2000 != 0 {
+        gre.extend_from_slice(&key.to_be_bytes());
+    }
+    if flags & 0x1000 != 0 {
+        gre.extend_from_slice(&[0, 0, 0, 1]);
+    }
+    gre.extend_from_slice(inner);
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(host_mac, UND_MAC)
+        .ipv4(host, GW_UND, 64)
+        .write(&mut out, IpNumber(47), &gre)
+        .unwrap();
+    out
+}
+
+/// Reads an outer Ethernet + IPv4 + GRE frame: (outer IPv4 header, key,
+/// GRE protocol, what follows GRE).
+fn open_gre(frame: &[u8]) -> (Ethernet2Header, Ipv4Header, u32, u16, Vec<u8>) {
+    let (eth, rest) = Ethernet2Header::from_slice(frame).unwrap();
+    let (ip, rest) = Ipv4Header::from_slice(rest).unwrap();
+    assert_eq!(ip.protocol, IpNumber(47));
+    assert_eq!(
+        ip.header_checksum,
+        ip.calc_header_checksum(),
+        "outer IPv4 checksum"
+    );
+    assert_eq!(
+        usize::from(ip.total_len),
+        20 + rest.len(),
+        "outer total length"
+    );
+    assert_eq!(
+        u16::from_be_bytes([rest[0], rest[1]]),
+        0x2000,
+        "K bit only, version 0"
+    );
+    let proto = u16::from_be_bytes([rest[2], rest[3]]);
+    let key = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    (eth, ip, key, proto, rest[8..].to_vec())
+}
+
+/// An Ethernet/IPv4 ARP body (RFC 826), written by hand: etherparse 0.16
+/// has no ARP.
+fn arp_body(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Vec<u8> {
+    let mut b = vec![0, 1, 8, 0, 6, 4];
+    b.extend_from_slice(&op.to_be_bytes());
+    for part in [&sha[..], &spa[..], &tha[..], &tpa[..]] {
+        b.extend_from_slice(part);
+    }
+    b
+}
+
+/// (operation, sha, spa, tha, tpa) of an ARP body.
+fn read_arp(b: &[u8]) -> (u16, [u8; 6], [u8; 4], [u8; 6], [u8; 4]) {
+    assert_eq!(&b[..6], &[0, 1, 8, 0, 6, 4], "Ethernet/IPv4 ARP");
+    let mac = |at: usize| -> [u8; 6] { b[at..at + 6].try_into().unwrap() };
+    let ip4 = |at: usize| -> [u8; 4] { b[at..at + 4].try_into().unwrap() };
+    (
+        u16::from_be_bytes([b[6], b[7]]),
+        mac(8),
+        ip4(14),
+        mac(18),
+        ip4(24),
+    )
+}
+
+fn assert_valid_ipv4(packet: &[u8]) -> Ipv4Header {
+    let (h, _) = Ipv4Header::from_slice(packet).unwrap();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 checksum");
+    h
+}
+
+#[test]
+fn tenant1_gretap_to_internet_is_decapsulated_and_routed() {
+    let mut gw = Gw::new();
+    let inner = inner_udp(VM, CLIENT, 64, b"hello from t1");
+    let frame = gre_frame(
+        HOST1,
+        HOST1_MAC,
+        0x2000,
+        1000,
+        0x6558,
+        &eth(T1_MAC, VM1_MAC, EtherType::IPV4, &inner),
+    );
+    let (v, out) = gw.run(&frame, UND);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(etherparse::LinkSlice::Ethernet2(e)) = p.link else {
+        panic!("no ethernet")
+    };
+    assert_eq!(
+        (e.destination(), e.source()),
+        (CLIENT_MAC, PUB_MAC),
+        "client is on-link"
+    );
+    let h = assert_valid_ipv4(&out[14..]);
+    assert_eq!((h.source, h.destination, h.time_to_live), (VM, CLIENT, 63));
+    assert_eq!(&out[14 + 20..], &inner[20..], "payload untouched");
+    let tc = &gw.counters.tenants[0];
+    assert_eq!(
+        (tc.from_tunnel_packets.get(), tc.from_tunnel_bytes.get()),
+        (1, inner.len() as u64)
+    );
+}
+
+#[test]
+fn tenant2_gre_ipv4_to_the_internet_goes_via_the_default_router() {
+    let mut gw = Gw::new();
+    let inner = inner_udp(VM, [8, 8, 8, 8], 10, b"t2");
+    let (v, out) = gw.run(
+        &gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &inner),
+        UND,
+    );
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(&out[..12], &[ROUTER_MAC, PUB_MAC].concat()[..]);
+    let h = assert_valid_ipv4(&out[14..]);
+    assert_eq!(h.time_to_live, 9);
+    assert_eq!(gw.counters.tenants[1].from_tunnel_packets.get(), 1);
+    assert_eq!(gw.counters.tenants[0].from_tunnel_packets.get(), 0);
+}
+
+#[test]
+fn keys_hosts_and_headers_are_checked_and_every_drop_has_its_reason() {
+    let mut gw = Gw::new();
+    let t1_inner = eth(
+        T1_MAC,
+        VM1_MAC,
+        EtherType::IPV4,
+        &inner_udp(VM, CLIENT, 64, b"x"),
+    );
+    let t2_inner = inner_udp(VM, CLIENT, 64, b"x");
+    let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
+        (
+            "tenant 2's key from tenant 1's host",
+            gre_frame(HOST1, HOST1_MAC, 0x2000, 2000, 0x0800, &t2_inner),
+            DropReason::GreWrongHost,
+        ),
+        (
+            "unknown key",
+            gre_frame(HOST1, HOST1_MAC, 0x2000, 3000, 0x6558, &t1_inner),
+            DropReason::GreUnknownKey,
+        ),
+        (
+            "no key",
+            gre_frame(HOST1, HOST1_MAC, 0x0000, 0, 0x6558, &t1_inner),
+            DropReason::GreNoKey,
+        ),
+        (
+            "version 1",
+            gre_frame(HOST1, HOST1_MAC, 0x2001, 1000, 0x6558, &t1_inner),
+            DropReason::GreVersion,
+        ),
+        (
+            "checksum present",
+            gre_frame(HOST1, HOST1_MAC, 0xa000, 1000, 0x6558, &t1_inner),
+            DropReason::GreFlags,
+        ),
+        (
+            "sequence present",
+            gre_frame(HOST1, HOST1_MAC, 0x3000, 1000, 0x6558, &t1_inner),
+            DropReason::GreFlags,
+        ),
+        (
+            "IPv4 payload on a gretap tenant",
+            gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x0800, &t2_inner),
+            DropReason::GreProtocol,
+        ),
+        (
+            "inner source outside the tenant",
+            gre_frame(
+                HOST1,
+                HOST1_MAC,
+                0x2000,
+                1000,
+                0x6558,
+                &eth(
+                    T1_MAC,
+                    VM1_MAC,
+                    EtherType::IPV4,
+                    &inner_udp([10, 0, 2, 7], CLIENT, 64, b"x"),
+                ),
+            ),
+            DropReason::TenantSpoof,
+        ),
+        (
+            "inner frame to another MAC",
+            gre_frame(
+                HOST1,
+                HOST1_MAC,
+                0x2000,
+                1000,
+                0x6558,
+                &eth(
+                    [2, 9, 9, 9, 9, 9],
+                    VM1_MAC,
+                    EtherType::IPV4,
+                    &inner_udp(VM, CLIENT, 64, b"x"),
+                ),
+            ),
+            DropReason::InnerNotForUs,
+        ),
+        (
+            "blackholed destination",
+            gre_frame(
+                HOST1,
+                HOST1_MAC,
+                0x2000,
+                1000,
+                0x6558,
+                &eth(
+                    T1_MAC,
+                    VM1_MAC,
+                    EtherType::IPV4,
+                    &inner_udp(VM, [10, 9, 1, 1], 64, b"x"),
+                ),
+            ),
+            DropReason::Blackhole,
+        ),
+    ];
+    for (what, frame, reason) in cases {
+        assert_eq!(gw.run(&frame, UND).0, Verdict::Drop(reason), "{what}");
+    }
+    let mut truncated = gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &[]);
+    truncated.truncate(14 + 20 + 6);
+    // Fix the outer length so only GRE is short.
+    truncated[16..18].copy_from_slice(&26u16.to_be_bytes());
+    truncated[24..26].fill(0);
+    let sum = Ipv4Header::from_slice(&truncated[14..])
+        .unwrap()
+        .0
+        .calc_header_checksum();
+    truncated[24..26].copy_from_slice(&sum.to_be_bytes());
+    assert_eq!(
+        gw.run(&truncated, UND).0,
+        Verdict::Drop(DropReason::GreTruncated)
+    );
+}
+
+#[test]
+fn inbound_to_an_elastic_ip_is_encapsulated_toward_the_right_host_and_key() {
+    let mut gw = Gw::new();
+    let inner = inner_udp(CLIENT, EIP1, 64, b"to t1");
+    let (v, out) = gw.run(&eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &inner), PUB);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (e, outer, key, proto, rest) = open_gre(&out);
+    assert_eq!((e.destination, e.source), (HOST1_MAC, UND_MAC));
+    assert_eq!(
+        (outer.source, outer.destination, outer.time_to_live),
+        (GW_UND, HOST1, 64)
+    );
+    assert_eq!((key, proto), (1000, 0x6558));
+    let (ie, inner_ip) = Ethernet2Header::from_slice(&rest).unwrap();
+    assert_eq!(
+        (ie.destination, ie.source, ie.ether_type),
+        (VM1_MAC, T1_MAC, EtherType::IPV4)
+    );
+    let h = assert_valid_ipv4(inner_ip);
+    assert_eq!(
+        (h.source, h.destination, h.time_to_live),
+        (CLIENT, EIP1, 63)
+    );
+    assert_eq!(gw.counters.tenants[0].to_tunnel_packets.get(), 1);
+
+    // Tenant 2: GRE-IPv4, no inner Ethernet, key 2000, host .12.
+    let (v, out) = gw.run(
+        &eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &inner_udp(CLIENT, EIP2, 64, b"to t2"),
+        ),
+        PUB,
+    );
+    assert_eq!(v, Verdict::Forward(UND));
+    let (e, outer, key, proto, rest) = open_gre(&out);
+    assert_eq!(
+        (e.destination, outer.destination, key, proto),
+        (HOST2_MAC, HOST2, 2000, 0x0800)
+    );
+    assert_eq!(assert_valid_ipv4(&rest).destination, EIP2);
+}
+
+#[test]
+fn outer_header_carries_dscp_ecn_and_df_of_the_inner_packet() {
+    let mut gw = Gw::new();
+    let mut inner = inner_udp(CLIENT, EIP2, 64, b"marked");
+    inner[1] = (46 << 2) | 1; // EF, ECT(1)
+    inner[6] |= 0x40; // DF
+    inner[10..12].fill(0);
+    let sum = Ipv4Header::from_slice(&inner)
+        .unwrap()
+        .0
+        .calc_header_checksum();
+    inner[10..12].copy_from_slice(&sum.to_be_bytes());
+    let (_, out) = gw.run(&eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &inner), PUB);
+    let (_, outer, ..) = open_gre(&out);
+    assert_eq!(
+        (outer.dscp.value(), outer.ecn.value(), outer.dont_fragment),
+        (46, 1, true)
+    );
+}
+
+#[test]
+fn outer_ce_marks_the_inner_packet_or_drops_a_not_ect_one() {
+    let mut gw = Gw::new();
+    let mut ect = inner_udp(VM, CLIENT, 64, b"ecn");
+    ect[1] = 2; // ECT(0)
+    ect[10..12].fill(0);
+    let sum = Ipv4Header::from_slice(&ect)
+        .unwrap()
+        .0
+        .calc_header_checksum();
+    ect[10..12].copy_from_slice(&sum.to_be_bytes());
+    for (inner, expect_ce) in [(ect, true), (inner_udp(VM, CLIENT, 64, b"not-ect"), false)] {
+        let mut frame = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &inner);
+        frame[15] |= 3; // outer CE
+        frame[24..26].fill(0);
+        let sum = Ipv4Header::from_slice(&frame[14..])
+            .unwrap()
+            .0
+            .calc_header_checksum();
+        frame[24..26].copy_from_slice(&sum.to_be_bytes());
+        let (v, out) = gw.run(&frame, UND);
+        if expect_ce {
+            assert_eq!(v, Verdict::Forward(PUB));
+            assert_eq!(assert_valid_ipv4(&out[14..]).ecn.value(), 3);
+        } else {
+            assert_eq!(v, Verdict::Drop(DropReason::EcnDrop));
+        }
+    }
+}
+
+#[test]
+fn east_west_traffic_is_re_encapsulated_with_the_same_key() {
+    let mut gw = Gw::new();
+    let inner = eth(
+        T1_MAC,
+        VM1_MAC,
+        EtherType::IPV4,
+        &inner_udp(VM, [10, 0, 1, 5], 64, b"ew"),
+    );
+    let (v, out) = gw.run(
+        &gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &inner),
+        UND,
+    );
+    assert_eq!(v, Verdict::Forward(UND));
+    let (e, outer, key, _, rest) = open_gre(&out);
+    assert_eq!(
+        (e.destination, outer.destination, key),
+        (HOST3_MAC, HOST3, 1000)
+    );
+    assert_eq!(assert_valid_ipv4(&rest[14..]).time_to_live, 63);
+}
+
+#[test]
+fn arp_for_the_gateway_is_answered_and_other_arp_is_not() {
+    let mut gw = Gw::new();
+    let request = |target: [u8; 4]| {
+        eth(
+            [0xff; 6],
+            CLIENT_MAC,
+            EtherType::ARP,
+            &arp_body(1, CLIENT_MAC, CLIENT, [0; 6], target),
+        )
+    };
+    let (v, out) = gw.run(&request(GW_PUB), PUB);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let (e, rest) = Ethernet2Header::from_slice(&out).unwrap();
+    assert_eq!(
+        (e.destination, e.source, e.ether_type),
+        (CLIENT_MAC, PUB_MAC, EtherType::ARP)
+    );
+    assert_eq!(read_arp(rest), (2, PUB_MAC, GW_PUB, CLIENT_MAC, CLIENT));
+    assert_eq!(
+        gw.run(&request([1, 1, 1, 99]), PUB).0,
+        Verdict::Drop(DropReason::ArpNotForUs)
+    );
+    assert_eq!(gw.counters.arp_replies.get(), 1);
+}
+
+#[test]
+fn arp_inside_a_gretap_tunnel_is_answered_back_into_it() {
+    let mut gw = Gw::new();
+    let arp = eth(
+        [0xff; 6],
+        VM1_MAC,
+        EtherType::ARP,
+        &arp_body(1, VM1_MAC, VM, [0; 6], [10, 0, 0, 1]),
+    );
+    let (v, out) = gw.run(
+        &gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &arp),
+        UND,
+    );
+    assert_eq!(v, Verdict::Forward(UND));
+    let (e, outer, key, proto, rest) = open_gre(&out);
+    assert_eq!((e.destination, e.source), (HOST1_MAC, UND_MAC));
+    assert_eq!(
+        (outer.source, outer.destination, key, proto),
+        (GW_UND, HOST1, 1000, 0x6558)
+    );
+    let (ie, body) = Ethernet2Header::from_slice(&rest).unwrap();
+    assert_eq!((ie.destination, ie.source), (VM1_MAC, T1_MAC));
+    assert_eq!(read_arp(body), (2, T1_MAC, [10, 0, 0, 1], VM1_MAC, VM));
+}
+
+#[test]
+fn ping_to_the_gateway_is_answered_on_both_sides() {
+    let mut gw = Gw::new();
+    for (port, gw_mac, gw_ip, peer_mac, peer_ip) in [
+        (PUB, PUB_MAC, GW_PUB, CLIENT_MAC, CLIENT),
+        (UND, UND_MAC, GW_UND, HOST1_MAC, HOST1),
+    ] {
+        let mut req = Vec::new();
+        PacketBuilder::ethernet2(peer_mac, gw_mac)
+            .ipv4(peer_ip, gw_ip, 20)
+            .icmpv4_echo_request(77, 3)
+            .write(&mut req, b"ping!")
+            .unwrap();
+        let (v, out) = gw.run(&req, port);
+        assert_eq!(v, Verdict::Forward(port));
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ipv4)) = &p.net else {
+            panic!()
+        };
+        assert_eq!(
+            (ipv4.header().source(), ipv4.header().destination()),
+            (gw_ip, peer_ip)
+        );
+        let Some(TransportSlice::Icmpv4(icmp)) = p.transport else {
+            panic!("not ICMP")
+        };
+        assert_eq!(
+            icmp.icmp_type(),
+            Icmpv4Type::EchoReply(IcmpEchoHeader { id: 77, seq: 3 })
+        );
+        assert_eq!(
+            icmp.checksum(),
+            icmp.icmp_type().calc_checksum(icmp.payload())
+        );
+        assert_eq!(icmp.payload(), b"ping!");
+    }
+    assert_eq!(gw.counters.echo_replies.get(), 2);
+}
+
+#[test]
+fn ttl_expiry_inbound_answers_time_exceeded_to_the_sender() {
+    let mut gw = Gw::new();
+    let orig = inner_udp(CLIENT, EIP1, 1, b"traceroute");
+    let (v, out) = gw.run(&eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &orig), PUB);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(&out[..6], &CLIENT_MAC);
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ipv4)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ipv4.header().source(), ipv4.header().destination()),
+        (GW_PUB, CLIENT)
+    );
+    let Some(TransportSlice::Icmpv4(icmp)) = p.transport else {
+        panic!()
+    };
+    assert!(matches!(icmp.icmp_type(), Icmpv4Type::TimeExceeded(_)));
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(icmp.payload())
+    );
+    assert_eq!(
+        icmp.payload(),
+        &orig[..],
+        "the whole short original is quoted"
+    );
+    assert_eq!(gw.counters.icmp_errors.get(), 1);
+}
+
+#[test]
+fn too_big_with_df_answers_fragmentation_needed_with_the_tunnel_mtu() {
+    let mut gw = Gw::new();
+    let mut big = inner_udp(CLIENT, EIP1, 64, &[0u8; 1472]);
+    big[6] |= 0x40;
+    big[10..12].fill(0);
+    let sum = Ipv4Header::from_slice(&big)
+        .unwrap()
+        .0
+        .calc_header_checksum();
+    big[10..12].copy_from_slice(&sum.to_be_bytes());
+    let (v, out) = gw.run(&eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &big), PUB);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(TransportSlice::Icmpv4(icmp)) = p.transport else {
+        panic!()
+    };
+    // 1500 - outer IPv4 (20) - GRE with key (8) - inner Ethernet (14).
+    assert_eq!(
+        icmp.icmp_type(),
+        Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1458 }
+        )
+    );
+    assert!(out.len() <= 14 + 576);
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(icmp.payload())
+    );
+
+    // Without DF it is the slow path's to fragment: dropped and counted.
+    let mut no_df = big.clone();
+    no_df[6] &= !0x40;
+    no_df[10..12].fill(0);
+    let sum = Ipv4Header::from_slice(&no_df)
+        .unwrap()
+        .0
+        .calc_header_checksum();
+    no_df[10..12].copy_from_slice(&sum.to_be_bytes());
+    let (v, _) = gw.run(&eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &no_df), PUB);
+    assert_eq!(v, Verdict::Drop(DropReason::NeedsFragmentation));
+}
+
+#[test]
+fn syn_mss_is_clamped_to_the_tunnel() {
+    let mut gw = Gw::new();
+    let (v, out) = gw.run(
+        &eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &inner_tcp_syn(CLIENT, EIP1, 64, 1460),
+        ),
+        PUB,
+    );
+    assert_eq!(v, Verdict::Forward(UND));
+    let (.., rest) = open_gre(&out);
+    let p = SlicedPacket::from_ethernet(&rest).unwrap();
+    let Some(TransportSlice::Tcp(tcp)) = p.transport else {
+        panic!()
+    };
+    let mss = tcp.options_iterator().find_map(|o| match o {
+        Ok(TcpOptionElement::MaximumSegmentSize(m)) => Some(m),
+        _ => None,
+    });
+    assert_eq!(mss, Some(1458 - 40));
+    let Some(etherparse::NetSlice::Ipv4(ipv4)) = &p.net else {
+        panic!()
+    };
+    let h = ipv4.header();
+    assert_eq!(
+        tcp.calc_checksum_ipv4(h.source(), h.destination()).unwrap(),
+        tcp.checksum()
+    );
+}
+
+#[test]
+fn two_tenants_with_the_same_address_never_see_each_others_packets() {
+    let mut gw = Gw::new();
+    // Both tenants send from 10.0.0.7 to 10.0.0.7 (their own VRF): each
+    // must come back into its own tunnel, with its own key.
+    let t1 = gre_frame(
+        HOST1,
+        HOST1_MAC,
+        0x2000,
+        1000,
+        0x6558,
+        &eth(
+            T1_MAC,
+            VM1_MAC,
+            EtherType::IPV4,
+            &inner_udp(VM, VM, 64, b"1"),
+        ),
+    );
+    let t2 = gre_frame(
+        HOST2,
+        HOST2_MAC,
+        0x2000,
+        2000,
+        0x0800,
+        &inner_udp(VM, VM, 64, b"2"),
+    );
+    let (v1, o1) = gw.run(&t1, UND);
+    let (v2, o2) = gw.run(&t2, UND);
+    assert_eq!((v1, v2), (Verdict::Forward(UND), Verdict::Forward(UND)));
+    let (_, h1, k1, ..) = open_gre(&o1);
+    let (_, h2, k2, ..) = open_gre(&o2);
+    assert_eq!((h1.destination, k1), (HOST1, 1000));
+    assert_eq!((h2.destination, k2), (HOST2, 2000));
+}
+
+#[test]
+fn arbitrary_frames_end_as_sent_or_dropped_with_a_reason_never_a_panic() {
+    let mut gw = Gw::new();
+    let seeds: Vec<Vec<u8>> = vec![
+        gre_frame(
+            HOST1,
+            HOST1_MAC,
+            0x2000,
+            1000,
+            0x6558,
+            &eth(
+                T1_MAC,
+                VM1_MAC,
+                EtherType::IPV4,
+                &inner_udp(VM, CLIENT, 64, b"seed"),
+            ),
+        ),
+        gre_frame(
+            HOST2,
+            HOST2_MAC,
+            0x2000,
+            2000,
+            0x0800,
+            &inner_tcp_syn(VM, CLIENT, 64, 1460),
+        ),
+        eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &inner_udp(CLIENT, EIP1, 64, b"in"),
+        ),
+        eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &inner_tcp_syn(CLIENT, EIP2, 2, 1400),
+        ),
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut sent, mut dropped) = (0, 0);
+    for i in 0..100_000 {
+        let mut f = seeds[i % seeds.len()].clone();
+        for _ in 0..(rnd() % 4) {
+            let at = (rnd() as usize) % f.len();
+            f[at] = rnd() as u8;
+        }
+        if rnd() % 8 == 0 {
+            let len = (rnd() as usize) % (f.len() + 1);
+            f.truncate(len);
+        }
+        let port = (rnd() % 3) as u16;
+        let mut frame = VecFrame::new(&f, port);
+        match gw
+            .pipeline
+            .process(&gw.tables, &gw.counters, &mut frame, i as u64)
+        {
+            Verdict::Forward(p) => {
+                assert!(p == PUB || p == UND);
+                assert!(frame.len() >= 14);
+                sent += 1;
+            }
+            Verdict::Drop(_) => dropped += 1,
+        }
+    }
+    assert!(
+        sent > 1000 && dropped > 1000,
+        "sent {sent}, dropped {dropped}: the mutations should do both"
+    );
+}

@@ -1,0 +1,134 @@
+//! From the validated config to the dataplane's table spec.
+//!
+//! `ctl` speaks in port names and config types, `dataplane` in DPDK port
+//! ids and plain values; this is the one place that knows both.
+
+use ctl::config::{Config, Encap, Role, RouteTarget};
+use dataplane::tables::{self, PortSpec, RouteSpec, Spec, Target, TenantSpec};
+use dataplane::tenant;
+use rte::MacAddr;
+
+/// The MAC the gateway uses inside a gretap tenant's tunnels when the
+/// config names none: locally administered, unicast, and unique per key.
+pub fn tenant_mac(key: u32) -> [u8; 6] {
+    let k = key.to_be_bytes();
+    [0x02, 0x74, k[0], k[1], k[2], k[3]]
+}
+
+/// The spec for `config`, with `ports[i]` the DPDK id and MAC of config
+/// port `i`.
+pub fn spec(config: &Config, ports: &[(u16, MacAddr)]) -> Spec {
+    let port_id = |index: usize| ports.get(index).map_or(u16::MAX, |p| p.0);
+    Spec {
+        ports: config
+            .ports
+            .iter()
+            .zip(ports)
+            .map(|(p, &(id, mac))| PortSpec {
+                id,
+                role: match p.role {
+                    Role::Public => tables::Role::Public,
+                    Role::Underlay => tables::Role::Underlay,
+                },
+                mac: mac.0,
+                addrs: p.addresses.iter().map(|c| (c.addr, c.len)).collect(),
+                mtu: p.mtu,
+            })
+            .collect(),
+        tenants: config
+            .tenants
+            .iter()
+            .map(|t| TenantSpec {
+                name: t.name.clone(),
+                key: t.key,
+                encap: match t.encap {
+                    Encap::Gretap => tenant::Encap::Gretap,
+                    Encap::Ipv4 => tenant::Encap::Ipv4,
+                },
+                hosts: t.hosts.clone(),
+                // Hosts hold their public prefixes themselves (no NAT yet),
+                // so those are theirs to send from too.
+                prefixes: t
+                    .prefixes
+                    .iter()
+                    .chain(&t.public_prefixes)
+                    .map(|c| (c.addr, c.len))
+                    .collect(),
+                mac: t.mac.map_or_else(|| tenant_mac(t.key), |m| m.0),
+                routes: t
+                    .routes
+                    .iter()
+                    .map(|r| {
+                        let to = match r.to {
+                            RouteTarget::Host(h) => Target::Host(h),
+                            RouteTarget::Public => Target::Public,
+                            RouteTarget::Local => Target::Local,
+                            RouteTarget::Blackhole => Target::Blackhole,
+                        };
+                        (r.prefix.addr, r.prefix.len, to)
+                    })
+                    .collect(),
+            })
+            .collect(),
+        routes: config
+            .routes
+            .iter()
+            .map(|r| RouteSpec {
+                prefix: r.prefix.addr,
+                len: r.prefix.len,
+                via: r.via,
+                port: port_id(r.port),
+            })
+            .collect(),
+        neighbours: config
+            .neighbours
+            .iter()
+            .map(|n| (port_id(n.port), n.ip, n.mac.0))
+            .collect(),
+        inner_neighbours: config
+            .tenants
+            .iter()
+            .flat_map(|t| t.neighbours.iter().map(move |n| (t.key, n.ip, n.mac.0)))
+            .collect(),
+        ingress: config
+            .tenants
+            .iter()
+            .flat_map(|t| {
+                t.public_prefixes
+                    .iter()
+                    .map(move |c| (c.addr, c.len, t.key))
+            })
+            .collect(),
+        mss_clamp: config.tcp.mss_clamp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_tenant_macs_are_unicast_local_and_distinct() {
+        let (a, b) = (tenant_mac(1000), tenant_mac(2000));
+        assert_ne!(a, b);
+        assert_eq!(a[0] & 0x03, 0x02, "locally administered unicast");
+    }
+
+    #[test]
+    fn the_reference_example_builds_tables() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reference.toml");
+        let cpus: ctl::cpuset::CpuSet = [0, 1].into_iter().collect();
+        let config = ctl::config::load(&path, &cpus).expect("reference.toml is valid");
+        let ports = [
+            (0, MacAddr([2, 0, 0, 0, 0, 1])),
+            (1, MacAddr([2, 0, 0, 0, 1, 1])),
+        ];
+        let t = dataplane::tables::Tables::build(&spec(&config, &ports), 1).expect("tables");
+        assert_eq!(t.tenants.len(), 2);
+        assert_eq!(t.tenants.by_key(1000).map(|x| x.name.as_str()), Some("t1"));
+        assert!(
+            t.tunnels.iter().all(|a| a.resolved),
+            "static neighbours resolve every tunnel host"
+        );
+    }
+}

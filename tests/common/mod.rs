@@ -1,0 +1,145 @@
+//! What the daemon tests share: scratch directories and DPDK runtime files
+//! removed even when a test fails, the daemon as a child process killed on
+//! drop, and pcap files read and written with pcap-file.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+
+pub const TGW: &str = env!("CARGO_BIN_EXE_tgw");
+
+/// A scratch directory removed on drop, even when the test fails.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("tgw-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed on drop, so that a failing test leaves nothing
+/// running.
+pub struct Daemon(Option<Child>);
+
+impl Daemon {
+    pub fn start(config: &Path, extra: &[&str]) -> Daemon {
+        let child = Command::new(TGW)
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tgw");
+        Daemon(Some(child))
+    }
+
+    pub fn running(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit and its output.
+    pub fn terminate(mut self) -> Output {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut child = self.0.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("tgw did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = PcapWriter::new(file).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write_packet(&PcapPacket::new(
+            Duration::from_micros(i as u64),
+            f.len() as u32,
+            f,
+        ))
+        .unwrap();
+    }
+}
+
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let Ok(mut r) = PcapReader::new(file) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Some(Ok(p)) = r.next_packet() {
+        out.push(p.data.into_owned());
+    }
+    out
+}
+
+/// Waits until `path` holds `n` frames, the time is up, or tgw is gone.
+pub fn wait_for_frames(daemon: &mut Daemon, path: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_pcap(path).len() < n && Instant::now() < deadline && daemon.running() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runtime files a daemon with a file prefix leaves (EAL keeps them so a
+/// restart can reclaim them); removed after the test.
+pub struct PrefixFiles(pub String);
+
+impl Drop for PrefixFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.0));
+        if let Ok(entries) = std::fs::read_dir("/dev/hugepages") {
+            for e in entries.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}map_", self.0))
+                {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Golden frames through the real daemon: the reference scenario
+//! (examples/reference.toml with its two ports swapped for net_pcap), the
+//! packets of DESIGN.md in, and the exact frames expected out — outer
+//! headers, keys 1000/2000, TTLs and checksums — built here independently
+//! with etherparse (and GRE by hand, which etherparse lacks).
+
+mod common;
+
+use common::{read_pcap, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch};
+use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketBuilder};
+
+const PUB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const UND_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const T1_MAC: [u8; 6] = [2, 0, 0, 0, 0x10, 0];
+const T2_MAC: [u8; 6] = [2, 0, 0, 0, 0x20, 0];
+const HOST1_MAC: [u8; 6] = [2, 0, 0, 0, 0x0b, 0x0b];
+const HOST2_MAC: [u8; 6] = [2, 0, 0, 0, 0x0c, 0x0c];
+const VM1_MAC: [u8; 6] = [2, 0, 0, 0, 0x0a, 0x07];
+const VM2_MAC: [u8; 6] = [2, 0, 0, 0, 0x0a, 0x17];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 7, 7];
+
+const GW_PUB: [u8; 4] = [1, 1, 1, 1];
+const GW_UND: [u8; 4] = [172, 168, 0, 1];
+const CLIENT: [u8; 4] = [1, 1, 1, 7];
+const HOST1: [u8; 4] = [172, 168, 0, 11];
+const HOST2: [u8; 4] = [172, 168, 0, 12];
+const VM: [u8; 4] = [10, 0, 0, 7];
+const EIP1: [u8; 4] = [2, 2, 2, 11];
+const EIP2: [u8; 4] = [2, 2, 2, 12];
+
+fn eth(dst: [u8; 6], src: [u8; 6], ethertype: EtherType, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    Ethernet2Header {
+        destination: dst,
+        source: src,
+        ether_type: ethertype,
+    }
+    .write(&mut out)
+    .unwrap();
+    out.extend_from_slice(payload);
+    out
+}
+
+fn udp(src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, ttl)
+        .udp(40000, 5001)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+/// Outer Ethernet + IPv4 (identification `id`, DF as given) + GRE(key)
+/// around `inner`.
+#[allow(clippy::too_many_arguments)]
+fn gre(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    id: u16,
+    df: bool,
+    key: u32,
+    proto: u16,
+    inner: &[u8],
+) -> Vec<u8> {
+    let mut body = vec![0x20, 0x00];
+    body.extend_from_slice(&proto.to_be_bytes());
+    body.extend_from_slice(&key.to_be_bytes());
+    body.extend_from_slice(inner);
+    let mut ip = Ipv4Header::new(body.len() as u16, 64, IpNumber(47), src, dst).unwrap();
+    ip.identification = id;
+    ip.dont_fragment = df;
+    ip.header_checksum = ip.calc_header_checksum();
+    let mut out = Vec::new();
+    Ethernet2Header {
+        destination: dst_mac,
+        source: src_mac,
+        ether_type: EtherType::IPV4,
+    }
+    .write(&mut out)
+    .unwrap();
+    ip.write(&mut out).unwrap();
+    out.extend_from_slice(&body);
+    out
+}
+
+fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Vec<u8> {
+    let mut b = vec![0, 1, 8, 0, 6, 4];
+    b.extend_from_slice(&op.to_be_bytes());
+    for part in [&sha[..], &spa[..], &tha[..], &tpa[..]] {
+        b.extend_from_slice(part);
+    }
+    b
+}
+
+fn echo(src: [u8; 4], dst: [u8; 4], ttl: u8, reply: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let b = PacketBuilder::ipv4(src, dst, ttl);
+    if reply {
+        b.icmpv4_echo_reply(9, 1)
+            .write(&mut out, b"golden")
+            .unwrap();
+    } else {
+        b.icmpv4_echo_request(9, 1)
+            .write(&mut out, b"golden")
+            .unwrap();
+    }
+    out
+}
+
+fn config(dir: &Scratch, prefix: &str) -> std::path::PathBuf {
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/reference.toml"
+    ))
+    .unwrap();
+    let dev = |i: usize, name: &str| {
+        format!(
+            "net_pcap{i},rx_pcap={},tx_pcap={}",
+            dir.path(&format!("{name}-in.pcap")).display(),
+            dir.path(&format!("{name}-out.pcap")).display()
+        )
+    };
+    let text = reference
+        .replace(
+            "device = \"net_null0\"",
+            &format!("device = \"{}\"", dev(0, "pub")),
+        )
+        .replace(
+            "device = \"net_null1\"",
+            &format!("device = \"{}\"", dev(1, "und")),
+        )
+        .replace(
+            "file_prefix = \"tgw-ref\"",
+            &format!("file_prefix = \"{prefix}\"\nin_memory = true"),
+        );
+    assert!(
+        text.contains("net_pcap0") && text.contains("net_pcap1"),
+        "reference.toml changed shape"
+    );
+    let path = dir.path("reference.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn reference_scenario_frames_come_out_byte_for_byte() {
+    let dir = Scratch::new("golden");
+    let prefix = format!("tgw-test-golden-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+
+    // The Internet side: the client reaches both public addresses, pings
+    // the gateway, asks its MAC, and sends one packet whose TTL runs out.
+    let to_t1 = udp(CLIENT, EIP1, 64, b"client to t1");
+    let to_t2 = udp(CLIENT, EIP2, 64, b"client to t2");
+    let expiring = udp(CLIENT, EIP1, 1, b"expiring");
+    let pub_in = vec![
+        eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &to_t1),
+        eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &to_t2),
+        eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &echo(CLIENT, GW_PUB, 64, false),
+        ),
+        eth(
+            [0xff; 6],
+            CLIENT_MAC,
+            EtherType::ARP,
+            &arp(1, CLIENT_MAC, CLIENT, [0; 6], GW_PUB),
+        ),
+        eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &expiring),
+    ];
+    // The underlay: both tenants answer from 10.0.0.7, one in its own
+    // tunnel; a host asks the gateway's MAC; a VM asks for its router
+    // inside the tunnel; and a frame with a key nobody has.
+    let from_t1 = udp(VM, CLIENT, 64, b"t1 to client");
+    let from_t2 = udp(VM, CLIENT, 64, b"t2 to client");
+    let und_in = vec![
+        gre(
+            UND_MAC,
+            HOST1_MAC,
+            HOST1,
+            GW_UND,
+            7,
+            false,
+            1000,
+            0x6558,
+            &eth(T1_MAC, VM1_MAC, EtherType::IPV4, &from_t1),
+        ),
+        gre(
+            UND_MAC,
+            HOST2_MAC,
+            HOST2,
+            GW_UND,
+            8,
+            false,
+            2000,
+            0x6558,
+            &eth(T2_MAC, VM2_MAC, EtherType::IPV4, &from_t2),
+        ),
+        eth(
+            [0xff; 6],
+            HOST1_MAC,
+            EtherType::ARP,
+            &arp(1, HOST1_MAC, HOST1, [0; 6], GW_UND),
+        ),
+        gre(
+            UND_MAC,
+            HOST1_MAC,
+            HOST1,
+            GW_UND,
+            9,
+            false,
+            1000,
+            0x6558,
+            &eth(
+                [0xff; 6],
+                VM1_MAC,
+                EtherType::ARP,
+                &arp(1, VM1_MAC, VM, [0; 6], [10, 0, 0, 1]),
+            ),
+        ),
+        gre(
+            UND_MAC,
+            HOST1_MAC,
+            HOST1,
+            GW_UND,
+            10,
+            false,
+            3000,
+            0x6558,
+            &eth(T1_MAC, VM1_MAC, EtherType::IPV4, &from_t1),
+        ),
+    ];
+    write_pcap(&dir.path("pub-in.pcap"), &pub_in);
+    write_pcap(&dir.path("und-in.pcap"), &und_in);
+
+    // What must come out. The worker numbers its outer headers from 1, in
+    // the order it encapsulates, and copies DF (set by etherparse) and
+    // DSCP/ECN from the inner packet; the tunnel ARP reply keeps the
+    // identification of the request it turns around.
+    let time_exceeded = {
+        let mut out = Vec::new();
+        PacketBuilder::ipv4(GW_PUB, CLIENT, 64)
+            .icmpv4(etherparse::Icmpv4Type::TimeExceeded(
+                etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit,
+            ))
+            .write(&mut out, &expiring)
+            .unwrap();
+        out[1] = 0xc0; // DSCP CS6, as routers send their own control traffic
+        out[6] = 0; // no DF on an ICMP error
+        out[10..12].fill(0);
+        let sum = Ipv4Header::from_slice(&out)
+            .unwrap()
+            .0
+            .calc_header_checksum();
+        out[10..12].copy_from_slice(&sum.to_be_bytes());
+        out
+    };
+    let mut pub_out_expected = vec![
+        eth(
+            CLIENT_MAC,
+            PUB_MAC,
+            EtherType::IPV4,
+            &echo(GW_PUB, CLIENT, 64, true),
+        ),
+        eth(
+            CLIENT_MAC,
+            PUB_MAC,
+            EtherType::ARP,
+            &arp(2, PUB_MAC, GW_PUB, CLIENT_MAC, CLIENT),
+        ),
+        eth(CLIENT_MAC, PUB_MAC, EtherType::IPV4, &time_exceeded),
+        eth(
+            CLIENT_MAC,
+            PUB_MAC,
+            EtherType::IPV4,
+            &udp(VM, CLIENT, 63, b"t1 to client"),
+        ),
+        eth(
+            CLIENT_MAC,
+            PUB_MAC,
+            EtherType::IPV4,
+            &udp(VM, CLIENT, 63, b"t2 to client"),
+        ),
+    ];
+    let mut und_out_expected = vec![
+        gre(
+            HOST1_MAC,
+            UND_MAC,
+            GW_UND,
+            HOST1,
+            1,
+            true,
+            1000,
+            0x6558,
+            &eth(
+                VM1_MAC,
+                T1_MAC,
+                EtherType::IPV4,
+                &udp(CLIENT, EIP1, 63, b"client to t1"),
+            ),
+        ),
+        gre(
+            HOST2_MAC,
+            UND_MAC,
+            GW_UND,
+            HOST2,
+            2,
+            true,
+            2000,
+            0x6558,
+            &eth(
+                VM2_MAC,
+                T2_MAC,
+                EtherType::IPV4,
+                &udp(CLIENT, EIP2, 63, b"client to t2"),
+            ),
+        ),
+        eth(
+            HOST1_MAC,
+            UND_MAC,
+            EtherType::ARP,
+            &arp(2, UND_MAC, GW_UND, HOST1_MAC, HOST1),
+        ),
+        gre(
+            HOST1_MAC,
+            UND_MAC,
+            GW_UND,
+            HOST1,
+            9,
+            false,
+            1000,
+            0x6558,
+            &eth(
+                VM1_MAC,
+                T1_MAC,
+                EtherType::ARP,
+                &arp(2, T1_MAC, [10, 0, 0, 1], VM1_MAC, VM),
+            ),
+        ),
+    ];
+
+    let config = config(&dir, &prefix);
+    let mut daemon = Daemon::start(
+        &config,
+        &["--stats-json", dir.path("stats.json").to_str().unwrap()],
+    );
+    wait_for_frames(
+        &mut daemon,
+        &dir.path("pub-out.pcap"),
+        pub_out_expected.len(),
+    );
+    wait_for_frames(
+        &mut daemon,
+        &dir.path("und-out.pcap"),
+        und_out_expected.len(),
+    );
+    let out = daemon.terminate();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The two ports are polled in turn, so the order across them is the
+    // worker's; compare each port's frames as sets, byte for byte.
+    let mut pub_out = read_pcap(&dir.path("pub-out.pcap"));
+    let mut und_out = read_pcap(&dir.path("und-out.pcap"));
+    for v in [
+        &mut pub_out,
+        &mut pub_out_expected,
+        &mut und_out,
+        &mut und_out_expected,
+    ] {
+        v.sort();
+    }
+    assert_eq!(pub_out, pub_out_expected, "public side");
+    assert_eq!(und_out, und_out_expected, "underlay side");
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("stats.json")).unwrap()).unwrap();
+    let w = &stats["workers"][0];
+    assert_eq!(
+        w["drops"]["gre_unknown_key"], 1,
+        "the frame with key 3000 is counted: {w}"
+    );
+    assert_eq!(w["tenants"]["t1"]["from_tunnel_packets"], 1);
+    assert_eq!(w["tenants"]["t2"]["to_tunnel_packets"], 1);
+    assert_eq!(w["icmp_errors"], 1);
+}
