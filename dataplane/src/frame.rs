@@ -81,6 +81,20 @@ impl VecFrame {
         }
     }
 
+    /// Refills the frame with `bytes` at the default headroom, reusing the
+    /// buffer (benchmarks run the pipeline in a loop without allocating).
+    /// `false`, unchanged, if `bytes` does not fit.
+    pub fn refill(&mut self, bytes: &[u8]) -> bool {
+        let end = Self::HEADROOM + bytes.len();
+        if end > self.buf.len() {
+            return false;
+        }
+        self.buf[Self::HEADROOM..end].copy_from_slice(bytes);
+        self.start = Self::HEADROOM;
+        self.end = end;
+        true
+    }
+
     /// Sets the RSS hash, as a NIC would.
     pub fn with_rss_hash(mut self, hash: u32) -> Self {
         self.rss_hash = Some(hash);

@@ -196,8 +196,8 @@ fn random_tables_of_many_shapes() {
             random_routes(&mut rng, 1000, &short, 16, None),
         ),
         (
-            "long 20000",
-            random_routes(&mut rng, 20_000, &long, 64, None),
+            "long 10000",
+            random_routes(&mut rng, 10_000, &long, 64, None),
         ),
         (
             "stride edges 5000",
@@ -240,7 +240,7 @@ fn bgp_like_table() {
     let routes = testgen::bgp_like(
         42,
         if cfg!(debug_assertions) {
-            100_000
+            50_000
         } else {
             1_000_000
         },
