@@ -1,6 +1,8 @@
-//! LPM benchmarks: a ~1M-prefix BGP-like table and 64k VRFs × 16 routes.
+//! LPM benchmarks: 1000 tenant-sized tables of 3 to 32 routes, a ~1M-prefix
+//! BGP-like table and 64k VRFs × 16 routes.
 //!
 //! `cargo bench -p dataplane --bench lpm -- --warm-up-time 1 --measurement-time 3`
+//! (`-- lpm_small` for the small tables alone)
 //!
 //! Memory per table and one-shot build times are printed to stderr before
 //! criterion's own figures. Lookup throughput is in elements (lookups) per
@@ -11,7 +13,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use dataplane::lpm::testgen::{self, XorShift64};
-use dataplane::lpm::{Lpm, LpmBuilder, Prefix, VrfId, VrfTables};
+use dataplane::lpm::{Lpm, LpmBuilder, Prefix, VrfId, VrfTables, SMALL_MAX_ROUTES};
 
 /// Addresses per measured iteration: enough to defeat the branch predictor
 /// and spread over the whole table, few enough to stay out of the way of
@@ -330,5 +332,79 @@ fn many_vrfs(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, big_table, many_vrfs);
+/// Tenant-sized tables, 1000 of them (the pipeline bench's tenant count),
+/// each lookup in a random one at an address inside one of its routes (or
+/// anywhere, one in four): the automatic form (the scanned small form up
+/// to `SMALL_MAX_ROUTES` routes) against the Poptrie of the same routes at
+/// the 8-bit first stride `build` used to pick for them.
+fn small_tables(c: &mut Criterion) {
+    const TENANTS: u32 = 1000;
+    eprintln!(
+        "small form up to {SMALL_MAX_ROUTES} routes, Lpm header {} bytes",
+        std::mem::size_of::<Lpm>()
+    );
+    for n in [3usize, 8, 16, 17, 32] {
+        let per_vrf: Vec<_> = (0..TENANTS)
+            .map(|i| testgen::tenant_like(u64::from(i) + 7, n))
+            .collect();
+        let auto: VrfTables = per_vrf.iter().map(|r| load(r).build()).collect();
+        let trie: VrfTables = per_vrf
+            .iter()
+            .map(|r| load(r).build_with_top_bits(8).unwrap_or_default())
+            .collect();
+        eprintln!(
+            "{TENANTS} tables x {n} routes: auto {} bytes/table (small: {}), top8 {} bytes/table",
+            auto.memory_bytes() / TENANTS as usize,
+            auto.get(VrfId(0)).is_some_and(Lpm::is_small),
+            trie.memory_bytes() / TENANTS as usize,
+        );
+        let mut rng = XorShift64::new(5);
+        let (ids, addrs): (Vec<VrfId>, Vec<u32>) = (0..BATCH)
+            .map(|_| {
+                let v = rng.below(TENANTS);
+                let a = match rng.below(4) {
+                    0 => rng.next_u32(),
+                    _ => testgen::addrs_within(&per_vrf[v as usize], rng.next_u64(), 1)[0],
+                };
+                (VrfId(v), a)
+            })
+            .unzip();
+        for (&v, &a) in ids.iter().zip(&addrs) {
+            assert_eq!(auto.lookup(v, a), trie.lookup(v, a));
+        }
+        let mut g = c.benchmark_group(format!("lpm_small/{n}_routes"));
+        g.throughput(Throughput::Elements(BATCH as u64));
+        for (name, vrfs) in [("auto", &auto), ("top8", &trie)] {
+            g.bench_function(format!("{name}_single"), |b| {
+                b.iter(|| {
+                    let mut acc = 0u32;
+                    for (&v, &a) in ids.iter().zip(&addrs) {
+                        acc = acc.wrapping_add(vrfs.lookup(v, a).unwrap_or(0));
+                    }
+                    black_box(acc)
+                })
+            });
+            g.bench_function(format!("{name}_bulk8"), |b| {
+                b.iter(|| {
+                    let mut acc = 0u32;
+                    let mut out = [None; 8];
+                    for (v, a) in ids.chunks_exact(8).zip(addrs.chunks_exact(8)) {
+                        if let (Ok(v), Ok(a)) =
+                            (<&[VrfId; 8]>::try_from(v), <&[u32; 8]>::try_from(a))
+                        {
+                            vrfs.lookup_bulk(v, a, &mut out);
+                            for r in out {
+                                acc = acc.wrapping_add(r.unwrap_or(0));
+                            }
+                        }
+                    }
+                    black_box(acc)
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, small_tables, big_table, many_vrfs);
 criterion_main!(benches);

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use dataplane::lpm::testgen::{self, XorShift64};
-use dataplane::lpm::{Lpm, LpmBuilder, Prefix, VrfId, VrfTables};
+use dataplane::lpm::{Lpm, LpmBuilder, Prefix, VrfId, VrfTables, SMALL_MAX_ROUTES};
 
 type Route = (u32, u8, u32);
 
@@ -178,6 +178,93 @@ fn small_tables_against_linear_scan() {
     }
 }
 
+/// Tables up to `SMALL_MAX_ROUTES` routes are compiled into the scanned
+/// form, one more into a Poptrie: both sides of the threshold, in random
+/// and in nested shapes, against the linear scan, and against the Poptrie
+/// of the same routes.
+#[test]
+fn small_form_around_the_threshold() {
+    let n_max = SMALL_MAX_ROUTES;
+    let mut rng = XorShift64::new(21);
+    let all: Vec<u8> = (0..=32).collect();
+    let tenant = [0, 16, 24, 32];
+    let sizes = [
+        0,
+        1,
+        2,
+        3,
+        n_max / 2,
+        n_max - 1,
+        n_max,
+        n_max + 1,
+        n_max + 2,
+    ];
+    for n in sizes {
+        for round in 0..40u64 {
+            let hops = 1 + rng.below(8);
+            let routes = match round % 4 {
+                0 => random_routes(&mut rng, n, &all, hops, None),
+                1 => random_routes(&mut rng, n, &tenant, 3, None),
+                // Everything nested in one /24 or /28: deep, overlapping.
+                2 => random_routes(&mut rng, n, &all, 4, Some((0x0a01_0200, 24))),
+                _ => random_routes(&mut rng, n, &all, 4, Some((0xc0a8_0110, 28))),
+            };
+            let got = routes.len();
+            let b = build(&routes);
+            let t = b.build();
+            let what = format!("n={n} ({got} distinct) round {round}");
+            assert_eq!(t.route_count(), got, "{what}");
+            assert_eq!(t.is_small(), (1..=n_max).contains(&got), "{what}");
+            if t.is_small() {
+                assert_eq!(t.stats().nodes, 0, "{what}");
+                assert_eq!(t.memory_bytes(), std::mem::size_of::<Lpm>(), "{what}");
+            }
+            let addrs = probe_addrs(&routes, round, 512);
+            let want: Vec<_> = addrs.iter().map(|&a| linear(&routes, a)).collect();
+            check(&t, &addrs, &want, &what);
+            let trie = b.build_with_top_bits(8).unwrap();
+            assert!(!trie.is_small());
+            check(&trie, &addrs, &want, &format!("{what} trie"));
+        }
+    }
+}
+
+/// Hand-made tiny tables in the small form: /0, /32 at both ends of the
+/// space, a chain of nested prefixes, prefixes sharing a network.
+#[test]
+fn tiny_tables_in_the_small_form() {
+    let chain = vec![
+        (0, 0, 1),
+        (0x0a00_0000, 8, 2),
+        (0x0a01_0000, 16, 3),
+        (0x0a01_0200, 24, 4),
+        (0x0a01_0200, 25, 5),
+        (0x0a01_0203, 32, 6),
+        (0x0a01_0202, 31, 7),
+    ];
+    let cases: Vec<Vec<Route>> = vec![
+        vec![(0, 0, 7)],
+        vec![(0, 32, 1)],
+        vec![(u32::MAX, 32, 2)],
+        vec![(0, 32, 1), (u32::MAX, 32, 2)],
+        vec![(0, 0, 0), (0, 32, 1), (u32::MAX, 32, 2)],
+        vec![(0, 1, 1), (0x8000_0000, 1, 2)],
+        vec![(0, 0, 3), (0, 1, 4), (0, 31, 5), (0, 32, 6)],
+        vec![(0x0a00_0007, 32, 1), (0x0a00_0000, 24, 2)],
+        vec![(0, 0, dataplane::lpm::MAX_NEXT_HOP), (0x0a00_0000, 24, 0)],
+        chain.clone(),
+        chain.iter().rev().copied().collect(),
+    ];
+    for routes in &cases {
+        let b = build(routes);
+        let t = b.build();
+        assert!(t.is_small(), "{routes:x?}");
+        let addrs = probe_addrs(routes, 3, 64);
+        let want: Vec<_> = addrs.iter().map(|&a| linear(routes, a)).collect();
+        check(&t, &addrs, &want, &format!("{routes:x?}"));
+    }
+}
+
 #[test]
 fn random_tables_of_many_shapes() {
     let mut rng = XorShift64::new(3);
@@ -255,6 +342,9 @@ fn bgp_like_table() {
 
 #[test]
 fn vrf_bulk_matches_per_table_lookups() {
+    // Tenant tables of 1 to 24 routes (the small form up to
+    // SMALL_MAX_ROUTES, a Poptrie above) and BGP-like ones, interleaved, so
+    // that a batch mixes both forms.
     let mut vrfs = VrfTables::new();
     let mut refs = Vec::new();
     for i in 0..64u64 {
@@ -266,6 +356,8 @@ fn vrf_bulk_matches_per_table_lookups() {
         refs.push(ByLen::new(&routes));
         vrfs.push(build(&routes).build());
     }
+    assert!(vrfs.iter().any(|(_, t)| t.is_small()));
+    assert!(vrfs.iter().filter(|(_, t)| !t.is_small()).count() > 8);
     // Ids past the end are "no table": no route, no panic.
     let mut rng = XorShift64::new(11);
     let n = lookups_per_table() / 4;

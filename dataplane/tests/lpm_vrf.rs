@@ -1,7 +1,7 @@
 //! Many VRFs: memory budget and isolation.
 
 use dataplane::lpm::testgen;
-use dataplane::lpm::{Lpm, LpmBuilder, Prefix, VrfId, VrfTables};
+use dataplane::lpm::{Lpm, LpmBuilder, Prefix, VrfId, VrfTables, SMALL_MAX_ROUTES};
 
 const GIB: usize = 1 << 30;
 
@@ -31,6 +31,11 @@ fn many_small_vrfs_fit_the_budget() {
     for (_, t) in vrfs.iter() {
         let s = t.stats();
         assert_eq!(s.routes, 16);
+        // 16 routes is the small form: no heap at all, the header only.
+        if s.routes <= SMALL_MAX_ROUTES {
+            assert!(t.is_small());
+            assert_eq!(t.memory_bytes(), std::mem::size_of::<Lpm>());
+        }
         assert!(t.memory_bytes() >= s.top_entries * 4 + s.nodes * 64 + s.leaves * 4);
     }
 }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use super::{
     Lpm, LpmError, Node, Prefix, EMPTY, INLINE, MAX_NEXT_HOP, MAX_TOP_BITS, MIN_TOP_BITS, NODE,
+    SMALL_MAX_ROUTES,
 };
 
 const SLOTS: usize = 1 << super::STRIDE;
@@ -85,16 +86,32 @@ impl LpmBuilder {
         self.routes.iter().map(|(&p, &nh)| (p, nh))
     }
 
-    /// Compiles the routes with a first stride chosen from their number:
-    /// 8 bits (1 KiB) up to 64 routes, one more bit per doubling after that
-    /// (about 16 bytes of top array per route), at most 18 bits.
+    /// Compiles the routes: up to [`SMALL_MAX_ROUTES`] into the small,
+    /// scanned form (see [`Lpm::is_small`]), more into a Poptrie with a
+    /// first stride chosen from their number: 8 bits (1 KiB) up to 64
+    /// routes, one more bit per doubling after that (about 16 bytes of top
+    /// array per route), at most 18 bits.
     pub fn build(&self) -> Lpm {
+        if self.routes.is_empty() {
+            return Lpm::empty();
+        }
+        if self.routes.len() <= SMALL_MAX_ROUTES {
+            let mut r: Vec<(u32, u8, u32)> = self
+                .routes
+                .iter()
+                .map(|(p, &nh)| (p.addr(), p.length(), nh))
+                .collect();
+            if let Some(t) = Lpm::small(&mut r) {
+                return t;
+            }
+        }
         let bits = auto_top_bits(self.routes.len());
         self.compile(bits)
     }
 
-    /// Compiles the routes with a first stride of `bits`, for callers that
-    /// know better than the heuristic (or benchmark it).
+    /// Compiles the routes into a Poptrie with a first stride of `bits`,
+    /// whatever their number, for callers that know better than the
+    /// heuristic (or benchmark it).
     pub fn build_with_top_bits(&self, bits: u8) -> Result<Lpm, LpmError> {
         if !(MIN_TOP_BITS..=MAX_TOP_BITS).contains(&bits) {
             return Err(LpmError::TopBitsOutOfRange { bits });
@@ -129,11 +146,12 @@ impl LpmBuilder {
         nodes.shrink_to_fit();
         leaves.shrink_to_fit();
         Lpm {
+            top_bits: bits,
+            routes: u32::try_from(entries.len()).unwrap_or(u32::MAX),
             top,
             nodes,
             leaves,
-            top_bits: bits,
-            routes: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+            ..Lpm::empty()
         }
     }
 }

@@ -23,6 +23,15 @@
 //!   immutable snapshots rebuilt by the control plane, so the compiled form
 //!   can be as dense as we like.
 //!
+//! Small tables (at most [`SMALL_MAX_ROUTES`] routes: a tenant's VRF) are
+//! not Poptries at all: [`LpmBuilder::build`] compiles them into their
+//! prefixes, longest first, as parallel arrays of network, mask and next
+//! hop inline in the [`Lpm`] itself, and a lookup compares all of them at
+//! once (a few SSE compares) and takes the first hit. No pointer is
+//! followed: where a /32 under an 8-bit top array was five dependent loads
+//! into a 2 KiB table, it is now three adjacent cache lines of the header
+//! that the VRF index already points to. See `small.rs`.
+//!
 //! The first stride is per table (see [`LpmBuilder::build`]): 8 bits (1 KiB)
 //! for a tenant's handful of routes, one more bit per doubling of the route
 //! count, at most 18 (1 MiB): an 18-bit top puts a /24, most of a BGP table,
@@ -34,7 +43,8 @@
 //! VM; figures move by ±50 % from run to run with the neighbours' load):
 //! - 1M BGP-like routes: 15.4 MiB at 18 bits (222k nodes, 209k spilled
 //!   leaves), 64.1 MiB at 24 bits; built (insert + compile) in ~0.5 s.
-//! - 16-route tenant table: ~2 KiB; 64k such VRFs: ~130 MiB.
+//! - 16-route tenant table: 320 bytes, all inline (as a Poptrie: ~2 KiB);
+//!   64k such VRFs: 20 MiB (~130 MiB as Poptries).
 //! - Uniformly random addresses over the 1M table, against a DIR-24-8 in
 //!   the same run (best of several runs): 18 bits reaches about 0.3× of it
 //!   (batched, 25–35 M/s against ~100 M/s), 24 bits about
@@ -66,12 +76,16 @@
 //! `rte_lpm_lookupx4` and VPP's `ip4_lookup_inline` arrange.
 
 mod builder;
+mod small;
 pub mod testgen;
 mod vrf;
 
 use std::fmt;
 
+use small::Small;
+
 pub use builder::LpmBuilder;
+pub use small::SMALL_MAX_ROUTES;
 pub use vrf::{VrfId, VrfTables};
 
 /// A slot whose top bit is set holds the index of a child node; otherwise
@@ -272,15 +286,24 @@ pub struct LpmStats {
 
 /// A compiled, immutable IPv4 routing table: the thing workers look up.
 ///
-/// Built by [`LpmBuilder::build`]; self-contained in three vectors, so it is
-/// `Send + Sync` and can be published behind an atomic pointer swap.
+/// Built by [`LpmBuilder::build`]; self-contained (an inline small table
+/// and three vectors), so it is `Send + Sync` and can be published behind
+/// an atomic pointer swap.
+///
+/// A table of at most [`SMALL_MAX_ROUTES`] routes is compiled into the
+/// inline scan table (`top_bits == 0`), which is the first three cache
+/// lines of the struct: a lookup there follows no pointer. Bigger tables
+/// leave it empty and use the Poptrie in the vectors.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
 pub struct Lpm {
+    small: Small,
+    /// 0 for the small form, else the Poptrie's first stride.
+    top_bits: u8,
+    routes: u32,
     top: Vec<u32>,
     nodes: Vec<Node>,
     leaves: Vec<u32>,
-    top_bits: u8,
-    routes: u32,
 }
 
 impl Default for Lpm {
@@ -293,12 +316,30 @@ impl Lpm {
     /// A table with no routes; it owns no heap memory.
     pub const fn empty() -> Self {
         Lpm {
+            small: Small::EMPTY,
+            top_bits: MIN_TOP_BITS,
+            routes: 0,
             top: Vec::new(),
             nodes: Vec::new(),
             leaves: Vec::new(),
-            top_bits: MIN_TOP_BITS,
-            routes: 0,
         }
+    }
+
+    /// The small form of `routes` (distinct prefixes, no host bits), or
+    /// `None` if there are more than [`SMALL_MAX_ROUTES`].
+    fn small(routes: &mut [(u32, u8, u32)]) -> Option<Self> {
+        Some(Lpm {
+            small: Small::new(routes)?,
+            top_bits: 0,
+            routes: u32::try_from(routes.len()).unwrap_or(u32::MAX),
+            ..Lpm::empty()
+        })
+    }
+
+    /// Whether the table is in the small, scanned form (see
+    /// [`SMALL_MAX_ROUTES`]) rather than a Poptrie.
+    pub fn is_small(&self) -> bool {
+        self.top_bits == 0
     }
 
     /// Builds a table from `(addr, len, next_hop)` triples, strictly (see
@@ -317,6 +358,9 @@ impl Lpm {
     /// The next hop of the longest prefix covering `addr`.
     #[inline]
     pub fn lookup(&self, addr: u32) -> Option<u32> {
+        if self.is_small() {
+            return decode(self.small.lookup(addr));
+        }
         let mut slot = self.top_slot(addr);
         let mut off = u32::from(self.top_bits);
         while slot & NODE != 0 && off < 32 {
@@ -330,6 +374,14 @@ impl Lpm {
     /// loads of independent walks overlap. `out[i]` is `lookup(addrs[i])`.
     #[inline]
     pub fn lookup_bulk<const N: usize>(&self, addrs: &[u32; N], out: &mut [Option<u32>; N]) {
+        if self.is_small() {
+            // The scans are independent and branch-free: the core overlaps
+            // them without help.
+            for (o, &a) in out.iter_mut().zip(addrs) {
+                *o = decode(self.small.lookup(a));
+            }
+            return;
+        }
         let mut slots = [EMPTY; N];
         for (s, &a) in slots.iter_mut().zip(addrs) {
             *s = self.top_slot(a);
@@ -457,9 +509,21 @@ impl Lpm {
 
     #[inline(always)]
     fn top_slot(&self, addr: u32) -> u32 {
-        // top_bits is kept in 1..=24, so the shift is in range.
-        let i = addr >> (32 - u32::from(self.top_bits));
+        // top_bits is kept in 0..=24, so the shift is in range; a small
+        // table (0) has no top array and reads as "no route".
+        let i = u64::from(addr) >> (32 - u32::from(self.top_bits));
         self.top.get(i as usize).copied().unwrap_or(EMPTY)
+    }
+
+    /// Where a walk starts: the answer itself for a small table, else the
+    /// top array's slot.
+    #[inline(always)]
+    fn first_slot(&self, addr: u32) -> u32 {
+        if self.is_small() {
+            self.small.lookup(addr)
+        } else {
+            self.top_slot(addr)
+        }
     }
 
     /// One level: from the node in `slot`, take the 6 address bits at

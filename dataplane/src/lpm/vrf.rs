@@ -93,7 +93,9 @@ impl VrfTables {
         out: &mut [Option<u32>; N],
     ) {
         let tables: [&Lpm; N] = std::array::from_fn(|i| self.table(vrfs[i]));
-        let mut slots: [u32; N] = std::array::from_fn(|i| tables[i].top_slot(addrs[i]));
+        // A small table's lane is done after its scan: its slot is a leaf,
+        // and its offset (0) is never used.
+        let mut slots: [u32; N] = std::array::from_fn(|i| tables[i].first_slot(addrs[i]));
         let mut offs: [u32; N] = std::array::from_fn(|i| u32::from(tables[i].top_bits));
         // Branch-free per lane, and checked before each level, as in
         // `Lpm::lookup_bulk`; each lane keeps its own bit offset.
