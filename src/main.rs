@@ -2,6 +2,7 @@
 //!
 //! `tgw --config FILE` boots the appliance from a TOML file and forwards
 //! until SIGINT or SIGTERM; `--check` only validates the file.
+#![deny(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -15,7 +15,7 @@
 
 use crate::counters::{DropReason, WorkerCounters};
 use crate::ratelimit::TokenBucket;
-use crate::tables::{NextHop, PortEntry, PublicRoute, Role, Tables, TunnelAdj};
+use crate::tables::{eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, TunnelAdj};
 use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
 use crate::wire::{
@@ -453,8 +453,7 @@ impl Pipeline {
         self.ip_id = self.ip_id.wrapping_add(1);
         ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
         ip[6] = df;
-        let sum = checksum::checksum(ip);
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        Ipv4Packet::new_unchecked(ip).fill_checksum();
         if let Some(tc) = c.tenant(adj.tenant.index()) {
             tc.to_tunnel_packets.inc();
             tc.to_tunnel_bytes.add(inner_len as u64);
@@ -490,14 +489,10 @@ fn ip_dst(ip: &[u8]) -> u32 {
     u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]])
 }
 
-/// Decrements the TTL (checked > 1 before) with an RFC 1624 update.
+/// Decrements the TTL, checked > 1 before, with the view's RFC 1624 update.
 #[inline]
 fn decrement_ttl(ip: &mut [u8]) {
-    let old = u16::from_be_bytes([ip[8], ip[9]]);
-    ip[8] -= 1;
-    let new = u16::from_be_bytes([ip[8], ip[9]]);
-    let hc = u16::from_be_bytes([ip[10], ip[11]]);
-    ip[10..12].copy_from_slice(&checksum::update_u16(hc, old, new).to_be_bytes());
+    let _ = Ipv4Packet::new_unchecked(ip).decrement_ttl();
 }
 
 /// RFC 6040 decapsulation: outer CE marks an ECN-capable inner packet CE,
@@ -550,11 +545,7 @@ fn resolve_public(t: &Tables, dst: u32) -> Option<(u16, [u8; ETH], u16)> {
         PublicRoute::OnLink(port) => {
             let pe = t.ports.get(usize::from(port))?;
             let mac = t.neighbours.get(&(port, dst))?;
-            let mut h = [0u8; ETH];
-            h[..6].copy_from_slice(mac);
-            h[6..12].copy_from_slice(&pe.mac);
-            h[12..].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
-            Some((port, h, pe.mtu))
+            Some((port, eth_header(*mac, pe.mac, EtherType::IPV4), pe.mtu))
         }
     }
 }
@@ -622,6 +613,7 @@ fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> bool {
     h[2..4].copy_from_slice(&total.to_be_bytes());
     h[12..16].copy_from_slice(&src.to_be_bytes());
     h[16..20].copy_from_slice(&orig_src);
+    Ipv4Packet::new_unchecked(&mut h[..20]).fill_checksum();
     let (ty, code, mtu) = match e {
         IcmpError::TimeExceeded => (IcmpType::TIME_EXCEEDED, icmpw::time_exceeded::TTL, 0),
         IcmpError::FragNeeded(mtu) => (
@@ -630,8 +622,6 @@ fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> bool {
             mtu,
         ),
     };
-    let sum = checksum::checksum(&h[..20]);
-    h[10..12].copy_from_slice(&sum.to_be_bytes());
     let data = f.data_mut();
     let mut icmp = IcmpPacket::new_unchecked(&mut data[20..]);
     icmp.set_msg_type(ty);
@@ -667,9 +657,7 @@ fn echo_reply(pe: &PortEntry, port: u16, data: &mut [u8], c: &WorkerCounters) ->
     ip.copy_within(12..16, 16);
     ip[12..16].copy_from_slice(&dst_ip);
     ip[8] = LOCAL_TTL;
-    ip[10..12].fill(0);
-    let sum = checksum::checksum(&ip[..ihl]);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    Ipv4Packet::new_unchecked(&mut ip[..ihl]).fill_checksum();
     let icmp = &mut ip[ihl..];
     let old = u16::from_be_bytes([icmp[0], icmp[1]]);
     icmp[0] = IcmpType::ECHO_REPLY.0;
@@ -760,9 +748,7 @@ fn tunnel_arp_reply(
     ip[16..20].copy_from_slice(&src);
     ip[8] = crate::tables::OUTER_TTL;
     let ihl = usize::from(ip[0] & 0xf) * 4;
-    ip[10..12].fill(0);
-    let sum = checksum::checksum(&ip[..ihl]);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    Ipv4Packet::new_unchecked(&mut ip[..ihl]).fill_checksum();
     c.arp_replies.inc();
     Verdict::Forward(port)
 }

@@ -445,7 +445,8 @@ pub enum PublicRoute {
 /// 30: the LPM keeps bit 31 for itself (next hops are below 2^31 - 1).
 const ON_LINK: u32 = 1 << 30;
 
-fn eth_header(dst: [u8; 6], src: [u8; 6], ethertype: EtherType) -> [u8; ethernet::HEADER_LEN] {
+/// An Ethernet header toward `dst` from `src`.
+pub fn eth_header(dst: [u8; 6], src: [u8; 6], ethertype: EtherType) -> [u8; ethernet::HEADER_LEN] {
     let mut h = [0u8; ethernet::HEADER_LEN];
     h[..6].copy_from_slice(&dst);
     h[6..12].copy_from_slice(&src);
