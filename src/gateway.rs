@@ -110,7 +110,12 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         .map_err(|e| format!("tables: {e}"))?;
     info!(tenants = tables.tenants.len(), tunnels = tables.tunnels.len(), mode = %config.dataplane.mode, "tables built");
     let publisher = Publisher::new(tables);
-    let l2 = l2_pipeline(config, &ports);
+    // Only l2fwd needs the port pairing (and its warnings).
+    let l2 = if config.dataplane.mode == Mode::L2fwd {
+        l2_pipeline(config, &ports)
+    } else {
+        L2Forward::default()
+    };
     let hz = rte::tsc_hz();
     let drain_ticks = hz * TX_DRAIN_US / 1_000_000;
 
