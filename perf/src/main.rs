@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 mod dut;
 mod gen;
+mod lpm;
 mod profile;
 mod report;
 
@@ -36,6 +37,10 @@ enum Cmd {
     /// on the other, joined by two memif links; prints a table and the
     /// tgw/testpmd ratio.
     Run(RunArgs),
+    /// Our LPM against DPDK's rte_lpm on the same generated routes and
+    /// addresses, in this process, alternating; then 64k VRFs of a few
+    /// routes each, which rte_lpm cannot hold.
+    Lpm(lpm::LpmArgs),
     /// (internal) The generator process that `run` starts.
     #[command(hide = true)]
     Gen(GenCli),
@@ -111,6 +116,7 @@ fn main() {
     let args = Args::parse();
     let result = match args.cmd {
         Cmd::Run(run) => run_all(&run),
+        Cmd::Lpm(l) => lpm::run(&l),
         Cmd::Gen(g) => {
             let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];
             gen::run(&GenArgs {

@@ -13,6 +13,7 @@
 mod eal;
 mod error;
 mod lcore;
+mod lpm;
 mod mbuf;
 mod mempool;
 mod port;
@@ -21,6 +22,7 @@ mod ring;
 pub use eal::{rdtsc, tsc_hz, Eal};
 pub use error::{Error, Result};
 pub use lcore::{LaunchedLcore, LcoreId};
+pub use lpm::RteLpm;
 pub use mbuf::{Mbuf, BURST};
 pub use mempool::Mempool;
 pub use port::{

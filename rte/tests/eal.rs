@@ -7,7 +7,7 @@
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use arrayvec::ArrayVec;
-use rte::{Burst, Eal, LcoreId, Mbuf, Mempool, Port, PortConf, Ring};
+use rte::{Burst, Eal, LcoreId, Mbuf, Mempool, Port, PortConf, Ring, RteLpm};
 
 struct Env {
     eal: Eal,
@@ -264,4 +264,56 @@ fn a_panicking_lcore_job_is_reported_not_unwound_into_c() {
         .expect("launch again");
     assert!(job.wait().is_ok());
     assert!(rx.recv().unwrap() > 0);
+}
+
+#[test]
+fn rte_lpm_finds_the_longest_prefix_and_reports_a_miss() {
+    let _g = env();
+    let ip = |a: u8, b: u8, c: u8, d: u8| u32::from_be_bytes([a, b, c, d]);
+    for _ in 0..2 {
+        // Twice under one name: the first table must be freed on drop.
+        let mut lpm = RteLpm::new("test_lpm", 16, 4).expect("rte_lpm_create");
+        lpm.add(ip(10, 0, 0, 0), 8, 1).unwrap();
+        lpm.add(ip(10, 1, 0, 0), 16, 2).unwrap();
+        lpm.add(ip(10, 1, 2, 0), 24, 3).unwrap();
+        lpm.add(ip(10, 1, 2, 128), 25, 4).unwrap();
+        lpm.add(ip(10, 1, 2, 7), 32, 5).unwrap();
+        assert_eq!(
+            lpm.add(ip(1, 2, 3, 4), 33, 1).unwrap_err().errno,
+            libc::EINVAL
+        );
+        assert_eq!(
+            lpm.add(ip(1, 2, 3, 4), 8, RteLpm::MAX_NEXT_HOP + 1)
+                .unwrap_err()
+                .errno,
+            libc::EINVAL
+        );
+        assert_eq!(lpm.memory_bytes(), (1 << 24) * 4 + 4 * 256 * 4);
+
+        let ips = [
+            ip(10, 9, 9, 9),
+            ip(10, 1, 9, 9),
+            ip(10, 1, 2, 3),
+            ip(10, 1, 2, 200),
+            ip(10, 1, 2, 7),
+            ip(11, 0, 0, 1),
+        ];
+        let want = [Some(1), Some(2), Some(3), Some(4), Some(5), None];
+        let mut raw = [0u32; 6];
+        lpm.lookup_bulk(&ips, &mut raw);
+        let got: Vec<Option<u32>> = raw.iter().map(|&r| RteLpm::decode(r)).collect();
+        assert_eq!(got, want);
+        // The bits above the flag carry the matched entry's depth.
+        assert_eq!(
+            raw[0] & (RteLpm::LOOKUP_SUCCESS | RteLpm::MAX_NEXT_HOP),
+            RteLpm::LOOKUP_SUCCESS | 1
+        );
+        for (&a, &w) in ips.iter().zip(&want) {
+            assert_eq!(lpm.lookup(a), w);
+        }
+        // A shorter output slice bounds the lookup.
+        let mut two = [0u32; 2];
+        lpm.lookup_bulk(&ips, &mut two);
+        assert_eq!(two.map(RteLpm::decode), [Some(1), Some(2)]);
+    }
 }
