@@ -252,19 +252,23 @@ fn measure(
     let gen_log =
         std::fs::File::create(setup.dir.join(format!("gen-{}-{round}.log", device.name())))
             .map_err(|e| e.to_string())?;
-    let mut gen = gen
+    let gen = gen
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(gen_log)
         .spawn()
         .map_err(|e| e.to_string())?;
+    let mut gen = GenChild {
+        child: gen,
+        prefix: gen_prefix,
+    };
 
     // The generator creates the sockets; give it a moment before the
     // device connects, so the device does not start against nothing.
     wait_for_files(&setup.sockets, Duration::from_secs(10));
     let running = setup.start(device, round, &profile)?;
 
-    let stdout = gen.stdout.take().ok_or("generator has no stdout")?;
+    let stdout = gen.child.stdout.take().ok_or("generator has no stdout")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -274,17 +278,36 @@ fn measure(
     let limit = Duration::from_secs_f64(args.warmup + args.seconds + 40.0);
     let line = rx.recv_timeout(limit).unwrap_or_default();
     let stopped = running_stop(running);
-    if let Some(mut stdin) = gen.stdin.take() {
+    if let Some(mut stdin) = gen.child.stdin.take() {
         let _ = stdin.write_all(b"\n");
     }
-    let _ = gen.wait();
-    dut::remove_runtime_dir(&gen_prefix);
+    drop(gen);
 
     let value: serde_json::Value = serde_json::from_str(line.trim())
         .map_err(|_| "the generator reported no result".to_owned())?;
     let result = GenResult::from_json(&value).ok_or("the generator's result is malformed")?;
     let stats = stopped?;
     Ok(Measurement::new(device, result, stats.as_ref()))
+}
+
+/// The generator process: on every way out of `measure`, early errors
+/// included, it is waited for (killed if it has not finished, which only
+/// happens when the device under test never came up) and its runtime
+/// directory removed.
+struct GenChild {
+    child: std::process::Child,
+    prefix: String,
+}
+
+impl Drop for GenChild {
+    fn drop(&mut self) {
+        if self.child.stdin.is_some() {
+            // Not told to finish: something failed before the result.
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        dut::remove_runtime_dir(&self.prefix);
+    }
 }
 
 /// Stops the device and reads tgw's counters, if it wrote them.
