@@ -2,46 +2,70 @@
 //!
 //! `dataplane` knows frames only through its `Frame` trait and `rte` knows
 //! nothing of `dataplane` (DESIGN.md: the arrows point one way), so the
-//! daemon, which sees both, joins them with this zero-cost borrow.
+//! daemon, which sees both, joins them with this zero-cost wrapper: over a
+//! borrowed mbuf on the workers, over an owned one where the resolver holds
+//! frames.
+
+use std::borrow::BorrowMut;
 
 use dataplane::Frame;
 use rte::Mbuf;
 
-/// An mbuf lent to the pipeline, with the port it was received on.
-pub struct MbufFrame<'a> {
-    pub mbuf: &'a mut Mbuf,
+/// An mbuf as the pipeline sees it, with the port it was received on.
+pub struct MbufFrame<M> {
+    pub mbuf: M,
     pub in_port: u16,
 }
 
-impl Frame for MbufFrame<'_> {
+impl MbufFrame<Mbuf> {
+    /// An owned frame, for the control plane.
+    pub fn owned(mbuf: Mbuf) -> Self {
+        let in_port = mbuf.port();
+        MbufFrame { mbuf, in_port }
+    }
+}
+
+impl<M: BorrowMut<Mbuf>> MbufFrame<M> {
+    #[inline]
+    fn m(&self) -> &Mbuf {
+        self.mbuf.borrow()
+    }
+
+    #[inline]
+    fn m_mut(&mut self) -> &mut Mbuf {
+        self.mbuf.borrow_mut()
+    }
+}
+
+impl<M: BorrowMut<Mbuf>> Frame for MbufFrame<M> {
     #[inline]
     fn data(&self) -> &[u8] {
-        self.mbuf
+        self.m()
     }
 
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
-        self.mbuf
+        self.m_mut()
     }
 
     #[inline]
     fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
-        self.mbuf.prepend(len)
+        self.m_mut().prepend(len)
     }
 
     #[inline]
     fn adj(&mut self, len: usize) -> bool {
-        self.mbuf.adj(len)
+        self.m_mut().adj(len)
     }
 
     #[inline]
     fn trim(&mut self, len: usize) -> bool {
-        self.mbuf.trim(len)
+        self.m_mut().trim(len)
     }
 
     #[inline]
     fn append(&mut self, len: usize) -> Option<&mut [u8]> {
-        self.mbuf.append(len)
+        self.m_mut().append(len)
     }
 
     #[inline]
@@ -51,6 +75,6 @@ impl Frame for MbufFrame<'_> {
 
     #[inline]
     fn rss_hash(&self) -> Option<u32> {
-        self.mbuf.rss_hash()
+        self.m().rss_hash()
     }
 }

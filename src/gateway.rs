@@ -9,15 +9,23 @@ use std::time::Duration;
 use ctl::config::{Config, Mode, Role};
 use dataplane::counters::MAX_PORTS;
 use dataplane::l2fwd::Egress;
+use dataplane::neighbour::NeighbourWriter;
 use dataplane::pipeline::Pipeline;
 use dataplane::ratelimit::TokenBucket;
+use dataplane::resolver::{Resolver, ResolverConfig, ResolverStats};
 use dataplane::snapshot::Publisher;
 use dataplane::tables::Tables;
 use dataplane::{DropReason, L2Forward, WorkerCounters};
-use rte::{Eal, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats};
+use rte::{Eal, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats, Ring};
 use tracing::{info, warn};
 
+use crate::control::Control;
 use crate::worker::{Stage, Worker, TX_DRAIN_US};
+
+/// Slots of each worker's rings to and from the control plane.
+const RING_SLOTS: u32 = 1024;
+/// How often the control plane looks at its rings and timers.
+const CONTROL_TICK: Duration = Duration::from_millis(1);
 
 /// One configured port, as started.
 struct RunningPort {
@@ -35,6 +43,7 @@ pub struct Report {
     /// Tenant names, by tenant index (the order of the config).
     pub tenants: Vec<String>,
     pub tsc_hz: u64,
+    pub resolver: ResolverStats,
 }
 
 pub struct PortReport {
@@ -106,8 +115,22 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
     }
 
     let port_ids: Vec<(u16, MacAddr)> = ports.iter().map(|p| (p.port.id().0, p.mac)).collect();
-    let tables = Tables::build(&crate::tables::spec(config, &port_ids), 1)
-        .map_err(|e| format!("tables: {e}"))?;
+    let arp = &config.arp;
+    let mut resolver = Resolver::new(
+        NeighbourWriter::new(arp.entries as usize),
+        ResolverConfig {
+            reachable_ms: u64::from(arp.reachable_s) * 1000,
+            retry_ms: u64::from(arp.retry_ms),
+            retries: arp.retries,
+            max_pending: usize::from(arp.max_pending),
+        },
+    );
+    let tables = Tables::build(
+        &crate::tables::spec(config, &port_ids),
+        1,
+        resolver.writer(),
+    )
+    .map_err(|e| format!("tables: {e}"))?;
     info!(tenants = tables.tenants.len(), tunnels = tables.tunnels.len(), mode = %config.dataplane.mode, "tables built");
     let publisher = Publisher::new(tables);
     // Only l2fwd needs the port pairing (and its warnings).
@@ -127,6 +150,11 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         .collect();
     let mut tx_iters: Vec<_> = txqs.into_iter().map(Vec::into_iter).collect();
     let mut workers = Vec::with_capacity(config.workers.len());
+    let ring = |what: &str, index: usize| {
+        Ring::new(&format!("tgw_{what}{index}"), RING_SLOTS)
+            .map(Arc::new)
+            .map_err(|e| format!("{what} ring of worker {index}: {e}"))
+    };
     for (index, wc) in config.workers.iter().enumerate() {
         let rx = wc
             .rx
@@ -156,6 +184,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
             tx,
             stage,
             counters: Arc::new(WorkerCounters::new(config.tenants.len())),
+            punt: ring("punt", index)?,
+            inject: ring("inject", index)?,
             stop: Arc::clone(&stop),
             drain_ticks,
         });
@@ -168,6 +198,16 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
     }
 
     let counters: Vec<_> = workers.iter().map(|w| Arc::clone(&w.counters)).collect();
+    let mut control = Control::new(
+        resolver,
+        Arc::clone(&publisher),
+        workers.iter().map(|w| Arc::clone(&w.punt)).collect(),
+        workers
+            .first()
+            .map(|w| Arc::clone(&w.inject))
+            .ok_or("no worker")?,
+        &pool,
+    );
     let mut running = Vec::with_capacity(workers.len());
     for (worker, wc) in workers.into_iter().zip(&config.workers) {
         let lcore = LcoreId(wc.lcore);
@@ -185,7 +225,8 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
     );
 
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
+        control.tick();
+        std::thread::sleep(CONTROL_TICK);
     }
     info!("stopping: workers finish their burst");
     for job in running {
@@ -208,7 +249,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         });
     }
     let tsc_hz = rte::tsc_hz();
-    // Ports close before the pool they draw from is freed, and EAL last.
+    let resolver = control.stats();
+    if control.inject_full > 0 {
+        warn!(frames = control.inject_full, "the inject ring was full");
+    }
+    // Held frames and ring contents go back to the pool, ports close before
+    // the pool they draw from is freed, and EAL last.
+    drop(control);
     drop(ports);
     drop(pool);
     drop(eal);
@@ -218,6 +265,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         worker_lcores: config.workers.iter().map(|w| w.lcore).collect(),
         tenants: config.tenants.iter().map(|t| t.name.clone()).collect(),
         tsc_hz,
+        resolver,
     })
 }
 
@@ -310,6 +358,14 @@ impl Report {
                 let _ = writeln!(out, "  dropped ({}): {n}", reason.name());
             }
         }
+        let r = &self.resolver;
+        if r.requests + r.learned + r.ignored + r.malformed > 0 {
+            let _ = writeln!(
+                out,
+                "  neighbours: {} ARP requests, {} learned, {} failed, {} expired; held frames {} released, {} dropped",
+                r.requests, r.learned, r.failed, r.expired, r.released, r.dropped
+            );
+        }
         if rx > 0 {
             let cycles = self.sum(|w| w.process_cycles.get());
             let busy = self.sum(|w| w.busy_cycles.get());
@@ -369,6 +425,7 @@ impl Report {
                     "lcore": lcore,
                     "tenants": tenants,
                     "arp_replies": w.arp_replies.get(),
+                    "punted": w.punted.get(),
                     "echo_replies": w.echo_replies.get(),
                     "icmp_errors": w.icmp_errors.get(),
                     "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),
@@ -380,6 +437,15 @@ impl Report {
                 })
             })
             .collect();
-        serde_json::json!({ "tsc_hz": self.tsc_hz, "ports": ports, "workers": workers })
+        let r = &self.resolver;
+        let resolver = serde_json::json!({
+            "requests": r.requests, "learned": r.learned, "failed": r.failed,
+            "expired": r.expired, "released": r.released, "dropped": r.dropped,
+            "table_full": r.table_full, "ignored": r.ignored,
+            "proxy_replies": r.proxy_replies, "malformed": r.malformed,
+        });
+        serde_json::json!({
+            "tsc_hz": self.tsc_hz, "ports": ports, "workers": workers, "resolver": resolver,
+        })
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing::error;
 
+mod control;
 mod frame;
 mod gateway;
 mod tables;

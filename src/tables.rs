@@ -123,11 +123,16 @@ mod tests {
             (0, MacAddr([2, 0, 0, 0, 0, 1])),
             (1, MacAddr([2, 0, 0, 0, 1, 1])),
         ];
-        let t = dataplane::tables::Tables::build(&spec(&config, &ports), 1).expect("tables");
+        let mut neighbours = dataplane::neighbour::NeighbourWriter::new(64);
+        let t = dataplane::tables::Tables::build(&spec(&config, &ports), 1, &mut neighbours)
+            .expect("tables");
         assert_eq!(t.tenants.len(), 2);
         assert_eq!(t.tenants.by_key(1000).map(|x| x.name.as_str()), Some("t1"));
         assert!(
-            t.tunnels.iter().all(|a| a.resolved),
+            t.tunnels.iter().all(|a| matches!(
+                t.neighbours.get_ref(a.neigh),
+                dataplane::neighbour::Lookup::Mac(_)
+            )),
             "static neighbours resolve every tunnel host"
         );
     }

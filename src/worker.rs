@@ -2,6 +2,12 @@
 //! l3fwd. Receive a burst, run every frame through the pipeline, buffer the
 //! survivors per output port and send a port's buffer when it is full or
 //! when the TSC deadline passes, so a trickle of traffic is not held back.
+//!
+//! Two rings join a worker to the control plane: frames the pipeline punts
+//! (ARP to learn from, frames waiting for a neighbour) go out on one, and
+//! frames the control plane wants sent (ARP requests, released frames)
+//! come back on the other, to leave through this worker's TX queues at
+//! the next drain: the control plane needs no queues of its own.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -11,7 +17,7 @@ use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::Reader;
 use dataplane::tables::Tables;
 use dataplane::{DropReason, L2Forward, Verdict, WorkerCounters};
-use rte::{rdtsc, Burst, Mbuf, RxQueue, TxQueue};
+use rte::{rdtsc, Burst, Mbuf, Ring, RxQueue, TxQueue};
 
 use crate::frame::MbufFrame;
 
@@ -28,6 +34,11 @@ pub struct Worker {
     pub tx: [Option<TxQueue>; MAX_PORTS],
     pub stage: Stage,
     pub counters: Arc<WorkerCounters>,
+    /// Frames for the control plane.
+    pub punt: Arc<Ring>,
+    /// Frames from the control plane to send, the output port in the
+    /// mbuf's port field.
+    pub inject: Arc<Ring>,
     pub stop: Arc<AtomicBool>,
     /// [`TX_DRAIN_US`] in TSC ticks.
     pub drain_ticks: u64,
@@ -55,6 +66,7 @@ impl Worker {
         let mut txbuf = TxBuffers(std::array::from_fn(|_| Burst::new()));
         let mut burst = Burst::new();
         let mut drops = Burst::new();
+        let mut punts = Burst::new();
         let mut last_drain = rdtsc();
         while !self.stop.load(Relaxed) {
             for q in 0..self.rx.len() {
@@ -65,9 +77,17 @@ impl Worker {
                 }
                 let port = self.rx[q].port().0;
                 let received = rdtsc();
-                let tx_cycles = self.process(port, &mut burst, &mut txbuf, &mut drops, received);
+                let tx_cycles = self.process(
+                    port, &mut burst, &mut txbuf, &mut drops, &mut punts, received,
+                );
                 let processed = rdtsc();
                 Mbuf::free_bulk(&mut drops);
+                if !punts.is_empty() {
+                    self.punt.enqueue_burst(&mut punts);
+                    self.counters
+                        .count_drop(DropReason::PuntFull, punts.len() as u64);
+                    Mbuf::free_bulk(&mut punts);
+                }
                 self.counters.bursts.inc();
                 self.counters
                     .process_cycles
@@ -76,6 +96,7 @@ impl Worker {
             }
             let now = rdtsc();
             if now - last_drain >= self.drain_ticks {
+                self.take_injected(&mut txbuf, &mut burst);
                 self.flush_all(&mut txbuf);
                 last_drain = now;
             }
@@ -93,6 +114,7 @@ impl Worker {
         burst: &mut Burst,
         txbuf: &mut TxBuffers,
         drops: &mut Burst,
+        punts: &mut Burst,
         now: u64,
     ) -> u64 {
         let mut tx_cycles = 0;
@@ -139,9 +161,28 @@ impl Worker {
                     counters.count_drop(reason, 1);
                     drops.push(mbuf);
                 }
+                Verdict::Punt => punts.push(mbuf),
             }
         }
         tx_cycles
+    }
+
+    /// Moves what the control plane asked to send into the TX buffers.
+    fn take_injected(&mut self, txbuf: &mut TxBuffers, scratch: &mut Burst) {
+        if self.inject.dequeue_burst(scratch) == 0 {
+            return;
+        }
+        for mbuf in scratch.drain(..) {
+            let out = mbuf.port();
+            let Some(buf) = txbuf.0.get_mut(usize::from(out)) else {
+                self.counters.count_drop(DropReason::NoEgress, 1);
+                continue;
+            };
+            buf.push(mbuf);
+            if buf.is_full() {
+                flush(&mut self.tx, &self.counters, out, txbuf);
+            }
+        }
     }
 
     fn flush_all(&mut self, txbuf: &mut TxBuffers) {

@@ -109,12 +109,24 @@ fn echo(src: [u8; 4], dst: [u8; 4], ttl: u8, reply: bool) -> Vec<u8> {
     out
 }
 
-fn config(dir: &Scratch, prefix: &str) -> std::path::PathBuf {
-    let reference = std::fs::read_to_string(concat!(
+/// reference.toml on pcap ports, without the static neighbours whose
+/// blocks `without` names (`port`, `ip`).
+fn config(dir: &Scratch, prefix: &str, without: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut reference = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/examples/reference.toml"
     ))
     .unwrap();
+    for (port, ip) in without {
+        let head = format!("[[neighbour]]\nport = \"{port}\"\nip = \"{ip}\"\n");
+        let at = reference
+            .find(&head)
+            .expect("reference.toml has the neighbour");
+        let end = reference[at..]
+            .find("\n\n")
+            .map_or(reference.len(), |e| at + e + 2);
+        reference.replace_range(at..end, "");
+    }
     let dev = |i: usize, name: &str| {
         format!(
             "net_pcap{i},rx_pcap={},tx_pcap={}",
@@ -343,7 +355,7 @@ fn reference_scenario_frames_come_out_byte_for_byte() {
         ),
     ];
 
-    let config = config(&dir, &prefix);
+    let config = config(&dir, &prefix, &[]);
     let mut daemon = Daemon::start(
         &config,
         &["--stats-json", dir.path("stats.json").to_str().unwrap()],
@@ -391,4 +403,87 @@ fn reference_scenario_frames_come_out_byte_for_byte() {
     assert_eq!(w["tenants"]["t1"]["from_tunnel_packets"], 1);
     assert_eq!(w["tenants"]["t2"]["to_tunnel_packets"], 1);
     assert_eq!(w["icmp_errors"], 1);
+}
+
+#[test]
+fn a_tunnel_host_without_a_static_mac_is_resolved_by_arp() {
+    let dir = Scratch::new("golden-arp");
+    let prefix = format!("tgw-test-golden-arp-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+
+    // Host 1's MAC is not configured. The client's frame for tenant 1
+    // waits for it; host 1's reply (solicited, or arriving first: it is a
+    // next hop of the tables either way) teaches it.
+    let to_t1 = udp(CLIENT, EIP1, 64, b"client to t1");
+    write_pcap(
+        &dir.path("pub-in.pcap"),
+        &[eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &to_t1)],
+    );
+    write_pcap(
+        &dir.path("und-in.pcap"),
+        &[eth(
+            UND_MAC,
+            HOST1_MAC,
+            EtherType::ARP,
+            &arp(2, HOST1_MAC, HOST1, UND_MAC, GW_UND),
+        )],
+    );
+    let encapsulated = gre(
+        HOST1_MAC,
+        UND_MAC,
+        GW_UND,
+        HOST1,
+        1,
+        true,
+        1000,
+        0x6558,
+        &eth(
+            VM1_MAC,
+            T1_MAC,
+            EtherType::IPV4,
+            &udp(CLIENT, EIP1, 63, b"client to t1"),
+        ),
+    );
+    let request = {
+        let mut f = eth(
+            [0xff; 6],
+            UND_MAC,
+            EtherType::ARP,
+            &arp(1, UND_MAC, GW_UND, [0; 6], HOST1),
+        );
+        f.resize(60, 0);
+        f
+    };
+
+    let config = config(&dir, &prefix, &[("und0", "172.168.0.11")]);
+    let mut daemon = Daemon::start(
+        &config,
+        &["--stats-json", dir.path("stats.json").to_str().unwrap()],
+    );
+    let und_out_path = dir.path("und-out.pcap");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !read_pcap(&und_out_path).contains(&encapsulated)
+        && std::time::Instant::now() < deadline
+        && daemon.running()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = daemon.terminate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let und_out = read_pcap(&und_out_path);
+    assert!(
+        und_out.contains(&encapsulated),
+        "the held frame left with host 1's MAC: {und_out:02x?}"
+    );
+    for f in und_out.iter().filter(|f| **f != encapsulated) {
+        assert_eq!(f, &request, "anything else is the broadcast request");
+    }
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("stats.json")).unwrap()).unwrap();
+    assert_eq!(stats["resolver"]["learned"], 1, "{stats}");
+    assert_eq!(stats["workers"][0]["drops"]["no_neighbour"], 0);
 }

@@ -54,7 +54,9 @@ use std::path::Path;
 
 pub use self::addr::{AddrError, Ipv4Cidr, MacAddr};
 pub use self::error::{ConfigError, ConfigErrors};
-pub use self::packet::{Arp, Icmp, Tcp, ARP_MAX_PENDING_RANGE, ARP_RETRY_MS_MIN};
+pub use self::packet::{
+    Arp, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE, ARP_RETRY_MS_MIN,
+};
 pub use self::routing::{Neighbour, Route};
 pub use self::tenant::{Encap, RouteTarget, Tenant, TenantNeighbour, TenantRoute};
 pub use crate::cpuset::{usable_cpus, CpuSet};

@@ -275,7 +275,9 @@ fn new_sections_are_optional_with_defaults() {
         Arp {
             reachable_s: 300,
             retry_ms: 1000,
-            max_pending: 8
+            max_pending: 8,
+            retries: 3,
+            entries: 4096,
         }
     );
     assert_eq!(config.dataplane.mode, Mode::Gateway);
@@ -929,7 +931,7 @@ fn neighbour_rules() {
 fn packet_path_settings() {
     let config = accepted(
         "[icmp]\nrate_per_sec = 0\nburst = 0\n[tcp]\nmss_clamp = false\n\
-         [arp]\nreachable_s = 1\nretry_ms = 10\nmax_pending = 64\n",
+         [arp]\nreachable_s = 1\nretry_ms = 10\nmax_pending = 64\nretries = 10\nentries = 16\n",
     );
     assert_eq!(
         config.icmp,
@@ -944,7 +946,9 @@ fn packet_path_settings() {
         Arp {
             reachable_s: 1,
             retry_ms: 10,
-            max_pending: 64
+            max_pending: 64,
+            retries: 10,
+            entries: 16,
         }
     );
     let cases: &[(&str, usize, &[&str])] = &[
@@ -990,6 +994,16 @@ fn packet_path_settings() {
             "[arp]\nreachable_s = 0\n",
             2,
             &["[arp] reachable_s 0 is out of range", "1..="],
+        ),
+        (
+            "[arp]\nretries = 0\n",
+            2,
+            &["[arp] retries 0 is out of range", "1..=10"],
+        ),
+        (
+            "[arp]\nentries = 15\n",
+            2,
+            &["[arp] entries 15 is out of range", "16..=1048576"],
         ),
         (
             "[tcp]\nmss_clamp = \"yes\"\n",

@@ -123,8 +123,8 @@ drop_reasons! {
     NeedsFragmentation => "needs_fragmentation",
     /// ARP not for one of the gateway's addresses.
     ArpNotForUs => "arp_not_for_us",
-    /// ARP replies (learning comes with the neighbour resolver).
-    ArpReply => "arp_reply",
+    /// The ring to the control plane was full.
+    PuntFull => "punt_full",
 }
 
 /// Packets and bytes through one port, as one worker saw them.
@@ -164,6 +164,9 @@ pub struct WorkerCounters {
     pub arp_replies: Counter,
     pub echo_replies: Counter,
     pub icmp_errors: Counter,
+    /// Frames handed to the control plane (ARP to learn, frames waiting
+    /// for their next hop's MAC).
+    pub punted: Counter,
     /// By tenant index; tenants past the end (added after start) are not
     /// counted per tenant, only in the totals.
     pub tenants: Box<[TenantCounters]>,
@@ -187,6 +190,7 @@ impl WorkerCounters {
             arp_replies: Counter::default(),
             echo_replies: Counter::default(),
             icmp_errors: Counter::default(),
+            punted: Counter::default(),
             tenants: (0..tenants).map(|_| TenantCounters::default()).collect(),
         }
     }

@@ -14,6 +14,10 @@ pub enum Verdict {
     Forward(u16),
     /// Drop, counting the reason.
     Drop(DropReason),
+    /// Hand to the control plane, which learns from it or holds it until
+    /// its next hop is resolved; the reason is in the frame
+    /// ([`crate::punt`]).
+    Punt,
 }
 
 /// Where frames from one port go, and the L2 header they leave with.

@@ -14,8 +14,10 @@
 //! end.
 
 use crate::counters::{DropReason, WorkerCounters};
+use crate::neighbour::{Lookup, NeighKey};
+use crate::punt::Punt;
 use crate::ratelimit::TokenBucket;
-use crate::tables::{eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, TunnelAdj};
+use crate::tables::{eth_header, NextHop, PortEntry, PublicRoute, Role, Tables};
 use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
 use crate::wire::{
@@ -94,7 +96,7 @@ impl Pipeline {
             eth.ethertype()
         };
         match (pe.role, ethertype) {
-            (Some(_), EtherType::ARP) => arp_reply(pe, port, f.data_mut(), c),
+            (Some(_), EtherType::ARP) => arp_input(pe, port, f, c),
             (Some(Role::Underlay), EtherType::IPV4) => self.underlay_input(t, c, pe, f, now),
             (Some(Role::Public), EtherType::IPV4) => self.public_input(t, c, pe, f, now),
             (None, _) => Verdict::Drop(D::NoEgress),
@@ -171,7 +173,7 @@ impl Pipeline {
                 match (inner.is_tagged(), inner.ethertype()) {
                     (false, EtherType::IPV4) => inner_at + ETH,
                     (false, EtherType::ARP) => {
-                        return tunnel_arp_reply(tenant, pe, port, data, inner_at, c)
+                        return tunnel_arp_input(t, tenant, pe, port, f, inner_at, c)
                     }
                     _ => return Verdict::Drop(D::InnerInvalid),
                 }
@@ -230,8 +232,8 @@ impl Pipeline {
             None => Verdict::Drop(D::NoRoute),
             Some(NextHop::Blackhole) => Verdict::Drop(D::Blackhole),
             Some(NextHop::Local) => Verdict::Drop(D::LocalProtocol),
-            Some(NextHop::Tunnel(i)) => {
-                let Some(adj) = t.tunnels.get(*i as usize) else {
+            Some(&NextHop::Tunnel(i)) => {
+                let Some(adj) = t.tunnels.get(i as usize) else {
                     return Verdict::Drop(D::NoRoute);
                 };
                 if let Err(e) = self.forward_checks(f, adj.inner_mtu(), may_error) {
@@ -240,13 +242,14 @@ impl Pipeline {
                 if t.mss_clamp {
                     clamp_syn(f.data_mut(), adj.inner_mtu());
                 }
-                self.encap(t, c, adj, f)
+                self.encap(t, c, i, f)
             }
             Some(NextHop::Public) => {
-                let Some((port, header, mtu)) = resolve_public(t, dst) else {
-                    return Verdict::Drop(D::NoNeighbour);
+                let hop = match resolve_public(t, dst) {
+                    Ok(hop) => hop,
+                    Err(reason) => return Verdict::Drop(reason),
                 };
-                if let Err(e) = self.forward_checks(f, mtu, may_error) {
+                if let Err(e) = self.forward_checks(f, hop.mtu, may_error) {
                     return self.icmp_or_drop(t, c, f, e, Side::Tenant(tenant), underlay_mtu, now);
                 }
                 if t.mss_clamp {
@@ -255,11 +258,7 @@ impl Pipeline {
                     clamp_syn(f.data_mut(), tunnel_inner_mtu(tenant.encap, underlay_mtu));
                 }
                 decrement_ttl(f.data_mut());
-                match f.prepend(ETH) {
-                    Some(h) => h.copy_from_slice(&header),
-                    None => return Verdict::Drop(D::NoHeadroom),
-                }
-                Verdict::Forward(port)
+                hop.send(f, c)
             }
         }
     }
@@ -315,14 +314,14 @@ impl Pipeline {
             .vrfs
             .lookup(tenant.vrf, dst)
             .and_then(|i| t.nexthops.get(i as usize));
-        let Some(NextHop::Tunnel(i)) = nh else {
+        let Some(&NextHop::Tunnel(i)) = nh else {
             return Verdict::Drop(if nh == Some(&NextHop::Blackhole) {
                 D::Blackhole
             } else {
                 D::NoRoute
             });
         };
-        let Some(adj) = t.tunnels.get(*i as usize) else {
+        let Some(adj) = t.tunnels.get(i as usize) else {
             return Verdict::Drop(D::NoRoute);
         };
         if let Err(e) = self.forward_checks(f, adj.inner_mtu(), true) {
@@ -331,7 +330,7 @@ impl Pipeline {
         if t.mss_clamp {
             clamp_syn(f.data_mut(), adj.inner_mtu());
         }
-        self.encap(t, c, adj, f)
+        self.encap(t, c, i, f)
     }
 
     /// TTL and size, before a packet is forwarded.
@@ -397,40 +396,52 @@ impl Pipeline {
         c.icmp_errors.inc();
         match side {
             Side::Tenant(tenant) => self.route_tenant(t, c, tenant, in_mtu, f, now, false),
-            Side::Public => {
-                let dst = ip_dst(f.data());
-                let Some((port, header, _)) = resolve_public(t, dst) else {
-                    return Verdict::Drop(D::NoNeighbour);
-                };
-                match f.prepend(ETH) {
-                    Some(h) => h.copy_from_slice(&header),
-                    None => return Verdict::Drop(D::NoHeadroom),
-                }
-                Verdict::Forward(port)
-            }
+            Side::Public => match resolve_public(t, ip_dst(f.data())) {
+                Ok(hop) => hop.send(f, c),
+                Err(reason) => Verdict::Drop(reason),
+            },
         }
     }
 
-    /// Prepends the tunnel header of `adj` to an IPv4 packet whose TTL has
-    /// been checked, and decrements that TTL.
+    /// Prepends the header of tunnel `tunnel` to an IPv4 packet whose TTL
+    /// has been checked, and decrements that TTL. A frame whose outer or
+    /// inner next hop is not resolved yet is built all the same and punted,
+    /// for the resolver to finish and send.
     fn encap<F: Frame>(
         &mut self,
         t: &Tables,
         c: &WorkerCounters,
-        adj: &TunnelAdj,
+        tunnel: u32,
         f: &mut F,
     ) -> Verdict {
-        if !adj.resolved {
-            return Verdict::Drop(D::NoNeighbour);
-        }
-        let inner_mac = match t.tenants.get(adj.tenant).map(|x| x.encap) {
-            Some(Encap::Gretap) => {
-                match t.inner_neighbours.get(&(adj.tenant.0, ip_dst(f.data()))) {
-                    Some(mac) => Some(*mac),
-                    None => return Verdict::Drop(D::NoNeighbour),
+        let Some(adj) = t.tunnels.get(tunnel as usize) else {
+            return Verdict::Drop(D::NoRoute);
+        };
+        let mut pending = None;
+        let outer_mac = match t.neighbours.get_ref(adj.neigh) {
+            Lookup::Mac(mac) => mac,
+            Lookup::Failed => return Verdict::Drop(D::NoNeighbour),
+            Lookup::Unresolved => {
+                pending = Some(Punt::Resolve {
+                    port: adj.port,
+                    key: adj.neigh.key,
+                });
+                [0; 6]
+            }
+        };
+        let inner_mac = if adj.is_gretap() {
+            let key = NeighKey::inner(adj.tenant, ip_dst(f.data()));
+            match t.neighbours.get(key) {
+                Lookup::Mac(mac) => Some(mac),
+                Lookup::Failed => return Verdict::Drop(D::NoNeighbour),
+                // The resolver finds the outer neighbour after the inner.
+                Lookup::Unresolved => {
+                    pending = Some(Punt::ResolveInner { tunnel, key });
+                    Some([0; 6])
                 }
             }
-            _ => None,
+        } else {
+            None
         };
         decrement_ttl(f.data_mut());
         let (tos, df) = {
@@ -443,23 +454,48 @@ impl Pipeline {
             return Verdict::Drop(D::NoHeadroom);
         };
         h.copy_from_slice(&adj.header[..len]);
+        h[..6].copy_from_slice(&outer_mac);
         if let Some(mac) = inner_mac {
             h[len - ETH..len - ETH + 6].copy_from_slice(&mac);
         }
-        let ip = &mut h[ETH..ETH + 20];
-        // RFC 6040 normal mode, and DSCP copied (RFC 2983 uniform model).
-        ip[1] = tos;
-        ip[2..4].copy_from_slice(&((len - ETH + inner_len) as u16).to_be_bytes());
         self.ip_id = self.ip_id.wrapping_add(1);
-        ip[4..6].copy_from_slice(&self.ip_id.to_be_bytes());
-        ip[6] = df;
-        Ipv4Packet::new_unchecked(ip).fill_checksum();
+        // RFC 6040 normal mode, and DSCP copied (RFC 2983 uniform model).
+        finish_outer_ipv4(
+            &mut h[ETH..ETH + 20],
+            tos,
+            (len - ETH + inner_len) as u16,
+            self.ip_id,
+            df,
+        );
         if let Some(tc) = c.tenant(adj.tenant.index()) {
             tc.to_tunnel_packets.inc();
             tc.to_tunnel_bytes.add(inner_len as u64);
         }
-        Verdict::Forward(adj.port)
+        match pending {
+            None => Verdict::Forward(adj.port),
+            Some(why) => punt(f, why, c),
+        }
     }
+}
+
+/// Fills the per-frame fields of a tunnel's outer IPv4 header, copied
+/// from its adjacency: DSCP/ECN, total length, identification, DF (the
+/// flags byte) and the checksum.
+pub(crate) fn finish_outer_ipv4(ip: &mut [u8], tos: u8, total_len: u16, id: u16, df: u8) {
+    ip[1] = tos;
+    ip[2..4].copy_from_slice(&total_len.to_be_bytes());
+    ip[4..6].copy_from_slice(&id.to_be_bytes());
+    ip[6] = df;
+    Ipv4Packet::new_unchecked(ip).fill_checksum();
+}
+
+/// Prepends the punt header and counts the frame as punted.
+fn punt<F: Frame>(f: &mut F, why: Punt, c: &WorkerCounters) -> Verdict {
+    if !why.write(f) {
+        return Verdict::Drop(D::NoHeadroom);
+    }
+    c.punted.inc();
+    Verdict::Punt
 }
 
 /// Validates an IPv4 packet addressed to one of the port's addresses;
@@ -538,16 +574,60 @@ fn clamp_syn(ip: &mut [u8], mtu: u16) {
     }
 }
 
-/// The next hop toward a public destination: port, Ethernet header, MTU.
-fn resolve_public(t: &Tables, dst: u32) -> Option<(u16, [u8; ETH], u16)> {
-    match t.public_route(dst)? {
-        PublicRoute::Via(adj) => adj.header.map(|h| (adj.port, h, adj.mtu)),
-        PublicRoute::OnLink(port) => {
-            let pe = t.ports.get(usize::from(port))?;
-            let mac = t.neighbours.get(&(port, dst))?;
-            Some((port, eth_header(*mac, pe.mac, EtherType::IPV4), pe.mtu))
+/// The next hop toward a public destination.
+struct PublicHop {
+    port: u16,
+    /// Complete unless `pending` says whose MAC is missing.
+    header: [u8; ETH],
+    mtu: u16,
+    pending: Option<Punt>,
+}
+
+impl PublicHop {
+    /// Prepends the Ethernet header to an IPv4 packet ready to leave, and
+    /// sends it, or punts it to wait for the neighbour's MAC.
+    fn send<F: Frame>(&self, f: &mut F, c: &WorkerCounters) -> Verdict {
+        match f.prepend(ETH) {
+            Some(h) => h.copy_from_slice(&self.header),
+            None => return Verdict::Drop(D::NoHeadroom),
+        }
+        match self.pending {
+            None => Verdict::Forward(self.port),
+            Some(why) => punt(f, why, c),
         }
     }
+}
+
+fn resolve_public(t: &Tables, dst: u32) -> Result<PublicHop, DropReason> {
+    let (port, mut header, mtu, neighbour, key) = match t.public_route(dst).ok_or(D::NoRoute)? {
+        PublicRoute::Via(adj) => (
+            adj.port,
+            adj.header,
+            adj.mtu,
+            t.neighbours.get_ref(adj.neigh),
+            adj.neigh.key,
+        ),
+        PublicRoute::OnLink(port) => {
+            let pe = t.ports.get(usize::from(port)).ok_or(D::NoEgress)?;
+            let key = NeighKey::port(port, dst);
+            let header = eth_header([0; 6], pe.mac, EtherType::IPV4);
+            (port, header, pe.mtu, t.neighbours.get(key), key)
+        }
+    };
+    let pending = match neighbour {
+        Lookup::Mac(mac) => {
+            header[..6].copy_from_slice(&mac);
+            None
+        }
+        Lookup::Unresolved => Some(Punt::Resolve { port, key }),
+        Lookup::Failed => return Err(D::NoNeighbour),
+    };
+    Ok(PublicHop {
+        port,
+        header,
+        mtu,
+        pending,
+    })
 }
 
 /// The gateway's address as the source of errors toward tenants: its first
@@ -668,6 +748,26 @@ fn echo_reply(pe: &PortEntry, port: u16, data: &mut [u8], c: &WorkerCounters) ->
     Verdict::Forward(port)
 }
 
+/// ARP on a port: a request for one of the gateway's addresses is
+/// answered in place; a reply to the gateway, or an announcement, goes to
+/// the resolver to learn from.
+fn arp_input<F: Frame>(pe: &PortEntry, port: u16, f: &mut F, c: &WorkerCounters) -> Verdict {
+    let (op, spa, tpa) = match f.data().get(ETH..).map(ArpPacket::new_checked) {
+        Some(Ok(a)) => (
+            a.operation(),
+            u32::from(a.source_protocol_addr()),
+            u32::from(a.target_protocol_addr()),
+        ),
+        _ => return Verdict::Drop(D::ArpNotForUs),
+    };
+    let reply_to_us = op == ArpOperation::REPLY && pe.is_local(tpa);
+    let announcement = op == ArpOperation::REQUEST && spa == tpa && spa != 0;
+    if reply_to_us || announcement {
+        return punt(f, Punt::Arp { port }, c);
+    }
+    arp_reply(pe, port, f.data_mut(), c)
+}
+
 /// Answers an ARP request for one of the port's addresses in place.
 fn arp_reply(pe: &PortEntry, port: u16, data: &mut [u8], c: &WorkerCounters) -> Verdict {
     let Some(body) = data.get_mut(ETH..) else {
@@ -692,9 +792,6 @@ fn answer_arp(
     mac: [u8; 6],
 ) -> Result<[u8; 6], DropReason> {
     let mut a = ArpPacket::new_checked(body).map_err(|_| D::ArpNotForUs)?;
-    if a.operation() == ArpOperation::REPLY {
-        return Err(D::ArpReply);
-    }
     let (spa, tpa) = (a.source_protocol_addr(), a.target_protocol_addr());
     if a.operation() != ArpOperation::REQUEST || !ours(u32::from(tpa)) || spa == tpa {
         return Err(D::ArpNotForUs);
@@ -708,31 +805,71 @@ fn answer_arp(
     Ok(sha.0)
 }
 
-/// Proxy ARP inside a gretap tunnel: the gateway answers for every address
-/// but the asker's own, so hosts reach everything through it; the reply
-/// goes back into the same tunnel, outer headers turned around.
-fn tunnel_arp_reply(
+/// ARP inside a gretap tunnel. The gateway answers requests for every
+/// address but the asker's own (proxy ARP), so hosts reach everything
+/// through it. A request from a host whose MAC the neighbour table already
+/// holds is answered here; anything else (a host not seen yet, a reply to
+/// the resolver's own request) goes to the resolver, which learns the MAC
+/// and answers.
+fn tunnel_arp_input<F: Frame>(
+    t: &Tables,
     tenant: &Tenant,
     pe: &PortEntry,
     port: u16,
-    data: &mut [u8],
+    f: &mut F,
     inner_at: usize,
     c: &WorkerCounters,
 ) -> Verdict {
-    let Some(body) = data.get_mut(inner_at + ETH..) else {
-        return Verdict::Drop(D::InnerInvalid);
+    let (op, spa, sha) = match f.data().get(inner_at + ETH..).map(ArpPacket::new_checked) {
+        Some(Ok(a)) => (
+            a.operation(),
+            u32::from(a.source_protocol_addr()),
+            a.source_hardware_addr().0,
+        ),
+        _ => return Verdict::Drop(D::InnerInvalid),
     };
-    let asker = match ArpPacket::new_checked(&*body) {
-        Ok(a) => u32::from(a.source_protocol_addr()),
-        Err(_) => return Verdict::Drop(D::InnerInvalid),
-    };
-    if !tenant.owns(asker) {
+    // A duplicate-address probe (sender 0.0.0.0, RFC 5227) must not be
+    // answered: the host would take it for a conflict.
+    if spa == 0 {
+        return Verdict::Drop(D::ArpNotForUs);
+    }
+    if !tenant.owns(spa) {
         return Verdict::Drop(D::TenantSpoof);
     }
-    let requester = match answer_arp(body, |_| true, tenant.mac) {
-        Ok(m) => m,
-        Err(reason) => return Verdict::Drop(reason),
-    };
+    let known = t.neighbours.get(NeighKey::inner(tenant.id, spa)) == Lookup::Mac(sha);
+    match op {
+        ArpOperation::REQUEST if known => {
+            match answer_tunnel_arp(tenant, pe, f.data_mut(), inner_at) {
+                Ok(()) => {
+                    c.arp_replies.inc();
+                    Verdict::Forward(port)
+                }
+                Err(reason) => Verdict::Drop(reason),
+            }
+        }
+        ArpOperation::REQUEST | ArpOperation::REPLY => punt(
+            f,
+            Punt::TunnelArp {
+                port,
+                tenant: tenant.id,
+            },
+            c,
+        ),
+        _ => Verdict::Drop(D::ArpNotForUs),
+    }
+}
+
+/// Turns a proxy-ARP request inside a gretap tunnel (the frame from its
+/// outer Ethernet header, the inner Ethernet at `inner_at`) into the reply,
+/// in place, outer headers turned around toward the host that asked.
+pub(crate) fn answer_tunnel_arp(
+    tenant: &Tenant,
+    pe: &PortEntry,
+    data: &mut [u8],
+    inner_at: usize,
+) -> Result<(), DropReason> {
+    let body = data.get_mut(inner_at + ETH..).ok_or(D::InnerInvalid)?;
+    let requester = answer_arp(body, |_| true, tenant.mac)?;
     data[inner_at..inner_at + 6].copy_from_slice(&requester);
     data[inner_at + 6..inner_at + 12].copy_from_slice(&tenant.mac);
     // Outer: back to the host that asked.
@@ -749,6 +886,5 @@ fn tunnel_arp_reply(
     ip[8] = crate::tables::OUTER_TTL;
     let ihl = usize::from(ip[0] & 0xf) * 4;
     Ipv4Packet::new_unchecked(&mut ip[..ihl]).fill_checksum();
-    c.arp_replies.inc();
-    Verdict::Forward(port)
+    Ok(())
 }

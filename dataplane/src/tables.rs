@@ -3,20 +3,22 @@
 //! tables).
 //!
 //! Everything a frame needs after its lookups is precomputed here, as VPP's
-//! adjacencies are: the Ethernet header toward each resolved neighbour, and
-//! the whole outer Ethernet + IPv4 + GRE(key) header toward each tunnel host.
-//! A neighbour that changes means a new snapshot, which is cheap: the
-//! adjacencies are few (one per tunnel host per tenant, one per global
-//! route), the route tables are shared as they are.
+//! adjacencies are: the Ethernet header toward each next hop, and the whole
+//! outer Ethernet + IPv4 + GRE(key) header toward each tunnel host. Only
+//! the neighbour's MAC is not: it comes per frame from the shared
+//! [`Neighbours`] table, which the resolver updates without a new snapshot,
+//! through the slot each adjacency remembers.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use arrayvec::ArrayVec;
 
 use crate::counters::MAX_PORTS;
 use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix, VrfId, VrfTables};
+use crate::neighbour::{NeighKey, NeighRef, NeighbourWriter, Neighbours};
 use crate::tenant::{Encap, Net, Tenant, TenantError, TenantId, TenantTable};
 use crate::wire::{ethernet, gre, ipv4, EtherType, IpProtocol, Ipv4Addr};
 
@@ -135,12 +137,14 @@ pub enum NextHop {
     Blackhole,
 }
 
-/// Out of a port to a resolved neighbour.
+/// Out of a port to a neighbour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct L2Adj {
     pub port: u16,
-    /// `None` while the neighbour is unresolved.
-    pub header: Option<[u8; ethernet::HEADER_LEN]>,
+    /// The Ethernet header but its destination, filled per frame from
+    /// `neigh`.
+    pub header: [u8; ethernet::HEADER_LEN],
+    pub neigh: NeighRef,
     pub mtu: u16,
 }
 
@@ -151,12 +155,12 @@ pub struct TunnelAdj {
     pub port: u16,
     pub host: Ipv4Addr,
     /// Outer Ethernet + IPv4 + GRE(key), and for gretap the inner Ethernet
-    /// header whose destination is filled per frame. The IPv4 length,
-    /// identification, DSCP/ECN, DF and checksum are filled per frame too.
+    /// header. Both Ethernet destinations, the IPv4 length, identification,
+    /// DSCP/ECN, DF and checksum are filled per frame.
     pub header: [u8; MAX_TUNNEL_HEADER],
     pub header_len: u8,
-    /// Whether the outer neighbour is resolved.
-    pub resolved: bool,
+    /// The outer next hop: the host, or the underlay router toward it.
+    pub neigh: NeighRef,
     /// The underlay port's IP MTU.
     pub mtu: u16,
 }
@@ -166,6 +170,12 @@ impl TunnelAdj {
     /// Ethernet included.
     pub fn overhead(&self) -> usize {
         usize::from(self.header_len)
+    }
+
+    /// Whether the header ends in an inner Ethernet header (gretap).
+    #[inline]
+    pub fn is_gretap(&self) -> bool {
+        usize::from(self.header_len) == MAX_TUNNEL_HEADER
     }
 
     /// The largest inner IPv4 packet that fits the underlay MTU.
@@ -218,10 +228,9 @@ pub struct Tables {
     pub l2: Vec<L2Adj>,
     /// Public destinations → tenant index, for inbound frames.
     pub ingress: Lpm,
-    /// `(port, ip)` → MAC on the ports.
-    pub neighbours: FastMap<(u16, u32), [u8; 6]>,
-    /// `(tenant, inner ip)` → MAC inside the tenant's gretap tunnels.
-    pub inner_neighbours: FastMap<(u32, u32), [u8; 6]>,
+    /// MACs of the neighbours on the ports and of the hosts inside gretap
+    /// tunnels: shared with the resolver, which writes it in place.
+    pub neighbours: Arc<Neighbours>,
     pub mss_clamp: bool,
 }
 
@@ -236,6 +245,7 @@ pub enum BuildError {
     UnknownKey(u32),
     UnreachableHost { tenant: String, host: Ipv4Addr },
     NoPublicPort,
+    NeighboursFull,
 }
 
 impl fmt::Display for BuildError {
@@ -257,6 +267,9 @@ impl fmt::Display for BuildError {
             BuildError::NoPublicPort => {
                 f.write_str("a route leads to the public side but no port is public")
             }
+            BuildError::NeighboursFull => f.write_str(
+                "more next hops and static neighbours than the neighbour table holds ([arp] entries)",
+            ),
         }
     }
 }
@@ -271,7 +284,13 @@ impl From<LpmError> for BuildError {
 
 impl Tables {
     /// Builds a snapshot. `generation` must differ from the one it replaces.
-    pub fn build(spec: &Spec, generation: u64) -> Result<Tables, BuildError> {
+    /// Static neighbours go into `neighbours` as they are; every next hop of
+    /// an adjacency gets its slot there, pinned, for the resolver to fill.
+    pub fn build(
+        spec: &Spec,
+        generation: u64,
+        neighbours: &mut NeighbourWriter,
+    ) -> Result<Tables, BuildError> {
         let mut ports: [PortEntry; MAX_PORTS] = std::array::from_fn(|_| PortEntry::default());
         for p in &spec.ports {
             let entry = ports
@@ -293,11 +312,9 @@ impl Tables {
                     .map_err(|_| BuildError::TooManyAddrs(p.id))?;
             }
         }
-        let neighbours: FastMap<(u16, u32), [u8; 6]> = spec
-            .neighbours
-            .iter()
-            .map(|&(port, ip, mac)| ((port, u32::from(ip)), mac))
-            .collect();
+        for &(port, ip, mac) in &spec.neighbours {
+            set_static(neighbours, NeighKey::port(port, u32::from(ip)), mac)?;
+        }
 
         // Global routes, split by the role of their port.
         let mut public_routes = LpmBuilder::new();
@@ -311,7 +328,14 @@ impl Tables {
             let prefix = Prefix::new_truncating(u32::from(r.prefix), r.len)?;
             match entry.role {
                 Some(Role::Public) => {
-                    let adj = l2_adj(entry, r.port, r.via, &neighbours);
+                    let adj = L2Adj {
+                        port: r.port,
+                        header: eth_header([0; 6], entry.mac, EtherType::IPV4),
+                        neigh: neighbours
+                            .pin(NeighKey::port(r.port, u32::from(r.via)))
+                            .ok_or(BuildError::NeighboursFull)?,
+                        mtu: entry.mtu,
+                    };
                     public_routes.insert(prefix, l2.len() as u32)?;
                     l2.push(adj);
                 }
@@ -373,15 +397,8 @@ impl Tables {
                     Target::Local => 1,
                     Target::Blackhole => 2,
                     Target::Host(host) => {
-                        let adj = tunnel_adj(
-                            &ports,
-                            &underlay,
-                            &underlay_vias,
-                            &neighbours,
-                            id,
-                            t,
-                            host,
-                        )?;
+                        let adj =
+                            tunnel_adj(&ports, &underlay, &underlay_vias, neighbours, id, t, host)?;
                         tunnels.push(adj);
                         nexthops.push(NextHop::Tunnel(tunnels.len() as u32 - 1));
                         nexthops.len() as u32 - 1
@@ -397,10 +414,9 @@ impl Tables {
             let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
             ingress.insert(Prefix::new_truncating(u32::from(prefix), len)?, t.id.0)?;
         }
-        let mut inner_neighbours = FastMap::default();
         for &(key, ip, mac) in &spec.inner_neighbours {
             let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
-            inner_neighbours.insert((t.id.0, u32::from(ip)), mac);
+            set_static(neighbours, NeighKey::inner(t.id, u32::from(ip)), mac)?;
         }
 
         Ok(Tables {
@@ -413,8 +429,7 @@ impl Tables {
             public,
             l2,
             ingress: ingress.build(),
-            neighbours,
-            inner_neighbours,
+            neighbours: Arc::clone(neighbours.table()),
             mss_clamp: spec.mss_clamp,
         })
     }
@@ -445,6 +460,12 @@ pub enum PublicRoute {
 /// 30: the LPM keeps bit 31 for itself (next hops are below 2^31 - 1).
 const ON_LINK: u32 = 1 << 30;
 
+fn set_static(w: &mut NeighbourWriter, key: NeighKey, mac: [u8; 6]) -> Result<(), BuildError> {
+    w.set_static(key, mac)
+        .then_some(())
+        .ok_or(BuildError::NeighboursFull)
+}
+
 /// An Ethernet header toward `dst` from `src`.
 pub fn eth_header(dst: [u8; 6], src: [u8; 6], ethertype: EtherType) -> [u8; ethernet::HEADER_LEN] {
     let mut h = [0u8; ethernet::HEADER_LEN];
@@ -454,29 +475,13 @@ pub fn eth_header(dst: [u8; 6], src: [u8; 6], ethertype: EtherType) -> [u8; ethe
     h
 }
 
-fn l2_adj(
-    entry: &PortEntry,
-    port: u16,
-    via: Ipv4Addr,
-    neighbours: &FastMap<(u16, u32), [u8; 6]>,
-) -> L2Adj {
-    let header = neighbours
-        .get(&(port, u32::from(via)))
-        .map(|mac| eth_header(*mac, entry.mac, EtherType::IPV4));
-    L2Adj {
-        port,
-        header,
-        mtu: entry.mtu,
-    }
-}
-
 /// The outer header toward `host` for tenant `t`: on an underlay subnet
 /// the host is its own neighbour, else the underlay route's `via` is.
 fn tunnel_adj(
     ports: &[PortEntry; MAX_PORTS],
     underlay: &Lpm,
     vias: &[(u16, Ipv4Addr)],
-    neighbours: &FastMap<(u16, u32), [u8; 6]>,
+    neighbours: &mut NeighbourWriter,
     id: TenantId,
     t: &TenantSpec,
     host: Ipv4Addr,
@@ -499,14 +504,12 @@ fn tunnel_adj(
         })?;
     let entry = &ports[usize::from(port)];
     let src = entry.primary().unwrap_or(0);
-    let mac = neighbours.get(&(port, u32::from(via)));
+    let neigh = neighbours
+        .pin(NeighKey::port(port, u32::from(via)))
+        .ok_or(BuildError::NeighboursFull)?;
 
     let mut header = [0u8; MAX_TUNNEL_HEADER];
-    header[..ethernet::HEADER_LEN].copy_from_slice(&eth_header(
-        mac.copied().unwrap_or([0; 6]),
-        entry.mac,
-        EtherType::IPV4,
-    ));
+    header[..ethernet::HEADER_LEN].copy_from_slice(&eth_header([0; 6], entry.mac, EtherType::IPV4));
     let ip = &mut header[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN];
     ip[0] = 0x45;
     ip[8] = OUTER_TTL;
@@ -534,7 +537,7 @@ fn tunnel_adj(
         host,
         header,
         header_len: len as u8,
-        resolved: mac.is_some(),
+        neigh,
         mtu: entry.mtu,
     })
 }

@@ -203,6 +203,14 @@ impl Mbuf {
         self.hdr().port
     }
 
+    /// Sets the port field. Drivers set it on receive; an application may
+    /// reuse it while it holds the frame (tgw's control plane names the
+    /// output port of a frame it hands to a worker to send).
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        self.hdr_mut().port = port;
+    }
+
     /// Offload flags (`RTE_MBUF_F_*`).
     #[inline]
     pub fn ol_flags(&self) -> u64 {

@@ -9,6 +9,10 @@ pub const ARP_MAX_PENDING_RANGE: RangeInclusive<u16> = 1..=64;
 /// Smallest [`Arp::retry_ms`]: faster retries flood a link whose neighbour
 /// is simply down.
 pub const ARP_RETRY_MS_MIN: u32 = 10;
+/// Allowed [`Arp::retries`].
+pub const ARP_RETRIES_RANGE: RangeInclusive<u32> = 1..=10;
+/// Allowed [`Arp::entries`].
+pub const ARP_ENTRIES_RANGE: RangeInclusive<u32> = 16..=1 << 20;
 
 /// `[icmp]`: the ICMP errors the gateway generates itself (Time Exceeded,
 /// Fragmentation Needed, unreachables). Echo replies are not limited here.
@@ -61,6 +65,15 @@ pub struct Arp {
     /// Frames held per unresolved neighbour while its answer is awaited;
     /// frames beyond it are dropped. 1..=64. Default 8.
     pub max_pending: u16,
+    /// Requests sent before a neighbour counts as failed (its frames are
+    /// dropped for as long again before it is asked for anew), and
+    /// unanswered confirmations before a learned one is forgotten. 1..=10.
+    /// Default 3.
+    pub retries: u32,
+    /// Neighbours the table holds: next hops, hosts on the public subnets,
+    /// hosts inside gretap tunnels, static ones included. Fixed at start.
+    /// 16..=1048576. Default 4096.
+    pub entries: u32,
 }
 
 impl Default for Arp {
@@ -69,6 +82,8 @@ impl Default for Arp {
             reachable_s: 300,
             retry_ms: 1000,
             max_pending: 8,
+            retries: 3,
+            entries: 4096,
         }
     }
 }

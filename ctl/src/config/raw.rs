@@ -149,6 +149,8 @@ pub(super) struct RawArp {
     pub reachable_s: Option<Spanned<i64>>,
     pub retry_ms: Option<Spanned<i64>>,
     pub max_pending: Option<Spanned<i64>>,
+    pub retries: Option<Spanned<i64>>,
+    pub entries: Option<Spanned<i64>>,
 }
 
 /// A table and the byte offset of its header (or of its key, for an inline

@@ -5,6 +5,7 @@
 
 use std::net::Ipv4Addr;
 
+use dataplane::neighbour::NeighbourWriter;
 use dataplane::tables::{PortSpec, Role, Spec, Tables, Target, TenantSpec};
 use dataplane::tenant::Encap;
 use etherparse::PacketBuilder;
@@ -69,7 +70,8 @@ pub fn tables() -> Tables {
         ingress: (0..TENANTS).map(|i| (public(i), 32, 1000 + i)).collect(),
         mss_clamp: true,
     };
-    Tables::build(&spec, 1).expect("tables")
+    let mut neighbours = NeighbourWriter::new(4 * TENANTS as usize + 16);
+    Tables::build(&spec, 1, &mut neighbours).expect("tables")
 }
 
 pub fn encap_frames() -> Vec<Vec<u8>> {

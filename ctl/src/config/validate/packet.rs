@@ -2,7 +2,9 @@
 
 use super::{int, Report};
 use crate::config::raw::{RawArp, RawIcmp, RawTcp, Section};
-use crate::config::{Arp, Icmp, Tcp, ARP_MAX_PENDING_RANGE, ARP_RETRY_MS_MIN};
+use crate::config::{
+    Arp, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE, ARP_RETRY_MS_MIN,
+};
 
 pub(super) fn icmp(raw: Option<&Section<RawIcmp>>, r: &mut Report) -> Option<Icmp> {
     let d = Icmp::default();
@@ -88,10 +90,30 @@ pub(super) fn arp(raw: Option<&Section<RawArp>>, r: &mut Report) -> Option<Arp> 
         " frames per unresolved neighbour",
         r,
     );
+    let retries = int(
+        v.retries.as_ref(),
+        d.retries,
+        i64::from(*ARP_RETRIES_RANGE.start()),
+        i64::from(*ARP_RETRIES_RANGE.end()),
+        "[arp] retries",
+        " requests",
+        r,
+    );
+    let entries = int(
+        v.entries.as_ref(),
+        d.entries,
+        i64::from(*ARP_ENTRIES_RANGE.start()),
+        i64::from(*ARP_ENTRIES_RANGE.end()),
+        "[arp] entries",
+        " neighbours",
+        r,
+    );
     let arp = Arp {
         reachable_s: reachable_s?,
         retry_ms: retry_ms?,
         max_pending: max_pending?,
+        retries: retries?,
+        entries: entries?,
     };
     section.sound().then_some(arp)
 }
