@@ -95,15 +95,18 @@ struct Agent<'a> {
 
 /// Starts an agent, waits until its device exists, addresses the device.
 fn agent(net: &mut Netns, ns: &str, a: &Agent) -> ProcId {
+    agent_with(net, ns, a, &[])
+}
+
+/// [`agent`] with more options.
+fn agent_with(net: &mut Netns, ns: &str, a: &Agent, extra: &[&str]) -> ProcId {
     let key = a.key.to_string();
-    let id = net.spawn(
-        ns,
-        &format!("tunnel-{}-{}", a.dev, a.key),
-        &[
-            TGW_PERF, "tunnel", "--local", a.local, "--remote", a.remote, "--key", &key, "--dev",
-            a.dev, "--mode", a.mode,
-        ],
-    );
+    let mut args = vec![
+        TGW_PERF, "tunnel", "--local", a.local, "--remote", a.remote, "--key", &key, "--dev",
+        a.dev, "--mode", a.mode,
+    ];
+    args.extend_from_slice(extra);
+    let id = net.spawn(ns, &format!("tunnel-{}-{}", a.dev, a.key), &args);
     net.wait_for_output(id, "tgw-perf tunnel: up:", READY);
     net.run_ok(ns, &["ip", "addr", "add", a.addr, "dev", a.dev]);
     id
@@ -403,4 +406,66 @@ fn ipv4_mode_carries_tcp_over_tun() {
         assert!(c["rx"]["packets"].as_u64().unwrap() > 100, "{c}");
         assert_eq!(drops(&c, "tx") + drops(&c, "rx"), 0, "{c}");
     }
+}
+
+/// DF on the outer packet: what does not fit the underlay is counted
+/// `too_big` at the sender, never fragmented (tgw would not reassemble).
+#[test]
+fn too_big_for_the_underlay_is_refused_not_fragmented() {
+    let Some(mut net) = netns_or_skip("toobig") else {
+        return;
+    };
+    let (a, b) = underlay(&mut net);
+    let gretap = |local, remote, addr| Agent {
+        local,
+        remote,
+        key: 1000,
+        dev: "tap0",
+        mode: "gretap",
+        addr,
+    };
+    // 1600 on the TAP: more than the 1500-byte underlay can carry.
+    let ta = agent_with(
+        &mut net,
+        &a,
+        &gretap(A_UNDERLAY, B_UNDERLAY, "10.0.0.1/24"),
+        &["--mtu", "1600"],
+    );
+    let tb = agent(&mut net, &b, &gretap(B_UNDERLAY, A_UNDERLAY, "10.0.0.2/24"));
+    let dump = capture(&mut net, &b, "toobig.pcap");
+
+    // A small datagram (after ARP; it fits), then one whose IPv4 packet
+    // (1578 bytes) fits the TAP but whose outer packet would be
+    // 20 + 8 + 14 + 1578 = 1620 bytes.
+    net.run_ok(
+        &a,
+        &[
+            "python3",
+            "-c",
+            "import socket, time\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.sendto(b'x' * 100, ('10.0.0.2', 9))\n\
+             time.sleep(0.5)\n\
+             s.sendto(b'x' * 1550, ('10.0.0.2', 9))\n\
+             time.sleep(0.5)",
+        ],
+    );
+
+    let stopped = net.stop(dump);
+    assert!(stopped.status.success(), "tcpdump: {}", stopped.stderr);
+    let outer = outer_packets(&net, "toobig.pcap");
+    assert!(outer
+        .iter()
+        .all(|o| o.df && !o.fragment && o.total_len <= 1500));
+    assert!(
+        outer
+            .iter()
+            .any(|o| o.total_len == 20 + 8 + 14 + 20 + 8 + 100),
+        "the small datagram should have crossed: {outer:?}"
+    );
+    let ca = counters(&mut net, ta);
+    let cb = counters(&mut net, tb);
+    assert_eq!(ca["tx"]["drops"]["too_big"].as_u64(), Some(1), "{ca}");
+    assert_eq!(drops(&ca, "tx"), 1, "{ca}");
+    assert_eq!(drops(&cb, "rx"), 0, "{cb}");
 }
