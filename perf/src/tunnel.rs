@@ -27,7 +27,7 @@
 //!   by reason.
 //! - Counters are printed when it stops (SIGTERM or SIGINT): a summary on
 //!   stderr and one JSON object on stdout. `tx` is device → tunnel,
-//!   `rx` is tunnel → device.
+//!   `rx` is tunnel → device; bytes are the inner frames' (or packets').
 
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
