@@ -16,6 +16,7 @@ mod gen;
 mod lpm;
 mod profile;
 mod report;
+mod tunnel;
 
 use dut::{Device, Setup};
 use gen::{GenArgs, GenResult};
@@ -41,6 +42,10 @@ enum Cmd {
     /// addresses, in this process, alternating; then 64k VRFs of a few
     /// routes each, which rte_lpm cannot hold.
     Lpm(lpm::LpmArgs),
+    /// The tenant host's end of a GRE tunnel (what a hypervisor's vswitch
+    /// does): a TAP (gretap) or TUN (ipv4) device joined to GRE with a key
+    /// over a raw socket, until SIGTERM/SIGINT; then its counters.
+    Tunnel(tunnel::TunnelArgs),
     /// (internal) The generator process that `run` starts.
     #[command(hide = true)]
     Gen(GenCli),
@@ -117,6 +122,7 @@ fn main() {
     let result = match args.cmd {
         Cmd::Run(run) => run_all(&run),
         Cmd::Lpm(l) => lpm::run(&l),
+        Cmd::Tunnel(t) => tunnel::run(&t),
         Cmd::Gen(g) => {
             let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];
             gen::run(&GenArgs {

@@ -1,0 +1,4 @@
+//! What perf's integration tests share.
+#![allow(dead_code)]
+
+pub mod netns;
