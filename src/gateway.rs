@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ctl::config::{Config, Mode, Role};
+use dataplane::conntrack::Timeouts;
 use dataplane::counters::MAX_PORTS;
 use dataplane::l2fwd::Egress;
 use dataplane::neighbour::NeighbourWriter;
@@ -149,6 +150,14 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         .map(|qs| qs.into_iter().map(Some).collect())
         .collect();
     let mut tx_iters: Vec<_> = txqs.into_iter().map(Vec::into_iter).collect();
+    let f = &config.flows;
+    let timeouts = Timeouts {
+        tcp_established: u64::from(f.tcp_established_s),
+        tcp_transitory: u64::from(f.tcp_transitory_s),
+        udp: u64::from(f.udp_s),
+        icmp: u64::from(f.icmp_s),
+        ..Timeouts::default()
+    };
     let mut workers = Vec::with_capacity(config.workers.len());
     let ring = |what: &str, index: usize| {
         Ring::new(&format!("tgw_{what}{index}"), RING_SLOTS)
@@ -171,9 +180,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         }
         let stage = match config.dataplane.mode {
             Mode::Gateway => Stage::Gateway {
-                pipeline: Pipeline::new(
-                    TokenBucket::new(config.icmp.rate_per_sec, config.icmp.burst, hz),
-                    index as u16,
+                pipeline: Box::new(
+                    Pipeline::new(
+                        TokenBucket::new(config.icmp.rate_per_sec, config.icmp.burst, hz),
+                        index as u16,
+                    )
+                    .with_flows(config.flows.capacity as usize, timeouts, hz)
+                    .map_err(|e| format!("[flows] capacity: {e}"))?,
                 ),
                 tables: publisher.reader(),
             },
@@ -337,9 +350,11 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "  tenant {name}: {} frames from its tunnels, {} into them",
+                "  tenant {name}: {} frames from its tunnels, {} into them; {} flows opened, {} ended",
                 t(|c| c.from_tunnel_packets.get()),
-                t(|c| c.to_tunnel_packets.get())
+                t(|c| c.to_tunnel_packets.get()),
+                t(|c| c.flows_created.get()),
+                t(|c| c.flows_expired.get())
             );
         }
         let replies = [
@@ -417,6 +432,8 @@ impl Report {
                                 "from_tunnel_bytes": c.from_tunnel_bytes.get(),
                                 "to_tunnel_packets": c.to_tunnel_packets.get(),
                                 "to_tunnel_bytes": c.to_tunnel_bytes.get(),
+                                "flows_created": c.flows_created.get(),
+                                "flows_expired": c.flows_expired.get(),
                             }),
                         ))
                     })

@@ -48,7 +48,7 @@ pub struct Worker {
 pub enum Stage {
     /// The gateway: the packet path over the published tables.
     Gateway {
-        pipeline: Pipeline,
+        pipeline: Box<Pipeline>,
         tables: Reader<Tables>,
     },
     /// Bring-up and I/O baseline: port to port with the MAC rewrite.
@@ -96,6 +96,9 @@ impl Worker {
             }
             let now = rdtsc();
             if now - last_drain >= self.drain_ticks {
+                if let Stage::Gateway { pipeline, .. } = &mut self.stage {
+                    pipeline.sweep(&self.counters, now);
+                }
                 self.take_injected(&mut txbuf, &mut burst);
                 self.flush_all(&mut txbuf);
                 last_drain = now;

@@ -55,7 +55,8 @@ use std::path::Path;
 pub use self::addr::{AddrError, Ipv4Cidr, MacAddr};
 pub use self::error::{ConfigError, ConfigErrors};
 pub use self::packet::{
-    Arp, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE, ARP_RETRY_MS_MIN,
+    Arp, Flows, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE,
+    ARP_RETRY_MS_MIN, FLOWS_CAPACITY_RANGE,
 };
 pub use self::routing::{Neighbour, Route};
 pub use self::tenant::{Encap, RouteTarget, Tenant, TenantNeighbour, TenantRoute};
@@ -282,6 +283,15 @@ pub struct RxQueue {
     pub queue: u16,
 }
 
+/// One elastic IP: `public` stands for `private` in tenant `tenant` (an
+/// index into [`Config::tenants`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Eip {
+    pub public: std::net::Ipv4Addr,
+    pub tenant: usize,
+    pub private: std::net::Ipv4Addr,
+}
+
 /// A validated configuration.
 ///
 /// Invariants, as built by [`parse`]: port names and devices are unique;
@@ -312,6 +322,10 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[[neighbour]]`: static ARP entries, in file order. Default none.
     pub neighbours: Vec<Neighbour>,
+    /// `[[eip]]`: elastic IPs, in file order. Default none.
+    pub eips: Vec<Eip>,
+    /// `[flows]`.
+    pub flows: Flows,
     /// `[icmp]`.
     pub icmp: Icmp,
     /// `[tcp]`.

@@ -6,11 +6,13 @@
 //! machine.
 #![deny(unsafe_code)]
 
+pub mod conntrack;
 pub mod counters;
 pub mod flow;
 pub mod frame;
 pub mod l2fwd;
 pub mod lpm;
+pub mod nat;
 pub mod neighbour;
 pub mod pipeline;
 pub mod punt;
