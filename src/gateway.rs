@@ -15,6 +15,7 @@ use dataplane::pipeline::Pipeline;
 use dataplane::ratelimit::TokenBucket;
 use dataplane::resolver::{Resolver, ResolverConfig, ResolverStats};
 use dataplane::snapshot::Publisher;
+use dataplane::steer::Steering;
 use dataplane::tables::Tables;
 use dataplane::{DropReason, L2Forward, WorkerCounters};
 use rte::{Eal, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats, Ring};
@@ -164,6 +165,21 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
             .map(Arc::new)
             .map_err(|e| format!("{what} ring of worker {index}: {e}"))
     };
+    // Rings between workers, handoff[from][to], for connections another
+    // worker owns (dataplane::steer).
+    let n = config.workers.len();
+    let mut handoff: Vec<Vec<Option<Arc<Ring>>>> = Vec::with_capacity(n);
+    for from in 0..n {
+        let mut row = Vec::with_capacity(n);
+        for to in 0..n {
+            row.push(if from == to || n == 1 {
+                None
+            } else {
+                Some(ring(&format!("handoff{from}_"), to)?)
+            });
+        }
+        handoff.push(row);
+    }
     for (index, wc) in config.workers.iter().enumerate() {
         let rx = wc
             .rx
@@ -186,7 +202,10 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
                         index as u16,
                     )
                     .with_flows(config.flows.capacity as usize, timeouts, hz)
-                    .map_err(|e| format!("[flows] capacity: {e}"))?,
+                    .map_err(|e| format!("[flows] capacity: {e}"))?
+                    .with_steering(
+                        Steering::new(index as u16, n as u16).ok_or("too many workers")?,
+                    ),
                 ),
                 tables: publisher.reader(),
             },
@@ -199,6 +218,10 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
             counters: Arc::new(WorkerCounters::new(config.tenants.len())),
             punt: ring("punt", index)?,
             inject: ring("inject", index)?,
+            handoff_out: handoff[index].clone(),
+            handoff_in: (0..n)
+                .filter_map(|from| handoff[from][index].clone())
+                .collect(),
             stop: Arc::clone(&stop),
             drain_ticks,
         });
@@ -443,6 +466,7 @@ impl Report {
                     "tenants": tenants,
                     "arp_replies": w.arp_replies.get(),
                     "punted": w.punted.get(),
+                    "handed_off": w.handed_off.get(),
                     "echo_replies": w.echo_replies.get(),
                     "icmp_errors": w.icmp_errors.get(),
                     "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),

@@ -125,6 +125,8 @@ drop_reasons! {
     ArpNotForUs => "arp_not_for_us",
     /// The ring to the control plane was full.
     PuntFull => "punt_full",
+    /// The ring to the worker that owns the frame's connection was full.
+    HandoffFull => "handoff_full",
     /// Toward the public side from a private address with no elastic IP.
     NoNat => "no_nat",
     /// Refused by the tenant's firewall rules (no state created).
@@ -180,6 +182,8 @@ pub struct WorkerCounters {
     /// Frames handed to the control plane (ARP to learn, frames waiting
     /// for their next hop's MAC).
     pub punted: Counter,
+    /// Frames handed to the worker that owns their connection.
+    pub handed_off: Counter,
     /// By tenant index; tenants past the end (added after start) are not
     /// counted per tenant, only in the totals.
     pub tenants: Box<[TenantCounters]>,
@@ -204,6 +208,7 @@ impl WorkerCounters {
             echo_replies: Counter::default(),
             icmp_errors: Counter::default(),
             punted: Counter::default(),
+            handed_off: Counter::default(),
             tenants: (0..tenants).map(|_| TenantCounters::default()).collect(),
         }
     }

@@ -22,6 +22,7 @@ use crate::nat::Rewrite;
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
 use crate::ratelimit::TokenBucket;
+use crate::steer::Steering;
 use crate::tables::{eth_header, NextHop, PortEntry, PublicRoute, Role, Tables};
 use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
@@ -81,6 +82,8 @@ pub struct Pipeline {
     timeouts: Timeouts,
     /// Ticks of the `now` clock per second.
     hz: u64,
+    /// Set when there are several workers.
+    steer: Option<Steering>,
 }
 
 /// Flows a pipeline made with [`Pipeline::new`] holds.
@@ -103,7 +106,15 @@ impl Pipeline {
             flows: FlowTable::new(DEFAULT_FLOWS).unwrap_or_else(|_| unreachable!()),
             timeouts: Timeouts::default(),
             hz: 1_000_000_000,
+            steer: None,
         }
+    }
+
+    /// Makes this the pipeline of worker `steer.me()` of several: packets
+    /// of connections another worker owns are handed to it.
+    pub fn with_steering(mut self, steer: Steering) -> Self {
+        self.steer = Some(steer);
+        self
     }
 
     /// Replaces the flow table: `capacity` flows, `timeouts` on a clock of
@@ -256,6 +267,9 @@ impl Pipeline {
             }
             usize::from(inner.total_len())
         };
+        if let Some(owner) = self.tenant_owner(t, tenant, &data[ip_at..]) {
+            return Verdict::Handoff(owner);
+        }
         if let Some(tc) = c.tenant(tenant.id.index()) {
             tc.from_tunnel_packets.inc();
             tc.from_tunnel_bytes.add(inner_len as u64);
@@ -478,6 +492,30 @@ impl Pipeline {
         Some(self.public_exit(t, c, &exit, f, now))
     }
 
+    /// The worker that owns the connection of a packet from the public
+    /// side, if it is another (the frame still has its Ethernet header).
+    fn public_owner<F: Frame>(&self, t: &Tables, f: &F) -> Option<u16> {
+        let steer = self.steer?;
+        let tuple = Tuple::parse(f.data().get(ETH..)?)?;
+        t.eips.inbound(tuple.dst)?;
+        steer.elsewhere(
+            tuple.protocol,
+            tuple.src,
+            tuple.sport,
+            tuple.dst,
+            tuple.dport,
+        )
+    }
+
+    /// The worker that owns the connection of a tenant's IPv4 packet `ip`,
+    /// if it is another: the one its translated form belongs to.
+    fn tenant_owner(&self, t: &Tables, tenant: &Tenant, ip: &[u8]) -> Option<u16> {
+        let steer = self.steer?;
+        let tuple = Tuple::parse(ip)?;
+        let eip = t.eips.outbound(tenant.id, tuple.src)?;
+        steer.elsewhere(tuple.protocol, tuple.dst, tuple.dport, eip, tuple.sport)
+    }
+
     /// The live flow of `key`; an expired one is removed on the way.
     fn find(&mut self, c: &WorkerCounters, key: &FlowKey, now: u64) -> Option<(FlowId, Direction)> {
         match self.flows.lookup(key, now) {
@@ -629,6 +667,9 @@ impl Pipeline {
                 IpProtocol::ICMP => echo_reply(pe, f.in_port(), f.data_mut(), c),
                 _ => Verdict::Drop(D::LocalProtocol),
             };
+        }
+        if let Some(owner) = self.public_owner(t, f) {
+            return Verdict::Handoff(owner);
         }
         if let Some(v) = self.public_flow(t, c, pe, f, now) {
             return v;

@@ -7,6 +7,7 @@ use dataplane::pipeline::{Pipeline, DEFAULT_FLOWS};
 use dataplane::punt::Punt;
 use dataplane::ratelimit::TokenBucket;
 use dataplane::resolver::{Io, Resolver, ResolverConfig};
+use dataplane::steer::Steering;
 use dataplane::tables::{PortSpec, Role, RouteSpec, Spec, Tables, Target, TenantSpec};
 use dataplane::tenant::Encap;
 use dataplane::{DropReason, Frame, VecFrame, Verdict, WorkerCounters};
@@ -914,6 +915,7 @@ fn arbitrary_frames_end_as_sent_or_dropped_with_a_reason_never_a_panic() {
                 gw.resolver.punted(&gw.tables, frame, now, &mut wire);
                 gw.resolver.poll(&gw.tables, now, &mut wire);
             }
+            Verdict::Handoff(w) => panic!("one worker handed off to {w}"),
         }
     }
     assert!(
@@ -952,7 +954,7 @@ impl Gw {
         match v {
             Verdict::Punt => self.resolver.punted(&self.tables, f, now, wire),
             Verdict::Forward(p) => wire.sent.push((p, f)),
-            Verdict::Drop(_) => {}
+            Verdict::Drop(_) | Verdict::Handoff(_) => {}
         }
         v
     }
@@ -1453,4 +1455,68 @@ fn a_private_address_without_an_elastic_ip_never_reaches_the_internet() {
     assert_eq!(v, Verdict::Drop(DropReason::NoNat));
     let (v, _) = gw.t1_sends(&tcp(other_vm, 1, CLIENT, 2, "S"), 0);
     assert_eq!(v, Verdict::Drop(DropReason::NoNat));
+}
+
+#[test]
+fn two_workers_meet_both_directions_of_a_connection_in_its_owner() {
+    let tables = Tables::build(&spec(), 1, &mut NeighbourWriter::new(64)).expect("tables");
+    let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
+    let mut workers: Vec<Pipeline> = (0..2u16)
+        .map(|i| {
+            Pipeline::new(TokenBucket::new(1000, 50, SEC), i)
+                .with_steering(Steering::new(i, 2).unwrap())
+        })
+        .collect();
+    // Delivers `frame` to worker `at`, and to the owner if handed off;
+    // returns who processed it, the verdict and the frame.
+    let mut deliver = |at: usize, frame: &[u8], port: u16| {
+        let mut f = VecFrame::new(frame, port);
+        match workers[at].process(&tables, &counters[at], &mut f, 1) {
+            Verdict::Handoff(owner) => {
+                let owner = usize::from(owner);
+                assert_ne!(owner, at);
+                assert_eq!(f.data(), frame, "handed off unchanged");
+                let v = workers[owner].process(&tables, &counters[owner], &mut f, 1);
+                assert!(!matches!(v, Verdict::Handoff(_)), "the owner keeps it");
+                (owner, v, f.data().to_vec())
+            }
+            v => (at, v, f.data().to_vec()),
+        }
+    };
+    let mut owners = [0; 2];
+    for (n, sport) in (40000..40064u16).enumerate() {
+        // The two directions arrive on different workers, both ways round.
+        let (first, second) = (n % 2, 1 - n % 2);
+        let syn = eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &tcp(CLIENT, sport, EIP1, 22, "S"),
+        );
+        let (w1, v, _) = deliver(first, &syn, PUB);
+        assert_eq!(v, Verdict::Forward(UND));
+        let syn_ack = gre_frame(
+            HOST1,
+            HOST1_MAC,
+            0x2000,
+            1000,
+            0x6558,
+            &eth(
+                T1_MAC,
+                VM1_MAC,
+                EtherType::IPV4,
+                &tcp(VM, 22, CLIENT, sport, "SA"),
+            ),
+        );
+        let (w2, v, out) = deliver(second, &syn_ack, UND);
+        assert_eq!(v, Verdict::Forward(PUB), "the reply found its flow");
+        assert_eq!(assert_valid_ipv4(&out[14..]).source, EIP1);
+        assert_eq!(w1, w2, "one owner for both directions");
+        owners[w1] += 1;
+    }
+    assert!(
+        owners[0] > 10 && owners[1] > 10,
+        "both workers own connections: {owners:?}"
+    );
+    assert_eq!(workers[0].flows() + workers[1].flows(), 64);
 }
