@@ -168,6 +168,12 @@ impl Tuple {
     /// flows do not track: other protocols, ICMP other than echo, and
     /// transport headers too short to hold what is read here.
     pub fn parse(ip: &[u8]) -> Option<Tuple> {
+        Self::read(ip, false)
+    }
+
+    /// `quoted`: the datagram is an ICMP error's quote, of which only the
+    /// first 8 transport bytes are sure to be there (no TCP flags).
+    fn read(ip: &[u8], quoted: bool) -> Option<Tuple> {
         let ihl = usize::from(*ip.first()? & 0xf) * 4;
         let addr = |at: usize| -> Option<u32> {
             Some(u32::from_be_bytes(ip.get(at..at + 4)?.try_into().ok()?))
@@ -180,7 +186,11 @@ impl Tuple {
         let protocol = *ip.get(9)?;
         let (sport, dport, flags, opens) = match IpProtocol(protocol) {
             IpProtocol::TCP => {
-                let flags = TcpFlags(*l4.get(13)?);
+                let flags = match l4.get(13) {
+                    Some(&f) => TcpFlags(f),
+                    None if quoted => TcpFlags(0),
+                    None => return None,
+                };
                 (port(0)?, port(2)?, flags, flags.opens())
             }
             IpProtocol::UDP => (port(0)?, port(2)?, TcpFlags(0), true),
@@ -204,6 +214,28 @@ impl Tuple {
             flags,
             opens,
         })
+    }
+
+    /// For an ICMP error (RFC 792 types 3, 4, 5, 11, 12) in IPv4 packet
+    /// `ip`: the tuple of the datagram it quotes (at least its IPv4 header
+    /// and 8 bytes, RFC 1812 4.3.2.3), and where that quote starts in
+    /// `ip`. `None` for anything else.
+    pub fn parse_quoted(ip: &[u8]) -> Option<(Tuple, usize)> {
+        if *ip.get(9)? != IpProtocol::ICMP.0 {
+            return None;
+        }
+        let ihl = usize::from(*ip.first()? & 0xf) * 4;
+        if !crate::wire::icmp::IcmpType(*ip.get(ihl)?).is_error() {
+            return None;
+        }
+        let at = ihl + 8;
+        let quoted = ip.get(at..)?;
+        let qihl = usize::from(*quoted.first()? & 0xf) * 4;
+        if qihl < 20 || quoted.len() < qihl + 8 {
+            return None;
+        }
+        let tuple = Tuple::read(quoted, true)?;
+        Some((tuple, at))
     }
 
     /// The packet's key in `zone`.

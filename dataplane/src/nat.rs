@@ -51,6 +51,11 @@ impl Rewrite {
         }
     }
 
+    /// The address written.
+    pub fn addr(&self) -> u32 {
+        self.addr
+    }
+
     /// Applies the rewrite to the IPv4 packet `ip` (header of `ihl` bytes,
     /// validated, followed by at least the ports of TCP or UDP). Returns
     /// false, leaving the packet as it was, if the transport header is too
@@ -85,6 +90,51 @@ impl Rewrite {
         ip[10..12].copy_from_slice(&self.delta.apply(hc).to_be_bytes());
         true
     }
+}
+
+/// Translates the datagram an ICMP error quotes (RFC 5508 REQ-3): its
+/// source (`inner_src`) or destination becomes `addr`, with its IPv4
+/// checksum, its TCP or UDP checksum where the quote holds it, and the
+/// ICMP checksum over the whole message. `icmp` starts at the ICMP header;
+/// the quote was parsed before ([`crate::conntrack::Tuple::parse_quoted`]).
+pub fn translate_quoted(icmp: &mut [u8], inner_src: bool, addr: u32) -> bool {
+    let Some(q) = icmp.get_mut(8..) else {
+        return false;
+    };
+    let Some(&first) = q.first() else {
+        return false;
+    };
+    let ihl = usize::from(first & 0xf) * 4;
+    if q.len() < ihl.max(20) {
+        return false;
+    }
+    let at = if inner_src { 12 } else { 16 };
+    let old = u32::from_be_bytes([q[at], q[at + 1], q[at + 2], q[at + 3]]);
+    let delta = Delta::new().add_u32(old, addr);
+    q[at..at + 4].copy_from_slice(&addr.to_be_bytes());
+    let hc = u16::from_be_bytes([q[10], q[11]]);
+    q[10..12].copy_from_slice(&delta.apply(hc).to_be_bytes());
+    let l4 = match IpProtocol(q[9]) {
+        IpProtocol::TCP => Some((ihl + 16, false)),
+        IpProtocol::UDP => Some((ihl + 6, true)),
+        _ => None,
+    };
+    if let Some((c, udp)) = l4 {
+        if let Some(sum) = q.get_mut(c..c + 2) {
+            let hc = u16::from_be_bytes([sum[0], sum[1]]);
+            let new = if udp {
+                delta.apply_udp(hc)
+            } else {
+                delta.apply(hc)
+            };
+            sum.copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    // The quote changed in several places; errors are rare, so sum anew.
+    icmp[2..4].fill(0);
+    let sum = crate::wire::checksum::checksum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    true
 }
 
 /// The elastic IPs, both ways.

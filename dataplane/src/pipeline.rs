@@ -18,7 +18,7 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::flow::{
     CapacityError, Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup as FlowLookup, Zone,
 };
-use crate::nat::Rewrite;
+use crate::nat::{translate_quoted, Rewrite};
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
 use crate::ratelimit::TokenBucket;
@@ -420,6 +420,9 @@ impl Pipeline {
         f: &mut F,
         now: u64,
     ) -> Option<Verdict> {
+        if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
+            return self.public_icmp_error(t, c, pe, f, &quoted, at, now);
+        }
         let tuple = Tuple::parse(f.data().get(ETH..)?)?;
         let key = tuple.key(Zone::PUBLIC);
         let (id, dir) = match self.find(c, &key, now) {
@@ -461,6 +464,9 @@ impl Pipeline {
         f: &mut F,
         now: u64,
     ) -> Option<Verdict> {
+        if let Some((quoted, at)) = Tuple::parse_quoted(f.data()) {
+            return self.tenant_icmp_error(t, c, tenant, underlay_mtu, f, &quoted, at, now);
+        }
         let tuple = Tuple::parse(f.data())?;
         let key = tuple.key(Zone::tenant(tenant.id.index())?);
         let (id, dir) = match self.find(c, &key, now) {
@@ -492,11 +498,88 @@ impl Pipeline {
         Some(self.public_exit(t, c, &exit, f, now))
     }
 
+    /// An ICMP error from the Internet about a datagram of a translated
+    /// flow (RFC 5508): into the tenant, its destination and the quoted
+    /// source translated back. The frame still has its Ethernet header;
+    /// the quote starts `at` bytes into the IPv4 packet.
+    #[allow(clippy::too_many_arguments)]
+    fn public_icmp_error<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        pe: &PortEntry,
+        f: &mut F,
+        quoted: &Tuple,
+        at: usize,
+        now: u64,
+    ) -> Option<Verdict> {
+        // The quoted datagram left from an elastic IP; its answers would
+        // arrive with the addresses and ports turned around.
+        let key = quoted.reply_key(Zone::PUBLIC, quoted.dst, quoted.src);
+        let (id, _) = self.flows.lookup(&key, now).hit()?;
+        let conn = *self.flows.get(id)?;
+        if ip_dst(f.data().get(ETH..)?) != quoted.src {
+            return None;
+        }
+        if !f.adj(ETH) {
+            return Some(Verdict::Drop(D::Ipv4Invalid));
+        }
+        let private = conn.to_tenant.addr();
+        let icmp_at = at - 8;
+        if !translate_quoted(&mut f.data_mut()[icmp_at..], true, private) {
+            return Some(Verdict::Drop(D::Ipv4Invalid));
+        }
+        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel, conn.to_tenant, now))
+    }
+
+    /// An ICMP error from a tenant about a datagram of a translated flow
+    /// (RFC 5508): out of the public side, its source and the quoted
+    /// destination translated to the elastic IP. The frame starts at the
+    /// IPv4 header; the quote starts `at` bytes into it.
+    #[allow(clippy::too_many_arguments)]
+    fn tenant_icmp_error<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        tenant: &Tenant,
+        underlay_mtu: u16,
+        f: &mut F,
+        quoted: &Tuple,
+        at: usize,
+        now: u64,
+    ) -> Option<Verdict> {
+        let zone = Zone::tenant(tenant.id.index())?;
+        let key = quoted.reply_key(zone, quoted.dst, quoted.src);
+        let (id, _) = self.flows.lookup(&key, now).hit()?;
+        let conn = *self.flows.get(id)?;
+        let src = u32::from_be_bytes(f.data().get(12..16)?.try_into().ok()?);
+        if src != quoted.dst {
+            return None;
+        }
+        let eip = conn.to_public.addr();
+        if !translate_quoted(&mut f.data_mut()[at - 8..], false, eip) {
+            return Some(Verdict::Drop(D::Ipv4Invalid));
+        }
+        let exit = Exit {
+            tenant,
+            underlay_mtu,
+            may_error: true,
+            nat: conn.to_public,
+        };
+        Some(self.public_exit(t, c, &exit, f, now))
+    }
+
     /// The worker that owns the connection of a packet from the public
     /// side, if it is another (the frame still has its Ethernet header).
     fn public_owner<F: Frame>(&self, t: &Tables, f: &F) -> Option<u16> {
         let steer = self.steer?;
-        let tuple = Tuple::parse(f.data().get(ETH..)?)?;
+        let ip = f.data().get(ETH..)?;
+        if let Some((q, _)) = Tuple::parse_quoted(ip) {
+            // An error about what an elastic IP sent.
+            t.eips.inbound(q.src)?;
+            return steer.elsewhere(q.protocol, q.dst, q.dport, q.src, q.sport);
+        }
+        let tuple = Tuple::parse(ip)?;
         t.eips.inbound(tuple.dst)?;
         steer.elsewhere(
             tuple.protocol,
@@ -511,6 +594,11 @@ impl Pipeline {
     /// if it is another: the one its translated form belongs to.
     fn tenant_owner(&self, t: &Tables, tenant: &Tenant, ip: &[u8]) -> Option<u16> {
         let steer = self.steer?;
+        if let Some((q, _)) = Tuple::parse_quoted(ip) {
+            // An error about what the Internet sent to an elastic IP.
+            let eip = t.eips.outbound(tenant.id, q.dst)?;
+            return steer.elsewhere(q.protocol, q.src, q.sport, eip, q.dport);
+        }
         let tuple = Tuple::parse(ip)?;
         let eip = t.eips.outbound(tenant.id, tuple.src)?;
         steer.elsewhere(tuple.protocol, tuple.dst, tuple.dport, eip, tuple.sport)

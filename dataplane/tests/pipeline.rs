@@ -1520,3 +1520,98 @@ fn two_workers_meet_both_directions_of_a_connection_in_its_owner() {
     );
     assert_eq!(workers[0].flows() + workers[1].flows(), 64);
 }
+
+/// An ICMP error from `src` to `dst` quoting `datagram` (its header and 8
+/// bytes, as routers send, or all of it).
+fn icmp_error(src: [u8; 4], dst: [u8; 4], ty: Icmpv4Type, datagram: &[u8], whole: bool) -> Vec<u8> {
+    let ihl = usize::from(datagram[0] & 0xf) * 4;
+    let quote = if whole {
+        datagram
+    } else {
+        &datagram[..ihl + 8]
+    };
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64)
+        .icmpv4(ty)
+        .write(&mut out, quote)
+        .unwrap();
+    out
+}
+
+/// Checks an ICMP error's checksums (its own and the quoted header's) and
+/// returns the quoted (source, destination).
+fn quoted_addrs(ip: &[u8]) -> ([u8; 4], [u8; 4]) {
+    let icmp = &ip[20..];
+    assert_eq!(
+        etherparse::checksum::Sum16BitWords::new()
+            .add_slice(icmp)
+            .ones_complement(),
+        0,
+        "ICMP checksum"
+    );
+    let q = &icmp[8..];
+    let (h, _) = Ipv4Header::from_slice(q).unwrap();
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "quoted IPv4 checksum"
+    );
+    (h.source, h.destination)
+}
+
+#[test]
+fn icmp_errors_about_translated_flows_are_translated_both_ways() {
+    let mut gw = Gw::new();
+    // A connection from t1's VM to the client, through EIP1.
+    let syn = tcp(VM, 5555, CLIENT, 80, "S");
+    assert_eq!(gw.t1_sends(&syn, 0).0, Verdict::Forward(PUB));
+    // A router on the way answers Fragmentation Needed about what left.
+    let left = tcp(EIP1, 5555, CLIENT, 80, "S");
+    let router = [1, 1, 1, 254];
+    let frag = Icmpv4Type::DestinationUnreachable(
+        etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+    );
+    let err = icmp_error(router, EIP1, frag, &left, false);
+    let (v, out) = gw.client_sends(&err, 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let ip = tunnelled_ip(&out);
+    let h = assert_valid_ipv4(&ip);
+    assert_eq!((h.source, h.destination), (router, VM));
+    assert_eq!(
+        quoted_addrs(&ip),
+        (VM, CLIENT),
+        "the VM sees its own datagram"
+    );
+
+    // The other way: the client's UDP to EIP2 finds no listener in t2's VM.
+    let dgram = inner_udp(CLIENT, EIP2, 64, b"anyone?");
+    let (v, out) = gw.client_sends(&dgram, 2);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (_, _, _, _, delivered) = open_gre(&out);
+    let unreachable =
+        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port);
+    let err = icmp_error(VM, CLIENT, unreachable, &delivered, true);
+    let frame = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &err);
+    let (v, out) = gw.run(&frame, UND);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let h = assert_valid_ipv4(&out[14..]);
+    assert_eq!((h.source, h.destination), (EIP2, CLIENT));
+    assert_eq!(
+        quoted_addrs(&out[14..]),
+        (CLIENT, EIP2),
+        "10.0.0.7 never shows"
+    );
+    let quoted_udp = &out[14 + 28 + 20..];
+    let (uh, _) = etherparse::UdpHeader::from_slice(quoted_udp).unwrap();
+    let want = uh
+        .calc_checksum_ipv4_raw(CLIENT, EIP2, &quoted_udp[8..])
+        .unwrap();
+    assert_eq!(uh.checksum, want, "quoted UDP checksum translated too");
+
+    // An error about nothing the gateway sent goes nowhere.
+    let frag = Icmpv4Type::DestinationUnreachable(
+        etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+    );
+    let stray = icmp_error(router, EIP1, frag, &tcp(EIP1, 1, CLIENT, 2, "S"), false);
+    assert_ne!(gw.client_sends(&stray, 3).0, Verdict::Forward(UND));
+}
