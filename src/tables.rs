@@ -3,8 +3,8 @@
 //! `ctl` speaks in port names and config types, `dataplane` in DPDK port
 //! ids and plain values; this is the one place that knows both.
 
-use ctl::config::{Config, Encap, Role, RouteTarget};
-use dataplane::tables::{self, PortSpec, RouteSpec, Spec, Target, TenantSpec};
+use ctl::config::{Config, Encap, Filtering, Role, RouteTarget};
+use dataplane::tables::{self, PortSpec, RouteSpec, SnatSpec, Spec, Target, TenantSpec};
 use dataplane::tenant;
 use rte::MacAddr;
 
@@ -103,6 +103,19 @@ pub fn spec(config: &Config, ports: &[(u16, MacAddr)]) -> Spec {
             .eips
             .iter()
             .filter_map(|e| Some((e.public, config.tenants.get(e.tenant)?.key, e.private)))
+            .collect(),
+        snat: config
+            .snat
+            .iter()
+            .filter_map(|p| {
+                Some(SnatSpec {
+                    key: config.tenants.get(p.tenant)?.key,
+                    addrs: p.addresses.clone(),
+                    ports: p.ports,
+                    max_blocks: p.max_blocks,
+                    endpoint_independent_filtering: p.filtering == Filtering::EndpointIndependent,
+                })
+            })
             .collect(),
         mss_clamp: config.tcp.mss_clamp,
     }

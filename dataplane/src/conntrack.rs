@@ -12,6 +12,7 @@
 
 use crate::flow::{FlowKey, Zone};
 use crate::nat::Rewrite;
+use crate::snat::Inside;
 use crate::wire::IpProtocol;
 
 /// Lifetimes, in seconds, as configured.
@@ -271,6 +272,8 @@ pub struct Conn {
     pub to_public: Rewrite,
     pub protocol: u8,
     pub tcp: TcpState,
+    /// For shared source NAT: the mapping the flow holds a share of.
+    pub snat: Option<Inside>,
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod punt;
 pub mod ratelimit;
 pub mod resolver;
 pub mod snapshot;
+pub mod snat;
 pub mod steer;
 pub mod tables;
 pub mod tenant;
