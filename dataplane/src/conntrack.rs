@@ -176,6 +176,10 @@ impl Tuple {
     /// first 8 transport bytes are sure to be there (no TCP flags).
     fn read(ip: &[u8], quoted: bool) -> Option<Tuple> {
         let ihl = usize::from(*ip.first()? & 0xf) * 4;
+        // A later fragment has no transport header to read.
+        if u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x1fff != 0 {
+            return None;
+        }
         let addr = |at: usize| -> Option<u32> {
             Some(u32::from_be_bytes(ip.get(at..at + 4)?.try_into().ok()?))
         };
@@ -237,6 +241,22 @@ impl Tuple {
         }
         let tuple = Tuple::read(quoted, true)?;
         Some((tuple, at))
+    }
+
+    /// A later fragment's tuple, with the ports its first fragment had.
+    pub fn of_fragment(ip: &[u8], sport: u16, dport: u16) -> Option<Tuple> {
+        let addr = |at: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(ip.get(at..at + 4)?.try_into().ok()?))
+        };
+        Some(Tuple {
+            protocol: *ip.get(9)?,
+            src: addr(12)?,
+            dst: addr(16)?,
+            sport,
+            dport,
+            flags: TcpFlags(0),
+            opens: false,
+        })
     }
 
     /// The packet's key in `zone`.

@@ -9,6 +9,7 @@
 pub mod conntrack;
 pub mod counters;
 pub mod flow;
+pub mod fragments;
 pub mod frame;
 pub mod l2fwd;
 pub mod lpm;

@@ -99,7 +99,11 @@ impl Rewrite {
         };
         // (checksum offset, UDP rules, port offset, the checksum's change)
         let src = self.field == Field::Src;
+        // A later fragment holds no transport header: the first fragment's
+        // checksum update covers the whole datagram.
+        let later_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0;
         let l4 = match IpProtocol(ip[9]) {
+            _ if later_fragment => None,
             IpProtocol::TCP => Some((16, false, if src { 0 } else { 2 }, self.l4_delta)),
             IpProtocol::UDP => Some((6, true, if src { 0 } else { 2 }, self.l4_delta)),
             // ICMP has no pseudo-header: only an echo identifier counts.

@@ -18,6 +18,7 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::flow::{
     CapacityError, Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup as FlowLookup, Zone,
 };
+use crate::fragments::{fragment_of, FragError, FragKey, Fragments};
 use crate::nat::{translate_quoted, Rewrite};
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
@@ -87,7 +88,13 @@ pub struct Pipeline {
     steer: Option<Steering>,
     /// This worker's share of the source NAT pools.
     snat: Snat,
+    /// The ports of datagrams whose first fragment went through.
+    frags: Fragments,
 }
+
+/// How long a datagram's later fragments may trail its first, in seconds
+/// (Linux's ipfrag_time).
+const FRAGMENT_LIFE: u64 = 30;
 
 /// How a new flow from a tenant is translated.
 #[derive(Clone, Copy)]
@@ -120,6 +127,7 @@ impl Pipeline {
             hz: 1_000_000_000,
             steer: None,
             snat: Snat::default(),
+            frags: Fragments::default(),
         }
     }
 
@@ -288,7 +296,7 @@ impl Pipeline {
             if !tenant.owns(u32::from(inner.src_addr())) {
                 return Verdict::Drop(D::TenantSpoof);
             }
-            if inner.is_fragment() || inner.has_options() {
+            if inner.has_options() {
                 return Verdict::Drop(D::SlowPath);
             }
             usize::from(inner.total_len())
@@ -449,7 +457,10 @@ impl Pipeline {
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
             return self.public_icmp_error(t, c, pe, f, &quoted, at, now);
         }
-        let tuple = Tuple::parse(f.data().get(ETH..)?)?;
+        let tuple = match self.fragment_tuple(Zone::PUBLIC, f.data().get(ETH..)?, now) {
+            Ok(tuple) => tuple?,
+            Err(reason) => return Some(Verdict::Drop(reason)),
+        };
         let key = tuple.key(Zone::PUBLIC);
         let (id, dir) = match self.find(t, c, &key, now) {
             Some(hit) => hit,
@@ -506,8 +517,12 @@ impl Pipeline {
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data()) {
             return self.tenant_icmp_error(t, c, tenant, underlay_mtu, f, &quoted, at, now);
         }
-        let tuple = Tuple::parse(f.data())?;
-        let key = tuple.key(Zone::tenant(tenant.id.index())?);
+        let zone = Zone::tenant(tenant.id.index())?;
+        let tuple = match self.fragment_tuple(zone, f.data(), now) {
+            Ok(tuple) => tuple?,
+            Err(reason) => return Some(Verdict::Drop(reason)),
+        };
+        let key = tuple.key(zone);
         let (id, dir) = match self.find(t, c, &key, now) {
             Some(hit) => hit,
             None => {
@@ -618,21 +633,27 @@ impl Pipeline {
     fn public_owner<F: Frame>(&self, t: &Tables, f: &F) -> Option<u16> {
         let steer = self.steer?;
         let ip = f.data().get(ETH..)?;
-        // (protocol, remote, its port, the gateway's public end, its port)
-        let (proto, remote, rport, local, lport) = match Tuple::parse_quoted(ip) {
+        // (protocol, remote, the gateway's public end, its port if known)
+        let (proto, remote, local, lport) = match Tuple::parse_quoted(ip) {
             // An error about what the gateway sent.
-            Some((q, _)) => (q.protocol, q.dst, q.dport, q.src, q.sport),
-            None => {
-                let p = Tuple::parse(ip)?;
-                (p.protocol, p.src, p.sport, p.dst, p.dport)
-            }
+            Some((q, _)) => (q.protocol, q.dst, q.src, Some(q.sport)),
+            None => match Tuple::parse(ip) {
+                Some(p) => (p.protocol, p.src, p.dst, Some(p.dport)),
+                // A later fragment: addresses only.
+                None => {
+                    let (src, dst) = addrs(ip)?;
+                    (*ip.get(9)?, src, dst, None)
+                }
+            },
         };
         if t.eips.inbound(local).is_some() {
-            return steer.elsewhere(proto, remote, rport, local, lport);
+            // Without ports, so that fragments find their owner too.
+            return steer.elsewhere(proto, remote, 0, local, 0);
         }
-        // A shared NAT address: the port's block names the worker.
+        // A shared NAT address: the port's block names the worker. (A
+        // later fragment to one stays where it arrived: see decisions.md.)
         let (_, pool) = t.pools.of_addr(local)?;
-        let owner = pool.owner_of_port(lport, steer.workers())?;
+        let owner = pool.owner_of_port(lport?, steer.workers())?;
         (owner != steer.me()).then_some(owner)
     }
 
@@ -640,25 +661,62 @@ impl Pipeline {
     /// if it is another: the one its translated form belongs to.
     fn tenant_owner(&self, t: &Tables, tenant: &Tenant, ip: &[u8]) -> Option<u16> {
         let steer = self.steer?;
-        // (protocol, remote, its port, the private end, its port)
-        let (proto, remote, rport, private, pport) = match Tuple::parse_quoted(ip) {
+        // (protocol, remote, the private end)
+        let (proto, remote, private) = match Tuple::parse_quoted(ip) {
             // An error about what the Internet sent in.
-            Some((q, _)) => (q.protocol, q.src, q.sport, q.dst, q.dport),
+            Some((q, _)) => (q.protocol, q.src, q.dst),
             None => {
-                let p = Tuple::parse(ip)?;
-                (p.protocol, p.dst, p.dport, p.src, p.sport)
+                let (src, dst) = addrs(ip)?;
+                (*ip.get(9)?, dst, src)
             }
         };
         if let Some(eip) = t.eips.outbound(tenant.id, private) {
-            return steer.elsewhere(proto, remote, rport, eip, pport);
+            return steer.elsewhere(proto, remote, 0, eip, 0);
         }
         t.pools.of_tenant(tenant.id)?;
         if t.ingress.lookup(private) == Some(tenant.id.0) {
             return None;
         }
-        // Endpoint-independent mapping: the private end alone decides, and
-        // the owner hands out ports from its own blocks.
-        steer.elsewhere(0, private, pport, tenant.id.0, 0)
+        // The private address alone decides: all of a host's mappings live
+        // with one worker, which hands out ports from its own blocks.
+        steer.elsewhere(0, private, 0, tenant.id.0, 0)
+    }
+
+    /// The tuple of IPv4 packet `ip` in `zone`, `None` for what flows do
+    /// not track. A first fragment's ports are remembered; a later one gets
+    /// them back, or is refused.
+    fn fragment_tuple(
+        &mut self,
+        zone: Zone,
+        ip: &[u8],
+        now: u64,
+    ) -> Result<Option<Tuple>, DropReason> {
+        let Some((ident, first)) = fragment_of(ip) else {
+            return Ok(Tuple::parse(ip));
+        };
+        let Some(addrs) = ip.get(12..20) else {
+            return Ok(None);
+        };
+        let key = FragKey {
+            zone: zone.get(),
+            protocol: ip[9],
+            src: u32::from_be_bytes([addrs[0], addrs[1], addrs[2], addrs[3]]),
+            dst: u32::from_be_bytes([addrs[4], addrs[5], addrs[6], addrs[7]]),
+            ident,
+        };
+        if first {
+            let tuple = Tuple::parse(ip);
+            if let Some(t) = tuple {
+                let deadline = now.saturating_add(FRAGMENT_LIFE.saturating_mul(self.hz));
+                self.frags.first(key, t.sport, t.dport, deadline);
+            }
+            return Ok(tuple);
+        }
+        match self.frags.later(key, now) {
+            Ok((sport, dport)) => Ok(Tuple::of_fragment(ip, sport, dport)),
+            Err(FragError::Orphan) => Err(D::FragmentOrphan),
+            Err(FragError::Limit) => Err(D::FragmentLimit),
+        }
     }
 
     /// The live flow of `key`; an expired one is removed on the way.
@@ -888,7 +946,7 @@ impl Pipeline {
         f: &mut F,
         now: u64,
     ) -> Verdict {
-        let (dst, protocol, special, tail) = {
+        let (dst, protocol, fragment, options, tail) = {
             let data = f.data();
             let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
                 return Verdict::Drop(D::Ipv4Invalid);
@@ -900,11 +958,13 @@ impl Pipeline {
             (
                 u32::from(ip.dst_addr()),
                 ip.protocol(),
-                ip.is_fragment() || ip.has_options(),
+                ip.is_fragment(),
+                ip.has_options(),
                 tail,
             )
         };
-        if special {
+        // Fragments for the gateway itself would need reassembly.
+        if options || (fragment && pe.is_local(dst)) {
             return Verdict::Drop(D::SlowPath);
         }
         if !f.trim(tail) {
@@ -1144,6 +1204,15 @@ fn check_local_ipv4<F: Frame>(pe: &PortEntry, f: &mut F) -> Result<(IpProtocol, 
     Ok((protocol, ihl))
 }
 
+/// The source and destination of IPv4 packet `ip`.
+fn addrs(ip: &[u8]) -> Option<(u32, u32)> {
+    let a = ip.get(12..20)?;
+    Some((
+        u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_be_bytes([a[4], a[5], a[6], a[7]]),
+    ))
+}
+
 /// The tunnel `tenant` routes `addr` to.
 fn tunnel_to(t: &Tables, tenant: &Tenant, addr: u32) -> Result<u32, DropReason> {
     match t
@@ -1201,7 +1270,8 @@ fn tunnel_inner_mtu(encap: Encap, mtu: u16) -> u16 {
 
 /// Clamps the MSS of a TCP SYN in `ip` so that segments fit `mtu`.
 fn clamp_syn(ip: &mut [u8], mtu: u16) {
-    if ip[9] != IpProtocol::TCP.0 {
+    // A later fragment's payload is no TCP header.
+    if ip[9] != IpProtocol::TCP.0 || u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
         return;
     }
     let ihl = usize::from(ip[0] & 0xf) * 4;

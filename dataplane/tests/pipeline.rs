@@ -1489,13 +1489,16 @@ fn two_workers_meet_both_directions_of_a_connection_in_its_owner() {
     };
     let mut owners = [0; 2];
     for (n, sport) in (40000..40064u16).enumerate() {
-        // The two directions arrive on different workers, both ways round.
+        // The two directions arrive on different workers, both ways round;
+        // remotes all over the Internet (connections are owned by their
+        // addresses, so that fragments find their owner too).
         let (first, second) = (n % 2, 1 - n % 2);
+        let remote = [8, 8, n as u8, 1];
         let syn = eth(
             PUB_MAC,
             CLIENT_MAC,
             EtherType::IPV4,
-            &tcp(CLIENT, sport, EIP1, 22, "S"),
+            &tcp(remote, sport, EIP1, 22, "S"),
         );
         let (w1, v, _) = deliver(first, &syn, PUB);
         assert_eq!(v, Verdict::Forward(UND));
@@ -1509,7 +1512,7 @@ fn two_workers_meet_both_directions_of_a_connection_in_its_owner() {
                 T1_MAC,
                 VM1_MAC,
                 EtherType::IPV4,
-                &tcp(VM, 22, CLIENT, sport, "SA"),
+                &tcp(VM, 22, remote, sport, "SA"),
             ),
         );
         let (w2, v, out) = deliver(second, &syn_ack, UND);
@@ -1773,7 +1776,12 @@ fn a_ping_through_the_pool_has_its_identifier_translated() {
 
 #[test]
 fn two_workers_keep_each_mapping_with_the_owner_of_its_port() {
-    let spec = spec_with_pool(8, false);
+    let mut spec = spec_with_pool(8, false);
+    // Hosts are owned by their address: many hosts, one port each.
+    let host = |n: usize| [10, 0, 0, 10 + n as u8];
+    for n in 0..40 {
+        spec.inner_neighbours.push((1000, ip(host(n)), VM8_MAC));
+    }
     let tables = Tables::build(&spec, 1, &mut NeighbourWriter::new(64)).expect("tables");
     let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
     let mut workers: Vec<Pipeline> = (0..2u16)
@@ -1806,7 +1814,7 @@ fn two_workers_keep_each_mapping_with_the_owner_of_its_port() {
                 T1_MAC,
                 VM8_MAC,
                 EtherType::IPV4,
-                &udp_from(VM8, sport, CLIENT, 53),
+                &udp_from(host(n), sport, CLIENT, 53),
             ),
         );
         let (w1, v, out) = deliver(n % 2, &out_frame, UND);
@@ -1824,4 +1832,92 @@ fn two_workers_keep_each_mapping_with_the_owner_of_its_port() {
         owners[w1] += 1;
     }
     assert!(owners[0] > 5 && owners[1] > 5, "{owners:?}");
+}
+
+// ---------------------------------------------------------- fragments
+
+/// Splits an IPv4 datagram (no options) after `first` bytes of payload (a
+/// multiple of 8) into two fragments, checksums by etherparse.
+fn fragments(datagram: &[u8], first: usize) -> [Vec<u8>; 2] {
+    let (h, payload) = Ipv4Header::from_slice(datagram).unwrap();
+    let make = |part: &[u8], offset: usize, more: bool| {
+        let mut fh = h.clone();
+        fh.more_fragments = more;
+        fh.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap();
+        fh.set_payload_len(part.len()).unwrap();
+        fh.header_checksum = fh.calc_header_checksum();
+        let mut out = Vec::new();
+        fh.write(&mut out).unwrap();
+        out.extend_from_slice(part);
+        out
+    };
+    [
+        make(&payload[..first], 0, true),
+        make(&payload[first..], first, false),
+    ]
+}
+
+/// Puts two fragments back together (addresses from the first).
+fn reassemble(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let (h, pa) = Ipv4Header::from_slice(a).unwrap();
+    let (_, pb) = Ipv4Header::from_slice(b).unwrap();
+    let mut whole = h.clone();
+    whole.more_fragments = false;
+    let mut payload = pa.to_vec();
+    payload.extend_from_slice(pb);
+    whole.set_payload_len(payload.len()).unwrap();
+    whole.header_checksum = whole.calc_header_checksum();
+    let mut out = Vec::new();
+    whole.write(&mut out).unwrap();
+    out.extend_from_slice(&payload);
+    out
+}
+
+#[test]
+fn fragments_follow_their_first_through_nat_and_never_alone() {
+    let mut gw = Gw::new();
+    let datagram = inner_udp(CLIENT, EIP1, 64, &[7u8; 200]);
+    let [first, second] = fragments(&datagram, 48);
+
+    // A later fragment before its first: nothing to follow.
+    let (v, _) = gw.client_sends(&second, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::FragmentOrphan));
+
+    let (v, out1) = gw.client_sends(&first, 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (v, out2) = gw.client_sends(&second, 2);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (a, b) = (tunnelled_ip(&out1), tunnelled_ip(&out2));
+    assert_eq!(assert_valid_ipv4(&a).destination, VM);
+    assert_eq!(assert_valid_ipv4(&b).destination, VM);
+    let whole = reassemble(&a, &b);
+    assert_valid_transport(&whole);
+    assert_eq!(&whole[28..], &datagram[28..], "payload untouched");
+
+    // The VM answers with a fragmented datagram too: both leave as EIP1.
+    let answer = inner_udp(VM, CLIENT, 64, &[9u8; 300]);
+    let [f1, f2] = fragments(&answer, 96);
+    let (v, o1) = gw.t1_sends(&f1, 3);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let (v, o2) = gw.t1_sends(&f2, 4);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(assert_valid_ipv4(&o1[14..]).source, EIP1);
+    assert_eq!(assert_valid_ipv4(&o2[14..]).source, EIP1);
+    assert_valid_transport(&reassemble(&o1[14..], &o2[14..]));
+}
+
+#[test]
+fn a_datagram_in_too_many_pieces_is_cut_off() {
+    let mut gw = Gw::new();
+    let datagram = inner_udp(CLIENT, EIP1, 64, &[1u8; 64]);
+    let [first, second] = fragments(&datagram, 16);
+    assert_eq!(gw.client_sends(&first, 0).0, Verdict::Forward(UND));
+    // The same later fragment again and again (a flood of pieces).
+    for _ in 1..dataplane::fragments::MAX_FRAGMENTS {
+        assert_eq!(gw.client_sends(&second, 0).0, Verdict::Forward(UND));
+    }
+    assert_eq!(
+        gw.client_sends(&second, 0).0,
+        Verdict::Drop(DropReason::FragmentLimit)
+    );
 }
