@@ -90,6 +90,8 @@ pub struct Pipeline {
     snat: Snat,
     /// The ports of datagrams whose first fragment went through.
     frags: Fragments,
+    /// Live flows one tenant may hold on this worker.
+    quota: u64,
 }
 
 /// How long a datagram's later fragments may trail its first, in seconds
@@ -128,7 +130,15 @@ impl Pipeline {
             steer: None,
             snat: Snat::default(),
             frags: Fragments::default(),
+            quota: u64::MAX,
         }
+    }
+
+    /// Limits the live flows of each tenant on this worker to `per_tenant`.
+    #[must_use]
+    pub fn with_quota(mut self, per_tenant: u64) -> Self {
+        self.quota = per_tenant;
+        self
     }
 
     /// Gives this worker its share of the source NAT `pools`: call it last,
@@ -919,7 +929,17 @@ impl Pipeline {
     ) -> Result<FlowId, DropReason> {
         let life = self.timeouts.of(conn.protocol, conn.tcp);
         let deadline = now.saturating_add(life.saturating_mul(self.hz));
-        let result = self.flows.insert(forward, reply, deadline, conn);
+        // The tenant's live flows here: this worker's own counters.
+        let live = c.tenant(conn.tenant as usize).map_or(0, |tc| {
+            tc.flows_created
+                .get()
+                .saturating_sub(tc.flows_expired.get())
+        });
+        let result = if live >= self.quota {
+            Err(InsertError::Full)
+        } else {
+            self.flows.insert(forward, reply, deadline, conn)
+        };
         if let (Err(_), Some(inside)) = (&result, conn.snat) {
             self.snat.release(&t.pools, inside);
         }
@@ -930,6 +950,7 @@ impl Pipeline {
                 }
                 Ok(id)
             }
+            Err(InsertError::Full) if live >= self.quota => Err(D::Quota),
             Err(InsertError::Full | InsertError::NoRoom) => Err(D::FlowTableFull),
             // The reply key is taken: another flow already owns this
             // mapping (e.g. opened from the other side first).

@@ -1921,3 +1921,26 @@ fn a_datagram_in_too_many_pieces_is_cut_off() {
         Verdict::Drop(DropReason::FragmentLimit)
     );
 }
+
+#[test]
+fn a_tenant_cannot_hold_more_flows_than_its_quota() {
+    let mut gw = Gw::new();
+    gw.pipeline = Pipeline::new(TokenBucket::new(1000, 50, SEC), 0).with_quota(3);
+    for sport in 0..3 {
+        let (v, _) = gw.t1_sends(&udp_from(VM, 1000 + sport, CLIENT, 53), 0);
+        assert_eq!(v, Verdict::Forward(PUB));
+    }
+    let (v, _) = gw.t1_sends(&udp_from(VM, 2000, CLIENT, 53), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Quota));
+    // Inbound flows count too, and the other tenant is not affected.
+    let (v, _) = gw.client_sends(&tcp(CLIENT, 40000, EIP1, 22, "S"), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Quota));
+    let (v, _) = gw.client_sends(&tcp(CLIENT, 40000, EIP2, 23, "S"), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    // Flows that end make room again.
+    for _ in 0..DEFAULT_FLOWS / 64 + 1 {
+        gw.pipeline.sweep(&gw.tables, &gw.counters, 121 * SEC);
+    }
+    let (v, _) = gw.t1_sends(&udp_from(VM, 2000, CLIENT, 53), 122 * SEC);
+    assert_eq!(v, Verdict::Forward(PUB));
+}
