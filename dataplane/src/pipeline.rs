@@ -753,8 +753,10 @@ impl Pipeline {
     /// life. `None` if the segment does not fit the connection.
     fn advance(&mut self, id: FlowId, dir: Direction, tuple: &Tuple, now: u64) -> Option<Conn> {
         let conn = self.flows.get_mut(id)?;
-        if conn.protocol == IpProtocol::TCP.0 {
-            conn.tcp = conn.tcp.next(tuple.flags, dir == Direction::Forward).ok()?;
+        // A later fragment carries no TCP header: nothing to track.
+        let whole = tuple.flags.0 != 0 || tuple.protocol != IpProtocol::TCP.0;
+        if conn.protocol == IpProtocol::TCP.0 && whole {
+            conn.track_tcp(dir.index(), tuple).ok()?;
         }
         let conn = *conn;
         let life = self.timeouts.of(conn.protocol, conn.tcp);
@@ -789,6 +791,7 @@ impl Pipeline {
             to_public: Rewrite::src(private, tuple.dst),
             protocol: tuple.protocol,
             tcp: TcpState::opened_by(tuple.protocol),
+            expect: opening_expect(tuple),
             snat: None,
         };
         let reply = tuple.reply_key(zone, private, tuple.src);
@@ -858,6 +861,7 @@ impl Pipeline {
             to_public,
             protocol: tuple.protocol,
             tcp: TcpState::opened_by(tuple.protocol),
+            expect: opening_expect(tuple),
             snat,
         };
         self.insert(t, c, key, reply, conn, now)
@@ -896,6 +900,7 @@ impl Pipeline {
                     .with_port(inside.port, tuple.dport),
                 protocol: tuple.protocol,
                 tcp: TcpState::opened_by(tuple.protocol),
+                expect: opening_expect(tuple),
                 snat: Some(inside),
             };
             let reply = FlowKey::new(
@@ -1223,6 +1228,16 @@ fn check_local_ipv4<F: Frame>(pe: &PortEntry, f: &mut F) -> Result<(IpProtocol, 
         return Err(Verdict::Drop(D::Ipv4Invalid));
     }
     Ok((protocol, ihl))
+}
+
+/// What a flow opened by `tuple` expects next from its opener: a SYN
+/// counts one.
+fn opening_expect(tuple: &Tuple) -> [u32; 2] {
+    if tuple.protocol == IpProtocol::TCP.0 {
+        [tuple.seq.wrapping_add(1), 0]
+    } else {
+        [0, 0]
+    }
 }
 
 /// The source and destination of IPv4 packet `ip`.

@@ -1944,3 +1944,69 @@ fn a_tenant_cannot_hold_more_flows_than_its_quota() {
     let (v, _) = gw.t1_sends(&udp_from(VM, 2000, CLIENT, 53), 122 * SEC);
     assert_eq!(v, Verdict::Forward(PUB));
 }
+
+/// A TCP segment with explicit sequence and acknowledgment numbers.
+fn tcp_at(
+    (src, sport): ([u8; 4], u16),
+    (dst, dport): ([u8; 4], u16),
+    flags: &str,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, seq, 64240);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(ack),
+            'R' => b.rst(),
+            _ => panic!("flag {f}"),
+        };
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, &[]).unwrap();
+    out
+}
+
+#[test]
+fn a_blind_rst_is_refused_and_a_true_one_closes_the_flow() {
+    let mut gw = Gw::new();
+    let (c, v) = ((CLIENT, 40000), (EIP1, 22));
+    let (vm, cl) = ((VM, 22), (CLIENT, 40000));
+    assert_eq!(
+        gw.client_sends(&tcp_at(c, v, "S", 1000, 0), 0).0,
+        Verdict::Forward(UND)
+    );
+    // A RST answering the SYN must acknowledge it exactly.
+    let (verdict, _) = gw.t1_sends(&tcp_at(vm, cl, "RA", 0, 999), 1);
+    assert_eq!(verdict, Verdict::Drop(DropReason::InvalidState));
+    assert_eq!(
+        gw.t1_sends(&tcp_at(vm, cl, "SA", 5000, 1001), 1).0,
+        Verdict::Forward(PUB)
+    );
+    assert_eq!(
+        gw.client_sends(&tcp_at(c, v, "A", 1001, 5001), 2).0,
+        Verdict::Forward(UND)
+    );
+    // Established: a RST far from what the client expects is a guess.
+    let blind = tcp_at(vm, cl, "R", 5001 + (1 << 24), 0);
+    assert_eq!(
+        gw.t1_sends(&blind, 3).0,
+        Verdict::Drop(DropReason::InvalidState)
+    );
+    let blind_in = tcp_at(c, v, "R", 7, 0);
+    assert_eq!(
+        gw.client_sends(&blind_in, 3).0,
+        Verdict::Drop(DropReason::InvalidState)
+    );
+    // The real one passes and the flow closes soon after (10 s).
+    assert_eq!(
+        gw.t1_sends(&tcp_at(vm, cl, "R", 5001, 0), 4).0,
+        Verdict::Forward(PUB)
+    );
+    let (after, _) = gw.client_sends(&tcp_at(c, v, "A", 1001, 5001), 4 + 10 * SEC);
+    assert_eq!(
+        after,
+        Verdict::Drop(DropReason::InvalidState),
+        "closed and gone"
+    );
+}
