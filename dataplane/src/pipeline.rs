@@ -558,6 +558,9 @@ impl Pipeline {
         let Some(conn) = self.advance(id, dir, &tuple, now) else {
             return Some(Verdict::Drop(D::InvalidState));
         };
+        if t.eips.inbound(tuple.dst).is_some() || t.pools.of_addr(tuple.dst).is_some() {
+            return Some(self.hairpin(t, c, conn.to_public, f, now));
+        }
         let exit = Exit {
             tenant,
             underlay_mtu,
@@ -565,6 +568,38 @@ impl Pipeline {
             nat: conn.to_public,
         };
         Some(self.public_exit(t, c, &exit, f, now))
+    }
+
+    /// RFC 4787 REQ-9, hairpinning: a tenant's packet to an elastic IP or a
+    /// shared NAT address (its own or another tenant's) turns around inside
+    /// the gateway, source translated by `nat`, and comes back in on the
+    /// public port as if from the Internet. The frame starts at its IPv4
+    /// header.
+    fn hairpin<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        nat: Rewrite,
+        f: &mut F,
+        now: u64,
+    ) -> Verdict {
+        let Some((port, pe)) = public_port(t) else {
+            return Verdict::Drop(D::NoRoute);
+        };
+        if f.data()[8] <= 1 {
+            return Verdict::Drop(D::TtlExceeded);
+        }
+        let ihl = usize::from(f.data()[0] & 0xf) * 4;
+        if !nat.apply(f.data_mut(), ihl) {
+            return Verdict::Drop(D::Ipv4Invalid);
+        }
+        decrement_ttl(f.data_mut());
+        match f.prepend(ETH) {
+            Some(h) => h.copy_from_slice(&eth_header(pe.mac, pe.mac, EtherType::IPV4)),
+            None => return Verdict::Drop(D::NoHeadroom),
+        }
+        f.set_in_port(port);
+        self.public_input(t, c, pe, f, now)
     }
 
     /// An ICMP error from the Internet about a datagram of a translated
@@ -1380,6 +1415,15 @@ fn underlay_addr(t: &Tables) -> Option<u32> {
         .iter()
         .find(|p| p.role == Some(Role::Underlay))
         .and_then(PortEntry::primary)
+}
+
+/// The first public port.
+fn public_port(t: &Tables) -> Option<(u16, &PortEntry)> {
+    t.ports
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.role == Some(Role::Public))
+        .map(|(i, p)| (i as u16, p))
 }
 
 fn public_addr(t: &Tables) -> Option<u32> {

@@ -73,7 +73,6 @@ fn spec() -> Spec {
                 routes: vec![
                     (ip([10, 0, 0, 0]), 24, Target::Host(ip(HOST1))),
                     (ip([10, 0, 1, 0]), 24, Target::Host(ip(HOST3))),
-                    (ip(EIP1), 32, Target::Host(ip(HOST1))),
                     (ip([10, 9, 0, 0]), 16, Target::Blackhole),
                     (ip([0, 0, 0, 0]), 0, Target::Public),
                 ],
@@ -87,7 +86,6 @@ fn spec() -> Spec {
                 mac: T2_MAC,
                 routes: vec![
                     (ip([10, 0, 0, 0]), 24, Target::Host(ip(HOST2))),
-                    (ip(EIP2), 32, Target::Host(ip(HOST2))),
                     (ip([0, 0, 0, 0]), 0, Target::Public),
                 ],
             },
@@ -2009,4 +2007,40 @@ fn a_blind_rst_is_refused_and_a_true_one_closes_the_flow() {
         Verdict::Drop(DropReason::InvalidState),
         "closed and gone"
     );
+}
+
+#[test]
+fn tenants_reach_elastic_ips_through_the_gateway_itself() {
+    let mut gw = Gw::new();
+    // t1's 10.0.0.7 talks to t2's elastic IP: it arrives in t2 from EIP1.
+    let (v, out) = gw.t1_sends(&udp_from(VM, 3333, EIP2, 53), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (_, outer, key, _, rest) = open_gre(&out);
+    assert_eq!((outer.destination, key), (HOST2, 2000));
+    let h = assert_valid_ipv4(&rest);
+    assert_eq!((h.source, h.destination), (EIP1, VM));
+    assert_eq!(h.time_to_live, 62, "two hops: out of t1, into t2");
+    assert_valid_transport(&rest);
+    // t2 answers its peer EIP1; the answer finds t1's flow.
+    let answer = gre_frame(
+        HOST2,
+        HOST2_MAC,
+        0x2000,
+        2000,
+        0x0800,
+        &udp_from(VM, 53, EIP1, 3333),
+    );
+    let (v, out) = gw.run(&answer, UND);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (_, outer, key, _, _) = open_gre(&out);
+    assert_eq!((outer.destination, key), (HOST1, 1000));
+    let ip = tunnelled_ip(&out);
+    let h = assert_valid_ipv4(&ip);
+    assert_eq!((h.source, h.destination), (EIP2, VM));
+    // A VM reaching its own elastic IP comes back to itself.
+    let (v, out) = gw.t1_sends(&udp_from(VM, 4444, EIP1, 7), 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let ip = tunnelled_ip(&out);
+    let h = assert_valid_ipv4(&ip);
+    assert_eq!((h.source, h.destination), (EIP1, VM));
 }
