@@ -82,12 +82,14 @@ impl Setup {
                     .arg(format!("{},{}", self.main_lcore, self.worker_lcore))
                     .arg("--main-lcore")
                     .arg(self.main_lcore.to_string())
-                    .arg("--in-memory")
                     .arg("--no-pci")
                     .arg(format!("--file-prefix={prefix}"))
                     .arg("--log-level=pmd.net.memif:error");
-                if !self.hugepages {
-                    cmd.args(["--no-huge", "-m", "512"]);
+                // --no-huge implies legacy memory, which --in-memory refuses.
+                if self.hugepages {
+                    cmd.arg("--in-memory");
+                } else {
+                    cmd.args(["--no-huge", "--no-shconf", "-m", "512"]);
                 }
                 for (i, sock) in self.sockets.iter().enumerate() {
                     cmd.arg(format!(

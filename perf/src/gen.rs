@@ -67,13 +67,16 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
     let mut eal_args = vec![
         "-l".to_owned(),
         args.lcore.to_string(),
-        "--in-memory".to_owned(),
         "--no-pci".to_owned(),
         format!("--file-prefix={}", args.file_prefix),
         "--log-level=pmd.net.memif:error".to_owned(),
     ];
-    if !args.hugepages {
-        eal_args.extend(["--no-huge".to_owned(), "-m".to_owned(), "512".to_owned()]);
+    // --no-huge implies legacy memory, which --in-memory refuses: without
+    // hugepages there are no files to keep anyway, only the shared config.
+    if args.hugepages {
+        eal_args.push("--in-memory".to_owned());
+    } else {
+        eal_args.extend(["--no-huge", "--no-shconf", "-m", "512"].map(str::to_owned));
     }
     for (i, sock) in args.sockets.iter().enumerate() {
         eal_args.push(format!(
@@ -108,6 +111,7 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
         return Err("no TX queue on A".into());
     };
     let frames = args.profile.frames();
+    let flows = args.profile.flow_count() as usize;
 
     let hz = tsc_hz();
     let warmup_end = rdtsc() + ticks(args.warmup, hz);
@@ -128,15 +132,12 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
         }
         if Mbuf::alloc_bulk(&pool, &mut burst) {
             for m in burst.iter_mut() {
-                let frame = &frames[next];
-                next = if next + 1 == frames.len() {
-                    0
-                } else {
-                    next + 1
-                };
+                let frame = &frames[next % frames.len()];
                 if m.set_len(frame.len()) {
                     m.copy_from_slice(frame);
+                    args.profile.stamp(m, next as u32);
                 }
+                next = if next + 1 == flows { 0 } else { next + 1 };
             }
             sent += tx_a.tx_burst(&mut burst) as u64;
             Mbuf::free_bulk(&mut burst);

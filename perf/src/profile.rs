@@ -8,7 +8,13 @@
 //! - `encap`: the Internet side sends to one public address per tenant;
 //!   tgw routes each into its tenant and encapsulates toward its host.
 //! - `decap`: every tenant's host sends GRE with its key; tgw checks,
-//!   decapsulates and routes to the Internet.
+//!   decapsulates and routes to the Internet (from the tenants' own public
+//!   addresses: stateless, no flow).
+//! - `nat`: clients all over the Internet send to one elastic IP; tgw finds
+//!   (or, in the warm-up, creates) each one's flow, translates it and
+//!   encapsulates toward the tenant's host: the flow-hit path. `flows`
+//!   clients, any number up to 16 M: the generator stamps each frame's
+//!   source address as it sends, so no frame list holds them.
 
 use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
@@ -33,6 +39,7 @@ pub enum Kind {
     Udp,
     Encap,
     Decap,
+    Nat,
 }
 
 /// A profile: what kind of frame, how many distinct flows (tenants for
@@ -54,7 +61,8 @@ impl FromStr for Kind {
             "udp" => Ok(Kind::Udp),
             "encap" => Ok(Kind::Encap),
             "decap" => Ok(Kind::Decap),
-            _ => Err(format!("unknown profile {s:?}; known: udp, encap, decap")),
+            "nat" => Ok(Kind::Nat),
+            _ => Err(format!("unknown profile {s:?}; known: udp, encap, decap, nat")),
         }
     }
 }
@@ -65,6 +73,7 @@ impl fmt::Display for Kind {
             Kind::Udp => "udp",
             Kind::Encap => "encap",
             Kind::Decap => "decap",
+            Kind::Nat => "nat",
         })
     }
 }
@@ -90,12 +99,36 @@ impl Profile {
     /// How many distinct frames (tenants, for the gateway profiles; at most
     /// 64 000, the address plan's size).
     fn count(&self) -> u32 {
-        let max = if self.kind == Kind::Udp {
-            65_536
-        } else {
-            64_000
+        let max = match self.kind {
+            Kind::Udp => 65_536,
+            // One template, stamped per flow by the generator.
+            Kind::Nat => 1,
+            _ => 64_000,
         };
         self.flows.clamp(1, max)
+    }
+
+    /// Flows the generator cycles through.
+    pub fn flow_count(&self) -> u32 {
+        match self.kind {
+            Kind::Nat => self.flows.clamp(1, MAX_NAT_FLOWS),
+            _ => self.count(),
+        }
+    }
+
+    /// Stamps flow `i` into `frame` (a copy of the template) for the
+    /// profiles that are not a list of frames: `nat` gives each flow its
+    /// own client address (1.0.0.0/8 from 1.0.0.1 up; the UDP checksum is
+    /// 0, "none", so only the IPv4 one changes).
+    pub fn stamp(&self, frame: &mut [u8], i: u32) {
+        if self.kind != Kind::Nat || frame.len() < 34 {
+            return;
+        }
+        let src = (1u32 << 24) + 1 + i;
+        frame[26..30].copy_from_slice(&src.to_be_bytes());
+        frame[24..26].fill(0);
+        let sum = ipv4_checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&sum.to_be_bytes());
     }
 
     /// One frame per flow, each `size - 4` bytes (for `decap`, the inner
@@ -115,10 +148,19 @@ impl Profile {
                         .ipv4(CLIENT, public(i).octets(), 64)
                         .udp(40000, 5001)
                         .write(&mut frame, &payload),
+                    Kind::Nat => {
+                        let written = PacketBuilder::ethernet2(CLIENT_MAC, GW_PUB_MAC)
+                            .ipv4([1, 0, 0, 1], EIP, 64)
+                            .udp(40000, 5001)
+                            .write(&mut frame, &payload);
+                        // No UDP checksum, so stamping a source is cheap.
+                        frame[40..42].fill(0);
+                        written
+                    }
                     Kind::Decap => {
                         let mut inner = Vec::with_capacity(len);
                         PacketBuilder::ethernet2(VM_MAC, tenant_mac(i))
-                            .ipv4([10, 0, 0, 7], CLIENT, 64)
+                            .ipv4(public(i).octets(), CLIENT, 64)
                             .udp(40000, 5001)
                             .write(&mut inner, &payload)
                             .expect("writing to a Vec cannot fail");
@@ -150,6 +192,21 @@ impl Profile {
             return out;
         }
         out.push_str("[dataplane]\nmode = \"gateway\"\n\n[tcp]\nmss_clamp = true\n\n");
+        if self.kind == Kind::Nat {
+            // Room for every client's flow, and the quota out of the way.
+            let capacity = (self.flow_count() as u64 * 5 / 4).max(1024);
+            let _ = writeln!(
+                out,
+                "[flows]\ncapacity = {capacity}\nper_tenant = {capacity}\n\n[[eip]]\npublic = \"{}\"\ntenant = \"t0\"\nprivate = \"10.0.0.7\"\n",
+                Ipv4Addr::from(EIP)
+            );
+            // Clients are on the Internet: the default route's router.
+            let _ = writeln!(
+                out,
+                "[[route]]\nprefix = \"0.0.0.0/0\"\nvia = \"1.1.1.254\"\n\n[[neighbour]]\nport = \"pub0\"\nip = \"1.1.1.254\"\nmac = \"{}\"\n",
+                mac(CLIENT_MAC)
+            );
+        }
         let _ = writeln!(
             out,
             "[[neighbour]]\nport = \"pub0\"\nip = \"1.1.1.7\"\nmac = \"{}\"\n",
@@ -182,6 +239,24 @@ mac = "{hmac}"
         }
         out
     }
+}
+
+/// Flows the `nat` profile can have: clients 1.0.0.1 up, within 1.0.0.0/8.
+pub const MAX_NAT_FLOWS: u32 = (1 << 24) - 2;
+
+/// The `nat` profile's elastic IP (tenant 0's 10.0.0.7).
+const EIP: [u8; 4] = [2, 2, 2, 200];
+
+/// The IPv4 header checksum of `h` (its checksum field zero).
+fn ipv4_checksum(h: &[u8]) -> u16 {
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 /// Tenant `i`'s gateway MAC inside its tunnels.
