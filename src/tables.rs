@@ -68,6 +68,8 @@ pub fn spec(config: &Config, ports: &[(u16, MacAddr)]) -> Spec {
                         (r.prefix.addr, r.prefix.len, to)
                     })
                     .collect(),
+                // The config has no rules yet: the packet path as before.
+                firewall: dataplane::firewall::FirewallSpec::allow_all(),
             })
             .collect(),
         routes: config

@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod counters;
+pub mod firewall;
 pub mod frame;
 pub mod l2fwd;
 pub mod lpm;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 
 use crate::counters::MAX_PORTS;
+use crate::firewall::{Firewall, FirewallError, FirewallSpec};
 use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix, VrfId, VrfTables};
 use crate::neighbour::{NeighKey, NeighRef, NeighbourWriter, Neighbours};
 use crate::tenant::{Encap, Net, Tenant, TenantError, TenantId, TenantTable};
@@ -63,6 +64,9 @@ pub struct TenantSpec {
     pub prefixes: Vec<(Ipv4Addr, u8)>,
     pub mac: [u8; 6],
     pub routes: Vec<(Ipv4Addr, u8, Target)>,
+    /// Rules for the flows the tenant opens and receives, written in its
+    /// own (private) addresses.
+    pub firewall: FirewallSpec,
 }
 
 /// Where a tenant route leads.
@@ -232,6 +236,8 @@ pub struct Tables {
     /// tunnels: shared with the resolver, which writes it in place.
     pub neighbours: Arc<Neighbours>,
     pub mss_clamp: bool,
+    /// Per tenant (by `TenantId`): the rules a new flow must pass.
+    pub firewall: Firewall,
 }
 
 /// Why a snapshot could not be built. The control plane validated the
@@ -246,6 +252,7 @@ pub enum BuildError {
     UnreachableHost { tenant: String, host: Ipv4Addr },
     NoPublicPort,
     NeighboursFull,
+    Firewall(FirewallError),
 }
 
 impl fmt::Display for BuildError {
@@ -270,6 +277,7 @@ impl fmt::Display for BuildError {
             BuildError::NeighboursFull => f.write_str(
                 "more next hops and static neighbours than the neighbour table holds ([arp] entries)",
             ),
+            BuildError::Firewall(e) => write!(f, "firewall: {e}"),
         }
     }
 }
@@ -419,6 +427,9 @@ impl Tables {
             set_static(neighbours, NeighKey::inner(t.id, u32::from(ip)), mac)?;
         }
 
+        let firewall = Firewall::build(spec.tenants.iter().map(|t| &t.firewall))
+            .map_err(BuildError::Firewall)?;
+
         Ok(Tables {
             generation,
             ports,
@@ -431,6 +442,7 @@ impl Tables {
             ingress: ingress.build(),
             neighbours: Arc::clone(neighbours.table()),
             mss_clamp: spec.mss_clamp,
+            firewall,
         })
     }
 
