@@ -42,6 +42,7 @@
 
 mod addr;
 mod error;
+mod firewall;
 mod packet;
 mod raw;
 mod routing;
@@ -54,6 +55,9 @@ use std::path::Path;
 
 pub use self::addr::{AddrError, Ipv4Cidr, MacAddr};
 pub use self::error::{ConfigError, ConfigErrors};
+pub use self::firewall::{
+    Action, Direction, PortRange, Protocol, Rule, ANY_PREFIX, DEFAULT_IN, DEFAULT_OUT,
+};
 pub use self::packet::{
     Arp, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE, ARP_RETRY_MS_MIN,
 };

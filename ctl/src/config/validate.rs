@@ -12,6 +12,7 @@ mod neighbours;
 mod packet;
 mod ports;
 mod routes;
+mod rules;
 mod tenants;
 mod workers;
 
