@@ -28,6 +28,7 @@
 use std::fmt;
 use std::ops::Range;
 
+use crate::counters::Counter;
 use crate::tenant::{Net, TenantId};
 use crate::wire::{IpProtocol, Ipv4Addr};
 
@@ -511,5 +512,130 @@ impl Firewall {
     /// Number of tenants compiled.
     pub fn tenants(&self) -> usize {
         self.tenants.len()
+    }
+}
+
+// ---------------------------------------------------------------- counters
+
+/// One worker's firewall counters: hits per rule, indexed by [`RuleId`],
+/// and hits of each tenant's default policies. The worker that owns it is
+/// its only writer; the control plane reads and sums across workers.
+///
+/// Sized when the worker starts, like `WorkerCounters`' tenants: rules and
+/// tenants past the end (added by a reload) are not counted here. `RuleId`s
+/// belong to one snapshot: after a reload that changes some tenant's rules
+/// the same index may name another rule, so the control plane reads the
+/// counters per (tenant, position) through [`Firewall::rule`] of the
+/// snapshot in use and should read them before publishing a changed one
+/// (a burst in flight across the swap may land on the new rule).
+#[derive(Debug, Default)]
+pub struct RuleCounters {
+    rules: Box<[Counter]>,
+    /// By tenant: `[in, out]` decided by the default policy.
+    defaults: Box<[[Counter; 2]]>,
+}
+
+impl RuleCounters {
+    /// Room for `rules` rules (e.g. `Firewall::rules().len()` at start, or
+    /// a configured maximum) and `tenants` tenants.
+    pub fn new(rules: usize, tenants: usize) -> RuleCounters {
+        RuleCounters {
+            rules: (0..rules).map(|_| Counter::default()).collect(),
+            defaults: (0..tenants).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// Counts `decision`, which `tenant`'s rules gave in `direction`.
+    #[inline]
+    pub fn count(&self, tenant: TenantId, direction: Direction, decision: Decision) {
+        let counter = match decision.rule {
+            Some(id) => self.rules.get(id.index()),
+            None => self
+                .defaults
+                .get(tenant.index())
+                .map(|d| &d[direction as usize]),
+        };
+        if let Some(c) = counter {
+            c.inc();
+        }
+    }
+
+    /// Flows rule `id` decided.
+    pub fn rule(&self, id: RuleId) -> u64 {
+        self.rules.get(id.index()).map_or(0, Counter::get)
+    }
+
+    /// Flows `tenant`'s default policy of `direction` decided.
+    pub fn default_policy(&self, tenant: TenantId, direction: Direction) -> u64 {
+        self.defaults
+            .get(tenant.index())
+            .map_or(0, |d| d[direction as usize].get())
+    }
+}
+
+// ------------------------------------------------------------- displaying
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        })
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+        })
+    }
+}
+
+impl fmt::Display for Rule {
+    /// In the configuration's words, unconstrained fields left out:
+    /// `in allow tcp src 1.1.1.0/24 dport 22`, `in allow icmp type 8 code 0`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.direction, self.action)?;
+        match self.proto {
+            None => f.write_str(" any")?,
+            Some(1) => f.write_str(" icmp")?,
+            Some(6) => f.write_str(" tcp")?,
+            Some(17) => f.write_str(" udp")?,
+            Some(n) => write!(f, " proto {n}")?,
+        }
+        for (key, net) in [("src", self.src), ("dst", self.dst)] {
+            if net.mask != 0 {
+                write!(
+                    f,
+                    " {key} {}/{}",
+                    Ipv4Addr::from(net.addr),
+                    net.mask.count_ones()
+                )?;
+            }
+        }
+        let range = |f: &mut fmt::Formatter<'_>, key: &str, r: PortRange| match (
+            r == PortRange::ANY,
+            r.lo == r.hi,
+        ) {
+            (true, _) => Ok(()),
+            (false, true) => write!(f, " {key} {}", r.lo),
+            (false, false) => write!(f, " {key} {}-{}", r.lo, r.hi),
+        };
+        if self.proto == Some(IpProtocol::ICMP.0) {
+            let [t, lo_code] = self.dport.lo.to_be_bytes();
+            let [_, hi_code] = self.dport.hi.to_be_bytes();
+            if self.dport != PortRange::ANY {
+                write!(f, " type {t}")?;
+                if lo_code == hi_code {
+                    write!(f, " code {lo_code}")?;
+                }
+            }
+            Ok(())
+        } else {
+            range(f, "sport", self.sport)?;
+            range(f, "dport", self.dport)
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use dataplane::firewall::{
     Action, Decision, Direction, Firewall, FirewallError, FirewallSpec, Packet5, PortRange,
-    ProtoMatch, RuleId, RuleSpec, ANY_PREFIX,
+    ProtoMatch, RuleCounters, RuleId, RuleSpec, ANY_PREFIX,
 };
 use dataplane::lpm::testgen::XorShift64;
 use dataplane::tenant::TenantId;
@@ -584,4 +584,84 @@ fn random_rule_sets_agree_with_a_plain_reading() {
     }
     // The generator makes rules that match often enough to mean something.
     assert!(matched > 10_000, "only {matched} matches");
+}
+
+#[test]
+fn counters_per_rule_and_per_default() {
+    let fw = Firewall::build(&[reference(22), reference(23)]).expect("firewall");
+    let counters = RuleCounters::new(fw.rules().len(), 2);
+    let (client, vm) = (ip("1.1.1.7"), ip("10.0.0.7"));
+    let flows = [
+        (TenantId(0), In, Packet5::tcp(client, vm, 1, 22)),
+        (TenantId(0), In, Packet5::tcp(client, vm, 2, 22)),
+        (TenantId(0), In, Packet5::tcp(client, vm, 2, 23)),
+        (TenantId(1), Out, Packet5::tcp(vm, client, 2, 23)),
+        (TenantId(1), Out, Packet5::udp(vm, client, 2, 23)),
+        (TenantId(1), In, Packet5::icmp(client, vm, 8, 0)),
+    ];
+    for (t, dir, p) in flows {
+        counters.count(t, dir, fw.evaluate(t, dir, &p));
+    }
+    let hits: Vec<u64> = (0..6).map(|i| counters.rule(RuleId(i))).collect();
+    assert_eq!(hits, [2, 0, 0, 0, 1, 1]);
+    assert_eq!(counters.default_policy(TenantId(0), In), 1);
+    assert_eq!(counters.default_policy(TenantId(1), Out), 1);
+    assert_eq!(counters.default_policy(TenantId(1), In), 0);
+    // Past the end: not counted, no panic.
+    let small = RuleCounters::new(1, 1);
+    small.count(TenantId(1), In, fw.evaluate(TenantId(1), In, &flows[5].2));
+    small.count(TenantId(5), In, decided(Deny, None));
+    assert_eq!(small.rule(RuleId(4)), 0);
+}
+
+#[test]
+fn rules_display_in_the_configuration_words() {
+    let fw = one(FirewallSpec {
+        rules: vec![
+            rule(In, Allow, tcp(PortRange::one(22))),
+            RuleSpec {
+                src: (ip("1.1.1.0"), 24),
+                dst: (ip("10.0.0.7"), 32),
+                ..rule(
+                    Out,
+                    Deny,
+                    ProtoMatch::Udp {
+                        sport: PortRange::new(1024, 65535).expect("range"),
+                        dport: PortRange::ANY,
+                    },
+                )
+            },
+            rule(
+                In,
+                Allow,
+                ProtoMatch::Icmp {
+                    icmp_type: Some(8),
+                    code: Some(0),
+                },
+            ),
+            rule(
+                In,
+                Allow,
+                ProtoMatch::Icmp {
+                    icmp_type: Some(3),
+                    code: None,
+                },
+            ),
+            rule(In, Allow, ProtoMatch::Number(47)),
+            rule(Out, Allow, ProtoMatch::Any),
+        ],
+        ..FirewallSpec::default()
+    });
+    let shown: Vec<String> = fw.rules().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "in allow tcp dport 22",
+            "out deny udp src 1.1.1.0/24 dst 10.0.0.7/32 sport 1024-65535",
+            "in allow icmp type 8 code 0",
+            "in allow icmp type 3",
+            "in allow proto 47",
+            "out allow any",
+        ]
+    );
 }
