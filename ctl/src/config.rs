@@ -27,6 +27,10 @@
 //!   { prefix = "10.0.0.0/24", to = "172.168.0.11" },
 //!   { prefix = "0.0.0.0/0", to = "public" },
 //! ]
+//! rules = [
+//!   { direction = "in", action = "allow", proto = "tcp", dport = 22 },
+//!   { direction = "out", action = "deny", proto = "tcp", dport = 22 },
+//! ]
 //! [[route]]
 //! prefix = "0.0.0.0/0"
 //! via = "1.1.1.254"

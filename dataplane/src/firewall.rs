@@ -36,9 +36,9 @@ use crate::wire::{IpProtocol, Ipv4Addr};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// From the public side toward the tenant (ingress).
-    In,
+    In = 0,
     /// From the tenant toward the public side (egress).
-    Out,
+    Out = 1,
 }
 
 /// What a rule or a default policy does with a new flow.
