@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ctl::config::{Config, Mode, Role};
+use dataplane::conntrack::Timeouts;
 use dataplane::counters::MAX_PORTS;
 use dataplane::l2fwd::Egress;
 use dataplane::neighbour::NeighbourWriter;
@@ -14,6 +15,7 @@ use dataplane::pipeline::Pipeline;
 use dataplane::ratelimit::TokenBucket;
 use dataplane::resolver::{Resolver, ResolverConfig, ResolverStats};
 use dataplane::snapshot::Publisher;
+use dataplane::steer::Steering;
 use dataplane::tables::Tables;
 use dataplane::{DropReason, L2Forward, WorkerCounters};
 use rte::{Eal, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats, Ring};
@@ -149,12 +151,35 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         .map(|qs| qs.into_iter().map(Some).collect())
         .collect();
     let mut tx_iters: Vec<_> = txqs.into_iter().map(Vec::into_iter).collect();
+    let f = &config.flows;
+    let timeouts = Timeouts {
+        tcp_established: u64::from(f.tcp_established_s),
+        tcp_transitory: u64::from(f.tcp_transitory_s),
+        udp: u64::from(f.udp_s),
+        icmp: u64::from(f.icmp_s),
+        ..Timeouts::default()
+    };
     let mut workers = Vec::with_capacity(config.workers.len());
     let ring = |what: &str, index: usize| {
         Ring::new(&format!("tgw_{what}{index}"), RING_SLOTS)
             .map(Arc::new)
             .map_err(|e| format!("{what} ring of worker {index}: {e}"))
     };
+    // Rings between workers, handoff[from][to], for connections another
+    // worker owns (dataplane::steer).
+    let n = config.workers.len();
+    let mut handoff: Vec<Vec<Option<Arc<Ring>>>> = Vec::with_capacity(n);
+    for from in 0..n {
+        let mut row = Vec::with_capacity(n);
+        for to in 0..n {
+            row.push(if from == to || n == 1 {
+                None
+            } else {
+                Some(ring(&format!("handoff{from}_"), to)?)
+            });
+        }
+        handoff.push(row);
+    }
     for (index, wc) in config.workers.iter().enumerate() {
         let rx = wc
             .rx
@@ -171,9 +196,16 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         }
         let stage = match config.dataplane.mode {
             Mode::Gateway => Stage::Gateway {
-                pipeline: Pipeline::new(
-                    TokenBucket::new(config.icmp.rate_per_sec, config.icmp.burst, hz),
-                    index as u16,
+                pipeline: Box::new(
+                    Pipeline::new(
+                        TokenBucket::new(config.icmp.rate_per_sec, config.icmp.burst, hz),
+                        index as u16,
+                    )
+                    .with_flows(config.flows.capacity as usize, timeouts, hz)
+                    .map_err(|e| format!("[flows] capacity: {e}"))?
+                    .with_steering(
+                        Steering::new(index as u16, n as u16).ok_or("too many workers")?,
+                    ),
                 ),
                 tables: publisher.reader(),
             },
@@ -186,6 +218,10 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
             counters: Arc::new(WorkerCounters::new(config.tenants.len())),
             punt: ring("punt", index)?,
             inject: ring("inject", index)?,
+            handoff_out: handoff[index].clone(),
+            handoff_in: (0..n)
+                .filter_map(|from| handoff[from][index].clone())
+                .collect(),
             stop: Arc::clone(&stop),
             drain_ticks,
         });
@@ -337,9 +373,11 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "  tenant {name}: {} frames from its tunnels, {} into them",
+                "  tenant {name}: {} frames from its tunnels, {} into them; {} flows opened, {} ended",
                 t(|c| c.from_tunnel_packets.get()),
-                t(|c| c.to_tunnel_packets.get())
+                t(|c| c.to_tunnel_packets.get()),
+                t(|c| c.flows_created.get()),
+                t(|c| c.flows_expired.get())
             );
         }
         let replies = [
@@ -417,6 +455,8 @@ impl Report {
                                 "from_tunnel_bytes": c.from_tunnel_bytes.get(),
                                 "to_tunnel_packets": c.to_tunnel_packets.get(),
                                 "to_tunnel_bytes": c.to_tunnel_bytes.get(),
+                                "flows_created": c.flows_created.get(),
+                                "flows_expired": c.flows_expired.get(),
                             }),
                         ))
                     })
@@ -426,6 +466,7 @@ impl Report {
                     "tenants": tenants,
                     "arp_replies": w.arp_replies.get(),
                     "punted": w.punted.get(),
+                    "handed_off": w.handed_off.get(),
                     "echo_replies": w.echo_replies.get(),
                     "icmp_errors": w.icmp_errors.get(),
                     "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),

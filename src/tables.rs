@@ -101,6 +101,11 @@ pub fn spec(config: &Config, ports: &[(u16, MacAddr)]) -> Spec {
                     .map(move |c| (c.addr, c.len, t.key))
             })
             .collect(),
+        eips: config
+            .eips
+            .iter()
+            .filter_map(|e| Some((e.public, config.tenants.get(e.tenant)?.key, e.private)))
+            .collect(),
         mss_clamp: config.tcp.mss_clamp,
     }
 }

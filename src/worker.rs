@@ -39,6 +39,11 @@ pub struct Worker {
     /// Frames from the control plane to send, the output port in the
     /// mbuf's port field.
     pub inject: Arc<Ring>,
+    /// Rings to the other workers, by worker index (`None` for this one):
+    /// frames of connections they own.
+    pub handoff_out: Vec<Option<Arc<Ring>>>,
+    /// Rings from the other workers.
+    pub handoff_in: Vec<Arc<Ring>>,
     pub stop: Arc<AtomicBool>,
     /// [`TX_DRAIN_US`] in TSC ticks.
     pub drain_ticks: u64,
@@ -48,7 +53,7 @@ pub struct Worker {
 pub enum Stage {
     /// The gateway: the packet path over the published tables.
     Gateway {
-        pipeline: Pipeline,
+        pipeline: Box<Pipeline>,
         tables: Reader<Tables>,
     },
     /// Bring-up and I/O baseline: port to port with the MAC rewrite.
@@ -58,6 +63,15 @@ pub enum Stage {
 /// Frames waiting to be sent, one buffer per port.
 struct TxBuffers([Burst; MAX_PORTS]);
 
+/// Where a burst's frames go besides the TX buffers, emptied after each
+/// burst.
+struct Aside {
+    drops: Burst,
+    punts: Burst,
+    /// By owning worker.
+    handoffs: Vec<Burst>,
+}
+
 impl Worker {
     /// Polls until the stop flag is raised, then sends what is buffered and
     /// returns. The flag is read once per loop, between bursts, so a burst
@@ -65,8 +79,11 @@ impl Worker {
     pub fn run(mut self) {
         let mut txbuf = TxBuffers(std::array::from_fn(|_| Burst::new()));
         let mut burst = Burst::new();
-        let mut drops = Burst::new();
-        let mut punts = Burst::new();
+        let mut aside = Aside {
+            drops: Burst::new(),
+            punts: Burst::new(),
+            handoffs: (0..self.handoff_out.len()).map(|_| Burst::new()).collect(),
+        };
         let mut last_drain = rdtsc();
         while !self.stop.load(Relaxed) {
             for q in 0..self.rx.len() {
@@ -77,25 +94,31 @@ impl Worker {
                 }
                 let port = self.rx[q].port().0;
                 let received = rdtsc();
-                let tx_cycles = self.process(
-                    port, &mut burst, &mut txbuf, &mut drops, &mut punts, received,
-                );
+                let tx_cycles =
+                    self.process(Some(port), &mut burst, &mut txbuf, &mut aside, received);
                 let processed = rdtsc();
-                Mbuf::free_bulk(&mut drops);
-                if !punts.is_empty() {
-                    self.punt.enqueue_burst(&mut punts);
-                    self.counters
-                        .count_drop(DropReason::PuntFull, punts.len() as u64);
-                    Mbuf::free_bulk(&mut punts);
-                }
+                self.set_aside(&mut aside);
                 self.counters.bursts.inc();
                 self.counters
                     .process_cycles
                     .add((processed - received).saturating_sub(tx_cycles));
                 self.counters.busy_cycles.add(rdtsc() - start);
             }
+            // Frames other workers received for connections this one owns:
+            // already counted as received there.
+            for r in 0..self.handoff_in.len() {
+                if self.handoff_in[r].dequeue_burst(&mut burst) == 0 {
+                    continue;
+                }
+                let now = rdtsc();
+                self.process(None, &mut burst, &mut txbuf, &mut aside, now);
+                self.set_aside(&mut aside);
+            }
             let now = rdtsc();
             if now - last_drain >= self.drain_ticks {
+                if let Stage::Gateway { pipeline, .. } = &mut self.stage {
+                    pipeline.sweep(&self.counters, now);
+                }
                 self.take_injected(&mut txbuf, &mut burst);
                 self.flush_all(&mut txbuf);
                 last_drain = now;
@@ -104,24 +127,49 @@ impl Worker {
         self.flush_all(&mut txbuf);
     }
 
+    /// Frees the burst's drops, and hands its punts and handoffs on; what
+    /// a full ring refuses is dropped and counted.
+    fn set_aside(&mut self, aside: &mut Aside) {
+        Mbuf::free_bulk(&mut aside.drops);
+        if !aside.punts.is_empty() {
+            self.punt.enqueue_burst(&mut aside.punts);
+            self.counters
+                .count_drop(DropReason::PuntFull, aside.punts.len() as u64);
+            Mbuf::free_bulk(&mut aside.punts);
+        }
+        for (out, ring) in aside.handoffs.iter_mut().zip(&self.handoff_out) {
+            if out.is_empty() {
+                continue;
+            }
+            let sent = ring.as_ref().map_or(0, |r| r.enqueue_burst(out));
+            self.counters.handed_off.add(sent as u64);
+            self.counters
+                .count_drop(DropReason::HandoffFull, out.len() as u64);
+            Mbuf::free_bulk(out);
+        }
+    }
+
     /// Runs the pipeline over one burst, emptying it into the TX buffers
-    /// and the drop list. Returns the cycles spent sending buffers that
-    /// filled up on the way, so that I/O is not counted as processing.
+    /// and `aside`. `port` is the port the burst was received on, `None`
+    /// for frames handed over by another worker (each keeps its own port
+    /// in the mbuf). Returns the cycles spent sending buffers that filled
+    /// up on the way, so that I/O is not counted as processing.
     #[inline]
     fn process(
         &mut self,
-        port: u16,
+        port: Option<u16>,
         burst: &mut Burst,
         txbuf: &mut TxBuffers,
-        drops: &mut Burst,
-        punts: &mut Burst,
+        aside: &mut Aside,
         now: u64,
     ) -> u64 {
         let mut tx_cycles = 0;
         let counters = &*self.counters;
-        let pc = counters.port(port);
-        pc.rx_packets.add(burst.len() as u64);
-        pc.rx_bytes.add(burst.iter().map(|m| m.len() as u64).sum());
+        if let Some(port) = port {
+            let pc = counters.port(port);
+            pc.rx_packets.add(burst.len() as u64);
+            pc.rx_bytes.add(burst.iter().map(|m| m.len() as u64).sum());
+        }
         // The snapshot is taken once per burst: between bursts is the
         // worker's quiescent point for table updates.
         let mut stage = match &mut self.stage {
@@ -132,9 +180,10 @@ impl Worker {
             let verdict = if mbuf.segments() != 1 {
                 Verdict::Drop(DropReason::MultiSegment)
             } else {
+                let in_port = port.unwrap_or_else(|| mbuf.port());
                 let frame = &mut MbufFrame {
                     mbuf: &mut mbuf,
-                    in_port: port,
+                    in_port,
                 };
                 match &mut stage {
                     StageRef::Gateway(pipeline, tables) => {
@@ -147,7 +196,7 @@ impl Worker {
                 Verdict::Forward(out) => {
                     let Some(buf) = txbuf.0.get_mut(usize::from(out)) else {
                         counters.count_drop(DropReason::NoEgress, 1);
-                        drops.push(mbuf);
+                        aside.drops.push(mbuf);
                         continue;
                     };
                     buf.push(mbuf);
@@ -159,9 +208,16 @@ impl Worker {
                 }
                 Verdict::Drop(reason) => {
                     counters.count_drop(reason, 1);
-                    drops.push(mbuf);
+                    aside.drops.push(mbuf);
                 }
-                Verdict::Punt => punts.push(mbuf),
+                Verdict::Punt => aside.punts.push(mbuf),
+                Verdict::Handoff(owner) => match aside.handoffs.get_mut(usize::from(owner)) {
+                    Some(out) => out.push(mbuf),
+                    None => {
+                        counters.count_drop(DropReason::NoEgress, 1);
+                        aside.drops.push(mbuf);
+                    }
+                },
             }
         }
         tx_cycles

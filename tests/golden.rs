@@ -249,7 +249,8 @@ fn reference_scenario_frames_come_out_byte_for_byte() {
     write_pcap(&dir.path("pub-in.pcap"), &pub_in);
     write_pcap(&dir.path("und-in.pcap"), &und_in);
 
-    // What must come out. The worker numbers its outer headers from 1, in
+    // What must come out: the elastic IPs translated to and from 10.0.0.7
+    // (checksums by etherparse). The worker numbers its outer headers from 1, in
     // the order it encapsulates, and copies DF (set by etherparse) and
     // DSCP/ECN from the inner packet; the tunnel ARP reply keeps the
     // identification of the request it turns around.
@@ -289,13 +290,13 @@ fn reference_scenario_frames_come_out_byte_for_byte() {
             CLIENT_MAC,
             PUB_MAC,
             EtherType::IPV4,
-            &udp(VM, CLIENT, 63, b"t1 to client"),
+            &udp(EIP1, CLIENT, 63, b"t1 to client"),
         ),
         eth(
             CLIENT_MAC,
             PUB_MAC,
             EtherType::IPV4,
-            &udp(VM, CLIENT, 63, b"t2 to client"),
+            &udp(EIP2, CLIENT, 63, b"t2 to client"),
         ),
     ];
     let mut und_out_expected = vec![
@@ -312,7 +313,7 @@ fn reference_scenario_frames_come_out_byte_for_byte() {
                 VM1_MAC,
                 T1_MAC,
                 EtherType::IPV4,
-                &udp(CLIENT, EIP1, 63, b"client to t1"),
+                &udp(CLIENT, VM, 63, b"client to t1"),
             ),
         ),
         gre(
@@ -328,7 +329,7 @@ fn reference_scenario_frames_come_out_byte_for_byte() {
                 VM2_MAC,
                 T2_MAC,
                 EtherType::IPV4,
-                &udp(CLIENT, EIP2, 63, b"client to t2"),
+                &udp(CLIENT, VM, 63, b"client to t2"),
             ),
         ),
         eth(
@@ -403,6 +404,10 @@ fn reference_scenario_frames_come_out_byte_for_byte() {
     assert_eq!(w["tenants"]["t1"]["from_tunnel_packets"], 1);
     assert_eq!(w["tenants"]["t2"]["to_tunnel_packets"], 1);
     assert_eq!(w["icmp_errors"], 1);
+    // Each tenant: the client's flow to its elastic IP (which the expiring
+    // packet found too) and its VM's own flow to the client.
+    assert_eq!(w["tenants"]["t1"]["flows_created"], 2, "{w}");
+    assert_eq!(w["tenants"]["t2"]["flows_created"], 2, "{w}");
 }
 
 #[test]
@@ -441,7 +446,7 @@ fn a_tunnel_host_without_a_static_mac_is_resolved_by_arp() {
             VM1_MAC,
             T1_MAC,
             EtherType::IPV4,
-            &udp(CLIENT, EIP1, 63, b"client to t1"),
+            &udp(CLIENT, VM, 63, b"client to t1"),
         ),
     );
     let request = {

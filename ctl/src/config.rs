@@ -63,7 +63,8 @@ pub use self::firewall::{
     Action, Direction, PortRange, Protocol, Rule, ANY_PREFIX, DEFAULT_IN, DEFAULT_OUT,
 };
 pub use self::packet::{
-    Arp, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE, ARP_RETRY_MS_MIN,
+    Arp, Flows, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE,
+    ARP_RETRY_MS_MIN, FLOWS_CAPACITY_RANGE,
 };
 pub use self::routing::{Neighbour, Route};
 pub use self::tenant::{Encap, RouteTarget, Tenant, TenantNeighbour, TenantRoute};
@@ -290,6 +291,15 @@ pub struct RxQueue {
     pub queue: u16,
 }
 
+/// One elastic IP: `public` stands for `private` in tenant `tenant` (an
+/// index into [`Config::tenants`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Eip {
+    pub public: std::net::Ipv4Addr,
+    pub tenant: usize,
+    pub private: std::net::Ipv4Addr,
+}
+
 /// A validated configuration.
 ///
 /// Invariants, as built by [`parse`]: port names and devices are unique;
@@ -320,6 +330,10 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[[neighbour]]`: static ARP entries, in file order. Default none.
     pub neighbours: Vec<Neighbour>,
+    /// `[[eip]]`: elastic IPs, in file order. Default none.
+    pub eips: Vec<Eip>,
+    /// `[flows]`.
+    pub flows: Flows,
     /// `[icmp]`.
     pub icmp: Icmp,
     /// `[tcp]`.

@@ -147,8 +147,6 @@ fn reference_example_is_the_reference_scenario() {
         }
     );
 
-    // Each tenant's public address is routed to its host unchanged, and the
-    // host's inner MAC is fixed for both of its addresses.
     // Each lets in its own TCP port and ICMP and may not open that port.
     let rules = |port: u16| {
         let tcp = |direction, action| Rule {
@@ -173,7 +171,9 @@ fn reference_example_is_the_reference_scenario() {
             tcp(Direction::Out, Action::Deny),
         ]
     };
-    let tenant = |name: &str, key: u32, host: &str, public: &str, macs: [&str; 2]| Tenant {
+    // Both tenants hold 10.0.0.7, with its inner MAC fixed; their public
+    // faces are the elastic IPs.
+    let tenant = |name: &str, key: u32, host: &str, macs: [&str; 2]| Tenant {
         name: name.to_owned(),
         key,
         encap: Encap::Gretap,
@@ -186,25 +186,15 @@ fn reference_example_is_the_reference_scenario() {
                 to: RouteTarget::Host(ip(host)),
             },
             TenantRoute {
-                prefix: cidr(&format!("{public}/32")),
-                to: RouteTarget::Host(ip(host)),
-            },
-            TenantRoute {
                 prefix: cidr("0.0.0.0/0"),
                 to: RouteTarget::Public,
             },
         ],
-        public_prefixes: vec![cidr(&format!("{public}/32"))],
-        neighbours: vec![
-            TenantNeighbour {
-                ip: ip("10.0.0.7"),
-                mac: mac(macs[1]),
-            },
-            TenantNeighbour {
-                ip: ip(public),
-                mac: mac(macs[1]),
-            },
-        ],
+        public_prefixes: vec![],
+        neighbours: vec![TenantNeighbour {
+            ip: ip("10.0.0.7"),
+            mac: mac(macs[1]),
+        }],
         rules: rules(if key == 1000 { 22 } else { 23 }),
         default_in: Action::Deny,
         default_out: Action::Allow,
@@ -216,19 +206,28 @@ fn reference_example_is_the_reference_scenario() {
                 "t1",
                 1000,
                 "172.168.0.11",
-                "2.2.2.11",
                 ["02:00:00:00:10:00", "02:00:00:00:0a:07"]
             ),
             tenant(
                 "t2",
                 2000,
                 "172.168.0.12",
-                "2.2.2.12",
                 ["02:00:00:00:20:00", "02:00:00:00:0a:17"]
             ),
         ]
     );
     assert_eq!(config.tenant("t2").map(|t| t.key), Some(2000));
+    assert_eq!(
+        config
+            .eips
+            .iter()
+            .map(|e| (e.public, e.tenant, e.private))
+            .collect::<Vec<_>>(),
+        [
+            (ip("2.2.2.11"), 0, ip("10.0.0.7")),
+            (ip("2.2.2.12"), 1, ip("10.0.0.7"))
+        ]
+    );
     assert!(config.tenants.iter().all(|t| t.owns(ip("10.0.0.7"))));
     let owners = |a: &str| -> Vec<&str> {
         config
@@ -238,9 +237,9 @@ fn reference_example_is_the_reference_scenario() {
             .map(|t| t.name.as_str())
             .collect()
     };
-    assert_eq!(
-        (owners("2.2.2.11"), owners("2.2.2.12")),
-        (vec!["t1"], vec!["t2"])
+    assert!(
+        owners("2.2.2.11").is_empty() && owners("2.2.2.12").is_empty(),
+        "the elastic IPs belong to the gateway's NAT, not to the tenants' hosts"
     );
     assert_eq!(Encap::Gretap.protocol(), 0x6558);
 
@@ -1059,7 +1058,7 @@ fn unknown_top_level_key_lists_the_new_sections() {
             line(1),
             &[
                 "unknown key `neighbor`",
-                "`tenant`, `route`, `neighbour`, `icmp`, `tcp`, `arp`",
+                "`tenant`, `route`, `neighbour`, `eip`, `flows`, `icmp`, `tcp`, `arp`",
             ],
         )],
     );
@@ -1139,7 +1138,7 @@ fn no_panic_on_damaged_reference() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(text.contains("[[tenant.route]]") && text.contains("[[neighbour]]"));
-    assert!(text.contains("[[tenant.neighbour]]") && text.contains("public_prefixes"));
+    assert!(text.contains("[[tenant.neighbour]]") && text.contains("[[eip]]"));
     let set = cpus("0-1");
     for (i, _) in text.char_indices() {
         let _ = parse(&text[..i], "x.toml", &set);
@@ -1569,4 +1568,91 @@ fn both_neighbour_forms_merge_in_file_order() {
     );
     assert_eq!(accepted(&inline), accepted(&tables));
     assert_eq!(accepted(&tables).tenants[0].neighbours, want[..2]);
+}
+
+#[test]
+fn elastic_ips_name_a_tenant_and_one_of_its_addresses() {
+    let t2 = T1.replace("t1", "t2").replace("1000", "2000");
+    let config = accepted(&format!(
+        "{T1}{t2}[[eip]]\npublic = \"2.2.2.11\"\ntenant = \"t1\"\nprivate = \"10.0.0.7\"\n\
+         [[eip]]\npublic = \"2.2.2.12\"\ntenant = \"t2\"\nprivate = \"10.0.0.7\"\n"
+    ));
+    assert_eq!(
+        config.eips,
+        vec![
+            ctl::config::Eip {
+                public: ip("2.2.2.11"),
+                tenant: 0,
+                private: ip("10.0.0.7")
+            },
+            ctl::config::Eip {
+                public: ip("2.2.2.12"),
+                tenant: 1,
+                private: ip("10.0.0.7")
+            },
+        ]
+    );
+    // T1 is 9 lines: the [[eip]] tables start at line 10.
+    let eip = |public: &str, tenant: &str, private: &str| {
+        format!("[[eip]]\npublic = \"{public}\"\ntenant = \"{tenant}\"\nprivate = \"{private}\"\n")
+    };
+    type Case<'a> = (String, Vec<(usize, &'a [&'a str])>);
+    let cases: Vec<Case> = vec![
+        (
+            eip("2.2.2.11", "t9", "10.0.0.7"),
+            vec![(line(12), &["no [[tenant]] is named \"t9\""][..])],
+        ),
+        (
+            eip("2.2.2.11", "t1", "10.9.0.7"),
+            vec![(
+                line(13),
+                &["outside tenant t1's prefixes", "add its prefix"][..],
+            )],
+        ),
+        (
+            eip("2.2.2.11", "t1", "10.0.0.7") + &eip("2.2.2.11", "t1", "10.0.0.8"),
+            vec![(line(15), &["given twice", "remove one"][..])],
+        ),
+        (
+            eip("2.2.2.11", "t1", "10.0.0.7") + &eip("2.2.2.12", "t1", "10.0.0.7"),
+            vec![(line(17), &["already has an elastic IP"][..])],
+        ),
+        (
+            "[[eip]]\npublic = \"2.2.2.11\"\n".to_owned(),
+            vec![
+                (line(10), &["has no tenant", "add tenant ="][..]),
+                (line(10), &["has no private", "add private ="][..]),
+            ],
+        ),
+        (
+            eip("224.0.0.1", "t1", "10.0.0.7"),
+            vec![(line(11), &["not a unicast host address"][..])],
+        ),
+    ];
+    for (text, want) in cases {
+        assert_errors(&refused(&format!("{T1}{text}")), &want);
+    }
+}
+
+#[test]
+fn flow_timeouts_keep_the_rfc_floors() {
+    let config = accepted(
+        "[flows]\ncapacity = 1000\ntcp_established_s = 86400\ntcp_transitory_s = 300\nudp_s = 300\nicmp_s = 60\n",
+    );
+    assert_eq!(config.flows.capacity, 1000);
+    assert_eq!(config.flows.tcp_established_s, 86400);
+    for (text, fragments) in [
+        (
+            "[flows]\ntcp_established_s = 3600\n",
+            &["tcp_established_s 3600 is out of range", "RFC 5382"][..],
+        ),
+        ("[flows]\nudp_s = 30\n", &["udp_s 30", "RFC 4787"][..]),
+        ("[flows]\nicmp_s = 10\n", &["icmp_s 10", "RFC 5508"][..]),
+        (
+            "[flows]\ncapacity = 0\n",
+            &["capacity 0 is out of range"][..],
+        ),
+    ] {
+        assert_errors(&refused(text), &[(line(2), fragments)]);
+    }
 }

@@ -125,6 +125,17 @@ drop_reasons! {
     ArpNotForUs => "arp_not_for_us",
     /// The ring to the control plane was full.
     PuntFull => "punt_full",
+    /// The ring to the worker that owns the frame's connection was full.
+    HandoffFull => "handoff_full",
+    /// Toward the public side from a private address with no elastic IP.
+    NoNat => "no_nat",
+    /// Refused by the tenant's firewall rules (no state created).
+    Firewall => "firewall",
+    /// No flow for it, and it cannot open one (a TCP segment other than a
+    /// SYN, an echo reply), or it does not fit its flow's TCP state.
+    InvalidState => "invalid_state",
+    /// The flow table is full.
+    FlowTableFull => "flow_table_full",
 }
 
 /// Packets and bytes through one port, as one worker saw them.
@@ -145,6 +156,10 @@ pub struct TenantCounters {
     /// Frames encapsulated into the tenant's tunnels.
     pub to_tunnel_packets: Counter,
     pub to_tunnel_bytes: Counter,
+    /// Flows opened and ended; the difference is the tenant's live flows
+    /// on this worker.
+    pub flows_created: Counter,
+    pub flows_expired: Counter,
 }
 
 /// Everything one worker counts.
@@ -167,6 +182,8 @@ pub struct WorkerCounters {
     /// Frames handed to the control plane (ARP to learn, frames waiting
     /// for their next hop's MAC).
     pub punted: Counter,
+    /// Frames handed to the worker that owns their connection.
+    pub handed_off: Counter,
     /// By tenant index; tenants past the end (added after start) are not
     /// counted per tenant, only in the totals.
     pub tenants: Box<[TenantCounters]>,
@@ -191,6 +208,7 @@ impl WorkerCounters {
             echo_replies: Counter::default(),
             icmp_errors: Counter::default(),
             punted: Counter::default(),
+            handed_off: Counter::default(),
             tenants: (0..tenants).map(|_| TenantCounters::default()).collect(),
         }
     }

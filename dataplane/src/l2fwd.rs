@@ -18,6 +18,9 @@ pub enum Verdict {
     /// its next hop is resolved; the reason is in the frame
     /// ([`crate::punt`]).
     Punt,
+    /// Hand, unchanged, to the worker that owns its connection
+    /// ([`crate::steer`]).
+    Handoff(u16),
 }
 
 /// Where frames from one port go, and the L2 header they leave with.

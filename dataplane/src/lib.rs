@@ -6,17 +6,21 @@
 //! machine.
 #![deny(unsafe_code)]
 
+pub mod conntrack;
 pub mod counters;
 pub mod firewall;
+pub mod flow;
 pub mod frame;
 pub mod l2fwd;
 pub mod lpm;
+pub mod nat;
 pub mod neighbour;
 pub mod pipeline;
 pub mod punt;
 pub mod ratelimit;
 pub mod resolver;
 pub mod snapshot;
+pub mod steer;
 pub mod tables;
 pub mod tenant;
 pub mod wire;

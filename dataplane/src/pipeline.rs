@@ -13,10 +13,16 @@
 //! builder; Ethernet or tunnel headers are prepended in the headroom at the
 //! end.
 
+use crate::conntrack::{Conn, TcpState, Timeouts, Tuple};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::flow::{
+    CapacityError, Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup as FlowLookup, Zone,
+};
+use crate::nat::{translate_quoted, Rewrite};
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
 use crate::ratelimit::TokenBucket;
+use crate::steer::Steering;
 use crate::tables::{eth_header, NextHop, PortEntry, PublicRoute, Role, Tables};
 use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
@@ -46,6 +52,17 @@ enum IcmpError {
     FragNeeded(u16),
 }
 
+/// Where a tenant's packet leaves by the public side, and how.
+struct Exit<'t> {
+    tenant: &'t Tenant,
+    /// The MTU of the underlay port it came in by (for MSS clamping and
+    /// errors).
+    underlay_mtu: u16,
+    /// False for the gateway's own ICMP errors, which beget none.
+    may_error: bool,
+    nat: Rewrite,
+}
+
 /// Which side a generated ICMP error goes back to.
 #[derive(Clone, Copy)]
 enum Side<'t> {
@@ -54,16 +71,31 @@ enum Side<'t> {
 }
 
 /// Per-worker pipeline state: nothing in it is shared.
-#[derive(Debug)]
 pub struct Pipeline {
     key_cache: KeyCache,
     /// Identification of the outer headers this worker builds.
     ip_id: u16,
     icmp: TokenBucket,
+    /// This worker's flows (DESIGN.md: the only state the fast path
+    /// writes).
+    flows: FlowTable<Conn>,
+    timeouts: Timeouts,
+    /// Ticks of the `now` clock per second.
+    hz: u64,
+    /// Set when there are several workers.
+    steer: Option<Steering>,
 }
 
+/// Flows a pipeline made with [`Pipeline::new`] holds.
+pub const DEFAULT_FLOWS: usize = 4096;
+/// Flows the periodic sweep visits per call.
+const SWEEP_BUDGET: usize = 64;
+
 impl Pipeline {
-    /// `icmp` limits the ICMP errors this worker generates.
+    /// `icmp` limits the ICMP errors this worker generates. The flow table
+    /// holds [`DEFAULT_FLOWS`] flows with the default timeouts on a clock
+    /// of 10^9 ticks per second; the daemon sets its own with
+    /// [`Pipeline::with_flows`].
     pub fn new(icmp: TokenBucket, worker: u16) -> Self {
         // Workers start their ident sequences apart, so two workers
         // tunnelling to one host rarely collide within a reassembly window.
@@ -71,7 +103,47 @@ impl Pipeline {
             key_cache: KeyCache::default(),
             ip_id: worker.wrapping_mul(0x9e37),
             icmp,
+            flows: FlowTable::new(DEFAULT_FLOWS).unwrap_or_else(|_| unreachable!()),
+            timeouts: Timeouts::default(),
+            hz: 1_000_000_000,
+            steer: None,
         }
+    }
+
+    /// Makes this the pipeline of worker `steer.me()` of several: packets
+    /// of connections another worker owns are handed to it.
+    pub fn with_steering(mut self, steer: Steering) -> Self {
+        self.steer = Some(steer);
+        self
+    }
+
+    /// Replaces the flow table: `capacity` flows, `timeouts` on a clock of
+    /// `hz` ticks per second.
+    pub fn with_flows(
+        mut self,
+        capacity: usize,
+        timeouts: Timeouts,
+        hz: u64,
+    ) -> Result<Self, CapacityError> {
+        self.flows = FlowTable::new(capacity)?;
+        self.timeouts = timeouts;
+        self.hz = hz.max(1);
+        Ok(self)
+    }
+
+    /// Live flows of this worker.
+    pub fn flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Removes a bounded number of expired flows; the worker calls it
+    /// between bursts.
+    pub fn sweep(&mut self, c: &WorkerCounters, now: u64) {
+        self.flows.sweep(SWEEP_BUDGET, now, |gone| {
+            if let Some(tc) = c.tenant(gone.value.tenant as usize) {
+                tc.flows_expired.inc();
+            }
+        });
     }
 
     /// Processes one frame received on `frame.in_port()` at TSC time `now`.
@@ -195,6 +267,9 @@ impl Pipeline {
             }
             usize::from(inner.total_len())
         };
+        if let Some(owner) = self.tenant_owner(t, tenant, &data[ip_at..]) {
+            return Verdict::Handoff(owner);
+        }
         if let Some(tc) = c.tenant(tenant.id.index()) {
             tc.from_tunnel_packets.inc();
             tc.from_tunnel_bytes.add(inner_len as u64);
@@ -205,6 +280,9 @@ impl Pipeline {
         let tail = data.len() - ip_at - inner_len;
         if !(f.adj(ip_at) && f.trim(tail)) {
             return Verdict::Drop(D::InnerInvalid);
+        }
+        if let Some(v) = self.tenant_flow(t, c, tenant, pe.mtu, f, now) {
+            return v;
         }
         self.route_tenant(t, c, tenant, pe.mtu, f, now, true)
     }
@@ -245,21 +323,399 @@ impl Pipeline {
                 self.encap(t, c, i, f)
             }
             Some(NextHop::Public) => {
-                let hop = match resolve_public(t, dst) {
-                    Ok(hop) => hop,
-                    Err(reason) => return Verdict::Drop(reason),
+                // Without a flow only the tenant's own public addresses
+                // may leave: a private source never reaches the Internet.
+                let src =
+                    u32::from_be_bytes([f.data()[12], f.data()[13], f.data()[14], f.data()[15]]);
+                if t.ingress.lookup(src) != Some(tenant.id.0) {
+                    return Verdict::Drop(D::NoNat);
+                }
+                let exit = Exit {
+                    tenant,
+                    underlay_mtu,
+                    may_error,
+                    nat: Rewrite::default(),
                 };
-                if let Err(e) = self.forward_checks(f, hop.mtu, may_error) {
-                    return self.icmp_or_drop(t, c, f, e, Side::Tenant(tenant), underlay_mtu, now);
-                }
-                if t.mss_clamp {
-                    // Replies come back through the tunnel: what the tenant
-                    // announces must fit inside it.
-                    clamp_syn(f.data_mut(), tunnel_inner_mtu(tenant.encap, underlay_mtu));
-                }
-                decrement_ttl(f.data_mut());
-                hop.send(f, c)
+                self.public_exit(t, c, &exit, f, now)
             }
+        }
+    }
+
+    /// Sends an IPv4 packet of `exit.tenant` (the frame starts at its
+    /// header) out of the public side, translated by `exit.nat`.
+    fn public_exit<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        exit: &Exit<'_>,
+        f: &mut F,
+        now: u64,
+    ) -> Verdict {
+        let hop = match resolve_public(t, ip_dst(f.data())) {
+            Ok(hop) => hop,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        // Errors quote the packet as the tenant sent it: before NAT.
+        if let Err(e) = self.forward_checks(f, hop.mtu, exit.may_error) {
+            let side = Side::Tenant(exit.tenant);
+            return self.icmp_or_drop(t, c, f, e, side, exit.underlay_mtu, now);
+        }
+        if t.mss_clamp {
+            // Replies come back through the tunnel: what the tenant
+            // announces must fit inside it.
+            clamp_syn(
+                f.data_mut(),
+                tunnel_inner_mtu(exit.tenant.encap, exit.underlay_mtu),
+            );
+        }
+        let ihl = usize::from(f.data()[0] & 0xf) * 4;
+        if !exit.nat.apply(f.data_mut(), ihl) {
+            return Verdict::Drop(D::Ipv4Invalid);
+        }
+        decrement_ttl(f.data_mut());
+        hop.send(f, c)
+    }
+
+    /// Tunnels an IPv4 packet from the public side (the frame starts at its
+    /// header) into tunnel `tunnel`, translated by `nat`.
+    #[allow(clippy::too_many_arguments)]
+    fn tunnel_entry<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        pe: &PortEntry,
+        f: &mut F,
+        tunnel: u32,
+        nat: Rewrite,
+        now: u64,
+    ) -> Verdict {
+        let Some(adj) = t.tunnels.get(tunnel as usize) else {
+            return Verdict::Drop(D::NoRoute);
+        };
+        // Errors quote the packet as the client sent it: before NAT.
+        if let Err(e) = self.forward_checks(f, adj.inner_mtu(), true) {
+            return self.icmp_or_drop(t, c, f, e, Side::Public, pe.mtu, now);
+        }
+        let ihl = usize::from(f.data()[0] & 0xf) * 4;
+        if !nat.apply(f.data_mut(), ihl) {
+            return Verdict::Drop(D::Ipv4Invalid);
+        }
+        if t.mss_clamp {
+            clamp_syn(f.data_mut(), adj.inner_mtu());
+        }
+        self.encap(t, c, tunnel, f)
+    }
+
+    // ------------------------------------------------------------ flows
+
+    /// Flows from the public side: a packet of a known flow, or one that
+    /// opens a flow toward an elastic IP, is translated into its tenant.
+    /// `None` leaves the packet to the stateless ingress. The frame still
+    /// has its Ethernet header.
+    fn public_flow<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        pe: &PortEntry,
+        f: &mut F,
+        now: u64,
+    ) -> Option<Verdict> {
+        if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
+            return self.public_icmp_error(t, c, pe, f, &quoted, at, now);
+        }
+        let tuple = Tuple::parse(f.data().get(ETH..)?)?;
+        let key = tuple.key(Zone::PUBLIC);
+        let (id, dir) = match self.find(c, &key, now) {
+            Some(hit) => hit,
+            None => {
+                let (tenant, private) = t.eips.inbound(tuple.dst)?;
+                match self.open_inbound(t, c, &tuple, key, tenant, private, now) {
+                    Ok(id) => (id, Direction::Forward),
+                    Err(reason) => return Some(Verdict::Drop(reason)),
+                }
+            }
+        };
+        let Some(conn) = self.advance(id, dir, &tuple, now) else {
+            return Some(Verdict::Drop(D::InvalidState));
+        };
+        if !f.adj(ETH) {
+            return Some(Verdict::Drop(D::Ipv4Invalid));
+        }
+        let tunnel_ok = t
+            .tunnels
+            .get(conn.tunnel as usize)
+            .is_some_and(|a| a.tenant.0 == conn.tenant);
+        if !tunnel_ok {
+            return Some(Verdict::Drop(D::NoRoute));
+        }
+        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel, conn.to_tenant, now))
+    }
+
+    /// Flows from a tenant (the frame starts at the inner IPv4 header): a
+    /// packet of a known flow, or one that opens a flow from an address
+    /// with an elastic IP toward the public side, is translated out.
+    /// `None` leaves the packet to the stateless routing.
+    fn tenant_flow<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        tenant: &Tenant,
+        underlay_mtu: u16,
+        f: &mut F,
+        now: u64,
+    ) -> Option<Verdict> {
+        if let Some((quoted, at)) = Tuple::parse_quoted(f.data()) {
+            return self.tenant_icmp_error(t, c, tenant, underlay_mtu, f, &quoted, at, now);
+        }
+        let tuple = Tuple::parse(f.data())?;
+        let key = tuple.key(Zone::tenant(tenant.id.index())?);
+        let (id, dir) = match self.find(c, &key, now) {
+            Some(hit) => hit,
+            None => {
+                let nh = t
+                    .vrfs
+                    .lookup(tenant.vrf, tuple.dst)
+                    .and_then(|i| t.nexthops.get(i as usize));
+                if nh != Some(&NextHop::Public) {
+                    return None;
+                }
+                let eip = t.eips.outbound(tenant.id, tuple.src)?;
+                match self.open_outbound(t, c, &tuple, key, tenant, eip, now) {
+                    Ok(id) => (id, Direction::Forward),
+                    Err(reason) => return Some(Verdict::Drop(reason)),
+                }
+            }
+        };
+        let Some(conn) = self.advance(id, dir, &tuple, now) else {
+            return Some(Verdict::Drop(D::InvalidState));
+        };
+        let exit = Exit {
+            tenant,
+            underlay_mtu,
+            may_error: true,
+            nat: conn.to_public,
+        };
+        Some(self.public_exit(t, c, &exit, f, now))
+    }
+
+    /// An ICMP error from the Internet about a datagram of a translated
+    /// flow (RFC 5508): into the tenant, its destination and the quoted
+    /// source translated back. The frame still has its Ethernet header;
+    /// the quote starts `at` bytes into the IPv4 packet.
+    #[allow(clippy::too_many_arguments)]
+    fn public_icmp_error<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        pe: &PortEntry,
+        f: &mut F,
+        quoted: &Tuple,
+        at: usize,
+        now: u64,
+    ) -> Option<Verdict> {
+        // The quoted datagram left from an elastic IP; its answers would
+        // arrive with the addresses and ports turned around.
+        let key = quoted.reply_key(Zone::PUBLIC, quoted.dst, quoted.src);
+        let (id, _) = self.flows.lookup(&key, now).hit()?;
+        let conn = *self.flows.get(id)?;
+        if ip_dst(f.data().get(ETH..)?) != quoted.src {
+            return None;
+        }
+        if !f.adj(ETH) {
+            return Some(Verdict::Drop(D::Ipv4Invalid));
+        }
+        let private = conn.to_tenant.addr();
+        let icmp_at = at - 8;
+        if !translate_quoted(&mut f.data_mut()[icmp_at..], true, private) {
+            return Some(Verdict::Drop(D::Ipv4Invalid));
+        }
+        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel, conn.to_tenant, now))
+    }
+
+    /// An ICMP error from a tenant about a datagram of a translated flow
+    /// (RFC 5508): out of the public side, its source and the quoted
+    /// destination translated to the elastic IP. The frame starts at the
+    /// IPv4 header; the quote starts `at` bytes into it.
+    #[allow(clippy::too_many_arguments)]
+    fn tenant_icmp_error<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        tenant: &Tenant,
+        underlay_mtu: u16,
+        f: &mut F,
+        quoted: &Tuple,
+        at: usize,
+        now: u64,
+    ) -> Option<Verdict> {
+        let zone = Zone::tenant(tenant.id.index())?;
+        let key = quoted.reply_key(zone, quoted.dst, quoted.src);
+        let (id, _) = self.flows.lookup(&key, now).hit()?;
+        let conn = *self.flows.get(id)?;
+        let src = u32::from_be_bytes(f.data().get(12..16)?.try_into().ok()?);
+        if src != quoted.dst {
+            return None;
+        }
+        let eip = conn.to_public.addr();
+        if !translate_quoted(&mut f.data_mut()[at - 8..], false, eip) {
+            return Some(Verdict::Drop(D::Ipv4Invalid));
+        }
+        let exit = Exit {
+            tenant,
+            underlay_mtu,
+            may_error: true,
+            nat: conn.to_public,
+        };
+        Some(self.public_exit(t, c, &exit, f, now))
+    }
+
+    /// The worker that owns the connection of a packet from the public
+    /// side, if it is another (the frame still has its Ethernet header).
+    fn public_owner<F: Frame>(&self, t: &Tables, f: &F) -> Option<u16> {
+        let steer = self.steer?;
+        let ip = f.data().get(ETH..)?;
+        if let Some((q, _)) = Tuple::parse_quoted(ip) {
+            // An error about what an elastic IP sent.
+            t.eips.inbound(q.src)?;
+            return steer.elsewhere(q.protocol, q.dst, q.dport, q.src, q.sport);
+        }
+        let tuple = Tuple::parse(ip)?;
+        t.eips.inbound(tuple.dst)?;
+        steer.elsewhere(
+            tuple.protocol,
+            tuple.src,
+            tuple.sport,
+            tuple.dst,
+            tuple.dport,
+        )
+    }
+
+    /// The worker that owns the connection of a tenant's IPv4 packet `ip`,
+    /// if it is another: the one its translated form belongs to.
+    fn tenant_owner(&self, t: &Tables, tenant: &Tenant, ip: &[u8]) -> Option<u16> {
+        let steer = self.steer?;
+        if let Some((q, _)) = Tuple::parse_quoted(ip) {
+            // An error about what the Internet sent to an elastic IP.
+            let eip = t.eips.outbound(tenant.id, q.dst)?;
+            return steer.elsewhere(q.protocol, q.src, q.sport, eip, q.dport);
+        }
+        let tuple = Tuple::parse(ip)?;
+        let eip = t.eips.outbound(tenant.id, tuple.src)?;
+        steer.elsewhere(tuple.protocol, tuple.dst, tuple.dport, eip, tuple.sport)
+    }
+
+    /// The live flow of `key`; an expired one is removed on the way.
+    fn find(&mut self, c: &WorkerCounters, key: &FlowKey, now: u64) -> Option<(FlowId, Direction)> {
+        match self.flows.lookup(key, now) {
+            FlowLookup::Hit(id, dir) => Some((id, dir)),
+            FlowLookup::Expired(id, _) => {
+                if let Some(gone) = self.flows.remove(id) {
+                    if let Some(tc) = c.tenant(gone.value.tenant as usize) {
+                        tc.flows_expired.inc();
+                    }
+                }
+                None
+            }
+            FlowLookup::Miss => None,
+        }
+    }
+
+    /// Moves flow `id`'s TCP state for a packet going `dir` and extends its
+    /// life. `None` if the segment does not fit the connection.
+    fn advance(&mut self, id: FlowId, dir: Direction, tuple: &Tuple, now: u64) -> Option<Conn> {
+        let conn = self.flows.get_mut(id)?;
+        if conn.protocol == IpProtocol::TCP.0 {
+            conn.tcp = conn.tcp.next(tuple.flags, dir == Direction::Forward).ok()?;
+        }
+        let conn = *conn;
+        let life = self.timeouts.of(conn.protocol, conn.tcp);
+        self.flows
+            .set_deadline(id, now.saturating_add(life.saturating_mul(self.hz)));
+        Some(conn)
+    }
+
+    /// A new flow from the Internet to elastic IP `tuple.dst`, which stands
+    /// for `private` in `tenant`.
+    #[allow(clippy::too_many_arguments)]
+    fn open_inbound(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        tuple: &Tuple,
+        key: FlowKey,
+        tenant: TenantId,
+        private: u32,
+        now: u64,
+    ) -> Result<FlowId, DropReason> {
+        if !tuple.opens {
+            return Err(D::InvalidState);
+        }
+        let ten = t.tenants.get(tenant).ok_or(D::NoRoute)?;
+        let zone = Zone::tenant(tenant.index()).ok_or(D::NoRoute)?;
+        let tunnel = tunnel_to(t, ten, private)?;
+        let conn = Conn {
+            tenant: tenant.0,
+            tunnel,
+            to_tenant: Rewrite::dst(tuple.dst, private),
+            to_public: Rewrite::src(private, tuple.dst),
+            protocol: tuple.protocol,
+            tcp: TcpState::opened_by(tuple.protocol),
+        };
+        let reply = tuple.reply_key(zone, private, tuple.src);
+        self.insert(c, key, reply, conn, now)
+    }
+
+    /// A new flow from `tuple.src` in `tenant`, which has elastic IP `eip`,
+    /// toward the public side.
+    #[allow(clippy::too_many_arguments)]
+    fn open_outbound(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        tuple: &Tuple,
+        key: FlowKey,
+        tenant: &Tenant,
+        eip: u32,
+        now: u64,
+    ) -> Result<FlowId, DropReason> {
+        if !tuple.opens {
+            return Err(D::InvalidState);
+        }
+        // Replies go back to the host the tenant routes its address to.
+        let tunnel = tunnel_to(t, tenant, tuple.src)?;
+        let conn = Conn {
+            tenant: tenant.id.0,
+            tunnel,
+            to_tenant: Rewrite::dst(eip, tuple.src),
+            to_public: Rewrite::src(tuple.src, eip),
+            protocol: tuple.protocol,
+            tcp: TcpState::opened_by(tuple.protocol),
+        };
+        let reply = tuple.reply_key(Zone::PUBLIC, tuple.dst, eip);
+        self.insert(c, key, reply, conn, now)
+    }
+
+    fn insert(
+        &mut self,
+        c: &WorkerCounters,
+        forward: FlowKey,
+        reply: FlowKey,
+        conn: Conn,
+        now: u64,
+    ) -> Result<FlowId, DropReason> {
+        let life = self.timeouts.of(conn.protocol, conn.tcp);
+        let deadline = now.saturating_add(life.saturating_mul(self.hz));
+        match self.flows.insert(forward, reply, deadline, conn) {
+            Ok(id) => {
+                if let Some(tc) = c.tenant(conn.tenant as usize) {
+                    tc.flows_created.inc();
+                }
+                Ok(id)
+            }
+            Err(InsertError::Full | InsertError::NoRoom) => Err(D::FlowTableFull),
+            // The reply key is taken: another flow already owns this
+            // mapping (e.g. opened from the other side first).
+            Err(InsertError::Exists(..) | InsertError::SameKey) => Err(D::InvalidState),
         }
     }
 
@@ -300,6 +756,12 @@ impl Pipeline {
                 _ => Verdict::Drop(D::LocalProtocol),
             };
         }
+        if let Some(owner) = self.public_owner(t, f) {
+            return Verdict::Handoff(owner);
+        }
+        if let Some(v) = self.public_flow(t, c, pe, f, now) {
+            return v;
+        }
         let Some(tenant) = t
             .ingress
             .lookup(dst)
@@ -321,16 +783,7 @@ impl Pipeline {
                 D::NoRoute
             });
         };
-        let Some(adj) = t.tunnels.get(i as usize) else {
-            return Verdict::Drop(D::NoRoute);
-        };
-        if let Err(e) = self.forward_checks(f, adj.inner_mtu(), true) {
-            return self.icmp_or_drop(t, c, f, e, Side::Public, pe.mtu, now);
-        }
-        if t.mss_clamp {
-            clamp_syn(f.data_mut(), adj.inner_mtu());
-        }
-        self.encap(t, c, i, f)
+        self.tunnel_entry(t, c, pe, f, i, Rewrite::default(), now)
     }
 
     /// TTL and size, before a packet is forwarded.
@@ -518,6 +971,19 @@ fn check_local_ipv4<F: Frame>(pe: &PortEntry, f: &mut F) -> Result<(IpProtocol, 
         return Err(Verdict::Drop(D::Ipv4Invalid));
     }
     Ok((protocol, ihl))
+}
+
+/// The tunnel `tenant` routes `addr` to.
+fn tunnel_to(t: &Tables, tenant: &Tenant, addr: u32) -> Result<u32, DropReason> {
+    match t
+        .vrfs
+        .lookup(tenant.vrf, addr)
+        .and_then(|i| t.nexthops.get(i as usize))
+    {
+        Some(&NextHop::Tunnel(i)) => Ok(i),
+        Some(NextHop::Blackhole) => Err(D::Blackhole),
+        _ => Err(D::NoRoute),
+    }
 }
 
 #[inline]

@@ -19,6 +19,7 @@ use arrayvec::ArrayVec;
 use crate::counters::MAX_PORTS;
 use crate::firewall::{Firewall, FirewallError, FirewallSpec};
 use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix, VrfId, VrfTables};
+use crate::nat::{EipError, Eips};
 use crate::neighbour::{NeighKey, NeighRef, NeighbourWriter, Neighbours};
 use crate::tenant::{Encap, Net, Tenant, TenantError, TenantId, TenantTable};
 use crate::wire::{ethernet, gre, ipv4, EtherType, IpProtocol, Ipv4Addr};
@@ -103,6 +104,8 @@ pub struct Spec {
     /// `(public prefix, len, tenant key)`: public destinations routed into
     /// a tenant's VRF unchanged.
     pub ingress: Vec<(Ipv4Addr, u8, u32)>,
+    /// `(elastic IP, tenant key, private address)`: 1:1 NAT.
+    pub eips: Vec<(Ipv4Addr, u32, Ipv4Addr)>,
     /// Clamp the MSS of TCP SYNs to what fits the path.
     pub mss_clamp: bool,
 }
@@ -232,6 +235,7 @@ pub struct Tables {
     pub l2: Vec<L2Adj>,
     /// Public destinations → tenant index, for inbound frames.
     pub ingress: Lpm,
+    pub eips: Eips,
     /// MACs of the neighbours on the ports and of the hosts inside gretap
     /// tunnels: shared with the resolver, which writes it in place.
     pub neighbours: Arc<Neighbours>,
@@ -252,6 +256,7 @@ pub enum BuildError {
     UnreachableHost { tenant: String, host: Ipv4Addr },
     NoPublicPort,
     NeighboursFull,
+    Eip(EipError),
     Firewall(FirewallError),
 }
 
@@ -274,6 +279,15 @@ impl fmt::Display for BuildError {
             BuildError::NoPublicPort => {
                 f.write_str("a route leads to the public side but no port is public")
             }
+            BuildError::Eip(EipError::Public(ip)) => {
+                write!(f, "elastic IP {} is given twice", Ipv4Addr::from(*ip))
+            }
+            BuildError::Eip(EipError::Private(t, ip)) => write!(
+                f,
+                "tenant {}: {} has two elastic IPs",
+                t.0,
+                Ipv4Addr::from(*ip)
+            ),
             BuildError::NeighboursFull => f.write_str(
                 "more next hops and static neighbours than the neighbour table holds ([arp] entries)",
             ),
@@ -422,6 +436,12 @@ impl Tables {
             let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
             ingress.insert(Prefix::new_truncating(u32::from(prefix), len)?, t.id.0)?;
         }
+        let mut eips = Eips::default();
+        for &(public, key, private) in &spec.eips {
+            let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
+            eips.insert(u32::from(public), t.id, u32::from(private))
+                .map_err(BuildError::Eip)?;
+        }
         for &(key, ip, mac) in &spec.inner_neighbours {
             let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
             set_static(neighbours, NeighKey::inner(t.id, u32::from(ip)), mac)?;
@@ -440,6 +460,7 @@ impl Tables {
             public,
             l2,
             ingress: ingress.build(),
+            eips,
             neighbours: Arc::clone(neighbours.table()),
             mss_clamp: spec.mss_clamp,
             firewall,

@@ -3,10 +3,11 @@
 //! etherparse lacks, is written and read by hand from RFC 2784/2890).
 
 use dataplane::neighbour::NeighbourWriter;
-use dataplane::pipeline::Pipeline;
+use dataplane::pipeline::{Pipeline, DEFAULT_FLOWS};
 use dataplane::punt::Punt;
 use dataplane::ratelimit::TokenBucket;
 use dataplane::resolver::{Io, Resolver, ResolverConfig};
+use dataplane::steer::Steering;
 use dataplane::tables::{PortSpec, Role, RouteSpec, Spec, Tables, Target, TenantSpec};
 use dataplane::tenant::Encap;
 use dataplane::{DropReason, Frame, VecFrame, Verdict, WorkerCounters};
@@ -113,7 +114,8 @@ fn spec() -> Spec {
             (1000, ip(EIP1), VM1_MAC),
             (1000, ip([10, 0, 1, 5]), [2, 0, 0, 0, 0xa, 0x15]),
         ],
-        ingress: vec![(ip(EIP1), 32, 1000), (ip(EIP2), 32, 2000)],
+        ingress: Vec::new(),
+        eips: vec![(ip(EIP1), 1000, ip(VM)), (ip(EIP2), 2000, ip(VM))],
         mss_clamp: true,
     }
 }
@@ -289,6 +291,28 @@ fn read_arp(b: &[u8]) -> ArpFields {
     )
 }
 
+/// Verifies the TCP or UDP checksum of an IPv4 packet with etherparse.
+fn assert_valid_transport(packet: &[u8]) {
+    let s = SlicedPacket::from_ip(packet).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = s.net else {
+        panic!("not IPv4")
+    };
+    let h = ip.header().to_header();
+    match s.transport {
+        Some(TransportSlice::Tcp(t)) => assert_eq!(
+            t.checksum(),
+            t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap(),
+            "TCP checksum"
+        ),
+        Some(TransportSlice::Udp(u)) => assert_eq!(
+            u.checksum(),
+            u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap(),
+            "UDP checksum"
+        ),
+        _ => {}
+    }
+}
+
 fn assert_valid_ipv4(packet: &[u8]) -> Ipv4Header {
     let (h, _) = Ipv4Header::from_slice(packet).unwrap();
     assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 checksum");
@@ -319,8 +343,13 @@ fn tenant1_gretap_to_internet_is_decapsulated_and_routed() {
         "client is on-link"
     );
     let h = assert_valid_ipv4(&out[14..]);
-    assert_eq!((h.source, h.destination, h.time_to_live), (VM, CLIENT, 63));
-    assert_eq!(&out[14 + 20..], &inner[20..], "payload untouched");
+    assert_eq!(
+        (h.source, h.destination, h.time_to_live),
+        (EIP1, CLIENT, 63),
+        "the VM's address leaves as its elastic IP"
+    );
+    assert_valid_transport(&out[14..]);
+    assert_eq!(&out[14 + 28..], &inner[28..], "payload untouched");
     let tc = &gw.counters.tenants[0];
     assert_eq!(
         (tc.from_tunnel_packets.get(), tc.from_tunnel_bytes.get()),
@@ -482,8 +511,10 @@ fn inbound_to_an_elastic_ip_is_encapsulated_toward_the_right_host_and_key() {
     let h = assert_valid_ipv4(inner_ip);
     assert_eq!(
         (h.source, h.destination, h.time_to_live),
-        (CLIENT, EIP1, 63)
+        (CLIENT, VM, 63),
+        "the elastic IP is translated to the VM's address"
     );
+    assert_valid_transport(inner_ip);
     assert_eq!(gw.counters.tenants[0].to_tunnel_packets.get(), 1);
 
     // Tenant 2: GRE-IPv4, no inner Ethernet, key 2000, host .12.
@@ -502,7 +533,8 @@ fn inbound_to_an_elastic_ip_is_encapsulated_toward_the_right_host_and_key() {
         (e.destination, outer.destination, key, proto),
         (HOST2_MAC, HOST2, 2000, 0x0800)
     );
-    assert_eq!(assert_valid_ipv4(&rest).destination, EIP2);
+    assert_eq!(assert_valid_ipv4(&rest).destination, VM);
+    assert_valid_transport(&rest);
 }
 
 #[test]
@@ -885,6 +917,7 @@ fn arbitrary_frames_end_as_sent_or_dropped_with_a_reason_never_a_panic() {
                 gw.resolver.punted(&gw.tables, frame, now, &mut wire);
                 gw.resolver.poll(&gw.tables, now, &mut wire);
             }
+            Verdict::Handoff(w) => panic!("one worker handed off to {w}"),
         }
     }
     assert!(
@@ -923,7 +956,7 @@ impl Gw {
         match v {
             Verdict::Punt => self.resolver.punted(&self.tables, f, now, wire),
             Verdict::Forward(p) => wire.sent.push((p, f)),
-            Verdict::Drop(_) => {}
+            Verdict::Drop(_) | Verdict::Handoff(_) => {}
         }
         v
     }
@@ -985,7 +1018,7 @@ fn an_unresolved_router_is_asked_for_and_the_held_frame_leaves_after_its_reply()
         let h = assert_valid_ipv4(ip);
         assert_eq!(
             (h.source, h.destination, h.time_to_live),
-            (VM, [8, 8, 8, 8], 63)
+            (EIP2, [8, 8, 8, 8], 63)
         );
     }
     assert_eq!(gw.resolver.held(), 0);
@@ -1217,4 +1250,370 @@ fn punted_frames_carry_their_reason() {
         other => panic!("{other:?}"),
     }
     assert_eq!(gw.counters.punted.get(), 1);
+}
+
+// ------------------------------------------------- flows and elastic IPs
+
+const SEC: u64 = 1_000_000_000; // Pipeline::new's clock: 10^9 ticks a second
+
+/// A TCP segment with `flags` ("S", "SA", "A", "R", "FA").
+fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, 1000, 64240);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(1),
+            'R' => b.rst(),
+            'F' => b.fin(),
+            _ => panic!("flag {f}"),
+        };
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, &[]).unwrap();
+    out
+}
+
+impl Gw {
+    /// A packet from the client, on the public port, at `now`.
+    fn client_sends(&mut self, ip: &[u8], now: u64) -> (Verdict, Vec<u8>) {
+        let frame = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, ip);
+        let mut f = VecFrame::new(&frame, PUB);
+        let v = self
+            .pipeline
+            .process(&self.tables, &self.counters, &mut f, now);
+        (v, f.data().to_vec())
+    }
+
+    /// A packet from tenant 1's VM (gretap, host 1), at `now`.
+    fn t1_sends(&mut self, ip: &[u8], now: u64) -> (Verdict, Vec<u8>) {
+        let inner = eth(T1_MAC, VM1_MAC, EtherType::IPV4, ip);
+        let frame = gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &inner);
+        let mut f = VecFrame::new(&frame, UND);
+        let v = self
+            .pipeline
+            .process(&self.tables, &self.counters, &mut f, now);
+        (v, f.data().to_vec())
+    }
+}
+
+/// The inner IPv4 packet of a gretap frame toward a host.
+fn tunnelled_ip(out: &[u8]) -> Vec<u8> {
+    let (_, _, _, _, rest) = open_gre(out);
+    rest[14..].to_vec()
+}
+
+#[test]
+fn a_tcp_connection_to_an_elastic_ip_is_translated_both_ways() {
+    let mut gw = Gw::new();
+    let (v, out) = gw.client_sends(&tcp(CLIENT, 40000, EIP1, 22, "S"), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    let syn = tunnelled_ip(&out);
+    let h = assert_valid_ipv4(&syn);
+    assert_eq!((h.source, h.destination), (CLIENT, VM));
+    assert_eq!(
+        u16::from_be_bytes([syn[22], syn[23]]),
+        22,
+        "1:1 keeps ports"
+    );
+    assert_valid_transport(&syn);
+
+    let (v, out) = gw.t1_sends(&tcp(VM, 22, CLIENT, 40000, "SA"), 1);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let h = assert_valid_ipv4(&out[14..]);
+    assert_eq!((h.source, h.destination), (EIP1, CLIENT));
+    assert_valid_transport(&out[14..]);
+
+    let (v, _) = gw.client_sends(&tcp(CLIENT, 40000, EIP1, 22, "A"), 2);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (v, _) = gw.t1_sends(&tcp(VM, 22, CLIENT, 40000, "A"), 3);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(gw.pipeline.flows(), 1, "one flow holds both directions");
+    assert_eq!(gw.counters.tenants[0].flows_created.get(), 1);
+}
+
+#[test]
+fn only_an_opening_packet_creates_a_flow() {
+    let mut gw = Gw::new();
+    for flags in ["A", "SA", "R", "FA"] {
+        let (v, _) = gw.client_sends(&tcp(CLIENT, 40000, EIP1, 22, flags), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::InvalidState), "{flags}");
+        let (v, _) = gw.t1_sends(&tcp(VM, 22, CLIENT, 40000, flags), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::InvalidState), "{flags}");
+    }
+    // An echo reply nobody asked for.
+    let mut reply = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .icmpv4_echo_reply(7, 1)
+        .write(&mut reply, b"x")
+        .unwrap();
+    assert_eq!(
+        gw.client_sends(&reply, 0).0,
+        Verdict::Drop(DropReason::InvalidState)
+    );
+    assert_eq!(gw.pipeline.flows(), 0, "nothing was created");
+}
+
+#[test]
+fn the_tenants_own_flows_never_cross_though_they_share_an_address() {
+    let mut gw = Gw::new();
+    // Both VMs (10.0.0.7 in t1 and in t2) talk to the same client port.
+    let (v, out) = gw.t1_sends(&tcp(VM, 5555, CLIENT, 80, "S"), 0);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(assert_valid_ipv4(&out[14..]).source, EIP1);
+    let t2 = gre_frame(
+        HOST2,
+        HOST2_MAC,
+        0x2000,
+        2000,
+        0x0800,
+        &tcp(VM, 5555, CLIENT, 80, "S"),
+    );
+    let (v, out) = gw.run(&t2, UND);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(assert_valid_ipv4(&out[14..]).source, EIP2);
+    // Each answer goes back to its own tenant, key and host.
+    let (v, out) = gw.client_sends(&tcp(CLIENT, 80, EIP2, 5555, "SA"), 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (_, outer, key, _, rest) = open_gre(&out);
+    assert_eq!((outer.destination, key), (HOST2, 2000));
+    assert_eq!(assert_valid_ipv4(&rest).destination, VM);
+    let (v, out) = gw.client_sends(&tcp(CLIENT, 80, EIP1, 5555, "SA"), 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (_, outer, key, _, _) = open_gre(&out);
+    assert_eq!((outer.destination, key), (HOST1, 1000));
+    assert_eq!(gw.pipeline.flows(), 2);
+}
+
+#[test]
+fn flows_expire_by_protocol_and_state_on_a_fake_clock() {
+    let mut gw = Gw::new();
+    // A SYN alone lives 4 minutes (RFC 5382 transitory).
+    gw.client_sends(&tcp(CLIENT, 40000, EIP1, 22, "S"), 0);
+    let late = 240 * SEC;
+    let (v, _) = gw.t1_sends(&tcp(VM, 22, CLIENT, 40000, "SA"), late);
+    assert_eq!(v, Verdict::Drop(DropReason::InvalidState), "expired");
+    assert_eq!(gw.counters.tenants[0].flows_expired.get(), 1);
+    assert_eq!(gw.pipeline.flows(), 0);
+
+    // Established lives 2 h 4 min; a packet refreshes it.
+    gw.client_sends(&tcp(CLIENT, 40001, EIP1, 22, "S"), 0);
+    gw.t1_sends(&tcp(VM, 22, CLIENT, 40001, "SA"), 1);
+    gw.client_sends(&tcp(CLIENT, 40001, EIP1, 22, "A"), 2);
+    let (v, _) = gw.t1_sends(&tcp(VM, 22, CLIENT, 40001, "A"), 2 + 7439 * SEC);
+    assert_eq!(v, Verdict::Forward(PUB), "still established");
+    let (v, _) = gw.t1_sends(
+        &tcp(VM, 22, CLIENT, 40001, "A"),
+        2 + 7439 * SEC + 7440 * SEC,
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::InvalidState));
+
+    // UDP: 2 minutes; the sweep finds it without a packet.
+    gw.t1_sends(&inner_udp(VM, CLIENT, 64, b"dns?"), 0);
+    assert_eq!(gw.pipeline.flows(), 1);
+    for _ in 0..DEFAULT_FLOWS / 64 + 1 {
+        gw.pipeline.sweep(&gw.counters, 120 * SEC);
+    }
+    assert_eq!(gw.pipeline.flows(), 0, "swept");
+}
+
+#[test]
+fn a_ping_is_tracked_by_its_identifier() {
+    let mut gw = Gw::new();
+    let mut req = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .icmpv4_echo_request(77, 1)
+        .write(&mut req, b"ping")
+        .unwrap();
+    let (v, out) = gw.client_sends(&req, 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    assert_eq!(assert_valid_ipv4(&tunnelled_ip(&out)).destination, VM);
+    let mut rep = Vec::new();
+    PacketBuilder::ipv4(VM, CLIENT, 64)
+        .icmpv4_echo_reply(77, 1)
+        .write(&mut rep, b"ping")
+        .unwrap();
+    let (v, out) = gw.t1_sends(&rep, 1);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let h = assert_valid_ipv4(&out[14..]);
+    assert_eq!((h.source, h.destination), (EIP1, CLIENT));
+    let icmp = &out[14 + 20..];
+    assert_eq!(
+        etherparse::checksum::Sum16BitWords::new()
+            .add_slice(icmp)
+            .ones_complement(),
+        0
+    );
+    // Another identifier is another flow, which a reply cannot open.
+    let mut other = rep.clone();
+    other[24..26].copy_from_slice(&78u16.to_be_bytes());
+    assert_ne!(gw.t1_sends(&other, 2).0, Verdict::Forward(PUB));
+}
+
+#[test]
+fn a_private_address_without_an_elastic_ip_never_reaches_the_internet() {
+    let mut gw = Gw::new();
+    let other_vm = [10, 0, 0, 8];
+    let (v, _) = gw.t1_sends(&inner_udp(other_vm, CLIENT, 64, b"leak?"), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NoNat));
+    let (v, _) = gw.t1_sends(&tcp(other_vm, 1, CLIENT, 2, "S"), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NoNat));
+}
+
+#[test]
+fn two_workers_meet_both_directions_of_a_connection_in_its_owner() {
+    let tables = Tables::build(&spec(), 1, &mut NeighbourWriter::new(64)).expect("tables");
+    let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
+    let mut workers: Vec<Pipeline> = (0..2u16)
+        .map(|i| {
+            Pipeline::new(TokenBucket::new(1000, 50, SEC), i)
+                .with_steering(Steering::new(i, 2).unwrap())
+        })
+        .collect();
+    // Delivers `frame` to worker `at`, and to the owner if handed off;
+    // returns who processed it, the verdict and the frame.
+    let mut deliver = |at: usize, frame: &[u8], port: u16| {
+        let mut f = VecFrame::new(frame, port);
+        match workers[at].process(&tables, &counters[at], &mut f, 1) {
+            Verdict::Handoff(owner) => {
+                let owner = usize::from(owner);
+                assert_ne!(owner, at);
+                assert_eq!(f.data(), frame, "handed off unchanged");
+                let v = workers[owner].process(&tables, &counters[owner], &mut f, 1);
+                assert!(!matches!(v, Verdict::Handoff(_)), "the owner keeps it");
+                (owner, v, f.data().to_vec())
+            }
+            v => (at, v, f.data().to_vec()),
+        }
+    };
+    let mut owners = [0; 2];
+    for (n, sport) in (40000..40064u16).enumerate() {
+        // The two directions arrive on different workers, both ways round.
+        let (first, second) = (n % 2, 1 - n % 2);
+        let syn = eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &tcp(CLIENT, sport, EIP1, 22, "S"),
+        );
+        let (w1, v, _) = deliver(first, &syn, PUB);
+        assert_eq!(v, Verdict::Forward(UND));
+        let syn_ack = gre_frame(
+            HOST1,
+            HOST1_MAC,
+            0x2000,
+            1000,
+            0x6558,
+            &eth(
+                T1_MAC,
+                VM1_MAC,
+                EtherType::IPV4,
+                &tcp(VM, 22, CLIENT, sport, "SA"),
+            ),
+        );
+        let (w2, v, out) = deliver(second, &syn_ack, UND);
+        assert_eq!(v, Verdict::Forward(PUB), "the reply found its flow");
+        assert_eq!(assert_valid_ipv4(&out[14..]).source, EIP1);
+        assert_eq!(w1, w2, "one owner for both directions");
+        owners[w1] += 1;
+    }
+    assert!(
+        owners[0] > 10 && owners[1] > 10,
+        "both workers own connections: {owners:?}"
+    );
+    assert_eq!(workers[0].flows() + workers[1].flows(), 64);
+}
+
+/// An ICMP error from `src` to `dst` quoting `datagram` (its header and 8
+/// bytes, as routers send, or all of it).
+fn icmp_error(src: [u8; 4], dst: [u8; 4], ty: Icmpv4Type, datagram: &[u8], whole: bool) -> Vec<u8> {
+    let ihl = usize::from(datagram[0] & 0xf) * 4;
+    let quote = if whole {
+        datagram
+    } else {
+        &datagram[..ihl + 8]
+    };
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64)
+        .icmpv4(ty)
+        .write(&mut out, quote)
+        .unwrap();
+    out
+}
+
+/// Checks an ICMP error's checksums (its own and the quoted header's) and
+/// returns the quoted (source, destination).
+fn quoted_addrs(ip: &[u8]) -> ([u8; 4], [u8; 4]) {
+    let icmp = &ip[20..];
+    assert_eq!(
+        etherparse::checksum::Sum16BitWords::new()
+            .add_slice(icmp)
+            .ones_complement(),
+        0,
+        "ICMP checksum"
+    );
+    let q = &icmp[8..];
+    let (h, _) = Ipv4Header::from_slice(q).unwrap();
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "quoted IPv4 checksum"
+    );
+    (h.source, h.destination)
+}
+
+#[test]
+fn icmp_errors_about_translated_flows_are_translated_both_ways() {
+    let mut gw = Gw::new();
+    // A connection from t1's VM to the client, through EIP1.
+    let syn = tcp(VM, 5555, CLIENT, 80, "S");
+    assert_eq!(gw.t1_sends(&syn, 0).0, Verdict::Forward(PUB));
+    // A router on the way answers Fragmentation Needed about what left.
+    let left = tcp(EIP1, 5555, CLIENT, 80, "S");
+    let router = [1, 1, 1, 254];
+    let frag = Icmpv4Type::DestinationUnreachable(
+        etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+    );
+    let err = icmp_error(router, EIP1, frag, &left, false);
+    let (v, out) = gw.client_sends(&err, 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let ip = tunnelled_ip(&out);
+    let h = assert_valid_ipv4(&ip);
+    assert_eq!((h.source, h.destination), (router, VM));
+    assert_eq!(
+        quoted_addrs(&ip),
+        (VM, CLIENT),
+        "the VM sees its own datagram"
+    );
+
+    // The other way: the client's UDP to EIP2 finds no listener in t2's VM.
+    let dgram = inner_udp(CLIENT, EIP2, 64, b"anyone?");
+    let (v, out) = gw.client_sends(&dgram, 2);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (_, _, _, _, delivered) = open_gre(&out);
+    let unreachable =
+        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port);
+    let err = icmp_error(VM, CLIENT, unreachable, &delivered, true);
+    let frame = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &err);
+    let (v, out) = gw.run(&frame, UND);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let h = assert_valid_ipv4(&out[14..]);
+    assert_eq!((h.source, h.destination), (EIP2, CLIENT));
+    assert_eq!(
+        quoted_addrs(&out[14..]),
+        (CLIENT, EIP2),
+        "10.0.0.7 never shows"
+    );
+    let quoted_udp = &out[14 + 28 + 20..];
+    let (uh, _) = etherparse::UdpHeader::from_slice(quoted_udp).unwrap();
+    let want = uh
+        .calc_checksum_ipv4_raw(CLIENT, EIP2, &quoted_udp[8..])
+        .unwrap();
+    assert_eq!(uh.checksum, want, "quoted UDP checksum translated too");
+
+    // An error about nothing the gateway sent goes nowhere.
+    let frag = Icmpv4Type::DestinationUnreachable(
+        etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1400 },
+    );
+    let stray = icmp_error(router, EIP1, frag, &tcp(EIP1, 1, CLIENT, 2, "S"), false);
+    assert_ne!(gw.client_sends(&stray, 3).0, Verdict::Forward(UND));
 }

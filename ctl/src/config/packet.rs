@@ -87,3 +87,37 @@ impl Default for Arp {
         }
     }
 }
+
+/// Allowed [`Flows::capacity`].
+pub const FLOWS_CAPACITY_RANGE: RangeInclusive<u32> = 1..=1 << 28;
+
+/// `[flows]`: each worker's flow table (NAT and firewall state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flows {
+    /// Flows per worker, allocated at start. Default 65536.
+    pub capacity: u32,
+    /// Seconds an established TCP connection lives without traffic; at
+    /// least 7440 (RFC 5382 REQ-5). Default 7440.
+    pub tcp_established_s: u32,
+    /// Seconds a TCP connection lives while opening or closing; at least
+    /// 240 (RFC 5382 REQ-5). Default 240.
+    pub tcp_transitory_s: u32,
+    /// Seconds a UDP flow lives without traffic; at least 120 (RFC 4787
+    /// REQ-5). Default 120.
+    pub udp_s: u32,
+    /// Seconds an ICMP echo flow lives; at least 60 (RFC 5508 REQ-1).
+    /// Default 60.
+    pub icmp_s: u32,
+}
+
+impl Default for Flows {
+    fn default() -> Self {
+        Self {
+            capacity: 65536,
+            tcp_established_s: 7440,
+            tcp_transitory_s: 240,
+            udp_s: 120,
+            icmp_s: 60,
+        }
+    }
+}

@@ -207,6 +207,26 @@ pub(super) struct RawNeighbour {
     pub mac: Option<Spanned<String>>,
 }
 
+/// One `[[eip]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEip {
+    pub public: Option<Spanned<String>>,
+    pub tenant: Option<Spanned<String>>,
+    pub private: Option<Spanned<String>>,
+}
+
+/// `[flows]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFlows {
+    pub capacity: Option<Spanned<i64>>,
+    pub tcp_established_s: Option<Spanned<i64>>,
+    pub tcp_transitory_s: Option<Spanned<i64>>,
+    pub udp_s: Option<Spanned<i64>>,
+    pub icmp_s: Option<Spanned<i64>>,
+}
+
 /// `[icmp]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,12 +305,14 @@ pub(super) struct RawConfig {
     pub tenants: List<RawTenant>,
     pub routes: List<RawRoute>,
     pub neighbours: List<RawNeighbour>,
+    pub eips: List<RawEip>,
+    pub flows: Option<Section<RawFlows>>,
     pub icmp: Option<Section<RawIcmp>>,
     pub tcp: Option<Section<RawTcp>>,
     pub arp: Option<Section<RawArp>>,
 }
 
-const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `icmp`, `tcp`, `arp`";
+const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `eip`, `flows`, `icmp`, `tcp`, `arp`";
 
 /// Parses `text`; `None` when the TOML itself is broken, in which case the
 /// report holds that one error.
@@ -320,6 +342,8 @@ pub(super) fn read(text: &str, report: &mut Report) -> Option<RawConfig> {
             "tenant" => raw.tenants = tenants(item, at, report),
             "route" => raw.routes = array(item, at, "[[route]]", report),
             "neighbour" => raw.neighbours = array(item, at, "[[neighbour]]", report),
+            "eip" => raw.eips = array(item, at, "[[eip]]", report),
+            "flows" => raw.flows = single(item, at, "[flows]", report),
             "icmp" => raw.icmp = single(item, at, "[icmp]", report),
             "tcp" => raw.tcp = single(item, at, "[tcp]", report),
             "arp" => raw.arp = single(item, at, "[arp]", report),

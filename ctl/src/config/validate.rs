@@ -7,6 +7,7 @@
 //! reporting a consequence instead of the cause.
 
 mod addrs;
+mod eips;
 mod links;
 mod neighbours;
 mod packet;
@@ -58,6 +59,8 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         public: has_role(&raw.ports, Role::Public),
     };
     let tenants = tenants::tenants(&raw.tenants, &context, r);
+    let eips = eips::eips(&raw.eips, tenants.as_deref(), r);
+    let flows = packet::flows(raw.flows.as_ref(), r);
     let icmp = packet::icmp(raw.icmp.as_ref(), r);
     let tcp = packet::tcp(raw.tcp.as_ref());
     let arp = packet::arp(raw.arp.as_ref(), r);
@@ -71,6 +74,8 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         tenants: tenants?,
         routes: routes?,
         neighbours: neighbours?,
+        eips: eips?,
+        flows: flows?,
         icmp: icmp?,
         tcp: tcp?,
         arp: arp?,

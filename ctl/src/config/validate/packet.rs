@@ -1,9 +1,10 @@
 //! `[icmp]`, `[tcp]` and `[arp]`: the packet path's settings.
 
 use super::{int, Report};
-use crate::config::raw::{RawArp, RawIcmp, RawTcp, Section};
+use crate::config::raw::{RawArp, RawFlows, RawIcmp, RawTcp, Section};
 use crate::config::{
-    Arp, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE, ARP_RETRY_MS_MIN,
+    Arp, Flows, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE,
+    ARP_RETRY_MS_MIN, FLOWS_CAPACITY_RANGE,
 };
 
 pub(super) fn icmp(raw: Option<&Section<RawIcmp>>, r: &mut Report) -> Option<Icmp> {
@@ -116,4 +117,69 @@ pub(super) fn arp(raw: Option<&Section<RawArp>>, r: &mut Report) -> Option<Arp> 
         entries: entries?,
     };
     section.sound().then_some(arp)
+}
+
+pub(super) fn flows(raw: Option<&Section<RawFlows>>, r: &mut Report) -> Option<Flows> {
+    let d = Flows::default();
+    let Some(section) = raw else {
+        return Some(d);
+    };
+    let v = &section.value;
+    let capacity = int(
+        v.capacity.as_ref(),
+        d.capacity,
+        i64::from(*FLOWS_CAPACITY_RANGE.start()),
+        i64::from(*FLOWS_CAPACITY_RANGE.end()),
+        "[flows] capacity",
+        " flows per worker",
+        r,
+    );
+    // The RFCs' floors: a NAT that forgets sooner breaks applications.
+    let mut timeout = |value, default, floor: u32, name, why| {
+        int(
+            value,
+            default,
+            i64::from(floor),
+            i64::from(u32::MAX),
+            name,
+            why,
+            r,
+        )
+    };
+    let tcp_established_s = timeout(
+        v.tcp_established_s.as_ref(),
+        d.tcp_established_s,
+        7440,
+        "[flows] tcp_established_s",
+        " seconds (RFC 5382 REQ-5: at least 2 hours 4 minutes)",
+    );
+    let tcp_transitory_s = timeout(
+        v.tcp_transitory_s.as_ref(),
+        d.tcp_transitory_s,
+        240,
+        "[flows] tcp_transitory_s",
+        " seconds (RFC 5382 REQ-5: at least 4 minutes)",
+    );
+    let udp_s = timeout(
+        v.udp_s.as_ref(),
+        d.udp_s,
+        120,
+        "[flows] udp_s",
+        " seconds (RFC 4787 REQ-5: at least 2 minutes)",
+    );
+    let icmp_s = timeout(
+        v.icmp_s.as_ref(),
+        d.icmp_s,
+        60,
+        "[flows] icmp_s",
+        " seconds (RFC 5508 REQ-1: at least 60 seconds)",
+    );
+    let flows = Flows {
+        capacity: capacity?,
+        tcp_established_s: tcp_established_s?,
+        tcp_transitory_s: tcp_transitory_s?,
+        udp_s: udp_s?,
+        icmp_s: icmp_s?,
+    };
+    section.sound().then_some(flows)
 }

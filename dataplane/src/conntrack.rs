@@ -1,0 +1,326 @@
+//! Connection state: what the flow table keeps per flow, and how TCP's
+//! state and every flow's lifetime move.
+//!
+//! A [`Conn`] is the flow table's value. It holds the flow's NAT rewrite
+//! for each side (so a packet of a known flow needs one lookup and one
+//! rewrite), the tunnel toward the tenant (so it needs no route lookup
+//! inward), and the state that decides how long the flow lives.
+//!
+//! Timeouts default to the RFCs' floors: RFC 4787 REQ-5 (UDP at least
+//! 2 minutes), RFC 5382 REQ-5 (TCP established at least 2 hours 4 minutes,
+//! transitory 4 minutes), RFC 5508 REQ-1 (ICMP query 60 seconds).
+
+use crate::flow::{FlowKey, Zone};
+use crate::nat::Rewrite;
+use crate::wire::IpProtocol;
+
+/// Lifetimes, in seconds, as configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_established: u64,
+    /// SYN seen, FIN seen, closing.
+    pub tcp_transitory: u64,
+    /// After a RST: long enough for stragglers, short enough to free the
+    /// mapping soon (Linux's CLOSE is 10 s).
+    pub tcp_closed: u64,
+    pub udp: u64,
+    pub icmp: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_established: 7440,
+            tcp_transitory: 240,
+            tcp_closed: 10,
+            udp: 120,
+            icmp: 60,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The lifetime, in seconds, of a flow of `protocol` in `state`.
+    pub fn of(&self, protocol: u8, state: TcpState) -> u64 {
+        match IpProtocol(protocol) {
+            IpProtocol::TCP => match state {
+                TcpState::Established => self.tcp_established,
+                TcpState::Closed => self.tcp_closed,
+                _ => self.tcp_transitory,
+            },
+            IpProtocol::UDP => self.udp,
+            _ => self.icmp,
+        }
+    }
+}
+
+/// Where a flow's TCP connection is (RFC 793's states, folded to what a
+/// middlebox can see and needs for its timers). Other protocols stay
+/// [`TcpState::None`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TcpState {
+    #[default]
+    None,
+    /// The opener's SYN went through.
+    SynSent,
+    /// The answer's SYN+ACK came back.
+    SynReceived,
+    /// The handshake completed.
+    Established,
+    /// One side sent a FIN.
+    FinWait,
+    /// Both sides sent a FIN.
+    Closing,
+    /// A RST went through.
+    Closed,
+}
+
+/// TCP flags of a segment, as the state machine reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+
+    /// A segment that may open a connection: SYN without ACK, RST or FIN.
+    pub fn opens(self) -> bool {
+        self.0 & (Self::SYN | Self::ACK | Self::RST | Self::FIN) == Self::SYN
+    }
+}
+
+/// Why a segment does not fit its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Invalid;
+
+impl TcpState {
+    /// The state of a new flow of `protocol`: TCP flows open with a SYN.
+    pub fn opened_by(protocol: u8) -> TcpState {
+        if protocol == IpProtocol::TCP.0 {
+            TcpState::SynSent
+        } else {
+            TcpState::None
+        }
+    }
+
+    /// The state after a segment with `flags`, sent by the opener
+    /// (`from_opener`) or by the answerer.
+    pub fn next(self, flags: TcpFlags, from_opener: bool) -> Result<TcpState, Invalid> {
+        use TcpState::*;
+        if flags.has(TcpFlags::RST) {
+            return Ok(Closed);
+        }
+        let syn = flags.has(TcpFlags::SYN);
+        let ack = flags.has(TcpFlags::ACK);
+        let fin = flags.has(TcpFlags::FIN);
+        Ok(match (self, from_opener) {
+            // A retransmitted SYN, or the SYN+ACK.
+            (SynSent, true) if syn && !ack => SynSent,
+            (SynSent, false) if syn && ack => SynReceived,
+            (SynSent, _) => return Err(Invalid),
+            (SynReceived, false) if syn && ack => SynReceived,
+            (SynReceived, true) if ack && !syn => {
+                if fin {
+                    FinWait
+                } else {
+                    Established
+                }
+            }
+            (SynReceived, _) => return Err(Invalid),
+            // The answer's SYN+ACK again: its ACK was lost.
+            (Established, false) if syn && ack => Established,
+            // Once open, a SYN is a new connection on an old tuple.
+            (_, _) if syn => return Err(Invalid),
+            (Established, _) if fin => FinWait,
+            (FinWait, _) if fin => Closing,
+            // Closed lets stragglers through until it expires.
+            (state, _) => state,
+        })
+    }
+}
+
+/// What the flow table knows of a packet: its 5-tuple (an ICMP echo's
+/// identifier stands for both ports, RFC 5508 REQ-1) and whether it may
+/// open a flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuple {
+    pub protocol: u8,
+    pub src: u32,
+    pub dst: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub flags: TcpFlags,
+    /// A TCP SYN, any UDP datagram, an ICMP echo request.
+    pub opens: bool,
+}
+
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+
+impl Tuple {
+    /// Reads an IPv4 packet whose header was validated. `None` for what
+    /// flows do not track: other protocols, ICMP other than echo, and
+    /// transport headers too short to hold what is read here.
+    pub fn parse(ip: &[u8]) -> Option<Tuple> {
+        Self::read(ip, false)
+    }
+
+    /// `quoted`: the datagram is an ICMP error's quote, of which only the
+    /// first 8 transport bytes are sure to be there (no TCP flags).
+    fn read(ip: &[u8], quoted: bool) -> Option<Tuple> {
+        let ihl = usize::from(*ip.first()? & 0xf) * 4;
+        let addr = |at: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(ip.get(at..at + 4)?.try_into().ok()?))
+        };
+        let (src, dst) = (addr(12)?, addr(16)?);
+        let l4 = ip.get(ihl..)?;
+        let port = |at: usize| -> Option<u16> {
+            Some(u16::from_be_bytes(l4.get(at..at + 2)?.try_into().ok()?))
+        };
+        let protocol = *ip.get(9)?;
+        let (sport, dport, flags, opens) = match IpProtocol(protocol) {
+            IpProtocol::TCP => {
+                let flags = match l4.get(13) {
+                    Some(&f) => TcpFlags(f),
+                    None if quoted => TcpFlags(0),
+                    None => return None,
+                };
+                (port(0)?, port(2)?, flags, flags.opens())
+            }
+            IpProtocol::UDP => (port(0)?, port(2)?, TcpFlags(0), true),
+            IpProtocol::ICMP => {
+                let opens = match *l4.first()? {
+                    ICMP_ECHO_REQUEST => true,
+                    ICMP_ECHO_REPLY => false,
+                    _ => return None,
+                };
+                let id = port(4)?;
+                (id, id, TcpFlags(0), opens)
+            }
+            _ => return None,
+        };
+        Some(Tuple {
+            protocol,
+            src,
+            dst,
+            sport,
+            dport,
+            flags,
+            opens,
+        })
+    }
+
+    /// For an ICMP error (RFC 792 types 3, 4, 5, 11, 12) in IPv4 packet
+    /// `ip`: the tuple of the datagram it quotes (at least its IPv4 header
+    /// and 8 bytes, RFC 1812 4.3.2.3), and where that quote starts in
+    /// `ip`. `None` for anything else.
+    pub fn parse_quoted(ip: &[u8]) -> Option<(Tuple, usize)> {
+        if *ip.get(9)? != IpProtocol::ICMP.0 {
+            return None;
+        }
+        let ihl = usize::from(*ip.first()? & 0xf) * 4;
+        if !crate::wire::icmp::IcmpType(*ip.get(ihl)?).is_error() {
+            return None;
+        }
+        let at = ihl + 8;
+        let quoted = ip.get(at..)?;
+        let qihl = usize::from(*quoted.first()? & 0xf) * 4;
+        if qihl < 20 || quoted.len() < qihl + 8 {
+            return None;
+        }
+        let tuple = Tuple::read(quoted, true)?;
+        Some((tuple, at))
+    }
+
+    /// The packet's key in `zone`.
+    pub fn key(&self, zone: Zone) -> FlowKey {
+        FlowKey::new(
+            zone,
+            self.protocol,
+            self.src,
+            self.sport,
+            self.dst,
+            self.dport,
+        )
+    }
+
+    /// The key of the answers, as they arrive in `zone`: from `replier`
+    /// back to `to`, the ports turned around.
+    pub fn reply_key(&self, zone: Zone, replier: u32, to: u32) -> FlowKey {
+        FlowKey::new(zone, self.protocol, replier, self.dport, to, self.sport)
+    }
+}
+
+/// The flow table's value: one connection, both sides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conn {
+    /// The tenant's index.
+    pub tenant: u32,
+    /// The tunnel toward the tenant's host (an index into the tables'
+    /// tunnels).
+    pub tunnel: u32,
+    /// Applied to packets going into the tenant (DNAT).
+    pub to_tenant: Rewrite,
+    /// Applied to packets leaving toward the public side (SNAT).
+    pub to_public: Rewrite,
+    pub protocol: u8,
+    pub tcp: TcpState,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SYN: TcpFlags = TcpFlags(TcpFlags::SYN);
+    const SYN_ACK: TcpFlags = TcpFlags(TcpFlags::SYN | TcpFlags::ACK);
+    const ACK: TcpFlags = TcpFlags(TcpFlags::ACK);
+    const FIN_ACK: TcpFlags = TcpFlags(TcpFlags::FIN | TcpFlags::ACK);
+    const RST: TcpFlags = TcpFlags(TcpFlags::RST);
+
+    #[test]
+    fn a_handshake_and_a_close() {
+        let mut s = TcpState::SynSent;
+        for (flags, opener, want) in [
+            (SYN, true, TcpState::SynSent),
+            (SYN_ACK, false, TcpState::SynReceived),
+            (ACK, true, TcpState::Established),
+            (ACK, false, TcpState::Established),
+            (FIN_ACK, false, TcpState::FinWait),
+            (FIN_ACK, true, TcpState::Closing),
+            (ACK, false, TcpState::Closing),
+        ] {
+            s = s.next(flags, opener).unwrap();
+            assert_eq!(s, want, "{flags:?} from opener {opener}");
+        }
+    }
+
+    #[test]
+    fn out_of_order_segments_are_invalid_and_rst_always_closes() {
+        assert_eq!(TcpState::SynSent.next(ACK, true), Err(Invalid));
+        assert_eq!(TcpState::SynSent.next(SYN_ACK, true), Err(Invalid));
+        assert_eq!(TcpState::SynReceived.next(ACK, false), Err(Invalid));
+        assert_eq!(TcpState::Established.next(SYN, true), Err(Invalid));
+        for s in [TcpState::SynSent, TcpState::Established, TcpState::FinWait] {
+            assert_eq!(s.next(RST, false), Ok(TcpState::Closed));
+        }
+        assert!(SYN.opens());
+        assert!(!SYN_ACK.opens() && !ACK.opens() && !RST.opens());
+    }
+
+    #[test]
+    fn timeouts_follow_the_rfcs() {
+        let t = Timeouts::default();
+        let tcp = IpProtocol::TCP.0;
+        assert!(t.of(tcp, TcpState::Established) >= 2 * 3600 + 4 * 60);
+        assert_eq!(t.of(tcp, TcpState::SynSent), 240);
+        assert_eq!(t.of(tcp, TcpState::FinWait), 240);
+        assert!(t.of(IpProtocol::UDP.0, TcpState::None) >= 120);
+        assert_eq!(t.of(IpProtocol::ICMP.0, TcpState::None), 60);
+    }
+}

@@ -1,0 +1,962 @@
+//! The flow table of the stateful gateway: NAT and firewall state, both
+//! directions of a flow in one entry.
+//!
+//! # What it holds
+//!
+//! A flow is two [`FlowKey`]s, forward (the packet that created it) and
+//! reply (what comes back, after NAT), a deadline, and a caller's value `V`
+//! (the pipeline keeps its per-direction cached actions there). Both keys
+//! resolve to the same [`FlowId`]; a lookup tells which [`Direction`] the
+//! packet travels, as Linux `nf_flow_table`'s `tuplehash[2]` does.
+//!
+//! Everything is allocated by [`FlowTable::new`] from the configured
+//! capacity: insert, lookup, remove and sweep never allocate, never lock,
+//! and [`FlowTable::insert`] fails with [`InsertError::Full`] rather than
+//! evicting a live flow. The table has one owner: lookups take `&self`,
+//! changes `&mut self` (a worker's own table; see DESIGN.md on steering).
+//!
+//! # Layout
+//!
+//! Bucketized cuckoo hashing with signatures, DPDK `rte_hash`'s scheme,
+//! with the keys of a flow stored together:
+//!
+//! ```text
+//! buckets: [Bucket]   64 bytes, cache-line aligned, ~cap * 5/16 of them
+//!   sigs: [u16; 8]    16-bit signature per slot, 0 = empty
+//!   idx:  [u32; 8]    flow id * 2 + direction
+//!   (16 bytes spare)
+//! entries: [Entry<V>] one per flow, indexed by FlowId
+//!   keys: [FlowKey; 2]  forward, reply: 32 bytes
+//!   deadline: u64       (the free list's link while free)
+//!   value: V
+//! live: [u64]         one bit per flow
+//! ```
+//!
+//! A key has two candidate buckets: the primary from the hash's high 32
+//! bits (`(h >> 32) * nb >> 32`, so the bucket count need not be a power of
+//! two), and the alternative `alt(b, sig) = (off(sig) - b) mod nb`, an
+//! involution computable from a bucket and a slot's signature alone, so
+//! that moving a key to make room needs neither the key nor its hash (what
+//! `rte_hash` does with `b ^ sig` on its power-of-two tables).
+//! Insertion takes a free slot in the primary, else in the alternative,
+//! else searches breadth-first (up to [`BFS_NODES`] buckets, no bucket twice
+//! on one path) for a chain of moves that frees a slot in either.
+//!
+//! # Bytes per flow
+//!
+//! The buckets are sized for 80 % slot occupancy at full capacity
+//! (`ceil(2 * cap / 6.4)` buckets): 20 bytes per flow for its two slots.
+//! An entry without its value is 40 bytes, the live bit 1/8, so the
+//! table's own cost is about 60 bytes per flow at capacity
+//! ([`FlowTable::overhead_bytes`]); with a 64-byte `V`, 124 bytes in all.
+//! (A power-of-two bucket count, as `rte_hash` uses, would land anywhere
+//! between 50 % and 100 % occupancy depending on the configured capacity.)
+//!
+//! # Hashing
+//!
+//! Two folded 64×64→128 multiplies over the key's two words with a
+//! per-table seed ([`key`]'s `hash`): about 8 cycles, no table and no
+//! `unsafe` (the SSE4.2 `crc32` that `rte_hash` uses needs `unsafe` at
+//! this crate's minimum Rust version). From the 64-bit result: the
+//! signature is bits 0..16 (0 is made 1: 0 marks an empty slot), the
+//! primary bucket bits 32..64; they do not overlap, so keys sharing a
+//! bucket still differ in signature.
+//!
+//! # Lookups
+//!
+//! [`FlowTable::lookup`] checks the primary bucket's signatures (one
+//! 16-byte compare), compares the key of each matching slot, and only on a
+//! miss there looks at the alternative bucket. At 80 % occupancy most keys
+//! sit in their primary bucket, so a hit costs two cache misses: the
+//! bucket, then the entry (its key and deadline).
+//!
+//! [`FlowTable::lookup_bulk`] does up to [`BULK_MAX`] keys in stages, so
+//! that the cache misses of independent keys are in flight together rather
+//! than one after the other:
+//! 1. hash every key;
+//! 2. touch every primary bucket (a plain load whose result is only
+//!    xored and passed to `black_box`: no prefetch instruction is
+//!    reachable without `unsafe`, and the one crate that wraps it safely,
+//!    `mem_prefetch`, is a one-person 0.1 with no release in a year; a
+//!    load works as well when its value is not waited for);
+//! 3. compare signatures in the primary (now in L1); a lane without a
+//!    candidate switches to its alternative bucket and touches it;
+//! 4. pick each lane's candidate slot and touch its entry;
+//! 5. compare the keys and deadlines; a lane whose first candidate was a
+//!    signature collision (about 1 in 8000) falls back to the full search.
+//!
+//! Each stage is a short loop without a branch on a loaded value, so that
+//! the out-of-order core runs ahead to the next lanes' loads (the LPM's
+//! batched walk does the same; see `lpm`).
+//!
+//! # Expiry
+//!
+//! A flow is live while `now < deadline`, in the caller's time unit (TSC,
+//! milliseconds: the table only compares). A lookup of an expired flow
+//! returns [`Lookup::Expired`]: the caller decides (usually
+//! [`FlowTable::remove`] and treat as a miss). [`FlowTable::sweep`] visits
+//! a bounded number of entries per call, round robin, removes the expired
+//! ones and hands each to a callback (where NAT returns its port).
+
+pub mod key;
+pub mod testgen;
+
+use std::fmt;
+use std::hint::black_box;
+
+pub use key::{FlowKey, Zone};
+
+/// Slots per bucket.
+const SLOTS: usize = 8;
+/// A slot's index when empty (its signature is then 0).
+const EMPTY: u32 = u32::MAX;
+/// Most keys one [`FlowTable::lookup_bulk`] stage pass handles; longer
+/// slices are done this many at a time. A worker's RX burst.
+pub const BULK_MAX: usize = 32;
+/// Buckets the insertion's breadth-first search visits at most before it
+/// gives up with [`InsertError::NoRoom`] (as `rte_hash`'s 1000).
+pub const BFS_NODES: usize = 1024;
+/// The largest capacity: `flow id * 2 + 1` must fit a slot's `u32` below
+/// [`EMPTY`].
+pub const MAX_CAPACITY: usize = (1 << 31) - 1;
+
+/// Which way a packet travels in its flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Direction {
+    /// As the packet that created the flow.
+    Forward = 0,
+    /// The other way.
+    Reply = 1,
+}
+
+impl Direction {
+    /// 0 for forward, 1 for reply: an index into per-direction arrays.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The other direction.
+    #[inline]
+    pub const fn reverse(self) -> Direction {
+        match self {
+            Direction::Forward => Direction::Reply,
+            Direction::Reply => Direction::Forward,
+        }
+    }
+
+    #[inline]
+    const fn from_bit(bit: u32) -> Direction {
+        if bit & 1 == 0 {
+            Direction::Forward
+        } else {
+            Direction::Reply
+        }
+    }
+}
+
+/// A flow's index in its table, `0..capacity`. Valid from the
+/// [`FlowTable::insert`] that returned it until the flow is removed (by
+/// [`FlowTable::remove`] or a sweep); afterwards the same id may name a
+/// new flow, so callers drop their copies when they remove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId(u32);
+
+impl FlowId {
+    /// The id of entry `index` (which may or may not hold a live flow).
+    pub const fn new(index: u32) -> FlowId {
+        FlowId(index)
+    }
+
+    /// The entry index: callers may keep per-flow side arrays of the
+    /// table's capacity indexed by it.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    #[inline]
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// The answer of a lookup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lookup {
+    /// No flow has this key.
+    #[default]
+    Miss,
+    /// A live flow, and which of its keys matched.
+    Hit(FlowId, Direction),
+    /// A flow whose deadline has passed: still in the table until removed.
+    Expired(FlowId, Direction),
+}
+
+impl Lookup {
+    /// The flow and direction of a live hit.
+    #[inline]
+    pub fn hit(self) -> Option<(FlowId, Direction)> {
+        match self {
+            Lookup::Hit(id, dir) => Some((id, dir)),
+            _ => None,
+        }
+    }
+
+    /// The flow and direction, live or expired.
+    #[inline]
+    pub fn found(self) -> Option<(FlowId, Direction)> {
+        match self {
+            Lookup::Hit(id, dir) | Lookup::Expired(id, dir) => Some((id, dir)),
+            Lookup::Miss => None,
+        }
+    }
+}
+
+/// Why [`FlowTable::insert`] refused a flow. Nothing in the table changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// Every entry holds a flow: the configured capacity is reached.
+    Full,
+    /// Entries are free but the cuckoo search found no room for a key in
+    /// [`BFS_NODES`] buckets (not seen below 99 % of capacity in tests).
+    NoRoom,
+    /// One of the keys already belongs to a flow (live or expired: remove
+    /// an expired one first).
+    Exists(FlowId, Direction),
+    /// The forward and reply keys are equal; a flow needs two.
+    SameKey,
+}
+
+impl fmt::Display for InsertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            InsertError::Full => write!(f, "flow table full"),
+            InsertError::NoRoom => write!(f, "no room in the flow table's buckets"),
+            InsertError::Exists(id, dir) => {
+                write!(f, "key already in flow {} ({dir:?})", id.get())
+            }
+            InsertError::SameKey => write!(f, "forward and reply keys are equal"),
+        }
+    }
+}
+
+impl std::error::Error for InsertError {}
+
+/// A capacity of 0 or above [`MAX_CAPACITY`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapacityError(pub usize);
+
+impl fmt::Display for CapacityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "flow table capacity {} is outside 1..={MAX_CAPACITY}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for CapacityError {}
+
+/// A flow taken out of the table, by [`FlowTable::remove`] or a sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Removed<V> {
+    pub id: FlowId,
+    /// Forward and reply key.
+    pub keys: [FlowKey; 2],
+    pub deadline: u64,
+    pub value: V,
+}
+
+/// Counts for reports; [`FlowTable::stats`] walks the whole table.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FlowStats {
+    pub capacity: usize,
+    pub len: usize,
+    pub buckets: usize,
+    /// Keys in their alternative bucket (the rest are in their primary).
+    pub keys_in_alt: usize,
+    /// Keys moved to another bucket by insertions (cuckoo displacement)
+    /// since the table was built.
+    pub moves: u64,
+    /// Occupied slots over all slots.
+    pub slot_load: f64,
+    /// Everything the table allocated, values included.
+    pub bytes: usize,
+    /// The same without the values: the table's own cost.
+    pub overhead_bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Bucket {
+    sigs: [u16; SLOTS],
+    idx: [u32; SLOTS],
+}
+
+/// What an out-of-range bucket index reads as (never, in a table built by
+/// `new`): no candidates.
+static NO_BUCKET: Bucket = Bucket::EMPTY;
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket {
+        sigs: [0; SLOTS],
+        idx: [EMPTY; SLOTS],
+    };
+
+    /// Bit `i` set where slot `i` has signature `sig` (one SSE compare and
+    /// a movemask once LLVM is done with it).
+    #[inline(always)]
+    fn matches(&self, sig: u16) -> u32 {
+        let mut m = 0u32;
+        for (i, &s) in self.sigs.iter().enumerate() {
+            m |= u32::from(s == sig) << i;
+        }
+        m
+    }
+
+    #[inline]
+    fn free_slot(&self) -> Option<usize> {
+        self.sigs.iter().position(|&s| s == 0)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry<V> {
+    keys: [FlowKey; 2],
+    /// While the entry is free: the index of the next free entry, or
+    /// [`NO_ENTRY`].
+    deadline: u64,
+    value: V,
+}
+
+const NO_ENTRY: u32 = u32::MAX;
+
+/// One bucket of the insertion's breadth-first search: which bucket, and
+/// how it was reached (the parent node, and the slot there whose key's
+/// alternative bucket this is).
+#[derive(Clone, Copy, Debug, Default)]
+struct Step {
+    bucket: u32,
+    parent: u16,
+    slot: u8,
+}
+
+const ROOT: u16 = u16::MAX;
+
+/// The flow table. See the module documentation.
+pub struct FlowTable<V> {
+    buckets: Box<[Bucket]>,
+    entries: Box<[Entry<V>]>,
+    /// Bit `i % 64` of word `i / 64`: entry `i` holds a flow.
+    live: Box<[u64]>,
+    /// The insertion search's queue, kept to avoid allocating.
+    bfs: Box<[Step]>,
+    seed: [u64; 2],
+    nb: u32,
+    free_head: u32,
+    len: u32,
+    sweep_at: u32,
+    /// Keys moved by insertions to make room, since construction.
+    moves: u64,
+}
+
+impl<V> fmt::Debug for FlowTable<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowTable")
+            .field("capacity", &self.capacity())
+            .field("len", &self.len)
+            .field("buckets", &self.nb)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `x * n / 2^32`: a uniform `x` lands uniformly in `0..n` (Lemire's
+/// reduction; no division, any `n`).
+#[inline(always)]
+fn fastrange(x: u32, n: u32) -> u32 {
+    ((u64::from(x) * u64::from(n)) >> 32) as u32
+}
+
+impl<V: Default> FlowTable<V> {
+    /// A table for `capacity` flows with a random hash seed.
+    pub fn new(capacity: usize) -> Result<Self, CapacityError> {
+        use std::hash::BuildHasher;
+        let s = std::collections::hash_map::RandomState::new();
+        Self::with_seed(capacity, s.hash_one(0x7467_775f_666c_6f77_u64))
+    }
+
+    /// A table for `capacity` flows whose hash is seeded by `seed`:
+    /// reproducible layouts for tests and benchmarks. Allocates everything
+    /// the table will ever use (see the module doc for the sizes).
+    pub fn with_seed(capacity: usize, seed: u64) -> Result<Self, CapacityError> {
+        if capacity == 0 || capacity > MAX_CAPACITY {
+            return Err(CapacityError(capacity));
+        }
+        // 2 keys per flow at 80 % of 8 slots: cap * 2 / 6.4 = cap * 5 / 16.
+        let nb = (capacity * 5).div_ceil(16).max(1);
+        let nb32 = u32::try_from(nb).map_err(|_| CapacityError(capacity))?;
+        let cap32 = capacity as u32;
+        let entries: Box<[Entry<V>]> = (0..cap32)
+            .map(|i| Entry {
+                keys: [FlowKey::default(); 2],
+                deadline: u64::from(if i + 1 < cap32 { i + 1 } else { NO_ENTRY }),
+                value: V::default(),
+            })
+            .collect();
+        let mut sm = testgen::SplitMix64::new(seed);
+        Ok(FlowTable {
+            buckets: vec![Bucket::EMPTY; nb].into_boxed_slice(),
+            entries,
+            live: vec![0u64; capacity.div_ceil(64)].into_boxed_slice(),
+            bfs: vec![Step::default(); BFS_NODES].into_boxed_slice(),
+            seed: [sm.next_u64(), sm.next_u64()],
+            nb: nb32,
+            free_head: 0,
+            len: 0,
+            sweep_at: 0,
+            moves: 0,
+        })
+    }
+
+    /// Adds a flow under its two keys, live until `deadline`, and returns
+    /// its id. Fails, changing nothing (the value is dropped), when the
+    /// table is full, a key is already present, or the keys are equal.
+    pub fn insert(
+        &mut self,
+        forward: FlowKey,
+        reply: FlowKey,
+        deadline: u64,
+        value: V,
+    ) -> Result<FlowId, InsertError> {
+        if forward == reply {
+            return Err(InsertError::SameKey);
+        }
+        for key in [&forward, &reply] {
+            if let Some((id, dir)) = self.lookup(key, 0).found() {
+                return Err(InsertError::Exists(id, dir));
+            }
+        }
+        let id = self.free_head;
+        if id == NO_ENTRY {
+            return Err(InsertError::Full);
+        }
+        let (sig_f, b_f) = self.locate(&forward);
+        if !self.place(b_f, sig_f, id * 2) {
+            return Err(InsertError::NoRoom);
+        }
+        let (sig_r, b_r) = self.locate(&reply);
+        if !self.place(b_r, sig_r, id * 2 + 1) {
+            self.unplace(&forward, id * 2);
+            return Err(InsertError::NoRoom);
+        }
+        let Some(e) = self.entries.get_mut(id as usize) else {
+            // The free list only holds ids below the capacity.
+            return Err(InsertError::Full);
+        };
+        self.free_head = e.deadline as u32;
+        *e = Entry {
+            keys: [forward, reply],
+            deadline,
+            value,
+        };
+        self.set_live(id, true);
+        self.len += 1;
+        Ok(FlowId(id))
+    }
+
+    /// Removes a live flow, freeing both keys and its entry; `None` if `id`
+    /// holds no flow.
+    pub fn remove(&mut self, id: FlowId) -> Option<Removed<V>> {
+        if !self.is_live(id) {
+            return None;
+        }
+        let keys = self.entries.get(id.index())?.keys;
+        self.unplace(&keys[0], id.0 * 2);
+        self.unplace(&keys[1], id.0 * 2 + 1);
+        self.set_live(id.0, false);
+        self.len -= 1;
+        let free_head = self.free_head;
+        let e = self.entries.get_mut(id.index())?;
+        let deadline = std::mem::replace(&mut e.deadline, u64::from(free_head));
+        self.free_head = id.0;
+        Some(Removed {
+            id,
+            keys,
+            deadline,
+            value: std::mem::take(&mut e.value),
+        })
+    }
+
+    /// Visits the next `budget` entries (round robin over the whole table,
+    /// free ones included, so the cost per call is bounded whatever the
+    /// fill), removes each flow whose deadline is at or before `now` and
+    /// hands it to `on_expired`. Returns how many were removed.
+    pub fn sweep<F>(&mut self, budget: usize, now: u64, mut on_expired: F) -> usize
+    where
+        F: FnMut(Removed<V>),
+    {
+        let cap = self.entries.len() as u32;
+        let mut removed = 0;
+        for _ in 0..budget.min(cap as usize) {
+            let id = FlowId(self.sweep_at);
+            self.sweep_at = if self.sweep_at + 1 >= cap {
+                0
+            } else {
+                self.sweep_at + 1
+            };
+            let expired = self.is_live(id)
+                && self
+                    .entries
+                    .get(id.index())
+                    .is_some_and(|e| e.deadline <= now);
+            if expired {
+                if let Some(r) = self.remove(id) {
+                    removed += 1;
+                    on_expired(r);
+                }
+            }
+        }
+        removed
+    }
+}
+
+impl<V> FlowTable<V> {
+    /// Flows the table can hold.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Flows in the table, expired ones not yet removed included.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Finds the flow of `key`, and whether it is still live at `now`.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, now: u64) -> Lookup {
+        let (sig, b1) = self.locate(key);
+        let slot = match self.find(b1, sig, key) {
+            Some(s) => s,
+            None => match self.find(self.alt(b1, sig), sig, key) {
+                Some(s) => s,
+                None => return Lookup::Miss,
+            },
+        };
+        self.classify(slot, now)
+    }
+
+    /// `out[i] = self.lookup(&keys[i], now)` for the first
+    /// `min(keys.len(), out.len())` keys, [`BULK_MAX`] at a time in stages
+    /// so that their cache misses overlap (see the module doc).
+    pub fn lookup_bulk(&self, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
+        let n = keys.len().min(out.len());
+        for (k, o) in keys[..n]
+            .chunks(BULK_MAX)
+            .zip(out[..n].chunks_mut(BULK_MAX))
+        {
+            self.lookup_chunk(k, now, o);
+        }
+    }
+
+    #[inline]
+    fn lookup_chunk(&self, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
+        let n = keys.len().min(out.len()).min(BULK_MAX);
+        let (keys, out) = (&keys[..n], &mut out[..n]);
+        let mut sig = [0u16; BULK_MAX];
+        let mut bkt = [0u32; BULK_MAX];
+        // 1. Hash.
+        for ((s, b), k) in sig.iter_mut().zip(&mut bkt).zip(keys) {
+            (*s, *b) = self.locate(k);
+        }
+        // 2. Touch every primary bucket: n misses in flight at once.
+        let mut touch = 0u16;
+        for &b in &bkt[..n] {
+            touch ^= self.bucket(b).sigs[0];
+        }
+        black_box(touch);
+        // 3. Signatures in the primary; a lane with no candidate there
+        //    moves to its alternative bucket, and touches it.
+        let mut mask = [0u32; BULK_MAX];
+        let mut touch = 0u16;
+        for ((m, b), &s) in mask.iter_mut().zip(&mut bkt).zip(&sig).take(n) {
+            *m = self.bucket(*b).matches(s);
+            let alt = self.alt(*b, s);
+            *b = if *m == 0 { alt } else { *b };
+            touch ^= self.bucket(*b).sigs[0];
+        }
+        black_box(touch);
+        // 4. The candidate slot of each lane; touch its entry.
+        let mut idx = [EMPTY; BULK_MAX];
+        let mut touch = 0u64;
+        for (((x, m), &b), &s) in idx.iter_mut().zip(&mut mask).zip(&bkt).zip(&sig).take(n) {
+            let bucket = self.bucket(b);
+            if *m == 0 {
+                *m = bucket.matches(s);
+            }
+            let slot = (m.trailing_zeros() as usize).min(SLOTS - 1);
+            *x = if *m != 0 { bucket.idx[slot] } else { EMPTY };
+            if let Some(e) = self.entries.get((*x >> 1) as usize) {
+                touch ^= e.keys[(*x & 1) as usize].words()[0] ^ e.deadline;
+            }
+        }
+        black_box(touch);
+        // 5. Compare.
+        for (((o, &x), &m), k) in out.iter_mut().zip(&idx).zip(&mask).zip(keys) {
+            let hit = self
+                .entries
+                .get((x >> 1) as usize)
+                .is_some_and(|e| e.keys[(x & 1) as usize] == *k);
+            *o = if hit {
+                self.classify(x, now)
+            } else if m == 0 {
+                Lookup::Miss
+            } else {
+                // A signature collision: search properly.
+                self.lookup(k, now)
+            };
+        }
+    }
+
+    /// The value of a live flow.
+    #[inline]
+    pub fn get(&self, id: FlowId) -> Option<&V> {
+        if self.is_live(id) {
+            self.entries.get(id.index()).map(|e| &e.value)
+        } else {
+            None
+        }
+    }
+
+    /// The value of a live flow, to update.
+    #[inline]
+    pub fn get_mut(&mut self, id: FlowId) -> Option<&mut V> {
+        if self.is_live(id) {
+            self.entries.get_mut(id.index()).map(|e| &mut e.value)
+        } else {
+            None
+        }
+    }
+
+    /// The forward and reply keys of a live flow.
+    #[inline]
+    pub fn keys(&self, id: FlowId) -> Option<&[FlowKey; 2]> {
+        if self.is_live(id) {
+            self.entries.get(id.index()).map(|e| &e.keys)
+        } else {
+            None
+        }
+    }
+
+    /// The deadline of a live flow.
+    #[inline]
+    pub fn deadline(&self, id: FlowId) -> Option<u64> {
+        if self.is_live(id) {
+            self.entries.get(id.index()).map(|e| e.deadline)
+        } else {
+            None
+        }
+    }
+
+    /// Moves a live flow's deadline (a packet refreshed it, or the TCP state
+    /// changed its timeout); false if `id` holds no flow.
+    #[inline]
+    pub fn set_deadline(&mut self, id: FlowId, deadline: u64) -> bool {
+        if !self.is_live(id) {
+            return false;
+        }
+        match self.entries.get_mut(id.index()) {
+            Some(e) => {
+                e.deadline = deadline;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `id` holds a flow (live or expired).
+    #[inline]
+    pub fn is_live(&self, id: FlowId) -> bool {
+        self.live
+            .get(id.index() / 64)
+            .is_some_and(|w| w >> (id.0 % 64) & 1 != 0)
+    }
+
+    /// Every flow in the table, in id order: `(id, keys, deadline, value)`.
+    pub fn iter(&self) -> impl Iterator<Item = (FlowId, &[FlowKey; 2], u64, &V)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.is_live(FlowId(*i as u32)))
+            .map(|(i, e)| (FlowId(i as u32), &e.keys, e.deadline, &e.value))
+    }
+
+    /// Bytes allocated by the table, values included.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + std::mem::size_of_val(&*self.buckets)
+            + std::mem::size_of_val(&*self.entries)
+            + std::mem::size_of_val(&*self.live)
+            + std::mem::size_of_val(&*self.bfs)
+    }
+
+    /// Bytes the table spends beyond the values themselves: buckets, keys,
+    /// deadlines, live bits. Divide by [`FlowTable::capacity`] for the
+    /// table's own cost per flow.
+    pub fn overhead_bytes(&self) -> usize {
+        self.memory_bytes() - self.capacity() * std::mem::size_of::<V>()
+    }
+
+    /// Occupancy and where the keys sit; walks every bucket.
+    pub fn stats(&self) -> FlowStats {
+        let mut used = 0usize;
+        let mut in_alt = 0usize;
+        for (b, bucket) in self.buckets.iter().enumerate() {
+            for (&s, &x) in bucket.sigs.iter().zip(&bucket.idx) {
+                if s == 0 {
+                    continue;
+                }
+                used += 1;
+                let primary = self
+                    .entries
+                    .get((x >> 1) as usize)
+                    .map(|e| self.locate(&e.keys[(x & 1) as usize]).1);
+                if primary != Some(b as u32) {
+                    in_alt += 1;
+                }
+            }
+        }
+        FlowStats {
+            capacity: self.capacity(),
+            len: self.len(),
+            buckets: self.buckets.len(),
+            keys_in_alt: in_alt,
+            moves: self.moves,
+            slot_load: used as f64 / (self.buckets.len() * SLOTS) as f64,
+            bytes: self.memory_bytes(),
+            overhead_bytes: self.overhead_bytes(),
+        }
+    }
+
+    /// Signature and primary bucket of a key.
+    #[inline(always)]
+    fn locate(&self, key: &FlowKey) -> (u16, u32) {
+        let h = key::hash(key, &self.seed);
+        let s = h as u16;
+        (s | u16::from(s == 0), fastrange((h >> 32) as u32, self.nb))
+    }
+
+    /// The other bucket of a key with signature `sig` that is in bucket
+    /// `b`: `(off(sig) - b) mod nb`, its own inverse.
+    #[inline(always)]
+    fn alt(&self, b: u32, sig: u16) -> u32 {
+        let off = fastrange(u32::from(sig).wrapping_mul(0x9e37_79b1), self.nb);
+        if off >= b {
+            off - b
+        } else {
+            off + self.nb - b
+        }
+    }
+
+    #[inline(always)]
+    fn bucket(&self, b: u32) -> &Bucket {
+        self.buckets.get(b as usize).unwrap_or(&NO_BUCKET)
+    }
+
+    /// The slot index holding `key` in bucket `b`, if any.
+    #[inline(always)]
+    fn find(&self, b: u32, sig: u16, key: &FlowKey) -> Option<u32> {
+        let bucket = self.bucket(b);
+        let mut m = bucket.matches(sig);
+        while m != 0 {
+            let x = bucket.idx[(m.trailing_zeros() as usize).min(SLOTS - 1)];
+            m &= m - 1;
+            let e = self.entries.get((x >> 1) as usize)?;
+            if e.keys[(x & 1) as usize] == *key {
+                return Some(x);
+            }
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn classify(&self, x: u32, now: u64) -> Lookup {
+        let id = FlowId(x >> 1);
+        let dir = Direction::from_bit(x);
+        match self.entries.get(id.index()) {
+            Some(e) if now < e.deadline => Lookup::Hit(id, dir),
+            Some(_) => Lookup::Expired(id, dir),
+            None => Lookup::Miss,
+        }
+    }
+
+    fn set_live(&mut self, id: u32, live: bool) {
+        if let Some(w) = self.live.get_mut(id as usize / 64) {
+            let bit = 1u64 << (id % 64);
+            if live {
+                *w |= bit;
+            } else {
+                *w &= !bit;
+            }
+        }
+    }
+
+    /// Puts slot index `x` with signature `sig` into bucket `b1` or its
+    /// alternative, moving other keys if it must.
+    fn place(&mut self, b1: u32, sig: u16, x: u32) -> bool {
+        let b2 = self.alt(b1, sig);
+        for b in [b1, b2] {
+            if let Some(s) = self.bucket(b).free_slot() {
+                return self.write(b, s, sig, x);
+            }
+        }
+        self.make_room(b1, b2, sig, x)
+    }
+
+    fn write(&mut self, b: u32, slot: usize, sig: u16, x: u32) -> bool {
+        match self.buckets.get_mut(b as usize) {
+            Some(bucket) if slot < SLOTS => {
+                bucket.sigs[slot] = sig;
+                bucket.idx[slot] = x;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Clears the slot holding index `x` for `key`.
+    fn unplace(&mut self, key: &FlowKey, x: u32) {
+        let (sig, b1) = self.locate(key);
+        for b in [b1, self.alt(b1, sig)] {
+            if let Some(bucket) = self.buckets.get_mut(b as usize) {
+                if let Some(s) = bucket.idx.iter().position(|&i| i == x) {
+                    bucket.sigs[s] = 0;
+                    bucket.idx[s] = EMPTY;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Breadth-first search from the two full buckets for a key that can
+    /// move to a bucket with a free slot, then the moves back along the
+    /// path, which frees a slot in `b1` or `b2` for the new key. No bucket
+    /// appears twice on one path, so every move lands where the search saw
+    /// room.
+    fn make_room(&mut self, b1: u32, b2: u32, sig: u16, x: u32) -> bool {
+        let mut tail = 0usize;
+        for b in [b1, b2] {
+            if tail == 0 || self.bfs[0].bucket != b {
+                self.bfs[tail] = Step {
+                    bucket: b,
+                    parent: ROOT,
+                    slot: 0,
+                };
+                tail += 1;
+            }
+        }
+        let mut head = 0usize;
+        while head < tail {
+            let node = self.bfs[head];
+            let bucket = *self.bucket(node.bucket);
+            for (s, &moving_sig) in bucket.sigs.iter().enumerate() {
+                let to = self.alt(node.bucket, moving_sig);
+                if to == node.bucket || self.on_path(head, to) {
+                    continue;
+                }
+                if let Some(free) = self.bucket(to).free_slot() {
+                    let (root, slot) = self.shift(head, s, to, free);
+                    return self.write(root, slot, sig, x);
+                }
+                if tail < self.bfs.len() {
+                    self.bfs[tail] = Step {
+                        bucket: to,
+                        parent: head as u16,
+                        slot: s as u8,
+                    };
+                    tail += 1;
+                }
+            }
+            head += 1;
+        }
+        false
+    }
+
+    /// Whether bucket `b` is on the search path ending at node `at`.
+    fn on_path(&self, mut at: usize, b: u32) -> bool {
+        loop {
+            let Some(step) = self.bfs.get(at) else {
+                return false;
+            };
+            if step.bucket == b {
+                return true;
+            }
+            if step.parent == ROOT {
+                return false;
+            }
+            at = usize::from(step.parent);
+        }
+    }
+
+    /// Moves slot `slot` of node `at`'s bucket to `(to, free)`, then each
+    /// parent's slot into the one just vacated; returns the root bucket and
+    /// its freed slot.
+    fn shift(&mut self, mut at: usize, mut slot: usize, to: u32, free: usize) -> (u32, usize) {
+        let (mut dst_b, mut dst_s) = (to, free);
+        loop {
+            let step = self.bfs[at];
+            let src = *self.bucket(step.bucket);
+            self.write(dst_b, dst_s, src.sigs[slot], src.idx[slot]);
+            self.moves += 1;
+            if step.parent == ROOT {
+                return (step.bucket, slot);
+            }
+            (dst_b, dst_s) = (step.bucket, slot);
+            slot = usize::from(step.slot);
+            at = usize::from(step.parent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Bucket>(), 64);
+        assert_eq!(std::mem::align_of::<Bucket>(), 64);
+        assert_eq!(std::mem::size_of::<Entry<()>>(), 40);
+        assert_eq!(std::mem::size_of::<Lookup>(), 8);
+    }
+
+    #[test]
+    fn alt_is_an_involution() {
+        let t: FlowTable<()> = FlowTable::with_seed(1000, 1).unwrap();
+        for b in 0..t.nb {
+            for sig in [1u16, 2, 77, 0xffff] {
+                assert_eq!(t.alt(t.alt(b, sig), sig), b);
+                assert!(t.alt(b, sig) < t.nb);
+            }
+        }
+    }
+
+    #[test]
+    fn matches_finds_every_equal_slot() {
+        let mut b = Bucket::EMPTY;
+        b.sigs = [5, 1, 5, 0, 9, 5, 0, 5];
+        assert_eq!(b.matches(5), 0b1010_0101);
+        assert_eq!(b.matches(0), 0b0100_1000);
+        assert_eq!(b.matches(2), 0);
+        assert_eq!(b.free_slot(), Some(3));
+    }
+}

@@ -1,0 +1,275 @@
+//! Address translation: elastic IPs (1:1 NAT) and the rewrite a flow
+//! caches.
+//!
+//! An elastic IP belongs to exactly one tenant and stands for one private
+//! address in it: inbound, the destination is rewritten from the EIP to the
+//! private address (DNAT); outbound, the source from the private address to
+//! the EIP (SNAT). Ports are kept (1:1). The checksum change of a rewrite
+//! is computed once, when the flow is created (RFC 1624), and added to the
+//! IPv4 header checksum and, through the pseudo-header, to the TCP or UDP
+//! checksum of every packet.
+
+use crate::tables::FastMap;
+use crate::tenant::TenantId;
+use crate::wire::checksum::Delta;
+use crate::wire::IpProtocol;
+
+/// Which address a rewrite replaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Field {
+    /// No translation (a flow of a tenant's own public addresses).
+    #[default]
+    None,
+    Src,
+    Dst,
+}
+
+/// One address rewrite with its checksum change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    field: Field,
+    addr: u32,
+    delta: Delta,
+}
+
+impl Rewrite {
+    /// Source `old` becomes `new`.
+    pub fn src(old: u32, new: u32) -> Self {
+        Self::new(Field::Src, old, new)
+    }
+
+    /// Destination `old` becomes `new`.
+    pub fn dst(old: u32, new: u32) -> Self {
+        Self::new(Field::Dst, old, new)
+    }
+
+    fn new(field: Field, old: u32, new: u32) -> Self {
+        Rewrite {
+            field,
+            addr: new,
+            delta: Delta::new().add_u32(old, new),
+        }
+    }
+
+    /// The address written.
+    pub fn addr(&self) -> u32 {
+        self.addr
+    }
+
+    /// Applies the rewrite to the IPv4 packet `ip` (header of `ihl` bytes,
+    /// validated, followed by at least the ports of TCP or UDP). Returns
+    /// false, leaving the packet as it was, if the transport header is too
+    /// short to hold its checksum.
+    pub fn apply(&self, ip: &mut [u8], ihl: usize) -> bool {
+        let at = match self.field {
+            Field::None => return true,
+            Field::Src => 12,
+            Field::Dst => 16,
+        };
+        // The transport checksum first: it is the one that can be missing.
+        let l4 = match IpProtocol(ip[9]) {
+            IpProtocol::TCP => Some((ihl + 16, false)),
+            IpProtocol::UDP => Some((ihl + 6, true)),
+            // ICMP has no pseudo-header: only the IPv4 checksum changes.
+            _ => None,
+        };
+        if let Some((c, udp)) = l4 {
+            let Some(sum) = ip.get_mut(c..c + 2) else {
+                return false;
+            };
+            let hc = u16::from_be_bytes([sum[0], sum[1]]);
+            let new = if udp {
+                self.delta.apply_udp(hc)
+            } else {
+                self.delta.apply(hc)
+            };
+            sum.copy_from_slice(&new.to_be_bytes());
+        }
+        ip[at..at + 4].copy_from_slice(&self.addr.to_be_bytes());
+        let hc = u16::from_be_bytes([ip[10], ip[11]]);
+        ip[10..12].copy_from_slice(&self.delta.apply(hc).to_be_bytes());
+        true
+    }
+}
+
+/// Translates the datagram an ICMP error quotes (RFC 5508 REQ-3): its
+/// source (`inner_src`) or destination becomes `addr`, with its IPv4
+/// checksum, its TCP or UDP checksum where the quote holds it, and the
+/// ICMP checksum over the whole message. `icmp` starts at the ICMP header;
+/// the quote was parsed before ([`crate::conntrack::Tuple::parse_quoted`]).
+pub fn translate_quoted(icmp: &mut [u8], inner_src: bool, addr: u32) -> bool {
+    let Some(q) = icmp.get_mut(8..) else {
+        return false;
+    };
+    let Some(&first) = q.first() else {
+        return false;
+    };
+    let ihl = usize::from(first & 0xf) * 4;
+    if q.len() < ihl.max(20) {
+        return false;
+    }
+    let at = if inner_src { 12 } else { 16 };
+    let old = u32::from_be_bytes([q[at], q[at + 1], q[at + 2], q[at + 3]]);
+    let delta = Delta::new().add_u32(old, addr);
+    q[at..at + 4].copy_from_slice(&addr.to_be_bytes());
+    let hc = u16::from_be_bytes([q[10], q[11]]);
+    q[10..12].copy_from_slice(&delta.apply(hc).to_be_bytes());
+    let l4 = match IpProtocol(q[9]) {
+        IpProtocol::TCP => Some((ihl + 16, false)),
+        IpProtocol::UDP => Some((ihl + 6, true)),
+        _ => None,
+    };
+    if let Some((c, udp)) = l4 {
+        if let Some(sum) = q.get_mut(c..c + 2) {
+            let hc = u16::from_be_bytes([sum[0], sum[1]]);
+            let new = if udp {
+                delta.apply_udp(hc)
+            } else {
+                delta.apply(hc)
+            };
+            sum.copy_from_slice(&new.to_be_bytes());
+        }
+    }
+    // The quote changed in several places; errors are rare, so sum anew.
+    icmp[2..4].fill(0);
+    let sum = crate::wire::checksum::checksum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    true
+}
+
+/// The elastic IPs, both ways.
+#[derive(Clone, Debug, Default)]
+pub struct Eips {
+    by_public: FastMap<u32, (TenantId, u32)>,
+    by_private: FastMap<(u32, u32), u32>,
+}
+
+/// Why an elastic IP could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EipError {
+    /// The public address is already an elastic IP.
+    Public(u32),
+    /// The private address already has an elastic IP.
+    Private(TenantId, u32),
+}
+
+impl Eips {
+    pub fn insert(&mut self, public: u32, tenant: TenantId, private: u32) -> Result<(), EipError> {
+        if self.by_public.contains_key(&public) {
+            return Err(EipError::Public(public));
+        }
+        if self.by_private.contains_key(&(tenant.0, private)) {
+            return Err(EipError::Private(tenant, private));
+        }
+        self.by_public.insert(public, (tenant, private));
+        self.by_private.insert((tenant.0, private), public);
+        Ok(())
+    }
+
+    /// The tenant and private address behind `public`.
+    #[inline]
+    pub fn inbound(&self, public: u32) -> Option<(TenantId, u32)> {
+        self.by_public.get(&public).copied()
+    }
+
+    /// The elastic IP of `private` in `tenant`.
+    #[inline]
+    pub fn outbound(&self, tenant: TenantId, private: u32) -> Option<u32> {
+        self.by_private.get(&(tenant.0, private)).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_public.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_public.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+    fn packet(tcp: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let b = PacketBuilder::ipv4([1, 1, 1, 7], [2, 2, 2, 11], 64);
+        if tcp {
+            b.tcp(40000, 22, 7, 1000)
+                .syn()
+                .write(&mut out, b"hello")
+                .unwrap();
+        } else {
+            b.udp(40000, 53).write(&mut out, b"hello").unwrap();
+        }
+        out
+    }
+
+    /// Checksums verified by etherparse after the rewrite.
+    fn assert_checksums(p: &[u8]) {
+        let s = SlicedPacket::from_ip(p).unwrap();
+        let ip = match s.net.unwrap() {
+            etherparse::NetSlice::Ipv4(ip) => ip,
+            _ => panic!("not ipv4"),
+        };
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        match s.transport.unwrap() {
+            TransportSlice::Tcp(t) => {
+                let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
+                assert_eq!(t.checksum(), want);
+            }
+            TransportSlice::Udp(u) => {
+                let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+                assert_eq!(u.checksum(), want);
+            }
+            _ => panic!("transport"),
+        }
+    }
+
+    #[test]
+    fn dnat_and_snat_keep_every_checksum_right() {
+        let eip = u32::from_be_bytes([2, 2, 2, 11]);
+        let private = u32::from_be_bytes([10, 0, 0, 7]);
+        for tcp in [true, false] {
+            let mut p = packet(tcp);
+            assert!(Rewrite::dst(eip, private).apply(&mut p, 20));
+            assert_eq!(&p[16..20], &[10, 0, 0, 7]);
+            assert_checksums(&p);
+            let back = u32::from_be_bytes([1, 1, 1, 7]);
+            assert!(Rewrite::src(back, u32::from_be_bytes([9, 9, 9, 9])).apply(&mut p, 20));
+            assert_eq!(&p[12..16], &[9, 9, 9, 9]);
+            assert_checksums(&p);
+        }
+    }
+
+    #[test]
+    fn a_zero_udp_checksum_stays_zero_and_a_short_segment_is_refused() {
+        let mut p = packet(false);
+        p[26..28].fill(0);
+        assert!(Rewrite::dst(1, 2).apply(&mut p, 20));
+        assert_eq!(&p[26..28], &[0, 0]);
+        let mut short = packet(true);
+        short.truncate(30);
+        let before = short.clone();
+        assert!(!Rewrite::dst(1, 2).apply(&mut short, 20));
+        assert_eq!(short, before);
+    }
+
+    #[test]
+    fn an_eip_belongs_to_one_tenant_and_one_address() {
+        let mut e = Eips::default();
+        e.insert(1, TenantId(0), 10).unwrap();
+        assert_eq!(e.insert(1, TenantId(1), 10), Err(EipError::Public(1)));
+        assert_eq!(
+            e.insert(2, TenantId(0), 10),
+            Err(EipError::Private(TenantId(0), 10))
+        );
+        e.insert(2, TenantId(1), 10).unwrap();
+        assert_eq!(e.inbound(2), Some((TenantId(1), 10)));
+        assert_eq!(e.outbound(TenantId(0), 10), Some(1));
+        assert_eq!(e.outbound(TenantId(1), 10), Some(2));
+        assert_eq!(e.outbound(TenantId(2), 10), None);
+    }
+}
