@@ -3,9 +3,9 @@
 //! `ctl` speaks in port names and config types, `dataplane` in DPDK port
 //! ids and plain values; this is the one place that knows both.
 
-use ctl::config::{self, Config, Encap, Protocol, Role, RouteTarget, Tenant};
+use ctl::config::{self, Config, Encap, Filtering, Protocol, Role, RouteTarget, Tenant};
 use dataplane::firewall::{self, FirewallSpec, PortRange, ProtoMatch, RuleSpec};
-use dataplane::tables::{self, PortSpec, RouteSpec, Spec, Target, TenantSpec};
+use dataplane::tables::{self, PortSpec, RouteSpec, SnatSpec, Spec, Target, TenantSpec};
 use dataplane::tenant;
 use rte::MacAddr;
 
@@ -105,6 +105,19 @@ pub fn spec(config: &Config, ports: &[(u16, MacAddr)]) -> Spec {
             .eips
             .iter()
             .filter_map(|e| Some((e.public, config.tenants.get(e.tenant)?.key, e.private)))
+            .collect(),
+        snat: config
+            .snat
+            .iter()
+            .filter_map(|p| {
+                Some(SnatSpec {
+                    key: config.tenants.get(p.tenant)?.key,
+                    addrs: p.addresses.clone(),
+                    ports: p.ports,
+                    max_blocks: p.max_blocks,
+                    endpoint_independent_filtering: p.filtering == Filtering::EndpointIndependent,
+                })
+            })
             .collect(),
         mss_clamp: config.tcp.mss_clamp,
     }

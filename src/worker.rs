@@ -116,8 +116,8 @@ impl Worker {
             }
             let now = rdtsc();
             if now - last_drain >= self.drain_ticks {
-                if let Stage::Gateway { pipeline, .. } = &mut self.stage {
-                    pipeline.sweep(&self.counters, now);
+                if let Stage::Gateway { pipeline, tables } = &mut self.stage {
+                    pipeline.sweep(tables.get(), &self.counters, now);
                 }
                 self.take_injected(&mut txbuf, &mut burst);
                 self.flush_all(&mut txbuf);

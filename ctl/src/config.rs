@@ -291,6 +291,31 @@ pub struct RxQueue {
     pub queue: u16,
 }
 
+/// A tenant's shared source NAT pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snat {
+    /// Index into [`Config::tenants`].
+    pub tenant: usize,
+    pub addresses: Vec<std::net::Ipv4Addr>,
+    /// First and last port handed out (whole blocks of 64 within).
+    pub ports: (u16, u16),
+    /// Blocks of 64 ports one private host may hold. Default 16.
+    pub max_blocks: u16,
+    pub filtering: Filtering,
+}
+
+/// Allowed [`Snat::max_blocks`].
+pub const SNAT_MAX_BLOCKS_RANGE: std::ops::RangeInclusive<u16> = 1..=64;
+
+/// Who may send to a mapped port (RFC 4787 section 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filtering {
+    /// Only the flows' own replies (the default).
+    AddressAndPortDependent,
+    /// Anyone, while the mapping lives (REQ-8's transparent choice).
+    EndpointIndependent,
+}
+
 /// One elastic IP: `public` stands for `private` in tenant `tenant` (an
 /// index into [`Config::tenants`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -332,6 +357,8 @@ pub struct Config {
     pub neighbours: Vec<Neighbour>,
     /// `[[eip]]`: elastic IPs, in file order. Default none.
     pub eips: Vec<Eip>,
+    /// `[[snat]]`: tenants' shared source NAT pools. Default none.
+    pub snat: Vec<Snat>,
     /// `[flows]`.
     pub flows: Flows,
     /// `[icmp]`.

@@ -1058,7 +1058,7 @@ fn unknown_top_level_key_lists_the_new_sections() {
             line(1),
             &[
                 "unknown key `neighbor`",
-                "`tenant`, `route`, `neighbour`, `eip`, `flows`, `icmp`, `tcp`, `arp`",
+                "`tenant`, `route`, `neighbour`, `eip`, `snat`, `flows`, `icmp`, `tcp`, `arp`",
             ],
         )],
     );
@@ -1654,5 +1654,64 @@ fn flow_timeouts_keep_the_rfc_floors() {
         ),
     ] {
         assert_errors(&refused(text), &[(line(2), fragments)]);
+    }
+}
+
+#[test]
+fn source_nat_pools_belong_to_one_tenant_and_use_their_own_addresses() {
+    let config = accepted(&format!(
+        "{T1}[[snat]]\ntenant = \"t1\"\naddresses = [\"3.3.3.1\", \"3.3.3.2\"]\n\
+         ports = \"2000-3999\"\nmax_blocks = 4\nfiltering = \"endpoint-independent\"\n"
+    ));
+    assert_eq!(
+        config.snat,
+        vec![ctl::config::Snat {
+            tenant: 0,
+            addresses: vec![ip("3.3.3.1"), ip("3.3.3.2")],
+            ports: (2000, 3999),
+            max_blocks: 4,
+            filtering: ctl::config::Filtering::EndpointIndependent,
+        }]
+    );
+    let defaults = accepted(&format!(
+        "{T1}[[snat]]\ntenant = \"t1\"\naddresses = [\"3.3.3.1\"]\n"
+    ));
+    assert_eq!(defaults.snat[0].ports, (1024, 65535));
+    assert_eq!(defaults.snat[0].max_blocks, 16);
+    assert_eq!(
+        defaults.snat[0].filtering,
+        ctl::config::Filtering::AddressAndPortDependent
+    );
+    // T1 is 9 lines: [[snat]] is line 10, its keys follow.
+    let pool = |rest: &str| format!("{T1}[[snat]]\ntenant = \"t1\"\n{rest}");
+    for (text, want) in [
+        (
+            pool("addresses = [\"3.3.3.1\"]\nports = \"1024-1030\"\n"),
+            (line(13), &["not a range of at least 64 ports"][..]),
+        ),
+        (
+            pool("addresses = [\"3.3.3.1\"]\nfiltering = \"eif\"\n"),
+            (
+                line(13),
+                &["filtering \"eif\" is unknown", "endpoint-independent"][..],
+            ),
+        ),
+        (
+            pool("addresses = []\n"),
+            (line(12), &["addresses is empty"][..]),
+        ),
+        (
+            pool("addresses = [\"3.3.3.1\"]\nmax_blocks = 65\n"),
+            (line(13), &["max_blocks 65 is out of range", "1..=64"][..]),
+        ),
+        (
+            format!(
+                "{T1}[[eip]]\npublic = \"3.3.3.1\"\ntenant = \"t1\"\nprivate = \"10.0.0.7\"\n\
+                 [[snat]]\ntenant = \"t1\"\naddresses = [\"3.3.3.1\"]\n"
+            ),
+            (line(16), &["already an elastic IP or in another pool"][..]),
+        ),
+    ] {
+        assert_errors(&refused(&text), &[want]);
     }
 }

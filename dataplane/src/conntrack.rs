@@ -12,6 +12,7 @@
 
 use crate::flow::{FlowKey, Zone};
 use crate::nat::Rewrite;
+use crate::snat::Inside;
 use crate::wire::IpProtocol;
 
 /// Lifetimes, in seconds, as configured.
@@ -175,6 +176,10 @@ impl Tuple {
     /// first 8 transport bytes are sure to be there (no TCP flags).
     fn read(ip: &[u8], quoted: bool) -> Option<Tuple> {
         let ihl = usize::from(*ip.first()? & 0xf) * 4;
+        // A later fragment has no transport header to read.
+        if u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x1fff != 0 {
+            return None;
+        }
         let addr = |at: usize| -> Option<u32> {
             Some(u32::from_be_bytes(ip.get(at..at + 4)?.try_into().ok()?))
         };
@@ -238,6 +243,22 @@ impl Tuple {
         Some((tuple, at))
     }
 
+    /// A later fragment's tuple, with the ports its first fragment had.
+    pub fn of_fragment(ip: &[u8], sport: u16, dport: u16) -> Option<Tuple> {
+        let addr = |at: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(ip.get(at..at + 4)?.try_into().ok()?))
+        };
+        Some(Tuple {
+            protocol: *ip.get(9)?,
+            src: addr(12)?,
+            dst: addr(16)?,
+            sport,
+            dport,
+            flags: TcpFlags(0),
+            opens: false,
+        })
+    }
+
     /// The packet's key in `zone`.
     pub fn key(&self, zone: Zone) -> FlowKey {
         FlowKey::new(
@@ -271,6 +292,8 @@ pub struct Conn {
     pub to_public: Rewrite,
     pub protocol: u8,
     pub tcp: TcpState,
+    /// For shared source NAT: the mapping the flow holds a share of.
+    pub snat: Option<Inside>,
 }
 
 #[cfg(test)]

@@ -136,6 +136,16 @@ drop_reasons! {
     InvalidState => "invalid_state",
     /// The flow table is full.
     FlowTableFull => "flow_table_full",
+    /// The tenant's source NAT pool has no port for this host (its blocks
+    /// are full, or no block is free).
+    NoNatPort => "no_nat_port",
+    /// To a shared NAT address with no flow, and filtering keeps it out.
+    NatFiltered => "nat_filtered",
+    /// A later fragment whose first fragment was not seen (out of order,
+    /// or forgotten): nothing bypasses NAT and the firewall.
+    FragmentOrphan => "fragment_orphan",
+    /// More fragments than one datagram may have.
+    FragmentLimit => "fragment_limit",
 }
 
 /// Packets and bytes through one port, as one worker saw them.

@@ -24,12 +24,22 @@ enum Field {
     Dst,
 }
 
-/// One address rewrite with its checksum change.
+/// One address rewrite, and for shared source NAT the port (or ICMP echo
+/// identifier) with it, with their checksum changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rewrite {
     field: Field,
     addr: u32,
+    /// The new port, when `port_delta` is not empty.
+    port: u16,
+    rewrites_port: bool,
+    /// The address's change: the IPv4 checksum's.
     delta: Delta,
+    /// The port's change alone: an ICMP echo's checksum (no pseudo-header).
+    port_delta: Delta,
+    /// Both: a TCP or UDP checksum's (the address through the
+    /// pseudo-header).
+    l4_delta: Delta,
 }
 
 impl Rewrite {
@@ -44,11 +54,27 @@ impl Rewrite {
     }
 
     fn new(field: Field, old: u32, new: u32) -> Self {
+        let delta = Delta::new().add_u32(old, new);
         Rewrite {
             field,
             addr: new,
-            delta: Delta::new().add_u32(old, new),
+            port: 0,
+            rewrites_port: false,
+            delta,
+            port_delta: Delta::new(),
+            l4_delta: delta,
         }
+    }
+
+    /// The same, with the port on the same side (an ICMP echo's
+    /// identifier) changing from `old` to `new`.
+    #[must_use]
+    pub fn with_port(mut self, old: u16, new: u16) -> Self {
+        self.port = new;
+        self.rewrites_port = true;
+        self.port_delta = Delta::new().add_u16(old, new);
+        self.l4_delta = self.delta.combine(self.port_delta);
+        self
     }
 
     /// The address written.
@@ -56,34 +82,49 @@ impl Rewrite {
         self.addr
     }
 
+    /// The port written, if the rewrite changes one.
+    pub fn port(&self) -> Option<u16> {
+        self.rewrites_port.then_some(self.port)
+    }
+
     /// Applies the rewrite to the IPv4 packet `ip` (header of `ihl` bytes,
     /// validated, followed by at least the ports of TCP or UDP). Returns
     /// false, leaving the packet as it was, if the transport header is too
-    /// short to hold its checksum.
+    /// short to hold what changes.
     pub fn apply(&self, ip: &mut [u8], ihl: usize) -> bool {
         let at = match self.field {
             Field::None => return true,
             Field::Src => 12,
             Field::Dst => 16,
         };
-        // The transport checksum first: it is the one that can be missing.
+        // (checksum offset, UDP rules, port offset, the checksum's change)
+        let src = self.field == Field::Src;
+        // A later fragment holds no transport header: the first fragment's
+        // checksum update covers the whole datagram.
+        let later_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0;
         let l4 = match IpProtocol(ip[9]) {
-            IpProtocol::TCP => Some((ihl + 16, false)),
-            IpProtocol::UDP => Some((ihl + 6, true)),
-            // ICMP has no pseudo-header: only the IPv4 checksum changes.
+            _ if later_fragment => None,
+            IpProtocol::TCP => Some((16, false, if src { 0 } else { 2 }, self.l4_delta)),
+            IpProtocol::UDP => Some((6, true, if src { 0 } else { 2 }, self.l4_delta)),
+            // ICMP has no pseudo-header: only an echo identifier counts.
+            IpProtocol::ICMP if self.rewrites_port => Some((2, false, 4, self.port_delta)),
             _ => None,
         };
-        if let Some((c, udp)) = l4 {
-            let Some(sum) = ip.get_mut(c..c + 2) else {
+        if let Some((c, udp, p, delta)) = l4 {
+            // The transport header first: it is the one that can be short.
+            let Some(seg) = ip.get_mut(ihl..ihl + c.max(p) + 2) else {
                 return false;
             };
-            let hc = u16::from_be_bytes([sum[0], sum[1]]);
+            let hc = u16::from_be_bytes([seg[c], seg[c + 1]]);
             let new = if udp {
-                self.delta.apply_udp(hc)
+                delta.apply_udp(hc)
             } else {
-                self.delta.apply(hc)
+                delta.apply(hc)
             };
-            sum.copy_from_slice(&new.to_be_bytes());
+            seg[c..c + 2].copy_from_slice(&new.to_be_bytes());
+            if self.rewrites_port {
+                seg[p..p + 2].copy_from_slice(&self.port.to_be_bytes());
+            }
         }
         ip[at..at + 4].copy_from_slice(&self.addr.to_be_bytes());
         let hc = u16::from_be_bytes([ip[10], ip[11]]);
@@ -93,11 +134,13 @@ impl Rewrite {
 }
 
 /// Translates the datagram an ICMP error quotes (RFC 5508 REQ-3): its
-/// source (`inner_src`) or destination becomes `addr`, with its IPv4
-/// checksum, its TCP or UDP checksum where the quote holds it, and the
-/// ICMP checksum over the whole message. `icmp` starts at the ICMP header;
-/// the quote was parsed before ([`crate::conntrack::Tuple::parse_quoted`]).
-pub fn translate_quoted(icmp: &mut [u8], inner_src: bool, addr: u32) -> bool {
+/// source (`inner_src`) or destination becomes `addr`, and the port on that
+/// side `port` if one is given (shared source NAT), with its IPv4
+/// checksum, its TCP, UDP or ICMP echo checksum where the quote holds it,
+/// and the ICMP checksum over the whole message. `icmp` starts at the ICMP
+/// header; the quote was parsed before
+/// ([`crate::conntrack::Tuple::parse_quoted`]).
+pub fn translate_quoted(icmp: &mut [u8], inner_src: bool, addr: u32, port: Option<u16>) -> bool {
     let Some(q) = icmp.get_mut(8..) else {
         return false;
     };
@@ -105,7 +148,7 @@ pub fn translate_quoted(icmp: &mut [u8], inner_src: bool, addr: u32) -> bool {
         return false;
     };
     let ihl = usize::from(first & 0xf) * 4;
-    if q.len() < ihl.max(20) {
+    if q.len() < ihl.max(20) + 8 {
         return false;
     }
     let at = if inner_src { 12 } else { 16 };
@@ -114,18 +157,28 @@ pub fn translate_quoted(icmp: &mut [u8], inner_src: bool, addr: u32) -> bool {
     q[at..at + 4].copy_from_slice(&addr.to_be_bytes());
     let hc = u16::from_be_bytes([q[10], q[11]]);
     q[10..12].copy_from_slice(&delta.apply(hc).to_be_bytes());
+    // (checksum offset, UDP rules, port offset, pseudo-header counts)
     let l4 = match IpProtocol(q[9]) {
-        IpProtocol::TCP => Some((ihl + 16, false)),
-        IpProtocol::UDP => Some((ihl + 6, true)),
+        IpProtocol::TCP => Some((16, false, if inner_src { 0 } else { 2 }, true)),
+        IpProtocol::UDP => Some((6, true, if inner_src { 0 } else { 2 }, true)),
+        IpProtocol::ICMP => Some((2, false, 4, false)),
         _ => None,
     };
-    if let Some((c, udp)) = l4 {
-        if let Some(sum) = q.get_mut(c..c + 2) {
+    if let Some((c, udp, p, pseudo)) = l4 {
+        let seg = &mut q[ihl..];
+        let mut change = if pseudo { delta } else { Delta::new() };
+        if let Some(new) = port {
+            let old = u16::from_be_bytes([seg[p], seg[p + 1]]);
+            seg[p..p + 2].copy_from_slice(&new.to_be_bytes());
+            change = change.combine(Delta::new().add_u16(old, new));
+        }
+        // A quote of 8 bytes holds UDP's and ICMP's checksum, not TCP's.
+        if let Some(sum) = seg.get_mut(c..c + 2) {
             let hc = u16::from_be_bytes([sum[0], sum[1]]);
             let new = if udp {
-                delta.apply_udp(hc)
+                change.apply_udp(hc)
             } else {
-                delta.apply(hc)
+                change.apply(hc)
             };
             sum.copy_from_slice(&new.to_be_bytes());
         }

@@ -18,10 +18,12 @@ use crate::counters::{DropReason, WorkerCounters};
 use crate::flow::{
     CapacityError, Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup as FlowLookup, Zone,
 };
+use crate::fragments::{fragment_of, FragError, FragKey, Fragments};
 use crate::nat::{translate_quoted, Rewrite};
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
 use crate::ratelimit::TokenBucket;
+use crate::snat::{Inside, Outside, Pools, Snat};
 use crate::steer::Steering;
 use crate::tables::{eth_header, NextHop, PortEntry, PublicRoute, Role, Tables};
 use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
@@ -84,6 +86,23 @@ pub struct Pipeline {
     hz: u64,
     /// Set when there are several workers.
     steer: Option<Steering>,
+    /// This worker's share of the source NAT pools.
+    snat: Snat,
+    /// The ports of datagrams whose first fragment went through.
+    frags: Fragments,
+}
+
+/// How long a datagram's later fragments may trail its first, in seconds
+/// (Linux's ipfrag_time).
+const FRAGMENT_LIFE: u64 = 30;
+
+/// How a new flow from a tenant is translated.
+#[derive(Clone, Copy)]
+enum Outbound {
+    /// To the source's elastic IP.
+    Eip(u32),
+    /// To an address and port of the tenant's pool (its index).
+    Pool(u32),
 }
 
 /// Flows a pipeline made with [`Pipeline::new`] holds.
@@ -107,7 +126,23 @@ impl Pipeline {
             timeouts: Timeouts::default(),
             hz: 1_000_000_000,
             steer: None,
+            snat: Snat::default(),
+            frags: Fragments::default(),
         }
+    }
+
+    /// Gives this worker its share of the source NAT `pools`: call it last,
+    /// after [`Pipeline::with_flows`] and [`Pipeline::with_steering`], whose
+    /// settings size and stripe it.
+    pub fn with_snat(mut self, pools: &Pools) -> Self {
+        let (me, workers) = self.steer.map_or((0, 1), |s| (s.me(), s.workers()));
+        self.snat = Snat::new(pools, me, workers, self.flows.capacity());
+        self
+    }
+
+    /// Source NAT ports this worker has in use in pool `pool`.
+    pub fn nat_ports_in_use(&self, pool: u32) -> u64 {
+        self.snat.ports_in_use(pool)
     }
 
     /// Makes this the pipeline of worker `steer.me()` of several: packets
@@ -138,11 +173,10 @@ impl Pipeline {
 
     /// Removes a bounded number of expired flows; the worker calls it
     /// between bursts.
-    pub fn sweep(&mut self, c: &WorkerCounters, now: u64) {
+    pub fn sweep(&mut self, t: &Tables, c: &WorkerCounters, now: u64) {
+        let snat = &mut self.snat;
         self.flows.sweep(SWEEP_BUDGET, now, |gone| {
-            if let Some(tc) = c.tenant(gone.value.tenant as usize) {
-                tc.flows_expired.inc();
-            }
+            ended(snat, &t.pools, c, &gone.value);
         });
     }
 
@@ -262,7 +296,7 @@ impl Pipeline {
             if !tenant.owns(u32::from(inner.src_addr())) {
                 return Verdict::Drop(D::TenantSpoof);
             }
-            if inner.is_fragment() || inner.has_options() {
+            if inner.has_options() {
                 return Verdict::Drop(D::SlowPath);
             }
             usize::from(inner.total_len())
@@ -423,13 +457,29 @@ impl Pipeline {
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
             return self.public_icmp_error(t, c, pe, f, &quoted, at, now);
         }
-        let tuple = Tuple::parse(f.data().get(ETH..)?)?;
+        let tuple = match self.fragment_tuple(Zone::PUBLIC, f.data().get(ETH..)?, now) {
+            Ok(tuple) => tuple?,
+            Err(reason) => return Some(Verdict::Drop(reason)),
+        };
         let key = tuple.key(Zone::PUBLIC);
-        let (id, dir) = match self.find(c, &key, now) {
+        let (id, dir) = match self.find(t, c, &key, now) {
             Some(hit) => hit,
             None => {
-                let (tenant, private) = t.eips.inbound(tuple.dst)?;
-                match self.open_inbound(t, c, &tuple, key, tenant, private, now) {
+                let opened = match t.eips.inbound(tuple.dst) {
+                    Some((tenant, private)) => {
+                        self.open_inbound(t, c, &tuple, key, tenant, private, now)
+                    }
+                    None => {
+                        let (_, pool) = t.pools.of_addr(tuple.dst)?;
+                        if pool.eif {
+                            let tenant = pool.tenant;
+                            self.open_through_mapping(t, c, &tuple, key, tenant, now)
+                        } else {
+                            Err(D::NatFiltered)
+                        }
+                    }
+                };
+                match opened {
                     Ok(id) => (id, Direction::Forward),
                     Err(reason) => return Some(Verdict::Drop(reason)),
                 }
@@ -467,20 +517,29 @@ impl Pipeline {
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data()) {
             return self.tenant_icmp_error(t, c, tenant, underlay_mtu, f, &quoted, at, now);
         }
-        let tuple = Tuple::parse(f.data())?;
-        let key = tuple.key(Zone::tenant(tenant.id.index())?);
-        let (id, dir) = match self.find(c, &key, now) {
+        let zone = Zone::tenant(tenant.id.index())?;
+        let tuple = match self.fragment_tuple(zone, f.data(), now) {
+            Ok(tuple) => tuple?,
+            Err(reason) => return Some(Verdict::Drop(reason)),
+        };
+        let key = tuple.key(zone);
+        let (id, dir) = match self.find(t, c, &key, now) {
             Some(hit) => hit,
             None => {
                 let nh = t
                     .vrfs
                     .lookup(tenant.vrf, tuple.dst)
                     .and_then(|i| t.nexthops.get(i as usize));
-                if nh != Some(&NextHop::Public) {
+                // A tenant's own public addresses go out as they are.
+                if nh != Some(&NextHop::Public) || t.ingress.lookup(tuple.src) == Some(tenant.id.0)
+                {
                     return None;
                 }
-                let eip = t.eips.outbound(tenant.id, tuple.src)?;
-                match self.open_outbound(t, c, &tuple, key, tenant, eip, now) {
+                let nat = match t.eips.outbound(tenant.id, tuple.src) {
+                    Some(eip) => Outbound::Eip(eip),
+                    None => Outbound::Pool(t.pools.of_tenant(tenant.id)?.0),
+                };
+                match self.open_outbound(t, c, &tuple, key, tenant, nat, now) {
                     Ok(id) => (id, Direction::Forward),
                     Err(reason) => return Some(Verdict::Drop(reason)),
                 }
@@ -524,9 +583,9 @@ impl Pipeline {
         if !f.adj(ETH) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
-        let private = conn.to_tenant.addr();
+        let (private, port) = (conn.to_tenant.addr(), conn.to_tenant.port());
         let icmp_at = at - 8;
-        if !translate_quoted(&mut f.data_mut()[icmp_at..], true, private) {
+        if !translate_quoted(&mut f.data_mut()[icmp_at..], true, private, port) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
         Some(self.tunnel_entry(t, c, pe, f, conn.tunnel, conn.to_tenant, now))
@@ -556,8 +615,8 @@ impl Pipeline {
         if src != quoted.dst {
             return None;
         }
-        let eip = conn.to_public.addr();
-        if !translate_quoted(&mut f.data_mut()[at - 8..], false, eip) {
+        let (public, port) = (conn.to_public.addr(), conn.to_public.port());
+        if !translate_quoted(&mut f.data_mut()[at - 8..], false, public, port) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
         let exit = Exit {
@@ -574,45 +633,105 @@ impl Pipeline {
     fn public_owner<F: Frame>(&self, t: &Tables, f: &F) -> Option<u16> {
         let steer = self.steer?;
         let ip = f.data().get(ETH..)?;
-        if let Some((q, _)) = Tuple::parse_quoted(ip) {
-            // An error about what an elastic IP sent.
-            t.eips.inbound(q.src)?;
-            return steer.elsewhere(q.protocol, q.dst, q.dport, q.src, q.sport);
+        // (protocol, remote, the gateway's public end, its port if known)
+        let (proto, remote, local, lport) = match Tuple::parse_quoted(ip) {
+            // An error about what the gateway sent.
+            Some((q, _)) => (q.protocol, q.dst, q.src, Some(q.sport)),
+            None => match Tuple::parse(ip) {
+                Some(p) => (p.protocol, p.src, p.dst, Some(p.dport)),
+                // A later fragment: addresses only.
+                None => {
+                    let (src, dst) = addrs(ip)?;
+                    (*ip.get(9)?, src, dst, None)
+                }
+            },
+        };
+        if t.eips.inbound(local).is_some() {
+            // Without ports, so that fragments find their owner too.
+            return steer.elsewhere(proto, remote, 0, local, 0);
         }
-        let tuple = Tuple::parse(ip)?;
-        t.eips.inbound(tuple.dst)?;
-        steer.elsewhere(
-            tuple.protocol,
-            tuple.src,
-            tuple.sport,
-            tuple.dst,
-            tuple.dport,
-        )
+        // A shared NAT address: the port's block names the worker. (A
+        // later fragment to one stays where it arrived: see decisions.md.)
+        let (_, pool) = t.pools.of_addr(local)?;
+        let owner = pool.owner_of_port(lport?, steer.workers())?;
+        (owner != steer.me()).then_some(owner)
     }
 
     /// The worker that owns the connection of a tenant's IPv4 packet `ip`,
     /// if it is another: the one its translated form belongs to.
     fn tenant_owner(&self, t: &Tables, tenant: &Tenant, ip: &[u8]) -> Option<u16> {
         let steer = self.steer?;
-        if let Some((q, _)) = Tuple::parse_quoted(ip) {
-            // An error about what the Internet sent to an elastic IP.
-            let eip = t.eips.outbound(tenant.id, q.dst)?;
-            return steer.elsewhere(q.protocol, q.src, q.sport, eip, q.dport);
+        // (protocol, remote, the private end)
+        let (proto, remote, private) = match Tuple::parse_quoted(ip) {
+            // An error about what the Internet sent in.
+            Some((q, _)) => (q.protocol, q.src, q.dst),
+            None => {
+                let (src, dst) = addrs(ip)?;
+                (*ip.get(9)?, dst, src)
+            }
+        };
+        if let Some(eip) = t.eips.outbound(tenant.id, private) {
+            return steer.elsewhere(proto, remote, 0, eip, 0);
         }
-        let tuple = Tuple::parse(ip)?;
-        let eip = t.eips.outbound(tenant.id, tuple.src)?;
-        steer.elsewhere(tuple.protocol, tuple.dst, tuple.dport, eip, tuple.sport)
+        t.pools.of_tenant(tenant.id)?;
+        if t.ingress.lookup(private) == Some(tenant.id.0) {
+            return None;
+        }
+        // The private address alone decides: all of a host's mappings live
+        // with one worker, which hands out ports from its own blocks.
+        steer.elsewhere(0, private, 0, tenant.id.0, 0)
+    }
+
+    /// The tuple of IPv4 packet `ip` in `zone`, `None` for what flows do
+    /// not track. A first fragment's ports are remembered; a later one gets
+    /// them back, or is refused.
+    fn fragment_tuple(
+        &mut self,
+        zone: Zone,
+        ip: &[u8],
+        now: u64,
+    ) -> Result<Option<Tuple>, DropReason> {
+        let Some((ident, first)) = fragment_of(ip) else {
+            return Ok(Tuple::parse(ip));
+        };
+        let Some(addrs) = ip.get(12..20) else {
+            return Ok(None);
+        };
+        let key = FragKey {
+            zone: zone.get(),
+            protocol: ip[9],
+            src: u32::from_be_bytes([addrs[0], addrs[1], addrs[2], addrs[3]]),
+            dst: u32::from_be_bytes([addrs[4], addrs[5], addrs[6], addrs[7]]),
+            ident,
+        };
+        if first {
+            let tuple = Tuple::parse(ip);
+            if let Some(t) = tuple {
+                let deadline = now.saturating_add(FRAGMENT_LIFE.saturating_mul(self.hz));
+                self.frags.first(key, t.sport, t.dport, deadline);
+            }
+            return Ok(tuple);
+        }
+        match self.frags.later(key, now) {
+            Ok((sport, dport)) => Ok(Tuple::of_fragment(ip, sport, dport)),
+            Err(FragError::Orphan) => Err(D::FragmentOrphan),
+            Err(FragError::Limit) => Err(D::FragmentLimit),
+        }
     }
 
     /// The live flow of `key`; an expired one is removed on the way.
-    fn find(&mut self, c: &WorkerCounters, key: &FlowKey, now: u64) -> Option<(FlowId, Direction)> {
+    fn find(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        key: &FlowKey,
+        now: u64,
+    ) -> Option<(FlowId, Direction)> {
         match self.flows.lookup(key, now) {
             FlowLookup::Hit(id, dir) => Some((id, dir)),
             FlowLookup::Expired(id, _) => {
                 if let Some(gone) = self.flows.remove(id) {
-                    if let Some(tc) = c.tenant(gone.value.tenant as usize) {
-                        tc.flows_expired.inc();
-                    }
+                    ended(&mut self.snat, &t.pools, c, &gone.value);
                 }
                 None
             }
@@ -660,9 +779,10 @@ impl Pipeline {
             to_public: Rewrite::src(private, tuple.dst),
             protocol: tuple.protocol,
             tcp: TcpState::opened_by(tuple.protocol),
+            snat: None,
         };
         let reply = tuple.reply_key(zone, private, tuple.src);
-        self.insert(c, key, reply, conn, now)
+        self.insert(t, c, key, reply, conn, now)
     }
 
     /// A new flow from `tuple.src` in `tenant`, which has elastic IP `eip`,
@@ -675,7 +795,7 @@ impl Pipeline {
         tuple: &Tuple,
         key: FlowKey,
         tenant: &Tenant,
-        eip: u32,
+        nat: Outbound,
         now: u64,
     ) -> Result<FlowId, DropReason> {
         if !tuple.opens {
@@ -683,20 +803,114 @@ impl Pipeline {
         }
         // Replies go back to the host the tenant routes its address to.
         let tunnel = tunnel_to(t, tenant, tuple.src)?;
+        let (to_tenant, to_public, reply, snat) = match nat {
+            Outbound::Eip(eip) => (
+                Rewrite::dst(eip, tuple.src),
+                Rewrite::src(tuple.src, eip),
+                tuple.reply_key(Zone::PUBLIC, tuple.dst, eip),
+                None,
+            ),
+            Outbound::Pool(pool) => {
+                let inside = Inside {
+                    pool,
+                    private: tuple.src,
+                    port: tuple.sport,
+                };
+                let Outside { addr, port } =
+                    self.snat.map(&t.pools, inside).map_err(|_| D::NoNatPort)?;
+                // An echo reply carries the translated identifier in both
+                // of its "ports".
+                let their_port = if tuple.protocol == IpProtocol::ICMP.0 {
+                    port
+                } else {
+                    tuple.dport
+                };
+                let reply = FlowKey::new(
+                    Zone::PUBLIC,
+                    tuple.protocol,
+                    tuple.dst,
+                    their_port,
+                    addr,
+                    port,
+                );
+                (
+                    Rewrite::dst(addr, tuple.src).with_port(port, tuple.sport),
+                    Rewrite::src(tuple.src, addr).with_port(tuple.sport, port),
+                    reply,
+                    Some(inside),
+                )
+            }
+        };
         let conn = Conn {
             tenant: tenant.id.0,
             tunnel,
-            to_tenant: Rewrite::dst(eip, tuple.src),
-            to_public: Rewrite::src(tuple.src, eip),
+            to_tenant,
+            to_public,
             protocol: tuple.protocol,
             tcp: TcpState::opened_by(tuple.protocol),
+            snat,
         };
-        let reply = tuple.reply_key(Zone::PUBLIC, tuple.dst, eip);
-        self.insert(c, key, reply, conn, now)
+        self.insert(t, c, key, reply, conn, now)
     }
 
+    /// A new flow from the Internet through a shared NAT address's mapped
+    /// port, which endpoint-independent filtering lets in.
+    #[allow(clippy::too_many_arguments)]
+    fn open_through_mapping(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        tuple: &Tuple,
+        key: FlowKey,
+        tenant: TenantId,
+        now: u64,
+    ) -> Result<FlowId, DropReason> {
+        if !tuple.opens || tuple.protocol == IpProtocol::ICMP.0 {
+            return Err(D::NatFiltered);
+        }
+        let outside = Outside {
+            addr: tuple.dst,
+            port: tuple.dport,
+        };
+        let inside = self.snat.join(outside).ok_or(D::NatFiltered)?;
+        let conn = (|| {
+            let ten = t.tenants.get(tenant).ok_or(D::NoRoute)?;
+            let zone = Zone::tenant(tenant.index()).ok_or(D::NoRoute)?;
+            let tunnel = tunnel_to(t, ten, inside.private)?;
+            let conn = Conn {
+                tenant: tenant.0,
+                tunnel,
+                to_tenant: Rewrite::dst(tuple.dst, inside.private)
+                    .with_port(tuple.dport, inside.port),
+                to_public: Rewrite::src(inside.private, tuple.dst)
+                    .with_port(inside.port, tuple.dport),
+                protocol: tuple.protocol,
+                tcp: TcpState::opened_by(tuple.protocol),
+                snat: Some(inside),
+            };
+            let reply = FlowKey::new(
+                zone,
+                tuple.protocol,
+                inside.private,
+                inside.port,
+                tuple.src,
+                tuple.sport,
+            );
+            Ok((conn, reply))
+        })();
+        match conn {
+            Ok((conn, reply)) => self.insert(t, c, key, reply, conn, now),
+            Err(reason) => {
+                self.snat.release(&t.pools, inside);
+                Err(reason)
+            }
+        }
+    }
+
+    /// Adds a flow. If it cannot be, the NAT mapping it took is given back.
     fn insert(
         &mut self,
+        t: &Tables,
         c: &WorkerCounters,
         forward: FlowKey,
         reply: FlowKey,
@@ -705,7 +919,11 @@ impl Pipeline {
     ) -> Result<FlowId, DropReason> {
         let life = self.timeouts.of(conn.protocol, conn.tcp);
         let deadline = now.saturating_add(life.saturating_mul(self.hz));
-        match self.flows.insert(forward, reply, deadline, conn) {
+        let result = self.flows.insert(forward, reply, deadline, conn);
+        if let (Err(_), Some(inside)) = (&result, conn.snat) {
+            self.snat.release(&t.pools, inside);
+        }
+        match result {
             Ok(id) => {
                 if let Some(tc) = c.tenant(conn.tenant as usize) {
                     tc.flows_created.inc();
@@ -728,7 +946,7 @@ impl Pipeline {
         f: &mut F,
         now: u64,
     ) -> Verdict {
-        let (dst, protocol, special, tail) = {
+        let (dst, protocol, fragment, options, tail) = {
             let data = f.data();
             let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
                 return Verdict::Drop(D::Ipv4Invalid);
@@ -740,11 +958,13 @@ impl Pipeline {
             (
                 u32::from(ip.dst_addr()),
                 ip.protocol(),
-                ip.is_fragment() || ip.has_options(),
+                ip.is_fragment(),
+                ip.has_options(),
                 tail,
             )
         };
-        if special {
+        // Fragments for the gateway itself would need reassembly.
+        if options || (fragment && pe.is_local(dst)) {
             return Verdict::Drop(D::SlowPath);
         }
         if !f.trim(tail) {
@@ -942,6 +1162,17 @@ pub(crate) fn finish_outer_ipv4(ip: &mut [u8], tos: u8, total_len: u16, id: u16,
     Ipv4Packet::new_unchecked(ip).fill_checksum();
 }
 
+/// Accounts for a flow that ended: its tenant's count, and its share of
+/// a source NAT mapping.
+fn ended(snat: &mut Snat, pools: &Pools, c: &WorkerCounters, conn: &Conn) {
+    if let Some(tc) = c.tenant(conn.tenant as usize) {
+        tc.flows_expired.inc();
+    }
+    if let Some(inside) = conn.snat {
+        snat.release(pools, inside);
+    }
+}
+
 /// Prepends the punt header and counts the frame as punted.
 fn punt<F: Frame>(f: &mut F, why: Punt, c: &WorkerCounters) -> Verdict {
     if !why.write(f) {
@@ -971,6 +1202,15 @@ fn check_local_ipv4<F: Frame>(pe: &PortEntry, f: &mut F) -> Result<(IpProtocol, 
         return Err(Verdict::Drop(D::Ipv4Invalid));
     }
     Ok((protocol, ihl))
+}
+
+/// The source and destination of IPv4 packet `ip`.
+fn addrs(ip: &[u8]) -> Option<(u32, u32)> {
+    let a = ip.get(12..20)?;
+    Some((
+        u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_be_bytes([a[4], a[5], a[6], a[7]]),
+    ))
 }
 
 /// The tunnel `tenant` routes `addr` to.
@@ -1030,7 +1270,8 @@ fn tunnel_inner_mtu(encap: Encap, mtu: u16) -> u16 {
 
 /// Clamps the MSS of a TCP SYN in `ip` so that segments fit `mtu`.
 fn clamp_syn(ip: &mut [u8], mtu: u16) {
-    if ip[9] != IpProtocol::TCP.0 {
+    // A later fragment's payload is no TCP header.
+    if ip[9] != IpProtocol::TCP.0 || u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
         return;
     }
     let ihl = usize::from(ip[0] & 0xf) * 4;

@@ -21,6 +21,7 @@ use crate::firewall::{Firewall, FirewallError, FirewallSpec};
 use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix, VrfId, VrfTables};
 use crate::nat::{EipError, Eips};
 use crate::neighbour::{NeighKey, NeighRef, NeighbourWriter, Neighbours};
+use crate::snat::{Pool, PoolError, Pools};
 use crate::tenant::{Encap, Net, Tenant, TenantError, TenantId, TenantTable};
 use crate::wire::{ethernet, gre, ipv4, EtherType, IpProtocol, Ipv4Addr};
 
@@ -82,6 +83,17 @@ pub enum Target {
     Blackhole,
 }
 
+/// A tenant's shared source NAT pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnatSpec {
+    /// The tenant's GRE key.
+    pub key: u32,
+    pub addrs: Vec<Ipv4Addr>,
+    pub ports: (u16, u16),
+    pub max_blocks: u16,
+    pub endpoint_independent_filtering: bool,
+}
+
 /// A global route: public side or underlay, by the role of its port.
 #[derive(Clone, Copy, Debug)]
 pub struct RouteSpec {
@@ -106,6 +118,8 @@ pub struct Spec {
     pub ingress: Vec<(Ipv4Addr, u8, u32)>,
     /// `(elastic IP, tenant key, private address)`: 1:1 NAT.
     pub eips: Vec<(Ipv4Addr, u32, Ipv4Addr)>,
+    /// Shared source NAT pools.
+    pub snat: Vec<SnatSpec>,
     /// Clamp the MSS of TCP SYNs to what fits the path.
     pub mss_clamp: bool,
 }
@@ -236,6 +250,7 @@ pub struct Tables {
     /// Public destinations → tenant index, for inbound frames.
     pub ingress: Lpm,
     pub eips: Eips,
+    pub pools: Pools,
     /// MACs of the neighbours on the ports and of the hosts inside gretap
     /// tunnels: shared with the resolver, which writes it in place.
     pub neighbours: Arc<Neighbours>,
@@ -257,6 +272,7 @@ pub enum BuildError {
     NoPublicPort,
     NeighboursFull,
     Eip(EipError),
+    Pool(PoolError),
     Firewall(FirewallError),
 }
 
@@ -287,6 +303,15 @@ impl fmt::Display for BuildError {
                 "tenant {}: {} has two elastic IPs",
                 t.0,
                 Ipv4Addr::from(*ip)
+            ),
+            BuildError::Pool(PoolError::Tenant(t)) => {
+                write!(f, "tenant {} has two source NAT pools", t.0)
+            }
+            BuildError::Pool(PoolError::Addr(a)) => {
+                write!(f, "{} is in two source NAT pools", Ipv4Addr::from(*a))
+            }
+            BuildError::Pool(PoolError::Range) => f.write_str(
+                "a source NAT pool's ports hold no block of 64, or its max_blocks is out of range",
             ),
             BuildError::NeighboursFull => f.write_str(
                 "more next hops and static neighbours than the neighbour table holds ([arp] entries)",
@@ -442,6 +467,20 @@ impl Tables {
             eips.insert(u32::from(public), t.id, u32::from(private))
                 .map_err(BuildError::Eip)?;
         }
+        let mut pools = Pools::default();
+        for p in &spec.snat {
+            let t = tenants.by_key(p.key).ok_or(BuildError::UnknownKey(p.key))?;
+            pools
+                .insert(Pool {
+                    tenant: t.id,
+                    addrs: p.addrs.iter().map(|&a| u32::from(a)).collect(),
+                    lo: p.ports.0,
+                    hi: p.ports.1,
+                    max_blocks: p.max_blocks,
+                    eif: p.endpoint_independent_filtering,
+                })
+                .map_err(BuildError::Pool)?;
+        }
         for &(key, ip, mac) in &spec.inner_neighbours {
             let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
             set_static(neighbours, NeighKey::inner(t.id, u32::from(ip)), mac)?;
@@ -461,6 +500,7 @@ impl Tables {
             l2,
             ingress: ingress.build(),
             eips,
+            pools,
             neighbours: Arc::clone(neighbours.table()),
             mss_clamp: spec.mss_clamp,
             firewall,

@@ -8,7 +8,7 @@ use dataplane::punt::Punt;
 use dataplane::ratelimit::TokenBucket;
 use dataplane::resolver::{Io, Resolver, ResolverConfig};
 use dataplane::steer::Steering;
-use dataplane::tables::{PortSpec, Role, RouteSpec, Spec, Tables, Target, TenantSpec};
+use dataplane::tables::{PortSpec, Role, RouteSpec, SnatSpec, Spec, Tables, Target, TenantSpec};
 use dataplane::tenant::Encap;
 use dataplane::{DropReason, Frame, VecFrame, Verdict, WorkerCounters};
 use etherparse::{
@@ -116,6 +116,7 @@ fn spec() -> Spec {
         ],
         ingress: Vec::new(),
         eips: vec![(ip(EIP1), 1000, ip(VM)), (ip(EIP2), 2000, ip(VM))],
+        snat: Vec::new(),
         mss_clamp: true,
     }
 }
@@ -150,10 +151,13 @@ impl Gw {
 
     fn with_spec(spec: &Spec) -> Gw {
         let mut resolver = Resolver::new(NeighbourWriter::new(64), ResolverConfig::default());
+        let tables = Tables::build(spec, 1, resolver.writer()).expect("tables");
+        let pipeline =
+            Pipeline::new(TokenBucket::new(1000, 50, 1_000_000_000), 0).with_snat(&tables.pools);
         Gw {
-            tables: Tables::build(spec, 1, resolver.writer()).expect("tables"),
+            tables,
             counters: WorkerCounters::new(2),
-            pipeline: Pipeline::new(TokenBucket::new(1000, 50, 1_000_000_000), 0),
+            pipeline,
             resolver,
         }
     }
@@ -1411,7 +1415,7 @@ fn flows_expire_by_protocol_and_state_on_a_fake_clock() {
     gw.t1_sends(&inner_udp(VM, CLIENT, 64, b"dns?"), 0);
     assert_eq!(gw.pipeline.flows(), 1);
     for _ in 0..DEFAULT_FLOWS / 64 + 1 {
-        gw.pipeline.sweep(&gw.counters, 120 * SEC);
+        gw.pipeline.sweep(&gw.tables, &gw.counters, 120 * SEC);
     }
     assert_eq!(gw.pipeline.flows(), 0, "swept");
 }
@@ -1487,13 +1491,16 @@ fn two_workers_meet_both_directions_of_a_connection_in_its_owner() {
     };
     let mut owners = [0; 2];
     for (n, sport) in (40000..40064u16).enumerate() {
-        // The two directions arrive on different workers, both ways round.
+        // The two directions arrive on different workers, both ways round;
+        // remotes all over the Internet (connections are owned by their
+        // addresses, so that fragments find their owner too).
         let (first, second) = (n % 2, 1 - n % 2);
+        let remote = [8, 8, n as u8, 1];
         let syn = eth(
             PUB_MAC,
             CLIENT_MAC,
             EtherType::IPV4,
-            &tcp(CLIENT, sport, EIP1, 22, "S"),
+            &tcp(remote, sport, EIP1, 22, "S"),
         );
         let (w1, v, _) = deliver(first, &syn, PUB);
         assert_eq!(v, Verdict::Forward(UND));
@@ -1507,7 +1514,7 @@ fn two_workers_meet_both_directions_of_a_connection_in_its_owner() {
                 T1_MAC,
                 VM1_MAC,
                 EtherType::IPV4,
-                &tcp(VM, 22, CLIENT, sport, "SA"),
+                &tcp(VM, 22, remote, sport, "SA"),
             ),
         );
         let (w2, v, out) = deliver(second, &syn_ack, UND);
@@ -1616,4 +1623,303 @@ fn icmp_errors_about_translated_flows_are_translated_both_ways() {
     );
     let stray = icmp_error(router, EIP1, frag, &tcp(EIP1, 1, CLIENT, 2, "S"), false);
     assert_ne!(gw.client_sends(&stray, 3).0, Verdict::Forward(UND));
+}
+
+// ------------------------------------------------------ shared source NAT
+
+const VM8: [u8; 4] = [10, 0, 0, 8];
+const VM8_MAC: [u8; 6] = [2, 0, 0, 0, 0xa, 8];
+const POOL1: [u8; 4] = [3, 3, 3, 1];
+const POOL2: [u8; 4] = [3, 3, 3, 2];
+
+/// The reference spec, with a source NAT pool for t1 and its second VM.
+fn spec_with_pool(max_blocks: u16, eif: bool) -> Spec {
+    let mut s = spec();
+    s.snat.push(SnatSpec {
+        key: 1000,
+        addrs: vec![ip(POOL1), ip(POOL2)],
+        ports: (1024, 65535),
+        max_blocks,
+        endpoint_independent_filtering: eif,
+    });
+    s.inner_neighbours.push((1000, ip(VM8), VM8_MAC));
+    s
+}
+
+/// (source, source port) of a frame leaving the public side.
+fn public_source(out: &[u8]) -> ([u8; 4], u16) {
+    let h = assert_valid_ipv4(&out[14..]);
+    assert_valid_transport(&out[14..]);
+    (h.source, u16::from_be_bytes([out[34], out[35]]))
+}
+
+fn udp_from(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut out, b"snat")
+        .unwrap();
+    out
+}
+
+#[test]
+fn a_host_without_an_elastic_ip_shares_the_pool_with_one_mapping_per_port() {
+    let mut gw = Gw::with_spec(&spec_with_pool(4, false));
+    let (v, out) = gw.t1_sends(&udp_from(VM8, 5000, CLIENT, 53), 0);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let (addr, port) = public_source(&out);
+    assert!(addr == POOL1 || addr == POOL2, "{addr:?}");
+    assert!(port >= 1024);
+    // Endpoint-independent mapping: same private end, another destination.
+    let (_, out) = gw.t1_sends(&udp_from(VM8, 5000, [8, 8, 8, 8], 53), 1);
+    assert_eq!(public_source(&out), (addr, port));
+    // Another private port, another public one.
+    let (_, out) = gw.t1_sends(&udp_from(VM8, 5001, CLIENT, 53), 1);
+    assert_ne!(public_source(&out), (addr, port));
+    // The reply comes back translated to the private end.
+    let (v, out) = gw.client_sends(&udp_from(CLIENT, 53, addr, port), 2);
+    assert_eq!(v, Verdict::Forward(UND));
+    let ip = tunnelled_ip(&out);
+    let h = assert_valid_ipv4(&ip);
+    assert_eq!(h.destination, VM8);
+    assert_eq!(u16::from_be_bytes([ip[22], ip[23]]), 5000);
+    assert_valid_transport(&ip);
+    // Address-and-port-dependent filtering: a stranger is kept out.
+    let (v, _) = gw.client_sends(&udp_from([1, 1, 1, 99], 53, addr, port), 3);
+    assert_eq!(v, Verdict::Drop(DropReason::NatFiltered));
+    assert_eq!(gw.pipeline.nat_ports_in_use(0), 2);
+}
+
+#[test]
+fn endpoint_independent_filtering_lets_anyone_reach_a_live_mapping() {
+    let mut gw = Gw::with_spec(&spec_with_pool(4, true));
+    let (_, out) = gw.t1_sends(&udp_from(VM8, 5000, CLIENT, 53), 0);
+    let (addr, port) = public_source(&out);
+    let (v, out) = gw.client_sends(&udp_from([1, 1, 1, 99], 4444, addr, port), 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let ip = tunnelled_ip(&out);
+    assert_eq!(assert_valid_ipv4(&ip).destination, VM8);
+    // An unmapped port stays closed.
+    let (v, _) = gw.client_sends(&udp_from([1, 1, 1, 99], 4444, addr, port ^ 1), 1);
+    assert_eq!(v, Verdict::Drop(DropReason::NatFiltered));
+}
+
+#[test]
+fn a_host_runs_out_of_its_blocks_and_gets_its_ports_back_when_flows_end() {
+    let mut gw = Gw::with_spec(&spec_with_pool(1, false));
+    let mut seen = std::collections::HashSet::new();
+    for sport in 0..64 {
+        let (v, out) = gw.t1_sends(&udp_from(VM8, 6000 + sport, CLIENT, 53), 0);
+        assert_eq!(v, Verdict::Forward(PUB));
+        assert!(seen.insert(public_source(&out)), "a live mapping reused");
+    }
+    let (v, _) = gw.t1_sends(&udp_from(VM8, 7000, CLIENT, 53), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::NoNatPort));
+    // The VM with an elastic IP is not affected.
+    assert_eq!(
+        gw.t1_sends(&udp_from(VM, 7000, CLIENT, 53), 0).0,
+        Verdict::Forward(PUB)
+    );
+    assert_eq!(gw.pipeline.nat_ports_in_use(0), 64);
+    for _ in 0..DEFAULT_FLOWS / 64 + 1 {
+        gw.pipeline.sweep(&gw.tables, &gw.counters, 121 * SEC);
+    }
+    assert_eq!(
+        gw.pipeline.nat_ports_in_use(0),
+        0,
+        "ports returned at expiry"
+    );
+    assert_eq!(
+        gw.t1_sends(&udp_from(VM8, 7000, CLIENT, 53), 122 * SEC).0,
+        Verdict::Forward(PUB)
+    );
+}
+
+#[test]
+fn a_ping_through_the_pool_has_its_identifier_translated() {
+    let mut gw = Gw::with_spec(&spec_with_pool(4, false));
+    let mut req = Vec::new();
+    PacketBuilder::ipv4(VM8, CLIENT, 64)
+        .icmpv4_echo_request(4242, 1)
+        .write(&mut req, b"ping")
+        .unwrap();
+    let (v, out) = gw.t1_sends(&req, 0);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let h = assert_valid_ipv4(&out[14..]);
+    let icmp = &out[34..];
+    assert_eq!(
+        etherparse::checksum::Sum16BitWords::new()
+            .add_slice(icmp)
+            .ones_complement(),
+        0
+    );
+    let id = u16::from_be_bytes([icmp[4], icmp[5]]);
+    let mut rep = Vec::new();
+    PacketBuilder::ipv4(CLIENT, h.source, 64)
+        .icmpv4_echo_reply(id, 1)
+        .write(&mut rep, b"ping")
+        .unwrap();
+    let (v, out) = gw.client_sends(&rep, 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let ip = tunnelled_ip(&out);
+    assert_eq!(assert_valid_ipv4(&ip).destination, VM8);
+    assert_eq!(
+        u16::from_be_bytes([ip[24], ip[25]]),
+        4242,
+        "identifier back"
+    );
+    assert_eq!(
+        etherparse::checksum::Sum16BitWords::new()
+            .add_slice(&ip[20..])
+            .ones_complement(),
+        0
+    );
+}
+
+#[test]
+fn two_workers_keep_each_mapping_with_the_owner_of_its_port() {
+    let mut spec = spec_with_pool(8, false);
+    // Hosts are owned by their address: many hosts, one port each.
+    let host = |n: usize| [10, 0, 0, 10 + n as u8];
+    for n in 0..40 {
+        spec.inner_neighbours.push((1000, ip(host(n)), VM8_MAC));
+    }
+    let tables = Tables::build(&spec, 1, &mut NeighbourWriter::new(64)).expect("tables");
+    let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
+    let mut workers: Vec<Pipeline> = (0..2u16)
+        .map(|i| {
+            Pipeline::new(TokenBucket::new(1000, 50, SEC), i)
+                .with_steering(Steering::new(i, 2).unwrap())
+                .with_snat(&tables.pools)
+        })
+        .collect();
+    let mut deliver = |at: usize, frame: &[u8], port: u16| {
+        let mut f = VecFrame::new(frame, port);
+        match workers[at].process(&tables, &counters[at], &mut f, 1) {
+            Verdict::Handoff(owner) => {
+                let owner = usize::from(owner);
+                let v = workers[owner].process(&tables, &counters[owner], &mut f, 1);
+                (owner, v, f.data().to_vec())
+            }
+            v => (at, v, f.data().to_vec()),
+        }
+    };
+    let mut owners = [0; 2];
+    for (n, sport) in (5000..5040u16).enumerate() {
+        let out_frame = gre_frame(
+            HOST1,
+            HOST1_MAC,
+            0x2000,
+            1000,
+            0x6558,
+            &eth(
+                T1_MAC,
+                VM8_MAC,
+                EtherType::IPV4,
+                &udp_from(host(n), sport, CLIENT, 53),
+            ),
+        );
+        let (w1, v, out) = deliver(n % 2, &out_frame, UND);
+        assert_eq!(v, Verdict::Forward(PUB));
+        let (addr, port) = public_source(&out);
+        let back = eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &udp_from(CLIENT, 53, addr, port),
+        );
+        let (w2, v, _) = deliver(1 - n % 2, &back, PUB);
+        assert_eq!(v, Verdict::Forward(UND), "the reply met its flow");
+        assert_eq!(w1, w2);
+        owners[w1] += 1;
+    }
+    assert!(owners[0] > 5 && owners[1] > 5, "{owners:?}");
+}
+
+// ---------------------------------------------------------- fragments
+
+/// Splits an IPv4 datagram (no options) after `first` bytes of payload (a
+/// multiple of 8) into two fragments, checksums by etherparse.
+fn fragments(datagram: &[u8], first: usize) -> [Vec<u8>; 2] {
+    let (h, payload) = Ipv4Header::from_slice(datagram).unwrap();
+    let make = |part: &[u8], offset: usize, more: bool| {
+        let mut fh = h.clone();
+        fh.more_fragments = more;
+        fh.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap();
+        fh.set_payload_len(part.len()).unwrap();
+        fh.header_checksum = fh.calc_header_checksum();
+        let mut out = Vec::new();
+        fh.write(&mut out).unwrap();
+        out.extend_from_slice(part);
+        out
+    };
+    [
+        make(&payload[..first], 0, true),
+        make(&payload[first..], first, false),
+    ]
+}
+
+/// Puts two fragments back together (addresses from the first).
+fn reassemble(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let (h, pa) = Ipv4Header::from_slice(a).unwrap();
+    let (_, pb) = Ipv4Header::from_slice(b).unwrap();
+    let mut whole = h.clone();
+    whole.more_fragments = false;
+    let mut payload = pa.to_vec();
+    payload.extend_from_slice(pb);
+    whole.set_payload_len(payload.len()).unwrap();
+    whole.header_checksum = whole.calc_header_checksum();
+    let mut out = Vec::new();
+    whole.write(&mut out).unwrap();
+    out.extend_from_slice(&payload);
+    out
+}
+
+#[test]
+fn fragments_follow_their_first_through_nat_and_never_alone() {
+    let mut gw = Gw::new();
+    let datagram = inner_udp(CLIENT, EIP1, 64, &[7u8; 200]);
+    let [first, second] = fragments(&datagram, 48);
+
+    // A later fragment before its first: nothing to follow.
+    let (v, _) = gw.client_sends(&second, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::FragmentOrphan));
+
+    let (v, out1) = gw.client_sends(&first, 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (v, out2) = gw.client_sends(&second, 2);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (a, b) = (tunnelled_ip(&out1), tunnelled_ip(&out2));
+    assert_eq!(assert_valid_ipv4(&a).destination, VM);
+    assert_eq!(assert_valid_ipv4(&b).destination, VM);
+    let whole = reassemble(&a, &b);
+    assert_valid_transport(&whole);
+    assert_eq!(&whole[28..], &datagram[28..], "payload untouched");
+
+    // The VM answers with a fragmented datagram too: both leave as EIP1.
+    let answer = inner_udp(VM, CLIENT, 64, &[9u8; 300]);
+    let [f1, f2] = fragments(&answer, 96);
+    let (v, o1) = gw.t1_sends(&f1, 3);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let (v, o2) = gw.t1_sends(&f2, 4);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(assert_valid_ipv4(&o1[14..]).source, EIP1);
+    assert_eq!(assert_valid_ipv4(&o2[14..]).source, EIP1);
+    assert_valid_transport(&reassemble(&o1[14..], &o2[14..]));
+}
+
+#[test]
+fn a_datagram_in_too_many_pieces_is_cut_off() {
+    let mut gw = Gw::new();
+    let datagram = inner_udp(CLIENT, EIP1, 64, &[1u8; 64]);
+    let [first, second] = fragments(&datagram, 16);
+    assert_eq!(gw.client_sends(&first, 0).0, Verdict::Forward(UND));
+    // The same later fragment again and again (a flood of pieces).
+    for _ in 1..dataplane::fragments::MAX_FRAGMENTS {
+        assert_eq!(gw.client_sends(&second, 0).0, Verdict::Forward(UND));
+    }
+    assert_eq!(
+        gw.client_sends(&second, 0).0,
+        Verdict::Drop(DropReason::FragmentLimit)
+    );
 }

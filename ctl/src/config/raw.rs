@@ -216,6 +216,17 @@ pub(super) struct RawEip {
     pub private: Option<Spanned<String>>,
 }
 
+/// One `[[snat]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSnat {
+    pub tenant: Option<Spanned<String>>,
+    pub addresses: Option<Spanned<Vec<Spanned<String>>>>,
+    pub ports: Option<Spanned<String>>,
+    pub max_blocks: Option<Spanned<i64>>,
+    pub filtering: Option<Spanned<String>>,
+}
+
 /// `[flows]` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -306,13 +317,14 @@ pub(super) struct RawConfig {
     pub routes: List<RawRoute>,
     pub neighbours: List<RawNeighbour>,
     pub eips: List<RawEip>,
+    pub snat: List<RawSnat>,
     pub flows: Option<Section<RawFlows>>,
     pub icmp: Option<Section<RawIcmp>>,
     pub tcp: Option<Section<RawTcp>>,
     pub arp: Option<Section<RawArp>>,
 }
 
-const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `eip`, `flows`, `icmp`, `tcp`, `arp`";
+const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `eip`, `snat`, `flows`, `icmp`, `tcp`, `arp`";
 
 /// Parses `text`; `None` when the TOML itself is broken, in which case the
 /// report holds that one error.
@@ -343,6 +355,7 @@ pub(super) fn read(text: &str, report: &mut Report) -> Option<RawConfig> {
             "route" => raw.routes = array(item, at, "[[route]]", report),
             "neighbour" => raw.neighbours = array(item, at, "[[neighbour]]", report),
             "eip" => raw.eips = array(item, at, "[[eip]]", report),
+            "snat" => raw.snat = array(item, at, "[[snat]]", report),
             "flows" => raw.flows = single(item, at, "[flows]", report),
             "icmp" => raw.icmp = single(item, at, "[icmp]", report),
             "tcp" => raw.tcp = single(item, at, "[tcp]", report),

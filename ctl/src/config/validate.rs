@@ -7,8 +7,8 @@
 //! reporting a consequence instead of the cause.
 
 mod addrs;
-mod eips;
 mod links;
+mod nat;
 mod neighbours;
 mod packet;
 mod ports;
@@ -59,7 +59,8 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         public: has_role(&raw.ports, Role::Public),
     };
     let tenants = tenants::tenants(&raw.tenants, &context, r);
-    let eips = eips::eips(&raw.eips, tenants.as_deref(), r);
+    let eips = nat::eips(&raw.eips, tenants.as_deref(), r);
+    let snat = nat::snat(&raw.snat, tenants.as_deref(), eips.as_deref(), r);
     let flows = packet::flows(raw.flows.as_ref(), r);
     let icmp = packet::icmp(raw.icmp.as_ref(), r);
     let tcp = packet::tcp(raw.tcp.as_ref());
@@ -75,6 +76,7 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         routes: routes?,
         neighbours: neighbours?,
         eips: eips?,
+        snat: snat?,
         flows: flows?,
         icmp: icmp?,
         tcp: tcp?,

@@ -70,6 +70,7 @@ pub fn tables() -> Tables {
             .collect(),
         ingress: (0..TENANTS).map(|i| (public(i), 32, 1000 + i)).collect(),
         eips: Vec::new(),
+        snat: Vec::new(),
         mss_clamp: true,
     };
     let mut neighbours = NeighbourWriter::new(4 * TENANTS as usize + 16);

@@ -1,0 +1,459 @@
+//! Shared source NAT: a tenant's pool of public addresses, shared by its
+//! private hosts, one public port per private (address, port).
+//!
+//! Mapping is endpoint-independent (RFC 4787 REQ-1): while any flow of a
+//! private address and port lives, its other flows get the same public
+//! address and port, whatever their destination. Filtering is either
+//! endpoint-independent (REQ-8: anyone may reach a mapped port, as long as
+//! the mapping lives) or address-and-port-dependent (only the replies of the
+//! flows themselves get in).
+//!
+//! Ports are handed out in blocks of [`BLOCK`] per private host, so that a
+//! log of block assignments tells who used which port without a line per
+//! connection, and so that a host cannot take more than its share
+//! (`max_blocks`). Blocks are striped over the workers — block *b* of a
+//! pool belongs to worker *b mod n* — which is how the public port of a
+//! reply names the worker that owns its flow ([`crate::steer`]). A port is
+//! free again when the last flow using its mapping ends; TCP, UDP and ICMP
+//! share the port space.
+//!
+//! Everything is sized when a worker starts: allocating a port never
+//! allocates memory.
+
+use arrayvec::ArrayVec;
+
+use crate::tables::FastMap;
+use crate::tenant::TenantId;
+
+/// Ports per block: one `u64` of bits.
+pub const BLOCK: u16 = 64;
+/// The most blocks one private host may hold in one pool.
+pub const MAX_BLOCKS_PER_HOST: usize = 64;
+
+/// A tenant's pool, as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pool {
+    pub tenant: TenantId,
+    pub addrs: Vec<u32>,
+    /// First port handed out; the range ends at the last whole block
+    /// within `hi`.
+    pub lo: u16,
+    pub hi: u16,
+    /// Blocks one private host may hold, 1..=[`MAX_BLOCKS_PER_HOST`].
+    pub max_blocks: u16,
+    /// Endpoint-independent filtering.
+    pub eif: bool,
+}
+
+impl Pool {
+    fn blocks_per_addr(&self) -> u32 {
+        (u32::from(self.hi) + 1).saturating_sub(u32::from(self.lo)) / u32::from(BLOCK)
+    }
+
+    fn blocks(&self) -> u32 {
+        self.blocks_per_addr() * self.addrs.len() as u32
+    }
+
+    /// The block holding `port` of any of the pool's addresses, counted
+    /// within one address.
+    fn block_in_addr(&self, port: u16) -> Option<u32> {
+        let b = u32::from(port.checked_sub(self.lo)?) / u32::from(BLOCK);
+        (b < self.blocks_per_addr()).then_some(b)
+    }
+
+    /// The worker, of `workers`, whose blocks hold `port`.
+    pub fn owner_of_port(&self, port: u16, workers: u16) -> Option<u16> {
+        let b = self.block_in_addr(port)?;
+        Some((b % u32::from(workers.max(1))) as u16)
+    }
+}
+
+/// The pools, in the tables.
+#[derive(Clone, Debug, Default)]
+pub struct Pools {
+    pools: Vec<Pool>,
+    by_tenant: FastMap<u32, u32>,
+    by_addr: FastMap<u32, u32>,
+}
+
+/// Why a pool could not be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolError {
+    /// The tenant has a pool already.
+    Tenant(TenantId),
+    /// The address is in another pool.
+    Addr(u32),
+    /// The port range holds no whole block, or `max_blocks` is out of range.
+    Range,
+}
+
+impl Pools {
+    pub fn insert(&mut self, pool: Pool) -> Result<(), PoolError> {
+        if self.by_tenant.contains_key(&pool.tenant.0) {
+            return Err(PoolError::Tenant(pool.tenant));
+        }
+        if let Some(&a) = pool.addrs.iter().find(|a| self.by_addr.contains_key(a)) {
+            return Err(PoolError::Addr(a));
+        }
+        let max = usize::from(pool.max_blocks);
+        if pool.blocks_per_addr() == 0 || !(1..=MAX_BLOCKS_PER_HOST).contains(&max) {
+            return Err(PoolError::Range);
+        }
+        let index = self.pools.len() as u32;
+        self.by_tenant.insert(pool.tenant.0, index);
+        for &a in &pool.addrs {
+            self.by_addr.insert(a, index);
+        }
+        self.pools.push(pool);
+        Ok(())
+    }
+
+    /// The pool of `tenant`.
+    #[inline]
+    pub fn of_tenant(&self, tenant: TenantId) -> Option<(u32, &Pool)> {
+        let i = *self.by_tenant.get(&tenant.0)?;
+        Some((i, self.pools.get(i as usize)?))
+    }
+
+    /// The pool public address `addr` belongs to.
+    #[inline]
+    pub fn of_addr(&self, addr: u32) -> Option<(u32, &Pool)> {
+        let i = *self.by_addr.get(&addr)?;
+        Some((i, self.pools.get(i as usize)?))
+    }
+
+    pub fn get(&self, index: u32) -> Option<&Pool> {
+        self.pools.get(index as usize)
+    }
+
+    pub fn len(&self) -> usize {
+        self.pools.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pools.is_empty()
+    }
+}
+
+/// A private host's end of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Inside {
+    pub pool: u32,
+    pub private: u32,
+    pub port: u16,
+}
+
+/// A mapping's public end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Outside {
+    pub addr: u32,
+    pub port: u16,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Mapping {
+    outside: Outside,
+    /// Flows using it.
+    refs: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Block {
+    /// The private host holding it; 0 while free.
+    host: u32,
+    used: u64,
+}
+
+/// One pool's share on one worker.
+#[derive(Debug)]
+struct PoolShare {
+    /// Every block of the pool, address-major; only this worker's are
+    /// used here.
+    blocks: Vec<Block>,
+    /// This worker's free blocks.
+    free: Vec<u32>,
+    /// Each private host's blocks.
+    hosts: FastMap<u32, ArrayVec<u32, MAX_BLOCKS_PER_HOST>>,
+}
+
+/// What one worker hands out, of every pool.
+#[derive(Debug, Default)]
+pub struct Snat {
+    shares: Vec<PoolShare>,
+    mappings: FastMap<Inside, Mapping>,
+    by_outside: FastMap<Outside, Inside>,
+    /// Mappings the maps were sized for.
+    capacity: usize,
+}
+
+/// Why no port could be had.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnatError {
+    /// The host holds `max_blocks` blocks, all full, or no block is free.
+    Exhausted,
+}
+
+impl Snat {
+    /// Worker `me` of `workers`'s share of `pools`, for up to `capacity`
+    /// mappings (at most one per flow, so the flow table's capacity).
+    pub fn new(pools: &Pools, me: u16, workers: u16, capacity: usize) -> Self {
+        let workers = u32::from(workers.max(1));
+        let shares = pools
+            .pools
+            .iter()
+            .map(|p| {
+                let n = p.blocks();
+                let per_addr = p.blocks_per_addr();
+                let free: Vec<u32> = (0..n)
+                    .filter(|b| (b % per_addr) % workers == u32::from(me))
+                    .rev()
+                    .collect();
+                let hosts = FastMap::with_capacity_and_hasher(free.len(), Default::default());
+                PoolShare {
+                    blocks: vec![Block::default(); n as usize],
+                    free,
+                    hosts,
+                }
+            })
+            .collect();
+        Snat {
+            shares,
+            mappings: FastMap::with_capacity_and_hasher(capacity, Default::default()),
+            by_outside: FastMap::with_capacity_and_hasher(capacity, Default::default()),
+            capacity,
+        }
+    }
+
+    /// The mapping of `inside` (with one more flow on it), made if it has
+    /// none.
+    pub fn map(&mut self, pools: &Pools, inside: Inside) -> Result<Outside, SnatError> {
+        if let Some(m) = self.mappings.get_mut(&inside) {
+            m.refs += 1;
+            return Ok(m.outside);
+        }
+        if self.mappings.len() >= self.capacity {
+            return Err(SnatError::Exhausted);
+        }
+        let pool = pools.get(inside.pool).ok_or(SnatError::Exhausted)?;
+        let share = self
+            .shares
+            .get_mut(inside.pool as usize)
+            .ok_or(SnatError::Exhausted)?;
+        let outside = share.take_port(pool, inside.private)?;
+        self.mappings.insert(inside, Mapping { outside, refs: 1 });
+        self.by_outside.insert(outside, inside);
+        Ok(outside)
+    }
+
+    /// The mapping whose public end is `outside`, with one more flow on
+    /// it (endpoint-independent filtering lets a stranger in through it).
+    pub fn join(&mut self, outside: Outside) -> Option<Inside> {
+        let inside = *self.by_outside.get(&outside)?;
+        self.mappings.get_mut(&inside)?.refs += 1;
+        Some(inside)
+    }
+
+    /// One flow of `inside`'s mapping ended; the port is free with the last.
+    pub fn release(&mut self, pools: &Pools, inside: Inside) {
+        let Some(m) = self.mappings.get_mut(&inside) else {
+            return;
+        };
+        m.refs -= 1;
+        if m.refs > 0 {
+            return;
+        }
+        let outside = m.outside;
+        self.mappings.remove(&inside);
+        self.by_outside.remove(&outside);
+        if let (Some(pool), Some(share)) = (
+            pools.get(inside.pool),
+            self.shares.get_mut(inside.pool as usize),
+        ) {
+            share.put_port(pool, inside.private, outside);
+        }
+    }
+
+    /// Live mappings.
+    pub fn len(&self) -> usize {
+        self.mappings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mappings.is_empty()
+    }
+
+    /// Ports in use in pool `pool`.
+    pub fn ports_in_use(&self, pool: u32) -> u64 {
+        self.shares.get(pool as usize).map_or(0, |s| {
+            s.blocks
+                .iter()
+                .map(|b| u64::from(b.used.count_ones()))
+                .sum()
+        })
+    }
+}
+
+impl PoolShare {
+    fn take_port(&mut self, pool: &Pool, host: u32) -> Result<Outside, SnatError> {
+        let per_addr = pool.blocks_per_addr();
+        let held = self.hosts.get(&host).map_or(&[][..], |b| b.as_slice());
+        let with_room = held
+            .iter()
+            .copied()
+            .find(|&b| self.blocks[b as usize].used != u64::MAX);
+        let b = match with_room {
+            Some(b) => b,
+            None => {
+                if held.len() >= usize::from(pool.max_blocks) {
+                    return Err(SnatError::Exhausted);
+                }
+                let b = self.free.pop().ok_or(SnatError::Exhausted)?;
+                self.blocks[b as usize].host = host;
+                self.hosts.entry(host).or_default().push(b);
+                b
+            }
+        };
+        let block = &mut self.blocks[b as usize];
+        let bit = (!block.used).trailing_zeros();
+        block.used |= 1 << bit;
+        let addr = pool.addrs[(b / per_addr) as usize];
+        let port = pool.lo + (b % per_addr) as u16 * BLOCK + bit as u16;
+        Ok(Outside { addr, port })
+    }
+
+    fn put_port(&mut self, pool: &Pool, host: u32, outside: Outside) {
+        let Some(a) = pool.addrs.iter().position(|&a| a == outside.addr) else {
+            return;
+        };
+        let Some(in_addr) = pool.block_in_addr(outside.port) else {
+            return;
+        };
+        let b = a as u32 * pool.blocks_per_addr() + in_addr;
+        let block = &mut self.blocks[b as usize];
+        block.used &= !(1 << ((outside.port - pool.lo) % BLOCK));
+        if block.used != 0 {
+            return;
+        }
+        block.host = 0;
+        self.free.push(b);
+        if let Some(held) = self.hosts.get_mut(&host) {
+            held.retain(|x| *x != b);
+            if held.is_empty() {
+                self.hosts.remove(&host);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pools(max_blocks: u16, hi: u16) -> Pools {
+        let mut p = Pools::default();
+        p.insert(Pool {
+            tenant: TenantId(0),
+            addrs: vec![0x0303_0301, 0x0303_0302],
+            lo: 1024,
+            hi,
+            max_blocks,
+            eif: false,
+        })
+        .unwrap();
+        p
+    }
+
+    fn inside(private: u32, port: u16) -> Inside {
+        Inside {
+            pool: 0,
+            private,
+            port,
+        }
+    }
+
+    #[test]
+    fn one_mapping_per_private_end_and_ports_come_back() {
+        let p = pools(2, 65535);
+        let mut s = Snat::new(&p, 0, 1, 1000);
+        let a = s.map(&p, inside(7, 5000)).unwrap();
+        assert_eq!(
+            s.map(&p, inside(7, 5000)).unwrap(),
+            a,
+            "endpoint-independent"
+        );
+        let b = s.map(&p, inside(7, 5001)).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(s.ports_in_use(0), 2);
+        s.release(&p, inside(7, 5000));
+        assert_eq!(s.ports_in_use(0), 2, "one flow still maps it");
+        s.release(&p, inside(7, 5000));
+        assert_eq!(s.ports_in_use(0), 1);
+        assert_eq!(s.join(a), None, "its public end is gone");
+        assert_eq!(s.join(b), Some(inside(7, 5001)));
+    }
+
+    #[test]
+    fn a_host_gets_its_blocks_and_no_more_and_never_a_live_port() {
+        let p = pools(2, 65535);
+        let mut s = Snat::new(&p, 0, 1, 10_000);
+        let mut seen = std::collections::HashSet::new();
+        for port in 0..2 * BLOCK {
+            let o = s.map(&p, inside(7, port)).unwrap();
+            assert!(seen.insert(o), "{o:?} handed out twice");
+        }
+        assert_eq!(s.map(&p, inside(7, 9999)), Err(SnatError::Exhausted));
+        // Another host is not starved by the first.
+        assert!(s.map(&p, inside(8, 1)).is_ok());
+        // A port freed in a full block is handed out again.
+        s.release(&p, inside(7, 3));
+        assert!(s.map(&p, inside(7, 9999)).is_ok());
+    }
+
+    #[test]
+    fn blocks_are_striped_so_a_port_names_its_worker() {
+        let p = pools(64, 65535);
+        let pool = p.get(0).unwrap().clone();
+        for me in 0..3u16 {
+            let mut s = Snat::new(&p, me, 3, 10_000);
+            for port in 0..500 {
+                let o = s.map(&p, inside(9, port)).unwrap();
+                assert_eq!(pool.owner_of_port(o.port, 3), Some(me));
+                assert!(o.port >= 1024);
+            }
+        }
+    }
+
+    #[test]
+    fn the_pool_runs_dry_and_says_so() {
+        // One block per address, two addresses: 128 ports in all.
+        let p = pools(64, 1024 + BLOCK - 1);
+        let mut s = Snat::new(&p, 0, 1, 10_000);
+        for host in 0..2 {
+            for port in 0..BLOCK {
+                s.map(&p, inside(100 + host, port)).unwrap();
+            }
+        }
+        assert_eq!(s.map(&p, inside(200, 1)), Err(SnatError::Exhausted));
+        assert_eq!(s.ports_in_use(0), 128);
+    }
+
+    #[test]
+    fn pools_do_not_overlap() {
+        let mut p = pools(2, 65535);
+        let again = Pool {
+            tenant: TenantId(1),
+            addrs: vec![0x0303_0302],
+            lo: 1024,
+            hi: 65535,
+            max_blocks: 2,
+            eif: false,
+        };
+        assert_eq!(p.insert(again.clone()), Err(PoolError::Addr(0x0303_0302)));
+        let tiny = Pool {
+            addrs: vec![9],
+            hi: 1030,
+            ..again
+        };
+        assert_eq!(p.insert(tiny), Err(PoolError::Range));
+    }
+}
