@@ -596,3 +596,44 @@ action = \"allow\"
         &[(after_t1(1), &["each [[tenant.rule]] entry must be a table"])],
     );
 }
+
+#[test]
+fn a_rule_naming_an_elastic_ip_is_told_its_private_address() {
+    // The reference shape with NAT: 2.2.2.7 is t1's elastic IP for
+    // 10.0.0.7, and rules see 10.0.0.7.
+    let nat = T1
+        .replace("public_prefixes = [\"2.2.2.11/32\"]\n", "")
+        .replace(
+            "  { prefix = \"2.2.2.11/32\", to = \"172.168.0.11\" },\n",
+            "",
+        );
+    let eip = "[[eip]]\npublic = \"2.2.2.7\"\ntenant = \"t1\"\nprivate = \"10.0.0.7\"\n";
+    let rule = |dst: &str| {
+        format!(
+            "{nat}rules = [{{ direction = \"in\", action = \"allow\", dst = \"{dst}\" }}]\n{eip}"
+        )
+    };
+    assert_eq!(
+        accepted(&rule("10.0.0.7/32")).tenants[0].rules[0].dst,
+        cidr("10.0.0.7/32")
+    );
+    let rules_line = line(nat.lines().count() + 1);
+    assert_errors(
+        &refused(&rule("2.2.2.7/32")),
+        &[(
+            rules_line,
+            &[
+                "rule 1: dst 2.2.2.7/32 is none of the tenant's addresses (prefixes 10.0.0.0/24; public_prefixes none)",
+                "2.2.2.7 is the elastic IP of 10.0.0.7: write dst = \"10.0.0.7/32\"",
+            ],
+        )],
+    );
+    // Another tenant's elastic IP gives no such hint.
+    let other = rule("2.2.2.0/24").replace("tenant = \"t1\"", "tenant = \"t9\"");
+    let errs = refused(&other);
+    assert!(
+        errs.iter()
+            .any(|(l, m)| *l == rules_line && m.contains("remove dst to match all")),
+        "{errs:#?}"
+    );
+}

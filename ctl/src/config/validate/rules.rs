@@ -5,7 +5,9 @@ use toml::Spanned;
 
 use super::addrs::prefix;
 use super::Report;
-use crate::config::raw::{List, NumberOrText, RawPorts, RawProto, RawTenantRule, Section};
+use std::net::Ipv4Addr;
+
+use crate::config::raw::{List, NumberOrText, RawEip, RawPorts, RawProto, RawTenantRule, Section};
 use crate::config::{Action, Direction, Ipv4Cidr, PortRange, Protocol, Rule, ANY_PREFIX};
 
 /// What a direction means, for the operator choosing one.
@@ -20,8 +22,31 @@ fn direction_summary(d: Direction) -> &'static str {
 /// `public_prefixes`. A `None` part is broken (and reported): rules are
 /// not checked against it.
 pub(super) struct Own<'a> {
+    /// The tenant's name as written.
+    pub name: Option<&'a str>,
     pub prefixes: Option<&'a [Ipv4Cidr]>,
     pub public: Option<&'a [Ipv4Cidr]>,
+    /// Every elastic IP written well enough to read.
+    pub eips: &'a [EipHint],
+}
+
+/// An elastic IP as written: (public, tenant name, private). Only for
+/// hints: `[[eip]]` is checked on its own.
+pub(super) type EipHint = (Ipv4Addr, String, Ipv4Addr);
+
+/// The `[[eip]]` entries whose three keys read, without reporting: a rule
+/// that names an elastic IP is told the private address it stands for.
+pub(super) fn eip_hints(list: &List<RawEip>) -> Vec<EipHint> {
+    list.items
+        .iter()
+        .filter_map(|s| {
+            let e = &s.value;
+            let public = e.public.as_ref()?.get_ref().parse().ok()?;
+            let tenant = e.tenant.as_ref()?.get_ref().clone();
+            let private = e.private.as_ref()?.get_ref().parse().ok()?;
+            Some((public, tenant, private))
+        })
+        .collect()
 }
 
 /// `default_in` or `default_out` of `section`; `default` when absent.
@@ -203,10 +228,20 @@ fn rule(section: &Section<RawTenantRule>, own: &Own, label: &str, r: &mut Report
                 Direction::In => "sees the destination after DNAT",
                 Direction::Out => "sees the source before SNAT",
             };
+            let fix = match own
+                .eips
+                .iter()
+                .find(|(p, t, _)| Some(t.as_str()) == own.name && mine.contains(*p))
+            {
+                Some((p, _, private)) => {
+                    format!("{p} is the elastic IP of {private}: write {key} = \"{private}/32\"")
+                }
+                None => format!("use a prefix inside those, or remove {key} to match all"),
+            };
             r.at(
                 written.span().start,
                 format!(
-                    "{label}: {key} {mine} is none of the tenant's addresses (prefixes {}; public_prefixes {}), so the rule never matches: an {direction} rule {after}, which is the tenant's own address; use a prefix inside those, or remove {key} to match all",
+                    "{label}: {key} {mine} is none of the tenant's addresses (prefixes {}; public_prefixes {}), so the rule never matches: an {direction} rule {after}, which is the tenant's own address; {fix}",
                     cidrs(prefixes),
                     cidrs(public)
                 ),

@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::addrs::{host, mac_addr, prefix};
 use super::links::{all_subnets, owner, subnet_edge, subnet_of};
 use super::neighbours::tenant_neighbours;
-use super::rules::{default_action, rules, Own};
+use super::rules::{default_action, rules, EipHint, Own};
 use super::{int, valid_name, Report};
 use crate::config::raw::{List, RawTenant, RawTenantRoute, Section};
 use crate::config::{
@@ -25,6 +25,8 @@ pub(super) struct Context<'a> {
     pub routes: Option<&'a [Route]>,
     /// Whether some port has role public.
     pub public: Option<bool>,
+    /// The elastic IPs as written, for the firewall rules' hints.
+    pub eips: &'a [EipHint],
 }
 
 /// A tunnel host and where it is written.
@@ -134,8 +136,10 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
             r,
         );
         let own = Own {
+            name: t.name.as_ref().map(|n| n.get_ref().as_str()),
             prefixes: prefixes.as_deref(),
             public: public_list.as_deref(),
+            eips: cx.eips,
         };
         let rules = rules(&t.rule_list, &own, &label, r);
         let default_in = default_action(
