@@ -74,6 +74,14 @@ impl<M: BorrowMut<Mbuf>> Frame for MbufFrame<M> {
     }
 
     #[inline]
+    fn set_in_port(&mut self, port: u16) {
+        // The mbuf's field too: a frame handed to another worker is
+        // processed as received on the port it names.
+        self.in_port = port;
+        self.m_mut().set_port(port);
+    }
+
+    #[inline]
     fn rss_hash(&self) -> Option<u32> {
         self.m().rss_hash()
     }

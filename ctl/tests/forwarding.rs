@@ -1641,6 +1641,7 @@ fn flow_timeouts_keep_the_rfc_floors() {
     );
     assert_eq!(config.flows.capacity, 1000);
     assert_eq!(config.flows.tcp_established_s, 86400);
+    assert_eq!(config.flows.per_tenant, 250, "a quarter of the table");
     for (text, fragments) in [
         (
             "[flows]\ntcp_established_s = 3600\n",
@@ -1651,6 +1652,10 @@ fn flow_timeouts_keep_the_rfc_floors() {
         (
             "[flows]\ncapacity = 0\n",
             &["capacity 0 is out of range"][..],
+        ),
+        (
+            "[flows]\nper_tenant = 101\ncapacity = 100\n",
+            &["per_tenant 101 is out of range", "1..=100"][..],
         ),
     ] {
         assert_errors(&refused(text), &[(line(2), fragments)]);

@@ -96,6 +96,43 @@ impl TcpFlags {
     }
 }
 
+/// How far past what its receiver last acknowledged a RST may be and still
+/// be believed. Window scaling is not tracked, so this stands for the
+/// largest window expected (1 MiB); a blind attacker must guess the
+/// sequence space within it, one chance in 4096.
+pub const RST_WINDOW: u32 = 1 << 20;
+
+impl Conn {
+    /// Checks a TCP segment from direction `from` (0 forward, 1 reply)
+    /// against the connection, learns its acknowledgment, and moves the
+    /// state. A RST is believed only when it fits what its receiver
+    /// expects (RFC 5961's concern, a middlebox's share of it).
+    pub fn track_tcp(&mut self, from: usize, t: &Tuple) -> Result<(), Invalid> {
+        let other = 1 - (from & 1);
+        if t.flags.has(TcpFlags::RST) {
+            let fits = match self.tcp {
+                // The answer to a SYN acknowledges it exactly.
+                TcpState::SynSent => t.flags.has(TcpFlags::ACK) && t.ack == self.expect[other],
+                _ => {
+                    let from_seq = self.expect[from & 1];
+                    from_seq == 0 || t.seq.wrapping_sub(from_seq) < RST_WINDOW
+                }
+            };
+            if !fits {
+                return Err(Invalid);
+            }
+        }
+        if t.flags.has(TcpFlags::SYN) && !t.flags.has(TcpFlags::ACK) {
+            self.expect[from & 1] = t.seq.wrapping_add(1);
+        }
+        if t.flags.has(TcpFlags::ACK) {
+            self.expect[other] = t.ack;
+        }
+        self.tcp = self.tcp.next(t.flags, from == 0)?;
+        Ok(())
+    }
+}
+
 /// Why a segment does not fit its connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Invalid;
@@ -157,6 +194,9 @@ pub struct Tuple {
     pub sport: u16,
     pub dport: u16,
     pub flags: TcpFlags,
+    /// TCP sequence and acknowledgment numbers (0 otherwise).
+    pub seq: u32,
+    pub ack: u32,
     /// A TCP SYN, any UDP datagram, an ICMP echo request.
     pub opens: bool,
 }
@@ -189,10 +229,17 @@ impl Tuple {
             Some(u16::from_be_bytes(l4.get(at..at + 2)?.try_into().ok()?))
         };
         let protocol = *ip.get(9)?;
+        let word = |at: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(l4.get(at..at + 4)?.try_into().ok()?))
+        };
+        let (mut seq, mut ack) = (0, 0);
         let (sport, dport, flags, opens) = match IpProtocol(protocol) {
             IpProtocol::TCP => {
                 let flags = match l4.get(13) {
-                    Some(&f) => TcpFlags(f),
+                    Some(&f) => {
+                        (seq, ack) = (word(4)?, word(8)?);
+                        TcpFlags(f)
+                    }
                     None if quoted => TcpFlags(0),
                     None => return None,
                 };
@@ -217,6 +264,8 @@ impl Tuple {
             sport,
             dport,
             flags,
+            seq,
+            ack,
             opens,
         })
     }
@@ -255,6 +304,8 @@ impl Tuple {
             sport,
             dport,
             flags: TcpFlags(0),
+            seq: 0,
+            ack: 0,
             opens: false,
         })
     }
@@ -292,6 +343,12 @@ pub struct Conn {
     pub to_public: Rewrite,
     pub protocol: u8,
     pub tcp: TcpState,
+    /// TCP: the sequence number each side (by [`Direction`] index) is
+    /// expected to send next, as the other side last acknowledged it; 0
+    /// while unknown.
+    ///
+    /// [`Direction`]: crate::flow::Direction
+    pub expect: [u32; 2],
     /// For shared source NAT: the mapping the flow holds a share of.
     pub snat: Option<Inside>,
 }

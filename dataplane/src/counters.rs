@@ -136,6 +136,8 @@ drop_reasons! {
     InvalidState => "invalid_state",
     /// The flow table is full.
     FlowTableFull => "flow_table_full",
+    /// The tenant holds as many flows as its quota allows.
+    Quota => "quota",
     /// The tenant's source NAT pool has no port for this host (its blocks
     /// are full, or no block is free).
     NoNatPort => "no_nat_port",

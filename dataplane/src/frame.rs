@@ -36,6 +36,10 @@ pub trait Frame {
     /// The port the frame was received on.
     fn in_port(&self) -> u16;
 
+    /// Makes the frame look received on `port`: a frame the gateway turns
+    /// around internally (NAT hairpinning) comes back in on another port.
+    fn set_in_port(&mut self, port: u16);
+
     /// The RSS hash the NIC computed, if it gave one.
     fn rss_hash(&self) -> Option<u32>;
 
@@ -147,6 +151,10 @@ impl Frame for VecFrame {
 
     fn in_port(&self) -> u16 {
         self.in_port
+    }
+
+    fn set_in_port(&mut self, port: u16) {
+        self.in_port = port;
     }
 
     fn rss_hash(&self) -> Option<u32> {

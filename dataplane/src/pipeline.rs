@@ -90,6 +90,8 @@ pub struct Pipeline {
     snat: Snat,
     /// The ports of datagrams whose first fragment went through.
     frags: Fragments,
+    /// Live flows one tenant may hold on this worker.
+    quota: u64,
 }
 
 /// How long a datagram's later fragments may trail its first, in seconds
@@ -128,7 +130,15 @@ impl Pipeline {
             steer: None,
             snat: Snat::default(),
             frags: Fragments::default(),
+            quota: u64::MAX,
         }
+    }
+
+    /// Limits the live flows of each tenant on this worker to `per_tenant`.
+    #[must_use]
+    pub fn with_quota(mut self, per_tenant: u64) -> Self {
+        self.quota = per_tenant;
+        self
     }
 
     /// Gives this worker its share of the source NAT `pools`: call it last,
@@ -548,6 +558,9 @@ impl Pipeline {
         let Some(conn) = self.advance(id, dir, &tuple, now) else {
             return Some(Verdict::Drop(D::InvalidState));
         };
+        if t.eips.inbound(tuple.dst).is_some() || t.pools.of_addr(tuple.dst).is_some() {
+            return Some(self.hairpin(t, c, conn.to_public, f, now));
+        }
         let exit = Exit {
             tenant,
             underlay_mtu,
@@ -555,6 +568,38 @@ impl Pipeline {
             nat: conn.to_public,
         };
         Some(self.public_exit(t, c, &exit, f, now))
+    }
+
+    /// RFC 4787 REQ-9, hairpinning: a tenant's packet to an elastic IP or a
+    /// shared NAT address (its own or another tenant's) turns around inside
+    /// the gateway, source translated by `nat`, and comes back in on the
+    /// public port as if from the Internet. The frame starts at its IPv4
+    /// header.
+    fn hairpin<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        nat: Rewrite,
+        f: &mut F,
+        now: u64,
+    ) -> Verdict {
+        let Some((port, pe)) = public_port(t) else {
+            return Verdict::Drop(D::NoRoute);
+        };
+        if f.data()[8] <= 1 {
+            return Verdict::Drop(D::TtlExceeded);
+        }
+        let ihl = usize::from(f.data()[0] & 0xf) * 4;
+        if !nat.apply(f.data_mut(), ihl) {
+            return Verdict::Drop(D::Ipv4Invalid);
+        }
+        decrement_ttl(f.data_mut());
+        match f.prepend(ETH) {
+            Some(h) => h.copy_from_slice(&eth_header(pe.mac, pe.mac, EtherType::IPV4)),
+            None => return Verdict::Drop(D::NoHeadroom),
+        }
+        f.set_in_port(port);
+        self.public_input(t, c, pe, f, now)
     }
 
     /// An ICMP error from the Internet about a datagram of a translated
@@ -743,8 +788,10 @@ impl Pipeline {
     /// life. `None` if the segment does not fit the connection.
     fn advance(&mut self, id: FlowId, dir: Direction, tuple: &Tuple, now: u64) -> Option<Conn> {
         let conn = self.flows.get_mut(id)?;
-        if conn.protocol == IpProtocol::TCP.0 {
-            conn.tcp = conn.tcp.next(tuple.flags, dir == Direction::Forward).ok()?;
+        // A later fragment carries no TCP header: nothing to track.
+        let whole = tuple.flags.0 != 0 || tuple.protocol != IpProtocol::TCP.0;
+        if conn.protocol == IpProtocol::TCP.0 && whole {
+            conn.track_tcp(dir.index(), tuple).ok()?;
         }
         let conn = *conn;
         let life = self.timeouts.of(conn.protocol, conn.tcp);
@@ -779,6 +826,7 @@ impl Pipeline {
             to_public: Rewrite::src(private, tuple.dst),
             protocol: tuple.protocol,
             tcp: TcpState::opened_by(tuple.protocol),
+            expect: opening_expect(tuple),
             snat: None,
         };
         let reply = tuple.reply_key(zone, private, tuple.src);
@@ -848,6 +896,7 @@ impl Pipeline {
             to_public,
             protocol: tuple.protocol,
             tcp: TcpState::opened_by(tuple.protocol),
+            expect: opening_expect(tuple),
             snat,
         };
         self.insert(t, c, key, reply, conn, now)
@@ -886,6 +935,7 @@ impl Pipeline {
                     .with_port(inside.port, tuple.dport),
                 protocol: tuple.protocol,
                 tcp: TcpState::opened_by(tuple.protocol),
+                expect: opening_expect(tuple),
                 snat: Some(inside),
             };
             let reply = FlowKey::new(
@@ -919,7 +969,17 @@ impl Pipeline {
     ) -> Result<FlowId, DropReason> {
         let life = self.timeouts.of(conn.protocol, conn.tcp);
         let deadline = now.saturating_add(life.saturating_mul(self.hz));
-        let result = self.flows.insert(forward, reply, deadline, conn);
+        // The tenant's live flows here: this worker's own counters.
+        let live = c.tenant(conn.tenant as usize).map_or(0, |tc| {
+            tc.flows_created
+                .get()
+                .saturating_sub(tc.flows_expired.get())
+        });
+        let result = if live >= self.quota {
+            Err(InsertError::Full)
+        } else {
+            self.flows.insert(forward, reply, deadline, conn)
+        };
         if let (Err(_), Some(inside)) = (&result, conn.snat) {
             self.snat.release(&t.pools, inside);
         }
@@ -930,6 +990,7 @@ impl Pipeline {
                 }
                 Ok(id)
             }
+            Err(InsertError::Full) if live >= self.quota => Err(D::Quota),
             Err(InsertError::Full | InsertError::NoRoom) => Err(D::FlowTableFull),
             // The reply key is taken: another flow already owns this
             // mapping (e.g. opened from the other side first).
@@ -1204,6 +1265,16 @@ fn check_local_ipv4<F: Frame>(pe: &PortEntry, f: &mut F) -> Result<(IpProtocol, 
     Ok((protocol, ihl))
 }
 
+/// What a flow opened by `tuple` expects next from its opener: a SYN
+/// counts one.
+fn opening_expect(tuple: &Tuple) -> [u32; 2] {
+    if tuple.protocol == IpProtocol::TCP.0 {
+        [tuple.seq.wrapping_add(1), 0]
+    } else {
+        [0, 0]
+    }
+}
+
 /// The source and destination of IPv4 packet `ip`.
 fn addrs(ip: &[u8]) -> Option<(u32, u32)> {
     let a = ip.get(12..20)?;
@@ -1344,6 +1415,15 @@ fn underlay_addr(t: &Tables) -> Option<u32> {
         .iter()
         .find(|p| p.role == Some(Role::Underlay))
         .and_then(PortEntry::primary)
+}
+
+/// The first public port.
+fn public_port(t: &Tables) -> Option<(u16, &PortEntry)> {
+    t.ports
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.role == Some(Role::Public))
+        .map(|(i, p)| (i as u16, p))
 }
 
 fn public_addr(t: &Tables) -> Option<u32> {

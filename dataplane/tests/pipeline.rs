@@ -73,7 +73,6 @@ fn spec() -> Spec {
                 routes: vec![
                     (ip([10, 0, 0, 0]), 24, Target::Host(ip(HOST1))),
                     (ip([10, 0, 1, 0]), 24, Target::Host(ip(HOST3))),
-                    (ip(EIP1), 32, Target::Host(ip(HOST1))),
                     (ip([10, 9, 0, 0]), 16, Target::Blackhole),
                     (ip([0, 0, 0, 0]), 0, Target::Public),
                 ],
@@ -88,7 +87,6 @@ fn spec() -> Spec {
                 mac: T2_MAC,
                 routes: vec![
                     (ip([10, 0, 0, 0]), 24, Target::Host(ip(HOST2))),
-                    (ip(EIP2), 32, Target::Host(ip(HOST2))),
                     (ip([0, 0, 0, 0]), 0, Target::Public),
                 ],
                 firewall: dataplane::firewall::FirewallSpec::allow_all(),
@@ -1922,4 +1920,129 @@ fn a_datagram_in_too_many_pieces_is_cut_off() {
         gw.client_sends(&second, 0).0,
         Verdict::Drop(DropReason::FragmentLimit)
     );
+}
+
+#[test]
+fn a_tenant_cannot_hold_more_flows_than_its_quota() {
+    let mut gw = Gw::new();
+    gw.pipeline = Pipeline::new(TokenBucket::new(1000, 50, SEC), 0).with_quota(3);
+    for sport in 0..3 {
+        let (v, _) = gw.t1_sends(&udp_from(VM, 1000 + sport, CLIENT, 53), 0);
+        assert_eq!(v, Verdict::Forward(PUB));
+    }
+    let (v, _) = gw.t1_sends(&udp_from(VM, 2000, CLIENT, 53), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Quota));
+    // Inbound flows count too, and the other tenant is not affected.
+    let (v, _) = gw.client_sends(&tcp(CLIENT, 40000, EIP1, 22, "S"), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Quota));
+    let (v, _) = gw.client_sends(&tcp(CLIENT, 40000, EIP2, 23, "S"), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    // Flows that end make room again.
+    for _ in 0..DEFAULT_FLOWS / 64 + 1 {
+        gw.pipeline.sweep(&gw.tables, &gw.counters, 121 * SEC);
+    }
+    let (v, _) = gw.t1_sends(&udp_from(VM, 2000, CLIENT, 53), 122 * SEC);
+    assert_eq!(v, Verdict::Forward(PUB));
+}
+
+/// A TCP segment with explicit sequence and acknowledgment numbers.
+fn tcp_at(
+    (src, sport): ([u8; 4], u16),
+    (dst, dport): ([u8; 4], u16),
+    flags: &str,
+    seq: u32,
+    ack: u32,
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, seq, 64240);
+    for f in flags.chars() {
+        b = match f {
+            'S' => b.syn(),
+            'A' => b.ack(ack),
+            'R' => b.rst(),
+            _ => panic!("flag {f}"),
+        };
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, &[]).unwrap();
+    out
+}
+
+#[test]
+fn a_blind_rst_is_refused_and_a_true_one_closes_the_flow() {
+    let mut gw = Gw::new();
+    let (c, v) = ((CLIENT, 40000), (EIP1, 22));
+    let (vm, cl) = ((VM, 22), (CLIENT, 40000));
+    assert_eq!(
+        gw.client_sends(&tcp_at(c, v, "S", 1000, 0), 0).0,
+        Verdict::Forward(UND)
+    );
+    // A RST answering the SYN must acknowledge it exactly.
+    let (verdict, _) = gw.t1_sends(&tcp_at(vm, cl, "RA", 0, 999), 1);
+    assert_eq!(verdict, Verdict::Drop(DropReason::InvalidState));
+    assert_eq!(
+        gw.t1_sends(&tcp_at(vm, cl, "SA", 5000, 1001), 1).0,
+        Verdict::Forward(PUB)
+    );
+    assert_eq!(
+        gw.client_sends(&tcp_at(c, v, "A", 1001, 5001), 2).0,
+        Verdict::Forward(UND)
+    );
+    // Established: a RST far from what the client expects is a guess.
+    let blind = tcp_at(vm, cl, "R", 5001 + (1 << 24), 0);
+    assert_eq!(
+        gw.t1_sends(&blind, 3).0,
+        Verdict::Drop(DropReason::InvalidState)
+    );
+    let blind_in = tcp_at(c, v, "R", 7, 0);
+    assert_eq!(
+        gw.client_sends(&blind_in, 3).0,
+        Verdict::Drop(DropReason::InvalidState)
+    );
+    // The real one passes and the flow closes soon after (10 s).
+    assert_eq!(
+        gw.t1_sends(&tcp_at(vm, cl, "R", 5001, 0), 4).0,
+        Verdict::Forward(PUB)
+    );
+    let (after, _) = gw.client_sends(&tcp_at(c, v, "A", 1001, 5001), 4 + 10 * SEC);
+    assert_eq!(
+        after,
+        Verdict::Drop(DropReason::InvalidState),
+        "closed and gone"
+    );
+}
+
+#[test]
+fn tenants_reach_elastic_ips_through_the_gateway_itself() {
+    let mut gw = Gw::new();
+    // t1's 10.0.0.7 talks to t2's elastic IP: it arrives in t2 from EIP1.
+    let (v, out) = gw.t1_sends(&udp_from(VM, 3333, EIP2, 53), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (_, outer, key, _, rest) = open_gre(&out);
+    assert_eq!((outer.destination, key), (HOST2, 2000));
+    let h = assert_valid_ipv4(&rest);
+    assert_eq!((h.source, h.destination), (EIP1, VM));
+    assert_eq!(h.time_to_live, 62, "two hops: out of t1, into t2");
+    assert_valid_transport(&rest);
+    // t2 answers its peer EIP1; the answer finds t1's flow.
+    let answer = gre_frame(
+        HOST2,
+        HOST2_MAC,
+        0x2000,
+        2000,
+        0x0800,
+        &udp_from(VM, 53, EIP1, 3333),
+    );
+    let (v, out) = gw.run(&answer, UND);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (_, outer, key, _, _) = open_gre(&out);
+    assert_eq!((outer.destination, key), (HOST1, 1000));
+    let ip = tunnelled_ip(&out);
+    let h = assert_valid_ipv4(&ip);
+    assert_eq!((h.source, h.destination), (EIP2, VM));
+    // A VM reaching its own elastic IP comes back to itself.
+    let (v, out) = gw.t1_sends(&udp_from(VM, 4444, EIP1, 7), 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let ip = tunnelled_ip(&out);
+    let h = assert_valid_ipv4(&ip);
+    assert_eq!((h.source, h.destination), (EIP1, VM));
 }

@@ -96,6 +96,9 @@ pub const FLOWS_CAPACITY_RANGE: RangeInclusive<u32> = 1..=1 << 28;
 pub struct Flows {
     /// Flows per worker, allocated at start. Default 65536.
     pub capacity: u32,
+    /// Live flows one tenant may hold per worker, so that no tenant can
+    /// fill the table for the others. 1..=capacity; default capacity / 4.
+    pub per_tenant: u32,
     /// Seconds an established TCP connection lives without traffic; at
     /// least 7440 (RFC 5382 REQ-5). Default 7440.
     pub tcp_established_s: u32,
@@ -114,6 +117,7 @@ impl Default for Flows {
     fn default() -> Self {
         Self {
             capacity: 65536,
+            per_tenant: 16384,
             tcp_established_s: 7440,
             tcp_transitory_s: 240,
             udp_s: 120,

@@ -232,6 +232,7 @@ pub(super) struct RawSnat {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFlows {
     pub capacity: Option<Spanned<i64>>,
+    pub per_tenant: Option<Spanned<i64>>,
     pub tcp_established_s: Option<Spanned<i64>>,
     pub tcp_transitory_s: Option<Spanned<i64>>,
     pub udp_s: Option<Spanned<i64>>,

@@ -134,6 +134,16 @@ pub(super) fn flows(raw: Option<&Section<RawFlows>>, r: &mut Report) -> Option<F
         " flows per worker",
         r,
     );
+    let cap = capacity.unwrap_or(d.capacity);
+    let per_tenant = int(
+        v.per_tenant.as_ref(),
+        (cap / 4).max(1),
+        1,
+        i64::from(cap),
+        "[flows] per_tenant",
+        " flows (at most capacity: it is a share of each worker's table)",
+        r,
+    );
     // The RFCs' floors: a NAT that forgets sooner breaks applications.
     let mut timeout = |value, default, floor: u32, name, why| {
         int(
@@ -176,6 +186,7 @@ pub(super) fn flows(raw: Option<&Section<RawFlows>>, r: &mut Report) -> Option<F
     );
     let flows = Flows {
         capacity: capacity?,
+        per_tenant: per_tenant?,
         tcp_established_s: tcp_established_s?,
         tcp_transitory_s: tcp_transitory_s?,
         udp_s: udp_s?,
