@@ -3,7 +3,8 @@
 //! `ctl` speaks in port names and config types, `dataplane` in DPDK port
 //! ids and plain values; this is the one place that knows both.
 
-use ctl::config::{Config, Encap, Filtering, Role, RouteTarget};
+use ctl::config::{self, Config, Encap, Filtering, Protocol, Role, RouteTarget, Tenant};
+use dataplane::firewall::{self, FirewallSpec, PortRange, ProtoMatch, RuleSpec};
 use dataplane::tables::{self, PortSpec, RouteSpec, SnatSpec, Spec, Target, TenantSpec};
 use dataplane::tenant;
 use rte::MacAddr;
@@ -68,6 +69,7 @@ pub fn spec(config: &Config, ports: &[(u16, MacAddr)]) -> Spec {
                         (r.prefix.addr, r.prefix.len, to)
                     })
                     .collect(),
+                firewall: firewall(t),
             })
             .collect(),
         routes: config
@@ -121,6 +123,52 @@ pub fn spec(config: &Config, ports: &[(u16, MacAddr)]) -> Spec {
     }
 }
 
+/// A tenant's firewall rules as the dataplane compiles them.
+fn firewall(t: &Tenant) -> FirewallSpec {
+    let action = |a: config::Action| match a {
+        config::Action::Allow => firewall::Action::Allow,
+        config::Action::Deny => firewall::Action::Deny,
+    };
+    // Validated: lo <= hi.
+    let range = |r: Option<config::PortRange>| {
+        r.and_then(|r| PortRange::new(r.lo, r.hi))
+            .unwrap_or(PortRange::ANY)
+    };
+    FirewallSpec {
+        rules: t
+            .rules
+            .iter()
+            .map(|r| RuleSpec {
+                direction: match r.direction {
+                    config::Direction::In => firewall::Direction::In,
+                    config::Direction::Out => firewall::Direction::Out,
+                },
+                action: action(r.action),
+                proto: match r.proto {
+                    Protocol::Any => ProtoMatch::Any,
+                    Protocol::Tcp => ProtoMatch::Tcp {
+                        sport: range(r.sport),
+                        dport: range(r.dport),
+                    },
+                    Protocol::Udp => ProtoMatch::Udp {
+                        sport: range(r.sport),
+                        dport: range(r.dport),
+                    },
+                    Protocol::Icmp => ProtoMatch::Icmp {
+                        icmp_type: r.icmp_type,
+                        code: r.icmp_code,
+                    },
+                    Protocol::Number(n) => ProtoMatch::Number(n),
+                },
+                src: (r.src.addr, r.src.len),
+                dst: (r.dst.addr, r.dst.len),
+            })
+            .collect(),
+        default_in: action(t.default_in),
+        default_out: action(t.default_out),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +201,30 @@ mod tests {
             )),
             "static neighbours resolve every tunnel host"
         );
+
+        // The scenario's firewall, in the tenants' own addresses.
+        use dataplane::firewall::{Direction, Packet5};
+        let (client, vm) = (
+            std::net::Ipv4Addr::new(1, 1, 1, 7),
+            std::net::Ipv4Addr::new(10, 0, 0, 7),
+        );
+        for (key, own, other) in [(1000, 22, 23), (2000, 23, 22)] {
+            let id = t.tenants.by_key(key).expect("tenant").id;
+            let allowed = |dir, p: Packet5| t.firewall.evaluate(id, dir, &p).allowed();
+            assert!(allowed(Direction::In, Packet5::tcp(client, vm, 40000, own)));
+            assert!(!allowed(
+                Direction::In,
+                Packet5::tcp(client, vm, 40000, other)
+            ));
+            assert!(allowed(Direction::In, Packet5::icmp(client, vm, 8, 0)));
+            assert!(!allowed(
+                Direction::Out,
+                Packet5::tcp(vm, client, 40000, own)
+            ));
+            assert!(allowed(
+                Direction::Out,
+                Packet5::tcp(vm, client, 40000, other)
+            ));
+        }
     }
 }

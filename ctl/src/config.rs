@@ -27,6 +27,10 @@
 //!   { prefix = "10.0.0.0/24", to = "172.168.0.11" },
 //!   { prefix = "0.0.0.0/0", to = "public" },
 //! ]
+//! rules = [
+//!   { direction = "in", action = "allow", proto = "tcp", dport = 22 },
+//!   { direction = "out", action = "deny", proto = "tcp", dport = 22 },
+//! ]
 //! [[route]]
 //! prefix = "0.0.0.0/0"
 //! via = "1.1.1.254"
@@ -42,6 +46,7 @@
 
 mod addr;
 mod error;
+mod firewall;
 mod packet;
 mod raw;
 mod routing;
@@ -54,6 +59,9 @@ use std::path::Path;
 
 pub use self::addr::{AddrError, Ipv4Cidr, MacAddr};
 pub use self::error::{ConfigError, ConfigErrors};
+pub use self::firewall::{
+    Action, Direction, PortRange, Protocol, Rule, ANY_PREFIX, DEFAULT_IN, DEFAULT_OUT,
+};
 pub use self::packet::{
     Arp, Flows, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE,
     ARP_RETRY_MS_MIN, FLOWS_CAPACITY_RANGE,

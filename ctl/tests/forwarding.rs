@@ -6,8 +6,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ctl::config::{
-    load, parse, Arp, Config, CpuSet, Dataplane, Encap, Icmp, Ipv4Cidr, MacAddr, Mode, Neighbour,
-    Role, Route, RouteTarget, Tcp, Tenant, TenantNeighbour, TenantRoute,
+    load, parse, Action, Arp, Config, CpuSet, Dataplane, Direction, Encap, Icmp, Ipv4Cidr, MacAddr,
+    Mode, Neighbour, PortRange, Protocol, Role, Route, RouteTarget, Rule, Tcp, Tenant,
+    TenantNeighbour, TenantRoute, ANY_PREFIX,
 };
 
 fn cpus(list: &str) -> CpuSet {
@@ -146,6 +147,30 @@ fn reference_example_is_the_reference_scenario() {
         }
     );
 
+    // Each lets in its own TCP port and ICMP and may not open that port.
+    let rules = |port: u16| {
+        let tcp = |direction, action| Rule {
+            direction,
+            action,
+            proto: Protocol::Tcp,
+            src: ANY_PREFIX,
+            dst: ANY_PREFIX,
+            sport: None,
+            dport: Some(PortRange { lo: port, hi: port }),
+            icmp_type: None,
+            icmp_code: None,
+        };
+        let icmp = Rule {
+            proto: Protocol::Icmp,
+            dport: None,
+            ..tcp(Direction::In, Action::Allow)
+        };
+        vec![
+            tcp(Direction::In, Action::Allow),
+            icmp,
+            tcp(Direction::Out, Action::Deny),
+        ]
+    };
     // Both tenants hold 10.0.0.7, with its inner MAC fixed; their public
     // faces are the elastic IPs.
     let tenant = |name: &str, key: u32, host: &str, macs: [&str; 2]| Tenant {
@@ -170,6 +195,9 @@ fn reference_example_is_the_reference_scenario() {
             ip: ip("10.0.0.7"),
             mac: mac(macs[1]),
         }],
+        rules: rules(if key == 1000 { 22 } else { 23 }),
+        default_in: Action::Deny,
+        default_out: Action::Allow,
     };
     assert_eq!(
         config.tenants,

@@ -8,6 +8,7 @@
 
 pub mod conntrack;
 pub mod counters;
+pub mod firewall;
 pub mod flow;
 pub mod fragments;
 pub mod frame;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 
 use crate::counters::MAX_PORTS;
+use crate::firewall::{Firewall, FirewallError, FirewallSpec};
 use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix, VrfId, VrfTables};
 use crate::nat::{EipError, Eips};
 use crate::neighbour::{NeighKey, NeighRef, NeighbourWriter, Neighbours};
@@ -65,6 +66,9 @@ pub struct TenantSpec {
     pub prefixes: Vec<(Ipv4Addr, u8)>,
     pub mac: [u8; 6],
     pub routes: Vec<(Ipv4Addr, u8, Target)>,
+    /// Rules for the flows the tenant opens and receives, written in its
+    /// own (private) addresses.
+    pub firewall: FirewallSpec,
 }
 
 /// Where a tenant route leads.
@@ -251,6 +255,8 @@ pub struct Tables {
     /// tunnels: shared with the resolver, which writes it in place.
     pub neighbours: Arc<Neighbours>,
     pub mss_clamp: bool,
+    /// Per tenant (by `TenantId`): the rules a new flow must pass.
+    pub firewall: Firewall,
 }
 
 /// Why a snapshot could not be built. The control plane validated the
@@ -267,6 +273,7 @@ pub enum BuildError {
     NeighboursFull,
     Eip(EipError),
     Pool(PoolError),
+    Firewall(FirewallError),
 }
 
 impl fmt::Display for BuildError {
@@ -309,6 +316,7 @@ impl fmt::Display for BuildError {
             BuildError::NeighboursFull => f.write_str(
                 "more next hops and static neighbours than the neighbour table holds ([arp] entries)",
             ),
+            BuildError::Firewall(e) => write!(f, "firewall: {e}"),
         }
     }
 }
@@ -478,6 +486,9 @@ impl Tables {
             set_static(neighbours, NeighKey::inner(t.id, u32::from(ip)), mac)?;
         }
 
+        let firewall = Firewall::build(spec.tenants.iter().map(|t| &t.firewall))
+            .map_err(BuildError::Firewall)?;
+
         Ok(Tables {
             generation,
             ports,
@@ -492,6 +503,7 @@ impl Tables {
             pools,
             neighbours: Arc::clone(neighbours.table()),
             mss_clamp: spec.mss_clamp,
+            firewall,
         })
     }
 

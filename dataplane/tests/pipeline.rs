@@ -76,6 +76,7 @@ fn spec() -> Spec {
                     (ip([10, 9, 0, 0]), 16, Target::Blackhole),
                     (ip([0, 0, 0, 0]), 0, Target::Public),
                 ],
+                firewall: dataplane::firewall::FirewallSpec::allow_all(),
             },
             TenantSpec {
                 name: "t2".into(),
@@ -88,6 +89,7 @@ fn spec() -> Spec {
                     (ip([10, 0, 0, 0]), 24, Target::Host(ip(HOST2))),
                     (ip([0, 0, 0, 0]), 0, Target::Public),
                 ],
+                firewall: dataplane::firewall::FirewallSpec::allow_all(),
             },
         ],
         routes: vec![RouteSpec {

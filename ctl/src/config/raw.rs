@@ -74,11 +74,13 @@ pub(super) struct RawTenant {
     pub prefixes: Option<Spanned<Vec<Spanned<String>>>>,
     pub mac: Option<Spanned<String>>,
     pub public_prefixes: Option<Vec<Spanned<String>>>,
+    pub default_in: Option<Spanned<String>>,
+    pub default_out: Option<Spanned<String>>,
     // `routes = [...]` and `[[tenant.route]]` are read apart, into
     // `route_list`, so that each route's problems carry its own line (a
     // sub-table loses its span when serde is handed the tenant); the
-    // neighbours likewise. They are named here so that a misspelt key is
-    // told they exist.
+    // neighbours and rules likewise. They are named here so that a
+    // misspelt key is told they exist.
     #[serde(rename = "routes")]
     _routes: Option<IgnoredAny>,
     #[serde(rename = "route")]
@@ -87,10 +89,16 @@ pub(super) struct RawTenant {
     _neighbours: Option<IgnoredAny>,
     #[serde(rename = "neighbour")]
     _neighbour: Option<IgnoredAny>,
+    #[serde(rename = "rules")]
+    _rules: Option<IgnoredAny>,
+    #[serde(rename = "rule")]
+    _rule: Option<IgnoredAny>,
     #[serde(skip)]
     pub route_list: List<RawTenantRoute>,
     #[serde(skip)]
     pub neighbour_list: List<RawTenantNeighbour>,
+    #[serde(skip)]
+    pub rule_list: List<RawTenantRule>,
 }
 
 /// One route of a tenant as written, from either form.
@@ -107,6 +115,78 @@ pub(super) struct RawTenantRoute {
 pub(super) struct RawTenantNeighbour {
     pub ip: Option<Spanned<String>>,
     pub mac: Option<Spanned<String>>,
+}
+
+/// One firewall rule of a tenant as written, from either form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTenantRule {
+    pub direction: Option<Spanned<String>>,
+    pub action: Option<Spanned<String>>,
+    pub proto: Option<Spanned<RawProto>>,
+    pub src: Option<Spanned<String>>,
+    pub dst: Option<Spanned<String>>,
+    pub sport: Option<Spanned<RawPorts>>,
+    pub dport: Option<Spanned<RawPorts>>,
+    pub icmp_type: Option<Spanned<i64>>,
+    pub icmp_code: Option<Spanned<i64>>,
+}
+
+/// A value written either as a number or as a string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum NumberOrText {
+    Number(i64),
+    Text(String),
+}
+
+/// Reads a [`NumberOrText`]; `expecting` is what serde says for any other
+/// type.
+struct NumberOrTextVisitor(&'static str);
+
+impl serde::de::Visitor<'_> for NumberOrTextVisitor {
+    type Value = NumberOrText;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(NumberOrText::Number(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(NumberOrText::Number(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(NumberOrText::Text(v.to_owned()))
+    }
+}
+
+/// `proto`: a name or a protocol number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RawProto(pub NumberOrText);
+
+impl<'de> Deserialize<'de> for RawProto {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumberOrTextVisitor(
+            "\"tcp\", \"udp\", \"icmp\", \"any\" or a protocol number 0..=255",
+        ))
+        .map(RawProto)
+    }
+}
+
+/// `sport` / `dport`: a port number or a range in a string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RawPorts(pub NumberOrText);
+
+impl<'de> Deserialize<'de> for RawPorts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NumberOrTextVisitor(
+            "a port like 22 or a range like \"1024-65535\"",
+        ))
+        .map(RawPorts)
+    }
 }
 
 /// One `[[route]]` as written.
@@ -336,7 +416,7 @@ fn array<T: DeserializeOwned + Default>(
     })
 }
 
-/// Each `[[tenant]]`, with its routes and neighbours read from the tenant
+/// Each `[[tenant]]`, with its routes, neighbours and rules read from the tenant
 /// as written.
 fn tenants(item: &Item, at: usize, report: &mut Report) -> List<RawTenant> {
     const NAME: &str = "[[tenant]]";
@@ -351,6 +431,8 @@ fn tenants(item: &Item, at: usize, report: &mut Report) -> List<RawTenant> {
             at,
             report,
         );
+        tenant.value.rule_list =
+            tenant_entries(written, ["rules", "rule"], "[[tenant.rule]]", at, report);
         tenant
     })
 }

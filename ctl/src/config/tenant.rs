@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use super::{Ipv4Cidr, MacAddr};
+use super::{Action, Ipv4Cidr, MacAddr, Rule};
 
 /// How a tenant's packets ride inside GRE (RFC 2784 / 2890).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -150,6 +150,16 @@ pub struct Tenant {
     /// `neighbours = [...]` and the `[[tenant.neighbour]]` form). Default
     /// none: the gateway resolves inner addresses itself.
     pub neighbours: Vec<TenantNeighbour>,
+    /// Firewall rules for the flows the tenant receives and opens, in file
+    /// order (both the `rules = [...]` and the `[[tenant.rule]]` form); the
+    /// first rule of a flow's direction that matches decides. Default none.
+    pub rules: Vec<Rule>,
+    /// What a new inbound flow no rule matches gets. Default
+    /// [`Action::Deny`].
+    pub default_in: Action,
+    /// What a new outbound flow no rule matches gets. Default
+    /// [`Action::Allow`].
+    pub default_out: Action,
 }
 
 impl Tenant {

@@ -13,6 +13,7 @@ mod neighbours;
 mod packet;
 mod ports;
 mod routes;
+mod rules;
 mod tenants;
 mod workers;
 
@@ -56,6 +57,7 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         ports: ports.as_deref(),
         routes: routes.as_deref(),
         public: has_role(&raw.ports, Role::Public),
+        eips: &rules::eip_hints(&raw.eips),
     };
     let tenants = tenants::tenants(&raw.tenants, &context, r);
     let eips = nat::eips(&raw.eips, tenants.as_deref(), r);

@@ -52,6 +52,7 @@ pub fn tables() -> Tables {
                     (public(i), 32, Target::Host(host(i))),
                     (Ipv4Addr::UNSPECIFIED, 0, Target::Public),
                 ],
+                firewall: dataplane::firewall::FirewallSpec::allow_all(),
             })
             .collect(),
         routes: vec![],

@@ -1,5 +1,5 @@
 //! `[[tenant]]` tables: names, GRE keys, tunnel hosts, owned prefixes,
-//! public prefixes and each tenant's VRF.
+//! public prefixes, each tenant's VRF and its firewall.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -9,10 +9,12 @@ use toml::Spanned;
 use super::addrs::{host, mac_addr, prefix};
 use super::links::{all_subnets, owner, subnet_edge, subnet_of};
 use super::neighbours::tenant_neighbours;
+use super::rules::{default_action, rules, EipHint, Own};
 use super::{int, valid_name, Report};
 use crate::config::raw::{List, RawTenant, RawTenantRoute, Section};
 use crate::config::{
-    Encap, Ipv4Cidr, MacAddr, Port, Role, Route, RouteTarget, Tenant, TenantRoute,
+    Encap, Ipv4Cidr, MacAddr, Port, Role, Route, RouteTarget, Tenant, TenantRoute, DEFAULT_IN,
+    DEFAULT_OUT,
 };
 
 /// What the tenant checks need from the rest of the file. A `None` part is
@@ -23,6 +25,8 @@ pub(super) struct Context<'a> {
     pub routes: Option<&'a [Route]>,
     /// Whether some port has role public.
     pub public: Option<bool>,
+    /// The elastic IPs as written, for the firewall rules' hints.
+    pub eips: &'a [EipHint],
 }
 
 /// A tunnel host and where it is written.
@@ -131,6 +135,29 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
             &label,
             r,
         );
+        let own = Own {
+            name: t.name.as_ref().map(|n| n.get_ref().as_str()),
+            prefixes: prefixes.as_deref(),
+            public: public_list.as_deref(),
+            eips: cx.eips,
+        };
+        let rules = rules(&t.rule_list, &own, &label, r);
+        let default_in = default_action(
+            section,
+            t.default_in.as_ref(),
+            "default_in",
+            DEFAULT_IN,
+            &label,
+            r,
+        );
+        let default_out = default_action(
+            section,
+            t.default_out.as_ref(),
+            "default_out",
+            DEFAULT_OUT,
+            &label,
+            r,
+        );
         let reachable = match (cx.ports, cx.routes, hosts.as_deref()) {
             (Some(ports), Some(global), Some(hosts)) => {
                 on_underlay(hosts, ports, global, &label, r)
@@ -163,6 +190,7 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
             routes,
             public_list,
             neighbours,
+            (rules, default_in, default_out),
         ) {
             (
                 Some(name),
@@ -174,6 +202,7 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
                 Some(routes),
                 Some(public_prefixes),
                 Some(neighbours),
+                (Some(rules), Some(default_in), Some(default_out)),
             ) if reachable && routed_in && section.sound() => out.push(Tenant {
                 name,
                 key,
@@ -184,6 +213,9 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
                 routes,
                 public_prefixes,
                 neighbours,
+                rules,
+                default_in,
+                default_out,
             }),
             _ => ok = false,
         }
