@@ -22,13 +22,13 @@
 //!
 //! ```text
 //! buckets: [Bucket]   64 bytes, cache-line aligned, ~cap * 5/16 of them
-//!   sigs: [u16; 8]    16-bit signature per slot, 0 = empty
+//!   sig: [u64; 2]     8 16-bit signatures, 0 = empty
 //!   idx:  [u32; 8]    flow id * 2 + direction
 //!   (16 bytes spare)
-//! entries: [Entry<V>] one per flow, indexed by FlowId
+//! entries: [Entry]   one per flow, indexed by FlowId: 40 bytes
 //!   keys: [FlowKey; 2]  forward, reply: 32 bytes
 //!   deadline: u64       (the free list's link while free)
-//!   value: V
+//! values: [V]         one per flow, indexed by FlowId
 //! live: [u64]         one bit per flow
 //! ```
 //!
@@ -292,7 +292,11 @@ pub struct FlowStats {
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Bucket {
-    sigs: [u16; SLOTS],
+    /// The 16-bit signatures of the 8 slots, four to a word (slot `i` in
+    /// bits `16 * (i % 4)` of word `i / 4`), so that a compare is a few
+    /// word operations (SWAR) rather than whatever LLVM makes of eight
+    /// `u16` compares.
+    sig: [u64; 2],
     idx: [u32; SLOTS],
 }
 
@@ -300,39 +304,95 @@ struct Bucket {
 /// `new`): no candidates.
 static NO_BUCKET: Bucket = Bucket::EMPTY;
 
+/// The low bit of every 16-bit lane.
+const LANE_LO: u64 = 0x0001_0001_0001_0001;
+/// The high bit of every 16-bit lane.
+const LANE_HI: u64 = 0x8000_8000_8000_8000;
+
+/// Bit 15 of each 16-bit lane of the result is set iff that lane of `x` is
+/// zero; every other bit is clear. Exact: no borrow crosses lanes, because
+/// the low 15 bits are added without their top bit.
+#[inline(always)]
+fn zero_lanes(x: u64) -> u64 {
+    !(((x & !LANE_HI).wrapping_add(!LANE_HI)) | x) & LANE_HI
+}
+
+/// Bits 15, 31, 47 and 63 of `z` (as `zero_lanes` leaves them) as bits 0..4.
+#[inline(always)]
+fn gather_lanes(z: u64) -> u32 {
+    // Bit 16k of z >> 15 times 2^(48 - 15k) lands on bit 48 + k; the cross
+    // products fall on distinct bits below 48 or past 63.
+    (((z >> 15).wrapping_mul((1 << 48) | (1 << 33) | (1 << 18) | (1 << 3)) >> 48) & 0xf) as u32
+}
+
 impl Bucket {
     const EMPTY: Bucket = Bucket {
-        sigs: [0; SLOTS],
+        sig: [0; 2],
         idx: [EMPTY; SLOTS],
     };
 
-    /// Bit `i` set where slot `i` has signature `sig` (one SSE compare and
-    /// a movemask once LLVM is done with it).
+    #[inline(always)]
+    fn sig(&self, slot: usize) -> u16 {
+        (self.sig[(slot / 4) & 1] >> (16 * (slot % 4))) as u16
+    }
+
+    #[inline(always)]
+    fn set_sig(&mut self, slot: usize, sig: u16) {
+        let w = &mut self.sig[(slot / 4) & 1];
+        let shift = 16 * (slot % 4);
+        *w = (*w & !(0xffff << shift)) | (u64::from(sig) << shift);
+    }
+
+    /// Bit `i` set where slot `i` has signature `sig`.
     #[inline(always)]
     fn matches(&self, sig: u16) -> u32 {
-        let mut m = 0u32;
-        for (i, &s) in self.sigs.iter().enumerate() {
-            m |= u32::from(s == sig) << i;
+        let pat = u64::from(sig) * LANE_LO;
+        gather_lanes(zero_lanes(self.sig[0] ^ pat))
+            | gather_lanes(zero_lanes(self.sig[1] ^ pat)) << 4
+    }
+
+    /// The first slot with signature `sig`, or [`SLOTS`] if none.
+    #[inline(always)]
+    fn first_match(&self, sig: u16) -> usize {
+        let pat = u64::from(sig) * LANE_LO;
+        let z0 = zero_lanes(self.sig[0] ^ pat);
+        let z1 = zero_lanes(self.sig[1] ^ pat);
+        // trailing_zeros of 0 is 64: 4 + 64 / 16 = 8 = SLOTS.
+        if z0 != 0 {
+            (z0.trailing_zeros() / 16) as usize
+        } else {
+            4 + (z1.trailing_zeros() / 16) as usize
         }
-        m
     }
 
     #[inline]
     fn free_slot(&self) -> Option<usize> {
-        self.sigs.iter().position(|&s| s == 0)
+        match self.first_match(0) {
+            SLOTS => None,
+            s => Some(s),
+        }
     }
 }
 
-#[derive(Clone, Debug)]
-struct Entry<V> {
+/// A flow's keys and deadline: what a lookup reads. The values live in
+/// their own array, so that lookups touch 40 dense bytes per flow whatever
+/// the size of `V`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
     keys: [FlowKey; 2],
     /// While the entry is free: the index of the next free entry, or
     /// [`NO_ENTRY`].
     deadline: u64,
-    value: V,
 }
 
 const NO_ENTRY: u32 = u32::MAX;
+
+/// What a candidate lookup reads where there is no candidate; never
+/// reported as a hit (the lane's `found` is false).
+static NO_FLOW: Entry = Entry {
+    keys: [FlowKey::from_words([0, 0]); 2],
+    deadline: 0,
+};
 
 /// One bucket of the insertion's breadth-first search: which bucket, and
 /// how it was reached (the parent node, and the slot there whose key's
@@ -349,7 +409,8 @@ const ROOT: u16 = u16::MAX;
 /// The flow table. See the module documentation.
 pub struct FlowTable<V> {
     buckets: Box<[Bucket]>,
-    entries: Box<[Entry<V>]>,
+    entries: Box<[Entry]>,
+    values: Box<[V]>,
     /// Bit `i % 64` of word `i / 64`: entry `i` holds a flow.
     live: Box<[u64]>,
     /// The insertion search's queue, kept to avoid allocating.
@@ -399,17 +460,18 @@ impl<V: Default> FlowTable<V> {
         let nb = (capacity * 5).div_ceil(16).max(1);
         let nb32 = u32::try_from(nb).map_err(|_| CapacityError(capacity))?;
         let cap32 = capacity as u32;
-        let entries: Box<[Entry<V>]> = (0..cap32)
+        let entries: Box<[Entry]> = (0..cap32)
             .map(|i| Entry {
                 keys: [FlowKey::default(); 2],
                 deadline: u64::from(if i + 1 < cap32 { i + 1 } else { NO_ENTRY }),
-                value: V::default(),
             })
             .collect();
+        let values: Box<[V]> = (0..capacity).map(|_| V::default()).collect();
         let mut sm = testgen::SplitMix64::new(seed);
         Ok(FlowTable {
             buckets: vec![Bucket::EMPTY; nb].into_boxed_slice(),
             entries,
+            values,
             live: vec![0u64; capacity.div_ceil(64)].into_boxed_slice(),
             bfs: vec![Step::default(); BFS_NODES].into_boxed_slice(),
             seed: [sm.next_u64(), sm.next_u64()],
@@ -452,7 +514,10 @@ impl<V: Default> FlowTable<V> {
             self.unplace(&forward, id * 2);
             return Err(InsertError::NoRoom);
         }
-        let Some(e) = self.entries.get_mut(id as usize) else {
+        let (Some(e), Some(v)) = (
+            self.entries.get_mut(id as usize),
+            self.values.get_mut(id as usize),
+        ) else {
             // The free list only holds ids below the capacity.
             return Err(InsertError::Full);
         };
@@ -460,8 +525,8 @@ impl<V: Default> FlowTable<V> {
         *e = Entry {
             keys: [forward, reply],
             deadline,
-            value,
         };
+        *v = value;
         self.set_live(id, true);
         self.len += 1;
         Ok(FlowId(id))
@@ -486,7 +551,7 @@ impl<V: Default> FlowTable<V> {
             id,
             keys,
             deadline,
-            value: std::mem::take(&mut e.value),
+            value: std::mem::take(self.values.get_mut(id.index())?),
         })
     }
 
@@ -572,53 +637,70 @@ impl<V> FlowTable<V> {
     fn lookup_chunk(&self, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
         let n = keys.len().min(out.len()).min(BULK_MAX);
         let (keys, out) = (&keys[..n], &mut out[..n]);
+        // 1. Hash, and find both buckets of every key.
         let mut sig = [0u16; BULK_MAX];
-        let mut bkt = [0u32; BULK_MAX];
-        // 1. Hash.
-        for ((s, b), k) in sig.iter_mut().zip(&mut bkt).zip(keys) {
-            (*s, *b) = self.locate(k);
+        let mut prim = [&NO_BUCKET; BULK_MAX];
+        let mut alt = [&NO_BUCKET; BULK_MAX];
+        for (((s, p), a), k) in sig.iter_mut().zip(&mut prim).zip(&mut alt).zip(keys) {
+            let (sg, b) = self.locate(k);
+            *s = sg;
+            *p = self.bucket(b);
+            *a = self.bucket(self.alt(b, sg));
         }
-        // 2. Touch every primary bucket: n misses in flight at once.
-        let mut touch = 0u16;
-        for &b in &bkt[..n] {
-            touch ^= self.bucket(b).sigs[0];
-        }
-        black_box(touch);
-        // 3. Signatures in the primary; a lane with no candidate there
-        //    moves to its alternative bucket, and touches it.
-        let mut mask = [0u32; BULK_MAX];
-        let mut touch = 0u16;
-        for ((m, b), &s) in mask.iter_mut().zip(&mut bkt).zip(&sig).take(n) {
-            *m = self.bucket(*b).matches(s);
-            let alt = self.alt(*b, s);
-            *b = if *m == 0 { alt } else { *b };
-            touch ^= self.bucket(*b).sigs[0];
-        }
-        black_box(touch);
-        // 4. The candidate slot of each lane; touch its entry.
-        let mut idx = [EMPTY; BULK_MAX];
+        // 2. Touch both buckets of every key: 2n misses in flight at once.
+        //    The alternative is needed by only ~8 % of keys, but in a burst
+        //    of 32 nearly always by one, and touching it only once the
+        //    primary has answered would make the whole burst wait for a
+        //    third round of misses. The loop is kept to a few instructions
+        //    per key: a load that misses holds its place in the reorder
+        //    buffer (unlike a prefetch), so the fewer instructions between
+        //    two loads, the more of them are in flight.
         let mut touch = 0u64;
-        for (((x, m), &b), &s) in idx.iter_mut().zip(&mut mask).zip(&bkt).zip(&sig).take(n) {
-            let bucket = self.bucket(b);
-            if *m == 0 {
-                *m = bucket.matches(s);
+        for (p, a) in prim.iter().zip(&alt).take(n) {
+            touch ^= p.sig[0] ^ a.sig[0];
+        }
+        black_box(touch);
+        // 3. Signatures, in the primary, else in the alternative: the
+        //    first candidate's slot index and entry.
+        let mut found = [false; BULK_MAX];
+        let mut idx = [EMPTY; BULK_MAX];
+        let mut ent = [&NO_FLOW; BULK_MAX];
+        for (((((x, f), e), p), a), &s) in idx
+            .iter_mut()
+            .zip(&mut found)
+            .zip(&mut ent)
+            .zip(&prim)
+            .zip(&alt)
+            .zip(&sig)
+            .take(n)
+        {
+            let mut bucket = *p;
+            let mut slot = bucket.first_match(s);
+            if slot == SLOTS {
+                bucket = a;
+                slot = bucket.first_match(s);
             }
-            let slot = (m.trailing_zeros() as usize).min(SLOTS - 1);
-            *x = if *m != 0 { bucket.idx[slot] } else { EMPTY };
-            if let Some(e) = self.entries.get((*x >> 1) as usize) {
-                touch ^= e.keys[(*x & 1) as usize].words()[0] ^ e.deadline;
-            }
+            *f = slot < SLOTS;
+            *x = bucket.idx.get(slot).copied().unwrap_or(EMPTY);
+            *e = self.entries.get((*x >> 1) as usize).unwrap_or(&NO_FLOW);
+        }
+        // 4. Touch every candidate's entry, in a loop as tight as stage 2.
+        let mut touch = 0u64;
+        for (e, &x) in ent.iter().zip(&idx).take(n) {
+            touch ^= e.keys[(x & 1) as usize].words()[0] ^ e.deadline;
         }
         black_box(touch);
         // 5. Compare.
-        for (((o, &x), &m), k) in out.iter_mut().zip(&idx).zip(&mask).zip(keys) {
-            let hit = self
-                .entries
-                .get((x >> 1) as usize)
-                .is_some_and(|e| e.keys[(x & 1) as usize] == *k);
-            *o = if hit {
-                self.classify(x, now)
-            } else if m == 0 {
+        for ((((o, &x), &f), e), k) in out.iter_mut().zip(&idx).zip(&found).zip(&ent).zip(keys) {
+            *o = if f && e.keys[(x & 1) as usize] == *k {
+                let id = FlowId(x >> 1);
+                let dir = Direction::from_bit(x);
+                if now < e.deadline {
+                    Lookup::Hit(id, dir)
+                } else {
+                    Lookup::Expired(id, dir)
+                }
+            } else if !f {
                 Lookup::Miss
             } else {
                 // A signature collision: search properly.
@@ -631,7 +713,7 @@ impl<V> FlowTable<V> {
     #[inline]
     pub fn get(&self, id: FlowId) -> Option<&V> {
         if self.is_live(id) {
-            self.entries.get(id.index()).map(|e| &e.value)
+            self.values.get(id.index())
         } else {
             None
         }
@@ -641,7 +723,7 @@ impl<V> FlowTable<V> {
     #[inline]
     pub fn get_mut(&mut self, id: FlowId) -> Option<&mut V> {
         if self.is_live(id) {
-            self.entries.get_mut(id.index()).map(|e| &mut e.value)
+            self.values.get_mut(id.index())
         } else {
             None
         }
@@ -695,9 +777,10 @@ impl<V> FlowTable<V> {
     pub fn iter(&self) -> impl Iterator<Item = (FlowId, &[FlowKey; 2], u64, &V)> + '_ {
         self.entries
             .iter()
+            .zip(self.values.iter())
             .enumerate()
             .filter(|(i, _)| self.is_live(FlowId(*i as u32)))
-            .map(|(i, e)| (FlowId(i as u32), &e.keys, e.deadline, &e.value))
+            .map(|(i, (e, v))| (FlowId(i as u32), &e.keys, e.deadline, v))
     }
 
     /// Bytes allocated by the table, values included.
@@ -705,6 +788,7 @@ impl<V> FlowTable<V> {
         std::mem::size_of::<Self>()
             + std::mem::size_of_val(&*self.buckets)
             + std::mem::size_of_val(&*self.entries)
+            + std::mem::size_of_val(&*self.values)
             + std::mem::size_of_val(&*self.live)
             + std::mem::size_of_val(&*self.bfs)
     }
@@ -721,8 +805,8 @@ impl<V> FlowTable<V> {
         let mut used = 0usize;
         let mut in_alt = 0usize;
         for (b, bucket) in self.buckets.iter().enumerate() {
-            for (&s, &x) in bucket.sigs.iter().zip(&bucket.idx) {
-                if s == 0 {
+            for (slot, &x) in bucket.idx.iter().enumerate() {
+                if bucket.sig(slot) == 0 {
                     continue;
                 }
                 used += 1;
@@ -825,7 +909,7 @@ impl<V> FlowTable<V> {
     fn write(&mut self, b: u32, slot: usize, sig: u16, x: u32) -> bool {
         match self.buckets.get_mut(b as usize) {
             Some(bucket) if slot < SLOTS => {
-                bucket.sigs[slot] = sig;
+                bucket.set_sig(slot, sig);
                 bucket.idx[slot] = x;
                 true
             }
@@ -839,7 +923,7 @@ impl<V> FlowTable<V> {
         for b in [b1, self.alt(b1, sig)] {
             if let Some(bucket) = self.buckets.get_mut(b as usize) {
                 if let Some(s) = bucket.idx.iter().position(|&i| i == x) {
-                    bucket.sigs[s] = 0;
+                    bucket.set_sig(s, 0);
                     bucket.idx[s] = EMPTY;
                     return;
                 }
@@ -868,7 +952,8 @@ impl<V> FlowTable<V> {
         while head < tail {
             let node = self.bfs[head];
             let bucket = *self.bucket(node.bucket);
-            for (s, &moving_sig) in bucket.sigs.iter().enumerate() {
+            for s in 0..SLOTS {
+                let moving_sig = bucket.sig(s);
                 let to = self.alt(node.bucket, moving_sig);
                 if to == node.bucket || self.on_path(head, to) {
                     continue;
@@ -915,7 +1000,7 @@ impl<V> FlowTable<V> {
         loop {
             let step = self.bfs[at];
             let src = *self.bucket(step.bucket);
-            self.write(dst_b, dst_s, src.sigs[slot], src.idx[slot]);
+            self.write(dst_b, dst_s, src.sig(slot), src.idx[slot]);
             self.moves += 1;
             if step.parent == ROOT {
                 return (step.bucket, slot);
@@ -935,7 +1020,7 @@ mod tests {
     fn bucket_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Bucket>(), 64);
         assert_eq!(std::mem::align_of::<Bucket>(), 64);
-        assert_eq!(std::mem::size_of::<Entry<()>>(), 40);
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
         assert_eq!(std::mem::size_of::<Lookup>(), 8);
     }
 
@@ -953,10 +1038,25 @@ mod tests {
     #[test]
     fn matches_finds_every_equal_slot() {
         let mut b = Bucket::EMPTY;
-        b.sigs = [5, 1, 5, 0, 9, 5, 0, 5];
+        for (i, s) in [5, 1, 5, 0, 9, 5, 0, 5].into_iter().enumerate() {
+            b.set_sig(i, s);
+            assert_eq!(b.sig(i), s);
+        }
         assert_eq!(b.matches(5), 0b1010_0101);
         assert_eq!(b.matches(0), 0b0100_1000);
         assert_eq!(b.matches(2), 0);
         assert_eq!(b.free_slot(), Some(3));
+        assert_eq!(b.first_match(5), 0);
+        assert_eq!(b.first_match(9), 4);
+        assert_eq!(b.first_match(2), SLOTS);
+        // Every lane value, against every other: no borrow between lanes.
+        for v in [0u16, 1, 0x7fff, 0x8000, 0xffff, 0x8001] {
+            let mut b = Bucket::EMPTY;
+            for i in 0..SLOTS {
+                b.set_sig(i, if i % 2 == 0 { v } else { v ^ 1 });
+            }
+            assert_eq!(b.matches(v), 0b0101_0101, "{v:#x}");
+            assert_eq!(b.matches(v ^ 1), 0b1010_1010, "{v:#x}");
+        }
     }
 }
