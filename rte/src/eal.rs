@@ -99,6 +99,23 @@ pub fn rdtsc() -> u64 {
     return unsafe { sys::tgw_rdtsc() };
 }
 
+/// CPU time the calling thread has run (`CLOCK_THREAD_CPUTIME_ID`): on a
+/// shared machine, a rate per CPU second leaves out the time the scheduler
+/// gave to other processes, which wall-clock rates do not.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec; the clock id is a constant
+    // every Linux has.
+    let ret = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if ret != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// TSC ticks per second, as EAL measured them at init.
 pub fn tsc_hz() -> u64 {
     // SAFETY: a plain getter; returns 0 before EAL init.
