@@ -15,22 +15,53 @@
 //! evicting a live flow. The table has one owner: lookups take `&self`,
 //! changes `&mut self` (a worker's own table; see DESIGN.md on steering).
 //!
+//! # Using it
+//!
+//! ```
+//! use dataplane::flow::{Direction, FlowKey, FlowTable, Lookup, Zone};
+//!
+//! // Per worker, from the configuration; the value is the pipeline's.
+//! let mut flows: FlowTable<u32> = FlowTable::new(1 << 16).unwrap();
+//! let tenant = Zone::tenant(0).unwrap();
+//! // 10.0.0.7:40000 -> 1.1.1.7:22 in tenant 1, source-NATed to 2.2.2.11.
+//! let fwd = FlowKey::new(tenant, 6, 0x0a00_0007, 40000, 0x0101_0107, 22);
+//! let rep = FlowKey::new(Zone::PUBLIC, 6, 0x0101_0107, 22, 0x0202_020b, 40000);
+//! let now = 1_000;
+//! let id = flows.insert(fwd, rep, now + 7_440_000, 42).unwrap();
+//! assert_eq!(flows.lookup(&rep, now), Lookup::Hit(id, Direction::Reply));
+//! let mut out = [Lookup::Miss; 2];
+//! flows.lookup_bulk(&[fwd, rep], now, &mut out);
+//! assert_eq!(out[0], Lookup::Hit(id, Direction::Forward));
+//! // Expired on lookup: the caller removes it (and frees its NAT port).
+//! let later = now + 8_000_000;
+//! assert_eq!(flows.lookup(&fwd, later), Lookup::Expired(id, Direction::Forward));
+//! // Or the control loop sweeps a bounded slice of the table per tick.
+//! let removed = flows.sweep(1024, later, |gone| assert_eq!(gone.value, 42));
+//! assert_eq!((removed, flows.len()), (1, 0));
+//! ```
+//!
 //! # Layout
 //!
 //! Bucketized cuckoo hashing with signatures, DPDK `rte_hash`'s scheme,
-//! with the keys of a flow stored together:
+//! with the two keys of a flow stored together and the values apart:
 //!
 //! ```text
-//! buckets: [Bucket]   64 bytes, cache-line aligned, ~cap * 5/16 of them
-//!   sig: [u64; 2]     8 16-bit signatures, 0 = empty
-//!   idx:  [u32; 8]    flow id * 2 + direction
-//!   (16 bytes spare)
-//! entries: [Entry]   one per flow, indexed by FlowId: 40 bytes
+//! buckets: [Bucket]   64 bytes, cache-line aligned, ceil(cap * 5/16) of them
+//!   sig: [u64; 2]       8 16-bit signatures, 4 to a word; 0 = empty slot
+//!   idx: [u32; 8]       flow id * 2 + direction
+//!   (16 bytes padding)
+//! entries: [Entry]    one per flow, indexed by FlowId: 40 bytes
 //!   keys: [FlowKey; 2]  forward, reply: 32 bytes
-//!   deadline: u64       (the free list's link while free)
+//!   deadline: u64       (the free list's link while the entry is free)
 //! values: [V]         one per flow, indexed by FlowId
-//! live: [u64]         one bit per flow
+//! live: [u64]         one bit per flow (sweep, accessors)
 //! ```
+//!
+//! A lookup reads a bucket and then 40 dense bytes of entry, whatever the
+//! size of `V`: with 64-byte values inline, entries were 104 bytes and
+//! lookups against `rte_hash` ran at 0.6× instead of ~1× (`tgw-perf
+//! flow`). The pipeline reads the value of a hit afterwards, and can stage
+//! that too.
 //!
 //! A key has two candidate buckets: the primary from the hash's high 32
 //! bits (`(h >> 32) * nb >> 32`, so the bucket count need not be a power of
@@ -40,54 +71,70 @@
 //! `rte_hash` does with `b ^ sig` on its power-of-two tables).
 //! Insertion takes a free slot in the primary, else in the alternative,
 //! else searches breadth-first (up to [`BFS_NODES`] buckets, no bucket twice
-//! on one path) for a chain of moves that frees a slot in either.
+//! on one path) for a chain of moves that frees a slot in either. At
+//! capacity about 8 % of keys sit in their alternative bucket.
 //!
 //! # Bytes per flow
 //!
 //! The buckets are sized for 80 % slot occupancy at full capacity
 //! (`ceil(2 * cap / 6.4)` buckets): 20 bytes per flow for its two slots.
-//! An entry without its value is 40 bytes, the live bit 1/8, so the
-//! table's own cost is about 60 bytes per flow at capacity
-//! ([`FlowTable::overhead_bytes`]); with a 64-byte `V`, 124 bytes in all.
-//! (A power-of-two bucket count, as `rte_hash` uses, would land anywhere
-//! between 50 % and 100 % occupancy depending on the configured capacity.)
+//! An entry is 40 bytes, the live bit 1/8, so the table's own cost is
+//! 60.1 bytes per flow at capacity ([`FlowTable::overhead_bytes`]); with a
+//! 64-byte `V`, 124.1 bytes in all, within the 128-byte budget. (A
+//! power-of-two bucket count, as `rte_hash` uses, lands anywhere between
+//! 50 % and 100 % occupancy depending on the configured capacity; with its
+//! 32-byte key slots it needs 140 bytes per flow of two keys at 1M flows,
+//! 134 at 10M, sized with a quarter of headroom, and no value.)
 //!
 //! # Hashing
 //!
-//! Two folded 64×64→128 multiplies over the key's two words with a
-//! per-table seed ([`key`]'s `hash`): about 8 cycles, no table and no
-//! `unsafe` (the SSE4.2 `crc32` that `rte_hash` uses needs `unsafe` at
-//! this crate's minimum Rust version). From the 64-bit result: the
-//! signature is bits 0..16 (0 is made 1: 0 marks an empty slot), the
-//! primary bucket bits 32..64; they do not overlap, so keys sharing a
-//! bucket still differ in signature.
+//! One folded 64×64→128 multiply over the key's two words xored with a
+//! per-table seed ([`key`]'s `hash`): a handful of instructions, no table,
+//! no `unsafe`. (The SSE4.2 `crc32` that `rte_hash` uses is an `unsafe`
+//! intrinsic at the workspace's minimum Rust, 1.80.) From the 64-bit
+//! result: the signature is bits 0..16 (0 is made 1: 0 marks an empty
+//! slot), the primary bucket bits 32..64; they do not overlap, so keys
+//! sharing a bucket still differ in signature. A signature compare is SWAR
+//! over the two words (exact: no borrow crosses a lane), because LLVM
+//! turned eight `u16` compares into some 30 instructions.
 //!
 //! # Lookups
 //!
-//! [`FlowTable::lookup`] checks the primary bucket's signatures (one
-//! 16-byte compare), compares the key of each matching slot, and only on a
-//! miss there looks at the alternative bucket. At 80 % occupancy most keys
-//! sit in their primary bucket, so a hit costs two cache misses: the
-//! bucket, then the entry (its key and deadline).
+//! [`FlowTable::lookup`] checks the primary bucket's signatures, compares
+//! the key of each matching slot, and only on a miss there looks at the
+//! alternative bucket: a hit costs two dependent cache misses, bucket then
+//! entry.
 //!
 //! [`FlowTable::lookup_bulk`] does up to [`BULK_MAX`] keys in stages, so
-//! that the cache misses of independent keys are in flight together rather
-//! than one after the other:
-//! 1. hash every key;
-//! 2. touch every primary bucket (a plain load whose result is only
-//!    xored and passed to `black_box`: no prefetch instruction is
-//!    reachable without `unsafe`, and the one crate that wraps it safely,
-//!    `mem_prefetch`, is a one-person 0.1 with no release in a year; a
-//!    load works as well when its value is not waited for);
-//! 3. compare signatures in the primary (now in L1); a lane without a
-//!    candidate switches to its alternative bucket and touches it;
-//! 4. pick each lane's candidate slot and touch its entry;
-//! 5. compare the keys and deadlines; a lane whose first candidate was a
-//!    signature collision (about 1 in 8000) falls back to the full search.
+//! that the cache misses of independent keys are in flight together:
+//! 1. hash every key and find both its buckets;
+//! 2. touch both buckets of every key;
+//! 3. compare signatures (the buckets are in L1 now), primary first, and
+//!    take each key's first candidate slot and entry;
+//! 4. touch every candidate's entry (key and deadline);
+//! 5. compare keys and deadlines; a key whose first candidate was a
+//!    signature collision (about 1 in 10 000) takes the full search.
 //!
-//! Each stage is a short loop without a branch on a loaded value, so that
-//! the out-of-order core runs ahead to the next lanes' loads (the LPM's
-//! batched walk does the same; see `lpm`).
+//! "Touch" is a plain load whose value is only xored into a word passed to
+//! `black_box`: a prefetch instruction is not reachable without `unsafe`
+//! (`core::arch::x86_64::_mm_prefetch` takes a raw pointer; the crates
+//! that wrap it, `prefetch` 0.2 and `mem_prefetch` 0.1, are nightly-only
+//! or a one-maintainer 0.1, and neither is in the workspace). The
+//! difference matters: a load that misses holds its reorder-buffer entry
+//! until the line arrives, a prefetch retires at once. So the touch loops
+//! are kept to a few instructions per key (the bucket and entry references
+//! are computed in the stage before), which lets more loads into the
+//! window. The alternative bucket is touched for every key although only
+//! ~8 % need it: in a burst of 32 nearly every burst has one such key,
+//! and touching it only after the primary answered cost a third round of
+//! misses for the whole burst.
+//!
+//! Measured against `rte_hash_lookup_bulk` holding the same keys, in one
+//! process, both in hugetlbfs pages (`tgw-perf flow`, docs/perf.md):
+//! about 0.8× at 1M flows and about 0.9–1.0× at 10M flows, per CPU second
+//! on a shared 2-vCPU machine. Single lookups run at about half the bulk
+//! rate; in a table that fits in cache the staging costs more than it
+//! saves (criterion `flow_1k`: bulk 24 M/s, single 39 M/s).
 //!
 //! # Expiry
 //!
