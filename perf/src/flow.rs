@@ -17,9 +17,21 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dataplane::flow::testgen::{nat_flows, SplitMix64, MAX_NAT_FLOWS};
-use dataplane::flow::{Direction, FlowKey, FlowTable, Lookup};
+use dataplane::flow::{Direction, FlowKey, FlowTable, Lookup, Prefetch};
 use rte::{thread_cpu_time, Eal, HugeAlloc, RteHash};
 use serde_json::json;
+
+/// DPDK's prefetch for our table's staged lookups.
+struct RtePrefetch;
+
+impl Prefetch for RtePrefetch {
+    const INSTRUCTION: bool = true;
+
+    #[inline(always)]
+    fn prefetch<T>(&self, r: &T) {
+        rte::prefetch(r);
+    }
+}
 
 /// Keys per bulk call, a worker's RX burst.
 const BURST: usize = 32;
@@ -248,15 +260,17 @@ fn measure(args: &FlowArgs, entries: u32, hugepages: bool, ours_huge: bool) -> R
         (Rates::default(), Rates::default(), Rates::default());
     let (mut w_bulk, mut w_single, mut w_rte) =
         (Rates::default(), Rates::default(), Rates::default());
+    let (mut r_pf, mut w_pf) = (Rates::default(), Rates::default());
+    let mut pf_ratios = Vec::new();
     let mut round_ratios = Vec::new();
     let mut checked = 0u64;
     let mut bad: Option<String> = None;
     let now = 0u64;
     for round in 0..args.rounds.max(1) {
         eprintln!("tgw-perf flow: round {}/{}", round + 1, args.rounds.max(1));
-        let mut order = [0u8, 1, 2];
-        order.rotate_left(round as usize % 3);
-        let mut this = [0.0f64; 3];
+        let mut order = [0u8, 1, 2, 3];
+        order.rotate_left(round as usize % 4);
+        let mut this = [0.0f64; 4];
         for m in order {
             let mut timed = Duration::ZERO;
             let mut cpu = Duration::ZERO;
@@ -275,9 +289,14 @@ fn measure(args: &FlowArgs, entries: u32, hugepages: bool, ours_huge: bool) -> R
                             *o = ours.lookup(k, now);
                         }
                     }
-                    _ => {
+                    2 => {
                         for (k, o) in bytes.chunks(BURST).zip(out_rte.chunks_mut(BURST)) {
                             rte.lookup_bulk(k, o);
+                        }
+                    }
+                    _ => {
+                        for (k, o) in keys.chunks(BURST).zip(out_ours.chunks_mut(BURST)) {
+                            ours.lookup_bulk_with(&RtePrefetch, k, now, o);
                         }
                     }
                 }
@@ -302,7 +321,7 @@ fn measure(args: &FlowArgs, entries: u32, hugepages: bool, ours_huge: bool) -> R
                         } else {
                             format!(
                                 "ours ({}) answered {:?} for {}, expected {:?}",
-                                if m == 0 { "bulk" } else { "single" },
+                                ["bulk", "single", "", "bulk+prefetch"][m as usize],
                                 out_ours[i],
                                 keys[i],
                                 want_ours[i]
@@ -316,14 +335,15 @@ fn measure(args: &FlowArgs, entries: u32, hugepages: bool, ours_huge: bool) -> R
             // not ours to count (wall-clock rates are in the JSON).
             let rate = done as f64 / cpu.as_secs_f64().max(1e-9);
             this[m as usize] = rate;
-            [&mut r_bulk, &mut r_single, &mut r_rte][m as usize]
+            [&mut r_bulk, &mut r_single, &mut r_rte, &mut r_pf][m as usize]
                 .0
                 .push(rate);
-            [&mut w_bulk, &mut w_single, &mut w_rte][m as usize]
+            [&mut w_bulk, &mut w_single, &mut w_rte, &mut w_pf][m as usize]
                 .0
                 .push(done as f64 / timed.as_secs_f64().max(1e-9));
         }
         round_ratios.push(this[0] / this[2].max(1e-9));
+        pf_ratios.push(this[3] / this[2].max(1e-9));
     }
     drop(rte);
     drop(ours);
@@ -372,6 +392,13 @@ fn measure(args: &FlowArgs, entries: u32, hugepages: bool, ours_huge: bool) -> R
     row(&mut table, "ours lookup", &r_single, ours_load, ours_mem);
     row(
         &mut table,
+        "ours bulk x32 + rte_prefetch",
+        &r_pf,
+        ours_load,
+        ours_mem,
+    );
+    row(
+        &mut table,
         "rte_hash_lookup_bulk x32",
         &r_rte,
         rte_load,
@@ -387,6 +414,16 @@ fn measure(args: &FlowArgs, entries: u32, hugepages: bool, ours_huge: bool) -> R
             .collect::<Vec<_>>()
             .join(" "),
         r_single.median() / r_rte.median().max(1e-9)
+    );
+    let _ = writeln!(
+        table,
+        "  ours with DPDK's prefetch/rte_hash: bulk {:.2}x (per round {})",
+        median(&pf_ratios),
+        pf_ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let _ = writeln!(
         table,
@@ -428,6 +465,8 @@ fn measure(args: &FlowArgs, entries: u32, hugepages: bool, ours_huge: bool) -> R
             "single": r_single.json(),
             "wall_bulk": w_bulk.json(),
             "wall_single": w_single.json(),
+            "bulk_prefetch": r_pf.json(),
+            "wall_bulk_prefetch": w_pf.json(),
         },
         "rte_hash": {
             "entries": entries,
@@ -438,6 +477,8 @@ fn measure(args: &FlowArgs, entries: u32, hugepages: bool, ours_huge: bool) -> R
         },
         "ratio_bulk": ratio,
         "round_ratios": round_ratios,
+        "ratio_bulk_prefetch": median(&pf_ratios),
+        "round_ratios_prefetch": pf_ratios,
         "ratio_single": r_single.median() / r_rte.median().max(1e-9),
     });
     if let Some(path) = &args.json {

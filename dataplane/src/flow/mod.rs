@@ -453,6 +453,30 @@ struct Step {
 
 const ROOT: u16 = u16::MAX;
 
+/// How [`FlowTable::lookup_bulk_with`] brings a burst's buckets and
+/// entries into the cache before it reads them.
+pub trait Prefetch {
+    /// True for a real prefetch instruction (it retires at once, so the
+    /// table issues them in a plain loop); false for [`TouchLoads`]' plain
+    /// loads, which the table batches into tight loops of its own.
+    const INSTRUCTION: bool;
+
+    /// Starts bringing the cache line of `r` in; has no other effect.
+    fn prefetch<T>(&self, r: &T);
+}
+
+/// The default: no prefetch instruction (none is reachable without
+/// `unsafe`); the table touches the lines with plain loads instead.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TouchLoads;
+
+impl Prefetch for TouchLoads {
+    const INSTRUCTION: bool = false;
+
+    #[inline(always)]
+    fn prefetch<T>(&self, _r: &T) {}
+}
+
 /// The flow table. See the module documentation.
 pub struct FlowTable<V> {
     buckets: Box<[Bucket]>,
@@ -671,17 +695,32 @@ impl<V> FlowTable<V> {
     /// `min(keys.len(), out.len())` keys, [`BULK_MAX`] at a time in stages
     /// so that their cache misses overlap (see the module doc).
     pub fn lookup_bulk(&self, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
+        self.lookup_bulk_with(&TouchLoads, keys, now, out);
+    }
+
+    /// [`FlowTable::lookup_bulk`] with the caller's way of bringing lines
+    /// into the cache ahead of use: a binary that has DPDK passes one
+    /// that issues prefetch instructions, which this
+    /// crate cannot (see the module doc, "Lookups"): `rte::prefetch`
+    /// behind a two-line impl of [`Prefetch`], as `tgw-perf flow` does.
+    pub fn lookup_bulk_with<P: Prefetch>(
+        &self,
+        prefetch: &P,
+        keys: &[FlowKey],
+        now: u64,
+        out: &mut [Lookup],
+    ) {
         let n = keys.len().min(out.len());
         for (k, o) in keys[..n]
             .chunks(BULK_MAX)
             .zip(out[..n].chunks_mut(BULK_MAX))
         {
-            self.lookup_chunk(k, now, o);
+            self.lookup_chunk(prefetch, k, now, o);
         }
     }
 
     #[inline]
-    fn lookup_chunk(&self, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
+    fn lookup_chunk<P: Prefetch>(&self, pf: &P, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
         let n = keys.len().min(out.len()).min(BULK_MAX);
         let (keys, out) = (&keys[..n], &mut out[..n]);
         // 1. Hash, and find both buckets of every key.
@@ -702,11 +741,18 @@ impl<V> FlowTable<V> {
         //    per key: a load that misses holds its place in the reorder
         //    buffer (unlike a prefetch), so the fewer instructions between
         //    two loads, the more of them are in flight.
-        let mut touch = 0u64;
-        for (p, a) in prim.iter().zip(&alt).take(n) {
-            touch ^= p.sig[0] ^ a.sig[0];
+        if P::INSTRUCTION {
+            for (p, a) in prim.iter().zip(&alt).take(n) {
+                pf.prefetch(*p);
+                pf.prefetch(*a);
+            }
+        } else {
+            let mut touch = 0u64;
+            for (p, a) in prim.iter().zip(&alt).take(n) {
+                touch ^= p.sig[0] ^ a.sig[0];
+            }
+            black_box(touch);
         }
-        black_box(touch);
         // 3. Signatures, in the primary, else in the alternative: the
         //    first candidate's slot index and entry.
         let mut found = [false; BULK_MAX];
@@ -732,11 +778,18 @@ impl<V> FlowTable<V> {
             *e = self.entries.get((*x >> 1) as usize).unwrap_or(&NO_FLOW);
         }
         // 4. Touch every candidate's entry, in a loop as tight as stage 2.
-        let mut touch = 0u64;
-        for (e, &x) in ent.iter().zip(&idx).take(n) {
-            touch ^= e.keys[(x & 1) as usize].words()[0] ^ e.deadline;
+        if P::INSTRUCTION {
+            for (e, &x) in ent.iter().zip(&idx).take(n) {
+                pf.prefetch(&e.keys[(x & 1) as usize]);
+                pf.prefetch(&e.deadline);
+            }
+        } else {
+            let mut touch = 0u64;
+            for (e, &x) in ent.iter().zip(&idx).take(n) {
+                touch ^= e.keys[(x & 1) as usize].words()[0] ^ e.deadline;
+            }
+            black_box(touch);
         }
-        black_box(touch);
         // 5. Compare.
         for ((((o, &x), &f), e), k) in out.iter_mut().zip(&idx).zip(&found).zip(&ent).zip(keys) {
             *o = if f && e.keys[(x & 1) as usize] == *k {
