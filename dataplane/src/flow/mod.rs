@@ -129,12 +129,17 @@
 //! and touching it only after the primary answered cost a third round of
 //! misses for the whole burst.
 //!
+//! [`FlowTable::lookup_bulk_with`] takes the caller's [`Prefetch`]
+//! instead: a binary with DPDK passes `rte::prefetch` (two lines, see
+//! `perf/src/flow.rs`) and the touch loops become prefetch loops.
+//!
 //! Measured against `rte_hash_lookup_bulk` holding the same keys, in one
-//! process, both in hugetlbfs pages (`tgw-perf flow`, docs/perf.md):
-//! about 0.8× at 1M flows and about 0.9–1.0× at 10M flows, per CPU second
-//! on a shared 2-vCPU machine. Single lookups run at about half the bulk
-//! rate; in a table that fits in cache the staging costs more than it
-//! saves (criterion `flow_1k`: bulk 24 M/s, single 39 M/s).
+//! process, both in hugetlbfs pages (`tgw-perf flow`, docs/perf.md), per
+//! CPU second on a shared 2-vCPU machine: 0.72× at 1M flows and
+//! 0.84–0.97× at 10M with touching loads; 0.87× and 0.95× with DPDK's
+//! prefetch handed in. Single lookups run at about half the bulk rate;
+//! in a table that fits in cache the staging costs more than it saves
+//! (criterion `flow_1k`: bulk 24 M/s, single 39 M/s).
 //!
 //! # Expiry
 //!
