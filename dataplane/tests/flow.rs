@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use dataplane::flow::testgen::{nat_flows, SplitMix64};
 use dataplane::flow::{
-    Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup, Removed, Zone, BULK_MAX,
+    Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup, Prefetch, Removed, Zone, BULK_MAX,
 };
 
 const TCP: u8 = 6;
@@ -358,6 +358,22 @@ fn bulk_lookup_agrees_with_single_at_every_length() {
             assert_eq!(*o, t.lookup(k, 1), "{k}");
         }
     }
+    // With a caller's prefetch (here one that only counts), the same
+    // answers, and every bucket and candidate entry is prefetched.
+    struct Counting(std::cell::Cell<usize>);
+    impl Prefetch for Counting {
+        const INSTRUCTION: bool = true;
+        fn prefetch<T>(&self, _r: &T) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let pf = Counting(std::cell::Cell::new(0));
+    let mut out = vec![Lookup::Miss; 64];
+    t.lookup_bulk_with(&pf, &keys[..64], 1, &mut out);
+    for (k, o) in keys[..64].iter().zip(&out) {
+        assert_eq!(*o, t.lookup(k, 1), "{k}");
+    }
+    assert_eq!(pf.0.get(), 64 * 4);
     // A shorter output slice bounds the work.
     let mut out = [Lookup::Miss; 3];
     t.lookup_bulk(&keys, 1, &mut out);

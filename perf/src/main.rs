@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod dut;
+mod flow;
 mod gen;
 mod lpm;
 mod profile;
@@ -19,6 +20,11 @@ mod report;
 mod tunnel;
 
 use dut::{Device, Setup};
+
+/// Big blocks in their own 2 MiB-aligned mappings, so that `tgw-perf flow`
+/// can put our table in the same hugetlbfs pages as DPDK's.
+#[global_allocator]
+static ALLOC: rte::HugeAlloc = rte::HugeAlloc;
 use gen::{GenArgs, GenResult};
 use profile::{Kind, Profile};
 use report::{Measurement, Report};
@@ -42,6 +48,10 @@ enum Cmd {
     /// addresses, in this process, alternating; then 64k VRFs of a few
     /// routes each, which rte_lpm cannot hold.
     Lpm(lpm::LpmArgs),
+    /// Our flow table against DPDK's rte_hash holding the same keys
+    /// (forward and reply of every flow), in this process, alternating:
+    /// bulk lookups of random existing keys, every answer checked.
+    Flow(flow::FlowArgs),
     /// The tenant host's end of a GRE tunnel (what a hypervisor's vswitch
     /// does): a TAP (gretap) or TUN (ipv4) device joined to GRE with a key
     /// over a raw socket, until SIGTERM/SIGINT; then its counters.
@@ -122,6 +132,7 @@ fn main() {
     let result = match args.cmd {
         Cmd::Run(run) => run_all(&run),
         Cmd::Lpm(l) => lpm::run(&l),
+        Cmd::Flow(f) => flow::run(&f),
         Cmd::Tunnel(t) => tunnel::run(&t),
         Cmd::Gen(g) => {
             let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];

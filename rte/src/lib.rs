@@ -12,6 +12,8 @@
 
 mod eal;
 mod error;
+mod hash;
+mod huge;
 mod lcore;
 mod lpm;
 mod mbuf;
@@ -19,8 +21,10 @@ mod mempool;
 mod port;
 mod ring;
 
-pub use eal::{rdtsc, tsc_hz, Eal};
+pub use eal::{prefetch, rdtsc, thread_cpu_time, tsc_hz, Eal};
 pub use error::{Error, Result};
+pub use hash::RteHash;
+pub use huge::HugeAlloc;
 pub use lcore::{LaunchedLcore, LcoreId};
 pub use lpm::RteLpm;
 pub use mbuf::{Mbuf, BURST};

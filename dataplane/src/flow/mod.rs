@@ -15,22 +15,53 @@
 //! evicting a live flow. The table has one owner: lookups take `&self`,
 //! changes `&mut self` (a worker's own table; see DESIGN.md on steering).
 //!
+//! # Using it
+//!
+//! ```
+//! use dataplane::flow::{Direction, FlowKey, FlowTable, Lookup, Zone};
+//!
+//! // Per worker, from the configuration; the value is the pipeline's.
+//! let mut flows: FlowTable<u32> = FlowTable::new(1 << 16).unwrap();
+//! let tenant = Zone::tenant(0).unwrap();
+//! // 10.0.0.7:40000 -> 1.1.1.7:22 in tenant 1, source-NATed to 2.2.2.11.
+//! let fwd = FlowKey::new(tenant, 6, 0x0a00_0007, 40000, 0x0101_0107, 22);
+//! let rep = FlowKey::new(Zone::PUBLIC, 6, 0x0101_0107, 22, 0x0202_020b, 40000);
+//! let now = 1_000;
+//! let id = flows.insert(fwd, rep, now + 7_440_000, 42).unwrap();
+//! assert_eq!(flows.lookup(&rep, now), Lookup::Hit(id, Direction::Reply));
+//! let mut out = [Lookup::Miss; 2];
+//! flows.lookup_bulk(&[fwd, rep], now, &mut out);
+//! assert_eq!(out[0], Lookup::Hit(id, Direction::Forward));
+//! // Expired on lookup: the caller removes it (and frees its NAT port).
+//! let later = now + 8_000_000;
+//! assert_eq!(flows.lookup(&fwd, later), Lookup::Expired(id, Direction::Forward));
+//! // Or the control loop sweeps a bounded slice of the table per tick.
+//! let removed = flows.sweep(1024, later, |gone| assert_eq!(gone.value, 42));
+//! assert_eq!((removed, flows.len()), (1, 0));
+//! ```
+//!
 //! # Layout
 //!
 //! Bucketized cuckoo hashing with signatures, DPDK `rte_hash`'s scheme,
-//! with the keys of a flow stored together:
+//! with the two keys of a flow stored together and the values apart:
 //!
 //! ```text
-//! buckets: [Bucket]   64 bytes, cache-line aligned, ~cap * 5/16 of them
-//!   sigs: [u16; 8]    16-bit signature per slot, 0 = empty
-//!   idx:  [u32; 8]    flow id * 2 + direction
-//!   (16 bytes spare)
-//! entries: [Entry<V>] one per flow, indexed by FlowId
+//! buckets: [Bucket]   64 bytes, cache-line aligned, ceil(cap * 5/16) of them
+//!   sig: [u64; 2]       8 16-bit signatures, 4 to a word; 0 = empty slot
+//!   idx: [u32; 8]       flow id * 2 + direction
+//!   (16 bytes padding)
+//! entries: [Entry]    one per flow, indexed by FlowId: 40 bytes
 //!   keys: [FlowKey; 2]  forward, reply: 32 bytes
-//!   deadline: u64       (the free list's link while free)
-//!   value: V
-//! live: [u64]         one bit per flow
+//!   deadline: u64       (the free list's link while the entry is free)
+//! values: [V]         one per flow, indexed by FlowId
+//! live: [u64]         one bit per flow (sweep, accessors)
 //! ```
+//!
+//! A lookup reads a bucket and then 40 dense bytes of entry, whatever the
+//! size of `V`: with 64-byte values inline, entries were 104 bytes and
+//! lookups against `rte_hash` ran at 0.6× instead of ~1× (`tgw-perf
+//! flow`). The pipeline reads the value of a hit afterwards, and can stage
+//! that too.
 //!
 //! A key has two candidate buckets: the primary from the hash's high 32
 //! bits (`(h >> 32) * nb >> 32`, so the bucket count need not be a power of
@@ -40,54 +71,75 @@
 //! `rte_hash` does with `b ^ sig` on its power-of-two tables).
 //! Insertion takes a free slot in the primary, else in the alternative,
 //! else searches breadth-first (up to [`BFS_NODES`] buckets, no bucket twice
-//! on one path) for a chain of moves that frees a slot in either.
+//! on one path) for a chain of moves that frees a slot in either. At
+//! capacity about 8 % of keys sit in their alternative bucket.
 //!
 //! # Bytes per flow
 //!
 //! The buckets are sized for 80 % slot occupancy at full capacity
 //! (`ceil(2 * cap / 6.4)` buckets): 20 bytes per flow for its two slots.
-//! An entry without its value is 40 bytes, the live bit 1/8, so the
-//! table's own cost is about 60 bytes per flow at capacity
-//! ([`FlowTable::overhead_bytes`]); with a 64-byte `V`, 124 bytes in all.
-//! (A power-of-two bucket count, as `rte_hash` uses, would land anywhere
-//! between 50 % and 100 % occupancy depending on the configured capacity.)
+//! An entry is 40 bytes, the live bit 1/8, so the table's own cost is
+//! 60.1 bytes per flow at capacity ([`FlowTable::overhead_bytes`]); with a
+//! 64-byte `V`, 124.1 bytes in all, within the 128-byte budget. (A
+//! power-of-two bucket count, as `rte_hash` uses, lands anywhere between
+//! 50 % and 100 % occupancy depending on the configured capacity; with its
+//! 32-byte key slots it needs 140 bytes per flow of two keys at 1M flows,
+//! 134 at 10M, sized with a quarter of headroom, and no value.)
 //!
 //! # Hashing
 //!
-//! Two folded 64×64→128 multiplies over the key's two words with a
-//! per-table seed ([`key`]'s `hash`): about 8 cycles, no table and no
-//! `unsafe` (the SSE4.2 `crc32` that `rte_hash` uses needs `unsafe` at
-//! this crate's minimum Rust version). From the 64-bit result: the
-//! signature is bits 0..16 (0 is made 1: 0 marks an empty slot), the
-//! primary bucket bits 32..64; they do not overlap, so keys sharing a
-//! bucket still differ in signature.
+//! One folded 64×64→128 multiply over the key's two words xored with a
+//! per-table seed ([`key`]'s `hash`): a handful of instructions, no table,
+//! no `unsafe`. (The SSE4.2 `crc32` that `rte_hash` uses is an `unsafe`
+//! intrinsic at the workspace's minimum Rust, 1.80.) From the 64-bit
+//! result: the signature is bits 0..16 (0 is made 1: 0 marks an empty
+//! slot), the primary bucket bits 32..64; they do not overlap, so keys
+//! sharing a bucket still differ in signature. A signature compare is SWAR
+//! over the two words (exact: no borrow crosses a lane), because LLVM
+//! turned eight `u16` compares into some 30 instructions.
 //!
 //! # Lookups
 //!
-//! [`FlowTable::lookup`] checks the primary bucket's signatures (one
-//! 16-byte compare), compares the key of each matching slot, and only on a
-//! miss there looks at the alternative bucket. At 80 % occupancy most keys
-//! sit in their primary bucket, so a hit costs two cache misses: the
-//! bucket, then the entry (its key and deadline).
+//! [`FlowTable::lookup`] checks the primary bucket's signatures, compares
+//! the key of each matching slot, and only on a miss there looks at the
+//! alternative bucket: a hit costs two dependent cache misses, bucket then
+//! entry.
 //!
 //! [`FlowTable::lookup_bulk`] does up to [`BULK_MAX`] keys in stages, so
-//! that the cache misses of independent keys are in flight together rather
-//! than one after the other:
-//! 1. hash every key;
-//! 2. touch every primary bucket (a plain load whose result is only
-//!    xored and passed to `black_box`: no prefetch instruction is
-//!    reachable without `unsafe`, and the one crate that wraps it safely,
-//!    `mem_prefetch`, is a one-person 0.1 with no release in a year; a
-//!    load works as well when its value is not waited for);
-//! 3. compare signatures in the primary (now in L1); a lane without a
-//!    candidate switches to its alternative bucket and touches it;
-//! 4. pick each lane's candidate slot and touch its entry;
-//! 5. compare the keys and deadlines; a lane whose first candidate was a
-//!    signature collision (about 1 in 8000) falls back to the full search.
+//! that the cache misses of independent keys are in flight together:
+//! 1. hash every key and find both its buckets;
+//! 2. touch both buckets of every key;
+//! 3. compare signatures (the buckets are in L1 now), primary first, and
+//!    take each key's first candidate slot and entry;
+//! 4. touch every candidate's entry (key and deadline);
+//! 5. compare keys and deadlines; a key whose first candidate was a
+//!    signature collision (about 1 in 10 000) takes the full search.
 //!
-//! Each stage is a short loop without a branch on a loaded value, so that
-//! the out-of-order core runs ahead to the next lanes' loads (the LPM's
-//! batched walk does the same; see `lpm`).
+//! "Touch" is a plain load whose value is only xored into a word passed to
+//! `black_box`: a prefetch instruction is not reachable without `unsafe`
+//! (`core::arch::x86_64::_mm_prefetch` takes a raw pointer; the crates
+//! that wrap it, `prefetch` 0.2 and `mem_prefetch` 0.1, are nightly-only
+//! or a one-maintainer 0.1, and neither is in the workspace). The
+//! difference matters: a load that misses holds its reorder-buffer entry
+//! until the line arrives, a prefetch retires at once. So the touch loops
+//! are kept to a few instructions per key (the bucket and entry references
+//! are computed in the stage before), which lets more loads into the
+//! window. The alternative bucket is touched for every key although only
+//! ~8 % need it: in a burst of 32 nearly every burst has one such key,
+//! and touching it only after the primary answered cost a third round of
+//! misses for the whole burst.
+//!
+//! [`FlowTable::lookup_bulk_with`] takes the caller's [`Prefetch`]
+//! instead: a binary with DPDK passes `rte::prefetch` (two lines, see
+//! `perf/src/flow.rs`) and the touch loops become prefetch loops.
+//!
+//! Measured against `rte_hash_lookup_bulk` holding the same keys, in one
+//! process, both in hugetlbfs pages (`tgw-perf flow`, docs/perf.md), per
+//! CPU second on a shared 2-vCPU machine: 0.72× at 1M flows and
+//! 0.84–0.97× at 10M with touching loads; 0.87× and 0.95× with DPDK's
+//! prefetch handed in. Single lookups run at about half the bulk rate;
+//! in a table that fits in cache the staging costs more than it saves
+//! (criterion `flow_1k`: bulk 24 M/s, single 39 M/s).
 //!
 //! # Expiry
 //!
@@ -292,7 +344,11 @@ pub struct FlowStats {
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Bucket {
-    sigs: [u16; SLOTS],
+    /// The 16-bit signatures of the 8 slots, four to a word (slot `i` in
+    /// bits `16 * (i % 4)` of word `i / 4`), so that a compare is a few
+    /// word operations (SWAR) rather than whatever LLVM makes of eight
+    /// `u16` compares.
+    sig: [u64; 2],
     idx: [u32; SLOTS],
 }
 
@@ -300,39 +356,95 @@ struct Bucket {
 /// `new`): no candidates.
 static NO_BUCKET: Bucket = Bucket::EMPTY;
 
+/// The low bit of every 16-bit lane.
+const LANE_LO: u64 = 0x0001_0001_0001_0001;
+/// The high bit of every 16-bit lane.
+const LANE_HI: u64 = 0x8000_8000_8000_8000;
+
+/// Bit 15 of each 16-bit lane of the result is set iff that lane of `x` is
+/// zero; every other bit is clear. Exact: no borrow crosses lanes, because
+/// the low 15 bits are added without their top bit.
+#[inline(always)]
+fn zero_lanes(x: u64) -> u64 {
+    !(((x & !LANE_HI).wrapping_add(!LANE_HI)) | x) & LANE_HI
+}
+
+/// Bits 15, 31, 47 and 63 of `z` (as `zero_lanes` leaves them) as bits 0..4.
+#[inline(always)]
+fn gather_lanes(z: u64) -> u32 {
+    // Bit 16k of z >> 15 times 2^(48 - 15k) lands on bit 48 + k; the cross
+    // products fall on distinct bits below 48 or past 63.
+    (((z >> 15).wrapping_mul((1 << 48) | (1 << 33) | (1 << 18) | (1 << 3)) >> 48) & 0xf) as u32
+}
+
 impl Bucket {
     const EMPTY: Bucket = Bucket {
-        sigs: [0; SLOTS],
+        sig: [0; 2],
         idx: [EMPTY; SLOTS],
     };
 
-    /// Bit `i` set where slot `i` has signature `sig` (one SSE compare and
-    /// a movemask once LLVM is done with it).
+    #[inline(always)]
+    fn sig(&self, slot: usize) -> u16 {
+        (self.sig[(slot / 4) & 1] >> (16 * (slot % 4))) as u16
+    }
+
+    #[inline(always)]
+    fn set_sig(&mut self, slot: usize, sig: u16) {
+        let w = &mut self.sig[(slot / 4) & 1];
+        let shift = 16 * (slot % 4);
+        *w = (*w & !(0xffff << shift)) | (u64::from(sig) << shift);
+    }
+
+    /// Bit `i` set where slot `i` has signature `sig`.
     #[inline(always)]
     fn matches(&self, sig: u16) -> u32 {
-        let mut m = 0u32;
-        for (i, &s) in self.sigs.iter().enumerate() {
-            m |= u32::from(s == sig) << i;
+        let pat = u64::from(sig) * LANE_LO;
+        gather_lanes(zero_lanes(self.sig[0] ^ pat))
+            | gather_lanes(zero_lanes(self.sig[1] ^ pat)) << 4
+    }
+
+    /// The first slot with signature `sig`, or [`SLOTS`] if none.
+    #[inline(always)]
+    fn first_match(&self, sig: u16) -> usize {
+        let pat = u64::from(sig) * LANE_LO;
+        let z0 = zero_lanes(self.sig[0] ^ pat);
+        let z1 = zero_lanes(self.sig[1] ^ pat);
+        // trailing_zeros of 0 is 64: 4 + 64 / 16 = 8 = SLOTS.
+        if z0 != 0 {
+            (z0.trailing_zeros() / 16) as usize
+        } else {
+            4 + (z1.trailing_zeros() / 16) as usize
         }
-        m
     }
 
     #[inline]
     fn free_slot(&self) -> Option<usize> {
-        self.sigs.iter().position(|&s| s == 0)
+        match self.first_match(0) {
+            SLOTS => None,
+            s => Some(s),
+        }
     }
 }
 
-#[derive(Clone, Debug)]
-struct Entry<V> {
+/// A flow's keys and deadline: what a lookup reads. The values live in
+/// their own array, so that lookups touch 40 dense bytes per flow whatever
+/// the size of `V`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
     keys: [FlowKey; 2],
     /// While the entry is free: the index of the next free entry, or
     /// [`NO_ENTRY`].
     deadline: u64,
-    value: V,
 }
 
 const NO_ENTRY: u32 = u32::MAX;
+
+/// What a candidate lookup reads where there is no candidate; never
+/// reported as a hit (the lane's `found` is false).
+static NO_FLOW: Entry = Entry {
+    keys: [FlowKey::from_words([0, 0]); 2],
+    deadline: 0,
+};
 
 /// One bucket of the insertion's breadth-first search: which bucket, and
 /// how it was reached (the parent node, and the slot there whose key's
@@ -346,10 +458,35 @@ struct Step {
 
 const ROOT: u16 = u16::MAX;
 
+/// How [`FlowTable::lookup_bulk_with`] brings a burst's buckets and
+/// entries into the cache before it reads them.
+pub trait Prefetch {
+    /// True for a real prefetch instruction (it retires at once, so the
+    /// table issues them in a plain loop); false for [`TouchLoads`]' plain
+    /// loads, which the table batches into tight loops of its own.
+    const INSTRUCTION: bool;
+
+    /// Starts bringing the cache line of `r` in; has no other effect.
+    fn prefetch<T>(&self, r: &T);
+}
+
+/// The default: no prefetch instruction (none is reachable without
+/// `unsafe`); the table touches the lines with plain loads instead.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TouchLoads;
+
+impl Prefetch for TouchLoads {
+    const INSTRUCTION: bool = false;
+
+    #[inline(always)]
+    fn prefetch<T>(&self, _r: &T) {}
+}
+
 /// The flow table. See the module documentation.
 pub struct FlowTable<V> {
     buckets: Box<[Bucket]>,
-    entries: Box<[Entry<V>]>,
+    entries: Box<[Entry]>,
+    values: Box<[V]>,
     /// Bit `i % 64` of word `i / 64`: entry `i` holds a flow.
     live: Box<[u64]>,
     /// The insertion search's queue, kept to avoid allocating.
@@ -399,17 +536,18 @@ impl<V: Default> FlowTable<V> {
         let nb = (capacity * 5).div_ceil(16).max(1);
         let nb32 = u32::try_from(nb).map_err(|_| CapacityError(capacity))?;
         let cap32 = capacity as u32;
-        let entries: Box<[Entry<V>]> = (0..cap32)
+        let entries: Box<[Entry]> = (0..cap32)
             .map(|i| Entry {
                 keys: [FlowKey::default(); 2],
                 deadline: u64::from(if i + 1 < cap32 { i + 1 } else { NO_ENTRY }),
-                value: V::default(),
             })
             .collect();
+        let values: Box<[V]> = (0..capacity).map(|_| V::default()).collect();
         let mut sm = testgen::SplitMix64::new(seed);
         Ok(FlowTable {
             buckets: vec![Bucket::EMPTY; nb].into_boxed_slice(),
             entries,
+            values,
             live: vec![0u64; capacity.div_ceil(64)].into_boxed_slice(),
             bfs: vec![Step::default(); BFS_NODES].into_boxed_slice(),
             seed: [sm.next_u64(), sm.next_u64()],
@@ -452,7 +590,10 @@ impl<V: Default> FlowTable<V> {
             self.unplace(&forward, id * 2);
             return Err(InsertError::NoRoom);
         }
-        let Some(e) = self.entries.get_mut(id as usize) else {
+        let (Some(e), Some(v)) = (
+            self.entries.get_mut(id as usize),
+            self.values.get_mut(id as usize),
+        ) else {
             // The free list only holds ids below the capacity.
             return Err(InsertError::Full);
         };
@@ -460,8 +601,8 @@ impl<V: Default> FlowTable<V> {
         *e = Entry {
             keys: [forward, reply],
             deadline,
-            value,
         };
+        *v = value;
         self.set_live(id, true);
         self.len += 1;
         Ok(FlowId(id))
@@ -486,7 +627,7 @@ impl<V: Default> FlowTable<V> {
             id,
             keys,
             deadline,
-            value: std::mem::take(&mut e.value),
+            value: std::mem::take(self.values.get_mut(id.index())?),
         })
     }
 
@@ -559,66 +700,112 @@ impl<V> FlowTable<V> {
     /// `min(keys.len(), out.len())` keys, [`BULK_MAX`] at a time in stages
     /// so that their cache misses overlap (see the module doc).
     pub fn lookup_bulk(&self, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
+        self.lookup_bulk_with(&TouchLoads, keys, now, out);
+    }
+
+    /// [`FlowTable::lookup_bulk`] with the caller's way of bringing lines
+    /// into the cache ahead of use: a binary that has DPDK passes one
+    /// that issues prefetch instructions, which this
+    /// crate cannot (see the module doc, "Lookups"): `rte::prefetch`
+    /// behind a two-line impl of [`Prefetch`], as `tgw-perf flow` does.
+    pub fn lookup_bulk_with<P: Prefetch>(
+        &self,
+        prefetch: &P,
+        keys: &[FlowKey],
+        now: u64,
+        out: &mut [Lookup],
+    ) {
         let n = keys.len().min(out.len());
         for (k, o) in keys[..n]
             .chunks(BULK_MAX)
             .zip(out[..n].chunks_mut(BULK_MAX))
         {
-            self.lookup_chunk(k, now, o);
+            self.lookup_chunk(prefetch, k, now, o);
         }
     }
 
     #[inline]
-    fn lookup_chunk(&self, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
+    fn lookup_chunk<P: Prefetch>(&self, pf: &P, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
         let n = keys.len().min(out.len()).min(BULK_MAX);
         let (keys, out) = (&keys[..n], &mut out[..n]);
+        // 1. Hash, and find both buckets of every key.
         let mut sig = [0u16; BULK_MAX];
-        let mut bkt = [0u32; BULK_MAX];
-        // 1. Hash.
-        for ((s, b), k) in sig.iter_mut().zip(&mut bkt).zip(keys) {
-            (*s, *b) = self.locate(k);
+        let mut prim = [&NO_BUCKET; BULK_MAX];
+        let mut alt = [&NO_BUCKET; BULK_MAX];
+        for (((s, p), a), k) in sig.iter_mut().zip(&mut prim).zip(&mut alt).zip(keys) {
+            let (sg, b) = self.locate(k);
+            *s = sg;
+            *p = self.bucket(b);
+            *a = self.bucket(self.alt(b, sg));
         }
-        // 2. Touch every primary bucket: n misses in flight at once.
-        let mut touch = 0u16;
-        for &b in &bkt[..n] {
-            touch ^= self.bucket(b).sigs[0];
+        // 2. Touch both buckets of every key: 2n misses in flight at once.
+        //    The alternative is needed by only ~8 % of keys, but in a burst
+        //    of 32 nearly always by one, and touching it only once the
+        //    primary has answered would make the whole burst wait for a
+        //    third round of misses. The loop is kept to a few instructions
+        //    per key: a load that misses holds its place in the reorder
+        //    buffer (unlike a prefetch), so the fewer instructions between
+        //    two loads, the more of them are in flight.
+        if P::INSTRUCTION {
+            for (p, a) in prim.iter().zip(&alt).take(n) {
+                pf.prefetch(*p);
+                pf.prefetch(*a);
+            }
+        } else {
+            let mut touch = 0u64;
+            for (p, a) in prim.iter().zip(&alt).take(n) {
+                touch ^= p.sig[0] ^ a.sig[0];
+            }
+            black_box(touch);
         }
-        black_box(touch);
-        // 3. Signatures in the primary; a lane with no candidate there
-        //    moves to its alternative bucket, and touches it.
-        let mut mask = [0u32; BULK_MAX];
-        let mut touch = 0u16;
-        for ((m, b), &s) in mask.iter_mut().zip(&mut bkt).zip(&sig).take(n) {
-            *m = self.bucket(*b).matches(s);
-            let alt = self.alt(*b, s);
-            *b = if *m == 0 { alt } else { *b };
-            touch ^= self.bucket(*b).sigs[0];
-        }
-        black_box(touch);
-        // 4. The candidate slot of each lane; touch its entry.
+        // 3. Signatures, in the primary, else in the alternative: the
+        //    first candidate's slot index and entry.
+        let mut found = [false; BULK_MAX];
         let mut idx = [EMPTY; BULK_MAX];
-        let mut touch = 0u64;
-        for (((x, m), &b), &s) in idx.iter_mut().zip(&mut mask).zip(&bkt).zip(&sig).take(n) {
-            let bucket = self.bucket(b);
-            if *m == 0 {
-                *m = bucket.matches(s);
+        let mut ent = [&NO_FLOW; BULK_MAX];
+        for (((((x, f), e), p), a), &s) in idx
+            .iter_mut()
+            .zip(&mut found)
+            .zip(&mut ent)
+            .zip(&prim)
+            .zip(&alt)
+            .zip(&sig)
+            .take(n)
+        {
+            let mut bucket = *p;
+            let mut slot = bucket.first_match(s);
+            if slot == SLOTS {
+                bucket = a;
+                slot = bucket.first_match(s);
             }
-            let slot = (m.trailing_zeros() as usize).min(SLOTS - 1);
-            *x = if *m != 0 { bucket.idx[slot] } else { EMPTY };
-            if let Some(e) = self.entries.get((*x >> 1) as usize) {
-                touch ^= e.keys[(*x & 1) as usize].words()[0] ^ e.deadline;
-            }
+            *f = slot < SLOTS;
+            *x = bucket.idx.get(slot).copied().unwrap_or(EMPTY);
+            *e = self.entries.get((*x >> 1) as usize).unwrap_or(&NO_FLOW);
         }
-        black_box(touch);
+        // 4. Touch every candidate's entry, in a loop as tight as stage 2.
+        if P::INSTRUCTION {
+            for (e, &x) in ent.iter().zip(&idx).take(n) {
+                pf.prefetch(&e.keys[(x & 1) as usize]);
+                pf.prefetch(&e.deadline);
+            }
+        } else {
+            let mut touch = 0u64;
+            for (e, &x) in ent.iter().zip(&idx).take(n) {
+                touch ^= e.keys[(x & 1) as usize].words()[0] ^ e.deadline;
+            }
+            black_box(touch);
+        }
         // 5. Compare.
-        for (((o, &x), &m), k) in out.iter_mut().zip(&idx).zip(&mask).zip(keys) {
-            let hit = self
-                .entries
-                .get((x >> 1) as usize)
-                .is_some_and(|e| e.keys[(x & 1) as usize] == *k);
-            *o = if hit {
-                self.classify(x, now)
-            } else if m == 0 {
+        for ((((o, &x), &f), e), k) in out.iter_mut().zip(&idx).zip(&found).zip(&ent).zip(keys) {
+            *o = if f && e.keys[(x & 1) as usize] == *k {
+                let id = FlowId(x >> 1);
+                let dir = Direction::from_bit(x);
+                if now < e.deadline {
+                    Lookup::Hit(id, dir)
+                } else {
+                    Lookup::Expired(id, dir)
+                }
+            } else if !f {
                 Lookup::Miss
             } else {
                 // A signature collision: search properly.
@@ -631,7 +818,7 @@ impl<V> FlowTable<V> {
     #[inline]
     pub fn get(&self, id: FlowId) -> Option<&V> {
         if self.is_live(id) {
-            self.entries.get(id.index()).map(|e| &e.value)
+            self.values.get(id.index())
         } else {
             None
         }
@@ -641,7 +828,7 @@ impl<V> FlowTable<V> {
     #[inline]
     pub fn get_mut(&mut self, id: FlowId) -> Option<&mut V> {
         if self.is_live(id) {
-            self.entries.get_mut(id.index()).map(|e| &mut e.value)
+            self.values.get_mut(id.index())
         } else {
             None
         }
@@ -695,9 +882,10 @@ impl<V> FlowTable<V> {
     pub fn iter(&self) -> impl Iterator<Item = (FlowId, &[FlowKey; 2], u64, &V)> + '_ {
         self.entries
             .iter()
+            .zip(self.values.iter())
             .enumerate()
             .filter(|(i, _)| self.is_live(FlowId(*i as u32)))
-            .map(|(i, e)| (FlowId(i as u32), &e.keys, e.deadline, &e.value))
+            .map(|(i, (e, v))| (FlowId(i as u32), &e.keys, e.deadline, v))
     }
 
     /// Bytes allocated by the table, values included.
@@ -705,6 +893,7 @@ impl<V> FlowTable<V> {
         std::mem::size_of::<Self>()
             + std::mem::size_of_val(&*self.buckets)
             + std::mem::size_of_val(&*self.entries)
+            + std::mem::size_of_val(&*self.values)
             + std::mem::size_of_val(&*self.live)
             + std::mem::size_of_val(&*self.bfs)
     }
@@ -721,8 +910,8 @@ impl<V> FlowTable<V> {
         let mut used = 0usize;
         let mut in_alt = 0usize;
         for (b, bucket) in self.buckets.iter().enumerate() {
-            for (&s, &x) in bucket.sigs.iter().zip(&bucket.idx) {
-                if s == 0 {
+            for (slot, &x) in bucket.idx.iter().enumerate() {
+                if bucket.sig(slot) == 0 {
                     continue;
                 }
                 used += 1;
@@ -825,7 +1014,7 @@ impl<V> FlowTable<V> {
     fn write(&mut self, b: u32, slot: usize, sig: u16, x: u32) -> bool {
         match self.buckets.get_mut(b as usize) {
             Some(bucket) if slot < SLOTS => {
-                bucket.sigs[slot] = sig;
+                bucket.set_sig(slot, sig);
                 bucket.idx[slot] = x;
                 true
             }
@@ -839,7 +1028,7 @@ impl<V> FlowTable<V> {
         for b in [b1, self.alt(b1, sig)] {
             if let Some(bucket) = self.buckets.get_mut(b as usize) {
                 if let Some(s) = bucket.idx.iter().position(|&i| i == x) {
-                    bucket.sigs[s] = 0;
+                    bucket.set_sig(s, 0);
                     bucket.idx[s] = EMPTY;
                     return;
                 }
@@ -868,7 +1057,8 @@ impl<V> FlowTable<V> {
         while head < tail {
             let node = self.bfs[head];
             let bucket = *self.bucket(node.bucket);
-            for (s, &moving_sig) in bucket.sigs.iter().enumerate() {
+            for s in 0..SLOTS {
+                let moving_sig = bucket.sig(s);
                 let to = self.alt(node.bucket, moving_sig);
                 if to == node.bucket || self.on_path(head, to) {
                     continue;
@@ -915,7 +1105,7 @@ impl<V> FlowTable<V> {
         loop {
             let step = self.bfs[at];
             let src = *self.bucket(step.bucket);
-            self.write(dst_b, dst_s, src.sigs[slot], src.idx[slot]);
+            self.write(dst_b, dst_s, src.sig(slot), src.idx[slot]);
             self.moves += 1;
             if step.parent == ROOT {
                 return (step.bucket, slot);
@@ -935,7 +1125,7 @@ mod tests {
     fn bucket_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Bucket>(), 64);
         assert_eq!(std::mem::align_of::<Bucket>(), 64);
-        assert_eq!(std::mem::size_of::<Entry<()>>(), 40);
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
         assert_eq!(std::mem::size_of::<Lookup>(), 8);
     }
 
@@ -953,10 +1143,25 @@ mod tests {
     #[test]
     fn matches_finds_every_equal_slot() {
         let mut b = Bucket::EMPTY;
-        b.sigs = [5, 1, 5, 0, 9, 5, 0, 5];
+        for (i, s) in [5, 1, 5, 0, 9, 5, 0, 5].into_iter().enumerate() {
+            b.set_sig(i, s);
+            assert_eq!(b.sig(i), s);
+        }
         assert_eq!(b.matches(5), 0b1010_0101);
         assert_eq!(b.matches(0), 0b0100_1000);
         assert_eq!(b.matches(2), 0);
         assert_eq!(b.free_slot(), Some(3));
+        assert_eq!(b.first_match(5), 0);
+        assert_eq!(b.first_match(9), 4);
+        assert_eq!(b.first_match(2), SLOTS);
+        // Every lane value, against every other: no borrow between lanes.
+        for v in [0u16, 1, 0x7fff, 0x8000, 0xffff, 0x8001] {
+            let mut b = Bucket::EMPTY;
+            for i in 0..SLOTS {
+                b.set_sig(i, if i % 2 == 0 { v } else { v ^ 1 });
+            }
+            assert_eq!(b.matches(v), 0b0101_0101, "{v:#x}");
+            assert_eq!(b.matches(v ^ 1), 0b1010_1010, "{v:#x}");
+        }
     }
 }
