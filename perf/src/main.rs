@@ -14,8 +14,10 @@ use clap::{Parser, Subcommand};
 mod dut;
 mod gen;
 mod lpm;
+mod netns;
 mod profile;
 mod report;
+mod scenario;
 mod tunnel;
 
 use dut::{Device, Setup};
@@ -46,6 +48,11 @@ enum Cmd {
     /// does): a TAP (gretap) or TUN (ipv4) device joined to GRE with a key
     /// over a raw socket, until SIGTERM/SIGINT; then its counters.
     Tunnel(tunnel::TunnelArgs),
+    /// The reference scenario with real Linux hosts in network namespaces
+    /// (root): a client, two tenant hosts behind GRE tunnels, tgw between
+    /// them on af_packet ports; TCP, ping, keys on the wire, the resolver.
+    /// Prints PASS/FAIL per check and a summary, and removes everything.
+    Scenario(scenario::ScenarioArgs),
     /// (internal) The generator process that `run` starts.
     #[command(hide = true)]
     Gen(GenCli),
@@ -123,6 +130,7 @@ fn main() {
         Cmd::Run(run) => run_all(&run),
         Cmd::Lpm(l) => lpm::run(&l),
         Cmd::Tunnel(t) => tunnel::run(&t),
+        Cmd::Scenario(s) => scenario::run(&s),
         Cmd::Gen(g) => {
             let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];
             gen::run(&GenArgs {
