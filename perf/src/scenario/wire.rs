@@ -37,7 +37,8 @@ pub struct Ipv4<'a> {
     pub dst: Ipv4Addr,
     pub ttl: u8,
     pub protocol: u8,
-    /// What follows the header, up to the total length.
+    /// What follows the header, up to the total length or as much of it
+    /// as was captured (tcpdump keeps the first 200 bytes of a frame).
     pub payload: &'a [u8],
 }
 
@@ -83,7 +84,7 @@ pub fn ipv4(b: &[u8]) -> Option<Ipv4<'_>> {
     }
     let ihl = usize::from(b[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([b[2], b[3]]));
-    if ihl < 20 || total < ihl || total > b.len() {
+    if ihl < 20 || total < ihl || ihl > b.len() {
         return None;
     }
     Some(Ipv4 {
@@ -91,7 +92,7 @@ pub fn ipv4(b: &[u8]) -> Option<Ipv4<'_>> {
         dst: addr(&b[16..20]),
         ttl: b[8],
         protocol: b[9],
-        payload: &b[ihl..total],
+        payload: &b[ihl..total.min(b.len())],
     })
 }
 
@@ -164,6 +165,20 @@ pub fn echo(ip: &Ipv4) -> Option<(u8, u16, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_cut_at_the_snap_length_still_decodes() {
+        let mut ip = vec![0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0, 64, 47, 0, 0];
+        ip.extend_from_slice(&[172, 168, 0, 1, 172, 168, 0, 11]);
+        ip.extend_from_slice(&[0x20, 0, 0x65, 0x58, 0, 0, 0x07, 0xd0]);
+        ip.resize(200 - 14, 0);
+        let ip = ipv4(&ip).expect("1500 bytes on the wire, 186 captured");
+        assert_eq!((ip.src, ip.dst, ip.payload.len()), (GW, HOST1, 166));
+        assert_eq!(gre(ip.payload).unwrap().key, Some(2000));
+    }
+
+    const GW: Ipv4Addr = Ipv4Addr::new(172, 168, 0, 1);
+    const HOST1: Ipv4Addr = Ipv4Addr::new(172, 168, 0, 11);
 
     #[test]
     fn decodes_gre_around_an_icmp_error() {
