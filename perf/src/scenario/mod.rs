@@ -436,6 +436,7 @@ fn scenario(
     let mut summary = Summary::default();
     let t1 = Instant::now();
     let bulk = live_checks(&w, args, &mut checks, &mut summary, interrupted)?;
+    check_interrupt(interrupted)?;
     let traffic = t1.elapsed().as_secs_f64();
 
     // Stop tgw first (its counters), then the captures (everything it
@@ -845,6 +846,7 @@ fn live_checks(
         Err(e) => Err(e.clone()),
     };
     checks.record("bulk TCP through tgw, no retransmission storm", result);
+    check_interrupt(interrupted)?;
 
     for (name, reason) in PENDING {
         checks.pending(name, reason);
