@@ -23,7 +23,46 @@ fn tgw_perf() -> PathBuf {
          or run `cargo test --workspace`, which builds every binary",
         perf.display()
     );
+    // `cargo test --test scenario` rebuilds tgw but not tgw-perf: refuse
+    // to check an old scenario.
+    let built = std::fs::metadata(&perf).and_then(|m| m.modified()).ok();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let newer = sources(&root.join("perf/src"))
+        .into_iter()
+        .chain([root.join("examples/reference.toml")])
+        .find(|f| {
+            let changed = std::fs::metadata(f).and_then(|m| m.modified()).ok();
+            matches!((changed, built), (Some(c), Some(b)) if c > b)
+        });
+    if let Some(f) = newer {
+        panic!(
+            "{} is older than {}: rebuild it (`cargo build -p perf`, or run \
+             `cargo test --workspace`)",
+            perf.display(),
+            f.display()
+        );
+    }
     perf
+}
+
+/// The files under `dir`, a few levels deep.
+fn sources(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten().take(1000) {
+            let p = e.path();
+            if p.is_dir() && depth < 4 {
+                todo.push((p, depth + 1));
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 fn is_root() -> bool {

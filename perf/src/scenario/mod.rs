@@ -428,6 +428,19 @@ fn scenario(
         w.servers.push(server);
         w.net.wait_for_output(server, "listening", READY);
     }
+    // The MACs tgw must learn, as the stacks have them: (tgw's port or
+    // tenant, address, MAC).
+    let mac = |ns: &str, dev: &str| {
+        w.net
+            .run_ok(ns, &["cat", &format!("/sys/class/net/{dev}/address")])
+            .trim()
+            .to_owned()
+    };
+    let mut expected = vec![("pub0".to_owned(), CLIENT, mac(&w.client, "eth0"))];
+    for (i, h) in HOSTS.iter().enumerate() {
+        expected.push(("und0".to_owned(), h.underlay, mac(&w.hosts[i], "u0")));
+        expected.push((h.tenant.to_owned(), h.public, mac(&w.hosts[i], "tap0")));
+    }
     let setup = t0.elapsed().as_secs_f64();
     eprintln!("tgw-perf scenario: up in {setup:.1} s; checking");
     check_interrupt(interrupted)?;
@@ -498,7 +511,7 @@ fn scenario(
         public: &public,
         missed: [missed[0], missed[1]],
     };
-    after_checks(&mut checks, &mut summary, &stats, &captures);
+    after_checks(&mut checks, &mut summary, &stats, &captures, &expected);
     let report = json!({
         "bulk": bulk,
         "pmd": args.pmd.name(),
@@ -873,7 +886,13 @@ impl Captures<'_> {
     }
 }
 
-fn after_checks(checks: &mut Checks, summary: &mut Summary, stats: &Value, captures: &Captures) {
+fn after_checks(
+    checks: &mut Checks,
+    summary: &mut Summary,
+    stats: &Value,
+    captures: &Captures,
+    expected: &[(String, Ipv4Addr, String)],
+) {
     let (underlay, public) = (captures.underlay, captures.public);
     let drops = &stats["workers"][0]["drops"];
     let unknown = u(drops, "gre_unknown_key");
@@ -1033,20 +1052,22 @@ fn after_checks(checks: &mut Checks, summary: &mut Summary, stats: &Value, captu
     checks.record("GRE with an unknown key dropped and counted", result);
 
     // The resolver learned the client, the hosts, and the hosts' addresses
-    // inside the tunnels, with no static neighbour to help it.
+    // inside the tunnels, with no static neighbour to help it: each with
+    // the MAC its interface has, and the exchanges are on the wire.
     let r = &stats["resolver"];
     let arp_pairs = arp_evidence(underlay, public);
+    let table = learned_macs(stats, expected);
     let result = if u(r, "learned") >= 5 && u(r, "failed") == 0 && u(r, "dropped") == 0 {
-        match arp_pairs {
-            Ok(d) => Ok(format!(
-                "{} learned, {} requests, 0 failed; {d}",
+        match (table, arp_pairs) {
+            (Ok(t), Ok(d)) => Ok(format!(
+                "{} learned, {} requests, 0 failed; {t}; {d}",
                 u(r, "learned"),
                 u(r, "requests")
             )),
-            Err(e) => Err(e),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         }
     } else {
-        Err(format!("resolver {r}; {arp_pairs:?}"))
+        Err(format!("resolver {r}; {table:?}; {arp_pairs:?}"))
     };
     checks.record("tgw's resolver learned the client and the hosts", result);
 
@@ -1123,6 +1144,20 @@ fn after_checks(checks: &mut Checks, summary: &mut Summary, stats: &Value, captu
         u(r, "failed"),
         u(r, "released")
     ));
+    if let Some(table) = stats["neighbours"].as_array() {
+        let entries: Vec<String> = table
+            .iter()
+            .map(|n| {
+                let at = n["port"].as_str().or(n["tenant"].as_str()).unwrap_or("?");
+                let ip = n["ip"].as_str().unwrap_or("?");
+                let mac = n["mac"].as_str().or(n["state"].as_str()).unwrap_or("?");
+                format!("{ip}@{at} {mac}")
+            })
+            .collect();
+        summary
+            .tgw
+            .push(format!("neighbours: {}", entries.join(", ")));
+    }
     let all_drops: Vec<String> = drops
         .as_object()
         .map(|m| {
@@ -1157,6 +1192,36 @@ fn stray_frames(underlay: &[Vec<u8>], public: &[Vec<u8>]) -> u64 {
             .count() as u64
     };
     count(underlay, &[GW_UNDERLAY]) + count(public, &ours_public)
+}
+
+/// tgw's neighbour table at exit against the stacks' own MACs: every
+/// expected entry resolved to the right MAC, learned (none static).
+fn learned_macs(stats: &Value, expected: &[(String, Ipv4Addr, String)]) -> Result<String, String> {
+    let table = stats["neighbours"]
+        .as_array()
+        .ok_or("no neighbour table in tgw's stats")?;
+    let mut wrong = Vec::new();
+    for (at, ip, mac) in expected {
+        let entry = table.iter().find(|n| {
+            (n["port"] == at.as_str() || n["tenant"] == at.as_str()) && n["ip"] == ip.to_string()
+        });
+        match entry {
+            Some(n) if n["mac"] == mac.as_str() && n["static"] == false => {}
+            Some(n) => wrong.push(format!("{ip} at {at}: {n}, the stack has {mac}")),
+            None => wrong.push(format!("{ip} at {at}: not in the table")),
+        }
+    }
+    if table.iter().any(|n| n["static"] == true) {
+        wrong.push("a static entry, and the config has none".to_owned());
+    }
+    if wrong.is_empty() {
+        Ok(format!(
+            "the table holds the stacks' own MACs for all {}",
+            expected.len()
+        ))
+    } else {
+        Err(wrong.join("; "))
+    }
 }
 
 /// On the wire: tgw asked for each host and for the client, and each
