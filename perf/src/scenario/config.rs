@@ -109,6 +109,27 @@ pub fn build(o: &Options) -> Result<String, String> {
     ))
 }
 
+/// The gateway's MAC inside each tenant's tunnels, by tenant name, as
+/// reference.toml sets it: what the hosts must resolve their router to.
+pub fn tenant_macs() -> Result<Vec<(String, String)>, String> {
+    let doc: Table = REFERENCE
+        .parse()
+        .map_err(|e| format!("examples/reference.toml: {e}"))?;
+    doc.get("tenant")
+        .and_then(Value::as_array)
+        .ok_or("reference.toml has no [[tenant]]")?
+        .iter()
+        .map(|t| {
+            let name = t.get("name").and_then(Value::as_str);
+            let mac = t.get("mac").and_then(Value::as_str);
+            match (name, mac) {
+                (Some(n), Some(m)) => Ok((n.to_owned(), m.to_lowercase())),
+                _ => Err("reference.toml: a tenant without name or mac".to_owned()),
+            }
+        })
+        .collect()
+}
+
 fn table<'a>(doc: &'a mut Table, key: &str) -> Result<&'a mut Table, String> {
     doc.get_mut(key)
         .and_then(Value::as_table_mut)

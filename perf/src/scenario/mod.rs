@@ -804,6 +804,38 @@ fn live_checks(
         ));
     }
 
+    // Proxy ARP inside the tunnels: each host resolved its router
+    // 10.0.0.1 to tgw's MAC of its own tenant.
+    let result = (|| {
+        let macs = config::tenant_macs()?;
+        let mut seen = Vec::new();
+        for (i, h) in HOSTS.iter().enumerate() {
+            let want = macs
+                .iter()
+                .find(|(t, _)| t == h.tenant)
+                .map(|(_, m)| m.clone())
+                .ok_or_else(|| format!("reference.toml has no MAC for {}", h.tenant))?;
+            let out = w.net.run_ok(
+                &w.hosts[i],
+                &["ip", "-j", "neigh", "show", INSIDE_ROUTER, "dev", "tap0"],
+            );
+            let got: Value = serde_json::from_str(&out).map_err(|e| format!("{out:?}: {e}"))?;
+            let got = got[0]["lladdr"].as_str().unwrap_or("none").to_owned();
+            if got != want {
+                return Err(format!(
+                    "{} resolved {INSIDE_ROUTER} to {got}, not {}'s {want}",
+                    h.name, h.tenant
+                ));
+            }
+            seen.push(format!("{} -> {got} ({})", h.name, h.tenant));
+        }
+        Ok(format!(
+            "{INSIDE_ROUTER} resolved through the tunnels: {}",
+            seen.join(", ")
+        ))
+    })();
+    checks.record("proxy ARP inside the tunnels: 10.0.0.1 is tgw", result);
+
     // GRE with a key no tenant has, from host 1: tgw must drop and count
     // it (checked on its counters and the capture when it has stopped).
     py(
