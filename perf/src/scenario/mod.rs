@@ -229,7 +229,6 @@ struct World {
     gw: String,
     switch: String,
     hosts: [String; 2],
-    tgw: Option<ProcId>,
     agents: Vec<ProcId>,
     servers: Vec<ProcId>,
     /// tcpdump on the client's link and on tgw's underlay link.
@@ -373,7 +372,6 @@ fn scenario(
             stats_path.to_str().ok_or("stats path")?,
         ],
     );
-    w.tgw = Some(tgw);
     w.net.wait_for_output(tgw, "forwarding;", READY);
     check_interrupt(interrupted)?;
 
@@ -456,7 +454,6 @@ fn scenario(
     // sent is on them), then the hosts.
     let t2 = Instant::now();
     let stopped = w.net.stop(tgw);
-    w.tgw = None;
     std::thread::sleep(Duration::from_millis(200));
     // What tcpdump could not keep up with, public then underlay: the
     // capture checks say so rather than claim more than they saw.
@@ -590,7 +587,6 @@ fn topology(mut net: Netns) -> World {
         gw,
         switch,
         hosts,
-        tgw: None,
         agents: Vec::new(),
         servers: Vec::new(),
         dumps: Vec::new(),
