@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use dataplane::neighbour::{Lookup, NeighKey};
 use dataplane::resolver::{Io, Resolver, ResolverStats};
 use dataplane::snapshot::Publisher;
 use dataplane::tables::Tables;
@@ -107,5 +108,10 @@ impl<'p> Control<'p> {
 
     pub fn stats(&self) -> ResolverStats {
         self.resolver.stats().clone()
+    }
+
+    /// The neighbour table as it stands: key, what workers see, static.
+    pub fn neighbours(&mut self) -> Vec<(NeighKey, Lookup, bool)> {
+        self.resolver.writer().entries()
     }
 }

@@ -10,7 +10,7 @@ use ctl::config::{Config, Mode, Role};
 use dataplane::conntrack::Timeouts;
 use dataplane::counters::MAX_PORTS;
 use dataplane::l2fwd::Egress;
-use dataplane::neighbour::NeighbourWriter;
+use dataplane::neighbour::{Lookup, NeighbourWriter};
 use dataplane::pipeline::Pipeline;
 use dataplane::ratelimit::TokenBucket;
 use dataplane::resolver::{Resolver, ResolverConfig, ResolverStats};
@@ -46,6 +46,17 @@ pub struct Report {
     pub tenants: Vec<String>,
     pub tsc_hz: u64,
     pub resolver: ResolverStats,
+    pub neighbours: Vec<NeighbourReport>,
+}
+
+/// One entry of the neighbour table when the daemon stopped.
+pub struct NeighbourReport {
+    /// The port's name, or the tenant's for a host inside its tunnels.
+    pub port: Option<String>,
+    pub tenant: Option<String>,
+    pub ip: std::net::Ipv4Addr,
+    pub state: Lookup,
+    pub is_static: bool,
 }
 
 pub struct PortReport {
@@ -286,6 +297,27 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
     }
     let tsc_hz = rte::tsc_hz();
     let resolver = control.stats();
+    let neighbours = control
+        .neighbours()
+        .into_iter()
+        .map(|(key, state, is_static)| NeighbourReport {
+            port: key.as_port().map(|id| {
+                report_ports
+                    .iter()
+                    .find(|p| p.id == id)
+                    .map_or_else(|| id.to_string(), |p| p.name.clone())
+            }),
+            tenant: key.as_inner().map(|t| {
+                config
+                    .tenants
+                    .get(t.0 as usize)
+                    .map_or_else(|| t.0.to_string(), |c| c.name.clone())
+            }),
+            ip: key.ip().into(),
+            state,
+            is_static,
+        })
+        .collect();
     if control.inject_full > 0 {
         warn!(frames = control.inject_full, "the inject ring was full");
     }
@@ -302,6 +334,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         tenants: config.tenants.iter().map(|t| t.name.clone()).collect(),
         tsc_hz,
         resolver,
+        neighbours,
     })
 }
 
@@ -485,8 +518,24 @@ impl Report {
             "table_full": r.table_full, "ignored": r.ignored,
             "proxy_replies": r.proxy_replies, "malformed": r.malformed,
         });
+        let neighbours: Vec<_> = self
+            .neighbours
+            .iter()
+            .map(|n| {
+                let (state, mac) = match n.state {
+                    Lookup::Mac(m) => ("resolved", Some(MacAddr(m).to_string())),
+                    Lookup::Unresolved => ("incomplete", None),
+                    Lookup::Failed => ("failed", None),
+                };
+                serde_json::json!({
+                    "port": n.port, "tenant": n.tenant, "ip": n.ip.to_string(),
+                    "mac": mac, "state": state, "static": n.is_static,
+                })
+            })
+            .collect();
         serde_json::json!({
             "tsc_hz": self.tsc_hz, "ports": ports, "workers": workers, "resolver": resolver,
+            "neighbours": neighbours,
         })
     }
 }

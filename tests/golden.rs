@@ -490,5 +490,13 @@ fn a_tunnel_host_without_a_static_mac_is_resolved_by_arp() {
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path("stats.json")).unwrap()).unwrap();
     assert_eq!(stats["resolver"]["learned"], 1, "{stats}");
+    let host1 = stats["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["port"] == "und0" && n["ip"] == "172.168.0.11")
+        .unwrap_or_else(|| panic!("host 1 in the neighbour table: {stats}"));
+    assert_eq!(host1["mac"], "02:00:00:00:0b:0b", "{host1}");
+    assert_eq!(host1["static"], false, "{host1}");
     assert_eq!(stats["workers"][0]["drops"]["no_neighbour"], 0);
 }

@@ -337,6 +337,23 @@ impl NeighbourWriter {
         self.table.get(key)
     }
 
+    /// Every live key with what the workers see for it and whether it is
+    /// static, in slot order: for reports, on the control plane.
+    pub fn entries(&self) -> Vec<(NeighKey, Lookup, bool)> {
+        self.table
+            .slots
+            .iter()
+            .zip(&self.flags)
+            .filter_map(|(s, &flags)| {
+                let key = NeighKey::from_bits(s.key.load(Ordering::Acquire))?;
+                if s.mac.load(Ordering::Acquire) & DEAD != 0 {
+                    return None;
+                }
+                Some((key, self.table.get(key), flags & STATIC != 0))
+            })
+            .collect()
+    }
+
     fn store(&mut self, key: NeighKey, word: u64) -> bool {
         match self.table.find(key) {
             Some(i) if self.table.slots[i].mac.load(Ordering::Relaxed) & DEAD == 0 => {
@@ -450,6 +467,25 @@ mod tests {
         assert!(!w.learnable(c), "strangers are not in the table");
         w.retire(b);
         assert!(!w.learnable(b));
+    }
+
+    #[test]
+    fn entries_list_the_live_keys_and_what_workers_see() {
+        let mut w = NeighbourWriter::new(8);
+        let (a, b, c) = (
+            NeighKey::port(0, 1),
+            NeighKey::inner(TenantId(2), 7),
+            NeighKey::port(1, 3),
+        );
+        assert!(w.set_static(a, MAC));
+        w.claim(b).unwrap();
+        w.claim(c).unwrap();
+        w.retire(c);
+        let mut e = w.entries();
+        e.sort_by_key(|x| x.0);
+        let mut want = vec![(a, Lookup::Mac(MAC), true), (b, Lookup::Unresolved, false)];
+        want.sort_by_key(|x| x.0);
+        assert_eq!(e, want);
     }
 
     #[test]

@@ -15,8 +15,10 @@ mod dut;
 mod flow;
 mod gen;
 mod lpm;
+mod netns;
 mod profile;
 mod report;
+mod scenario;
 mod tunnel;
 
 use dut::{Device, Setup};
@@ -56,6 +58,11 @@ enum Cmd {
     /// does): a TAP (gretap) or TUN (ipv4) device joined to GRE with a key
     /// over a raw socket, until SIGTERM/SIGINT; then its counters.
     Tunnel(tunnel::TunnelArgs),
+    /// The reference scenario with real Linux hosts in network namespaces
+    /// (root): a client, two tenant hosts behind GRE tunnels, tgw between
+    /// them on af_packet ports; TCP, ping, keys on the wire, the resolver.
+    /// Prints PASS/FAIL per check and a summary, and removes everything.
+    Scenario(scenario::ScenarioArgs),
     /// (internal) The generator process that `run` starts.
     #[command(hide = true)]
     Gen(GenCli),
@@ -134,6 +141,7 @@ fn main() {
         Cmd::Lpm(l) => lpm::run(&l),
         Cmd::Flow(f) => flow::run(&f),
         Cmd::Tunnel(t) => tunnel::run(&t),
+        Cmd::Scenario(s) => scenario::run(&s),
         Cmd::Gen(g) => {
             let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];
             gen::run(&GenArgs {

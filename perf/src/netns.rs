@@ -13,7 +13,9 @@
 //! (killed before it could drop) are deleted by the next `Netns::new`.
 //!
 //! Standard library only, so that any test crate can include it:
-//! `#[path = "../perf/tests/common/netns.rs"] mod netns;`.
+//! `#[path = "../perf/src/netns.rs"] mod netns;`. `tgw-perf scenario` uses
+//! it as a module of its own, so the guard that cleans up after a test is
+//! the one that cleans up after the demo.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -127,6 +129,14 @@ impl Netns {
         cmd.args(["netns", "exec", ns]).args(args);
         run_limited(&mut cmd, RUN_LIMIT)
             .unwrap_or_else(|e| panic!("in {ns}: {}: {e}", args.join(" ")))
+    }
+
+    /// [`Netns::run`], with an error instead of a panic when `args` cannot
+    /// be started or is still running after `limit` (it is killed then).
+    pub fn try_run(&self, ns: &str, args: &[&str], limit: Duration) -> std::io::Result<Output> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).args(args);
+        run_limited(&mut cmd, limit)
     }
 
     /// [`Netns::run`], failing the test unless it succeeds; its stdout.

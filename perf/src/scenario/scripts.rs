@@ -1,0 +1,183 @@
+//! The programs the scenario runs inside the namespaces: small Python 3
+//! scripts (standard library only; `scripts/setup` installs python3), so
+//! that every byte the checks look at comes from the real Linux stacks and
+//! not from tgw's own code. Each client prints one JSON object as its last
+//! line of stdout.
+
+/// A tenant's server: `serve.py NAME DEV MODE:PORT...`. `echo` ports send
+/// one identity line (NAME, the MAC of DEV, the address the connection
+/// reached, the peer's address), then echo everything they receive; `sink`
+/// ports count what they receive and answer with the count. Runs until
+/// killed; says "listening" once every port is bound.
+pub const SERVE: &str = r#"
+import socket, sys, threading
+name, dev = sys.argv[1], sys.argv[2]
+mac = open(f"/sys/class/net/{dev}/address").read().strip()
+
+def echo(c, peer):
+    with c:
+        c.settimeout(20)
+        local = c.getsockname()[0]
+        c.sendall(f"{name} mac={mac} local={local} peer={peer[0]}\n".encode())
+        data = bytearray()
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            data += d
+        c.sendall(data)
+    print("echoed", peer[0], len(data), flush=True)
+
+def sink(c, peer):
+    with c:
+        c.settimeout(20)
+        n = 0
+        while True:
+            d = c.recv(1 << 20)
+            if not d:
+                break
+            n += len(d)
+        c.sendall(f"{n}\n".encode())
+    print("sunk", peer[0], n, flush=True)
+
+def serve(s, handler):
+    while True:
+        c, peer = s.accept()
+        threading.Thread(target=handler, args=(c, peer), daemon=True).start()
+
+threads = []
+for spec in sys.argv[3:]:
+    mode, port = spec.split(":")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(port)))
+    s.listen(8)
+    t = threading.Thread(target=serve, args=(s, {"echo": echo, "sink": sink}[mode]), daemon=True)
+    t.start()
+    threads.append(t)
+print("listening", flush=True)
+for t in threads:
+    t.join()
+"#;
+
+/// `tcp.py ADDR PORT BYTES`: connects, sends BYTES random bytes, half-closes,
+/// reads the identity line and the echo.
+pub const TCP: &str = r#"
+import json, os, socket, sys, time
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = os.urandom(n)
+t0 = time.monotonic()
+try:
+    s = socket.create_connection((addr, port), timeout=10)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    back = bytearray()
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        back += d
+    line, _, rest = bytes(back).partition(b"\n")
+    print(json.dumps({"identity": line.decode(errors="replace"), "sent": n, "back": len(rest),
+                      "intact": rest == data, "ms": round((time.monotonic() - t0) * 1000, 1)}))
+except OSError as e:
+    print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+"#;
+
+/// `bulk.py ADDR PORT SECONDS`: sends as fast as it can for SECONDS to a
+/// sink port, then reads the count the sink received; the client
+/// namespace's own TCP counters (/proc/net/snmp is per namespace) give the
+/// segments sent and retransmitted meanwhile.
+pub const BULK: &str = r#"
+import json, socket, sys, time
+addr, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+
+EXT = ["TCPFastRetrans", "TCPLossProbes", "TCPTimeouts", "TCPSpuriousRTOs", "TCPDSACKRecv"]
+
+def tcp_counters():
+    c = {}
+    for f in ("/proc/net/snmp", "/proc/net/netstat"):
+        lines = [l.split() for l in open(f)]
+        for head, vals in zip(lines[::2], lines[1::2]):
+            c.update((head[0] + k, int(v)) for k, v in zip(head[1:], vals[1:]))
+    return c
+
+chunk = b"\x5a" * 65536
+try:
+    c0 = tcp_counters()
+    s = socket.create_connection((addr, port), timeout=10)
+    sent = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        s.sendall(chunk)
+        sent += len(chunk)
+    s.shutdown(socket.SHUT_WR)
+    got = int(s.makefile().readline())
+    elapsed = time.monotonic() - t0
+    c1 = tcp_counters()
+    d = lambda k: c1.get(k, 0) - c0.get(k, 0)
+    print(json.dumps({"sent": sent, "received": got, "seconds": round(elapsed, 3),
+                      "mbps": round(got * 8 / elapsed / 1e6, 1),
+                      "segments": d("Tcp:OutSegs"), "retransmitted": d("Tcp:RetransSegs"),
+                      "why": {k: d("TcpExt:" + k) for k in EXT}}))
+except (OSError, ValueError) as e:
+    print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+"#;
+
+/// `ping.py ADDR COUNT TTL`: ICMP echo over a raw socket, one second per
+/// request; the TTL of each matching reply as received.
+pub const PING: &str = r#"
+import json, os, socket, struct, sys, time
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+dst, count, ttl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+s.settimeout(0.2)
+ident = os.getpid() & 0xffff
+ttls, rtts = [], []
+for seq in range(1, count + 1):
+    payload = b"tgw-scenario %d" % seq
+    head = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+    s.sendto(struct.pack("!BBHHH", 8, 0, csum(head + payload), ident, seq) + payload, (dst, 0))
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1:
+        try:
+            data, src = s.recvfrom(2048)
+        except socket.timeout:
+            continue
+        icmp = data[(data[0] & 15) * 4:]
+        if src[0] == dst and icmp[0] == 0 and struct.unpack("!HH", icmp[4:8]) == (ident, seq) \
+                and icmp[8:] == payload:
+            ttls.append(data[8])
+            rtts.append(round((time.monotonic() - t0) * 1000, 2))
+            break
+print(json.dumps({"sent": count, "replies": len(ttls), "ttls": ttls, "rtt_ms": rtts}))
+"#;
+
+/// `gre.py DST KEY N`: N GRE packets (version 0, K bit, KEY, protocol
+/// 0x6558) around a broadcast Ethernet frame, from this host's underlay
+/// address through a raw socket (the kernel writes the outer IPv4 header).
+pub const GRE: &str = r#"
+import json, socket, struct, sys
+dst, key, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+inner = b"\xff" * 6 + b"\x02\x00\x00\x00\x99\x99" + b"\x08\x06" + b"\0" * 46
+for _ in range(n):
+    s.sendto(struct.pack("!HHI", 0x2000, 0x6558, key) + inner, (dst, 0))
+print(json.dumps({"sent": n}))
+"#;
+
+/// Every script by file name, written once into the scratch directory.
+pub const ALL: [(&str, &str); 5] = [
+    ("serve.py", SERVE),
+    ("tcp.py", TCP),
+    ("bulk.py", BULK),
+    ("ping.py", PING),
+    ("gre.py", GRE),
+];
