@@ -47,6 +47,18 @@ pub struct Report {
     pub tsc_hz: u64,
     pub resolver: ResolverStats,
     pub neighbours: Vec<NeighbourReport>,
+    pub rules: Vec<RuleReport>,
+}
+
+/// Flows one firewall rule, or a tenant's default policy, decided, summed
+/// over the workers.
+pub struct RuleReport {
+    pub tenant: String,
+    /// The rule as text, or `default in` / `default out`.
+    pub rule: String,
+    /// Its place in the tenant's rules (`None` for a default).
+    pub position: Option<u32>,
+    pub flows: u64,
 }
 
 /// One entry of the neighbour table when the daemon stopped.
@@ -226,7 +238,10 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
             rx,
             tx,
             stage,
-            counters: Arc::new(WorkerCounters::new(config.tenants.len())),
+            counters: Arc::new(
+                WorkerCounters::new(config.tenants.len())
+                    .with_rules(publisher.current().firewall.rules().len()),
+            ),
             punt: ring("punt", index)?,
             inject: ring("inject", index)?,
             handoff_out: handoff[index].clone(),
@@ -321,6 +336,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
     if control.inject_full > 0 {
         warn!(frames = control.inject_full, "the inject ring was full");
     }
+    let rules = rule_report(config, &publisher.current().firewall, &counters);
     // Held frames and ring contents go back to the pool, ports close before
     // the pool they draw from is freed, and EAL last.
     drop(control);
@@ -335,7 +351,45 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         tsc_hz,
         resolver,
         neighbours,
+        rules,
     })
+}
+
+/// What each firewall rule and default policy decided, over all workers.
+fn rule_report(
+    config: &Config,
+    firewall: &dataplane::firewall::Firewall,
+    workers: &[Arc<WorkerCounters>],
+) -> Vec<RuleReport> {
+    use dataplane::firewall::{Direction as FwDir, RuleId};
+    use dataplane::tenant::TenantId;
+    let mut out = Vec::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        let tenant = TenantId(i as u32);
+        for id in firewall.ids(tenant) {
+            let Some(rule) = firewall.rule(RuleId(id)) else {
+                continue;
+            };
+            out.push(RuleReport {
+                tenant: t.name.clone(),
+                rule: rule.to_string(),
+                position: Some(rule.position),
+                flows: workers.iter().map(|w| w.rules.rule(RuleId(id))).sum(),
+            });
+        }
+        for (dir, name) in [(FwDir::In, "default in"), (FwDir::Out, "default out")] {
+            out.push(RuleReport {
+                tenant: t.name.clone(),
+                rule: name.to_owned(),
+                position: None,
+                flows: workers
+                    .iter()
+                    .map(|w| w.rules.default_policy(tenant, dir))
+                    .sum(),
+            });
+        }
+    }
+    out
 }
 
 /// The L2 skeleton: a public port forwards to the first underlay port and
@@ -437,6 +491,13 @@ impl Report {
                 r.requests, r.learned, r.failed, r.expired, r.released, r.dropped
             );
         }
+        for r in self.rules.iter().filter(|r| r.flows > 0) {
+            let _ = writeln!(
+                out,
+                "  firewall {}: {}: {} flows",
+                r.tenant, r.rule, r.flows
+            );
+        }
         if rx > 0 {
             let cycles = self.sum(|w| w.process_cycles.get());
             let busy = self.sum(|w| w.busy_cycles.get());
@@ -533,9 +594,18 @@ impl Report {
                 })
             })
             .collect();
+        let rules: Vec<_> = self
+            .rules
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "tenant": r.tenant, "rule": r.rule, "position": r.position, "flows": r.flows,
+                })
+            })
+            .collect();
         serde_json::json!({
             "tsc_hz": self.tsc_hz, "ports": ports, "workers": workers, "resolver": resolver,
-            "neighbours": neighbours,
+            "neighbours": neighbours, "firewall": rules,
         })
     }
 }

@@ -164,9 +164,10 @@ fn reference_scenario_frames_come_out_byte_for_byte() {
 
     // The Internet side: the client reaches both public addresses, pings
     // the gateway, asks its MAC, and sends one packet whose TTL runs out.
-    let to_t1 = udp(CLIENT, EIP1, 64, b"client to t1");
-    let to_t2 = udp(CLIENT, EIP2, 64, b"client to t2");
-    let expiring = udp(CLIENT, EIP1, 1, b"expiring");
+    // Pings: what both tenants' ingress rules allow besides TCP 22 / 23.
+    let to_t1 = echo(CLIENT, EIP1, 64, false);
+    let to_t2 = echo(CLIENT, EIP2, 64, false);
+    let expiring = echo(CLIENT, EIP1, 1, false);
     let pub_in = vec![
         eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &to_t1),
         eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &to_t2),
@@ -313,7 +314,7 @@ fn reference_scenario_frames_come_out_byte_for_byte() {
                 VM1_MAC,
                 T1_MAC,
                 EtherType::IPV4,
-                &udp(CLIENT, VM, 63, b"client to t1"),
+                &echo(CLIENT, VM, 63, false),
             ),
         ),
         gre(
@@ -329,7 +330,7 @@ fn reference_scenario_frames_come_out_byte_for_byte() {
                 VM2_MAC,
                 T2_MAC,
                 EtherType::IPV4,
-                &udp(CLIENT, VM, 63, b"client to t2"),
+                &echo(CLIENT, VM, 63, false),
             ),
         ),
         eth(
@@ -419,7 +420,7 @@ fn a_tunnel_host_without_a_static_mac_is_resolved_by_arp() {
     // Host 1's MAC is not configured. The client's frame for tenant 1
     // waits for it; host 1's reply (solicited, or arriving first: it is a
     // next hop of the tables either way) teaches it.
-    let to_t1 = udp(CLIENT, EIP1, 64, b"client to t1");
+    let to_t1 = echo(CLIENT, EIP1, 64, false);
     write_pcap(
         &dir.path("pub-in.pcap"),
         &[eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &to_t1)],
@@ -446,7 +447,7 @@ fn a_tunnel_host_without_a_static_mac_is_resolved_by_arp() {
             VM1_MAC,
             T1_MAC,
             EtherType::IPV4,
-            &udp(CLIENT, VM, 63, b"client to t1"),
+            &echo(CLIENT, VM, 63, false),
         ),
     );
     let request = {
@@ -499,4 +500,168 @@ fn a_tunnel_host_without_a_static_mac_is_resolved_by_arp() {
     assert_eq!(host1["mac"], "02:00:00:00:0b:0b", "{host1}");
     assert_eq!(host1["static"], false, "{host1}");
     assert_eq!(stats["workers"][0]["drops"]["no_neighbour"], 0);
+}
+
+/// A TCP segment with `flags` ("S" or "SA").
+fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: &str) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(src.0, dst.0, 64).tcp(src.1, dst.1, 1000, 64240);
+    b = b.syn();
+    if flags == "SA" {
+        b = b.ack(1001);
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, &[]).unwrap();
+    out
+}
+
+/// (source, destination, ports, SYN, ACK) of a TCP/IPv4 packet, after
+/// checking its IPv4 and TCP checksums with etherparse.
+type Seg = ([u8; 4], u16, [u8; 4], u16, bool, bool);
+
+fn segment(ip: &[u8]) -> Seg {
+    let s = etherparse::SlicedPacket::from_ip(ip).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(v4)) = s.net else {
+        panic!("not IPv4")
+    };
+    let h = v4.header().to_header();
+    assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 checksum");
+    let Some(etherparse::TransportSlice::Tcp(t)) = s.transport else {
+        panic!("not TCP")
+    };
+    let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
+    assert_eq!(t.checksum(), want, "TCP checksum");
+    (
+        h.source,
+        t.source_port(),
+        h.destination,
+        t.destination_port(),
+        t.syn(),
+        t.ack(),
+    )
+}
+
+/// The reference scenario's NAT and firewall, as issue 4 lists them: who
+/// may open what, and what the other side sees.
+#[test]
+fn elastic_ips_and_firewall_rules_of_the_reference_scenario() {
+    let dir = Scratch::new("golden-nat");
+    let prefix = format!("tgw-test-golden-nat-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+
+    let from_client = |dst: ([u8; 4], u16), sport: u16| {
+        eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &tcp((CLIENT, sport), dst, "S"),
+        )
+    };
+    // The worker polls pub0 before und0, so the client's SYNs are through
+    // before the tenants' frames are read.
+    write_pcap(
+        &dir.path("pub-in.pcap"),
+        &[
+            from_client((EIP1, 22), 40001), // t1 allows 22 in
+            from_client((EIP1, 23), 40002), // ... and not 23
+            from_client((EIP2, 23), 40003), // t2 allows 23 in
+            from_client((EIP2, 22), 40004), // ... and not 22
+        ],
+    );
+    let from_vm = |key: u32, host: ([u8; 4], [u8; 6]), vm_mac, t_mac, seg: &[u8]| {
+        gre(
+            UND_MAC,
+            host.1,
+            host.0,
+            GW_UND,
+            7,
+            false,
+            key,
+            0x6558,
+            &eth(t_mac, vm_mac, EtherType::IPV4, seg),
+        )
+    };
+    let t1 = |seg: &[u8]| from_vm(1000, (HOST1, HOST1_MAC), VM1_MAC, T1_MAC, seg);
+    let t2 = |seg: &[u8]| from_vm(2000, (HOST2, HOST2_MAC), VM2_MAC, T2_MAC, seg);
+    write_pcap(
+        &dir.path("und-in.pcap"),
+        &[
+            t1(&tcp((VM, 22), (CLIENT, 40001), "SA")), // the answer
+            t1(&tcp((VM, 50001), (CLIENT, 22), "S")),  // t1 may not open 22 out
+            t1(&tcp((VM, 50002), (CLIENT, 23), "S")),  // ... but 23
+            t2(&tcp((VM, 50003), (CLIENT, 23), "S")),  // t2 may not open 23 out
+            t2(&tcp((VM, 50004), (CLIENT, 22), "S")),  // ... but 22
+        ],
+    );
+
+    let config = config(&dir, &prefix, &[]);
+    let mut daemon = Daemon::start(
+        &config,
+        &["--stats-json", dir.path("stats.json").to_str().unwrap()],
+    );
+    wait_for_frames(&mut daemon, &dir.path("pub-out.pcap"), 3);
+    wait_for_frames(&mut daemon, &dir.path("und-out.pcap"), 2);
+    // Anything more would come within the next bursts.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = daemon.terminate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut into_tunnels: Vec<_> = read_pcap(&dir.path("und-out.pcap"))
+        .iter()
+        .map(|f| {
+            let (_, rest) = Ethernet2Header::from_slice(f).unwrap();
+            let (outer, gre_and_inner) = Ipv4Header::from_slice(rest).unwrap();
+            let key = u32::from_be_bytes(gre_and_inner[4..8].try_into().unwrap());
+            let (_, inner_ip) = Ethernet2Header::from_slice(&gre_and_inner[8..]).unwrap();
+            (outer.destination, key, segment(inner_ip))
+        })
+        .collect();
+    into_tunnels.sort();
+    assert_eq!(
+        into_tunnels,
+        vec![
+            (HOST1, 1000, (CLIENT, 40001, VM, 22, true, false)),
+            (HOST2, 2000, (CLIENT, 40003, VM, 23, true, false)),
+        ],
+        "the client's allowed SYNs reach 10.0.0.7 in the right tenant, and only those"
+    );
+    let mut to_client: Vec<_> = read_pcap(&dir.path("pub-out.pcap"))
+        .iter()
+        .map(|f| segment(&f[14..]))
+        .collect();
+    to_client.sort();
+    assert_eq!(
+        to_client,
+        vec![
+            (EIP1, 22, CLIENT, 40001, true, true),
+            (EIP1, 50002, CLIENT, 23, true, false),
+            (EIP2, 50004, CLIENT, 22, true, false),
+        ],
+        "answers and allowed SYNs leave from the elastic IPs, never from 10.0.0.7"
+    );
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("stats.json")).unwrap()).unwrap();
+    let w = &stats["workers"][0];
+    assert_eq!(w["drops"]["firewall"], 4, "{w}");
+    let flows = |tenant: &str, rule: &str| {
+        stats["firewall"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["tenant"] == tenant && r["rule"] == rule)
+            .map(|r| r["flows"].clone())
+    };
+    assert_eq!(
+        flows("t1", "default in"),
+        Some(1.into()),
+        "{}",
+        stats["firewall"]
+    );
+    assert_eq!(flows("t2", "default in"), Some(1.into()));
+    assert_eq!(w["tenants"]["t1"]["flows_created"], 2);
+    assert_eq!(w["tenants"]["t2"]["flows_created"], 2);
 }

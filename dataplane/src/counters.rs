@@ -9,6 +9,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::firewall::RuleCounters;
+
 /// Ports a worker keeps counters for (DPDK's `RTE_MAX_ETHPORTS` on Debian).
 pub const MAX_PORTS: usize = 32;
 
@@ -199,6 +201,8 @@ pub struct WorkerCounters {
     /// By tenant index; tenants past the end (added after start) are not
     /// counted per tenant, only in the totals.
     pub tenants: Box<[TenantCounters]>,
+    /// Flows each firewall rule (and each default policy) decided.
+    pub rules: RuleCounters,
 }
 
 impl Default for WorkerCounters {
@@ -222,7 +226,15 @@ impl WorkerCounters {
             punted: Counter::default(),
             handed_off: Counter::default(),
             tenants: (0..tenants).map(|_| TenantCounters::default()).collect(),
+            rules: RuleCounters::new(0, tenants),
         }
+    }
+
+    /// The same, with room for `rules` firewall rules.
+    #[must_use]
+    pub fn with_rules(mut self, rules: usize) -> Self {
+        self.rules = RuleCounters::new(rules, self.tenants.len());
+        self
     }
     #[inline]
     pub fn count_drop(&self, reason: DropReason, n: u64) {

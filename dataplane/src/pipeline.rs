@@ -15,6 +15,7 @@
 
 use crate::conntrack::{Conn, TcpState, Timeouts, Tuple};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::firewall::{Direction as FwDir, Packet5};
 use crate::flow::{
     CapacityError, Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup as FlowLookup, Zone,
 };
@@ -818,6 +819,17 @@ impl Pipeline {
         }
         let ten = t.tenants.get(tenant).ok_or(D::NoRoute)?;
         let zone = Zone::tenant(tenant.index()).ok_or(D::NoRoute)?;
+        // The tenant's rules see its own address (after DNAT).
+        firewall(
+            t,
+            c,
+            tenant,
+            FwDir::In,
+            tuple,
+            tuple.src,
+            private,
+            tuple.dport,
+        )?;
         let tunnel = tunnel_to(t, ten, private)?;
         let conn = Conn {
             tenant: tenant.0,
@@ -849,6 +861,17 @@ impl Pipeline {
         if !tuple.opens {
             return Err(D::InvalidState);
         }
+        // Before a port is taken: a denied flow holds nothing.
+        firewall(
+            t,
+            c,
+            tenant.id,
+            FwDir::Out,
+            tuple,
+            tuple.src,
+            tuple.dst,
+            tuple.dport,
+        )?;
         // Replies go back to the host the tenant routes its address to.
         let tunnel = tunnel_to(t, tenant, tuple.src)?;
         let (to_tenant, to_public, reply, snat) = match nat {
@@ -922,6 +945,20 @@ impl Pipeline {
             port: tuple.dport,
         };
         let inside = self.snat.join(outside).ok_or(D::NatFiltered)?;
+        let allowed = firewall(
+            t,
+            c,
+            tenant,
+            FwDir::In,
+            tuple,
+            tuple.src,
+            inside.private,
+            inside.port,
+        );
+        if let Err(reason) = allowed {
+            self.snat.release(&t.pools, inside);
+            return Err(reason);
+        }
         let conn = (|| {
             let ten = t.tenants.get(tenant).ok_or(D::NoRoute)?;
             let zone = Zone::tenant(tenant.index()).ok_or(D::NoRoute)?;
@@ -1221,6 +1258,36 @@ pub(crate) fn finish_outer_ipv4(ip: &mut [u8], tos: u8, total_len: u16, id: u16,
     ip[4..6].copy_from_slice(&id.to_be_bytes());
     ip[6] = df;
     Ipv4Packet::new_unchecked(ip).fill_checksum();
+}
+
+/// The tenant's firewall rules for the first packet of a flow, seen in the
+/// tenant's address space (`src`, `dst` and the destination port after
+/// DNAT, before SNAT); the decision is counted per rule.
+#[allow(clippy::too_many_arguments)]
+fn firewall(
+    t: &Tables,
+    c: &WorkerCounters,
+    tenant: TenantId,
+    dir: FwDir,
+    tuple: &Tuple,
+    src: u32,
+    dst: u32,
+    dport: u16,
+) -> Result<(), DropReason> {
+    let p = match IpProtocol(tuple.protocol) {
+        IpProtocol::TCP => Packet5::tcp(src, dst, tuple.sport, dport),
+        IpProtocol::UDP => Packet5::udp(src, dst, tuple.sport, dport),
+        // Only echo requests open flows.
+        IpProtocol::ICMP => Packet5::icmp(src, dst, 8, 0),
+        _ => Packet5::other(tuple.protocol, src, dst),
+    };
+    let decision = t.firewall.evaluate(tenant, dir, &p);
+    c.rules.count(tenant, dir, decision);
+    if decision.allowed() {
+        Ok(())
+    } else {
+        Err(D::Firewall)
+    }
 }
 
 /// Accounts for a flow that ended: its tenant's count, and its share of

@@ -62,7 +62,9 @@ impl FromStr for Kind {
             "encap" => Ok(Kind::Encap),
             "decap" => Ok(Kind::Decap),
             "nat" => Ok(Kind::Nat),
-            _ => Err(format!("unknown profile {s:?}; known: udp, encap, decap, nat")),
+            _ => Err(format!(
+                "unknown profile {s:?}; known: udp, encap, decap, nat"
+            )),
         }
     }
 }
