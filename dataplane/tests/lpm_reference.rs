@@ -168,7 +168,7 @@ fn small_tables_against_linear_scan() {
         let addrs = probe_addrs(&routes, round, 256);
         let want: Vec<_> = addrs.iter().map(|&a| linear(&routes, a)).collect();
         check(&b.build(), &addrs, &want, &format!("round {round} auto"));
-        let bits = 1 + rng.below(24) as u8;
+        let bits = 1 + rng.below(u32::from(dataplane::lpm::MAX_TOP_BITS)) as u8;
         check(
             &b.build_with_top_bits(bits).unwrap(),
             &addrs,

@@ -78,11 +78,13 @@
 mod builder;
 mod small;
 pub mod testgen;
+mod trie;
 mod vrf;
 
 use std::fmt;
 
 use small::Small;
+use trie::{Narrow, Wide};
 
 pub use builder::LpmBuilder;
 pub use small::SMALL_MAX_ROUTES;
@@ -99,10 +101,11 @@ const STRIDE: u32 = 6;
 /// The largest next-hop index a route may carry.
 pub const MAX_NEXT_HOP: u32 = EMPTY - 1;
 /// The smallest and largest first stride [`LpmBuilder::build_with_top_bits`]
-/// accepts. Beyond 24 bits the top array alone outgrows DIR-24-8's.
+/// accepts. A first stride of `b` bits is `2^b` direct-pointed 64-byte
+/// nodes: beyond 20 bits they alone would outgrow DIR-24-8's 64 MiB.
 pub const MIN_TOP_BITS: u8 = 1;
 /// See [`MIN_TOP_BITS`].
-pub const MAX_TOP_BITS: u8 = 24;
+pub const MAX_TOP_BITS: u8 = 20;
 
 /// Why a route or a table was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,34 +242,6 @@ impl fmt::Display for Prefix {
     }
 }
 
-/// Leaf runs kept inside a node. 10 fills the node to exactly one cache
-/// line, and covers most nodes of a BGP-like table (8 runs on average).
-const INLINE: usize = 10;
-
-/// A Poptrie internal node: 64 slots, each a child node or a leaf.
-///
-/// Unlike the paper's 24-byte node, the first [`INLINE`] leaf runs live in
-/// the node itself, and the node is cache-line aligned: a level of the walk
-/// is then one cache miss instead of two (node, then leaf array), which is
-/// what a lookup in a table larger than the cache pays for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C, align(64))]
-struct Node {
-    /// Bit i set: slot i is a child node.
-    vector: u64,
-    /// Bit i set: slot i is a leaf whose value differs from the previous
-    /// leaf slot's, i.e. a new leaf run starts there.
-    leafvec: u64,
-    /// Where runs past the inline ones continue in `leaves`, minus
-    /// `INLINE + 1` (wrapping), so that adding the inclusive popcount of the
-    /// run lands on it.
-    base0: u32,
-    /// Index of this node's first child, minus one (wrapping), likewise.
-    base1: u32,
-    /// The first leaf runs.
-    inline: [u32; INLINE],
-}
-
 /// Counts of what a compiled table is made of, for reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LpmStats {
@@ -276,10 +251,16 @@ pub struct LpmStats {
     pub top_bits: u8,
     /// Entries in the top array.
     pub top_entries: usize,
-    /// Internal nodes (64 bytes each, holding up to 10 leaf runs).
+    /// Internal nodes (64 bytes each, holding up to 20 leaf runs, 10 in a
+    /// table of more than 65 534 next hops).
     pub nodes: usize,
-    /// Leaf runs that did not fit in their node (4 bytes each).
+    /// Shared nodes of one value under the top slots that no longer route
+    /// splits (one per distinct value there).
+    pub uniform_nodes: usize,
+    /// Leaf runs that did not fit in their node (2 or 4 bytes each).
     pub leaves: usize,
+    /// Entries of the next-hop dictionary (0 when leaves are next hops).
+    pub next_hops: usize,
     /// Total heap and inline bytes, as [`Lpm::memory_bytes`].
     pub bytes: usize,
 }
@@ -287,13 +268,13 @@ pub struct LpmStats {
 /// A compiled, immutable IPv4 routing table: the thing workers look up.
 ///
 /// Built by [`LpmBuilder::build`]; self-contained (an inline small table
-/// and three vectors), so it is `Send + Sync` and can be published behind
+/// and a few vectors), so it is `Send + Sync` and can be published behind
 /// an atomic pointer swap.
 ///
 /// A table of at most [`SMALL_MAX_ROUTES`] routes is compiled into the
 /// inline scan table (`top_bits == 0`), which is the first three cache
 /// lines of the struct: a lookup there follows no pointer. Bigger tables
-/// leave it empty and use the Poptrie in the vectors.
+/// leave it empty and use the Poptrie.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct Lpm {
@@ -301,9 +282,18 @@ pub struct Lpm {
     /// 0 for the small form, else the Poptrie's first stride.
     top_bits: u8,
     routes: u32,
-    top: Vec<u32>,
-    nodes: Vec<Node>,
-    leaves: Vec<u32>,
+    trie: Trie,
+}
+
+/// The Poptrie of a table that is not in the small form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Trie {
+    /// None: the small form (or no routes).
+    None,
+    /// Leaves index the table's next-hop dictionary (the usual case).
+    Narrow(Narrow),
+    /// Leaves are next hops (more than 65 534 distinct ones).
+    Wide(Wide),
 }
 
 impl Default for Lpm {
@@ -319,9 +309,7 @@ impl Lpm {
             small: Small::EMPTY,
             top_bits: MIN_TOP_BITS,
             routes: 0,
-            top: Vec::new(),
-            nodes: Vec::new(),
-            leaves: Vec::new(),
+            trie: Trie::None,
         }
     }
 
@@ -358,70 +346,32 @@ impl Lpm {
     /// The next hop of the longest prefix covering `addr`.
     #[inline]
     pub fn lookup(&self, addr: u32) -> Option<u32> {
-        if self.is_small() {
-            return decode(self.small.lookup(addr));
-        }
-        let mut slot = self.top_slot(addr);
-        let mut off = u32::from(self.top_bits);
-        while slot & NODE != 0 && off < 32 {
-            slot = self.step(slot, addr, off);
-            off += STRIDE;
-        }
-        decode(slot)
+        decode(match &self.trie {
+            Trie::None => self.small.lookup(addr),
+            Trie::Narrow(t) => t.lookup(addr),
+            Trie::Wide(t) => t.lookup(addr),
+        })
     }
 
-    /// Looks up `N` addresses at once, walking them level by level so the
-    /// loads of independent walks overlap. `out[i]` is `lookup(addrs[i])`.
+    /// Looks up `N` addresses at once, stage by stage (every top load, then
+    /// every node), so the cache misses of independent lookups overlap.
+    /// `out[i]` is `lookup(addrs[i])`.
     #[inline]
     pub fn lookup_bulk<const N: usize>(&self, addrs: &[u32; N], out: &mut [Option<u32>; N]) {
-        if self.is_small() {
+        let mut raw = [EMPTY; N];
+        match &self.trie {
             // The scans are independent and branch-free: the core overlaps
             // them without help.
-            for (o, &a) in out.iter_mut().zip(addrs) {
-                *o = decode(self.small.lookup(a));
+            Trie::None => {
+                for (r, &a) in raw.iter_mut().zip(addrs) {
+                    *r = self.small.lookup(a);
+                }
             }
-            return;
+            Trie::Narrow(t) => t.lookup_bulk(addrs, &mut raw),
+            Trie::Wide(t) => t.lookup_bulk(addrs, &mut raw),
         }
-        let mut slots = [EMPTY; N];
-        for (s, &a) in slots.iter_mut().zip(addrs) {
-            *s = self.top_slot(a);
-        }
-        let mut off = u32::from(self.top_bits);
-        // Checked before each level, not after: with a wide first stride
-        // most walks end in the top array and the whole batch skips the
-        // node arithmetic.
-        while off < 32 && any_node(&slots) {
-            // Every lane steps, finished or not, so that no branch depends
-            // on a load still in flight: a mispredict there would hold back
-            // the other lanes' loads, which is the whole point of batching.
-            // A finished lane steps through node 0 (hot) and keeps its leaf.
-            //
-            // First a tight pass that only touches each lane's node, then
-            // the arithmetic. A step is some 60 instructions; interleaved
-            // with its own load, only two or three walks fit in the
-            // reorder buffer, and that, not the memory, bounds throughput.
-            // Touched together, all N misses are in flight at once and the
-            // arithmetic then runs on L1 hits.
-            let mut live = [0u32; N];
-            let mut nodes = [&NO_NODE; N];
-            let mut touched = 0u64;
-            for ((l, n), &s) in live.iter_mut().zip(&mut nodes).zip(&slots) {
-                *l = live_mask(s);
-                *n = self.node(NODE | (s & *l));
-                touched = touched.wrapping_add(n.vector);
-            }
-            // Keep the touching loads where they are: without a use LLVM
-            // would drop them, and sinking them into the steps below would
-            // undo the point.
-            std::hint::black_box(touched);
-            for (((s, &a), n), &l) in slots.iter_mut().zip(addrs).zip(&nodes).zip(&live) {
-                let next = self.step_in(n, a, off);
-                *s = (next & l) | (*s & !l);
-            }
-            off += STRIDE;
-        }
-        for (o, &s) in out.iter_mut().zip(&slots) {
-            *o = decode(s);
+        for (o, &r) in out.iter_mut().zip(&raw) {
+            *o = decode(r);
         }
     }
 
@@ -442,27 +392,23 @@ impl Lpm {
     }
 
     /// Looks up a whole burst (a worker's RX burst of up to 32, or more):
-    /// sixteen at a time, then eight, then one by one. Only the first
+    /// [`BULK`] at a time, then eight, then one by one. Only the first
     /// `min(addrs.len(), out.len())` entries are touched.
-    ///
-    /// (A software pipeline over groups, the loads of the next group issued
-    /// before the arithmetic of this one, was tried and measured no better
-    /// than wide batches here.)
     pub fn lookup_slice(&self, addrs: &[u32], out: &mut [Option<u32>]) {
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
-        let mut a16 = addrs.chunks_exact(16);
-        let mut o16 = out.chunks_exact_mut(16);
-        for (a, o) in (&mut a16).zip(&mut o16) {
+        let mut a32 = addrs.chunks_exact(BULK);
+        let mut o32 = out.chunks_exact_mut(BULK);
+        for (a, o) in (&mut a32).zip(&mut o32) {
             if let (Ok(a), Ok(o)) = (
-                <&[u32; 16]>::try_from(a),
-                <&mut [Option<u32>; 16]>::try_from(o),
+                <&[u32; BULK]>::try_from(a),
+                <&mut [Option<u32>; BULK]>::try_from(o),
             ) {
                 self.lookup_bulk(a, o);
             }
         }
-        let mut a8 = a16.remainder().chunks_exact(8);
-        let mut o8 = o16.into_remainder().chunks_exact_mut(8);
+        let mut a8 = a32.remainder().chunks_exact(8);
+        let mut o8 = o32.into_remainder().chunks_exact_mut(8);
         for (a, o) in (&mut a8).zip(&mut o8) {
             if let (Ok(a), Ok(o)) = (
                 <&[u32; 8]>::try_from(a),
@@ -480,19 +426,40 @@ impl Lpm {
     /// allocations.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.top.capacity() * std::mem::size_of::<u32>()
-            + self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.leaves.capacity() * std::mem::size_of::<u32>()
+            + match &self.trie {
+                Trie::None => 0,
+                Trie::Narrow(t) => t.memory_bytes(),
+                Trie::Wide(t) => t.memory_bytes(),
+            }
     }
 
     /// What the table is made of.
     pub fn stats(&self) -> LpmStats {
+        let (top, nodes, uniform, leaves, hops) = match &self.trie {
+            Trie::None => (0, 0, 0, 0, 0),
+            Trie::Narrow(t) => (
+                1usize << (32 - t.shift),
+                t.nodes.len(),
+                t.uniform as usize,
+                t.leaves.len(),
+                t.hops.len(),
+            ),
+            Trie::Wide(t) => (
+                1usize << (32 - t.shift),
+                t.nodes.len(),
+                t.uniform as usize,
+                t.leaves.len(),
+                0,
+            ),
+        };
         LpmStats {
             routes: self.routes as usize,
             top_bits: self.top_bits,
-            top_entries: self.top.len(),
-            nodes: self.nodes.len(),
-            leaves: self.leaves.len(),
+            top_entries: top,
+            nodes: nodes - uniform,
+            uniform_nodes: uniform,
+            leaves,
+            next_hops: hops,
             bytes: self.memory_bytes(),
         }
     }
@@ -506,102 +473,15 @@ impl Lpm {
     pub fn is_empty(&self) -> bool {
         self.routes == 0
     }
-
-    #[inline(always)]
-    fn top_slot(&self, addr: u32) -> u32 {
-        // top_bits is kept in 0..=24, so the shift is in range; a small
-        // table (0) has no top array and reads as "no route".
-        let i = u64::from(addr) >> (32 - u32::from(self.top_bits));
-        self.top.get(i as usize).copied().unwrap_or(EMPTY)
-    }
-
-    /// Where a walk starts: the answer itself for a small table, else the
-    /// top array's slot.
-    #[inline(always)]
-    fn first_slot(&self, addr: u32) -> u32 {
-        if self.is_small() {
-            self.small.lookup(addr)
-        } else {
-            self.top_slot(addr)
-        }
-    }
-
-    /// One level: from the node in `slot`, take the 6 address bits at
-    /// offset `off` (bits past 32 read as zero) to the child or the leaf.
-    /// The caller guarantees `off < 32`.
-    ///
-    /// Both the child index and the leaf are computed and one is selected,
-    /// rather than branching on the node's bitmap: the bitmap arrives with
-    /// a cache miss, and a branch on it would be a coin toss on random
-    /// traffic. The leaf read for a slot that turns out to be a child is a
-    /// harmless in-bounds (or fallback) read next to this node's leaves.
-    #[inline(always)]
-    fn step(&self, slot: u32, addr: u32, off: u32) -> u32 {
-        self.step_in(self.node(slot), addr, off)
-    }
-
-    /// The node a node slot points to; borrowed, not copied: a 64-byte
-    /// copy per level costs as much as the rest of the step.
-    #[inline(always)]
-    fn node(&self, slot: u32) -> &Node {
-        self.nodes.get((slot & !NODE) as usize).unwrap_or(&NO_NODE)
-    }
-
-    #[inline(always)]
-    fn step_in(&self, node: &Node, addr: u32, off: u32) -> u32 {
-        let pos = (addr << off) >> (32 - STRIDE);
-        // Slots 0..=pos: `2 << 63` is 0, and 0 - 1 is all ones.
-        let upto = (2u64 << pos).wrapping_sub(1);
-        // All ones if the slot is a child. One popcount, of whichever
-        // bitmap applies: without POPCNT in the baseline x86-64 target a
-        // popcount is a dozen dependent instructions, and the fewer there
-        // are per level, the more walks the core keeps in flight.
-        let child = 0u64.wrapping_sub((node.vector >> pos) & 1);
-        let rank = (((node.vector & child) | (node.leafvec & !child)) & upto).count_ones();
-        // Both the inline and the spilled candidate are read and one kept:
-        // a branch on which one applies would hang on the node's cache miss
-        // and, mispredicted, flush every other walk in flight. When the
-        // inline one applies, the spilled read goes to leaf 0, one hot
-        // line, instead of a cache miss nobody needs; clamping keeps it in
-        // bounds either way.
-        let run = (rank as usize).wrapping_sub(1);
-        let inline = node.inline[run.min(INLINE - 1)];
-        let use_inline = 0u32.wrapping_sub(u32::from(run < INLINE));
-        let spilled_at = (node.base0.wrapping_add(rank) & !use_inline) as usize;
-        let spilled_at = spilled_at.min(self.leaves.len().saturating_sub(1));
-        let spilled = self.leaves.get(spilled_at).copied().unwrap_or(EMPTY);
-        let leaf = (inline & use_inline) | (spilled & !use_inline);
-        let child = child as u32;
-        ((NODE | node.base1.wrapping_add(rank)) & child) | (leaf & !child)
-    }
 }
 
-/// What a missing node reads as: no children, no leaf runs (rank 0 reads
-/// `leaves[u32::MAX]`, out of bounds), so every slot is "no route".
-static NO_NODE: Node = Node {
-    vector: 0,
-    leafvec: 0,
-    base0: u32::MAX,
-    base1: 0,
-    inline: [EMPTY; INLINE],
-};
-
-/// Whether any of `slots` is still at a node.
-#[inline(always)]
-fn any_node(slots: &[u32]) -> bool {
-    slots.iter().fold(0, |p, &s| p | s) & NODE != 0
-}
-
-/// All ones if `slot` is a node, else zero.
-#[inline(always)]
-fn live_mask(slot: u32) -> u32 {
-    0u32.wrapping_sub(slot >> 31)
-}
+/// Lanes of the batches [`Lpm::lookup_slice`] walks together.
+const BULK: usize = 32;
 
 #[inline(always)]
 fn decode(slot: u32) -> Option<u32> {
-    // A node slot here means the walk ran past 32 bits: a corrupt table,
-    // which the builder never makes; answer "no route" rather than panic.
+    // NODE-tagged values never reach here; EMPTY and above read as "no
+    // route" rather than panic.
     if slot >= EMPTY {
         None
     } else {
@@ -658,8 +538,10 @@ mod tests {
 
     #[test]
     fn node_layout_is_compact() {
-        assert_eq!(std::mem::size_of::<Node>(), 64);
-        assert_eq!(std::mem::align_of::<Node>(), 64);
+        assert_eq!(std::mem::size_of::<trie::Node<u16>>(), 64);
+        assert_eq!(std::mem::align_of::<trie::Node<u16>>(), 64);
+        assert_eq!(std::mem::size_of::<trie::Node<u32>>(), 64);
+        assert_eq!(std::mem::size_of::<Lpm>(), 320);
     }
 
     #[test]

@@ -1,0 +1,244 @@
+//! The compiled Poptrie: a top array of node indices and 64-byte nodes of
+//! 6-bit stride whose leaves are either 16-bit indices into the table's
+//! next-hop dictionary ([`Narrow`], 20 leaf runs inline per node) or the
+//! next hops themselves ([`Wide`], 10 inline; only for tables with more
+//! than 65 534 distinct next hops).
+//!
+//! Every top slot names a node, never a leaf: a slot that a route of at
+//! most `top_bits` covers points at a shared *uniform* node of that next
+//! hop (one leaf run over all 64 slots). A lookup is then always "top
+//! load, node load, a shift and a popcount, a dictionary load (L1)" with
+//! no branch on a loaded value for the common case; deeper levels (routes
+//! longer than `top_bits + 6`) and spilled runs are rare and taken by
+//! well-predicted branches.
+
+use std::fmt::Debug;
+
+use super::{EMPTY, STRIDE};
+
+/// What a node slot's leaf holds.
+pub(super) trait Leaf: Copy + Debug + Eq + Send + Sync + 'static {
+    /// The node's inline leaf runs.
+    type Inline: Copy + Debug + Eq + Send + Sync + AsRef<[Self]> + AsMut<[Self]>;
+    /// Leaf runs inline in a node (fills it to 64 bytes).
+    const INLINE: usize;
+    /// A leaf that reads as "no route" (out of range of the dictionary).
+    const NONE: Self;
+    /// Inline runs all [`NONE`](Self::NONE).
+    const NONE_INLINE: Self::Inline;
+    /// What a missing node reads as.
+    fn no_node() -> &'static Node<Self>;
+    /// The leaf's next hop (or [`EMPTY`]).
+    fn value(self, hops: &[u32]) -> u32;
+}
+
+/// A dictionary index: the table's next hops are `hops[leaf]`.
+impl Leaf for u16 {
+    type Inline = [u16; 20];
+    const INLINE: usize = 20;
+    const NONE: Self = u16::MAX;
+    const NONE_INLINE: Self::Inline = [u16::MAX; 20];
+    fn no_node() -> &'static Node<Self> {
+        &NO_NODE16
+    }
+    #[inline(always)]
+    fn value(self, hops: &[u32]) -> u32 {
+        hops.get(usize::from(self)).copied().unwrap_or(EMPTY)
+    }
+}
+
+/// The next hop itself.
+impl Leaf for u32 {
+    type Inline = [u32; 10];
+    const INLINE: usize = 10;
+    const NONE: Self = EMPTY;
+    const NONE_INLINE: Self::Inline = [EMPTY; 10];
+    fn no_node() -> &'static Node<Self> {
+        &NO_NODE32
+    }
+    #[inline(always)]
+    fn value(self, _hops: &[u32]) -> u32 {
+        self
+    }
+}
+
+/// A Poptrie internal node: 64 slots, each a child node or a leaf, in one
+/// cache line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub(super) struct Node<L: Leaf> {
+    /// Bit i set: slot i is a child node.
+    pub(super) vector: u64,
+    /// Bit i set: slot i is a leaf whose value differs from the previous
+    /// leaf slot's, i.e. a new leaf run starts there.
+    pub(super) leafvec: u64,
+    /// Index of this node's first child, minus one (wrapping), so that
+    /// adding the inclusive popcount of the children lands on it.
+    pub(super) base1: u32,
+    /// Where runs past the inline ones continue in `leaves`, minus
+    /// `INLINE + 1` (wrapping), likewise.
+    pub(super) base0: u32,
+    /// The first leaf runs.
+    pub(super) inline: L::Inline,
+}
+
+impl<L: Leaf> Node<L> {
+    /// A node whose 64 slots all hold `leaf`.
+    pub(super) fn uniform(leaf: L) -> Self {
+        let mut inline = L::NONE_INLINE;
+        if let Some(l) = inline.as_mut().first_mut() {
+            *l = leaf;
+        }
+        Node {
+            vector: 0,
+            leafvec: 1,
+            base1: 0,
+            base0: u32::MAX,
+            inline,
+        }
+    }
+
+    /// No children, no leaf runs: every slot reads as "no route".
+    const NONE: Self = Node {
+        vector: 0,
+        leafvec: 0,
+        base1: 0,
+        base0: u32::MAX,
+        inline: L::NONE_INLINE,
+    };
+}
+
+static NO_NODE16: Node<u16> = Node::NONE;
+static NO_NODE32: Node<u32> = Node::NONE;
+
+/// Where one level of a walk went.
+pub(super) enum Step<L> {
+    /// A leaf: the answer.
+    Leaf(L),
+    /// A child node, by index.
+    Child(u32),
+}
+
+/// A compiled Poptrie over leaves `L`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Poptrie<L: Leaf> {
+    /// `32 - top_bits`: node `addr >> shift` is where a walk starts.
+    pub(super) shift: u32,
+    /// The `1 << top_bits` direct-pointed nodes, then their children.
+    pub(super) nodes: Vec<Node<L>>,
+    /// Leaf runs that did not fit in their node.
+    pub(super) leaves: Vec<L>,
+    /// The next-hop dictionary of [`Narrow`] leaves (empty for [`Wide`]).
+    pub(super) hops: Vec<u32>,
+    /// How many of the direct-pointed nodes are uniform.
+    pub(super) uniform: u32,
+}
+
+/// The form of most tables.
+pub(super) type Narrow = Poptrie<u16>;
+/// The form of tables with more distinct next hops than a `u16` indexes.
+pub(super) type Wide = Poptrie<u32>;
+
+impl<L: Leaf> Poptrie<L> {
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node<L>>()
+            + self.leaves.capacity() * std::mem::size_of::<L>()
+            + self.hops.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// The direct-pointed node of `addr`'s first `top_bits` bits.
+    #[inline(always)]
+    fn top_node(&self, addr: u32) -> &Node<L> {
+        // shift is in 32 - MAX_TOP_BITS..32: in range.
+        self.node(addr >> (self.shift & 31))
+    }
+
+    #[inline(always)]
+    fn node(&self, i: u32) -> &Node<L> {
+        self.nodes.get(i as usize).unwrap_or(L::no_node())
+    }
+
+    /// One level: slot `addr[off..off + 6]` of `node` (bits past 32 read
+    /// as zero). `off < 32`.
+    #[inline(always)]
+    fn step(&self, node: &Node<L>, addr: u32, off: u32) -> Step<L> {
+        // 63 - slot: shifting a bitmap left by it keeps slots 0..=slot, the
+        // slot itself in the top bit; its popcount is the inclusive rank.
+        let sh = (!(addr << (off & 31))) >> (32 - STRIDE);
+        let v = node.vector << sh;
+        if (v as i64) < 0 {
+            return Step::Child(node.base1.wrapping_add(v.count_ones()));
+        }
+        let rank = (node.leafvec << sh).count_ones();
+        // rank >= 1 for a leaf slot of a well-built node; the inline runs'
+        // `get` is both the bounds check and the test for a spilled run.
+        let leaf = match node.inline.as_ref().get((rank as usize).wrapping_sub(1)) {
+            Some(&l) => l,
+            None => self.spilled(node, rank),
+        };
+        Step::Leaf(leaf)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn spilled(&self, node: &Node<L>, rank: u32) -> L {
+        let i = node.base0.wrapping_add(rank) as usize;
+        self.leaves.get(i).copied().unwrap_or(L::NONE)
+    }
+
+    /// The rest of a walk from child `i` at bit offset `off`.
+    #[inline]
+    fn walk(&self, mut i: u32, addr: u32, mut off: u32) -> u32 {
+        while off < 32 {
+            match self.step(self.node(i), addr, off) {
+                Step::Leaf(l) => return l.value(&self.hops),
+                Step::Child(c) => i = c,
+            }
+            off += STRIDE;
+        }
+        // A child past the last bit: only a corrupt table has one.
+        EMPTY
+    }
+
+    /// The leaf value (next hop or [`EMPTY`]) for `addr`.
+    #[inline(always)]
+    pub(super) fn lookup(&self, addr: u32) -> u32 {
+        let off = 32 - self.shift;
+        match self.step(self.top_node(addr), addr, off) {
+            Step::Leaf(l) => l.value(&self.hops),
+            Step::Child(c) => self.walk(c, addr, off + STRIDE),
+        }
+    }
+
+    /// `out[i] = lookup(addrs[i])`, stage by stage over the batch: every
+    /// top load, then every node load and step, so that the batch's cache
+    /// misses are in flight together. Lanes that go deeper (rare: routes
+    /// longer than `top_bits + 6`) finish one by one.
+    #[inline(always)]
+    pub(super) fn lookup_bulk<const N: usize>(&self, addrs: &[u32; N], out: &mut [u32; N]) {
+        let off = 32 - self.shift;
+        let nodes: [&Node<L>; N] = std::array::from_fn(|i| self.top_node(addrs[i]));
+        // Touch each lane's node before any arithmetic on it, so that all
+        // N misses are issued back to back, not as far apart as the
+        // reorder buffer holds steps.
+        let touched = nodes.iter().fold(0u64, |t, n| t.wrapping_add(n.leafvec));
+        std::hint::black_box(touched);
+        let mut deeper = 0u64;
+        let mut child = [0u32; N];
+        for i in 0..N {
+            match self.step(nodes[i], addrs[i], off) {
+                Step::Leaf(l) => out[i] = l.value(&self.hops),
+                Step::Child(c) if i < 64 => {
+                    child[i] = c;
+                    deeper |= 1 << i;
+                }
+                Step::Child(c) => out[i] = self.walk(c, addrs[i], off + STRIDE),
+            }
+        }
+        while deeper != 0 {
+            let i = deeper.trailing_zeros() as usize;
+            deeper &= deeper - 1;
+            out[i] = self.walk(child[i], addrs[i], off + STRIDE);
+        }
+    }
+}
