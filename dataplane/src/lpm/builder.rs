@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use super::trie::{Leaf, Node, Poptrie};
+use super::trie::{Leaf, Node, Poptrie, Slot};
 use super::{
     Lpm, LpmError, Prefix, Trie, EMPTY, MAX_NEXT_HOP, MAX_TOP_BITS, MIN_TOP_BITS, SMALL_MAX_ROUTES,
 };
@@ -142,7 +142,15 @@ impl LpmBuilder {
         hops.sort_unstable();
         hops.dedup();
         hops.shrink_to_fit();
-        let trie = if hops.len() < usize::from(u16::MAX) {
+        let trie = if hops.len() < usize::from(u8::MAX) {
+            let dict: HashMap<u32, u8> = hops
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (v, u8::try_from(i).unwrap_or(u8::MAX)))
+                .collect();
+            let enc = move |v: u32| dict.get(&v).copied().unwrap_or(u8::MAX);
+            Trie::Byte(Compiler::new(enc).build(&entries, u32::from(bits), hops))
+        } else if hops.len() < usize::from(u16::MAX) {
             let dict: HashMap<u32, u16> = hops
                 .iter()
                 .enumerate()
@@ -207,7 +215,7 @@ impl<L: Leaf, E: Fn(u32) -> L> Compiler<L, E> {
     }
 
     fn build(mut self, entries: &[Entry], bits: u32, hops: Vec<u32>) -> Poptrie<L> {
-        let uniform = self.direct(entries, bits);
+        let (slots, uniform) = self.direct(entries, bits);
         let Compiler {
             mut nodes,
             mut leaves,
@@ -217,6 +225,7 @@ impl<L: Leaf, E: Fn(u32) -> L> Compiler<L, E> {
         leaves.shrink_to_fit();
         Poptrie {
             shift: 32 - bits,
+            slots,
             nodes,
             leaves,
             hops,
@@ -224,11 +233,11 @@ impl<L: Leaf, E: Fn(u32) -> L> Compiler<L, E> {
         }
     }
 
-    /// Fills the direct-pointed nodes, one per value of the first `bits`
-    /// bits: a node (with children after the direct ones) where longer
-    /// routes split the block, else a uniform node of the block's value.
-    /// Returns how many are uniform.
-    fn direct(&mut self, entries: &[Entry], bits: u32) -> u32 {
+    /// The direct-pointed slots, one per value of the first `bits` bits:
+    /// uniform where no longer route splits the block, the block's node
+    /// where longer routes do and it is leaf-only and fits, else a full
+    /// node. Returns them and how many are uniform.
+    fn direct(&mut self, entries: &[Entry], bits: u32) -> (Vec<Slot<L>>, u32) {
         // First the value each block has from routes of at most `bits`.
         let mut cover = vec![EMPTY; 1usize << bits];
         let shift = 32 - bits;
@@ -242,7 +251,7 @@ impl<L: Leaf, E: Fn(u32) -> L> Compiler<L, E> {
             }
         }
         let enc = &self.enc;
-        self.nodes = cover.iter().map(|&v| Node::uniform(enc(v))).collect();
+        let mut slots: Vec<Slot<L>> = cover.iter().map(|&v| Slot::uniform(enc(v))).collect();
         let mut uniform = index(cover.len());
         // The routes longer than `bits` under one block are contiguous in
         // the sorted order.
@@ -260,15 +269,26 @@ impl<L: Leaf, E: Fn(u32) -> L> Compiler<L, E> {
             let group = &entries[i..end];
             let value = cover.get(t).copied().unwrap_or(EMPTY);
             if group.iter().any(|e| e.nh != value) {
+                let spill = self.leaves.len();
                 let node = self.node(group, bits, value);
-                if let Some(n) = self.nodes.get_mut(t) {
-                    *n = node;
+                let slot = match Slot::leaf_only(&node) {
+                    Some(s) => s,
+                    None => {
+                        let n = index(self.nodes.len());
+                        self.nodes.push(node);
+                        Slot::full(n)
+                    }
+                };
+                // A leaf-only node that fits spilled nothing.
+                debug_assert!(slot.leafvec & 1 == 0 || self.leaves.len() == spill);
+                if let Some(s) = slots.get_mut(t) {
+                    *s = slot;
                 }
                 uniform -= 1;
             }
             i = end;
         }
-        uniform
+        (slots, uniform)
     }
 
     fn node(&mut self, group: &[Entry], depth: u32, cover: u32) -> Node<L> {

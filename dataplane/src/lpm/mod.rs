@@ -84,7 +84,7 @@ mod vrf;
 use std::fmt;
 
 use small::Small;
-use trie::{Narrow, Wide};
+use trie::{Byte, Narrow, Wide};
 
 pub use builder::LpmBuilder;
 pub use small::SMALL_MAX_ROUTES;
@@ -249,15 +249,13 @@ pub struct LpmStats {
     pub routes: usize,
     /// Bits resolved by the direct-pointing top array.
     pub top_bits: u8,
-    /// Entries in the top array.
+    /// Direct-pointed slots (32 bytes each).
     pub top_entries: usize,
-    /// Internal nodes (64 bytes each, holding up to 20 leaf runs, 10 in a
-    /// table of more than 65 534 next hops).
+    /// Full nodes (64 bytes each) below the slots.
     pub nodes: usize,
-    /// Shared nodes of one value under the top slots that no longer route
-    /// splits (one per distinct value there).
-    pub uniform_nodes: usize,
-    /// Leaf runs that did not fit in their node (2 or 4 bytes each).
+    /// Slots whose whole block has one next hop.
+    pub uniform_slots: usize,
+    /// Leaf runs that did not fit in their node (1, 2 or 4 bytes each).
     pub leaves: usize,
     /// Entries of the next-hop dictionary (0 when leaves are next hops).
     pub next_hops: usize,
@@ -290,7 +288,10 @@ pub struct Lpm {
 enum Trie {
     /// None: the small form (or no routes).
     None,
-    /// Leaves index the table's next-hop dictionary (the usual case).
+    /// Leaves are byte indices into the table's next-hop dictionary (the
+    /// usual case: at most 254 distinct next hops).
+    Byte(Byte),
+    /// Leaves are 16-bit indices into the dictionary.
     Narrow(Narrow),
     /// Leaves are next hops (more than 65 534 distinct ones).
     Wide(Wide),
@@ -348,6 +349,7 @@ impl Lpm {
     pub fn lookup(&self, addr: u32) -> Option<u32> {
         decode(match &self.trie {
             Trie::None => self.small.lookup(addr),
+            Trie::Byte(t) => t.lookup(addr),
             Trie::Narrow(t) => t.lookup(addr),
             Trie::Wide(t) => t.lookup(addr),
         })
@@ -367,6 +369,7 @@ impl Lpm {
                     *r = self.small.lookup(a);
                 }
             }
+            Trie::Byte(t) => t.lookup_bulk(addrs, &mut raw),
             Trie::Narrow(t) => t.lookup_bulk(addrs, &mut raw),
             Trie::Wide(t) => t.lookup_bulk(addrs, &mut raw),
         }
@@ -428,6 +431,7 @@ impl Lpm {
         std::mem::size_of::<Self>()
             + match &self.trie {
                 Trie::None => 0,
+                Trie::Byte(t) => t.memory_bytes(),
                 Trie::Narrow(t) => t.memory_bytes(),
                 Trie::Wide(t) => t.memory_bytes(),
             }
@@ -437,27 +441,16 @@ impl Lpm {
     pub fn stats(&self) -> LpmStats {
         let (top, nodes, uniform, leaves, hops) = match &self.trie {
             Trie::None => (0, 0, 0, 0, 0),
-            Trie::Narrow(t) => (
-                1usize << (32 - t.shift),
-                t.nodes.len(),
-                t.uniform as usize,
-                t.leaves.len(),
-                t.hops.len(),
-            ),
-            Trie::Wide(t) => (
-                1usize << (32 - t.shift),
-                t.nodes.len(),
-                t.uniform as usize,
-                t.leaves.len(),
-                0,
-            ),
+            Trie::Byte(t) => t.counts(),
+            Trie::Narrow(t) => t.counts(),
+            Trie::Wide(t) => t.counts(),
         };
         LpmStats {
             routes: self.routes as usize,
             top_bits: self.top_bits,
             top_entries: top,
-            nodes: nodes - uniform,
-            uniform_nodes: uniform,
+            nodes,
+            uniform_slots: uniform,
             leaves,
             next_hops: hops,
             bytes: self.memory_bytes(),
@@ -541,6 +534,10 @@ mod tests {
         assert_eq!(std::mem::size_of::<trie::Node<u16>>(), 64);
         assert_eq!(std::mem::align_of::<trie::Node<u16>>(), 64);
         assert_eq!(std::mem::size_of::<trie::Node<u32>>(), 64);
+        assert_eq!(std::mem::size_of::<trie::Node<u8>>(), 64);
+        assert_eq!(std::mem::size_of::<trie::Slot<u8>>(), 32);
+        assert_eq!(std::mem::size_of::<trie::Slot<u16>>(), 32);
+        assert_eq!(std::mem::size_of::<trie::Slot<u32>>(), 32);
         assert_eq!(std::mem::size_of::<Lpm>(), 320);
     }
 

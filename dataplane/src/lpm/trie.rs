@@ -1,16 +1,20 @@
-//! The compiled Poptrie: a top array of node indices and 64-byte nodes of
-//! 6-bit stride whose leaves are either 16-bit indices into the table's
-//! next-hop dictionary ([`Narrow`], 20 leaf runs inline per node) or the
-//! next hops themselves ([`Wide`], 10 inline; only for tables with more
-//! than 65 534 distinct next hops).
+//! The compiled Poptrie: `2^top_bits` direct-pointed 32-byte slots, one
+//! per value of the address's first bits, and 64-byte nodes of 6-bit stride
+//! below them for the blocks that need more.
 //!
-//! Every top slot names a node, never a leaf: a slot that a route of at
-//! most `top_bits` covers points at a shared *uniform* node of that next
-//! hop (one leaf run over all 64 slots). A lookup is then always "top
-//! load, node load, a shift and a popcount, a dictionary load (L1)" with
-//! no branch on a loaded value for the common case; deeper levels (routes
-//! longer than `top_bits + 6`) and spilled runs are rare and taken by
-//! well-predicted branches.
+//! Leaves are indices into the table's next-hop dictionary, a byte when it
+//! has at most 254 entries (a full BGP table has a few dozen peers: 24
+//! leaf runs fit in a slot, 40 in a node), else 16 bits (12 and 20), or
+//! the next hops themselves in a table of more than 65 534 distinct ones
+//! (6 and 10).
+//!
+//! A slot is the leaf-only node of its block when that fits: a bitmap of
+//! where leaf runs start and the runs. Otherwise (a route longer than
+//! `top_bits + 6` below it, or more runs than fit) it names a full node.
+//! A lookup of a /24 or shorter in a full table is then one cache miss on
+//! the 8 MiB of slots, a shift, a popcount and a dictionary load (L1);
+//! deeper walks and spilled runs are rare and taken by well-predicted
+//! branches.
 
 use std::fmt::Debug;
 
@@ -26,10 +30,36 @@ pub(super) trait Leaf: Copy + Debug + Eq + Send + Sync + 'static {
     const NONE: Self;
     /// Inline runs all [`NONE`](Self::NONE).
     const NONE_INLINE: Self::Inline;
+    /// A slot's leaf runs.
+    type Runs: Copy + Debug + Eq + Send + Sync + AsRef<[Self]> + AsMut<[Self]>;
+    /// Runs all [`NONE`](Self::NONE).
+    const NONE_RUNS: Self::Runs;
     /// What a missing node reads as.
     fn no_node() -> &'static Node<Self>;
+    /// What a missing slot reads as.
+    fn no_slot() -> &'static Slot<Self>;
     /// The leaf's next hop (or [`EMPTY`]).
     fn value(self, hops: &[u32]) -> u32;
+}
+
+/// A dictionary index of a small dictionary.
+impl Leaf for u8 {
+    type Inline = [u8; 40];
+    const INLINE: usize = 40;
+    const NONE: Self = u8::MAX;
+    const NONE_INLINE: Self::Inline = [u8::MAX; 40];
+    type Runs = [u8; 24];
+    const NONE_RUNS: Self::Runs = [u8::MAX; 24];
+    fn no_node() -> &'static Node<Self> {
+        &NO_NODE8
+    }
+    fn no_slot() -> &'static Slot<Self> {
+        &NO_SLOT8
+    }
+    #[inline(always)]
+    fn value(self, hops: &[u32]) -> u32 {
+        hops.get(usize::from(self)).copied().unwrap_or(EMPTY)
+    }
 }
 
 /// A dictionary index: the table's next hops are `hops[leaf]`.
@@ -38,8 +68,13 @@ impl Leaf for u16 {
     const INLINE: usize = 20;
     const NONE: Self = u16::MAX;
     const NONE_INLINE: Self::Inline = [u16::MAX; 20];
+    type Runs = [u16; 12];
+    const NONE_RUNS: Self::Runs = [u16::MAX; 12];
     fn no_node() -> &'static Node<Self> {
         &NO_NODE16
+    }
+    fn no_slot() -> &'static Slot<Self> {
+        &NO_SLOT16
     }
     #[inline(always)]
     fn value(self, hops: &[u32]) -> u32 {
@@ -53,8 +88,13 @@ impl Leaf for u32 {
     const INLINE: usize = 10;
     const NONE: Self = EMPTY;
     const NONE_INLINE: Self::Inline = [EMPTY; 10];
+    type Runs = [u32; 6];
+    const NONE_RUNS: Self::Runs = [EMPTY; 6];
     fn no_node() -> &'static Node<Self> {
         &NO_NODE32
+    }
+    fn no_slot() -> &'static Slot<Self> {
+        &NO_SLOT32
     }
     #[inline(always)]
     fn value(self, _hops: &[u32]) -> u32 {
@@ -108,8 +148,61 @@ impl<L: Leaf> Node<L> {
     };
 }
 
+static NO_NODE8: Node<u8> = Node::NONE;
 static NO_NODE16: Node<u16> = Node::NONE;
 static NO_NODE32: Node<u32> = Node::NONE;
+static NO_SLOT8: Slot<u8> = Slot::NONE;
+static NO_SLOT16: Slot<u16> = Slot::NONE;
+static NO_SLOT32: Slot<u32> = Slot::NONE;
+
+/// A direct-pointed slot: the leaf-only node of its block (bit 0 of
+/// `leafvec` set: slot 0 of a leaf-only node always starts a run), or the
+/// index of a full node in the high half of `leafvec` (bit 0 clear).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(32))]
+pub(super) struct Slot<L: Leaf> {
+    pub(super) leafvec: u64,
+    pub(super) runs: L::Runs,
+}
+
+impl<L: Leaf> Slot<L> {
+    /// Every address of the block has `leaf`.
+    pub(super) fn uniform(leaf: L) -> Self {
+        let mut runs = L::NONE_RUNS;
+        if let Some(l) = runs.as_mut().first_mut() {
+            *l = leaf;
+        }
+        Slot { leafvec: 1, runs }
+    }
+
+    /// The slot of a leaf-only `node`, if its runs fit.
+    pub(super) fn leaf_only(node: &Node<L>) -> Option<Self> {
+        let n = node.leafvec.count_ones() as usize;
+        let mut runs = L::NONE_RUNS;
+        if node.vector != 0 || node.leafvec & 1 == 0 || n > runs.as_ref().len() {
+            return None;
+        }
+        runs.as_mut()
+            .copy_from_slice(node.inline.as_ref().get(..L::NONE_RUNS.as_ref().len())?);
+        Some(Slot {
+            leafvec: node.leafvec,
+            runs,
+        })
+    }
+
+    /// A slot that sends the walk to full node `i`.
+    pub(super) fn full(i: u32) -> Self {
+        Slot {
+            leafvec: u64::from(i) << 32,
+            runs: L::NONE_RUNS,
+        }
+    }
+
+    const NONE: Self = Slot {
+        leafvec: 1,
+        runs: L::NONE_RUNS,
+    };
+}
 
 /// Where one level of a walk went.
 pub(super) enum Step<L> {
@@ -122,35 +215,65 @@ pub(super) enum Step<L> {
 /// A compiled Poptrie over leaves `L`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Poptrie<L: Leaf> {
-    /// `32 - top_bits`: node `addr >> shift` is where a walk starts.
+    /// `32 - top_bits`: slot `addr >> shift` is where a walk starts.
     pub(super) shift: u32,
-    /// The `1 << top_bits` direct-pointed nodes, then their children.
+    /// The `1 << top_bits` direct-pointed slots.
+    pub(super) slots: Vec<Slot<L>>,
+    /// Full nodes: those of the slots that need one, and their children.
     pub(super) nodes: Vec<Node<L>>,
     /// Leaf runs that did not fit in their node.
     pub(super) leaves: Vec<L>,
     /// The next-hop dictionary of [`Narrow`] leaves (empty for [`Wide`]).
     pub(super) hops: Vec<u32>,
-    /// How many of the direct-pointed nodes are uniform.
+    /// How many of the slots are uniform.
     pub(super) uniform: u32,
 }
 
-/// The form of most tables.
+/// The form of tables of at most 254 distinct next hops.
+pub(super) type Byte = Poptrie<u8>;
+/// The form of tables of at most 65 534 distinct next hops.
 pub(super) type Narrow = Poptrie<u16>;
 /// The form of tables with more distinct next hops than a `u16` indexes.
 pub(super) type Wide = Poptrie<u32>;
 
 impl<L: Leaf> Poptrie<L> {
     pub(super) fn memory_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node<L>>()
+        self.slots.capacity() * std::mem::size_of::<Slot<L>>()
+            + self.nodes.capacity() * std::mem::size_of::<Node<L>>()
             + self.leaves.capacity() * std::mem::size_of::<L>()
             + self.hops.capacity() * std::mem::size_of::<u32>()
     }
 
-    /// The direct-pointed node of `addr`'s first `top_bits` bits.
+    /// Slots, full nodes, uniform slots, spilled leaves, dictionary size.
+    pub(super) fn counts(&self) -> (usize, usize, usize, usize, usize) {
+        (
+            self.slots.len(),
+            self.nodes.len(),
+            self.uniform as usize,
+            self.leaves.len(),
+            self.hops.len(),
+        )
+    }
+
+    /// The direct-pointed slot of `addr`'s first `top_bits` bits.
     #[inline(always)]
-    fn top_node(&self, addr: u32) -> &Node<L> {
+    fn slot(&self, addr: u32) -> &Slot<L> {
         // shift is in 32 - MAX_TOP_BITS..32: in range.
-        self.node(addr >> (self.shift & 31))
+        let i = (addr >> (self.shift & 31)) as usize;
+        self.slots.get(i).unwrap_or(L::no_slot())
+    }
+
+    /// The first level, in `slot`: the leaf, or the full node where the
+    /// walk goes on at the same offset.
+    #[inline(always)]
+    fn slot_step(&self, slot: &Slot<L>, addr: u32, off: u32) -> Step<L> {
+        if slot.leafvec & 1 == 0 {
+            return Step::Child((slot.leafvec >> 32) as u32);
+        }
+        let sh = (!(addr << (off & 31))) >> (32 - STRIDE);
+        let rank = (slot.leafvec << sh).count_ones();
+        let leaf = slot.runs.as_ref().get((rank as usize).wrapping_sub(1));
+        Step::Leaf(leaf.copied().unwrap_or(L::NONE))
     }
 
     #[inline(always)]
@@ -204,9 +327,9 @@ impl<L: Leaf> Poptrie<L> {
     #[inline(always)]
     pub(super) fn lookup(&self, addr: u32) -> u32 {
         let off = 32 - self.shift;
-        match self.step(self.top_node(addr), addr, off) {
+        match self.slot_step(self.slot(addr), addr, off) {
             Step::Leaf(l) => l.value(&self.hops),
-            Step::Child(c) => self.walk(c, addr, off + STRIDE),
+            Step::Child(c) => self.walk(c, addr, off),
         }
     }
 
@@ -217,28 +340,28 @@ impl<L: Leaf> Poptrie<L> {
     #[inline(always)]
     pub(super) fn lookup_bulk<const N: usize>(&self, addrs: &[u32; N], out: &mut [u32; N]) {
         let off = 32 - self.shift;
-        let nodes: [&Node<L>; N] = std::array::from_fn(|i| self.top_node(addrs[i]));
+        let slots: [&Slot<L>; N] = std::array::from_fn(|i| self.slot(addrs[i]));
         // Touch each lane's node before any arithmetic on it, so that all
         // N misses are issued back to back, not as far apart as the
         // reorder buffer holds steps.
-        let touched = nodes.iter().fold(0u64, |t, n| t.wrapping_add(n.leafvec));
+        let touched = slots.iter().fold(0u64, |t, n| t.wrapping_add(n.leafvec));
         std::hint::black_box(touched);
         let mut deeper = 0u64;
         let mut child = [0u32; N];
         for i in 0..N {
-            match self.step(nodes[i], addrs[i], off) {
+            match self.slot_step(slots[i], addrs[i], off) {
                 Step::Leaf(l) => out[i] = l.value(&self.hops),
                 Step::Child(c) if i < 64 => {
                     child[i] = c;
                     deeper |= 1 << i;
                 }
-                Step::Child(c) => out[i] = self.walk(c, addrs[i], off + STRIDE),
+                Step::Child(c) => out[i] = self.walk(c, addrs[i], off),
             }
         }
         while deeper != 0 {
             let i = deeper.trailing_zeros() as usize;
             deeper &= deeper - 1;
-            out[i] = self.walk(child[i], addrs[i], off + STRIDE);
+            out[i] = self.walk(child[i], addrs[i], off);
         }
     }
 }
