@@ -142,21 +142,15 @@ impl LpmBuilder {
         hops.sort_unstable();
         hops.dedup();
         hops.shrink_to_fit();
+        // A leaf's index by binary search: a few compares in a dictionary
+        // that sits in L1, cheaper than hashing for every leaf run.
+        let dict = hops.clone();
+        let find = move |v: u32| dict.binary_search(&v).unwrap_or(usize::MAX);
         let trie = if hops.len() < usize::from(u8::MAX) {
-            let dict: HashMap<u32, u8> = hops
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| (v, u8::try_from(i).unwrap_or(u8::MAX)))
-                .collect();
-            let enc = move |v: u32| dict.get(&v).copied().unwrap_or(u8::MAX);
+            let enc = move |v| u8::try_from(find(v)).unwrap_or(u8::MAX);
             Trie::Byte(Compiler::new(enc).build(&entries, u32::from(bits), hops))
         } else if hops.len() < usize::from(u16::MAX) {
-            let dict: HashMap<u32, u16> = hops
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| (v, u16::try_from(i).unwrap_or(u16::MAX)))
-                .collect();
-            let enc = move |v: u32| dict.get(&v).copied().unwrap_or(u16::MAX);
+            let enc = move |v| u16::try_from(find(v)).unwrap_or(u16::MAX);
             Trie::Narrow(Compiler::new(enc).build(&entries, u32::from(bits), hops))
         } else {
             Trie::Wide(Compiler::new(|v| v).build(&entries, u32::from(bits), Vec::new()))
