@@ -88,9 +88,9 @@ impl LpmBuilder {
 
     /// Compiles the routes: up to [`SMALL_MAX_ROUTES`] into the small,
     /// scanned form (see [`Lpm::is_small`]), more into a Poptrie with a
-    /// first stride chosen from their number: 8 bits (256 direct nodes,
-    /// 16 KiB) up to 1024 routes, one more bit per doubling after that
-    /// (about 16 bytes of direct nodes per route), at most 18 bits (16 MiB).
+    /// first stride chosen from their number: 8 bits (256 direct slots,
+    /// 8 KiB) up to 1024 routes, one more bit per doubling after that
+    /// (about 8 bytes of slots per route), at most 18 bits (8 MiB).
     pub fn build(&self) -> Lpm {
         if self.routes.is_empty() {
             return Lpm::empty();
@@ -175,10 +175,10 @@ impl Extend<(Prefix, u32)> for LpmBuilder {
 }
 
 fn auto_top_bits(routes: usize) -> u8 {
-    // ceil(log2(routes)) - 2, clamped: about one direct node (64 bytes) per
-    // four routes, which puts a full table's /24s one node below the
-    // direct ones (18 bits) and keeps a table of a few hundred routes at
-    // 16 KiB.
+    // ceil(log2(routes)) - 2, clamped: about one direct slot (32 bytes) per
+    // four routes, which resolves a full table's /24s in the slots
+    // themselves (18 bits) and keeps a table of a few hundred routes at
+    // 8 KiB.
     let log = usize::BITS - routes.saturating_sub(1).leading_zeros();
     u8::try_from(log.saturating_sub(2))
         .unwrap_or(u8::MAX)

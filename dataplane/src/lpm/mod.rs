@@ -2,20 +2,40 @@
 //!
 //! # Shape
 //!
-//! A compiled [`Lpm`] is a Poptrie (Asai & Ohara, SIGCOMM 2015): a
-//! direct-pointing top array indexed by the first `s` bits of the address,
-//! and under it multiway nodes of 6-bit stride. A node has a `u64` bitmap
-//! of which of its 64 slots are child nodes, a `u64` bitmap of where a run
-//! of equal leaves starts, and base indices of its children and leaves; a
-//! slot's child or leaf is found with one `popcount` under a mask, so a
-//! sparse node stays small and runs of equal leaves (what prefix expansion
-//! mostly produces) are stored once. One change from the paper: a node is
-//! one 64-byte cache line holding its first 10 leaf runs inline (the rest
-//! spill to a shared array), so a level costs one cache miss, not two.
+//! A compiled [`Lpm`] is a Poptrie (Asai & Ohara, SIGCOMM 2015) with the
+//! paper's direct pointing taken one step further. The first `s` bits of
+//! the address (18 for a full table) index an array of 32-byte *slots*,
+//! and each slot is, where it fits, the whole 6-bit-stride node of its
+//! block: a `u64` bitmap of where a run of equal leaves starts among the
+//! block's 64 sub-blocks, and the runs. The leaf of sub-block `i` is run
+//! number `popcount(bitmap << (63 - i)) - 1`. So a route of up to `s + 6`
+//! bits (/24 at 18: 99 % of a BGP table's lookups) is one cache miss, a
+//! shift, a popcount and an L1 load. Blocks with a route longer than
+//! `s + 6`, or with more runs than a slot holds, point at a full node
+//! instead: one cache line with a `u64` bitmap of which slots are child
+//! nodes, the run bitmap, base indices, and the first runs inline (the rest
+//! spill to a shared array); children are full nodes again, 6 bits each.
+//!
+//! Leaves are indices into the table's next-hop dictionary (its distinct
+//! next hops, "no route" included): one byte when there are at most 254
+//! (a full BGP table has a few dozen peers), so 24 runs fit a slot and 40
+//! a full node; 16 bits up to 65 534 (12 and 20 runs); past that the next
+//! hops themselves (6 and 10). The dictionary is a few hundred bytes and
+//! stays in L1. See `trie.rs`.
+//!
+//! Why this shape, measured (the dated LPM sections of docs/perf.md): a
+//! lookup over a table bigger than the caches costs its cache misses, not
+//! its arithmetic. The earlier layout (a 1 MiB top array of node indices,
+//! 64-byte nodes with 10 inline `u32` runs, 15.4 MiB for 1M routes) took
+//! two or three dependent misses per lookup and ran at 0.4x `rte_lpm`;
+//! the same code on a 0.6 MiB table ran at 1.5-2x a DIR-24-8. Direct nodes
+//! removed one miss (16 MiB, ~0.7x) and byte leaves in 32-byte slots
+//! halved the table (8.1 MiB).
 //!
 //! Why not the alternatives:
 //! - DIR-24-8 (`rte_lpm`) spends 64 MiB per table on its 2^24 first level:
-//!   fine for one table, impossible for thousands of tenants.
+//!   fine for one table, impossible for thousands of tenants, and every
+//!   lookup misses to DRAM.
 //! - VPP's 16-8-8 mtrie (`ip4_mtrie.c`) has a fixed 2^16 root ply of 4-byte
 //!   leaves plus a prefix-length byte each (320 KiB per FIB, 20 GiB for 64k
 //!   VRFs) and uncompressed 256-slot plies of 1.3 KiB. The length bytes are
@@ -28,52 +48,48 @@
 //! prefixes, longest first, as parallel arrays of network, mask and next
 //! hop inline in the [`Lpm`] itself, and a lookup compares all of them at
 //! once (a few SSE compares) and takes the first hit. No pointer is
-//! followed: where a /32 under an 8-bit top array was five dependent loads
-//! into a 2 KiB table, it is now three adjacent cache lines of the header
-//! that the VRF index already points to. See `small.rs`.
+//! followed: the table is the header that the VRF index already points
+//! to. See `small.rs`.
 //!
-//! The first stride is per table (see [`LpmBuilder::build`]): 8 bits (1 KiB)
-//! for a tenant's handful of routes, one more bit per doubling of the route
-//! count, at most 18 (1 MiB): an 18-bit top puts a /24, most of a BGP table,
-//! one node below it. [`LpmBuilder::build_with_top_bits`] goes up to 24, a
-//! DIR-24-8 first level, for the one full table of a box that can spare the
-//! 64 MiB: every route up to /24 is then a single load, as in `rte_lpm`.
+//! The first stride is per table (see [`LpmBuilder::build`]): 8 bits
+//! (256 slots, 8 KiB) up to 1024 routes, one more bit per doubling of the
+//! route count, at most 18 (8 MiB). [`LpmBuilder::build_with_top_bits`]
+//! goes up to 20 (32 MiB of slots).
 //!
-//! Measured (release, `testgen`, `cargo bench --bench lpm`, a shared 2-vCPU
-//! VM; figures move by ±50 % from run to run with the neighbours' load):
-//! - 1M BGP-like routes: 15.4 MiB at 18 bits (222k nodes, 209k spilled
-//!   leaves), 64.1 MiB at 24 bits; built (insert + compile) in ~0.5 s.
-//! - 16-route tenant table: 320 bytes, all inline (as a Poptrie: ~2 KiB);
-//!   64k such VRFs: 20 MiB (~130 MiB as Poptries).
-//! - Uniformly random addresses over the 1M table, against a DIR-24-8 in
-//!   the same run (best of several runs): 18 bits reaches about 0.3× of it
-//!   (batched, 25–35 M/s against ~100 M/s), 24 bits about
-//!   0.85× (80–86 M/s). The 18-bit walk is bound by its per-level
-//!   arithmetic (a software popcount and the selects, ~50 instructions),
-//!   not by memory: with that arithmetic stubbed out, the same two
-//!   dependent loads run at DIR-24-8 speed. A prefetch instruction, which
-//!   would let the loads run ahead of the arithmetic, needs `unsafe`, and
-//!   this crate has none; building with POPCNT/BMI2 (`x86-64-v3`) did not
-//!   change the figure measurably here.
+//! Measured (release, `testgen`; `tgw-perf lpm` against `rte_lpm` in the
+//! same process, see docs/perf.md; a shared 2-vCPU VM whose absolute
+//! figures move 3x with the neighbours' load, so only same-run ratios):
+//! - 1M BGP-like routes: 8.1 MiB (262k slots of which 41k uniform, 2.2k
+//!   full nodes, 65 dictionary entries), against `rte_lpm`'s 65 MiB;
+//!   built (insert + compile) in 0.6-1.0 s.
+//! - 16-route tenant table: 320 bytes, all inline; 64k such VRFs: 20 MiB.
+//! - Uniformly random addresses over the 1M table: ~0.8x `rte_lpm_lookup_bulk`
+//!   batched (it was 0.4x), ~0.35x one at a time (was 0.12x). What is left
+//!   is the miss itself: both take one per lookup, ours into 8 MiB, its
+//!   into 64 MiB, and on this VM (L3 shared with other guests, the sibling
+//!   vCPU busy) ours does not stay cached enough to win.
 //!
 //! # Values
 //!
 //! A route carries a next-hop index, a `u32` in `0..=MAX_NEXT_HOP`; the top
-//! bit and one more value are reserved to encode "child node" and "no route"
-//! in the same word, so a leaf is the answer itself and a lookup never
-//! takes the extra load a level of indirection through a value table would
-//! cost. A generic `T: Copy` would need that indirection, so the pipeline
-//! keeps its own next-hop table indexed by this `u32`.
+//! bit and one more value are reserved (a child node in the builder, and
+//! "no route"). The pipeline keeps its own next-hop table indexed by this
+//! `u32`.
 //!
 //! # Lookups
 //!
-//! No allocation, no locks, no `unsafe`: every index is clamped or goes
-//! through `get` with a "no route" fallback that a correctly built table
-//! never takes. The batched forms ([`Lpm::lookup_bulk`],
-//! [`Lpm::lookup_slice`], [`VrfTables::lookup_bulk`]) walk several
-//! addresses in lockstep without a branch on any loaded value, so that the
-//! loads of independent walks are in flight together, as DPDK's
-//! `rte_lpm_lookupx4` and VPP's `ip4_lookup_inline` arrange.
+//! No allocation, no locks, no `unsafe`: every index goes through `get`
+//! with a "no route" fallback that a correctly built table never takes.
+//! The batched forms ([`Lpm::lookup_bulk`], [`Lpm::lookup_slice`]) go stage
+//! by stage, as DPDK's `rte_lpm_lookupx4` and VPP's `ip4_lookup_inline`
+//! arrange: every lane's slot address, then a pass that only loads each
+//! lane's slot (all misses in flight together: without it the ~20
+//! instructions of each step let the reorder buffer hold only a few lanes'
+//! loads, 0.41x against 0.73x of a DIR-24-8 in the same run), then the
+//! steps on L1 hits. Lanes that need a full node (rare) finish one by one
+//! afterwards. The branches left (full node or not, spilled run or not)
+//! almost always go one way, so they are predicted and do not hold the
+//! other lanes back.
 
 mod builder;
 mod small;
@@ -101,8 +117,8 @@ const STRIDE: u32 = 6;
 /// The largest next-hop index a route may carry.
 pub const MAX_NEXT_HOP: u32 = EMPTY - 1;
 /// The smallest and largest first stride [`LpmBuilder::build_with_top_bits`]
-/// accepts. A first stride of `b` bits is `2^b` direct-pointed 64-byte
-/// nodes: beyond 20 bits they alone would outgrow DIR-24-8's 64 MiB.
+/// accepts. A first stride of `b` bits is `2^b` direct-pointed 32-byte
+/// slots: 20 bits is 32 MiB, half of DIR-24-8's first level.
 pub const MIN_TOP_BITS: u8 = 1;
 /// See [`MIN_TOP_BITS`].
 pub const MAX_TOP_BITS: u8 = 20;
@@ -168,10 +184,18 @@ impl fmt::Display for Ipv4Fmt {
 }
 
 /// An IPv4 prefix with no host bits set and a length of at most 32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Prefix {
     addr: u32,
     len: u8,
+}
+
+impl std::hash::Hash for Prefix {
+    /// One word per prefix, not one per field: a million-route load spends
+    /// a good part of its time hashing into the builder's map.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64((u64::from(self.addr) << 8) | u64::from(self.len));
+    }
 }
 
 impl Prefix {
