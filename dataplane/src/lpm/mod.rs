@@ -86,10 +86,13 @@
 //! lane's slot (all misses in flight together: without it the ~20
 //! instructions of each step let the reorder buffer hold only a few lanes'
 //! loads, 0.41x against 0.73x of a DIR-24-8 in the same run), then the
-//! steps on L1 hits. Lanes that need a full node (rare) finish one by one
-//! afterwards. The branches left (full node or not, spilled run or not)
-//! almost always go one way, so they are predicted and do not hold the
-//! other lanes back.
+//! steps on L1 hits. Lanes that need a full node (rare in a full table)
+//! go on the same way, level by level. In a full table the branches left
+//! (full node or not, spilled run or not) almost always go one way, so
+//! they are predicted and do not hold the other lanes back. In a mid-size
+//! table of deep tenant routes the child-or-leaf branch is a coin toss,
+//! and such tables are slower than under the previous, branch-free walk
+//! (docs/perf.md); tables of at most 16 routes use the small form.
 
 mod builder;
 mod small;
