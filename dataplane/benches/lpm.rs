@@ -220,13 +220,13 @@ fn big_table(c: &mut Criterion) {
         (t2 - t0).as_secs_f64() * 1e3
     );
     report("bgp_like auto", &t);
-    for bits in [16, 20] {
+    for bits in [12, 16] {
         if let Ok(x) = b.build_with_top_bits(bits) {
             report(&format!("bgp_like top {bits}"), &x);
         }
     }
-    let wide = b.build_with_top_bits(24).unwrap_or_default();
-    report("bgp_like top 24", &wide);
+    let wide = b.build_with_top_bits(20).unwrap_or_default();
+    report("bgp_like top 20", &wide);
 
     let mut g = c.benchmark_group("lpm_1m_build");
     g.sample_size(10);
@@ -250,10 +250,10 @@ fn big_table(c: &mut Criterion) {
     }
     let auto = format!("top{}", t.stats().top_bits);
     lookups(c, "lpm_1m_random", &auto, &t, &random);
-    lookups(c, "lpm_1m_random", "top24", &wide, &random);
+    lookups(c, "lpm_1m_random", "top20", &wide, &random);
     dir24_lookups(c, "lpm_1m_random", &dir, &random);
     lookups(c, "lpm_1m_matching", &auto, &t, &matching);
-    lookups(c, "lpm_1m_matching", "top24", &wide, &matching);
+    lookups(c, "lpm_1m_matching", "top20", &wide, &matching);
     dir24_lookups(c, "lpm_1m_matching", &dir, &matching);
 }
 

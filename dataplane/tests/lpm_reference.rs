@@ -168,7 +168,7 @@ fn small_tables_against_linear_scan() {
         let addrs = probe_addrs(&routes, round, 256);
         let want: Vec<_> = addrs.iter().map(|&a| linear(&routes, a)).collect();
         check(&b.build(), &addrs, &want, &format!("round {round} auto"));
-        let bits = 1 + rng.below(24) as u8;
+        let bits = 1 + rng.below(u32::from(dataplane::lpm::MAX_TOP_BITS)) as u8;
         check(
             &b.build_with_top_bits(bits).unwrap(),
             &addrs,
@@ -401,4 +401,62 @@ fn slice_lookups_of_every_length() {
             "n={n} untouched tail"
         );
     }
+}
+
+/// Leaves are byte indices into the next-hop dictionary up to 254 distinct
+/// next hops, 16-bit ones up to 65 534, the next hops themselves beyond:
+/// both sides of each width, with /0, /32, nested prefixes, more runs in
+/// a block than fit its direct slot, and the largest next hop.
+#[test]
+fn every_leaf_width() {
+    let mut rng = XorShift64::new(31);
+    let all: Vec<u8> = (0..=32).collect();
+    // Dictionary sizes seen: 0 means next hops as leaves.
+    let mut widths = [false; 3];
+    for distinct in [1u32, 253, 254, 255, 300, 65_533, 65_534, 65_535, 70_000] {
+        // Enough routes to use every next hop, dense in a few /16s so that
+        // blocks hold many runs, and the edges.
+        let n = (distinct as usize + 200).min(80_000);
+        let mut routes = random_routes(&mut rng, n / 2, &all, distinct, None);
+        routes.extend(random_routes(
+            &mut rng,
+            n / 2,
+            &[20, 24, 26, 28, 30, 32],
+            distinct,
+            Some((0x0a00_0000, 12)),
+        ));
+        routes.extend([
+            (0, 0, dataplane::lpm::MAX_NEXT_HOP),
+            (0, 32, 7),
+            (u32::MAX, 32, 8),
+            (0x0a01_0200, 24, 9),
+            (0x0a01_0200, 25, 10),
+            (0x0a01_0203, 32, 11),
+        ]);
+        // Next hops 0..distinct (plus the edges' own), each used once at
+        // least where there are enough routes.
+        for (i, r) in routes.iter_mut().enumerate().take(distinct as usize) {
+            r.2 = i as u32;
+        }
+        let mut seen = HashMap::new();
+        routes.retain(|&(p, l, _)| seen.insert((p, l), ()).is_none());
+        let by = ByLen::new(&routes);
+        let b = build(&routes);
+        let addrs = probe_addrs(&routes, u64::from(distinct), 4096);
+        let want: Vec<_> = addrs.iter().map(|&a| by.lookup(a)).collect();
+        for t in [
+            b.build(),
+            b.build_with_top_bits(8).unwrap(),
+            b.build_with_top_bits(13).unwrap(),
+        ] {
+            let what = format!("{distinct} next hops, {:?}", t.stats());
+            check(&t, &addrs, &want, &what);
+            widths[match t.stats().next_hops {
+                0 => 2,
+                1..=254 => 0,
+                _ => 1,
+            }] = true;
+        }
+    }
+    assert_eq!(widths, [true; 3]);
 }

@@ -35,7 +35,7 @@ pub struct LpmArgs {
     #[arg(long, default_value = "random", value_parser = ["random", "within"])]
     addrs: String,
     /// First stride of our table (default: the builder's choice by size;
-    /// 24 is a DIR-24-8 first level).
+    /// at most 20: 2^20 direct-pointed nodes, 64 MiB).
     #[arg(long)]
     top_bits: Option<u8>,
     /// VRFs of the many-tables measurement (0 skips it).

@@ -225,6 +225,7 @@ hosts = ["{h}"]
 prefixes = ["10.0.0.0/24"]
 public_prefixes = ["{p}/32"]
 mac = "{tmac}"
+default_in = "allow"
 routes = [{{ prefix = "10.0.0.0/24", to = "{h}" }}, {{ prefix = "{p}/32", to = "{h}" }}, {{ prefix = "0.0.0.0/0", to = "public" }}]
 neighbours = [{{ ip = "10.0.0.7", mac = "{vm}" }}, {{ ip = "{p}", mac = "{vm}" }}]
 

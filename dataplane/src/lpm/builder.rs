@@ -11,9 +11,9 @@
 
 use std::collections::HashMap;
 
+use super::trie::{Leaf, Node, Poptrie, Slot};
 use super::{
-    Lpm, LpmError, Node, Prefix, EMPTY, INLINE, MAX_NEXT_HOP, MAX_TOP_BITS, MIN_TOP_BITS, NODE,
-    SMALL_MAX_ROUTES,
+    Lpm, LpmError, Prefix, Trie, EMPTY, MAX_NEXT_HOP, MAX_TOP_BITS, MIN_TOP_BITS, SMALL_MAX_ROUTES,
 };
 
 const SLOTS: usize = 1 << super::STRIDE;
@@ -88,9 +88,9 @@ impl LpmBuilder {
 
     /// Compiles the routes: up to [`SMALL_MAX_ROUTES`] into the small,
     /// scanned form (see [`Lpm::is_small`]), more into a Poptrie with a
-    /// first stride chosen from their number: 8 bits (1 KiB) up to 64
-    /// routes, one more bit per doubling after that (about 16 bytes of top
-    /// array per route), at most 18 bits.
+    /// first stride chosen from their number: 8 bits (256 direct slots,
+    /// 8 KiB) up to 1024 routes, one more bit per doubling after that
+    /// (about 8 bytes of slots per route), at most 18 bits (8 MiB).
     pub fn build(&self) -> Lpm {
         if self.routes.is_empty() {
             return Lpm::empty();
@@ -134,23 +134,31 @@ impl LpmBuilder {
             .collect();
         entries.sort_unstable_by_key(|e| (u64::from(e.addr) << 8) | u64::from(e.len));
 
-        let mut c = Compiler {
-            nodes: Vec::new(),
-            leaves: Vec::new(),
+        // The next-hop dictionary: every value a leaf can take, "no route"
+        // included, sorted so that the compiled form does not depend on
+        // hash order.
+        let mut hops: Vec<u32> = entries.iter().map(|e| e.nh).collect();
+        hops.push(EMPTY);
+        hops.sort_unstable();
+        hops.dedup();
+        hops.shrink_to_fit();
+        // A leaf's index by binary search: a few compares in a dictionary
+        // that sits in L1, cheaper than hashing for every leaf run.
+        let dict = hops.clone();
+        let find = move |v: u32| dict.binary_search(&v).unwrap_or(usize::MAX);
+        let trie = if hops.len() < usize::from(u8::MAX) {
+            let enc = move |v| u8::try_from(find(v)).unwrap_or(u8::MAX);
+            Trie::Byte(Compiler::new(enc).build(&entries, u32::from(bits), hops))
+        } else if hops.len() < usize::from(u16::MAX) {
+            let enc = move |v| u16::try_from(find(v)).unwrap_or(u16::MAX);
+            Trie::Narrow(Compiler::new(enc).build(&entries, u32::from(bits), hops))
+        } else {
+            Trie::Wide(Compiler::new(|v| v).build(&entries, u32::from(bits), Vec::new()))
         };
-        let top = c.top(&entries, u32::from(bits));
-        let Compiler {
-            mut nodes,
-            mut leaves,
-        } = c;
-        nodes.shrink_to_fit();
-        leaves.shrink_to_fit();
         Lpm {
             top_bits: bits,
             routes: u32::try_from(entries.len()).unwrap_or(u32::MAX),
-            top,
-            nodes,
-            leaves,
+            trie,
             ..Lpm::empty()
         }
     }
@@ -167,16 +175,21 @@ impl Extend<(Prefix, u32)> for LpmBuilder {
 }
 
 fn auto_top_bits(routes: usize) -> u8 {
-    // ceil(log2(routes)) + 2, clamped: a top array of about 4 slots per
-    // route keeps most routes one node below it while never letting the top
-    // array dominate a small table.
+    // ceil(log2(routes)) - 2, clamped: about one direct slot (32 bytes) per
+    // four routes, which resolves a full table's /24s in the slots
+    // themselves (18 bits) and keeps a table of a few hundred routes at
+    // 8 KiB.
     let log = usize::BITS - routes.saturating_sub(1).leading_zeros();
-    u8::try_from(log + 2).unwrap_or(u8::MAX).clamp(8, 18)
+    u8::try_from(log.saturating_sub(2))
+        .unwrap_or(u8::MAX)
+        .clamp(8, 18)
 }
 
-struct Compiler {
-    nodes: Vec<Node>,
-    leaves: Vec<u32>,
+struct Compiler<L: Leaf, E: Fn(u32) -> L> {
+    nodes: Vec<Node<L>>,
+    leaves: Vec<L>,
+    /// A next hop (or [`EMPTY`]) as a leaf.
+    enc: E,
 }
 
 /// The 6 bits of `addr` at bit offset `depth` (< 32); bits past the end of
@@ -186,54 +199,93 @@ fn chunk(addr: u32, depth: u32) -> usize {
     ((addr << depth) >> (32 - super::STRIDE)) as usize
 }
 
-impl Compiler {
-    /// Fills the top array and builds a subtrie under every top slot that
-    /// longer routes fall into.
-    fn top(&mut self, entries: &[Entry], bits: u32) -> Vec<u32> {
-        let mut top = vec![EMPTY; 1usize << bits];
+impl<L: Leaf, E: Fn(u32) -> L> Compiler<L, E> {
+    fn new(enc: E) -> Self {
+        Compiler {
+            nodes: Vec::new(),
+            leaves: Vec::new(),
+            enc,
+        }
+    }
+
+    fn build(mut self, entries: &[Entry], bits: u32, hops: Vec<u32>) -> Poptrie<L> {
+        let (slots, uniform) = self.direct(entries, bits);
+        let Compiler {
+            mut nodes,
+            mut leaves,
+            ..
+        } = self;
+        nodes.shrink_to_fit();
+        leaves.shrink_to_fit();
+        Poptrie {
+            shift: 32 - bits,
+            slots,
+            nodes,
+            leaves,
+            hops,
+            uniform,
+        }
+    }
+
+    /// The direct-pointed slots, one per value of the first `bits` bits:
+    /// uniform where no longer route splits the block, the block's node
+    /// where longer routes do and it is leaf-only and fits, else a full
+    /// node. Returns them and how many are uniform.
+    fn direct(&mut self, entries: &[Entry], bits: u32) -> (Vec<Slot<L>>, u32) {
+        // First the value each block has from routes of at most `bits`.
+        let mut cover = vec![EMPTY; 1usize << bits];
         let shift = 32 - bits;
+        for e in entries.iter().filter(|e| u32::from(e.len) <= bits) {
+            let t = (e.addr >> shift) as usize;
+            let n = 1usize << (bits - u32::from(e.len));
+            // Sorted by address then length: a route is written after every
+            // route containing it, so the longest wins.
+            if let Some(s) = cover.get_mut(t..t + n) {
+                s.fill(e.nh);
+            }
+        }
+        let enc = &self.enc;
+        let mut slots: Vec<Slot<L>> = cover.iter().map(|&v| Slot::uniform(enc(v))).collect();
+        let mut uniform = index(cover.len());
+        // The routes longer than `bits` under one block are contiguous in
+        // the sorted order.
         let mut i = 0;
         while let Some(e) = entries.get(i) {
-            let t = (e.addr >> shift) as usize;
             if u32::from(e.len) <= bits {
-                let n = 1usize << (bits - u32::from(e.len));
-                if let Some(s) = top.get_mut(t..t + n) {
-                    s.fill(e.nh);
-                }
                 i += 1;
                 continue;
             }
-            // Every longer route under slot t follows contiguously, and the
-            // shorter ones covering t all came before: top[t] is final.
+            let t = (e.addr >> shift) as usize;
             let end = i + entries[i..]
                 .iter()
                 .take_while(|x| u32::from(x.len) > bits && (x.addr >> shift) as usize == t)
                 .count();
-            if let Some(slot) = top.get_mut(t) {
-                *slot = self.subtrie(&entries[i..end], bits, *slot);
+            let group = &entries[i..end];
+            let value = cover.get(t).copied().unwrap_or(EMPTY);
+            if group.iter().any(|e| e.nh != value) {
+                let spill = self.leaves.len();
+                let node = self.node(group, bits, value);
+                let slot = match Slot::leaf_only(&node) {
+                    Some(s) => s,
+                    None => {
+                        let n = index(self.nodes.len());
+                        self.nodes.push(node);
+                        Slot::full(n)
+                    }
+                };
+                // A leaf-only node that fits spilled nothing.
+                debug_assert!(slot.leafvec & 1 == 0 || self.leaves.len() == spill);
+                if let Some(s) = slots.get_mut(t) {
+                    *s = slot;
+                }
+                uniform -= 1;
             }
             i = end;
         }
-        top
+        (slots, uniform)
     }
 
-    /// The slot for a block at `depth` holding `group` (all longer than
-    /// `depth`) over a covering next hop `cover`: a leaf if the routes
-    /// cannot change the answer anywhere in the block, else a new node.
-    fn subtrie(&mut self, group: &[Entry], depth: u32, cover: u32) -> u32 {
-        if group.iter().all(|e| e.nh == cover) {
-            return cover;
-        }
-        let i = self.nodes.len();
-        self.nodes.push(Node::default());
-        let node = self.node(group, depth, cover);
-        if let Some(n) = self.nodes.get_mut(i) {
-            *n = node;
-        }
-        NODE | u32::try_from(i).unwrap_or(EMPTY)
-    }
-
-    fn node(&mut self, group: &[Entry], depth: u32, cover: u32) -> Node {
+    fn node(&mut self, group: &[Entry], depth: u32, cover: u32) -> Node<L> {
         let span = depth + super::STRIDE;
         let mut vals = [cover; SLOTS];
         // Per child slot, its run [start, end) in `group`.
@@ -262,7 +314,7 @@ impl Compiler {
             }
         }
 
-        let mut inline = [EMPTY; INLINE];
+        let mut inline = L::NONE_INLINE;
         let mut runs_seen = 0usize;
         let spill = self.leaves.len();
         let mut leafvec = 0u64;
@@ -270,18 +322,18 @@ impl Compiler {
         for (pos, &v) in vals.iter().enumerate() {
             if vector & (1 << pos) == 0 && prev != Some(v) {
                 leafvec |= 1 << pos;
-                match inline.get_mut(runs_seen) {
-                    Some(slot) => *slot = v,
-                    None => self.leaves.push(v),
+                let leaf = (self.enc)(v);
+                match inline.as_mut().get_mut(runs_seen) {
+                    Some(slot) => *slot = leaf,
+                    None => self.leaves.push(leaf),
                 }
                 runs_seen += 1;
                 prev = Some(v);
             }
         }
-        // Without spilled runs no in-bounds rank reaches the spill base;
-        // u32::MAX keeps even rank 0 (a child slot's) out of bounds.
-        let base0 = if runs_seen > INLINE {
-            index(spill).wrapping_sub(index(INLINE) + 1)
+        // Without spilled runs no in-bounds rank reaches the spill base.
+        let base0 = if runs_seen > L::INLINE {
+            index(spill).wrapping_sub(index(L::INLINE) + 1)
         } else {
             u32::MAX
         };
@@ -289,8 +341,10 @@ impl Compiler {
         // Children of one node must be contiguous: reserve them all, then
         // fill each in slot order.
         let base1 = self.nodes.len();
-        self.nodes
-            .resize(base1 + vector.count_ones() as usize, Node::default());
+        self.nodes.resize(
+            base1 + vector.count_ones() as usize,
+            Node::uniform((self.enc)(EMPTY)),
+        );
         let mut child = base1;
         for (pos, &(s, e)) in runs.iter().enumerate() {
             if vector & (1 << pos) != 0 {
@@ -304,8 +358,8 @@ impl Compiler {
         Node {
             vector,
             leafvec,
-            base0,
             base1: index(base1).wrapping_sub(1),
+            base0,
             inline,
         }
     }
@@ -326,10 +380,11 @@ mod tests {
     fn auto_bits() {
         assert_eq!(auto_top_bits(0), 8);
         assert_eq!(auto_top_bits(16), 8);
-        assert_eq!(auto_top_bits(64), 8);
-        assert_eq!(auto_top_bits(65), 9);
-        assert_eq!(auto_top_bits(1000), 12);
+        assert_eq!(auto_top_bits(1024), 8);
+        assert_eq!(auto_top_bits(1025), 9);
+        assert_eq!(auto_top_bits(100_000), 15);
         assert_eq!(auto_top_bits(1_000_000), 18);
+        assert_eq!(auto_top_bits(4_000_000), 18);
     }
 
     #[test]
@@ -340,10 +395,10 @@ mod tests {
             Err(LpmError::TopBitsOutOfRange { bits: 0 })
         );
         assert_eq!(
-            b.build_with_top_bits(25),
-            Err(LpmError::TopBitsOutOfRange { bits: 25 })
+            b.build_with_top_bits(21),
+            Err(LpmError::TopBitsOutOfRange { bits: 21 })
         );
-        assert!(b.build_with_top_bits(24).is_ok());
+        assert!(b.build_with_top_bits(20).is_ok());
     }
 
     #[test]

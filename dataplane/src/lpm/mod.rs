@@ -2,20 +2,40 @@
 //!
 //! # Shape
 //!
-//! A compiled [`Lpm`] is a Poptrie (Asai & Ohara, SIGCOMM 2015): a
-//! direct-pointing top array indexed by the first `s` bits of the address,
-//! and under it multiway nodes of 6-bit stride. A node has a `u64` bitmap
-//! of which of its 64 slots are child nodes, a `u64` bitmap of where a run
-//! of equal leaves starts, and base indices of its children and leaves; a
-//! slot's child or leaf is found with one `popcount` under a mask, so a
-//! sparse node stays small and runs of equal leaves (what prefix expansion
-//! mostly produces) are stored once. One change from the paper: a node is
-//! one 64-byte cache line holding its first 10 leaf runs inline (the rest
-//! spill to a shared array), so a level costs one cache miss, not two.
+//! A compiled [`Lpm`] is a Poptrie (Asai & Ohara, SIGCOMM 2015) with the
+//! paper's direct pointing taken one step further. The first `s` bits of
+//! the address (18 for a full table) index an array of 32-byte *slots*,
+//! and each slot is, where it fits, the whole 6-bit-stride node of its
+//! block: a `u64` bitmap of where a run of equal leaves starts among the
+//! block's 64 sub-blocks, and the runs. The leaf of sub-block `i` is run
+//! number `popcount(bitmap << (63 - i)) - 1`. So a route of up to `s + 6`
+//! bits (/24 at 18: 99 % of a BGP table's lookups) is one cache miss, a
+//! shift, a popcount and an L1 load. Blocks with a route longer than
+//! `s + 6`, or with more runs than a slot holds, point at a full node
+//! instead: one cache line with a `u64` bitmap of which slots are child
+//! nodes, the run bitmap, base indices, and the first runs inline (the rest
+//! spill to a shared array); children are full nodes again, 6 bits each.
+//!
+//! Leaves are indices into the table's next-hop dictionary (its distinct
+//! next hops, "no route" included): one byte when there are at most 254
+//! (a full BGP table has a few dozen peers), so 24 runs fit a slot and 40
+//! a full node; 16 bits up to 65 534 (12 and 20 runs); past that the next
+//! hops themselves (6 and 10). The dictionary is a few hundred bytes and
+//! stays in L1. See `trie.rs`.
+//!
+//! Why this shape, measured (the dated LPM sections of docs/perf.md): a
+//! lookup over a table bigger than the caches costs its cache misses, not
+//! its arithmetic. The earlier layout (a 1 MiB top array of node indices,
+//! 64-byte nodes with 10 inline `u32` runs, 15.4 MiB for 1M routes) took
+//! two or three dependent misses per lookup and ran at 0.4x `rte_lpm`;
+//! the same code on a 0.6 MiB table ran at 1.5-2x a DIR-24-8. Direct nodes
+//! removed one miss (16 MiB, ~0.7x) and byte leaves in 32-byte slots
+//! halved the table (8.1 MiB).
 //!
 //! Why not the alternatives:
 //! - DIR-24-8 (`rte_lpm`) spends 64 MiB per table on its 2^24 first level:
-//!   fine for one table, impossible for thousands of tenants.
+//!   fine for one table, impossible for thousands of tenants, and every
+//!   lookup misses to DRAM.
 //! - VPP's 16-8-8 mtrie (`ip4_mtrie.c`) has a fixed 2^16 root ply of 4-byte
 //!   leaves plus a prefix-length byte each (320 KiB per FIB, 20 GiB for 64k
 //!   VRFs) and uncompressed 256-slot plies of 1.3 KiB. The length bytes are
@@ -28,61 +48,62 @@
 //! prefixes, longest first, as parallel arrays of network, mask and next
 //! hop inline in the [`Lpm`] itself, and a lookup compares all of them at
 //! once (a few SSE compares) and takes the first hit. No pointer is
-//! followed: where a /32 under an 8-bit top array was five dependent loads
-//! into a 2 KiB table, it is now three adjacent cache lines of the header
-//! that the VRF index already points to. See `small.rs`.
+//! followed: the table is the header that the VRF index already points
+//! to. See `small.rs`.
 //!
-//! The first stride is per table (see [`LpmBuilder::build`]): 8 bits (1 KiB)
-//! for a tenant's handful of routes, one more bit per doubling of the route
-//! count, at most 18 (1 MiB): an 18-bit top puts a /24, most of a BGP table,
-//! one node below it. [`LpmBuilder::build_with_top_bits`] goes up to 24, a
-//! DIR-24-8 first level, for the one full table of a box that can spare the
-//! 64 MiB: every route up to /24 is then a single load, as in `rte_lpm`.
+//! The first stride is per table (see [`LpmBuilder::build`]): 8 bits
+//! (256 slots, 8 KiB) up to 1024 routes, one more bit per doubling of the
+//! route count, at most 18 (8 MiB). [`LpmBuilder::build_with_top_bits`]
+//! goes up to 20 (32 MiB of slots).
 //!
-//! Measured (release, `testgen`, `cargo bench --bench lpm`, a shared 2-vCPU
-//! VM; figures move by ±50 % from run to run with the neighbours' load):
-//! - 1M BGP-like routes: 15.4 MiB at 18 bits (222k nodes, 209k spilled
-//!   leaves), 64.1 MiB at 24 bits; built (insert + compile) in ~0.5 s.
-//! - 16-route tenant table: 320 bytes, all inline (as a Poptrie: ~2 KiB);
-//!   64k such VRFs: 20 MiB (~130 MiB as Poptries).
-//! - Uniformly random addresses over the 1M table, against a DIR-24-8 in
-//!   the same run (best of several runs): 18 bits reaches about 0.3× of it
-//!   (batched, 25–35 M/s against ~100 M/s), 24 bits about
-//!   0.85× (80–86 M/s). The 18-bit walk is bound by its per-level
-//!   arithmetic (a software popcount and the selects, ~50 instructions),
-//!   not by memory: with that arithmetic stubbed out, the same two
-//!   dependent loads run at DIR-24-8 speed. A prefetch instruction, which
-//!   would let the loads run ahead of the arithmetic, needs `unsafe`, and
-//!   this crate has none; building with POPCNT/BMI2 (`x86-64-v3`) did not
-//!   change the figure measurably here.
+//! Measured (release, `testgen`; `tgw-perf lpm` against `rte_lpm` in the
+//! same process, see docs/perf.md; a shared 2-vCPU VM whose absolute
+//! figures move 3x with the neighbours' load, so only same-run ratios):
+//! - 1M BGP-like routes: 8.1 MiB (262k slots of which 41k uniform, 2.2k
+//!   full nodes, 65 dictionary entries), against `rte_lpm`'s 65 MiB;
+//!   built (insert + compile) in 0.6-1.0 s.
+//! - 16-route tenant table: 320 bytes, all inline; 64k such VRFs: 20 MiB.
+//! - Uniformly random addresses over the 1M table: ~0.8x `rte_lpm_lookup_bulk`
+//!   batched (it was 0.4x), ~0.35x one at a time (was 0.12x). What is left
+//!   is the miss itself: both take one per lookup, ours into 8 MiB, its
+//!   into 64 MiB, and on this VM (L3 shared with other guests, the sibling
+//!   vCPU busy) ours does not stay cached enough to win.
 //!
 //! # Values
 //!
 //! A route carries a next-hop index, a `u32` in `0..=MAX_NEXT_HOP`; the top
-//! bit and one more value are reserved to encode "child node" and "no route"
-//! in the same word, so a leaf is the answer itself and a lookup never
-//! takes the extra load a level of indirection through a value table would
-//! cost. A generic `T: Copy` would need that indirection, so the pipeline
-//! keeps its own next-hop table indexed by this `u32`.
+//! bit and one more value are reserved (a child node in the builder, and
+//! "no route"). The pipeline keeps its own next-hop table indexed by this
+//! `u32`.
 //!
 //! # Lookups
 //!
-//! No allocation, no locks, no `unsafe`: every index is clamped or goes
-//! through `get` with a "no route" fallback that a correctly built table
-//! never takes. The batched forms ([`Lpm::lookup_bulk`],
-//! [`Lpm::lookup_slice`], [`VrfTables::lookup_bulk`]) walk several
-//! addresses in lockstep without a branch on any loaded value, so that the
-//! loads of independent walks are in flight together, as DPDK's
-//! `rte_lpm_lookupx4` and VPP's `ip4_lookup_inline` arrange.
+//! No allocation, no locks, no `unsafe`: every index goes through `get`
+//! with a "no route" fallback that a correctly built table never takes.
+//! The batched forms ([`Lpm::lookup_bulk`], [`Lpm::lookup_slice`]) go stage
+//! by stage, as DPDK's `rte_lpm_lookupx4` and VPP's `ip4_lookup_inline`
+//! arrange: every lane's slot address, then a pass that only loads each
+//! lane's slot (all misses in flight together: without it the ~20
+//! instructions of each step let the reorder buffer hold only a few lanes'
+//! loads, 0.41x against 0.73x of a DIR-24-8 in the same run), then the
+//! steps on L1 hits. Lanes that need a full node (rare in a full table)
+//! go on the same way, level by level. In a full table the branches left
+//! (full node or not, spilled run or not) almost always go one way, so
+//! they are predicted and do not hold the other lanes back. In a mid-size
+//! table of deep tenant routes the child-or-leaf branch is a coin toss,
+//! and such tables are slower than under the previous, branch-free walk
+//! (docs/perf.md); tables of at most 16 routes use the small form.
 
 mod builder;
 mod small;
 pub mod testgen;
+mod trie;
 mod vrf;
 
 use std::fmt;
 
 use small::Small;
+use trie::{Byte, Narrow, Wide};
 
 pub use builder::LpmBuilder;
 pub use small::SMALL_MAX_ROUTES;
@@ -99,10 +120,11 @@ const STRIDE: u32 = 6;
 /// The largest next-hop index a route may carry.
 pub const MAX_NEXT_HOP: u32 = EMPTY - 1;
 /// The smallest and largest first stride [`LpmBuilder::build_with_top_bits`]
-/// accepts. Beyond 24 bits the top array alone outgrows DIR-24-8's.
+/// accepts. A first stride of `b` bits is `2^b` direct-pointed 32-byte
+/// slots: 20 bits is 32 MiB, half of DIR-24-8's first level.
 pub const MIN_TOP_BITS: u8 = 1;
 /// See [`MIN_TOP_BITS`].
-pub const MAX_TOP_BITS: u8 = 24;
+pub const MAX_TOP_BITS: u8 = 20;
 
 /// Why a route or a table was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,10 +187,18 @@ impl fmt::Display for Ipv4Fmt {
 }
 
 /// An IPv4 prefix with no host bits set and a length of at most 32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Prefix {
     addr: u32,
     len: u8,
+}
+
+impl std::hash::Hash for Prefix {
+    /// One word per prefix, not one per field: a million-route load spends
+    /// a good part of its time hashing into the builder's map.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64((u64::from(self.addr) << 8) | u64::from(self.len));
+    }
 }
 
 impl Prefix {
@@ -239,34 +269,6 @@ impl fmt::Display for Prefix {
     }
 }
 
-/// Leaf runs kept inside a node. 10 fills the node to exactly one cache
-/// line, and covers most nodes of a BGP-like table (8 runs on average).
-const INLINE: usize = 10;
-
-/// A Poptrie internal node: 64 slots, each a child node or a leaf.
-///
-/// Unlike the paper's 24-byte node, the first [`INLINE`] leaf runs live in
-/// the node itself, and the node is cache-line aligned: a level of the walk
-/// is then one cache miss instead of two (node, then leaf array), which is
-/// what a lookup in a table larger than the cache pays for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[repr(C, align(64))]
-struct Node {
-    /// Bit i set: slot i is a child node.
-    vector: u64,
-    /// Bit i set: slot i is a leaf whose value differs from the previous
-    /// leaf slot's, i.e. a new leaf run starts there.
-    leafvec: u64,
-    /// Where runs past the inline ones continue in `leaves`, minus
-    /// `INLINE + 1` (wrapping), so that adding the inclusive popcount of the
-    /// run lands on it.
-    base0: u32,
-    /// Index of this node's first child, minus one (wrapping), likewise.
-    base1: u32,
-    /// The first leaf runs.
-    inline: [u32; INLINE],
-}
-
 /// Counts of what a compiled table is made of, for reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LpmStats {
@@ -274,12 +276,16 @@ pub struct LpmStats {
     pub routes: usize,
     /// Bits resolved by the direct-pointing top array.
     pub top_bits: u8,
-    /// Entries in the top array.
+    /// Direct-pointed slots (32 bytes each).
     pub top_entries: usize,
-    /// Internal nodes (64 bytes each, holding up to 10 leaf runs).
+    /// Full nodes (64 bytes each) below the slots.
     pub nodes: usize,
-    /// Leaf runs that did not fit in their node (4 bytes each).
+    /// Slots whose whole block has one next hop.
+    pub uniform_slots: usize,
+    /// Leaf runs that did not fit in their node (1, 2 or 4 bytes each).
     pub leaves: usize,
+    /// Entries of the next-hop dictionary (0 when leaves are next hops).
+    pub next_hops: usize,
     /// Total heap and inline bytes, as [`Lpm::memory_bytes`].
     pub bytes: usize,
 }
@@ -287,13 +293,13 @@ pub struct LpmStats {
 /// A compiled, immutable IPv4 routing table: the thing workers look up.
 ///
 /// Built by [`LpmBuilder::build`]; self-contained (an inline small table
-/// and three vectors), so it is `Send + Sync` and can be published behind
+/// and a few vectors), so it is `Send + Sync` and can be published behind
 /// an atomic pointer swap.
 ///
 /// A table of at most [`SMALL_MAX_ROUTES`] routes is compiled into the
 /// inline scan table (`top_bits == 0`), which is the first three cache
 /// lines of the struct: a lookup there follows no pointer. Bigger tables
-/// leave it empty and use the Poptrie in the vectors.
+/// leave it empty and use the Poptrie.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct Lpm {
@@ -301,9 +307,21 @@ pub struct Lpm {
     /// 0 for the small form, else the Poptrie's first stride.
     top_bits: u8,
     routes: u32,
-    top: Vec<u32>,
-    nodes: Vec<Node>,
-    leaves: Vec<u32>,
+    trie: Trie,
+}
+
+/// The Poptrie of a table that is not in the small form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Trie {
+    /// None: the small form (or no routes).
+    None,
+    /// Leaves are byte indices into the table's next-hop dictionary (the
+    /// usual case: at most 254 distinct next hops).
+    Byte(Byte),
+    /// Leaves are 16-bit indices into the dictionary.
+    Narrow(Narrow),
+    /// Leaves are next hops (more than 65 534 distinct ones).
+    Wide(Wide),
 }
 
 impl Default for Lpm {
@@ -319,9 +337,7 @@ impl Lpm {
             small: Small::EMPTY,
             top_bits: MIN_TOP_BITS,
             routes: 0,
-            top: Vec::new(),
-            nodes: Vec::new(),
-            leaves: Vec::new(),
+            trie: Trie::None,
         }
     }
 
@@ -358,70 +374,34 @@ impl Lpm {
     /// The next hop of the longest prefix covering `addr`.
     #[inline]
     pub fn lookup(&self, addr: u32) -> Option<u32> {
-        if self.is_small() {
-            return decode(self.small.lookup(addr));
-        }
-        let mut slot = self.top_slot(addr);
-        let mut off = u32::from(self.top_bits);
-        while slot & NODE != 0 && off < 32 {
-            slot = self.step(slot, addr, off);
-            off += STRIDE;
-        }
-        decode(slot)
+        decode(match &self.trie {
+            Trie::None => self.small.lookup(addr),
+            Trie::Byte(t) => t.lookup(addr),
+            Trie::Narrow(t) => t.lookup(addr),
+            Trie::Wide(t) => t.lookup(addr),
+        })
     }
 
-    /// Looks up `N` addresses at once, walking them level by level so the
-    /// loads of independent walks overlap. `out[i]` is `lookup(addrs[i])`.
+    /// Looks up `N` addresses at once, stage by stage (every top load, then
+    /// every node), so the cache misses of independent lookups overlap.
+    /// `out[i]` is `lookup(addrs[i])`.
     #[inline]
     pub fn lookup_bulk<const N: usize>(&self, addrs: &[u32; N], out: &mut [Option<u32>; N]) {
-        if self.is_small() {
+        let mut raw = [EMPTY; N];
+        match &self.trie {
             // The scans are independent and branch-free: the core overlaps
             // them without help.
-            for (o, &a) in out.iter_mut().zip(addrs) {
-                *o = decode(self.small.lookup(a));
+            Trie::None => {
+                for (r, &a) in raw.iter_mut().zip(addrs) {
+                    *r = self.small.lookup(a);
+                }
             }
-            return;
+            Trie::Byte(t) => t.lookup_bulk(addrs, &mut raw),
+            Trie::Narrow(t) => t.lookup_bulk(addrs, &mut raw),
+            Trie::Wide(t) => t.lookup_bulk(addrs, &mut raw),
         }
-        let mut slots = [EMPTY; N];
-        for (s, &a) in slots.iter_mut().zip(addrs) {
-            *s = self.top_slot(a);
-        }
-        let mut off = u32::from(self.top_bits);
-        // Checked before each level, not after: with a wide first stride
-        // most walks end in the top array and the whole batch skips the
-        // node arithmetic.
-        while off < 32 && any_node(&slots) {
-            // Every lane steps, finished or not, so that no branch depends
-            // on a load still in flight: a mispredict there would hold back
-            // the other lanes' loads, which is the whole point of batching.
-            // A finished lane steps through node 0 (hot) and keeps its leaf.
-            //
-            // First a tight pass that only touches each lane's node, then
-            // the arithmetic. A step is some 60 instructions; interleaved
-            // with its own load, only two or three walks fit in the
-            // reorder buffer, and that, not the memory, bounds throughput.
-            // Touched together, all N misses are in flight at once and the
-            // arithmetic then runs on L1 hits.
-            let mut live = [0u32; N];
-            let mut nodes = [&NO_NODE; N];
-            let mut touched = 0u64;
-            for ((l, n), &s) in live.iter_mut().zip(&mut nodes).zip(&slots) {
-                *l = live_mask(s);
-                *n = self.node(NODE | (s & *l));
-                touched = touched.wrapping_add(n.vector);
-            }
-            // Keep the touching loads where they are: without a use LLVM
-            // would drop them, and sinking them into the steps below would
-            // undo the point.
-            std::hint::black_box(touched);
-            for (((s, &a), n), &l) in slots.iter_mut().zip(addrs).zip(&nodes).zip(&live) {
-                let next = self.step_in(n, a, off);
-                *s = (next & l) | (*s & !l);
-            }
-            off += STRIDE;
-        }
-        for (o, &s) in out.iter_mut().zip(&slots) {
-            *o = decode(s);
+        for (o, &r) in out.iter_mut().zip(&raw) {
+            *o = decode(r);
         }
     }
 
@@ -442,27 +422,23 @@ impl Lpm {
     }
 
     /// Looks up a whole burst (a worker's RX burst of up to 32, or more):
-    /// sixteen at a time, then eight, then one by one. Only the first
+    /// [`BULK`] at a time, then eight, then one by one. Only the first
     /// `min(addrs.len(), out.len())` entries are touched.
-    ///
-    /// (A software pipeline over groups, the loads of the next group issued
-    /// before the arithmetic of this one, was tried and measured no better
-    /// than wide batches here.)
     pub fn lookup_slice(&self, addrs: &[u32], out: &mut [Option<u32>]) {
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
-        let mut a16 = addrs.chunks_exact(16);
-        let mut o16 = out.chunks_exact_mut(16);
-        for (a, o) in (&mut a16).zip(&mut o16) {
+        let mut a32 = addrs.chunks_exact(BULK);
+        let mut o32 = out.chunks_exact_mut(BULK);
+        for (a, o) in (&mut a32).zip(&mut o32) {
             if let (Ok(a), Ok(o)) = (
-                <&[u32; 16]>::try_from(a),
-                <&mut [Option<u32>; 16]>::try_from(o),
+                <&[u32; BULK]>::try_from(a),
+                <&mut [Option<u32>; BULK]>::try_from(o),
             ) {
                 self.lookup_bulk(a, o);
             }
         }
-        let mut a8 = a16.remainder().chunks_exact(8);
-        let mut o8 = o16.into_remainder().chunks_exact_mut(8);
+        let mut a8 = a32.remainder().chunks_exact(8);
+        let mut o8 = o32.into_remainder().chunks_exact_mut(8);
         for (a, o) in (&mut a8).zip(&mut o8) {
             if let (Ok(a), Ok(o)) = (
                 <&[u32; 8]>::try_from(a),
@@ -480,19 +456,30 @@ impl Lpm {
     /// allocations.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.top.capacity() * std::mem::size_of::<u32>()
-            + self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.leaves.capacity() * std::mem::size_of::<u32>()
+            + match &self.trie {
+                Trie::None => 0,
+                Trie::Byte(t) => t.memory_bytes(),
+                Trie::Narrow(t) => t.memory_bytes(),
+                Trie::Wide(t) => t.memory_bytes(),
+            }
     }
 
     /// What the table is made of.
     pub fn stats(&self) -> LpmStats {
+        let (top, nodes, uniform, leaves, hops) = match &self.trie {
+            Trie::None => (0, 0, 0, 0, 0),
+            Trie::Byte(t) => t.counts(),
+            Trie::Narrow(t) => t.counts(),
+            Trie::Wide(t) => t.counts(),
+        };
         LpmStats {
             routes: self.routes as usize,
             top_bits: self.top_bits,
-            top_entries: self.top.len(),
-            nodes: self.nodes.len(),
-            leaves: self.leaves.len(),
+            top_entries: top,
+            nodes,
+            uniform_slots: uniform,
+            leaves,
+            next_hops: hops,
             bytes: self.memory_bytes(),
         }
     }
@@ -506,102 +493,15 @@ impl Lpm {
     pub fn is_empty(&self) -> bool {
         self.routes == 0
     }
-
-    #[inline(always)]
-    fn top_slot(&self, addr: u32) -> u32 {
-        // top_bits is kept in 0..=24, so the shift is in range; a small
-        // table (0) has no top array and reads as "no route".
-        let i = u64::from(addr) >> (32 - u32::from(self.top_bits));
-        self.top.get(i as usize).copied().unwrap_or(EMPTY)
-    }
-
-    /// Where a walk starts: the answer itself for a small table, else the
-    /// top array's slot.
-    #[inline(always)]
-    fn first_slot(&self, addr: u32) -> u32 {
-        if self.is_small() {
-            self.small.lookup(addr)
-        } else {
-            self.top_slot(addr)
-        }
-    }
-
-    /// One level: from the node in `slot`, take the 6 address bits at
-    /// offset `off` (bits past 32 read as zero) to the child or the leaf.
-    /// The caller guarantees `off < 32`.
-    ///
-    /// Both the child index and the leaf are computed and one is selected,
-    /// rather than branching on the node's bitmap: the bitmap arrives with
-    /// a cache miss, and a branch on it would be a coin toss on random
-    /// traffic. The leaf read for a slot that turns out to be a child is a
-    /// harmless in-bounds (or fallback) read next to this node's leaves.
-    #[inline(always)]
-    fn step(&self, slot: u32, addr: u32, off: u32) -> u32 {
-        self.step_in(self.node(slot), addr, off)
-    }
-
-    /// The node a node slot points to; borrowed, not copied: a 64-byte
-    /// copy per level costs as much as the rest of the step.
-    #[inline(always)]
-    fn node(&self, slot: u32) -> &Node {
-        self.nodes.get((slot & !NODE) as usize).unwrap_or(&NO_NODE)
-    }
-
-    #[inline(always)]
-    fn step_in(&self, node: &Node, addr: u32, off: u32) -> u32 {
-        let pos = (addr << off) >> (32 - STRIDE);
-        // Slots 0..=pos: `2 << 63` is 0, and 0 - 1 is all ones.
-        let upto = (2u64 << pos).wrapping_sub(1);
-        // All ones if the slot is a child. One popcount, of whichever
-        // bitmap applies: without POPCNT in the baseline x86-64 target a
-        // popcount is a dozen dependent instructions, and the fewer there
-        // are per level, the more walks the core keeps in flight.
-        let child = 0u64.wrapping_sub((node.vector >> pos) & 1);
-        let rank = (((node.vector & child) | (node.leafvec & !child)) & upto).count_ones();
-        // Both the inline and the spilled candidate are read and one kept:
-        // a branch on which one applies would hang on the node's cache miss
-        // and, mispredicted, flush every other walk in flight. When the
-        // inline one applies, the spilled read goes to leaf 0, one hot
-        // line, instead of a cache miss nobody needs; clamping keeps it in
-        // bounds either way.
-        let run = (rank as usize).wrapping_sub(1);
-        let inline = node.inline[run.min(INLINE - 1)];
-        let use_inline = 0u32.wrapping_sub(u32::from(run < INLINE));
-        let spilled_at = (node.base0.wrapping_add(rank) & !use_inline) as usize;
-        let spilled_at = spilled_at.min(self.leaves.len().saturating_sub(1));
-        let spilled = self.leaves.get(spilled_at).copied().unwrap_or(EMPTY);
-        let leaf = (inline & use_inline) | (spilled & !use_inline);
-        let child = child as u32;
-        ((NODE | node.base1.wrapping_add(rank)) & child) | (leaf & !child)
-    }
 }
 
-/// What a missing node reads as: no children, no leaf runs (rank 0 reads
-/// `leaves[u32::MAX]`, out of bounds), so every slot is "no route".
-static NO_NODE: Node = Node {
-    vector: 0,
-    leafvec: 0,
-    base0: u32::MAX,
-    base1: 0,
-    inline: [EMPTY; INLINE],
-};
-
-/// Whether any of `slots` is still at a node.
-#[inline(always)]
-fn any_node(slots: &[u32]) -> bool {
-    slots.iter().fold(0, |p, &s| p | s) & NODE != 0
-}
-
-/// All ones if `slot` is a node, else zero.
-#[inline(always)]
-fn live_mask(slot: u32) -> u32 {
-    0u32.wrapping_sub(slot >> 31)
-}
+/// Lanes of the batches [`Lpm::lookup_slice`] walks together.
+const BULK: usize = 32;
 
 #[inline(always)]
 fn decode(slot: u32) -> Option<u32> {
-    // A node slot here means the walk ran past 32 bits: a corrupt table,
-    // which the builder never makes; answer "no route" rather than panic.
+    // NODE-tagged values never reach here; EMPTY and above read as "no
+    // route" rather than panic.
     if slot >= EMPTY {
         None
     } else {
@@ -658,8 +558,14 @@ mod tests {
 
     #[test]
     fn node_layout_is_compact() {
-        assert_eq!(std::mem::size_of::<Node>(), 64);
-        assert_eq!(std::mem::align_of::<Node>(), 64);
+        assert_eq!(std::mem::size_of::<trie::Node<u16>>(), 64);
+        assert_eq!(std::mem::align_of::<trie::Node<u16>>(), 64);
+        assert_eq!(std::mem::size_of::<trie::Node<u32>>(), 64);
+        assert_eq!(std::mem::size_of::<trie::Node<u8>>(), 64);
+        assert_eq!(std::mem::size_of::<trie::Slot<u8>>(), 32);
+        assert_eq!(std::mem::size_of::<trie::Slot<u16>>(), 32);
+        assert_eq!(std::mem::size_of::<trie::Slot<u32>>(), 32);
+        assert_eq!(std::mem::size_of::<Lpm>(), 320);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Many tables, one per VRF, addressed by a dense id.
 
-use super::{decode, live_mask, Lpm, NODE, STRIDE};
+use super::Lpm;
 
 /// A VRF's index into [`VrfTables`]. Ids are dense (0, 1, 2, …): the
 /// control plane hands them out, so a lookup is an array index, not a hash.
@@ -82,9 +82,9 @@ impl VrfTables {
         self.table(vrf).lookup(addr)
     }
 
-    /// `N` lookups, each in its own VRF, interleaved like
-    /// [`Lpm::lookup_bulk`]. Tables may have different first strides, so
-    /// each lane keeps its own bit offset.
+    /// `N` lookups, each in its own VRF. Every lane's table header is
+    /// read first, then every lookup runs; a lookup has no branch on a
+    /// loaded value in the common case, so the core overlaps the lanes.
     #[inline]
     pub fn lookup_bulk<const N: usize>(
         &self,
@@ -93,27 +93,8 @@ impl VrfTables {
         out: &mut [Option<u32>; N],
     ) {
         let tables: [&Lpm; N] = std::array::from_fn(|i| self.table(vrfs[i]));
-        // A small table's lane is done after its scan: its slot is a leaf,
-        // and its offset (0) is never used.
-        let mut slots: [u32; N] = std::array::from_fn(|i| tables[i].first_slot(addrs[i]));
-        let mut offs: [u32; N] = std::array::from_fn(|i| u32::from(tables[i].top_bits));
-        // Branch-free per lane, and checked before each level, as in
-        // `Lpm::lookup_bulk`; each lane keeps its own bit offset.
-        while slots
-            .iter()
-            .zip(&offs)
-            .fold(0, |p, (&s, &o)| p | (s & if o < 32 { NODE } else { 0 }))
-            != 0
-        {
-            for (((s, off), t), &a) in slots.iter_mut().zip(&mut offs).zip(&tables).zip(addrs) {
-                let live = live_mask(*s) & 0u32.wrapping_sub(u32::from(*off < 32));
-                let next = t.step(NODE | (*s & live), a, *off % 32);
-                *s = (next & live) | (*s & !live);
-                *off += STRIDE & live;
-            }
-        }
-        for (o, &s) in out.iter_mut().zip(&slots) {
-            *o = decode(s);
+        for ((o, t), &a) in out.iter_mut().zip(tables).zip(addrs) {
+            *o = t.lookup(a);
         }
     }
 
