@@ -4,6 +4,7 @@
 //!
 //!   cargo build --release -p dataplane --example pipeline_profile
 //!   valgrind --tool=callgrind --cache-sim=yes target/release/examples/pipeline_profile decap
+//!   (or encap, or nat: flow hits toward an elastic IP)
 //!   callgrind_annotate callgrind.out.<pid>
 
 #[path = "../benches/scenario/mod.rs"]
@@ -12,15 +13,18 @@ mod scenario;
 use dataplane::pipeline::Pipeline;
 use dataplane::ratelimit::TokenBucket;
 use dataplane::{Frame, VecFrame, Verdict, WorkerCounters};
-use scenario::{decap_frames, encap_frames, tables, TENANTS};
+use scenario::{decap_frames, encap_frames, nat_frames, nat_tables, tables, TENANTS};
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "encap".into());
     let (frames, port, out) = match which.as_str() {
         "decap" => (decap_frames(), 1, 0),
+        // 1000 clients' flows to one elastic IP: the first pass creates
+        // them, the other 99 are flow hits.
+        "nat" => (nat_frames(1000), 0, 1),
         _ => (encap_frames(), 0, 1),
     };
-    let t = tables();
+    let t = if which == "nat" { nat_tables() } else { tables() };
     let counters = WorkerCounters::new(TENANTS as usize);
     let mut pipeline = Pipeline::new(TokenBucket::new(1000, 50, 2_000_000_000), 0);
     let mut frame = VecFrame::new(&frames[0], port);

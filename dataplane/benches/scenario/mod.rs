@@ -21,8 +21,27 @@ fn public(i: u32) -> Ipv4Addr {
 }
 
 pub fn tables() -> Tables {
+    build(spec())
+}
+
+/// The elastic IP of the `nat` frames: tenant 0's 10.0.0.7.
+pub const EIP: [u8; 4] = [3, 3, 3, 3];
+
+/// The same tables with [`EIP`] for tenant 0.
+pub fn nat_tables() -> Tables {
+    let mut spec = spec();
+    spec.eips.push((Ipv4Addr::from(EIP), 1000, Ipv4Addr::new(10, 0, 0, 7)));
+    build(spec)
+}
+
+fn build(spec: Spec) -> Tables {
+    let mut neighbours = NeighbourWriter::new(4 * TENANTS as usize + 16);
+    Tables::build(&spec, 1, &mut neighbours).expect("tables")
+}
+
+fn spec() -> Spec {
     let vm = [2, 0, 0, 0, 0xa, 7];
-    let spec = Spec {
+    Spec {
         ports: vec![
             PortSpec {
                 id: 0,
@@ -72,9 +91,23 @@ pub fn tables() -> Tables {
         eips: Vec::new(),
         snat: Vec::new(),
         mss_clamp: true,
-    };
-    let mut neighbours = NeighbourWriter::new(4 * TENANTS as usize + 16);
-    Tables::build(&spec, 1, &mut neighbours).expect("tables")
+    }
+}
+
+/// `n` clients (1.0.0.0/8) each sending one UDP datagram to [`EIP`]: once
+/// through, every one of them has its flow, and the next pass is all hits.
+pub fn nat_frames(n: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut f = Vec::new();
+            PacketBuilder::ethernet2([2, 0, 0, 0, 7, 7], [2, 0, 0, 0, 0, 1])
+                .ipv4((0x0100_0001 + i).to_be_bytes(), EIP, 64)
+                .udp(40000, 5001)
+                .write(&mut f, &[0; 18])
+                .unwrap();
+            f
+        })
+        .collect()
 }
 
 pub fn encap_frames() -> Vec<Vec<u8>> {
@@ -99,7 +132,9 @@ pub fn decap_frames() -> Vec<Vec<u8>> {
                 [2, 0, 0, 0, 0xa, 7],
                 [2, 0x74, 0, 0, (i >> 8) as u8, i as u8],
             )
-            .ipv4([10, 0, 0, 7], [1, 1, 1, 7], 64)
+            // From the tenant's own public address: the stateless exit
+            // (a private source needs a flow and NAT).
+            .ipv4(public(i).octets(), [1, 1, 1, 7], 64)
             .udp(40000, 5001)
             .write(&mut inner, &[0; 18])
             .unwrap();
