@@ -108,13 +108,15 @@ pub fn run(args: &LpmArgs) -> Result<(), String> {
     let mut eal_args = vec![
         "-l".to_owned(),
         "0".to_owned(),
-        "--in-memory".to_owned(),
         "--no-pci".to_owned(),
         format!("--file-prefix={prefix}"),
         "--log-level=lib.eal:error".to_owned(),
     ];
-    if !hugepages {
-        eal_args.extend(["--no-huge".to_owned(), "-m".to_owned(), "1024".to_owned()]);
+    // --no-huge implies legacy memory, which --in-memory refuses.
+    if hugepages {
+        eal_args.push("--in-memory".to_owned());
+    } else {
+        eal_args.extend(["--no-huge", "--no-shconf", "-m", "1024"].map(str::to_owned));
     }
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
     let result = measure(args, hugepages);
