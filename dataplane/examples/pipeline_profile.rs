@@ -24,7 +24,11 @@ fn main() {
         "nat" => (nat_frames(1000), 0, 1),
         _ => (encap_frames(), 0, 1),
     };
-    let t = if which == "nat" { nat_tables() } else { tables() };
+    let t = if which == "nat" {
+        nat_tables()
+    } else {
+        tables()
+    };
     let counters = WorkerCounters::new(TENANTS as usize);
     let mut pipeline = Pipeline::new(TokenBucket::new(1000, 50, 2_000_000_000), 0);
     let mut frame = VecFrame::new(&frames[0], port);

@@ -213,7 +213,7 @@ impl Pipeline {
             eth.ethertype()
         };
         match (pe.role, ethertype) {
-            (Some(_), EtherType::ARP) => arp_input(pe, port, f, c),
+            (Some(_), EtherType::ARP) => arp_input(t, pe, port, f, c),
             (Some(Role::Underlay), EtherType::IPV4) => self.underlay_input(t, c, pe, f, now),
             (Some(Role::Public), EtherType::IPV4) => self.public_input(t, c, pe, f, now),
             (None, _) => Verdict::Drop(D::NoEgress),
@@ -1605,7 +1605,13 @@ fn echo_reply(pe: &PortEntry, port: u16, data: &mut [u8], c: &WorkerCounters) ->
 /// ARP on a port: a request for one of the gateway's addresses is
 /// answered in place; a reply to the gateway, or an announcement, goes to
 /// the resolver to learn from.
-fn arp_input<F: Frame>(pe: &PortEntry, port: u16, f: &mut F, c: &WorkerCounters) -> Verdict {
+fn arp_input<F: Frame>(
+    t: &Tables,
+    pe: &PortEntry,
+    port: u16,
+    f: &mut F,
+    c: &WorkerCounters,
+) -> Verdict {
     let (op, spa, tpa) = match f.data().get(ETH..).map(ArpPacket::new_checked) {
         Some(Ok(a)) => (
             a.operation(),
@@ -1619,15 +1625,29 @@ fn arp_input<F: Frame>(pe: &PortEntry, port: u16, f: &mut F, c: &WorkerCounters)
     if reply_to_us || announcement {
         return punt(f, Punt::Arp { port }, c);
     }
-    arp_reply(pe, port, f.data_mut(), c)
+    arp_reply(t, pe, port, f.data_mut(), c)
 }
 
-/// Answers an ARP request for one of the port's addresses in place.
-fn arp_reply(pe: &PortEntry, port: u16, data: &mut [u8], c: &WorkerCounters) -> Verdict {
+/// Answers an ARP request in place for one of the port's addresses, or for
+/// an elastic IP or shared NAT address on one of the port's subnets (the
+/// router in front then needs no route for them).
+fn arp_reply(
+    t: &Tables,
+    pe: &PortEntry,
+    port: u16,
+    data: &mut [u8],
+    c: &WorkerCounters,
+) -> Verdict {
     let Some(body) = data.get_mut(ETH..) else {
         return Verdict::Drop(D::Runt);
     };
-    match answer_arp(body, |tpa| pe.is_local(tpa), pe.mac) {
+    let ours = |tpa: u32| {
+        pe.is_local(tpa)
+            || (pe.role == Some(Role::Public)
+                && pe.nets.iter().any(|n| n.contains(tpa))
+                && (t.eips.inbound(tpa).is_some() || t.pools.of_addr(tpa).is_some()))
+    };
+    match answer_arp(body, ours, pe.mac) {
         Ok(requester) => {
             data[..6].copy_from_slice(&requester);
             data[6..12].copy_from_slice(&pe.mac);

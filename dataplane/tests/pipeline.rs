@@ -2046,3 +2046,31 @@ fn tenants_reach_elastic_ips_through_the_gateway_itself() {
     let h = assert_valid_ipv4(&ip);
     assert_eq!((h.source, h.destination), (EIP1, VM));
 }
+
+#[test]
+fn arp_is_answered_for_elastic_ips_on_the_public_subnet() {
+    let on_link = [1, 1, 1, 50];
+    let mut s = spec();
+    s.eips.push((ip(on_link), 1000, ip([10, 0, 0, 9])));
+    let mut gw = Gw::with_spec(&s);
+    let ask = |target: [u8; 4]| {
+        eth(
+            [0xff; 6],
+            CLIENT_MAC,
+            EtherType::ARP,
+            &arp_body(1, CLIENT_MAC, CLIENT, [0; 6], target),
+        )
+    };
+    let (v, out) = gw.run(&ask(on_link), PUB);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(
+        read_arp(&out[14..]),
+        (2, PUB_MAC, on_link, CLIENT_MAC, CLIENT)
+    );
+    // An elastic IP off the subnet is the router's business.
+    let (v, _) = gw.run(&ask(EIP1), PUB);
+    assert_eq!(v, Verdict::Drop(DropReason::ArpNotForUs));
+    // Nor is anything else on the subnet answered.
+    let (v, _) = gw.run(&ask([1, 1, 1, 51]), PUB);
+    assert_eq!(v, Verdict::Drop(DropReason::ArpNotForUs));
+}

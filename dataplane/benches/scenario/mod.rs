@@ -30,7 +30,8 @@ pub const EIP: [u8; 4] = [3, 3, 3, 3];
 /// The same tables with [`EIP`] for tenant 0.
 pub fn nat_tables() -> Tables {
     let mut spec = spec();
-    spec.eips.push((Ipv4Addr::from(EIP), 1000, Ipv4Addr::new(10, 0, 0, 7)));
+    spec.eips
+        .push((Ipv4Addr::from(EIP), 1000, Ipv4Addr::new(10, 0, 0, 7)));
     build(spec)
 }
 
