@@ -465,6 +465,12 @@ impl Pipeline {
         f: &mut F,
         now: u64,
     ) -> Option<Verdict> {
+        // Only an elastic IP or a shared NAT address has flows: anything
+        // else skips the parse and the lookup.
+        let (_, dst) = addrs(f.data().get(ETH..)?)?;
+        if t.eips.inbound(dst).is_none() && t.pools.of_addr(dst).is_none() {
+            return None;
+        }
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
             return self.public_icmp_error(t, c, pe, f, &quoted, at, now);
         }
@@ -525,6 +531,12 @@ impl Pipeline {
         f: &mut F,
         now: u64,
     ) -> Option<Verdict> {
+        // Only an address with an elastic IP, or any of a tenant with a
+        // pool, has flows: the rest skips the parse and the lookup.
+        let (src, _) = addrs(f.data())?;
+        if t.eips.outbound(tenant.id, src).is_none() && t.pools.of_tenant(tenant.id).is_none() {
+            return None;
+        }
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data()) {
             return self.tenant_icmp_error(t, c, tenant, underlay_mtu, f, &quoted, at, now);
         }
