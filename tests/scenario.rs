@@ -76,33 +76,29 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The checks of issue 5 that today's gateway must pass, by the start of
-/// their names. A check that disappears from the scenario fails here.
-const MUST_PASS: [&str; 14] = [
+/// Every check of issue 5, by the start of its name: each must pass. A
+/// check that disappears from the scenario, or one this list does not
+/// know, fails here.
+const MUST_PASS: [&str; 19] = [
     "TCP 2.2.2.11:22 reaches host1",
     "TCP 2.2.2.12:23 reaches host2",
     "the two 10.0.0.7 are different hosts",
+    "10.0.0.7 is the hosts' only address, 2.2.2.11/12 their elastic IPs",
     "ping 2.2.2.11 answered, TTL decremented once",
     "ping 2.2.2.12 answered, TTL decremented once",
     "proxy ARP inside the tunnels",
+    "tenant 1 opens the client's TCP 23 and the client sees 2.2.2.11",
     "bulk TCP through tgw",
     "tgw stops cleanly",
     "tunnel keys on the underlay",
     "TTL decremented once on the way in",
     "10.0.0.7 never on the public side",
     "GRE with an unknown key dropped and counted",
+    "client cannot open 2.2.2.11:23 or 2.2.2.12:22",
+    "tenant 1 cannot open the client's TCP 22, tenant 2 its TCP 23",
+    "flows and firewall decisions in tgw's counters",
     "tgw's resolver learned the client and the hosts",
     "no other drops in tgw",
-];
-
-/// The ones that need NAT and the firewall (issue 4): listed, never run,
-/// never passed. When issue 4 lands they move to MUST_PASS.
-const PENDING: [&str; 5] = [
-    "client cannot open 2.2.2.11:23 or 2.2.2.12:22",
-    "tenant 1 cannot open the client's TCP 22",
-    "tenant 1 opens the client's TCP 23",
-    "10.0.0.7 is the hosts' only address",
-    "flows and NAT sessions",
 ];
 
 #[test]
@@ -129,7 +125,7 @@ fn reference_scenario_with_real_hosts() {
     let elapsed = started.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // The PASS/FAIL/PENDING lines and the summary straight to stderr, past
+    // The PASS/FAIL lines and the summary straight to stderr, past
     // the harness's capture: they belong in the log of a passing run too.
     let _ = writeln!(std::io::stderr(), "{stderr}{stdout}");
     let report: Option<Value> = std::fs::read_to_string(&json)
@@ -161,15 +157,16 @@ fn reference_scenario_with_real_hosts() {
             failed.push(format!("{status} {name}: {detail}"));
         }
     }
-    for name in PENDING {
-        let (status, _) = status_of(name);
-        assert_eq!(status, "PENDING", "{name} is not run before issue 4");
-    }
     assert_eq!(
         checks.len(),
-        MUST_PASS.len() + PENDING.len(),
+        MUST_PASS.len(),
         "a check this test does not know: {checks:#?}"
     );
+    // Nothing is left pending: every check ran and either passed or failed.
+    for c in checks {
+        let status = c["status"].as_str().unwrap_or_default();
+        assert!(matches!(status, "PASS" | "FAIL"), "{status}: {c}");
+    }
     assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
     assert!(out.status.success(), "tgw-perf scenario: {}", out.status);
     // Bounded: setup, traffic and teardown take seconds, not minutes.

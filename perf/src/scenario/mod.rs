@@ -1,6 +1,6 @@
 //! `tgw-perf scenario`: the reference scenario of DESIGN.md with real Linux
 //! hosts in network namespaces, tgw between them on two DPDK ports, the
-//! checks of issue 5 that today's gateway can pass, and a short summary.
+//! checks of issue 5, and a short summary.
 //! `scripts/demo` runs it for people and `tests/scenario.rs` for the suite:
 //! one implementation.
 //!
@@ -8,18 +8,16 @@
 //!  client ns                tgw ns                       switch ns          host1 ns
 //!  eth0 1.1.1.7/24 ──veth── pub  [tgw]  und ──veth── p-gw ┐                 u0 172.168.0.11/24
 //!  default via 1.1.1.1     (DPDK af_packet ports,         br0 ── p-host1 ── tgw-perf tunnel key 1000
-//!                           1.1.1.1 and 172.168.0.1        │                 tap0 10.0.0.7/24 + 2.2.2.11/32
+//!  servers on 22, 23        1.1.1.1 and 172.168.0.1        │                 tap0 10.0.0.7/24 (EIP 2.2.2.11)
 //!                           live in tgw only)              │                 default via 10.0.0.1 (tgw, proxy ARP)
 //!                                                          └── p-host2 ──    host2 ns: 172.168.0.12,
-//!                                                                            key 2000, 10.0.0.7 + 2.2.2.12
+//!                                                                            key 2000, 10.0.0.7 (EIP 2.2.2.12)
 //! ```
 //!
 //! tgw runs `examples/reference.toml` with its ports on the veth ends and
 //! no static neighbour, so its resolver must learn every MAC from the real
-//! stacks. Until NAT arrives (issue 4) the hosts hold their public
-//! addresses themselves, as reference.toml's routes expect; the checks
-//! that need NAT or the firewall are listed in [`PENDING`], printed as
-//! such, and never counted as passed.
+//! stacks. The hosts hold only 10.0.0.7: the client reaches them through
+//! their elastic IPs, and tgw's firewall decides what may open.
 //!
 //! Everything made here (namespaces, veths, processes, files, DPDK runtime
 //! files) is removed when it ends, also on failure or Ctrl-C.
@@ -62,37 +60,6 @@ pub struct ScenarioArgs {
     json: Option<PathBuf>,
 }
 
-/// Why the NAT and firewall checks of issue 5 do not run yet: printed with
-/// each of them.
-pub const PENDING_REASON: &str = "needs issue 4: NAT/firewall";
-
-/// The checks of issue 5 that need NAT or the firewall, with what is
-/// missing. When issue 4 lands, each becomes a check in [`live_checks`]
-/// (the one place traffic is made), and [`Host::holds_public`] goes, so
-/// that the hosts hold only 10.0.0.7 behind their elastic IPs.
-pub const PENDING: [(&str, &str); 5] = [
-    (
-        "client cannot open 2.2.2.11:23 or 2.2.2.12:22",
-        "no ingress firewall: every port reaches the hosts",
-    ),
-    (
-        "tenant 1 cannot open the client's TCP 22, tenant 2 its TCP 23",
-        "no egress firewall",
-    ),
-    (
-        "tenant 1 opens the client's TCP 23 and the client sees 2.2.2.11 (tenant 2: TCP 22, 2.2.2.12)",
-        "no source NAT: a tenant's own connections leave from 10.0.0.7",
-    ),
-    (
-        "10.0.0.7 is the hosts' only address, 2.2.2.11/12 their elastic IPs",
-        "no 1:1 NAT: the hosts hold 2.2.2.11/12 themselves",
-    ),
-    (
-        "flows and NAT sessions in tgw's counters",
-        "no flow table yet",
-    ),
-];
-
 const CLIENT: Ipv4Addr = Ipv4Addr::new(1, 1, 1, 7);
 const GW_PUBLIC: Ipv4Addr = Ipv4Addr::new(1, 1, 1, 1);
 const GW_UNDERLAY: Ipv4Addr = Ipv4Addr::new(172, 168, 0, 1);
@@ -104,11 +71,15 @@ const INSIDE_ROUTER: &str = "10.0.0.1";
 const UNKNOWN_KEY: u32 = 3000;
 const UNKNOWN_SENT: u64 = 5;
 const ECHO_BYTES: usize = 256 << 10;
+/// The bytes a tenant sends to the client's server.
+const OUT_BYTES: usize = 16 << 10;
+/// How long a connection the firewall refuses may try: tgw drops
+/// silently, so the attempt times out; 1 s sends the SYN and at most one
+/// retransmission (Linux's first RTO is 1 s).
+const BLOCKED_TIMEOUT_S: f64 = 1.0;
 const PINGS: usize = 3;
 /// The TTL the client's echo requests leave with.
 const PING_TTL: u8 = 64;
-/// The bulk TCP sink's port on every host.
-const SINK_PORT: u16 = 5001;
 /// How long tgw, an agent, a server or tcpdump may take to come up.
 const READY: Duration = Duration::from_secs(60);
 /// How long a client program may run.
@@ -121,16 +92,15 @@ pub struct Host {
     pub key: u32,
     pub underlay: Ipv4Addr,
     pub public: Ipv4Addr,
-    /// The TCP port the tenant's firewall will open (DESIGN.md).
+    /// The TCP port the tenant's firewall lets in, and the one it may not
+    /// open toward the Internet (DESIGN.md). The other tenant's port is
+    /// refused inbound and allowed outbound.
     pub port: u16,
 }
 
-impl Host {
-    /// Until 1:1 NAT exists the host holds its public address itself
-    /// (reference.toml routes it into the tenant unchanged).
-    pub const fn holds_public(&self) -> bool {
-        true
-    }
+/// The other tenant's port: closed inbound, open outbound, for host `i`.
+fn other_port(i: usize) -> u16 {
+    HOSTS[1 - i].port
 }
 
 pub const HOSTS: [Host; 2] = [
@@ -156,7 +126,6 @@ pub const HOSTS: [Host; 2] = [
 pub enum Status {
     Pass,
     Fail,
-    Pending,
 }
 
 impl Status {
@@ -164,7 +133,6 @@ impl Status {
         match self {
             Status::Pass => "PASS",
             Status::Fail => "FAIL",
-            Status::Pending => "PENDING",
         }
     }
 }
@@ -190,15 +158,6 @@ impl Checks {
             name: name.to_owned(),
             status,
             detail,
-        });
-    }
-
-    fn pending(&mut self, name: &str, reason: &str) {
-        println!("PENDING ({PENDING_REASON}) {name}: {reason}");
-        self.0.push(Check {
-            name: name.to_owned(),
-            status: Status::Pending,
-            detail: reason.to_owned(),
         });
     }
 
@@ -277,19 +236,12 @@ pub fn run(args: &ScenarioArgs) -> Result<(), String> {
     for l in &summary.blocked {
         println!("  {l}");
     }
-    println!("  the firewall and NAT checks: pending (issue 4)");
     println!("tgw:");
     for l in &summary.tgw {
         println!("  {l}");
     }
-    let (pass, fail, pending) = (
-        checks.count(Status::Pass),
-        checks.count(Status::Fail),
-        checks.count(Status::Pending),
-    );
-    println!(
-        "checks: {pass} PASS, {fail} FAIL, {pending} PENDING ({PENDING_REASON}); {total:.1} s"
-    );
+    let (pass, fail) = (checks.count(Status::Pass), checks.count(Status::Fail));
+    println!("checks: {pass} PASS, {fail} FAIL; {total:.1} s");
 
     if let Some(path) = &args.json {
         let mut report = report;
@@ -397,35 +349,19 @@ fn scenario(
         );
         w.agents.push(agent);
         w.net.wait_for_output(agent, "tgw-perf tunnel: up:", READY);
+        let private = format!("{PRIVATE}/24");
         w.net
-            .run_ok(&ns, &["ip", "addr", "add", "10.0.0.7/24", "dev", "tap0"]);
-        if h.holds_public() {
-            let public = format!("{}/32", h.public);
-            w.net
-                .run_ok(&ns, &["ip", "addr", "add", &public, "dev", "tap0"]);
-        }
+            .run_ok(&ns, &["ip", "addr", "add", &private, "dev", "tap0"]);
         w.net.run_ok(
             &ns,
             &["ip", "route", "add", "default", "via", INSIDE_ROUTER],
         );
-        let serve = w.net.path("serve.py");
-        let echo = format!("echo:{}", h.port);
-        let sink = format!("sink:{SINK_PORT}");
-        let server = w.net.spawn(
-            &ns,
-            &format!("server-{}", h.name),
-            &[
-                "python3",
-                serve.to_str().ok_or("script path")?,
-                h.name,
-                "tap0",
-                &echo,
-                &sink,
-            ],
-        );
-        w.servers.push(server);
-        w.net.wait_for_output(server, "listening", READY);
+        // Both tenants' ports on every server, so that a port the
+        // firewall should refuse would answer if it got through.
+        serve(&mut w, &ns, h.name, "tap0")?;
     }
+    let client_ns = w.client.clone();
+    serve(&mut w, &client_ns, "client", "eth0")?;
     // The MACs tgw must learn, as the stacks have them: (tgw's port or
     // tenant, address, MAC).
     let mac = |ns: &str, dev: &str| {
@@ -437,7 +373,7 @@ fn scenario(
     let mut expected = vec![("pub0".to_owned(), CLIENT, mac(&w.client, "eth0"))];
     for (i, h) in HOSTS.iter().enumerate() {
         expected.push(("und0".to_owned(), h.underlay, mac(&w.hosts[i], "u0")));
-        expected.push((h.tenant.to_owned(), h.public, mac(&w.hosts[i], "tap0")));
+        expected.push((h.tenant.to_owned(), PRIVATE, mac(&w.hosts[i], "tap0")));
     }
     let setup = t0.elapsed().as_secs_f64();
     eprintln!("tgw-perf scenario: up in {setup:.1} s; checking");
@@ -446,7 +382,7 @@ fn scenario(
     let mut checks = Checks::default();
     let mut summary = Summary::default();
     let t1 = Instant::now();
-    let bulk = live_checks(&w, args, &mut checks, &mut summary, interrupted)?;
+    let (bulk, attempts) = live_checks(&w, args, &mut checks, &mut summary, interrupted)?;
     check_interrupt(interrupted)?;
     let traffic = t1.elapsed().as_secs_f64();
 
@@ -508,7 +444,14 @@ fn scenario(
         public: &public,
         missed: [missed[0], missed[1]],
     };
-    after_checks(&mut checks, &mut summary, &stats, &captures, &expected);
+    after_checks(
+        &mut checks,
+        &mut summary,
+        &stats,
+        &captures,
+        &expected,
+        &attempts,
+    );
     let report = json!({
         "bulk": bulk,
         "pmd": args.pmd.name(),
@@ -622,6 +565,19 @@ fn capture(w: &mut World, ns: &str, dev: &str, file: &str) -> ProcId {
     id
 }
 
+/// `serve.py` in `ns` on both tenants' ports, answering as `name` with the
+/// MAC of `dev`; returns once it listens.
+fn serve(w: &mut World, ns: &str, name: &str, dev: &str) -> Result<(), String> {
+    let serve = w.net.path("serve.py");
+    let ports = HOSTS.map(|h| h.port.to_string());
+    let mut argv = vec!["python3", serve.to_str().ok_or("script path")?, name, dev];
+    argv.extend(ports.iter().map(String::as_str));
+    let server = w.net.spawn(ns, &format!("server-{name}"), &argv);
+    w.servers.push(server);
+    w.net.wait_for_output(server, "listening", READY);
+    Ok(())
+}
+
 /// Runs a client script in `ns`; its last stdout line as JSON.
 fn py(w: &World, ns: &str, script: &str, args: &[&str]) -> Result<Value, String> {
     let path = w.net.path(script);
@@ -649,23 +605,57 @@ fn u(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or(0)
 }
 
-/// The checks made with traffic while everything runs. Issue 4's checks
-/// go here, in place of their [`PENDING`] entries.
+/// What the live checks did, for the checks made on tgw's counters and
+/// the captures once it has stopped.
+struct Attempts {
+    /// How the client's attempts on the ports each tenant refuses ended
+    /// (connect.py's answer), or why there is none.
+    inbound: Result<Value, String>,
+    /// The same for each tenant's attempt on the client's port it may not
+    /// open.
+    outbound: [Result<Value, String>; 2],
+    /// TCP connections the client opened to each tenant's open port.
+    opened_in: [u64; 2],
+    /// ping.py runs to each elastic IP: one ICMP flow each (one
+    /// identifier).
+    pings: [u64; 2],
+    /// TCP connections each tenant opened to the client.
+    opened_out: [u64; 2],
+}
+
+/// The identity line's `key=value` fields.
+fn fields(identity: &str) -> BTreeMap<&str, &str> {
+    identity
+        .split(' ')
+        .filter_map(|f| f.split_once('='))
+        .collect()
+}
+
+/// The checks made with traffic while everything runs; the firewall's
+/// refusals are judged later, with tgw's counters and the captures.
 fn live_checks(
     w: &World,
     args: &ScenarioArgs,
     checks: &mut Checks,
     summary: &mut Summary,
     interrupted: &AtomicBool,
-) -> Result<Value, String> {
-    // TCP to each public address: the data back intact, and each host says
-    // who it is and whom it saw.
+) -> Result<(Value, Attempts), String> {
+    let mut attempts = Attempts {
+        inbound: Err("not tried".into()),
+        outbound: [Err("not tried".into()), Err("not tried".into())],
+        opened_in: [0; 2],
+        pings: [0; 2],
+        opened_out: [0; 2],
+    };
+    // TCP to each elastic IP: the data back intact, and each host says
+    // who it is, the address it was reached at, and whom it saw.
     let mut identities = Vec::new();
-    for h in &HOSTS {
+    for (i, h) in HOSTS.iter().enumerate() {
         let name = format!(
             "TCP {}:{} reaches {} and echoes intact",
             h.public, h.port, h.name
         );
+        attempts.opened_in[i] += 1;
         let result = py(
             w,
             &w.client,
@@ -678,10 +668,8 @@ fn live_checks(
         )
         .and_then(|v| {
             let id = v["identity"].as_str().unwrap_or_default().to_owned();
-            let fields: BTreeMap<&str, &str> =
-                id.split(' ').filter_map(|f| f.split_once('=')).collect();
             identities.push((h, id.clone()));
-            let peer = fields.get("peer").copied().unwrap_or_default();
+            let peer = fields(&id).get("peer").copied().unwrap_or_default();
             if !id.starts_with(h.name) {
                 Err(format!("answered by {id:?}, not {}", h.name))
             } else if peer != CLIENT.to_string() {
@@ -719,8 +707,9 @@ fn live_checks(
             return Err("needs both TCP checks' answers".to_owned());
         }
         let mac = |id: &str| {
-            id.split(' ')
-                .find_map(|f| f.strip_prefix("mac="))
+            fields(id)
+                .get("mac")
+                .copied()
                 .unwrap_or_default()
                 .to_owned()
         };
@@ -742,6 +731,54 @@ fn live_checks(
     })();
     checks.record("the two 10.0.0.7 are different hosts", result);
 
+    // 1:1 NAT: the hosts hold no public address, yet the client reached
+    // them at their elastic IPs, and they were reached at 10.0.0.7.
+    let result = (|| {
+        let mut parts = Vec::new();
+        for (i, h) in HOSTS.iter().enumerate() {
+            let out = w
+                .net
+                .run_ok(&w.hosts[i], &["ip", "-4", "-o", "addr", "show"]);
+            let mut held: Vec<&str> = out
+                .lines()
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace();
+                    it.find(|&f| f == "inet")?;
+                    it.next()
+                })
+                .collect();
+            held.sort_unstable();
+            let mut want = vec![
+                "127.0.0.1/8".to_owned(),
+                format!("{}/24", h.underlay),
+                format!("{PRIVATE}/24"),
+            ];
+            want.sort_unstable();
+            if held != want {
+                return Err(format!("{} holds {held:?}, not only {want:?}", h.name));
+            }
+            let Some((_, id)) = identities.iter().find(|(x, _)| x.name == h.name) else {
+                return Err(format!("no answer from {} to judge by", h.name));
+            };
+            let local = fields(id).get("local").copied().unwrap_or_default();
+            if local != PRIVATE.to_string() {
+                return Err(format!(
+                    "the client dialled {}, and {} was reached at {local}, not {PRIVATE}",
+                    h.public, h.name
+                ));
+            }
+            parts.push(format!("{} -> {}'s {PRIVATE}", h.public, h.name));
+        }
+        Ok(format!(
+            "the hosts hold only {PRIVATE} (and their underlay address); the client dialled {}",
+            parts.join(", ")
+        ))
+    })();
+    checks.record(
+        "10.0.0.7 is the hosts' only address, 2.2.2.11/12 their elastic IPs",
+        result,
+    );
+
     // ICMP echo: every reply back, and its TTL one less than the host sent
     // (the way in is checked on the underlay capture).
     let mut pings = Vec::new();
@@ -752,6 +789,7 @@ fn live_checks(
             .trim()
             .parse::<u64>()
             .unwrap_or(64);
+        attempts.pings[i] += 1;
         let result = py(
             w,
             &w.client,
@@ -832,6 +870,99 @@ fn live_checks(
     })();
     checks.record("proxy ARP inside the tunnels: 10.0.0.1 is tgw", result);
 
+    // Each tenant opens the client's port its firewall allows out (the
+    // other tenant's): the client's server sees it as its elastic IP.
+    let mut parts = Vec::new();
+    let mut bad = Vec::new();
+    for (i, h) in HOSTS.iter().enumerate() {
+        let port = other_port(i);
+        attempts.opened_out[i] += 1;
+        let outcome = py(
+            w,
+            &w.hosts[i],
+            "tcp.py",
+            &[
+                &CLIENT.to_string(),
+                &port.to_string(),
+                &OUT_BYTES.to_string(),
+            ],
+        )
+        .and_then(|v| {
+            let id = v["identity"].as_str().unwrap_or_default().to_owned();
+            let f = fields(&id);
+            let peer = f.get("peer").copied().unwrap_or_default();
+            if !id.starts_with("client") {
+                Err(format!("answered by {id:?}, not the client"))
+            } else if peer != h.public.to_string() {
+                Err(format!(
+                    "the client saw {} as {peer}, not {}",
+                    h.name, h.public
+                ))
+            } else if v["intact"] != true || u(&v, "back") != OUT_BYTES as u64 {
+                Err(format!(
+                    "{} of {OUT_BYTES} bytes came back, intact: {}",
+                    u(&v, "back"),
+                    v["intact"]
+                ))
+            } else {
+                Ok(format!(
+                    "{} ({}) -> {CLIENT}:{port}: the client saw {peer}, {} KiB echoed",
+                    h.name,
+                    h.tenant,
+                    OUT_BYTES >> 10
+                ))
+            }
+        });
+        match outcome {
+            Ok(d) => {
+                summary.reached.push(d.clone());
+                parts.push(d);
+            }
+            Err(e) => bad.push(format!("{}: {e}", h.name)),
+        }
+    }
+    checks.record(
+        "tenant 1 opens the client's TCP 23 and the client sees 2.2.2.11 (tenant 2: TCP 22, 2.2.2.12)",
+        if bad.is_empty() {
+            Ok(parts.join("; "))
+        } else {
+            Err(bad.join("; "))
+        },
+    );
+    check_interrupt(interrupted)?;
+
+    // What the firewall must refuse: the client on the other tenant's
+    // port of each elastic IP, each tenant on its own port toward the
+    // client. Every server listens on both ports, so what got through
+    // would connect. Judged with the captures and counters later.
+    let timeout = BLOCKED_TIMEOUT_S.to_string();
+    let targets: Vec<String> = HOSTS
+        .iter()
+        .enumerate()
+        .map(|(i, h)| format!("{}:{}", h.public, other_port(i)))
+        .collect();
+    let mut argv = vec![timeout.as_str()];
+    argv.extend(targets.iter().map(String::as_str));
+    // All at once: each waits out its timeout.
+    std::thread::scope(|s| {
+        let timeout = timeout.as_str();
+        let from_hosts: Vec<_> = HOSTS
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let target = format!("{CLIENT}:{}", h.port);
+                s.spawn(move || py(w, &w.hosts[i], "connect.py", &[timeout, &target]))
+            })
+            .collect();
+        attempts.inbound = py(w, &w.client, "connect.py", &argv);
+        for (i, t) in from_hosts.into_iter().enumerate() {
+            attempts.outbound[i] = t
+                .join()
+                .unwrap_or_else(|_| Err("connect.py's thread panicked".into()));
+        }
+    });
+    check_interrupt(interrupted)?;
+
     // GRE with a key no tenant has, from host 1: tgw must drop and count
     // it (checked on its counters and the capture when it has stopped).
     py(
@@ -845,16 +976,19 @@ fn live_checks(
         ],
     )?;
 
-    // Bulk TCP through tgw for a few seconds: throughput, and no
-    // retransmission storm (at most 2%: a storm is far more, and this machine is shared of the segments).
+    // Bulk TCP through tgw for a few seconds, to the port tenant 1's
+    // firewall lets in (its server turns sink when asked): throughput,
+    // and no retransmission storm (at most 2% of the segments: a storm
+    // is far more, and this machine is shared).
     let h = &HOSTS[0];
+    attempts.opened_in[0] += 1;
     let bulk = py(
         w,
         &w.client,
         "bulk.py",
         &[
             &h.public.to_string(),
-            &SINK_PORT.to_string(),
+            &h.port.to_string(),
             &args.seconds.to_string(),
         ],
     );
@@ -863,11 +997,12 @@ fn live_checks(
             let (sent, got) = (u(v, "sent"), u(v, "received"));
             let (segs, re) = (u(v, "segments"), u(v, "retransmitted"));
             let d = format!(
-                "{} Mbit/s for {} s to {}:{SINK_PORT}; {re} of {segs} segments retransmitted \
+                "{} Mbit/s for {} s to {}:{}; {re} of {segs} segments retransmitted \
                  ({} fast retransmits, {} timeouts, {} loss probes, {} DSACKs)",
                 v["mbps"],
                 v["seconds"],
                 h.public,
+                h.port,
                 u(&v["why"], "TCPFastRetrans"),
                 u(&v["why"], "TCPTimeouts"),
                 u(&v["why"], "TCPLossProbes"),
@@ -889,10 +1024,7 @@ fn live_checks(
     checks.record("bulk TCP through tgw, no retransmission storm", result);
     check_interrupt(interrupted)?;
 
-    for (name, reason) in PENDING {
-        checks.pending(name, reason);
-    }
-    Ok(bulk.unwrap_or(Value::Null))
+    Ok((bulk.unwrap_or(Value::Null), attempts))
 }
 
 /// The checks on what tgw counted and what the captures saw.
@@ -905,6 +1037,13 @@ struct Captures<'a> {
 }
 
 impl Captures<'_> {
+    /// Whether tgw counting `counted` agrees with `seen` frames on
+    /// capture `i`: equal, or if tcpdump missed frames, at least those it
+    /// saw and no more than it could have missed.
+    fn agrees(&self, i: usize, counted: Option<u64>, seen: u64) -> bool {
+        counted.is_some_and(|c| c >= seen && c <= seen + self.missed[i])
+    }
+
     /// A note for a check made on capture `i` (0 public, 1 underlay).
     fn note(&self, i: usize) -> String {
         match self.missed[i] {
@@ -914,19 +1053,130 @@ impl Captures<'_> {
     }
 }
 
+/// The SYNs of the attempts the firewall must refuse, as the captures saw
+/// them on the side they were sent from, and whatever of those attempts
+/// showed up on the other side of tgw.
+#[derive(Default)]
+struct Refused {
+    /// SYNs from the client to host `i`'s elastic IP on its closed port
+    /// (public capture).
+    inbound: [u64; 2],
+    /// SYNs from host `i`'s 10.0.0.7 to the client on the tenant's closed
+    /// port, inside its tunnel (underlay capture).
+    outbound: [u64; 2],
+    /// Segments of those connections seen past tgw: on the underlay
+    /// toward a host, on the public side toward the client.
+    crossed: Vec<String>,
+}
+
+impl Refused {
+    fn total(&self) -> u64 {
+        self.inbound.iter().chain(&self.outbound).sum()
+    }
+}
+
+/// The attempts of [`Attempts`] that the firewall must refuse, on the
+/// wire.
+fn refused(captures: &Captures) -> Refused {
+    let mut r = Refused::default();
+    for f in captures.public {
+        let Some(wire::Packet::Ipv4(ip)) = wire::parse(f) else {
+            continue;
+        };
+        let Some(t) = wire::tcp(&ip) else { continue };
+        for (i, h) in HOSTS.iter().enumerate() {
+            if ip.src == CLIENT && ip.dst == h.public && t.dport == other_port(i) && t.is_syn() {
+                r.inbound[i] += 1;
+            }
+            if ip.src == h.public && ip.dst == CLIENT && t.dport == h.port {
+                r.crossed.push(format!(
+                    "{} -> {CLIENT}:{} on the public side",
+                    h.public, h.port
+                ));
+            }
+        }
+    }
+    for f in captures.underlay {
+        let Some(wire::Packet::Ipv4(outer)) = wire::parse(f) else {
+            continue;
+        };
+        let Some(gre) = (outer.protocol == 47)
+            .then(|| wire::gre(outer.payload))
+            .flatten()
+        else {
+            continue;
+        };
+        let Some(wire::Packet::Ipv4(ip)) = wire::parse(gre.inner) else {
+            continue;
+        };
+        let Some(t) = wire::tcp(&ip) else { continue };
+        for (i, h) in HOSTS.iter().enumerate() {
+            if gre.key != Some(h.key) {
+                continue;
+            }
+            if outer.src == h.underlay
+                && ip.src == PRIVATE
+                && ip.dst == CLIENT
+                && t.dport == h.port
+                && t.is_syn()
+            {
+                r.outbound[i] += 1;
+            }
+            if outer.dst == h.underlay && ip.src == CLIENT && t.dport == other_port(i) {
+                r.crossed.push(format!(
+                    "{CLIENT} -> {}:{} inside key {}",
+                    ip.dst,
+                    other_port(i),
+                    h.key
+                ));
+            }
+        }
+    }
+    r
+}
+
+/// How each attempt in connect.py's answer ended: all must have timed
+/// out, within the bound.
+fn timed_out(answer: &Result<Value, String>, targets: &[String]) -> Result<String, String> {
+    let v = answer.as_ref().map_err(Clone::clone)?;
+    let mut parts = Vec::new();
+    for t in targets {
+        let outcome = v[t]["outcome"].as_str().unwrap_or("no answer");
+        let ms = v[t]["ms"].as_f64().unwrap_or(f64::NAN);
+        if outcome != "timeout" {
+            return Err(format!(
+                "{t}: {outcome} after {ms} ms, where tgw should drop the SYNs"
+            ));
+        }
+        parts.push(format!("{t} timed out after {ms} ms"));
+    }
+    Ok(parts.join(", "))
+}
+
+/// One firewall rule's (or default policy's) decisions in tgw's stats.
+fn decisions(stats: &Value, tenant: &str, rule: &str) -> Option<u64> {
+    stats["firewall"]
+        .as_array()?
+        .iter()
+        .find(|r| r["tenant"] == tenant && r["rule"] == rule)
+        .and_then(|r| r["flows"].as_u64())
+}
+
 fn after_checks(
     checks: &mut Checks,
     summary: &mut Summary,
     stats: &Value,
     captures: &Captures,
     expected: &[(String, Ipv4Addr, String)],
+    attempts: &Attempts,
 ) {
     let (underlay, public) = (captures.underlay, captures.public);
     let drops = &stats["workers"][0]["drops"];
     let unknown = u(drops, "gre_unknown_key");
 
     // Keys on the underlay: each host's tunnel carries its tenant's key
-    // only, and each tenant's packets only its own public address.
+    // only, and no public address goes inside (1:1 NAT: the hosts know
+    // only 10.0.0.7).
     let mut per_host = [0u64; 2];
     let mut probes = 0;
     let mut bad = Vec::new();
@@ -964,9 +1214,11 @@ fn after_checks(
         }
         per_host[i] += 1;
         if let Some(inner) = wire::parse(gre.inner) {
-            let other = HOSTS[1 - i].public;
-            if wire::addresses(&inner).contains(&other) {
-                bad.push(format!("{other} inside key {}", HOSTS[i].key));
+            let addrs = wire::addresses(&inner);
+            for public in HOSTS.map(|h| h.public) {
+                if addrs.contains(&public) {
+                    bad.push(format!("{public} inside key {}", HOSTS[i].key));
+                }
             }
             if let wire::Packet::Ipv4(inner) = inner {
                 if let Some((kind, _, _)) = wire::echo(&inner) {
@@ -979,7 +1231,8 @@ fn after_checks(
         "tunnel keys on the underlay: t1 1000, t2 2000",
         if bad.is_empty() && per_host.iter().all(|&n| n > 0) {
             Ok(format!(
-                "{} GRE packets with host1 all key 1000, {} with host2 all key 2000{}",
+                "{} GRE packets with host1 all key 1000, {} with host2 all key 2000, \
+                 no elastic IP inside{}",
                 per_host[0],
                 per_host[1],
                 captures.note(1)
@@ -1079,31 +1332,199 @@ fn after_checks(
     }
     checks.record("GRE with an unknown key dropped and counted", result);
 
+    // The firewall's refusals: each attempt timed out, its SYNs are on the
+    // wire on the side it was sent from and nowhere past tgw, and the
+    // rule that refused it counted every one of them.
+    let r = refused(captures);
+    let crossed = |to_host: bool| -> Vec<&String> {
+        r.crossed
+            .iter()
+            .filter(|c| c.contains("inside key") == to_host)
+            .collect()
+    };
+    let targets: Vec<String> = HOSTS
+        .iter()
+        .enumerate()
+        .map(|(i, h)| format!("{}:{}", h.public, other_port(i)))
+        .collect();
+    let result = timed_out(&attempts.inbound, &targets).and_then(|outcome| {
+        let mut parts = Vec::new();
+        for (i, h) in HOSTS.iter().enumerate() {
+            let n = r.inbound[i];
+            let counted = decisions(stats, h.tenant, "default in");
+            if n == 0 || !captures.agrees(0, counted, n) {
+                return Err(format!(
+                    "{n} SYNs to {} on the client's link, {} default in decisions {counted:?}",
+                    targets[i], h.tenant
+                ));
+            }
+            parts.push(format!(
+                "{n} SYNs to {}, each refused by {}'s default in",
+                targets[i], h.tenant
+            ));
+        }
+        let through = crossed(true);
+        if !through.is_empty() {
+            return Err(format!("got through: {through:?}"));
+        }
+        Ok(format!(
+            "{outcome}; {}; none inside the tunnels",
+            parts.join(", ")
+        ))
+    });
+    if result.is_ok() {
+        summary.blocked.push(format!(
+            "client {CLIENT} -> {}: refused by the tenants' firewall (default in: deny)",
+            targets.join(", ")
+        ));
+    }
+    checks.record("client cannot open 2.2.2.11:23 or 2.2.2.12:22", result);
+
+    let result = (|| {
+        let mut parts = Vec::new();
+        for (i, h) in HOSTS.iter().enumerate() {
+            let target = format!("{CLIENT}:{}", h.port);
+            let outcome = timed_out(&attempts.outbound[i], std::slice::from_ref(&target))
+                .map_err(|e| format!("{}: {e}", h.name))?;
+            let rule = format!("out deny tcp dport {}", h.port);
+            let n = r.outbound[i];
+            let counted = decisions(stats, h.tenant, &rule);
+            if n == 0 || !captures.agrees(1, counted, n) {
+                return Err(format!(
+                    "{n} SYNs from {}'s {PRIVATE} to {target} in its tunnel, {} {rule:?} decisions {counted:?}",
+                    h.name, h.tenant
+                ));
+            }
+            parts.push(format!(
+                "{} -> {outcome}: {n} SYNs in key {}, each refused by {:?}",
+                h.name, h.key, rule
+            ));
+        }
+        let through = crossed(false);
+        if !through.is_empty() {
+            return Err(format!("got through: {through:?}"));
+        }
+        Ok(format!("{}; none on the public side", parts.join("; ")))
+    })();
+    if result.is_ok() {
+        for h in &HOSTS {
+            summary.blocked.push(format!(
+                "{} ({}) -> {CLIENT}:{}: refused by its firewall (out deny tcp dport {})",
+                h.name, h.tenant, h.port, h.port
+            ));
+        }
+    }
+    checks.record(
+        "tenant 1 cannot open the client's TCP 22, tenant 2 its TCP 23",
+        result,
+    );
+
+    // The flow table and the firewall's decisions: every rule decided as
+    // many flows as the checks opened through it, and every allowed one
+    // (none refused) created a flow of its tenant.
+    let result = (|| {
+        if !stats["firewall"].is_array() {
+            return Err("no firewall decisions in tgw's stats".to_owned());
+        }
+        let mut parts = Vec::new();
+        let mut wrong = Vec::new();
+        for (i, h) in HOSTS.iter().enumerate() {
+            // (rule, decisions, the capture they were counted on, if any)
+            let want = [
+                (
+                    format!("in allow tcp dport {}", h.port),
+                    attempts.opened_in[i],
+                    None,
+                ),
+                ("in allow icmp".to_owned(), attempts.pings[i], None),
+                (
+                    format!("out deny tcp dport {}", h.port),
+                    r.outbound[i],
+                    Some(1),
+                ),
+                ("default in".to_owned(), r.inbound[i], Some(0)),
+                ("default out".to_owned(), attempts.opened_out[i], None),
+            ];
+            for (rule, n, capture) in &want {
+                let got = decisions(stats, h.tenant, rule);
+                let agrees = match capture {
+                    Some(c) => captures.agrees(*c, got, *n),
+                    None => got == Some(*n),
+                };
+                if !agrees {
+                    wrong.push(format!("{} {rule:?}: {got:?}, expected {n}", h.tenant));
+                }
+            }
+            let others: Vec<String> = stats["firewall"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|x| x["tenant"] == h.tenant)
+                .filter(|x| !want.iter().any(|(rule, _, _)| x["rule"] == rule.as_str()))
+                .filter(|x| u(x, "flows") > 0)
+                .map(|x| x.to_string())
+                .collect();
+            wrong.extend(others);
+            let allowed = attempts.opened_in[i] + attempts.pings[i] + attempts.opened_out[i];
+            let created: u64 = stats["workers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|w| u(&w["tenants"][h.tenant], "flows_created"))
+                .sum();
+            if created != allowed {
+                wrong.push(format!(
+                    "{} created {created} flows; the checks opened {allowed}",
+                    h.tenant
+                ));
+            }
+            parts.push(format!(
+                "{}: {created} flows ({} TCP in, {} ICMP, {} TCP out), {} SYNs refused",
+                h.tenant,
+                attempts.opened_in[i],
+                attempts.pings[i],
+                attempts.opened_out[i],
+                r.inbound[i] + r.outbound[i]
+            ));
+        }
+        if wrong.is_empty() {
+            Ok(parts.join("; "))
+        } else {
+            Err(wrong.join("; "))
+        }
+    })();
+    checks.record("flows and firewall decisions in tgw's counters", result);
+
     // The resolver learned the client, the hosts, and the hosts' addresses
     // inside the tunnels, with no static neighbour to help it: each with
     // the MAC its interface has, and the exchanges are on the wire.
-    let r = &stats["resolver"];
+    let res = &stats["resolver"];
     let arp_pairs = arp_evidence(underlay, public);
     let table = learned_macs(stats, expected);
-    let result = if u(r, "learned") >= 5 && u(r, "failed") == 0 && u(r, "dropped") == 0 {
+    let result = if u(res, "learned") >= 5 && u(res, "failed") == 0 && u(res, "dropped") == 0 {
         match (table, arp_pairs) {
             (Ok(t), Ok(d)) => Ok(format!(
                 "{} learned, {} requests, 0 failed; {t}; {d}",
-                u(r, "learned"),
-                u(r, "requests")
+                u(res, "learned"),
+                u(res, "requests")
             )),
             (Err(e), _) | (_, Err(e)) => Err(e),
         }
     } else {
-        Err(format!("resolver {r}; {table:?}; {arp_pairs:?}"))
+        Err(format!("resolver {res}; {table:?}; {arp_pairs:?}"))
     };
     checks.record("tgw's resolver learned the client and the hosts", result);
 
     // Nothing else dropped: every frame of the scenario was handled. The
-    // Linux side also sends what is for nobody in particular (an IGMP
-    // report when a link comes up): tgw may count those as not_local, as
-    // many as the captures show.
+    // firewall dropped exactly the refused SYNs on the wire (if tcpdump
+    // missed frames, at least those it saw and no more than it could have
+    // missed). The Linux side also sends what is for nobody in particular
+    // (an IGMP report when a link comes up): tgw may count those as
+    // not_local, as many as the captures show.
     let stray = stray_frames(underlay, public);
+    let missed: u64 = captures.missed.iter().sum();
+    let refused_syns = r.total();
+    let firewall = u(drops, "firewall");
     let others: Vec<String> = drops
         .as_object()
         .map(|m| {
@@ -1113,6 +1534,7 @@ fn after_checks(
                     match k.as_str() {
                         "gre_unknown_key" => false,
                         "not_local" => n > stray,
+                        "firewall" => n < refused_syns || n > refused_syns + missed,
                         _ => n > 0,
                     }
                 })
@@ -1122,14 +1544,15 @@ fn after_checks(
         .unwrap_or_default();
     checks.record(
         "no other drops in tgw",
-        if others.is_empty() && !stats.is_null() {
+        if others.is_empty() && !stats.is_null() && refused_syns > 0 {
             Ok(format!(
-                "0 but gre_unknown_key, and not_local {} of the {stray} frames on the wire addressed to no one here",
+                "0 but gre_unknown_key, firewall {firewall} (the {refused_syns} refused SYNs on the wire), \
+                 and not_local {} of the {stray} frames on the wire addressed to no one here",
                 u(drops, "not_local")
             ))
         } else {
             Err(format!(
-                "dropped: {} ({stray} stray frames on the wire)",
+                "dropped: {} ({stray} stray frames, {refused_syns} refused SYNs on the wire)",
                 others.join(", ")
             ))
         },
@@ -1140,12 +1563,28 @@ fn after_checks(
     for h in &HOSTS {
         let t = &w0["tenants"][h.tenant];
         summary.tgw.push(format!(
-            "tenant {} (key {}): {} frames from its tunnels, {} into them",
+            "tenant {} (key {}): {} frames from its tunnels, {} into them; {} flows created, {} ended",
             h.tenant,
             h.key,
             u(t, "from_tunnel_packets"),
-            u(t, "to_tunnel_packets")
+            u(t, "to_tunnel_packets"),
+            u(t, "flows_created"),
+            u(t, "flows_expired")
         ));
+    }
+    if let Some(rules) = stats["firewall"].as_array() {
+        for h in &HOSTS {
+            let line: Vec<String> = rules
+                .iter()
+                .filter(|x| x["tenant"] == h.tenant)
+                .map(|x| format!("{} {}", x["rule"].as_str().unwrap_or("?"), u(x, "flows")))
+                .collect();
+            summary.tgw.push(format!(
+                "firewall {} (decisions): {}",
+                h.tenant,
+                line.join(", ")
+            ));
+        }
     }
     let mut line = String::new();
     if let Some(ports) = stats["ports"].as_array() {
@@ -1167,10 +1606,10 @@ fn after_checks(
     ));
     summary.tgw.push(format!(
         "resolver: {} requests, {} learned, {} failed, {} held frames released",
-        u(r, "requests"),
-        u(r, "learned"),
-        u(r, "failed"),
-        u(r, "released")
+        u(res, "requests"),
+        u(res, "learned"),
+        u(res, "failed"),
+        u(res, "released")
     ));
     if let Some(table) = stats["neighbours"].as_array() {
         let entries: Vec<String> = table
@@ -1293,18 +1732,18 @@ fn arp_evidence(underlay: &[Vec<u8>], public: &[Vec<u8>]) -> Result<String, Stri
         }
         // Inside the tunnel tgw asks from 0.0.0.0; a host's own request
         // (it passed the tunnel checks) teaches it too.
-        let inside = asked_and_answered(Some(h.key), Ipv4Addr::UNSPECIFIED, h.public)
+        let inside = asked_and_answered(Some(h.key), Ipv4Addr::UNSPECIFIED, PRIVATE)
             || arps
                 .iter()
-                .any(|(k, a)| *k == Some(h.key) && a.op == 1 && a.spa == h.public);
+                .any(|(k, a)| *k == Some(h.key) && a.op == 1 && a.spa == PRIVATE);
         if !inside {
-            missing.push(format!("{} inside key {}", h.public, h.key));
+            missing.push(format!("{PRIVATE} inside key {}", h.key));
         }
     }
     if missing.is_empty() {
         Ok(format!(
-            "asked and answered on the wire: {CLIENT}, {}, {}, and {} / {} inside their tunnels",
-            HOSTS[0].underlay, HOSTS[1].underlay, HOSTS[0].public, HOSTS[1].public
+            "asked and answered on the wire: {CLIENT}, {}, {}, and {PRIVATE} inside keys {} and {}",
+            HOSTS[0].underlay, HOSTS[1].underlay, HOSTS[0].key, HOSTS[1].key
         ))
     } else {
         Err(format!("no ARP exchange seen for {}", missing.join(", ")))

@@ -4,22 +4,41 @@
 //! not from tgw's own code. Each client prints one JSON object as its last
 //! line of stdout.
 
-/// A tenant's server: `serve.py NAME DEV MODE:PORT...`. `echo` ports send
-/// one identity line (NAME, the MAC of DEV, the address the connection
-/// reached, the peer's address), then echo everything they receive; `sink`
-/// ports count what they receive and answer with the count. Runs until
+/// A server: `serve.py NAME DEV PORT...`, on the tenant hosts and on the
+/// client. Each connection starts with what the peer sends: `sink\n` makes
+/// it a sink that counts what it receives and answers with the count (bulk
+/// TCP, on a port the firewall lets in); anything else gets one identity
+/// line (NAME, the MAC of DEV, the address the connection reached, the
+/// peer's address) and then the echo of everything received. Runs until
 /// killed; says "listening" once every port is bound.
 pub const SERVE: &str = r#"
 import socket, sys, threading
 name, dev = sys.argv[1], sys.argv[2]
 mac = open(f"/sys/class/net/{dev}/address").read().strip()
+SINK = b"sink\n"
 
-def echo(c, peer):
+def handle(c, peer):
     with c:
         c.settimeout(20)
+        head = b""
+        while len(head) < len(SINK):
+            d = c.recv(len(SINK) - len(head))
+            if not d:
+                break
+            head += d
+        if head == SINK:
+            n = 0
+            while True:
+                d = c.recv(1 << 20)
+                if not d:
+                    break
+                n += len(d)
+            c.sendall(f"{n}\n".encode())
+            print("sunk", peer[0], n, flush=True)
+            return
         local = c.getsockname()[0]
         c.sendall(f"{name} mac={mac} local={local} peer={peer[0]}\n".encode())
-        data = bytearray()
+        data = bytearray(head)
         while True:
             d = c.recv(65536)
             if not d:
@@ -28,31 +47,18 @@ def echo(c, peer):
         c.sendall(data)
     print("echoed", peer[0], len(data), flush=True)
 
-def sink(c, peer):
-    with c:
-        c.settimeout(20)
-        n = 0
-        while True:
-            d = c.recv(1 << 20)
-            if not d:
-                break
-            n += len(d)
-        c.sendall(f"{n}\n".encode())
-    print("sunk", peer[0], n, flush=True)
-
-def serve(s, handler):
+def serve(s):
     while True:
         c, peer = s.accept()
-        threading.Thread(target=handler, args=(c, peer), daemon=True).start()
+        threading.Thread(target=handle, args=(c, peer), daemon=True).start()
 
 threads = []
-for spec in sys.argv[3:]:
-    mode, port = spec.split(":")
+for port in sys.argv[3:]:
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", int(port)))
     s.listen(8)
-    t = threading.Thread(target=serve, args=(s, {"echo": echo, "sink": sink}[mode]), daemon=True)
+    t = threading.Thread(target=serve, args=(s,), daemon=True)
     t.start()
     threads.append(t)
 print("listening", flush=True)
@@ -84,8 +90,8 @@ except OSError as e:
     print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
 "#;
 
-/// `bulk.py ADDR PORT SECONDS`: sends as fast as it can for SECONDS to a
-/// sink port, then reads the count the sink received; the client
+/// `bulk.py ADDR PORT SECONDS`: asks the server on PORT to be a sink, sends
+/// as fast as it can for SECONDS, then reads the count the sink received; the client
 /// namespace's own TCP counters (/proc/net/snmp is per namespace) give the
 /// segments sent and retransmitted meanwhile.
 pub const BULK: &str = r#"
@@ -106,6 +112,7 @@ chunk = b"\x5a" * 65536
 try:
     c0 = tcp_counters()
     s = socket.create_connection((addr, port), timeout=10)
+    s.sendall(b"sink\n")
     sent = 0
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
@@ -173,9 +180,44 @@ for _ in range(n):
 print(json.dumps({"sent": n}))
 "#;
 
+/// `connect.py TIMEOUT ADDR:PORT...`: opens TCP to each target at once,
+/// each with TIMEOUT seconds to connect, and says how each attempt ended:
+/// `connected`, `timeout`, `refused`, or the error. Nothing is sent.
+pub const CONNECT: &str = r#"
+import json, socket, sys, threading, time
+timeout = float(sys.argv[1])
+out = {}
+
+def attempt(target):
+    addr, port = target.rsplit(":", 1)
+    t0 = time.monotonic()
+    s = socket.socket()
+    s.settimeout(timeout)
+    try:
+        s.connect((addr, int(port)))
+        outcome = "connected"
+    except socket.timeout:
+        outcome = "timeout"
+    except ConnectionRefusedError:
+        outcome = "refused"
+    except OSError as e:
+        outcome = f"{type(e).__name__}: {e}"
+    finally:
+        s.close()
+    out[target] = {"outcome": outcome, "ms": round((time.monotonic() - t0) * 1000, 1)}
+
+threads = [threading.Thread(target=attempt, args=(t,)) for t in sys.argv[2:]]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(out))
+"#;
+
 /// Every script by file name, written once into the scratch directory.
-pub const ALL: [(&str, &str); 5] = [
+pub const ALL: [(&str, &str); 6] = [
     ("serve.py", SERVE),
+    ("connect.py", CONNECT),
     ("tcp.py", TCP),
     ("bulk.py", BULK),
     ("ping.py", PING),

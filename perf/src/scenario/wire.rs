@@ -162,6 +162,35 @@ pub fn echo(ip: &Ipv4) -> Option<(u8, u16, u16)> {
     ))
 }
 
+/// A TCP segment's ports and flags (the low byte: FIN 0x01, SYN 0x02,
+/// RST 0x04, ACK 0x10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tcp {
+    pub sport: u16,
+    pub dport: u16,
+    pub flags: u8,
+}
+
+impl Tcp {
+    /// A connection's first segment: SYN without ACK.
+    pub fn is_syn(&self) -> bool {
+        self.flags & 0x12 == 0x02
+    }
+}
+
+/// The TCP header in `ip`, as far as its ports and flags.
+pub fn tcp(ip: &Ipv4) -> Option<Tcp> {
+    let p = ip.payload;
+    if ip.protocol != 6 || p.len() < 14 {
+        return None;
+    }
+    Some(Tcp {
+        sport: u16::from_be_bytes([p[0], p[1]]),
+        dport: u16::from_be_bytes([p[2], p[3]]),
+        flags: p[13],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +204,21 @@ mod tests {
         let ip = ipv4(&ip).expect("1500 bytes on the wire, 186 captured");
         assert_eq!((ip.src, ip.dst, ip.payload.len()), (GW, HOST1, 166));
         assert_eq!(gre(ip.payload).unwrap().key, Some(2000));
+    }
+
+    #[test]
+    fn decodes_a_syn() {
+        let mut b = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        b.extend_from_slice(&[1, 1, 1, 7, 2, 2, 2, 11]);
+        b.extend_from_slice(&[0xc3, 0x50, 0, 23, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02]);
+        b.extend_from_slice(&[0xfa, 0xf0, 0, 0, 0, 0]);
+        let ip = ipv4(&b).unwrap();
+        let t = tcp(&ip).unwrap();
+        assert_eq!((t.sport, t.dport, t.is_syn()), (50000, 23, true));
+        assert!(
+            !Tcp { flags: 0x12, ..t }.is_syn(),
+            "a SYN+ACK opens nothing"
+        );
     }
 
     const GW: Ipv4Addr = Ipv4Addr::new(172, 168, 0, 1);
