@@ -2074,3 +2074,116 @@ fn arp_is_answered_for_elastic_ips_on_the_public_subnet() {
     let (v, _) = gw.run(&ask([1, 1, 1, 51]), PUB);
     assert_eq!(v, Verdict::Drop(DropReason::ArpNotForUs));
 }
+
+/// Random traffic from both tenants (both using 10.0.0.7) and from the
+/// Internet, through NAT, pools, hairpins and the firewall: no frame ever
+/// goes into the wrong tenant's tunnel, none leaves the public port with a
+/// private source, and every frame that leaves has valid checksums.
+#[test]
+fn random_traffic_never_crosses_tenants_nor_leaks_private_addresses() {
+    let mut gw = Gw::with_spec(&spec_with_pool(4, true));
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // Which tenant's key a public address leads to.
+    let owner = |d: [u8; 4]| match d {
+        EIP1 | POOL1 | POOL2 => Some(1000),
+        EIP2 => Some(2000),
+        _ => None,
+    };
+    let remotes = [CLIENT, [8, 8, 8, 8], [1, 1, 1, 99], EIP1, EIP2, POOL1];
+    let privates = [VM, VM8, [10, 0, 0, 9]];
+    let (mut into_tunnels, mut out_public) = (0, 0);
+    for i in 0..20_000u64 {
+        let port = |r: u64| [22u16, 23, 53, 80, 5000, 40000][(r % 6) as usize];
+        let (sport, dport) = (port(rnd()), port(rnd()));
+        let flags = ["S", "SA", "A", "R"][(rnd() % 4) as usize];
+        let seg = |src: [u8; 4], dst: [u8; 4], r: u64| match r % 3 {
+            0 => tcp(src, sport, dst, dport, flags),
+            1 => udp_from(src, sport, dst, dport),
+            _ => {
+                let mut out = Vec::new();
+                PacketBuilder::ipv4(src, dst, 64)
+                    .icmpv4_echo_request(sport, 1)
+                    .write(&mut out, b"x")
+                    .unwrap();
+                out
+            }
+        };
+        let r = rnd();
+        let (frame, in_port, expect_key) = match r % 3 {
+            0 => {
+                let dst = [EIP1, EIP2, POOL1, POOL2, GW_PUB][(rnd() % 5) as usize];
+                let src = remotes[(rnd() % 3) as usize];
+                let ip = seg(src, dst, rnd());
+                (
+                    eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &ip),
+                    PUB,
+                    owner(dst),
+                )
+            }
+            1 => {
+                let dst = remotes[(rnd() % remotes.len() as u64) as usize];
+                let src = privates[(rnd() % 3) as usize];
+                let ip = seg(src, dst, rnd());
+                let inner = eth(T1_MAC, VM1_MAC, EtherType::IPV4, &ip);
+                let f = gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &inner);
+                (f, UND, Some(owner(dst).unwrap_or(1000)))
+            }
+            _ => {
+                let dst = remotes[(rnd() % remotes.len() as u64) as usize];
+                let ip = seg(VM, dst, rnd());
+                let f = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &ip);
+                (f, UND, Some(owner(dst).unwrap_or(2000)))
+            }
+        };
+        let mut f = VecFrame::new(&frame, in_port);
+        let v = gw
+            .pipeline
+            .process(&gw.tables, &gw.counters, &mut f, i * 1000);
+        match v {
+            Verdict::Forward(UND) => {
+                let (_, outer, key, _, rest) = open_gre(f.data());
+                // ARP and echo answers to a host go back where they came
+                // from; everything else into the tunnel of the address's
+                // owner.
+                let host_for_key = if key == 1000 { HOST1 } else { HOST2 };
+                assert_eq!(
+                    outer.destination, host_for_key,
+                    "key {key} to the wrong host"
+                );
+                if let Some(want) = expect_key {
+                    assert_eq!(key, want, "frame {i}: into the wrong tenant");
+                }
+                let ip = if key == 1000 {
+                    rest[14..].to_vec()
+                } else {
+                    rest
+                };
+                assert_valid_ipv4(&ip);
+                into_tunnels += 1;
+            }
+            Verdict::Forward(PUB) => {
+                let ip = &f.data()[14..];
+                let h = assert_valid_ipv4(ip);
+                assert_ne!(
+                    h.source[0], 10,
+                    "frame {i}: a private source on the public side"
+                );
+                if h.protocol != IpNumber::ICMP {
+                    assert_valid_transport(ip);
+                }
+                out_public += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        into_tunnels > 500 && out_public > 500,
+        "the traffic should get through both ways: {into_tunnels} in, {out_public} out"
+    );
+}
