@@ -460,11 +460,12 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "  tenant {name}: {} frames from its tunnels, {} into them; {} flows opened, {} ended",
+                "  tenant {name}: {} frames from its tunnels, {} into them; {} flows opened, {} ended; {} source NAT ports in use",
                 t(|c| c.from_tunnel_packets.get()),
                 t(|c| c.to_tunnel_packets.get()),
                 t(|c| c.flows_created.get()),
-                t(|c| c.flows_expired.get())
+                t(|c| c.flows_expired.get()),
+                t(|c| c.nat_ports.get())
             );
         }
         let replies = [
@@ -551,6 +552,7 @@ impl Report {
                                 "to_tunnel_bytes": c.to_tunnel_bytes.get(),
                                 "flows_created": c.flows_created.get(),
                                 "flows_expired": c.flows_expired.get(),
+                                "nat_ports_in_use": c.nat_ports.get(),
                             }),
                         ))
                     })

@@ -31,6 +31,12 @@ impl Counter {
         self.add(1);
     }
 
+    /// Sets a gauge (same single-writer rule as [`Counter::add`]).
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
@@ -174,6 +180,9 @@ pub struct TenantCounters {
     /// on this worker.
     pub flows_created: Counter,
     pub flows_expired: Counter,
+    /// Source NAT ports the tenant's hosts hold on this worker (a gauge,
+    /// refreshed between bursts).
+    pub nat_ports: Counter,
 }
 
 /// Everything one worker counts.

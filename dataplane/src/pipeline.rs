@@ -189,6 +189,11 @@ impl Pipeline {
         self.flows.sweep(SWEEP_BUDGET, now, |gone| {
             ended(snat, &t.pools, c, &gone.value);
         });
+        for i in 0..t.pools.len() as u32 {
+            if let Some(tc) = t.pools.get(i).and_then(|p| c.tenant(p.tenant.index())) {
+                tc.nat_ports.set(self.snat.ports_in_use(i));
+            }
+        }
     }
 
     /// Processes one frame received on `frame.in_port()` at TSC time `now`.

@@ -174,6 +174,8 @@ struct PoolShare {
     free: Vec<u32>,
     /// Each private host's blocks.
     hosts: FastMap<u32, ArrayVec<u32, MAX_BLOCKS_PER_HOST>>,
+    /// Ports handed out.
+    in_use: u64,
 }
 
 /// What one worker hands out, of every pool.
@@ -213,6 +215,7 @@ impl Snat {
                     blocks: vec![Block::default(); n as usize],
                     free,
                     hosts,
+                    in_use: 0,
                 }
             })
             .collect();
@@ -282,14 +285,9 @@ impl Snat {
         self.mappings.is_empty()
     }
 
-    /// Ports in use in pool `pool`.
+    /// Ports this worker has in use in pool `pool`.
     pub fn ports_in_use(&self, pool: u32) -> u64 {
-        self.shares.get(pool as usize).map_or(0, |s| {
-            s.blocks
-                .iter()
-                .map(|b| u64::from(b.used.count_ones()))
-                .sum()
-        })
+        self.shares.get(pool as usize).map_or(0, |s| s.in_use)
     }
 }
 
@@ -316,6 +314,7 @@ impl PoolShare {
         let block = &mut self.blocks[b as usize];
         let bit = (!block.used).trailing_zeros();
         block.used |= 1 << bit;
+        self.in_use += 1;
         let addr = pool.addrs[(b / per_addr) as usize];
         let port = pool.lo + (b % per_addr) as u16 * BLOCK + bit as u16;
         Ok(Outside { addr, port })
@@ -330,7 +329,11 @@ impl PoolShare {
         };
         let b = a as u32 * pool.blocks_per_addr() + in_addr;
         let block = &mut self.blocks[b as usize];
-        block.used &= !(1 << ((outside.port - pool.lo) % BLOCK));
+        let bit = 1 << ((outside.port - pool.lo) % BLOCK);
+        if block.used & bit != 0 {
+            self.in_use -= 1;
+        }
+        block.used &= !bit;
         if block.used != 0 {
             return;
         }
