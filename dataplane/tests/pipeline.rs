@@ -1719,6 +1719,12 @@ fn a_host_runs_out_of_its_blocks_and_gets_its_ports_back_when_flows_end() {
         Verdict::Forward(PUB)
     );
     assert_eq!(gw.pipeline.nat_ports_in_use(0), 64);
+    gw.pipeline.sweep(&gw.tables, &gw.counters, 1);
+    assert_eq!(
+        gw.counters.tenants[0].nat_ports.get(),
+        64,
+        "the gauge the operator reads"
+    );
     for _ in 0..DEFAULT_FLOWS / 64 + 1 {
         gw.pipeline.sweep(&gw.tables, &gw.counters, 121 * SEC);
     }
@@ -1727,6 +1733,7 @@ fn a_host_runs_out_of_its_blocks_and_gets_its_ports_back_when_flows_end() {
         0,
         "ports returned at expiry"
     );
+    assert_eq!(gw.counters.tenants[0].nat_ports.get(), 0);
     assert_eq!(
         gw.t1_sends(&udp_from(VM8, 7000, CLIENT, 53), 122 * SEC).0,
         Verdict::Forward(PUB)
