@@ -253,3 +253,25 @@ pub fn hugepages_available() -> bool {
         .unwrap_or(false);
     reserved >= 256 && mounted && Path::new("/dev/hugepages").exists()
 }
+
+/// EAL arguments for a measurement inside this process (`tgw-perf lpm`,
+/// `tgw-perf flow`): lcore 0, no PCI, its own file prefix. With hugepages
+/// nothing is left on disk (`--in-memory`); without, `--no-huge` with
+/// `memory_mb` of ordinary memory and `--no-shconf`, since `--no-huge`
+/// implies legacy memory, which `--in-memory` refuses.
+pub fn local_eal_args(prefix: &str, hugepages: bool, memory_mb: usize) -> Vec<String> {
+    let mut args = vec![
+        "-l".to_owned(),
+        "0".to_owned(),
+        "--no-pci".to_owned(),
+        format!("--file-prefix={prefix}"),
+        "--log-level=lib.eal:error".to_owned(),
+    ];
+    if hugepages {
+        args.push("--in-memory".to_owned());
+    } else {
+        args.extend(["--no-huge".to_owned(), "--no-shconf".to_owned()]);
+        args.extend(["-m".to_owned(), memory_mb.to_string()]);
+    }
+    args
+}

@@ -138,24 +138,7 @@ pub fn run(args: &FlowArgs) -> Result<(), String> {
         ));
     }
     let prefix = format!("tgw-perf-flow-{}", std::process::id());
-    let mut eal_args = vec![
-        "-l".to_owned(),
-        "0".to_owned(),
-        "--in-memory".to_owned(),
-        "--no-pci".to_owned(),
-        format!("--file-prefix={prefix}"),
-        "--log-level=lib.eal:error".to_owned(),
-    ];
-    if !hugepages {
-        // --no-huge with -m implies legacy memory, which --in-memory refuses.
-        eal_args.retain(|a| a != "--in-memory");
-        eal_args.extend([
-            "--no-huge".to_owned(),
-            "--no-shconf".to_owned(),
-            "-m".to_owned(),
-            (need >> 20).max(256).to_string(),
-        ]);
-    }
+    let eal_args = crate::dut::local_eal_args(&prefix, hugepages, (need >> 20).max(256));
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
     // Our table goes into the same hugetlbfs pool when there is room for
     // both; otherwise rte_hash keeps the hugepages and ours takes 4 KiB

@@ -105,19 +105,7 @@ pub fn run(args: &LpmArgs) -> Result<(), String> {
         eprintln!("tgw-perf: no hugepages reserved; running rte_lpm with --no-huge");
     }
     let prefix = format!("tgw-perf-lpm-{}", std::process::id());
-    let mut eal_args = vec![
-        "-l".to_owned(),
-        "0".to_owned(),
-        "--no-pci".to_owned(),
-        format!("--file-prefix={prefix}"),
-        "--log-level=lib.eal:error".to_owned(),
-    ];
-    // --no-huge implies legacy memory, which --in-memory refuses.
-    if hugepages {
-        eal_args.push("--in-memory".to_owned());
-    } else {
-        eal_args.extend(["--no-huge", "--no-shconf", "-m", "1024"].map(str::to_owned));
-    }
+    let eal_args = crate::dut::local_eal_args(&prefix, hugepages, 1024);
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
     let result = measure(args, hugepages);
     drop(eal);
