@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use dataplane::counters::MAX_PORTS;
+use dataplane::flow::Prefetch;
 use dataplane::pipeline::Pipeline;
 use dataplane::snapshot::Reader;
 use dataplane::tables::Tables;
@@ -176,6 +177,12 @@ impl Worker {
             Stage::Gateway { pipeline, tables } => StageRef::Gateway(pipeline, tables.get()),
             Stage::L2fwd(fwd) => StageRef::L2fwd(fwd),
         };
+        // Start the burst's flow lookups together, so that their cache
+        // misses overlap (frames handed over by other workers skip it).
+        if let (StageRef::Gateway(pipeline, tables), Some(port)) = (&stage, port) {
+            let frames = burst.iter().map(|m| &m[..]);
+            pipeline.prefetch_public(tables, port, frames, &RtePrefetch, now);
+        }
         for mut mbuf in burst.drain(..) {
             let verdict = if mbuf.segments() != 1 {
                 Verdict::Drop(DropReason::MultiSegment)
@@ -245,6 +252,18 @@ impl Worker {
         for out in 0..MAX_PORTS as u16 {
             flush(&mut self.tx, &self.counters, out, txbuf);
         }
+    }
+}
+
+/// DPDK's prefetch instruction, for the flow table's staged lookups.
+struct RtePrefetch;
+
+impl Prefetch for RtePrefetch {
+    const INSTRUCTION: bool = true;
+
+    #[inline(always)]
+    fn prefetch<T>(&self, r: &T) {
+        rte::prefetch(r);
     }
 }
 

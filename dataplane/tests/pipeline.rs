@@ -2194,3 +2194,42 @@ fn random_traffic_never_crosses_tenants_nor_leaks_private_addresses() {
         "the traffic should get through both ways: {into_tunnels} in, {out_public} out"
     );
 }
+
+#[test]
+fn prefetching_a_burst_changes_no_verdict_and_no_byte() {
+    let frames: Vec<Vec<u8>> = (0..40u16)
+        .map(|i| {
+            let dst = [EIP1, EIP2, GW_PUB, [9, 9, 9, 9]][usize::from(i % 4)];
+            let ip = if i % 3 == 0 {
+                tcp(CLIENT, 40000 + i, dst, 22, "S")
+            } else {
+                udp_from(CLIENT, 40000 + i, dst, 53)
+            };
+            let mut f = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &ip);
+            if i == 7 {
+                f.truncate(20); // a runt among them
+            }
+            f
+        })
+        .collect();
+    let run = |prefetch: bool| {
+        let mut gw = Gw::new();
+        let mut out = Vec::new();
+        for pass in 0..2u64 {
+            for burst in frames.chunks(32) {
+                if prefetch {
+                    let it = burst.iter().map(|f| &f[..]);
+                    let pf = dataplane::flow::TouchLoads;
+                    gw.pipeline.prefetch_public(&gw.tables, PUB, it, &pf, pass);
+                }
+                for f in burst {
+                    out.push(gw.run(f, PUB));
+                }
+            }
+        }
+        out
+    };
+    let (with, without) = (run(true), run(false));
+    assert_eq!(with, without);
+    assert!(with.iter().any(|(v, _)| *v == Verdict::Forward(UND)));
+}
