@@ -96,8 +96,12 @@ impl Setup {
                         "--vdev=net_memif{i},role=client,socket={sock},socket-abstract=no,id=0"
                     ));
                 }
+                // testpmd sizes its pool for 32 ports by default (338 MB),
+                // more than --no-huge's 512 MB holds with everything else;
+                // tgw's own pool is as big as this one.
                 cmd.args([
                     "--",
+                    "--total-num-mbufs=16383",
                     "--forward-mode=macswap",
                     "--nb-cores=1",
                     "--rxq=1",

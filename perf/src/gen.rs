@@ -16,14 +16,22 @@ use rte::{rdtsc, tsc_hz, Burst, Eal, Mbuf, Mempool, Port, PortConf};
 
 use crate::profile::Profile;
 
-/// What one generator run measured, over the measurement window only.
+/// What one generator run measured.
+///
+/// Rates come from the measurement window; loss from the whole run. The
+/// window's counts cannot be compared with each other: frames in flight
+/// when it opens are received in it but were sent before it, so a slow
+/// device can return more frames in the window than it was sent there.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GenResult {
     pub seconds: f64,
+    /// Frames sent and received within the measurement window.
     pub sent: u64,
     pub received: u64,
-    /// Frames counted on the way back after the sender stopped.
-    pub drained: u64,
+    /// Frames sent and received over the whole run: warm-up, window and
+    /// the drain after the sender stopped.
+    pub sent_total: u64,
+    pub received_total: u64,
 }
 
 impl GenResult {
@@ -37,8 +45,8 @@ impl GenResult {
 
     pub fn to_json(self) -> serde_json::Value {
         serde_json::json!({
-            "seconds": self.seconds, "sent": self.sent,
-            "received": self.received, "drained": self.drained,
+            "seconds": self.seconds, "sent": self.sent, "received": self.received,
+            "sent_total": self.sent_total, "received_total": self.received_total,
         })
     }
 
@@ -47,7 +55,8 @@ impl GenResult {
             seconds: v.get("seconds")?.as_f64()?,
             sent: v.get("sent")?.as_u64()?,
             received: v.get("received")?.as_u64()?,
-            drained: v.get("drained")?.as_u64()?,
+            sent_total: v.get("sent_total")?.as_u64()?,
+            received_total: v.get("received_total")?.as_u64()?,
         })
     }
 }
@@ -151,18 +160,18 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
             Mbuf::free_bulk(&mut burst);
         }
     }
-    let result_received = received - received0;
+    let (sent_window, received_window) = (sent - sent0, received - received0);
     let drain_end = Instant::now() + Duration::from_millis(200);
-    let mut drained = 0u64;
     while Instant::now() < drain_end {
-        drained += rx_b.rx_burst(&mut burst) as u64;
+        received += rx_b.rx_burst(&mut burst) as u64;
         Mbuf::free_bulk(&mut burst);
     }
     let result = GenResult {
         seconds: args.seconds.as_secs_f64(),
-        sent: sent - sent0,
-        received: result_received,
-        drained,
+        sent: sent_window,
+        received: received_window,
+        sent_total: sent,
+        received_total: received,
     };
     println!("{}", result.to_json());
 

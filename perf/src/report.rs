@@ -38,12 +38,13 @@ impl Measurement {
         }
     }
 
+    /// The share of frames never seen again, over the whole run.
     pub fn loss(&self) -> f64 {
-        let done = self.gen.received + self.gen.drained;
-        if self.gen.sent == 0 {
+        let (sent, received) = (self.gen.sent_total, self.gen.received_total);
+        if sent == 0 {
             0.0
         } else {
-            self.gen.sent.saturating_sub(done) as f64 / self.gen.sent as f64
+            sent.saturating_sub(received) as f64 / sent as f64
         }
     }
 }
@@ -172,7 +173,8 @@ mod tests {
             seconds: 1.0,
             sent: received + 10,
             received,
-            drained: 5,
+            sent_total: received + 110,
+            received_total: received + 105,
         };
         Measurement::new(device, gen, None)
     }
@@ -197,7 +199,7 @@ mod tests {
         assert_eq!(r.median_ratio(), Some(0.95));
         assert!(r.table().contains("tgw/testpmd: 0.950"));
         let loss = m(Device::Tgw, 100).loss();
-        assert!((loss - 5.0 / 110.0).abs() < 1e-12);
+        assert!((loss - 5.0 / 210.0).abs() < 1e-12);
     }
 
     #[test]
@@ -210,7 +212,8 @@ mod tests {
             seconds: 1.0,
             sent: 1,
             received: 1,
-            drained: 0,
+            sent_total: 1,
+            received_total: 1,
         };
         let m = Measurement::new(Device::Tgw, gen, Some(&stats));
         assert_eq!(m.cycles_process, Some(20.0));
