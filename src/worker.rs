@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use dataplane::counters::MAX_PORTS;
 use dataplane::flow::Prefetch;
-use dataplane::pipeline::Pipeline;
+use dataplane::pipeline::{Hint, Pipeline};
 use dataplane::snapshot::Reader;
 use dataplane::tables::Tables;
 use dataplane::{DropReason, L2Forward, Verdict, WorkerCounters};
-use rte::{rdtsc, Burst, Mbuf, Ring, RxQueue, TxQueue};
+use rte::{rdtsc, Burst, Mbuf, Ring, RxQueue, TxQueue, BURST};
 
 use crate::frame::MbufFrame;
 
@@ -177,13 +177,14 @@ impl Worker {
             Stage::Gateway { pipeline, tables } => StageRef::Gateway(pipeline, tables.get()),
             Stage::L2fwd(fwd) => StageRef::L2fwd(fwd),
         };
-        // Start the burst's flow lookups together, so that their cache
-        // misses overlap (frames handed over by other workers skip it).
+        // Look the burst's flows up together, so that their cache misses
+        // overlap (frames handed over by other workers go unstaged).
+        let mut hints = [Hint::default(); BURST];
         if let (StageRef::Gateway(pipeline, tables), Some(port)) = (&stage, port) {
             let frames = burst.iter().map(|m| &m[..]);
-            pipeline.prefetch_public(tables, port, frames, &RtePrefetch, now);
+            pipeline.stage_public(tables, port, frames, &RtePrefetch, now, &mut hints);
         }
-        for mut mbuf in burst.drain(..) {
+        for (mut mbuf, hint) in burst.drain(..).zip(&hints) {
             let verdict = if mbuf.segments() != 1 {
                 Verdict::Drop(DropReason::MultiSegment)
             } else {
@@ -194,7 +195,7 @@ impl Worker {
                 };
                 match &mut stage {
                     StageRef::Gateway(pipeline, tables) => {
-                        pipeline.process(tables, counters, frame, now)
+                        pipeline.process_staged(tables, counters, frame, now, hint)
                     }
                     StageRef::L2fwd(fwd) => fwd.process(frame),
                 }

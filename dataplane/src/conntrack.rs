@@ -41,6 +41,13 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
+    /// What is left of `conn`'s life after a packet, in ticks of a clock
+    /// of `hz` ticks per second.
+    #[inline]
+    pub fn ticks(&self, conn: &Conn, hz: u64) -> u64 {
+        self.of(conn.protocol, conn.tcp).saturating_mul(hz)
+    }
+
     /// The lifetime, in seconds, of a flow of `protocol` in `state`.
     pub fn of(&self, protocol: u8, state: TcpState) -> u64 {
         match IpProtocol(protocol) {

@@ -92,8 +92,37 @@ impl Rewrite {
     /// false, leaving the packet as it was, if the transport header is too
     /// short to hold what changes.
     pub fn apply(&self, ip: &mut [u8], ihl: usize) -> bool {
+        self.apply_with(ip, ihl, Delta::new())
+    }
+
+    /// [`Rewrite::apply`] for a packet being forwarded: the TTL, checked
+    /// above 1 by the caller, is decremented too, and both changes go into
+    /// the header checksum as one update (the TTL's change is a word of
+    /// the header like any other, RFC 1624).
+    pub fn forward(&self, ip: &mut [u8], ihl: usize) -> bool {
+        let (ttl, protocol) = (ip[8], ip[9]);
+        let Some(new) = ttl.checked_sub(1) else {
+            return false;
+        };
+        let word = |ttl| u16::from_be_bytes([ttl, protocol]);
+        let ttl_delta = Delta::new().add_u16(word(ttl), word(new));
+        if !self.apply_with(ip, ihl, ttl_delta) {
+            return false;
+        }
+        ip[8] = new;
+        true
+    }
+
+    /// Applies the rewrite, with `header` added to the header checksum's
+    /// change for what the caller changes in the header itself.
+    #[inline]
+    fn apply_with(&self, ip: &mut [u8], ihl: usize, header: Delta) -> bool {
         let at = match self.field {
-            Field::None => return true,
+            Field::None => {
+                let hc = u16::from_be_bytes([ip[10], ip[11]]);
+                ip[10..12].copy_from_slice(&header.apply(hc).to_be_bytes());
+                return true;
+            }
             Field::Src => 12,
             Field::Dst => 16,
         };
@@ -128,7 +157,8 @@ impl Rewrite {
         }
         ip[at..at + 4].copy_from_slice(&self.addr.to_be_bytes());
         let hc = u16::from_be_bytes([ip[10], ip[11]]);
-        ip[10..12].copy_from_slice(&self.delta.apply(hc).to_be_bytes());
+        let delta = self.delta.combine(header);
+        ip[10..12].copy_from_slice(&delta.apply(hc).to_be_bytes());
         true
     }
 }
@@ -246,8 +276,12 @@ mod tests {
     use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 
     fn packet(tcp: bool) -> Vec<u8> {
+        packet_with_ttl(tcp, 64)
+    }
+
+    fn packet_with_ttl(tcp: bool, ttl: u8) -> Vec<u8> {
         let mut out = Vec::new();
-        let b = PacketBuilder::ipv4([1, 1, 1, 7], [2, 2, 2, 11], 64);
+        let b = PacketBuilder::ipv4([1, 1, 1, 7], [2, 2, 2, 11], ttl);
         if tcp {
             b.tcp(40000, 22, 7, 1000)
                 .syn()
@@ -294,6 +328,28 @@ mod tests {
             assert!(Rewrite::src(back, u32::from_be_bytes([9, 9, 9, 9])).apply(&mut p, 20));
             assert_eq!(&p[12..16], &[9, 9, 9, 9]);
             assert_checksums(&p);
+        }
+    }
+
+    #[test]
+    fn forwarding_decrements_the_ttl_in_the_same_checksum_update() {
+        let eip = u32::from_be_bytes([2, 2, 2, 11]);
+        let private = u32::from_be_bytes([10, 0, 0, 7]);
+        for (tcp, rewrite) in [
+            (true, Rewrite::dst(eip, private)),
+            (false, Rewrite::dst(eip, private).with_port(53, 5353)),
+            (true, Rewrite::default()),
+        ] {
+            for ttl in 1..=255 {
+                let mut p = packet_with_ttl(tcp, ttl);
+                assert!(rewrite.forward(&mut p, 20));
+                assert_eq!(p[8], ttl - 1);
+                assert_checksums(&p);
+            }
+            let mut p = packet_with_ttl(tcp, 0);
+            let before = p.clone();
+            assert!(!rewrite.forward(&mut p, 20), "TTL 0 is not forwarded");
+            assert_eq!(p, before);
         }
     }
 

@@ -266,6 +266,17 @@ impl Lookup {
     }
 }
 
+/// A live flow found by [`FlowTable::hit`], open for update.
+#[derive(Debug)]
+pub struct Hit<'a, V> {
+    pub id: FlowId,
+    /// Which of the flow's keys matched.
+    pub dir: Direction,
+    pub value: &'a mut V,
+    /// When the flow expires, on the table's clock.
+    pub deadline: &'a mut u64,
+}
+
 /// Why [`FlowTable::insert`] refused a flow. Nothing in the table changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InsertError {
@@ -694,6 +705,51 @@ impl<V> FlowTable<V> {
             },
         };
         self.classify(slot, now)
+    }
+
+    /// A live flow's value and deadline by key, for the fast path that
+    /// updates both on every packet: one lookup, and none of the
+    /// liveness checks of [`FlowTable::get_mut`] (a key found in a bucket
+    /// always belongs to a live flow). `None` for a miss and for an
+    /// expired flow, which the caller's full path removes.
+    #[inline]
+    pub fn hit(&mut self, key: &FlowKey, now: u64) -> Option<Hit<'_, V>> {
+        let Lookup::Hit(id, dir) = self.lookup(key, now) else {
+            return None;
+        };
+        self.hit_parts(id, dir)
+    }
+
+    /// [`FlowTable::hit`] for a key looked up earlier, in a staged
+    /// [`FlowTable::lookup_bulk_with`] whose answer may have gone stale
+    /// since (the flow removed, its entry given to another): flow `id` is
+    /// taken only if it is live at `now` and its `dir` key is still `key`.
+    #[inline]
+    pub fn hit_at(
+        &mut self,
+        id: FlowId,
+        dir: Direction,
+        key: &FlowKey,
+        now: u64,
+    ) -> Option<Hit<'_, V>> {
+        let e = self.entries.get(id.index())?;
+        let same = e.keys[dir.index()] == *key && now < e.deadline;
+        if !(same && self.is_live(id)) {
+            return None;
+        }
+        self.hit_parts(id, dir)
+    }
+
+    #[inline(always)]
+    fn hit_parts(&mut self, id: FlowId, dir: Direction) -> Option<Hit<'_, V>> {
+        let value = self.values.get_mut(id.index())?;
+        let deadline = &mut self.entries.get_mut(id.index())?.deadline;
+        Some(Hit {
+            id,
+            dir,
+            value,
+            deadline,
+        })
     }
 
     /// `out[i] = self.lookup(&keys[i], now)` for the first

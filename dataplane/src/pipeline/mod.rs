@@ -27,7 +27,7 @@ use crate::punt::Punt;
 use crate::ratelimit::TokenBucket;
 use crate::snat::{Inside, Outside, Pools, Snat};
 use crate::steer::Steering;
-use crate::tables::{eth_header, NextHop, PortEntry, PublicRoute, Role, Tables};
+use crate::tables::{eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, MAX_TUNNEL_HEADER};
 use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
 use crate::wire::{
@@ -95,6 +95,10 @@ pub struct Pipeline {
     /// Live flows one tenant may hold on this worker.
     quota: u64,
 }
+
+mod hit;
+
+pub use hit::Hint;
 
 /// How long a datagram's later fragments may trail its first, in seconds
 /// (Linux's ipfrag_time).
@@ -178,6 +182,14 @@ impl Pipeline {
         Ok(self)
     }
 
+    /// Whether a frame from the public side may belong to a flow: not when
+    /// the worker holds none, nor when no address could have made one.
+    #[inline]
+    fn may_hit(&self, t: &Tables) -> bool {
+        let no_nat = t.eips.is_empty() && t.pools.is_empty();
+        !(self.flows.is_empty() || no_nat)
+    }
+
     /// Live flows of this worker.
     pub fn flows(&self) -> usize {
         self.flows.len()
@@ -197,53 +209,6 @@ impl Pipeline {
         }
     }
 
-    /// Starts the flow lookups of a burst received on public port `port`
-    /// before its frames are processed one by one: the keys of frames to
-    /// an elastic IP go through the table's staged bulk lookup, with the
-    /// caller's prefetch (`rte::prefetch` in the daemon), and the values of
-    /// the flows found are prefetched too. With a table bigger than the
-    /// caches, the misses of the burst's 32 lookups then overlap instead of
-    /// coming one after another; the per-frame lookup that follows finds
-    /// its lines in the cache. Nothing is changed.
-    pub fn prefetch_public<'a, P: Prefetch>(
-        &self,
-        t: &Tables,
-        port: u16,
-        frames: impl Iterator<Item = &'a [u8]>,
-        pf: &P,
-        now: u64,
-    ) {
-        if t.eips.is_empty()
-            || t.ports.get(usize::from(port)).and_then(|p| p.role) != Some(Role::Public)
-        {
-            return;
-        }
-        let mut keys = [FlowKey::default(); BULK_MAX];
-        let mut n = 0;
-        for data in frames.take(BULK_MAX) {
-            let Some(tuple) = data.get(ETH..).and_then(Tuple::parse) else {
-                continue;
-            };
-            if t.eips.inbound(tuple.dst).is_some() {
-                keys[n] = tuple.key(Zone::PUBLIC);
-                n += 1;
-            }
-        }
-        if n < 2 {
-            return;
-        }
-        let mut found = [FlowLookup::Miss; BULK_MAX];
-        self.flows
-            .lookup_bulk_with(pf, &keys[..n], now, &mut found[..n]);
-        for l in &found[..n] {
-            if let Some((id, _)) = l.found() {
-                if let Some(conn) = self.flows.get(id) {
-                    pf.prefetch(conn);
-                }
-            }
-        }
-    }
-
     /// Processes one frame received on `frame.in_port()` at TSC time `now`.
     pub fn process<F: Frame>(
         &mut self,
@@ -251,6 +216,19 @@ impl Pipeline {
         c: &WorkerCounters,
         f: &mut F,
         now: u64,
+    ) -> Verdict {
+        self.process_staged(t, c, f, now, &Hint::default())
+    }
+
+    /// [`Pipeline::process`] for a frame of a burst that went through
+    /// [`Pipeline::stage_public`], with its hint.
+    pub fn process_staged<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        f: &mut F,
+        now: u64,
+        hint: &Hint,
     ) -> Verdict {
         let port = f.in_port();
         let Some(pe) = t.ports.get(usize::from(port)) else {
@@ -266,6 +244,12 @@ impl Pipeline {
             eth.ethertype()
         };
         match (pe.role, ethertype) {
+            (Some(Role::Public), EtherType::IPV4) if self.may_hit(t) => {
+                match self.public_hit(t, c, f, now, hint) {
+                    Some(v) => v,
+                    None => self.public_input(t, c, pe, f, now),
+                }
+            }
             (Some(_), EtherType::ARP) => arp_input(t, pe, port, f, c),
             (Some(Role::Underlay), EtherType::IPV4) => self.underlay_input(t, c, pe, f, now),
             (Some(Role::Public), EtherType::IPV4) => self.public_input(t, c, pe, f, now),
@@ -418,6 +402,7 @@ impl Pipeline {
                 if t.mss_clamp {
                     clamp_syn(f.data_mut(), adj.inner_mtu());
                 }
+                decrement_ttl(f.data_mut());
                 self.encap(t, c, i, f)
             }
             Some(NextHop::Public) => {
@@ -467,10 +452,9 @@ impl Pipeline {
             );
         }
         let ihl = usize::from(f.data()[0] & 0xf) * 4;
-        if !exit.nat.apply(f.data_mut(), ihl) {
+        if !exit.nat.forward(f.data_mut(), ihl) {
             return Verdict::Drop(D::Ipv4Invalid);
         }
-        decrement_ttl(f.data_mut());
         hop.send(f, c)
     }
 
@@ -495,7 +479,7 @@ impl Pipeline {
             return self.icmp_or_drop(t, c, f, e, Side::Public, pe.mtu, now);
         }
         let ihl = usize::from(f.data()[0] & 0xf) * 4;
-        if !nat.apply(f.data_mut(), ihl) {
+        if !nat.forward(f.data_mut(), ihl) {
             return Verdict::Drop(D::Ipv4Invalid);
         }
         if t.mss_clamp {
@@ -656,10 +640,9 @@ impl Pipeline {
             return Verdict::Drop(D::TtlExceeded);
         }
         let ihl = usize::from(f.data()[0] & 0xf) * 4;
-        if !nat.apply(f.data_mut(), ihl) {
+        if !nat.forward(f.data_mut(), ihl) {
             return Verdict::Drop(D::Ipv4Invalid);
         }
-        decrement_ttl(f.data_mut());
         match f.prepend(ETH) {
             Some(h) => h.copy_from_slice(&eth_header(pe.mac, pe.mac, EtherType::IPV4)),
             None => return Verdict::Drop(D::NoHeadroom),
@@ -860,9 +843,8 @@ impl Pipeline {
             conn.track_tcp(dir.index(), tuple).ok()?;
         }
         let conn = *conn;
-        let life = self.timeouts.of(conn.protocol, conn.tcp);
-        self.flows
-            .set_deadline(id, now.saturating_add(life.saturating_mul(self.hz)));
+        let life = self.timeouts.ticks(&conn, self.hz);
+        self.flows.set_deadline(id, now.saturating_add(life));
         Some(conn)
     }
 
@@ -1240,7 +1222,7 @@ impl Pipeline {
     }
 
     /// Prepends the header of tunnel `tunnel` to an IPv4 packet whose TTL
-    /// has been checked, and decrements that TTL. A frame whose outer or
+    /// has been decremented. A frame whose outer or
     /// inner next hop is not resolved yet is built all the same and punted,
     /// for the resolver to finish and send.
     fn encap<F: Frame>(
@@ -1279,7 +1261,6 @@ impl Pipeline {
         } else {
             None
         };
-        decrement_ttl(f.data_mut());
         let (tos, df) = {
             let d = f.data();
             (d[1], d[6] & 0x40)
@@ -1289,7 +1270,14 @@ impl Pipeline {
         let Some(h) = f.prepend(len) else {
             return Verdict::Drop(D::NoHeadroom);
         };
-        h.copy_from_slice(&adj.header[..len]);
+        // Copies of a constant size are a few vector moves, not a call.
+        const GRETAP: usize = MAX_TUNNEL_HEADER;
+        const GRE_IPV4: usize = MAX_TUNNEL_HEADER - ETH;
+        match len {
+            GRETAP => h.copy_from_slice(&adj.header),
+            GRE_IPV4 => h.copy_from_slice(&adj.header[..GRE_IPV4]),
+            _ => h.copy_from_slice(&adj.header[..len]),
+        }
         h[..6].copy_from_slice(&outer_mac);
         if let Some(mac) = inner_mac {
             h[len - ETH..len - ETH + 6].copy_from_slice(&mac);

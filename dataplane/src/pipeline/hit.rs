@@ -1,0 +1,233 @@
+//! The flow-hit fast path: a plain packet of an established flow takes one
+//! header pass, one lookup, one rewrite, one prepend, and is sent.
+//!
+//! "Plain" is what most packets of a flow are: an IPv4 header without
+//! options, not a fragment, TTL above 1, a good header checksum, and a
+//! TCP segment that changes no state (no SYN, FIN or RST) of an
+//! established connection, a UDP datagram, or an ICMP echo. Anything else
+//! — a miss, an expired flow, a packet too big for the tunnel, a tunnel
+//! that changed under a reload — is left untouched to the full path,
+//! which handles it and counts why. The fast path therefore decides
+//! nothing the full path would decide differently: it only skips checks
+//! whose answer a hit already gives (the flow was created by a packet that
+//! passed them), as VPP's NAT fast path sits in front of its slow path.
+
+use super::*;
+use crate::conntrack::TcpFlags;
+
+/// What the first stage of a burst learned of one frame, for the second:
+/// see [`Pipeline::stage_public`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hint(Stage);
+
+impl Hint {
+    /// Sends a frame down the full path, past the fast path: for tests
+    /// that hold the two paths to the same answers.
+    pub const FULL_PATH: Hint = Hint(Stage::Full);
+
+    /// Whether the staged lookup found a live flow for the frame.
+    pub fn is_hit(&self) -> bool {
+        matches!(self.0, Stage::Plain(_, FlowLookup::Hit(..)))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+enum Stage {
+    /// Not staged: the fast path reads and looks up the frame itself.
+    #[default]
+    Unstaged,
+    /// Not a plain packet: straight to the full path.
+    Full,
+    /// A plain packet, and what the staged lookup found.
+    Plain(Plain, FlowLookup),
+}
+
+/// What the fast path reads of a plain IPv4 packet, in one pass.
+#[derive(Clone, Copy, Debug)]
+struct Plain {
+    protocol: u8,
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+    /// TCP: the acknowledgment number, which the connection learns for
+    /// its RST check (0 otherwise).
+    ack: u32,
+    /// The IPv4 total length: what follows is Ethernet padding.
+    len: usize,
+}
+
+/// IPv4 version 4 with a 20-byte header: no options.
+const VERSION_IHL_PLAIN: u8 = 0x45;
+/// The MF bit and the fragment offset.
+const FRAGMENT_BITS: u16 = 0x3fff;
+const IHL: usize = 20;
+
+impl Plain {
+    /// `ip` starts at an IPv4 header. `None` for anything not plain.
+    #[inline]
+    fn parse(ip: &[u8]) -> Option<Plain> {
+        let h: &[u8; IHL] = ip.get(..IHL)?.try_into().ok()?;
+        let fragment = u16::from_be_bytes([h[6], h[7]]) & FRAGMENT_BITS != 0;
+        if h[0] != VERSION_IHL_PLAIN || fragment || h[8] <= 1 {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        let l4 = ip.get(IHL..len)?;
+        if checksum::fold(checksum::sum(h)) != 0xffff {
+            return None;
+        }
+        let word = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        let port = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+        let protocol = h[9];
+        let (sport, dport, ack) = match IpProtocol(protocol) {
+            IpProtocol::TCP => {
+                let tcp = l4.get(..20)?;
+                let flags = tcp[13];
+                let changes_state = TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST;
+                if flags & changes_state != 0 || flags & TcpFlags::ACK == 0 {
+                    return None;
+                }
+                let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+                (port(tcp, 0), port(tcp, 2), ack)
+            }
+            IpProtocol::UDP => {
+                let udp = l4.get(..8)?;
+                (port(udp, 0), port(udp, 2), 0)
+            }
+            IpProtocol::ICMP => {
+                let icmp = l4.get(..8)?;
+                // An echo's identifier stands for both ports (RFC 5508).
+                if icmp[0] != IcmpType::ECHO_REQUEST.0 && icmp[0] != IcmpType::ECHO_REPLY.0 {
+                    return None;
+                }
+                let id = port(icmp, 4);
+                (id, id, 0)
+            }
+            _ => return None,
+        };
+        Some(Plain {
+            protocol,
+            src: word(12),
+            dst: word(16),
+            sport,
+            dport,
+            ack,
+            len,
+        })
+    }
+
+    fn key(&self, zone: Zone) -> FlowKey {
+        FlowKey::new(
+            zone,
+            self.protocol,
+            self.src,
+            self.sport,
+            self.dst,
+            self.dport,
+        )
+    }
+}
+
+impl Pipeline {
+    /// The first stage of a burst received on public port `port`, before
+    /// its frames are processed one by one with
+    /// [`Pipeline::process_staged`]: every frame's header pass, then the
+    /// flow lookups of the plain ones together, so that their cache misses
+    /// overlap, with the caller's prefetch (`rte::prefetch` in the
+    /// daemon); the values of the flows found are prefetched too.
+    /// `hints[i]` is the `i`th frame's, for up to [`BULK_MAX`] frames.
+    /// Nothing else changes: a flow created or removed by an earlier frame
+    /// of the burst is caught by the second stage, which checks the hint.
+    pub fn stage_public<'a, P: Prefetch>(
+        &self,
+        t: &Tables,
+        port: u16,
+        frames: impl Iterator<Item = &'a [u8]>,
+        pf: &P,
+        now: u64,
+        hints: &mut [Hint],
+    ) {
+        let public = t.ports.get(usize::from(port)).and_then(|p| p.role) == Some(Role::Public);
+        if !public || !self.may_hit(t) {
+            return;
+        }
+        let mut keys = [FlowKey::default(); BULK_MAX];
+        let mut frame_of = [0u8; BULK_MAX];
+        let mut n = 0;
+        for (i, (data, hint)) in frames.zip(hints.iter_mut()).take(BULK_MAX).enumerate() {
+            let plain = data
+                .get(12..14)
+                .filter(|&ethertype| ethertype == EtherType::IPV4.0.to_be_bytes())
+                .and_then(|_| Plain::parse(data.get(ETH..)?));
+            *hint = match plain {
+                Some(p) => {
+                    keys[n] = p.key(Zone::PUBLIC);
+                    frame_of[n] = i as u8;
+                    n += 1;
+                    Hint(Stage::Plain(p, FlowLookup::Miss))
+                }
+                None => Hint(Stage::Full),
+            };
+        }
+        let mut found = [FlowLookup::Miss; BULK_MAX];
+        self.flows
+            .lookup_bulk_with(pf, &keys[..n], now, &mut found[..n]);
+        for (&i, &l) in frame_of.iter().zip(&found).take(n) {
+            if let Some(Hint(Stage::Plain(_, f))) = hints.get_mut(usize::from(i)) {
+                *f = l;
+            }
+            if let Some(conn) = l.hit().and_then(|(id, _)| self.flows.get(id)) {
+                pf.prefetch(conn);
+            }
+        }
+    }
+
+    /// A plain frame from the public side of a flow this worker holds:
+    /// translated and tunnelled to its tenant. `None`, with the frame and
+    /// the flow as they were, for the full path.
+    #[inline]
+    pub(super) fn public_hit<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        f: &mut F,
+        now: u64,
+        hint: &Hint,
+    ) -> Option<Verdict> {
+        let (p, staged) = match hint.0 {
+            Stage::Full => return None,
+            Stage::Plain(p, found) => (p, Some(found)),
+            Stage::Unstaged => (Plain::parse(f.data().get(ETH..)?)?, None),
+        };
+        let tail = f.len() - ETH - p.len;
+        let life = &self.timeouts;
+        let hz = self.hz;
+        let key = p.key(Zone::PUBLIC);
+        let hit = match staged {
+            None => self.flows.hit(&key, now)?,
+            Some(FlowLookup::Hit(id, dir)) => self.flows.hit_at(id, dir, &key, now)?,
+            Some(_) => return None,
+        };
+        let conn = &mut *hit.value;
+        let tcp = conn.protocol == IpProtocol::TCP.0;
+        if tcp && conn.tcp != TcpState::Established {
+            return None;
+        }
+        let tunnel = conn.tunnel;
+        let adj = t.tunnels.get(tunnel as usize)?;
+        if adj.tenant.0 != conn.tenant || p.len > usize::from(adj.inner_mtu()) {
+            return None;
+        }
+        // Committed: from here on the packet is this path's.
+        if tcp {
+            conn.expect[1 - hit.dir.index()] = p.ack;
+        }
+        *hit.deadline = now.saturating_add(life.ticks(conn, hz));
+        let nat = conn.to_tenant;
+        if !(f.trim(tail) && f.adj(ETH) && nat.forward(f.data_mut(), IHL)) {
+            return Some(Verdict::Drop(D::Ipv4Invalid));
+        }
+        Some(self.encap(t, c, tunnel, f))
+    }
+}
