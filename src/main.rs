@@ -18,6 +18,13 @@ mod gateway;
 mod tables;
 mod worker;
 
+/// The flow tables and LPM tries are big vectors read at random: blocks of
+/// 2 MiB or more get their own mappings advised for transparent huge pages,
+/// so that a lookup in a table of a million flows does not also miss the
+/// TLB (the hugetlbfs pool is left to DPDK's mempools).
+#[global_allocator]
+static ALLOC: rte::HugeAlloc = rte::HugeAlloc;
+
 /// Multi-tenant cloud gateway on DPDK: GRE-keyed tenants, per-tenant
 /// routing, NAT and firewall, run-to-completion on poll-mode lcores.
 #[derive(Parser, Debug)]

@@ -73,7 +73,9 @@ struct RunArgs {
     /// Seconds of measurement per device and round.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Seconds of traffic before measuring starts.
+    /// Seconds of traffic before measuring starts; longer (by up to 30 s)
+    /// until every flow has been sent twice, so that flow creation is not
+    /// measured.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
     /// Rounds; each measures testpmd then tgw, and the median ratio is
