@@ -25,6 +25,11 @@ impl Hint {
     /// that hold the two paths to the same answers.
     pub const FULL_PATH: Hint = Hint(Stage::Full);
 
+    /// Whether the frame may take the fast path.
+    pub(super) fn fast(&self) -> bool {
+        !matches!(self.0, Stage::Full)
+    }
+
     /// Whether the staged lookup found a live flow for the frame.
     pub fn is_hit(&self) -> bool {
         matches!(self.0, Stage::Plain(_, FlowLookup::Hit(..)))
@@ -231,5 +236,62 @@ impl Pipeline {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
         Some(self.encap(t, c, tunnel, f))
+    }
+
+    /// A plain packet of a flow this worker holds, from `tenant`'s tunnel
+    /// (its outer headers checked; the inner IPv4 header `ip_at` bytes
+    /// into the frame): decapsulated, translated and sent out of the
+    /// public side. `None`, with the frame and the flow as they were, for
+    /// the full path.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn tenant_hit<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        tenant: &Tenant,
+        f: &mut F,
+        ip_at: usize,
+        outer_ecn: u8,
+        now: u64,
+    ) -> Option<Verdict> {
+        // An outer CE mark must be carried inward (RFC 6040).
+        const CE: u8 = 3;
+        if outer_ecn == CE || self.flows.is_empty() {
+            return None;
+        }
+        let p = Plain::parse(f.data().get(ip_at..)?)?;
+        let tail = f.len() - ip_at - p.len;
+        let zone = Zone::tenant(tenant.id.index())?;
+        let (life, hz) = (&self.timeouts, self.hz);
+        let hit = self.flows.hit(&p.key(zone), now)?;
+        let conn = &mut *hit.value;
+        let tcp = conn.protocol == IpProtocol::TCP.0;
+        if tcp && conn.tcp != TcpState::Established {
+            return None;
+        }
+        // Toward an elastic IP or a pool address: hairpinned, by the full
+        // path.
+        if t.eips.inbound(p.dst).is_some() || t.pools.of_addr(p.dst).is_some() {
+            return None;
+        }
+        let hop = resolve_public(t, p.dst).ok()?;
+        if p.len > usize::from(hop.mtu) {
+            return None;
+        }
+        // Committed: from here on the packet is this path's.
+        if tcp {
+            conn.expect[1 - hit.dir.index()] = p.ack;
+        }
+        *hit.deadline = now.saturating_add(life.ticks(conn, hz));
+        let nat = conn.to_public;
+        if let Some(tc) = c.tenant(tenant.id.index()) {
+            tc.from_tunnel_packets.inc();
+            tc.from_tunnel_bytes.add(p.len as u64);
+        }
+        if !(f.adj(ip_at) && f.trim(tail) && nat.forward(f.data_mut(), IHL)) {
+            return Some(Verdict::Drop(D::InnerInvalid));
+        }
+        Some(hop.send(f, c))
     }
 }

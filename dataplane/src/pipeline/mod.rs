@@ -251,7 +251,9 @@ impl Pipeline {
                 }
             }
             (Some(_), EtherType::ARP) => arp_input(t, pe, port, f, c),
-            (Some(Role::Underlay), EtherType::IPV4) => self.underlay_input(t, c, pe, f, now),
+            (Some(Role::Underlay), EtherType::IPV4) => {
+                self.underlay_input(t, c, pe, f, now, hint.fast())
+            }
             (Some(Role::Public), EtherType::IPV4) => self.public_input(t, c, pe, f, now),
             (None, _) => Verdict::Drop(D::NoEgress),
             _ => Verdict::Drop(D::EtherType),
@@ -266,19 +268,22 @@ impl Pipeline {
         pe: &PortEntry,
         f: &mut F,
         now: u64,
+        fast: bool,
     ) -> Verdict {
         let (protocol, ihl) = match check_local_ipv4(pe, f) {
             Ok(v) => v,
             Err(v) => return v,
         };
         match protocol {
-            IpProtocol::GRE => self.decap(t, c, pe, f, ihl, now),
+            IpProtocol::GRE => self.decap(t, c, pe, f, ihl, now, fast),
             IpProtocol::ICMP => echo_reply(pe, f.in_port(), f.data_mut(), c),
             _ => Verdict::Drop(D::LocalProtocol),
         }
     }
 
-    /// Classifies, checks and strips the tunnel, then routes in the VRF.
+    /// Classifies, checks and strips the tunnel, then routes in the VRF;
+    /// a packet of a known flow takes the fast path if `fast`.
+    #[allow(clippy::too_many_arguments)]
     fn decap<F: Frame>(
         &mut self,
         t: &Tables,
@@ -287,6 +292,7 @@ impl Pipeline {
         f: &mut F,
         ihl: usize,
         now: u64,
+        fast: bool,
     ) -> Verdict {
         let port = f.in_port();
         let data = f.data_mut();
@@ -334,6 +340,12 @@ impl Pipeline {
             }
             _ => return Verdict::Drop(D::GreProtocol),
         };
+        if fast {
+            if let Some(v) = self.tenant_hit(t, c, tenant, f, ip_at, outer_ecn, now) {
+                return v;
+            }
+        }
+        let data = f.data_mut();
         let inner_len = {
             let Ok(inner) = Ipv4Packet::new_checked(&data[ip_at..]) else {
                 return Verdict::Drop(D::InnerInvalid);
