@@ -36,10 +36,10 @@ pub struct Rewrite {
     /// The address's change: the IPv4 checksum's.
     delta: Delta,
     /// The port's change alone: an ICMP echo's checksum (no pseudo-header).
+    /// A TCP or UDP checksum changes by both (the address through the
+    /// pseudo-header), added per packet rather than kept: a flow holds two
+    /// rewrites, and the flow table's budget is 128 bytes a flow.
     port_delta: Delta,
-    /// Both: a TCP or UDP checksum's (the address through the
-    /// pseudo-header).
-    l4_delta: Delta,
 }
 
 impl Rewrite {
@@ -62,7 +62,6 @@ impl Rewrite {
             rewrites_port: false,
             delta,
             port_delta: Delta::new(),
-            l4_delta: delta,
         }
     }
 
@@ -73,8 +72,13 @@ impl Rewrite {
         self.port = new;
         self.rewrites_port = true;
         self.port_delta = Delta::new().add_u16(old, new);
-        self.l4_delta = self.delta.combine(self.port_delta);
         self
+    }
+
+    /// A TCP or UDP checksum's change.
+    #[inline]
+    fn l4_delta(&self) -> Delta {
+        self.delta.combine(self.port_delta)
     }
 
     /// The address written.
@@ -133,8 +137,8 @@ impl Rewrite {
         let later_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0;
         let l4 = match IpProtocol(ip[9]) {
             _ if later_fragment => None,
-            IpProtocol::TCP => Some((16, false, if src { 0 } else { 2 }, self.l4_delta)),
-            IpProtocol::UDP => Some((6, true, if src { 0 } else { 2 }, self.l4_delta)),
+            IpProtocol::TCP => Some((16, false, if src { 0 } else { 2 }, self.l4_delta())),
+            IpProtocol::UDP => Some((6, true, if src { 0 } else { 2 }, self.l4_delta())),
             // ICMP has no pseudo-header: only an echo identifier counts.
             IpProtocol::ICMP if self.rewrites_port => Some((2, false, 4, self.port_delta)),
             _ => None,

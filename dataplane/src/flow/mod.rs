@@ -870,6 +870,16 @@ impl<V> FlowTable<V> {
         }
     }
 
+    /// Starts bringing flow `id`'s value into the cache: for the hits of a
+    /// staged lookup, before they are processed (no liveness check, which
+    /// would itself wait for a line of the live bitmap).
+    #[inline]
+    pub fn prefetch_value<P: Prefetch>(&self, pf: &P, id: FlowId) {
+        if let Some(v) = self.values.get(id.index()) {
+            pf.prefetch(v);
+        }
+    }
+
     /// The value of a live flow.
     #[inline]
     pub fn get(&self, id: FlowId) -> Option<&V> {

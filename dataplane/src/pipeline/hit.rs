@@ -184,8 +184,8 @@ impl Pipeline {
             if let Some(Hint(Stage::Plain(_, f))) = hints.get_mut(usize::from(i)) {
                 *f = l;
             }
-            if let Some(conn) = l.hit().and_then(|(id, _)| self.flows.get(id)) {
-                pf.prefetch(conn);
+            if let Some((id, _)) = l.hit() {
+                self.flows.prefetch_value(pf, id);
             }
         }
     }
