@@ -104,16 +104,13 @@ impl Rewrite {
     /// the header checksum as one update (the TTL's change is a word of
     /// the header like any other, RFC 1624).
     pub fn forward(&self, ip: &mut [u8], ihl: usize) -> bool {
-        let (ttl, protocol) = (ip[8], ip[9]);
-        let Some(new) = ttl.checked_sub(1) else {
+        let Some(ttl) = ip[8].checked_sub(1) else {
             return false;
         };
-        let word = |ttl| u16::from_be_bytes([ttl, protocol]);
-        let ttl_delta = Delta::new().add_u16(word(ttl), word(new));
-        if !self.apply_with(ip, ihl, ttl_delta) {
+        if !self.apply_with(ip, ihl, Delta::TTL_DECREMENT) {
             return false;
         }
-        ip[8] = new;
+        ip[8] = ttl;
         true
     }
 

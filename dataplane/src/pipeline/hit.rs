@@ -257,7 +257,7 @@ impl Pipeline {
     ) -> Option<Verdict> {
         // An outer CE mark must be carried inward (RFC 6040).
         const CE: u8 = 3;
-        if outer_ecn == CE || self.flows.is_empty() {
+        if outer_ecn == CE {
             return None;
         }
         let p = Plain::parse(f.data().get(ip_at..)?)?;

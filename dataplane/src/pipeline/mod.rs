@@ -340,7 +340,7 @@ impl Pipeline {
             }
             _ => return Verdict::Drop(D::GreProtocol),
         };
-        if fast {
+        if fast && !self.flows.is_empty() {
             if let Some(v) = self.tenant_hit(t, c, tenant, f, ip_at, outer_ecn, now) {
                 return v;
             }

@@ -144,6 +144,11 @@ impl Delta {
         Delta(0)
     }
 
+    /// An IPv4 TTL decremented by one, whatever it was: the word it shares
+    /// with the protocol goes from `m` to `m - 0x100`, and `~m + m - 0x100`
+    /// is `0xffff - 0x100` for every `m` (RFC 1624).
+    pub const TTL_DECREMENT: Delta = Delta(0xfeff);
+
     /// Adds a 16-bit word changing from `old` to `new`.
     #[inline]
     #[must_use]
