@@ -276,8 +276,12 @@ impl Port {
 /// TX queue `i` of every port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Worker {
-    /// The lcore (CPU) this worker runs on; never the main lcore.
+    /// The lcore this worker runs as; never the main lcore.
     pub lcore: u32,
+    /// The CPU the lcore runs on: `cpu` as written, else the lcore's own
+    /// number. Two lcores may share a CPU (each then gets a share of it:
+    /// for tests on small machines, not for production).
+    pub cpu: u32,
     /// The RX queues it polls, in the order written.
     pub rx: Vec<RxQueue>,
 }
@@ -330,7 +334,8 @@ pub struct Eip {
 /// Invariants, as built by [`parse`]: port names and devices are unique;
 /// there is at least one public and one underlay port and one worker;
 /// every port's RX queues are `0..n`, each polled by exactly one worker;
-/// worker lcores are distinct usable CPUs other than the main lcore; the
+/// worker lcores are distinct and other than the main lcore, each on a
+/// usable CPU; the
 /// mempool covers all descriptors and worker caches; tenant names and keys
 /// are unique and every tunnel host is reachable on the underlay; tenants'
 /// public prefixes do not overlap; routes and neighbours are on-link on
@@ -430,15 +435,24 @@ impl Config {
     /// (`--no-pci` when there is none, so that EAL does not probe and grab
     /// every NIC of the host), then `extra_args`.
     pub fn eal_args(&self) -> Vec<String> {
-        let mut lcores: Vec<u32> = std::iter::once(self.eal.main_lcore)
-            .chain(self.workers.iter().map(|w| w.lcore))
-            .collect();
+        let mut lcores: Vec<(u32, u32)> =
+            std::iter::once((self.eal.main_lcore, self.eal.main_lcore))
+                .chain(self.workers.iter().map(|w| (w.lcore, w.cpu)))
+                .collect();
         lcores.sort_unstable();
         lcores.dedup();
-        let lcores: Vec<String> = lcores.iter().map(u32::to_string).collect();
+        // `-l` when every lcore is its own CPU; `--lcores LCORE@CPU,...`
+        // when a worker was put on another.
+        let (flag, list) = if lcores.iter().all(|(l, c)| l == c) {
+            let list: Vec<String> = lcores.iter().map(|(l, _)| l.to_string()).collect();
+            ("-l", list.join(","))
+        } else {
+            let list: Vec<String> = lcores.iter().map(|(l, c)| format!("{l}@{c}")).collect();
+            ("--lcores", list.join(","))
+        };
         let mut args = vec![
-            "-l".to_owned(),
-            lcores.join(","),
+            flag.to_owned(),
+            list,
             "--main-lcore".to_owned(),
             self.eal.main_lcore.to_string(),
             "--file-prefix".to_owned(),

@@ -159,6 +159,45 @@ fn impossible_worker_lcores() {
     );
 }
 
+/// Two workers on a machine of two CPUs: the second lcore runs on the
+/// main lcore's CPU, and EAL is told so with `--lcores`.
+#[test]
+fn workers_may_share_a_cpu_when_told_which() {
+    let ports = "[[port]]\nname = \"p\"\ndevice = \"net_null0\"\nrole = \"public\"\n\
+                 [[port]]\nname = \"u\"\ndevice = \"net_null1\"\nrole = \"underlay\"\n";
+    let two = format!(
+        "{ports}[[worker]]\nlcore = 1\nrx = [\"p:0\", \"u:0\"]\n\
+         [[worker]]\nlcore = 2\ncpu = 0\nrx = [\"p:1\", \"u:1\"]\n"
+    );
+    let config = parse(&two, "x.toml", &cpus("0-1")).unwrap();
+    assert_eq!(
+        config
+            .workers
+            .iter()
+            .map(|w| (w.lcore, w.cpu))
+            .collect::<Vec<_>>(),
+        [(1, 1), (2, 0)]
+    );
+    assert_eq!(
+        config.eal_args()[..4],
+        ["--lcores", "0@0,1@1,2@0", "--main-lcore", "0"]
+    );
+
+    // Without `cpu`, lcore 2 must be a CPU itself; with one, the CPU must be.
+    let e = parse(&two.replace("cpu = 0\n", ""), "x.toml", &cpus("0-1")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("x.toml:13: worker lcore 2 is not a CPU")
+            && e.to_string().contains("put the lcore on one with cpu = N"),
+        "{e}"
+    );
+    let e = parse(&two.replace("cpu = 0", "cpu = 7"), "x.toml", &cpus("0-1")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "x.toml:14: worker cpu 7 is not a CPU this process may use (usable: 0-1); pick one of those"
+    );
+}
+
 #[test]
 fn worker_on_the_default_main_lcore() {
     let text = "[[port]]\nname = \"p\"\ndevice = \"net_null0\"\nrole = \"public\"\n\

@@ -60,6 +60,7 @@ pub(super) struct RawPort {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWorker {
     pub lcore: Option<Spanned<i64>>,
+    pub cpu: Option<Spanned<i64>>,
     pub rx: Option<Spanned<Vec<Spanned<String>>>>,
 }
 

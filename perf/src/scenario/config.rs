@@ -46,10 +46,20 @@ impl Pmd {
     /// does not count them here); the captures show the frames missing
     /// between the client's link and the underlay. 4096
     /// frames (8 MiB a ring) absorb the stalls.
-    fn device(self, index: usize, iface: &str) -> String {
+    ///
+    /// With several workers each polls its own queue of each port:
+    /// af_packet opens that many sockets in one fanout group, which the
+    /// kernel fills by flow hash (RSS's stand-in), so replies often arrive
+    /// on another worker than the one owning their connection.
+    fn device(self, index: usize, iface: &str, queues: usize) -> Result<String, String> {
         match self {
-            Pmd::AfPacket => format!("net_af_packet{index},iface={iface},framecnt=4096"),
-            Pmd::AfXdp => format!("net_af_xdp{index},iface={iface}"),
+            Pmd::AfPacket => Ok(format!(
+                "net_af_packet{index},iface={iface},framecnt=4096,qpairs={queues}"
+            )),
+            Pmd::AfXdp if queues == 1 => Ok(format!("net_af_xdp{index},iface={iface}")),
+            Pmd::AfXdp => {
+                Err("several workers need --pmd af_packet (a veth has one XDP queue here)".into())
+            }
         }
     }
 }
@@ -62,6 +72,11 @@ pub struct Options<'a> {
     pub underlay_iface: &'a str,
     pub file_prefix: &'a str,
     pub hugepages: bool,
+    /// Workers, each polling one queue of each port; with fewer CPUs than
+    /// lcores, the extra workers share CPUs (`cpu` in `[[worker]]`).
+    pub workers: usize,
+    /// CPUs this machine has.
+    pub cpus: usize,
 }
 
 /// The reference configuration with `o` applied, as TOML text.
@@ -87,8 +102,30 @@ pub fn build(o: &Options) -> Result<String, String> {
         if std::mem::replace(&mut seen[slot], true) {
             return Err("reference.toml: more than one port of a role".into());
         }
-        port.insert("device".into(), o.pmd.device(index, iface).into());
+        port.insert(
+            "device".into(),
+            o.pmd.device(index, iface, o.workers)?.into(),
+        );
     }
+    // Worker i is lcore i + 1 and polls queue i of both ports; lcore 0 is
+    // the main lcore.
+    let workers: Vec<Value> = (0..o.workers)
+        .map(|i| {
+            let lcore = i + 1;
+            let mut w = Table::new();
+            w.insert("lcore".into(), (lcore as i64).into());
+            if lcore >= o.cpus.max(1) {
+                w.insert("cpu".into(), ((lcore % o.cpus.max(1)) as i64).into());
+            }
+            let rx = vec![
+                Value::from(format!("pub0:{i}")),
+                Value::from(format!("und0:{i}")),
+            ];
+            w.insert("rx".into(), Value::Array(rx));
+            Value::Table(w)
+        })
+        .collect();
+    doc.insert("worker".into(), Value::Array(workers));
     if seen != [true, true] {
         return Err("reference.toml: expected one public and one underlay port".into());
     }

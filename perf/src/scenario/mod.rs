@@ -58,6 +58,11 @@ pub struct ScenarioArgs {
     /// Also write every check, tgw's counters and the agents' as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// tgw's workers, each polling its own queue of both ports (1 or 2;
+    /// with 2 the connections' two directions often arrive at different
+    /// workers and meet at the owner through the handoff rings).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    workers: u8,
 }
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(1, 1, 1, 7);
@@ -309,6 +314,8 @@ fn scenario(
         underlay_iface: "und",
         file_prefix: &prefix,
         hugepages,
+        workers: usize::from(args.workers),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
     })?;
     let config_path = w.net.path("tgw.toml");
     let stats_path = w.net.path("tgw-stats.json");
@@ -603,6 +610,31 @@ fn py(w: &World, ns: &str, script: &str, args: &[&str]) -> Result<Value, String>
 
 fn u(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or(0)
+}
+
+/// tgw's per-worker counters added up, as one worker's would read.
+fn workers_total(stats: &Value) -> Value {
+    fn add(into: &mut Value, v: &Value) {
+        match (into, v) {
+            (into @ Value::Null, v) => *into = v.clone(),
+            (Value::Number(a), Value::Number(b)) => {
+                if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+                    *a = (x + y).into();
+                }
+            }
+            (Value::Object(a), Value::Object(b)) => {
+                for (k, v) in b {
+                    add(a.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut total = Value::Null;
+    for w in stats["workers"].as_array().into_iter().flatten() {
+        add(&mut total, w);
+    }
+    total
 }
 
 /// What the live checks did, for the checks made on tgw's counters and
@@ -1171,7 +1203,8 @@ fn after_checks(
     attempts: &Attempts,
 ) {
     let (underlay, public) = (captures.underlay, captures.public);
-    let drops = &stats["workers"][0]["drops"];
+    let workers = workers_total(stats);
+    let drops = &workers["drops"];
     let unknown = u(drops, "gre_unknown_key");
 
     // Keys on the underlay: each host's tunnel carries its tenant's key
@@ -1466,12 +1499,7 @@ fn after_checks(
                 .collect();
             wrong.extend(others);
             let allowed = attempts.opened_in[i] + attempts.pings[i] + attempts.opened_out[i];
-            let created: u64 = stats["workers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|w| u(&w["tenants"][h.tenant], "flows_created"))
-                .sum();
+            let created = u(&workers["tenants"][h.tenant], "flows_created");
             if created != allowed {
                 wrong.push(format!(
                     "{} created {created} flows; the checks opened {allowed}",
@@ -1558,10 +1586,24 @@ fn after_checks(
         },
     );
 
+    if let Some(each) = stats["workers"].as_array().filter(|w| w.len() > 1) {
+        let rx: Vec<u64> = each.iter().map(|w| u(w, "rx_packets")).collect();
+        let handed = u(&workers, "handed_off");
+        checks.record(
+            "two workers: the traffic spread, each connection met at its owner",
+            if rx.iter().all(|&n| n > 0) && handed > 0 {
+                Ok(format!(
+                    "frames received by worker: {rx:?}; {handed} handed to the worker owning their connection"
+                ))
+            } else {
+                Err(format!("frames received by worker: {rx:?}; {handed} handed over"))
+            },
+        );
+    }
+
     // The summary's counters.
-    let w0 = &stats["workers"][0];
     for h in &HOSTS {
-        let t = &w0["tenants"][h.tenant];
+        let t = &workers["tenants"][h.tenant];
         summary.tgw.push(format!(
             "tenant {} (key {}): {} frames from its tunnels, {} into them; {} flows created, {} ended",
             h.tenant,
@@ -1601,8 +1643,8 @@ fn after_checks(
     summary.tgw.push(format!(
         "ports: {}ARP replies {}, echo replies {}",
         line,
-        u(w0, "arp_replies"),
-        u(w0, "echo_replies")
+        u(&workers, "arp_replies"),
+        u(&workers, "echo_replies")
     ));
     summary.tgw.push(format!(
         "resolver: {} requests, {} learned, {} failed, {} held frames released",

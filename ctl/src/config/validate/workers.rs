@@ -76,10 +76,10 @@ pub(super) fn workers(
                 );
                 None
             }
-            Some(v) => worker_lcore(v, main, cpus, &mut lcores, r),
+            Some(v) => worker_lcore(v, w.cpu.as_ref(), main, cpus, &mut lcores, r),
         };
         let label = match (&w.lcore, lcore) {
-            (_, Some(l)) => format!("worker on lcore {l}"),
+            (_, Some((l, _))) => format!("worker on lcore {l}"),
             (Some(v), None) => format!("worker on lcore {}", v.get_ref()),
             (None, None) => "[[worker]]".to_owned(),
         };
@@ -101,6 +101,7 @@ pub(super) fn workers(
             }
             Some(list) => {
                 for entry in list.get_ref() {
+                    let lcore = lcore.map(|(l, _)| l);
                     match rx_entry(entry, &label, (index, lcore), &port_index, &mut claims, r) {
                         Ok(q) => rx.push(q),
                         Err(RxError::Duplicate) => rx_ok = false,
@@ -113,7 +114,7 @@ pub(super) fn workers(
             }
         }
         match lcore {
-            Some(lcore) if rx_ok && section.sound() => out.push(Worker { lcore, rx }),
+            Some((lcore, cpu)) if rx_ok && section.sound() => out.push(Worker { lcore, cpu, rx }),
             _ => ok = false,
         }
     }
@@ -124,13 +125,15 @@ pub(super) fn workers(
     ok.then_some(out)
 }
 
+/// A worker's lcore and the CPU it runs on.
 fn worker_lcore(
     v: &Spanned<i64>,
+    cpu: Option<&Spanned<i64>>,
     main: Option<(u32, Option<usize>)>,
     cpus: &CpuSet,
     lcores: &mut HashMap<u32, usize>,
     r: &mut Report,
-) -> Option<u32> {
+) -> Option<(u32, u32)> {
     let lcore = lcore_number(Some(v), 0, "worker lcore", r)?;
     let start = v.span().start;
     if let Some((_, main_at)) = main.filter(|(main, _)| *main == lcore) {
@@ -146,13 +149,26 @@ fn worker_lcore(
         );
         return None;
     }
-    if !cpus.contains(lcore) {
-        r.at(
-            start,
-            format!("worker lcore {lcore} is not a CPU this process may use (usable: {cpus}); pick one of those"),
-        );
-        return None;
-    }
+    let on_cpu = match cpu {
+        None if !cpus.contains(lcore) => {
+            r.at(
+                start,
+                format!("worker lcore {lcore} is not a CPU this process may use (usable: {cpus}); pick one of those, or put the lcore on one with cpu = N"),
+            );
+            return None;
+        }
+        None => lcore,
+        Some(c) => match u32::try_from(*c.get_ref()) {
+            Ok(n) if cpus.contains(n) => n,
+            _ => {
+                r.at(
+                    c.span().start,
+                    format!("worker cpu {} is not a CPU this process may use (usable: {cpus}); pick one of those", c.get_ref()),
+                );
+                return None;
+            }
+        },
+    };
     if let Some(first) = lcores.get(&lcore) {
         r.at(
             start,
@@ -164,7 +180,7 @@ fn worker_lcore(
         return None;
     }
     lcores.insert(lcore, start);
-    Some(lcore)
+    Some((lcore, on_cpu))
 }
 
 /// Why an rx entry was refused (always reported already).
