@@ -2265,7 +2265,11 @@ fn mixed_traffic() -> Vec<Event> {
         now += if round == 30 { 200 * SEC } else { SEC };
         for _ in 0..50 {
             let i = rand(40) as u16;
-            let (eip, port) = if i % 2 == 0 { (EIP1, 22) } else { (EIP2, 23) };
+            let (eip, port) = if i.is_multiple_of(2) {
+                (EIP1, 22)
+            } else {
+                (EIP2, 23)
+            };
             let conn = ((CLIENT, 30000 + i), (eip, port));
             let mut ip = match rand(16) {
                 0 => udp_from(CLIENT, 40000 + rand(20) as u16, eip, 53),
@@ -2331,7 +2335,7 @@ fn mixed_traffic() -> Vec<Event> {
         // oddities, plus an outer ECN CE mark now and then.
         for _ in 0..30 {
             let i = rand(40) as u16;
-            let tenant1 = i % 2 == 0;
+            let tenant1 = i.is_multiple_of(2);
             let (eip, port) = if tenant1 { (EIP1, 22) } else { (EIP2, 23) };
             let mut ip = match rand(8) {
                 0 => udp_from(VM, 5000 + rand(4) as u16, CLIENT, 53),

@@ -191,6 +191,8 @@ mod tests {
             underlay_iface: "und",
             file_prefix: "x",
             hugepages: false,
+            workers: 1,
+            cpus: 2,
         })
         .unwrap();
         let doc: Table = text.parse().unwrap();
@@ -208,10 +210,33 @@ mod tests {
         assert_eq!(
             devices,
             [
-                "net_af_packet0,iface=pub,framecnt=4096",
-                "net_af_packet1,iface=und,framecnt=4096"
+                "net_af_packet0,iface=pub,framecnt=4096,qpairs=1",
+                "net_af_packet1,iface=und,framecnt=4096,qpairs=1"
             ]
         );
         assert_eq!(doc["eal"]["in_memory"].as_bool(), Some(true));
+    }
+
+    /// Two workers on two CPUs: the second shares the main lcore's, and
+    /// each polls its own queue of both ports; ctl accepts the result.
+    #[test]
+    fn two_workers_on_two_cpus() {
+        let options = |pmd| Options {
+            pmd,
+            public_iface: "pub",
+            underlay_iface: "und",
+            file_prefix: "x",
+            hugepages: false,
+            workers: 2,
+            cpus: 2,
+        };
+        let text = build(&options(Pmd::AfPacket)).unwrap();
+        let config = ctl::config::parse(&text, "scenario.toml", &"0-1".parse().unwrap())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let workers: Vec<_> = config.workers.iter().map(|w| (w.lcore, w.cpu)).collect();
+        assert_eq!(workers, [(1, 1), (2, 0)]);
+        assert_eq!((config.rx_queues(0), config.rx_queues(1)), (2, 2));
+        assert!(config.ports[0].device.ends_with("qpairs=2"));
+        assert!(build(&options(Pmd::AfXdp)).is_err());
     }
 }
