@@ -632,6 +632,8 @@ impl<V: Default> FlowTable<V> {
         self.len -= 1;
         let free_head = self.free_head;
         let e = self.entries.get_mut(id.index())?;
+        // A free entry holds the zero key, which `hit_at` never matches.
+        e.keys = [FlowKey::default(); 2];
         let deadline = std::mem::replace(&mut e.deadline, u64::from(free_head));
         self.free_head = id.0;
         Some(Removed {
@@ -723,7 +725,10 @@ impl<V> FlowTable<V> {
     /// [`FlowTable::hit`] for a key looked up earlier, in a staged
     /// [`FlowTable::lookup_bulk_with`] whose answer may have gone stale
     /// since (the flow removed, its entry given to another): flow `id` is
-    /// taken only if it is live at `now` and its `dir` key is still `key`.
+    /// taken only if its `dir` key is still `key` and it is live at `now`.
+    /// A removed flow's entry holds the zero key, so the key alone tells a
+    /// live entry, without a look at the live bitmap (one more cache miss
+    /// a packet in a table of millions).
     #[inline]
     pub fn hit_at(
         &mut self,
@@ -733,8 +738,8 @@ impl<V> FlowTable<V> {
         now: u64,
     ) -> Option<Hit<'_, V>> {
         let e = self.entries.get(id.index())?;
-        let same = e.keys[dir.index()] == *key && now < e.deadline;
-        if !(same && self.is_live(id)) {
+        let same = e.keys[dir.index()] == *key && *key != FlowKey::default();
+        if !(same && now < e.deadline) {
             return None;
         }
         self.hit_parts(id, dir)
@@ -1193,6 +1198,38 @@ mod tests {
         assert_eq!(std::mem::align_of::<Bucket>(), 64);
         assert_eq!(std::mem::size_of::<Entry>(), 40);
         assert_eq!(std::mem::size_of::<Lookup>(), 8);
+    }
+
+    /// A staged hit gone stale is refused: the flow removed, its entry
+    /// given to another flow, or the zero key asked of a free entry.
+    #[test]
+    fn hit_at_checks_what_a_staged_lookup_found() {
+        let mut t: FlowTable<u32> = FlowTable::with_seed(64, 7).unwrap();
+        let key = |p| FlowKey::new(Zone::PUBLIC, 17, 1, p, 2, 53);
+        let id = t.insert(key(1), key(2), 100, 7).unwrap();
+        let found = t.lookup(&key(2), 10);
+        assert_eq!(found, Lookup::Hit(id, Direction::Reply));
+        let hit = t.hit_at(id, Direction::Reply, &key(2), 10).unwrap();
+        assert_eq!((*hit.value, *hit.deadline), (7, 100));
+        assert!(t.hit_at(id, Direction::Forward, &key(2), 10).is_none());
+        assert!(
+            t.hit_at(id, Direction::Reply, &key(2), 100).is_none(),
+            "expired"
+        );
+        t.remove(id).unwrap();
+        assert!(
+            t.hit_at(id, Direction::Reply, &key(2), 10).is_none(),
+            "removed"
+        );
+        let zero = FlowKey::default();
+        assert!(t.hit_at(id, Direction::Reply, &zero, 10).is_none(), "free");
+        let again = t.insert(key(3), key(4), 100, 8).unwrap();
+        assert_eq!(again, id, "the entry is reused");
+        assert!(
+            t.hit_at(id, Direction::Reply, &key(2), 10).is_none(),
+            "reused"
+        );
+        assert!(t.hit_at(id, Direction::Reply, &key(4), 10).is_some());
     }
 
     #[test]
