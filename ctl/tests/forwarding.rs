@@ -1716,6 +1716,25 @@ fn source_nat_pools_belong_to_one_tenant_and_use_their_own_addresses() {
             ),
             (line(16), &["already an elastic IP or in another pool"][..]),
         ),
+        // The public port's own address, for a pool or an elastic IP: the
+        // gateway would answer it itself and never pass replies on.
+        (
+            pool("addresses = [\"3.3.3.1\", \"1.1.1.1\"]\n"),
+            (
+                line(12),
+                &[
+                    "1.1.1.1 is the gateway's own address on port \"pub0\"",
+                    "give NAT an address of its own",
+                ][..],
+            ),
+        ),
+        (
+            format!("{T1}[[eip]]\npublic = \"1.1.1.1\"\ntenant = \"t1\"\nprivate = \"10.0.0.7\"\n"),
+            (
+                line(11),
+                &["1.1.1.1 is the gateway's own address on port \"pub0\""][..],
+            ),
+        ),
     ] {
         assert_errors(&refused(&text), &[want]);
     }

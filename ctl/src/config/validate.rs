@@ -60,8 +60,14 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         eips: &rules::eip_hints(&raw.eips),
     };
     let tenants = tenants::tenants(&raw.tenants, &context, r);
-    let eips = nat::eips(&raw.eips, tenants.as_deref(), r);
-    let snat = nat::snat(&raw.snat, tenants.as_deref(), eips.as_deref(), r);
+    let eips = nat::eips(&raw.eips, tenants.as_deref(), ports.as_deref(), r);
+    let snat = nat::snat(
+        &raw.snat,
+        tenants.as_deref(),
+        eips.as_deref(),
+        ports.as_deref(),
+        r,
+    );
     let flows = packet::flows(raw.flows.as_ref(), r);
     let icmp = packet::icmp(raw.icmp.as_ref(), r);
     let tcp = packet::tcp(raw.tcp.as_ref());

@@ -6,15 +6,28 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use super::addrs::host;
+use super::links::owner;
 use super::Report;
 use crate::config::raw::{List, RawEip, RawSnat};
-use crate::config::{Eip, Filtering, Snat, Tenant, SNAT_MAX_BLOCKS_RANGE};
+use crate::config::{Eip, Filtering, Port, Snat, Tenant, SNAT_MAX_BLOCKS_RANGE};
+
+/// Why a NAT address cannot be one of the gateway's own: it answers those
+/// itself (ARP, ping) and passes nothing sent to them on, so the replies
+/// of translated flows would never reach the tenant.
+fn gateway_own(label: &str, ip: Ipv4Addr, ports: Option<&[Port]>) -> Option<String> {
+    let port = owner(ports?, ip)?;
+    Some(format!(
+        "{label}: {ip} is the gateway's own address on port {:?}; the gateway answers its own addresses itself and passes nothing sent to them on, so give NAT an address of its own",
+        port.name
+    ))
+}
 
 /// `tenants` is `None` while some tenant is broken: the checks against
 /// tenants wait for it to be fixed.
 pub(super) fn eips(
     list: &List<RawEip>,
     tenants: Option<&[Tenant]>,
+    ports: Option<&[Port]>,
     r: &mut Report,
 ) -> Option<Vec<Eip>> {
     let mut publics: HashMap<Ipv4Addr, usize> = HashMap::new();
@@ -74,6 +87,10 @@ pub(super) fn eips(
             ok = false;
             continue;
         };
+        if let Some(why) = gateway_own(&label, public, ports) {
+            r.at(public_at, why);
+            ok = false;
+        }
         let t = &tenants[index];
         if !t.prefixes.iter().any(|p| p.contains(private)) {
             r.at(
@@ -114,6 +131,7 @@ pub(super) fn snat(
     list: &List<RawSnat>,
     tenants: Option<&[Tenant]>,
     eips: Option<&[Eip]>,
+    ports: Option<&[Port]>,
     r: &mut Report,
 ) -> Option<Vec<Snat>> {
     let mut owners: HashMap<Ipv4Addr, String> = HashMap::new();
@@ -171,6 +189,9 @@ pub(super) fn snat(
                                 || eips.is_some_and(|e| e.iter().any(|e| e.public == ip));
                             if taken {
                                 r.at(a.span().start, format!("{label}: {ip} is already an elastic IP or in another pool; a public address serves one purpose, so use another"));
+                                ok = false;
+                            } else if let Some(why) = gateway_own(&label, ip, ports) {
+                                r.at(a.span().start, why);
                                 ok = false;
                             }
                             addrs.push(ip);
