@@ -50,14 +50,9 @@ enum Stage {
 /// What the fast path reads of a plain IPv4 packet, in one pass.
 #[derive(Clone, Copy, Debug)]
 struct Plain {
-    protocol: u8,
-    src: u32,
-    dst: u32,
-    sport: u16,
-    dport: u16,
-    /// TCP: the acknowledgment number, which the connection learns for
-    /// its RST check (0 otherwise).
-    ack: u32,
+    /// Its 5-tuple, and for TCP the acknowledgment number, which the
+    /// connection learns for its RST check.
+    tuple: Tuple,
     /// The IPv4 total length: what follows is Ethernet padding.
     len: usize,
 }
@@ -87,7 +82,7 @@ impl Plain {
         let word = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
         let port = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
         let protocol = h[9];
-        let (sport, dport, ack) = match IpProtocol(protocol) {
+        let (sport, dport, flags, ack) = match IpProtocol(protocol) {
             IpProtocol::TCP => {
                 let tcp = l4.get(..20)?;
                 let flags = tcp[13];
@@ -96,11 +91,11 @@ impl Plain {
                     return None;
                 }
                 let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
-                (port(tcp, 0), port(tcp, 2), ack)
+                (port(tcp, 0), port(tcp, 2), flags, ack)
             }
             IpProtocol::UDP => {
                 let udp = l4.get(..8)?;
-                (port(udp, 0), port(udp, 2), 0)
+                (port(udp, 0), port(udp, 2), 0, 0)
             }
             IpProtocol::ICMP => {
                 let icmp = l4.get(..8)?;
@@ -109,30 +104,27 @@ impl Plain {
                     return None;
                 }
                 let id = port(icmp, 4);
-                (id, id, 0)
+                (id, id, 0, 0)
             }
             _ => return None,
         };
-        Some(Plain {
+        let tuple = Tuple {
             protocol,
             src: word(12),
             dst: word(16),
             sport,
             dport,
+            flags: TcpFlags(flags),
+            seq: 0,
             ack,
-            len,
-        })
+            // Only packets of known flows take the fast path.
+            opens: false,
+        };
+        Some(Plain { tuple, len })
     }
 
     fn key(&self, zone: Zone) -> FlowKey {
-        FlowKey::new(
-            zone,
-            self.protocol,
-            self.src,
-            self.sport,
-            self.dst,
-            self.dport,
-        )
+        self.tuple.key(zone)
     }
 }
 
@@ -228,7 +220,7 @@ impl Pipeline {
         }
         // Committed: from here on the packet is this path's.
         if tcp {
-            conn.expect[1 - hit.dir.index()] = p.ack;
+            conn.expect[1 - hit.dir.index()] = p.tuple.ack;
         }
         *hit.deadline = now.saturating_add(life.ticks(conn, hz));
         let nat = conn.to_tenant;
@@ -272,16 +264,16 @@ impl Pipeline {
         }
         // Toward an elastic IP or a pool address: hairpinned, by the full
         // path.
-        if t.eips.inbound(p.dst).is_some() || t.pools.of_addr(p.dst).is_some() {
+        if t.eips.inbound(p.tuple.dst).is_some() || t.pools.of_addr(p.tuple.dst).is_some() {
             return None;
         }
-        let hop = resolve_public(t, p.dst).ok()?;
+        let hop = resolve_public(t, p.tuple.dst).ok()?;
         if p.len > usize::from(hop.mtu) {
             return None;
         }
         // Committed: from here on the packet is this path's.
         if tcp {
-            conn.expect[1 - hit.dir.index()] = p.ack;
+            conn.expect[1 - hit.dir.index()] = p.tuple.ack;
         }
         *hit.deadline = now.saturating_add(life.ticks(conn, hz));
         let nat = conn.to_public;
