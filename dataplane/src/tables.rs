@@ -177,7 +177,8 @@ pub struct TunnelAdj {
     pub host: Ipv4Addr,
     /// Outer Ethernet + IPv4 + GRE(key), and for gretap the inner Ethernet
     /// header. Both Ethernet destinations, the IPv4 length, identification,
-    /// DSCP/ECN, DF and checksum are filled per frame.
+    /// DSCP/ECN and DF are filled per frame; the IPv4 checksum covers the
+    /// header with those zero, and each frame adds them to it.
     pub header: [u8; MAX_TUNNEL_HEADER],
     pub header_len: u8,
     /// The outer next hop: the host, or the underlay router toward it.
@@ -589,6 +590,9 @@ fn tunnel_adj(
     ip[9] = IpProtocol::GRE.0;
     ip[12..16].copy_from_slice(&src.to_be_bytes());
     ip[16..20].copy_from_slice(&h.to_be_bytes());
+    // The checksum of the fixed fields: each frame adds its own
+    // (`pipeline::finish_outer_ipv4`).
+    crate::wire::Ipv4Packet::new_unchecked(ip).fill_checksum();
     let g = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
     let proto = match t.encap {
         Encap::Gretap => EtherType::TRANSPARENT_ETHERNET_BRIDGING,

@@ -1316,13 +1316,16 @@ impl Pipeline {
 
 /// Fills the per-frame fields of a tunnel's outer IPv4 header, copied
 /// from its adjacency: DSCP/ECN, total length, identification, DF (the
-/// flags byte) and the checksum.
+/// flags byte), and adds them to the checksum, which the adjacency
+/// computed with them zero.
 pub(crate) fn finish_outer_ipv4(ip: &mut [u8], tos: u8, total_len: u16, id: u16, df: u8) {
     ip[1] = tos;
     ip[2..4].copy_from_slice(&total_len.to_be_bytes());
     ip[4..6].copy_from_slice(&id.to_be_bytes());
     ip[6] = df;
-    Ipv4Packet::new_unchecked(ip).fill_checksum();
+    let hc = u16::from_be_bytes([ip[10], ip[11]]);
+    let hc = checksum::fill_zero_fields(hc, [u16::from(tos), total_len, id, u16::from(df) << 8]);
+    ip[10..12].copy_from_slice(&hc.to_be_bytes());
 }
 
 /// The tenant's firewall rules for the first packet of a flow, seen in the

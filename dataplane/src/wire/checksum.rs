@@ -135,6 +135,19 @@ pub fn update_u32(hc: u16, old: u32, new: u32) -> u16 {
     Delta::new().add_u32(old, new).apply(hc)
 }
 
+/// The checksum `hc` of a header computed with some of its 16-bit fields
+/// zero, once those fields hold `words`: each changes from 0, so
+/// RFC 1624's `~m + m'` is `0xffff + m'`, and the 0xffffs are kept so that
+/// the result is never the one's-complement zero a receiver would refuse.
+#[inline]
+pub fn fill_zero_fields<const N: usize>(hc: u16, words: [u16; N]) -> u16 {
+    let mut s = u64::from(!hc);
+    for w in words {
+        s += 0xffff + u64::from(w);
+    }
+    !fold(s)
+}
+
 /// [`update_u32`] for an IPv4 address: the same call fixes the IPv4 header
 /// checksum and, through the pseudo-header, the TCP or UDP checksum.
 #[inline]
@@ -216,6 +229,35 @@ mod tests {
             s = (s & 0xffff) + (s >> 16);
         }
         s as u16
+    }
+
+    /// A header summed with fields zero, then given them, sums as if
+    /// computed whole.
+    #[test]
+    fn filling_zero_fields_matches_a_full_checksum() {
+        let mut x = 0x1234_5678_9abc_def1_u64;
+        for _ in 0..10_000 {
+            let mut h = [0u8; 20];
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            h[10..12].fill(0);
+            // DSCP/ECN, total length, identification, the flags byte.
+            let mut template = h;
+            template[1..7].fill(0);
+            let partial = checksum(&template);
+            let words = [
+                u16::from(h[1]),
+                u16::from_be_bytes([h[2], h[3]]),
+                u16::from_be_bytes([h[4], h[5]]),
+                u16::from(h[6]) << 8,
+            ];
+            let want = checksum(&h);
+            assert_eq!(fill_zero_fields(partial, words), want, "{h:02x?}");
+        }
     }
 
     #[test]
