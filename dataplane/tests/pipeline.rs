@@ -2336,7 +2336,7 @@ fn mixed_traffic() -> Vec<Event> {
         for _ in 0..30 {
             let i = rand(40) as u16;
             let tenant1 = i.is_multiple_of(2);
-            let (eip, port) = if tenant1 { (EIP1, 22) } else { (EIP2, 23) };
+            let port = if tenant1 { 22 } else { 23 };
             let mut ip = match rand(8) {
                 0 => udp_from(VM, 5000 + rand(4) as u16, CLIENT, 53),
                 1 => udp_from(VM, 5000, if tenant1 { EIP2 } else { EIP1 }, 53),
@@ -2351,7 +2351,6 @@ fn mixed_traffic() -> Vec<Event> {
                 }
                 _ => tcp_at((VM, port), (CLIENT, 30000 + i), "A", 5001, 1001),
             };
-            let _ = eip;
             match rand(24) {
                 0 => ip[8] = 1,
                 1 => ip[6] |= 0x20,

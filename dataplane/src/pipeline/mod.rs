@@ -414,7 +414,11 @@ impl Pipeline {
                 if t.mss_clamp {
                     clamp_syn(f.data_mut(), adj.inner_mtu());
                 }
-                decrement_ttl(f.data_mut());
+                // Untranslated: forwarding is the TTL alone.
+                let ihl = usize::from(f.data()[0] & 0xf) * 4;
+                if !Rewrite::default().forward(f.data_mut(), ihl) {
+                    return Verdict::Drop(D::TtlExceeded);
+                }
                 self.encap(t, c, i, f)
             }
             Some(NextHop::Public) => {
@@ -1435,12 +1439,6 @@ fn tunnel_to(t: &Tables, tenant: &Tenant, addr: u32) -> Result<u32, DropReason> 
 #[inline]
 fn ip_dst(ip: &[u8]) -> u32 {
     u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]])
-}
-
-/// Decrements the TTL, checked > 1 before, with the view's RFC 1624 update.
-#[inline]
-fn decrement_ttl(ip: &mut [u8]) {
-    let _ = Ipv4Packet::new_unchecked(ip).decrement_ttl();
 }
 
 /// RFC 6040 decapsulation: outer CE marks an ECN-capable inner packet CE,
