@@ -56,8 +56,10 @@ impl Timeouts {
                 TcpState::Closed => self.tcp_closed,
                 _ => self.tcp_transitory,
             },
-            IpProtocol::UDP => self.udp,
-            _ => self.icmp,
+            IpProtocol::ICMP => self.icmp,
+            // Other protocols are tracked by address alone (Linux's
+            // generic tracker); they live as long as UDP.
+            _ => self.udp,
         }
     }
 }
@@ -204,7 +206,8 @@ pub struct Tuple {
     /// TCP sequence and acknowledgment numbers (0 otherwise).
     pub seq: u32,
     pub ack: u32,
-    /// A TCP SYN, any UDP datagram, an ICMP echo request.
+    /// A TCP SYN, any UDP datagram, an ICMP echo request, any packet of a
+    /// protocol without ports.
     pub opens: bool,
 }
 
@@ -213,8 +216,11 @@ const ICMP_ECHO_REQUEST: u8 = 8;
 
 impl Tuple {
     /// Reads an IPv4 packet whose header was validated. `None` for what
-    /// flows do not track: other protocols, ICMP other than echo, and
-    /// transport headers too short to hold what is read here.
+    /// flows do not track: ICMP other than echo, and transport headers too
+    /// short to hold what is read here. Protocols without ports (GRE, ESP,
+    /// SCTP, …) are tracked by protocol and addresses, ports 0, as Linux's
+    /// generic tracker does: an elastic IP stands for its host whatever
+    /// the protocol, and the firewall decides their flows like any other.
     pub fn parse(ip: &[u8]) -> Option<Tuple> {
         Self::read(ip, false)
     }
@@ -262,7 +268,7 @@ impl Tuple {
                 let id = port(4)?;
                 (id, id, TcpFlags(0), opens)
             }
-            _ => return None,
+            _ => (0, 0, TcpFlags(0), true),
         };
         Some(Tuple {
             protocol,

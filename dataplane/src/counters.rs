@@ -156,6 +156,14 @@ drop_reasons! {
     FragmentOrphan => "fragment_orphan",
     /// More fragments than one datagram may have.
     FragmentLimit => "fragment_limit",
+    /// To or from a tenant's public address, but neither a packet of a
+    /// flow nor one that may open one (an ICMP type other than echo, an
+    /// ICMP error about no flow): every address a tenant owns is behind
+    /// its firewall, so nothing passes statelessly.
+    Untracked => "untracked",
+    /// A protocol without ports toward a shared NAT pool: it cannot share
+    /// an address (only TCP, UDP and ICMP echo can).
+    NatProtocol => "nat_protocol",
 }
 
 /// Packets and bytes through one port, as one worker saw them.

@@ -2054,6 +2054,149 @@ fn tenants_reach_elastic_ips_through_the_gateway_itself() {
     assert_eq!((h.source, h.destination), (EIP1, VM));
 }
 
+/// t2's own public address, routed to its host, with no NAT.
+const T2_PUBLIC: [u8; 4] = [2, 2, 2, 60];
+
+/// `spec()` with `T2_PUBLIC` in tenant t2's `public_prefixes`, and t2's
+/// firewall: in, TCP 22 only; out, everything but TCP 23.
+fn spec_with_public_prefix() -> Spec {
+    use dataplane::firewall::{Action, Direction as Fw, FirewallSpec, PortRange, ProtoMatch, RuleSpec};
+    let mut s = spec();
+    s.ingress.push((ip(T2_PUBLIC), 32, 2000));
+    let t2 = &mut s.tenants[1];
+    // As the daemon builds it: the tenant's hosts hold its public
+    // addresses, so they are its inner sources too.
+    t2.prefixes.push((ip(T2_PUBLIC), 32));
+    t2.routes
+        .push((ip(T2_PUBLIC), 32, Target::Host(ip(HOST2))));
+    let tcp = |port| ProtoMatch::Tcp {
+        sport: PortRange::ANY,
+        dport: PortRange::one(port),
+    };
+    t2.firewall = FirewallSpec {
+        rules: vec![
+            RuleSpec::new(Fw::In, Action::Allow, tcp(22)),
+            RuleSpec::new(Fw::Out, Action::Deny, tcp(23)),
+        ],
+        default_in: Action::Deny,
+        default_out: Action::Allow,
+    };
+    s
+}
+
+impl Gw {
+    /// A packet from tenant 2's host (GRE-IPv4, host 2), at `now`.
+    fn t2_sends(&mut self, ip: &[u8], now: u64) -> (Verdict, Vec<u8>) {
+        let frame = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, ip);
+        let mut f = VecFrame::new(&frame, UND);
+        let v = self
+            .pipeline
+            .process(&self.tables, &self.counters, &mut f, now);
+        (v, f.data().to_vec())
+    }
+}
+
+/// Issue 9, defect 1: a tenant's `public_prefixes` are behind its
+/// firewall like its elastic IPs, both ways, with state for the replies.
+#[test]
+fn a_tenants_public_address_is_behind_its_firewall() {
+    use dataplane::firewall::Direction as Fw;
+    use dataplane::tenant::TenantId;
+    let mut gw = Gw::with_spec(&spec_with_public_prefix());
+    let t2 = TenantId(1);
+
+    // In: TCP 22 is allowed, untranslated; TCP 23 and UDP are not.
+    let (v, out) = gw.client_sends(&tcp(CLIENT, 40000, T2_PUBLIC, 22, "S"), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (_, outer, key, _, inner) = open_gre(&out);
+    assert_eq!((outer.destination, key), (HOST2, 2000));
+    let h = assert_valid_ipv4(&inner);
+    assert_eq!((h.source, h.destination), (CLIENT, T2_PUBLIC));
+    let (v, _) = gw.client_sends(&tcp(CLIENT, 40001, T2_PUBLIC, 23, "S"), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Firewall));
+    let (v, _) = gw.client_sends(&udp_from(CLIENT, 5000, T2_PUBLIC, 53), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Firewall));
+    assert_eq!(gw.counters.rules.default_policy(t2, Fw::In), 2);
+    // No flow, no way in: a stray ACK is not a connection.
+    let (v, _) = gw.client_sends(&tcp(CLIENT, 40002, T2_PUBLIC, 22, "A"), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::InvalidState));
+    // Nor a protocol without ports, which the default refuses too.
+    let mut gre_in = Vec::new();
+    PacketBuilder::ipv4(CLIENT, T2_PUBLIC, 64)
+        .write(&mut gre_in, IpNumber(47), &[0; 8])
+        .unwrap();
+    let (v, _) = gw.client_sends(&gre_in, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Firewall));
+
+    // Out: TCP 23 is refused; UDP leaves as it is, and its answer comes
+    // back through the flow although nothing inbound allows UDP.
+    let (v, _) = gw.t2_sends(&tcp(T2_PUBLIC, 5555, CLIENT, 23, "S"), 1);
+    assert_eq!(v, Verdict::Drop(DropReason::Firewall));
+    let (v, out) = gw.t2_sends(&udp_from(T2_PUBLIC, 5000, CLIENT, 53), 1);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let h = assert_valid_ipv4(&out[14..]);
+    assert_eq!((h.source, h.destination), (T2_PUBLIC, CLIENT));
+    assert_valid_transport(&out[14..]);
+    let (v, _) = gw.client_sends(&udp_from(CLIENT, 53, T2_PUBLIC, 5000), 2);
+    assert_eq!(v, Verdict::Forward(UND));
+    // An ICMP type that opens nothing leaves by no flow either.
+    let mut timestamp = Vec::new();
+    PacketBuilder::ipv4(T2_PUBLIC, CLIENT, 64)
+        .icmpv4_raw(13, 0, [0; 4])
+        .write(&mut timestamp, &[0; 12])
+        .unwrap();
+    let (v, _) = gw.t2_sends(&timestamp, 3);
+    assert_eq!(v, Verdict::Drop(DropReason::Untracked));
+}
+
+/// Issue 9, defect 12: a host reaching its own elastic IP meets its own
+/// inbound rules, even when the packet goes to the very address and port
+/// it leaves from (an echo always does).
+#[test]
+fn a_host_reaching_its_own_elastic_ip_meets_its_inbound_rules() {
+    use dataplane::firewall::{Action, Direction as Fw, FirewallSpec, PortRange, ProtoMatch, RuleSpec};
+    use dataplane::tenant::TenantId;
+    let mut s = spec();
+    // t1 lets in TCP 22 only: no ICMP, no UDP.
+    s.tenants[0].firewall = FirewallSpec {
+        rules: vec![RuleSpec::new(
+            Fw::In,
+            Action::Allow,
+            ProtoMatch::Tcp {
+                sport: PortRange::ANY,
+                dport: PortRange::one(22),
+            },
+        )],
+        default_in: Action::Deny,
+        default_out: Action::Allow,
+    };
+    let mut gw = Gw::with_spec(&s);
+    let t1 = TenantId(0);
+
+    let mut ping = Vec::new();
+    PacketBuilder::ipv4(VM, EIP1, 64)
+        .icmpv4_echo_request(77, 1)
+        .write(&mut ping, b"me?")
+        .unwrap();
+    let (v, _) = gw.t1_sends(&ping, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Firewall), "echo to itself");
+    let (v, _) = gw.t1_sends(&udp_from(VM, 5000, EIP1, 5000), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Firewall), "same ports");
+    let (v, _) = gw.t1_sends(&udp_from(VM, 5000, EIP1, 6000), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Firewall), "other ports");
+    assert_eq!(gw.counters.rules.default_policy(t1, Fw::In), 3);
+    assert_eq!(gw.pipeline.flows(), 1, "only the last one's way out");
+    // TCP 22 to itself is allowed in, and the answer finds its way back.
+    let (v, out) = gw.t1_sends(&tcp(VM, 40000, EIP1, 22, "S"), 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    let h = assert_valid_ipv4(&tunnelled_ip(&out));
+    assert_eq!((h.source, h.destination), (EIP1, VM));
+    let (v, out) = gw.t1_sends(&tcp(VM, 22, EIP1, 40000, "SA"), 2);
+    assert_eq!(v, Verdict::Forward(UND));
+    let h = assert_valid_ipv4(&tunnelled_ip(&out));
+    assert_eq!((h.source, h.destination), (EIP1, VM));
+}
+
 #[test]
 fn arp_is_answered_for_elastic_ips_on_the_public_subnet() {
     let on_link = [1, 1, 1, 50];

@@ -107,6 +107,8 @@ const FRAGMENT_LIFE: u64 = 30;
 /// How a new flow from a tenant is translated.
 #[derive(Clone, Copy)]
 enum Outbound {
+    /// Not at all: the source is one of the tenant's public addresses.
+    Own,
     /// To the source's elastic IP.
     Eip(u32),
     /// To an address and port of the tenant's pool (its index).
@@ -186,8 +188,8 @@ impl Pipeline {
     /// the worker holds none, nor when no address could have made one.
     #[inline]
     fn may_hit(&self, t: &Tables) -> bool {
-        let no_nat = t.eips.is_empty() && t.pools.is_empty();
-        !(self.flows.is_empty() || no_nat)
+        let no_flow_addrs = t.eips.is_empty() && t.pools.is_empty() && t.ingress.is_empty();
+        !(self.flows.is_empty() || no_flow_addrs)
     }
 
     /// Live flows of this worker.
@@ -421,21 +423,17 @@ impl Pipeline {
                 }
                 self.encap(t, c, i, f)
             }
+            // Nothing leaves by the public side without a flow: a private
+            // source never reaches the Internet, and a tenant's own public
+            // address passes its firewall like any other.
             Some(NextHop::Public) => {
-                // Without a flow only the tenant's own public addresses
-                // may leave: a private source never reaches the Internet.
                 let src =
                     u32::from_be_bytes([f.data()[12], f.data()[13], f.data()[14], f.data()[15]]);
-                if t.ingress.lookup(src) != Some(tenant.id.0) {
-                    return Verdict::Drop(D::NoNat);
-                }
-                let exit = Exit {
-                    tenant,
-                    underlay_mtu,
-                    may_error,
-                    nat: Rewrite::default(),
-                };
-                self.public_exit(t, c, &exit, f, now)
+                Verdict::Drop(if t.ingress.lookup(src) == Some(tenant.id.0) {
+                    D::Untracked
+                } else {
+                    D::NoNat
+                })
             }
         }
     }
@@ -518,10 +516,11 @@ impl Pipeline {
         f: &mut F,
         now: u64,
     ) -> Option<Verdict> {
-        // Only an elastic IP or a shared NAT address has flows: anything
-        // else skips the parse and the lookup.
+        // Only an elastic IP, a shared NAT address or a tenant's public
+        // address has flows: anything else skips the parse and the lookup.
         let (_, dst) = addrs(f.data().get(ETH..)?)?;
-        if t.eips.inbound(dst).is_none() && t.pools.of_addr(dst).is_none() {
+        let own = t.ingress.lookup(dst).map(TenantId);
+        if t.eips.inbound(dst).is_none() && t.pools.of_addr(dst).is_none() && own.is_none() {
             return None;
         }
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
@@ -535,11 +534,16 @@ impl Pipeline {
         let (id, dir) = match self.find(t, c, &key, now) {
             Some(hit) => hit,
             None => {
-                let opened = match t.eips.inbound(tuple.dst) {
-                    Some((tenant, private)) => {
+                let opened = match (t.eips.inbound(tuple.dst), own) {
+                    (Some((tenant, private)), _) => {
                         self.open_inbound(t, c, &tuple, key, tenant, private, now)
                     }
-                    None => {
+                    // A tenant's own public address: a flow that
+                    // translates nothing, for its firewall's sake.
+                    (None, Some(tenant)) => {
+                        self.open_inbound(t, c, &tuple, key, tenant, tuple.dst, now)
+                    }
+                    (None, None) => {
                         let (_, pool) = t.pools.of_addr(tuple.dst)?;
                         if pool.eif {
                             let tenant = pool.tenant;
@@ -584,10 +588,15 @@ impl Pipeline {
         f: &mut F,
         now: u64,
     ) -> Option<Verdict> {
-        // Only an address with an elastic IP, or any of a tenant with a
-        // pool, has flows: the rest skips the parse and the lookup.
+        // Only an address with an elastic IP, one of the tenant's public
+        // addresses, or any of a tenant with a pool, has flows: the rest
+        // skips the parse and the lookup.
         let (src, _) = addrs(f.data())?;
-        if t.eips.outbound(tenant.id, src).is_none() && t.pools.of_tenant(tenant.id).is_none() {
+        let own = t.ingress.lookup(src) == Some(tenant.id.0);
+        if t.eips.outbound(tenant.id, src).is_none()
+            && t.pools.of_tenant(tenant.id).is_none()
+            && !own
+        {
             return None;
         }
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data()) {
@@ -599,24 +608,25 @@ impl Pipeline {
             Err(reason) => return Some(Verdict::Drop(reason)),
         };
         let key = tuple.key(zone);
-        let (id, dir) = match self.find(t, c, &key, now) {
-            Some(hit) => hit,
+        let (id, dir, opened) = match self.find(t, c, &key, now) {
+            Some((id, dir)) => (id, dir, false),
             None => {
                 let nh = t
                     .vrfs
                     .lookup(tenant.vrf, tuple.dst)
                     .and_then(|i| t.nexthops.get(i as usize));
-                // A tenant's own public addresses go out as they are.
-                if nh != Some(&NextHop::Public) || t.ingress.lookup(tuple.src) == Some(tenant.id.0)
-                {
+                if nh != Some(&NextHop::Public) {
                     return None;
                 }
+                // A tenant's own public addresses go out as they are, but
+                // through a flow, so that its firewall decides.
                 let nat = match t.eips.outbound(tenant.id, tuple.src) {
+                    _ if own => Outbound::Own,
                     Some(eip) => Outbound::Eip(eip),
                     None => Outbound::Pool(t.pools.of_tenant(tenant.id)?.0),
                 };
                 match self.open_outbound(t, c, &tuple, key, tenant, nat, now) {
-                    Ok(id) => (id, Direction::Forward),
+                    Ok(id) => (id, Direction::Forward, true),
                     Err(reason) => return Some(Verdict::Drop(reason)),
                 }
             }
@@ -625,7 +635,7 @@ impl Pipeline {
             return Some(Verdict::Drop(D::InvalidState));
         };
         if t.eips.inbound(tuple.dst).is_some() || t.pools.of_addr(tuple.dst).is_some() {
-            return Some(self.hairpin(t, c, conn.to_public, f, now));
+            return Some(self.hairpin(t, c, id, opened, f, now));
         }
         let exit = Exit {
             tenant,
@@ -638,26 +648,34 @@ impl Pipeline {
 
     /// RFC 4787 REQ-9, hairpinning: a tenant's packet to an elastic IP or a
     /// shared NAT address (its own or another tenant's) turns around inside
-    /// the gateway, source translated by `nat`, and comes back in on the
-    /// public port as if from the Internet. The frame starts at its IPv4
-    /// header.
+    /// the gateway, source translated by flow `id`'s rewrite, and comes
+    /// back in on the public port as if from the Internet, where the
+    /// destination's inbound rules decide it. `opened` says the packet
+    /// opened `id`. The frame starts at its IPv4 header.
     fn hairpin<F: Frame>(
         &mut self,
         t: &Tables,
         c: &WorkerCounters,
-        nat: Rewrite,
+        id: FlowId,
+        opened: bool,
         f: &mut F,
         now: u64,
     ) -> Verdict {
         let Some((port, pe)) = public_port(t) else {
             return Verdict::Drop(D::NoRoute);
         };
+        let Some(&conn) = self.flows.get(id) else {
+            return Verdict::Drop(D::NoRoute);
+        };
         if f.data()[8] <= 1 {
             return Verdict::Drop(D::TtlExceeded);
         }
         let ihl = usize::from(f.data()[0] & 0xf) * 4;
-        if !nat.forward(f.data_mut(), ihl) {
+        if !conn.to_public.forward(f.data_mut(), ihl) {
             return Verdict::Drop(D::Ipv4Invalid);
+        }
+        if let Err(reason) = self.hairpin_to_itself(t, c, id, &conn, opened, f.data()) {
+            return Verdict::Drop(reason);
         }
         match f.prepend(ETH) {
             Some(h) => h.copy_from_slice(&eth_header(pe.mac, pe.mac, EtherType::IPV4)),
@@ -665,6 +683,44 @@ impl Pipeline {
         }
         f.set_in_port(port);
         self.public_input(t, c, pe, f, now)
+    }
+
+    /// A hairpinned packet (translated, at its IPv4 header) sent to the
+    /// very address and port it leaves from — always so for an echo to
+    /// one's own elastic IP, whose identifier is both "ports" — has its
+    /// own flow's reply key: back on the public side it would pass as that
+    /// flow's reply, past the inbound rules. Its inbound decision is
+    /// therefore taken here, when it opens the flow; refused, the flow
+    /// goes. Other hairpinned packets meet the rules on the public side.
+    fn hairpin_to_itself(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        id: FlowId,
+        conn: &Conn,
+        opened: bool,
+        ip: &[u8],
+    ) -> Result<(), DropReason> {
+        let Some(tuple) = Tuple::parse(ip) else {
+            return Ok(());
+        };
+        let to_itself = self
+            .flows
+            .keys(id)
+            .is_some_and(|k| k[1] == tuple.key(Zone::PUBLIC));
+        if !(to_itself && opened) {
+            return Ok(());
+        }
+        let (private, port) = (conn.to_tenant.addr(), conn.to_tenant.port());
+        let tenant = TenantId(conn.tenant);
+        let dport = port.unwrap_or(tuple.dport);
+        let decided = firewall(t, c, tenant, FwDir::In, &tuple, tuple.src, private, dport);
+        if decided.is_err() {
+            if let Some(gone) = self.flows.remove(id) {
+                ended(&mut self.snat, &t.pools, c, &gone.value);
+            }
+        }
+        decided
     }
 
     /// An ICMP error from the Internet about a datagram of a translated
@@ -756,7 +812,7 @@ impl Pipeline {
                 }
             },
         };
-        if t.eips.inbound(local).is_some() {
+        if t.eips.inbound(local).is_some() || t.ingress.lookup(local).is_some() {
             // Without ports, so that fragments find their owner too.
             return steer.elsewhere(proto, remote, 0, local, 0);
         }
@@ -783,10 +839,12 @@ impl Pipeline {
         if let Some(eip) = t.eips.outbound(tenant.id, private) {
             return steer.elsewhere(proto, remote, 0, eip, 0);
         }
-        t.pools.of_tenant(tenant.id)?;
+        // A public address of the tenant's own: as the public side steers
+        // it.
         if t.ingress.lookup(private) == Some(tenant.id.0) {
-            return None;
+            return steer.elsewhere(proto, remote, 0, private, 0);
         }
+        t.pools.of_tenant(tenant.id)?;
         // The private address alone decides: all of a host's mappings live
         // with one worker, which hands out ports from its own blocks.
         steer.elsewhere(0, private, 0, tenant.id.0, 0)
@@ -938,6 +996,13 @@ impl Pipeline {
         // Replies go back to the host the tenant routes its address to.
         let tunnel = tunnel_to(t, tenant, tuple.src)?;
         let (to_tenant, to_public, reply, snat) = match nat {
+            Outbound::Own => (
+                Rewrite::dst(tuple.src, tuple.src),
+                Rewrite::src(tuple.src, tuple.src),
+                tuple.reply_key(Zone::PUBLIC, tuple.dst, tuple.src),
+                None,
+            ),
+            Outbound::Pool(_) if !has_ports(tuple.protocol) => return Err(D::NatProtocol),
             Outbound::Eip(eip) => (
                 Rewrite::dst(eip, tuple.src),
                 Rewrite::src(tuple.src, eip),
@@ -1143,28 +1208,13 @@ impl Pipeline {
         if let Some(v) = self.public_flow(t, c, pe, f, now) {
             return v;
         }
-        let Some(tenant) = t
-            .ingress
-            .lookup(dst)
-            .and_then(|i| t.tenants.get(TenantId(i)))
-        else {
-            return Verdict::Drop(D::NoRoute);
-        };
-        if !f.adj(ETH) {
-            return Verdict::Drop(D::Ipv4Invalid);
-        }
-        let nh = t
-            .vrfs
-            .lookup(tenant.vrf, dst)
-            .and_then(|i| t.nexthops.get(i as usize));
-        let Some(&NextHop::Tunnel(i)) = nh else {
-            return Verdict::Drop(if nh == Some(&NextHop::Blackhole) {
-                D::Blackhole
-            } else {
-                D::NoRoute
-            });
-        };
-        self.tunnel_entry(t, c, pe, f, i, Rewrite::default(), now)
+        // Every address a tenant owns is behind its firewall: nothing
+        // reaches a tenant but through a flow.
+        Verdict::Drop(if t.ingress.lookup(dst).is_some() {
+            D::Untracked
+        } else {
+            D::NoRoute
+        })
     }
 
     /// TTL and size, before a packet is forwarded.
@@ -1421,6 +1471,15 @@ fn addrs(ip: &[u8]) -> Option<(u32, u32)> {
         u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
         u32::from_be_bytes([a[4], a[5], a[6], a[7]]),
     ))
+}
+
+/// Whether `protocol` has ports that a shared NAT address can tell its
+/// hosts apart by (an echo's identifier counts).
+fn has_ports(protocol: u8) -> bool {
+    matches!(
+        IpProtocol(protocol),
+        IpProtocol::TCP | IpProtocol::UDP | IpProtocol::ICMP
+    )
 }
 
 /// The tunnel `tenant` routes `addr` to.
