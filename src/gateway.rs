@@ -227,6 +227,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
                     .with_flows(config.flows.capacity as usize, timeouts, hz)
                     .map_err(|e| format!("[flows] capacity: {e}"))?
                     .with_quota(u64::from(config.flows.per_tenant))
+                    .with_tenants(config.tenants.len())
                     .with_steering(Steering::new(index as u16, n as u16).ok_or("too many workers")?)
                     .with_snat(&publisher.current().pools),
                 ),

@@ -50,6 +50,46 @@ impl TokenBucket {
     }
 }
 
+/// Which way a limited message goes: back into a tenant's tunnels, or out
+/// to the Internet on the tenant's behalf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Toward {
+    Tenant = 0,
+    Public = 1,
+}
+
+/// One [`TokenBucket`] per tenant and direction, so that no one's flood
+/// of errors — an Internet host's TTL-1 packets to one elastic IP, a
+/// tenant's VM sending too-big packets — spends the tokens another
+/// tenant's path-MTU discovery needs (RFC 1812 4.3.2.8 asks for a limit;
+/// sharing one would let anyone switch off everyone's errors). Sized at
+/// start with the tenant count; tenants added later share one pair.
+#[derive(Clone, Debug)]
+pub struct TenantBuckets {
+    buckets: Box<[[TokenBucket; 2]]>,
+    late: [TokenBucket; 2],
+}
+
+impl TenantBuckets {
+    /// `tenants` pairs of buckets like `each`.
+    pub fn new(each: TokenBucket, tenants: usize) -> Self {
+        TenantBuckets {
+            buckets: vec![[each; 2]; tenants].into_boxed_slice(),
+            late: [each; 2],
+        }
+    }
+
+    /// Takes a token from tenant `tenant`'s bucket for `toward`.
+    #[inline]
+    pub fn take(&mut self, tenant: usize, toward: Toward, now: u64) -> bool {
+        let pair = match self.buckets.get_mut(tenant) {
+            Some(pair) => pair,
+            None => &mut self.late,
+        };
+        pair[toward as usize].take(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +111,17 @@ mod tests {
     fn zero_rate_never_allows() {
         let mut b = TokenBucket::new(0, 50, 1000);
         assert!(!b.take(0) && !b.take(u64::MAX));
+    }
+
+    #[test]
+    fn tenants_and_directions_have_their_own_tokens() {
+        let mut b = TenantBuckets::new(TokenBucket::new(10, 2, 1000), 2);
+        assert!((0..2).all(|_| b.take(0, Toward::Public, 0)));
+        assert!(!b.take(0, Toward::Public, 0), "tenant 0 spent its burst");
+        assert!(b.take(0, Toward::Tenant, 0), "the other direction has its own");
+        assert!(b.take(1, Toward::Public, 0), "and so has tenant 1");
+        // Tenants past the start's count share one pair.
+        assert!(b.take(7, Toward::Public, 0) && b.take(9, Toward::Public, 0));
+        assert!(!b.take(8, Toward::Public, 0));
     }
 }

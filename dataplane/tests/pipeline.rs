@@ -2197,6 +2197,95 @@ fn a_host_reaching_its_own_elastic_ip_meets_its_inbound_rules() {
     assert_eq!((h.source, h.destination), (EIP1, VM));
 }
 
+/// `ip` with DF set and its header checksum made good again.
+fn with_df(mut ip: Vec<u8>) -> Vec<u8> {
+    ip[6] |= 0x40;
+    ip[10..12].fill(0);
+    let sum = Ipv4Header::from_slice(&ip).unwrap().0.calc_header_checksum();
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    ip
+}
+
+/// Whether IPv4 packet `ip` is an ICMP "fragmentation needed" (type 3
+/// code 4).
+fn is_frag_needed(ip: &[u8]) -> bool {
+    let Ok(p) = SlicedPacket::from_ip(ip) else {
+        return false;
+    };
+    matches!(
+        p.transport,
+        Some(TransportSlice::Icmpv4(i)) if matches!(
+            i.icmp_type(),
+            Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { .. }
+            )
+        )
+    )
+}
+
+/// Issue 9, defect 8: a flood of TTL-1 packets, from a tenant or from the
+/// Internet toward one tenant, spends only that tenant's ICMP error
+/// tokens on that side: the other tenant's path-MTU discovery still gets
+/// its "fragmentation needed", both ways.
+#[test]
+fn one_tenants_error_flood_leaves_the_others_icmp_errors_alone() {
+    // 50 errors a burst, as Gw::new's limiter.
+    let mut gw = Gw::new();
+    gw.pipeline = Pipeline::new(TokenBucket::new(1000, 50, SEC), 0).with_tenants(2);
+    // t1's VM traceroutes out through its elastic IP: errors back to t1.
+    for sport in 0..100 {
+        gw.t1_sends(&inner_udp_from(VM, 2000 + sport, CLIENT, 1), 0);
+    }
+    // The Internet traceroutes t1's elastic IP: errors out to the client.
+    for sport in 0..100 {
+        let probe = inner_udp_from(CLIENT, 3000 + sport, EIP1, 1);
+        gw.client_sends(&probe, 0);
+    }
+    assert_eq!(gw.counters.icmp_errors.get(), 100, "50 each way for t1");
+    // t2's host sends too big with DF; so does a client toward t2.
+    let big_out = with_df(udp_from(VM, 4000, CLIENT, 53).into_iter().chain([0; 1480]).collect());
+    let (v, out) = gw.t2_sends(&fix_len(big_out), 0);
+    assert_eq!(v, Verdict::Forward(UND), "the error goes back into t2");
+    assert!(is_frag_needed(&tunnelled_ipv4(&out)), "t2 learns its path MTU");
+    let big_in = with_df(inner_udp(CLIENT, EIP2, 64, &[0u8; 1472]));
+    let (v, out) = gw.client_sends(&big_in, 0);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert!(is_frag_needed(&out[14..]), "t2's client learns its path MTU");
+}
+
+/// A UDP packet with TTL 1 from `src:sport` to `dst:dport`.
+fn inner_udp_from(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, 1)
+        .udp(sport, dport)
+        .write(&mut out, b"probe")
+        .unwrap();
+    out
+}
+
+/// `ip` (a UDP packet with bytes appended) with its IPv4 and UDP lengths
+/// and checksums made to cover everything.
+fn fix_len(ip: Vec<u8>) -> Vec<u8> {
+    let (h, _) = Ipv4Header::from_slice(&ip).unwrap();
+    let payload = &ip[h.header_len() + 8..];
+    let (sport, dport) = (
+        u16::from_be_bytes([ip[20], ip[21]]),
+        u16::from_be_bytes([ip[22], ip[23]]),
+    );
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(h.source, h.destination, h.time_to_live)
+        .udp(sport, dport)
+        .write(&mut out, payload)
+        .unwrap();
+    with_df(out)
+}
+
+/// The inner IPv4 packet of a GRE-IPv4 frame toward a host.
+fn tunnelled_ipv4(out: &[u8]) -> Vec<u8> {
+    let (_, _, _, _, rest) = open_gre(out);
+    rest
+}
+
 #[test]
 fn arp_is_answered_for_elastic_ips_on_the_public_subnet() {
     let on_link = [1, 1, 1, 50];

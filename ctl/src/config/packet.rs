@@ -18,9 +18,12 @@ pub const ARP_ENTRIES_RANGE: RangeInclusive<u32> = 16..=1 << 20;
 /// Fragmentation Needed, unreachables). Echo replies are not limited here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Icmp {
-    /// Errors a worker may generate per second, refilling a token bucket
-    /// (RFC 1812 4.3.2.8 asks routers to limit them). 0 disables generated
-    /// errors. Default 1000.
+    /// Errors a worker may generate per second for each tenant and side
+    /// (back into the tenant's tunnels; out to the Internet about its
+    /// traffic), each refilling its own token bucket (RFC 1812 4.3.2.8
+    /// asks routers to limit them; one bucket per tenant keeps one
+    /// tenant's flood from silencing another's path-MTU discovery). 0
+    /// disables generated errors. Default 1000.
     pub rate_per_sec: u32,
     /// Depth of the bucket: errors that may go out at once after a quiet
     /// period. At least 1 unless `rate_per_sec` is 0. Default 50.

@@ -24,7 +24,7 @@ use crate::fragments::{fragment_of, FragError, FragKey, Fragments};
 use crate::nat::{translate_quoted, Rewrite};
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::{TenantBuckets, TokenBucket, Toward};
 use crate::snat::{Inside, Outside, Pools, Snat};
 use crate::steer::Steering;
 use crate::tables::{eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, MAX_TUNNEL_HEADER};
@@ -67,10 +67,11 @@ struct Exit<'t> {
     nat: Rewrite,
 }
 
-/// Which side a generated ICMP error goes back to.
+/// Which side a generated ICMP error goes back to, and for which tenant's
+/// traffic (whose rate limit it spends).
 #[derive(Clone, Copy)]
 enum Side<'t> {
-    Public,
+    Public(TenantId),
     Tenant(&'t Tenant),
 }
 
@@ -79,7 +80,7 @@ pub struct Pipeline {
     key_cache: KeyCache,
     /// Identification of the outer headers this worker builds.
     ip_id: u16,
-    icmp: TokenBucket,
+    icmp: TenantBuckets,
     /// This worker's flows (DESIGN.md: the only state the fast path
     /// writes).
     flows: FlowTable<Conn>,
@@ -94,6 +95,8 @@ pub struct Pipeline {
     frags: Fragments,
     /// Live flows one tenant may hold on this worker.
     quota: u64,
+    /// The ICMP error limit each tenant gets, per side.
+    icmp_each: TokenBucket,
 }
 
 mod hit;
@@ -121,7 +124,8 @@ pub const DEFAULT_FLOWS: usize = 4096;
 const SWEEP_BUDGET: usize = 64;
 
 impl Pipeline {
-    /// `icmp` limits the ICMP errors this worker generates. The flow table
+    /// `icmp` limits the ICMP errors this worker generates, for each tenant
+    /// and side once [`Pipeline::with_tenants`] says how many. The flow table
     /// holds [`DEFAULT_FLOWS`] flows with the default timeouts on a clock
     /// of 10^9 ticks per second; the daemon sets its own with
     /// [`Pipeline::with_flows`].
@@ -131,7 +135,8 @@ impl Pipeline {
         Pipeline {
             key_cache: KeyCache::default(),
             ip_id: worker.wrapping_mul(0x9e37),
-            icmp,
+            icmp: TenantBuckets::new(icmp, 0),
+            icmp_each: icmp,
             flows: FlowTable::new(DEFAULT_FLOWS).unwrap_or_else(|_| unreachable!()),
             timeouts: Timeouts::default(),
             hz: 1_000_000_000,
@@ -140,6 +145,15 @@ impl Pipeline {
             frags: Fragments::default(),
             quota: u64::MAX,
         }
+    }
+
+    /// Gives each of `tenants` tenants its own ICMP error limits, one for
+    /// each side, at the rate [`Pipeline::new`] was given; without it (or
+    /// past it) tenants share one.
+    #[must_use]
+    pub fn with_tenants(mut self, tenants: usize) -> Self {
+        self.icmp = TenantBuckets::new(self.icmp_each, tenants);
+        self
     }
 
     /// Limits the live flows of each tenant on this worker to `per_tenant`.
@@ -490,7 +504,8 @@ impl Pipeline {
         };
         // Errors quote the packet as the client sent it: before NAT.
         if let Err(e) = self.forward_checks(f, adj.inner_mtu(), true) {
-            return self.icmp_or_drop(t, c, f, e, Side::Public, pe.mtu, now);
+            let side = Side::Public(adj.tenant);
+            return self.icmp_or_drop(t, c, f, e, side, pe.mtu, now);
         }
         let ihl = usize::from(f.data()[0] & 0xf) * 4;
         if !nat.forward(f.data_mut(), ihl) {
@@ -1264,12 +1279,16 @@ impl Pipeline {
         let Some(e) = e else {
             return Verdict::Drop(reason);
         };
-        if !may_quote(f.data()) || !self.icmp.take(now) {
+        let (tenant, toward) = match side {
+            Side::Tenant(tenant) => (tenant.id, Toward::Tenant),
+            Side::Public(tenant) => (tenant, Toward::Public),
+        };
+        if !may_quote(f.data()) || !self.icmp.take(tenant.index(), toward, now) {
             return Verdict::Drop(reason);
         }
         let src = match side {
             Side::Tenant(_) => underlay_addr(t),
-            Side::Public => public_addr(t),
+            Side::Public(_) => public_addr(t),
         };
         let Some(src) = src else {
             return Verdict::Drop(reason);
@@ -1280,7 +1299,7 @@ impl Pipeline {
         c.icmp_errors.inc();
         match side {
             Side::Tenant(tenant) => self.route_tenant(t, c, tenant, in_mtu, f, now, false),
-            Side::Public => match resolve_public(t, ip_dst(f.data())) {
+            Side::Public(_) => match resolve_public(t, ip_dst(f.data())) {
                 Ok(hop) => hop.send(f, c),
                 Err(reason) => Verdict::Drop(reason),
             },
