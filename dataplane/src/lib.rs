@@ -12,6 +12,7 @@ pub mod firewall;
 pub mod flow;
 pub mod fragments;
 pub mod frame;
+pub mod hash;
 pub mod l2fwd;
 pub mod lpm;
 pub mod nat;

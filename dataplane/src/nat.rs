@@ -9,7 +9,7 @@
 //! IPv4 header checksum and, through the pseudo-header, to the TCP or UDP
 //! checksum of every packet.
 
-use crate::tables::FastMap;
+use crate::hash::FastMap;
 use crate::tenant::TenantId;
 use crate::wire::checksum::Delta;
 use crate::wire::IpProtocol;

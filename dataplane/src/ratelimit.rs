@@ -118,7 +118,10 @@ mod tests {
         let mut b = TenantBuckets::new(TokenBucket::new(10, 2, 1000), 2);
         assert!((0..2).all(|_| b.take(0, Toward::Public, 0)));
         assert!(!b.take(0, Toward::Public, 0), "tenant 0 spent its burst");
-        assert!(b.take(0, Toward::Tenant, 0), "the other direction has its own");
+        assert!(
+            b.take(0, Toward::Tenant, 0),
+            "the other direction has its own"
+        );
         assert!(b.take(1, Toward::Public, 0), "and so has tenant 1");
         // Tenants past the start's count share one pair.
         assert!(b.take(7, Toward::Public, 0) && b.take(9, Toward::Public, 0));

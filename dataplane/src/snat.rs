@@ -22,7 +22,7 @@
 
 use arrayvec::ArrayVec;
 
-use crate::tables::FastMap;
+use crate::hash::FastMap;
 use crate::tenant::TenantId;
 
 /// Ports per block: one `u64` of bits.

@@ -9,9 +9,7 @@
 //! [`Neighbours`] table, which the resolver updates without a new snapshot,
 //! through the slot each adjacency remembers.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
@@ -206,33 +204,6 @@ impl TunnelAdj {
         self.mtu.saturating_sub(ip_overhead)
     }
 }
-
-/// A cheap hasher for the small integer keys of the fast path (SipHash is
-/// built for hostile keys and costs ~20 ns; these keys come from config).
-#[derive(Default)]
-pub struct FastHasher(u64);
-
-impl Hasher for FastHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-}
-
-pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 
 /// The snapshot.
 #[derive(Debug)]

@@ -2060,15 +2060,16 @@ const T2_PUBLIC: [u8; 4] = [2, 2, 2, 60];
 /// `spec()` with `T2_PUBLIC` in tenant t2's `public_prefixes`, and t2's
 /// firewall: in, TCP 22 only; out, everything but TCP 23.
 fn spec_with_public_prefix() -> Spec {
-    use dataplane::firewall::{Action, Direction as Fw, FirewallSpec, PortRange, ProtoMatch, RuleSpec};
+    use dataplane::firewall::{
+        Action, Direction as Fw, FirewallSpec, PortRange, ProtoMatch, RuleSpec,
+    };
     let mut s = spec();
     s.ingress.push((ip(T2_PUBLIC), 32, 2000));
     let t2 = &mut s.tenants[1];
     // As the daemon builds it: the tenant's hosts hold its public
     // addresses, so they are its inner sources too.
     t2.prefixes.push((ip(T2_PUBLIC), 32));
-    t2.routes
-        .push((ip(T2_PUBLIC), 32, Target::Host(ip(HOST2))));
+    t2.routes.push((ip(T2_PUBLIC), 32, Target::Host(ip(HOST2))));
     let tcp = |port| ProtoMatch::Tcp {
         sport: PortRange::ANY,
         dport: PortRange::one(port),
@@ -2154,7 +2155,9 @@ fn a_tenants_public_address_is_behind_its_firewall() {
 /// it leaves from (an echo always does).
 #[test]
 fn a_host_reaching_its_own_elastic_ip_meets_its_inbound_rules() {
-    use dataplane::firewall::{Action, Direction as Fw, FirewallSpec, PortRange, ProtoMatch, RuleSpec};
+    use dataplane::firewall::{
+        Action, Direction as Fw, FirewallSpec, PortRange, ProtoMatch, RuleSpec,
+    };
     use dataplane::tenant::TenantId;
     let mut s = spec();
     // t1 lets in TCP 22 only: no ICMP, no UDP.
@@ -2201,7 +2204,10 @@ fn a_host_reaching_its_own_elastic_ip_meets_its_inbound_rules() {
 fn with_df(mut ip: Vec<u8>) -> Vec<u8> {
     ip[6] |= 0x40;
     ip[10..12].fill(0);
-    let sum = Ipv4Header::from_slice(&ip).unwrap().0.calc_header_checksum();
+    let sum = Ipv4Header::from_slice(&ip)
+        .unwrap()
+        .0
+        .calc_header_checksum();
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     ip
 }
@@ -2243,14 +2249,25 @@ fn one_tenants_error_flood_leaves_the_others_icmp_errors_alone() {
     }
     assert_eq!(gw.counters.icmp_errors.get(), 100, "50 each way for t1");
     // t2's host sends too big with DF; so does a client toward t2.
-    let big_out = with_df(udp_from(VM, 4000, CLIENT, 53).into_iter().chain([0; 1480]).collect());
+    let big_out = with_df(
+        udp_from(VM, 4000, CLIENT, 53)
+            .into_iter()
+            .chain([0; 1480])
+            .collect(),
+    );
     let (v, out) = gw.t2_sends(&fix_len(big_out), 0);
     assert_eq!(v, Verdict::Forward(UND), "the error goes back into t2");
-    assert!(is_frag_needed(&tunnelled_ipv4(&out)), "t2 learns its path MTU");
+    assert!(
+        is_frag_needed(&tunnelled_ipv4(&out)),
+        "t2 learns its path MTU"
+    );
     let big_in = with_df(inner_udp(CLIENT, EIP2, 64, &[0u8; 1472]));
     let (v, out) = gw.client_sends(&big_in, 0);
     assert_eq!(v, Verdict::Forward(PUB));
-    assert!(is_frag_needed(&out[14..]), "t2's client learns its path MTU");
+    assert!(
+        is_frag_needed(&out[14..]),
+        "t2's client learns its path MTU"
+    );
 }
 
 /// A UDP packet with TTL 1 from `src:sport` to `dst:dport`.
