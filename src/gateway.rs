@@ -180,6 +180,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         tcp_transitory: u64::from(f.tcp_transitory_s),
         udp: u64::from(f.udp_s),
         icmp: u64::from(f.icmp_s),
+        unreplied: u64::from(f.unreplied_s),
         ..Timeouts::default()
     };
     let mut workers = Vec::with_capacity(config.workers.len());
@@ -227,6 +228,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
                     .with_flows(config.flows.capacity as usize, timeouts, hz)
                     .map_err(|e| format!("[flows] capacity: {e}"))?
                     .with_quota(u64::from(config.flows.per_tenant))
+                    .with_unreplied(u64::from(config.flows.unreplied_per_tenant))
                     .with_tenants(config.tenants.len())
                     .with_steering(Steering::new(index as u16, n as u16).ok_or("too many workers")?)
                     .with_snat(&publisher.current().pools),

@@ -1642,6 +1642,8 @@ fn flow_timeouts_keep_the_rfc_floors() {
     assert_eq!(config.flows.capacity, 1000);
     assert_eq!(config.flows.tcp_established_s, 86400);
     assert_eq!(config.flows.per_tenant, 250, "a quarter of the table");
+    assert_eq!(config.flows.unreplied_per_tenant, 62, "a quarter of that");
+    assert_eq!(config.flows.unreplied_s, 10);
     for (text, fragments) in [
         (
             "[flows]\ntcp_established_s = 3600\n",
@@ -1656,6 +1658,14 @@ fn flow_timeouts_keep_the_rfc_floors() {
         (
             "[flows]\nper_tenant = 101\ncapacity = 100\n",
             &["per_tenant 101 is out of range", "1..=100"][..],
+        ),
+        (
+            "[flows]\nunreplied_per_tenant = 51\nper_tenant = 50\n",
+            &["unreplied_per_tenant 51 is out of range", "1..=50", "share"][..],
+        ),
+        (
+            "[flows]\nunreplied_s = 241\n",
+            &["unreplied_s 241 is out of range", "1..=240"][..],
         ),
     ] {
         assert_errors(&refused(text), &[(line(2), fragments)]);

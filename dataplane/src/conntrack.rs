@@ -26,6 +26,11 @@ pub struct Timeouts {
     pub tcp_closed: u64,
     pub udp: u64,
     pub icmp: u64,
+    /// An inbound flow nobody inside has answered yet, once its tenant
+    /// holds half its share of them (see `Pipeline::with_unreplied`): a
+    /// flood of spoofed SYNs then recycles quickly instead of pinning the
+    /// share for the transitory timeout.
+    pub unreplied: u64,
 }
 
 impl Default for Timeouts {
@@ -36,6 +41,7 @@ impl Default for Timeouts {
             tcp_closed: 10,
             udp: 120,
             icmp: 60,
+            unreplied: 10,
         }
     }
 }
@@ -367,6 +373,10 @@ pub struct Conn {
     pub expect: [u32; 2],
     /// For shared source NAT: the mapping the flow holds a share of.
     pub snat: Option<Inside>,
+    /// Opened from the public side and not answered from inside yet: such
+    /// flows have a share of the tenant's quota of their own, so that a
+    /// flood of them cannot take the rest (issue 9, defect 6).
+    pub unreplied: bool,
 }
 
 #[cfg(test)]

@@ -146,6 +146,9 @@ drop_reasons! {
     FlowTableFull => "flow_table_full",
     /// The tenant holds as many flows as its quota allows.
     Quota => "quota",
+    /// The tenant holds as many inbound flows nobody inside answered yet
+    /// as its share of them allows (a SYN flood, or a scan).
+    UnrepliedQuota => "unreplied_quota",
     /// The tenant's source NAT pool has no port for this host (its blocks
     /// are full, or no block is free).
     NoNatPort => "no_nat_port",
@@ -191,6 +194,29 @@ pub struct TenantCounters {
     /// Source NAT ports the tenant's hosts hold on this worker (a gauge,
     /// refreshed between bursts).
     pub nat_ports: Counter,
+    /// Inbound flows opened, and those of them answered from inside or
+    /// ended unanswered; the difference is the tenant's unreplied flows
+    /// on this worker.
+    pub unreplied_opened: Counter,
+    pub unreplied_done: Counter,
+}
+
+impl TenantCounters {
+    /// The tenant's live flows on this worker.
+    #[inline]
+    pub fn live_flows(&self) -> u64 {
+        self.flows_created
+            .get()
+            .saturating_sub(self.flows_expired.get())
+    }
+
+    /// The tenant's live inbound flows that nobody inside answered yet.
+    #[inline]
+    pub fn live_unreplied(&self) -> u64 {
+        self.unreplied_opened
+            .get()
+            .saturating_sub(self.unreplied_done.get())
+    }
 }
 
 /// Everything one worker counts.

@@ -1952,6 +1952,77 @@ fn a_tenant_cannot_hold_more_flows_than_its_quota() {
     assert_eq!(v, Verdict::Forward(PUB));
 }
 
+/// Issue 9, defect 6: a flood of spoofed SYNs to an elastic IP fills the
+/// tenant's share of unreplied inbound flows, never the rest of its quota:
+/// its established connection and the flows it opens itself go on, every
+/// refusal is counted, and under pressure the flood's flows recycle fast.
+#[test]
+fn an_inbound_flood_leaves_a_tenants_own_and_established_flows_alone() {
+    let mut gw = Gw::new();
+    // 16 flows a tenant, 4 of them unreplied inbound ones.
+    gw.pipeline = Pipeline::new(TokenBucket::new(1000, 50, SEC), 0).with_quota(16);
+    let (c, v) = ((CLIENT, 40000), (EIP1, 22));
+    let (vm, cl) = ((VM, 22), (CLIENT, 40000));
+    assert_eq!(
+        gw.client_sends(&tcp_at(c, v, "S", 1000, 0), 0).0,
+        Verdict::Forward(UND)
+    );
+    assert_eq!(
+        gw.t1_sends(&tcp_at(vm, cl, "SA", 5000, 1001), 0).0,
+        Verdict::Forward(PUB)
+    );
+    assert_eq!(
+        gw.client_sends(&tcp_at(c, v, "A", 1001, 5001), 0).0,
+        Verdict::Forward(UND)
+    );
+
+    let flood = |i: u32| {
+        let [_, a, b, d] = i.to_be_bytes();
+        tcp([5, a, b, d], 1024 + (i % 60000) as u16, EIP1, 22, "S")
+    };
+    let verdicts: Vec<Verdict> = (0..100)
+        .map(|i| gw.client_sends(&flood(i), SEC).0)
+        .collect();
+    let passed = verdicts
+        .iter()
+        .filter(|&&v| v == Verdict::Forward(UND))
+        .count();
+    assert_eq!(passed, 4, "the unreplied share");
+    let refused = Verdict::Drop(DropReason::UnrepliedQuota);
+    assert_eq!(verdicts.iter().filter(|&&v| v == refused).count(), 96);
+    assert_eq!(gw.counters.tenants[0].live_unreplied(), 4);
+
+    // The tenant's own flows and its established connection go on.
+    for sport in 0..10 {
+        let (v, _) = gw.t1_sends(&udp_from(VM, 7000 + sport, CLIENT, 53), 2 * SEC);
+        assert_eq!(v, Verdict::Forward(PUB), "outbound flow {sport}");
+    }
+    assert_eq!(
+        gw.t1_sends(&tcp_at(vm, cl, "A", 5001, 1001), 2 * SEC).0,
+        Verdict::Forward(PUB)
+    );
+    assert_eq!(
+        gw.client_sends(&tcp_at(c, v, "A", 1001, 5001), 2 * SEC).0,
+        Verdict::Forward(UND)
+    );
+
+    // The flows that brought the share to half and past it were taken
+    // under pressure: they live 10 s, not the transitory 240 s, and their
+    // places go to new SYNs. The first one keeps its 240 s.
+    for _ in 0..DEFAULT_FLOWS / 64 + 1 {
+        gw.pipeline.sweep(&gw.tables, &gw.counters, 12 * SEC);
+    }
+    assert_eq!(gw.counters.tenants[0].live_unreplied(), 1);
+    let verdicts: Vec<Verdict> = (100..200)
+        .map(|i| gw.client_sends(&flood(i), 12 * SEC).0)
+        .collect();
+    let passed = verdicts
+        .iter()
+        .filter(|&&v| v == Verdict::Forward(UND))
+        .count();
+    assert_eq!(passed, 3, "{verdicts:?}");
+}
+
 /// A TCP segment with explicit sequence and acknowledgment numbers.
 fn tcp_at(
     (src, sport): ([u8; 4], u16),

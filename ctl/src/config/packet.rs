@@ -102,6 +102,16 @@ pub struct Flows {
     /// Live flows one tenant may hold per worker, so that no tenant can
     /// fill the table for the others. 1..=capacity; default capacity / 4.
     pub per_tenant: u32,
+    /// Of those, inbound flows that nobody inside has answered yet (a SYN
+    /// flood, a scan): a flood fills this share and is refused beyond it
+    /// (`unreplied_quota`), never the rest, so the tenant's established
+    /// connections and the flows it opens itself go on.
+    /// 1..=per_tenant; default per_tenant / 4.
+    pub unreplied_per_tenant: u32,
+    /// Seconds an unreplied inbound flow lives once its tenant holds half
+    /// its share of them, instead of the transitory timeout: under a flood
+    /// the share recycles. 1..=tcp_transitory_s; default 10.
+    pub unreplied_s: u32,
     /// Seconds an established TCP connection lives without traffic; at
     /// least 7440 (RFC 5382 REQ-5). Default 7440.
     pub tcp_established_s: u32,
@@ -121,6 +131,8 @@ impl Default for Flows {
         Self {
             capacity: 65536,
             per_tenant: 16384,
+            unreplied_per_tenant: 4096,
+            unreplied_s: 10,
             tcp_established_s: 7440,
             tcp_transitory_s: 240,
             udp_s: 120,

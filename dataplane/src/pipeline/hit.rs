@@ -210,7 +210,8 @@ impl Pipeline {
         };
         let conn = &mut *hit.value;
         let tcp = conn.protocol == IpProtocol::TCP.0;
-        if tcp && conn.tcp != TcpState::Established {
+        // An unreplied flow's first answer is the full path's to note.
+        if (tcp && conn.tcp != TcpState::Established) || conn.unreplied {
             return None;
         }
         let tunnel = conn.tunnel;
@@ -259,7 +260,8 @@ impl Pipeline {
         let hit = self.flows.hit(&p.key(zone), now)?;
         let conn = &mut *hit.value;
         let tcp = conn.protocol == IpProtocol::TCP.0;
-        if tcp && conn.tcp != TcpState::Established {
+        // An unreplied flow's first answer is the full path's to note.
+        if (tcp && conn.tcp != TcpState::Established) || conn.unreplied {
             return None;
         }
         // Toward an elastic IP or a pool address: hairpinned, by the full

@@ -14,7 +14,7 @@
 //! end.
 
 use crate::conntrack::{Conn, TcpState, Timeouts, Tuple};
-use crate::counters::{DropReason, WorkerCounters};
+use crate::counters::{DropReason, TenantCounters, WorkerCounters};
 use crate::firewall::{Direction as FwDir, Packet5};
 use crate::flow::{
     CapacityError, Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup as FlowLookup,
@@ -95,6 +95,8 @@ pub struct Pipeline {
     frags: Fragments,
     /// Live flows one tenant may hold on this worker.
     quota: u64,
+    /// Of those, inbound flows nobody inside answered yet.
+    unreplied_quota: u64,
     /// The ICMP error limit each tenant gets, per side.
     icmp_each: TokenBucket,
 }
@@ -144,6 +146,7 @@ impl Pipeline {
             snat: Snat::default(),
             frags: Fragments::default(),
             quota: u64::MAX,
+            unreplied_quota: u64::MAX,
         }
     }
 
@@ -156,10 +159,26 @@ impl Pipeline {
         self
     }
 
-    /// Limits the live flows of each tenant on this worker to `per_tenant`.
+    /// Limits the live flows of each tenant on this worker to `per_tenant`,
+    /// a quarter of them inbound flows nobody inside answered yet (see
+    /// [`Pipeline::with_unreplied`]).
     #[must_use]
     pub fn with_quota(mut self, per_tenant: u64) -> Self {
         self.quota = per_tenant;
+        self.unreplied_quota = (per_tenant / 4).max(1);
+        self
+    }
+
+    /// Limits each tenant's inbound flows that nobody inside answered yet
+    /// to `per_tenant` on this worker: a SYN flood or a scan toward a
+    /// tenant fills this share, never the rest of its quota, so its
+    /// established connections and those it opens itself go on. Once a
+    /// tenant holds half its share, new and refreshed unreplied flows live
+    /// `Timeouts::unreplied` instead of the transitory timeout, so that a
+    /// flood recycles its own flows. Call it after [`Pipeline::with_quota`].
+    #[must_use]
+    pub fn with_unreplied(mut self, per_tenant: u64) -> Self {
+        self.unreplied_quota = per_tenant.max(1);
         self
     }
 
@@ -574,7 +593,7 @@ impl Pipeline {
                 }
             }
         };
-        let Some(conn) = self.advance(id, dir, &tuple, now) else {
+        let Some(conn) = self.advance(c, id, dir, &tuple, now) else {
             return Some(Verdict::Drop(D::InvalidState));
         };
         if !f.adj(ETH) {
@@ -646,7 +665,7 @@ impl Pipeline {
                 }
             }
         };
-        let Some(conn) = self.advance(id, dir, &tuple, now) else {
+        let Some(conn) = self.advance(c, id, dir, &tuple, now) else {
             return Some(Verdict::Drop(D::InvalidState));
         };
         if t.eips.inbound(tuple.dst).is_some() || t.pools.of_addr(tuple.dst).is_some() {
@@ -924,17 +943,45 @@ impl Pipeline {
 
     /// Moves flow `id`'s TCP state for a packet going `dir` and extends its
     /// life. `None` if the segment does not fit the connection.
-    fn advance(&mut self, id: FlowId, dir: Direction, tuple: &Tuple, now: u64) -> Option<Conn> {
+    fn advance(
+        &mut self,
+        c: &WorkerCounters,
+        id: FlowId,
+        dir: Direction,
+        tuple: &Tuple,
+        now: u64,
+    ) -> Option<Conn> {
         let conn = self.flows.get_mut(id)?;
         // A later fragment carries no TCP header: nothing to track.
         let whole = tuple.flags.0 != 0 || tuple.protocol != IpProtocol::TCP.0;
         if conn.protocol == IpProtocol::TCP.0 && whole {
             conn.track_tcp(dir.index(), tuple).ok()?;
         }
+        if conn.unreplied && dir == Direction::Reply {
+            conn.unreplied = false;
+            if let Some(tc) = c.tenant(conn.tenant as usize) {
+                tc.unreplied_done.inc();
+            }
+        }
         let conn = *conn;
-        let life = self.timeouts.ticks(&conn, self.hz);
+        let life = self.life(c, &conn);
         self.flows.set_deadline(id, now.saturating_add(life));
         Some(conn)
+    }
+
+    /// How long `conn` lives from now on, in ticks: its protocol's and
+    /// state's timeout, or the short one of an unreplied flow whose tenant
+    /// is under pressure (half its share of them taken).
+    fn life(&self, c: &WorkerCounters, conn: &Conn) -> u64 {
+        let life = self.timeouts.ticks(conn, self.hz);
+        let pressed = conn.unreplied
+            && c.tenant(conn.tenant as usize)
+                .is_some_and(|tc| tc.live_unreplied() >= self.unreplied_quota / 2);
+        if pressed {
+            life.min(self.timeouts.unreplied.saturating_mul(self.hz))
+        } else {
+            life
+        }
     }
 
     /// A new flow from the Internet to elastic IP `tuple.dst`, which stands
@@ -976,6 +1023,7 @@ impl Pipeline {
             tcp: TcpState::opened_by(tuple.protocol),
             expect: opening_expect(tuple),
             snat: None,
+            unreplied: true,
         };
         let reply = tuple.reply_key(zone, private, tuple.src);
         self.insert(t, c, key, reply, conn, now)
@@ -1064,6 +1112,7 @@ impl Pipeline {
             tcp: TcpState::opened_by(tuple.protocol),
             expect: opening_expect(tuple),
             snat,
+            unreplied: false,
         };
         self.insert(t, c, key, reply, conn, now)
     }
@@ -1117,6 +1166,7 @@ impl Pipeline {
                 tcp: TcpState::opened_by(tuple.protocol),
                 expect: opening_expect(tuple),
                 snat: Some(inside),
+                unreplied: true,
             };
             let reply = FlowKey::new(
                 zone,
@@ -1147,14 +1197,17 @@ impl Pipeline {
         conn: Conn,
         now: u64,
     ) -> Result<FlowId, DropReason> {
-        let life = self.timeouts.of(conn.protocol, conn.tcp);
-        let deadline = now.saturating_add(life.saturating_mul(self.hz));
+        let deadline = now.saturating_add(self.life(c, &conn));
         // The tenant's live flows here: this worker's own counters.
-        let live = c.tenant(conn.tenant as usize).map_or(0, |tc| {
-            tc.flows_created
-                .get()
-                .saturating_sub(tc.flows_expired.get())
-        });
+        let tc = c.tenant(conn.tenant as usize);
+        let live = tc.map_or(0, TenantCounters::live_flows);
+        let unreplied = tc.map_or(0, TenantCounters::live_unreplied);
+        if conn.unreplied && unreplied >= self.unreplied_quota {
+            if let Some(inside) = conn.snat {
+                self.snat.release(&t.pools, inside);
+            }
+            return Err(D::UnrepliedQuota);
+        }
         let result = if live >= self.quota {
             Err(InsertError::Full)
         } else {
@@ -1165,8 +1218,11 @@ impl Pipeline {
         }
         match result {
             Ok(id) => {
-                if let Some(tc) = c.tenant(conn.tenant as usize) {
+                if let Some(tc) = tc {
                     tc.flows_created.inc();
+                    if conn.unreplied {
+                        tc.unreplied_opened.inc();
+                    }
                 }
                 Ok(id)
             }
@@ -1436,6 +1492,9 @@ fn firewall(
 fn ended(snat: &mut Snat, pools: &Pools, c: &WorkerCounters, conn: &Conn) {
     if let Some(tc) = c.tenant(conn.tenant as usize) {
         tc.flows_expired.inc();
+        if conn.unreplied {
+            tc.unreplied_done.inc();
+        }
     }
     if let Some(inside) = conn.snat {
         snat.release(pools, inside);

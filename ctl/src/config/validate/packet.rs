@@ -144,6 +144,16 @@ pub(super) fn flows(raw: Option<&Section<RawFlows>>, r: &mut Report) -> Option<F
         " flows (at most capacity: it is a share of each worker's table)",
         r,
     );
+    let share = per_tenant.unwrap_or((cap / 4).max(1));
+    let unreplied_per_tenant = int(
+        v.unreplied_per_tenant.as_ref(),
+        (share / 4).max(1),
+        1,
+        i64::from(share),
+        "[flows] unreplied_per_tenant",
+        " flows (at most per_tenant: it is a share of each tenant's quota)",
+        r,
+    );
     // The RFCs' floors: a NAT that forgets sooner breaks applications.
     let mut timeout = |value, default, floor: u32, name, why| {
         int(
@@ -184,9 +194,20 @@ pub(super) fn flows(raw: Option<&Section<RawFlows>>, r: &mut Report) -> Option<F
         "[flows] icmp_s",
         " seconds (RFC 5508 REQ-1: at least 60 seconds)",
     );
+    let unreplied_s = int(
+        v.unreplied_s.as_ref(),
+        d.unreplied_s,
+        1,
+        i64::from(tcp_transitory_s.unwrap_or(d.tcp_transitory_s)),
+        "[flows] unreplied_s",
+        " seconds (at most tcp_transitory_s: it shortens a flood's flows)",
+        r,
+    );
     let flows = Flows {
         capacity: capacity?,
         per_tenant: per_tenant?,
+        unreplied_per_tenant: unreplied_per_tenant?,
+        unreplied_s: unreplied_s?,
         tcp_established_s: tcp_established_s?,
         tcp_transitory_s: tcp_transitory_s?,
         udp_s: udp_s?,
