@@ -195,11 +195,12 @@ impl Profile {
         }
         out.push_str("[dataplane]\nmode = \"gateway\"\n\n[tcp]\nmss_clamp = true\n\n");
         if self.kind == Kind::Nat {
-            // Room for every client's flow, and the quota out of the way.
+            // Room for every client's flow, and the quotas out of the way:
+            // the clients' flows are one-way, so all stay unreplied.
             let capacity = (self.flow_count() as u64 * 5 / 4).max(1024);
             let _ = writeln!(
                 out,
-                "[flows]\ncapacity = {capacity}\nper_tenant = {capacity}\n\n[[eip]]\npublic = \"{}\"\ntenant = \"t0\"\nprivate = \"10.0.0.7\"\n",
+                "[flows]\ncapacity = {capacity}\nper_tenant = {capacity}\nunreplied_per_tenant = {capacity}\n\n[[eip]]\npublic = \"{}\"\ntenant = \"t0\"\nprivate = \"10.0.0.7\"\n",
                 Ipv4Addr::from(EIP)
             );
             // Clients are on the Internet: the default route's router.

@@ -200,8 +200,11 @@ impl Pipeline {
             Stage::Unstaged => (Plain::parse(f.data().get(ETH..)?)?, None),
         };
         let tail = f.len() - ETH - p.len;
-        let life = &self.timeouts;
-        let hz = self.hz;
+        let life = Life {
+            timeouts: &self.timeouts,
+            hz: self.hz,
+            unreplied_quota: self.unreplied_quota,
+        };
         let key = p.key(Zone::PUBLIC);
         let hit = match staged {
             None => self.flows.hit(&key, now)?,
@@ -210,8 +213,7 @@ impl Pipeline {
         };
         let conn = &mut *hit.value;
         let tcp = conn.protocol == IpProtocol::TCP.0;
-        // An unreplied flow's first answer is the full path's to note.
-        if (tcp && conn.tcp != TcpState::Established) || conn.unreplied {
+        if tcp && conn.tcp != TcpState::Established {
             return None;
         }
         let tunnel = conn.tunnel;
@@ -223,7 +225,7 @@ impl Pipeline {
         if tcp {
             conn.expect[1 - hit.dir.index()] = p.tuple.ack;
         }
-        *hit.deadline = now.saturating_add(life.ticks(conn, hz));
+        *hit.deadline = now.saturating_add(life.ticks(c, conn));
         let nat = conn.to_tenant;
         if !(f.trim(tail) && f.adj(ETH) && nat.forward(f.data_mut(), IHL)) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
@@ -256,7 +258,11 @@ impl Pipeline {
         let p = Plain::parse(f.data().get(ip_at..)?)?;
         let tail = f.len() - ip_at - p.len;
         let zone = Zone::tenant(tenant.id.index())?;
-        let (life, hz) = (&self.timeouts, self.hz);
+        let life = Life {
+            timeouts: &self.timeouts,
+            hz: self.hz,
+            unreplied_quota: self.unreplied_quota,
+        };
         let hit = self.flows.hit(&p.key(zone), now)?;
         let conn = &mut *hit.value;
         let tcp = conn.protocol == IpProtocol::TCP.0;
@@ -277,7 +283,7 @@ impl Pipeline {
         if tcp {
             conn.expect[1 - hit.dir.index()] = p.tuple.ack;
         }
-        *hit.deadline = now.saturating_add(life.ticks(conn, hz));
+        *hit.deadline = now.saturating_add(life.ticks(c, conn));
         let nat = conn.to_public;
         if let Some(tc) = c.tenant(tenant.id.index()) {
             tc.from_tunnel_packets.inc();

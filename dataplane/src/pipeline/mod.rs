@@ -109,6 +109,43 @@ pub use hit::Hint;
 /// (Linux's ipfrag_time).
 const FRAGMENT_LIFE: u64 = 30;
 
+/// What a flow's lifetime depends on, apart from the flow: borrowed from
+/// the pipeline while its flow table is borrowed for the flow.
+#[derive(Clone, Copy)]
+struct Life<'p> {
+    timeouts: &'p Timeouts,
+    hz: u64,
+    unreplied_quota: u64,
+}
+
+impl<'p> Life<'p> {
+    /// The pipeline's; the fast path writes the same by fields, to borrow
+    /// the flow table beside it.
+    fn of(p: &'p Pipeline) -> Self {
+        Life {
+            timeouts: &p.timeouts,
+            hz: p.hz,
+            unreplied_quota: p.unreplied_quota,
+        }
+    }
+
+    /// How long `conn` lives from now on, in ticks: its protocol's and
+    /// state's timeout, or the short one of an unreplied flow whose tenant
+    /// is under pressure (half its share of them taken).
+    #[inline]
+    fn ticks(&self, c: &WorkerCounters, conn: &Conn) -> u64 {
+        let life = self.timeouts.ticks(conn, self.hz);
+        let pressed = conn.unreplied
+            && c.tenant(conn.tenant as usize)
+                .is_some_and(|tc| tc.live_unreplied() >= self.unreplied_quota / 2);
+        if pressed {
+            life.min(self.timeouts.unreplied.saturating_mul(self.hz))
+        } else {
+            life
+        }
+    }
+}
+
 /// How a new flow from a tenant is translated.
 #[derive(Clone, Copy)]
 enum Outbound {
@@ -969,19 +1006,9 @@ impl Pipeline {
         Some(conn)
     }
 
-    /// How long `conn` lives from now on, in ticks: its protocol's and
-    /// state's timeout, or the short one of an unreplied flow whose tenant
-    /// is under pressure (half its share of them taken).
+    /// How long `conn` lives from now on, in ticks ([`Life::ticks`]).
     fn life(&self, c: &WorkerCounters, conn: &Conn) -> u64 {
-        let life = self.timeouts.ticks(conn, self.hz);
-        let pressed = conn.unreplied
-            && c.tenant(conn.tenant as usize)
-                .is_some_and(|tc| tc.live_unreplied() >= self.unreplied_quota / 2);
-        if pressed {
-            life.min(self.timeouts.unreplied.saturating_mul(self.hz))
-        } else {
-            life
-        }
+        Life::of(self).ticks(c, conn)
     }
 
     /// A new flow from the Internet to elastic IP `tuple.dst`, which stands
