@@ -26,10 +26,10 @@ pub struct Timeouts {
     pub tcp_closed: u64,
     pub udp: u64,
     pub icmp: u64,
-    /// An inbound flow nobody inside has answered yet, once its tenant
-    /// holds half its share of them (see `Pipeline::with_unreplied`): a
-    /// flood of spoofed SYNs then recycles quickly instead of pinning the
-    /// share for the transitory timeout.
+    /// An inbound flow nobody inside has answered yet, opened once its
+    /// tenant held half its share of them (see
+    /// `Pipeline::with_unreplied`): a flood of spoofed SYNs then recycles
+    /// quickly instead of pinning the share for the transitory timeout.
     pub unreplied: u64,
 }
 
@@ -49,9 +49,13 @@ impl Default for Timeouts {
 impl Timeouts {
     /// What is left of `conn`'s life after a packet, in ticks of a clock
     /// of `hz` ticks per second.
-    #[inline]
+    #[inline(always)]
     pub fn ticks(&self, conn: &Conn, hz: u64) -> u64 {
-        self.of(conn.protocol, conn.tcp).saturating_mul(hz)
+        let mut life = self.of(conn.protocol, conn.tcp);
+        if conn.answered == Answered::NoUnderPressure {
+            life = life.min(self.unreplied);
+        }
+        life.saturating_mul(hz)
     }
 
     /// The lifetime, in seconds, of a flow of `protocol` in `state`.
@@ -373,10 +377,23 @@ pub struct Conn {
     pub expect: [u32; 2],
     /// For shared source NAT: the mapping the flow holds a share of.
     pub snat: Option<Inside>,
-    /// Opened from the public side and not answered from inside yet: such
-    /// flows have a share of the tenant's quota of their own, so that a
-    /// flood of them cannot take the rest (issue 9, defect 6).
-    pub unreplied: bool,
+    /// Whether anyone inside answered a flow opened from the public side:
+    /// unanswered flows have a share of the tenant's quota of their own,
+    /// so that a flood of them cannot take the rest (issue 9, defect 6).
+    pub answered: Answered,
+}
+
+/// Whether a flow opened from the public side has been answered from
+/// inside. Flows opened from inside are [`Answered::Yes`] from the start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Answered {
+    #[default]
+    Yes,
+    No,
+    /// Not answered, and opened while its tenant held half its share of
+    /// unanswered flows: it lives [`Timeouts::unreplied`] at most, so that
+    /// a flood recycles its own flows.
+    NoUnderPressure,
 }
 
 #[cfg(test)]

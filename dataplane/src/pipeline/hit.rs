@@ -13,7 +13,7 @@
 //! passed them), as VPP's NAT fast path sits in front of its slow path.
 
 use super::*;
-use crate::conntrack::TcpFlags;
+use crate::conntrack::{Answered, TcpFlags};
 
 /// What the first stage of a burst learned of one frame, for the second:
 /// see [`Pipeline::stage_public`].
@@ -200,11 +200,8 @@ impl Pipeline {
             Stage::Unstaged => (Plain::parse(f.data().get(ETH..)?)?, None),
         };
         let tail = f.len() - ETH - p.len;
-        let life = Life {
-            timeouts: &self.timeouts,
-            hz: self.hz,
-            unreplied_quota: self.unreplied_quota,
-        };
+        let life = &self.timeouts;
+        let hz = self.hz;
         let key = p.key(Zone::PUBLIC);
         let hit = match staged {
             None => self.flows.hit(&key, now)?,
@@ -225,7 +222,7 @@ impl Pipeline {
         if tcp {
             conn.expect[1 - hit.dir.index()] = p.tuple.ack;
         }
-        *hit.deadline = now.saturating_add(life.ticks(c, conn));
+        *hit.deadline = now.saturating_add(life.ticks(conn, hz));
         let nat = conn.to_tenant;
         if !(f.trim(tail) && f.adj(ETH) && nat.forward(f.data_mut(), IHL)) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
@@ -258,16 +255,12 @@ impl Pipeline {
         let p = Plain::parse(f.data().get(ip_at..)?)?;
         let tail = f.len() - ip_at - p.len;
         let zone = Zone::tenant(tenant.id.index())?;
-        let life = Life {
-            timeouts: &self.timeouts,
-            hz: self.hz,
-            unreplied_quota: self.unreplied_quota,
-        };
+        let (life, hz) = (&self.timeouts, self.hz);
         let hit = self.flows.hit(&p.key(zone), now)?;
         let conn = &mut *hit.value;
         let tcp = conn.protocol == IpProtocol::TCP.0;
-        // An unreplied flow's first answer is the full path's to note.
-        if (tcp && conn.tcp != TcpState::Established) || conn.unreplied {
+        // An unanswered flow's first answer is the full path's to note.
+        if (tcp && conn.tcp != TcpState::Established) || conn.answered != Answered::Yes {
             return None;
         }
         // Toward an elastic IP or a pool address: hairpinned, by the full
@@ -283,7 +276,7 @@ impl Pipeline {
         if tcp {
             conn.expect[1 - hit.dir.index()] = p.tuple.ack;
         }
-        *hit.deadline = now.saturating_add(life.ticks(c, conn));
+        *hit.deadline = now.saturating_add(life.ticks(conn, hz));
         let nat = conn.to_public;
         if let Some(tc) = c.tenant(tenant.id.index()) {
             tc.from_tunnel_packets.inc();

@@ -13,7 +13,7 @@
 //! builder; Ethernet or tunnel headers are prepended in the headroom at the
 //! end.
 
-use crate::conntrack::{Conn, TcpState, Timeouts, Tuple};
+use crate::conntrack::{Answered, Conn, TcpState, Timeouts, Tuple};
 use crate::counters::{DropReason, TenantCounters, WorkerCounters};
 use crate::firewall::{Direction as FwDir, Packet5};
 use crate::flow::{
@@ -109,43 +109,6 @@ pub use hit::Hint;
 /// (Linux's ipfrag_time).
 const FRAGMENT_LIFE: u64 = 30;
 
-/// What a flow's lifetime depends on, apart from the flow: borrowed from
-/// the pipeline while its flow table is borrowed for the flow.
-#[derive(Clone, Copy)]
-struct Life<'p> {
-    timeouts: &'p Timeouts,
-    hz: u64,
-    unreplied_quota: u64,
-}
-
-impl<'p> Life<'p> {
-    /// The pipeline's; the fast path writes the same by fields, to borrow
-    /// the flow table beside it.
-    fn of(p: &'p Pipeline) -> Self {
-        Life {
-            timeouts: &p.timeouts,
-            hz: p.hz,
-            unreplied_quota: p.unreplied_quota,
-        }
-    }
-
-    /// How long `conn` lives from now on, in ticks: its protocol's and
-    /// state's timeout, or the short one of an unreplied flow whose tenant
-    /// is under pressure (half its share of them taken).
-    #[inline]
-    fn ticks(&self, c: &WorkerCounters, conn: &Conn) -> u64 {
-        let life = self.timeouts.ticks(conn, self.hz);
-        let pressed = conn.unreplied
-            && c.tenant(conn.tenant as usize)
-                .is_some_and(|tc| tc.live_unreplied() >= self.unreplied_quota / 2);
-        if pressed {
-            life.min(self.timeouts.unreplied.saturating_mul(self.hz))
-        } else {
-            life
-        }
-    }
-}
-
 /// How a new flow from a tenant is translated.
 #[derive(Clone, Copy)]
 enum Outbound {
@@ -209,10 +172,10 @@ impl Pipeline {
     /// Limits each tenant's inbound flows that nobody inside answered yet
     /// to `per_tenant` on this worker: a SYN flood or a scan toward a
     /// tenant fills this share, never the rest of its quota, so its
-    /// established connections and those it opens itself go on. Once a
-    /// tenant holds half its share, new and refreshed unreplied flows live
-    /// `Timeouts::unreplied` instead of the transitory timeout, so that a
-    /// flood recycles its own flows. Call it after [`Pipeline::with_quota`].
+    /// established connections and those it opens itself go on. Flows
+    /// opened while a tenant holds half its share live
+    /// `Timeouts::unreplied` at most until answered, so that a flood
+    /// recycles its own flows. Call it after [`Pipeline::with_quota`].
     #[must_use]
     pub fn with_unreplied(mut self, per_tenant: u64) -> Self {
         self.unreplied_quota = per_tenant.max(1);
@@ -994,21 +957,16 @@ impl Pipeline {
         if conn.protocol == IpProtocol::TCP.0 && whole {
             conn.track_tcp(dir.index(), tuple).ok()?;
         }
-        if conn.unreplied && dir == Direction::Reply {
-            conn.unreplied = false;
+        if conn.answered != Answered::Yes && dir == Direction::Reply {
+            conn.answered = Answered::Yes;
             if let Some(tc) = c.tenant(conn.tenant as usize) {
                 tc.unreplied_done.inc();
             }
         }
         let conn = *conn;
-        let life = self.life(c, &conn);
+        let life = self.timeouts.ticks(&conn, self.hz);
         self.flows.set_deadline(id, now.saturating_add(life));
         Some(conn)
-    }
-
-    /// How long `conn` lives from now on, in ticks ([`Life::ticks`]).
-    fn life(&self, c: &WorkerCounters, conn: &Conn) -> u64 {
-        Life::of(self).ticks(c, conn)
     }
 
     /// A new flow from the Internet to elastic IP `tuple.dst`, which stands
@@ -1050,7 +1008,7 @@ impl Pipeline {
             tcp: TcpState::opened_by(tuple.protocol),
             expect: opening_expect(tuple),
             snat: None,
-            unreplied: true,
+            answered: Answered::No,
         };
         let reply = tuple.reply_key(zone, private, tuple.src);
         self.insert(t, c, key, reply, conn, now)
@@ -1139,7 +1097,7 @@ impl Pipeline {
             tcp: TcpState::opened_by(tuple.protocol),
             expect: opening_expect(tuple),
             snat,
-            unreplied: false,
+            answered: Answered::Yes,
         };
         self.insert(t, c, key, reply, conn, now)
     }
@@ -1193,7 +1151,7 @@ impl Pipeline {
                 tcp: TcpState::opened_by(tuple.protocol),
                 expect: opening_expect(tuple),
                 snat: Some(inside),
-                unreplied: true,
+                answered: Answered::No,
             };
             let reply = FlowKey::new(
                 zone,
@@ -1224,17 +1182,23 @@ impl Pipeline {
         conn: Conn,
         now: u64,
     ) -> Result<FlowId, DropReason> {
-        let deadline = now.saturating_add(self.life(c, &conn));
         // The tenant's live flows here: this worker's own counters.
         let tc = c.tenant(conn.tenant as usize);
         let live = tc.map_or(0, TenantCounters::live_flows);
-        let unreplied = tc.map_or(0, TenantCounters::live_unreplied);
-        if conn.unreplied && unreplied >= self.unreplied_quota {
-            if let Some(inside) = conn.snat {
-                self.snat.release(&t.pools, inside);
+        let mut conn = conn;
+        if conn.answered == Answered::No {
+            let unanswered = tc.map_or(0, TenantCounters::live_unreplied);
+            if unanswered >= self.unreplied_quota {
+                if let Some(inside) = conn.snat {
+                    self.snat.release(&t.pools, inside);
+                }
+                return Err(D::UnrepliedQuota);
             }
-            return Err(D::UnrepliedQuota);
+            if unanswered >= self.unreplied_quota / 2 {
+                conn.answered = Answered::NoUnderPressure;
+            }
         }
+        let deadline = now.saturating_add(self.timeouts.ticks(&conn, self.hz));
         let result = if live >= self.quota {
             Err(InsertError::Full)
         } else {
@@ -1247,7 +1211,7 @@ impl Pipeline {
             Ok(id) => {
                 if let Some(tc) = tc {
                     tc.flows_created.inc();
-                    if conn.unreplied {
+                    if conn.answered != Answered::Yes {
                         tc.unreplied_opened.inc();
                     }
                 }
@@ -1519,7 +1483,7 @@ fn firewall(
 fn ended(snat: &mut Snat, pools: &Pools, c: &WorkerCounters, conn: &Conn) {
     if let Some(tc) = c.tenant(conn.tenant as usize) {
         tc.flows_expired.inc();
-        if conn.unreplied {
+        if conn.answered != Answered::Yes {
             tc.unreplied_done.inc();
         }
     }
