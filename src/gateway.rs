@@ -30,10 +30,10 @@ const RING_SLOTS: u32 = 1024;
 const CONTROL_TICK: Duration = Duration::from_millis(1);
 
 /// One configured port, as started.
-struct RunningPort {
+struct RunningPort<'p> {
     name: String,
     role: Role,
-    port: Port,
+    port: Port<'p>,
     mac: MacAddr,
 }
 
@@ -83,16 +83,23 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
     let eal_args = config.eal_args();
     info!(args = %eal_args.join(" "), "starting EAL");
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
+    // Everything allocated from DPDK borrows `eal`, so it is all gone when
+    // `serve` returns, and EAL is cleaned up last.
+    let report = serve(&eal, config, stop);
+    drop(eal);
+    report
+}
 
+fn serve(eal: &Eal, config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
     let mp = &config.mempool;
-    let pool = Mempool::new("tgw_mbufs", mp.mbufs, mp.cache_size, mp.data_room, -1)
+    let pool = Mempool::new(eal, "tgw_mbufs", mp.mbufs, mp.cache_size, mp.data_room, -1)
         .map_err(|e| format!("mempool of {} mbufs: {e}", mp.mbufs))?;
 
     let mut ports = Vec::with_capacity(config.ports.len());
     let mut rxqs = Vec::new();
     let mut txqs = Vec::new();
     for (index, pc) in config.ports.iter().enumerate() {
-        let mut port = Port::by_name(pc.dpdk_name()).map_err(|e| {
+        let port = Port::by_name(eal, pc.dpdk_name()).map_err(|e| {
             format!(
                 "port {:?} ({}): no such DPDK device: {e}",
                 pc.name, pc.device
@@ -106,7 +113,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
             mtu: pc.mtu,
             promiscuous: true,
         };
-        let (rx, tx) = port
+        let (mut port, rx, tx) = port
             .configure(&conf, &pool)
             .map_err(|e| format!("port {:?}: {e}", pc.name))?;
         let mac = match pc.mac.map(|m| MacAddr(m.0)) {
@@ -182,16 +189,22 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         icmp: u64::from(f.icmp_s),
         ..Timeouts::default()
     };
-    let mut workers = Vec::with_capacity(config.workers.len());
+    // The rings live here, for the whole run; workers and the control
+    // plane borrow them.
     let ring = |what: &str, index: usize| {
-        Ring::new(&format!("tgw_{what}{index}"), RING_SLOTS)
-            .map(Arc::new)
+        Ring::new(eal, &format!("tgw_{what}{index}"), RING_SLOTS)
             .map_err(|e| format!("{what} ring of worker {index}: {e}"))
     };
+    let n = config.workers.len();
+    let punts = (0..n)
+        .map(|i| ring("punt", i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let injects = (0..n)
+        .map(|i| ring("inject", i))
+        .collect::<Result<Vec<_>, _>>()?;
     // Rings between workers, handoff[from][to], for connections another
     // worker owns (dataplane::steer).
-    let n = config.workers.len();
-    let mut handoff: Vec<Vec<Option<Arc<Ring>>>> = Vec::with_capacity(n);
+    let mut handoff: Vec<Vec<Option<Ring>>> = Vec::with_capacity(n);
     for from in 0..n {
         let mut row = Vec::with_capacity(n);
         for to in 0..n {
@@ -203,6 +216,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         }
         handoff.push(row);
     }
+    let mut workers = Vec::with_capacity(n);
     for (index, wc) in config.workers.iter().enumerate() {
         let rx = wc
             .rx
@@ -242,11 +256,11 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
                 WorkerCounters::new(config.tenants.len())
                     .with_rules(publisher.current().firewall.rules().len()),
             ),
-            punt: ring("punt", index)?,
-            inject: ring("inject", index)?,
-            handoff_out: handoff[index].clone(),
+            punt: &punts[index],
+            inject: &injects[index],
+            handoff_out: handoff[index].iter().map(Option::as_ref).collect(),
             handoff_in: (0..n)
-                .filter_map(|from| handoff[from][index].clone())
+                .filter_map(|from| handoff[from][index].as_ref())
                 .collect(),
             stop: Arc::clone(&stop),
             drain_ticks,
@@ -263,55 +277,78 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
     let mut control = Control::new(
         resolver,
         Arc::clone(&publisher),
-        workers.iter().map(|w| Arc::clone(&w.punt)).collect(),
-        workers
-            .first()
-            .map(|w| Arc::clone(&w.inject))
-            .ok_or("no worker")?,
+        punts.iter().collect(),
+        injects.first().ok_or("no worker")?,
         &pool,
     );
-    let mut running = Vec::with_capacity(workers.len());
-    for (worker, wc) in workers.into_iter().zip(&config.workers) {
-        let lcore = LcoreId(wc.lcore);
-        match lcore.launch(move || worker.run()) {
-            Ok(job) => running.push(job),
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                return Err(format!("launching the worker on {lcore}: {e}"));
+    let lcores: Vec<u32> = config.workers.iter().map(|w| w.lcore).collect();
+    // Workers run in a scope: they borrow the rings and queues above, and
+    // the scope does not end before every one of them has returned.
+    eal.scope(|s| {
+        let mut running = Vec::with_capacity(workers.len());
+        for (worker, &lcore) in workers.into_iter().zip(&lcores) {
+            let lcore = LcoreId(lcore);
+            match s.launch(lcore, move || worker.run()) {
+                Ok(job) => running.push(job),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(format!("launching the worker on {lcore}: {e}"));
+                }
             }
         }
-    }
-    info!(
-        workers = running.len(),
-        "forwarding; SIGINT or SIGTERM stops"
-    );
+        info!(
+            workers = running.len(),
+            "forwarding; SIGINT or SIGTERM stops"
+        );
 
-    while !stop.load(Ordering::Relaxed) {
-        control.tick();
-        std::thread::sleep(CONTROL_TICK);
-    }
-    info!("stopping: workers finish their burst");
-    for job in running {
-        let id = job.id();
-        if job.wait().is_err() {
-            warn!(lcore = id.0, "worker panicked");
+        while !stop.load(Ordering::Relaxed) {
+            control.tick();
+            std::thread::sleep(CONTROL_TICK);
         }
-    }
+        info!("stopping: workers finish their burst");
+        for job in running {
+            let id = job.id();
+            if job.wait().is_err() {
+                warn!(lcore = id.0, "worker panicked");
+            }
+        }
+        Ok(())
+    })?;
 
-    let mut report_ports = Vec::with_capacity(ports.len());
     for p in &mut ports {
         if let Err(e) = p.port.stop() {
             warn!(port = %p.name, "stop: {e}");
         }
-        report_ports.push(PortReport {
+    }
+    let report = report(config, &ports, &mut control, &publisher, &counters);
+    if control.inject_full > 0 {
+        warn!(frames = control.inject_full, "the inject ring was full");
+    }
+    // What is left is freed in the reverse order of its making (held
+    // frames and ring contents back to the pool, ports closed before the
+    // pool they draw from), all before EAL's cleanup: each borrows what
+    // it needs, so the compiler keeps this order.
+    Ok(report)
+}
+
+/// The counters as they stand: the ports' own, the workers', the
+/// resolver's and the firewall's.
+fn report(
+    config: &Config,
+    ports: &[RunningPort],
+    control: &mut Control,
+    publisher: &Publisher<Tables>,
+    counters: &[Arc<WorkerCounters>],
+) -> Report {
+    let report_ports: Vec<PortReport> = ports
+        .iter()
+        .map(|p| PortReport {
             name: p.name.clone(),
             role: p.role,
             id: p.port.id().0,
             stats: p.port.stats().unwrap_or_default(),
-        });
-    }
-    let tsc_hz = rte::tsc_hz();
-    let resolver = control.stats();
+        })
+        .collect();
     let neighbours = control
         .neighbours()
         .into_iter()
@@ -333,26 +370,16 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
             is_static,
         })
         .collect();
-    if control.inject_full > 0 {
-        warn!(frames = control.inject_full, "the inject ring was full");
-    }
-    let rules = rule_report(config, &publisher.current().firewall, &counters);
-    // Held frames and ring contents go back to the pool, ports close before
-    // the pool they draw from is freed, and EAL last.
-    drop(control);
-    drop(ports);
-    drop(pool);
-    drop(eal);
-    Ok(Report {
+    Report {
         ports: report_ports,
-        workers: counters,
+        workers: counters.to_vec(),
         worker_lcores: config.workers.iter().map(|w| w.lcore).collect(),
         tenants: config.tenants.iter().map(|t| t.name.clone()).collect(),
-        tsc_hz,
-        resolver,
+        tsc_hz: rte::tsc_hz(),
+        resolver: control.stats(),
         neighbours,
-        rules,
-    })
+        rules: rule_report(config, &publisher.current().firewall, counters),
+    }
 }
 
 /// What each firewall rule and default policy decided, over all workers.

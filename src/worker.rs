@@ -28,23 +28,24 @@ pub const TX_DRAIN_US: u64 = 100;
 
 /// Everything one worker owns. Built on the main lcore, then moved to the
 /// worker's lcore; nothing in it is shared but the counters (read-only for
-/// everyone else) and the stop flag.
-pub struct Worker {
-    pub rx: Vec<RxQueue>,
+/// everyone else), the stop flag and the rings, which the main lcore owns
+/// and lends for the worker's run.
+pub struct Worker<'a> {
+    pub rx: Vec<RxQueue<'a>>,
     /// This worker's TX queue on each port, by port id.
-    pub tx: [Option<TxQueue>; MAX_PORTS],
+    pub tx: [Option<TxQueue<'a>>; MAX_PORTS],
     pub stage: Stage,
     pub counters: Arc<WorkerCounters>,
     /// Frames for the control plane.
-    pub punt: Arc<Ring>,
+    pub punt: &'a Ring<'a>,
     /// Frames from the control plane to send, the output port in the
     /// mbuf's port field.
-    pub inject: Arc<Ring>,
+    pub inject: &'a Ring<'a>,
     /// Rings to the other workers, by worker index (`None` for this one):
     /// frames of connections they own.
-    pub handoff_out: Vec<Option<Arc<Ring>>>,
+    pub handoff_out: Vec<Option<&'a Ring<'a>>>,
     /// Rings from the other workers.
-    pub handoff_in: Vec<Arc<Ring>>,
+    pub handoff_in: Vec<&'a Ring<'a>>,
     pub stop: Arc<AtomicBool>,
     /// [`TX_DRAIN_US`] in TSC ticks.
     pub drain_ticks: u64,
@@ -73,7 +74,7 @@ struct Aside {
     handoffs: Vec<Burst>,
 }
 
-impl Worker {
+impl Worker<'_> {
     /// Polls until the stop flag is raised, then sends what is buffered and
     /// returns. The flag is read once per loop, between bursts, so a burst
     /// in progress always completes.
@@ -142,7 +143,7 @@ impl Worker {
             if out.is_empty() {
                 continue;
             }
-            let sent = ring.as_ref().map_or(0, |r| r.enqueue_burst(out));
+            let sent = ring.map_or(0, |r| r.enqueue_burst(out));
             self.counters.handed_off.add(sent as u64);
             self.counters
                 .count_drop(DropReason::HandoffFull, out.len() as u64);
@@ -187,6 +188,10 @@ impl Worker {
         for (mut mbuf, hint) in burst.drain(..).zip(&hints) {
             let verdict = if mbuf.segments() != 1 {
                 Verdict::Drop(DropReason::MultiSegment)
+            } else if !mbuf.is_writable() {
+                // No driver tgw runs on hands these out; rewriting one
+                // would change another holder's bytes.
+                Verdict::Drop(DropReason::SharedBuffer)
             } else {
                 let in_port = port.unwrap_or_else(|| mbuf.port());
                 let frame = &mut MbufFrame {
@@ -278,7 +283,7 @@ enum StageRef<'a> {
 /// Sends port `out`'s buffer. What the queue does not take is dropped and
 /// counted: holding it would only delay the next burst behind a full ring.
 fn flush(
-    tx: &mut [Option<TxQueue>; MAX_PORTS],
+    tx: &mut [Option<TxQueue<'_>>; MAX_PORTS],
     counters: &WorkerCounters,
     out: u16,
     txbuf: &mut TxBuffers,

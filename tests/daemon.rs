@@ -343,3 +343,80 @@ rx = ["pub0:0", "und0:0"]
         "net_null sends 64-byte frames"
     );
 }
+
+/// Two workers with hugepages and runtime files (no `in_memory`): the
+/// handoff rings between the workers must be freed before EAL cleans up,
+/// or tgw crashes at exit and loses its report (issue 9, defect 5).
+#[test]
+fn two_workers_on_hugepages_stop_cleanly_with_their_report() {
+    if std::env::var("TGW_HUGEPAGES").as_deref() != Ok("1") {
+        eprintln!("SKIP: no hugepages (run scripts/setup as root)");
+        return;
+    }
+    let dir = Scratch::new("two-workers");
+    let prefix = format!("tgw-test-two-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+    let config = dir.path("tgw.toml");
+    std::fs::write(&config, two_worker_config(&prefix, true, false, "")).unwrap();
+    let stats = dir.path("stats.json");
+    let log = dir.path("tgw.log");
+    let mut daemon =
+        Daemon::start_logged(&config, &["--stats-json", stats.to_str().unwrap()], &log);
+    wait_until_forwarding(&mut daemon, &log);
+    let out = daemon.terminate();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "tgw exited with {}\n{stderr}",
+        out.status
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("workers:"), "no report printed:\n{stdout}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(stats["workers"].as_array().map(Vec::len), Some(2));
+}
+
+/// Two workers polling net_null ports (which receive without end), the
+/// second on lcore 2 sharing CPU 1, so that it runs on two CPUs.
+fn two_worker_config(prefix: &str, hugepages: bool, in_memory: bool, head: &str) -> String {
+    format!(
+        r#"{head}
+[eal]
+file_prefix = "{prefix}"
+hugepages = {hugepages}
+memory_mb = 128
+in_memory = {in_memory}
+[mempool]
+mbufs = 16383
+cache_size = 128
+[[port]]
+name = "pub0"
+device = "net_null0"
+role = "public"
+[[port]]
+name = "und0"
+device = "net_null1"
+role = "underlay"
+[[worker]]
+lcore = 1
+rx = ["pub0:0", "und0:0"]
+[[worker]]
+lcore = 2
+cpu = 1
+rx = ["pub0:1", "und0:1"]
+"#
+    )
+}
+
+/// Waits (bounded) until tgw says it forwards: its workers are running.
+fn wait_until_forwarding(daemon: &mut Daemon, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && daemon.running() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("forwarding;") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

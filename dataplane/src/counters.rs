@@ -74,6 +74,9 @@ drop_reasons! {
     Runt => "runt",
     /// Chained over several mbufs; the pipeline handles one segment.
     MultiSegment => "multi_segment",
+    /// A buffer shared with another holder (an indirect or external mbuf,
+    /// a raised reference count): not the worker's to rewrite.
+    SharedBuffer => "shared_buffer",
     /// Received on a port with nowhere to forward to.
     NoEgress => "no_egress",
     /// The TX queue stayed full.

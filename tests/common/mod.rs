@@ -50,6 +50,21 @@ impl Daemon {
         Daemon(Some(child))
     }
 
+    /// The same with stderr (the log) going to `log`, which the test can
+    /// read while tgw runs; the `Output` of [`Daemon::terminate`] then
+    /// has no stderr.
+    pub fn start_logged(config: &Path, extra: &[&str], log: &Path) -> Daemon {
+        let child = Command::new(TGW)
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("create the log file"))
+            .spawn()
+            .expect("start tgw");
+        Daemon(Some(child))
+    }
+
     pub fn running(&mut self) -> bool {
         self.0
             .as_mut()
