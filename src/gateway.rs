@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ctl::config::{Config, Mode, Role};
 use dataplane::conntrack::Timeouts;
@@ -18,11 +18,12 @@ use dataplane::snapshot::Publisher;
 use dataplane::steer::Steering;
 use dataplane::tables::Tables;
 use dataplane::{DropReason, L2Forward, WorkerCounters};
-use rte::{Eal, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats, Ring};
-use tracing::{info, warn};
+use rte::{Eal, LaunchedLcore, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats, Ring};
+use tracing::{error, info, warn};
 
 use crate::control::Control;
-use crate::worker::{Stage, Worker, TX_DRAIN_US};
+use crate::supervise::{dead_worker, Cause, Heartbeats, WorkerFailure, EXIT_WORKER_FAILED};
+use crate::worker::{Fault, Stage, Worker, TX_DRAIN_US};
 
 /// Slots of each worker's rings to and from the control plane.
 const RING_SLOTS: u32 = 1024;
@@ -48,6 +49,8 @@ pub struct Report {
     pub resolver: ResolverStats,
     pub neighbours: Vec<NeighbourReport>,
     pub rules: Vec<RuleReport>,
+    /// The worker whose death stopped tgw, if one did.
+    pub failure: Option<WorkerFailure>,
 }
 
 /// Flows one firewall rule, or a tenant's default policy, decided, summed
@@ -78,19 +81,38 @@ pub struct PortReport {
     pub stats: PortStats,
 }
 
-/// Runs the gateway until `stop` is raised (by SIGINT/SIGTERM).
-pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
+/// How long stopping workers get to finish their burst and return.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the gateway until `stop` is raised (by SIGINT/SIGTERM) or a worker
+/// dies. A dead worker stops the whole gateway (fail-stop: a worker's
+/// death is a bug, and a gateway missing a worker silently loses that
+/// worker's queues, flows and handoffs): the others are stopped, the ports
+/// too, and the report says which worker died and why
+/// ([`Report::failure`]). A worker that cannot be stopped (stalled) leaves
+/// no clean way down: `emit` then gets the report and the process exits
+/// with [`EXIT_WORKER_FAILED`] at once.
+pub fn run(
+    config: &Config,
+    stop: Arc<AtomicBool>,
+    emit: &dyn Fn(&Report) -> Result<(), String>,
+) -> Result<Report, String> {
     let eal_args = config.eal_args();
     info!(args = %eal_args.join(" "), "starting EAL");
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
     // Everything allocated from DPDK borrows `eal`, so it is all gone when
     // `serve` returns, and EAL is cleaned up last.
-    let report = serve(&eal, config, stop);
+    let report = serve(&eal, config, stop, emit);
     drop(eal);
     report
 }
 
-fn serve(eal: &Eal, config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
+fn serve(
+    eal: &Eal,
+    config: &Config,
+    stop: Arc<AtomicBool>,
+    emit: &dyn Fn(&Report) -> Result<(), String>,
+) -> Result<Report, String> {
     let mp = &config.mempool;
     let pool = Mempool::new(eal, "tgw_mbufs", mp.mbufs, mp.cache_size, mp.data_room, -1)
         .map_err(|e| format!("mempool of {} mbufs: {e}", mp.mbufs))?;
@@ -216,6 +238,12 @@ fn serve(eal: &Eal, config: &Config, stop: Arc<AtomicBool>) -> Result<Report, St
         }
         handoff.push(row);
     }
+    if let Ok(fault) = std::env::var(Fault::ENV) {
+        warn!(
+            "{}={fault}: a worker will fail on purpose (tests only)",
+            Fault::ENV
+        );
+    }
     let mut workers = Vec::with_capacity(n);
     for (index, wc) in config.workers.iter().enumerate() {
         let rx = wc
@@ -249,6 +277,7 @@ fn serve(eal: &Eal, config: &Config, stop: Arc<AtomicBool>) -> Result<Report, St
             Mode::L2fwd => Stage::L2fwd(Box::new(l2.clone())),
         };
         workers.push(Worker {
+            index,
             rx,
             tx,
             stage,
@@ -264,6 +293,7 @@ fn serve(eal: &Eal, config: &Config, stop: Arc<AtomicBool>) -> Result<Report, St
                 .collect(),
             stop: Arc::clone(&stop),
             drain_ticks,
+            fault: Fault::from_env(index),
         });
     }
 
@@ -282,9 +312,11 @@ fn serve(eal: &Eal, config: &Config, stop: Arc<AtomicBool>) -> Result<Report, St
         &pool,
     );
     let lcores: Vec<u32> = config.workers.iter().map(|w| w.lcore).collect();
+    let watchdog = (config.dataplane.watchdog_ms > 0)
+        .then(|| Duration::from_millis(u64::from(config.dataplane.watchdog_ms)));
     // Workers run in a scope: they borrow the rings and queues above, and
     // the scope does not end before every one of them has returned.
-    eal.scope(|s| {
+    let failure = eal.scope(|s| {
         let mut running = Vec::with_capacity(workers.len());
         for (worker, &lcore) in workers.into_iter().zip(&lcores) {
             let lcore = LcoreId(lcore);
@@ -301,18 +333,61 @@ fn serve(eal: &Eal, config: &Config, stop: Arc<AtomicBool>) -> Result<Report, St
             "forwarding; SIGINT or SIGTERM stops"
         );
 
+        let mut heartbeats = Heartbeats::new(&counters, watchdog);
+        let mut failure = None;
         while !stop.load(Ordering::Relaxed) {
             control.tick();
+            failure = dead_worker(&running, &lcores, &mut heartbeats);
+            if failure.is_some() {
+                break;
+            }
             std::thread::sleep(CONTROL_TICK);
         }
+        if let Some(f) = &failure {
+            error!("{f}; stopping tgw (fail-stop)");
+        }
+        stop.store(true, Ordering::Relaxed);
         info!("stopping: workers finish their burst");
-        for job in running {
-            let id = job.id();
-            if job.wait().is_err() {
-                warn!(lcore = id.0, "worker panicked");
+        let deadline = Instant::now() + STOP_GRACE;
+        while !running.iter().all(LaunchedLcore::finished) && Instant::now() < deadline {
+            std::thread::sleep(CONTROL_TICK);
+        }
+        if let Some(stuck) = running.iter().position(|j| !j.finished()) {
+            // A worker that does not return cannot be joined, and its
+            // ports cannot be stopped under it: report and leave now.
+            error!(
+                "worker {stuck} (lcore {}) did not stop within {} s; exiting without cleanup",
+                lcores[stuck],
+                STOP_GRACE.as_secs()
+            );
+            let mut report = report(config, &ports, &mut control, &publisher, &counters);
+            report.failure = failure.or(Some(WorkerFailure {
+                worker: stuck,
+                lcore: lcores[stuck],
+                cause: Cause::Stalled(STOP_GRACE.as_millis() as u64),
+            }));
+            if let Err(e) = emit(&report) {
+                error!("{e}");
+            }
+            std::process::exit(i32::from(EXIT_WORKER_FAILED));
+        }
+        for (worker, job) in running.into_iter().enumerate() {
+            if let Err(p) = job.wait() {
+                // Also one that panicked while a signal was stopping tgw.
+                if failure.is_none() {
+                    error!(
+                        "worker {worker} (lcore {}) panicked: {}",
+                        p.lcore.0, p.message
+                    );
+                    failure = Some(WorkerFailure {
+                        worker,
+                        lcore: p.lcore.0,
+                        cause: Cause::Panicked(p.message),
+                    });
+                }
             }
         }
-        Ok(())
+        Ok(failure)
     })?;
 
     for p in &mut ports {
@@ -320,7 +395,8 @@ fn serve(eal: &Eal, config: &Config, stop: Arc<AtomicBool>) -> Result<Report, St
             warn!(port = %p.name, "stop: {e}");
         }
     }
-    let report = report(config, &ports, &mut control, &publisher, &counters);
+    let mut report = report(config, &ports, &mut control, &publisher, &counters);
+    report.failure = failure;
     if control.inject_full > 0 {
         warn!(frames = control.inject_full, "the inject ring was full");
     }
@@ -379,6 +455,7 @@ fn report(
         resolver: control.stats(),
         neighbours,
         rules: rule_report(config, &publisher.current().firewall, counters),
+        failure: None,
     }
 }
 
@@ -458,6 +535,9 @@ impl Report {
     pub fn table(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
+        if let Some(f) = &self.failure {
+            let _ = writeln!(out, "tgw stopped because {f}");
+        }
         let _ = writeln!(
             out,
             "{:<12} {:<9} {:>4} {:>14} {:>14} {:>10} {:>10} {:>10}",
@@ -595,6 +675,7 @@ impl Report {
                     "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),
                     "tx_packets": w.ports.iter().map(|p| p.tx_packets.get()).sum::<u64>(),
                     "bursts": w.bursts.get(),
+                    "loops": w.loops.get(),
                     "process_cycles": w.process_cycles.get(),
                     "busy_cycles": w.busy_cycles.get(),
                     "drops": drops,
@@ -632,9 +713,20 @@ impl Report {
                 })
             })
             .collect();
+        let failure = self.failure.as_ref().map(|f| {
+            let (message, stalled_ms) = match &f.cause {
+                Cause::Panicked(m) => (Some(m.as_str()), None),
+                Cause::Stalled(ms) => (None, Some(*ms)),
+                Cause::Returned => (None, None),
+            };
+            serde_json::json!({
+                "worker": f.worker, "lcore": f.lcore, "cause": f.cause.name(),
+                "message": message, "stalled_ms": stalled_ms,
+            })
+        });
         serde_json::json!({
             "tsc_hz": self.tsc_hz, "ports": ports, "workers": workers, "resolver": resolver,
-            "neighbours": neighbours, "firewall": rules,
+            "neighbours": neighbours, "firewall": rules, "failure": failure,
         })
     }
 }

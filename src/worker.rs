@@ -31,6 +31,8 @@ pub const TX_DRAIN_US: u64 = 100;
 /// everyone else), the stop flag and the rings, which the main lcore owns
 /// and lends for the worker's run.
 pub struct Worker<'a> {
+    /// Its place in the config's `[[worker]]` list.
+    pub index: usize,
     pub rx: Vec<RxQueue<'a>>,
     /// This worker's TX queue on each port, by port id.
     pub tx: [Option<TxQueue<'a>>; MAX_PORTS],
@@ -49,6 +51,50 @@ pub struct Worker<'a> {
     pub stop: Arc<AtomicBool>,
     /// [`TX_DRAIN_US`] in TSC ticks.
     pub drain_ticks: u64,
+    /// A failure to simulate, for tests only ([`Fault::from_env`]).
+    pub fault: Option<Fault>,
+}
+
+/// A worker failure a test asks for, to see the gateway fail stop. Only
+/// the environment variable [`Fault::ENV`] sets it (never the config, never
+/// a packet); tgw warns at start when it is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The worker panics at its first TX drain.
+    Panic,
+    /// The worker stops going round its loop at its first TX drain, and
+    /// never returns (not even when asked to stop).
+    Stall,
+}
+
+impl Fault {
+    /// `TGW_TEST_FAULT=panic:INDEX` or `stall:INDEX`: test-only.
+    pub const ENV: &'static str = "TGW_TEST_FAULT";
+
+    /// The fault the environment asks of worker `index`, if any.
+    pub fn from_env(index: usize) -> Option<Fault> {
+        let value = std::env::var(Self::ENV).ok()?;
+        let (kind, worker) = value.split_once(':')?;
+        if worker.parse::<usize>().ok()? != index {
+            return None;
+        }
+        match kind {
+            "panic" => Some(Fault::Panic),
+            "stall" => Some(Fault::Stall),
+            _ => None,
+        }
+    }
+
+    /// Brings the fault about.
+    #[cold]
+    fn strike(self, index: usize) {
+        match self {
+            Fault::Panic => panic!("worker {index} panics as {} asked", Self::ENV),
+            Fault::Stall => loop {
+                std::hint::spin_loop();
+            },
+        }
+    }
 }
 
 /// What a worker runs over each frame.
@@ -77,7 +123,8 @@ struct Aside {
 impl Worker<'_> {
     /// Polls until the stop flag is raised, then sends what is buffered and
     /// returns. The flag is read once per loop, between bursts, so a burst
-    /// in progress always completes.
+    /// in progress always completes. Each round of the loop counts in
+    /// `loops`, the heartbeat the control plane's watchdog reads.
     pub fn run(mut self) {
         let mut txbuf = TxBuffers(std::array::from_fn(|_| Burst::new()));
         let mut burst = Burst::new();
@@ -88,6 +135,7 @@ impl Worker<'_> {
         };
         let mut last_drain = rdtsc();
         while !self.stop.load(Relaxed) {
+            self.counters.loops.inc();
             for q in 0..self.rx.len() {
                 let start = rdtsc();
                 let n = self.rx[q].rx_burst(&mut burst);
@@ -118,6 +166,9 @@ impl Worker<'_> {
             }
             let now = rdtsc();
             if now - last_drain >= self.drain_ticks {
+                if let Some(fault) = self.fault {
+                    fault.strike(self.index);
+                }
                 if let Stage::Gateway { pipeline, tables } = &mut self.stage {
                     pipeline.sweep(tables.get(), &self.counters, now);
                 }

@@ -210,6 +210,9 @@ pub struct WorkerCounters {
     pub punted: Counter,
     /// Frames handed to the worker that owns their connection.
     pub handed_off: Counter,
+    /// Rounds of the worker's poll loop: its heartbeat. The control
+    /// plane's watchdog takes a worker whose count stops moving for dead.
+    pub loops: Counter,
     /// By tenant index; tenants past the end (added after start) are not
     /// counted per tenant, only in the totals.
     pub tenants: Box<[TenantCounters]>,
@@ -237,6 +240,7 @@ impl WorkerCounters {
             icmp_errors: Counter::default(),
             punted: Counter::default(),
             handed_off: Counter::default(),
+            loops: Counter::default(),
             tenants: (0..tenants).map(|_| TenantCounters::default()).collect(),
             rules: RuleCounters::new(0, tenants),
         }
