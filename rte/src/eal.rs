@@ -15,7 +15,7 @@ use crate::{Error, Result};
 /// [`Eal::scope`]: dropping the `Eal` while any of them lives is a compile
 /// error, not a use of freed memory at exit.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0505
 /// # fn f() -> rte::Result<()> {
 /// let eal = rte::Eal::init(&["--no-huge"])?;
 /// let ring = rte::Ring::new(&eal, "r", 64)?;

@@ -138,9 +138,8 @@ impl<'scope> Scope<'scope, '_> {
     {
         let job: Box<dyn FnOnce() + Send + 'scope> = Box::new(job);
         // SAFETY: only the lifetime changes (same layout). The job cannot
-        // outlive 'scope: `Eal::scope` waits for this lcore before any
-        // borrow the job holds can end, and this lcore is recorded before
-        // the launch.
+        // outlive 'scope: `Eal::scope` waits for every lcore recorded
+        // below before any borrow the job holds can end.
         let job: Job =
             unsafe { std::mem::transmute::<Box<dyn FnOnce() + Send + 'scope>, Job>(job) };
         let outcome = Arc::new(Outcome::default());
@@ -149,7 +148,8 @@ impl<'scope> Scope<'scope, '_> {
             outcome: Arc::clone(&outcome),
         }))
         .cast::<c_void>();
-        self.launched.borrow_mut().push(lcore);
+        // Room first, so that recording a launched job cannot fail.
+        self.launched.borrow_mut().reserve(1);
         // SAFETY: lcore_main has the lcore_function_t signature and takes
         // ownership of `arg` when EAL runs it; EAL checks the lcore id.
         let ret = unsafe { sys::rte_eal_remote_launch(Some(lcore_main), arg, lcore.0) };
@@ -159,6 +159,7 @@ impl<'scope> Scope<'scope, '_> {
             drop(unsafe { Box::from_raw(arg.cast::<Launch>()) });
             return Err(Error::from_ret("rte_eal_remote_launch", ret));
         }
+        self.launched.borrow_mut().push(lcore);
         Ok(LaunchedLcore { id: lcore, outcome })
     }
 }

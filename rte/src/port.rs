@@ -180,7 +180,7 @@ impl fmt::Debug for Port<'_> {
 /// consumes it, so a port is configured once and its queue handles exist
 /// once.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0382
 /// # fn f(eal: &rte::Eal, pool: &rte::Mempool, conf: &rte::PortConf) -> rte::Result<()> {
 /// let port = rte::Port::by_name(eal, "net_null0")?;
 /// let (_port, rx, tx) = port.configure(conf, pool)?;
