@@ -23,9 +23,9 @@ type Owned = MbufFrame<Mbuf>;
 pub struct Control<'p> {
     resolver: Resolver<Owned>,
     tables: Arc<Publisher<Tables>>,
-    punt: Vec<Arc<Ring>>,
-    inject: Arc<Ring>,
-    pool: &'p Mempool,
+    punt: Vec<&'p Ring<'p>>,
+    inject: &'p Ring<'p>,
+    pool: &'p Mempool<'p>,
     start: Instant,
     /// Frames the resolver sent that the inject ring would not take.
     pub inject_full: u64,
@@ -33,9 +33,9 @@ pub struct Control<'p> {
 
 /// The resolver's way out: mbufs from the pool, frames to the inject ring.
 struct Outbox<'a> {
-    pool: &'a Mempool,
+    pool: &'a Mempool<'a>,
     frames: Burst,
-    inject: &'a Ring,
+    inject: &'a Ring<'a>,
     full: &'a mut u64,
 }
 
@@ -65,9 +65,9 @@ impl<'p> Control<'p> {
     pub fn new(
         resolver: Resolver<Owned>,
         tables: Arc<Publisher<Tables>>,
-        punt: Vec<Arc<Ring>>,
-        inject: Arc<Ring>,
-        pool: &'p Mempool,
+        punt: Vec<&'p Ring<'p>>,
+        inject: &'p Ring<'p>,
+        pool: &'p Mempool<'p>,
     ) -> Self {
         Control {
             resolver,
@@ -87,7 +87,7 @@ impl<'p> Control<'p> {
         let mut out = Outbox {
             pool: self.pool,
             frames: Burst::new(),
-            inject: &self.inject,
+            inject: self.inject,
             full: &mut self.inject_full,
         };
         let mut burst = Burst::new();

@@ -43,9 +43,13 @@ impl<M: BorrowMut<Mbuf>> Frame for MbufFrame<M> {
         self.m()
     }
 
+    /// Never empty for a frame the pipeline holds: workers drop the
+    /// mbufs that are not writable before wrapping them, and the control
+    /// plane holds only those and fresh ones, which nothing can share
+    /// while they are wrapped here (sharing takes `&mut Mbuf`).
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
-        self.m_mut()
+        self.m_mut().data_mut().unwrap_or_default()
     }
 
     #[inline]

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ctl::config::{Config, Mode, Role};
 use dataplane::conntrack::Timeouts;
@@ -18,11 +18,12 @@ use dataplane::snapshot::Publisher;
 use dataplane::steer::Steering;
 use dataplane::tables::Tables;
 use dataplane::{DropReason, L2Forward, WorkerCounters};
-use rte::{Eal, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats, Ring};
-use tracing::{info, warn};
+use rte::{Eal, LaunchedLcore, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats, Ring};
+use tracing::{error, info, warn};
 
 use crate::control::Control;
-use crate::worker::{Stage, Worker, TX_DRAIN_US};
+use crate::supervise::{dead_worker, Cause, Heartbeats, WorkerFailure, EXIT_WORKER_FAILED};
+use crate::worker::{Fault, Stage, Worker, TX_DRAIN_US};
 
 /// Slots of each worker's rings to and from the control plane.
 const RING_SLOTS: u32 = 1024;
@@ -30,10 +31,10 @@ const RING_SLOTS: u32 = 1024;
 const CONTROL_TICK: Duration = Duration::from_millis(1);
 
 /// One configured port, as started.
-struct RunningPort {
+struct RunningPort<'p> {
     name: String,
     role: Role,
-    port: Port,
+    port: Port<'p>,
     mac: MacAddr,
 }
 
@@ -48,6 +49,8 @@ pub struct Report {
     pub resolver: ResolverStats,
     pub neighbours: Vec<NeighbourReport>,
     pub rules: Vec<RuleReport>,
+    /// The worker whose death stopped tgw, if one did.
+    pub failure: Option<WorkerFailure>,
 }
 
 /// Flows one firewall rule, or a tenant's default policy, decided, summed
@@ -78,21 +81,47 @@ pub struct PortReport {
     pub stats: PortStats,
 }
 
-/// Runs the gateway until `stop` is raised (by SIGINT/SIGTERM).
-pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
+/// How long stopping workers get to finish their burst and return.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the gateway until `stop` is raised (by SIGINT/SIGTERM) or a worker
+/// dies. A dead worker stops the whole gateway (fail-stop: a worker's
+/// death is a bug, and a gateway missing a worker silently loses that
+/// worker's queues, flows and handoffs): the others are stopped, the ports
+/// too, and the report says which worker died and why
+/// ([`Report::failure`]). A worker that cannot be stopped (stalled) leaves
+/// no clean way down: `emit` then gets the report and the process exits
+/// with [`EXIT_WORKER_FAILED`] at once.
+pub fn run(
+    config: &Config,
+    stop: Arc<AtomicBool>,
+    emit: &dyn Fn(&Report) -> Result<(), String>,
+) -> Result<Report, String> {
     let eal_args = config.eal_args();
     info!(args = %eal_args.join(" "), "starting EAL");
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
+    // Everything allocated from DPDK borrows `eal`, so it is all gone when
+    // `serve` returns, and EAL is cleaned up last.
+    let report = serve(&eal, config, stop, emit);
+    drop(eal);
+    report
+}
 
+fn serve(
+    eal: &Eal,
+    config: &Config,
+    stop: Arc<AtomicBool>,
+    emit: &dyn Fn(&Report) -> Result<(), String>,
+) -> Result<Report, String> {
     let mp = &config.mempool;
-    let pool = Mempool::new("tgw_mbufs", mp.mbufs, mp.cache_size, mp.data_room, -1)
+    let pool = Mempool::new(eal, "tgw_mbufs", mp.mbufs, mp.cache_size, mp.data_room, -1)
         .map_err(|e| format!("mempool of {} mbufs: {e}", mp.mbufs))?;
 
     let mut ports = Vec::with_capacity(config.ports.len());
     let mut rxqs = Vec::new();
     let mut txqs = Vec::new();
     for (index, pc) in config.ports.iter().enumerate() {
-        let mut port = Port::by_name(pc.dpdk_name()).map_err(|e| {
+        let port = Port::by_name(eal, pc.dpdk_name()).map_err(|e| {
             format!(
                 "port {:?} ({}): no such DPDK device: {e}",
                 pc.name, pc.device
@@ -106,7 +135,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
             mtu: pc.mtu,
             promiscuous: true,
         };
-        let (rx, tx) = port
+        let (mut port, rx, tx) = port
             .configure(&conf, &pool)
             .map_err(|e| format!("port {:?}: {e}", pc.name))?;
         let mac = match pc.mac.map(|m| MacAddr(m.0)) {
@@ -183,16 +212,22 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         unreplied: u64::from(f.unreplied_s),
         ..Timeouts::default()
     };
-    let mut workers = Vec::with_capacity(config.workers.len());
+    // The rings live here, for the whole run; workers and the control
+    // plane borrow them.
     let ring = |what: &str, index: usize| {
-        Ring::new(&format!("tgw_{what}{index}"), RING_SLOTS)
-            .map(Arc::new)
+        Ring::new(eal, &format!("tgw_{what}{index}"), RING_SLOTS)
             .map_err(|e| format!("{what} ring of worker {index}: {e}"))
     };
+    let n = config.workers.len();
+    let punts = (0..n)
+        .map(|i| ring("punt", i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let injects = (0..n)
+        .map(|i| ring("inject", i))
+        .collect::<Result<Vec<_>, _>>()?;
     // Rings between workers, handoff[from][to], for connections another
     // worker owns (dataplane::steer).
-    let n = config.workers.len();
-    let mut handoff: Vec<Vec<Option<Arc<Ring>>>> = Vec::with_capacity(n);
+    let mut handoff: Vec<Vec<Option<Ring>>> = Vec::with_capacity(n);
     for from in 0..n {
         let mut row = Vec::with_capacity(n);
         for to in 0..n {
@@ -204,6 +239,13 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
         }
         handoff.push(row);
     }
+    if let Ok(fault) = std::env::var(Fault::ENV) {
+        warn!(
+            "{}={fault}: a worker will fail on purpose (tests only)",
+            Fault::ENV
+        );
+    }
+    let mut workers = Vec::with_capacity(n);
     for (index, wc) in config.workers.iter().enumerate() {
         let rx = wc
             .rx
@@ -238,6 +280,7 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
             Mode::L2fwd => Stage::L2fwd(Box::new(l2.clone())),
         };
         workers.push(Worker {
+            index,
             rx,
             tx,
             stage,
@@ -245,14 +288,15 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
                 WorkerCounters::new(config.tenants.len())
                     .with_rules(publisher.current().firewall.rules().len()),
             ),
-            punt: ring("punt", index)?,
-            inject: ring("inject", index)?,
-            handoff_out: handoff[index].clone(),
+            punt: &punts[index],
+            inject: &injects[index],
+            handoff_out: handoff[index].iter().map(Option::as_ref).collect(),
             handoff_in: (0..n)
-                .filter_map(|from| handoff[from][index].clone())
+                .filter_map(|from| handoff[from][index].as_ref())
                 .collect(),
             stop: Arc::clone(&stop),
             drain_ticks,
+            fault: Fault::from_env(index),
         });
     }
 
@@ -266,55 +310,124 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
     let mut control = Control::new(
         resolver,
         Arc::clone(&publisher),
-        workers.iter().map(|w| Arc::clone(&w.punt)).collect(),
-        workers
-            .first()
-            .map(|w| Arc::clone(&w.inject))
-            .ok_or("no worker")?,
+        punts.iter().collect(),
+        injects.first().ok_or("no worker")?,
         &pool,
     );
-    let mut running = Vec::with_capacity(workers.len());
-    for (worker, wc) in workers.into_iter().zip(&config.workers) {
-        let lcore = LcoreId(wc.lcore);
-        match lcore.launch(move || worker.run()) {
-            Ok(job) => running.push(job),
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                return Err(format!("launching the worker on {lcore}: {e}"));
+    let lcores: Vec<u32> = config.workers.iter().map(|w| w.lcore).collect();
+    let watchdog = (config.dataplane.watchdog_ms > 0)
+        .then(|| Duration::from_millis(u64::from(config.dataplane.watchdog_ms)));
+    // Workers run in a scope: they borrow the rings and queues above, and
+    // the scope does not end before every one of them has returned.
+    let failure = eal.scope(|s| {
+        let mut running = Vec::with_capacity(workers.len());
+        for (worker, &lcore) in workers.into_iter().zip(&lcores) {
+            let lcore = LcoreId(lcore);
+            match s.launch(lcore, move || worker.run()) {
+                Ok(job) => running.push(job),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(format!("launching the worker on {lcore}: {e}"));
+                }
             }
         }
-    }
-    info!(
-        workers = running.len(),
-        "forwarding; SIGINT or SIGTERM stops"
-    );
+        info!(
+            workers = running.len(),
+            "forwarding; SIGINT or SIGTERM stops"
+        );
 
-    while !stop.load(Ordering::Relaxed) {
-        control.tick();
-        std::thread::sleep(CONTROL_TICK);
-    }
-    info!("stopping: workers finish their burst");
-    for job in running {
-        let id = job.id();
-        if job.wait().is_err() {
-            warn!(lcore = id.0, "worker panicked");
+        let mut heartbeats = Heartbeats::new(&counters, watchdog);
+        let mut failure = None;
+        while !stop.load(Ordering::Relaxed) {
+            control.tick();
+            failure = dead_worker(&running, &lcores, &mut heartbeats);
+            if failure.is_some() {
+                break;
+            }
+            std::thread::sleep(CONTROL_TICK);
         }
-    }
+        if let Some(f) = &failure {
+            error!("{f}; stopping tgw (fail-stop)");
+        }
+        stop.store(true, Ordering::Relaxed);
+        info!("stopping: workers finish their burst");
+        let deadline = Instant::now() + STOP_GRACE;
+        while !running.iter().all(LaunchedLcore::finished) && Instant::now() < deadline {
+            std::thread::sleep(CONTROL_TICK);
+        }
+        if let Some(stuck) = running.iter().position(|j| !j.finished()) {
+            // A worker that does not return cannot be joined, and its
+            // ports cannot be stopped under it: report and leave now.
+            error!(
+                "worker {stuck} (lcore {}) did not stop within {} s; exiting without cleanup",
+                lcores[stuck],
+                STOP_GRACE.as_secs()
+            );
+            let mut report = report(config, &ports, &mut control, &publisher, &counters);
+            report.failure = failure.or(Some(WorkerFailure {
+                worker: stuck,
+                lcore: lcores[stuck],
+                cause: Cause::Stalled(STOP_GRACE.as_millis() as u64),
+            }));
+            if let Err(e) = emit(&report) {
+                error!("{e}");
+            }
+            std::process::exit(i32::from(EXIT_WORKER_FAILED));
+        }
+        for (worker, job) in running.into_iter().enumerate() {
+            if let Err(p) = job.wait() {
+                // Also one that panicked while a signal was stopping tgw.
+                if failure.is_none() {
+                    error!(
+                        "worker {worker} (lcore {}) panicked: {}",
+                        p.lcore.0, p.message
+                    );
+                    failure = Some(WorkerFailure {
+                        worker,
+                        lcore: p.lcore.0,
+                        cause: Cause::Panicked(p.message),
+                    });
+                }
+            }
+        }
+        Ok(failure)
+    })?;
 
-    let mut report_ports = Vec::with_capacity(ports.len());
     for p in &mut ports {
         if let Err(e) = p.port.stop() {
             warn!(port = %p.name, "stop: {e}");
         }
-        report_ports.push(PortReport {
+    }
+    let mut report = report(config, &ports, &mut control, &publisher, &counters);
+    report.failure = failure;
+    if control.inject_full > 0 {
+        warn!(frames = control.inject_full, "the inject ring was full");
+    }
+    // What is left is freed in the reverse order of its making (held
+    // frames and ring contents back to the pool, ports closed before the
+    // pool they draw from), all before EAL's cleanup: each borrows what
+    // it needs, so the compiler keeps this order.
+    Ok(report)
+}
+
+/// The counters as they stand: the ports' own, the workers', the
+/// resolver's and the firewall's.
+fn report(
+    config: &Config,
+    ports: &[RunningPort],
+    control: &mut Control,
+    publisher: &Publisher<Tables>,
+    counters: &[Arc<WorkerCounters>],
+) -> Report {
+    let report_ports: Vec<PortReport> = ports
+        .iter()
+        .map(|p| PortReport {
             name: p.name.clone(),
             role: p.role,
             id: p.port.id().0,
             stats: p.port.stats().unwrap_or_default(),
-        });
-    }
-    let tsc_hz = rte::tsc_hz();
-    let resolver = control.stats();
+        })
+        .collect();
     let neighbours = control
         .neighbours()
         .into_iter()
@@ -336,26 +449,17 @@ pub fn run(config: &Config, stop: Arc<AtomicBool>) -> Result<Report, String> {
             is_static,
         })
         .collect();
-    if control.inject_full > 0 {
-        warn!(frames = control.inject_full, "the inject ring was full");
-    }
-    let rules = rule_report(config, &publisher.current().firewall, &counters);
-    // Held frames and ring contents go back to the pool, ports close before
-    // the pool they draw from is freed, and EAL last.
-    drop(control);
-    drop(ports);
-    drop(pool);
-    drop(eal);
-    Ok(Report {
+    Report {
         ports: report_ports,
-        workers: counters,
+        workers: counters.to_vec(),
         worker_lcores: config.workers.iter().map(|w| w.lcore).collect(),
         tenants: config.tenants.iter().map(|t| t.name.clone()).collect(),
-        tsc_hz,
-        resolver,
+        tsc_hz: rte::tsc_hz(),
+        resolver: control.stats(),
         neighbours,
-        rules,
-    })
+        rules: rule_report(config, &publisher.current().firewall, counters),
+        failure: None,
+    }
 }
 
 /// What each firewall rule and default policy decided, over all workers.
@@ -434,6 +538,9 @@ impl Report {
     pub fn table(&self) -> String {
         use std::fmt::Write;
         let mut out = String::new();
+        if let Some(f) = &self.failure {
+            let _ = writeln!(out, "tgw stopped because {f}");
+        }
         let _ = writeln!(
             out,
             "{:<12} {:<9} {:>4} {:>14} {:>14} {:>10} {:>10} {:>10}",
@@ -571,6 +678,7 @@ impl Report {
                     "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),
                     "tx_packets": w.ports.iter().map(|p| p.tx_packets.get()).sum::<u64>(),
                     "bursts": w.bursts.get(),
+                    "loops": w.loops.get(),
                     "process_cycles": w.process_cycles.get(),
                     "busy_cycles": w.busy_cycles.get(),
                     "drops": drops,
@@ -608,9 +716,20 @@ impl Report {
                 })
             })
             .collect();
+        let failure = self.failure.as_ref().map(|f| {
+            let (message, stalled_ms) = match &f.cause {
+                Cause::Panicked(m) => (Some(m.as_str()), None),
+                Cause::Stalled(ms) => (None, Some(*ms)),
+                Cause::Returned => (None, None),
+            };
+            serde_json::json!({
+                "worker": f.worker, "lcore": f.lcore, "cause": f.cause.name(),
+                "message": message, "stalled_ms": stalled_ms,
+            })
+        });
         serde_json::json!({
             "tsc_hz": self.tsc_hz, "ports": ports, "workers": workers, "resolver": resolver,
-            "neighbours": neighbours, "firewall": rules,
+            "neighbours": neighbours, "firewall": rules, "failure": failure,
         })
     }
 }

@@ -15,6 +15,7 @@ use tracing::error;
 mod control;
 mod frame;
 mod gateway;
+mod supervise;
 mod tables;
 mod worker;
 
@@ -30,7 +31,7 @@ static ALLOC: rte::HugeAlloc = rte::HugeAlloc;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Examples:\n  tgw --config examples/l2fwd-null.toml --check\n  tgw --config examples/l2fwd-null.toml\n\nLogs go to stderr (RUST_LOG=debug for more); the counters are printed to stdout at exit."
+    after_help = "Examples:\n  tgw --config examples/l2fwd-null.toml --check\n  tgw --config examples/l2fwd-null.toml\n\nLogs go to stderr (RUST_LOG=debug for more); the counters are printed to stdout at exit.\n\nExit status: 0 after SIGINT/SIGTERM, 1 for a bad config or a start-up failure, 70 when a worker died (panicked, or its heartbeat stopped for [dataplane] watchdog_ms) and tgw stopped itself: restart it."
 )]
 struct Args {
     /// The configuration file (TOML; see examples/ and docs/config.md).
@@ -83,17 +84,28 @@ fn main() -> ExitCode {
         }
     }
 
-    match gateway::run(&config, stop) {
+    // The counters go to stdout, and as JSON to --stats-json, whether tgw
+    // stopped on a signal or because a worker died.
+    let emit = |report: &gateway::Report| -> Result<(), String> {
+        print!("{}", report.table());
+        if let Some(path) = &args.stats_json {
+            let text = report.json().to_string();
+            std::fs::write(path, text + "\n")
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(())
+    };
+    match gateway::run(&config, stop, &emit) {
         Ok(report) => {
-            print!("{}", report.table());
-            if let Some(path) = &args.stats_json {
-                let text = report.json().to_string();
-                if let Err(e) = std::fs::write(path, text + "\n") {
-                    error!("cannot write {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
+            if let Err(e) = emit(&report) {
+                error!("{e}");
+                return ExitCode::FAILURE;
             }
-            ExitCode::SUCCESS
+            if report.failure.is_some() {
+                ExitCode::from(supervise::EXIT_WORKER_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             error!("{e}");

@@ -28,26 +28,73 @@ pub const TX_DRAIN_US: u64 = 100;
 
 /// Everything one worker owns. Built on the main lcore, then moved to the
 /// worker's lcore; nothing in it is shared but the counters (read-only for
-/// everyone else) and the stop flag.
-pub struct Worker {
-    pub rx: Vec<RxQueue>,
+/// everyone else), the stop flag and the rings, which the main lcore owns
+/// and lends for the worker's run.
+pub struct Worker<'a> {
+    /// Its place in the config's `[[worker]]` list.
+    pub index: usize,
+    pub rx: Vec<RxQueue<'a>>,
     /// This worker's TX queue on each port, by port id.
-    pub tx: [Option<TxQueue>; MAX_PORTS],
+    pub tx: [Option<TxQueue<'a>>; MAX_PORTS],
     pub stage: Stage,
     pub counters: Arc<WorkerCounters>,
     /// Frames for the control plane.
-    pub punt: Arc<Ring>,
+    pub punt: &'a Ring<'a>,
     /// Frames from the control plane to send, the output port in the
     /// mbuf's port field.
-    pub inject: Arc<Ring>,
+    pub inject: &'a Ring<'a>,
     /// Rings to the other workers, by worker index (`None` for this one):
     /// frames of connections they own.
-    pub handoff_out: Vec<Option<Arc<Ring>>>,
+    pub handoff_out: Vec<Option<&'a Ring<'a>>>,
     /// Rings from the other workers.
-    pub handoff_in: Vec<Arc<Ring>>,
+    pub handoff_in: Vec<&'a Ring<'a>>,
     pub stop: Arc<AtomicBool>,
     /// [`TX_DRAIN_US`] in TSC ticks.
     pub drain_ticks: u64,
+    /// A failure to simulate, for tests only ([`Fault::from_env`]).
+    pub fault: Option<Fault>,
+}
+
+/// A worker failure a test asks for, to see the gateway fail stop. Only
+/// the environment variable [`Fault::ENV`] sets it (never the config, never
+/// a packet); tgw warns at start when it is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The worker panics at its first TX drain.
+    Panic,
+    /// The worker stops going round its loop at its first TX drain, and
+    /// never returns (not even when asked to stop).
+    Stall,
+}
+
+impl Fault {
+    /// `TGW_TEST_FAULT=panic:INDEX` or `stall:INDEX`: test-only.
+    pub const ENV: &'static str = "TGW_TEST_FAULT";
+
+    /// The fault the environment asks of worker `index`, if any.
+    pub fn from_env(index: usize) -> Option<Fault> {
+        let value = std::env::var(Self::ENV).ok()?;
+        let (kind, worker) = value.split_once(':')?;
+        if worker.parse::<usize>().ok()? != index {
+            return None;
+        }
+        match kind {
+            "panic" => Some(Fault::Panic),
+            "stall" => Some(Fault::Stall),
+            _ => None,
+        }
+    }
+
+    /// Brings the fault about.
+    #[cold]
+    fn strike(self, index: usize) {
+        match self {
+            Fault::Panic => panic!("worker {index} panics as {} asked", Self::ENV),
+            Fault::Stall => loop {
+                std::hint::spin_loop();
+            },
+        }
+    }
 }
 
 /// What a worker runs over each frame.
@@ -73,10 +120,11 @@ struct Aside {
     handoffs: Vec<Burst>,
 }
 
-impl Worker {
+impl Worker<'_> {
     /// Polls until the stop flag is raised, then sends what is buffered and
     /// returns. The flag is read once per loop, between bursts, so a burst
-    /// in progress always completes.
+    /// in progress always completes. Each round of the loop counts in
+    /// `loops`, the heartbeat the control plane's watchdog reads.
     pub fn run(mut self) {
         let mut txbuf = TxBuffers(std::array::from_fn(|_| Burst::new()));
         let mut burst = Burst::new();
@@ -87,6 +135,7 @@ impl Worker {
         };
         let mut last_drain = rdtsc();
         while !self.stop.load(Relaxed) {
+            self.counters.loops.inc();
             for q in 0..self.rx.len() {
                 let start = rdtsc();
                 let n = self.rx[q].rx_burst(&mut burst);
@@ -117,6 +166,9 @@ impl Worker {
             }
             let now = rdtsc();
             if now - last_drain >= self.drain_ticks {
+                if let Some(fault) = self.fault {
+                    fault.strike(self.index);
+                }
                 if let Stage::Gateway { pipeline, tables } = &mut self.stage {
                     pipeline.sweep(tables.get(), &self.counters, now);
                 }
@@ -142,7 +194,7 @@ impl Worker {
             if out.is_empty() {
                 continue;
             }
-            let sent = ring.as_ref().map_or(0, |r| r.enqueue_burst(out));
+            let sent = ring.map_or(0, |r| r.enqueue_burst(out));
             self.counters.handed_off.add(sent as u64);
             self.counters
                 .count_drop(DropReason::HandoffFull, out.len() as u64);
@@ -187,6 +239,10 @@ impl Worker {
         for (mut mbuf, hint) in burst.drain(..).zip(&hints) {
             let verdict = if mbuf.segments() != 1 {
                 Verdict::Drop(DropReason::MultiSegment)
+            } else if !mbuf.is_writable() {
+                // No driver tgw runs on hands these out; rewriting one
+                // would change another holder's bytes.
+                Verdict::Drop(DropReason::SharedBuffer)
             } else {
                 let in_port = port.unwrap_or_else(|| mbuf.port());
                 let frame = &mut MbufFrame {
@@ -278,7 +334,7 @@ enum StageRef<'a> {
 /// Sends port `out`'s buffer. What the queue does not take is dropped and
 /// counted: holding it would only delay the next burst behind a full ring.
 fn flush(
-    tx: &mut [Option<TxQueue>; MAX_PORTS],
+    tx: &mut [Option<TxQueue<'_>>; MAX_PORTS],
     counters: &WorkerCounters,
     out: u16,
     txbuf: &mut TxBuffers,

@@ -343,3 +343,172 @@ rx = ["pub0:0", "und0:0"]
         "net_null sends 64-byte frames"
     );
 }
+
+/// Two workers with hugepages and runtime files (no `in_memory`): the
+/// handoff rings between the workers must be freed before EAL cleans up,
+/// or tgw crashes at exit and loses its report (issue 9, defect 5).
+#[test]
+fn two_workers_on_hugepages_stop_cleanly_with_their_report() {
+    if std::env::var("TGW_HUGEPAGES").as_deref() != Ok("1") {
+        eprintln!("SKIP: no hugepages (run scripts/setup as root)");
+        return;
+    }
+    let dir = Scratch::new("two-workers");
+    let prefix = format!("tgw-test-two-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+    let config = dir.path("tgw.toml");
+    std::fs::write(&config, two_worker_config(&prefix, true, false, "")).unwrap();
+    let stats = dir.path("stats.json");
+    let log = dir.path("tgw.log");
+    let mut daemon = Daemon::start_logged(
+        &config,
+        &["--stats-json", stats.to_str().unwrap()],
+        &log,
+        &[],
+    );
+    wait_until_forwarding(&mut daemon, &log);
+    let out = daemon.terminate();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "tgw exited with {}\n{stderr}",
+        out.status
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("workers:"), "no report printed:\n{stdout}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert_eq!(stats["workers"].as_array().map(Vec::len), Some(2));
+    assert!(stats["failure"].is_null(), "{}", stats["failure"]);
+}
+
+/// A worker that panics stops the whole gateway (fail-stop): the log
+/// names the worker and the panic, the other worker and the ports are
+/// stopped, the report is still written, and tgw exits with 70 so that its
+/// supervisor restarts it (issue 9, defect 4).
+#[test]
+fn a_worker_panic_stops_tgw_with_its_report_and_status_70() {
+    let out = run_failing_worker("panic", "panic:1", 5000);
+    let (status, log, stdout, stats) = (&out.0, &out.1, &out.2, &out.3);
+    assert_eq!(status.code(), Some(70), "{log}");
+    assert!(
+        log.contains("worker 1 (lcore 2) panicked: worker 1 panics as TGW_TEST_FAULT asked"),
+        "{log}"
+    );
+    assert!(log.contains("stopping tgw (fail-stop)"), "{log}");
+    assert!(
+        stdout.contains("tgw stopped because worker 1 (lcore 2) panicked"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("workers:"), "{stdout}");
+    let failure = &stats["failure"];
+    assert_eq!(failure["worker"], 1, "{failure}");
+    assert_eq!(failure["lcore"], 2, "{failure}");
+    assert_eq!(failure["cause"], "panicked", "{failure}");
+    // The other worker ran and was stopped in order.
+    let workers = stats["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 2);
+    assert!(workers[0]["loops"].as_u64() > Some(0), "{}", workers[0]);
+    assert!(
+        workers[0]["rx_packets"].as_u64() > Some(0),
+        "{}",
+        workers[0]
+    );
+}
+
+/// A worker that stops going round its loop (and never returns) is found
+/// by the watchdog from its heartbeat; tgw cannot join it, so it writes
+/// its report and exits 70 at once (issue 9, defect 4).
+#[test]
+fn a_stalled_worker_is_found_by_the_watchdog_and_stops_tgw() {
+    let out = run_failing_worker("stall", "stall:0", 300);
+    let (status, log, stdout, stats) = (&out.0, &out.1, &out.2, &out.3);
+    assert_eq!(status.code(), Some(70), "{log}");
+    assert!(
+        log.contains("worker 0 (lcore 1) stalled: no heartbeat for"),
+        "{log}"
+    );
+    assert!(log.contains("did not stop within"), "{log}");
+    assert!(stdout.contains("tgw stopped because worker 0"), "{stdout}");
+    assert_eq!(stats["failure"]["cause"], "stalled", "{}", stats["failure"]);
+    assert!(stats["failure"]["stalled_ms"].as_u64() >= Some(300));
+}
+
+/// Runs tgw with two workers and `TGW_TEST_FAULT=fault` until it exits by
+/// itself (bounded): its status, log, stdout and stats JSON.
+fn run_failing_worker(
+    name: &str,
+    fault: &str,
+    watchdog_ms: u32,
+) -> (std::process::ExitStatus, String, String, serde_json::Value) {
+    let dir = Scratch::new(&format!("fault-{name}"));
+    let prefix = format!("tgw-test-fault-{name}-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+    let config = dir.path("tgw.toml");
+    let huge = std::env::var("TGW_HUGEPAGES").as_deref() == Ok("1");
+    let dataplane = format!("[dataplane]\nwatchdog_ms = {watchdog_ms}\n");
+    std::fs::write(&config, two_worker_config(&prefix, huge, true, &dataplane)).unwrap();
+    let stats = dir.path("stats.json");
+    let log = dir.path("tgw.log");
+    let mut daemon = Daemon::start_logged(
+        &config,
+        &["--stats-json", stats.to_str().unwrap()],
+        &log,
+        &[("TGW_TEST_FAULT", fault)],
+    );
+    let out = daemon.wait_exit(Duration::from_secs(30));
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    let out = out.unwrap_or_else(|| panic!("tgw did not stop by itself:\n{log}"));
+    let stats =
+        std::fs::read_to_string(&stats).unwrap_or_else(|e| panic!("no stats JSON ({e}):\n{log}"));
+    (
+        out.status,
+        log,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        serde_json::from_str(&stats).unwrap(),
+    )
+}
+
+/// Two workers polling net_null ports (which receive without end), the
+/// second on lcore 2 sharing CPU 1, so that it runs on two CPUs.
+fn two_worker_config(prefix: &str, hugepages: bool, in_memory: bool, head: &str) -> String {
+    format!(
+        r#"{head}
+[eal]
+file_prefix = "{prefix}"
+hugepages = {hugepages}
+memory_mb = 128
+in_memory = {in_memory}
+[mempool]
+mbufs = 16383
+cache_size = 128
+[[port]]
+name = "pub0"
+device = "net_null0"
+role = "public"
+[[port]]
+name = "und0"
+device = "net_null1"
+role = "underlay"
+[[worker]]
+lcore = 1
+rx = ["pub0:0", "und0:0"]
+[[worker]]
+lcore = 2
+cpu = 1
+rx = ["pub0:1", "und0:1"]
+"#
+    )
+}
+
+/// Waits (bounded) until tgw says it forwards: its workers are running.
+fn wait_until_forwarding(daemon: &mut Daemon, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && daemon.running() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("forwarding;") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

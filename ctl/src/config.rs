@@ -219,10 +219,30 @@ impl fmt::Display for Mode {
 }
 
 /// `[dataplane]`: what the gateway is running as.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dataplane {
     /// `"gateway"` or `"l2fwd"`. Default [`Mode::Gateway`].
     pub mode: Mode,
+    /// The worker watchdog: a worker whose poll loop has not gone round
+    /// for this many milliseconds is taken for dead, and tgw stops (it
+    /// fails stop, as for a worker that panicked). 0 turns it off, else at
+    /// least [`WATCHDOG_MIN_MS`]. Default [`WATCHDOG_DEFAULT_MS`].
+    pub watchdog_ms: u32,
+}
+
+/// The shortest worker watchdog: a busy machine can deschedule a worker
+/// for tens of milliseconds, which must not stop the gateway.
+pub const WATCHDOG_MIN_MS: u32 = 100;
+/// The default worker watchdog.
+pub const WATCHDOG_DEFAULT_MS: u32 = 5000;
+
+impl Default for Dataplane {
+    fn default() -> Self {
+        Dataplane {
+            mode: Mode::default(),
+            watchdog_ms: WATCHDOG_DEFAULT_MS,
+        }
+    }
 }
 
 /// A network port (one DPDK ethdev).

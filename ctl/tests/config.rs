@@ -765,6 +765,20 @@ fn no_panic_on_damaged_input() {
 }
 
 #[test]
+fn dataplane_watchdog() {
+    use ctl::config::{WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS};
+    assert_eq!(with("").unwrap().dataplane.watchdog_ms, WATCHDOG_DEFAULT_MS);
+    for ms in [0, WATCHDOG_MIN_MS, 60_000] {
+        let text = format!("[dataplane]\nwatchdog_ms = {ms}\n");
+        assert_eq!(with(&text).unwrap().dataplane.watchdog_ms, ms);
+    }
+    let errs = with("[dataplane]\nwatchdog_ms = 20\n").unwrap_err();
+    assert_errors(&errs, &[(13, &["watchdog_ms 20 is too short", "0 (off)"])]);
+    let errs = with("[dataplane]\nwatchdog_ms = -1\n").unwrap_err();
+    assert_errors(&errs, &[(13, &["watchdog_ms -1 is out of range"])]);
+}
+
+#[test]
 fn dataplane_mode() {
     use ctl::config::{Dataplane, Mode};
     assert_eq!(with("").unwrap().dataplane, Dataplane::default());

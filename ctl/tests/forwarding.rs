@@ -143,7 +143,8 @@ fn reference_example_is_the_reference_scenario() {
     assert_eq!(
         config.dataplane,
         Dataplane {
-            mode: Mode::Gateway
+            mode: Mode::Gateway,
+            ..Dataplane::default()
         }
     );
 

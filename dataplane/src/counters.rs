@@ -74,6 +74,9 @@ drop_reasons! {
     Runt => "runt",
     /// Chained over several mbufs; the pipeline handles one segment.
     MultiSegment => "multi_segment",
+    /// A buffer shared with another holder (an indirect or external mbuf,
+    /// a raised reference count): not the worker's to rewrite.
+    SharedBuffer => "shared_buffer",
     /// Received on a port with nowhere to forward to.
     NoEgress => "no_egress",
     /// The TX queue stayed full.
@@ -241,6 +244,9 @@ pub struct WorkerCounters {
     pub punted: Counter,
     /// Frames handed to the worker that owns their connection.
     pub handed_off: Counter,
+    /// Rounds of the worker's poll loop: its heartbeat. The control
+    /// plane's watchdog takes a worker whose count stops moving for dead.
+    pub loops: Counter,
     /// By tenant index; tenants past the end (added after start) are not
     /// counted per tenant, only in the totals.
     pub tenants: Box<[TenantCounters]>,
@@ -268,6 +274,7 @@ impl WorkerCounters {
             icmp_errors: Counter::default(),
             punted: Counter::default(),
             handed_off: Counter::default(),
+            loops: Counter::default(),
             tenants: (0..tenants).map(|_| TenantCounters::default()).collect(),
             rules: RuleCounters::new(0, tenants),
         }

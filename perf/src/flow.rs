@@ -150,13 +150,19 @@ pub fn run(args: &FlowArgs) -> Result<(), String> {
             mib(free_hugepage_bytes())
         );
     }
-    let result = measure(args, entries, hugepages, ours_huge);
+    let result = measure(&eal, args, entries, hugepages, ours_huge);
     drop(eal);
     crate::dut::remove_runtime_dir(&prefix);
     result
 }
 
-fn measure(args: &FlowArgs, entries: u32, hugepages: bool, ours_huge: bool) -> Result<(), String> {
+fn measure(
+    eal: &Eal,
+    args: &FlowArgs,
+    entries: u32,
+    hugepages: bool,
+    ours_huge: bool,
+) -> Result<(), String> {
     let flows = nat_flows(args.seed, args.flows, 1000);
     eprintln!(
         "tgw-perf flow: {} flows, {} keys",
@@ -192,7 +198,8 @@ fn measure(args: &FlowArgs, entries: u32, hugepages: bool, ours_huge: bool) -> R
 
     // rte_hash, the same keys.
     let t = Instant::now();
-    let mut rte: RteHash<16> = RteHash::new("tgw_perf_flow", entries).map_err(|e| e.to_string())?;
+    let mut rte: RteHash<16> =
+        RteHash::new(eal, "tgw_perf_flow", entries).map_err(|e| e.to_string())?;
     let mut positions = Vec::with_capacity(flows.len() * 2);
     for (i, &(f, r)) in flows.iter().enumerate() {
         for k in [f, r] {

@@ -92,8 +92,8 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
             "--vdev=net_memif{i},role=server,socket={sock},socket-abstract=no,id=0"
         ));
     }
-    let _eal = Eal::init(&eal_args).map_err(|e| format!("generator EAL: {e}"))?;
-    let pool = Mempool::new("gen", 16383, 256, 2176, -1).map_err(|e| e.to_string())?;
+    let eal = Eal::init(&eal_args).map_err(|e| format!("generator EAL: {e}"))?;
+    let pool = Mempool::new(&eal, "gen", 16383, 256, 2176, -1).map_err(|e| e.to_string())?;
     let conf = PortConf {
         rx_queues: 1,
         tx_queues: 1,
@@ -105,8 +105,8 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
     let mut ports = Vec::new();
     let mut queues = Vec::new();
     for i in 0..2 {
-        let mut port = Port::by_name(&format!("net_memif{i}")).map_err(|e| e.to_string())?;
-        let (rx, tx) = port.configure(&conf, &pool).map_err(|e| e.to_string())?;
+        let port = Port::by_name(&eal, &format!("net_memif{i}")).map_err(|e| e.to_string())?;
+        let (mut port, rx, tx) = port.configure(&conf, &pool).map_err(|e| e.to_string())?;
         port.start().map_err(|e| e.to_string())?;
         ports.push(port);
         queues.push((rx.into_iter().next(), tx.into_iter().next()));
@@ -149,8 +149,11 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
             for m in burst.iter_mut() {
                 let frame = &frames[next % frames.len()];
                 if m.set_len(frame.len()) {
-                    m.copy_from_slice(frame);
-                    args.profile.stamp(m, next as u32);
+                    // Fresh from the pool, so always writable.
+                    if let Some(data) = m.data_mut() {
+                        data.copy_from_slice(frame);
+                        args.profile.stamp(data, next as u32);
+                    }
                 }
                 next = if next + 1 == flows { 0 } else { next + 1 };
             }

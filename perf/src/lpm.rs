@@ -107,13 +107,13 @@ pub fn run(args: &LpmArgs) -> Result<(), String> {
     let prefix = format!("tgw-perf-lpm-{}", std::process::id());
     let eal_args = crate::dut::local_eal_args(&prefix, hugepages, 1024);
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
-    let result = measure(args, hugepages);
+    let result = measure(&eal, args, hugepages);
     drop(eal);
     crate::dut::remove_runtime_dir(&prefix);
     result
 }
 
-fn measure(args: &LpmArgs, hugepages: bool) -> Result<(), String> {
+fn measure(eal: &Eal, args: &LpmArgs, hugepages: bool) -> Result<(), String> {
     let n = args.lookups.max(BURST);
     let routes = testgen::bgp_like(args.seed, args.routes);
     eprintln!("tgw-perf lpm: {} BGP-like routes", routes.len());
@@ -136,8 +136,8 @@ fn measure(args: &LpmArgs, hugepages: bool) -> Result<(), String> {
     // rte_lpm: create, add one by one (its only way).
     let max_rules = u32::try_from(routes.len()).unwrap_or(u32::MAX).max(1);
     let t = Instant::now();
-    let mut rte =
-        RteLpm::new("tgw_perf_lpm", max_rules, tbl8s_needed(&routes)).map_err(|e| e.to_string())?;
+    let mut rte = RteLpm::new(eal, "tgw_perf_lpm", max_rules, tbl8s_needed(&routes))
+        .map_err(|e| e.to_string())?;
     for &(a, l, nh) in &routes {
         rte.add(a, l, nh)
             .map_err(|e| format!("{e} at {}/{l}", std::net::Ipv4Addr::from(a)))?;

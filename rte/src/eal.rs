@@ -7,7 +7,27 @@ use crate::{Error, Result};
 
 /// DPDK's environment abstraction layer, initialised once per process.
 ///
-/// Dropping it runs `rte_eal_cleanup`; nothing from DPDK may be used after.
+/// Dropping it runs `rte_eal_cleanup`, which frees the memory every DPDK
+/// object lives in. Everything allocated from DPDK therefore borrows the
+/// `Eal` it was made with ([`Mempool`](crate::Mempool),
+/// [`Ring`](crate::Ring), ports and their queues, [`RteLpm`](crate::RteLpm),
+/// [`RteHash`](crate::RteHash)), and jobs on other lcores run in
+/// [`Eal::scope`]: dropping the `Eal` while any of them lives is a compile
+/// error, not a use of freed memory at exit.
+///
+/// ```compile_fail,E0505
+/// # fn f() -> rte::Result<()> {
+/// let eal = rte::Eal::init(&["--no-huge"])?;
+/// let ring = rte::Ring::new(&eal, "r", 64)?;
+/// drop(eal); // error: `eal` is still borrowed by `ring`
+/// drop(ring);
+/// # Ok(()) }
+/// ```
+///
+/// Mbufs borrow nothing (a per-packet lifetime would reach every
+/// signature of the pipeline); a [`Mempool`](crate::Mempool) dropped with
+/// mbufs still out instead pins the EAL: the pool stays allocated and
+/// cleanup is skipped, so a late mbuf is never freed into released memory.
 /// It also enables the packet-capture server (`rte_pdump_init`), so that
 /// `dpdk-dumpcap --file-prefix PREFIX` can capture from a running process,
 /// and leaves telemetry on (`dpdk-telemetry.py -f PREFIX`).
@@ -17,6 +37,17 @@ pub struct Eal {
 }
 
 static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+/// Set when memory allocated from EAL was left allocated on purpose (a
+/// mempool dropped with mbufs out): `rte_eal_cleanup` would free it under
+/// them, so it is skipped and the process exit reclaims everything.
+static PINNED: AtomicBool = AtomicBool::new(false);
+
+/// Keeps `rte_eal_cleanup` from running: something allocated from EAL
+/// must stay valid until the process exits.
+pub(crate) fn pin() {
+    PINNED.store(true, Ordering::SeqCst);
+}
 
 impl Eal {
     /// Initialises EAL with `args` (without argv\[0\]). EAL can be initialised
@@ -80,9 +111,13 @@ impl Eal {
 
 impl Drop for Eal {
     fn drop(&mut self) {
-        // SAFETY: EAL was initialised by this value, and every DPDK object
-        // owned by the caller has been dropped before it (Eal is created first
-        // and so dropped last in well-formed programs).
+        if PINNED.load(Ordering::SeqCst) {
+            return;
+        }
+        // SAFETY: EAL was initialised by this value. Every DPDK object
+        // borrows it (so all were dropped before it, which the borrow
+        // checker enforces), every lcore job ran in a scope that joined it,
+        // and mbufs that outlived their pool pinned the EAL above.
         unsafe { sys::rte_eal_cleanup() };
     }
 }

@@ -1,10 +1,11 @@
 use std::ffi::CString;
+use std::marker::PhantomData;
 use std::os::raw::c_void;
 use std::ptr::NonNull;
 
 use dpdk_sys as sys;
 
-use crate::{Error, Result};
+use crate::{Eal, Error, Result};
 
 /// DPDK's cuckoo hash table (`rte_hash`) over fixed-size byte keys of `N`
 /// bytes, created with the default parameters: single writer, no
@@ -16,27 +17,29 @@ use crate::{Error, Result};
 /// A key's "position" is the index DPDK stores it at (`0..entries`),
 /// stable until the key is deleted.
 #[derive(Debug)]
-pub struct RteHash<const N: usize> {
+pub struct RteHash<'e, const N: usize> {
     raw: NonNull<sys::rte_hash>,
     entries: u32,
+    /// The table lives in EAL's memory.
+    _eal: PhantomData<&'e Eal>,
 }
 
 // SAFETY: an rte_hash is plain memory owned by this handle (its free-slot
 // ring included); nothing in it is tied to the creating thread.
-unsafe impl<const N: usize> Send for RteHash<N> {}
+unsafe impl<const N: usize> Send for RteHash<'_, N> {}
 // SAFETY: without the concurrency flags rte_hash lookups only read the
 // table, and every write (add, free) takes `&mut self`, so shared
 // references never race with a writer.
-unsafe impl<const N: usize> Sync for RteHash<N> {}
+unsafe impl<const N: usize> Sync for RteHash<'_, N> {}
 
-impl<const N: usize> RteHash<N> {
+impl<'e, const N: usize> RteHash<'e, N> {
     /// Most keys one `rte_hash_lookup_bulk` call takes.
     pub const LOOKUP_BULK_MAX: usize = sys::RTE_HASH_LOOKUP_BULK_MAX as usize;
 
     /// An empty table for `entries` keys (DPDK rounds the bucket count up
     /// to a power of two: `entries.next_power_of_two() / 8` buckets). The
     /// name must be unique among live tables.
-    pub fn new(name: &str, entries: u32) -> Result<Self> {
+    pub fn new(_eal: &'e Eal, name: &str, entries: u32) -> Result<Self> {
         let invalid = Error {
             op: "rte_hash_create",
             errno: libc::EINVAL,
@@ -58,7 +61,11 @@ impl<const N: usize> RteHash<N> {
         // which copies what it keeps; -1 means any NUMA socket.
         let raw = unsafe { sys::rte_hash_create(&params) };
         NonNull::new(raw)
-            .map(|raw| RteHash { raw, entries })
+            .map(|raw| RteHash {
+                raw,
+                entries,
+                _eal: PhantomData,
+            })
             .ok_or_else(|| Error::last("rte_hash_create"))
     }
 
@@ -143,7 +150,7 @@ impl<const N: usize> RteHash<N> {
     }
 }
 
-impl<const N: usize> Drop for RteHash<N> {
+impl<const N: usize> Drop for RteHash<'_, N> {
     fn drop(&mut self) {
         // SAFETY: raw is live and ours alone; nothing uses it afterwards.
         unsafe { sys::rte_hash_free(self.raw.as_ptr()) };

@@ -1,28 +1,31 @@
 use std::ffi::CString;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use dpdk_sys as sys;
 
-use crate::{Error, Result};
+use crate::{Eal, Error, Result};
 
 /// DPDK's own IPv4 longest-prefix match (`rte_lpm`, DIR-24-8): a 2^24-entry
 /// first level (64 MiB) and `number_tbl8s` 256-entry groups under it for
 /// prefixes longer than /24. Here as the baseline `tgw-perf lpm` measures
 /// our own LPM against; the dataplane does not use it.
 #[derive(Debug)]
-pub struct RteLpm {
+pub struct RteLpm<'e> {
     raw: NonNull<sys::rte_lpm>,
     number_tbl8s: u32,
+    /// The table lives in EAL's memory.
+    _eal: PhantomData<&'e Eal>,
 }
 
 // SAFETY: an rte_lpm is plain memory owned by this handle; nothing in it is
 // tied to the thread that created it.
-unsafe impl Send for RteLpm {}
+unsafe impl Send for RteLpm<'_> {}
 // SAFETY: lookups only read the tables, and every write (add, free) takes
 // `&mut self`, so shared references never race with a writer.
-unsafe impl Sync for RteLpm {}
+unsafe impl Sync for RteLpm<'_> {}
 
-impl RteLpm {
+impl<'e> RteLpm<'e> {
     /// The flag `rte_lpm` sets in a bulk lookup's result when the address
     /// matched a route; the low 24 bits are then its next hop.
     pub const LOOKUP_SUCCESS: u32 = sys::RTE_LPM_LOOKUP_SUCCESS;
@@ -38,7 +41,7 @@ impl RteLpm {
     /// An empty table for up to `max_rules` routes, with `number_tbl8s`
     /// second-level groups (one per /24 that holds a longer prefix). The
     /// name must be unique among live tables.
-    pub fn new(name: &str, max_rules: u32, number_tbl8s: u32) -> Result<RteLpm> {
+    pub fn new(_eal: &'e Eal, name: &str, max_rules: u32, number_tbl8s: u32) -> Result<RteLpm<'e>> {
         let cname = CString::new(name).map_err(|_| Error {
             op: "rte_lpm_create",
             errno: libc::EINVAL,
@@ -52,7 +55,11 @@ impl RteLpm {
         // what it keeps; -1 means any NUMA socket.
         let raw = unsafe { sys::rte_lpm_create(cname.as_ptr(), -1, &config) };
         NonNull::new(raw)
-            .map(|raw| RteLpm { raw, number_tbl8s })
+            .map(|raw| RteLpm {
+                raw,
+                number_tbl8s,
+                _eal: PhantomData,
+            })
             .ok_or_else(|| Error::last("rte_lpm_create"))
     }
 
@@ -119,7 +126,7 @@ impl RteLpm {
     }
 }
 
-impl Drop for RteLpm {
+impl Drop for RteLpm<'_> {
     fn drop(&mut self) {
         // SAFETY: raw is live and ours alone; nothing uses it afterwards.
         unsafe { sys::rte_lpm_free(self.raw.as_ptr()) };

@@ -1,4 +1,4 @@
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::ptr::NonNull;
 
 use arrayvec::ArrayVec;
@@ -14,6 +14,14 @@ pub const BURST: usize = 32;
 /// Freed (returned to its pool) on drop. `Deref` gives the bytes of the
 /// first segment; the pipeline works on single-segment frames, which is what
 /// the ports are configured to deliver (no scatter, MTU within one mbuf).
+///
+/// Writing needs more than owning the mbuf: its data buffer may be shared
+/// (an indirect mbuf made by [`Mbuf::share`], an external buffer a driver
+/// attached, a raised reference count). Every way to the bytes for writing
+/// ([`data_mut`](Self::data_mut), [`prepend`](Self::prepend),
+/// [`append`](Self::append)) checks [`is_writable`](Self::is_writable)
+/// first and gives `None` otherwise: two loads from the header's first
+/// cache line, which the caller has just read anyway.
 ///
 /// Length and offset changes (`prepend`, `adj`, `trim`, `append`) are done
 /// here over the mbuf's fields, as DPDK's inline functions do, so that no
@@ -69,6 +77,58 @@ impl Mbuf {
             burst.set_len(0);
             sys::rte_pktmbuf_free_bulk(burst.as_mut_ptr().cast::<*mut sys::rte_mbuf>(), n as u32);
         }
+    }
+
+    /// Another mbuf over the same data, allocated from `pool` and attached
+    /// to this one's buffer (`rte_pktmbuf_clone`): for sending the same
+    /// bytes twice without copying, as a capture or mirror does. While both
+    /// live, neither is writable; `None` if `pool` is empty.
+    pub fn share(&mut self, pool: &Mempool) -> Option<Mbuf> {
+        // SAFETY: self is a valid mbuf we own and pool a live pktmbuf pool;
+        // the clone takes its own reference on the data buffer, which
+        // `is_writable` sees on both sides.
+        let raw = unsafe { sys::rte_pktmbuf_clone(self.raw.as_ptr(), pool.as_ptr()) };
+        NonNull::new(raw).map(|raw| Mbuf { raw })
+    }
+
+    /// Whether this mbuf's bytes are its alone to change: a direct mbuf
+    /// (its own data buffer, neither attached to another mbuf's nor to an
+    /// external one) whose reference count is 1.
+    #[inline]
+    pub fn is_writable(&self) -> bool {
+        const SHARED: u64 = sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL;
+        let h = self.hdr();
+        h.ol_flags & SHARED == 0 && self.refcnt() == 1
+    }
+
+    /// The mbuf's reference count, read as DPDK does (atomically: another
+    /// lcore may hold a reference to the same mbuf).
+    #[inline]
+    fn refcnt(&self) -> u16 {
+        // SAFETY: refcnt lies inside the live mbuf header, is 2-byte
+        // aligned, and DPDK only ever changes it atomically.
+        let cnt = unsafe {
+            std::sync::atomic::AtomicU16::from_ptr(std::ptr::addr_of_mut!(
+                (*self.raw.as_ptr()).refcnt
+            ))
+        };
+        cnt.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The frame's bytes, writable, if the mbuf [is writable](Self::is_writable).
+    #[inline]
+    pub fn data_mut(&mut self) -> Option<&mut [u8]> {
+        if !self.is_writable() {
+            return None;
+        }
+        let h = self.hdr();
+        let (addr, off, len) = (h.buf_addr.cast::<u8>(), h.data_off, h.data_len);
+        // SAFETY: as in deref; &mut self makes the access unique among the
+        // holders of this mbuf, and is_writable that no other mbuf (and
+        // no other reference to this one) sees the buffer.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(addr.add(usize::from(off)), usize::from(len))
+        })
     }
 
     /// Adopts a raw mbuf.
@@ -133,9 +193,12 @@ impl Mbuf {
 
     /// Grows the frame at the front by `len` bytes (the new bytes are left
     /// as they were) and returns them; `None`, unchanged, if the headroom is
-    /// short.
+    /// short or the mbuf is not [writable](Self::is_writable).
     #[inline]
     pub fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+        if !self.is_writable() {
+            return None;
+        }
         let len16 = u16::try_from(len)
             .ok()
             .filter(|&l| l <= self.hdr().data_off)?;
@@ -143,7 +206,7 @@ impl Mbuf {
         h.data_off -= len16;
         h.data_len += len16;
         h.pkt_len += u32::from(len16);
-        Some(&mut self[..len])
+        self.data_mut().map(|d| &mut d[..len])
     }
 
     /// Drops `len` bytes from the front; `false`, unchanged, if the first
@@ -183,10 +246,11 @@ impl Mbuf {
     }
 
     /// Grows a single-segment frame at the end by `len` bytes and returns
-    /// them; `None`, unchanged, if the tailroom is short or it is chained.
+    /// them; `None`, unchanged, if the tailroom is short, it is chained or
+    /// it is not [writable](Self::is_writable).
     #[inline]
     pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
-        if len > self.tailroom() || self.segments() != 1 {
+        if len > self.tailroom() || self.segments() != 1 || !self.is_writable() {
             return None;
         }
         let old = self.data_len();
@@ -194,7 +258,7 @@ impl Mbuf {
         let h = self.hdr_mut();
         h.data_len += len16;
         h.pkt_len += u32::from(len16);
-        Some(&mut self[old..])
+        self.data_mut().map(|d| &mut d[old..])
     }
 
     /// The port the frame arrived on.
@@ -266,17 +330,6 @@ impl Deref for Mbuf {
                 usize::from(h.data_len),
             )
         }
-    }
-}
-
-impl DerefMut for Mbuf {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut [u8] {
-        let h = self.hdr();
-        let (addr, off, len) = (h.buf_addr.cast::<u8>(), h.data_off, h.data_len);
-        // SAFETY: as in deref; &mut self makes the access unique, and the
-        // refcount of an mbuf we received or allocated is 1 (no clones).
-        unsafe { std::slice::from_raw_parts_mut(addr.add(usize::from(off)), usize::from(len)) }
     }
 }
 

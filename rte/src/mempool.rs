@@ -1,32 +1,43 @@
 use std::ffi::CString;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use dpdk_sys as sys;
 
-use crate::{Error, Result};
+use crate::{Eal, Error, Result};
 
 /// A pool of packet buffers (`rte_pktmbuf_pool_create`).
 ///
 /// Dropping the pool frees it only when every mbuf is back home; if some are
 /// still out (held by a ring, a port, a leaked burst), the pool is left
-/// allocated rather than freed under them.
+/// allocated rather than freed under them, and the EAL is pinned (its
+/// cleanup skipped) so that those mbufs stay valid until the process exits.
 #[derive(Debug)]
-pub struct Mempool {
+pub struct Mempool<'e> {
     raw: NonNull<sys::rte_mempool>,
     size: u32,
+    /// The pool lives in EAL's memory.
+    _eal: PhantomData<&'e Eal>,
 }
 
 // SAFETY: an rte_mempool is designed for concurrent use from many lcores; the
 // per-lcore caches are indexed by the caller's lcore id, not by this handle.
-unsafe impl Send for Mempool {}
+unsafe impl Send for Mempool<'_> {}
 // SAFETY: as above; every operation through &Mempool is thread-safe in DPDK.
-unsafe impl Sync for Mempool {}
+unsafe impl Sync for Mempool<'_> {}
 
-impl Mempool {
+impl<'e> Mempool<'e> {
     /// Creates a pool of `size` mbufs with `data_room` bytes each (headroom
     /// included), a per-lcore cache of `cache` and no private area, on the
     /// NUMA socket `socket` (`-1` for any).
-    pub fn new(name: &str, size: u32, cache: u32, data_room: u16, socket: i32) -> Result<Mempool> {
+    pub fn new(
+        _eal: &'e Eal,
+        name: &str,
+        size: u32,
+        cache: u32,
+        data_room: u16,
+        socket: i32,
+    ) -> Result<Mempool<'e>> {
         let cname = CString::new(name).map_err(|_| Error {
             op: "rte_pktmbuf_pool_create",
             errno: libc::EINVAL,
@@ -36,7 +47,11 @@ impl Mempool {
             sys::rte_pktmbuf_pool_create(cname.as_ptr(), size, cache, 0, data_room, socket)
         };
         let raw = NonNull::new(raw).ok_or_else(|| Error::last("rte_pktmbuf_pool_create"))?;
-        Ok(Mempool { raw, size })
+        Ok(Mempool {
+            raw,
+            size,
+            _eal: PhantomData,
+        })
     }
 
     /// How many mbufs the pool was created with.
@@ -61,12 +76,14 @@ impl Mempool {
     }
 }
 
-impl Drop for Mempool {
+impl Drop for Mempool<'_> {
     fn drop(&mut self) {
         if self.in_use() == 0 {
             // SAFETY: no mbuf of this pool is outstanding, and the handle is
             // not used again.
             unsafe { sys::rte_mempool_free(self.raw.as_ptr()) };
+        } else {
+            crate::eal::pin();
         }
     }
 }

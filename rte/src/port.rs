@@ -1,10 +1,12 @@
 use std::ffi::{CStr, CString};
 use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrayvec::ArrayVec;
 use dpdk_sys as sys;
 
-use crate::{Error, Mbuf, Mempool, Result};
+use crate::{Eal, Error, Mbuf, Mempool, Result};
 
 /// An ethdev port id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,37 +88,33 @@ pub struct LinkStatus {
     pub speed_mbps: u32,
 }
 
-/// An ethdev port, found by its device name.
+/// Which ports have a live handle, by port id: one [`UnconfiguredPort`]
+/// or [`Port`] per port at a time, so that no two handles can configure one
+/// port and hand out its queues twice.
+static CLAIMED: [AtomicBool; sys::RTE_MAX_ETHPORTS as usize] =
+    [const { AtomicBool::new(false) }; sys::RTE_MAX_ETHPORTS as usize];
+
+/// The one live handle to a port id; closes the port and releases the
+/// claim on drop.
 #[derive(Debug)]
-pub struct Port {
+struct Device {
     id: PortId,
-    started: bool,
 }
 
-impl Port {
-    /// The port DPDK created for device `name` (a vdev name such as
-    /// `net_memif0`, or a PCI address).
-    pub fn by_name(name: &str) -> Result<Port> {
-        let cname = CString::new(name).map_err(|_| Error {
+impl Device {
+    fn claim(id: u16) -> Result<Device> {
+        let busy = Error {
             op: "rte_eth_dev_get_port_by_name",
-            errno: libc::EINVAL,
-        })?;
-        let mut id = 0u16;
-        // SAFETY: cname is a valid C string; id is a valid out pointer.
-        let ret = unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
-        Error::check("rte_eth_dev_get_port_by_name", ret)?;
-        Ok(Port {
-            id: PortId(id),
-            started: false,
-        })
+            errno: libc::EBUSY,
+        };
+        let slot = CLAIMED.get(usize::from(id)).ok_or(busy)?;
+        if slot.swap(true, Ordering::AcqRel) {
+            return Err(busy);
+        }
+        Ok(Device { id: PortId(id) })
     }
 
-    pub fn id(&self) -> PortId {
-        self.id
-    }
-
-    /// The driver's capabilities.
-    pub fn info(&self) -> Result<PortInfo> {
+    fn info(&self) -> Result<PortInfo> {
         let mut info = sys::rte_eth_dev_info::default();
         // SAFETY: info is a valid out struct; the port id is valid.
         let ret = unsafe { sys::rte_eth_dev_info_get(self.id.0, &mut info) };
@@ -141,14 +139,110 @@ impl Port {
         })
     }
 
+    fn mac(&self) -> Result<MacAddr> {
+        let mut addr = sys::rte_ether_addr::default();
+        // SAFETY: addr is a valid out struct.
+        let ret = unsafe { sys::rte_eth_macaddr_get(self.id.0, &mut addr) };
+        Error::check("rte_eth_macaddr_get", ret)?;
+        Ok(MacAddr(addr.addr_bytes))
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // SAFETY: the port is stopped (Port stops it first) and its queue
+        // handles are, by the caller's shutdown order, no longer polled.
+        unsafe { sys::rte_eth_dev_close(self.id.0) };
+        CLAIMED[usize::from(self.id.0)].store(false, Ordering::Release);
+    }
+}
+
+/// A configured ethdev port: start, stop, counters. Found with
+/// [`Port::by_name`], which gives an [`UnconfiguredPort`], and made by its
+/// `configure`. Stopped and closed on drop.
+pub struct Port<'p> {
+    dev: Device,
+    started: bool,
+    /// The port's queues draw from a pool (and so EAL's memory).
+    _pool: PhantomData<&'p ()>,
+}
+
+impl fmt::Debug for Port<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Port")
+            .field("id", &self.dev.id)
+            .field("started", &self.started)
+            .finish()
+    }
+}
+
+/// A port found but not configured yet: [`configure`](Self::configure)
+/// consumes it, so a port is configured once and its queue handles exist
+/// once.
+///
+/// ```compile_fail,E0382
+/// # fn f(eal: &rte::Eal, pool: &rte::Mempool, conf: &rte::PortConf) -> rte::Result<()> {
+/// let port = rte::Port::by_name(eal, "net_null0")?;
+/// let (_port, rx, tx) = port.configure(conf, pool)?;
+/// let (_again, rx2, tx2) = port.configure(conf, pool)?; // error: use of moved value
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct UnconfiguredPort<'e> {
+    dev: Device,
+    _eal: PhantomData<&'e Eal>,
+}
+
+impl Port<'_> {
+    /// The port DPDK created for device `name` (a vdev name such as
+    /// `net_memif0`, or a PCI address), to be configured. `EBUSY` if a
+    /// handle to that port is alive already.
+    pub fn by_name<'e>(_eal: &'e Eal, name: &str) -> Result<UnconfiguredPort<'e>> {
+        let cname = CString::new(name).map_err(|_| Error {
+            op: "rte_eth_dev_get_port_by_name",
+            errno: libc::EINVAL,
+        })?;
+        let mut id = 0u16;
+        // SAFETY: cname is a valid C string; id is a valid out pointer.
+        let ret = unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
+        Error::check("rte_eth_dev_get_port_by_name", ret)?;
+        Ok(UnconfiguredPort {
+            dev: Device::claim(id)?,
+            _eal: PhantomData,
+        })
+    }
+}
+
+impl<'e> UnconfiguredPort<'e> {
+    pub fn id(&self) -> PortId {
+        self.dev.id
+    }
+
+    /// The driver's capabilities.
+    pub fn info(&self) -> Result<PortInfo> {
+        self.dev.info()
+    }
+
+    /// The port's MAC address.
+    pub fn mac(&self) -> Result<MacAddr> {
+        self.dev.mac()
+    }
+
     /// Configures queues, RSS and MTU, and sets the queues up with `pool`
-    /// for receive buffers. Returns the queue handles, each to be moved to
-    /// the one lcore that will poll it. The port is left stopped.
-    pub fn configure(
-        &mut self,
+    /// for receive buffers. Returns the configured port, stopped, and the
+    /// queue handles, each to be moved to the one lcore that will poll it.
+    /// The port and its queues borrow the pool: it cannot be freed while
+    /// they live.
+    #[allow(clippy::type_complexity)]
+    pub fn configure<'p>(
+        self,
         conf: &PortConf,
-        pool: &Mempool,
-    ) -> Result<(Vec<RxQueue>, Vec<TxQueue>)> {
+        pool: &'p Mempool<'_>,
+    ) -> Result<(Port<'p>, Vec<RxQueue<'p>>, Vec<TxQueue<'p>>)>
+    where
+        'e: 'p,
+    {
+        let id = self.dev.id;
         let info = self.info()?;
         let mut eth = sys::rte_eth_conf::default();
         let rss_hf = RSS_IPV4 & info.rss_offloads;
@@ -157,27 +251,26 @@ impl Port {
             eth.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
         // SAFETY: eth is a valid configuration; the port is stopped.
-        let ret =
-            unsafe { sys::rte_eth_dev_configure(self.id.0, conf.rx_queues, conf.tx_queues, &eth) };
+        let ret = unsafe { sys::rte_eth_dev_configure(id.0, conf.rx_queues, conf.tx_queues, &eth) };
         Error::check("rte_eth_dev_configure", ret)?;
 
         if info.max_mtu >= conf.mtu && conf.mtu >= info.min_mtu {
             // SAFETY: plain call on a configured port. Virtual devices may
             // not implement it; the MTU is then whatever they carry.
-            let _ = unsafe { sys::rte_eth_dev_set_mtu(self.id.0, conf.mtu) };
+            let _ = unsafe { sys::rte_eth_dev_set_mtu(id.0, conf.mtu) };
         }
 
         // SAFETY: plain getter on a valid port; -1 (any socket) is accepted.
-        let socket = unsafe { sys::rte_eth_dev_socket_id(self.id.0) };
+        let socket = unsafe { sys::rte_eth_dev_socket_id(id.0) };
         let socket = u32::try_from(socket).unwrap_or(u32::MAX); // SOCKET_ID_ANY
         let mut rx = Vec::with_capacity(usize::from(conf.rx_queues));
         for q in 0..conf.rx_queues {
             // SAFETY: the port is configured with rx_queues queues; a null
-            // rxconf means the driver's defaults; the pool outlives the port
-            // in the daemon (it is dropped after the ports are closed).
+            // rxconf means the driver's defaults; the pool outlives the
+            // port and its queues (they borrow it for 'p).
             let ret = unsafe {
                 sys::rte_eth_rx_queue_setup(
-                    self.id.0,
+                    id.0,
                     q,
                     conf.rx_desc,
                     socket,
@@ -187,32 +280,50 @@ impl Port {
             };
             Error::check("rte_eth_rx_queue_setup", ret)?;
             rx.push(RxQueue {
-                port: self.id,
+                port: id,
                 queue: QueueId(q),
+                _pool: PhantomData,
             });
         }
         let mut tx = Vec::with_capacity(usize::from(conf.tx_queues));
         for q in 0..conf.tx_queues {
             // SAFETY: as above, for TX.
             let ret = unsafe {
-                sys::rte_eth_tx_queue_setup(self.id.0, q, conf.tx_desc, socket, std::ptr::null())
+                sys::rte_eth_tx_queue_setup(id.0, q, conf.tx_desc, socket, std::ptr::null())
             };
             Error::check("rte_eth_tx_queue_setup", ret)?;
             tx.push(TxQueue {
-                port: self.id,
+                port: id,
                 queue: QueueId(q),
+                _pool: PhantomData,
             });
         }
         if conf.promiscuous {
             // SAFETY: plain call; not every virtual device supports it.
-            let _ = unsafe { sys::rte_eth_promiscuous_enable(self.id.0) };
+            let _ = unsafe { sys::rte_eth_promiscuous_enable(id.0) };
         }
-        Ok((rx, tx))
+        let port = Port {
+            dev: self.dev,
+            started: false,
+            _pool: PhantomData,
+        };
+        Ok((port, rx, tx))
+    }
+}
+
+impl Port<'_> {
+    pub fn id(&self) -> PortId {
+        self.dev.id
+    }
+
+    /// The driver's capabilities.
+    pub fn info(&self) -> Result<PortInfo> {
+        self.dev.info()
     }
 
     pub fn start(&mut self) -> Result<()> {
         // SAFETY: the port is configured.
-        let ret = unsafe { sys::rte_eth_dev_start(self.id.0) };
+        let ret = unsafe { sys::rte_eth_dev_start(self.dev.id.0) };
         Error::check("rte_eth_dev_start", ret)?;
         self.started = true;
         Ok(())
@@ -226,7 +337,7 @@ impl Port {
         self.started = false;
         // SAFETY: the port is started, and by the caller's contract no queue
         // of it is in use.
-        let ret = unsafe { sys::rte_eth_dev_stop(self.id.0) };
+        let ret = unsafe { sys::rte_eth_dev_stop(self.dev.id.0) };
         Error::check("rte_eth_dev_stop", ret).map(drop)
     }
 
@@ -235,23 +346,19 @@ impl Port {
     pub fn set_mac(&mut self, mac: MacAddr) -> Result<()> {
         let mut addr = sys::rte_ether_addr { addr_bytes: mac.0 };
         // SAFETY: addr is valid for the call; the port id is valid.
-        let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(self.id.0, &mut addr) };
+        let ret = unsafe { sys::rte_eth_dev_default_mac_addr_set(self.dev.id.0, &mut addr) };
         Error::check("rte_eth_dev_default_mac_addr_set", ret).map(drop)
     }
 
     /// The port's MAC address.
     pub fn mac(&self) -> Result<MacAddr> {
-        let mut addr = sys::rte_ether_addr::default();
-        // SAFETY: addr is a valid out struct.
-        let ret = unsafe { sys::rte_eth_macaddr_get(self.id.0, &mut addr) };
-        Error::check("rte_eth_macaddr_get", ret)?;
-        Ok(MacAddr(addr.addr_bytes))
+        self.dev.mac()
     }
 
     pub fn link(&self) -> Result<LinkStatus> {
         let mut link = sys::rte_eth_link::default();
         // SAFETY: link is a valid out struct; nowait never blocks.
-        let ret = unsafe { sys::rte_eth_link_get_nowait(self.id.0, &mut link) };
+        let ret = unsafe { sys::rte_eth_link_get_nowait(self.dev.id.0, &mut link) };
         Error::check("rte_eth_link_get_nowait", ret)?;
         Ok(LinkStatus {
             up: link.link_status() != 0,
@@ -262,7 +369,7 @@ impl Port {
     pub fn stats(&self) -> Result<PortStats> {
         let mut s = sys::rte_eth_stats::default();
         // SAFETY: s is a valid out struct.
-        let ret = unsafe { sys::rte_eth_stats_get(self.id.0, &mut s) };
+        let ret = unsafe { sys::rte_eth_stats_get(self.dev.id.0, &mut s) };
         Error::check("rte_eth_stats_get", ret)?;
         Ok(PortStats {
             ipackets: s.ipackets,
@@ -279,15 +386,16 @@ impl Port {
     /// The driver's extended counters, by name.
     pub fn xstats(&self) -> Result<Vec<(String, u64)>> {
         // SAFETY: a null array with size 0 asks for the count.
-        let n = unsafe { sys::rte_eth_xstats_get_names(self.id.0, std::ptr::null_mut(), 0) };
+        let n = unsafe { sys::rte_eth_xstats_get_names(self.dev.id.0, std::ptr::null_mut(), 0) };
         let n = Error::check("rte_eth_xstats_get_names", n)? as usize;
         let mut names = vec![sys::rte_eth_xstat_name { name: [0; 64] }; n];
         let mut values = vec![sys::rte_eth_xstat::default(); n];
         // SAFETY: both arrays hold n entries.
-        let got = unsafe { sys::rte_eth_xstats_get_names(self.id.0, names.as_mut_ptr(), n as u32) };
+        let got =
+            unsafe { sys::rte_eth_xstats_get_names(self.dev.id.0, names.as_mut_ptr(), n as u32) };
         let got_names = Error::check("rte_eth_xstats_get_names", got)? as usize;
         // SAFETY: as above.
-        let got = unsafe { sys::rte_eth_xstats_get(self.id.0, values.as_mut_ptr(), n as u32) };
+        let got = unsafe { sys::rte_eth_xstats_get(self.dev.id.0, values.as_mut_ptr(), n as u32) };
         let got_values = Error::check("rte_eth_xstats_get", got)? as usize;
         let len = n.min(got_names).min(got_values);
         Ok(names[..len]
@@ -302,12 +410,10 @@ impl Port {
     }
 }
 
-impl Drop for Port {
+impl Drop for Port<'_> {
     fn drop(&mut self) {
+        // Then `dev` closes the port.
         let _ = self.stop();
-        // SAFETY: the port is stopped and its queue handles are, by the
-        // daemon's shutdown order, no longer polled.
-        unsafe { sys::rte_eth_dev_close(self.id.0) };
     }
 }
 
@@ -317,12 +423,14 @@ impl Drop for Port {
 /// or closed port's burst functions at dummies that return 0, so a burst
 /// after `stop` receives nothing rather than touching freed queues.
 #[derive(Debug)]
-pub struct RxQueue {
+pub struct RxQueue<'p> {
     port: PortId,
     queue: QueueId,
+    /// Received mbufs come from the pool the queue was set up with.
+    _pool: PhantomData<&'p ()>,
 }
 
-impl RxQueue {
+impl RxQueue<'_> {
     pub fn port(&self) -> PortId {
         self.port
     }
@@ -352,12 +460,14 @@ impl RxQueue {
 
 /// A transmit queue: one per sending lcore, never shared.
 #[derive(Debug)]
-pub struct TxQueue {
+pub struct TxQueue<'p> {
     port: PortId,
     queue: QueueId,
+    /// Lives no longer than its port's EAL.
+    _pool: PhantomData<&'p ()>,
 }
 
-impl TxQueue {
+impl TxQueue<'_> {
     pub fn port(&self) -> PortId {
         self.port
     }

@@ -1,28 +1,31 @@
 use std::ffi::{c_void, CString};
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use arrayvec::ArrayVec;
 use dpdk_sys as sys;
 
-use crate::{Error, Mbuf, Result};
+use crate::{Eal, Error, Mbuf, Result};
 
 /// A lock-free ring of mbufs (`rte_ring`), for handing frames between
 /// lcores. Ownership of each mbuf travels with it.
 #[derive(Debug)]
-pub struct Ring {
+pub struct Ring<'e> {
     raw: NonNull<sys::rte_ring>,
+    /// The ring lives in EAL's memory.
+    _eal: PhantomData<&'e Eal>,
 }
 
 // SAFETY: rte_ring is built for concurrent producers and consumers (the
 // default flags make it multi-producer, multi-consumer).
-unsafe impl Send for Ring {}
+unsafe impl Send for Ring<'_> {}
 // SAFETY: as above.
-unsafe impl Sync for Ring {}
+unsafe impl Sync for Ring<'_> {}
 
-impl Ring {
+impl<'e> Ring<'e> {
     /// A multi-producer, multi-consumer ring of `size` slots (a power of
     /// two; it holds `size - 1`).
-    pub fn new(name: &str, size: u32) -> Result<Ring> {
+    pub fn new(_eal: &'e Eal, name: &str, size: u32) -> Result<Ring<'e>> {
         let cname = CString::new(name).map_err(|_| Error {
             op: "rte_ring_create",
             errno: libc::EINVAL,
@@ -30,7 +33,10 @@ impl Ring {
         // SAFETY: cname is valid for the call; -1 means any NUMA socket.
         let raw = unsafe { sys::rte_ring_create(cname.as_ptr(), size, -1, 0) };
         NonNull::new(raw)
-            .map(|raw| Ring { raw })
+            .map(|raw| Ring {
+                raw,
+                _eal: PhantomData,
+            })
             .ok_or_else(|| Error::last("rte_ring_create"))
     }
 
@@ -77,7 +83,7 @@ impl Ring {
     }
 }
 
-impl Drop for Ring {
+impl Drop for Ring<'_> {
     fn drop(&mut self) {
         let mut rest: ArrayVec<Mbuf, 32> = ArrayVec::new();
         while self.dequeue_burst(&mut rest) > 0 {

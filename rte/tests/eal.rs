@@ -33,6 +33,7 @@ fn env() -> (&'static Eal, MutexGuard<'static, ()>) {
             &prefix,
             "--vdev=net_ring0",
             "--vdev=net_null0",
+            "--vdev=net_null1",
         ];
         Env {
             eal: Eal::init(&args).expect("EAL init"),
@@ -64,9 +65,9 @@ fn sweep_stale_runtime_dirs() {
     }
 }
 
-fn pool(name: &str, n: u32) -> Mempool {
+fn pool(eal: &'static Eal, name: &str, n: u32) -> Mempool<'static> {
     // No per-lcore cache, so that `available` is exact at every step.
-    Mempool::new(name, n, 0, 2176, -1).expect("mempool")
+    Mempool::new(eal, name, n, 0, 2176, -1).expect("mempool")
 }
 
 #[test]
@@ -78,8 +79,8 @@ fn eal_refuses_a_second_init() {
 
 #[test]
 fn mbufs_go_home_after_alloc_prepend_trim_and_drop() {
-    let _g = env();
-    let pool = pool("own", 255);
+    let (eal, _g) = env();
+    let pool = pool(eal, "own", 255);
     {
         let mut burst = Burst::new();
         assert!(Mbuf::alloc_bulk(&pool, &mut burst));
@@ -87,7 +88,7 @@ fn mbufs_go_home_after_alloc_prepend_trim_and_drop() {
 
         let m = &mut burst[0];
         assert!(m.set_len(60));
-        m.copy_from_slice(&[0xab; 60]);
+        m.data_mut().expect("writable").copy_from_slice(&[0xab; 60]);
         let head = m.headroom();
         m.prepend(14).expect("headroom").fill(0x11);
         assert_eq!(m.len(), 74);
@@ -120,8 +121,8 @@ fn mbufs_go_home_after_alloc_prepend_trim_and_drop() {
 
 #[test]
 fn alloc_bulk_is_all_or_nothing() {
-    let _g = env();
-    let pool = pool("short", 20);
+    let (eal, _g) = env();
+    let pool = pool(eal, "short", 20);
     let mut burst = Burst::new();
     assert!(
         !Mbuf::alloc_bulk(&pool, &mut burst),
@@ -138,11 +139,11 @@ fn alloc_bulk_is_all_or_nothing() {
 
 #[test]
 fn partial_tx_returns_what_the_port_did_not_take() {
-    let _g = env();
+    let (eal, _g) = env();
     // net_ring0 loops TX back to RX through one ring of 1024 slots, so a
     // long enough TX run fills it and the port starts refusing frames.
-    let pool = pool("tx", 4095);
-    let mut port = Port::by_name("net_ring0").expect("net_ring0");
+    let pool = pool(eal, "tx", 4095);
+    let port = Port::by_name(eal, "net_ring0").expect("net_ring0");
     let conf = PortConf {
         rx_queues: 1,
         tx_queues: 1,
@@ -151,7 +152,7 @@ fn partial_tx_returns_what_the_port_did_not_take() {
         mtu: 1500,
         promiscuous: false,
     };
-    let (mut rx, mut tx) = port.configure(&conf, &pool).expect("configure");
+    let (mut port, mut rx, mut tx) = port.configure(&conf, &pool).expect("configure");
     port.start().expect("start");
     let (rxq, txq) = (&mut rx[0], &mut tx[0]);
 
@@ -195,9 +196,9 @@ fn partial_tx_returns_what_the_port_did_not_take() {
 
 #[test]
 fn null_port_reports_mac_link_and_counters() {
-    let _g = env();
-    let pool = pool("null", 1023);
-    let mut port = Port::by_name("net_null0").expect("net_null0");
+    let (eal, _g) = env();
+    let pool = pool(eal, "null", 1023);
+    let port = Port::by_name(eal, "net_null0").expect("net_null0");
     let info = port.info().expect("info");
     assert_eq!(info.driver, "net_null");
     let mac = rte::MacAddr([0x02, 0, 0, 0, 0, 0x42]);
@@ -209,7 +210,7 @@ fn null_port_reports_mac_link_and_counters() {
         mtu: 1500,
         promiscuous: true,
     };
-    let (_rx, mut tx) = port.configure(&conf, &pool).expect("configure");
+    let (mut port, _rx, mut tx) = port.configure(&conf, &pool).expect("configure");
     port.set_mac(mac).expect("net_null takes a MAC");
     port.start().expect("start");
     assert_eq!(port.mac().unwrap(), mac);
@@ -234,9 +235,9 @@ fn null_port_reports_mac_link_and_counters() {
 
 #[test]
 fn ring_moves_ownership_and_frees_leftovers() {
-    let _g = env();
-    let pool = pool("ring", 127);
-    let ring = Ring::new("test_ring", 64).expect("ring");
+    let (eal, _g) = env();
+    let pool = pool(eal, "ring", 127);
+    let ring = Ring::new(eal, "test_ring", 64).expect("ring");
     let mut burst = Burst::new();
     assert!(Mbuf::alloc_bulk(&pool, &mut burst));
     assert_eq!(ring.enqueue_burst(&mut burst), 32);
@@ -255,24 +256,115 @@ fn ring_moves_ownership_and_frees_leftovers() {
 
 #[test]
 fn a_panicking_lcore_job_is_reported_not_unwound_into_c() {
-    let _g = env();
-    let job = LcoreId(1).launch(|| panic!("worker bug")).expect("launch");
-    assert!(job.wait().is_err());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let job = LcoreId(1)
-        .launch(move || tx.send(rte::rdtsc()).unwrap())
-        .expect("launch again");
-    assert!(job.wait().is_ok());
-    assert!(rx.recv().unwrap() > 0);
+    let (eal, _g) = env();
+    eal.scope(|s| {
+        let job = s
+            .launch(LcoreId(1), || panic!("worker bug {}", 7))
+            .expect("launch");
+        while !job.finished() {
+            std::thread::yield_now();
+        }
+        assert_eq!(job.panic_message(), Some("worker bug 7"));
+        let err = job.wait().unwrap_err();
+        assert_eq!(err.message, "worker bug 7");
+        assert_eq!(err.lcore, LcoreId(1));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let job = s
+            .launch(LcoreId(1), move || tx.send(rte::rdtsc()).unwrap())
+            .expect("launch again");
+        assert!(job.wait().is_ok());
+        assert!(rx.recv().unwrap() > 0);
+    });
+}
+
+#[test]
+fn scoped_lcore_jobs_borrow_from_the_caller_and_are_joined() {
+    let (eal, _g) = env();
+    let pool = pool(eal, "scoped", 127);
+    let ring = Ring::new(eal, "scoped_ring", 64).expect("ring");
+    let mut burst = Burst::new();
+    assert!(Mbuf::alloc_bulk(&pool, &mut burst));
+    let moved = eal.scope(|s| {
+        // The job borrows the ring and the burst; the scope does not
+        // return before the job has.
+        let _job = s
+            .launch(LcoreId(1), || {
+                ring.enqueue_burst(&mut burst);
+            })
+            .expect("launch");
+        ring.len() // may be 0 or 32: the job runs on its own
+    });
+    assert!(moved <= 32);
+    assert_eq!(ring.len(), 32, "the scope returned after the job");
+    assert!(burst.is_empty());
+}
+
+/// Issue 9, defect 11: one handle per port, so that its queues are handed
+/// out once (`configure` consumes the handle; a second `by_name` for the
+/// same port is refused while the first lives).
+#[test]
+fn a_port_has_one_handle_at_a_time() {
+    let (eal, _g) = env();
+    let pool = pool(eal, "claim", 1023);
+    let first = Port::by_name(eal, "net_null1").expect("net_null1");
+    let err = Port::by_name(eal, "net_null1").expect_err("a second handle to net_null1");
+    assert_eq!(err.errno, libc::EBUSY);
+    let conf = PortConf {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: 256,
+        tx_desc: 256,
+        mtu: 1500,
+        promiscuous: false,
+    };
+    let (port, _rx, _tx) = first.configure(&conf, &pool).expect("configure");
+    let err = Port::by_name(eal, "net_null1").expect_err("a handle to a configured port");
+    assert_eq!(err.errno, libc::EBUSY);
+    // Closing a virtual device releases it: it is gone, not busy.
+    drop(port);
+    let err = Port::by_name(eal, "net_null1").expect_err("closed");
+    assert_eq!(err.errno, libc::ENODEV);
+}
+
+/// Issue 9, defect 11: an mbuf whose data is shared (a clone attached to
+/// it) gives no writable bytes, on either side, until it is alone again.
+#[test]
+fn a_shared_mbuf_is_not_writable() {
+    let (eal, _g) = env();
+    let pool = pool(eal, "shared", 63);
+    let mut m = Mbuf::alloc(&pool).expect("mbuf");
+    assert!(m.set_len(64));
+    m.data_mut().expect("a fresh mbuf is writable").fill(0x5a);
+    assert!(m.is_writable());
+
+    let mut clone = m.share(&pool).expect("clone");
+    assert_eq!(&clone[..], &[0x5a; 64], "the clone sees the same bytes");
+    for (who, mbuf) in [("original", &mut m), ("clone", &mut clone)] {
+        assert!(!mbuf.is_writable(), "{who}");
+        assert!(mbuf.data_mut().is_none(), "{who}: data_mut");
+        assert!(mbuf.prepend(4).is_none(), "{who}: prepend");
+        assert!(mbuf.append(4).is_none(), "{who}: append");
+    }
+    assert_eq!(&m[..], &[0x5a; 64], "nothing was written");
+    assert_eq!(m.len(), 64, "nothing grew");
+    // Headers are each mbuf's own: trimming the clone is allowed.
+    assert!(clone.adj(14));
+    assert_eq!(m.len(), 64);
+
+    drop(clone);
+    assert!(m.is_writable(), "alone again");
+    m.data_mut().expect("writable again")[0] = 1;
+    drop(m);
+    assert_eq!(pool.available(), 63);
 }
 
 #[test]
 fn rte_lpm_finds_the_longest_prefix_and_reports_a_miss() {
-    let _g = env();
+    let (eal, _g) = env();
     let ip = |a: u8, b: u8, c: u8, d: u8| u32::from_be_bytes([a, b, c, d]);
     for _ in 0..2 {
         // Twice under one name: the first table must be freed on drop.
-        let mut lpm = RteLpm::new("test_lpm", 16, 4).expect("rte_lpm_create");
+        let mut lpm = RteLpm::new(eal, "test_lpm", 16, 4).expect("rte_lpm_create");
         lpm.add(ip(10, 0, 0, 0), 8, 1).unwrap();
         lpm.add(ip(10, 1, 0, 0), 16, 2).unwrap();
         lpm.add(ip(10, 1, 2, 0), 24, 3).unwrap();

@@ -50,6 +50,35 @@ impl Daemon {
         Daemon(Some(child))
     }
 
+    /// The same with stderr (the log) going to `log`, which the test can
+    /// read while tgw runs, and `env` added to the environment; the
+    /// `Output` of [`Daemon::terminate`] then has no stderr.
+    pub fn start_logged(config: &Path, extra: &[&str], log: &Path, env: &[(&str, &str)]) -> Daemon {
+        let child = Command::new(TGW)
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("create the log file"))
+            .spawn()
+            .expect("start tgw");
+        Daemon(Some(child))
+    }
+
+    /// Waits (bounded) for tgw to exit by itself; `None` if it is still
+    /// running after `timeout` (it is then killed on drop).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Output> {
+        let deadline = Instant::now() + timeout;
+        while self.running() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.0.take().map(|c| c.wait_with_output().unwrap())
+    }
+
     pub fn running(&mut self) -> bool {
         self.0
             .as_mut()

@@ -17,6 +17,7 @@ use super::error::Report;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDataplane {
     pub mode: Option<Spanned<String>>,
+    pub watchdog_ms: Option<Spanned<i64>>,
 }
 
 /// `[eal]` as written.

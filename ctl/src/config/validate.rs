@@ -23,7 +23,7 @@ use super::error::Report;
 use super::raw::{List, RawConfig, RawDataplane, RawEal, RawMempool, RawPort, Section};
 use super::{
     Config, CpuSet, Dataplane, Eal, Mempool, Mode, Role, MAX_LCORE, MBUF_HEADROOM,
-    MEMPOOL_CACHE_MAX, WORKER_MBUFS_IN_FLIGHT,
+    MEMPOOL_CACHE_MAX, WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS, WORKER_MBUFS_IN_FLIGHT,
 };
 
 /// EAL options that `[eal]` and `[[port]]` already produce; passing them
@@ -170,8 +170,35 @@ fn dataplane(raw: Option<&Section<RawDataplane>>, r: &mut Report) -> Option<Data
             mode
         }
     };
+    let watchdog_ms = watchdog(section.value.watchdog_ms.as_ref(), r);
     // A mode of the wrong type was dropped and reported: no default for it.
-    section.sound().then_some(Dataplane { mode: mode? })
+    section.sound().then_some(Dataplane {
+        mode: mode?,
+        watchdog_ms: watchdog_ms?,
+    })
+}
+
+/// `watchdog_ms`: 0 (off) or long enough not to fire on a worker the
+/// scheduler merely set aside.
+fn watchdog(value: Option<&Spanned<i64>>, r: &mut Report) -> Option<u32> {
+    let hint = " (0 turns the watchdog off)";
+    let ms = int(
+        value,
+        WATCHDOG_DEFAULT_MS,
+        0,
+        3_600_000,
+        "[dataplane] watchdog_ms",
+        hint,
+        r,
+    )?;
+    if (1..WATCHDOG_MIN_MS).contains(&ms) {
+        r.at(
+            at(value, None),
+            format!("[dataplane] watchdog_ms {ms} is too short: a busy machine can set a worker aside for that long; use 0 (off) or at least {WATCHDOG_MIN_MS}"),
+        );
+        return None;
+    }
+    Some(ms)
 }
 
 /// What a mode does, for the operator choosing one.
