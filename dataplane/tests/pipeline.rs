@@ -2221,6 +2221,82 @@ fn a_tenants_public_address_is_behind_its_firewall() {
     assert_eq!(v, Verdict::Drop(DropReason::Untracked));
 }
 
+/// A tenant's public address has flows now: with two workers, both
+/// directions of a connection meet at one owner, whichever side opens it.
+#[test]
+fn two_workers_meet_both_directions_at_a_public_address() {
+    let tables = Tables::build(&spec_with_public_prefix(), 1, &mut NeighbourWriter::new(64))
+        .expect("tables");
+    let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
+    let mut workers: Vec<Pipeline> = (0..2u16)
+        .map(|i| {
+            Pipeline::new(TokenBucket::new(1000, 50, SEC), i)
+                .with_steering(Steering::new(i, 2).unwrap())
+        })
+        .collect();
+    let mut deliver = |at: usize, frame: &[u8], port: u16| {
+        let mut f = VecFrame::new(frame, port);
+        match workers[at].process(&tables, &counters[at], &mut f, 1) {
+            Verdict::Handoff(owner) => {
+                let owner = usize::from(owner);
+                let v = workers[owner].process(&tables, &counters[owner], &mut f, 1);
+                assert!(!matches!(v, Verdict::Handoff(_)), "the owner keeps it");
+                (owner, v)
+            }
+            v => (at, v),
+        }
+    };
+    let from_t2 = |ip: &[u8]| gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, ip);
+    let mut owners = [0; 2];
+    for n in 0..64u16 {
+        let (first, second) = (usize::from(n % 2), usize::from(1 - n % 2));
+        let remote = [8, 8, n as u8, 1];
+        // In: the client opens TCP 22; t2's host answers.
+        let syn = eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &tcp(remote, 40000, T2_PUBLIC, 22, "S"),
+        );
+        let (w1, v) = deliver(first, &syn, PUB);
+        assert_eq!(v, Verdict::Forward(UND));
+        let (w2, v) = deliver(
+            second,
+            &from_t2(&tcp(T2_PUBLIC, 22, remote, 40000, "SA")),
+            UND,
+        );
+        assert_eq!(
+            (w2, v),
+            (w1, Verdict::Forward(PUB)),
+            "one owner, the answer found its flow"
+        );
+        // Out: t2's host sends UDP; the remote answers.
+        let (w3, v) = deliver(
+            second,
+            &from_t2(&udp_from(T2_PUBLIC, 5353, remote, 53)),
+            UND,
+        );
+        assert_eq!(v, Verdict::Forward(PUB));
+        let answer = eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &udp_from(remote, 53, T2_PUBLIC, 5353),
+        );
+        let (w4, v) = deliver(first, &answer, PUB);
+        assert_eq!(
+            (w4, v),
+            (w3, Verdict::Forward(UND)),
+            "one owner, the answer found its flow"
+        );
+        owners[w1] += 1;
+    }
+    assert!(
+        owners[0] > 10 && owners[1] > 10,
+        "both workers own connections: {owners:?}"
+    );
+}
+
 /// Issue 9, defect 12: a host reaching its own elastic IP meets its own
 /// inbound rules, even when the packet goes to the very address and port
 /// it leaves from (an echo always does).
