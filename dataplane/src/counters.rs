@@ -100,8 +100,8 @@ drop_reasons! {
     GreTruncated => "gre_truncated",
     /// GRE version other than 0, or RFC 1701 bits set.
     GreVersion => "gre_version",
-    /// GRE checksum or sequence number present, which tgw does not use.
-    GreFlags => "gre_flags",
+    /// A GRE checksum (C bit, RFC 2784) that does not verify.
+    GreChecksum => "gre_checksum",
     /// GRE without a key: no tenant can be named.
     GreNoKey => "gre_no_key",
     /// A GRE key no tenant has.

@@ -210,7 +210,10 @@ fn eth(dst: [u8; 6], src: [u8; 6], ethertype: EtherType, payload: &[u8]) -> Vec<
 }
 
 /// GRE with a key (RFC 2890) from `host` to the gateway, as an underlay
-/// frame. `flags` are the first 16 bits (0x2000 = K, version 0).
+/// frame. `flags` are the first 16 bits (0x2000 = K, version 0); with C
+/// (0x8000) the checksum is filled in as RFC 2784 §2.5 says (the one's
+/// complement of the one's complement sum of the GRE header, its checksum
+/// field zero, and the payload), with S (0x1000) the sequence number is 1.
 fn gre_frame(
     host: [u8; 4],
     host_mac: [u8; 6],
@@ -232,6 +235,10 @@ fn gre_frame(
         gre.extend_from_slice(&[0, 0, 0, 1]);
     }
     gre.extend_from_slice(inner);
+    if flags & 0x8000 != 0 {
+        let c = !fold(&gre);
+        gre[4..6].copy_from_slice(&c.to_be_bytes());
+    }
     let mut out = Vec::new();
     PacketBuilder::ethernet2(host_mac, UND_MAC)
         .ipv4(host, GW_UND, 64)
@@ -407,14 +414,24 @@ fn keys_hosts_and_headers_are_checked_and_every_drop_has_its_reason() {
             DropReason::GreVersion,
         ),
         (
-            "checksum present",
-            gre_frame(HOST1, HOST1_MAC, 0xa000, 1000, 0x6558, &t1_inner),
-            DropReason::GreFlags,
+            "a GRE checksum that does not verify",
+            wrong_gre_checksum(gre_frame(HOST1, HOST1_MAC, 0xa000, 1000, 0x6558, &t1_inner)),
+            DropReason::GreChecksum,
         ),
         (
-            "sequence present",
-            gre_frame(HOST1, HOST1_MAC, 0x3000, 1000, 0x6558, &t1_inner),
-            DropReason::GreFlags,
+            "routing present (RFC 2784 bit 1: discard)",
+            gre_frame(HOST1, HOST1_MAC, 0x6000, 1000, 0x6558, &t1_inner),
+            DropReason::GreVersion,
+        ),
+        (
+            "strict source route (RFC 2784 bit 4: discard)",
+            gre_frame(HOST1, HOST1_MAC, 0x2800, 1000, 0x6558, &t1_inner),
+            DropReason::GreVersion,
+        ),
+        (
+            "recursion control (RFC 2784 bit 5: discard)",
+            gre_frame(HOST1, HOST1_MAC, 0x2400, 1000, 0x6558, &t1_inner),
+            DropReason::GreVersion,
         ),
         (
             "IPv4 payload on a gretap tenant",
@@ -490,6 +507,67 @@ fn keys_hosts_and_headers_are_checked_and_every_drop_has_its_reason() {
         gw.run(&truncated, UND).0,
         Verdict::Drop(DropReason::GreTruncated)
     );
+}
+
+/// `frame` (from [`gre_frame`] with C set) with its GRE checksum off by one.
+fn wrong_gre_checksum(mut frame: Vec<u8>) -> Vec<u8> {
+    let at = 14 + 20 + 4;
+    assert_eq!(frame[14 + 20] & 0x80, 0x80, "C is set");
+    let c = u16::from_be_bytes([frame[at], frame[at + 1]]).wrapping_add(1);
+    frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    frame
+}
+
+/// A host whose tunnel sends checksums or sequence numbers (Linux's
+/// `ip link add ... type gretap key K csum seq`, RFC 2784 / 2890): its
+/// packets are taken as if they had the key alone, a checksum is verified
+/// and a wrong one dropped and counted, a sequence number is skipped, and
+/// the reserved bits 6-12 are ignored as RFC 2784 §2.3 requires. Both
+/// encapsulations, and an odd-length payload (the checksum pads it with a
+/// zero byte) with Ethernet padding that is not zero after the outer
+/// packet (not covered by the checksum).
+#[test]
+fn gre_checksums_and_sequence_numbers_are_verified_and_skipped() {
+    let t1_inner = eth(
+        T1_MAC,
+        VM1_MAC,
+        EtherType::IPV4,
+        &inner_udp(VM, CLIENT, 64, b"odd"),
+    );
+    let t2_inner = inner_udp(VM, CLIENT, 64, b"odd");
+    assert_eq!(t2_inner.len() % 2, 1, "an odd-length payload");
+    let tenants = [
+        ("gretap", HOST1, HOST1_MAC, 1000, 0x6558, &t1_inner, 0),
+        ("ipv4", HOST2, HOST2_MAC, 2000, 0x0800, &t2_inner, 1),
+    ];
+    for (encap, host, mac, key, proto, inner, index) in tenants {
+        let mut gw = Gw::new();
+        let (plain_v, plain) = gw.run(&gre_frame(host, mac, 0x2000, key, proto, inner), UND);
+        assert_eq!(plain_v, Verdict::Forward(PUB), "{encap}, K only");
+        for (what, flags) in [
+            ("C", 0xa000),
+            ("S", 0x3000),
+            ("C+S", 0xb000),
+            ("C+S and reserved bits 6-12", 0xb3f8),
+        ] {
+            let mut frame = gre_frame(host, mac, flags, key, proto, inner);
+            frame.extend_from_slice(&[0xa5; 7]); // Ethernet padding
+            let (v, out) = gw.run(&frame, UND);
+            assert_eq!(v, Verdict::Forward(PUB), "{encap}, {what}");
+            assert_eq!(out, plain, "{encap}, {what}: as with the key alone");
+        }
+        for flags in [0xa000, 0xb000] {
+            let frame = wrong_gre_checksum(gre_frame(host, mac, flags, key, proto, inner));
+            let (v, _) = gw.run(&frame, UND);
+            assert_eq!(
+                v,
+                Verdict::Drop(DropReason::GreChecksum),
+                "{encap}, {flags:#x}"
+            );
+        }
+        let tc = gw.counters.tenant(index).unwrap();
+        assert_eq!(tc.from_tunnel_packets.get(), 5, "{encap}");
+    }
 }
 
 #[test]
@@ -2682,12 +2760,23 @@ fn mixed_traffic() -> Vec<Event> {
             if rand(48) == 0 {
                 ip[11] ^= 0x40;
             }
+            // Hosts that send GRE checksums or sequence numbers (RFC 2784
+            // / 2890), now and then with a checksum that does not verify.
+            let gre = match rand(8) {
+                0 => 0xa000,
+                1 => 0x3000,
+                2 => 0xb000,
+                _ => 0x2000,
+            };
             let mut frame = if tenant1 {
                 let inner = eth(T1_MAC, VM1_MAC, EtherType::IPV4, &ip);
-                gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &inner)
+                gre_frame(HOST1, HOST1_MAC, gre, 1000, 0x6558, &inner)
             } else {
-                gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &ip)
+                gre_frame(HOST2, HOST2_MAC, gre, 2000, 0x0800, &ip)
             };
+            if gre & 0x8000 != 0 && rand(8) == 0 {
+                frame = wrong_gre_checksum(frame);
+            }
             if rand(16) == 0 {
                 // Congestion Experienced on the outer header (RFC 6040).
                 frame[15] |= 3;
@@ -2825,6 +2914,7 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
         "no ICMP error"
     );
     for reason in [
+        DropReason::GreChecksum,
         DropReason::InvalidState,
         DropReason::Ipv4Checksum,
         DropReason::Runt,

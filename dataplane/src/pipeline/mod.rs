@@ -339,8 +339,11 @@ impl Pipeline {
         ]);
         let outer_ecn = data[ETH + 1] & 0x3;
         let gre_at = ETH + ihl;
+        // A checksum (C) is verified before anything is read past it; a
+        // sequence number (S) is skipped (gre.rs, RFC 2784 / 2890).
+        // check_local_ipv4 trimmed the frame to the outer packet's end.
         let (key, protocol, gre_len) = match GrePacket::new_checked(&data[gre_at..]) {
-            Ok(g) if g.checksum_present() || g.seq_present() => return Verdict::Drop(D::GreFlags),
+            Ok(g) if !g.verify_checksum() => return Verdict::Drop(D::GreChecksum),
             Ok(g) => match g.key() {
                 Some(key) => (key, g.protocol_type(), g.header_len()),
                 None => return Verdict::Drop(D::GreNoKey),
