@@ -2,6 +2,7 @@
 //! every frame built and every result read by etherparse (GRE, which
 //! etherparse lacks, is written and read by hand from RFC 2784/2890).
 
+use dataplane::ip_options::Forwarded;
 use dataplane::neighbour::NeighbourWriter;
 use dataplane::pipeline::{Hint, Pipeline, DEFAULT_FLOWS};
 use dataplane::punt::Punt;
@@ -1411,6 +1412,150 @@ fn a_tcp_connection_to_an_elastic_ip_is_translated_both_ways() {
     assert_eq!(gw.counters.tenants[0].flows_created.get(), 1);
 }
 
+/// `ip` (built by etherparse, without options) with `options` after its
+/// 20-byte header: IHL, total length and header checksum redone by hand
+/// (RFC 791). `options` is a whole number of 32-bit words.
+fn with_ip_options(ip: &[u8], options: &[u8]) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0, "options fill whole words");
+    let mut h = ip[..20].to_vec();
+    h[0] = 0x45 + (options.len() / 4) as u8;
+    let len = (ip.len() + options.len()) as u16;
+    h[2..4].copy_from_slice(&len.to_be_bytes());
+    h.extend_from_slice(options);
+    h[10..12].fill(0);
+    let c = !fold(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(&ip[20..]);
+    h
+}
+
+/// One IPv4 option of each kind, written from RFC 791 and the RFCs that
+/// define them, and what tgw's policy (RFC 7126, docs/packet-path.md)
+/// does with a transit packet that carries it.
+fn option_cases() -> Vec<(&'static str, Vec<u8>, Result<Forwarded, DropReason>)> {
+    use DropReason as D;
+    vec![
+        ("NOP and EOL", vec![1, 1, 1, 0], Ok(Forwarded::Padding)),
+        ("EOL alone", vec![0, 0, 0, 0], Ok(Forwarded::Padding)),
+        (
+            "Router Alert",
+            vec![148, 4, 0, 0],
+            Ok(Forwarded::RouterAlert),
+        ),
+        (
+            "Quick-Start",
+            vec![25, 8, 0x01, 0x40, 0, 0, 0, 0],
+            Ok(Forwarded::QuickStart),
+        ),
+        (
+            "DoD BSO",
+            vec![130, 3, 0xab, 0],
+            Ok(Forwarded::SecurityLabel),
+        ),
+        (
+            "CIPSO",
+            vec![134, 6, 0, 0, 0, 1, 1, 0],
+            Ok(Forwarded::SecurityLabel),
+        ),
+        (
+            "LSRR",
+            vec![131, 7, 4, 9, 9, 9, 9, 0],
+            Err(D::IpOptionSourceRoute),
+        ),
+        (
+            "SSRR",
+            vec![1, 137, 7, 4, 9, 9, 9, 9],
+            Err(D::IpOptionSourceRoute),
+        ),
+        (
+            "Record Route",
+            vec![7, 7, 4, 0, 0, 0, 0, 0],
+            Err(D::IpOptionRecordRoute),
+        ),
+        (
+            "Timestamp",
+            vec![68, 8, 5, 0, 0, 0, 0, 0],
+            Err(D::IpOptionTimestamp),
+        ),
+        ("Stream ID", vec![136, 4, 0, 1], Err(D::IpOptionObsolete)),
+        (
+            "Traceroute",
+            vec![82, 12, 0, 1, 0, 0, 0, 0, 1, 1, 1, 7],
+            Err(D::IpOptionObsolete),
+        ),
+        (
+            "an RFC 4727 experiment",
+            vec![94, 4, 0, 0],
+            Err(D::IpOptionUnknown),
+        ),
+        ("a length of 0", vec![7, 0, 0, 0], Err(D::IpOptionMalformed)),
+        (
+            "a length past the header",
+            vec![1, 1, 68, 9],
+            Err(D::IpOptionMalformed),
+        ),
+        (
+            "a short Router Alert",
+            vec![148, 3, 0, 0],
+            Err(D::IpOptionMalformed),
+        ),
+    ]
+}
+
+/// Transit packets with IPv4 options, both ways: those the policy
+/// forwards arrive translated with their options intact and counted by
+/// kind; the others are dropped with the reason of their option. Options
+/// on a packet for the gateway itself are still the slow path's.
+#[test]
+fn ip_options_follow_the_per_option_policy_both_ways() {
+    for (what, options, decision) in option_cases() {
+        let mut gw = Gw::new();
+        let inbound = with_ip_options(&udp_from(CLIENT, 40000, EIP1, 53), &options);
+        let outbound = with_ip_options(&udp_from(VM, 5000, CLIENT, 53), &options);
+        let (v_in, out_in) = gw.client_sends(&inbound, 0);
+        let (v_out, out_out) = gw.t1_sends(&outbound, 1);
+        match decision {
+            Ok(kind) => {
+                assert_eq!(v_in, Verdict::Forward(UND), "{what} in");
+                let ip = tunnelled_ip(&out_in);
+                let h = assert_valid_ipv4(&ip);
+                assert_eq!((h.source, h.destination, h.time_to_live), (CLIENT, VM, 63));
+                assert_eq!(&ip[20..20 + options.len()], &options[..], "{what} in");
+                assert_valid_transport(&ip);
+
+                assert_eq!(v_out, Verdict::Forward(PUB), "{what} out");
+                let ip = &out_out[14..];
+                let h = assert_valid_ipv4(ip);
+                assert_eq!(
+                    (h.source, h.destination, h.time_to_live),
+                    (EIP1, CLIENT, 63)
+                );
+                assert_eq!(&ip[20..20 + options.len()], &options[..], "{what} out");
+                assert_valid_transport(ip);
+
+                for k in Forwarded::ALL {
+                    let n = if k == kind { 2 } else { 0 };
+                    assert_eq!(gw.counters.ip_options[k as usize].get(), n, "{what}: {k:?}");
+                }
+            }
+            Err(reason) => {
+                assert_eq!(v_in, Verdict::Drop(reason), "{what} in");
+                assert_eq!(v_out, Verdict::Drop(reason), "{what} out");
+                assert_eq!(gw.pipeline.flows(), 0, "{what}: no flow");
+            }
+        }
+    }
+    // For the gateway itself: the slow path's, whatever the option.
+    let mut gw = Gw::new();
+    let mut ping = Vec::new();
+    PacketBuilder::ipv4(CLIENT, GW_PUB, 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut ping, b"ping")
+        .unwrap();
+    let (v, _) = gw.client_sends(&with_ip_options(&ping, &[1, 1, 1, 0]), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::SlowPath));
+}
+
 #[test]
 fn only_an_opening_packet_creates_a_flow() {
     let mut gw = Gw::new();
@@ -2708,17 +2853,14 @@ fn mixed_traffic() -> Vec<Event> {
                 ip[11] ^= 0x40; // a bad header checksum
             }
             if rand(24) == 0 {
-                // IP options: a header of 24 bytes (NOP NOP NOP EOL).
-                let mut h = ip[..20].to_vec();
-                h[0] = 0x46;
-                h.extend_from_slice(&[1, 1, 1, 0]);
-                let len = u16::from_be_bytes([ip[2], ip[3]]) + 4;
-                h[2..4].copy_from_slice(&len.to_be_bytes());
-                h[10..12].copy_from_slice(&[0, 0]);
-                let c = !fold(&h);
-                h[10..12].copy_from_slice(&c.to_be_bytes());
-                h.extend_from_slice(&ip[20..]);
-                ip = h;
+                // IP options: forwarded (padding, Router Alert) or dropped
+                // (a source route), always by the full path.
+                let options: &[u8] = match rand(3) {
+                    0 => &[1, 1, 1, 0],
+                    1 => &[148, 4, 0, 0],
+                    _ => &[131, 7, 4, 9, 9, 9, 9, 0],
+                };
+                ip = with_ip_options(&ip, options);
             }
             let mut e = public(&ip, now);
             match rand(16) {
@@ -2913,12 +3055,23 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
         full.iter().any(|(v, _)| *v == Verdict::Forward(PUB)),
         "no ICMP error"
     );
+    let with_options = full
+        .iter()
+        .zip(&events)
+        .filter(|((v, _), e)| {
+            e.port == PUB && e.frame.get(14) > Some(&0x45) && *v == Verdict::Forward(UND)
+        })
+        .count();
+    assert!(
+        with_options > 10,
+        "only {with_options} frames with options forwarded"
+    );
     for reason in [
         DropReason::GreChecksum,
         DropReason::InvalidState,
+        DropReason::IpOptionSourceRoute,
         DropReason::Ipv4Checksum,
         DropReason::Runt,
-        DropReason::SlowPath,
     ] {
         assert!(
             full.iter().any(|(v, _)| *v == Verdict::Drop(reason)),

@@ -21,6 +21,7 @@ use crate::flow::{
     Prefetch, Zone, BULK_MAX,
 };
 use crate::fragments::{fragment_of, FragError, FragKey, Fragments};
+use crate::ip_options;
 use crate::nat::{translate_quoted, Rewrite};
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
@@ -384,7 +385,7 @@ impl Pipeline {
             }
         }
         let data = f.data_mut();
-        let inner_len = {
+        let (inner_len, options) = {
             let Ok(inner) = Ipv4Packet::new_checked(&data[ip_at..]) else {
                 return Verdict::Drop(D::InnerInvalid);
             };
@@ -394,13 +395,21 @@ impl Pipeline {
             if !tenant.owns(u32::from(inner.src_addr())) {
                 return Verdict::Drop(D::TenantSpoof);
             }
-            if inner.has_options() {
-                return Verdict::Drop(D::SlowPath);
-            }
-            usize::from(inner.total_len())
+            let options = match inner
+                .has_options()
+                .then(|| ip_options::decide(inner.options()))
+            {
+                None => None,
+                Some(Ok(carried)) => Some(carried),
+                Some(Err(reason)) => return Verdict::Drop(reason),
+            };
+            (usize::from(inner.total_len()), options)
         };
         if let Some(owner) = self.tenant_owner(t, tenant, &data[ip_at..]) {
             return Verdict::Handoff(owner);
+        }
+        if let Some(carried) = options {
+            c.count_options(carried);
         }
         if let Some(tc) = c.tenant(tenant.id.index()) {
             tc.from_tunnel_packets.inc();
@@ -1250,14 +1259,19 @@ impl Pipeline {
                 u32::from(ip.dst_addr()),
                 ip.protocol(),
                 ip.is_fragment(),
-                ip.has_options(),
+                ip.has_options().then(|| ip_options::decide(ip.options())),
                 tail,
             )
         };
-        // Fragments for the gateway itself would need reassembly.
-        if options || (fragment && pe.is_local(dst)) {
+        // Fragments for the gateway itself would need reassembly, options
+        // for it a stack; in transit, options follow ip_options's policy.
+        if (fragment || options.is_some()) && pe.is_local(dst) {
             return Verdict::Drop(D::SlowPath);
         }
+        let options = match options.transpose() {
+            Ok(carried) => carried,
+            Err(reason) => return Verdict::Drop(reason),
+        };
         if !f.trim(tail) {
             return Verdict::Drop(D::Ipv4Invalid);
         }
@@ -1269,6 +1283,10 @@ impl Pipeline {
         }
         if let Some(owner) = self.public_owner(t, f) {
             return Verdict::Handoff(owner);
+        }
+        // Counted by the worker that goes on with it.
+        if let Some(carried) = options {
+            c.count_options(carried);
         }
         if let Some(v) = self.public_flow(t, c, pe, f, now) {
             return v;
