@@ -1306,6 +1306,45 @@ fn a_new_host_asking_inside_its_tunnel_is_learned_and_answered() {
     );
 }
 
+/// A host whose tunnel sends checksums or sequence numbers asks for its
+/// router inside the tunnel: the answer, by the resolver (the host is new)
+/// and then by the worker in place (known now), carries tgw's own GRE
+/// header, the key alone, with the outer lengths and checksum right —
+/// not the host's sequence number and a checksum that no longer matches
+/// the reply, which the host drops (seen end to end in the scenario).
+#[test]
+fn arp_from_a_host_sending_gre_checksums_is_answered_with_the_key_alone() {
+    for flags in [0xa000, 0x3000, 0xb000] {
+        let mut gw = Gw::with_spec(&spec_without(&[], &[VM]));
+        let mut wire = Wire::default();
+        let request = eth(
+            [0xff; 6],
+            VM1_MAC,
+            EtherType::ARP,
+            &arp_body(1, VM1_MAC, VM, [0; 6], [10, 0, 0, 1]),
+        );
+        let ask = gre_frame(HOST1, HOST1_MAC, flags, 1000, 0x6558, &request);
+        assert_eq!(gw.run_at(&ask, UND, 0, &mut wire), Verdict::Punt);
+        let (v, in_place) = gw.run(&ask, UND);
+        assert_eq!(v, Verdict::Forward(UND), "{flags:#x}");
+        let (port, by_resolver) = &wire.sent[0];
+        assert_eq!(*port, UND);
+        for (who, out) in [("resolver", by_resolver.data()), ("worker", &in_place[..])] {
+            // open_gre checks K alone, the outer length and checksum.
+            let (e, outer, key, proto, rest) = open_gre(out);
+            assert_eq!((e.destination, e.source), (HOST1_MAC, UND_MAC), "{who}");
+            assert_eq!(
+                (outer.source, outer.destination, key, proto),
+                (GW_UND, HOST1, 1000, 0x6558),
+                "{who} {flags:#x}"
+            );
+            let (ie, body) = Ethernet2Header::from_slice(&rest).unwrap();
+            assert_eq!((ie.destination, ie.source), (VM1_MAC, T1_MAC), "{who}");
+            assert_eq!(read_arp(body), (2, T1_MAC, [10, 0, 0, 1], VM1_MAC, VM));
+        }
+    }
+}
+
 #[test]
 fn punted_frames_carry_their_reason() {
     let mut gw = Gw::with_spec(&spec_without(&[[1, 1, 1, 254]], &[]));

@@ -33,7 +33,7 @@ use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
 use crate::wire::{
     checksum, ethernet, ArpOperation, ArpPacket, Error, EtherType, EthernetFrame, GrePacket,
-    IcmpPacket, IpProtocol, Ipv4Packet, MacAddr, TcpPacket,
+    GreRepr, IcmpPacket, IpProtocol, Ipv4Packet, MacAddr, TcpPacket,
 };
 use crate::Frame;
 
@@ -1927,15 +1927,13 @@ fn tunnel_arp_input<F: Frame>(
     }
     let known = t.neighbours.get(NeighKey::inner(tenant.id, spa)) == Lookup::Mac(sha);
     match op {
-        ArpOperation::REQUEST if known => {
-            match answer_tunnel_arp(tenant, pe, f.data_mut(), inner_at) {
-                Ok(()) => {
-                    c.arp_replies.inc();
-                    Verdict::Forward(port)
-                }
-                Err(reason) => Verdict::Drop(reason),
+        ArpOperation::REQUEST if known => match answer_tunnel_arp(tenant, pe, f, inner_at) {
+            Ok(()) => {
+                c.arp_replies.inc();
+                Verdict::Forward(port)
             }
-        }
+            Err(reason) => Verdict::Drop(reason),
+        },
         ArpOperation::REQUEST | ArpOperation::REPLY => punt(
             f,
             Punt::TunnelArp {
@@ -1951,12 +1949,13 @@ fn tunnel_arp_input<F: Frame>(
 /// Turns a proxy-ARP request inside a gretap tunnel (the frame from its
 /// outer Ethernet header, the inner Ethernet at `inner_at`) into the reply,
 /// in place, outer headers turned around toward the host that asked.
-pub(crate) fn answer_tunnel_arp(
+pub(crate) fn answer_tunnel_arp<F: Frame>(
     tenant: &Tenant,
     pe: &PortEntry,
-    data: &mut [u8],
+    f: &mut F,
     inner_at: usize,
 ) -> Result<(), DropReason> {
+    let data = f.data_mut();
     let body = data.get_mut(inner_at + ETH..).ok_or(D::InnerInvalid)?;
     let requester = answer_arp(body, |_| true, tenant.mac)?;
     data[inner_at..inner_at + 6].copy_from_slice(&requester);
@@ -1974,6 +1973,47 @@ pub(crate) fn answer_tunnel_arp(
     ip[16..20].copy_from_slice(&src);
     ip[8] = crate::tables::OUTER_TTL;
     let ihl = usize::from(ip[0] & 0xf) * 4;
+    let shift = key_only_gre(data, ETH + ihl, inner_at)?;
+    let ip = &mut data[shift + ETH..];
     Ipv4Packet::new_unchecked(&mut ip[..ihl]).fill_checksum();
-    Ok(())
+    if f.adj(shift) {
+        Ok(())
+    } else {
+        Err(D::InnerInvalid)
+    }
+}
+
+/// Makes the GRE header between `gre_at` and `inner_at` the key alone, as
+/// on every frame tgw sends into a tunnel: a request from a host that
+/// sends checksums or sequence numbers (RFC 2784 / 2890) would otherwise
+/// be answered with its own sequence number and a checksum that no longer
+/// matches. The outer headers in front move up by the words removed, and
+/// the outer total length shrinks by as much (its header checksum is the
+/// caller's); returns how many bytes the frame must lose at the front.
+fn key_only_gre(data: &mut [u8], gre_at: usize, inner_at: usize) -> Result<usize, DropReason> {
+    let (protocol, key) = {
+        let g = GrePacket::new_checked(data.get(gre_at..inner_at).ok_or(D::InnerInvalid)?)
+            .map_err(|_| D::InnerInvalid)?;
+        (g.protocol_type(), g.key().ok_or(D::InnerInvalid)?)
+    };
+    let repr = GreRepr {
+        protocol,
+        checksum: false,
+        key: Some(key),
+        sequence: None,
+    };
+    let shift = (inner_at - gre_at)
+        .checked_sub(repr.header_len())
+        .ok_or(D::InnerInvalid)?;
+    if shift == 0 {
+        return Ok(0);
+    }
+    data.copy_within(..gre_at, shift);
+    repr.emit(&mut GrePacket::new_unchecked(
+        &mut data[shift + gre_at..inner_at],
+    ));
+    let ip = &mut data[shift + ETH..];
+    let total = u16::from_be_bytes([ip[2], ip[3]]).saturating_sub(shift as u16);
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    Ok(shift)
 }
