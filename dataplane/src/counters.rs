@@ -93,8 +93,10 @@ drop_reasons! {
     NotLocal => "not_local",
     /// For the gateway, but no protocol it answers.
     LocalProtocol => "local_protocol",
-    /// Fragments and IP options: for the slow path, which the stateful
-    /// gateway brings; until then dropped, never forwarded around it.
+    /// Fragments and IP options for the gateway itself (and options on a
+    /// tunnel's outer header): for a slow path tgw does not have; dropped,
+    /// never forwarded around it. Options in transit follow
+    /// `ip_options`'s policy and its own reasons.
     SlowPath => "slow_path",
     /// IPv4 options that do not parse (a length below 2 or past the
     /// header, a Router Alert or Quick-Start of the wrong length).
@@ -261,8 +263,9 @@ pub struct WorkerCounters {
     /// Rounds of the worker's poll loop: its heartbeat. The control
     /// plane's watchdog takes a worker whose count stops moving for dead.
     pub loops: Counter,
-    /// Transit packets forwarded with IPv4 options, by what they carried
-    /// (`ip_options::Forwarded`); those dropped count as drop reasons.
+    /// Transit packets the IPv4 options policy let through, by what they
+    /// carried (`ip_options::Forwarded`); those it drops count as drop
+    /// reasons.
     pub ip_options: [Counter; crate::ip_options::Forwarded::COUNT],
     /// By tenant index; tenants past the end (added after start) are not
     /// counted per tenant, only in the totals.
