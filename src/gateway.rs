@@ -588,6 +588,12 @@ impl Report {
                 let _ = writeln!(out, "  {what} replies sent: {n}");
             }
         }
+        for kind in dataplane::ip_options::Forwarded::ALL {
+            let n = self.sum(|w| w.ip_options[kind as usize].get());
+            if n > 0 {
+                let _ = writeln!(out, "  forwarded with IP options ({}): {n}", kind.name());
+            }
+        }
         for &reason in DropReason::ALL {
             let n = self.sum(|w| w.dropped(reason));
             if n > 0 {
@@ -673,6 +679,10 @@ impl Report {
                     "arp_replies": w.arp_replies.get(),
                     "punted": w.punted.get(),
                     "handed_off": w.handed_off.get(),
+                    "ip_options_forwarded": dataplane::ip_options::Forwarded::ALL
+                        .iter()
+                        .map(|&k| (k.name().to_owned(), w.ip_options[k as usize].get().into()))
+                        .collect::<serde_json::Map<_, _>>(),
                     "echo_replies": w.echo_replies.get(),
                     "icmp_errors": w.icmp_errors.get(),
                     "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),

@@ -1,7 +1,7 @@
 //! The reference scenario end to end with real Linux hosts (issue 5):
 //! runs `tgw-perf scenario` — the one implementation, which scripts/demo
 //! runs too — and asserts every check it makes. A client and two tenant
-//! hosts in network namespaces, tgw between them on af_packet ports, no
+//! hosts in network namespaces, tgw between them on af_packet (and af_xdp) ports, no
 //! static neighbour. Needs root (it skips, saying so, without); the
 //! scenario removes every namespace, process and file it makes.
 
@@ -110,7 +110,7 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn reference_scenario_with_real_hosts() {
-    scenario("reference_scenario_with_real_hosts", 1);
+    scenario("reference_scenario_with_real_hosts", "af_packet", 1);
 }
 
 /// The same with two workers, each polling a queue of each port that the
@@ -118,10 +118,17 @@ fn reference_scenario_with_real_hosts() {
 /// at different workers and must meet at the one owning it.
 #[test]
 fn reference_scenario_with_two_workers() {
-    scenario("reference_scenario_with_two_workers", 2);
+    scenario("reference_scenario_with_two_workers", "af_packet", 2);
 }
 
-fn scenario(test: &str, workers: u8) {
+/// The same on AF_XDP sockets: unlike af_packet (whose fanout defragments
+/// in the kernel), tgw sees the frames exactly as the veth carries them.
+#[test]
+fn reference_scenario_on_af_xdp() {
+    scenario("reference_scenario_on_af_xdp", "af_xdp", 1);
+}
+
+fn scenario(test: &str, pmd: &str, workers: u8) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !is_root() {
         // Straight to stderr, past the harness's capture: a skip must show
@@ -134,13 +141,13 @@ fn scenario(test: &str, workers: u8) {
     }
     let perf = tgw_perf();
     let json = std::env::temp_dir().join(format!(
-        "tgw-test-scenario-{}-{workers}.json",
+        "tgw-test-scenario-{}-{pmd}-{workers}.json",
         std::process::id()
     ));
     let mut cmd = Command::new(&perf);
     cmd.args(["scenario", "--tgw", env!("CARGO_BIN_EXE_tgw"), "--json"])
         .arg(&json)
-        .args(["--workers", &workers.to_string()]);
+        .args(["--pmd", pmd, "--workers", &workers.to_string()]);
     if std::env::var("TGW_HUGEPAGES").as_deref() != Ok("1") {
         cmd.arg("--no-huge");
     }

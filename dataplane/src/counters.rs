@@ -93,15 +93,31 @@ drop_reasons! {
     NotLocal => "not_local",
     /// For the gateway, but no protocol it answers.
     LocalProtocol => "local_protocol",
-    /// Fragments and IP options: for the slow path, which the stateful
-    /// gateway brings; until then dropped, never forwarded around it.
+    /// Fragments and IP options for the gateway itself (and options on a
+    /// tunnel's outer header): for a slow path tgw does not have; dropped,
+    /// never forwarded around it. Options in transit follow
+    /// `ip_options`'s policy and its own reasons.
     SlowPath => "slow_path",
+    /// IPv4 options that do not parse (a length below 2 or past the
+    /// header, a Router Alert or Quick-Start of the wrong length).
+    IpOptionMalformed => "ip_option_malformed",
+    /// Loose or strict source route (RFC 7126 §4.3, §4.4).
+    IpOptionSourceRoute => "ip_option_source_route",
+    /// Record Route (RFC 7126 §4.5).
+    IpOptionRecordRoute => "ip_option_record_route",
+    /// Internet Timestamp (RFC 7126 §4.7).
+    IpOptionTimestamp => "ip_option_timestamp",
+    /// An obsolete option: Stream ID, Probe/Reply MTU, Traceroute and the
+    /// others RFC 6814 retired (RFC 7126 §4.6, §4.9-4.11 and after).
+    IpOptionObsolete => "ip_option_obsolete",
+    /// An option tgw does not know (`ip_options.rs` lists those it does).
+    IpOptionUnknown => "ip_option_unknown",
     /// A GRE header cut short.
     GreTruncated => "gre_truncated",
     /// GRE version other than 0, or RFC 1701 bits set.
     GreVersion => "gre_version",
-    /// GRE checksum or sequence number present, which tgw does not use.
-    GreFlags => "gre_flags",
+    /// A GRE checksum (C bit, RFC 2784) that does not verify.
+    GreChecksum => "gre_checksum",
     /// GRE without a key: no tenant can be named.
     GreNoKey => "gre_no_key",
     /// A GRE key no tenant has.
@@ -247,6 +263,10 @@ pub struct WorkerCounters {
     /// Rounds of the worker's poll loop: its heartbeat. The control
     /// plane's watchdog takes a worker whose count stops moving for dead.
     pub loops: Counter,
+    /// Transit packets the IPv4 options policy let through, by what they
+    /// carried (`ip_options::Forwarded`); those it drops count as drop
+    /// reasons.
+    pub ip_options: [Counter; crate::ip_options::Forwarded::COUNT],
     /// By tenant index; tenants past the end (added after start) are not
     /// counted per tenant, only in the totals.
     pub tenants: Box<[TenantCounters]>,
@@ -275,6 +295,7 @@ impl WorkerCounters {
             punted: Counter::default(),
             handed_off: Counter::default(),
             loops: Counter::default(),
+            ip_options: std::array::from_fn(|_| Counter::default()),
             tenants: (0..tenants).map(|_| TenantCounters::default()).collect(),
             rules: RuleCounters::new(0, tenants),
         }
@@ -289,6 +310,14 @@ impl WorkerCounters {
     #[inline]
     pub fn count_drop(&self, reason: DropReason, n: u64) {
         self.drops[reason as usize].add(n);
+    }
+
+    /// Counts a transit packet forwarded with the options it `carried`.
+    #[inline]
+    pub fn count_options(&self, carried: crate::ip_options::Carried) {
+        for kind in carried.kinds() {
+            self.ip_options[kind as usize].inc();
+        }
     }
 
     pub fn dropped(&self, reason: DropReason) -> u64 {

@@ -421,7 +421,7 @@ impl<F: Frame> Resolver<F> {
             io,
         );
         if arp.operation == ArpOperation::REQUEST
-            && answer_tunnel_arp(ten, pe, f.data_mut(), inner_at).is_ok()
+            && answer_tunnel_arp(ten, pe, &mut f, inner_at).is_ok()
         {
             self.stats.proxy_replies += 1;
             io.send(port, f);

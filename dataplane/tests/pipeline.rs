@@ -2,6 +2,7 @@
 //! every frame built and every result read by etherparse (GRE, which
 //! etherparse lacks, is written and read by hand from RFC 2784/2890).
 
+use dataplane::ip_options::Forwarded;
 use dataplane::neighbour::NeighbourWriter;
 use dataplane::pipeline::{Hint, Pipeline, DEFAULT_FLOWS};
 use dataplane::punt::Punt;
@@ -210,7 +211,10 @@ fn eth(dst: [u8; 6], src: [u8; 6], ethertype: EtherType, payload: &[u8]) -> Vec<
 }
 
 /// GRE with a key (RFC 2890) from `host` to the gateway, as an underlay
-/// frame. `flags` are the first 16 bits (0x2000 = K, version 0).
+/// frame. `flags` are the first 16 bits (0x2000 = K, version 0); with C
+/// (0x8000) the checksum is filled in as RFC 2784 §2.5 says (the one's
+/// complement of the one's complement sum of the GRE header, its checksum
+/// field zero, and the payload), with S (0x1000) the sequence number is 1.
 fn gre_frame(
     host: [u8; 4],
     host_mac: [u8; 6],
@@ -232,6 +236,10 @@ fn gre_frame(
         gre.extend_from_slice(&[0, 0, 0, 1]);
     }
     gre.extend_from_slice(inner);
+    if flags & 0x8000 != 0 {
+        let c = !fold(&gre);
+        gre[4..6].copy_from_slice(&c.to_be_bytes());
+    }
     let mut out = Vec::new();
     PacketBuilder::ethernet2(host_mac, UND_MAC)
         .ipv4(host, GW_UND, 64)
@@ -407,14 +415,24 @@ fn keys_hosts_and_headers_are_checked_and_every_drop_has_its_reason() {
             DropReason::GreVersion,
         ),
         (
-            "checksum present",
-            gre_frame(HOST1, HOST1_MAC, 0xa000, 1000, 0x6558, &t1_inner),
-            DropReason::GreFlags,
+            "a GRE checksum that does not verify",
+            wrong_gre_checksum(gre_frame(HOST1, HOST1_MAC, 0xa000, 1000, 0x6558, &t1_inner)),
+            DropReason::GreChecksum,
         ),
         (
-            "sequence present",
-            gre_frame(HOST1, HOST1_MAC, 0x3000, 1000, 0x6558, &t1_inner),
-            DropReason::GreFlags,
+            "routing present (RFC 2784 bit 1: discard)",
+            gre_frame(HOST1, HOST1_MAC, 0x6000, 1000, 0x6558, &t1_inner),
+            DropReason::GreVersion,
+        ),
+        (
+            "strict source route (RFC 2784 bit 4: discard)",
+            gre_frame(HOST1, HOST1_MAC, 0x2800, 1000, 0x6558, &t1_inner),
+            DropReason::GreVersion,
+        ),
+        (
+            "recursion control (RFC 2784 bit 5: discard)",
+            gre_frame(HOST1, HOST1_MAC, 0x2400, 1000, 0x6558, &t1_inner),
+            DropReason::GreVersion,
         ),
         (
             "IPv4 payload on a gretap tenant",
@@ -490,6 +508,67 @@ fn keys_hosts_and_headers_are_checked_and_every_drop_has_its_reason() {
         gw.run(&truncated, UND).0,
         Verdict::Drop(DropReason::GreTruncated)
     );
+}
+
+/// `frame` (from [`gre_frame`] with C set) with its GRE checksum off by one.
+fn wrong_gre_checksum(mut frame: Vec<u8>) -> Vec<u8> {
+    let at = 14 + 20 + 4;
+    assert_eq!(frame[14 + 20] & 0x80, 0x80, "C is set");
+    let c = u16::from_be_bytes([frame[at], frame[at + 1]]).wrapping_add(1);
+    frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    frame
+}
+
+/// A host whose tunnel sends checksums or sequence numbers (Linux's
+/// `ip link add ... type gretap key K csum seq`, RFC 2784 / 2890): its
+/// packets are taken as if they had the key alone, a checksum is verified
+/// and a wrong one dropped and counted, a sequence number is skipped, and
+/// the reserved bits 6-12 are ignored as RFC 2784 §2.3 requires. Both
+/// encapsulations, and an odd-length payload (the checksum pads it with a
+/// zero byte) with Ethernet padding that is not zero after the outer
+/// packet (not covered by the checksum).
+#[test]
+fn gre_checksums_and_sequence_numbers_are_verified_and_skipped() {
+    let t1_inner = eth(
+        T1_MAC,
+        VM1_MAC,
+        EtherType::IPV4,
+        &inner_udp(VM, CLIENT, 64, b"odd"),
+    );
+    let t2_inner = inner_udp(VM, CLIENT, 64, b"odd");
+    assert_eq!(t2_inner.len() % 2, 1, "an odd-length payload");
+    let tenants = [
+        ("gretap", HOST1, HOST1_MAC, 1000, 0x6558, &t1_inner, 0),
+        ("ipv4", HOST2, HOST2_MAC, 2000, 0x0800, &t2_inner, 1),
+    ];
+    for (encap, host, mac, key, proto, inner, index) in tenants {
+        let mut gw = Gw::new();
+        let (plain_v, plain) = gw.run(&gre_frame(host, mac, 0x2000, key, proto, inner), UND);
+        assert_eq!(plain_v, Verdict::Forward(PUB), "{encap}, K only");
+        for (what, flags) in [
+            ("C", 0xa000),
+            ("S", 0x3000),
+            ("C+S", 0xb000),
+            ("C+S and reserved bits 6-12", 0xb3f8),
+        ] {
+            let mut frame = gre_frame(host, mac, flags, key, proto, inner);
+            frame.extend_from_slice(&[0xa5; 7]); // Ethernet padding
+            let (v, out) = gw.run(&frame, UND);
+            assert_eq!(v, Verdict::Forward(PUB), "{encap}, {what}");
+            assert_eq!(out, plain, "{encap}, {what}: as with the key alone");
+        }
+        for flags in [0xa000, 0xb000] {
+            let frame = wrong_gre_checksum(gre_frame(host, mac, flags, key, proto, inner));
+            let (v, _) = gw.run(&frame, UND);
+            assert_eq!(
+                v,
+                Verdict::Drop(DropReason::GreChecksum),
+                "{encap}, {flags:#x}"
+            );
+        }
+        let tc = gw.counters.tenant(index).unwrap();
+        assert_eq!(tc.from_tunnel_packets.get(), 5, "{encap}");
+    }
 }
 
 #[test]
@@ -1227,6 +1306,45 @@ fn a_new_host_asking_inside_its_tunnel_is_learned_and_answered() {
     );
 }
 
+/// A host whose tunnel sends checksums or sequence numbers asks for its
+/// router inside the tunnel: the answer, by the resolver (the host is new)
+/// and then by the worker in place (known now), carries tgw's own GRE
+/// header, the key alone, with the outer lengths and checksum right —
+/// not the host's sequence number and a checksum that no longer matches
+/// the reply, which the host drops (seen end to end in the scenario).
+#[test]
+fn arp_from_a_host_sending_gre_checksums_is_answered_with_the_key_alone() {
+    for flags in [0xa000, 0x3000, 0xb000] {
+        let mut gw = Gw::with_spec(&spec_without(&[], &[VM]));
+        let mut wire = Wire::default();
+        let request = eth(
+            [0xff; 6],
+            VM1_MAC,
+            EtherType::ARP,
+            &arp_body(1, VM1_MAC, VM, [0; 6], [10, 0, 0, 1]),
+        );
+        let ask = gre_frame(HOST1, HOST1_MAC, flags, 1000, 0x6558, &request);
+        assert_eq!(gw.run_at(&ask, UND, 0, &mut wire), Verdict::Punt);
+        let (v, in_place) = gw.run(&ask, UND);
+        assert_eq!(v, Verdict::Forward(UND), "{flags:#x}");
+        let (port, by_resolver) = &wire.sent[0];
+        assert_eq!(*port, UND);
+        for (who, out) in [("resolver", by_resolver.data()), ("worker", &in_place[..])] {
+            // open_gre checks K alone, the outer length and checksum.
+            let (e, outer, key, proto, rest) = open_gre(out);
+            assert_eq!((e.destination, e.source), (HOST1_MAC, UND_MAC), "{who}");
+            assert_eq!(
+                (outer.source, outer.destination, key, proto),
+                (GW_UND, HOST1, 1000, 0x6558),
+                "{who} {flags:#x}"
+            );
+            let (ie, body) = Ethernet2Header::from_slice(&rest).unwrap();
+            assert_eq!((ie.destination, ie.source), (VM1_MAC, T1_MAC), "{who}");
+            assert_eq!(read_arp(body), (2, T1_MAC, [10, 0, 0, 1], VM1_MAC, VM));
+        }
+    }
+}
+
 #[test]
 fn punted_frames_carry_their_reason() {
     let mut gw = Gw::with_spec(&spec_without(&[[1, 1, 1, 254]], &[]));
@@ -1331,6 +1449,150 @@ fn a_tcp_connection_to_an_elastic_ip_is_translated_both_ways() {
     assert_eq!(v, Verdict::Forward(PUB));
     assert_eq!(gw.pipeline.flows(), 1, "one flow holds both directions");
     assert_eq!(gw.counters.tenants[0].flows_created.get(), 1);
+}
+
+/// `ip` (built by etherparse, without options) with `options` after its
+/// 20-byte header: IHL, total length and header checksum redone by hand
+/// (RFC 791). `options` is a whole number of 32-bit words.
+fn with_ip_options(ip: &[u8], options: &[u8]) -> Vec<u8> {
+    assert_eq!(options.len() % 4, 0, "options fill whole words");
+    let mut h = ip[..20].to_vec();
+    h[0] = 0x45 + (options.len() / 4) as u8;
+    let len = (ip.len() + options.len()) as u16;
+    h[2..4].copy_from_slice(&len.to_be_bytes());
+    h.extend_from_slice(options);
+    h[10..12].fill(0);
+    let c = !fold(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h.extend_from_slice(&ip[20..]);
+    h
+}
+
+/// One IPv4 option of each kind, written from RFC 791 and the RFCs that
+/// define them, and what tgw's policy (RFC 7126, docs/packet-path.md)
+/// does with a transit packet that carries it.
+fn option_cases() -> Vec<(&'static str, Vec<u8>, Result<Forwarded, DropReason>)> {
+    use DropReason as D;
+    vec![
+        ("NOP and EOL", vec![1, 1, 1, 0], Ok(Forwarded::Padding)),
+        ("EOL alone", vec![0, 0, 0, 0], Ok(Forwarded::Padding)),
+        (
+            "Router Alert",
+            vec![148, 4, 0, 0],
+            Ok(Forwarded::RouterAlert),
+        ),
+        (
+            "Quick-Start",
+            vec![25, 8, 0x01, 0x40, 0, 0, 0, 0],
+            Ok(Forwarded::QuickStart),
+        ),
+        (
+            "DoD BSO",
+            vec![130, 3, 0xab, 0],
+            Ok(Forwarded::SecurityLabel),
+        ),
+        (
+            "CIPSO",
+            vec![134, 6, 0, 0, 0, 1, 1, 0],
+            Ok(Forwarded::SecurityLabel),
+        ),
+        (
+            "LSRR",
+            vec![131, 7, 4, 9, 9, 9, 9, 0],
+            Err(D::IpOptionSourceRoute),
+        ),
+        (
+            "SSRR",
+            vec![1, 137, 7, 4, 9, 9, 9, 9],
+            Err(D::IpOptionSourceRoute),
+        ),
+        (
+            "Record Route",
+            vec![7, 7, 4, 0, 0, 0, 0, 0],
+            Err(D::IpOptionRecordRoute),
+        ),
+        (
+            "Timestamp",
+            vec![68, 8, 5, 0, 0, 0, 0, 0],
+            Err(D::IpOptionTimestamp),
+        ),
+        ("Stream ID", vec![136, 4, 0, 1], Err(D::IpOptionObsolete)),
+        (
+            "Traceroute",
+            vec![82, 12, 0, 1, 0, 0, 0, 0, 1, 1, 1, 7],
+            Err(D::IpOptionObsolete),
+        ),
+        (
+            "an RFC 4727 experiment",
+            vec![94, 4, 0, 0],
+            Err(D::IpOptionUnknown),
+        ),
+        ("a length of 0", vec![7, 0, 0, 0], Err(D::IpOptionMalformed)),
+        (
+            "a length past the header",
+            vec![1, 1, 68, 9],
+            Err(D::IpOptionMalformed),
+        ),
+        (
+            "a short Router Alert",
+            vec![148, 3, 0, 0],
+            Err(D::IpOptionMalformed),
+        ),
+    ]
+}
+
+/// Transit packets with IPv4 options, both ways: those the policy
+/// forwards arrive translated with their options intact and counted by
+/// kind; the others are dropped with the reason of their option. Options
+/// on a packet for the gateway itself are still the slow path's.
+#[test]
+fn ip_options_follow_the_per_option_policy_both_ways() {
+    for (what, options, decision) in option_cases() {
+        let mut gw = Gw::new();
+        let inbound = with_ip_options(&udp_from(CLIENT, 40000, EIP1, 53), &options);
+        let outbound = with_ip_options(&udp_from(VM, 5000, CLIENT, 53), &options);
+        let (v_in, out_in) = gw.client_sends(&inbound, 0);
+        let (v_out, out_out) = gw.t1_sends(&outbound, 1);
+        match decision {
+            Ok(kind) => {
+                assert_eq!(v_in, Verdict::Forward(UND), "{what} in");
+                let ip = tunnelled_ip(&out_in);
+                let h = assert_valid_ipv4(&ip);
+                assert_eq!((h.source, h.destination, h.time_to_live), (CLIENT, VM, 63));
+                assert_eq!(&ip[20..20 + options.len()], &options[..], "{what} in");
+                assert_valid_transport(&ip);
+
+                assert_eq!(v_out, Verdict::Forward(PUB), "{what} out");
+                let ip = &out_out[14..];
+                let h = assert_valid_ipv4(ip);
+                assert_eq!(
+                    (h.source, h.destination, h.time_to_live),
+                    (EIP1, CLIENT, 63)
+                );
+                assert_eq!(&ip[20..20 + options.len()], &options[..], "{what} out");
+                assert_valid_transport(ip);
+
+                for k in Forwarded::ALL {
+                    let n = if k == kind { 2 } else { 0 };
+                    assert_eq!(gw.counters.ip_options[k as usize].get(), n, "{what}: {k:?}");
+                }
+            }
+            Err(reason) => {
+                assert_eq!(v_in, Verdict::Drop(reason), "{what} in");
+                assert_eq!(v_out, Verdict::Drop(reason), "{what} out");
+                assert_eq!(gw.pipeline.flows(), 0, "{what}: no flow");
+            }
+        }
+    }
+    // For the gateway itself: the slow path's, whatever the option.
+    let mut gw = Gw::new();
+    let mut ping = Vec::new();
+    PacketBuilder::ipv4(CLIENT, GW_PUB, 64)
+        .icmpv4_echo_request(1, 1)
+        .write(&mut ping, b"ping")
+        .unwrap();
+    let (v, _) = gw.client_sends(&with_ip_options(&ping, &[1, 1, 1, 0]), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::SlowPath));
 }
 
 #[test]
@@ -2706,17 +2968,14 @@ fn mixed_traffic() -> Vec<Event> {
                 ip[11] ^= 0x40; // a bad header checksum
             }
             if rand(24) == 0 {
-                // IP options: a header of 24 bytes (NOP NOP NOP EOL).
-                let mut h = ip[..20].to_vec();
-                h[0] = 0x46;
-                h.extend_from_slice(&[1, 1, 1, 0]);
-                let len = u16::from_be_bytes([ip[2], ip[3]]) + 4;
-                h[2..4].copy_from_slice(&len.to_be_bytes());
-                h[10..12].copy_from_slice(&[0, 0]);
-                let c = !fold(&h);
-                h[10..12].copy_from_slice(&c.to_be_bytes());
-                h.extend_from_slice(&ip[20..]);
-                ip = h;
+                // IP options: forwarded (padding, Router Alert) or dropped
+                // (a source route), always by the full path.
+                let options: &[u8] = match rand(3) {
+                    0 => &[1, 1, 1, 0],
+                    1 => &[148, 4, 0, 0],
+                    _ => &[131, 7, 4, 9, 9, 9, 9, 0],
+                };
+                ip = with_ip_options(&ip, options);
             }
             let mut e = public(&ip, now);
             match rand(16) {
@@ -2758,12 +3017,23 @@ fn mixed_traffic() -> Vec<Event> {
             if rand(48) == 0 {
                 ip[11] ^= 0x40;
             }
+            // Hosts that send GRE checksums or sequence numbers (RFC 2784
+            // / 2890), now and then with a checksum that does not verify.
+            let gre = match rand(8) {
+                0 => 0xa000,
+                1 => 0x3000,
+                2 => 0xb000,
+                _ => 0x2000,
+            };
             let mut frame = if tenant1 {
                 let inner = eth(T1_MAC, VM1_MAC, EtherType::IPV4, &ip);
-                gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &inner)
+                gre_frame(HOST1, HOST1_MAC, gre, 1000, 0x6558, &inner)
             } else {
-                gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &ip)
+                gre_frame(HOST2, HOST2_MAC, gre, 2000, 0x0800, &ip)
             };
+            if gre & 0x8000 != 0 && rand(8) == 0 {
+                frame = wrong_gre_checksum(frame);
+            }
             if rand(16) == 0 {
                 // Congestion Experienced on the outer header (RFC 6040).
                 frame[15] |= 3;
@@ -2900,11 +3170,23 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
         full.iter().any(|(v, _)| *v == Verdict::Forward(PUB)),
         "no ICMP error"
     );
+    let with_options = full
+        .iter()
+        .zip(&events)
+        .filter(|((v, _), e)| {
+            e.port == PUB && e.frame.get(14) > Some(&0x45) && *v == Verdict::Forward(UND)
+        })
+        .count();
+    assert!(
+        with_options > 10,
+        "only {with_options} frames with options forwarded"
+    );
     for reason in [
+        DropReason::GreChecksum,
         DropReason::InvalidState,
+        DropReason::IpOptionSourceRoute,
         DropReason::Ipv4Checksum,
         DropReason::Runt,
-        DropReason::SlowPath,
     ] {
         assert!(
             full.iter().any(|(v, _)| *v == Verdict::Drop(reason)),

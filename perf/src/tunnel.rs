@@ -12,7 +12,9 @@
 //! so that an end-to-end test of tgw does not check tgw against itself.
 //!
 //! - Sent: outer IPv4 from `--local` to `--remote`, TTL 64, **DF set**;
-//!   GRE version 0 with K and the key, no checksum, no sequence number.
+//!   GRE version 0 with K and the key; with `--csum` a checksum (C, RFC
+//!   2784) and with `--seq` a sequence number (S, RFC 2890, from 0 up),
+//!   as a Linux tunnel made with `ocsum` / `oseq` sends them.
 //!   DF because tgw hands outer fragments to its slow path and does not
 //!   reassemble them (nor do most gateways' fast paths): a packet that does
 //!   not fit the underlay must fail here, counted as `too_big`, not arrive
@@ -43,11 +45,14 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 /// The underlay's MTU the device's default MTU is derived from.
 pub const UNDERLAY_MTU: u16 = 1500;
 const IPV4_HDR: usize = 20;
-/// GRE with the key and nothing else: what this end sends.
+/// GRE with the key and nothing else.
 const GRE_HDR: usize = 8;
+/// A checksum (with Reserved1) or a sequence number: one word each.
+const GRE_WORD: usize = 4;
 const ETH_HDR: usize = 14;
-/// Outer IPv4 + GRE: the headroom in front of what the device gives.
-const ENCAP_HDR: usize = IPV4_HDR + GRE_HDR;
+/// Outer IPv4 + GRE with every word this end may send: the headroom in
+/// front of what the device gives.
+const MAX_ENCAP_HDR: usize = IPV4_HDR + GRE_HDR + 2 * GRE_WORD;
 const IPPROTO_GRE: u8 = 47;
 /// Room for any IPv4 packet the socket can hand over.
 const BUF: usize = 65_536;
@@ -83,19 +88,38 @@ impl Mode {
         }
     }
 
-    /// Outer IPv4, GRE with key, and the inner Ethernet header if any.
-    pub fn overhead(self) -> u16 {
+    /// Outer IPv4, GRE with key and the words `sent` adds, and the inner
+    /// Ethernet header if any.
+    pub fn overhead(self, sent: Sent) -> u16 {
         let l2 = match self {
             Mode::Gretap => ETH_HDR,
             Mode::Ipv4 => 0,
         };
-        (ENCAP_HDR + l2) as u16
+        (sent.encap_len() + l2) as u16
     }
 
     /// The device MTU at which no packet needs fragmenting on a 1500-byte
     /// underlay.
-    pub fn default_mtu(self) -> u16 {
-        UNDERLAY_MTU - self.overhead()
+    pub fn default_mtu(self, sent: Sent) -> u16 {
+        UNDERLAY_MTU - self.overhead(sent)
+    }
+}
+
+/// The optional GRE words this end sends (receiving takes them either
+/// way, as tgw does).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// C: a checksum over the GRE header and payload (RFC 2784 §2.5).
+    pub checksum: bool,
+    /// S: a sequence number, 0 for the first packet and one more for each
+    /// (RFC 2890 §2.2).
+    pub sequence: bool,
+}
+
+impl Sent {
+    /// Outer IPv4 and GRE.
+    fn encap_len(self) -> usize {
+        IPV4_HDR + GRE_HDR + GRE_WORD * (usize::from(self.checksum) + usize::from(self.sequence))
     }
 }
 
@@ -140,9 +164,15 @@ pub struct TunnelArgs {
     #[arg(long, default_value = "gretap")]
     mode: Mode,
     /// The device's MTU [default: 1500 minus the overhead: 1458 for
-    /// gretap, 1472 for ipv4].
+    /// gretap, 1472 for ipv4; 4 less for each of --csum and --seq].
     #[arg(long)]
     mtu: Option<u16>,
+    /// Send a GRE checksum (C, RFC 2784), as Linux's `ocsum`.
+    #[arg(long)]
+    csum: bool,
+    /// Send GRE sequence numbers (S, RFC 2890), as Linux's `oseq`.
+    #[arg(long)]
+    seq: bool,
 }
 
 /// Why a packet from the underlay was not delivered to the device.
@@ -313,20 +343,22 @@ pub fn decap(pkt: &[u8], remote: Ipv4Addr, key: u32, mode: Mode) -> Result<Range
     Ok(ihl + at..total)
 }
 
-/// Writes the outer IPv4 and GRE headers into `hdr` for `payload` bytes
-/// behind them.
+/// Writes the outer IPv4 and GRE headers into the first
+/// `sent.encap_len()` bytes of `pkt`, in front of the payload that fills
+/// the rest; `seq` is the sequence number if `sent` has one.
 pub fn encap(
-    hdr: &mut [u8; ENCAP_HDR],
-    payload: usize,
+    pkt: &mut [u8],
     local: Ipv4Addr,
     remote: Ipv4Addr,
     key: u32,
     mode: Mode,
+    sent: Sent,
+    seq: u32,
 ) {
     // Bigger than any IPv4 packet: the kernel refuses it like any other
     // too-big packet (EMSGSIZE), so saturate rather than wrap.
-    let total = u16::try_from(ENCAP_HDR + payload).unwrap_or(u16::MAX);
-    let ip = &mut hdr[..IPV4_HDR];
+    let total = u16::try_from(pkt.len()).unwrap_or(u16::MAX);
+    let ip = &mut pkt[..IPV4_HDR];
     ip[0] = 0x45;
     ip[1] = 0;
     ip[2..4].copy_from_slice(&total.to_be_bytes());
@@ -341,10 +373,26 @@ pub fn encap(
     ip[16..20].copy_from_slice(&remote.octets());
     let sum = checksum(ip);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let gre = &mut hdr[IPV4_HDR..];
-    gre[0..2].copy_from_slice(&GRE_K.to_be_bytes());
+    let gre = &mut pkt[IPV4_HDR..];
+    let mut flags = GRE_K;
+    let mut at = 4;
+    if sent.checksum {
+        flags |= GRE_C;
+        gre[at..at + GRE_WORD].fill(0); // checksum (for now) and Reserved1
+        at += GRE_WORD;
+    }
+    gre[at..at + 4].copy_from_slice(&key.to_be_bytes());
+    at += 4;
+    if sent.sequence {
+        flags |= GRE_S;
+        gre[at..at + GRE_WORD].copy_from_slice(&seq.to_be_bytes());
+    }
+    gre[0..2].copy_from_slice(&flags.to_be_bytes());
     gre[2..4].copy_from_slice(&mode.protocol().to_be_bytes());
-    gre[4..8].copy_from_slice(&key.to_be_bytes());
+    if sent.checksum {
+        let sum = checksum(gre);
+        gre[4..6].copy_from_slice(&sum.to_be_bytes());
+    }
 }
 
 /// The Internet checksum (RFC 1071) of `data`: 0 over data that carries a
@@ -365,7 +413,11 @@ fn checksum(data: &[u8]) -> u16 {
 }
 
 pub fn run(args: &TunnelArgs) -> Result<(), String> {
-    let mtu = args.mtu.unwrap_or(args.mode.default_mtu());
+    let sent = Sent {
+        checksum: args.csum,
+        sequence: args.seq,
+    };
+    let mtu = args.mtu.unwrap_or(args.mode.default_mtu(sent));
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -408,8 +460,14 @@ pub fn run(args: &TunnelArgs) -> Result<(), String> {
     let (dev_rx, dev_tx) = device.split();
 
     eprintln!(
-        "tgw-perf tunnel: up: {} ({}, mtu {mtu}) <-> GRE key {} {} -> {}",
-        args.dev, args.mode, args.key, args.local, args.remote
+        "tgw-perf tunnel: up: {} ({}, mtu {mtu}) <-> GRE key {}{}{} {} -> {}",
+        args.dev,
+        args.mode,
+        args.key,
+        if sent.checksum { " csum" } else { "" },
+        if sent.sequence { " seq" } else { "" },
+        args.local,
+        args.remote
     );
 
     let (local, remote, key, mode) = (args.local, args.remote, args.key, args.mode);
@@ -417,7 +475,12 @@ pub fn run(args: &TunnelArgs) -> Result<(), String> {
     let tx = std::thread::Builder::new()
         .name("tunnel-tx".into())
         .spawn(move || {
-            let r = to_tunnel(&dev_rx, &tx_socket, local, remote, key, mode, &tx_stop);
+            let r = to_tunnel(
+                &dev_rx,
+                &tx_socket,
+                (local, remote, key, mode, sent),
+                &tx_stop,
+            );
             tx_stop.store(true, Ordering::Relaxed);
             r
         })
@@ -445,31 +508,32 @@ pub fn run(args: &TunnelArgs) -> Result<(), String> {
 fn to_tunnel(
     dev: &tun::Reader,
     socket: &Socket,
-    local: Ipv4Addr,
-    remote: Ipv4Addr,
-    key: u32,
-    mode: Mode,
+    (local, remote, key, mode, sent): (Ipv4Addr, Ipv4Addr, u32, Mode, Sent),
     stop: &AtomicBool,
 ) -> (TxCounters, Option<String>) {
     let mut c = TxCounters::default();
     let mut buf = vec![0u8; BUF];
     let to = SockAddr::from(SocketAddrV4::new(remote, 0));
+    // The headers go right in front of the payload.
+    let start = MAX_ENCAP_HDR - sent.encap_len();
+    let mut seq = 0u32;
     while !stop.load(Ordering::Relaxed) {
-        let n = match dev.recv_timeout(&mut buf[ENCAP_HDR..], POLL) {
+        let n = match dev.recv_timeout(&mut buf[MAX_ENCAP_HDR..], POLL) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Interrupted) => continue,
             Err(e) => return (c, Some(format!("reading the device: {e}"))),
         };
-        if mode == Mode::Ipv4 && (n == 0 || buf[ENCAP_HDR] >> 4 != 4) {
+        if mode == Mode::Ipv4 && (n == 0 || buf[MAX_ENCAP_HDR] >> 4 != 4) {
             c.drops[TxDrop::NotIpv4 as usize] += 1;
             continue;
         }
-        let hdr: &mut [u8; ENCAP_HDR] = (&mut buf[..ENCAP_HDR]).try_into().expect("28 bytes");
-        encap(hdr, n, local, remote, key, mode);
-        match socket.send_to(&buf[..ENCAP_HDR + n], &to) {
+        let pkt = &mut buf[start..MAX_ENCAP_HDR + n];
+        encap(pkt, local, remote, key, mode, sent, seq);
+        match socket.send_to(pkt, &to) {
             Ok(_) => {
                 c.packets += 1;
                 c.bytes += n as u64;
+                seq = seq.wrapping_add(1);
             }
             Err(e) => {
                 let why = if e.raw_os_error() == Some(libc::EMSGSIZE) {
@@ -689,10 +753,17 @@ mod tests {
     #[test]
     fn encap_is_what_decap_takes() {
         let f = frame();
-        let mut hdr = [0u8; ENCAP_HDR];
-        encap(&mut hdr, f.len(), REMOTE, LOCAL, 1000, Mode::Gretap);
-        let mut p = hdr.to_vec();
+        let mut p = vec![0u8; IPV4_HDR + GRE_HDR];
         p.extend_from_slice(&f);
+        encap(
+            &mut p,
+            REMOTE,
+            LOCAL,
+            1000,
+            Mode::Gretap,
+            Sent::default(),
+            0,
+        );
         assert_eq!(checksum(&p[..IPV4_HDR]), 0);
         assert_eq!(&p[6..8], &[0x40, 0], "DF");
         assert_eq!(usize::from(u16::from_be_bytes([p[2], p[3]])), p.len());
@@ -700,9 +771,49 @@ mod tests {
         assert_eq!(&p[r], &f[..]);
     }
 
+    /// With `--csum --seq`: C, K and S in that order (RFC 2784 / 2890),
+    /// a checksum that sums the GRE header and payload to zero, and the
+    /// sequence number given.
+    #[test]
+    fn checksum_and_sequence_are_sent_when_asked() {
+        let f = frame();
+        let sent = Sent {
+            checksum: true,
+            sequence: true,
+        };
+        let mut p = vec![0u8; sent.encap_len()];
+        p.extend_from_slice(&f[..59]); // odd: the checksum pads it
+        encap(&mut p, REMOTE, LOCAL, 1000, Mode::Gretap, sent, 7);
+        let gre = &p[IPV4_HDR..];
+        assert_eq!(&gre[..4], &[0xb0, 0x00, 0x65, 0x58]);
+        assert_eq!(&gre[6..8], &[0, 0], "Reserved1");
+        assert_eq!(&gre[8..16], &[0, 0, 0x03, 0xe8, 0, 0, 0, 7]);
+        assert_eq!(checksum(gre), 0);
+        let r = decap(&p, REMOTE, 1000, Mode::Gretap).unwrap();
+        assert_eq!(&p[r], &f[..59]);
+        // The sequence number alone.
+        let seq = Sent {
+            checksum: false,
+            sequence: true,
+        };
+        let mut p = vec![0u8; seq.encap_len()];
+        p.extend_from_slice(&f);
+        encap(&mut p, REMOTE, LOCAL, 1000, Mode::Ipv4, seq, 1);
+        assert_eq!(
+            &p[IPV4_HDR..IPV4_HDR + 12],
+            &[0x30, 0, 8, 0, 0, 0, 0x03, 0xe8, 0, 0, 0, 1]
+        );
+    }
+
     #[test]
     fn default_mtus_fit_a_1500_underlay() {
-        assert_eq!(Mode::Gretap.default_mtu(), 1458);
-        assert_eq!(Mode::Ipv4.default_mtu(), 1472);
+        assert_eq!(Mode::Gretap.default_mtu(Sent::default()), 1458);
+        assert_eq!(Mode::Ipv4.default_mtu(Sent::default()), 1472);
+        let both = Sent {
+            checksum: true,
+            sequence: true,
+        };
+        assert_eq!(Mode::Gretap.default_mtu(both), 1450);
+        assert_eq!(Mode::Ipv4.default_mtu(both), 1464);
     }
 }

@@ -21,6 +21,7 @@ use crate::flow::{
     Prefetch, Zone, BULK_MAX,
 };
 use crate::fragments::{fragment_of, FragError, FragKey, Fragments};
+use crate::ip_options;
 use crate::nat::{translate_quoted, Rewrite};
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
@@ -32,7 +33,7 @@ use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
 use crate::wire::{
     checksum, ethernet, ArpOperation, ArpPacket, Error, EtherType, EthernetFrame, GrePacket,
-    IcmpPacket, IpProtocol, Ipv4Packet, MacAddr, TcpPacket,
+    GreRepr, IcmpPacket, IpProtocol, Ipv4Packet, MacAddr, TcpPacket,
 };
 use crate::Frame;
 
@@ -339,8 +340,11 @@ impl Pipeline {
         ]);
         let outer_ecn = data[ETH + 1] & 0x3;
         let gre_at = ETH + ihl;
+        // A checksum (C) is verified before anything is read past it; a
+        // sequence number (S) is skipped (gre.rs, RFC 2784 / 2890).
+        // check_local_ipv4 trimmed the frame to the outer packet's end.
         let (key, protocol, gre_len) = match GrePacket::new_checked(&data[gre_at..]) {
-            Ok(g) if g.checksum_present() || g.seq_present() => return Verdict::Drop(D::GreFlags),
+            Ok(g) if !g.verify_checksum() => return Verdict::Drop(D::GreChecksum),
             Ok(g) => match g.key() {
                 Some(key) => (key, g.protocol_type(), g.header_len()),
                 None => return Verdict::Drop(D::GreNoKey),
@@ -381,7 +385,7 @@ impl Pipeline {
             }
         }
         let data = f.data_mut();
-        let inner_len = {
+        let (inner_len, options) = {
             let Ok(inner) = Ipv4Packet::new_checked(&data[ip_at..]) else {
                 return Verdict::Drop(D::InnerInvalid);
             };
@@ -391,13 +395,21 @@ impl Pipeline {
             if !tenant.owns(u32::from(inner.src_addr())) {
                 return Verdict::Drop(D::TenantSpoof);
             }
-            if inner.has_options() {
-                return Verdict::Drop(D::SlowPath);
-            }
-            usize::from(inner.total_len())
+            let options = match inner
+                .has_options()
+                .then(|| ip_options::decide(inner.options()))
+            {
+                None => None,
+                Some(Ok(carried)) => Some(carried),
+                Some(Err(reason)) => return Verdict::Drop(reason),
+            };
+            (usize::from(inner.total_len()), options)
         };
         if let Some(owner) = self.tenant_owner(t, tenant, &data[ip_at..]) {
             return Verdict::Handoff(owner);
+        }
+        if let Some(carried) = options {
+            c.count_options(carried);
         }
         if let Some(tc) = c.tenant(tenant.id.index()) {
             tc.from_tunnel_packets.inc();
@@ -1247,14 +1259,19 @@ impl Pipeline {
                 u32::from(ip.dst_addr()),
                 ip.protocol(),
                 ip.is_fragment(),
-                ip.has_options(),
+                ip.has_options().then(|| ip_options::decide(ip.options())),
                 tail,
             )
         };
-        // Fragments for the gateway itself would need reassembly.
-        if options || (fragment && pe.is_local(dst)) {
+        // Fragments for the gateway itself would need reassembly, options
+        // for it a stack; in transit, options follow ip_options's policy.
+        if (fragment || options.is_some()) && pe.is_local(dst) {
             return Verdict::Drop(D::SlowPath);
         }
+        let options = match options.transpose() {
+            Ok(carried) => carried,
+            Err(reason) => return Verdict::Drop(reason),
+        };
         if !f.trim(tail) {
             return Verdict::Drop(D::Ipv4Invalid);
         }
@@ -1266,6 +1283,10 @@ impl Pipeline {
         }
         if let Some(owner) = self.public_owner(t, f) {
             return Verdict::Handoff(owner);
+        }
+        // Counted by the worker that goes on with it.
+        if let Some(carried) = options {
+            c.count_options(carried);
         }
         if let Some(v) = self.public_flow(t, c, pe, f, now) {
             return v;
@@ -1906,15 +1927,13 @@ fn tunnel_arp_input<F: Frame>(
     }
     let known = t.neighbours.get(NeighKey::inner(tenant.id, spa)) == Lookup::Mac(sha);
     match op {
-        ArpOperation::REQUEST if known => {
-            match answer_tunnel_arp(tenant, pe, f.data_mut(), inner_at) {
-                Ok(()) => {
-                    c.arp_replies.inc();
-                    Verdict::Forward(port)
-                }
-                Err(reason) => Verdict::Drop(reason),
+        ArpOperation::REQUEST if known => match answer_tunnel_arp(tenant, pe, f, inner_at) {
+            Ok(()) => {
+                c.arp_replies.inc();
+                Verdict::Forward(port)
             }
-        }
+            Err(reason) => Verdict::Drop(reason),
+        },
         ArpOperation::REQUEST | ArpOperation::REPLY => punt(
             f,
             Punt::TunnelArp {
@@ -1930,12 +1949,13 @@ fn tunnel_arp_input<F: Frame>(
 /// Turns a proxy-ARP request inside a gretap tunnel (the frame from its
 /// outer Ethernet header, the inner Ethernet at `inner_at`) into the reply,
 /// in place, outer headers turned around toward the host that asked.
-pub(crate) fn answer_tunnel_arp(
+pub(crate) fn answer_tunnel_arp<F: Frame>(
     tenant: &Tenant,
     pe: &PortEntry,
-    data: &mut [u8],
+    f: &mut F,
     inner_at: usize,
 ) -> Result<(), DropReason> {
+    let data = f.data_mut();
     let body = data.get_mut(inner_at + ETH..).ok_or(D::InnerInvalid)?;
     let requester = answer_arp(body, |_| true, tenant.mac)?;
     data[inner_at..inner_at + 6].copy_from_slice(&requester);
@@ -1953,6 +1973,47 @@ pub(crate) fn answer_tunnel_arp(
     ip[16..20].copy_from_slice(&src);
     ip[8] = crate::tables::OUTER_TTL;
     let ihl = usize::from(ip[0] & 0xf) * 4;
+    let shift = key_only_gre(data, ETH + ihl, inner_at)?;
+    let ip = &mut data[shift + ETH..];
     Ipv4Packet::new_unchecked(&mut ip[..ihl]).fill_checksum();
-    Ok(())
+    if f.adj(shift) {
+        Ok(())
+    } else {
+        Err(D::InnerInvalid)
+    }
+}
+
+/// Makes the GRE header between `gre_at` and `inner_at` the key alone, as
+/// on every frame tgw sends into a tunnel: a request from a host that
+/// sends checksums or sequence numbers (RFC 2784 / 2890) would otherwise
+/// be answered with its own sequence number and a checksum that no longer
+/// matches. The outer headers in front move up by the words removed, and
+/// the outer total length shrinks by as much (its header checksum is the
+/// caller's); returns how many bytes the frame must lose at the front.
+fn key_only_gre(data: &mut [u8], gre_at: usize, inner_at: usize) -> Result<usize, DropReason> {
+    let (protocol, key) = {
+        let g = GrePacket::new_checked(data.get(gre_at..inner_at).ok_or(D::InnerInvalid)?)
+            .map_err(|_| D::InnerInvalid)?;
+        (g.protocol_type(), g.key().ok_or(D::InnerInvalid)?)
+    };
+    let repr = GreRepr {
+        protocol,
+        checksum: false,
+        key: Some(key),
+        sequence: None,
+    };
+    let shift = (inner_at - gre_at)
+        .checked_sub(repr.header_len())
+        .ok_or(D::InnerInvalid)?;
+    if shift == 0 {
+        return Ok(0);
+    }
+    data.copy_within(..gre_at, shift);
+    repr.emit(&mut GrePacket::new_unchecked(
+        &mut data[shift + gre_at..inner_at],
+    ));
+    let ip = &mut data[shift + ETH..];
+    let total = u16::from_be_bytes([ip[2], ip[3]]).saturating_sub(shift as u16);
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    Ok(shift)
 }

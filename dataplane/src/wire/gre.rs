@@ -329,6 +329,50 @@ mod tests {
         assert_eq!(out, b);
     }
 
+    /// C, K and S together (RFC 2784 §2.5, RFC 2890 §2), with an odd
+    /// payload: the checksum, worked by hand, covers the header (its own
+    /// field as zero) and the payload padded with a zero byte.
+    #[test]
+    fn checksum_key_and_sequence() {
+        // 0xb000 + 0x6558 + 0x03e8 + 0x0007 + 0xaa00 = 0x1c347 -> 0xc348,
+        // whose complement is 0x3cb7.
+        let mut b = [
+            0xb0, 0x00, 0x65, 0x58, 0x3c, 0xb7, 0, 0, 0, 0, 0x03, 0xe8, 0, 0, 0, 7, 0xaa,
+        ];
+        let p = GrePacket::new_checked(&b[..]).unwrap();
+        assert_eq!(p.header_len(), 16);
+        assert_eq!(p.checksum(), Some(0x3cb7));
+        assert_eq!(p.key(), Some(1000));
+        assert_eq!(p.sequence(), Some(7));
+        assert_eq!(p.payload(), &[0xaa]);
+        assert!(p.verify_checksum());
+        b[16] ^= 1;
+        assert!(!GrePacket::new_checked(&b[..]).unwrap().verify_checksum());
+        // fill_checksum writes what the hand computed.
+        b[16] ^= 1;
+        b[4..6].fill(0);
+        let mut p = GrePacket::new_unchecked(&mut b[..]);
+        assert!(p.fill_checksum());
+        assert_eq!(p.checksum(), Some(0x3cb7));
+    }
+
+    /// RFC 2784 §2.3: bits 6-12 are reserved, sent as zero and ignored on
+    /// receipt; bits 1, 4 and 5 make a receiver without RFC 1701 discard.
+    #[test]
+    fn reserved_bits_are_ignored_and_rfc1701_bits_refused() {
+        let reserved = [0x23, 0xf8, 0x65, 0x58, 0, 0, 0x03, 0xe8];
+        let p = GrePacket::new_checked(&reserved[..]).unwrap();
+        assert_eq!((p.key(), p.version()), (Some(1000), 0));
+        for bit in [0x40, 0x08, 0x04] {
+            let b = [0x20 | bit, 0x00, 0x65, 0x58, 0, 0, 0x03, 0xe8];
+            assert_eq!(
+                GrePacket::new_checked(&b[..]).err(),
+                Some(Error::Unsupported),
+                "{bit:#x}"
+            );
+        }
+    }
+
     #[test]
     fn refusals() {
         let v1 = [0x20, 0x01, 0x88, 0x0b, 0, 0, 0, 0];

@@ -25,6 +25,86 @@ const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
+/// IPv4 option types (the whole type byte: copied flag, class, number),
+/// as IANA lists them.
+pub mod option {
+    pub const END: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const RECORD_ROUTE: u8 = 7;
+    pub const PROBE_MTU: u8 = 11;
+    pub const REPLY_MTU: u8 = 12;
+    pub const QUICK_START: u8 = 25;
+    pub const TIMESTAMP: u8 = 68;
+    pub const TRACEROUTE: u8 = 82;
+    pub const BASIC_SECURITY: u8 = 130;
+    pub const LOOSE_SOURCE_ROUTE: u8 = 131;
+    pub const EXTENDED_SECURITY: u8 = 133;
+    pub const CIPSO: u8 = 134;
+    pub const STREAM_ID: u8 = 136;
+    pub const STRICT_SOURCE_ROUTE: u8 = 137;
+    pub const VISA: u8 = 142;
+    pub const EXTENDED_IP: u8 = 145;
+    pub const ADDRESS_EXTENSION: u8 = 147;
+    pub const ROUTER_ALERT: u8 = 148;
+    pub const MULTI_DESTINATION: u8 = 149;
+    pub const DYNAMIC_PACKET_STATE: u8 = 151;
+    pub const UPSTREAM_MULTICAST: u8 = 152;
+}
+
+/// One IPv4 option: its type byte and the bytes after type and length
+/// (none for NOP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Option<'a> {
+    pub kind: u8,
+    pub data: &'a [u8],
+}
+
+/// Iterates over the options of an IPv4 header (RFC 791 §3.1): the bytes
+/// from 20 to the IHL. NOP is one byte; End of Option List ends the list
+/// (what follows is padding); every other option has a length byte that
+/// counts type and length. A length below 2 or past the header yields
+/// one `Err(Malformed)` and ends the iteration. Each step consumes at
+/// least one byte, so a list of at most 40 bytes takes at most 40 steps.
+#[derive(Debug, Clone)]
+pub struct Ipv4Options<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Ipv4Options<'a> {
+    /// Iterates over raw option bytes.
+    pub fn new(options: &'a [u8]) -> Self {
+        Ipv4Options { rest: options }
+    }
+}
+
+impl<'a> Iterator for Ipv4Options<'a> {
+    type Item = Result<Ipv4Option<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = std::mem::take(&mut self.rest);
+        let (kind, len) = match rest {
+            [] | [option::END, ..] => return None,
+            [option::NOP, tail @ ..] => {
+                self.rest = tail;
+                let nop = Ipv4Option {
+                    kind: option::NOP,
+                    data: &[],
+                };
+                return Some(Ok(nop));
+            }
+            [_] => return Some(Err(Error::Malformed)),
+            [kind, len, ..] => (*kind, usize::from(*len)),
+        };
+        // `get(2..len)` is `None` for a length below 2 as for one past
+        // the end: both leave `rest` empty, which ends the iteration.
+        let Some(data) = rest.get(2..len) else {
+            return Some(Err(Error::Malformed));
+        };
+        self.rest = &rest[len..];
+        Some(Ok(Ipv4Option { kind, data }))
+    }
+}
+
 /// A view of an IPv4 packet.
 #[derive(Debug, Clone)]
 pub struct Ipv4Packet<T: AsRef<[u8]>> {
@@ -202,6 +282,12 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn options(&self) -> &[u8] {
         &self.buffer.as_ref()[HEADER_LEN..self.header_len()]
+    }
+
+    /// The options, one by one.
+    #[inline]
+    pub fn option_iter(&self) -> Ipv4Options<'_> {
+        Ipv4Options::new(self.options())
     }
 
     /// Whether the header checksum verifies.
@@ -514,6 +600,53 @@ mod tests {
         assert_eq!(p.decrement_ttl(), None);
         assert_eq!(p.ttl(), 0);
         assert!(p.verify_checksum());
+    }
+
+    /// Options written by hand from RFC 791 §3.1: NOP, Router Alert
+    /// (RFC 2113: 148, length 4, value 0), a Record Route with room for one
+    /// address, End of Option List and padding that is not read.
+    #[test]
+    fn options_one_by_one() {
+        let bytes = [1, 148, 4, 0, 0, 7, 7, 4, 0, 0, 0, 0, 0, 0xee, 0xee, 0xee];
+        let got: Vec<_> = Ipv4Options::new(&bytes).collect();
+        assert_eq!(
+            got,
+            [
+                Ok(Ipv4Option {
+                    kind: option::NOP,
+                    data: &[]
+                }),
+                Ok(Ipv4Option {
+                    kind: option::ROUTER_ALERT,
+                    data: &[0, 0]
+                }),
+                Ok(Ipv4Option {
+                    kind: option::RECORD_ROUTE,
+                    data: &[4, 0, 0, 0, 0]
+                }),
+            ]
+        );
+        // In a header: IHL 9 (16 bytes of options).
+        let mut b = [0u8; 36];
+        b[..20].copy_from_slice(&PACKET[..20]);
+        b[0] = 0x49;
+        b[3] = 36;
+        b[20..].copy_from_slice(&bytes);
+        let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.option_iter().count(), 3);
+    }
+
+    /// A length below 2, a length past the end, and a type byte with no
+    /// length: one error each, then nothing more.
+    #[test]
+    fn malformed_options_end_the_list() {
+        for bytes in [&[7, 0, 1, 1][..], &[1, 7, 9, 4, 0], &[1, 1, 1, 68]] {
+            let got: Vec<_> = Ipv4Options::new(bytes).collect();
+            assert_eq!(got.last(), Some(&Err(Error::Malformed)), "{bytes:?}");
+            assert!(got[..got.len() - 1].iter().all(|o| o.is_ok()));
+        }
+        // Forty NOPs: forty steps, no more.
+        assert_eq!(Ipv4Options::new(&[1; 40]).count(), 40);
     }
 
     #[test]

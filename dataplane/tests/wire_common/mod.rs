@@ -371,6 +371,24 @@ fn touch_ipv4_fields<T: AsRef<[u8]>>(p: &Ipv4Packet<T>, acc: &mut u64) {
         u64::from(u32::from(p.src_addr())) ^ u64::from(u32::from(p.dst_addr())),
     );
     mix(acc, u64::from(p.has_options()) + p.options().len() as u64);
+    // The options walk is bounded by the list: a byte at least a step.
+    let mut steps = 0;
+    for o in p.option_iter() {
+        steps += 1;
+        mix(
+            acc,
+            o.map_or(1, |o| u64::from(o.kind) + o.data.len() as u64),
+        );
+    }
+    assert!(
+        steps <= p.options().len(),
+        "{steps} steps over {:?}",
+        p.options()
+    );
+    mix(
+        acc,
+        u64::from(dataplane::ip_options::decide(p.options()).is_ok()),
+    );
     mix(acc, u64::from(p.verify_checksum()));
     mix(acc, p.payload().len() as u64);
 }

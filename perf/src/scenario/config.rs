@@ -57,9 +57,17 @@ impl Pmd {
                 "net_af_packet{index},iface={iface},framecnt=4096,qpairs={queues}"
             )),
             Pmd::AfXdp if queues == 1 => Ok(format!("net_af_xdp{index},iface={iface}")),
-            Pmd::AfXdp => {
-                Err("several workers need --pmd af_packet (a veth has one XDP queue here)".into())
-            }
+            // DPDK 22.11's af_xdp PMD takes the queues it may open from
+            // the device's combined channels (`ethtool -l`); a veth reports
+            // separate RX and TX channels and no combined ones, so the PMD
+            // counts one and refuses `queue_count=2` even on a veth made
+            // with two queues (tried: "Specified queue count 2 is larger
+            // than combined queue count 1").
+            Pmd::AfXdp => Err(
+                "several workers need --pmd af_packet: DPDK's af_xdp PMD opens \
+                 one queue of a veth (it counts combined channels, which a veth has none of)"
+                    .into(),
+            ),
         }
     }
 }

@@ -101,6 +101,10 @@ pub struct Host {
     /// open toward the Internet (DESIGN.md). The other tenant's port is
     /// refused inbound and allowed outbound.
     pub port: u16,
+    /// Whether the host's tunnel sends GRE checksums and sequence numbers
+    /// (`tgw-perf tunnel --csum --seq`, Linux's `ocsum oseq`), which tgw
+    /// must verify and skip (RFC 2784 / 2890).
+    pub csum_seq: bool,
 }
 
 /// The other tenant's port: closed inbound, open outbound, for host `i`.
@@ -116,6 +120,7 @@ pub const HOSTS: [Host; 2] = [
         underlay: Ipv4Addr::new(172, 168, 0, 11),
         public: Ipv4Addr::new(2, 2, 2, 11),
         port: 22,
+        csum_seq: true,
     },
     Host {
         name: "host2",
@@ -124,6 +129,7 @@ pub const HOSTS: [Host; 2] = [
         underlay: Ipv4Addr::new(172, 168, 0, 12),
         public: Ipv4Addr::new(2, 2, 2, 12),
         port: 23,
+        csum_seq: false,
     },
 ];
 
@@ -338,22 +344,22 @@ fn scenario(
         let ns = w.hosts[i].clone();
         let (local, key) = (h.underlay.to_string(), h.key.to_string());
         let remote = GW_UNDERLAY.to_string();
-        let agent = w.net.spawn(
-            &ns,
-            &format!("agent-{}", h.name),
-            &[
-                me.to_str().ok_or("tgw-perf path")?,
-                "tunnel",
-                "--local",
-                &local,
-                "--remote",
-                &remote,
-                "--key",
-                &key,
-                "--dev",
-                "tap0",
-            ],
-        );
+        let mut args = vec![
+            me.to_str().ok_or("tgw-perf path")?,
+            "tunnel",
+            "--local",
+            &local,
+            "--remote",
+            &remote,
+            "--key",
+            &key,
+            "--dev",
+            "tap0",
+        ];
+        if h.csum_seq {
+            args.extend(["--csum", "--seq"]);
+        }
+        let agent = w.net.spawn(&ns, &format!("agent-{}", h.name), &args);
         w.agents.push(agent);
         w.net.wait_for_output(agent, "tgw-perf tunnel: up:", READY);
         let private = format!("{PRIVATE}/24");
@@ -1238,10 +1244,17 @@ fn after_checks(
             probes += 1;
             continue;
         }
-        if gre.key != Some(HOSTS[i].key) || gre.protocol != 0x6558 {
+        // C and S only from a host that sends them; tgw sends K alone.
+        const C_S: u16 = 0x8000 | 0x1000;
+        let c_s = if ip.src == host && HOSTS[i].csum_seq {
+            C_S
+        } else {
+            0
+        };
+        if gre.key != Some(HOSTS[i].key) || gre.protocol != 0x6558 || gre.flags & C_S != c_s {
             bad.push(format!(
-                "{} -> {} with key {:?}, protocol {:#06x}",
-                ip.src, ip.dst, gre.key, gre.protocol
+                "{} -> {} with key {:?}, protocol {:#06x}, flags {:#06x}",
+                ip.src, ip.dst, gre.key, gre.protocol, gre.flags
             ));
             continue;
         }
@@ -1264,8 +1277,8 @@ fn after_checks(
         "tunnel keys on the underlay: t1 1000, t2 2000",
         if bad.is_empty() && per_host.iter().all(|&n| n > 0) {
             Ok(format!(
-                "{} GRE packets with host1 all key 1000, {} with host2 all key 2000, \
-                 no elastic IP inside{}",
+                "{} GRE packets with host1 all key 1000 (host1's with checksum and \
+                 sequence number), {} with host2 all key 2000, no elastic IP inside{}",
                 per_host[0],
                 per_host[1],
                 captures.note(1)

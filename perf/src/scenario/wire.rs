@@ -118,6 +118,8 @@ pub fn addresses(p: &Packet) -> Vec<Ipv4Addr> {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Gre<'a> {
+    /// The first 16 bits: C, K, S, the reserved bits and the version.
+    pub flags: u16,
     pub protocol: u16,
     pub key: Option<u32>,
     pub inner: &'a [u8],
@@ -142,6 +144,7 @@ pub fn gre(b: &[u8]) -> Option<Gre<'_>> {
         at += 4;
     }
     Some(Gre {
+        flags,
         protocol,
         key,
         inner: b.get(at..)?,
