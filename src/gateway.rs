@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use ctl::config::{Config, Mode, Role};
 use dataplane::conntrack::Timeouts;
 use dataplane::counters::MAX_PORTS;
+use dataplane::hash::process_seed;
 use dataplane::l2fwd::Egress;
 use dataplane::neighbour::{Lookup, NeighbourWriter};
 use dataplane::pipeline::Pipeline;
@@ -272,6 +273,7 @@ fn serve(
                     .with_quota(u64::from(config.flows.per_tenant))
                     .with_unreplied(u64::from(config.flows.unreplied_per_tenant))
                     .with_tenants(config.tenants.len())
+                    .with_fragments(process_seed(), config.tenants.len())
                     .with_steering(Steering::new(index as u16, n as u16).ok_or("too many workers")?)
                     .with_snat(&publisher.current().pools),
                 ),
@@ -683,6 +685,9 @@ impl Report {
                         .iter()
                         .map(|&k| (k.name().to_owned(), w.ip_options[k as usize].get().into()))
                         .collect::<serde_json::Map<_, _>>(),
+                    "fragments_parked": w.fragments_parked.get(),
+                    "fragments_released": w.fragments_released.get(),
+                    "punted_to_fragment": w.punted_to_fragment.get(),
                     "echo_replies": w.echo_replies.get(),
                     "icmp_errors": w.icmp_errors.get(),
                     "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),
@@ -701,6 +706,8 @@ impl Report {
             "expired": r.expired, "released": r.released, "dropped": r.dropped,
             "table_full": r.table_full, "ignored": r.ignored,
             "proxy_replies": r.proxy_replies, "malformed": r.malformed,
+            "fragmented": r.fragmented, "fragments": r.fragments,
+            "fragment_failed": r.fragment_failed,
         });
         let neighbours: Vec<_> = self
             .neighbours

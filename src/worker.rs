@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use dataplane::counters::MAX_PORTS;
 use dataplane::flow::Prefetch;
+use dataplane::fragments::park::Parked;
 use dataplane::pipeline::{Hint, Pipeline};
 use dataplane::snapshot::Reader;
 use dataplane::tables::Tables;
@@ -111,6 +112,10 @@ pub enum Stage {
 /// Frames waiting to be sent, one buffer per port.
 struct TxBuffers([Burst; MAX_PORTS]);
 
+/// Later fragments waiting for their first, in the spots the pipeline
+/// chose (`dataplane::fragments::park`).
+type Parking = Parked<MbufFrame<Mbuf>>;
+
 /// Where a burst's frames go besides the TX buffers, emptied after each
 /// burst.
 struct Aside {
@@ -133,6 +138,7 @@ impl Worker<'_> {
             punts: Burst::new(),
             handoffs: (0..self.handoff_out.len()).map(|_| Burst::new()).collect(),
         };
+        let mut parked = Parking::default();
         let mut last_drain = rdtsc();
         while !self.stop.load(Relaxed) {
             self.counters.loops.inc();
@@ -144,8 +150,14 @@ impl Worker<'_> {
                 }
                 let port = self.rx[q].port().0;
                 let received = rdtsc();
-                let tx_cycles =
-                    self.process(Some(port), &mut burst, &mut txbuf, &mut aside, received);
+                let tx_cycles = self.process(
+                    Some(port),
+                    &mut burst,
+                    &mut txbuf,
+                    &mut aside,
+                    &mut parked,
+                    received,
+                );
                 let processed = rdtsc();
                 self.set_aside(&mut aside);
                 self.counters.bursts.inc();
@@ -161,7 +173,7 @@ impl Worker<'_> {
                     continue;
                 }
                 let now = rdtsc();
-                self.process(None, &mut burst, &mut txbuf, &mut aside, now);
+                self.process(None, &mut burst, &mut txbuf, &mut aside, &mut parked, now);
                 self.set_aside(&mut aside);
             }
             let now = rdtsc();
@@ -171,6 +183,12 @@ impl Worker<'_> {
                 }
                 if let Stage::Gateway { pipeline, tables } = &mut self.stage {
                     pipeline.sweep(tables.get(), &self.counters, now);
+                    // Parked fragments expire even when nothing arrives.
+                    let (tx, counters) = (&mut self.tx, &*self.counters);
+                    parked.run(pipeline, tables.get(), counters, now, |f, v| {
+                        send_or_set_aside(tx, counters, &mut txbuf, &mut aside, f.mbuf, v);
+                    });
+                    self.set_aside(&mut aside);
                 }
                 self.take_injected(&mut txbuf, &mut burst);
                 self.flush_all(&mut txbuf);
@@ -205,8 +223,10 @@ impl Worker<'_> {
     /// Runs the pipeline over one burst, emptying it into the TX buffers
     /// and `aside`. `port` is the port the burst was received on, `None`
     /// for frames handed over by another worker (each keeps its own port
-    /// in the mbuf). Returns the cycles spent sending buffers that filled
-    /// up on the way, so that I/O is not counted as processing.
+    /// in the mbuf). Later fragments the pipeline parks go to `parked`, and
+    /// those whose first went through in this burst run again after it.
+    /// Returns the cycles spent sending buffers that filled up on the way,
+    /// so that I/O is not counted as processing.
     #[inline]
     fn process(
         &mut self,
@@ -214,6 +234,7 @@ impl Worker<'_> {
         burst: &mut Burst,
         txbuf: &mut TxBuffers,
         aside: &mut Aside,
+        parked: &mut Parking,
         now: u64,
     ) -> u64 {
         let mut tx_cycles = 0;
@@ -256,33 +277,20 @@ impl Worker<'_> {
                     StageRef::L2fwd(fwd) => fwd.process(frame),
                 }
             };
-            match verdict {
-                Verdict::Forward(out) => {
-                    let Some(buf) = txbuf.0.get_mut(usize::from(out)) else {
-                        counters.count_drop(DropReason::NoEgress, 1);
-                        aside.drops.push(mbuf);
-                        continue;
-                    };
-                    buf.push(mbuf);
-                    if buf.is_full() {
-                        let start = rdtsc();
-                        flush(&mut self.tx, counters, out, txbuf);
-                        tx_cycles += rdtsc() - start;
-                    }
+            if let Verdict::Park(spot) = verdict {
+                if let Err(f) = parked.put(spot, MbufFrame::owned(mbuf)) {
+                    counters.count_drop(DropReason::FragmentParkFull, 1);
+                    aside.drops.push(f.mbuf);
                 }
-                Verdict::Drop(reason) => {
-                    counters.count_drop(reason, 1);
-                    aside.drops.push(mbuf);
-                }
-                Verdict::Punt => aside.punts.push(mbuf),
-                Verdict::Handoff(owner) => match aside.handoffs.get_mut(usize::from(owner)) {
-                    Some(out) => out.push(mbuf),
-                    None => {
-                        counters.count_drop(DropReason::NoEgress, 1);
-                        aside.drops.push(mbuf);
-                    }
-                },
+                continue;
             }
+            tx_cycles += send_or_set_aside(&mut self.tx, counters, txbuf, aside, mbuf, verdict);
+        }
+        if let StageRef::Gateway(pipeline, tables) = &mut stage {
+            let tx = &mut self.tx;
+            parked.run(pipeline, tables, counters, now, |f, v| {
+                tx_cycles += send_or_set_aside(tx, counters, txbuf, aside, f.mbuf, v);
+            });
         }
         tx_cycles
     }
@@ -329,6 +337,52 @@ impl Prefetch for RtePrefetch {
 enum StageRef<'a> {
     Gateway(&'a mut Pipeline, &'a Tables),
     L2fwd(&'a L2Forward),
+}
+
+/// Puts a processed frame where its verdict sends it: a TX buffer (sent
+/// when full: the cycles that took are returned), the drops, the punts or
+/// a handoff. A frame to park was parked by the caller.
+#[inline]
+fn send_or_set_aside(
+    tx: &mut [Option<TxQueue>; MAX_PORTS],
+    counters: &WorkerCounters,
+    txbuf: &mut TxBuffers,
+    aside: &mut Aside,
+    mbuf: Mbuf,
+    verdict: Verdict,
+) -> u64 {
+    match verdict {
+        Verdict::Forward(out) => {
+            let Some(buf) = txbuf.0.get_mut(usize::from(out)) else {
+                counters.count_drop(DropReason::NoEgress, 1);
+                aside.drops.push(mbuf);
+                return 0;
+            };
+            buf.push(mbuf);
+            if buf.is_full() {
+                let start = rdtsc();
+                flush(tx, counters, out, txbuf);
+                return rdtsc() - start;
+            }
+        }
+        Verdict::Drop(reason) => {
+            counters.count_drop(reason, 1);
+            aside.drops.push(mbuf);
+        }
+        Verdict::Punt => aside.punts.push(mbuf),
+        Verdict::Handoff(owner) => match aside.handoffs.get_mut(usize::from(owner)) {
+            Some(out) => out.push(mbuf),
+            None => {
+                counters.count_drop(DropReason::NoEgress, 1);
+                aside.drops.push(mbuf);
+            }
+        },
+        Verdict::Park(_) => {
+            counters.count_drop(DropReason::FragmentParkFull, 1);
+            aside.drops.push(mbuf);
+        }
+    }
+    0
 }
 
 /// Sends port `out`'s buffer. What the queue does not take is dropped and

@@ -146,7 +146,8 @@ drop_reasons! {
     TtlExceeded => "ttl_exceeded",
     /// Too big with DF set, and the ICMP error was rate-limited or not allowed.
     TooBig => "too_big",
-    /// Too big without DF: needs fragmenting (the slow path's job).
+    /// Too big without DF, and not fragmented: its next hop is not
+    /// resolved yet, or the gateway may not send an error about it.
     NeedsFragmentation => "needs_fragmentation",
     /// ARP not for one of the gateway's addresses.
     ArpNotForUs => "arp_not_for_us",
@@ -186,6 +187,17 @@ drop_reasons! {
     /// A protocol without ports toward a shared NAT pool: it cannot share
     /// an address (only TCP, UDP and ICMP echo can).
     NatProtocol => "nat_protocol",
+    /// A first fragment whose owner holds its share of the fragment cache
+    /// (or whose bucket is full of other owners' live entries).
+    FragmentCacheFull => "fragment_cache_full",
+    /// A later fragment before its first, with no spot left to wait in
+    /// (the worker's, its owner's or the Internet's).
+    FragmentParkFull => "fragment_park_full",
+    /// A parked fragment whose first did not come in time.
+    FragmentTimeout => "fragment_timeout",
+    /// Too big without DF, past its tenant's or the worker's budget for
+    /// fragmenting.
+    FragmentBudget => "fragment_budget",
 }
 
 /// Packets and bytes through one port, as one worker saw them.
@@ -267,6 +279,12 @@ pub struct WorkerCounters {
     /// carried (`ip_options::Forwarded`); those it drops count as drop
     /// reasons.
     pub ip_options: [Counter; crate::ip_options::Forwarded::COUNT],
+    /// Later fragments parked until their first came, and those of them
+    /// that went on once it had.
+    pub fragments_parked: Counter,
+    pub fragments_released: Counter,
+    /// Datagrams too big without DF, punted to be cut into fragments.
+    pub punted_to_fragment: Counter,
     /// By tenant index; tenants past the end (added after start) are not
     /// counted per tenant, only in the totals.
     pub tenants: Box<[TenantCounters]>,
@@ -296,6 +314,9 @@ impl WorkerCounters {
             handed_off: Counter::default(),
             loops: Counter::default(),
             ip_options: std::array::from_fn(|_| Counter::default()),
+            fragments_parked: Counter::default(),
+            fragments_released: Counter::default(),
+            punted_to_fragment: Counter::default(),
             tenants: (0..tenants).map(|_| TenantCounters::default()).collect(),
             rules: RuleCounters::new(0, tenants),
         }

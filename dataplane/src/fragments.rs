@@ -2,24 +2,41 @@
 //!
 //! Only the first fragment of a datagram carries its ports, and no fragment
 //! may bypass NAT or the firewall. So the first fragment decides: it goes
-//! through the flow path like any packet, and the worker remembers its
-//! ports under (zone, protocol, source, destination, identification). Later
-//! fragments find their ports here, then their flow, and get the same
-//! address translation (their transport checksum is in the first fragment,
-//! whose incremental update already covers the whole datagram). Nothing is
-//! reassembled or buffered: a fragment that arrives before its first is
-//! dropped and counted (`fragment_orphan`), as is one past
-//! [`MAX_FRAGMENTS`] of one datagram (`fragment_limit`).
+//! through the flow path like any packet and, once its flow let it pass,
+//! the worker remembers its ports under (zone, protocol, source,
+//! destination, identification). Later fragments find their ports here,
+//! then their flow, and get the same address translation (their transport
+//! checksum is in the first fragment, whose incremental update already
+//! covers the whole datagram). Nothing is reassembled. A later fragment
+//! that arrives before its first waits a little in the worker's parking
+//! ([`park`]), and a datagram too big for the next hop is cut into
+//! fragments by the control plane ([`split`]).
 //!
-//! The cache is a fixed array indexed by hash; a new datagram takes the
-//! slot of an older one, whose later fragments then become orphans. Sizing
-//! it is a trade between memory and how many fragmented datagrams may be in
-//! flight at once per worker.
+//! The cache is a fixed array of buckets of [`WAYS`] entries, indexed by a
+//! hash keyed with a per-process seed (tenants and the Internet choose the
+//! keys: an unkeyed hash would let them aim at one bucket). Every entry
+//! belongs to an owner: the tenant of its flow, inbound or outbound. An
+//! owner holds at most [`OWNER_SHARE`] entries, the Internet's inbound ones
+//! together at most [`INBOUND_SHARE`], and a new entry only ever replaces a
+//! free or expired one or one of its own owner's: no tenant's fragments,
+//! nor the Internet's, can push out another tenant's. An entry is freed as
+//! soon as every byte of its datagram went through, or when it expires.
 
-/// Datagrams a worker tracks at once.
-pub const SLOTS: usize = 1024;
+pub mod park;
+pub mod split;
+
+/// Entries a worker's cache holds.
+pub const SLOTS: usize = 4096;
+/// Entries of one bucket.
+pub const WAYS: usize = 8;
 /// Fragments one datagram may have (64 KiB in 1 KiB pieces).
 pub const MAX_FRAGMENTS: u16 = 64;
+/// Entries one owner (a tenant's inbound or outbound datagrams) may hold.
+pub const OWNER_SHARE: u16 = (SLOTS / 16) as u16;
+/// Entries the public side's datagrams may hold together.
+pub const INBOUND_SHARE: usize = SLOTS / 2;
+/// Owners counted apart by default; tenants past them share one count.
+pub const DEFAULT_TENANTS: usize = 256;
 
 /// Which datagram a fragment belongs to (RFC 791: source, destination,
 /// protocol, identification), in a zone.
@@ -32,84 +49,325 @@ pub struct FragKey {
     pub ident: u16,
 }
 
-impl FragKey {
-    fn hash(&self) -> usize {
-        let a = u64::from(self.src) << 32 | u64::from(self.dst);
-        let b = u64::from(self.zone) << 24 | u64::from(self.protocol) << 16 | u64::from(self.ident);
-        let h = a.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ b.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-        ((h ^ (h >> 31)) >> 20) as usize
+/// What an IPv4 fragment says of itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub ident: u16,
+    /// Where its payload starts in the datagram, in bytes.
+    pub offset: u32,
+    /// Its payload, in bytes.
+    pub len: u32,
+    /// More fragments follow.
+    pub more: bool,
+}
+
+impl Piece {
+    pub fn is_first(&self) -> bool {
+        self.offset == 0
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+/// The fragment fields of IPv4 packet `ip`; `None` for a whole datagram
+/// or a header too short to say.
+pub fn piece_of(ip: &[u8]) -> Option<Piece> {
+    let flags_offset = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
+    let offset = u32::from(flags_offset & 0x1fff) * 8;
+    let more = flags_offset & 0x2000 != 0;
+    if offset == 0 && !more {
+        return None;
+    }
+    let total = u32::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
+    let ihl = u32::from(ip.first()? & 0xf) * 4;
+    Some(Piece {
+        ident: u16::from_be_bytes([ip[4], ip[5]]),
+        offset,
+        len: total.saturating_sub(ihl),
+        more,
+    })
+}
+
+/// Who an entry (or a parked fragment) is counted against: a tenant's
+/// datagrams from the Internet, or its own. Tenants past the ones counted
+/// apart share the last count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub tenant: u32,
+    pub inbound: bool,
+}
+
+impl Owner {
+    /// The index of its count among `tenants` tenants (two counts each,
+    /// and two shared by the ones past them).
+    pub(crate) fn index(self, tenants: usize) -> usize {
+        let t = (self.tenant as usize).min(tenants);
+        t * 2 + usize::from(self.inbound)
+    }
+}
+
+/// A hash of fragment keys that the keys' senders cannot aim: two rounds of
+/// a folded 64×64→128 multiply (as wyhash and foldhash do) over the key
+/// mixed with secrets derived from a per-process seed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeyedHash([u64; 3]);
+
+impl KeyedHash {
+    pub(crate) fn new(seed: u64) -> Self {
+        // splitmix64: three well-spread secrets from one seed.
+        let mut s = seed;
+        let mut next = || {
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        KeyedHash([next(), next(), next()])
+    }
+
+    pub(crate) fn hash(&self, key: &FragKey) -> u64 {
+        let a = u64::from(key.src) << 32 | u64::from(key.dst);
+        let b = u64::from(key.zone) << 24 | u64::from(key.protocol) << 16 | u64::from(key.ident);
+        let h = fold_mul(a ^ self.0[0], b ^ self.0[1]);
+        fold_mul(h ^ self.0[2], 0x9e37_79b9_7f4a_7c15 ^ self.0[1])
+    }
+}
+
+fn fold_mul(x: u64, y: u64) -> u64 {
+    let p = u128::from(x) * u128::from(y);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+/// No owner: the slot is free.
+const FREE: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
 struct Slot {
     key: FragKey,
+    /// Index of its owner's count, or [`FREE`].
+    owner: u32,
+    inbound: bool,
     sport: u16,
     dport: u16,
     seen: u16,
+    /// Payload bytes of the fragments that went through.
+    covered: u32,
+    /// The datagram's payload length, once its last fragment was seen.
+    total: Option<u32>,
     deadline: u64,
 }
 
-/// Why a later fragment cannot go on.
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            key: FragKey::default(),
+            owner: FREE,
+            inbound: false,
+            sport: 0,
+            dport: 0,
+            seen: 0,
+            covered: 0,
+            total: None,
+            deadline: 0,
+        }
+    }
+}
+
+impl Slot {
+    fn live(&self, now: u64) -> bool {
+        self.owner != FREE && self.deadline > now
+    }
+
+    /// Counts `piece` in; true once every byte of the datagram was seen.
+    fn cover(&mut self, piece: &Piece) -> bool {
+        self.covered = self.covered.saturating_add(piece.len);
+        if !piece.more {
+            self.total = Some(piece.offset.saturating_add(piece.len));
+        }
+        self.total.is_some_and(|t| self.covered >= t)
+    }
+}
+
+/// Why a fragment cannot go on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FragError {
     /// Its first fragment was not seen (or was forgotten).
     Orphan,
     /// Too many fragments for one datagram.
     Limit,
+    /// Its owner holds its share of the cache, or its bucket is full of
+    /// other owners' live entries.
+    Full,
 }
 
 /// One worker's fragment cache.
 #[derive(Debug)]
 pub struct Fragments {
     slots: Box<[Slot]>,
+    /// Live entries by owner ([`Owner::index`]).
+    held: Box<[u16]>,
+    tenants: usize,
+    /// Entries of the public side's datagrams.
+    inbound: usize,
+    hash: KeyedHash,
+    /// Where the next sweep starts.
+    sweep_at: usize,
 }
 
 impl Default for Fragments {
     fn default() -> Self {
-        Fragments {
-            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
-        }
+        Self::new(crate::hash::process_seed(), DEFAULT_TENANTS)
     }
 }
 
 impl Fragments {
-    /// Remembers the ports of a first fragment until `deadline`.
-    pub fn first(&mut self, key: FragKey, sport: u16, dport: u16, deadline: u64) {
-        let i = key.hash() % SLOTS;
-        self.slots[i] = Slot {
-            key,
-            sport,
-            dport,
-            seen: 1,
-            deadline,
-        };
+    /// A cache whose hash is keyed by `seed` (chosen at random when the
+    /// process starts), counting `tenants` tenants apart.
+    pub fn new(seed: u64, tenants: usize) -> Self {
+        Fragments {
+            slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
+            held: vec![0; (tenants + 1) * 2].into_boxed_slice(),
+            tenants,
+            inbound: 0,
+            hash: KeyedHash::new(seed),
+            sweep_at: 0,
+        }
     }
 
-    /// The ports of a later fragment's datagram.
-    pub fn later(&mut self, key: FragKey, now: u64) -> Result<(u16, u16), FragError> {
-        let s = &mut self.slots[key.hash() % SLOTS];
-        if s.key != key || s.deadline <= now || s.seen == 0 {
+    /// Live entries (expired ones not swept yet included).
+    pub fn len(&self) -> usize {
+        self.held.iter().map(|&n| usize::from(n)).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn bucket(&self, key: &FragKey) -> std::ops::Range<usize> {
+        let b = (self.hash.hash(key) % (SLOTS / WAYS) as u64) as usize;
+        b * WAYS..(b + 1) * WAYS
+    }
+
+    fn free(&mut self, i: usize) {
+        let s = &mut self.slots[i];
+        if s.owner == FREE {
+            return;
+        }
+        if let Some(n) = self.held.get_mut(s.owner as usize) {
+            *n = n.saturating_sub(1);
+        }
+        if s.inbound {
+            self.inbound = self.inbound.saturating_sub(1);
+        }
+        *s = Slot::default();
+    }
+
+    /// Remembers the ports of a first fragment, `piece`, whose flow let it
+    /// pass, until `deadline`. `Err(Full)` if its owner may not have one
+    /// more entry.
+    pub fn first(
+        &mut self,
+        key: FragKey,
+        owner: Owner,
+        ports: (u16, u16),
+        piece: &Piece,
+        now: u64,
+        deadline: u64,
+    ) -> Result<(), FragError> {
+        let o = owner.index(self.tenants);
+        let bucket = self.bucket(&key);
+        // The same datagram again (a duplicate first fragment) starts over.
+        if let Some(i) = bucket.clone().find(|&i| self.slots[i].key == key) {
+            self.free(i);
+        }
+        let mut free = None;
+        let mut own_oldest: Option<usize> = None;
+        for i in bucket {
+            let s = self.slots[i];
+            if !s.live(now) {
+                free.get_or_insert(i);
+            } else if s.owner as usize == o
+                && own_oldest.is_none_or(|j| s.deadline < self.slots[j].deadline)
+            {
+                own_oldest = Some(i);
+            }
+        }
+        let at_share = self.held.get(o).is_none_or(|&n| n >= OWNER_SHARE)
+            || (owner.inbound && self.inbound >= INBOUND_SHARE);
+        // A free way when the owner has room; else the owner's own oldest.
+        let i = match (free, own_oldest) {
+            (Some(i), _) if !at_share => i,
+            (_, Some(i)) => i,
+            _ => return Err(FragError::Full),
+        };
+        self.free(i);
+        let mut slot = Slot {
+            key,
+            owner: o as u32,
+            inbound: owner.inbound,
+            sport: ports.0,
+            dport: ports.1,
+            seen: 1,
+            covered: 0,
+            total: None,
+            deadline,
+        };
+        slot.cover(piece);
+        self.slots[i] = slot;
+        self.held[o] += 1;
+        if owner.inbound {
+            self.inbound += 1;
+        }
+        Ok(())
+    }
+
+    /// The ports of a later fragment's datagram. The entry is freed once
+    /// every byte of the datagram went through.
+    pub fn later(
+        &mut self,
+        key: FragKey,
+        piece: &Piece,
+        now: u64,
+    ) -> Result<(u16, u16), FragError> {
+        let Some(i) = self
+            .bucket(&key)
+            .find(|&i| self.slots[i].key == key && self.slots[i].owner != FREE)
+        else {
+            return Err(FragError::Orphan);
+        };
+        let s = &mut self.slots[i];
+        if s.deadline <= now {
+            self.free(i);
             return Err(FragError::Orphan);
         }
         if s.seen >= MAX_FRAGMENTS {
             return Err(FragError::Limit);
         }
         s.seen += 1;
-        Ok((s.sport, s.dport))
+        let ports = (s.sport, s.dport);
+        if s.cover(piece) {
+            self.free(i);
+        }
+        Ok(ports)
+    }
+
+    /// Frees the expired entries among the next `budget` slots; the worker
+    /// calls it between bursts, so that an owner's count never stays held
+    /// by entries that are dead.
+    pub fn sweep(&mut self, now: u64, budget: usize) {
+        for _ in 0..budget.min(SLOTS) {
+            let i = self.sweep_at;
+            self.sweep_at = (i + 1) % SLOTS;
+            if self.slots[i].owner != FREE && self.slots[i].deadline <= now {
+                self.free(i);
+            }
+        }
     }
 }
 
 /// Identification and whether it is the first, of an IPv4 packet that is a
 /// fragment; `None` for a whole datagram.
 pub fn fragment_of(ip: &[u8]) -> Option<(u16, bool)> {
-    let flags_offset = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
-    let offset = flags_offset & 0x1fff;
-    let more = flags_offset & 0x2000 != 0;
-    if offset == 0 && !more {
-        return None;
-    }
-    Some((u16::from_be_bytes([ip[4], ip[5]]), offset == 0))
+    piece_of(ip).map(|p| (p.ident, p.is_first()))
 }
 
 #[cfg(test)]
@@ -126,37 +384,161 @@ mod tests {
         }
     }
 
+    const T1_IN: Owner = Owner {
+        tenant: 0,
+        inbound: true,
+    };
+    const T2_IN: Owner = Owner {
+        tenant: 1,
+        inbound: true,
+    };
+
+    /// The first of a datagram of `len` payload bytes, cut after 8.
+    fn head() -> Piece {
+        Piece {
+            ident: 0,
+            offset: 0,
+            len: 8,
+            more: true,
+        }
+    }
+
+    fn middle() -> Piece {
+        Piece {
+            ident: 0,
+            offset: 8,
+            len: 8,
+            more: true,
+        }
+    }
+
+    fn tail(len: u32) -> Piece {
+        Piece {
+            ident: 0,
+            offset: 16,
+            len,
+            more: false,
+        }
+    }
+
     #[test]
     fn later_fragments_find_the_ports_of_the_first() {
         let mut f = Fragments::default();
-        assert_eq!(f.later(key(7), 0), Err(FragError::Orphan));
-        f.first(key(7), 5000, 53, 100);
-        assert_eq!(f.later(key(7), 1), Ok((5000, 53)));
-        assert_eq!(f.later(key(8), 1), Err(FragError::Orphan));
-        assert_eq!(f.later(key(7), 100), Err(FragError::Orphan), "expired");
+        assert_eq!(f.later(key(7), &middle(), 0), Err(FragError::Orphan));
+        f.first(key(7), T1_IN, (5000, 53), &head(), 0, 100).unwrap();
+        assert_eq!(f.later(key(7), &middle(), 1), Ok((5000, 53)));
+        assert_eq!(f.later(key(8), &middle(), 1), Err(FragError::Orphan));
+        assert_eq!(
+            f.later(key(7), &middle(), 100),
+            Err(FragError::Orphan),
+            "expired"
+        );
+        assert!(f.is_empty(), "the expired entry was freed on the way");
+    }
+
+    #[test]
+    fn an_entry_is_freed_once_its_whole_datagram_went_through() {
+        let mut f = Fragments::default();
+        f.first(key(1), T1_IN, (1, 2), &head(), 0, 100).unwrap();
+        assert_eq!(f.later(key(1), &tail(8), 0), Ok((1, 2)));
+        assert_eq!(f.len(), 1, "the middle is still missing");
+        assert_eq!(f.later(key(1), &middle(), 0), Ok((1, 2)));
+        assert_eq!(f.len(), 0);
+        assert_eq!(f.later(key(1), &middle(), 0), Err(FragError::Orphan));
     }
 
     #[test]
     fn a_datagram_may_not_have_too_many_fragments() {
         let mut f = Fragments::default();
-        f.first(key(1), 1, 2, 100);
+        f.first(key(1), T1_IN, (1, 2), &head(), 0, 100).unwrap();
         for _ in 1..MAX_FRAGMENTS {
-            assert!(f.later(key(1), 0).is_ok());
+            assert!(f.later(key(1), &middle(), 0).is_ok());
         }
-        assert_eq!(f.later(key(1), 0), Err(FragError::Limit));
+        assert_eq!(f.later(key(1), &middle(), 0), Err(FragError::Limit));
+    }
+
+    #[test]
+    fn an_owner_at_its_share_replaces_only_its_own_entries() {
+        let mut f = Fragments::new(7, 4);
+        f.first(key(0), T1_IN, (1, 1), &head(), 0, 1000).unwrap();
+        // Tenant 2's flood: its share, then only its own entries go.
+        let mut refused = 0;
+        for ident in 1..=u16::MAX {
+            if f.first(key(ident), T2_IN, (2, 2), &head(), 0, 1000)
+                .is_err()
+            {
+                refused += 1;
+            }
+        }
+        assert!(refused > 0);
+        assert_eq!(f.held[T2_IN.index(4)], OWNER_SHARE);
+        assert_eq!(f.later(key(0), &middle(), 1), Ok((1, 1)), "tenant 1's kept");
+        // Swept once expired, its count is free again.
+        f.sweep(1000, SLOTS);
+        assert!(f.is_empty());
+        f.first(key(9), T2_IN, (2, 2), &head(), 1000, 2000).unwrap();
+    }
+
+    #[test]
+    fn the_internet_side_holds_at_most_its_share() {
+        let mut f = Fragments::new(7, 64);
+        let mut n = 0u16;
+        for tenant in 0..64 {
+            for _ in 0..OWNER_SHARE {
+                let owner = Owner {
+                    tenant,
+                    inbound: true,
+                };
+                let _ = f.first(key(n), owner, (0, 0), &head(), 0, 1000);
+                n = n.wrapping_add(1);
+            }
+        }
+        assert!(f.inbound <= INBOUND_SHARE);
+        assert!(f.len() <= INBOUND_SHARE);
+        // The tenants' own datagrams still find room.
+        let out = Owner {
+            tenant: 3,
+            inbound: false,
+        };
+        let mut k = key(1);
+        k.zone = 4;
+        f.first(k, out, (5, 6), &head(), 0, 1000).unwrap();
+    }
+
+    #[test]
+    fn the_bucket_of_a_key_depends_on_the_seed() {
+        let (a, b) = (Fragments::new(1, 0), Fragments::new(2, 0));
+        let moved = (0..1000u16)
+            .filter(|&i| a.bucket(&key(i)) != b.bucket(&key(i)))
+            .count();
+        assert!(moved > 900, "only {moved} of 1000 keys moved");
+        // Keys that share a bucket under one seed are spread by another.
+        let target = a.bucket(&key(0));
+        let crowd: Vec<u16> = (0..=u16::MAX)
+            .filter(|&i| a.bucket(&key(i)) == target)
+            .collect();
+        assert!(crowd.len() > WAYS);
+        let mut buckets: Vec<_> = crowd.iter().map(|&i| b.bucket(&key(i)).start).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        assert!(buckets.len() > crowd.len() / 2, "{buckets:?}");
     }
 
     #[test]
     fn whole_datagrams_are_not_fragments() {
         let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&60u16.to_be_bytes());
         ip[4..6].copy_from_slice(&77u16.to_be_bytes());
         assert_eq!(fragment_of(&ip), None);
         ip[6] = 0x40; // DF alone
         assert_eq!(fragment_of(&ip), None);
         ip[6] = 0x20; // MF, offset 0: the first
         assert_eq!(fragment_of(&ip), Some((77, true)));
+        assert_eq!(piece_of(&ip).map(|p| p.len), Some(40));
         ip[6] = 0;
         ip[7] = 10; // offset 80 bytes, last
         assert_eq!(fragment_of(&ip), Some((77, false)));
+        assert_eq!(piece_of(&ip).map(|p| (p.offset, p.more)), Some((80, false)));
     }
 }

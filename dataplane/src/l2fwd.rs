@@ -21,6 +21,10 @@ pub enum Verdict {
     /// Hand, unchanged, to the worker that owns its connection
     /// ([`crate::steer`]).
     Handoff(u16),
+    /// A later fragment that came before its first: the worker keeps it
+    /// in this spot of its [`crate::fragments::park::Parked`] until the
+    /// pipeline releases it.
+    Park(u16),
 }
 
 /// Where frames from one port go, and the L2 header they leave with.

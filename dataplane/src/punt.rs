@@ -3,8 +3,8 @@
 //! The reason travels in the frame itself, in a small header prepended in
 //! the headroom (VPP keeps it in the buffer's opaque area; in-band keeps
 //! `rte` free of per-application mbuf fields). The control plane strips it
-//! first thing. Punting is for the rare frame: ARP to learn from, and
-//! frames whose next hop is not resolved yet.
+//! first thing. Punting is for the rare frame: ARP to learn from, frames
+//! whose next hop is not resolved yet, and datagrams to cut into fragments.
 
 use crate::neighbour::NeighKey;
 use crate::tenant::TenantId;
@@ -28,12 +28,17 @@ pub enum Punt {
     /// An ARP frame inside `tenant`'s gretap tunnel, received on `port` with
     /// its outer headers: a request from a host not known yet, or a reply.
     TunnelArp { port: u16, tenant: TenantId },
+    /// Ready to leave `port` but too big for it, without DF: the IPv4
+    /// packet after `prefix` bytes of headers is to be cut into fragments
+    /// of at most `mtu` bytes ([`crate::fragments::split`]).
+    Fragment { port: u16, prefix: u16, mtu: u16 },
 }
 
 const RESOLVE: u8 = 1;
 const RESOLVE_INNER: u8 = 2;
 const ARP: u8 = 3;
 const TUNNEL_ARP: u8 = 4;
+const FRAGMENT: u8 = 5;
 
 impl Punt {
     /// Prepends the header. `false` if the headroom is too small.
@@ -43,6 +48,9 @@ impl Punt {
             Punt::ResolveInner { tunnel, key } => (RESOLVE_INNER, 0, tunnel, key.to_bits()),
             Punt::Arp { port } => (ARP, port, 0, 0),
             Punt::TunnelArp { port, tenant } => (TUNNEL_ARP, port, tenant.0, 0),
+            Punt::Fragment { port, prefix, mtu } => {
+                (FRAGMENT, port, u32::from(prefix) << 16 | u32::from(mtu), 0)
+            }
         };
         let Some(h) = f.prepend(HEADER_LEN) else {
             return false;
@@ -75,6 +83,11 @@ impl Punt {
                 port,
                 tenant: TenantId(word),
             },
+            FRAGMENT => Punt::Fragment {
+                port,
+                prefix: (word >> 16) as u16,
+                mtu: word as u16,
+            },
             _ => return None,
         };
         f.adj(HEADER_LEN).then_some(punt)
@@ -101,6 +114,11 @@ mod tests {
             Punt::TunnelArp {
                 port: 2,
                 tenant: TenantId(9),
+            },
+            Punt::Fragment {
+                port: 1,
+                prefix: 56,
+                mtu: 1458,
             },
         ];
         for p in reasons {

@@ -27,6 +27,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::fragments::split::split;
 use crate::neighbour::{Lookup, NeighKey, NeighbourWriter};
 use crate::pipeline::{answer_tunnel_arp, finish_outer_ipv4};
 use crate::punt::Punt;
@@ -88,6 +89,12 @@ pub struct ResolverStats {
     pub proxy_replies: u64,
     /// Punted frames that did not parse.
     pub malformed: u64,
+    /// Datagrams too big for their next hop cut into fragments, the
+    /// fragments sent, and the datagrams that could not be cut (no buffer,
+    /// or not a packet to cut).
+    pub fragmented: u64,
+    pub fragments: u64,
+    pub fragment_failed: u64,
 }
 
 /// How the resolver gets frames to build requests in, and sends frames.
@@ -179,6 +186,15 @@ impl<F: Frame> Resolver<F> {
             }
             Some(Punt::Arp { port }) => self.port_arp(t, port, &f, now, io),
             Some(Punt::TunnelArp { port, tenant }) => self.tunnel_arp(t, port, tenant, f, now, io),
+            Some(Punt::Fragment { port, prefix, mtu }) => {
+                match split(&f, port, usize::from(prefix), mtu, io) {
+                    Ok(pieces) => {
+                        self.stats.fragmented += 1;
+                        self.stats.fragments += pieces as u64;
+                    }
+                    Err(_) => self.stats.fragment_failed += 1,
+                }
+            }
             None => self.stats.malformed += 1,
         }
     }

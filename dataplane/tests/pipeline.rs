@@ -2,6 +2,7 @@
 //! every frame built and every result read by etherparse (GRE, which
 //! etherparse lacks, is written and read by hand from RFC 2784/2890).
 
+use dataplane::fragments::park::Parked;
 use dataplane::ip_options::Forwarded;
 use dataplane::neighbour::NeighbourWriter;
 use dataplane::pipeline::{Hint, Pipeline, DEFAULT_FLOWS};
@@ -841,7 +842,7 @@ fn too_big_with_df_answers_fragmentation_needed_with_the_tunnel_mtu() {
         icmp.icmp_type().calc_checksum(icmp.payload())
     );
 
-    // Without DF it is the slow path's to fragment: dropped and counted.
+    // Without DF it is to be cut into fragments, by the control plane.
     let mut no_df = big.clone();
     no_df[6] &= !0x40;
     no_df[10..12].fill(0);
@@ -851,7 +852,7 @@ fn too_big_with_df_answers_fragmentation_needed_with_the_tunnel_mtu() {
         .calc_header_checksum();
     no_df[10..12].copy_from_slice(&sum.to_be_bytes());
     let (v, _) = gw.run(&eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &no_df), PUB);
-    assert_eq!(v, Verdict::Drop(DropReason::NeedsFragmentation));
+    assert_eq!(v, Verdict::Punt);
 }
 
 #[test]
@@ -999,6 +1000,8 @@ fn arbitrary_frames_end_as_sent_or_dropped_with_a_reason_never_a_panic() {
                 gw.resolver.poll(&gw.tables, now, &mut wire);
             }
             Verdict::Handoff(w) => panic!("one worker handed off to {w}"),
+            // A later fragment before its first, which nobody sends here.
+            Verdict::Park(_) => dropped += 1,
         }
     }
     assert!(
@@ -1037,7 +1040,7 @@ impl Gw {
         match v {
             Verdict::Punt => self.resolver.punted(&self.tables, f, now, wire),
             Verdict::Forward(p) => wire.sent.push((p, f)),
-            Verdict::Drop(_) | Verdict::Handoff(_) => {}
+            Verdict::Drop(_) | Verdict::Handoff(_) | Verdict::Park(_) => {}
         }
         v
     }
@@ -2126,6 +2129,52 @@ fn fragments(datagram: &[u8], first: usize) -> [Vec<u8>; 2] {
     ]
 }
 
+/// The fragment of `datagram` (no options) holding `len` payload bytes
+/// from `offset` (a multiple of 8), with MF as `more`.
+fn piece(datagram: &[u8], offset: usize, len: usize, more: bool) -> Vec<u8> {
+    let (h, payload) = Ipv4Header::from_slice(datagram).unwrap();
+    let mut fh = h.clone();
+    let part = &payload[offset..(offset + len).min(payload.len())];
+    fh.more_fragments = more;
+    fh.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap();
+    fh.set_payload_len(part.len()).unwrap();
+    fh.header_checksum = fh.calc_header_checksum();
+    let mut out = Vec::new();
+    fh.write(&mut out).unwrap();
+    out.extend_from_slice(part);
+    out
+}
+
+/// Puts fragments back together, in any order (header from the one at
+/// offset 0), checking that they cover the datagram exactly once.
+fn reassemble_all(pieces: &[Vec<u8>]) -> Vec<u8> {
+    let mut parts: Vec<(usize, bool, Ipv4Header, Vec<u8>)> = pieces
+        .iter()
+        .map(|p| {
+            let (h, rest) = Ipv4Header::from_slice(p).unwrap();
+            assert_eq!(h.header_checksum, h.calc_header_checksum());
+            let off = usize::from(h.fragment_offset.value()) * 8;
+            (off, h.more_fragments, h.clone(), rest.to_vec())
+        })
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    let mut payload = Vec::new();
+    for (off, _, _, data) in &parts {
+        assert_eq!(*off, payload.len(), "pieces cover the datagram once");
+        payload.extend_from_slice(data);
+    }
+    assert!(!parts.last().unwrap().1, "the last piece ends the datagram");
+    let mut whole = parts[0].2.clone();
+    whole.more_fragments = false;
+    whole.fragment_offset = etherparse::IpFragOffset::ZERO;
+    whole.set_payload_len(payload.len()).unwrap();
+    whole.header_checksum = whole.calc_header_checksum();
+    let mut out = Vec::new();
+    whole.write(&mut out).unwrap();
+    out.extend_from_slice(&payload);
+    out
+}
+
 /// Puts two fragments back together (addresses from the first).
 fn reassemble(a: &[u8], b: &[u8]) -> Vec<u8> {
     let (h, pa) = Ipv4Header::from_slice(a).unwrap();
@@ -2148,9 +2197,9 @@ fn fragments_follow_their_first_through_nat_and_never_alone() {
     let datagram = inner_udp(CLIENT, EIP1, 64, &[7u8; 200]);
     let [first, second] = fragments(&datagram, 48);
 
-    // A later fragment before its first: nothing to follow.
+    // A later fragment before its first waits for it (never alone).
     let (v, _) = gw.client_sends(&second, 0);
-    assert_eq!(v, Verdict::Drop(DropReason::FragmentOrphan));
+    assert!(matches!(v, Verdict::Park(_)), "{v:?}");
 
     let (v, out1) = gw.client_sends(&first, 1);
     assert_eq!(v, Verdict::Forward(UND));
@@ -2179,15 +2228,370 @@ fn fragments_follow_their_first_through_nat_and_never_alone() {
 fn a_datagram_in_too_many_pieces_is_cut_off() {
     let mut gw = Gw::new();
     let datagram = inner_udp(CLIENT, EIP1, 64, &[1u8; 64]);
-    let [first, second] = fragments(&datagram, 16);
+    let [first, _] = fragments(&datagram, 16);
     assert_eq!(gw.client_sends(&first, 0).0, Verdict::Forward(UND));
-    // The same later fragment again and again (a flood of pieces).
+    // The same middle fragment again and again (a flood of pieces that
+    // never completes the datagram).
+    let middle = piece(&datagram, 16, 8, true);
     for _ in 1..dataplane::fragments::MAX_FRAGMENTS {
-        assert_eq!(gw.client_sends(&second, 0).0, Verdict::Forward(UND));
+        assert_eq!(gw.client_sends(&middle, 0).0, Verdict::Forward(UND));
     }
     assert_eq!(
-        gw.client_sends(&second, 0).0,
+        gw.client_sends(&middle, 0).0,
         Verdict::Drop(DropReason::FragmentLimit)
+    );
+}
+
+/// `ip` with identification `ident` and its header checksum again.
+fn with_ident(ip: &[u8], ident: u16) -> Vec<u8> {
+    let mut out = ip.to_vec();
+    out[4..6].copy_from_slice(&ident.to_be_bytes());
+    refill_checksum(&mut out);
+    out
+}
+
+/// `ip` without DF, its header checksum again.
+fn without_df(ip: &[u8]) -> Vec<u8> {
+    let mut out = ip.to_vec();
+    out[6] &= !0x40;
+    refill_checksum(&mut out);
+    out
+}
+
+fn refill_checksum(ip: &mut [u8]) {
+    ip[10..12].fill(0);
+    let sum = Ipv4Header::from_slice(ip).unwrap().0.calc_header_checksum();
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// A UDP datagram with `payload`, from the given ports.
+fn udp_datagram(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64)
+        .udp(sport, dport)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+/// Tenant 2's VM sends `ip` (GRE-IPv4 from host 2).
+fn from_t2(ip: &[u8]) -> VecFrame {
+    VecFrame::new(&gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, ip), UND)
+}
+
+fn from_client(ip: &[u8]) -> VecFrame {
+    VecFrame::new(&eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, ip), PUB)
+}
+
+fn from_t1(ip: &[u8]) -> VecFrame {
+    let inner = eth(T1_MAC, VM1_MAC, EtherType::IPV4, ip);
+    VecFrame::new(
+        &gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &inner),
+        UND,
+    )
+}
+
+impl Gw {
+    /// Runs `f` through the pipeline, as a worker does: a frame to park is
+    /// parked in `parked`.
+    fn park_or_run(
+        &mut self,
+        parked: &mut Parked<VecFrame>,
+        mut f: VecFrame,
+        now: u64,
+    ) -> (Verdict, Vec<u8>) {
+        let v = self
+            .pipeline
+            .process(&self.tables, &self.counters, &mut f, now);
+        let bytes = f.data().to_vec();
+        if let Verdict::Park(spot) = v {
+            assert!(parked.put(spot, f).is_ok(), "spot {spot} was free");
+        }
+        (v, bytes)
+    }
+
+    /// What the worker does after a burst: the parked frames released or
+    /// expired, with their verdicts.
+    fn unpark(&mut self, parked: &mut Parked<VecFrame>, now: u64) -> Vec<(Verdict, Vec<u8>)> {
+        let mut out = Vec::new();
+        parked.run(
+            &mut self.pipeline,
+            &self.tables,
+            &self.counters,
+            now,
+            |f, v| out.push((v, f.data().to_vec())),
+        );
+        out
+    }
+}
+
+#[test]
+fn a_fragment_before_its_first_waits_for_it_and_follows_it_through_nat() {
+    let mut gw = Gw::new();
+    let mut parked = Parked::default();
+    let datagram = inner_udp(CLIENT, EIP1, 64, &[7u8; 200]);
+    let [first, second] = fragments(&datagram, 48);
+
+    let (v, _) = gw.park_or_run(&mut parked, from_client(&second), 0);
+    assert!(matches!(v, Verdict::Park(_)), "{v:?}");
+    assert!(gw.unpark(&mut parked, 1).is_empty(), "nothing released yet");
+    let (v, out1) = gw.park_or_run(&mut parked, from_client(&first), 2);
+    assert_eq!(v, Verdict::Forward(UND));
+    let released = gw.unpark(&mut parked, 3);
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].0, Verdict::Forward(UND));
+    assert!(parked.is_empty());
+    let whole = reassemble_all(&[tunnelled_ip(&released[0].1), tunnelled_ip(&out1)]);
+    assert_eq!(assert_valid_ipv4(&whole).destination, VM);
+    assert_valid_transport(&whole);
+    assert_eq!(&whole[28..], &datagram[28..], "payload untouched");
+
+    // The VM's answer, its pieces swapped too, leaves as the elastic IP.
+    let answer = inner_udp(VM, CLIENT, 64, &[9u8; 300]);
+    let [f1, f2] = fragments(&answer, 96);
+    let (v, _) = gw.park_or_run(&mut parked, from_t1(&f2), 4);
+    assert!(matches!(v, Verdict::Park(_)), "{v:?}");
+    let (v, o1) = gw.park_or_run(&mut parked, from_t1(&f1), 5);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let released = gw.unpark(&mut parked, 6);
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].0, Verdict::Forward(PUB));
+    let o2 = &released[0].1;
+    assert_eq!(o2[..6], CLIENT_MAC, "sent to the client, on-link");
+    let whole = reassemble_all(&[o2[14..].to_vec(), o1[14..].to_vec()]);
+    assert_eq!(assert_valid_ipv4(&whole).source, EIP1);
+    assert_valid_transport(&whole);
+    assert_eq!(gw.counters.fragments_parked.get(), 2);
+    assert_eq!(gw.counters.fragments_released.get(), 2);
+    // Counted once from the tunnel, though it went through twice.
+    let t1 = gw.counters.tenant(0).unwrap();
+    assert_eq!(t1.from_tunnel_packets.get(), 2);
+}
+
+#[test]
+fn fragments_between_a_tenants_hosts_need_no_flow() {
+    // The VM has an elastic IP, but 10.0.1.5 is behind tenant 1's host 3.
+    let mut gw = Gw::new();
+    let datagram = inner_udp(VM, [10, 0, 1, 5], 64, &[4u8; 200]);
+    let [first, second] = fragments(&datagram, 48);
+    let (v, o1) = gw.t1_sends(&second, 0);
+    assert_eq!(v, Verdict::Forward(UND), "no first needed, none waited for");
+    let (v, o2) = gw.t1_sends(&first, 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    for o in [&o1, &o2] {
+        let (_, outer, key, _, _) = open_gre(o);
+        assert_eq!((outer.destination, key), (HOST3, 1000));
+    }
+    let whole = reassemble_all(&[tunnelled_ip(&o1), tunnelled_ip(&o2)]);
+    assert_valid_transport(&whole);
+}
+
+#[test]
+fn a_fragment_whose_first_never_comes_waits_a_bounded_while_in_bounded_room() {
+    use dataplane::fragments::park::{LIFE_MS, OWNER_SPOTS};
+    let mut gw = Gw::new();
+    let mut parked = Parked::default();
+    let datagram = inner_udp(CLIENT, EIP1, 64, &[7u8; 200]);
+    let [_, second] = fragments(&datagram, 48);
+    // Tenant 1's share of the parking, then no more for it.
+    for ident in 0..u16::from(OWNER_SPOTS) {
+        let (v, _) = gw.park_or_run(&mut parked, from_client(&with_ident(&second, ident)), 0);
+        assert!(matches!(v, Verdict::Park(_)), "{v:?}");
+    }
+    let (v, _) = gw.park_or_run(&mut parked, from_client(&with_ident(&second, 99)), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::FragmentParkFull));
+    // Tenant 2's still wait.
+    let other = fragments(&inner_udp(CLIENT, EIP2, 64, &[7u8; 200]), 48)[1].clone();
+    let (v, _) = gw.park_or_run(&mut parked, from_client(&other), 0);
+    assert!(matches!(v, Verdict::Park(_)), "{v:?}");
+    let (v, _) = gw.park_or_run(
+        &mut parked,
+        from_t2(&fragments(&inner_udp(VM, CLIENT, 64, &[1; 64]), 16)[1]),
+        0,
+    );
+    assert!(matches!(v, Verdict::Park(_)), "{v:?}");
+    // Their firsts never come: all dropped once their time is up.
+    let life = LIFE_MS * SEC / 1000;
+    assert!(gw.unpark(&mut parked, life - 1).is_empty());
+    let out = gw.unpark(&mut parked, life);
+    assert_eq!(out.len(), usize::from(OWNER_SPOTS) + 2);
+    assert!(out
+        .iter()
+        .all(|(v, _)| *v == Verdict::Drop(DropReason::FragmentTimeout)));
+    assert!(parked.is_empty());
+    let (v, _) = gw.park_or_run(&mut parked, from_client(&with_ident(&second, 99)), life);
+    assert!(matches!(v, Verdict::Park(_)), "room again: {v:?}");
+}
+
+#[test]
+fn one_tenants_fragments_cannot_push_out_anothers() {
+    let mut gw = Gw::new();
+    let datagram = inner_udp(CLIENT, EIP1, 64, &[7u8; 200]);
+    let [first, second] = fragments(&datagram, 48);
+    assert_eq!(gw.client_sends(&first, 0).0, Verdict::Forward(UND));
+    // The Internet floods tenant 2's elastic IP with first fragments, and
+    // tenant 2's VM sends as many of its own, a new datagram each.
+    let inbound = fragments(&inner_udp(CLIENT, EIP2, 64, &[1; 64]), 16)[0].clone();
+    let outbound = fragments(&inner_udp(VM, CLIENT, 64, &[1; 64]), 16)[0].clone();
+    let (mut passed, mut refused) = (0, 0);
+    for ident in 0..20_000u16 {
+        for mut f in [
+            from_client(&with_ident(&inbound, ident)),
+            from_t2(&with_ident(&outbound, ident)),
+        ] {
+            match gw.pipeline.process(&gw.tables, &gw.counters, &mut f, 1) {
+                Verdict::Forward(_) => passed += 1,
+                Verdict::Drop(DropReason::FragmentCacheFull) => refused += 1,
+                v => panic!("{v:?}"),
+            }
+        }
+    }
+    assert!(passed > 0 && refused > 0, "{passed} {refused}");
+    // Tenant 1's datagram still finds its ports.
+    let (v, out) = gw.client_sends(&second, 2);
+    assert_eq!(v, Verdict::Forward(UND));
+    assert_eq!(assert_valid_ipv4(&tunnelled_ip(&out)).destination, VM);
+}
+
+#[test]
+fn a_first_fragment_the_firewall_refuses_is_not_remembered() {
+    use dataplane::firewall::{
+        Action, Direction as FwDir, FirewallSpec, PortRange, ProtoMatch, RuleSpec,
+    };
+    let mut s = spec();
+    s.tenants[0].firewall = FirewallSpec {
+        rules: vec![RuleSpec::new(
+            FwDir::In,
+            Action::Deny,
+            ProtoMatch::Udp {
+                sport: PortRange::ANY,
+                dport: PortRange::one(9999),
+            },
+        )],
+        ..FirewallSpec::allow_all()
+    };
+    let mut gw = Gw::with_spec(&s);
+    let datagram = inner_udp(CLIENT, EIP1, 64, &[7u8; 200]);
+    let [first, second] = fragments(&datagram, 48);
+    assert_eq!(gw.client_sends(&first, 0).0, Verdict::Forward(UND));
+    // First fragments the tenant's rules refuse, to the same elastic IP.
+    let refused = udp_datagram(CLIENT, 4000, EIP1, 9999, &[1; 64]);
+    let [head, _] = fragments(&refused, 16);
+    for ident in 0..20_000u16 {
+        let (v, _) = gw.client_sends(&with_ident(&head, ident), 1);
+        assert_eq!(v, Verdict::Drop(DropReason::Firewall));
+    }
+    let (v, _) = gw.client_sends(&second, 2);
+    assert_eq!(
+        v,
+        Verdict::Forward(UND),
+        "tenant 1's datagram kept its entry"
+    );
+}
+
+/// The pieces the control plane sent: (port, frame).
+fn cut_pieces(wire: &Wire) -> Vec<(u16, Vec<u8>)> {
+    wire.sent
+        .iter()
+        .map(|(p, f)| (*p, f.data().to_vec()))
+        .collect()
+}
+
+#[test]
+fn a_datagram_too_big_for_the_tunnel_without_df_is_cut_and_arrives_whole() {
+    let mut gw = Gw::new();
+    let mut wire = Wire::default();
+    // A 3000-byte ping without DF, which the client's stack sent in two
+    // fragments of its 1500-byte link: both too big for the tunnel (1458).
+    let mut ping = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut ping, &[0x5a; 2972])
+        .unwrap();
+    let ping = without_df(&ping);
+    assert_eq!(ping.len(), 3000);
+    let a = piece(&ping, 0, 1480, true);
+    let b = piece(&ping, 1480, 1500, false);
+    for (now, p) in [a, b].iter().enumerate() {
+        let frame = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, p);
+        assert_eq!(gw.run_at(&frame, PUB, now as u64, &mut wire), Verdict::Punt);
+    }
+    let pieces = cut_pieces(&wire);
+    assert_eq!(pieces.len(), 4, "each fragment cut in two");
+    let inner: Vec<Vec<u8>> = pieces
+        .iter()
+        .map(|(port, f)| {
+            assert_eq!(*port, UND);
+            assert!(f.len() <= 14 + 1500, "fits the underlay: {}", f.len());
+            let (e, outer, key, proto, rest) = open_gre(f);
+            assert_eq!(
+                (e.destination, outer.destination, key, proto),
+                (HOST1_MAC, HOST1, 1000, 0x6558)
+            );
+            assert!(!outer.dont_fragment);
+            assert_eq!(rest[..6], VM1_MAC);
+            rest[14..].to_vec()
+        })
+        .collect();
+    let whole = reassemble_all(&inner);
+    let h = assert_valid_ipv4(&whole);
+    assert_eq!((h.source, h.destination, h.time_to_live), (CLIENT, VM, 63));
+    assert_eq!(&whole[20..], &ping[20..], "the echo request whole");
+    assert_eq!(gw.resolver.stats().fragmented, 2);
+    assert_eq!(gw.resolver.stats().fragments, 4);
+    assert_eq!(gw.counters.punted_to_fragment.get(), 2);
+}
+
+#[test]
+fn a_datagram_too_big_for_the_public_side_without_df_is_cut() {
+    let mut s = spec();
+    s.ports[0].mtu = 1280;
+    let mut gw = Gw::with_spec(&s);
+    let mut wire = Wire::default();
+    let big = without_df(&udp_datagram(VM, 5000, CLIENT, 53, &[3; 1372]));
+    assert_eq!(big.len(), 1400);
+    let inner = eth(T1_MAC, VM1_MAC, EtherType::IPV4, &big);
+    let frame = gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &inner);
+    assert_eq!(gw.run_at(&frame, UND, 0, &mut wire), Verdict::Punt);
+    let pieces = cut_pieces(&wire);
+    assert_eq!(pieces.len(), 2);
+    for (port, f) in &pieces {
+        assert_eq!(*port, PUB);
+        assert!(f.len() <= 14 + 1280);
+        assert_eq!(f[..6], CLIENT_MAC);
+    }
+    let whole = reassemble_all(
+        &pieces
+            .iter()
+            .map(|(_, f)| f[14..].to_vec())
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(assert_valid_ipv4(&whole).source, EIP1);
+    assert_valid_transport(&whole);
+}
+
+#[test]
+fn each_tenant_has_its_own_budget_for_cutting() {
+    use dataplane::fragments::split::TENANT_BURST;
+    let mut gw = Gw::new();
+    let big = |eip| without_df(&udp_datagram(CLIENT, 5000, eip, 53, &[0; 1472]));
+    let (b1, b2) = (big(EIP1), big(EIP2));
+    for _ in 0..TENANT_BURST {
+        assert_eq!(gw.client_sends(&b1, 0).0, Verdict::Punt);
+    }
+    assert_eq!(
+        gw.client_sends(&b1, 0).0,
+        Verdict::Drop(DropReason::FragmentBudget)
+    );
+    assert_eq!(
+        gw.client_sends(&b2, 0).0,
+        Verdict::Punt,
+        "tenant 2 keeps its own"
+    );
+    assert_eq!(
+        gw.client_sends(&b1, SEC).0,
+        Verdict::Punt,
+        "and a second later, tenant 1 too"
     );
 }
 

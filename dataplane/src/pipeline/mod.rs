@@ -20,7 +20,9 @@ use crate::flow::{
     CapacityError, Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup as FlowLookup,
     Prefetch, Zone, BULK_MAX,
 };
-use crate::fragments::{fragment_of, FragError, FragKey, Fragments};
+use crate::fragments::park::{Parking, Resume};
+use crate::fragments::split::Budget;
+use crate::fragments::{Fragments, Owner, DEFAULT_TENANTS};
 use crate::ip_options;
 use crate::nat::{translate_quoted, Rewrite};
 use crate::neighbour::{Lookup, NeighKey};
@@ -94,6 +96,11 @@ pub struct Pipeline {
     snat: Snat,
     /// The ports of datagrams whose first fragment went through.
     frags: Fragments,
+    /// Later fragments waiting for their first.
+    parking: Parking,
+    /// How many datagrams too big for their next hop may be punted to be
+    /// cut.
+    frag_budget: Budget,
     /// Live flows one tenant may hold on this worker.
     quota: u64,
     /// Of those, inbound flows nobody inside answered yet.
@@ -102,13 +109,12 @@ pub struct Pipeline {
     icmp_each: TokenBucket,
 }
 
+mod fragment;
 mod hit;
 
+pub use fragment::FRAGMENT_LIFE_MS;
+use fragment::{cut, inbound_owner, later_fragment_inside, outbound_owner, tunnel_resolved, Fit};
 pub use hit::Hint;
-
-/// How long a datagram's later fragments may trail its first, in seconds
-/// (Linux's ipfrag_time).
-const FRAGMENT_LIFE: u64 = 30;
 
 /// How a new flow from a tenant is translated.
 #[derive(Clone, Copy)]
@@ -146,6 +152,8 @@ impl Pipeline {
             steer: None,
             snat: Snat::default(),
             frags: Fragments::default(),
+            parking: Parking::new(DEFAULT_TENANTS),
+            frag_budget: Budget::new(DEFAULT_TENANTS, 1_000_000_000),
             quota: u64::MAX,
             unreplied_quota: u64::MAX,
         }
@@ -215,6 +223,7 @@ impl Pipeline {
         self.flows = FlowTable::new(capacity)?;
         self.timeouts = timeouts;
         self.hz = hz.max(1);
+        self.frag_budget = Budget::new(self.frag_budget.tenants(), self.hz);
         Ok(self)
     }
 
@@ -238,6 +247,7 @@ impl Pipeline {
         self.flows.sweep(SWEEP_BUDGET, now, |gone| {
             ended(snat, &t.pools, c, &gone.value);
         });
+        self.frags.sweep(now, SWEEP_BUDGET);
         for i in 0..t.pools.len() as u32 {
             if let Some(tc) = t.pools.get(i).and_then(|p| c.tenant(p.tenant.index())) {
                 tc.nat_ports.set(self.snat.ports_in_use(i));
@@ -455,8 +465,18 @@ impl Pipeline {
                 let Some(adj) = t.tunnels.get(i as usize) else {
                     return Verdict::Drop(D::NoRoute);
                 };
-                if let Err(e) = self.forward_checks(f, adj.inner_mtu(), may_error) {
-                    return self.icmp_or_drop(t, c, f, e, Side::Tenant(tenant), underlay_mtu, now);
+                let fit = match self.forward_checks(f, adj.inner_mtu(), may_error) {
+                    Ok(fit) => fit,
+                    Err(e) => {
+                        let side = Side::Tenant(tenant);
+                        return self.icmp_or_drop(t, c, f, e, side, underlay_mtu, now);
+                    }
+                };
+                if fit != Fit::Whole {
+                    let resolved = tunnel_resolved(t, adj, f.data());
+                    if let Err(v) = self.may_cut(resolved, adj.tenant.0, now) {
+                        return v;
+                    }
                 }
                 if t.mss_clamp {
                     clamp_syn(f.data_mut(), adj.inner_mtu());
@@ -466,7 +486,8 @@ impl Pipeline {
                 if !Rewrite::default().forward(f.data_mut(), ihl) {
                     return Verdict::Drop(D::TtlExceeded);
                 }
-                self.encap(t, c, i, f)
+                let v = self.encap(t, c, i, f);
+                cut(f, v, fit, usize::from(adj.header_len), c)
             }
             // Nothing leaves by the public side without a flow: a private
             // source never reaches the Internet, and a tenant's own public
@@ -498,9 +519,17 @@ impl Pipeline {
             Err(reason) => return Verdict::Drop(reason),
         };
         // Errors quote the packet as the tenant sent it: before NAT.
-        if let Err(e) = self.forward_checks(f, hop.mtu, exit.may_error) {
-            let side = Side::Tenant(exit.tenant);
-            return self.icmp_or_drop(t, c, f, e, side, exit.underlay_mtu, now);
+        let fit = match self.forward_checks(f, hop.mtu, exit.may_error) {
+            Ok(fit) => fit,
+            Err(e) => {
+                let side = Side::Tenant(exit.tenant);
+                return self.icmp_or_drop(t, c, f, e, side, exit.underlay_mtu, now);
+            }
+        };
+        if fit != Fit::Whole {
+            if let Err(v) = self.may_cut(hop.pending.is_none(), exit.tenant.id.0, now) {
+                return v;
+            }
         }
         if t.mss_clamp {
             // Replies come back through the tunnel: what the tenant
@@ -514,7 +543,8 @@ impl Pipeline {
         if !exit.nat.forward(f.data_mut(), ihl) {
             return Verdict::Drop(D::Ipv4Invalid);
         }
-        hop.send(f, c)
+        let v = hop.send(f, c);
+        cut(f, v, fit, ETH, c)
     }
 
     /// Tunnels an IPv4 packet from the public side (the frame starts at its
@@ -534,9 +564,18 @@ impl Pipeline {
             return Verdict::Drop(D::NoRoute);
         };
         // Errors quote the packet as the client sent it: before NAT.
-        if let Err(e) = self.forward_checks(f, adj.inner_mtu(), true) {
-            let side = Side::Public(adj.tenant);
-            return self.icmp_or_drop(t, c, f, e, side, pe.mtu, now);
+        let fit = match self.forward_checks(f, adj.inner_mtu(), true) {
+            Ok(fit) => fit,
+            Err(e) => {
+                let side = Side::Public(adj.tenant);
+                return self.icmp_or_drop(t, c, f, e, side, pe.mtu, now);
+            }
+        };
+        if fit != Fit::Whole {
+            let resolved = tunnel_resolved(t, adj, f.data());
+            if let Err(v) = self.may_cut(resolved, adj.tenant.0, now) {
+                return v;
+            }
         }
         let ihl = usize::from(f.data()[0] & 0xf) * 4;
         if !nat.forward(f.data_mut(), ihl) {
@@ -545,7 +584,8 @@ impl Pipeline {
         if t.mss_clamp {
             clamp_syn(f.data_mut(), adj.inner_mtu());
         }
-        self.encap(t, c, tunnel, f)
+        let v = self.encap(t, c, tunnel, f);
+        cut(f, v, fit, usize::from(adj.header_len), c)
     }
 
     // ------------------------------------------------------------ flows
@@ -572,9 +612,11 @@ impl Pipeline {
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
             return self.public_icmp_error(t, c, pe, f, &quoted, at, now);
         }
-        let tuple = match self.fragment_tuple(Zone::PUBLIC, f.data().get(ETH..)?, now) {
+        let owner = inbound_owner(t, dst);
+        let ip = f.data().get(ETH..)?;
+        let tuple = match self.fragment_tuple(c, Zone::PUBLIC, ip, owner, Resume::Public, now) {
             Ok(tuple) => tuple?,
-            Err(reason) => return Some(Verdict::Drop(reason)),
+            Err(v) => return Some(v),
         };
         let key = tuple.key(Zone::PUBLIC);
         let (id, dir) = match self.find(t, c, &key, now) {
@@ -608,6 +650,14 @@ impl Pipeline {
         let Some(conn) = self.advance(c, id, dir, &tuple, now) else {
             return Some(Verdict::Drop(D::InvalidState));
         };
+        let owner = Owner {
+            tenant: conn.tenant,
+            inbound: true,
+        };
+        let ip = f.data().get(ETH..)?;
+        if let Err(v) = self.first_passed(Zone::PUBLIC, ip, &tuple, owner, now) {
+            return Some(v);
+        }
         if !f.adj(ETH) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
@@ -648,10 +698,18 @@ impl Pipeline {
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data()) {
             return self.tenant_icmp_error(t, c, tenant, underlay_mtu, f, &quoted, at, now);
         }
+        if later_fragment_inside(t, tenant, f.data()) {
+            return None;
+        }
         let zone = Zone::tenant(tenant.id.index())?;
-        let tuple = match self.fragment_tuple(zone, f.data(), now) {
+        let resume = Resume::Tenant {
+            tenant: tenant.id,
+            underlay_mtu,
+        };
+        let owner = Some(outbound_owner(tenant.id));
+        let tuple = match self.fragment_tuple(c, zone, f.data(), owner, resume, now) {
             Ok(tuple) => tuple?,
-            Err(reason) => return Some(Verdict::Drop(reason)),
+            Err(v) => return Some(v),
         };
         let key = tuple.key(zone);
         let (id, dir, opened) = match self.find(t, c, &key, now) {
@@ -680,6 +738,10 @@ impl Pipeline {
         let Some(conn) = self.advance(c, id, dir, &tuple, now) else {
             return Some(Verdict::Drop(D::InvalidState));
         };
+        let owner = outbound_owner(tenant.id);
+        if let Err(v) = self.first_passed(zone, f.data(), &tuple, owner, now) {
+            return Some(v);
+        }
         if t.eips.inbound(tuple.dst).is_some() || t.pools.of_addr(tuple.dst).is_some() {
             return Some(self.hairpin(t, c, id, opened, f, now));
         }
@@ -894,43 +956,6 @@ impl Pipeline {
         // The private address alone decides: all of a host's mappings live
         // with one worker, which hands out ports from its own blocks.
         steer.elsewhere(0, private, 0, tenant.id.0, 0)
-    }
-
-    /// The tuple of IPv4 packet `ip` in `zone`, `None` for what flows do
-    /// not track. A first fragment's ports are remembered; a later one gets
-    /// them back, or is refused.
-    fn fragment_tuple(
-        &mut self,
-        zone: Zone,
-        ip: &[u8],
-        now: u64,
-    ) -> Result<Option<Tuple>, DropReason> {
-        let Some((ident, first)) = fragment_of(ip) else {
-            return Ok(Tuple::parse(ip));
-        };
-        let Some(addrs) = ip.get(12..20) else {
-            return Ok(None);
-        };
-        let key = FragKey {
-            zone: zone.get(),
-            protocol: ip[9],
-            src: u32::from_be_bytes([addrs[0], addrs[1], addrs[2], addrs[3]]),
-            dst: u32::from_be_bytes([addrs[4], addrs[5], addrs[6], addrs[7]]),
-            ident,
-        };
-        if first {
-            let tuple = Tuple::parse(ip);
-            if let Some(t) = tuple {
-                let deadline = now.saturating_add(FRAGMENT_LIFE.saturating_mul(self.hz));
-                self.frags.first(key, t.sport, t.dport, deadline);
-            }
-            return Ok(tuple);
-        }
-        match self.frags.later(key, now) {
-            Ok((sport, dport)) => Ok(Tuple::of_fragment(ip, sport, dport)),
-            Err(FragError::Orphan) => Err(D::FragmentOrphan),
-            Err(FragError::Limit) => Err(D::FragmentLimit),
-        }
     }
 
     /// The live flow of `key`; an expired one is removed on the way.
@@ -1300,13 +1325,14 @@ impl Pipeline {
         })
     }
 
-    /// TTL and size, before a packet is forwarded.
+    /// TTL and size, before a packet is forwarded: a packet too big for
+    /// `mtu` with DF is refused, one without is to be cut (RFC 791).
     fn forward_checks<F: Frame>(
         &self,
         f: &F,
         mtu: u16,
         may_error: bool,
-    ) -> Result<(), Option<IcmpError>> {
+    ) -> Result<Fit, Option<IcmpError>> {
         let d = f.data();
         let ttl = d[8];
         if ttl <= 1 {
@@ -1314,13 +1340,13 @@ impl Pipeline {
         }
         if d.len() > usize::from(mtu) {
             let df = d[6] & 0x40 != 0;
-            return Err(if df && may_error {
-                Some(IcmpError::FragNeeded(mtu))
-            } else {
-                None
-            });
+            return match (df, may_error) {
+                (false, _) => Ok(Fit::Cut(mtu)),
+                (true, true) => Err(Some(IcmpError::FragNeeded(mtu))),
+                (true, false) => Err(None),
+            };
         }
-        Ok(())
+        Ok(Fit::Whole)
     }
 
     /// Turns the packet into the ICMP error `e` and sends it back where it

@@ -1,0 +1,131 @@
+//! Datagrams too big for their next hop and without DF are cut into
+//! fragments (RFC 791 §3.2, RFC 1812 §5.2.6): a router must, or a 3000-byte
+//! ping without DF to an elastic IP gets no answer.
+//!
+//! One frame in, several out: that needs new buffers, which the workers
+//! have no way to take. So the worker finishes the packet as if it fitted
+//! (translated, TTL decremented, tunnel header in front) and punts it with
+//! [`Punt::Fragment`](crate::punt::Punt::Fragment); the control plane cuts
+//! it with [`split`], each piece in a new buffer behind a copy of the
+//! headers in front, and sends them through the inject ring, as it sends
+//! the frames the resolver held. Oversized datagrams without DF are rare
+//! (path MTU discovery sets DF), so a slow path is enough; it is bounded by
+//! [`Budget`], per tenant and per worker, and by the punt ring.
+
+use crate::ratelimit::TokenBucket;
+use crate::resolver::Io;
+use crate::wire::{ethernet, Ipv4Packet};
+use crate::Frame;
+
+use super::MAX_FRAGMENTS;
+
+const ETH: usize = ethernet::HEADER_LEN;
+/// Datagrams one tenant may have cut per second on one worker, and its
+/// burst.
+pub const TENANT_RATE: u32 = 2000;
+pub const TENANT_BURST: u32 = 32;
+/// Datagrams all tenants together may have cut per second on one worker,
+/// and their burst: the punt ring also carries ARP.
+pub const WORKER_RATE: u32 = 10_000;
+pub const WORKER_BURST: u32 = 64;
+/// The smallest MTU a piece is cut for (RFC 791: every host takes 68).
+pub const MIN_MTU: u16 = 68;
+
+/// How many oversized datagrams a worker may punt to be cut: a token
+/// bucket per tenant (tenants past the ones counted apart share one) and
+/// one for the worker.
+#[derive(Debug)]
+pub struct Budget {
+    worker: TokenBucket,
+    tenants: Box<[TokenBucket]>,
+}
+
+impl Budget {
+    pub fn new(tenants: usize, hz: u64) -> Self {
+        Budget {
+            worker: TokenBucket::new(WORKER_RATE, WORKER_BURST, hz),
+            tenants: (0..=tenants)
+                .map(|_| TokenBucket::new(TENANT_RATE, TENANT_BURST, hz))
+                .collect(),
+        }
+    }
+
+    /// Tenants counted apart.
+    pub fn tenants(&self) -> usize {
+        self.tenants.len() - 1
+    }
+
+    /// Takes a token for `tenant`'s datagram at `now`, if both it and the
+    /// worker have one.
+    pub fn take(&mut self, tenant: u32, now: u64) -> bool {
+        let last = self.tenants.len() - 1;
+        let i = (tenant as usize).min(last);
+        self.tenants[i].take(now) && self.worker.take(now)
+    }
+}
+
+/// Why a punted datagram was not cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitError {
+    /// Not an IPv4 packet without options and without DF behind `prefix`,
+    /// or an MTU no piece fits, or more pieces than a datagram may have.
+    Malformed,
+    /// No buffer for a piece.
+    NoFrame,
+}
+
+/// Cuts the IPv4 packet that follows `prefix` bytes of headers in `f` into
+/// pieces of at most `mtu` bytes and sends each out of `port` behind a copy
+/// of the headers. A prefix longer than Ethernet is a tunnel's: its outer
+/// IPv4 header (right after Ethernet) gets each piece's length, its own
+/// identification and checksum. Returns the pieces sent.
+pub fn split<F: Frame>(
+    f: &F,
+    port: u16,
+    prefix: usize,
+    mtu: u16,
+    io: &mut impl Io<F>,
+) -> Result<usize, SplitError> {
+    use SplitError::Malformed;
+    let data = f.data();
+    let (head, ip) = data.split_at_checked(prefix).ok_or(Malformed)?;
+    let inner = Ipv4Packet::new_checked(ip).map_err(|_| Malformed)?;
+    if inner.has_options() || inner.dont_frag() || mtu < MIN_MTU {
+        return Err(Malformed);
+    }
+    let total = usize::from(inner.total_len());
+    let payload = ip.get(20..total).ok_or(Malformed)?;
+    let frag = u16::from_be_bytes([ip[6], ip[7]]);
+    let (base, more) = (usize::from(frag & 0x1fff) * 8, frag & 0x2000 != 0);
+    // Every piece but the last carries a multiple of 8 bytes.
+    let chunk = (usize::from(mtu) - 20) / 8 * 8;
+    let pieces = payload.len().div_ceil(chunk);
+    if pieces > usize::from(MAX_FRAGMENTS) || base + payload.len() > 0xffff {
+        return Err(Malformed);
+    }
+    let outer = prefix > ETH && head.len() >= ETH + 20;
+    for (k, part) in payload.chunks(chunk).enumerate() {
+        let mut g = io.alloc().ok_or(SplitError::NoFrame)?;
+        let len = prefix + 20 + part.len();
+        let out = g.append(len).ok_or(SplitError::NoFrame)?;
+        out[..prefix].copy_from_slice(head);
+        let last = k + 1 == pieces;
+        let offset = ((base + k * chunk) / 8) as u16;
+        let flags = if last && !more { 0 } else { 0x2000 };
+        let piece_ip = &mut out[prefix..];
+        piece_ip[..20].copy_from_slice(&ip[..20]);
+        piece_ip[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+        piece_ip[6..8].copy_from_slice(&(flags | offset).to_be_bytes());
+        piece_ip[20..].copy_from_slice(part);
+        Ipv4Packet::new_unchecked(&mut piece_ip[..20]).fill_checksum();
+        if outer {
+            let o = &mut out[ETH..ETH + 20];
+            let id = u16::from_be_bytes([o[4], o[5]]).wrapping_add(k as u16);
+            o[2..4].copy_from_slice(&((len - ETH) as u16).to_be_bytes());
+            o[4..6].copy_from_slice(&id.to_be_bytes());
+            Ipv4Packet::new_unchecked(o).fill_checksum();
+        }
+        io.send(port, g);
+    }
+    Ok(pieces)
+}
