@@ -571,15 +571,16 @@ impl Pipeline {
                 return self.icmp_or_drop(t, c, f, e, side, pe.mtu, now);
             }
         };
+        let ihl = usize::from(f.data()[0] & 0xf) * 4;
+        if !nat.forward(f.data_mut(), ihl) {
+            return Verdict::Drop(D::Ipv4Invalid);
+        }
         if fit != Fit::Whole {
+            // After NAT: a gretap tunnel resolves the private address.
             let resolved = tunnel_resolved(t, adj, f.data());
             if let Err(v) = self.may_cut(resolved, adj.tenant.0, now) {
                 return v;
             }
-        }
-        let ihl = usize::from(f.data()[0] & 0xf) * 4;
-        if !nat.forward(f.data_mut(), ihl) {
-            return Verdict::Drop(D::Ipv4Invalid);
         }
         if t.mss_clamp {
             clamp_syn(f.data_mut(), adj.inner_mtu());

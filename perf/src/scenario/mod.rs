@@ -23,6 +23,7 @@
 //! files) is removed when it ends, also on failure or Ctrl-C.
 
 mod config;
+mod fragments;
 mod scripts;
 mod wire;
 
@@ -63,6 +64,11 @@ pub struct ScenarioArgs {
     /// workers and meet at the owner through the handoff rings).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
     workers: u8,
+    /// Also check fragments with the real stacks: out of order, and too
+    /// big for the tunnel without DF (ports that do not reassemble only:
+    /// use with `--pmd af_xdp`).
+    #[arg(long)]
+    fragments: bool,
 }
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(1, 1, 1, 7);
@@ -1061,6 +1067,11 @@ fn live_checks(
     };
     checks.record("bulk TCP through tgw, no retransmission storm", result);
     check_interrupt(interrupted)?;
+
+    if args.fragments {
+        fragments::checks(w, checks, &mut attempts);
+        check_interrupt(interrupted)?;
+    }
 
     Ok((bulk.unwrap_or(Value::Null), attempts))
 }

@@ -215,11 +215,118 @@ print(json.dumps(out))
 "#;
 
 /// Every script by file name, written once into the scratch directory.
-pub const ALL: [(&str, &str); 6] = [
+/// `frag_host.py PORT CLIENT SECONDS` (fragment checks, on a tenant
+/// host): says hello from UDP PORT to CLIENT:PORT every 200 ms until an
+/// answer comes, then takes datagrams from CLIENT for SECONDS at most (two
+/// at most); prints each one's length and SHA-256 prefix.
+pub const FRAG_HOST: &str = r#"
+import hashlib, json, socket, sys, time
+port, client, seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", port))
+u.settimeout(0.2)
+got, t0 = [], time.monotonic()
+while time.monotonic() - t0 < seconds and len(got) < 2:
+    if not got:
+        u.sendto(b"hello", (client, port))
+    try:
+        d, src = u.recvfrom(65535)
+    except socket.timeout:
+        continue
+    if src[0] == client:
+        got.append([len(d), hashlib.sha256(d).hexdigest()[:16]])
+print(json.dumps({"received": got}))
+"#;
+
+/// `frag_client.py PORT ME BIG SMALL` (fragment checks, on the client):
+/// waits on UDP PORT for a host's hello, then answers it twice: a datagram
+/// of SMALL bytes whose two IPv4 fragments it writes itself (a raw
+/// socket, source ME) and sends last first, 50 ms apart; then BIG bytes
+/// through the socket with path MTU discovery off, which the stack sends
+/// in fragments without DF. Prints each one's length and SHA-256 prefix.
+pub const FRAG_CLIENT: &str = r#"
+import hashlib, json, os, socket, struct, sys, time
+port, me, big, small = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+def digest(b):
+    return hashlib.sha256(b).hexdigest()[:16]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", port))
+u.settimeout(10)
+try:
+    _, peer = u.recvfrom(2048)
+except socket.timeout:
+    print(json.dumps({"error": "no hello from the host"}))
+    sys.exit(0)
+first = bytes((i * 7 + 1) & 0xff for i in range(small))
+udp = struct.pack("!HHHH", port, peer[1], 8 + len(first), 0) + first
+pseudo = socket.inet_aton(me) + socket.inet_aton(peer[0]) + struct.pack("!BBH", 0, 17, len(udp))
+udp = udp[:6] + struct.pack("!H", csum(pseudo + udp) or 0xffff) + udp[8:]
+ident = (os.getpid() * 31) & 0xffff
+def fragment(off, data, more):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(data), ident,
+                    (0x2000 if more else 0) | (off // 8), 64, 17, 0,
+                    socket.inet_aton(me), socket.inet_aton(peer[0]))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + data
+cut = (len(udp) // 2) // 8 * 8
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+r.sendto(fragment(cut, udp[cut:], False), (peer[0], 0))
+time.sleep(0.05)
+r.sendto(fragment(0, udp[:cut], True), (peer[0], 0))
+time.sleep(0.2)
+second = bytes((i * 13 + 5) & 0xff for i in range(big))
+u.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER: IP_PMTUDISC_DONT
+u.sendto(second, peer)
+print(json.dumps({"peer": peer[0], "sent": [[len(first), digest(first)], [len(second), digest(second)]]}))
+"#;
+
+/// `bigping.py DST BYTES`: one ICMP echo request of BYTES payload with
+/// path MTU discovery off (no DF: the stack sends it in fragments); waits
+/// 2 s for the reply and says whether its payload came back intact.
+pub const BIGPING: &str = r#"
+import json, os, socket, struct, sys, time
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
+    s = (s >> 16) + (s & 0xffff)
+    s += s >> 16
+    return ~s & 0xffff
+dst, n = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER: IP_PMTUDISC_DONT
+s.settimeout(0.2)
+ident, seq = (os.getpid() * 17) & 0xffff, 1
+payload = bytes((i * 3 + 11) & 0xff for i in range(n))
+head = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+s.sendto(struct.pack("!BBHHH", 8, 0, csum(head + payload), ident, seq) + payload, (dst, 0))
+t0, intact, rtt = time.monotonic(), False, None
+while time.monotonic() - t0 < 2 and not intact:
+    try:
+        data, src = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    icmp = data[(data[0] & 15) * 4:]
+    if src[0] == dst and icmp[0] == 0 and struct.unpack("!HH", icmp[4:8]) == (ident, seq):
+        intact = icmp[8:] == payload
+        rtt = round((time.monotonic() - t0) * 1000, 2)
+print(json.dumps({"bytes": len(payload) + 28, "intact": intact, "rtt_ms": rtt}))
+"#;
+
+pub const ALL: [(&str, &str); 9] = [
     ("serve.py", SERVE),
     ("connect.py", CONNECT),
     ("tcp.py", TCP),
     ("bulk.py", BULK),
     ("ping.py", PING),
     ("gre.py", GRE),
+    ("frag_host.py", FRAG_HOST),
+    ("frag_client.py", FRAG_CLIENT),
+    ("bigping.py", BIGPING),
 ];
