@@ -665,3 +665,122 @@ fn elastic_ips_and_firewall_rules_of_the_reference_scenario() {
     assert_eq!(w["tenants"]["t1"]["flows_created"], 2);
     assert_eq!(w["tenants"]["t2"]["flows_created"], 2);
 }
+
+/// The fragment of IPv4 `datagram` (no options) with `len` payload bytes
+/// from `offset` (a multiple of 8), MF as `more`.
+fn fragment(datagram: &[u8], offset: usize, len: usize, more: bool) -> Vec<u8> {
+    let (h, payload) = Ipv4Header::from_slice(datagram).unwrap();
+    let part = &payload[offset..(offset + len).min(payload.len())];
+    let mut fh = h.clone();
+    fh.more_fragments = more;
+    fh.fragment_offset = etherparse::IpFragOffset::try_new((offset / 8) as u16).unwrap();
+    fh.set_payload_len(part.len()).unwrap();
+    fh.header_checksum = fh.calc_header_checksum();
+    let mut out = Vec::new();
+    fh.write(&mut out).unwrap();
+    out.extend_from_slice(part);
+    out
+}
+
+/// Issue 9, defect 13, through the daemon: a 3000-byte ping without DF,
+/// in the two 1500-byte fragments a client's stack sends, the later one
+/// first. tgw parks the later fragment until the first went through,
+/// and cuts both (each too big for the 1458-byte tunnel) on the control
+/// plane; four pieces reach host 1 that put together are the ping,
+/// translated to 10.0.0.7.
+#[test]
+fn a_big_ping_in_fragments_out_of_order_is_cut_and_tunnelled() {
+    let dir = Scratch::new("golden-fragments");
+    let prefix = format!("tgw-test-golden-frag-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+
+    let mut ping = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .icmpv4_echo_request(9, 1)
+        .write(&mut ping, &[0x5a; 2972])
+        .unwrap();
+    let (mut h, _) = Ipv4Header::from_slice(&ping).unwrap();
+    h.dont_fragment = false;
+    h.identification = 0x4242;
+    h.header_checksum = h.calc_header_checksum();
+    let mut head = Vec::new();
+    h.write(&mut head).unwrap();
+    ping[..20].copy_from_slice(&head);
+    let first = fragment(&ping, 0, 1480, true);
+    let last = fragment(&ping, 1480, 1500, false);
+    let from_client = |ip: &[u8]| eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, ip);
+    write_pcap(
+        &dir.path("pub-in.pcap"),
+        &[from_client(&last), from_client(&first)],
+    );
+    write_pcap(&dir.path("und-in.pcap"), &[]);
+
+    let config = config(&dir, &prefix, &[]);
+    let mut daemon = Daemon::start(
+        &config,
+        &["--stats-json", dir.path("stats.json").to_str().unwrap()],
+    );
+    wait_for_frames(&mut daemon, &dir.path("und-out.pcap"), 4);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = daemon.terminate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut pieces: Vec<(usize, Vec<u8>)> = Vec::new();
+    for f in read_pcap(&dir.path("und-out.pcap")) {
+        assert!(
+            f.len() <= 14 + 1500,
+            "a piece fits the underlay: {}",
+            f.len()
+        );
+        let (e, rest) = Ethernet2Header::from_slice(&f).unwrap();
+        let (outer, gre_and_inner) = Ipv4Header::from_slice(rest).unwrap();
+        assert_eq!(
+            (e.destination, outer.destination, outer.header_checksum),
+            (HOST1_MAC, HOST1, outer.calc_header_checksum())
+        );
+        assert_eq!(usize::from(outer.total_len), rest.len());
+        assert_eq!(gre_and_inner[..8], [0x20, 0, 0x65, 0x58, 0, 0, 0x03, 0xe8]);
+        let (inner_eth, inner) = Ethernet2Header::from_slice(&gre_and_inner[8..]).unwrap();
+        assert_eq!(inner_eth.destination, VM1_MAC);
+        let (ih, data) = Ipv4Header::from_slice(inner).unwrap();
+        assert_eq!(ih.header_checksum, ih.calc_header_checksum());
+        assert_eq!(
+            (
+                ih.source,
+                ih.destination,
+                ih.time_to_live,
+                ih.identification
+            ),
+            (CLIENT, VM, 63, 0x4242)
+        );
+        let offset = usize::from(ih.fragment_offset.value()) * 8;
+        assert_eq!(ih.more_fragments, offset + data.len() < 2980);
+        pieces.push((offset, data.to_vec()));
+    }
+    pieces.sort();
+    assert_eq!(pieces.len(), 4, "each fragment cut in two");
+    let payload: Vec<u8> = pieces.iter().flat_map(|(_, d)| d.clone()).collect();
+    let mut at = 0;
+    for (offset, d) in &pieces {
+        assert_eq!(*offset, at, "the pieces cover the datagram once");
+        at += d.len();
+    }
+    assert_eq!(
+        payload,
+        ping[20..],
+        "the echo request whole, ICMP untouched"
+    );
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("stats.json")).unwrap()).unwrap();
+    let w = &stats["workers"][0];
+    assert_eq!(w["fragments_parked"], 1, "{w}");
+    assert_eq!(w["fragments_released"], 1, "{w}");
+    assert_eq!(w["punted_to_fragment"], 2, "{w}");
+    assert_eq!(stats["resolver"]["fragmented"], 2, "{}", stats["resolver"]);
+    assert_eq!(stats["resolver"]["fragments"], 4);
+}
