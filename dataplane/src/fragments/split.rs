@@ -129,3 +129,118 @@ pub fn split<F: Frame>(
     }
     Ok(pieces)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VecFrame;
+    use etherparse::Ipv4Header;
+
+    #[derive(Default)]
+    struct Out {
+        sent: Vec<(u16, Vec<u8>)>,
+        frames: usize,
+    }
+
+    impl Io<VecFrame> for Out {
+        fn alloc(&mut self) -> Option<VecFrame> {
+            self.frames = self.frames.checked_sub(1)?;
+            Some(VecFrame::new(&[], 0))
+        }
+
+        fn send(&mut self, port: u16, f: VecFrame) {
+            self.sent.push((port, f.data().to_vec()));
+        }
+    }
+
+    /// Ethernet, then a fragment at `offset` (bytes) of 100 payload bytes,
+    /// MF as `more`, DF as `df`, written by hand (RFC 791).
+    fn frame(offset: u16, more: bool, df: bool) -> VecFrame {
+        let mut h = Ipv4Header::new(
+            100,
+            64,
+            etherparse::IpNumber(17),
+            [1, 1, 1, 7],
+            [10, 0, 0, 7],
+        )
+        .unwrap();
+        h.identification = 0x1234;
+        h.dont_fragment = df;
+        h.more_fragments = more;
+        h.fragment_offset = etherparse::IpFragOffset::try_new(offset / 8).unwrap();
+        h.header_checksum = h.calc_header_checksum();
+        let mut bytes = vec![0xee; ETH];
+        h.write(&mut bytes).unwrap();
+        bytes.extend((0..100u8).collect::<Vec<_>>());
+        VecFrame::new(&bytes, 0)
+    }
+
+    #[test]
+    fn a_fragment_is_cut_into_pieces_that_keep_its_place() {
+        let mut out = Out {
+            frames: 10,
+            ..Out::default()
+        };
+        // A middle fragment at 800 bytes, cut for 68 bytes (48 a piece).
+        assert_eq!(split(&frame(800, true, false), 3, ETH, 68, &mut out), Ok(3));
+        let mut payload = Vec::new();
+        for (i, (port, p)) in out.sent.iter().enumerate() {
+            assert_eq!(*port, 3);
+            assert_eq!(p[..ETH], [0xee; ETH], "the headers in front copied");
+            let (h, rest) = Ipv4Header::from_slice(&p[ETH..]).unwrap();
+            assert_eq!(h.header_checksum, h.calc_header_checksum());
+            assert!(usize::from(h.total_len) <= 68);
+            assert_eq!(usize::from(h.total_len), 20 + rest.len());
+            assert_eq!(h.identification, 0x1234);
+            assert!(
+                h.more_fragments,
+                "more follow every piece of a middle fragment"
+            );
+            assert_eq!(usize::from(h.fragment_offset.value()) * 8, 800 + i * 48);
+            payload.extend_from_slice(rest);
+        }
+        assert_eq!(payload, (0..100u8).collect::<Vec<_>>());
+
+        // The last fragment's last piece ends the datagram.
+        let mut out = Out {
+            frames: 10,
+            ..Out::default()
+        };
+        assert_eq!(split(&frame(0, false, false), 0, ETH, 68, &mut out), Ok(3));
+        let last = Ipv4Header::from_slice(&out.sent[2].1[ETH..]).unwrap().0;
+        assert!(!last.more_fragments);
+    }
+
+    #[test]
+    fn what_may_not_or_cannot_be_cut_is_refused() {
+        let mut out = Out {
+            frames: 10,
+            ..Out::default()
+        };
+        let refused = Err(SplitError::Malformed);
+        assert_eq!(
+            split(&frame(0, false, true), 0, ETH, 68, &mut out),
+            refused,
+            "DF"
+        );
+        assert_eq!(
+            split(&frame(0, false, false), 0, ETH, 60, &mut out),
+            refused,
+            "MTU < 68"
+        );
+        assert_eq!(
+            split(&frame(0, false, false), 0, 200, 68, &mut out),
+            refused,
+            "no packet"
+        );
+        assert!(out.sent.is_empty());
+        let mut short = Out {
+            frames: 1,
+            ..Out::default()
+        };
+        assert_eq!(
+            split(&frame(0, false, false), 0, ETH, 68, &mut short),
+            Err(SplitError::NoFrame)
+        );
+    }
+}

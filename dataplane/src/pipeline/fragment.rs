@@ -62,14 +62,14 @@ impl Pipeline {
 
     /// The tuple of IPv4 packet `ip` in `zone`, `None` for what flows do
     /// not track. A later fragment gets the ports its first had; before its
-    /// first it is parked (as `owner`'s, to resume at `resume`), or
-    /// dropped if it cannot be.
+    /// first it is parked (as `owner`'s, asked only then, to resume at
+    /// `resume`), or dropped if it cannot be.
     pub(super) fn fragment_tuple(
         &mut self,
         c: &WorkerCounters,
         zone: Zone,
         ip: &[u8],
-        owner: Option<Owner>,
+        owner: impl FnOnce() -> Option<Owner>,
         resume: Resume,
         now: u64,
     ) -> Result<Option<Tuple>, Verdict> {
@@ -88,7 +88,7 @@ impl Pipeline {
             Ok((sport, dport)) => Ok(Tuple::of_fragment(ip, sport, dport)),
             Err(FragError::Limit) => Err(Verdict::Drop(D::FragmentLimit)),
             Err(FragError::Orphan | FragError::Full) => {
-                let Some(owner) = owner else {
+                let Some(owner) = owner() else {
                     return Err(Verdict::Drop(D::FragmentOrphan));
                 };
                 let deadline = now.saturating_add(self.ticks_ms(park::LIFE_MS));

@@ -613,7 +613,7 @@ impl Pipeline {
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
             return self.public_icmp_error(t, c, pe, f, &quoted, at, now);
         }
-        let owner = inbound_owner(t, dst);
+        let owner = || inbound_owner(t, dst);
         let ip = f.data().get(ETH..)?;
         let tuple = match self.fragment_tuple(c, Zone::PUBLIC, ip, owner, Resume::Public, now) {
             Ok(tuple) => tuple?,
@@ -707,7 +707,7 @@ impl Pipeline {
             tenant: tenant.id,
             underlay_mtu,
         };
-        let owner = Some(outbound_owner(tenant.id));
+        let owner = || Some(outbound_owner(tenant.id));
         let tuple = match self.fragment_tuple(c, zone, f.data(), owner, resume, now) {
             Ok(tuple) => tuple?,
             Err(v) => return Some(v),
