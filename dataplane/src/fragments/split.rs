@@ -67,8 +67,9 @@ impl Budget {
 /// Why a punted datagram was not cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SplitError {
-    /// Not an IPv4 packet without options and without DF behind `prefix`,
-    /// or an MTU no piece fits, or more pieces than a datagram may have.
+    /// Not an IPv4 packet without DF behind `prefix` (with an option list
+    /// that parses), or an MTU no piece fits, or more pieces than a
+    /// datagram may have.
     Malformed,
     /// No buffer for a piece.
     NoFrame,
@@ -76,9 +77,11 @@ pub enum SplitError {
 
 /// Cuts the IPv4 packet that follows `prefix` bytes of headers in `f` into
 /// pieces of at most `mtu` bytes and sends each out of `port` behind a copy
-/// of the headers. A prefix longer than Ethernet is a tunnel's: its outer
-/// IPv4 header (right after Ethernet) gets each piece's length, its own
-/// identification and checksum. Returns the pieces sent.
+/// of the headers. The first piece keeps the packet's header; the others
+/// carry only the options whose copied flag is set (RFC 791 §3.1). A
+/// prefix longer than Ethernet is a tunnel's: its outer IPv4 header (right
+/// after Ethernet) gets each piece's length, its own identification and
+/// checksum. Returns the pieces sent.
 pub fn split<F: Frame>(
     f: &F,
     port: u16,
@@ -90,34 +93,51 @@ pub fn split<F: Frame>(
     let data = f.data();
     let (head, ip) = data.split_at_checked(prefix).ok_or(Malformed)?;
     let inner = Ipv4Packet::new_checked(ip).map_err(|_| Malformed)?;
-    if inner.has_options() || inner.dont_frag() || mtu < MIN_MTU {
+    let ihl = inner.header_len();
+    if inner.dont_frag() || mtu < MIN_MTU {
         return Err(Malformed);
     }
     let total = usize::from(inner.total_len());
-    let payload = ip.get(20..total).ok_or(Malformed)?;
+    let payload = ip.get(ihl..total).ok_or(Malformed)?;
+    // The header of every piece but the first.
+    let mut later = [0u8; 60];
+    let later_len = 20 + copied_options(&ip[20..ihl], &mut later[20..])?;
+    later[..20].copy_from_slice(&ip[..20]);
+    later[0] = 0x40 | (later_len / 4) as u8;
     let frag = u16::from_be_bytes([ip[6], ip[7]]);
     let (base, more) = (usize::from(frag & 0x1fff) * 8, frag & 0x2000 != 0);
     // Every piece but the last carries a multiple of 8 bytes.
-    let chunk = (usize::from(mtu) - 20) / 8 * 8;
-    let pieces = payload.len().div_ceil(chunk);
-    if pieces > usize::from(MAX_FRAGMENTS) || base + payload.len() > 0xffff {
+    let room = |hlen: usize| usize::from(mtu).saturating_sub(hlen) / 8 * 8;
+    let (first_chunk, chunk) = (room(ihl), room(later_len));
+    if first_chunk == 0 || chunk == 0 || base + payload.len() > 0xffff {
+        return Err(Malformed);
+    }
+    let pieces = 1 + payload.len().saturating_sub(first_chunk).div_ceil(chunk);
+    if pieces > usize::from(MAX_FRAGMENTS) {
         return Err(Malformed);
     }
     let outer = prefix > ETH && head.len() >= ETH + 20;
-    for (k, part) in payload.chunks(chunk).enumerate() {
+    let mut at = 0;
+    for k in 0..pieces {
+        let (hdr, room) = if k == 0 {
+            (&ip[..ihl], first_chunk)
+        } else {
+            (&later[..later_len], chunk)
+        };
+        let part = &payload[at..(at + room).min(payload.len())];
         let mut g = io.alloc().ok_or(SplitError::NoFrame)?;
-        let len = prefix + 20 + part.len();
+        let len = prefix + hdr.len() + part.len();
         let out = g.append(len).ok_or(SplitError::NoFrame)?;
         out[..prefix].copy_from_slice(head);
         let last = k + 1 == pieces;
-        let offset = ((base + k * chunk) / 8) as u16;
+        let offset = ((base + at) / 8) as u16;
         let flags = if last && !more { 0 } else { 0x2000 };
         let piece_ip = &mut out[prefix..];
-        piece_ip[..20].copy_from_slice(&ip[..20]);
-        piece_ip[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+        piece_ip[..hdr.len()].copy_from_slice(hdr);
+        piece_ip[2..4].copy_from_slice(&((hdr.len() + part.len()) as u16).to_be_bytes());
         piece_ip[6..8].copy_from_slice(&(flags | offset).to_be_bytes());
-        piece_ip[20..].copy_from_slice(part);
-        Ipv4Packet::new_unchecked(&mut piece_ip[..20]).fill_checksum();
+        piece_ip[hdr.len()..].copy_from_slice(part);
+        Ipv4Packet::new_unchecked(&mut piece_ip[..hdr.len()]).fill_checksum();
         if outer {
             let o = &mut out[ETH..ETH + 20];
             let id = u16::from_be_bytes([o[4], o[5]]).wrapping_add(k as u16);
@@ -126,8 +146,41 @@ pub fn split<F: Frame>(
             Ipv4Packet::new_unchecked(o).fill_checksum();
         }
         io.send(port, g);
+        at += part.len();
     }
     Ok(pieces)
+}
+
+/// Writes the options of `list` whose copied flag is set into `out`,
+/// padded with End of Option List to a multiple of 4 bytes; their length.
+fn copied_options(list: &[u8], out: &mut [u8]) -> Result<usize, SplitError> {
+    const END: u8 = 0;
+    const NOP: u8 = 1;
+    const COPIED: u8 = 0x80;
+    let (mut i, mut n) = (0, 0);
+    while let Some(&kind) = list.get(i) {
+        let len = match kind {
+            END => break,
+            NOP => 1,
+            _ => usize::from(*list.get(i + 1).ok_or(SplitError::Malformed)?),
+        };
+        let option = list
+            .get(i..i + len)
+            .filter(|_| len >= 1 && (kind == NOP || len >= 2))
+            .ok_or(SplitError::Malformed)?;
+        if kind & COPIED != 0 {
+            out.get_mut(n..n + len)
+                .ok_or(SplitError::Malformed)?
+                .copy_from_slice(option);
+            n += len;
+        }
+        i += len;
+    }
+    let padded = n.div_ceil(4) * 4;
+    out.get_mut(n..padded)
+        .ok_or(SplitError::Malformed)?
+        .fill(END);
+    Ok(padded)
 }
 
 #[cfg(test)]
@@ -209,6 +262,49 @@ mod tests {
         assert_eq!(split(&frame(0, false, false), 0, ETH, 68, &mut out), Ok(3));
         let last = Ipv4Header::from_slice(&out.sent[2].1[ETH..]).unwrap().0;
         assert!(!last.more_fragments);
+    }
+
+    #[test]
+    fn only_copied_options_follow_into_the_later_pieces() {
+        // Security (130, copied) and Record Route (7, not copied), with
+        // a NOP between them, written by hand after RFC 791: 11 + 1 + 7 + 1
+        // (EOL) = 20 bytes of options.
+        let mut options = vec![
+            130, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0x42, 1, 7, 7, 4, 0, 0, 0, 0, 0,
+        ];
+        let mut ip = vec![0x45 + 5, 0, 0, 0, 0x12, 0x34, 0, 0, 64, 17, 0, 0];
+        ip.extend_from_slice(&[1, 1, 1, 7, 10, 0, 0, 7]);
+        ip.append(&mut options);
+        ip.extend((0..100u8).collect::<Vec<_>>());
+        let total = ip.len() as u16;
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        let mut bytes = vec![0xee; ETH];
+        bytes.extend_from_slice(&ip);
+        let mut out = Out {
+            frames: 10,
+            ..Out::default()
+        };
+        // 88 bytes: 40 of header and 48 of payload in the first piece;
+        // later ones have 20 + 12 (Security, padded) and 56.
+        assert_eq!(
+            split(&VecFrame::new(&bytes, 0), 0, ETH, 88, &mut out),
+            Ok(2)
+        );
+        let (h0, p0) = Ipv4Header::from_slice(&out.sent[0].1[ETH..]).unwrap();
+        let (h1, p1) = Ipv4Header::from_slice(&out.sent[1].1[ETH..]).unwrap();
+        assert_eq!(
+            h0.options.as_slice(),
+            &ip[20..40],
+            "the first keeps them all"
+        );
+        assert_eq!(
+            h1.options.as_slice(),
+            &[130, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0x42, 0]
+        );
+        assert_eq!(h1.header_checksum, h1.calc_header_checksum());
+        assert_eq!((p0.len(), p1.len()), (48, 52));
+        assert_eq!(usize::from(h1.fragment_offset.value()) * 8, 48);
+        assert!(h0.more_fragments && !h1.more_fragments);
     }
 
     #[test]
