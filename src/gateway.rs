@@ -177,6 +177,7 @@ fn serve(
             retry_ms: u64::from(arp.retry_ms),
             retries: arp.retries,
             max_pending: usize::from(arp.max_pending),
+            ..ResolverConfig::default()
         },
     );
     let tables = Tables::build(
