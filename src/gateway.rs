@@ -586,6 +586,7 @@ impl Report {
             ("ARP", self.sum(|w| w.arp_replies.get())),
             ("echo", self.sum(|w| w.echo_replies.get())),
             ("ICMP error", self.sum(|w| w.icmp_errors.get())),
+            ("host unreachable", self.sum(|w| w.host_unreachable.get())),
         ];
         for (what, n) in replies {
             if n > 0 {
@@ -697,6 +698,7 @@ impl Report {
                         .collect::<serde_json::Map<_, _>>(),
                     "echo_replies": w.echo_replies.get(),
                     "icmp_errors": w.icmp_errors.get(),
+                    "host_unreachable": w.host_unreachable.get(),
                     "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),
                     "tx_packets": w.ports.iter().map(|p| p.tx_packets.get()).sum::<u64>(),
                     "bursts": w.bursts.get(),

@@ -1143,9 +1143,12 @@ fn a_silent_neighbour_is_asked_again_then_failed_then_forgotten() {
     assert_eq!(gw.resolver.stats().failed, 1);
     assert_eq!(gw.resolver.stats().dropped, 1, "the held frame is dropped");
     assert_eq!(gw.resolver.held(), 0);
-    // Failed: workers drop without asking.
+    // Failed: workers answer host unreachable without asking.
+    let asked = requests(&wire).len();
     let (v, _) = gw.run(&frame, UND);
-    assert_eq!(v, Verdict::Drop(DropReason::NoNeighbour));
+    assert_eq!(v, Verdict::Forward(UND));
+    assert_eq!(gw.counters.host_unreachable.get(), 1);
+    assert_eq!(requests(&wire).len(), asked);
     // After as long again, the next frame asks anew.
     gw.resolver
         .poll(&gw.tables, 2 * retries * RETRY_MS, &mut wire);
@@ -3414,4 +3417,118 @@ fn churned_neighbours_leave_the_table_usable_and_misses_bounded() {
         let miss = NeighKey::port(PUB, 0x0505_0000 + ip);
         assert!(gw.tables.neighbours.probes(miss) <= PROBE_MAX);
     }
+}
+
+// ------------------------------------------- unreachable next hops
+
+/// Runs `frame` until its neighbour fails: asked for, then asked again
+/// `retries` times in vain.
+fn until_failed(gw: &mut Gw, frame: &[u8], port: u16, wire: &mut Wire) -> u64 {
+    assert_eq!(gw.run_at(frame, port, 0, wire), Verdict::Punt);
+    let retries = u64::from(ResolverConfig::default().retries);
+    for t in 1..=retries {
+        gw.resolver.poll(&gw.tables, t * RETRY_MS, wire);
+    }
+    assert_eq!(gw.resolver.stats().failed, 1);
+    retries * RETRY_MS + 1
+}
+
+/// Reads an ICMP destination unreachable in the IPv4 packet `ip`: (source,
+/// destination, code, quoted bytes), checksums checked.
+fn read_unreachable(ip: &[u8]) -> ([u8; 4], [u8; 4], u8, Vec<u8>) {
+    let h = assert_valid_ipv4(ip);
+    let p = SlicedPacket::from_ip(ip).unwrap();
+    let Some(TransportSlice::Icmpv4(icmp)) = p.transport else {
+        panic!("not ICMP: {p:?}")
+    };
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(icmp.payload()),
+        "ICMP checksum"
+    );
+    let Icmpv4Type::DestinationUnreachable(u) = icmp.icmp_type() else {
+        panic!("not unreachable: {:?}", icmp.icmp_type())
+    };
+    (
+        h.source,
+        h.destination,
+        u.code_u8(),
+        icmp.payload().to_vec(),
+    )
+}
+
+/// Interoperability (issue 9): a next hop that does not answer ARP gets
+/// the sender an ICMP host unreachable (RFC 1812 4.3.3.1), not silence.
+#[test]
+fn a_tenant_sending_to_an_unresolvable_router_gets_host_unreachable() {
+    const ROUTER: [u8; 4] = [1, 1, 1, 254];
+    let mut gw = Gw::with_spec(&spec_without(&[ROUTER], &[]));
+    let mut wire = Wire::default();
+    let orig = inner_udp(VM, [8, 8, 8, 8], 64, b"anyone there?");
+    let frame = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &orig);
+    let now = until_failed(&mut gw, &frame, UND, &mut wire);
+
+    // Back into tenant 2's tunnel, from the gateway, quoting the datagram
+    // as the VM sent it (before NAT, TTL not yet decremented).
+    let (v, out) = gw.run(&frame, UND);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (e, outer, key, proto, inner) = open_gre(&out);
+    assert_eq!(
+        (e.destination, outer.destination, key, proto),
+        (HOST2_MAC, HOST2, 2000, 0x0800)
+    );
+    let (src, dst, code, quoted) = read_unreachable(&inner);
+    assert_eq!((src, dst, code), (GW_UND, VM, 1), "host unreachable");
+    assert_eq!(quoted, orig, "the whole short datagram is quoted");
+    assert_eq!(gw.counters.host_unreachable.get(), 1);
+    assert_eq!(gw.counters.icmp_errors.get(), 1);
+
+    // Never about an ICMP error: the VM's error about a reply of its flow
+    // (translated, then meeting the failed router) is dropped.
+    let mut reply = Vec::new();
+    PacketBuilder::ipv4([8, 8, 8, 8], VM, 60)
+        .udp(53, 5000)
+        .write(&mut reply, b"answer")
+        .unwrap();
+    let error = icmp_error(
+        VM,
+        [8, 8, 8, 8],
+        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port),
+        &reply,
+        true,
+    );
+    let about_error = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &error);
+    assert_eq!(
+        gw.run_at(&about_error, UND, now, &mut wire),
+        Verdict::Drop(DropReason::NoNeighbour)
+    );
+    assert_eq!(gw.counters.host_unreachable.get(), 1);
+}
+
+#[test]
+fn a_client_sending_to_a_vm_that_never_answers_gets_host_unreachable() {
+    let mut gw = Gw::with_spec(&spec_without(&[], &[VM]));
+    let mut wire = Wire::default();
+    let orig = inner_udp(CLIENT, EIP1, 64, b"hello vm");
+    let frame = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &orig);
+    until_failed(&mut gw, &frame, PUB, &mut wire);
+
+    // Out of the public side to the client, quoting its datagram as it
+    // sent it: to the elastic IP, not the private address.
+    let (v, out) = gw.run(&frame, PUB);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let (e, ip) = Ethernet2Header::from_slice(&out).unwrap();
+    assert_eq!((e.destination, e.source), (CLIENT_MAC, PUB_MAC));
+    let (src, dst, code, quoted) = read_unreachable(ip);
+    assert_eq!((src, dst, code), (GW_PUB, CLIENT, 1));
+    assert_eq!(quoted, orig);
+    assert_eq!(gw.counters.host_unreachable.get(), 1);
+
+    // A long datagram is quoted up to 576 bytes of error in all.
+    let long = inner_udp(CLIENT, EIP1, 64, &[7u8; 1000]);
+    let (v, out) = gw.run(&eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &long), PUB);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let (_, ip) = Ethernet2Header::from_slice(&out).unwrap();
+    assert_eq!(ip.len(), 576);
+    assert_eq!(read_unreachable(ip).3, long[..576 - 28]);
 }

@@ -55,6 +55,8 @@ const IP_TCP: u16 = 40;
 enum IcmpError {
     TimeExceeded,
     FragNeeded(u16),
+    /// The next hop did not answer ARP (`unreachable.rs`).
+    HostUnreachable,
 }
 
 /// Where a tenant's packet leaves by the public side, and how.
@@ -103,6 +105,7 @@ pub struct Pipeline {
 }
 
 mod hit;
+mod unreachable;
 
 pub use hit::Hint;
 
@@ -458,6 +461,10 @@ impl Pipeline {
                 if let Err(e) = self.forward_checks(f, adj.inner_mtu(), may_error) {
                     return self.icmp_or_drop(t, c, f, e, Side::Tenant(tenant), underlay_mtu, now);
                 }
+                if unreachable::failed(t, i, &Rewrite::default(), f.data()) {
+                    let side = Side::Tenant(tenant);
+                    return self.unreachable(t, c, f, side, underlay_mtu, may_error, now);
+                }
                 if t.mss_clamp {
                     clamp_syn(f.data_mut(), adj.inner_mtu());
                 }
@@ -495,6 +502,10 @@ impl Pipeline {
     ) -> Verdict {
         let hop = match resolve_public(t, ip_dst(f.data())) {
             Ok(hop) => hop,
+            Err(D::NoNeighbour) => {
+                let side = Side::Tenant(exit.tenant);
+                return self.unreachable(t, c, f, side, exit.underlay_mtu, exit.may_error, now);
+            }
             Err(reason) => return Verdict::Drop(reason),
         };
         // Errors quote the packet as the tenant sent it: before NAT.
@@ -537,6 +548,9 @@ impl Pipeline {
         if let Err(e) = self.forward_checks(f, adj.inner_mtu(), true) {
             let side = Side::Public(adj.tenant);
             return self.icmp_or_drop(t, c, f, e, side, pe.mtu, now);
+        }
+        if unreachable::failed(t, tunnel, &nat, f.data()) {
+            return self.unreachable(t, c, f, Side::Public(adj.tenant), pe.mtu, true, now);
         }
         let ihl = usize::from(f.data()[0] & 0xf) * 4;
         if !nat.forward(f.data_mut(), ihl) {
@@ -1337,7 +1351,9 @@ impl Pipeline {
         now: u64,
     ) -> Verdict {
         let d = f.data();
-        let reason = if d[8] <= 1 {
+        let reason = if e == Some(IcmpError::HostUnreachable) {
+            D::NoNeighbour
+        } else if d[8] <= 1 {
             D::TtlExceeded
         } else if d[6] & 0x40 != 0 {
             D::TooBig
@@ -1770,6 +1786,7 @@ fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> bool {
             icmpw::unreachable::FRAG_NEEDED,
             mtu,
         ),
+        IcmpError::HostUnreachable => (IcmpType::DEST_UNREACHABLE, icmpw::unreachable::HOST, 0),
     };
     let data = f.data_mut();
     let mut icmp = IcmpPacket::new_unchecked(&mut data[20..]);
