@@ -181,6 +181,8 @@ fn serve(
             max_pending: usize::from(arp.max_pending),
             max_held: arp.max_held as usize,
             held_per_tenant: arp.held_per_tenant as usize,
+            icmp_per_sec: config.icmp.rate_per_sec,
+            icmp_burst: config.icmp.burst,
         },
     );
     let tables = Tables::build(
@@ -718,6 +720,7 @@ impl Report {
             "hold_neighbour_full": r.hold_neighbour_full, "hold_full": r.hold_full,
             "hold_tenants_full": r.hold_tenants_full, "hold_tenant_limit": r.hold_tenant_limit,
             "hold_failed": r.hold_failed,
+            "host_unreachable": r.host_unreachable, "unreachable_limited": r.unreachable_limited,
             "table_ports_full": r.table.ports_full, "table_tenants_full": r.table.tenants_full,
             "table_tenant_limit": r.table.tenant_limit, "table_buckets_full": r.table.buckets_full,
         });

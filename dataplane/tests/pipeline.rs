@@ -1141,7 +1141,12 @@ fn a_silent_neighbour_is_asked_again_then_failed_then_forgotten() {
     }
     gw.resolver.poll(&gw.tables, retries * RETRY_MS, &mut wire);
     assert_eq!(gw.resolver.stats().failed, 1);
-    assert_eq!(gw.resolver.stats().dropped, 1, "the held frame is dropped");
+    assert_eq!(
+        gw.resolver.stats().host_unreachable,
+        1,
+        "the held frame is answered"
+    );
+    assert_eq!(gw.resolver.stats().dropped, 0);
     assert_eq!(gw.resolver.held(), 0);
     // Failed: workers answer host unreachable without asking.
     let asked = requests(&wire).len();
@@ -3531,4 +3536,76 @@ fn a_client_sending_to_a_vm_that_never_answers_gets_host_unreachable() {
     let (_, ip) = Ethernet2Header::from_slice(&out).unwrap();
     assert_eq!(ip.len(), 576);
     assert_eq!(read_unreachable(ip).3, long[..576 - 28]);
+}
+
+/// The frames the resolver held for a neighbour that fails each get host
+/// unreachable too, quoting the datagram as its sender sent it (the
+/// elastic IP translated back, RFC 5508), but for the TTL the gateway
+/// decremented.
+#[test]
+fn frames_held_for_a_neighbour_that_fails_are_each_answered() {
+    let mut gw = Gw::with_spec(&spec_without(&[], &[VM]));
+    let mut wire = Wire::default();
+    let sent: Vec<Vec<u8>> = (0..3)
+        .map(|i| inner_udp(CLIENT, EIP1, 64, format!("held {i}").as_bytes()))
+        .collect();
+    for orig in &sent {
+        let frame = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, orig);
+        assert_eq!(gw.run_at(&frame, PUB, 0, &mut wire), Verdict::Punt);
+    }
+    assert_eq!(gw.resolver.held(), 3);
+    wire.sent.clear();
+    let retries = u64::from(ResolverConfig::default().retries);
+    for t in 1..=retries {
+        gw.resolver.poll(&gw.tables, t * RETRY_MS, &mut wire);
+    }
+    assert_eq!(gw.resolver.held(), 0);
+    assert_eq!(gw.resolver.stats().host_unreachable, 3);
+    assert_eq!(gw.resolver.stats().dropped, 0);
+    let errors: Vec<_> = wire
+        .sent
+        .iter()
+        .filter(|(p, f)| {
+            *p == PUB
+                && Ethernet2Header::from_slice(f.data()).unwrap().0.ether_type == EtherType::IPV4
+        })
+        .collect();
+    assert_eq!(errors.len(), 3);
+    for ((port, f), orig) in errors.iter().zip(&sent) {
+        assert_eq!(*port, PUB);
+        let (e, ip) = Ethernet2Header::from_slice(f.data()).unwrap();
+        assert_eq!((e.destination, e.source), (CLIENT_MAC, PUB_MAC));
+        let (src, dst, code, quoted) = read_unreachable(ip);
+        assert_eq!((src, dst, code), (GW_PUB, CLIENT, 1));
+        let (q, rest) = Ipv4Header::from_slice(&quoted).unwrap();
+        assert_eq!(
+            (q.source, q.destination, q.time_to_live),
+            (CLIENT, EIP1, 63)
+        );
+        assert_eq!(q.header_checksum, q.calc_header_checksum());
+        assert_eq!(rest, &orig[20..], "the UDP header and data as sent");
+    }
+
+    // Toward the Internet: the tenant's VM is answered inside its tunnel,
+    // about its datagram from its private address.
+    const ROUTER: [u8; 4] = [1, 1, 1, 254];
+    let mut gw = Gw::with_spec(&spec_without(&[ROUTER], &[]));
+    let mut wire = Wire::default();
+    let orig = inner_udp(VM, [8, 8, 8, 8], 64, b"out");
+    let frame = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &orig);
+    wire.sent.clear();
+    until_failed(&mut gw, &frame, UND, &mut wire);
+    let (port, f) = wire
+        .sent
+        .iter()
+        .find(|(p, _)| *p == UND)
+        .expect("an error into the tunnel");
+    assert_eq!(*port, UND);
+    let (_, outer, key, _, inner) = open_gre(f.data());
+    assert_eq!((outer.destination, key), (HOST2, 2000));
+    let (src, dst, code, quoted) = read_unreachable(&inner);
+    assert_eq!((src, dst, code), (GW_UND, VM, 1));
+    let (q, rest) = Ipv4Header::from_slice(&quoted).unwrap();
+    assert_eq!((q.source, q.destination), (VM, [8, 8, 8, 8]));
+    assert_eq!(rest, &orig[20..]);
 }

@@ -52,7 +52,7 @@ const IP_TCP: u16 = 40;
 
 /// ICMP errors the pipeline can generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum IcmpError {
+pub(crate) enum IcmpError {
     TimeExceeded,
     FragNeeded(u16),
     /// The next hop did not answer ARP (`unreachable.rs`).
@@ -1708,7 +1708,7 @@ fn resolve_public(t: &Tables, dst: u32) -> Result<PublicHop, DropReason> {
 
 /// The gateway's address as the source of errors toward tenants: its first
 /// underlay address (what traceroute inside a tenant shows).
-fn underlay_addr(t: &Tables) -> Option<u32> {
+pub(crate) fn underlay_addr(t: &Tables) -> Option<u32> {
     t.ports
         .iter()
         .find(|p| p.role == Some(Role::Underlay))
@@ -1724,7 +1724,7 @@ fn public_port(t: &Tables) -> Option<(u16, &PortEntry)> {
         .map(|(i, p)| (i as u16, p))
 }
 
-fn public_addr(t: &Tables) -> Option<u32> {
+pub(crate) fn public_addr(t: &Tables) -> Option<u32> {
     t.ports
         .iter()
         .find(|p| p.role == Some(Role::Public))
@@ -1734,7 +1734,7 @@ fn public_addr(t: &Tables) -> Option<u32> {
 /// RFC 1122 3.2.2 / RFC 1812 4.3.2.7: no error about an ICMP error, a
 /// non-initial fragment, or a packet from a broadcast, multicast or
 /// unspecified source.
-fn may_quote(ip: &[u8]) -> bool {
+pub(crate) fn may_quote(ip: &[u8]) -> bool {
     let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
     let ihl = usize::from(ip[0] & 0xf) * 4;
@@ -1745,7 +1745,7 @@ fn may_quote(ip: &[u8]) -> bool {
 
 /// Rewrites the IPv4 packet in `f` into an ICMP error about it, from `src`
 /// to its source, quoting as much as RFC 1812 allows.
-fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> bool {
+pub(crate) fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> bool {
     let orig_src: [u8; 4] = f.data()[12..16].try_into().unwrap_or_default();
     let quote = f.len().min(ICMP_ERROR_MAX - 28);
     if !f.trim(f.len() - quote) {

@@ -36,9 +36,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
+mod unreachable;
+
 use crate::neighbour::{Lookup, NeighKey, NeighbourWriter, Refusals};
 use crate::pipeline::{answer_tunnel_arp, finish_outer_ipv4};
 use crate::punt::Punt;
+use crate::ratelimit::TokenBucket;
 use crate::tables::{eth_header, Role, Tables};
 use crate::tenant::TenantId;
 use crate::wire::{
@@ -65,6 +68,10 @@ pub struct ResolverConfig {
     pub max_held: usize,
     /// Frames one tenant's traffic may have held at once.
     pub held_per_tenant: usize,
+    /// Host-unreachable errors about held frames, per second and in a
+    /// burst (as one worker's `[icmp]` limit).
+    pub icmp_per_sec: u32,
+    pub icmp_burst: u32,
 }
 
 impl ResolverConfig {
@@ -84,6 +91,8 @@ impl Default for ResolverConfig {
             max_pending: 8,
             max_held: 1024,
             held_per_tenant: 128,
+            icmp_per_sec: 1000,
+            icmp_burst: 50,
         }
     }
 }
@@ -101,7 +110,13 @@ pub struct ResolverStats {
     pub expired: u64,
     /// Held frames sent once their neighbour resolved.
     pub released: u64,
-    /// Frames dropped: held too many, or their neighbour failed.
+    /// Held frames whose neighbour failed, answered with ICMP host
+    /// unreachable to their sender.
+    pub host_unreachable: u64,
+    /// Of the others, those the rate limit kept from an answer.
+    pub unreachable_limited: u64,
+    /// Frames dropped: held too many, or their neighbour failed and no
+    /// error could be sent.
     pub dropped: u64,
     /// Of those: their neighbour held `max_pending` frames already.
     pub hold_neighbour_full: u64,
@@ -190,6 +205,8 @@ pub struct Resolver<F> {
     stats: ResolverStats,
     /// Identification of the tunnel packets the resolver sends.
     ip_id: u16,
+    /// Limits the host-unreachable errors, on the millisecond clock.
+    icmp: TokenBucket,
     /// Frames held in all, of all tenants, and per tenant.
     held: usize,
     held_tenants: usize,
@@ -204,6 +221,7 @@ impl<F: Frame> Resolver<F> {
             cfg,
             stats: ResolverStats::default(),
             ip_id: 0x8000,
+            icmp: TokenBucket::new(cfg.icmp_per_sec, cfg.icmp_burst, 1000),
             held: 0,
             held_tenants: 0,
             held_by_tenant: HashMap::new(),
@@ -270,10 +288,13 @@ impl<F: Frame> Resolver<F> {
                     e.state = State::Failed {
                         until: now + self.cfg.retry_ms * u64::from(self.cfg.retries),
                     };
+                    // Their senders learn why (RFC 1812 4.3.3.1).
                     let pending = std::mem::take(&mut e.pending);
-                    self.stats.dropped += pending.len() as u64;
-                    for (_, _, share) in pending {
+                    for (f, need, share) in pending {
                         self.unhold(share);
+                        if !self.unreachable(t, f, need, now, io) {
+                            self.stats.dropped += 1;
+                        }
                     }
                 }
                 State::Incomplete { sent, .. } => {
