@@ -393,7 +393,7 @@ impl NeighbourWriter {
         &self.table
     }
 
-    /// Keys in the table, dead ones not counted.
+    /// Keys in the table, dead ones not counted (but pinned ones are).
     pub fn len(&self) -> usize {
         self.live_ports + self.live_inner
     }
@@ -417,9 +417,13 @@ impl NeighbourWriter {
     pub fn claim(&mut self, key: NeighKey) -> Result<u32, Refused> {
         if let Some(i) = self.table.find(key).0 {
             if self.is_dead(i) {
-                self.room(key)?;
+                // A pinned slot stays counted while retired: it is its
+                // key's whatever else came since.
+                if self.flags[i] & PINNED == 0 {
+                    self.room(key)?;
+                    self.count(key, true);
+                }
                 self.mac_of(i).store(0, Ordering::Release);
-                self.count(key, true);
             }
             return Ok(i as u32);
         }
@@ -549,12 +553,15 @@ impl NeighbourWriter {
     }
 
     /// Retires `key`: no MAC, and its slot is free for another key of its
-    /// buckets at once, unless an adjacency holds it.
+    /// buckets at once, unless an adjacency holds it (then it stays
+    /// counted, kept for its key).
     pub fn retire(&mut self, key: NeighKey) {
         if let Some(i) = self.table.find(key).0 {
             if !self.is_dead(i) {
                 self.mac_of(i).store(DEAD, Ordering::Release);
-                self.count(key, false);
+                if self.flags[i] & PINNED == 0 {
+                    self.count(key, false);
+                }
             }
         }
     }
@@ -753,6 +760,23 @@ mod tests {
         w.claim(a).unwrap();
         assert!(w.set(a, MAC));
         assert_eq!(w.table().get_ref(r), Lookup::Mac(MAC));
+    }
+
+    /// A next hop of the tables (pinned) that failed and was forgotten
+    /// comes back even when others filled the ports' share meanwhile.
+    #[test]
+    fn a_pinned_next_hop_keeps_its_place_in_a_full_share() {
+        let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(8));
+        let router = NeighKey::port(0, 0x0101_01fe);
+        w.pin(router).unwrap();
+        w.retire(router);
+        let others = (0..100)
+            .filter(|&i| w.claim(NeighKey::port(0, 0x0101_0100 + i)).is_ok())
+            .count();
+        assert_eq!(others, 7, "the pinned slot still counts");
+        assert!(w.claim(router).is_ok());
+        assert!(w.set(router, MAC));
+        assert_eq!(w.len(), 8);
     }
 
     /// Issue 9, defect 9: retired slots were never reclaimed, so after
