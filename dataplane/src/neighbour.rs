@@ -169,6 +169,8 @@ pub struct Neighbours {
     /// Per process, so that nobody outside can pick addresses that share
     /// a bucket.
     seed: [u64; 2],
+    /// Slots whose neighbour is failed (the writer keeps it).
+    failed: AtomicU64,
 }
 
 impl Neighbours {
@@ -181,6 +183,7 @@ impl Neighbours {
             ports,
             inner,
             seed,
+            failed: AtomicU64::new(0),
         }
     }
 
@@ -192,7 +195,7 @@ impl Neighbours {
     /// The neighbour `key`, by looking in its buckets.
     #[inline]
     pub fn get(&self, key: NeighKey) -> Lookup {
-        match self.find(key).0 {
+        match self.find(key) {
             Some(slot) => self.read(slot, key),
             None => Lookup::Unresolved,
         }
@@ -208,10 +211,29 @@ impl Neighbours {
         }
     }
 
+    /// Whether some neighbour is failed now: the workers look for a failed
+    /// one before NAT only then (one load on a line that rarely changes).
+    #[inline]
+    pub fn any_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) != 0
+    }
+
     /// Slots a lookup of `key` reads now: at most [`PROBE_MAX`], whatever
-    /// came and went before. For tests and benchmarks.
+    /// came and went before. For tests and benchmarks; it follows
+    /// [`Neighbours::find`] step by step.
     pub fn probes(&self, key: NeighKey) -> usize {
-        self.find(key).1
+        let [a, b] = self.buckets_of(key);
+        let at = |b: usize| {
+            self.buckets[b]
+                .0
+                .iter()
+                .position(|s| s.key.load(Ordering::Acquire) == key.0)
+        };
+        match (at(a), at(b)) {
+            (Some(i), _) => i + 1,
+            (None, Some(i)) => BUCKET + i + 1,
+            (None, None) => 2 * BUCKET,
+        }
     }
 
     #[inline]
@@ -240,37 +262,58 @@ impl Neighbours {
         }
     }
 
-    /// The two buckets `key` may live in, in its region.
     #[inline]
-    fn buckets_of(&self, key: NeighKey) -> [usize; 2] {
-        let r = if key.is_inner() {
+    fn region(&self, key: NeighKey) -> Region {
+        if key.is_inner() {
             self.inner
         } else {
             self.ports
-        };
-        let h1 = (key.0 ^ self.seed[0]).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        let h2 = (key.0 ^ self.seed[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f) >> 32;
-        let a = h1 as usize & r.mask;
-        let mut b = h2 as usize & r.mask;
-        if b == a {
-            b = a ^ 1;
         }
-        [r.first + a, r.first + b]
     }
 
-    /// The slot holding `key`, if any, and how many slots were read.
+    /// The first bucket of `key`, in its region.
     #[inline]
-    fn find(&self, key: NeighKey) -> (Option<usize>, usize) {
-        let mut read = 0;
-        for b in self.buckets_of(key) {
-            for (i, s) in self.buckets[b].0.iter().enumerate() {
-                read += 1;
-                if s.key.load(Ordering::Acquire) == key.0 {
-                    return (Some(b * BUCKET + i), read);
-                }
-            }
+    fn first_bucket(&self, key: NeighKey) -> usize {
+        let r = self.region(key);
+        let h = (key.0 ^ self.seed[0]).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        r.first + (h as usize & r.mask)
+    }
+
+    /// The second bucket of `key`, never its first.
+    #[inline]
+    fn second_bucket(&self, key: NeighKey, first: usize) -> usize {
+        let r = self.region(key);
+        let h = (key.0 ^ self.seed[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f) >> 32;
+        let b = r.first + (h as usize & r.mask);
+        if b == first {
+            r.first + ((first - r.first) ^ 1)
+        } else {
+            b
         }
-        (None, read)
+    }
+
+    /// The two buckets `key` may live in.
+    fn buckets_of(&self, key: NeighKey) -> [usize; 2] {
+        let a = self.first_bucket(key);
+        [a, self.second_bucket(key, a)]
+    }
+
+    /// The slot of `key` in bucket `b`, if there.
+    #[inline]
+    fn scan(&self, b: usize, key: NeighKey) -> Option<usize> {
+        let slots = &self.buckets.get(b)?.0;
+        (0..BUCKET)
+            .find(|&i| slots[i].key.load(Ordering::Acquire) == key.0)
+            .map(|i| b * BUCKET + i)
+    }
+
+    /// The slot holding `key`, if any: its first bucket, then its second
+    /// (hashed only on a miss in the first).
+    #[inline]
+    fn find(&self, key: NeighKey) -> Option<usize> {
+        let a = self.first_bucket(key);
+        self.scan(a, key)
+            .or_else(|| self.scan(self.second_bucket(key, a), key))
     }
 }
 
@@ -415,7 +458,7 @@ impl NeighbourWriter {
     /// The slot of `key`, giving it one (unresolved) if it has none. Refused
     /// when the key's share is full or its buckets are (counted).
     pub fn claim(&mut self, key: NeighKey) -> Result<u32, Refused> {
-        if let Some(i) = self.table.find(key).0 {
+        if let Some(i) = self.table.find(key) {
             if self.is_dead(i) {
                 // A pinned slot stays counted while retired: it is its
                 // key's whatever else came since.
@@ -533,7 +576,6 @@ impl NeighbourWriter {
     pub fn learnable(&self, key: NeighKey) -> bool {
         self.table
             .find(key)
-            .0
             .is_some_and(|i| self.flags[i] & STATIC == 0 && !self.is_dead(i))
     }
 
@@ -556,9 +598,10 @@ impl NeighbourWriter {
     /// buckets at once, unless an adjacency holds it (then it stays
     /// counted, kept for its key).
     pub fn retire(&mut self, key: NeighKey) {
-        if let Some(i) = self.table.find(key).0 {
+        if let Some(i) = self.table.find(key) {
             if !self.is_dead(i) {
-                self.mac_of(i).store(DEAD, Ordering::Release);
+                let old = self.mac_of(i).swap(DEAD, Ordering::AcqRel);
+                self.count_failed(old, DEAD);
                 if self.flags[i] & PINNED == 0 {
                     self.count(key, false);
                 }
@@ -590,12 +633,23 @@ impl NeighbourWriter {
     }
 
     fn store(&mut self, key: NeighKey, word: u64) -> bool {
-        match self.table.find(key).0 {
+        match self.table.find(key) {
             Some(i) if !self.is_dead(i) => {
-                self.mac_of(i).store(word, Ordering::Release);
+                let old = self.mac_of(i).swap(word, Ordering::AcqRel);
+                self.count_failed(old, word);
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Keeps [`Neighbours::any_failed`] true while some slot is failed.
+    fn count_failed(&self, old: u64, new: u64) {
+        let f = &self.table.failed;
+        match (old & FAILED != 0, new & FAILED != 0) {
+            (false, true) => f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed),
+            (true, false) => f.store(f.load(Ordering::Relaxed) - 1, Ordering::Relaxed),
+            _ => {}
         }
     }
 }
@@ -642,10 +696,17 @@ mod tests {
         assert!(w.set(k, MAC));
         assert_eq!(w.table().get(k), Lookup::Mac(MAC));
         assert_eq!(w.table().get_ref(r), Lookup::Mac(MAC));
+        assert!(!w.table().any_failed());
         assert!(w.set_failed(k));
         assert_eq!(w.table().get(k), Lookup::Failed);
+        assert!(w.table().any_failed());
         assert!(w.set_unresolved(k));
         assert_eq!(w.table().get(k), Lookup::Unresolved);
+        assert!(!w.table().any_failed());
+        w.set_failed(k);
+        w.retire(k);
+        assert!(!w.table().any_failed(), "a retired slot is not failed");
+        w.claim(k).unwrap();
         w.set(k, MAC);
         w.retire(k);
         assert_eq!(w.table().get_ref(r), Lookup::Unresolved);

@@ -219,7 +219,8 @@ impl Pipeline {
             return None;
         }
         // A host that failed to resolve is answered by the full path.
-        if super::unreachable::failed(t, tunnel, &conn.to_tenant, f.data().get(ETH..)?) {
+        if t.neighbours.any_failed() && super::unreachable::failed_at(t, tunnel, &conn.to_tenant, f)
+        {
             return None;
         }
         // Committed: from here on the packet is this path's.

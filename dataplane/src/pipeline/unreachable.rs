@@ -20,8 +20,28 @@ use crate::Frame;
 
 /// Whether tunnel `tunnel`'s host, or the host inside it that the IPv4
 /// packet `ip` goes to once translated by `nat` (toward the tenant: a
-/// destination rewrite, or none), failed to resolve.
+/// destination rewrite, or none), failed to resolve. Almost always no
+/// neighbour is failed at all: then this is one load, inlined.
+#[inline]
 pub(super) fn failed(t: &Tables, tunnel: u32, nat: &Rewrite, ip: &[u8]) -> bool {
+    t.neighbours.any_failed() && tunnel_failed(t, tunnel, nat, ip)
+}
+
+/// [`failed`] for a frame that still has its Ethernet header, for the
+/// fast path (which checks [`Neighbours::any_failed`] itself).
+///
+/// [`Neighbours::any_failed`]: crate::neighbour::Neighbours::any_failed
+#[cold]
+#[inline(never)]
+pub(super) fn failed_at<F: Frame>(t: &Tables, tunnel: u32, nat: &Rewrite, f: &F) -> bool {
+    f.data()
+        .get(super::ETH..)
+        .is_some_and(|ip| ip.len() >= 20 && tunnel_failed(t, tunnel, nat, ip))
+}
+
+#[cold]
+#[inline(never)]
+fn tunnel_failed(t: &Tables, tunnel: u32, nat: &Rewrite, ip: &[u8]) -> bool {
     let Some(adj) = t.tunnels.get(tunnel as usize) else {
         return false;
     };
@@ -46,6 +66,8 @@ impl Pipeline {
     /// error may be sent: the gateway's own errors beget none
     /// (`may_error`), nor do datagrams to broadcast or multicast addresses.
     #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
     pub(super) fn unreachable<F: Frame>(
         &mut self,
         t: &Tables,
