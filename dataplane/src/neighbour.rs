@@ -29,9 +29,7 @@
 //! reader that sees the same key twice around a valid MAC has that key's
 //! MAC (the seqlock argument, with the key as the sequence).
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -168,13 +166,13 @@ pub struct Neighbours {
     inner: Region,
     /// Per process, so that nobody outside can pick addresses that share
     /// a bucket.
-    seed: [u64; 2],
+    seed: u64,
     /// Slots whose neighbour is failed (the writer keeps it).
     failed: AtomicU64,
 }
 
 impl Neighbours {
-    fn new(limits: &NeighbourLimits, seed: [u64; 2]) -> Self {
+    fn new(limits: &NeighbourLimits, seed: u64) -> Self {
         let ports = Region::sized(0, limits.ports);
         let inner = Region::sized(ports.buckets(), limits.tenants);
         let n = ports.buckets() + inner.buckets();
@@ -271,31 +269,24 @@ impl Neighbours {
         }
     }
 
-    /// The first bucket of `key`, in its region.
+    /// The two buckets `key` may live in, in its region: from one seeded
+    /// hash with a full finish (murmur3's fmix64, as [`crate::hash`]), so
+    /// that every bit of the key, its tenant's too, reaches both.
     #[inline]
-    fn first_bucket(&self, key: NeighKey) -> usize {
-        let r = self.region(key);
-        let h = (key.0 ^ self.seed[0]).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        r.first + (h as usize & r.mask)
-    }
-
-    /// The second bucket of `key`, never its first.
-    #[inline]
-    fn second_bucket(&self, key: NeighKey, first: usize) -> usize {
-        let r = self.region(key);
-        let h = (key.0 ^ self.seed[1]).wrapping_mul(0xc2b2_ae3d_27d4_eb4f) >> 32;
-        let b = r.first + (h as usize & r.mask);
-        if b == first {
-            r.first + ((first - r.first) ^ 1)
-        } else {
-            b
-        }
-    }
-
-    /// The two buckets `key` may live in.
     fn buckets_of(&self, key: NeighKey) -> [usize; 2] {
-        let a = self.first_bucket(key);
-        [a, self.second_bucket(key, a)]
+        let r = self.region(key);
+        let mut h = key.0 ^ self.seed;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        let a = h as usize & r.mask;
+        let mut b = (h >> 32) as usize & r.mask;
+        if b == a {
+            b = a ^ 1;
+        }
+        [r.first + a, r.first + b]
     }
 
     /// The slot of `key` in bucket `b`, if there.
@@ -307,13 +298,11 @@ impl Neighbours {
             .map(|i| b * BUCKET + i)
     }
 
-    /// The slot holding `key`, if any: its first bucket, then its second
-    /// (hashed only on a miss in the first).
+    /// The slot holding `key`, if any: its first bucket, then its second.
     #[inline]
     fn find(&self, key: NeighKey) -> Option<usize> {
-        let a = self.first_bucket(key);
-        self.scan(a, key)
-            .or_else(|| self.scan(self.second_bucket(key, a), key))
+        let [a, b] = self.buckets_of(key);
+        self.scan(a, key).or_else(|| self.scan(b, key))
     }
 }
 
@@ -411,14 +400,10 @@ impl NeighbourWriter {
         Self::with_limits(NeighbourLimits::uniform(capacity))
     }
 
-    /// A table with these limits, hashed with a seed of this process.
+    /// A table with these limits, hashed with the seed of this process
+    /// ([`crate::hash::process_seed`]).
     pub fn with_limits(limits: NeighbourLimits) -> Self {
-        let seed = |n: u64| {
-            let mut h = RandomState::new().build_hasher();
-            h.write_u64(n);
-            h.finish()
-        };
-        let table = Arc::new(Neighbours::new(&limits, [seed(1), seed(2)]));
+        let table = Arc::new(Neighbours::new(&limits, crate::hash::process_seed()));
         let flags = vec![0; table.slots()];
         NeighbourWriter {
             table,
@@ -659,7 +644,7 @@ impl NeighbourWriter {
     /// A writer whose hashes are the same on every run.
     fn seeded(limits: NeighbourLimits) -> Self {
         let mut w = Self::with_limits(limits);
-        w.table = Arc::new(Neighbours::new(&limits, [0x1234_5678, 0x9abc_def0]));
+        w.table = Arc::new(Neighbours::new(&limits, 0x1234_5678_9abc_def0));
         w
     }
 }
@@ -879,6 +864,21 @@ mod tests {
         assert_eq!(w.len(), CAP);
         assert_eq!(more, CAP - live as usize);
         assert_eq!(w.refusals().buckets_full, 0);
+    }
+
+    /// Every tenant uses 10.0.0.7: their hosts must not share buckets
+    /// because their tenant numbers differ only in high bits.
+    #[test]
+    fn tenants_sharing_an_address_spread_over_the_buckets() {
+        let w = NeighbourWriter::with_limits(NeighbourLimits::uniform(4096));
+        let buckets: std::collections::HashSet<usize> = (0..256u32)
+            .map(|i| {
+                w.table()
+                    .buckets_of(NeighKey::inner(TenantId(i << 12), 0x0a00_0007))[0]
+            })
+            .collect();
+        // 256 keys thrown at random into 2048 buckets land in ~241.
+        assert!(buckets.len() > 220, "{} buckets", buckets.len());
     }
 
     /// Issue 9, defect 3: one tenant's hosts could take every slot, and the
