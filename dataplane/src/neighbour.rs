@@ -119,6 +119,8 @@ const DEAD: u64 = 1 << 50;
 
 /// Slots per bucket: four (key, MAC) pairs fill one cache line.
 pub const BUCKET: usize = 4;
+// `Neighbours::scan` is unrolled for four.
+const _: () = assert!(BUCKET == 4);
 /// Slots a lookup reads at most, found or not: the two buckets of its key.
 pub const PROBE_MAX: usize = 2 * BUCKET;
 
@@ -191,7 +193,7 @@ impl Neighbours {
     }
 
     /// The neighbour `key`, by looking in its buckets.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, key: NeighKey) -> Lookup {
         match self.find(key) {
             Some(slot) => self.read(slot, key),
@@ -272,7 +274,7 @@ impl Neighbours {
     /// The two buckets `key` may live in, in its region: from one seeded
     /// hash with a full finish (murmur3's fmix64, as [`crate::hash`]), so
     /// that every bit of the key, its tenant's too, reaches both.
-    #[inline]
+    #[inline(always)]
     fn buckets_of(&self, key: NeighKey) -> [usize; 2] {
         let r = self.region(key);
         let mut h = key.0 ^ self.seed;
@@ -289,17 +291,28 @@ impl Neighbours {
         [r.first + a, r.first + b]
     }
 
-    /// The slot of `key` in bucket `b`, if there.
-    #[inline]
+    /// The slot of `key` in bucket `b`, if there: four loads and compares,
+    /// unrolled.
+    #[inline(always)]
     fn scan(&self, b: usize, key: NeighKey) -> Option<usize> {
-        let slots = &self.buckets.get(b)?.0;
-        (0..BUCKET)
-            .find(|&i| slots[i].key.load(Ordering::Acquire) == key.0)
-            .map(|i| b * BUCKET + i)
+        let s = &self.buckets.get(b)?.0;
+        let is = |i: usize| s[i].key.load(Ordering::Acquire) == key.0;
+        let i = if is(0) {
+            0
+        } else if is(1) {
+            1
+        } else if is(2) {
+            2
+        } else if is(3) {
+            3
+        } else {
+            return None;
+        };
+        Some(b * BUCKET + i)
     }
 
     /// The slot holding `key`, if any: its first bucket, then its second.
-    #[inline]
+    #[inline(always)]
     fn find(&self, key: NeighKey) -> Option<usize> {
         let [a, b] = self.buckets_of(key);
         self.scan(a, key).or_else(|| self.scan(b, key))
