@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ctl::config::{Config, Mode, Role};
+use ctl::config::{Config, Mode, Role, RING_SLOTS};
 use dataplane::conntrack::Timeouts;
 use dataplane::counters::MAX_PORTS;
 use dataplane::hash::process_seed;
 use dataplane::l2fwd::Egress;
-use dataplane::neighbour::{Lookup, NeighbourWriter};
+use dataplane::neighbour::{Lookup, NeighbourLimits, NeighbourWriter};
 use dataplane::pipeline::Pipeline;
 use dataplane::ratelimit::TokenBucket;
 use dataplane::resolver::{Resolver, ResolverConfig, ResolverStats};
@@ -26,8 +26,6 @@ use crate::control::Control;
 use crate::supervise::{dead_worker, Cause, Heartbeats, WorkerFailure, EXIT_WORKER_FAILED};
 use crate::worker::{Fault, Stage, Worker, TX_DRAIN_US};
 
-/// Slots of each worker's rings to and from the control plane.
-const RING_SLOTS: u32 = 1024;
 /// How often the control plane looks at its rings and timers.
 const CONTROL_TICK: Duration = Duration::from_millis(1);
 
@@ -172,12 +170,20 @@ fn serve(
     let port_ids: Vec<(u16, MacAddr)> = ports.iter().map(|p| (p.port.id().0, p.mac)).collect();
     let arp = &config.arp;
     let mut resolver = Resolver::new(
-        NeighbourWriter::new(arp.entries as usize),
+        NeighbourWriter::with_limits(NeighbourLimits {
+            ports: arp.port_entries as usize,
+            tenants: (arp.entries - arp.port_entries) as usize,
+            per_tenant: arp.per_tenant as usize,
+        }),
         ResolverConfig {
             reachable_ms: u64::from(arp.reachable_s) * 1000,
             retry_ms: u64::from(arp.retry_ms),
             retries: arp.retries,
             max_pending: usize::from(arp.max_pending),
+            max_held: arp.max_held as usize,
+            held_per_tenant: arp.held_per_tenant as usize,
+            icmp_per_sec: config.icmp.rate_per_sec,
+            icmp_burst: config.icmp.burst,
         },
     );
     let tables = Tables::build(
@@ -584,6 +590,7 @@ impl Report {
             ("ARP", self.sum(|w| w.arp_replies.get())),
             ("echo", self.sum(|w| w.echo_replies.get())),
             ("ICMP error", self.sum(|w| w.icmp_errors.get())),
+            ("host unreachable", self.sum(|w| w.host_unreachable.get())),
         ];
         for (what, n) in replies {
             if n > 0 {
@@ -608,6 +615,14 @@ impl Report {
                 out,
                 "  neighbours: {} ARP requests, {} learned, {} failed, {} expired; held frames {} released, {} dropped",
                 r.requests, r.learned, r.failed, r.expired, r.released, r.dropped
+            );
+        }
+        if r.dropped + r.table_full > 0 {
+            let _ = writeln!(
+                out,
+                "  not held: {} for the neighbour's max_pending, {} for max_held, {} for the tenants' share, {} for held_per_tenant, {} for a failed neighbour; no neighbour slot: {} ports' share, {} tenants' share, {} per_tenant, {} buckets",
+                r.hold_neighbour_full, r.hold_full, r.hold_tenants_full, r.hold_tenant_limit, r.hold_failed,
+                r.table.ports_full, r.table.tenants_full, r.table.tenant_limit, r.table.buckets_full
             );
         }
         for r in self.rules.iter().filter(|r| r.flows > 0) {
@@ -690,6 +705,7 @@ impl Report {
                     "punted_to_fragment": w.punted_to_fragment.get(),
                     "echo_replies": w.echo_replies.get(),
                     "icmp_errors": w.icmp_errors.get(),
+                    "host_unreachable": w.host_unreachable.get(),
                     "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),
                     "tx_packets": w.ports.iter().map(|p| p.tx_packets.get()).sum::<u64>(),
                     "bursts": w.bursts.get(),
@@ -708,6 +724,12 @@ impl Report {
             "proxy_replies": r.proxy_replies, "malformed": r.malformed,
             "fragmented": r.fragmented, "fragments": r.fragments,
             "fragment_failed": r.fragment_failed,
+            "hold_neighbour_full": r.hold_neighbour_full, "hold_full": r.hold_full,
+            "hold_tenants_full": r.hold_tenants_full, "hold_tenant_limit": r.hold_tenant_limit,
+            "hold_failed": r.hold_failed,
+            "host_unreachable": r.host_unreachable, "unreachable_limited": r.unreachable_limited,
+            "table_ports_full": r.table.ports_full, "table_tenants_full": r.table.tenants_full,
+            "table_tenant_limit": r.table.tenant_limit, "table_buckets_full": r.table.buckets_full,
         });
         let neighbours: Vec<_> = self
             .neighbours

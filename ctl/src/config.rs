@@ -63,8 +63,8 @@ pub use self::firewall::{
     Action, Direction, PortRange, Protocol, Rule, ANY_PREFIX, DEFAULT_IN, DEFAULT_OUT,
 };
 pub use self::packet::{
-    Arp, Flows, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE,
-    ARP_RETRY_MS_MIN, FLOWS_CAPACITY_RANGE,
+    Arp, Flows, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_HELD_RANGE, ARP_MAX_PENDING_RANGE,
+    ARP_RETRIES_RANGE, ARP_RETRY_MS_MIN, FLOWS_CAPACITY_RANGE,
 };
 pub use self::routing::{Neighbour, Route};
 pub use self::tenant::{Encap, RouteTarget, Tenant, TenantNeighbour, TenantRoute};
@@ -80,6 +80,9 @@ pub const MBUF_HEADROOM: u16 = 128;
 /// Mbufs a worker may hold besides its mempool cache: one RX burst and the
 /// frames buffered for TX.
 pub const WORKER_MBUFS_IN_FLIGHT: u32 = 64;
+/// Slots of each ring between a worker and the control plane (punt,
+/// inject) and between two workers (handoff); a ring holds one fewer.
+pub const RING_SLOTS: u32 = 1024;
 /// Ethernet header and CRC around an MTU-sized payload.
 pub const ETHER_OVERHEAD: u16 = 18;
 /// Port MTU when none is given.
@@ -134,8 +137,10 @@ impl Default for Eal {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mempool {
     /// Number of mbufs. DPDK is most efficient with 2^q - 1. Must cover
-    /// every RX and TX descriptor plus each worker's cache and in-flight
-    /// frames. Default 16383.
+    /// everything that can hold mbufs at once ([`Config::mbuf_budget`]):
+    /// every RX and TX descriptor, each worker's and the control plane's
+    /// cache and in-flight frames, the punt, inject and handoff rings, and
+    /// the frames the resolver holds (`[arp] max_held`). Default 16383.
     pub mbufs: u32,
     /// Per-lcore cache. At most 512 (`RTE_MEMPOOL_CACHE_MAX_SIZE`) and at
     /// most `mbufs / 1.5`, or DPDK refuses the pool. Default 256.
@@ -432,12 +437,15 @@ impl Config {
             .filter(move |r| self.ports.get(r.port).is_some_and(|p| p.role == role))
     }
 
-    /// Mbufs that the queues and worker caches can hold at once:
-    /// the sum over ports of `rx_queues * rx_desc + tx_queues * tx_desc`,
-    /// plus `workers * (cache_size + 64)`. [`Mempool::mbufs`] is at least
-    /// this.
+    /// Mbufs that can be out of the pool at once. [`Mempool::mbufs`] is at
+    /// least this.
     pub fn mbufs_needed(&self) -> u64 {
-        let ports: u64 = self
+        self.mbuf_budget().total()
+    }
+
+    /// Where the mbufs of [`Config::mbufs_needed`] can be at once.
+    pub fn mbuf_budget(&self) -> MbufBudget {
+        let descriptors = self
             .ports
             .iter()
             .enumerate()
@@ -446,8 +454,17 @@ impl Config {
                     + u64::from(self.tx_queues()) * u64::from(p.tx_desc)
             })
             .sum();
-        let per_worker = u64::from(self.mempool.cache_size) + u64::from(WORKER_MBUFS_IN_FLIGHT);
-        ports + self.workers.len() as u64 * per_worker
+        let workers = self.workers.len() as u64;
+        let per_lcore = u64::from(self.mempool.cache_size) + u64::from(WORKER_MBUFS_IN_FLIGHT);
+        // Each worker's punt and inject rings, and one handoff ring per
+        // ordered pair of workers.
+        let rings = 2 * workers + workers * workers.saturating_sub(1);
+        MbufBudget {
+            descriptors,
+            lcores: (workers + 1) * per_lcore,
+            rings: rings * u64::from(RING_SLOTS - 1),
+            held: u64::from(self.arp.max_held),
+        }
     }
 
     /// The EAL arguments, without `argv[0]`: lcores, main lcore, file
@@ -510,6 +527,26 @@ impl Config {
         }
         args.extend(self.eal.extra_args.iter().cloned());
         args
+    }
+}
+
+/// Where mbufs can be out of the pool at once, at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MbufBudget {
+    /// RX and TX descriptors of every queue of every port.
+    pub descriptors: u64,
+    /// The workers and the control plane (the main lcore): each its
+    /// mempool cache and [`WORKER_MBUFS_IN_FLIGHT`] in a burst.
+    pub lcores: u64,
+    /// The punt, inject and handoff rings, full.
+    pub rings: u64,
+    /// Frames the resolver holds ([`Arp::max_held`]).
+    pub held: u64,
+}
+
+impl MbufBudget {
+    pub fn total(&self) -> u64 {
+        self.descriptors + self.lcores + self.rings + self.held
     }
 }
 

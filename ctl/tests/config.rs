@@ -328,21 +328,33 @@ fn mempool_too_small_says_how_many_are_needed() {
     assert_errors(
         &errors("mempool-small.toml"),
         &[(
-            7,
+            10,
             &[
-                "mbufs 6527 is too few",
-                "need 6528",
-                "at least 6528",
-                "8191",
+                "mbufs 13881 is too few",
+                "descriptors of all ports (6144)",
+                "(576)",
+                "punt, inject and handoff rings (6 × 1023)",
+                "[arp] max_held 1024",
+                "need 13882",
+                "at least 13882",
+                "16383",
             ],
         )],
     );
     // One more mbuf is enough: the formula is exact.
-    let text = std::fs::read_to_string(data("mempool-small.toml"))
-        .unwrap()
-        .replace("mbufs = 6527", "mbufs = 6528");
-    let config = parse(&text, "x.toml", &cpus("0-3")).unwrap();
-    assert_eq!(config.mbufs_needed(), 6528);
+    let text = std::fs::read_to_string(data("mempool-small.toml")).unwrap();
+    let one_more = text.replace("mbufs = 13881", "mbufs = 13882");
+    let config = parse(&one_more, "x.toml", &cpus("0-3")).unwrap();
+    assert_eq!(config.mbufs_needed(), 13882);
+    // Issue 9, defect 2: the frames the resolver holds come out of the
+    // pool too, so holding one fewer makes do with one mbuf fewer.
+    let held_less = format!("{text}\n[arp]\nmax_held = 1023\n");
+    assert_eq!(
+        parse(&held_less, "x.toml", &cpus("0-3"))
+            .unwrap()
+            .mbufs_needed(),
+        13881
+    );
 }
 
 #[test]
@@ -711,8 +723,16 @@ fn pci_config_eal_args_and_queues() {
     assert_eq!(config.tx_queues(), 2);
     // Worker order is file order: worker 0 (lcore 2) owns TX queue 0.
     assert_eq!(config.workers[0].lcore, 2);
-    // 2×1024 + 2×1024 + 2×1024 + 2×1024 + 1×1024 + 2×1024 + 2×(256 + 64)
-    assert_eq!(config.mbufs_needed(), 11 * 1024 + 640);
+    // Descriptors 2×1024 + 2×1024 + 2×1024 + 2×1024 + 1×1024 + 2×1024, the
+    // two workers and the main lcore 3×(256 + 64), the punt and inject
+    // rings of two workers and two handoff rings 6×1023, and the resolver's
+    // hold of 1024.
+    let b = config.mbuf_budget();
+    assert_eq!(
+        (b.descriptors, b.lcores, b.rings, b.held),
+        (11 * 1024, 960, 6 * 1023, 1024)
+    );
+    assert_eq!(config.mbufs_needed(), 11 * 1024 + 960 + 6 * 1023 + 1024);
 }
 
 #[test]

@@ -306,6 +306,10 @@ fn new_sections_are_optional_with_defaults() {
             max_pending: 8,
             retries: 3,
             entries: 4096,
+            port_entries: 1024,
+            per_tenant: 256,
+            max_held: 1024,
+            held_per_tenant: 128,
         }
     );
     assert_eq!(config.dataplane.mode, Mode::Gateway);
@@ -977,7 +981,40 @@ fn packet_path_settings() {
             max_pending: 64,
             retries: 10,
             entries: 16,
+            // The shares follow the totals when not given.
+            port_entries: 4,
+            per_tenant: 1,
+            max_held: 1024,
+            held_per_tenant: 128,
         }
+    );
+    let shares = accepted(
+        "[arp]
+entries = 100
+port_entries = 30
+per_tenant = 70
+max_held = 40
+held_per_tenant = 30
+",
+    );
+    assert_eq!(
+        (
+            shares.arp.port_entries,
+            shares.arp.per_tenant,
+            shares.arp.max_held,
+            shares.arp.held_per_tenant
+        ),
+        (30, 70, 40, 30)
+    );
+    assert_eq!(
+        accepted(
+            "[arp]
+max_held = 64
+"
+        )
+        .arp
+        .held_per_tenant,
+        8
     );
     let cases: &[(&str, usize, &[&str])] = &[
         (
@@ -1032,6 +1069,34 @@ fn packet_path_settings() {
             "[arp]\nentries = 15\n",
             2,
             &["[arp] entries 15 is out of range", "16..=1048576"],
+        ),
+        (
+            "[arp]\nentries = 100\nport_entries = 100\n",
+            3,
+            &["[arp] port_entries 100 is out of range", "1..=99"],
+        ),
+        (
+            "[arp]\nentries = 100\nport_entries = 30\nper_tenant = 71\n",
+            4,
+            &[
+                "[arp] per_tenant 71 is out of range",
+                "1..=70",
+                "tenants' share",
+            ],
+        ),
+        (
+            "[arp]\nmax_held = 3\n",
+            2,
+            &["[arp] max_held 3 is out of range", "4..=1048576"],
+        ),
+        (
+            "[arp]\nmax_held = 40\nheld_per_tenant = 31\n",
+            3,
+            &[
+                "[arp] held_per_tenant 31 is out of range",
+                "1..=30",
+                "a quarter",
+            ],
         ),
         (
             "[tcp]\nmss_clamp = \"yes\"\n",

@@ -267,6 +267,9 @@ pub struct WorkerCounters {
     pub arp_replies: Counter,
     pub echo_replies: Counter,
     pub icmp_errors: Counter,
+    /// Of `icmp_errors`: host unreachable, for a next hop that failed to
+    /// resolve (RFC 1812 4.3.3.1).
+    pub host_unreachable: Counter,
     /// Frames handed to the control plane (ARP to learn, frames waiting
     /// for their next hop's MAC).
     pub punted: Counter,
@@ -310,6 +313,7 @@ impl WorkerCounters {
             arp_replies: Counter::default(),
             echo_replies: Counter::default(),
             icmp_errors: Counter::default(),
+            host_unreachable: Counter::default(),
             punted: Counter::default(),
             handed_off: Counter::default(),
             loops: Counter::default(),

@@ -4,18 +4,32 @@
 //! control plane alone (the [`NeighbourWriter`], of which there is one).
 //! A slot is two words: the key (`space << 32 | ip`, where the space is a
 //! port, or a tenant for hosts inside its gretap tunnels) and the MAC word
-//! (the address, a valid bit and a failed bit). Workers probe by hash, or go
-//! straight to the slot an adjacency remembered when the tables were built,
-//! and never write: learning, timers and the frames waiting for an answer
-//! live on the control plane ([`crate::resolver`]).
+//! (the address, a valid bit and a failed bit). Workers look a key up in
+//! its two buckets, or go straight to the slot an adjacency remembered when
+//! the tables were built, and never write: learning, timers and the frames
+//! waiting for an answer live on the control plane ([`crate::resolver`]).
 //!
-//! Slots are never emptied, only marked dead and later given to another
-//! key, so probe chains stay intact without locks. A reader checks the key
-//! again after reading the MAC: the writer retires a slot by invalidating
-//! the MAC before it changes the key, and publishes a MAC only after the
-//! key, so a reader that sees the same key twice around a valid MAC has
-//! that key's MAC (the seqlock argument, with the key as the sequence).
+//! **Bounded probes.** A key lives in one of two buckets of [`BUCKET`]
+//! slots (one cache line each), chosen by two seeded hashes: a lookup,
+//! found or not, reads at most [`PROBE_MAX`] slots whatever the table has
+//! been through. There are no probe chains, so a retired slot is free for
+//! any key of its bucket at once (unless an adjacency pins it), and churn
+//! leaves nothing behind.
+//!
+//! **Shares.** The neighbours of the ports (next hops, hosts on the public
+//! subnets, tunnel hosts) and the hosts inside tenants' tunnels live in two
+//! regions of the table, each with its own limit, and each tenant has a
+//! limit of its own: a tenant's VM that announces thousands of addresses
+//! fills at most its own share, never the ports' region nor another
+//! tenant's. Every refusal is counted by its cause ([`Refusals`]).
+//!
+//! **Lock-free reads.** A reader checks the key again after reading the
+//! MAC: the writer retires a slot by invalidating the MAC before it gives
+//! the slot another key, and publishes a MAC only after the key, so a
+//! reader that sees the same key twice around a valid MAC has that key's
+//! MAC (the seqlock argument, with the key as the sequence).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -64,6 +78,11 @@ impl NeighKey {
         (s & INNER != 0).then_some(TenantId(s & !INNER))
     }
 
+    #[inline]
+    fn is_inner(self) -> bool {
+        self.space() & INNER != 0
+    }
+
     pub fn to_bits(self) -> u64 {
         self.0
     }
@@ -72,15 +91,10 @@ impl NeighKey {
     pub fn from_bits(bits: u64) -> Option<Self> {
         (bits >> 32 != 0).then_some(NeighKey(bits))
     }
-
-    #[inline]
-    fn hash(self) -> usize {
-        (self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize
-    }
 }
 
 /// A key and the slot it was given, as adjacencies keep them: the slot
-/// saves the probe, the key proves the slot still belongs to it.
+/// saves the lookup, the key proves the slot still belongs to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NeighRef {
     pub key: NeighKey,
@@ -103,37 +117,83 @@ const FAILED: u64 = 1 << 49;
 /// A slot whose key may be given to another (set only with no MAC).
 const DEAD: u64 = 1 << 50;
 
+/// Slots per bucket: four (key, MAC) pairs fill one cache line.
+pub const BUCKET: usize = 4;
+// `Neighbours::scan` is unrolled for four.
+const _: () = assert!(BUCKET == 4);
+/// Slots a lookup reads at most, found or not: the two buckets of its key.
+pub const PROBE_MAX: usize = 2 * BUCKET;
+
 #[derive(Debug, Default)]
 struct Slot {
     key: AtomicU64,
     mac: AtomicU64,
 }
 
-/// The table the workers read.
-#[derive(Debug)]
-pub struct Neighbours {
-    slots: Box<[Slot]>,
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Bucket([Slot; BUCKET]);
+
+/// A run of buckets for one kind of key: a power of two of them, at least
+/// two, so that a key's two buckets differ.
+#[derive(Clone, Copy, Debug)]
+struct Region {
+    first: usize,
     mask: usize,
 }
 
-impl Neighbours {
-    /// Slots in all: at least twice `capacity`, a power of two, so that
-    /// probe chains stay short at full load.
-    fn with_capacity(capacity: usize) -> Self {
-        let n = (capacity.max(8) * 2).next_power_of_two();
-        Neighbours {
-            slots: (0..n).map(|_| Slot::default()).collect(),
-            mask: n - 1,
+impl Region {
+    /// Room for `keys` keys from bucket `first` on: twice as many slots,
+    /// so that two-choice placement rarely finds both buckets full.
+    fn sized(first: usize, keys: usize) -> Self {
+        let buckets = (keys * 2).div_ceil(BUCKET).next_power_of_two().max(2);
+        Region {
+            first,
+            mask: buckets - 1,
         }
     }
 
-    /// How many keys fit.
-    pub fn capacity(&self) -> usize {
-        self.slots.len() / 2
+    fn buckets(self) -> usize {
+        self.mask + 1
+    }
+}
+
+/// The table the workers read.
+#[derive(Debug)]
+pub struct Neighbours {
+    buckets: Box<[Bucket]>,
+    /// Neighbours on the ports.
+    ports: Region,
+    /// Hosts inside tenants' tunnels.
+    inner: Region,
+    /// Per process, so that nobody outside can pick addresses that share
+    /// a bucket.
+    seed: u64,
+    /// Slots whose neighbour is failed (the writer keeps it).
+    failed: AtomicU64,
+}
+
+impl Neighbours {
+    fn new(limits: &NeighbourLimits, seed: u64) -> Self {
+        let ports = Region::sized(0, limits.ports);
+        let inner = Region::sized(ports.buckets(), limits.tenants);
+        let n = ports.buckets() + inner.buckets();
+        Neighbours {
+            buckets: (0..n).map(|_| Bucket::default()).collect(),
+            ports,
+            inner,
+            seed,
+            failed: AtomicU64::new(0),
+        }
     }
 
-    /// The neighbour `key`, by probing.
-    #[inline]
+    /// Slots in all, both regions.
+    pub fn slots(&self) -> usize {
+        self.buckets.len() * BUCKET
+    }
+
+    /// The neighbour `key`, by looking in its buckets.
+    #[inline(always)]
     pub fn get(&self, key: NeighKey) -> Lookup {
         match self.find(key) {
             Some(slot) => self.read(slot, key),
@@ -141,7 +201,7 @@ impl Neighbours {
         }
     }
 
-    /// The neighbour of an adjacency: its remembered slot, else by probing
+    /// The neighbour of an adjacency: its remembered slot, else by lookup
     /// (the slot was retired and the key moved on).
     #[inline]
     pub fn get_ref(&self, r: NeighRef) -> Lookup {
@@ -151,9 +211,39 @@ impl Neighbours {
         }
     }
 
+    /// Whether some neighbour is failed now: the workers look for a failed
+    /// one before NAT only then (one load on a line that rarely changes).
+    #[inline]
+    pub fn any_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) != 0
+    }
+
+    /// Slots a lookup of `key` reads now: at most [`PROBE_MAX`], whatever
+    /// came and went before. For tests and benchmarks; it follows
+    /// [`Neighbours::find`] step by step.
+    pub fn probes(&self, key: NeighKey) -> usize {
+        let [a, b] = self.buckets_of(key);
+        let at = |b: usize| {
+            self.buckets[b]
+                .0
+                .iter()
+                .position(|s| s.key.load(Ordering::Acquire) == key.0)
+        };
+        match (at(a), at(b)) {
+            (Some(i), _) => i + 1,
+            (None, Some(i)) => BUCKET + i + 1,
+            (None, None) => 2 * BUCKET,
+        }
+    }
+
+    #[inline]
+    fn slot(&self, i: usize) -> Option<&Slot> {
+        self.buckets.get(i / BUCKET).map(|b| &b.0[i % BUCKET])
+    }
+
     #[inline]
     fn read(&self, slot: usize, key: NeighKey) -> Lookup {
-        let Some(s) = self.slots.get(slot) else {
+        let Some(s) = self.slot(slot) else {
             return Lookup::Unresolved;
         };
         if s.key.load(Ordering::Acquire) != key.0 {
@@ -172,18 +262,60 @@ impl Neighbours {
         }
     }
 
-    /// The slot holding `key`, if any. Chains end at an empty slot.
     #[inline]
-    fn find(&self, key: NeighKey) -> Option<usize> {
-        let mut i = key.hash() & self.mask;
-        for _ in 0..self.slots.len() {
-            match self.slots[i].key.load(Ordering::Acquire) {
-                0 => return None,
-                k if k == key.0 => return Some(i),
-                _ => i = (i + 1) & self.mask,
-            }
+    fn region(&self, key: NeighKey) -> Region {
+        if key.is_inner() {
+            self.inner
+        } else {
+            self.ports
         }
-        None
+    }
+
+    /// The two buckets `key` may live in, in its region: from one seeded
+    /// hash with a full finish (murmur3's fmix64, as [`crate::hash`]), so
+    /// that every bit of the key, its tenant's too, reaches both.
+    #[inline(always)]
+    fn buckets_of(&self, key: NeighKey) -> [usize; 2] {
+        let r = self.region(key);
+        let mut h = key.0 ^ self.seed;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^= h >> 33;
+        let a = h as usize & r.mask;
+        let mut b = (h >> 32) as usize & r.mask;
+        if b == a {
+            b = a ^ 1;
+        }
+        [r.first + a, r.first + b]
+    }
+
+    /// The slot of `key` in bucket `b`, if there: four loads and compares,
+    /// unrolled.
+    #[inline(always)]
+    fn scan(&self, b: usize, key: NeighKey) -> Option<usize> {
+        let s = &self.buckets.get(b)?.0;
+        let is = |i: usize| s[i].key.load(Ordering::Acquire) == key.0;
+        let i = if is(0) {
+            0
+        } else if is(1) {
+            1
+        } else if is(2) {
+            2
+        } else if is(3) {
+            3
+        } else {
+            return None;
+        };
+        Some(b * BUCKET + i)
+    }
+
+    /// The slot holding `key`, if any: its first bucket, then its second.
+    #[inline(always)]
+    fn find(&self, key: NeighKey) -> Option<usize> {
+        let [a, b] = self.buckets_of(key);
+        self.scan(a, key).or_else(|| self.scan(b, key))
     }
 }
 
@@ -198,6 +330,59 @@ fn word_from_mac(mac: [u8; 6]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// How many neighbours of each kind the table holds (the daemon's `[arp]`
+/// `entries`, `port_entries` and `per_tenant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighbourLimits {
+    /// Neighbours on the ports: next hops, hosts on the public subnets,
+    /// tunnel hosts. Tenants never take them.
+    pub ports: usize,
+    /// Hosts inside gretap tunnels, all tenants together.
+    pub tenants: usize,
+    /// Hosts inside one tenant's tunnels.
+    pub per_tenant: usize,
+}
+
+impl NeighbourLimits {
+    /// `capacity` neighbours on the ports and as many inside tunnels, with
+    /// no limit per tenant: for tests and tools.
+    pub fn uniform(capacity: usize) -> Self {
+        NeighbourLimits {
+            ports: capacity,
+            tenants: capacity,
+            per_tenant: capacity,
+        }
+    }
+}
+
+/// Why a key got no slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The ports' share is full.
+    Ports,
+    /// The tenants' share is full.
+    Tenants,
+    /// This tenant holds its `per_tenant` hosts already.
+    Tenant,
+    /// Both buckets of the key are full (rare below the limits).
+    Buckets,
+}
+
+/// Keys refused a slot, by cause.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Refusals {
+    pub ports_full: u64,
+    pub tenants_full: u64,
+    pub tenant_limit: u64,
+    pub buckets_full: u64,
+}
+
+impl Refusals {
+    pub fn total(&self) -> u64 {
+        self.ports_full + self.tenants_full + self.tenant_limit + self.buckets_full
+    }
+}
+
 /// The one writer of a [`Neighbours`] table: the control plane.
 ///
 /// It is deliberately not `Clone`; the single-writer rule is what makes
@@ -207,23 +392,40 @@ pub struct NeighbourWriter {
     table: Arc<Neighbours>,
     /// Per slot: [`PINNED`], [`STATIC`].
     flags: Vec<u8>,
-    live: usize,
+    limits: NeighbourLimits,
+    live_ports: usize,
+    live_inner: usize,
+    /// Live hosts of each tenant that has any.
+    per_tenant: HashMap<TenantId, usize>,
+    refusals: Refusals,
 }
 
-/// An adjacency of the current tables points at the slot: never retired.
+/// An adjacency of the current tables points at the slot: never given to
+/// another key.
 const PINNED: u8 = 1;
 /// Configured by the operator: never learned over.
 const STATIC: u8 = 2;
 
 impl NeighbourWriter {
-    /// A table for up to `capacity` neighbours.
+    /// A table for up to `capacity` neighbours on the ports and as many
+    /// inside tunnels ([`NeighbourLimits::uniform`]).
     pub fn new(capacity: usize) -> Self {
-        let table = Arc::new(Neighbours::with_capacity(capacity));
-        let flags = vec![0; table.slots.len()];
+        Self::with_limits(NeighbourLimits::uniform(capacity))
+    }
+
+    /// A table with these limits, hashed with the seed of this process
+    /// ([`crate::hash::process_seed`]).
+    pub fn with_limits(limits: NeighbourLimits) -> Self {
+        let table = Arc::new(Neighbours::new(&limits, crate::hash::process_seed()));
+        let flags = vec![0; table.slots()];
         NeighbourWriter {
             table,
             flags,
-            live: 0,
+            limits,
+            live_ports: 0,
+            live_inner: 0,
+            per_tenant: HashMap::new(),
+            refusals: Refusals::default(),
         }
     }
 
@@ -232,63 +434,134 @@ impl NeighbourWriter {
         &self.table
     }
 
-    /// Keys in the table, dead ones not counted.
+    /// Keys in the table, dead ones not counted (but pinned ones are).
     pub fn len(&self) -> usize {
-        self.live
+        self.live_ports + self.live_inner
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live == 0
+        self.len() == 0
     }
 
-    /// The slot of `key`, giving it one (unresolved) if it has none.
-    /// `None` when the table is full.
-    pub fn claim(&mut self, key: NeighKey) -> Option<u32> {
+    /// Live hosts inside the tunnels of `tenant`.
+    pub fn tenant_len(&self, tenant: TenantId) -> usize {
+        self.per_tenant.get(&tenant).copied().unwrap_or(0)
+    }
+
+    /// Keys refused so far, by cause.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
+    }
+
+    /// The slot of `key`, giving it one (unresolved) if it has none. Refused
+    /// when the key's share is full or its buckets are (counted).
+    pub fn claim(&mut self, key: NeighKey) -> Result<u32, Refused> {
         if let Some(i) = self.table.find(key) {
-            let s = &self.table.slots[i];
-            if s.mac.load(Ordering::Relaxed) & DEAD != 0 {
-                s.mac.store(0, Ordering::Release);
-                self.live += 1;
+            if self.is_dead(i) {
+                // A pinned slot stays counted while retired: it is its
+                // key's whatever else came since.
+                if self.flags[i] & PINNED == 0 {
+                    self.room(key)?;
+                    self.count(key, true);
+                }
+                self.mac_of(i).store(0, Ordering::Release);
             }
-            return Some(i as u32);
+            return Ok(i as u32);
         }
-        if self.live >= self.table.capacity() {
-            return None;
-        }
-        // The first dead or empty slot on the key's chain: the key is not
-        // further down (find said so), so it may live here.
-        let mut i = key.hash() & self.table.mask;
-        for _ in 0..self.table.slots.len() {
-            let s = &self.table.slots[i];
-            let k = s.key.load(Ordering::Relaxed);
-            let dead = s.mac.load(Ordering::Relaxed) & DEAD != 0 && self.flags[i] & PINNED == 0;
-            if k == 0 || dead {
-                // The MAC word is already invalid (dead or empty): readers
-                // of the old key see Unresolved from here on.
-                s.key.store(key.0, Ordering::Release);
-                s.mac.store(0, Ordering::Release);
-                self.flags[i] = 0;
-                self.live += 1;
-                return Some(i as u32);
-            }
-            i = (i + 1) & self.table.mask;
-        }
-        // Every free slot is pinned by an adjacency: full.
-        None
+        self.room(key)?;
+        let Some(i) = self.free_slot(key) else {
+            self.refusals.buckets_full += 1;
+            return Err(Refused::Buckets);
+        };
+        let s = self.table.slot(i).unwrap_or_else(|| unreachable!());
+        // The MAC word is already invalid (dead or empty): readers of the
+        // old key see Unresolved from here on, and readers of the new one
+        // until its MAC is set.
+        s.key.store(key.0, Ordering::Release);
+        s.mac.store(0, Ordering::Release);
+        self.flags[i] = 0;
+        self.count(key, true);
+        Ok(i as u32)
     }
 
-    /// Claims `key` for an adjacency: its slot is never retired while
-    /// pinned.
+    /// Whether `key`'s share has room for one more; counts a refusal.
+    fn room(&mut self, key: NeighKey) -> Result<(), Refused> {
+        let refused = match key.as_inner() {
+            None if self.live_ports >= self.limits.ports => Some(Refused::Ports),
+            None => None,
+            Some(_) if self.live_inner >= self.limits.tenants => Some(Refused::Tenants),
+            Some(t) if self.tenant_len(t) >= self.limits.per_tenant => Some(Refused::Tenant),
+            Some(_) => None,
+        };
+        match refused {
+            None => Ok(()),
+            Some(why) => {
+                let r = &mut self.refusals;
+                *match why {
+                    Refused::Ports => &mut r.ports_full,
+                    Refused::Tenants => &mut r.tenants_full,
+                    Refused::Tenant => &mut r.tenant_limit,
+                    Refused::Buckets => &mut r.buckets_full,
+                } += 1;
+                Err(why)
+            }
+        }
+    }
+
+    /// One more live key (or one fewer) in `key`'s shares.
+    fn count(&mut self, key: NeighKey, up: bool) {
+        let step = |n: &mut usize| {
+            *n = if up { *n + 1 } else { n.saturating_sub(1) };
+        };
+        match key.as_inner() {
+            None => step(&mut self.live_ports),
+            Some(t) => {
+                step(&mut self.live_inner);
+                let n = self.per_tenant.entry(t).or_insert(0);
+                step(n);
+                if *n == 0 {
+                    self.per_tenant.remove(&t);
+                }
+            }
+        }
+    }
+
+    /// A slot for a new key: empty, or retired and not pinned, in the less
+    /// loaded of its two buckets (two-choice placement keeps buckets even).
+    fn free_slot(&self, key: NeighKey) -> Option<usize> {
+        let free = |i: usize| {
+            self.table.slot(i).is_some_and(|s| {
+                s.key.load(Ordering::Relaxed) == 0
+                    || (self.is_dead(i) && self.flags[i] & PINNED == 0)
+            })
+        };
+        let [a, b] = self.table.buckets_of(key);
+        let in_bucket = |b: usize| (b * BUCKET..(b + 1) * BUCKET).filter(|&i| free(i));
+        let (na, nb) = (in_bucket(a).count(), in_bucket(b).count());
+        let best = if nb > na { b } else { a };
+        in_bucket(best).next()
+    }
+
+    fn is_dead(&self, i: usize) -> bool {
+        self.mac_of(i).load(Ordering::Relaxed) & DEAD != 0
+    }
+
+    fn mac_of(&self, i: usize) -> &AtomicU64 {
+        &self.table.slot(i).unwrap_or_else(|| unreachable!()).mac
+    }
+
+    /// Claims `key` for an adjacency: its slot is never given to another
+    /// key while pinned.
     pub fn pin(&mut self, key: NeighKey) -> Option<NeighRef> {
-        let slot = self.claim(key)?;
+        let slot = self.claim(key).ok()?;
         self.flags[slot as usize] |= PINNED;
         Some(NeighRef { key, slot })
     }
 
     /// Claims `key` with a MAC the operator configured: published at once,
-    /// and never learned over. `false` when the table is full.
+    /// and never learned over. `false` when there is no room.
     pub fn set_static(&mut self, key: NeighKey, mac: [u8; 6]) -> bool {
-        let Some(slot) = self.claim(key) else {
+        let Ok(slot) = self.claim(key) else {
             return false;
         };
         self.flags[slot as usize] |= STATIC;
@@ -299,10 +572,9 @@ impl NeighbourWriter {
     /// for: the key is in the table (a next hop of the tables, RFC 826's
     /// "already in my translation table") and not static.
     pub fn learnable(&self, key: NeighKey) -> bool {
-        self.table.find(key).is_some_and(|i| {
-            self.flags[i] & STATIC == 0
-                && self.table.slots[i].mac.load(Ordering::Relaxed) & DEAD == 0
-        })
+        self.table
+            .find(key)
+            .is_some_and(|i| self.flags[i] & STATIC == 0 && !self.is_dead(i))
     }
 
     /// Publishes `mac` for `key` (claimed before).
@@ -320,14 +592,17 @@ impl NeighbourWriter {
         self.store(key, 0)
     }
 
-    /// Retires `key`: no MAC, and its slot may go to another key unless an
-    /// adjacency holds it.
+    /// Retires `key`: no MAC, and its slot is free for another key of its
+    /// buckets at once, unless an adjacency holds it (then it stays
+    /// counted, kept for its key).
     pub fn retire(&mut self, key: NeighKey) {
         if let Some(i) = self.table.find(key) {
-            let s = &self.table.slots[i];
-            if s.mac.load(Ordering::Relaxed) & DEAD == 0 {
-                s.mac.store(DEAD, Ordering::Release);
-                self.live -= 1;
+            if !self.is_dead(i) {
+                let old = self.mac_of(i).swap(DEAD, Ordering::AcqRel);
+                self.count_failed(old, DEAD);
+                if self.flags[i] & PINNED == 0 {
+                    self.count(key, false);
+                }
             }
         }
     }
@@ -341,8 +616,9 @@ impl NeighbourWriter {
     /// static, in slot order: for reports, on the control plane.
     pub fn entries(&self) -> Vec<(NeighKey, Lookup, bool)> {
         self.table
-            .slots
+            .buckets
             .iter()
+            .flat_map(|b| &b.0)
             .zip(&self.flags)
             .filter_map(|(s, &flags)| {
                 let key = NeighKey::from_bits(s.key.load(Ordering::Acquire))?;
@@ -356,12 +632,33 @@ impl NeighbourWriter {
 
     fn store(&mut self, key: NeighKey, word: u64) -> bool {
         match self.table.find(key) {
-            Some(i) if self.table.slots[i].mac.load(Ordering::Relaxed) & DEAD == 0 => {
-                self.table.slots[i].mac.store(word, Ordering::Release);
+            Some(i) if !self.is_dead(i) => {
+                let old = self.mac_of(i).swap(word, Ordering::AcqRel);
+                self.count_failed(old, word);
                 true
             }
             _ => false,
         }
+    }
+
+    /// Keeps [`Neighbours::any_failed`] true while some slot is failed.
+    fn count_failed(&self, old: u64, new: u64) {
+        let f = &self.table.failed;
+        match (old & FAILED != 0, new & FAILED != 0) {
+            (false, true) => f.store(f.load(Ordering::Relaxed) + 1, Ordering::Relaxed),
+            (true, false) => f.store(f.load(Ordering::Relaxed) - 1, Ordering::Relaxed),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+impl NeighbourWriter {
+    /// A writer whose hashes are the same on every run.
+    fn seeded(limits: NeighbourLimits) -> Self {
+        let mut w = Self::with_limits(limits);
+        w.table = Arc::new(Neighbours::new(&limits, 0x1234_5678_9abc_def0));
+        w
     }
 }
 
@@ -397,10 +694,17 @@ mod tests {
         assert!(w.set(k, MAC));
         assert_eq!(w.table().get(k), Lookup::Mac(MAC));
         assert_eq!(w.table().get_ref(r), Lookup::Mac(MAC));
+        assert!(!w.table().any_failed());
         assert!(w.set_failed(k));
         assert_eq!(w.table().get(k), Lookup::Failed);
+        assert!(w.table().any_failed());
         assert!(w.set_unresolved(k));
         assert_eq!(w.table().get(k), Lookup::Unresolved);
+        assert!(!w.table().any_failed());
+        w.set_failed(k);
+        w.retire(k);
+        assert!(!w.table().any_failed(), "a retired slot is not failed");
+        w.claim(k).unwrap();
         w.set(k, MAC);
         w.retire(k);
         assert_eq!(w.table().get_ref(r), Lookup::Unresolved);
@@ -409,16 +713,17 @@ mod tests {
 
     #[test]
     fn a_full_table_refuses_and_retired_slots_are_reused() {
-        let mut w = NeighbourWriter::new(8);
+        let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(8));
         let keys: Vec<_> = (0..8).map(|i| NeighKey::port(0, 0x0a00_0000 + i)).collect();
         for &k in &keys {
-            assert!(w.claim(k).is_some());
+            assert!(w.claim(k).is_ok());
             assert!(w.set(k, MAC));
         }
         let extra = NeighKey::port(0, 0x0b00_0000);
-        assert_eq!(w.claim(extra), None);
+        assert_eq!(w.claim(extra), Err(Refused::Ports));
+        assert_eq!(w.refusals().ports_full, 1);
         w.retire(keys[3]);
-        assert!(w.claim(extra).is_some());
+        assert!(w.claim(extra).is_ok());
         assert!(w.set(extra, [9; 6]));
         assert_eq!(w.get(extra), Lookup::Mac([9; 6]));
         for (i, &k) in keys.iter().enumerate() {
@@ -432,20 +737,28 @@ mod tests {
     }
 
     #[test]
-    fn a_moved_slot_is_found_again_by_probing() {
-        let mut w = NeighbourWriter::new(8);
+    fn a_moved_slot_is_found_again_by_lookup() {
+        let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(8));
         let a = NeighKey::port(0, 1);
         let slot = w.claim(a).unwrap();
         w.retire(a);
-        // A key that hashes to the retired slot takes it; `a` comes back
-        // elsewhere.
-        let mask = w.table().mask;
-        let b = (2..)
-            .map(|ip| NeighKey::port(0, ip))
-            .find(|k| k.hash() & mask == slot as usize)
-            .unwrap();
-        assert_eq!(w.claim(b), Some(slot));
-        assert_ne!(w.claim(a), Some(slot));
+        // Other keys come and go until one takes the retired slot; `a`
+        // comes back elsewhere.
+        let bucket = slot as usize / BUCKET;
+        let mut taken = false;
+        for ip in 2..10_000 {
+            let b = NeighKey::port(0, ip);
+            if !w.table().buckets_of(b).contains(&bucket) {
+                continue;
+            }
+            if w.claim(b) == Ok(slot) {
+                taken = true;
+                break;
+            }
+            w.retire(b);
+        }
+        assert!(taken, "some key of the bucket reuses the slot");
+        assert_ne!(w.claim(a), Ok(slot));
         w.set(a, MAC);
         let stale = NeighRef { key: a, slot };
         assert_eq!(w.table().get_ref(stale), Lookup::Mac(MAC));
@@ -490,19 +803,138 @@ mod tests {
 
     #[test]
     fn pinned_slots_are_never_given_away() {
-        let mut w = NeighbourWriter::new(8);
+        let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(8));
         let a = NeighKey::port(0, 1);
         let r = w.pin(a).unwrap();
         w.retire(a);
-        for i in 0..7 {
-            w.claim(NeighKey::port(1, i)).unwrap();
+        // Many keys come and go through every bucket.
+        for i in 0..1000 {
+            let k = NeighKey::port(1, i);
+            if w.claim(k).is_ok() {
+                w.retire(k);
+            }
         }
-        assert_eq!(
-            w.table().slots[r.slot as usize].key.load(Ordering::Relaxed),
-            a.0
-        );
+        let s = w.table().slot(r.slot as usize).unwrap();
+        assert_eq!(s.key.load(Ordering::Relaxed), a.0);
         w.claim(a).unwrap();
         assert!(w.set(a, MAC));
         assert_eq!(w.table().get_ref(r), Lookup::Mac(MAC));
+    }
+
+    /// A next hop of the tables (pinned) that failed and was forgotten
+    /// comes back even when others filled the ports' share meanwhile.
+    #[test]
+    fn a_pinned_next_hop_keeps_its_place_in_a_full_share() {
+        let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(8));
+        let router = NeighKey::port(0, 0x0101_01fe);
+        w.pin(router).unwrap();
+        w.retire(router);
+        let others = (0..100)
+            .filter(|&i| w.claim(NeighKey::port(0, 0x0101_0100 + i)).is_ok())
+            .count();
+        assert_eq!(others, 7, "the pinned slot still counts");
+        assert!(w.claim(router).is_ok());
+        assert!(w.set(router, MAC));
+        assert_eq!(w.len(), 8);
+    }
+
+    /// Issue 9, defect 9: retired slots were never reclaimed, so after
+    /// enough churn every slot held a dead key and a miss read the whole
+    /// table, on the workers.
+    #[test]
+    fn churn_of_many_times_the_table_keeps_lookups_bounded_and_room_for_new_keys() {
+        const CAP: usize = 64;
+        let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(CAP));
+        let key = |i: u32| NeighKey::port(0, 0x0a00_0000 + i);
+        let live = CAP as u32 / 2;
+        // 50 times the table's slots, half of capacity live at any time.
+        let rounds = 50 * w.table().slots() as u32;
+        for i in 0..rounds {
+            assert!(w.claim(key(i)).is_ok(), "key {i} found no slot");
+            w.set(key(i), MAC);
+            if i >= live {
+                w.retire(key(i - live));
+            }
+        }
+        assert_eq!(w.len(), live as usize);
+        for i in rounds - live..rounds {
+            assert_eq!(w.get(key(i)), Lookup::Mac(MAC));
+        }
+        // A miss costs its two buckets, not the table.
+        let worst = (rounds..rounds + 1000)
+            .map(|i| w.table().probes(key(i)))
+            .max()
+            .unwrap();
+        assert!(worst <= PROBE_MAX, "a miss read {worst} slots");
+        assert_eq!(w.get(key(0)), Lookup::Unresolved);
+        // And the table still fills to its capacity.
+        let mut more = 0;
+        for i in rounds..rounds + 10 * CAP as u32 {
+            if w.claim(key(i)).is_ok() {
+                more += 1;
+            }
+        }
+        assert_eq!(w.len(), CAP);
+        assert_eq!(more, CAP - live as usize);
+        assert_eq!(w.refusals().buckets_full, 0);
+    }
+
+    /// Every tenant uses 10.0.0.7: their hosts must not share buckets
+    /// because their tenant numbers differ only in high bits.
+    #[test]
+    fn tenants_sharing_an_address_spread_over_the_buckets() {
+        let w = NeighbourWriter::with_limits(NeighbourLimits::uniform(4096));
+        let buckets: std::collections::HashSet<usize> = (0..256u32)
+            .map(|i| {
+                w.table()
+                    .buckets_of(NeighKey::inner(TenantId(i << 12), 0x0a00_0007))[0]
+            })
+            .collect();
+        // 256 keys thrown at random into 2048 buckets land in ~241.
+        assert!(buckets.len() > 220, "{} buckets", buckets.len());
+    }
+
+    /// Issue 9, defect 3: one tenant's hosts could take every slot, and the
+    /// public side's neighbours and the other tenants' hosts found none.
+    #[test]
+    fn a_tenant_flooding_hosts_fills_only_its_share() {
+        let limits = NeighbourLimits {
+            ports: 16,
+            tenants: 64,
+            per_tenant: 16,
+        };
+        let mut w = NeighbourWriter::seeded(limits);
+        let (t1, t2) = (TenantId(1), TenantId(2));
+        let learned = (0..4096)
+            .filter(|&i| w.claim(NeighKey::inner(t1, 0x0a00_0000 + i)).is_ok())
+            .count();
+        assert_eq!(learned, 16);
+        assert_eq!(w.refusals().tenant_limit, 4096 - 16);
+        assert_eq!(w.tenant_len(t1), 16);
+        // Another tenant and the ports still get their own.
+        for i in 0..16 {
+            assert!(w.claim(NeighKey::inner(t2, 0x0a00_0000 + i)).is_ok());
+            assert!(w.claim(NeighKey::port(0, 0x0101_0100 + i)).is_ok());
+        }
+        // Tenants together stop at their share, the ports' untouched.
+        for t in 3..5 {
+            for i in 0..16 {
+                w.claim(NeighKey::inner(TenantId(t), i)).unwrap();
+            }
+        }
+        assert_eq!(
+            w.claim(NeighKey::inner(TenantId(9), 1)),
+            Err(Refused::Tenants)
+        );
+        assert_eq!(
+            w.claim(NeighKey::port(0, 0x0101_01ff)),
+            Err(Refused::Ports),
+            "the ports' share is theirs alone, and full"
+        );
+        assert_eq!(w.refusals().tenants_full, 1);
+        // A tenant's retired host makes room for that tenant again.
+        w.retire(NeighKey::inner(t1, 0x0a00_0000));
+        assert!(w.claim(NeighKey::inner(t1, 0x0a00_1000)).is_ok());
+        assert_eq!(w.tenant_len(t1), 16);
     }
 }

@@ -286,7 +286,7 @@ impl fmt::Display for BuildError {
                 "a source NAT pool's ports hold no block of 64, or its max_blocks is out of range",
             ),
             BuildError::NeighboursFull => f.write_str(
-                "more next hops and static neighbours than the neighbour table holds ([arp] entries)",
+                "more next hops and static neighbours than the neighbour table holds ([arp] port_entries for the ports, per_tenant and entries - port_entries inside tunnels)",
             ),
             BuildError::Firewall(e) => write!(f, "firewall: {e}"),
         }

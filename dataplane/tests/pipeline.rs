@@ -4,14 +4,14 @@
 
 use dataplane::fragments::park::Parked;
 use dataplane::ip_options::Forwarded;
-use dataplane::neighbour::NeighbourWriter;
+use dataplane::neighbour::{NeighKey, NeighbourLimits, NeighbourWriter, PROBE_MAX};
 use dataplane::pipeline::{Hint, Pipeline, DEFAULT_FLOWS};
 use dataplane::punt::Punt;
 use dataplane::ratelimit::TokenBucket;
 use dataplane::resolver::{Io, Resolver, ResolverConfig};
 use dataplane::steer::Steering;
 use dataplane::tables::{PortSpec, Role, RouteSpec, SnatSpec, Spec, Tables, Target, TenantSpec};
-use dataplane::tenant::Encap;
+use dataplane::tenant::{Encap, TenantId};
 use dataplane::{DropReason, Frame, VecFrame, Verdict, WorkerCounters};
 use etherparse::{
     EtherType, Ethernet2Header, IcmpEchoHeader, Icmpv4Type, IpNumber, Ipv4Header, PacketBuilder,
@@ -150,7 +150,15 @@ impl Gw {
     }
 
     fn with_spec(spec: &Spec) -> Gw {
-        let mut resolver = Resolver::new(NeighbourWriter::new(64), ResolverConfig::default());
+        Self::with_resolver(
+            spec,
+            ResolverConfig::default(),
+            NeighbourLimits::uniform(64),
+        )
+    }
+
+    fn with_resolver(spec: &Spec, cfg: ResolverConfig, limits: NeighbourLimits) -> Gw {
+        let mut resolver = Resolver::new(NeighbourWriter::with_limits(limits), cfg);
         let tables = Tables::build(spec, 1, resolver.writer()).expect("tables");
         let pipeline =
             Pipeline::new(TokenBucket::new(1000, 50, 1_000_000_000), 0).with_snat(&tables.pools);
@@ -1136,11 +1144,19 @@ fn a_silent_neighbour_is_asked_again_then_failed_then_forgotten() {
     }
     gw.resolver.poll(&gw.tables, retries * RETRY_MS, &mut wire);
     assert_eq!(gw.resolver.stats().failed, 1);
-    assert_eq!(gw.resolver.stats().dropped, 1, "the held frame is dropped");
+    assert_eq!(
+        gw.resolver.stats().host_unreachable,
+        1,
+        "the held frame is answered"
+    );
+    assert_eq!(gw.resolver.stats().dropped, 0);
     assert_eq!(gw.resolver.held(), 0);
-    // Failed: workers drop without asking.
+    // Failed: workers answer host unreachable without asking.
+    let asked = requests(&wire).len();
     let (v, _) = gw.run(&frame, UND);
-    assert_eq!(v, Verdict::Drop(DropReason::NoNeighbour));
+    assert_eq!(v, Verdict::Forward(UND));
+    assert_eq!(gw.counters.host_unreachable.get(), 1);
+    assert_eq!(requests(&wire).len(), asked);
     // After as long again, the next frame asks anew.
     gw.resolver
         .poll(&gw.tables, 2 * retries * RETRY_MS, &mut wire);
@@ -3598,4 +3614,403 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
             "no {reason:?} among the verdicts"
         );
     }
+}
+
+// ------------------------------------------- what one tenant can take
+
+/// A tenant-1 VM's frame toward `dst`, east-west through HOST3's tunnel.
+fn t1_east_west(dst: [u8; 4]) -> Vec<u8> {
+    let inner = eth(
+        T1_MAC,
+        VM1_MAC,
+        EtherType::IPV4,
+        &inner_udp(VM, dst, 64, b"ew"),
+    );
+    gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &inner)
+}
+
+/// Issue 9, defect 2: the resolver held up to `max_pending` frames for
+/// every unresolved neighbour with no cap in all, so one tenant sending to
+/// every address of a prefix behind a gretap tunnel could hold every mbuf
+/// of the pool.
+#[test]
+fn held_frames_are_capped_in_all_and_per_tenant_and_the_public_side_keeps_its_share() {
+    let cfg = ResolverConfig {
+        max_held: 64,
+        held_per_tenant: 24,
+        ..ResolverConfig::default()
+    };
+    assert_eq!(cfg.held_reserved(), 16, "tenants together hold 48 at most");
+    let spec = spec_without(&[[1, 1, 1, 254]], &[]);
+    let mut gw = Gw::with_resolver(&spec, cfg, NeighbourLimits::uniform(1024));
+    let mut wire = Wire::default();
+    let (t1, t2) = (TenantId(0), TenantId(1));
+
+    // Tenant 1 sends to every host of 10.0.1.0/24, none of them known
+    // inside the tunnel (10.0.1.5 is, and is sent at once).
+    let mut punted = 0;
+    for i in (1..=254).filter(|&i| i != 5) {
+        for _ in 0..cfg.max_pending {
+            let v = gw.run_at(&t1_east_west([10, 0, 1, i]), UND, 0, &mut wire);
+            assert_eq!(v, Verdict::Punt);
+            punted += 1;
+        }
+    }
+    assert_eq!(gw.resolver.held_by(t1), 24);
+    assert_eq!(gw.resolver.stats().hold_tenant_limit, punted - 24);
+
+    // Tenant 2 still has frames held, up to what is left of the tenants'
+    // share, toward hosts on the public subnet.
+    for host in 100..104 {
+        for _ in 0..cfg.max_pending {
+            let to = inner_udp(VM, [1, 1, 1, host], 64, b"out");
+            let v = gw.run_at(
+                &gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &to),
+                UND,
+                0,
+                &mut wire,
+            );
+            assert_eq!(v, Verdict::Punt);
+        }
+    }
+    assert_eq!(gw.resolver.held_by(t2), 24);
+    assert_eq!(gw.resolver.stats().hold_tenants_full, 8);
+
+    // The gateway's own errors toward unresolved clients are nobody's
+    // tenant's: they get the reserved share, then the cap in all stops
+    // them too.
+    for client in 20..23 {
+        for _ in 0..cfg.max_pending {
+            let late = inner_udp([1, 1, 1, client], EIP1, 1, b"traceroute");
+            let v = gw.run_at(
+                &eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &late),
+                PUB,
+                0,
+                &mut wire,
+            );
+            assert_eq!(v, Verdict::Punt);
+        }
+    }
+    assert_eq!(gw.resolver.held(), 64);
+    let s = gw.resolver.stats();
+    assert_eq!(s.hold_full, 8);
+    assert_eq!(
+        s.dropped,
+        s.hold_tenant_limit + s.hold_tenants_full + s.hold_full,
+        "every refusal is counted by its cause"
+    );
+}
+
+/// An ARP request inside tenant `key`'s gretap tunnel from `host`, asking
+/// for the gateway: what a VM sends when it comes up (and what one
+/// announcing thousands of addresses sends thousands of).
+fn tunnel_arp_from(host: [u8; 4], host_mac: [u8; 6], key: u32, spa: [u8; 4]) -> Vec<u8> {
+    let mac = [2, 0, 0, spa[1], spa[2], spa[3]];
+    gre_frame(
+        host,
+        host_mac,
+        0x2000,
+        key,
+        0x6558,
+        &eth(
+            [0xff; 6],
+            mac,
+            EtherType::ARP,
+            &arp_body(1, mac, spa, [0; 6], [10, 0, 0, 1]),
+        ),
+    )
+}
+
+/// Issue 9, defect 3: hosts learned inside one tenant's tunnels could take
+/// the whole neighbour table, and every other tenant's new hosts and the
+/// public side's neighbours found no room.
+#[test]
+fn one_tenant_announcing_hosts_leaves_room_for_the_others_and_the_public_side() {
+    const ROUTER: [u8; 4] = [1, 1, 1, 254];
+    let limits = NeighbourLimits {
+        ports: 16,
+        tenants: 64,
+        per_tenant: 32,
+    };
+    let mut spec = spec_without(&[ROUTER], &[]);
+    spec.tenants[1].encap = Encap::Gretap;
+    let mut gw = Gw::with_resolver(&spec, ResolverConfig::default(), limits);
+    let mut wire = Wire::default();
+
+    // Tenant 1's VM announces every address of its two /24s.
+    for net in [0, 1] {
+        for i in 2..=254 {
+            let spa = [10, 0, net, i];
+            gw.run_at(
+                &tunnel_arp_from(HOST1, HOST1_MAC, 1000, spa),
+                UND,
+                0,
+                &mut wire,
+            );
+        }
+    }
+    let w = gw.resolver.writer();
+    assert_eq!(w.tenant_len(TenantId(0)), 32);
+    let refused = w.refusals().tenant_limit;
+    assert!(refused > 400, "{refused} refusals counted");
+    assert_eq!(gw.resolver.stats().table_full, refused);
+
+    // Tenant 2's new host is learned...
+    let t2_host = NeighKey::inner(TenantId(1), u32::from_be_bytes([10, 0, 0, 9]));
+    gw.run_at(
+        &tunnel_arp_from(HOST2, HOST2_MAC, 2000, [10, 0, 0, 9]),
+        UND,
+        1,
+        &mut wire,
+    );
+    assert!(matches!(
+        gw.resolver.writer().get(t2_host),
+        dataplane::neighbour::Lookup::Mac(_)
+    ));
+    // ...and the public side resolves its router.
+    let out = eth(
+        T2_MAC,
+        [2, 0, 0, 0, 0, 9],
+        EtherType::IPV4,
+        &inner_udp(VM, [8, 8, 8, 8], 64, b"x"),
+    );
+    let frame = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x6558, &out);
+    assert_eq!(gw.run_at(&frame, UND, 2, &mut wire), Verdict::Punt);
+    let reply = eth(
+        PUB_MAC,
+        ROUTER_MAC,
+        EtherType::ARP,
+        &arp_body(2, ROUTER_MAC, ROUTER, PUB_MAC, GW_PUB),
+    );
+    gw.run_at(&reply, PUB, 3, &mut wire);
+    assert_eq!(gw.run(&frame, UND).0, Verdict::Forward(PUB));
+}
+
+/// Issue 9, defect 9, through the resolver: neighbours that fail and are
+/// forgotten, many times the table's size, leave lookups bounded and the
+/// table taking new ones.
+#[test]
+fn churned_neighbours_leave_the_table_usable_and_misses_bounded() {
+    let spec = spec_without(&[], &[]);
+    let limits = NeighbourLimits {
+        ports: 32,
+        tenants: 32,
+        per_tenant: 32,
+    };
+    let cfg = ResolverConfig::default();
+    let mut gw = Gw::with_resolver(&spec, cfg, limits);
+    let mut wire = Wire::default();
+    let slots = gw.tables.neighbours.slots() as u64;
+    let mut now = 0;
+    // Rounds of on-link hosts, ten times as many as the table has slots:
+    // each is asked for, fails, and is forgotten.
+    let rounds = 10 * slots / 16;
+    for round in 0..rounds {
+        for i in 0..16u64 {
+            let host = (round * 16 + i) % 240 + 10;
+            let to = inner_udp(VM, [1, 1, 1, host as u8], 64, b"x");
+            let f = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &to);
+            assert_eq!(gw.run_at(&f, UND, now, &mut wire), Verdict::Punt);
+        }
+        for _ in 0..=2 * cfg.retries {
+            now += cfg.retry_ms;
+            gw.resolver.poll(&gw.tables, now, &mut wire);
+        }
+    }
+    assert_eq!(gw.resolver.stats().failed, rounds * 16);
+    assert_eq!(gw.resolver.stats().table_full, 0);
+    assert!(
+        gw.resolver.is_empty(),
+        "every failed neighbour is forgotten"
+    );
+    for ip in 0..1000u32 {
+        let miss = NeighKey::port(PUB, 0x0505_0000 + ip);
+        assert!(gw.tables.neighbours.probes(miss) <= PROBE_MAX);
+    }
+}
+
+// ------------------------------------------- unreachable next hops
+
+/// Runs `frame` until its neighbour fails: asked for, then asked again
+/// `retries` times in vain.
+fn until_failed(gw: &mut Gw, frame: &[u8], port: u16, wire: &mut Wire) -> u64 {
+    assert_eq!(gw.run_at(frame, port, 0, wire), Verdict::Punt);
+    let retries = u64::from(ResolverConfig::default().retries);
+    for t in 1..=retries {
+        gw.resolver.poll(&gw.tables, t * RETRY_MS, wire);
+    }
+    assert_eq!(gw.resolver.stats().failed, 1);
+    retries * RETRY_MS + 1
+}
+
+/// Reads an ICMP destination unreachable in the IPv4 packet `ip`: (source,
+/// destination, code, quoted bytes), checksums checked.
+fn read_unreachable(ip: &[u8]) -> ([u8; 4], [u8; 4], u8, Vec<u8>) {
+    let h = assert_valid_ipv4(ip);
+    let p = SlicedPacket::from_ip(ip).unwrap();
+    let Some(TransportSlice::Icmpv4(icmp)) = p.transport else {
+        panic!("not ICMP: {p:?}")
+    };
+    assert_eq!(
+        icmp.checksum(),
+        icmp.icmp_type().calc_checksum(icmp.payload()),
+        "ICMP checksum"
+    );
+    let Icmpv4Type::DestinationUnreachable(u) = icmp.icmp_type() else {
+        panic!("not unreachable: {:?}", icmp.icmp_type())
+    };
+    (
+        h.source,
+        h.destination,
+        u.code_u8(),
+        icmp.payload().to_vec(),
+    )
+}
+
+/// Interoperability (issue 9): a next hop that does not answer ARP gets
+/// the sender an ICMP host unreachable (RFC 1812 4.3.3.1), not silence.
+#[test]
+fn a_tenant_sending_to_an_unresolvable_router_gets_host_unreachable() {
+    const ROUTER: [u8; 4] = [1, 1, 1, 254];
+    let mut gw = Gw::with_spec(&spec_without(&[ROUTER], &[]));
+    let mut wire = Wire::default();
+    let orig = inner_udp(VM, [8, 8, 8, 8], 64, b"anyone there?");
+    let frame = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &orig);
+    let now = until_failed(&mut gw, &frame, UND, &mut wire);
+
+    // Back into tenant 2's tunnel, from the gateway, quoting the datagram
+    // as the VM sent it (before NAT, TTL not yet decremented).
+    let (v, out) = gw.run(&frame, UND);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (e, outer, key, proto, inner) = open_gre(&out);
+    assert_eq!(
+        (e.destination, outer.destination, key, proto),
+        (HOST2_MAC, HOST2, 2000, 0x0800)
+    );
+    let (src, dst, code, quoted) = read_unreachable(&inner);
+    assert_eq!((src, dst, code), (GW_UND, VM, 1), "host unreachable");
+    assert_eq!(quoted, orig, "the whole short datagram is quoted");
+    assert_eq!(gw.counters.host_unreachable.get(), 1);
+    assert_eq!(gw.counters.icmp_errors.get(), 1);
+
+    // Never about an ICMP error: the VM's error about a reply of its flow
+    // (translated, then meeting the failed router) is dropped.
+    let mut reply = Vec::new();
+    PacketBuilder::ipv4([8, 8, 8, 8], VM, 60)
+        .udp(53, 5000)
+        .write(&mut reply, b"answer")
+        .unwrap();
+    let error = icmp_error(
+        VM,
+        [8, 8, 8, 8],
+        Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port),
+        &reply,
+        true,
+    );
+    let about_error = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &error);
+    assert_eq!(
+        gw.run_at(&about_error, UND, now, &mut wire),
+        Verdict::Drop(DropReason::NoNeighbour)
+    );
+    assert_eq!(gw.counters.host_unreachable.get(), 1);
+}
+
+#[test]
+fn a_client_sending_to_a_vm_that_never_answers_gets_host_unreachable() {
+    let mut gw = Gw::with_spec(&spec_without(&[], &[VM]));
+    let mut wire = Wire::default();
+    let orig = inner_udp(CLIENT, EIP1, 64, b"hello vm");
+    let frame = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &orig);
+    until_failed(&mut gw, &frame, PUB, &mut wire);
+
+    // Out of the public side to the client, quoting its datagram as it
+    // sent it: to the elastic IP, not the private address.
+    let (v, out) = gw.run(&frame, PUB);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let (e, ip) = Ethernet2Header::from_slice(&out).unwrap();
+    assert_eq!((e.destination, e.source), (CLIENT_MAC, PUB_MAC));
+    let (src, dst, code, quoted) = read_unreachable(ip);
+    assert_eq!((src, dst, code), (GW_PUB, CLIENT, 1));
+    assert_eq!(quoted, orig);
+    assert_eq!(gw.counters.host_unreachable.get(), 1);
+
+    // A long datagram is quoted up to 576 bytes of error in all.
+    let long = inner_udp(CLIENT, EIP1, 64, &[7u8; 1000]);
+    let (v, out) = gw.run(&eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &long), PUB);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let (_, ip) = Ethernet2Header::from_slice(&out).unwrap();
+    assert_eq!(ip.len(), 576);
+    assert_eq!(read_unreachable(ip).3, long[..576 - 28]);
+}
+
+/// The frames the resolver held for a neighbour that fails each get host
+/// unreachable too, quoting the datagram as its sender sent it (the
+/// elastic IP translated back, RFC 5508), but for the TTL the gateway
+/// decremented.
+#[test]
+fn frames_held_for_a_neighbour_that_fails_are_each_answered() {
+    let mut gw = Gw::with_spec(&spec_without(&[], &[VM]));
+    let mut wire = Wire::default();
+    let sent: Vec<Vec<u8>> = (0..3)
+        .map(|i| inner_udp(CLIENT, EIP1, 64, format!("held {i}").as_bytes()))
+        .collect();
+    for orig in &sent {
+        let frame = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, orig);
+        assert_eq!(gw.run_at(&frame, PUB, 0, &mut wire), Verdict::Punt);
+    }
+    assert_eq!(gw.resolver.held(), 3);
+    wire.sent.clear();
+    let retries = u64::from(ResolverConfig::default().retries);
+    for t in 1..=retries {
+        gw.resolver.poll(&gw.tables, t * RETRY_MS, &mut wire);
+    }
+    assert_eq!(gw.resolver.held(), 0);
+    assert_eq!(gw.resolver.stats().host_unreachable, 3);
+    assert_eq!(gw.resolver.stats().dropped, 0);
+    let errors: Vec<_> = wire
+        .sent
+        .iter()
+        .filter(|(p, f)| {
+            *p == PUB
+                && Ethernet2Header::from_slice(f.data()).unwrap().0.ether_type == EtherType::IPV4
+        })
+        .collect();
+    assert_eq!(errors.len(), 3);
+    for ((port, f), orig) in errors.iter().zip(&sent) {
+        assert_eq!(*port, PUB);
+        let (e, ip) = Ethernet2Header::from_slice(f.data()).unwrap();
+        assert_eq!((e.destination, e.source), (CLIENT_MAC, PUB_MAC));
+        let (src, dst, code, quoted) = read_unreachable(ip);
+        assert_eq!((src, dst, code), (GW_PUB, CLIENT, 1));
+        let (q, rest) = Ipv4Header::from_slice(&quoted).unwrap();
+        assert_eq!(
+            (q.source, q.destination, q.time_to_live),
+            (CLIENT, EIP1, 63)
+        );
+        assert_eq!(q.header_checksum, q.calc_header_checksum());
+        assert_eq!(rest, &orig[20..], "the UDP header and data as sent");
+    }
+
+    // Toward the Internet: the tenant's VM is answered inside its tunnel,
+    // about its datagram from its private address.
+    const ROUTER: [u8; 4] = [1, 1, 1, 254];
+    let mut gw = Gw::with_spec(&spec_without(&[ROUTER], &[]));
+    let mut wire = Wire::default();
+    let orig = inner_udp(VM, [8, 8, 8, 8], 64, b"out");
+    let frame = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &orig);
+    wire.sent.clear();
+    until_failed(&mut gw, &frame, UND, &mut wire);
+    let (port, f) = wire
+        .sent
+        .iter()
+        .find(|(p, _)| *p == UND)
+        .expect("an error into the tunnel");
+    assert_eq!(*port, UND);
+    let (_, outer, key, _, inner) = open_gre(f.data());
+    assert_eq!((outer.destination, key), (HOST2, 2000));
+    let (src, dst, code, quoted) = read_unreachable(&inner);
+    assert_eq!((src, dst, code), (GW_UND, VM, 1));
+    let (q, rest) = Ipv4Header::from_slice(&quoted).unwrap();
+    assert_eq!((q.source, q.destination), (VM, [8, 8, 8, 8]));
+    assert_eq!(rest, &orig[20..]);
 }

@@ -13,6 +13,8 @@ pub const ARP_RETRY_MS_MIN: u32 = 10;
 pub const ARP_RETRIES_RANGE: RangeInclusive<u32> = 1..=10;
 /// Allowed [`Arp::entries`].
 pub const ARP_ENTRIES_RANGE: RangeInclusive<u32> = 16..=1 << 20;
+/// Allowed [`Arp::max_held`].
+pub const ARP_MAX_HELD_RANGE: RangeInclusive<u32> = 4..=1 << 20;
 
 /// `[icmp]`: the ICMP errors the gateway generates itself (Time Exceeded,
 /// Fragmentation Needed, unreachables). Echo replies are not limited here.
@@ -77,6 +79,41 @@ pub struct Arp {
     /// hosts inside gretap tunnels, static ones included. Fixed at start.
     /// 16..=1048576. Default 4096.
     pub entries: u32,
+    /// Of `entries`, those kept for the neighbours of the ports (next hops,
+    /// tunnel hosts, hosts on the public subnets, static ones included);
+    /// the rest is for hosts inside tenants' gretap tunnels. Neither share
+    /// can take from the other, so no tenant can crowd out the public
+    /// side's or the underlay's neighbours. 1..=entries - 1. Default
+    /// entries / 4.
+    pub port_entries: u32,
+    /// Hosts one tenant's gretap tunnels may have in the table (learned and
+    /// static); more are not learned (counted `tenant_limit`).
+    /// 1..=entries - port_entries. Default entries / 16.
+    pub per_tenant: u32,
+    /// Frames the resolver holds in all while their neighbours resolve:
+    /// mbufs out of the pool every port receives into, counted by the
+    /// pool-size check. A quarter is kept for frames of no tenant (the
+    /// public side's and the gateway's own). 4..=1048576. Default 1024.
+    pub max_held: u32,
+    /// Frames held for one tenant's traffic (toward hosts inside its
+    /// tunnels, from its addresses, or into its tunnels).
+    /// 1..=max_held - max_held / 4. Default max_held / 8.
+    pub held_per_tenant: u32,
+}
+
+impl Arp {
+    /// The defaults of the shares for a table of `entries` and a hold of
+    /// `max_held`.
+    pub fn defaults_for(entries: u32, max_held: u32) -> Self {
+        Self {
+            entries,
+            port_entries: (entries / 4).max(1),
+            per_tenant: (entries / 16).max(1),
+            max_held,
+            held_per_tenant: (max_held / 8).max(1),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Arp {
@@ -87,6 +124,10 @@ impl Default for Arp {
             max_pending: 8,
             retries: 3,
             entries: 4096,
+            port_entries: 1024,
+            per_tenant: 256,
+            max_held: 1024,
+            held_per_tenant: 128,
         }
     }
 }

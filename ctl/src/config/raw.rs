@@ -267,6 +267,10 @@ pub(super) struct RawArp {
     pub max_pending: Option<Spanned<i64>>,
     pub retries: Option<Spanned<i64>>,
     pub entries: Option<Spanned<i64>>,
+    pub port_entries: Option<Spanned<i64>>,
+    pub per_tenant: Option<Spanned<i64>>,
+    pub max_held: Option<Spanned<i64>>,
+    pub held_per_tenant: Option<Spanned<i64>>,
 }
 
 /// A table and the byte offset of its header (or of its key, for an inline

@@ -23,7 +23,7 @@ use super::error::Report;
 use super::raw::{List, RawConfig, RawDataplane, RawEal, RawMempool, RawPort, Section};
 use super::{
     Config, CpuSet, Dataplane, Eal, Mempool, Mode, Role, MAX_LCORE, MBUF_HEADROOM,
-    MEMPOOL_CACHE_MAX, WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS, WORKER_MBUFS_IN_FLIGHT,
+    MEMPOOL_CACHE_MAX, RING_SLOTS, WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS, WORKER_MBUFS_IN_FLIGHT,
 };
 
 /// EAL options that `[eal]` and `[[port]]` already produce; passing them
@@ -395,7 +395,8 @@ fn mempool(raw: Option<&Section<RawMempool>>, r: &mut Report) -> Option<Mempool>
 /// The pool must hold every mbuf that can sit in a descriptor ring or a
 /// worker at once, or RX starves silently under load.
 fn mempool_size(config: &Config, raw: &RawConfig, r: &mut Report) {
-    let needed = config.mbufs_needed();
+    let b = config.mbuf_budget();
+    let needed = b.total();
     let have = u64::from(config.mempool.mbufs);
     if have >= needed {
         return;
@@ -412,9 +413,14 @@ fn mempool_size(config: &Config, raw: &RawConfig, r: &mut Report) {
     r.at(
         place,
         format!(
-            "mbufs {have}{default} is too few: the RX/TX descriptors of all ports and {} worker(s) × (cache_size {} + {WORKER_MBUFS_IN_FLIGHT} in flight) need {needed}; set [mempool] mbufs to at least {needed} (e.g. {suggest})",
+            "mbufs {have}{default} is too few: the RX/TX descriptors of all ports ({}), {} worker(s) and the control plane × (cache_size {} + {WORKER_MBUFS_IN_FLIGHT} in flight) ({}), the punt, inject and handoff rings ({} × {}) and the frames the resolver may hold ([arp] max_held {}) need {needed}; set [mempool] mbufs to at least {needed} (e.g. {suggest}), or lower those",
+            b.descriptors,
             config.workers.len(),
             config.mempool.cache_size,
+            b.lcores,
+            b.rings / u64::from(RING_SLOTS - 1),
+            RING_SLOTS - 1,
+            b.held,
         ),
     );
 }

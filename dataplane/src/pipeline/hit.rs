@@ -218,6 +218,11 @@ impl Pipeline {
         if adj.tenant.0 != conn.tenant || p.len > usize::from(adj.inner_mtu()) {
             return None;
         }
+        // A host that failed to resolve is answered by the full path.
+        if t.neighbours.any_failed() && super::unreachable::failed_at(t, tunnel, &conn.to_tenant, f)
+        {
+            return None;
+        }
         // Committed: from here on the packet is this path's.
         if tcp {
             conn.expect[1 - hit.dir.index()] = p.tuple.ack;

@@ -54,9 +54,11 @@ const IP_TCP: u16 = 40;
 
 /// ICMP errors the pipeline can generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum IcmpError {
+pub(crate) enum IcmpError {
     TimeExceeded,
     FragNeeded(u16),
+    /// The next hop did not answer ARP (`unreachable.rs`).
+    HostUnreachable,
 }
 
 /// Where a tenant's packet leaves by the public side, and how.
@@ -111,6 +113,7 @@ pub struct Pipeline {
 
 mod fragment;
 mod hit;
+mod unreachable;
 
 pub use fragment::FRAGMENT_LIFE_MS;
 use fragment::{cut, inbound_owner, later_fragment_inside, outbound_owner, tunnel_resolved, Fit};
@@ -478,6 +481,10 @@ impl Pipeline {
                         return v;
                     }
                 }
+                if unreachable::failed(t, i, &Rewrite::default(), f.data()) {
+                    let side = Side::Tenant(tenant);
+                    return self.unreachable(t, c, f, side, underlay_mtu, may_error, now);
+                }
                 if t.mss_clamp {
                     clamp_syn(f.data_mut(), adj.inner_mtu());
                 }
@@ -516,6 +523,10 @@ impl Pipeline {
     ) -> Verdict {
         let hop = match resolve_public(t, ip_dst(f.data())) {
             Ok(hop) => hop,
+            Err(D::NoNeighbour) => {
+                let side = Side::Tenant(exit.tenant);
+                return self.unreachable(t, c, f, side, exit.underlay_mtu, exit.may_error, now);
+            }
             Err(reason) => return Verdict::Drop(reason),
         };
         // Errors quote the packet as the tenant sent it: before NAT.
@@ -571,6 +582,9 @@ impl Pipeline {
                 return self.icmp_or_drop(t, c, f, e, side, pe.mtu, now);
             }
         };
+        if unreachable::failed(t, tunnel, &nat, f.data()) {
+            return self.unreachable(t, c, f, Side::Public(adj.tenant), pe.mtu, true, now);
+        }
         let ihl = usize::from(f.data()[0] & 0xf) * 4;
         if !nat.forward(f.data_mut(), ihl) {
             return Verdict::Drop(D::Ipv4Invalid);
@@ -1364,7 +1378,9 @@ impl Pipeline {
         now: u64,
     ) -> Verdict {
         let d = f.data();
-        let reason = if d[8] <= 1 {
+        let reason = if e == Some(IcmpError::HostUnreachable) {
+            D::NoNeighbour
+        } else if d[8] <= 1 {
             D::TtlExceeded
         } else if d[6] & 0x40 != 0 {
             D::TooBig
@@ -1719,7 +1735,7 @@ fn resolve_public(t: &Tables, dst: u32) -> Result<PublicHop, DropReason> {
 
 /// The gateway's address as the source of errors toward tenants: its first
 /// underlay address (what traceroute inside a tenant shows).
-fn underlay_addr(t: &Tables) -> Option<u32> {
+pub(crate) fn underlay_addr(t: &Tables) -> Option<u32> {
     t.ports
         .iter()
         .find(|p| p.role == Some(Role::Underlay))
@@ -1735,7 +1751,7 @@ fn public_port(t: &Tables) -> Option<(u16, &PortEntry)> {
         .map(|(i, p)| (i as u16, p))
 }
 
-fn public_addr(t: &Tables) -> Option<u32> {
+pub(crate) fn public_addr(t: &Tables) -> Option<u32> {
     t.ports
         .iter()
         .find(|p| p.role == Some(Role::Public))
@@ -1745,7 +1761,7 @@ fn public_addr(t: &Tables) -> Option<u32> {
 /// RFC 1122 3.2.2 / RFC 1812 4.3.2.7: no error about an ICMP error, a
 /// non-initial fragment, or a packet from a broadcast, multicast or
 /// unspecified source.
-fn may_quote(ip: &[u8]) -> bool {
+pub(crate) fn may_quote(ip: &[u8]) -> bool {
     let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
     let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
     let ihl = usize::from(ip[0] & 0xf) * 4;
@@ -1756,7 +1772,7 @@ fn may_quote(ip: &[u8]) -> bool {
 
 /// Rewrites the IPv4 packet in `f` into an ICMP error about it, from `src`
 /// to its source, quoting as much as RFC 1812 allows.
-fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> bool {
+pub(crate) fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> bool {
     let orig_src: [u8; 4] = f.data()[12..16].try_into().unwrap_or_default();
     let quote = f.len().min(ICMP_ERROR_MAX - 28);
     if !f.trim(f.len() - quote) {
@@ -1797,6 +1813,7 @@ fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> bool {
             icmpw::unreachable::FRAG_NEEDED,
             mtu,
         ),
+        IcmpError::HostUnreachable => (IcmpType::DEST_UNREACHABLE, icmpw::unreachable::HOST, 0),
     };
     let data = f.data_mut();
     let mut icmp = IcmpPacket::new_unchecked(&mut data[20..]);

@@ -3,8 +3,8 @@
 use super::{int, Report};
 use crate::config::raw::{RawArp, RawFlows, RawIcmp, RawTcp, Section};
 use crate::config::{
-    Arp, Flows, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_PENDING_RANGE, ARP_RETRIES_RANGE,
-    ARP_RETRY_MS_MIN, FLOWS_CAPACITY_RANGE,
+    Arp, Flows, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_HELD_RANGE, ARP_MAX_PENDING_RANGE,
+    ARP_RETRIES_RANGE, ARP_RETRY_MS_MIN, FLOWS_CAPACITY_RANGE,
 };
 
 pub(super) fn icmp(raw: Option<&Section<RawIcmp>>, r: &mut Report) -> Option<Icmp> {
@@ -109,12 +109,62 @@ pub(super) fn arp(raw: Option<&Section<RawArp>>, r: &mut Report) -> Option<Arp> 
         " neighbours",
         r,
     );
+    // The shares default to, and must fit in, what the totals allow.
+    let shares = Arp::defaults_for(
+        entries.unwrap_or(d.entries),
+        v.max_held
+            .as_ref()
+            .and_then(|h| u32::try_from(*h.get_ref()).ok())
+            .filter(|h| ARP_MAX_HELD_RANGE.contains(h))
+            .unwrap_or(d.max_held),
+    );
+    let port_entries = int(
+        v.port_entries.as_ref(),
+        shares.port_entries,
+        1,
+        i64::from(shares.entries) - 1,
+        "[arp] port_entries",
+        " neighbours (of [arp] entries: the rest is for hosts inside tunnels)",
+        r,
+    );
+    let per_tenant = int(
+        v.per_tenant.as_ref(),
+        shares.per_tenant,
+        1,
+        i64::from(shares.entries - port_entries.unwrap_or(shares.port_entries)).max(1),
+        "[arp] per_tenant",
+        " hosts (at most [arp] entries - port_entries, the tenants' share)",
+        r,
+    );
+    let max_held = int(
+        v.max_held.as_ref(),
+        d.max_held,
+        i64::from(*ARP_MAX_HELD_RANGE.start()),
+        i64::from(*ARP_MAX_HELD_RANGE.end()),
+        "[arp] max_held",
+        " frames held in all",
+        r,
+    );
+    let tenants_held = shares.max_held - shares.max_held / 4;
+    let held_per_tenant = int(
+        v.held_per_tenant.as_ref(),
+        shares.held_per_tenant,
+        1,
+        i64::from(tenants_held),
+        "[arp] held_per_tenant",
+        " frames (a quarter of [arp] max_held is kept for frames of no tenant)",
+        r,
+    );
     let arp = Arp {
         reachable_s: reachable_s?,
         retry_ms: retry_ms?,
         max_pending: max_pending?,
         retries: retries?,
         entries: entries?,
+        port_entries: port_entries?,
+        per_tenant: per_tenant?,
+        max_held: max_held?,
+        held_per_tenant: held_per_tenant?,
     };
     section.sound().then_some(arp)
 }

@@ -24,14 +24,26 @@
 //! the table are learned (RFC 826 merges, it does not add): those asked
 //! for, and the next hops of the tables, never static ones. A stranger on
 //! the segment cannot fill the table.
+//!
+//! **Held frames are mbufs out of the pool every port receives into**, so
+//! their number is bounded three ways: `max_pending` per neighbour,
+//! `max_held` in all, and `held_per_tenant` for the frames of one tenant
+//! (a frame is its tenant's when it waits for a host inside its tunnels,
+//! or carries its addresses or its GRE key). A quarter of `max_held` is
+//! kept for frames of no tenant (the public side's and the gateway's own):
+//! tenants together hold at most the rest. Every refusal is counted by its
+//! cause; the pool-size check of the configuration counts `max_held`.
 
 use std::collections::{HashMap, VecDeque};
 
+mod unreachable;
+
 use crate::fragments::split::split;
-use crate::neighbour::{Lookup, NeighKey, NeighbourWriter};
+use crate::neighbour::{Lookup, NeighKey, NeighbourWriter, Refusals};
 use crate::pipeline::{answer_tunnel_arp, finish_outer_ipv4};
 use crate::punt::Punt;
-use crate::tables::{eth_header, Tables};
+use crate::ratelimit::TokenBucket;
+use crate::tables::{eth_header, Role, Tables};
 use crate::tenant::TenantId;
 use crate::wire::{
     ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, GrePacket, Ipv4Addr, MacAddr,
@@ -53,6 +65,22 @@ pub struct ResolverConfig {
     pub retries: u32,
     /// Frames held per neighbour while it resolves; more are dropped.
     pub max_pending: usize,
+    /// Frames held in all, every neighbour and tenant together.
+    pub max_held: usize,
+    /// Frames one tenant's traffic may have held at once.
+    pub held_per_tenant: usize,
+    /// Host-unreachable errors about held frames, per second and in a
+    /// burst (as one worker's `[icmp]` limit).
+    pub icmp_per_sec: u32,
+    pub icmp_burst: u32,
+}
+
+impl ResolverConfig {
+    /// Held frames kept for no tenant's traffic: tenants together hold at
+    /// most `max_held` minus this.
+    pub fn held_reserved(&self) -> usize {
+        self.max_held / 4
+    }
 }
 
 impl Default for ResolverConfig {
@@ -62,6 +90,10 @@ impl Default for ResolverConfig {
             retry_ms: 1000,
             retries: 3,
             max_pending: 8,
+            max_held: 1024,
+            held_per_tenant: 128,
+            icmp_per_sec: 1000,
+            icmp_burst: 50,
         }
     }
 }
@@ -79,10 +111,29 @@ pub struct ResolverStats {
     pub expired: u64,
     /// Held frames sent once their neighbour resolved.
     pub released: u64,
-    /// Frames dropped: held too many, or their neighbour failed.
+    /// Held frames whose neighbour failed, answered with ICMP host
+    /// unreachable to their sender.
+    pub host_unreachable: u64,
+    /// Of the others, those the rate limit kept from an answer.
+    pub unreachable_limited: u64,
+    /// Frames dropped: held too many, or their neighbour failed and no
+    /// error could be sent.
     pub dropped: u64,
-    /// Neighbours that found the table full.
+    /// Of those: their neighbour held `max_pending` frames already.
+    pub hold_neighbour_full: u64,
+    /// Of those: `max_held` frames were held already.
+    pub hold_full: u64,
+    /// Of those: tenants' frames filled all but the reserved share.
+    pub hold_tenants_full: u64,
+    /// Of those: their tenant had `held_per_tenant` frames held.
+    pub hold_tenant_limit: u64,
+    /// Of those: their neighbour had failed.
+    pub hold_failed: u64,
+    /// Neighbours that found no room in the table.
     pub table_full: u64,
+    /// Those refusals by cause (the table's share of the ports, of the
+    /// tenants, one tenant's limit, a full pair of buckets).
+    pub table: Refusals,
     /// Replies and announcements about neighbours nobody asked for.
     pub ignored: u64,
     /// Proxy-ARP replies sent inside tunnels.
@@ -124,10 +175,29 @@ enum Source {
     Host { tunnel: Option<u32> },
 }
 
+/// Whose traffic a held frame is, for the limits on held frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Share {
+    /// The public side's, the underlay's or the gateway's own.
+    Ports,
+    Tenant(TenantId),
+}
+
+/// Why a frame was not held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NotHeld {
+    Neighbour,
+    Full,
+    Tenants,
+    Tenant,
+    Failed,
+}
+
 struct Entry<F> {
     state: State,
-    /// Frames waiting for this neighbour, with what they still need.
-    pending: VecDeque<(F, Punt)>,
+    /// Frames waiting for this neighbour, with what they still need and
+    /// whose they are.
+    pending: VecDeque<(F, Punt, Share)>,
     /// For a host inside a tenant's tunnels: the tunnel it was last seen
     /// behind (requests go there; flooded to every host of the tenant
     /// until one is known).
@@ -142,6 +212,12 @@ pub struct Resolver<F> {
     stats: ResolverStats,
     /// Identification of the tunnel packets the resolver sends.
     ip_id: u16,
+    /// Limits the host-unreachable errors, on the millisecond clock.
+    icmp: TokenBucket,
+    /// Frames held in all, of all tenants, and per tenant.
+    held: usize,
+    held_tenants: usize,
+    held_by_tenant: HashMap<TenantId, usize>,
 }
 
 impl<F: Frame> Resolver<F> {
@@ -152,6 +228,10 @@ impl<F: Frame> Resolver<F> {
             cfg,
             stats: ResolverStats::default(),
             ip_id: 0x8000,
+            icmp: TokenBucket::new(cfg.icmp_per_sec, cfg.icmp_burst, 1000),
+            held: 0,
+            held_tenants: 0,
+            held_by_tenant: HashMap::new(),
         }
     }
 
@@ -175,7 +255,12 @@ impl<F: Frame> Resolver<F> {
 
     /// Frames held, waiting for their neighbours.
     pub fn held(&self) -> usize {
-        self.entries.values().map(|e| e.pending.len()).sum()
+        self.held
+    }
+
+    /// Frames of `tenant`'s traffic held.
+    pub fn held_by(&self, tenant: TenantId) -> usize {
+        self.held_by_tenant.get(&tenant).copied().unwrap_or(0)
     }
 
     /// Takes a frame a worker punted, at time `now` (milliseconds).
@@ -216,11 +301,17 @@ impl<F: Frame> Resolver<F> {
                 State::Incomplete { sent, .. } if sent >= self.cfg.retries => {
                     self.writer.set_failed(key);
                     self.stats.failed += 1;
-                    self.stats.dropped += e.pending.len() as u64;
-                    e.pending.clear();
                     e.state = State::Failed {
                         until: now + self.cfg.retry_ms * u64::from(self.cfg.retries),
                     };
+                    // Their senders learn why (RFC 1812 4.3.3.1).
+                    let pending = std::mem::take(&mut e.pending);
+                    for (f, need, share) in pending {
+                        self.unhold(share);
+                        if !self.unreachable(t, f, need, now, io) {
+                            self.stats.dropped += 1;
+                        }
+                    }
                 }
                 State::Incomplete { sent, .. } => {
                     e.state = State::Incomplete {
@@ -238,8 +329,7 @@ impl<F: Frame> Resolver<F> {
                     self.request(t, key, Some(mac), now, io);
                 }
                 State::Probe { sent, .. } if sent >= self.cfg.retries => {
-                    self.entries.remove(&key);
-                    self.writer.retire(key);
+                    self.forget(key);
                     self.stats.expired += 1;
                 }
                 State::Probe { mac, sent, .. } => {
@@ -250,10 +340,7 @@ impl<F: Frame> Resolver<F> {
                     };
                     self.request(t, key, Some(mac), now, io);
                 }
-                State::Failed { .. } => {
-                    self.entries.remove(&key);
-                    self.writer.retire(key);
-                }
+                State::Failed { .. } => self.forget(key),
             }
         }
     }
@@ -271,8 +358,8 @@ impl<F: Frame> Resolver<F> {
         };
         let new = !self.entries.contains_key(&key);
         if new {
-            if self.writer.claim(key).is_none() {
-                self.stats.table_full += 1;
+            if self.writer.claim(key).is_err() {
+                self.table_full();
                 self.stats.dropped += 1;
                 return;
             }
@@ -288,18 +375,89 @@ impl<F: Frame> Resolver<F> {
                 },
             );
         }
+        let share = share_of(t, key, need, &f);
+        let refused = self.room(key, share);
         let Some(e) = self.entries.get_mut(&key) else {
             return;
         };
-        if matches!(e.state, State::Failed { .. }) || e.pending.len() >= self.cfg.max_pending {
-            self.stats.dropped += 1;
-        } else {
-            e.pending.push_back((f, need));
-            e.tunnel = e.tunnel.or(tunnel);
+        match refused {
+            Some(why) => {
+                self.stats.dropped += 1;
+                let s = &mut self.stats;
+                *match why {
+                    NotHeld::Neighbour => &mut s.hold_neighbour_full,
+                    NotHeld::Full => &mut s.hold_full,
+                    NotHeld::Tenants => &mut s.hold_tenants_full,
+                    NotHeld::Tenant => &mut s.hold_tenant_limit,
+                    NotHeld::Failed => &mut s.hold_failed,
+                } += 1;
+            }
+            None => {
+                e.pending.push_back((f, need, share));
+                e.tunnel = e.tunnel.or(tunnel);
+                self.held += 1;
+                if let Share::Tenant(t) = share {
+                    self.held_tenants += 1;
+                    *self.held_by_tenant.entry(t).or_insert(0) += 1;
+                }
+            }
         }
         if new {
             self.request(t, key, None, now, io);
         }
+    }
+
+    /// Why a frame of `share` may not wait for `key` (an entry), if so.
+    fn room(&self, key: NeighKey, share: Share) -> Option<NotHeld> {
+        let e = self.entries.get(&key)?;
+        if matches!(e.state, State::Failed { .. }) {
+            return Some(NotHeld::Failed);
+        }
+        if e.pending.len() >= self.cfg.max_pending {
+            return Some(NotHeld::Neighbour);
+        }
+        if self.held >= self.cfg.max_held {
+            return Some(NotHeld::Full);
+        }
+        let Share::Tenant(t) = share else {
+            return None;
+        };
+        if self.held_tenants >= self.cfg.max_held - self.cfg.held_reserved() {
+            return Some(NotHeld::Tenants);
+        }
+        (self.held_by(t) >= self.cfg.held_per_tenant).then_some(NotHeld::Tenant)
+    }
+
+    /// Drops the entry of `key` (and anything it still held) and retires
+    /// its slot.
+    fn forget(&mut self, key: NeighKey) {
+        if let Some(e) = self.entries.remove(&key) {
+            self.stats.dropped += e.pending.len() as u64;
+            for (_, _, share) in e.pending {
+                self.unhold(share);
+            }
+        }
+        self.writer.retire(key);
+    }
+
+    /// A held frame of `share` left (sent, or dropped).
+    fn unhold(&mut self, share: Share) {
+        self.held = self.held.saturating_sub(1);
+        if let Share::Tenant(t) = share {
+            self.held_tenants = self.held_tenants.saturating_sub(1);
+            if let Some(n) = self.held_by_tenant.get_mut(&t) {
+                *n -= 1;
+                if *n == 0 {
+                    self.held_by_tenant.remove(&t);
+                }
+            }
+        }
+    }
+
+    /// A neighbour found no room in the table: counted, with its cause.
+    fn table_full(&mut self) {
+        self.stats.table_full += 1;
+        self.stats.table = self.writer.refusals().clone();
     }
 
     /// Writes the MAC `need` asks for into `f` and sends it, or holds it
@@ -364,8 +522,8 @@ impl<F: Frame> Resolver<F> {
                 self.stats.ignored += 1;
                 return;
             }
-            if self.writer.claim(key).is_none() {
-                self.stats.table_full += 1;
+            if self.writer.claim(key).is_err() {
+                self.table_full();
                 return;
             }
             self.entries.insert(
@@ -388,7 +546,8 @@ impl<F: Frame> Resolver<F> {
         let pending = std::mem::take(&mut e.pending);
         self.writer.set(key, mac);
         self.stats.learned += 1;
-        for (f, need) in pending {
+        for (f, need, share) in pending {
+            self.unhold(share);
             self.finish(t, f, need, now, io);
         }
     }
@@ -546,6 +705,47 @@ impl<F: Frame> Resolver<F> {
         };
         self.finish(t, f, outer_hop, now, io);
     }
+}
+
+/// Whose traffic frame `f`, waiting for `key`, is: the tenant of a host
+/// inside tunnels; else the tenant whose address it comes from (toward the
+/// public side) or whose GRE key it carries (toward the underlay); else
+/// nobody's.
+fn share_of<F: Frame>(t: &Tables, key: NeighKey, need: Punt, f: &F) -> Share {
+    if let Some(tenant) = key.as_inner() {
+        return Share::Tenant(tenant);
+    }
+    let Punt::Resolve { port, .. } = need else {
+        return Share::Ports;
+    };
+    let ip = f.data().get(ETH..).unwrap_or_default();
+    let word = |at: usize| {
+        ip.get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let tenant = match t.ports.get(usize::from(port)).and_then(|p| p.role) {
+        Some(Role::Public) => word(12).and_then(|src| {
+            t.eips
+                .inbound(src)
+                .map(|(tenant, _)| tenant)
+                .or_else(|| t.pools.of_addr(src).map(|(_, p)| p.tenant))
+                .or_else(|| t.ingress.lookup(src).map(TenantId))
+        }),
+        Some(Role::Underlay) => {
+            // The key follows GRE's flags and protocol, after a checksum
+            // if there is one (RFC 2890); tgw's own tunnels have none.
+            let ihl = usize::from(ip.first().copied().unwrap_or(0) & 0xf) * 4;
+            let flags = ip.get(ihl).copied().unwrap_or(0);
+            let at = ihl + 4 + if flags & 0x80 != 0 { 4 } else { 0 };
+            (flags & 0x20 != 0)
+                .then(|| word(at))
+                .flatten()
+                .and_then(|k| t.tenants.by_key(k))
+                .map(|ten| ten.id)
+        }
+        None => None,
+    };
+    tenant.map_or(Share::Ports, Share::Tenant)
 }
 
 /// When an entry in `state` next needs attention.

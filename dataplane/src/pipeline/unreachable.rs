@@ -1,0 +1,92 @@
+//! ICMP host unreachable for a next hop that did not answer ARP (RFC 1812
+//! 4.3.3.1 and 5.2.7.1: a router that cannot resolve the next hop of a
+//! datagram answers its source "host unreachable").
+//!
+//! The resolver marks such a neighbour failed for a while; a worker that
+//! meets the mark turns the datagram into the error instead of dropping it
+//! silently, with the same builder, rate limit and quoting rules as Time
+//! Exceeded (never about an ICMP error, a later fragment, or a datagram
+//! from or to a broadcast or multicast address). The decision is taken
+//! where the other forwarding checks are, before NAT, so that the error
+//! quotes the datagram as its sender sent it and goes back the way it came
+//! (into the tenant's tunnel, or out of the public side).
+
+use super::{ip_dst, IcmpError, Pipeline, Side, Verdict, D};
+use crate::counters::WorkerCounters;
+use crate::nat::Rewrite;
+use crate::neighbour::{Lookup, NeighKey};
+use crate::tables::Tables;
+use crate::Frame;
+
+/// Whether tunnel `tunnel`'s host, or the host inside it that the IPv4
+/// packet `ip` goes to once translated by `nat` (toward the tenant: a
+/// destination rewrite, or none), failed to resolve. Almost always no
+/// neighbour is failed at all: then this is one load, inlined.
+#[inline]
+pub(super) fn failed(t: &Tables, tunnel: u32, nat: &Rewrite, ip: &[u8]) -> bool {
+    t.neighbours.any_failed() && tunnel_failed(t, tunnel, nat, ip)
+}
+
+/// [`failed`] for a frame that still has its Ethernet header, for the
+/// fast path (which checks [`Neighbours::any_failed`] itself).
+///
+/// [`Neighbours::any_failed`]: crate::neighbour::Neighbours::any_failed
+#[cold]
+#[inline(never)]
+pub(super) fn failed_at<F: Frame>(t: &Tables, tunnel: u32, nat: &Rewrite, f: &F) -> bool {
+    f.data()
+        .get(super::ETH..)
+        .is_some_and(|ip| ip.len() >= 20 && tunnel_failed(t, tunnel, nat, ip))
+}
+
+#[cold]
+#[inline(never)]
+fn tunnel_failed(t: &Tables, tunnel: u32, nat: &Rewrite, ip: &[u8]) -> bool {
+    let Some(adj) = t.tunnels.get(tunnel as usize) else {
+        return false;
+    };
+    if t.neighbours.get_ref(adj.neigh) == Lookup::Failed {
+        return true;
+    }
+    if !adj.is_gretap() {
+        return false;
+    }
+    // A rewrite toward a tenant always writes the destination; none has
+    // address 0.
+    let dst = match nat.addr() {
+        0 => ip_dst(ip),
+        private => private,
+    };
+    t.neighbours.get(NeighKey::inner(adj.tenant, dst)) == Lookup::Failed
+}
+
+impl Pipeline {
+    /// Answers the IPv4 packet in `f` (the frame starts at its header) with
+    /// host unreachable toward `side`, or drops it (`no_neighbour`) when no
+    /// error may be sent: the gateway's own errors beget none
+    /// (`may_error`), nor do datagrams to broadcast or multicast addresses.
+    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
+    pub(super) fn unreachable<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        f: &mut F,
+        side: Side<'_>,
+        in_mtu: u16,
+        may_error: bool,
+        now: u64,
+    ) -> Verdict {
+        let dst = ip_dst(f.data());
+        if !may_error || dst == u32::MAX || dst >> 28 == 0xe {
+            return Verdict::Drop(D::NoNeighbour);
+        }
+        let before = c.icmp_errors.get();
+        let v = self.icmp_or_drop(t, c, f, Some(IcmpError::HostUnreachable), side, in_mtu, now);
+        if c.icmp_errors.get() != before {
+            c.host_unreachable.inc();
+        }
+        v
+    }
+}
