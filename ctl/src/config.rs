@@ -80,6 +80,12 @@ pub const MBUF_HEADROOM: u16 = 128;
 /// Mbufs a worker may hold besides its mempool cache: one RX burst and the
 /// frames buffered for TX.
 pub const WORKER_MBUFS_IN_FLIGHT: u32 = 64;
+/// Fragments a worker may park while they wait for their first fragment
+/// (`dataplane::fragments::park::SPOTS`; the daemon asserts they agree).
+pub const PARKED_PER_WORKER: u32 = 64;
+/// Pieces the control plane may hold while it cuts one datagram too big
+/// for its next hop (`dataplane::fragments::MAX_FRAGMENTS`; likewise).
+pub const PIECES_IN_FLIGHT: u32 = 64;
 /// Slots of each ring between a worker and the control plane (punt,
 /// inject) and between two workers (handoff); a ring holds one fewer.
 pub const RING_SLOTS: u32 = 1024;
@@ -140,7 +146,9 @@ pub struct Mempool {
     /// everything that can hold mbufs at once ([`Config::mbuf_budget`]):
     /// every RX and TX descriptor, each worker's and the control plane's
     /// cache and in-flight frames, the punt, inject and handoff rings, and
-    /// the frames the resolver holds (`[arp] max_held`). Default 16383.
+    /// the frames the resolver holds (`[arp] max_held`), the fragments
+    /// workers park and the pieces of one datagram being cut. Default
+    /// 32767: two workers on two ports of 1024 descriptors need ~16.5k.
     pub mbufs: u32,
     /// Per-lcore cache. At most 512 (`RTE_MEMPOOL_CACHE_MAX_SIZE`) and at
     /// most `mbufs / 1.5`, or DPDK refuses the pool. Default 256.
@@ -154,7 +162,7 @@ pub struct Mempool {
 impl Default for Mempool {
     fn default() -> Self {
         Self {
-            mbufs: 16383,
+            mbufs: 32767,
             cache_size: 256,
             data_room: 2176,
         }
@@ -464,6 +472,7 @@ impl Config {
             lcores: (workers + 1) * per_lcore,
             rings: rings * u64::from(RING_SLOTS - 1),
             held: u64::from(self.arp.max_held),
+            fragments: workers * u64::from(PARKED_PER_WORKER) + u64::from(PIECES_IN_FLIGHT),
         }
     }
 
@@ -542,11 +551,15 @@ pub struct MbufBudget {
     pub rings: u64,
     /// Frames the resolver holds ([`Arp::max_held`]).
     pub held: u64,
+    /// Fragments the workers park ([`PARKED_PER_WORKER`] each) and the
+    /// pieces of the datagram the control plane is cutting
+    /// ([`PIECES_IN_FLIGHT`]).
+    pub fragments: u64,
 }
 
 impl MbufBudget {
     pub fn total(&self) -> u64 {
-        self.descriptors + self.lcores + self.rings + self.held
+        self.descriptors + self.lcores + self.rings + self.held + self.fragments
     }
 }
 

@@ -328,24 +328,25 @@ fn mempool_too_small_says_how_many_are_needed() {
     assert_errors(
         &errors("mempool-small.toml"),
         &[(
-            10,
+            11,
             &[
-                "mbufs 13881 is too few",
+                "mbufs 14073 is too few",
                 "descriptors of all ports (6144)",
                 "(576)",
                 "punt, inject and handoff rings (6 × 1023)",
                 "[arp] max_held 1024",
-                "need 13882",
-                "at least 13882",
+                "fragments parked and being cut (192)",
+                "need 14074",
+                "at least 14074",
                 "16383",
             ],
         )],
     );
     // One more mbuf is enough: the formula is exact.
     let text = std::fs::read_to_string(data("mempool-small.toml")).unwrap();
-    let one_more = text.replace("mbufs = 13881", "mbufs = 13882");
+    let one_more = text.replace("mbufs = 14073", "mbufs = 14074");
     let config = parse(&one_more, "x.toml", &cpus("0-3")).unwrap();
-    assert_eq!(config.mbufs_needed(), 13882);
+    assert_eq!(config.mbufs_needed(), 14074);
     // Issue 9, defect 2: the frames the resolver holds come out of the
     // pool too, so holding one fewer makes do with one mbuf fewer.
     let held_less = format!("{text}\n[arp]\nmax_held = 1023\n");
@@ -353,7 +354,7 @@ fn mempool_too_small_says_how_many_are_needed() {
         parse(&held_less, "x.toml", &cpus("0-3"))
             .unwrap()
             .mbufs_needed(),
-        13881
+        14073
     );
 }
 
@@ -725,21 +726,25 @@ fn pci_config_eal_args_and_queues() {
     assert_eq!(config.workers[0].lcore, 2);
     // Descriptors 2×1024 + 2×1024 + 2×1024 + 2×1024 + 1×1024 + 2×1024, the
     // two workers and the main lcore 3×(256 + 64), the punt and inject
-    // rings of two workers and two handoff rings 6×1023, and the resolver's
-    // hold of 1024.
+    // rings of two workers and two handoff rings 6×1023, the resolver's
+    // hold of 1024, and 2×64 parked fragments and the 64 pieces of a
+    // datagram being cut.
     let b = config.mbuf_budget();
     assert_eq!(
-        (b.descriptors, b.lcores, b.rings, b.held),
-        (11 * 1024, 960, 6 * 1023, 1024)
+        (b.descriptors, b.lcores, b.rings, b.held, b.fragments),
+        (11 * 1024, 960, 6 * 1023, 1024, 3 * 64)
     );
-    assert_eq!(config.mbufs_needed(), 11 * 1024 + 960 + 6 * 1023 + 1024);
+    assert_eq!(
+        config.mbufs_needed(),
+        11 * 1024 + 960 + 6 * 1023 + 1024 + 3 * 64
+    );
 }
 
 #[test]
 fn defaults_apply() {
     let config = with("").unwrap();
     assert_eq!(config.eal, ctl::config::Eal::default());
-    assert_eq!(config.mempool.mbufs, 16383);
+    assert_eq!(config.mempool.mbufs, 32767);
     assert_eq!(config.mempool.cache_size, 256);
     assert_eq!(config.mempool.data_room, 2176);
     assert_eq!(config.eal.file_prefix, "tgw");

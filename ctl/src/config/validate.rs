@@ -413,7 +413,7 @@ fn mempool_size(config: &Config, raw: &RawConfig, r: &mut Report) {
     r.at(
         place,
         format!(
-            "mbufs {have}{default} is too few: the RX/TX descriptors of all ports ({}), {} worker(s) and the control plane × (cache_size {} + {WORKER_MBUFS_IN_FLIGHT} in flight) ({}), the punt, inject and handoff rings ({} × {}) and the frames the resolver may hold ([arp] max_held {}) need {needed}; set [mempool] mbufs to at least {needed} (e.g. {suggest}), or lower those",
+            "mbufs {have}{default} is too few: the RX/TX descriptors of all ports ({}), {} worker(s) and the control plane × (cache_size {} + {WORKER_MBUFS_IN_FLIGHT} in flight) ({}), the punt, inject and handoff rings ({} × {}), the frames the resolver may hold ([arp] max_held {}) and the fragments parked and being cut ({}) need {needed}; set [mempool] mbufs to at least {needed} (e.g. {suggest}), or lower those",
             b.descriptors,
             config.workers.len(),
             config.mempool.cache_size,
@@ -421,6 +421,7 @@ fn mempool_size(config: &Config, raw: &RawConfig, r: &mut Report) {
             b.rings / u64::from(RING_SLOTS - 1),
             RING_SLOTS - 1,
             b.held,
+            b.fragments,
         ),
     );
 }
