@@ -74,17 +74,27 @@ impl Timeouts {
     }
 }
 
-/// Where a flow's TCP connection is (RFC 793's states, folded to what a
+/// Where a flow's TCP connection is (RFC 9293's states, folded to what a
 /// middlebox can see and needs for its timers). Other protocols stay
-/// [`TcpState::None`].
+/// [`TcpState::None`]. The opener is the flow's forward direction (index
+/// 0), the answerer its reply direction. `docs/conntrack.md` has the
+/// whole table; [`Conn::track_tcp`] is the only code that moves a state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TcpState {
     #[default]
     None,
     /// The opener's SYN went through.
     SynSent,
-    /// The answer's SYN+ACK came back.
+    /// Both sides sent a SYN, neither acknowledged the other's yet: a
+    /// simultaneous open (RFC 9293 figure 8).
+    SynSent2,
+    /// The answerer acknowledged the opener's SYN (its SYN+ACK); the
+    /// opener's acknowledgement of the answerer's SYN completes the
+    /// handshake.
     SynReceived,
+    /// Simultaneous open, the other way round: the opener acknowledged
+    /// the answerer's SYN first; the answerer's acknowledgement completes.
+    SynReceived2,
     /// The handshake completed.
     Established,
     /// One side sent a FIN.
@@ -121,33 +131,71 @@ impl TcpFlags {
 /// sequence space within it, one chance in 4096.
 pub const RST_WINDOW: u32 = 1 << 20;
 
+/// What a segment does to its connection (docs/conntrack.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The segment fits: the connection moves to this state and learns the
+    /// segment's SYN and acknowledgement.
+    Move(TcpState),
+    /// The segment passes and changes nothing, as Linux conntrack's
+    /// "ignore": a retransmission, or a segment of a connection the
+    /// middlebox may be out of step with, which the end hosts answer (a
+    /// challenge ACK, RFC 5961 §4, a RST, or a SYN+ACK) in a way the
+    /// table follows.
+    Ignore,
+    /// The opener's SYN on a closing or closed connection: a new
+    /// connection on the same 5-tuple, in the same flow and NAT mapping
+    /// (RFC 1122 §4.2.2.13, RFC 7857 §2.2, RFC 6146 §3.5.2.2).
+    Reopen,
+}
+
 impl Conn {
-    /// Checks a TCP segment from direction `from` (0 forward, 1 reply)
-    /// against the connection, learns its acknowledgment, and moves the
-    /// state. A RST is believed only when it fits what its receiver
-    /// expects (RFC 5961's concern, a middlebox's share of it).
+    /// Checks a TCP segment from direction `from` (0 the opener, 1 the
+    /// answerer) against the connection, learns its SYN and
+    /// acknowledgement, and moves the state. A RST is believed only when
+    /// it fits what its receiver expects (RFC 5961's concern, a
+    /// middlebox's share of it).
     pub fn track_tcp(&mut self, from: usize, t: &Tuple) -> Result<(), Invalid> {
-        let other = 1 - (from & 1);
+        let from = from & 1;
+        let other = 1 - from;
         if t.flags.has(TcpFlags::RST) {
-            let fits = match self.tcp {
-                // The answer to a SYN acknowledges it exactly.
-                TcpState::SynSent => t.flags.has(TcpFlags::ACK) && t.ack == self.expect[other],
+            let fits = match (self.tcp, from) {
+                // The answer to a SYN acknowledges it exactly (RFC 5961
+                // §3.2's SYN-SENT rule).
+                (TcpState::SynSent, 1) => t.flags.has(TcpFlags::ACK) && t.ack == self.expect[other],
+                // The opener's RST in SYN-SENT answers an ACK of an older
+                // connection the answerer still holds (RFC 5961 §4's
+                // challenge ACK, whose number the table does not learn):
+                // it can only end the opener's own attempt.
+                (TcpState::SynSent, _) => true,
                 _ => {
-                    let from_seq = self.expect[from & 1];
+                    let from_seq = self.expect[from];
                     from_seq == 0 || t.seq.wrapping_sub(from_seq) < RST_WINDOW
                 }
             };
             if !fits {
                 return Err(Invalid);
             }
+            self.tcp = TcpState::Closed;
+            return Ok(());
         }
-        if t.flags.has(TcpFlags::SYN) && !t.flags.has(TcpFlags::ACK) {
-            self.expect[from & 1] = t.seq.wrapping_add(1);
+        let acks = t.ack == self.expect[other];
+        match self.tcp.step(t.flags, from == 0, acks)? {
+            Step::Ignore => {}
+            Step::Reopen => {
+                self.tcp = TcpState::SynSent;
+                self.expect = [t.seq.wrapping_add(1), 0];
+            }
+            Step::Move(next) => {
+                if t.flags.has(TcpFlags::SYN) {
+                    self.expect[from] = t.seq.wrapping_add(1);
+                }
+                if t.flags.has(TcpFlags::ACK) {
+                    self.expect[other] = t.ack;
+                }
+                self.tcp = next;
+            }
         }
-        if t.flags.has(TcpFlags::ACK) {
-            self.expect[other] = t.ack;
-        }
-        self.tcp = self.tcp.next(t.flags, from == 0)?;
         Ok(())
     }
 }
@@ -166,38 +214,60 @@ impl TcpState {
         }
     }
 
-    /// The state after a segment with `flags`, sent by the opener
-    /// (`from_opener`) or by the answerer.
-    pub fn next(self, flags: TcpFlags, from_opener: bool) -> Result<TcpState, Invalid> {
+    /// What a segment without RST, with `flags`, does: sent by the opener
+    /// (`from_opener`) or by the answerer, acknowledging exactly what the
+    /// other side is expected to have sent (`acks`). One row of
+    /// docs/conntrack.md's table per arm.
+    pub fn step(self, flags: TcpFlags, from_opener: bool, acks: bool) -> Result<Step, Invalid> {
+        use Step::{Ignore, Move, Reopen};
         use TcpState::*;
-        if flags.has(TcpFlags::RST) {
-            return Ok(Closed);
-        }
         let syn = flags.has(TcpFlags::SYN);
         let ack = flags.has(TcpFlags::ACK);
         let fin = flags.has(TcpFlags::FIN);
+        let opened = if fin { FinWait } else { Established };
         Ok(match (self, from_opener) {
-            // A retransmitted SYN, or the SYN+ACK.
-            (SynSent, true) if syn && !ack => SynSent,
-            (SynSent, false) if syn && ack => SynReceived,
-            (SynSent, _) => return Err(Invalid),
-            (SynReceived, false) if syn && ack => SynReceived,
-            (SynReceived, true) if ack && !syn => {
-                if fin {
-                    FinWait
-                } else {
-                    Established
-                }
-            }
-            (SynReceived, _) => return Err(Invalid),
-            // The answer's SYN+ACK again: its ACK was lost.
-            (Established, false) if syn && ack => Established,
-            // Once open, a SYN is a new connection on an old tuple.
+            // A new connection on a closed one's 5-tuple. (The end host
+            // checks RFC 1122's sequence condition; Linux conntrack does
+            // not either.)
+            (Closing | Closed, true) if syn && !ack => Reopen,
+
+            // The handshake.
+            (SynSent, true) if syn && !ack => Move(SynSent),
+            (SynSent, false) if syn && !ack => Move(SynSent2),
+            (SynSent, false) if syn && ack && acks => Move(SynReceived),
+            (SynSent2, _) if syn && !ack => Move(SynSent2),
+            (SynSent2, false) if syn && ack && acks => Move(SynReceived),
+            (SynSent2, true) if syn && ack && acks => Move(SynReceived2),
+            // The answerer's ACK of an older connection it still holds
+            // (RFC 5961 §4): the opener answers it with a RST.
+            (SynSent | SynSent2, false) if ack && !syn => Ignore,
+            // The completing acknowledgement (a SYN+ACK in a simultaneous
+            // open), RFC 9293 §3.10.7.4: SND.UNA < SEG.ACK =< SND.NXT.
+            (SynReceived, true) | (SynReceived2, false) if ack && acks => Move(opened),
+            // The acknowledging side's SYN+ACK again: its ACK was lost.
+            (SynReceived, false) | (SynReceived2, true) if syn && ack && acks => Move(self),
+            // A retransmitted SYN (RFC 5382 REQ-2), and what the other
+            // side answers it with.
+            (SynReceived | SynReceived2, _) if syn && !ack => Ignore,
+            (SynReceived, false) | (SynReceived2, true) if ack && !syn => Ignore,
+            (SynSent | SynSent2 | SynReceived | SynReceived2, _) => return Err(Invalid),
+
+            // Open or closing.
+            // The opener's SYN on an open connection: it may have
+            // restarted. Its peer answers with a challenge ACK, which the
+            // opener answers with a RST that closes the flow, and its next
+            // SYN reopens it; or the peer lost the connection too and
+            // answers with a SYN+ACK, whose ACK the table learns.
+            (Established | FinWait, true) if syn && !ack => Ignore,
+            // The answerer's SYN+ACK again: the opener's ACK was lost.
+            (_, false) if syn && ack => Ignore,
             (_, _) if syn => return Err(Invalid),
-            (Established, _) if fin => FinWait,
-            (FinWait, _) if fin => Closing,
+            // RFC 9293 §3.10.7.4: a segment without ACK is dropped.
+            (_, _) if !ack => return Err(Invalid),
+            (Established, _) if fin => Move(FinWait),
+            (FinWait, _) if fin => Move(Closing),
             // Closed lets stragglers through until it expires.
-            (state, _) => state,
+            (state, _) => Move(state),
         })
     }
 }
@@ -406,32 +476,71 @@ mod tests {
     const FIN_ACK: TcpFlags = TcpFlags(TcpFlags::FIN | TcpFlags::ACK);
     const RST: TcpFlags = TcpFlags(TcpFlags::RST);
 
-    #[test]
-    fn a_handshake_and_a_close() {
-        let mut s = TcpState::SynSent;
-        for (flags, opener, want) in [
-            (SYN, true, TcpState::SynSent),
-            (SYN_ACK, false, TcpState::SynReceived),
-            (ACK, true, TcpState::Established),
-            (ACK, false, TcpState::Established),
-            (FIN_ACK, false, TcpState::FinWait),
-            (FIN_ACK, true, TcpState::Closing),
-            (ACK, false, TcpState::Closing),
-        ] {
-            s = s.next(flags, opener).unwrap();
-            assert_eq!(s, want, "{flags:?} from opener {opener}");
+    /// Runs `segments` (flags, from the opener, acknowledges exactly)
+    /// from `state` and checks each step.
+    fn walk(mut state: TcpState, segments: &[(TcpFlags, bool, bool, TcpState)]) {
+        for &(flags, opener, acks, want) in segments {
+            state = match state.step(flags, opener, acks) {
+                Ok(Step::Move(next)) => next,
+                Ok(Step::Ignore) => state,
+                Ok(Step::Reopen) => TcpState::SynSent,
+                Err(Invalid) => panic!("{flags:?} from opener {opener} invalid in {state:?}"),
+            };
+            assert_eq!(state, want, "{flags:?} from opener {opener}");
         }
     }
 
     #[test]
-    fn out_of_order_segments_are_invalid_and_rst_always_closes() {
-        assert_eq!(TcpState::SynSent.next(ACK, true), Err(Invalid));
-        assert_eq!(TcpState::SynSent.next(SYN_ACK, true), Err(Invalid));
-        assert_eq!(TcpState::SynReceived.next(ACK, false), Err(Invalid));
-        assert_eq!(TcpState::Established.next(SYN, true), Err(Invalid));
-        for s in [TcpState::SynSent, TcpState::Established, TcpState::FinWait] {
-            assert_eq!(s.next(RST, false), Ok(TcpState::Closed));
-        }
+    fn a_handshake_a_close_and_a_reopen() {
+        use TcpState::*;
+        walk(
+            SynSent,
+            &[
+                (SYN, true, false, SynSent),
+                (SYN_ACK, false, true, SynReceived),
+                (SYN, true, false, SynReceived),
+                (ACK, true, true, Established),
+                (ACK, false, true, Established),
+                (FIN_ACK, false, true, FinWait),
+                (FIN_ACK, true, true, Closing),
+                (ACK, false, true, Closing),
+                (SYN, true, false, SynSent),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_simultaneous_open_completes_either_way_round() {
+        use TcpState::*;
+        walk(
+            SynSent,
+            &[
+                (SYN, false, false, SynSent2),
+                (SYN_ACK, false, true, SynReceived),
+                (SYN_ACK, true, true, Established),
+            ],
+        );
+        walk(
+            SynSent,
+            &[
+                (SYN, false, false, SynSent2),
+                (SYN_ACK, true, true, SynReceived2),
+                (SYN_ACK, false, true, Established),
+            ],
+        );
+    }
+
+    #[test]
+    fn out_of_order_segments_are_invalid() {
+        use TcpState::*;
+        assert_eq!(SynSent.step(ACK, true, true), Err(Invalid));
+        assert_eq!(SynSent.step(SYN_ACK, true, true), Err(Invalid));
+        assert_eq!(SynSent.step(SYN_ACK, false, false), Err(Invalid));
+        assert_eq!(SynReceived.step(ACK, true, false), Err(Invalid));
+        assert_eq!(Established.step(SYN, false, false), Err(Invalid));
+        assert_eq!(Closed.step(SYN, false, false), Err(Invalid));
+        assert_eq!(Established.step(TcpFlags(0), true, true), Err(Invalid));
+        assert_eq!(Established.step(SYN, true, false), Ok(Step::Ignore));
         assert!(SYN.opens());
         assert!(!SYN_ACK.opens() && !ACK.opens() && !RST.opens());
     }

@@ -1395,13 +1395,17 @@ fn punted_frames_carry_their_reason() {
 
 const SEC: u64 = 1_000_000_000; // Pipeline::new's clock: 10^9 ticks a second
 
-/// A TCP segment with `flags` ("S", "SA", "A", "R", "FA").
+/// A TCP segment with `flags` ("S", "SA", "A", "R", "FA"). Both sides
+/// start their sequence numbers at 1000, so that every segment after the
+/// SYNs is at 1001 and acknowledges 1001: a handshake the connection
+/// tracking believes, whichever side opens it.
 fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: &str) -> Vec<u8> {
-    let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, 1000, 64240);
+    let seq = if flags.contains('S') { 1000 } else { 1001 };
+    let mut b = PacketBuilder::ipv4(src, dst, 64).tcp(sport, dport, seq, 64240);
     for f in flags.chars() {
         b = match f {
             'S' => b.syn(),
-            'A' => b.ack(1),
+            'A' => b.ack(1001),
             'R' => b.rst(),
             'F' => b.fin(),
             _ => panic!("flag {f}"),
@@ -2720,6 +2724,7 @@ fn tcp_at(
             'S' => b.syn(),
             'A' => b.ack(ack),
             'R' => b.rst(),
+            'F' => b.fin(),
             _ => panic!("flag {f}"),
         };
     }
@@ -2770,6 +2775,236 @@ fn a_blind_rst_is_refused_and_a_true_one_closes_the_flow() {
         Verdict::Drop(DropReason::InvalidState),
         "closed and gone"
     );
+}
+
+// ------------------------------ TCP connection tracking (docs/conntrack.md)
+
+/// The client's and the VM's ends of a connection to elastic IP 1, port 22.
+const C22: ([u8; 4], u16) = (CLIENT, 40000);
+const E22: ([u8; 4], u16) = (EIP1, 22);
+const V22: ([u8; 4], u16) = (VM, 22);
+
+impl Gw {
+    /// The client opens C22 → E22 with sequence `isn`, the VM answers from
+    /// `vm_isn`, and the client completes: every segment must pass.
+    fn handshake_22(&mut self, isn: u32, vm_isn: u32, now: u64) {
+        let steps = [
+            self.client_sends(&tcp_at(C22, E22, "S", isn, 0), now).0,
+            self.t1_sends(&tcp_at(V22, C22, "SA", vm_isn, isn + 1), now)
+                .0,
+            self.client_sends(&tcp_at(C22, E22, "A", isn + 1, vm_isn + 1), now)
+                .0,
+        ];
+        let want = [UND, PUB, UND].map(Verdict::Forward);
+        assert_eq!(steps, want, "handshake from {isn}");
+    }
+}
+
+/// RFC 1122 §4.2.2.13 (a SYN may reopen a connection from TIME-WAIT) and
+/// RFC 5382 REQ-2: after both FINs, the client's new SYN on the same
+/// 5-tuple opens a new connection in the same flow, long before the
+/// closing connection's 4 minutes are up.
+#[test]
+fn rfc1122_4_2_2_13_a_syn_reopens_a_connection_closed_by_fins() {
+    let mut gw = Gw::new();
+    gw.handshake_22(1000, 5000, 0);
+    for (from_client, flags, seq, ack) in [
+        (true, "FA", 1001, 5001),
+        (false, "FA", 5001, 1002),
+        (true, "A", 1002, 5002),
+    ] {
+        let v = if from_client {
+            gw.client_sends(&tcp_at(C22, E22, flags, seq, ack), SEC).0
+        } else {
+            gw.t1_sends(&tcp_at(V22, C22, flags, seq, ack), SEC).0
+        };
+        assert!(matches!(v, Verdict::Forward(_)), "{flags} {v:?}");
+    }
+    gw.handshake_22(90_000, 70_000, 2 * SEC);
+    assert_eq!(gw.pipeline.flows(), 1, "the same flow");
+    assert_eq!(gw.counters.tenants[0].flows_created.get(), 1);
+    // Open again: a plain segment takes the fast path's established state.
+    let (v, _) = gw.t1_sends(&tcp_at(V22, C22, "A", 70_001, 90_001), 3 * SEC);
+    assert_eq!(v, Verdict::Forward(PUB));
+}
+
+/// RFC 7857 §2.2 (a SYN reuses a mapping whose connection was reset) and
+/// RFC 6146 §3.5.2.2: after a RST, the host's next SYN on the same
+/// 5-tuple goes out at once, through the same shared-NAT mapping.
+#[test]
+fn rfc7857_2_2_a_syn_reopens_a_connection_closed_by_a_rst_through_its_mapping() {
+    let mut gw = Gw::with_spec(&spec_with_pool(4, false));
+    let (v, out) = gw.t1_sends(&tcp_at((VM8, 5555), (CLIENT, 80), "S", 100, 0), 0);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let (addr, port) = public_source(&out);
+    let to_pool = ((CLIENT, 80), (addr, port));
+    let (v, _) = gw.client_sends(&tcp_at(to_pool.0, to_pool.1, "SA", 800, 101), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    let vm = ((VM8, 5555), (CLIENT, 80));
+    assert_eq!(
+        gw.t1_sends(&tcp_at(vm.0, vm.1, "A", 101, 801), 0).0,
+        Verdict::Forward(PUB)
+    );
+    // The server resets the connection; the host tries again at once.
+    let (v, _) = gw.client_sends(&tcp_at(to_pool.0, to_pool.1, "R", 801, 0), SEC);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (v, out) = gw.t1_sends(&tcp_at(vm.0, vm.1, "S", 7_000, 0), 2 * SEC);
+    assert_eq!(v, Verdict::Forward(PUB), "reopened");
+    assert_eq!(
+        public_source(&out),
+        (addr, port),
+        "through the same mapping"
+    );
+    let (v, _) = gw.client_sends(&tcp_at(to_pool.0, to_pool.1, "SA", 900, 7_001), 2 * SEC);
+    assert_eq!(v, Verdict::Forward(UND));
+    assert_eq!(gw.pipeline.nat_ports_in_use(0), 1);
+}
+
+/// RFC 5382 REQ-2 (all valid sequences, retransmissions included): the
+/// client's SYN again, after the VM's SYN+ACK went out and was lost, still
+/// reaches the VM, and the VM's SYN+ACK again reaches the client.
+#[test]
+fn rfc5382_req_2_retransmitted_syns_pass_while_the_handshake_waits() {
+    let mut gw = Gw::new();
+    assert_eq!(
+        gw.client_sends(&tcp_at(C22, E22, "S", 1000, 0), 0).0,
+        Verdict::Forward(UND)
+    );
+    assert_eq!(
+        gw.client_sends(&tcp_at(C22, E22, "S", 1000, 0), SEC).0,
+        Verdict::Forward(UND),
+        "the SYN again, before any answer"
+    );
+    assert_eq!(
+        gw.t1_sends(&tcp_at(V22, C22, "SA", 5000, 1001), SEC).0,
+        Verdict::Forward(PUB)
+    );
+    assert_eq!(
+        gw.client_sends(&tcp_at(C22, E22, "S", 1000, 0), 3 * SEC).0,
+        Verdict::Forward(UND),
+        "the SYN again: the SYN+ACK was lost"
+    );
+    assert_eq!(
+        gw.t1_sends(&tcp_at(V22, C22, "SA", 5000, 1001), 3 * SEC).0,
+        Verdict::Forward(PUB)
+    );
+    assert_eq!(
+        gw.client_sends(&tcp_at(C22, E22, "A", 1001, 5001), 3 * SEC)
+            .0,
+        Verdict::Forward(UND)
+    );
+}
+
+/// RFC 5382 REQ-2 and RFC 9293 §3.5 figure 8, simultaneous open: the VM
+/// and the client each send a SYN, each acknowledges the other's with a
+/// SYN+ACK, and the connection is established, either way round.
+#[test]
+fn rfc5382_req_2_a_simultaneous_open_is_established() {
+    let out = ((VM, 6000), (CLIENT, 7000));
+    let back = ((CLIENT, 7000), (EIP1, 6000));
+    for vm_acks_first in [true, false] {
+        let mut gw = Gw::new();
+        let mut steps = vec![
+            gw.t1_sends(&tcp_at(out.0, out.1, "S", 100, 0), 0).0,
+            gw.client_sends(&tcp_at(back.0, back.1, "S", 900, 0), 0).0,
+        ];
+        let vm = tcp_at(out.0, out.1, "SA", 100, 901);
+        let client = tcp_at(back.0, back.1, "SA", 900, 101);
+        if vm_acks_first {
+            steps.push(gw.t1_sends(&vm, 1).0);
+            steps.push(gw.client_sends(&client, 1).0);
+        } else {
+            steps.push(gw.client_sends(&client, 1).0);
+            steps.push(gw.t1_sends(&vm, 1).0);
+        }
+        // Established: data both ways.
+        steps.push(gw.t1_sends(&tcp_at(out.0, out.1, "A", 101, 901), 2).0);
+        steps.push(gw.client_sends(&tcp_at(back.0, back.1, "A", 901, 101), 2).0);
+        let want = [PUB, UND, PUB, UND, PUB, UND].map(Verdict::Forward);
+        let want = if vm_acks_first {
+            want.to_vec()
+        } else {
+            [PUB, UND, UND, PUB, PUB, UND]
+                .map(Verdict::Forward)
+                .to_vec()
+        };
+        assert_eq!(steps, want, "the VM acknowledges first: {vm_acks_first}");
+    }
+}
+
+/// RFC 9293 §3.10.7.3 (in SYN-SENT, an acknowledgement is acceptable if
+/// SND.UNA < SEG.ACK =< SND.NXT), as Linux conntrack holds the handshake
+/// to it: a SYN+ACK that does not acknowledge the SYN is `invalid_state`
+/// and moves nothing; the right one passes.
+#[test]
+fn rfc9293_3_10_7_3_a_syn_ack_must_acknowledge_the_syn() {
+    let mut gw = Gw::new();
+    gw.client_sends(&tcp_at(C22, E22, "S", 1000, 0), 0);
+    let (v, _) = gw.t1_sends(&tcp_at(V22, C22, "SA", 5000, 1234), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::InvalidState));
+    gw.t1_sends(&tcp_at(V22, C22, "SA", 5000, 1001), 0);
+    let (v, _) = gw.client_sends(&tcp_at(C22, E22, "A", 1001, 5001), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+}
+
+/// RFC 9293 §3.10.7.4 (in SYN-RECEIVED, the connection is established
+/// only by an ACK with SND.UNA < SEG.ACK =< SND.NXT), as Linux conntrack
+/// marks other final ACKs INVALID: one that does not acknowledge the
+/// SYN+ACK is `invalid_state` and leaves the handshake open; the right one
+/// completes it.
+#[test]
+fn rfc9293_3_10_7_4_the_final_ack_must_acknowledge_the_syn_ack() {
+    let mut gw = Gw::new();
+    gw.client_sends(&tcp_at(C22, E22, "S", 1000, 0), 0);
+    gw.t1_sends(&tcp_at(V22, C22, "SA", 5000, 1001), 0);
+    let (v, _) = gw.client_sends(&tcp_at(C22, E22, "A", 1001, 9999), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::InvalidState));
+    let (v, _) = gw.client_sends(&tcp_at(C22, E22, "A", 1001, 5001), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (v, _) = gw.t1_sends(&tcp_at(V22, C22, "A", 5001, 1001), 0);
+    assert_eq!(v, Verdict::Forward(PUB));
+}
+
+/// RFC 5961 §4 (a SYN on a synchronized connection is answered with a
+/// challenge ACK) and §3.2 (a RST is believed when its sequence number
+/// fits): a client that lost its connection and sends a SYN on the same
+/// 5-tuple gets through to the VM; the VM's challenge ACK comes back, the
+/// client's RST answering it closes the flow, and the client's next SYN
+/// opens it again.
+#[test]
+fn rfc5961_4_a_restarted_client_gets_its_connection_back() {
+    let mut gw = Gw::new();
+    gw.handshake_22(1000, 5000, 0);
+    let (v, _) = gw.client_sends(&tcp_at(C22, E22, "S", 777_000, 0), SEC);
+    assert_eq!(v, Verdict::Forward(UND), "the SYN on an open connection");
+    let (v, _) = gw.t1_sends(&tcp_at(V22, C22, "A", 5001, 1001), SEC);
+    assert_eq!(v, Verdict::Forward(PUB), "the challenge ACK");
+    let (v, _) = gw.client_sends(&tcp_at(C22, E22, "R", 1001, 0), SEC);
+    assert_eq!(v, Verdict::Forward(UND), "the RST answering it");
+    gw.handshake_22(777_000, 40_000, 2 * SEC);
+    // The answerer's SYN on an open connection is no restart of it.
+    let (v, _) = gw.t1_sends(&tcp_at(V22, C22, "S", 3, 0), 3 * SEC);
+    assert_eq!(v, Verdict::Drop(DropReason::InvalidState));
+}
+
+/// RFC 5961 §3.2 in SYN-SENT: a RST answering a SYN must acknowledge it
+/// exactly; the opener's own RST (answering a challenge ACK) ends its
+/// attempt, and its next SYN opens the flow again.
+#[test]
+fn rfc5961_3_2_a_rst_during_the_handshake() {
+    let mut gw = Gw::new();
+    gw.client_sends(&tcp_at(C22, E22, "S", 1000, 0), 0);
+    let (v, _) = gw.t1_sends(&tcp_at(V22, C22, "RA", 0, 1002), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::InvalidState));
+    let (v, _) = gw.t1_sends(&tcp_at(V22, C22, "A", 5001, 444), 0);
+    assert_eq!(
+        v,
+        Verdict::Forward(PUB),
+        "a challenge ACK of an old connection"
+    );
+    let (v, _) = gw.client_sends(&tcp_at(C22, E22, "R", 444, 0), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    gw.handshake_22(2000, 6000, SEC);
 }
 
 #[test]
