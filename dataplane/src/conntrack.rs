@@ -13,6 +13,7 @@
 use crate::flow::{FlowKey, Zone};
 use crate::nat::Rewrite;
 use crate::snat::Inside;
+use crate::wire::tcp::{TcpOption, TcpPacket};
 use crate::wire::IpProtocol;
 
 /// Lifetimes, in seconds, as configured.
@@ -125,11 +126,44 @@ impl TcpFlags {
     }
 }
 
-/// How far past what its receiver last acknowledged a RST may be and still
-/// be believed. Window scaling is not tracked, so this stands for the
-/// largest window expected (1 MiB); a blind attacker must guess the
-/// sequence space within it, one chance in 4096.
-pub const RST_WINDOW: u32 = 1 << 20;
+/// The window scale each side announced in its SYN (RFC 7323 §2), one
+/// nibble a side (by direction index), [`Scales::NONE`] for none: what
+/// bounds the window a side can advertise, and so how far past what it
+/// acknowledged a RST to it may be (RFC 5961 §3.2's window, without the
+/// per-segment window, which the fast path would have to learn).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scales(u8);
+
+impl Default for Scales {
+    fn default() -> Self {
+        Scales(Self::NONE | Self::NONE << 4)
+    }
+}
+
+impl Scales {
+    /// No Window Scale option.
+    pub const NONE: u8 = 0xf;
+    /// RFC 7323 §2.3: a larger shift is used as 14.
+    pub const MAX: u8 = 14;
+
+    /// Side `side` announced `shift` (at most [`Scales::MAX`], or
+    /// [`Scales::NONE`]).
+    fn set(&mut self, side: usize, shift: u8) {
+        let at = 4 * (side & 1);
+        self.0 = (self.0 & !(0xf << at)) | shift << at;
+    }
+
+    /// The largest window `side` can advertise: scaled only if both SYNs
+    /// carried the option (RFC 7323 §2.2).
+    pub fn window_max(self, side: usize) -> u32 {
+        let (a, b) = (self.0 & 0xf, self.0 >> 4);
+        if a == Self::NONE || b == Self::NONE {
+            return u32::from(u16::MAX);
+        }
+        let shift = if side & 1 == 0 { a } else { b };
+        u32::from(u16::MAX) << shift
+    }
+}
 
 /// What a segment does to its connection (docs/conntrack.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,9 +202,13 @@ impl Conn {
                 // challenge ACK, whose number the table does not learn):
                 // it can only end the opener's own attempt.
                 (TcpState::SynSent, _) => true,
+                // Within the receiver's window from what it acknowledged
+                // last: a blind attacker has to guess the sequence space
+                // within it (one chance in 65536 without scaling).
                 _ => {
                     let from_seq = self.expect[from];
-                    from_seq == 0 || t.seq.wrapping_sub(from_seq) < RST_WINDOW
+                    let window = self.scales.window_max(other);
+                    from_seq == 0 || t.seq.wrapping_sub(from_seq) <= window
                 }
             };
             if !fits {
@@ -185,10 +223,13 @@ impl Conn {
             Step::Reopen => {
                 self.tcp = TcpState::SynSent;
                 self.expect = [t.seq.wrapping_add(1), 0];
+                self.scales = Scales::default();
+                self.scales.set(0, t.wscale);
             }
             Step::Move(next) => {
                 if t.flags.has(TcpFlags::SYN) {
                     self.expect[from] = t.seq.wrapping_add(1);
+                    self.scales.set(from, t.wscale);
                 }
                 if t.flags.has(TcpFlags::ACK) {
                     self.expect[other] = t.ack;
@@ -286,6 +327,9 @@ pub struct Tuple {
     /// TCP sequence and acknowledgment numbers (0 otherwise).
     pub seq: u32,
     pub ack: u32,
+    /// A TCP SYN's Window Scale shift, [`Scales::NONE`] without one (and
+    /// for anything but a SYN).
+    pub wscale: u8,
     /// A TCP SYN, any UDP datagram, an ICMP echo request, any packet of a
     /// protocol without ports.
     pub opens: bool,
@@ -325,12 +369,15 @@ impl Tuple {
         let word = |at: usize| -> Option<u32> {
             Some(u32::from_be_bytes(l4.get(at..at + 4)?.try_into().ok()?))
         };
-        let (mut seq, mut ack) = (0, 0);
+        let (mut seq, mut ack, mut wscale) = (0, 0, Scales::NONE);
         let (sport, dport, flags, opens) = match IpProtocol(protocol) {
             IpProtocol::TCP => {
                 let flags = match l4.get(13) {
                     Some(&f) => {
                         (seq, ack) = (word(4)?, word(8)?);
+                        if TcpFlags(f).has(TcpFlags::SYN) {
+                            wscale = window_scale(l4);
+                        }
                         TcpFlags(f)
                     }
                     None if quoted => TcpFlags(0),
@@ -359,6 +406,7 @@ impl Tuple {
             flags,
             seq,
             ack,
+            wscale,
             opens,
         })
     }
@@ -399,6 +447,7 @@ impl Tuple {
             flags: TcpFlags(0),
             seq: 0,
             ack: 0,
+            wscale: Scales::NONE,
             opens: false,
         })
     }
@@ -420,6 +469,20 @@ impl Tuple {
     pub fn reply_key(&self, zone: Zone, replier: u32, to: u32) -> FlowKey {
         FlowKey::new(zone, self.protocol, replier, self.dport, to, self.sport)
     }
+}
+
+/// The Window Scale option's shift in TCP segment `tcp`, if its options
+/// are well formed up to it; [`Scales::NONE`] otherwise.
+fn window_scale(tcp: &[u8]) -> u8 {
+    let Ok(packet) = TcpPacket::new_checked(tcp) else {
+        return Scales::NONE;
+    };
+    let found = packet.options().find_map(|o| match o {
+        Ok((_, TcpOption::WindowScale(shift))) => Some(shift.min(Scales::MAX)),
+        Ok(_) => None,
+        Err(_) => Some(Scales::NONE),
+    });
+    found.unwrap_or(Scales::NONE)
 }
 
 /// The flow table's value: one connection, both sides. Aligned to a cache
@@ -445,6 +508,8 @@ pub struct Conn {
     ///
     /// [`Direction`]: crate::flow::Direction
     pub expect: [u32; 2],
+    /// TCP: the window scale each side's SYN announced.
+    pub scales: Scales,
     /// For shared source NAT: the mapping the flow holds a share of.
     pub snat: Option<Inside>,
     /// Whether anyone inside answered a flow opened from the public side:
@@ -543,6 +608,36 @@ mod tests {
         assert_eq!(Established.step(SYN, true, false), Ok(Step::Ignore));
         assert!(SYN.opens());
         assert!(!SYN_ACK.opens() && !ACK.opens() && !RST.opens());
+    }
+
+    #[test]
+    fn window_scales_count_only_when_both_sides_announce_them() {
+        let mut s = Scales::default();
+        assert_eq!(s.window_max(0), 65535);
+        s.set(0, 7);
+        assert_eq!(s.window_max(0), 65535, "one side alone");
+        s.set(1, 14);
+        assert_eq!(
+            (s.window_max(0), s.window_max(1)),
+            (65535 << 7, 65535 << 14)
+        );
+        s.set(1, Scales::NONE);
+        assert_eq!(s.window_max(0), 65535);
+    }
+
+    #[test]
+    fn a_syns_window_scale_is_read_from_its_options() {
+        // RFC 9293 §3.1 header, options MSS 1460, NOP, WS 15 (read as 14).
+        let mut tcp = [0u8; 28];
+        tcp[12] = 7 << 4;
+        tcp[13] = TcpFlags::SYN;
+        tcp[20..28].copy_from_slice(&[2, 4, 5, 0xb4, 1, 3, 3, 15]);
+        assert_eq!(window_scale(&tcp), Scales::MAX);
+        tcp[25] = 9; // an unknown kind, length 3: no scale
+        assert_eq!(window_scale(&tcp), Scales::NONE);
+        tcp[24] = 0; // end of options before it
+        tcp[25] = 3;
+        assert_eq!(window_scale(&tcp), Scales::NONE);
     }
 
     /// Issue 4's budget: 128 bytes of memory per flow, the table's own

@@ -2987,6 +2987,64 @@ fn rfc5961_4_a_restarted_client_gets_its_connection_back() {
     assert_eq!(v, Verdict::Drop(DropReason::InvalidState));
 }
 
+/// A SYN (or, with `ack`, a SYN+ACK) carrying a Window Scale option
+/// (RFC 7323 §2.2) of `shift`.
+fn syn_scaled(
+    from: ([u8; 4], u16),
+    to: ([u8; 4], u16),
+    seq: u32,
+    ack: Option<u32>,
+    shift: u8,
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(from.0, to.0, 64)
+        .tcp(from.1, to.1, seq, 64240)
+        .syn();
+    if let Some(ack) = ack {
+        b = b.ack(ack);
+    }
+    let mut out = Vec::new();
+    b.options(&[TcpOptionElement::Noop, TcpOptionElement::WindowScale(shift)])
+        .unwrap()
+        .write(&mut out, &[])
+        .unwrap();
+    out
+}
+
+/// RFC 5961 §3.2 (a RST is believed if RCV.NXT =< SEG.SEQ < RCV.NXT +
+/// RCV.WND) with RFC 7323 §2.2 (the window is scaled only when both SYNs
+/// carried the option): a RST is believed within the largest window its
+/// receiver could have advertised past what it acknowledged — 64 KiB
+/// without scaling, 64 KiB << 7 with a shift of 7 — and no further.
+#[test]
+fn rfc5961_3_2_a_rst_is_believed_within_its_receivers_window() {
+    // Without window scaling: 64 KiB.
+    let mut gw = Gw::new();
+    gw.handshake_22(1000, 5000, 0);
+    let far = tcp_at(V22, C22, "R", 5001 + 70_000, 0);
+    assert_eq!(
+        gw.t1_sends(&far, SEC).0,
+        Verdict::Drop(DropReason::InvalidState)
+    );
+    let near = tcp_at(V22, C22, "R", 5001 + 60_000, 0);
+    assert_eq!(gw.t1_sends(&near, SEC).0, Verdict::Forward(PUB));
+
+    // Both sides scale by 7: the client's window reaches 8 MiB.
+    let mut gw = Gw::new();
+    let steps = [
+        gw.client_sends(&syn_scaled(C22, E22, 1000, None, 7), 0).0,
+        gw.t1_sends(&syn_scaled(V22, C22, 5000, Some(1001), 7), 0).0,
+        gw.client_sends(&tcp_at(C22, E22, "A", 1001, 5001), 0).0,
+    ];
+    assert_eq!(steps, [UND, PUB, UND].map(Verdict::Forward));
+    let past = tcp_at(V22, C22, "R", 5001 + (65535 << 7) + 1, 0);
+    assert_eq!(
+        gw.t1_sends(&past, SEC).0,
+        Verdict::Drop(DropReason::InvalidState)
+    );
+    let within = tcp_at(V22, C22, "R", 5001 + (4 << 20), 0);
+    assert_eq!(gw.t1_sends(&within, SEC).0, Verdict::Forward(PUB));
+}
+
 /// RFC 5961 §3.2 in SYN-SENT: a RST answering a SYN must acknowledge it
 /// exactly; the opener's own RST (answering a challenge ACK) ends its
 /// attempt, and its next SYN opens the flow again.

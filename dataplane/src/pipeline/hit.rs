@@ -13,7 +13,7 @@
 //! passed them), as VPP's NAT fast path sits in front of its slow path.
 
 use super::*;
-use crate::conntrack::{Answered, TcpFlags};
+use crate::conntrack::{Answered, Scales, TcpFlags};
 
 /// What the first stage of a burst learned of one frame, for the second:
 /// see [`Pipeline::stage_public`].
@@ -117,6 +117,7 @@ impl Plain {
             flags: TcpFlags(flags),
             seq: 0,
             ack,
+            wscale: Scales::NONE,
             // Only packets of known flows take the fast path.
             opens: false,
         };

@@ -13,7 +13,7 @@
 //! builder; Ethernet or tunnel headers are prepended in the headroom at the
 //! end.
 
-use crate::conntrack::{Answered, Conn, TcpState, Timeouts, Tuple};
+use crate::conntrack::{Answered, Conn, Scales, TcpState, Timeouts, Tuple};
 use crate::counters::{DropReason, TenantCounters, WorkerCounters};
 use crate::firewall::{Direction as FwDir, Packet5};
 use crate::flow::{
@@ -1059,6 +1059,7 @@ impl Pipeline {
             protocol: tuple.protocol,
             tcp: TcpState::opened_by(tuple.protocol),
             expect: opening_expect(tuple),
+            scales: Scales::default(),
             snat: None,
             answered: Answered::No,
         };
@@ -1148,6 +1149,7 @@ impl Pipeline {
             protocol: tuple.protocol,
             tcp: TcpState::opened_by(tuple.protocol),
             expect: opening_expect(tuple),
+            scales: Scales::default(),
             snat,
             answered: Answered::Yes,
         };
@@ -1202,6 +1204,7 @@ impl Pipeline {
                 protocol: tuple.protocol,
                 tcp: TcpState::opened_by(tuple.protocol),
                 expect: opening_expect(tuple),
+                scales: Scales::default(),
                 snat: Some(inside),
                 answered: Answered::No,
             };
