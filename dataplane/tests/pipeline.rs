@@ -3588,8 +3588,10 @@ struct Event {
 /// Mixed traffic for the fast-path differential test: TCP connections to
 /// both elastic IPs opened by handshakes whose SYN+ACK comes back through
 /// the tunnel, then plain ACKs with and without data; UDP and ICMP echo to
-/// the EIPs; and among them what the fast path must leave alone: TTL 1,
-/// IP options, fragments, a bad header checksum, a FIN, a RST, Ethernet
+/// the EIPs; connections reopened by a SYN after a RST or a FIN, and SYNs
+/// and SYN+ACKs again on open ones; and among them what the fast path
+/// must leave alone: TTL 1, IP options, fragments, a bad header
+/// checksum, a FIN, a RST, Ethernet
 /// padding, a runt, a packet too big for the tunnel, frames to addresses
 /// without flows, and a jump in time that expires the UDP flows.
 fn mixed_traffic() -> Vec<Event> {
@@ -3667,7 +3669,11 @@ fn mixed_traffic() -> Vec<Event> {
                     out
                 }
                 4 => udp_from(CLIENT, 40000 + rand(20) as u16, [9, 9, 9, 9], 53),
-                5 if rand(40) == 0 => tcp_at(conn.0, conn.1, "R", 1001, 0),
+                5 if rand(10) == 0 => tcp_at(conn.0, conn.1, "R", 1001, 0),
+                // The client's SYN again: it reopens a connection a RST or
+                // FINs closed (its handshake completes with the VMs' SYN+ACK
+                // below and the next ACK) and passes an open one unchanged.
+                6 if rand(2) == 0 => tcp_at(conn.0, conn.1, "S", 1000, 0),
                 _ => tcp_at(conn.0, conn.1, "A", 1001, 5001),
             };
             match rand(24) {
@@ -3718,6 +3724,7 @@ fn mixed_traffic() -> Vec<Event> {
                         .unwrap();
                     out
                 }
+                3 if rand(4) == 0 => tcp_at((VM, port), (CLIENT, 30000 + i), "SA", 5000, 1001),
                 _ => tcp_at((VM, port), (CLIENT, 30000 + i), "A", 5001, 1001),
             };
             match rand(24) {
