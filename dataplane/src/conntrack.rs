@@ -6,6 +6,11 @@
 //! rewrite), the tunnel toward the tenant (so it needs no route lookup
 //! inward), and the state that decides how long the flow lives.
 //!
+//! TCP's state machine is written down as a table in `docs/conntrack.md`:
+//! [`TcpState::step`] and [`Conn::track_tcp`] implement it, and the
+//! flow-hit fast path (`pipeline/hit.rs`) takes only its one row for a
+//! plain segment of an established connection.
+//!
 //! Timeouts default to the RFCs' floors: RFC 4787 REQ-5 (UDP at least
 //! 2 minutes), RFC 5382 REQ-5 (TCP established at least 2 hours 4 minutes,
 //! transitory 4 minutes), RFC 5508 REQ-1 (ICMP query 60 seconds).
@@ -87,7 +92,7 @@ pub enum TcpState {
     /// The opener's SYN went through.
     SynSent,
     /// Both sides sent a SYN, neither acknowledged the other's yet: a
-    /// simultaneous open (RFC 9293 figure 8).
+    /// simultaneous open (RFC 9293 §3.5).
     SynSent2,
     /// The answerer acknowledged the opener's SYN (its SYN+ACK); the
     /// opener's acknowledgement of the answerer's SYN completes the
@@ -194,8 +199,8 @@ impl Conn {
         let other = 1 - from;
         if t.flags.has(TcpFlags::RST) {
             let fits = match (self.tcp, from) {
-                // The answer to a SYN acknowledges it exactly (RFC 5961
-                // §3.2's SYN-SENT rule).
+                // The answer to a SYN acknowledges it exactly (RFC 9293
+                // §3.10.7.3; RFC 5961 §3 leaves SYN-SENT to it).
                 (TcpState::SynSent, 1) => t.flags.has(TcpFlags::ACK) && t.ack == self.expect[other],
                 // The opener's RST in SYN-SENT answers an ACK of an older
                 // connection the answerer still holds (RFC 5961 §4's

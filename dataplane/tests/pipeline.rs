@@ -2895,7 +2895,7 @@ fn rfc5382_req_2_retransmitted_syns_pass_while_the_handshake_waits() {
     );
 }
 
-/// RFC 5382 REQ-2 and RFC 9293 §3.5 figure 8, simultaneous open: the VM
+/// RFC 5382 REQ-2 and RFC 9293 §3.5, simultaneous open: the VM
 /// and the client each send a SYN, each acknowledges the other's with a
 /// SYN+ACK, and the connection is established, either way round.
 #[test]
@@ -3045,11 +3045,13 @@ fn rfc5961_3_2_a_rst_is_believed_within_its_receivers_window() {
     assert_eq!(gw.t1_sends(&within, SEC).0, Verdict::Forward(PUB));
 }
 
-/// RFC 5961 §3.2 in SYN-SENT: a RST answering a SYN must acknowledge it
-/// exactly; the opener's own RST (answering a challenge ACK) ends its
-/// attempt, and its next SYN opens the flow again.
+/// RFC 9293 §3.10.7.3 (in SYN-SENT, a RST is acceptable if its ACK
+/// acknowledges the SYN; RFC 5961 §3 leaves SYN-SENT to this rule): a RST
+/// answering a SYN must acknowledge it exactly; the opener's own RST
+/// (answering a challenge ACK, RFC 5961 §4) ends its attempt, and its
+/// next SYN opens the flow again.
 #[test]
-fn rfc5961_3_2_a_rst_during_the_handshake() {
+fn rfc9293_3_10_7_3_a_rst_in_syn_sent_acknowledges_the_syn() {
     let mut gw = Gw::new();
     gw.client_sends(&tcp_at(C22, E22, "S", 1000, 0), 0);
     let (v, _) = gw.t1_sends(&tcp_at(V22, C22, "RA", 0, 1002), 0);

@@ -224,7 +224,8 @@ impl Pipeline {
         {
             return None;
         }
-        // Committed: from here on the packet is this path's.
+        // Committed: from here on the packet is this path's. For TCP, the
+        // row "Established, ACK" of docs/conntrack.md: learn the ACK.
         if tcp {
             conn.expect[1 - hit.dir.index()] = p.tuple.ack;
         }
