@@ -103,8 +103,11 @@ pub enum TcpState {
     SynReceived2,
     /// The handshake completed.
     Established,
-    /// One side sent a FIN.
+    /// The opener sent a FIN (it is in FIN-WAIT), the answerer not yet.
     FinWait,
+    /// The answerer sent a FIN (the opener is in CLOSE-WAIT), the opener
+    /// not yet.
+    CloseWait,
     /// Both sides sent a FIN.
     Closing,
     /// A RST went through.
@@ -270,7 +273,9 @@ impl TcpState {
         let syn = flags.has(TcpFlags::SYN);
         let ack = flags.has(TcpFlags::ACK);
         let fin = flags.has(TcpFlags::FIN);
-        let opened = if fin { FinWait } else { Established };
+        // The sender's FIN, from the opener's point of view.
+        let closes = if from_opener { FinWait } else { CloseWait };
+        let opened = if fin { closes } else { Established };
         Ok(match (self, from_opener) {
             // A new connection on a closed one's 5-tuple. (The end host
             // checks RFC 1122's sequence condition; Linux conntrack does
@@ -304,14 +309,15 @@ impl TcpState {
             // opener answers with a RST that closes the flow, and its next
             // SYN reopens it; or the peer lost the connection too and
             // answers with a SYN+ACK, whose ACK the table learns.
-            (Established | FinWait, true) if syn && !ack => Ignore,
+            (Established | FinWait | CloseWait, true) if syn && !ack => Ignore,
             // The answerer's SYN+ACK again: the opener's ACK was lost.
             (_, false) if syn && ack => Ignore,
             (_, _) if syn => return Err(Invalid),
             // RFC 9293 §3.10.7.4: a segment without ACK is dropped.
             (_, _) if !ack => return Err(Invalid),
-            (Established, _) if fin => Move(FinWait),
-            (FinWait, _) if fin => Move(Closing),
+            (Established, _) if fin => Move(closes),
+            // The other side's FIN; the same side's again changes nothing.
+            (FinWait, false) | (CloseWait, true) if fin => Move(Closing),
             // Closed lets stragglers through until it expires.
             (state, _) => Move(state),
         })
@@ -571,7 +577,8 @@ mod tests {
                 (SYN, true, false, SynReceived),
                 (ACK, true, true, Established),
                 (ACK, false, true, Established),
-                (FIN_ACK, false, true, FinWait),
+                (FIN_ACK, false, true, CloseWait),
+                (FIN_ACK, false, true, CloseWait),
                 (FIN_ACK, true, true, Closing),
                 (ACK, false, true, Closing),
                 (SYN, true, false, SynSent),

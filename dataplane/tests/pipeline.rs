@@ -2828,6 +2828,29 @@ fn rfc1122_4_2_2_13_a_syn_reopens_a_connection_closed_by_fins() {
     assert_eq!(v, Verdict::Forward(PUB));
 }
 
+/// RFC 9293 §3.6 (a FIN closes one direction; the other stays open until
+/// its own FIN) and RFC 5382 REQ-2 (retransmissions): the client's FIN
+/// sent again, its ACK lost, leaves the connection half-closed, not
+/// closed — a SYN from the client then passes unchanged and the client's
+/// ACKs of the VM's data still pass, where a closed connection would have
+/// been reopened by the SYN and refused the ACKs.
+#[test]
+fn rfc9293_3_6_a_fin_sent_again_leaves_the_connection_half_closed() {
+    let mut gw = Gw::new();
+    gw.handshake_22(1000, 5000, 0);
+    for _ in 0..2 {
+        let (v, _) = gw.client_sends(&tcp_at(C22, E22, "FA", 1001, 5001), SEC);
+        assert_eq!(v, Verdict::Forward(UND));
+    }
+    // The VM goes on sending; the client, restarted, tries again.
+    let (v, _) = gw.t1_sends(&tcp_at(V22, C22, "A", 5001, 1002), 2 * SEC);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let (v, _) = gw.client_sends(&tcp_at(C22, E22, "S", 60_000, 0), 2 * SEC);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (v, _) = gw.client_sends(&tcp_at(C22, E22, "A", 1002, 5001), 2 * SEC);
+    assert_eq!(v, Verdict::Forward(UND), "still half-closed");
+}
+
 /// RFC 7857 §2.2 (a SYN reuses a mapping whose connection was reset) and
 /// RFC 6146 §3.5.2.2: after a RST, the host's next SYN on the same
 /// 5-tuple goes out at once, through the same shared-NAT mapping.
