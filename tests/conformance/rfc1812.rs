@@ -142,7 +142,8 @@ fn rfc1812_4_3_3_1_host_unreachable() {
     });
     assert_eq!(got.len(), 1);
     let e = &got[0].pkt;
-    assert_eq!(e.h.destination, VM);
+    // §4.3.2.4: from the gateway's address on the side it is sent to.
+    assert_eq!((e.h.source, e.h.destination), (GW_UND, VM));
     assert!(e.icmp_checksum_ok());
     let q = e.quoted();
     assert_eq!((q.h.source, q.sport()), (VM, Some(1806)));

@@ -16,7 +16,7 @@ pub fn frames(p: &mut Plan) {
     p.public(1, tcp(REMOTE, 7800, EIP1, 7801, SYN | ACK, 5000, 1001));
     p.tunnel(2, T1, tcp(VM, 7801, REMOTE, 7800, ACK, 1001, 5001));
     p.public(3, tcp(REMOTE, 7800, EIP1, 7801, RST, 5001, 0));
-    // §10: IP identification through the NAT.
+    // §11: IP identification through the NAT.
     let d = with_header(&udp(VM, 7810, REMOTE, 7810, b"ip id"), |h| {
         h.identification = 0x7857
     });
@@ -39,10 +39,10 @@ fn rfc7857_2_3_rst_is_translated() {
     assert!(rst.l4_checksum_ok());
 }
 
-/// RFC 7857 §10 (after RFC 6864 §5.3.1): the IP identification of a
+/// RFC 7857 §11 (after RFC 6864 §5.3.1): the IP identification of a
 /// translated datagram is kept.
 #[test]
-fn rfc7857_10_ip_identification_is_kept() {
+fn rfc7857_11_ip_identification_is_kept() {
     let got = outcome().public_where(|p| p.sport() == Some(7810));
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].h.source, got[0].h.identification), (EIP1, 0x7857));
