@@ -524,8 +524,20 @@ fn run(plan: &Plan) -> Outcome {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The control plane's answers (host unreachable after the ARP
-    // retries, fragments cut) follow within milliseconds.
-    std::thread::sleep(Duration::from_millis(400));
+    // retries, fragments cut) follow within milliseconds: wait until
+    // nothing more has come for 300 ms.
+    let mut seen = (0, 0);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_millis(300) {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = (
+            read_pcap(&dir.path("pub-out.pcap")).len(),
+            read_pcap(&dir.path("und-out.pcap")).len(),
+        );
+        if now != seen {
+            (seen, quiet_since) = (now, Instant::now());
+        }
+    }
     let out = daemon.terminate();
     assert!(
         out.status.success(),
