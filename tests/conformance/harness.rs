@@ -457,7 +457,7 @@ pub fn outcome() -> &'static Outcome {
     RUN.get_or_init(|| {
         let mut plan = Plan::default();
         crate::frames(&mut plan);
-        let out = run(&plan);
+        let out = run(&mut plan);
         if std::env::var_os("TGW_CONFORMANCE_DUMP").is_some() {
             out.dump();
         }
@@ -465,7 +465,7 @@ pub fn outcome() -> &'static Outcome {
     })
 }
 
-fn run(plan: &Plan) -> Outcome {
+fn run(plan: &mut Plan) -> Outcome {
     let dir = Scratch::new("conformance");
     let prefix = format!("tgw-test-conformance-{}", std::process::id());
     let _files = PrefixFiles(prefix.clone());
@@ -474,30 +474,12 @@ fn run(plan: &Plan) -> Outcome {
     // request on the underlay. Their answers mean every round before has
     // been through the worker; what the control plane sends (cut
     // fragments, host unreachable) comes within a few of its ticks.
-    let mut last = Plan::default();
+    let last = plan.rounds.len();
     let sentinel_id = 0xfffe;
-    let ping = echo_request(CLIENT, GW_PUB, sentinel_id, b"sentinel");
-    last.public(0, ping);
-    last.underlay_frame(
-        0,
-        eth(
-            [0xff; 6],
-            HOST1_MAC,
-            EtherType::ARP,
-            &arp(1, HOST1_MAC, HOST1, [0; 6], GW_UND),
-        ),
-    );
-    let mut all = Plan {
-        rounds: Vec::new(),
-        ..Default::default()
-    };
-    for r in plan.rounds.iter().chain(&last.rounds) {
-        all.rounds.push(Round {
-            public: r.public.clone(),
-            underlay: r.underlay.clone(),
-        });
-    }
-    let fillers = all.write(&dir.path("pub-in.pcap"), &dir.path("und-in.pcap"));
+    plan.public(last, echo_request(CLIENT, GW_PUB, sentinel_id, b"sentinel"));
+    let ask = arp(1, HOST1_MAC, HOST1, [0; 6], GW_UND);
+    plan.underlay_frame(last, eth([0xff; 6], HOST1_MAC, EtherType::ARP, &ask));
+    let fillers = plan.write(&dir.path("pub-in.pcap"), &dir.path("und-in.pcap"));
 
     let config = config(&dir, &prefix);
     let mut daemon = Daemon::start(

@@ -6,7 +6,7 @@
 //! All checks share one run of tgw (see `harness`): each module's `frames`
 //! adds its packets to the plan, and each test finds its answers by ports
 //! or identifiers no other check uses. Ports and ICMP identifiers taken,
-//! by module: rfc4787 4xxxx and 47xx, rfc5382 53xx, rfc5508 0x55xx and
+//! by module: rfc4787 40xx and 47xx, rfc5382 53xx, rfc5508 0x55xx and
 //! 55xx, rfc7857 78xx, rfc1812 0x18xx and 18xx, rfc791 0x79xx and 79xx,
 //! gre 27xx, rfc6040 60xx, rfc826 (ARP: addresses 1.1.1.2xx).
 
