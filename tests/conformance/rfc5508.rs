@@ -66,6 +66,14 @@ pub fn frames(p: &mut Plan) {
     p.tunnel(1, T2, echo_reply(VM, EIP1, 0x5540, b"req7"));
     let arrived = tcp_syn(EIP1, 5541, VM, 23, None);
     p.tunnel(1, T2, icmp_error(VM, EIP1, (3, 3), 0, &quote(&arrived, 8)));
+    // REQ-5 through a pool: t2's 10.0.0.8 refuses what a stranger sent
+    // to its mapping (rfc4787's REQ-8 check, round 1).
+    let received = udp([7, 7, 7, 7], 4711, POOLED, 4010, b"req8 eif stranger");
+    p.tunnel(
+        2,
+        T2,
+        icmp_error(POOLED, [7, 7, 7, 7], (3, 3), 0, &quote(&received, 8)),
+    );
 }
 
 /// `ip` with IPv4 options `opts` (a multiple of 4 bytes) after its header.
@@ -214,6 +222,29 @@ fn rfc5508_req5_internal_errors_translated() {
         (q.h.source, q.sport(), q.h.destination, q.dport()),
         (CLIENT, Some(5530), EIP1, Some(22))
     );
+}
+
+/// RFC 5508 §4.2, REQ-5 through a pool (NAPT): the error leaves from the
+/// pool address (REQ-5c: the NAT's own public address), the quote's
+/// destination the mapping's public end. tgw gets those right and then,
+/// as in the other direction, writes the mapping's public port into the
+/// error's unused word and leaves its ICMP checksum wrong.
+#[test]
+#[ignore = "issue 10: RFC 5508 REQ-5 for pool (NAPT) mappings not met yet: the error's checksum and unused word are spoiled"]
+fn rfc5508_req5_internal_errors_through_a_pool() {
+    let got =
+        outcome().public_where(|p| p.icmp() == Some((3, 3)) && p.h.destination == [7, 7, 7, 7]);
+    assert_eq!(got.len(), 1);
+    let e = &got[0];
+    assert_eq!(e.h.source, POOL2);
+    let q = e.quoted();
+    let mapped = outcome().mapped(T2, POOLED, 4010);
+    assert_eq!(
+        (q.h.source, q.sport(), q.h.destination, q.dport()),
+        ([7, 7, 7, 7], Some(4711), POOL2, Some(mapped))
+    );
+    assert_eq!(e.payload[4..8], [0, 0, 0, 0], "the unused word as sent");
+    assert!(e.icmp_checksum_ok());
 }
 
 /// RFC 5508 §5, REQ-6: an error about a query session does not end it:
