@@ -54,7 +54,10 @@ pub fn frames(p: &mut Plan) {
     }
     p.tunnel_raw(0, T1, 0x2000, &[3000], 0x6558, &inner(2706), 0); // unknown key
     p.tunnel_raw(0, T1, 0x0000, &[], 0x6558, &inner(2707), 0); // no key
-                                                               // Sequence numbers, the later first.
+                                                               // Plain IPv4 (0x0800) to a gretap tenant.
+    let ip = udp(VM, 2712, REMOTE, 2700, b"gre");
+    p.tunnel_raw(0, T1, 0x2000, &[key], 0x0800, &ip, 0);
+    // Sequence numbers, the later first.
     p.tunnel_raw(0, T1, 0x3000, &[key, 10], 0x6558, &inner(2708), 0);
     p.tunnel_raw(0, T1, 0x3000, &[key, 5], 0x6558, &inner(2709), 0);
     // MSS clamping, both ways.
@@ -97,6 +100,14 @@ fn rfc2784_2_5_checksum_verified() {
     assert_eq!(delivered(2704), 1);
     assert_eq!(delivered(2705), 0);
     assert_eq!(outcome().drops("gre_checksum"), 1);
+}
+
+/// RFC 2784 §2.4: the protocol type names the payload; a tenant takes the
+/// one it is configured for (gretap: 0x6558), others are `gre_protocol`.
+#[test]
+fn rfc2784_2_4_protocol_type_is_the_tenants() {
+    assert_eq!(delivered(2712), 0);
+    assert_eq!(outcome().drops("gre_protocol"), 1);
 }
 
 /// RFC 2890 §2.1: the key names the tunnel (here the tenant); a key no

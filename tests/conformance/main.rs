@@ -52,6 +52,7 @@ fn every_drop_is_one_a_check_expects() {
         ("firewall", 1),               // rfc5508 REQ-8: t1's SYN to port 22
         ("gre_checksum", 1),           // gre: the wrong checksum
         ("gre_no_key", 1),             // gre: no key
+        ("gre_protocol", 1),           // gre: IPv4 to a gretap tenant
         ("gre_unknown_key", 1),        // gre: key 3000
         ("gre_version", 2),            // gre: version 1, routing present
         ("ip_option_record_route", 1), // rfc1812: Record Route

@@ -20,7 +20,7 @@ pub fn frames(p: &mut Plan) {
     p.tunnel(0, T1, echo_request(POOLED, REMOTE2, 0x5501, b"req1"));
     let id = p.snat_port(T1, POOLED, 0x5501);
     // The flows the errors below are about.
-    for port in 5520..=5523 {
+    for port in 5520..=5525 {
         p.tunnel(0, T1, udp(VM, port, REMOTE, port, b"to be refused"));
     }
     // REQ-7: a hairpinned ping and a hairpinned SYN between the EIPs.
@@ -50,6 +50,11 @@ pub fn frames(p: &mut Plan) {
         icmp_error(ROUTER, EIP1, (3, 3), 0, &quote(&with_nops, 8)),
     );
     p.public(1, router_error_about(5529).1);
+    // REQ-10: time exceeded and parameter problem (pointer 8: the TTL).
+    for (port, kind, rest) in [(5524, (11, 0), 0), (5525, (12, 0), 8 << 24)] {
+        let sent = udp(EIP1, port, REMOTE, port, b"to be refused");
+        p.public(1, icmp_error(ROUTER, EIP1, kind, rest, &quote(&sent, 8)));
+    }
     // REQ-5: 10.0.0.7 refuses the client's SYN with an error.
     let received = tcp_syn(CLIENT, 5530, VM, 22, None);
     p.tunnel(
@@ -309,6 +314,24 @@ fn rfc5508_req7_hairpinned_errors() {
         (q.h.source, q.h.destination, q.dport()),
         (VM, EIP2, Some(23))
     );
+}
+
+/// RFC 5508 §7, REQ-10: the other errors about a flow — time exceeded
+/// (b) and parameter problem (e), its pointer kept — are translated as
+/// destination unreachable is.
+#[test]
+fn rfc5508_req10_time_exceeded_and_parameter_problem_translated() {
+    let out = outcome();
+    for (port, kind, rest) in [(5524, (11, 0), [0; 4]), (5525, (12, 0), [8, 0, 0, 0])] {
+        let got = out.tunnelled_where(|t| {
+            t.key == 1000 && t.pkt.icmp() == Some(kind) && t.pkt.quoted().sport() == Some(port)
+        });
+        assert_eq!(got.len(), 1, "{kind:?}");
+        let e = &got[0].pkt;
+        assert_eq!((e.h.destination, e.quoted().h.source), (VM, VM));
+        assert_eq!(e.payload[4..8], rest);
+        assert!(e.icmp_checksum_ok());
+    }
 }
 
 /// RFC 5508 §7, REQ-8 (SHOULD send "administratively prohibited" when a
