@@ -55,6 +55,7 @@ fn every_drop_is_one_a_check_expects() {
         ("gre_protocol", 1),           // gre: IPv4 to a gretap tenant
         ("gre_unknown_key", 1),        // gre: key 3000
         ("gre_version", 2),            // gre: version 1, routing present
+        ("invalid_state", 1),          // rfc5382: a SYN+ACK acking 999
         ("ip_option_record_route", 1), // rfc1812: Record Route
         ("ip_option_source_route", 1), // rfc1812: LSRR
         // rfc4787 REQ-8: another port, another address; rfc5382 REQ-4:

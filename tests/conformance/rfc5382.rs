@@ -1,7 +1,6 @@
-//! RFC 5382, NAT behavioural requirements for TCP. REQ-2 (every valid
-//! sequence: retransmitted SYNs, simultaneous open) is being reworked
-//! with TCP tracking (issue 10) and has its tests there; REQ-5's
-//! timeouts are in `timeouts`.
+//! RFC 5382, NAT behavioural requirements for TCP. REQ-5's timeouts are
+//! in `timeouts`; the whole state machine, with its dataplane tests, is
+//! docs/conntrack.md.
 
 use crate::harness::Tenant::T1;
 use crate::harness::*;
@@ -29,6 +28,83 @@ pub fn frames(p: &mut Plan) {
     let sent = tcp_syn(POOL1, mapped, REMOTE2, 80, None);
     p.public(1, icmp_error(ROUTER, POOL1, (3, 1), 0, &quote(&sent, 8)));
     p.public(2, tcp_syn(REMOTE2, 80, POOL1, mapped, Some(1001)));
+
+    // REQ-2: a SYN sent again, through 10.0.0.7's elastic IP: once before
+    // any answer, once after a SYN+ACK that was lost beyond tgw.
+    p.tunnel(0, T1, tcp(VM, 5321, REMOTE, 80, SYN, 1000, 0));
+    p.tunnel(1, T1, tcp(VM, 5321, REMOTE, 80, SYN, 1000, 0));
+    p.public(2, tcp(REMOTE, 80, EIP1, 5321, SYN | ACK, 5000, 1001));
+    p.tunnel(3, T1, tcp(VM, 5321, REMOTE, 80, SYN, 1000, 0));
+    p.public(4, tcp(REMOTE, 80, EIP1, 5321, SYN | ACK, 5000, 1001));
+    // REQ-2: a simultaneous open: both ends send a SYN, then a SYN+ACK.
+    p.tunnel(0, T1, tcp(VM, 5331, REMOTE, 5330, SYN, 1000, 0));
+    p.public(1, tcp(REMOTE, 5330, EIP1, 5331, SYN, 7000, 0));
+    p.tunnel(2, T1, tcp(VM, 5331, REMOTE, 5330, SYN | ACK, 1000, 7001));
+    p.public(2, tcp(REMOTE, 5330, EIP1, 5331, SYN | ACK, 7000, 1001));
+    p.tunnel(3, T1, tcp(VM, 5331, REMOTE, 5330, ACK, 1001, 7001));
+    // A SYN+ACK that does not acknowledge the SYN is no answer to it
+    // (RFC 9293 §3.10.7.3; conntrack drops it too); the true one passes.
+    p.tunnel(0, T1, tcp(VM, 5341, REMOTE, 80, SYN, 1000, 0));
+    p.public(1, tcp(REMOTE, 80, EIP1, 5341, SYN | ACK, 5000, 999));
+    p.public(2, tcp(REMOTE, 80, EIP1, 5341, SYN | ACK, 5000, 1001));
+}
+
+const SYN: u8 = 2;
+const ACK: u8 = 16;
+
+/// The TCP segments of (remote port, tenant port) that came out on the
+/// public side (`out`) or in t1's tunnel, as (flags, from the VM).
+fn segments(lport: u16) -> (Vec<u8>, Vec<u8>) {
+    let out = outcome();
+    let outward = out
+        .public_where(|p| p.h.protocol == IpNumber::TCP && p.sport() == Some(lport))
+        .iter()
+        .map(|p| p.payload[13] & 0x17)
+        .collect();
+    let inward = out
+        .tunnelled_where(|t| {
+            t.key == 1000 && t.pkt.h.protocol == IpNumber::TCP && t.pkt.dport() == Some(lport)
+        })
+        .iter()
+        .map(|t| t.pkt.payload[13] & 0x17)
+        .collect();
+    (outward, inward)
+}
+
+/// RFC 5382 §4.1, REQ-2 (MUST support all valid sequences of TCP
+/// packets): a SYN retransmitted while the handshake waits goes out again
+/// — before any answer, and after a SYN+ACK lost beyond tgw — and the
+/// answers still come in.
+#[test]
+fn rfc5382_req2_a_retransmitted_syn_passes() {
+    assert_eq!(
+        segments(5321),
+        (vec![SYN, SYN, SYN], vec![SYN | ACK, SYN | ACK])
+    );
+}
+
+/// RFC 5382 §4.1, REQ-2: a simultaneous open (RFC 9293 §3.5, figure 8)
+/// is carried both ways to the end.
+#[test]
+fn rfc5382_req2_a_simultaneous_open_passes() {
+    assert_eq!(
+        segments(5331),
+        (vec![SYN, SYN | ACK, ACK], vec![SYN, SYN | ACK])
+    );
+}
+
+/// RFC 9293 §3.10.7.3: a SYN+ACK must acknowledge the SYN; one that does
+/// not is dropped (`invalid_state`), the true one passes.
+#[test]
+fn rfc9293_3_10_7_3_a_syn_ack_must_acknowledge_the_syn() {
+    let (_, inward) = segments(5341);
+    assert_eq!(inward, vec![SYN | ACK], "only the true SYN+ACK");
+    let acks: Vec<u32> = outcome()
+        .tunnelled_where(|t| t.key == 1000 && t.pkt.dport() == Some(5341))
+        .iter()
+        .map(|t| u32::from_be_bytes(t.pkt.payload[8..12].try_into().unwrap()))
+        .collect();
+    assert_eq!(acks, vec![1001]);
 }
 
 fn tcp_out(sport: u16) -> Vec<Pkt> {
