@@ -56,6 +56,10 @@ pub fn spec(config: &Config, ports: &[(u16, MacAddr)]) -> Spec {
                     .map(|c| (c.addr, c.len))
                     .collect(),
                 mac: t.mac.map_or_else(|| tenant_mac(t.key), |m| m.0),
+                gre: tenant::GreOptions {
+                    checksum: t.gre_checksum,
+                    sequence: t.gre_sequence,
+                },
                 routes: t
                     .routes
                     .iter()

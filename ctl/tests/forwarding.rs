@@ -178,6 +178,8 @@ fn reference_example_is_the_reference_scenario() {
         name: name.to_owned(),
         key,
         encap: Encap::Gretap,
+        gre_checksum: false,
+        gre_sequence: false,
         hosts: vec![ip(host)],
         prefixes: vec![cidr("10.0.0.0/24")],
         mac: Some(mac(macs[0])),
@@ -1814,4 +1816,44 @@ fn source_nat_pools_belong_to_one_tenant_and_use_their_own_addresses() {
     ] {
         assert_errors(&refused(&text), &[want]);
     }
+}
+
+/// GRE checksums and sequence numbers on send (issue 9): off by default,
+/// read per tenant, and sequence numbers refused with two workers, whose
+/// two counters would make the host drop what arrives out of order.
+#[test]
+fn gre_checksum_and_sequence_are_per_tenant_and_sequence_needs_one_worker() {
+    let t = &accepted(T1).tenants[0];
+    assert_eq!((t.gre_checksum, t.gre_sequence), (false, false));
+    let with = T1.replace(
+        "key = 1000\n",
+        "key = 1000\ngre_checksum = true\ngre_sequence = true\n",
+    );
+    let t = &accepted(&with).tenants[0];
+    assert_eq!((t.gre_checksum, t.gre_sequence), (true, true));
+    assert_errors(
+        &refused(&T1.replace("key = 1000\n", "key = 1000\ngre_checksum = \"yes\"\n")),
+        &[(line(4), &["gre_checksum", "expected true or false"])],
+    );
+
+    let two_workers = BASE.replace(
+        "rx = [\"pub0:0\", \"und0:0\"]\n",
+        "rx = [\"pub0:0\", \"und0:0\"]\n[[worker]]\nlcore = 2\ncpu = 0\nrx = [\"pub0:1\", \"und0:1\"]\n",
+    );
+    let checksum_only = T1.replace("key = 1000\n", "key = 1000\ngre_checksum = true\n");
+    assert!(check_text(&format!("{two_workers}{checksum_only}")).is_ok());
+    let errs = match check_text(&format!("{two_workers}{with}")) {
+        Ok(_) => panic!("gre_sequence with two workers was accepted"),
+        Err(e) => e,
+    };
+    assert_errors(
+        &errs,
+        &[(
+            BASE_LINES + 4 + 5,
+            &[
+                "tenant \"t1\": gre_sequence needs a single [[worker]]",
+                "2 are defined",
+            ],
+        )],
+    );
 }

@@ -4,12 +4,14 @@
 //!
 //! Everything a frame needs after its lookups is precomputed here, as VPP's
 //! adjacencies are: the Ethernet header toward each next hop, and the whole
-//! outer Ethernet + IPv4 + GRE(key) header toward each tunnel host. Only
+//! outer Ethernet + IPv4 + GRE header (key, and the checksum and sequence
+//! words where the tenant asks for them) toward each tunnel host. Only
 //! the neighbour's MAC is not: it comes per frame from the shared
 //! [`Neighbours`] table, which the resolver updates without a new snapshot,
 //! through the slot each adjacency remembers.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
@@ -20,17 +22,24 @@ use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix, VrfId, VrfTables};
 use crate::nat::{EipError, Eips};
 use crate::neighbour::{NeighKey, NeighRef, NeighbourWriter, Neighbours};
 use crate::snat::{Pool, PoolError, Pools};
-use crate::tenant::{Encap, Net, Tenant, TenantError, TenantId, TenantTable};
+use crate::tenant::{Encap, GreOptions, Net, Tenant, TenantError, TenantId, TenantTable};
 use crate::wire::{ethernet, gre, ipv4, EtherType, IpProtocol, Ipv4Addr};
 
 /// Addresses a port may carry.
 pub const MAX_PORT_ADDRS: usize = 4;
-/// Bytes of the longest tunnel header: outer Ethernet, IPv4, GRE with key,
-/// and the inner Ethernet of gretap.
+/// Bytes of the longest tunnel header: outer Ethernet, IPv4, GRE with
+/// checksum, key and sequence number, and the inner Ethernet of gretap.
 pub const MAX_TUNNEL_HEADER: usize =
+    ethernet::HEADER_LEN + ipv4::HEADER_LEN + GRE_KEYED_LEN + 8 + ethernet::HEADER_LEN;
+/// Bytes of a gretap tunnel's header with the key alone: what most tenants
+/// use, and what the fast copy in `pipeline::encap` is sized for.
+pub const KEYED_GRETAP_HEADER: usize =
     ethernet::HEADER_LEN + ipv4::HEADER_LEN + GRE_KEYED_LEN + ethernet::HEADER_LEN;
 /// GRE header with the key present (RFC 2890).
 pub const GRE_KEYED_LEN: usize = gre::MIN_HEADER_LEN + 4;
+/// Where the GRE header starts in a tunnel header (the outer IPv4 header
+/// has no options).
+pub const GRE_AT: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
 /// TTL of the outer header (Linux's default for tunnels that do not inherit).
 pub const OUTER_TTL: u8 = 64;
 
@@ -63,6 +72,8 @@ pub struct TenantSpec {
     pub hosts: Vec<Ipv4Addr>,
     pub prefixes: Vec<(Ipv4Addr, u8)>,
     pub mac: [u8; 6],
+    /// The optional GRE words of what tgw sends into the tenant's tunnels.
+    pub gre: GreOptions,
     pub routes: Vec<(Ipv4Addr, u8, Target)>,
     /// Rules for the flows the tenant opens and receives, written in its
     /// own (private) addresses.
@@ -173,12 +184,17 @@ pub struct TunnelAdj {
     pub tenant: TenantId,
     pub port: u16,
     pub host: Ipv4Addr,
-    /// Outer Ethernet + IPv4 + GRE(key), and for gretap the inner Ethernet
-    /// header. Both Ethernet destinations, the IPv4 length, identification,
-    /// DSCP/ECN and DF are filled per frame; the IPv4 checksum covers the
-    /// header with those zero, and each frame adds them to it.
+    /// Outer Ethernet + IPv4 + GRE(key, and the tenant's options), and for
+    /// gretap the inner Ethernet header. Both Ethernet destinations, the
+    /// IPv4 length, identification, DSCP/ECN and DF are filled per frame;
+    /// the IPv4 checksum covers the header with those zero, and each frame
+    /// adds them to it. The GRE checksum and sequence words, where present,
+    /// are zero here and written per frame too ([`Tables::fill_gre_options`]).
     pub header: [u8; MAX_TUNNEL_HEADER],
     pub header_len: u8,
+    pub gretap: bool,
+    /// The tenant's GRE options, as the header carries them.
+    pub gre: GreOptions,
     /// The outer next hop: the host, or the underlay router toward it.
     pub neigh: NeighRef,
     /// The underlay port's IP MTU.
@@ -195,7 +211,7 @@ impl TunnelAdj {
     /// Whether the header ends in an inner Ethernet header (gretap).
     #[inline]
     pub fn is_gretap(&self) -> bool {
-        usize::from(self.header_len) == MAX_TUNNEL_HEADER
+        self.gretap
     }
 
     /// The largest inner IPv4 packet that fits the underlay MTU.
@@ -216,6 +232,12 @@ pub struct Tables {
     pub vrfs: VrfTables,
     pub nexthops: Vec<NextHop>,
     pub tunnels: Vec<TunnelAdj>,
+    /// The next GRE sequence number of each tunnel, by tunnel index (zero
+    /// and unused where the tenant sends none). Shared by the one worker a
+    /// config with sequence numbers may have and the resolver, which sends
+    /// into tunnels too: see docs/decisions.md, "GRE checksums and sequence
+    /// numbers on send".
+    pub gre_seq: Box<[AtomicU32]>,
     /// Public-side destinations → `l2` index.
     pub public: Lpm,
     pub l2: Vec<L2Adj>,
@@ -397,6 +419,7 @@ impl Tables {
                         .filter_map(|&(ip, len)| Net::new(ip, len))
                         .collect(),
                     mac: t.mac,
+                    gre: t.gre,
                 })
                 .collect(),
         )
@@ -467,6 +490,7 @@ impl Tables {
             tenants,
             vrfs,
             nexthops,
+            gre_seq: tunnels.iter().map(|_| AtomicU32::new(0)).collect(),
             tunnels,
             public,
             l2,
@@ -477,6 +501,35 @@ impl Tables {
             mss_clamp: spec.mss_clamp,
             firewall,
         })
+    }
+
+    /// Writes the GRE options of tunnel `tunnel` into `gre`, a GRE packet
+    /// (header and payload, to the end of the outer IPv4 packet) whose
+    /// header the tunnel's adjacency wrote: the next sequence number, then
+    /// the checksum over it all (RFC 2784: header and payload, the checksum
+    /// field zero while summing). Off the common path: only tenants with
+    /// options call it.
+    #[cold]
+    pub fn fill_gre_options(&self, tunnel: u32, gre: &mut [u8]) {
+        let Some(adj) = self.tunnels.get(tunnel as usize) else {
+            return;
+        };
+        let mut p = gre::GrePacket::new_unchecked(gre);
+        if adj.gre.sequence {
+            if let Some(next) = self.gre_seq.get(tunnel as usize) {
+                p.set_sequence(next.fetch_add(1, Ordering::Relaxed));
+            }
+        }
+        p.fill_checksum();
+    }
+
+    /// The tunnel of `tenant` toward `host`, for frames that arrive from
+    /// a host rather than from a route (ARP inside the tunnel).
+    pub fn tunnel_to(&self, tenant: TenantId, host: u32) -> Option<u32> {
+        self.tunnels
+            .iter()
+            .position(|a| a.tenant == tenant && u32::from(a.host) == host)
+            .map(|i| i as u32)
     }
 
     /// The L2 adjacency toward public destination `dst`, on-link ones made
@@ -569,10 +622,14 @@ fn tunnel_adj(
         Encap::Gretap => EtherType::TRANSPARENT_ETHERNET_BRIDGING,
         Encap::Ipv4 => EtherType::IPV4,
     };
-    header[g..g + 2].copy_from_slice(&0x2000u16.to_be_bytes()); // K bit, version 0
-    header[g + 2..g + 4].copy_from_slice(&proto.0.to_be_bytes());
-    header[g + 4..g + 8].copy_from_slice(&t.key.to_be_bytes());
-    let mut len = g + GRE_KEYED_LEN;
+    let repr = gre::GreRepr {
+        protocol: proto,
+        checksum: t.gre.checksum,
+        key: Some(t.key),
+        sequence: t.gre.sequence.then_some(0),
+    };
+    repr.emit(&mut gre::GrePacket::new_unchecked(&mut header[g..]));
+    let mut len = g + repr.header_len();
     if t.encap == Encap::Gretap {
         // Inner destination is per frame; the source is the tenant MAC.
         header[len + 6..len + 12].copy_from_slice(&t.mac);
@@ -585,6 +642,8 @@ fn tunnel_adj(
         host,
         header,
         header_len: len as u8,
+        gretap: t.encap == Encap::Gretap,
+        gre: t.gre,
         neigh,
         mtu: entry.mtu,
     })

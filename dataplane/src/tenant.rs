@@ -58,6 +58,32 @@ impl Net {
     }
 }
 
+/// The optional GRE words tgw writes on everything it sends into a
+/// tenant's tunnels: the checksum (RFC 2784 C) and the sequence number
+/// (RFC 2890 S). A Linux host whose tunnel has `csum` or `seq` drops what
+/// comes without them (`ip_tunnel_rcv`: its `icsum` and `iseq`), and one
+/// without `csum` drops what comes with a checksum: they must match the
+/// host's tunnel, hence per tenant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GreOptions {
+    pub checksum: bool,
+    pub sequence: bool,
+}
+
+impl GreOptions {
+    /// The bytes the options add to a key-only GRE header.
+    #[inline]
+    pub const fn len(self) -> usize {
+        (self.checksum as usize + self.sequence as usize) * 4
+    }
+
+    /// Whether any option is on.
+    #[inline]
+    pub const fn any(self) -> bool {
+        self.checksum || self.sequence
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Tenant {
     pub id: TenantId,
@@ -71,6 +97,8 @@ pub struct Tenant {
     pub prefixes: Vec<Net>,
     /// The gateway's MAC inside this tenant's gretap tunnels.
     pub mac: [u8; 6],
+    /// The optional GRE words of what tgw sends into its tunnels.
+    pub gre: GreOptions,
 }
 
 impl Tenant {
@@ -218,6 +246,7 @@ mod tests {
             hosts: vec![3, 1, 2, 1],
             prefixes: vec![Net::new(Ipv4Addr::new(10, 0, 0, 0), 24).unwrap()],
             mac: [2, 0, 0, 0, 0, 1],
+            gre: GreOptions::default(),
         }
     }
 

@@ -72,6 +72,7 @@ fn spec() -> Spec {
                 hosts: vec![ip(HOST1), ip(HOST3)],
                 prefixes: vec![(ip([10, 0, 0, 0]), 24), (ip([10, 0, 1, 0]), 24)],
                 mac: T1_MAC,
+                gre: Default::default(),
                 routes: vec![
                     (ip([10, 0, 0, 0]), 24, Target::Host(ip(HOST1))),
                     (ip([10, 0, 1, 0]), 24, Target::Host(ip(HOST3))),
@@ -87,6 +88,7 @@ fn spec() -> Spec {
                 hosts: vec![ip(HOST2)],
                 prefixes: vec![(ip([10, 0, 0, 0]), 24)],
                 mac: T2_MAC,
+                gre: Default::default(),
                 routes: vec![
                     (ip([10, 0, 0, 0]), 24, Target::Host(ip(HOST2))),
                     (ip([0, 0, 0, 0]), 0, Target::Public),
@@ -4338,4 +4340,260 @@ fn frames_held_for_a_neighbour_that_fails_are_each_answered() {
     let (q, rest) = Ipv4Header::from_slice(&quoted).unwrap();
     assert_eq!((q.source, q.destination), (VM, [8, 8, 8, 8]));
     assert_eq!(rest, &orig[20..]);
+}
+
+// ------------------------------------------- GRE options tgw sends (issue 9)
+
+/// The GRE header of a frame tgw sent into a tunnel, read by hand from
+/// RFC 2784 (C: checksum and reserved1) and RFC 2890 (K: key, S: sequence
+/// number), in that order after the four fixed bytes.
+struct SentGre {
+    flags: u16,
+    proto: u16,
+    key: u32,
+    seq: Option<u32>,
+    /// Whether the checksum field holds the one's complement of the one's
+    /// complement sum of the GRE header (checksum field zero) and payload,
+    /// recomputed here; `None` without C.
+    checksum_ok: Option<bool>,
+    payload: Vec<u8>,
+}
+
+/// Reads a frame tgw sent into a tunnel: outer Ethernet and IPv4 (checked
+/// as [`open_gre`] does), then the GRE header with whatever options.
+fn read_sent_gre(frame: &[u8]) -> SentGre {
+    let (_, rest) = Ethernet2Header::from_slice(frame).unwrap();
+    let (ip, gre) = Ipv4Header::from_slice(rest).unwrap();
+    assert_eq!(ip.protocol, IpNumber(47));
+    assert_eq!(
+        ip.header_checksum,
+        ip.calc_header_checksum(),
+        "outer IPv4 checksum"
+    );
+    assert_eq!(
+        usize::from(ip.total_len),
+        20 + gre.len(),
+        "outer total length"
+    );
+    let flags = u16::from_be_bytes([gre[0], gre[1]]);
+    assert_eq!(
+        flags & !0xb000,
+        0,
+        "only C, K and S, version 0: {flags:#06x}"
+    );
+    let proto = u16::from_be_bytes([gre[2], gre[3]]);
+    let mut at = 4;
+    let mut checksum_ok = None;
+    if flags & 0x8000 != 0 {
+        let mut zeroed = gre.to_vec();
+        zeroed[4..6].fill(0);
+        let want = !fold(&zeroed);
+        checksum_ok = Some(u16::from_be_bytes([gre[4], gre[5]]) == want);
+        assert_eq!(&gre[6..8], &[0, 0], "reserved1");
+        at += 4;
+    }
+    assert_ne!(flags & 0x2000, 0, "K");
+    let key = u32::from_be_bytes(gre[at..at + 4].try_into().unwrap());
+    at += 4;
+    let seq = (flags & 0x1000 != 0).then(|| {
+        at += 4;
+        u32::from_be_bytes(gre[at - 4..at].try_into().unwrap())
+    });
+    SentGre {
+        flags,
+        proto,
+        key,
+        seq,
+        checksum_ok,
+        payload: gre[at..].to_vec(),
+    }
+}
+
+/// The reference spec with both tenants sending `gre`.
+fn spec_with_gre(gre: dataplane::tenant::GreOptions) -> Spec {
+    let mut s = spec();
+    for t in &mut s.tenants {
+        t.gre = gre;
+    }
+    s
+}
+
+const GRE_OPTION_SETS: [(bool, bool); 3] = [(true, false), (false, true), (true, true)];
+
+fn gre_options(checksum: bool, sequence: bool) -> dataplane::tenant::GreOptions {
+    dataplane::tenant::GreOptions { checksum, sequence }
+}
+
+/// The flags a tenant with these options must see.
+fn flags_for(checksum: bool, sequence: bool) -> u16 {
+    0x2000 | if checksum { 0x8000 } else { 0 } | if sequence { 0x1000 } else { 0 }
+}
+
+#[test]
+fn gre_checksums_and_sequence_numbers_are_sent_on_the_full_and_fast_paths() {
+    for (checksum, sequence) in GRE_OPTION_SETS {
+        let mut gw = Gw::with_spec(&spec_with_gre(gre_options(checksum, sequence)));
+        // Tenant 1 is gretap toward host .11, tenant 2 GRE-IPv4 toward .12.
+        for (eip, key, proto) in [(EIP1, 1000, 0x6558), (EIP2, 2000, 0x0800)] {
+            let mut seqs = Vec::new();
+            for i in 0..6u64 {
+                let frame = eth(
+                    PUB_MAC,
+                    CLIENT_MAC,
+                    EtherType::IPV4,
+                    &inner_udp(CLIENT, eip, 64, format!("packet {i}").as_bytes()),
+                );
+                // The first creates the flow; then the full path and the
+                // fast path (a flow hit) take turns.
+                let hint = if i % 2 == 0 {
+                    Hint::FULL_PATH
+                } else {
+                    Hint::default()
+                };
+                let mut f = VecFrame::new(&frame, PUB);
+                let v = gw
+                    .pipeline
+                    .process_staged(&gw.tables, &gw.counters, &mut f, i, &hint);
+                let why = format!("C {checksum} S {sequence} key {key} packet {i}");
+                assert_eq!(v, Verdict::Forward(UND), "{why}");
+                let g = read_sent_gre(f.data());
+                assert_eq!(g.flags, flags_for(checksum, sequence), "{why}");
+                assert_eq!((g.key, g.proto), (key, proto), "{why}");
+                assert_eq!(g.checksum_ok, checksum.then_some(true), "{why}");
+                let inner = if proto == 0x6558 {
+                    &g.payload[14..]
+                } else {
+                    &g.payload[..]
+                };
+                let h = assert_valid_ipv4(inner);
+                assert_eq!((h.source, h.destination), (CLIENT, VM), "{why}");
+                assert_valid_transport(inner);
+                seqs.extend(g.seq);
+            }
+            if sequence {
+                assert!(
+                    seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+                    "one more per packet into the tunnel: {seqs:?}"
+                );
+            }
+        }
+        assert_eq!(gw.pipeline.flows(), 2);
+    }
+}
+
+#[test]
+fn arp_inside_a_tunnel_is_answered_with_the_tenants_gre_options() {
+    for (checksum, sequence) in GRE_OPTION_SETS {
+        // Whatever the host asks with, the answer carries the tenant's.
+        for host_flags in [0x2000, 0xa000, 0x3000, 0xb000] {
+            let why = format!("C {checksum} S {sequence} asked with {host_flags:#06x}");
+            let mut gw = Gw::with_spec(&{
+                let mut s = spec_without(&[], &[VM]);
+                s.tenants[0].gre = gre_options(checksum, sequence);
+                s
+            });
+            let mut wire = Wire::default();
+            let request = eth(
+                [0xff; 6],
+                VM1_MAC,
+                EtherType::ARP,
+                &arp_body(1, VM1_MAC, VM, [0; 6], [10, 0, 0, 1]),
+            );
+            let ask = gre_frame(HOST1, HOST1_MAC, host_flags, 1000, 0x6558, &request);
+            // A host not known yet: the resolver learns it and answers;
+            // then the worker answers in place.
+            assert_eq!(gw.run_at(&ask, UND, 0, &mut wire), Verdict::Punt, "{why}");
+            assert_eq!(
+                gw.run_at(&ask, UND, 1, &mut wire),
+                Verdict::Forward(UND),
+                "{why}"
+            );
+            // And a packet of a flow into the same tunnel after them.
+            let to_vm = eth(
+                PUB_MAC,
+                CLIENT_MAC,
+                EtherType::IPV4,
+                &inner_udp(CLIENT, EIP1, 64, b"x"),
+            );
+            assert_eq!(
+                gw.run_at(&to_vm, PUB, 2, &mut wire),
+                Verdict::Forward(UND),
+                "{why}"
+            );
+            assert_eq!(wire.sent.len(), 3, "{why}");
+            let mut seqs = Vec::new();
+            for (who, (port, f)) in ["resolver", "worker", "flow"].iter().zip(&wire.sent) {
+                assert_eq!(*port, UND);
+                let g = read_sent_gre(f.data());
+                assert_eq!(g.flags, flags_for(checksum, sequence), "{why} {who}");
+                assert_eq!((g.key, g.proto), (1000, 0x6558), "{why} {who}");
+                assert_eq!(g.checksum_ok, checksum.then_some(true), "{why} {who}");
+                if *who != "flow" {
+                    let (ie, body) = Ethernet2Header::from_slice(&g.payload).unwrap();
+                    assert_eq!(
+                        (ie.destination, ie.source),
+                        (VM1_MAC, T1_MAC),
+                        "{why} {who}"
+                    );
+                    assert_eq!(read_arp(body), (2, T1_MAC, [10, 0, 0, 1], VM1_MAC, VM));
+                }
+                seqs.extend(g.seq);
+            }
+            if sequence {
+                assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{why}: {seqs:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn frames_the_resolver_sends_into_a_tunnel_carry_the_tenants_gre_options() {
+    let mut wire = Wire::default();
+    let inbound_to_vm = eth(
+        PUB_MAC,
+        CLIENT_MAC,
+        EtherType::IPV4,
+        &inner_udp(CLIENT, VM, 64, b"for the vm"),
+    );
+    let mut s = spec_without(&[], &[VM]);
+    s.ingress.push((ip(VM), 32, 1000));
+    s.tenants[0].gre = gre_options(true, true);
+    let mut gw = Gw::with_spec(&s);
+
+    // The held frame, then the resolver's request into the tunnel.
+    assert_eq!(gw.run_at(&inbound_to_vm, PUB, 0, &mut wire), Verdict::Punt);
+    assert_eq!(wire.sent.len(), 1);
+    let request = read_sent_gre(wire.sent[0].1.data());
+    assert_eq!((request.flags, request.key), (0xb000, 1000));
+    assert_eq!(request.checksum_ok, Some(true), "the request's checksum");
+    let (ie, body) = Ethernet2Header::from_slice(&request.payload).unwrap();
+    assert_eq!((ie.destination, ie.source), ([0xff; 6], T1_MAC));
+    assert_eq!(read_arp(body), (1, T1_MAC, [0; 4], [0; 6], VM));
+
+    // The VM answers; the held frame leaves with the MAC filled in, under
+    // a checksum that covers it.
+    wire.sent.clear();
+    let answer = eth(
+        T1_MAC,
+        VM1_MAC,
+        EtherType::ARP,
+        &arp_body(2, VM1_MAC, VM, T1_MAC, [0; 4]),
+    );
+    let v = gw.run_at(
+        &gre_frame(HOST1, HOST1_MAC, 0xb000, 1000, 0x6558, &answer),
+        UND,
+        5,
+        &mut wire,
+    );
+    assert_eq!(v, Verdict::Punt);
+    assert_eq!(wire.sent.len(), 1);
+    let held = read_sent_gre(wire.sent[0].1.data());
+    assert_eq!((held.flags, held.key), (0xb000, 1000));
+    assert_eq!(held.checksum_ok, Some(true), "the held frame's checksum");
+    let (ie, ip_bytes) = Ethernet2Header::from_slice(&held.payload).unwrap();
+    assert_eq!((ie.destination, ie.source), (VM1_MAC, T1_MAC));
+    assert_eq!(assert_valid_ipv4(ip_bytes).destination, VM);
+    // Numbers are taken when a frame is built: the held frame's first.
+    assert!(held.seq.is_some() && request.seq.is_some());
+    assert_ne!(held.seq, request.seq);
 }

@@ -72,6 +72,8 @@ pub(super) struct RawTenant {
     pub name: Option<Spanned<String>>,
     pub key: Option<Spanned<i64>>,
     pub encap: Option<Spanned<String>>,
+    pub gre_checksum: Option<Spanned<bool>>,
+    pub gre_sequence: Option<Spanned<bool>>,
     pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
     pub prefixes: Option<Spanned<Vec<Spanned<String>>>>,
     pub mac: Option<Spanned<String>>,

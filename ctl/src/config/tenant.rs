@@ -126,6 +126,21 @@ pub struct Tenant {
     pub key: u32,
     /// Payload of the tenant's GRE packets. Default [`Encap::Gretap`].
     pub encap: Encap,
+    /// Send the GRE checksum (RFC 2784, the C bit) on everything sent into
+    /// the tenant's tunnels. Set it when the hosts' tunnels have `csum`
+    /// (`ip link add ... type gretap key K csum`): Linux then drops what
+    /// arrives without a checksum, and a host without it drops what
+    /// arrives with one. Received checksums are verified either way.
+    /// Default false.
+    pub gre_checksum: bool,
+    /// Send GRE sequence numbers (RFC 2890, the S bit), one counter per
+    /// tunnel, on everything sent into the tenant's tunnels. Set it when
+    /// the hosts' tunnels have `seq`: Linux then drops what arrives without
+    /// one, or with a number lower than the last. Refused with more than
+    /// one `[[worker]]`: two workers cannot keep one tunnel's numbers in
+    /// order without sharing a counter (docs/decisions.md). Received
+    /// sequence numbers are accepted either way. Default false.
+    pub gre_sequence: bool,
     /// The tunnel hosts (underlay IPv4 addresses) allowed to send with this
     /// key: a GRE packet with the key from any other outer source is
     /// dropped.

@@ -91,7 +91,28 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
     };
     mempool_size(&config, raw, r);
     memory_size(&config, raw, r);
+    gre_sequence_workers(&config, raw, r);
     Some(config)
+}
+
+/// GRE sequence numbers need one sender per tunnel: with two workers a
+/// tunnel's frames leave from two TX queues with numbers from two
+/// counters, and the host drops every frame numbered below the last it
+/// took (docs/decisions.md, "GRE checksums and sequence numbers on send").
+fn gre_sequence_workers(config: &Config, raw: &RawConfig, r: &mut Report) {
+    let workers = config.workers.len();
+    if workers <= 1 {
+        return;
+    }
+    for t in &raw.tenants.items {
+        if let Some(v) = t.value.gre_sequence.as_ref().filter(|v| *v.get_ref()) {
+            let name = t.value.name.as_ref().map_or("?", |n| n.get_ref().as_str());
+            r.at(
+                v.span().start,
+                format!("tenant {name:?}: gre_sequence needs a single [[worker]], and {workers} are defined: each worker would number the tunnel's packets on its own and the host drops any lower than the last it took; use one worker, or turn gre_sequence off on the host's tunnel (no `seq`) and here"),
+            );
+        }
+    }
 }
 
 /// Whether some port has `role`; `None` while a role is unreadable, since

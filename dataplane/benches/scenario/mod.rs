@@ -67,6 +67,7 @@ fn spec() -> Spec {
                 hosts: vec![host(i)],
                 prefixes: vec![(Ipv4Addr::new(10, 0, 0, 0), 24), (public(i), 32)],
                 mac: [2, 0x74, 0, 0, (i >> 8) as u8, i as u8],
+                gre: Default::default(),
                 routes: vec![
                     (Ipv4Addr::new(10, 0, 0, 0), 24, Target::Host(host(i))),
                     (public(i), 32, Target::Host(host(i))),

@@ -30,7 +30,9 @@ use crate::punt::Punt;
 use crate::ratelimit::{TenantBuckets, TokenBucket, Toward};
 use crate::snat::{Inside, Outside, Pools, Snat};
 use crate::steer::Steering;
-use crate::tables::{eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, MAX_TUNNEL_HEADER};
+use crate::tables::{
+    eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, GRE_AT, KEYED_GRETAP_HEADER,
+};
 use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
 use crate::wire::{
@@ -547,7 +549,7 @@ impl Pipeline {
             // announces must fit inside it.
             clamp_syn(
                 f.data_mut(),
-                tunnel_inner_mtu(exit.tenant.encap, exit.underlay_mtu),
+                tunnel_inner_mtu(exit.tenant, exit.underlay_mtu),
             );
         }
         let ihl = usize::from(f.data()[0] & 0xf) * 4;
@@ -1469,11 +1471,12 @@ impl Pipeline {
         let Some(h) = f.prepend(len) else {
             return Verdict::Drop(D::NoHeadroom);
         };
-        // Copies of a constant size are a few vector moves, not a call.
-        const GRETAP: usize = MAX_TUNNEL_HEADER;
-        const GRE_IPV4: usize = MAX_TUNNEL_HEADER - ETH;
+        // Copies of a constant size are a few vector moves, not a call: the
+        // key-only headers most tenants use. With GRE options, a call.
+        const GRETAP: usize = KEYED_GRETAP_HEADER;
+        const GRE_IPV4: usize = KEYED_GRETAP_HEADER - ETH;
         match len {
-            GRETAP => h.copy_from_slice(&adj.header),
+            GRETAP => h.copy_from_slice(&adj.header[..GRETAP]),
             GRE_IPV4 => h.copy_from_slice(&adj.header[..GRE_IPV4]),
             _ => h.copy_from_slice(&adj.header[..len]),
         }
@@ -1490,6 +1493,11 @@ impl Pipeline {
             self.ip_id,
             df,
         );
+        if adj.gre.any() {
+            if let Some(gre) = f.data_mut().get_mut(GRE_AT..) {
+                t.fill_gre_options(tunnel, gre);
+            }
+        }
         if let Some(tc) = c.tenant(adj.tenant.index()) {
             tc.to_tunnel_packets.inc();
             tc.to_tunnel_bytes.add(inner_len as u64);
@@ -1656,10 +1664,11 @@ fn decap_ecn(ip: &mut [u8], outer_ecn: u8) -> bool {
 }
 
 /// The inner MTU of a tenant's tunnels over an underlay port of `mtu`.
-fn tunnel_inner_mtu(encap: Encap, mtu: u16) -> u16 {
+fn tunnel_inner_mtu(tenant: &Tenant, mtu: u16) -> u16 {
     let overhead = 20
         + 8
-        + if encap == Encap::Gretap {
+        + tenant.gre.len() as u16
+        + if tenant.encap == Encap::Gretap {
             ETH as u16
         } else {
             0
@@ -1974,7 +1983,7 @@ fn tunnel_arp_input<F: Frame>(
     }
     let known = t.neighbours.get(NeighKey::inner(tenant.id, spa)) == Lookup::Mac(sha);
     match op {
-        ArpOperation::REQUEST if known => match answer_tunnel_arp(tenant, pe, f, inner_at) {
+        ArpOperation::REQUEST if known => match answer_tunnel_arp(t, tenant, pe, f, inner_at) {
             Ok(()) => {
                 c.arp_replies.inc();
                 Verdict::Forward(port)
@@ -1997,6 +2006,7 @@ fn tunnel_arp_input<F: Frame>(
 /// outer Ethernet header, the inner Ethernet at `inner_at`) into the reply,
 /// in place, outer headers turned around toward the host that asked.
 pub(crate) fn answer_tunnel_arp<F: Frame>(
+    t: &Tables,
     tenant: &Tenant,
     pe: &PortEntry,
     f: &mut F,
@@ -2020,47 +2030,71 @@ pub(crate) fn answer_tunnel_arp<F: Frame>(
     ip[16..20].copy_from_slice(&src);
     ip[8] = crate::tables::OUTER_TTL;
     let ihl = usize::from(ip[0] & 0xf) * 4;
-    let shift = key_only_gre(data, ETH + ihl, inner_at)?;
-    let ip = &mut data[shift + ETH..];
-    Ipv4Packet::new_unchecked(&mut ip[..ihl]).fill_checksum();
-    if f.adj(shift) {
-        Ok(())
-    } else {
-        Err(D::InnerInvalid)
+    let gre_at = ETH + ihl;
+    let total = tenant_gre(f, tenant, gre_at, inner_at)?;
+    let data = f.data_mut();
+    Ipv4Packet::new_unchecked(&mut data[ETH..gre_at]).fill_checksum();
+    if tenant.gre.any() {
+        let gre = data.get_mut(gre_at..ETH + total).ok_or(D::InnerInvalid)?;
+        match t.tunnel_to(tenant.id, u32::from_be_bytes(src)) {
+            Some(tunnel) => t.fill_gre_options(tunnel, gre),
+            // A host no route leads to has no tunnel, so no sequence
+            // counter: the checksum at least.
+            None => {
+                GrePacket::new_unchecked(gre).fill_checksum();
+            }
+        }
     }
+    Ok(())
 }
 
-/// Makes the GRE header between `gre_at` and `inner_at` the key alone, as
-/// on every frame tgw sends into a tunnel: a request from a host that
-/// sends checksums or sequence numbers (RFC 2784 / 2890) would otherwise
-/// be answered with its own sequence number and a checksum that no longer
-/// matches. The outer headers in front move up by the words removed, and
-/// the outer total length shrinks by as much (its header checksum is the
-/// caller's); returns how many bytes the frame must lose at the front.
-fn key_only_gre(data: &mut [u8], gre_at: usize, inner_at: usize) -> Result<usize, DropReason> {
+/// Makes the GRE header between `gre_at` and `inner_at` the one tgw sends
+/// into `tenant`'s tunnels: the key, and the checksum and sequence words
+/// where the tenant asks for them (zero, for the caller to fill), whatever
+/// the request came with (a host may send options it does not want back,
+/// or the reverse). The outer headers in front move by the difference, the
+/// frame shrinks or grows at the front by as much, and the outer total
+/// length follows (its header checksum is the caller's); returns that
+/// total length.
+fn tenant_gre<F: Frame>(
+    f: &mut F,
+    tenant: &Tenant,
+    gre_at: usize,
+    inner_at: usize,
+) -> Result<usize, DropReason> {
+    let data = f.data();
     let (protocol, key) = {
         let g = GrePacket::new_checked(data.get(gre_at..inner_at).ok_or(D::InnerInvalid)?)
             .map_err(|_| D::InnerInvalid)?;
         (g.protocol_type(), g.key().ok_or(D::InnerInvalid)?)
     };
+    let old_total = usize::from(u16::from_be_bytes([data[ETH + 2], data[ETH + 3]]));
     let repr = GreRepr {
         protocol,
-        checksum: false,
+        checksum: tenant.gre.checksum,
         key: Some(key),
-        sequence: None,
+        sequence: tenant.gre.sequence.then_some(0),
     };
-    let shift = (inner_at - gre_at)
-        .checked_sub(repr.header_len())
-        .ok_or(D::InnerInvalid)?;
-    if shift == 0 {
-        return Ok(0);
+    let (old, new) = (inner_at - gre_at, repr.header_len());
+    if new < old {
+        let shift = old - new;
+        f.data_mut().copy_within(..gre_at, shift);
+        if !f.adj(shift) {
+            return Err(D::InnerInvalid);
+        }
+    } else if new > old {
+        let grow = new - old;
+        f.prepend(grow).ok_or(D::NoHeadroom)?;
+        f.data_mut().copy_within(grow..grow + gre_at, 0);
     }
-    data.copy_within(..gre_at, shift);
+    let data = f.data_mut();
     repr.emit(&mut GrePacket::new_unchecked(
-        &mut data[shift + gre_at..inner_at],
+        &mut data[gre_at..gre_at + new],
     ));
-    let ip = &mut data[shift + ETH..];
-    let total = u16::from_be_bytes([ip[2], ip[3]]).saturating_sub(shift as u16);
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    Ok(shift)
+    let total = (old_total + new)
+        .checked_sub(old)
+        .filter(|&n| n <= usize::from(u16::MAX) && ETH + n <= data.len())
+        .ok_or(D::InnerInvalid)?;
+    data[ETH + 2..ETH + 4].copy_from_slice(&(total as u16).to_be_bytes());
+    Ok(total)
 }

@@ -43,7 +43,7 @@ use crate::neighbour::{Lookup, NeighKey, NeighbourWriter, Refusals};
 use crate::pipeline::{answer_tunnel_arp, finish_outer_ipv4};
 use crate::punt::Punt;
 use crate::ratelimit::TokenBucket;
-use crate::tables::{eth_header, Role, Tables};
+use crate::tables::{eth_header, Role, Tables, GRE_AT};
 use crate::tenant::TenantId;
 use crate::wire::{
     ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, GrePacket, Ipv4Addr, MacAddr,
@@ -493,6 +493,19 @@ impl<F: Frame> Resolver<F> {
                 return;
             }
         }
+        if let Punt::ResolveInner { tunnel, .. } = need {
+            // The inner MAC is under the GRE checksum, which was summed
+            // with it zero; the sequence number stays the one taken.
+            let checksum = t
+                .tunnels
+                .get(tunnel as usize)
+                .is_some_and(|a| a.gre.checksum);
+            if checksum {
+                if let Some(gre) = f.data_mut().get_mut(GRE_AT..) {
+                    GrePacket::new_unchecked(gre).fill_checksum();
+                }
+            }
+        }
         match (next, need) {
             (Some(outer), _) => self.finish(t, f, outer, now, io),
             (None, Punt::Resolve { port, .. }) => {
@@ -596,7 +609,7 @@ impl<F: Frame> Resolver<F> {
             io,
         );
         if arp.operation == ArpOperation::REQUEST
-            && answer_tunnel_arp(ten, pe, &mut f, inner_at).is_ok()
+            && answer_tunnel_arp(t, ten, pe, &mut f, inner_at).is_ok()
         {
             self.stats.proxy_replies += 1;
             io.send(port, f);
@@ -699,6 +712,11 @@ impl<F: Frame> Resolver<F> {
         h.copy_from_slice(&adj.header[..outer]);
         self.ip_id = self.ip_id.wrapping_add(1);
         finish_outer_ipv4(&mut h[ETH..ETH + 20], 0, total, self.ip_id, 0);
+        if adj.gre.any() {
+            if let Some(gre) = f.data_mut().get_mut(GRE_AT..) {
+                t.fill_gre_options(tunnel, gre);
+            }
+        }
         let outer_hop = Punt::Resolve {
             port: adj.port,
             key: adj.neigh.key,

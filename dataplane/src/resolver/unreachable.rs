@@ -21,7 +21,7 @@ use crate::pipeline::{
     build_icmp_error, finish_outer_ipv4, may_quote, public_addr, underlay_addr, IcmpError,
 };
 use crate::punt::Punt;
-use crate::tables::{eth_header, NextHop, PublicRoute, Role, Tables};
+use crate::tables::{eth_header, NextHop, PublicRoute, Role, Tables, GRE_AT};
 use crate::tenant::Tenant;
 use crate::wire::{EtherType, Ipv4Packet};
 use crate::Frame;
@@ -157,6 +157,11 @@ impl<F: Frame> Resolver<F> {
         h.copy_from_slice(&adj.header[..len]);
         self.ip_id = self.ip_id.wrapping_add(1);
         finish_outer_ipv4(&mut h[ETH..ETH + 20], 0, total, self.ip_id, 0);
+        if adj.gre.any() {
+            if let Some(gre) = f.data_mut().get_mut(GRE_AT..) {
+                t.fill_gre_options(i, gre);
+            }
+        }
         let need = if adj.is_gretap() {
             Punt::ResolveInner {
                 tunnel: i,

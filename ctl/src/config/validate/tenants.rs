@@ -119,6 +119,8 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
             }
         };
 
+        let gre_checksum = t.gre_checksum.as_ref().is_some_and(|v| *v.get_ref());
+        let gre_sequence = t.gre_sequence.as_ref().is_some_and(|v| *v.get_ref());
         let hosts = hosts(section, &label, r);
         let prefixes = prefixes(section, &label, r);
         let mac = tunnel_mac(t, encap, &label, r);
@@ -207,6 +209,8 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
                 name,
                 key,
                 encap,
+                gre_checksum,
+                gre_sequence,
                 hosts: hosts.into_iter().map(|(ip, _)| ip).collect(),
                 prefixes,
                 mac,
