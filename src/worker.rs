@@ -300,7 +300,13 @@ impl Worker<'_> {
         if self.inject.dequeue_burst(scratch) == 0 {
             return;
         }
-        for mbuf in scratch.drain(..) {
+        for mut mbuf in scratch.drain(..) {
+            // The resolver numbered it before frames this worker sent
+            // since: a GRE sequence number is taken as the frame leaves.
+            if let (Stage::Gateway { tables, .. }, Some(data)) = (&mut self.stage, mbuf.data_mut())
+            {
+                tables.get().resequence(data);
+            }
             let out = mbuf.port();
             let Some(buf) = txbuf.0.get_mut(usize::from(out)) else {
                 self.counters.count_drop(DropReason::NoEgress, 1);

@@ -238,6 +238,8 @@ pub struct Tables {
     /// into tunnels too: see docs/decisions.md, "GRE checksums and sequence
     /// numbers on send".
     pub gre_seq: Box<[AtomicU32]>,
+    /// Whether some tenant sends sequence numbers.
+    pub any_gre_sequence: bool,
     /// Public-side destinations → `l2` index.
     pub public: Lpm,
     pub l2: Vec<L2Adj>,
@@ -491,6 +493,7 @@ impl Tables {
             vrfs,
             nexthops,
             gre_seq: tunnels.iter().map(|_| AtomicU32::new(0)).collect(),
+            any_gre_sequence: tunnels.iter().any(|a| a.gre.sequence),
             tunnels,
             public,
             l2,
@@ -521,6 +524,47 @@ impl Tables {
             }
         }
         p.fill_checksum();
+    }
+
+    /// Gives a frame built for a tunnel with sequence numbers the next
+    /// number of its tunnel, and its checksum again: for frames the
+    /// resolver built (or held) that reach the wire through a worker's
+    /// inject ring, after frames of the same tunnel that the worker numbered
+    /// meanwhile. The host drops a number below the last it took, so the
+    /// number is taken when the frame leaves. Anything else is left alone.
+    pub fn resequence(&self, frame: &mut [u8]) {
+        if !self.any_gre_sequence {
+            return;
+        }
+        let Some(ip) = frame.get(ethernet::HEADER_LEN..GRE_AT) else {
+            return;
+        };
+        let ours = frame[12..14] == EtherType::IPV4.0.to_be_bytes()
+            && ip[0] == 0x45
+            && ip[9] == IpProtocol::GRE.0;
+        if !ours {
+            return;
+        }
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let host = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        let Some(gre) = frame.get_mut(GRE_AT..ethernet::HEADER_LEN + total) else {
+            return;
+        };
+        let Ok(p) = gre::GrePacket::new_checked(&*gre) else {
+            return;
+        };
+        if !p.seq_present() {
+            return;
+        }
+        let tunnel = p
+            .key()
+            .and_then(|k| self.tenants.by_key(k))
+            .and_then(|t| self.tunnel_to(t.id, host));
+        if let Some(tunnel) = tunnel {
+            if self.tunnels[tunnel as usize].gre.sequence {
+                self.fill_gre_options(tunnel, gre);
+            }
+        }
     }
 
     /// The tunnel of `tenant` toward `host`, for frames that arrive from

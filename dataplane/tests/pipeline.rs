@@ -4597,3 +4597,52 @@ fn frames_the_resolver_sends_into_a_tunnel_carry_the_tenants_gre_options() {
     assert!(held.seq.is_some() && request.seq.is_some());
     assert_ne!(held.seq, request.seq);
 }
+
+#[test]
+fn a_frame_the_resolver_numbered_is_numbered_again_as_it_leaves() {
+    let mut wire = Wire::default();
+    let inbound_to_vm = eth(
+        PUB_MAC,
+        CLIENT_MAC,
+        EtherType::IPV4,
+        &inner_udp(CLIENT, [10, 0, 0, 9], 64, b"for an unknown vm"),
+    );
+    let mut s = spec();
+    s.ingress.push((ip([10, 0, 0, 9]), 32, 1000));
+    s.tenants[0].gre = gre_options(true, true);
+    let mut gw = Gw::with_spec(&s);
+    // The resolver's request into the tunnel, numbered when built...
+    assert_eq!(gw.run_at(&inbound_to_vm, PUB, 0, &mut wire), Verdict::Punt);
+    let mut request = wire.sent.pop().unwrap().1.data().to_vec();
+    let built = read_sent_gre(&request).seq.unwrap();
+    // ... then the worker sends into the same tunnel before it leaves.
+    let to_eip = eth(
+        PUB_MAC,
+        CLIENT_MAC,
+        EtherType::IPV4,
+        &tcp(CLIENT, 40001, EIP1, 22, "S"),
+    );
+    let (v, out) = gw.run(&to_eip, PUB);
+    assert_eq!(v, Verdict::Forward(UND));
+    let worker = read_sent_gre(&out).seq.unwrap();
+    assert!(worker > built);
+    // As it leaves through the worker it takes the next number, under a
+    // checksum that still holds.
+    gw.tables.resequence(&mut request);
+    let left = read_sent_gre(&request);
+    assert!(left.seq.unwrap() > worker, "{:?} after {worker}", left.seq);
+    assert_eq!(left.checksum_ok, Some(true));
+    // A frame of a tenant without sequence numbers is left alone.
+    let (_, other) = gw.run(
+        &eth(
+            PUB_MAC,
+            CLIENT_MAC,
+            EtherType::IPV4,
+            &tcp(CLIENT, 40002, EIP2, 23, "S"),
+        ),
+        PUB,
+    );
+    let mut again = other.clone();
+    gw.tables.resequence(&mut again);
+    assert_eq!(again, other);
+}

@@ -27,6 +27,14 @@
 //!   protocol type; the checksum (C) is verified when present and the
 //!   sequence number (S) skipped. Everything else is dropped and counted
 //!   by reason.
+//! - With `--require-csum` / `--require-seq`, Linux's receive rules for a
+//!   tunnel made with `icsum` / `iseq` (which `csum` / `seq` set), as
+//!   `ip_tunnel_rcv` in net/ipv4/ip_tunnel.c applies them: a packet
+//!   without C is dropped (Linux counts `rx_crc_errors`); a packet without
+//!   S, or whose number is below the next one expected (the last taken
+//!   plus one, compared as a signed 32-bit difference, the check skipped
+//!   while that is 0), is dropped (`rx_fifo_errors`) and leaves the
+//!   expected number as it was.
 //! - Counters are printed when it stops (SIGTERM or SIGINT): a summary on
 //!   stderr and one JSON object on stdout. `tx` is device → tunnel,
 //!   `rx` is tunnel → device; bytes are the inner frames' (or packets').
@@ -173,6 +181,63 @@ pub struct TunnelArgs {
     /// Send GRE sequence numbers (S, RFC 2890), as Linux's `oseq`.
     #[arg(long)]
     seq: bool,
+    /// Drop what arrives without a GRE checksum, as Linux's `icsum`.
+    #[arg(long)]
+    require_csum: bool,
+    /// Drop what arrives without a sequence number or with one lower than
+    /// the last taken, as Linux's `iseq`.
+    #[arg(long)]
+    require_seq: bool,
+}
+
+/// Linux's receive rules for a tunnel with `icsum` / `iseq`, and the
+/// sequence state they keep.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Required {
+    pub checksum: bool,
+    pub sequence: bool,
+    /// The next sequence number expected: the last taken plus one; 0
+    /// before the first (and after 0xffffffff), when any is taken.
+    next_seq: u32,
+}
+
+impl Required {
+    pub fn new(checksum: bool, sequence: bool) -> Self {
+        Required {
+            checksum,
+            sequence,
+            next_seq: 0,
+        }
+    }
+
+    /// Takes or refuses a packet that passed [`decap`], by the rules of
+    /// `ip_tunnel_rcv`.
+    pub fn admit(&mut self, got: &Received) -> Result<(), RxDrop> {
+        if self.checksum && !got.checksum {
+            return Err(RxDrop::NoChecksum);
+        }
+        if self.sequence {
+            let Some(seq) = got.seq else {
+                return Err(RxDrop::NoSequence);
+            };
+            if self.next_seq != 0 && (seq.wrapping_sub(self.next_seq) as i32) < 0 {
+                return Err(RxDrop::OldSequence);
+            }
+            self.next_seq = seq.wrapping_add(1);
+        }
+        Ok(())
+    }
+}
+
+/// What [`decap`] found besides the inner frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// Where the inner frame is in the packet.
+    pub inner: Range<usize>,
+    /// Whether a (verified) checksum was present.
+    pub checksum: bool,
+    /// The sequence number, if present.
+    pub seq: Option<u32>,
 }
 
 /// Why a packet from the underlay was not delivered to the device.
@@ -196,10 +261,17 @@ pub enum RxDrop {
     Inner,
     /// The device refused the write.
     Device,
+    /// No checksum, with `--require-csum` (Linux: `rx_crc_errors`).
+    NoChecksum,
+    /// No sequence number, with `--require-seq` (Linux: `rx_fifo_errors`).
+    NoSequence,
+    /// A sequence number lower than the last taken, with `--require-seq`
+    /// (Linux: `rx_fifo_errors`).
+    OldSequence,
 }
 
 impl RxDrop {
-    const ALL: [RxDrop; 9] = [
+    const ALL: [RxDrop; 12] = [
         RxDrop::Malformed,
         RxDrop::Source,
         RxDrop::Version,
@@ -209,6 +281,9 @@ impl RxDrop {
         RxDrop::Protocol,
         RxDrop::Inner,
         RxDrop::Device,
+        RxDrop::NoChecksum,
+        RxDrop::NoSequence,
+        RxDrop::OldSequence,
     ];
 
     fn name(self) -> &'static str {
@@ -222,6 +297,9 @@ impl RxDrop {
             RxDrop::Protocol => "protocol",
             RxDrop::Inner => "inner",
             RxDrop::Device => "device",
+            RxDrop::NoChecksum => "no_checksum",
+            RxDrop::NoSequence => "no_sequence",
+            RxDrop::OldSequence => "old_sequence",
         }
     }
 }
@@ -272,7 +350,13 @@ type TxCounters = Counters<{ TxDrop::ALL.len() }>;
 
 /// Checks an IPv4 packet as the raw socket hands it over and returns where
 /// the inner frame is in it.
+#[cfg(test)]
 pub fn decap(pkt: &[u8], remote: Ipv4Addr, key: u32, mode: Mode) -> Result<Range<usize>, RxDrop> {
+    receive(pkt, remote, key, mode).map(|r| r.inner)
+}
+
+/// [`decap`], with the optional words it found.
+pub fn receive(pkt: &[u8], remote: Ipv4Addr, key: u32, mode: Mode) -> Result<Received, RxDrop> {
     if pkt.len() < IPV4_HDR || pkt[0] >> 4 != 4 || pkt[9] != IPPROTO_GRE {
         return Err(RxDrop::Malformed);
     }
@@ -320,12 +404,20 @@ pub fn decap(pkt: &[u8], remote: Ipv4Addr, key: u32, mode: Mode) -> Result<Range
     } else {
         None
     };
-    if flags & GRE_S != 0 {
+    let seq = if flags & GRE_S != 0 {
         if gre.len() < at + 4 {
             return Err(RxDrop::Malformed);
         }
         at += 4;
-    }
+        Some(u32::from_be_bytes([
+            gre[at - 4],
+            gre[at - 3],
+            gre[at - 2],
+            gre[at - 1],
+        ]))
+    } else {
+        None
+    };
     if got != Some(key) {
         return Err(RxDrop::Key);
     }
@@ -340,7 +432,11 @@ pub fn decap(pkt: &[u8], remote: Ipv4Addr, key: u32, mode: Mode) -> Result<Range
     if !plausible {
         return Err(RxDrop::Inner);
     }
-    Ok(ihl + at..total)
+    Ok(Received {
+        inner: ihl + at..total,
+        checksum: flags & GRE_C != 0,
+        seq,
+    })
 }
 
 /// Writes the outer IPv4 and GRE headers into the first
@@ -460,17 +556,20 @@ pub fn run(args: &TunnelArgs) -> Result<(), String> {
     let (dev_rx, dev_tx) = device.split();
 
     eprintln!(
-        "tgw-perf tunnel: up: {} ({}, mtu {mtu}) <-> GRE key {}{}{} {} -> {}",
+        "tgw-perf tunnel: up: {} ({}, mtu {mtu}) <-> GRE key {}{}{}{}{} {} -> {}",
         args.dev,
         args.mode,
         args.key,
-        if sent.checksum { " csum" } else { "" },
-        if sent.sequence { " seq" } else { "" },
+        if sent.checksum { " ocsum" } else { "" },
+        if sent.sequence { " oseq" } else { "" },
+        if args.require_csum { " icsum" } else { "" },
+        if args.require_seq { " iseq" } else { "" },
         args.local,
         args.remote
     );
 
     let (local, remote, key, mode) = (args.local, args.remote, args.key, args.mode);
+    let required = Required::new(args.require_csum, args.require_seq);
     let tx_stop = Arc::clone(&stop);
     let tx = std::thread::Builder::new()
         .name("tunnel-tx".into())
@@ -489,7 +588,7 @@ pub fn run(args: &TunnelArgs) -> Result<(), String> {
     let rx = std::thread::Builder::new()
         .name("tunnel-rx".into())
         .spawn(move || {
-            let r = from_tunnel(&socket, dev_tx, remote, key, mode, &rx_stop);
+            let r = from_tunnel(&socket, dev_tx, (remote, key, mode, required), &rx_stop);
             rx_stop.store(true, Ordering::Relaxed);
             r
         })
@@ -555,9 +654,7 @@ fn to_tunnel(
 fn from_tunnel(
     socket: &Socket,
     mut dev: tun::Writer,
-    remote: Ipv4Addr,
-    key: u32,
-    mode: Mode,
+    (remote, key, mode, mut required): (Ipv4Addr, u32, Mode, Required),
     stop: &AtomicBool,
 ) -> (RxCounters, Option<String>) {
     let mut c = RxCounters::default();
@@ -575,7 +672,9 @@ fn from_tunnel(
             }
             Err(e) => return (c, Some(format!("reading the GRE socket: {e}"))),
         };
-        let inner = match decap(&buf[..n], remote, key, mode) {
+        let inner = match receive(&buf[..n], remote, key, mode)
+            .and_then(|r| required.admit(&r).map(|()| r.inner))
+        {
             Ok(r) => r,
             Err(why) => {
                 c.drops[why as usize] += 1;
@@ -803,6 +902,78 @@ mod tests {
             &p[IPV4_HDR..IPV4_HDR + 12],
             &[0x30, 0, 8, 0, 0, 0, 0x03, 0xe8, 0, 0, 0, 1]
         );
+    }
+
+    /// `--require-csum` / `--require-seq`: Linux's `icsum` / `iseq` rules
+    /// (`ip_tunnel_rcv`): no C, no S, or a number below the last taken
+    /// plus one is dropped, and a drop leaves the expected number alone.
+    #[test]
+    fn required_checksum_and_sequence_follow_linux() {
+        let f = frame();
+        let packet = |flags: u16, seq: Option<u32>| {
+            let mut fields = Vec::new();
+            if flags & GRE_C != 0 {
+                fields.push(0);
+            }
+            fields.push(1000);
+            fields.extend(seq);
+            let mut g = gre(flags, 0x6558, &fields, &f);
+            if flags & GRE_C != 0 {
+                let sum = checksum(&g);
+                g[4..6].copy_from_slice(&sum.to_be_bytes());
+            }
+            ipv4(REMOTE, &g)
+        };
+        let take = |req: &mut Required, p: &[u8]| {
+            let r = receive(p, REMOTE, 1000, Mode::Gretap).unwrap();
+            assert_eq!(&p[r.inner.clone()], &f[..]);
+            req.admit(&r)
+        };
+        let mut none = Required::default();
+        assert_eq!(take(&mut none, &packet(0x2000, None)), Ok(()));
+
+        let mut csum = Required::new(true, false);
+        assert_eq!(
+            take(&mut csum, &packet(0x2000, None)),
+            Err(RxDrop::NoChecksum)
+        );
+        assert_eq!(
+            take(&mut csum, &packet(0x3000, Some(4))),
+            Err(RxDrop::NoChecksum)
+        );
+        assert_eq!(take(&mut csum, &packet(0xa000, None)), Ok(()));
+
+        let mut seq = Required::new(false, true);
+        assert_eq!(
+            take(&mut seq, &packet(0x2000, None)),
+            Err(RxDrop::NoSequence)
+        );
+        assert_eq!(take(&mut seq, &packet(0x3000, Some(5))), Ok(()));
+        assert_eq!(
+            take(&mut seq, &packet(0x3000, Some(5))),
+            Err(RxDrop::OldSequence)
+        );
+        assert_eq!(
+            take(&mut seq, &packet(0x3000, Some(3))),
+            Err(RxDrop::OldSequence)
+        );
+        assert_eq!(take(&mut seq, &packet(0x3000, Some(6))), Ok(()));
+        assert_eq!(
+            take(&mut seq, &packet(0x3000, Some(9))),
+            Ok(()),
+            "gaps are fine"
+        );
+        // A signed 32-bit difference from the next expected (10): 2^31
+        // ahead is behind, one less is ahead.
+        assert_eq!(
+            take(&mut seq, &packet(0x3000, Some(0x8000_000a))),
+            Err(RxDrop::OldSequence)
+        );
+        assert_eq!(take(&mut seq, &packet(0x3000, Some(0x8000_0009))), Ok(()));
+        assert_eq!(take(&mut seq, &packet(0x3000, Some(0xffff_ffff))), Ok(()));
+        // The next expected is 0 now: anything is taken.
+        assert_eq!(take(&mut seq, &packet(0x3000, Some(7))), Ok(()));
+        assert_eq!(take(&mut seq, &packet(0xb000, Some(8))), Ok(()));
     }
 
     #[test]

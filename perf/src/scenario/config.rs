@@ -140,10 +140,24 @@ pub fn build(o: &Options) -> Result<String, String> {
 
     // No static neighbours anywhere: the resolver learns them all.
     doc.remove("neighbour");
+    // The GRE options the hosts' tunnels require (`Host::receives`).
     for tenant in array(&mut doc, "tenant")? {
         let tenant = tenant.as_table_mut().ok_or("a [[tenant]] is not a table")?;
         tenant.remove("neighbours");
         tenant.remove("neighbour");
+        let name = tenant
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Some(h) = super::HOSTS.iter().find(|h| h.tenant == name) {
+            let (checksum, sequence) = h.receives(o.workers);
+            if checksum {
+                tenant.insert("gre_checksum".into(), true.into());
+            }
+            if sequence {
+                tenant.insert("gre_sequence".into(), true.into());
+            }
+        }
     }
 
     Ok(format!(
@@ -223,6 +237,21 @@ mod tests {
             ]
         );
         assert_eq!(doc["eal"]["in_memory"].as_bool(), Some(true));
+        // host1's tunnel is Linux's `csum seq`: its tenant sends both.
+        let gre: Vec<_> = doc["tenant"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t.get("gre_checksum").is_some(),
+                    t.get("gre_sequence").is_some(),
+                )
+            })
+            .collect();
+        assert_eq!(gre, [(true, true), (false, false)]);
+        ctl::config::parse(&text, "scenario.toml", &"0-1".parse().unwrap())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
     }
 
     /// Two workers on two CPUs: the second shares the main lcore's, and
@@ -243,6 +272,9 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let workers: Vec<_> = config.workers.iter().map(|w| (w.lcore, w.cpu)).collect();
         assert_eq!(workers, [(1, 1), (2, 0)]);
+        // Sequence numbers need one worker: the checksum alone here.
+        let t1 = config.tenant("t1").unwrap();
+        assert_eq!((t1.gre_checksum, t1.gre_sequence), (true, false));
         assert_eq!((config.rx_queues(0), config.rx_queues(1)), (2, 2));
         assert!(config.ports[0].device.ends_with("qpairs=2"));
         assert!(build(&options(Pmd::AfXdp)).is_err());

@@ -107,10 +107,23 @@ pub struct Host {
     /// open toward the Internet (DESIGN.md). The other tenant's port is
     /// refused inbound and allowed outbound.
     pub port: u16,
-    /// Whether the host's tunnel sends GRE checksums and sequence numbers
-    /// (`tgw-perf tunnel --csum --seq`, Linux's `ocsum oseq`), which tgw
-    /// must verify and skip (RFC 2784 / 2890).
+    /// Whether the host's tunnel is Linux's `csum seq`: it sends GRE
+    /// checksums and sequence numbers (`tgw-perf tunnel --csum --seq`,
+    /// `ocsum oseq`), which tgw must verify and skip (RFC 2784 / 2890),
+    /// and drops what arrives without them or out of order
+    /// (`--require-csum --require-seq`, `icsum iseq`), so its tenant has
+    /// `gre_checksum` and `gre_sequence` (see [`Host::receives`]).
     pub csum_seq: bool,
+}
+
+impl Host {
+    /// The GRE options the host requires and tgw, configured for them,
+    /// sends it: (checksum, sequence). tgw refuses `gre_sequence` with
+    /// more than one worker (docs/decisions.md), so with two the host's
+    /// tunnel is `csum` alone on the way in.
+    pub fn receives(&self, workers: usize) -> (bool, bool) {
+        (self.csum_seq, self.csum_seq && workers == 1)
+    }
 }
 
 /// The other tenant's port: closed inbound, open outbound, for host `i`.
@@ -346,6 +359,7 @@ fn scenario(
     w.net.wait_for_output(tgw, "forwarding;", READY);
     check_interrupt(interrupted)?;
 
+    let workers = usize::from(args.workers);
     for (i, h) in HOSTS.iter().enumerate() {
         let ns = w.hosts[i].clone();
         let (local, key) = (h.underlay.to_string(), h.key.to_string());
@@ -364,6 +378,13 @@ fn scenario(
         ];
         if h.csum_seq {
             args.extend(["--csum", "--seq"]);
+        }
+        let (csum, seq) = h.receives(workers);
+        if csum {
+            args.push("--require-csum");
+        }
+        if seq {
+            args.push("--require-seq");
         }
         let agent = w.net.spawn(&ns, &format!("agent-{}", h.name), &args);
         w.agents.push(agent);
@@ -431,6 +452,10 @@ fn scenario(
         let s = w.net.stop(a);
         agents.push(serde_json::from_str::<Value>(s.stdout.trim()).unwrap_or(Value::Null));
     }
+    checks.record(
+        "host1's tunnel (Linux's csum seq) takes everything tgw sends it",
+        strict_host_received(&agents, workers),
+    );
     for s in std::mem::take(&mut w.servers) {
         w.net.stop(s);
     }
@@ -1202,6 +1227,45 @@ fn timed_out(answer: &Result<Value, String>, targets: &[String]) -> Result<Strin
     Ok(parts.join(", "))
 }
 
+/// What the hosts whose tunnels require GRE checksums (and sequence
+/// numbers) dropped of what tgw sent them, as Linux would: nothing, and
+/// they received.
+fn strict_host_received(agents: &[Value], workers: usize) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for (i, h) in HOSTS.iter().enumerate() {
+        let (csum, seq) = h.receives(workers);
+        if !csum && !seq {
+            continue;
+        }
+        let rx = &agents.get(i).ok_or("no agent report")?["rx"];
+        let drops = &rx["drops"];
+        let refused: Vec<String> = ["no_checksum", "no_sequence", "old_sequence"]
+            .iter()
+            .filter(|d| u(drops, d) > 0)
+            .map(|d| format!("{d} {}", u(drops, d)))
+            .collect();
+        let received = u(rx, "packets");
+        let rules = if seq { "icsum iseq" } else { "icsum" };
+        if !refused.is_empty() || received == 0 {
+            return Err(format!(
+                "{} ({rules}): received {received}, dropped {}",
+                h.name,
+                refused.join(", ")
+            ));
+        }
+        parts.push(format!(
+            "{} ({rules}): received {received}, none without checksum{}",
+            h.name,
+            if seq {
+                ", sequence number or in order"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(parts.join("; "))
+}
+
 /// One firewall rule's (or default policy's) decisions in tgw's stats.
 fn decisions(stats: &Value, tenant: &str, rule: &str) -> Option<u64> {
     stats["firewall"]
@@ -1220,6 +1284,7 @@ fn after_checks(
     attempts: &Attempts,
 ) {
     let (underlay, public) = (captures.underlay, captures.public);
+    let worker_count = stats["workers"].as_array().map_or(1, Vec::len);
     let workers = workers_total(stats);
     let drops = &workers["drops"];
     let unknown = u(drops, "gre_unknown_key");
@@ -1255,12 +1320,18 @@ fn after_checks(
             probes += 1;
             continue;
         }
-        // C and S only from a host that sends them; tgw sends K alone.
+        // C and S from a host that sends them, and from tgw to a host that
+        // requires them; K alone otherwise.
         const C_S: u16 = 0x8000 | 0x1000;
-        let c_s = if ip.src == host && HOSTS[i].csum_seq {
-            C_S
+        let c_s = if ip.src == host {
+            if HOSTS[i].csum_seq {
+                C_S
+            } else {
+                0
+            }
         } else {
-            0
+            let (c, s) = HOSTS[i].receives(worker_count);
+            (if c { 0x8000 } else { 0 }) | (if s { 0x1000 } else { 0 })
         };
         if gre.key != Some(HOSTS[i].key) || gre.protocol != 0x6558 || gre.flags & C_S != c_s {
             bad.push(format!(
@@ -1288,9 +1359,14 @@ fn after_checks(
         "tunnel keys on the underlay: t1 1000, t2 2000",
         if bad.is_empty() && per_host.iter().all(|&n| n > 0) {
             Ok(format!(
-                "{} GRE packets with host1 all key 1000 (host1's with checksum and \
-                 sequence number), {} with host2 all key 2000, no elastic IP inside{}",
+                "{} GRE packets with host1 all key 1000 (with checksum and \
+                 sequence number both ways{}), {} with host2 all key 2000, no elastic IP inside{}",
                 per_host[0],
+                if worker_count == 1 {
+                    ""
+                } else {
+                    "; from tgw the checksum alone"
+                },
                 per_host[1],
                 captures.note(1)
             ))
