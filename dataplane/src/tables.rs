@@ -192,7 +192,6 @@ pub struct TunnelAdj {
     /// are zero here and written per frame too ([`Tables::fill_gre_options`]).
     pub header: [u8; MAX_TUNNEL_HEADER],
     pub header_len: u8,
-    pub gretap: bool,
     /// The tenant's GRE options, as the header carries them.
     pub gre: GreOptions,
     /// The outer next hop: the host, or the underlay router toward it.
@@ -211,7 +210,9 @@ impl TunnelAdj {
     /// Whether the header ends in an inner Ethernet header (gretap).
     #[inline]
     pub fn is_gretap(&self) -> bool {
-        self.gretap
+        // The shortest gretap header is longer than the longest GRE-IPv4
+        // one (42 + 8 bytes of options): one compare, as before options.
+        usize::from(self.header_len) >= KEYED_GRETAP_HEADER
     }
 
     /// The largest inner IPv4 packet that fits the underlay MTU.
@@ -686,7 +687,6 @@ fn tunnel_adj(
         host,
         header,
         header_len: len as u8,
-        gretap: t.encap == Encap::Gretap,
         gre: t.gre,
         neigh,
         mtu: entry.mtu,
