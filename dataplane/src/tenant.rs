@@ -73,7 +73,7 @@ pub struct GreOptions {
 impl GreOptions {
     /// The bytes the options add to a key-only GRE header.
     #[inline]
-    pub const fn len(self) -> usize {
+    pub const fn extra_len(self) -> usize {
         (self.checksum as usize + self.sequence as usize) * 4
     }
 

@@ -1675,7 +1675,7 @@ fn decap_ecn(ip: &mut [u8], outer_ecn: u8) -> bool {
 fn tunnel_inner_mtu(tenant: &Tenant, mtu: u16) -> u16 {
     let overhead = 20
         + 8
-        + tenant.gre.len() as u16
+        + tenant.gre.extra_len() as u16
         + if tenant.encap == Encap::Gretap {
             ETH as u16
         } else {
