@@ -13,7 +13,7 @@
 //!
 //! Timeouts default to the RFCs' floors: RFC 4787 REQ-5 (UDP at least
 //! 2 minutes), RFC 5382 REQ-5 (TCP established at least 2 hours 4 minutes,
-//! transitory 4 minutes), RFC 5508 REQ-1 (ICMP query 60 seconds).
+//! transitory 4 minutes), RFC 5508 REQ-2 (ICMP query 60 seconds).
 
 use crate::flow::{FlowKey, Zone};
 use crate::nat::Rewrite;

@@ -187,6 +187,13 @@ drop_reasons! {
     /// A protocol without ports toward a shared NAT pool: it cannot share
     /// an address (only TCP, UDP and ICMP echo can).
     NatProtocol => "nat_protocol",
+    /// An ICMP error about a flow whose checksum does not verify (RFC 5508
+    /// REQ-3): it would be translated and summed anew, and arrive looking
+    /// sound.
+    IcmpChecksum => "icmp_checksum",
+    /// An ICMP error about a flow whose quoted IPv4 header's checksum does
+    /// not verify (RFC 5508 REQ-3a).
+    IcmpQuoteChecksum => "icmp_quote_checksum",
     /// A first fragment whose owner holds its share of the fragment cache
     /// (or whose bucket is full of other owners' live entries).
     FragmentCacheFull => "fragment_cache_full",

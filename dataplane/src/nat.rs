@@ -91,6 +91,20 @@ impl Rewrite {
         self.rewrites_port.then_some(self.port)
     }
 
+    /// The address change alone: for an ICMP error about a flow, whose
+    /// own header has no port (bytes 4 to 7 are unused or the MTU, and
+    /// belong to the error), while its quote is translated apart
+    /// ([`translate_quoted`]).
+    #[must_use]
+    pub fn address_only(&self) -> Self {
+        Rewrite {
+            port: 0,
+            rewrites_port: false,
+            port_delta: Delta::new(),
+            ..*self
+        }
+    }
+
     /// Applies the rewrite to the IPv4 packet `ip` (header of `ihl` bytes,
     /// validated, followed by at least the ports of TCP or UDP). Returns
     /// false, leaving the packet as it was, if the transport header is too

@@ -55,6 +55,8 @@ fn every_drop_is_one_a_check_expects() {
         ("gre_protocol", 1),           // gre: IPv4 to a gretap tenant
         ("gre_unknown_key", 1),        // gre: key 3000
         ("gre_version", 2),            // gre: version 1, routing present
+        ("icmp_checksum", 1),          // rfc5508 REQ-3: a bad ICMP checksum
+        ("icmp_quote_checksum", 1),    // rfc5508 REQ-3a: a bad quoted checksum
         ("invalid_state", 1),          // rfc5382: a SYN+ACK acking 999
         ("ip_option_record_route", 1), // rfc1812: Record Route
         ("ip_option_source_route", 1), // rfc1812: LSRR

@@ -128,19 +128,16 @@ fn rfc5508_req1_icmp_query_mapping() {
 }
 
 /// RFC 5508 §4.1, REQ-3: an error whose ICMP checksum is wrong is
-/// dropped (SHOULD). tgw does not check it, and sums the translated
-/// error anew, so the corrupt error reaches the host with a right one.
+/// dropped (SHOULD): translated and summed anew, it would reach the host
+/// looking sound (`icmp_checksum`).
 #[test]
-#[ignore = "issue 10: RFC 5508 REQ-3 (SHOULD drop errors with a bad ICMP checksum) not met yet"]
 fn rfc5508_req3_errors_with_a_bad_icmp_checksum_are_dropped() {
     assert!(errors_about(5521).is_empty());
 }
 
 /// RFC 5508 §4.1, REQ-3a: an error whose quoted IPv4 header checksum is
-/// wrong is dropped (SHOULD). tgw forwards it (the quoted checksum
-/// updated incrementally, so still wrong).
+/// wrong is dropped (SHOULD, `icmp_quote_checksum`).
 #[test]
-#[ignore = "issue 10: RFC 5508 REQ-3a (SHOULD drop errors with a bad quoted IPv4 checksum) not met yet"]
 fn rfc5508_req3a_errors_with_a_bad_quoted_checksum_are_dropped() {
     assert!(errors_about(5522).is_empty());
 }
@@ -197,7 +194,6 @@ fn rfc5508_req4_external_errors_translated_or_dropped() {
 /// error's unused word (bytes 4-5, as if it were an echo identifier) and
 /// the ICMP checksum is wrong, so the host drops the error.
 #[test]
-#[ignore = "issue 10: RFC 5508 REQ-4 for pool (NAPT) mappings not met yet: the error's checksum and unused word are spoiled"]
 fn rfc5508_req4_errors_about_pool_mappings() {
     let got =
         outcome().tunnelled_where(|t| t.pkt.h.source == ROUTER && t.pkt.h.destination == POOLED);
@@ -235,7 +231,6 @@ fn rfc5508_req5_internal_errors_translated() {
 /// as in the other direction, writes the mapping's public port into the
 /// error's unused word and leaves its ICMP checksum wrong.
 #[test]
-#[ignore = "issue 10: RFC 5508 REQ-5 for pool (NAPT) mappings not met yet: the error's checksum and unused word are spoiled"]
 fn rfc5508_req5_internal_errors_through_a_pool() {
     let got =
         outcome().public_where(|p| p.icmp() == Some((3, 3)) && p.h.destination == [7, 7, 7, 7]);

@@ -62,9 +62,8 @@ fn rfc6040_4_2_decapsulation_table() {
 }
 
 /// RFC 6040 §4.2, Figure 4, inner ECT(0) under outer ECT(1): ECT(1) must
-/// leave. tgw takes only CE from the outer header, so ECT(0) leaves.
+/// leave.
 #[test]
-#[ignore = "issue 10: RFC 6040 §4.2 ECT(1) outer over ECT(0) inner not met yet"]
 fn rfc6040_4_2_ect1_outer_marks_an_ect0_inner_ect1() {
     decapsulated(ECT1_OUTER);
 }

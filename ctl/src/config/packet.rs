@@ -162,7 +162,7 @@ pub struct Flows {
     /// Seconds a UDP flow lives without traffic; at least 120 (RFC 4787
     /// REQ-5). Default 120.
     pub udp_s: u32,
-    /// Seconds an ICMP echo flow lives; at least 60 (RFC 5508 REQ-1).
+    /// Seconds an ICMP echo flow lives; at least 60 (RFC 5508 REQ-2).
     /// Default 60.
     pub icmp_s: u32,
 }

@@ -254,9 +254,9 @@ impl Pipeline {
         outer_ecn: u8,
         now: u64,
     ) -> Option<Verdict> {
-        // An outer CE mark must be carried inward (RFC 6040).
-        const CE: u8 = 3;
-        if outer_ecn == CE {
+        // An outer CE or ECT(1) mark may have to be carried inward (RFC
+        // 6040 §4.2): the full path's.
+        if outer_ecn & 1 != 0 {
             return None;
         }
         let p = Plain::parse(f.data().get(ip_at..)?)?;

@@ -874,12 +874,16 @@ impl Pipeline {
         if !f.adj(ETH) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
+        if let Err(reason) = icmp_error_sound(f.data(), at) {
+            return Some(Verdict::Drop(reason));
+        }
         let (private, port) = (conn.to_tenant.addr(), conn.to_tenant.port());
         let icmp_at = at - 8;
         if !translate_quoted(&mut f.data_mut()[icmp_at..], true, private, port) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
-        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel, conn.to_tenant, now))
+        let nat = conn.to_tenant.address_only();
+        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel, nat, now))
     }
 
     /// An ICMP error from a tenant about a datagram of a translated flow
@@ -906,6 +910,9 @@ impl Pipeline {
         if src != quoted.dst {
             return None;
         }
+        if let Err(reason) = icmp_error_sound(f.data(), at) {
+            return Some(Verdict::Drop(reason));
+        }
         let (public, port) = (conn.to_public.addr(), conn.to_public.port());
         if !translate_quoted(&mut f.data_mut()[at - 8..], false, public, port) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
@@ -914,7 +921,7 @@ impl Pipeline {
             tenant,
             underlay_mtu,
             may_error: true,
-            nat: conn.to_public,
+            nat: conn.to_public.address_only(),
         };
         Some(self.public_exit(t, c, &exit, f, now))
     }
@@ -1634,6 +1641,22 @@ fn has_ports(protocol: u8) -> bool {
     )
 }
 
+/// Whether the ICMP error `ip` (trimmed to its total length, its quote
+/// `at` bytes in) is sound enough to translate: its checksum (RFC 5508
+/// REQ-3) and its quoted IPv4 header's (REQ-3a) verify. Translation sums
+/// the error anew, so a corrupt one would otherwise leave looking sound.
+fn icmp_error_sound(ip: &[u8], at: usize) -> Result<(), DropReason> {
+    let icmp = ip.get(at - 8..).ok_or(D::Ipv4Invalid)?;
+    if checksum::checksum(icmp) != 0 {
+        return Err(D::IcmpChecksum);
+    }
+    let quoted_ihl = usize::from(*ip.get(at).ok_or(D::Ipv4Invalid)? & 0xf) * 4;
+    match ip.get(at..at + quoted_ihl) {
+        Some(header) if checksum::checksum(header) != 0 => Err(D::IcmpQuoteChecksum),
+        _ => Ok(()),
+    }
+}
+
 /// The tunnel `tenant` routes `addr` to.
 fn tunnel_to(t: &Tables, tenant: &Tenant, addr: u32) -> Result<u32, DropReason> {
     match t
@@ -1655,16 +1678,22 @@ fn ip_dst(ip: &[u8]) -> u32 {
 /// RFC 6040 decapsulation: outer CE marks an ECN-capable inner packet CE,
 /// and condemns a not-ECN-capable one. Returns false to drop.
 fn decap_ecn(ip: &mut [u8], outer_ecn: u8) -> bool {
+    const ECT0: u8 = 2;
+    const ECT1: u8 = 1;
     const CE: u8 = 3;
     let inner = ip[1] & 3;
-    if outer_ecn != CE || inner == CE {
-        return true;
-    }
-    if inner == 0 {
-        return false;
-    }
+    // RFC 6040 §4.2's table: a not-ECT inner packet keeps its field
+    // (dropped under CE), CE inside stays, outer CE marks an ECT packet,
+    // and outer ECT(1) over ECT(0) gives ECT(1).
+    let marked = match (inner, outer_ecn) {
+        (0, CE) => return false,
+        (0, _) | (CE, _) => return true,
+        (_, CE) => CE,
+        (ECT0, ECT1) => ECT1,
+        _ => return true,
+    };
     let old = u16::from_be_bytes([ip[0], ip[1]]);
-    ip[1] |= CE;
+    ip[1] = ip[1] & !3 | marked;
     let new = u16::from_be_bytes([ip[0], ip[1]]);
     let hc = u16::from_be_bytes([ip[10], ip[11]]);
     ip[10..12].copy_from_slice(&checksum::update_u16(hc, old, new).to_be_bytes());

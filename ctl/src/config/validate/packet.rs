@@ -242,7 +242,7 @@ pub(super) fn flows(raw: Option<&Section<RawFlows>>, r: &mut Report) -> Option<F
         d.icmp_s,
         60,
         "[flows] icmp_s",
-        " seconds (RFC 5508 REQ-1: at least 60 seconds)",
+        " seconds (RFC 5508 REQ-2: at least 60 seconds)",
     );
     let unreplied_s = int(
         v.unreplied_s.as_ref(),
