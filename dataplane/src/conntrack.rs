@@ -527,6 +527,11 @@ pub struct Conn {
     /// unanswered flows have a share of the tenant's quota of their own,
     /// so that a flood of them cannot take the rest (issue 9, defect 6).
     pub answered: Answered,
+    /// A key of the flow on the public side has one of the gateway's own
+    /// addresses for source: a hairpinned flow, whose packets the gateway
+    /// turns around inside and never receives on a port
+    /// ([`crate::martian::hairpinned`]).
+    pub hairpin: bool,
 }
 
 /// Whether a flow opened from the public side has been answered from

@@ -205,6 +205,31 @@ drop_reasons! {
     /// Too big without DF, past its tenant's or the worker's budget for
     /// fragmenting.
     FragmentBudget => "fragment_budget",
+    /// A source no packet may carry across a router (`martian.rs`: 0/8,
+    /// 127/8, 169.254/16, multicast, 240/4 and the limited broadcast; on
+    /// the public side also the port subnet's directed broadcast; RFC 1812
+    /// §5.3.7).
+    MartianSource => "martian_source",
+    /// A destination tgw never forwards (the same blocks, RFC 1812 §5.3.7).
+    MartianDestination => "martian_destination",
+    /// From outside, a source that is one of the gateway's own addresses
+    /// (a port's, an elastic IP, a pool address, a tenant's public
+    /// prefix): spoofed, since tgw hairpins its own traffic inside.
+    SpoofedOwnAddress => "spoofed_own_address",
+    /// A fragment whose offset plus length passes the 65,535 bytes of an
+    /// IPv4 datagram (RFC 791; the "ping of death").
+    FragmentTooLong => "fragment_too_long",
+    /// A first fragment too short for the whole transport header (RFC
+    /// 1858 §3.1, RFC 3128: TCP flags pushed into a later fragment).
+    FragmentTinyFirst => "fragment_tiny_first",
+    /// A later TCP fragment whose offset lies inside the minimal TCP
+    /// header (RFC 1858 §3.2, §4: offset 8 rewrites the flags).
+    FragmentHeaderOverlap => "fragment_header_overlap",
+    /// A later fragment that overlaps bytes of its datagram already
+    /// forwarded, or disagrees with its end (the datagram is condemned).
+    FragmentOverlap => "fragment_overlap",
+    /// A fragment seen before (the same place in the same datagram).
+    FragmentDuplicate => "fragment_duplicate",
 }
 
 /// Packets and bytes through one port, as one worker saw them.

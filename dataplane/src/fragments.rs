@@ -21,6 +21,53 @@
 //! free or expired one or one of its own owner's: no tenant's fragments,
 //! nor the Internet's, can push out another tenant's. An entry is freed as
 //! soon as every byte of its datagram went through, or when it expires.
+//!
+//! # What is checked where
+//!
+//! Trusted reassemblers (Linux's `ip_fragment.c`, RFC 1858, RFC 3128)
+//! refuse fragments built to make the receiver see other headers than the
+//! firewall saw. tgw checks, on the full path (the fast path takes no
+//! fragment), every fragment it forwards, through flows or not:
+//!
+//! - alone, by [`inspect`], before anything else looks at it:
+//!   - its end past the 65,535 bytes of an IPv4 datagram (RFC 791; the
+//!     "ping of death"): [`FragError::TooLong`];
+//!   - a first fragment that does not hold its whole transport header
+//!     (TCP: 20 bytes and its options, as its data offset says; UDP and
+//!     ICMP: 8), so that a later fragment would bring the flags or ports
+//!     the firewall decided on (RFC 1858 §3.1, RFC 3128):
+//!     [`FragError::TinyFirst`];
+//!   - a later TCP fragment at offset 8 or 16, inside the smallest TCP
+//!     header: written to overwrite the first fragment's flags (RFC 1858
+//!     §3.2 and §4, "FO=1 and PROTOCOL=TCP"): [`FragError::HeaderOverlap`];
+//! - against its datagram, by [`Fragments::first`] and
+//!   [`Fragments::later`], for datagrams whose flows the cache tracks:
+//!   - a later fragment reaching into the first fragment's bytes (where
+//!     the transport header and its options are), past the datagram's
+//!     end once the last fragment was seen, or a second last fragment
+//!     with another end: [`FragError::Overlap`]. The datagram is then
+//!     condemned, as Linux does since it drops IPv4 datagrams with
+//!     overlapping fragments: its later fragments are dropped the same
+//!     way until the entry expires. What went through cannot be called
+//!     back; the receiver cannot reassemble without the rest;
+//!   - a fragment whose bytes all went through already (the same piece
+//!     again, the first or the last fragment seen twice):
+//!     [`FragError::Duplicate`]. Only the copy is dropped: a duplicate is
+//!     what a network can make of an honest datagram, and it would
+//!     otherwise count twice toward completing the datagram and free the
+//!     entry before its last piece came.
+//!
+//! What the cache can and cannot see: it holds no payload (shallow
+//! virtual reassembly), only each datagram's first fragment's extent,
+//! its end once known, and which pieces the size of the first fragment
+//! (how a sender or a router cuts a datagram: every piece but the last
+//! that size) went through, as bits of a `u64`. So overlaps with the first
+//! fragment and with the end are seen exactly; between later fragments,
+//! only overlaps that cover a whole such piece — two pieces of uneven
+//! sizes overlapping by less than one go unseen, and so does a copy that
+//! differs in content from what went through (no bytes are kept to
+//! compare). Datagrams not tracked (later fragments between a tenant's own
+//! hosts, tenants without flows) get the checks of [`inspect`] only.
 
 pub mod park;
 pub mod split;
@@ -31,6 +78,13 @@ pub const SLOTS: usize = 4096;
 pub const WAYS: usize = 8;
 /// Fragments one datagram may have (64 KiB in 1 KiB pieces).
 pub const MAX_FRAGMENTS: u16 = 64;
+/// The largest IPv4 datagram, header included (RFC 791).
+pub const MAX_DATAGRAM: u32 = 65_535;
+/// The smallest TCP header.
+const TCP_HEADER: u32 = 20;
+/// The UDP header, and the ICMP header up to the echo's identifier and
+/// sequence number or an error's unused word.
+const SHORT_HEADER: u32 = 8;
 /// Entries one owner (a tenant's inbound or outbound datagrams) may hold.
 pub const OWNER_SHARE: u16 = (SLOTS / 16) as u16;
 /// Entries the public side's datagrams may hold together.
@@ -154,6 +208,15 @@ struct Slot {
     /// The datagram's payload length, once its last fragment was seen.
     total: Option<u32>,
     deadline: u64,
+    /// The first fragment's payload length: its extent, and the size of
+    /// the pieces `pieces` counts.
+    unit: u32,
+    /// Bit `i`: bytes `i * unit .. (i + 1) * unit` went through.
+    pieces: u64,
+    /// The furthest byte a fragment that went through reached.
+    reach: u32,
+    /// An overlap was seen: the rest of the datagram is dropped.
+    condemned: bool,
 }
 
 impl Default for Slot {
@@ -168,6 +231,10 @@ impl Default for Slot {
             covered: 0,
             total: None,
             deadline: 0,
+            unit: 0,
+            pieces: 0,
+            reach: 0,
+            condemned: false,
         }
     }
 }
@@ -179,11 +246,55 @@ impl Slot {
 
     /// Counts `piece` in; true once every byte of the datagram was seen.
     fn cover(&mut self, piece: &Piece) -> bool {
+        let end = piece.offset.saturating_add(piece.len);
         self.covered = self.covered.saturating_add(piece.len);
+        self.pieces |= self.pieces_within(piece.offset, end);
+        self.reach = self.reach.max(end);
         if !piece.more {
-            self.total = Some(piece.offset.saturating_add(piece.len));
+            self.total = Some(end);
         }
         self.total.is_some_and(|t| self.covered >= t)
+    }
+
+    /// The bits of the first-fragment-sized pieces that lie wholly inside
+    /// bytes `start..end` (none past the 64th).
+    fn pieces_within(&self, start: u32, end: u32) -> u64 {
+        if self.unit == 0 {
+            return 0;
+        }
+        let first = start.div_ceil(self.unit).min(64);
+        let last = (end / self.unit).min(64);
+        if last <= first {
+            return 0;
+        }
+        let upto = |n: u32| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        upto(last) & !upto(first)
+    }
+
+    /// Whether later fragment `piece` may go on with this datagram: not
+    /// into the first fragment, not past the end, and not all seen before.
+    fn fits(&mut self, piece: &Piece) -> Result<(), FragError> {
+        let end = piece.offset.saturating_add(piece.len);
+        let past_end = match (self.total, piece.more) {
+            (Some(total), true) => end > total,
+            (Some(total), false) if end == total => return Err(FragError::Duplicate),
+            (Some(_), false) => true,
+            (None, true) => false,
+            (None, false) => end < self.reach,
+        };
+        if piece.offset < self.unit || past_end {
+            self.condemned = true;
+            return Err(FragError::Overlap);
+        }
+        let mine = self.pieces_within(piece.offset, end);
+        match mine & self.pieces {
+            0 => Ok(()),
+            seen if seen == mine => Err(FragError::Duplicate),
+            _ => {
+                self.condemned = true;
+                Err(FragError::Overlap)
+            }
+        }
     }
 }
 
@@ -197,6 +308,46 @@ pub enum FragError {
     /// Its owner holds its share of the cache, or its bucket is full of
     /// other owners' live entries.
     Full,
+    /// Its end passes the largest datagram (RFC 791).
+    TooLong,
+    /// A first fragment without its whole transport header (RFC 1858
+    /// §3.1, RFC 3128).
+    TinyFirst,
+    /// A later TCP fragment inside the smallest TCP header (RFC 1858
+    /// §3.2).
+    HeaderOverlap,
+    /// It overlaps what went through of its datagram, or disagrees with
+    /// its end; or its datagram was condemned for that.
+    Overlap,
+    /// All its bytes went through already.
+    Duplicate,
+}
+
+/// The checks of a fragment alone (see the module's doc): its piece, or
+/// `None` for a whole datagram. `ip` starts at a valid IPv4 header.
+pub fn inspect(ip: &[u8]) -> Result<Option<Piece>, FragError> {
+    let Some(piece) = piece_of(ip) else {
+        return Ok(None);
+    };
+    let ihl = u32::from(ip[0] & 0xf) * 4;
+    if ihl + piece.offset + piece.len > MAX_DATAGRAM {
+        return Err(FragError::TooLong);
+    }
+    let first = piece.is_first();
+    match ip[9] {
+        6 if first => {
+            // The data offset, once the fragment reaches it.
+            let at = ihl as usize + 12;
+            let header = ip.get(at).map_or(TCP_HEADER, |&b| u32::from(b >> 4) * 4);
+            if piece.len < TCP_HEADER.max(header) {
+                return Err(FragError::TinyFirst);
+            }
+        }
+        6 if piece.offset < TCP_HEADER => return Err(FragError::HeaderOverlap),
+        1 | 17 if first && piece.len < SHORT_HEADER => return Err(FragError::TinyFirst),
+        _ => {}
+    }
+    Ok(Some(piece))
 }
 
 /// One worker's fragment cache.
@@ -275,8 +426,17 @@ impl Fragments {
     ) -> Result<(), FragError> {
         let o = owner.index(self.tenants);
         let bucket = self.bucket(&key);
-        // The same datagram again (a duplicate first fragment) starts over.
+        // The same first fragment again is a duplicate, and a condemned
+        // datagram stays so; another datagram under the same
+        // identification (the old one never completed) starts over.
         if let Some(i) = bucket.clone().find(|&i| self.slots[i].key == key) {
+            let s = &self.slots[i];
+            if s.live(now) && s.condemned {
+                return Err(FragError::Overlap);
+            }
+            if s.live(now) && (s.sport, s.dport, s.unit) == (ports.0, ports.1, piece.len) {
+                return Err(FragError::Duplicate);
+            }
             self.free(i);
         }
         let mut free = None;
@@ -310,6 +470,10 @@ impl Fragments {
             covered: 0,
             total: None,
             deadline,
+            unit: piece.len,
+            pieces: 0,
+            reach: 0,
+            condemned: false,
         };
         slot.cover(piece);
         self.slots[i] = slot;
@@ -339,9 +503,13 @@ impl Fragments {
             self.free(i);
             return Err(FragError::Orphan);
         }
+        if s.condemned {
+            return Err(FragError::Overlap);
+        }
         if s.seen >= MAX_FRAGMENTS {
             return Err(FragError::Limit);
         }
+        s.fits(piece)?;
         s.seen += 1;
         let ports = (s.sport, s.dport);
         if s.cover(piece) {
@@ -451,10 +619,17 @@ mod tests {
     fn a_datagram_may_not_have_too_many_fragments() {
         let mut f = Fragments::default();
         f.first(key(1), T1_IN, (1, 2), &head(), 0, 100).unwrap();
-        for _ in 1..MAX_FRAGMENTS {
-            assert!(f.later(key(1), &middle(), 0).is_ok());
+        let piece = |i: u32| Piece {
+            offset: 8 * i,
+            ..middle()
+        };
+        for i in 1..u32::from(MAX_FRAGMENTS) {
+            assert!(f.later(key(1), &piece(i), 0).is_ok());
         }
-        assert_eq!(f.later(key(1), &middle(), 0), Err(FragError::Limit));
+        assert_eq!(
+            f.later(key(1), &piece(u32::from(MAX_FRAGMENTS)), 0),
+            Err(FragError::Limit)
+        );
     }
 
     #[test]

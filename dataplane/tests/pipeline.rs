@@ -2264,6 +2264,350 @@ fn a_datagram_in_too_many_pieces_is_cut_off() {
     );
 }
 
+// ------------------------------------- fragment hardening (RFC 791, 1858, 3128)
+
+/// A TCP SYN to EIP1:22 carrying `data`, as one IPv4 datagram.
+fn tcp_syn_with(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .tcp(40000, 22, 1, 64240)
+        .syn()
+        .write(&mut out, data)
+        .unwrap();
+    out
+}
+
+/// RFC 3128 and RFC 1858 §3.1: a first fragment that does not hold the
+/// whole TCP header is dropped: here a SYN whose header has 8 bytes of
+/// options (data offset 7: 28 bytes) cut after 24, and one cut after 16
+/// of the 20 bytes every TCP header has (the checksum would come in the
+/// next fragment).
+#[test]
+fn a_tiny_first_fragment_without_the_whole_tcp_header_is_dropped() {
+    let mut gw = Gw::new();
+    let mut with_data = inner_tcp_syn(CLIENT, EIP1, 64, 1460);
+    with_data.extend_from_slice(&[0u8; 16]);
+    let len = with_data.len() as u16;
+    with_data[2..4].copy_from_slice(&len.to_be_bytes());
+    refill_checksum(&mut with_data);
+    let cut_in_options = piece(&with_data, 0, 24, true);
+    assert_eq!(
+        gw.client_sends(&cut_in_options, 0).0,
+        Verdict::Drop(DropReason::FragmentTinyFirst)
+    );
+    let syn = tcp_syn_with(&[0u8; 40]);
+    let tiny = piece(&syn, 0, 16, true);
+    assert_eq!(
+        gw.client_sends(&tiny, 0).0,
+        Verdict::Drop(DropReason::FragmentTinyFirst)
+    );
+    // A first fragment with the whole header (24 bytes) goes on.
+    let whole_header = piece(&syn, 0, 24, true);
+    assert_eq!(gw.client_sends(&whole_header, 0).0, Verdict::Forward(UND));
+}
+
+/// RFC 1858 §3.2 and §4: a TCP fragment at offset 8 (fragment offset 1)
+/// rewrites the flags of the first fragment at the receiver; "if FO=1 and
+/// PROTOCOL=TCP then drop packet". Offset 16 lies in the header too.
+#[test]
+fn a_tcp_fragment_at_offset_8_overlapping_the_header_is_dropped() {
+    let mut gw = Gw::new();
+    let syn = tcp_syn_with(&[0u8; 40]);
+    assert_eq!(
+        gw.client_sends(&piece(&syn, 0, 24, true), 0).0,
+        Verdict::Forward(UND)
+    );
+    for offset in [8, 16] {
+        let overlap = piece(&syn, offset, 24, true);
+        assert_eq!(
+            gw.client_sends(&overlap, 0).0,
+            Verdict::Drop(DropReason::FragmentHeaderOverlap),
+            "offset {offset}"
+        );
+    }
+}
+
+/// RFC 791: a datagram is at most 65,535 bytes; a fragment whose offset
+/// plus length passes it (the "ping of death") is dropped, though its
+/// first fragment opened a flow.
+#[test]
+fn a_fragment_past_65535_bytes_is_dropped() {
+    let mut gw = Gw::new();
+    let mut ping = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .icmpv4_echo_request(9, 1)
+        .write(&mut ping, &[0u8; 1472])
+        .unwrap();
+    assert_eq!(
+        gw.client_sends(&piece(&ping, 0, 1000, true), 0).0,
+        Verdict::Forward(UND)
+    );
+    // Offset 65,520 (the largest multiple of 8 a payload may start at
+    // below it) with 40 bytes: 20 + 65,520 + 40 > 65,535.
+    let mut death = piece(&ping, 0, 40, false);
+    let field = 65_520u16 / 8;
+    death[6..8].copy_from_slice(&field.to_be_bytes());
+    refill_checksum(&mut death);
+    assert_eq!(
+        gw.client_sends(&death, 0).0,
+        Verdict::Drop(DropReason::FragmentTooLong)
+    );
+}
+
+/// RFC 791 §3.2 (reassembly takes each piece once); Linux drops a
+/// fragment it already holds and keeps the datagram. A piece or a first
+/// fragment seen twice is dropped, and the datagram still completes:
+/// before, the copy went through and counted toward the datagram's end,
+/// so its entry was freed before the last piece came.
+#[test]
+fn a_fragment_seen_twice_is_dropped_and_its_datagram_still_completes() {
+    let mut gw = Gw::new();
+    let datagram = inner_udp(CLIENT, EIP1, 64, &[5u8; 136]);
+    let (first, middle, last) = (
+        piece(&datagram, 0, 48, true),
+        piece(&datagram, 48, 48, true),
+        piece(&datagram, 96, 48, false),
+    );
+    assert_eq!(gw.client_sends(&first, 0).0, Verdict::Forward(UND));
+    assert_eq!(gw.client_sends(&middle, 0).0, Verdict::Forward(UND));
+    for copy in [&middle, &first] {
+        assert_eq!(
+            gw.client_sends(copy, 0).0,
+            Verdict::Drop(DropReason::FragmentDuplicate)
+        );
+    }
+    assert_eq!(gw.client_sends(&last, 0).0, Verdict::Forward(UND));
+    assert_eq!(gw.pipeline.fragments_held(), 0, "complete, freed");
+}
+
+/// RFC 1858 §3.2 generalised (and RFC 5722's rule, which Linux applies to
+/// IPv4 too): a fragment that overlaps bytes already forwarded — here the
+/// first fragment's — condemns its datagram; its other pieces are dropped
+/// as well, as is a second last fragment that moves the datagram's end.
+#[test]
+fn a_fragment_overlapping_what_went_through_condemns_its_datagram() {
+    let mut gw = Gw::new();
+    let datagram = inner_udp(CLIENT, EIP1, 64, &[5u8; 136]);
+    assert_eq!(
+        gw.client_sends(&piece(&datagram, 0, 48, true), 0).0,
+        Verdict::Forward(UND)
+    );
+    let overlapping = piece(&datagram, 40, 48, true);
+    let rest = piece(&datagram, 88, 56, false);
+    for p in [&overlapping, &rest] {
+        assert_eq!(
+            gw.client_sends(p, 0).0,
+            Verdict::Drop(DropReason::FragmentOverlap)
+        );
+    }
+
+    // Another datagram: its end, once known, is not moved.
+    let other = with_ident(&datagram, 2);
+    assert_eq!(
+        gw.client_sends(&piece(&other, 0, 48, true), 0).0,
+        Verdict::Forward(UND)
+    );
+    assert_eq!(
+        gw.client_sends(&piece(&other, 96, 48, false), 0).0,
+        Verdict::Forward(UND)
+    );
+    let mut longer = piece(&other, 96, 48, false);
+    longer.extend_from_slice(&[0u8; 8]);
+    let len = longer.len() as u16;
+    longer[2..4].copy_from_slice(&len.to_be_bytes());
+    refill_checksum(&mut longer);
+    assert_eq!(
+        gw.client_sends(&longer, 0).0,
+        Verdict::Drop(DropReason::FragmentOverlap)
+    );
+}
+
+// ------------------------------------ source validation (RFC 1812 §5.3.7)
+
+/// An ICMP echo request from `src` to `dst`.
+fn echo(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(src, dst, 64)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut out, b"martian")
+        .unwrap();
+    out
+}
+
+/// RFC 1812 §5.3.7 (with §4.2.2.11) and RFC 3927 §7: a packet from the
+/// Internet whose source is 0/8, 127/8, link-local, multicast, class E,
+/// the limited broadcast or the public subnet's directed broadcast is
+/// dropped, never delivered to a tenant.
+#[test]
+fn martian_sources_from_the_internet_are_dropped() {
+    let mut gw = Gw::new();
+    let martians = [
+        [0, 0, 0, 0],
+        [0, 1, 2, 3],
+        [127, 0, 0, 1],
+        [169, 254, 1, 1],
+        [224, 0, 0, 1],
+        [239, 1, 2, 3],
+        [240, 0, 0, 1],
+        [255, 255, 255, 255],
+        [1, 1, 1, 255],
+    ];
+    for src in martians {
+        assert_eq!(
+            gw.client_sends(&echo(src, EIP1), 0).0,
+            Verdict::Drop(DropReason::MartianSource),
+            "{src:?}"
+        );
+    }
+    assert_eq!(gw.pipeline.flows(), 0);
+    // A private or documentation source is not a martian.
+    assert_eq!(
+        gw.client_sends(&echo([192, 0, 2, 1], EIP1), 0).0,
+        Verdict::Forward(UND)
+    );
+}
+
+/// RFC 1812 §5.3.7 and §4.2.3.1, RFC 3927 §7: a martian destination is
+/// never forwarded, whoever sends it — here a tenant's VM toward 0/8,
+/// loopback, link-local, multicast, class E and the limited broadcast.
+#[test]
+fn a_martian_destination_is_never_forwarded() {
+    let mut gw = Gw::new();
+    let martians = [
+        [0, 0, 0, 5],
+        [127, 0, 0, 1],
+        [169, 254, 169, 254],
+        [224, 0, 0, 251],
+        [240, 0, 0, 1],
+        [255, 255, 255, 255],
+    ];
+    for dst in martians {
+        assert_eq!(
+            gw.t1_sends(&inner_udp(VM, dst, 64, b"x"), 0).0,
+            Verdict::Drop(DropReason::MartianDestination),
+            "{dst:?}"
+        );
+        assert_eq!(
+            gw.client_sends(&echo(CLIENT, dst), 0).0,
+            Verdict::Drop(DropReason::MartianDestination),
+            "{dst:?} from the Internet"
+        );
+    }
+    assert_eq!(gw.pipeline.flows(), 0);
+}
+
+/// RFC 1812 §5.3.8 (source address validation) and RFC 3704 §2: from the
+/// public side, a source that is one of the gateway's own addresses — an
+/// elastic IP, a pool address, a tenant's public prefix, the port's own
+/// address — can only be spoofed (tgw turns its tenants' packets to those
+/// addresses around inside), and is dropped; hairpinned packets, which
+/// carry those sources from inside, still pass.
+#[test]
+fn packets_from_outside_with_the_gateways_own_addresses_are_spoofed() {
+    let mut s = spec_with_pool(4, false);
+    s.ingress.push((ip([5, 5, 5, 0]), 24, 2000));
+    let mut gw = Gw::with_spec(&s);
+    for src in [EIP2, POOL1, [5, 5, 5, 9], GW_PUB, EIP1] {
+        assert_eq!(
+            gw.client_sends(&echo(src, EIP1), 0).0,
+            Verdict::Drop(DropReason::SpoofedOwnAddress),
+            "{src:?}"
+        );
+    }
+    assert_eq!(gw.pipeline.flows(), 0);
+    // Tenant 1's VM pings tenant 2's elastic IP: turned around inside,
+    // from EIP1, and delivered.
+    let (v, out) = gw.t1_sends(&echo(VM, EIP2), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (_, outer, key, _, _) = open_gre(&out);
+    assert_eq!((outer.destination, key), (HOST2, 2000));
+}
+
+/// RFC 1812 §5.3.8 on the flow-hit fast path: a hairpinned flow's keys
+/// on the public side carry the gateway's own addresses, and no packet of
+/// such a flow ever arrives on the port. One that does is spoofed, and
+/// must not pass as a packet of the flow; the genuine ones still do.
+#[test]
+fn a_spoofed_packet_of_a_hairpinned_flow_does_not_pass_as_a_hit() {
+    let mut gw = Gw::new();
+    // Tenant 1's VM pings tenant 2's elastic IP: both flows are made.
+    assert_eq!(gw.t1_sends(&echo(VM, EIP2), 0).0, Verdict::Forward(UND));
+    assert_eq!(gw.pipeline.flows(), 2);
+    // The same echo, from the Internet "from EIP1": spoofed.
+    for hint in [Hint::default(), Hint::FULL_PATH] {
+        let frame = eth(PUB_MAC, ROUTER_MAC, EtherType::IPV4, &echo(EIP1, EIP2));
+        let mut f = VecFrame::new(&frame, PUB);
+        let v = gw
+            .pipeline
+            .process_staged(&gw.tables, &gw.counters, &mut f, 1, &hint);
+        assert_eq!(v, Verdict::Drop(DropReason::SpoofedOwnAddress), "{hint:?}");
+    }
+    // The VM's next echo still goes through.
+    assert_eq!(gw.t1_sends(&echo(VM, EIP2), 2).0, Verdict::Forward(UND));
+}
+
+/// RFC 4787 REQ-9 with RFC 1812 §5.3.8: a tenant's packets to another
+/// tenant's public prefix turn around inside the gateway, as those to an
+/// elastic IP do. Before, they left through the router and came back with
+/// the sender's elastic IP as their source — which, from outside, is now
+/// dropped as spoofed.
+#[test]
+fn a_tenant_reaches_another_tenants_public_prefix_inside_the_gateway() {
+    let mut s = spec();
+    s.ingress.push((ip([5, 5, 5, 0]), 24, 2000));
+    s.tenants[1]
+        .routes
+        .push((ip([5, 5, 5, 0]), 24, Target::Host(ip(HOST2))));
+    let mut gw = Gw::with_spec(&s);
+    for now in [0, 1] {
+        let (v, out) = gw.t1_sends(&echo(VM, [5, 5, 5, 9]), now);
+        assert_eq!(v, Verdict::Forward(UND), "packet {now}");
+        let (_, outer, key, _, inner) = open_gre(&out);
+        assert_eq!((outer.destination, key), (HOST2, 2000));
+        let h = assert_valid_ipv4(&inner);
+        assert_eq!((h.source, h.destination), (EIP1, [5, 5, 5, 9]));
+    }
+    assert_eq!(
+        gw.client_sends(&echo(EIP1, [5, 5, 5, 9]), 2).0,
+        Verdict::Drop(DropReason::SpoofedOwnAddress)
+    );
+}
+
+/// RFC 1812 §5.3.7 on the underlay: an echo to the gateway from a
+/// martian, or "from" the gateway's own address (its answer would loop),
+/// is dropped rather than answered; and a GRE packet with a martian outer
+/// source is dropped as such before its key is looked at.
+#[test]
+fn martian_outer_sources_on_the_underlay_are_dropped() {
+    let mut gw = Gw::new();
+    for (src, reason) in [
+        ([127, 0, 0, 1], DropReason::MartianSource),
+        (GW_UND, DropReason::SpoofedOwnAddress),
+    ] {
+        let mut req = Vec::new();
+        PacketBuilder::ethernet2(HOST1_MAC, UND_MAC)
+            .ipv4(src, GW_UND, 20)
+            .icmpv4_echo_request(77, 3)
+            .write(&mut req, b"ping!")
+            .unwrap();
+        assert_eq!(gw.run(&req, UND).0, Verdict::Drop(reason), "{src:?}");
+    }
+    let inner = eth(
+        T1_MAC,
+        VM1_MAC,
+        EtherType::IPV4,
+        &inner_udp(VM, CLIENT, 64, b"x"),
+    );
+    for outer_src in [[127, 0, 0, 1], [0, 0, 0, 0], [224, 0, 0, 5]] {
+        let frame = gre_frame(outer_src, HOST1_MAC, 0x2000, 1000, 0x6558, &inner);
+        assert_eq!(
+            gw.run(&frame, UND).0,
+            Verdict::Drop(DropReason::MartianSource),
+            "{outer_src:?}"
+        );
+    }
+}
+
 /// `ip` with identification `ident` and its header checksum again.
 fn with_ident(ip: &[u8], ident: u16) -> Vec<u8> {
     let mut out = ip.to_vec();

@@ -5,11 +5,13 @@
 
 use super::{Pipeline, Verdict, D};
 use crate::conntrack::Tuple;
+use crate::counters::DropReason;
 use crate::counters::WorkerCounters;
 use crate::flow::Zone;
 use crate::fragments::park::{self, Parking, Resume};
 use crate::fragments::split::Budget;
 use crate::fragments::{piece_of, FragError, FragKey, Fragments, Owner, Piece};
+use crate::martian::Origin;
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
 use crate::tables::{NextHop, Tables, TunnelAdj};
@@ -86,7 +88,6 @@ impl Pipeline {
         };
         match self.frags.later(key, &piece, now) {
             Ok((sport, dport)) => Ok(Tuple::of_fragment(ip, sport, dport)),
-            Err(FragError::Limit) => Err(Verdict::Drop(D::FragmentLimit)),
             Err(FragError::Orphan | FragError::Full) => {
                 let Some(owner) = owner() else {
                     return Err(Verdict::Drop(D::FragmentOrphan));
@@ -100,6 +101,7 @@ impl Pipeline {
                     None => Err(Verdict::Drop(D::FragmentParkFull)),
                 }
             }
+            Err(e) => Err(Verdict::Drop(reason(e))),
         }
     }
 
@@ -123,12 +125,8 @@ impl Pipeline {
         };
         let deadline = now.saturating_add(self.ticks_ms(FRAGMENT_LIFE_MS));
         let ports = (tuple.sport, tuple.dport);
-        if self
-            .frags
-            .first(key, owner, ports, &piece, now, deadline)
-            .is_err()
-        {
-            return Err(Verdict::Drop(D::FragmentCacheFull));
+        if let Err(e) = self.frags.first(key, owner, ports, &piece, now, deadline) {
+            return Err(Verdict::Drop(reason(e)));
         }
         self.parking.release(&key);
         Ok(())
@@ -147,7 +145,7 @@ impl Pipeline {
         c.fragments_released.inc();
         match resume {
             Resume::Public => match t.ports.get(usize::from(f.in_port())) {
-                Some(pe) => self.public_input(t, c, pe, f, now),
+                Some(pe) => self.public_input(t, c, pe, f, now, Origin::Gateway),
                 None => Verdict::Drop(D::NoEgress),
             },
             Resume::Tenant {
@@ -248,6 +246,20 @@ pub(super) fn outbound_owner(tenant: TenantId) -> Owner {
     Owner {
         tenant: tenant.0,
         inbound: false,
+    }
+}
+
+/// The drop reason of a fragment refused for `e`.
+pub(super) fn reason(e: FragError) -> DropReason {
+    match e {
+        FragError::Orphan => D::FragmentOrphan,
+        FragError::Limit => D::FragmentLimit,
+        FragError::Full => D::FragmentCacheFull,
+        FragError::TooLong => D::FragmentTooLong,
+        FragError::TinyFirst => D::FragmentTinyFirst,
+        FragError::HeaderOverlap => D::FragmentHeaderOverlap,
+        FragError::Overlap => D::FragmentOverlap,
+        FragError::Duplicate => D::FragmentDuplicate,
     }
 }
 

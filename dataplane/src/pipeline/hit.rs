@@ -11,6 +11,13 @@
 //! nothing the full path would decide differently: it only skips checks
 //! whose answer a hit already gives (the flow was created by a packet that
 //! passed them), as VPP's NAT fast path sits in front of its slow path.
+//!
+//! Source validation (`martian.rs`) is among those: a hit's addresses are
+//! its flow's key, which passed the martian and own-address checks when a
+//! packet from outside made the flow, or are the tenant's own (checked
+//! against its prefixes). The exception is a hairpinned flow, whose key on
+//! the public side carries the gateway's own addresses without such a
+//! packet ever arriving; the public hit refuses those (`Conn::hairpin`).
 
 use super::*;
 use crate::conntrack::{Answered, Scales, TcpFlags};
@@ -211,7 +218,9 @@ impl Pipeline {
         };
         let conn = &mut *hit.value;
         let tcp = conn.protocol == IpProtocol::TCP.0;
-        if tcp && conn.tcp != TcpState::Established {
+        // A hairpinned flow's packets never arrive on a port: one that does
+        // is spoofed, for the full path to drop (martian.rs).
+        if (tcp && conn.tcp != TcpState::Established) || conn.hairpin {
             return None;
         }
         let tunnel = conn.tunnel;
@@ -270,9 +279,12 @@ impl Pipeline {
         if (tcp && conn.tcp != TcpState::Established) || conn.answered != Answered::Yes {
             return None;
         }
-        // Toward an elastic IP or a pool address: hairpinned, by the full
-        // path.
-        if t.eips.inbound(p.tuple.dst).is_some() || t.pools.of_addr(p.tuple.dst).is_some() {
+        // Toward an elastic IP, a pool address or a tenant's public prefix:
+        // hairpinned, by the full path.
+        if conn.hairpin
+            || t.eips.inbound(p.tuple.dst).is_some()
+            || t.pools.of_addr(p.tuple.dst).is_some()
+        {
             return None;
         }
         let hop = resolve_public(t, p.tuple.dst).ok()?;

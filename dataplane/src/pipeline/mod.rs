@@ -22,8 +22,9 @@ use crate::flow::{
 };
 use crate::fragments::park::{Parking, Resume};
 use crate::fragments::split::Budget;
-use crate::fragments::{Fragments, Owner, DEFAULT_TENANTS};
+use crate::fragments::{self, Fragments, Owner, DEFAULT_TENANTS};
 use crate::ip_options;
+use crate::martian::{self, Origin};
 use crate::nat::{translate_quoted, Rewrite};
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
@@ -298,14 +299,16 @@ impl Pipeline {
             (Some(Role::Public), EtherType::IPV4) if self.may_hit(t) => {
                 match self.public_hit(t, c, f, now, hint) {
                     Some(v) => v,
-                    None => self.public_input(t, c, pe, f, now),
+                    None => self.public_input(t, c, pe, f, now, Origin::Port),
                 }
             }
             (Some(_), EtherType::ARP) => arp_input(t, pe, port, f, c),
             (Some(Role::Underlay), EtherType::IPV4) => {
                 self.underlay_input(t, c, pe, f, now, hint.fast())
             }
-            (Some(Role::Public), EtherType::IPV4) => self.public_input(t, c, pe, f, now),
+            (Some(Role::Public), EtherType::IPV4) => {
+                self.public_input(t, c, pe, f, now, Origin::Port)
+            }
             (None, _) => Verdict::Drop(D::NoEgress),
             _ => Verdict::Drop(D::EtherType),
         }
@@ -325,6 +328,9 @@ impl Pipeline {
             Ok(v) => v,
             Err(v) => return v,
         };
+        if let Err(reason) = martian::outer(pe, addrs(&f.data()[ETH..]).unwrap_or_default().0) {
+            return Verdict::Drop(reason);
+        }
         match protocol {
             IpProtocol::GRE => self.decap(t, c, pe, f, ihl, now, fast),
             IpProtocol::ICMP => echo_reply(pe, f.in_port(), f.data_mut(), c),
@@ -407,8 +413,17 @@ impl Pipeline {
             if !inner.verify_checksum() {
                 return Verdict::Drop(D::InnerInvalid);
             }
-            if !tenant.owns(u32::from(inner.src_addr())) {
+            let (src, dst) = (u32::from(inner.src_addr()), u32::from(inner.dst_addr()));
+            if !tenant.owns(src) {
                 return Verdict::Drop(D::TenantSpoof);
+            }
+            if let Err(reason) = martian::inner(src, dst) {
+                return Verdict::Drop(reason);
+            }
+            if inner.is_fragment() {
+                if let Err(e) = fragments::inspect(&data[ip_at..]) {
+                    return Verdict::Drop(fragment::reason(e));
+                }
             }
             let options = match inner
                 .has_options()
@@ -759,7 +774,7 @@ impl Pipeline {
         if let Err(v) = self.first_passed(zone, f.data(), &tuple, owner, now) {
             return Some(v);
         }
-        if t.eips.inbound(tuple.dst).is_some() || t.pools.of_addr(tuple.dst).is_some() {
+        if martian::turns_around(t, tuple.dst) {
             return Some(self.hairpin(t, c, id, opened, f, now));
         }
         let exit = Exit {
@@ -807,7 +822,7 @@ impl Pipeline {
             None => return Verdict::Drop(D::NoHeadroom),
         }
         f.set_in_port(port);
-        self.public_input(t, c, pe, f, now)
+        self.public_input(t, c, pe, f, now, Origin::Gateway)
     }
 
     /// A hairpinned packet (translated, at its IPv4 header) sent to the
@@ -1071,6 +1086,7 @@ impl Pipeline {
             scales: Scales::default(),
             snat: None,
             answered: Answered::No,
+            hairpin: false,
         };
         let reply = tuple.reply_key(zone, private, tuple.src);
         self.insert(t, c, key, reply, conn, now)
@@ -1161,6 +1177,7 @@ impl Pipeline {
             scales: Scales::default(),
             snat,
             answered: Answered::Yes,
+            hairpin: false,
         };
         self.insert(t, c, key, reply, conn, now)
     }
@@ -1216,6 +1233,7 @@ impl Pipeline {
                 scales: Scales::default(),
                 snat: Some(inside),
                 answered: Answered::No,
+                hairpin: false,
             };
             let reply = FlowKey::new(
                 zone,
@@ -1250,6 +1268,7 @@ impl Pipeline {
         let tc = c.tenant(conn.tenant as usize);
         let live = tc.map_or(0, TenantCounters::live_flows);
         let mut conn = conn;
+        conn.hairpin = martian::hairpinned(t, [&forward, &reply]);
         if conn.answered == Answered::No {
             let unanswered = tc.map_or(0, TenantCounters::live_unreplied);
             if unanswered >= self.unreplied_quota {
@@ -1297,8 +1316,9 @@ impl Pipeline {
         pe: &PortEntry,
         f: &mut F,
         now: u64,
+        origin: Origin,
     ) -> Verdict {
-        let (dst, protocol, fragment, options, tail) = {
+        let (src, dst, protocol, fragment, options, tail) = {
             let data = f.data();
             let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
                 return Verdict::Drop(D::Ipv4Invalid);
@@ -1308,6 +1328,7 @@ impl Pipeline {
             }
             let tail = data.len() - ETH - usize::from(ip.total_len());
             (
+                u32::from(ip.src_addr()),
                 u32::from(ip.dst_addr()),
                 ip.protocol(),
                 ip.is_fragment(),
@@ -1315,10 +1336,20 @@ impl Pipeline {
                 tail,
             )
         };
+        if origin == Origin::Port {
+            if let Err(reason) = martian::public(t, pe, src, dst) {
+                return Verdict::Drop(reason);
+            }
+        }
         // Fragments for the gateway itself would need reassembly, options
         // for it a stack; in transit, options follow ip_options's policy.
         if (fragment || options.is_some()) && pe.is_local(dst) {
             return Verdict::Drop(D::SlowPath);
+        }
+        if fragment {
+            if let Err(e) = fragments::inspect(&f.data()[ETH..]) {
+                return Verdict::Drop(fragment::reason(e));
+            }
         }
         let options = match options.transpose() {
             Ok(carried) => carried,
