@@ -37,7 +37,11 @@
 //! - inside tunnels: [`inner`], after the inner source was found among
 //!   the tenant's own addresses (`tenant_spoof`), which already keeps out
 //!   martian sources unless the tenant's configured prefixes hold one;
-//! - underlay: [`outer`], on the outer header of what arrives there.
+//! - underlay: GRE must come from one of its tenant's hosts, which the
+//!   configuration takes from unicast addresses only; one that does not
+//!   is counted as a martian if its source is one ([`wrong_host`]), and
+//!   an echo to the gateway is checked by [`outer`]. (A tenant host on
+//!   169.254/16 is the operator's choice: the underlay is trusted.)
 //!
 //! The flow-hit fast path skips these checks: a hit matches a flow's key,
 //! whose addresses passed them when the flow was created. One kind of
@@ -72,10 +76,10 @@ pub fn is_martian(addr: u32) -> bool {
 /// Whether `src` is one of the gateway's own addresses: a port's, an
 /// elastic IP, a shared NAT pool address or a tenant's public prefix.
 pub fn is_own(t: &Tables, src: u32) -> bool {
-    t.ports.iter().any(|p| p.is_local(src))
-        || t.eips.inbound(src).is_some()
+    t.eips.inbound(src).is_some()
         || t.pools.of_addr(src).is_some()
         || t.ingress.lookup(src).is_some()
+        || t.ports.iter().any(|p| p.role.is_some() && p.is_local(src))
 }
 
 /// Whether a flow of these keys is hairpinned: one of its keys on the
@@ -135,11 +139,21 @@ pub fn inner(src: u32, dst: u32) -> Result<(), DropReason> {
     Ok(())
 }
 
-/// The check of the outer header of a packet received on underlay port
-/// `pe` (its destination is the port's own address): a martian source, or
-/// the port's own address as the source (an echo to the gateway "from
-/// itself" would loop).
-#[inline]
+/// Why GRE from `src`, which is not one of its key's tenant's hosts, is
+/// dropped. A tunnel host is never a martian (the configuration takes
+/// unicast host addresses only), so martian outer sources are caught
+/// here, on the way out, at no cost to the packets that pass.
+pub fn wrong_host(src: u32) -> DropReason {
+    if is_martian(src) {
+        DropReason::MartianSource
+    } else {
+        DropReason::GreWrongHost
+    }
+}
+
+/// The check of the outer header of an echo request received on underlay
+/// port `pe` for the gateway: a martian source, or the port's own address
+/// as the source (the answer would loop).
 pub fn outer(pe: &PortEntry, src: u32) -> Result<(), DropReason> {
     if is_martian(src) {
         return Err(DropReason::MartianSource);

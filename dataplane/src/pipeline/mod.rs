@@ -328,12 +328,12 @@ impl Pipeline {
             Ok(v) => v,
             Err(v) => return v,
         };
-        if let Err(reason) = martian::outer(pe, addrs(&f.data()[ETH..]).unwrap_or_default().0) {
-            return Verdict::Drop(reason);
-        }
         match protocol {
             IpProtocol::GRE => self.decap(t, c, pe, f, ihl, now, fast),
-            IpProtocol::ICMP => echo_reply(pe, f.in_port(), f.data_mut(), c),
+            IpProtocol::ICMP => match martian::outer(pe, ip_src(&f.data()[ETH..])) {
+                Ok(()) => echo_reply(pe, f.in_port(), f.data_mut(), c),
+                Err(reason) => Verdict::Drop(reason),
+            },
             _ => Verdict::Drop(D::LocalProtocol),
         }
     }
@@ -377,7 +377,7 @@ impl Pipeline {
             return Verdict::Drop(D::GreUnknownKey);
         };
         if !tenant.has_host(outer_src) {
-            return Verdict::Drop(D::GreWrongHost);
+            return Verdict::Drop(martian::wrong_host(outer_src));
         }
         let inner_at = gre_at + gre_len;
         let ip_at = match (tenant.encap, protocol) {
@@ -1699,6 +1699,10 @@ fn tunnel_to(t: &Tables, tenant: &Tenant, addr: u32) -> Result<u32, DropReason> 
         Some(NextHop::Blackhole) => Err(D::Blackhole),
         _ => Err(D::NoRoute),
     }
+}
+
+fn ip_src(ip: &[u8]) -> u32 {
+    u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]])
 }
 
 #[inline]
