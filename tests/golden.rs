@@ -784,3 +784,77 @@ fn a_big_ping_in_fragments_out_of_order_is_cut_and_tunnelled() {
     assert_eq!(stats["resolver"]["fragmented"], 2, "{}", stats["resolver"]);
     assert_eq!(stats["resolver"]["fragments"], 4);
 }
+
+/// Issue 10 through the daemon: RFC 1812 §5.3.7 and §5.3.8 (a ping to
+/// EIP1 from 127.0.0.1, and one "from" EIP2, which only tgw itself may
+/// send from) and RFC 1858 §3.2 (a fragment overlapping the first
+/// fragment's bytes, which condemns its datagram). Only the first
+/// fragment and a plain ping from the client reach host 1; the rest is
+/// dropped and counted by reason.
+#[test]
+fn martians_spoofed_sources_and_overlapping_fragments_are_dropped_by_reason() {
+    let dir = Scratch::new("golden-martians");
+    let prefix = format!("tgw-test-golden-martian-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+
+    let mut ping = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .icmpv4_echo_request(9, 1)
+        .write(&mut ping, &[0x5a; 192])
+        .unwrap();
+    let (mut h, _) = Ipv4Header::from_slice(&ping).unwrap();
+    h.dont_fragment = false;
+    h.identification = 0x4343;
+    h.header_checksum = h.calc_header_checksum();
+    let mut head = Vec::new();
+    h.write(&mut head).unwrap();
+    ping[..20].copy_from_slice(&head);
+    let first = fragment(&ping, 0, 96, true);
+    let overlapping = fragment(&ping, 88, 48, true);
+    let rest = fragment(&ping, 96, 104, false);
+    let from_client = |ip: &[u8]| eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, ip);
+    write_pcap(
+        &dir.path("pub-in.pcap"),
+        &[
+            from_client(&echo([127, 0, 0, 1], EIP1, 64, false)),
+            from_client(&echo(EIP2, EIP1, 64, false)),
+            from_client(&first),
+            from_client(&overlapping),
+            from_client(&rest),
+            from_client(&echo(CLIENT, EIP1, 64, false)),
+        ],
+    );
+    write_pcap(&dir.path("und-in.pcap"), &[]);
+
+    let config = config(&dir, &prefix, &[]);
+    let mut daemon = Daemon::start(
+        &config,
+        &["--stats-json", dir.path("stats.json").to_str().unwrap()],
+    );
+    wait_for_frames(&mut daemon, &dir.path("und-out.pcap"), 2);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = daemon.terminate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let sent = read_pcap(&dir.path("und-out.pcap"));
+    assert_eq!(sent.len(), 2, "the first fragment and the plain ping");
+    for f in &sent {
+        let (_, rest) = Ethernet2Header::from_slice(f).unwrap();
+        let (outer, gre_and_inner) = Ipv4Header::from_slice(rest).unwrap();
+        assert_eq!(outer.destination, HOST1);
+        let (_, inner) = Ethernet2Header::from_slice(&gre_and_inner[8..]).unwrap();
+        let (ih, _) = Ipv4Header::from_slice(inner).unwrap();
+        assert_eq!((ih.source, ih.destination), (CLIENT, VM));
+    }
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("stats.json")).unwrap()).unwrap();
+    let drops = &stats["workers"][0]["drops"];
+    assert_eq!(drops["martian_source"], 1, "{drops}");
+    assert_eq!(drops["spoofed_own_address"], 1, "{drops}");
+    assert_eq!(drops["fragment_overlap"], 2, "{drops}");
+}
