@@ -49,22 +49,30 @@ fn every_drop_is_one_a_check_expects() {
         ("arp_not_for_us", 1), // rfc826: a request for 1.1.1.202
         ("ecn_drop", 1),       // rfc6040: not-ECT inside CE
         ("ethertype", out.fillers as u64),
-        ("firewall", 1),               // rfc5508 REQ-8: t1's SYN to port 22
-        ("gre_checksum", 1),           // gre: the wrong checksum
-        ("gre_no_key", 1),             // gre: no key
-        ("gre_protocol", 1),           // gre: IPv4 to a gretap tenant
-        ("gre_unknown_key", 1),        // gre: key 3000
-        ("gre_version", 2),            // gre: version 1, routing present
-        ("icmp_checksum", 1),          // rfc5508 REQ-3: a bad ICMP checksum
-        ("icmp_quote_checksum", 1),    // rfc5508 REQ-3a: a bad quoted checksum
-        ("invalid_state", 1),          // rfc5382: a SYN+ACK acking 999
-        ("ip_option_record_route", 1), // rfc1812: Record Route
-        ("ip_option_source_route", 1), // rfc1812: LSRR
+        ("firewall", 1),                // rfc5508 REQ-8: t1's SYN to port 22
+        ("fragment_duplicate", 2),      // rfc791: a first and a middle again
+        ("fragment_header_overlap", 1), // rfc791: RFC 1858's offset 8
+        ("fragment_overlap", 2),        // rfc791: the overlap and the rest
+        ("fragment_tiny_first", 1),     // rfc791: RFC 3128's tiny first
+        ("fragment_too_long", 1),       // rfc791: past 65,535 bytes
+        ("gre_checksum", 1),            // gre: the wrong checksum
+        ("gre_no_key", 1),              // gre: no key
+        ("gre_protocol", 1),            // gre: IPv4 to a gretap tenant
+        ("gre_unknown_key", 1),         // gre: key 3000
+        ("gre_version", 2),             // gre: version 1, routing present
+        ("icmp_checksum", 1),           // rfc5508 REQ-3: a bad ICMP checksum
+        ("icmp_quote_checksum", 1),     // rfc5508 REQ-3a: a bad quoted checksum
+        ("invalid_state", 1),           // rfc5382: a SYN+ACK acking 999
+        ("ip_option_record_route", 1),  // rfc1812: Record Route
+        ("ip_option_source_route", 1),  // rfc1812: LSRR
+        ("martian_destination", 2),     // rfc1812 §5.3.7: to 127/8, 240/4
+        ("martian_source", 4),          // rfc1812 §5.3.7
         // rfc4787 REQ-8: another port, another address; rfc5382 REQ-4:
         // the SYN to the mapping from elsewhere, and to an unmapped port.
         ("nat_filtered", 4),
-        ("no_route", 1),     // rfc5508 REQ-4: the error about no flow
-        ("ttl_exceeded", 2), // rfc1812 §4.3.2.7: the later fragment, the error
+        ("no_route", 1),            // rfc5508 REQ-4: the error about no flow
+        ("spoofed_own_address", 3), // rfc1812 §5.3.8: EIP2, POOL1, GW_PUB
+        ("ttl_exceeded", 2),        // rfc1812 §4.3.2.7: the later fragment, the error
     ];
     let drops: Vec<(&str, u64)> = out.worker()["drops"]
         .as_object()

@@ -1,6 +1,6 @@
 //! RFC 1812, requirements for IPv4 routers: forwarding, the ICMP errors a
-//! router sends, and (§5.2.4 with RFC 7126) IP options. §5.3.7's source
-//! validation is being built (issue 10) and has its tests there.
+//! router sends, (§5.2.4 with RFC 7126) IP options, and source validation
+//! (§5.3.7 martians, §5.3.8 the gateway's own addresses from outside).
 
 use crate::harness::Tenant::T1;
 use crate::harness::*;
@@ -51,7 +51,36 @@ pub fn frames(p: &mut Plan) {
     p.public(0, with_options(&ping(0x1810, 64, 8), &lsrr));
     p.public(0, with_options(&ping(0x1811, 64, 8), &router_alert));
     p.public(0, with_options(&ping(0x1812, 64, 8), &record_route));
+    // §5.3.7: martian sources from the Internet.
+    for (id, src) in (0x1820..).zip(MARTIANS) {
+        p.public(
+            0,
+            with_header(&echo_request(src, EIP1, id, b"m"), |h| {
+                h.identification = id
+            }),
+        );
+    }
+    // §5.3.8: the gateway's own addresses, from outside.
+    for (id, src) in (0x1828..).zip([EIP2, POOL1, GW_PUB]) {
+        p.public(
+            0,
+            with_header(&echo_request(src, EIP1, id, b"o"), |h| {
+                h.identification = id
+            }),
+        );
+    }
+    // §5.3.7: martian destinations, from a tenant.
+    p.tunnel(0, T1, udp(VM, 1824, [127, 0, 0, 1], 1824, b"loopback"));
+    p.tunnel(0, T1, udp(VM, 1825, [240, 0, 0, 1], 1825, b"class e"));
 }
+
+/// Sources no router may forward from (§5.3.7 with §4.2.2.11).
+const MARTIANS: [[u8; 4]; 4] = [
+    [127, 0, 0, 1],
+    [0, 0, 0, 0],
+    [224, 0, 0, 1],
+    [255, 255, 255, 255],
+];
 
 fn tunnelled_ping(id: u16) -> Vec<Tunnelled> {
     outcome().tunnelled_where(|t| t.pkt.h.identification == id)
@@ -190,4 +219,38 @@ fn rfc1812_5_2_4_ip_options_by_rfc7126() {
     assert_eq!(out.drops("ip_option_source_route"), 1);
     assert_eq!(out.drops("ip_option_record_route"), 1);
     assert_eq!(out.worker()["ip_options_forwarded"]["router_alert"], 1);
+}
+
+/// RFC 1812 §5.3.7 (with §4.2.2.11): a packet from a martian source —
+/// loopback, "this network", multicast, the limited broadcast — is not
+/// forwarded.
+#[test]
+fn rfc1812_5_3_7_martian_sources_are_not_forwarded() {
+    for id in 0x1820..0x1824 {
+        assert!(tunnelled_ping(id).is_empty(), "{id:#x}");
+    }
+    assert_eq!(outcome().drops("martian_source"), 4);
+}
+
+/// RFC 1812 §5.3.7 (with §4.2.3.1): a packet to a martian destination —
+/// loopback, class E — is not forwarded, here from a tenant.
+#[test]
+fn rfc1812_5_3_7_martian_destinations_are_not_forwarded() {
+    let out = outcome();
+    assert!(out
+        .public_where(|p| matches!(p.sport(), Some(1824 | 1825)))
+        .is_empty());
+    assert_eq!(out.drops("martian_destination"), 2);
+}
+
+/// RFC 1812 §5.3.8 (source address validation, RFC 3704): from the
+/// public side, an elastic IP, a pool address or the gateway's own
+/// address as the source can only be spoofed (tgw turns its tenants'
+/// packets to those around inside), and is dropped.
+#[test]
+fn rfc1812_5_3_8_the_gateways_own_addresses_from_outside_are_dropped() {
+    for id in 0x1828..0x182b {
+        assert!(tunnelled_ping(id).is_empty(), "{id:#x}");
+    }
+    assert_eq!(outcome().drops("spoofed_own_address"), 3);
 }

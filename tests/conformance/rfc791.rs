@@ -1,10 +1,11 @@
-//! RFC 791 fragmentation, and RFC 4787 REQ-13/REQ-14 (fragments through a
-//! NAT). The checks against crafted fragments — RFC 1858 and RFC 3128
-//! overlaps, RFC 791's 65,535-byte limit — are being built (issue 10) and
-//! have their tests there.
+//! RFC 791 fragmentation, RFC 4787 REQ-13/REQ-14 (fragments through a
+//! NAT), and the checks against crafted fragments: RFC 791's 65,535-byte
+//! limit, RFC 1858 and RFC 3128 (tiny first fragments, fragments over the
+//! transport header), overlaps and duplicates.
 
 use crate::harness::Tenant::T1;
 use crate::harness::*;
+use etherparse::{IpFragOffset, PacketBuilder, TcpOptionElement};
 
 fn no_df(ip: Vec<u8>, id: u16) -> Vec<u8> {
     with_header(&ip, |h| {
@@ -27,6 +28,63 @@ pub fn frames(p: &mut Plan) {
     let d = no_df(echo_request(CLIENT, EIP1, 0x7903, &[0x15; 600]), 0x7903);
     p.public(0, fragment(&d, 0, 304, true));
     p.public(0, fragment(&d, 304, 400, false));
+    // RFC 791 §3.1: a later fragment ending past 65,535 bytes.
+    let d = no_df(echo_request(CLIENT, EIP1, 0x7910, &[0x10; 192]), 0x7910);
+    p.public(0, fragment(&d, 0, 96, true));
+    let far = IpFragOffset::try_new(65_520 / 8).unwrap();
+    p.public(
+        0,
+        with_header(&fragment(&d, 96, 40, false), |h| h.fragment_offset = far),
+    );
+    // RFC 3128: a SYN's first fragment cut inside its options (28 bytes of
+    // header, 24 in the first fragment).
+    let mut syn = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .tcp(7911, 22, 1000, 64240)
+        .syn()
+        .options(&[
+            TcpOptionElement::MaximumSegmentSize(1460),
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+        ])
+        .unwrap()
+        .write(&mut syn, &[0x11; 16])
+        .unwrap();
+    let syn = no_df(syn, 0x7911);
+    p.public(0, fragment(&syn, 0, 24, true));
+    // RFC 1858 §3.2: a SYN's whole header first, then a fragment at
+    // offset 8 over its flags.
+    let mut syn = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .tcp(7912, 22, 1000, 64240)
+        .syn()
+        .write(&mut syn, &[0x12; 40])
+        .unwrap();
+    let syn = no_df(syn, 0x7912);
+    p.public(0, fragment(&syn, 0, 24, true));
+    p.public(0, fragment(&syn, 8, 52, false));
+    // Overlap: a piece over the first fragment's bytes, then the rest.
+    let d = no_df(echo_request(CLIENT, EIP1, 0x7913, &[0x13; 192]), 0x7913);
+    p.public(0, fragment(&d, 0, 96, true));
+    p.public(0, fragment(&d, 88, 48, true));
+    p.public(0, fragment(&d, 96, 104, false));
+    // Duplicates: the first fragment and the middle one twice.
+    let d = no_df(echo_request(CLIENT, EIP1, 0x7914, &[0x14; 192]), 0x7914);
+    p.public(0, fragment(&d, 0, 64, true));
+    p.public(0, fragment(&d, 0, 64, true));
+    p.public(0, fragment(&d, 64, 64, true));
+    p.public(0, fragment(&d, 64, 64, true));
+    p.public(0, fragment(&d, 128, 72, false));
+}
+
+fn tunnelled_pieces(id: u16) -> Vec<Pkt> {
+    outcome()
+        .tunnelled_where(|t| t.pkt.h.identification == id)
+        .into_iter()
+        .map(|t| t.pkt)
+        .collect()
 }
 
 /// The pieces' payloads put together by offset, checked to cover the
@@ -108,4 +166,55 @@ fn rfc4787_req14_fragments_in_order() {
     assert_eq!(pieces.len(), 2);
     let sent = echo_request(CLIENT, EIP1, 0x7903, &[0x15; 600]);
     assert_eq!(reassemble(pieces), sent[20..]);
+}
+
+/// RFC 791 §3.1: a datagram is at most 65,535 bytes; a fragment whose
+/// offset and length pass that (the "ping of death") is dropped, though
+/// its first fragment went through.
+#[test]
+fn rfc791_3_1_no_fragment_ends_past_65535_bytes() {
+    let pieces = tunnelled_pieces(0x7910);
+    assert_eq!(pieces.len(), 1);
+    assert_eq!(pieces[0].h.fragment_offset.value(), 0);
+    assert_eq!(outcome().drops("fragment_too_long"), 1);
+}
+
+/// RFC 3128 (and RFC 1858 §3.1): a first fragment without the whole TCP
+/// header is dropped, so no later fragment can bring the header the
+/// firewall decided on; its datagram goes nowhere.
+#[test]
+fn rfc3128_a_tiny_first_fragment_is_dropped() {
+    assert!(tunnelled_pieces(0x7911).is_empty());
+    assert_eq!(outcome().drops("fragment_tiny_first"), 1);
+}
+
+/// RFC 1858 §3.2 and §4: "if FO=1 and PROTOCOL=TCP then drop packet": a
+/// fragment at offset 8 would rewrite the flags of the first fragment,
+/// which passed the firewall, at the receiver.
+#[test]
+fn rfc1858_3_2_a_tcp_fragment_at_offset_8_is_dropped() {
+    let pieces = tunnelled_pieces(0x7912);
+    assert_eq!(pieces.len(), 1, "the first fragment only");
+    assert_eq!(pieces[0].h.fragment_offset.value(), 0);
+    assert_eq!(outcome().drops("fragment_header_overlap"), 1);
+}
+
+/// RFC 1858 §3.2 generalised, as Linux drops IPv4 datagrams with
+/// overlapping fragments (RFC 5722's rule for IPv6): a fragment over
+/// bytes already forwarded is dropped and condemns its datagram.
+#[test]
+fn rfc1858_3_2_an_overlapping_fragment_condemns_its_datagram() {
+    assert_eq!(tunnelled_pieces(0x7913).len(), 1, "the first fragment only");
+    assert_eq!(outcome().drops("fragment_overlap"), 2);
+}
+
+/// RFC 791 §3.2 (reassembly takes each piece once): a fragment seen again
+/// is dropped, the datagram goes on whole.
+#[test]
+fn rfc791_3_2_a_fragment_seen_twice_goes_through_once() {
+    let pieces = tunnelled_pieces(0x7914);
+    assert_eq!(pieces.len(), 3);
+    let sent = echo_request(CLIENT, EIP1, 0x7914, &[0x14; 192]);
+    assert_eq!(reassemble(pieces), sent[20..]);
+    assert_eq!(outcome().drops("fragment_duplicate"), 2);
 }
