@@ -699,6 +699,102 @@ mod tests {
         assert!(buckets.len() > crowd.len() / 2, "{buckets:?}");
     }
 
+    fn at(offset: u32, len: u32, more: bool) -> Piece {
+        Piece {
+            ident: 0,
+            offset,
+            len,
+            more,
+        }
+    }
+
+    #[test]
+    fn what_the_cache_sees_of_overlaps_and_duplicates() {
+        let mut f = Fragments::default();
+        f.first(key(1), T1_IN, (1, 2), &at(0, 16, true), 0, 100)
+            .unwrap();
+        // Pieces of the first fragment's size: a copy is a duplicate, one
+        // over two of them an overlap.
+        assert_eq!(f.later(key(1), &at(16, 16, true), 0), Ok((1, 2)));
+        assert_eq!(
+            f.later(key(1), &at(16, 16, true), 0),
+            Err(FragError::Duplicate)
+        );
+        assert_eq!(f.later(key(1), &at(32, 16, true), 0), Ok((1, 2)));
+        // Smaller pieces, or uneven ones overlapping by less than a
+        // piece, go unseen: no payload is kept to compare.
+        assert_eq!(f.later(key(1), &at(48, 8, true), 0), Ok((1, 2)));
+        assert_eq!(f.later(key(1), &at(48, 8, true), 0), Ok((1, 2)));
+        // The last fragment fixes the end; a fragment past it, or a
+        // second last with another end, condemns the datagram.
+        assert_eq!(f.later(key(1), &at(80, 4, false), 0), Ok((1, 2)));
+        assert_eq!(
+            f.later(key(1), &at(80, 4, false), 0),
+            Err(FragError::Duplicate)
+        );
+        assert_eq!(
+            f.later(key(1), &at(80, 16, true), 0),
+            Err(FragError::Overlap)
+        );
+        assert_eq!(
+            f.later(key(1), &at(64, 16, true), 0),
+            Err(FragError::Overlap),
+            "condemned"
+        );
+
+        // A last fragment that ends before bytes already seen.
+        f.first(key(2), T1_IN, (1, 2), &at(0, 16, true), 0, 100)
+            .unwrap();
+        assert_eq!(f.later(key(2), &at(64, 16, true), 0), Ok((1, 2)));
+        assert_eq!(
+            f.later(key(2), &at(32, 8, false), 0),
+            Err(FragError::Overlap)
+        );
+    }
+
+    #[test]
+    fn a_fragment_is_checked_alone_before_the_cache() {
+        let fragment = |protocol: u8, offset: u16, more: bool, len: u16, tcp_words: u8| {
+            let mut ip = vec![0u8; 20 + usize::from(len)];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&(20 + len).to_be_bytes());
+            let bits = offset / 8 | if more { 0x2000 } else { 0 };
+            ip[6..8].copy_from_slice(&bits.to_be_bytes());
+            ip[9] = protocol;
+            if let Some(b) = ip.get_mut(32) {
+                *b = tcp_words << 4;
+            }
+            ip
+        };
+        assert_eq!(inspect(&fragment(6, 0, false, 40, 5)), Ok(None));
+        assert!(inspect(&fragment(6, 0, true, 24, 5)).is_ok());
+        assert_eq!(
+            inspect(&fragment(6, 0, true, 16, 5)),
+            Err(FragError::TinyFirst)
+        );
+        assert_eq!(
+            inspect(&fragment(6, 0, true, 24, 7)),
+            Err(FragError::TinyFirst),
+            "options past the first fragment"
+        );
+        assert_eq!(
+            inspect(&fragment(6, 8, true, 24, 0)),
+            Err(FragError::HeaderOverlap)
+        );
+        assert!(inspect(&fragment(6, 24, true, 24, 0)).is_ok());
+        assert_eq!(
+            inspect(&fragment(17, 0, true, 0, 0)),
+            Err(FragError::TinyFirst)
+        );
+        assert!(inspect(&fragment(17, 8, true, 8, 0)).is_ok());
+        assert!(inspect(&fragment(1, 65_512, false, 3, 0)).is_ok());
+        assert_eq!(
+            inspect(&fragment(1, 65_512, false, 4, 0)),
+            Err(FragError::TooLong),
+            "20 + 65,512 + 4 > 65,535"
+        );
+    }
+
     #[test]
     fn whole_datagrams_are_not_fragments() {
         let mut ip = [0u8; 20];

@@ -4045,6 +4045,12 @@ fn mixed_traffic() -> Vec<Event> {
                 // FINs closed (its handshake completes with the VMs' SYN+ACK
                 // below and the next ACK) and passes an open one unchanged.
                 6 if rand(2) == 0 => tcp_at(conn.0, conn.1, "S", 1000, 0),
+                // Spoofed: the other tenant's elastic IP answering a
+                // hairpin below, as if from the Internet (RFC 1812 §5.3.8).
+                7 if rand(2) == 0 => {
+                    let other = if eip == EIP1 { EIP2 } else { EIP1 };
+                    udp_from(other, 53, eip, 5000)
+                }
                 _ => tcp_at(conn.0, conn.1, "A", 1001, 5001),
             };
             match rand(24) {
@@ -4276,6 +4282,7 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
     for reason in [
         DropReason::GreChecksum,
         DropReason::InvalidState,
+        DropReason::SpoofedOwnAddress,
         DropReason::IpOptionSourceRoute,
         DropReason::Ipv4Checksum,
         DropReason::Runt,
