@@ -758,7 +758,7 @@ mod tests {
             let mut ip = vec![0u8; 20 + usize::from(len)];
             ip[0] = 0x45;
             ip[2..4].copy_from_slice(&(20 + len).to_be_bytes());
-            let bits = offset / 8 | if more { 0x2000 } else { 0 };
+            let bits = (offset / 8) | if more { 0x2000 } else { 0 };
             ip[6..8].copy_from_slice(&bits.to_be_bytes());
             ip[9] = protocol;
             if let Some(b) = ip.get_mut(32) {
