@@ -2496,6 +2496,21 @@ fn a_martian_destination_is_never_forwarded() {
     assert_eq!(gw.pipeline.flows(), 0);
 }
 
+/// RFC 1812 §5.3.7 inside a tunnel: a tenant whose configured prefixes
+/// hold loopback still cannot send from it — not even between its own
+/// hosts, where no flow is made.
+#[test]
+fn a_tenant_cannot_send_from_a_martian_even_if_its_prefixes_hold_it() {
+    let mut s = spec();
+    s.tenants[0].prefixes.push((ip([127, 0, 0, 0]), 8));
+    let mut gw = Gw::with_spec(&s);
+    let (v, _) = gw.t1_sends(&inner_udp([127, 0, 0, 5], [10, 0, 1, 5], 64, b"lo"), 0);
+    assert_eq!(v, Verdict::Drop(DropReason::MartianSource));
+    // Its real addresses still reach the same host.
+    let (v, _) = gw.t1_sends(&inner_udp(VM, [10, 0, 1, 5], 64, b"ok"), 0);
+    assert_eq!(v, Verdict::Forward(UND));
+}
+
 /// RFC 1812 §5.3.8 (source address validation) and RFC 3704 §2: from the
 /// public side, a source that is one of the gateway's own addresses — an
 /// elastic IP, a pool address, a tenant's public prefix, the port's own
