@@ -284,12 +284,9 @@ fn rfc5508_req7_hairpinned_queries() {
 }
 
 /// RFC 5508 §6, REQ-7 and REQ-7a: hairpinned errors (MUST), the error's
-/// destination the quoted source after translation. tgw translates t2's
-/// error out (from 2.2.2.12, the quote's destination 2.2.2.12) and then
-/// sends it out of the public port to 2.2.2.11 instead of turning it
-/// around: the hairpin is taken for flows, not for errors.
+/// destination the quoted source after translation: t2's error about
+/// t1's hairpinned SYN turns around in the gateway and reaches t1.
 #[test]
-#[ignore = "issue 10: RFC 5508 REQ-7 hairpinned ICMP errors not met yet"]
 fn rfc5508_req7_hairpinned_errors() {
     let out = outcome();
     assert!(

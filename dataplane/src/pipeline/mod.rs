@@ -801,9 +801,6 @@ impl Pipeline {
         f: &mut F,
         now: u64,
     ) -> Verdict {
-        let Some((port, pe)) = public_port(t) else {
-            return Verdict::Drop(D::NoRoute);
-        };
         let Some(&conn) = self.flows.get(id) else {
             return Verdict::Drop(D::NoRoute);
         };
@@ -817,6 +814,21 @@ impl Pipeline {
         if let Err(reason) = self.hairpin_to_itself(t, c, id, &conn, opened, f.data()) {
             return Verdict::Drop(reason);
         }
+        self.turn_around(t, c, f, now)
+    }
+
+    /// Sends a translated packet (the frame at its IPv4 header) back in on
+    /// the public port, as if it came from the Internet.
+    fn turn_around<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        f: &mut F,
+        now: u64,
+    ) -> Verdict {
+        let Some((port, pe)) = public_port(t) else {
+            return Verdict::Drop(D::NoRoute);
+        };
         match f.prepend(ETH) {
             Some(h) => h.copy_from_slice(&eth_header(pe.mac, pe.mac, EtherType::IPV4)),
             None => return Verdict::Drop(D::NoHeadroom),
@@ -931,6 +943,19 @@ impl Pipeline {
         let (public, port) = (conn.to_public.addr(), conn.to_public.port());
         if !translate_quoted(&mut f.data_mut()[at - 8..], false, public, port) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
+        }
+        // RFC 5508 REQ-7: an error about a hairpinned packet goes back to
+        // its sender through the gateway, as the packet came.
+        let to = ip_dst(f.data());
+        if t.eips.inbound(to).is_some() || t.pools.of_addr(to).is_some() {
+            if f.data()[8] <= 1 {
+                return Some(Verdict::Drop(D::TtlExceeded));
+            }
+            let ihl = usize::from(f.data()[0] & 0xf) * 4;
+            if !conn.to_public.address_only().forward(f.data_mut(), ihl) {
+                return Some(Verdict::Drop(D::Ipv4Invalid));
+            }
+            return Some(self.turn_around(t, c, f, now));
         }
         let exit = Exit {
             tenant,
