@@ -946,8 +946,7 @@ impl Pipeline {
         }
         // RFC 5508 REQ-7: an error about a hairpinned packet goes back to
         // its sender through the gateway, as the packet came.
-        let to = ip_dst(f.data());
-        if t.eips.inbound(to).is_some() || t.pools.of_addr(to).is_some() {
+        if martian::turns_around(t, ip_dst(f.data())) {
             if f.data()[8] <= 1 {
                 return Some(Verdict::Drop(D::TtlExceeded));
             }
