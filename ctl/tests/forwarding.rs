@@ -1679,7 +1679,7 @@ fn elastic_ips_name_a_tenant_and_one_of_its_addresses() {
         ),
         (
             eip("2.2.2.11", "t1", "10.0.0.7") + &eip("2.2.2.11", "t1", "10.0.0.8"),
-            vec![(line(15), &["given twice", "remove one"][..])],
+            vec![(line(15), &["given twice (first at line", "remove one"][..])],
         ),
         (
             eip("2.2.2.11", "t1", "10.0.0.7") + &eip("2.2.2.12", "t1", "10.0.0.7"),

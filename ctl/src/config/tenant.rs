@@ -119,7 +119,7 @@ pub struct TenantNeighbour {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tenant {
     /// Unique name, `[A-Za-z0-9_-]{1,32}`, used in logs, counters and the
-    /// control socket.
+    /// `[[eip]]` and `[[snat]]` sections.
     pub name: String,
     /// The GRE key that names the tenant on the underlay; unique across
     /// tenants.
@@ -158,8 +158,10 @@ pub struct Tenant {
     /// hosts hold these addresses themselves (so they are also valid inner
     /// sources, see [`Tenant::owns`]). A packet from the public side to one
     /// of them enters this tenant's VRF, whose route for it leads to one of
-    /// `hosts`. Elastic IPs with 1:1 NAT onto private addresses come later
-    /// as a section of their own. Default none.
+    /// `hosts`, through a flow that translates nothing: the tenant's
+    /// firewall rules and defaults apply to these addresses as to its
+    /// elastic IPs (`[[eip]]`, 1:1 NAT onto private addresses). Default
+    /// none.
     pub public_prefixes: Vec<Ipv4Cidr>,
     /// Static neighbours inside the gretap tunnels, in file order (both the
     /// `neighbours = [...]` and the `[[tenant.neighbour]]` form). Default

@@ -105,7 +105,8 @@ pub(super) fn eips(
             r.at(
                 public_at,
                 format!(
-                    "{label} is given twice (first at byte {first}); an elastic IP belongs to one address of one tenant, so remove one"
+                    "{label} is given twice (first at line {}); an elastic IP belongs to one address of one tenant, so remove one",
+                    r.line(first)
                 ),
             );
             ok = false;

@@ -19,7 +19,7 @@ pub(super) fn icmp(raw: Option<&Section<RawIcmp>>, r: &mut Report) -> Option<Icm
         0,
         i64::from(u32::MAX),
         "[icmp] rate_per_sec",
-        " (errors per second and worker; 0 disables them)",
+        " (errors per second, per worker, tenant and side; 0 disables them)",
         r,
     );
     let burst = int(
