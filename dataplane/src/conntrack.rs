@@ -527,6 +527,9 @@ pub struct Conn {
     /// unanswered flows have a share of the tenant's quota of their own,
     /// so that a flood of them cannot take the rest (issue 9, defect 6).
     pub answered: Answered,
+    /// Where the tenant-side host's MAC was last found in the neighbour
+    /// table, for gretap tunnels ([`crate::neighbour::Neighbours::get_hinted`]).
+    pub inner: u16,
     /// A key of the flow on the public side has one of the gateway's own
     /// addresses for source: a hairpinned flow, whose packets the gateway
     /// turns around inside and never receives on a port

@@ -211,6 +211,28 @@ impl Neighbours {
         }
     }
 
+    /// [`Neighbours::get`] with a remembered slot: `hint` is the slot + 1
+    /// where `key` was last found (0: not known), read first and refreshed
+    /// when the key has moved on. A flow keeps the hint of its inner
+    /// neighbour, so its packets skip the hashed lookup. Slots past
+    /// `u16::MAX - 1` are not remembered.
+    #[inline]
+    pub fn get_hinted(&self, key: NeighKey, hint: &mut u16) -> Lookup {
+        if let Some(slot) = hint.checked_sub(1) {
+            let found = self.read(usize::from(slot), key);
+            if found != Lookup::Unresolved {
+                return found;
+            }
+        }
+        match self.find(key) {
+            Some(slot) => {
+                *hint = u16::try_from(slot + 1).unwrap_or(0);
+                self.read(slot, key)
+            }
+            None => Lookup::Unresolved,
+        }
+    }
+
     /// Whether some neighbour is failed now: the workers look for a failed
     /// one before NAT only then (one load on a line that rarely changes).
     #[inline]
@@ -877,6 +899,39 @@ mod tests {
         assert_eq!(w.len(), CAP);
         assert_eq!(more, CAP - live as usize);
         assert_eq!(w.refusals().buckets_full, 0);
+    }
+
+    /// A flow's remembered slot answers as a lookup does: the MAC while
+    /// the key lives there, and after the key is retired and its slot
+    /// taken by another, the key's new place (or nothing), never the other
+    /// key's MAC.
+    #[test]
+    fn a_hinted_lookup_answers_as_a_lookup_and_follows_a_moved_key() {
+        const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+        let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(4));
+        let (a, b) = (
+            NeighKey::port(0, 0x0a00_0001),
+            NeighKey::port(0, 0x0a00_0002),
+        );
+        w.claim(a).unwrap();
+        w.set(a, MAC);
+        let mut hint = 0;
+        assert_eq!(w.table().get_hinted(a, &mut hint), Lookup::Mac(MAC));
+        assert_ne!(hint, 0, "the slot is remembered");
+        let slot = hint;
+        assert_eq!(w.table().get_hinted(a, &mut hint), Lookup::Mac(MAC));
+        // a goes; b may take its slot; a comes back elsewhere or not at all.
+        w.retire(a);
+        assert_eq!(w.table().get_hinted(a, &mut hint), Lookup::Unresolved);
+        w.claim(b).unwrap();
+        w.set(b, OTHER);
+        let mut stale = slot;
+        assert_eq!(w.table().get_hinted(a, &mut stale), Lookup::Unresolved);
+        w.claim(a).unwrap();
+        w.set(a, MAC);
+        let mut stale = slot;
+        assert_eq!(w.table().get_hinted(a, &mut stale), Lookup::Mac(MAC));
+        assert_eq!(w.table().get_hinted(a, &mut stale), w.get(a));
     }
 
     /// Every tenant uses 10.0.0.7: their hosts must not share buckets

@@ -239,11 +239,19 @@ impl Pipeline {
             conn.expect[1 - hit.dir.index()] = p.tuple.ack;
         }
         *hit.deadline = now.saturating_add(life.ticks(conn, hz));
-        let nat = conn.to_tenant;
+        let (nat, id, hint) = (conn.to_tenant, hit.id, conn.inner);
         if !(f.trim(tail) && f.adj(ETH) && nat.forward(f.data_mut(), IHL)) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
-        Some(self.encap(t, c, tunnel, f))
+        // The flow remembers where its host's MAC is (gretap).
+        let mut inner = hint;
+        let v = self.encap(t, c, tunnel, f, &mut inner);
+        if inner != hint {
+            if let Some(conn) = self.flows.get_mut(id) {
+                conn.inner = inner;
+            }
+        }
+        Some(v)
     }
 
     /// A plain packet of a flow this worker holds, from `tenant`'s tunnel

@@ -510,7 +510,7 @@ impl Pipeline {
                 if !Rewrite::default().forward(f.data_mut(), ihl) {
                     return Verdict::Drop(D::TtlExceeded);
                 }
-                let v = self.encap(t, c, i, f);
+                let v = self.encap(t, c, i, f, &mut 0);
                 cut(f, v, fit, usize::from(adj.header_len), c)
             }
             // Nothing leaves by the public side without a flow: a private
@@ -616,7 +616,7 @@ impl Pipeline {
         if t.mss_clamp {
             clamp_syn(f.data_mut(), adj.inner_mtu());
         }
-        let v = self.encap(t, c, tunnel, f);
+        let v = self.encap(t, c, tunnel, f, &mut 0);
         cut(f, v, fit, usize::from(adj.header_len), c)
     }
 
@@ -1110,6 +1110,7 @@ impl Pipeline {
             scales: Scales::default(),
             snat: None,
             answered: Answered::No,
+            inner: 0,
             hairpin: false,
         };
         let reply = tuple.reply_key(zone, private, tuple.src);
@@ -1201,6 +1202,7 @@ impl Pipeline {
             scales: Scales::default(),
             snat,
             answered: Answered::Yes,
+            inner: 0,
             hairpin: false,
         };
         self.insert(t, c, key, reply, conn, now)
@@ -1257,6 +1259,7 @@ impl Pipeline {
                 scales: Scales::default(),
                 snat: Some(inside),
                 answered: Answered::No,
+                inner: 0,
                 hairpin: false,
             };
             let reply = FlowKey::new(
@@ -1494,6 +1497,7 @@ impl Pipeline {
         c: &WorkerCounters,
         tunnel: u32,
         f: &mut F,
+        inner: &mut u16,
     ) -> Verdict {
         let Some(adj) = t.tunnels.get(tunnel as usize) else {
             return Verdict::Drop(D::NoRoute);
@@ -1512,7 +1516,7 @@ impl Pipeline {
         };
         let inner_mac = if adj.is_gretap() {
             let key = NeighKey::inner(adj.tenant, ip_dst(f.data()));
-            match t.neighbours.get(key) {
+            match t.neighbours.get_hinted(key, inner) {
                 Lookup::Mac(mac) => Some(mac),
                 Lookup::Failed => return Verdict::Drop(D::NoNeighbour),
                 // The resolver finds the outer neighbour after the inner.
