@@ -288,11 +288,9 @@ impl Pipeline {
             return None;
         }
         // Toward an elastic IP, a pool address or a tenant's public prefix:
-        // hairpinned, by the full path.
-        if conn.hairpin
-            || t.eips.inbound(p.tuple.dst).is_some()
-            || t.pools.of_addr(p.tuple.dst).is_some()
-        {
+        // hairpinned, by the full path. The flow knows it from its keys
+        // (`martian::hairpinned`, asked when it was made): no lookup here.
+        if conn.hairpin {
             return None;
         }
         let hop = resolve_public(t, p.tuple.dst).ok()?;

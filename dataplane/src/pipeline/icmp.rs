@@ -1,0 +1,113 @@
+//! ICMP the gateway answers and generates itself: echo replies to its
+//! own addresses, and the errors (time exceeded, fragmentation needed,
+//! host unreachable) built in place of the packet they are about.
+
+use super::*;
+
+/// RFC 1122 3.2.2 / RFC 1812 4.3.2.7: no error about an ICMP error, a
+/// non-initial fragment, or a packet from a broadcast, multicast or
+/// unspecified source.
+pub(crate) fn may_quote(ip: &[u8]) -> bool {
+    let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+    let ihl = usize::from(ip[0] & 0xf) * 4;
+    let is_icmp_error =
+        ip[9] == IpProtocol::ICMP.0 && ip.get(ihl).is_some_and(|&ty| IcmpType(ty).is_error());
+    frag_off == 0 && !is_icmp_error && src != 0 && src != u32::MAX && (src >> 28) != 0xe
+}
+
+/// Rewrites the IPv4 packet in `f` into an ICMP error about it, from `src`
+/// to its source, quoting as much as RFC 1812 allows.
+pub(crate) fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> bool {
+    let orig_src: [u8; 4] = f.data()[12..16].try_into().unwrap_or_default();
+    let quote = f.len().min(ICMP_ERROR_MAX - 28);
+    if !f.trim(f.len() - quote) {
+        return false;
+    }
+    let Some(h) = f.prepend(28) else { return false };
+    let total = (28 + quote) as u16;
+    h[..20].copy_from_slice(&[
+        0x45,
+        0xc0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        LOCAL_TTL,
+        IpProtocol::ICMP.0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    h[2..4].copy_from_slice(&total.to_be_bytes());
+    h[12..16].copy_from_slice(&src.to_be_bytes());
+    h[16..20].copy_from_slice(&orig_src);
+    Ipv4Packet::new_unchecked(&mut h[..20]).fill_checksum();
+    let (ty, code, mtu) = match e {
+        IcmpError::TimeExceeded => (IcmpType::TIME_EXCEEDED, icmpw::time_exceeded::TTL, 0),
+        IcmpError::FragNeeded(mtu) => (
+            IcmpType::DEST_UNREACHABLE,
+            icmpw::unreachable::FRAG_NEEDED,
+            mtu,
+        ),
+        IcmpError::HostUnreachable => (IcmpType::DEST_UNREACHABLE, icmpw::unreachable::HOST, 0),
+    };
+    let data = f.data_mut();
+    let mut icmp = IcmpPacket::new_unchecked(&mut data[20..]);
+    icmp.set_msg_type(ty);
+    icmp.set_msg_code(code);
+    icmp.set_echo_ident(0);
+    icmp.set_next_hop_mtu(mtu);
+    icmp.fill_checksum();
+    true
+}
+
+/// Answers an ICMP echo request to the gateway in place; the frame still
+/// has its Ethernet header and was trimmed to the IP length.
+pub(super) fn echo_reply(
+    pe: &PortEntry,
+    port: u16,
+    data: &mut [u8],
+    c: &WorkerCounters,
+) -> Verdict {
+    let ihl = usize::from(data[ETH] & 0xf) * 4;
+    {
+        let Ok(icmp) = IcmpPacket::new_checked(&data[ETH + ihl..]) else {
+            return Verdict::Drop(D::Ipv4Invalid);
+        };
+        if icmp.msg_type() != IcmpType::ECHO_REQUEST || icmp.msg_code() != 0 {
+            return Verdict::Drop(D::LocalProtocol);
+        }
+    }
+    let (src_mac, dst_ip) = {
+        let mut m = [0u8; 6];
+        m.copy_from_slice(&data[6..12]);
+        let mut d = [0u8; 4];
+        d.copy_from_slice(&data[ETH + 16..ETH + 20]);
+        (m, d)
+    };
+    data[..6].copy_from_slice(&src_mac);
+    data[6..12].copy_from_slice(&pe.mac);
+    let ip = &mut data[ETH..];
+    ip.copy_within(12..16, 16);
+    ip[12..16].copy_from_slice(&dst_ip);
+    ip[8] = LOCAL_TTL;
+    Ipv4Packet::new_unchecked(&mut ip[..ihl]).fill_checksum();
+    let icmp = &mut ip[ihl..];
+    let old = u16::from_be_bytes([icmp[0], icmp[1]]);
+    icmp[0] = IcmpType::ECHO_REPLY.0;
+    let hc = u16::from_be_bytes([icmp[2], icmp[3]]);
+    let sum = checksum::update_u16(hc, old, u16::from(icmp[1]));
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    c.echo_replies.inc();
+    Verdict::Forward(port)
+}
