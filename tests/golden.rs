@@ -682,6 +682,24 @@ fn fragment(datagram: &[u8], offset: usize, len: usize, more: bool) -> Vec<u8> {
     out
 }
 
+/// An echo request from the client to elastic IP 1 with `len` bytes of
+/// payload, DF clear and identification `ident`: one to cut in fragments.
+fn unfragmented_ping(ident: u16, len: usize) -> Vec<u8> {
+    let mut ping = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .icmpv4_echo_request(9, 1)
+        .write(&mut ping, &vec![0x5a; len])
+        .unwrap();
+    let (mut h, _) = Ipv4Header::from_slice(&ping).unwrap();
+    h.dont_fragment = false;
+    h.identification = ident;
+    h.header_checksum = h.calc_header_checksum();
+    let mut head = Vec::new();
+    h.write(&mut head).unwrap();
+    ping[..20].copy_from_slice(&head);
+    ping
+}
+
 /// Issue 9, defect 13, through the daemon: a 3000-byte ping without DF,
 /// in the two 1500-byte fragments a client's stack sends, the later one
 /// first. tgw parks the later fragment until the first went through,
@@ -694,18 +712,7 @@ fn a_big_ping_in_fragments_out_of_order_is_cut_and_tunnelled() {
     let prefix = format!("tgw-test-golden-frag-{}", std::process::id());
     let _files = PrefixFiles(prefix.clone());
 
-    let mut ping = Vec::new();
-    PacketBuilder::ipv4(CLIENT, EIP1, 64)
-        .icmpv4_echo_request(9, 1)
-        .write(&mut ping, &[0x5a; 2972])
-        .unwrap();
-    let (mut h, _) = Ipv4Header::from_slice(&ping).unwrap();
-    h.dont_fragment = false;
-    h.identification = 0x4242;
-    h.header_checksum = h.calc_header_checksum();
-    let mut head = Vec::new();
-    h.write(&mut head).unwrap();
-    ping[..20].copy_from_slice(&head);
+    let ping = unfragmented_ping(0x4242, 2972);
     let first = fragment(&ping, 0, 1480, true);
     let last = fragment(&ping, 1480, 1500, false);
     let from_client = |ip: &[u8]| eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, ip);
@@ -797,18 +804,7 @@ fn martians_spoofed_sources_and_overlapping_fragments_are_dropped_by_reason() {
     let prefix = format!("tgw-test-golden-martian-{}", std::process::id());
     let _files = PrefixFiles(prefix.clone());
 
-    let mut ping = Vec::new();
-    PacketBuilder::ipv4(CLIENT, EIP1, 64)
-        .icmpv4_echo_request(9, 1)
-        .write(&mut ping, &[0x5a; 192])
-        .unwrap();
-    let (mut h, _) = Ipv4Header::from_slice(&ping).unwrap();
-    h.dont_fragment = false;
-    h.identification = 0x4343;
-    h.header_checksum = h.calc_header_checksum();
-    let mut head = Vec::new();
-    h.write(&mut head).unwrap();
-    ping[..20].copy_from_slice(&head);
+    let ping = unfragmented_ping(0x4343, 192);
     let first = fragment(&ping, 0, 96, true);
     let overlapping = fragment(&ping, 88, 48, true);
     let rest = fragment(&ping, 96, 104, false);
