@@ -199,7 +199,7 @@ fn serve(
         resolver.writer(),
     )
     .map_err(|e| format!("tables: {e}"))?;
-    info!(tenants = tables.tenants.len(), tunnels = tables.tunnels.len(), mode = %config.dataplane.mode, "tables built");
+    info!(tenants = tables.tenants.len(), mode = %config.dataplane.mode, "tables built");
     let publisher = Publisher::new(tables);
     // Only l2fwd needs the port pairing (and its warnings).
     let l2 = if config.dataplane.mode == Mode::L2fwd {
@@ -301,7 +301,7 @@ fn serve(
             stage,
             counters: Arc::new(
                 WorkerCounters::new(config.tenants.len())
-                    .with_rules(publisher.current().firewall.rules().len()),
+                    .with_rules(rule_slots(&publisher.current())),
             ),
             punt: &punts[index],
             inject: &injects[index],
@@ -472,31 +472,22 @@ fn report(
         tsc_hz: rte::tsc_hz(),
         resolver: control.stats(),
         neighbours,
-        rules: rule_report(config, &publisher.current().firewall, counters),
+        rules: rule_report(&publisher.current(), counters),
         failure: None,
     }
 }
 
 /// What each firewall rule and default policy decided, over all workers.
-fn rule_report(
-    config: &Config,
-    firewall: &dataplane::firewall::Firewall,
-    workers: &[Arc<WorkerCounters>],
-) -> Vec<RuleReport> {
-    use dataplane::firewall::{Direction as FwDir, RuleId};
-    use dataplane::tenant::TenantId;
+fn rule_report(tables: &Tables, workers: &[Arc<WorkerCounters>]) -> Vec<RuleReport> {
+    use dataplane::firewall::Direction as FwDir;
     let mut out = Vec::new();
-    for (i, t) in config.tenants.iter().enumerate() {
-        let tenant = TenantId(i as u32);
-        for id in firewall.ids(tenant) {
-            let Some(rule) = firewall.rule(RuleId(id)) else {
-                continue;
-            };
+    for t in tables.tenants.iter() {
+        for rule in &t.firewall.rules {
             out.push(RuleReport {
                 tenant: t.name.clone(),
                 rule: rule.to_string(),
                 position: Some(rule.position),
-                flows: workers.iter().map(|w| w.rules.rule(RuleId(id))).sum(),
+                flows: workers.iter().map(|w| w.rules.rule(rule.counter)).sum(),
             });
         }
         for (dir, name) in [(FwDir::In, "default in"), (FwDir::Out, "default out")] {
@@ -506,12 +497,23 @@ fn rule_report(
                 position: None,
                 flows: workers
                     .iter()
-                    .map(|w| w.rules.default_policy(tenant, dir))
+                    .map(|w| w.rules.default_policy(t.id, dir))
                     .sum(),
             });
         }
     }
     out
+}
+
+/// Rule counter slots a worker needs for `tables`: one past the highest.
+fn rule_slots(tables: &Tables) -> usize {
+    tables
+        .tenants
+        .iter()
+        .flat_map(|t| &t.firewall.rules)
+        .map(|r| r.counter.index() + 1)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The L2 skeleton: a public port forwards to the first underlay port and

@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(t.tenants.len(), 2);
         assert_eq!(t.tenants.by_key(1000).map(|x| x.name.as_str()), Some("t1"));
         assert!(
-            t.tunnels.iter().all(|a| matches!(
+            t.tenants.iter().flat_map(|x| &x.tunnels).all(|a| matches!(
                 t.neighbours.get_ref(a.neigh),
                 dataplane::neighbour::Lookup::Mac(_)
             )),
@@ -213,8 +213,8 @@ mod tests {
             std::net::Ipv4Addr::new(10, 0, 0, 7),
         );
         for (key, own, other) in [(1000, 22, 23), (2000, 23, 22)] {
-            let id = t.tenants.by_key(key).expect("tenant").id;
-            let allowed = |dir, p: Packet5| t.firewall.evaluate(id, dir, &p).allowed();
+            let ten = t.tenants.by_key(key).expect("tenant");
+            let allowed = |dir, p: Packet5| ten.firewall.evaluate(dir, &p).allowed();
             assert!(allowed(Direction::In, Packet5::tcp(client, vm, 40000, own)));
             assert!(!allowed(
                 Direction::In,

@@ -502,11 +502,17 @@ fn window_scale(tcp: &[u8]) -> u8 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(align(64))]
 pub struct Conn {
-    /// The tenant's index.
-    pub tenant: u32,
-    /// The tunnel toward the tenant's host (an index into the tables'
+    /// The tenant's slot ([`crate::tenant::TenantId`]).
+    pub tenant: u16,
+    /// The tunnel toward the tenant's host (an index into the tenant's
     /// tunnels).
-    pub tunnel: u32,
+    pub tunnel: u16,
+    /// The tenant's epoch when the flow was decided
+    /// ([`crate::tenant::Tenant::epoch`]): a packet of a flow whose tenant
+    /// has moved on since is decided again by the full path — re-routed,
+    /// checked against the elastic IP or pool and the rules in force, or
+    /// ended (docs/decisions.md, "Runtime changes").
+    pub epoch: u32,
     /// Applied to packets going into the tenant (DNAT).
     pub to_tenant: Rewrite,
     /// Applied to packets leaving toward the public side (SNAT).
@@ -535,6 +541,23 @@ pub struct Conn {
     /// turns around inside and never receives on a port
     /// ([`crate::martian::hairpinned`]).
     pub hairpin: bool,
+}
+
+impl Conn {
+    /// The tenant's slot.
+    #[inline]
+    pub fn tenant_id(&self) -> crate::tenant::TenantId {
+        crate::tenant::TenantId(u32::from(self.tenant))
+    }
+
+    /// The tunnel toward the tenant's host.
+    #[inline]
+    pub fn tunnel_id(&self) -> crate::tables::TunnelId {
+        crate::tables::TunnelId {
+            tenant: self.tenant_id(),
+            index: u32::from(self.tunnel),
+        }
+    }
 }
 
 /// Whether a flow opened from the public side has been answered from

@@ -159,6 +159,11 @@ drop_reasons! {
     NoNat => "no_nat",
     /// Refused by the tenant's firewall rules (no state created).
     Firewall => "firewall",
+    /// Of a flow that what admitted it no longer admits: its tenant, its
+    /// elastic IP or pool, its route or the rule that let it in was
+    /// removed or changed while it lived. The flow ended with it
+    /// (pipeline/redecide.rs).
+    Revoked => "revoked",
     /// No flow for it, and it cannot open one (a TCP segment other than a
     /// SYN, an echo reply), or it does not fit its flow's TCP state.
     InvalidState => "invalid_state",

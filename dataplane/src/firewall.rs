@@ -16,17 +16,17 @@
 //! never names a public address the tenant does not see, and two tenants
 //! that share 10.0.0.7 write the same rules for it.
 //!
-//! All tenants' rules sit in one array; a rule's index there is its
-//! [`RuleId`], so one counter array indexed by `RuleId` serves every
-//! tenant. A tenant's rules are one contiguous range of it, in the order
-//! its spec lists them (both directions interleaved as written), so
-//! `RuleId - first` is the rule's position in the tenant's list.
+//! Each tenant's rules are its own ([`Rules`], in its share of the
+//! snapshot), in the order its spec lists them (both directions
+//! interleaved as written). Each rule counts on a slot of its own, its
+//! [`RuleId`], which the control plane gives it for its life: one counter
+//! array indexed by `RuleId` serves every tenant, and a rule's count
+//! survives changes to the others.
 //!
 //! [`In`]: Direction::In
 //! [`Out`]: Direction::Out
 
 use std::fmt;
-use std::ops::Range;
 
 use crate::counters::Counter;
 use crate::tenant::{Net, TenantId};
@@ -42,9 +42,10 @@ pub enum Direction {
 }
 
 /// What a rule or a default policy does with a new flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Action {
     Allow,
+    #[default]
     Deny,
 }
 
@@ -250,8 +251,8 @@ impl Packet5 {
     }
 }
 
-/// A rule's index in [`Firewall`]'s one array of all tenants' rules: the
-/// index of its counter.
+/// A rule's counter slot: stable while the rule lives, so that its count
+/// survives changes to other rules and tenants ([`RuleCounters`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleId(pub u32);
 
@@ -296,6 +297,8 @@ pub struct Rule {
     pub tenant: TenantId,
     /// Its position in the tenant's [`FirewallSpec::rules`].
     pub position: u32,
+    /// Its counter.
+    pub counter: RuleId,
 }
 
 impl Rule {
@@ -337,6 +340,7 @@ impl Rule {
             dport,
             tenant,
             position,
+            counter: RuleId(0),
         })
     }
 
@@ -355,26 +359,46 @@ impl Rule {
     }
 }
 
-/// One tenant's slice of the firewall.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuleSet<'a> {
-    /// The tenant's rules, in order.
-    pub rules: &'a [Rule],
-    /// The `RuleId` of `rules[0]`.
-    pub first: RuleId,
+/// One tenant's compiled rules, in order, and its defaults: part of the
+/// tenant's share of a snapshot ([`crate::tenant::Tenant::firewall`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
     pub default_in: Action,
     pub default_out: Action,
 }
 
-impl RuleSet<'_> {
+impl Rules {
+    /// Compiles `tenant`'s spec; rule `i` counts on `counter(i)`, a slot
+    /// that stays the rule's while it lives, whatever else changes
+    /// ([`RuleCounters`]).
+    pub fn build(
+        tenant: TenantId,
+        spec: &FirewallSpec,
+        mut counter: impl FnMut(usize, &RuleSpec) -> RuleId,
+    ) -> Result<Rules, FirewallError> {
+        let mut rules = Vec::with_capacity(spec.rules.len());
+        for (position, rule) in spec.rules.iter().enumerate() {
+            let at = u32::try_from(position).map_err(|_| FirewallError::TooMany)?;
+            let mut r = Rule::compile(rule, tenant, at)?;
+            r.counter = counter(position, rule);
+            rules.push(r);
+        }
+        Ok(Rules {
+            rules,
+            default_in: spec.default_in,
+            default_out: spec.default_out,
+        })
+    }
+
     /// The first rule of `direction` that matches `p` decides; else the
     /// direction's default. Allocates nothing.
     pub fn evaluate(&self, direction: Direction, p: &Packet5) -> Decision {
-        for (i, rule) in self.rules.iter().enumerate() {
+        for rule in &self.rules {
             if rule.direction == direction && rule.matches(p) {
                 return Decision {
                     action: rule.action,
-                    rule: Some(RuleId(self.first.0 + i as u32)),
+                    rule: Some(rule.counter),
                 };
             }
         }
@@ -384,23 +408,6 @@ impl RuleSet<'_> {
         };
         Decision { action, rule: None }
     }
-}
-
-/// Where one tenant's rules are in [`Firewall::rules`], and its defaults.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct TenantEntry {
-    start: u32,
-    end: u32,
-    default_in: Action,
-    default_out: Action,
-}
-
-/// Every tenant's compiled rules, indexed by [`TenantId`]; part of the
-/// table snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Firewall {
-    rules: Vec<Rule>,
-    tenants: Vec<TenantEntry>,
 }
 
 /// Why a [`FirewallSpec`] could not be compiled. The control plane's
@@ -443,91 +450,16 @@ impl fmt::Display for FirewallError {
 
 impl std::error::Error for FirewallError {}
 
-impl Firewall {
-    /// Compiles the tenants' specs; tenant `i` of the iterator is
-    /// `TenantId(i)`.
-    pub fn build<'a>(
-        specs: impl IntoIterator<Item = &'a FirewallSpec>,
-    ) -> Result<Firewall, FirewallError> {
-        let mut fw = Firewall::default();
-        for (t, spec) in specs.into_iter().enumerate() {
-            let tenant = TenantId(u32::try_from(t).map_err(|_| FirewallError::TooMany)?);
-            let start = u32::try_from(fw.rules.len()).map_err(|_| FirewallError::TooMany)?;
-            for (position, rule) in spec.rules.iter().enumerate() {
-                let position = u32::try_from(position).map_err(|_| FirewallError::TooMany)?;
-                fw.rules.push(Rule::compile(rule, tenant, position)?);
-            }
-            let end = u32::try_from(fw.rules.len()).map_err(|_| FirewallError::TooMany)?;
-            fw.tenants.push(TenantEntry {
-                start,
-                end,
-                default_in: spec.default_in,
-                default_out: spec.default_out,
-            });
-        }
-        Ok(fw)
-    }
-
-    /// The rules of `tenant`; `None` for a tenant the firewall does not
-    /// know (which the tables never hand out).
-    pub fn tenant(&self, tenant: TenantId) -> Option<RuleSet<'_>> {
-        let e = self.tenants.get(tenant.index())?;
-        Some(RuleSet {
-            rules: &self.rules[e.start as usize..e.end as usize],
-            first: RuleId(e.start),
-            default_in: e.default_in,
-            default_out: e.default_out,
-        })
-    }
-
-    /// `tenant`'s verdict on `p`; an unknown tenant is denied.
-    pub fn evaluate(&self, tenant: TenantId, direction: Direction, p: &Packet5) -> Decision {
-        match self.tenant(tenant) {
-            Some(set) => set.evaluate(direction, p),
-            None => Decision {
-                action: Action::Deny,
-                rule: None,
-            },
-        }
-    }
-
-    /// Every tenant's rules, indexed by [`RuleId`]: the length of a
-    /// per-rule counter array.
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
-    /// The rule `id`, with its tenant and position for a counter's label.
-    pub fn rule(&self, id: RuleId) -> Option<&Rule> {
-        self.rules.get(id.index())
-    }
-
-    /// The `RuleId`s of `tenant`'s rules.
-    pub fn ids(&self, tenant: TenantId) -> Range<u32> {
-        self.tenants
-            .get(tenant.index())
-            .map_or(0..0, |e| e.start..e.end)
-    }
-
-    /// Number of tenants compiled.
-    pub fn tenants(&self) -> usize {
-        self.tenants.len()
-    }
-}
-
 // ---------------------------------------------------------------- counters
 
 /// One worker's firewall counters: hits per rule, indexed by [`RuleId`],
 /// and hits of each tenant's default policies. The worker that owns it is
 /// its only writer; the control plane reads and sums across workers.
 ///
-/// Sized when the worker starts, like `WorkerCounters`' tenants: rules and
-/// tenants past the end (added by a reload) are not counted here. `RuleId`s
-/// belong to one snapshot: after a reload that changes some tenant's rules
-/// the same index may name another rule, so the control plane reads the
-/// counters per (tenant, position) through [`Firewall::rule`] of the
-/// snapshot in use and should read them before publishing a changed one
-/// (a burst in flight across the swap may land on the new rule).
+/// Sized when the worker starts, for the most rules and tenants the
+/// control plane hands out slots for (`[limits]`): a rule's slot is its
+/// own while it lives; when the control plane gives a freed slot to a new
+/// rule it takes the count there as the new rule's zero.
 #[derive(Debug, Default)]
 pub struct RuleCounters {
     rules: Box<[Counter]>,
@@ -536,8 +468,7 @@ pub struct RuleCounters {
 }
 
 impl RuleCounters {
-    /// Room for `rules` rules (e.g. `Firewall::rules().len()` at start, or
-    /// a configured maximum) and `tenants` tenants.
+    /// Room for `rules` rule slots and `tenants` tenant slots.
     pub fn new(rules: usize, tenants: usize) -> RuleCounters {
         RuleCounters {
             rules: (0..rules).map(|_| Counter::default()).collect(),

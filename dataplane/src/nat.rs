@@ -9,6 +9,8 @@
 //! IPv4 header checksum and, through the pseudo-header, to the TCP or UDP
 //! checksum of every packet.
 
+use std::sync::Arc;
+
 use crate::hash::FastMap;
 use crate::tenant::TenantId;
 use crate::wire::checksum::Delta;
@@ -235,11 +237,35 @@ pub fn translate_quoted(icmp: &mut [u8], inner_src: bool, addr: u32, port: Optio
     true
 }
 
-/// The elastic IPs, both ways.
-#[derive(Clone, Debug, Default)]
+/// Shards of the elastic IP maps: a change copies one shard (a 256th of
+/// the bindings), never all of them.
+const EIP_SHARDS: usize = 256;
+
+/// The elastic IPs, both ways, in shards shared between snapshots: each
+/// snapshot holds the shards, and a change copies only the one or two it
+/// touches (copy on write), so binding one elastic IP costs the same
+/// whether 10 or 100,000 are bound.
+#[derive(Clone, Debug)]
 pub struct Eips {
-    by_public: FastMap<u32, (TenantId, u32)>,
-    by_private: FastMap<(u32, u32), u32>,
+    by_public: Vec<Arc<FastMap<u32, (TenantId, u32)>>>,
+    by_private: Vec<Arc<FastMap<(u32, u32), u32>>>,
+    len: usize,
+}
+
+impl Default for Eips {
+    fn default() -> Self {
+        Eips {
+            by_public: (0..EIP_SHARDS).map(|_| Arc::default()).collect(),
+            by_private: (0..EIP_SHARDS).map(|_| Arc::default()).collect(),
+            len: 0,
+        }
+    }
+}
+
+/// The shard of an address: Fibonacci hashing's top byte.
+#[inline]
+fn shard(addr: u32) -> usize {
+    (addr.wrapping_mul(0x9E37_79B9) >> 24) as usize
 }
 
 /// Why an elastic IP could not be added.
@@ -253,35 +279,69 @@ pub enum EipError {
 
 impl Eips {
     pub fn insert(&mut self, public: u32, tenant: TenantId, private: u32) -> Result<(), EipError> {
-        if self.by_public.contains_key(&public) {
+        if self.inbound(public).is_some() {
             return Err(EipError::Public(public));
         }
-        if self.by_private.contains_key(&(tenant.0, private)) {
+        if self.outbound(tenant, private).is_some() {
             return Err(EipError::Private(tenant, private));
         }
-        self.by_public.insert(public, (tenant, private));
-        self.by_private.insert((tenant.0, private), public);
+        Arc::make_mut(&mut self.by_public[shard(public)]).insert(public, (tenant, private));
+        Arc::make_mut(&mut self.by_private[shard(private)]).insert((tenant.0, private), public);
+        self.len += 1;
         Ok(())
+    }
+
+    /// Unbinds `public`; the tenant it was bound in.
+    pub fn remove(&mut self, public: u32) -> Option<TenantId> {
+        let (tenant, private) = self.inbound(public)?;
+        Arc::make_mut(&mut self.by_public[shard(public)]).remove(&public);
+        Arc::make_mut(&mut self.by_private[shard(private)]).remove(&(tenant.0, private));
+        self.len -= 1;
+        Some(tenant)
+    }
+
+    /// Unbinds every elastic IP of `tenant`. Visits every binding: for
+    /// removing a tenant, not for one elastic IP.
+    pub fn remove_tenant(&mut self, tenant: TenantId) {
+        let theirs: Vec<u32> = self
+            .by_public
+            .iter()
+            .flat_map(|m| m.iter())
+            .filter(|(_, &(t, _))| t == tenant)
+            .map(|(&p, _)| p)
+            .collect();
+        for public in theirs {
+            self.remove(public);
+        }
     }
 
     /// The tenant and private address behind `public`.
     #[inline]
     pub fn inbound(&self, public: u32) -> Option<(TenantId, u32)> {
-        self.by_public.get(&public).copied()
+        self.by_public[shard(public)].get(&public).copied()
     }
 
     /// The elastic IP of `private` in `tenant`.
     #[inline]
     pub fn outbound(&self, tenant: TenantId, private: u32) -> Option<u32> {
-        self.by_private.get(&(tenant.0, private)).copied()
+        self.by_private[shard(private)]
+            .get(&(tenant.0, private))
+            .copied()
+    }
+
+    /// Every binding: `(public, tenant, private)`.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, TenantId, u32)> + '_ {
+        self.by_public
+            .iter()
+            .flat_map(|m| m.iter().map(|(&p, &(t, a))| (p, t, a)))
     }
 
     pub fn len(&self) -> usize {
-        self.by_public.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_public.is_empty()
+        self.len == 0
     }
 }
 

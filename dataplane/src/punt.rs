@@ -19,8 +19,9 @@ pub enum Punt {
     /// Ready to leave `port`, but for the Ethernet destination: the MAC of
     /// `key`, which goes in the first six bytes.
     Resolve { port: u16, key: NeighKey },
-    /// Encapsulated for gretap tunnel `tunnel` (an index into the tables'
-    /// tunnels), but for the inner destination: the MAC of host `key`.
+    /// Encapsulated for gretap tunnel `tunnel` (an index into the tunnels
+    /// of `key`'s tenant), but for the inner destination: the MAC of host
+    /// `key`.
     ResolveInner { tunnel: u32, key: NeighKey },
     /// An ARP frame received on `port` to learn from (a reply, or an
     /// announcement).

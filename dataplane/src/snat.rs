@@ -68,12 +68,14 @@ impl Pool {
     }
 }
 
-/// The pools, in the tables.
+/// The pools, in the tables, by their tenant's slot: a pool's index is
+/// its tenant's, stable while both live (flows and workers' shares name
+/// pools by it).
 #[derive(Clone, Debug, Default)]
 pub struct Pools {
-    pools: Vec<Pool>,
-    by_tenant: FastMap<u32, u32>,
+    pools: Vec<Option<Pool>>,
     by_addr: FastMap<u32, u32>,
+    len: usize,
 }
 
 /// Why a pool could not be added.
@@ -89,7 +91,8 @@ pub enum PoolError {
 
 impl Pools {
     pub fn insert(&mut self, pool: Pool) -> Result<(), PoolError> {
-        if self.by_tenant.contains_key(&pool.tenant.0) {
+        let index = pool.tenant.0;
+        if self.get(index).is_some() {
             return Err(PoolError::Tenant(pool.tenant));
         }
         if let Some(&a) = pool.addrs.iter().find(|a| self.by_addr.contains_key(a)) {
@@ -99,39 +102,64 @@ impl Pools {
         if pool.blocks_per_addr() == 0 || !(1..=MAX_BLOCKS_PER_HOST).contains(&max) {
             return Err(PoolError::Range);
         }
-        let index = self.pools.len() as u32;
-        self.by_tenant.insert(pool.tenant.0, index);
         for &a in &pool.addrs {
             self.by_addr.insert(a, index);
         }
-        self.pools.push(pool);
+        let i = index as usize;
+        if i >= self.pools.len() {
+            self.pools.resize(i + 1, None);
+        }
+        self.pools[i] = Some(pool);
+        self.len += 1;
         Ok(())
+    }
+
+    /// Removes `tenant`'s pool.
+    pub fn remove(&mut self, tenant: TenantId) -> Option<Pool> {
+        let pool = self.pools.get_mut(tenant.index())?.take()?;
+        for a in &pool.addrs {
+            self.by_addr.remove(a);
+        }
+        self.len -= 1;
+        Some(pool)
     }
 
     /// The pool of `tenant`.
     #[inline]
     pub fn of_tenant(&self, tenant: TenantId) -> Option<(u32, &Pool)> {
-        let i = *self.by_tenant.get(&tenant.0)?;
-        Some((i, self.pools.get(i as usize)?))
+        Some((tenant.0, self.get(tenant.0)?))
     }
 
     /// The pool public address `addr` belongs to.
     #[inline]
     pub fn of_addr(&self, addr: u32) -> Option<(u32, &Pool)> {
         let i = *self.by_addr.get(&addr)?;
-        Some((i, self.pools.get(i as usize)?))
+        Some((i, self.get(i)?))
     }
 
     pub fn get(&self, index: u32) -> Option<&Pool> {
-        self.pools.get(index as usize)
+        self.pools.get(index as usize)?.as_ref()
     }
 
-    pub fn len(&self) -> usize {
+    /// Every pool with its index.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Pool)> + '_ {
+        self.pools
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i as u32, p.as_ref()?)))
+    }
+
+    /// One past the highest index.
+    pub fn slots(&self) -> usize {
         self.pools.len()
     }
 
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.pools.is_empty()
+        self.len == 0
     }
 }
 
@@ -165,7 +193,7 @@ struct Block {
 }
 
 /// One pool's share on one worker.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct PoolShare {
     /// Every block of the pool, address-major; only this worker's are
     /// used here.
@@ -204,6 +232,9 @@ impl Snat {
             .pools
             .iter()
             .map(|p| {
+                let Some(p) = p else {
+                    return PoolShare::default();
+                };
                 let n = p.blocks();
                 let per_addr = p.blocks_per_addr();
                 let free: Vec<u32> = (0..n)

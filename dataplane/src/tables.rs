@@ -17,8 +17,8 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 
 use crate::counters::MAX_PORTS;
-use crate::firewall::{Firewall, FirewallError, FirewallSpec};
-use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix, VrfId, VrfTables};
+use crate::firewall::{FirewallError, FirewallSpec, RuleId, RuleSpec, Rules};
+use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix};
 use crate::nat::{EipError, Eips};
 use crate::neighbour::{NeighKey, NeighRef, NeighbourWriter, Neighbours};
 use crate::snat::{Pool, PoolError, Pools};
@@ -157,14 +157,38 @@ impl PortEntry {
     }
 }
 
-/// What a tenant route resolved to.
+/// What a tenant route resolved to. A VRF's values encode it
+/// ([`NextHop::value`]): the three fixed ones, then the tenant's tunnels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NextHop {
-    /// Into the tunnel `tunnels[i]`.
+    /// Into the tenant's tunnel `tunnels[i]`.
     Tunnel(u32),
     Public,
     Local,
     Blackhole,
+}
+
+impl NextHop {
+    /// The VRF value that stands for it.
+    pub fn value(self) -> u32 {
+        match self {
+            NextHop::Public => 0,
+            NextHop::Local => 1,
+            NextHop::Blackhole => 2,
+            NextHop::Tunnel(i) => 3 + i,
+        }
+    }
+
+    /// What a VRF value stands for.
+    #[inline]
+    pub fn from_value(v: u32) -> NextHop {
+        match v {
+            0 => NextHop::Public,
+            1 => NextHop::Local,
+            2 => NextHop::Blackhole,
+            i => NextHop::Tunnel(i - 3),
+        }
+    }
 }
 
 /// Out of a port to a neighbour.
@@ -176,6 +200,13 @@ pub struct L2Adj {
     pub header: [u8; ethernet::HEADER_LEN],
     pub neigh: NeighRef,
     pub mtu: u16,
+}
+
+/// A tunnel: its tenant's slot and its index among the tenant's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelId {
+    pub tenant: TenantId,
+    pub index: u32,
 }
 
 /// Into one tenant's tunnel toward one host.
@@ -222,38 +253,34 @@ impl TunnelAdj {
     }
 }
 
-/// The snapshot.
-#[derive(Debug)]
+/// The snapshot. Cloning it is cheap — a few reference counts and the
+/// tenant slot array: what a change does not touch is shared with the
+/// snapshot before (DESIGN.md: threads and tables; docs/decisions.md,
+/// "Runtime changes").
+#[derive(Clone, Debug)]
 pub struct Tables {
     /// Bumped for every snapshot, so per-worker caches know when to forget.
     pub generation: u64,
     pub ports: [PortEntry; MAX_PORTS],
+    /// By slot ([`TenantId`]): each tenant with its VRF, tunnels and rules.
     pub tenants: TenantTable,
-    /// Per tenant (by `VrfId == TenantId`): destination → `nexthops` index.
-    pub vrfs: VrfTables,
-    pub nexthops: Vec<NextHop>,
-    pub tunnels: Vec<TunnelAdj>,
-    /// The next GRE sequence number of each tunnel, by tunnel index (zero
-    /// and unused where the tenant sends none). Shared by the one worker a
-    /// config with sequence numbers may have and the resolver, which sends
-    /// into tunnels too: see docs/decisions.md, "GRE checksums and sequence
-    /// numbers on send".
-    pub gre_seq: Box<[AtomicU32]>,
     /// Whether some tenant sends sequence numbers.
     pub any_gre_sequence: bool,
     /// Public-side destinations → `l2` index.
-    pub public: Lpm,
-    pub l2: Vec<L2Adj>,
-    /// Public destinations → tenant index, for inbound frames.
-    pub ingress: Lpm,
+    pub public: Arc<Lpm>,
+    pub l2: Arc<Vec<L2Adj>>,
+    /// Underlay destinations → `underlay_vias` index: what a tenant's
+    /// tunnels are built over.
+    pub underlay: Arc<Lpm>,
+    pub underlay_vias: Arc<Vec<(u16, Ipv4Addr)>>,
+    /// Public destinations → tenant slot, for inbound frames.
+    pub ingress: Arc<Lpm>,
     pub eips: Eips,
     pub pools: Pools,
     /// MACs of the neighbours on the ports and of the hosts inside gretap
     /// tunnels: shared with the resolver, which writes it in place.
     pub neighbours: Arc<Neighbours>,
     pub mss_clamp: bool,
-    /// Per tenant (by `TenantId`): the rules a new flow must pass.
-    pub firewall: Firewall,
 }
 
 /// Why a snapshot could not be built. The control plane validated the
@@ -326,11 +353,75 @@ impl From<LpmError> for BuildError {
     }
 }
 
+/// Hands each firewall rule its counter slot: the control plane's, which
+/// keeps a rule's slot for the rule's life; [`Tables::build`] numbers
+/// rules in order.
+pub type RuleSlots<'a> = dyn FnMut(TenantId, usize, &RuleSpec) -> RuleId + 'a;
+
 impl Tables {
-    /// Builds a snapshot. `generation` must differ from the one it replaces.
-    /// Static neighbours go into `neighbours` as they are; every next hop of
-    /// an adjacency gets its slot there, pinned, for the resolver to fill.
+    /// Builds a snapshot, tenant `i` of the spec in slot `i` and every
+    /// tenant at epoch 1. `generation` must differ from the one it
+    /// replaces. Static neighbours go into `neighbours` as they are; every
+    /// next hop of an adjacency gets its slot there, pinned, for the
+    /// resolver to fill.
     pub fn build(
+        spec: &Spec,
+        generation: u64,
+        neighbours: &mut NeighbourWriter,
+    ) -> Result<Tables, BuildError> {
+        let mut next_rule = 0u32;
+        let mut rule_slots = |_: TenantId, _: usize, _: &RuleSpec| {
+            next_rule += 1;
+            RuleId(next_rule - 1)
+        };
+        let slots: Vec<(TenantId, &TenantSpec, u32)> = spec
+            .tenants
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (TenantId(i as u32), t, 1))
+            .collect();
+        Self::build_slotted(spec, &slots, generation, neighbours, &mut rule_slots)
+    }
+
+    /// Builds a snapshot with each tenant in the slot and at the epoch
+    /// given (the control plane's stable handles), its rules counting on
+    /// the slots `rules` hands out.
+    pub fn build_slotted(
+        spec: &Spec,
+        tenants: &[(TenantId, &TenantSpec, u32)],
+        generation: u64,
+        neighbours: &mut NeighbourWriter,
+        rules: &mut RuleSlots<'_>,
+    ) -> Result<Tables, BuildError> {
+        let mut t = Tables::global(spec, generation, neighbours)?;
+        let mut built = Vec::new();
+        for &(id, ts, epoch) in tenants {
+            let tenant = t.build_tenant(id, ts, epoch, neighbours, rules)?;
+            let i = id.index();
+            if i >= built.len() {
+                built.resize(i + 1, None);
+            }
+            built[i] = Some(Arc::new(tenant));
+        }
+        t.tenants = TenantTable::from_slots(built).map_err(BuildError::Tenant)?;
+        t.any_gre_sequence = t.tenants.iter().any(|x| x.gre.sequence);
+        t.set_ingress(&spec.ingress)?;
+        for &(public, key, private) in &spec.eips {
+            t.set_eip(public, key, private)?;
+        }
+        for p in &spec.snat {
+            t.set_pool(p)?;
+        }
+        for &(key, ip, mac) in &spec.inner_neighbours {
+            let tenant = t.tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
+            set_static(neighbours, NeighKey::inner(tenant.id, u32::from(ip)), mac)?;
+        }
+        Ok(t)
+    }
+
+    /// The ports, global routes and static port neighbours of `spec`, and
+    /// nothing of any tenant.
+    fn global(
         spec: &Spec,
         generation: u64,
         neighbours: &mut NeighbourWriter,
@@ -402,125 +493,180 @@ impl Tables {
                 }
             }
         }
-        let public = public_routes.build();
-        let underlay = underlay_routes.build();
-
-        let tenants = TenantTable::new(
-            spec.tenants
-                .iter()
-                .enumerate()
-                .map(|(i, t)| Tenant {
-                    id: TenantId(i as u32),
-                    name: t.name.clone(),
-                    key: t.key,
-                    vrf: VrfId(i as u32),
-                    encap: t.encap,
-                    hosts: t.hosts.iter().map(|&h| u32::from(h)).collect(),
-                    prefixes: t
-                        .prefixes
-                        .iter()
-                        .filter_map(|&(ip, len)| Net::new(ip, len))
-                        .collect(),
-                    mac: t.mac,
-                    gre: t.gre,
-                })
-                .collect(),
-        )
-        .map_err(BuildError::Tenant)?;
-
-        let mut nexthops = vec![NextHop::Public, NextHop::Local, NextHop::Blackhole];
-        let mut tunnels = Vec::new();
-        let mut vrfs = VrfTables::with_capacity(spec.tenants.len());
-        let has_public = ports.iter().any(|p| p.role == Some(Role::Public));
-        for (i, t) in spec.tenants.iter().enumerate() {
-            let id = TenantId(i as u32);
-            let mut routes = LpmBuilder::new();
-            for &(prefix, len, target) in &t.routes {
-                let nh = match target {
-                    Target::Public if !has_public => return Err(BuildError::NoPublicPort),
-                    Target::Public => 0,
-                    Target::Local => 1,
-                    Target::Blackhole => 2,
-                    Target::Host(host) => {
-                        let adj =
-                            tunnel_adj(&ports, &underlay, &underlay_vias, neighbours, id, t, host)?;
-                        tunnels.push(adj);
-                        nexthops.push(NextHop::Tunnel(tunnels.len() as u32 - 1));
-                        nexthops.len() as u32 - 1
-                    }
-                };
-                routes.insert(Prefix::new_truncating(u32::from(prefix), len)?, nh)?;
-            }
-            vrfs.push(routes.build());
-        }
-
-        let mut ingress = LpmBuilder::new();
-        for &(prefix, len, key) in &spec.ingress {
-            let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
-            ingress.insert(Prefix::new_truncating(u32::from(prefix), len)?, t.id.0)?;
-        }
-        let mut eips = Eips::default();
-        for &(public, key, private) in &spec.eips {
-            let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
-            eips.insert(u32::from(public), t.id, u32::from(private))
-                .map_err(BuildError::Eip)?;
-        }
-        let mut pools = Pools::default();
-        for p in &spec.snat {
-            let t = tenants.by_key(p.key).ok_or(BuildError::UnknownKey(p.key))?;
-            pools
-                .insert(Pool {
-                    tenant: t.id,
-                    addrs: p.addrs.iter().map(|&a| u32::from(a)).collect(),
-                    lo: p.ports.0,
-                    hi: p.ports.1,
-                    max_blocks: p.max_blocks,
-                    eif: p.endpoint_independent_filtering,
-                })
-                .map_err(BuildError::Pool)?;
-        }
-        for &(key, ip, mac) in &spec.inner_neighbours {
-            let t = tenants.by_key(key).ok_or(BuildError::UnknownKey(key))?;
-            set_static(neighbours, NeighKey::inner(t.id, u32::from(ip)), mac)?;
-        }
-
-        let firewall = Firewall::build(spec.tenants.iter().map(|t| &t.firewall))
-            .map_err(BuildError::Firewall)?;
-
         Ok(Tables {
             generation,
             ports,
-            tenants,
-            vrfs,
-            nexthops,
-            gre_seq: tunnels.iter().map(|_| AtomicU32::new(0)).collect(),
-            any_gre_sequence: tunnels.iter().any(|a| a.gre.sequence),
-            tunnels,
-            public,
-            l2,
-            ingress: ingress.build(),
-            eips,
-            pools,
+            tenants: TenantTable::default(),
+            any_gre_sequence: false,
+            public: Arc::new(public_routes.build()),
+            l2: Arc::new(l2),
+            underlay: Arc::new(underlay_routes.build()),
+            underlay_vias: Arc::new(underlay_vias),
+            ingress: Arc::new(Lpm::empty()),
+            eips: Eips::default(),
+            pools: Pools::default(),
             neighbours: Arc::clone(neighbours.table()),
             mss_clamp: spec.mss_clamp,
+        })
+    }
+
+    /// Tenant `t`'s share of a snapshot, in slot `id` at `epoch`, over
+    /// this snapshot's ports and underlay.
+    pub fn build_tenant(
+        &self,
+        id: TenantId,
+        t: &TenantSpec,
+        epoch: u32,
+        neighbours: &mut NeighbourWriter,
+        rules: &mut RuleSlots<'_>,
+    ) -> Result<Tenant, BuildError> {
+        let has_public = self.ports.iter().any(|p| p.role == Some(Role::Public));
+        let mut hosts: Vec<u32> = t.hosts.iter().map(|&h| u32::from(h)).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let mut tunnels: Vec<TunnelAdj> = Vec::new();
+        let mut routes = LpmBuilder::new();
+        for &(prefix, len, target) in &t.routes {
+            let nh = match target {
+                Target::Public if !has_public => return Err(BuildError::NoPublicPort),
+                Target::Public => NextHop::Public,
+                Target::Local => NextHop::Local,
+                Target::Blackhole => NextHop::Blackhole,
+                // One tunnel per host, however many routes lead to it.
+                Target::Host(host) => match tunnels.iter().position(|a| a.host == host) {
+                    Some(i) => NextHop::Tunnel(i as u32),
+                    None => {
+                        tunnels.push(self.tunnel_adj(neighbours, id, t, host)?);
+                        NextHop::Tunnel(tunnels.len() as u32 - 1)
+                    }
+                },
+            };
+            routes.insert(Prefix::new_truncating(u32::from(prefix), len)?, nh.value())?;
+        }
+        let firewall =
+            Rules::build(id, &t.firewall, |i, r| rules(id, i, r)).map_err(BuildError::Firewall)?;
+        Ok(Tenant {
+            id,
+            name: t.name.clone(),
+            key: t.key,
+            encap: t.encap,
+            hosts,
+            prefixes: t
+                .prefixes
+                .iter()
+                .filter_map(|&(ip, len)| Net::new(ip, len))
+                .collect(),
+            mac: t.mac,
+            gre: t.gre,
+            epoch,
+            vrf: routes.build(),
+            gre_seq: tunnels.iter().map(|_| AtomicU32::new(0)).collect(),
+            tunnels,
             firewall,
         })
     }
 
-    /// Writes the GRE options of tunnel `tunnel` into `gre`, a GRE packet
-    /// (header and payload, to the end of the outer IPv4 packet) whose
-    /// header the tunnel's adjacency wrote: the next sequence number, then
-    /// the checksum over it all (RFC 2784: header and payload, the checksum
-    /// field zero while summing). Off the common path: only tenants with
-    /// options call it.
+    // ------------------------------------------------ changes, one at a time
+    //
+    // Each changes `self`, a clone of the snapshot in use, into the next
+    // one; what a change does not name stays shared with the snapshot
+    // before. The control plane publishes the result whole.
+
+    /// Puts `tenant` in its slot, added or replacing the one there.
+    pub fn set_tenant(&mut self, tenant: Tenant) -> Result<(), BuildError> {
+        self.tenants = self
+            .tenants
+            .with(Arc::new(tenant))
+            .map_err(BuildError::Tenant)?;
+        self.any_gre_sequence = self.tenants.iter().any(|x| x.gre.sequence);
+        Ok(())
+    }
+
+    /// Removes the tenant in slot `id`, with its elastic IPs and pool:
+    /// nothing of it is reachable in the snapshot this makes.
+    pub fn remove_tenant(&mut self, id: TenantId) {
+        self.eips.remove_tenant(id);
+        self.pools.remove(id);
+        self.tenants = self.tenants.without(id);
+        self.any_gre_sequence = self.tenants.iter().any(|x| x.gre.sequence);
+    }
+
+    /// The tenants' public prefixes, `(prefix, len, key)`: rebuilt whole
+    /// (a few entries a tenant, and rarely changed).
+    pub fn set_ingress(&mut self, ingress: &[(Ipv4Addr, u8, u32)]) -> Result<(), BuildError> {
+        let mut b = LpmBuilder::new();
+        for &(prefix, len, key) in ingress {
+            let t = self
+                .tenants
+                .by_key(key)
+                .ok_or(BuildError::UnknownKey(key))?;
+            b.insert(Prefix::new_truncating(u32::from(prefix), len)?, t.id.0)?;
+        }
+        self.ingress = Arc::new(b.build());
+        Ok(())
+    }
+
+    /// Binds elastic IP `public` to `private` in the tenant with `key`,
+    /// replacing a binding of `public` there was.
+    pub fn set_eip(
+        &mut self,
+        public: Ipv4Addr,
+        key: u32,
+        private: Ipv4Addr,
+    ) -> Result<(), BuildError> {
+        let t = self
+            .tenants
+            .by_key(key)
+            .ok_or(BuildError::UnknownKey(key))?
+            .id;
+        self.eips.remove(u32::from(public));
+        self.eips
+            .insert(u32::from(public), t, u32::from(private))
+            .map_err(BuildError::Eip)
+    }
+
+    /// Unbinds elastic IP `public`; the tenant it was bound in, if any.
+    pub fn remove_eip(&mut self, public: Ipv4Addr) -> Option<TenantId> {
+        self.eips.remove(u32::from(public))
+    }
+
+    /// Gives the tenant with `p.key` its pool, replacing one it had.
+    pub fn set_pool(&mut self, p: &SnatSpec) -> Result<(), BuildError> {
+        let t = self
+            .tenants
+            .by_key(p.key)
+            .ok_or(BuildError::UnknownKey(p.key))?
+            .id;
+        self.pools.remove(t);
+        self.pools
+            .insert(Pool {
+                tenant: t,
+                addrs: p.addrs.iter().map(|&a| u32::from(a)).collect(),
+                lo: p.ports.0,
+                hi: p.ports.1,
+                max_blocks: p.max_blocks,
+                eif: p.endpoint_independent_filtering,
+            })
+            .map_err(BuildError::Pool)
+    }
+
+    /// Writes the GRE options of `tenant`'s tunnel `tunnel` into `gre`, a
+    /// GRE packet (header and payload, to the end of the outer IPv4
+    /// packet) whose header the tunnel's adjacency wrote: the next
+    /// sequence number, then the checksum over it all (RFC 2784: header
+    /// and payload, the checksum field zero while summing). Off the common
+    /// path: only tenants with options call it.
     #[cold]
-    pub fn fill_gre_options(&self, tunnel: u32, gre: &mut [u8]) {
-        let Some(adj) = self.tunnels.get(tunnel as usize) else {
+    pub fn fill_gre_options(&self, tunnel: TunnelId, gre: &mut [u8]) {
+        let Some(ten) = self.tenants.get(tunnel.tenant) else {
+            return;
+        };
+        let Some(adj) = ten.tunnels.get(tunnel.index as usize) else {
             return;
         };
         let mut p = gre::GrePacket::new_unchecked(gre);
         if adj.gre.sequence {
-            if let Some(next) = self.gre_seq.get(tunnel as usize) {
+            if let Some(next) = ten.gre_seq.get(tunnel.index as usize) {
                 p.set_sequence(next.fetch_add(1, Ordering::Relaxed));
             }
         }
@@ -557,12 +703,11 @@ impl Tables {
         if !p.seq_present() {
             return;
         }
-        let tunnel = p
-            .key()
-            .and_then(|k| self.tenants.by_key(k))
-            .and_then(|t| self.tunnel_to(t.id, host));
-        if let Some(tunnel) = tunnel {
-            if self.tunnels[tunnel as usize].gre.sequence {
+        let Some(tenant) = p.key().and_then(|k| self.tenants.by_key(k)) else {
+            return;
+        };
+        if let Some(tunnel) = self.tunnel_to(tenant.id, host) {
+            if self.tunnel(tunnel).is_some_and(|a| a.gre.sequence) {
                 self.fill_gre_options(tunnel, gre);
             }
         }
@@ -570,11 +715,29 @@ impl Tables {
 
     /// The tunnel of `tenant` toward `host`, for frames that arrive from
     /// a host rather than from a route (ARP inside the tunnel).
-    pub fn tunnel_to(&self, tenant: TenantId, host: u32) -> Option<u32> {
-        self.tunnels
+    pub fn tunnel_to(&self, tenant: TenantId, host: u32) -> Option<TunnelId> {
+        let index = self
+            .tenants
+            .get(tenant)?
+            .tunnels
             .iter()
-            .position(|a| a.tenant == tenant && u32::from(a.host) == host)
-            .map(|i| i as u32)
+            .position(|a| u32::from(a.host) == host)?;
+        Some(TunnelId {
+            tenant,
+            index: index as u32,
+        })
+    }
+
+    /// The tunnel `id` names.
+    #[inline]
+    pub fn tunnel(&self, id: TunnelId) -> Option<&TunnelAdj> {
+        self.tenants.get(id.tenant)?.tunnels.get(id.index as usize)
+    }
+
+    /// Where `tenant`'s VRF sends `dst`.
+    #[inline]
+    pub fn route(&self, tenant: &Tenant, dst: u32) -> Option<NextHop> {
+        tenant.vrf.lookup(dst).map(NextHop::from_value)
     }
 
     /// The L2 adjacency toward public destination `dst`, on-link ones made
@@ -587,6 +750,85 @@ impl Tables {
         } else {
             self.l2.get(v as usize).map(|a| PublicRoute::Via(*a))
         }
+    }
+
+    /// The outer header toward `host` for tenant `t`: on an underlay
+    /// subnet the host is its own neighbour, else the underlay route's
+    /// `via` is.
+    fn tunnel_adj(
+        &self,
+        neighbours: &mut NeighbourWriter,
+        id: TenantId,
+        t: &TenantSpec,
+        host: Ipv4Addr,
+    ) -> Result<TunnelAdj, BuildError> {
+        let ports = &self.ports;
+        let h = u32::from(host);
+        let on_link = ports
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.role == Some(Role::Underlay) && p.nets.iter().any(|n| n.contains(h)))
+            .map(|(i, _)| (i as u16, host));
+        let (port, via) = on_link
+            .or_else(|| {
+                self.underlay
+                    .lookup(h)
+                    .and_then(|i| self.underlay_vias.get(i as usize).copied())
+            })
+            .ok_or_else(|| BuildError::UnreachableHost {
+                tenant: t.name.clone(),
+                host,
+            })?;
+        let entry = &ports[usize::from(port)];
+        let src = entry.primary().unwrap_or(0);
+        let neigh = neighbours
+            .pin(NeighKey::port(port, u32::from(via)))
+            .ok_or(BuildError::NeighboursFull)?;
+
+        let mut header = [0u8; MAX_TUNNEL_HEADER];
+        header[..ethernet::HEADER_LEN].copy_from_slice(&eth_header(
+            [0; 6],
+            entry.mac,
+            EtherType::IPV4,
+        ));
+        let ip = &mut header[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN];
+        ip[0] = 0x45;
+        ip[8] = OUTER_TTL;
+        ip[9] = IpProtocol::GRE.0;
+        ip[12..16].copy_from_slice(&src.to_be_bytes());
+        ip[16..20].copy_from_slice(&h.to_be_bytes());
+        // The checksum of the fixed fields: each frame adds its own
+        // (`pipeline::finish_outer_ipv4`).
+        crate::wire::Ipv4Packet::new_unchecked(ip).fill_checksum();
+        let g = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+        let proto = match t.encap {
+            Encap::Gretap => EtherType::TRANSPARENT_ETHERNET_BRIDGING,
+            Encap::Ipv4 => EtherType::IPV4,
+        };
+        let repr = gre::GreRepr {
+            protocol: proto,
+            checksum: t.gre.checksum,
+            key: Some(t.key),
+            sequence: t.gre.sequence.then_some(0),
+        };
+        repr.emit(&mut gre::GrePacket::new_unchecked(&mut header[g..]));
+        let mut len = g + repr.header_len();
+        if t.encap == Encap::Gretap {
+            // Inner destination is per frame; the source is the tenant MAC.
+            header[len + 6..len + 12].copy_from_slice(&t.mac);
+            header[len + 12..len + 14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
+            len += ethernet::HEADER_LEN;
+        }
+        Ok(TunnelAdj {
+            tenant: id,
+            port,
+            host,
+            header,
+            header_len: len as u8,
+            gre: t.gre,
+            neigh,
+            mtu: entry.mtu,
+        })
     }
 }
 
@@ -616,79 +858,4 @@ pub fn eth_header(dst: [u8; 6], src: [u8; 6], ethertype: EtherType) -> [u8; ethe
     h[6..12].copy_from_slice(&src);
     h[12..].copy_from_slice(&ethertype.0.to_be_bytes());
     h
-}
-
-/// The outer header toward `host` for tenant `t`: on an underlay subnet
-/// the host is its own neighbour, else the underlay route's `via` is.
-fn tunnel_adj(
-    ports: &[PortEntry; MAX_PORTS],
-    underlay: &Lpm,
-    vias: &[(u16, Ipv4Addr)],
-    neighbours: &mut NeighbourWriter,
-    id: TenantId,
-    t: &TenantSpec,
-    host: Ipv4Addr,
-) -> Result<TunnelAdj, BuildError> {
-    let h = u32::from(host);
-    let on_link = ports
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.role == Some(Role::Underlay) && p.nets.iter().any(|n| n.contains(h)))
-        .map(|(i, _)| (i as u16, host));
-    let (port, via) = on_link
-        .or_else(|| {
-            underlay
-                .lookup(h)
-                .and_then(|i| vias.get(i as usize).copied())
-        })
-        .ok_or_else(|| BuildError::UnreachableHost {
-            tenant: t.name.clone(),
-            host,
-        })?;
-    let entry = &ports[usize::from(port)];
-    let src = entry.primary().unwrap_or(0);
-    let neigh = neighbours
-        .pin(NeighKey::port(port, u32::from(via)))
-        .ok_or(BuildError::NeighboursFull)?;
-
-    let mut header = [0u8; MAX_TUNNEL_HEADER];
-    header[..ethernet::HEADER_LEN].copy_from_slice(&eth_header([0; 6], entry.mac, EtherType::IPV4));
-    let ip = &mut header[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN];
-    ip[0] = 0x45;
-    ip[8] = OUTER_TTL;
-    ip[9] = IpProtocol::GRE.0;
-    ip[12..16].copy_from_slice(&src.to_be_bytes());
-    ip[16..20].copy_from_slice(&h.to_be_bytes());
-    // The checksum of the fixed fields: each frame adds its own
-    // (`pipeline::finish_outer_ipv4`).
-    crate::wire::Ipv4Packet::new_unchecked(ip).fill_checksum();
-    let g = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
-    let proto = match t.encap {
-        Encap::Gretap => EtherType::TRANSPARENT_ETHERNET_BRIDGING,
-        Encap::Ipv4 => EtherType::IPV4,
-    };
-    let repr = gre::GreRepr {
-        protocol: proto,
-        checksum: t.gre.checksum,
-        key: Some(t.key),
-        sequence: t.gre.sequence.then_some(0),
-    };
-    repr.emit(&mut gre::GrePacket::new_unchecked(&mut header[g..]));
-    let mut len = g + repr.header_len();
-    if t.encap == Encap::Gretap {
-        // Inner destination is per frame; the source is the tenant MAC.
-        header[len + 6..len + 12].copy_from_slice(&t.mac);
-        header[len + 12..len + 14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
-        len += ethernet::HEADER_LEN;
-    }
-    Ok(TunnelAdj {
-        tenant: id,
-        port,
-        host,
-        header,
-        header_len: len as u8,
-        gre: t.gre,
-        neigh,
-        mtu: entry.mtu,
-    })
 }

@@ -6,17 +6,35 @@
 //! cache per worker (VPP's GRE input does the same) because frames arrive
 //! in runs from one tunnel.
 
-use crate::lpm::VrfId;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
+
+use crate::firewall::Rules;
+use crate::lpm::Lpm;
+use crate::tables::TunnelAdj;
 use crate::wire::Ipv4Addr;
 
-/// A dense tenant index: into the tenant table, the VRFs and the per-tenant
-/// counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A tenant's slot: its index into the tenant table and the per-tenant
+/// counters. Stable while the tenant lives, whatever else is added or
+/// removed; a removed tenant's slot is given to another only after every
+/// worker has swept the removed one's flows (docs/decisions.md, "Runtime
+/// changes").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(pub u32);
+
+/// The most tenant slots: a flow keeps its tenant's slot in 16 bits.
+pub const MAX_TENANTS: usize = u16::MAX as usize;
 
 impl TenantId {
     pub fn index(self) -> usize {
         self.0 as usize
+    }
+
+    /// The slot in the 16 bits a flow keeps it in: [`TenantTable`] holds
+    /// fewer than [`MAX_TENANTS`] slots, so nothing is lost.
+    #[inline]
+    pub fn slot16(self) -> u16 {
+        self.0 as u16
     }
 }
 
@@ -84,12 +102,15 @@ impl GreOptions {
     }
 }
 
-#[derive(Clone, Debug)]
+/// One tenant's part of a snapshot: who it is, and everything a flow of
+/// it is decided under (its routes, tunnels and rules). Shared between
+/// snapshots until something of the tenant changes: a change to one
+/// tenant rebuilds this and nothing of the others.
+#[derive(Debug)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub key: u32,
-    pub vrf: VrfId,
     pub encap: Encap,
     /// Underlay addresses allowed to send with this key, sorted.
     pub hosts: Vec<u32>,
@@ -99,6 +120,23 @@ pub struct Tenant {
     pub mac: [u8; 6],
     /// The optional GRE words of what tgw sends into its tunnels.
     pub gre: GreOptions,
+    /// Names this version of the tenant's decisions: a new one whenever
+    /// its routes, tunnels, rules, elastic IPs or pool change. A flow
+    /// records the epoch it was decided under, and a packet of a flow
+    /// with another is decided again by the full path (`Conn::epoch`).
+    pub epoch: u32,
+    /// The tenant's VRF: destination → [`NextHop`](crate::tables::NextHop)
+    /// value.
+    pub vrf: Lpm,
+    /// Toward each tunnel host, by the index a [`NextHop::Tunnel`]
+    /// (crate::tables::NextHop) names.
+    pub tunnels: Vec<TunnelAdj>,
+    /// The next GRE sequence number of each tunnel (zero and unused unless
+    /// the tenant sends them): see docs/decisions.md, "GRE checksums and
+    /// sequence numbers on send".
+    pub gre_seq: Box<[AtomicU32]>,
+    /// The rules a new flow of the tenant must pass.
+    pub firewall: Rules,
 }
 
 impl Tenant {
@@ -113,12 +151,16 @@ impl Tenant {
     }
 }
 
-/// Key → tenant, open addressing with linear probing at load ≤ 1/2.
+/// Key → tenant, open addressing with linear probing at load ≤ 1/2, and
+/// the tenants by slot. Each tenant is shared with the snapshots before
+/// it: a change copies the slot array and the key index (a few bytes a
+/// tenant), never a tenant that did not change.
 #[derive(Clone, Debug, Default)]
 pub struct TenantTable {
     /// `(key, tenant index + 1)`; 0 in the second field marks an empty slot.
     slots: Vec<(u32, u32)>,
-    tenants: Vec<Tenant>,
+    tenants: Vec<Option<Arc<Tenant>>>,
+    live: usize,
 }
 
 /// Why a tenant table could not be built.
@@ -131,15 +173,24 @@ pub enum TenantError {
 impl TenantTable {
     /// Builds the table; tenant `i` of `tenants` gets `TenantId(i)`.
     pub fn new(mut tenants: Vec<Tenant>) -> Result<TenantTable, TenantError> {
-        if tenants.len() >= u32::MAX as usize / 2 {
+        for (i, t) in tenants.iter_mut().enumerate() {
+            t.id = TenantId(u32::try_from(i).map_err(|_| TenantError::TooMany)?);
+        }
+        Self::from_slots(tenants.into_iter().map(|t| Some(Arc::new(t))).collect())
+    }
+
+    /// Builds the table from tenants by slot (`None` for a free slot);
+    /// each tenant's `id` must be its slot.
+    pub fn from_slots(tenants: Vec<Option<Arc<Tenant>>>) -> Result<TenantTable, TenantError> {
+        if tenants.len() >= MAX_TENANTS {
             return Err(TenantError::TooMany);
         }
-        let size = (tenants.len() * 2).next_power_of_two().max(8);
+        let live = tenants.iter().flatten().count();
+        let size = (live * 2).next_power_of_two().max(8);
         let mut slots = vec![(0u32, 0u32); size];
-        for (i, t) in tenants.iter_mut().enumerate() {
-            t.id = TenantId(i as u32);
-            t.hosts.sort_unstable();
-            t.hosts.dedup();
+        for (i, t) in tenants.iter().enumerate() {
+            let Some(t) = t else { continue };
+            debug_assert_eq!(t.id.index(), i, "a tenant's id is its slot");
             let mut s = slot_of(t.key, size);
             loop {
                 match slots[s] {
@@ -152,7 +203,41 @@ impl TenantTable {
                 }
             }
         }
-        Ok(TenantTable { slots, tenants })
+        Ok(TenantTable {
+            slots,
+            tenants,
+            live,
+        })
+    }
+
+    /// This table with `tenant` in its slot (`tenant.id`), added or
+    /// replacing the one there.
+    pub fn with(&self, tenant: Arc<Tenant>) -> Result<TenantTable, TenantError> {
+        let mut tenants = self.tenants.clone();
+        let i = tenant.id.index();
+        if i >= tenants.len() {
+            tenants.resize(i + 1, None);
+        }
+        tenants[i] = Some(tenant);
+        Self::from_slots(tenants)
+    }
+
+    /// This table without the tenant in slot `id`.
+    pub fn without(&self, id: TenantId) -> TenantTable {
+        let mut tenants = self.tenants.clone();
+        if let Some(t) = tenants.get_mut(id.index()) {
+            *t = None;
+        }
+        while tenants.last().is_some_and(Option::is_none) {
+            tenants.pop();
+        }
+        // Removing a key from a table that had no duplicates leaves none.
+        Self::from_slots(tenants).unwrap_or_default()
+    }
+
+    /// The shared tenant in slot `id`, for a snapshot built from this one.
+    pub fn shared(&self, id: TenantId) -> Option<&Arc<Tenant>> {
+        self.tenants.get(id.index())?.as_ref()
     }
 
     /// The tenant named by GRE key `key`.
@@ -169,7 +254,7 @@ impl TenantTable {
                 return None;
             }
             if k == key {
-                return self.tenants.get(v as usize - 1);
+                return self.tenants.get(v as usize - 1)?.as_deref();
             }
             s = (s + 1) & (size - 1);
         }
@@ -177,19 +262,26 @@ impl TenantTable {
 
     #[inline]
     pub fn get(&self, id: TenantId) -> Option<&Tenant> {
-        self.tenants.get(id.index())
+        self.tenants.get(id.index())?.as_deref()
     }
 
-    pub fn len(&self) -> usize {
+    /// Slots, free ones included: one past the highest tenant id.
+    pub fn slots(&self) -> usize {
         self.tenants.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.tenants.is_empty()
+    /// Tenants.
+    pub fn len(&self) -> usize {
+        self.live
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The tenants, by slot.
     pub fn iter(&self) -> impl Iterator<Item = &Tenant> {
-        self.tenants.iter()
+        self.tenants.iter().flatten().map(|t| &**t)
     }
 }
 
@@ -241,12 +333,16 @@ mod tests {
             id: TenantId(0),
             name: format!("t{key}"),
             key,
-            vrf: VrfId(key),
             encap: Encap::Gretap,
-            hosts: vec![3, 1, 2, 1],
+            hosts: vec![1, 2, 3],
             prefixes: vec![Net::new(Ipv4Addr::new(10, 0, 0, 0), 24).unwrap()],
             mac: [2, 0, 0, 0, 0, 1],
             gre: GreOptions::default(),
+            epoch: 1,
+            vrf: Lpm::empty(),
+            tunnels: Vec::new(),
+            gre_seq: Box::new([]),
+            firewall: Rules::default(),
         }
     }
 

@@ -5,8 +5,8 @@
 use std::net::Ipv4Addr;
 
 use dataplane::firewall::{
-    Action, Decision, Direction, Firewall, FirewallError, FirewallSpec, Packet5, PortRange,
-    ProtoMatch, RuleCounters, RuleId, RuleSpec, ANY_PREFIX,
+    Action, Decision, Direction, FirewallError, FirewallSpec, Packet5, PortRange, ProtoMatch, Rule,
+    RuleCounters, RuleId, RuleSpec, Rules, ANY_PREFIX,
 };
 use dataplane::lpm::testgen::XorShift64;
 use dataplane::tenant::TenantId;
@@ -27,6 +27,69 @@ fn tcp(dport: PortRange) -> ProtoMatch {
 
 fn rule(direction: Direction, action: Action, proto: ProtoMatch) -> RuleSpec {
     RuleSpec::new(direction, action, proto)
+}
+
+/// Several tenants' rules, as the tables hold them (each tenant its own
+/// [`Rules`]), with counter slots numbered in order over all tenants, as
+/// `Tables::build` numbers them.
+#[derive(Debug, PartialEq)]
+struct Firewall {
+    tenants: Vec<Rules>,
+}
+
+impl Firewall {
+    fn build<'a>(
+        specs: impl IntoIterator<Item = &'a FirewallSpec>,
+    ) -> Result<Firewall, FirewallError> {
+        let mut next = 0u32;
+        let mut tenants = Vec::new();
+        for (t, spec) in specs.into_iter().enumerate() {
+            tenants.push(Rules::build(TenantId(t as u32), spec, |_, _| {
+                next += 1;
+                RuleId(next - 1)
+            })?);
+        }
+        Ok(Firewall { tenants })
+    }
+
+    fn evaluate(&self, tenant: TenantId, dir: Direction, p: &Packet5) -> Decision {
+        match self.tenants.get(tenant.index()) {
+            Some(r) => r.evaluate(dir, p),
+            None => decided(Deny, None),
+        }
+    }
+
+    fn rules(&self) -> Vec<&Rule> {
+        self.tenants.iter().flat_map(|t| &t.rules).collect()
+    }
+
+    fn tenants(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// The counter slots of `tenant`'s rules.
+    fn ids(&self, tenant: TenantId) -> std::ops::Range<u32> {
+        match self.tenants.get(tenant.index()) {
+            Some(t) if !t.rules.is_empty() => {
+                t.rules[0].counter.0..t.rules[t.rules.len() - 1].counter.0 + 1
+            }
+            Some(_) => {
+                let before = self.tenants[..tenant.index()]
+                    .iter()
+                    .map(|t| t.rules.len() as u32)
+                    .sum();
+                before..before
+            }
+            None => 0..0,
+        }
+    }
+
+    fn rule(&self, id: RuleId) -> Option<&Rule> {
+        self.tenants
+            .iter()
+            .flat_map(|t| &t.rules)
+            .find(|r| r.counter == id)
+    }
 }
 
 fn one(spec: FirewallSpec) -> Firewall {
@@ -329,8 +392,8 @@ fn prefix_lengths_above_32_are_refused() {
         ..FirewallSpec::default()
     };
     assert_eq!(
-        Firewall::build([&FirewallSpec::default(), &bad]),
-        Err(FirewallError::PrefixLenTooLong {
+        Firewall::build([&FirewallSpec::default(), &bad]).err(),
+        Some(FirewallError::PrefixLenTooLong {
             tenant: TenantId(1),
             position: 1,
             len: 33
@@ -339,7 +402,7 @@ fn prefix_lengths_above_32_are_refused() {
 }
 
 #[test]
-fn rule_ids_are_contiguous_per_tenant() {
+fn counter_slots_are_the_ones_given() {
     let spec = |n: usize| FirewallSpec {
         rules: vec![rule(Out, Deny, ProtoMatch::Any); n],
         ..FirewallSpec::default()

@@ -234,11 +234,7 @@ pub(super) fn later_fragment_inside(t: &Tables, tenant: &Tenant, ip: &[u8]) -> b
     if piece_of(ip).is_none_or(|p| p.is_first()) {
         return false;
     }
-    let nh = t
-        .vrfs
-        .lookup(tenant.vrf, super::ip_dst(ip))
-        .and_then(|i| t.nexthops.get(i as usize));
-    nh != Some(&NextHop::Public)
+    t.route(tenant, super::ip_dst(ip)) != Some(NextHop::Public)
 }
 
 /// The owner of a tenant's own fragment.

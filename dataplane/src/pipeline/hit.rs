@@ -223,11 +223,14 @@ impl Pipeline {
         if (tcp && conn.tcp != TcpState::Established) || conn.hairpin {
             return None;
         }
-        let tunnel = conn.tunnel;
-        let adj = t.tunnels.get(tunnel as usize)?;
-        if adj.tenant.0 != conn.tenant || p.len > usize::from(adj.inner_mtu()) {
+        // A flow decided under an older state of its tenant is the full
+        // path's to decide again (redecide.rs).
+        let tenant = t.tenants.get(conn.tenant_id())?;
+        let adj = tenant.tunnels.get(usize::from(conn.tunnel))?;
+        if tenant.epoch != conn.epoch || p.len > usize::from(adj.inner_mtu()) {
             return None;
         }
+        let tunnel = conn.tunnel_id();
         // A host that failed to resolve is answered by the full path.
         if t.neighbours.any_failed() && super::unreachable::failed_at(t, tunnel, &conn.to_tenant, f)
         {
@@ -283,8 +286,12 @@ impl Pipeline {
         let hit = self.flows.hit(&p.key(zone), now)?;
         let conn = &mut *hit.value;
         let tcp = conn.protocol == IpProtocol::TCP.0;
-        // An unanswered flow's first answer is the full path's to note.
-        if (tcp && conn.tcp != TcpState::Established) || conn.answered != Answered::Yes {
+        // An unanswered flow's first answer is the full path's to note,
+        // and a flow of an older epoch its to decide again.
+        if (tcp && conn.tcp != TcpState::Established)
+            || conn.answered != Answered::Yes
+            || conn.epoch != tenant.epoch
+        {
             return None;
         }
         // Toward an elastic IP, a pool address or a tenant's public prefix:

@@ -37,7 +37,8 @@ use crate::ratelimit::{TenantBuckets, TokenBucket, Toward};
 use crate::snat::{Inside, Outside, Pools, Snat};
 use crate::steer::Steering;
 use crate::tables::{
-    eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, GRE_AT, KEYED_GRETAP_HEADER,
+    eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, TunnelId, GRE_AT,
+    KEYED_GRETAP_HEADER,
 };
 use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
@@ -123,6 +124,7 @@ mod arp;
 mod fragment;
 mod hit;
 mod icmp;
+mod redecide;
 mod session;
 mod unreachable;
 
@@ -487,16 +489,16 @@ impl Pipeline {
         may_error: bool,
     ) -> Verdict {
         let dst = ip_dst(f.data());
-        let nh = t
-            .vrfs
-            .lookup(tenant.vrf, dst)
-            .and_then(|i| t.nexthops.get(i as usize));
-        match nh {
+        match t.route(tenant, dst) {
             None => Verdict::Drop(D::NoRoute),
             Some(NextHop::Blackhole) => Verdict::Drop(D::Blackhole),
             Some(NextHop::Local) => Verdict::Drop(D::LocalProtocol),
-            Some(&NextHop::Tunnel(i)) => {
-                let Some(adj) = t.tunnels.get(i as usize) else {
+            Some(NextHop::Tunnel(index)) => {
+                let i = TunnelId {
+                    tenant: tenant.id,
+                    index,
+                };
+                let Some(adj) = tenant.tunnels.get(index as usize) else {
                     return Verdict::Drop(D::NoRoute);
                 };
                 let fit = match self.forward_checks(f, adj.inner_mtu(), may_error) {
@@ -598,11 +600,11 @@ impl Pipeline {
         c: &WorkerCounters,
         pe: &PortEntry,
         f: &mut F,
-        tunnel: u32,
+        tunnel: TunnelId,
         nat: Rewrite,
         now: u64,
     ) -> Verdict {
-        let Some(adj) = t.tunnels.get(tunnel as usize) else {
+        let Some(adj) = t.tunnel(tunnel) else {
             return Verdict::Drop(D::NoRoute);
         };
         // Errors quote the packet as the client sent it: before NAT.
@@ -794,11 +796,11 @@ impl Pipeline {
         &mut self,
         t: &Tables,
         c: &WorkerCounters,
-        tunnel: u32,
+        tunnel: TunnelId,
         f: &mut F,
         inner: &mut u16,
     ) -> Verdict {
-        let Some(adj) = t.tunnels.get(tunnel as usize) else {
+        let Some(adj) = t.tunnel(tunnel) else {
             return Verdict::Drop(D::NoRoute);
         };
         let mut pending = None;
@@ -820,7 +822,10 @@ impl Pipeline {
                 Lookup::Failed => return Verdict::Drop(D::NoNeighbour),
                 // The resolver finds the outer neighbour after the inner.
                 Lookup::Unresolved => {
-                    pending = Some(Punt::ResolveInner { tunnel, key });
+                    pending = Some(Punt::ResolveInner {
+                        tunnel: tunnel.index,
+                        key,
+                    });
                     Some([0; 6])
                 }
             }
@@ -876,7 +881,7 @@ impl Pipeline {
 /// line so that tenants without them pay the test alone.
 #[cold]
 #[inline(never)]
-fn gre_options<F: Frame>(t: &Tables, tunnel: u32, f: &mut F) {
+fn gre_options<F: Frame>(t: &Tables, tunnel: TunnelId, f: &mut F) {
     if let Some(gre) = f.data_mut().get_mut(GRE_AT..) {
         t.fill_gre_options(tunnel, gre);
     }

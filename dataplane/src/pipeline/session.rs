@@ -37,8 +37,9 @@ impl Pipeline {
         };
         let key = tuple.key(Zone::PUBLIC);
         let (id, dir) = match self.find(t, c, &key, now) {
-            Some(hit) => hit,
-            None => {
+            Err(reason) => return Some(Verdict::Drop(reason)),
+            Ok(Some(hit)) => hit,
+            Ok(None) => {
                 let opened = match (t.eips.inbound(tuple.dst), own) {
                     (Some((tenant, private)), _) => {
                         self.open_inbound(t, c, &tuple, key, tenant, private, now)
@@ -68,7 +69,7 @@ impl Pipeline {
             return Some(Verdict::Drop(D::InvalidState));
         };
         let owner = Owner {
-            tenant: conn.tenant,
+            tenant: u32::from(conn.tenant),
             inbound: true,
         };
         let ip = f.data().get(ETH..)?;
@@ -78,14 +79,10 @@ impl Pipeline {
         if !f.adj(ETH) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
-        let tunnel_ok = t
-            .tunnels
-            .get(conn.tunnel as usize)
-            .is_some_and(|a| a.tenant.0 == conn.tenant);
-        if !tunnel_ok {
+        if t.tunnel(conn.tunnel_id()).is_none() {
             return Some(Verdict::Drop(D::NoRoute));
         }
-        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel, conn.to_tenant, now))
+        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel_id(), conn.to_tenant, now))
     }
 
     /// Flows from a tenant (the frame starts at the inner IPv4 header): a
@@ -130,13 +127,10 @@ impl Pipeline {
         };
         let key = tuple.key(zone);
         let (id, dir, opened) = match self.find(t, c, &key, now) {
-            Some((id, dir)) => (id, dir, false),
-            None => {
-                let nh = t
-                    .vrfs
-                    .lookup(tenant.vrf, tuple.dst)
-                    .and_then(|i| t.nexthops.get(i as usize));
-                if nh != Some(&NextHop::Public) {
+            Err(reason) => return Some(Verdict::Drop(reason)),
+            Ok(Some((id, dir))) => (id, dir, false),
+            Ok(None) => {
+                if t.route(tenant, tuple.dst) != Some(NextHop::Public) {
                     return None;
                 }
                 // A tenant's own public addresses go out as they are, but
@@ -249,7 +243,7 @@ impl Pipeline {
             return Ok(());
         }
         let (private, port) = (conn.to_tenant.addr(), conn.to_tenant.port());
-        let tenant = TenantId(conn.tenant);
+        let tenant = conn.tenant_id();
         let dport = port.unwrap_or(tuple.dport);
         let decided = firewall(t, c, tenant, FwDir::In, &tuple, tuple.src, private, dport);
         if decided.is_err() {
@@ -279,6 +273,9 @@ impl Pipeline {
         // arrive with the addresses and ports turned around.
         let key = quoted.reply_key(Zone::PUBLIC, quoted.dst, quoted.src);
         let (id, _) = self.flows.lookup(&key, now).hit()?;
+        if let Err(reason) = self.current(t, c, id) {
+            return Some(Verdict::Drop(reason));
+        }
         let conn = *self.flows.get(id)?;
         if ip_dst(f.data().get(ETH..)?) != quoted.src {
             return None;
@@ -295,7 +292,7 @@ impl Pipeline {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
         let nat = conn.to_tenant.address_only();
-        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel, nat, now))
+        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel_id(), nat, now))
     }
 
     /// An ICMP error from a tenant about a datagram of a translated flow
@@ -406,23 +403,28 @@ impl Pipeline {
         steer.elsewhere(0, private, 0, tenant.id.0, 0)
     }
 
-    /// The live flow of `key`; an expired one is removed on the way.
+    /// The live flow of `key`, brought up to its tenant's epoch; an
+    /// expired one is removed on the way, and one that is no longer
+    /// admitted ends with the packet's drop reason (redecide.rs).
     pub(super) fn find(
         &mut self,
         t: &Tables,
         c: &WorkerCounters,
         key: &FlowKey,
         now: u64,
-    ) -> Option<(FlowId, Direction)> {
+    ) -> Result<Option<(FlowId, Direction)>, DropReason> {
         match self.flows.lookup(key, now) {
-            FlowLookup::Hit(id, dir) => Some((id, dir)),
+            FlowLookup::Hit(id, dir) => {
+                self.current(t, c, id)?;
+                Ok(Some((id, dir)))
+            }
             FlowLookup::Expired(id, _) => {
                 if let Some(gone) = self.flows.remove(id) {
                     ended(&mut self.snat, &t.pools, c, &gone.value);
                 }
-                None
+                Ok(None)
             }
-            FlowLookup::Miss => None,
+            FlowLookup::Miss => Ok(None),
         }
     }
 
@@ -444,7 +446,7 @@ impl Pipeline {
         }
         if conn.answered != Answered::Yes && dir == Direction::Reply {
             conn.answered = Answered::Yes;
-            if let Some(tc) = c.tenant(conn.tenant as usize) {
+            if let Some(tc) = c.tenant(usize::from(conn.tenant)) {
                 tc.unreplied_done.inc();
             }
         }
@@ -485,8 +487,9 @@ impl Pipeline {
         )?;
         let tunnel = tunnel_to(t, ten, private)?;
         let conn = Conn {
-            tenant: tenant.0,
+            tenant: tenant.slot16(),
             tunnel,
+            epoch: ten.epoch,
             to_tenant: Rewrite::dst(tuple.dst, private),
             to_public: Rewrite::src(private, tuple.dst),
             protocol: tuple.protocol,
@@ -577,8 +580,9 @@ impl Pipeline {
             }
         };
         let conn = Conn {
-            tenant: tenant.id.0,
+            tenant: tenant.id.slot16(),
             tunnel,
+            epoch: tenant.epoch,
             to_tenant,
             to_public,
             protocol: tuple.protocol,
@@ -632,8 +636,9 @@ impl Pipeline {
             let zone = Zone::tenant(tenant.index()).ok_or(D::NoRoute)?;
             let tunnel = tunnel_to(t, ten, inside.private)?;
             let conn = Conn {
-                tenant: tenant.0,
+                tenant: tenant.slot16(),
                 tunnel,
+                epoch: ten.epoch,
                 to_tenant: Rewrite::dst(tuple.dst, inside.private)
                     .with_port(tuple.dport, inside.port),
                 to_public: Rewrite::src(inside.private, tuple.dst)
@@ -677,7 +682,7 @@ impl Pipeline {
         now: u64,
     ) -> Result<FlowId, DropReason> {
         // The tenant's live flows here: this worker's own counters.
-        let tc = c.tenant(conn.tenant as usize);
+        let tc = c.tenant(usize::from(conn.tenant));
         let live = tc.map_or(0, TenantCounters::live_flows);
         let mut conn = conn;
         conn.hairpin = martian::hairpinned(t, [&forward, &reply]);
@@ -742,7 +747,10 @@ pub(super) fn firewall(
         IpProtocol::ICMP => Packet5::icmp(src, dst, 8, 0),
         _ => Packet5::other(tuple.protocol, src, dst),
     };
-    let decision = t.firewall.evaluate(tenant, dir, &p);
+    let decision = match t.tenants.get(tenant) {
+        Some(ten) => ten.firewall.evaluate(dir, &p),
+        None => return Err(D::Firewall),
+    };
     c.rules.count(tenant, dir, decision);
     if decision.allowed() {
         Ok(())
@@ -754,7 +762,7 @@ pub(super) fn firewall(
 /// Accounts for a flow that ended: its tenant's count, and its share of
 /// a source NAT mapping.
 pub(super) fn ended(snat: &mut Snat, pools: &Pools, c: &WorkerCounters, conn: &Conn) {
-    if let Some(tc) = c.tenant(conn.tenant as usize) {
+    if let Some(tc) = c.tenant(usize::from(conn.tenant)) {
         tc.flows_expired.inc();
         if conn.answered != Answered::Yes {
             tc.unreplied_done.inc();
@@ -800,14 +808,11 @@ pub(super) fn icmp_error_sound(ip: &[u8], at: usize) -> Result<(), DropReason> {
     }
 }
 
-/// The tunnel `tenant` routes `addr` to.
-pub(super) fn tunnel_to(t: &Tables, tenant: &Tenant, addr: u32) -> Result<u32, DropReason> {
-    match t
-        .vrfs
-        .lookup(tenant.vrf, addr)
-        .and_then(|i| t.nexthops.get(i as usize))
-    {
-        Some(&NextHop::Tunnel(i)) => Ok(i),
+/// The tunnel `tenant` routes `addr` to, by its index among the tenant's.
+pub(super) fn tunnel_to(t: &Tables, tenant: &Tenant, addr: u32) -> Result<u16, DropReason> {
+    match t.route(tenant, addr) {
+        // The builder gives a tenant at most `u16::MAX` tunnels.
+        Some(NextHop::Tunnel(i)) => u16::try_from(i).map_err(|_| D::NoRoute),
         Some(NextHop::Blackhole) => Err(D::Blackhole),
         _ => Err(D::NoRoute),
     }

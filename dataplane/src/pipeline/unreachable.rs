@@ -15,7 +15,7 @@ use super::{ip_dst, IcmpError, Pipeline, Side, Verdict, D};
 use crate::counters::WorkerCounters;
 use crate::nat::Rewrite;
 use crate::neighbour::{Lookup, NeighKey};
-use crate::tables::Tables;
+use crate::tables::{Tables, TunnelId};
 use crate::Frame;
 
 /// Whether tunnel `tunnel`'s host, or the host inside it that the IPv4
@@ -23,7 +23,7 @@ use crate::Frame;
 /// destination rewrite, or none), failed to resolve. Almost always no
 /// neighbour is failed at all: then this is one load, inlined.
 #[inline]
-pub(super) fn failed(t: &Tables, tunnel: u32, nat: &Rewrite, ip: &[u8]) -> bool {
+pub(super) fn failed(t: &Tables, tunnel: TunnelId, nat: &Rewrite, ip: &[u8]) -> bool {
     t.neighbours.any_failed() && tunnel_failed(t, tunnel, nat, ip)
 }
 
@@ -33,7 +33,7 @@ pub(super) fn failed(t: &Tables, tunnel: u32, nat: &Rewrite, ip: &[u8]) -> bool 
 /// [`Neighbours::any_failed`]: crate::neighbour::Neighbours::any_failed
 #[cold]
 #[inline(never)]
-pub(super) fn failed_at<F: Frame>(t: &Tables, tunnel: u32, nat: &Rewrite, f: &F) -> bool {
+pub(super) fn failed_at<F: Frame>(t: &Tables, tunnel: TunnelId, nat: &Rewrite, f: &F) -> bool {
     f.data()
         .get(super::ETH..)
         .is_some_and(|ip| ip.len() >= 20 && tunnel_failed(t, tunnel, nat, ip))
@@ -41,8 +41,8 @@ pub(super) fn failed_at<F: Frame>(t: &Tables, tunnel: u32, nat: &Rewrite, f: &F)
 
 #[cold]
 #[inline(never)]
-fn tunnel_failed(t: &Tables, tunnel: u32, nat: &Rewrite, ip: &[u8]) -> bool {
-    let Some(adj) = t.tunnels.get(tunnel as usize) else {
+fn tunnel_failed(t: &Tables, tunnel: TunnelId, nat: &Rewrite, ip: &[u8]) -> bool {
+    let Some(adj) = t.tunnel(tunnel) else {
         return false;
     };
     if t.neighbours.get_ref(adj.neigh) == Lookup::Failed {

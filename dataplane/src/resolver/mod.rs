@@ -43,7 +43,7 @@ use crate::neighbour::{Lookup, NeighKey, NeighbourWriter, Refusals};
 use crate::pipeline::{answer_tunnel_arp, finish_outer_ipv4};
 use crate::punt::Punt;
 use crate::ratelimit::TokenBucket;
-use crate::tables::{eth_header, Role, Tables, GRE_AT};
+use crate::tables::{eth_header, Role, Tables, TunnelId, GRE_AT};
 use crate::tenant::TenantId;
 use crate::wire::{
     ethernet, ArpOperation, ArpPacket, ArpRepr, EtherType, GrePacket, Ipv4Addr, MacAddr,
@@ -466,7 +466,7 @@ impl<F: Frame> Resolver<F> {
         let (key, at, next) = match need {
             Punt::Resolve { key, .. } => (key, 0, None),
             Punt::ResolveInner { tunnel, key } => {
-                let Some(adj) = t.tunnels.get(tunnel as usize) else {
+                let Some(adj) = inner_tunnel(key, tunnel).and_then(|id| t.tunnel(id)) else {
                     self.stats.dropped += 1;
                     return;
                 };
@@ -493,12 +493,11 @@ impl<F: Frame> Resolver<F> {
                 return;
             }
         }
-        if let Punt::ResolveInner { tunnel, .. } = need {
+        if let Punt::ResolveInner { tunnel, key } = need {
             // The inner MAC is under the GRE checksum, which was summed
             // with it zero; the sequence number stays the one taken.
-            let checksum = t
-                .tunnels
-                .get(tunnel as usize)
+            let checksum = inner_tunnel(key, tunnel)
+                .and_then(|id| t.tunnel(id))
                 .is_some_and(|a| a.gre.checksum);
             if checksum {
                 if let Some(gre) = f.data_mut().get_mut(GRE_AT..) {
@@ -595,11 +594,7 @@ impl<F: Frame> Resolver<F> {
         };
         // The worker checked that the sender belongs to the tenant.
         let key = NeighKey::inner(tenant, u32::from(arp.source_protocol_addr));
-        let tunnel = t
-            .tunnels
-            .iter()
-            .position(|a| a.tenant == tenant && u32::from(a.host) == outer_src)
-            .map(|i| i as u32);
+        let tunnel = t.tunnel_to(tenant, outer_src).map(|id| id.index);
         self.learn(
             t,
             key,
@@ -649,20 +644,15 @@ impl<F: Frame> Resolver<F> {
             let Some(ten) = t.tenants.get(tenant) else {
                 return;
             };
+            // A tenant has one tunnel a host: ask in the one the host
+            // answered from, or in all.
             let known = self.entries.get(&key).and_then(|e| e.tunnel);
             let tunnels: Vec<u32> = match known {
                 Some(i) => vec![i],
-                None => (0..t.tunnels.len() as u32)
-                    .filter(|&i| t.tunnels[i as usize].tenant == tenant)
-                    .collect(),
+                None => (0..ten.tunnels.len() as u32).collect(),
             };
-            for (n, &i) in tunnels.iter().enumerate() {
-                if tunnels[..n]
-                    .iter()
-                    .any(|&j| t.tunnels[j as usize].host == t.tunnels[i as usize].host)
-                {
-                    continue;
-                }
+            for &index in &tunnels {
+                let i = TunnelId { tenant, index };
                 // A probe's sender address is 0.0.0.0 (RFC 5227): the
                 // gateway has no address inside the tenant to give.
                 let Some(f) = self.arp_request(mac, ten.mac, 0, key.ip(), io) else {
@@ -700,8 +690,15 @@ impl<F: Frame> Resolver<F> {
 
     /// Wraps an Ethernet frame in tunnel `tunnel`'s outer headers and sends
     /// it, or holds it while the outer neighbour resolves.
-    fn send_in_tunnel(&mut self, t: &Tables, tunnel: u32, mut f: F, now: u64, io: &mut impl Io<F>) {
-        let Some(adj) = t.tunnels.get(tunnel as usize) else {
+    fn send_in_tunnel(
+        &mut self,
+        t: &Tables,
+        tunnel: TunnelId,
+        mut f: F,
+        now: u64,
+        io: &mut impl Io<F>,
+    ) {
+        let Some(adj) = t.tunnel(tunnel) else {
             return;
         };
         let outer = usize::from(adj.header_len) - ETH;
@@ -764,6 +761,15 @@ fn share_of<F: Frame>(t: &Tables, key: NeighKey, need: Punt, f: &F) -> Share {
         None => None,
     };
     tenant.map_or(Share::Ports, Share::Tenant)
+}
+
+/// The tunnel a [`Punt::ResolveInner`] names: `index` among the tunnels
+/// of `key`'s tenant.
+fn inner_tunnel(key: NeighKey, index: u32) -> Option<TunnelId> {
+    Some(TunnelId {
+        tenant: key.as_inner()?,
+        index,
+    })
 }
 
 /// When an entry in `state` next needs attention.

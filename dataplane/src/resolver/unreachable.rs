@@ -21,7 +21,7 @@ use crate::pipeline::{
     build_icmp_error, finish_outer_ipv4, may_quote, public_addr, underlay_addr, IcmpError,
 };
 use crate::punt::Punt;
-use crate::tables::{eth_header, NextHop, PublicRoute, Role, Tables, GRE_AT};
+use crate::tables::{eth_header, NextHop, PublicRoute, Role, Tables, TunnelId, GRE_AT};
 use crate::tenant::Tenant;
 use crate::wire::{EtherType, Ipv4Packet};
 use crate::Frame;
@@ -139,14 +139,10 @@ impl<F: Frame> Resolver<F> {
         io: &mut impl Io<F>,
     ) -> bool {
         let dst = dst_of(f.data());
-        let Some(&NextHop::Tunnel(i)) = t
-            .vrfs
-            .lookup(tenant.vrf, dst)
-            .and_then(|n| t.nexthops.get(n as usize))
-        else {
+        let Some(NextHop::Tunnel(i)) = t.route(tenant, dst) else {
             return false;
         };
-        let Some(adj) = t.tunnels.get(i as usize) else {
+        let Some(adj) = tenant.tunnels.get(i as usize) else {
             return false;
         };
         let len = usize::from(adj.header_len);
@@ -159,7 +155,11 @@ impl<F: Frame> Resolver<F> {
         finish_outer_ipv4(&mut h[ETH..ETH + 20], 0, total, self.ip_id, 0);
         if adj.gre.any() {
             if let Some(gre) = f.data_mut().get_mut(GRE_AT..) {
-                t.fill_gre_options(i, gre);
+                let id = TunnelId {
+                    tenant: tenant.id,
+                    index: i,
+                };
+                t.fill_gre_options(id, gre);
             }
         }
         let need = if adj.is_gretap() {
