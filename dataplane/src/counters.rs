@@ -315,6 +315,11 @@ pub struct WorkerCounters {
     /// Rounds of the worker's poll loop: its heartbeat. The control
     /// plane's watchdog takes a worker whose count stops moving for dead.
     pub loops: Counter,
+    /// Whole passes of the flow sweep over this worker's flow table: the
+    /// control plane gives a removed tenant's slot to another only once
+    /// every worker has made a pass after the removal, which ended the
+    /// removed tenant's flows.
+    pub sweep_passes: Counter,
     /// Transit packets the IPv4 options policy let through, by what they
     /// carried (`ip_options::Forwarded`); those it drops count as drop
     /// reasons.
@@ -325,8 +330,10 @@ pub struct WorkerCounters {
     pub fragments_released: Counter,
     /// Datagrams too big without DF, punted to be cut into fragments.
     pub punted_to_fragment: Counter,
-    /// By tenant index; tenants past the end (added after start) are not
-    /// counted per tenant, only in the totals.
+    /// By tenant slot, sized for the most slots the control plane hands
+    /// out (`[limits] tenants`): a slot given to a new tenant continues
+    /// from its old counts, which the control plane takes as the new
+    /// tenant's zero.
     pub tenants: Box<[TenantCounters]>,
     /// Flows each firewall rule (and each default policy) decided.
     pub rules: RuleCounters,
@@ -354,6 +361,7 @@ impl WorkerCounters {
             punted: Counter::default(),
             handed_off: Counter::default(),
             loops: Counter::default(),
+            sweep_passes: Counter::default(),
             ip_options: std::array::from_fn(|_| Counter::default()),
             fragments_parked: Counter::default(),
             fragments_released: Counter::default(),

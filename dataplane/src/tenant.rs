@@ -6,7 +6,7 @@
 //! cache per worker (VPP's GRE input does the same) because frames arrive
 //! in runs from one tunnel.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::firewall::Rules;
@@ -140,6 +140,31 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// The same tenant at another epoch: for a change to what its flows
+    /// were decided under that is not in its own tables (an elastic IP,
+    /// its pool). Its tunnels' sequence numbers go on where they were.
+    pub fn with_epoch(&self, epoch: u32) -> Tenant {
+        Tenant {
+            id: self.id,
+            name: self.name.clone(),
+            key: self.key,
+            encap: self.encap,
+            hosts: self.hosts.clone(),
+            prefixes: self.prefixes.clone(),
+            mac: self.mac,
+            gre: self.gre,
+            epoch,
+            vrf: self.vrf.clone(),
+            tunnels: self.tunnels.clone(),
+            gre_seq: self
+                .gre_seq
+                .iter()
+                .map(|s| AtomicU32::new(s.load(Ordering::Relaxed)))
+                .collect(),
+            firewall: self.firewall.clone(),
+        }
+    }
+
     #[inline]
     pub fn has_host(&self, outer_src: u32) -> bool {
         self.hosts.binary_search(&outer_src).is_ok()

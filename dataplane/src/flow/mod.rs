@@ -507,6 +507,8 @@ pub struct FlowTable<V> {
     free_head: u32,
     len: u32,
     sweep_at: u32,
+    /// Whole passes the sweep has made over the table.
+    passes: u64,
     /// Keys moved by insertions to make room, since construction.
     moves: u64,
 }
@@ -566,6 +568,7 @@ impl<V: Default> FlowTable<V> {
             free_head: 0,
             len: 0,
             sweep_at: 0,
+            passes: 0,
             moves: 0,
         })
     }
@@ -648,8 +651,18 @@ impl<V: Default> FlowTable<V> {
     /// free ones included, so the cost per call is bounded whatever the
     /// fill), removes each flow whose deadline is at or before `now` and
     /// hands it to `on_expired`. Returns how many were removed.
-    pub fn sweep<F>(&mut self, budget: usize, now: u64, mut on_expired: F) -> usize
+    pub fn sweep<F>(&mut self, budget: usize, now: u64, on_expired: F) -> usize
     where
+        F: FnMut(Removed<V>),
+    {
+        self.sweep_if(budget, now, |_| false, on_expired)
+    }
+
+    /// [`FlowTable::sweep`], also removing the flows `doomed` picks
+    /// whatever their deadline (the flows of a tenant removed at runtime).
+    pub fn sweep_if<D, F>(&mut self, budget: usize, now: u64, doomed: D, mut on_removed: F) -> usize
+    where
+        D: Fn(&V) -> bool,
         F: FnMut(Removed<V>),
     {
         let cap = self.entries.len() as u32;
@@ -657,23 +670,31 @@ impl<V: Default> FlowTable<V> {
         for _ in 0..budget.min(cap as usize) {
             let id = FlowId(self.sweep_at);
             self.sweep_at = if self.sweep_at + 1 >= cap {
+                self.passes += 1;
                 0
             } else {
                 self.sweep_at + 1
             };
-            let expired = self.is_live(id)
-                && self
+            let gone = self.is_live(id)
+                && (self
                     .entries
                     .get(id.index())
-                    .is_some_and(|e| e.deadline <= now);
-            if expired {
+                    .is_some_and(|e| e.deadline <= now)
+                    || self.values.get(id.index()).is_some_and(&doomed));
+            if gone {
                 if let Some(r) = self.remove(id) {
                     removed += 1;
-                    on_expired(r);
+                    on_removed(r);
                 }
             }
         }
         removed
+    }
+
+    /// Whole passes the sweep has made over the table: once a pass has
+    /// begun and ended after a change, the sweep has seen every flow.
+    pub fn sweep_passes(&self) -> u64 {
+        self.passes
     }
 }
 

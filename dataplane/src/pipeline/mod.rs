@@ -262,16 +262,18 @@ impl Pipeline {
         self.flows.len()
     }
 
-    /// Removes a bounded number of expired flows; the worker calls it
-    /// between bursts.
+    /// Removes a bounded number of expired flows, and of flows whose
+    /// tenant was removed; the worker calls it between bursts.
     pub fn sweep(&mut self, t: &Tables, c: &WorkerCounters, now: u64) {
         let snat = &mut self.snat;
-        self.flows.sweep(SWEEP_BUDGET, now, |gone| {
+        let orphan = |conn: &Conn| t.tenants.get(conn.tenant_id()).is_none();
+        self.flows.sweep_if(SWEEP_BUDGET, now, orphan, |gone| {
             ended(snat, &t.pools, c, &gone.value);
         });
+        c.sweep_passes.set(self.flows.sweep_passes());
         self.frags.sweep(now, SWEEP_BUDGET);
-        for i in 0..t.pools.len() as u32 {
-            if let Some(tc) = t.pools.get(i).and_then(|p| c.tenant(p.tenant.index())) {
+        for (i, p) in t.pools.iter() {
+            if let Some(tc) = c.tenant(p.tenant.index()) {
                 tc.nat_ports.set(self.snat.ports_in_use(i));
             }
         }

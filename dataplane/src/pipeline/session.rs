@@ -314,6 +314,9 @@ impl Pipeline {
         let zone = Zone::tenant(tenant.id.index())?;
         let key = quoted.reply_key(zone, quoted.dst, quoted.src);
         let (id, _) = self.flows.lookup(&key, now).hit()?;
+        if let Err(reason) = self.current(t, c, id) {
+            return Some(Verdict::Drop(reason));
+        }
         let conn = *self.flows.get(id)?;
         let src = u32::from_be_bytes(f.data().get(12..16)?.try_into().ok()?);
         if src != quoted.dst {
