@@ -18,11 +18,13 @@ use dataplane::resolver::{Resolver, ResolverConfig, ResolverStats};
 use dataplane::snapshot::Publisher;
 use dataplane::steer::Steering;
 use dataplane::tables::Tables;
+use dataplane::tenant::TenantId;
 use dataplane::{DropReason, L2Forward, WorkerCounters};
 use rte::{Eal, LaunchedLcore, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats, Ring};
 use tracing::{error, info, warn};
 
 use crate::control::Control;
+use crate::runtime::Runtime;
 use crate::supervise::{dead_worker, Cause, Heartbeats, WorkerFailure, EXIT_WORKER_FAILED};
 use crate::worker::{Fault, Stage, Worker, TX_DRAIN_US};
 
@@ -193,13 +195,15 @@ fn serve(
             icmp_burst: config.icmp.burst,
         },
     );
-    let tables = Tables::build(
-        &crate::tables::spec(config, &port_ids),
-        1,
-        resolver.writer(),
-    )
-    .map_err(|e| format!("tables: {e}"))?;
-    info!(tenants = tables.tenants.len(), mode = %config.dataplane.mode, "tables built");
+    // Tenants take their file order as slots; runtime changes keep them.
+    let mut runtime = Runtime::new(config, port_ids.clone());
+    let slots: Vec<TenantId> = (0..config.tenants.len())
+        .map(|i| TenantId(i as u32))
+        .collect();
+    let tables = runtime
+        .build(config, &slots, 1, resolver.writer())
+        .map_err(|e| format!("tables: {e}"))?;
+    info!(tenants = tables.tenants.len(), slots = config.dataplane.tenant_slots, mode = %config.dataplane.mode, "tables built");
     let publisher = Publisher::new(tables);
     // Only l2fwd needs the port pairing (and its warnings).
     let l2 = if config.dataplane.mode == Mode::L2fwd {
@@ -259,6 +263,7 @@ fn serve(
             Fault::ENV
         );
     }
+    let tenant_slots = config.dataplane.tenant_slots as usize;
     let mut workers = Vec::with_capacity(n);
     for (index, wc) in config.workers.iter().enumerate() {
         let rx = wc
@@ -285,8 +290,8 @@ fn serve(
                     .map_err(|e| format!("[flows] capacity: {e}"))?
                     .with_quota(u64::from(config.flows.per_tenant))
                     .with_unreplied(u64::from(config.flows.unreplied_per_tenant))
-                    .with_tenants(config.tenants.len())
-                    .with_fragments(process_seed(), config.tenants.len())
+                    .with_tenants(tenant_slots)
+                    .with_fragments(process_seed(), tenant_slots)
                     .with_steering(Steering::new(index as u16, n as u16).ok_or("too many workers")?)
                     .with_snat(&publisher.current().pools),
                 ),
@@ -300,8 +305,8 @@ fn serve(
             tx,
             stage,
             counters: Arc::new(
-                WorkerCounters::new(config.tenants.len())
-                    .with_rules(rule_slots(&publisher.current())),
+                WorkerCounters::new(tenant_slots)
+                    .with_rules(config.dataplane.rule_slots as usize),
             ),
             punt: &punts[index],
             inject: &injects[index],
@@ -503,17 +508,6 @@ fn rule_report(tables: &Tables, workers: &[Arc<WorkerCounters>]) -> Vec<RuleRepo
         }
     }
     out
-}
-
-/// Rule counter slots a worker needs for `tables`: one past the highest.
-fn rule_slots(tables: &Tables) -> usize {
-    tables
-        .tenants
-        .iter()
-        .flat_map(|t| &t.firewall.rules)
-        .map(|r| r.counter.index() + 1)
-        .max()
-        .unwrap_or(0)
 }
 
 /// The L2 skeleton: a public port forwards to the first underlay port and

@@ -15,6 +15,7 @@ use tracing::error;
 mod control;
 mod frame;
 mod gateway;
+mod runtime;
 mod supervise;
 mod tables;
 mod worker;

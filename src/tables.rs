@@ -36,46 +36,7 @@ pub fn spec(config: &Config, ports: &[(u16, MacAddr)]) -> Spec {
                 mtu: p.mtu,
             })
             .collect(),
-        tenants: config
-            .tenants
-            .iter()
-            .map(|t| TenantSpec {
-                name: t.name.clone(),
-                key: t.key,
-                encap: match t.encap {
-                    Encap::Gretap => tenant::Encap::Gretap,
-                    Encap::Ipv4 => tenant::Encap::Ipv4,
-                },
-                hosts: t.hosts.clone(),
-                // Hosts hold their public prefixes themselves (no NAT yet),
-                // so those are theirs to send from too.
-                prefixes: t
-                    .prefixes
-                    .iter()
-                    .chain(&t.public_prefixes)
-                    .map(|c| (c.addr, c.len))
-                    .collect(),
-                mac: t.mac.map_or_else(|| tenant_mac(t.key), |m| m.0),
-                gre: tenant::GreOptions {
-                    checksum: t.gre_checksum,
-                    sequence: t.gre_sequence,
-                },
-                routes: t
-                    .routes
-                    .iter()
-                    .map(|r| {
-                        let to = match r.to {
-                            RouteTarget::Host(h) => Target::Host(h),
-                            RouteTarget::Public => Target::Public,
-                            RouteTarget::Local => Target::Local,
-                            RouteTarget::Blackhole => Target::Blackhole,
-                        };
-                        (r.prefix.addr, r.prefix.len, to)
-                    })
-                    .collect(),
-                firewall: firewall(t),
-            })
-            .collect(),
+        tenants: config.tenants.iter().map(tenant_spec).collect(),
         routes: config
             .routes
             .iter()
@@ -113,17 +74,60 @@ pub fn spec(config: &Config, ports: &[(u16, MacAddr)]) -> Spec {
         snat: config
             .snat
             .iter()
-            .filter_map(|p| {
-                Some(SnatSpec {
-                    key: config.tenants.get(p.tenant)?.key,
-                    addrs: p.addresses.clone(),
-                    ports: p.ports,
-                    max_blocks: p.max_blocks,
-                    endpoint_independent_filtering: p.filtering == Filtering::EndpointIndependent,
-                })
-            })
+            .filter_map(|p| Some(snat_spec(config.tenants.get(p.tenant)?.key, p)))
             .collect(),
         mss_clamp: config.tcp.mss_clamp,
+    }
+}
+
+/// A tenant as the dataplane builds it.
+pub fn tenant_spec(t: &Tenant) -> TenantSpec {
+    TenantSpec {
+        name: t.name.clone(),
+        key: t.key,
+        encap: match t.encap {
+            Encap::Gretap => tenant::Encap::Gretap,
+            Encap::Ipv4 => tenant::Encap::Ipv4,
+        },
+        hosts: t.hosts.clone(),
+        // Hosts hold their public prefixes themselves, so those are
+        // theirs to send from too.
+        prefixes: t
+            .prefixes
+            .iter()
+            .chain(&t.public_prefixes)
+            .map(|c| (c.addr, c.len))
+            .collect(),
+        mac: t.mac.map_or_else(|| tenant_mac(t.key), |m| m.0),
+        gre: tenant::GreOptions {
+            checksum: t.gre_checksum,
+            sequence: t.gre_sequence,
+        },
+        routes: t
+            .routes
+            .iter()
+            .map(|r| {
+                let to = match r.to {
+                    RouteTarget::Host(h) => Target::Host(h),
+                    RouteTarget::Public => Target::Public,
+                    RouteTarget::Local => Target::Local,
+                    RouteTarget::Blackhole => Target::Blackhole,
+                };
+                (r.prefix.addr, r.prefix.len, to)
+            })
+            .collect(),
+        firewall: firewall(t),
+    }
+}
+
+/// The pool of the tenant with GRE key `key` as the dataplane takes it.
+pub fn snat_spec(key: u32, p: &config::Snat) -> SnatSpec {
+    SnatSpec {
+        key,
+        addrs: p.addresses.clone(),
+        ports: p.ports,
+        max_blocks: p.max_blocks,
+        endpoint_independent_filtering: p.filtering == Filtering::EndpointIndependent,
     }
 }
 

@@ -241,7 +241,25 @@ pub struct Dataplane {
     /// fails stop, as for a worker that panicked). 0 turns it off, else at
     /// least [`WATCHDOG_MIN_MS`]. Default [`WATCHDOG_DEFAULT_MS`].
     pub watchdog_ms: u32,
+    /// The most tenants tgw can hold, those added at runtime included:
+    /// each worker's per-tenant counters, quotas and buckets are sized for
+    /// it at start (a few hundred bytes a tenant a worker). At least the
+    /// tenants in the file, at most [`TENANT_SLOTS_MAX`]. Default
+    /// [`TENANT_SLOTS_DEFAULT`].
+    pub tenant_slots: u32,
+    /// The most firewall rules, over all tenants, those added at runtime
+    /// included: each has a counter per worker. At least the rules in the
+    /// file, at most [`RULE_SLOTS_MAX`]. Default [`RULE_SLOTS_DEFAULT`].
+    pub rule_slots: u32,
 }
+
+/// The default and largest [`Dataplane::tenant_slots`]: a flow keeps its
+/// tenant's slot in 16 bits.
+pub const TENANT_SLOTS_DEFAULT: u32 = 4096;
+pub const TENANT_SLOTS_MAX: u32 = 65534;
+/// The default and largest [`Dataplane::rule_slots`].
+pub const RULE_SLOTS_DEFAULT: u32 = 65536;
+pub const RULE_SLOTS_MAX: u32 = 1 << 22;
 
 /// The shortest worker watchdog: a busy machine can deschedule a worker
 /// for tens of milliseconds, which must not stop the gateway.
@@ -254,6 +272,8 @@ impl Default for Dataplane {
         Dataplane {
             mode: Mode::default(),
             watchdog_ms: WATCHDOG_DEFAULT_MS,
+            tenant_slots: TENANT_SLOTS_DEFAULT,
+            rule_slots: RULE_SLOTS_DEFAULT,
         }
     }
 }

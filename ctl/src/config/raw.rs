@@ -18,6 +18,8 @@ use super::error::Report;
 pub(super) struct RawDataplane {
     pub mode: Option<Spanned<String>>,
     pub watchdog_ms: Option<Spanned<i64>>,
+    pub tenant_slots: Option<Spanned<i64>>,
+    pub rule_slots: Option<Spanned<i64>>,
 }
 
 /// `[eal]` as written.

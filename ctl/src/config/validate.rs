@@ -23,7 +23,8 @@ use super::error::Report;
 use super::raw::{List, RawConfig, RawDataplane, RawEal, RawMempool, RawPort, Section};
 use super::{
     Config, CpuSet, Dataplane, Eal, Mempool, Mode, Role, MAX_LCORE, MBUF_HEADROOM,
-    MEMPOOL_CACHE_MAX, RING_SLOTS, WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS, WORKER_MBUFS_IN_FLIGHT,
+    MEMPOOL_CACHE_MAX, RING_SLOTS, RULE_SLOTS_DEFAULT, RULE_SLOTS_MAX, TENANT_SLOTS_DEFAULT,
+    TENANT_SLOTS_MAX, WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS, WORKER_MBUFS_IN_FLIGHT,
 };
 
 /// EAL options that `[eal]` and `[[port]]` already produce; passing them
@@ -92,7 +93,31 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
     mempool_size(&config, raw, r);
     memory_size(&config, raw, r);
     gre_sequence_workers(&config, raw, r);
+    slots(&config, raw, r);
     Some(config)
+}
+
+/// The file's tenants and rules fit the slots `[dataplane]` sizes the
+/// workers for.
+fn slots(config: &Config, raw: &RawConfig, r: &mut Report) {
+    let d = &config.dataplane;
+    let section = raw.dataplane.as_ref();
+    let tenants = config.tenants.len();
+    if tenants > d.tenant_slots as usize {
+        let value = section.and_then(|s| s.value.tenant_slots.as_ref());
+        r.at(
+            at(value, section.map(|s| s.at)),
+            format!("[dataplane] tenant_slots is {} but the file has {tenants} tenants; raise it to at least {tenants} (and room for those added at runtime)", d.tenant_slots),
+        );
+    }
+    let rules: usize = config.tenants.iter().map(|t| t.rules.len()).sum();
+    if rules > d.rule_slots as usize {
+        let value = section.and_then(|s| s.value.rule_slots.as_ref());
+        r.at(
+            at(value, section.map(|s| s.at)),
+            format!("[dataplane] rule_slots is {} but the file's tenants have {rules} rules; raise it to at least {rules} (and room for those added at runtime)", d.rule_slots),
+        );
+    }
 }
 
 /// GRE sequence numbers need one sender per tunnel: with two workers a
@@ -192,10 +217,30 @@ fn dataplane(raw: Option<&Section<RawDataplane>>, r: &mut Report) -> Option<Data
         }
     };
     let watchdog_ms = watchdog(section.value.watchdog_ms.as_ref(), r);
+    let tenant_slots = int(
+        section.value.tenant_slots.as_ref(),
+        TENANT_SLOTS_DEFAULT,
+        1,
+        i64::from(TENANT_SLOTS_MAX),
+        "[dataplane] tenant_slots",
+        " tenants (those added at runtime included)",
+        r,
+    );
+    let rule_slots = int(
+        section.value.rule_slots.as_ref(),
+        RULE_SLOTS_DEFAULT,
+        1,
+        i64::from(RULE_SLOTS_MAX),
+        "[dataplane] rule_slots",
+        " firewall rules over all tenants (those added at runtime included)",
+        r,
+    );
     // A mode of the wrong type was dropped and reported: no default for it.
     section.sound().then_some(Dataplane {
         mode: mode?,
         watchdog_ms: watchdog_ms?,
+        tenant_slots: tenant_slots?,
+        rule_slots: rule_slots?,
     })
 }
 
