@@ -12,13 +12,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing::error;
 
-mod control;
-mod frame;
-mod gateway;
-mod runtime;
-mod supervise;
-mod tables;
-mod worker;
+use tgw::{gateway, supervise};
 
 /// The flow tables and LPM tries are big vectors read at random: blocks of
 /// 2 MiB or more get their own mappings advised for transparent huge pages,

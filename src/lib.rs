@@ -1,0 +1,12 @@
+//! tgw's daemon, as a library: the binary (`main.rs`) parses its
+//! arguments and runs [`gateway::run`]; benchmarks and tests reach the
+//! control plane's parts (e.g. [`runtime`]) here.
+#![deny(unsafe_code)]
+
+pub mod control;
+pub mod frame;
+pub mod gateway;
+pub mod runtime;
+pub mod supervise;
+pub mod tables;
+pub mod worker;
