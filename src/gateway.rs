@@ -305,8 +305,7 @@ fn serve(
             tx,
             stage,
             counters: Arc::new(
-                WorkerCounters::new(tenant_slots)
-                    .with_rules(config.dataplane.rule_slots as usize),
+                WorkerCounters::new(tenant_slots).with_rules(config.dataplane.rule_slots as usize),
             ),
             punt: &punts[index],
             inject: &injects[index],

@@ -354,7 +354,10 @@ mod tests {
         // one 22 left.
         let second = s.assign(a, &[rule(25), rule(80)]).unwrap();
         assert_eq!(second, [RuleId(0), RuleId(1)], "80 keeps its counter");
-        assert_eq!(s.assign(b, &[rule(443), rule(8080)]).unwrap(), [RuleId(2), RuleId(3)]);
+        assert_eq!(
+            s.assign(b, &[rule(443), rule(8080)]).unwrap(),
+            [RuleId(2), RuleId(3)]
+        );
         s.release(a);
         assert_eq!(s.in_use(), 2);
     }
@@ -363,7 +366,10 @@ mod tests {
     fn running_out_of_slots_refuses_and_keeps_the_tenants_slots() {
         let mut s = RuleSlots::new(2);
         let a = TenantId(0);
-        assert_eq!(s.assign(a, &[rule(1), rule(2)]).unwrap(), [RuleId(0), RuleId(1)]);
+        assert_eq!(
+            s.assign(a, &[rule(1), rule(2)]).unwrap(),
+            [RuleId(0), RuleId(1)]
+        );
         assert!(matches!(
             s.assign(a, &[rule(1), rule(2), rule(3)]),
             Err(ChangeError::RuleSlots(2))
