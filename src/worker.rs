@@ -208,9 +208,10 @@ impl Worker<'_> {
     }
 
     /// Serves the control plane's question, if one is posted: one acquire
-    /// load when none is, else at most `ADMIN_SLOTS` flow slots of it
-    /// (`dataplane::pipeline::admin`), so a flush of a million flows is
-    /// spread over some 245 loops with bursts in between.
+    /// load when none is, else a bounded piece of it (4096 flow slots, 256
+    /// flows: `dataplane::pipeline::admin::Budget::PER_LOOP`), so a flush
+    /// of a million flows is spread over some 4,000 loops with bursts in
+    /// between.
     #[inline]
     fn answer_mail(&mut self) {
         let (stage, counters) = (&mut self.stage, &*self.counters);

@@ -23,7 +23,7 @@
 //! The worker calls [`Inbox::poll`] once per loop, after its burst: while
 //! nothing is posted that is one acquire load of the state. A posted job is
 //! taken once and served a bounded piece per loop (the closure decides how
-//! much: `pipeline::admin` visits at most `ADMIN_SLOTS` flow slots), so a
+//! much: `pipeline::admin` does at most `Budget::PER_LOOP`), so a
 //! question about a million flows never holds a burst back for long; when
 //! the closure says it is done, the box goes back with its answer.
 //!
