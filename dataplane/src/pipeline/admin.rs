@@ -61,7 +61,7 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Which flows an operator means; every field given must match.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
-    /// The tenant's index.
+    /// The tenant's slot ([`TenantId`]).
     pub tenant: Option<u32>,
     /// Either end, before or after NAT.
     pub addr: Option<u32>,
@@ -85,7 +85,7 @@ pub struct FlowRow {
     pub worker: u16,
     /// Its slot in that worker's table.
     pub slot: u32,
-    /// The tenant's index.
+    /// The tenant's slot ([`TenantId`]).
     pub tenant: u32,
     pub protocol: u8,
     /// Opened from the public side (else by the tenant).
@@ -141,9 +141,7 @@ impl Pipeline {
             (keys[0], keys[1])
         };
         let end = |addr, port| Endpoint { addr, port };
-        // Conn's tenant narrows to u16 with tenant slots (issue 11).
-        #[allow(clippy::useless_conversion)]
-        let tenant = u32::from(conn.tenant);
+        let tenant = conn.tenant_id().0;
         Some(FlowRow {
             worker: self.worker_index(),
             slot: id.get(),
