@@ -357,7 +357,8 @@ impl std::error::Error for NotAnswering {}
 
 /// The control plane's `flow show`: up to `limit` rows of the flows
 /// `filter` means, from `from` on, asking the workers (`mailboxes`, by
-/// worker index) in turn, each waiting at most `timeout`.
+/// worker index) in turn, each waiting at most `timeout`. A limit of 0
+/// is taken as 1: a page always moves the cursor on.
 pub fn show_flows(
     mailboxes: &[Arc<Mailbox<FlowJob>>],
     filter: Filter,
@@ -365,6 +366,7 @@ pub fn show_flows(
     from: Cursor,
     timeout: Duration,
 ) -> Result<Page, NotAnswering> {
+    let limit = limit.max(1);
     let mut page = Page::default();
     for (w, mailbox) in mailboxes.iter().enumerate().skip(usize::from(from.worker)) {
         let worker = w as u16;

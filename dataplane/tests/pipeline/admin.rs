@@ -456,6 +456,50 @@ fn two_worker_threads_answer_show_and_flush_through_their_mailboxes() {
 }
 
 #[test]
+fn a_cursor_reads_back_and_a_page_of_none_still_moves_on() {
+    let c = Cursor {
+        worker: 3,
+        slot: 40961,
+    };
+    assert_eq!(c.to_string(), "3.40961");
+    assert_eq!("3.40961".parse::<Cursor>(), Ok(c));
+    for bad in ["", "3", "3.", ".5", "x.5", "3.-1", "70000.1", "1.2.3"] {
+        assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
+    }
+    // One worker holding one flow, asked for pages of none.
+    let (mailbox, mut inbox) = Mailbox::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    let worker = std::thread::spawn(move || {
+        let mut gw = gateway(DEFAULT_FLOWS, u64::MAX, 0, 1);
+        let frame = to_remote(1);
+        let mut f = VecFrame::new(&frame, UND);
+        let v = gw.pipeline.process(&gw.tables, &gw.counters, &mut f, 0);
+        assert_eq!(v, Verdict::Forward(PUB));
+        worker_loop(&mut gw, &mut inbox, &frame, &s)
+    });
+    let boxes = [mailbox];
+    let (mut from, mut rows, mut pages) = (Some(Cursor::default()), 0, 0);
+    while let Some(cursor) = from {
+        let page = show_flows(
+            &boxes,
+            Filter::default(),
+            0,
+            cursor,
+            Duration::from_secs(10),
+        );
+        let page = page.unwrap();
+        rows += page.rows.len();
+        from = page.next;
+        pages += 1;
+        assert!(pages < 10, "paging ends");
+    }
+    stop.store(true, Ordering::Relaxed);
+    worker.join().unwrap();
+    assert_eq!(rows, 1);
+}
+
+#[test]
 fn a_worker_busy_with_a_large_flush_keeps_answering_its_bursts() {
     const CAPACITY: usize = 16 * ADMIN_SLOTS;
     const FLOWS: u32 = 20_000;
