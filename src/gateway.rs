@@ -11,6 +11,7 @@ use dataplane::conntrack::Timeouts;
 use dataplane::counters::MAX_PORTS;
 use dataplane::hash::process_seed;
 use dataplane::l2fwd::Egress;
+use dataplane::mailbox::Mailbox;
 use dataplane::neighbour::{Lookup, NeighbourLimits, NeighbourWriter};
 use dataplane::pipeline::Pipeline;
 use dataplane::ratelimit::TokenBucket;
@@ -265,6 +266,9 @@ fn serve(
     }
     let tenant_slots = config.dataplane.tenant_slots as usize;
     let mut workers = Vec::with_capacity(n);
+    // One per worker, by index, for the control socket's flow.show and
+    // flow.flush (dataplane::pipeline::admin::{show_flows, flush_flows}).
+    let mut mailboxes = Vec::with_capacity(n);
     for (index, wc) in config.workers.iter().enumerate() {
         let rx = wc
             .rx
@@ -299,6 +303,8 @@ fn serve(
             },
             Mode::L2fwd => Stage::L2fwd(Box::new(l2.clone())),
         };
+        let (mailbox, inbox) = Mailbox::new();
+        mailboxes.push(mailbox);
         workers.push(Worker {
             index,
             rx,
@@ -314,6 +320,7 @@ fn serve(
                 .filter_map(|from| handoff[from][index].as_ref())
                 .collect(),
             stop: Arc::clone(&stop),
+            mailbox: inbox,
             drain_ticks,
             fault: Fault::from_env(index),
         });

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod control;
+pub mod flows;
 pub mod frame;
 pub mod gateway;
 pub mod runtime;

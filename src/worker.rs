@@ -8,6 +8,10 @@
 //! frames the control plane wants sent (ARP requests, released frames)
 //! come back on the other, to leave through this worker's TX queues at
 //! the next drain: the control plane needs no queues of its own.
+//!
+//! A mailbox carries the control plane's questions about the worker's own
+//! flows (`flow show`, `flow flush`): the worker answers them itself, a
+//! bounded piece per loop, so nothing else ever touches its table.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -15,6 +19,8 @@ use std::sync::Arc;
 use dataplane::counters::MAX_PORTS;
 use dataplane::flow::Prefetch;
 use dataplane::fragments::park::Parked;
+use dataplane::mailbox::Inbox;
+use dataplane::pipeline::admin::FlowJob;
 use dataplane::pipeline::{Hint, Pipeline};
 use dataplane::snapshot::Reader;
 use dataplane::tables::Tables;
@@ -50,6 +56,8 @@ pub struct Worker<'a> {
     /// Rings from the other workers.
     pub handoff_in: Vec<&'a Ring<'a>>,
     pub stop: Arc<AtomicBool>,
+    /// Questions about this worker's flows, answered between bursts.
+    pub mailbox: Inbox<FlowJob>,
     /// [`TX_DRAIN_US`] in TSC ticks.
     pub drain_ticks: u64,
     /// A failure to simulate, for tests only ([`Fault::from_env`]).
@@ -176,6 +184,7 @@ impl Worker<'_> {
                 self.process(None, &mut burst, &mut txbuf, &mut aside, &mut parked, now);
                 self.set_aside(&mut aside);
             }
+            self.answer_mail();
             let now = rdtsc();
             if now - last_drain >= self.drain_ticks {
                 if let Some(fault) = self.fault {
@@ -196,6 +205,23 @@ impl Worker<'_> {
             }
         }
         self.flush_all(&mut txbuf);
+    }
+
+    /// Serves the control plane's question, if one is posted: one acquire
+    /// load when none is, else a bounded piece of it (4096 flow slots, 256
+    /// flows: `dataplane::pipeline::admin::Budget::PER_LOOP`), so a flush
+    /// of a million flows is spread over some 4,000 loops with bursts in
+    /// between.
+    #[inline]
+    fn answer_mail(&mut self) {
+        let (stage, counters) = (&mut self.stage, &*self.counters);
+        self.mailbox.poll(|job| match stage {
+            Stage::Gateway { pipeline, tables } => {
+                pipeline.serve(tables.get(), counters, job, rdtsc())
+            }
+            // No flows to show or end.
+            Stage::L2fwd(_) => true,
+        });
     }
 
     /// Frees the burst's drops, and hands its punts and handoffs on; what

@@ -16,6 +16,7 @@ pub mod hash;
 pub mod ip_options;
 pub mod l2fwd;
 pub mod lpm;
+pub mod mailbox;
 pub mod martian;
 pub mod nat;
 pub mod neighbour;

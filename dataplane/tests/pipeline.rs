@@ -5012,3 +5012,8 @@ fn a_frame_the_resolver_numbered_is_numbered_again_as_it_leaves() {
     gw.tables.resequence(&mut again);
     assert_eq!(again, other);
 }
+
+// ------------------------------------------------- flow show and flush
+
+#[path = "pipeline/admin.rs"]
+mod admin;

@@ -120,6 +120,7 @@ pub struct Pipeline {
     icmp_each: TokenBucket,
 }
 
+pub mod admin;
 mod arp;
 mod fragment;
 mod hit;
