@@ -14,6 +14,8 @@ const ROUTES: u32 = 16;
 const EIPS: u32 = 100_000;
 
 const BASE: &str = r#"
+[dataplane]
+tenant_slots = 16384
 [[port]]
 name = "pub0"
 device = "net_null0"

@@ -486,6 +486,9 @@ fn generate(seed: u64) -> String {
         let any = rng.range(100, 3_600_000);
         let watchdog = rng.pick(&[0, 100, 250, 3_600_000, any]);
         t.maybe(rng.coin(), "watchdog_ms", watchdog);
+        // At least the most tenants (5) and rules (5 x 6) generated.
+        t.maybe(rng.coin(), "tenant_slots", rng.range(5, 65_534));
+        t.maybe(rng.coin(), "rule_slots", rng.range(30, 1 << 22));
     }
 
     // [eal]: when absent, the main lcore is 0.

@@ -72,6 +72,8 @@ fn dataplane(out: &mut Toml, d: &Dataplane) {
     out.table("[dataplane]");
     out.key("mode", d.mode.as_str());
     out.key("watchdog_ms", &d.watchdog_ms);
+    out.key("tenant_slots", &d.tenant_slots);
+    out.key("rule_slots", &d.rule_slots);
 }
 
 fn eal(out: &mut Toml, e: &Eal) {
