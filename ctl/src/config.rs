@@ -45,6 +45,7 @@
 //! are indices or values that are known to be in range.
 
 mod addr;
+mod emit;
 mod error;
 mod firewall;
 mod packet;
