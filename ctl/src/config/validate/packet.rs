@@ -127,11 +127,14 @@ pub(super) fn arp(raw: Option<&Section<RawArp>>, r: &mut Report) -> Option<Arp> 
         " neighbours (of [arp] entries: the rest is for hosts inside tunnels)",
         r,
     );
+    // The default share fits whatever port_entries leaves: a default
+    // `config show` writes out must read back.
+    let tenants_share = (shares.entries - port_entries.unwrap_or(shares.port_entries)).max(1);
     let per_tenant = int(
         v.per_tenant.as_ref(),
-        shares.per_tenant,
+        shares.per_tenant.min(tenants_share),
         1,
-        i64::from(shares.entries - port_entries.unwrap_or(shares.port_entries)).max(1),
+        i64::from(tenants_share),
         "[arp] per_tenant",
         " hosts (at most [arp] entries - port_entries, the tenants' share)",
         r,
