@@ -140,6 +140,36 @@ impl Default for Eal {
     }
 }
 
+/// Where sockets of tgw live unless `[control] socket` says otherwise.
+pub const SOCKET_DIR: &str = "/run/tgw";
+/// The longest socket path: `sun_path` holds 108 bytes with the NUL.
+pub const SOCKET_PATH_MAX: usize = 107;
+
+/// `[control]`: how tgw is reached while it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Control {
+    /// The control socket (docs/api.md): an absolute path. Default
+    /// `/run/tgw/<[eal] file_prefix>.sock`, so that two gateways with
+    /// their own prefixes (tests do that) never share a socket, and one
+    /// with the default prefix listens on [`crate::api::DEFAULT_SOCKET`].
+    pub socket: std::path::PathBuf,
+}
+
+impl Control {
+    /// The default for a gateway whose `[eal] file_prefix` is `prefix`.
+    pub fn default_for(prefix: &str) -> Control {
+        Control {
+            socket: std::path::Path::new(SOCKET_DIR).join(format!("{prefix}.sock")),
+        }
+    }
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control::default_for(&Eal::default().file_prefix)
+    }
+}
+
 /// The packet buffer pool shared by all ports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mempool {
@@ -426,6 +456,8 @@ pub struct Config {
     pub tcp: Tcp,
     /// `[arp]`.
     pub arp: Arp,
+    /// `[control]`.
+    pub control: Control,
 }
 
 impl Config {

@@ -277,6 +277,13 @@ pub(super) struct RawArp {
     pub held_per_tenant: Option<Spanned<i64>>,
 }
 
+/// `[control]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawControl {
+    pub socket: Option<Spanned<String>>,
+}
+
 /// A table and the byte offset of its header (or of its key, for an inline
 /// table), where problems of the table as a whole are reported.
 #[derive(Debug, Default)]
@@ -335,9 +342,10 @@ pub(super) struct RawConfig {
     pub icmp: Option<Section<RawIcmp>>,
     pub tcp: Option<Section<RawTcp>>,
     pub arp: Option<Section<RawArp>>,
+    pub control: Option<Section<RawControl>>,
 }
 
-const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `eip`, `snat`, `flows`, `icmp`, `tcp`, `arp`";
+const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `eip`, `snat`, `flows`, `icmp`, `tcp`, `arp`, `control`";
 
 /// Parses `text`; `None` when the TOML itself is broken, in which case the
 /// report holds that one error.
@@ -373,6 +381,7 @@ pub(super) fn read(text: &str, report: &mut Report) -> Option<RawConfig> {
             "icmp" => raw.icmp = single(item, at, "[icmp]", report),
             "tcp" => raw.tcp = single(item, at, "[tcp]", report),
             "arp" => raw.arp = single(item, at, "[arp]", report),
+            "control" => raw.control = single(item, at, "[control]", report),
             _ => report.at(
                 at,
                 format!("unknown key `{key}` at the top level, expected one of {SECTIONS}; fix its spelling or remove it"),

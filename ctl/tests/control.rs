@@ -1,0 +1,76 @@
+//! `[control]`: where the control socket is, and the paths refused.
+
+use std::path::Path;
+
+use ctl::config::{parse, Config, CpuSet};
+
+/// A valid file: one public port, one underlay port, one worker; `[eal]`
+/// last so that a test can add its keys.
+const BASE: &str = "\
+[[port]]
+name = \"pub0\"
+device = \"net_null0\"
+role = \"public\"
+addresses = [\"1.1.1.1/24\"]
+[[port]]
+name = \"und0\"
+device = \"net_null1\"
+role = \"underlay\"
+addresses = [\"172.168.0.1/24\"]
+[[worker]]
+lcore = 1
+rx = [\"pub0:0\", \"und0:0\"]
+[eal]
+hugepages = false
+memory_mb = 256
+";
+
+fn check(extra: &str) -> Result<Config, Vec<(usize, String)>> {
+    let cpus: CpuSet = "0-1".parse().unwrap();
+    parse(&format!("{BASE}{extra}"), "x.toml", &cpus).map_err(|e| {
+        e.iter()
+            .map(|e| (e.line.unwrap(), e.message.clone()))
+            .collect()
+    })
+}
+
+#[test]
+fn the_default_socket_is_named_after_the_file_prefix() {
+    let c = check("").unwrap();
+    assert_eq!(c.control.socket, Path::new(ctl::api::DEFAULT_SOCKET));
+    let c = check("file_prefix = \"blue-7\"\n").unwrap();
+    assert_eq!(c.control.socket, Path::new("/run/tgw/blue-7.sock"));
+    let c = check("[control]\n").unwrap();
+    assert_eq!(c.control.socket, Path::new(ctl::api::DEFAULT_SOCKET));
+}
+
+#[test]
+fn an_absolute_socket_path_is_taken_as_written() {
+    let c = check("[control]\nsocket = \"/var/run/gw/ctl.sock\"\n").unwrap();
+    assert_eq!(c.control.socket, Path::new("/var/run/gw/ctl.sock"));
+}
+
+#[test]
+fn socket_paths_bind_cannot_take_are_refused_on_their_line() {
+    let long = format!("/run/{}.sock", "x".repeat(100));
+    for (socket, fragment) in [
+        ("tgw.sock", "not an absolute path"),
+        ("/run/tgw/", "names a directory"),
+        (long.as_str(), "too long for a Unix socket"),
+    ] {
+        let errors = check(&format!("[control]\nsocket = \"{socket}\"\n")).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let (line, message) = &errors[0];
+        assert_eq!(*line, 18, "{message}");
+        assert!(message.contains(fragment), "{message}");
+        assert!(message.contains("[control] socket"), "{message}");
+    }
+}
+
+#[test]
+fn unknown_control_keys_are_refused() {
+    let errors = check("[control]\nsokcet = \"/run/x.sock\"\n").unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].1.contains("unknown field `sokcet`"), "{errors:?}");
+    assert!(errors[0].1.contains("socket"), "{errors:?}");
+}
