@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 pub mod control;
+pub mod control_socket;
 pub mod flows;
 pub mod frame;
 pub mod gateway;
