@@ -1,8 +1,11 @@
 #![deny(unsafe_code)]
 //! The control side of tgw: the configuration model and its validation
 //! ([`config`]), the CPU set lcores are checked against ([`cpuset`]), and
-//! the control API's protocol ([`api`]).
+//! the control API's protocol ([`api`]), its client ([`client`]) and
+//! `tgwctl`'s command line ([`cli`]).
 
 pub mod api;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod cpuset;

@@ -1,0 +1,60 @@
+//! tgwctl: drive a running tgw through its control socket (docs/api.md).
+//! `tgwctl --help` lists the verbs, each verb's `--help` its examples.
+#![deny(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use ctl::api::Response;
+use ctl::cli::{render, request, Cli};
+use ctl::client::Client;
+
+/// Exit codes, for scripts (docs/api.md).
+const REFUSED: u8 = 1;
+const USAGE: u8 = 2;
+const UNREACHABLE: u8 = 3;
+
+fn main() -> ExitCode {
+    // clap exits 2 on a usage error and 0 for --help / --version.
+    let cli = Cli::parse();
+    let (op, shape) = match request(cli.command, &read) {
+        Ok(request) => request,
+        Err(usage) => {
+            eprintln!("tgwctl: {usage}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    let response = Client::connect(&cli.socket).and_then(|mut tgw| tgw.request(op));
+    let response: Response = match response {
+        Ok(response) => response,
+        Err(e) => {
+            eprintln!("tgwctl: {e}");
+            return ExitCode::from(UNREACHABLE);
+        }
+    };
+    if let Some(error) = response.error.filter(|_| !response.ok) {
+        eprintln!("tgwctl: {error}");
+        return ExitCode::from(REFUSED);
+    }
+    let text = if cli.json {
+        render::json(&response.result)
+    } else {
+        render::human(&response.result, shape)
+    };
+    // A closed pipe (`tgwctl flow show | head`) is not an error worth a
+    // panic.
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
+}
+
+/// A named file's text; `-` is standard input.
+fn read(name: &str) -> std::io::Result<String> {
+    if name == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(name)
+    }
+}
