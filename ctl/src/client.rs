@@ -133,23 +133,30 @@ impl Client {
         // tgw may have refused the connection already (not allowed, too
         // many clients, a request too large) and closed it: its answer is
         // still there to read, and says more than EPIPE would.
-        let sent = self.writer.write_all(&line);
-        match self.read_response() {
-            Ok(response) => Ok(response),
-            Err(e) => Err(self.broken(sent.err().unwrap_or(e))),
-        }
+        // A failed write shows as the read's error ("closed without
+        // answering"), which says more than EPIPE.
+        let _ = self.writer.write_all(&line);
+        self.read_response().map_err(|e| self.broken(e))
     }
 
     fn read_response(&mut self) -> io::Result<Response> {
-        let mut line = Vec::new();
-        let n = (&mut self.reader)
-            .take(MAX_RESPONSE as u64)
-            .read_until(b'\n', &mut line)?;
-        if n == 0 {
-            return Err(io::Error::new(
+        let hung_up = || {
+            io::Error::new(
                 ErrorKind::UnexpectedEof,
                 "tgw closed the connection without answering",
-            ));
+            )
+        };
+        let mut line = Vec::new();
+        let n = match (&mut self.reader)
+            .take(MAX_RESPONSE as u64)
+            .read_until(b'\n', &mut line)
+        {
+            // A reset is how a close with our request unread arrives.
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return Err(hung_up()),
+            other => other?,
+        };
+        if n == 0 {
+            return Err(hung_up());
         }
         if line.last() != Some(&b'\n') {
             let why = if n == MAX_RESPONSE {
