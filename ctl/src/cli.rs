@@ -475,7 +475,7 @@ fn show(w: Rest, command: &'static str) -> Result<Option<String>, Usage> {
     let (tenant, mut words) = split(w, command)?;
     let tenant = match tenant {
         Some(t) => Some(t),
-        None => words.next(),
+        None => words.optional(),
     };
     words.done()?;
     Ok(tenant)
@@ -594,7 +594,7 @@ fn rule_add(w: Rest) -> Result<Op, Usage> {
     let action = w.first("the action (allow or deny)")?;
     rule.set("direction", direction).set("action", action);
     // `in allow tcp dport 22`: the protocol may come without its keyword.
-    if let Some(proto) = w.next() {
+    if let Some(proto) = w.optional() {
         if rule.has("proto") {
             return usage(format!(
                 "rule add: unexpected `{proto}` (proto is given already)"

@@ -85,7 +85,7 @@ impl Words {
     }
 
     /// The first word left, if any.
-    pub fn next(&mut self) -> Option<String> {
+    pub fn optional(&mut self) -> Option<String> {
         (!self.words.is_empty()).then(|| self.words.remove(0))
     }
 
