@@ -43,6 +43,15 @@ Every show takes --json. The socket is --socket, else $TGW_SOCKET, else
 Exit status: 0 done, 1 refused by tgw (printed as `tgwctl: FIELD: MESSAGE`),
 2 usage error, 3 tgw cannot be reached.";
 
+const TENANT_HELP: &str = "Examples:\n  tgwctl tenant show [NAME]\n  tgwctl tenant add blue.toml\n  cat blue.toml | tgwctl tenant add -\n  tgwctl tenant del blue\n\nThe file holds one [[tenant]] table (or several, added as one change), or the tenant's keys at the top level.";
+const ROUTE_HELP: &str = "Examples:\n  tgwctl route add 10.1.0.0/16 via 192.0.2.2 tenant blue    (to a tunnel host)\n  tgwctl route add 0.0.0.0/0 public tenant blue             (also: local, blackhole)\n  tgwctl route replace 10.1.0.0/16 via 192.0.2.3 tenant blue\n  tgwctl route add 0.0.0.0/0 via 1.1.1.254 [port pub0]      (global)\n  tgwctl route del 10.1.0.0/16 tenant blue\n  tgwctl route show [tenant blue]";
+const EIP_HELP: &str = "Examples:\n  tgwctl eip add 198.51.100.10 tenant blue private 10.0.0.5\n  tgwctl eip del 198.51.100.10\n  tgwctl eip show [tenant blue]";
+const SNAT_HELP: &str = "Examples:\n  tgwctl snat add tenant blue address 198.51.100.20 address 198.51.100.21 \\\n      [ports 1024-65535] [max_blocks 16] [filtering endpoint-independent]\n  tgwctl snat del tenant blue\n  tgwctl snat show [tenant blue]";
+const RULE_HELP: &str = "Examples:\n  tgwctl rule add tenant blue in allow tcp dport 22\n  tgwctl rule add tenant blue position 0 out deny udp dst 192.0.2.0/24 dport 1024-65535\n  tgwctl rule add tenant blue in allow icmp icmp_type 8\n  tgwctl rule del tenant blue handle 7\n  tgwctl rule show [tenant blue]\n\nThe words are a [[tenant.rule]]: DIRECTION ACTION [PROTO] then any of src, dst, sport, dport, icmp_type, icmp_code.";
+const NEIGH_HELP: &str = "Examples:\n  tgwctl neigh show [tenant blue]\n  tgwctl neigh add 1.1.1.254 lladdr 02:00:00:00:00:fe port pub0\n  tgwctl neigh add 10.0.0.9 lladdr 02:00:00:00:00:09 tenant blue\n  tgwctl neigh del 10.0.0.9 tenant blue";
+const FLOW_HELP: &str = "Examples:\n  tgwctl flow show --tenant blue --protocol tcp --port 22\n  tgwctl flow show --limit 1000 --cursor CURSOR     (the next page, as the last said)\n  tgwctl flow flush --address 10.0.0.5\n  tgwctl flow flush --all";
+const CONFIG_HELP: &str = "Examples:\n  tgwctl config show > running.toml\n  tgwctl config apply /etc/tgw/tgw.toml --dry-run   (what would change)\n  tgwctl config apply /etc/tgw/tgw.toml\n\nOnly what can change at run time may differ from the running file ([[tenant]], [[route]], [[neighbour]], [[eip]], [[snat]]).";
+
 /// Drive a running tgw through its control socket (docs/api.md).
 #[derive(Debug, Parser)]
 #[command(name = "tgwctl", version, after_help = EXAMPLES)]
@@ -62,57 +71,43 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Tenants: a [[tenant]] table with its routes, rules and neighbours.
-    #[command(
-        after_help = "Examples:\n  tgwctl tenant show [NAME]\n  tgwctl tenant add blue.toml\n  cat blue.toml | tgwctl tenant add -\n  tgwctl tenant del blue\n\nThe file holds one [[tenant]] table (or several, added as one change), or the tenant's keys at the top level."
-    )]
+    #[command(after_help = TENANT_HELP)]
     Tenant {
         #[command(subcommand)]
         verb: TenantVerb,
     },
     /// Routes: a tenant's VRF (with `tenant NAME`) or the global tables.
-    #[command(
-        after_help = "Examples:\n  tgwctl route add 10.1.0.0/16 via 192.0.2.2 tenant blue    (to a tunnel host)\n  tgwctl route add 0.0.0.0/0 public tenant blue             (also: local, blackhole)\n  tgwctl route replace 10.1.0.0/16 via 192.0.2.3 tenant blue\n  tgwctl route add 0.0.0.0/0 via 1.1.1.254 [port pub0]      (global)\n  tgwctl route del 10.1.0.0/16 tenant blue\n  tgwctl route show [tenant blue]"
-    )]
+    #[command(after_help = ROUTE_HELP)]
     Route {
         #[command(subcommand)]
         verb: RouteVerb,
     },
     /// Elastic IPs: a public address standing for one tenant address.
-    #[command(
-        after_help = "Examples:\n  tgwctl eip add 198.51.100.10 tenant blue private 10.0.0.5\n  tgwctl eip del 198.51.100.10\n  tgwctl eip show [tenant blue]"
-    )]
+    #[command(after_help = EIP_HELP)]
     Eip {
         #[command(subcommand)]
         verb: EipVerb,
     },
     /// Source NAT pools, one per tenant.
-    #[command(
-        after_help = "Examples:\n  tgwctl snat add tenant blue address 198.51.100.20 address 198.51.100.21 \\\n      [ports 1024-65535] [max_blocks 16] [filtering endpoint-independent]\n  tgwctl snat del tenant blue\n  tgwctl snat show [tenant blue]"
-    )]
+    #[command(after_help = SNAT_HELP)]
     Snat {
         #[command(subcommand)]
         verb: SnatVerb,
     },
     /// Firewall rules of a tenant, named by their handles.
-    #[command(
-        after_help = "Examples:\n  tgwctl rule add tenant blue in allow tcp dport 22\n  tgwctl rule add tenant blue position 0 out deny udp dst 192.0.2.0/24 dport 1024-65535\n  tgwctl rule add tenant blue in allow icmp icmp_type 8\n  tgwctl rule del tenant blue handle 7\n  tgwctl rule show [tenant blue]\n\nThe words are a [[tenant.rule]]: DIRECTION ACTION [PROTO] then any of src, dst, sport, dport, icmp_type, icmp_code."
-    )]
+    #[command(after_help = RULE_HELP)]
     Rule {
         #[command(subcommand)]
         verb: RuleVerb,
     },
     /// Neighbours (ARP): on a port, or inside a tenant's gretap tunnels.
-    #[command(
-        after_help = "Examples:\n  tgwctl neigh show [tenant blue]\n  tgwctl neigh add 1.1.1.254 lladdr 02:00:00:00:00:fe port pub0\n  tgwctl neigh add 10.0.0.9 lladdr 02:00:00:00:00:09 tenant blue\n  tgwctl neigh del 10.0.0.9 tenant blue"
-    )]
+    #[command(after_help = NEIGH_HELP)]
     Neigh {
         #[command(subcommand)]
         verb: NeighVerb,
     },
     /// Flows: list them, page by page, or end them.
-    #[command(
-        after_help = "Examples:\n  tgwctl flow show --tenant blue --protocol tcp --port 22\n  tgwctl flow show --limit 1000 --cursor CURSOR     (the next page, as the last said)\n  tgwctl flow flush --address 10.0.0.5\n  tgwctl flow flush --all"
-    )]
+    #[command(after_help = FLOW_HELP)]
     Flow {
         #[command(subcommand)]
         verb: FlowVerb,
@@ -121,9 +116,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  tgwctl stats [--json]")]
     Stats,
     /// The whole running state as a config file, or a whole file applied.
-    #[command(
-        after_help = "Examples:\n  tgwctl config show > running.toml\n  tgwctl config apply /etc/tgw/tgw.toml --dry-run   (what would change)\n  tgwctl config apply /etc/tgw/tgw.toml\n\nOnly what can change at run time may differ from the running file ([[tenant]], [[route]], [[neighbour]], [[eip]], [[snat]])."
-    )]
+    #[command(after_help = CONFIG_HELP)]
     Config {
         #[command(subcommand)]
         verb: ConfigVerb,
@@ -133,10 +126,13 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum TenantVerb {
     /// Add a tenant from a TOML file of its [[tenant]] table (- for stdin).
+    #[command(after_help = TENANT_HELP)]
     Add { file: String },
     /// Remove a tenant with its routes, rules, elastic IPs and pool.
+    #[command(after_help = TENANT_HELP)]
     Del { name: String },
     /// Show one tenant or all.
+    #[command(after_help = TENANT_HELP)]
     Show { name: Option<String> },
 }
 
@@ -146,58 +142,76 @@ pub struct Rest {
     /// The tenant (same as the word `tenant NAME`).
     #[arg(long, value_name = "NAME")]
     pub tenant: Option<String>,
+    /// The words, in the order the first line shows.
+    #[arg(value_name = "WORDS")]
     pub words: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RouteVerb {
     /// PREFIX (via HOST | public | local | blackhole) [tenant NAME] [port PORT]
+    #[command(after_help = ROUTE_HELP)]
     Add(Rest),
     /// As add, replacing a route of the same prefix (as `ip route replace`).
+    #[command(after_help = ROUTE_HELP)]
     Replace(Rest),
     /// PREFIX [tenant NAME]
+    #[command(after_help = ROUTE_HELP)]
     Del(Rest),
     /// [tenant NAME]
+    #[command(after_help = ROUTE_HELP)]
     Show(Rest),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EipVerb {
     /// PUBLIC tenant NAME private ADDRESS
+    #[command(after_help = EIP_HELP)]
     Add(Rest),
     /// PUBLIC
+    #[command(after_help = EIP_HELP)]
     Del(Rest),
     /// [tenant NAME]
+    #[command(after_help = EIP_HELP)]
     Show(Rest),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SnatVerb {
     /// tenant NAME address A [address B ...] [ports LO-HI] [max_blocks N] [filtering F]
+    #[command(after_help = SNAT_HELP)]
     Add(Rest),
     /// tenant NAME
+    #[command(after_help = SNAT_HELP)]
     Del(Rest),
     /// [tenant NAME]
+    #[command(after_help = SNAT_HELP)]
     Show(Rest),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RuleVerb {
     /// tenant NAME [position N] DIRECTION ACTION [PROTO] [src P] [dst P] [sport X] [dport X] [icmp_type N] [icmp_code N]
+    #[command(after_help = RULE_HELP)]
     Add(Rest),
     /// tenant NAME handle N
+    #[command(after_help = RULE_HELP)]
     Del(Rest),
     /// [tenant NAME]
+    #[command(after_help = RULE_HELP)]
     Show(Rest),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum NeighVerb {
     /// [tenant NAME]
+    #[command(after_help = NEIGH_HELP)]
     Show(Rest),
     /// IP lladdr MAC (port PORT | tenant NAME)
+    #[command(after_help = NEIGH_HELP)]
     Add(Rest),
     /// IP (port PORT | tenant NAME)
+    #[command(after_help = NEIGH_HELP)]
     Del(Rest),
 }
 
@@ -232,6 +246,7 @@ impl Filter {
 pub enum FlowVerb {
     /// Flows matching the filters, at most --limit (default 100) from
     /// --cursor on.
+    #[command(after_help = FLOW_HELP)]
     Show {
         #[command(flatten)]
         filter: Filter,
@@ -243,6 +258,7 @@ pub enum FlowVerb {
         cursor: Option<String>,
     },
     /// End the flows matching the filters (--all for every flow).
+    #[command(after_help = FLOW_HELP)]
     Flush {
         #[command(flatten)]
         filter: Filter,
@@ -255,8 +271,10 @@ pub enum FlowVerb {
 #[derive(Debug, Subcommand)]
 pub enum ConfigVerb {
     /// Print the running state as a config file.
+    #[command(after_help = CONFIG_HELP)]
     Show,
     /// Replace the running state with FILE's (- for stdin), as one change.
+    #[command(after_help = CONFIG_HELP)]
     Apply {
         file: String,
         /// Only say what would change.

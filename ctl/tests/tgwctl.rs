@@ -315,6 +315,44 @@ fn flow_stats_and_config_verbs() {
 }
 
 #[test]
+fn every_verb_has_examples_in_its_help() {
+    use clap::CommandFactory;
+    let mut checked = 0;
+    for noun in Cli::command().get_subcommands_mut() {
+        let name = noun.get_name().to_owned();
+        if name == "help" {
+            continue;
+        }
+        let verbs: Vec<clap::Command> = noun.get_subcommands().cloned().collect();
+        let all = if verbs.is_empty() {
+            vec![noun.clone()]
+        } else {
+            verbs
+        };
+        for mut verb in all {
+            let help = verb.render_long_help().to_string();
+            let verb_name = verb.get_name();
+            let shown = if verb_name == name {
+                format!("tgwctl {name}")
+            } else {
+                format!("tgwctl {name} {verb_name}")
+            };
+            assert!(
+                help.contains("Example"),
+                "{shown} --help has no examples:\n{help}"
+            );
+            assert!(
+                help.contains(&shown),
+                "{shown} --help has no example of it:\n{help}"
+            );
+            checked += 1;
+        }
+    }
+    // 8 nouns with 3, 4 (route replace), 3, 3, 3, 3, 2, 2 verbs, and stats.
+    assert_eq!(checked, 24);
+}
+
+#[test]
 fn lists_print_as_aligned_tables() {
     let result = json!({"tenants": [
         {"name": "blue", "key": 1000, "hosts": ["172.168.0.11", "172.168.0.12"]},
@@ -619,6 +657,24 @@ fn a_refusal_sent_before_the_request_is_read_is_still_shown() {
         error.message,
         "16 clients are connected already; retry later"
     );
+}
+
+#[test]
+fn a_user_refused_by_tgw_itself_exits_3_too() {
+    let dir = Scratch::new("peer");
+    let socket = dir.0.join("tgw.sock");
+    let error = ApiError::new(
+        ErrorCode::Permission,
+        "uid 65534 may not use the control socket: run as root",
+    );
+    let tgw = fake_tgw(&socket, vec![Response::err(None, error)]);
+    let out = tgwctl(&socket, &["stats"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr),
+        "tgwctl: uid 65534 may not use the control socket: run as root\n"
+    );
+    tgw.join().unwrap();
 }
 
 #[test]

@@ -6,11 +6,12 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use ctl::api::Response;
+use ctl::api::{ErrorCode, Response};
 use ctl::cli::{render, request, Cli};
 use ctl::client::Client;
 
-/// Exit codes, for scripts (docs/api.md).
+/// Exit codes, for scripts (docs/api.md): 1 tgw refused the request, 2
+/// the words make no request, 3 tgw cannot be reached or may not be used.
 const REFUSED: u8 = 1;
 const USAGE: u8 = 2;
 const UNREACHABLE: u8 = 3;
@@ -35,7 +36,12 @@ fn main() -> ExitCode {
     };
     if let Some(error) = response.error.filter(|_| !response.ok) {
         eprintln!("tgwctl: {error}");
-        return ExitCode::from(REFUSED);
+        // Kept out by the peer check is kept out, as by the file modes.
+        return ExitCode::from(if error.code == ErrorCode::Permission {
+            UNREACHABLE
+        } else {
+            REFUSED
+        });
     }
     let text = if cli.json {
         render::json(&response.result)
