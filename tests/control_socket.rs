@@ -495,3 +495,26 @@ fn a_file_that_is_not_a_socket_is_left_alone() {
     assert!(e.0.contains("not a socket"), "{e}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
 }
+
+#[test]
+fn ctl_client_speaks_to_the_real_socket_even_when_refused_mid_request() {
+    let scratch = Scratch::new("client");
+    let path = scratch.socket();
+    let _server = Server::start(&path, quick());
+    let mut client = ctl::client::Client::connect(&path).expect("connect");
+    let result = client
+        .call(Op::TenantShow { name: None })
+        .expect("answered");
+    assert_eq!(result, json!({"op": "tenant.show"}));
+    assert_eq!(client.call(stats()).unwrap(), json!({"op": "stats"}));
+    // A config too large: tgw stops reading, answers and hangs up while
+    // the client is still writing; the client still reads why.
+    let error = client
+        .call(Op::ConfigApply {
+            text: "#".repeat(MAX_REQUEST + (1 << 20)),
+            file: "big.toml".into(),
+            dry_run: true,
+        })
+        .expect_err("too large");
+    assert_eq!(error.code, ErrorCode::TooLarge, "{error}");
+}
