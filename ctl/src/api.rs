@@ -89,12 +89,16 @@ pub enum Op {
         #[serde(default)]
         replace: bool,
     },
-    /// Removes the route of exactly `prefix` ("10.0.0.0/8").
+    /// Removes the route of exactly `prefix` ("10.0.0.0/8"). A global
+    /// prefix may be routed on both sides (public and underlay): `port`
+    /// (a port's name) picks the side of that port; without it, both go.
     #[serde(rename = "route.del")]
     RouteDel {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tenant: Option<String>,
         prefix: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
     },
     #[serde(rename = "route.show")]
     RouteShow {

@@ -44,7 +44,7 @@ Exit status: 0 done, 1 refused by tgw (printed as `tgwctl: FIELD: MESSAGE`),
 2 usage error, 3 tgw cannot be reached.";
 
 const TENANT_HELP: &str = "Examples:\n  tgwctl tenant show [NAME]\n  tgwctl tenant add blue.toml\n  cat blue.toml | tgwctl tenant add -\n  tgwctl tenant del blue\n\nThe file holds one [[tenant]] table (or several, added as one change), or the tenant's keys at the top level.";
-const ROUTE_HELP: &str = "Examples:\n  tgwctl route add 10.1.0.0/16 via 192.0.2.2 tenant blue    (to a tunnel host)\n  tgwctl route add 0.0.0.0/0 public tenant blue             (also: local, blackhole)\n  tgwctl route replace 10.1.0.0/16 via 192.0.2.3 tenant blue\n  tgwctl route add 0.0.0.0/0 via 1.1.1.254 [port pub0]      (global)\n  tgwctl route del 10.1.0.0/16 tenant blue\n  tgwctl route show [tenant blue]";
+const ROUTE_HELP: &str = "Examples:\n  tgwctl route add 10.1.0.0/16 via 192.0.2.2 tenant blue    (to a tunnel host)\n  tgwctl route add 0.0.0.0/0 public tenant blue             (also: local, blackhole)\n  tgwctl route replace 10.1.0.0/16 via 192.0.2.3 tenant blue\n  tgwctl route add 0.0.0.0/0 via 1.1.1.254 [port pub0]      (global)\n  tgwctl route del 10.1.0.0/16 tenant blue\n  tgwctl route del 0.0.0.0/0 [port pub0]                   (global: both sides, or the port's)\n  tgwctl route show [tenant blue]";
 const EIP_HELP: &str = "Examples:\n  tgwctl eip add 198.51.100.10 tenant blue private 10.0.0.5\n  tgwctl eip del 198.51.100.10\n  tgwctl eip show [tenant blue]";
 const SNAT_HELP: &str = "Examples:\n  tgwctl snat add tenant blue address 198.51.100.20 address 198.51.100.21 \\\n      [ports 1024-65535] [max_blocks 16] [filtering endpoint-independent]\n  tgwctl snat del tenant blue\n  tgwctl snat show [tenant blue]";
 const RULE_HELP: &str = "Examples:\n  tgwctl rule add tenant blue in allow tcp dport 22\n  tgwctl rule add tenant blue position 0 out deny udp dst 192.0.2.0/24 dport 1024-65535\n  tgwctl rule add tenant blue in allow icmp icmp_type 8\n  tgwctl rule del tenant blue handle 7\n  tgwctl rule show [tenant blue]\n\nThe words are a [[tenant.rule]]: DIRECTION ACTION [PROTO] then any of src, dst, sport, dport, icmp_type, icmp_code.";
@@ -155,7 +155,7 @@ pub enum RouteVerb {
     /// As add, replacing a route of the same prefix (as `ip route replace`).
     #[command(after_help = ROUTE_HELP)]
     Replace(Rest),
-    /// PREFIX [tenant NAME]
+    /// PREFIX [tenant NAME | port PORT]
     #[command(after_help = ROUTE_HELP)]
     Del(Rest),
     /// [tenant NAME]
@@ -320,8 +320,16 @@ pub fn request(
             RouteVerb::Del(w) => {
                 let (tenant, mut w) = split(w, "route del")?;
                 let prefix = w.first("the prefix")?;
+                let port = w.value(&["port", "dev"])?;
                 w.done()?;
-                (Op::RouteDel { tenant, prefix }, Shape::Change)
+                (
+                    Op::RouteDel {
+                        tenant,
+                        prefix,
+                        port,
+                    },
+                    Shape::Change,
+                )
             }
             RouteVerb::Show(w) => (
                 Op::RouteShow {

@@ -131,6 +131,10 @@ fn route_verbs() {
         sent("route del 0.0.0.0/0"),
         json!({"op": "route.del", "args": {"prefix": "0.0.0.0/0"}})
     );
+    assert_eq!(
+        sent("route del 0.0.0.0/0 port pub0"),
+        json!({"op": "route.del", "args": {"prefix": "0.0.0.0/0", "port": "pub0"}})
+    );
     assert_eq!(sent("route show"), json!({"op": "route.show", "args": {}}));
     assert_eq!(
         sent("route show tenant blue"),
@@ -378,6 +382,20 @@ HANDLE  DIRECTION  DPORT
 "
     );
     assert_eq!(render::human(&json!({"eips": []}), Shape::Show), "(none)\n");
+    assert_eq!(render::human(&json!([]), Shape::Show), "(none)\n");
+    // A tenant's routes and rules are counted in the table; --json has them.
+    let tenants = json!([{
+        "name": "blue", "key": 1000, "slot": 0, "prefixes": ["10.0.0.0/24"],
+        "routes": [{"prefix": "0.0.0.0/0", "to": "public"}, {"prefix": "10.1.0.0/16", "to": "172.168.0.12"}],
+        "rules": [],
+    }]);
+    assert_eq!(
+        render::human(&tenants, Shape::Show),
+        "\
+NAME  KEY   SLOT  PREFIXES     ROUTES  RULES
+blue  1000  0     10.0.0.0/24  2       -
+"
+    );
 }
 
 #[test]
@@ -420,8 +438,10 @@ fn flows_say_how_to_get_the_next_page() {
 fn changes_print_nothing_unless_tgw_says_something_and_config_is_its_text() {
     assert_eq!(render::human(&Value::Null, Shape::Change), "");
     assert_eq!(render::human(&json!({}), Shape::Change), "");
+    assert_eq!(render::human(&json!({"changed": true}), Shape::Change), "");
+    assert_eq!(render::human(&json!({"changed": false}), Shape::Change), "");
     assert_eq!(
-        render::human(&json!({"handle": 7}), Shape::Change),
+        render::human(&json!({"changed": true, "handle": 7}), Shape::Change),
         "handle  7\n"
     );
     assert_eq!(
@@ -494,7 +514,7 @@ fn a_show_prints_a_table_and_exits_0() {
     let socket = dir.0.join("tgw.sock");
     let answer = Response::ok(
         None,
-        json!({"eips": [{"public": "198.51.100.10", "tenant": "blue", "private": "10.0.0.5"}]}),
+        json!([{"public": "198.51.100.10", "tenant": "blue", "private": "10.0.0.5"}]),
     );
     let tgw = fake_tgw(&socket, vec![answer]);
     let out = tgwctl(&socket, &["eip", "show", "tenant", "blue"]);

@@ -10,14 +10,23 @@ use super::Shape;
 /// The text to print for `result`, ending with a newline unless empty.
 pub fn human(result: &Value, shape: Shape) -> String {
     match shape {
-        Shape::Change if is_empty(result) => String::new(),
+        // `{"changed": bool}` is for scripts (--json): a person sees
+        // only what else tgw said, such as a new rule's handle.
+        Shape::Change => match result {
+            Value::Object(m) => {
+                let mut rest = m.clone();
+                rest.remove("changed");
+                any(&Value::Object(rest))
+            }
+            other => any(other),
+        },
         Shape::ConfigText => match result.get("text").or(Some(result)) {
             Some(Value::String(text)) if text.ends_with('\n') || text.is_empty() => text.clone(),
             Some(Value::String(text)) => format!("{text}\n"),
             _ => any(result),
         },
         Shape::Flows => flows(result),
-        Shape::Change | Shape::Show => any(result),
+        Shape::Show => any(result),
     }
 }
 
@@ -26,14 +35,6 @@ pub fn json(result: &Value) -> String {
     let mut out = serde_json::to_string_pretty(result).unwrap_or_default();
     out.push('\n');
     out
-}
-
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Object(m) => m.is_empty(),
-        _ => false,
-    }
 }
 
 /// A page of flows, and how to ask for the next when there is one.
@@ -71,6 +72,9 @@ fn any(v: &Value) -> String {
 }
 
 fn object(map: &Map<String, Value>) -> String {
+    if map.is_empty() {
+        return String::new();
+    }
     let mut lines = Vec::new();
     let mut lists = Vec::new();
     flatten("", map, &mut lines, &mut lists);
@@ -175,10 +179,12 @@ pub fn table(rows: &[Value]) -> String {
         .collect()
 }
 
-/// A value in one cell: text without quotes, lists joined by commas,
-/// anything deeper as compact JSON.
+/// A value in one cell: text without quotes, lists joined by commas, a
+/// list of objects (a tenant's routes) by its length, anything else as
+/// compact JSON; `--json` shows it all.
 fn cell(v: &Value) -> String {
     match v {
+        Value::Array(items) if items.iter().any(Value::is_object) => items.len().to_string(),
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),
         Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
