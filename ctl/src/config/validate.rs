@@ -7,6 +7,7 @@
 //! reporting a consequence instead of the cause.
 
 mod addrs;
+mod control;
 mod links;
 mod nat;
 mod neighbours;
@@ -20,12 +21,11 @@ mod workers;
 use toml::Spanned;
 
 use super::error::Report;
-use super::raw::{List, RawConfig, RawControl, RawDataplane, RawEal, RawMempool, RawPort, Section};
+use super::raw::{List, RawConfig, RawDataplane, RawEal, RawMempool, RawPort, Section};
 use super::{
-    Config, Control, CpuSet, Dataplane, Eal, Mempool, Mode, Role, MAX_LCORE, MBUF_HEADROOM,
-    MEMPOOL_CACHE_MAX, RING_SLOTS, RULE_SLOTS_DEFAULT, RULE_SLOTS_MAX, SOCKET_PATH_MAX,
-    TENANT_SLOTS_DEFAULT, TENANT_SLOTS_MAX, WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS,
-    WORKER_MBUFS_IN_FLIGHT,
+    Config, CpuSet, Dataplane, Eal, Mempool, Mode, Role, MAX_LCORE, MBUF_HEADROOM,
+    MEMPOOL_CACHE_MAX, RING_SLOTS, RULE_SLOTS_DEFAULT, RULE_SLOTS_MAX, TENANT_SLOTS_DEFAULT,
+    TENANT_SLOTS_MAX, WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS, WORKER_MBUFS_IN_FLIGHT,
 };
 
 /// EAL options that `[eal]` and `[[port]]` already produce; passing them
@@ -74,7 +74,7 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
     let icmp = packet::icmp(raw.icmp.as_ref(), r);
     let tcp = packet::tcp(raw.tcp.as_ref());
     let arp = packet::arp(raw.arp.as_ref(), r);
-    let control = control(raw.control.as_ref(), eal.as_ref(), r);
+    let control = control::control(raw.control.as_ref(), eal.as_ref(), r);
 
     let config = Config {
         dataplane: dataplane?,
@@ -376,42 +376,6 @@ fn eal(raw: Option<&Section<RawEal>>, cpus: &CpuSet, r: &mut Report) -> Option<E
         extra_args,
     };
     ok.then_some(eal)
-}
-
-/// `[control]`: the socket must be a path `bind` can take, the same
-/// wherever tgw was started from.
-fn control(
-    raw: Option<&Section<RawControl>>,
-    eal: Option<&Eal>,
-    r: &mut Report,
-) -> Option<Control> {
-    let default = || eal.map(|e| Control::default_for(&e.file_prefix));
-    let Some(section) = raw else {
-        return default();
-    };
-    let Some(v) = &section.value.socket else {
-        return section.sound().then(default).flatten();
-    };
-    let s = v.get_ref();
-    let problem = if !s.starts_with('/') {
-        Some("is not an absolute path")
-    } else if s.ends_with('/') {
-        Some("names a directory; end it with the socket's file name")
-    } else if s.contains('\0') {
-        Some("contains a NUL byte")
-    } else if s.len() > SOCKET_PATH_MAX {
-        Some("is too long for a Unix socket")
-    } else {
-        None
-    };
-    if let Some(problem) = problem {
-        r.at(
-            v.span().start,
-            format!("[control] socket {s:?} {problem}; use an absolute path of at most {SOCKET_PATH_MAX} bytes such as \"/run/tgw/tgw.sock\""),
-        );
-        return None;
-    }
-    section.sound().then(|| Control { socket: s.into() })
 }
 
 /// An lcore id: DPDK refuses ids at or past `RTE_MAX_LCORE`.
