@@ -204,6 +204,7 @@ fn file_keys() -> BTreeMap<String, BTreeSet<String>> {
         ("icmp", "[icmp]"),
         ("tcp", "[tcp]"),
         ("arp", "[arp]"),
+        ("control", "[control]"),
     ] {
         let mut keys = expected(&refusal(&format!("{header}\nzzz = 1\n")));
         if section == "tenant" {
@@ -325,6 +326,7 @@ fn the_text_reads_as_the_examples_do() {
         "\n[icmp]\n",
         "\n[tcp]\n",
         "\n[arp]\n",
+        "\n[control]\n",
     ];
     let at: Vec<usize> = order
         .iter()
@@ -546,6 +548,12 @@ fn generate(seed: u64) -> String {
     global_neighbours(&mut rng, &mut text, &ports);
     nat(&mut rng, &mut text, &names);
     packet_sections(&mut rng, &mut text, big_held);
+    // Last, so that the draws above stay those of the seeds before it.
+    if rng.coin() {
+        text.push_str("[control]\n");
+        let socket = rng.pick(&["/run/tgw/tgw.sock", "/var/run/gw/ctl \"1\".sock", "/s"]);
+        Table { text: &mut text }.maybe(rng.coin(), "socket", quoted(socket));
+    }
     text
 }
 

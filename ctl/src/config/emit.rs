@@ -18,8 +18,8 @@ use std::fmt::Display;
 use serde::Serialize;
 
 use super::{
-    Arp, Config, Dataplane, Eal, Eip, Encap, Filtering, Flows, Icmp, Mempool, Neighbour, Port,
-    PortRange, Protocol, Route, Rule, Snat, Tcp, Tenant, Worker,
+    Arp, Config, Control, Dataplane, Eal, Eip, Encap, Filtering, Flows, Icmp, Mempool, Neighbour,
+    Port, PortRange, Protocol, Route, Rule, Snat, Tcp, Tenant, Worker,
 };
 
 /// What heads the text: where it comes from and why it is so long.
@@ -64,6 +64,7 @@ impl Config {
         icmp(&mut out, &self.icmp);
         tcp(&mut out, &self.tcp);
         arp(&mut out, &self.arp);
+        control(&mut out, &self.control);
         out.text
     }
 }
@@ -258,6 +259,13 @@ fn arp(out: &mut Toml, a: &Arp) {
     out.key("per_tenant", &a.per_tenant);
     out.key("max_held", &a.max_held);
     out.key("held_per_tenant", &a.held_per_tenant);
+}
+
+fn control(out: &mut Toml, c: &Control) {
+    out.table("[control]");
+    // Written even when it is the file prefix's default, as every default
+    // is. A path read from the file is UTF-8: the lossy form is the same.
+    out.key("socket", &*c.socket.to_string_lossy());
 }
 
 /// The name a port index stands for. An index out of range (a `Config`
