@@ -427,7 +427,12 @@ fn flows_say_how_to_get_the_next_page() {
         render::human(&page, Shape::Flows),
         "TENANT  PROTO\nblue    tcp\n(first 1 shown; more with --cursor c2)\n"
     );
-    let last = json!({"flows": [{"tenant": "blue", "proto": "tcp"}]});
+    let named_next = json!({"flows": [], "next": "1.7"});
+    assert_eq!(
+        render::human(&named_next, Shape::Flows),
+        "(none)\n(first 0 shown; more with --cursor 1.7)\n"
+    );
+    let last = json!({"flows": [{"tenant": "blue", "proto": "tcp"}], "cursor": null});
     assert_eq!(
         render::human(&last, Shape::Flows),
         "TENANT  PROTO\nblue    tcp\n"
@@ -447,6 +452,10 @@ fn changes_print_nothing_unless_tgw_says_something_and_config_is_its_text() {
     assert_eq!(
         render::human(&json!({"text": "[eal]\nmain_lcore = 0"}), Shape::ConfigText),
         "[eal]\nmain_lcore = 0\n"
+    );
+    assert_eq!(
+        render::human(&json!("[eal]\n"), Shape::ConfigText),
+        "[eal]\n"
     );
     assert_eq!(render::json(&json!({"a": 1})), "{\n  \"a\": 1\n}\n");
 }

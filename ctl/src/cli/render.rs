@@ -44,7 +44,8 @@ fn flows(result: &Value) -> String {
         Some(rows) => table(rows),
         None => any(result),
     };
-    match result.get("cursor") {
+    // `cursor` as docs/api.md names it; `next` as the workers' page does.
+    match result.get("cursor").or_else(|| result.get("next")) {
         Some(Value::String(cursor)) => {
             let shown = rows.map_or(0, Vec::len);
             out.push_str(&format!(
