@@ -273,6 +273,13 @@ fn requests_on_one_connection_are_answered_in_turn_with_their_ids() {
     let (a, b) = (c.response(), c.response());
     assert_eq!((a.id, b.id), (Some(8), Some(9)));
     assert_eq!(b.result, json!({"op": "config.show"}));
+    // The last request may end with the client's sending side instead of
+    // a newline (`printf '%s' ... | socat`).
+    let mut c = Raw::connect(&path);
+    c.send(b"{\"version\":1,\"id\":10,\"op\":\"stats\",\"args\":{}}");
+    c.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(c.response().id, Some(10));
+    assert!(c.closed());
 }
 
 #[test]
