@@ -17,7 +17,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::stat::{umask, Mode};
 use serde_json::Value;
 use tracing::{debug, warn};
+
+/// Held while the process umask is narrowed for a bind.
+static UMASK: Mutex<()> = Mutex::new(());
 
 /// The bounds of the transport; [`Limits::default`] is what the daemon
 /// uses, tests shorten the times.
@@ -111,10 +114,16 @@ impl ControlSocket {
         clear_stale(path)?;
 
         // The socket is created with the process umask: narrow it while
-        // binding so that no client can connect before the chmod.
-        let old = umask(Mode::from_bits_truncate(0o177));
-        let bound = UnixListener::bind(path);
-        umask(old);
+        // binding so that no client can connect before the chmod. The
+        // umask is the process's: two binds at once (tests) must not
+        // restore each other's.
+        let bound = {
+            let _one = UMASK.lock().unwrap_or_else(|e| e.into_inner());
+            let old = umask(Mode::from_bits_truncate(0o177));
+            let bound = UnixListener::bind(path);
+            umask(old);
+            bound
+        };
         let listener = bound.map_err(|e| fail("cannot listen", &e))?;
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))
             .map_err(|e| fail("cannot make it 0600", &e))?;
@@ -170,10 +179,15 @@ impl Drop for ControlSocket {
 /// the socket for their own.
 fn private_directory(dir: &Path) -> io::Result<()> {
     match fs::metadata(dir) {
-        Err(e) if e.kind() == ErrorKind::NotFound => fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir),
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            // The umask may have taken bits from 0700; it must be exactly
+            // that, or tgw's own user cannot enter it.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        }
         Err(e) => Err(e),
         Ok(meta) => {
             let euid = nix::unistd::geteuid().as_raw();

@@ -170,6 +170,15 @@ fn the_socket_is_0600_in_a_0700_directory_and_gone_after_stop() {
     assert!(Raw::connect(&path).request(stats(), None).ok);
     drop(server);
     assert!(!path.exists(), "the socket outlived tgw");
+
+    // A narrow umask must not leave the directory without its x bit.
+    let path = scratch.0.join("narrow").join("tgw.sock");
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let socket = ControlSocket::bind(&path, quick());
+    nix::sys::stat::umask(old);
+    let _server = Server::answering(socket.expect("bind"));
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(mode(&path), 0o600);
 }
 
 #[test]
