@@ -195,6 +195,10 @@ struct Block {
 /// One pool's share on one worker.
 #[derive(Debug, Default)]
 struct PoolShare {
+    /// The pool the blocks were cut from: a port goes back into its block
+    /// by this, even once the pool has left the tables (a flow of a
+    /// removed pool ends after the removal).
+    pool: Option<Pool>,
     /// Every block of the pool, address-major; only this worker's are
     /// used here.
     blocks: Vec<Block>,
@@ -243,6 +247,7 @@ impl Snat {
                     .collect();
                 let hosts = FastMap::with_capacity_and_hasher(free.len(), Default::default());
                 PoolShare {
+                    pool: Some(p.clone()),
                     blocks: vec![Block::default(); n as usize],
                     free,
                     hosts,
@@ -288,7 +293,10 @@ impl Snat {
     }
 
     /// One flow of `inside`'s mapping ended; the port is free with the last.
-    pub fn release(&mut self, pools: &Pools, inside: Inside) {
+    /// The port goes back by the pool this worker's share was cut from,
+    /// whatever `_pools` (the tables in use) holds now: the flow may end
+    /// because its pool was removed.
+    pub fn release(&mut self, _pools: &Pools, inside: Inside) {
         let Some(m) = self.mappings.get_mut(&inside) else {
             return;
         };
@@ -299,11 +307,8 @@ impl Snat {
         let outside = m.outside;
         self.mappings.remove(&inside);
         self.by_outside.remove(&outside);
-        if let (Some(pool), Some(share)) = (
-            pools.get(inside.pool),
-            self.shares.get_mut(inside.pool as usize),
-        ) {
-            share.put_port(pool, inside.private, outside);
+        if let Some(share) = self.shares.get_mut(inside.pool as usize) {
+            share.put_port(inside.private, outside);
         }
     }
 
@@ -351,7 +356,10 @@ impl PoolShare {
         Ok(Outside { addr, port })
     }
 
-    fn put_port(&mut self, pool: &Pool, host: u32, outside: Outside) {
+    fn put_port(&mut self, host: u32, outside: Outside) {
+        let Some(pool) = &self.pool else {
+            return;
+        };
         let Some(a) = pool.addrs.iter().position(|&a| a == outside.addr) else {
             return;
         };
@@ -403,6 +411,23 @@ mod tests {
             private,
             port,
         }
+    }
+
+    #[test]
+    fn a_port_comes_back_after_its_pool_left_the_tables() {
+        let p = pools(2, 65535);
+        let mut s = Snat::new(&p, 0, 1, 1000);
+        s.map(&p, inside(7, 5000)).unwrap();
+        assert_eq!(s.ports_in_use(0), 1);
+        // The flow ends because its pool was removed: the tables in use
+        // no longer hold it.
+        s.release(&Pools::default(), inside(7, 5000));
+        assert_eq!((s.ports_in_use(0), s.len()), (0, 0));
+        // Its block is free again: the host can take every block anew.
+        for port in 0..2 * BLOCK {
+            s.map(&p, inside(7, port)).unwrap();
+        }
+        assert!(s.map(&p, inside(7, 9999)).is_err(), "max_blocks");
     }
 
     #[test]
