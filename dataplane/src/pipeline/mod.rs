@@ -536,6 +536,11 @@ impl Pipeline {
             // source never reaches the Internet, and a tenant's own public
             // address passes its firewall like any other.
             Some(NextHop::Public) => {
+                if let Some(zone) = Zone::tenant(tenant.id.index()) {
+                    if let Some(reason) = self.revoke_stale(t, c, f.data(), zone, now) {
+                        return Verdict::Drop(reason);
+                    }
+                }
                 let src =
                     u32::from_be_bytes([f.data()[12], f.data()[13], f.data()[14], f.data()[15]]);
                 Verdict::Drop(if t.ingress.lookup(src) == Some(tenant.id.0) {
@@ -704,6 +709,10 @@ impl Pipeline {
         }
         if let Some(v) = self.public_flow(t, c, pe, f, now) {
             return v;
+        }
+        let ip = &f.data()[ETH..];
+        if let Some(reason) = self.revoke_stale(t, c, ip, Zone::PUBLIC, now) {
+            return Verdict::Drop(reason);
         }
         // Every address a tenant owns is behind its firewall: nothing
         // reaches a tenant but through a flow.

@@ -58,6 +58,29 @@ impl Pipeline {
         }
     }
 
+    /// A packet the full path is about to drop because its address has no
+    /// flows now — an elastic IP unbound, a pool or a public prefix
+    /// removed — may be one of a flow made before the change: that flow
+    /// is decided again, and ended with the packet's drop as `revoked`.
+    /// Otherwise the flow would outlive what admitted it, holding its
+    /// tenant's quota and NAT port until it expired. `ip` starts at the
+    /// IPv4 header; only packets that are drops anyway pay the lookup.
+    pub(super) fn revoke_stale(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        ip: &[u8],
+        zone: Zone,
+        now: u64,
+    ) -> Option<DropReason> {
+        if self.flows.is_empty() {
+            return None;
+        }
+        let key = Tuple::parse(ip)?.key(zone);
+        let (id, _) = self.flows.lookup(&key, now).hit()?;
+        self.current(t, c, id).err()
+    }
+
     /// The tunnel and epoch flow `id` has under `t`, if `t` still admits
     /// it.
     fn still_admitted(&self, t: &Tables, id: FlowId) -> Option<(u16, u32)> {
