@@ -306,9 +306,11 @@ impl Gw {
     /// takes the fast path: it is run against a probe snapshot that
     /// differs from the one in use only where the fast path does not look
     /// — `eip` unbound but no epoch moved, which the control plane never
-    /// does. The fast path trusts the flow and forwards; the full path
-    /// finds the address has no flows and drops. The flow's state is left
-    /// as a packet of it leaves it.
+    /// does. The fast path trusts a flow of the current epoch and
+    /// forwards; the full path finds the address has no flows and drops
+    /// (`no_route`), or, for a flow of an older epoch, decides it again
+    /// under the probe and ends it (`revoked`). A flow the fast path takes
+    /// is left as any packet of it leaves it.
     fn fast_path_takes(&mut self, packet: &[u8], eip: [u8; 4]) -> bool {
         let mut probe = (*self.tables).clone();
         probe.generation += 1;
@@ -333,7 +335,7 @@ impl Gw {
             .process_staged(&probe, &self.counters, &mut f, SEC, &hints[0]);
         match v {
             Verdict::Forward(UND) => true,
-            Verdict::Drop(DropReason::NoRoute) => false,
+            Verdict::Drop(DropReason::NoRoute | DropReason::Revoked) => false,
             v => panic!("probe: {v:?}"),
         }
     }
