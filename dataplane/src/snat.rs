@@ -61,6 +61,11 @@ impl Pool {
         (b < self.blocks_per_addr()).then_some(b)
     }
 
+    /// Whether `other` has the same blocks: the same addresses and ports.
+    fn same_blocks(&self, other: &Pool) -> bool {
+        self.addrs == other.addrs && self.lo == other.lo && self.hi == other.hi
+    }
+
     /// The worker, of `workers`, whose blocks hold `port`.
     pub fn owner_of_port(&self, port: u16, workers: u16) -> Option<u16> {
         let b = self.block_in_addr(port)?;
@@ -278,6 +283,12 @@ impl Snat {
             .shares
             .get_mut(inside.pool as usize)
             .ok_or(SnatError::Exhausted)?;
+        // A share hands out the blocks it was cut from: a pool whose
+        // addresses or ports changed since (at runtime) has none here
+        // until the worker is given a share of it, as an added pool.
+        if !share.pool.as_ref().is_some_and(|p| p.same_blocks(pool)) {
+            return Err(SnatError::Exhausted);
+        }
         let outside = share.take_port(pool, inside.private)?;
         self.mappings.insert(inside, Mapping { outside, refs: 1 });
         self.by_outside.insert(outside, inside);
@@ -428,6 +439,23 @@ mod tests {
             s.map(&p, inside(7, port)).unwrap();
         }
         assert!(s.map(&p, inside(7, 9999)).is_err(), "max_blocks");
+    }
+
+    #[test]
+    fn a_pool_changed_since_the_share_was_cut_gets_no_ports_from_it() {
+        let p = pools(1, 1087);
+        let mut s = Snat::new(&p, 0, 1, 1000);
+        let mut fewer = p.clone();
+        let mut one = fewer.remove(TenantId(0)).unwrap();
+        one.addrs.truncate(1);
+        fewer.insert(one).unwrap();
+        // The share has a block on the second address, which the pool no
+        // longer has: refused, not a port of an address out of the pool.
+        for host in 1..4 {
+            assert_eq!(s.map(&fewer, inside(host, 5000)), Err(SnatError::Exhausted));
+        }
+        assert_eq!(s.ports_in_use(0), 0);
+        s.map(&p, inside(1, 5000)).unwrap();
     }
 
     #[test]

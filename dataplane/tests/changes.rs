@@ -920,3 +920,55 @@ fn random_run(mut seed: u64, steps: usize) {
     assert!(passed > 300, "{passed} packets passed");
     assert!(revoked > 10, "{revoked} flows revoked");
 }
+
+/// Tenant 1's VM at 10.0.0.`n`, and its MAC inside the tunnel.
+fn vm(n: u8) -> ([u8; 4], [u8; 6]) {
+    ([10, 0, 0, n], [2, 0, 0, 0, 0xa, n])
+}
+
+#[test]
+fn a_pool_changed_at_runtime_hands_out_only_its_own_addresses() {
+    // One block of 64 ports on each of two addresses, a block a host.
+    let two = SnatSpec {
+        key: T1_KEY,
+        addrs: vec![ip(POOL1), ip([3, 3, 3, 2])],
+        ports: (1024, 1087),
+        max_blocks: 1,
+        endpoint_independent_filtering: false,
+    };
+    let mut spec = spec();
+    spec.snat.push(two.clone());
+    for n in 20..24 {
+        let (addr, mac) = vm(n);
+        spec.inner_neighbours.push((T1_KEY, ip(addr), mac));
+    }
+    let mut gw = Gw::with_spec(spec);
+    // The pool loses its second address.
+    let one = SnatSpec {
+        addrs: vec![ip(POOL1)],
+        ..two
+    };
+    gw.change(|next, _, epoch| {
+        next.set_pool(&one).unwrap();
+        let t1 = next.tenants.get(T1).unwrap().with_epoch(epoch);
+        next.set_tenant(t1).unwrap();
+    });
+    // Hosts open flows until the pool runs dry: whatever the worker does
+    // with its share, no source outside the pool leaves.
+    for n in 20..24 {
+        let (addr, mac) = vm(n);
+        let (v, out) = {
+            let inner = eth(T1_MAC, mac, &udp((addr, 5000), (CLIENT, 53)));
+            let frame = gre_frame(HOST1, HOST1_MAC, T1_KEY, 0x6558, &inner);
+            gw.run(&frame, UND)
+        };
+        match v {
+            Verdict::Forward(PUB) => {
+                let (src, _) = addrs(&out[14..]);
+                assert_eq!(src, POOL1, "host {n} leaves from the pool");
+            }
+            Verdict::Drop(DropReason::NoNatPort) => {}
+            v => panic!("host {n}: {v:?}"),
+        }
+    }
+}
