@@ -708,6 +708,20 @@ fn icmp_errors_about_a_revoked_flow_are_not_translated() {
     assert_ne!(gw.t1(&icmp_error(VM, CLIENT, &got)), Verdict::Forward(PUB));
 }
 
+#[test]
+fn icmp_errors_about_flows_of_an_unbound_elastic_ip_are_not_translated() {
+    let mut gw = Gw::new();
+    gw.connect(40022, EIP1, 22);
+    gw.connect(40023, EIP1, 23);
+    gw.unbind_eip1();
+    let sent = tcp((EIP1, 22), (CLIENT, 40022), "A");
+    let (v, _) = gw.client(&icmp_error(ROUTER, EIP1, &sent));
+    assert_eq!(v, Verdict::Drop(DropReason::NoRoute), "from the Internet");
+    let got = tcp((CLIENT, 40023), (VM, 23), "A");
+    let v = gw.t1(&icmp_error(VM, CLIENT, &got));
+    assert_eq!(v, Verdict::Drop(DropReason::NoNat), "from the VM");
+}
+
 // ----------------------------------------------------- random, against a model
 
 /// One connection of the model: from the client's `cport` to the VM's
