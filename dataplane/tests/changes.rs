@@ -487,6 +487,29 @@ fn binding_the_elastic_ip_again_lets_new_connections_in() {
     assert_eq!(gw.pipeline.flows(), 2);
 }
 
+#[test]
+fn an_elastic_ip_moved_to_another_tenant_ends_the_old_tenants_flows() {
+    let mut gw = Gw::new();
+    gw.connect(40000, EIP1, 22);
+    // Both tenants' elastic IPs change: both move to a new epoch.
+    gw.change(|next, _, epoch| {
+        next.set_eip(ip(EIP1), T2_KEY, ip(VM8)).unwrap();
+        for id in [T1, T2] {
+            let t = next.tenants.get(id).unwrap().with_epoch(epoch);
+            next.set_tenant(t).unwrap();
+        }
+    });
+    let (v, _) = gw.client(&tcp((CLIENT, 40000), (EIP1, 22), "A"));
+    assert_eq!(v, REVOKED, "tenant 1's flow");
+    assert_eq!(gw.pipeline.flows(), 0);
+    // The same ports open a connection into tenant 2 now.
+    let (v, out) = gw.client(&tcp((CLIENT, 40000), (EIP1, 22), "S"));
+    assert_eq!(v, Verdict::Forward(UND));
+    let (host, key, inner) = open_gre(&out);
+    assert_eq!((host, key), (HOST2, T2_KEY));
+    assert_eq!(addrs(&inner), (CLIENT, VM8));
+}
+
 // ------------------------------------------------------------------ routes
 
 #[test]
