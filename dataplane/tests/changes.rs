@@ -470,6 +470,25 @@ fn unbinding_an_elastic_ip_ends_its_flows_on_their_next_packet_either_way() {
     assert_eq!(gw.pipeline.flows(), 0);
 }
 
+/// A flow whose packets stop coming (with several workers, they may land
+/// on another worker once the address that steered them is gone) ends
+/// within a pass of the sweep, not when it would have expired.
+#[test]
+fn the_sweep_ends_flows_of_an_unbound_elastic_ip_that_see_no_more_packets() {
+    let mut gw = Gw::new();
+    gw.connect(40000, EIP1, 22);
+    gw.connect(40001, EIP2, 23);
+    assert_eq!(gw.pipeline.flows(), 2);
+    gw.unbind_eip1();
+    // A whole pass of the sweep, at a time long before any expiry.
+    for _ in 0..=gw.pipeline.flow_capacity() / 64 + 1 {
+        gw.pipeline.sweep(&gw.tables, &gw.counters, 1);
+    }
+    assert_eq!(gw.pipeline.flows(), 1, "tenant 2's flow is left");
+    let expired = gw.counters.tenant(T1.index()).unwrap().flows_expired.get();
+    assert_eq!(expired, 1, "tenant 1's flow ended in its count");
+}
+
 #[test]
 fn binding_the_elastic_ip_again_lets_new_connections_in() {
     let mut gw = Gw::new();

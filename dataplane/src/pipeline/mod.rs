@@ -118,6 +118,8 @@ pub struct Pipeline {
     unreplied_quota: u64,
     /// The ICMP error limit each tenant gets, per side.
     icmp_each: TokenBucket,
+    /// Where the sweep of flows decided under an older epoch goes on.
+    stale_at: u32,
 }
 
 pub mod admin;
@@ -179,6 +181,7 @@ impl Pipeline {
             frag_budget: Budget::new(DEFAULT_TENANTS, 1_000_000_000),
             quota: u64::MAX,
             unreplied_quota: u64::MAX,
+            stale_at: 0,
         }
     }
 
@@ -263,6 +266,11 @@ impl Pipeline {
         self.flows.len()
     }
 
+    /// Flows this worker's table can hold.
+    pub fn flow_capacity(&self) -> usize {
+        self.flows.capacity()
+    }
+
     /// Removes a bounded number of expired flows, and of flows whose
     /// tenant was removed; the worker calls it between bursts.
     pub fn sweep(&mut self, t: &Tables, c: &WorkerCounters, now: u64) {
@@ -272,6 +280,7 @@ impl Pipeline {
             ended(snat, &t.pools, c, &gone.value);
         });
         c.sweep_passes.set(self.flows.sweep_passes());
+        self.sweep_stale(t, c);
         self.frags.sweep(now, SWEEP_BUDGET);
         for (i, p) in t.pools.iter() {
             if let Some(tc) = c.tenant(p.tenant.index()) {

@@ -81,6 +81,32 @@ impl Pipeline {
         self.current(t, c, id).err()
     }
 
+    /// Decides again a bounded slice of the flows whose tenant moved to a
+    /// new epoch, round robin over the table. A flow whose packets no
+    /// longer reach this worker — steering follows elastic IPs and pools,
+    /// and an unbound address leads elsewhere — would otherwise hold its
+    /// quota and NAT port until it expired; here it ends within a pass of
+    /// the sweep.
+    pub(super) fn sweep_stale(&mut self, t: &Tables, c: &WorkerCounters) {
+        let cap = self.flows.capacity() as u32;
+        for _ in 0..SWEEP_BUDGET.min(cap as usize) {
+            let id = FlowId::new(self.stale_at);
+            self.stale_at = if self.stale_at + 1 >= cap {
+                0
+            } else {
+                self.stale_at + 1
+            };
+            let stale = self.flows.get(id).is_some_and(|conn| {
+                t.tenants
+                    .get(conn.tenant_id())
+                    .is_some_and(|x| x.epoch != conn.epoch)
+            });
+            if stale {
+                let _ = self.current(t, c, id);
+            }
+        }
+    }
+
     /// The tunnel and epoch flow `id` has under `t`, if `t` still admits
     /// it.
     fn still_admitted(&self, t: &Tables, id: FlowId) -> Option<(u16, u32)> {
