@@ -10,9 +10,9 @@
 //! gets a new epoch, so that its flows are decided again on their next
 //! packet (pipeline/redecide.rs), and only its flows.
 //!
-//! Here too live the handles that outlast a change: tenants keep their
-//! slots (given by the running state), rules their counter slots, and a
-//! removed tenant's slot waits until every worker has swept its flows.
+//! The handles that outlast a change — tenant slots, rule counter slots —
+//! are the running state's (`ctl::running`): a tenant keeps its slot, and
+//! a rule its counter, while it lives.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -20,7 +20,7 @@ use std::net::Ipv4Addr;
 use ctl::config::{Config, Snat, Tenant};
 use dataplane::firewall::{RuleId, RuleSpec};
 use dataplane::neighbour::{NeighKey, NeighbourWriter};
-use dataplane::tables::{BuildError, Spec, Tables, TenantSpec};
+use dataplane::tables::{BuildError, Spec, Tables};
 use dataplane::tenant::TenantId;
 use rte::MacAddr;
 
@@ -51,8 +51,6 @@ pub enum Piece<'a> {
 #[derive(Debug)]
 pub enum ChangeError {
     Build(BuildError),
-    /// Every rule counter slot (`[dataplane] rule_slots`) is taken.
-    RuleSlots(u32),
     /// A tenant's slot is past `[dataplane] tenant_slots`.
     TenantSlot(TenantId),
 }
@@ -61,10 +59,6 @@ impl std::fmt::Display for ChangeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ChangeError::Build(e) => write!(f, "{e}"),
-            ChangeError::RuleSlots(n) => write!(
-                f,
-                "all {n} firewall rule slots are taken; raise [dataplane] rule_slots (restart)"
-            ),
             ChangeError::TenantSlot(t) => write!(
                 f,
                 "tenant slot {} is past [dataplane] tenant_slots; raise it (restart)",
@@ -85,7 +79,6 @@ pub struct Runtime {
     ports: Vec<(u16, MacAddr)>,
     /// The last epoch handed out: each touched tenant gets the next.
     epoch: u32,
-    rules: RuleSlots,
     tenant_slots: u32,
     /// Each tenant's public prefixes, `(prefix, len, key)`, from which the
     /// ingress table is rebuilt when one changes.
@@ -97,7 +90,6 @@ impl Runtime {
         Runtime {
             ports,
             epoch: 1,
-            rules: RuleSlots::new(config.dataplane.rule_slots),
             tenant_slots: config.dataplane.tenant_slots,
             ingress: BTreeMap::new(),
         }
@@ -112,6 +104,7 @@ impl Runtime {
         config: &Config,
         slots: &[TenantId],
         generation: u64,
+        rules: &RuleSlotsOf<'_>,
         writer: &mut NeighbourWriter,
     ) -> Result<Tables, ChangeError> {
         let spec: Spec = tables::spec(config, &self.ports);
@@ -124,8 +117,8 @@ impl Runtime {
             }
             tenants.push((id, ts, epoch));
         }
-        let ids = self.rules.assign_all(&tenants)?;
-        let mut give = |t: TenantId, i: usize, _: &RuleSpec| ids[&t.0][i];
+        let ids: HashMap<u32, Vec<u32>> = slots.iter().map(|t| (t.0, rules(t.0))).collect();
+        let mut give = |t: TenantId, i: usize, _: &RuleSpec| rule_id(ids.get(&t.0), i);
         let tables = Tables::build_slotted(&spec, &tenants, generation, writer, &mut give)?;
         self.ingress.clear();
         for (t, &id) in config.tenants.iter().zip(slots) {
@@ -141,6 +134,7 @@ impl Runtime {
         current: &Tables,
         pieces: &[Piece<'_>],
         generation: u64,
+        rules: &RuleSlotsOf<'_>,
         writer: &mut NeighbourWriter,
     ) -> Result<Tables, ChangeError> {
         let mut next = current.clone();
@@ -156,9 +150,9 @@ impl Runtime {
                         return Err(ChangeError::TenantSlot(id));
                     }
                     let spec = tenant_spec(t);
-                    let ids = self.rules.assign(id, &spec.firewall.rules)?;
+                    let ids = rules(id.0);
                     self.epoch += 1;
-                    let mut give = |_: TenantId, i: usize, _: &RuleSpec| ids[i];
+                    let mut give = |_: TenantId, i: usize, _: &RuleSpec| rule_id(Some(&ids), i);
                     let built = next.build_tenant(id, &spec, self.epoch, writer, &mut give)?;
                     next.set_tenant(built)?;
                     for n in &t.neighbours {
@@ -174,7 +168,6 @@ impl Runtime {
                 }
                 Piece::TenantRemoved(id) => {
                     next.remove_tenant(id);
-                    self.rules.release(id);
                     ingress |= self.ingress.remove(&id.0).is_some();
                 }
                 Piece::Eip {
@@ -230,10 +223,16 @@ impl Runtime {
         Ok(next)
     }
 
-    /// Rule counter slots in use, and all there are.
-    pub fn rule_slots(&self) -> (usize, u32) {
-        (self.rules.in_use(), self.rules.cap)
-    }
+}
+
+/// The counter slots of a tenant's rules, in rule order, by tenant slot:
+/// the running state's.
+pub type RuleSlotsOf<'a> = dyn Fn(u32) -> Vec<u32> + 'a;
+
+/// Rule `i`'s counter among `ids`. A rule without one (which the running
+/// state never leaves) counts on the last slot, never on another rule's.
+fn rule_id(ids: Option<&Vec<u32>>, i: usize) -> RuleId {
+    RuleId(ids.and_then(|v| v.get(i)).copied().unwrap_or(u32::MAX))
 }
 
 /// A tenant's public prefixes as the ingress table takes them.
@@ -242,140 +241,4 @@ fn ingress_of(t: &Tenant) -> Vec<(Ipv4Addr, u8, u32)> {
         .iter()
         .map(|c| (c.addr, c.len, t.key))
         .collect()
-}
-
-/// Firewall rules' counter slots: a rule keeps its slot while it lives
-/// in its tenant, whatever else changes, so its count goes on; a slot
-/// freed by a removed rule is given to the next new one.
-struct RuleSlots {
-    cap: u32,
-    next: u32,
-    free: Vec<u32>,
-    /// Each tenant's rules, in order, with their slots.
-    tenants: HashMap<u32, Vec<(RuleSpec, RuleId)>>,
-}
-
-impl RuleSlots {
-    fn new(cap: u32) -> RuleSlots {
-        RuleSlots {
-            cap,
-            next: 0,
-            free: Vec::new(),
-            tenants: HashMap::new(),
-        }
-    }
-
-    fn in_use(&self) -> usize {
-        self.tenants.values().map(Vec::len).sum()
-    }
-
-    /// Slots for `tenant`'s rules as they now are: a rule it had keeps its
-    /// slot (the first of equal rules the first slot), a removed one's
-    /// slot is freed, and a new one gets a free slot. Refused, with
-    /// nothing changed, when the slots run out.
-    fn assign(&mut self, tenant: TenantId, rules: &[RuleSpec]) -> Result<Vec<RuleId>, ChangeError> {
-        let mut old = self.tenants.get(&tenant.0).cloned().unwrap_or_default();
-        let kept: Vec<Option<RuleId>> = rules
-            .iter()
-            .map(|rule| {
-                let i = old.iter().position(|(r, _)| r == rule)?;
-                Some(old.swap_remove(i).1)
-            })
-            .collect();
-        let needed = kept.iter().filter(|k| k.is_none()).count();
-        let available = self.free.len() + old.len() + (self.cap - self.next) as usize;
-        if needed > available {
-            return Err(ChangeError::RuleSlots(self.cap));
-        }
-        self.free.extend(old.into_iter().map(|(_, id)| id.0));
-        let ids: Vec<RuleId> = kept
-            .into_iter()
-            .map(|k| k.unwrap_or_else(|| RuleId(self.take())))
-            .collect();
-        self.tenants.insert(
-            tenant.0,
-            rules.iter().copied().zip(ids.iter().copied()).collect(),
-        );
-        Ok(ids)
-    }
-
-    /// A free slot; the caller checked there is one.
-    fn take(&mut self) -> u32 {
-        self.free.pop().unwrap_or_else(|| {
-            self.next += 1;
-            self.next - 1
-        })
-    }
-
-    /// [`RuleSlots::assign`] for every tenant of a whole build.
-    fn assign_all(
-        &mut self,
-        tenants: &[(TenantId, &TenantSpec, u32)],
-    ) -> Result<HashMap<u32, Vec<RuleId>>, ChangeError> {
-        let mut all = HashMap::with_capacity(tenants.len());
-        for &(id, spec, _) in tenants {
-            all.insert(id.0, self.assign(id, &spec.firewall.rules)?);
-        }
-        Ok(all)
-    }
-
-    fn release(&mut self, tenant: TenantId) {
-        if let Some(rules) = self.tenants.remove(&tenant.0) {
-            self.free.extend(rules.into_iter().map(|(_, id)| id.0));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use dataplane::firewall::{Action, Direction, ProtoMatch};
-
-    fn rule(port: u16) -> RuleSpec {
-        RuleSpec::new(
-            Direction::In,
-            Action::Allow,
-            ProtoMatch::Tcp {
-                sport: dataplane::firewall::PortRange::ANY,
-                dport: dataplane::firewall::PortRange::one(port),
-            },
-        )
-    }
-
-    #[test]
-    fn a_rule_keeps_its_counter_slot_while_others_come_and_go() {
-        let mut s = RuleSlots::new(8);
-        let (a, b) = (TenantId(0), TenantId(1));
-        let first = s.assign(a, &[rule(22), rule(80)]).unwrap();
-        let other = s.assign(b, &[rule(443)]).unwrap();
-        assert_eq!(first, [RuleId(0), RuleId(1)]);
-        assert_eq!(other, [RuleId(2)]);
-        // 22 removed, 25 added in front: 80 keeps its slot, 25 takes the
-        // one 22 left.
-        let second = s.assign(a, &[rule(25), rule(80)]).unwrap();
-        assert_eq!(second, [RuleId(0), RuleId(1)], "80 keeps its counter");
-        assert_eq!(
-            s.assign(b, &[rule(443), rule(8080)]).unwrap(),
-            [RuleId(2), RuleId(3)]
-        );
-        s.release(a);
-        assert_eq!(s.in_use(), 2);
-    }
-
-    #[test]
-    fn running_out_of_slots_refuses_and_keeps_the_tenants_slots() {
-        let mut s = RuleSlots::new(2);
-        let a = TenantId(0);
-        assert_eq!(
-            s.assign(a, &[rule(1), rule(2)]).unwrap(),
-            [RuleId(0), RuleId(1)]
-        );
-        assert!(matches!(
-            s.assign(a, &[rule(1), rule(2), rule(3)]),
-            Err(ChangeError::RuleSlots(2))
-        ));
-        assert_eq!(s.in_use(), 2);
-        assert_eq!(s.assign(a, &[rule(2)]).unwrap(), [RuleId(1)]);
-        assert_eq!(s.assign(TenantId(1), &[rule(9)]).unwrap(), [RuleId(0)]);
-    }
 }
