@@ -55,6 +55,8 @@ mod span;
 mod tenant;
 mod validate;
 
+pub(crate) use self::validate::object;
+
 use std::fmt;
 use std::path::Path;
 

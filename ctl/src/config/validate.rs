@@ -10,6 +10,7 @@ mod addrs;
 mod control;
 mod links;
 mod nat;
+pub(crate) mod object;
 mod neighbours;
 mod packet;
 mod ports;
@@ -21,9 +22,11 @@ mod workers;
 use toml::Spanned;
 
 use super::error::Report;
-use super::raw::{List, RawConfig, RawDataplane, RawEal, RawMempool, RawPort, Section};
+use std::net::Ipv4Addr;
+
+use super::raw::{List, RawConfig, RawDataplane, RawEal, RawMempool, RawPort, RawTenant, Section};
 use super::{
-    Config, CpuSet, Dataplane, Eal, Mempool, Mode, Role, MAX_LCORE, MBUF_HEADROOM,
+    Config, CpuSet, Dataplane, Eal, Eip, Mempool, Mode, Role, MAX_LCORE, MBUF_HEADROOM,
     MEMPOOL_CACHE_MAX, RING_SLOTS, RULE_SLOTS_DEFAULT, RULE_SLOTS_MAX, TENANT_SLOTS_DEFAULT,
     TENANT_SLOTS_MAX, WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS, WORKER_MBUFS_IN_FLIGHT,
 };
@@ -62,11 +65,15 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         eips: &rules::eip_hints(&raw.eips),
     };
     let tenants = tenants::tenants(&raw.tenants, &context, r);
-    let eips = nat::eips(&raw.eips, tenants.as_deref(), ports.as_deref(), r);
+    let tenant_list = tenants.as_ref().map(|t| t as &dyn nat::Tenants);
+    let eips = nat::eips(&raw.eips, tenant_list, ports.as_deref(), r);
+    let is_eip = eips
+        .as_deref()
+        .map(|eips| move |ip| eips.iter().any(|e: &Eip| e.public == ip));
     let snat = nat::snat(
         &raw.snat,
-        tenants.as_deref(),
-        eips.as_deref(),
+        tenant_list,
+        is_eip.as_ref().map(|f| f as &dyn Fn(Ipv4Addr) -> bool),
         ports.as_deref(),
         r,
     );
@@ -95,7 +102,7 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
     };
     mempool_size(&config, raw, r);
     memory_size(&config, raw, r);
-    gre_sequence_workers(&config, raw, r);
+    gre_sequence_workers(config.workers.len(), &raw.tenants, r);
     slots(&config, raw, r);
     Some(config)
 }
@@ -127,12 +134,11 @@ fn slots(config: &Config, raw: &RawConfig, r: &mut Report) {
 /// tunnel's frames leave from two TX queues with numbers from two
 /// counters, and the host drops every frame numbered below the last it
 /// took (docs/decisions.md, "GRE checksums and sequence numbers on send").
-fn gre_sequence_workers(config: &Config, raw: &RawConfig, r: &mut Report) {
-    let workers = config.workers.len();
+fn gre_sequence_workers(workers: usize, tenants: &List<RawTenant>, r: &mut Report) {
     if workers <= 1 {
         return;
     }
-    for t in &raw.tenants.items {
+    for t in &tenants.items {
         if let Some(v) = t.value.gre_sequence.as_ref().filter(|v| *v.get_ref()) {
             let name = t.value.name.as_ref().map_or("?", |n| n.get_ref().as_str());
             r.at(

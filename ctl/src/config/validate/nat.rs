@@ -9,7 +9,22 @@ use super::addrs::host;
 use super::links::owner;
 use super::Report;
 use crate::config::raw::{List, RawEip, RawSnat};
-use crate::config::{Eip, Filtering, Port, Snat, Tenant, SNAT_MAX_BLOCKS_RANGE};
+use crate::config::{Eip, Filtering, Ipv4Cidr, Port, Snat, Tenant, SNAT_MAX_BLOCKS_RANGE};
+
+/// How `[[eip]]` and `[[snat]]` find the tenant they name: in the file's
+/// list, or in the running state's index (`crate::running`), so that one
+/// elastic IP is checked without a list of every tenant.
+pub(crate) trait Tenants {
+    /// The tenant's index (its slot, in the running state) and prefixes.
+    fn find(&self, name: &str) -> Option<(usize, &[Ipv4Cidr])>;
+}
+
+impl Tenants for Vec<Tenant> {
+    fn find(&self, name: &str) -> Option<(usize, &[Ipv4Cidr])> {
+        let i = self.iter().position(|t| t.name == name)?;
+        Some((i, &self[i].prefixes))
+    }
+}
 
 /// Why a NAT address cannot be one of the gateway's own: it answers those
 /// itself (ARP, ping) and passes nothing sent to them on, so the replies
@@ -26,7 +41,7 @@ fn gateway_own(label: &str, ip: Ipv4Addr, ports: Option<&[Port]>) -> Option<Stri
 /// tenants wait for it to be fixed.
 pub(super) fn eips(
     list: &List<RawEip>,
-    tenants: Option<&[Tenant]>,
+    tenants: Option<&dyn Tenants>,
     ports: Option<&[Port]>,
     r: &mut Report,
 ) -> Option<Vec<Eip>> {
@@ -79,7 +94,7 @@ pub(super) fn eips(
             ok = false;
             continue;
         };
-        let Some(index) = tenants.iter().position(|t| t.name == name) else {
+        let Some((index, prefixes)) = tenants.find(&name) else {
             r.at(
                 name_at,
                 format!("{label}: no [[tenant]] is named {name:?}; use one of the tenants' names"),
@@ -91,8 +106,7 @@ pub(super) fn eips(
             r.at(public_at, why);
             ok = false;
         }
-        let t = &tenants[index];
-        if !t.prefixes.iter().any(|p| p.contains(private)) {
+        if !prefixes.iter().any(|p| p.contains(private)) {
             r.at(
                 private_at,
                 format!(
@@ -127,11 +141,12 @@ pub(super) fn eips(
     ok.then_some(out)
 }
 
-/// `eips` is `None` while an `[[eip]]` is broken.
+/// `eip` tells whether an address is an elastic IP; `None` while an
+/// `[[eip]]` is broken.
 pub(super) fn snat(
     list: &List<RawSnat>,
-    tenants: Option<&[Tenant]>,
-    eips: Option<&[Eip]>,
+    tenants: Option<&dyn Tenants>,
+    eip: Option<&dyn Fn(Ipv4Addr) -> bool>,
     ports: Option<&[Port]>,
     r: &mut Report,
 ) -> Option<Vec<Snat>> {
@@ -153,7 +168,7 @@ pub(super) fn snat(
                 None
             }
             (Some(name), Some(tenants)) => {
-                let found = tenants.iter().position(|t| t.name == *name.get_ref());
+                let found = tenants.find(name.get_ref()).map(|(i, _)| i);
                 if found.is_none() {
                     r.at(
                         name.span().start,
@@ -187,7 +202,7 @@ pub(super) fn snat(
                     match host(a, &label, "addresses", r) {
                         Some(ip) => {
                             let taken = owners.insert(ip, label.clone()).is_some()
-                                || eips.is_some_and(|e| e.iter().any(|e| e.public == ip));
+                                || eip.is_some_and(|is_eip| is_eip(ip));
                             if taken {
                                 r.at(a.span().start, format!("{label}: {ip} is already an elastic IP or in another pool; a public address serves one purpose, so use another"));
                                 ok = false;

@@ -30,14 +30,14 @@ pub(super) struct Context<'a> {
 }
 
 /// A tunnel host and where it is written.
-type Host = (Ipv4Addr, usize);
+pub(super) type Host = (Ipv4Addr, usize);
 
 /// A public prefix and where it is written.
-type Public = (Ipv4Cidr, usize);
+pub(super) type Public = (Ipv4Cidr, usize);
 
 /// A public prefix already claimed: where, and by which tenant (its index
 /// and label).
-struct Claimed {
+pub(super) struct Claimed {
     prefix: Ipv4Cidr,
     at: usize,
     tenant: usize,
@@ -381,13 +381,13 @@ fn public_prefixes(
 
 /// What [`public_reach`] checks a tenant's public prefixes against. A
 /// `None` part is broken (and reported): the checks that need it wait.
-struct Inbound<'a> {
+pub(super) struct Inbound<'a> {
     /// Index of the tenant in the file, to tell its own claims apart.
-    tenant: usize,
-    label: &'a str,
-    hosts: Option<&'a [Host]>,
-    routes: Option<&'a [TenantRoute]>,
-    ports: Option<&'a [Port]>,
+    pub tenant: usize,
+    pub label: &'a str,
+    pub hosts: Option<&'a [Host]>,
+    pub routes: Option<&'a [TenantRoute]>,
+    pub ports: Option<&'a [Port]>,
 }
 
 /// Whether the public side can send each public prefix into this tenant
@@ -395,7 +395,7 @@ struct Inbound<'a> {
 /// destination alone picks the tenant), not on a port's own link (there an
 /// address is a neighbour reached by ARP, not a tenant's), and the
 /// tenant's VRF leads it to a host. Records the prefixes in `claimed`.
-fn public_reach(list: &[Public], cx: &Inbound, claimed: &mut Vec<Claimed>, r: &mut Report) -> bool {
+pub(super) fn public_reach(list: &[Public], cx: &Inbound, claimed: &mut Vec<Claimed>, r: &mut Report) -> bool {
     let label = cx.label;
     let mut ok = true;
     for &(p, at) in list {
@@ -497,7 +497,7 @@ fn tunnel_mac(
 
 /// The tenant's VRF. `hosts` is `None` when they are broken: routes to a
 /// host are then not checked against them.
-fn routes(
+pub(super) fn routes(
     list: &List<RawTenantRoute>,
     hosts: Option<&[Host]>,
     public: Option<bool>,
