@@ -14,7 +14,8 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Map, Value};
 
-use super::nat::{self, Tenants};
+use super::nat;
+pub(crate) use super::nat::Tenants;
 use super::rules::{self, EipHint, Own};
 use super::tenants::{self, Context, Host, Inbound};
 use super::{gre_sequence_workers, neighbours, routes, Report};
@@ -32,7 +33,14 @@ pub(crate) struct Invalid {
 }
 
 /// A tenant's sub-lists, written as `[[tenant.KEY]]` tables after its keys.
-const TENANT_LISTS: [&str; 6] = ["routes", "route", "neighbours", "neighbour", "rules", "rule"];
+const TENANT_LISTS: [&str; 6] = [
+    "routes",
+    "route",
+    "neighbours",
+    "neighbour",
+    "rules",
+    "rule",
+];
 
 /// What a tenant is checked against.
 pub(crate) struct TenantContext<'a> {
@@ -52,7 +60,11 @@ pub(crate) fn tenant(json: &Value, cx: &TenantContext) -> Result<Tenant, Invalid
         let context = Context {
             ports: Some(cx.ports),
             routes: Some(cx.routes),
-            public: Some(cx.ports.iter().any(|p| p.role == crate::config::Role::Public)),
+            public: Some(
+                cx.ports
+                    .iter()
+                    .any(|p| p.role == crate::config::Role::Public),
+            ),
             eips: cx.eips,
         };
         let out = tenants::tenants(&raw.tenants, &context, r);

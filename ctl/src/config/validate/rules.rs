@@ -91,7 +91,12 @@ pub(super) fn rules(
     ok.then_some(out)
 }
 
-pub(super) fn rule(section: &Section<RawTenantRule>, own: &Own, label: &str, r: &mut Report) -> Option<Rule> {
+pub(super) fn rule(
+    section: &Section<RawTenantRule>,
+    own: &Own,
+    label: &str,
+    r: &mut Report,
+) -> Option<Rule> {
     let v = &section.value;
     let direction = match &v.direction {
         None if !section.readable("direction") => None,

@@ -395,7 +395,12 @@ pub(super) struct Inbound<'a> {
 /// destination alone picks the tenant), not on a port's own link (there an
 /// address is a neighbour reached by ARP, not a tenant's), and the
 /// tenant's VRF leads it to a host. Records the prefixes in `claimed`.
-pub(super) fn public_reach(list: &[Public], cx: &Inbound, claimed: &mut Vec<Claimed>, r: &mut Report) -> bool {
+pub(super) fn public_reach(
+    list: &[Public],
+    cx: &Inbound,
+    claimed: &mut Vec<Claimed>,
+    r: &mut Report,
+) -> bool {
     let label = cx.label;
     let mut ok = true;
     for &(p, at) in list {

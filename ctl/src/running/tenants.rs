@@ -1,0 +1,278 @@
+//! Tenants: loading the file's, the whole state back as a config, and
+//! `tenant.add` / `tenant.del`.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use serde_json::Value;
+
+use super::state::{canonical, net, RuleEntry, State, TenantState, Tx, UNDERLAY};
+use super::{exists, invalid, not_found, Change, Cx, RuleAdded, Running};
+use crate::api::{ApiError, ErrorCode};
+use crate::config::object::{self, TenantContext};
+use crate::config::{Config, Eip, Neighbour, Route, Snat, Tenant};
+
+pub(super) fn load(config: Config) -> Running {
+    let mut fixed = config;
+    let tenants = std::mem::take(&mut fixed.tenants);
+    let routes = std::mem::take(&mut fixed.routes);
+    let neighbours = std::mem::take(&mut fixed.neighbours);
+    let eips = std::mem::take(&mut fixed.eips);
+    let pools = std::mem::take(&mut fixed.snat);
+
+    let mut s = State::default();
+    let mut next_handle = 1;
+    for r in routes {
+        s.routes.insert((side(&fixed, r.port), net(r.prefix)), r);
+    }
+    for n in neighbours {
+        s.neighbours.insert((n.port, n.ip), n.mac);
+    }
+    for (i, t) in tenants.into_iter().enumerate() {
+        let slot = u32::try_from(i).expect("fewer than 2^32 tenants");
+        let mut tx = Tx::new(&mut s);
+        insert(&mut tx, slot, t, &mut next_handle);
+    }
+    s.next_slot = s.tenants.len() as u32;
+    for e in eips {
+        let slot = e.tenant as u32;
+        s.eips.insert(e.public, (slot, e.private));
+        s.privates.insert((slot, e.private), e.public);
+        s.tenant_eips.insert((slot, e.public), ());
+    }
+    for p in pools {
+        let slot = p.tenant as u32;
+        for &a in &p.addresses {
+            s.pooled.insert(a, slot);
+        }
+        s.pools.insert(slot, p);
+    }
+    Running {
+        fixed,
+        state: s,
+        next_handle,
+    }
+}
+
+/// The side (public or underlay table) of a route out of port `port`.
+pub(super) fn side(fixed: &Config, port: usize) -> u8 {
+    match fixed.ports.get(port).map(|p| p.role) {
+        Some(crate::config::Role::Underlay) => UNDERLAY,
+        _ => super::state::PUBLIC,
+    }
+}
+
+pub(super) fn config(run: &Running) -> Config {
+    let s = &run.state;
+    let mut slots: Vec<u32> = s.tenants.keys().copied().collect();
+    slots.sort_unstable();
+    let index: HashMap<u32, usize> = slots.iter().enumerate().map(|(i, &s)| (s, i)).collect();
+    let mut c = run.fixed.clone();
+    c.tenants = slots.iter().map(|slot| s.tenants[slot].tenant()).collect();
+    c.routes = s.routes.values().copied().collect();
+    c.neighbours = s
+        .neighbours
+        .iter()
+        .map(|(&(port, ip), &mac)| Neighbour { port, ip, mac })
+        .collect();
+    let mut eips: Vec<Eip> = s
+        .eips
+        .iter()
+        .map(|(&public, &(slot, private))| Eip {
+            public,
+            tenant: index[&slot],
+            private,
+        })
+        .collect();
+    eips.sort_by_key(|e| e.public);
+    c.eips = eips;
+    let mut pools: Vec<Snat> = s
+        .pools
+        .values()
+        .map(|p| Snat {
+            tenant: index[&(p.tenant as u32)],
+            ..p.clone()
+        })
+        .collect();
+    pools.sort_by_key(|p| p.tenant);
+    c.snat = pools;
+    c
+}
+
+/// Puts a validated tenant in `slot` with its indices; its rules get
+/// handles from `next_handle`.
+fn insert(tx: &mut Tx, slot: u32, t: Tenant, next_handle: &mut u64) -> Vec<RuleAdded> {
+    let mut added = Vec::new();
+    let mut state = TenantState {
+        base: Tenant {
+            routes: Vec::new(),
+            neighbours: Vec::new(),
+            rules: Vec::new(),
+            ..t.clone()
+        },
+        routes: t.routes.iter().map(|r| (net(r.prefix), r.to)).collect(),
+        neighbours: t.neighbours.iter().map(|n| (n.ip, n.mac)).collect(),
+        rules: Vec::new(),
+        next_rule_slot: 0,
+        free_rule_slots: Default::default(),
+    };
+    for rule in t.rules {
+        let slot_of_rule = state.rule_slot();
+        state.rules.push(RuleEntry {
+            handle: *next_handle,
+            slot: slot_of_rule,
+            rule,
+        });
+        added.push(RuleAdded {
+            tenant: slot,
+            handle: *next_handle,
+            slot: slot_of_rule,
+        });
+        *next_handle += 1;
+    }
+    tx.put(|s| &mut s.names, t.name.clone(), slot);
+    tx.put(|s| &mut s.keys, t.key, slot);
+    for p in &t.public_prefixes {
+        tx.put(|s| &mut s.publics, net(*p), slot);
+    }
+    for h in &t.hosts {
+        let n = tx.s.hosts.get(&u32::from(*h)).copied().unwrap_or(0);
+        tx.put(|s| &mut s.hosts, u32::from(*h), n + 1);
+    }
+    tx.put(|s| &mut s.tenants, slot, state);
+    added
+}
+
+pub(super) fn add(tx: &mut Tx, cx: Cx, json: &Value) -> Result<(), ApiError> {
+    // Only the global routes that cover one of its hosts matter to the
+    // reachability check: found by prefix, not by scanning a million.
+    let mut routes: Vec<Route> = Vec::new();
+    let hosts = json.get("hosts").and_then(Value::as_array);
+    for h in hosts.into_iter().flatten() {
+        if let Some(ip) = h.as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) {
+            routes.extend(tx.s.routes_covering(UNDERLAY, ip).copied());
+        }
+    }
+    let name = json.get("name").and_then(Value::as_str);
+    let slot = name.and_then(|n| tx.s.slot(n));
+    let hints: Vec<_> = match slot {
+        Some(slot) => {
+            tx.s.eips_of(slot)
+                .map(|public| {
+                    (
+                        public,
+                        name.unwrap_or_default().to_owned(),
+                        tx.s.eips[&public].1,
+                    )
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let context = TenantContext {
+        ports: &cx.fixed.ports,
+        routes: &routes,
+        workers: cx.fixed.workers.len(),
+        eips: &hints,
+    };
+    let t = canonical(object::tenant(json, &context).map_err(invalid)?);
+    let label = format!("tenant {:?}", t.name);
+
+    if let Some(slot) = tx.s.slot(&t.name) {
+        if tx.s.tenants[&slot].tenant() == t {
+            return Ok(());
+        }
+        return Err(exists(
+            "tenant.name",
+            format!("{label} exists with other values; change it a route, rule or neighbour at a time, or tenant.del it first"),
+        ));
+    }
+    if let Some(&other) = tx.s.keys.get(&t.key) {
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            format!(
+                "{label}: key {} is already the key of tenant {:?}; the GRE key names the tenant on the underlay, so give each tenant its own",
+                t.key, tx.s.tenants[&other].base.name
+            ),
+        )
+        .field("tenant.key"));
+    }
+    for (i, p) in t.public_prefixes.iter().enumerate() {
+        if let Some((theirs, owner)) = tx.s.public_overlap(net(*p), None) {
+            return Err(ApiError::new(
+                ErrorCode::Invalid,
+                format!(
+                    "{label}: public prefix {p} overlaps {} of tenant {:?}; a public address leads into one tenant only, so give each tenant its own",
+                    super::state::cidr(theirs),
+                    tx.s.tenants[&owner].base.name
+                ),
+            )
+            .field(format!("tenant.public_prefixes[{i}]")));
+        }
+    }
+    let slot = tx.new_slot();
+    let added = insert(tx, slot, t, cx.next_handle);
+    tx.rules.extend(added);
+    tx.change(Change::Tenant(slot));
+    Ok(())
+}
+
+/// Removes a tenant with its elastic IPs and pool.
+pub(super) fn del(tx: &mut Tx, name: &str) -> Result<(), ApiError> {
+    let slot = tx.s.slot(name).ok_or_else(|| {
+        not_found(
+            "name",
+            format!("no tenant is named {name:?}; use one of the tenants' names (tenant.show)"),
+        )
+    })?;
+    let eips: Vec<Ipv4Addr> = tx.s.eips_of(slot).collect();
+    for public in eips {
+        super::nat::unbind(tx, public);
+    }
+    super::nat::drop_pool(tx, slot);
+    let t = tx
+        .take(|s| &mut s.tenants, &slot)
+        .expect("a slot from the names index is a tenant");
+    tx.take(|s| &mut s.names, &t.base.name);
+    tx.take(|s| &mut s.keys, &t.base.key);
+    for p in &t.base.public_prefixes {
+        tx.take(|s| &mut s.publics, &net(*p));
+    }
+    for h in &t.base.hosts {
+        let k = u32::from(*h);
+        match tx.s.hosts.get(&k).copied() {
+            Some(n) if n > 1 => {
+                tx.put(|s| &mut s.hosts, k, n - 1);
+            }
+            _ => {
+                tx.take(|s| &mut s.hosts, &k);
+            }
+        }
+    }
+    tx.put(|s| &mut s.removed_slots, slot, ());
+    tx.change(Change::TenantRemoved(slot));
+    Ok(())
+}
+
+/// `tenant.show`: every tenant (or the one named), in slot order, each
+/// with its slot.
+pub(super) fn show(run: &Running, name: Option<&str>) -> Result<Value, ApiError> {
+    let s = &run.state;
+    let slots: Vec<u32> = match name {
+        Some(n) => vec![super::tenant_slot(s, n, "name")?],
+        None => {
+            let mut all: Vec<u32> = s.tenants.keys().copied().collect();
+            all.sort_unstable();
+            all
+        }
+    };
+    let list: Vec<Value> = slots
+        .iter()
+        .map(|slot| {
+            let mut v = super::json::tenant(&s.tenants[slot].tenant());
+            v["slot"] = (*slot).into();
+            v
+        })
+        .collect();
+    Ok(Value::Array(list))
+}
