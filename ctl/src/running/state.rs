@@ -212,6 +212,7 @@ pub(super) struct Tx<'a> {
     /// Tenants copied for undo in this transaction.
     touched: std::collections::HashSet<u32>,
     pub changes: Vec<Change>,
+    changed: std::collections::HashSet<Change>,
     pub rules: Vec<RuleAdded>,
 }
 
@@ -222,6 +223,7 @@ impl<'a> Tx<'a> {
             undo: Vec::new(),
             touched: Default::default(),
             changes: Vec::new(),
+            changed: Default::default(),
             rules: Vec::new(),
         }
     }
@@ -233,8 +235,10 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Records `c` once, in order (a set beside the list: a batch of 100k
+    /// elastic IPs has 100k changes).
     pub fn change(&mut self, c: Change) {
-        if !self.changes.contains(&c) {
+        if self.changed.insert(c) {
             self.changes.push(c);
         }
     }

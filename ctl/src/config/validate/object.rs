@@ -55,8 +55,8 @@ pub(crate) struct TenantContext<'a> {
 
 /// A `[[tenant]]` table, with its routes, rules and neighbours.
 pub(crate) fn tenant(json: &Value, cx: &TenantContext) -> Result<Tenant, Invalid> {
-    let text = Text::table("tenant", "[[tenant]]", json, &TENANT_LISTS)?;
-    text.check(|raw, r| {
+    let write = |t: &mut Text| t.table("tenant", "[[tenant]]", json, &TENANT_LISTS);
+    Text::check(write, |raw, r| {
         let context = Context {
             ports: Some(cx.ports),
             routes: Some(cx.routes),
@@ -103,9 +103,9 @@ pub(crate) fn tenant_route(
     tenant: &TenantView,
     path: &str,
 ) -> Result<TenantRoute, Invalid> {
-    let text = Text::inside_tenant(path, "routes", json)?;
+    let write = |t: &mut Text| t.inside_tenant(path, "routes", json);
     let hosts = tenant.hosts();
-    text.check(|raw, r| {
+    Text::check(write, |raw, r| {
         let list = &one_tenant(raw)?.value.route_list;
         tenants::routes(list, Some(&hosts), Some(tenant.public), &tenant.label(), r)?.pop()
     })
@@ -119,8 +119,8 @@ pub(crate) fn tenant_rule(
     number: usize,
     path: &str,
 ) -> Result<Rule, Invalid> {
-    let text = Text::inside_tenant(path, "rules", json)?;
-    text.check(|raw, r| {
+    let write = |t: &mut Text| t.inside_tenant(path, "rules", json);
+    Text::check(write, |raw, r| {
         let list = &one_tenant(raw)?.value.rule_list;
         let own = Own {
             name: Some(tenant.name),
@@ -141,8 +141,8 @@ pub(crate) fn tenant_neighbour(
     tenant: &TenantView,
     path: &str,
 ) -> Result<TenantNeighbour, Invalid> {
-    let text = Text::inside_tenant(path, "neighbours", json)?;
-    text.check(|raw, r| {
+    let write = |t: &mut Text| t.inside_tenant(path, "neighbours", json);
+    Text::check(write, |raw, r| {
         let list = &one_tenant(raw)?.value.neighbour_list;
         neighbours::tenant_neighbours(
             list,
@@ -174,29 +174,41 @@ pub(crate) fn public_reach(
         ports: Some(ports),
     };
     let list: Vec<(Ipv4Cidr, usize)> = tenant.public_prefixes.iter().map(|&p| (p, 0)).collect();
-    let text = Text {
-        text: String::new(),
-        paths: vec![path.to_owned()],
+    // Nothing to write: the problems are of the tenant as it runs, named
+    // by the request's `path`.
+    let write = |t: &mut Text| {
+        if let Some(paths) = &mut t.paths {
+            paths.push(path.to_owned());
+        }
+        Ok(())
     };
-    text.check(|_, r| tenants::public_reach(&list, &inbound, &mut Vec::new(), r).then_some(()))
+    Text::check(write, |_, r| {
+        tenants::public_reach(&list, &inbound, &mut Vec::new(), r).then_some(())
+    })
 }
 
 /// A global `[[route]]`.
 pub(crate) fn route(json: &Value, ports: &[Port]) -> Result<Route, Invalid> {
-    let text = Text::table("route", "[[route]]", json, &[])?;
-    text.check(|raw, r| routes::routes(&raw.routes, Some(ports), r)?.pop())
+    let write = |t: &mut Text| t.table("route", "[[route]]", json, &[]);
+    Text::check(write, |raw, r| {
+        routes::routes(&raw.routes, Some(ports), r)?.pop()
+    })
 }
 
 /// A static `[[neighbour]]` on a port's link.
 pub(crate) fn neighbour(json: &Value, ports: &[Port]) -> Result<Neighbour, Invalid> {
-    let text = Text::table("neighbour", "[[neighbour]]", json, &[])?;
-    text.check(|raw, r| neighbours::neighbours(&raw.neighbours, Some(ports), r)?.pop())
+    let write = |t: &mut Text| t.table("neighbour", "[[neighbour]]", json, &[]);
+    Text::check(write, |raw, r| {
+        neighbours::neighbours(&raw.neighbours, Some(ports), r)?.pop()
+    })
 }
 
 /// An `[[eip]]`; its `tenant` is the index `tenants` gives.
 pub(crate) fn eip(json: &Value, tenants: &dyn Tenants, ports: &[Port]) -> Result<Eip, Invalid> {
-    let text = Text::table("eip", "[[eip]]", json, &[])?;
-    text.check(|raw, r| nat::eips(&raw.eips, Some(tenants), Some(ports), r)?.pop())
+    let write = |t: &mut Text| t.table("eip", "[[eip]]", json, &[]);
+    Text::check(write, |raw, r| {
+        nat::eips(&raw.eips, Some(tenants), Some(ports), r)?.pop()
+    })
 }
 
 /// An `[[snat]]` pool; `is_eip` tells the addresses bound as elastic IPs.
@@ -206,53 +218,80 @@ pub(crate) fn snat(
     is_eip: &dyn Fn(Ipv4Addr) -> bool,
     ports: &[Port],
 ) -> Result<Snat, Invalid> {
-    let text = Text::table("snat", "[[snat]]", json, &[])?;
-    text.check(|raw, r| nat::snat(&raw.snat, Some(tenants), Some(is_eip), Some(ports), r)?.pop())
+    let write = |t: &mut Text| t.table("snat", "[[snat]]", json, &[]);
+    Text::check(write, |raw, r| {
+        nat::snat(&raw.snat, Some(tenants), Some(is_eip), Some(ports), r)?.pop()
+    })
 }
 
 fn one_tenant(raw: &RawConfig) -> Option<&Section<RawTenant>> {
     raw.tenants.items.first()
 }
 
-/// An object written as TOML, and the key path of each of its lines.
+/// An object written as TOML and, when an error needs it, the key path
+/// of each of its lines.
+#[derive(Default)]
 struct Text {
     text: String,
-    /// `paths[n]` names line `n + 1`.
-    paths: Vec<String>,
+    /// `paths[n]` names line `n + 1`; kept only on the second writing,
+    /// after an error, so that an accepted object costs no path strings.
+    paths: Option<Vec<String>>,
 }
 
 impl Text {
-    /// `json` as the table `header` (`[[tenant]]`) named `path` in
-    /// errors; its keys in `lists` that hold arrays of objects follow as
-    /// `[[NAME.KEY]]` tables, as a file writes them.
-    fn table(path: &str, header: &str, json: &Value, lists: &[&str]) -> Result<Text, Invalid> {
-        let mut text = Text {
-            text: String::new(),
-            paths: Vec::new(),
+    /// Writes the object with `write`, reads it as a file and runs
+    /// `validate` on it; the first problem (in line order) is the answer,
+    /// its field the path of its line.
+    fn check<T>(
+        write: impl Fn(&mut Text) -> Result<(), Invalid>,
+        validate: impl FnOnce(&RawConfig, &mut Report) -> Option<T>,
+    ) -> Result<T, Invalid> {
+        let mut text = Text::default();
+        write(&mut text)?;
+        let mut report = Report::new("", &text.text);
+        let value = match raw::read(&text.text, &mut report) {
+            Some(raw) => validate(&raw, &mut report),
+            None => None,
         };
-        text.write_table(path, header, json, lists)?;
-        Ok(text)
+        if let Some(value) = value.filter(|_| report.is_clean()) {
+            return Ok(value);
+        }
+        let first = report.finish().0.into_iter().next();
+        let (line, message) = first.map_or((1, "refused".to_owned()), |e| {
+            (e.line.unwrap_or(1), e.message)
+        });
+        let mut again = Text {
+            text: String::new(),
+            paths: Some(Vec::new()),
+        };
+        write(&mut again)?;
+        let paths = again.paths.unwrap_or_default();
+        let field = paths
+            .get(line.saturating_sub(1))
+            .or(paths.first())
+            .cloned()
+            .unwrap_or_default();
+        Err(Invalid { field, message })
     }
 
-    /// One entry of a tenant's `list` (`routes`, `rules`, `neighbours`)
-    /// inside an otherwise empty `[[tenant]]`.
-    fn inside_tenant(path: &str, list: &str, json: &Value) -> Result<Text, Invalid> {
-        let mut text = Text {
-            text: String::new(),
-            paths: Vec::new(),
-        };
-        text.line("[[tenant]]".to_owned(), path);
-        text.write_table(path, &format!("[[tenant.{list}]]"), json, &[])?;
-        Ok(text)
+    /// Whether paths are kept.
+    fn keeps(&self) -> bool {
+        self.paths.is_some()
     }
 
-    fn line(&mut self, line: String, path: &str) {
-        self.text.push_str(&line);
+    fn line(&mut self, line: std::fmt::Arguments, path: impl FnOnce() -> String) {
+        use std::fmt::Write;
+        let _ = self.text.write_fmt(line);
         self.text.push('\n');
-        self.paths.push(path.to_owned());
+        if let Some(paths) = &mut self.paths {
+            paths.push(path());
+        }
     }
 
-    fn write_table(
+    /// `json` as the table `header` (`[[tenant]]`) named `path` in errors;
+    /// its keys in `lists` that hold arrays of objects follow as
+    /// `[[NAME.KEY]]` tables, as a file writes them.
+    fn table(
         &mut self,
         path: &str,
         header: &str,
@@ -268,11 +307,15 @@ impl Text {
                 ),
             });
         };
-        self.line(header.to_owned(), path);
+        self.line(format_args!("{header}"), || path.to_owned());
         let table = header.trim_start_matches('[').trim_end_matches(']');
         let mut nested: Vec<(&str, &Vec<Value>)> = Vec::new();
         for (key, value) in map {
-            let at = format!("{path}.{key}");
+            let at = if self.keeps() {
+                format!("{path}.{key}")
+            } else {
+                String::new()
+            };
             match value {
                 // JSON's null is TOML's absent key.
                 Value::Null => {}
@@ -282,51 +325,29 @@ impl Text {
                     nested.push((key, items));
                 }
                 Value::Array(items) => {
-                    self.line(format!("{} = [", toml_key(key)), &at);
+                    self.line(format_args!("{} = [", toml_key(key)), || at.clone());
                     for (i, item) in items.iter().enumerate() {
-                        self.line(format!("  {},", inline(item)), &format!("{at}[{i}]"));
+                        self.line(format_args!("  {},", inline(item)), || format!("{at}[{i}]"));
                     }
-                    self.line("]".to_owned(), &at);
+                    self.line(format_args!("]"), || at.clone());
                 }
-                _ => self.line(format!("{} = {}", toml_key(key), inline(value)), &at),
+                _ => self.line(format_args!("{} = {}", toml_key(key), inline(value)), || at),
             }
         }
         for (key, items) in nested {
             for (i, item) in items.iter().enumerate() {
                 let header = format!("[[{table}.{}]]", toml_key(key));
-                self.write_table(&format!("{path}.{key}[{i}]"), &header, item, &[])?;
+                self.table(&format!("{path}.{key}[{i}]"), &header, item, &[])?;
             }
         }
         Ok(())
     }
 
-    /// Reads the text as a file and runs `validate` on it; the first
-    /// problem (in line order) is the answer.
-    fn check<T>(
-        &self,
-        validate: impl FnOnce(&RawConfig, &mut Report) -> Option<T>,
-    ) -> Result<T, Invalid> {
-        let mut report = Report::new("", &self.text);
-        let value = match raw::read(&self.text, &mut report) {
-            Some(raw) => validate(&raw, &mut report),
-            None => None,
-        };
-        match value {
-            Some(value) if report.is_clean() => Ok(value),
-            _ => {
-                let first = report.finish().0.into_iter().next();
-                let (line, message) = first.map_or((1, "refused".to_owned()), |e| {
-                    (e.line.unwrap_or(1), e.message)
-                });
-                let field = self
-                    .paths
-                    .get(line.saturating_sub(1))
-                    .or(self.paths.first())
-                    .cloned()
-                    .unwrap_or_default();
-                Err(Invalid { field, message })
-            }
-        }
+    /// One entry of a tenant's `list` (`routes`, `rules`, `neighbours`)
+    /// inside an otherwise empty `[[tenant]]`.
+    fn inside_tenant(&mut self, path: &str, list: &str, json: &Value) -> Result<(), Invalid> {
+        self.line(format_args!("[[tenant]]"), || path.to_owned());
+        self.table(path, &format!("[[tenant.{list}]]"), json, &[])
     }
 }
 
