@@ -15,10 +15,11 @@
 //! back. Adding what exists with the same value changes nothing and
 //! succeeds; with another value it is [`ErrorCode::Exists`].
 //!
-//! Tenants have slots (`u32`) that never move while they live; a removed
-//! tenant's slot is given to no one until [`Running::release`] says the
-//! dataplane has forgotten it. Rules have handles (`u64`, never reused,
-//! like nftables') and small slots (reused) for per-rule counters.
+//! Tenants have slots (`u32`, below `[dataplane] tenant_slots`) that never
+//! move while they live; a removed tenant's slot is given to no one until
+//! [`Running::release`] says the dataplane has forgotten it. Rules have
+//! handles (`u64`, never reused, like nftables') and small slots (below
+//! `[dataplane] rule_slots`, reused) for per-rule counters.
 
 mod diff;
 mod json;
@@ -209,7 +210,9 @@ impl Running {
         self.state.tenants.get(&slot).map(|t| t.base.name.as_str())
     }
 
-    /// The counter slots of tenant `slot`'s rules, in rule order.
+    /// The counter slots of tenant `slot`'s rules, in rule order: small
+    /// numbers over all tenants, below `[dataplane] rule_slots`, kept while
+    /// a rule lives and given to the next rule once it is removed.
     pub fn rule_slots(&self, slot: u32) -> Vec<u32> {
         self.state
             .tenants

@@ -160,7 +160,8 @@ fn tenant_add_show_del() {
         .find(|t| t.name == "t3")
         .unwrap();
     assert_eq!(t.key, 3000);
-    assert_eq!(run.rule_slots(2), vec![0]);
+    // Rule slots count over all tenants: t1's rules hold 0 and 1.
+    assert_eq!(run.rule_slots(2), vec![2]);
 
     let changes = ok(
         &mut run,
@@ -781,4 +782,58 @@ fn config_show_is_a_valid_config() {
         ["t2", "t3"]
     );
     assert_eq!(Running::new(c.clone()).config(), c);
+}
+
+#[test]
+fn tenant_and_rule_slots_are_bounded_by_the_dataplane() {
+    let text = format!("{BASE}\n[dataplane]\ntenant_slots = 3\nrule_slots = 4\n");
+    let mut run = Running::new(parse(&text, "small.toml", &cpus()).unwrap());
+    // t1 has two rules; t3 brings a third, and the fourth is the last.
+    ok(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": tenant_json("t3", 3000)}}),
+    );
+    ok(
+        &mut run,
+        json!({"op": "rule.add", "args": {"tenant": "t2", "rule": {"direction": "in", "action": "allow", "proto": "icmp"}}}),
+    );
+    let e = refused(
+        &mut run,
+        json!({"op": "rule.add", "args": {"tenant": "t2", "rule": {"direction": "in", "action": "allow", "proto": "udp"}}}),
+    );
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::Invalid, Some("rule"))
+    );
+    assert!(e.message.contains("rule_slots"), "{e}");
+    // Three tenants fill the three slots.
+    let mut t4 = tenant_json("t4", 4000);
+    t4["rules"] = json!([]);
+    let e = refused(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": t4.clone()}}),
+    );
+    assert_eq!(e.code, ErrorCode::Invalid);
+    assert!(e.message.contains("tenant_slots"), "{e}");
+    // A removed tenant's slot is busy until released: retry later.
+    ok(
+        &mut run,
+        json!({"op": "tenant.del", "args": {"name": "t3"}}),
+    );
+    let e = refused(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": t4.clone()}}),
+    );
+    assert_eq!(e.code, ErrorCode::Unavailable);
+    run.release(2);
+    ok(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": t4}}),
+    );
+    assert_eq!(run.slot("t4"), Some(2));
+    // t3's rule slot came back with its removal.
+    ok(
+        &mut run,
+        json!({"op": "rule.add", "args": {"tenant": "t2", "rule": {"direction": "in", "action": "allow", "proto": "udp"}}}),
+    );
 }

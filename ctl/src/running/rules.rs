@@ -50,11 +50,11 @@ pub(super) fn add(
             ),
         ));
     }
+    let cap = cx.fixed.dataplane.rule_slots;
+    let rule_slot = tx.rule_slot(cap).ok_or_else(|| full(cap, "rule"))?;
     let handle = *cx.next_handle;
     *cx.next_handle += 1;
-    let t = tx.tenant(slot);
-    let rule_slot = t.rule_slot();
-    t.rules.insert(
+    tx.tenant(slot).rules.insert(
         at,
         RuleEntry {
             handle,
@@ -71,6 +71,15 @@ pub(super) fn add(
     Ok(())
 }
 
+/// Every rule counter slot is taken.
+pub(super) fn full(cap: u32, field: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::Invalid,
+        format!("all {cap} firewall rule slots ([dataplane] rule_slots, over all tenants) are taken; remove rules, or raise rule_slots (restart)"),
+    )
+    .field(field)
+}
+
 pub(super) fn del(tx: &mut Tx, tenant: &str, handle: u64) -> Result<(), ApiError> {
     let slot = tenant_slot(tx.s, tenant, "tenant")?;
     let Some(i) = tx.s.tenants[&slot]
@@ -83,9 +92,8 @@ pub(super) fn del(tx: &mut Tx, tenant: &str, handle: u64) -> Result<(), ApiError
             format!("tenant {tenant:?} has no rule with handle {handle}; rule.show lists them"),
         ));
     };
-    let t = tx.tenant(slot);
-    let gone = t.rules.remove(i);
-    t.free_rule_slot(gone.slot);
+    let gone = tx.tenant(slot).rules.remove(i);
+    tx.free_rule_slot(gone.slot);
     tx.change(Change::Tenant(slot));
     Ok(())
 }

@@ -58,9 +58,6 @@ pub(super) struct TenantState {
     pub neighbours: BTreeMap<Ipv4Addr, MacAddr>,
     /// In order: the first that matches decides.
     pub rules: Vec<RuleEntry>,
-    /// Rule slots: the next never used, and those freed.
-    pub next_rule_slot: u32,
-    pub free_rule_slots: std::collections::BTreeSet<u32>,
 }
 
 impl TenantState {
@@ -83,20 +80,6 @@ impl TenantState {
             .collect();
         t.rules = self.rules.iter().map(|r| r.rule).collect();
         t
-    }
-
-    pub fn rule_slot(&mut self) -> u32 {
-        match self.free_rule_slots.pop_first() {
-            Some(slot) => slot,
-            None => {
-                self.next_rule_slot += 1;
-                self.next_rule_slot - 1
-            }
-        }
-    }
-
-    pub fn free_rule_slot(&mut self, slot: u32) {
-        self.free_rule_slots.insert(slot);
     }
 }
 
@@ -125,6 +108,10 @@ pub(super) struct State {
     pub next_slot: u32,
     pub free_slots: BTreeMap<u32, ()>,
     pub removed_slots: BTreeMap<u32, ()>,
+    /// Rule counter slots, over all tenants as `[dataplane] rule_slots`
+    /// counts them: the next never used, and those freed.
+    pub next_rule_slot: u32,
+    pub free_rule_slots: BTreeMap<u32, ()>,
 
     /// Global routes by (side, prefix).
     pub routes: BTreeMap<(Side, Net), Route>,
@@ -296,15 +283,39 @@ impl<'a> Tx<'a> {
             .expect("a slot from the names index is a tenant")
     }
 
-    /// A slot for a new tenant: the lowest freed one, else a new one.
-    pub fn new_slot(&mut self) -> u32 {
+    /// A slot for a new tenant: the lowest freed one, else a new one
+    /// below `cap` (`[dataplane] tenant_slots`).
+    pub fn new_slot(&mut self, cap: u32) -> Option<u32> {
         if let Some((&slot, _)) = self.s.free_slots.iter().next() {
             self.take(|s| &mut s.free_slots, &slot);
-            return slot;
+            return Some(slot);
         }
         let slot = self.s.next_slot;
+        if slot >= cap {
+            return None;
+        }
         self.s.next_slot += 1;
         self.on_undo(move |s| s.next_slot = slot);
-        slot
+        Some(slot)
+    }
+
+    /// A rule counter slot: the lowest freed one, else a new one below
+    /// `cap` (`[dataplane] rule_slots`).
+    pub fn rule_slot(&mut self, cap: u32) -> Option<u32> {
+        if let Some((&slot, _)) = self.s.free_rule_slots.iter().next() {
+            self.take(|s| &mut s.free_rule_slots, &slot);
+            return Some(slot);
+        }
+        let slot = self.s.next_rule_slot;
+        if slot >= cap {
+            return None;
+        }
+        self.s.next_rule_slot += 1;
+        self.on_undo(move |s| s.next_rule_slot = slot);
+        Some(slot)
+    }
+
+    pub fn free_rule_slot(&mut self, slot: u32) {
+        self.put(|s| &mut s.free_rule_slots, slot, ());
     }
 }

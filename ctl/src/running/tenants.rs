@@ -31,7 +31,9 @@ pub(super) fn load(config: Config) -> Running {
     for (i, t) in tenants.into_iter().enumerate() {
         let slot = u32::try_from(i).expect("fewer than 2^32 tenants");
         let mut tx = Tx::new(&mut s);
-        insert(&mut tx, slot, t, &mut next_handle);
+        // The file's rules fit `[dataplane] rule_slots` (checked with it).
+        insert(&mut tx, slot, t, &mut next_handle, u32::MAX)
+            .expect("a validated config's rules fit their slots");
     }
     s.next_slot = s.tenants.len() as u32;
     for e in eips {
@@ -100,8 +102,14 @@ pub(super) fn config(run: &Running) -> Config {
 }
 
 /// Puts a validated tenant in `slot` with its indices; its rules get
-/// handles from `next_handle`.
-fn insert(tx: &mut Tx, slot: u32, t: Tenant, next_handle: &mut u64) -> Vec<RuleAdded> {
+/// handles from `next_handle` and counter slots below `rule_cap`.
+fn insert(
+    tx: &mut Tx,
+    slot: u32,
+    t: Tenant,
+    next_handle: &mut u64,
+    rule_cap: u32,
+) -> Result<Vec<RuleAdded>, ApiError> {
     let mut added = Vec::new();
     let mut state = TenantState {
         base: Tenant {
@@ -113,11 +121,11 @@ fn insert(tx: &mut Tx, slot: u32, t: Tenant, next_handle: &mut u64) -> Vec<RuleA
         routes: t.routes.iter().map(|r| (net(r.prefix), r.to)).collect(),
         neighbours: t.neighbours.iter().map(|n| (n.ip, n.mac)).collect(),
         rules: Vec::new(),
-        next_rule_slot: 0,
-        free_rule_slots: Default::default(),
     };
     for rule in t.rules {
-        let slot_of_rule = state.rule_slot();
+        let slot_of_rule = tx
+            .rule_slot(rule_cap)
+            .ok_or_else(|| super::rules::full(rule_cap, "tenant.rules"))?;
         state.rules.push(RuleEntry {
             handle: *next_handle,
             slot: slot_of_rule,
@@ -140,7 +148,7 @@ fn insert(tx: &mut Tx, slot: u32, t: Tenant, next_handle: &mut u64) -> Vec<RuleA
         tx.put(|s| &mut s.hosts, u32::from(*h), n + 1);
     }
     tx.put(|s| &mut s.tenants, slot, state);
-    added
+    Ok(added)
 }
 
 pub(super) fn add(tx: &mut Tx, cx: Cx, json: &Value) -> Result<(), ApiError> {
@@ -210,11 +218,30 @@ pub(super) fn add(tx: &mut Tx, cx: Cx, json: &Value) -> Result<(), ApiError> {
             .field(format!("tenant.public_prefixes[{i}]")));
         }
     }
-    let slot = tx.new_slot();
-    let added = insert(tx, slot, t, cx.next_handle);
+    let cap = cx.fixed.dataplane.tenant_slots;
+    let Some(slot) = tx.new_slot(cap) else {
+        return Err(slots_full(tx, cap));
+    };
+    let added = insert(tx, slot, t, cx.next_handle, cx.fixed.dataplane.rule_slots)?;
     tx.rules.extend(added);
     tx.change(Change::Tenant(slot));
     Ok(())
+}
+
+/// Every tenant slot is taken: for a while, when some wait for the
+/// workers to sweep a removed tenant's flows.
+fn slots_full(tx: &Tx, cap: u32) -> ApiError {
+    match tx.s.removed_slots.len() {
+        0 => ApiError::new(
+            ErrorCode::Invalid,
+            format!("all {cap} tenant slots ([dataplane] tenant_slots) are taken; remove a tenant, or raise tenant_slots (restart)"),
+        )
+        .field("tenant"),
+        waiting => ApiError::new(
+            ErrorCode::Unavailable,
+            format!("all {cap} tenant slots are taken, {waiting} by removed tenants whose flows the workers are still sweeping; retry in a moment, or raise [dataplane] tenant_slots (restart)"),
+        ),
+    }
 }
 
 /// Removes a tenant with its elastic IPs and pool.
@@ -233,6 +260,9 @@ pub(super) fn del(tx: &mut Tx, name: &str) -> Result<(), ApiError> {
     let t = tx
         .take(|s| &mut s.tenants, &slot)
         .expect("a slot from the names index is a tenant");
+    for r in &t.rules {
+        tx.free_rule_slot(r.slot);
+    }
     tx.take(|s| &mut s.names, &t.base.name);
     tx.take(|s| &mut s.keys, &t.base.key);
     for p in &t.base.public_prefixes {
