@@ -837,3 +837,30 @@ fn tenant_and_rule_slots_are_bounded_by_the_dataplane() {
         json!({"op": "rule.add", "args": {"tenant": "t2", "rule": {"direction": "in", "action": "allow", "proto": "udp"}}}),
     );
 }
+
+#[test]
+fn config_show_text_reads_back_to_the_running_state() {
+    // `config show` is the emitter's TOML of `config()`: tgw reads it back
+    // to the same state, and a plan against it is empty.
+    let mut run = base();
+    ok(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": tenant_json("t3", 3000)}}),
+    );
+    ok(
+        &mut run,
+        json!({"op": "rule.add", "args": {"tenant": "t3", "rule": {"direction": "out", "action": "deny", "proto": 47}, "position": 0}}),
+    );
+    ok(
+        &mut run,
+        json!({"op": "eip.add", "args": {"eip": {"public": "2.2.2.13", "tenant": "t3", "private": "10.1.0.5"}}}),
+    );
+    ok(
+        &mut run,
+        json!({"op": "tenant.del", "args": {"name": "t1"}}),
+    );
+    let text = run.config().to_toml();
+    let back = parse(&text, "show.toml", &cpus()).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, run.config());
+    assert!(run.plan(&text, "show.toml", &cpus()).unwrap().is_empty());
+}
