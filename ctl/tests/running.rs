@@ -758,6 +758,13 @@ fn plan_of_another_port_needs_a_restart() {
         format!("{BASE}\n[flows]\ncapacity = 1024\nper_tenant = 256\nunreplied_per_tenant = 64\n");
     let e = run.plan(&text, "flows.toml", &cpus()).unwrap_err();
     assert!(e.to_string().contains("[flows] capacity"), "{e}");
+    let text = format!("{BASE}\n[dataplane]\ntenant_slots = 100\n");
+    let e = run.plan(&text, "slots.toml", &cpus()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("[dataplane] tenant_slots differs"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -379,7 +379,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         old.dataplane,
         new.dataplane,
         "[dataplane]",
-        [mode, watchdog_ms]
+        [mode, watchdog_ms, tenant_slots, rule_slots]
     );
     fields!(
         old.eal,
