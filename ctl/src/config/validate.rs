@@ -22,6 +22,7 @@ mod workers;
 use toml::Spanned;
 
 use super::error::Report;
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
 use super::raw::{List, RawConfig, RawDataplane, RawEal, RawMempool, RawPort, RawTenant, Section};
@@ -65,11 +66,13 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         eips: &rules::eip_hints(&raw.eips),
     };
     let tenants = tenants::tenants(&raw.tenants, &context, r);
-    let tenant_list = tenants.as_ref().map(|t| t as &dyn nat::Tenants);
+    let by_name = tenants.as_deref().map(nat::ByName::new);
+    let tenant_list = by_name.as_ref().map(|t| t as &dyn nat::Tenants);
     let eips = nat::eips(&raw.eips, tenant_list, ports.as_deref(), r);
-    let is_eip = eips
+    let publics: Option<HashSet<Ipv4Addr>> = eips
         .as_deref()
-        .map(|eips| move |ip| eips.iter().any(|e: &Eip| e.public == ip));
+        .map(|eips| eips.iter().map(|e: &Eip| e.public).collect());
+    let is_eip = publics.as_ref().map(|set| move |ip| set.contains(&ip));
     let snat = nat::snat(
         &raw.snat,
         tenant_list,
