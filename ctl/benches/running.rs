@@ -24,6 +24,8 @@ const EIPS: u32 = 100_000;
 const GLOBAL_ROUTES: u32 = 1_000_000;
 
 const PORTS: &str = r#"
+[dataplane]
+tenant_slots = 16384
 [eal]
 main_lcore = 0
 [[port]]
@@ -220,8 +222,24 @@ fn latency(run: &mut Running, what: &str, n: u32, make: impl Fn(u32) -> Op) {
     );
 }
 
+/// `config.apply` of the running state's own file (`config show`'s
+/// text): the parse, the restart check and a diff that finds nothing.
+fn plan_cost(run: &Running) {
+    let cpus: CpuSet = "0-3".parse().unwrap();
+    let text = run.config().to_toml();
+    let start = Instant::now();
+    let plan = run.plan(&text, "same.toml", &cpus).unwrap();
+    eprintln!(
+        "plan of the running state's own file ({} MB): {:?}, {} ops",
+        text.len() >> 20,
+        start.elapsed(),
+        plan.ops.len()
+    );
+}
+
 fn main() {
     let mut run = big();
+    plan_cost(&run);
     latency(&mut run, "eip.add", 10_000, eip_add);
     latency(&mut run, "eip.del", 10_000, eip_del);
     latency(&mut run, "route.add", 10_000, route_add);

@@ -871,3 +871,29 @@ fn config_show_text_reads_back_to_the_running_state() {
     assert_eq!(back, run.config());
     assert!(run.plan(&text, "show.toml", &cpus()).unwrap().is_empty());
 }
+
+#[test]
+fn an_object_cannot_smuggle_keys_into_its_toml() {
+    // Values and keys are written as TOML strings: a quote or a newline
+    // in them stays inside, and the check sees the value as sent.
+    let mut run = base();
+    let mut t3 = tenant_json("t3", 3000);
+    t3["name"] = json!("t3\"\nkey = 5\nname = \"x");
+    let e = refused(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": t3}}),
+    );
+    assert_eq!(e.field.as_deref(), Some("tenant.name"));
+    assert!(e.message.contains("is not allowed"), "{e}");
+    let e = refused(
+        &mut run,
+        json!({"op": "eip.add", "args": {"eip": {"public": "2.2.2.13", "tenant": "t1", "private": "10.0.0.8", "x = 1\n[[tenant]]\nname": "y"}}}),
+    );
+    assert_eq!(e.code, ErrorCode::Invalid);
+    assert!(e.message.contains("unknown field"), "{e}");
+    let e = refused(
+        &mut run,
+        json!({"op": "eip.add", "args": {"eip": {"public": "2.2.2.13", "tenant": "t1", "private": 18446744073709551615u64}}}),
+    );
+    assert_eq!(e.field.as_deref(), Some("eip.private"));
+}
