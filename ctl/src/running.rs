@@ -205,6 +205,32 @@ impl Running {
         self.state.slot(name)
     }
 
+    /// The slots of the tenants in the order [`Running::config`] lists
+    /// them (slot order): `config().tenants[i]` is in slot `slots()[i]`.
+    pub fn slots(&self) -> Vec<u32> {
+        let mut all: Vec<u32> = self.state.tenants.keys().copied().collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// The tenant in `slot`, as the file models it (for a
+    /// [`Change::Tenant`]): O(that tenant).
+    pub fn tenant(&self, slot: u32) -> Option<crate::config::Tenant> {
+        self.state.tenants.get(&slot).map(|t| t.tenant())
+    }
+
+    /// The elastic IP `public`: its tenant's slot and private address (for
+    /// a [`Change::Eip`]).
+    pub fn eip(&self, public: Ipv4Addr) -> Option<(u32, Ipv4Addr)> {
+        self.state.eips.get(&public).copied()
+    }
+
+    /// The pool of tenant `slot` (for a [`Change::Snat`]); its `tenant`
+    /// field holds the slot.
+    pub fn pool(&self, slot: u32) -> Option<&crate::config::Snat> {
+        self.state.pools.get(&slot)
+    }
+
     /// The name of the tenant in `slot`.
     pub fn tenant_name(&self, slot: u32) -> Option<&str> {
         self.state.tenants.get(&slot).map(|t| t.base.name.as_str())

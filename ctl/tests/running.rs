@@ -160,6 +160,8 @@ fn tenant_add_show_del() {
         .find(|t| t.name == "t3")
         .unwrap();
     assert_eq!(t.key, 3000);
+    assert_eq!(run.tenant(2), Some(t));
+    assert_eq!(run.slots(), vec![0, 1, 2]);
     // Rule slots count over all tenants: t1's rules hold 0 and 1.
     assert_eq!(run.rule_slots(2), vec![2]);
 
@@ -330,11 +332,16 @@ fn eips_and_pools() {
     );
     assert_eq!(e.code, ErrorCode::NotFound);
 
+    assert_eq!(
+        run.eip("2.2.2.11".parse().unwrap()),
+        Some((0, "10.0.0.7".parse().unwrap()))
+    );
     let changes = ok(
         &mut run,
         json!({"op": "snat.add", "args": {"snat": {"tenant": "t2", "addresses": ["3.3.3.2"], "ports": "2048-4095"}}}),
     );
     assert_eq!(changes, vec![Change::Snat(1)]);
+    assert_eq!(run.pool(1).map(|p| p.ports), Some((2048, 4095)));
     let shown = show(&run, json!({"op": "snat.show", "args": {"tenant": "t2"}}));
     assert_eq!(shown[0]["addresses"], json!(["3.3.3.2"]));
     assert_eq!(shown[0]["ports"], "2048-4095");
