@@ -169,18 +169,33 @@ impl Running {
     /// Applies a changing op (tenant, route, eip, snat, rule and neigh
     /// add/del, batch) all or nothing.
     pub fn apply(&mut self, op: &Op) -> Result<Applied, ApiError> {
+        self.apply_then(op, |_, _| Ok(()))
+    }
+
+    /// [`Running::apply`], then `commit` with the new state and what
+    /// changed (the daemon builds the dataplane's snapshot there); when
+    /// `commit` refuses (a dataplane table is full), the change is taken
+    /// back and its error returned, so that the running state never holds
+    /// what the dataplane does not.
+    pub fn apply_then(
+        &mut self,
+        op: &Op,
+        commit: impl FnOnce(&Running, &Applied) -> Result<(), ApiError>,
+    ) -> Result<Applied, ApiError> {
         let mut tx = Tx::new(&mut self.state);
         let cx = Cx {
             fixed: &self.fixed,
             next_handle: &mut self.next_handle,
         };
-        match apply(&mut tx, cx, op) {
-            Ok(()) => Ok(Applied {
-                changes: std::mem::take(&mut tx.changes),
-                rules: std::mem::take(&mut tx.rules),
-            }),
+        if let Err(e) = apply(&mut tx, cx, op) {
+            tx.rollback();
+            return Err(e);
+        }
+        let (applied, undo) = tx.finish();
+        match commit(self, &applied) {
+            Ok(()) => Ok(applied),
             Err(e) => {
-                tx.rollback();
+                state::undo_all(&mut self.state, undo);
                 Err(e)
             }
         }

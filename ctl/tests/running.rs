@@ -904,3 +904,36 @@ fn an_object_cannot_smuggle_keys_into_its_toml() {
     );
     assert_eq!(e.field.as_deref(), Some("eip.private"));
 }
+
+#[test]
+fn a_change_the_dataplane_refuses_is_taken_back() {
+    let mut run = base();
+    let before = run.config();
+    let op: Op = serde_json::from_value(json!({"op": "batch", "args": {"ops": [
+        {"op": "tenant.add", "args": {"tenant": tenant_json("t3", 3000)}},
+        {"op": "eip.del", "args": {"public": "2.2.2.11"}},
+    ]}}))
+    .unwrap();
+    let e = run
+        .apply_then(&op, |now, applied| {
+            // The commit step sees the new state and what changed.
+            assert_eq!(now.slot("t3"), Some(2));
+            assert_eq!(applied.changes.len(), 2);
+            Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "elastic IP table full",
+            ))
+        })
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unavailable);
+    assert_eq!(run.config(), before);
+    assert_eq!(run.slot("t3"), None);
+    let applied = run.apply_then(&op, |_, _| Ok(())).unwrap();
+    assert_eq!(
+        applied.changes,
+        vec![
+            Change::Tenant(2),
+            Change::EipRemoved("2.2.2.11".parse().unwrap())
+        ]
+    );
+}

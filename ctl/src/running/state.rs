@@ -189,7 +189,14 @@ impl<K: Ord, V> Table<K, V> for BTreeMap<K, V> {
     }
 }
 
-type Undo = Box<dyn FnOnce(&mut State)>;
+pub(super) type Undo = Box<dyn FnOnce(&mut State)>;
+
+/// Takes back the steps of `undo`, newest first.
+pub(super) fn undo_all(s: &mut State, mut undo: Vec<Undo>) {
+    while let Some(step) = undo.pop() {
+        step(s);
+    }
+}
 
 /// One request's changes: applied as they come, each recording how to
 /// take it back, so that an error part way undoes them all.
@@ -216,10 +223,19 @@ impl<'a> Tx<'a> {
     }
 
     /// Takes everything back, newest first.
-    pub fn rollback(mut self) {
-        while let Some(undo) = self.undo.pop() {
-            undo(self.s);
-        }
+    pub fn rollback(self) {
+        let (s, undo) = (self.s, self.undo);
+        undo_all(s, undo);
+    }
+
+    /// Ends the transaction, keeping its changes and how to take them back
+    /// (for a commit step that may still refuse).
+    pub fn finish(self) -> (super::Applied, Vec<Undo>) {
+        let applied = super::Applied {
+            changes: self.changes,
+            rules: self.rules,
+        };
+        (applied, self.undo)
     }
 
     /// Records `c` once, in order (a set beside the list: a batch of 100k
