@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use dataplane::neighbour::{Lookup, NeighKey};
+use dataplane::neighbour::{Lookup, NeighKey, NeighbourWriter};
 use dataplane::resolver::{Io, Resolver, ResolverStats};
 use dataplane::snapshot::Publisher;
 use dataplane::tables::Tables;
@@ -108,6 +108,12 @@ impl<'p> Control<'p> {
 
     pub fn stats(&self) -> ResolverStats {
         self.resolver.stats().clone()
+    }
+
+    /// The neighbour table's writer, for a change that builds tunnels
+    /// (their next hops get pinned slots) or sets static neighbours.
+    pub fn writer(&mut self) -> &mut NeighbourWriter {
+        self.resolver.writer()
     }
 
     /// The neighbour table as it stands: key, what workers see, static.

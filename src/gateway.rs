@@ -2,11 +2,14 @@
 //! and brings it down in order: workers finish their burst, ports stop,
 //! counters are reported.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ctl::config::{Config, Mode, Role, RING_SLOTS};
+use ctl::cpuset::CpuSet;
+use ctl::running::Running;
 use dataplane::conntrack::Timeouts;
 use dataplane::counters::MAX_PORTS;
 use dataplane::hash::process_seed;
@@ -19,12 +22,13 @@ use dataplane::resolver::{Resolver, ResolverConfig, ResolverStats};
 use dataplane::snapshot::Publisher;
 use dataplane::steer::Steering;
 use dataplane::tables::Tables;
-use dataplane::tenant::TenantId;
 use dataplane::{DropReason, L2Forward, WorkerCounters};
 use rte::{Eal, LaunchedLcore, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats, Ring};
 use tracing::{error, info, warn};
 
 use crate::control::Control;
+use crate::control_socket::{ControlSocket, Limits as SocketLimits};
+use crate::handler::{self, Handler};
 use crate::runtime::Runtime;
 use crate::supervise::{dead_worker, Cause, Heartbeats, WorkerFailure, EXIT_WORKER_FAILED};
 use crate::worker::{Fault, Stage, Worker, TX_DRAIN_US};
@@ -52,8 +56,8 @@ pub struct Report {
     pub ports: Vec<PortReport>,
     pub workers: Vec<Arc<WorkerCounters>>,
     pub worker_lcores: Vec<u32>,
-    /// Tenant names, by tenant index (the order of the config).
-    pub tenants: Vec<String>,
+    /// Tenants as they are when the report is taken: slot and name.
+    pub tenants: Vec<(usize, String)>,
     pub tsc_hz: u64,
     pub resolver: ResolverStats,
     pub neighbours: Vec<NeighbourReport>,
@@ -101,9 +105,19 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// ([`Report::failure`]). A worker that cannot be stopped (stalled) leaves
 /// no clean way down: `emit` then gets the report and the process exits
 /// with [`EXIT_WORKER_FAILED`] at once.
+/// Where the running config came from, and the signals the daemon
+/// heeds: SIGINT/SIGTERM set `stop`, SIGHUP sets `reload` (the file is
+/// read again and applied as `tgwctl config apply` would).
+pub struct Launch<'a> {
+    pub config_path: &'a Path,
+    pub cpus: &'a CpuSet,
+    pub stop: Arc<AtomicBool>,
+    pub reload: Arc<AtomicBool>,
+}
+
 pub fn run(
     config: &Config,
-    stop: Arc<AtomicBool>,
+    launch: Launch<'_>,
     emit: &dyn Fn(&Report) -> Result<(), String>,
 ) -> Result<Report, String> {
     let eal_args = config.eal_args();
@@ -111,7 +125,7 @@ pub fn run(
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
     // Everything allocated from DPDK borrows `eal`, so it is all gone when
     // `serve` returns, and EAL is cleaned up last.
-    let report = serve(&eal, config, stop, emit);
+    let report = serve(&eal, config, launch, emit);
     drop(eal);
     report
 }
@@ -119,9 +133,10 @@ pub fn run(
 fn serve(
     eal: &Eal,
     config: &Config,
-    stop: Arc<AtomicBool>,
+    launch: Launch<'_>,
     emit: &dyn Fn(&Report) -> Result<(), String>,
 ) -> Result<Report, String> {
+    let stop = launch.stop;
     let mp = &config.mempool;
     let pool = Mempool::new(eal, "tgw_mbufs", mp.mbufs, mp.cache_size, mp.data_room, -1)
         .map_err(|e| format!("mempool of {} mbufs: {e}", mp.mbufs))?;
@@ -197,14 +212,21 @@ fn serve(
         },
     );
     // Tenants take their file order as slots; runtime changes keep them.
-    let mut runtime = Runtime::new(config, port_ids.clone());
-    let slots: Vec<TenantId> = (0..config.tenants.len())
-        .map(|i| TenantId(i as u32))
-        .collect();
-    let tables = runtime
-        .build(config, &slots, 1, resolver.writer())
+    let mut handler = Handler::new(
+        Running::new(config.clone()),
+        Runtime::new(config, port_ids.clone()),
+        launch.cpus.clone(),
+        launch.config_path.to_path_buf(),
+    );
+    let tables = handler
+        .initial(resolver.writer())
         .map_err(|e| format!("tables: {e}"))?;
     info!(tenants = tables.tenants.len(), slots = config.dataplane.tenant_slots, mode = %config.dataplane.mode, "tables built");
+    // Bound before the workers start: a second tgw with the same socket
+    // stops here, not after taking the ports.
+    let socket = ControlSocket::bind(&config.control.socket, SocketLimits::default())
+        .map_err(|e| format!("control socket: {e}"))?;
+    info!(path = %socket.path().display(), "control socket listening");
     let publisher = Publisher::new(tables);
     // Only l2fwd needs the port pairing (and its warnings).
     let l2 = if config.dataplane.mode == Mode::L2fwd {
@@ -364,8 +386,25 @@ fn serve(
 
         let mut heartbeats = Heartbeats::new(&counters, watchdog);
         let mut failure = None;
+        let stats =
+            |control: &mut Control| report(config, &ports, control, &publisher, &counters).json();
         while !stop.load(Ordering::Relaxed) {
             control.tick();
+            let mut cx = handler::Cx {
+                publisher: &publisher,
+                control: &mut control,
+                counters: &counters,
+                mailboxes: &mailboxes,
+                stats: &stats,
+            };
+            if launch.reload.swap(false, Ordering::Relaxed) {
+                handler.reload(&mut cx);
+            }
+            while let Some(pending) = socket.take() {
+                let response = handler.handle(&pending.request.op, &mut cx);
+                pending.answer(response);
+            }
+            handler.tick(&counters);
             failure = dead_worker(&running, &lcores, &mut heartbeats);
             if failure.is_some() {
                 break;
@@ -445,6 +484,7 @@ fn report(
     publisher: &Publisher<Tables>,
     counters: &[Arc<WorkerCounters>],
 ) -> Report {
+    let tables = publisher.current();
     let report_ports: Vec<PortReport> = ports
         .iter()
         .map(|p| PortReport {
@@ -465,9 +505,9 @@ fn report(
                     .map_or_else(|| id.to_string(), |p| p.name.clone())
             }),
             tenant: key.as_inner().map(|t| {
-                config
+                tables
                     .tenants
-                    .get(t.0 as usize)
+                    .get(t)
                     .map_or_else(|| t.0.to_string(), |c| c.name.clone())
             }),
             ip: key.ip().into(),
@@ -479,11 +519,15 @@ fn report(
         ports: report_ports,
         workers: counters.to_vec(),
         worker_lcores: config.workers.iter().map(|w| w.lcore).collect(),
-        tenants: config.tenants.iter().map(|t| t.name.clone()).collect(),
+        tenants: tables
+            .tenants
+            .iter()
+            .map(|t| (t.id.index(), t.name.clone()))
+            .collect(),
         tsc_hz: rte::tsc_hz(),
         resolver: control.stats(),
         neighbours,
-        rules: rule_report(&publisher.current(), counters),
+        rules: rule_report(&tables, counters),
         failure: None,
     }
 }
@@ -581,7 +625,7 @@ impl Report {
         let rx = self.sum(|w| w.ports.iter().map(|p| p.rx_packets.get()).sum());
         let tx = self.sum(|w| w.ports.iter().map(|p| p.tx_packets.get()).sum());
         let _ = writeln!(out, "workers: {rx} frames in, {tx} out");
-        for (i, name) in self.tenants.iter().enumerate() {
+        for &(i, ref name) in &self.tenants {
             let t = |f: fn(&dataplane::counters::TenantCounters) -> u64| {
                 self.sum(|w| w.tenant(i).map_or(0, f))
             };
@@ -682,8 +726,7 @@ impl Report {
                 let tenants: serde_json::Map<_, _> = self
                     .tenants
                     .iter()
-                    .enumerate()
-                    .filter_map(|(i, name)| {
+                    .filter_map(|&(i, ref name)| {
                         let c = w.tenant(i)?;
                         Some((
                             name.clone(),

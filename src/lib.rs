@@ -8,6 +8,7 @@ pub mod control_socket;
 pub mod flows;
 pub mod frame;
 pub mod gateway;
+pub mod handler;
 pub mod runtime;
 pub mod supervise;
 pub mod tables;

@@ -72,8 +72,14 @@ fn main() -> ExitCode {
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+    let reload = Arc::new(AtomicBool::new(false));
+    let signals = [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGHUP, &reload),
+    ];
+    for (signal, flag) in signals {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(flag)) {
             eprintln!("tgw: cannot handle signal {signal}: {e}");
             return ExitCode::FAILURE;
         }
@@ -90,7 +96,13 @@ fn main() -> ExitCode {
         }
         Ok(())
     };
-    match gateway::run(&config, stop, &emit) {
+    let launch = gateway::Launch {
+        config_path: &args.config,
+        cpus: &cpus,
+        stop,
+        reload,
+    };
+    match gateway::run(&config, launch, &emit) {
         Ok(report) => {
             if let Err(e) = emit(&report) {
                 error!("{e}");

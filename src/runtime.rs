@@ -222,7 +222,6 @@ impl Runtime {
         }
         Ok(next)
     }
-
 }
 
 /// The counter slots of a tenant's rules, in rule order, by tenant slot:

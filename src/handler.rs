@@ -1,0 +1,330 @@
+//! The control API's requests, answered on the control plane (docs/api.md).
+//!
+//! The control loop takes each request from the socket ([`crate::control_socket`])
+//! and hands it here, one at a time: a change is checked and made in the
+//! running state ([`ctl::running::Running`]), turned into the next
+//! snapshot ([`crate::runtime`]) and published, all or nothing — a
+//! snapshot that cannot be built takes the running state back as it was.
+//! Shows read the running state, the workers' counters, the resolver and,
+//! for flows, the workers themselves through their mailboxes.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ctl::api::{ApiError, ErrorCode, Op, Response};
+use ctl::cpuset::CpuSet;
+use ctl::running::{Applied, Change, Running};
+use dataplane::mailbox::Mailbox;
+use dataplane::neighbour::NeighbourWriter;
+use dataplane::pipeline::admin::{self, FlowJob, FlowRow};
+use dataplane::snapshot::Publisher;
+use dataplane::tables::Tables;
+use dataplane::tenant::TenantId;
+use dataplane::WorkerCounters;
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use crate::control::Control;
+use crate::flows;
+use crate::runtime::{ChangeError, Piece, Runtime};
+
+/// What the handler reads and changes besides its own state.
+pub struct Cx<'a, 'p> {
+    pub publisher: &'a Publisher<Tables>,
+    pub control: &'a mut Control<'p>,
+    pub counters: &'a [Arc<WorkerCounters>],
+    pub mailboxes: &'a [Arc<Mailbox<FlowJob>>],
+    /// The counters as `stats` shows them.
+    pub stats: &'a dyn Fn(&mut Control<'p>) -> Value,
+}
+
+/// A removed tenant's slot, waiting until every worker has swept its
+/// flows: each worker's sweep passes when it was removed.
+struct Quarantined {
+    slot: u32,
+    passes: Vec<u64>,
+}
+
+pub struct Handler {
+    running: Running,
+    runtime: Runtime,
+    cpus: CpuSet,
+    /// The file `SIGHUP` reads again.
+    config_path: PathBuf,
+    quarantine: Vec<Quarantined>,
+}
+
+impl Handler {
+    pub fn new(running: Running, runtime: Runtime, cpus: CpuSet, config_path: PathBuf) -> Handler {
+        Handler {
+            running,
+            runtime,
+            cpus,
+            config_path,
+            quarantine: Vec::new(),
+        }
+    }
+
+    /// The answer to one request.
+    pub fn handle(&mut self, op: &Op, cx: &mut Cx<'_, '_>) -> Response {
+        match self.answer(op, cx) {
+            Ok(result) => Response::ok(None, result),
+            Err(e) => Response::err(None, e),
+        }
+    }
+
+    fn answer(&mut self, op: &Op, cx: &mut Cx<'_, '_>) -> Result<Value, ApiError> {
+        match op {
+            Op::TenantShow { .. }
+            | Op::RouteShow { .. }
+            | Op::EipShow { .. }
+            | Op::SnatShow { .. }
+            | Op::NeighShow { .. } => self.running.show(op),
+            Op::RuleShow { .. } => {
+                let mut shown = self.running.show(op)?;
+                with_rule_counts(&mut shown, cx.counters);
+                Ok(shown)
+            }
+            Op::FlowShow {
+                filter,
+                limit,
+                cursor,
+            } => {
+                let filter = flows::filter(filter, |n| self.running.slot(n))?;
+                let from = flows::cursor(cursor.as_deref())?;
+                let page = admin::show_flows(
+                    cx.mailboxes,
+                    filter,
+                    flows::limit(*limit),
+                    from,
+                    admin::ANSWER_TIMEOUT,
+                )
+                .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
+                let rows: Vec<Value> = page.rows.iter().map(|r| self.flow_row(r)).collect();
+                Ok(json!({
+                    "flows": rows,
+                    "cursor": page.next.map(|c| c.to_string()),
+                }))
+            }
+            Op::FlowFlush { filter } => {
+                let filter = flows::filter(filter, |n| self.running.slot(n))?;
+                let flushed = admin::flush_flows(cx.mailboxes, filter, admin::FLUSH_TIMEOUT);
+                Ok(json!({
+                    "removed": flushed.removed,
+                    "not_answering": flushed.not_answering,
+                }))
+            }
+            Op::Stats {} => Ok((cx.stats)(cx.control)),
+            Op::ConfigShow {} => Ok(json!({ "text": self.running.config().to_toml() })),
+            Op::ConfigApply {
+                text,
+                file,
+                dry_run,
+            } => self.config_apply(text, file, *dry_run, cx),
+            change => {
+                let applied = self.change(change, cx)?;
+                Ok(applied.to_json())
+            }
+        }
+    }
+
+    /// `config.apply` and `SIGHUP`: the difference from the running state
+    /// to the file, applied as one change unless `dry_run`.
+    fn config_apply(
+        &mut self,
+        text: &str,
+        file: &str,
+        dry_run: bool,
+        cx: &mut Cx<'_, '_>,
+    ) -> Result<Value, ApiError> {
+        let plan = self
+            .running
+            .plan(text, file, &self.cpus)
+            .map_err(ApiError::from)?;
+        if !dry_run && !plan.is_empty() {
+            self.change(&plan.op(), cx)?;
+        }
+        Ok(json!({
+            "changes": plan.lines,
+            "applied": !dry_run,
+        }))
+    }
+
+    /// Re-reads the config file (`SIGHUP`), as `config apply` of it.
+    pub fn reload(&mut self, cx: &mut Cx<'_, '_>) {
+        let path = self.config_path.display().to_string();
+        let text = match std::fs::read_to_string(&self.config_path) {
+            Ok(text) => text,
+            Err(e) => {
+                warn!("SIGHUP: cannot read {path}: {e}; the running state stays as it was");
+                return;
+            }
+        };
+        match self.config_apply(&text, &path, false, cx) {
+            Ok(result) => info!(%result, "SIGHUP: {path} applied"),
+            Err(e) => warn!("SIGHUP: {path} refused, the running state stays as it was:\n{e}"),
+        }
+    }
+
+    /// A change: made in the running state, then in a new snapshot, which
+    /// is published; if the snapshot cannot be built the running state
+    /// is taken back.
+    fn change(&mut self, op: &Op, cx: &mut Cx<'_, '_>) -> Result<Applied, ApiError> {
+        let current = cx.publisher.current();
+        let generation = current.generation + 1;
+        let runtime = &mut self.runtime;
+        let control = &mut *cx.control;
+        let mut built = None;
+        let applied = self.running.apply_then(op, |view, applied| {
+            let next = next_tables(runtime, view, applied, &current, generation, control)
+                .map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
+            built = Some(next);
+            Ok(())
+        })?;
+        if let Some(next) = built {
+            cx.publisher.publish(next);
+        }
+        for change in &applied.changes {
+            if let Change::TenantRemoved(slot) = *change {
+                self.quarantine.push(Quarantined {
+                    slot,
+                    passes: cx.counters.iter().map(|c| c.sweep_passes.get()).collect(),
+                });
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Gives back the slots of removed tenants whose flows every worker
+    /// has swept: two whole passes after the removal, the first of which
+    /// may have begun before the worker took the snapshot without it.
+    pub fn tick(&mut self, counters: &[Arc<WorkerCounters>]) {
+        let running = &mut self.running;
+        self.quarantine.retain(|q| {
+            let swept = counters
+                .iter()
+                .zip(&q.passes)
+                .all(|(c, &at)| c.sweep_passes.get() >= at + 2);
+            if swept {
+                running.release(q.slot);
+            }
+            !swept
+        });
+    }
+
+    /// The snapshot to start from: every table of the running state.
+    pub fn initial(&mut self, writer: &mut NeighbourWriter) -> Result<Tables, ChangeError> {
+        build_all(&mut self.runtime, &self.running, 1, writer)
+    }
+
+    fn flow_row(&self, r: &FlowRow) -> Value {
+        let end = |e: admin::Endpoint| format!("{}:{}", Ipv4Addr::from(e.addr), e.port);
+        json!({
+            "worker": r.worker,
+            "tenant": self.running.tenant_name(r.tenant).unwrap_or("-"),
+            "protocol": protocol_name(r.protocol),
+            "direction": if r.inbound { "in" } else { "out" },
+            "private": end(r.private),
+            "public": end(r.public),
+            "remote": end(r.remote),
+            "state": format!("{:?}", r.tcp),
+            "answered": r.answered,
+            "expires_s": r.seconds_left,
+        })
+    }
+}
+
+/// The next snapshot after `applied`: the pieces it names, or everything
+/// when the global routes or the ports' neighbours changed.
+fn next_tables(
+    runtime: &mut Runtime,
+    view: &Running,
+    applied: &Applied,
+    current: &Tables,
+    generation: u64,
+    control: &mut Control<'_>,
+) -> Result<Tables, ChangeError> {
+    let global = applied
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::GlobalRoutes | Change::Neighbours));
+    if global {
+        return build_all(runtime, view, generation, control.writer());
+    }
+    let tenants: Vec<(u32, ctl::config::Tenant)> = applied
+        .changes
+        .iter()
+        .filter_map(|c| match *c {
+            Change::Tenant(slot) => Some((slot, view.tenant(slot)?)),
+            _ => None,
+        })
+        .collect();
+    let mut pieces = Vec::with_capacity(applied.changes.len());
+    for change in &applied.changes {
+        let piece = match *change {
+            Change::Tenant(slot) => match tenants.iter().find(|(s, _)| *s == slot) {
+                Some((_, t)) => Piece::Tenant(TenantId(slot), t),
+                None => continue,
+            },
+            Change::TenantRemoved(slot) => Piece::TenantRemoved(TenantId(slot)),
+            Change::Eip(public) => match view.eip(public) {
+                Some((slot, private)) => Piece::Eip {
+                    public,
+                    tenant: TenantId(slot),
+                    private,
+                },
+                None => Piece::EipRemoved(public),
+            },
+            Change::EipRemoved(public) => Piece::EipRemoved(public),
+            Change::Snat(slot) => match view.pool(slot) {
+                Some(p) => Piece::Pool(TenantId(slot), p),
+                None => Piece::PoolRemoved(TenantId(slot)),
+            },
+            Change::SnatRemoved(slot) => Piece::PoolRemoved(TenantId(slot)),
+            Change::GlobalRoutes | Change::Neighbours => continue,
+        };
+        pieces.push(piece);
+    }
+    let rules = |slot: u32| view.rule_slots(slot);
+    runtime.next(current, &pieces, generation, &rules, control.writer())
+}
+
+/// Every table anew, from the whole running state.
+fn build_all(
+    runtime: &mut Runtime,
+    view: &Running,
+    generation: u64,
+    writer: &mut NeighbourWriter,
+) -> Result<Tables, ChangeError> {
+    let config = view.config();
+    let slots: Vec<TenantId> = view.slots().into_iter().map(TenantId).collect();
+    let rules = |slot: u32| view.rule_slots(slot);
+    runtime.build(&config, &slots, generation, &rules, writer)
+}
+
+/// Adds each rule's flows, summed over the workers, to a `rule.show`.
+fn with_rule_counts(shown: &mut Value, counters: &[Arc<WorkerCounters>]) {
+    let Some(rules) = shown.as_array_mut() else {
+        return;
+    };
+    for rule in rules {
+        let Some(slot) = rule.get("slot").and_then(Value::as_u64) else {
+            continue;
+        };
+        let id = dataplane::firewall::RuleId(slot as u32);
+        let flows: u64 = counters.iter().map(|c| c.rules.rule(id)).sum();
+        if let Some(m) = rule.as_object_mut() {
+            m.insert("flows".into(), flows.into());
+        }
+    }
+}
+
+fn protocol_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        n => n.to_string(),
+    }
+}
