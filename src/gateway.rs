@@ -291,6 +291,7 @@ fn serve(
     // One per worker, by index, for the control socket's flow.show and
     // flow.flush (dataplane::pipeline::admin::{show_flows, flush_flows}).
     let mut mailboxes = Vec::with_capacity(n);
+    let mut share_mailboxes = Vec::with_capacity(n);
     for (index, wc) in config.workers.iter().enumerate() {
         let rx = wc
             .rx
@@ -327,6 +328,8 @@ fn serve(
         };
         let (mailbox, inbox) = Mailbox::new();
         mailboxes.push(mailbox);
+        let (mailbox, shares) = Mailbox::new();
+        share_mailboxes.push(mailbox);
         workers.push(Worker {
             index,
             rx,
@@ -343,6 +346,7 @@ fn serve(
                 .collect(),
             stop: Arc::clone(&stop),
             mailbox: inbox,
+            shares,
             drain_ticks,
             fault: Fault::from_env(index),
         });
@@ -395,6 +399,7 @@ fn serve(
                 control: &mut control,
                 counters: &counters,
                 mailboxes: &mailboxes,
+                share_mailboxes: &share_mailboxes,
                 stats: &stats,
             };
             if launch.reload.swap(false, Ordering::Relaxed) {

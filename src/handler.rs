@@ -17,7 +17,7 @@ use ctl::cpuset::CpuSet;
 use ctl::running::{Applied, Change, Running};
 use dataplane::mailbox::Mailbox;
 use dataplane::neighbour::NeighbourWriter;
-use dataplane::pipeline::admin::{self, FlowJob, FlowRow};
+use dataplane::pipeline::admin::{self, FlowJob, FlowRow, ShareJob};
 use dataplane::snapshot::Publisher;
 use dataplane::tables::Tables;
 use dataplane::tenant::TenantId;
@@ -35,6 +35,8 @@ pub struct Cx<'a, 'p> {
     pub control: &'a mut Control<'p>,
     pub counters: &'a [Arc<WorkerCounters>],
     pub mailboxes: &'a [Arc<Mailbox<FlowJob>>],
+    /// Where a pool changed at runtime reaches each worker's share.
+    pub share_mailboxes: &'a [Arc<Mailbox<ShareJob>>],
     /// The counters as `stats` shows them.
     pub stats: &'a dyn Fn(&mut Control<'p>) -> Value,
 }
@@ -53,6 +55,8 @@ pub struct Handler {
     /// The file `SIGHUP` reads again.
     config_path: PathBuf,
     quarantine: Vec<Quarantined>,
+    /// Tells each pool share cut at runtime from the one it replaces.
+    share_serial: u32,
 }
 
 impl Handler {
@@ -63,6 +67,7 @@ impl Handler {
             cpus,
             config_path,
             quarantine: Vec::new(),
+            share_serial: 0,
         }
     }
 
@@ -185,6 +190,7 @@ impl Handler {
         if let Some(next) = built {
             cx.publisher.publish(next);
         }
+        self.install_shares(&applied, cx);
         for change in &applied.changes {
             if let Change::TenantRemoved(slot) = *change {
                 self.quarantine.push(Quarantined {
@@ -194,6 +200,32 @@ impl Handler {
             }
         }
         Ok(applied)
+    }
+
+    /// Gives each worker its share of every pool `applied` set, changed
+    /// or removed, cut anew: after the snapshot with the pool is
+    /// published, so that a share never hands out a pool the tables do
+    /// not hold (in between, the pool's new flows are refused
+    /// `no_nat_port` for a mailbox round trip).
+    fn install_shares(&mut self, applied: &Applied, cx: &mut Cx<'_, '_>) {
+        let tables = cx.publisher.current();
+        for change in &applied.changes {
+            let (Change::Snat(slot) | Change::SnatRemoved(slot)) = *change else {
+                continue;
+            };
+            self.share_serial += 1;
+            let pool = tables.pools.get(slot);
+            let late = admin::install_shares(
+                cx.share_mailboxes,
+                slot,
+                pool,
+                self.share_serial,
+                admin::ANSWER_TIMEOUT,
+            );
+            if !late.is_empty() {
+                warn!(slot, workers = ?late, "workers did not take their share of a changed pool");
+            }
+        }
     }
 
     /// Gives back the slots of removed tenants whose flows every worker

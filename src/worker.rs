@@ -20,7 +20,7 @@ use dataplane::counters::MAX_PORTS;
 use dataplane::flow::Prefetch;
 use dataplane::fragments::park::Parked;
 use dataplane::mailbox::Inbox;
-use dataplane::pipeline::admin::FlowJob;
+use dataplane::pipeline::admin::{FlowJob, ShareJob};
 use dataplane::pipeline::{Hint, Pipeline};
 use dataplane::snapshot::Reader;
 use dataplane::tables::Tables;
@@ -58,6 +58,8 @@ pub struct Worker<'a> {
     pub stop: Arc<AtomicBool>,
     /// Questions about this worker's flows, answered between bursts.
     pub mailbox: Inbox<FlowJob>,
+    /// New shares of source NAT pools changed at runtime.
+    pub shares: Inbox<ShareJob>,
     /// [`TX_DRAIN_US`] in TSC ticks.
     pub drain_ticks: u64,
     /// A failure to simulate, for tests only ([`Fault::from_env`]).
@@ -220,6 +222,10 @@ impl Worker<'_> {
                 pipeline.serve(tables.get(), counters, job, rdtsc())
             }
             // No flows to show or end.
+            Stage::L2fwd(_) => true,
+        });
+        self.shares.poll(|job| match stage {
+            Stage::Gateway { pipeline, .. } => pipeline.serve_share(job),
             Stage::L2fwd(_) => true,
         });
     }

@@ -188,6 +188,9 @@ struct Mapping {
     outside: Outside,
     /// Flows using it.
     refs: u32,
+    /// The serial of the share its port came from: a share replaced at
+    /// runtime takes no port back from a mapping of the one before.
+    share: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -200,6 +203,8 @@ struct Block {
 /// One pool's share on one worker.
 #[derive(Debug, Default)]
 struct PoolShare {
+    /// Tells this share from the one it replaced (`Snat::install`).
+    serial: u32,
     /// The pool the blocks were cut from: a port goes back into its block
     /// by this, even once the pool has left the tables (a flow of a
     /// removed pool ends after the removal).
@@ -215,10 +220,19 @@ struct PoolShare {
     in_use: u64,
 }
 
-/// What one worker hands out, of every pool.
+/// A worker's share of a pool, cut on the control plane (it allocates)
+/// and handed to the worker, which swaps it in without allocating or
+/// freeing ([`Snat::install`]); the share it replaces comes back in the
+/// same box, to be freed on the control plane.
+#[derive(Debug)]
+pub struct ShareCut(Box<PoolShare>);
+
+/// What one worker hands out, of every pool: a share per pool slot (its
+/// tenant's), sized for every slot at start so that a pool added at
+/// runtime needs no allocation on the worker.
 #[derive(Debug, Default)]
 pub struct Snat {
-    shares: Vec<PoolShare>,
+    shares: Vec<Option<Box<PoolShare>>>,
     mappings: FastMap<Inside, Mapping>,
     by_outside: FastMap<Outside, Inside>,
     /// Mappings the maps were sized for.
@@ -234,38 +248,70 @@ pub enum SnatError {
 
 impl Snat {
     /// Worker `me` of `workers`'s share of `pools`, for up to `capacity`
-    /// mappings (at most one per flow, so the flow table's capacity).
-    pub fn new(pools: &Pools, me: u16, workers: u16, capacity: usize) -> Self {
-        let workers = u32::from(workers.max(1));
-        let shares = pools
+    /// mappings (at most one per flow, so the flow table's capacity), with
+    /// room for pools in `slots` slots.
+    pub fn new(pools: &Pools, me: u16, workers: u16, capacity: usize, slots: usize) -> Self {
+        let mut shares: Vec<Option<Box<PoolShare>>> = pools
             .pools
             .iter()
-            .map(|p| {
-                let Some(p) = p else {
-                    return PoolShare::default();
-                };
-                let n = p.blocks();
-                let per_addr = p.blocks_per_addr();
-                let free: Vec<u32> = (0..n)
-                    .filter(|b| (b % per_addr) % workers == u32::from(me))
-                    .rev()
-                    .collect();
-                let hosts = FastMap::with_capacity_and_hasher(free.len(), Default::default());
-                PoolShare {
-                    pool: Some(p.clone()),
-                    blocks: vec![Block::default(); n as usize],
-                    free,
-                    hosts,
-                    in_use: 0,
-                }
-            })
+            .map(|p| p.as_ref().map(|p| Snat::cut(p, me, workers, 0).0))
             .collect();
+        shares.resize_with(shares.len().max(slots), || None);
         Snat {
             shares,
             mappings: FastMap::with_capacity_and_hasher(capacity, Default::default()),
             by_outside: FastMap::with_capacity_and_hasher(capacity, Default::default()),
             capacity,
         }
+    }
+
+    /// Worker `me` of `workers`'s share of `pool`, told apart from the
+    /// share it replaces by `serial`: on the control plane, which
+    /// allocates it.
+    pub fn cut(pool: &Pool, me: u16, workers: u16, serial: u32) -> ShareCut {
+        let workers = u32::from(workers.max(1));
+        let n = pool.blocks();
+        let per_addr = pool.blocks_per_addr();
+        let free: Vec<u32> = (0..n)
+            .filter(|b| (b % per_addr) % workers == u32::from(me))
+            .rev()
+            .collect();
+        let hosts = FastMap::with_capacity_and_hasher(free.len(), Default::default());
+        ShareCut(Box::new(PoolShare {
+            serial,
+            pool: Some(pool.clone()),
+            blocks: vec![Block::default(); n as usize],
+            free,
+            hosts,
+            in_use: 0,
+        }))
+    }
+
+    /// Puts `cut` (`None` for none) in as the share of pool `slot`; `cut`
+    /// then holds the share it replaced, for the control plane to free.
+    /// Nothing is allocated or freed: the worker calls it. A slot past
+    /// the room made at start is left alone (`false`).
+    pub fn install(&mut self, slot: u32, cut: &mut Option<ShareCut>) -> bool {
+        let Some(place) = self.shares.get_mut(slot as usize) else {
+            return false;
+        };
+        let mut incoming = cut.take().map(|c| c.0);
+        std::mem::swap(place, &mut incoming);
+        *cut = incoming.map(ShareCut);
+        true
+    }
+
+    /// Whether `inside`'s mapping came from the share pool `inside.pool`
+    /// has now: one cut from a pool since replaced is not.
+    pub fn is_current(&self, inside: Inside) -> bool {
+        let share = self.share(inside.pool).map(|s| s.serial);
+        self.mappings
+            .get(&inside)
+            .is_some_and(|m| Some(m.share) == share)
+    }
+
+    fn share(&self, pool: u32) -> Option<&PoolShare> {
+        self.shares.get(pool as usize)?.as_deref()
     }
 
     /// The mapping of `inside` (with one more flow on it), made if it has
@@ -282,6 +328,7 @@ impl Snat {
         let share = self
             .shares
             .get_mut(inside.pool as usize)
+            .and_then(|s| s.as_deref_mut())
             .ok_or(SnatError::Exhausted)?;
         // A share hands out the blocks it was cut from: a pool whose
         // addresses or ports changed since (at runtime) has none here
@@ -290,7 +337,15 @@ impl Snat {
             return Err(SnatError::Exhausted);
         }
         let outside = share.take_port(pool, inside.private)?;
-        self.mappings.insert(inside, Mapping { outside, refs: 1 });
+        let serial = share.serial;
+        self.mappings.insert(
+            inside,
+            Mapping {
+                outside,
+                refs: 1,
+                share: serial,
+            },
+        );
         self.by_outside.insert(outside, inside);
         Ok(outside)
     }
@@ -315,11 +370,14 @@ impl Snat {
         if m.refs > 0 {
             return;
         }
-        let outside = m.outside;
+        let (outside, serial) = (m.outside, m.share);
         self.mappings.remove(&inside);
         self.by_outside.remove(&outside);
-        if let Some(share) = self.shares.get_mut(inside.pool as usize) {
-            share.put_port(inside.private, outside);
+        let share = self.shares.get_mut(inside.pool as usize);
+        if let Some(share) = share.and_then(|s| s.as_deref_mut()) {
+            if share.serial == serial {
+                share.put_port(inside.private, outside);
+            }
         }
     }
 
@@ -334,7 +392,7 @@ impl Snat {
 
     /// Ports this worker has in use in pool `pool`.
     pub fn ports_in_use(&self, pool: u32) -> u64 {
-        self.shares.get(pool as usize).map_or(0, |s| s.in_use)
+        self.share(pool).map_or(0, |s| s.in_use)
     }
 }
 
@@ -427,7 +485,7 @@ mod tests {
     #[test]
     fn a_port_comes_back_after_its_pool_left_the_tables() {
         let p = pools(2, 65535);
-        let mut s = Snat::new(&p, 0, 1, 1000);
+        let mut s = Snat::new(&p, 0, 1, 1000, 0);
         s.map(&p, inside(7, 5000)).unwrap();
         assert_eq!(s.ports_in_use(0), 1);
         // The flow ends because its pool was removed: the tables in use
@@ -444,7 +502,7 @@ mod tests {
     #[test]
     fn a_pool_changed_since_the_share_was_cut_gets_no_ports_from_it() {
         let p = pools(1, 1087);
-        let mut s = Snat::new(&p, 0, 1, 1000);
+        let mut s = Snat::new(&p, 0, 1, 1000, 0);
         let mut fewer = p.clone();
         let mut one = fewer.remove(TenantId(0)).unwrap();
         one.addrs.truncate(1);
@@ -461,7 +519,7 @@ mod tests {
     #[test]
     fn one_mapping_per_private_end_and_ports_come_back() {
         let p = pools(2, 65535);
-        let mut s = Snat::new(&p, 0, 1, 1000);
+        let mut s = Snat::new(&p, 0, 1, 1000, 0);
         let a = s.map(&p, inside(7, 5000)).unwrap();
         assert_eq!(
             s.map(&p, inside(7, 5000)).unwrap(),
@@ -482,7 +540,7 @@ mod tests {
     #[test]
     fn a_host_gets_its_blocks_and_no_more_and_never_a_live_port() {
         let p = pools(2, 65535);
-        let mut s = Snat::new(&p, 0, 1, 10_000);
+        let mut s = Snat::new(&p, 0, 1, 10_000, 0);
         let mut seen = std::collections::HashSet::new();
         for port in 0..2 * BLOCK {
             let o = s.map(&p, inside(7, port)).unwrap();
@@ -501,7 +559,7 @@ mod tests {
         let p = pools(64, 65535);
         let pool = p.get(0).unwrap().clone();
         for me in 0..3u16 {
-            let mut s = Snat::new(&p, me, 3, 10_000);
+            let mut s = Snat::new(&p, me, 3, 10_000, 0);
             for port in 0..500 {
                 let o = s.map(&p, inside(9, port)).unwrap();
                 assert_eq!(pool.owner_of_port(o.port, 3), Some(me));
@@ -514,7 +572,7 @@ mod tests {
     fn the_pool_runs_dry_and_says_so() {
         // One block per address, two addresses: 128 ports in all.
         let p = pools(64, 1024 + BLOCK - 1);
-        let mut s = Snat::new(&p, 0, 1, 10_000);
+        let mut s = Snat::new(&p, 0, 1, 10_000, 0);
         for host in 0..2 {
             for port in 0..BLOCK {
                 s.map(&p, inside(100 + host, port)).unwrap();
@@ -542,5 +600,28 @@ mod tests {
             ..again
         };
         assert_eq!(p.insert(tiny), Err(PoolError::Range));
+    }
+
+    #[test]
+    fn a_share_swapped_in_keeps_the_old_shares_ports_out_of_its_own() {
+        let p = pools(4, 1087);
+        let pool = p.get(0).unwrap().clone();
+        let mut s = Snat::new(&p, 0, 1, 1000, 4);
+        let old = s.map(&p, inside(7, 5000)).unwrap();
+        assert!(s.is_current(inside(7, 5000)));
+        // A new share of the same pool: the old mapping is not its own.
+        let mut cut = Some(Snat::cut(&pool, 0, 1, 1));
+        assert!(s.install(0, &mut cut));
+        assert!(cut.is_some(), "the replaced share comes back to be freed");
+        assert!(!s.is_current(inside(7, 5000)));
+        // Its port, released, does not land in the new share, which hands
+        // out the same first port to another host.
+        s.release(&p, inside(7, 5000));
+        assert_eq!(s.ports_in_use(0), 0);
+        assert_eq!(s.map(&p, inside(8, 5000)).unwrap(), old);
+        assert_eq!(s.ports_in_use(0), 1);
+        // A slot past the room made at start is left alone.
+        let mut far = Some(Snat::cut(&pool, 0, 1, 2));
+        assert!(!s.install(9, &mut far));
     }
 }

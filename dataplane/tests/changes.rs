@@ -181,7 +181,9 @@ impl Gw {
     fn with_spec(spec: Spec) -> Gw {
         let mut neighbours = NeighbourWriter::with_limits(NeighbourLimits::uniform(64));
         let tables = Tables::build(&spec, 1, &mut neighbours).expect("tables");
-        let pipeline = Pipeline::new(TokenBucket::new(1000, 50, SEC), 0).with_snat(&tables.pools);
+        let pipeline = Pipeline::new(TokenBucket::new(1000, 50, SEC), 0)
+            .with_tenants(4)
+            .with_snat(&tables.pools);
         Gw {
             spec,
             tables: Arc::new(tables),
@@ -1027,4 +1029,82 @@ fn a_pool_changed_at_runtime_hands_out_only_its_own_addresses() {
             v => panic!("host {n}: {v:?}"),
         }
     }
+}
+
+/// What the control plane does after a pool change: each worker gets a
+/// share cut from the pool as the tables now hold it.
+fn install_share(gw: &mut Gw, slot: TenantId, serial: u32) {
+    let pool = gw.tables.pools.get(slot.0).cloned();
+    let (me, workers) = gw.pipeline.share_of();
+    let mut cut = pool.map(|p| dataplane::snat::Snat::cut(&p, me, workers, serial));
+    assert!(gw.pipeline.install_share(slot.0, &mut cut));
+}
+
+#[test]
+fn a_pool_added_at_runtime_hands_out_ports_once_the_worker_has_its_share() {
+    let mut gw = Gw::with_spec(spec());
+    let out = udp((VM8, 5000), (CLIENT, 53));
+    let pool = SnatSpec {
+        key: T1_KEY,
+        addrs: vec![ip(POOL1)],
+        ports: (1024, 65535),
+        max_blocks: 4,
+        endpoint_independent_filtering: false,
+    };
+    gw.change(|next, _, epoch| {
+        next.set_pool(&pool).unwrap();
+        let t1 = next.tenants.get(T1).unwrap().with_epoch(epoch);
+        next.set_tenant(t1).unwrap();
+    });
+    // The tables hold the pool, the worker no share of it yet.
+    let v = gw.t1_from(HOST1, HOST1_MAC, VM8_MAC, &out);
+    assert_eq!(v, Verdict::Drop(DropReason::NoNatPort));
+    install_share(&mut gw, T1, 1);
+    let v = gw.t1_from(HOST1, HOST1_MAC, VM8_MAC, &out);
+    assert_eq!(v, Verdict::Forward(PUB), "the pool's ports are handed out");
+    assert_eq!(gw.pipeline.nat_ports_in_use(T1.0), 1);
+}
+
+#[test]
+fn a_pool_replaced_at_runtime_ends_the_flows_of_its_old_share() {
+    let first = SnatSpec {
+        key: T1_KEY,
+        addrs: vec![ip(POOL1)],
+        ports: (1024, 65535),
+        max_blocks: 4,
+        endpoint_independent_filtering: false,
+    };
+    let mut spec = spec();
+    spec.snat.push(first.clone());
+    let mut gw = Gw::with_spec(spec);
+    let out = udp((VM8, 5000), (CLIENT, 53));
+    assert_eq!(
+        gw.t1_from(HOST1, HOST1_MAC, VM8_MAC, &out),
+        Verdict::Forward(PUB)
+    );
+    // The same address with another port range: the flow's address is
+    // still in the pool, but its port came from a share that is gone,
+    // and the new share may hand that port to another host.
+    let second = SnatSpec {
+        ports: (2048, 65535),
+        ..first
+    };
+    gw.change(|next, _, epoch| {
+        next.set_pool(&second).unwrap();
+        let t1 = next.tenants.get(T1).unwrap().with_epoch(epoch);
+        next.set_tenant(t1).unwrap();
+    });
+    install_share(&mut gw, T1, 1);
+    assert_eq!(gw.t1_from(HOST1, HOST1_MAC, VM8_MAC, &out), REVOKED);
+    assert_eq!(gw.pipeline.flows(), 0);
+    // A new flow takes a port of the new share, counted there alone.
+    let (v, sent) = {
+        let inner = eth(T1_MAC, VM8_MAC, &out);
+        let frame = gre_frame(HOST1, HOST1_MAC, T1_KEY, 0x6558, &inner);
+        gw.run(&frame, UND)
+    };
+    assert_eq!(v, Verdict::Forward(PUB));
+    let sport = u16::from_be_bytes([sent[14 + 20], sent[14 + 21]]);
+    assert!(sport >= 2048, "port {sport} from the new range");
+    assert_eq!(gw.pipeline.nat_ports_in_use(T1.0), 1);
 }

@@ -426,3 +426,55 @@ fn ask(
         AskError::Busy(_) | AskError::NotAnswering => NotAnswering { worker },
     })
 }
+
+/// A worker's new share of a pool, posted by the control plane after a
+/// pool was added, changed or removed at runtime; the worker swaps it in
+/// and the box comes back holding the share it replaced, which the
+/// control plane frees.
+#[derive(Debug, Default)]
+pub struct ShareJob {
+    /// The pool's slot (its tenant's).
+    pub slot: u32,
+    /// In: the new share (`None` to remove it). Out: the one replaced.
+    pub cut: Option<crate::snat::ShareCut>,
+    /// Whether the worker had room for the slot.
+    pub installed: bool,
+}
+
+impl Pipeline {
+    /// Serves a [`ShareJob`] at once: a swap, nothing allocated or freed.
+    pub fn serve_share(&mut self, job: &mut ShareJob) -> bool {
+        job.installed = self.install_share(job.slot, &mut job.cut);
+        true
+    }
+}
+
+/// The control plane's side: every worker gets its share of `pool` (or
+/// none, when the pool was removed) for slot `slot`, cut for it, told
+/// apart from the share before by `serial`. Workers that do not answer
+/// within `timeout` are returned: they go on with their old share, whose
+/// ports they still give back, and hand out none of the new pool's.
+pub fn install_shares(
+    mailboxes: &[Arc<Mailbox<ShareJob>>],
+    slot: u32,
+    pool: Option<&crate::snat::Pool>,
+    serial: u32,
+    timeout: Duration,
+) -> Vec<u16> {
+    let workers = mailboxes.len() as u16;
+    let mut not_answering = Vec::new();
+    for (w, mailbox) in mailboxes.iter().enumerate() {
+        let me = w as u16;
+        let job = Box::new(ShareJob {
+            slot,
+            cut: pool.map(|p| crate::snat::Snat::cut(p, me, workers, serial)),
+            installed: false,
+        });
+        match mailbox.ask(job, timeout) {
+            // The replaced share is freed here, on the control plane.
+            Ok(done) if done.installed => drop(done),
+            _ => not_answering.push(me),
+        }
+    }
+    not_answering
+}

@@ -34,7 +34,7 @@ use crate::nat::{translate_quoted, Rewrite};
 use crate::neighbour::{Lookup, NeighKey};
 use crate::punt::Punt;
 use crate::ratelimit::{TenantBuckets, TokenBucket, Toward};
-use crate::snat::{Inside, Outside, Pools, Snat};
+use crate::snat::{Inside, Outside, Pools, ShareCut, Snat};
 use crate::steer::Steering;
 use crate::tables::{
     eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, TunnelId, GRE_AT,
@@ -120,6 +120,8 @@ pub struct Pipeline {
     icmp_each: TokenBucket,
     /// Where the sweep of flows decided under an older epoch goes on.
     stale_at: u32,
+    /// Tenant slots the per-tenant state is sized for.
+    tenant_slots: usize,
 }
 
 pub mod admin;
@@ -182,6 +184,7 @@ impl Pipeline {
             quota: u64::MAX,
             unreplied_quota: u64::MAX,
             stale_at: 0,
+            tenant_slots: 0,
         }
     }
 
@@ -191,6 +194,7 @@ impl Pipeline {
     #[must_use]
     pub fn with_tenants(mut self, tenants: usize) -> Self {
         self.icmp = TenantBuckets::new(self.icmp_each, tenants);
+        self.tenant_slots = tenants;
         self
     }
 
@@ -222,8 +226,24 @@ impl Pipeline {
     /// settings size and stripe it.
     pub fn with_snat(mut self, pools: &Pools) -> Self {
         let (me, workers) = self.steer.map_or((0, 1), |s| (s.me(), s.workers()));
-        self.snat = Snat::new(pools, me, workers, self.flows.capacity());
+        let slots = self.tenant_slots;
+        self.snat = Snat::new(pools, me, workers, self.flows.capacity(), slots);
         self
+    }
+
+    /// This worker's index and the number of workers, as shares of a pool
+    /// are cut for it ([`Snat::cut`]).
+    pub fn share_of(&self) -> (u16, u16) {
+        self.steer.map_or((0, 1), |s| (s.me(), s.workers()))
+    }
+
+    /// Puts in this worker's share of pool `slot` (`None` for none), cut
+    /// on the control plane after a pool changed at runtime; `cut` then
+    /// holds the share replaced, for the control plane to free. Flows
+    /// whose ports came from the replaced share are revoked at their next
+    /// packet or sweep (redecide.rs).
+    pub fn install_share(&mut self, slot: u32, cut: &mut Option<ShareCut>) -> bool {
+        self.snat.install(slot, cut)
     }
 
     /// Source NAT ports this worker has in use in pool `pool`.

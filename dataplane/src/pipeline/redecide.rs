@@ -116,10 +116,15 @@ impl Pipeline {
         let public = conn.to_public.addr();
         let private = conn.to_tenant.addr();
         let translated = match conn.snat {
-            Some(inside) => t
-                .pools
-                .get(inside.pool)
-                .is_some_and(|p| p.tenant == tenant.id && p.addrs.contains(&public)),
+            // The port must also come from the share this worker has
+            // now: one cut from a pool since replaced may hand it out
+            // again.
+            Some(inside) => {
+                self.snat.is_current(inside)
+                    && t.pools
+                        .get(inside.pool)
+                        .is_some_and(|p| p.tenant == tenant.id && p.addrs.contains(&public))
+            }
             None if public == private => t.ingress.lookup(public) == Some(tenant.id.0),
             None => t.eips.outbound(tenant.id, private) == Some(public),
         };
