@@ -116,7 +116,7 @@ impl Handler {
                 let filter = flows::filter(filter, |n| self.running.slot(n))?;
                 let flushed = admin::flush_flows(cx.mailboxes, filter, admin::FLUSH_TIMEOUT);
                 Ok(json!({
-                    "removed": flushed.removed,
+                    "flushed": flushed.removed,
                     "not_answering": flushed.not_answering,
                 }))
             }
@@ -252,19 +252,38 @@ impl Handler {
 
     fn flow_row(&self, r: &FlowRow) -> Value {
         let end = |e: admin::Endpoint| format!("{}:{}", Ipv4Addr::from(e.addr), e.port);
+        // Only TCP has states: `-` for the others.
+        let tcp = match r.protocol {
+            6 => snake_case(&format!("{:?}", r.tcp)),
+            _ => "-".into(),
+        };
         json!({
             "worker": r.worker,
+            "slot": r.slot,
             "tenant": self.running.tenant_name(r.tenant).unwrap_or("-"),
             "protocol": protocol_name(r.protocol),
-            "direction": if r.inbound { "in" } else { "out" },
+            "inbound": r.inbound,
             "private": end(r.private),
             "public": end(r.public),
             "remote": end(r.remote),
-            "state": format!("{:?}", r.tcp),
+            "pool": r.pool,
+            "tcp": tcp,
             "answered": r.answered,
-            "expires_s": r.seconds_left,
+            "seconds_left": r.seconds_left,
         })
     }
+}
+
+/// `SynSent` as `syn_sent`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 /// The next snapshot after `applied`: the pieces it names, or everything

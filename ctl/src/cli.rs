@@ -294,6 +294,8 @@ pub enum Shape {
     Flows,
     /// `config.show`: the file's text.
     ConfigText,
+    /// `config.apply`: one line per change, and whether it was made.
+    Plan,
 }
 
 /// The request a command line means and how to print its answer; `read`
@@ -475,7 +477,7 @@ pub fn request(
                         file,
                         dry_run,
                     },
-                    Shape::Show,
+                    Shape::Plan,
                 )
             }
         },

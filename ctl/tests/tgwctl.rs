@@ -460,6 +460,23 @@ fn changes_print_nothing_unless_tgw_says_something_and_config_is_its_text() {
     assert_eq!(render::json(&json!({"a": 1})), "{\n  \"a\": 1\n}\n");
 }
 
+#[test]
+fn a_config_apply_prints_a_line_a_change_and_whether_it_was_made() {
+    let lines = json!(["+ eip 3.3.3.3", "- tenant \"t2\""]);
+    assert_eq!(
+        render::human(&json!({"changes": lines, "applied": false}), Shape::Plan),
+        "+ eip 3.3.3.3\n- tenant \"t2\"\n(dry run: nothing changed)\n"
+    );
+    assert_eq!(
+        render::human(&json!({"changes": lines, "applied": true}), Shape::Plan),
+        "+ eip 3.3.3.3\n- tenant \"t2\"\n(applied)\n"
+    );
+    assert_eq!(
+        render::human(&json!({"changes": [], "applied": true}), Shape::Plan),
+        "(no change: the running state is the file's)\n"
+    );
+}
+
 /// A stand-in tgw that answers the requests of one connection with
 /// `answers` in turn and returns the request lines it got.
 fn fake_tgw(path: &Path, answers: Vec<Response>) -> JoinHandle<Vec<Value>> {

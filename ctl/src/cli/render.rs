@@ -26,6 +26,7 @@ pub fn human(result: &Value, shape: Shape) -> String {
             _ => any(result),
         },
         Shape::Flows => flows(result),
+        Shape::Plan => plan(result),
         Shape::Show => any(result),
     }
 }
@@ -34,6 +35,25 @@ pub fn human(result: &Value, shape: Shape) -> String {
 pub fn json(result: &Value) -> String {
     let mut out = serde_json::to_string_pretty(result).unwrap_or_default();
     out.push('\n');
+    out
+}
+
+/// `config apply`: the difference, a line a change as `diff` shows it,
+/// and whether it was made.
+fn plan(result: &Value) -> String {
+    let Some(lines) = result.get("changes").and_then(Value::as_array) else {
+        return any(result);
+    };
+    let mut out: String = lines
+        .iter()
+        .map(|l| format!("{}\n", l.as_str().map_or_else(|| cell(l), str::to_owned)))
+        .collect();
+    let applied = result.get("applied").and_then(Value::as_bool) == Some(true);
+    out.push_str(match (lines.is_empty(), applied) {
+        (true, _) => "(no change: the running state is the file's)\n",
+        (false, true) => "(applied)\n",
+        (false, false) => "(dry run: nothing changed)\n",
+    });
     out
 }
 
