@@ -1,7 +1,8 @@
 //! tgw: a multi-tenant cloud gateway on DPDK.
 //!
 //! `tgw --config FILE` boots the appliance from a TOML file and forwards
-//! until SIGINT or SIGTERM; `--check` only validates the file.
+//! until SIGINT or SIGTERM, changed at runtime through its control socket
+//! (`tgwctl`) and by SIGHUP; `--check` only validates the file.
 #![deny(unsafe_code)]
 
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ static ALLOC: rte::HugeAlloc = rte::HugeAlloc;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Examples:\n  tgw --config examples/l2fwd-null.toml --check\n  tgw --config examples/l2fwd-null.toml\n\nLogs go to stderr (RUST_LOG=debug for more); the counters are printed to stdout at exit.\n\nExit status: 0 after SIGINT/SIGTERM, 1 for a bad config or a start-up failure, 70 when a worker died (panicked, or its heartbeat stopped for [dataplane] watchdog_ms) and tgw stopped itself: restart it."
+    after_help = "Examples:\n  tgw --config examples/l2fwd-null.toml --check\n  tgw --config examples/l2fwd-null.toml\n\nWhile it runs, tgwctl changes and shows its state through the control socket ([control] socket, default /run/tgw/<file_prefix>.sock; docs/api.md), and SIGHUP reads FILE again and applies the difference (a bad file changes nothing and is logged with FILE:LINE).\n\nLogs go to stderr (RUST_LOG=debug for more); the counters are printed to stdout at exit.\n\nExit status: 0 after SIGINT/SIGTERM, 1 for a bad config or a start-up failure, 70 when a worker died (panicked, or its heartbeat stopped for [dataplane] watchdog_ms) and tgw stopped itself: restart it."
 )]
 struct Args {
     /// The configuration file (TOML; see examples/ and docs/config.md).
