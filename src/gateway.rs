@@ -392,6 +392,10 @@ fn serve(
         let mut failure = None;
         let stats =
             |control: &mut Control| report(config, &ports, control, &publisher, &counters).json();
+        let port_names: Vec<(u16, String)> = ports
+            .iter()
+            .map(|p| (p.port.id().0, p.name.clone()))
+            .collect();
         while !stop.load(Ordering::Relaxed) {
             control.tick();
             let mut cx = handler::Cx {
@@ -401,6 +405,7 @@ fn serve(
                 mailboxes: &mailboxes,
                 share_mailboxes: &share_mailboxes,
                 stats: &stats,
+                port_names: &port_names,
             };
             if launch.reload.swap(false, Ordering::Relaxed) {
                 handler.reload(&mut cx);

@@ -16,7 +16,7 @@ use ctl::api::{ApiError, ErrorCode, Op, Response};
 use ctl::cpuset::CpuSet;
 use ctl::running::{Applied, Change, Running};
 use dataplane::mailbox::Mailbox;
-use dataplane::neighbour::NeighbourWriter;
+use dataplane::neighbour::{Lookup, NeighbourWriter};
 use dataplane::pipeline::admin::{self, FlowJob, FlowRow, ShareJob};
 use dataplane::snapshot::Publisher;
 use dataplane::tables::Tables;
@@ -39,6 +39,8 @@ pub struct Cx<'a, 'p> {
     pub share_mailboxes: &'a [Arc<Mailbox<ShareJob>>],
     /// The counters as `stats` shows them.
     pub stats: &'a dyn Fn(&mut Control<'p>) -> Value,
+    /// Each port's DPDK id and name, for neighbours the resolver learned.
+    pub port_names: &'a [(u16, String)],
 }
 
 /// A removed tenant's slot, waiting until every worker has swept its
@@ -84,8 +86,13 @@ impl Handler {
             Op::TenantShow { .. }
             | Op::RouteShow { .. }
             | Op::EipShow { .. }
-            | Op::SnatShow { .. }
-            | Op::NeighShow { .. } => self.running.show(op),
+            | Op::SnatShow { .. } => self.running.show(op),
+            Op::NeighShow { tenant } => {
+                let mut shown = self.running.show(op)?;
+                let slot = tenant.as_deref().and_then(|n| self.running.slot(n));
+                with_learned(&mut shown, slot, cx);
+                Ok(shown)
+            }
             Op::RuleShow { .. } => {
                 let mut shown = self.running.show(op)?;
                 with_rule_counts(&mut shown, cx.counters);
@@ -352,6 +359,43 @@ fn build_all(
     let slots: Vec<TenantId> = view.slots().into_iter().map(TenantId).collect();
     let rules = |slot: u32| view.rule_slots(slot);
     runtime.build(&config, &slots, generation, &rules, writer)
+}
+
+/// Adds to a `neigh.show` of static neighbours (marked so) the ones the
+/// resolver learned or is resolving: on the ports, or inside tenant
+/// `slot`'s tunnels when it is given.
+fn with_learned(shown: &mut Value, slot: Option<u32>, cx: &mut Cx<'_, '_>) {
+    let Some(list) = shown.as_array_mut() else {
+        return;
+    };
+    for entry in list.iter_mut() {
+        if let Some(m) = entry.as_object_mut() {
+            m.insert("state".into(), "static".into());
+        }
+    }
+    for (key, state, is_static) in cx.control.neighbours() {
+        if is_static {
+            continue;
+        }
+        let (mac, state) = match state {
+            Lookup::Mac(m) => (rte::MacAddr(m).to_string(), "reachable"),
+            Lookup::Unresolved => ("-".into(), "incomplete"),
+            Lookup::Failed => ("-".into(), "failed"),
+        };
+        let ip = Ipv4Addr::from(key.ip()).to_string();
+        let row = match (slot, key.as_port(), key.as_inner()) {
+            (None, Some(port), _) => {
+                let name = cx.port_names.iter().find(|(id, _)| *id == port);
+                let port = name.map_or_else(|| port.to_string(), |(_, n)| n.clone());
+                json!({ "port": port, "ip": ip, "mac": mac, "state": state })
+            }
+            (Some(slot), _, Some(t)) if t.0 == slot => {
+                json!({ "ip": ip, "mac": mac, "state": state })
+            }
+            _ => continue,
+        };
+        list.push(row);
+    }
 }
 
 /// Adds each rule's flows, summed over the workers, to a `rule.show`.
