@@ -176,6 +176,25 @@ fn tenant_add_show_del() {
         json!({"op": "tenant.del", "args": {"name": "t3"}}),
     );
     assert_eq!(e.code, ErrorCode::NotFound);
+
+    // A host behind the underlay route 172.169.0.0/16 is reachable; one
+    // behind the public side's default route is not.
+    let mut t4 = tenant_json("t4", 4000);
+    t4["hosts"] = json!(["172.169.0.77"]);
+    t4["routes"] = json!([{ "prefix": "10.1.0.0/24", "to": "172.169.0.77" }]);
+    ok(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": t4}}),
+    );
+    let mut t5 = tenant_json("t5", 5000);
+    t5["hosts"] = json!(["8.8.8.8"]);
+    t5["routes"] = json!([{ "prefix": "10.1.0.0/24", "to": "8.8.8.8" }]);
+    let e = refused(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": t5}}),
+    );
+    assert_eq!(e.field.as_deref(), Some("tenant.hosts[0]"));
+    assert!(e.message.contains("not reachable on the underlay"), "{e}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use super::state::{canonical, net, RuleEntry, State, TenantState, Tx, UNDERLAY};
 use super::{exists, invalid, not_found, Change, Cx, RuleAdded, Running};
 use crate::api::{ApiError, ErrorCode};
 use crate::config::object::{self, TenantContext};
-use crate::config::{Config, Eip, Neighbour, Route, Snat, Tenant};
+use crate::config::{Config, Eip, Neighbour, Snat, Tenant};
 
 pub(super) fn load(config: Config) -> Running {
     let mut fixed = config;
@@ -152,15 +152,10 @@ fn insert(
 }
 
 pub(super) fn add(tx: &mut Tx, cx: Cx, json: &Value) -> Result<(), ApiError> {
-    // Only the global routes that cover one of its hosts matter to the
-    // reachability check: found by prefix, not by scanning a million.
-    let mut routes: Vec<Route> = Vec::new();
-    let hosts = json.get("hosts").and_then(Value::as_array);
-    for h in hosts.into_iter().flatten() {
-        if let Some(ip) = h.as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) {
-            routes.extend(tx.s.routes_covering(UNDERLAY, ip).copied());
-        }
-    }
+    // Whether a tunnel host is behind an underlay route: found by prefix
+    // in the routes index, not by scanning a million.
+    let s: &State = tx.s;
+    let routed = |ip: Ipv4Addr| s.routes_covering(UNDERLAY, ip).next().is_some();
     let name = json.get("name").and_then(Value::as_str);
     let slot = name.and_then(|n| tx.s.slot(n));
     let hints: Vec<_> = match slot {
@@ -179,7 +174,7 @@ pub(super) fn add(tx: &mut Tx, cx: Cx, json: &Value) -> Result<(), ApiError> {
     };
     let context = TenantContext {
         ports: &cx.fixed.ports,
-        routes: &routes,
+        routed: &routed,
         workers: cx.fixed.workers.len(),
         eips: &hints,
     };

@@ -45,9 +45,8 @@ const TENANT_LISTS: [&str; 6] = [
 /// What a tenant is checked against.
 pub(crate) struct TenantContext<'a> {
     pub ports: &'a [Port],
-    /// The global routes that cover one of its hosts (the only ones the
-    /// reachability check looks at); all of them will do too.
-    pub routes: &'a [Route],
+    /// Whether a global route out of an underlay port covers an address.
+    pub routed: &'a dyn Fn(Ipv4Addr) -> bool,
     pub workers: usize,
     /// Elastic IPs bound to the tenant, for the rules' hints.
     pub eips: &'a [EipHint],
@@ -59,7 +58,7 @@ pub(crate) fn tenant(json: &Value, cx: &TenantContext) -> Result<Tenant, Invalid
     Text::check(write, |raw, r| {
         let context = Context {
             ports: Some(cx.ports),
-            routes: Some(cx.routes),
+            routed: Some(cx.routed),
             public: Some(
                 cx.ports
                     .iter()

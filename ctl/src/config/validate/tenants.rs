@@ -13,8 +13,7 @@ use super::rules::{default_action, rules, EipHint, Own};
 use super::{int, valid_name, Report};
 use crate::config::raw::{List, RawTenant, RawTenantRoute, Section};
 use crate::config::{
-    Encap, Ipv4Cidr, MacAddr, Port, Role, Route, RouteTarget, Tenant, TenantRoute, DEFAULT_IN,
-    DEFAULT_OUT,
+    Encap, Ipv4Cidr, MacAddr, Port, Role, RouteTarget, Tenant, TenantRoute, DEFAULT_IN, DEFAULT_OUT,
 };
 
 /// What the tenant checks need from the rest of the file. A `None` part is
@@ -22,7 +21,8 @@ use crate::config::{
 /// a tenant for it.
 pub(super) struct Context<'a> {
     pub ports: Option<&'a [Port]>,
-    pub routes: Option<&'a [Route]>,
+    /// Whether a global route out of an underlay port covers an address.
+    pub routed: Option<&'a dyn Fn(Ipv4Addr) -> bool>,
     /// Whether some port has role public.
     pub public: Option<bool>,
     /// The elastic IPs as written, for the firewall rules' hints.
@@ -160,9 +160,9 @@ pub(super) fn tenants(list: &List<RawTenant>, cx: &Context, r: &mut Report) -> O
             &label,
             r,
         );
-        let reachable = match (cx.ports, cx.routes, hosts.as_deref()) {
-            (Some(ports), Some(global), Some(hosts)) => {
-                on_underlay(hosts, ports, global, &label, r)
+        let reachable = match (cx.ports, cx.routed, hosts.as_deref()) {
+            (Some(ports), Some(routed), Some(hosts)) => {
+                on_underlay(hosts, ports, routed, &label, r)
             }
             // Not checkable yet; the config is refused for the other part.
             _ => true,
@@ -625,7 +625,7 @@ fn target(
 fn on_underlay(
     hosts: &[Host],
     ports: &[Port],
-    global: &[Route],
+    routed: &dyn Fn(Ipv4Addr) -> bool,
     label: &str,
     r: &mut Report,
 ) -> bool {
@@ -658,9 +658,7 @@ fn on_underlay(
             }
             continue;
         }
-        let routed = global.iter().any(|g| {
-            g.prefix.contains(ip) && ports.get(g.port).is_some_and(|p| p.role == Role::Underlay)
-        });
+        let routed = routed(ip);
         if routed {
             continue;
         }
