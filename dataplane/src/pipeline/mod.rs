@@ -37,7 +37,7 @@ use crate::ratelimit::{TenantBuckets, TokenBucket, Toward};
 use crate::snat::{Inside, Outside, Pools, ShareCut, Snat};
 use crate::steer::Steering;
 use crate::tables::{
-    eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, TunnelId, GRE_AT,
+    eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, TunnelAdj, TunnelId, GRE_AT,
     KEYED_GRETAP_HEADER,
 };
 use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
@@ -558,7 +558,7 @@ impl Pipeline {
                 if !Rewrite::default().forward(f.data_mut(), ihl) {
                     return Verdict::Drop(D::TtlExceeded);
                 }
-                let v = self.encap(t, c, i, f, &mut 0);
+                let v = self.encap(t, c, i, adj, f, &mut 0);
                 cut(f, v, fit, usize::from(adj.header_len), c)
             }
             // Nothing leaves by the public side without a flow: a private
@@ -669,7 +669,7 @@ impl Pipeline {
         if t.mss_clamp {
             clamp_syn(f.data_mut(), adj.inner_mtu());
         }
-        let v = self.encap(t, c, tunnel, f, &mut 0);
+        let v = self.encap(t, c, tunnel, adj, f, &mut 0);
         cut(f, v, fit, usize::from(adj.header_len), c)
     }
 
@@ -838,12 +838,10 @@ impl Pipeline {
         t: &Tables,
         c: &WorkerCounters,
         tunnel: TunnelId,
+        adj: &TunnelAdj,
         f: &mut F,
         inner: &mut u16,
     ) -> Verdict {
-        let Some(adj) = t.tunnel(tunnel) else {
-            return Verdict::Drop(D::NoRoute);
-        };
         let mut pending = None;
         let outer_mac = match t.neighbours.get_ref(adj.neigh) {
             Lookup::Mac(mac) => mac,
