@@ -780,6 +780,15 @@ fn bad_input_is_refused_and_changes_nothing() {
         "{stderr}"
     );
     unchanged("an overlapping public prefix");
+    // Two tenants in one file are one change: the good one is not added
+    // without the bad one.
+    let two = g.dir.path("two.toml");
+    let good = "[[tenant]]\nname = \"t5\"\nkey = 5000\nhosts = [\"172.168.0.15\"]\nprefixes = [\"10.5.0.0/24\"]\n\n";
+    std::fs::write(&two, format!("{good}{}", std::fs::read_to_string(&overlap).unwrap())).unwrap();
+    let stderr = c.refused(&["tenant", "add", two.to_str().unwrap()], 1);
+    assert!(stderr.contains("3.3.3.8/29"), "{stderr}");
+    assert_eq!(c.json(&["tenant", "show"]).as_array().map(Vec::len), Some(3));
+    unchanged("a batch with one bad tenant");
 
     // A config file with a bad line: FILE:LINE of it.
     let bad = g.dir.path("bad.toml");
