@@ -178,6 +178,11 @@ impl Drop for PrefixFiles {
 /// --workspace` builds both). A tgwctl older than ctl's sources would
 /// test old code: refused, saying how to rebuild.
 pub fn tgwctl() -> PathBuf {
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(fresh_tgwctl).clone()
+}
+
+fn fresh_tgwctl() -> PathBuf {
     let path = Path::new(TGW).with_file_name("tgwctl");
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
