@@ -739,18 +739,31 @@ fn bad_input_is_refused_and_changes_nothing() {
         // A copy of tgwctl that uid 65534 may run, wherever the build is.
         let copy = g.dir.path("tgwctl");
         std::fs::copy(tgwctl(), &copy).unwrap();
-        let out = Command::new(&copy)
-            .args([
-                "--socket",
-                socket.to_str().unwrap(),
-                "eip",
-                "del",
-                "2.2.2.11",
-            ])
-            .uid(65534)
-            .gid(65534)
-            .output()
-            .unwrap();
+        let run = || {
+            Command::new(&copy)
+                .arg("--socket")
+                .arg(socket)
+                .args(["eip", "del", "2.2.2.11"])
+                .uid(65534)
+                .gid(65534)
+                .output()
+        };
+        // Another test's thread may fork while the copy is still open for
+        // writing, and then the child holds it: exec says ETXTBSY until
+        // that child has exec'd in turn.
+        let mut tries = 0;
+        let out = loop {
+            match run() {
+                Err(e)
+                    if e.raw_os_error() == Some(nix::errno::Errno::ETXTBSY as i32)
+                        && tries < 100 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other.expect("run tgwctl as uid 65534"),
+            }
+        };
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{stderr}");
         assert!(stderr.contains("permission denied"), "{stderr}");
