@@ -816,18 +816,35 @@ fn sighup_reads_the_file_again_and_a_broken_file_changes_nothing() {
     let line = broken.lines().count();
     std::fs::write(&g.config, broken).unwrap();
     hup(&g);
-    let needle = format!("{}:{line}:", g.config.display());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !g.log().contains(&needle) {
-        assert!(
-            Instant::now() < deadline,
-            "no {needle} in the log:\n{}",
-            g.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let logged = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !g.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle} in the log:\n{}",
+                g.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    logged(&format!("{}:{line}:", g.config.display()));
     assert!(g.log().contains("SIGHUP"), "{}", g.log());
     same_text(&c.config(&g.dir), &state, "SIGHUP of a broken file");
+
+    // A file that changes a port: needs a restart, refused whole, even
+    // its elastic IP.
+    let port = format!(
+        "{}\n[[eip]]\npublic = \"2.2.2.22\"\ntenant = \"t1\"\nprivate = \"10.0.0.22\"\n",
+        original.replacen(
+            "mac = \"02:00:00:00:00:01\"",
+            "mac = \"02:00:00:00:00:09\"",
+            1
+        )
+    );
+    std::fs::write(&g.config, port).unwrap();
+    hup(&g);
+    logged("needs a restart");
+    same_text(&c.config(&g.dir), &state, "SIGHUP of a port change");
     assert!(c.run("stats").status.success(), "tgw stopped answering");
     assert!(g.daemon.running(), "tgw stopped");
 }
