@@ -114,10 +114,12 @@ impl Handler {
                 )
                 .map_err(|e| ApiError::new(ErrorCode::Unavailable, e.to_string()))?;
                 let rows: Vec<Value> = page.rows.iter().map(|r| self.flow_row(r)).collect();
-                Ok(json!({
-                    "flows": rows,
-                    "cursor": page.next.map(|c| c.to_string()),
-                }))
+                let mut shown = json!({ "flows": rows });
+                // Absent on the last page (docs/api.md), not null.
+                if let Some(next) = page.next {
+                    shown["cursor"] = next.to_string().into();
+                }
+                Ok(shown)
             }
             Op::FlowFlush { filter } => {
                 let filter = flows::filter(filter, |n| self.running.slot(n))?;

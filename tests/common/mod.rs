@@ -172,3 +172,47 @@ impl Drop for PrefixFiles {
         }
     }
 }
+
+/// `tgwctl`, ctl's binary: cargo gives no `CARGO_BIN_EXE_` for another
+/// package's binary, so it is taken from beside `tgw` (`cargo test
+/// --workspace` builds both). A tgwctl older than ctl's sources would
+/// test old code: refused, saying how to rebuild.
+pub fn tgwctl() -> PathBuf {
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(fresh_tgwctl).clone()
+}
+
+fn fresh_tgwctl() -> PathBuf {
+    let path = Path::new(TGW).with_file_name("tgwctl");
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: build it with `cargo build -p ctl` (in the same profile) \
+                 or run `cargo test --workspace`, which builds every binary",
+                path.display()
+            )
+        });
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("ctl/src");
+    let mut todo = vec![src];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m > built)
+            {
+                panic!(
+                    "{} is older than {}: rebuild it (`cargo build -p ctl`, or run \
+                     `cargo test --workspace`)",
+                    path.display(),
+                    p.display()
+                );
+            }
+        }
+    }
+    path
+}
