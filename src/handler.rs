@@ -8,6 +8,7 @@
 //! Shows read the running state, the workers' counters, the resolver and,
 //! for flows, the workers themselves through their mailboxes.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,6 +60,10 @@ pub struct Handler {
     quarantine: Vec<Quarantined>,
     /// Tells each pool share cut at runtime from the one it replaces.
     share_serial: u32,
+    /// What each rule counter slot had counted when its rule was added:
+    /// a slot freed by a removed rule goes to the next new one, whose
+    /// count starts there.
+    rule_base: HashMap<u32, u64>,
 }
 
 impl Handler {
@@ -70,6 +75,7 @@ impl Handler {
             config_path,
             quarantine: Vec::new(),
             share_serial: 0,
+            rule_base: HashMap::new(),
         }
     }
 
@@ -95,7 +101,7 @@ impl Handler {
             }
             Op::RuleShow { .. } => {
                 let mut shown = self.running.show(op)?;
-                with_rule_counts(&mut shown, cx.counters);
+                with_rule_counts(&mut shown, cx.counters, &self.rule_base);
                 Ok(shown)
             }
             Op::FlowShow {
@@ -200,6 +206,10 @@ impl Handler {
             cx.publisher.publish(next);
         }
         self.install_shares(&applied, cx);
+        for rule in &applied.rules {
+            let counted = rule_flows(cx.counters, rule.slot);
+            self.rule_base.insert(rule.slot, counted);
+        }
         for change in &applied.changes {
             if let Change::TenantRemoved(slot) = *change {
                 self.quarantine.push(Quarantined {
@@ -400,8 +410,9 @@ fn with_learned(shown: &mut Value, slot: Option<u32>, cx: &mut Cx<'_, '_>) {
     }
 }
 
-/// Adds each rule's flows, summed over the workers, to a `rule.show`.
-fn with_rule_counts(shown: &mut Value, counters: &[Arc<WorkerCounters>]) {
+/// Adds each rule's flows, summed over the workers, to a `rule.show`:
+/// what its counter slot counted since the rule was added (`base`).
+fn with_rule_counts(shown: &mut Value, counters: &[Arc<WorkerCounters>], base: &HashMap<u32, u64>) {
     let Some(rules) = shown.as_array_mut() else {
         return;
     };
@@ -409,12 +420,19 @@ fn with_rule_counts(shown: &mut Value, counters: &[Arc<WorkerCounters>]) {
         let Some(slot) = rule.get("slot").and_then(Value::as_u64) else {
             continue;
         };
-        let id = dataplane::firewall::RuleId(slot as u32);
-        let flows: u64 = counters.iter().map(|c| c.rules.rule(id)).sum();
+        let slot = slot as u32;
+        let since = base.get(&slot).copied().unwrap_or(0);
+        let flows = rule_flows(counters, slot).saturating_sub(since);
         if let Some(m) = rule.as_object_mut() {
             m.insert("flows".into(), flows.into());
         }
     }
+}
+
+/// Flows rule counter slot `slot` counted, over all workers.
+fn rule_flows(counters: &[Arc<WorkerCounters>], slot: u32) -> u64 {
+    let id = dataplane::firewall::RuleId(slot);
+    counters.iter().map(|c| c.rules.rule(id)).sum()
 }
 
 fn protocol_name(p: u8) -> String {
@@ -423,5 +441,31 @@ fn protocol_name(p: u8) -> String {
         6 => "tcp".into(),
         17 => "udp".into(),
         n => n.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::firewall::{Action, Decision, Direction, RuleId};
+
+    #[test]
+    fn a_rule_in_a_reused_counter_slot_counts_from_its_own_start() {
+        let worker = Arc::new(WorkerCounters::new(1).with_rules(4));
+        let hit = Decision {
+            action: Action::Allow,
+            rule: Some(RuleId(2)),
+        };
+        for _ in 0..5 {
+            worker.rules.count(TenantId(0), Direction::In, hit);
+        }
+        let counters = [worker];
+        // The rule that counted 5 is removed; a new one gets slot 2.
+        let base = HashMap::from([(2, rule_flows(&counters, 2))]);
+        counters[0].rules.count(TenantId(0), Direction::In, hit);
+        let mut shown = json!([{ "slot": 2 }, { "slot": 1 }]);
+        with_rule_counts(&mut shown, &counters, &base);
+        assert_eq!(shown[0]["flows"], 1, "the new rule's own flow only");
+        assert_eq!(shown[1]["flows"], 0);
     }
 }
