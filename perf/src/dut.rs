@@ -49,34 +49,15 @@ impl Setup {
     /// Starts `device`; `round` keeps file prefixes unique.
     pub fn start(&self, device: Device, round: u32, profile: &Profile) -> Result<Running, String> {
         let prefix = format!("tgw-perf-{}-{}-{round}", std::process::id(), device.name());
-        let log = std::fs::File::create(self.dir.join(format!("{prefix}.log")))
-            .map_err(|e| e.to_string())?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
         match device {
             Device::Tgw => {
-                let config = self.dir.join(format!("{prefix}.toml"));
-                std::fs::write(&config, self.tgw_config(&prefix, profile))
-                    .map_err(|e| e.to_string())?;
-                let stats = self.dir.join(format!("{prefix}.json"));
-                let child = Command::new(&self.tgw)
-                    .arg("--config")
-                    .arg(&config)
-                    .arg("--stats-json")
-                    .arg(&stats)
-                    .stdin(Stdio::null())
-                    .stdout(log)
-                    .stderr(log2)
-                    .spawn()
-                    .map_err(|e| format!("cannot start {}: {e}", self.tgw.display()))?;
-                Ok(Running {
-                    device,
-                    prefix,
-                    child,
-                    stdin: None,
-                    stats_json: Some(stats),
-                })
+                let config = self.tgw_config(&prefix, profile);
+                self.start_tgw(prefix, &config)
             }
             Device::Testpmd => {
+                let log = std::fs::File::create(self.dir.join(format!("{prefix}.log")))
+                    .map_err(|e| e.to_string())?;
+                let log2 = log.try_clone().map_err(|e| e.to_string())?;
                 let mut cmd = Command::new(&self.testpmd);
                 cmd.arg("-l")
                     .arg(format!("{},{}", self.main_lcore, self.worker_lcore))
@@ -132,14 +113,41 @@ impl Setup {
         }
     }
 
-    /// The tgw configuration for a run: two memif client ports (the one
-    /// facing the generator's sender is the public port, or the underlay
-    /// port for `decap`), one worker, and what the profile needs.
-    fn tgw_config(&self, prefix: &str, profile: &Profile) -> String {
-        let (first, second) = if profile.sends_to_underlay() {
-            ("und0", "pub0")
-        } else {
+    /// Starts tgw with `config` (whose `[eal] file_prefix` is `prefix`),
+    /// writing its counters as JSON when it stops.
+    pub fn start_tgw(&self, prefix: String, config: &str) -> Result<Running, String> {
+        let log = std::fs::File::create(self.dir.join(format!("{prefix}.log")))
+            .map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let path = self.dir.join(format!("{prefix}.toml"));
+        std::fs::write(&path, config).map_err(|e| e.to_string())?;
+        let stats = self.dir.join(format!("{prefix}.json"));
+        let child = Command::new(&self.tgw)
+            .arg("--config")
+            .arg(&path)
+            .arg("--stats-json")
+            .arg(&stats)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.tgw.display()))?;
+        Ok(Running {
+            device: Device::Tgw,
+            prefix,
+            child,
+            stdin: None,
+            stats_json: Some(stats),
+        })
+    }
+
+    /// The `[eal]`, `[mempool]`, ports and worker of a tgw config: two
+    /// memif client ports, the one facing the generator's sender first.
+    pub fn tgw_base_config(&self, prefix: &str, public_first: bool) -> String {
+        let (first, second) = if public_first {
             ("pub0", "und0")
+        } else {
+            ("und0", "pub0")
         };
         let port = |name: &str, index: usize| {
             let (role, addr, mac) = match name {
@@ -172,14 +180,20 @@ cache_size = 256
 lcore = {worker}
 rx = ["pub0:0", "und0:0"]
 
-{sections}"#,
+"#,
             main = self.main_lcore,
             worker = self.worker_lcore,
             huge = self.hugepages,
             p0 = port(first, 0),
             p1 = port(second, 1),
-            sections = profile.tgw_sections(),
         )
+    }
+
+    /// The tgw configuration for a run: two memif client ports (the one
+    /// facing the generator's sender is the public port, or the underlay
+    /// port for `decap`), one worker, and what the profile needs.
+    fn tgw_config(&self, prefix: &str, profile: &Profile) -> String {
+        self.tgw_base_config(prefix, !profile.sends_to_underlay()) + &profile.tgw_sections()
     }
 }
 

@@ -200,7 +200,7 @@ fn ticks(d: Duration, hz: u64) -> u64 {
     (d.as_secs_f64() * hz as f64) as u64
 }
 
-fn wait_for_links(ports: &[Port], limit: Duration) -> Result<(), String> {
+pub fn wait_for_links(ports: &[Port], limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     loop {
         if ports

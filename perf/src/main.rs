@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod churn;
+mod churn_test;
 mod dut;
 mod flow;
 mod gen;
 mod lpm;
 mod netns;
+mod paced;
 mod profile;
 mod report;
 mod scenario;
@@ -66,6 +69,38 @@ enum Cmd {
     /// (internal) The generator process that `run` starts.
     #[command(hide = true)]
     Gen(GenCli),
+    /// Changes through tgw's control socket at a paced rate (route
+    /// replaced, tenant added and removed, elastic IP bound and unbound,
+    /// rule added and removed); prints how many were made and refused and
+    /// their latency.
+    Churn(churn::ChurnArgs),
+    /// Zero loss under change: tgw on memif with traffic at a fixed rate
+    /// to some tenants and an elastic IP while `churn` changes others;
+    /// prints per-tenant sent/received/misrouted and tgw's drops.
+    ChurnTest(churn_test::ChurnTestArgs),
+    /// (internal) The paced generator process that `churn-test` starts.
+    #[command(hide = true)]
+    Paced(PacedCli),
+}
+
+#[derive(clap::Args, Debug)]
+struct PacedCli {
+    #[arg(long, num_args = 2)]
+    sockets: Vec<String>,
+    #[arg(long)]
+    file_prefix: String,
+    #[arg(long)]
+    lcore: u32,
+    #[arg(long)]
+    no_huge: bool,
+    #[arg(long)]
+    rate: u64,
+    #[arg(long)]
+    seconds: f64,
+    #[arg(long)]
+    tail: f64,
+    #[arg(long)]
+    tenants: u32,
 }
 
 #[derive(clap::Args, Debug)]
@@ -144,6 +179,18 @@ fn main() {
         Cmd::Flow(f) => flow::run(&f),
         Cmd::Tunnel(t) => tunnel::run(&t),
         Cmd::Scenario(s) => scenario::run(&s),
+        Cmd::Churn(c) => churn::run(&c),
+        Cmd::ChurnTest(c) => churn_test::run(&c),
+        Cmd::Paced(p) => paced::run(&paced::PacedArgs {
+            sockets: [p.sockets[0].clone(), p.sockets[1].clone()],
+            file_prefix: p.file_prefix,
+            lcore: p.lcore,
+            hugepages: !p.no_huge,
+            rate: p.rate,
+            seconds: Duration::from_secs_f64(p.seconds),
+            tail: Duration::from_secs_f64(p.tail),
+            tenants: p.tenants,
+        }),
         Cmd::Gen(g) => {
             let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];
             gen::run(&GenArgs {

@@ -27,11 +27,11 @@ pub const MIN_FRAME: usize = 60;
 /// The first tenant's GRE key; tenant `i` has key `KEY_BASE + i`.
 pub const KEY_BASE: u32 = 1000;
 
-const CLIENT: [u8; 4] = [1, 1, 1, 7];
-const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x01];
-const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x02];
-const VM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x07];
-const GW_PUB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const CLIENT: [u8; 4] = [1, 1, 1, 7];
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x01];
+pub const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x02];
+pub const VM_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0x07];
+pub const GW_PUB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const GW_UND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,16 +81,16 @@ impl fmt::Display for Kind {
 }
 
 /// Tenant `i`'s tunnel host, on the underlay's /16.
-fn host(i: u32) -> Ipv4Addr {
+pub fn host(i: u32) -> Ipv4Addr {
     Ipv4Addr::new(172, 16, (1 + i / 250) as u8, (1 + i % 250) as u8)
 }
 
 /// Tenant `i`'s public address.
-fn public(i: u32) -> Ipv4Addr {
+pub fn public(i: u32) -> Ipv4Addr {
     Ipv4Addr::new(2, 2, (i / 250) as u8, (1 + i % 250) as u8)
 }
 
-fn mac(m: [u8; 6]) -> String {
+pub fn mac(m: [u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
@@ -264,7 +264,7 @@ fn ipv4_checksum(h: &[u8]) -> u16 {
 }
 
 /// Tenant `i`'s gateway MAC inside its tunnels.
-fn tenant_mac(i: u32) -> [u8; 6] {
+pub fn tenant_mac(i: u32) -> [u8; 6] {
     let b = i.to_be_bytes();
     [0x02, 0x74, b[0], b[1], b[2], b[3]]
 }
