@@ -142,8 +142,9 @@ impl Setup {
     }
 
     /// The `[eal]`, `[mempool]`, ports and worker of a tgw config: two
-    /// memif client ports, the one facing the generator's sender first.
-    pub fn tgw_base_config(&self, prefix: &str, public_first: bool) -> String {
+    /// memif client ports, the one facing the generator's sender first,
+    /// `devargs` (",rsize=12") added to their devices.
+    pub fn tgw_base_config(&self, prefix: &str, public_first: bool, devargs: &str) -> String {
         let (first, second) = if public_first {
             ("pub0", "und0")
         } else {
@@ -155,7 +156,7 @@ impl Setup {
                 _ => ("underlay", "172.16.0.1/16", "02:00:00:00:01:01"),
             };
             format!(
-                "[[port]]\nname = \"{name}\"\ndevice = \"net_memif{index},role=client,socket={sock},socket-abstract=no,id=0\"\nrole = \"{role}\"\nmac = \"{mac}\"\naddresses = [\"{addr}\"]\npeer_mac = \"02:00:00:00:ee:0{n}\"\n",
+                "[[port]]\nname = \"{name}\"\ndevice = \"net_memif{index},role=client,socket={sock},socket-abstract=no,id=0{devargs}\"\nrole = \"{role}\"\nmac = \"{mac}\"\naddresses = [\"{addr}\"]\npeer_mac = \"02:00:00:00:ee:0{n}\"\n",
                 sock = self.sockets[index],
                 n = index + 1,
             )
@@ -193,7 +194,7 @@ rx = ["pub0:0", "und0:0"]
     /// facing the generator's sender is the public port, or the underlay
     /// port for `decap`), one worker, and what the profile needs.
     fn tgw_config(&self, prefix: &str, profile: &Profile) -> String {
-        self.tgw_base_config(prefix, !profile.sends_to_underlay()) + &profile.tgw_sections()
+        self.tgw_base_config(prefix, !profile.sends_to_underlay(), "") + &profile.tgw_sections()
     }
 }
 

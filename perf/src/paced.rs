@@ -238,13 +238,9 @@ pub fn run(args: &PacedArgs) -> Result<(), String> {
     } else {
         eal_args.extend(["--no-huge", "--no-shconf", "-m", "512"].map(str::to_owned));
     }
-    // Rings of 4096 (memif's default is 1024): on two shared vCPUs this
-    // process, tgw's control loop and the churn take turns on one of
-    // them, and at 50,000 frames/s 1024 slots are 20 ms of its absence,
-    // which a busy machine's scheduler exceeds; then tgw's TX is full.
     for (i, sock) in args.sockets.iter().enumerate() {
         eal_args.push(format!(
-            "--vdev=net_memif{i},role=server,socket={sock},socket-abstract=no,id=0,rsize=12"
+            "--vdev=net_memif{i},role=server,socket={sock},socket-abstract=no,id=0"
         ));
     }
     let eal = Eal::init(&eal_args).map_err(|e| format!("generator EAL: {e}"))?;
@@ -252,8 +248,8 @@ pub fn run(args: &PacedArgs) -> Result<(), String> {
     let conf = PortConf {
         rx_queues: 1,
         tx_queues: 1,
-        rx_desc: 4096,
-        tx_desc: 4096,
+        rx_desc: 1024,
+        tx_desc: 1024,
         mtu: 1500,
         promiscuous: true,
     };
