@@ -10,6 +10,7 @@ use dataplane::neighbour::{Lookup, NeighKey, NeighbourWriter};
 use dataplane::resolver::{Io, Resolver, ResolverStats};
 use dataplane::snapshot::Publisher;
 use dataplane::tables::Tables;
+use dataplane::tenant::TenantId;
 use rte::{Burst, Mbuf, Mempool, Ring};
 
 use crate::frame::MbufFrame;
@@ -114,6 +115,14 @@ impl<'p> Control<'p> {
     /// (their next hops get pinned slots) or sets static neighbours.
     pub fn writer(&mut self) -> &mut NeighbourWriter {
         self.resolver.writer()
+    }
+
+    /// Lets go of neighbours nothing holds any more and of removed
+    /// tenants' hosts, once the snapshot without them is published.
+    pub fn release(&mut self, keys: &[NeighKey], tenants: &[TenantId]) {
+        if !keys.is_empty() || !tenants.is_empty() {
+            self.resolver.release(keys, tenants);
+        }
     }
 
     /// The neighbour table as it stands: key, what workers see, static.

@@ -205,6 +205,8 @@ impl Handler {
         if let Some(next) = built {
             cx.publisher.publish(next);
         }
+        let (keys, tenants) = self.runtime.take_released();
+        cx.control.release(&keys, &tenants);
         self.install_shares(&applied, cx);
         for rule in &applied.rules {
             let counted = rule_flows(cx.counters, rule.slot);

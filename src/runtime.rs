@@ -83,6 +83,64 @@ pub struct Runtime {
     /// Each tenant's public prefixes, `(prefix, len, key)`, from which the
     /// ingress table is rebuilt when one changes.
     ingress: BTreeMap<u32, Vec<(Ipv4Addr, u8, u32)>>,
+    /// The neighbour keys the snapshot holds, and by whom.
+    holds: Holds,
+    /// Keys no one holds any more and tenants removed, since the last
+    /// [`Runtime::take_released`].
+    released: (Vec<NeighKey>, Vec<TenantId>),
+}
+
+/// The neighbour keys a snapshot holds — its adjacencies' next hops and
+/// the static neighbours — and who holds each: a tenant (its tunnels'
+/// next hops, its static hosts) or the global tables (public routes'
+/// next hops, the ports' static neighbours). A key no one holds any more
+/// is let go, so that tenants coming and going do not fill the
+/// neighbour table with next hops nobody uses.
+#[derive(Default)]
+struct Holds {
+    by_tenant: HashMap<u32, Vec<NeighKey>>,
+    global: Vec<NeighKey>,
+    count: HashMap<NeighKey, u32>,
+}
+
+impl Holds {
+    /// `holder`'s keys are now `keys` (`None`: it holds none);
+    /// `released` gets those no one holds any more.
+    fn set(&mut self, holder: Option<u32>, keys: Vec<NeighKey>, released: &mut Vec<NeighKey>) {
+        for &k in &keys {
+            *self.count.entry(k).or_insert(0) += 1;
+        }
+        let old = match holder {
+            Some(slot) if keys.is_empty() => self.by_tenant.remove(&slot),
+            Some(slot) => self.by_tenant.insert(slot, keys),
+            None => Some(std::mem::replace(&mut self.global, keys)),
+        };
+        for k in old.unwrap_or_default() {
+            if let Some(n) = self.count.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    self.count.remove(&k);
+                    released.push(k);
+                }
+            }
+        }
+    }
+}
+
+/// What a tenant's share holds in the neighbour table.
+fn tenant_keys(
+    t: &dataplane::tenant::Tenant,
+    statics: &[ctl::config::TenantNeighbour],
+) -> Vec<NeighKey> {
+    t.tunnels
+        .iter()
+        .map(|a| a.neigh.key)
+        .chain(
+            statics
+                .iter()
+                .map(|n| NeighKey::inner(t.id, u32::from(n.ip))),
+        )
+        .collect()
 }
 
 impl Runtime {
@@ -92,6 +150,8 @@ impl Runtime {
             epoch: 1,
             tenant_slots: config.dataplane.tenant_slots,
             ingress: BTreeMap::new(),
+            holds: Holds::default(),
+            released: (Vec::new(), Vec::new()),
         }
     }
 
@@ -121,10 +181,41 @@ impl Runtime {
         let mut give = |t: TenantId, i: usize, _: &RuleSpec| rule_id(ids.get(&t.0), i);
         let tables = Tables::build_slotted(&spec, &tenants, generation, writer, &mut give)?;
         self.ingress.clear();
+        let mut holds = Holds::default();
+        let mut dropped = Vec::new();
         for (t, &id) in config.tenants.iter().zip(slots) {
             self.ingress.insert(id.0, ingress_of(t));
+            if let Some(built) = tables.tenants.get(id) {
+                holds.set(Some(id.0), tenant_keys(built, &t.neighbours), &mut dropped);
+            }
         }
+        let global = tables
+            .l2
+            .iter()
+            .map(|a| a.neigh.key)
+            .chain(
+                spec.neighbours
+                    .iter()
+                    .map(|&(port, ip, _)| NeighKey::port(port, u32::from(ip))),
+            )
+            .collect();
+        holds.set(None, global, &mut dropped);
+        // What the tables before held and these do not is let go.
+        let old = std::mem::replace(&mut self.holds, holds);
+        let released = old
+            .count
+            .into_keys()
+            .filter(|k| !self.holds.count.contains_key(k));
+        self.released.0.extend(released);
         Ok(tables)
+    }
+
+    /// The neighbour keys no adjacency or static entry holds any more,
+    /// and the tenants removed, since the last call: for the resolver to
+    /// let go of once the snapshot without them is published
+    /// (`Resolver::release`).
+    pub fn take_released(&mut self) -> (Vec<NeighKey>, Vec<TenantId>) {
+        std::mem::take(&mut self.released)
     }
 
     /// The snapshot after `pieces`, from `current`: what the pieces do not
@@ -139,7 +230,11 @@ impl Runtime {
     ) -> Result<Tables, ChangeError> {
         let mut next = current.clone();
         next.generation = generation;
-        let mut ingress = false;
+        // Kept aside until every piece is built: a refused change leaves
+        // the runtime as it was.
+        let mut ingress: BTreeMap<u32, Option<Vec<(Ipv4Addr, u8, u32)>>> = BTreeMap::new();
+        let mut holds: Vec<(u32, Vec<NeighKey>)> = Vec::new();
+        let mut removed = Vec::new();
         // Tenants whose decisions changed without their own tables
         // changing (an elastic IP, a pool): a new epoch after the rest.
         let mut touched: Vec<TenantId> = Vec::new();
@@ -162,13 +257,19 @@ impl Runtime {
                     }
                     let prefixes = ingress_of(t);
                     if self.ingress.get(&id.0) != Some(&prefixes) {
-                        self.ingress.insert(id.0, prefixes);
-                        ingress = true;
+                        ingress.insert(id.0, Some(prefixes));
+                    }
+                    if let Some(built) = next.tenants.get(id) {
+                        holds.push((id.0, tenant_keys(built, &t.neighbours)));
                     }
                 }
                 Piece::TenantRemoved(id) => {
                     next.remove_tenant(id);
-                    ingress |= self.ingress.remove(&id.0).is_some();
+                    if self.ingress.contains_key(&id.0) {
+                        ingress.insert(id.0, None);
+                    }
+                    holds.push((id.0, Vec::new()));
+                    removed.push(id);
                 }
                 Piece::Eip {
                     public,
@@ -206,9 +307,18 @@ impl Runtime {
                 }
             }
         }
-        if ingress {
-            let all: Vec<_> = self.ingress.values().flatten().copied().collect();
-            next.set_ingress(&all)?;
+        let mut new_ingress = None;
+        if !ingress.is_empty() {
+            let mut all = self.ingress.clone();
+            for (slot, prefixes) in &ingress {
+                match prefixes {
+                    Some(p) => all.insert(*slot, p.clone()),
+                    None => all.remove(slot),
+                };
+            }
+            let flat: Vec<_> = all.values().flatten().copied().collect();
+            next.set_ingress(&flat)?;
+            new_ingress = Some(all);
         }
         touched.sort_unstable();
         touched.dedup();
@@ -220,6 +330,13 @@ impl Runtime {
                 next.set_tenant(moved)?;
             }
         }
+        if let Some(all) = new_ingress {
+            self.ingress = all;
+        }
+        for (slot, keys) in holds {
+            self.holds.set(Some(slot), keys, &mut self.released.0);
+        }
+        self.released.1.extend(removed);
         Ok(next)
     }
 }
@@ -240,4 +357,116 @@ fn ingress_of(t: &Tenant) -> Vec<(Ipv4Addr, u8, u32)> {
         .iter()
         .map(|c| (c.addr, c.len, t.key))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctl::api::Op;
+    use ctl::running::{Change, Running};
+    use dataplane::neighbour::NeighbourLimits;
+    use dataplane::resolver::{Resolver, ResolverConfig};
+    use dataplane::VecFrame;
+    use serde_json::json;
+
+    fn reference() -> Config {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reference.toml");
+        let cpus: ctl::cpuset::CpuSet = [0, 1].into_iter().collect();
+        ctl::config::load(&path, &cpus).expect("reference.toml is valid")
+    }
+
+    /// Tenants come and go, each with a tunnel host of its own: their next
+    /// hops must leave the neighbour table's port share with them, or the
+    /// share fills and a tenant can no longer be added.
+    #[test]
+    fn tenants_coming_and_going_leave_no_next_hops_behind() {
+        let config = reference();
+        let ports = vec![
+            (0, MacAddr([2, 0, 0, 0, 0, 1])),
+            (1, MacAddr([2, 0, 0, 0, 1, 1])),
+        ];
+        let mut runtime = Runtime::new(&config, ports);
+        let mut running = Running::new(config.clone());
+        let writer = NeighbourWriter::with_limits(NeighbourLimits {
+            ports: 16,
+            tenants: 64,
+            per_tenant: 16,
+        });
+        let cfg = ResolverConfig {
+            reachable_ms: 300_000,
+            retry_ms: 1000,
+            retries: 3,
+            max_pending: 8,
+            max_held: 64,
+            held_per_tenant: 8,
+            icmp_per_sec: 10,
+            icmp_burst: 10,
+        };
+        let mut resolver: Resolver<VecFrame> = Resolver::new(writer, cfg);
+        let slots: Vec<TenantId> = running.slots().into_iter().map(TenantId).collect();
+        let rules = |slot: u32| running.rule_slots(slot);
+        let mut tables = runtime
+            .build(&config, &slots, 1, &rules, resolver.writer())
+            .expect("tables");
+        for i in 0..60u32 {
+            let host = format!("172.168.0.{}", 100 + i);
+            let add: Op = serde_json::from_value(json!({"op": "tenant.add", "args": {"tenant": {
+                "name": format!("x{i}"),
+                "key": 9000 + i,
+                "hosts": [host],
+                "prefixes": ["10.9.0.0/24"],
+                "routes": [{ "prefix": "10.9.0.0/24", "to": host }],
+                "neighbours": [{ "ip": "10.9.0.5", "mac": "02:00:00:00:09:05" }],
+            }}}))
+            .unwrap();
+            let del: Op = serde_json::from_value(
+                json!({"op": "tenant.del", "args": {"name": format!("x{i}")}}),
+            )
+            .unwrap();
+            for op in [add, del] {
+                let mut built = None;
+                let generation = tables.generation + 1;
+                running
+                    .apply_then(&op, |run, applied| {
+                        let owned: Vec<(u32, ctl::config::Tenant)> = applied
+                            .changes
+                            .iter()
+                            .filter_map(|c| match *c {
+                                Change::Tenant(s) => Some((s, run.tenant(s)?)),
+                                _ => None,
+                            })
+                            .collect();
+                        let mut pieces: Vec<Piece> = owned
+                            .iter()
+                            .map(|(s, t)| Piece::Tenant(TenantId(*s), t))
+                            .collect();
+                        pieces.extend(applied.changes.iter().filter_map(|c| match *c {
+                            Change::TenantRemoved(s) => Some(Piece::TenantRemoved(TenantId(s))),
+                            _ => None,
+                        }));
+                        let rules = |slot: u32| run.rule_slots(slot);
+                        let next = runtime
+                            .next(&tables, &pieces, generation, &rules, resolver.writer())
+                            .map_err(|e| {
+                                ctl::api::ApiError::new(ctl::api::ErrorCode::Invalid, e.to_string())
+                            })?;
+                        built = Some(next);
+                        Ok(())
+                    })
+                    .unwrap_or_else(|e| panic!("tenant x{i}: {e}"));
+                tables = built.expect("a snapshot");
+                let (keys, gone) = runtime.take_released();
+                resolver.release(&keys, &gone);
+                for t in gone {
+                    running.release(t.0);
+                }
+            }
+        }
+        // The reference tenants' next hops and statics are still there.
+        let t1 = tables.tenants.by_key(1000).expect("t1");
+        assert!(matches!(
+            tables.neighbours.get_ref(t1.tunnels[0].neigh),
+            dataplane::neighbour::Lookup::Mac(_)
+        ));
+    }
 }

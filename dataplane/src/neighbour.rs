@@ -629,6 +629,27 @@ impl NeighbourWriter {
         }
     }
 
+    /// Lets go of `key` for good: no adjacency holds it and it is not
+    /// static any more (its tunnel, route or tenant was removed at
+    /// runtime). Unlike [`NeighbourWriter::retire`], a pinned or static
+    /// slot is freed too, so that a gateway whose tenants come and go does
+    /// not fill its table with the next hops of tenants long gone.
+    pub fn release(&mut self, key: NeighKey) {
+        let Some(i) = self.table.find(key) else {
+            return;
+        };
+        let pinned = self.flags[i] & PINNED != 0;
+        if !self.is_dead(i) {
+            let old = self.mac_of(i).swap(DEAD, Ordering::AcqRel);
+            self.count_failed(old, DEAD);
+            self.count(key, false);
+        } else if pinned {
+            // A retired pinned slot stayed counted for its key.
+            self.count(key, false);
+        }
+        self.flags[i] &= !(PINNED | STATIC);
+    }
+
     /// What the workers would see for `key`.
     pub fn get(&self, key: NeighKey) -> Lookup {
         self.table.get(key)

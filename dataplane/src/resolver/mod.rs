@@ -263,6 +263,35 @@ impl<F: Frame> Resolver<F> {
         self.held_by_tenant.get(&tenant).copied().unwrap_or(0)
     }
 
+    /// Lets go of next hops no adjacency holds any more and of a removed
+    /// tenant's hosts, static or learned (a change at runtime): their
+    /// entries go, frames they held are dropped (counted), and their slots
+    /// are free for others, so that neither the table's share nor a new
+    /// tenant given the slot inherits them.
+    pub fn release(&mut self, keys: &[NeighKey], tenants: &[TenantId]) {
+        let mut gone: Vec<NeighKey> = keys.to_vec();
+        if !tenants.is_empty() {
+            let theirs = |k: &NeighKey| k.as_inner().is_some_and(|t| tenants.contains(&t));
+            gone.extend(self.entries.keys().copied().filter(theirs));
+            gone.extend(
+                self.writer
+                    .entries()
+                    .into_iter()
+                    .map(|(k, _, _)| k)
+                    .filter(theirs),
+            );
+        }
+        for key in gone {
+            if let Some(e) = self.entries.remove(&key) {
+                self.stats.dropped += e.pending.len() as u64;
+                for (_, _, share) in e.pending {
+                    self.unhold(share);
+                }
+            }
+            self.writer.release(key);
+        }
+    }
+
     /// Takes a frame a worker punted, at time `now` (milliseconds).
     pub fn punted(&mut self, t: &Tables, mut f: F, now: u64, io: &mut impl Io<F>) {
         match Punt::read(&mut f) {
