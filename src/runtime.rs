@@ -82,7 +82,7 @@ pub struct Runtime {
     tenant_slots: u32,
     /// Each tenant's public prefixes, `(prefix, len, key)`, from which the
     /// ingress table is rebuilt when one changes.
-    ingress: BTreeMap<u32, Vec<(Ipv4Addr, u8, u32)>>,
+    ingress: BTreeMap<u32, Vec<Ingress>>,
     /// The neighbour keys the snapshot holds, and by whom.
     holds: Holds,
     /// Keys no one holds any more and tenants removed, since the last
@@ -232,7 +232,7 @@ impl Runtime {
         next.generation = generation;
         // Kept aside until every piece is built: a refused change leaves
         // the runtime as it was.
-        let mut ingress: BTreeMap<u32, Option<Vec<(Ipv4Addr, u8, u32)>>> = BTreeMap::new();
+        let mut ingress: BTreeMap<u32, Option<Vec<Ingress>>> = BTreeMap::new();
         let mut holds: Vec<(u32, Vec<NeighKey>)> = Vec::new();
         let mut removed = Vec::new();
         // Tenants whose decisions changed without their own tables
@@ -351,8 +351,11 @@ fn rule_id(ids: Option<&Vec<u32>>, i: usize) -> RuleId {
     RuleId(ids.and_then(|v| v.get(i)).copied().unwrap_or(u32::MAX))
 }
 
+/// A public prefix leading into a tenant: `(prefix, len, key)`.
+type Ingress = (Ipv4Addr, u8, u32);
+
 /// A tenant's public prefixes as the ingress table takes them.
-fn ingress_of(t: &Tenant) -> Vec<(Ipv4Addr, u8, u32)> {
+fn ingress_of(t: &Tenant) -> Vec<Ingress> {
     t.public_prefixes
         .iter()
         .map(|c| (c.addr, c.len, t.key))
