@@ -405,6 +405,14 @@ fn stalls(
         ));
     }
     let before = rt.ctl.counts(w)?;
+    // Still streaming: a stall from now on is the unbind's.
+    if w.net.stdout(stream).contains('{') {
+        let done = w.net.wait(stream, wait);
+        return Err(format!(
+            "the stream ended before the unbind: {}",
+            done.stdout.trim()
+        ));
+    }
     let unbound = rt.ctl.run(w, &["eip", "del", &public]);
     let done = w.net.wait(stream, wait);
     unbound?;
