@@ -45,6 +45,9 @@ const REACH_BYTES: usize = 4 << 10;
 const STALL_S: f64 = 1.0;
 /// How long it may stream at most.
 const STREAM_LIMIT_S: f64 = 10.0;
+/// How long tgw's counters may take to show what was sent: a worker off
+/// its CPU (two vCPUs, shared) counts late.
+const SETTLE: Duration = Duration::from_secs(5);
 /// How long tgw may take to say what it made of a SIGHUP.
 const SIGHUP_LIMIT: Duration = Duration::from_secs(10);
 
@@ -98,6 +101,22 @@ impl Ctl {
         serde_json::from_str(&out).map_err(|e| format!("tgwctl {}: {e}: {out:?}", args.join(" ")))
     }
 
+    /// The counters once tgw has counted what a step sent: read until
+    /// `done` holds of them and two reads 100 ms apart agree, or
+    /// [`SETTLE`] has passed (the step then judges what they say).
+    fn settled(&self, w: &World, done: impl Fn(&Counts) -> bool) -> Result<Counts, String> {
+        let deadline = Instant::now() + SETTLE;
+        let mut last = self.counts(w)?;
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.counts(w)?;
+            if (done(&now) && now == last) || Instant::now() >= deadline {
+                return Ok(now);
+            }
+            last = now;
+        }
+    }
+
     /// The counters the steps judge, as `tgwctl stats` shows them now.
     fn counts(&self, w: &World) -> Result<Counts, String> {
         let stats = self.json(w, &["stats"])?;
@@ -119,6 +138,7 @@ impl Ctl {
 }
 
 /// Counters read with `tgwctl stats`, summed over the workers.
+#[derive(PartialEq)]
 struct Counts {
     drops: BTreeMap<String, u64>,
     /// Each tenant's `default in` decisions.
@@ -256,7 +276,10 @@ fn unreachable(w: &World, rt: &Runtime, h: &Host, effects: &mut Effects) -> Resu
     let before = rt.ctl.counts(w)?;
     let target = format!("{}:{}", h.public, h.port);
     let refused = refused(w, &target)?;
-    let rose = rt.ctl.counts(w)?.rose(&before);
+    let rose = rt
+        .ctl
+        .settled(w, |c| risen(&c.rose(&before), "no_route") > 0)?
+        .rose(&before);
     let dropped = risen(&rose, "no_route");
     if dropped == 0 {
         return Err(format!(
@@ -319,7 +342,10 @@ fn without_rule(
     }
     let target = format!("{}:{}", h.public, h.port);
     let refused = refused(w, &target)?;
-    let after = rt.ctl.counts(w)?;
+    let after = rt.ctl.settled(w, |c| {
+        let syns = risen(&c.rose(before), "firewall");
+        syns > 0 && c.default_in[0].saturating_sub(before.default_in[0]) == syns
+    })?;
     let rose = after.rose(before);
     let syns = risen(&rose, "firewall");
     let decided = after.default_in[0].saturating_sub(before.default_in[0]);
@@ -450,8 +476,10 @@ fn stalls(
             "host2's end of {remote} not found to close: {killed:?}"
         ));
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let after = rt.ctl.counts(w)?;
+    let after = rt.ctl.settled(w, |c| {
+        c.expired[1] > before.expired[1]
+            && (rt.workers > 1 || risen(&c.rose(&before), "revoked") > 0)
+    })?;
     let rose = after.rose(&before);
     let ended = after.expired[1].saturating_sub(before.expired[1]);
     let revoked = risen(&rose, "revoked");
