@@ -2,8 +2,10 @@
 //! runs `tgw-perf scenario` — the one implementation, which scripts/demo
 //! runs too — and asserts every check it makes. A client and two tenant
 //! hosts in network namespaces, tgw between them on af_packet (and af_xdp) ports, no
-//! static neighbour. Needs root (it skips, saying so, without); the
-//! scenario removes every namespace, process and file it makes.
+//! static neighbour; first the runtime steps of issue 11 (tgwctl and
+//! SIGHUP change the running tgw). Needs root (it skips, saying so,
+//! without); the scenario removes every namespace, process and file it
+//! makes.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,34 +17,53 @@ use serde_json::Value;
 /// tgw-perf is another package's binary, so cargo gives no
 /// `CARGO_BIN_EXE_` for it; `cargo test --workspace` builds it next to tgw.
 fn tgw_perf() -> PathBuf {
+    fresh_sibling("tgw-perf", "perf", &["perf/src", "examples/reference.toml"])
+}
+
+/// tgwctl, which the scenario's runtime steps change tgw with: the `ctl`
+/// package's binary, next to tgw as well.
+fn tgwctl() -> PathBuf {
+    fresh_sibling("tgwctl", "ctl", &["ctl/src"])
+}
+
+/// The binary `name` of package `package`, next to tgw, and not older than
+/// its `sources` (files or directories under the workspace root).
+fn fresh_sibling(name: &str, package: &str, sources_under: &[&str]) -> PathBuf {
     let tgw = PathBuf::from(env!("CARGO_BIN_EXE_tgw"));
-    let perf = tgw.with_file_name("tgw-perf");
+    let bin = tgw.with_file_name(name);
     assert!(
-        perf.exists(),
-        "{} is missing: build it with `cargo build -p perf` (in the same profile) \
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p {package}` (in the same profile) \
          or run `cargo test --workspace`, which builds every binary",
-        perf.display()
+        bin.display()
     );
-    // `cargo test --test scenario` rebuilds tgw but not tgw-perf: refuse
-    // to check an old scenario.
-    let built = std::fs::metadata(&perf).and_then(|m| m.modified()).ok();
+    // `cargo test --test scenario` rebuilds tgw but not the others:
+    // refuse to check with an old one.
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let newer = sources(&root.join("perf/src"))
-        .into_iter()
-        .chain([root.join("examples/reference.toml")])
+    let newer = sources_under
+        .iter()
+        .flat_map(|s| {
+            let p = root.join(s);
+            if p.is_dir() {
+                sources(&p)
+            } else {
+                vec![p]
+            }
+        })
         .find(|f| {
             let changed = std::fs::metadata(f).and_then(|m| m.modified()).ok();
             matches!((changed, built), (Some(c), Some(b)) if c > b)
         });
     if let Some(f) = newer {
         panic!(
-            "{} is older than {}: rebuild it (`cargo build -p perf`, or run \
+            "{} is older than {}: rebuild it (`cargo build -p {package}`, or run \
              `cargo test --workspace`)",
-            perf.display(),
+            bin.display(),
             f.display()
         );
     }
-    perf
+    bin
 }
 
 /// The files under `dir`, a few levels deep.
@@ -76,10 +97,17 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Every check of issue 5, by the start of its name: each must pass. A
-/// check that disappears from the scenario, or one this list does not
-/// know, fails here.
-const MUST_PASS: [&str; 20] = [
+/// Every check of issue 5 and the runtime steps of issue 11, by the start
+/// of its name: each must pass. A check that disappears from the
+/// scenario, or one this list does not know, fails here.
+const MUST_PASS: [&str; 24] = [
+    // The runtime steps (perf/src/scenario/runtime.rs), first: tgwctl binds
+    // tenant 2's elastic IP, removes and puts back a rule, unbinds an
+    // address under an open connection; SIGHUP with a broken file.
+    "tenant 2's elastic IP bound at runtime: 2.2.2.12 unreachable, then tgwctl eip add",
+    "tenant 1's in allow tcp dport 22 removed at runtime: a new connection to 2.2.2.11:22 refused",
+    "2.2.2.12 unbound under an open TCP connection: its next segment revoked, the client stalls",
+    "SIGHUP with a broken config file: refused with FILE:LINE, the running state unchanged",
     "TCP 2.2.2.11:22 reaches host1",
     "TCP 2.2.2.12:23 reaches host2",
     "the two 10.0.0.7 are different hosts",
@@ -141,12 +169,15 @@ fn scenario(test: &str, pmd: &str, workers: u8) {
         return;
     }
     let perf = tgw_perf();
+    let ctl = tgwctl();
     let json = std::env::temp_dir().join(format!(
         "tgw-test-scenario-{}-{pmd}-{workers}.json",
         std::process::id()
     ));
     let mut cmd = Command::new(&perf);
-    cmd.args(["scenario", "--tgw", env!("CARGO_BIN_EXE_tgw"), "--json"])
+    cmd.args(["scenario", "--tgw", env!("CARGO_BIN_EXE_tgw"), "--tgwctl"])
+        .arg(&ctl)
+        .arg("--json")
         .arg(&json)
         .args(["--pmd", pmd, "--workers", &workers.to_string()]);
     if std::env::var("TGW_HUGEPAGES").as_deref() != Ok("1") {

@@ -244,12 +244,21 @@ impl Netns {
 
     /// SIGTERM to the process (by its PID), then [`Netns::wait`] for it.
     pub fn stop(&mut self, id: ProcId) -> Stopped {
-        let p = &mut self.procs[id.0];
-        if p.status.is_none() && matches!(p.child.try_wait(), Ok(None)) {
-            let pid = p.child.id().to_string();
-            let _ = run_limited(Command::new("kill").args(["-TERM", &pid]), RUN_LIMIT);
-        }
+        self.signal(id, "TERM");
         self.wait(id, STOP_LIMIT)
+    }
+
+    /// Sends signal `sig` (a name `kill` knows: `HUP`, `TERM`) to the
+    /// process by its PID, if it still runs; whether it was sent.
+    pub fn signal(&mut self, id: ProcId, sig: &str) -> bool {
+        let p = &mut self.procs[id.0];
+        if p.status.is_some() || !matches!(p.child.try_wait(), Ok(None)) {
+            return false;
+        }
+        let pid = p.child.id().to_string();
+        let sig = format!("-{sig}");
+        run_limited(Command::new("kill").args([sig.as_str(), &pid]), RUN_LIMIT)
+            .is_ok_and(|o| o.status.success())
     }
 
     fn stopped(&self, id: ProcId, status: ExitStatus) -> Stopped {

@@ -85,6 +85,11 @@ pub struct Options<'a> {
     pub workers: usize,
     /// CPUs this machine has.
     pub cpus: usize,
+    /// tgw's control socket (`[control] socket`), where `tgwctl` reaches it.
+    pub control_socket: &'a str,
+    /// An elastic IP of reference.toml left out of the file: the runtime
+    /// steps bind it with `tgwctl eip add` (`runtime.rs`).
+    pub unbound_eip: Option<std::net::Ipv4Addr>,
 }
 
 /// The reference configuration with `o` applied, as TOML text.
@@ -140,6 +145,17 @@ pub fn build(o: &Options) -> Result<String, String> {
 
     // No static neighbours anywhere: the resolver learns them all.
     doc.remove("neighbour");
+    if let Some(unbound) = o.unbound_eip {
+        let eips = array(&mut doc, "eip")?;
+        let before = eips.len();
+        eips.retain(|e| e.get("public").and_then(Value::as_str) != Some(&unbound.to_string()));
+        if eips.len() + 1 != before {
+            return Err(format!("reference.toml has no [[eip]] {unbound}"));
+        }
+    }
+    let mut control = Table::new();
+    control.insert("socket".into(), o.control_socket.into());
+    doc.insert("control".into(), Value::Table(control));
     // The GRE options the hosts' tunnels require (`Host::receives`).
     for tenant in array(&mut doc, "tenant")? {
         let tenant = tenant.as_table_mut().ok_or("a [[tenant]] is not a table")?;
@@ -215,6 +231,8 @@ mod tests {
             hugepages: false,
             workers: 1,
             cpus: 2,
+            control_socket: "/tmp/x/ctl/tgw.sock",
+            unbound_eip: Some("2.2.2.12".parse().unwrap()),
         })
         .unwrap();
         let doc: Table = text.parse().unwrap();
@@ -250,8 +268,16 @@ mod tests {
             })
             .collect();
         assert_eq!(gre, [(true, true), (false, false)]);
-        ctl::config::parse(&text, "scenario.toml", &"0-1".parse().unwrap())
+        let config = ctl::config::parse(&text, "scenario.toml", &"0-1".parse().unwrap())
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        // Tenant 2's elastic IP is left for tgwctl to bind; the socket is
+        // where the scenario's tgwctl looks.
+        let eips: Vec<String> = config.eips.iter().map(|e| e.public.to_string()).collect();
+        assert_eq!(eips, ["2.2.2.11"]);
+        assert_eq!(
+            config.control.socket,
+            std::path::Path::new("/tmp/x/ctl/tgw.sock")
+        );
     }
 
     /// Two workers on two CPUs: the second shares the main lcore's, and
@@ -266,6 +292,8 @@ mod tests {
             hugepages: false,
             workers: 2,
             cpus: 2,
+            control_socket: "/tmp/x/ctl/tgw.sock",
+            unbound_eip: None,
         };
         let text = build(&options(Pmd::AfPacket)).unwrap();
         let config = ctl::config::parse(&text, "scenario.toml", &"0-1".parse().unwrap())

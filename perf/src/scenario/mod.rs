@@ -24,6 +24,7 @@
 
 mod config;
 mod fragments;
+mod runtime;
 mod scripts;
 mod wire;
 
@@ -47,6 +48,10 @@ pub struct ScenarioArgs {
     /// The tgw binary (default: next to tgw-perf, else on PATH).
     #[arg(long)]
     tgw: Option<PathBuf>,
+    /// The tgwctl binary the runtime steps change tgw with (default: next
+    /// to tgw-perf, else on PATH).
+    #[arg(long)]
+    tgwctl: Option<PathBuf>,
     /// The DPDK driver on tgw's veth ends: af_packet or af_xdp.
     #[arg(long, default_value = "af_packet")]
     pmd: Pmd,
@@ -333,6 +338,7 @@ fn scenario(
         capture(&mut w, &switch, "p-gw", "underlay.pcap"),
     ];
 
+    let socket = w.net.path("ctl/tgw.sock");
     let config = config::build(&config::Options {
         pmd: args.pmd,
         public_iface: "pub",
@@ -341,6 +347,9 @@ fn scenario(
         hugepages,
         workers: usize::from(args.workers),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        control_socket: socket.to_str().ok_or("socket path")?,
+        // Bound at runtime, by the first runtime step.
+        unbound_eip: Some(HOSTS[1].public),
     })?;
     let config_path = w.net.path("tgw.toml");
     let stats_path = w.net.path("tgw-stats.json");
@@ -422,7 +431,24 @@ fn scenario(
     let mut checks = Checks::default();
     let mut summary = Summary::default();
     let t1 = Instant::now();
-    let (bulk, attempts) = live_checks(&w, args, &mut checks, &mut summary, interrupted)?;
+    let rt = runtime::Runtime {
+        ctl: runtime::Ctl {
+            bin: args
+                .tgwctl
+                .clone()
+                .unwrap_or_else(|| dut::sibling_or_path("tgwctl")),
+            socket,
+        },
+        tgw,
+        config_path: &config_path,
+        workers,
+    };
+    let effects = runtime::steps(&mut w, &rt, &mut checks, interrupted)?;
+    let steps = t1.elapsed().as_secs_f64();
+    let (bulk, mut attempts) = live_checks(&w, args, &mut checks, &mut summary, interrupted)?;
+    for (opened, more) in attempts.opened_in.iter_mut().zip(effects.opened_in) {
+        *opened += more;
+    }
     check_interrupt(interrupted)?;
     let traffic = t1.elapsed().as_secs_f64();
 
@@ -495,6 +521,7 @@ fn scenario(
         &captures,
         &expected,
         &attempts,
+        &effects,
     );
     let report = json!({
         "bulk": bulk,
@@ -504,7 +531,7 @@ fn scenario(
         "agents": agents,
         "frames": {"public": public.len(), "underlay": underlay.len(),
                    "missed_by_tcpdump": {"public": missed[0], "underlay": missed[1]}},
-        "seconds": {"setup": setup, "traffic": traffic, "stop": t2.elapsed().as_secs_f64()},
+        "seconds": {"setup": setup, "runtime_steps": steps, "traffic": traffic, "stop": t2.elapsed().as_secs_f64()},
     });
     // Dropping `w` removes the namespaces and the scratch files.
     drop(w);
@@ -1282,6 +1309,7 @@ fn after_checks(
     captures: &Captures,
     expected: &[(String, Ipv4Addr, String)],
     attempts: &Attempts,
+    effects: &runtime::Effects,
 ) {
     let (underlay, public) = (captures.underlay, captures.public);
     let worker_count = stats["workers"].as_array().map_or(1, Vec::len);
@@ -1484,7 +1512,9 @@ fn after_checks(
         let mut parts = Vec::new();
         for (i, h) in HOSTS.iter().enumerate() {
             let n = r.inbound[i];
-            let counted = decisions(stats, h.tenant, "default in");
+            // Less the SYNs the runtime steps had refused on purpose.
+            let counted = decisions(stats, h.tenant, "default in")
+                .map(|c| c.saturating_sub(effects.default_in[i]));
             if n == 0 || !captures.agrees(0, counted, n) {
                 return Err(format!(
                     "{n} SYNs to {} on the client's link, {} default in decisions {counted:?}",
@@ -1575,7 +1605,11 @@ fn after_checks(
                     r.outbound[i],
                     Some(1),
                 ),
-                ("default in".to_owned(), r.inbound[i], Some(0)),
+                (
+                    "default in".to_owned(),
+                    r.inbound[i] + effects.default_in[i],
+                    Some(0),
+                ),
                 ("default out".to_owned(), attempts.opened_out[i], None),
             ];
             for (rule, n, capture) in &want {
@@ -1651,7 +1685,8 @@ fn after_checks(
     // not_local, as many as the captures show.
     let stray = stray_frames(underlay, public);
     let missed: u64 = captures.missed.iter().sum();
-    let refused_syns = r.total();
+    // The runtime steps' drops, each judged by its step, are expected too.
+    let refused_syns = r.total() + effects.drops("firewall");
     let firewall = u(drops, "firewall");
     let others: Vec<String> = drops
         .as_object()
@@ -1663,7 +1698,7 @@ fn after_checks(
                         "gre_unknown_key" => false,
                         "not_local" => n > stray,
                         "firewall" => n < refused_syns || n > refused_syns + missed,
-                        _ => n > 0,
+                        reason => n != effects.drops(reason),
                     }
                 })
                 .map(|(k, v)| format!("{k} {v}"))
@@ -1674,8 +1709,10 @@ fn after_checks(
         "no other drops in tgw",
         if others.is_empty() && !stats.is_null() && refused_syns > 0 {
             Ok(format!(
-                "0 but gre_unknown_key, firewall {firewall} (the {refused_syns} refused SYNs on the wire), \
+                "0 but gre_unknown_key and the runtime steps' ({}), firewall {firewall} \
+                 (the {refused_syns} refused SYNs on the wire and in the steps), \
                  and not_local {} of the {stray} frames on the wire addressed to no one here",
+                effects,
                 u(drops, "not_local")
             ))
         } else {

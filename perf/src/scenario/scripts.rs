@@ -214,6 +214,45 @@ for t in threads:
 print(json.dumps(out))
 "#;
 
+/// `stream.py ADDR PORT STALL LIMIT` (runtime steps): asks the server on
+/// PORT to be a sink and streams to it without pause; says `streaming
+/// from port SPORT` once 256 KiB went, and goes on until no 16 KiB chunk
+/// can be sent for STALL seconds (`stalled`: nothing is acknowledged any
+/// more), the connection breaks (the error: a reset, say) or LIMIT seconds
+/// pass (`never stalled`). Then it aborts the connection (SO_LINGER 0: one
+/// RST, no retransmissions left behind to meet a later state of tgw).
+pub const STREAM: &str = r#"
+import json, socket, struct, sys, time
+addr, port, stall, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+chunk = b"\x5a" * 16384
+try:
+    s = socket.create_connection((addr, port), timeout=5)
+    sport = s.getsockname()[1]
+    s.settimeout(stall)
+    s.sendall(b"sink\n")
+    sent, said, t0 = 0, False, time.monotonic()
+    outcome = "never stalled"
+    while time.monotonic() - t0 < limit:
+        try:
+            s.sendall(chunk)
+        except socket.timeout:
+            outcome = "stalled"
+            break
+        except OSError as e:
+            outcome = f"{type(e).__name__}: {e}"
+            break
+        sent += len(chunk)
+        if not said and sent >= 256 << 10:
+            print(f"streaming from port {sport}", flush=True)
+            said = True
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    print(json.dumps({"outcome": outcome, "sent": sent, "sport": sport,
+                      "ms": round((time.monotonic() - t0) * 1000, 1)}))
+except OSError as e:
+    print(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+"#;
+
 /// Every script by file name, written once into the scratch directory.
 /// `frag_host.py PORT CLIENT SECONDS` (fragment checks, on a tenant
 /// host): says hello from UDP PORT to CLIENT:PORT every 200 ms until an
@@ -319,7 +358,8 @@ while time.monotonic() - t0 < 2 and not intact:
 print(json.dumps({"bytes": len(payload) + 28, "intact": intact, "rtt_ms": rtt}))
 "#;
 
-pub const ALL: [(&str, &str); 9] = [
+pub const ALL: [(&str, &str); 10] = [
+    ("stream.py", STREAM),
     ("serve.py", SERVE),
     ("connect.py", CONNECT),
     ("tcp.py", TCP),
