@@ -866,3 +866,88 @@ fn l2fwd_examples_run_in_l2fwd_mode() {
         assert_eq!(config.dataplane.mode, Mode::L2fwd, "{name}");
     }
 }
+
+/// Two tenants, t2 owning the public prefix `public` (line 25); NAT tables
+/// follow from line 27.
+fn with_public_prefix(public: &str, nat: &str) -> Result<Config, Vec<(usize, String)>> {
+    let text = format!(
+        "[[port]]\nname = \"pub0\"\ndevice = \"net_null0\"\nrole = \"public\"\naddresses = [\"1.1.1.1/24\"]\n\
+         [[port]]\nname = \"und0\"\ndevice = \"net_null1\"\nrole = \"underlay\"\naddresses = [\"172.168.0.1/24\"]\n\
+         [[worker]]\nlcore = 1\nrx = [\"pub0:0\", \"und0:0\"]\n\
+         [[tenant]]\nname = \"t1\"\nkey = 1000\nhosts = [\"172.168.0.11\"]\nprefixes = [\"10.0.0.0/24\"]\n\
+         routes = [{{ prefix = \"0.0.0.0/0\", to = \"public\" }}]\n\
+         [[tenant]]\nname = \"t2\"\nkey = 2000\nhosts = [\"172.168.0.12\"]\nprefixes = [\"10.0.0.0/24\"]\n\
+         public_prefixes = [\"{public}\"]\n\
+         routes = [{{ prefix = \"{public}\", to = \"172.168.0.12\" }}]\n\
+         {nat}"
+    );
+    parse(&text, "x.toml", &cpus("0-1")).map_err(|e| {
+        e.iter()
+            .map(|e| (e.line.unwrap_or(0), e.message.clone()))
+            .collect()
+    })
+}
+
+/// A public address leads into one tenant only, and the dataplane looks
+/// elastic IPs up before public prefixes: an elastic IP or a pool address
+/// inside a public prefix (another tenant's or its own) is refused at the
+/// address, naming the prefix, its tenant and its line.
+#[test]
+fn a_nat_address_inside_a_public_prefix_is_refused() {
+    let eip = |public: &str, tenant: &str| {
+        format!("[[eip]]\npublic = \"{public}\"\ntenant = \"{tenant}\"\nprivate = \"10.0.0.7\"\n")
+    };
+    let inside = &[
+        "5.5.5.7 is inside public prefix 5.5.5.0/24 of tenant \"t2\" (line 25)",
+        "one tenant only",
+        "use an address outside every public prefix, or take it out of the prefix",
+    ][..];
+    // Another tenant's elastic IP, and the prefix's own tenant's.
+    for tenant in ["t1", "t2"] {
+        assert_errors(
+            &with_public_prefix("5.5.5.0/24", &eip("5.5.5.7", tenant)).unwrap_err(),
+            &[(28, inside)],
+        );
+    }
+    // A pool address, at its place in the list.
+    let pool = "[[snat]]\ntenant = \"t1\"\naddresses = [\n  \"3.3.3.1\",\n  \"5.5.5.7\",\n]\n";
+    assert_errors(
+        &with_public_prefix("5.5.5.0/24", pool).unwrap_err(),
+        &[(31, inside)],
+    );
+}
+
+/// The same seen from the other side: a public prefix written over an
+/// elastic IP and a pool address (each named where it is written, with
+/// the prefix's line).
+#[test]
+fn a_public_prefix_over_nat_addresses_is_refused() {
+    let eip = |public: &str, tenant: &str| {
+        format!("[[eip]]\npublic = \"{public}\"\ntenant = \"{tenant}\"\nprivate = \"10.0.0.7\"\n")
+    };
+    let pool = "[[snat]]\ntenant = \"t1\"\naddresses = [\n  \"3.3.3.1\",\n  \"5.5.5.7\",\n]\n";
+    let both = format!("{}{pool}", eip("5.5.5.8", "t1")).replace("\"3.3.3.1\"", "\"5.5.9.1\"");
+    let over = &[
+        "is inside public prefix 5.5.0.0/16 of tenant \"t2\" (line 25)",
+        "one tenant only",
+    ][..];
+    assert_errors(
+        &with_public_prefix("5.5.0.0/16", &both).unwrap_err(),
+        &[(28, over), (34, over), (35, over)],
+    );
+    // Next to the prefix is fine; so is a pool address that is an
+    // elastic IP refused, as before.
+    let c = with_public_prefix("5.5.5.0/24", &eip("5.5.6.7", "t1")).unwrap();
+    assert_eq!(c.eips.len(), 1);
+    let twice = format!(
+        "{}[[snat]]\ntenant = \"t1\"\naddresses = [\"5.5.6.7\"]\n",
+        eip("5.5.6.7", "t1")
+    );
+    assert_errors(
+        &with_public_prefix("5.5.5.0/24", &twice).unwrap_err(),
+        &[(
+            33,
+            &["5.5.6.7 is already an elastic IP or in another pool"][..],
+        )],
+    );
+}

@@ -956,3 +956,169 @@ fn a_change_the_dataplane_refuses_is_taken_back() {
         ]
     );
 }
+
+/// A tenant like `tenant_json` that also owns `public` (routed to its
+/// host).
+fn tenant_with_public(name: &str, key: u32, public: &str) -> Value {
+    let mut t = tenant_json(name, key);
+    t["public_prefixes"] = json!([public]);
+    t["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "prefix": public, "to": "172.168.0.13" }));
+    t
+}
+
+/// A public address leads into one tenant only, and the dataplane looks
+/// elastic IPs up before public prefixes: an elastic IP or pool address
+/// inside a public prefix (another tenant's or its own) would take the
+/// address from the prefix's tenant.
+#[test]
+fn an_eip_or_pool_address_inside_a_public_prefix_is_refused() {
+    let mut run = base();
+    // t2 owns 5.5.5.0/24: an elastic IP of t1 inside it ...
+    let e = refused(
+        &mut run,
+        json!({"op": "eip.add", "args": {"eip": {"public": "5.5.5.7", "tenant": "t1", "private": "10.0.0.8"}}}),
+    );
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::Invalid, Some("eip.public"))
+    );
+    for part in [
+        "5.5.5.7",
+        "public prefix 5.5.5.0/24 of tenant \"t2\"",
+        "one tenant only",
+        "outside every public prefix",
+    ] {
+        assert!(e.message.contains(part), "{e}");
+    }
+    // ... or of t2 itself ...
+    let e = refused(
+        &mut run,
+        json!({"op": "eip.add", "args": {"eip": {"public": "5.5.5.255", "tenant": "t2", "private": "10.0.0.8"}}}),
+    );
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::Invalid, Some("eip.public"))
+    );
+    // ... or a pool address inside it.
+    let e = refused(
+        &mut run,
+        json!({"op": "snat.add", "args": {"snat": {"tenant": "t2", "addresses": ["3.3.3.2", "5.5.5.9"]}}}),
+    );
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::Invalid, Some("snat.addresses[1]"))
+    );
+    assert!(
+        e.message
+            .contains("public prefix 5.5.5.0/24 of tenant \"t2\""),
+        "{e}"
+    );
+    // A batch that makes the overlap in two steps is refused whole.
+    let e = refused(
+        &mut run,
+        json!({"op": "batch", "args": {"ops": [
+            {"op": "tenant.add", "args": {"tenant": tenant_with_public("t3", 3000, "6.6.6.0/24")}},
+            {"op": "eip.add", "args": {"eip": {"public": "6.6.6.6", "tenant": "t1", "private": "10.0.0.8"}}},
+        ]}}),
+    );
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::Invalid, Some("eip.public"))
+    );
+    // Next to a prefix is fine.
+    ok(
+        &mut run,
+        json!({"op": "eip.add", "args": {"eip": {"public": "5.5.6.1", "tenant": "t1", "private": "10.0.0.8"}}}),
+    );
+}
+
+/// The same seen from the other side: a new public prefix over an
+/// elastic IP or a pool address.
+#[test]
+fn a_public_prefix_over_an_eip_or_pool_address_is_refused() {
+    let mut run = base();
+    // A new tenant's public prefix over t1's elastic IP 2.2.2.11, or over
+    // its pool address 3.3.3.1.
+    let e = refused(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": tenant_with_public("t3", 3000, "2.2.2.0/24")}}),
+    );
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::Invalid, Some("tenant.public_prefixes[0]"))
+    );
+    for part in [
+        "2.2.2.0/24",
+        "2.2.2.11",
+        "elastic IP of tenant \"t1\"",
+        "eip.del 2.2.2.11",
+    ] {
+        assert!(e.message.contains(part), "{e}");
+    }
+    let e = refused(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": tenant_with_public("t3", 3000, "3.3.3.0/30")}}),
+    );
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        (ErrorCode::Invalid, Some("tenant.public_prefixes[0]"))
+    );
+    for part in ["3.3.3.1", "pool address of tenant \"t1\"", "snat.del t1"] {
+        assert!(e.message.contains(part), "{e}");
+    }
+    // Next to them is fine.
+    ok(
+        &mut run,
+        json!({"op": "tenant.add", "args": {"tenant": tenant_with_public("t3", 3000, "2.2.2.12/32")}}),
+    );
+}
+
+/// `config.apply` checks the whole file, which refuses the overlap; and
+/// its plan orders the ops so that an address moving between an elastic
+/// IP and a public prefix never overlaps on the way.
+#[test]
+fn plan_refuses_a_public_prefix_over_an_eip_and_moves_an_address_between_them() {
+    let run = base();
+    let over = edited(
+        "public_prefixes = [\"5.5.5.0/24\"]",
+        "public_prefixes = [\"5.5.5.0/24\", \"2.2.2.0/24\"]",
+    )
+    .replace(
+        "{ prefix = \"5.5.5.0/24\", to = \"172.168.0.12\" },",
+        "{ prefix = \"5.5.5.0/24\", to = \"172.168.0.12\" },\n  { prefix = \"2.2.2.0/24\", to = \"172.168.0.12\" },",
+    );
+    let line = over
+        .lines()
+        .position(|l| l == "public = \"2.2.2.11\"")
+        .unwrap()
+        + 1;
+    match run.plan(&over, "over.toml", &cpus()) {
+        Err(PlanError::Config(e)) => {
+            let shown = e.to_string();
+            assert!(shown.starts_with(&format!("over.toml:{line}: ")), "{shown}");
+            assert!(
+                shown.contains("public prefix 2.2.2.0/24 of tenant \"t2\""),
+                "{shown}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // 2.2.2.11 leaves the elastic IP for t2's public prefix ...
+    let mut run = base();
+    let moved = over.replace(
+        "[[eip]]\npublic = \"2.2.2.11\"\ntenant = \"t1\"\nprivate = \"10.0.0.7\"\n",
+        "",
+    );
+    let plan = run.plan(&moved, "moved.toml", &cpus()).unwrap();
+    run.apply(&plan.op())
+        .unwrap_or_else(|e| panic!("{e}\n{:#?}", plan.lines));
+    // ... and back again.
+    let plan = run.plan(BASE, "base.toml", &cpus()).unwrap();
+    run.apply(&plan.op())
+        .unwrap_or_else(|e| panic!("{e}\n{:#?}", plan.lines));
+    assert!(run.plan(BASE, "base.toml", &cpus()).unwrap().is_empty());
+}

@@ -72,7 +72,9 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         eips: &rules::eip_hints(&raw.eips),
     };
     let tenants = tenants::tenants(&raw.tenants, &context, r);
-    let by_name = tenants.as_deref().map(nat::ByName::new);
+    let by_name = tenants
+        .as_deref()
+        .map(|t| nat::ByName::new(t, &raw.tenants));
     let tenant_list = by_name.as_ref().map(|t| t as &dyn nat::Tenants);
     let eips = nat::eips(&raw.eips, tenant_list, ports.as_deref(), r);
     let publics: Option<HashSet<Ipv4Addr>> = eips

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::Value;
 
-use super::state::{State, Tx};
+use super::state::{cidr, State, Tx};
 use super::{exists, invalid, not_found, parse_ip, tenant_slot, Change, Cx, Running};
 use crate::api::{ApiError, ErrorCode};
 use crate::config::object;
@@ -14,10 +14,19 @@ use crate::config::{Ipv4Cidr, Snat};
 /// is its slot.
 struct Lookup<'a>(&'a State);
 
-impl crate::config::object::Tenants for Lookup<'_> {
+impl object::Tenants for Lookup<'_> {
     fn find(&self, name: &str) -> Option<(usize, &[Ipv4Cidr])> {
         let slot = self.0.slot(name)?;
         Some((slot as usize, &self.0.tenants[&slot].base.prefixes))
+    }
+
+    fn public_prefix(&self, ip: Ipv4Addr) -> Option<object::PublicPrefix> {
+        let (p, slot) = self.0.public_holding(ip)?;
+        Some(object::PublicPrefix {
+            prefix: cidr(p),
+            tenant: name(self.0, slot).to_owned(),
+            at: None,
+        })
     }
 }
 

@@ -118,16 +118,17 @@ pub(super) struct State {
     /// Static neighbours by (port index, address).
     pub neighbours: BTreeMap<(usize, Ipv4Addr), MacAddr>,
 
-    /// Elastic IPs: public -> (slot, private).
-    pub eips: HashMap<Ipv4Addr, (u32, Ipv4Addr)>,
+    /// Elastic IPs: public -> (slot, private). Sorted, so that a new
+    /// public prefix finds the elastic IPs inside it by a range query.
+    pub eips: BTreeMap<Ipv4Addr, (u32, Ipv4Addr)>,
     /// (slot, private) -> public: one elastic IP per private address.
     pub privates: HashMap<(u32, Ipv4Addr), Ipv4Addr>,
     /// (slot, public) of every elastic IP, to find a tenant's.
     pub tenant_eips: BTreeMap<(u32, Ipv4Addr), ()>,
     /// Pools by tenant slot (`Snat::tenant` holds the slot).
     pub pools: HashMap<u32, Snat>,
-    /// Pool address -> slot.
-    pub pooled: HashMap<Ipv4Addr, u32>,
+    /// Pool address -> slot. Sorted, like `eips`.
+    pub pooled: BTreeMap<Ipv4Addr, u32>,
 }
 
 impl State {
@@ -157,6 +158,26 @@ impl State {
             .range((p.0, 0)..=(last, 32))
             .find(|(_, &owner)| other(owner))
             .map(|(&k, &owner)| (k, owner))
+    }
+
+    /// The public prefix that holds `ip`, and its tenant's slot: 33
+    /// lookups.
+    pub fn public_holding(&self, ip: Ipv4Addr) -> Option<(Net, u32)> {
+        covering((u32::from(ip), 32)).find_map(|k| self.publics.get(&k).map(|&slot| (k, slot)))
+    }
+
+    /// An elastic IP or pool address inside `p`, and the slot of the
+    /// tenant it serves: a range query in each sorted table, so
+    /// O(log n) whatever the number of elastic IPs.
+    pub fn nat_inside(&self, p: Net) -> Option<(Ipv4Addr, &'static str, u32)> {
+        let c = cidr(p);
+        let range = c.network()..=c.broadcast();
+        let eip = self.eips.range(range.clone()).next();
+        let eip = eip.map(|(&ip, &(slot, _))| (ip, "elastic IP", slot));
+        eip.or_else(|| {
+            let pooled = self.pooled.range(range).next();
+            pooled.map(|(&ip, &slot)| (ip, "source NAT pool address", slot))
+        })
     }
 
     /// The global routes of `side` that cover `ip`.

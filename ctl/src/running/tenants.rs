@@ -212,6 +212,20 @@ pub(super) fn add(tx: &mut Tx, cx: Cx, json: &Value) -> Result<(), ApiError> {
             )
             .field(format!("tenant.public_prefixes[{i}]")));
         }
+        if let Some((ip, what, owner)) = tx.s.nat_inside(net(*p)) {
+            let owner = &tx.s.tenants[&owner].base.name;
+            let del = match what {
+                "elastic IP" => format!("eip.del {ip}"),
+                _ => format!("snat.del {owner}"),
+            };
+            return Err(ApiError::new(
+                ErrorCode::Invalid,
+                format!(
+                    "{label}: public prefix {p} holds {ip}, a {what} of tenant {owner:?}; a public address leads into one tenant only, and the NAT address would take it from the prefix's tenant; use a prefix without it, or {del} first"
+                ),
+            )
+            .field(format!("tenant.public_prefixes[{i}]")));
+        }
     }
     let cap = cx.fixed.dataplane.tenant_slots;
     let Some(slot) = tx.new_slot(cap) else {

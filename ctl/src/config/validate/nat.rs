@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use super::addrs::host;
 use super::links::owner;
 use super::Report;
-use crate::config::raw::{List, RawEip, RawSnat};
+use crate::config::raw::{List, RawEip, RawSnat, RawTenant};
 use crate::config::{Eip, Filtering, Ipv4Cidr, Port, Snat, Tenant, SNAT_MAX_BLOCKS_RANGE};
 
 /// How `[[eip]]` and `[[snat]]` find the tenant they name: in the file's
@@ -17,23 +17,66 @@ use crate::config::{Eip, Filtering, Ipv4Cidr, Port, Snat, Tenant, SNAT_MAX_BLOCK
 pub(crate) trait Tenants {
     /// The tenant's index (its slot, in the running state) and prefixes.
     fn find(&self, name: &str) -> Option<(usize, &[Ipv4Cidr])>;
+
+    /// The public prefix that holds `ip`, if any: a public address leads
+    /// into one tenant only, and the dataplane looks elastic IPs up before
+    /// public prefixes, so a NAT address inside a prefix would silently
+    /// take it from the prefix's tenant. At most 33 lookups.
+    fn public_prefix(&self, ip: Ipv4Addr) -> Option<PublicPrefix>;
 }
 
-/// The file's tenants with an index by name: 100k elastic IPs do not
-/// each scan 10k tenants.
+/// A tenant's public prefix, as a NAT address's message names it.
+pub(crate) struct PublicPrefix {
+    pub prefix: Ipv4Cidr,
+    pub tenant: String,
+    /// Where the file writes it (a byte offset); `None` in the running
+    /// state, which has no file.
+    pub at: Option<usize>,
+}
+
+impl PublicPrefix {
+    /// `label: ip is inside ...`, with the fix.
+    fn refusal(&self, label: &str, ip: Ipv4Addr, r: &Report) -> String {
+        let line = self
+            .at
+            .map_or_else(String::new, |at| format!(" (line {})", r.line(at)));
+        format!(
+            "{label}: {ip} is inside public prefix {} of tenant {:?}{line}; a public address leads into one tenant only, and the NAT address would take it from the prefix's tenant; use an address outside every public prefix, or take it out of the prefix",
+            self.prefix, self.tenant
+        )
+    }
+}
+
+/// The file's tenants with an index by name and one by public prefix:
+/// 100k elastic IPs do not each scan 10k tenants.
 pub(super) struct ByName<'a> {
     tenants: &'a [Tenant],
     index: HashMap<&'a str, usize>,
+    /// (network, length) -> (tenant, where the prefix is written).
+    publics: HashMap<(u32, u8), (usize, usize)>,
 }
 
 impl<'a> ByName<'a> {
-    pub(super) fn new(tenants: &'a [Tenant]) -> ByName<'a> {
+    /// `raw` is the file's `[[tenant]]` list that validated to `tenants`
+    /// (one for one, public prefixes in the same order), for the lines.
+    pub(super) fn new(tenants: &'a [Tenant], raw: &List<RawTenant>) -> ByName<'a> {
         let index = tenants
             .iter()
             .enumerate()
             .map(|(i, t)| (t.name.as_str(), i))
             .collect();
-        ByName { tenants, index }
+        let mut publics = HashMap::new();
+        for (i, (t, section)) in tenants.iter().zip(&raw.items).enumerate() {
+            let written = section.value.public_prefixes.iter().flatten();
+            for (p, v) in t.public_prefixes.iter().zip(written) {
+                publics.insert((u32::from(p.network()), p.len), (i, v.span().start));
+            }
+        }
+        ByName {
+            tenants,
+            index,
+            publics,
+        }
     }
 }
 
@@ -41,6 +84,22 @@ impl Tenants for ByName<'_> {
     fn find(&self, name: &str) -> Option<(usize, &[Ipv4Cidr])> {
         let &i = self.index.get(name)?;
         Some((i, &self.tenants[i].prefixes))
+    }
+
+    fn public_prefix(&self, ip: Ipv4Addr) -> Option<PublicPrefix> {
+        (0..=32u8).find_map(|len| {
+            let prefix = Ipv4Cidr { addr: ip, len };
+            let key = (u32::from(prefix.network()), len);
+            let &(i, at) = self.publics.get(&key)?;
+            Some(PublicPrefix {
+                prefix: Ipv4Cidr {
+                    addr: prefix.network(),
+                    len,
+                },
+                tenant: self.tenants[i].name.clone(),
+                at: Some(at),
+            })
+        })
     }
 }
 
@@ -121,6 +180,11 @@ pub(super) fn eips(
             continue;
         };
         if let Some(why) = gateway_own(&label, public, ports) {
+            r.at(public_at, why);
+            ok = false;
+        }
+        if let Some(p) = tenants.public_prefix(public) {
+            let why = p.refusal(&label, public, r);
             r.at(public_at, why);
             ok = false;
         }
@@ -225,6 +289,10 @@ pub(super) fn snat(
                                 r.at(a.span().start, format!("{label}: {ip} is already an elastic IP or in another pool; a public address serves one purpose, so use another"));
                                 ok = false;
                             } else if let Some(why) = gateway_own(&label, ip, ports) {
+                                r.at(a.span().start, why);
+                                ok = false;
+                            } else if let Some(p) = tenants.and_then(|t| t.public_prefix(ip)) {
+                                let why = p.refusal(&label, ip, r);
                                 r.at(a.span().start, why);
                                 ok = false;
                             }

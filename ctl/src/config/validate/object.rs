@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use serde_json::{Map, Value};
 
 use super::nat;
-pub(crate) use super::nat::Tenants;
+pub(crate) use super::nat::{PublicPrefix, Tenants};
 use super::rules::{self, EipHint, Own};
 use super::tenants::{self, Context, Host, Inbound};
 use super::{gre_sequence_workers, neighbours, routes, Report};
