@@ -1122,3 +1122,32 @@ fn plan_refuses_a_public_prefix_over_an_eip_and_moves_an_address_between_them() 
         .unwrap_or_else(|e| panic!("{e}\n{:#?}", plan.lines));
     assert!(run.plan(BASE, "base.toml", &cpus()).unwrap().is_empty());
 }
+
+/// `route.add` of a route that exists says what a tgwctl user types to
+/// replace it, not only the request's flag.
+#[test]
+fn an_existing_route_says_how_to_replace_it() {
+    let mut run = base();
+    let e = refused(
+        &mut run,
+        json!({"op": "route.add", "args": {"tenant": "t1", "route": {"prefix": "0.0.0.0/0", "to": "blackhole"}}}),
+    );
+    assert_eq!(e.code, ErrorCode::Exists);
+    for part in [
+        "tgwctl route replace 0.0.0.0/0 blackhole tenant t1",
+        "replace: true",
+    ] {
+        assert!(e.message.contains(part), "{e}");
+    }
+    let e = refused(
+        &mut run,
+        json!({"op": "route.add", "args": {"route": {"prefix": "0.0.0.0/0", "via": "1.1.1.253", "port": "pub0"}}}),
+    );
+    assert_eq!(e.code, ErrorCode::Exists);
+    for part in [
+        "tgwctl route replace 0.0.0.0/0 via 1.1.1.253 port pub0",
+        "replace: true",
+    ] {
+        assert!(e.message.contains(part), "{e}");
+    }
+}

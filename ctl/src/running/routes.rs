@@ -7,7 +7,7 @@ use super::tenants::side;
 use super::{exists, invalid, not_found, tenant_slot, Change, Cx, Running};
 use crate::api::{ApiError, ErrorCode};
 use crate::config::object::{self, TenantView};
-use crate::config::{Ipv4Cidr, Role, TenantRoute};
+use crate::config::{Ipv4Cidr, Role, RouteTarget, TenantRoute};
 
 /// Tenant `slot` as its routes, rules and neighbours are checked against.
 pub(super) fn view<'a>(
@@ -45,13 +45,17 @@ pub(super) fn add(
     match tx.s.tenants[&slot].routes.get(&k) {
         Some(&to) if to == r.to => return Ok(()),
         Some(&to) if !replace => {
+            let via = match r.to {
+                RouteTarget::Host(h) => format!("via {h}"),
+                other => other.to_string(),
+            };
             return Err(exists(
                 "route.prefix",
                 format!(
-                    "tenant {name:?} routes {} to {to} already; send replace: true to route it to {} instead",
-                    r.prefix, r.to
+                    "tenant {name:?} routes {} to {to} already; to route it to {} instead, type `tgwctl route replace {} {via} tenant {name}` (or send replace: true in the request)",
+                    r.prefix, r.to, r.prefix
                 ),
-            ))
+            ));
         }
         _ => {}
     }
@@ -67,13 +71,14 @@ fn add_global(tx: &mut Tx, cx: Cx, json: &Value, replace: bool) -> Result<(), Ap
     match tx.s.routes.get(&k) {
         Some(old) if *old == r => return Ok(()),
         Some(old) if !replace => {
+            let port = &cx.fixed.ports[r.port].name;
             return Err(exists(
                 "route.prefix",
                 format!(
-                    "route {} goes via {} already; send replace: true to send it via {} instead",
-                    r.prefix, old.via, r.via
+                    "route {} goes via {} already; to send it via {} instead, type `tgwctl route replace {} via {} port {port}` (or send replace: true in the request)",
+                    r.prefix, old.via, r.via, r.prefix, r.via
                 ),
-            ))
+            ));
         }
         _ => {}
     }
