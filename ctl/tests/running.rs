@@ -986,7 +986,7 @@ fn an_eip_or_pool_address_inside_a_public_prefix_is_refused() {
         (ErrorCode::Invalid, Some("eip.public"))
     );
     for part in [
-        "5.5.5.7",
+        "eip 5.5.5.7 of tenant \"t1\": 5.5.5.7",
         "public prefix 5.5.5.0/24 of tenant \"t2\"",
         "one tenant only",
         "outside every public prefix",

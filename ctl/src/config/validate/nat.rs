@@ -184,7 +184,7 @@ pub(super) fn eips(
             ok = false;
         }
         if let Some(p) = tenants.public_prefix(public) {
-            let why = p.refusal(&label, public, r);
+            let why = p.refusal(&format!("{label} of tenant {name:?}"), public, r);
             r.at(public_at, why);
             ok = false;
         }
