@@ -357,19 +357,19 @@ fn every_verb_changes_what_its_show_reads_back() {
     assert!(with(&c.json("route show"), "prefix", "9.9.9.0/24").is_empty());
 
     // Elastic IPs.
-    add_twice(g, "eip add 3.3.3.1 tenant t3 private 10.3.0.5");
+    add_twice(g, "eip add 3.3.3.17 tenant t3 private 10.3.0.5");
     assert_eq!(
         c.json("eip show tenant t3"),
-        json!([{"public": "3.3.3.1", "tenant": "t3", "private": "10.3.0.5"}])
+        json!([{"public": "3.3.3.17", "tenant": "t3", "private": "10.3.0.5"}])
     );
     assert_eq!(c.json("eip show").as_array().map(Vec::len), Some(3));
-    change(g, "eip del 3.3.3.1");
+    change(g, "eip del 3.3.3.17");
     assert_eq!(c.json("eip show tenant t3"), json!([]));
 
     // Source NAT pools.
-    add_twice(g, "snat add tenant t3 address 3.3.3.2 ports 1024-2047");
+    add_twice(g, "snat add tenant t3 address 3.3.3.18 ports 1024-2047");
     let pool = c.json("snat show tenant t3");
-    assert_eq!(pool[0]["addresses"], json!(["3.3.3.2"]), "{pool}");
+    assert_eq!(pool[0]["addresses"], json!(["3.3.3.18"]), "{pool}");
     assert_eq!(pool[0]["ports"], "1024-2047", "{pool}");
     change(g, "snat del tenant t3");
     assert_eq!(c.json("snat show"), json!([]));
