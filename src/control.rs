@@ -125,6 +125,12 @@ impl<'p> Control<'p> {
         }
     }
 
+    /// The resolver, for a change: its neighbour table's writer, and
+    /// [`Resolver::release`] of what the change let go.
+    pub fn resolver(&mut self) -> &mut Resolver<Owned> {
+        &mut self.resolver
+    }
+
     /// The neighbour table as it stands: key, what workers see, static.
     pub fn neighbours(&mut self) -> Vec<(NeighKey, Lookup, bool)> {
         self.resolver.writer().entries()

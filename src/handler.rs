@@ -19,16 +19,19 @@ use ctl::running::{Applied, Change, Running};
 use dataplane::mailbox::Mailbox;
 use dataplane::neighbour::{Lookup, NeighbourWriter};
 use dataplane::pipeline::admin::{self, FlowJob, FlowRow, ShareJob};
+use dataplane::resolver::Resolver;
 use dataplane::snapshot::Publisher;
 use dataplane::tables::Tables;
 use dataplane::tenant::TenantId;
-use dataplane::WorkerCounters;
+use dataplane::{Frame, WorkerCounters};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::control::Control;
 use crate::flows;
+use crate::frame::MbufFrame;
 use crate::runtime::{ChangeError, Piece, Runtime};
+use rte::Mbuf;
 
 /// What the handler reads and changes besides its own state.
 pub struct Cx<'a, 'p> {
@@ -42,6 +45,32 @@ pub struct Cx<'a, 'p> {
     pub stats: &'a dyn Fn(&mut Control<'p>) -> Value,
     /// Each port's DPDK id and name, for neighbours the resolver learned.
     pub port_names: &'a [(u16, String)],
+}
+
+impl Cx<'_, '_> {
+    /// What a change takes of these.
+    fn change(&mut self) -> ChangeCx<'_, MbufFrame<Mbuf>> {
+        ChangeCx {
+            publisher: self.publisher,
+            resolver: self.control.resolver(),
+            counters: self.counters,
+            share_mailboxes: self.share_mailboxes,
+        }
+    }
+}
+
+/// What a change reads and changes besides the handler's own state: the
+/// snapshot it starts from and publishes, the resolver (tunnels pin their
+/// next hops in its neighbour table, and it lets go of those no snapshot
+/// holds any more), the workers' sweeps (a removed tenant's slot waits for
+/// them), the workers' mailboxes for pool shares. Generic over the
+/// resolver's frames, so that a benchmark or a test makes these without
+/// DPDK (`tgw-perf changes`).
+pub struct ChangeCx<'a, F> {
+    pub publisher: &'a Publisher<Tables>,
+    pub resolver: &'a mut Resolver<F>,
+    pub counters: &'a [Arc<WorkerCounters>],
+    pub share_mailboxes: &'a [Arc<Mailbox<ShareJob>>],
 }
 
 /// A removed tenant's slot, waiting until every worker has swept its
@@ -143,7 +172,7 @@ impl Handler {
                 dry_run,
             } => self.config_apply(text, file, *dry_run, cx),
             change => {
-                let applied = self.change(change, cx)?;
+                let applied = self.change(change, cx.change())?;
                 Ok(applied.to_json())
             }
         }
@@ -163,7 +192,7 @@ impl Handler {
             .plan(text, file, &self.cpus)
             .map_err(ApiError::from)?;
         if !dry_run && !plan.is_empty() {
-            self.change(&plan.op(), cx)?;
+            self.change(&plan.op(), cx.change())?;
         }
         Ok(json!({
             "changes": plan.lines,
@@ -189,15 +218,16 @@ impl Handler {
 
     /// A change: made in the running state, then in a new snapshot, which
     /// is published; if the snapshot cannot be built the running state
-    /// is taken back.
-    fn change(&mut self, op: &Op, cx: &mut Cx<'_, '_>) -> Result<Applied, ApiError> {
+    /// is taken back. `op` is a changing op (not a show): what
+    /// [`Handler::handle`] does with one, without the ports.
+    pub fn change<F: Frame>(&mut self, op: &Op, cx: ChangeCx<'_, F>) -> Result<Applied, ApiError> {
         let current = cx.publisher.current();
         let generation = current.generation + 1;
         let runtime = &mut self.runtime;
-        let control = &mut *cx.control;
+        let writer = cx.resolver.writer();
         let mut built = None;
         let applied = self.running.apply_then(op, |view, applied| {
-            let next = next_tables(runtime, view, applied, &current, generation, control)
+            let next = next_tables(runtime, view, applied, &current, generation, writer)
                 .map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
             built = Some(next);
             Ok(())
@@ -206,8 +236,10 @@ impl Handler {
             cx.publisher.publish(next);
         }
         let (keys, tenants) = self.runtime.take_released();
-        cx.control.release(&keys, &tenants);
-        self.install_shares(&applied, cx);
+        if !keys.is_empty() || !tenants.is_empty() {
+            cx.resolver.release(&keys, &tenants);
+        }
+        self.install_shares(&applied, &cx);
         for rule in &applied.rules {
             let counted = rule_flows(cx.counters, rule.slot);
             self.rule_base.insert(rule.slot, counted);
@@ -228,7 +260,7 @@ impl Handler {
     /// published, so that a share never hands out a pool the tables do
     /// not hold (in between, the pool's new flows are refused
     /// `no_nat_port` for a mailbox round trip).
-    fn install_shares(&mut self, applied: &Applied, cx: &mut Cx<'_, '_>) {
+    fn install_shares<F>(&mut self, applied: &Applied, cx: &ChangeCx<'_, F>) {
         let tables = cx.publisher.current();
         for change in &applied.changes {
             let (Change::Snat(slot) | Change::SnatRemoved(slot)) = *change else {
@@ -315,14 +347,14 @@ fn next_tables(
     applied: &Applied,
     current: &Tables,
     generation: u64,
-    control: &mut Control<'_>,
+    writer: &mut NeighbourWriter,
 ) -> Result<Tables, ChangeError> {
     let global = applied
         .changes
         .iter()
         .any(|c| matches!(c, Change::GlobalRoutes | Change::Neighbours));
     if global {
-        return build_all(runtime, view, generation, control.writer());
+        return build_all(runtime, view, generation, writer);
     }
     let tenants: Vec<(u32, ctl::config::Tenant)> = applied
         .changes
@@ -359,7 +391,7 @@ fn next_tables(
         pieces.push(piece);
     }
     let rules = |slot: u32| view.rule_slots(slot);
-    runtime.next(current, &pieces, generation, &rules, control.writer())
+    runtime.next(current, &pieces, generation, &rules, writer)
 }
 
 /// Every table anew, from the whole running state.

@@ -249,6 +249,10 @@ const EIP_SHARDS: usize = 256;
 pub struct Eips {
     by_public: Vec<Arc<FastMap<u32, (TenantId, u32)>>>,
     by_private: Vec<Arc<FastMap<(u32, u32), u32>>>,
+    /// Bindings of each tenant that has any, by slot, in shards too: a
+    /// tenant removed without elastic IPs (the running state unbinds them
+    /// first) costs no visit of everyone else's.
+    by_tenant: Vec<Arc<FastMap<u32, u32>>>,
     len: usize,
 }
 
@@ -257,6 +261,7 @@ impl Default for Eips {
         Eips {
             by_public: (0..EIP_SHARDS).map(|_| Arc::default()).collect(),
             by_private: (0..EIP_SHARDS).map(|_| Arc::default()).collect(),
+            by_tenant: (0..EIP_SHARDS).map(|_| Arc::default()).collect(),
             len: 0,
         }
     }
@@ -287,6 +292,9 @@ impl Eips {
         }
         Arc::make_mut(&mut self.by_public[shard(public)]).insert(public, (tenant, private));
         Arc::make_mut(&mut self.by_private[shard(private)]).insert((tenant.0, private), public);
+        *Arc::make_mut(&mut self.by_tenant[shard(tenant.0)])
+            .entry(tenant.0)
+            .or_default() += 1;
         self.len += 1;
         Ok(())
     }
@@ -296,13 +304,23 @@ impl Eips {
         let (tenant, private) = self.inbound(public)?;
         Arc::make_mut(&mut self.by_public[shard(public)]).remove(&public);
         Arc::make_mut(&mut self.by_private[shard(private)]).remove(&(tenant.0, private));
+        let counts = Arc::make_mut(&mut self.by_tenant[shard(tenant.0)]);
+        if let Some(n) = counts.get_mut(&tenant.0) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&tenant.0);
+            }
+        }
         self.len -= 1;
         Some(tenant)
     }
 
-    /// Unbinds every elastic IP of `tenant`. Visits every binding: for
-    /// removing a tenant, not for one elastic IP.
+    /// Unbinds every elastic IP of `tenant`. Visits every binding if it
+    /// has any: for removing a tenant, not for one elastic IP.
     pub fn remove_tenant(&mut self, tenant: TenantId) {
+        if self.of_tenant(tenant) == 0 {
+            return;
+        }
         let theirs: Vec<u32> = self
             .by_public
             .iter()
@@ -313,6 +331,13 @@ impl Eips {
         for public in theirs {
             self.remove(public);
         }
+    }
+
+    /// How many elastic IPs `tenant` has.
+    pub fn of_tenant(&self, tenant: TenantId) -> usize {
+        self.by_tenant[shard(tenant.0)]
+            .get(&tenant.0)
+            .map_or(0, |&n| n as usize)
     }
 
     /// The tenant and private address behind `public`.
@@ -455,5 +480,36 @@ mod tests {
         assert_eq!(e.outbound(TenantId(0), 10), Some(1));
         assert_eq!(e.outbound(TenantId(1), 10), Some(2));
         assert_eq!(e.outbound(TenantId(2), 10), None);
+    }
+
+    #[test]
+    fn removing_a_tenant_unbinds_its_eips_and_touches_nothing_when_it_has_none() {
+        let mut e = Eips::default();
+        for public in 0..3000u32 {
+            e.insert(public, TenantId(public % 30), 1000 + public)
+                .unwrap();
+        }
+        assert_eq!(e.of_tenant(TenantId(7)), 100);
+        e.remove(7);
+        assert_eq!(e.of_tenant(TenantId(7)), 99);
+        e.remove_tenant(TenantId(7));
+        assert_eq!(e.of_tenant(TenantId(7)), 0);
+        assert_eq!(e.len(), 2900);
+        assert!(e.iter().all(|(_, t, _)| t != TenantId(7)));
+        // Nothing bound to tenant 31: no shard copied, none visited.
+        let before = e.clone();
+        e.remove_tenant(TenantId(31));
+        let shared = |a: &Eips, b: &Eips| {
+            a.by_public
+                .iter()
+                .zip(&b.by_public)
+                .all(|(x, y)| Arc::ptr_eq(x, y))
+                && a.by_private
+                    .iter()
+                    .zip(&b.by_private)
+                    .all(|(x, y)| Arc::ptr_eq(x, y))
+        };
+        assert!(shared(&e, &before));
+        assert_eq!(e.len(), 2900);
     }
 }

@@ -404,7 +404,7 @@ impl Tables {
             built[i] = Some(Arc::new(tenant));
         }
         t.tenants = TenantTable::from_slots(built).map_err(BuildError::Tenant)?;
-        t.any_gre_sequence = t.tenants.iter().any(|x| x.gre.sequence);
+        t.any_gre_sequence = t.tenants.any_sequenced();
         t.set_ingress(&spec.ingress)?;
         for &(public, key, private) in &spec.eips {
             t.set_eip(public, key, private)?;
@@ -574,11 +574,10 @@ impl Tables {
 
     /// Puts `tenant` in its slot, added or replacing the one there.
     pub fn set_tenant(&mut self, tenant: Tenant) -> Result<(), BuildError> {
-        self.tenants = self
-            .tenants
-            .with(Arc::new(tenant))
+        self.tenants
+            .set(Arc::new(tenant))
             .map_err(BuildError::Tenant)?;
-        self.any_gre_sequence = self.tenants.iter().any(|x| x.gre.sequence);
+        self.any_gre_sequence = self.tenants.any_sequenced();
         Ok(())
     }
 
@@ -587,8 +586,8 @@ impl Tables {
     pub fn remove_tenant(&mut self, id: TenantId) {
         self.eips.remove_tenant(id);
         self.pools.remove(id);
-        self.tenants = self.tenants.without(id);
-        self.any_gre_sequence = self.tenants.iter().any(|x| x.gre.sequence);
+        self.tenants.remove(id);
+        self.any_gre_sequence = self.tenants.any_sequenced();
     }
 
     /// The tenants' public prefixes, `(prefix, len, key)`: rebuilt whole

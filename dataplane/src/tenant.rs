@@ -178,14 +178,32 @@ impl Tenant {
 
 /// Key → tenant, open addressing with linear probing at load ≤ 1/2, and
 /// the tenants by slot. Each tenant is shared with the snapshots before
-/// it: a change copies the slot array and the key index (a few bytes a
-/// tenant), never a tenant that did not change.
+/// it, and so are the parts of the table a change does not touch: the
+/// slots come in chunks of [`CHUNK`], each shared until a tenant in it
+/// changes, and the key index is shared until a key comes or goes. A
+/// change to one tenant copies one chunk and the list of chunks (a few
+/// hundred pointers at 10k tenants), not every tenant's; a tenant added or
+/// removed also copies the key index (8 bytes a slot of it).
 #[derive(Clone, Debug, Default)]
 pub struct TenantTable {
     /// `(key, tenant index + 1)`; 0 in the second field marks an empty slot.
-    slots: Vec<(u32, u32)>,
-    tenants: Vec<Option<Arc<Tenant>>>,
+    slots: Arc<Vec<(u32, u32)>>,
+    chunks: Vec<Arc<Chunk>>,
+    /// One past the highest slot holding a tenant.
+    end: usize,
     live: usize,
+    /// Tenants that send GRE sequence numbers.
+    sequenced: usize,
+}
+
+/// Tenant slots a chunk of [`TenantTable`] holds: what a change to one
+/// tenant copies besides the list of chunks.
+pub const CHUNK: usize = 256;
+
+type Chunk = [Option<Arc<Tenant>>; CHUNK];
+
+fn empty_chunk() -> Arc<Chunk> {
+    Arc::new(std::array::from_fn(|_| None))
 }
 
 /// Why a tenant table could not be built.
@@ -210,59 +228,116 @@ impl TenantTable {
         if tenants.len() >= MAX_TENANTS {
             return Err(TenantError::TooMany);
         }
-        let live = tenants.iter().flatten().count();
-        let size = (live * 2).next_power_of_two().max(8);
-        let mut slots = vec![(0u32, 0u32); size];
-        for (i, t) in tenants.iter().enumerate() {
+        let mut table = TenantTable::default();
+        for (i, t) in tenants.into_iter().enumerate() {
             let Some(t) = t else { continue };
             debug_assert_eq!(t.id.index(), i, "a tenant's id is its slot");
-            let mut s = slot_of(t.key, size);
-            loop {
-                match slots[s] {
-                    (_, 0) => {
-                        slots[s] = (t.key, i as u32 + 1);
-                        break;
-                    }
-                    (k, _) if k == t.key => return Err(TenantError::DuplicateKey(k)),
-                    _ => s = (s + 1) & (size - 1),
-                }
-            }
+            table.place(t);
         }
-        Ok(TenantTable {
-            slots,
-            tenants,
-            live,
-        })
+        table.slots = Arc::new(table.index(table.live)?);
+        Ok(table)
     }
 
     /// This table with `tenant` in its slot (`tenant.id`), added or
     /// replacing the one there.
     pub fn with(&self, tenant: Arc<Tenant>) -> Result<TenantTable, TenantError> {
-        let mut tenants = self.tenants.clone();
-        let i = tenant.id.index();
-        if i >= tenants.len() {
-            tenants.resize(i + 1, None);
-        }
-        tenants[i] = Some(tenant);
-        Self::from_slots(tenants)
+        let mut next = self.clone();
+        next.set(tenant)?;
+        Ok(next)
     }
 
     /// This table without the tenant in slot `id`.
     pub fn without(&self, id: TenantId) -> TenantTable {
-        let mut tenants = self.tenants.clone();
-        if let Some(t) = tenants.get_mut(id.index()) {
-            *t = None;
+        let mut next = self.clone();
+        next.remove(id);
+        next
+    }
+
+    /// Puts `tenant` in its slot (`tenant.id`), added or replacing the one
+    /// there; what it does not touch stays shared with the tables this one
+    /// was cloned from.
+    pub fn set(&mut self, tenant: Arc<Tenant>) -> Result<(), TenantError> {
+        if tenant.id.index() + 1 >= MAX_TENANTS {
+            return Err(TenantError::TooMany);
         }
-        while tenants.last().is_some_and(Option::is_none) {
-            tenants.pop();
+        let key = tenant.key;
+        let old_key = self.get(tenant.id).map(|t| t.key);
+        if old_key != Some(key) {
+            if self.by_key(key).is_some() {
+                return Err(TenantError::DuplicateKey(key));
+            }
+            if let Some(old) = old_key {
+                remove_key(Arc::make_mut(&mut self.slots).as_mut_slice(), old);
+            }
+            let keys = self.live + usize::from(old_key.is_none());
+            if keys * 2 > self.slots.len() {
+                // Grows by rebuilding: a doubling, amortised over the adds.
+                let mut bigger = self.index(keys)?;
+                insert_key(&mut bigger, key, tenant.id)?;
+                self.slots = Arc::new(bigger);
+            } else {
+                insert_key(
+                    Arc::make_mut(&mut self.slots).as_mut_slice(),
+                    key,
+                    tenant.id,
+                )?;
+            }
         }
-        // Removing a key from a table that had no duplicates leaves none.
-        Self::from_slots(tenants).unwrap_or_default()
+        self.place(tenant);
+        Ok(())
+    }
+
+    /// Removes the tenant in slot `id`, if any.
+    pub fn remove(&mut self, id: TenantId) {
+        let i = id.index();
+        let Some(chunk) = self.chunks.get_mut(i / CHUNK) else {
+            return;
+        };
+        if chunk[i % CHUNK].is_none() {
+            return;
+        }
+        let Some(old) = Arc::make_mut(chunk)[i % CHUNK].take() else {
+            return;
+        };
+        remove_key(Arc::make_mut(&mut self.slots).as_mut_slice(), old.key);
+        self.live -= 1;
+        self.sequenced -= usize::from(old.gre.sequence);
+        while self.end > 0 && self.get(TenantId(self.end as u32 - 1)).is_none() {
+            self.end -= 1;
+        }
+        self.chunks.truncate(self.end.div_ceil(CHUNK));
+    }
+
+    /// Puts `tenant` in its chunk (copied if shared) and counts it; the
+    /// key index is the caller's.
+    fn place(&mut self, tenant: Arc<Tenant>) {
+        let i = tenant.id.index();
+        if i / CHUNK >= self.chunks.len() {
+            self.chunks.resize_with(i / CHUNK + 1, empty_chunk);
+        }
+        self.sequenced += usize::from(tenant.gre.sequence);
+        let old = Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK].replace(tenant);
+        match old {
+            Some(old) => self.sequenced -= usize::from(old.gre.sequence),
+            None => self.live += 1,
+        }
+        self.end = self.end.max(i + 1);
+    }
+
+    /// A key index of every tenant, sized for `keys` keys at load ≤ 1/2.
+    fn index(&self, keys: usize) -> Result<Vec<(u32, u32)>, TenantError> {
+        let size = (keys * 2).next_power_of_two().max(8);
+        let mut slots = vec![(0u32, 0u32); size];
+        for t in self.iter() {
+            insert_key(&mut slots, t.key, t.id)?;
+        }
+        Ok(slots)
     }
 
     /// The shared tenant in slot `id`, for a snapshot built from this one.
     pub fn shared(&self, id: TenantId) -> Option<&Arc<Tenant>> {
-        self.tenants.get(id.index())?.as_ref()
+        let i = id.index();
+        self.chunks.get(i / CHUNK)?[i % CHUNK].as_ref()
     }
 
     /// The tenant named by GRE key `key`.
@@ -279,7 +354,7 @@ impl TenantTable {
                 return None;
             }
             if k == key {
-                return self.tenants.get(v as usize - 1)?.as_deref();
+                return self.get(TenantId(v - 1));
             }
             s = (s + 1) & (size - 1);
         }
@@ -287,12 +362,13 @@ impl TenantTable {
 
     #[inline]
     pub fn get(&self, id: TenantId) -> Option<&Tenant> {
-        self.tenants.get(id.index())?.as_deref()
+        let i = id.index();
+        self.chunks.get(i / CHUNK)?[i % CHUNK].as_deref()
     }
 
     /// Slots, free ones included: one past the highest tenant id.
     pub fn slots(&self) -> usize {
-        self.tenants.len()
+        self.end
     }
 
     /// Tenants.
@@ -304,9 +380,88 @@ impl TenantTable {
         self.live == 0
     }
 
+    /// Whether some tenant sends GRE sequence numbers.
+    pub fn any_sequenced(&self) -> bool {
+        self.sequenced > 0
+    }
+
     /// The tenants, by slot.
     pub fn iter(&self) -> impl Iterator<Item = &Tenant> {
-        self.tenants.iter().flatten().map(|t| &**t)
+        self.chunks
+            .iter()
+            .flat_map(|c| c.iter())
+            .flatten()
+            .map(|t| &**t)
+    }
+
+    /// Whether slot `id`'s chunk is the same memory in both tables: what
+    /// a change did not touch is shared (for tests).
+    pub fn shares_chunk_with(&self, other: &TenantTable, id: TenantId) -> bool {
+        let c = id.index() / CHUNK;
+        match (self.chunks.get(c), other.chunks.get(c)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Whether both tables use the same key index (for tests).
+    pub fn shares_index_with(&self, other: &TenantTable) -> bool {
+        Arc::ptr_eq(&self.slots, &other.slots)
+    }
+}
+
+/// Adds `key` → `id` to an index with room for it.
+fn insert_key(slots: &mut [(u32, u32)], key: u32, id: TenantId) -> Result<(), TenantError> {
+    let size = slots.len();
+    let mut s = slot_of(key, size);
+    loop {
+        match slots[s] {
+            (_, 0) => {
+                slots[s] = (key, id.0 + 1);
+                return Ok(());
+            }
+            (k, _) if k == key => return Err(TenantError::DuplicateKey(k)),
+            _ => s = (s + 1) & (size - 1),
+        }
+    }
+}
+
+/// Takes `key` out of an index, moving back the entries after it that
+/// probed past its place (deletion without tombstones under linear
+/// probing), so that every key is still found from its home slot.
+fn remove_key(slots: &mut [(u32, u32)], key: u32) {
+    let size = slots.len();
+    if size == 0 {
+        return;
+    }
+    let mut hole = slot_of(key, size);
+    loop {
+        match slots[hole] {
+            (_, 0) => return,
+            (k, _) if k == key => break,
+            _ => hole = (hole + 1) & (size - 1),
+        }
+    }
+    slots[hole] = (0, 0);
+    let mut j = hole;
+    loop {
+        j = (j + 1) & (size - 1);
+        let (k, v) = slots[j];
+        if v == 0 {
+            return;
+        }
+        let home = slot_of(k, size);
+        // The entry may stay if its home lies cyclically in (hole, j].
+        let stays = if hole <= j {
+            hole < home && home <= j
+        } else {
+            hole < home || home <= j
+        };
+        if !stays {
+            slots[hole] = (k, v);
+            slots[j] = (0, 0);
+            hole = j;
+        }
     }
 }
 
@@ -383,6 +538,96 @@ mod tests {
             assert!(table.by_key(missing).is_none(), "key {missing}");
         }
         assert!(TenantTable::default().by_key(0).is_none());
+    }
+
+    fn in_slot(slot: u32, key: u32, sequence: bool) -> Arc<Tenant> {
+        let mut t = tenant(key);
+        t.id = TenantId(slot);
+        t.gre.sequence = sequence;
+        Arc::new(t)
+    }
+
+    #[test]
+    fn a_change_to_one_tenant_copies_its_chunk_and_shares_the_rest() {
+        let before =
+            TenantTable::new((0..3 * CHUNK as u32).map(|k| tenant(k * 7)).collect()).unwrap();
+        let mut after = before.clone();
+        after.set(in_slot(5, 35, false)).unwrap();
+        assert!(!after.shares_chunk_with(&before, TenantId(5)));
+        assert!(after.shares_chunk_with(&before, TenantId(CHUNK as u32)));
+        assert!(after.shares_chunk_with(&before, TenantId(2 * CHUNK as u32)));
+        assert!(
+            after.shares_index_with(&before),
+            "the same key: the index is not copied"
+        );
+        assert_eq!(after.by_key(35).unwrap().id, TenantId(5));
+        assert!(!Arc::ptr_eq(
+            after.shared(TenantId(5)).unwrap(),
+            before.shared(TenantId(5)).unwrap()
+        ));
+        // A new key, an added tenant, a removed one: the index is copied,
+        // the untouched chunks still are not.
+        let mut more = after.clone();
+        more.set(in_slot(CHUNK as u32 * 3, 1, false)).unwrap();
+        more.remove(TenantId(6));
+        assert!(!more.shares_index_with(&after));
+        assert!(more.shares_chunk_with(&after, TenantId(CHUNK as u32)));
+        assert_eq!(
+            before.by_key(42).unwrap().id,
+            TenantId(6),
+            "the old table is as it was"
+        );
+        assert!(more.by_key(42).is_none());
+    }
+
+    #[test]
+    fn changes_in_place_answer_as_a_table_built_anew() {
+        // Random adds, replacements (some with a new key) and removals,
+        // checked after each against a model: every key finds its slot,
+        // no other key finds anything, counts hold.
+        let mut rng = crate::lpm::testgen::XorShift64::new(11);
+        let mut table = TenantTable::default();
+        let mut model: std::collections::BTreeMap<u32, (u32, bool)> = Default::default();
+        for step in 0..4000 {
+            let slot = rng.below(600);
+            if rng.below(4) == 0 {
+                table.remove(TenantId(slot));
+                model.remove(&slot);
+            } else {
+                // Few keys, so that probes collide and removals move them.
+                let key = rng.below(2000) * 64;
+                let seq = rng.below(5) == 0;
+                let taken = model.iter().any(|(&s, &(k, _))| k == key && s != slot);
+                match table.set(in_slot(slot, key, seq)) {
+                    Ok(()) => {
+                        assert!(!taken, "step {step}: key {key} taken, yet set");
+                        model.insert(slot, (key, seq));
+                    }
+                    Err(e) => {
+                        assert!(taken, "step {step}: {e:?}");
+                        assert_eq!(e, TenantError::DuplicateKey(key));
+                    }
+                }
+            }
+            assert_eq!(table.len(), model.len(), "step {step}");
+            let highest = model.keys().next_back().map_or(0, |&s| s as usize + 1);
+            assert_eq!(table.slots(), highest, "step {step}");
+            assert_eq!(table.any_sequenced(), model.values().any(|v| v.1));
+            for (&slot, &(key, _)) in &model {
+                assert_eq!(
+                    table.by_key(key).map(|t| t.id),
+                    Some(TenantId(slot)),
+                    "step {step}"
+                );
+                assert_eq!(table.get(TenantId(slot)).unwrap().key, key);
+            }
+            if step % 100 == 0 {
+                for key in (0..2000 * 64).step_by(64) {
+                    let owner = model.iter().find(|(_, v)| v.0 == key).map(|(&s, _)| s);
+                    assert_eq!(table.by_key(key).map(|t| t.id.0), owner, "step {step}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod changes;
 mod churn;
 mod churn_test;
 mod dut;
@@ -66,6 +67,12 @@ enum Cmd {
     /// them on af_packet ports; TCP, ping, keys on the wire, the resolver.
     /// Prints PASS/FAIL per check and a summary, and removes everything.
     Scenario(scenario::ScenarioArgs),
+    /// What runtime changes cost at issue 11's scale (10k tenants x 16
+    /// routes, 100k elastic IPs, 1M global routes), made as the daemon
+    /// makes them, in this process, without DPDK: rate, p50, p99 and max
+    /// latency of each kind of single change, and a batch of 100k elastic
+    /// IPs.
+    Changes(changes::ChangesArgs),
     /// (internal) The generator process that `run` starts.
     #[command(hide = true)]
     Gen(GenCli),
@@ -191,6 +198,7 @@ fn main() {
             tail: Duration::from_secs_f64(p.tail),
             tenants: p.tenants,
         }),
+        Cmd::Changes(c) => changes::run(&c),
         Cmd::Gen(g) => {
             let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];
             gen::run(&GenArgs {
