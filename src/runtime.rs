@@ -82,7 +82,7 @@ pub struct Runtime {
     tenant_slots: u32,
     /// Each tenant's public prefixes, `(prefix, len, key)`, from which the
     /// ingress table is rebuilt when one changes.
-    ingress: BTreeMap<u32, Vec<Ingress>>,
+    ingress: BTreeMap<u32, Vec<Public>>,
     /// The neighbour keys the snapshot holds, and by whom.
     holds: Holds,
     /// Keys no one holds any more and tenants removed, since the last
@@ -232,7 +232,7 @@ impl Runtime {
         next.generation = generation;
         // Kept aside until every piece is built: a refused change leaves
         // the runtime as it was.
-        let mut ingress: BTreeMap<u32, Option<Vec<Ingress>>> = BTreeMap::new();
+        let mut ingress: BTreeMap<u32, Option<Vec<Public>>> = BTreeMap::new();
         let mut holds: Vec<(u32, Vec<NeighKey>)> = Vec::new();
         let mut removed = Vec::new();
         // Tenants whose decisions changed without their own tables
@@ -307,18 +307,14 @@ impl Runtime {
                 }
             }
         }
-        let mut new_ingress = None;
-        if !ingress.is_empty() {
-            let mut all = self.ingress.clone();
-            for (slot, prefixes) in &ingress {
-                match prefixes {
-                    Some(p) => all.insert(*slot, p.clone()),
-                    None => all.remove(slot),
-                };
-            }
-            let flat: Vec<_> = all.values().flatten().copied().collect();
-            next.set_ingress(&flat)?;
-            new_ingress = Some(all);
+        // Each changed tenant's public prefixes: its own entries of the
+        // ingress table, not all of them.
+        let pairs =
+            |v: &[Public]| -> Vec<(Ipv4Addr, u8)> { v.iter().map(|&(a, l, _)| (a, l)).collect() };
+        for (slot, prefixes) in &ingress {
+            let old = self.ingress.get(slot).map(|v| pairs(v)).unwrap_or_default();
+            let new = prefixes.as_deref().map(pairs).unwrap_or_default();
+            next.replace_ingress(TenantId(*slot), &old, &new)?;
         }
         touched.sort_unstable();
         touched.dedup();
@@ -330,8 +326,11 @@ impl Runtime {
                 next.set_tenant(moved)?;
             }
         }
-        if let Some(all) = new_ingress {
-            self.ingress = all;
+        for (slot, prefixes) in ingress {
+            match prefixes {
+                Some(p) => self.ingress.insert(slot, p),
+                None => self.ingress.remove(&slot),
+            };
         }
         for (slot, keys) in holds {
             self.holds.set(Some(slot), keys, &mut self.released.0);
@@ -352,10 +351,10 @@ fn rule_id(ids: Option<&Vec<u32>>, i: usize) -> RuleId {
 }
 
 /// A public prefix leading into a tenant: `(prefix, len, key)`.
-type Ingress = (Ipv4Addr, u8, u32);
+type Public = (Ipv4Addr, u8, u32);
 
 /// A tenant's public prefixes as the ingress table takes them.
-fn ingress_of(t: &Tenant) -> Vec<Ingress> {
+fn ingress_of(t: &Tenant) -> Vec<Public> {
     t.public_prefixes
         .iter()
         .map(|c| (c.addr, c.len, t.key))
@@ -413,12 +412,22 @@ mod tests {
             .expect("tables");
         for i in 0..60u32 {
             let host = format!("172.168.0.{}", 100 + i);
+            // A /32 or a /28 of its own: both kinds of ingress entry.
+            let public = if i % 2 == 0 {
+                format!("5.5.{i}.1/32")
+            } else {
+                format!("5.5.{i}.16/28")
+            };
             let add: Op = serde_json::from_value(json!({"op": "tenant.add", "args": {"tenant": {
                 "name": format!("x{i}"),
                 "key": 9000 + i,
                 "hosts": [host],
                 "prefixes": ["10.9.0.0/24"],
-                "routes": [{ "prefix": "10.9.0.0/24", "to": host }],
+                "public_prefixes": [public],
+                "routes": [
+                    { "prefix": "10.9.0.0/24", "to": host },
+                    { "prefix": public, "to": host },
+                ],
                 "neighbours": [{ "ip": "10.9.0.5", "mac": "02:00:00:00:09:05" }],
             }}}))
             .unwrap();
@@ -458,6 +467,16 @@ mod tests {
                     })
                     .unwrap_or_else(|e| panic!("tenant x{i}: {e}"));
                 tables = built.expect("a snapshot");
+                // The tenant's public address leads into it while it
+                // lives, and nowhere after; t1's EIP is untouched.
+                let public = u32::from(Ipv4Addr::new(
+                    5,
+                    5,
+                    i as u8,
+                    if i % 2 == 0 { 1 } else { 17 },
+                ));
+                let live = tables.tenants.by_key(9000 + i).map(|t| t.id.0);
+                assert_eq!(tables.ingress.lookup(public), live, "x{i}");
                 let (keys, gone) = runtime.take_released();
                 resolver.release(&keys, &gone);
                 for t in gone {

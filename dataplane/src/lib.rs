@@ -13,6 +13,7 @@ pub mod flow;
 pub mod fragments;
 pub mod frame;
 pub mod hash;
+pub mod ingress;
 pub mod ip_options;
 pub mod l2fwd;
 pub mod lpm;

@@ -269,7 +269,7 @@ impl Default for Eips {
 
 /// The shard of an address: Fibonacci hashing's top byte.
 #[inline]
-fn shard(addr: u32) -> usize {
+pub(crate) fn shard(addr: u32) -> usize {
     (addr.wrapping_mul(0x9E37_79B9) >> 24) as usize
 }
 

@@ -18,6 +18,7 @@ use arrayvec::ArrayVec;
 
 use crate::counters::MAX_PORTS;
 use crate::firewall::{FirewallError, FirewallSpec, RuleId, RuleSpec, Rules};
+use crate::ingress::Ingress;
 use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix};
 use crate::nat::{EipError, Eips};
 use crate::neighbour::{NeighKey, NeighRef, NeighbourWriter, Neighbours};
@@ -274,7 +275,7 @@ pub struct Tables {
     pub underlay: Arc<Lpm>,
     pub underlay_vias: Arc<Vec<(u16, Ipv4Addr)>>,
     /// Public destinations → tenant slot, for inbound frames.
-    pub ingress: Arc<Lpm>,
+    pub ingress: Ingress,
     pub eips: Eips,
     pub pools: Pools,
     /// MACs of the neighbours on the ports and of the hosts inside gretap
@@ -502,7 +503,7 @@ impl Tables {
             l2: Arc::new(l2),
             underlay: Arc::new(underlay_routes.build()),
             underlay_vias: Arc::new(underlay_vias),
-            ingress: Arc::new(Lpm::empty()),
+            ingress: Ingress::default(),
             eips: Eips::default(),
             pools: Pools::default(),
             neighbours: Arc::clone(neighbours.table()),
@@ -590,18 +591,45 @@ impl Tables {
         self.any_gre_sequence = self.tenants.any_sequenced();
     }
 
-    /// The tenants' public prefixes, `(prefix, len, key)`: rebuilt whole
-    /// (a few entries a tenant, and rarely changed).
+    /// The tenants' public prefixes, `(prefix, len, key)`, all of them:
+    /// the ingress table built anew.
     pub fn set_ingress(&mut self, ingress: &[(Ipv4Addr, u8, u32)]) -> Result<(), BuildError> {
-        let mut b = LpmBuilder::new();
+        let mut by_slot: std::collections::BTreeMap<u32, Vec<(u32, u8)>> = Default::default();
         for &(prefix, len, key) in ingress {
             let t = self
                 .tenants
                 .by_key(key)
                 .ok_or(BuildError::UnknownKey(key))?;
-            b.insert(Prefix::new_truncating(u32::from(prefix), len)?, t.id.0)?;
+            let p = Prefix::new_truncating(u32::from(prefix), len)?;
+            by_slot
+                .entry(t.id.0)
+                .or_default()
+                .push((p.addr(), p.length()));
         }
-        self.ingress = Arc::new(b.build());
+        self.ingress = Ingress::default();
+        for (slot, prefixes) in by_slot {
+            self.ingress.replace(slot, &[], &prefixes)?;
+        }
+        Ok(())
+    }
+
+    /// Tenant `id`'s public prefixes go from `old` to `new`: a /32 copies
+    /// one shard of the ingress table, a shorter prefix rebuilds the few
+    /// others (`Ingress::replace`).
+    pub fn replace_ingress(
+        &mut self,
+        id: TenantId,
+        old: &[(Ipv4Addr, u8)],
+        new: &[(Ipv4Addr, u8)],
+    ) -> Result<(), BuildError> {
+        let nets = |v: &[(Ipv4Addr, u8)]| -> Result<Vec<(u32, u8)>, LpmError> {
+            v.iter()
+                .map(|&(a, l)| {
+                    Prefix::new_truncating(u32::from(a), l).map(|p| (p.addr(), p.length()))
+                })
+                .collect()
+        };
+        self.ingress.replace(id.0, &nets(old)?, &nets(new)?)?;
         Ok(())
     }
 

@@ -315,8 +315,7 @@ fn memory(t: &Tables) -> Value {
         "public_routes": t.public.route_count(),
         "public_lpm_bytes": t.public.memory_bytes(),
         "underlay_lpm_bytes": t.underlay.memory_bytes(),
-        "ingress_routes": t.ingress.route_count(),
-        "ingress_lpm_bytes": t.ingress.memory_bytes(),
+        "ingress_routes": t.ingress.len(),
         "vrf_bytes": vrfs,
         "rss_bytes": rss_bytes(),
     })
