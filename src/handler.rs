@@ -292,6 +292,14 @@ impl Handler {
                 .zip(&q.passes)
                 .all(|(c, &at)| c.sweep_passes.get() >= at + 2);
             if swept {
+                // No worker writes the slot's counts any more: the next
+                // tenant in it starts from zero.
+                for c in counters {
+                    if let Some(tc) = c.tenant(q.slot as usize) {
+                        tc.reset();
+                    }
+                    c.rules.reset_defaults(TenantId(q.slot));
+                }
                 running.release(q.slot);
             }
             !swept
@@ -482,6 +490,45 @@ fn protocol_name(p: u8) -> String {
 mod tests {
     use super::*;
     use dataplane::firewall::{Action, Decision, Direction, RuleId};
+
+    #[test]
+    fn a_released_slot_starts_its_next_tenant_from_zero_counts() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reference.toml");
+        let cpus: CpuSet = [0, 1].into_iter().collect();
+        let config = ctl::config::load(&path, &cpus).expect("reference.toml");
+        let mut h = Handler::new(
+            Running::new(config.clone()),
+            Runtime::new(&config, Vec::new()),
+            cpus,
+            path,
+        );
+        let worker = Arc::new(WorkerCounters::new(4).with_rules(4));
+        let counters = [Arc::clone(&worker)];
+        let old = worker.tenant(1).unwrap();
+        old.from_tunnel_packets.add(7);
+        old.flows_created.inc();
+        old.flows_expired.inc();
+        let deny = Decision {
+            action: Action::Deny,
+            rule: None,
+        };
+        worker.rules.count(TenantId(1), Direction::In, deny);
+        h.quarantine.push(Quarantined {
+            slot: 1,
+            passes: vec![0],
+        });
+        // One pass is not enough: the first may have begun before the
+        // worker took the snapshot without the tenant.
+        worker.sweep_passes.set(1);
+        h.tick(&counters);
+        assert_eq!(worker.tenant(1).unwrap().from_tunnel_packets.get(), 7);
+        worker.sweep_passes.set(2);
+        h.tick(&counters);
+        assert!(h.quarantine.is_empty());
+        let t = worker.tenant(1).unwrap();
+        assert_eq!(t.from_tunnel_packets.get() + t.flows_created.get(), 0);
+        assert_eq!(worker.rules.default_policy(TenantId(1), Direction::In), 0);
+    }
 
     #[test]
     fn a_rule_in_a_reused_counter_slot_counts_from_its_own_start() {

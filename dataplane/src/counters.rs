@@ -270,6 +270,26 @@ pub struct TenantCounters {
 }
 
 impl TenantCounters {
+    /// Zeroes every count, for a slot given to a new tenant. Only where no
+    /// worker writes them (single writer, [`Counter::add`]): the control
+    /// plane calls it for a slot no tenant has held since every worker
+    /// swept the last one's flows.
+    pub fn reset(&self) {
+        for c in [
+            &self.from_tunnel_packets,
+            &self.from_tunnel_bytes,
+            &self.to_tunnel_packets,
+            &self.to_tunnel_bytes,
+            &self.flows_created,
+            &self.flows_expired,
+            &self.nat_ports,
+            &self.unreplied_opened,
+            &self.unreplied_done,
+        ] {
+            c.set(0);
+        }
+    }
+
     /// The tenant's live flows on this worker.
     #[inline]
     pub fn live_flows(&self) -> u64 {

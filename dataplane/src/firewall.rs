@@ -496,6 +496,15 @@ impl RuleCounters {
         self.rules.get(id.index()).map_or(0, Counter::get)
     }
 
+    /// Zeroes `tenant`'s default-policy counts, for its slot given to a new
+    /// tenant (the same rule as [`crate::counters::TenantCounters::reset`]).
+    pub fn reset_defaults(&self, tenant: TenantId) {
+        if let Some(d) = self.defaults.get(tenant.index()) {
+            d[0].set(0);
+            d[1].set(0);
+        }
+    }
+
     /// Flows `tenant`'s default policy of `direction` decided.
     pub fn default_policy(&self, tenant: TenantId, direction: Direction) -> u64 {
         self.defaults
