@@ -447,6 +447,8 @@ fn serve(
             if let Err(e) = emit(&report) {
                 error!("{e}");
             }
+            // Exiting skips every destructor: the socket file goes by hand.
+            let _ = std::fs::remove_file(socket.path());
             std::process::exit(i32::from(EXIT_WORKER_FAILED));
         }
         for (worker, job) in running.into_iter().enumerate() {

@@ -459,6 +459,13 @@ fn run_failing_worker(
     let out = daemon.wait_exit(Duration::from_secs(30));
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     let out = out.unwrap_or_else(|| panic!("tgw did not stop by itself:\n{log}"));
+    // However it stopped, it takes its control socket with it.
+    let socket = Path::new(ctl::config::SOCKET_DIR).join(format!("{prefix}.sock"));
+    assert!(
+        !socket.exists(),
+        "tgw left its control socket {}:\n{log}",
+        socket.display()
+    );
     let stats =
         std::fs::read_to_string(&stats).unwrap_or_else(|e| panic!("no stats JSON ({e}):\n{log}"));
     (
