@@ -126,15 +126,18 @@ pub struct Pipeline {
 
 pub mod admin;
 mod arp;
+mod encap;
 mod fragment;
 mod hit;
 mod icmp;
+mod public;
 mod redecide;
 mod session;
 mod unreachable;
 
 pub(crate) use arp::answer_tunnel_arp;
 use arp::*;
+pub(crate) use encap::finish_outer_ipv4;
 use icmp::*;
 pub(crate) use icmp::{build_icmp_error, may_quote};
 use session::*;
@@ -142,6 +145,7 @@ use session::*;
 pub use fragment::FRAGMENT_LIFE_MS;
 use fragment::{cut, inbound_owner, later_fragment_inside, outbound_owner, tunnel_resolved, Fit};
 pub use hit::Hint;
+use public::resolve_public;
 
 /// How a new flow from a tenant is translated.
 #[derive(Clone, Copy)]
@@ -581,53 +585,6 @@ impl Pipeline {
         }
     }
 
-    /// Sends an IPv4 packet of `exit.tenant` (the frame starts at its
-    /// header) out of the public side, translated by `exit.nat`.
-    fn public_exit<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        exit: &Exit<'_>,
-        f: &mut F,
-        now: u64,
-    ) -> Verdict {
-        let hop = match resolve_public(t, ip_dst(f.data())) {
-            Ok(hop) => hop,
-            Err(D::NoNeighbour) => {
-                let side = Side::Tenant(exit.tenant);
-                return self.unreachable(t, c, f, side, exit.underlay_mtu, exit.may_error, now);
-            }
-            Err(reason) => return Verdict::Drop(reason),
-        };
-        // Errors quote the packet as the tenant sent it: before NAT.
-        let fit = match self.forward_checks(f, hop.mtu, exit.may_error) {
-            Ok(fit) => fit,
-            Err(e) => {
-                let side = Side::Tenant(exit.tenant);
-                return self.icmp_or_drop(t, c, f, e, side, exit.underlay_mtu, now);
-            }
-        };
-        if fit != Fit::Whole {
-            if let Err(v) = self.may_cut(hop.pending.is_none(), exit.tenant.id.0, now) {
-                return v;
-            }
-        }
-        if t.mss_clamp {
-            // Replies come back through the tunnel: what the tenant
-            // announces must fit inside it.
-            clamp_syn(
-                f.data_mut(),
-                tunnel_inner_mtu(exit.tenant, exit.underlay_mtu),
-            );
-        }
-        let ihl = usize::from(f.data()[0] & 0xf) * 4;
-        if !exit.nat.forward(f.data_mut(), ihl) {
-            return Verdict::Drop(D::Ipv4Invalid);
-        }
-        let v = hop.send(f, c);
-        cut(f, v, fit, ETH, c)
-    }
-
     /// Tunnels an IPv4 packet from the public side (the frame starts at its
     /// header) into tunnel `tunnel`, translated by `nat`.
     #[allow(clippy::too_many_arguments)]
@@ -828,116 +785,6 @@ impl Pipeline {
             },
         }
     }
-
-    /// Prepends the header of tunnel `tunnel` to an IPv4 packet whose TTL
-    /// has been decremented. A frame whose outer or
-    /// inner next hop is not resolved yet is built all the same and punted,
-    /// for the resolver to finish and send.
-    fn encap<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        tunnel: TunnelId,
-        adj: &TunnelAdj,
-        f: &mut F,
-        inner: &mut u16,
-    ) -> Verdict {
-        let mut pending = None;
-        let outer_mac = match t.neighbours.get_ref(adj.neigh) {
-            Lookup::Mac(mac) => mac,
-            Lookup::Failed => return Verdict::Drop(D::NoNeighbour),
-            Lookup::Unresolved => {
-                pending = Some(Punt::Resolve {
-                    port: adj.port,
-                    key: adj.neigh.key,
-                });
-                [0; 6]
-            }
-        };
-        let inner_mac = if adj.is_gretap() {
-            let key = NeighKey::inner(adj.tenant, ip_dst(f.data()));
-            match t.neighbours.get_hinted(key, inner) {
-                Lookup::Mac(mac) => Some(mac),
-                Lookup::Failed => return Verdict::Drop(D::NoNeighbour),
-                // The resolver finds the outer neighbour after the inner.
-                Lookup::Unresolved => {
-                    pending = Some(Punt::ResolveInner {
-                        tunnel: tunnel.index,
-                        key,
-                    });
-                    Some([0; 6])
-                }
-            }
-        } else {
-            None
-        };
-        let (tos, df) = {
-            let d = f.data();
-            (d[1], d[6] & 0x40)
-        };
-        let inner_len = f.len();
-        let len = usize::from(adj.header_len);
-        let Some(h) = f.prepend(len) else {
-            return Verdict::Drop(D::NoHeadroom);
-        };
-        // Copies of a constant size are a few vector moves, not a call: the
-        // key-only headers most tenants use. With GRE options, a call.
-        const GRETAP: usize = KEYED_GRETAP_HEADER;
-        const GRE_IPV4: usize = KEYED_GRETAP_HEADER - ETH;
-        match len {
-            GRETAP => h.copy_from_slice(&adj.header[..GRETAP]),
-            GRE_IPV4 => h.copy_from_slice(&adj.header[..GRE_IPV4]),
-            _ => h.copy_from_slice(&adj.header[..len]),
-        }
-        h[..6].copy_from_slice(&outer_mac);
-        if let Some(mac) = inner_mac {
-            h[len - ETH..len - ETH + 6].copy_from_slice(&mac);
-        }
-        self.ip_id = self.ip_id.wrapping_add(1);
-        // RFC 6040 normal mode, and DSCP copied (RFC 2983 uniform model).
-        finish_outer_ipv4(
-            &mut h[ETH..ETH + 20],
-            tos,
-            (len - ETH + inner_len) as u16,
-            self.ip_id,
-            df,
-        );
-        if adj.gre.any() {
-            gre_options(t, tunnel, f);
-        }
-        if let Some(tc) = c.tenant(adj.tenant.index()) {
-            tc.to_tunnel_packets.inc();
-            tc.to_tunnel_bytes.add(inner_len as u64);
-        }
-        match pending {
-            None => Verdict::Forward(adj.port),
-            Some(why) => punt(f, why, c),
-        }
-    }
-}
-
-/// The GRE checksum and sequence number of a frame `encap` built, out of
-/// line so that tenants without them pay the test alone.
-#[cold]
-#[inline(never)]
-fn gre_options<F: Frame>(t: &Tables, tunnel: TunnelId, f: &mut F) {
-    if let Some(gre) = f.data_mut().get_mut(GRE_AT..) {
-        t.fill_gre_options(tunnel, gre);
-    }
-}
-
-/// Fills the per-frame fields of a tunnel's outer IPv4 header, copied
-/// from its adjacency: DSCP/ECN, total length, identification, DF (the
-/// flags byte), and adds them to the checksum, which the adjacency
-/// computed with them zero.
-pub(crate) fn finish_outer_ipv4(ip: &mut [u8], tos: u8, total_len: u16, id: u16, df: u8) {
-    ip[1] = tos;
-    ip[2..4].copy_from_slice(&total_len.to_be_bytes());
-    ip[4..6].copy_from_slice(&id.to_be_bytes());
-    ip[6] = df;
-    let hc = u16::from_be_bytes([ip[10], ip[11]]);
-    let hc = checksum::fill_zero_fields(hc, [u16::from(tos), total_len, id, u16::from(df) << 8]);
-    ip[10..12].copy_from_slice(&hc.to_be_bytes());
 }
 
 /// Prepends the punt header and counts the frame as punted.
@@ -1038,62 +885,6 @@ fn clamp_syn(ip: &mut [u8], mtu: u16) {
     if let Ok(mut tcp) = TcpPacket::new_checked(seg) {
         crate::wire::clamp_mss(&mut tcp, mtu.saturating_sub(IP_TCP));
     }
-}
-
-/// The next hop toward a public destination.
-struct PublicHop {
-    port: u16,
-    /// Complete unless `pending` says whose MAC is missing.
-    header: [u8; ETH],
-    mtu: u16,
-    pending: Option<Punt>,
-}
-
-impl PublicHop {
-    /// Prepends the Ethernet header to an IPv4 packet ready to leave, and
-    /// sends it, or punts it to wait for the neighbour's MAC.
-    fn send<F: Frame>(&self, f: &mut F, c: &WorkerCounters) -> Verdict {
-        match f.prepend(ETH) {
-            Some(h) => h.copy_from_slice(&self.header),
-            None => return Verdict::Drop(D::NoHeadroom),
-        }
-        match self.pending {
-            None => Verdict::Forward(self.port),
-            Some(why) => punt(f, why, c),
-        }
-    }
-}
-
-fn resolve_public(t: &Tables, dst: u32) -> Result<PublicHop, DropReason> {
-    let (port, mut header, mtu, neighbour, key) = match t.public_route(dst).ok_or(D::NoRoute)? {
-        PublicRoute::Via(adj) => (
-            adj.port,
-            adj.header,
-            adj.mtu,
-            t.neighbours.get_ref(adj.neigh),
-            adj.neigh.key,
-        ),
-        PublicRoute::OnLink(port) => {
-            let pe = t.ports.get(usize::from(port)).ok_or(D::NoEgress)?;
-            let key = NeighKey::port(port, dst);
-            let header = eth_header([0; 6], pe.mac, EtherType::IPV4);
-            (port, header, pe.mtu, t.neighbours.get(key), key)
-        }
-    };
-    let pending = match neighbour {
-        Lookup::Mac(mac) => {
-            header[..6].copy_from_slice(&mac);
-            None
-        }
-        Lookup::Unresolved => Some(Punt::Resolve { port, key }),
-        Lookup::Failed => return Err(D::NoNeighbour),
-    };
-    Ok(PublicHop {
-        port,
-        header,
-        mtu,
-        pending,
-    })
 }
 
 /// The gateway's address as the source of errors toward tenants: its first

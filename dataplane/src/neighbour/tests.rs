@@ -1,0 +1,307 @@
+//! The neighbour table and its writer, tested on their own.
+use super::*;
+
+const MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];
+
+#[test]
+fn keys_keep_port_tenant_and_address_apart() {
+    let a = NeighKey::port(0, 0x0a00_0007);
+    let b = NeighKey::inner(TenantId(0), 0x0a00_0007);
+    let c = NeighKey::port(1, 0x0a00_0007);
+    assert!(a != b && a != c && b != c);
+    assert_eq!(a.as_port(), Some(0));
+    assert_eq!(b.as_inner(), Some(TenantId(0)));
+    assert_eq!(b.as_port(), None);
+    assert_eq!(c.ip(), 0x0a00_0007);
+    assert_ne!(NeighKey::port(0, 0).to_bits(), 0, "no key looks empty");
+    assert_eq!(NeighKey::from_bits(a.to_bits()), Some(a));
+    assert_eq!(NeighKey::from_bits(7), None);
+}
+
+#[test]
+fn set_failed_unresolved_and_retired_are_what_readers_see() {
+    let mut w = NeighbourWriter::new(4);
+    let k = NeighKey::port(2, 0x0101_01fe);
+    assert_eq!(w.get(k), Lookup::Unresolved);
+    assert!(!w.set(k, MAC), "a key must be claimed first");
+    let slot = w.claim(k).unwrap();
+    let r = NeighRef { key: k, slot };
+    assert!(w.set(k, MAC));
+    assert_eq!(w.table().get(k), Lookup::Mac(MAC));
+    assert_eq!(w.table().get_ref(r), Lookup::Mac(MAC));
+    assert!(!w.table().any_failed());
+    assert!(w.set_failed(k));
+    assert_eq!(w.table().get(k), Lookup::Failed);
+    assert!(w.table().any_failed());
+    assert!(w.set_unresolved(k));
+    assert_eq!(w.table().get(k), Lookup::Unresolved);
+    assert!(!w.table().any_failed());
+    w.set_failed(k);
+    w.retire(k);
+    assert!(!w.table().any_failed(), "a retired slot is not failed");
+    w.claim(k).unwrap();
+    w.set(k, MAC);
+    w.retire(k);
+    assert_eq!(w.table().get_ref(r), Lookup::Unresolved);
+    assert_eq!(w.len(), 0);
+}
+
+#[test]
+fn a_full_table_refuses_and_retired_slots_are_reused() {
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(8));
+    let keys: Vec<_> = (0..8).map(|i| NeighKey::port(0, 0x0a00_0000 + i)).collect();
+    for &k in &keys {
+        assert!(w.claim(k).is_ok());
+        assert!(w.set(k, MAC));
+    }
+    let extra = NeighKey::port(0, 0x0b00_0000);
+    assert_eq!(w.claim(extra), Err(Refused::Ports));
+    assert_eq!(w.refusals().ports_full, 1);
+    w.retire(keys[3]);
+    assert!(w.claim(extra).is_ok());
+    assert!(w.set(extra, [9; 6]));
+    assert_eq!(w.get(extra), Lookup::Mac([9; 6]));
+    for (i, &k) in keys.iter().enumerate() {
+        let want = if i == 3 {
+            Lookup::Unresolved
+        } else {
+            Lookup::Mac(MAC)
+        };
+        assert_eq!(w.get(k), want, "key {i}");
+    }
+}
+
+#[test]
+fn a_moved_slot_is_found_again_by_lookup() {
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(8));
+    let a = NeighKey::port(0, 1);
+    let slot = w.claim(a).unwrap();
+    w.retire(a);
+    // Other keys come and go until one takes the retired slot; `a`
+    // comes back elsewhere.
+    let bucket = slot as usize / BUCKET;
+    let mut taken = false;
+    for ip in 2..10_000 {
+        let b = NeighKey::port(0, ip);
+        if !w.table().buckets_of(b).contains(&bucket) {
+            continue;
+        }
+        if w.claim(b) == Ok(slot) {
+            taken = true;
+            break;
+        }
+        w.retire(b);
+    }
+    assert!(taken, "some key of the bucket reuses the slot");
+    assert_ne!(w.claim(a), Ok(slot));
+    w.set(a, MAC);
+    let stale = NeighRef { key: a, slot };
+    assert_eq!(w.table().get_ref(stale), Lookup::Mac(MAC));
+}
+
+#[test]
+fn static_entries_are_not_learnable_next_hops_are() {
+    let mut w = NeighbourWriter::new(8);
+    let (a, b, c) = (
+        NeighKey::port(0, 1),
+        NeighKey::port(0, 2),
+        NeighKey::port(0, 3),
+    );
+    assert!(w.set_static(a, MAC));
+    w.pin(b).unwrap();
+    assert_eq!(w.get(a), Lookup::Mac(MAC));
+    assert!(!w.learnable(a));
+    assert!(w.learnable(b));
+    assert!(!w.learnable(c), "strangers are not in the table");
+    w.retire(b);
+    assert!(!w.learnable(b));
+}
+
+#[test]
+fn entries_list_the_live_keys_and_what_workers_see() {
+    let mut w = NeighbourWriter::new(8);
+    let (a, b, c) = (
+        NeighKey::port(0, 1),
+        NeighKey::inner(TenantId(2), 7),
+        NeighKey::port(1, 3),
+    );
+    assert!(w.set_static(a, MAC));
+    w.claim(b).unwrap();
+    w.claim(c).unwrap();
+    w.retire(c);
+    let mut e = w.entries();
+    e.sort_by_key(|x| x.0);
+    let mut want = vec![(a, Lookup::Mac(MAC), true), (b, Lookup::Unresolved, false)];
+    want.sort_by_key(|x| x.0);
+    assert_eq!(e, want);
+}
+
+#[test]
+fn pinned_slots_are_never_given_away() {
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(8));
+    let a = NeighKey::port(0, 1);
+    let r = w.pin(a).unwrap();
+    w.retire(a);
+    // Many keys come and go through every bucket.
+    for i in 0..1000 {
+        let k = NeighKey::port(1, i);
+        if w.claim(k).is_ok() {
+            w.retire(k);
+        }
+    }
+    let s = w.table().slot(r.slot as usize).unwrap();
+    assert_eq!(s.key.load(Ordering::Relaxed), a.0);
+    w.claim(a).unwrap();
+    assert!(w.set(a, MAC));
+    assert_eq!(w.table().get_ref(r), Lookup::Mac(MAC));
+}
+
+/// A next hop of the tables (pinned) that failed and was forgotten
+/// comes back even when others filled the ports' share meanwhile.
+#[test]
+fn a_pinned_next_hop_keeps_its_place_in_a_full_share() {
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(8));
+    let router = NeighKey::port(0, 0x0101_01fe);
+    w.pin(router).unwrap();
+    w.retire(router);
+    let others = (0..100)
+        .filter(|&i| w.claim(NeighKey::port(0, 0x0101_0100 + i)).is_ok())
+        .count();
+    assert_eq!(others, 7, "the pinned slot still counts");
+    assert!(w.claim(router).is_ok());
+    assert!(w.set(router, MAC));
+    assert_eq!(w.len(), 8);
+}
+
+/// Issue 9, defect 9: retired slots were never reclaimed, so after
+/// enough churn every slot held a dead key and a miss read the whole
+/// table, on the workers.
+#[test]
+fn churn_of_many_times_the_table_keeps_lookups_bounded_and_room_for_new_keys() {
+    const CAP: usize = 64;
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(CAP));
+    let key = |i: u32| NeighKey::port(0, 0x0a00_0000 + i);
+    let live = CAP as u32 / 2;
+    // 50 times the table's slots, half of capacity live at any time.
+    let rounds = 50 * w.table().slots() as u32;
+    for i in 0..rounds {
+        assert!(w.claim(key(i)).is_ok(), "key {i} found no slot");
+        w.set(key(i), MAC);
+        if i >= live {
+            w.retire(key(i - live));
+        }
+    }
+    assert_eq!(w.len(), live as usize);
+    for i in rounds - live..rounds {
+        assert_eq!(w.get(key(i)), Lookup::Mac(MAC));
+    }
+    // A miss costs its two buckets, not the table.
+    let worst = (rounds..rounds + 1000)
+        .map(|i| w.table().probes(key(i)))
+        .max()
+        .unwrap();
+    assert!(worst <= PROBE_MAX, "a miss read {worst} slots");
+    assert_eq!(w.get(key(0)), Lookup::Unresolved);
+    // And the table still fills to its capacity.
+    let mut more = 0;
+    for i in rounds..rounds + 10 * CAP as u32 {
+        if w.claim(key(i)).is_ok() {
+            more += 1;
+        }
+    }
+    assert_eq!(w.len(), CAP);
+    assert_eq!(more, CAP - live as usize);
+    assert_eq!(w.refusals().buckets_full, 0);
+}
+
+/// A flow's remembered slot answers as a lookup does: the MAC while
+/// the key lives there, and after the key is retired and its slot
+/// taken by another, the key's new place (or nothing), never the other
+/// key's MAC.
+#[test]
+fn a_hinted_lookup_answers_as_a_lookup_and_follows_a_moved_key() {
+    const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(4));
+    let (a, b) = (
+        NeighKey::port(0, 0x0a00_0001),
+        NeighKey::port(0, 0x0a00_0002),
+    );
+    w.claim(a).unwrap();
+    w.set(a, MAC);
+    let mut hint = 0;
+    assert_eq!(w.table().get_hinted(a, &mut hint), Lookup::Mac(MAC));
+    assert_ne!(hint, 0, "the slot is remembered");
+    let slot = hint;
+    assert_eq!(w.table().get_hinted(a, &mut hint), Lookup::Mac(MAC));
+    // a goes; b may take its slot; a comes back elsewhere or not at all.
+    w.retire(a);
+    assert_eq!(w.table().get_hinted(a, &mut hint), Lookup::Unresolved);
+    w.claim(b).unwrap();
+    w.set(b, OTHER);
+    let mut stale = slot;
+    assert_eq!(w.table().get_hinted(a, &mut stale), Lookup::Unresolved);
+    w.claim(a).unwrap();
+    w.set(a, MAC);
+    let mut stale = slot;
+    assert_eq!(w.table().get_hinted(a, &mut stale), Lookup::Mac(MAC));
+    assert_eq!(w.table().get_hinted(a, &mut stale), w.get(a));
+}
+
+/// Every tenant uses 10.0.0.7: their hosts must not share buckets
+/// because their tenant numbers differ only in high bits.
+#[test]
+fn tenants_sharing_an_address_spread_over_the_buckets() {
+    let w = NeighbourWriter::with_limits(NeighbourLimits::uniform(4096));
+    let buckets: std::collections::HashSet<usize> = (0..256u32)
+        .map(|i| {
+            w.table()
+                .buckets_of(NeighKey::inner(TenantId(i << 12), 0x0a00_0007))[0]
+        })
+        .collect();
+    // 256 keys thrown at random into 2048 buckets land in ~241.
+    assert!(buckets.len() > 220, "{} buckets", buckets.len());
+}
+
+/// Issue 9, defect 3: one tenant's hosts could take every slot, and the
+/// public side's neighbours and the other tenants' hosts found none.
+#[test]
+fn a_tenant_flooding_hosts_fills_only_its_share() {
+    let limits = NeighbourLimits {
+        ports: 16,
+        tenants: 64,
+        per_tenant: 16,
+    };
+    let mut w = NeighbourWriter::seeded(limits);
+    let (t1, t2) = (TenantId(1), TenantId(2));
+    let learned = (0..4096)
+        .filter(|&i| w.claim(NeighKey::inner(t1, 0x0a00_0000 + i)).is_ok())
+        .count();
+    assert_eq!(learned, 16);
+    assert_eq!(w.refusals().tenant_limit, 4096 - 16);
+    assert_eq!(w.tenant_len(t1), 16);
+    // Another tenant and the ports still get their own.
+    for i in 0..16 {
+        assert!(w.claim(NeighKey::inner(t2, 0x0a00_0000 + i)).is_ok());
+        assert!(w.claim(NeighKey::port(0, 0x0101_0100 + i)).is_ok());
+    }
+    // Tenants together stop at their share, the ports' untouched.
+    for t in 3..5 {
+        for i in 0..16 {
+            w.claim(NeighKey::inner(TenantId(t), i)).unwrap();
+        }
+    }
+    assert_eq!(
+        w.claim(NeighKey::inner(TenantId(9), 1)),
+        Err(Refused::Tenants)
+    );
+    assert_eq!(
+        w.claim(NeighKey::port(0, 0x0101_01ff)),
+        Err(Refused::Ports),
+        "the ports' share is theirs alone, and full"
+    );
+    assert_eq!(w.refusals().tenants_full, 1);
+    // A tenant's retired host makes room for that tenant again.
+    w.retire(NeighKey::inner(t1, 0x0a00_0000));
+    assert!(w.claim(NeighKey::inner(t1, 0x0a00_1000)).is_ok());
+    assert_eq!(w.tenant_len(t1), 16);
+}
