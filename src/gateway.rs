@@ -15,20 +15,21 @@ use dataplane::counters::MAX_PORTS;
 use dataplane::hash::process_seed;
 use dataplane::l2fwd::Egress;
 use dataplane::mailbox::Mailbox;
-use dataplane::neighbour::{Lookup, NeighbourLimits, NeighbourWriter};
+use dataplane::neighbour::{NeighbourLimits, NeighbourWriter};
 use dataplane::pipeline::Pipeline;
 use dataplane::ratelimit::TokenBucket;
-use dataplane::resolver::{Resolver, ResolverConfig, ResolverStats};
+use dataplane::resolver::{Resolver, ResolverConfig};
 use dataplane::snapshot::Publisher;
 use dataplane::steer::Steering;
 use dataplane::tables::Tables;
-use dataplane::{DropReason, L2Forward, WorkerCounters};
-use rte::{Eal, LaunchedLcore, LcoreId, MacAddr, Mempool, Port, PortConf, PortStats, Ring};
+use dataplane::{L2Forward, WorkerCounters};
+use rte::{Eal, LaunchedLcore, LcoreId, MacAddr, Mempool, Port, PortConf, Ring};
 use tracing::{error, info, warn};
 
 use crate::control::Control;
 use crate::control_socket::{ControlSocket, Limits as SocketLimits};
 use crate::handler::{self, Handler};
+use crate::report::{rule_report, BuildInfo, MempoolReport, NeighbourReport, PortReport, Report};
 use crate::runtime::Runtime;
 use crate::supervise::{dead_worker, Cause, Heartbeats, WorkerFailure, EXIT_WORKER_FAILED};
 use crate::worker::{Fault, Stage, Worker, TX_DRAIN_US};
@@ -51,60 +52,9 @@ struct RunningPort<'p> {
     mac: MacAddr,
 }
 
-/// What the daemon reports when it stops.
-pub struct Report {
-    pub ports: Vec<PortReport>,
-    pub workers: Vec<Arc<WorkerCounters>>,
-    pub worker_lcores: Vec<u32>,
-    /// Tenants as they are when the report is taken: slot and name.
-    pub tenants: Vec<(usize, String)>,
-    pub tsc_hz: u64,
-    pub resolver: ResolverStats,
-    pub neighbours: Vec<NeighbourReport>,
-    pub rules: Vec<RuleReport>,
-    /// The worker whose death stopped tgw, if one did.
-    pub failure: Option<WorkerFailure>,
-}
-
-/// Flows one firewall rule, or a tenant's default policy, decided, summed
-/// over the workers.
-pub struct RuleReport {
-    pub tenant: String,
-    /// The rule as text, or `default in` / `default out`.
-    pub rule: String,
-    /// Its place in the tenant's rules (`None` for a default).
-    pub position: Option<u32>,
-    pub flows: u64,
-}
-
-/// One entry of the neighbour table when the daemon stopped.
-pub struct NeighbourReport {
-    /// The port's name, or the tenant's for a host inside its tunnels.
-    pub port: Option<String>,
-    pub tenant: Option<String>,
-    pub ip: std::net::Ipv4Addr,
-    pub state: Lookup,
-    pub is_static: bool,
-}
-
-pub struct PortReport {
-    pub name: String,
-    pub role: Role,
-    pub id: u16,
-    pub stats: PortStats,
-}
-
 /// How long stopping workers get to finish their burst and return.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs the gateway until `stop` is raised (by SIGINT/SIGTERM) or a worker
-/// dies. A dead worker stops the whole gateway (fail-stop: a worker's
-/// death is a bug, and a gateway missing a worker silently loses that
-/// worker's queues, flows and handoffs): the others are stopped, the ports
-/// too, and the report says which worker died and why
-/// ([`Report::failure`]). A worker that cannot be stopped (stalled) leaves
-/// no clean way down: `emit` then gets the report and the process exits
-/// with [`EXIT_WORKER_FAILED`] at once.
 /// Where the running config came from, and the signals the daemon
 /// heeds: SIGINT/SIGTERM set `stop`, SIGHUP sets `reload` (the file is
 /// read again and applied as `tgwctl config apply` would).
@@ -115,6 +65,14 @@ pub struct Launch<'a> {
     pub reload: Arc<AtomicBool>,
 }
 
+/// Runs the gateway until `stop` is raised (by SIGINT/SIGTERM) or a worker
+/// dies. A dead worker stops the whole gateway (fail-stop: a worker's
+/// death is a bug, and a gateway missing a worker silently loses that
+/// worker's queues, flows and handoffs): the others are stopped, the ports
+/// too, and the report says which worker died and why
+/// ([`Report::failure`]). A worker that cannot be stopped (stalled) leaves
+/// no clean way down: `emit` then gets the report and the process exits
+/// with [`EXIT_WORKER_FAILED`] at once.
 pub fn run(
     config: &Config,
     launch: Launch<'_>,
@@ -367,6 +325,18 @@ fn serve(
         &pool,
     );
     let lcores: Vec<u32> = config.workers.iter().map(|w| w.lcore).collect();
+    // The ports are lent for each report: they are stopped (mutably)
+    // after the workers.
+    let sources = Sources {
+        config,
+        ports: &[],
+        publisher: &publisher,
+        counters: &counters,
+        pool: &pool,
+    };
+    // Threads that need a report (the metrics endpoint, DPDK's telemetry)
+    // ask the control loop for one through the asker.
+    let (_asker, asks) = crate::report::asks();
     let watchdog = (config.dataplane.watchdog_ms > 0)
         .then(|| Duration::from_millis(u64::from(config.dataplane.watchdog_ms)));
     // Workers run in a scope: they borrow the rings and queues above, and
@@ -390,14 +360,19 @@ fn serve(
 
         let mut heartbeats = Heartbeats::new(&counters, watchdog);
         let mut failure = None;
-        let stats =
-            |control: &mut Control| report(config, &ports, control, &publisher, &counters).json();
+        let sources = Sources {
+            ports: &ports,
+            ..sources
+        };
         let port_names: Vec<(u16, String)> = ports
             .iter()
             .map(|p| (p.port.id().0, p.name.clone()))
             .collect();
         while !stop.load(Ordering::Relaxed) {
             control.tick();
+            let ages = heartbeats.ages(Instant::now());
+            asks.serve(|| report(&sources, &mut control, ages.clone()));
+            let stats = |control: &mut Control| report(&sources, control, ages.clone()).json();
             let mut cx = handler::Cx {
                 publisher: &publisher,
                 control: &mut control,
@@ -438,7 +413,8 @@ fn serve(
                 lcores[stuck],
                 STOP_GRACE.as_secs()
             );
-            let mut report = report(config, &ports, &mut control, &publisher, &counters);
+            let ages = heartbeats.ages(Instant::now());
+            let mut report = report(&sources, &mut control, ages);
             report.failure = failure.or(Some(WorkerFailure {
                 worker: stuck,
                 lcore: lcores[stuck],
@@ -475,7 +451,11 @@ fn serve(
             warn!(port = %p.name, "stop: {e}");
         }
     }
-    let mut report = report(config, &ports, &mut control, &publisher, &counters);
+    let sources = Sources {
+        ports: &ports,
+        ..sources
+    };
+    let mut report = report(&sources, &mut control, Vec::new());
     report.failure = failure;
     if control.inject_full > 0 {
         warn!(frames = control.inject_full, "the inject ring was full");
@@ -487,15 +467,26 @@ fn serve(
     Ok(report)
 }
 
+/// What a [`Report`] is taken from.
+#[derive(Clone, Copy)]
+struct Sources<'a, 'p> {
+    config: &'a Config,
+    ports: &'a [RunningPort<'p>],
+    publisher: &'a Publisher<Tables>,
+    counters: &'a [Arc<WorkerCounters>],
+    pool: &'a Mempool<'p>,
+}
+
 /// The counters as they stand: the ports' own, the workers', the
 /// resolver's and the firewall's.
-fn report(
-    config: &Config,
-    ports: &[RunningPort],
-    control: &mut Control,
-    publisher: &Publisher<Tables>,
-    counters: &[Arc<WorkerCounters>],
-) -> Report {
+fn report(src: &Sources, control: &mut Control, heartbeat_age: Vec<Duration>) -> Report {
+    let Sources {
+        config,
+        ports,
+        publisher,
+        counters,
+        pool,
+    } = *src;
     let tables = publisher.current();
     let report_ports: Vec<PortReport> = ports
         .iter()
@@ -504,6 +495,7 @@ fn report(
             role: p.role,
             id: p.port.id().0,
             stats: p.port.stats().unwrap_or_default(),
+            xstats: p.port.xstats().unwrap_or_default(),
         })
         .collect();
     let neighbours = control
@@ -531,45 +523,25 @@ fn report(
         ports: report_ports,
         workers: counters.to_vec(),
         worker_lcores: config.workers.iter().map(|w| w.lcore).collect(),
+        heartbeat_age,
         tenants: tables
             .tenants
             .iter()
             .map(|t| (t.id.index(), t.name.clone()))
             .collect(),
         tsc_hz: rte::tsc_hz(),
+        tsc: rte::rdtsc(),
+        mempool: MempoolReport {
+            size: pool.size(),
+            available: pool.available(),
+            in_use: pool.in_use(),
+        },
+        build: BuildInfo::this(),
         resolver: control.stats(),
         neighbours,
         rules: rule_report(&tables, counters),
         failure: None,
     }
-}
-
-/// What each firewall rule and default policy decided, over all workers.
-fn rule_report(tables: &Tables, workers: &[Arc<WorkerCounters>]) -> Vec<RuleReport> {
-    use dataplane::firewall::Direction as FwDir;
-    let mut out = Vec::new();
-    for t in tables.tenants.iter() {
-        for rule in &t.firewall.rules {
-            out.push(RuleReport {
-                tenant: t.name.clone(),
-                rule: rule.to_string(),
-                position: Some(rule.position),
-                flows: workers.iter().map(|w| w.rules.rule(rule.counter)).sum(),
-            });
-        }
-        for (dir, name) in [(FwDir::In, "default in"), (FwDir::Out, "default out")] {
-            out.push(RuleReport {
-                tenant: t.name.clone(),
-                rule: name.to_owned(),
-                position: None,
-                flows: workers
-                    .iter()
-                    .map(|w| w.rules.default_policy(t.id, dir))
-                    .sum(),
-            });
-        }
-    }
-    out
 }
 
 /// The L2 skeleton: a public port forwards to the first underlay port and
@@ -599,240 +571,4 @@ fn l2_pipeline(config: &Config, ports: &[RunningPort]) -> L2Forward {
         );
     }
     fwd
-}
-
-impl Report {
-    /// Frames every worker received, summed.
-    fn sum(&self, f: impl Fn(&WorkerCounters) -> u64) -> u64 {
-        self.workers.iter().map(|w| f(w)).sum()
-    }
-
-    /// A table for people.
-    pub fn table(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::new();
-        if let Some(f) = &self.failure {
-            let _ = writeln!(out, "tgw stopped because {f}");
-        }
-        let _ = writeln!(
-            out,
-            "{:<12} {:<9} {:>4} {:>14} {:>14} {:>10} {:>10} {:>10}",
-            "port", "role", "id", "rx-packets", "tx-packets", "rx-missed", "rx-errors", "tx-errors"
-        );
-        for p in &self.ports {
-            let s = &p.stats;
-            let _ = writeln!(
-                out,
-                "{:<12} {:<9} {:>4} {:>14} {:>14} {:>10} {:>10} {:>10}",
-                p.name,
-                p.role.as_str(),
-                p.id,
-                s.ipackets,
-                s.opackets,
-                s.imissed,
-                s.ierrors,
-                s.oerrors
-            );
-        }
-        let rx = self.sum(|w| w.ports.iter().map(|p| p.rx_packets.get()).sum());
-        let tx = self.sum(|w| w.ports.iter().map(|p| p.tx_packets.get()).sum());
-        let _ = writeln!(out, "workers: {rx} frames in, {tx} out");
-        for &(i, ref name) in &self.tenants {
-            let t = |f: fn(&dataplane::counters::TenantCounters) -> u64| {
-                self.sum(|w| w.tenant(i).map_or(0, f))
-            };
-            let _ = writeln!(
-                out,
-                "  tenant {name}: {} frames from its tunnels, {} into them; {} flows opened, {} ended; {} source NAT ports in use",
-                t(|c| c.from_tunnel_packets.get()),
-                t(|c| c.to_tunnel_packets.get()),
-                t(|c| c.flows_created.get()),
-                t(|c| c.flows_expired.get()),
-                t(|c| c.nat_ports.get())
-            );
-        }
-        let replies = [
-            ("ARP", self.sum(|w| w.arp_replies.get())),
-            ("echo", self.sum(|w| w.echo_replies.get())),
-            ("ICMP error", self.sum(|w| w.icmp_errors.get())),
-            ("host unreachable", self.sum(|w| w.host_unreachable.get())),
-        ];
-        for (what, n) in replies {
-            if n > 0 {
-                let _ = writeln!(out, "  {what} replies sent: {n}");
-            }
-        }
-        for kind in dataplane::ip_options::Forwarded::ALL {
-            let n = self.sum(|w| w.ip_options[kind as usize].get());
-            if n > 0 {
-                let _ = writeln!(out, "  forwarded with IP options ({}): {n}", kind.name());
-            }
-        }
-        for &reason in DropReason::ALL {
-            let n = self.sum(|w| w.dropped(reason));
-            if n > 0 {
-                let _ = writeln!(out, "  dropped ({}): {n}", reason.name());
-            }
-        }
-        let r = &self.resolver;
-        if r.requests + r.learned + r.ignored + r.malformed > 0 {
-            let _ = writeln!(
-                out,
-                "  neighbours: {} ARP requests, {} learned, {} failed, {} expired; held frames {} released, {} dropped",
-                r.requests, r.learned, r.failed, r.expired, r.released, r.dropped
-            );
-        }
-        if r.dropped + r.table_full > 0 {
-            let _ = writeln!(
-                out,
-                "  not held: {} for the neighbour's max_pending, {} for max_held, {} for the tenants' share, {} for held_per_tenant, {} for a failed neighbour; no neighbour slot: {} ports' share, {} tenants' share, {} per_tenant, {} buckets",
-                r.hold_neighbour_full, r.hold_full, r.hold_tenants_full, r.hold_tenant_limit, r.hold_failed,
-                r.table.ports_full, r.table.tenants_full, r.table.tenant_limit, r.table.buckets_full
-            );
-        }
-        for r in self.rules.iter().filter(|r| r.flows > 0) {
-            let _ = writeln!(
-                out,
-                "  firewall {}: {}: {} flows",
-                r.tenant, r.rule, r.flows
-            );
-        }
-        if rx > 0 {
-            let cycles = self.sum(|w| w.process_cycles.get());
-            let busy = self.sum(|w| w.busy_cycles.get());
-            let _ = writeln!(
-                out,
-                "  cycles per frame: {:.1} processing, {:.1} with rx/tx",
-                cycles as f64 / rx as f64,
-                busy as f64 / rx as f64
-            );
-        }
-        out
-    }
-
-    /// The same as JSON, for tools (tgw-perf reads it).
-    pub fn json(&self) -> serde_json::Value {
-        let ports: Vec<_> = self
-            .ports
-            .iter()
-            .map(|p| {
-                let s = &p.stats;
-                serde_json::json!({
-                    "name": p.name, "role": p.role.as_str(), "id": p.id,
-                    "rx_packets": s.ipackets, "tx_packets": s.opackets,
-                    "rx_bytes": s.ibytes, "tx_bytes": s.obytes,
-                    "rx_missed": s.imissed, "rx_errors": s.ierrors,
-                    "tx_errors": s.oerrors, "rx_nombuf": s.rx_nombuf,
-                })
-            })
-            .collect();
-        let workers: Vec<_> = self
-            .workers
-            .iter()
-            .zip(&self.worker_lcores)
-            .map(|(w, lcore)| {
-                let drops: serde_json::Map<_, _> = DropReason::ALL
-                    .iter()
-                    .map(|r| (r.name().to_owned(), w.dropped(*r).into()))
-                    .collect();
-                let tenants: serde_json::Map<_, _> = self
-                    .tenants
-                    .iter()
-                    .filter_map(|&(i, ref name)| {
-                        let c = w.tenant(i)?;
-                        Some((
-                            name.clone(),
-                            serde_json::json!({
-                                "from_tunnel_packets": c.from_tunnel_packets.get(),
-                                "from_tunnel_bytes": c.from_tunnel_bytes.get(),
-                                "to_tunnel_packets": c.to_tunnel_packets.get(),
-                                "to_tunnel_bytes": c.to_tunnel_bytes.get(),
-                                "flows_created": c.flows_created.get(),
-                                "flows_expired": c.flows_expired.get(),
-                                "nat_ports_in_use": c.nat_ports.get(),
-                            }),
-                        ))
-                    })
-                    .collect();
-                serde_json::json!({
-                    "lcore": lcore,
-                    "tenants": tenants,
-                    "arp_replies": w.arp_replies.get(),
-                    "punted": w.punted.get(),
-                    "handed_off": w.handed_off.get(),
-                    "ip_options_forwarded": dataplane::ip_options::Forwarded::ALL
-                        .iter()
-                        .map(|&k| (k.name().to_owned(), w.ip_options[k as usize].get().into()))
-                        .collect::<serde_json::Map<_, _>>(),
-                    "fragments_parked": w.fragments_parked.get(),
-                    "fragments_released": w.fragments_released.get(),
-                    "punted_to_fragment": w.punted_to_fragment.get(),
-                    "echo_replies": w.echo_replies.get(),
-                    "icmp_errors": w.icmp_errors.get(),
-                    "host_unreachable": w.host_unreachable.get(),
-                    "rx_packets": w.ports.iter().map(|p| p.rx_packets.get()).sum::<u64>(),
-                    "tx_packets": w.ports.iter().map(|p| p.tx_packets.get()).sum::<u64>(),
-                    "bursts": w.bursts.get(),
-                    "loops": w.loops.get(),
-                    "process_cycles": w.process_cycles.get(),
-                    "busy_cycles": w.busy_cycles.get(),
-                    "drops": drops,
-                })
-            })
-            .collect();
-        let r = &self.resolver;
-        let resolver = serde_json::json!({
-            "requests": r.requests, "learned": r.learned, "failed": r.failed,
-            "expired": r.expired, "released": r.released, "dropped": r.dropped,
-            "table_full": r.table_full, "ignored": r.ignored,
-            "proxy_replies": r.proxy_replies, "malformed": r.malformed,
-            "fragmented": r.fragmented, "fragments": r.fragments,
-            "fragment_failed": r.fragment_failed,
-            "hold_neighbour_full": r.hold_neighbour_full, "hold_full": r.hold_full,
-            "hold_tenants_full": r.hold_tenants_full, "hold_tenant_limit": r.hold_tenant_limit,
-            "hold_failed": r.hold_failed,
-            "host_unreachable": r.host_unreachable, "unreachable_limited": r.unreachable_limited,
-            "table_ports_full": r.table.ports_full, "table_tenants_full": r.table.tenants_full,
-            "table_tenant_limit": r.table.tenant_limit, "table_buckets_full": r.table.buckets_full,
-        });
-        let neighbours: Vec<_> = self
-            .neighbours
-            .iter()
-            .map(|n| {
-                let (state, mac) = match n.state {
-                    Lookup::Mac(m) => ("resolved", Some(MacAddr(m).to_string())),
-                    Lookup::Unresolved => ("incomplete", None),
-                    Lookup::Failed => ("failed", None),
-                };
-                serde_json::json!({
-                    "port": n.port, "tenant": n.tenant, "ip": n.ip.to_string(),
-                    "mac": mac, "state": state, "static": n.is_static,
-                })
-            })
-            .collect();
-        let rules: Vec<_> = self
-            .rules
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "tenant": r.tenant, "rule": r.rule, "position": r.position, "flows": r.flows,
-                })
-            })
-            .collect();
-        let failure = self.failure.as_ref().map(|f| {
-            let (message, stalled_ms) = match &f.cause {
-                Cause::Panicked(m) => (Some(m.as_str()), None),
-                Cause::Stalled(ms) => (None, Some(*ms)),
-                Cause::Returned => (None, None),
-            };
-            serde_json::json!({
-                "worker": f.worker, "lcore": f.lcore, "cause": f.cause.name(),
-                "message": message, "stalled_ms": stalled_ms,
-            })
-        });
-        serde_json::json!({
-            "tsc_hz": self.tsc_hz, "ports": ports, "workers": workers, "resolver": resolver,
-            "neighbours": neighbours, "firewall": rules, "failure": failure,
-        })
-    }
 }

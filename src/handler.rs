@@ -506,8 +506,8 @@ mod tests {
         let counters = [Arc::clone(&worker)];
         let old = worker.tenant(1).unwrap();
         old.from_tunnel_packets.add(7);
-        old.flows_created.inc();
-        old.flows_expired.inc();
+        old.flows_opened[0].inc();
+        old.flows_ended[0].inc();
         let deny = Decision {
             action: Action::Deny,
             rule: None,
@@ -526,7 +526,7 @@ mod tests {
         h.tick(&counters);
         assert!(h.quarantine.is_empty());
         let t = worker.tenant(1).unwrap();
-        assert_eq!(t.from_tunnel_packets.get() + t.flows_created.get(), 0);
+        assert_eq!(t.from_tunnel_packets.get() + t.flows_created(), 0);
         assert_eq!(worker.rules.default_policy(TenantId(1), Direction::In), 0);
     }
 

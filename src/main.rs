@@ -13,7 +13,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing::error;
 
-use tgw::{gateway, supervise};
+use tgw::{gateway, report, supervise};
 
 /// The flow tables and LPM tries are big vectors read at random: blocks of
 /// 2 MiB or more get their own mappings advised for transparent huge pages,
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
 
     // The counters go to stdout, and as JSON to --stats-json, whether tgw
     // stopped on a signal or because a worker died.
-    let emit = |report: &gateway::Report| -> Result<(), String> {
+    let emit = |report: &report::Report| -> Result<(), String> {
         print!("{}", report.table());
         if let Some(path) = &args.stats_json {
             let text = report.json().to_string();

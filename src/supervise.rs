@@ -86,17 +86,33 @@ impl<'a> Heartbeats<'a> {
     /// The first worker whose heartbeat has not moved for longer than
     /// the timeout, and for how long.
     fn stalled(&mut self, now: Instant) -> Option<(usize, Duration)> {
+        self.look(now);
         let timeout = self.timeout?;
-        let mut stalled = None;
-        for (worker, (c, (last, at))) in self.counters.iter().zip(&mut self.seen).enumerate() {
+        self.seen
+            .iter()
+            .position(|&(_, at)| now.duration_since(at) > timeout)
+            .map(|worker| (worker, now.duration_since(self.seen[worker].1)))
+    }
+
+    /// Notes the heartbeats that moved since last seen.
+    fn look(&mut self, now: Instant) {
+        for (c, (last, at)) in self.counters.iter().zip(&mut self.seen) {
             let loops = c.loops.get();
             if loops != *last {
                 (*last, *at) = (loops, now);
-            } else if stalled.is_none() && now.duration_since(*at) > timeout {
-                stalled = Some((worker, now.duration_since(*at)));
             }
         }
-        stalled
+    }
+
+    /// How long ago each worker's heartbeat last moved (watchdog or not):
+    /// what `tgw_worker_heartbeat_age_seconds` shows, so that an alert
+    /// can fire long before the watchdog, or without one.
+    pub fn ages(&mut self, now: Instant) -> Vec<Duration> {
+        self.look(now);
+        self.seen
+            .iter()
+            .map(|&(_, at)| now.duration_since(at))
+            .collect()
     }
 }
 

@@ -150,6 +150,7 @@ impl Worker<'_> {
         };
         let mut parked = Parking::default();
         let mut last_drain = rdtsc();
+        let started = last_drain;
         while !self.stop.load(Relaxed) {
             self.counters.loops.inc();
             for q in 0..self.rx.len() {
@@ -179,12 +180,13 @@ impl Worker<'_> {
             // Frames other workers received for connections this one owns:
             // already counted as received there.
             for r in 0..self.handoff_in.len() {
+                let start = rdtsc();
                 if self.handoff_in[r].dequeue_burst(&mut burst) == 0 {
                     continue;
                 }
-                let now = rdtsc();
-                self.process(None, &mut burst, &mut txbuf, &mut aside, &mut parked, now);
+                self.process(None, &mut burst, &mut txbuf, &mut aside, &mut parked, start);
                 self.set_aside(&mut aside);
+                self.counters.busy_cycles.add(rdtsc() - start);
             }
             self.answer_mail();
             let now = rdtsc();
@@ -203,6 +205,7 @@ impl Worker<'_> {
                 }
                 self.take_injected(&mut txbuf, &mut burst);
                 self.flush_all(&mut txbuf);
+                self.counters.cycles.set(now - started);
                 last_drain = now;
             }
         }

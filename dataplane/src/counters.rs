@@ -246,6 +246,49 @@ pub struct PortCounters {
     pub tx_bytes: Counter,
 }
 
+/// The protocols flows are counted by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FlowProto {
+    Tcp,
+    Udp,
+    /// ICMP echo (the only ICMP that opens a flow).
+    Icmp,
+    /// Any other IP protocol a tenant's rules let open a flow.
+    Other,
+}
+
+impl FlowProto {
+    pub const ALL: [FlowProto; 4] = [
+        FlowProto::Tcp,
+        FlowProto::Udp,
+        FlowProto::Icmp,
+        FlowProto::Other,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Of an IP protocol number.
+    #[inline]
+    pub fn of(protocol: u8) -> FlowProto {
+        match protocol {
+            6 => FlowProto::Tcp,
+            17 => FlowProto::Udp,
+            1 => FlowProto::Icmp,
+            _ => FlowProto::Other,
+        }
+    }
+
+    /// The name used in metrics (`protocol="tcp"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowProto::Tcp => "tcp",
+            FlowProto::Udp => "udp",
+            FlowProto::Icmp => "icmp",
+            FlowProto::Other => "other",
+        }
+    }
+}
+
 /// One tenant's traffic through one worker.
 #[derive(Debug, Default)]
 pub struct TenantCounters {
@@ -255,10 +298,10 @@ pub struct TenantCounters {
     /// Frames encapsulated into the tenant's tunnels.
     pub to_tunnel_packets: Counter,
     pub to_tunnel_bytes: Counter,
-    /// Flows opened and ended; the difference is the tenant's live flows
-    /// on this worker.
-    pub flows_created: Counter,
-    pub flows_expired: Counter,
+    /// Flows opened and ended, by [`FlowProto`]; the difference is the
+    /// tenant's live flows on this worker.
+    pub flows_opened: [Counter; FlowProto::COUNT],
+    pub flows_ended: [Counter; FlowProto::COUNT],
     /// Source NAT ports the tenant's hosts hold on this worker (a gauge,
     /// refreshed between bursts).
     pub nat_ports: Counter,
@@ -267,6 +310,11 @@ pub struct TenantCounters {
     /// on this worker.
     pub unreplied_opened: Counter,
     pub unreplied_done: Counter,
+    /// Flows refused because the tenant held its quota of flows
+    /// ([`DropReason::Quota`]) or of unreplied inbound flows
+    /// ([`DropReason::UnrepliedQuota`]).
+    pub quota_refused: Counter,
+    pub unreplied_refused: Counter,
 }
 
 impl TenantCounters {
@@ -275,27 +323,42 @@ impl TenantCounters {
     /// plane calls it for a slot no tenant has held since every worker
     /// swept the last one's flows.
     pub fn reset(&self) {
-        for c in [
+        let each = [
             &self.from_tunnel_packets,
             &self.from_tunnel_bytes,
             &self.to_tunnel_packets,
             &self.to_tunnel_bytes,
-            &self.flows_created,
-            &self.flows_expired,
             &self.nat_ports,
             &self.unreplied_opened,
             &self.unreplied_done,
-        ] {
+            &self.quota_refused,
+            &self.unreplied_refused,
+        ];
+        for c in each
+            .into_iter()
+            .chain(&self.flows_opened)
+            .chain(&self.flows_ended)
+        {
             c.set(0);
         }
+    }
+
+    /// Flows the tenant opened on this worker, of every protocol.
+    #[inline]
+    pub fn flows_created(&self) -> u64 {
+        self.flows_opened.iter().map(Counter::get).sum()
+    }
+
+    /// Flows of the tenant that ended on this worker, of every protocol.
+    #[inline]
+    pub fn flows_expired(&self) -> u64 {
+        self.flows_ended.iter().map(Counter::get).sum()
     }
 
     /// The tenant's live flows on this worker.
     #[inline]
     pub fn live_flows(&self) -> u64 {
-        self.flows_created
-            .get()
-            .saturating_sub(self.flows_expired.get())
+        self.flows_created().saturating_sub(self.flows_expired())
     }
 
     /// The tenant's live inbound flows that nobody inside answered yet.
@@ -320,6 +383,20 @@ pub struct WorkerCounters {
     /// TSC cycles of loop iterations that moved at least one frame, I/O
     /// included.
     pub busy_cycles: Counter,
+    /// TSC cycles since the worker entered its loop (a gauge, refreshed
+    /// at every TX drain, so at most `TX_DRAIN_US` old): what is not
+    /// `busy_cycles` of it was spent polling empty queues, the share a
+    /// poll-mode core's 100% CPU hides (DPDK's lcore telemetry, VPP's
+    /// `show runtime`).
+    pub cycles: Counter,
+    /// Flows in this worker's table, and the table's capacity (gauges,
+    /// refreshed between bursts).
+    pub flows_in_use: Counter,
+    pub flows_capacity: Counter,
+    /// Fragments the worker holds: first fragments' entries in its
+    /// fragment cache and later fragments parked for their first (a
+    /// gauge, refreshed between bursts).
+    pub fragments_held: Counter,
     /// Replies the gateway generated: ARP, ICMP echo, ICMP errors.
     pub arp_replies: Counter,
     pub echo_replies: Counter,
@@ -374,6 +451,10 @@ impl WorkerCounters {
             bursts: Counter::default(),
             process_cycles: Counter::default(),
             busy_cycles: Counter::default(),
+            cycles: Counter::default(),
+            flows_in_use: Counter::default(),
+            flows_capacity: Counter::default(),
+            fragments_held: Counter::default(),
             arp_replies: Counter::default(),
             echo_replies: Counter::default(),
             icmp_errors: Counter::default(),

@@ -357,6 +357,9 @@ pub struct Fragments {
     /// Live entries by owner ([`Owner::index`]).
     held: Box<[u16]>,
     tenants: usize,
+    /// Live entries, all owners': the gauge a scrape reads, kept so that
+    /// nobody sums `held` between bursts.
+    live: usize,
     /// Entries of the public side's datagrams.
     inbound: usize,
     hash: KeyedHash,
@@ -378,6 +381,7 @@ impl Fragments {
             slots: vec![Slot::default(); SLOTS].into_boxed_slice(),
             held: vec![0; (tenants + 1) * 2].into_boxed_slice(),
             tenants,
+            live: 0,
             inbound: 0,
             hash: KeyedHash::new(seed),
             sweep_at: 0,
@@ -386,7 +390,7 @@ impl Fragments {
 
     /// Live entries (expired ones not swept yet included).
     pub fn len(&self) -> usize {
-        self.held.iter().map(|&n| usize::from(n)).sum()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
@@ -406,6 +410,7 @@ impl Fragments {
         if let Some(n) = self.held.get_mut(s.owner as usize) {
             *n = n.saturating_sub(1);
         }
+        self.live = self.live.saturating_sub(1);
         if s.inbound {
             self.inbound = self.inbound.saturating_sub(1);
         }
@@ -478,6 +483,7 @@ impl Fragments {
         slot.cover(piece);
         self.slots[i] = slot;
         self.held[o] += 1;
+        self.live += 1;
         if owner.inbound {
             self.inbound += 1;
         }

@@ -457,7 +457,7 @@ fn unbinding_an_elastic_ip_ends_its_flows_on_their_next_packet_either_way() {
     let v = gw.t1(&tcp((VM, 22), (CLIENT, 40001), "A"));
     assert_eq!(v, REVOKED, "the VM's next segment");
     assert_eq!(gw.pipeline.flows(), 0, "the second flow is gone");
-    let expired = gw.counters.tenant(T1.index()).unwrap().flows_expired.get();
+    let expired = gw.counters.tenant(T1.index()).unwrap().flows_expired();
     assert_eq!(expired, 2, "both ended in the tenant's count");
 
     // Nothing of the flows passes any more, nor does anything new.
@@ -487,7 +487,7 @@ fn the_sweep_ends_flows_of_an_unbound_elastic_ip_that_see_no_more_packets() {
         gw.pipeline.sweep(&gw.tables, &gw.counters, 1);
     }
     assert_eq!(gw.pipeline.flows(), 1, "tenant 2's flow is left");
-    let expired = gw.counters.tenant(T1.index()).unwrap().flows_expired.get();
+    let expired = gw.counters.tenant(T1.index()).unwrap().flows_expired();
     assert_eq!(expired, 1, "tenant 1's flow ended in its count");
 }
 
@@ -539,7 +539,7 @@ fn a_flow_follows_its_route_to_another_tunnel_host_and_keeps_its_state() {
     gw.connect(40000, EIP1, 22);
     let (_, out) = gw.client(&tcp((CLIENT, 40000), (EIP1, 22), "A"));
     assert_eq!(open_gre(&out).0, HOST1, "before the change");
-    let created = gw.counters.tenant(T1.index()).unwrap().flows_created.get();
+    let created = gw.counters.tenant(T1.index()).unwrap().flows_created();
 
     gw.edit_t1(|t| t.routes = t1_routes(HOST3));
     let ack = tcp((CLIENT, 40000), (EIP1, 22), "A");
@@ -551,7 +551,7 @@ fn a_flow_follows_its_route_to_another_tunnel_host_and_keeps_its_state() {
     // The same flow: a plain ACK, which could open none, passed, and the
     // VM's answer through its new host goes out through it.
     let tc = gw.counters.tenant(T1.index()).unwrap();
-    assert_eq!(tc.flows_created.get(), created, "no flow made again");
+    assert_eq!(tc.flows_created(), created, "no flow made again");
     assert_eq!(gw.pipeline.flows(), 1);
     let reply = tcp((VM, 22), (CLIENT, 40000), "A");
     assert_eq!(

@@ -1473,7 +1473,7 @@ fn a_tcp_connection_to_an_elastic_ip_is_translated_both_ways() {
     let (v, _) = gw.t1_sends(&tcp(VM, 22, CLIENT, 40000, "A"), 3);
     assert_eq!(v, Verdict::Forward(PUB));
     assert_eq!(gw.pipeline.flows(), 1, "one flow holds both directions");
-    assert_eq!(gw.counters.tenants[0].flows_created.get(), 1);
+    assert_eq!(gw.counters.tenants[0].flows_created(), 1);
 }
 
 /// `ip` (built by etherparse, without options) with `options` after its
@@ -1681,7 +1681,7 @@ fn flows_expire_by_protocol_and_state_on_a_fake_clock() {
     let late = 240 * SEC;
     let (v, _) = gw.t1_sends(&tcp(VM, 22, CLIENT, 40000, "SA"), late);
     assert_eq!(v, Verdict::Drop(DropReason::InvalidState), "expired");
-    assert_eq!(gw.counters.tenants[0].flows_expired.get(), 1);
+    assert_eq!(gw.counters.tenants[0].flows_expired(), 1);
     assert_eq!(gw.pipeline.flows(), 0);
 
     // Established lives 2 h 4 min; a packet refreshes it.
@@ -3183,7 +3183,7 @@ fn rfc1122_4_2_2_13_a_syn_reopens_a_connection_closed_by_fins() {
     }
     gw.handshake_22(90_000, 70_000, 2 * SEC);
     assert_eq!(gw.pipeline.flows(), 1, "the same flow");
-    assert_eq!(gw.counters.tenants[0].flows_created.get(), 1);
+    assert_eq!(gw.counters.tenants[0].flows_created(), 1);
     // Open again: a plain segment takes the fast path's established state.
     let (v, _) = gw.t1_sends(&tcp_at(V22, C22, "A", 70_001, 90_001), 3 * SEC);
     assert_eq!(v, Verdict::Forward(PUB));
@@ -4230,8 +4230,8 @@ fn run_by(path: Path, events: &[Event]) -> Run {
                 c.from_tunnel_bytes.get(),
                 c.to_tunnel_packets.get(),
                 c.to_tunnel_bytes.get(),
-                c.flows_created.get(),
-                c.flows_expired.get(),
+                c.flows_created(),
+                c.flows_expired(),
             ]
         })
         .collect();

@@ -171,6 +171,14 @@ pub fn thread_cpu_time() -> std::time::Duration {
     std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// The DPDK this runs on, as it names itself (`DPDK 22.11.11`).
+pub fn version() -> String {
+    // SAFETY: rte_version returns a pointer to a static NUL-terminated
+    // string, valid for the life of the process, before or after init.
+    let name = unsafe { std::ffi::CStr::from_ptr(sys::rte_version()) };
+    name.to_string_lossy().into_owned()
+}
+
 /// TSC ticks per second, as EAL measured them at init.
 pub fn tsc_hz() -> u64 {
     // SAFETY: a plain getter; returns 0 before EAL init.

@@ -23,7 +23,7 @@ mod mempool;
 mod port;
 mod ring;
 
-pub use eal::{prefetch, rdtsc, thread_cpu_time, tsc_hz, Eal};
+pub use eal::{prefetch, rdtsc, thread_cpu_time, tsc_hz, version, Eal};
 pub use error::{Error, Result};
 pub use hash::RteHash;
 pub use huge::HugeAlloc;

@@ -19,7 +19,7 @@
 //! end.
 
 use crate::conntrack::{Answered, Conn, Scales, TcpState, Timeouts, Tuple};
-use crate::counters::{DropReason, TenantCounters, WorkerCounters};
+use crate::counters::{DropReason, FlowProto, TenantCounters, WorkerCounters};
 use crate::firewall::{Direction as FwDir, Packet5};
 use crate::flow::{
     CapacityError, Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup as FlowLookup,
@@ -306,6 +306,10 @@ impl Pipeline {
         c.sweep_passes.set(self.flows.sweep_passes());
         self.sweep_stale(t, c);
         self.frags.sweep(now, SWEEP_BUDGET);
+        c.flows_in_use.set(self.flows.len() as u64);
+        c.flows_capacity.set(self.flows.capacity() as u64);
+        c.fragments_held
+            .set((self.frags.len() + self.parking.len()) as u64);
         for (i, p) in t.pools.iter() {
             if let Some(tc) = c.tenant(p.tenant.index()) {
                 tc.nat_ports.set(self.snat.ports_in_use(i));

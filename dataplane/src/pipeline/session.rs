@@ -695,6 +695,9 @@ impl Pipeline {
                 if let Some(inside) = conn.snat {
                     self.snat.release(&t.pools, inside);
                 }
+                if let Some(tc) = tc {
+                    tc.unreplied_refused.inc();
+                }
                 return Err(D::UnrepliedQuota);
             }
             if unanswered >= self.unreplied_quota / 2 {
@@ -713,14 +716,19 @@ impl Pipeline {
         match result {
             Ok(id) => {
                 if let Some(tc) = tc {
-                    tc.flows_created.inc();
+                    tc.flows_opened[FlowProto::of(conn.protocol) as usize].inc();
                     if conn.answered != Answered::Yes {
                         tc.unreplied_opened.inc();
                     }
                 }
                 Ok(id)
             }
-            Err(InsertError::Full) if live >= self.quota => Err(D::Quota),
+            Err(InsertError::Full) if live >= self.quota => {
+                if let Some(tc) = tc {
+                    tc.quota_refused.inc();
+                }
+                Err(D::Quota)
+            }
             Err(InsertError::Full | InsertError::NoRoom) => Err(D::FlowTableFull),
             // The reply key is taken: another flow already owns this
             // mapping (e.g. opened from the other side first).
@@ -766,7 +774,7 @@ pub(super) fn firewall(
 /// a source NAT mapping.
 pub(super) fn ended(snat: &mut Snat, pools: &Pools, c: &WorkerCounters, conn: &Conn) {
     if let Some(tc) = c.tenant(usize::from(conn.tenant)) {
-        tc.flows_expired.inc();
+        tc.flows_ended[FlowProto::of(conn.protocol) as usize].inc();
         if conn.answered != Answered::Yes {
             tc.unreplied_done.inc();
         }
