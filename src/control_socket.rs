@@ -19,13 +19,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::logs::Throttle;
 use ctl::api::{ApiError, ErrorCode, Request, Response, MAX_REQUEST, VERSION};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::stat::{umask, Mode};
 use serde_json::Value;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Held while the process umask is narrowed for a bind.
 static UMASK: Mutex<()> = Mutex::new(());
@@ -246,6 +247,9 @@ fn clear_stale(path: &Path) -> Result<(), BindError> {
 /// refuses it.
 fn accept(listener: UnixListener, queue: SyncSender<Pending>, limits: Limits, stop: &AtomicBool) {
     let active = Arc::new(AtomicUsize::new(0));
+    // A client can cause each of these as often as it connects.
+    let mut failing = Throttle::per_minute();
+    let mut refusing = Throttle::per_minute();
     for stream in listener.incoming() {
         if stop.load(Ordering::Acquire) {
             return;
@@ -254,7 +258,9 @@ fn accept(listener: UnixListener, queue: SyncSender<Pending>, limits: Limits, st
             Ok(stream) => stream,
             Err(e) => {
                 // Out of descriptors, say: do not spin on it.
-                warn!("control socket: accept: {e}");
+                if let Some(suppressed) = failing.admit(Instant::now()) {
+                    warn!(suppressed, "control socket: accept: {e}");
+                }
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
@@ -263,7 +269,7 @@ fn accept(listener: UnixListener, queue: SyncSender<Pending>, limits: Limits, st
         // timeout only guards against the impossible.
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
         if let Err(refusal) = peer_allowed(&stream) {
-            refuse(&mut stream, refusal);
+            refuse(&mut stream, refusal, &mut refusing);
             continue;
         }
         if active.load(Ordering::Acquire) >= limits.connections {
@@ -276,6 +282,7 @@ fn accept(listener: UnixListener, queue: SyncSender<Pending>, limits: Limits, st
                         limits.connections
                     ),
                 ),
+                &mut refusing,
             );
             continue;
         }
@@ -289,7 +296,12 @@ fn accept(listener: UnixListener, queue: SyncSender<Pending>, limits: Limits, st
                 serve(stream, &queue, limits);
             });
         if let Err(e) = spawned {
-            warn!("control socket: cannot start a connection thread: {e}");
+            if let Some(suppressed) = failing.admit(Instant::now()) {
+                warn!(
+                    suppressed,
+                    "control socket: cannot start a connection thread: {e}"
+                );
+            }
         }
     }
 }
@@ -326,8 +338,10 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), ApiError> {
     }
 }
 
-fn refuse(stream: &mut UnixStream, error: ApiError) {
-    debug!("control socket: refused a client: {error}");
+fn refuse(stream: &mut UnixStream, error: ApiError, throttle: &mut Throttle) {
+    if let Some(suppressed) = throttle.admit(Instant::now()) {
+        info!(suppressed, "control socket: refused a client: {error}");
+    }
     let _ = send(stream, &Response::err(None, error));
 }
 

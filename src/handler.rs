@@ -212,7 +212,13 @@ impl Handler {
         };
         match self.config_apply(&text, &path, false, cx) {
             Ok(result) => info!(%result, "SIGHUP: {path} applied"),
-            Err(e) => warn!("SIGHUP: {path} refused, the running state stays as it was:\n{e}"),
+            // One line per problem (each names its FILE:LINE), for
+            // journald and grep.
+            Err(e) => {
+                for problem in e.to_string().lines().filter(|l| !l.trim().is_empty()) {
+                    warn!("SIGHUP: {path} refused, the running state stays as it was: {problem}");
+                }
+            }
         }
     }
 

@@ -9,6 +9,7 @@ pub mod flows;
 pub mod frame;
 pub mod gateway;
 pub mod handler;
+pub mod logs;
 pub mod report;
 pub mod runtime;
 pub mod supervise;

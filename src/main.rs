@@ -46,12 +46,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    tgw::logs::init();
 
     let cpus = match ctl::cpuset::usable_cpus() {
         Ok(cpus) => cpus,

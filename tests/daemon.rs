@@ -135,6 +135,12 @@ fn pcap_round_trip_changes_only_the_macs_and_sigterm_reports_counters() {
         "tgw exited with {}\n{stdout}\n{stderr}",
         out.status
     );
+    // Logs off a terminal (a file, a pipe, journald) carry no colour codes.
+    assert!(
+        !stderr.contains('\x1b'),
+        "escape sequences in a log that is not a terminal:\n{stderr:?}"
+    );
+    assert!(stderr.contains("INFO"), "tgw logged its start:\n{stderr}");
 
     assert_eq!(
         read_pcap(&dir.path("und-out.pcap")),

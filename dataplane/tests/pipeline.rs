@@ -2,6 +2,7 @@
 //! every frame built and every result read by etherparse (GRE, which
 //! etherparse lacks, is written and read by hand from RFC 2784/2890).
 
+use dataplane::counters::{FlowProto, TenantCounters};
 use dataplane::fragments::park::Parked;
 use dataplane::ip_options::Forwarded;
 use dataplane::neighbour::{NeighKey, NeighbourLimits, NeighbourWriter, PROBE_MAX};
@@ -2992,10 +2993,23 @@ fn a_tenant_cannot_hold_more_flows_than_its_quota() {
     assert_eq!(v, Verdict::Drop(DropReason::Quota));
     let (v, _) = gw.client_sends(&tcp(CLIENT, 40000, EIP2, 23, "S"), 0);
     assert_eq!(v, Verdict::Forward(UND));
-    // Flows that end make room again.
+    // Each refusal is the tenant's to answer for (the metrics' quota
+    // refusals), and its flows count by protocol.
+    let (t1, t2) = (&gw.counters.tenants[0], &gw.counters.tenants[1]);
+    assert_eq!((t1.quota_refused.get(), t2.quota_refused.get()), (2, 0));
+    let by_proto = |t: &TenantCounters| FlowProto::ALL.map(|p| t.flows_opened[p as usize].get());
+    assert_eq!(by_proto(t1), [0, 3, 0, 0], "three UDP flows");
+    assert_eq!(by_proto(t2), [1, 0, 0, 0], "one TCP flow");
+    // Flows that end make room again, and end by protocol.
     for _ in 0..DEFAULT_FLOWS / 64 + 1 {
         gw.pipeline.sweep(&gw.tables, &gw.counters, 121 * SEC);
     }
+    let t1 = &gw.counters.tenants[0];
+    assert_eq!(
+        FlowProto::ALL.map(|p| t1.flows_ended[p as usize].get()),
+        [0, 3, 0, 0]
+    );
+    assert_eq!(t1.live_flows(), 0);
     let (v, _) = gw.t1_sends(&udp_from(VM, 2000, CLIENT, 53), 122 * SEC);
     assert_eq!(v, Verdict::Forward(PUB));
 }
@@ -3039,6 +3053,8 @@ fn an_inbound_flood_leaves_a_tenants_own_and_established_flows_alone() {
     let refused = Verdict::Drop(DropReason::UnrepliedQuota);
     assert_eq!(verdicts.iter().filter(|&&v| v == refused).count(), 96);
     assert_eq!(gw.counters.tenants[0].live_unreplied(), 4);
+    assert_eq!(gw.counters.tenants[0].unreplied_refused.get(), 96);
+    assert_eq!(gw.counters.tenants[0].quota_refused.get(), 0);
 
     // The tenant's own flows and its established connection go on.
     for sport in 0..10 {
