@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 use tracing::{debug, warn};
 
+use crate::logs::Throttle;
 use crate::report::{AskError, Asker};
 
 /// The endpoint's bounds; [`Limits::default`] is what the daemon uses,
@@ -185,6 +186,8 @@ fn accept(listener: &TcpListener, asker: &Asker, limits: Limits, stop: &AtomicBo
     let own = Own::new();
     let active = Arc::new(AtomicUsize::new(0));
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(limits.connections);
+    // A client can cause this as often as it connects.
+    let mut failing = Throttle::per_minute();
     for stream in listener.incoming() {
         if stop.load(Ordering::Acquire) {
             break;
@@ -193,7 +196,9 @@ fn accept(listener: &TcpListener, asker: &Asker, limits: Limits, stop: &AtomicBo
             Ok(stream) => stream,
             Err(e) => {
                 // Out of descriptors, say: do not spin on it.
-                warn!("metrics endpoint: accept: {e}");
+                if let Some(suppressed) = failing.admit(Instant::now()) {
+                    warn!(suppressed, "metrics endpoint: accept: {e}");
+                }
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
