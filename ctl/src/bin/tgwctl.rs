@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ctl::api::{ErrorCode, Response};
-use ctl::cli::{render, request, Cli};
+use ctl::cli::top::{self, Stop};
+use ctl::cli::{render, request, Cli, Shape};
 use ctl::client::Client;
 
 /// Exit codes, for scripts (docs/api.md): 1 tgw refused the request, 2
@@ -26,6 +27,32 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
+    if let Shape::Top(args) = shape {
+        return match top::run(&cli.socket, args, cli.json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(stop) => {
+                let code = match &stop {
+                    Stop::Unreachable(e) => {
+                        eprintln!("tgwctl: {e}");
+                        UNREACHABLE
+                    }
+                    Stop::Refused(e) if e.code == ErrorCode::Permission => {
+                        eprintln!("tgwctl: {e}");
+                        UNREACHABLE
+                    }
+                    Stop::Refused(e) => {
+                        eprintln!("tgwctl: {e}");
+                        REFUSED
+                    }
+                    Stop::Unreadable(why) => {
+                        eprintln!("tgwctl: {why}");
+                        REFUSED
+                    }
+                };
+                ExitCode::from(code)
+            }
+        };
+    }
     let response = Client::connect(&cli.socket).and_then(|mut tgw| tgw.request(op));
     let response: Response = match response {
         Ok(response) => response,
