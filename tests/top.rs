@@ -104,7 +104,11 @@ fn ctl(socket: &Path, words: &[&str]) -> (bool, String) {
 /// Runs `command` under a pseudo-terminal (`script -qefc`), typing
 /// `typed` on it after `after`, waiting at most `timeout`: its exit
 /// status and what it wrote on the terminal.
-fn under_a_pty(command: &str, typed: Option<(Duration, &str)>, timeout: Duration) -> (bool, String) {
+fn under_a_pty(
+    command: &str,
+    typed: Option<(Duration, &str)>,
+    timeout: Duration,
+) -> (bool, String) {
     let mut child = Command::new("script")
         .args(["-qefc", command, "/dev/null"])
         .stdin(Stdio::piped())
@@ -184,7 +188,11 @@ fn top_under_a_terminal_shows_every_worker_and_refreshes_with_moving_rates() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ctl(&socket, &["stats"]).0 {
         assert!(daemon.running(), "tgw exited:\n{}", read_log());
-        assert!(Instant::now() < deadline, "tgw did not answer:\n{}", read_log());
+        assert!(
+            Instant::now() < deadline,
+            "tgw did not answer:\n{}",
+            read_log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -192,7 +200,11 @@ fn top_under_a_terminal_shows_every_worker_and_refreshes_with_moving_rates() {
     let (ok, json) = ctl(&socket, &["stats", "--json"]);
     assert!(ok);
     let report: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    assert_eq!(report["workers"].as_array().map(Vec::len), Some(2), "{report}");
+    assert_eq!(
+        report["workers"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
     let (ok, text) = ctl(&socket, &["stats"]);
     assert!(ok);
     let tenants = text
@@ -201,7 +213,9 @@ fn top_under_a_terminal_shows_every_worker_and_refreshes_with_moving_rates() {
         .unwrap_or_else(|| panic!("no tenants in:\n{text}"));
     for t in ["t1", "t2"] {
         assert!(
-            tenants.lines().any(|l| l.trim_start().starts_with(&format!("{t} "))),
+            tenants
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{t} "))),
             "{t} not in:\n{text}"
         );
     }
@@ -223,9 +237,18 @@ fn top_under_a_terminal_shows_every_worker_and_refreshes_with_moving_rates() {
         for (worker, lcore) in [("0", "1"), ("1", "2")] {
             let w = row(frame, worker);
             assert_eq!(w[1], lcore, "{frame}");
-            assert!(number(w[2]) > 0.0, "worker {worker} receives nothing:\n{frame}");
-            assert!(number(w[4]) > 0.0, "worker {worker} is never busy:\n{frame}");
-            assert!(number(w[5]) > 0.0, "worker {worker}'s frames cost nothing:\n{frame}");
+            assert!(
+                number(w[2]) > 0.0,
+                "worker {worker} receives nothing:\n{frame}"
+            );
+            assert!(
+                number(w[4]) > 0.0,
+                "worker {worker} is never busy:\n{frame}"
+            );
+            assert!(
+                number(w[5]) > 0.0,
+                "worker {worker}'s frames cost nothing:\n{frame}"
+            );
         }
         // The pings go into the tunnels; the denied frame is dropped.
         // ALL RX_MPPS TX_MPPS DROPS/S FLOWS: the sums' row.

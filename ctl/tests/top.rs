@@ -143,7 +143,10 @@ fn rates_are_the_counters_differences_over_tgws_clock() {
     assert_eq!(w.cycles_per_frame, Some(200.0));
     assert_eq!(w.drops_pps, 2_000.0);
     let idle = &r.workers[1];
-    assert_eq!((idle.rx_pps, idle.busy, idle.cycles_per_frame), (0.0, Some(0.0), None));
+    assert_eq!(
+        (idle.rx_pps, idle.busy, idle.cycles_per_frame),
+        (0.0, Some(0.0), None)
+    );
     // Only reasons that moved, summed over the workers.
     assert_eq!(r.drops, vec![("ttl_expired".to_owned(), 2_000.0)]);
     // Tenants summed over the workers, busiest first; t3 moved nothing.
@@ -191,7 +194,16 @@ fn a_refresh_shows_every_worker_the_drops_that_moved_and_the_busiest_tenants() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0].split_whitespace().collect::<Vec<_>>(),
-        ["WORKER", "LCORE", "RX_MPPS", "TX_MPPS", "BUSY", "CYCLES/FRAME", "DROPS/S", "FLOWS"]
+        [
+            "WORKER",
+            "LCORE",
+            "RX_MPPS",
+            "TX_MPPS",
+            "BUSY",
+            "CYCLES/FRAME",
+            "DROPS/S",
+            "FLOWS"
+        ]
     );
     let row = |first: &str| -> Vec<&str> {
         lines
@@ -201,13 +213,22 @@ fn a_refresh_shows_every_worker_the_drops_that_moved_and_the_busiest_tenants() {
             .split_whitespace()
             .collect()
     };
-    assert_eq!(row("0"), ["0", "1", "1.000", "0.800", "25.0%", "200", "2.0k", "7"]);
-    assert_eq!(row("1"), ["1", "2", "0.000", "0.000", "0.0%", "-", "0", "7"]);
+    assert_eq!(
+        row("0"),
+        ["0", "1", "1.000", "0.800", "25.0%", "200", "2.0k", "7"]
+    );
+    assert_eq!(
+        row("1"),
+        ["1", "2", "0.000", "0.000", "0.0%", "-", "0", "7"]
+    );
     assert_eq!(row("all"), ["all", "1.000", "0.800", "2.0k", "14"]);
     assert!(text.contains("ttl_expired  2.0k"), "{text}");
     assert!(!text.contains("gre_bad_key"), "{text}");
     // --tenants 1: t1 only, and how many had traffic.
-    assert!(text.contains("busiest tenants (1 of 2 with traffic)"), "{text}");
+    assert!(
+        text.contains("busiest tenants (1 of 2 with traffic)"),
+        "{text}"
+    );
     assert_eq!(row("t1"), ["t1", "600.0k", "220.0k", "820.0k"]);
     assert!(!text.contains("t2"), "{text}");
     assert!(!text.contains('\x1b'), "{text:?}");
@@ -220,7 +241,8 @@ fn top_and_stats_words() {
             .map_err(|e| e.to_string())?;
         request(cli.command, &|_| unreachable!()).map_err(|e| e.0)
     };
-    let (_, shape) = parse(&["top", "--interval", "0.3", "--count", "3", "--tenants", "2"]).unwrap();
+    let (_, shape) =
+        parse(&["top", "--interval", "0.3", "--count", "3", "--tenants", "2"]).unwrap();
     assert_eq!(
         shape,
         Shape::Top(TopArgs {
@@ -239,7 +261,11 @@ fn top_and_stats_words() {
         })
     );
     assert_eq!(parse(&["stats"]).unwrap().1, Shape::Stats);
-    for bad in [["top", "--interval", "0"], ["top", "--interval", "x"], ["top", "--count", "0"]] {
+    for bad in [
+        ["top", "--interval", "0"],
+        ["top", "--interval", "x"],
+        ["top", "--count", "0"],
+    ] {
         assert!(parse(&bad).is_err(), "{bad:?} was taken");
     }
 }
@@ -276,18 +302,45 @@ fn stats_for_a_person_sums_the_workers_and_leaves_out_what_is_zero() {
             .split_whitespace()
             .collect()
     };
-    assert_eq!(line("tgw "), ["tgw", "0.1.0", "(commit", "abc1234,", "DPDK", "22.11.4)"]);
-    assert_eq!(line("mbufs"), ["mbufs", "767", "in", "use,", "32000", "available,", "of", "32767"]);
+    assert_eq!(
+        line("tgw "),
+        ["tgw", "0.1.0", "(commit", "abc1234,", "DPDK", "22.11.4)"]
+    );
+    assert_eq!(
+        line("mbufs"),
+        [
+            "mbufs",
+            "767",
+            "in",
+            "use,",
+            "32000",
+            "available,",
+            "of",
+            "32767"
+        ]
+    );
     // Worker 0: 10 in, busy half its cycles, 3 pipeline cycles a frame.
-    assert_eq!(&line("0 ")[..8], ["0", "1", "10", "0", "3", "0", "50.0%", "3"]);
+    assert_eq!(
+        &line("0 ")[..8],
+        ["0", "1", "10", "0", "3", "0", "50.0%", "3"]
+    );
     // Drops summed, zeros left out.
     assert_eq!(line("ttl_expired"), ["ttl_expired", "4"]);
-    assert!(!text.contains("gre_bad_key") && !text.contains("no_route"), "{text}");
+    assert!(
+        !text.contains("gre_bad_key") && !text.contains("no_route"),
+        "{text}"
+    );
     // Tenants by name, summed over the workers.
-    assert_eq!(&line("TENANT")[..4], ["TENANT", "FROM_TUNNELS", "FROM_BYTES", "INTO_TUNNELS"]);
+    assert_eq!(
+        &line("TENANT")[..4],
+        ["TENANT", "FROM_TUNNELS", "FROM_BYTES", "INTO_TUNNELS"]
+    );
     assert_eq!(&line("t1 ")[..3], ["t1", "5", "500"]);
     assert_eq!(&line("t2 ")[..2], ["t2", "2"]);
-    assert!(text.contains("t3"), "a tenant without traffic is listed:\n{text}");
+    assert!(
+        text.contains("t3"),
+        "a tenant without traffic is listed:\n{text}"
+    );
     assert_eq!(line("echo_replies"), ["echo_replies", "4"]);
     assert_eq!(line("entries"), ["entries", "1", "(1", "resolved)"]);
     assert_eq!(line("learned"), ["learned", "3"]);
@@ -295,7 +348,10 @@ fn stats_for_a_person_sums_the_workers_and_leaves_out_what_is_zero() {
     let rule = text.lines().find(|l| l.contains("in allow tcp dport 22"));
     assert!(rule.is_some_and(|l| l.ends_with(" 5")), "{text}");
     assert!(!text.contains("default in"), "{text}");
-    assert!(text.contains("(1 rules and default policies decided no flow yet)"), "{text}");
+    assert!(
+        text.contains("(1 rules and default policies decided no flow yet)"),
+        "{text}"
+    );
     assert_eq!(stats::sum(stats::workers(&r), "rx_packets"), 30);
 }
 
@@ -359,7 +415,11 @@ fn top_off_a_terminal_prints_one_block_a_refresh_and_no_escape_codes() {
         .args(["top", "--count", "2", "--interval", "0.05"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.contains('\x1b'), "{text:?}");
     assert_eq!(tgw.join().unwrap(), ["stats", "stats", "stats"]);
@@ -376,4 +436,47 @@ fn top_off_a_terminal_prints_one_block_a_refresh_and_no_escape_codes() {
     assert_eq!(text.matches("tgw top:").count(), 1, "{text}");
     assert!(text.contains("\n\ntgw's clock went back"), "{text}");
     assert!(!text.contains("q Enter"), "{text}");
+}
+
+#[test]
+fn top_json_is_a_line_a_refresh_with_the_unrounded_rates() {
+    let dir = std::env::temp_dir().join(format!("tgwctl-top-json-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch(dir);
+    let socket = dir.0.join("tgw.sock");
+    let w = W {
+        rx: 1_234,
+        cycles: HZ,
+        busy: HZ / 4,
+        t2: (0, 1_234),
+        ..W::default()
+    };
+    let tgw = fake_tgw(&socket, vec![report(0, &[W::default()]), report(HZ, &[w])]);
+    let out = Command::new(TGWCTL)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--json", "top", "--count", "1", "--interval", "0.01"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tgw.join().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let r = &lines[0];
+    assert_eq!(r["seconds"], 1.0);
+    assert_eq!(r["workers"][0]["rx_pps"], 1234.0);
+    assert_eq!(r["workers"][0]["busy"], 0.25);
+    assert_eq!(
+        r["tenants"],
+        json!([{"name": "t2", "from_tunnel_pps": 0.0, "to_tunnel_pps": 1234.0}])
+    );
 }

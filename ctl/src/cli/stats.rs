@@ -39,7 +39,11 @@ pub fn human(report: &Value) -> String {
         .map(|(name, counts)| {
             let mut r = Map::new();
             r.insert("tenant".into(), name.into());
-            r.extend(counts.into_iter().map(|(k, n)| (short(&k).to_owned(), n.into())));
+            r.extend(
+                counts
+                    .into_iter()
+                    .map(|(k, n)| (short(&k).to_owned(), n.into())),
+            );
             Value::Object(r)
         })
         .collect();
@@ -198,10 +202,7 @@ fn worker_rows(report: &Value) -> Vec<Value> {
                 ),
                 ("handed_off", n("handed_off").into()),
                 ("punted", n("punted").into()),
-                (
-                    "heartbeat_ms",
-                    ages.get(i).cloned().unwrap_or(Value::Null),
-                ),
+                ("heartbeat_ms", ages.get(i).cloned().unwrap_or(Value::Null)),
             ])
         })
         .collect()
@@ -248,9 +249,11 @@ fn neighbours(report: &Value) -> String {
 /// The rules and default policies that decided at least one flow.
 fn firewall(report: &Value) -> String {
     let rules = array(report, "firewall");
-    let (used, unused): (Vec<&Value>, Vec<&Value>) = rules
-        .iter()
-        .partition(|r| r.get("flows").and_then(Value::as_u64).is_some_and(|n| n > 0));
+    let (used, unused): (Vec<&Value>, Vec<&Value>) = rules.iter().partition(|r| {
+        r.get("flows")
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n > 0)
+    });
     let rows: Vec<Value> = used.into_iter().cloned().collect();
     let mut out = table_or(&rows, "");
     if !unused.is_empty() {
@@ -311,7 +314,9 @@ pub fn ratio(a: u64, b: u64) -> String {
 }
 
 fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    v.get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 fn text(v: &Value, key: &str) -> String {

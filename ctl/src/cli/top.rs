@@ -18,7 +18,6 @@ use super::stats;
 use crate::api::{ApiError, Op};
 use crate::client::{Client, ClientError};
 
-
 /// `tgwctl top`'s options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Args)]
 pub struct TopArgs {
@@ -245,7 +244,11 @@ pub fn rates(before: &Sample, after: &Sample) -> Result<Rates, NoRates> {
         })
         .filter(|t| t.pps() > 0.0)
         .collect();
-    tenants.sort_by(|a, b| b.pps().total_cmp(&a.pps()).then_with(|| a.name.cmp(&b.name)));
+    tenants.sort_by(|a, b| {
+        b.pps()
+            .total_cmp(&a.pps())
+            .then_with(|| a.name.cmp(&b.name))
+    });
     Ok(Rates {
         seconds,
         tsc_hz: after.tsc_hz,
@@ -405,7 +408,11 @@ pub fn run(socket: &Path, args: TopArgs, json: bool) -> Result<(), Stop> {
         let after = sample(&mut tgw, socket)?;
         let body = match rates(&before, &after) {
             Ok(r) if json => format!("{}\n", r.json(args.tenants)),
-            Ok(r) => format!("{}\n{}", headline(&r, &args, terminal), r.text(args.tenants)),
+            Ok(r) => format!(
+                "{}\n{}",
+                headline(&r, &args, terminal),
+                r.text(args.tenants)
+            ),
             Err(NoRates(why)) if json => format!("{}\n", json!({ "restarted": why })),
             Err(NoRates(why)) => format!("{why}\n"),
         };
@@ -435,7 +442,11 @@ fn headline(r: &Rates, args: &TopArgs, terminal: bool) -> String {
         r.seconds,
         r.tsc_hz as f64 / 1e9,
         args.interval.as_secs_f64(),
-        if terminal { "; q Enter or Ctrl-C quits" } else { "" }
+        if terminal {
+            "; q Enter or Ctrl-C quits"
+        } else {
+            ""
+        }
     )
 }
 
