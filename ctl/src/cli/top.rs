@@ -363,7 +363,7 @@ fn mpps(pps: f64) -> String {
 /// decimals, so that a trickle does not read as nothing).
 fn per_second(x: f64) -> String {
     match x {
-        x if x == 0.0 => "0".to_owned(),
+        0.0 => "0".to_owned(),
         x if x < 1.0 => format!("{x:.2}"),
         x if x < 1e3 => format!("{x:.0}"),
         x if x < 1e6 => format!("{:.1}k", x / 1e3),
@@ -399,7 +399,7 @@ pub fn run(socket: &Path, args: TopArgs, json: bool) -> Result<(), Stop> {
     let started = Instant::now();
     let mut shown = 0u64;
     let mut out = std::io::stdout().lock();
-    while args.count.map_or(true, |n| shown < n) {
+    while args.count.is_none_or(|n| shown < n) {
         // The schedule keeps the cadence whatever an answer took; the
         // rates do not depend on it.
         if wait(started + args.interval * (shown as u32 + 1), &quit) {
