@@ -4,6 +4,8 @@
 //! report has are shown; a counter tgw adds to a tenant shows up as a new
 //! column, as in every other table of tgwctl.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 use super::render::{aligned, table};
@@ -96,6 +98,9 @@ pub fn summed(workers: &[Value], key: &str) -> Vec<(String, u64)> {
 /// of tenants: (name, [(counter, sum)]).
 pub fn tenants(workers: &[Value]) -> Vec<(String, Vec<(String, u64)>)> {
     let mut out: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+    // Where each name is in `out`: a gateway has 10k tenants, and every
+    // worker lists them all.
+    let mut index: HashMap<&str, usize> = HashMap::new();
     for w in workers {
         let Some(Value::Object(tenants)) = w.get("tenants") else {
             continue;
@@ -104,13 +109,10 @@ pub fn tenants(workers: &[Value]) -> Vec<(String, Vec<(String, u64)>)> {
             let Value::Object(counts) = counts else {
                 continue;
             };
-            let i = match out.iter().position(|(n, _)| n == name) {
-                Some(i) => i,
-                None => {
-                    out.push((name.clone(), Vec::new()));
-                    out.len() - 1
-                }
-            };
+            let i = *index.entry(name).or_insert_with(|| {
+                out.push((name.clone(), Vec::new()));
+                out.len() - 1
+            });
             add(&mut out[i].1, counts);
         }
     }

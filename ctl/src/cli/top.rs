@@ -5,6 +5,7 @@
 //! `tsc_hz` in the report), never over tgwctl's clock, so a slow answer
 //! or a late refresh does not bend them.
 
+use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -224,11 +225,16 @@ pub fn rates(before: &Sample, after: &Sample) -> Result<Rates, NoRates> {
         .map(|(r, d)| (r, per_s(d)))
         .collect();
     drops.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let was: HashMap<&str, &TenantSample> = before
+        .tenants
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
     let mut tenants: Vec<TenantRates> = after
         .tenants
         .iter()
         .map(|a| {
-            let b = before.tenants.iter().find(|b| b.name == a.name);
+            let b = was.get(a.name.as_str()).copied();
             let was = |f: fn(&TenantSample) -> u64| b.map_or(0, f);
             TenantRates {
                 name: a.name.clone(),
