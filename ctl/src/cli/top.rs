@@ -402,13 +402,15 @@ pub fn run(socket: &Path, args: TopArgs, json: bool) -> Result<(), Stop> {
     let quit = quit_on_q();
     let mut tgw = Client::connect(socket).map_err(Stop::Unreachable)?;
     let mut before = sample(&mut tgw, socket)?;
-    let started = Instant::now();
+    let mut next = Instant::now();
     let mut shown = 0u64;
     let mut out = std::io::stdout().lock();
     while args.count.is_none_or(|n| shown < n) {
-        // The schedule keeps the cadence whatever an answer took; the
-        // rates do not depend on it.
-        if wait(started + args.interval * (shown as u32 + 1), &quit) {
+        // A schedule keeps the cadence whatever an answer took; one that
+        // fell behind (tgwctl was stopped) starts again from now rather
+        // than catching up. The rates do not depend on it.
+        next = (next + args.interval).max(Instant::now());
+        if wait(next, &quit) {
             break;
         }
         let after = sample(&mut tgw, socket)?;
@@ -472,11 +474,12 @@ fn sample(tgw: &mut Client, socket: &Path) -> Result<Sample, Stop> {
     }
 }
 
-/// A line `q` typed on the terminal (stdin), as a message; nothing comes
-/// when stdin is not a terminal.
+/// A line `q` typed on the terminal, as a message. Read only when both
+/// stdin and stdout are the terminal: `tgwctl top > file &` must not
+/// read a terminal it is in the background of (SIGTTIN would stop it).
 fn quit_on_q() -> Receiver<()> {
     let (tx, rx) = mpsc::sync_channel(1);
-    if std::io::stdin().is_terminal() {
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines() {
                 let Ok(line) = line else { return };
