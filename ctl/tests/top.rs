@@ -521,3 +521,17 @@ fn a_refresh_at_ten_thousand_tenants_takes_milliseconds() {
         "{text}"
     );
 }
+
+#[test]
+fn top_without_a_tgw_exits_3_as_every_verb_does() {
+    let out = Command::new(TGWCTL)
+        .args(["--socket", "/nonexistent/tgw.sock", "top", "--count", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("tgwctl: no tgw listening on"),
+        "{stderr}"
+    );
+}

@@ -28,30 +28,17 @@ fn main() -> ExitCode {
         }
     };
     if let Shape::Top(args) = shape {
-        return match top::run(&cli.socket, args, cli.json) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(stop) => {
-                let code = match &stop {
-                    Stop::Unreachable(e) => {
-                        eprintln!("tgwctl: {e}");
-                        UNREACHABLE
-                    }
-                    Stop::Refused(e) if e.code == ErrorCode::Permission => {
-                        eprintln!("tgwctl: {e}");
-                        UNREACHABLE
-                    }
-                    Stop::Refused(e) => {
-                        eprintln!("tgwctl: {e}");
-                        REFUSED
-                    }
-                    Stop::Unreadable(why) => {
-                        eprintln!("tgwctl: {why}");
-                        REFUSED
-                    }
-                };
-                ExitCode::from(code)
+        let (message, code) = match top::run(&cli.socket, args, cli.json) {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(Stop::Unreachable(e)) => (e.to_string(), UNREACHABLE),
+            Err(Stop::Refused(e)) if e.code == ErrorCode::Permission => {
+                (e.to_string(), UNREACHABLE)
             }
+            Err(Stop::Refused(e)) => (e.to_string(), REFUSED),
+            Err(Stop::Unreadable(why)) => (why, REFUSED),
         };
+        eprintln!("tgwctl: {message}");
+        return ExitCode::from(code);
     }
     let response = Client::connect(&cli.socket).and_then(|mut tgw| tgw.request(op));
     let response: Response = match response {
