@@ -8,6 +8,8 @@
 //! the syntax; tgw checks the values, with the config file's own code.
 
 pub mod render;
+pub mod stats;
+pub mod top;
 pub mod words;
 
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
 use crate::api::{FlowFilter, Op, DEFAULT_SOCKET};
+use top::TopArgs;
 use words::{number_or_text, usage, Object, Usage, Words};
 
 const EXAMPLES: &str = "\
@@ -35,6 +38,7 @@ Examples:
   tgwctl flow show --tenant blue --port 22
   tgwctl flow flush --address 10.0.0.5
   tgwctl stats
+  tgwctl top --interval 0.5 --tenants 10
   tgwctl config apply /etc/tgw/tgw.toml --dry-run
 
 Every show takes --json. The socket is --socket, else $TGW_SOCKET, else
@@ -50,6 +54,8 @@ const SNAT_HELP: &str = "Examples:\n  tgwctl snat add tenant blue address 198.51
 const RULE_HELP: &str = "Examples:\n  tgwctl rule add tenant blue in allow tcp dport 22\n  tgwctl rule add tenant blue position 0 out deny udp dst 192.0.2.0/24 dport 1024-65535\n  tgwctl rule add tenant blue in allow icmp icmp_type 8\n  tgwctl rule del tenant blue handle 7\n  tgwctl rule show [tenant blue]\n\nThe words are a [[tenant.rule]]: DIRECTION ACTION [PROTO] then any of src, dst, sport, dport, icmp_type, icmp_code.";
 const NEIGH_HELP: &str = "Examples:\n  tgwctl neigh show [tenant blue]\n  tgwctl neigh add 1.1.1.254 lladdr 02:00:00:00:00:fe port pub0\n  tgwctl neigh add 10.0.0.9 lladdr 02:00:00:00:00:09 tenant blue\n  tgwctl neigh del 10.0.0.9 tenant blue";
 const FLOW_HELP: &str = "Examples:\n  tgwctl flow show --tenant blue --protocol tcp --port 22\n  tgwctl flow show --limit 1000 --cursor CURSOR     (the next page, as the last said)\n  tgwctl flow flush --address 10.0.0.5\n  tgwctl flow flush --all";
+const STATS_HELP: &str = "Example:\n  tgwctl stats [--json]\n\nCounters since tgw started: ports (the NIC's own), workers (frames, the share of cycles that moved frames, pipeline cycles a frame), drops by reason (those above zero), tenants (summed over workers), neighbours, and the firewall rules that decided flows. --json is the whole report, per worker, as tgw's --stats-json writes it.";
+const TOP_HELP: &str = "Examples:\n  tgwctl top\n  tgwctl top --interval 0.5 --tenants 10\n  tgwctl top --count 5 > top.txt           (5 refreshes, one after the other)\n  tgwctl top --json --count 60 --interval 1 (a JSON line a refresh)\n\nPer worker: frames in and out (Mpps), busy (the share of its cycles that moved frames: a poll-mode core is always 100% busy to the OS), pipeline cycles a frame; drops a second by reason; the busiest tenants by frames a second through their tunnels. Rates are over tgw's own clock (TSC) between two reports; the first refresh comes after one interval. On a terminal each refresh draws over the last; q then Enter, or Ctrl-C, quits.";
 const CONFIG_HELP: &str = "Examples:\n  tgwctl config show > running.toml\n  tgwctl config apply /etc/tgw/tgw.toml --dry-run   (what would change)\n  tgwctl config apply /etc/tgw/tgw.toml\n\nOnly what can change at run time may differ from the running file ([[tenant]], [[route]], [[neighbour]], [[eip]], [[snat]]).";
 
 /// Drive a running tgw through its control socket (docs/api.md).
@@ -113,8 +119,12 @@ pub enum Command {
         verb: FlowVerb,
     },
     /// Counters: ports, workers, drops by reason, per tenant.
-    #[command(after_help = "Example:\n  tgwctl stats [--json]")]
+    #[command(after_help = STATS_HELP)]
     Stats,
+    /// Rates, refreshed: per worker Mpps, busy share and cycles a frame,
+    /// drops by reason, the busiest tenants.
+    #[command(after_help = TOP_HELP)]
+    Top(TopArgs),
     /// The whole running state as a config file, or a whole file applied.
     #[command(after_help = CONFIG_HELP)]
     Config {
@@ -286,6 +296,10 @@ pub enum ConfigVerb {
 /// How the answer is printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
+    /// `stats`: the report as a few tables (`stats::human`).
+    Stats,
+    /// `top`: `stats` asked again and again (`top::run`).
+    Top(TopArgs),
     /// A change: nothing on success unless tgw says something.
     Change,
     /// A list or counters: a table.
@@ -465,7 +479,8 @@ pub fn request(
                 (Op::FlowFlush { filter }, Shape::Change)
             }
         },
-        Command::Stats => (Op::Stats {}, Shape::Show),
+        Command::Stats => (Op::Stats {}, Shape::Stats),
+        Command::Top(args) => (Op::Stats {}, Shape::Top(args)),
         Command::Config { verb } => match verb {
             ConfigVerb::Show => (Op::ConfigShow {}, Shape::ConfigText),
             ConfigVerb::Apply { file, dry_run } => {

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ctl::api::{ErrorCode, Response};
-use ctl::cli::{render, request, Cli};
+use ctl::cli::top::{self, Stop};
+use ctl::cli::{render, request, Cli, Shape};
 use ctl::client::Client;
 
 /// Exit codes, for scripts (docs/api.md): 1 tgw refused the request, 2
@@ -26,6 +27,19 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
+    if let Shape::Top(args) = shape {
+        let (message, code) = match top::run(&cli.socket, args, cli.json) {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(Stop::Unreachable(e)) => (e.to_string(), UNREACHABLE),
+            Err(Stop::Refused(e)) if e.code == ErrorCode::Permission => {
+                (e.to_string(), UNREACHABLE)
+            }
+            Err(Stop::Refused(e)) => (e.to_string(), REFUSED),
+            Err(Stop::Unreadable(why)) => (why, REFUSED),
+        };
+        eprintln!("tgwctl: {message}");
+        return ExitCode::from(code);
+    }
     let response = Client::connect(&cli.socket).and_then(|mut tgw| tgw.request(op));
     let response: Response = match response {
         Ok(response) => response,

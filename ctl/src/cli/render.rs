@@ -28,6 +28,7 @@ pub fn human(result: &Value, shape: Shape) -> String {
         Shape::Flows => flows(result),
         Shape::Plan => plan(result),
         Shape::Show => any(result),
+        Shape::Stats | Shape::Top(_) => super::stats::human(result),
     }
 }
 
@@ -138,7 +139,7 @@ fn flatten<'a>(
 }
 
 /// `name  value` lines with the values in one column.
-fn aligned(lines: &[(String, String)]) -> String {
+pub fn aligned(lines: &[(String, String)]) -> String {
     let column = lines.iter().map(|(k, _)| width(k)).max().unwrap_or(0);
     lines
         .iter()
