@@ -20,7 +20,7 @@ use dataplane::ip_options::Forwarded;
 use dataplane::neighbour::Lookup;
 use dataplane::{DropReason, WorkerCounters};
 use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
-use prometheus::{Encoder, TextEncoder};
+use prometheus::TextEncoder;
 
 use crate::report::Report;
 
@@ -30,17 +30,20 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The text exposition of `report`, followed by `extra` (the endpoint's
 /// own families, from its registry).
 pub fn render(report: &Report, extra: &[MetricFamily]) -> String {
-    let families = families(report);
-    // A guess at the size that spares most regrowth: ~60 bytes a sample.
+    let mut families = families(report);
+    families.extend_from_slice(extra);
+    encode(&families)
+}
+
+/// `families` in the text exposition format.
+pub fn encode(families: &[MetricFamily]) -> String {
+    // A guess at the size that spares most regrowth: ~64 bytes a sample.
     let samples: usize = families.iter().map(|f| f.get_metric().len()).sum();
-    let mut out = Vec::with_capacity(samples * 64 + 4096);
-    let encoder = TextEncoder::new();
+    let mut out = String::with_capacity(samples * 64 + 4096);
     // Families are never empty (`Families::push` leaves those out), the
-    // only thing the encoder refuses; writing to a Vec cannot fail.
-    let _ = encoder.encode(&families, &mut out);
-    let _ = encoder.encode(extra, &mut out);
-    // The encoder writes only the UTF-8 of names, labels and numbers.
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    // only thing the encoder refuses.
+    let _ = TextEncoder::new().encode_utf8(families, &mut out);
+    out
 }
 
 /// Every family of `report`, in the order docs/metrics.md lists them.
@@ -724,3 +727,6 @@ fn resolver(report: &Report, out: &mut Families) {
     }
     out.push(full);
 }
+
+#[cfg(test)]
+mod tests;
