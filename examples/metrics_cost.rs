@@ -23,7 +23,9 @@ use tgw::report::{BuildInfo, MempoolReport, PortReport, Report, RuleReport};
 const RULES_PER_TENANT: u32 = 4;
 
 fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("a number"));
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<usize>().expect("a number"));
     let tenants = args.next().unwrap_or(10_000);
     let workers = args.next().unwrap_or(2);
     let rounds = args.next().unwrap_or(20);
@@ -71,7 +73,9 @@ fn main() {
             ms(*times.last().unwrap())
         );
     }
-    let total: Vec<Duration> = (0..rounds).map(|i| take[i] + build[i] + encode[i]).collect();
+    let total: Vec<Duration> = (0..rounds)
+        .map(|i| take[i] + build[i] + encode[i])
+        .collect();
     let mut total = total;
     total.sort();
     println!(
@@ -121,7 +125,11 @@ fn report(names: &[String], workers: &[Arc<WorkerCounters>]) -> Report {
     let mut rules = Vec::with_capacity(names.len() * (RULES_PER_TENANT as usize + 2));
     for (i, name) in names.iter().enumerate() {
         for position in 0..RULES_PER_TENANT {
-            let direction = if position % 2 == 0 { Direction::In } else { Direction::Out };
+            let direction = if position % 2 == 0 {
+                Direction::In
+            } else {
+                Direction::Out
+            };
             rules.push(RuleReport {
                 tenant: name.clone(),
                 rule: format!("{direction} allow tcp dport {}", 22 + position),

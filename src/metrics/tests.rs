@@ -21,7 +21,8 @@ use crate::report::{BuildInfo, MempoolReport, NeighbourReport, PortReport, Repor
 /// Two workers, three tenant slots of which two are in use (slot 2, "b",
 /// and slot 0, "a": the report's order, not the slots', is the output's).
 fn report() -> Report {
-    let workers: Vec<Arc<WorkerCounters>> = (0..2).map(|_| Arc::new(WorkerCounters::new(3))).collect();
+    let workers: Vec<Arc<WorkerCounters>> =
+        (0..2).map(|_| Arc::new(WorkerCounters::new(3))).collect();
     let (w0, w1) = (&workers[0], &workers[1]);
     // Tenant "a" (slot 0) on both workers: the exposition sums them.
     w0.tenants[0].from_tunnel_packets.set(10);
@@ -79,7 +80,10 @@ fn report() -> Report {
                     oerrors: 0,
                     rx_nombuf: 4,
                 },
-                xstats: vec![("rx_good_packets".into(), 105), ("rx_q0_bytes".into(), 6300)],
+                xstats: vec![
+                    ("rx_good_packets".into(), 105),
+                    ("rx_q0_bytes".into(), 6300),
+                ],
             },
             PortReport {
                 name: "und0".into(),
@@ -177,10 +181,12 @@ fn parse(text: &str) -> Parsed {
 
 impl Parsed {
     fn get(&self, series: &str) -> f64 {
-        *self
-            .samples
-            .get(series)
-            .unwrap_or_else(|| panic!("no {series} in {:#?}", self.samples.keys().collect::<Vec<_>>()))
+        *self.samples.get(series).unwrap_or_else(|| {
+            panic!(
+                "no {series} in {:#?}",
+                self.samples.keys().collect::<Vec<_>>()
+            )
+        })
     }
 }
 
@@ -193,11 +199,26 @@ fn rendered() -> (String, Parsed) {
 #[test]
 fn tenant_counters_are_summed_over_the_workers() {
     let (_, p) = rendered();
-    assert_eq!(p.get(r#"tgw_tenant_from_tunnel_packets_total{tenant="a"}"#), 15.0);
-    assert_eq!(p.get(r#"tgw_tenant_from_tunnel_bytes_total{tenant="a"}"#), 1000.0);
-    assert_eq!(p.get(r#"tgw_tenant_to_tunnel_packets_total{tenant="a"}"#), 7.0);
-    assert_eq!(p.get(r#"tgw_tenant_to_tunnel_bytes_total{tenant="a"}"#), 700.0);
-    assert_eq!(p.get(r#"tgw_tenant_from_tunnel_packets_total{tenant="b"}"#), 42.0);
+    assert_eq!(
+        p.get(r#"tgw_tenant_from_tunnel_packets_total{tenant="a"}"#),
+        15.0
+    );
+    assert_eq!(
+        p.get(r#"tgw_tenant_from_tunnel_bytes_total{tenant="a"}"#),
+        1000.0
+    );
+    assert_eq!(
+        p.get(r#"tgw_tenant_to_tunnel_packets_total{tenant="a"}"#),
+        7.0
+    );
+    assert_eq!(
+        p.get(r#"tgw_tenant_to_tunnel_bytes_total{tenant="a"}"#),
+        700.0
+    );
+    assert_eq!(
+        p.get(r#"tgw_tenant_from_tunnel_packets_total{tenant="b"}"#),
+        42.0
+    );
     assert_eq!(
         p.get(r#"tgw_tenant_flows_opened_total{tenant="a",protocol="tcp"}"#),
         6.0
@@ -271,20 +292,32 @@ fn workers_have_their_own_series_in_seconds() {
     assert_eq!(p.get(r#"tgw_worker_loops_total{worker="0"}"#), 1234.0);
     assert_eq!(p.get(r#"tgw_worker_busy_seconds_total{worker="0"}"#), 1.0);
     assert_eq!(p.get(r#"tgw_worker_idle_seconds_total{worker="0"}"#), 2.0);
-    assert_eq!(p.get(r#"tgw_worker_processing_seconds_total{worker="0"}"#), 0.5);
-    assert_eq!(p.get(r#"tgw_worker_heartbeat_age_seconds{worker="1"}"#), 1.5);
+    assert_eq!(
+        p.get(r#"tgw_worker_processing_seconds_total{worker="0"}"#),
+        0.5
+    );
+    assert_eq!(
+        p.get(r#"tgw_worker_heartbeat_age_seconds{worker="1"}"#),
+        1.5
+    );
     assert_eq!(p.get(r#"tgw_worker_flows{worker="0"}"#), 17.0);
     assert_eq!(p.get(r#"tgw_worker_flows_capacity{worker="0"}"#), 65536.0);
     assert_eq!(p.get(r#"tgw_worker_fragments_held{worker="1"}"#), 3.0);
     assert_eq!(p.get(r#"tgw_replies_total{kind="arp"}"#), 2.0);
     assert_eq!(p.get(r#"tgw_replies_total{kind="echo"}"#), 5.0);
-    assert_eq!(p.get(r#"tgw_ip_options_forwarded_total{option="padding"}"#), 1.0);
+    assert_eq!(
+        p.get(r#"tgw_ip_options_forwarded_total{option="padding"}"#),
+        1.0
+    );
 }
 
 #[test]
 fn ports_give_ethdev_stats_and_xstats_under_one_family() {
     let (_, p) = rendered();
-    assert_eq!(p.get(r#"tgw_port_info{port="pub0",id="0",role="public"}"#), 1.0);
+    assert_eq!(
+        p.get(r#"tgw_port_info{port="pub0",id="0",role="public"}"#),
+        1.0
+    );
     assert_eq!(p.get(r#"tgw_port_rx_packets_total{port="pub0"}"#), 105.0);
     assert_eq!(p.get(r#"tgw_port_tx_bytes_total{port="pub0"}"#), 180.0);
     assert_eq!(p.get(r#"tgw_port_rx_missed_total{port="pub0"}"#), 2.0);
@@ -308,7 +341,9 @@ fn firewall_rules_tables_resolver_and_build_are_shown() {
         6.0
     );
     assert_eq!(
-        p.get(r#"tgw_firewall_flows_total{tenant="a",rule="default",direction="in",action="deny"}"#),
+        p.get(
+            r#"tgw_firewall_flows_total{tenant="a",rule="default",direction="in",action="deny"}"#
+        ),
         13.0
     );
     assert_eq!(p.get(r#"tgw_neighbours{state="resolved"}"#), 2.0);
