@@ -190,6 +190,26 @@ impl Parsed {
     }
 }
 
+#[test]
+fn the_text_is_what_the_crates_encoder_writes_of_the_same_families() {
+    let mut r = report();
+    // Label values and help that need escaping, and a value past 2^32.
+    r.ports[0]
+        .xstats
+        .push(("odd\\name \"quoted\"\nline".into(), 1 << 40));
+    r.build.dpdk = "DPDK \"22.11\"".into();
+    let text = super::render(&r, &[]);
+    let reference = super::encode(&super::families(&r));
+    if text != reference {
+        let first = text.lines().zip(reference.lines()).find(|(a, b)| a != b);
+        panic!("the text and the crate's encoding differ, first at {first:?}");
+    }
+    assert!(
+        text.contains(r#"xstat="odd\\name \"quoted\"\nline"} 1099511627776"#),
+        "{text}"
+    );
+}
+
 fn rendered() -> (String, Parsed) {
     let text = super::render(&report(), &[]);
     let parsed = parse(&text);
