@@ -5,9 +5,15 @@
 //! answers only `GET /metrics`, bounds its connections, and a port in use
 //! stops tgw at start with an error that says so.
 //!
+//! A real Prometheus server (Debian's, started by the test on loopback
+//! with its TSDB in the test's scratch directory, killed by its PID
+//! afterwards) scrapes a tgw that forwarded known frames, and its HTTP
+//! API gives the same per-tenant frame counts and drop counts.
+//!
 //! Each test has its own tgw (file prefix, control socket, port).
 
 mod common;
+mod prometheus;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -351,4 +357,38 @@ fn a_port_in_use_stops_tgw_at_start_saying_so() {
             && stderr.contains("another process listens on that port"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_tenants_frames_and_drops() {
+    let mut input: Vec<Vec<u8>> = (40001..=40005).map(|p| syn(EIP1, p, 22)).collect();
+    input.extend((41001..=41003).map(|p| syn(EIP1, p, 23)));
+    input.extend((1..=4).map(|id| ping(EIP2, id)));
+    let mut g = Gateway::start("prometheus", &input);
+    let out = g.dir.path("und-out.pcap");
+    wait_for_frames(&mut g.daemon, &out, 9);
+    assert_eq!(read_pcap(&out).len(), 9, "{}", g.log());
+
+    let prom_dir = g.dir.path("prometheus");
+    std::fs::create_dir_all(&prom_dir).unwrap();
+    let prom = prometheus::Prometheus::start(&prom_dir, g.metrics);
+    let limit = Duration::from_secs(20);
+    for (query, want) in [
+        (r#"tgw_tenant_to_tunnel_packets_total{tenant="t1"}"#, 5.0),
+        (r#"tgw_tenant_to_tunnel_packets_total{tenant="t2"}"#, 4.0),
+        (r#"tgw_drops_total{reason="firewall"}"#, 3.0),
+        (r#"sum(tgw_tenant_flows_opened_total{tenant="t2"})"#, 4.0),
+        (r#"up{job="tgw"}"#, 1.0),
+    ] {
+        if let Err(got) = prom.wait_for(query, want, limit) {
+            panic!(
+                "prometheus gives {got:?} for {query}, not {want}\ntargets: {}\n{}",
+                prom.targets(),
+                prom.log()
+            );
+        }
+    }
+    // Every drop reason is a series from the first scrape on.
+    let reasons = prom.query("tgw_drops_total", None).len();
+    assert_eq!(reasons, dataplane::DropReason::COUNT, "{}", prom.targets());
 }
