@@ -70,6 +70,22 @@ impl Prometheus {
         p
     }
 
+    /// Waits (bounded) until Prometheus has tried its target once (`up`
+    /// has a sample, 0 if nothing listens yet): its scrape loop starts
+    /// some seconds after it is ready (service discovery hands targets
+    /// over at most every 5 s), and a short run would miss its start.
+    pub fn wait_scraping(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.query(r#"up{job="tgw"}"#, None).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus never scraped its target:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -96,6 +112,28 @@ impl Prometheus {
                     .unwrap_or(f64::NAN);
                 (s["metric"].clone(), value)
             })
+            .collect()
+    }
+
+    /// `/api/v1/query_range` of `promql` from `start` to `end` (Unix
+    /// seconds) every `step` seconds: the values of its one series (none
+    /// if it gives none).
+    pub fn query_range(&self, promql: &str, start: f64, end: f64, step: f64) -> Vec<f64> {
+        let path = format!(
+            "/api/v1/query_range?query={}&start={start:.3}&end={end:.3}&step={step}",
+            encode(promql)
+        );
+        let (status, body) = http_get(self.addr, &path).expect("query prometheus");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+        assert_eq!(status, 200, "{promql}: {body}");
+        let series = v["data"]["result"].as_array().cloned().unwrap_or_default();
+        assert!(series.len() <= 1, "{promql}: more than one series: {body}");
+        series
+            .first()
+            .and_then(|s| s["values"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p[1].as_str()?.parse().ok())
             .collect()
     }
 
