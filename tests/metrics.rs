@@ -392,3 +392,17 @@ fn a_real_prometheus_scrapes_the_tenants_frames_and_drops() {
     let reasons = prom.query("tgw_drops_total", None).len();
     assert_eq!(reasons, dataplane::DropReason::COUNT, "{}", prom.targets());
 }
+
+#[test]
+fn a_silent_client_does_not_hold_tgw_up_when_it_stops() {
+    let g = Gateway::start("stop", &[]);
+    // Connected, saying nothing: its thread waits for a request head.
+    let _silent = TcpStream::connect(g.metrics).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let out = g.daemon.terminate();
+    let took = started.elapsed();
+    assert!(out.status.success());
+    // The head may take 5 s to come; stopping must not wait for it.
+    assert!(took < Duration::from_secs(2), "tgw took {took:?} to stop");
+}

@@ -185,7 +185,11 @@ impl Drop for Endpoint {
 fn accept(listener: &TcpListener, asker: &Asker, limits: Limits, stop: &AtomicBool) {
     let own = Own::new();
     let active = Arc::new(AtomicUsize::new(0));
-    let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(limits.connections);
+    // Each connection's thread, and its socket to shut when stopping: a
+    // client that says nothing would otherwise hold tgw's exit for the
+    // head's whole deadline.
+    let mut threads: Vec<(JoinHandle<()>, Option<TcpStream>)> =
+        Vec::with_capacity(limits.connections);
     // A client can cause this as often as it connects.
     let mut failing = Throttle::per_minute();
     for stream in listener.incoming() {
@@ -203,7 +207,7 @@ fn accept(listener: &TcpListener, asker: &Asker, limits: Limits, stop: &AtomicBo
                 continue;
             }
         };
-        threads.retain(|t| !t.is_finished());
+        threads.retain(|(t, _)| !t.is_finished());
         if active.load(Ordering::Acquire) >= limits.connections {
             own.refused.with_label_values(&["connections"]).inc();
             // One short answer into an empty socket buffer.
@@ -220,6 +224,7 @@ fn accept(listener: &TcpListener, asker: &Asker, limits: Limits, stop: &AtomicBo
         active.fetch_add(1, Ordering::AcqRel);
         let slot = Slot(Arc::clone(&active));
         let (asker, own) = (asker.clone(), own.clone());
+        let shut = stream.try_clone().ok();
         let spawned = std::thread::Builder::new()
             .name("tgw-metrics-conn".into())
             .spawn(move || {
@@ -227,11 +232,14 @@ fn accept(listener: &TcpListener, asker: &Asker, limits: Limits, stop: &AtomicBo
                 serve(stream, &asker, &own, limits);
             });
         match spawned {
-            Ok(t) => threads.push(t),
+            Ok(t) => threads.push((t, shut)),
             Err(e) => warn!("metrics endpoint: cannot start a connection thread: {e}"),
         }
     }
-    for t in threads {
+    for (t, shut) in threads {
+        if let Some(s) = shut {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
         let _ = t.join();
     }
 }
