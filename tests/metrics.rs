@@ -237,8 +237,19 @@ fn a_live_scrape_passes_promtool_and_counts_the_frames_sent() {
     wait_for_frames(&mut g.daemon, &out, 9);
     assert_eq!(read_pcap(&out).len(), 9, "{}", g.log());
 
-    let (status, head, body) = get(g.metrics, "/metrics").unwrap();
-    assert_eq!(status, 200, "{head}");
+    // The pcap file has the frames a moment before the port's and the
+    // worker's counters do (net_pcap flushes, then counts): scrape until
+    // the last of them, the port's, has them all.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (head, body) = loop {
+        let (status, head, body) = get(g.metrics, "/metrics").unwrap();
+        assert_eq!(status, 200, "{head}");
+        let tx = sample(&body, r#"tgw_port_tx_packets_total{port="und0"}"#);
+        if tx >= 9.0 || Instant::now() > deadline {
+            break (head, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(
         head.to_ascii_lowercase()
             .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
