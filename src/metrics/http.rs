@@ -344,8 +344,10 @@ fn scrape(
             return;
         }
     };
+    let asked = Instant::now();
     let text = super::render(&report, &own.registry.gather());
     drop(report);
+    let rendered = Instant::now();
     let body = if head { &b""[..] } else { text.as_bytes() };
     let sent = respond_sized(
         stream,
@@ -359,6 +361,13 @@ fn scrape(
         Ok(()) => {
             own.scrapes.inc();
             own.duration.observe(start.elapsed().as_secs_f64());
+            debug!(
+                report_ms = (asked - start).as_secs_f64() * 1e3,
+                render_ms = (rendered - asked).as_secs_f64() * 1e3,
+                send_ms = rendered.elapsed().as_secs_f64() * 1e3,
+                bytes = text.len(),
+                "metrics endpoint: scrape answered"
+            );
         }
         Err(e) => {
             debug!("metrics endpoint: the client did not take its answer: {e}");
