@@ -78,19 +78,17 @@ pub fn register(config: &Config, asker: &Asker) {
     }
     for &(cmd, help, answer) in COMMANDS {
         let asker = asker.clone();
-        let registered = telemetry::register(cmd, help, move |param| {
-            match asker.report(ASK_TIMEOUT) {
+        let registered =
+            telemetry::register(cmd, help, move |param| match asker.report(ASK_TIMEOUT) {
                 Ok(report) => answer(&report, param),
                 Err(e) => Value::error(e),
-            }
-        });
+            });
         if let Err(e) = registered {
             warn!("telemetry command {cmd}: {e}");
         }
     }
     info!(
-        prefix = %config.eal.file_prefix,
-        "telemetry: dpdk-telemetry.py -f {} (commands /tgw/...)",
+        "telemetry ready: dpdk-telemetry.py -f {} (commands /tgw/...)",
         config.eal.file_prefix
     );
 }
@@ -101,7 +99,10 @@ pub fn register(config: &Config, asker: &Asker) {
 /// Drop it after the ports are stopped.
 pub fn capture<'e>(eal: &'e Eal, config: &Config) -> Option<Pdump<'e>> {
     let args = config.eal_args();
-    if args.iter().any(|a| a == "--in-memory" || a == "--no-shconf") {
+    if args
+        .iter()
+        .any(|a| a == "--in-memory" || a == "--no-shconf")
+    {
         info!("no packet capture: [eal] in_memory keeps no runtime files, so dpdk-dumpcap and dpdk-proc-info cannot attach");
         return None;
     }
@@ -238,10 +239,7 @@ fn drops(r: &Report, param: Option<&str>) -> Value {
 
 /// A tenant's count summed over the workers.
 fn tenant_sum(r: &Report, slot: usize, f: impl Fn(&TenantCounters) -> u64) -> u64 {
-    r.workers
-        .iter()
-        .map(|w| w.tenant(slot).map_or(0, &f))
-        .sum()
+    r.workers.iter().map(|w| w.tenant(slot).map_or(0, &f)).sum()
 }
 
 fn flows(r: &Report, _: Option<&str>) -> Value {
@@ -432,7 +430,9 @@ mod tests {
         let mut seen = 0;
         for page in 0..pages {
             let v = ask(&r, "/tgw/tenants", Some(&page.to_string()));
-            let list = v["tenants"].as_object().unwrap_or_else(|| panic!("page {page}: {v}"));
+            let list = v["tenants"]
+                .as_object()
+                .unwrap_or_else(|| panic!("page {page}: {v}"));
             assert_eq!(v["page"], page);
             for (slot, t) in list {
                 assert_eq!(t["name"], format!("{slot:0>32}"));
@@ -469,7 +469,10 @@ mod tests {
         assert_eq!(drops.as_object().unwrap().len(), DropReason::COUNT);
         assert_eq!(drops["runt"], DROPS * 2);
         assert_eq!(ask(&r, "/tgw/drops", Some("1"))["runt"], DROPS);
-        assert_eq!(ask(&r, "/tgw/flows", None)["opened"]["udp"], FLOWS * 2 * 10_000);
+        assert_eq!(
+            ask(&r, "/tgw/flows", None)["opened"]["udp"],
+            FLOWS * 2 * 10_000
+        );
         assert_eq!(ask(&r, "/tgw/workers", Some("1"))["lcore"], 2);
         assert!(ask(&r, "/tgw/workers", Some("2"))["error"].is_string());
     }
