@@ -94,16 +94,21 @@ pub fn register(config: &Config, asker: &Asker) {
 }
 
 /// Starts the packet-capture server when secondary processes can attach
-/// (EAL keeps its runtime files: not `[eal] in_memory`), so that
+/// (EAL keeps its runtime files, not `[eal] in_memory`, and its memory is
+/// in hugepage files, not `hugepages = false`), so that
 /// `dpdk-dumpcap` can capture a port; says in the log when it cannot.
 /// Drop it after the ports are stopped.
 pub fn capture<'e>(eal: &'e Eal, config: &Config) -> Option<Pdump<'e>> {
     let args = config.eal_args();
-    if args
-        .iter()
-        .any(|a| a == "--in-memory" || a == "--no-shconf")
-    {
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    if has("--in-memory") || has("--no-shconf") {
         info!("no packet capture: [eal] in_memory keeps no runtime files, so dpdk-dumpcap and dpdk-proc-info cannot attach");
+        return None;
+    }
+    if has("--no-huge") {
+        // EAL lets a secondary start, but it cannot map memory that is
+        // not in hugepage files ("Cannot get hugepage information").
+        info!("no packet capture: without hugepages ([eal] hugepages = false) dpdk-dumpcap and dpdk-proc-info cannot map tgw's memory");
         return None;
     }
     match Pdump::init(eal) {
