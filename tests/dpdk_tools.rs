@@ -247,6 +247,9 @@ fn telemetry_dumpcap_and_proc_info_see_the_frames_sent() {
             &prefix,
             "-i",
             "net_af_packet0",
+            // tgw keeps its ports promiscuous; without -p dumpcap turns
+            // that off when it exits (docs/dpdk-tools.md).
+            "-p",
             "-c",
             &count,
             "-w",
@@ -265,6 +268,8 @@ fn telemetry_dumpcap_and_proc_info_see_the_frames_sent() {
     // (b) dumpcap: every frame sent, in order, byte for byte.
     let stopped = net.wait(dumpcap, Duration::from_secs(20));
     assert!(stopped.status.success(), "dpdk-dumpcap: {}", stopped.stderr);
+    let link = net.run_ok(&ns, &["ip", "link", "show", "pub0"]);
+    assert!(link.contains("PROMISC"), "pub0 stays promiscuous: {link}");
     let inbound: Vec<Captured> = sent
         .iter()
         .map(|f| Captured {
