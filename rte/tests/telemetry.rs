@@ -171,7 +171,7 @@ fn commands_answer_through_dpdks_telemetry_socket() {
     assert!(v["error"].as_str().unwrap().contains("panicked"), "{v}");
     // The telemetry thread survived the panic.
     let (v, raw) = client.ask("/t/big");
-    // Without the check DPDK sends the first 148 entries as if they were
+    // Without the check DPDK sends the first 149 entries as if they were
     // all.
     let why = v["error"]
         .as_str()
