@@ -552,15 +552,19 @@ unsafe fn fill(d: *mut sys::rte_tel_data, value: &Value, pool: &mut Containers) 
             for (key, v) in entries {
                 let key = cstring(key);
                 let k = key.as_ptr();
-                // SAFETY: `d` is a dict; `k` and the strings are
-                // NUL-terminated and within DPDK's limits (checked).
                 match v {
-                    Value::Str(s) => unsafe {
-                        sys::rte_tel_data_add_dict_string(d, k, cstring(s).as_ptr());
-                    },
+                    Value::Str(s) => {
+                        let s = cstring(s);
+                        // SAFETY: `d` is a dict; `k` and `s` are
+                        // NUL-terminated and within DPDK's limits (checked).
+                        unsafe { sys::rte_tel_data_add_dict_string(d, k, s.as_ptr()) };
+                    }
+                    // SAFETY: `d` is a dict; `k` is NUL-terminated and a
+                    // valid name (checked).
                     Value::Int(n) => unsafe {
                         sys::rte_tel_data_add_dict_int(d, k, *n);
                     },
+                    // SAFETY: as for an Int.
                     Value::U64(n) => unsafe {
                         sys::rte_tel_data_add_dict_u64(d, k, *n);
                     },
@@ -589,15 +593,19 @@ unsafe fn fill(d: *mut sys::rte_tel_data, value: &Value, pool: &mut Containers) 
             // SAFETY: `d` is valid (this function's contract).
             unsafe { sys::rte_tel_data_start_array(d, kind) };
             for v in items {
-                // SAFETY: `d` is an array of the kind of every entry
-                // (checked); strings are NUL-terminated and within limits.
                 match v {
-                    Value::Str(s) => unsafe {
-                        sys::rte_tel_data_add_array_string(d, cstring(s).as_ptr());
-                    },
+                    Value::Str(s) => {
+                        let s = cstring(s);
+                        // SAFETY: `d` is an array of strings (every entry
+                        // is of the first's kind: checked); `s` is
+                        // NUL-terminated and within DPDK's limits.
+                        unsafe { sys::rte_tel_data_add_array_string(d, s.as_ptr()) };
+                    }
+                    // SAFETY: `d` is an array of ints (checked).
                     Value::Int(n) => unsafe {
                         sys::rte_tel_data_add_array_int(d, *n);
                     },
+                    // SAFETY: `d` is an array of u64s (checked).
                     Value::U64(n) => unsafe {
                         sys::rte_tel_data_add_array_u64(d, *n);
                     },
