@@ -14,10 +14,10 @@
 //! 512, a string past 127 bytes (8191 for an answer that is one string), a
 //! dict inside an array, and any entry past its 16 KiB output buffer. An
 //! answer that is silently cut is worse than none, so every answer is
-//! checked against those limits first ([`check`]): one that does not fit
-//! is replaced by `{"error": "..."}` saying why, and commands that can
-//! grow (with tenants, workers) must take a parameter that bounds them (a
-//! page, a name). Strings are cut to their limit and anything but
+//! checked against those limits first (what [`reply`] shows): one that
+//! does not fit is replaced by `{"error": "..."}` saying why, and
+//! commands that can grow (with tenants, workers) must take a parameter
+//! that bounds them (a page, a name). Strings are cut to their limit and anything but
 //! printable ASCII in them becomes `?` (DPDK 22.11 drops control
 //! characters and mis-reads bytes above 0x7f).
 
