@@ -99,6 +99,7 @@ fn tree() -> Value {
 
 #[test]
 fn commands_answer_through_dpdks_telemetry_socket() {
+    sweep_stale_runtime_dirs();
     let prefix = format!("rte-teltest-{}", std::process::id());
     let eal = Eal::init(&[
         "-l",
@@ -215,5 +216,22 @@ struct RemoveDir(String);
 impl Drop for RemoveDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runtime directories of earlier runs whose process is gone (killed
+/// before it could remove its own).
+fn sweep_stale_runtime_dirs() {
+    let Ok(entries) = std::fs::read_dir("/var/run/dpdk") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("rte-teltest-") else {
+            continue;
+        };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
