@@ -369,7 +369,11 @@ mod tests {
     /// A report of `tenants` tenants (32-character names) on two workers,
     /// every count near its largest: the longest answers there can be.
     fn report(tenants: usize) -> Report {
-        let workers: Vec<_> = (0..2)
+        report_of(tenants, 2)
+    }
+
+    fn report_of(tenants: usize, n: usize) -> Report {
+        let workers: Vec<_> = (0..n)
             .map(|_| {
                 let w = WorkerCounters::new(tenants);
                 for t in w.tenants.iter() {
@@ -398,8 +402,8 @@ mod tests {
         Report {
             ports: Vec::new(),
             workers,
-            worker_lcores: vec![1, 2],
-            heartbeat_age: vec![Duration::from_millis(3); 2],
+            worker_lcores: (1..=n as u32).collect(),
+            heartbeat_age: vec![Duration::from_millis(3); n],
             tenants: (0..tenants).map(|i| (i, format!("{i:0>32}"))).collect(),
             tsc_hz: 2_000_000_000,
             tsc: 0,
@@ -480,5 +484,21 @@ mod tests {
         );
         assert_eq!(ask(&r, "/tgw/workers", Some("1"))["lcore"], 2);
         assert!(ask(&r, "/tgw/workers", Some("2"))["error"].is_string());
+    }
+
+    /// With as many workers as DPDK has lcores, `/tgw/workers` is too
+    /// long for one answer: it says so and where to look, and each
+    /// worker answers on its own.
+    #[test]
+    fn all_workers_at_once_may_not_fit_but_each_does() {
+        let r = report_of(1, ctl::config::MAX_LCORE as usize - 1);
+        let all = ask(&r, "/tgw/workers", None);
+        let why = all["error"].as_str().unwrap_or_else(|| panic!("{all}"));
+        assert!(why.contains("/help,/tgw/workers"), "{why}");
+        let last = ask(&r, "/tgw/workers", Some("126"));
+        assert_eq!(last["lcore"], 127);
+        // Up to 24 workers fit at once, at their largest.
+        let r = report_of(1, 24);
+        assert!(ask(&r, "/tgw/workers", None)["error"].is_null());
     }
 }

@@ -234,7 +234,12 @@ fn checked(cmd: &str, value: Value) -> (Value, usize) {
     match check(cmd, &value) {
         Ok(containers) => (value, containers),
         Err(why) => (
-            clean(Value::error(format!("{cmd}: {why}")), Place::Answer),
+            // The reply is keyed by the command: the error says what to
+            // do, within the 127 bytes of a string.
+            clean(
+                Value::error(format!("{why}; ask for less: /help,{cmd}")),
+                Place::Answer,
+            ),
             0,
         ),
     }
@@ -345,7 +350,7 @@ fn check(cmd: &str, value: &Value) -> std::result::Result<usize, String> {
     let total = cmd.len() + 4 + len.0 + 2;
     if total + 16 > limits::OUTPUT {
         return Err(format!(
-            "the answer is {total} bytes; DPDK telemetry sends at most {} (ask for less: see /help,{cmd})",
+            "the answer is {total} bytes, DPDK sends at most {}",
             limits::OUTPUT - 16
         ));
     }
