@@ -114,7 +114,7 @@ pub fn capture<'e>(eal: &'e Eal, config: &Config) -> Option<Pdump<'e>> {
     match Pdump::init(eal) {
         Ok(pdump) => {
             info!(
-                "packet capture ready: dpdk-dumpcap --file-prefix {} -i PORT",
+                "packet capture ready: dpdk-dumpcap --file-prefix {} -p -i PORT -w FILE",
                 config.eal.file_prefix
             );
             Some(pdump)
