@@ -81,9 +81,12 @@ pub fn run(
     let eal_args = config.eal_args();
     info!(args = %eal_args.join(" "), "starting EAL");
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
+    // Packet capture for dpdk-dumpcap, stopped after the ports are.
+    let pdump = crate::telemetry::capture(&eal, config);
     // Everything allocated from DPDK borrows `eal`, so it is all gone when
     // `serve` returns, and EAL is cleaned up last.
     let report = serve(&eal, config, launch, emit);
+    drop(pdump);
     drop(eal);
     report
 }
@@ -336,7 +339,8 @@ fn serve(
     };
     // Threads that need a report (the metrics endpoint, DPDK's telemetry)
     // ask the control loop for one through the asker.
-    let (_asker, asks) = crate::report::asks();
+    let (asker, asks) = crate::report::asks();
+    crate::telemetry::register(config, &asker);
     let watchdog = (config.dataplane.watchdog_ms > 0)
         .then(|| Duration::from_millis(u64::from(config.dataplane.watchdog_ms)));
     // Workers run in a scope: they borrow the rings and queues above, and
