@@ -29,6 +29,7 @@ use tracing::{error, info, warn};
 use crate::control::Control;
 use crate::control_socket::{ControlSocket, Limits as SocketLimits};
 use crate::handler::{self, Handler};
+use crate::logs::Throttle;
 use crate::report::{rule_report, BuildInfo, MempoolReport, NeighbourReport, PortReport, Report};
 use crate::runtime::Runtime;
 use crate::supervise::{dead_worker, Cause, Heartbeats, WorkerFailure, EXIT_WORKER_FAILED};
@@ -319,6 +320,7 @@ fn serve(
             .map_err(|e| format!("port {:?}: {e}", p.name))?;
     }
 
+    let mut promiscuity = Promiscuity::new(&ports);
     let counters: Vec<_> = workers.iter().map(|w| Arc::clone(&w.counters)).collect();
     let mut control = Control::new(
         resolver,
@@ -394,6 +396,7 @@ fn serve(
                 pending.answer(response);
             }
             handler.tick(&counters);
+            promiscuity.keep(&ports, Instant::now());
             failure = dead_worker(&running, &lcores, &mut heartbeats);
             if failure.is_some() {
                 break;
@@ -469,6 +472,53 @@ fn serve(
     // pool they draw from), all before EAL's cleanup: each borrows what
     // it needs, so the compiler keeps this order.
     Ok(report)
+}
+
+/// Ports that were promiscuous once started, looked at once a second: a
+/// capture tool attached to tgw (`dpdk-dumpcap` without `-p`) turns the
+/// mode off when it exits, and a port whose configured MAC is not the
+/// device's own would then stop receiving.
+struct Promiscuity {
+    ports: Vec<usize>,
+    next: Instant,
+    throttle: Throttle,
+}
+
+impl Promiscuity {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(ports: &[RunningPort]) -> Promiscuity {
+        Promiscuity {
+            ports: (0..ports.len())
+                .filter(|&i| ports[i].port.promiscuous() == Some(true))
+                .collect(),
+            next: Instant::now() + Self::EVERY,
+            throttle: Throttle::per_minute(),
+        }
+    }
+
+    fn keep(&mut self, ports: &[RunningPort], now: Instant) {
+        if now < self.next {
+            return;
+        }
+        self.next = now + Self::EVERY;
+        for p in self.ports.iter().map(|&i| &ports[i]) {
+            if p.port.promiscuous() != Some(false) {
+                continue;
+            }
+            let done = p.port.enable_promiscuous();
+            if let Some(suppressed) = self.throttle.admit(now) {
+                match done {
+                    Ok(()) => {
+                        warn!(port = %p.name, suppressed, "promiscuous mode was turned off (a dpdk-dumpcap without -p?); turned it on again")
+                    }
+                    Err(e) => {
+                        warn!(port = %p.name, suppressed, "promiscuous mode was turned off and cannot be turned on again: {e}")
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What a [`Report`] is taken from.

@@ -373,6 +373,40 @@ fn telemetry_dumpcap_and_proc_info_see_the_frames_sent() {
         "dpdk-proc-info --stats:\n{out}"
     );
 
+    // A capture without -p turns promiscuous mode off as it leaves; tgw
+    // turns it on again within its next look (a second).
+    let out = net.run_ok(
+        &ns,
+        &[
+            "dpdk-dumpcap",
+            "--file-prefix",
+            &prefix,
+            "-i",
+            "net_af_packet0",
+            "-a",
+            "duration:1",
+            "-w",
+            dir.path("again.pcapng").to_str().unwrap(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let link = loop {
+        let link = net.run_ok(&ns, &["ip", "link", "show", "pub0"]);
+        if link.contains("PROMISC") || Instant::now() > deadline {
+            break link;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        link.contains("PROMISC"),
+        "pub0 promiscuous again after a capture without -p: {link}\n{out}"
+    );
+    assert!(
+        net.stderr(tgw).contains("turned it on again"),
+        "{}",
+        net.stderr(tgw)
+    );
+
     let stopped = net.stop(tgw);
     assert!(stopped.status.success(), "tgw: {}", stopped.stderr);
 }
