@@ -84,7 +84,7 @@ fn regenerate(cflags: &[String]) {
         .header("shim/wrapper.h")
         .clang_args(cflags)
         .clang_arg("-Ishim")
-        .allowlist_function("rte_(eal|lcore|eth|pktmbuf|mempool|mbuf|ring|flow|pdump|telemetry|thread|socket|get_tsc|delay|lpm|hash|version|strerror|log|exit|dev|rand|srand|malloc|free|zmalloc)_?.*")
+        .allowlist_function("rte_(eal|lcore|eth|pktmbuf|mempool|mbuf|ring|flow|pdump|telemetry|tel_data|thread|socket|get_tsc|delay|lpm|hash|version|strerror|log|exit|dev|rand|srand|malloc|free|zmalloc)_?.*")
         .allowlist_function("rte_(get_main_lcore|get_next_lcore|strerror|version|exit|rand|srand|free|malloc|zmalloc)")
         .allowlist_function("tgw_.*")
         .allowlist_type("rte_(mbuf|mempool|eth|ether|flow|ring|lpm|hash|ipv4|ipv6|udp|tcp|gre|icmp|arp|vlan|pdump|lcore|proc|rss|mtr|dev|tel|log)_.*")

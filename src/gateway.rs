@@ -30,6 +30,7 @@ use tracing::{error, info, warn};
 use crate::control::Control;
 use crate::control_socket::{ControlSocket, Limits as SocketLimits};
 use crate::handler::{self, Handler};
+use crate::logs::Throttle;
 use crate::metrics::http::{Endpoint, Limits as MetricsLimits};
 use crate::report::{
     rule_report, Asker, BuildInfo, MempoolReport, NeighbourReport, PortReport, Report,
@@ -85,9 +86,12 @@ pub fn run(
     let eal_args = config.eal_args();
     info!(args = %eal_args.join(" "), "starting EAL");
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
+    // Packet capture for dpdk-dumpcap, stopped after the ports are.
+    let pdump = crate::telemetry::capture(&eal, config);
     // Everything allocated from DPDK borrows `eal`, so it is all gone when
     // `serve` returns, and EAL is cleaned up last.
     let report = serve(&eal, config, launch, emit);
+    drop(pdump);
     drop(eal);
     report
 }
@@ -328,6 +332,7 @@ fn serve(
             .map_err(|e| format!("port {:?}: {e}", p.name))?;
     }
 
+    let mut promiscuity = Promiscuity::new(&ports);
     let counters: Vec<_> = workers.iter().map(|w| Arc::clone(&w.counters)).collect();
     let mut control = Control::new(
         resolver,
@@ -346,6 +351,7 @@ fn serve(
         counters: &counters,
         pool: &pool,
     };
+    crate::telemetry::register(config, &asker);
     let watchdog = (config.dataplane.watchdog_ms > 0)
         .then(|| Duration::from_millis(u64::from(config.dataplane.watchdog_ms)));
     // Workers run in a scope: they borrow the rings and queues above, and
@@ -399,6 +405,7 @@ fn serve(
                 pending.answer(response);
             }
             handler.tick(&counters);
+            promiscuity.keep(&ports, Instant::now());
             failure = dead_worker(&running, &lcores, &mut heartbeats);
             if failure.is_some() {
                 break;
@@ -492,6 +499,53 @@ fn metrics_endpoint(addr: SocketAddr, asker: &Asker) -> Result<Endpoint, String>
     })?;
     info!(addr = %endpoint.addr(), "metrics endpoint listening on /metrics");
     Ok(endpoint)
+}
+
+/// Ports that were promiscuous once started, looked at once a second: a
+/// capture tool attached to tgw (`dpdk-dumpcap` without `-p`) turns the
+/// mode off when it exits, and a port whose configured MAC is not the
+/// device's own would then stop receiving.
+struct Promiscuity {
+    ports: Vec<usize>,
+    next: Instant,
+    throttle: Throttle,
+}
+
+impl Promiscuity {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(ports: &[RunningPort]) -> Promiscuity {
+        Promiscuity {
+            ports: (0..ports.len())
+                .filter(|&i| ports[i].port.promiscuous() == Some(true))
+                .collect(),
+            next: Instant::now() + Self::EVERY,
+            throttle: Throttle::per_minute(),
+        }
+    }
+
+    fn keep(&mut self, ports: &[RunningPort], now: Instant) {
+        if now < self.next {
+            return;
+        }
+        self.next = now + Self::EVERY;
+        for p in self.ports.iter().map(|&i| &ports[i]) {
+            if p.port.promiscuous() != Some(false) {
+                continue;
+            }
+            let done = p.port.enable_promiscuous();
+            if let Some(suppressed) = self.throttle.admit(now) {
+                match done {
+                    Ok(()) => {
+                        warn!(port = %p.name, suppressed, "promiscuous mode was turned off (a dpdk-dumpcap without -p?); turned it on again")
+                    }
+                    Err(e) => {
+                        warn!(port = %p.name, suppressed, "promiscuous mode was turned off and cannot be turned on again: {e}")
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What a [`Report`] is taken from.

@@ -15,4 +15,5 @@ pub mod report;
 pub mod runtime;
 pub mod supervise;
 pub mod tables;
+pub mod telemetry;
 pub mod worker;

@@ -19803,6 +19803,72 @@ pub const RTE_TEL_INT_VAL: rte_tel_value_type = 1;
 pub const RTE_TEL_U64_VAL: rte_tel_value_type = 2;
 pub const RTE_TEL_CONTAINER: rte_tel_value_type = 3;
 pub type rte_tel_value_type = ::std::os::raw::c_uint;
+unsafe extern "C" {
+    pub fn rte_tel_data_start_array(
+        d: *mut rte_tel_data,
+        type_: rte_tel_value_type,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_start_dict(d: *mut rte_tel_data) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_string(
+        d: *mut rte_tel_data,
+        str_: *const ::std::os::raw::c_char,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_add_array_string(
+        d: *mut rte_tel_data,
+        str_: *const ::std::os::raw::c_char,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_add_array_int(
+        d: *mut rte_tel_data,
+        x: ::std::os::raw::c_int,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_add_array_u64(d: *mut rte_tel_data, x: u64) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_add_array_container(
+        d: *mut rte_tel_data,
+        val: *mut rte_tel_data,
+        keep: ::std::os::raw::c_int,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_add_dict_string(
+        d: *mut rte_tel_data,
+        name: *const ::std::os::raw::c_char,
+        val: *const ::std::os::raw::c_char,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_add_dict_int(
+        d: *mut rte_tel_data,
+        name: *const ::std::os::raw::c_char,
+        val: ::std::os::raw::c_int,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_add_dict_u64(
+        d: *mut rte_tel_data,
+        name: *const ::std::os::raw::c_char,
+        val: u64,
+    ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_add_dict_container(
+        d: *mut rte_tel_data,
+        name: *const ::std::os::raw::c_char,
+        val: *mut rte_tel_data,
+        keep: ::std::os::raw::c_int,
+    ) -> ::std::os::raw::c_int;
+}
 pub type telemetry_cb = ::std::option::Option<
     unsafe extern "C" fn(
         cmd: *const ::std::os::raw::c_char,
@@ -19816,6 +19882,12 @@ unsafe extern "C" {
         fn_: telemetry_cb,
         help: *const ::std::os::raw::c_char,
     ) -> ::std::os::raw::c_int;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_alloc() -> *mut rte_tel_data;
+}
+unsafe extern "C" {
+    pub fn rte_tel_data_free(data: *mut rte_tel_data);
 }
 #[repr(C)]
 #[repr(align(64))]

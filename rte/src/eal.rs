@@ -28,9 +28,10 @@ use crate::{Error, Result};
 /// signature of the pipeline); a [`Mempool`](crate::Mempool) dropped with
 /// mbufs still out instead pins the EAL: the pool stays allocated and
 /// cleanup is skipped, so a late mbuf is never freed into released memory.
-/// It also enables the packet-capture server (`rte_pdump_init`), so that
-/// `dpdk-dumpcap --file-prefix PREFIX` can capture from a running process,
-/// and leaves telemetry on (`dpdk-telemetry.py -f PREFIX`).
+/// Telemetry stays on (`dpdk-telemetry.py -f PREFIX`, with commands added
+/// through [`telemetry::register`](crate::telemetry::register)); packet
+/// capture for `dpdk-dumpcap` is a [`Pdump`](crate::Pdump) the caller
+/// starts when its EAL shares memory with secondary processes.
 #[derive(Debug)]
 pub struct Eal {
     _private: (),
@@ -85,10 +86,6 @@ impl Eal {
             INITIALISED.store(false, Ordering::SeqCst);
             return Err(Error::last("rte_eal_init"));
         }
-        // SAFETY: EAL is initialised; rte_pdump_init only registers a
-        // multi-process handler. Failure (e.g. --no-shconf, where no
-        // secondary can attach anyway) is not fatal for forwarding.
-        let _ = unsafe { sys::rte_pdump_init() };
         Ok(Eal { _private: () })
     }
 

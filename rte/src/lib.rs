@@ -20,8 +20,10 @@ mod lcore;
 mod lpm;
 mod mbuf;
 mod mempool;
+mod pdump;
 mod port;
 mod ring;
+pub mod telemetry;
 
 pub use eal::{prefetch, rdtsc, thread_cpu_time, tsc_hz, version, Eal};
 pub use error::{Error, Result};
@@ -31,6 +33,7 @@ pub use lcore::{LaunchedLcore, LcoreId, Panicked, Scope};
 pub use lpm::RteLpm;
 pub use mbuf::{Mbuf, BURST};
 pub use mempool::Mempool;
+pub use pdump::Pdump;
 pub use port::{
     LinkStatus, MacAddr, Port, PortConf, PortId, PortInfo, PortStats, QueueId, RxQueue, TxQueue,
     UnconfiguredPort,

@@ -366,6 +366,26 @@ impl Port<'_> {
         })
     }
 
+    /// Whether the port is in promiscuous mode (`None`: the driver does
+    /// not say).
+    pub fn promiscuous(&self) -> Option<bool> {
+        // SAFETY: plain getter on a configured port id.
+        match unsafe { sys::rte_eth_promiscuous_get(self.dev.id.0) } {
+            1 => Some(true),
+            0 => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Puts the port back into promiscuous mode: another process attached
+    /// to it (`dpdk-dumpcap` without `-p`) may have turned it off.
+    pub fn enable_promiscuous(&self) -> Result<()> {
+        // SAFETY: plain call on a configured port id; ethdev control calls
+        // are made from the control thread only.
+        let ret = unsafe { sys::rte_eth_promiscuous_enable(self.dev.id.0) };
+        Error::check("rte_eth_promiscuous_enable", ret).map(|_| ())
+    }
+
     pub fn stats(&self) -> Result<PortStats> {
         let mut s = sys::rte_eth_stats::default();
         // SAFETY: s is a valid out struct.
