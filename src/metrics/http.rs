@@ -125,6 +125,13 @@ impl Own {
     }
 }
 
+/// The endpoint's own families as text, as a first scrape shows them
+/// (for the test that holds docs/metrics.md to the code).
+#[cfg(test)]
+pub(super) fn own_families_for_docs() -> String {
+    super::encode(&Own::new().registry.gather())
+}
+
 /// The listening endpoint; stopped, and its threads joined, when dropped.
 pub struct Endpoint {
     addr: SocketAddr,

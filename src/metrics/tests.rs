@@ -441,3 +441,29 @@ fn a_report_with_no_tenants_nor_ports_is_still_valid() {
     assert!(!text.contains("tgw_tenant_"), "{text}");
     promtool(&text).unwrap_or_else(|e| panic!("promtool check metrics:\n{e}\n{text}"));
 }
+
+/// docs/metrics.md lists every family the endpoint writes, and nothing
+/// it does not: the doc cannot drift from the code.
+#[test]
+fn docs_list_every_family() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))
+        .expect("docs/metrics.md");
+    // The report's families, and the endpoint's own from a registry like
+    // the endpoint's.
+    let mut text = super::render(&report(), &[]);
+    text.push_str(&super::http::own_families_for_docs());
+    let written: std::collections::BTreeSet<String> = parse(&text).types.into_keys().collect();
+    let documented: std::collections::BTreeSet<String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `tgw_"))
+        .filter_map(|l| l.split('`').next())
+        .map(|name| format!("tgw_{name}"))
+        .collect();
+    let missing: Vec<_> = written.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&written).collect();
+    assert!(missing.is_empty(), "not in docs/metrics.md: {missing:?}");
+    assert!(
+        stale.is_empty(),
+        "in docs/metrics.md but not written: {stale:?}"
+    );
+}
