@@ -117,3 +117,12 @@ fn the_endpoint_comes_back_from_config_show() {
         assert_eq!(back.metrics, c.metrics, "{text}");
     }
 }
+
+#[test]
+fn an_unreadable_allow_remote_is_one_error_not_two() {
+    let errors =
+        check("[metrics]\nlisten = \"0.0.0.0:9400\"\nallow_remote = \"yes\"\n").unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].0, KEY_LINE + 1, "{errors:?}");
+    assert!(errors[0].1.contains("allow_remote"), "{errors:?}");
+}

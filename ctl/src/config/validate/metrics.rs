@@ -34,7 +34,8 @@ pub(super) fn metrics(raw: Option<&Section<RawMetrics>>, r: &mut Report) -> Opti
                 );
                 return None;
             }
-            if !addr.ip().is_loopback() && !allow_remote {
+            // An unreadable allow_remote is reported already: not this too.
+            if !addr.ip().is_loopback() && !allow_remote && section.readable("allow_remote") {
                 r.at(
                     at,
                     format!("[metrics] listen {text:?} is not a loopback address: /metrics has no authentication and names every tenant; listen on \"{METRICS_EXAMPLE_LISTEN}\" (a Prometheus on this host, or a proxy), or set [metrics] allow_remote = true to serve it to other hosts"),
