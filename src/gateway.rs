@@ -2,6 +2,7 @@
 //! and brings it down in order: workers finish their burst, ports stop,
 //! counters are reported.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,7 +31,10 @@ use crate::control::Control;
 use crate::control_socket::{ControlSocket, Limits as SocketLimits};
 use crate::handler::{self, Handler};
 use crate::logs::Throttle;
-use crate::report::{rule_report, BuildInfo, MempoolReport, NeighbourReport, PortReport, Report};
+use crate::metrics::http::{Endpoint, Limits as MetricsLimits};
+use crate::report::{
+    rule_report, Asker, BuildInfo, MempoolReport, NeighbourReport, PortReport, Report,
+};
 use crate::runtime::Runtime;
 use crate::supervise::{dead_worker, Cause, Heartbeats, WorkerFailure, EXIT_WORKER_FAILED};
 use crate::worker::{Fault, Stage, Worker, TX_DRAIN_US};
@@ -189,6 +193,14 @@ fn serve(
     let socket = ControlSocket::bind(&config.control.socket, SocketLimits::default())
         .map_err(|e| format!("control socket: {e}"))?;
     info!(path = %socket.path().display(), "control socket listening");
+    // Threads that need a report (the metrics endpoint, DPDK's telemetry)
+    // ask the control loop for one through the asker.
+    let (asker, asks) = crate::report::asks();
+    // Bound before the workers start too: a port in use stops tgw here.
+    let metrics = match config.metrics.listen {
+        None => None,
+        Some(addr) => Some(metrics_endpoint(addr, &asker)?),
+    };
     let publisher = Publisher::new(tables);
     // Only l2fwd needs the port pairing (and its warnings).
     let l2 = if config.dataplane.mode == Mode::L2fwd {
@@ -339,9 +351,6 @@ fn serve(
         counters: &counters,
         pool: &pool,
     };
-    // Threads that need a report (the metrics endpoint, DPDK's telemetry)
-    // ask the control loop for one through the asker.
-    let (asker, asks) = crate::report::asks();
     crate::telemetry::register(config, &asker);
     let watchdog = (config.dataplane.watchdog_ms > 0)
         .then(|| Duration::from_millis(u64::from(config.dataplane.watchdog_ms)));
@@ -453,6 +462,10 @@ fn serve(
         Ok(failure)
     })?;
 
+    // No report comes any more: the endpoint's waiting scrapes fail at
+    // once, and its threads are joined.
+    drop(asks);
+    drop(metrics);
     for p in &mut ports {
         if let Err(e) = p.port.stop() {
             warn!(port = %p.name, "stop: {e}");
@@ -472,6 +485,20 @@ fn serve(
     // pool they draw from), all before EAL's cleanup: each borrows what
     // it needs, so the compiler keeps this order.
     Ok(report)
+}
+
+/// Serves `/metrics` on `addr` (docs/metrics.md).
+fn metrics_endpoint(addr: SocketAddr, asker: &Asker) -> Result<Endpoint, String> {
+    let endpoint = Endpoint::bind(addr, asker.clone(), MetricsLimits::default()).map_err(|e| {
+        let fix = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "another process listens on that port: stop it, or choose another port"
+        } else {
+            "choose an address of this host and a port tgw may bind"
+        };
+        format!("[metrics] listen {addr}: cannot listen: {e}; {fix}")
+    })?;
+    info!(addr = %endpoint.addr(), "metrics endpoint listening on /metrics");
+    Ok(endpoint)
 }
 
 /// Ports that were promiscuous once started, looked at once a second: a

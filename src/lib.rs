@@ -10,6 +10,7 @@ pub mod frame;
 pub mod gateway;
 pub mod handler;
 pub mod logs;
+pub mod metrics;
 pub mod report;
 pub mod runtime;
 pub mod supervise;

@@ -50,6 +50,9 @@ pub struct RuleReport {
     pub rule: String,
     /// Its place in the tenant's rules (`None` for a default).
     pub position: Option<u32>,
+    /// Which flows it decides, and how (for the metrics' labels).
+    pub direction: dataplane::firewall::Direction,
+    pub action: dataplane::firewall::Action,
     pub flows: u64,
 }
 
@@ -110,6 +113,8 @@ pub fn rule_report(tables: &Tables, workers: &[Arc<WorkerCounters>]) -> Vec<Rule
                 tenant: t.name.clone(),
                 rule: rule.to_string(),
                 position: Some(rule.position),
+                direction: rule.direction,
+                action: rule.action,
                 flows: workers.iter().map(|w| w.rules.rule(rule.counter)).sum(),
             });
         }
@@ -118,6 +123,11 @@ pub fn rule_report(tables: &Tables, workers: &[Arc<WorkerCounters>]) -> Vec<Rule
                 tenant: t.name.clone(),
                 rule: name.to_owned(),
                 position: None,
+                direction: dir,
+                action: match dir {
+                    FwDir::In => t.firewall.default_in,
+                    FwDir::Out => t.firewall.default_out,
+                },
                 flows: workers
                     .iter()
                     .map(|w| w.rules.default_policy(t.id, dir))

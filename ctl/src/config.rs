@@ -172,6 +172,21 @@ impl Default for Control {
     }
 }
 
+/// Where Prometheus's `/metrics` is served when none is given: loopback,
+/// since the endpoint has no authentication and names every tenant.
+pub const METRICS_EXAMPLE_LISTEN: &str = "127.0.0.1:9400";
+
+/// `[metrics]`: the Prometheus endpoint (docs/metrics.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Where `/metrics` is served over HTTP; `None` (no `listen`): not at
+    /// all. A loopback address unless `allow_remote`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Lets `listen` be an address other hosts reach (docs/decisions.md,
+    /// "The metrics endpoint"). Default false.
+    pub allow_remote: bool,
+}
+
 /// The packet buffer pool shared by all ports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mempool {
@@ -460,6 +475,8 @@ pub struct Config {
     pub arp: Arp,
     /// `[control]`.
     pub control: Control,
+    /// `[metrics]`.
+    pub metrics: Metrics,
 }
 
 impl Config {

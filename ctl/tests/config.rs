@@ -252,7 +252,8 @@ fn unknown_keys_list_the_valid_ones() {
             (
                 21,
                 &[
-                    "unknown key `metrics`",
+                    "unknown key `statsd`",
+                    "`control`, `metrics`",
                     "`eal`, `mempool`, `port`, `worker`",
                 ],
             ),

@@ -180,6 +180,8 @@ private = "10.0.0.7"
 [[snat]]
 tenant = "t1"
 addresses = ["4.4.4.4"]
+[metrics]
+listen = "127.0.0.1:9400"
 "#;
 
 /// The keys of every section of the file, as the parser lists them when
@@ -205,6 +207,7 @@ fn file_keys() -> BTreeMap<String, BTreeSet<String>> {
         ("tcp", "[tcp]"),
         ("arp", "[arp]"),
         ("control", "[control]"),
+        ("metrics", "[metrics]"),
     ] {
         let mut keys = expected(&refusal(&format!("{header}\nzzz = 1\n")));
         if section == "tenant" {
@@ -327,6 +330,7 @@ fn the_text_reads_as_the_examples_do() {
         "\n[tcp]\n",
         "\n[arp]\n",
         "\n[control]\n",
+        "\n[metrics]\n",
     ];
     let at: Vec<usize> = order
         .iter()
@@ -553,6 +557,18 @@ fn generate(seed: u64) -> String {
         text.push_str("[control]\n");
         let socket = rng.pick(&["/run/tgw/tgw.sock", "/var/run/gw/ctl \"1\".sock", "/s"]);
         Table { text: &mut text }.maybe(rng.coin(), "socket", quoted(socket));
+    }
+    if rng.coin() {
+        text.push_str("[metrics]\n");
+        let remote = rng.coin();
+        let listen = if remote {
+            rng.pick(&["0.0.0.0:9400", "[::]:80", "10.1.2.3:65535"])
+        } else {
+            rng.pick(&["127.0.0.1:9400", "[::1]:9400", "127.9.9.9:1"])
+        };
+        let mut t = Table { text: &mut text };
+        t.maybe(rng.coin(), "listen", quoted(listen));
+        t.maybe(remote || rng.coin(), "allow_remote", remote);
     }
     text
 }

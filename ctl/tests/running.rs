@@ -794,6 +794,14 @@ fn plan_of_another_port_needs_a_restart() {
 }
 
 #[test]
+fn plan_of_another_metrics_endpoint_needs_a_restart() {
+    let run = base();
+    let text = format!("{BASE}\n[metrics]\nlisten = \"127.0.0.1:9400\"\n");
+    let e = run.plan(&text, "metrics.toml", &cpus()).unwrap_err();
+    assert!(e.to_string().starts_with("[metrics] listen differs"), "{e}");
+}
+
+#[test]
 fn config_show_is_a_valid_config() {
     // What `config()` gives is what `Running::new` takes: a restart with
     // it gives the same state.

@@ -18,8 +18,8 @@ use std::fmt::Display;
 use serde::Serialize;
 
 use super::{
-    Arp, Config, Control, Dataplane, Eal, Eip, Encap, Filtering, Flows, Icmp, Mempool, Neighbour,
-    Port, PortRange, Protocol, Route, Rule, Snat, Tcp, Tenant, Worker,
+    Arp, Config, Control, Dataplane, Eal, Eip, Encap, Filtering, Flows, Icmp, Mempool, Metrics,
+    Neighbour, Port, PortRange, Protocol, Route, Rule, Snat, Tcp, Tenant, Worker,
 };
 
 /// What heads the text: where it comes from and why it is so long.
@@ -65,6 +65,7 @@ impl Config {
         tcp(&mut out, &self.tcp);
         arp(&mut out, &self.arp);
         control(&mut out, &self.control);
+        metrics(&mut out, &self.metrics);
         out.text
     }
 }
@@ -266,6 +267,15 @@ fn control(out: &mut Toml, c: &Control) {
     // Written even when it is the file prefix's default, as every default
     // is. A path read from the file is UTF-8: the lossy form is the same.
     out.key("socket", &*c.socket.to_string_lossy());
+}
+
+fn metrics(out: &mut Toml, m: &Metrics) {
+    out.table("[metrics]");
+    // No `listen` is the endpoint turned off: TOML has no null to write.
+    if let Some(listen) = m.listen {
+        out.shown("listen", &listen);
+    }
+    out.key("allow_remote", &m.allow_remote);
 }
 
 /// The name a port index stands for. An index out of range (a `Config`

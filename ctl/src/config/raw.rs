@@ -284,6 +284,14 @@ pub(super) struct RawControl {
     pub socket: Option<Spanned<String>>,
 }
 
+/// `[metrics]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: Option<Spanned<String>>,
+    pub allow_remote: Option<Spanned<bool>>,
+}
+
 /// A table and the byte offset of its header (or of its key, for an inline
 /// table), where problems of the table as a whole are reported.
 #[derive(Debug, Default)]
@@ -343,9 +351,10 @@ pub(super) struct RawConfig {
     pub tcp: Option<Section<RawTcp>>,
     pub arp: Option<Section<RawArp>>,
     pub control: Option<Section<RawControl>>,
+    pub metrics: Option<Section<RawMetrics>>,
 }
 
-const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `eip`, `snat`, `flows`, `icmp`, `tcp`, `arp`, `control`";
+const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `eip`, `snat`, `flows`, `icmp`, `tcp`, `arp`, `control`, `metrics`";
 
 /// Parses `text`; `None` when the TOML itself is broken, in which case the
 /// report holds that one error.
@@ -382,6 +391,7 @@ pub(super) fn read(text: &str, report: &mut Report) -> Option<RawConfig> {
             "tcp" => raw.tcp = single(item, at, "[tcp]", report),
             "arp" => raw.arp = single(item, at, "[arp]", report),
             "control" => raw.control = single(item, at, "[control]", report),
+            "metrics" => raw.metrics = single(item, at, "[metrics]", report),
             _ => report.at(
                 at,
                 format!("unknown key `{key}` at the top level, expected one of {SECTIONS}; fix its spelling or remove it"),

@@ -9,6 +9,7 @@
 mod addrs;
 mod control;
 mod links;
+mod metrics;
 mod nat;
 mod neighbours;
 pub(crate) mod object;
@@ -93,6 +94,7 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
     let tcp = packet::tcp(raw.tcp.as_ref());
     let arp = packet::arp(raw.arp.as_ref(), r);
     let control = control::control(raw.control.as_ref(), eal.as_ref(), r);
+    let metrics = metrics::metrics(raw.metrics.as_ref(), r);
 
     let config = Config {
         dataplane: dataplane?,
@@ -110,6 +112,7 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         tcp: tcp?,
         arp: arp?,
         control: control?,
+        metrics: metrics?,
     };
     mempool_size(&config, raw, r);
     memory_size(&config, raw, r);

@@ -447,5 +447,11 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     if old.arp != new.arp {
         key(true, "[arp]".to_owned());
     }
+    fields!(
+        old.metrics,
+        new.metrics,
+        "[metrics]",
+        [listen, allow_remote]
+    );
     out
 }
