@@ -117,11 +117,11 @@ fn counters(tenants: usize, workers: usize) -> Vec<Arc<WorkerCounters>> {
         .collect()
 }
 
-/// The report as `gateway::report` takes it: names cloned, the rules'
-/// rows formatted.
+/// The report as `gateway::report` takes it: names cloned, a row a rule
+/// (formatted only by who shows it).
 fn report(names: &[String], workers: &[Arc<WorkerCounters>]) -> Report {
     let mut rules = Vec::with_capacity(names.len() * (RULES_PER_TENANT as usize + 2));
-    for (i, name) in names.iter().enumerate() {
+    for i in 0..names.len() {
         for position in 0..RULES_PER_TENANT {
             let direction = if position % 2 == 0 {
                 Direction::In
@@ -129,21 +129,21 @@ fn report(names: &[String], workers: &[Arc<WorkerCounters>]) -> Report {
                 Direction::Out
             };
             rules.push(RuleReport {
-                tenant: name.clone(),
-                rule: format!("{direction} allow tcp dport {}", 22 + position),
+                tenant: i,
+                rule: None,
                 position: Some(position),
                 direction,
                 action: Action::Allow,
                 flows: (i as u64) * 3 + u64::from(position),
             });
         }
-        for (direction, action, rule) in [
-            (Direction::In, Action::Deny, "default in"),
-            (Direction::Out, Action::Allow, "default out"),
+        for (direction, action) in [
+            (Direction::In, Action::Deny),
+            (Direction::Out, Action::Allow),
         ] {
             rules.push(RuleReport {
-                tenant: name.clone(),
-                rule: rule.to_owned(),
+                tenant: i,
+                rule: None,
                 position: None,
                 direction,
                 action,

@@ -45,15 +45,28 @@ pub struct Report {
 /// Flows one firewall rule, or a tenant's default policy, decided, summed
 /// over the workers.
 pub struct RuleReport {
-    pub tenant: String,
-    /// The rule as text, or `default in` / `default out`.
-    pub rule: String,
+    /// Its tenant: an index into [`Report::tenants`].
+    pub tenant: usize,
+    /// The rule, `None` for a default policy. Formatted only by who shows
+    /// it ([`RuleReport::text`]): at 10k tenants, formatting every rule
+    /// would be most of the time the control loop spends on a report.
+    pub rule: Option<dataplane::firewall::Rule>,
     /// Its place in the tenant's rules (`None` for a default).
     pub position: Option<u32>,
     /// Which flows it decides, and how (for the metrics' labels).
     pub direction: dataplane::firewall::Direction,
     pub action: dataplane::firewall::Action,
     pub flows: u64,
+}
+
+impl RuleReport {
+    /// The rule as text, or `default in` / `default out`.
+    pub fn text(&self) -> String {
+        match &self.rule {
+            Some(rule) => rule.to_string(),
+            None => format!("default {}", self.direction),
+        }
+    }
 }
 
 /// One entry of the neighbour table when the daemon stopped.
@@ -103,25 +116,27 @@ impl BuildInfo {
     }
 }
 
-/// What each firewall rule and default policy decided, over all workers.
+/// What each firewall rule and default policy decided, over all workers;
+/// each row's `tenant` counts the tenants in `tables.tenants.iter()`'s
+/// order, the order [`Report::tenants`] is taken in.
 pub fn rule_report(tables: &Tables, workers: &[Arc<WorkerCounters>]) -> Vec<RuleReport> {
     use dataplane::firewall::Direction as FwDir;
     let mut out = Vec::new();
-    for t in tables.tenants.iter() {
+    for (tenant, t) in tables.tenants.iter().enumerate() {
         for rule in &t.firewall.rules {
             out.push(RuleReport {
-                tenant: t.name.clone(),
-                rule: rule.to_string(),
+                tenant,
+                rule: Some(*rule),
                 position: Some(rule.position),
                 direction: rule.direction,
                 action: rule.action,
                 flows: workers.iter().map(|w| w.rules.rule(rule.counter)).sum(),
             });
         }
-        for (dir, name) in [(FwDir::In, "default in"), (FwDir::Out, "default out")] {
+        for dir in [FwDir::In, FwDir::Out] {
             out.push(RuleReport {
-                tenant: t.name.clone(),
-                rule: name.to_owned(),
+                tenant,
+                rule: None,
                 position: None,
                 direction: dir,
                 action: match dir {
@@ -206,6 +221,12 @@ impl Asks {
 }
 
 impl Report {
+    /// The name of the `i`th tenant of [`Report::tenants`] (what a
+    /// [`RuleReport`] points at); empty if there is none.
+    pub fn tenant_name(&self, i: usize) -> &str {
+        self.tenants.get(i).map_or("", |(_, name)| name)
+    }
+
     /// Frames every worker received, summed.
     fn sum(&self, f: impl Fn(&WorkerCounters) -> u64) -> u64 {
         self.workers.iter().map(|w| f(w)).sum()
@@ -298,7 +319,9 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  firewall {}: {}: {} flows",
-                r.tenant, r.rule, r.flows
+                self.tenant_name(r.tenant),
+                r.text(),
+                r.flows
             );
         }
         if rx > 0 {
@@ -425,7 +448,8 @@ impl Report {
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "tenant": r.tenant, "rule": r.rule, "position": r.position, "flows": r.flows,
+                    "tenant": self.tenant_name(r.tenant), "rule": r.text(),
+                    "position": r.position, "flows": r.flows,
                 })
             })
             .collect();

@@ -473,7 +473,7 @@ fn firewall(report: &Report, out: &mut impl Sink) {
         };
         out.count(
             &[
-                ("tenant", &r.tenant),
+                ("tenant", report.tenant_name(r.tenant)),
                 ("rule", &position),
                 ("direction", direction),
                 ("action", action),

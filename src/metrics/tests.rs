@@ -123,16 +123,16 @@ fn report() -> Report {
         ],
         rules: vec![
             RuleReport {
-                tenant: "a".into(),
-                rule: "in allow tcp dport 22".into(),
+                tenant: 1,
+                rule: None,
                 position: Some(0),
                 direction: Direction::In,
                 action: Action::Allow,
                 flows: 6,
             },
             RuleReport {
-                tenant: "a".into(),
-                rule: "default in".into(),
+                tenant: 1,
+                rule: None,
                 position: None,
                 direction: Direction::In,
                 action: Action::Deny,
