@@ -183,6 +183,9 @@ fn tgw_config(
     c.eal.hugepages = setup.hugepages;
     c.eal.in_memory = true;
     c.control.socket = setup.dir.join("tgw.sock");
+    // Every tenant's tunnel host is a neighbour of the underlay port.
+    c.arp.port_entries = (args.tenants + 1024).next_power_of_two();
+    c.arp.entries = c.arp.port_entries * 2;
     for p in &mut c.ports {
         p.device.push_str(",no-rx=1");
     }
@@ -347,6 +350,9 @@ pub struct Exposition {
     pub tenants_seen: usize,
     /// Of the tenants asked about, those no sample names.
     pub tenants_missing: usize,
+    /// tgw's own account of the scrapes before this one: the sum and count
+    /// of `tgw_scrape_duration_seconds`.
+    pub server: Option<(f64, f64)>,
 }
 
 impl Exposition {
@@ -355,7 +361,14 @@ impl Exposition {
     pub fn of(body: &str, tenants: &[String]) -> Exposition {
         let mut seen: HashSet<&str> = HashSet::new();
         let (mut series, mut families) = (0, 0);
+        let (mut sum, mut count) = (None, None);
         for line in body.lines() {
+            if let Some(v) = line.strip_prefix("tgw_scrape_duration_seconds_sum ") {
+                sum = v.trim().parse().ok();
+            }
+            if let Some(v) = line.strip_prefix("tgw_scrape_duration_seconds_count ") {
+                count = v.trim().parse().ok();
+            }
             if line.starts_with("# TYPE ") {
                 families += 1;
             }
@@ -377,6 +390,7 @@ impl Exposition {
             families,
             tenants_seen: seen.len(),
             tenants_missing: missing,
+            server: sum.zip(count),
         }
     }
 }
@@ -410,6 +424,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// tgw's mean time to answer, in ms, over the scrapes between the first
+/// and the last body (each body counts the scrapes before it).
+fn server_mean_ms(bodies: &[Exposition]) -> Option<f64> {
+    let (s0, c0) = bodies.first()?.server?;
+    let (s1, c1) = bodies.last()?.server?;
+    (c1 > c0).then(|| (s1 - s0) / (c1 - c0) * 1e3)
+}
+
 fn report(
     args: &ScrapeArgs,
     hugepages: bool,
@@ -432,6 +454,7 @@ fn report(
         "p99_ms": ms(quantile(times, 0.99)),
         "max_ms": ms(times.iter().copied().max().unwrap_or_default()),
         "times_ms": times.iter().map(|&t| ms(t)).collect::<Vec<_>>(),
+        "server_mean_ms": server_mean_ms(bodies),
         "body_bytes": field(|b| b.bytes),
         "series": field(|b| b.series),
         "families": field(|b| b.families),
@@ -470,6 +493,12 @@ fn table(r: &Value) -> String {
         f("p99_ms"),
         f("max_ms")
     );
+    if let Some(server) = r["server_mean_ms"].as_f64() {
+        let _ = writeln!(
+            out,
+            "tgw's own tgw_scrape_duration_seconds: mean {server:.1} ms a scrape"
+        );
+    }
     let _ = writeln!(
         out,
         "body: {} bytes, {} series in {} families, {} tenants seen ({} of the config's missing)",
@@ -559,10 +588,13 @@ mod tests {
                     tgw_x_total{tenant=\"t0\",direction=\"in\"} 1\n\
                     tgw_x_total{direction=\"out\",tenant=\"t1\"} 2\n\
                     tgw_x_total{other_tenant=\"t9\"} 2\n\
-                    # TYPE tgw_up gauge\ntgw_up 1\n";
+                    # TYPE tgw_up gauge\ntgw_up 1\n\
+                    tgw_scrape_duration_seconds_sum 0.25\n\
+                    tgw_scrape_duration_seconds_count 5\n";
         let names: Vec<String> = ["t0", "t1", "t2"].map(String::from).to_vec();
         let e = Exposition::of(body, &names);
-        assert_eq!(e.series, 4);
+        assert_eq!(e.series, 6);
+        assert_eq!(e.server, Some((0.25, 5.0)));
         assert_eq!(e.families, 2);
         assert_eq!(e.tenants_seen, 2, "other_tenant is not tenant");
         assert_eq!(e.tenants_missing, 1);
