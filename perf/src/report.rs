@@ -26,28 +26,43 @@ pub struct Measurement {
     /// loop iterations (rx and tx included), from its counters.
     pub cycles_process: Option<f64>,
     pub cycles_busy: Option<f64>,
+    /// The share of tgw's worker cycles that moved frames (the rest polled
+    /// empty queues), and the frames it dropped (every reason): a run whose
+    /// worker idled more yet moved fewer frames was held back by the
+    /// generator, not by tgw.
+    pub busy_share: Option<f64>,
+    pub drops: Option<u64>,
     /// What scraped tgw's /metrics while it was measured, if anything.
     pub scrape: Option<ScrapeTally>,
 }
 
 impl Measurement {
     pub fn new(device: Device, gen: GenResult, stats: Option<&serde_json::Value>) -> Self {
-        let per_frame = |key: &str| -> Option<f64> {
-            let workers = stats?.get("workers")?.as_array()?;
-            let sum = |k: &str| {
-                workers
-                    .iter()
-                    .filter_map(|w| w.get(k)?.as_u64())
-                    .sum::<u64>()
-            };
-            let rx = sum("rx_packets");
-            (rx > 0).then(|| sum(key) as f64 / rx as f64)
+        let workers = stats
+            .and_then(|s| s.get("workers")?.as_array())
+            .map_or(&[][..], Vec::as_slice);
+        let sum = |k: &str| {
+            workers
+                .iter()
+                .filter_map(|w| w.get(k)?.as_u64())
+                .sum::<u64>()
         };
+        let per = |key: &str, of: &str| {
+            let total = sum(of);
+            (total > 0).then(|| sum(key) as f64 / total as f64)
+        };
+        let drops = workers
+            .iter()
+            .filter_map(|w| w.get("drops")?.as_object())
+            .flat_map(|d| d.values().filter_map(serde_json::Value::as_u64))
+            .sum();
         Measurement {
             device,
             gen,
-            cycles_process: per_frame("process_cycles"),
-            cycles_busy: per_frame("busy_cycles"),
+            cycles_process: per("process_cycles", "rx_packets"),
+            cycles_busy: per("busy_cycles", "rx_packets"),
+            busy_share: per("busy_cycles", "cycles"),
+            drops: (!workers.is_empty()).then_some(drops),
             scrape: None,
         }
     }
@@ -148,7 +163,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<6} {:<16} {:>13} {:>14} {:>8} {:>17} {:>14} {:>16}",
+            "{:<6} {:<16} {:>13} {:>14} {:>8} {:>17} {:>10} {:>5} {:>9} {:>16}",
             "round",
             "device",
             "offered Mpps",
@@ -156,6 +171,8 @@ impl Report {
             "loss",
             "cycles/frame proc",
             "with rx/tx",
+            "busy",
+            "tgw drops",
             "scrapes (failed)"
         );
         for (round, m) in &self.rows {
@@ -165,7 +182,7 @@ impl Report {
             });
             let _ = writeln!(
                 out,
-                "{:<6} {:<16} {:>13.2} {:>14.2} {:>7.3}% {:>17} {:>14} {:>16}",
+                "{:<6} {:<16} {:>13.2} {:>14.2} {:>7.3}% {:>17} {:>10} {:>5} {:>9} {:>16}",
                 round + 1,
                 m.label(),
                 m.gen.offered_mpps(),
@@ -173,6 +190,9 @@ impl Report {
                 m.loss() * 100.0,
                 cyc(m.cycles_process),
                 cyc(m.cycles_busy),
+                m.busy_share
+                    .map_or("-".to_owned(), |b| format!("{:.0}%", b * 100.0)),
+                m.drops.map_or("-".to_owned(), |d| d.to_string()),
                 scrapes
             );
         }
@@ -207,7 +227,8 @@ impl Report {
                     "scrape": m.scrape.as_ref().map(ScrapeTally::json),
                     "offered_mpps": m.gen.offered_mpps(), "received_mpps": m.gen.received_mpps(),
                     "loss": m.loss(), "cycles_per_frame_process": m.cycles_process,
-                    "cycles_per_frame_busy": m.cycles_busy, "raw": m.gen.to_json(),
+                    "cycles_per_frame_busy": m.cycles_busy, "busy_share": m.busy_share,
+                    "tgw_drops": m.drops, "raw": m.gen.to_json(),
                 })
             })
             .collect();
@@ -303,8 +324,10 @@ mod tests {
     #[test]
     fn cycles_come_from_the_workers_counters() {
         let stats = serde_json::json!({"workers": [
-            {"rx_packets": 100, "process_cycles": 4000, "busy_cycles": 9000},
-            {"rx_packets": 300, "process_cycles": 4000, "busy_cycles": 11000},
+            {"rx_packets": 100, "process_cycles": 4000, "busy_cycles": 9000, "cycles": 30000,
+             "drops": {"tx_full": 3, "no_route": 0}},
+            {"rx_packets": 300, "process_cycles": 4000, "busy_cycles": 11000, "cycles": 50000,
+             "drops": {"tx_full": 4}},
         ]});
         let gen = GenResult {
             seconds: 1.0,
@@ -316,5 +339,7 @@ mod tests {
         let m = Measurement::new(Device::Tgw, gen, Some(&stats));
         assert_eq!(m.cycles_process, Some(20.0));
         assert_eq!(m.cycles_busy, Some(50.0));
+        assert_eq!(m.busy_share, Some(0.25));
+        assert_eq!(m.drops, Some(7));
     }
 }
