@@ -35,6 +35,9 @@ pub struct Setup {
     /// Lcore of the device's main thread and of its forwarding worker.
     pub main_lcore: u32,
     pub worker_lcore: u32,
+    /// Added to the memif devices `run` measures, both devices alike
+    /// (",rsize=12": rings of 4096 slots).
+    pub memif_devargs: String,
 }
 
 /// A running device.
@@ -90,7 +93,8 @@ impl Setup {
                 }
                 for (i, sock) in self.sockets.iter().enumerate() {
                     cmd.arg(format!(
-                        "--vdev=net_memif{i},role=client,socket={sock},socket-abstract=no,id=0"
+                        "--vdev=net_memif{i},role=client,socket={sock},socket-abstract=no,id=0{}",
+                        self.memif_devargs
                     ));
                 }
                 // testpmd sizes its pool for 32 ports by default (338 MB),
@@ -210,7 +214,8 @@ rx = ["pub0:0", "und0:0"]
     /// facing the generator's sender is the public port, or the underlay
     /// port for `decap`), one worker, and what the profile needs.
     fn tgw_config(&self, prefix: &str, profile: &Profile) -> String {
-        self.tgw_base_config(prefix, !profile.sends_to_underlay(), "") + &profile.tgw_sections()
+        self.tgw_base_config(prefix, !profile.sends_to_underlay(), &self.memif_devargs)
+            + &profile.tgw_sections()
     }
 }
 

@@ -156,6 +156,11 @@ struct RunArgs {
     /// Run without hugepages (functional only: numbers are not comparable).
     #[arg(long)]
     no_huge: bool,
+    /// Ring size of the memif links as log2 of the slots (the PMD's
+    /// default is 10, 1024 slots), for both devices: longer rings absorb
+    /// the generator's absences when something shares its lcore.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(8..=14))]
+    memif_rsize: Option<u8>,
     /// Scrape tgw's /metrics every SECS while it is measured (from a
     /// thread on the generator's lcore, as a Prometheus server would);
     /// the scrapes and failures are reported.
@@ -268,6 +273,9 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
         hugepages,
         main_lcore: args.gen_lcore,
         worker_lcore: args.worker_lcore,
+        memif_devargs: args
+            .memif_rsize
+            .map_or(String::new(), |r| format!(",rsize={r}")),
         dir: dir.clone(),
     };
     let profile = Profile {

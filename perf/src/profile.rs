@@ -360,6 +360,7 @@ mod tests {
             hugepages: false,
             main_lcore: 0,
             worker_lcore: 1,
+            memif_devargs: String::new(),
         };
         let text = setup.tgw_base_config("t", true, "") + &p.tgw_sections();
         let cpus: ctl::config::CpuSet = "0-1".parse().unwrap();

@@ -103,6 +103,7 @@ fn measure(args: &ScrapeArgs, hugepages: bool, dir: &std::path::Path) -> Result<
         hugepages,
         main_lcore: args.main_lcore,
         worker_lcore: args.main_lcore + 1,
+        memif_devargs: String::new(),
     };
     let prefix = format!("tgw-scrape-{}", std::process::id());
     let addr = free_loopback_port()?;
