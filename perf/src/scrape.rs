@@ -558,14 +558,20 @@ impl Scraper {
                         tally.scrapes += 1;
                         tally.max_ms = tally.max_ms.max(ms(s.took));
                         tally.bytes = s.body.len();
-                        next += interval;
                     }
                     // Not up yet: try again soon, uncounted.
-                    Err(_) if tally.scrapes == 0 => next += Duration::from_millis(20),
-                    Err(_) => {
-                        tally.failures += 1;
-                        next += interval;
+                    Err(_) if tally.scrapes == 0 => {
+                        next += Duration::from_millis(20);
+                        continue;
                     }
+                    Err(_) => tally.failures += 1,
+                }
+                // On the interval's grid, as Prometheus scrapes: a scrape
+                // longer than the interval skips a beat rather than
+                // starting the next one at once.
+                let now = Instant::now();
+                while next <= now {
+                    next += interval;
                 }
             }
             tally
