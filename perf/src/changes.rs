@@ -164,39 +164,67 @@ fn private_of(config: &Config, t: u32, sub: u32, n: u32) -> Ipv4Addr {
     Ipv4Addr::from(block | (sub << 8) | (n + 1))
 }
 
-/// The config at scale, in memory: the ports parsed and checked as a file
-/// is, the rest generated (valid by construction: unique names, keys and
-/// addresses, every host on the underlay subnet, every private address in
-/// its tenant's prefix).
-fn config(args: &ChangesArgs) -> Result<Config, String> {
-    let cpus: CpuSet = "0-3".parse().map_err(|e| format!("{e:?}"))?;
-    let mut c = parse(PORTS, "changes.toml", &cpus).map_err(|e| e.to_string())?;
-    // Slots for the small tenants too: a removed one's waits for the
-    // readers' sweeps before it is given again.
-    c.dataplane.tenant_slots = (args.tenants + args.changes + 64).min(TENANT_SLOTS_MAX);
-    c.tenants = (0..args.tenants)
-        .map(|i| tenant(i, args.routes_per_tenant, args.public_prefixes))
-        .collect();
-    let per = args.eips.div_ceil(args.tenants.max(1));
-    if per > 100 {
-        return Err("at most 100 elastic IPs a tenant".into());
+/// The shape of a configuration at scale: what `changes` measures
+/// changes against and what `scrape` starts tgw with.
+pub struct Scale {
+    pub tenants: u32,
+    pub routes_per_tenant: u32,
+    pub public_prefixes: bool,
+    pub eips: u32,
+    pub global_routes: usize,
+    /// Tenant slots beyond `tenants`, for tenants added at run time.
+    pub spare_slots: u32,
+}
+
+impl Scale {
+    /// The config at scale, in memory: the ports parsed and checked as a
+    /// file is (two `net_null` ports, `[eal] main_lcore = 0`, one worker
+    /// on lcore 1), the rest generated (valid by construction: unique
+    /// names, keys and addresses, every host on the underlay subnet, every
+    /// private address in its tenant's prefix).
+    pub fn config(&self) -> Result<Config, String> {
+        let cpus: CpuSet = "0-3".parse().map_err(|e| format!("{e:?}"))?;
+        let mut c = parse(PORTS, "changes.toml", &cpus).map_err(|e| e.to_string())?;
+        c.dataplane.tenant_slots = (self.tenants + self.spare_slots).min(TENANT_SLOTS_MAX);
+        c.tenants = (0..self.tenants)
+            .map(|i| tenant(i, self.routes_per_tenant, self.public_prefixes))
+            .collect();
+        let per = self.eips.div_ceil(self.tenants.max(1));
+        if per > 100 {
+            return Err("at most 100 elastic IPs a tenant".into());
+        }
+        c.eips = (0..self.eips)
+            .map(|j| Eip {
+                public: ip([100, 64, 0, 0], j),
+                tenant: (j % self.tenants) as usize,
+                private: private_of(&c, j % self.tenants, 200, j / self.tenants),
+            })
+            .collect();
+        c.routes = testgen::bgp_like(7, self.global_routes)
+            .into_iter()
+            .map(|(addr, len, nh)| Route {
+                prefix: cidr(addr, len),
+                via: ip([1, 1, 1, 2], nh),
+                port: 0,
+            })
+            .collect();
+        Ok(c)
     }
-    c.eips = (0..args.eips)
-        .map(|j| Eip {
-            public: ip([100, 64, 0, 0], j),
-            tenant: (j % args.tenants) as usize,
-            private: private_of(&c, j % args.tenants, 200, j / args.tenants),
-        })
-        .collect();
-    c.routes = testgen::bgp_like(7, args.global_routes)
-        .into_iter()
-        .map(|(addr, len, nh)| Route {
-            prefix: cidr(addr, len),
-            via: ip([1, 1, 1, 2], nh),
-            port: 0,
-        })
-        .collect();
-    Ok(c)
+}
+
+/// The config `changes` measures against.
+fn config(args: &ChangesArgs) -> Result<Config, String> {
+    Scale {
+        tenants: args.tenants,
+        routes_per_tenant: args.routes_per_tenant,
+        public_prefixes: args.public_prefixes,
+        eips: args.eips,
+        global_routes: args.global_routes,
+        // Slots for the small tenants too: a removed one's waits for the
+        // readers' sweeps before it is given again.
+        spare_slots: args.changes + 64,
+    }
+    .config()
 }
 
 fn op(v: Value) -> Op {

@@ -78,6 +78,7 @@ pub fn run(args: &ChurnTestArgs) -> Result<(), String> {
         hugepages,
         main_lcore: 0,
         worker_lcore: 1,
+        memif_devargs: String::new(),
         dir: dir.clone(),
     };
     let result = measure(&setup, args);

@@ -2,6 +2,7 @@
 //! as a memif client of the generator, on the same lcores.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,6 +35,9 @@ pub struct Setup {
     /// Lcore of the device's main thread and of its forwarding worker.
     pub main_lcore: u32,
     pub worker_lcore: u32,
+    /// Added to the memif devices `run` measures, both devices alike
+    /// (",rsize=12": rings of 4096 slots).
+    pub memif_devargs: String,
 }
 
 /// A running device.
@@ -46,12 +50,27 @@ pub struct Running {
 }
 
 impl Setup {
-    /// Starts `device`; `round` keeps file prefixes unique.
-    pub fn start(&self, device: Device, round: u32, profile: &Profile) -> Result<Running, String> {
-        let prefix = format!("tgw-perf-{}-{}-{round}", std::process::id(), device.name());
+    /// Starts `device`; `round` keeps file prefixes unique. tgw serves
+    /// /metrics on `metrics` if given.
+    pub fn start(
+        &self,
+        device: Device,
+        round: u32,
+        profile: &Profile,
+        metrics: Option<SocketAddr>,
+    ) -> Result<Running, String> {
+        let scraped = if metrics.is_some() { "-scraped" } else { "" };
+        let prefix = format!(
+            "tgw-perf-{}-{}-{round}{scraped}",
+            std::process::id(),
+            device.name()
+        );
         match device {
             Device::Tgw => {
-                let config = self.tgw_config(&prefix, profile);
+                let mut config = self.tgw_config(&prefix, profile);
+                if let Some(addr) = metrics {
+                    config += &crate::scrape::metrics_section(addr);
+                }
                 self.start_tgw(prefix, &config)
             }
             Device::Testpmd => {
@@ -74,7 +93,8 @@ impl Setup {
                 }
                 for (i, sock) in self.sockets.iter().enumerate() {
                     cmd.arg(format!(
-                        "--vdev=net_memif{i},role=client,socket={sock},socket-abstract=no,id=0"
+                        "--vdev=net_memif{i},role=client,socket={sock},socket-abstract=no,id=0{}",
+                        self.memif_devargs
                     ));
                 }
                 // testpmd sizes its pool for 32 ports by default (338 MB),
@@ -194,11 +214,17 @@ rx = ["pub0:0", "und0:0"]
     /// facing the generator's sender is the public port, or the underlay
     /// port for `decap`), one worker, and what the profile needs.
     fn tgw_config(&self, prefix: &str, profile: &Profile) -> String {
-        self.tgw_base_config(prefix, !profile.sends_to_underlay(), "") + &profile.tgw_sections()
+        self.tgw_base_config(prefix, !profile.sends_to_underlay(), &self.memif_devargs)
+            + &profile.tgw_sections()
     }
 }
 
 impl Running {
+    /// Whether the device has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Stops the device the way it stops cleanly (SIGTERM for tgw, a line
     /// on stdin for testpmd) and waits for it; kills it after `limit`.
     pub fn stop(mut self, limit: Duration) -> Result<(), String> {
@@ -209,10 +235,13 @@ impl Running {
 
     fn stop_child(&mut self, limit: Duration) -> Result<(), String> {
         match self.device {
-            Device::Tgw => {
+            // Only a child not yet waited for: once reaped (`is_running`),
+            // its PID may be another process's.
+            Device::Tgw if matches!(self.child.try_wait(), Ok(None)) => {
                 let pid = self.child.id().to_string();
                 let _ = Command::new("kill").args(["-TERM", &pid]).status();
             }
+            Device::Tgw => {}
             Device::Testpmd => {
                 if let Some(mut stdin) = self.stdin.take() {
                     let _ = stdin.write_all(b"\n");

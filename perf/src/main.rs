@@ -23,6 +23,7 @@ mod paced;
 mod profile;
 mod report;
 mod scenario;
+mod scrape;
 mod tunnel;
 
 use dut::{Device, Setup};
@@ -85,6 +86,10 @@ enum Cmd {
     /// to some tenants and an elastic IP while `churn` changes others;
     /// prints per-tenant sent/received/misrouted and tgw's drops.
     ChurnTest(churn_test::ChurnTestArgs),
+    /// What a scrape of tgw's Prometheus /metrics costs: tgw started with
+    /// N tenants (default 10,000), /metrics fetched K times; p50/p99/max
+    /// scrape time, body size and series.
+    Scrape(scrape::ScrapeArgs),
     /// (internal) The paced generator process that `churn-test` starts.
     #[command(hide = true)]
     Paced(PacedCli),
@@ -151,6 +156,22 @@ struct RunArgs {
     /// Run without hugepages (functional only: numbers are not comparable).
     #[arg(long)]
     no_huge: bool,
+    /// Ring size of the memif links as log2 of the slots (the PMD's
+    /// default is 10, 1024 slots), for both devices: longer rings absorb
+    /// the generator's absences when something shares its lcore.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(8..=14))]
+    memif_rsize: Option<u8>,
+    /// Scrape tgw's /metrics every SECS while it is measured (from a
+    /// thread on the generator's lcore, as a Prometheus server would);
+    /// the scrapes and failures are reported.
+    #[arg(long, value_name = "SECS")]
+    scrape_interval: Option<f64>,
+    /// Measure tgw twice a round, without and with scraping (every
+    /// --scrape-interval, default 1 s), the order alternating from round
+    /// to round; reports the scraped/unscraped ratio per round and its
+    /// median.
+    #[arg(long)]
+    compare_scrape: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -199,6 +220,7 @@ fn main() {
             tenants: p.tenants,
         }),
         Cmd::Changes(c) => changes::run(&c),
+        Cmd::Scrape(s) => scrape::run(&s),
         Cmd::Gen(g) => {
             let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];
             gen::run(&GenArgs {
@@ -251,6 +273,9 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
         hugepages,
         main_lcore: args.gen_lcore,
         worker_lcore: args.worker_lcore,
+        memif_devargs: args
+            .memif_rsize
+            .map_or(String::new(), |r| format!(",rsize={r}")),
         dir: dir.clone(),
     };
     let profile = Profile {
@@ -262,22 +287,18 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
     let mut report = Report::new(profile, hugepages);
     let mut outcome = Ok(());
     'rounds: for round in 0..args.rounds {
-        for &device in &devices {
+        for (device, scrape) in round_plan(&devices, args, round)? {
+            let name = report::label(device, scrape.is_some());
             eprintln!(
-                "tgw-perf: round {}/{}: {} for {}s",
+                "tgw-perf: round {}/{}: {name} for {}s",
                 round + 1,
                 args.rounds,
-                device.name(),
                 args.seconds
             );
-            match measure(&setup, device, round, args, profile) {
+            match measure(&setup, device, scrape, round, args, profile) {
                 Ok(m) => report.push(round, m),
                 Err(e) => {
-                    outcome = Err(format!(
-                        "{}: {e} (logs in {})",
-                        device.name(),
-                        dir.display()
-                    ));
+                    outcome = Err(format!("{name}: {e} (logs in {})", dir.display()));
                     break 'rounds;
                 }
             }
@@ -295,12 +316,48 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
     outcome
 }
 
+/// What a round measures, in order: each device, and with
+/// `--compare-scrape` tgw twice, unscraped and scraped, the two swapping
+/// places every other round so that neither always runs on the warmer (or
+/// the busier) machine.
+fn round_plan(
+    devices: &[Device],
+    args: &RunArgs,
+    round: u32,
+) -> Result<Vec<(Device, Option<Duration>)>, String> {
+    let interval = match args.scrape_interval {
+        Some(s) if !(s > 0.0 && s.is_finite()) => {
+            return Err(format!("--scrape-interval {s}: give seconds above 0"))
+        }
+        Some(s) => Some(Duration::from_secs_f64(s)),
+        None if args.compare_scrape => Some(Duration::from_secs(1)),
+        None => None,
+    };
+    let mut plan = Vec::new();
+    for &device in devices {
+        match device {
+            Device::Tgw if args.compare_scrape => {
+                let mut both = [(device, None), (device, interval)];
+                if round % 2 == 1 {
+                    both.reverse();
+                }
+                plan.extend(both);
+            }
+            Device::Tgw => plan.push((device, interval)),
+            Device::Testpmd => plan.push((device, None)),
+        }
+    }
+    Ok(plan)
+}
+
 /// One device, one round: generator first (it owns the memif sockets),
-/// then the device; result from the generator; then the device stops
-/// before the generator lets go of the links.
+/// then the device (scraped every `scrape` if given, once its /metrics
+/// answers); result from the generator; then the scraping stops and the
+/// device stops before the generator lets go of the links.
 fn measure(
     setup: &Setup,
     device: Device,
+    scrape: Option<Duration>,
     round: u32,
     args: &RunArgs,
     profile: Profile,
@@ -348,7 +405,14 @@ fn measure(
     // The generator creates the sockets; give it a moment before the
     // device connects, so the device does not start against nothing.
     wait_for_files(&setup.sockets, Duration::from_secs(10));
-    let running = setup.start(device, round, &profile)?;
+    let metrics = match scrape {
+        Some(_) => Some(scrape::free_loopback_port()?),
+        None => None,
+    };
+    let running = setup.start(device, round, &profile, metrics)?;
+    let scraper = metrics
+        .zip(scrape)
+        .map(|(addr, every)| scrape::Scraper::start(addr, every, args.gen_lcore));
 
     let stdout = gen.child.stdout.take().ok_or("generator has no stdout")?;
     let (tx, rx) = mpsc::channel();
@@ -359,6 +423,7 @@ fn measure(
     });
     let limit = Duration::from_secs_f64(args.warmup + args.seconds + 40.0);
     let line = rx.recv_timeout(limit).unwrap_or_default();
+    let tally = scraper.map(scrape::Scraper::stop);
     let stopped = running_stop(running);
     if let Some(mut stdin) = gen.child.stdin.take() {
         let _ = stdin.write_all(b"\n");
@@ -369,7 +434,14 @@ fn measure(
         .map_err(|_| "the generator reported no result".to_owned())?;
     let result = GenResult::from_json(&value).ok_or("the generator's result is malformed")?;
     let stats = stopped?;
-    Ok(Measurement::new(device, result, stats.as_ref()))
+    if let Some(t) = &tally {
+        if t.scrapes == 0 {
+            return Err("tgw's /metrics never answered".into());
+        }
+    }
+    let mut m = Measurement::new(device, result, stats.as_ref());
+    m.scrape = tally;
+    Ok(m)
 }
 
 /// The generator process: on every way out of `measure`, early errors

@@ -193,7 +193,27 @@ impl Profile {
             out.push_str("[dataplane]\nmode = \"l2fwd\"\n");
             return out;
         }
-        out.push_str("[dataplane]\nmode = \"gateway\"\n\n[tcp]\nmss_clamp = true\n\n");
+        out.push_str("[dataplane]\nmode = \"gateway\"\n");
+        // Past what the defaults hold (4096 tenant slots; 1024 of the
+        // neighbour table's 4096 entries for the ports, which take 1000
+        // tenants' tunnel hosts and the few others), room for every tenant
+        // and its host.
+        let tenants = self.count();
+        if tenants > 4096 {
+            let _ = writeln!(out, "tenant_slots = {tenants}");
+        }
+        if tenants > 1000 {
+            // Each tenant's host on the underlay, and two static
+            // neighbours in its tunnels.
+            let ports = (tenants + 64).next_power_of_two();
+            let tunnels = (2 * tenants + 64).next_power_of_two();
+            let _ = writeln!(
+                out,
+                "\n[arp]\nentries = {}\nport_entries = {ports}",
+                ports + tunnels
+            );
+        }
+        out.push_str("\n[tcp]\nmss_clamp = true\n\n");
         if self.kind == Kind::Nat {
             // Room for every client's flow, and the quotas out of the way:
             // the clients' flows are one-way, so all stay unreplied.
@@ -320,6 +340,36 @@ mod tests {
         assert!(p
             .tgw_sections()
             .contains(&format!("key = {}", KEY_BASE + 299)));
+    }
+
+    /// `run --profile encap --flows 10000` once ended with tgw refusing
+    /// its config (4096 tenant slots), then its neighbours (the default
+    /// table's 1024 port entries). 4500 tenants are past both.
+    #[test]
+    fn more_tenants_than_the_defaults_hold_fit_the_config() {
+        let p = Profile {
+            kind: Kind::Encap,
+            flows: 4500,
+            size: 64,
+        };
+        let setup = crate::dut::Setup {
+            dir: std::env::temp_dir(),
+            sockets: ["/tmp/a.sock".into(), "/tmp/b.sock".into()],
+            tgw: "tgw".into(),
+            testpmd: "testpmd".into(),
+            hugepages: false,
+            main_lcore: 0,
+            worker_lcore: 1,
+            memif_devargs: String::new(),
+        };
+        let text = setup.tgw_base_config("t", true, "") + &p.tgw_sections();
+        let cpus: ctl::config::CpuSet = "0-1".parse().unwrap();
+        let c = ctl::config::parse(&text, "encap.toml", &cpus).unwrap();
+        assert_eq!(c.tenants.len(), 4500);
+        let a = &c.arp;
+        assert!(a.port_entries as usize >= c.neighbours.len(), "{a:?}");
+        let in_tunnels: usize = c.tenants.iter().map(|t| t.neighbours.len()).sum();
+        assert!((a.entries - a.port_entries) as usize >= in_tunnels, "{a:?}");
     }
 
     #[test]

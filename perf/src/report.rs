@@ -1,11 +1,22 @@
 //! Results: per device and round, the tgw/testpmd ratio per round, and the
-//! median of the ratios.
+//! median of the ratios; with scraping compared, tgw scraped against tgw
+//! unscraped the same way.
 
 use std::fmt::Write;
 
 use crate::dut::Device;
 use crate::gen::GenResult;
 use crate::profile::Profile;
+use crate::scrape::ScrapeTally;
+
+/// A row's name: the device, and whether its /metrics was scraped.
+pub fn label(device: Device, scraped: bool) -> String {
+    if scraped {
+        format!("{}+scrape", device.name())
+    } else {
+        device.name().to_owned()
+    }
+}
 
 /// One device measured once.
 pub struct Measurement {
@@ -15,27 +26,49 @@ pub struct Measurement {
     /// loop iterations (rx and tx included), from its counters.
     pub cycles_process: Option<f64>,
     pub cycles_busy: Option<f64>,
+    /// The share of tgw's worker cycles that moved frames (the rest polled
+    /// empty queues), and the frames it dropped (every reason): a run whose
+    /// worker idled more yet moved fewer frames was held back by the
+    /// generator, not by tgw.
+    pub busy_share: Option<f64>,
+    pub drops: Option<u64>,
+    /// What scraped tgw's /metrics while it was measured, if anything.
+    pub scrape: Option<ScrapeTally>,
 }
 
 impl Measurement {
     pub fn new(device: Device, gen: GenResult, stats: Option<&serde_json::Value>) -> Self {
-        let per_frame = |key: &str| -> Option<f64> {
-            let workers = stats?.get("workers")?.as_array()?;
-            let sum = |k: &str| {
-                workers
-                    .iter()
-                    .filter_map(|w| w.get(k)?.as_u64())
-                    .sum::<u64>()
-            };
-            let rx = sum("rx_packets");
-            (rx > 0).then(|| sum(key) as f64 / rx as f64)
+        let workers = stats
+            .and_then(|s| s.get("workers")?.as_array())
+            .map_or(&[][..], Vec::as_slice);
+        let sum = |k: &str| {
+            workers
+                .iter()
+                .filter_map(|w| w.get(k)?.as_u64())
+                .sum::<u64>()
         };
+        let per = |key: &str, of: &str| {
+            let total = sum(of);
+            (total > 0).then(|| sum(key) as f64 / total as f64)
+        };
+        let drops = workers
+            .iter()
+            .filter_map(|w| w.get("drops")?.as_object())
+            .flat_map(|d| d.values().filter_map(serde_json::Value::as_u64))
+            .sum();
         Measurement {
             device,
             gen,
-            cycles_process: per_frame("process_cycles"),
-            cycles_busy: per_frame("busy_cycles"),
+            cycles_process: per("process_cycles", "rx_packets"),
+            cycles_busy: per("busy_cycles", "rx_packets"),
+            busy_share: per("busy_cycles", "cycles"),
+            drops: (!workers.is_empty()).then_some(drops),
+            scrape: None,
         }
+    }
+
+    pub fn label(&self) -> String {
+        label(self.device, self.scrape.is_some())
     }
 
     /// The share of frames never seen again, over the whole run.
@@ -68,27 +101,49 @@ impl Report {
         self.rows.push((round, m));
     }
 
-    /// tgw/testpmd received-rate ratios, one per round that measured both.
+    /// The received rate of `device` in `round`, scraped or not.
+    fn rate(&self, round: u32, device: Device, scraped: bool) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|(r, m)| *r == round && m.device == device && m.scrape.is_some() == scraped)
+            .map(|(_, m)| m.gen.received_mpps())
+    }
+
+    fn rounds(&self) -> u32 {
+        self.rows.iter().map(|(r, _)| *r).max().map_or(0, |r| r + 1)
+    }
+
+    /// tgw/testpmd received-rate ratios, one per round that measured both
+    /// (tgw unscraped where the round has it).
     pub fn ratios(&self) -> Vec<f64> {
-        let rounds = self.rows.iter().map(|(r, _)| *r).max().map_or(0, |r| r + 1);
-        (0..rounds)
+        (0..self.rounds())
             .filter_map(|round| {
-                let rate = |d| {
-                    self.rows
-                        .iter()
-                        .find(|(r, m)| *r == round && m.device == d)
-                        .map(|(_, m)| m.gen.received_mpps())
-                };
-                let (t, p) = (rate(Device::Tgw)?, rate(Device::Testpmd)?);
+                let t = self
+                    .rate(round, Device::Tgw, false)
+                    .or_else(|| self.rate(round, Device::Tgw, true))?;
+                let p = self.rate(round, Device::Testpmd, false)?;
                 (p > 0.0).then_some(t / p)
             })
             .collect()
     }
 
     pub fn median_ratio(&self) -> Option<f64> {
-        let mut r = self.ratios();
-        r.sort_by(f64::total_cmp);
-        (!r.is_empty()).then(|| r[r.len() / 2])
+        median(self.ratios())
+    }
+
+    /// tgw scraped / tgw unscraped, one per round that measured both.
+    pub fn scrape_ratios(&self) -> Vec<f64> {
+        (0..self.rounds())
+            .filter_map(|round| {
+                let scraped = self.rate(round, Device::Tgw, true)?;
+                let plain = self.rate(round, Device::Tgw, false)?;
+                (plain > 0.0).then_some(scraped / plain)
+            })
+            .collect()
+    }
+
+    pub fn median_scrape_ratio(&self) -> Option<f64> {
+        median(self.scrape_ratios())
     }
 
     pub fn table(&self) -> String {
@@ -108,35 +163,55 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<6} {:<16} {:>13} {:>14} {:>8} {:>17} {:>14}",
+            "{:<6} {:<16} {:>13} {:>14} {:>8} {:>17} {:>10} {:>5} {:>9} {:>16}",
             "round",
             "device",
             "offered Mpps",
             "received Mpps",
             "loss",
             "cycles/frame proc",
-            "with rx/tx"
+            "with rx/tx",
+            "busy",
+            "tgw drops",
+            "scrapes (failed)"
         );
         for (round, m) in &self.rows {
             let cyc = |c: Option<f64>| c.map_or("-".to_owned(), |c| format!("{c:.1}"));
+            let scrapes = m.scrape.as_ref().map_or("-".to_owned(), |s| {
+                format!("{} ({})", s.scrapes, s.failures)
+            });
             let _ = writeln!(
                 out,
-                "{:<6} {:<16} {:>13.2} {:>14.2} {:>7.3}% {:>17} {:>14}",
+                "{:<6} {:<16} {:>13.2} {:>14.2} {:>7.3}% {:>17} {:>10} {:>5} {:>9} {:>16}",
                 round + 1,
-                m.device.name(),
+                m.label(),
                 m.gen.offered_mpps(),
                 m.gen.received_mpps(),
                 m.loss() * 100.0,
                 cyc(m.cycles_process),
-                cyc(m.cycles_busy)
+                cyc(m.cycles_busy),
+                m.busy_share
+                    .map_or("-".to_owned(), |b| format!("{:.0}%", b * 100.0)),
+                m.drops.map_or("-".to_owned(), |d| d.to_string()),
+                scrapes
             );
         }
+        let rounds = |ratios: Vec<f64>| {
+            let all: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+            all.join(", ")
+        };
         if let Some(median) = self.median_ratio() {
-            let all: Vec<String> = self.ratios().iter().map(|r| format!("{r:.3}")).collect();
             let _ = writeln!(
                 out,
                 "tgw/testpmd: {median:.3} (median of rounds: {})",
-                all.join(", ")
+                rounds(self.ratios())
+            );
+        }
+        if let Some(median) = self.median_scrape_ratio() {
+            let _ = writeln!(
+                out,
+                "tgw+scrape/tgw: {median:.3} (median of rounds: {})",
+                rounds(self.scrape_ratios())
             );
         }
         out
@@ -148,10 +223,12 @@ impl Report {
             .iter()
             .map(|(round, m)| {
                 serde_json::json!({
-                    "round": round, "device": m.device.name(),
+                    "round": round, "device": m.device.name(), "label": m.label(),
+                    "scrape": m.scrape.as_ref().map(ScrapeTally::json),
                     "offered_mpps": m.gen.offered_mpps(), "received_mpps": m.gen.received_mpps(),
                     "loss": m.loss(), "cycles_per_frame_process": m.cycles_process,
-                    "cycles_per_frame_busy": m.cycles_busy, "raw": m.gen.to_json(),
+                    "cycles_per_frame_busy": m.cycles_busy, "busy_share": m.busy_share,
+                    "tgw_drops": m.drops, "raw": m.gen.to_json(),
                 })
             })
             .collect();
@@ -159,8 +236,14 @@ impl Report {
             "profile": self.profile.kind.to_string(), "flows": self.profile.flows,
             "frame_size": self.profile.size, "hugepages": self.hugepages,
             "runs": rows, "ratios": self.ratios(), "ratio_median": self.median_ratio(),
+            "scrape_ratios": self.scrape_ratios(), "scrape_ratio_median": self.median_scrape_ratio(),
         })
     }
+}
+
+fn median(mut r: Vec<f64>) -> Option<f64> {
+    r.sort_by(f64::total_cmp);
+    (!r.is_empty()).then(|| r[r.len() / 2])
 }
 
 #[cfg(test)]
@@ -202,11 +285,49 @@ mod tests {
         assert!((loss - 5.0 / 210.0).abs() < 1e-12);
     }
 
+    /// With scraping compared, tgw/testpmd stays the unscraped tgw's, and
+    /// scraped/unscraped is taken per round whatever order they ran in.
+    #[test]
+    fn scraped_and_unscraped_tgw_compare_per_round() {
+        let mut r = Report::new(
+            Profile {
+                kind: Kind::Nat,
+                flows: 1,
+                size: 64,
+            },
+            true,
+        );
+        let scraped = |received| {
+            let mut s = m(Device::Tgw, received);
+            s.scrape = Some(ScrapeTally {
+                interval: 1.0,
+                scrapes: 3,
+                ..ScrapeTally::default()
+            });
+            s
+        };
+        r.push(0, m(Device::Testpmd, 20_000_000));
+        r.push(0, m(Device::Tgw, 10_000_000));
+        r.push(0, scraped(9_000_000));
+        r.push(1, m(Device::Testpmd, 20_000_000));
+        r.push(1, scraped(8_000_000));
+        r.push(1, m(Device::Tgw, 8_000_000));
+        assert_eq!(r.ratios(), vec![0.5, 0.4]);
+        assert_eq!(r.scrape_ratios(), vec![0.9, 1.0]);
+        assert_eq!(r.median_scrape_ratio(), Some(1.0));
+        let table = r.table();
+        assert!(table.contains("tgw+scrape/tgw: 1.000 (median of rounds: 0.900, 1.000)"));
+        assert!(table.contains("tgw+scrape"), "{table}");
+        assert_eq!(r.json()["runs"][2]["scrape"]["scrapes"], 3);
+    }
+
     #[test]
     fn cycles_come_from_the_workers_counters() {
         let stats = serde_json::json!({"workers": [
-            {"rx_packets": 100, "process_cycles": 4000, "busy_cycles": 9000},
-            {"rx_packets": 300, "process_cycles": 4000, "busy_cycles": 11000},
+            {"rx_packets": 100, "process_cycles": 4000, "busy_cycles": 9000, "cycles": 30000,
+             "drops": {"tx_full": 3, "no_route": 0}},
+            {"rx_packets": 300, "process_cycles": 4000, "busy_cycles": 11000, "cycles": 50000,
+             "drops": {"tx_full": 4}},
         ]});
         let gen = GenResult {
             seconds: 1.0,
@@ -218,5 +339,7 @@ mod tests {
         let m = Measurement::new(Device::Tgw, gen, Some(&stats));
         assert_eq!(m.cycles_process, Some(20.0));
         assert_eq!(m.cycles_busy, Some(50.0));
+        assert_eq!(m.busy_share, Some(0.25));
+        assert_eq!(m.drops, Some(7));
     }
 }
