@@ -21,15 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::reference::{self, ping, syn, EIP1, EIP2};
 use common::{read_pcap, tgwctl, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch, TGW};
-use etherparse::PacketBuilder;
 use serde_json::{json, Value};
-
-const PUB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 7, 7];
-const CLIENT: [u8; 4] = [1, 1, 1, 7];
-const EIP1: [u8; 4] = [2, 2, 2, 11];
-const EIP2: [u8; 4] = [2, 2, 2, 12];
 
 /// A tenant of its own for the changes: its public prefix reaches its
 /// host through its own route, as validation requires.
@@ -55,40 +49,11 @@ fn reference(
     devices: [&str; 2],
     edit: &dyn Fn(String) -> String,
 ) -> PathBuf {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/reference.toml"
-    ))
-    .unwrap();
-    let edits = [
-        (
-            "device = \"net_null0\"",
-            format!("device = \"{}\"", devices[0]),
-        ),
-        (
-            "device = \"net_null1\"",
-            format!("device = \"{}\"", devices[1]),
-        ),
-        (
-            "file_prefix = \"tgw-ref\"",
-            format!("file_prefix = \"{prefix}\"\nin_memory = true"),
-        ),
-    ];
-    let mut text = text;
-    for (from, to) in edits {
-        assert!(
-            text.contains(from),
-            "reference.toml changed shape: no {from:?}"
-        );
-        text = text.replacen(from, &to, 1);
-    }
-    text.push_str(&format!(
-        "\n[control]\nsocket = \"{}\"\n",
-        dir.path("ctl/tgw.sock").display()
-    ));
-    let path = dir.path("tgw.toml");
-    std::fs::write(&path, edit(text)).unwrap();
-    path
+    let text = reference::text(
+        &reference::edits(prefix, devices, "in_memory = true"),
+        &reference::control_socket(dir, "ctl/tgw.sock"),
+    );
+    reference::write(dir, &edit(text))
 }
 
 /// `tgwctl --socket SOCKET ...`, as root or as another user.
@@ -234,27 +199,6 @@ impl Gateway {
     }
 }
 
-fn syn(dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, PUB_MAC)
-        .ipv4(CLIENT, dst, 64)
-        .tcp(sport, dport, 1000, 64240)
-        .syn()
-        .write(&mut out, &[])
-        .unwrap();
-    out
-}
-
-fn ping(dst: [u8; 4], id: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, PUB_MAC)
-        .ipv4(CLIENT, dst, 64)
-        .icmpv4_echo_request(id, 1)
-        .write(&mut out, b"ping")
-        .unwrap();
-    out
-}
-
 /// `result` has `changed` as said (and maybe a handle).
 fn changed(result: &Value, expected: bool) {
     assert_eq!(result["changed"], json!(expected), "{result}");
@@ -312,7 +256,7 @@ fn same_text(now: &str, before: &str, what: &str) {
 fn every_verb_changes_what_its_show_reads_back() {
     // Five SYNs to t1's 22 and two pings to t2: seven flows to list.
     let mut input: Vec<Vec<u8>> = (40001..=40005).map(|p| syn(EIP1, p, 22)).collect();
-    input.extend([ping(EIP2, 7), ping(EIP2, 8)]);
+    input.extend([ping(EIP2, 7, 1), ping(EIP2, 8, 1)]);
     let mut g = Gateway::start("verbs", &input);
     let out = g.dir.path("und-out.pcap");
     wait_for_frames(&mut g.daemon, &out, input.len());

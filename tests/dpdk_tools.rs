@@ -20,15 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::reference::{self, EIP1};
 use common::{Daemon, PrefixFiles, Scratch, TGW};
-use etherparse::PacketBuilder;
 use serde_json::{json, Value};
 
-const PUB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 7, 7];
-const CLIENT: [u8; 4] = [1, 1, 1, 7];
-/// t1's elastic IP: echo requests to it go into t1's tunnel.
-const EIP1: [u8; 4] = [2, 2, 2, 11];
 /// On the public port's subnet but nobody's: dropped.
 const NOBODY: [u8; 4] = [1, 1, 1, 99];
 /// Echo requests to t1 (one flow: one identifier), then frames to nobody.
@@ -44,56 +39,22 @@ for h in sys.argv[2:]:
     s.send(bytes.fromhex(h))
 "#;
 
+/// An echo request of the test's one flow (one identifier).
 fn ping(dst: [u8; 4], seq: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, PUB_MAC)
-        .ipv4(CLIENT, dst, 64)
-        .icmpv4_echo_request(0x7e1, seq)
-        .write(&mut out, &[seq as u8; 32])
-        .unwrap();
-    out
+    reference::ping(dst, 0x7e1, seq)
 }
 
 /// examples/reference.toml with its ports on `devices` (public,
 /// underlay), file prefix `prefix`, `eal` added to `[eal]`, a small pool
 /// and the control socket in `dir`.
 fn config(dir: &Scratch, prefix: &str, devices: [&str; 2], eal: &str) -> PathBuf {
-    let mut text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/reference.toml"
-    ))
-    .unwrap();
-    let edits = [
-        (
-            "device = \"net_null0\"",
-            format!("device = \"{}\"", devices[0]),
-        ),
-        (
-            "device = \"net_null1\"",
-            format!("device = \"{}\"", devices[1]),
-        ),
-        (
-            "file_prefix = \"tgw-ref\"",
-            format!("file_prefix = \"{prefix}\"\n{eal}"),
-        ),
+    let mut edits = reference::edits(prefix, devices, eal);
+    edits.extend([
         ("hugepages = false\n", String::new()),
         ("memory_mb = 256", "memory_mb = 128".to_owned()),
         ("mbufs = 32767", "mbufs = 8191".to_owned()),
-    ];
-    for (from, to) in edits {
-        assert!(
-            text.contains(from),
-            "reference.toml changed shape: no {from:?}"
-        );
-        text = text.replacen(from, &to, 1);
-    }
-    text.push_str(&format!(
-        "\n[control]\nsocket = \"{}\"\n",
-        dir.path("tgw.sock").display()
-    ));
-    let path = dir.path("tgw.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    ]);
+    reference::config(dir, &edits, &reference::control_socket(dir, "tgw.sock"))
 }
 
 /// Runs `dpdk-telemetry.py -f PREFIX` in `ns` with `cmds` on its stdin;

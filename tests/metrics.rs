@@ -21,15 +21,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::reference::{self, ping, syn, EIP1, EIP2};
 use common::{read_pcap, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch};
-use etherparse::PacketBuilder;
-
-const PUB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 7, 7];
-const CLIENT: [u8; 4] = [1, 1, 1, 7];
-/// t1's and t2's elastic IPs in examples/reference.toml.
-const EIP1: [u8; 4] = [2, 2, 2, 11];
-const EIP2: [u8; 4] = [2, 2, 2, 12];
 
 /// A loopback port nobody listens on now (the OS's pick; the small race
 /// with another process taking it is the price of a fixed config).
@@ -44,11 +37,6 @@ fn free_port() -> u16 {
 /// examples/reference.toml on net_pcap ports in `dir`, its own file
 /// prefix and control socket, `/metrics` on `listen`.
 fn config(dir: &Scratch, prefix: &str, listen: SocketAddr) -> PathBuf {
-    let mut text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/reference.toml"
-    ))
-    .unwrap();
     let dev = |i: usize, side: &str| {
         format!(
             "net_pcap{i},rx_pcap={},tx_pcap={}",
@@ -56,33 +44,15 @@ fn config(dir: &Scratch, prefix: &str, listen: SocketAddr) -> PathBuf {
             dir.path(&format!("{side}-out.pcap")).display()
         )
     };
-    for (from, to) in [
-        (
-            "device = \"net_null0\"",
-            format!("device = \"{}\"", dev(0, "pub")),
-        ),
-        (
-            "device = \"net_null1\"",
-            format!("device = \"{}\"", dev(1, "und")),
-        ),
-        (
-            "file_prefix = \"tgw-ref\"",
-            format!("file_prefix = \"{prefix}\"\nin_memory = true"),
-        ),
-    ] {
-        assert!(
-            text.contains(from),
-            "reference.toml changed shape: no {from:?}"
-        );
-        text = text.replacen(from, &to, 1);
-    }
-    text.push_str(&format!(
-        "\n[control]\nsocket = \"{}\"\n\n[metrics]\nlisten = \"{listen}\"\n",
-        dir.path("ctl/tgw.sock").display()
-    ));
-    let path = dir.path("tgw.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let tail = format!(
+        "{}\n[metrics]\nlisten = \"{listen}\"\n",
+        reference::control_socket(dir, "ctl/tgw.sock")
+    );
+    reference::config(
+        dir,
+        &reference::edits(prefix, [&dev(0, "pub"), &dev(1, "und")], "in_memory = true"),
+        &tail,
+    )
 }
 
 /// A tgw whose public port is fed `public` at start, serving `/metrics`.
@@ -204,34 +174,13 @@ fn promtool(text: &str) {
     );
 }
 
-fn syn(dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, PUB_MAC)
-        .ipv4(CLIENT, dst, 64)
-        .tcp(sport, dport, 1000, 64240)
-        .syn()
-        .write(&mut out, &[])
-        .unwrap();
-    out
-}
-
-fn ping(dst: [u8; 4], id: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, PUB_MAC)
-        .ipv4(CLIENT, dst, 64)
-        .icmpv4_echo_request(id, 1)
-        .write(&mut out, b"ping")
-        .unwrap();
-    out
-}
-
 #[test]
 fn a_live_scrape_passes_promtool_and_counts_the_frames_sent() {
     // t1 lets in TCP 22 (5 flows) and refuses TCP 23 (3 SYNs: the
     // firewall drops them); t2 lets in ICMP (4 pings, 4 flows).
     let mut input: Vec<Vec<u8>> = (40001..=40005).map(|p| syn(EIP1, p, 22)).collect();
     input.extend((41001..=41003).map(|p| syn(EIP1, p, 23)));
-    input.extend((1..=4).map(|id| ping(EIP2, id)));
+    input.extend((1..=4).map(|id| ping(EIP2, id, 1)));
     let mut g = Gateway::start("live", &input);
     let out = g.dir.path("und-out.pcap");
     wait_for_frames(&mut g.daemon, &out, 9);
@@ -396,7 +345,7 @@ fn a_port_in_use_stops_tgw_at_start_saying_so() {
 fn a_real_prometheus_scrapes_the_tenants_frames_and_drops() {
     let mut input: Vec<Vec<u8>> = (40001..=40005).map(|p| syn(EIP1, p, 22)).collect();
     input.extend((41001..=41003).map(|p| syn(EIP1, p, 23)));
-    input.extend((1..=4).map(|id| ping(EIP2, id)));
+    input.extend((1..=4).map(|id| ping(EIP2, id, 1)));
     let mut g = Gateway::start("prometheus", &input);
     let out = g.dir.path("und-out.pcap");
     wait_for_frames(&mut g.daemon, &out, 9);

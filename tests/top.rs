@@ -14,77 +14,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::reference::{self, ping, EIP1, EIP2};
 use common::{tgwctl, write_pcap, Daemon, PrefixFiles, Scratch};
-use etherparse::PacketBuilder;
 use serde_json::Value;
-
-const PUB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 7, 7];
-const CLIENT: [u8; 4] = [1, 1, 1, 7];
-const EIP1: [u8; 4] = [2, 2, 2, 11];
-const EIP2: [u8; 4] = [2, 2, 2, 12];
 
 /// What `top` draws before each refresh on a terminal.
 const CLEAR: &str = "\x1b[2J\x1b[H";
 
-fn ping(dst: [u8; 4], id: u16) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, PUB_MAC)
-        .ipv4(CLIENT, dst, 64)
-        .icmpv4_echo_request(id, 1)
-        .write(&mut out, b"ping")
-        .unwrap();
-    out
-}
-
 /// UDP to t1's elastic IP: its firewall lets in only TCP 22 and ICMP.
 fn denied() -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(CLIENT_MAC, PUB_MAC)
-        .ipv4(CLIENT, EIP1, 64)
-        .udp(40000, 5000)
-        .write(&mut out, b"no")
-        .unwrap();
-    out
+    reference::udp(EIP1, 40000, 5000, b"no")
 }
 
 /// examples/reference.toml on the devices given, with its own prefix,
 /// its control socket in `dir`, and two workers, each polling a queue of
 /// both ports (the second on lcore 2, sharing CPU 1).
 fn config(dir: &Scratch, prefix: &str, public: &str, underlay: &str) -> PathBuf {
-    let mut text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/reference.toml"
-    ))
-    .unwrap();
-    let edits = [
-        ("device = \"net_null0\"", format!("device = \"{public}\"")),
-        ("device = \"net_null1\"", format!("device = \"{underlay}\"")),
-        (
-            "file_prefix = \"tgw-ref\"",
-            format!("file_prefix = \"{prefix}\"\nin_memory = true"),
-        ),
-        (
-            "[[worker]]\nlcore = 1\nrx = [\"pub0:0\", \"und0:0\"]\n",
-            "[[worker]]\nlcore = 1\nrx = [\"pub0:0\", \"und0:0\"]\n\
-             [[worker]]\nlcore = 2\ncpu = 1\nrx = [\"pub0:1\", \"und0:1\"]\n"
-                .to_owned(),
-        ),
-    ];
-    for (from, to) in edits {
-        assert!(
-            text.contains(from),
-            "reference.toml changed shape: no {from:?}"
-        );
-        text = text.replacen(from, &to, 1);
-    }
-    text.push_str(&format!(
-        "\n[control]\nsocket = \"{}\"\n",
-        dir.path("ctl/tgw.sock").display()
+    let mut edits = reference::edits(prefix, [public, underlay], "in_memory = true");
+    edits.push((
+        "[[worker]]\nlcore = 1\nrx = [\"pub0:0\", \"und0:0\"]\n",
+        "[[worker]]\nlcore = 1\nrx = [\"pub0:0\", \"und0:0\"]\n\
+         [[worker]]\nlcore = 2\ncpu = 1\nrx = [\"pub0:1\", \"und0:1\"]\n"
+            .to_owned(),
     ));
-    let path = dir.path("tgw.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    reference::config(dir, &edits, &reference::control_socket(dir, "ctl/tgw.sock"))
 }
 
 /// `tgwctl --socket SOCKET words...`: status and stdout.
@@ -171,8 +124,18 @@ fn top_under_a_terminal_shows_every_worker_and_refreshes_with_moving_rates() {
     let prefix = format!("tgw-test-top-{}", std::process::id());
     let _files = PrefixFiles(prefix.clone());
     // t1 gets three frames for each of t2's; the denied frame is dropped.
-    let queue0 = [ping(EIP1, 1), ping(EIP1, 2), ping(EIP2, 3), denied()];
-    let queue1 = [ping(EIP1, 4), ping(EIP1, 5), ping(EIP2, 6), ping(EIP1, 7)];
+    let queue0 = [
+        ping(EIP1, 1, 1),
+        ping(EIP1, 2, 1),
+        ping(EIP2, 3, 1),
+        denied(),
+    ];
+    let queue1 = [
+        ping(EIP1, 4, 1),
+        ping(EIP1, 5, 1),
+        ping(EIP2, 6, 1),
+        ping(EIP1, 7, 1),
+    ];
     write_pcap(&dir.path("q0.pcap"), &queue0);
     write_pcap(&dir.path("q1.pcap"), &queue1);
     let public = format!(

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 
+pub mod reference;
+
 pub const TGW: &str = env!("CARGO_BIN_EXE_tgw");
 
 /// A scratch directory removed on drop, even when the test fails.
