@@ -59,4 +59,6 @@ pub(super) struct Summary {
     pub(super) reached: Vec<String>,
     pub(super) blocked: Vec<String>,
     pub(super) tgw: Vec<String>,
+    /// The lines of tgw's /metrics the scrape check judged.
+    pub(super) metrics: Vec<String>,
 }

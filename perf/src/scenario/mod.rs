@@ -1,6 +1,7 @@
 //! `tgw-perf scenario`: the reference scenario of DESIGN.md with real Linux
 //! hosts in network namespaces, tgw between them on two DPDK ports, the
-//! checks of issue 5, and a short summary.
+//! checks of issue 5, a scrape of tgw's `/metrics` (issue 12), and a
+//! short summary.
 //! `scripts/demo` runs it for people and `tests/scenario.rs` for the suite:
 //! one implementation.
 //!
@@ -27,6 +28,7 @@ mod checks;
 mod config;
 mod fragments;
 mod live;
+mod metrics;
 mod runtime;
 mod scripts;
 mod wire;
@@ -200,6 +202,15 @@ pub fn run(args: &ScenarioArgs) -> Result<(), String> {
     for l in &summary.tgw {
         println!("  {l}");
     }
+    if !summary.metrics.is_empty() {
+        println!(
+            "/metrics (curl http://{}/metrics in tgw's namespace):",
+            metrics::LISTEN
+        );
+        for l in &summary.metrics {
+            println!("  {l}");
+        }
+    }
     let (pass, fail) = (checks.count(Status::Pass), checks.count(Status::Fail));
     println!("checks: {pass} PASS, {fail} FAIL; {total:.1} s");
 
@@ -275,6 +286,7 @@ fn scenario(
         control_socket: socket.to_str().ok_or("socket path")?,
         // Bound at runtime, by the first runtime step.
         unbound_eip: Some(HOSTS[1].public),
+        metrics_listen: Some(metrics::LISTEN),
     })?;
     let config_path = w.net.path("tgw.toml");
     let stats_path = w.net.path("tgw-stats.json");
@@ -376,6 +388,10 @@ fn scenario(
     }
     check_interrupt(interrupted)?;
     let traffic = t1.elapsed().as_secs_f64();
+    // The traffic is over and tgw still runs: what its /metrics says.
+    let t_scrape = Instant::now();
+    metrics::check(&w, &rt.ctl, &mut checks, &mut summary);
+    let scrape = t_scrape.elapsed().as_secs_f64();
 
     // Stop tgw first (its counters), then the captures (everything it
     // sent is on them), then the hosts.
@@ -456,7 +472,7 @@ fn scenario(
         "agents": agents,
         "frames": {"public": public.len(), "underlay": underlay.len(),
                    "missed_by_tcpdump": {"public": missed[0], "underlay": missed[1]}},
-        "seconds": {"setup": setup, "runtime_steps": steps, "traffic": traffic, "stop": t2.elapsed().as_secs_f64()},
+        "seconds": {"setup": setup, "runtime_steps": steps, "traffic": traffic, "metrics": scrape, "stop": t2.elapsed().as_secs_f64()},
     });
     // Dropping `w` removes the namespaces and the scratch files.
     drop(w);

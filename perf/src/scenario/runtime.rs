@@ -95,7 +95,7 @@ impl Ctl {
     }
 
     /// [`Ctl::run`] with `--json`, parsed.
-    fn json(&self, w: &World, args: &[&str]) -> Result<Value, String> {
+    pub(super) fn json(&self, w: &World, args: &[&str]) -> Result<Value, String> {
         let mut argv = vec!["--json"];
         argv.extend_from_slice(args);
         let out = self.run(w, &argv)?;
