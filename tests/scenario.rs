@@ -100,7 +100,7 @@ fn is_root() -> bool {
 /// Every check of issue 5 and the runtime steps of issue 11, by the start
 /// of its name: each must pass. A check that disappears from the
 /// scenario, or one this list does not know, fails here.
-const MUST_PASS: [&str; 24] = [
+const MUST_PASS: [&str; 25] = [
     // The runtime steps (perf/src/scenario/runtime.rs), first: tgwctl binds
     // tenant 2's elastic IP, removes and puts back a rule, unbinds an
     // address under an open connection; SIGHUP with a broken file.
@@ -128,6 +128,8 @@ const MUST_PASS: [&str; 24] = [
     "tgw's resolver learned the client and the hosts",
     "no other drops in tgw",
     "host1's tunnel (Linux's csum seq) takes everything tgw sends it",
+    // issue 12: a scrape of /metrics says what tgw's report says.
+    "/metrics scraped in tgw's namespace agrees with tgwctl stats",
 ];
 
 /// The check that only runs with two workers.

@@ -90,6 +90,8 @@ pub struct Options<'a> {
     /// An elastic IP of reference.toml left out of the file: the runtime
     /// steps bind it with `tgwctl eip add` (`runtime.rs`).
     pub unbound_eip: Option<std::net::Ipv4Addr>,
+    /// Where tgw serves `/metrics` (`[metrics] listen`), if anywhere.
+    pub metrics_listen: Option<&'a str>,
 }
 
 /// The reference configuration with `o` applied, as TOML text.
@@ -156,6 +158,11 @@ pub fn build(o: &Options) -> Result<String, String> {
     let mut control = Table::new();
     control.insert("socket".into(), o.control_socket.into());
     doc.insert("control".into(), Value::Table(control));
+    if let Some(listen) = o.metrics_listen {
+        let mut metrics = Table::new();
+        metrics.insert("listen".into(), listen.into());
+        doc.insert("metrics".into(), Value::Table(metrics));
+    }
     // The GRE options the hosts' tunnels require (`Host::receives`).
     for tenant in array(&mut doc, "tenant")? {
         let tenant = tenant.as_table_mut().ok_or("a [[tenant]] is not a table")?;
@@ -233,6 +240,7 @@ mod tests {
             cpus: 2,
             control_socket: "/tmp/x/ctl/tgw.sock",
             unbound_eip: Some("2.2.2.12".parse().unwrap()),
+            metrics_listen: Some("127.0.0.1:9400"),
         })
         .unwrap();
         let doc: Table = text.parse().unwrap();
@@ -278,6 +286,10 @@ mod tests {
             config.control.socket,
             std::path::Path::new("/tmp/x/ctl/tgw.sock")
         );
+        assert_eq!(
+            config.metrics.listen,
+            Some("127.0.0.1:9400".parse().unwrap())
+        );
     }
 
     /// Two workers on two CPUs: the second shares the main lcore's, and
@@ -294,6 +306,7 @@ mod tests {
             cpus: 2,
             control_socket: "/tmp/x/ctl/tgw.sock",
             unbound_eip: None,
+            metrics_listen: None,
         };
         let text = build(&options(Pmd::AfPacket)).unwrap();
         let config = ctl::config::parse(&text, "scenario.toml", &"0-1".parse().unwrap())

@@ -20,7 +20,10 @@
 
 use serde_json::Value;
 
-use super::{py, u, Attempts, Checks, World, CLIENT, HOSTS};
+use super::checks::Checks;
+use super::live::Attempts;
+use super::world::{py, World};
+use super::{u, CLIENT, HOSTS};
 
 /// The UDP port both ends use.
 const PORT: &str = "5555";

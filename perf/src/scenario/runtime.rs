@@ -27,10 +27,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{
-    check_interrupt, decisions, fields, py, u, workers_total, Checks, Host, World, CLIENT, HOSTS,
-    PRIVATE,
-};
+use super::after::decisions;
+use super::checks::Checks;
+use super::live::fields;
+use super::world::{py, World};
+use super::{check_interrupt, u, workers_total, Host, CLIENT, HOSTS, PRIVATE};
 use crate::netns::ProcId;
 
 /// How long a connection that must fail may try: a SYN gets its answer in
@@ -94,7 +95,7 @@ impl Ctl {
     }
 
     /// [`Ctl::run`] with `--json`, parsed.
-    fn json(&self, w: &World, args: &[&str]) -> Result<Value, String> {
+    pub(super) fn json(&self, w: &World, args: &[&str]) -> Result<Value, String> {
         let mut argv = vec!["--json"];
         argv.extend_from_slice(args);
         let out = self.run(w, &argv)?;
