@@ -19,7 +19,7 @@ use crate::flow::{FlowKey, Zone};
 use crate::nat::Rewrite;
 use crate::snat::Inside;
 use crate::wire::tcp::{TcpFlags, TcpOption, TcpPacket};
-use crate::wire::IpProtocol;
+use crate::wire::{Frag, IpProtocol};
 
 /// Lifetimes, in seconds, as configured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -353,7 +353,7 @@ impl Tuple {
     fn read(ip: &[u8], quoted: bool) -> Option<Tuple> {
         let ihl = usize::from(*ip.first()? & 0xf) * 4;
         // A later fragment has no transport header to read.
-        if u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x1fff != 0 {
+        if Frag::of(ip)?.is_later() {
             return None;
         }
         let addr = |at: usize| -> Option<u32> {

@@ -67,8 +67,6 @@ struct Plain {
 
 /// IPv4 version 4 with a 20-byte header: no options.
 const VERSION_IHL_PLAIN: u8 = 0x45;
-/// The MF bit and the fragment offset.
-const FRAGMENT_BITS: u16 = 0x3fff;
 const IHL: usize = 20;
 
 impl Plain {
@@ -78,7 +76,7 @@ impl Plain {
     #[inline(always)]
     fn parse(ip: &[u8]) -> Option<Plain> {
         let h: &[u8; IHL] = ip.get(..IHL)?.try_into().ok()?;
-        let fragment = u16::from_be_bytes([h[6], h[7]]) & FRAGMENT_BITS != 0;
+        let fragment = Ipv4Packet::new_unchecked(h).frag().is_fragment();
         if h[0] != VERSION_IHL_PLAIN || fragment || h[8] <= 1 {
             return None;
         }

@@ -9,11 +9,11 @@ use super::*;
 /// unspecified source.
 pub(crate) fn may_quote(ip: &[u8]) -> bool {
     let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-    let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+    let later_fragment = Ipv4Packet::new_unchecked(ip).frag().is_later();
     let ihl = usize::from(ip[0] & 0xf) * 4;
     let is_icmp_error =
         ip[9] == IpProtocol::ICMP.0 && ip.get(ihl).is_some_and(|&ty| IcmpType(ty).is_error());
-    frag_off == 0 && !is_icmp_error && src != 0 && src != u32::MAX && (src >> 28) != 0xe
+    !later_fragment && !is_icmp_error && src != 0 && src != u32::MAX && (src >> 28) != 0xe
 }
 
 /// Rewrites the IPv4 packet in `f` into an ICMP error about it, from `src`
