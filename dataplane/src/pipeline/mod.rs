@@ -48,7 +48,7 @@ use crate::wire::{
 };
 use crate::Frame;
 
-pub use crate::l2fwd::Verdict;
+pub use verdict::Verdict;
 
 use DropReason as D;
 
@@ -134,6 +134,7 @@ mod public;
 mod redecide;
 mod session;
 mod unreachable;
+mod verdict;
 
 pub(crate) use arp::answer_tunnel_arp;
 use arp::*;
