@@ -44,7 +44,7 @@ use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
 use crate::wire::{
     checksum, ethernet, ArpOperation, ArpPacket, Error, EtherType, EthernetFrame, GrePacket,
-    GreRepr, IcmpPacket, IpProtocol, Ipv4Packet, MacAddr, TcpPacket,
+    GreRepr, IcmpPacket, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr, MacAddr, TcpPacket,
 };
 use crate::Frame;
 
