@@ -18,8 +18,8 @@
 use crate::flow::{FlowKey, Zone};
 use crate::nat::Rewrite;
 use crate::snat::Inside;
-use crate::wire::tcp::{TcpOption, TcpPacket};
-use crate::wire::IpProtocol;
+use crate::wire::tcp::{TcpFlags, TcpOption, TcpPacket};
+use crate::wire::{Frag, IpProtocol};
 
 /// Lifetimes, in seconds, as configured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,24 +114,10 @@ pub enum TcpState {
     Closed,
 }
 
-/// TCP flags of a segment, as the state machine reads them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpFlags(pub u8);
-
-impl TcpFlags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const ACK: u8 = 0x10;
-
-    fn has(self, bit: u8) -> bool {
-        self.0 & bit != 0
-    }
-
-    /// A segment that may open a connection: SYN without ACK, RST or FIN.
-    pub fn opens(self) -> bool {
-        self.0 & (Self::SYN | Self::ACK | Self::RST | Self::FIN) == Self::SYN
-    }
+/// A segment that may open a connection: SYN without ACK, RST or FIN.
+fn opens(flags: TcpFlags) -> bool {
+    let decides = TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN;
+    flags & decides == TcpFlags::SYN
 }
 
 /// The window scale each side announced in its SYN (RFC 7323 §2), one
@@ -200,11 +186,13 @@ impl Conn {
     pub fn track_tcp(&mut self, from: usize, t: &Tuple) -> Result<(), Invalid> {
         let from = from & 1;
         let other = 1 - from;
-        if t.flags.has(TcpFlags::RST) {
+        if t.flags.intersects(TcpFlags::RST) {
             let fits = match (self.tcp, from) {
                 // The answer to a SYN acknowledges it exactly (RFC 9293
                 // §3.10.7.3; RFC 5961 §3 leaves SYN-SENT to it).
-                (TcpState::SynSent, 1) => t.flags.has(TcpFlags::ACK) && t.ack == self.expect[other],
+                (TcpState::SynSent, 1) => {
+                    t.flags.intersects(TcpFlags::ACK) && t.ack == self.expect[other]
+                }
                 // The opener's RST in SYN-SENT answers an ACK of an older
                 // connection the answerer still holds (RFC 5961 §4's
                 // challenge ACK, whose number the table does not learn):
@@ -235,11 +223,11 @@ impl Conn {
                 self.scales.set(0, t.wscale);
             }
             Step::Move(next) => {
-                if t.flags.has(TcpFlags::SYN) {
+                if t.flags.intersects(TcpFlags::SYN) {
                     self.expect[from] = t.seq.wrapping_add(1);
                     self.scales.set(from, t.wscale);
                 }
-                if t.flags.has(TcpFlags::ACK) {
+                if t.flags.intersects(TcpFlags::ACK) {
                     self.expect[other] = t.ack;
                 }
                 self.tcp = next;
@@ -270,9 +258,9 @@ impl TcpState {
     pub fn step(self, flags: TcpFlags, from_opener: bool, acks: bool) -> Result<Step, Invalid> {
         use Step::{Ignore, Move, Reopen};
         use TcpState::*;
-        let syn = flags.has(TcpFlags::SYN);
-        let ack = flags.has(TcpFlags::ACK);
-        let fin = flags.has(TcpFlags::FIN);
+        let syn = flags.intersects(TcpFlags::SYN);
+        let ack = flags.intersects(TcpFlags::ACK);
+        let fin = flags.intersects(TcpFlags::FIN);
         // The sender's FIN, from the opener's point of view.
         let closes = if from_opener { FinWait } else { CloseWait };
         let opened = if fin { closes } else { Established };
@@ -365,7 +353,7 @@ impl Tuple {
     fn read(ip: &[u8], quoted: bool) -> Option<Tuple> {
         let ihl = usize::from(*ip.first()? & 0xf) * 4;
         // A later fragment has no transport header to read.
-        if u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x1fff != 0 {
+        if Frag::of(ip)?.is_later() {
             return None;
         }
         let addr = |at: usize| -> Option<u32> {
@@ -386,17 +374,18 @@ impl Tuple {
                 let flags = match l4.get(13) {
                     Some(&f) => {
                         (seq, ack) = (word(4)?, word(8)?);
-                        if TcpFlags(f).has(TcpFlags::SYN) {
+                        let flags = TcpFlags::from_byte(f);
+                        if flags.intersects(TcpFlags::SYN) {
                             wscale = window_scale(l4);
                         }
-                        TcpFlags(f)
+                        flags
                     }
-                    None if quoted => TcpFlags(0),
+                    None if quoted => TcpFlags::empty(),
                     None => return None,
                 };
-                (port(0)?, port(2)?, flags, flags.opens())
+                (port(0)?, port(2)?, flags, opens(flags))
             }
-            IpProtocol::UDP => (port(0)?, port(2)?, TcpFlags(0), true),
+            IpProtocol::UDP => (port(0)?, port(2)?, TcpFlags::empty(), true),
             IpProtocol::ICMP => {
                 let opens = match *l4.first()? {
                     ICMP_ECHO_REQUEST => true,
@@ -404,9 +393,9 @@ impl Tuple {
                     _ => return None,
                 };
                 let id = port(4)?;
-                (id, id, TcpFlags(0), opens)
+                (id, id, TcpFlags::empty(), opens)
             }
-            _ => (0, 0, TcpFlags(0), true),
+            _ => (0, 0, TcpFlags::empty(), true),
         };
         Some(Tuple {
             protocol,
@@ -455,7 +444,7 @@ impl Tuple {
             dst: addr(16)?,
             sport,
             dport,
-            flags: TcpFlags(0),
+            flags: TcpFlags::empty(),
             seq: 0,
             ack: 0,
             wscale: Scales::NONE,
@@ -577,11 +566,11 @@ pub enum Answered {
 mod tests {
     use super::*;
 
-    const SYN: TcpFlags = TcpFlags(TcpFlags::SYN);
-    const SYN_ACK: TcpFlags = TcpFlags(TcpFlags::SYN | TcpFlags::ACK);
-    const ACK: TcpFlags = TcpFlags(TcpFlags::ACK);
-    const FIN_ACK: TcpFlags = TcpFlags(TcpFlags::FIN | TcpFlags::ACK);
-    const RST: TcpFlags = TcpFlags(TcpFlags::RST);
+    const SYN: TcpFlags = TcpFlags::SYN;
+    const SYN_ACK: TcpFlags = TcpFlags(TcpFlags::SYN.0 | TcpFlags::ACK.0);
+    const ACK: TcpFlags = TcpFlags::ACK;
+    const FIN_ACK: TcpFlags = TcpFlags(TcpFlags::FIN.0 | TcpFlags::ACK.0);
+    const RST: TcpFlags = TcpFlags::RST;
 
     /// Runs `segments` (flags, from the opener, acknowledges exactly)
     /// from `state` and checks each step.
@@ -647,10 +636,13 @@ mod tests {
         assert_eq!(SynReceived.step(ACK, true, false), Err(Invalid));
         assert_eq!(Established.step(SYN, false, false), Err(Invalid));
         assert_eq!(Closed.step(SYN, false, false), Err(Invalid));
-        assert_eq!(Established.step(TcpFlags(0), true, true), Err(Invalid));
+        assert_eq!(
+            Established.step(TcpFlags::empty(), true, true),
+            Err(Invalid)
+        );
         assert_eq!(Established.step(SYN, true, false), Ok(Step::Ignore));
-        assert!(SYN.opens());
-        assert!(!SYN_ACK.opens() && !ACK.opens() && !RST.opens());
+        assert!(opens(SYN));
+        assert!(!opens(SYN_ACK) && !opens(ACK) && !opens(RST));
     }
 
     #[test]
@@ -673,7 +665,7 @@ mod tests {
         // RFC 9293 §3.1 header, options MSS 1460, NOP, WS 15 (read as 14).
         let mut tcp = [0u8; 28];
         tcp[12] = 7 << 4;
-        tcp[13] = TcpFlags::SYN;
+        tcp[13] = 0x02; // SYN
         tcp[20..28].copy_from_slice(&[2, 4, 5, 0xb4, 1, 3, 3, 15]);
         assert_eq!(window_scale(&tcp), Scales::MAX);
         tcp[25] = 9; // an unknown kind, length 3: no scale

@@ -69,6 +69,8 @@
 //! compare). Datagrams not tracked (later fragments between a tenant's own
 //! hosts, tenants without flows) get the checks of [`inspect`] only.
 
+use crate::wire::Frag;
+
 pub mod park;
 pub mod split;
 
@@ -124,19 +126,17 @@ impl Piece {
 /// The fragment fields of IPv4 packet `ip`; `None` for a whole datagram
 /// or a header too short to say.
 pub fn piece_of(ip: &[u8]) -> Option<Piece> {
-    let flags_offset = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]);
-    let offset = u32::from(flags_offset & 0x1fff) * 8;
-    let more = flags_offset & 0x2000 != 0;
-    if offset == 0 && !more {
+    let frag = Frag::of(ip)?;
+    if !frag.is_fragment() {
         return None;
     }
     let total = u32::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
     let ihl = u32::from(ip.first()? & 0xf) * 4;
     Some(Piece {
         ident: u16::from_be_bytes([ip[4], ip[5]]),
-        offset,
+        offset: u32::from(frag.offset),
         len: total.saturating_sub(ihl),
-        more,
+        more: frag.more,
     })
 }
 

@@ -5,27 +5,7 @@
 //! node takes a frame and returns a [`Verdict`]; the worker does the I/O.
 
 use crate::counters::{DropReason, MAX_PORTS};
-use crate::Frame;
-
-/// What a node decided for one frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Send out of this port.
-    Forward(u16),
-    /// Drop, counting the reason.
-    Drop(DropReason),
-    /// Hand to the control plane, which learns from it or holds it until
-    /// its next hop is resolved; the reason is in the frame
-    /// ([`crate::punt`]).
-    Punt,
-    /// Hand, unchanged, to the worker that owns its connection
-    /// ([`crate::steer`]).
-    Handoff(u16),
-    /// A later fragment that came before its first: the worker keeps it
-    /// in this spot of its [`crate::fragments::park::Parked`] until the
-    /// pipeline releases it.
-    Park(u16),
-}
+use crate::{Frame, Verdict};
 
 /// Where frames from one port go, and the L2 header they leave with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -34,4 +34,5 @@ pub mod wire;
 
 pub use counters::{Counter, DropReason, WorkerCounters};
 pub use frame::{Frame, VecFrame};
-pub use l2fwd::{L2Forward, Verdict};
+pub use l2fwd::L2Forward;
+pub use pipeline::Verdict;

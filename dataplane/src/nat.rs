@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::hash::FastMap;
 use crate::tenant::TenantId;
 use crate::wire::checksum::Delta;
-use crate::wire::IpProtocol;
+use crate::wire::{IpProtocol, Ipv4Packet};
 
 /// Which address a rewrite replaces.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,7 +147,7 @@ impl Rewrite {
         let src = self.field == Field::Src;
         // A later fragment holds no transport header: the first fragment's
         // checksum update covers the whole datagram.
-        let later_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0;
+        let later_fragment = Ipv4Packet::new_unchecked(&*ip).frag().is_later();
         let l4 = match IpProtocol(ip[9]) {
             _ if later_fragment => None,
             IpProtocol::TCP => Some((16, false, if src { 0 } else { 2 }, self.l4_delta())),

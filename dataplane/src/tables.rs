@@ -819,14 +819,27 @@ impl Tables {
             EtherType::IPV4,
         ));
         let ip = &mut header[ethernet::HEADER_LEN..ethernet::HEADER_LEN + ipv4::HEADER_LEN];
-        ip[0] = 0x45;
-        ip[8] = OUTER_TTL;
-        ip[9] = IpProtocol::GRE.0;
-        ip[12..16].copy_from_slice(&src.to_be_bytes());
-        ip[16..20].copy_from_slice(&h.to_be_bytes());
-        // The checksum of the fixed fields: each frame adds its own
+        let mut ip = ipv4::Ipv4Packet::new_unchecked(ip);
+        // The per-frame fields (DSCP/ECN, identification, DF) are zero
+        // here, and so is the total length once written; the checksum
+        // covers the fixed fields alone, and each frame adds its own
         // (`pipeline::finish_outer_ipv4`).
-        crate::wire::Ipv4Packet::new_unchecked(ip).fill_checksum();
+        let outer = ipv4::Ipv4Repr {
+            src_addr: Ipv4Addr::from(src),
+            dst_addr: host,
+            protocol: IpProtocol::GRE,
+            payload_len: 0,
+            ttl: OUTER_TTL,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+        };
+        outer.emit(&mut ip);
+        ip.set_total_len(0);
+        ip.fill_checksum();
         let g = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
         let proto = match t.encap {
             Encap::Gretap => EtherType::TRANSPARENT_ETHERNET_BRIDGING,

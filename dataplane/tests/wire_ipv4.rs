@@ -2,7 +2,7 @@
 
 mod wire_common;
 
-use dataplane::wire::{Error, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr};
+use dataplane::wire::{Error, Frag, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr};
 use etherparse::{IpFragOffset, IpNumber, Ipv4Dscp, Ipv4Ecn, Ipv4Header, Ipv4Options};
 use wire_common::*;
 
@@ -55,6 +55,12 @@ fn getters_match_etherparse() {
         assert_eq!(p.more_frags(), h.more_fragments);
         assert_eq!(p.frag_offset(), h.fragment_offset.byte_offset());
         assert_eq!(p.is_fragment(), h.is_fragmenting_payload());
+        // The one decoder of the flags/offset word, on a bare slice too,
+        // and its encoding gives back the bytes on the wire.
+        let frag = Frag::of(&buf).unwrap();
+        assert_eq!(frag, p.frag());
+        assert_eq!(frag.is_later(), h.fragment_offset.value() != 0);
+        assert_eq!(frag.word().to_be_bytes(), buf[6..8]);
         assert_eq!(p.ttl(), h.time_to_live);
         assert_eq!(p.protocol(), IpProtocol(h.protocol.0));
         assert_eq!(p.checksum(), h.header_checksum);

@@ -14,7 +14,7 @@
 
 use crate::ratelimit::TokenBucket;
 use crate::resolver::Io;
-use crate::wire::{ethernet, Ipv4Packet};
+use crate::wire::{ethernet, Frag, Ipv4Packet};
 use crate::Frame;
 
 use super::MAX_FRAGMENTS;
@@ -104,8 +104,8 @@ pub fn split<F: Frame>(
     let later_len = 20 + copied_options(&ip[20..ihl], &mut later[20..])?;
     later[..20].copy_from_slice(&ip[..20]);
     later[0] = 0x40 | (later_len / 4) as u8;
-    let frag = u16::from_be_bytes([ip[6], ip[7]]);
-    let (base, more) = (usize::from(frag & 0x1fff) * 8, frag & 0x2000 != 0);
+    let frag = inner.frag();
+    let (base, more) = (usize::from(frag.offset), frag.more);
     // Every piece but the last carries a multiple of 8 bytes.
     let room = |hlen: usize| usize::from(mtu).saturating_sub(hlen) / 8 * 8;
     let (first_chunk, chunk) = (room(ihl), room(later_len));
@@ -130,12 +130,15 @@ pub fn split<F: Frame>(
         let out = g.append(len).ok_or(SplitError::NoFrame)?;
         out[..prefix].copy_from_slice(head);
         let last = k + 1 == pieces;
-        let offset = ((base + at) / 8) as u16;
-        let flags = if last && !more { 0 } else { 0x2000 };
+        let piece = Frag {
+            offset: (base + at) as u16,
+            more: !last || more,
+            dont: false,
+        };
         let piece_ip = &mut out[prefix..];
         piece_ip[..hdr.len()].copy_from_slice(hdr);
         piece_ip[2..4].copy_from_slice(&((hdr.len() + part.len()) as u16).to_be_bytes());
-        piece_ip[6..8].copy_from_slice(&(flags | offset).to_be_bytes());
+        piece_ip[6..8].copy_from_slice(&piece.word().to_be_bytes());
         piece_ip[hdr.len()..].copy_from_slice(part);
         Ipv4Packet::new_unchecked(&mut piece_ip[..hdr.len()]).fill_checksum();
         if outer {

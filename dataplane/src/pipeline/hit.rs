@@ -20,7 +20,8 @@
 //! packet ever arriving; the public hit refuses those (`Conn::hairpin`).
 
 use super::*;
-use crate::conntrack::{Answered, Scales, TcpFlags};
+use crate::conntrack::{Answered, Scales};
+use crate::wire::TcpFlags;
 
 /// What the first stage of a burst learned of one frame, for the second:
 /// see [`Pipeline::stage_public`].
@@ -66,8 +67,6 @@ struct Plain {
 
 /// IPv4 version 4 with a 20-byte header: no options.
 const VERSION_IHL_PLAIN: u8 = 0x45;
-/// The MF bit and the fragment offset.
-const FRAGMENT_BITS: u16 = 0x3fff;
 const IHL: usize = 20;
 
 impl Plain {
@@ -77,7 +76,7 @@ impl Plain {
     #[inline(always)]
     fn parse(ip: &[u8]) -> Option<Plain> {
         let h: &[u8; IHL] = ip.get(..IHL)?.try_into().ok()?;
-        let fragment = u16::from_be_bytes([h[6], h[7]]) & FRAGMENT_BITS != 0;
+        let fragment = Ipv4Packet::new_unchecked(h).frag().is_fragment();
         if h[0] != VERSION_IHL_PLAIN || fragment || h[8] <= 1 {
             return None;
         }
@@ -92,9 +91,9 @@ impl Plain {
         let (sport, dport, flags, ack) = match IpProtocol(protocol) {
             IpProtocol::TCP => {
                 let tcp = l4.get(..20)?;
-                let flags = tcp[13];
+                let flags = TcpFlags::from_byte(tcp[13]);
                 let changes_state = TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST;
-                if flags & changes_state != 0 || flags & TcpFlags::ACK == 0 {
+                if flags.intersects(changes_state) || !flags.intersects(TcpFlags::ACK) {
                     return None;
                 }
                 let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
@@ -102,7 +101,7 @@ impl Plain {
             }
             IpProtocol::UDP => {
                 let udp = l4.get(..8)?;
-                (port(udp, 0), port(udp, 2), 0, 0)
+                (port(udp, 0), port(udp, 2), TcpFlags::empty(), 0)
             }
             IpProtocol::ICMP => {
                 let icmp = l4.get(..8)?;
@@ -111,7 +110,7 @@ impl Plain {
                     return None;
                 }
                 let id = port(icmp, 4);
-                (id, id, 0, 0)
+                (id, id, TcpFlags::empty(), 0)
             }
             _ => return None,
         };
@@ -121,7 +120,7 @@ impl Plain {
             dst: word(16),
             sport,
             dport,
-            flags: TcpFlags(flags),
+            flags,
             seq: 0,
             ack,
             wscale: Scales::NONE,

@@ -9,11 +9,11 @@ use super::*;
 /// unspecified source.
 pub(crate) fn may_quote(ip: &[u8]) -> bool {
     let src = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-    let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+    let later_fragment = Ipv4Packet::new_unchecked(ip).frag().is_later();
     let ihl = usize::from(ip[0] & 0xf) * 4;
     let is_icmp_error =
         ip[9] == IpProtocol::ICMP.0 && ip.get(ihl).is_some_and(|&ty| IcmpType(ty).is_error());
-    frag_off == 0 && !is_icmp_error && src != 0 && src != u32::MAX && (src >> 28) != 0xe
+    !later_fragment && !is_icmp_error && src != 0 && src != u32::MAX && (src >> 28) != 0xe
 }
 
 /// Rewrites the IPv4 packet in `f` into an ICMP error about it, from `src`
@@ -25,33 +25,22 @@ pub(crate) fn build_icmp_error<F: Frame>(f: &mut F, e: IcmpError, src: u32) -> b
         return false;
     }
     let Some(h) = f.prepend(28) else { return false };
-    let total = (28 + quote) as u16;
-    h[..20].copy_from_slice(&[
-        0x45,
-        0xc0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        LOCAL_TTL,
-        IpProtocol::ICMP.0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ]);
-    h[2..4].copy_from_slice(&total.to_be_bytes());
-    h[12..16].copy_from_slice(&src.to_be_bytes());
-    h[16..20].copy_from_slice(&orig_src);
-    Ipv4Packet::new_unchecked(&mut h[..20]).fill_checksum();
+    let ip = Ipv4Repr {
+        src_addr: Ipv4Addr::from(src),
+        dst_addr: Ipv4Addr::from(orig_src),
+        protocol: IpProtocol::ICMP,
+        payload_len: 8 + quote,
+        ttl: LOCAL_TTL,
+        // TOS 0xc0, precedence 6 (internetwork control): what Linux
+        // sends its ICMP errors with.
+        dscp: 0xc0 >> 2,
+        ecn: 0,
+        ident: 0,
+        dont_frag: false,
+        more_frags: false,
+        frag_offset: 0,
+    };
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut h[..20]));
     let (ty, code, mtu) = match e {
         IcmpError::TimeExceeded => (IcmpType::TIME_EXCEEDED, icmpw::time_exceeded::TTL, 0),
         IcmpError::FragNeeded(mtu) => (

@@ -44,11 +44,11 @@ use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
 use crate::wire::{
     checksum, ethernet, ArpOperation, ArpPacket, Error, EtherType, EthernetFrame, GrePacket,
-    GreRepr, IcmpPacket, IpProtocol, Ipv4Packet, MacAddr, TcpPacket,
+    GreRepr, IcmpPacket, IpProtocol, Ipv4Addr, Ipv4Packet, Ipv4Repr, MacAddr, TcpPacket,
 };
 use crate::Frame;
 
-pub use crate::l2fwd::Verdict;
+pub use verdict::Verdict;
 
 use DropReason as D;
 
@@ -134,6 +134,7 @@ mod public;
 mod redecide;
 mod session;
 mod unreachable;
+mod verdict;
 
 pub(crate) use arp::answer_tunnel_arp;
 use arp::*;
@@ -727,7 +728,7 @@ impl Pipeline {
             return Err(may_error.then_some(IcmpError::TimeExceeded));
         }
         if d.len() > usize::from(mtu) {
-            let df = d[6] & 0x40 != 0;
+            let df = Ipv4Packet::new_unchecked(d).dont_frag();
             return match (df, may_error) {
                 (false, _) => Ok(Fit::Cut(mtu)),
                 (true, true) => Err(Some(IcmpError::FragNeeded(mtu))),
@@ -755,7 +756,7 @@ impl Pipeline {
             D::NoNeighbour
         } else if d[8] <= 1 {
             D::TtlExceeded
-        } else if d[6] & 0x40 != 0 {
+        } else if Ipv4Packet::new_unchecked(d).dont_frag() {
             D::TooBig
         } else {
             D::NeedsFragmentation
@@ -881,7 +882,7 @@ fn tunnel_inner_mtu(tenant: &Tenant, mtu: u16) -> u16 {
 /// Clamps the MSS of a TCP SYN in `ip` so that segments fit `mtu`.
 fn clamp_syn(ip: &mut [u8], mtu: u16) {
     // A later fragment's payload is no TCP header.
-    if ip[9] != IpProtocol::TCP.0 || u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
+    if ip[9] != IpProtocol::TCP.0 || Ipv4Packet::new_unchecked(&*ip).frag().is_later() {
         return;
     }
     let ihl = usize::from(ip[0] & 0xf) * 4;

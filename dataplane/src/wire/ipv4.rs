@@ -25,6 +25,61 @@ const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
+/// The flags and fragment offset word (RFC 791 §3.1), decoded: the one
+/// place its bits are read, so that every reader agrees on what a
+/// fragment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Frag {
+    /// Where this piece's data starts in the datagram, in bytes (the
+    /// field counts 8-byte units).
+    pub offset: u16,
+    /// More Fragments: a later piece follows.
+    pub more: bool,
+    /// Don't Fragment.
+    pub dont: bool,
+}
+
+impl Frag {
+    /// Decodes the word at bytes 6–7 of the header.
+    #[inline]
+    pub const fn from_word(word: u16) -> Frag {
+        Frag {
+            offset: (word & OFFSET_MASK) << 3,
+            more: word & FLAG_MF != 0,
+            dont: word & FLAG_DF != 0,
+        }
+    }
+
+    /// The fields of the header at the start of `ip`; `None` if it is too
+    /// short to hold them.
+    #[inline]
+    pub fn of(ip: &[u8]) -> Option<Frag> {
+        let word = ip.get(field::FLG_OFF)?;
+        Some(Frag::from_word(u16::from_be_bytes([word[0], word[1]])))
+    }
+
+    /// The word to write at bytes 6–7 (`offset` a multiple of 8).
+    #[inline]
+    pub const fn word(self) -> u16 {
+        let more = if self.more { FLAG_MF } else { 0 };
+        let dont = if self.dont { FLAG_DF } else { 0 };
+        dont | more | (self.offset >> 3)
+    }
+
+    /// A piece of a larger datagram (first, middle or last), not a whole
+    /// datagram.
+    #[inline]
+    pub const fn is_fragment(self) -> bool {
+        self.more || self.offset != 0
+    }
+
+    /// A piece after the first: it holds no transport header.
+    #[inline]
+    pub const fn is_later(self) -> bool {
+        self.offset != 0
+    }
+}
+
 /// IPv4 option types (the whole type byte: copied flag, class, number),
 /// as IANA lists them.
 pub mod option {
@@ -217,29 +272,35 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         get_u16(self.buffer.as_ref(), field::IDENT.start)
     }
 
+    /// The flags and fragment offset.
+    #[inline]
+    pub fn frag(&self) -> Frag {
+        Frag::from_word(get_u16(self.buffer.as_ref(), field::FLG_OFF.start))
+    }
+
     /// The Don't Fragment flag.
     #[inline]
     pub fn dont_frag(&self) -> bool {
-        get_u16(self.buffer.as_ref(), field::FLG_OFF.start) & FLAG_DF != 0
+        self.frag().dont
     }
 
     /// The More Fragments flag.
     #[inline]
     pub fn more_frags(&self) -> bool {
-        get_u16(self.buffer.as_ref(), field::FLG_OFF.start) & FLAG_MF != 0
+        self.frag().more
     }
 
     /// The fragment offset in bytes (the field counts 8-byte units).
     #[inline]
     pub fn frag_offset(&self) -> u16 {
-        (get_u16(self.buffer.as_ref(), field::FLG_OFF.start) & OFFSET_MASK) << 3
+        self.frag().offset
     }
 
     /// Whether this is a fragment: the flow fast path cannot see the ports of
     /// a non-first fragment and hands them all to the slow path.
     #[inline]
     pub fn is_fragment(&self) -> bool {
-        get_u16(self.buffer.as_ref(), field::FLG_OFF.start) & (FLAG_MF | OFFSET_MASK) != 0
+        self.frag().is_fragment()
     }
 
     /// The time to live.

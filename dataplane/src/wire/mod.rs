@@ -41,7 +41,7 @@ pub use checksum::Delta as ChecksumDelta;
 pub use ethernet::{EthernetFrame, EthernetRepr};
 pub use gre::{GrePacket, GreRepr};
 pub use icmp::{IcmpMessage, IcmpPacket, IcmpRepr};
-pub use ipv4::{Ipv4Packet, Ipv4Repr};
+pub use ipv4::{Frag, Ipv4Packet, Ipv4Repr};
 pub use tcp::{clamp_mss, TcpFlags, TcpOption, TcpOptions, TcpPacket, TcpRepr};
 pub use udp::{UdpPacket, UdpRepr};
 

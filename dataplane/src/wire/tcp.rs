@@ -67,6 +67,12 @@ impl TcpFlags {
         TcpFlags(0)
     }
 
+    /// The flags in the header's 14th byte: all but NS, which is the low
+    /// bit of the 13th (what a reader that needs no NS takes alone).
+    pub const fn from_byte(byte: u8) -> Self {
+        TcpFlags(byte as u16)
+    }
+
     /// Whether every flag of `other` is set.
     pub const fn contains(self, other: TcpFlags) -> bool {
         self.0 & other.0 == other.0
