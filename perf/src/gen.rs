@@ -138,7 +138,7 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
     let mut burst = Burst::new();
     loop {
         let now = rdtsc();
-        let flows_seen = flows.map_or(true, |n| sent >= 2 * n);
+        let flows_seen = flows.is_none_or(|n| sent >= 2 * n);
         if !warm && now >= warmup_end && (flows_seen || now >= warmup_limit) {
             warm = true;
             (sent0, received0) = (sent, received);
