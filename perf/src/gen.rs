@@ -120,23 +120,25 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
         return Err("no TX queue on A".into());
     };
     let frames = args.profile.frames();
-    let flows = args.profile.flow_count() as usize;
+    // `new-flows` never wraps: each frame is a flow of its own.
+    let flows = args.profile.flow_count();
 
     let hz = tsc_hz();
     let warmup_end = rdtsc() + ticks(args.warmup, hz);
     // The warm-up also lasts until every flow was sent twice: the first
     // pass creates the flows through tgw's slow path, which at a million
-    // flows takes longer than a second and is not what is measured.
+    // flows takes longer than a second and is not what is measured
+    // (except by `new-flows`, which measures nothing else).
     let warmup_limit = warmup_end + ticks(MAX_EXTRA_WARMUP, hz);
     let mut end = u64::MAX;
     let (mut sent, mut received) = (0u64, 0u64);
     let (mut sent0, mut received0) = (0u64, 0u64);
     let mut warm = false;
-    let mut next = 0usize;
+    let mut next = 0u64;
     let mut burst = Burst::new();
     loop {
         let now = rdtsc();
-        let flows_seen = sent >= 2 * flows as u64;
+        let flows_seen = flows.is_none_or(|n| sent >= 2 * n);
         if !warm && now >= warmup_end && (flows_seen || now >= warmup_limit) {
             warm = true;
             (sent0, received0) = (sent, received);
@@ -147,15 +149,15 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
         }
         if Mbuf::alloc_bulk(&pool, &mut burst) {
             for m in burst.iter_mut() {
-                let frame = &frames[next % frames.len()];
+                let frame = &frames[(next % frames.len() as u64) as usize];
                 if m.set_len(frame.len()) {
                     // Fresh from the pool, so always writable.
                     if let Some(data) = m.data_mut() {
                         data.copy_from_slice(frame);
-                        args.profile.stamp(data, next as u32);
+                        args.profile.stamp(data, next);
                     }
                 }
-                next = if next + 1 == flows { 0 } else { next + 1 };
+                next = if Some(next + 1) == flows { 0 } else { next + 1 };
             }
             sent += tx_a.tx_burst(&mut burst) as u64;
             Mbuf::free_bulk(&mut burst);

@@ -19,6 +19,7 @@ mod flow;
 mod gen;
 mod lpm;
 mod netns;
+mod newflows;
 mod paced;
 mod profile;
 mod report;

@@ -15,6 +15,13 @@
 //!   encapsulates toward the tenant's host: the flow-hit path. `flows`
 //!   clients, any number up to 16 M: the generator stamps each frame's
 //!   source address as it sends, so no frame list holds them.
+//! - `new-flows`: the same clients and elastic IP, but every frame from a
+//!   client never seen before (source address and port stamped from a
+//!   counter that does not wrap within a run), so every frame opens a flow.
+//!   The flows are one-way, so past half the tenant's share of unreplied
+//!   flows each lives `unreplied_s = 1` second (the RFC floors bar a
+//!   shorter UDP timeout) and the sweep recycles them: `--flows` sizes
+//!   the table (at least 65,536), not the traffic.
 
 use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
@@ -40,6 +47,7 @@ pub enum Kind {
     Encap,
     Decap,
     Nat,
+    NewFlows,
 }
 
 /// A profile: what kind of frame, how many distinct flows (tenants for
@@ -62,8 +70,9 @@ impl FromStr for Kind {
             "encap" => Ok(Kind::Encap),
             "decap" => Ok(Kind::Decap),
             "nat" => Ok(Kind::Nat),
+            "new-flows" => Ok(Kind::NewFlows),
             _ => Err(format!(
-                "unknown profile {s:?}; known: udp, encap, decap, nat"
+                "unknown profile {s:?}; known: udp, encap, decap, nat, new-flows"
             )),
         }
     }
@@ -76,6 +85,7 @@ impl fmt::Display for Kind {
             Kind::Encap => "encap",
             Kind::Decap => "decap",
             Kind::Nat => "nat",
+            Kind::NewFlows => "new-flows",
         })
     }
 }
@@ -104,29 +114,43 @@ impl Profile {
         let max = match self.kind {
             Kind::Udp => 65_536,
             // One template, stamped per flow by the generator.
-            Kind::Nat => 1,
+            Kind::Nat | Kind::NewFlows => 1,
             _ => 64_000,
         };
         self.flows.clamp(1, max)
     }
 
-    /// Flows the generator cycles through.
-    pub fn flow_count(&self) -> u32 {
+    /// Flows the generator cycles through; `None` for `new-flows`, whose
+    /// every frame is a flow of its own (see [`Profile::stamp`]).
+    pub fn flow_count(&self) -> Option<u64> {
         match self.kind {
-            Kind::Nat => self.flows.clamp(1, MAX_NAT_FLOWS),
-            _ => self.count(),
+            Kind::Nat => Some(self.flows.clamp(1, MAX_NAT_FLOWS).into()),
+            Kind::NewFlows => None,
+            _ => Some(self.count().into()),
         }
     }
 
     /// Stamps flow `i` into `frame` (a copy of the template) for the
     /// profiles that are not a list of frames: `nat` gives each flow its
-    /// own client address (1.0.0.0/8 from 1.0.0.1 up; the UDP checksum is
-    /// 0, "none", so only the IPv4 one changes).
-    pub fn stamp(&self, frame: &mut [u8], i: u32) {
-        if self.kind != Kind::Nat || frame.len() < 34 {
+    /// own client address (1.0.0.0/8 from 1.0.0.1 up), `new-flows` each
+    /// frame its own address and source port (the addresses first, then
+    /// the next port: 2^24 - 1 addresses times 64,512 ports, no repeat in
+    /// days at tens of Mpps). The UDP checksum is 0, "none", so only the
+    /// IPv4 one changes.
+    pub fn stamp(&self, frame: &mut [u8], i: u64) {
+        if frame.len() < 36 {
             return;
         }
-        let src = (1u32 << 24) + 1 + i;
+        const ADDRS: u64 = (1 << 24) - 1;
+        let src = match self.kind {
+            Kind::Nat => (1u32 << 24) + 1 + i as u32,
+            Kind::NewFlows => {
+                let port = 1024 + (i / ADDRS % 64_512) as u16;
+                frame[34..36].copy_from_slice(&port.to_be_bytes());
+                (1u32 << 24) + 1 + (i % ADDRS) as u32
+            }
+            _ => return,
+        };
         frame[26..30].copy_from_slice(&src.to_be_bytes());
         frame[24..26].fill(0);
         let sum = ipv4_checksum(&frame[14..34]);
@@ -150,7 +174,7 @@ impl Profile {
                         .ipv4(CLIENT, public(i).octets(), 64)
                         .udp(40000, 5001)
                         .write(&mut frame, &payload),
-                    Kind::Nat => {
+                    Kind::Nat | Kind::NewFlows => {
                         let written = PacketBuilder::ethernet2(CLIENT_MAC, GW_PUB_MAC)
                             .ipv4([1, 0, 0, 1], EIP, 64)
                             .udp(40000, 5001)
@@ -214,13 +238,18 @@ impl Profile {
             );
         }
         out.push_str("\n[tcp]\nmss_clamp = true\n\n");
-        if self.kind == Kind::Nat {
+        if matches!(self.kind, Kind::Nat | Kind::NewFlows) {
             // Room for every client's flow, and the quotas out of the way:
-            // the clients' flows are one-way, so all stay unreplied.
-            let capacity = (self.flow_count() as u64 * 5 / 4).max(1024);
+            // the clients' flows are one-way, so all stay unreplied. For
+            // `new-flows`, `--flows` is the table, and its flows past half
+            // of it live a second (the shortest `unreplied_s`).
+            let (capacity, recycle) = match self.flow_count() {
+                Some(n) => ((n * 5 / 4).max(1024), ""),
+                None => (u64::from(self.flows).max(65_536), "unreplied_s = 1\n"),
+            };
             let _ = writeln!(
                 out,
-                "[flows]\ncapacity = {capacity}\nper_tenant = {capacity}\nunreplied_per_tenant = {capacity}\n\n[[eip]]\npublic = \"{}\"\ntenant = \"t0\"\nprivate = \"10.0.0.7\"\n",
+                "[flows]\ncapacity = {capacity}\nper_tenant = {capacity}\nunreplied_per_tenant = {capacity}\n{recycle}\n[[eip]]\npublic = \"{}\"\ntenant = \"t0\"\nprivate = \"10.0.0.7\"\n",
                 Ipv4Addr::from(EIP)
             );
             // Clients are on the Internet: the default route's router.
@@ -370,6 +399,53 @@ mod tests {
         assert!(a.port_entries as usize >= c.neighbours.len(), "{a:?}");
         let in_tunnels: usize = c.tenants.iter().map(|t| t.neighbours.len()).sum();
         assert!((a.entries - a.port_entries) as usize >= in_tunnels, "{a:?}");
+    }
+
+    /// Every `new-flows` frame is a client never seen before, its IPv4
+    /// checksum right, past the 2^24 - 1 addresses too; and tgw takes the
+    /// config that recycles its flows.
+    #[test]
+    fn new_flows_frames_never_repeat_a_client() {
+        let p = Profile {
+            kind: Kind::NewFlows,
+            flows: 1024,
+            size: 64,
+        };
+        let template = &p.frames()[0];
+        let mut seen = std::collections::HashSet::new();
+        let around_the_addresses = (1u64 << 24) - 3..(1 << 24) + 3;
+        for i in (0..1000).chain(around_the_addresses) {
+            let mut f = template.clone();
+            p.stamp(&mut f, i);
+            let sliced = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = sliced.net else {
+                panic!("not IPv4")
+            };
+            let h = ip.header().to_header();
+            assert_eq!(h.header_checksum, h.calc_header_checksum(), "frame {i}");
+            let Some(etherparse::TransportSlice::Udp(udp)) = sliced.transport else {
+                panic!("not UDP")
+            };
+            assert!(
+                seen.insert((h.source, udp.source_port())),
+                "frame {i} repeats"
+            );
+        }
+        assert_eq!(p.flow_count(), None);
+        let setup = crate::dut::Setup {
+            dir: std::env::temp_dir(),
+            sockets: ["/tmp/a.sock".into(), "/tmp/b.sock".into()],
+            tgw: "tgw".into(),
+            testpmd: "testpmd".into(),
+            hugepages: false,
+            main_lcore: 0,
+            worker_lcore: 1,
+            memif_devargs: String::new(),
+        };
+        let text = setup.tgw_base_config("t", true, "") + &p.tgw_sections();
+        let cpus: ctl::config::CpuSet = "0-1".parse().unwrap();
+        let c = ctl::config::parse(&text, "new-flows.toml", &cpus).unwrap();
+        assert_eq!((c.flows.capacity, c.flows.unreplied_s), (65_536, 1));
     }
 
     #[test]

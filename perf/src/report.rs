@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use crate::dut::Device;
 use crate::gen::GenResult;
-use crate::profile::Profile;
+use crate::profile::{Kind, Profile};
 use crate::scrape::ScrapeTally;
 
 /// A row's name: the device, and whether its /metrics was scraped.
@@ -34,6 +34,9 @@ pub struct Measurement {
     pub drops: Option<u64>,
     /// What scraped tgw's /metrics while it was measured, if anything.
     pub scrape: Option<ScrapeTally>,
+    /// Flows tgw created (every tenant, every worker), its workers, and
+    /// the drops of frames that could not open one, by reason.
+    pub flows: Option<crate::newflows::Created>,
 }
 
 impl Measurement {
@@ -64,6 +67,7 @@ impl Measurement {
             busy_share: per("busy_cycles", "cycles"),
             drops: (!workers.is_empty()).then_some(drops),
             scrape: None,
+            flows: crate::newflows::Created::from_workers(workers),
         }
     }
 
@@ -195,6 +199,9 @@ impl Report {
                 m.drops.map_or("-".to_owned(), |d| d.to_string()),
                 scrapes
             );
+            if let Some(f) = m.flows.as_ref().filter(|_| p.kind == Kind::NewFlows) {
+                let _ = writeln!(out, "       {}", f.line(&m.gen));
+            }
         }
         let rounds = |ratios: Vec<f64>| {
             let all: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
@@ -229,6 +236,7 @@ impl Report {
                     "loss": m.loss(), "cycles_per_frame_process": m.cycles_process,
                     "cycles_per_frame_busy": m.cycles_busy, "busy_share": m.busy_share,
                     "tgw_drops": m.drops, "raw": m.gen.to_json(),
+                    "new_flows": m.flows.as_ref().map(|f| f.json(&m.gen)),
                 })
             })
             .collect();
@@ -249,7 +257,6 @@ fn median(mut r: Vec<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::Kind;
 
     fn m(device: Device, received: u64) -> Measurement {
         let gen = GenResult {
