@@ -3014,6 +3014,34 @@ fn a_tenant_cannot_hold_more_flows_than_its_quota() {
     assert_eq!(v, Verdict::Forward(PUB));
 }
 
+/// A worker that opens flows fast ends them as fast: the sweep after many
+/// creations visits four slots for each (up to a bound), so expired flows
+/// do not wait for the base 64 slots a TX drain. With the fixed budget a
+/// worker could end at most 640k flows a second, and past that rate the
+/// quotas refused new flows (issue 13, `tgw-perf run --profile
+/// new-flows`).
+#[test]
+fn the_sweep_keeps_pace_with_the_flows_created() {
+    let mut gw = Gw::new();
+    assert_eq!(gw.pipeline.flow_capacity(), DEFAULT_FLOWS);
+    for sport in 0..1100 {
+        let (v, _) = gw.t1_sends(&udp_from(VM, 1000 + sport, CLIENT, 53), 0);
+        assert_eq!(v, Verdict::Forward(PUB));
+    }
+    assert_eq!(gw.counters.tenants[0].live_flows(), 1100);
+    // One sweep, once they all expired, covers the whole table.
+    gw.pipeline.sweep(&gw.tables, &gw.counters, 121 * SEC);
+    assert_eq!(gw.counters.tenants[0].live_flows(), 0);
+    // With nothing created since, the next visits its base budget only.
+    let (v, _) = gw.t1_sends(&udp_from(VM, 5000, CLIENT, 53), 122 * SEC);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let passes = gw.counters.sweep_passes.get();
+    for _ in 0..(DEFAULT_FLOWS / 64) - 2 {
+        gw.pipeline.sweep(&gw.tables, &gw.counters, 122 * SEC);
+    }
+    assert_eq!(gw.counters.sweep_passes.get(), passes, "64 slots a sweep");
+}
+
 /// Issue 9, defect 6: a flood of spoofed SYNs to an elastic IP fills the
 /// tenant's share of unreplied inbound flows, never the rest of its quota:
 /// its established connection and the flows it opens itself go on, every

@@ -98,6 +98,8 @@ pub struct Pipeline {
     /// This worker's flows (DESIGN.md: the only state the fast path
     /// writes).
     flows: FlowTable<Conn>,
+    /// Flows created since the last sweep: what paces the next one.
+    created: usize,
     timeouts: Timeouts,
     /// Ticks of the `now` clock per second.
     hz: u64,
@@ -161,8 +163,17 @@ enum Outbound {
 
 /// Flows a pipeline made with [`Pipeline::new`] holds.
 pub const DEFAULT_FLOWS: usize = 4096;
-/// Flows the periodic sweep visits per call.
+/// Flows the periodic sweep visits per call, at least.
 const SWEEP_BUDGET: usize = 64;
+/// Slots the flow sweep visits for each flow created since the last
+/// sweep: a worker that opens flows fast also ends them fast. With a
+/// fixed budget the sweep freed at most 64 slots per TX drain (640k a
+/// second), whatever the rate flows came in at: past it expired flows
+/// stayed in the table until the quotas refused new ones
+/// (`tgw-perf run --profile new-flows`, docs/perf.md).
+const SWEEP_PER_CREATED: usize = 4;
+/// The most slots one sweep visits (a bound on the pause it makes).
+const SWEEP_MAX: usize = 4096;
 
 impl Pipeline {
     /// `icmp` limits the ICMP errors this worker generates, for each tenant
@@ -179,6 +190,7 @@ impl Pipeline {
             icmp: TenantBuckets::new(icmp, 0),
             icmp_each: icmp,
             flows: FlowTable::new(DEFAULT_FLOWS).unwrap_or_else(|_| unreachable!()),
+            created: 0,
             timeouts: Timeouts::default(),
             hz: 1_000_000_000,
             steer: None,
@@ -301,7 +313,9 @@ impl Pipeline {
     pub fn sweep(&mut self, t: &Tables, c: &WorkerCounters, now: u64) {
         let snat = &mut self.snat;
         let orphan = |conn: &Conn| t.tenants.get(conn.tenant_id()).is_none();
-        self.flows.sweep_if(SWEEP_BUDGET, now, orphan, |gone| {
+        let budget =
+            (SWEEP_BUDGET + SWEEP_PER_CREATED * std::mem::take(&mut self.created)).min(SWEEP_MAX);
+        self.flows.sweep_if(budget, now, orphan, |gone| {
             ended(snat, &t.pools, c, &gone.value);
         });
         c.sweep_passes.set(self.flows.sweep_passes());

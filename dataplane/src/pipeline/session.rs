@@ -715,6 +715,7 @@ impl Pipeline {
         }
         match result {
             Ok(id) => {
+                self.created += 1;
                 if let Some(tc) = tc {
                     tc.flows_opened[FlowProto::of(conn.protocol) as usize].inc();
                     if conn.answered != Answered::Yes {
