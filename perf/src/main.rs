@@ -132,9 +132,10 @@ struct RunArgs {
     #[arg(long, default_value_t = 1)]
     rounds: u32,
     /// Rounds run beyond --rounds, at most, to replace rounds where a CPU
-    /// ran slowed.
-    #[arg(long, default_value_t = 3)]
-    max_reruns: u32,
+    /// ran slowed [default: 3, or 0 with --rounds 1: a single round is a
+    /// look, not a median to protect]
+    #[arg(long)]
+    max_reruns: Option<u32>,
     /// Traffic profile.
     #[arg(long, default_value = "udp")]
     profile: Kind,
@@ -293,12 +294,15 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
     let mut report = Report::new(profile, hugepages);
     report.asked = args.rounds;
     let mut outcome = Ok(());
+    let max_reruns = args
+        .max_reruns
+        .unwrap_or(if args.rounds > 1 { 3 } else { 0 });
     let mut round = 0;
     'rounds: while calibrate::another_round(
         report.clean_rounds().len() as u32,
         round,
         args.rounds,
-        args.max_reruns,
+        max_reruns,
     ) {
         if round >= args.rounds {
             eprintln!(

@@ -149,10 +149,25 @@ impl Report {
         (0..self.rounds()).filter(|&r| self.is_clean(r)).collect()
     }
 
-    /// tgw/testpmd received-rate ratios, one per clean round that measured
-    /// both (tgw unscraped where the round has it).
+    /// The rounds the ratios are taken from: the clean ones; if none was
+    /// clean, every round, which the table and JSON say (a figure not to
+    /// quote, but one that shows the run worked).
+    pub fn counted_rounds(&self) -> Vec<u32> {
+        match self.clean_rounds() {
+            clean if clean.is_empty() => (0..self.rounds()).collect(),
+            clean => clean,
+        }
+    }
+
+    /// Whether the ratios come from clean rounds (or there are none).
+    pub fn ratios_are_clean(&self) -> bool {
+        self.rounds() == 0 || !self.clean_rounds().is_empty()
+    }
+
+    /// tgw/testpmd received-rate ratios, one per counted round that
+    /// measured both (tgw unscraped where the round has it).
     pub fn ratios(&self) -> Vec<f64> {
-        self.clean_rounds()
+        self.counted_rounds()
             .into_iter()
             .filter_map(|round| {
                 let t = self
@@ -168,10 +183,10 @@ impl Report {
         median(self.ratios())
     }
 
-    /// tgw scraped / tgw unscraped, one per clean round that measured
+    /// tgw scraped / tgw unscraped, one per counted round that measured
     /// both.
     pub fn scrape_ratios(&self) -> Vec<f64> {
-        self.clean_rounds()
+        self.counted_rounds()
             .into_iter()
             .filter_map(|round| {
                 let scraped = self.rate(round, Device::Tgw, true)?;
@@ -260,6 +275,11 @@ impl Report {
             best.worker,
             calibrate::SLOWED_BELOW
         );
+        let which = if self.ratios_are_clean() {
+            "median of clean rounds"
+        } else {
+            "NO CLEAN ROUND, do not quote: median of all rounds"
+        };
         let rounds = |ratios: Vec<f64>| {
             let all: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
             all.join(", ")
@@ -267,14 +287,14 @@ impl Report {
         if let Some(median) = self.median_ratio() {
             let _ = writeln!(
                 out,
-                "tgw/testpmd: {median:.3} (median of rounds: {})",
+                "tgw/testpmd: {median:.3} ({which}: {})",
                 rounds(self.ratios())
             );
         }
         if let Some(median) = self.median_scrape_ratio() {
             let _ = writeln!(
                 out,
-                "tgw+scrape/tgw: {median:.3} (median of rounds: {})",
+                "tgw+scrape/tgw: {median:.3} ({which}: {})",
                 rounds(self.scrape_ratios())
             );
         }
@@ -305,7 +325,7 @@ impl Report {
             "frame_size": self.profile.size, "hugepages": self.hugepages,
             "runs": rows, "ratios": self.ratios(), "ratio_median": self.median_ratio(),
             "rounds_asked": self.asked, "rounds_run": self.rounds(),
-            "clean_rounds": self.clean_rounds(),
+            "clean_rounds": self.clean_rounds(), "ratios_from_clean_rounds": self.ratios_are_clean(),
             "calibration_best_mips": {"gen": best.gen, "worker": best.worker},
             "calibration_slowed_below": calibrate::SLOWED_BELOW,
             "scrape_ratios": self.scrape_ratios(), "scrape_ratio_median": self.median_scrape_ratio(),
@@ -351,7 +371,9 @@ mod tests {
         r.push(2, m(Device::Tgw, 19_000_000));
         assert_eq!(r.ratios(), vec![0.9, 1.0, 0.95]);
         assert_eq!(r.median_ratio(), Some(0.95));
-        assert!(r.table().contains("tgw/testpmd: 0.950"));
+        assert!(r
+            .table()
+            .contains("tgw/testpmd: 0.950 (median of clean rounds: 0.900, 1.000, 0.950)"));
         let loss = m(Device::Tgw, 100).loss();
         assert!((loss - 5.0 / 210.0).abs() < 1e-12);
     }
@@ -387,7 +409,7 @@ mod tests {
         assert_eq!(r.scrape_ratios(), vec![0.9, 1.0]);
         assert_eq!(r.median_scrape_ratio(), Some(1.0));
         let table = r.table();
-        assert!(table.contains("tgw+scrape/tgw: 1.000 (median of rounds: 0.900, 1.000)"));
+        assert!(table.contains("tgw+scrape/tgw: 1.000 (median of clean rounds: 0.900, 1.000)"));
         assert!(table.contains("tgw+scrape"), "{table}");
         assert_eq!(r.json()["runs"][2]["scrape"]["scrapes"], 3);
     }
@@ -441,6 +463,39 @@ mod tests {
         assert_eq!(json["runs"][6]["clean"], true);
         assert_eq!(json["clean_rounds"], serde_json::json!([2, 3]));
         assert_eq!(json["rounds_run"], 4);
+        assert_eq!(json["ratios_from_clean_rounds"], true);
+    }
+
+    /// With no clean round the ratio still shows the run worked, but says
+    /// it is not to be quoted.
+    #[test]
+    fn no_clean_round_gives_a_ratio_marked_not_to_quote() {
+        let mut r = Report::new(
+            Profile {
+                kind: Kind::Udp,
+                flows: 1,
+                size: 64,
+            },
+            true,
+        );
+        let calibrated = |device, received, worker: f64| {
+            let mut m = m(device, received);
+            m.calibration = Some(Calibration {
+                gen: [100.0, 100.0],
+                worker: [worker, 400.0],
+            });
+            m
+        };
+        r.push(0, calibrated(Device::Testpmd, 20_000_000, 100.0));
+        r.push(0, calibrated(Device::Tgw, 10_000_000, 400.0));
+        assert!(r.clean_rounds().is_empty());
+        assert_eq!(r.ratios(), vec![0.5]);
+        let table = r.table();
+        assert!(
+            table.contains("tgw/testpmd: 0.500 (NO CLEAN ROUND, do not quote"),
+            "{table}"
+        );
+        assert_eq!(r.json()["ratios_from_clean_rounds"], false);
     }
 
     #[test]
