@@ -11,15 +11,15 @@ use std::time::Instant;
 use serde_json::json;
 
 /// A loop below this share of the CPU's best rate in the session marks the
-/// round slowed. The host's slowdowns seen here halve the rate (0.5); the
-/// loop's own spread on an unslowed CPU, with a compile or another
-/// helper's test on the other vCPU, stays within about 10% (docs/perf.md).
-/// 0.8 sits between the two: it catches every halving and a milder slowing
-/// that would still move the ratio by more than its round-to-round spread,
-/// without throwing away rounds for ordinary jitter.
+/// round slowed. The host's slowdowns, and another process sharing the
+/// CPU, halve the rate (0.5) or worse; unshared, the loop's samples
+/// cluster within 5% of the best (510–534 M it/s here, docs/perf.md).
+/// 0.8 sits between the two: it catches every halving and a milder
+/// slowing that would still move a ratio by more than 20%, without
+/// throwing away rounds for a timer tick.
 pub const SLOWED_BELOW: f64 = 0.8;
 
-/// Iterations of the loop: about 30 ms on these machines, long enough that
+/// Iterations of the loop: about 23 ms unshared here, long enough that
 /// a timer tick or a short preemption costs under a few percent, short
 /// enough that four per device and round cost nothing next to seconds of
 /// traffic.
