@@ -79,6 +79,18 @@ pub fn best<'a>(calibrations: impl IntoIterator<Item = &'a Calibration>) -> Best
     })
 }
 
+impl Best {
+    /// Whether the two CPUs' bests are within `SLOWED_BELOW` of each
+    /// other. They are the same kind of CPU (here two siblings of one
+    /// core), so when they are not, the slower one most likely never ran
+    /// unslowed in the whole run, and its rounds were judged against a
+    /// slowed best.
+    pub fn agree(&self) -> bool {
+        let (lo, hi) = (self.gen.min(self.worker), self.gen.max(self.worker));
+        hi <= 0.0 || lo >= SLOWED_BELOW * hi
+    }
+}
+
 /// Whether `run` should measure another round: fewer than `asked` rounds
 /// were clean and the re-runs (rounds beyond `asked`) are not used up.
 pub fn another_round(clean: u32, run: u32, asked: u32, max_reruns: u32) -> bool {
@@ -163,6 +175,9 @@ mod tests {
         assert!(cal(500.0, 0.81 * 400.0).is_clean(&b));
         assert!(!cal(0.79 * 500.0, 400.0).is_clean(&b));
         assert_eq!(cal(250.0, 400.0).shares(&b), (0.5, 1.0));
+        assert!(b.agree());
+        assert!(!best(&[cal(510.0, 310.0)]).agree());
+        assert!(Best::default().agree());
     }
 
     #[test]

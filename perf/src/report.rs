@@ -275,6 +275,13 @@ impl Report {
             best.worker,
             calibrate::SLOWED_BELOW
         );
+        if !best.agree() {
+            let _ = writeln!(
+                out,
+                "the two CPUs' bests differ by more than that: the slower one likely ran \
+                 slowed all along, and its verdicts mean little"
+            );
+        }
         let which = if self.ratios_are_clean() {
             "median of clean rounds"
         } else {
@@ -327,6 +334,7 @@ impl Report {
             "rounds_asked": self.asked, "rounds_run": self.rounds(),
             "clean_rounds": self.clean_rounds(), "ratios_from_clean_rounds": self.ratios_are_clean(),
             "calibration_best_mips": {"gen": best.gen, "worker": best.worker},
+            "calibration_bests_agree": best.agree(),
             "calibration_slowed_below": calibrate::SLOWED_BELOW,
             "scrape_ratios": self.scrape_ratios(), "scrape_ratio_median": self.median_scrape_ratio(),
         })
@@ -496,6 +504,9 @@ mod tests {
             "{table}"
         );
         assert_eq!(r.json()["ratios_from_clean_rounds"], false);
+        // The generator's best, 100, is a quarter of the worker's 400.
+        assert!(table.contains("likely ran slowed all along"), "{table}");
+        assert_eq!(r.json()["calibration_bests_agree"], false);
     }
 
     #[test]
