@@ -13,7 +13,7 @@ use serde_json::json;
 /// A loop below this share of the CPU's best rate in the session marks the
 /// round slowed. The host's slowdowns, and another process sharing the
 /// CPU, halve the rate (0.5) or worse; unshared, the loop's samples
-/// cluster within 5% of the best (510–534 M it/s here, docs/perf.md).
+/// cluster within 5% of the best (506–535 M it/s here, docs/perf.md).
 /// 0.8 sits between the two: it catches every halving and a milder
 /// slowing that would still move a ratio by more than 20%, without
 /// throwing away rounds for a timer tick.
