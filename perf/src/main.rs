@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod calibrate;
 mod changes;
 mod churn;
 mod churn_test;
@@ -126,10 +127,15 @@ struct RunArgs {
     /// measured.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Rounds; each measures testpmd then tgw, and the median ratio is
-    /// reported.
+    /// Rounds; each measures testpmd then tgw, and the median ratio of
+    /// the clean rounds (neither CPU slowed) is reported.
     #[arg(long, default_value_t = 1)]
     rounds: u32,
+    /// Rounds run beyond --rounds, at most, to replace rounds where a CPU
+    /// ran slowed [default: 3, or 0 with --rounds 1: a single round is a
+    /// look, not a median to protect]
+    #[arg(long)]
+    max_reruns: Option<u32>,
     /// Traffic profile.
     #[arg(long, default_value = "udp")]
     profile: Kind,
@@ -286,24 +292,60 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
     };
 
     let mut report = Report::new(profile, hugepages);
+    report.asked = args.rounds;
     let mut outcome = Ok(());
-    'rounds: for round in 0..args.rounds {
+    let max_reruns = args
+        .max_reruns
+        .unwrap_or(if args.rounds > 1 { 3 } else { 0 });
+    let mut round = 0;
+    'rounds: while calibrate::another_round(
+        report.clean_rounds().len() as u32,
+        round,
+        args.rounds,
+        max_reruns,
+    ) {
+        if round >= args.rounds {
+            eprintln!(
+                "tgw-perf: {} of {} rounds clean; re-running",
+                report.clean_rounds().len(),
+                round
+            );
+        }
         for (device, scrape) in round_plan(&devices, args, round)? {
             let name = report::label(device, scrape.is_some());
+            let rerun = if round >= args.rounds {
+                " (re-run)"
+            } else {
+                ""
+            };
             eprintln!(
-                "tgw-perf: round {}/{}: {name} for {}s",
+                "tgw-perf: round {}/{}{rerun}: {name} for {}s",
                 round + 1,
                 args.rounds,
                 args.seconds
             );
+            let before = calibrate::measure(args.gen_lcore, args.worker_lcore);
             match measure(&setup, device, scrape, round, args, profile) {
-                Ok(m) => report.push(round, m),
+                Ok(mut m) => {
+                    // After the device has stopped: its worker no longer
+                    // holds the CPU the loop is timed on.
+                    let after = calibrate::measure(args.gen_lcore, args.worker_lcore);
+                    m.calibration = Some(calibrate::Calibration {
+                        gen: [before.0, after.0],
+                        worker: [before.1, after.1],
+                    });
+                    report.push(round, m);
+                }
                 Err(e) => {
                     outcome = Err(format!("{name}: {e} (logs in {})", dir.display()));
                     break 'rounds;
                 }
             }
         }
+        if !report.is_clean(round) {
+            eprintln!("tgw-perf: round {} ran on a slowed CPU", round + 1);
+        }
+        round += 1;
     }
     print!("{}", report.table());
     if let Some(path) = &args.json {

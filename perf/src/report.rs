@@ -1,9 +1,11 @@
 //! Results: per device and round, the tgw/testpmd ratio per round, and the
-//! median of the ratios; with scraping compared, tgw scraped against tgw
+//! median of the ratios over the clean rounds (where neither CPU ran
+//! slowed, `calibrate`); with scraping compared, tgw scraped against tgw
 //! unscraped the same way.
 
 use std::fmt::Write;
 
+use crate::calibrate::{self, Best, Calibration};
 use crate::dut::Device;
 use crate::gen::GenResult;
 use crate::profile::{Kind, Profile};
@@ -37,6 +39,9 @@ pub struct Measurement {
     /// Flows tgw created (every tenant, every worker), its workers, and
     /// the drops of frames that could not open one, by reason.
     pub flows: Option<crate::newflows::Created>,
+    /// How fast both CPUs ran right before and after the window; none
+    /// counts as clean.
+    pub calibration: Option<Calibration>,
 }
 
 impl Measurement {
@@ -68,6 +73,7 @@ impl Measurement {
             drops: (!workers.is_empty()).then_some(drops),
             scrape: None,
             flows: crate::newflows::Created::from_workers(workers),
+            calibration: None,
         }
     }
 
@@ -90,6 +96,8 @@ pub struct Report {
     profile: Profile,
     hugepages: bool,
     rows: Vec<(u32, Measurement)>,
+    /// The rounds asked for (`--rounds`); those run beyond are re-runs.
+    pub asked: u32,
 }
 
 impl Report {
@@ -98,6 +106,7 @@ impl Report {
             profile,
             hugepages,
             rows: Vec::new(),
+            asked: 0,
         }
     }
 
@@ -113,14 +122,53 @@ impl Report {
             .map(|(_, m)| m.gen.received_mpps())
     }
 
-    fn rounds(&self) -> u32 {
+    /// The rounds run, re-runs included.
+    pub fn rounds(&self) -> u32 {
         self.rows.iter().map(|(r, _)| *r).max().map_or(0, |r| r + 1)
     }
 
-    /// tgw/testpmd received-rate ratios, one per round that measured both
-    /// (tgw unscraped where the round has it).
+    /// Each CPU's best calibration in the session so far: what every
+    /// round is judged against, so a round judged clean early can turn
+    /// out slowed once the session has seen the CPU run faster.
+    pub fn best(&self) -> Best {
+        calibrate::best(self.rows.iter().filter_map(|(_, m)| m.calibration.as_ref()))
+    }
+
+    /// Whether every measurement of `round` ran with both CPUs unslowed.
+    pub fn is_clean(&self, round: u32) -> bool {
+        let best = self.best();
+        self.rows
+            .iter()
+            .filter(|(r, _)| *r == round)
+            .filter_map(|(_, m)| m.calibration.as_ref())
+            .all(|c| c.is_clean(&best))
+    }
+
+    /// The rounds whose ratios count, in the order they ran.
+    pub fn clean_rounds(&self) -> Vec<u32> {
+        (0..self.rounds()).filter(|&r| self.is_clean(r)).collect()
+    }
+
+    /// The rounds the ratios are taken from: the clean ones; if none was
+    /// clean, every round, which the table and JSON say (a figure not to
+    /// quote, but one that shows the run worked).
+    pub fn counted_rounds(&self) -> Vec<u32> {
+        match self.clean_rounds() {
+            clean if clean.is_empty() => (0..self.rounds()).collect(),
+            clean => clean,
+        }
+    }
+
+    /// Whether the ratios come from clean rounds (or there are none).
+    pub fn ratios_are_clean(&self) -> bool {
+        self.rounds() == 0 || !self.clean_rounds().is_empty()
+    }
+
+    /// tgw/testpmd received-rate ratios, one per counted round that
+    /// measured both (tgw unscraped where the round has it).
     pub fn ratios(&self) -> Vec<f64> {
-        (0..self.rounds())
+        self.counted_rounds()
+            .into_iter()
             .filter_map(|round| {
                 let t = self
                     .rate(round, Device::Tgw, false)
@@ -135,9 +183,11 @@ impl Report {
         median(self.ratios())
     }
 
-    /// tgw scraped / tgw unscraped, one per round that measured both.
+    /// tgw scraped / tgw unscraped, one per counted round that measured
+    /// both.
     pub fn scrape_ratios(&self) -> Vec<f64> {
-        (0..self.rounds())
+        self.counted_rounds()
+            .into_iter()
             .filter_map(|round| {
                 let scraped = self.rate(round, Device::Tgw, true)?;
                 let plain = self.rate(round, Device::Tgw, false)?;
@@ -167,7 +217,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<6} {:<16} {:>13} {:>14} {:>8} {:>17} {:>10} {:>5} {:>9} {:>16}",
+            "{:<6} {:<16} {:>13} {:>14} {:>8} {:>17} {:>10} {:>5} {:>9} {:>16} {:>13} {:>5}",
             "round",
             "device",
             "offered Mpps",
@@ -177,16 +227,24 @@ impl Report {
             "with rx/tx",
             "busy",
             "tgw drops",
-            "scrapes (failed)"
+            "scrapes (failed)",
+            "CPU gen/wkr",
+            "clean"
         );
+        let best = self.best();
         for (round, m) in &self.rows {
             let cyc = |c: Option<f64>| c.map_or("-".to_owned(), |c| format!("{c:.1}"));
             let scrapes = m.scrape.as_ref().map_or("-".to_owned(), |s| {
                 format!("{} ({})", s.scrapes, s.failures)
             });
+            let speed = m.calibration.map_or("-".to_owned(), |c| {
+                let (gen, worker) = c.shares(&best);
+                format!("{gen:.2}/{worker:.2}")
+            });
+            let clean = if self.is_clean(*round) { "yes" } else { "NO" };
             let _ = writeln!(
                 out,
-                "{:<6} {:<16} {:>13.2} {:>14.2} {:>7.3}% {:>17} {:>10} {:>5} {:>9} {:>16}",
+                "{:<6} {:<16} {:>13.2} {:>14.2} {:>7.3}% {:>17} {:>10} {:>5} {:>9} {:>16} {:>13} {:>5}",
                 round + 1,
                 m.label(),
                 m.gen.offered_mpps(),
@@ -197,12 +255,38 @@ impl Report {
                 m.busy_share
                     .map_or("-".to_owned(), |b| format!("{:.0}%", b * 100.0)),
                 m.drops.map_or("-".to_owned(), |d| d.to_string()),
-                scrapes
+                scrapes,
+                speed,
+                clean
             );
             if let Some(f) = m.flows.as_ref().filter(|_| p.kind == Kind::NewFlows) {
                 let _ = writeln!(out, "       {}", f.line(&m.gen));
             }
         }
+        let _ = writeln!(
+            out,
+            "clean rounds: {} of {} run ({} asked; CPU gen/wkr is each CPU's slower \
+             calibration, before or after, as a share of its best: {:.0} / {:.0} M it/s; \
+             below {} is slowed)",
+            self.clean_rounds().len(),
+            self.rounds(),
+            self.asked,
+            best.gen,
+            best.worker,
+            calibrate::SLOWED_BELOW
+        );
+        if !best.agree() {
+            let _ = writeln!(
+                out,
+                "the two CPUs' bests differ by more than that: the slower one likely ran \
+                 slowed all along, and its verdicts mean little"
+            );
+        }
+        let which = if self.ratios_are_clean() {
+            "median of clean rounds"
+        } else {
+            "NO CLEAN ROUND, do not quote: median of all rounds"
+        };
         let rounds = |ratios: Vec<f64>| {
             let all: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
             all.join(", ")
@@ -210,14 +294,14 @@ impl Report {
         if let Some(median) = self.median_ratio() {
             let _ = writeln!(
                 out,
-                "tgw/testpmd: {median:.3} (median of rounds: {})",
+                "tgw/testpmd: {median:.3} ({which}: {})",
                 rounds(self.ratios())
             );
         }
         if let Some(median) = self.median_scrape_ratio() {
             let _ = writeln!(
                 out,
-                "tgw+scrape/tgw: {median:.3} (median of rounds: {})",
+                "tgw+scrape/tgw: {median:.3} ({which}: {})",
                 rounds(self.scrape_ratios())
             );
         }
@@ -225,6 +309,7 @@ impl Report {
     }
 
     pub fn json(&self) -> serde_json::Value {
+        let best = self.best();
         let rows: Vec<_> = self
             .rows
             .iter()
@@ -237,6 +322,8 @@ impl Report {
                     "cycles_per_frame_busy": m.cycles_busy, "busy_share": m.busy_share,
                     "tgw_drops": m.drops, "raw": m.gen.to_json(),
                     "new_flows": m.flows.as_ref().map(|f| f.json(&m.gen)),
+                    "calibration": m.calibration.map(|c| c.json(&best)),
+                    "clean": self.is_clean(*round),
                 })
             })
             .collect();
@@ -244,6 +331,11 @@ impl Report {
             "profile": self.profile.kind.to_string(), "flows": self.profile.flows,
             "frame_size": self.profile.size, "hugepages": self.hugepages,
             "runs": rows, "ratios": self.ratios(), "ratio_median": self.median_ratio(),
+            "rounds_asked": self.asked, "rounds_run": self.rounds(),
+            "clean_rounds": self.clean_rounds(), "ratios_from_clean_rounds": self.ratios_are_clean(),
+            "calibration_best_mips": {"gen": best.gen, "worker": best.worker},
+            "calibration_bests_agree": best.agree(),
+            "calibration_slowed_below": calibrate::SLOWED_BELOW,
             "scrape_ratios": self.scrape_ratios(), "scrape_ratio_median": self.median_scrape_ratio(),
         })
     }
@@ -287,7 +379,9 @@ mod tests {
         r.push(2, m(Device::Tgw, 19_000_000));
         assert_eq!(r.ratios(), vec![0.9, 1.0, 0.95]);
         assert_eq!(r.median_ratio(), Some(0.95));
-        assert!(r.table().contains("tgw/testpmd: 0.950"));
+        assert!(r
+            .table()
+            .contains("tgw/testpmd: 0.950 (median of clean rounds: 0.900, 1.000, 0.950)"));
         let loss = m(Device::Tgw, 100).loss();
         assert!((loss - 5.0 / 210.0).abs() < 1e-12);
     }
@@ -323,9 +417,96 @@ mod tests {
         assert_eq!(r.scrape_ratios(), vec![0.9, 1.0]);
         assert_eq!(r.median_scrape_ratio(), Some(1.0));
         let table = r.table();
-        assert!(table.contains("tgw+scrape/tgw: 1.000 (median of rounds: 0.900, 1.000)"));
+        assert!(table.contains("tgw+scrape/tgw: 1.000 (median of clean rounds: 0.900, 1.000)"));
         assert!(table.contains("tgw+scrape"), "{table}");
         assert_eq!(r.json()["runs"][2]["scrape"]["scrapes"], 3);
+    }
+
+    /// A round where either CPU ran slowed, here the worker's after
+    /// testpmd's window in round 1, is marked and left out of the median;
+    /// the re-run (round 3, beyond the three asked) counts in its place.
+    /// Round 0's calibrations were the best when it ran, yet it is judged
+    /// against the session's best (round 2's), which makes it slowed too.
+    #[test]
+    fn only_clean_rounds_make_the_ratio() {
+        let mut r = Report::new(
+            Profile {
+                kind: Kind::Nat,
+                flows: 1,
+                size: 64,
+            },
+            true,
+        );
+        r.asked = 3;
+        let calibrated = |device, received, gen: f64, worker: f64| {
+            let mut m = m(device, received);
+            m.calibration = Some(Calibration {
+                gen: [gen, gen],
+                worker: [worker, worker],
+            });
+            m
+        };
+        let mut slowed = calibrated(Device::Testpmd, 10_000_000, 500.0, 400.0);
+        slowed.calibration.as_mut().unwrap().worker[1] = 200.0;
+        r.push(0, calibrated(Device::Testpmd, 20_000_000, 380.0, 400.0));
+        r.push(0, calibrated(Device::Tgw, 18_000_000, 380.0, 400.0));
+        r.push(1, slowed);
+        r.push(1, calibrated(Device::Tgw, 10_000_000, 500.0, 400.0));
+        r.push(2, calibrated(Device::Testpmd, 20_000_000, 500.0, 390.0));
+        r.push(2, calibrated(Device::Tgw, 12_000_000, 490.0, 400.0));
+        r.push(3, calibrated(Device::Testpmd, 20_000_000, 495.0, 400.0));
+        r.push(3, calibrated(Device::Tgw, 11_000_000, 500.0, 395.0));
+        assert_eq!(r.clean_rounds(), vec![2, 3]);
+        assert_eq!(r.ratios(), vec![0.6, 0.55]);
+        assert_eq!(r.median_ratio(), Some(0.6));
+        let table = r.table();
+        assert!(
+            table.contains("clean rounds: 2 of 4 run (3 asked"),
+            "{table}"
+        );
+        assert!(table.contains("0.76/1.00"), "{table}");
+        let json = r.json();
+        assert_eq!(json["runs"][2]["clean"], false);
+        assert_eq!(json["runs"][2]["calibration"]["worker_share_of_best"], 0.5);
+        assert_eq!(json["runs"][6]["clean"], true);
+        assert_eq!(json["clean_rounds"], serde_json::json!([2, 3]));
+        assert_eq!(json["rounds_run"], 4);
+        assert_eq!(json["ratios_from_clean_rounds"], true);
+    }
+
+    /// With no clean round the ratio still shows the run worked, but says
+    /// it is not to be quoted.
+    #[test]
+    fn no_clean_round_gives_a_ratio_marked_not_to_quote() {
+        let mut r = Report::new(
+            Profile {
+                kind: Kind::Udp,
+                flows: 1,
+                size: 64,
+            },
+            true,
+        );
+        let calibrated = |device, received, worker: f64| {
+            let mut m = m(device, received);
+            m.calibration = Some(Calibration {
+                gen: [100.0, 100.0],
+                worker: [worker, 400.0],
+            });
+            m
+        };
+        r.push(0, calibrated(Device::Testpmd, 20_000_000, 100.0));
+        r.push(0, calibrated(Device::Tgw, 10_000_000, 400.0));
+        assert!(r.clean_rounds().is_empty());
+        assert_eq!(r.ratios(), vec![0.5]);
+        let table = r.table();
+        assert!(
+            table.contains("tgw/testpmd: 0.500 (NO CLEAN ROUND, do not quote"),
+            "{table}"
+        );
+        assert_eq!(r.json()["ratios_from_clean_rounds"], false);
+        // The generator's best, 100, is a quarter of the worker's 400.
+        assert!(table.contains("likely ran slowed all along"), "{table}");
+        assert_eq!(r.json()["calibration_bests_agree"], false);
     }
 
     #[test]
