@@ -240,7 +240,14 @@ fn accept(listener: &TcpListener, asker: &Asker, limits: Limits, stop: &AtomicBo
             });
         match spawned {
             Ok(t) => threads.push((t, shut)),
-            Err(e) => warn!("metrics endpoint: cannot start a connection thread: {e}"),
+            Err(e) => {
+                if let Some(suppressed) = failing.admit(Instant::now()) {
+                    warn!(
+                        suppressed,
+                        "metrics endpoint: cannot start a connection thread: {e}"
+                    );
+                }
+            }
         }
     }
     for (t, shut) in threads {
