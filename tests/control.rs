@@ -22,7 +22,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::reference::{self, ping, syn, EIP1, EIP2};
-use common::{read_pcap, tgwctl, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch, TGW};
+use common::{
+    read_pcap, tgwctl, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch, SEND, TGW,
+};
 use serde_json::{json, Value};
 
 /// A tenant of its own for the changes: its public prefix reaches its
@@ -811,14 +813,6 @@ while True:
         data, addr = s.recvfrom(65535)
         if addr[2] != socket.PACKET_OUTGOING:
             print(socks[s], data.hex(), flush=True)
-"#;
-
-/// Sends one frame, `IFACE HEX`.
-const SEND: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((sys.argv[1], 0))
-s.send(bytes.fromhex(sys.argv[2]))
 "#;
 
 struct Wire {

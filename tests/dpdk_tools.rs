@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::reference::{self, EIP1};
-use common::{Daemon, PrefixFiles, Scratch, TGW};
+use common::{Daemon, PrefixFiles, Scratch, SEND, TGW};
 use serde_json::{json, Value};
 
 /// On the public port's subnet but nobody's: dropped.
@@ -29,15 +29,6 @@ const NOBODY: [u8; 4] = [1, 1, 1, 99];
 /// Echo requests to t1 (one flow: one identifier), then frames to nobody.
 const TO_T1: usize = 20;
 const TO_NOBODY: usize = 3;
-
-/// Sends frames, `IFACE HEX...`, one packet socket, in order.
-const SEND: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((sys.argv[1], 0))
-for h in sys.argv[2:]:
-    s.send(bytes.fromhex(h))
-"#;
 
 /// An echo request of the test's one flow (one identifier).
 fn ping(dst: [u8; 4], seq: u16) -> Vec<u8> {

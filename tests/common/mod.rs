@@ -13,6 +13,16 @@ pub mod reference;
 
 pub const TGW: &str = env!("CARGO_BIN_EXE_tgw");
 
+/// `python3 -c SEND DEV HEX...`: sends each frame (hex) on DEV through an
+/// AF_PACKET socket, in a network namespace the test made.
+pub const SEND: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for h in sys.argv[2:]:
+    s.send(bytes.fromhex(h))
+"#;
+
 /// A scratch directory removed on drop, even when the test fails.
 pub struct Scratch(pub PathBuf);
 
