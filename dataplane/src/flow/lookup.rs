@@ -1,0 +1,262 @@
+//! Lookups: one key, or a burst of them in stages so that their cache
+//! misses overlap (see the module doc, "Lookups"), and the hits a worker
+//! updates on every packet.
+
+use std::hint::black_box;
+
+use super::bucket::{EMPTY, NO_BUCKET, SLOTS};
+use super::{Direction, FlowId, FlowKey, FlowTable, Hit, Lookup, BULK_MAX, NO_FLOW};
+
+/// How [`FlowTable::lookup_bulk_with`] brings a burst's buckets and
+/// entries into the cache before it reads them.
+pub trait Prefetch {
+    /// True for a real prefetch instruction (it retires at once, so the
+    /// table issues them in a plain loop); false for [`TouchLoads`]' plain
+    /// loads, which the table batches into tight loops of its own.
+    const INSTRUCTION: bool;
+
+    /// Starts bringing the cache line of `r` in; has no other effect.
+    fn prefetch<T>(&self, r: &T);
+}
+
+/// The default: no prefetch instruction (none is reachable without
+/// `unsafe`); the table touches the lines with plain loads instead.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TouchLoads;
+
+impl Prefetch for TouchLoads {
+    const INSTRUCTION: bool = false;
+
+    #[inline(always)]
+    fn prefetch<T>(&self, _r: &T) {}
+}
+
+impl<V> FlowTable<V> {
+    /// Finds the flow of `key`, and whether it is still live at `now`.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, now: u64) -> Lookup {
+        let (sig, b1) = self.locate(key);
+        let slot = match self.find(b1, sig, key) {
+            Some(s) => s,
+            None => match self.find(self.alt(b1, sig), sig, key) {
+                Some(s) => s,
+                None => return Lookup::Miss,
+            },
+        };
+        self.classify(slot, now)
+    }
+
+    /// A live flow's value and deadline by key, for the fast path that
+    /// updates both on every packet: one lookup, and none of the
+    /// liveness checks of [`FlowTable::get_mut`] (a key found in a bucket
+    /// always belongs to a live flow). `None` for a miss and for an
+    /// expired flow, which the caller's full path removes.
+    #[inline]
+    pub fn hit(&mut self, key: &FlowKey, now: u64) -> Option<Hit<'_, V>> {
+        let Lookup::Hit(id, dir) = self.lookup(key, now) else {
+            return None;
+        };
+        self.hit_parts(id, dir)
+    }
+
+    /// [`FlowTable::hit`] for a key looked up earlier, in a staged
+    /// [`FlowTable::lookup_bulk_with`] whose answer may have gone stale
+    /// since (the flow removed, its entry given to another): flow `id` is
+    /// taken only if its `dir` key is still `key` and it is live at `now`.
+    /// A removed flow's entry holds the zero key, so the key alone tells a
+    /// live entry, without a look at the live bitmap (one more cache miss
+    /// a packet in a table of millions).
+    #[inline]
+    pub fn hit_at(
+        &mut self,
+        id: FlowId,
+        dir: Direction,
+        key: &FlowKey,
+        now: u64,
+    ) -> Option<Hit<'_, V>> {
+        let e = self.entries.get(id.index())?;
+        let same = e.keys[dir.index()] == *key && *key != FlowKey::default();
+        if !(same && now < e.deadline) {
+            return None;
+        }
+        self.hit_parts(id, dir)
+    }
+
+    #[inline(always)]
+    fn hit_parts(&mut self, id: FlowId, dir: Direction) -> Option<Hit<'_, V>> {
+        let value = self.values.get_mut(id.index())?;
+        let deadline = &mut self.entries.get_mut(id.index())?.deadline;
+        Some(Hit {
+            id,
+            dir,
+            value,
+            deadline,
+        })
+    }
+
+    /// `out[i] = self.lookup(&keys[i], now)` for the first
+    /// `min(keys.len(), out.len())` keys, [`BULK_MAX`] at a time in stages
+    /// so that their cache misses overlap (see the module doc).
+    pub fn lookup_bulk(&self, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
+        self.lookup_bulk_with(&TouchLoads, keys, now, out);
+    }
+
+    /// [`FlowTable::lookup_bulk`] with the caller's way of bringing lines
+    /// into the cache ahead of use: a binary that has DPDK passes one
+    /// that issues prefetch instructions, which this
+    /// crate cannot (see the module doc, "Lookups"): `rte::prefetch`
+    /// behind a two-line impl of [`Prefetch`], as `tgw-perf flow` does.
+    pub fn lookup_bulk_with<P: Prefetch>(
+        &self,
+        prefetch: &P,
+        keys: &[FlowKey],
+        now: u64,
+        out: &mut [Lookup],
+    ) {
+        let n = keys.len().min(out.len());
+        for (k, o) in keys[..n]
+            .chunks(BULK_MAX)
+            .zip(out[..n].chunks_mut(BULK_MAX))
+        {
+            self.lookup_chunk(prefetch, k, now, o);
+        }
+    }
+
+    #[inline]
+    fn lookup_chunk<P: Prefetch>(&self, pf: &P, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
+        let n = keys.len().min(out.len()).min(BULK_MAX);
+        let (keys, out) = (&keys[..n], &mut out[..n]);
+        // 1. Hash, and find both buckets of every key.
+        let mut sig = [0u16; BULK_MAX];
+        let mut prim = [&NO_BUCKET; BULK_MAX];
+        let mut alt = [&NO_BUCKET; BULK_MAX];
+        for (((s, p), a), k) in sig.iter_mut().zip(&mut prim).zip(&mut alt).zip(keys) {
+            let (sg, b) = self.locate(k);
+            *s = sg;
+            *p = self.bucket(b);
+            *a = self.bucket(self.alt(b, sg));
+        }
+        // 2. Touch both buckets of every key: 2n misses in flight at once.
+        //    The alternative is needed by only ~8 % of keys, but in a burst
+        //    of 32 nearly always by one, and touching it only once the
+        //    primary has answered would make the whole burst wait for a
+        //    third round of misses. The loop is kept to a few instructions
+        //    per key: a load that misses holds its place in the reorder
+        //    buffer (unlike a prefetch), so the fewer instructions between
+        //    two loads, the more of them are in flight.
+        if P::INSTRUCTION {
+            for (p, a) in prim.iter().zip(&alt).take(n) {
+                pf.prefetch(*p);
+                pf.prefetch(*a);
+            }
+        } else {
+            let mut touch = 0u64;
+            for (p, a) in prim.iter().zip(&alt).take(n) {
+                touch ^= p.sig[0] ^ a.sig[0];
+            }
+            black_box(touch);
+        }
+        // 3. Signatures, in the primary, else in the alternative: the
+        //    first candidate's slot index and entry.
+        let mut found = [false; BULK_MAX];
+        let mut idx = [EMPTY; BULK_MAX];
+        let mut ent = [&NO_FLOW; BULK_MAX];
+        for (((((x, f), e), p), a), &s) in idx
+            .iter_mut()
+            .zip(&mut found)
+            .zip(&mut ent)
+            .zip(&prim)
+            .zip(&alt)
+            .zip(&sig)
+            .take(n)
+        {
+            let mut bucket = *p;
+            let mut slot = bucket.first_match(s);
+            if slot == SLOTS {
+                bucket = a;
+                slot = bucket.first_match(s);
+            }
+            *f = slot < SLOTS;
+            *x = bucket.idx.get(slot).copied().unwrap_or(EMPTY);
+            *e = self.entries.get((*x >> 1) as usize).unwrap_or(&NO_FLOW);
+        }
+        // 4. Touch every candidate's entry, in a loop as tight as stage 2.
+        if P::INSTRUCTION {
+            for (e, &x) in ent.iter().zip(&idx).take(n) {
+                pf.prefetch(&e.keys[(x & 1) as usize]);
+                pf.prefetch(&e.deadline);
+            }
+        } else {
+            let mut touch = 0u64;
+            for (e, &x) in ent.iter().zip(&idx).take(n) {
+                touch ^= e.keys[(x & 1) as usize].words()[0] ^ e.deadline;
+            }
+            black_box(touch);
+        }
+        // 5. Compare.
+        for ((((o, &x), &f), e), k) in out.iter_mut().zip(&idx).zip(&found).zip(&ent).zip(keys) {
+            *o = if f && e.keys[(x & 1) as usize] == *k {
+                let id = FlowId(x >> 1);
+                let dir = Direction::from_bit(x);
+                if now < e.deadline {
+                    Lookup::Hit(id, dir)
+                } else {
+                    Lookup::Expired(id, dir)
+                }
+            } else if !f {
+                Lookup::Miss
+            } else {
+                // A signature collision: search properly.
+                self.lookup(k, now)
+            };
+        }
+    }
+
+    /// Starts bringing flow `id`'s value into the cache: for the hits of a
+    /// staged lookup, before they are processed (no liveness check, which
+    /// would itself wait for a line of the live bitmap).
+    #[inline]
+    pub fn prefetch_value<P: Prefetch>(&self, pf: &P, id: FlowId) {
+        if let Some(v) = self.values.get(id.index()) {
+            pf.prefetch(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Zone;
+    use super::*;
+
+    /// A staged hit gone stale is refused: the flow removed, its entry
+    /// given to another flow, or the zero key asked of a free entry.
+    #[test]
+    fn hit_at_checks_what_a_staged_lookup_found() {
+        let mut t: FlowTable<u32> = FlowTable::with_seed(64, 7).unwrap();
+        let key = |p| FlowKey::new(Zone::PUBLIC, 17, 1, p, 2, 53);
+        let id = t.insert(key(1), key(2), 100, 7).unwrap();
+        let found = t.lookup(&key(2), 10);
+        assert_eq!(found, Lookup::Hit(id, Direction::Reply));
+        let hit = t.hit_at(id, Direction::Reply, &key(2), 10).unwrap();
+        assert_eq!((*hit.value, *hit.deadline), (7, 100));
+        assert!(t.hit_at(id, Direction::Forward, &key(2), 10).is_none());
+        assert!(
+            t.hit_at(id, Direction::Reply, &key(2), 100).is_none(),
+            "expired"
+        );
+        t.remove(id).unwrap();
+        assert!(
+            t.hit_at(id, Direction::Reply, &key(2), 10).is_none(),
+            "removed"
+        );
+        let zero = FlowKey::default();
+        assert!(t.hit_at(id, Direction::Reply, &zero, 10).is_none(), "free");
+        let again = t.insert(key(3), key(4), 100, 8).unwrap();
+        assert_eq!(again, id, "the entry is reused");
+        assert!(
+            t.hit_at(id, Direction::Reply, &key(2), 10).is_none(),
+            "reused"
+        );
+        assert!(t.hit_at(id, Direction::Reply, &key(4), 10).is_some());
+    }
+}
