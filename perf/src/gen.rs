@@ -12,7 +12,7 @@
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use rte::{rdtsc, tsc_hz, Burst, Eal, Mbuf, Mempool, Port, PortConf};
+use rte::{rdtsc, tsc_hz, Burst, Eal, Mbuf, Mempool, Port, PortConf, RxQueue, TxQueue};
 
 use crate::profile::Profile;
 
@@ -73,45 +73,15 @@ pub struct GenArgs {
 
 /// Runs the generator; returns an error text for the orchestrator.
 pub fn run(args: &GenArgs) -> Result<(), String> {
-    let mut eal_args = vec![
-        "-l".to_owned(),
-        args.lcore.to_string(),
-        "--no-pci".to_owned(),
-        format!("--file-prefix={}", args.file_prefix),
-        "--log-level=pmd.net.memif:error".to_owned(),
-    ];
-    // --no-huge implies legacy memory, which --in-memory refuses: without
-    // hugepages there are no files to keep anyway, only the shared config.
-    if args.hugepages {
-        eal_args.push("--in-memory".to_owned());
-    } else {
-        eal_args.extend(["--no-huge", "--no-shconf", "-m", "512"].map(str::to_owned));
-    }
-    for (i, sock) in args.sockets.iter().enumerate() {
-        eal_args.push(format!(
-            "--vdev=net_memif{i},role=server,socket={sock},socket-abstract=no,id=0"
-        ));
-    }
-    let eal = Eal::init(&eal_args).map_err(|e| format!("generator EAL: {e}"))?;
+    let eal = Eal::init(&eal_args(
+        args.lcore,
+        &args.file_prefix,
+        args.hugepages,
+        &args.sockets,
+    ))
+    .map_err(|e| format!("generator EAL: {e}"))?;
     let pool = Mempool::new(&eal, "gen", 16383, 256, 2176, -1).map_err(|e| e.to_string())?;
-    let conf = PortConf {
-        rx_queues: 1,
-        tx_queues: 1,
-        rx_desc: 1024,
-        tx_desc: 1024,
-        mtu: 1500,
-        promiscuous: true,
-    };
-    let mut ports = Vec::new();
-    let mut queues = Vec::new();
-    for i in 0..2 {
-        let port = Port::by_name(&eal, &format!("net_memif{i}")).map_err(|e| e.to_string())?;
-        let (mut port, rx, tx) = port.configure(&conf, &pool).map_err(|e| e.to_string())?;
-        port.start().map_err(|e| e.to_string())?;
-        ports.push(port);
-        queues.push((rx.into_iter().next(), tx.into_iter().next()));
-    }
-    wait_for_links(&ports, Duration::from_secs(20))?;
+    let (ports, mut queues) = memif_ports(&eal, &pool)?;
 
     let (Some(mut rx_b), _) = std::mem::take(&mut queues[1]) else {
         return Err("no RX queue on B".into());
@@ -200,6 +170,66 @@ const MAX_EXTRA_WARMUP: Duration = Duration::from_secs(30);
 
 fn ticks(d: Duration, hz: u64) -> u64 {
     (d.as_secs_f64() * hz as f64) as u64
+}
+
+/// The EAL arguments of a generator on `lcore` serving the two memif
+/// sockets (the device under test is their client).
+pub fn eal_args(
+    lcore: u32,
+    file_prefix: &str,
+    hugepages: bool,
+    sockets: &[String; 2],
+) -> Vec<String> {
+    let mut eal_args = vec![
+        "-l".to_owned(),
+        lcore.to_string(),
+        "--no-pci".to_owned(),
+        format!("--file-prefix={file_prefix}"),
+        "--log-level=pmd.net.memif:error".to_owned(),
+    ];
+    // --no-huge implies legacy memory, which --in-memory refuses: without
+    // hugepages there are no files to keep anyway, only the shared config.
+    if hugepages {
+        eal_args.push("--in-memory".to_owned());
+    } else {
+        eal_args.extend(["--no-huge", "--no-shconf", "-m", "512"].map(str::to_owned));
+    }
+    for (i, sock) in sockets.iter().enumerate() {
+        eal_args.push(format!(
+            "--vdev=net_memif{i},role=server,socket={sock},socket-abstract=no,id=0"
+        ));
+    }
+    eal_args
+}
+
+/// A generator's port and its one queue each way.
+pub type MemifQueues<'p> = (Option<RxQueue<'p>>, Option<TxQueue<'p>>);
+
+/// The generator's two memif ports, started, with their queues, once both
+/// links are up (20 s at most).
+pub fn memif_ports<'p>(
+    eal: &'p Eal,
+    pool: &'p Mempool,
+) -> Result<(Vec<Port<'p>>, Vec<MemifQueues<'p>>), String> {
+    let conf = PortConf {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: 1024,
+        tx_desc: 1024,
+        mtu: 1500,
+        promiscuous: true,
+    };
+    let mut ports = Vec::new();
+    let mut queues = Vec::new();
+    for i in 0..2 {
+        let port = Port::by_name(eal, &format!("net_memif{i}")).map_err(|e| e.to_string())?;
+        let (mut port, rx, tx) = port.configure(&conf, pool).map_err(|e| e.to_string())?;
+        port.start().map_err(|e| e.to_string())?;
+        ports.push(port);
+        queues.push((rx.into_iter().next(), tx.into_iter().next()));
+    }
+    wait_for_links(&ports, Duration::from_secs(20))?;
+    Ok((ports, queues))
 }
 
 pub fn wait_for_links(ports: &[Port], limit: Duration) -> Result<(), String> {

@@ -22,8 +22,9 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
-use rte::{rdtsc, tsc_hz, Burst, Eal, Mbuf, Mempool, Port, PortConf};
+use rte::{rdtsc, tsc_hz, Burst, Eal, Mbuf, Mempool};
 
+use crate::gen;
 use crate::profile::{self, CLIENT, CLIENT_MAC, GW_PUB_MAC, KEY_BASE, MIN_FRAME};
 
 /// Marks a frame as ours, before the flow index, in the UDP payload (which
@@ -226,43 +227,10 @@ fn flow_of_udp(frame: &[u8], ip: usize) -> Option<u32> {
 
 /// Runs the paced generator; returns an error text for the orchestrator.
 pub fn run(args: &PacedArgs) -> Result<(), String> {
-    let mut eal_args = vec![
-        "-l".to_owned(),
-        args.lcore.to_string(),
-        "--no-pci".to_owned(),
-        format!("--file-prefix={}", args.file_prefix),
-        "--log-level=pmd.net.memif:error".to_owned(),
-    ];
-    if args.hugepages {
-        eal_args.push("--in-memory".to_owned());
-    } else {
-        eal_args.extend(["--no-huge", "--no-shconf", "-m", "512"].map(str::to_owned));
-    }
-    for (i, sock) in args.sockets.iter().enumerate() {
-        eal_args.push(format!(
-            "--vdev=net_memif{i},role=server,socket={sock},socket-abstract=no,id=0"
-        ));
-    }
+    let eal_args = gen::eal_args(args.lcore, &args.file_prefix, args.hugepages, &args.sockets);
     let eal = Eal::init(&eal_args).map_err(|e| format!("generator EAL: {e}"))?;
     let pool = Mempool::new(&eal, "paced", 16383, 256, 2176, -1).map_err(|e| e.to_string())?;
-    let conf = PortConf {
-        rx_queues: 1,
-        tx_queues: 1,
-        rx_desc: 1024,
-        tx_desc: 1024,
-        mtu: 1500,
-        promiscuous: true,
-    };
-    let mut ports = Vec::new();
-    let mut queues = Vec::new();
-    for i in 0..2 {
-        let port = Port::by_name(&eal, &format!("net_memif{i}")).map_err(|e| e.to_string())?;
-        let (mut port, rx, tx) = port.configure(&conf, &pool).map_err(|e| e.to_string())?;
-        port.start().map_err(|e| e.to_string())?;
-        ports.push(port);
-        queues.push((rx.into_iter().next(), tx.into_iter().next()));
-    }
-    crate::gen::wait_for_links(&ports, Duration::from_secs(20))?;
+    let (ports, mut queues) = gen::memif_ports(&eal, &pool)?;
     let (Some(mut rx_b), _) = std::mem::take(&mut queues[1]) else {
         return Err("no RX queue on B".into());
     };
