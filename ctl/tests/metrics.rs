@@ -3,39 +3,13 @@
 
 use std::net::SocketAddr;
 
-use ctl::config::{parse, Config, CpuSet};
+use common::check;
+use ctl::config::{parse, CpuSet};
 
-/// A valid file: one public port, one underlay port, one worker.
-const BASE: &str = "\
-[[port]]
-name = \"pub0\"
-device = \"net_null0\"
-role = \"public\"
-addresses = [\"1.1.1.1/24\"]
-[[port]]
-name = \"und0\"
-device = \"net_null1\"
-role = \"underlay\"
-addresses = [\"172.168.0.1/24\"]
-[[worker]]
-lcore = 1
-rx = [\"pub0:0\", \"und0:0\"]
-[eal]
-hugepages = false
-memory_mb = 256
-";
+mod common;
 
-/// The line the first key after `[metrics]` is on.
+/// The line the first key after `[metrics]` is on (after `common::BASE`'s 16).
 const KEY_LINE: usize = 18;
-
-fn check(extra: &str) -> Result<Config, Vec<(usize, String)>> {
-    let cpus: CpuSet = "0-1".parse().unwrap();
-    parse(&format!("{BASE}{extra}"), "x.toml", &cpus).map_err(|e| {
-        e.iter()
-            .map(|e| (e.line.unwrap(), e.message.clone()))
-            .collect()
-    })
-}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
