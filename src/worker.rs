@@ -149,6 +149,10 @@ impl Worker<'_> {
             handoffs: (0..self.handoff_out.len()).map(|_| Burst::new()).collect(),
         };
         let mut parked = Parking::default();
+        if let Stage::Gateway { pipeline, .. } = &self.stage {
+            let capacity = pipeline.flow_capacity() as u64;
+            self.counters.flows_capacity.set(capacity);
+        }
         let mut last_drain = rdtsc();
         let started = last_drain;
         while !self.stop.load(Relaxed) {
@@ -180,10 +184,10 @@ impl Worker<'_> {
             // Frames other workers received for connections this one owns:
             // already counted as received there.
             for r in 0..self.handoff_in.len() {
-                let start = rdtsc();
                 if self.handoff_in[r].dequeue_burst(&mut burst) == 0 {
                     continue;
                 }
+                let start = rdtsc();
                 self.process(None, &mut burst, &mut txbuf, &mut aside, &mut parked, start);
                 self.set_aside(&mut aside);
                 self.counters.busy_cycles.add(rdtsc() - start);

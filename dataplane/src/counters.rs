@@ -389,8 +389,8 @@ pub struct WorkerCounters {
     /// poll-mode core's 100% CPU hides (DPDK's lcore telemetry, VPP's
     /// `show runtime`).
     pub cycles: Counter,
-    /// Flows in this worker's table, and the table's capacity (gauges,
-    /// refreshed between bursts).
+    /// Flows in this worker's table (a gauge, refreshed between bursts),
+    /// and the table's capacity (set once, when the worker starts).
     pub flows_in_use: Counter,
     pub flows_capacity: Counter,
     /// Fragments the worker holds: first fragments' entries in its

@@ -322,7 +322,6 @@ impl Pipeline {
         self.sweep_stale(t, c);
         self.frags.sweep(now, SWEEP_BUDGET);
         c.flows_in_use.set(self.flows.len() as u64);
-        c.flows_capacity.set(self.flows.capacity() as u64);
         c.fragments_held
             .set((self.frags.len() + self.parking.len()) as u64);
         for (i, p) in t.pools.iter() {
