@@ -125,11 +125,14 @@ fn new_flows(frames: u64) {
     );
 }
 
-/// Client `i`'s address (1.0.0.1 up) and port into a `nat_frames` frame,
+/// Client `i`'s address (1.2.0.1 up) and port into a `nat_frames` frame,
 /// with its IPv4 checksum (the UDP one is left: tgw does not check it).
+/// The clients start past 1.1.0.0/16, which holds the public port's
+/// address (1.1.1.1/24): those of the Internet are rarely the gateway's
+/// neighbours.
 fn stamp(frame: &mut [u8], i: u64) {
-    let src = 0x0100_0001 + (i % 0x00ff_ffff) as u32;
-    let port = 1024 + (i / 0x00ff_ffff) as u16;
+    let src = 0x0102_0001 + (i % 0x00fd_ffff) as u32;
+    let port = 1024 + (i / 0x00fd_ffff) as u16;
     frame[26..30].copy_from_slice(&src.to_be_bytes());
     frame[34..36].copy_from_slice(&port.to_be_bytes());
     frame[24..26].fill(0);
