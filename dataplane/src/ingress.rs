@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::hash::FastMap;
 use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix};
 use crate::nat::shard;
+use crate::sixteens::Sixteens;
 
 const SHARDS: usize = 256;
 
@@ -24,6 +25,9 @@ pub struct Ingress {
     /// LPM.
     nets: Arc<Vec<(u32, u8, u32)>>,
     lpm: Arc<Lpm>,
+    /// The /16s the prefixes overlap: most addresses asked about are
+    /// clients', in none of them (`martian::is_own`).
+    sixteens: Sixteens,
     len: usize,
 }
 
@@ -33,6 +37,7 @@ impl Default for Ingress {
             hosts: (0..SHARDS).map(|_| Arc::default()).collect(),
             nets: Arc::default(),
             lpm: Arc::new(Lpm::empty()),
+            sixteens: Sixteens::default(),
             len: 0,
         }
     }
@@ -42,8 +47,14 @@ impl Ingress {
     /// The slot of the tenant whose public prefix holds `addr`.
     #[inline]
     pub fn lookup(&self, addr: u32) -> Option<u32> {
+        if !self.sixteens.may_hold(addr) {
+            return None;
+        }
         if let Some(&slot) = self.hosts[shard(addr)].get(&addr) {
             return Some(slot);
+        }
+        if self.nets.is_empty() {
+            return None;
         }
         self.lpm.lookup(addr)
     }
@@ -73,6 +84,9 @@ impl Ingress {
                 shard.remove(&addr);
                 self.len -= 1;
             }
+        }
+        for &(addr, len) in new {
+            self.sixteens.add_net(addr, len);
         }
         for &(addr, _) in new.iter().filter(|(_, len)| *len == 32) {
             if Arc::make_mut(&mut self.hosts[shard(addr)])

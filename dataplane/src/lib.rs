@@ -26,6 +26,7 @@ pub mod punt;
 pub mod ratelimit;
 pub mod resolver;
 pub mod snapshot;
+pub mod sixteens;
 pub mod snat;
 pub mod steer;
 pub mod tables;

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use crate::hash::FastMap;
+use crate::sixteens::Sixteens;
 use crate::tenant::TenantId;
 use crate::wire::checksum::Delta;
 use crate::wire::{IpProtocol, Ipv4Packet};
@@ -248,6 +249,9 @@ const EIP_SHARDS: usize = 256;
 #[derive(Clone, Debug)]
 pub struct Eips {
     by_public: Vec<Arc<FastMap<u32, (TenantId, u32)>>>,
+    /// The /16s of the public addresses: most addresses asked about are
+    /// clients', in none of them (`martian::is_own`).
+    public_sixteens: Sixteens,
     by_private: Vec<Arc<FastMap<(u32, u32), u32>>>,
     /// Bindings of each tenant that has any, by slot, in shards too: a
     /// tenant removed without elastic IPs (the running state unbinds them
@@ -260,6 +264,7 @@ impl Default for Eips {
     fn default() -> Self {
         Eips {
             by_public: (0..EIP_SHARDS).map(|_| Arc::default()).collect(),
+            public_sixteens: Sixteens::default(),
             by_private: (0..EIP_SHARDS).map(|_| Arc::default()).collect(),
             by_tenant: (0..EIP_SHARDS).map(|_| Arc::default()).collect(),
             len: 0,
@@ -291,6 +296,7 @@ impl Eips {
             return Err(EipError::Private(tenant, private));
         }
         Arc::make_mut(&mut self.by_public[shard(public)]).insert(public, (tenant, private));
+        self.public_sixteens.add(public);
         Arc::make_mut(&mut self.by_private[shard(private)]).insert((tenant.0, private), public);
         *Arc::make_mut(&mut self.by_tenant[shard(tenant.0)])
             .entry(tenant.0)
@@ -343,6 +349,9 @@ impl Eips {
     /// The tenant and private address behind `public`.
     #[inline]
     pub fn inbound(&self, public: u32) -> Option<(TenantId, u32)> {
+        if !self.public_sixteens.may_hold(public) {
+            return None;
+        }
         self.by_public[shard(public)].get(&public).copied()
     }
 

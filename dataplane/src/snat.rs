@@ -23,6 +23,7 @@
 use arrayvec::ArrayVec;
 
 use crate::hash::FastMap;
+use crate::sixteens::Sixteens;
 use crate::tenant::TenantId;
 
 /// Ports per block: one `u64` of bits.
@@ -80,6 +81,9 @@ impl Pool {
 pub struct Pools {
     pools: Vec<Option<Pool>>,
     by_addr: FastMap<u32, u32>,
+    /// The /16s of the pools' addresses: most addresses asked about are
+    /// clients', in none of them (`martian::is_own`).
+    sixteens: Sixteens,
     len: usize,
 }
 
@@ -109,6 +113,7 @@ impl Pools {
         }
         for &a in &pool.addrs {
             self.by_addr.insert(a, index);
+            self.sixteens.add(a);
         }
         let i = index as usize;
         if i >= self.pools.len() {
@@ -138,6 +143,9 @@ impl Pools {
     /// The pool public address `addr` belongs to.
     #[inline]
     pub fn of_addr(&self, addr: u32) -> Option<(u32, &Pool)> {
+        if !self.sixteens.may_hold(addr) {
+            return None;
+        }
         let i = *self.by_addr.get(&addr)?;
         Some((i, self.get(i)?))
     }

@@ -20,8 +20,10 @@ use crate::counters::MAX_PORTS;
 use crate::firewall::{FirewallError, FirewallSpec, RuleId, RuleSpec, Rules};
 use crate::ingress::Ingress;
 use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix};
+use crate::martian;
 use crate::nat::{EipError, Eips};
 use crate::neighbour::{NeighKey, NeighRef, NeighbourWriter, Neighbours};
+use crate::sixteens::Sixteens;
 use crate::snat::{Pool, PoolError, Pools};
 use crate::tenant::{Encap, GreOptions, Net, Tenant, TenantError, TenantId, TenantTable};
 use crate::wire::{ethernet, gre, ipv4, EtherType, IpProtocol, Ipv4Addr};
@@ -263,6 +265,9 @@ pub struct Tables {
     /// Bumped for every snapshot, so per-worker caches know when to forget.
     pub generation: u64,
     pub ports: [PortEntry; MAX_PORTS],
+    /// The /16s of the ports' addresses: `martian::is_own` walks the
+    /// ports only for an address in one.
+    pub port_sixteens: Sixteens,
     /// By slot ([`TenantId`]): each tenant with its VRF, tunnels and rules.
     pub tenants: TenantTable,
     /// Whether some tenant sends sequence numbers.
@@ -496,6 +501,7 @@ impl Tables {
         }
         Ok(Tables {
             generation,
+            port_sixteens: martian::port_sixteens(&ports),
             ports,
             tenants: TenantTable::default(),
             any_gre_sequence: false,

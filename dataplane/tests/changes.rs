@@ -1108,3 +1108,54 @@ fn a_pool_replaced_at_runtime_ends_the_flows_of_its_old_share() {
     assert!(sport >= 2048, "port {sport} from the new range");
     assert_eq!(gw.pipeline.nat_ports_in_use(T1.0), 1);
 }
+
+/// RFC 1812 §5.3.8 across changes: an elastic IP, a pool address and a
+/// public prefix added at runtime, each in a /16 that held none of the
+/// gateway's addresses before, are its own at once — a packet from one
+/// of them on the public port is spoofed — while the snapshot before the
+/// change still lets them in. (`martian::is_own` asks the tables only
+/// about the /16s they hold, dataplane/src/sixteens.rs: a change that
+/// failed to mark its /16 would let the spoofed packets through.)
+#[test]
+fn own_addresses_added_at_runtime_in_new_sixteens_are_spoofed_from_outside() {
+    const EIP9: [u8; 4] = [9, 9, 9, 9];
+    const POOL8: [u8; 4] = [8, 8, 8, 8];
+    const PREFIX7: [u8; 4] = [7, 7, 0, 0];
+    let mut gw = Gw::with_spec(spec());
+    let before = Arc::clone(&gw.tables);
+    gw.change(|next, _, _| {
+        next.remove_eip(ip(EIP2));
+        next.set_eip(ip(EIP9), T2_KEY, ip(VM)).unwrap();
+        next.set_pool(&SnatSpec {
+            key: T1_KEY,
+            addrs: vec![ip(POOL8)],
+            ports: (1024, 65535),
+            max_blocks: 4,
+            endpoint_independent_filtering: false,
+        })
+        .unwrap();
+        next.replace_ingress(T2, &[], &[(ip(PREFIX7), 16)]).unwrap();
+    });
+    for src in [EIP9, POOL8, [7, 7, 200, 1]] {
+        assert_eq!(
+            gw.client(&udp((src, 4000), (EIP1, 53))).0,
+            Verdict::Drop(DropReason::SpoofedOwnAddress),
+            "{src:?}"
+        );
+    }
+    // Their /16 neighbours are clients like any other.
+    assert_eq!(
+        gw.client(&udp(([9, 9, 9, 10], 4000), (EIP1, 53))).0,
+        Verdict::Forward(UND)
+    );
+    // The snapshot before the change knew none of them.
+    let after = std::mem::replace(&mut gw.tables, before);
+    for src in [EIP9, POOL8, [7, 7, 200, 1]] {
+        assert_eq!(
+            gw.client(&udp((src, 4001), (EIP1, 53))).0,
+            Verdict::Forward(UND),
+            "{src:?}"
+        );
+    }
+    assert!(after.eips.inbound(u32::from_be_bytes(EIP9)).is_some());
+}
