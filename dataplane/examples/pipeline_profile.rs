@@ -7,25 +7,29 @@
 //!   (or encap, or nat: flow hits toward an elastic IP)
 //!   callgrind_annotate callgrind.out.<pid>
 //!
-//! `new-flows [FRAMES]` opens a flow with every frame, as `tgw-perf run
-//! --profile new-flows` does: see [`new_flows`].
+//! `new-flows [FRAMES [RULES]]` opens a flow with every frame, as
+//! `tgw-perf run --profile new-flows` does: see [`new_flows`].
 
 #[path = "../benches/scenario/mod.rs"]
 mod scenario;
 
 use dataplane::conntrack::Timeouts;
+use dataplane::firewall::{Action, Direction, FirewallSpec, PortRange, ProtoMatch, RuleSpec};
 use dataplane::flow::Prefetch;
 use dataplane::pipeline::{Hint, Pipeline};
 use dataplane::ratelimit::TokenBucket;
 use dataplane::steer::Steering;
 use dataplane::{Frame, VecFrame, Verdict, WorkerCounters};
-use scenario::{decap_frames, encap_frames, nat_frames, nat_tables, tables, TENANTS};
+use scenario::{
+    decap_frames, encap_frames, nat_frames, nat_tables, nat_tables_with, tables, TENANTS,
+};
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "encap".into());
     if which == "new-flows" {
-        let frames = std::env::args().nth(2).and_then(|n| n.parse().ok());
-        return new_flows(frames.unwrap_or(NEW_FLOWS_FRAMES));
+        let arg = |i| std::env::args().nth(i).unwrap_or_default();
+        let frames = arg(2).parse().unwrap_or(NEW_FLOWS_FRAMES);
+        return new_flows(frames, arg(3).parse().unwrap_or(0));
     }
     let (frames, port, out) = match which.as_str() {
         "decap" => (decap_frames(), 1, 0),
@@ -77,9 +81,18 @@ const BURST: usize = 32;
 /// them, as in the daemon's steady state. A warm-up of one table's worth
 /// of frames reaches it; the per-frame figure is the difference of two
 /// runs with different `frames` divided by theirs.
-fn new_flows(frames: u64) {
+///
+/// With `rules` > 0 the tenant's firewall has that many rules and denies
+/// by default: `rules - 1` that the frames do not match (UDP to other
+/// ports, inbound and outbound in turn), then the one that lets them in,
+/// so a new flow walks them all.
+fn new_flows(frames: u64, rules: u32) {
     const HZ: u64 = 16_384;
-    let t = nat_tables();
+    let t = if rules == 0 {
+        nat_tables()
+    } else {
+        nat_tables_with(firewall(rules))
+    };
     let counters = WorkerCounters::new(TENANTS as usize);
     let timeouts = Timeouts {
         unreplied: 1,
@@ -152,4 +165,30 @@ struct NoPrefetch;
 impl Prefetch for NoPrefetch {
     const INSTRUCTION: bool = true;
     fn prefetch<T>(&self, _: &T) {}
+}
+
+/// `rules` rules of which only the last lets the `nat_frames` datagrams
+/// (UDP to port 5001) in.
+fn firewall(rules: u32) -> FirewallSpec {
+    let udp_to = |port: u16| ProtoMatch::Udp {
+        sport: PortRange::ANY,
+        dport: PortRange::new(port, port).expect("a port"),
+    };
+    let mut spec = FirewallSpec {
+        rules: (1..rules)
+            .map(|i| {
+                let dir = if i % 2 == 0 {
+                    Direction::In
+                } else {
+                    Direction::Out
+                };
+                RuleSpec::new(dir, Action::Deny, udp_to(10_000 + i as u16))
+            })
+            .collect(),
+        default_in: Action::Deny,
+        default_out: Action::Allow,
+    };
+    spec.rules
+        .push(RuleSpec::new(Direction::In, Action::Allow, udp_to(5001)));
+    spec
 }

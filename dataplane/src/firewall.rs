@@ -366,6 +366,52 @@ pub struct Rules {
     pub rules: Vec<Rule>,
     pub default_in: Action,
     pub default_out: Action,
+    /// The same rules as [`Matcher`]s, by [`Direction`], in order: what
+    /// [`Rules::evaluate`] walks. Built with `rules`, never apart.
+    walks: [Vec<Matcher>; 2],
+}
+
+/// What a rule matches and what it decides, packed for the walk of
+/// [`Rules::evaluate`]: 32 bytes, the rules of one direction side by
+/// side. Interleaved in one list of 40-byte [`Rule`]s, a new flow walked
+/// the other direction's rules too, and compared field by field with a
+/// branch each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Matcher {
+    src: Net,
+    dst: Net,
+    sport: PortRange,
+    dport: PortRange,
+    /// The protocol, and the bits of it compared: 0 and 0 for any.
+    proto: u8,
+    proto_mask: u8,
+    action: Action,
+    counter: RuleId,
+}
+
+impl Matcher {
+    fn of(rule: &Rule) -> Matcher {
+        Matcher {
+            src: rule.src,
+            dst: rule.dst,
+            sport: rule.sport,
+            dport: rule.dport,
+            proto: rule.proto.unwrap_or(0),
+            proto_mask: if rule.proto.is_some() { u8::MAX } else { 0 },
+            action: rule.action,
+            counter: rule.counter,
+        }
+    }
+
+    /// [`Rule::matches`], every field compared without a branch.
+    #[inline]
+    fn matches(&self, p: &Packet5) -> bool {
+        ((p.proto & self.proto_mask) == self.proto)
+            & self.src.contains(p.src)
+            & self.dst.contains(p.dst)
+            & self.sport.contains(p.sport)
+            & self.dport.contains(p.dport)
+    }
 }
 
 impl Rules {
@@ -384,7 +430,12 @@ impl Rules {
             r.counter = counter(position, rule);
             rules.push(r);
         }
+        let walk = |d: Direction| {
+            let of_d = rules.iter().filter(|r| r.direction == d);
+            of_d.map(Matcher::of).collect()
+        };
         Ok(Rules {
+            walks: [walk(Direction::In), walk(Direction::Out)],
             rules,
             default_in: spec.default_in,
             default_out: spec.default_out,
@@ -394,11 +445,11 @@ impl Rules {
     /// The first rule of `direction` that matches `p` decides; else the
     /// direction's default. Allocates nothing.
     pub fn evaluate(&self, direction: Direction, p: &Packet5) -> Decision {
-        for rule in &self.rules {
-            if rule.direction == direction && rule.matches(p) {
+        for m in &self.walks[direction as usize] {
+            if m.matches(p) {
                 return Decision {
-                    action: rule.action,
-                    rule: Some(rule.counter),
+                    action: m.action,
+                    rule: Some(m.counter),
                 };
             }
         }

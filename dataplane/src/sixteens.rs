@@ -119,7 +119,10 @@ mod tests {
         s.add(a("3.3.3.3"));
         let before = s.clone();
         s.add(a("3.3.9.9"));
-        assert!(Arc::ptr_eq(&s.0, &before.0), "an address of a marked /16 copies nothing");
+        assert!(
+            Arc::ptr_eq(&s.0, &before.0),
+            "an address of a marked /16 copies nothing"
+        );
         s.add(a("4.4.4.4"));
         assert!(s.may_hold(a("4.4.4.4")));
         assert!(!before.may_hold(a("4.4.4.4")));

@@ -29,7 +29,13 @@ pub const EIP: [u8; 4] = [3, 3, 3, 3];
 
 /// The same tables with [`EIP`] for tenant 0.
 pub fn nat_tables() -> Tables {
+    nat_tables_with(dataplane::firewall::FirewallSpec::allow_all())
+}
+
+/// [`nat_tables`] with tenant 0's rules `firewall`.
+pub fn nat_tables_with(firewall: dataplane::firewall::FirewallSpec) -> Tables {
     let mut spec = spec();
+    spec.tenants[0].firewall = firewall;
     spec.eips
         .push((Ipv4Addr::from(EIP), 1000, Ipv4Addr::new(10, 0, 0, 7)));
     build(spec)
