@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 
 use dataplane::neighbour::NeighbourWriter;
-use dataplane::tables::{PortSpec, Role, Spec, Tables, Target, TenantSpec};
+use dataplane::tables::{PortSpec, Role, RouteSpec, SnatSpec, Spec, Tables, Target, TenantSpec};
 use dataplane::tenant::Encap;
 use etherparse::PacketBuilder;
 
@@ -39,6 +39,52 @@ pub fn nat_tables_with(firewall: dataplane::firewall::FirewallSpec) -> Tables {
     spec.eips
         .push((Ipv4Addr::from(EIP), 1000, Ipv4Addr::new(10, 0, 0, 7)));
     build(spec)
+}
+
+/// The tables with a source NAT pool for tenant 0 (four addresses, every
+/// port from 1024, 64 blocks a host at most) and a default route on the
+/// public side, via the client 1.1.1.7.
+pub fn snat_tables() -> Tables {
+    let mut spec = spec();
+    spec.routes.push(RouteSpec {
+        prefix: Ipv4Addr::UNSPECIFIED,
+        len: 0,
+        via: Ipv4Addr::new(1, 1, 1, 7),
+        port: 0,
+    });
+    spec.snat.push(SnatSpec {
+        key: 1000,
+        addrs: (1..=4).map(|i| Ipv4Addr::new(4, 4, 4, i)).collect(),
+        ports: (1024, 65535),
+        max_blocks: 64,
+        endpoint_independent_filtering: false,
+    });
+    build(spec)
+}
+
+/// Where [`snat_frame`]'s inner IPv4 header starts: after the outer
+/// Ethernet and IPv4 headers, GRE with its key and the inner Ethernet.
+pub const SNAT_INNER_IP: usize = 14 + 20 + 8 + 14;
+
+/// A UDP datagram from tenant 0's 10.0.0.1 to 8.8.8.8 (through the
+/// default route of [`snat_tables`]), in gretap from the tenant's host:
+/// what `pipeline_profile new-flows-out` stamps each host and port into.
+pub fn snat_frame() -> Vec<u8> {
+    let mut inner = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0xa, 7], [2, 0x74, 0, 0, 0, 0])
+        .ipv4([10, 0, 0, 1], [8, 8, 8, 8], 64)
+        .udp(40000, 53)
+        .write(&mut inner, &[0; 18])
+        .unwrap();
+    let mut gre = vec![0x20, 0, 0x65, 0x58];
+    gre.extend_from_slice(&1000u32.to_be_bytes());
+    gre.extend_from_slice(&inner);
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0xb, 0xb], [2, 0, 0, 0, 1, 1])
+        .ipv4(host(0).octets(), [172, 16, 0, 1], 64)
+        .write(&mut f, etherparse::IpNumber(47), &gre)
+        .unwrap();
+    f
 }
 
 fn build(spec: Spec) -> Tables {
