@@ -66,7 +66,24 @@ pub struct FlowArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Seconds of flow creation after the lookups (0: none): the table
+    /// full, each step sweeps [`CHURN_STEP`] slots, looks up and inserts
+    /// as many new flows, the steady state of `tgw-perf run --profile
+    /// new-flows` for the table alone.
+    #[arg(long, default_value_t = 2.0)]
+    churn_seconds: f64,
+    /// Passes over the queries per method and round instead of
+    /// `--seconds`: a fixed amount of work, for instruction counts
+    /// (`valgrind --tool=callgrind`, with `--methods` one at a time).
+    #[arg(long)]
+    passes: Option<u64>,
+    /// Which lookups to measure, of bulk, single, rte, prefetch.
+    #[arg(long, value_delimiter = ',', default_value = "bulk,single,rte,prefetch")]
+    methods: Vec<String>,
 }
+
+/// Flows a churn step sweeps and creates.
+const CHURN_STEP: usize = 32;
 
 /// Lookups per second of one method, per round.
 #[derive(Default)]
@@ -262,10 +279,17 @@ fn measure(
         order.rotate_left(round as usize % 4);
         let mut this = [0.0f64; 4];
         for m in order {
+            let name = ["bulk", "single", "rte", "prefetch"][m as usize];
+            if !args.methods.iter().any(|x| x == name) {
+                continue;
+            }
             let mut timed = Duration::ZERO;
             let mut cpu = Duration::ZERO;
             let mut done = 0u64;
-            while timed < budget {
+            while match args.passes {
+                Some(p) => done < p * q as u64,
+                None => timed < budget,
+            } {
                 let t = Instant::now();
                 let c = thread_cpu_time();
                 match m {
@@ -336,6 +360,7 @@ fn measure(
         pf_ratios.push(this[3] / this[2].max(1e-9));
     }
     drop(rte);
+    let churn = churn(&mut ours, args);
     drop(ours);
 
     let n = args.flows;
@@ -424,6 +449,16 @@ fn measure(
         rte_mem as f64 / n as f64,
         entries
     );
+    if churn.created > 0 {
+        let _ = writeln!(
+            table,
+            "  new flows at full fill (sweep {CHURN_STEP} slots, then a missing lookup and an insert each): {:.2} M/s per CPU second ({} created, {} refused, {:.3} s)",
+            churn.rate() / 1e6,
+            churn.created,
+            churn.refused,
+            churn.cpu.as_secs_f64()
+        );
+    }
     let _ = writeln!(
         table,
         "  answers: {} ({checked} checked)",
@@ -470,6 +505,13 @@ fn measure(
         "ratio_bulk_prefetch": median(&pf_ratios),
         "round_ratios_prefetch": pf_ratios,
         "ratio_single": r_single.median() / r_rte.median().max(1e-9),
+        "churn": {
+            "step": CHURN_STEP,
+            "created": churn.created,
+            "refused": churn.refused,
+            "cpu_s": churn.cpu.as_secs_f64(),
+            "per_cpu_second": churn.rate(),
+        },
     });
     if let Some(path) = &args.json {
         std::fs::write(path, report.to_string() + "\n")
@@ -479,4 +521,71 @@ fn measure(
         Some(b) => Err(format!("wrong answer: {b}")),
         None => Ok(()),
     }
+}
+
+/// What [`churn`] measured.
+#[derive(Default)]
+struct Churn {
+    created: u64,
+    refused: u64,
+    cpu: Duration,
+}
+
+impl Churn {
+    fn rate(&self) -> f64 {
+        self.created as f64 / self.cpu.as_secs_f64().max(1e-9)
+    }
+}
+
+/// New flows into the full table, as the `new-flows` profile's steady
+/// state asks of it: flow `i` expires at time `i + capacity`, so a sweep of
+/// [`CHURN_STEP`] slots at each step frees as many flows as the step then
+/// creates. Every created flow first misses a lookup, as the pipeline's
+/// does. The keys removed go to the back of a queue of unused keys, which
+/// the inserts take from the front.
+fn churn(ours: &mut FlowTable<Value>, args: &FlowArgs) -> Churn {
+    let mut out = Churn::default();
+    if args.churn_seconds <= 0.0 {
+        return out;
+    }
+    let cap = ours.capacity() as u64;
+    // Deadlines in step order: the flows loaded for the lookups all expire
+    // at once, so give them their turn first.
+    let mut id_deadline = Vec::with_capacity(ours.capacity());
+    for (id, _, _, _) in ours.iter() {
+        id_deadline.push(id);
+    }
+    for (i, id) in id_deadline.into_iter().enumerate() {
+        ours.set_deadline(id, i as u64 + 1);
+    }
+    // Unused keys: flows of another seed (a key that is in the table
+    // already is refused with `Exists` and counted).
+    let extra = args.flows.clamp(CHURN_STEP * 4, 1 << 20);
+    let mut spare: std::collections::VecDeque<(FlowKey, FlowKey)> =
+        nat_flows(args.seed ^ 0xc4c4, extra, 1000).into();
+    let budget = Duration::from_secs_f64(args.churn_seconds);
+    let mut now = 0u64;
+    let mut timed = Duration::ZERO;
+    while timed < budget {
+        let t = Instant::now();
+        let c = thread_cpu_time();
+        for _ in 0..1024 {
+            now += CHURN_STEP as u64;
+            ours.sweep(CHURN_STEP, now, |gone| spare.push_back((gone.keys[0], gone.keys[1])));
+            for _ in 0..CHURN_STEP {
+                let Some((f, r)) = spare.pop_front() else {
+                    break;
+                };
+                let missed = ours.lookup(&f, now) == Lookup::Miss;
+                match ours.insert(f, r, now + cap, [now; 8]) {
+                    Ok(_) if missed => out.created += 1,
+                    _ => out.refused += 1,
+                }
+            }
+        }
+        out.cpu += thread_cpu_time().saturating_sub(c);
+        timed += t.elapsed();
+    }
+    black_box(&spare);
+    out
 }

@@ -135,6 +135,13 @@ impl<V> FlowTable<V> {
             *s = sg;
             *p = self.bucket(b);
             *a = self.bucket(self.alt(b, sg));
+            // A prefetch retires at once: issue it as soon as the address
+            // is known, so that the first key's buckets have the rest of
+            // the hashing to arrive in (as rte_hash's lookup does).
+            if P::INSTRUCTION {
+                pf.prefetch(*p);
+                pf.prefetch(*a);
+            }
         }
         // 2. Touch both buckets of every key: 2n misses in flight at once.
         //    The alternative is needed by only ~8 % of keys, but in a burst
@@ -144,12 +151,7 @@ impl<V> FlowTable<V> {
         //    per key: a load that misses holds its place in the reorder
         //    buffer (unlike a prefetch), so the fewer instructions between
         //    two loads, the more of them are in flight.
-        if P::INSTRUCTION {
-            for (p, a) in prim.iter().zip(&alt).take(n) {
-                pf.prefetch(*p);
-                pf.prefetch(*a);
-            }
-        } else {
+        if !P::INSTRUCTION {
             let mut touch = 0u64;
             for (p, a) in prim.iter().zip(&alt).take(n) {
                 touch ^= p.sig[0] ^ a.sig[0];
@@ -179,14 +181,13 @@ impl<V> FlowTable<V> {
             *f = slot < SLOTS;
             *x = bucket.idx.get(slot).copied().unwrap_or(EMPTY);
             *e = self.entries.get((*x >> 1) as usize).unwrap_or(&NO_FLOW);
-        }
-        // 4. Touch every candidate's entry, in a loop as tight as stage 2.
-        if P::INSTRUCTION {
-            for (e, &x) in ent.iter().zip(&idx).take(n) {
-                pf.prefetch(&e.keys[(x & 1) as usize]);
+            if P::INSTRUCTION {
+                pf.prefetch(&e.keys[(*x & 1) as usize]);
                 pf.prefetch(&e.deadline);
             }
-        } else {
+        }
+        // 4. Touch every candidate's entry, in a loop as tight as stage 2.
+        if !P::INSTRUCTION {
             let mut touch = 0u64;
             for (e, &x) in ent.iter().zip(&idx).take(n) {
                 touch ^= e.keys[(x & 1) as usize].words()[0] ^ e.deadline;
