@@ -390,3 +390,126 @@ fn capacity_and_memory() {
     assert!(per_flow <= 64.0, "{per_flow}");
     assert!(all <= 128.0, "{all}");
 }
+
+/// The sweep removes expired flows a batch at a time: whatever number
+/// expires within a budget (none, one, a batch less one, a batch, more),
+/// each is handed over once, in id order, with its own keys and value, and
+/// the rest stay.
+#[test]
+fn sweep_removes_every_expired_flow_whatever_their_number() {
+    for expired in [0usize, 1, 15, 16, 17, 33, 100] {
+        let cap = 128;
+        let mut t: FlowTable<u64> = FlowTable::with_seed(cap, 21).unwrap();
+        let flows = nat_flows(21, cap, 10);
+        let mut kept = Vec::new();
+        let mut gone = Vec::new();
+        for (i, &(f, r)) in flows.iter().enumerate() {
+            let deadline = if i < expired { 5 } else { 50 };
+            let id = t.insert(f, r, deadline, i as u64).unwrap();
+            if i < expired {
+                gone.push((id, f, r));
+            } else {
+                kept.push((id, f, r));
+            }
+        }
+        let mut seen = Vec::new();
+        let removed = t.sweep(cap, 10, |r| seen.push(r));
+        assert_eq!(removed, expired);
+        let want: Vec<_> = gone.iter().map(|&(id, f, r)| (id, [f, r])).collect();
+        let got: Vec<_> = seen.iter().map(|r| (r.id, r.keys)).collect();
+        assert_eq!(got, want, "{expired} expired");
+        for r in &seen {
+            assert_eq!(r.value, u64::from(r.id.get()), "each flow's own value");
+        }
+        assert_eq!(t.len(), cap - expired);
+        assert_all_found(&t, &kept, 10);
+        for &(_, f, r) in &gone {
+            assert_eq!(
+                (t.lookup(&f, 10), t.lookup(&r, 10)),
+                (Lookup::Miss, Lookup::Miss)
+            );
+        }
+    }
+}
+
+/// Filled to its capacity, drained (half by `remove`, half by the sweep)
+/// and filled again with other keys: nothing of the first fill is left in
+/// any bucket, and every flow of the second is found.
+#[test]
+fn a_table_filled_to_capacity_then_drained_is_empty() {
+    for (cap, seed) in [(1usize, 31u64), (9, 32), (4096, 33)] {
+        let mut t: FlowTable<u64> = FlowTable::with_seed(cap, seed).unwrap();
+        let flows = nat_flows(seed, cap * 2, 100);
+        let (first, second) = flows.split_at(cap);
+        let mut ids = Vec::new();
+        for (i, &(f, r)) in first.iter().enumerate() {
+            ids.push(t.insert(f, r, 100, i as u64).unwrap());
+        }
+        assert_eq!(
+            t.insert(second[0].0, second[0].1, 100, 0),
+            Err(InsertError::Full)
+        );
+        for &id in ids.iter().step_by(2) {
+            t.remove(id).unwrap();
+        }
+        assert_eq!(t.sweep(cap, 100, |_| {}), cap / 2);
+        assert!(t.is_empty());
+        let s = t.stats();
+        assert_eq!((s.len, s.keys_in_alt, s.slot_load), (0, 0, 0.0), "{s:?}");
+        for &(f, r) in first {
+            assert_eq!(
+                (t.lookup(&f, 0), t.lookup(&r, 0)),
+                (Lookup::Miss, Lookup::Miss)
+            );
+        }
+        let mut again = Vec::new();
+        for &(f, r) in second {
+            again.push((t.insert(f, r, 100, 0).unwrap(), f, r));
+        }
+        assert_eq!(t.len(), cap);
+        assert_all_found(&t, &again, 0);
+    }
+}
+
+/// Keys one bit apart anywhere in their 16 bytes (the last byte
+/// included) are different flows, in single and bulk lookups.
+#[test]
+fn keys_one_bit_apart_are_different_flows() {
+    let base = FlowKey::new(tenant(3), TCP, 0x0a00_0001, 40000, 0x0101_0101, 443);
+    let reply = base.reversed();
+    let mut t: FlowTable<u64> = FlowTable::with_seed(1024, 41).unwrap();
+    let id = t.insert(base, reply, 100, 0).unwrap();
+    let flips: Vec<FlowKey> = (0..128)
+        .map(|bit| {
+            let [lo, hi] = base.words();
+            if bit < 64 {
+                FlowKey::from_words([lo ^ 1 << bit, hi])
+            } else {
+                FlowKey::from_words([lo, hi ^ 1 << (bit - 64)])
+            }
+        })
+        .filter(|k| *k != reply)
+        .collect();
+    let last = flips
+        .iter()
+        .find(|k| k.to_bytes()[..15] == base.to_bytes()[..15]);
+    assert!(last.is_some(), "a flip in the last byte is among them");
+    let mut out = vec![Lookup::Hit(id, Direction::Forward); flips.len()];
+    t.lookup_bulk(&flips, 0, &mut out);
+    for (k, o) in flips.iter().zip(&out) {
+        assert_eq!((*o, t.lookup(k, 0)), (Lookup::Miss, Lookup::Miss), "{k}");
+    }
+    // Each a flow of its own, then: every one found as itself.
+    let mut all = vec![(id, base, reply)];
+    for (i, &k) in flips.iter().enumerate() {
+        let r = FlowKey::new(Zone::PUBLIC, TCP, 0x0808_0808, 53, 0x6440_0000, i as u16);
+        all.push((t.insert(k, r, 100, i as u64).unwrap(), k, r));
+    }
+    assert_all_found(&t, &all, 0);
+    let keys: Vec<FlowKey> = all.iter().flat_map(|&(_, f, r)| [f, r]).collect();
+    let mut out = vec![Lookup::Miss; keys.len()];
+    t.lookup_bulk(&keys, 0, &mut out);
+    for (k, o) in keys.iter().zip(&out) {
+        assert_eq!(*o, t.lookup(k, 0), "{k}");
+    }
+}

@@ -78,7 +78,11 @@ pub struct FlowArgs {
     #[arg(long)]
     passes: Option<u64>,
     /// Which lookups to measure, of bulk, single, rte, prefetch.
-    #[arg(long, value_delimiter = ',', default_value = "bulk,single,rte,prefetch")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "bulk,single,rte,prefetch"
+    )]
     methods: Vec<String>,
 }
 
@@ -125,6 +129,19 @@ fn free_hugepage_bytes() -> usize {
         * (2 << 20)
 }
 
+/// This process's memory in transparent huge pages (`AnonHugePages`).
+fn anon_huge_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("AnonHugePages:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
 /// `rte_hash` entries for `keys` keys: a quarter of headroom, as its
 /// cuckoo insert can fail near 100 % of a power-of-two bucket array.
 fn rte_entries(keys: usize) -> u32 {
@@ -160,7 +177,8 @@ pub fn run(args: &FlowArgs) -> Result<(), String> {
     // Our table goes into the same hugetlbfs pool when there is room for
     // both; otherwise rte_hash keeps the hugepages and ours takes 4 KiB
     // pages (the report says which).
-    let ours_huge = hugepages && free_hugepage_bytes() >= need + ours_need;
+    // EAL has taken its `-m` (rte_hash's `need`) out of the pool already.
+    let ours_huge = hugepages && free_hugepage_bytes() >= ours_need;
     if hugepages && !ours_huge {
         eprintln!(
             "tgw-perf: {:.0} MiB of hugepages free: rte_hash gets them, our table goes in 4 KiB pages",
@@ -197,6 +215,9 @@ fn measure(
     // Where it landed: hugetlbfs pages taken for it, against its size.
     let ours_in_hugepages =
         free_before.saturating_sub(free_hugepage_bytes()) >= ours.memory_bytes() / 2;
+    // Else in transparent huge pages, if the kernel granted them to
+    // `HugeAlloc`'s `MADV_HUGEPAGE` mappings (it did not always, here).
+    let ours_thp = anon_huge_bytes();
     let mut ids = Vec::with_capacity(flows.len());
     for (i, &(f, r)) in flows.iter().enumerate() {
         let id = ours
@@ -374,11 +395,19 @@ fn measure(
         budget.as_secs_f64(),
         match (hugepages, ours_in_hugepages) {
             (true, true) => ", both in hugepages",
-            (true, false) => ", rte_hash in hugepages, ours in 4 KiB pages",
+            (true, false) => ", rte_hash in hugepages, ours not in hugetlbfs",
             (false, true) => ", ours in hugepages, rte_hash not",
             (false, false) => ", no hugepages",
         }
     );
+    if !ours_in_hugepages {
+        let _ = writeln!(
+            table,
+            "  ours: {:.0} of {:.0} MiB in transparent huge pages",
+            mib(ours_thp.min(ours_mem)),
+            mib(ours_mem)
+        );
+    }
     let _ = writeln!(
         table,
         "  {:<26} {:>11} {:>9} {:>8} {:>11} {:>10}",
@@ -475,6 +504,7 @@ fn measure(
         "seconds": budget.as_secs_f64(),
         "hugepages": hugepages,
         "ours_in_hugepages": ours_in_hugepages,
+        "anon_huge_bytes": ours_thp,
         "rates": "lookups per CPU second; wall_* per wall-clock second",
         "burst": BURST,
         "agree": bad.is_none(),
@@ -571,7 +601,9 @@ fn churn(ours: &mut FlowTable<Value>, args: &FlowArgs) -> Churn {
         let c = thread_cpu_time();
         for _ in 0..1024 {
             now += CHURN_STEP as u64;
-            ours.sweep(CHURN_STEP, now, |gone| spare.push_back((gone.keys[0], gone.keys[1])));
+            ours.sweep(CHURN_STEP, now, |gone| {
+                spare.push_back((gone.keys[0], gone.keys[1]))
+            });
             for _ in 0..CHURN_STEP {
                 let Some((f, r)) = spare.pop_front() else {
                     break;

@@ -157,6 +157,7 @@ mod place;
 pub mod testgen;
 
 use std::fmt;
+use std::hint::black_box;
 
 use bucket::{Bucket, NO_BUCKET, SLOTS};
 pub use key::{FlowKey, Zone};
@@ -168,6 +169,8 @@ pub const BULK_MAX: usize = 32;
 /// Buckets the insertion's breadth-first search visits at most before it
 /// gives up with [`InsertError::NoRoom`] (as `rte_hash`'s 1000).
 pub const BFS_NODES: usize = 1024;
+/// Expired flows the sweep removes together, their buckets fetched at once.
+const SWEEP_BATCH: usize = 16;
 /// The largest capacity: `flow id * 2 + 1` must fit a slot's `u32` below
 /// an empty slot's index (`u32::MAX`).
 pub const MAX_CAPACITY: usize = (1 << 31) - 1;
@@ -465,22 +468,35 @@ impl<V: Default> FlowTable<V> {
         if forward == reply {
             return Err(InsertError::SameKey);
         }
-        for key in [&forward, &reply] {
-            if let Some((id, dir)) = self.lookup(key, 0).found() {
-                return Err(InsertError::Exists(id, dir));
+        // A new flow's keys are mostly not in the cache (its reply key
+        // never was), and looked at one after the other they cost up to
+        // five dependent misses: four buckets and the entry it will take.
+        // Fetched together, about one.
+        let (sig_f, b_f) = self.locate(&forward);
+        let (sig_r, b_r) = self.locate(&reply);
+        let (a_f, a_r) = (self.alt(b_f, sig_f), self.alt(b_r, sig_r));
+        let id = self.free_head;
+        let next_free = self.entries.get(id as usize).map_or(0, |e| e.deadline);
+        black_box(
+            self.bucket(b_f).sig[0]
+                ^ self.bucket(a_f).sig[0]
+                ^ self.bucket(b_r).sig[0]
+                ^ self.bucket(a_r).sig[0]
+                ^ next_free,
+        );
+        for (key, sig, b, a) in [(&forward, sig_f, b_f, a_f), (&reply, sig_r, b_r, a_r)] {
+            if let Some(x) = self.find(b, sig, key).or_else(|| self.find(a, sig, key)) {
+                return Err(InsertError::Exists(FlowId(x >> 1), Direction::from_bit(x)));
             }
         }
-        let id = self.free_head;
         if id == NO_ENTRY {
             return Err(InsertError::Full);
         }
-        let (sig_f, b_f) = self.locate(&forward);
         if !self.place(b_f, sig_f, id * 2) {
             return Err(InsertError::NoRoom);
         }
-        let (sig_r, b_r) = self.locate(&reply);
         if !self.place(b_r, sig_r, id * 2 + 1) {
-            self.unplace(&forward, id * 2);
+            self.unplace(b_f, sig_f, id * 2);
             return Err(InsertError::NoRoom);
         }
         let (Some(e), Some(v)) = (
@@ -507,15 +523,30 @@ impl<V: Default> FlowTable<V> {
         if !self.is_live(id) {
             return None;
         }
-        let keys = self.entries.get(id.index())?.keys;
-        self.unplace(&keys[0], id.0 * 2);
-        self.unplace(&keys[1], id.0 * 2 + 1);
+        let at = self.slots_of(id)?;
+        black_box(self.bucket(at[0].1).sig[0] ^ self.bucket(at[1].1).sig[0]);
+        self.remove_at(id, at)
+    }
+
+    /// Signature and primary bucket of both keys of flow `id`.
+    #[inline]
+    fn slots_of(&self, id: FlowId) -> Option<[(u16, u32); 2]> {
+        let keys = &self.entries.get(id.index())?.keys;
+        Some([self.locate(&keys[0]), self.locate(&keys[1])])
+    }
+
+    /// Removes live flow `id`, whose keys' signatures and primary buckets
+    /// are `at`.
+    fn remove_at(&mut self, id: FlowId, at: [(u16, u32); 2]) -> Option<Removed<V>> {
+        let [(sig_f, b_f), (sig_r, b_r)] = at;
+        self.unplace(b_f, sig_f, id.0 * 2);
+        self.unplace(b_r, sig_r, id.0 * 2 + 1);
         self.set_live(id.0, false);
         self.len -= 1;
         let free_head = self.free_head;
         let e = self.entries.get_mut(id.index())?;
         // A free entry holds the zero key, which `hit_at` never matches.
-        e.keys = [FlowKey::default(); 2];
+        let keys = std::mem::take(&mut e.keys);
         let deadline = std::mem::replace(&mut e.deadline, u64::from(free_head));
         self.free_head = id.0;
         Some(Removed {
@@ -546,6 +577,13 @@ impl<V: Default> FlowTable<V> {
     {
         let cap = self.entries.len() as u32;
         let mut removed = 0;
+        // The flows to remove are taken a batch at a time, and the buckets
+        // of a batch's keys fetched together: each flow's two buckets are
+        // random lines of a table of millions, and removed one flow at a
+        // time they were a fifth of what creating a flow cost at steady
+        // fill (`FlowTable::unplace` in docs/perf.md's new-flows profile).
+        let mut batch = [(FlowId(0), [(0u16, 0u32); 2]); SWEEP_BATCH];
+        let mut m = 0;
         for _ in 0..budget.min(cap as usize) {
             let id = FlowId(self.sweep_at);
             self.sweep_at = if self.sweep_at + 1 >= cap {
@@ -560,11 +598,37 @@ impl<V: Default> FlowTable<V> {
                     .get(id.index())
                     .is_some_and(|e| e.deadline <= now)
                     || self.values.get(id.index()).is_some_and(&doomed));
-            if gone {
-                if let Some(r) = self.remove(id) {
-                    removed += 1;
-                    on_removed(r);
-                }
+            if !gone {
+                continue;
+            }
+            if let (Some(at), Some(slot)) = (self.slots_of(id), batch.get_mut(m)) {
+                *slot = (id, at);
+                m += 1;
+            }
+            if m == SWEEP_BATCH {
+                removed += self.remove_batch(&batch, &mut on_removed);
+                m = 0;
+            }
+        }
+        removed + self.remove_batch(&batch[..m], &mut on_removed)
+    }
+
+    /// Removes the flows of `batch`, their primary buckets fetched first,
+    /// all at once, and hands each to `on_removed`.
+    fn remove_batch<F>(&mut self, batch: &[(FlowId, [(u16, u32); 2])], on_removed: &mut F) -> usize
+    where
+        F: FnMut(Removed<V>),
+    {
+        let mut touch = 0u64;
+        for (_, [(_, b_f), (_, b_r)]) in batch {
+            touch ^= self.bucket(*b_f).sig[0] ^ self.bucket(*b_r).sig[0];
+        }
+        black_box(touch);
+        let mut removed = 0;
+        for &(id, at) in batch {
+            if let Some(r) = self.remove_at(id, at) {
+                removed += 1;
+                on_removed(r);
             }
         }
         removed
@@ -789,6 +853,97 @@ mod tests {
     fn bucket_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Entry>(), 40);
         assert_eq!(std::mem::size_of::<Lookup>(), 8);
+    }
+
+    /// Two buckets full of one signature (keys with the same signature
+    /// and the same primary bucket, hence the same alternative): every
+    /// lookup, single or bulk, finds its own key among eight candidates,
+    /// a ninth flow finds no room and changes nothing, and removing one
+    /// makes room for it.
+    #[test]
+    fn buckets_full_of_one_signature() {
+        let mut t: FlowTable<u64> = FlowTable::with_seed(16, 5).unwrap();
+        // Keys grouped by (signature, primary bucket) until a group has
+        // enough for nine flows.
+        let mut groups: std::collections::HashMap<(u16, u32), Vec<FlowKey>> = Default::default();
+        let mut rng = testgen::SplitMix64::new(9);
+        let keys = loop {
+            let k = FlowKey::from_words([rng.next_u64(), rng.next_u64()]);
+            let g = groups.entry(t.locate(&k)).or_default();
+            g.push(k);
+            if g.len() == 18 {
+                break g.clone();
+            }
+        };
+        let (sig, b) = t.locate(&keys[0]);
+        assert_ne!(t.alt(b, sig), b, "two buckets of sixteen slots");
+        let mut flows = Vec::new();
+        for (i, pair) in keys[..16].chunks(2).enumerate() {
+            let id = t.insert(pair[0], pair[1], 100, i as u64).unwrap();
+            flows.push((id, pair[0], pair[1]));
+        }
+        for bucket in [b, t.alt(b, sig)] {
+            assert_eq!(t.bucket(bucket).matches(sig), 0xff, "all eight slots");
+        }
+        let all: Vec<FlowKey> = flows.iter().flat_map(|&(_, f, r)| [f, r]).collect();
+        let mut out = [Lookup::Miss; 16];
+        t.lookup_bulk(&all, 0, &mut out);
+        for (i, (k, o)) in all.iter().zip(&out).enumerate() {
+            let want = Lookup::Hit(flows[i / 2].0, Direction::from_bit(i as u32));
+            assert_eq!((t.lookup(k, 0), *o), (want, want), "{k}");
+        }
+        assert_eq!(t.lookup(&keys[16], 0), Lookup::Miss);
+        assert_eq!(
+            t.insert(keys[16], keys[17], 100, 9),
+            Err(InsertError::NoRoom)
+        );
+        assert_eq!(t.len(), 8);
+        t.lookup_bulk(&all, 0, &mut out);
+        assert!(out.iter().all(|o| o.hit().is_some()));
+        let gone = t.remove(flows[3].0).unwrap();
+        assert_eq!(gone.keys, [flows[3].1, flows[3].2]);
+        let id = t.insert(keys[16], keys[17], 100, 9).unwrap();
+        assert_eq!(t.lookup(&keys[17], 0), Lookup::Hit(id, Direction::Reply));
+        assert_eq!(t.lookup(&flows[3].1, 0), Lookup::Miss);
+    }
+
+    /// Two keys that differ only in their last byte and share signature
+    /// and bucket (a seed found for it): the key compare alone tells them
+    /// apart, in every lookup.
+    #[test]
+    fn a_key_differing_only_in_its_last_byte_is_another_key() {
+        let k = FlowKey::new(
+            Zone::tenant(6).unwrap(),
+            17,
+            0x0a00_0002,
+            5353,
+            0x0101_0102,
+            53,
+        );
+        let last = |b: u8| {
+            let mut bytes = k.to_bytes();
+            bytes[15] = b;
+            let word = |r: &[u8]| u64::from_le_bytes(r.try_into().unwrap_or([0; 8]));
+            FlowKey::from_words([word(&bytes[..8]), word(&bytes[8..])])
+        };
+        let (t, twin) = (0u64..)
+            .find_map(|seed| {
+                let t: FlowTable<u64> = FlowTable::with_seed(1, seed).ok()?;
+                let twin = (0..=255u8)
+                    .map(last)
+                    .find(|o| *o != k && t.locate(o) == t.locate(&k))?;
+                Some((t, twin))
+            })
+            .unwrap();
+        let mut t = t;
+        assert_eq!(twin.to_bytes()[..15], k.to_bytes()[..15]);
+        let id = t.insert(k, k.reversed(), 100, 1).unwrap();
+        let mut out = [Lookup::Expired(id, Direction::Reply); 2];
+        t.lookup_bulk(&[twin, k], 0, &mut out);
+        assert_eq!(out, [Lookup::Miss, Lookup::Hit(id, Direction::Forward)]);
+        assert_eq!(t.lookup(&twin, 0), Lookup::Miss);
+        assert!(t.hit(&twin, 0).is_none());
+        assert!(t.hit_at(id, Direction::Forward, &twin, 0).is_none());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `rte_hash`'s). Insertion's slow part; lookups never come here.
 
 use super::bucket::{EMPTY, SLOTS};
-use super::{FlowKey, FlowTable};
+use super::FlowTable;
 
 /// One bucket of the insertion's breadth-first search: which bucket, and
 /// how it was reached (the parent node, and the slot there whose key's
@@ -42,9 +42,9 @@ impl<V> FlowTable<V> {
         }
     }
 
-    /// Clears the slot holding index `x` for `key`.
-    pub(super) fn unplace(&mut self, key: &FlowKey, x: u32) {
-        let (sig, b1) = self.locate(key);
+    /// Clears the slot holding index `x`, whose key has signature `sig` and
+    /// primary bucket `b1`.
+    pub(super) fn unplace(&mut self, b1: u32, sig: u16, x: u32) {
         for b in [b1, self.alt(b1, sig)] {
             if let Some(bucket) = self.buckets.get_mut(b as usize) {
                 if let Some(s) = bucket.idx.iter().position(|&i| i == x) {
