@@ -131,15 +131,23 @@
 //!
 //! [`FlowTable::lookup_bulk_with`] takes the caller's [`Prefetch`]
 //! instead: a binary with DPDK passes `rte::prefetch` (two lines, see
-//! `perf/src/flow.rs`) and the touch loops become prefetch loops.
+//! `perf/src/flow.rs`). A prefetch retires at once, so it is issued where
+//! its address is computed, in stages 1 and 3, not in loops of its own
+//! after them: the first key's buckets then have the other 31 keys'
+//! hashing to arrive in, as in `rte_hash`'s lookup. Prefetching in a
+//! separate loop after stage 1 (the touch loops' shape) left the table at
+//! 0.79–0.89× `rte_hash`; issued in place, 1.10–1.17× at 1M flows.
 //!
 //! Measured against `rte_hash_lookup_bulk` holding the same keys, in one
-//! process, both in hugetlbfs pages (`tgw-perf flow`, docs/perf.md), per
-//! CPU second on a shared 2-vCPU machine: 0.72× at 1M flows and
-//! 0.84–0.97× at 10M with touching loads; 0.87× and 0.95× with DPDK's
-//! prefetch handed in. Single lookups run at about half the bulk rate;
-//! in a table that fits in cache the staging costs more than it saves
-//! (criterion `flow_1k`: bulk 24 M/s, single 39 M/s).
+//! process (`tgw-perf flow`, docs/perf.md), per CPU second on a shared
+//! 2-vCPU machine, with DPDK's prefetch handed in: 1.10–1.17× at 1M
+//! flows and 1.1–1.2× at 10M; with touching loads 0.78–0.85× at 1M.
+//! Prefetching only the primary bucket, and the alternative only for the
+//! ~8 % of keys with no candidate there, measured worse (0.77× against
+//! 0.84–0.89×): those keys cost the burst a third round of misses. Single
+//! lookups run at about a third of the bulk rate; in a table that fits in
+//! cache the staging costs more than it saves (criterion `flow_1k`: bulk
+//! 24 M/s, single 39 M/s).
 //!
 //! # Expiry
 //!
@@ -149,6 +157,18 @@
 //! [`FlowTable::remove`] and treat as a miss). [`FlowTable::sweep`] visits
 //! a bounded number of entries per call, round robin, removes the expired
 //! ones and hands each to a callback (where NAT returns its port).
+//!
+//! # Creating and ending flows
+//!
+//! At a steady fill of millions of flows, a new flow's buckets are not in
+//! the cache: the reply key's never were, and an expired flow's two
+//! buckets are random lines. [`FlowTable::insert`] therefore reads both
+//! buckets of both keys and the entry it will take with independent loads
+//! before it looks at any (one round of misses, not up to five in a row),
+//! and checks that the keys are new in the buckets it then places them in.
+//! The sweep collects up to sixteen flows to remove, loads the primary
+//! buckets of their keys together, then removes them (in id order, each
+//! handed over as before).
 
 mod bucket;
 pub mod key;
