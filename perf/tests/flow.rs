@@ -17,6 +17,8 @@ fn flow_measures_ours_and_rte_hash_and_every_answer_is_right() {
             "0.05",
             "--rounds",
             "2",
+            "--churn-seconds",
+            "0.05",
         ],
         "ours/rte_hash:",
     );
@@ -34,4 +36,8 @@ fn flow_measures_ours_and_rte_hash_and_every_answer_is_right() {
     let own = report["ours"]["overhead_bytes"].as_f64().unwrap() / 20000.0;
     assert!(own < 64.0, "{own} bytes per flow of the table's own");
     assert!(report["rte_hash"]["memory_bytes"].as_u64().unwrap() > 0);
+    // Flows created at full fill: every one a miss first, none refused.
+    let churn = &report["churn"];
+    assert!(churn["created"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(churn["refused"], 0, "{report}");
 }

@@ -141,7 +141,7 @@
 //! Measured against `rte_hash_lookup_bulk` holding the same keys, in one
 //! process (`tgw-perf flow`, docs/perf.md), per CPU second on a shared
 //! 2-vCPU machine, with DPDK's prefetch handed in: 1.10–1.17× at 1M
-//! flows and 1.1–1.2× at 10M; with touching loads 0.78–0.85× at 1M.
+//! flows and 1.08–1.17× at 10M; with touching loads 0.75–0.85×.
 //! Prefetching only the primary bucket, and the alternative only for the
 //! ~8 % of keys with no candidate there, measured worse (0.77× against
 //! 0.84–0.89×): those keys cost the burst a third round of misses. Single
