@@ -8,8 +8,8 @@
 
 use std::borrow::BorrowMut;
 
-use dataplane::Frame;
-use rte::Mbuf;
+use dataplane::{Checked, Frame};
+use rte::{Mbuf, RxChecksum};
 
 /// An mbuf as the pipeline sees it, with the port it was received on.
 pub struct MbufFrame<M> {
@@ -88,5 +88,21 @@ impl<M: BorrowMut<Mbuf>> Frame for MbufFrame<M> {
     #[inline]
     fn rss_hash(&self) -> Option<u32> {
         self.m().rss_hash()
+    }
+
+    #[inline]
+    fn ipv4_checksum(&self) -> Checked {
+        checked(self.m())
+    }
+}
+
+/// What the driver of `m`'s port found of its outer IPv4 checksum, as the
+/// pipeline takes it.
+#[inline]
+pub fn checked(m: &Mbuf) -> Checked {
+    match m.rx_ipv4_checksum() {
+        RxChecksum::Unknown => Checked::Unknown,
+        RxChecksum::Good => Checked::Good,
+        RxChecksum::Bad => Checked::Bad,
     }
 }

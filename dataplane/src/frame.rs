@@ -43,6 +43,13 @@ pub trait Frame {
     /// The RSS hash the NIC computed, if it gave one.
     fn rss_hash(&self) -> Option<u32>;
 
+    /// What the NIC found of the checksum of the frame's outermost IPv4
+    /// header: [`Checked::Unknown`] unless the driver verified it (memif
+    /// and af_packet never do), and then the pipeline computes it.
+    fn ipv4_checksum(&self) -> Checked {
+        Checked::Unknown
+    }
+
     /// The frame's length in bytes.
     fn len(&self) -> usize {
         self.data().len()
@@ -54,6 +61,19 @@ pub trait Frame {
     }
 }
 
+/// What the NIC says of a checksum it may have verified on receive
+/// (DPDK's `RTE_MBUF_F_RX_IP_CKSUM_*` flags).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Checked {
+    /// Not verified (or the driver does not say): computed in software.
+    #[default]
+    Unknown,
+    /// Verified right: not computed again.
+    Good,
+    /// Verified wrong: dropped as a wrong checksum.
+    Bad,
+}
+
 /// A heap-backed frame for tests, fuzzing and benchmarks: a buffer with a
 /// fixed headroom in front of the data, like an mbuf.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +83,7 @@ pub struct VecFrame {
     end: usize,
     in_port: u16,
     rss_hash: Option<u32>,
+    ipv4_checksum: Checked,
 }
 
 impl VecFrame {
@@ -82,6 +103,7 @@ impl VecFrame {
             end: Self::HEADROOM + bytes.len(),
             in_port,
             rss_hash: None,
+            ipv4_checksum: Checked::Unknown,
         }
     }
 
@@ -102,6 +124,13 @@ impl VecFrame {
     /// Sets the RSS hash, as a NIC would.
     pub fn with_rss_hash(mut self, hash: u32) -> Self {
         self.rss_hash = Some(hash);
+        self
+    }
+
+    /// Says what the NIC found of the outer IPv4 checksum, as a driver
+    /// that verifies it would.
+    pub fn with_ipv4_checksum(mut self, checked: Checked) -> Self {
+        self.ipv4_checksum = checked;
         self
     }
 
@@ -159,6 +188,10 @@ impl Frame for VecFrame {
 
     fn rss_hash(&self) -> Option<u32> {
         self.rss_hash
+    }
+
+    fn ipv4_checksum(&self) -> Checked {
+        self.ipv4_checksum
     }
 }
 

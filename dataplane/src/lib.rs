@@ -34,6 +34,6 @@ pub mod tenant;
 pub mod wire;
 
 pub use counters::{Counter, DropReason, WorkerCounters};
-pub use frame::{Frame, VecFrame};
+pub use frame::{Checked, Frame, VecFrame};
 pub use l2fwd::L2Forward;
 pub use pipeline::Verdict;

@@ -36,6 +36,15 @@ pub struct Mbuf {
 // to another lcore (through a ring, say) is how DPDK is meant to be used.
 unsafe impl Send for Mbuf {}
 
+/// A checksum as the driver found it on receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxChecksum {
+    /// Not verified, or the driver does not say.
+    Unknown,
+    Good,
+    Bad,
+}
+
 impl Mbuf {
     /// Takes one mbuf from `pool`, empty, with the default headroom.
     pub fn alloc(pool: &Mempool) -> Option<Mbuf> {
@@ -287,6 +296,33 @@ impl Mbuf {
         // SAFETY: every variant of this union is plain integers, so reading
         // packet_type is always initialised memory.
         unsafe { self.hdr().__bindgen_anon_1.packet_type }
+    }
+
+    /// What the driver found of the checksum of the frame's outermost
+    /// IPv4 header (`RTE_MBUF_F_RX_IP_CKSUM_*`). A driver that parsed the
+    /// frame as a tunnel (`RTE_PTYPE_TUNNEL_*`) puts the inner header's
+    /// verdict in those flags and has only a "bad" flag for the outer one
+    /// (`RTE_MBUF_F_RX_OUTER_IP_CKSUM_BAD`). "Not filled in, but the header
+    /// is intact" (`_NONE`) is reported unknown: software computes it, as
+    /// it does where drivers say nothing (memif, af_packet).
+    #[inline]
+    pub fn rx_ipv4_checksum(&self) -> RxChecksum {
+        let flags = self.ol_flags();
+        if self.packet_type() & sys::RTE_PTYPE_TUNNEL_MASK != 0 {
+            return if flags & u64::from(sys::RTE_MBUF_F_RX_OUTER_IP_CKSUM_BAD) != 0 {
+                RxChecksum::Bad
+            } else {
+                RxChecksum::Unknown
+            };
+        }
+        let ip = flags & u64::from(sys::RTE_MBUF_F_RX_IP_CKSUM_MASK);
+        if ip == u64::from(sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD) {
+            RxChecksum::Good
+        } else if ip == u64::from(sys::RTE_MBUF_F_RX_IP_CKSUM_BAD) {
+            RxChecksum::Bad
+        } else {
+            RxChecksum::Unknown
+        }
     }
 
     /// The RSS hash, when the NIC computed one.
