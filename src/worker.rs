@@ -290,11 +290,14 @@ impl Worker<'_> {
             Stage::L2fwd(fwd) => StageRef::L2fwd(fwd),
         };
         // Look the burst's flows up together, so that their cache misses
-        // overlap (frames handed over by other workers go unstaged).
+        // overlap (frames handed over by other workers go unstaged): the
+        // public side's or the underlay's, by the port's role.
         let mut hints = [Hint::default(); BURST];
-        if let (StageRef::Gateway(pipeline, tables), Some(port)) = (&stage, port) {
+        if let (StageRef::Gateway(pipeline, tables), Some(port)) = (&mut stage, port) {
             let frames = burst.iter().map(|m| &m[..]);
             pipeline.stage_public(tables, port, frames, &RtePrefetch, now, &mut hints);
+            let frames = burst.iter().map(|m| (&m[..], crate::frame::checked(m)));
+            pipeline.stage_underlay(tables, port, frames, &RtePrefetch, now, &mut hints);
         }
         for (mut mbuf, hint) in burst.drain(..).zip(&hints) {
             let verdict = if mbuf.segments() != 1 {

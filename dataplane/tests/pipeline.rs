@@ -13,7 +13,7 @@ use dataplane::resolver::{Io, Resolver, ResolverConfig};
 use dataplane::steer::Steering;
 use dataplane::tables::{PortSpec, Role, RouteSpec, SnatSpec, Spec, Tables, Target, TenantSpec};
 use dataplane::tenant::{Encap, TenantId};
-use dataplane::{DropReason, Frame, VecFrame, Verdict, WorkerCounters};
+use dataplane::{Checked, DropReason, Frame, VecFrame, Verdict, WorkerCounters};
 use etherparse::{
     EtherType, Ethernet2Header, IcmpEchoHeader, Icmpv4Type, IpNumber, Ipv4Header, PacketBuilder,
     SlicedPacket, TcpOptionElement, TransportSlice,
@@ -4141,6 +4141,12 @@ fn mixed_traffic() -> Vec<Event> {
             }
             events.push(e);
         }
+        // The stateless profiles' traffic: a client to the tenants' own
+        // public addresses (encap), in the public side's bursts.
+        for (k, to) in [T1_PUB, T2_PUB].into_iter().cycle().take(8).enumerate() {
+            let sport = 41000 + (k as u16 % 4);
+            events.push(public(&udp_from(CLIENT, sport, to, 5001), now));
+        }
         // The VMs' side: ACKs and data of the connections, UDP out through
         // the elastic IPs, hairpins to the other tenant's, and the same
         // oddities, plus an outer ECN CE mark now and then.
@@ -4204,8 +4210,60 @@ fn mixed_traffic() -> Vec<Event> {
                 now,
             });
         }
+        // ... and from those addresses back to the client (decap), some
+        // with Ethernet padding after the outer packet.
+        for k in 0..8u16 {
+            let reply = udp_from(
+                if k % 2 == 0 { T1_PUB } else { T2_PUB },
+                5001,
+                CLIENT,
+                41000 + k / 2,
+            );
+            let mut frame = if k % 2 == 0 {
+                let inner = eth(T1_MAC, VM1_MAC, EtherType::IPV4, &reply);
+                // Now and then tenant 1's key from tenant 2's host:
+                // spoofed, dropped.
+                let host = if k == 6 && round % 2 == 0 {
+                    HOST2
+                } else {
+                    HOST1
+                };
+                gre_frame(host, HOST1_MAC, 0x2000, 1000, 0x6558, &inner)
+            } else {
+                gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &reply)
+            };
+            if k == 7 {
+                frame.extend_from_slice(&[0; 6]);
+            }
+            events.push(Event {
+                port: UND,
+                frame,
+                now,
+            });
+        }
     }
     events
+}
+
+/// Tenant 1's and tenant 2's own public addresses (the `encap` and
+/// `decap` profiles' traffic: flows without NAT).
+const T1_PUB: [u8; 4] = [2, 2, 3, 11];
+const T2_PUB: [u8; 4] = [2, 2, 3, 12];
+
+/// [`spec`] with a public address routed to each tenant's host.
+fn spec_with_public_prefixes() -> Spec {
+    let mut spec = spec();
+    for (t, (addr, host)) in spec
+        .tenants
+        .iter_mut()
+        .zip([(T1_PUB, HOST1), (T2_PUB, HOST2)])
+    {
+        t.prefixes.push((ip(addr), 32));
+        t.routes.push((ip(addr), 32, Target::Host(ip(host))));
+        spec.ingress.push((ip(addr), 32, t.key));
+    }
+    spec.inner_neighbours.push((1000, ip(T1_PUB), VM1_MAC));
+    spec
 }
 
 /// The one's-complement sum of a header, folded (for hand-made options).
@@ -4228,14 +4286,16 @@ struct Run {
     tenants: Vec<[u64; 6]>,
     flows: usize,
     staged_hits: usize,
+    staged_tunnel_hits: usize,
 }
 
 /// Runs `events` through a fresh gateway by `path`, frames in bursts of up
 /// to 32 that share a port and a clock.
 fn run_by(path: Path, events: &[Event]) -> Run {
-    let mut gw = Gw::new();
+    let mut gw = Gw::with_spec(&spec_with_public_prefixes());
     let mut out = Vec::new();
     let mut staged_hits = 0;
+    let mut staged_tunnel_hits = 0;
     let mut rest = events;
     while let Some(first) = rest.first() {
         let n = rest
@@ -4251,7 +4311,15 @@ fn run_by(path: Path, events: &[Event]) -> Run {
             let pf = dataplane::flow::TouchLoads;
             gw.pipeline
                 .stage_public(&gw.tables, first.port, frames, &pf, first.now, &mut hints);
-            staged_hits += hints.iter().filter(|h| h.is_hit()).count();
+            let frames = burst.iter().map(|e| (&e.frame[..], Checked::Unknown));
+            gw.pipeline
+                .stage_underlay(&gw.tables, first.port, frames, &pf, first.now, &mut hints);
+            let hits = hints.iter().filter(|h| h.is_hit()).count();
+            if first.port == UND {
+                staged_tunnel_hits += hits;
+            } else {
+                staged_hits += hits;
+            }
         }
         for (e, hint) in burst.iter().zip(&hints) {
             let hint = if path == Path::Full {
@@ -4284,6 +4352,7 @@ fn run_by(path: Path, events: &[Event]) -> Run {
         tenants,
         flows: gw.pipeline.flows(),
         staged_hits,
+        staged_tunnel_hits,
     }
 }
 
@@ -4308,6 +4377,8 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
         if path == Path::Staged {
             let hits = run.staged_hits;
             assert!(hits > 1800, "only {hits} staged hits");
+            let hits = run.staged_tunnel_hits;
+            assert!(hits > 1000, "only {hits} staged hits from tunnels");
         }
     }
     let full = full.out;
@@ -4318,6 +4389,21 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
             .count()
     };
     let (inward, outward) = (count(UND), count(PUB));
+    // The stateless profiles' frames went through, both ways.
+    let own = |port: u16, out: u16| {
+        full.iter()
+            .zip(&events)
+            .filter(|((v, _), e)| {
+                let own_address = |w: &[u8]| w == T1_PUB || w == T2_PUB;
+                e.port == port && *v == Verdict::Forward(out) && e.frame.windows(4).any(own_address)
+            })
+            .count()
+    };
+    let (encap, decap) = (own(PUB, UND), own(UND, PUB));
+    assert!(
+        encap > 400 && decap > 400,
+        "stateless: {encap} in, {decap} out"
+    );
     assert!(inward > 2000, "only {inward} frames into tunnels");
     assert!(
         outward > 1200,
@@ -4351,6 +4437,96 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
             "no {reason:?} among the verdicts"
         );
     }
+}
+
+/// Runs one frame received on `port`, which the NIC says of its outer
+/// IPv4 checksum `checked`, by `path`: the full path, the fast path
+/// unstaged, or staged as the daemon's workers stage a burst.
+fn run_checked(
+    gw: &mut Gw,
+    path: Path,
+    frame: &[u8],
+    port: u16,
+    checked: Checked,
+) -> (Verdict, Vec<u8>) {
+    let mut hints = [Hint::default(); 1];
+    if path == Path::Staged {
+        let pf = dataplane::flow::TouchLoads;
+        let frames = [frame].into_iter();
+        gw.pipeline
+            .stage_public(&gw.tables, port, frames, &pf, 0, &mut hints);
+        let frames = [(frame, checked)].into_iter();
+        gw.pipeline
+            .stage_underlay(&gw.tables, port, frames, &pf, 0, &mut hints);
+    }
+    let hint = if path == Path::Full {
+        Hint::FULL_PATH
+    } else {
+        hints[0]
+    };
+    let mut f = VecFrame::new(frame, port).with_ipv4_checksum(checked);
+    let v = gw
+        .pipeline
+        .process_staged(&gw.tables, &gw.counters, &mut f, 0, &hint);
+    (v, f.data().to_vec())
+}
+
+/// Issue 13, item 3: where the NIC verified a frame's outer IPv4 header
+/// checksum (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`) the pipeline does not compute
+/// it again, where it found it wrong (`_BAD`) the frame is dropped as a
+/// wrong checksum, and where the driver does not say (memif, af_packet:
+/// "unknown") the pipeline computes it as before; on both sides, and by
+/// every path alike.
+#[test]
+fn the_nics_word_on_the_outer_ipv4_checksum_is_taken_and_unknown_is_computed() {
+    let mut gw = Gw::with_spec(&spec_with_public_prefixes());
+    // A client's datagram to tenant 2's own address (encap), and the
+    // tenant's answer from it (decap, GRE over IPv4).
+    let to_tenant = eth(
+        PUB_MAC,
+        CLIENT_MAC,
+        EtherType::IPV4,
+        &udp_from(CLIENT, 41000, T2_PUB, 5001),
+    );
+    let reply = udp_from(T2_PUB, 5001, CLIENT, 41000);
+    let from_tenant = gre_frame(HOST2, HOST2_MAC, 0x2000, 2000, 0x0800, &reply);
+    let wrong = |f: &[u8]| {
+        let mut f = f.to_vec();
+        f[24] ^= 0x40; // the outer header's checksum
+        f
+    };
+    let (wrong_to, wrong_from) = (wrong(&to_tenant), wrong(&from_tenant));
+    // The flow both ways, by the full path.
+    let (v, _) = run_checked(&mut gw, Path::Full, &to_tenant, PUB, Checked::Unknown);
+    assert_eq!(v, Verdict::Forward(UND));
+    let (v, decapped) = run_checked(&mut gw, Path::Full, &from_tenant, UND, Checked::Unknown);
+    assert_eq!(v, Verdict::Forward(PUB));
+
+    let checksum = Verdict::Drop(DropReason::Ipv4Checksum);
+    for path in [Path::Full, Path::Unstaged, Path::Staged] {
+        for (frame, port, checked, expect) in [
+            (&to_tenant, PUB, Checked::Unknown, Verdict::Forward(UND)),
+            (&wrong_to, PUB, Checked::Unknown, checksum),
+            (&to_tenant, PUB, Checked::Bad, checksum),
+            (&from_tenant, UND, Checked::Unknown, Verdict::Forward(PUB)),
+            (&wrong_from, UND, Checked::Unknown, checksum),
+            (&from_tenant, UND, Checked::Bad, checksum),
+        ] {
+            let (v, _) = run_checked(&mut gw, path, frame, port, checked);
+            assert_eq!(v, expect, "{path:?} {checked:?} from port {port}");
+        }
+        // Verified by the NIC: not computed again. The outer header is
+        // gone once decapsulated, so the packet that leaves is the same.
+        let (v, out) = run_checked(&mut gw, path, &wrong_from, UND, Checked::Good);
+        assert_eq!(v, Verdict::Forward(PUB), "{path:?}");
+        assert_eq!(out, decapped, "{path:?}");
+        let (v, _) = run_checked(&mut gw, path, &to_tenant, PUB, Checked::Good);
+        assert_eq!(v, Verdict::Forward(UND), "{path:?}");
+    }
+    // The full path skipped the computation for the public side's frame
+    // too (the fast path computes its own, and leaves a wrong one to it).
+    let (v, _) = run_checked(&mut gw, Path::Full, &wrong_to, PUB, Checked::Good);
+    assert_eq!(v, Verdict::Forward(UND));
 }
 
 // ------------------------------------------- what one tenant can take

@@ -19,6 +19,7 @@
 //! the public side carries the gateway's own addresses without such a
 //! packet ever arriving; the public hit refuses those (`Conn::hairpin`).
 
+use super::public::PublicHop;
 use super::*;
 use crate::conntrack::{Answered, Scales};
 use crate::wire::TcpFlags;
@@ -26,7 +27,7 @@ use crate::wire::TcpFlags;
 /// What the first stage of a burst learned of one frame, for the second:
 /// see [`Pipeline::stage_public`].
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Hint(Stage);
+pub struct Hint(pub(super) Stage);
 
 impl Hint {
     /// Sends a frame down the full path, past the fast path: for tests
@@ -35,17 +36,20 @@ impl Hint {
 
     /// Whether the frame may take the fast path.
     pub(super) fn fast(&self) -> bool {
-        !matches!(self.0, Stage::Full)
+        matches!(self.0, Stage::Unstaged | Stage::Plain(..))
     }
 
     /// Whether the staged lookup found a live flow for the frame.
     pub fn is_hit(&self) -> bool {
-        matches!(self.0, Stage::Plain(_, FlowLookup::Hit(..)))
+        matches!(
+            self.0,
+            Stage::Plain(_, FlowLookup::Hit(..)) | Stage::Tunnel(_, FlowLookup::Hit(..), _)
+        )
     }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
-enum Stage {
+pub(super) enum Stage {
     /// Not staged: the fast path reads and looks up the frame itself.
     #[default]
     Unstaged,
@@ -53,14 +57,17 @@ enum Stage {
     Full,
     /// A plain packet, and what the staged lookup found.
     Plain(Plain, FlowLookup),
+    /// A plain packet inside a tunnel, what the staged lookup found, and
+    /// what the underlay stage read of its outer headers (stage.rs).
+    Tunnel(Plain, FlowLookup, super::stage::Tunnelled),
 }
 
 /// What the fast path reads of a plain IPv4 packet, in one pass.
 #[derive(Clone, Copy, Debug)]
-struct Plain {
+pub(super) struct Plain {
     /// Its 5-tuple, and for TCP the acknowledgment number, which the
     /// connection learns for its RST check.
-    tuple: Tuple,
+    pub(super) tuple: Tuple,
     /// The IPv4 total length: what follows is Ethernet padding.
     len: usize,
 }
@@ -74,7 +81,7 @@ impl Plain {
     /// Inlined, so that the fields go to registers rather than through an
     /// `Option` returned in memory (a store-forwarding stall per frame).
     #[inline(always)]
-    fn parse(ip: &[u8]) -> Option<Plain> {
+    pub(super) fn parse(ip: &[u8]) -> Option<Plain> {
         let h: &[u8; IHL] = ip.get(..IHL)?.try_into().ok()?;
         let fragment = Ipv4Packet::new_unchecked(h).frag().is_fragment();
         if h[0] != VERSION_IHL_PLAIN || fragment || h[8] <= 1 {
@@ -130,7 +137,7 @@ impl Plain {
         Some(Plain { tuple, len })
     }
 
-    fn key(&self, zone: Zone) -> FlowKey {
+    pub(super) fn key(&self, zone: Zone) -> FlowKey {
         self.tuple.key(zone)
     }
 }
@@ -202,7 +209,7 @@ impl Pipeline {
         hint: &Hint,
     ) -> Option<Verdict> {
         let (p, staged) = match hint.0 {
-            Stage::Full => return None,
+            Stage::Full | Stage::Tunnel(..) => return None,
             Stage::Plain(p, found) => (p, Some(found)),
             Stage::Unstaged => (Plain::parse(f.data().get(ETH..)?)?, None),
         };
@@ -279,10 +286,35 @@ impl Pipeline {
             return None;
         }
         let p = Plain::parse(f.data().get(ip_at..)?)?;
-        let tail = f.len() - ip_at - p.len;
+        self.tenant_hit_plain(t, c, tenant, f, ip_at, &p, None, now)
+    }
+
+    /// [`Pipeline::tenant_hit`] past the header pass, which found `p` at
+    /// `ip_at`; `staged` holds what the underlay stage found for it (its
+    /// flow, and its public next hop where that resolved), `None` when the
+    /// frame was not staged.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) fn tenant_hit_plain<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        tenant: &Tenant,
+        f: &mut F,
+        ip_at: usize,
+        p: &Plain,
+        staged: Option<(FlowLookup, Option<PublicHop>)>,
+        now: u64,
+    ) -> Option<Verdict> {
+        let tail = f.len().checked_sub(ip_at + p.len)?;
         let zone = Zone::tenant(tenant.id.index())?;
         let (life, hz) = (&self.timeouts, self.hz);
-        let hit = self.flows.hit(&p.key(zone), now)?;
+        let key = p.key(zone);
+        let hit = match staged {
+            None => self.flows.hit(&key, now)?,
+            Some((FlowLookup::Hit(id, dir), _)) => self.flows.hit_at(id, dir, &key, now)?,
+            Some(_) => return None,
+        };
         let conn = &mut *hit.value;
         let tcp = conn.protocol == IpProtocol::TCP.0;
         // An unanswered flow's first answer is the full path's to note,
@@ -299,7 +331,10 @@ impl Pipeline {
         if conn.hairpin {
             return None;
         }
-        let hop = resolve_public(t, p.tuple.dst).ok()?;
+        let hop = match staged {
+            Some((_, hop)) => hop?,
+            None => resolve_public(t, p.tuple.dst).ok()?,
+        };
         if p.len > usize::from(hop.mtu) {
             return None;
         }

@@ -124,6 +124,8 @@ pub struct Pipeline {
     stale_at: u32,
     /// Tenant slots the per-tenant state is sized for.
     tenant_slots: usize,
+    /// The public next hops the underlay stage resolved for a burst.
+    hops: stage::Hops,
 }
 
 pub mod admin;
@@ -135,6 +137,7 @@ mod icmp;
 mod public;
 mod redecide;
 mod session;
+mod stage;
 mod unreachable;
 mod verdict;
 
@@ -202,6 +205,7 @@ impl Pipeline {
             unreplied_quota: u64::MAX,
             stale_at: 0,
             tenant_slots: 0,
+            hops: stage::Hops::default(),
         }
     }
 
@@ -356,6 +360,8 @@ impl Pipeline {
         let Some(pe) = t.ports.get(usize::from(port)) else {
             return Verdict::Drop(D::NoEgress);
         };
+        // What the NIC found wrong is the full path's to drop.
+        let hint = stage::unless_bad(f, hint);
         let ethertype = {
             let Ok(eth) = EthernetFrame::new_checked(f.data()) else {
                 return Verdict::Drop(D::Runt);
@@ -374,7 +380,10 @@ impl Pipeline {
             }
             (Some(_), EtherType::ARP) => arp_input(t, pe, port, f, c),
             (Some(Role::Underlay), EtherType::IPV4) => {
-                self.underlay_input(t, c, pe, f, now, hint.fast())
+                match self.underlay_hit(t, c, f, now, hint) {
+                    Some(v) => v,
+                    None => self.underlay_input(t, c, pe, f, now, hint.fast()),
+                }
             }
             (Some(Role::Public), EtherType::IPV4) => {
                 self.public_input(t, c, pe, f, now, Origin::Port)
@@ -663,7 +672,7 @@ impl Pipeline {
             let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
                 return Verdict::Drop(D::Ipv4Invalid);
             };
-            if !ip.verify_checksum() {
+            if !stage::checksum_ok(f, &ip) {
                 return Verdict::Drop(D::Ipv4Checksum);
             }
             let tail = data.len() - ETH - usize::from(ip.total_len());
@@ -819,7 +828,7 @@ fn punt<F: Frame>(f: &mut F, why: Punt, c: &WorkerCounters) -> Verdict {
 fn check_local_ipv4<F: Frame>(pe: &PortEntry, f: &mut F) -> Result<(IpProtocol, usize), Verdict> {
     let data = f.data();
     let ip = Ipv4Packet::new_checked(&data[ETH..]).map_err(|_| Verdict::Drop(D::Ipv4Invalid))?;
-    if !ip.verify_checksum() {
+    if !stage::checksum_ok(f, &ip) {
         return Err(Verdict::Drop(D::Ipv4Checksum));
     }
     if !pe.is_local(u32::from(ip.dst_addr())) {

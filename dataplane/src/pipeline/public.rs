@@ -54,6 +54,7 @@ impl Pipeline {
 }
 
 /// The next hop toward a public destination.
+#[derive(Clone, Copy, Debug)]
 pub(super) struct PublicHop {
     port: u16,
     /// Complete unless `pending` says whose MAC is missing.

@@ -1,0 +1,59 @@
+//! `pipeline_profile`'s frames in bursts of 32, each burst staged first
+//! (`Pipeline::stage_public`, `Pipeline::stage_underlay`) and then
+//! processed frame by frame with its hints, as the daemon's workers do:
+//!
+//!   cargo build --release -p dataplane --example pipeline_staged
+//!   valgrind --tool=callgrind target/release/examples/pipeline_staged decap
+//!   (or encap, or nat)
+//!
+//! A program of its own, so that `pipeline_profile`'s one-at-a-time loop
+//! is compiled as it always was (a second caller of `process_staged` in
+//! one program changes what the compiler inlines, and the counts).
+
+#[path = "../benches/scenario/mod.rs"]
+mod scenario;
+
+use dataplane::flow::TouchLoads;
+use dataplane::pipeline::{Hint, Pipeline};
+use dataplane::ratelimit::TokenBucket;
+use dataplane::{Checked, Frame, VecFrame, Verdict, WorkerCounters};
+use scenario::{decap_frames, encap_frames, nat_frames, nat_tables, tables, TENANTS};
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "encap".into());
+    let (frames, port, out) = match which.as_str() {
+        "decap" => (decap_frames(), 1, 0),
+        "nat" => (nat_frames(1000), 0, 1),
+        _ => (encap_frames(), 0, 1),
+    };
+    let t = if which == "nat" {
+        nat_tables()
+    } else {
+        tables()
+    };
+    let counters = WorkerCounters::new(TENANTS as usize);
+    let mut pipeline = Pipeline::new(TokenBucket::new(1000, 50, 2_000_000_000), 0);
+    let mut frame = VecFrame::new(&frames[0], port);
+    let mut forwarded = 0u64;
+    for _ in 0..100 {
+        for burst in frames.chunks(32) {
+            let mut hints = [Hint::default(); 32];
+            let bytes = burst.iter().map(|f| &f[..]);
+            pipeline.stage_public(&t, port, bytes, &TouchLoads, 0, &mut hints);
+            let bytes = burst.iter().map(|f| (&f[..], Checked::Unknown));
+            pipeline.stage_underlay(&t, port, bytes, &TouchLoads, 0, &mut hints);
+            for (f, hint) in burst.iter().zip(&hints) {
+                frame.refill(f);
+                let v = pipeline.process_staged(&t, &counters, &mut frame, 0, hint);
+                if v == Verdict::Forward(out) {
+                    forwarded += 1;
+                }
+            }
+        }
+    }
+    println!(
+        "{which} staged: {forwarded} of {} frames forwarded, last {} bytes",
+        100 * frames.len(),
+        frame.len()
+    );
+}

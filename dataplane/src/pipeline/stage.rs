@@ -1,0 +1,297 @@
+//! The underlay side's burst stage: what [`Pipeline::stage_public`] does
+//! for frames from the Internet, done for GRE frames from tenant hosts.
+//!
+//! One header pass over the burst reads, for each frame, the outer IPv4
+//! header (its checksum unless the NIC verified it), the GRE header with
+//! its key alone, the tenant behind the key (the one-entry key cache), the
+//! inner Ethernet header of a gretap tunnel and the inner IPv4 packet as
+//! the flow-hit fast path reads it (`hit.rs`'s `Plain`). The flows of the
+//! plain ones are then looked up together, with the caller's prefetch, and
+//! the values of those found prefetched; the public next hop of each hit
+//! is resolved once for each run of frames to one destination. The second
+//! stage (`process_staged`) then takes a hit without reading the outer
+//! headers again.
+//!
+//! The stage reads only the common shape (outer header without options,
+//! a key-only GRE header); anything else is left unstaged, to be read by
+//! the full path as before, which also catches what an earlier frame of
+//! the burst changed (a flow created or removed): the hit is looked up
+//! again by its id and key.
+
+use super::hit::{Plain, Stage};
+use super::public::PublicHop;
+use super::*;
+use crate::Checked;
+
+/// GRE flags and version of a header that carries the key alone (RFC
+/// 2890: K set; no checksum, no sequence number, version 0).
+const GRE_KEY_ONLY: [u8; 2] = [0x20, 0x00];
+/// Such a header's length: flags, protocol type and key.
+const GRE_KEYED: usize = 8;
+/// An IPv4 header without options.
+const IHL: usize = 20;
+
+/// What the underlay stage learned of a plain GRE frame, besides its inner
+/// packet: for [`Pipeline::underlay_hit`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Tunnelled {
+    pub(super) tenant: TenantId,
+    /// Where the inner IPv4 header starts in the frame.
+    pub(super) ip_at: u16,
+    /// Where the public next hop toward the inner destination is in
+    /// [`Hops`], for a hit; [`Hops::NONE`] when it did not resolve (the
+    /// full path's to answer).
+    pub(super) hop: u8,
+}
+
+/// The public next hops the last underlay stage resolved, which its hints
+/// name: kept by the pipeline between the two stages, so that a hint stays
+/// small (a hop is 40 bytes, and most frames of a burst share one).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Hops([Option<PublicHop>; BULK_MAX]);
+
+impl Default for Hops {
+    fn default() -> Self {
+        Hops([None; BULK_MAX])
+    }
+}
+
+impl Hops {
+    /// No hop: it did not resolve.
+    const NONE: u8 = u8::MAX;
+
+    fn get(&self, i: u8) -> Option<&PublicHop> {
+        self.0.get(usize::from(i))?.as_ref()
+    }
+}
+
+/// How the stage read one frame.
+enum Read {
+    /// A plain inner packet of a tunnel whose outer headers passed every
+    /// check the full path makes before its fast path.
+    Plain(Plain, Tunnelled, Zone),
+    /// The outer headers passed, but the fast path would refuse the
+    /// frame (an inner packet that is not plain, an outer ECN mark to carry
+    /// inward): the full path's alone.
+    NotPlain,
+    /// Anything else, for the unstaged path to read from the start.
+    Other,
+}
+
+/// Whether an IPv4 header's checksum is right: as the NIC says where it
+/// verified it, else computed.
+#[inline]
+pub(super) fn ipv4_checksum_ok(nic: Checked, header: &[u8]) -> bool {
+    match nic {
+        Checked::Good => true,
+        Checked::Bad => false,
+        Checked::Unknown => checksum::fold(checksum::sum(header)) == 0xffff,
+    }
+}
+
+/// [`ipv4_checksum_ok`] for the outermost IPv4 header of frame `f`.
+#[inline]
+pub(super) fn checksum_ok<F: Frame>(f: &F, ip: &Ipv4Packet<&[u8]>) -> bool {
+    match f.ipv4_checksum() {
+        Checked::Good => true,
+        Checked::Bad => false,
+        Checked::Unknown => ip.verify_checksum(),
+    }
+}
+
+/// `hint`, or the full path's for a frame whose outer IPv4 checksum the
+/// NIC found wrong: the fast paths compute the checksum themselves, and
+/// must not take what the full path drops.
+#[inline]
+pub(super) fn unless_bad<'h, F: Frame>(f: &F, hint: &'h Hint) -> &'h Hint {
+    if f.ipv4_checksum() == Checked::Bad {
+        &Hint::FULL_PATH
+    } else {
+        hint
+    }
+}
+
+impl Pipeline {
+    /// The first stage of a burst received on underlay port `port`, as
+    /// [`Pipeline::stage_public`] is for public ports: one header pass,
+    /// the plain frames' flows looked up together with the caller's
+    /// prefetch, the hits' values prefetched and their public next hops
+    /// resolved. `frames` gives each frame's bytes and what the NIC said of
+    /// its outer IPv4 checksum; `hints[i]` is the `i`th frame's, for up to
+    /// [`BULK_MAX`] frames.
+    pub fn stage_underlay<'a, P: Prefetch>(
+        &mut self,
+        t: &Tables,
+        port: u16,
+        frames: impl Iterator<Item = (&'a [u8], Checked)>,
+        pf: &P,
+        now: u64,
+        hints: &mut [Hint],
+    ) {
+        let Some(pe) = t.ports.get(usize::from(port)) else {
+            return;
+        };
+        if pe.role != Some(Role::Underlay) || self.flows.is_empty() {
+            return;
+        }
+        let mut keys = [FlowKey::default(); BULK_MAX];
+        let mut frame_of = [0u8; BULK_MAX];
+        let mut n = 0;
+        for (i, ((data, nic), hint)) in frames.zip(hints.iter_mut()).take(BULK_MAX).enumerate() {
+            *hint = match self.read_tunnelled(t, pe, data, nic) {
+                Read::Plain(p, tunnelled, zone) => {
+                    keys[n] = p.key(zone);
+                    frame_of[n] = i as u8;
+                    n += 1;
+                    Hint(Stage::Tunnel(p, FlowLookup::Miss, tunnelled))
+                }
+                Read::NotPlain => Hint::FULL_PATH,
+                Read::Other => Hint::default(),
+            };
+        }
+        let mut found = [FlowLookup::Miss; BULK_MAX];
+        self.flows
+            .lookup_bulk_with(pf, &keys[..n], now, &mut found[..n]);
+        // Frames of one burst mostly go to one next hop: resolve it once
+        // for each run of one destination.
+        let mut last: Option<(u32, u8)> = None;
+        let mut hops = 0;
+        for (&i, &l) in frame_of.iter().zip(&found).take(n) {
+            let Some(Hint(Stage::Tunnel(p, f, tunnelled))) = hints.get_mut(usize::from(i)) else {
+                continue;
+            };
+            *f = l;
+            let Some((id, _)) = l.hit() else {
+                continue;
+            };
+            self.flows.prefetch_value(pf, id);
+            let dst = p.tuple.dst;
+            tunnelled.hop = match last {
+                Some((d, hop)) if d == dst => hop,
+                _ => {
+                    let hop = match resolve_public(t, dst) {
+                        Ok(hop) => {
+                            self.hops.0[hops] = Some(hop);
+                            hops += 1;
+                            (hops - 1) as u8
+                        }
+                        Err(_) => Hops::NONE,
+                    };
+                    last = Some((dst, hop));
+                    hop
+                }
+            };
+        }
+    }
+
+    /// Reads a frame from underlay port `pe` as far as the fast path
+    /// needs, making every check the full path makes before it.
+    #[inline(always)]
+    fn read_tunnelled(&mut self, t: &Tables, pe: &PortEntry, data: &[u8], nic: Checked) -> Read {
+        let Some(h) = data.get(..ETH + IHL + GRE_KEYED) else {
+            return Read::Other;
+        };
+        let (ip, gre) = (&h[ETH..ETH + IHL], &h[ETH + IHL..]);
+        let word =
+            |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let plain_outer = h[12..14] == EtherType::IPV4.0.to_be_bytes()
+            && ip[0] == 0x45
+            && ip[9] == IpProtocol::GRE.0
+            && !Ipv4Packet::new_unchecked(ip).frag().is_fragment()
+            && gre[..2] == GRE_KEY_ONLY;
+        if !plain_outer {
+            return Read::Other;
+        }
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        let Some(outer) = data
+            .get(ETH..ETH + total)
+            .filter(|o| o.len() >= IHL + GRE_KEYED)
+        else {
+            return Read::Other;
+        };
+        if !ipv4_checksum_ok(nic, ip) || !pe.is_local(word(ip, 16)) {
+            return Read::Other;
+        }
+        let protocol = EtherType(u16::from_be_bytes([gre[2], gre[3]]));
+        let Some(tenant) = self
+            .key_cache
+            .lookup(&t.tenants, t.generation, word(gre, 4))
+        else {
+            return Read::Other;
+        };
+        if !tenant.has_host(word(ip, 12)) {
+            return Read::Other;
+        }
+        let inner_at = IHL + GRE_KEYED;
+        let ip_at = match (tenant.encap, protocol) {
+            (Encap::Ipv4, EtherType::IPV4) => inner_at,
+            (Encap::Gretap, EtherType::TRANSPARENT_ETHERNET_BRIDGING) => {
+                let ours = outer.get(inner_at..inner_at + ETH).is_some_and(|e| {
+                    e[..6] == tenant.mac && e[12..14] == EtherType::IPV4.0.to_be_bytes()
+                });
+                if !ours {
+                    return Read::Other;
+                }
+                inner_at + ETH
+            }
+            _ => return Read::Other,
+        };
+        let Some(zone) = Zone::tenant(tenant.id.index()) else {
+            return Read::Other;
+        };
+        // An outer CE or ECT(1) mark may have to be carried inward (RFC
+        // 6040 §4.2): the full path's, as for the unstaged fast path.
+        if ip[1] & 1 != 0 {
+            return Read::NotPlain;
+        }
+        let Some(p) = outer.get(ip_at..).and_then(Plain::parse) else {
+            return Read::NotPlain;
+        };
+        let tunnelled = Tunnelled {
+            tenant: tenant.id,
+            ip_at: (ETH + ip_at) as u16,
+            hop: Hops::NONE,
+        };
+        Read::Plain(p, tunnelled, zone)
+    }
+
+    /// A frame the underlay stage found plain: the flow-hit fast path,
+    /// past the outer headers the stage read. `None`, with the frame and
+    /// the flow as they were, for the full path.
+    #[inline]
+    pub(super) fn underlay_hit<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        f: &mut F,
+        now: u64,
+        hint: &Hint,
+    ) -> Option<Verdict> {
+        let Hint(Stage::Tunnel(p, found, tunnelled)) = hint else {
+            return None;
+        };
+        self.tunnel_hit(t, c, f, now, p, *found, tunnelled)
+    }
+
+    /// [`Pipeline::underlay_hit`] for a staged frame. Out of line, so that
+    /// `process_staged`, with the public side's fast path in it, stays as
+    /// small as it was (callgrind: inlined, this cost the unstaged paths
+    /// ~18 instructions a frame).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn tunnel_hit<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        f: &mut F,
+        now: u64,
+        p: &Plain,
+        found: FlowLookup,
+        tunnelled: &Tunnelled,
+    ) -> Option<Verdict> {
+        let tenant = t.tenants.get(tunnelled.tenant)?;
+        let ip_at = usize::from(tunnelled.ip_at);
+        let staged = Some((found, self.hops.get(tunnelled.hop).copied()));
+        self.tenant_hit_plain(t, c, tenant, f, ip_at, p, staged, now)
+    }
+}
