@@ -777,7 +777,22 @@ impl Tables {
     /// on the fly from the neighbour entry in `l2_on_link`.
     #[inline]
     pub fn public_route(&self, dst: u32) -> Option<PublicRoute> {
-        let v = self.public.lookup(dst)?;
+        self.public_route_of(self.public.lookup(dst))
+    }
+
+    /// The public routes of a burst's destinations, looked up together
+    /// (`Lpm::lookup_slice`, about twice as fast as one at a time):
+    /// `out[i]` is for `dsts[i]`, to be read with
+    /// [`Tables::public_route_of`].
+    #[inline]
+    pub fn public_routes(&self, dsts: &[u32], out: &mut [Option<u32>]) {
+        self.public.lookup_slice(dsts, out);
+    }
+
+    /// The route a value of [`Tables::public_routes`] names.
+    #[inline]
+    pub fn public_route_of(&self, value: Option<u32>) -> Option<PublicRoute> {
+        let v = value?;
         if v & ON_LINK != 0 {
             Some(PublicRoute::OnLink((v & !ON_LINK) as u16))
         } else {

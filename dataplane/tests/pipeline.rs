@@ -4211,14 +4211,18 @@ fn mixed_traffic() -> Vec<Event> {
             });
         }
         // ... and from those addresses back to the client (decap), some
-        // with Ethernet padding after the outer packet.
-        for k in 0..8u16 {
-            let reply = udp_from(
-                if k % 2 == 0 { T1_PUB } else { T2_PUB },
-                5001,
-                CLIENT,
-                41000 + k / 2,
-            );
+        // with Ethernet padding after the outer packet; then to other
+        // destinations by turns (a burst's next hops, each looked up once
+        // a run): through the default route, and an on-link host nobody
+        // answers for.
+        for k in 0..12u16 {
+            let from = if k % 2 == 0 { T1_PUB } else { T2_PUB };
+            let reply = match k {
+                0..8 => udp_from(from, 5001, CLIENT, 41000 + k / 2),
+                8 => udp_from(from, 5002, [9, 9, 9, 9], 53),
+                10 => udp_from(from, 5002, [8, 8, 8, 8], 53),
+                _ => udp_from(from, 5002, [1, 1, 1, 8], 53),
+            };
             let mut frame = if k % 2 == 0 {
                 let inner = eth(T1_MAC, VM1_MAC, EtherType::IPV4, &reply);
                 // Now and then tenant 1's key from tenant 2's host:

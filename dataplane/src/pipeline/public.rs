@@ -79,7 +79,18 @@ impl PublicHop {
 }
 
 pub(super) fn resolve_public(t: &Tables, dst: u32) -> Result<PublicHop, DropReason> {
-    let (port, mut header, mtu, neighbour, key) = match t.public_route(dst).ok_or(D::NoRoute)? {
+    resolve_route(t, dst, t.public_route(dst))
+}
+
+/// [`resolve_public`] with the route already looked up (stage.rs looks a
+/// burst's up together).
+#[inline]
+pub(super) fn resolve_route(
+    t: &Tables,
+    dst: u32,
+    route: Option<PublicRoute>,
+) -> Result<PublicHop, DropReason> {
+    let (port, mut header, mtu, neighbour, key) = match route.ok_or(D::NoRoute)? {
         PublicRoute::Via(adj) => (
             adj.port,
             adj.header,

@@ -19,7 +19,7 @@
 //! again by its id and key.
 
 use super::hit::{Plain, Stage};
-use super::public::PublicHop;
+use super::public::{resolve_route, PublicHop};
 use super::*;
 use crate::Checked;
 
@@ -39,14 +39,15 @@ pub(super) struct Tunnelled {
     /// Where the inner IPv4 header starts in the frame.
     pub(super) ip_at: u16,
     /// Where the public next hop toward the inner destination is in
-    /// [`Hops`], for a hit; [`Hops::NONE`] when it did not resolve (the
-    /// full path's to answer).
+    /// [`Hops`], for a hit ([`Hops::NONE`] for the others).
     pub(super) hop: u8,
 }
 
-/// The public next hops the last underlay stage resolved, which its hints
-/// name: kept by the pipeline between the two stages, so that a hint stays
-/// small (a hop is 40 bytes, and most frames of a burst share one).
+/// The public next hops the last underlay stage resolved, one for each
+/// run of frames to one destination, which its hints name (`None`: did
+/// not resolve): kept by the pipeline between the two stages, so that a
+/// hint stays small (a hop is 40 bytes, and most frames of a burst share
+/// one).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Hops([Option<PublicHop>; BULK_MAX]);
 
@@ -57,7 +58,7 @@ impl Default for Hops {
 }
 
 impl Hops {
-    /// No hop: it did not resolve.
+    /// No hop: the frame is no staged hit.
     const NONE: u8 = u8::MAX;
 
     fn get(&self, i: u8) -> Option<&PublicHop> {
@@ -152,10 +153,13 @@ impl Pipeline {
         let mut found = [FlowLookup::Miss; BULK_MAX];
         self.flows
             .lookup_bulk_with(pf, &keys[..n], now, &mut found[..n]);
-        // Frames of one burst mostly go to one next hop: resolve it once
-        // for each run of one destination.
-        let mut last: Option<(u32, u8)> = None;
-        let mut hops = 0;
+        // The hits' public next hops: frames of a burst mostly go to a few
+        // destinations, so each run of one destination is resolved once
+        // (`dsts[r]` is the `r`th run's), the runs' routes are looked up
+        // together, and runs through the router of the run before share
+        // its hop (an on-link destination is its own neighbour).
+        let mut dsts = [0u32; BULK_MAX];
+        let mut runs = 0;
         for (&i, &l) in frame_of.iter().zip(&found).take(n) {
             let Some(Hint(Stage::Tunnel(p, f, tunnelled))) = hints.get_mut(usize::from(i)) else {
                 continue;
@@ -165,20 +169,37 @@ impl Pipeline {
                 continue;
             };
             self.flows.prefetch_value(pf, id);
-            let dst = p.tuple.dst;
-            tunnelled.hop = match last {
-                Some((d, hop)) if d == dst => hop,
+            if runs == 0 || dsts[runs - 1] != p.tuple.dst {
+                dsts[runs] = p.tuple.dst;
+                runs += 1;
+            }
+            tunnelled.hop = (runs - 1) as u8;
+        }
+        self.resolve_runs(t, &dsts[..runs]);
+    }
+
+    /// Resolves the public next hop of each run of a burst's hits, `dsts`
+    /// their destinations, into [`Hops`] (the `r`th run's at `r`).
+    #[inline]
+    fn resolve_runs(&mut self, t: &Tables, dsts: &[u32]) {
+        if let [dst] = dsts {
+            // The common burst: one destination, one lookup.
+            self.hops.0[0] = resolve_public(t, *dst).ok();
+            return;
+        }
+        let mut routes = [None; BULK_MAX];
+        t.public_routes(dsts, &mut routes);
+        let mut last_via: Option<(u32, usize)> = None;
+        for (r, (&dst, &value)) in dsts.iter().zip(&routes).enumerate() {
+            let route = t.public_route_of(value);
+            let via = matches!(route, Some(PublicRoute::Via(_)));
+            self.hops.0[r] = match last_via {
+                Some((v, at)) if via && value == Some(v) => self.hops.0[at],
                 _ => {
-                    let hop = match resolve_public(t, dst) {
-                        Ok(hop) => {
-                            self.hops.0[hops] = Some(hop);
-                            hops += 1;
-                            (hops - 1) as u8
-                        }
-                        Err(_) => Hops::NONE,
-                    };
-                    last = Some((dst, hop));
-                    hop
+                    if via {
+                        last_via = value.map(|v| (v, r));
+                    }
+                    resolve_route(t, dst, route).ok()
                 }
             };
         }
