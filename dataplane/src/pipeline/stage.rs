@@ -8,7 +8,8 @@
 //! the flow-hit fast path reads it (`hit.rs`'s `Plain`). The flows of the
 //! plain ones are then looked up together, with the caller's prefetch, and
 //! the values of those found prefetched; the public next hop of each hit
-//! is resolved once for each run of frames to one destination. The second
+//! is resolved once for each run of frames to one destination, the runs'
+//! routes looked up together (`Lpm::lookup_slice`). The second
 //! stage (`process_staged`) then takes a hit without reading the outer
 //! headers again.
 //!
