@@ -70,7 +70,8 @@ pub enum Checked {
     Unknown,
     /// Verified right: not computed again.
     Good,
-    /// Verified wrong: dropped as a wrong checksum.
+    /// Verified wrong: computed all the same, which drops the frame as
+    /// the NIC would have (the fast paths compute it anyway).
     Bad,
 }
 

@@ -4477,10 +4477,9 @@ fn run_checked(
 
 /// Issue 13, item 3: where the NIC verified a frame's outer IPv4 header
 /// checksum (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`) the pipeline does not compute
-/// it again, where it found it wrong (`_BAD`) the frame is dropped as a
-/// wrong checksum, and where the driver does not say (memif, af_packet:
-/// "unknown") the pipeline computes it as before; on both sides, and by
-/// every path alike.
+/// it again; where it found it wrong (`_BAD`) or does not say (memif,
+/// af_packet: "unknown") the pipeline computes it as before, and a wrong
+/// one is dropped; on both sides, and by every path alike.
 #[test]
 fn the_nics_word_on_the_outer_ipv4_checksum_is_taken_and_unknown_is_computed() {
     let mut gw = Gw::with_spec(&spec_with_public_prefixes());
@@ -4511,10 +4510,10 @@ fn the_nics_word_on_the_outer_ipv4_checksum_is_taken_and_unknown_is_computed() {
         for (frame, port, checked, expect) in [
             (&to_tenant, PUB, Checked::Unknown, Verdict::Forward(UND)),
             (&wrong_to, PUB, Checked::Unknown, checksum),
-            (&to_tenant, PUB, Checked::Bad, checksum),
+            (&wrong_to, PUB, Checked::Bad, checksum),
             (&from_tenant, UND, Checked::Unknown, Verdict::Forward(PUB)),
             (&wrong_from, UND, Checked::Unknown, checksum),
-            (&from_tenant, UND, Checked::Bad, checksum),
+            (&wrong_from, UND, Checked::Bad, checksum),
         ] {
             let (v, _) = run_checked(&mut gw, path, frame, port, checked);
             assert_eq!(v, expect, "{path:?} {checked:?} from port {port}");

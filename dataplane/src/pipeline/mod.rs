@@ -360,8 +360,6 @@ impl Pipeline {
         let Some(pe) = t.ports.get(usize::from(port)) else {
             return Verdict::Drop(D::NoEgress);
         };
-        // What the NIC found wrong is the full path's to drop.
-        let hint = stage::unless_bad(f, hint);
         let ethertype = {
             let Ok(eth) = EthernetFrame::new_checked(f.data()) else {
                 return Verdict::Drop(D::Runt);
