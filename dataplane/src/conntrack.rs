@@ -19,7 +19,7 @@ use crate::flow::{FlowKey, Zone};
 use crate::nat::Rewrite;
 use crate::snat::Inside;
 use crate::wire::tcp::{TcpFlags, TcpOption, TcpPacket};
-use crate::wire::{Frag, IpProtocol};
+use crate::wire::{IpProtocol, Ipv4Packet};
 
 /// Lifetimes, in seconds, as configured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +76,54 @@ impl Timeouts {
             // Other protocols are tracked by address alone (Linux's
             // generic tracker); they live as long as UDP.
             _ => self.udp,
+        }
+    }
+}
+
+/// [`Timeouts`] in ticks of a worker's clock, multiplied out once: what a
+/// packet's update reads ([`Conn::on_packet`]), a load instead of a
+/// multiplication per packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    tcp_established: u64,
+    tcp_transitory: u64,
+    tcp_closed: u64,
+    udp: u64,
+    icmp: u64,
+    unreplied: u64,
+}
+
+impl Lifetimes {
+    /// `timeouts` on a clock of `hz` ticks per second.
+    pub fn new(timeouts: &Timeouts, hz: u64) -> Lifetimes {
+        let ticks = |seconds: u64| seconds.saturating_mul(hz);
+        Lifetimes {
+            tcp_established: ticks(timeouts.tcp_established),
+            tcp_transitory: ticks(timeouts.tcp_transitory),
+            tcp_closed: ticks(timeouts.tcp_closed),
+            udp: ticks(timeouts.udp),
+            icmp: ticks(timeouts.icmp),
+            unreplied: ticks(timeouts.unreplied),
+        }
+    }
+
+    /// What is left of `conn`'s life after a packet, in ticks: as
+    /// [`Timeouts::ticks`] says.
+    #[inline(always)]
+    pub fn of(&self, conn: &Conn) -> u64 {
+        let life = match IpProtocol(conn.protocol) {
+            IpProtocol::TCP => match conn.tcp {
+                TcpState::Established => self.tcp_established,
+                TcpState::Closed => self.tcp_closed,
+                _ => self.tcp_transitory,
+            },
+            IpProtocol::ICMP => self.icmp,
+            _ => self.udp,
+        };
+        if conn.answered == Answered::NoUnderPressure {
+            life.min(self.unreplied)
+        } else {
+            life
         }
     }
 }
@@ -237,6 +285,64 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Whether a packet going `from` (0 the opener's direction, 1 the
+    /// answerer's) is the first answer to a flow opened from outside,
+    /// which [`Conn::on_packet`] then notes (and its caller counts).
+    #[inline]
+    pub fn first_answer(&self, from: usize) -> bool {
+        from & 1 == 1 && self.answered != Answered::Yes
+    }
+
+    /// A packet of the connection going `from` at time `now`: TCP's state
+    /// moves ([`Conn::track_tcp`]), a `first_answer` ([`Conn::first_answer`])
+    /// is noted, and the flow lives on for its state's timeout: the new
+    /// deadline. The one per-packet update, for the flow-hit fast path and
+    /// the full path alike; on `Err` the connection is as it was. Inlined,
+    /// so that the fast path's packet — a plain ACK of an established
+    /// connection, never a first answer — takes the table's one row
+    /// without the rest.
+    #[inline(always)]
+    pub fn on_packet(
+        &mut self,
+        from: usize,
+        t: &Tuple,
+        first_answer: bool,
+        life: &Lifetimes,
+        now: u64,
+    ) -> Result<u64, Invalid> {
+        // A later fragment carries no TCP header: nothing to track.
+        let tcp = self.protocol == IpProtocol::TCP.0;
+        if tcp && (t.flags.0 != 0 || t.protocol != IpProtocol::TCP.0) {
+            let decides = TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST | TcpFlags::ACK;
+            if self.tcp == TcpState::Established && t.flags & decides == TcpFlags::ACK {
+                // docs/conntrack.md's row "Established, ACK": the state
+                // stays, the acknowledgement is learned.
+                self.expect[1 - (from & 1)] = t.ack;
+            } else {
+                self.track_other_rows(from, *t)?;
+            }
+        }
+        if first_answer {
+            self.answered = Answered::Yes;
+        }
+        Ok(now.saturating_add(life.of(self)))
+    }
+}
+
+impl Conn {
+    /// [`Conn::track_tcp`] for a segment other than the fast path's, out
+    /// of line: [`Conn::on_packet`] is inlined into the fast path, which
+    /// never takes it. The tuple is a copy, made on this branch alone: a
+    /// reference would make every caller keep its tuple in memory
+    /// (callgrind: 14 instructions a flow hit).
+    #[cold]
+    #[inline(never)]
+    fn track_other_rows(&mut self, from: usize, t: Tuple) -> Result<(), Invalid> {
+        self.track_tcp(from, &t)
+    }
+}
+
 /// Why a segment does not fit its connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Invalid;
@@ -349,32 +455,45 @@ impl Tuple {
     }
 
     /// `quoted`: the datagram is an ICMP error's quote, of which only the
-    /// first 8 transport bytes are sure to be there (no TCP flags).
+    /// first 8 transport bytes are sure to be there (no TCP flags). The one
+    /// tuple parser, with [`Tuple::with_transport`].
     fn read(ip: &[u8], quoted: bool) -> Option<Tuple> {
-        let ihl = usize::from(*ip.first()? & 0xf) * 4;
+        let h: &[u8; 20] = ip.get(..20)?.try_into().ok()?;
+        let header = Ipv4Packet::new_unchecked(h);
         // A later fragment has no transport header to read.
-        if Frag::of(ip)?.is_later() {
+        if header.frag().is_later() {
             return None;
         }
-        let addr = |at: usize| -> Option<u32> {
-            Some(u32::from_be_bytes(ip.get(at..at + 4)?.try_into().ok()?))
-        };
-        let (src, dst) = (addr(12)?, addr(16)?);
-        let l4 = ip.get(ihl..)?;
-        let port = |at: usize| -> Option<u16> {
-            Some(u16::from_be_bytes(l4.get(at..at + 2)?.try_into().ok()?))
-        };
-        let protocol = *ip.get(9)?;
-        let word = |at: usize| -> Option<u32> {
-            Some(u32::from_be_bytes(l4.get(at..at + 4)?.try_into().ok()?))
-        };
+        let (src, dst) = (u32::from(header.src_addr()), u32::from(header.dst_addr()));
+        let l4 = ip.get(header.header_len()..)?;
+        Self::with_transport(header.protocol().0, src, dst, l4, quoted)
+    }
+
+    /// The transport part of [`Tuple::read`], for a packet of `protocol`
+    /// from `src` to `dst` whose transport header starts `l4`: the flow-hit
+    /// fast path, which checks the IPv4 header its own way, reads its
+    /// tuple here too (`pipeline/hit.rs`). Each header is taken as a
+    /// fixed-size array once, so that its fields cost no bounds checks.
+    #[inline(always)]
+    pub(crate) fn with_transport(
+        protocol: u8,
+        src: u32,
+        dst: u32,
+        l4: &[u8],
+        quoted: bool,
+    ) -> Option<Tuple> {
+        let be16 = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
+        let be32 =
+            |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         let (mut seq, mut ack, mut wscale) = (0, 0, Scales::NONE);
         let (sport, dport, flags, opens) = match IpProtocol(protocol) {
             IpProtocol::TCP => {
-                let flags = match l4.get(13) {
-                    Some(&f) => {
-                        (seq, ack) = (word(4)?, word(8)?);
-                        let flags = TcpFlags::from_byte(f);
+                // Through the flags byte: ports, sequence, acknowledgment.
+                let flags = match l4.get(..14) {
+                    Some(tcp) => {
+                        let tcp: &[u8; 14] = tcp.try_into().ok()?;
+                        (seq, ack) = (be32(tcp, 4), be32(tcp, 8));
+                        let flags = TcpFlags::from_byte(tcp[13]);
                         if flags.intersects(TcpFlags::SYN) {
                             wscale = window_scale(l4);
                         }
@@ -383,16 +502,21 @@ impl Tuple {
                     None if quoted => TcpFlags::empty(),
                     None => return None,
                 };
-                (port(0)?, port(2)?, flags, opens(flags))
+                let ports: &[u8; 4] = l4.get(..4)?.try_into().ok()?;
+                (be16(ports, 0), be16(ports, 2), flags, opens(flags))
             }
-            IpProtocol::UDP => (port(0)?, port(2)?, TcpFlags::empty(), true),
+            IpProtocol::UDP => {
+                let udp: &[u8; 4] = l4.get(..4)?.try_into().ok()?;
+                (be16(udp, 0), be16(udp, 2), TcpFlags::empty(), true)
+            }
             IpProtocol::ICMP => {
-                let opens = match *l4.first()? {
+                let icmp: &[u8; 6] = l4.get(..6)?.try_into().ok()?;
+                let opens = match icmp[0] {
                     ICMP_ECHO_REQUEST => true,
                     ICMP_ECHO_REPLY => false,
                     _ => return None,
                 };
-                let id = port(4)?;
+                let id = be16(icmp, 4);
                 (id, id, TcpFlags::empty(), opens)
             }
             _ => (0, 0, TcpFlags::empty(), true),
@@ -450,6 +574,16 @@ impl Tuple {
             wscale: Scales::NONE,
             opens: false,
         })
+    }
+
+    /// The packet as its tenant's rules see it once translated toward
+    /// the tenant: to `dst`, port `dport`.
+    pub fn seen(&self, dst: u32, dport: u16) -> Tuple {
+        Tuple {
+            dst,
+            dport,
+            ..*self
+        }
     }
 
     /// The packet's key in `zone`.
@@ -683,6 +817,84 @@ mod tests {
         let per_flow = table.memory_bytes() as f64 / table.capacity() as f64;
         assert!(per_flow <= 128.0, "{per_flow:.1} bytes a flow");
         assert!(std::mem::size_of::<Conn>() <= 64);
+    }
+
+    /// The per-packet update's shortcut for the fast path's row moves the
+    /// connection exactly as the table does, and every other segment goes
+    /// through the table.
+    #[test]
+    fn on_packet_moves_a_connection_as_track_tcp_does() {
+        use TcpState::*;
+        let life = Lifetimes::new(&Timeouts::default(), 1);
+        for state in [SynSent, SynReceived, Established, FinWait, Closing, Closed] {
+            for flags in [ACK, SYN, SYN_ACK, FIN_ACK, RST, TcpFlags::empty()] {
+                for from in [0, 1] {
+                    let conn = Conn {
+                        protocol: IpProtocol::TCP.0,
+                        tcp: state,
+                        expect: [100, 200],
+                        answered: Answered::No,
+                        ..Conn::default()
+                    };
+                    let t = Tuple {
+                        protocol: IpProtocol::TCP.0,
+                        src: 1,
+                        dst: 2,
+                        sport: 3,
+                        dport: 4,
+                        flags,
+                        seq: 200,
+                        ack: 100,
+                        wscale: Scales::NONE,
+                        opens: opens(flags),
+                    };
+                    let (mut tracked, mut updated) = (conn, conn);
+                    let want = tracked.track_tcp(from, &t);
+                    let first = updated.first_answer(from);
+                    assert_eq!(first, from == 1);
+                    let got = updated.on_packet(from, &t, first, &life, 5);
+                    if flags.0 == 0 {
+                        // A later fragment: no TCP header, nothing moves.
+                        assert!(got.is_ok());
+                        assert_eq!((updated.tcp, updated.expect), (conn.tcp, conn.expect));
+                    } else {
+                        assert_eq!(got.is_ok(), want.is_ok(), "{state:?} {flags:?} {from}");
+                        assert_eq!((updated.tcp, updated.expect), (tracked.tcp, tracked.expect));
+                    }
+                    match got {
+                        Ok(deadline) => {
+                            assert_eq!(updated.answered == Answered::Yes, first);
+                            assert_eq!(deadline, 5 + life.of(&updated));
+                        }
+                        Err(_) => assert_eq!(updated, conn),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lifetimes_are_the_timeouts_in_ticks() {
+        let t = Timeouts::default();
+        let life = Lifetimes::new(&t, 1000);
+        let mut conn = Conn {
+            protocol: IpProtocol::TCP.0,
+            ..Conn::default()
+        };
+        for state in [TcpState::SynSent, TcpState::Established, TcpState::Closed] {
+            for answered in [Answered::Yes, Answered::No, Answered::NoUnderPressure] {
+                (conn.tcp, conn.answered) = (state, answered);
+                assert_eq!(
+                    life.of(&conn),
+                    t.ticks(&conn, 1000),
+                    "{state:?} {answered:?}"
+                );
+            }
+        }
+        (conn.protocol, conn.answered) = (IpProtocol::ICMP.0, Answered::Yes);
+        assert_eq!(life.of(&conn), 60_000);
+        let huge = Lifetimes::new(&t, u64::MAX);
+        assert_eq!(huge.of(&conn), u64::MAX);
     }
 
     #[test]

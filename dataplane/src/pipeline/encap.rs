@@ -12,13 +12,13 @@ impl Pipeline {
     /// for the resolver to finish and send.
     pub(super) fn encap<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         tunnel: TunnelId,
         adj: &TunnelAdj,
         f: &mut F,
         inner: &mut u16,
     ) -> Verdict {
+        let Cx { t, c } = cx;
         let mut pending = None;
         let outer_mac = match t.neighbours.get_ref(adj.neigh) {
             Lookup::Mac(mac) => mac,
@@ -31,8 +31,18 @@ impl Pipeline {
                 [0; 6]
             }
         };
+        // The TOS byte whole, DF in place in the flags byte, and where the
+        // packet goes.
+        let (tos, df, dst) = match ipv4_fixed(f.data()) {
+            Some(ip) => (
+                ip.dscp() << 2 | ip.ecn(),
+                if ip.dont_frag() { 0x40 } else { 0 },
+                u32::from(ip.dst_addr()),
+            ),
+            None => return Verdict::Drop(D::Ipv4Invalid),
+        };
         let inner_mac = if adj.is_gretap() {
-            let key = NeighKey::inner(adj.tenant, ip_dst(f.data()));
+            let key = NeighKey::inner(adj.tenant, dst);
             match t.neighbours.get_hinted(key, inner) {
                 Lookup::Mac(mac) => Some(mac),
                 Lookup::Failed => return Verdict::Drop(D::NoNeighbour),
@@ -47,10 +57,6 @@ impl Pipeline {
             }
         } else {
             None
-        };
-        let (tos, df) = {
-            let d = f.data();
-            (d[1], d[6] & 0x40)
         };
         let inner_len = f.len();
         let len = usize::from(adj.header_len);

@@ -3,7 +3,7 @@
 //! later fragments parked until their first comes and resumed after, and
 //! datagrams too big for their next hop punted to be cut.
 
-use super::{Pipeline, Verdict, D};
+use super::{Cx, FromTenant, Pipeline, Verdict, D};
 use crate::conntrack::Tuple;
 use crate::counters::DropReason;
 use crate::counters::WorkerCounters;
@@ -143,9 +143,11 @@ impl Pipeline {
         now: u64,
     ) -> Verdict {
         c.fragments_released.inc();
+        self.now = now;
+        let cx = Cx { t, c };
         match resume {
             Resume::Public => match t.ports.get(usize::from(f.in_port())) {
-                Some(pe) => self.public_input(t, c, pe, f, now, Origin::Gateway),
+                Some(pe) => self.public_input(cx, pe, f, Origin::Gateway),
                 None => Verdict::Drop(D::NoEgress),
             },
             Resume::Tenant {
@@ -155,9 +157,14 @@ impl Pipeline {
                 let Some(tenant) = t.tenants.get(tenant) else {
                     return Verdict::Drop(D::FragmentOrphan);
                 };
-                match self.tenant_flow(t, c, tenant, underlay_mtu, f, now) {
+                let from = FromTenant {
+                    tenant,
+                    underlay_mtu,
+                    may_error: true,
+                };
+                match self.tenant_flow(cx, from, f) {
                     Some(v) => v,
-                    None => self.route_tenant(t, c, tenant, underlay_mtu, f, now, true),
+                    None => self.route_tenant(cx, from, f),
                 }
             }
         }

@@ -21,7 +21,7 @@
 
 use super::public::PublicHop;
 use super::*;
-use crate::conntrack::{Answered, Scales};
+use crate::conntrack::Answered;
 use crate::wire::TcpFlags;
 
 /// What the first stage of a burst learned of one frame, for the second:
@@ -78,63 +78,37 @@ const IHL: usize = 20;
 
 impl Plain {
     /// `ip` starts at an IPv4 header. `None` for anything not plain.
-    /// Inlined, so that the fields go to registers rather than through an
-    /// `Option` returned in memory (a store-forwarding stall per frame).
+    /// The header's checks are the fast path's own; its tuple is read by
+    /// the full path's parser ([`Tuple::with_transport`]), so that both
+    /// paths key a packet alike. Inlined, so that the fields go to registers rather
+    /// than through an `Option` returned in memory (a store-forwarding
+    /// stall per frame).
     #[inline(always)]
     pub(super) fn parse(ip: &[u8]) -> Option<Plain> {
         let h: &[u8; IHL] = ip.get(..IHL)?.try_into().ok()?;
-        let fragment = Ipv4Packet::new_unchecked(h).frag().is_fragment();
-        if h[0] != VERSION_IHL_PLAIN || fragment || h[8] <= 1 {
+        let header = Ipv4Packet::new_unchecked(h);
+        if h[0] != VERSION_IHL_PLAIN || header.frag().is_fragment() || header.ttl() <= 1 {
             return None;
         }
-        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        let len = usize::from(header.total_len());
         let l4 = ip.get(IHL..len)?;
         if checksum::fold(checksum::sum(h)) != 0xffff {
             return None;
         }
-        let word = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-        let port = |b: &[u8], at: usize| u16::from_be_bytes([b[at], b[at + 1]]);
-        let protocol = h[9];
-        let (sport, dport, flags, ack) = match IpProtocol(protocol) {
+        let (src, dst) = (u32::from(header.src_addr()), u32::from(header.dst_addr()));
+        let tuple = Tuple::with_transport(h[9], src, dst, l4, false)?;
+        // What a hit may take: a TCP segment that changes no state of an
+        // established connection, a UDP datagram, an ICMP echo (the
+        // parser takes no other ICMP); whole transport headers.
+        let plain = match IpProtocol(tuple.protocol) {
             IpProtocol::TCP => {
-                let tcp = l4.get(..20)?;
-                let flags = TcpFlags::from_byte(tcp[13]);
-                let changes_state = TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST;
-                if flags.intersects(changes_state) || !flags.intersects(TcpFlags::ACK) {
-                    return None;
-                }
-                let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
-                (port(tcp, 0), port(tcp, 2), flags, ack)
+                let decides = TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST | TcpFlags::ACK;
+                tuple.flags & decides == TcpFlags::ACK && l4.len() >= 20
             }
-            IpProtocol::UDP => {
-                let udp = l4.get(..8)?;
-                (port(udp, 0), port(udp, 2), TcpFlags::empty(), 0)
-            }
-            IpProtocol::ICMP => {
-                let icmp = l4.get(..8)?;
-                // An echo's identifier stands for both ports (RFC 5508).
-                if icmp[0] != IcmpType::ECHO_REQUEST.0 && icmp[0] != IcmpType::ECHO_REPLY.0 {
-                    return None;
-                }
-                let id = port(icmp, 4);
-                (id, id, TcpFlags::empty(), 0)
-            }
-            _ => return None,
+            IpProtocol::UDP | IpProtocol::ICMP => l4.len() >= 8,
+            _ => false,
         };
-        let tuple = Tuple {
-            protocol,
-            src: word(12),
-            dst: word(16),
-            sport,
-            dport,
-            flags,
-            seq: 0,
-            ack,
-            wscale: Scales::NONE,
-            // Only packets of known flows take the fast path.
-            opens: false,
-        };
-        Some(Plain { tuple, len })
+        plain.then_some(Plain { tuple, len })
     }
 
     pub(super) fn key(&self, zone: Zone) -> FlowKey {
@@ -199,23 +173,27 @@ impl Pipeline {
     /// A plain frame from the public side of a flow this worker holds:
     /// translated and tunnelled to its tenant. `None`, with the frame and
     /// the flow as they were, for the full path.
-    #[inline]
+    /// Always inlined, as the stages around it: its records then stay in
+    /// registers (callgrind, docs/perf.md).
+    #[inline(always)]
     pub(super) fn public_hit<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         f: &mut F,
-        now: u64,
         hint: &Hint,
     ) -> Option<Verdict> {
+        let Cx { t, .. } = cx;
+        let now = self.now;
+        // The frame's slice once: a call per frame where the compiler does
+        // not inline the frame's accessor.
+        let data = f.data();
         let (p, staged) = match hint.0 {
             Stage::Full | Stage::Tunnel(..) => return None,
             Stage::Plain(p, found) => (p, Some(found)),
-            Stage::Unstaged => (Plain::parse(f.data().get(ETH..)?)?, None),
+            Stage::Unstaged => (Plain::parse(data.get(ETH..)?)?, None),
         };
-        let tail = f.len() - ETH - p.len;
-        let life = &self.timeouts;
-        let hz = self.hz;
+        let tail = data.len() - ETH - p.len;
+        let life = &self.life;
         let key = p.key(Zone::PUBLIC);
         let hit = match staged {
             None => self.flows.hit(&key, now)?,
@@ -244,17 +222,18 @@ impl Pipeline {
         }
         // Committed: from here on the packet is this path's. For TCP, the
         // row "Established, ACK" of docs/conntrack.md: learn the ACK.
-        if tcp {
-            conn.expect[1 - hit.dir.index()] = p.tuple.ack;
-        }
-        *hit.deadline = now.saturating_add(life.ticks(conn, hz));
+        // Never a first answer: a flow whose answers arrive on the public
+        // side was opened from inside, answered from the start.
+        *hit.deadline = conn
+            .on_packet(hit.dir.index(), &p.tuple, false, life, now)
+            .ok()?;
         let (nat, id, hint) = (conn.to_tenant, hit.id, conn.inner);
         if !(f.trim(tail) && f.adj(ETH) && nat.forward(f.data_mut(), IHL)) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
         // The flow remembers where its host's MAC is (gretap).
         let mut inner = hint;
-        let v = self.encap(t, c, tunnel, adj, f, &mut inner);
+        let v = self.encap(cx, tunnel, adj, f, &mut inner);
         if inner != hint {
             if let Some(conn) = self.flows.get_mut(id) {
                 conn.inner = inner;
@@ -264,51 +243,47 @@ impl Pipeline {
     }
 
     /// A plain packet of a flow this worker holds, from `tenant`'s tunnel
-    /// (its outer headers checked; the inner IPv4 header `ip_at` bytes
+    /// (its outer headers checked; the inner IPv4 header `m.ip_at` bytes
     /// into the frame): decapsulated, translated and sent out of the
     /// public side. `None`, with the frame and the flow as they were, for
     /// the full path.
-    #[allow(clippy::too_many_arguments)]
     #[inline]
     pub(super) fn tenant_hit<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
+        m: &Meta<'_>,
         tenant: &Tenant,
         f: &mut F,
-        ip_at: usize,
-        outer_ecn: u8,
-        now: u64,
     ) -> Option<Verdict> {
+        let ip_at = m.ip_at;
         // An outer CE or ECT(1) mark may have to be carried inward (RFC
         // 6040 §4.2): the full path's.
-        if outer_ecn & 1 != 0 {
+        if m.outer_ecn & 1 != 0 {
             return None;
         }
         let p = Plain::parse(f.data().get(ip_at..)?)?;
-        self.tenant_hit_plain(t, c, tenant, f, ip_at, &p, None, now)
+        self.tenant_hit_plain(cx, tenant, f, ip_at, &p, None)
     }
 
     /// [`Pipeline::tenant_hit`] past the header pass, which found `p` at
     /// `ip_at`; `staged` holds what the underlay stage found for it (its
     /// flow, and its public next hop where that resolved), `None` when the
     /// frame was not staged.
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(super) fn tenant_hit_plain<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         tenant: &Tenant,
         f: &mut F,
         ip_at: usize,
         p: &Plain,
         staged: Option<(FlowLookup, Option<PublicHop>)>,
-        now: u64,
     ) -> Option<Verdict> {
+        let Cx { t, c } = cx;
+        let now = self.now;
         let tail = f.len().checked_sub(ip_at + p.len)?;
         let zone = Zone::tenant(tenant.id.index())?;
-        let (life, hz) = (&self.timeouts, self.hz);
+        let life = &self.life;
         let key = p.key(zone);
         let hit = match staged {
             None => self.flows.hit(&key, now)?,
@@ -339,15 +314,12 @@ impl Pipeline {
             return None;
         }
         // Committed: from here on the packet is this path's.
-        if tcp {
-            conn.expect[1 - hit.dir.index()] = p.tuple.ack;
-        }
-        *hit.deadline = now.saturating_add(life.ticks(conn, hz));
+        // Never a first answer: unanswered flows were refused above.
+        *hit.deadline = conn
+            .on_packet(hit.dir.index(), &p.tuple, false, life, now)
+            .ok()?;
         let nat = conn.to_public;
-        if let Some(tc) = c.tenant(tenant.id.index()) {
-            tc.from_tunnel_packets.inc();
-            tc.from_tunnel_bytes.add(p.len as u64);
-        }
+        count_from_tunnel(c, tenant, p.len);
         if !(f.adj(ip_at) && f.trim(tail) && nat.forward(f.data_mut(), IHL)) {
             return Some(Verdict::Drop(D::InnerInvalid));
         }

@@ -6,19 +6,36 @@
 //! tunnel (east-west). Frames from a public port reach a tenant only
 //! through a flow, and are encapsulated toward the tunnel host.
 //!
-//! The stages, one module each where they have grown: input, decap,
-//! routing and encap here; `session` (flows, NAT, the firewall,
-//! hairpins, ICMP errors about flows); `hit` (the flow-hit fast path in
-//! front); `fragment` (parking and cutting); `unreachable` (host
-//! unreachable); `icmp` (echo replies and the errors the gateway
-//! makes); `arp` (on the ports and inside gretap tunnels).
+//! A frame's walk through the stages, one module each
+//! (docs/packet-path.md has the diagram and each stage's drops):
+//!
+//! ```text
+//! input      by port role and ethertype           input.rs
+//!  ├─ public ── hit (fast path) ─────────────────── encap ── out
+//!  │    └─ public input ── session ── route (tunnel entry) ── encap
+//!  ├─ underlay input ── decap                       underlay.rs
+//!  │    ├─ hit (fast path) ──────────────────────── public exit ── out
+//!  │    └─ session ── public exit (public.rs) / hairpin ── public input
+//!  │       └─ route (tenant VRF) ── encap (east-west)       route.rs
+//!  └─ arp (ports, and inside gretap tunnels)        arp.rs
+//! any forwarding check that fails ── icmp (errors), unreachable
+//! ```
+//!
+//! What a stage passes on is small records rather than argument lists:
+//! [`Cx`] for what the whole burst shares (tables, counters; the clock is
+//! the pipeline's),
+//! [`Meta`] for what the input stages learned of the frame (its port, its
+//! staging hint, where the inner header is, the outer ECN), and
+//! [`FromTenant`] once decap knows whose packet it is. `session` holds
+//! flows, NAT, the firewall, hairpins and ICMP errors about flows;
+//! `fragment` parking and cutting; `redecide` flows of an older epoch.
 //!
 //! Once outer headers are gone the frame is kept positioned at its IPv4
 //! header, so both directions share one routing step and one ICMP-error
 //! builder; Ethernet or tunnel headers are prepended in the headroom at the
 //! end.
 
-use crate::conntrack::{Answered, Conn, Scales, TcpState, Timeouts, Tuple};
+use crate::conntrack::{Answered, Conn, Lifetimes, Scales, TcpState, Timeouts, Tuple};
 use crate::counters::{DropReason, FlowProto, TenantCounters, WorkerCounters};
 use crate::firewall::{Direction as FwDir, Packet5};
 use crate::flow::{
@@ -53,40 +70,45 @@ pub use verdict::Verdict;
 use DropReason as D;
 
 const ETH: usize = ethernet::HEADER_LEN;
-/// TTL of what the gateway itself sends.
-const LOCAL_TTL: u8 = 64;
-/// RFC 1812 4.3.2.3: an ICMP error quotes as much of the original as fits
-/// in 576 bytes.
-const ICMP_ERROR_MAX: usize = 576;
-/// IPv4 + TCP headers without options, for MSS arithmetic.
-const IP_TCP: u16 = 40;
 
-/// ICMP errors the pipeline can generate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum IcmpError {
-    TimeExceeded,
-    FragNeeded(u16),
-    /// The next hop did not answer ARP (`unreachable.rs`).
-    HostUnreachable,
+/// What every stage of a burst reads and none changes: the tables and this
+/// worker's counters. Two references, which the compiler passes in two
+/// registers: with the clock in it as well, the record would live in
+/// memory at every call the compiler does not inline, and every frame
+/// would pay its stores (callgrind, docs/perf.md). The clock is
+/// the pipeline's (`Pipeline::now`).
+#[derive(Clone, Copy)]
+pub(super) struct Cx<'a> {
+    pub(super) t: &'a Tables,
+    pub(super) c: &'a WorkerCounters,
 }
 
-/// Where a tenant's packet leaves by the public side, and how.
-struct Exit<'t> {
-    tenant: &'t Tenant,
+/// What the input stages learned of one frame, for the stages after them
+/// (VPP's per-buffer opaque): set by the stage that learns it.
+#[derive(Clone, Copy)]
+pub(super) struct Meta<'a> {
+    /// The port it came in by, and its entry.
+    pub(super) port: u16,
+    pub(super) pe: &'a PortEntry,
+    /// What the burst's staging learned of it (the fast path's).
+    pub(super) hint: &'a Hint,
+    /// Where its (inner) IPv4 header starts while outer headers are on:
+    /// set by decap.
+    pub(super) ip_at: usize,
+    /// The outer IPv4 header's ECN field (RFC 6040), from the underlay.
+    pub(super) outer_ecn: u8,
+}
+
+/// A packet from a tenant's tunnel, once decap classified it: whose it
+/// is, and what errors about it go back with.
+#[derive(Clone, Copy)]
+pub(super) struct FromTenant<'a> {
+    pub(super) tenant: &'a Tenant,
     /// The MTU of the underlay port it came in by (for MSS clamping and
     /// errors).
-    underlay_mtu: u16,
+    pub(super) underlay_mtu: u16,
     /// False for the gateway's own ICMP errors, which beget none.
-    may_error: bool,
-    nat: Rewrite,
-}
-
-/// Which side a generated ICMP error goes back to, and for which tenant's
-/// traffic (whose rate limit it spends).
-#[derive(Clone, Copy)]
-enum Side<'t> {
-    Public(TenantId),
-    Tenant(&'t Tenant),
+    pub(super) may_error: bool,
 }
 
 /// Per-worker pipeline state: nothing in it is shared.
@@ -100,7 +122,8 @@ pub struct Pipeline {
     flows: FlowTable<Conn>,
     /// Flows created since the last sweep: what paces the next one.
     created: usize,
-    timeouts: Timeouts,
+    /// How long flows live after a packet, in ticks of `hz`.
+    life: Lifetimes,
     /// Ticks of the `now` clock per second.
     hz: u64,
     /// Set when there are several workers.
@@ -124,6 +147,10 @@ pub struct Pipeline {
     stale_at: u32,
     /// Tenant slots the per-tenant state is sized for.
     tenant_slots: usize,
+    /// TSC time of the frame in hand, set where a frame enters
+    /// ([`Pipeline::process_staged`], [`Pipeline::resume`]) and read by
+    /// the stages after.
+    now: u64,
     /// The public next hops the underlay stage resolved for a burst.
     hops: stage::Hops,
 }
@@ -134,10 +161,13 @@ mod encap;
 mod fragment;
 mod hit;
 mod icmp;
+mod input;
 mod public;
 mod redecide;
+mod route;
 mod session;
 mod stage;
+mod underlay;
 mod unreachable;
 mod verdict;
 
@@ -145,24 +175,16 @@ pub(crate) use arp::answer_tunnel_arp;
 use arp::*;
 pub(crate) use encap::finish_outer_ipv4;
 use icmp::*;
-pub(crate) use icmp::{build_icmp_error, may_quote};
+pub(crate) use icmp::{build_icmp_error, may_quote, underlay_addr, IcmpError};
+use input::check_local_ipv4;
+use route::{clamp_syn, tunnel_inner_mtu};
 use session::*;
 
 pub use fragment::FRAGMENT_LIFE_MS;
 use fragment::{cut, inbound_owner, later_fragment_inside, outbound_owner, tunnel_resolved, Fit};
 pub use hit::Hint;
-use public::resolve_public;
-
-/// How a new flow from a tenant is translated.
-#[derive(Clone, Copy)]
-enum Outbound {
-    /// Not at all: the source is one of the tenant's public addresses.
-    Own,
-    /// To the source's elastic IP.
-    Eip(u32),
-    /// To an address and port of the tenant's pool (its index).
-    Pool(u32),
-}
+pub(crate) use public::public_addr;
+use public::{public_port, resolve_public, Exit};
 
 /// Flows a pipeline made with [`Pipeline::new`] holds.
 pub const DEFAULT_FLOWS: usize = 4096;
@@ -194,7 +216,7 @@ impl Pipeline {
             icmp_each: icmp,
             flows: FlowTable::new(DEFAULT_FLOWS).unwrap_or_else(|_| unreachable!()),
             created: 0,
-            timeouts: Timeouts::default(),
+            life: Lifetimes::new(&Timeouts::default(), 1_000_000_000),
             hz: 1_000_000_000,
             steer: None,
             snat: Snat::default(),
@@ -205,6 +227,7 @@ impl Pipeline {
             unreplied_quota: u64::MAX,
             stale_at: 0,
             tenant_slots: 0,
+            now: 0,
             hops: stage::Hops::default(),
         }
     }
@@ -288,8 +311,8 @@ impl Pipeline {
         hz: u64,
     ) -> Result<Self, CapacityError> {
         self.flows = FlowTable::new(capacity)?;
-        self.timeouts = timeouts;
         self.hz = hz.max(1);
+        self.life = Lifetimes::new(&timeouts, self.hz);
         self.frag_budget = Budget::new(self.frag_budget.tenants(), self.hz);
         Ok(self)
     }
@@ -334,482 +357,6 @@ impl Pipeline {
             }
         }
     }
-
-    /// Processes one frame received on `frame.in_port()` at TSC time `now`.
-    pub fn process<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        f: &mut F,
-        now: u64,
-    ) -> Verdict {
-        self.process_staged(t, c, f, now, &Hint::default())
-    }
-
-    /// [`Pipeline::process`] for a frame of a burst that went through
-    /// [`Pipeline::stage_public`], with its hint.
-    pub fn process_staged<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        f: &mut F,
-        now: u64,
-        hint: &Hint,
-    ) -> Verdict {
-        let port = f.in_port();
-        let Some(pe) = t.ports.get(usize::from(port)) else {
-            return Verdict::Drop(D::NoEgress);
-        };
-        let ethertype = {
-            let Ok(eth) = EthernetFrame::new_checked(f.data()) else {
-                return Verdict::Drop(D::Runt);
-            };
-            if eth.is_tagged() {
-                return Verdict::Drop(D::Vlan);
-            }
-            eth.ethertype()
-        };
-        match (pe.role, ethertype) {
-            (Some(Role::Public), EtherType::IPV4) if self.may_hit(t) => {
-                match self.public_hit(t, c, f, now, hint) {
-                    Some(v) => v,
-                    None => self.public_input(t, c, pe, f, now, Origin::Port),
-                }
-            }
-            (Some(_), EtherType::ARP) => arp_input(t, pe, port, f, c),
-            (Some(Role::Underlay), EtherType::IPV4) => {
-                match self.underlay_hit(t, c, f, now, hint) {
-                    Some(v) => v,
-                    None => self.underlay_input(t, c, pe, f, now, hint.fast()),
-                }
-            }
-            (Some(Role::Public), EtherType::IPV4) => {
-                self.public_input(t, c, pe, f, now, Origin::Port)
-            }
-            (None, _) => Verdict::Drop(D::NoEgress),
-            _ => Verdict::Drop(D::EtherType),
-        }
-    }
-
-    /// GRE from a tenant host, or ICMP to the gateway.
-    fn underlay_input<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        pe: &PortEntry,
-        f: &mut F,
-        now: u64,
-        fast: bool,
-    ) -> Verdict {
-        let (protocol, ihl) = match check_local_ipv4(pe, f) {
-            Ok(v) => v,
-            Err(v) => return v,
-        };
-        match protocol {
-            IpProtocol::GRE => self.decap(t, c, pe, f, ihl, now, fast),
-            IpProtocol::ICMP => match martian::outer(pe, ip_src(&f.data()[ETH..])) {
-                Ok(()) => echo_reply(pe, f.in_port(), f.data_mut(), c),
-                Err(reason) => Verdict::Drop(reason),
-            },
-            _ => Verdict::Drop(D::LocalProtocol),
-        }
-    }
-
-    /// Classifies, checks and strips the tunnel, then routes in the VRF;
-    /// a packet of a known flow takes the fast path if `fast`.
-    #[allow(clippy::too_many_arguments)]
-    fn decap<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        pe: &PortEntry,
-        f: &mut F,
-        ihl: usize,
-        now: u64,
-        fast: bool,
-    ) -> Verdict {
-        let port = f.in_port();
-        let data = f.data_mut();
-        let outer_src = u32::from_be_bytes([
-            data[ETH + 12],
-            data[ETH + 13],
-            data[ETH + 14],
-            data[ETH + 15],
-        ]);
-        let outer_ecn = data[ETH + 1] & 0x3;
-        let gre_at = ETH + ihl;
-        // A checksum (C) is verified before anything is read past it; a
-        // sequence number (S) is skipped (gre.rs, RFC 2784 / 2890).
-        // check_local_ipv4 trimmed the frame to the outer packet's end.
-        let (key, protocol, gre_len) = match GrePacket::new_checked(&data[gre_at..]) {
-            Ok(g) if !g.verify_checksum() => return Verdict::Drop(D::GreChecksum),
-            Ok(g) => match g.key() {
-                Some(key) => (key, g.protocol_type(), g.header_len()),
-                None => return Verdict::Drop(D::GreNoKey),
-            },
-            Err(Error::Truncated) => return Verdict::Drop(D::GreTruncated),
-            Err(_) => return Verdict::Drop(D::GreVersion),
-        };
-        let Some(tenant) = self.key_cache.lookup(&t.tenants, t.generation, key) else {
-            return Verdict::Drop(D::GreUnknownKey);
-        };
-        if !tenant.has_host(outer_src) {
-            return Verdict::Drop(martian::wrong_host(outer_src));
-        }
-        let inner_at = gre_at + gre_len;
-        let ip_at = match (tenant.encap, protocol) {
-            (Encap::Ipv4, EtherType::IPV4) => inner_at,
-            (Encap::Gretap, EtherType::TRANSPARENT_ETHERNET_BRIDGING) => {
-                let Ok(inner) = EthernetFrame::new_checked(&data[inner_at..]) else {
-                    return Verdict::Drop(D::InnerInvalid);
-                };
-                let dst = inner.dst_addr().0;
-                if dst != tenant.mac && dst != [0xff; 6] {
-                    return Verdict::Drop(D::InnerNotForUs);
-                }
-                match (inner.is_tagged(), inner.ethertype()) {
-                    (false, EtherType::IPV4) => inner_at + ETH,
-                    (false, EtherType::ARP) => {
-                        return tunnel_arp_input(t, tenant, pe, port, f, inner_at, c)
-                    }
-                    _ => return Verdict::Drop(D::InnerInvalid),
-                }
-            }
-            _ => return Verdict::Drop(D::GreProtocol),
-        };
-        if fast && !self.flows.is_empty() {
-            if let Some(v) = self.tenant_hit(t, c, tenant, f, ip_at, outer_ecn, now) {
-                return v;
-            }
-        }
-        let data = f.data_mut();
-        let (inner_len, options) = {
-            let Ok(inner) = Ipv4Packet::new_checked(&data[ip_at..]) else {
-                return Verdict::Drop(D::InnerInvalid);
-            };
-            if !inner.verify_checksum() {
-                return Verdict::Drop(D::InnerInvalid);
-            }
-            let (src, dst) = (u32::from(inner.src_addr()), u32::from(inner.dst_addr()));
-            if !tenant.owns(src) {
-                return Verdict::Drop(D::TenantSpoof);
-            }
-            if let Err(reason) = martian::inner(src, dst) {
-                return Verdict::Drop(reason);
-            }
-            if inner.is_fragment() {
-                if let Err(e) = fragments::inspect(&data[ip_at..]) {
-                    return Verdict::Drop(fragment::reason(e));
-                }
-            }
-            let options = match inner
-                .has_options()
-                .then(|| ip_options::decide(inner.options()))
-            {
-                None => None,
-                Some(Ok(carried)) => Some(carried),
-                Some(Err(reason)) => return Verdict::Drop(reason),
-            };
-            (usize::from(inner.total_len()), options)
-        };
-        if let Some(owner) = self.tenant_owner(t, tenant, &data[ip_at..]) {
-            return Verdict::Handoff(owner);
-        }
-        if let Some(carried) = options {
-            c.count_options(carried);
-        }
-        if let Some(tc) = c.tenant(tenant.id.index()) {
-            tc.from_tunnel_packets.inc();
-            tc.from_tunnel_bytes.add(inner_len as u64);
-        }
-        if !decap_ecn(&mut data[ip_at..], outer_ecn) {
-            return Verdict::Drop(D::EcnDrop);
-        }
-        let tail = data.len() - ip_at - inner_len;
-        if !(f.adj(ip_at) && f.trim(tail)) {
-            return Verdict::Drop(D::InnerInvalid);
-        }
-        if let Some(v) = self.tenant_flow(t, c, tenant, pe.mtu, f, now) {
-            return v;
-        }
-        self.route_tenant(t, c, tenant, pe.mtu, f, now, true)
-    }
-
-    /// Routes an IPv4 packet (the frame starts at its header) in the VRF of
-    /// `tenant`, which it came from. `may_error` is false for the ICMP
-    /// errors the gateway itself made, which must not beget more.
-    #[allow(clippy::too_many_arguments)]
-    fn route_tenant<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        tenant: &Tenant,
-        underlay_mtu: u16,
-        f: &mut F,
-        now: u64,
-        may_error: bool,
-    ) -> Verdict {
-        let dst = ip_dst(f.data());
-        match t.route(tenant, dst) {
-            None => Verdict::Drop(D::NoRoute),
-            Some(NextHop::Blackhole) => Verdict::Drop(D::Blackhole),
-            Some(NextHop::Local) => Verdict::Drop(D::LocalProtocol),
-            Some(NextHop::Tunnel(index)) => {
-                let i = TunnelId {
-                    tenant: tenant.id,
-                    index,
-                };
-                let Some(adj) = tenant.tunnels.get(index as usize) else {
-                    return Verdict::Drop(D::NoRoute);
-                };
-                let fit = match self.forward_checks(f, adj.inner_mtu(), may_error) {
-                    Ok(fit) => fit,
-                    Err(e) => {
-                        let side = Side::Tenant(tenant);
-                        return self.icmp_or_drop(t, c, f, e, side, underlay_mtu, now);
-                    }
-                };
-                if fit != Fit::Whole {
-                    let resolved = tunnel_resolved(t, adj, f.data());
-                    if let Err(v) = self.may_cut(resolved, adj.tenant.0, now) {
-                        return v;
-                    }
-                }
-                if unreachable::failed(t, i, &Rewrite::default(), f.data()) {
-                    let side = Side::Tenant(tenant);
-                    return self.unreachable(t, c, f, side, underlay_mtu, may_error, now);
-                }
-                if t.mss_clamp {
-                    clamp_syn(f.data_mut(), adj.inner_mtu());
-                }
-                // Untranslated: forwarding is the TTL alone.
-                let ihl = usize::from(f.data()[0] & 0xf) * 4;
-                if !Rewrite::default().forward(f.data_mut(), ihl) {
-                    return Verdict::Drop(D::TtlExceeded);
-                }
-                let v = self.encap(t, c, i, adj, f, &mut 0);
-                cut(f, v, fit, usize::from(adj.header_len), c)
-            }
-            // Nothing leaves by the public side without a flow: a private
-            // source never reaches the Internet, and a tenant's own public
-            // address passes its firewall like any other.
-            Some(NextHop::Public) => {
-                if let Some(zone) = Zone::tenant(tenant.id.index()) {
-                    if let Some(reason) = self.revoke_stale(t, c, f.data(), zone, now) {
-                        return Verdict::Drop(reason);
-                    }
-                }
-                let src =
-                    u32::from_be_bytes([f.data()[12], f.data()[13], f.data()[14], f.data()[15]]);
-                Verdict::Drop(if t.ingress.lookup(src) == Some(tenant.id.0) {
-                    D::Untracked
-                } else {
-                    D::NoNat
-                })
-            }
-        }
-    }
-
-    /// Tunnels an IPv4 packet from the public side (the frame starts at its
-    /// header) into tunnel `tunnel`, translated by `nat`.
-    #[allow(clippy::too_many_arguments)]
-    fn tunnel_entry<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        pe: &PortEntry,
-        f: &mut F,
-        tunnel: TunnelId,
-        nat: Rewrite,
-        now: u64,
-    ) -> Verdict {
-        let Some(adj) = t.tunnel(tunnel) else {
-            return Verdict::Drop(D::NoRoute);
-        };
-        // Errors quote the packet as the client sent it: before NAT.
-        let fit = match self.forward_checks(f, adj.inner_mtu(), true) {
-            Ok(fit) => fit,
-            Err(e) => {
-                let side = Side::Public(adj.tenant);
-                return self.icmp_or_drop(t, c, f, e, side, pe.mtu, now);
-            }
-        };
-        if unreachable::failed(t, tunnel, &nat, f.data()) {
-            return self.unreachable(t, c, f, Side::Public(adj.tenant), pe.mtu, true, now);
-        }
-        let ihl = usize::from(f.data()[0] & 0xf) * 4;
-        if !nat.forward(f.data_mut(), ihl) {
-            return Verdict::Drop(D::Ipv4Invalid);
-        }
-        if fit != Fit::Whole {
-            // After NAT: a gretap tunnel resolves the private address.
-            let resolved = tunnel_resolved(t, adj, f.data());
-            if let Err(v) = self.may_cut(resolved, adj.tenant.0, now) {
-                return v;
-            }
-        }
-        if t.mss_clamp {
-            clamp_syn(f.data_mut(), adj.inner_mtu());
-        }
-        let v = self.encap(t, c, tunnel, adj, f, &mut 0);
-        cut(f, v, fit, usize::from(adj.header_len), c)
-    }
-
-    /// From the Internet side: to the gateway, or into a tenant.
-    fn public_input<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        pe: &PortEntry,
-        f: &mut F,
-        now: u64,
-        origin: Origin,
-    ) -> Verdict {
-        let (src, dst, protocol, fragment, options, tail) = {
-            let data = f.data();
-            let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
-                return Verdict::Drop(D::Ipv4Invalid);
-            };
-            if !stage::checksum_ok(f, &ip) {
-                return Verdict::Drop(D::Ipv4Checksum);
-            }
-            let tail = data.len() - ETH - usize::from(ip.total_len());
-            (
-                u32::from(ip.src_addr()),
-                u32::from(ip.dst_addr()),
-                ip.protocol(),
-                ip.is_fragment(),
-                ip.has_options().then(|| ip_options::decide(ip.options())),
-                tail,
-            )
-        };
-        if origin == Origin::Port {
-            if let Err(reason) = martian::public(t, pe, src, dst) {
-                return Verdict::Drop(reason);
-            }
-        }
-        // Fragments for the gateway itself would need reassembly, options
-        // for it a stack; in transit, options follow ip_options's policy.
-        if (fragment || options.is_some()) && pe.is_local(dst) {
-            return Verdict::Drop(D::SlowPath);
-        }
-        if fragment {
-            if let Err(e) = fragments::inspect(&f.data()[ETH..]) {
-                return Verdict::Drop(fragment::reason(e));
-            }
-        }
-        let options = match options.transpose() {
-            Ok(carried) => carried,
-            Err(reason) => return Verdict::Drop(reason),
-        };
-        if !f.trim(tail) {
-            return Verdict::Drop(D::Ipv4Invalid);
-        }
-        if pe.is_local(dst) {
-            return match protocol {
-                IpProtocol::ICMP => echo_reply(pe, f.in_port(), f.data_mut(), c),
-                _ => Verdict::Drop(D::LocalProtocol),
-            };
-        }
-        if let Some(owner) = self.public_owner(t, f) {
-            return Verdict::Handoff(owner);
-        }
-        // Counted by the worker that goes on with it.
-        if let Some(carried) = options {
-            c.count_options(carried);
-        }
-        if let Some(v) = self.public_flow(t, c, pe, f, now) {
-            return v;
-        }
-        let ip = &f.data()[ETH..];
-        if let Some(reason) = self.revoke_stale(t, c, ip, Zone::PUBLIC, now) {
-            return Verdict::Drop(reason);
-        }
-        // Every address a tenant owns is behind its firewall: nothing
-        // reaches a tenant but through a flow.
-        Verdict::Drop(if t.ingress.lookup(dst).is_some() {
-            D::Untracked
-        } else {
-            D::NoRoute
-        })
-    }
-
-    /// TTL and size, before a packet is forwarded: a packet too big for
-    /// `mtu` with DF is refused, one without is to be cut (RFC 791).
-    fn forward_checks<F: Frame>(
-        &self,
-        f: &F,
-        mtu: u16,
-        may_error: bool,
-    ) -> Result<Fit, Option<IcmpError>> {
-        let d = f.data();
-        let ttl = d[8];
-        if ttl <= 1 {
-            return Err(may_error.then_some(IcmpError::TimeExceeded));
-        }
-        if d.len() > usize::from(mtu) {
-            let df = Ipv4Packet::new_unchecked(d).dont_frag();
-            return match (df, may_error) {
-                (false, _) => Ok(Fit::Cut(mtu)),
-                (true, true) => Err(Some(IcmpError::FragNeeded(mtu))),
-                (true, false) => Err(None),
-            };
-        }
-        Ok(Fit::Whole)
-    }
-
-    /// Turns the packet into the ICMP error `e` and sends it back where it
-    /// came from, or drops it if no error may be sent.
-    #[allow(clippy::too_many_arguments)]
-    fn icmp_or_drop<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        f: &mut F,
-        e: Option<IcmpError>,
-        side: Side<'_>,
-        in_mtu: u16,
-        now: u64,
-    ) -> Verdict {
-        let d = f.data();
-        let reason = if e == Some(IcmpError::HostUnreachable) {
-            D::NoNeighbour
-        } else if d[8] <= 1 {
-            D::TtlExceeded
-        } else if Ipv4Packet::new_unchecked(d).dont_frag() {
-            D::TooBig
-        } else {
-            D::NeedsFragmentation
-        };
-        let Some(e) = e else {
-            return Verdict::Drop(reason);
-        };
-        let (tenant, toward) = match side {
-            Side::Tenant(tenant) => (tenant.id, Toward::Tenant),
-            Side::Public(tenant) => (tenant, Toward::Public),
-        };
-        if !may_quote(f.data()) || !self.icmp.take(tenant.index(), toward, now) {
-            return Verdict::Drop(reason);
-        }
-        let src = match side {
-            Side::Tenant(_) => underlay_addr(t),
-            Side::Public(_) => public_addr(t),
-        };
-        let Some(src) = src else {
-            return Verdict::Drop(reason);
-        };
-        if !build_icmp_error(f, e, src) {
-            return Verdict::Drop(reason);
-        }
-        c.icmp_errors.inc();
-        match side {
-            Side::Tenant(tenant) => self.route_tenant(t, c, tenant, in_mtu, f, now, false),
-            Side::Public(_) => match resolve_public(t, ip_dst(f.data())) {
-                Ok(hop) => hop.send(f, c),
-                Err(reason) => Verdict::Drop(reason),
-            },
-        }
-    }
 }
 
 /// Prepends the punt header and counts the frame as punted.
@@ -821,28 +368,6 @@ fn punt<F: Frame>(f: &mut F, why: Punt, c: &WorkerCounters) -> Verdict {
     Verdict::Punt
 }
 
-/// Validates an IPv4 packet addressed to one of the port's addresses;
-/// trims Ethernet padding. Returns the protocol and header length.
-fn check_local_ipv4<F: Frame>(pe: &PortEntry, f: &mut F) -> Result<(IpProtocol, usize), Verdict> {
-    let data = f.data();
-    let ip = Ipv4Packet::new_checked(&data[ETH..]).map_err(|_| Verdict::Drop(D::Ipv4Invalid))?;
-    if !stage::checksum_ok(f, &ip) {
-        return Err(Verdict::Drop(D::Ipv4Checksum));
-    }
-    if !pe.is_local(u32::from(ip.dst_addr())) {
-        return Err(Verdict::Drop(D::NotLocal));
-    }
-    if ip.is_fragment() || ip.has_options() {
-        return Err(Verdict::Drop(D::SlowPath));
-    }
-    let (protocol, ihl) = (ip.protocol(), ip.header_len());
-    let tail = data.len() - ETH - usize::from(ip.total_len());
-    if !f.trim(tail) {
-        return Err(Verdict::Drop(D::Ipv4Invalid));
-    }
-    Ok((protocol, ihl))
-}
-
 /// The source and destination of IPv4 packet `ip`.
 fn addrs(ip: &[u8]) -> Option<(u32, u32)> {
     let a = ip.get(12..20)?;
@@ -852,87 +377,38 @@ fn addrs(ip: &[u8]) -> Option<(u32, u32)> {
     ))
 }
 
+/// The IPv4 header the frame (or `ip`) starts at, read through the wire
+/// view; its accessors are inlined.
+#[inline]
+fn ipv4(ip: &[u8]) -> Ipv4Packet<&[u8]> {
+    Ipv4Packet::new_unchecked(ip)
+}
+
+/// [`ipv4`] over the fixed header alone, as an array: its fields then cost
+/// no bounds checks. `None` for a frame too short to hold one, which the
+/// stages before have refused.
+#[inline]
+fn ipv4_fixed(ip: &[u8]) -> Option<Ipv4Packet<&[u8; 20]>> {
+    Some(Ipv4Packet::new_unchecked(ip.get(..20)?.try_into().ok()?))
+}
+
+/// The checked IPv4 view the routing stages take: the fixed header the
+/// frame starts at, copied out once (20 bytes), so that reading its fields
+/// needs no further checks and no borrow of the frame, which the stage then
+/// rewrites. `None` for a frame too short to hold one, which the stages
+/// before have refused (the stage drops it `ipv4_invalid` rather than
+/// reading past its end). Read before the stage rewrites the header.
+#[inline]
+fn ipv4_header(ip: &[u8]) -> Option<Ipv4Packet<[u8; 20]>> {
+    Some(Ipv4Packet::new_unchecked(ip.get(..20)?.try_into().ok()?))
+}
+
+#[inline]
 fn ip_src(ip: &[u8]) -> u32 {
-    u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]])
+    u32::from(ipv4(ip).src_addr())
 }
 
 #[inline]
 fn ip_dst(ip: &[u8]) -> u32 {
-    u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]])
-}
-
-/// RFC 6040 decapsulation: outer CE marks an ECN-capable inner packet CE,
-/// and condemns a not-ECN-capable one. Returns false to drop.
-fn decap_ecn(ip: &mut [u8], outer_ecn: u8) -> bool {
-    const ECT0: u8 = 2;
-    const ECT1: u8 = 1;
-    const CE: u8 = 3;
-    let inner = ip[1] & 3;
-    // RFC 6040 §4.2's table: a not-ECT inner packet keeps its field
-    // (dropped under CE), CE inside stays, outer CE marks an ECT packet,
-    // and outer ECT(1) over ECT(0) gives ECT(1).
-    let marked = match (inner, outer_ecn) {
-        (0, CE) => return false,
-        (0, _) | (CE, _) => return true,
-        (_, CE) => CE,
-        (ECT0, ECT1) => ECT1,
-        _ => return true,
-    };
-    let old = u16::from_be_bytes([ip[0], ip[1]]);
-    ip[1] = ip[1] & !3 | marked;
-    let new = u16::from_be_bytes([ip[0], ip[1]]);
-    let hc = u16::from_be_bytes([ip[10], ip[11]]);
-    ip[10..12].copy_from_slice(&checksum::update_u16(hc, old, new).to_be_bytes());
-    true
-}
-
-/// The inner MTU of a tenant's tunnels over an underlay port of `mtu`.
-fn tunnel_inner_mtu(tenant: &Tenant, mtu: u16) -> u16 {
-    let overhead = 20
-        + 8
-        + tenant.gre.extra_len() as u16
-        + if tenant.encap == Encap::Gretap {
-            ETH as u16
-        } else {
-            0
-        };
-    mtu.saturating_sub(overhead)
-}
-
-/// Clamps the MSS of a TCP SYN in `ip` so that segments fit `mtu`.
-fn clamp_syn(ip: &mut [u8], mtu: u16) {
-    // A later fragment's payload is no TCP header.
-    if ip[9] != IpProtocol::TCP.0 || Ipv4Packet::new_unchecked(&*ip).frag().is_later() {
-        return;
-    }
-    let ihl = usize::from(ip[0] & 0xf) * 4;
-    let Some(seg) = ip.get_mut(ihl..) else { return };
-    if let Ok(mut tcp) = TcpPacket::new_checked(seg) {
-        crate::wire::clamp_mss(&mut tcp, mtu.saturating_sub(IP_TCP));
-    }
-}
-
-/// The gateway's address as the source of errors toward tenants: its first
-/// underlay address (what traceroute inside a tenant shows).
-pub(crate) fn underlay_addr(t: &Tables) -> Option<u32> {
-    t.ports
-        .iter()
-        .find(|p| p.role == Some(Role::Underlay))
-        .and_then(PortEntry::primary)
-}
-
-/// The first public port.
-fn public_port(t: &Tables) -> Option<(u16, &PortEntry)> {
-    t.ports
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.role == Some(Role::Public))
-        .map(|(i, p)| (i as u16, p))
-}
-
-pub(crate) fn public_addr(t: &Tables) -> Option<u32> {
-    t.ports
-        .iter()
-        .find(|p| p.role == Some(Role::Public))
-        .and_then(PortEntry::primary)
+    u32::from(ipv4(ip).dst_addr())
 }

@@ -1,38 +1,123 @@
-//! The public exit stage: a tenant's packet leaves by the public side,
-//! translated by its flow, toward the public route's next hop or a
-//! neighbour on a public subnet.
+//! The public stages. Input: a packet from the Internet side is checked
+//! (header, martians, fragments, options), answered if it is for the
+//! gateway, handed to the worker that owns its connection, or given to
+//! its flow (session.rs) — nothing reaches a tenant otherwise. Exit: a
+//! tenant's packet leaves by the public side, translated by its flow,
+//! toward the public route's next hop or a neighbour on a public subnet.
 
 use super::*;
 
+/// Where a tenant's packet leaves by the public side, and how.
+pub(super) struct Exit<'t> {
+    pub(super) from: FromTenant<'t>,
+    pub(super) nat: Rewrite,
+}
+
 impl Pipeline {
-    /// Sends an IPv4 packet of `exit.tenant` (the frame starts at its
-    /// header) out of the public side, translated by `exit.nat`.
+    /// From the Internet side: to the gateway, or into a tenant.
+    pub(super) fn public_input<F: Frame>(
+        &mut self,
+        cx: Cx<'_>,
+        pe: &PortEntry,
+        f: &mut F,
+        origin: Origin,
+    ) -> Verdict {
+        let Cx { t, c } = cx;
+        let (src, dst, protocol, fragment, options, tail) = {
+            let data = f.data();
+            let Ok(ip) = Ipv4Packet::new_checked(&data[ETH..]) else {
+                return Verdict::Drop(D::Ipv4Invalid);
+            };
+            if !stage::checksum_ok(f, &ip) {
+                return Verdict::Drop(D::Ipv4Checksum);
+            }
+            let tail = data.len() - ETH - usize::from(ip.total_len());
+            (
+                u32::from(ip.src_addr()),
+                u32::from(ip.dst_addr()),
+                ip.protocol(),
+                ip.is_fragment(),
+                ip.has_options().then(|| ip_options::decide(ip.options())),
+                tail,
+            )
+        };
+        if origin == Origin::Port {
+            if let Err(reason) = martian::public(t, pe, src, dst) {
+                return Verdict::Drop(reason);
+            }
+        }
+        // Fragments for the gateway itself would need reassembly, options
+        // for it a stack; in transit, options follow ip_options's policy.
+        if (fragment || options.is_some()) && pe.is_local(dst) {
+            return Verdict::Drop(D::SlowPath);
+        }
+        if fragment {
+            if let Err(e) = fragments::inspect(&f.data()[ETH..]) {
+                return Verdict::Drop(fragment::reason(e));
+            }
+        }
+        let options = match options.transpose() {
+            Ok(carried) => carried,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        if !f.trim(tail) {
+            return Verdict::Drop(D::Ipv4Invalid);
+        }
+        if pe.is_local(dst) {
+            return match protocol {
+                IpProtocol::ICMP => echo_reply(pe, f.in_port(), f.data_mut(), c),
+                _ => Verdict::Drop(D::LocalProtocol),
+            };
+        }
+        if let Some(owner) = self.public_owner(t, f) {
+            return Verdict::Handoff(owner);
+        }
+        // Counted by the worker that goes on with it.
+        if let Some(carried) = options {
+            c.count_options(carried);
+        }
+        if let Some(v) = self.public_flow(cx, f) {
+            return v;
+        }
+        let ip = &f.data()[ETH..];
+        if let Some(reason) = self.revoke_stale(cx, ip, Zone::PUBLIC) {
+            return Verdict::Drop(reason);
+        }
+        // Every address a tenant owns is behind its firewall: nothing
+        // reaches a tenant but through a flow.
+        Verdict::Drop(if t.ingress.lookup(dst).is_some() {
+            D::Untracked
+        } else {
+            D::NoRoute
+        })
+    }
+
+    /// Sends an IPv4 packet of `exit.from`'s tenant (the frame starts at
+    /// its header) out of the public side, translated by `exit.nat`.
     pub(super) fn public_exit<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         exit: &Exit<'_>,
         f: &mut F,
-        now: u64,
     ) -> Verdict {
-        let hop = match resolve_public(t, ip_dst(f.data())) {
+        let Cx { t, c } = cx;
+        let now = self.now;
+        let from = exit.from;
+        let Some(ip) = ipv4_header(f.data()) else {
+            return Verdict::Drop(D::Ipv4Invalid);
+        };
+        let hop = match resolve_public(t, u32::from(ip.dst_addr())) {
             Ok(hop) => hop,
-            Err(D::NoNeighbour) => {
-                let side = Side::Tenant(exit.tenant);
-                return self.unreachable(t, c, f, side, exit.underlay_mtu, exit.may_error, now);
-            }
+            Err(D::NoNeighbour) => return self.unreachable(cx, f, Side::Tenant(from)),
             Err(reason) => return Verdict::Drop(reason),
         };
         // Errors quote the packet as the tenant sent it: before NAT.
-        let fit = match self.forward_checks(f, hop.mtu, exit.may_error) {
+        let fit = match self.forward_checks(&ip, f.len(), hop.mtu, from.may_error) {
             Ok(fit) => fit,
-            Err(e) => {
-                let side = Side::Tenant(exit.tenant);
-                return self.icmp_or_drop(t, c, f, e, side, exit.underlay_mtu, now);
-            }
+            Err(e) => return self.icmp_or_drop(cx, f, e, Side::Tenant(from)),
         };
         if fit != Fit::Whole {
-            if let Err(v) = self.may_cut(hop.pending.is_none(), exit.tenant.id.0, now) {
+            if let Err(v) = self.may_cut(hop.pending.is_none(), from.tenant.id.0, now) {
                 return v;
             }
         }
@@ -41,11 +126,10 @@ impl Pipeline {
             // announces must fit inside it.
             clamp_syn(
                 f.data_mut(),
-                tunnel_inner_mtu(exit.tenant, exit.underlay_mtu),
+                tunnel_inner_mtu(from.tenant, from.underlay_mtu),
             );
         }
-        let ihl = usize::from(f.data()[0] & 0xf) * 4;
-        if !exit.nat.forward(f.data_mut(), ihl) {
+        if !exit.nat.forward(f.data_mut(), ip.header_len()) {
             return Verdict::Drop(D::Ipv4Invalid);
         }
         let v = hop.send(f, c);
@@ -119,4 +203,22 @@ pub(super) fn resolve_route(
         mtu,
         pending,
     })
+}
+
+/// The first public port.
+pub(super) fn public_port(t: &Tables) -> Option<(u16, &PortEntry)> {
+    t.ports
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.role == Some(Role::Public))
+        .map(|(i, p)| (i as u16, p))
+}
+
+/// The gateway's address as the source of errors toward the public side:
+/// its first public address.
+pub(crate) fn public_addr(t: &Tables) -> Option<u32> {
+    t.ports
+        .iter()
+        .find(|p| p.role == Some(Role::Public))
+        .and_then(PortEntry::primary)
 }

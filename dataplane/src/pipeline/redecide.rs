@@ -65,14 +65,9 @@ impl Pipeline {
     /// Otherwise the flow would outlive what admitted it, holding its
     /// tenant's quota and NAT port until it expired. `ip` starts at the
     /// IPv4 header; only packets that are drops anyway pay the lookup.
-    pub(super) fn revoke_stale(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        ip: &[u8],
-        zone: Zone,
-        now: u64,
-    ) -> Option<DropReason> {
+    pub(super) fn revoke_stale(&mut self, cx: Cx<'_>, ip: &[u8], zone: Zone) -> Option<DropReason> {
+        let Cx { t, c } = cx;
+        let now = self.now;
         if self.flows.is_empty() {
             return None;
         }

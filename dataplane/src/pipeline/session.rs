@@ -6,19 +6,25 @@
 
 use super::*;
 
+/// How a new flow from a tenant is translated.
+#[derive(Clone, Copy)]
+pub(super) enum Outbound {
+    /// Not at all: the source is one of the tenant's public addresses.
+    Own,
+    /// To the source's elastic IP.
+    Eip(u32),
+    /// To an address and port of the tenant's pool (its index).
+    Pool(u32),
+}
+
 impl Pipeline {
     /// Flows from the public side: a packet of a known flow, or one that
     /// opens a flow toward an elastic IP, is translated into its tenant.
     /// `None` leaves the packet to the stateless ingress. The frame still
     /// has its Ethernet header.
-    pub(super) fn public_flow<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        pe: &PortEntry,
-        f: &mut F,
-        now: u64,
-    ) -> Option<Verdict> {
+    pub(super) fn public_flow<F: Frame>(&mut self, cx: Cx<'_>, f: &mut F) -> Option<Verdict> {
+        let Cx { t, c } = cx;
+        let now = self.now;
         // Only an elastic IP, a shared NAT address or a tenant's public
         // address has flows: anything else skips the parse and the lookup.
         let (_, dst) = addrs(f.data().get(ETH..)?)?;
@@ -27,7 +33,7 @@ impl Pipeline {
             return None;
         }
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
-            return self.public_icmp_error(t, c, pe, f, &quoted, at, now);
+            return self.public_icmp_error(cx, f, &quoted, at);
         }
         let owner = || inbound_owner(t, dst);
         let ip = f.data().get(ETH..)?;
@@ -36,24 +42,22 @@ impl Pipeline {
             Err(v) => return Some(v),
         };
         let key = tuple.key(Zone::PUBLIC);
-        let (id, dir) = match self.find(t, c, &key, now) {
+        let (id, dir) = match self.find(cx, &key) {
             Err(reason) => return Some(Verdict::Drop(reason)),
             Ok(Some(hit)) => hit,
             Ok(None) => {
                 let opened = match (t.eips.inbound(tuple.dst), own) {
                     (Some((tenant, private)), _) => {
-                        self.open_inbound(t, c, &tuple, key, tenant, private, now)
+                        self.open_inbound(cx, &tuple, key, tenant, private)
                     }
                     // A tenant's own public address: a flow that
                     // translates nothing, for its firewall's sake.
-                    (None, Some(tenant)) => {
-                        self.open_inbound(t, c, &tuple, key, tenant, tuple.dst, now)
-                    }
+                    (None, Some(tenant)) => self.open_inbound(cx, &tuple, key, tenant, tuple.dst),
                     (None, None) => {
                         let (_, pool) = t.pools.of_addr(tuple.dst)?;
                         if pool.eif {
                             let tenant = pool.tenant;
-                            self.open_through_mapping(t, c, &tuple, key, tenant, now)
+                            self.open_through_mapping(cx, &tuple, key, tenant)
                         } else {
                             Err(D::NatFiltered)
                         }
@@ -65,7 +69,7 @@ impl Pipeline {
                 }
             }
         };
-        let Some(conn) = self.advance(c, id, dir, &tuple, now) else {
+        let Some(conn) = self.advance(c, id, dir, &tuple) else {
             return Some(Verdict::Drop(D::InvalidState));
         };
         let owner = Owner {
@@ -82,7 +86,7 @@ impl Pipeline {
         if t.tunnel(conn.tunnel_id()).is_none() {
             return Some(Verdict::Drop(D::NoRoute));
         }
-        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel_id(), conn.to_tenant, now))
+        Some(self.tunnel_entry(cx, f, conn.tunnel_id(), conn.to_tenant))
     }
 
     /// Flows from a tenant (the frame starts at the inner IPv4 header): a
@@ -91,13 +95,13 @@ impl Pipeline {
     /// `None` leaves the packet to the stateless routing.
     pub(super) fn tenant_flow<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        tenant: &Tenant,
-        underlay_mtu: u16,
+        cx: Cx<'_>,
+        from: FromTenant<'_>,
         f: &mut F,
-        now: u64,
     ) -> Option<Verdict> {
+        let Cx { t, c } = cx;
+        let now = self.now;
+        let tenant = from.tenant;
         // Only an address with an elastic IP, one of the tenant's public
         // addresses, or any of a tenant with a pool, has flows: the rest
         // skips the parse and the lookup.
@@ -110,7 +114,7 @@ impl Pipeline {
             return None;
         }
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data()) {
-            return self.tenant_icmp_error(t, c, tenant, underlay_mtu, f, &quoted, at, now);
+            return self.tenant_icmp_error(cx, from, f, &quoted, at);
         }
         if later_fragment_inside(t, tenant, f.data()) {
             return None;
@@ -118,7 +122,7 @@ impl Pipeline {
         let zone = Zone::tenant(tenant.id.index())?;
         let resume = Resume::Tenant {
             tenant: tenant.id,
-            underlay_mtu,
+            underlay_mtu: from.underlay_mtu,
         };
         let owner = || Some(outbound_owner(tenant.id));
         let tuple = match self.fragment_tuple(c, zone, f.data(), owner, resume, now) {
@@ -126,7 +130,7 @@ impl Pipeline {
             Err(v) => return Some(v),
         };
         let key = tuple.key(zone);
-        let (id, dir, opened) = match self.find(t, c, &key, now) {
+        let (id, dir, opened) = match self.find(cx, &key) {
             Err(reason) => return Some(Verdict::Drop(reason)),
             Ok(Some((id, dir))) => (id, dir, false),
             Ok(None) => {
@@ -140,13 +144,13 @@ impl Pipeline {
                     Some(eip) => Outbound::Eip(eip),
                     None => Outbound::Pool(t.pools.of_tenant(tenant.id)?.0),
                 };
-                match self.open_outbound(t, c, &tuple, key, tenant, nat, now) {
+                match self.open_outbound(cx, &tuple, key, tenant, nat) {
                     Ok(id) => (id, Direction::Forward, true),
                     Err(reason) => return Some(Verdict::Drop(reason)),
                 }
             }
         };
-        let Some(conn) = self.advance(c, id, dir, &tuple, now) else {
+        let Some(conn) = self.advance(c, id, dir, &tuple) else {
             return Some(Verdict::Drop(D::InvalidState));
         };
         let owner = outbound_owner(tenant.id);
@@ -154,15 +158,13 @@ impl Pipeline {
             return Some(v);
         }
         if martian::turns_around(t, tuple.dst) {
-            return Some(self.hairpin(t, c, id, opened, f, now));
+            return Some(self.hairpin(cx, id, opened, f));
         }
         let exit = Exit {
-            tenant,
-            underlay_mtu,
-            may_error: true,
+            from,
             nat: conn.to_public,
         };
-        Some(self.public_exit(t, c, &exit, f, now))
+        Some(self.public_exit(cx, &exit, f))
     }
 
     /// RFC 4787 REQ-9, hairpinning: a tenant's packet to an elastic IP or a
@@ -173,39 +175,31 @@ impl Pipeline {
     /// opened `id`. The frame starts at its IPv4 header.
     pub(super) fn hairpin<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         id: FlowId,
         opened: bool,
         f: &mut F,
-        now: u64,
     ) -> Verdict {
         let Some(&conn) = self.flows.get(id) else {
             return Verdict::Drop(D::NoRoute);
         };
-        if f.data()[8] <= 1 {
+        if ipv4(f.data()).ttl() <= 1 {
             return Verdict::Drop(D::TtlExceeded);
         }
-        let ihl = usize::from(f.data()[0] & 0xf) * 4;
+        let ihl = ipv4(f.data()).header_len();
         if !conn.to_public.forward(f.data_mut(), ihl) {
             return Verdict::Drop(D::Ipv4Invalid);
         }
-        if let Err(reason) = self.hairpin_to_itself(t, c, id, &conn, opened, f.data()) {
+        if let Err(reason) = self.hairpin_to_itself(cx, id, &conn, opened, f.data()) {
             return Verdict::Drop(reason);
         }
-        self.turn_around(t, c, f, now)
+        self.turn_around(cx, f)
     }
 
     /// Sends a translated packet (the frame at its IPv4 header) back in on
     /// the public port, as if it came from the Internet.
-    pub(super) fn turn_around<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        f: &mut F,
-        now: u64,
-    ) -> Verdict {
-        let Some((port, pe)) = public_port(t) else {
+    pub(super) fn turn_around<F: Frame>(&mut self, cx: Cx<'_>, f: &mut F) -> Verdict {
+        let Some((port, pe)) = public_port(cx.t) else {
             return Verdict::Drop(D::NoRoute);
         };
         match f.prepend(ETH) {
@@ -213,7 +207,7 @@ impl Pipeline {
             None => return Verdict::Drop(D::NoHeadroom),
         }
         f.set_in_port(port);
-        self.public_input(t, c, pe, f, now, Origin::Gateway)
+        self.public_input(cx, pe, f, Origin::Gateway)
     }
 
     /// A hairpinned packet (translated, at its IPv4 header) sent to the
@@ -225,8 +219,7 @@ impl Pipeline {
     /// goes. Other hairpinned packets meet the rules on the public side.
     pub(super) fn hairpin_to_itself(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         id: FlowId,
         conn: &Conn,
         opened: bool,
@@ -245,10 +238,10 @@ impl Pipeline {
         let (private, port) = (conn.to_tenant.addr(), conn.to_tenant.port());
         let tenant = conn.tenant_id();
         let dport = port.unwrap_or(tuple.dport);
-        let decided = firewall(t, c, tenant, FwDir::In, &tuple, tuple.src, private, dport);
+        let decided = firewall(cx, tenant, FwDir::In, &tuple.seen(private, dport));
         if decided.is_err() {
             if let Some(gone) = self.flows.remove(id) {
-                ended(&mut self.snat, &t.pools, c, &gone.value);
+                ended(&mut self.snat, &cx.t.pools, cx.c, &gone.value);
             }
         }
         decided
@@ -258,17 +251,15 @@ impl Pipeline {
     /// flow (RFC 5508): into the tenant, its destination and the quoted
     /// source translated back. The frame still has its Ethernet header;
     /// the quote starts `at` bytes into the IPv4 packet.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn public_icmp_error<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        pe: &PortEntry,
+        cx: Cx<'_>,
         f: &mut F,
         quoted: &Tuple,
         at: usize,
-        now: u64,
     ) -> Option<Verdict> {
+        let Cx { t, c } = cx;
+        let now = self.now;
         // The quoted datagram left from an elastic IP; its answers would
         // arrive with the addresses and ports turned around.
         let key = quoted.reply_key(Zone::PUBLIC, quoted.dst, quoted.src);
@@ -292,25 +283,24 @@ impl Pipeline {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
         let nat = conn.to_tenant.address_only();
-        Some(self.tunnel_entry(t, c, pe, f, conn.tunnel_id(), nat, now))
+        Some(self.tunnel_entry(cx, f, conn.tunnel_id(), nat))
     }
 
     /// An ICMP error from a tenant about a datagram of a translated flow
     /// (RFC 5508): out of the public side, its source and the quoted
     /// destination translated to the elastic IP. The frame starts at the
     /// IPv4 header; the quote starts `at` bytes into it.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn tenant_icmp_error<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        tenant: &Tenant,
-        underlay_mtu: u16,
+        cx: Cx<'_>,
+        from: FromTenant<'_>,
         f: &mut F,
         quoted: &Tuple,
         at: usize,
-        now: u64,
     ) -> Option<Verdict> {
+        let Cx { t, c } = cx;
+        let now = self.now;
+        let tenant = from.tenant;
         let zone = Zone::tenant(tenant.id.index())?;
         let key = quoted.reply_key(zone, quoted.dst, quoted.src);
         let (id, _) = self.flows.lookup(&key, now).hit()?;
@@ -318,8 +308,7 @@ impl Pipeline {
             return Some(Verdict::Drop(reason));
         }
         let conn = *self.flows.get(id)?;
-        let src = u32::from_be_bytes(f.data().get(12..16)?.try_into().ok()?);
-        if src != quoted.dst {
+        if ip_src(f.data()) != quoted.dst {
             return None;
         }
         if let Err(reason) = icmp_error_sound(f.data(), at) {
@@ -332,22 +321,20 @@ impl Pipeline {
         // RFC 5508 REQ-7: an error about a hairpinned packet goes back to
         // its sender through the gateway, as the packet came.
         if martian::turns_around(t, ip_dst(f.data())) {
-            if f.data()[8] <= 1 {
+            if ipv4(f.data()).ttl() <= 1 {
                 return Some(Verdict::Drop(D::TtlExceeded));
             }
-            let ihl = usize::from(f.data()[0] & 0xf) * 4;
+            let ihl = ipv4(f.data()).header_len();
             if !conn.to_public.address_only().forward(f.data_mut(), ihl) {
                 return Some(Verdict::Drop(D::Ipv4Invalid));
             }
-            return Some(self.turn_around(t, c, f, now));
+            return Some(self.turn_around(cx, f));
         }
         let exit = Exit {
-            tenant,
-            underlay_mtu,
-            may_error: true,
+            from,
             nat: conn.to_public.address_only(),
         };
-        Some(self.public_exit(t, c, &exit, f, now))
+        Some(self.public_exit(cx, &exit, f))
     }
 
     /// The worker that owns the connection of a packet from the public
@@ -411,11 +398,11 @@ impl Pipeline {
     /// admitted ends with the packet's drop reason (redecide.rs).
     pub(super) fn find(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         key: &FlowKey,
-        now: u64,
     ) -> Result<Option<(FlowId, Direction)>, DropReason> {
+        let Cx { t, c } = cx;
+        let now = self.now;
         match self.flows.lookup(key, now) {
             FlowLookup::Hit(id, dir) => {
                 self.current(t, c, id)?;
@@ -432,62 +419,49 @@ impl Pipeline {
     }
 
     /// Moves flow `id`'s TCP state for a packet going `dir` and extends its
-    /// life. `None` if the segment does not fit the connection.
+    /// life ([`Conn::on_packet`], as the fast path does). `None` if the
+    /// segment does not fit the connection.
     pub(super) fn advance(
         &mut self,
         c: &WorkerCounters,
         id: FlowId,
         dir: Direction,
         tuple: &Tuple,
-        now: u64,
     ) -> Option<Conn> {
+        let (life, now) = (&self.life, self.now);
         let conn = self.flows.get_mut(id)?;
-        // A later fragment carries no TCP header: nothing to track.
-        let whole = tuple.flags.0 != 0 || tuple.protocol != IpProtocol::TCP.0;
-        if conn.protocol == IpProtocol::TCP.0 && whole {
-            conn.track_tcp(dir.index(), tuple).ok()?;
-        }
-        if conn.answered != Answered::Yes && dir == Direction::Reply {
-            conn.answered = Answered::Yes;
+        let first_answer = conn.first_answer(dir.index());
+        let deadline = conn
+            .on_packet(dir.index(), tuple, first_answer, life, now)
+            .ok()?;
+        if first_answer {
             if let Some(tc) = c.tenant(usize::from(conn.tenant)) {
                 tc.unreplied_done.inc();
             }
         }
         let conn = *conn;
-        let life = self.timeouts.ticks(&conn, self.hz);
-        self.flows.set_deadline(id, now.saturating_add(life));
+        self.flows.set_deadline(id, deadline);
         Some(conn)
     }
 
     /// A new flow from the Internet to elastic IP `tuple.dst`, which stands
     /// for `private` in `tenant`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn open_inbound(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         tuple: &Tuple,
         key: FlowKey,
         tenant: TenantId,
         private: u32,
-        now: u64,
     ) -> Result<FlowId, DropReason> {
+        let t = cx.t;
         if !tuple.opens {
             return Err(D::InvalidState);
         }
         let ten = t.tenants.get(tenant).ok_or(D::NoRoute)?;
         let zone = Zone::tenant(tenant.index()).ok_or(D::NoRoute)?;
         // The tenant's rules see its own address (after DNAT).
-        firewall(
-            t,
-            c,
-            tenant,
-            FwDir::In,
-            tuple,
-            tuple.src,
-            private,
-            tuple.dport,
-        )?;
+        firewall(cx, tenant, FwDir::In, &tuple.seen(private, tuple.dport))?;
         let tunnel = tunnel_to(t, ten, private)?;
         let conn = Conn {
             tenant: tenant.slot16(),
@@ -505,36 +479,25 @@ impl Pipeline {
             hairpin: false,
         };
         let reply = tuple.reply_key(zone, private, tuple.src);
-        self.insert(t, c, key, reply, conn, now)
+        self.insert(cx, key, reply, conn)
     }
 
     /// A new flow from `tuple.src` in `tenant`, which has elastic IP `eip`,
     /// toward the public side.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn open_outbound(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         tuple: &Tuple,
         key: FlowKey,
         tenant: &Tenant,
         nat: Outbound,
-        now: u64,
     ) -> Result<FlowId, DropReason> {
+        let t = cx.t;
         if !tuple.opens {
             return Err(D::InvalidState);
         }
         // Before a port is taken: a denied flow holds nothing.
-        firewall(
-            t,
-            c,
-            tenant.id,
-            FwDir::Out,
-            tuple,
-            tuple.src,
-            tuple.dst,
-            tuple.dport,
-        )?;
+        firewall(cx, tenant.id, FwDir::Out, tuple)?;
         // Replies go back to the host the tenant routes its address to.
         let tunnel = tunnel_to(t, tenant, tuple.src)?;
         let (to_tenant, to_public, reply, snat) = match nat {
@@ -597,21 +560,19 @@ impl Pipeline {
             inner: 0,
             hairpin: false,
         };
-        self.insert(t, c, key, reply, conn, now)
+        self.insert(cx, key, reply, conn)
     }
 
     /// A new flow from the Internet through a shared NAT address's mapped
     /// port, which endpoint-independent filtering lets in.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn open_through_mapping(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         tuple: &Tuple,
         key: FlowKey,
         tenant: TenantId,
-        now: u64,
     ) -> Result<FlowId, DropReason> {
+        let t = cx.t;
         if !tuple.opens || tuple.protocol == IpProtocol::ICMP.0 {
             return Err(D::NatFiltered);
         }
@@ -620,16 +581,8 @@ impl Pipeline {
             port: tuple.dport,
         };
         let inside = self.snat.join(outside).ok_or(D::NatFiltered)?;
-        let allowed = firewall(
-            t,
-            c,
-            tenant,
-            FwDir::In,
-            tuple,
-            tuple.src,
-            inside.private,
-            inside.port,
-        );
+        let seen = tuple.seen(inside.private, inside.port);
+        let allowed = firewall(cx, tenant, FwDir::In, &seen);
         if let Err(reason) = allowed {
             self.snat.release(&t.pools, inside);
             return Err(reason);
@@ -666,7 +619,7 @@ impl Pipeline {
             Ok((conn, reply))
         })();
         match conn {
-            Ok((conn, reply)) => self.insert(t, c, key, reply, conn, now),
+            Ok((conn, reply)) => self.insert(cx, key, reply, conn),
             Err(reason) => {
                 self.snat.release(&t.pools, inside);
                 Err(reason)
@@ -677,13 +630,13 @@ impl Pipeline {
     /// Adds a flow. If it cannot be, the NAT mapping it took is given back.
     pub(super) fn insert(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         forward: FlowKey,
         reply: FlowKey,
         conn: Conn,
-        now: u64,
     ) -> Result<FlowId, DropReason> {
+        let Cx { t, c } = cx;
+        let now = self.now;
         // The tenant's live flows here: this worker's own counters.
         let tc = c.tenant(usize::from(conn.tenant));
         let live = tc.map_or(0, TenantCounters::live_flows);
@@ -704,7 +657,7 @@ impl Pipeline {
                 conn.answered = Answered::NoUnderPressure;
             }
         }
-        let deadline = now.saturating_add(self.timeouts.ticks(&conn, self.hz));
+        let deadline = now.saturating_add(self.life.of(&conn));
         let result = if live >= self.quota {
             Err(InsertError::Full)
         } else {
@@ -738,20 +691,18 @@ impl Pipeline {
     }
 }
 
-/// The tenant's firewall rules for the first packet of a flow, seen in the
-/// tenant's address space (`src`, `dst` and the destination port after
-/// DNAT, before SNAT); the decision is counted per rule.
-#[allow(clippy::too_many_arguments)]
+/// The tenant's firewall rules for the first packet of a flow, `seen` in
+/// the tenant's address space (its destination and port after DNAT,
+/// before SNAT: [`Tuple::seen`]); the decision is counted per rule.
 pub(super) fn firewall(
-    t: &Tables,
-    c: &WorkerCounters,
+    cx: Cx<'_>,
     tenant: TenantId,
     dir: FwDir,
-    tuple: &Tuple,
-    src: u32,
-    dst: u32,
-    dport: u16,
+    seen: &Tuple,
 ) -> Result<(), DropReason> {
+    let Cx { t, c } = cx;
+    let (src, dst, dport) = (seen.src, seen.dst, seen.dport);
+    let tuple = seen;
     let p = match IpProtocol(tuple.protocol) {
         IpProtocol::TCP => Packet5::tcp(src, dst, tuple.sport, dport),
         IpProtocol::UDP => Packet5::udp(src, dst, tuple.sport, dport),
@@ -768,6 +719,16 @@ pub(super) fn firewall(
         Ok(())
     } else {
         Err(D::Firewall)
+    }
+}
+
+/// Counts a tenant's packet out of its tunnel (`len` bytes of IPv4): the
+/// fast path's and the full path's one count.
+#[inline]
+pub(super) fn count_from_tunnel(c: &WorkerCounters, tenant: &Tenant, len: usize) {
+    if let Some(tc) = c.tenant(tenant.id.index()) {
+        tc.from_tunnel_packets.inc();
+        tc.from_tunnel_bytes.add(len as u64);
     }
 }
 

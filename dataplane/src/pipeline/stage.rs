@@ -269,27 +269,24 @@ impl Pipeline {
         t: &Tables,
         c: &WorkerCounters,
         f: &mut F,
-        now: u64,
         hint: &Hint,
     ) -> Option<Verdict> {
         let Hint(Stage::Tunnel(p, found, tunnelled)) = hint else {
             return None;
         };
-        self.tunnel_hit(t, c, f, now, p, *found, tunnelled)
+        self.tunnel_hit(t, c, f, p, *found, tunnelled)
     }
 
     /// [`Pipeline::underlay_hit`] for a staged frame. Out of line, so that
     /// `process_staged`, with the public side's fast path in it, stays as
     /// small as it was (callgrind: inlined, this cost the unstaged paths
     /// ~18 instructions a frame).
-    #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn tunnel_hit<F: Frame>(
         &mut self,
         t: &Tables,
         c: &WorkerCounters,
         f: &mut F,
-        now: u64,
         p: &Plain,
         found: FlowLookup,
         tunnelled: &Tunnelled,
@@ -297,6 +294,6 @@ impl Pipeline {
         let tenant = t.tenants.get(tunnelled.tenant)?;
         let ip_at = usize::from(tunnelled.ip_at);
         let staged = Some((found, self.hops.get(tunnelled.hop).copied()));
-        self.tenant_hit_plain(t, c, tenant, f, ip_at, p, staged, now)
+        self.tenant_hit_plain(Cx { t, c }, tenant, f, ip_at, p, staged)
     }
 }

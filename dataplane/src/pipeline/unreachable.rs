@@ -11,8 +11,7 @@
 //! quotes the datagram as its sender sent it and goes back the way it came
 //! (into the tenant's tunnel, or out of the public side).
 
-use super::{ip_dst, IcmpError, Pipeline, Side, Verdict, D};
-use crate::counters::WorkerCounters;
+use super::{ip_dst, Cx, IcmpError, Pipeline, Side, Verdict, D};
 use crate::nat::Rewrite;
 use crate::neighbour::{Lookup, NeighKey};
 use crate::tables::{Tables, TunnelId};
@@ -64,26 +63,23 @@ impl Pipeline {
     /// Answers the IPv4 packet in `f` (the frame starts at its header) with
     /// host unreachable toward `side`, or drops it (`no_neighbour`) when no
     /// error may be sent: the gateway's own errors beget none
-    /// (`may_error`), nor do datagrams to broadcast or multicast addresses.
-    #[allow(clippy::too_many_arguments)]
+    /// (`Side::may_error`), nor do datagrams to broadcast or multicast
+    /// addresses.
     #[cold]
     #[inline(never)]
     pub(super) fn unreachable<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         f: &mut F,
         side: Side<'_>,
-        in_mtu: u16,
-        may_error: bool,
-        now: u64,
     ) -> Verdict {
+        let c = cx.c;
         let dst = ip_dst(f.data());
-        if !may_error || dst == u32::MAX || dst >> 28 == 0xe {
+        if !side.may_error() || dst == u32::MAX || dst >> 28 == 0xe {
             return Verdict::Drop(D::NoNeighbour);
         }
         let before = c.icmp_errors.get();
-        let v = self.icmp_or_drop(t, c, f, Some(IcmpError::HostUnreachable), side, in_mtu, now);
+        let v = self.icmp_or_drop(cx, f, Some(IcmpError::HostUnreachable), side);
         if c.icmp_errors.get() != before {
             c.host_unreachable.inc();
         }

@@ -1,0 +1,95 @@
+//! The input stage: a frame is dispatched by the role of the port it came
+//! in by and its ethertype — to the public side (its flow-hit fast path
+//! first), the underlay, or ARP — and an IPv4 packet to one of the
+//! gateway's own addresses is checked before anything reads past its
+//! header.
+
+use super::*;
+
+impl Pipeline {
+    /// Processes one frame received on `frame.in_port()` at TSC time `now`.
+    pub fn process<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        f: &mut F,
+        now: u64,
+    ) -> Verdict {
+        self.process_staged(t, c, f, now, &Hint::default())
+    }
+
+    /// [`Pipeline::process`] for a frame of a burst that went through
+    /// [`Pipeline::stage_public`], with its hint.
+    pub fn process_staged<F: Frame>(
+        &mut self,
+        t: &Tables,
+        c: &WorkerCounters,
+        f: &mut F,
+        now: u64,
+        hint: &Hint,
+    ) -> Verdict {
+        self.now = now;
+        let cx = Cx { t, c };
+        let port = f.in_port();
+        let Some(pe) = t.ports.get(usize::from(port)) else {
+            return Verdict::Drop(D::NoEgress);
+        };
+        let ethertype = {
+            let Ok(eth) = EthernetFrame::new_checked(f.data()) else {
+                return Verdict::Drop(D::Runt);
+            };
+            if eth.is_tagged() {
+                return Verdict::Drop(D::Vlan);
+            }
+            eth.ethertype()
+        };
+        let m = Meta {
+            port,
+            pe,
+            hint,
+            ip_at: ETH,
+            outer_ecn: 0,
+        };
+        match (pe.role, ethertype) {
+            (Some(Role::Public), EtherType::IPV4) if self.may_hit(t) => {
+                match self.public_hit(cx, f, hint) {
+                    Some(v) => v,
+                    None => self.public_input(cx, pe, f, Origin::Port),
+                }
+            }
+            (Some(_), EtherType::ARP) => arp_input(t, pe, port, f, c),
+            (Some(Role::Underlay), EtherType::IPV4) => match self.underlay_hit(t, c, f, hint) {
+                Some(v) => v,
+                None => self.underlay_input(cx, m, f),
+            },
+            (Some(Role::Public), EtherType::IPV4) => self.public_input(cx, pe, f, Origin::Port),
+            (None, _) => Verdict::Drop(D::NoEgress),
+            _ => Verdict::Drop(D::EtherType),
+        }
+    }
+}
+
+/// Validates an IPv4 packet addressed to one of the port's addresses;
+/// trims Ethernet padding. Returns the protocol and header length.
+pub(super) fn check_local_ipv4<F: Frame>(
+    pe: &PortEntry,
+    f: &mut F,
+) -> Result<(IpProtocol, usize), Verdict> {
+    let data = f.data();
+    let ip = Ipv4Packet::new_checked(&data[ETH..]).map_err(|_| Verdict::Drop(D::Ipv4Invalid))?;
+    if !stage::checksum_ok(f, &ip) {
+        return Err(Verdict::Drop(D::Ipv4Checksum));
+    }
+    if !pe.is_local(u32::from(ip.dst_addr())) {
+        return Err(Verdict::Drop(D::NotLocal));
+    }
+    if ip.is_fragment() || ip.has_options() {
+        return Err(Verdict::Drop(D::SlowPath));
+    }
+    let (protocol, ihl) = (ip.protocol(), ip.header_len());
+    let tail = data.len() - ETH - usize::from(ip.total_len());
+    if !f.trim(tail) {
+        return Err(Verdict::Drop(D::Ipv4Invalid));
+    }
+    Ok((protocol, ihl))
+}
