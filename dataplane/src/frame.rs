@@ -141,21 +141,28 @@ impl VecFrame {
     }
 }
 
+// Inlined as the daemon's mbuf frame is, so that the profile programs
+// (`pipeline_profile`, `pipeline_staged`) count the pipeline as workers
+// run it: a call per header read moved their counts with unrelated changes.
 impl Frame for VecFrame {
+    #[inline]
     fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
 
+    #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.end]
     }
 
+    #[inline]
     fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
         let start = self.start.checked_sub(len)?;
         self.start = start;
         Some(&mut self.buf[start..start + len])
     }
 
+    #[inline]
     fn adj(&mut self, len: usize) -> bool {
         if len > self.end - self.start {
             return false;
@@ -164,6 +171,7 @@ impl Frame for VecFrame {
         true
     }
 
+    #[inline]
     fn trim(&mut self, len: usize) -> bool {
         if len > self.end - self.start {
             return false;
@@ -172,6 +180,7 @@ impl Frame for VecFrame {
         true
     }
 
+    #[inline]
     fn append(&mut self, len: usize) -> Option<&mut [u8]> {
         let end = self.end.checked_add(len).filter(|&e| e <= self.buf.len())?;
         let old = self.end;
@@ -179,18 +188,22 @@ impl Frame for VecFrame {
         Some(&mut self.buf[old..end])
     }
 
+    #[inline]
     fn in_port(&self) -> u16 {
         self.in_port
     }
 
+    #[inline]
     fn set_in_port(&mut self, port: u16) {
         self.in_port = port;
     }
 
+    #[inline]
     fn rss_hash(&self) -> Option<u32> {
         self.rss_hash
     }
 
+    #[inline]
     fn ipv4_checksum(&self) -> Checked {
         self.ipv4_checksum
     }
