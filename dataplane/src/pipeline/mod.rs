@@ -13,6 +13,8 @@
 //! input      by port role and ethertype           input.rs
 //!  ├─ public ── hit (fast path) ─────────────────── encap ── out
 //!  │    └─ public input ── session ── route (tunnel entry) ── encap
+//!  ├─ underlay staged hit (fast path) ───────────── public exit ── out
+//!  │    (stage_underlay, underlay_hit)               stage.rs
 //!  ├─ underlay input ── decap                       underlay.rs
 //!  │    ├─ hit (fast path) ──────────────────────── public exit ── out
 //!  │    └─ session ── public exit (public.rs) / hairpin ── public input
