@@ -128,7 +128,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
     /// Rounds; each measures testpmd then tgw, and the median ratio of
-    /// the clean rounds (neither CPU slowed) is reported.
+    /// the clean rounds (neither CPU slowed, nor testpmd's rate) is
+    /// reported.
     #[arg(long, default_value_t = 1)]
     rounds: u32,
     /// Rounds run beyond --rounds, at most, to replace rounds where a CPU
