@@ -17,22 +17,11 @@ mod scenario;
 use dataplane::pipeline::Pipeline;
 use dataplane::ratelimit::TokenBucket;
 use dataplane::{Frame, VecFrame, Verdict, WorkerCounters};
-use scenario::{decap_frames, encap_frames, nat_frames, nat_tables, tables, TENANTS};
+use scenario::TENANTS;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "encap".into());
-    let (frames, port, out) = match which.as_str() {
-        "decap" => (decap_frames(), 1, 0),
-        // 1000 clients' flows to one elastic IP: the first pass creates
-        // them, the other 99 are flow hits.
-        "nat" => (nat_frames(1000), 0, 1),
-        _ => (encap_frames(), 0, 1),
-    };
-    let t = if which == "nat" {
-        nat_tables()
-    } else {
-        tables()
-    };
+    let (frames, port, out, t) = scenario::profile(&which);
     let counters = WorkerCounters::new(TENANTS as usize);
     let mut pipeline = Pipeline::new(TokenBucket::new(1000, 50, 2_000_000_000), 0);
     let mut frame = VecFrame::new(&frames[0], port);

@@ -24,6 +24,17 @@ pub fn tables() -> Tables {
     build(spec())
 }
 
+/// The frames of profile `which` of the profile programs (`decap`,
+/// `nat`: 1000 clients' flows to one elastic IP, else `encap`), the port
+/// they come in by, the port they leave by, and their tables.
+pub fn profile(which: &str) -> (Vec<Vec<u8>>, u16, u16, Tables) {
+    match which {
+        "decap" => (decap_frames(), 1, 0, tables()),
+        "nat" => (nat_frames(1000), 0, 1, nat_tables()),
+        _ => (encap_frames(), 0, 1, tables()),
+    }
+}
+
 /// The elastic IP of the `nat` frames: tenant 0's 10.0.0.7.
 pub const EIP: [u8; 4] = [3, 3, 3, 3];
 
