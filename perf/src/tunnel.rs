@@ -509,6 +509,10 @@ fn checksum(data: &[u8]) -> u16 {
 }
 
 pub fn run(args: &TunnelArgs) -> Result<(), String> {
+    // First, so that a tunnel that never comes up says whether it
+    // started at all: the reference scenario has twice waited 60 s for
+    // "up:" from an agent that had written nothing.
+    eprintln!("tgw-perf tunnel: starting (pid {})", std::process::id());
     let sent = Sent {
         checksum: args.csum,
         sequence: args.seq,
