@@ -19,7 +19,6 @@
 //! the public side carries the gateway's own addresses without such a
 //! packet ever arriving; the public hit refuses those (`Conn::hairpin`).
 
-use super::public::PublicHop;
 use super::*;
 use crate::conntrack::Answered;
 use crate::wire::TcpFlags;
@@ -273,8 +272,10 @@ impl Pipeline {
 
     /// [`Pipeline::tenant_hit`] past the header pass, which found `p` at
     /// `ip_at`; `staged` holds what the underlay stage found for it (its
-    /// flow, and its public next hop where that resolved), `None` when the
-    /// frame was not staged.
+    /// flow, and where its public next hop is in the stage's `Hops`),
+    /// `None` when the frame was not staged. The hop is named by its
+    /// index, not copied: a 40-byte hop in an `Option` went through the
+    /// stack on every staged frame.
     #[inline(always)]
     pub(super) fn tenant_hit_plain<F: Frame>(
         &mut self,
@@ -283,7 +284,7 @@ impl Pipeline {
         f: &mut F,
         ip_at: usize,
         p: &Plain,
-        staged: Option<(FlowLookup, Option<PublicHop>)>,
+        staged: Option<(FlowLookup, u8)>,
     ) -> Option<Verdict> {
         let Cx { t, c } = cx;
         let now = self.now;
@@ -312,9 +313,13 @@ impl Pipeline {
         if conn.hairpin {
             return None;
         }
+        let resolved;
         let hop = match staged {
-            Some((_, hop)) => hop?,
-            None => resolve_public(t, p.tuple.dst).ok()?,
+            Some((_, at)) => self.hops.get(at)?,
+            None => {
+                resolved = resolve_public(t, p.tuple.dst).ok()?;
+                &resolved
+            }
         };
         if p.len > usize::from(hop.mtu) {
             return None;

@@ -62,7 +62,7 @@ impl Hops {
     /// No hop: the frame is no staged hit.
     const NONE: u8 = u8::MAX;
 
-    fn get(&self, i: u8) -> Option<&PublicHop> {
+    pub(super) fn get(&self, i: u8) -> Option<&PublicHop> {
         self.0.get(usize::from(i))?.as_ref()
     }
 }
@@ -293,7 +293,7 @@ impl Pipeline {
     ) -> Option<Verdict> {
         let tenant = t.tenants.get(tunnelled.tenant)?;
         let ip_at = usize::from(tunnelled.ip_at);
-        let staged = Some((found, self.hops.get(tunnelled.hop).copied()));
+        let staged = Some((found, tunnelled.hop));
         self.tenant_hit_plain(Cx { t, c }, tenant, f, ip_at, p, staged)
     }
 }
