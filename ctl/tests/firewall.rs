@@ -6,26 +6,10 @@ use ctl::config::{
     DEFAULT_IN, DEFAULT_OUT,
 };
 
-/// A valid file without tenants, `BASE_LINES` lines long (as in
-/// `forwarding.rs`).
-const BASE: &str = "\
-[eal]
-hugepages = false
-memory_mb = 256
-[[port]]
-name = \"pub0\"
-device = \"net_null0\"
-role = \"public\"
-addresses = [\"1.1.1.1/24\"]
-[[port]]
-name = \"und0\"
-device = \"net_null1\"
-role = \"underlay\"
-addresses = [\"172.168.0.1/24\"]
-[[worker]]
-lcore = 1
-rx = [\"pub0:0\", \"und0:0\"]
-";
+mod common;
+use common::BASE;
+
+/// [`BASE`]'s lines: a valid file without tenants.
 const BASE_LINES: usize = 16;
 
 /// Tenant 1 of the reference scenario, `T1_LINES` lines, with the public

@@ -15,26 +15,11 @@ fn cpus(list: &str) -> CpuSet {
     list.parse().expect("test CPU list")
 }
 
-/// A valid file without tenants: a public port on 1.1.1.1/24, an underlay
-/// port on 172.168.0.1/24 and one worker. `BASE_LINES` lines long.
-const BASE: &str = "\
-[eal]
-hugepages = false
-memory_mb = 256
-[[port]]
-name = \"pub0\"
-device = \"net_null0\"
-role = \"public\"
-addresses = [\"1.1.1.1/24\"]
-[[port]]
-name = \"und0\"
-device = \"net_null1\"
-role = \"underlay\"
-addresses = [\"172.168.0.1/24\"]
-[[worker]]
-lcore = 1
-rx = [\"pub0:0\", \"und0:0\"]
-";
+mod common;
+use common::BASE;
+
+/// [`BASE`]'s lines: a valid file without tenants (a public port on
+/// 1.1.1.1/24, an underlay port on 172.168.0.1/24, one worker).
 const BASE_LINES: usize = 16;
 
 /// The line of `extra`'s line `n` (1-based) once appended to `BASE`.

@@ -381,6 +381,16 @@ mod tests {
             flows: 4500,
             size: 64,
         };
+        let c = tgw_config(&p);
+        assert_eq!(c.tenants.len(), 4500);
+        let a = &c.arp;
+        assert!(a.port_entries as usize >= c.neighbours.len(), "{a:?}");
+        let in_tunnels: usize = c.tenants.iter().map(|t| t.neighbours.len()).sum();
+        assert!((a.entries - a.port_entries) as usize >= in_tunnels, "{a:?}");
+    }
+
+    /// The config `tgw-perf run` gives tgw for `p`, as ctl parses it.
+    fn tgw_config(p: &Profile) -> ctl::config::Config {
         let setup = crate::dut::Setup {
             dir: std::env::temp_dir(),
             sockets: ["/tmp/a.sock".into(), "/tmp/b.sock".into()],
@@ -393,12 +403,7 @@ mod tests {
         };
         let text = setup.tgw_base_config("t", true, "") + &p.tgw_sections();
         let cpus: ctl::config::CpuSet = "0-1".parse().unwrap();
-        let c = ctl::config::parse(&text, "encap.toml", &cpus).unwrap();
-        assert_eq!(c.tenants.len(), 4500);
-        let a = &c.arp;
-        assert!(a.port_entries as usize >= c.neighbours.len(), "{a:?}");
-        let in_tunnels: usize = c.tenants.iter().map(|t| t.neighbours.len()).sum();
-        assert!((a.entries - a.port_entries) as usize >= in_tunnels, "{a:?}");
+        ctl::config::parse(&text, &format!("{}.toml", p.kind), &cpus).unwrap()
     }
 
     /// Every `new-flows` frame is a client never seen before, its IPv4
@@ -432,19 +437,7 @@ mod tests {
             );
         }
         assert_eq!(p.flow_count(), None);
-        let setup = crate::dut::Setup {
-            dir: std::env::temp_dir(),
-            sockets: ["/tmp/a.sock".into(), "/tmp/b.sock".into()],
-            tgw: "tgw".into(),
-            testpmd: "testpmd".into(),
-            hugepages: false,
-            main_lcore: 0,
-            worker_lcore: 1,
-            memif_devargs: String::new(),
-        };
-        let text = setup.tgw_base_config("t", true, "") + &p.tgw_sections();
-        let cpus: ctl::config::CpuSet = "0-1".parse().unwrap();
-        let c = ctl::config::parse(&text, "new-flows.toml", &cpus).unwrap();
+        let c = tgw_config(&p);
         assert_eq!((c.flows.capacity, c.flows.unreplied_s), (65_536, 1));
     }
 

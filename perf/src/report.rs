@@ -383,6 +383,14 @@ mod tests {
         Measurement::new(device, gen, None)
     }
 
+    /// [`m`] with its calibration loops' rates, before and after, on each
+    /// CPU.
+    fn calibrated(device: Device, received: u64, gen: [f64; 2], worker: [f64; 2]) -> Measurement {
+        let mut m = m(device, received);
+        m.calibration = Some(Calibration { gen, worker });
+        m
+    }
+
     #[test]
     fn ratio_is_per_round_and_the_median_is_reported() {
         let mut r = Report::new(
@@ -461,12 +469,7 @@ mod tests {
         );
         r.asked = 3;
         let calibrated = |device, received, gen: f64, worker: f64| {
-            let mut m = m(device, received);
-            m.calibration = Some(Calibration {
-                gen: [gen, gen],
-                worker: [worker, worker],
-            });
-            m
+            calibrated(device, received, [gen, gen], [worker, worker])
         };
         let mut slowed = calibrated(Device::Testpmd, 10_000_000, 500.0, 400.0);
         slowed.calibration.as_mut().unwrap().worker[1] = 200.0;
@@ -510,14 +513,7 @@ mod tests {
             true,
         );
         r.asked = 3;
-        let calibrated = |device, received| {
-            let mut m = m(device, received);
-            m.calibration = Some(Calibration {
-                gen: [500.0, 500.0],
-                worker: [500.0, 500.0],
-            });
-            m
-        };
+        let calibrated = |device, received| calibrated(device, received, [500.0; 2], [500.0; 2]);
         r.push(0, calibrated(Device::Testpmd, 16_000_000));
         r.push(0, calibrated(Device::Tgw, 7_000_000));
         r.push(1, calibrated(Device::Testpmd, 8_000_000));
@@ -547,12 +543,7 @@ mod tests {
             true,
         );
         let calibrated = |device, received, worker: f64| {
-            let mut m = m(device, received);
-            m.calibration = Some(Calibration {
-                gen: [100.0, 100.0],
-                worker: [worker, 400.0],
-            });
-            m
+            calibrated(device, received, [100.0; 2], [worker, 400.0])
         };
         r.push(0, calibrated(Device::Testpmd, 20_000_000, 100.0));
         r.push(0, calibrated(Device::Tgw, 10_000_000, 400.0));
