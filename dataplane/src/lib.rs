@@ -21,6 +21,7 @@ pub mod mailbox;
 pub mod martian;
 pub mod nat;
 pub mod neighbour;
+pub mod offload;
 pub mod pipeline;
 pub mod punt;
 pub mod ratelimit;

@@ -14,6 +14,7 @@
 
 mod eal;
 mod error;
+pub mod flow;
 mod hash;
 mod huge;
 mod lcore;
