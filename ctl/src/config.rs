@@ -48,6 +48,7 @@ mod addr;
 mod emit;
 mod error;
 mod firewall;
+mod offload;
 mod packet;
 mod raw;
 mod routing;
@@ -64,6 +65,10 @@ pub use self::addr::{AddrError, Ipv4Cidr, MacAddr};
 pub use self::error::{ConfigError, ConfigErrors};
 pub use self::firewall::{
     Action, Direction, PortRange, Protocol, Rule, ANY_PREFIX, DEFAULT_IN, DEFAULT_OUT,
+};
+pub use self::offload::{
+    Offload, OffloadMode, OFFLOAD_MAX_FLOWS_RANGE, OFFLOAD_QUERY_INTERVAL_RANGE,
+    OFFLOAD_QUEUE_DEPTH_RANGE, OFFLOAD_TENANT_SHARE_RANGE,
 };
 pub use self::packet::{
     Arp, Flows, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_HELD_RANGE, ARP_MAX_PENDING_RANGE,
@@ -477,6 +482,8 @@ pub struct Config {
     pub control: Control,
     /// `[metrics]`.
     pub metrics: Metrics,
+    /// `[offload]`.
+    pub offload: Offload,
 }
 
 impl Config {

@@ -857,6 +857,91 @@ fn dataplane_mode() {
 }
 
 #[test]
+fn offload_defaults_and_values() {
+    use ctl::config::{Offload, OffloadMode};
+    let d = with("").unwrap().offload;
+    assert_eq!(d, Offload::default());
+    assert_eq!(d.mode, OffloadMode::Auto);
+    assert_eq!(d.per_tenant(), 65536 / 4);
+    assert_eq!(with("[offload]\n").unwrap().offload, Offload::default());
+    for mode in OffloadMode::ALL {
+        let text = format!("[offload]\nmode = \"{mode}\"\n");
+        assert_eq!(with(&text).unwrap().offload.mode, mode);
+    }
+    let text = "[offload]\nmode = \"shadow\"\nmax_flows = 100\ntenant_share = 1\n\
+                query_interval_ms = 10\nqueue_depth = 16\n";
+    let o = with(text).unwrap().offload;
+    assert_eq!(
+        o,
+        Offload {
+            mode: OffloadMode::Shadow,
+            max_flows: 100,
+            tenant_share: 1,
+            query_interval_ms: 10,
+            queue_depth: 16,
+        }
+    );
+    // A share that rounds to nothing still lets a tenant hold one flow.
+    assert_eq!(o.per_tenant(), 1);
+}
+
+#[test]
+fn offload_refusals_name_the_line_and_the_fix() {
+    let errs = with("[offload]\nmode = \"on\"\n").unwrap_err();
+    assert_errors(
+        &errs,
+        &[(
+            13,
+            &[
+                "[offload] unknown mode \"on\"",
+                "\"auto\" (",
+                "\"off\" (",
+                "\"shadow\" (",
+            ],
+        )],
+    );
+    // Every bad key is reported, each on its own line.
+    let text = "[offload]\nmax_flows = 0\ntenant_share = 101\nquery_interval_ms = 5\n\
+                queue_depth = 8\n";
+    let errs = with(text).unwrap_err();
+    assert_errors(
+        &errs,
+        &[
+            (
+                13,
+                &["[offload] max_flows 0 is out of range", "1..=16777216"],
+            ),
+            (
+                14,
+                &[
+                    "[offload] tenant_share 101 is out of range",
+                    "1..=100",
+                    "percent",
+                ],
+            ),
+            (
+                15,
+                &[
+                    "[offload] query_interval_ms 5 is out of range",
+                    "10..=30000",
+                ],
+            ),
+            (
+                16,
+                &["[offload] queue_depth 8 is out of range", "16..=1048576"],
+            ),
+        ],
+    );
+    let errs = with("[offload]\nmax_flow = 10\n").unwrap_err();
+    assert_errors(
+        &errs,
+        &[(13, &["[offload]: unknown field `max_flow`", "`max_flows`"])],
+    );
+    let errs = with("[offload]\nmode = true\n").unwrap_err();
+    assert_errors(&errs, &[(13, &["[offload] `mode`", "expected a string"])]);
+}
+
+#[test]
 fn l2fwd_examples_run_in_l2fwd_mode() {
     use ctl::config::Mode;
     for name in ["l2fwd-null.toml", "l2fwd-memif.toml"] {

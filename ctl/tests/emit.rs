@@ -182,6 +182,8 @@ tenant = "t1"
 addresses = ["4.4.4.4"]
 [metrics]
 listen = "127.0.0.1:9400"
+[offload]
+mode = "shadow"
 "#;
 
 /// The keys of every section of the file, as the parser lists them when
@@ -208,6 +210,7 @@ fn file_keys() -> BTreeMap<String, BTreeSet<String>> {
         ("arp", "[arp]"),
         ("control", "[control]"),
         ("metrics", "[metrics]"),
+        ("offload", "[offload]"),
     ] {
         let mut keys = expected(&refusal(&format!("{header}\nzzz = 1\n")));
         if section == "tenant" {
@@ -569,6 +572,16 @@ fn generate(seed: u64) -> String {
         let mut t = Table { text: &mut text };
         t.maybe(rng.coin(), "listen", quoted(listen));
         t.maybe(remote || rng.coin(), "allow_remote", remote);
+    }
+    if rng.coin() {
+        text.push_str("[offload]\n");
+        let mut t = Table { text: &mut text };
+        let mode = rng.pick(&["\"auto\"", "\"off\"", "\"shadow\""]);
+        t.maybe(rng.coin(), "mode", mode);
+        t.maybe(rng.coin(), "max_flows", rng.pick(&[1, 65_536, 1 << 24]));
+        t.maybe(rng.coin(), "tenant_share", rng.range(1, 100));
+        t.maybe(rng.coin(), "query_interval_ms", rng.range(10, 30_000));
+        t.maybe(rng.coin(), "queue_depth", rng.range(16, 1 << 20));
     }
     text
 }

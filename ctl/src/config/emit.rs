@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::{
     Arp, Config, Control, Dataplane, Eal, Eip, Encap, Filtering, Flows, Icmp, Mempool, Metrics,
-    Neighbour, Port, PortRange, Protocol, Route, Rule, Snat, Tcp, Tenant, Worker,
+    Neighbour, Offload, Port, PortRange, Protocol, Route, Rule, Snat, Tcp, Tenant, Worker,
 };
 
 /// What heads the text: where it comes from and why it is so long.
@@ -66,6 +66,7 @@ impl Config {
         arp(&mut out, &self.arp);
         control(&mut out, &self.control);
         metrics(&mut out, &self.metrics);
+        offload(&mut out, &self.offload);
         out.text
     }
 }
@@ -276,6 +277,15 @@ fn metrics(out: &mut Toml, m: &Metrics) {
         out.shown("listen", &listen);
     }
     out.key("allow_remote", &m.allow_remote);
+}
+
+fn offload(out: &mut Toml, o: &Offload) {
+    out.table("[offload]");
+    out.key("mode", o.mode.as_str());
+    out.key("max_flows", &o.max_flows);
+    out.key("tenant_share", &o.tenant_share);
+    out.key("query_interval_ms", &o.query_interval_ms);
+    out.key("queue_depth", &o.queue_depth);
 }
 
 /// The name a port index stands for. An index out of range (a `Config`

@@ -292,6 +292,17 @@ pub(super) struct RawMetrics {
     pub allow_remote: Option<Spanned<bool>>,
 }
 
+/// `[offload]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOffload {
+    pub mode: Option<Spanned<String>>,
+    pub max_flows: Option<Spanned<i64>>,
+    pub tenant_share: Option<Spanned<i64>>,
+    pub query_interval_ms: Option<Spanned<i64>>,
+    pub queue_depth: Option<Spanned<i64>>,
+}
+
 /// A table and the byte offset of its header (or of its key, for an inline
 /// table), where problems of the table as a whole are reported.
 #[derive(Debug, Default)]
@@ -352,9 +363,10 @@ pub(super) struct RawConfig {
     pub arp: Option<Section<RawArp>>,
     pub control: Option<Section<RawControl>>,
     pub metrics: Option<Section<RawMetrics>>,
+    pub offload: Option<Section<RawOffload>>,
 }
 
-const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `eip`, `snat`, `flows`, `icmp`, `tcp`, `arp`, `control`, `metrics`";
+const SECTIONS: &str = "`dataplane`, `eal`, `mempool`, `port`, `worker`, `tenant`, `route`, `neighbour`, `eip`, `snat`, `flows`, `icmp`, `tcp`, `arp`, `control`, `metrics`, `offload`";
 
 /// Parses `text`; `None` when the TOML itself is broken, in which case the
 /// report holds that one error.
@@ -392,6 +404,7 @@ pub(super) fn read(text: &str, report: &mut Report) -> Option<RawConfig> {
             "arp" => raw.arp = single(item, at, "[arp]", report),
             "control" => raw.control = single(item, at, "[control]", report),
             "metrics" => raw.metrics = single(item, at, "[metrics]", report),
+            "offload" => raw.offload = single(item, at, "[offload]", report),
             _ => report.at(
                 at,
                 format!("unknown key `{key}` at the top level, expected one of {SECTIONS}; fix its spelling or remove it"),

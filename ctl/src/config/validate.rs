@@ -13,6 +13,7 @@ mod metrics;
 mod nat;
 mod neighbours;
 pub(crate) mod object;
+mod offload;
 mod packet;
 mod ports;
 mod routes;
@@ -95,6 +96,7 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
     let arp = packet::arp(raw.arp.as_ref(), r);
     let control = control::control(raw.control.as_ref(), eal.as_ref(), r);
     let metrics = metrics::metrics(raw.metrics.as_ref(), r);
+    let offload = offload::offload(raw.offload.as_ref(), r);
 
     let config = Config {
         dataplane: dataplane?,
@@ -113,6 +115,7 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
         arp: arp?,
         control: control?,
         metrics: metrics?,
+        offload: offload?,
     };
     mempool_size(&config, raw, r);
     memory_size(&config, raw, r);

@@ -453,5 +453,17 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         "[metrics]",
         [listen, allow_remote]
     );
+    fields!(
+        old.offload,
+        new.offload,
+        "[offload]",
+        [
+            mode,
+            max_flows,
+            tenant_share,
+            query_interval_ms,
+            queue_depth
+        ]
+    );
     out
 }

@@ -1,0 +1,103 @@
+//! `[offload]`: moving established flows to NICs that can take them
+//! (docs/offload.md).
+
+use std::fmt;
+use std::ops::RangeInclusive;
+
+/// Whether and how flows are offloaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OffloadMode {
+    /// Probe every port at start and offload where the port can: on a port
+    /// with no flow API (every virtual device) nothing changes.
+    #[default]
+    Auto,
+    /// No probe, no requests: software does it all.
+    Off,
+    /// Everything but the NIC: workers request, the manager builds and
+    /// keeps every rule it would install, and installs none. For `tgwctl
+    /// offload show --testpmd` on machines without the NIC, and for
+    /// measuring what offload costs the workers.
+    Shadow,
+}
+
+impl OffloadMode {
+    /// Every mode, in the order the error messages list them.
+    pub const ALL: [OffloadMode; 3] = [OffloadMode::Auto, OffloadMode::Off, OffloadMode::Shadow];
+
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffloadMode::Auto => "auto",
+            OffloadMode::Off => "off",
+            OffloadMode::Shadow => "shadow",
+        }
+    }
+
+    /// One line on what the mode does, for error messages.
+    pub fn summary(self) -> &'static str {
+        match self {
+            OffloadMode::Auto => "offload where the port's NIC can, found by a probe at start",
+            OffloadMode::Off => "software only",
+            OffloadMode::Shadow => "build and keep the rules, install none",
+        }
+    }
+}
+
+impl fmt::Display for OffloadMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Allowed [`Offload::max_flows`]: a ConnectX-6 Dx holds millions, a
+/// NIC's table is never larger than 2^24 here.
+pub const OFFLOAD_MAX_FLOWS_RANGE: RangeInclusive<u32> = 1..=1 << 24;
+/// Allowed [`Offload::tenant_share`], in percent.
+pub const OFFLOAD_TENANT_SHARE_RANGE: RangeInclusive<u8> = 1..=100;
+/// Allowed [`Offload::query_interval_ms`]: faster queries spend the
+/// control loop on counters; slower ones must stay well below the
+/// shortest flow timeout (`[flows] icmp_s` is at least 60 s).
+pub const OFFLOAD_QUERY_INTERVAL_RANGE: RangeInclusive<u32> = 10..=30_000;
+/// Allowed [`Offload::queue_depth`].
+pub const OFFLOAD_QUEUE_DEPTH_RANGE: RangeInclusive<u32> = 16..=1 << 20;
+
+/// `[offload]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offload {
+    /// `"auto"`, `"off"` or `"shadow"`. Default [`OffloadMode::Auto`].
+    pub mode: OffloadMode,
+    /// Hardware flows in total, over every port and tenant (a flow's two
+    /// directions are one). Requests beyond it stay in software. Default
+    /// 65536.
+    pub max_flows: u32,
+    /// The percentage of `max_flows` one tenant may hold, so that one
+    /// tenant cannot take the NIC's whole table. 1..=100. Default 25.
+    pub tenant_share: u8,
+    /// Milliseconds between two queries of the offloaded flows' hardware
+    /// counters, which keep those flows alive in software. Default 1000.
+    pub query_interval_ms: u32,
+    /// Slots of each worker's request queue (to the control plane) and of
+    /// its feedback queue (back to it). A full request queue leaves the
+    /// flow in software, counted. Default 1024.
+    pub queue_depth: u32,
+}
+
+impl Default for Offload {
+    fn default() -> Self {
+        Offload {
+            mode: OffloadMode::Auto,
+            max_flows: 65536,
+            tenant_share: 25,
+            query_interval_ms: 1000,
+            queue_depth: 1024,
+        }
+    }
+}
+
+impl Offload {
+    /// The hardware flows one tenant may hold: its share of `max_flows`,
+    /// at least one.
+    pub fn per_tenant(&self) -> u32 {
+        ((u64::from(self.max_flows) * u64::from(self.tenant_share) / 100) as u32).max(1)
+    }
+}
