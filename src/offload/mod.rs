@@ -1,0 +1,5 @@
+//! Flow offload in the daemon (docs/offload.md): the rule shapes tgw
+//! lowers an offloaded flow to, the probe that decides each port's
+//! level, and the `Device` the offload manager installs rules through.
+
+pub mod shapes;

@@ -1,0 +1,244 @@
+//! The shapes of the reference scenario's flow from 1.1.1.7 to t1's
+//! elastic IP 2.2.2.11 (10.0.0.7 behind gretap key 1000), its two legs
+//! written out by hand from DESIGN.md's addresses.
+
+use super::*;
+use arrayvec::ArrayVec;
+
+const CLIENT: u32 = 0x0101_0107; // 1.1.1.7
+const EIP: u32 = 0x0202_020b; // 2.2.2.11
+const PRIVATE: u32 = 0x0a00_0007; // 10.0.0.7
+const HOST: u32 = 0xaca8_000b; // 172.168.0.11
+const LOCAL: u32 = 0xaca8_0001; // 172.168.0.1
+const PUBLIC_PORT: u16 = 0;
+const UNDERLAY_PORT: u16 = 1;
+
+fn bytes(parts: &[&[u8]]) -> ArrayVec<u8, { dataplane::tables::MAX_TUNNEL_HEADER }> {
+    parts.iter().flat_map(|p| p.iter().copied()).collect()
+}
+
+/// The tunnel toward 172.168.0.11, as encap writes it (lengths and
+/// checksum left to the NIC).
+fn tunnel_header() -> ArrayVec<u8, { dataplane::tables::MAX_TUNNEL_HEADER }> {
+    bytes(&[
+        &[
+            0x02, 0, 0, 0, 0x0b, 0x0b, 0x02, 0, 0, 0, 0x01, 0x01, 0x08, 0x00,
+        ],
+        &[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 47, 0, 0],
+        &[172, 168, 0, 1, 172, 168, 0, 11],
+        &[0x20, 0x00, 0x65, 0x58, 0, 0, 0x03, 0xe8],
+        &[
+            0x02, 0, 0, 0, 0x0a, 0x07, 0x02, 0, 0, 0, 0x10, 0x00, 0x08, 0x00,
+        ],
+    ])
+}
+
+fn public_leg(protocol: u8) -> Leg {
+    Leg {
+        in_port: PUBLIC_PORT,
+        tunnel: None,
+        protocol,
+        src: (CLIENT, 40000),
+        dst: (EIP, 22),
+        decap_len: 0,
+        set_src: None,
+        set_dst: Some((PRIVATE, 22)),
+        encap: tunnel_header(),
+        out_port: UNDERLAY_PORT,
+    }
+}
+
+fn underlay_leg(protocol: u8) -> Leg {
+    Leg {
+        in_port: UNDERLAY_PORT,
+        tunnel: Some(TunnelMatch {
+            host: HOST,
+            local: LOCAL,
+            key: 1000,
+            gretap: true,
+        }),
+        protocol,
+        src: (PRIVATE, 22),
+        dst: (CLIENT, 40000),
+        decap_len: 56,
+        set_src: Some((EIP, 22)),
+        set_dst: None,
+        encap: bytes(&[&[
+            0x02, 0, 0, 0, 0x07, 0x07, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00,
+        ]]),
+        out_port: PUBLIC_PORT,
+    }
+}
+
+fn exact_ipv4(src: u32, dst: u32, protocol: u8) -> Item {
+    Item::Ipv4 {
+        src: Some(Masked::<u32>::exact(src)),
+        dst: Some(Masked::<u32>::exact(dst)),
+        protocol: Some(protocol),
+    }
+}
+
+fn eth_ipv4() -> Item {
+    Item::Eth {
+        dst: None,
+        src: None,
+        ether_type: Some(0x0800),
+    }
+}
+
+fn tcp(src: u16, dst: u16) -> Item {
+    Item::Tcp {
+        src: Some(Masked::<u16>::exact(src)),
+        dst: Some(Masked::<u16>::exact(dst)),
+        flags: Some(Masked {
+            spec: 0,
+            mask: 0x07,
+        }),
+    }
+}
+
+const TRANSFER: Attr = Attr {
+    group: 0,
+    priority: 0,
+    ingress: false,
+    egress: false,
+    transfer: true,
+};
+
+#[test]
+fn public_side_rewrites_before_it_encapsulates() {
+    let rule = full(&public_leg(6)).unwrap();
+    assert_eq!(
+        rule,
+        Rule {
+            attr: TRANSFER,
+            pattern: vec![eth_ipv4(), exact_ipv4(CLIENT, EIP, 6), tcp(40000, 22)],
+            actions: vec![
+                Action::SetIpv4Dst(PRIVATE),
+                Action::SetTpDst(22),
+                Action::DecTtl,
+                Action::RawDecap(vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00]),
+                Action::RawEncap(tunnel_header().to_vec()),
+                Action::Count,
+                Action::RepresentedPort(UNDERLAY_PORT),
+            ],
+        }
+    );
+}
+
+#[test]
+fn underlay_side_decapsulates_before_it_rewrites() {
+    let rule = full(&underlay_leg(6)).unwrap();
+    let mut outer = vec![0u8; 12];
+    outer.extend_from_slice(&[0x08, 0x00]);
+    outer.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 47, 0, 0]);
+    outer.extend_from_slice(&[172, 168, 0, 11, 172, 168, 0, 1]);
+    outer.extend_from_slice(&[0x20, 0x00, 0x65, 0x58, 0, 0, 0x03, 0xe8]);
+    outer.extend_from_slice(&[0; 12]);
+    outer.extend_from_slice(&[0x08, 0x00]);
+    assert_eq!(outer.len(), 56);
+    assert_eq!(
+        rule,
+        Rule {
+            attr: TRANSFER,
+            pattern: vec![
+                eth_ipv4(),
+                exact_ipv4(HOST, LOCAL, 47),
+                Item::Gre {
+                    protocol: Some(0x6558),
+                    key_present: Some(true),
+                },
+                Item::GreKey(1000),
+                eth_ipv4(),
+                exact_ipv4(PRIVATE, CLIENT, 6),
+                tcp(22, 40000),
+            ],
+            actions: vec![
+                Action::RawDecap(outer),
+                Action::RawEncap(vec![
+                    0x02, 0, 0, 0, 0x07, 0x07, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00
+                ]),
+                Action::SetIpv4Src(EIP),
+                Action::SetTpSrc(22),
+                Action::DecTtl,
+                Action::Count,
+                Action::RepresentedPort(PUBLIC_PORT),
+            ],
+        }
+    );
+}
+
+/// IPv4 in GRE: no inner Ethernet to match or remove.
+#[test]
+fn plain_gre_has_no_inner_ethernet() {
+    let mut leg = underlay_leg(17);
+    leg.tunnel.as_mut().unwrap().gretap = false;
+    leg.decap_len = 42;
+    let rule = full(&leg).unwrap();
+    assert_eq!(
+        rule.pattern,
+        vec![
+            eth_ipv4(),
+            exact_ipv4(HOST, LOCAL, 47),
+            Item::Gre {
+                protocol: Some(0x0800),
+                key_present: Some(true),
+            },
+            Item::GreKey(1000),
+            exact_ipv4(PRIVATE, CLIENT, 17),
+            Item::Udp {
+                src: Some(Masked::<u16>::exact(22)),
+                dst: Some(Masked::<u16>::exact(40000)),
+            },
+        ]
+    );
+    let Action::RawDecap(outer) = &rule.actions[0] else {
+        panic!("{:?}", rule.actions);
+    };
+    assert_eq!(outer.len(), 42);
+    assert_eq!(&outer[34..38], &[0x20, 0x00, 0x08, 0x00]);
+}
+
+/// UDP has no flags: every datagram of the flow is the NIC's.
+#[test]
+fn udp_matches_both_ports_and_nothing_else() {
+    let rule = full(&public_leg(17)).unwrap();
+    assert_eq!(
+        rule.pattern[2],
+        Item::Udp {
+            src: Some(Masked::<u16>::exact(40000)),
+            dst: Some(Masked::<u16>::exact(22)),
+        }
+    );
+}
+
+#[test]
+fn partial_keeps_the_match_and_marks_for_the_owner_queue() {
+    let leg = underlay_leg(6);
+    let rule = partial(&leg, mark(FlowId::new(41)), 3).unwrap();
+    assert_eq!(rule.attr, Attr::INGRESS);
+    assert_eq!(rule.pattern, full(&leg).unwrap().pattern);
+    assert_eq!(rule.actions, vec![Action::Mark(42), Action::Queue(3)]);
+    assert_eq!(mark(FlowId::new(0)), 1, "0 means no mark");
+}
+
+#[test]
+fn what_the_shapes_cannot_say_is_refused() {
+    assert_eq!(full(&public_leg(1)), Err(ShapeError::Protocol(1)));
+    assert_eq!(
+        partial(&public_leg(47), 1, 0),
+        Err(ShapeError::Protocol(47))
+    );
+    let mut leg = underlay_leg(6);
+    leg.decap_len = 60; // GRE with a checksum
+    assert_eq!(
+        full(&leg),
+        Err(ShapeError::DecapLen {
+            spec: 60,
+            shape: 56
+        })
+    );
+    let mut leg = public_leg(6);
+    leg.encap.clear();
+    assert_eq!(full(&leg), Err(ShapeError::NoEncap));
+}
