@@ -2,4 +2,6 @@
 //! lowers an offloaded flow to, the probe that decides each port's
 //! level, and the `Device` the offload manager installs rules through.
 
+pub mod probe;
 pub mod shapes;
+pub mod steering;

@@ -1,0 +1,391 @@
+//! The probe at start: each rule shape tgw would use on a port, built
+//! from a synthetic flow and handed to `rte_flow_validate`, decides the
+//! port's offload [`Level`] (docs/offload.md, "Levels").
+//!
+//! ENOSYS is a port with no flow API (every virtual device here), ENOTSUP
+//! a shape the NIC does not take; full offload needs every full shape,
+//! partial needs MARK and QUEUE. Full rules are transfer rules that leave
+//! by the other role's port: a PMD that validates them has said that both
+//! ports are in its switch domain, which is what full offload across
+//! ports needs.
+
+use std::fmt;
+
+use arrayvec::ArrayVec;
+use ctl::config::Role;
+use dataplane::flow::FlowId;
+use dataplane::offload::{Leg, Level, TunnelMatch};
+use rte::flow::{FlowError, Rule};
+
+use super::shapes::{self, IPPROTO_TCP, IPPROTO_UDP};
+use super::steering;
+
+/// A rule shape tgw uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Public side, full: TCP (flags masked), NAT, encapsulation.
+    FullTcp,
+    /// Public side, full: UDP.
+    FullUdp,
+    /// Underlay side, full: IPv4 in GRE with key, TCP.
+    FullGre,
+    /// Underlay side, full: Ethernet in GRE (gretap), UDP.
+    FullGretap,
+    /// Partial: a flow's match, MARK and QUEUE.
+    MarkQueue,
+    /// Partial, public side: SNAT ports by mask to a queue.
+    Steering,
+}
+
+impl Shape {
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::FullTcp => "full_tcp",
+            Shape::FullUdp => "full_udp",
+            Shape::FullGre => "full_gre",
+            Shape::FullGretap => "full_gretap",
+            Shape::MarkQueue => "mark_queue",
+            Shape::Steering => "snat_steering",
+        }
+    }
+
+    fn full(self) -> bool {
+        matches!(
+            self,
+            Shape::FullTcp | Shape::FullUdp | Shape::FullGre | Shape::FullGretap
+        )
+    }
+}
+
+/// What the port's PMD said to one shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    /// ENOSYS: the port has no flow API.
+    NoFlowApi,
+    /// ENOTSUP: the NIC does not take this shape; the PMD's message.
+    Unsupported(String),
+    /// Another refusal (EINVAL, ...), with the PMD's message.
+    Refused(String),
+}
+
+impl Verdict {
+    fn of(result: Result<(), FlowError>) -> Verdict {
+        match result {
+            Ok(()) => Verdict::Ok,
+            Err(e) if e.no_flow_api() => Verdict::NoFlowApi,
+            Err(e) if e.unsupported() => Verdict::Unsupported(e.message),
+            Err(e) => Verdict::Refused(e.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Ok => f.write_str("ok"),
+            Verdict::NoFlowApi => f.write_str("no flow API"),
+            Verdict::Unsupported(m) => write!(f, "not supported: {m}"),
+            Verdict::Refused(m) => write!(f, "refused: {m}"),
+        }
+    }
+}
+
+/// One port's probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortCaps {
+    /// DPDK's port id.
+    pub port: u16,
+    pub name: String,
+    pub role: Role,
+    pub level: Level,
+    pub shapes: Vec<(Shape, Verdict)>,
+}
+
+impl PortCaps {
+    /// Why the port is at its level, for the log: the first refusal that
+    /// kept it from the next.
+    pub fn reason(&self) -> String {
+        let all_no_api = self.shapes.iter().all(|(_, v)| *v == Verdict::NoFlowApi);
+        if all_no_api {
+            return "no flow API".to_owned();
+        }
+        let blocking = |full: bool| {
+            self.shapes
+                .iter()
+                .find(|(s, v)| s.full() == full && *v != Verdict::Ok)
+                .map(|(s, v)| format!("{}: {v}", s.name()))
+        };
+        match self.level {
+            Level::Full => "every shape validates".to_owned(),
+            Level::Partial => blocking(true).unwrap_or_default(),
+            Level::None => blocking(false).unwrap_or_default(),
+        }
+    }
+
+    /// The log line: `port 0 (public): offload none: no flow API`.
+    pub fn summary(&self) -> String {
+        format!(
+            "port {} ({}): offload {}: {}",
+            self.port,
+            self.name,
+            level_name(self.level),
+            self.reason()
+        )
+    }
+}
+
+pub fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::None => "none",
+        Level::Partial => "partial",
+        Level::Full => "full",
+    }
+}
+
+/// Where the probe's rules point: the port itself, the other role's port
+/// (where full rules send frames) and a queue of this port.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeTarget {
+    pub port: u16,
+    pub role: Role,
+    pub other: u16,
+    pub queue: u16,
+}
+
+/// Validates every shape of `target`'s role with `validate` and decides
+/// the level.
+pub fn probe(
+    target: ProbeTarget,
+    name: &str,
+    validate: &mut dyn FnMut(&Rule, u16) -> Result<(), FlowError>,
+) -> PortCaps {
+    let shapes: Vec<(Shape, Verdict)> = rules(target)
+        .into_iter()
+        .map(|(shape, rule)| (shape, Verdict::of(validate(&rule, target.port))))
+        .collect();
+    PortCaps {
+        port: target.port,
+        name: name.to_owned(),
+        role: target.role,
+        level: level(&shapes),
+        shapes,
+    }
+}
+
+/// Full if every full shape validates, partial if MARK and QUEUE do.
+pub fn level(shapes: &[(Shape, Verdict)]) -> Level {
+    let ok = |s: Shape| shapes.iter().any(|(t, v)| *t == s && *v == Verdict::Ok);
+    let full: Vec<Shape> = shapes
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| s.full())
+        .collect();
+    if !full.is_empty() && full.iter().all(|&s| ok(s)) {
+        Level::Full
+    } else if ok(Shape::MarkQueue) {
+        Level::Partial
+    } else {
+        Level::None
+    }
+}
+
+// Synthetic addresses (RFC 5737's documentation ranges) and ports.
+const REMOTE: u32 = 0xc000_0207; // 192.0.2.7
+const PUBLIC: u32 = 0xc633_640a; // 198.51.100.10
+const PRIVATE: u32 = 0x0a00_0005; // 10.0.0.5
+const HOST: u32 = 0xcb00_710b; // 203.0.113.11
+const LOCAL: u32 = 0xcb00_7101; // 203.0.113.1
+
+/// The shapes a port of `target.role` would carry, each as a rule of a
+/// synthetic flow.
+pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
+    let mut out = Vec::new();
+    let full = |leg: Leg| shapes::full(&leg).expect("the probe's legs have every shape");
+    match target.role {
+        Role::Public => {
+            out.push((Shape::FullTcp, full(public_leg(target, IPPROTO_TCP))));
+            out.push((Shape::FullUdp, full(public_leg(target, IPPROTO_UDP))));
+            let mark = shapes::mark(FlowId::new(0));
+            let partial = shapes::partial(&public_leg(target, IPPROTO_TCP), mark, target.queue);
+            out.push((Shape::MarkQueue, partial.expect("the probe's leg is TCP")));
+            let pool = steering::SteeredPool {
+                addrs: &[PUBLIC],
+                lo: 1024,
+                hi: 65535,
+            };
+            let queue = target.queue;
+            if let Some(rule) = steering::snat_rules(&pool, 2, &|_| Some(queue))
+                .into_iter()
+                .next()
+            {
+                out.push((Shape::Steering, rule));
+            }
+        }
+        Role::Underlay => {
+            out.push((
+                Shape::FullGre,
+                full(underlay_leg(target, IPPROTO_TCP, false)),
+            ));
+            out.push((
+                Shape::FullGretap,
+                full(underlay_leg(target, IPPROTO_UDP, true)),
+            ));
+            let mark = shapes::mark(FlowId::new(0));
+            let leg = underlay_leg(target, IPPROTO_TCP, false);
+            let partial = shapes::partial(&leg, mark, target.queue);
+            out.push((Shape::MarkQueue, partial.expect("the probe's leg is TCP")));
+        }
+    }
+    out
+}
+
+fn public_leg(t: ProbeTarget, protocol: u8) -> Leg {
+    Leg {
+        in_port: t.port,
+        tunnel: None,
+        protocol,
+        src: (REMOTE, 40000),
+        dst: (PUBLIC, 443),
+        decap_len: 0,
+        set_src: None,
+        set_dst: Some((PRIVATE, 443)),
+        encap: tunnel_header(true),
+        out_port: t.other,
+    }
+}
+
+fn underlay_leg(t: ProbeTarget, protocol: u8, gretap: bool) -> Leg {
+    let tunnel = TunnelMatch {
+        host: HOST,
+        local: LOCAL,
+        key: 1000,
+        gretap,
+    };
+    Leg {
+        in_port: t.port,
+        tunnel: Some(tunnel),
+        protocol,
+        src: (PRIVATE, 443),
+        dst: (REMOTE, 40000),
+        decap_len: shapes::decap_len(&tunnel) as u8,
+        set_src: Some((PUBLIC, 443)),
+        set_dst: None,
+        encap: eth_header(),
+        out_port: t.other,
+    }
+}
+
+type Header = ArrayVec<u8, { dataplane::tables::MAX_TUNNEL_HEADER }>;
+
+fn eth_header() -> Header {
+    let mut h = Header::new();
+    h.extend([0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00]);
+    h
+}
+
+/// A gretap tunnel's header from LOCAL to HOST, key 1000.
+fn tunnel_header(gretap: bool) -> Header {
+    let mut h = eth_header();
+    h.extend([0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 47, 0, 0]);
+    h.extend(LOCAL.to_be_bytes());
+    h.extend(HOST.to_be_bytes());
+    h.extend([0x20, 0x00]);
+    h.extend(if gretap { [0x65, 0x58] } else { [0x08, 0x00] });
+    h.extend(1000u32.to_be_bytes());
+    if gretap {
+        h.extend(eth_header());
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(errno: i32) -> FlowError {
+        FlowError {
+            op: "rte_flow_validate",
+            errno,
+            kind: 0,
+            message: "said the PMD".to_owned(),
+        }
+    }
+
+    fn target(role: Role) -> ProbeTarget {
+        ProbeTarget {
+            port: 0,
+            role,
+            other: 1,
+            queue: 0,
+        }
+    }
+
+    #[test]
+    fn no_flow_api_is_level_none_and_says_so() {
+        let caps = probe(target(Role::Public), "pub0", &mut |_, _| {
+            Err(error(nix::errno::Errno::ENOSYS as i32))
+        });
+        assert_eq!(caps.level, Level::None);
+        assert_eq!(caps.shapes.len(), 4);
+        assert!(caps
+            .shapes
+            .iter()
+            .all(|(_, v)| v.to_string() == "no flow API"));
+        assert_eq!(caps.summary(), "port 0 (pub0): offload none: no flow API");
+    }
+
+    #[test]
+    fn every_full_shape_is_full_and_mark_queue_is_partial() {
+        let caps = probe(target(Role::Underlay), "und0", &mut |_, _| Ok(()));
+        assert_eq!(caps.level, Level::Full);
+        // A NIC without rewrite: the full shapes refused, MARK and QUEUE taken.
+        let mut validate = |r: &Rule, _: u16| {
+            if r.attr.transfer {
+                Err(error(nix::errno::Errno::ENOTSUP as i32))
+            } else {
+                Ok(())
+            }
+        };
+        let caps = probe(target(Role::Public), "pub0", &mut validate);
+        assert_eq!(caps.level, Level::Partial);
+        assert_eq!(
+            caps.summary(),
+            "port 0 (pub0): offload partial: full_tcp: not supported: said the PMD"
+        );
+        // One full shape missing is not full.
+        let mut validate = |r: &Rule, _: u16| {
+            let udp = r
+                .pattern
+                .iter()
+                .any(|i| matches!(i, rte::flow::Item::Udp { .. }));
+            if r.attr.transfer && udp {
+                Err(error(nix::errno::Errno::EINVAL as i32))
+            } else {
+                Ok(())
+            }
+        };
+        let caps = probe(target(Role::Underlay), "und0", &mut validate);
+        assert_eq!(caps.level, Level::Partial);
+        assert!(
+            caps.reason().starts_with("full_gretap: refused: "),
+            "{}",
+            caps.reason()
+        );
+    }
+
+    #[test]
+    fn full_shapes_leave_by_the_other_port() {
+        for role in [Role::Public, Role::Underlay] {
+            for (shape, rule) in rules(target(role)) {
+                if shape.full() {
+                    assert_eq!(
+                        rule.actions.last(),
+                        Some(&rte::flow::Action::RepresentedPort(1)),
+                        "{shape:?}"
+                    );
+                }
+            }
+        }
+    }
+}
