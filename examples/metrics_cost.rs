@@ -181,5 +181,6 @@ fn report(names: &[String], workers: &[Arc<WorkerCounters>]) -> Report {
         neighbours: Vec::new(),
         rules,
         failure: None,
+        offload: Default::default(),
     }
 }

@@ -622,6 +622,7 @@ fn report(src: &Sources, control: &mut Control, heartbeat_age: Vec<Duration>) ->
         neighbours,
         rules: rule_report(&tables, counters),
         failure: None,
+        offload: Default::default(),
     }
 }
 

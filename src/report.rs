@@ -40,6 +40,8 @@ pub struct Report {
     pub rules: Vec<RuleReport>,
     /// The worker whose death stopped tgw, if one did.
     pub failure: Option<WorkerFailure>,
+    /// Flow offload: levels, flows by state, requests and refusals.
+    pub offload: crate::offload::report::OffloadReport,
 }
 
 /// Flows one firewall rule, or a tenant's default policy, decided, summed

@@ -417,6 +417,7 @@ mod tests {
             neighbours: Vec::new(),
             rules: Vec::new(),
             failure: None,
+            offload: Default::default(),
         }
     }
 

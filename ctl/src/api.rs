@@ -211,6 +211,30 @@ pub enum Op {
         dry_run: bool,
     },
 
+    /// Each port's offload level and what its NIC said to each rule
+    /// shape at the probe (docs/offload.md).
+    #[serde(rename = "offload.caps")]
+    OffloadCaps {},
+    /// Offloaded flows (installed, pending, dying; in shadow mode those
+    /// recorded), at most `limit` (default [`OFFLOAD_SHOW_DEFAULT`], at
+    /// most [`OFFLOAD_SHOW_MAX`]); with `testpmd`, their rules and the
+    /// static steering rules as `dpdk-testpmd` commands too.
+    #[serde(rename = "offload.show")]
+    OffloadShow {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+        #[serde(default)]
+        testpmd: bool,
+    },
+    /// The offload manager's counters: flows by state, requests,
+    /// refusals by reason, queue-full drops, refreshes, pull-backs.
+    #[serde(rename = "offload.stats")]
+    OffloadStats {},
+    /// Pulls every offloaded flow back to software: rules destroyed,
+    /// flows decided again by their workers.
+    #[serde(rename = "offload.flush")]
+    OffloadFlush {},
+
     /// Several changes as one: all applied, or none.
     #[serde(rename = "batch")]
     Batch { ops: Vec<Op> },
@@ -224,6 +248,11 @@ fn default_file() -> String {
 pub const FLOW_SHOW_DEFAULT: usize = 100;
 /// The most flows one response carries: page with `cursor`.
 pub const FLOW_SHOW_MAX: usize = 10_000;
+
+/// Offloaded flows shown unless a request asks for another number.
+pub const OFFLOAD_SHOW_DEFAULT: usize = 100;
+/// The most offloaded flows one `offload.show` carries.
+pub const OFFLOAD_SHOW_MAX: usize = 10_000;
 
 /// Which flows a `flow.show` or `flow.flush` means; every field given must
 /// match.

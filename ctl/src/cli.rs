@@ -37,6 +37,8 @@ Examples:
   tgwctl neigh add 10.0.0.9 lladdr 02:00:00:00:00:09 tenant blue
   tgwctl flow show --tenant blue --port 22
   tgwctl flow flush --address 10.0.0.5
+  tgwctl offload caps
+  tgwctl offload show --testpmd
   tgwctl stats
   tgwctl top --interval 0.5 --tenants 10
   tgwctl config apply /etc/tgw/tgw.toml --dry-run
@@ -54,6 +56,7 @@ const SNAT_HELP: &str = "Examples:\n  tgwctl snat add tenant blue address 198.51
 const RULE_HELP: &str = "Examples:\n  tgwctl rule add tenant blue in allow tcp dport 22\n  tgwctl rule add tenant blue position 0 out deny udp dst 192.0.2.0/24 dport 1024-65535\n  tgwctl rule add tenant blue in allow icmp icmp_type 8\n  tgwctl rule del tenant blue handle 7\n  tgwctl rule show [tenant blue]\n\nThe words are a [[tenant.rule]]: DIRECTION ACTION [PROTO] then any of src, dst, sport, dport, icmp_type, icmp_code.";
 const NEIGH_HELP: &str = "Examples:\n  tgwctl neigh show [tenant blue]\n  tgwctl neigh add 1.1.1.254 lladdr 02:00:00:00:00:fe port pub0\n  tgwctl neigh add 10.0.0.9 lladdr 02:00:00:00:00:09 tenant blue\n  tgwctl neigh del 10.0.0.9 tenant blue";
 const FLOW_HELP: &str = "Examples:\n  tgwctl flow show --tenant blue --protocol tcp --port 22\n  tgwctl flow show --limit 1000 --cursor CURSOR     (the next page, as the last said)\n  tgwctl flow flush --address 10.0.0.5\n  tgwctl flow flush --all";
+const OFFLOAD_HELP: &str = "Examples:\n  tgwctl offload caps                (per port: its level, and what the NIC said to each rule shape)\n  tgwctl offload show [--limit N]    (offloaded flows: worker, id, tenant, state, hits)\n  tgwctl offload show --testpmd      (their rules as dpdk-testpmd commands)\n  tgwctl offload stats\n  tgwctl offload flush               (every flow back to software)\n\n[offload] mode in tgw's config: \"auto\" (offload where the probe found a flow API), \"off\", or \"shadow\" (rules built and kept, none installed: show --testpmd prints them).";
 const STATS_HELP: &str = "Example:\n  tgwctl stats [--json]\n\nCounters since tgw started: ports (the NIC's own), workers (frames, the share of cycles that moved frames, pipeline cycles a frame), drops by reason (those above zero), tenants (summed over workers), neighbours, and the firewall rules that decided flows. --json is the whole report, per worker, as tgw's --stats-json writes it.";
 const TOP_HELP: &str = "Examples:\n  tgwctl top\n  tgwctl top --interval 0.5 --tenants 10\n  tgwctl top --count 5 > top.txt           (5 refreshes, one after the other)\n  tgwctl top --json --count 60 --interval 1 (a JSON line a refresh)\n\nPer worker: frames in and out (Mpps), busy (the share of its cycles that moved frames: a poll-mode core is always 100% busy to the OS), pipeline cycles a frame; drops a second by reason; the busiest tenants by frames a second through their tunnels. Rates are over tgw's own clock (TSC) between two reports; the first refresh comes after one interval. On a terminal each refresh draws over the last; q then Enter, or Ctrl-C, quits.";
 const CONFIG_HELP: &str = "Examples:\n  tgwctl config show > running.toml\n  tgwctl config apply /etc/tgw/tgw.toml --dry-run   (what would change)\n  tgwctl config apply /etc/tgw/tgw.toml\n\nOnly what can change at run time may differ from the running file ([[tenant]], [[route]], [[neighbour]], [[eip]], [[snat]]).";
@@ -117,6 +120,13 @@ pub enum Command {
     Flow {
         #[command(subcommand)]
         verb: FlowVerb,
+    },
+    /// Flow offload to the NICs: what each port can take, the offloaded
+    /// flows and their rules.
+    #[command(after_help = OFFLOAD_HELP)]
+    Offload {
+        #[command(subcommand)]
+        verb: OffloadVerb,
     },
     /// Counters: ports, workers, drops by reason, per tenant.
     #[command(after_help = STATS_HELP)]
@@ -279,6 +289,32 @@ pub enum FlowVerb {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum OffloadVerb {
+    /// Per port: the offload level the probe decided, and per rule shape
+    /// "ok", "no flow API" or "not supported: <the PMD's message>".
+    #[command(after_help = OFFLOAD_HELP)]
+    Caps,
+    /// Offloaded flows: worker, id, tenant, state, hits and bytes the NIC
+    /// counted.
+    #[command(after_help = OFFLOAD_HELP)]
+    Show {
+        /// Flows at most (tgw caps it at 10000; default 100).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print the flows' rules, and the static steering rules, as
+        /// dpdk-testpmd commands instead of the table.
+        #[arg(long)]
+        testpmd: bool,
+    },
+    /// The offload manager's counters.
+    #[command(after_help = OFFLOAD_HELP)]
+    Stats,
+    /// Pull every offloaded flow back to software.
+    #[command(after_help = OFFLOAD_HELP)]
+    Flush,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigVerb {
     /// Print the running state as a config file.
     #[command(after_help = CONFIG_HELP)]
@@ -308,6 +344,8 @@ pub enum Shape {
     Flows,
     /// `config.show`: the file's text.
     ConfigText,
+    /// `offload.show --testpmd`: the commands' text.
+    Testpmd,
     /// `config.apply`: one line per change, and whether it was made.
     Plan,
 }
@@ -478,6 +516,19 @@ pub fn request(
                 }
                 (Op::FlowFlush { filter }, Shape::Change)
             }
+        },
+        Command::Offload { verb } => match verb {
+            OffloadVerb::Caps => (Op::OffloadCaps {}, Shape::Show),
+            OffloadVerb::Show { limit, testpmd } => (
+                Op::OffloadShow { limit, testpmd },
+                if testpmd {
+                    Shape::Testpmd
+                } else {
+                    Shape::Flows
+                },
+            ),
+            OffloadVerb::Stats => (Op::OffloadStats {}, Shape::Show),
+            OffloadVerb::Flush => (Op::OffloadFlush {}, Shape::Change),
         },
         Command::Stats => (Op::Stats {}, Shape::Stats),
         Command::Top(args) => (Op::Stats {}, Shape::Top(args)),

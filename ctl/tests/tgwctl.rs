@@ -319,6 +319,48 @@ fn flow_stats_and_config_verbs() {
 }
 
 #[test]
+fn offload_verbs() {
+    let (v, shape) = sent_with(&["offload", "caps"], &[]).unwrap();
+    assert_eq!(
+        (v, shape),
+        (json!({"op": "offload.caps", "args": {}}), Shape::Show)
+    );
+    let (v, shape) = sent_with(&["offload", "show"], &[]).unwrap();
+    assert_eq!(
+        (v, shape),
+        (
+            json!({"op": "offload.show", "args": {"testpmd": false}}),
+            Shape::Flows
+        )
+    );
+    let (v, shape) = sent_with(&["offload", "show", "--testpmd", "--limit", "5"], &[]).unwrap();
+    assert_eq!(
+        (v, shape),
+        (
+            json!({"op": "offload.show", "args": {"limit": 5, "testpmd": true}}),
+            Shape::Testpmd
+        )
+    );
+    assert_eq!(
+        sent("offload stats"),
+        json!({"op": "offload.stats", "args": {}})
+    );
+    let (v, shape) = sent_with(&["offload", "flush"], &[]).unwrap();
+    assert_eq!(
+        (v, shape),
+        (json!({"op": "offload.flush", "args": {}}), Shape::Change)
+    );
+    assert!(refused("offload show --limit x").contains("--limit"));
+    // --testpmd prints the commands as tgw wrote them.
+    let text =
+        "set raw_encap 1 eth / end_set\nflow create 0 ingress pattern eth / end actions drop / end";
+    assert_eq!(
+        render::human(&json!({"flows": [], "testpmd": text}), Shape::Testpmd),
+        format!("{text}\n")
+    );
+}
+
+#[test]
 fn every_verb_has_examples_in_its_help() {
     use clap::CommandFactory;
     let mut checked = 0;
@@ -352,8 +394,9 @@ fn every_verb_has_examples_in_its_help() {
             checked += 1;
         }
     }
-    // 8 nouns with 3, 4 (route replace), 3, 3, 3, 3, 2, 2 verbs, stats and top.
-    assert_eq!(checked, 25);
+    // 9 nouns with 3, 4 (route replace), 3, 3, 3, 3, 2, 4 (offload), 2
+    // verbs, stats and top.
+    assert_eq!(checked, 29);
 }
 
 #[test]

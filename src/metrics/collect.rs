@@ -23,6 +23,7 @@ pub fn all(report: &Report, out: &mut impl Sink) {
     firewall(report, out);
     tables(report, out);
     resolver(report, out);
+    offload(report, out);
 }
 
 fn build_info(report: &Report, out: &mut impl Sink) {
@@ -620,5 +621,64 @@ fn resolver(report: &Report, out: &mut impl Sink) {
         ("buckets_full", t.buckets_full),
     ] {
         out.count(&[("cause", cause)], n);
+    }
+}
+
+fn offload(report: &Report, out: &mut impl Sink) {
+    use crate::offload::report::{level_value, STATES};
+    let o = &report.offload;
+    out.family(
+        "tgw_offload_level",
+        "A port's offload level from the probe at start: 0 none, 1 partial (mark and queue), 2 full.",
+        GAUGE,
+    );
+    for (port, level) in &o.levels {
+        out.count(&[("port", port)], level_value(*level));
+    }
+    out.family(
+        "tgw_offload_flows",
+        "Offloaded flows by state (shadow mode: the flows whose rules are recorded).",
+        GAUGE,
+    );
+    for (state, n) in STATES.into_iter().zip(o.flows) {
+        out.count(&[("state", state)], n);
+    }
+    let counts: [(&str, &str, u64); 5] = [
+        (
+            "tgw_offload_requests_total",
+            "Offload requests the control plane took from the workers' queues.",
+            o.requests,
+        ),
+        (
+            "tgw_offload_installed_total",
+            "Flows whose rules were installed (recorded, in shadow mode).",
+            o.installed,
+        ),
+        (
+            "tgw_offload_queue_full_total",
+            "Offload requests the workers dropped for a full request queue (the flow stays in software).",
+            o.queue_full,
+        ),
+        (
+            "tgw_offload_refreshes_total",
+            "Refreshes sent to workers for offloaded flows with new hardware hits.",
+            o.refreshes,
+        ),
+        (
+            "tgw_offload_pulled_back_total",
+            "Offloaded flows pulled back to software: tenant changes, offload flush, shutdown.",
+            o.pulled_back,
+        ),
+    ];
+    for (name, help, n) in counts {
+        out.single(name, help, COUNTER, Value::Count(n));
+    }
+    out.family(
+        "tgw_offload_refusals_total",
+        "Offload requests left in software, by reason.",
+        COUNTER,
+    );
+    for (reason, n) in &o.refusals {
+        out.count(&[("reason", reason)], *n);
     }
 }

@@ -16,7 +16,9 @@ use dataplane::resolver::ResolverStats;
 use dataplane::{DropReason, WorkerCounters};
 use rte::PortStats;
 
+use crate::offload::report::OffloadReport;
 use crate::report::{BuildInfo, MempoolReport, NeighbourReport, PortReport, Report, RuleReport};
+use dataplane::offload::Level;
 
 /// Two workers, three tenant slots of which two are in use (slot 2, "b",
 /// and slot 0, "a": the report's order, not the slots', is the output's).
@@ -140,6 +142,17 @@ fn report() -> Report {
             },
         ],
         failure: None,
+        offload: OffloadReport {
+            mode: "auto",
+            levels: vec![("pub0".into(), Level::Full), ("und0".into(), Level::None)],
+            flows: [1, 5, 2],
+            requests: 9,
+            installed: 6,
+            refusals: vec![("table_full", 2), ("tenant_share", 1)],
+            queue_full: 4,
+            refreshes: 30,
+            pulled_back: 3,
+        },
     }
 }
 
@@ -214,6 +227,31 @@ fn rendered() -> (String, Parsed) {
     let text = super::render(&report(), &[]);
     let parsed = parse(&text);
     (text, parsed)
+}
+
+#[test]
+fn offload_levels_states_and_reasons_are_labelled() {
+    let (_, p) = rendered();
+    assert_eq!(p.get(r#"tgw_offload_level{port="pub0"}"#), 2.0);
+    assert_eq!(p.get(r#"tgw_offload_level{port="und0"}"#), 0.0);
+    assert_eq!(p.get(r#"tgw_offload_flows{state="pending"}"#), 1.0);
+    assert_eq!(p.get(r#"tgw_offload_flows{state="offloaded"}"#), 5.0);
+    assert_eq!(p.get(r#"tgw_offload_flows{state="dying"}"#), 2.0);
+    assert_eq!(p.get("tgw_offload_requests_total"), 9.0);
+    assert_eq!(p.get("tgw_offload_installed_total"), 6.0);
+    assert_eq!(
+        p.get(r#"tgw_offload_refusals_total{reason="table_full"}"#),
+        2.0
+    );
+    assert_eq!(
+        p.get(r#"tgw_offload_refusals_total{reason="tenant_share"}"#),
+        1.0
+    );
+    assert_eq!(p.get("tgw_offload_queue_full_total"), 4.0);
+    assert_eq!(p.get("tgw_offload_refreshes_total"), 30.0);
+    assert_eq!(p.get("tgw_offload_pulled_back_total"), 3.0);
+    assert_eq!(p.types["tgw_offload_level"], "gauge");
+    assert_eq!(p.types["tgw_offload_refusals_total"], "counter");
 }
 
 #[test]

@@ -3,5 +3,6 @@
 //! level, and the `Device` the offload manager installs rules through.
 
 pub mod probe;
+pub mod report;
 pub mod shapes;
 pub mod steering;

@@ -25,6 +25,11 @@ pub fn human(result: &Value, shape: Shape) -> String {
             Some(Value::String(text)) => format!("{text}\n"),
             _ => any(result),
         },
+        Shape::Testpmd => match result.get("testpmd") {
+            Some(Value::String(text)) if text.ends_with('\n') || text.is_empty() => text.clone(),
+            Some(Value::String(text)) => format!("{text}\n"),
+            _ => any(result),
+        },
         Shape::Flows => flows(result),
         Shape::Plan => plan(result),
         Shape::Show => any(result),
