@@ -233,6 +233,10 @@ impl Pipeline {
             .on_packet(hit.dir.index(), &p.tuple, false, life, now)
             .ok()?;
         let (nat, id, hint) = (conn.to_tenant, hit.id, conn.inner);
+        // Established both ways (TCP here always is): a flow not offered
+        // yet is, on a worker that offloads (offload.rs).
+        let offer = self.offload.is_some() && conn.offload == Offload::Unoffered;
+        let dir = hit.dir;
         if !(f.trim(tail) && f.adj(ETH) && nat.forward(f.data_mut(), IHL)) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
@@ -243,6 +247,9 @@ impl Pipeline {
             if let Some(conn) = self.flows.get_mut(id) {
                 conn.inner = inner;
             }
+        }
+        if offer {
+            self.offload_step(cx.c, id, dir);
         }
         Some(v)
     }
@@ -330,10 +337,16 @@ impl Pipeline {
             .on_packet(hit.dir.index(), &p.tuple, false, life, now)
             .ok()?;
         let nat = conn.to_public;
+        let offer = self.offload.is_some() && conn.offload == Offload::Unoffered;
+        let (id, dir) = (hit.id, hit.dir);
         count_from_tunnel(c, tenant, p.len);
         if !(f.adj(ip_at) && f.trim(tail) && nat.forward(f.data_mut(), IHL)) {
             return Some(Verdict::Drop(D::InnerInvalid));
         }
-        Some(hop.send(f, c))
+        let v = hop.send(f, c);
+        if offer {
+            self.offload_step(c, id, dir);
+        }
+        Some(v)
     }
 }
