@@ -337,6 +337,34 @@ impl Mbuf {
         Some(unsafe { h.__bindgen_anon_2.hash.rss })
     }
 
+    /// The mark a flow rule's MARK action gave the frame
+    /// (`hash.fdir.hi` under `RTE_MBUF_F_RX_FDIR_ID`), read without a call.
+    #[inline]
+    pub fn flow_mark(&self) -> Option<u32> {
+        let h = self.hdr();
+        if h.ol_flags & u64::from(sys::RTE_MBUF_F_RX_FDIR_ID) == 0 {
+            return None;
+        }
+        // SAFETY: the union holds plain integers, and the flag says the
+        // driver wrote fdir.hi (the MARK id).
+        Some(unsafe { h.__bindgen_anon_2.hash.fdir.hi })
+    }
+
+    /// Gives the frame a mark as a NIC's MARK action would (both FDIR flags
+    /// and `hash.fdir.hi`), or takes it away: for tests, and for software
+    /// that stands in for a NIC.
+    pub fn set_flow_mark(&mut self, mark: Option<u32>) {
+        let flags = u64::from(sys::RTE_MBUF_F_RX_FDIR | sys::RTE_MBUF_F_RX_FDIR_ID);
+        let h = self.hdr_mut();
+        match mark {
+            Some(id) => {
+                h.ol_flags |= flags;
+                h.__bindgen_anon_2.hash.fdir.hi = id;
+            }
+            None => h.ol_flags &= !flags,
+        }
+    }
+
     /// Sets the length of a fresh single-segment frame to `len` bytes,
     /// e.g. before filling a generated packet; `false` if it does not fit.
     pub fn set_len(&mut self, len: usize) -> bool {

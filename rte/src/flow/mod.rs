@@ -12,10 +12,32 @@
 //! The same rule prints as `dpdk-testpmd` commands ([`Rule::testpmd`]), so
 //! an operator can try on real hardware exactly what tgw would install.
 //!
-//! INTERFACE (issue 14): the types are fixed by the lead; the helper on the
-//! rte flow layer implements the functions (search for `todo!`).
+//! The parts: `lower.rs` turns a rule into DPDK's structs for one call
+//! (how masks and byte order are lowered is told there), `testpmd.rs`
+//! renders it as commands, [`template`] holds the template/async API where
+//! a PMD has one, and `fake` (feature `fake-nic`) is a NIC that records
+//! what it is given, for tests that link with `-Wl,--wrap=rte_flow_*`.
+//!
+//! Refused before DPDK (`EINVAL`, as a [`FlowError`] whose op is the call
+//! that was not made): empty raw encap/decap bytes or RSS queue list, an
+//! AGE timeout above 2^24-1 s, a GRE_KEY item not right after a GRE item,
+//! and a transfer rule that also says ingress or egress (DPDK 22.11
+//! refuses those). Everything else is the PMD's to judge.
 
+use std::ffi::CStr;
 use std::fmt;
+use std::mem::ManuallyDrop;
+use std::ptr::{self, NonNull};
+
+use dpdk_sys as sys;
+
+#[cfg(feature = "fake-nic")]
+pub mod fake;
+mod lower;
+pub mod template;
+mod testpmd;
+
+use lower::Lowered;
 
 /// Where a rule sits: DPDK's `rte_flow_attr`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -183,24 +205,88 @@ impl Rule {
     /// Asks the port's PMD whether it would take the rule
     /// (`rte_flow_validate`), installing nothing.
     pub fn validate(&self, port: u16) -> Result<(), FlowError> {
-        let _ = port;
-        todo!("issue 14: rte flow layer")
+        const OP: &str = "rte_flow_validate";
+        let low = Lowered::new(OP, self)?;
+        let mut err = sys::rte_flow_error::default();
+        // SAFETY: `low` holds END-terminated item and action arrays whose
+        // spec/mask/conf pointers point into its own buffer or into `self`,
+        // both alive for the call; `err` is a valid out-parameter. DPDK
+        // checks the port id itself.
+        let ret = unsafe {
+            sys::rte_flow_validate(
+                port,
+                &low.attr,
+                low.items.as_ptr(),
+                low.actions.as_ptr(),
+                &mut err,
+            )
+        };
+        if ret < 0 {
+            return Err(FlowError::from_c(OP, -ret, &err));
+        }
+        Ok(())
     }
 
     /// Installs the rule on `port` (`rte_flow_create`).
     pub fn create(&self, port: u16) -> Result<Flow, FlowError> {
-        let _ = port;
-        todo!("issue 14: rte flow layer")
+        const OP: &str = "rte_flow_create";
+        let low = Lowered::new(OP, self)?;
+        let mut err = sys::rte_flow_error::default();
+        // SAFETY: as in `validate`; the PMD copies what it keeps.
+        let raw = unsafe {
+            sys::rte_flow_create(
+                port,
+                &low.attr,
+                low.items.as_ptr(),
+                low.actions.as_ptr(),
+                &mut err,
+            )
+        };
+        match NonNull::new(raw) {
+            Some(handle) => Ok(Flow { port, handle }),
+            // SAFETY: reads the calling thread's rte_errno, which
+            // rte_flow_create set on failure.
+            None => Err(FlowError::from_c(OP, unsafe { sys::tgw_errno() }, &err)),
+        }
     }
 
     /// The rule as `dpdk-testpmd` commands for `port`, one per line: the
     /// `set raw_encap`/`set raw_decap` lines its raw actions need, then
-    /// `flow create`.
+    /// `flow create`. Raw actions are numbered 0, 1, … in the order they
+    /// appear in the rule (tgw's shapes: decap 0, encap 1), so each rule's
+    /// `set` lines must run right before its own `flow create`, which is
+    /// the order they are printed in.
     pub fn testpmd(&self, port: u16) -> String {
-        let _ = port;
-        todo!("issue 14: rte flow layer")
+        testpmd::render(self, port)
     }
 }
+
+impl FlowError {
+    /// From a failed call's positive errno and its `rte_flow_error`.
+    fn from_c(op: &'static str, errno: i32, err: &sys::rte_flow_error) -> FlowError {
+        let message = if err.message.is_null() {
+            // SAFETY: rte_strerror returns a static or thread-local
+            // NUL-terminated string for any errno value.
+            unsafe { CStr::from_ptr(sys::rte_strerror(errno)) }
+        } else {
+            // SAFETY: a non-NULL message is a NUL-terminated string the PMD
+            // keeps alive at least until the next flow call on this thread
+            // (usually a literal); it is copied out right away.
+            unsafe { CStr::from_ptr(err.message) }
+        };
+        FlowError {
+            op,
+            errno,
+            kind: err.type_,
+            message: message.to_string_lossy().into_owned(),
+        }
+    }
+}
+
+// SAFETY: the handle is only passed back to rte_flow calls on its port, and
+// rte_flow serialises calls on a port whose PMD is not thread-safe (ethdev's
+// per-port flow lock), so the handle may move to another thread.
+unsafe impl Send for Flow {}
 
 impl Flow {
     /// The port the rule is on.
@@ -210,12 +296,60 @@ impl Flow {
 
     /// The rule's hardware counters (`rte_flow_query` of its COUNT action).
     pub fn query_count(&mut self) -> Result<Counts, FlowError> {
-        let _ = self.handle;
-        todo!("issue 14: rte flow layer")
+        const OP: &str = "rte_flow_query";
+        let count = sys::rte_flow_action {
+            type_: sys::RTE_FLOW_ACTION_TYPE_COUNT,
+            conf: ptr::null(),
+        };
+        // reset = 0: the counters keep running totals.
+        let mut data = sys::rte_flow_query_count::default();
+        let mut err = sys::rte_flow_error::default();
+        // SAFETY: the handle came from rte_flow_create on this port and is
+        // not destroyed yet (destroy consumes the Flow); `count` and `data`
+        // are valid for the call, `data` being the struct a COUNT query
+        // writes.
+        let ret = unsafe {
+            sys::rte_flow_query(
+                self.port,
+                self.handle.as_ptr(),
+                &count,
+                ptr::from_mut(&mut data).cast(),
+                &mut err,
+            )
+        };
+        if ret < 0 {
+            return Err(FlowError::from_c(OP, -ret, &err));
+        }
+        Ok(Counts {
+            hits: data.hits,
+            bytes: data.bytes,
+        })
     }
 
     /// Destroys the rule now, reporting a failure that drop would only log.
     pub fn destroy(self) -> Result<(), FlowError> {
-        todo!("issue 14: rte flow layer")
+        let flow = ManuallyDrop::new(self);
+        flow.destroy_raw()
+    }
+
+    fn destroy_raw(&self) -> Result<(), FlowError> {
+        const OP: &str = "rte_flow_destroy";
+        let mut err = sys::rte_flow_error::default();
+        // SAFETY: the handle came from rte_flow_create on this port; this
+        // runs once, from `destroy` (which keeps drop from running) or from
+        // drop.
+        let ret = unsafe { sys::rte_flow_destroy(self.port, self.handle.as_ptr(), &mut err) };
+        if ret < 0 {
+            return Err(FlowError::from_c(OP, -ret, &err));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Flow {
+    fn drop(&mut self) {
+        // Drop cannot report, and the rte layer logs nothing: a caller that
+        // must know calls `destroy`.
+        let _ = self.destroy_raw();
     }
 }

@@ -1,0 +1,2 @@
+//! A fake NIC for tests linked with `-Wl,--wrap=rte_flow_*` (feature
+//! `fake-nic`).
