@@ -32,6 +32,8 @@ use crate::control_socket::{ControlSocket, Limits as SocketLimits};
 use crate::handler::{self, Handler};
 use crate::logs::Throttle;
 use crate::metrics::http::{Endpoint, Limits as MetricsLimits};
+use crate::offload::plane::{OffloadPlane, PlanePort};
+use crate::offload::report::OffloadReport;
 use crate::report::{
     rule_report, Asker, BuildInfo, MempoolReport, NeighbourReport, PortReport, Report,
 };
@@ -158,6 +160,17 @@ fn serve(
         });
     }
 
+    // The probe of every port (docs/offload.md, "Levels"), before the
+    // workers, which offer flows only if some port can take them.
+    let plane_ports = ports
+        .iter()
+        .map(|p| PlanePort {
+            id: p.port.id().0,
+            name: p.name.clone(),
+            role: p.role,
+        })
+        .collect();
+    let mut offload = OffloadPlane::new(config, plane_ports, &mut |rule, port| rule.validate(port));
     let port_ids: Vec<(u16, MacAddr)> = ports.iter().map(|p| (p.port.id().0, p.mac)).collect();
     let arp = &config.arp;
     let mut resolver = Resolver::new(
@@ -282,7 +295,7 @@ fn serve(
         }
         let stage = match config.dataplane.mode {
             Mode::Gateway => Stage::Gateway {
-                pipeline: Box::new(
+                pipeline: Box::new(with_offload(
                     Pipeline::new(
                         TokenBucket::new(config.icmp.rate_per_sec, config.icmp.burst, hz),
                         index as u16,
@@ -295,7 +308,8 @@ fn serve(
                     .with_fragments(process_seed(), tenant_slots)
                     .with_steering(Steering::new(index as u16, n as u16).ok_or("too many workers")?)
                     .with_snat(&publisher.current().pools),
-                ),
+                    offload.link(index),
+                )),
                 tables: publisher.reader(),
             },
             Mode::L2fwd => Stage::L2fwd(Box::new(l2.clone())),
@@ -385,9 +399,13 @@ fn serve(
             .collect();
         while !stop.load(Ordering::Relaxed) {
             control.tick();
+            offload.tick(&publisher.current());
             let ages = heartbeats.ages(Instant::now());
-            asks.serve(|| report(&sources, &mut control, ages.clone()));
-            let stats = |control: &mut Control| report(&sources, control, ages.clone()).json();
+            let offloaded = offload.report(&counters);
+            asks.serve(|| report(&sources, &mut control, ages.clone(), offloaded.clone()));
+            let stats = |control: &mut Control| {
+                report(&sources, control, ages.clone(), offloaded.clone()).json()
+            };
             let mut cx = handler::Cx {
                 publisher: &publisher,
                 control: &mut control,
@@ -396,6 +414,7 @@ fn serve(
                 share_mailboxes: &share_mailboxes,
                 stats: &stats,
                 port_names: &port_names,
+                offload: &mut offload,
             };
             if launch.reload.swap(false, Ordering::Relaxed) {
                 handler.reload(&mut cx);
@@ -430,7 +449,8 @@ fn serve(
                 STOP_GRACE.as_secs()
             );
             let ages = heartbeats.ages(Instant::now());
-            let mut report = report(&sources, &mut control, ages);
+            let offloaded = offload.report(&counters);
+            let mut report = report(&sources, &mut control, ages, offloaded);
             report.failure = failure.or(Some(WorkerFailure {
                 worker: stuck,
                 lcore: lcores[stuck],
@@ -466,6 +486,8 @@ fn serve(
     // once, and its threads are joined.
     drop(asks);
     drop(metrics);
+    // The workers are gone: every rule goes before the ports stop.
+    offload.shutdown();
     for p in &mut ports {
         if let Err(e) = p.port.stop() {
             warn!(port = %p.name, "stop: {e}");
@@ -475,7 +497,8 @@ fn serve(
         ports: &ports,
         ..sources
     };
-    let mut report = report(&sources, &mut control, Vec::new());
+    let offloaded = offload.report(&counters);
+    let mut report = report(&sources, &mut control, Vec::new(), offloaded);
     report.failure = failure;
     if control.inject_full > 0 {
         warn!(frames = control.inject_full, "the inject ring was full");
@@ -485,6 +508,15 @@ fn serve(
     // pool they draw from), all before EAL's cleanup: each borrows what
     // it needs, so the compiler keeps this order.
     Ok(report)
+}
+
+/// A worker's pipeline, offering its flows for offload on `link` if
+/// there is one.
+fn with_offload(pipeline: Pipeline, link: Option<Arc<dataplane::offload::Link>>) -> Pipeline {
+    match link {
+        Some(link) => pipeline.with_offload(link),
+        None => pipeline,
+    }
 }
 
 /// Serves `/metrics` on `addr` (docs/metrics.md).
@@ -560,7 +592,12 @@ struct Sources<'a, 'p> {
 
 /// The counters as they stand: the ports' own, the workers', the
 /// resolver's and the firewall's.
-fn report(src: &Sources, control: &mut Control, heartbeat_age: Vec<Duration>) -> Report {
+fn report(
+    src: &Sources,
+    control: &mut Control,
+    heartbeat_age: Vec<Duration>,
+    offload: OffloadReport,
+) -> Report {
     let Sources {
         config,
         ports,
@@ -622,7 +659,7 @@ fn report(src: &Sources, control: &mut Control, heartbeat_age: Vec<Duration>) ->
         neighbours,
         rules: rule_report(&tables, counters),
         failure: None,
-        offload: Default::default(),
+        offload,
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Cx<'a, 'p> {
     pub stats: &'a dyn Fn(&mut Control<'p>) -> Value,
     /// Each port's DPDK id and name, for neighbours the resolver learned.
     pub port_names: &'a [(u16, String)],
+    /// Flow offload: the probe's verdicts, the manager, its rules.
+    pub offload: &'a mut crate::offload::plane::OffloadPlane,
 }
 
 impl Cx<'_, '_> {
@@ -164,6 +166,20 @@ impl Handler {
                     "not_answering": flushed.not_answering,
                 }))
             }
+            Op::OffloadCaps {} => Ok(cx.offload.caps_json()),
+            Op::OffloadShow { limit, testpmd } => {
+                let limit = limit
+                    .unwrap_or(ctl::api::OFFLOAD_SHOW_DEFAULT)
+                    .min(ctl::api::OFFLOAD_SHOW_MAX);
+                let name = |slot: u32| {
+                    self.running
+                        .tenant_name(slot)
+                        .map_or_else(|| slot.to_string(), str::to_owned)
+                };
+                Ok(cx.offload.show_json(limit, *testpmd, &name))
+            }
+            Op::OffloadStats {} => Ok(cx.offload.stats_json(cx.counters)),
+            Op::OffloadFlush {} => Ok(json!({ "pulled_back": cx.offload.flush() })),
             Op::Stats {} => Ok((cx.stats)(cx.control)),
             Op::ConfigShow {} => Ok(json!({ "text": self.running.config().to_toml() })),
             Op::ConfigApply {

@@ -200,6 +200,9 @@ impl Worker<'_> {
                 }
                 if let Stage::Gateway { pipeline, tables } = &mut self.stage {
                     pipeline.sweep(tables.get(), &self.counters, now);
+                    // The offload manager's refreshes and releases, a
+                    // bounded number (nothing without offload).
+                    pipeline.apply_feedback(&self.counters, now);
                     // Parked fragments expire even when nothing arrives.
                     let (tx, counters) = (&mut self.tx, &*self.counters);
                     parked.run(pipeline, tables.get(), counters, now, |f, v| {

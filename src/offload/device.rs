@@ -1,0 +1,156 @@
+//! The offload manager's [`Device`] over `rte::flow`: a flow's legs
+//! lowered to rules for the level of the port each arrives on
+//! ([`super::shapes`]) and created there; or, in shadow mode, only kept.
+
+use dataplane::offload::{Device, FlowSpec, Installed, Level, Refusal};
+use rte::flow::{Flow, FlowError, Rule};
+use tracing::warn;
+
+use super::shapes;
+
+/// The rules of one offloaded flow: each with the port it is on, and its
+/// handle once created (none in shadow mode).
+#[derive(Debug)]
+pub struct FlowRules {
+    pub rules: Vec<(u16, Rule)>,
+    handles: Vec<Flow>,
+}
+
+impl FlowRules {
+    /// The rules as `dpdk-testpmd` commands.
+    pub fn testpmd(&self) -> String {
+        self.rules
+            .iter()
+            .map(|(port, r)| r.testpmd(*port))
+            .collect()
+    }
+
+    /// Whether the NIC holds them (false in shadow mode).
+    pub fn installed(&self) -> bool {
+        !self.handles.is_empty()
+    }
+}
+
+/// The NIC, as the ports' probe found it.
+pub struct NicDevice {
+    /// By DPDK port id: the level a leg arriving there is lowered for.
+    levels: Vec<Level>,
+    /// By DPDK port id, by worker: the worker's RX queue on the port
+    /// (partial offload sends a flow's frames there).
+    queues: Vec<Vec<Option<u16>>>,
+    /// Keep the rules, create none.
+    shadow: bool,
+    /// Creates a rule (`Rule::create`; a test's stand-in).
+    create: fn(&Rule, u16) -> Result<Flow, FlowError>,
+}
+
+impl NicDevice {
+    /// A device for ports at `levels` (by port id) whose workers poll
+    /// `queues` (by port id, by worker).
+    pub fn new(levels: Vec<Level>, queues: Vec<Vec<Option<u16>>>, shadow: bool) -> NicDevice {
+        NicDevice {
+            levels,
+            queues,
+            shadow,
+            create: |rule, port| rule.create(port),
+        }
+    }
+
+    /// The level a leg arriving on `port` gets.
+    pub fn level(&self, port: u16) -> Level {
+        self.levels
+            .get(usize::from(port))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The rules of `spec`, a leg at a time for its port's level; legs on
+    /// ports of level none stay in software.
+    pub fn rules(&self, spec: &FlowSpec) -> Result<Vec<(u16, Rule)>, Refusal> {
+        let mut out = Vec::with_capacity(2);
+        for leg in &spec.legs {
+            let rule = match self.level(leg.in_port) {
+                Level::None => continue,
+                Level::Full => shapes::full(leg),
+                Level::Partial => {
+                    let Some(queue) = self
+                        .queues
+                        .get(usize::from(leg.in_port))
+                        .and_then(|q| q.get(usize::from(spec.worker)).copied().flatten())
+                    else {
+                        continue;
+                    };
+                    shapes::partial(leg, shapes::mark(spec.id), queue)
+                }
+            };
+            out.push((leg.in_port, rule.map_err(|_| Refusal::Unsupported)?));
+        }
+        if out.is_empty() {
+            return Err(Refusal::Unsupported);
+        }
+        Ok(out)
+    }
+}
+
+impl Device for NicDevice {
+    type Rule = FlowRules;
+
+    fn install(&mut self, spec: &FlowSpec) -> Result<Installed<FlowRules>, Refusal> {
+        let rules = self.rules(spec)?;
+        if self.shadow {
+            return Ok(Installed::Done(FlowRules {
+                rules,
+                handles: Vec::new(),
+            }));
+        }
+        let mut handles = Vec::with_capacity(rules.len());
+        for (port, rule) in &rules {
+            match (self.create)(rule, *port) {
+                Ok(flow) => handles.push(flow),
+                // Those created already are destroyed as `handles` drops.
+                Err(e) => return Err(refusal(&e)),
+            }
+        }
+        Ok(Installed::Done(FlowRules { rules, handles }))
+    }
+
+    fn remove(&mut self, rule: FlowRules) {
+        for flow in rule.handles {
+            let port = flow.port();
+            if let Err(e) = flow.destroy() {
+                warn!(port, "offload: a flow's rule could not be destroyed: {e}");
+            }
+        }
+    }
+
+    /// The sum of the flow's full rules' counters (partial rules count
+    /// nothing: their frames reach the worker, which counts them).
+    fn counts(&mut self, rule: &mut FlowRules) -> Option<(u64, u64)> {
+        let mut total = None;
+        for (flow, (_, r)) in rule.handles.iter_mut().zip(&rule.rules) {
+            if !r.actions.contains(&rte::flow::Action::Count) {
+                continue;
+            }
+            if let Ok(c) = flow.query_count() {
+                let (p, b) = total.unwrap_or((0, 0));
+                total = Some((p + c.hits, b + c.bytes));
+            }
+        }
+        total
+    }
+}
+
+/// The manager's reason for a PMD's refusal.
+fn refusal(e: &FlowError) -> Refusal {
+    match e.errno {
+        libc_errno::ENOSPC | libc_errno::ENOMEM => Refusal::Full,
+        _ if e.unsupported() || e.no_flow_api() => Refusal::Unsupported,
+        _ => Refusal::Failed,
+    }
+}
+
+/// The errnos the refusal tells apart (Linux's numbers, without `libc`).
+mod libc_errno {
+    pub const ENOMEM: i32 = nix::errno::Errno::ENOMEM as i32;
+    pub const ENOSPC: i32 = nix::errno::Errno::ENOSPC as i32;
+}

@@ -1,0 +1,375 @@
+//! The offload plane on the control loop: the probe's verdicts, the
+//! offload manager with its device, the workers' links, and the static
+//! SNAT steering rules; what `tgwctl offload` and `/metrics` show.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ctl::config::{Config, OffloadMode, Role};
+use dataplane::offload::{macs_of, Level, Limits, Link, NotOffloadable, Offloads, Refusal};
+use dataplane::tables::Tables;
+use dataplane::WorkerCounters;
+use rte::flow::{Flow, FlowError, Rule};
+use serde_json::{json, Value};
+use tracing::{info, warn};
+
+use super::device::NicDevice;
+use super::probe::{self, level_name, PortCaps, ProbeTarget};
+use super::report::OffloadReport;
+use super::steering::{self, SteeredPool};
+
+/// Requests the manager takes from the workers' queues per control-loop
+/// tick (1 ms): 256k a second, far above what a NIC's synchronous flow
+/// API takes, and a bound on the tick's length.
+pub const REQUEST_BUDGET: usize = 256;
+
+/// A port as the plane knows it.
+#[derive(Clone, Debug)]
+pub struct PlanePort {
+    pub id: u16,
+    pub name: String,
+    pub role: Role,
+}
+
+/// The static steering rules in force, and the tables generation they
+/// were made for.
+#[derive(Default)]
+struct Steering {
+    generation: Option<u64>,
+    rules: Vec<(u16, Rule)>,
+    handles: Vec<Flow>,
+}
+
+pub struct OffloadPlane {
+    mode: OffloadMode,
+    caps: Vec<PortCaps>,
+    ports: Vec<PlanePort>,
+    /// The workers' links, when flows are offered at all.
+    links: Vec<Arc<Link>>,
+    manager: Option<(Offloads<NicDevice>, NicDevice)>,
+    /// By worker: its RX queue on each public port, for steering.
+    public_queues: Vec<(u16, Vec<Option<u16>>)>,
+    workers: u16,
+    steering: Steering,
+    started: Instant,
+}
+
+impl OffloadPlane {
+    /// Probes every port with `validate` (unless offload is off), logs
+    /// each port's level, and makes the manager and the workers' links if
+    /// any flow can be offered: in shadow mode always, in auto mode when
+    /// some port is above level none.
+    pub fn new(
+        config: &Config,
+        ports: Vec<PlanePort>,
+        validate: &mut dyn FnMut(&Rule, u16) -> Result<(), FlowError>,
+    ) -> OffloadPlane {
+        let o = &config.offload;
+        let workers = config.workers.len() as u16;
+        // By config port index, by worker: the worker's first RX queue.
+        let queue_of = |port: usize, worker: usize| {
+            config
+                .workers
+                .get(worker)
+                .and_then(|w| w.rx.iter().find(|q| q.port == port).map(|q| q.queue))
+        };
+        let caps: Vec<PortCaps> = if o.mode == OffloadMode::Off {
+            Vec::new()
+        } else {
+            ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let other = ports
+                        .iter()
+                        .find(|q| q.role != p.role)
+                        .map_or(p.id, |q| q.id);
+                    let target = ProbeTarget {
+                        port: p.id,
+                        role: p.role,
+                        other,
+                        queue: queue_of(i, 0).unwrap_or(0),
+                    };
+                    let caps = probe::probe(target, &p.name, validate);
+                    info!("{}", caps.summary());
+                    caps
+                })
+                .collect()
+        };
+        let max_id = ports
+            .iter()
+            .map(|p| usize::from(p.id) + 1)
+            .max()
+            .unwrap_or(0);
+        let mut levels = vec![Level::None; max_id];
+        let mut queues = vec![Vec::new(); max_id];
+        for (i, p) in ports.iter().enumerate() {
+            levels[usize::from(p.id)] = match o.mode {
+                // The rules a capable NIC would take.
+                OffloadMode::Shadow => Level::Full,
+                OffloadMode::Auto => caps[i].level,
+                OffloadMode::Off => Level::None,
+            };
+            queues[usize::from(p.id)] = (0..usize::from(workers)).map(|w| queue_of(i, w)).collect();
+        }
+        let public_queues = ports
+            .iter()
+            .filter(|p| p.role == Role::Public && levels[usize::from(p.id)] >= Level::Partial)
+            .map(|p| (p.id, queues[usize::from(p.id)].clone()))
+            .collect();
+        let offers = match o.mode {
+            OffloadMode::Off => false,
+            OffloadMode::Shadow => true,
+            OffloadMode::Auto => levels.iter().any(|&l| l > Level::None),
+        };
+        let depth = o.queue_depth as usize;
+        let (links, manager) = if offers {
+            let links = Link::for_workers(workers, depth, depth);
+            let limits = Limits {
+                flows: o.max_flows as usize,
+                per_tenant: o.per_tenant() as usize,
+                tenants: config.dataplane.tenant_slots as usize,
+                query_interval: u64::from(o.query_interval_ms),
+            };
+            let device = NicDevice::new(levels, queues, o.mode == OffloadMode::Shadow);
+            (links.clone(), Some((Offloads::new(links, limits), device)))
+        } else {
+            (Vec::new(), None)
+        };
+        OffloadPlane {
+            mode: o.mode,
+            caps,
+            ports,
+            links,
+            manager,
+            public_queues,
+            workers,
+            steering: Steering::default(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Worker `w`'s link, if flows are offered.
+    pub fn link(&self, w: usize) -> Option<Arc<Link>> {
+        self.links.get(w).cloned()
+    }
+
+    /// One control-loop tick: the manager's, and the steering rules
+    /// brought up to date with the pools when the tables changed.
+    pub fn tick(&mut self, tables: &Tables) {
+        let Some((manager, device)) = self.manager.as_mut() else {
+            return;
+        };
+        let now = self.started.elapsed().as_millis() as u64;
+        manager.tick(now, REQUEST_BUDGET, tables, &mut macs_of(tables), device);
+        if self.steering.generation != Some(tables.generation) {
+            self.steer(tables);
+        }
+    }
+
+    /// The SNAT steering rules for `tables`' pools, replacing those in
+    /// force if they differ.
+    fn steer(&mut self, tables: &Tables) {
+        self.steering.generation = Some(tables.generation);
+        let mut rules = Vec::new();
+        for (port, queues) in &self.public_queues {
+            for (_, pool) in tables.pools.iter() {
+                let steered = SteeredPool {
+                    addrs: &pool.addrs,
+                    lo: pool.lo,
+                    hi: pool.hi,
+                };
+                let queue_of = |w: u16| queues.get(usize::from(w)).copied().flatten();
+                rules.extend(
+                    steering::snat_rules(&steered, self.workers, &queue_of)
+                        .into_iter()
+                        .map(|r| (*port, r)),
+                );
+            }
+        }
+        if rules == self.steering.rules {
+            return;
+        }
+        self.steering.handles.clear();
+        if self.mode == OffloadMode::Auto {
+            for (port, rule) in &rules {
+                match rule.create(*port) {
+                    Ok(flow) => self.steering.handles.push(flow),
+                    Err(e) => {
+                        warn!(port, "offload: a SNAT steering rule was refused, its ports stay with RSS: {e}")
+                    }
+                }
+            }
+        }
+        self.steering.rules = rules;
+    }
+
+    /// Pulls every flow back (`tgwctl offload flush`); how many.
+    pub fn flush(&mut self) -> u64 {
+        let Some((manager, device)) = self.manager.as_mut() else {
+            return 0;
+        };
+        let before = manager.stats().pulled_back;
+        manager.pull_back_all(device);
+        manager.stats().pulled_back - before
+    }
+
+    /// At shutdown: every rule destroyed, the steering rules too.
+    pub fn shutdown(&mut self) {
+        let pulled = self.flush();
+        self.steering = Steering::default();
+        if pulled > 0 {
+            info!(flows = pulled, "offload: flows pulled back at shutdown");
+        }
+    }
+
+    /// `offload.caps`.
+    pub fn caps_json(&self) -> Value {
+        let ports: Vec<Value> = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let level = self.caps.get(i).map_or(Level::None, |c| c.level);
+                json!({"port": p.name, "id": p.id, "role": p.role.as_str(), "level": level_name(level)})
+            })
+            .collect();
+        let shapes: Vec<Value> = self
+            .caps
+            .iter()
+            .flat_map(|c| {
+                c.shapes.iter().map(move |(s, v)| {
+                    json!({"port": c.name, "shape": s.name(), "verdict": v.to_string()})
+                })
+            })
+            .collect();
+        json!({"mode": self.mode.as_str(), "ports": ports, "shapes": shapes})
+    }
+
+    /// `offload.show`: at most `limit` flows, with their rules as testpmd
+    /// commands when asked, and the steering rules.
+    pub fn show_json(
+        &self,
+        limit: usize,
+        testpmd: bool,
+        tenant_name: &dyn Fn(u32) -> String,
+    ) -> Value {
+        let mut rows = Vec::new();
+        let mut text = String::new();
+        let mut more = false;
+        if let Some((manager, _)) = &self.manager {
+            for (i, f) in manager.flows().enumerate() {
+                if i >= limit {
+                    more = true;
+                    break;
+                }
+                let rules = f.rule.map_or(0, |r| r.rules.len());
+                rows.push(json!({
+                    "worker": f.worker,
+                    "id": f.id.get(),
+                    "tenant": tenant_name(f.tenant.0),
+                    "state": f.state.name(),
+                    "rules": rules,
+                    "installed": f.rule.is_some_and(|r| r.installed()),
+                }));
+                if testpmd {
+                    if let Some(r) = f.rule {
+                        text.push_str(&format!(
+                            "# worker {} flow {} (tenant {})\n",
+                            f.worker,
+                            f.id.get(),
+                            tenant_name(f.tenant.0)
+                        ));
+                        text.push_str(&r.testpmd());
+                    }
+                }
+            }
+        }
+        if testpmd && !self.steering.rules.is_empty() {
+            text.push_str("# SNAT steering\n");
+            for (port, rule) in &self.steering.rules {
+                text.push_str(&rule.testpmd(*port));
+            }
+        }
+        let mut shown = json!({"mode": self.mode.as_str(), "flows": rows, "more": more});
+        if testpmd {
+            shown["testpmd"] = text.into();
+        }
+        shown
+    }
+
+    /// What `/metrics` and `offload.stats` show; `counters` are the
+    /// workers' (their queue-full drops).
+    pub fn report(&self, counters: &[Arc<WorkerCounters>]) -> OffloadReport {
+        let levels = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                (
+                    p.name.clone(),
+                    self.caps.get(i).map_or(Level::None, |c| c.level),
+                )
+            })
+            .collect();
+        let queue_full = counters.iter().map(|c| c.offload.queue_full.get()).sum();
+        let mut report = OffloadReport {
+            mode: self.mode.as_str(),
+            levels,
+            queue_full,
+            ..OffloadReport::default()
+        };
+        let Some((manager, _)) = &self.manager else {
+            return report;
+        };
+        let s = manager.stats();
+        let dying = manager.len() as u64 - s.pending - s.offloaded;
+        report.flows = [s.pending, s.offloaded, dying];
+        report.requests = s.candidates;
+        report.installed = s.installed;
+        report.refreshes = s.refreshes;
+        report.pulled_back = s.pulled_back;
+        let mut refusals: Vec<(&'static str, u64)> = vec![
+            ("table_full", s.limit_flows),
+            ("tenant_share", s.limit_tenant),
+        ];
+        refusals.extend(
+            NotOffloadable::ALL
+                .iter()
+                .map(|r| (r.name(), s.not_offloadable[*r as usize])),
+        );
+        refusals.extend(
+            Refusal::ALL
+                .iter()
+                .map(|r| (r.name(), s.refused[*r as usize])),
+        );
+        report.refusals = refusals;
+        report
+    }
+
+    /// `offload.stats`.
+    pub fn stats_json(&self, counters: &[Arc<WorkerCounters>]) -> Value {
+        let r = self.report(counters);
+        let refusals: serde_json::Map<String, Value> = r
+            .refusals
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+            .collect();
+        let flows: serde_json::Map<String, Value> = super::report::STATES
+            .iter()
+            .zip(r.flows)
+            .map(|(k, v)| ((*k).to_owned(), v.into()))
+            .collect();
+        json!({
+            "mode": r.mode,
+            "flows": flows,
+            "requests": r.requests,
+            "installed": r.installed,
+            "refusals": refusals,
+            "queue_full": r.queue_full,
+            "refreshes": r.refreshes,
+            "pulled_back": r.pulled_back,
+            "steering_rules": self.steering.rules.len(),
+        })
+    }
+}
