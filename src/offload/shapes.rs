@@ -94,7 +94,7 @@ pub fn full(leg: &Leg) -> Result<Rule, ShapeError> {
     let rewrites = rewrites(leg);
     let mut actions = Vec::with_capacity(rewrites.len() + 5);
     let decap = Action::RawDecap(decap_bytes(leg));
-    let encap = Action::RawEncap(leg.encap.to_vec());
+    let encap = Action::RawEncap(encap_bytes(leg));
     if leg.tunnel.is_some() {
         actions.extend([decap, encap]);
         actions.extend(rewrites);
@@ -250,6 +250,21 @@ fn decap_bytes(leg: &Leg) -> Vec<u8> {
     out.extend_from_slice(&t.key.to_be_bytes());
     if t.gretap {
         out.extend_from_slice(&eth_bytes(ETHER_TYPE_IPV4));
+    }
+    out
+}
+
+/// The headers `raw_encap` pushes: the leg's, with a tunnel's outer IPv4
+/// total length and checksum zeroed, since the NIC writes both for each
+/// frame (a checksum of the header without its length would be wrong for
+/// every frame, and testpmd's `set raw_encap` has no field for either).
+fn encap_bytes(leg: &Leg) -> Vec<u8> {
+    let mut out = leg.encap.to_vec();
+    let is_ipv4 = out.get(12..14) == Some(&ETHER_TYPE_IPV4.to_be_bytes()[..])
+        && out.get(ETH_LEN).is_some_and(|v| v >> 4 == 4);
+    if is_ipv4 && out.len() >= ETH_LEN + IPV4_LEN {
+        out[ETH_LEN + 2..ETH_LEN + 4].fill(0);
+        out[ETH_LEN + 10..ETH_LEN + 12].fill(0);
     }
     out
 }

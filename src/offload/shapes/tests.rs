@@ -242,3 +242,26 @@ fn what_the_shapes_cannot_say_is_refused() {
     leg.encap.clear();
     assert_eq!(full(&leg), Err(ShapeError::NoEncap));
 }
+
+/// The NIC writes the outer IPv4 length and checksum of each frame: a
+/// spec's header that carries them is pushed with both zero.
+#[test]
+fn the_tunnel_header_is_pushed_without_length_or_checksum() {
+    let mut leg = public_leg(17);
+    leg.encap[16..18].copy_from_slice(&[0, 84]);
+    leg.encap[24..26].copy_from_slice(&[0x21, 0x73]);
+    let rule = full(&leg).unwrap();
+    assert!(
+        rule.actions
+            .contains(&Action::RawEncap(tunnel_header().to_vec())),
+        "{:?}",
+        rule.actions
+    );
+    // The Ethernet header toward the public side has no IPv4 in it to
+    // touch.
+    let rule = full(&underlay_leg(17)).unwrap();
+    assert_eq!(
+        rule.actions[1],
+        Action::RawEncap(underlay_leg(17).encap.to_vec())
+    );
+}
