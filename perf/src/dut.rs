@@ -58,10 +58,12 @@ impl Setup {
         round: u32,
         profile: &Profile,
         metrics: Option<SocketAddr>,
+        offload: bool,
     ) -> Result<Running, String> {
         let scraped = if metrics.is_some() { "-scraped" } else { "" };
+        let shadow = if offload { "-shadow" } else { "" };
         let prefix = format!(
-            "tgw-perf-{}-{}-{round}{scraped}",
+            "tgw-perf-{}-{}-{round}{scraped}{shadow}",
             std::process::id(),
             device.name()
         );
@@ -71,6 +73,10 @@ impl Setup {
                 if let Some(addr) = metrics {
                     config += &crate::scrape::metrics_section(addr);
                 }
+                // Offload off unless measured in shadow mode: the virtual
+                // ports have no flow API, so auto would be off too.
+                let mode = if offload { "shadow" } else { "off" };
+                config += &format!("\n[offload]\nmode = \"{mode}\"\n");
                 self.start_tgw(prefix, &config)
             }
             Device::Testpmd => {

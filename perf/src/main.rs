@@ -180,6 +180,13 @@ struct RunArgs {
     /// median.
     #[arg(long)]
     compare_scrape: bool,
+    /// Measure tgw twice a round, with `[offload] mode = "off"` and
+    /// `"shadow"` (workers offer flows, the manager builds and keeps their
+    /// rules, none installed: what offload costs the worker), the order
+    /// alternating from round to round; reports the shadow/off ratio of
+    /// tgw's processing cycles a frame per round and its median.
+    #[arg(long, conflicts_with = "compare_scrape")]
+    compare_offload: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -312,8 +319,8 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
                 round
             );
         }
-        for (device, scrape) in round_plan(&devices, args, round)? {
-            let name = report::label(device, scrape.is_some());
+        for (device, scrape, offload) in round_plan(&devices, args, round)? {
+            let name = report::label(device, scrape.is_some(), offload);
             let rerun = if round >= args.rounds {
                 " (re-run)"
             } else {
@@ -326,7 +333,7 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
                 args.seconds
             );
             let before = calibrate::measure(args.gen_lcore, args.worker_lcore);
-            match measure(&setup, device, scrape, round, args, profile) {
+            match measure(&setup, device, scrape, offload, round, args, profile) {
                 Ok(mut m) => {
                     // After the device has stopped: its worker no longer
                     // holds the CPU the loop is timed on.
@@ -360,15 +367,16 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
     outcome
 }
 
-/// What a round measures, in order: each device, and with
-/// `--compare-scrape` tgw twice, unscraped and scraped, the two swapping
-/// places every other round so that neither always runs on the warmer (or
-/// the busier) machine.
+/// What a round measures, in order: each device (scraped every so
+/// often, with offload in shadow mode), and with `--compare-scrape` tgw
+/// twice, unscraped and scraped, or with `--compare-offload` twice, off
+/// and shadow, the two swapping places every other round so that neither
+/// always runs on the warmer (or the busier) machine.
 fn round_plan(
     devices: &[Device],
     args: &RunArgs,
     round: u32,
-) -> Result<Vec<(Device, Option<Duration>)>, String> {
+) -> Result<Vec<(Device, Option<Duration>, bool)>, String> {
     let interval = match args.scrape_interval {
         Some(s) if !(s > 0.0 && s.is_finite()) => {
             return Err(format!("--scrape-interval {s}: give seconds above 0"))
@@ -380,15 +388,19 @@ fn round_plan(
     let mut plan = Vec::new();
     for &device in devices {
         match device {
-            Device::Tgw if args.compare_scrape => {
-                let mut both = [(device, None), (device, interval)];
+            Device::Tgw if args.compare_scrape || args.compare_offload => {
+                let mut both = if args.compare_scrape {
+                    [(device, None, false), (device, interval, false)]
+                } else {
+                    [(device, interval, false), (device, interval, true)]
+                };
                 if round % 2 == 1 {
                     both.reverse();
                 }
                 plan.extend(both);
             }
-            Device::Tgw => plan.push((device, interval)),
-            Device::Testpmd => plan.push((device, None)),
+            Device::Tgw => plan.push((device, interval, false)),
+            Device::Testpmd => plan.push((device, None, false)),
         }
     }
     Ok(plan)
@@ -402,6 +414,7 @@ fn measure(
     setup: &Setup,
     device: Device,
     scrape: Option<Duration>,
+    offload: bool,
     round: u32,
     args: &RunArgs,
     profile: Profile,
@@ -453,7 +466,7 @@ fn measure(
         Some(_) => Some(scrape::free_loopback_port()?),
         None => None,
     };
-    let running = setup.start(device, round, &profile, metrics)?;
+    let running = setup.start(device, round, &profile, metrics, offload)?;
     let scraper = metrics
         .zip(scrape)
         .map(|(addr, every)| scrape::Scraper::start(addr, every, args.gen_lcore));
@@ -485,6 +498,7 @@ fn measure(
     }
     let mut m = Measurement::new(device, result, stats.as_ref());
     m.scrape = tally;
+    m.offload = offload;
     Ok(m)
 }
 

@@ -12,13 +12,17 @@ use crate::gen::GenResult;
 use crate::profile::{Kind, Profile};
 use crate::scrape::ScrapeTally;
 
-/// A row's name: the device, and whether its /metrics was scraped.
-pub fn label(device: Device, scraped: bool) -> String {
+/// A row's name: the device, whether its /metrics was scraped, and
+/// whether it ran with offload in shadow mode.
+pub fn label(device: Device, scraped: bool, offload: bool) -> String {
+    let mut name = device.name().to_owned();
     if scraped {
-        format!("{}+scrape", device.name())
-    } else {
-        device.name().to_owned()
+        name.push_str("+scrape");
     }
+    if offload {
+        name.push_str("+shadow");
+    }
+    name
 }
 
 /// One device measured once.
@@ -37,6 +41,8 @@ pub struct Measurement {
     pub drops: Option<u64>,
     /// What scraped tgw's /metrics while it was measured, if anything.
     pub scrape: Option<ScrapeTally>,
+    /// Whether tgw ran with `[offload] mode = "shadow"` (else off).
+    pub offload: bool,
     /// Flows tgw created (every tenant, every worker), its workers, and
     /// the drops of frames that could not open one, by reason.
     pub flows: Option<crate::newflows::Created>,
@@ -73,13 +79,14 @@ impl Measurement {
             busy_share: per("busy_cycles", "cycles"),
             drops: (!workers.is_empty()).then_some(drops),
             scrape: None,
+            offload: false,
             flows: crate::newflows::Created::from_workers(workers),
             calibration: None,
         }
     }
 
     pub fn label(&self) -> String {
-        label(self.device, self.scrape.is_some())
+        label(self.device, self.scrape.is_some(), self.offload)
     }
 
     /// The share of frames never seen again, over the whole run.
@@ -119,8 +126,32 @@ impl Report {
     fn rate(&self, round: u32, device: Device, scraped: bool) -> Option<f64> {
         self.rows
             .iter()
-            .find(|(r, m)| *r == round && m.device == device && m.scrape.is_some() == scraped)
+            .find(|(r, m)| {
+                *r == round && m.device == device && m.scrape.is_some() == scraped && !m.offload
+            })
             .map(|(_, m)| m.gen.received_mpps())
+    }
+
+    /// tgw's processing cycles a frame in `round`, with offload in shadow
+    /// mode or off.
+    fn tgw_cycles(&self, round: u32, offload: bool) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|(r, m)| *r == round && m.device == Device::Tgw && m.offload == offload)
+            .and_then(|(_, m)| m.cycles_process)
+    }
+
+    /// tgw's processing cycles a frame with offload in shadow mode over
+    /// those with it off, one per counted round that measured both.
+    pub fn offload_ratios(&self) -> Vec<f64> {
+        self.counted_rounds()
+            .into_iter()
+            .filter_map(|round| {
+                let shadow = self.tgw_cycles(round, true)?;
+                let off = self.tgw_cycles(round, false)?;
+                (off > 0.0).then_some(shadow / off)
+            })
+            .collect()
     }
 
     /// The rounds run, re-runs included.
@@ -320,6 +351,13 @@ impl Report {
                 rounds(self.ratios())
             );
         }
+        if let Some(median) = median(self.offload_ratios()) {
+            let _ = writeln!(
+                out,
+                "tgw+shadow/tgw cycles/frame proc: {median:.3} ({which}: {})",
+                rounds(self.offload_ratios())
+            );
+        }
         if let Some(median) = self.median_scrape_ratio() {
             let _ = writeln!(
                 out,
@@ -337,7 +375,7 @@ impl Report {
             .iter()
             .map(|(round, m)| {
                 serde_json::json!({
-                    "round": round, "device": m.device.name(), "label": m.label(),
+                    "round": round, "device": m.device.name(), "label": m.label(), "offload_shadow": m.offload,
                     "scrape": m.scrape.as_ref().map(ScrapeTally::json),
                     "offered_mpps": m.gen.offered_mpps(), "received_mpps": m.gen.received_mpps(),
                     "loss": m.loss(), "cycles_per_frame_process": m.cycles_process,
@@ -359,6 +397,7 @@ impl Report {
             "calibration_bests_agree": best.agree(),
             "calibration_slowed_below": calibrate::SLOWED_BELOW,
             "scrape_ratios": self.scrape_ratios(), "scrape_ratio_median": self.median_scrape_ratio(),
+            "offload_cycle_ratios": self.offload_ratios(), "offload_cycle_ratio_median": median(self.offload_ratios()),
         })
     }
 }
@@ -450,6 +489,44 @@ mod tests {
         assert!(table.contains("tgw+scrape/tgw: 1.000 (median of clean rounds: 0.900, 1.000)"));
         assert!(table.contains("tgw+scrape"), "{table}");
         assert_eq!(r.json()["runs"][2]["scrape"]["scrapes"], 3);
+    }
+
+    /// With offload compared, tgw/testpmd stays tgw's with offload off,
+    /// and shadow/off is the ratio of processing cycles a frame, per
+    /// round whatever order they ran in.
+    #[test]
+    fn offload_shadow_and_off_compare_cycles_per_round() {
+        let mut r = Report::new(
+            Profile {
+                kind: Kind::Nat,
+                flows: 1,
+                size: 64,
+            },
+            true,
+        );
+        let tgw = |received, cycles, offload| {
+            let mut t = m(Device::Tgw, received);
+            t.cycles_process = Some(cycles);
+            t.offload = offload;
+            t
+        };
+        r.push(0, m(Device::Testpmd, 20_000_000));
+        r.push(0, tgw(10_000_000, 100.0, false));
+        r.push(0, tgw(5_000_000, 102.0, true));
+        r.push(1, m(Device::Testpmd, 20_000_000));
+        r.push(1, tgw(4_000_000, 99.0, true));
+        r.push(1, tgw(8_000_000, 100.0, false));
+        assert_eq!(r.ratios(), vec![0.5, 0.4]);
+        assert_eq!(r.offload_ratios(), vec![1.02, 0.99]);
+        let table = r.table();
+        assert!(
+            table.contains(
+                "tgw+shadow/tgw cycles/frame proc: 1.020 (median of clean rounds: 1.020, 0.990)"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("tgw+shadow "), "{table}");
+        assert_eq!(r.json()["runs"][2]["offload_shadow"], true);
     }
 
     /// A round where either CPU ran slowed, here the worker's after
