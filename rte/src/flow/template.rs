@@ -144,8 +144,9 @@ pub struct Table {
     pattern: NonNull<sys::rte_flow_pattern_template>,
     actions: NonNull<sys::rte_flow_actions_template>,
     table: NonNull<sys::rte_flow_template_table>,
-    /// Installed or pending rules by tgw's id.
+    /// Installed or pending rules by tgw's id: at most `nb_flows`.
     flows: HashMap<u64, NonNull<sys::rte_flow>>,
+    nb_flows: u32,
     /// Enqueued operations by the token passed as user data.
     in_flight: HashMap<usize, (u64, Op)>,
     next_token: usize,
@@ -274,6 +275,7 @@ impl Table {
             actions,
             table,
             flows: HashMap::new(),
+            nb_flows,
             in_flight: HashMap::new(),
             next_token: 1,
         })
@@ -296,7 +298,8 @@ impl Table {
     }
 
     /// Enqueues rule `id` (of the table's shape) on flow queue `queue`,
-    /// postponed until [`push`](Self::push).
+    /// postponed until [`push`](Self::push). Refused (ENOSPC) when the
+    /// table holds `nb_flows` rules already, installed or pending.
     pub fn create(&mut self, queue: u32, id: u64, rule: &Rule) -> Result<(), FlowError> {
         const OP: &str = "rte_flow_async_create";
         if self.flows.contains_key(&id) {
@@ -305,6 +308,14 @@ impl Table {
                 errno: libc::EEXIST,
                 kind: sys::RTE_FLOW_ERROR_TYPE_HANDLE,
                 message: format!("rule {id} is in the table already"),
+            });
+        }
+        if self.flows.len() >= usize::try_from(self.nb_flows).unwrap_or(usize::MAX) {
+            return Err(FlowError {
+                op: OP,
+                errno: libc::ENOSPC,
+                kind: sys::RTE_FLOW_ERROR_TYPE_HANDLE,
+                message: format!("the table holds its {} rules", self.nb_flows),
             });
         }
         let low = Lowered::new(OP, rule)?;
