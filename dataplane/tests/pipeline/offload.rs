@@ -770,3 +770,108 @@ fn a_full_feedback_queue_is_counted_and_the_hits_reported_later() {
     assert_eq!(feedback(&links[0]).len(), 1, "the other flow's hits");
     assert_eq!(m.stats().refreshes, 2);
 }
+
+// ------------------------------------------------------------ the marks
+
+/// Counts the lines a stage prefetches: the bulk lookup's buckets and
+/// entries, and the values of the flows found.
+#[derive(Default)]
+struct CountingPrefetch(std::cell::Cell<usize>);
+
+impl dataplane::flow::Prefetch for CountingPrefetch {
+    const INSTRUCTION: bool = true;
+
+    fn prefetch<T>(&self, _r: &T) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// Runs `frame` from `port` with NIC mark `mark`, staged as the daemon's
+/// workers stage a burst or not; returns the verdict, the frame out and
+/// the lines the stage prefetched.
+fn run_marked(
+    gw: &mut Gw,
+    staged: bool,
+    frame: &[u8],
+    port: u16,
+    mark: Option<u32>,
+) -> (Verdict, Vec<u8>, usize) {
+    let mut hints = [Hint::default(); 1];
+    let pf = CountingPrefetch::default();
+    if staged {
+        let frames = [(frame, Checked::Unknown, mark)].into_iter();
+        gw.pipeline
+            .stage_public(&gw.tables, port, frames, &pf, 0, &mut hints);
+        let frames = [(frame, Checked::Unknown, mark)].into_iter();
+        gw.pipeline
+            .stage_underlay(&gw.tables, port, frames, &pf, 0, &mut hints);
+        assert!(hints[0].is_hit(), "a hit either way");
+    }
+    let mut f = VecFrame::new(frame, port);
+    if let Some(m) = mark {
+        f = f.with_mark(m);
+    }
+    let v = gw
+        .pipeline
+        .process_staged(&gw.tables, &gw.counters, &mut f, 0, &hints[0]);
+    (v, f.data().to_vec(), pf.0.get())
+}
+
+#[test]
+fn a_marked_frame_skips_the_lookup_and_a_stale_mark_is_just_a_miss() {
+    let (mut gw, link) = offloading(&spec(), 16);
+    connect(&mut gw, 40000, 0);
+    connect(&mut gw, 40001, 0);
+    let got = drain(&link);
+    let (first, second) = (candidate(&got[0]).id, candidate(&got[1]).id);
+    let mark = first.get() + 1;
+    let from_client = eth(
+        PUB_MAC,
+        CLIENT_MAC,
+        EtherType::IPV4,
+        &tcp(CLIENT, 40000, EIP1, 22, "A"),
+    );
+    let inner = eth(
+        T1_MAC,
+        VM1_MAC,
+        EtherType::IPV4,
+        &tcp(VM, 22, CLIENT, 40000, "A"),
+    );
+    let from_t1 = gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &inner);
+    let mut hits = 0;
+    let mut stale = 0;
+    for staged in [false, true] {
+        for (frame, port, out_port) in [(&from_client, PUB, UND), (&from_t1, UND, PUB)] {
+            // Frames into a tunnel differ by their outer identification
+            // (and so checksum) alone.
+            let same = |mut b: Vec<u8>| {
+                if out_port == UND {
+                    b[18..20].fill(0);
+                    b[24..26].fill(0);
+                }
+                b
+            };
+            let (v, want, unmarked) = run_marked(&mut gw, staged, frame, port, None);
+            let want = same(want);
+            assert_eq!(v, Verdict::Forward(out_port));
+            // The flow's own mark: the same frame out, without the lookup.
+            let (v, out, marked) = run_marked(&mut gw, staged, frame, port, Some(mark));
+            assert_eq!((v, same(out)), (Verdict::Forward(out_port), want.clone()));
+            hits += 1;
+            if staged {
+                assert!(marked < unmarked, "{marked} lines, {unmarked} unmarked");
+            }
+            // Another flow's mark, a free entry's, and one past the
+            // table: looked up as usual.
+            for m in [second.get() + 1, 4000, u32::MAX] {
+                let (v, out, _) = run_marked(&mut gw, staged, frame, port, Some(m));
+                let out = same(out);
+                assert_eq!((v, &out), (Verdict::Forward(out_port), &want), "mark {m}");
+                stale += 1;
+            }
+        }
+    }
+    gw.pipeline.sweep(&gw.tables, &gw.counters, 0);
+    let oc = &gw.counters.offload;
+    assert_eq!((oc.marked_hits.get(), oc.stale_marks.get()), (hits, stale));
+}
