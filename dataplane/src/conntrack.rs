@@ -664,9 +664,45 @@ pub struct Conn {
     /// turns around inside and never receives on a port
     /// ([`crate::martian::hairpinned`]).
     pub hairpin: bool,
+    /// Where the flow is with the NIC: whether the worker asked for it to
+    /// be offloaded, so that its end is told (docs/offload.md).
+    pub offload: Offload,
+}
+
+// A packet of the flow reads one cache line for it (issue 4's budget).
+const _: () = assert!(std::mem::size_of::<Conn>() == 64);
+
+/// A flow's part in offload, as its worker sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Offload {
+    /// Not offered yet: offered once established both ways, if the worker
+    /// offloads.
+    #[default]
+    Unoffered,
+    /// Offered to the offload manager: when the flow ends, the worker
+    /// says so.
+    Requested,
+    /// Stays in software for good: the request queue was full, the flow
+    /// was pulled back, or its connection left Established.
+    Kept,
 }
 
 impl Conn {
+    /// Whether the flow is established both ways after a packet going
+    /// `from` (0 the opener's direction, 1 the answerer's): TCP once the
+    /// handshake completed, other protocols at the answerer's packet (the
+    /// first answer, as the flowtable offloads). What makes a flow a
+    /// candidate for offload; the flow-hit fast path and the full path
+    /// both ask it after [`Conn::on_packet`].
+    #[inline(always)]
+    pub fn established_both_ways(&self, from: usize) -> bool {
+        if self.protocol == IpProtocol::TCP.0 {
+            self.tcp == TcpState::Established
+        } else {
+            from & 1 == 1
+        }
+    }
+
     /// The tenant's slot.
     #[inline]
     pub fn tenant_id(&self) -> crate::tenant::TenantId {

@@ -315,6 +315,11 @@ pub struct TenantCounters {
     /// ([`DropReason::UnrepliedQuota`]).
     pub quota_refused: Counter,
     pub unreplied_refused: Counter,
+    /// Packets and bytes of the tenant's flows that the NIC handled
+    /// (offloaded, both directions), as its counters reported them
+    /// ([`crate::offload::queue::Feedback::Refresh`]).
+    pub offloaded_packets: Counter,
+    pub offloaded_bytes: Counter,
 }
 
 impl TenantCounters {
@@ -333,6 +338,8 @@ impl TenantCounters {
             &self.unreplied_done,
             &self.quota_refused,
             &self.unreplied_refused,
+            &self.offloaded_packets,
+            &self.offloaded_bytes,
         ];
         for c in each
             .into_iter()
@@ -434,6 +441,32 @@ pub struct WorkerCounters {
     pub tenants: Box<[TenantCounters]>,
     /// Flows each firewall rule (and each default policy) decided.
     pub rules: RuleCounters,
+    /// What the worker did for flow offload (docs/offload.md).
+    pub offload: OffloadCounters,
+}
+
+/// A worker's part in flow offload.
+#[derive(Debug, Default)]
+pub struct OffloadCounters {
+    /// Flows offered to the offload manager, and of those the offers the
+    /// full request queue refused (the flow stays in software).
+    pub requests: Counter,
+    pub queue_full: Counter,
+    /// Notices of requested flows that ended, and of those the ones the
+    /// full queue refused (the manager's rule then stays until it pulls
+    /// the flow back).
+    pub ended: Counter,
+    pub ended_lost: Counter,
+    /// Refreshes applied (the NIC saw packets of the flow), and flows
+    /// released back to software.
+    pub refreshes: Counter,
+    pub released: Counter,
+    /// Feedback about a flow the worker no longer holds (ended since).
+    pub feedback_stale: Counter,
+    /// Frames whose NIC mark named their live flow (no lookup), and
+    /// marked frames whose mark did not (looked up as usual).
+    pub marked_hits: Counter,
+    pub stale_marks: Counter,
 }
 
 impl Default for WorkerCounters {
@@ -469,6 +502,7 @@ impl WorkerCounters {
             punted_to_fragment: Counter::default(),
             tenants: (0..tenants).map(|_| TenantCounters::default()).collect(),
             rules: RuleCounters::new(0, tenants),
+            offload: OffloadCounters::default(),
         }
     }
 

@@ -91,6 +91,12 @@ impl Rewrite {
         self.delta.combine(self.port_delta)
     }
 
+    /// Whether the rewrite changes anything: a flow of a tenant's own
+    /// public address translates nothing.
+    pub fn changes(&self) -> bool {
+        self.field != Field::None
+    }
+
     /// The address written.
     pub fn addr(&self) -> u32 {
         self.addr

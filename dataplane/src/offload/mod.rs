@@ -11,6 +11,14 @@
 //! INTERFACE (issue 14): these types are fixed by the lead; the helper on
 //! the offload manager builds the rest of this module around them.
 
+pub mod manager;
+pub mod queue;
+pub mod spec;
+
+pub use manager::{Device, Installed, Limits, Offloads, Refusal, Settled, State, Stats};
+pub use queue::{Feedback, Link, Request};
+pub use spec::{macs_of, NotOffloadable};
+
 use arrayvec::ArrayVec;
 
 use crate::conntrack::Conn;

@@ -213,6 +213,7 @@ impl Pipeline {
             }
             if let Some(gone) = self.flows.remove(id) {
                 ended(&mut self.snat, &t.pools, c, &gone.value);
+                offload::removed(self.offload.as_deref(), c, &gone);
                 removed += 1;
             }
         }

@@ -37,7 +37,7 @@
 //! builder; Ethernet or tunnel headers are prepended in the headroom at the
 //! end.
 
-use crate::conntrack::{Answered, Conn, Lifetimes, Scales, TcpState, Timeouts, Tuple};
+use crate::conntrack::{Answered, Conn, Lifetimes, Offload, Scales, TcpState, Timeouts, Tuple};
 use crate::counters::{DropReason, FlowProto, TenantCounters, WorkerCounters};
 use crate::firewall::{Direction as FwDir, Packet5};
 use crate::flow::{
@@ -155,6 +155,13 @@ pub struct Pipeline {
     now: u64,
     /// The public next hops the underlay stage resolved for a burst.
     hops: stage::Hops,
+    /// This worker's queues to the offload manager, when it offloads
+    /// (offload.rs).
+    offload: Option<std::sync::Arc<crate::offload::queue::Link>>,
+    /// Frames whose NIC mark named their flow, and stale marks, since the
+    /// last sweep (the stages that count them borrow the pipeline
+    /// shared).
+    marks: offload::Marks,
 }
 
 pub mod admin;
@@ -164,6 +171,7 @@ mod fragment;
 mod hit;
 mod icmp;
 mod input;
+mod offload;
 mod public;
 mod redecide;
 mod route;
@@ -184,7 +192,8 @@ use session::*;
 
 pub use fragment::FRAGMENT_LIFE_MS;
 use fragment::{cut, inbound_owner, later_fragment_inside, outbound_owner, tunnel_resolved, Fit};
-pub use hit::Hint;
+pub use hit::{Hint, Staged};
+pub use offload::FEEDBACK_BUDGET;
 pub(crate) use public::public_addr;
 use public::{public_port, resolve_public, Exit};
 
@@ -231,6 +240,8 @@ impl Pipeline {
             tenant_slots: 0,
             now: 0,
             hops: stage::Hops::default(),
+            offload: None,
+            marks: offload::Marks::default(),
         }
     }
 
@@ -341,13 +352,16 @@ impl Pipeline {
     /// tenant was removed; the worker calls it between bursts.
     pub fn sweep(&mut self, t: &Tables, c: &WorkerCounters, now: u64) {
         let snat = &mut self.snat;
+        let link = self.offload.as_deref();
         let orphan = |conn: &Conn| t.tenants.get(conn.tenant_id()).is_none();
         let budget =
             (SWEEP_BUDGET + SWEEP_PER_CREATED * std::mem::take(&mut self.created)).min(SWEEP_MAX);
         self.flows.sweep_if(budget, now, orphan, |gone| {
             ended(snat, &t.pools, c, &gone.value);
+            offload::removed(link, c, &gone);
         });
         c.sweep_passes.set(self.flows.sweep_passes());
+        self.marks.flush(c);
         self.sweep_stale(t, c);
         self.frags.sweep(now, SWEEP_BUDGET);
         c.flows_in_use.set(self.flows.len() as u64);

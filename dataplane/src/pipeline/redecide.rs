@@ -46,12 +46,14 @@ impl Pipeline {
                     conn.tunnel = tunnel;
                     conn.epoch = epoch;
                     conn.inner = 0;
+                    offload::redecided(self.offload.as_deref(), c, id, conn);
                 }
                 Ok(())
             }
             None => {
                 if let Some(gone) = self.flows.remove(id) {
                     ended(&mut self.snat, &t.pools, c, &gone.value);
+                    offload::removed(self.offload.as_deref(), c, &gone);
                 }
                 Err(D::Revoked)
             }

@@ -242,6 +242,7 @@ impl Pipeline {
         if decided.is_err() {
             if let Some(gone) = self.flows.remove(id) {
                 ended(&mut self.snat, &cx.t.pools, cx.c, &gone.value);
+                offload::removed(self.offload.as_deref(), cx.c, &gone);
             }
         }
         decided
@@ -411,6 +412,7 @@ impl Pipeline {
             FlowLookup::Expired(id, _) => {
                 if let Some(gone) = self.flows.remove(id) {
                     ended(&mut self.snat, &t.pools, c, &gone.value);
+                    offload::removed(self.offload.as_deref(), c, &gone);
                 }
                 Ok(None)
             }
@@ -441,6 +443,9 @@ impl Pipeline {
         }
         let conn = *conn;
         self.flows.set_deadline(id, deadline);
+        if self.offload.is_some() {
+            self.offload_step(c, id, dir);
+        }
         Some(conn)
     }
 
@@ -477,6 +482,7 @@ impl Pipeline {
             answered: Answered::No,
             inner: 0,
             hairpin: false,
+            offload: Offload::Unoffered,
         };
         let reply = tuple.reply_key(zone, private, tuple.src);
         self.insert(cx, key, reply, conn)
@@ -559,6 +565,7 @@ impl Pipeline {
             answered: Answered::Yes,
             inner: 0,
             hairpin: false,
+            offload: Offload::Unoffered,
         };
         self.insert(cx, key, reply, conn)
     }
@@ -607,6 +614,7 @@ impl Pipeline {
                 answered: Answered::No,
                 inner: 0,
                 hairpin: false,
+                offload: Offload::Unoffered,
             };
             let reply = FlowKey::new(
                 zone,

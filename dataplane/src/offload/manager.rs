@@ -1,0 +1,545 @@
+//! The offload manager: the control plane's side of flow offload
+//! (docs/offload.md). Each control-loop tick it drains the workers'
+//! request queues round-robin within a budget, turns candidates into
+//! [`FlowSpec`]s with the published tables, installs them through a
+//! [`Device`] (the daemon's, over `rte::flow`; a recording one in shadow
+//! mode and in tests), asks the device for each flow's hit counters every
+//! `query_interval` and refreshes the owning worker's flow when there
+//! were hits, and removes the rules of flows the workers ended. A change
+//! to a tenant pulls its flows back.
+//!
+//! A flow's states: pending (the device took the rule and confirms
+//! later), offloaded, dying (ended, its rule destroyed at the end of the
+//! tick), gone (its slot free). Everything is sized at construction: the
+//! table of flows holds `Limits::flows`, and nothing grows per packet or
+//! per request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::queue::{Feedback, Link, Request};
+use super::spec::NotOffloadable;
+use super::{Candidate, FlowSpec};
+use crate::flow::{FlowId, FlowKey};
+use crate::neighbour::NeighKey;
+use crate::tables::Tables;
+use crate::tenant::TenantId;
+
+/// What takes rules: the NIC (the daemon's device over `rte::flow`), or
+/// a recorder. Kept small: install, confirm, count, remove.
+pub trait Device {
+    /// A rule set installed for one flow (both directions); dropped or
+    /// given back to [`Device::remove`] when the flow goes.
+    type Rule;
+
+    /// Installs the rules of `spec`: done, queued (an asynchronous device
+    /// confirms later, [`Device::settle`]), or refused.
+    fn install(&mut self, spec: &FlowSpec) -> Result<Installed<Self::Rule>, Refusal>;
+
+    /// Whether a queued rule is in place yet. A synchronous device's
+    /// rules always are.
+    fn settle(&mut self, _rule: &mut Self::Rule) -> Settled {
+        Settled::Done
+    }
+
+    /// Destroys the rules (pending or in place).
+    fn remove(&mut self, rule: Self::Rule);
+
+    /// The packets and bytes the rules matched since they were installed,
+    /// if the device counts.
+    fn counts(&mut self, rule: &mut Self::Rule) -> Option<(u64, u64)>;
+}
+
+/// What [`Device::install`] did.
+#[derive(Debug)]
+pub enum Installed<R> {
+    /// The rules are in place.
+    Done(R),
+    /// The rules are queued: [`Device::settle`] says when they are in.
+    Queued(R),
+}
+
+/// Where a queued rule is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    Waiting,
+    Done,
+    Refused(Refusal),
+}
+
+/// Why the device would not take a flow's rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Its tables are full.
+    Full,
+    /// The rule's shape is not supported on the port.
+    Unsupported,
+    /// Any other error.
+    Failed,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 3] = [Refusal::Full, Refusal::Unsupported, Refusal::Failed];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The reason's stable name, for metrics and `tgwctl`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::Full => "device_full",
+            Refusal::Unsupported => "unsupported",
+            Refusal::Failed => "failed",
+        }
+    }
+}
+
+/// The manager's bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Flows offloaded (pending, offloaded or dying) at most: the NIC's
+    /// table, or the share of it tgw takes.
+    pub flows: usize,
+    /// Of those, the most one tenant may hold, so that one tenant cannot
+    /// take the whole table.
+    pub per_tenant: usize,
+    /// Tenant slots ([`TenantId`] below it): a candidate of a slot past
+    /// it is refused.
+    pub tenants: usize,
+    /// Ticks of the clock `tick` is given between two queries of the
+    /// flows' hit counters.
+    pub query_interval: u64,
+}
+
+/// A flow's state in the manager.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The device queued its rules.
+    Pending,
+    /// Its rules are in place.
+    Offloaded,
+    /// Ended or pulled back: its rules go at the end of the tick.
+    Dying,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Offloaded => "offloaded",
+            State::Dying => "dying",
+        }
+    }
+}
+
+/// What the manager counts (for /metrics and `tgwctl offload`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Candidates taken from the workers' queues, and end notices.
+    pub candidates: u64,
+    pub ended: u64,
+    /// End notices of flows the manager does not hold (refused earlier).
+    pub ended_unknown: u64,
+    /// Flows whose rules went in (confirmed), and flows gone since.
+    pub installed: u64,
+    pub removed: u64,
+    /// Flows pulled back (a tenant changed, a flush, shutdown).
+    pub pulled_back: u64,
+    /// Candidates refused: the flow is not offloadable, by reason.
+    pub not_offloadable: [u64; NotOffloadable::COUNT],
+    /// Candidates the device refused, by reason.
+    pub refused: [u64; Refusal::COUNT],
+    /// Candidates refused because the table was full, and because their
+    /// tenant held its share.
+    pub limit_flows: u64,
+    pub limit_tenant: u64,
+    /// Refreshes sent, and feedback dropped because a worker's feedback
+    /// queue was full.
+    pub refreshes: u64,
+    pub feedback_full: u64,
+    /// Flows pending and offloaded now (gauges).
+    pub pending: u64,
+    pub offloaded: u64,
+}
+
+/// One flow the manager holds.
+#[derive(Debug)]
+struct Entry<R> {
+    state: State,
+    spec: FlowSpec,
+    /// The flow's forward key, which feedback names it by.
+    key: FlowKey,
+    /// `None` once given back to the device.
+    rule: Option<R>,
+    /// The counts last reported to the worker.
+    seen: (u64, u64),
+}
+
+/// A flow as [`Offloads::flows`] shows it (`tgwctl offload show`).
+#[derive(Debug)]
+pub struct FlowView<'a, R> {
+    pub worker: u16,
+    pub id: FlowId,
+    pub tenant: TenantId,
+    pub state: State,
+    pub spec: &'a FlowSpec,
+    pub rule: Option<&'a R>,
+    /// Packets and bytes its rules matched, as last reported.
+    pub hits: (u64, u64),
+}
+
+/// The offload manager.
+pub struct Offloads<D: Device> {
+    links: Vec<Arc<Link>>,
+    limits: Limits,
+    /// The flows, in slots; `index` finds a flow's slot by worker and id.
+    entries: Vec<Option<Entry<D::Rule>>>,
+    free: Vec<u32>,
+    index: HashMap<(u16, FlowId), u32>,
+    /// Slots of flows dying this tick.
+    dying: Vec<u32>,
+    /// Flows held by tenant slot.
+    per_tenant: Vec<u32>,
+    /// The worker whose queue the next tick drains first.
+    next_worker: usize,
+    /// When the counters are queried next.
+    next_query: u64,
+    /// The tables generation whose tenants' epochs were last checked.
+    generation: Option<u64>,
+    stats: Stats,
+}
+
+impl<D: Device> Offloads<D> {
+    /// A manager for the workers of `links` (one each, by worker index),
+    /// within `limits`. Allocates all it will use.
+    pub fn new(links: Vec<Arc<Link>>, limits: Limits) -> Self {
+        let n = limits.flows;
+        Offloads {
+            links,
+            limits,
+            entries: (0..n).map(|_| None).collect(),
+            free: (0..n as u32).rev().collect(),
+            index: HashMap::with_capacity(n),
+            dying: Vec::with_capacity(n),
+            per_tenant: vec![0; limits.tenants],
+            next_worker: 0,
+            next_query: 0,
+            generation: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// One control-loop tick at time `now`: confirms queued rules, pulls
+    /// back flows of tenants that changed in `t`, takes up to `budget`
+    /// requests from the workers' queues (one from each in turn, starting
+    /// with another worker each tick), queries the hit counters if
+    /// `query_interval` has passed, and destroys the rules of flows that
+    /// ended. `mac` gives next hops' MACs ([`super::macs_of`]).
+    pub fn tick(
+        &mut self,
+        now: u64,
+        budget: usize,
+        t: &Tables,
+        mac: &mut impl FnMut(NeighKey) -> Option<[u8; 6]>,
+        device: &mut D,
+    ) {
+        self.settle(device);
+        self.follow_epochs(t);
+        self.drain(budget, t, mac, device);
+        if now >= self.next_query {
+            self.next_query = now.saturating_add(self.limits.query_interval.max(1));
+            self.query(device);
+        }
+        self.reap(device);
+    }
+
+    /// Pulls back every flow of `tenant`: its rules are destroyed and its
+    /// workers told ([`Feedback::Released`]).
+    pub fn pull_back(&mut self, tenant: TenantId, device: &mut D) {
+        self.pull_back_if(|spec| spec.tenant == tenant);
+        self.reap(device);
+    }
+
+    /// Pulls back every flow (`tgwctl offload flush`, shutdown).
+    pub fn pull_back_all(&mut self, device: &mut D) {
+        self.pull_back_if(|_| true);
+        self.reap(device);
+    }
+
+    /// The flows held, in slot order.
+    pub fn flows(&self) -> impl Iterator<Item = FlowView<'_, D::Rule>> + '_ {
+        self.entries.iter().flatten().map(|e| FlowView {
+            worker: e.spec.worker,
+            id: e.spec.id,
+            tenant: e.spec.tenant,
+            state: e.state,
+            spec: &e.spec,
+            rule: e.rule.as_ref(),
+            hits: e.seen,
+        })
+    }
+
+    /// What the manager counted, with the gauges of now.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The bounds it was made with.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Flows held (pending, offloaded or dying).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Confirms or drops the rules the device queued.
+    fn settle(&mut self, device: &mut D) {
+        if self.stats.pending == 0 {
+            return;
+        }
+        for slot in 0..self.entries.len() {
+            let Some(e) = self.entries[slot].as_mut() else {
+                continue;
+            };
+            let (State::Pending, Some(rule)) = (e.state, e.rule.as_mut()) else {
+                continue;
+            };
+            match device.settle(rule) {
+                Settled::Waiting => {}
+                Settled::Done => {
+                    e.state = State::Offloaded;
+                    self.stats.pending -= 1;
+                    self.stats.offloaded += 1;
+                    self.stats.installed += 1;
+                }
+                Settled::Refused(why) => {
+                    self.stats.refused[why as usize] += 1;
+                    // The worker's flow stays requested: its end notice
+                    // finds nothing, as for any refused candidate.
+                    self.dies(slot as u32);
+                }
+            }
+        }
+    }
+
+    /// After a new snapshot: flows of tenants gone or changed are pulled
+    /// back (their rules were decided under the old state).
+    fn follow_epochs(&mut self, t: &Tables) {
+        if self.generation == Some(t.generation) {
+            return;
+        }
+        self.generation = Some(t.generation);
+        self.pull_back_if(|spec| {
+            t.tenants
+                .get(spec.tenant)
+                .is_none_or(|tenant| tenant.epoch != spec.epoch)
+        });
+    }
+
+    /// Takes up to `budget` requests, one worker at a time in turn.
+    fn drain(
+        &mut self,
+        budget: usize,
+        t: &Tables,
+        mac: &mut impl FnMut(NeighKey) -> Option<[u8; 6]>,
+        device: &mut D,
+    ) {
+        let workers = self.links.len();
+        if workers == 0 {
+            return;
+        }
+        let first = self.next_worker % workers;
+        self.next_worker = (first + 1) % workers;
+        let mut taken = 0;
+        // A round takes one request from each worker; it ends the drain
+        // when every queue was empty.
+        while taken < budget {
+            let mut any = false;
+            for w in (first..workers).chain(0..first) {
+                if taken >= budget {
+                    break;
+                }
+                let Some(r) = self.links[w].next_request() else {
+                    continue;
+                };
+                any = true;
+                taken += 1;
+                match r {
+                    Request::Candidate(c) => self.candidate(&c, t, mac, device),
+                    Request::Ended { worker, id } => self.ended(worker, id),
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn candidate(
+        &mut self,
+        c: &Candidate,
+        t: &Tables,
+        mac: &mut impl FnMut(NeighKey) -> Option<[u8; 6]>,
+        device: &mut D,
+    ) {
+        self.stats.candidates += 1;
+        if usize::from(c.worker) >= self.links.len() {
+            self.stats.not_offloadable[NotOffloadable::Shape as usize] += 1;
+            return;
+        }
+        // An entry of the same id is of a flow whose end notice was lost:
+        // the worker reused the id.
+        if let Some(&slot) = self.index.get(&(c.worker, c.id)) {
+            self.dies(slot);
+            self.reap(device);
+        }
+        let tenant = c.conn.tenant_id().index();
+        if self.free.is_empty() {
+            self.stats.limit_flows += 1;
+            return;
+        }
+        match self.per_tenant.get(tenant) {
+            Some(&n) if (n as usize) < self.limits.per_tenant => {}
+            _ => {
+                self.stats.limit_tenant += 1;
+                return;
+            }
+        }
+        let spec = match FlowSpec::build(c, t, mac) {
+            Ok(spec) => spec,
+            Err(why) => {
+                self.stats.not_offloadable[why as usize] += 1;
+                return;
+            }
+        };
+        let (state, rule) = match device.install(&spec) {
+            Ok(Installed::Done(rule)) => (State::Offloaded, rule),
+            Ok(Installed::Queued(rule)) => (State::Pending, rule),
+            Err(why) => {
+                self.stats.refused[why as usize] += 1;
+                return;
+            }
+        };
+        let Some(slot) = self.free.pop() else {
+            device.remove(rule);
+            return;
+        };
+        match state {
+            State::Offloaded => {
+                self.stats.offloaded += 1;
+                self.stats.installed += 1;
+            }
+            _ => self.stats.pending += 1,
+        }
+        self.per_tenant[tenant] += 1;
+        self.index.insert((c.worker, c.id), slot);
+        self.entries[slot as usize] = Some(Entry {
+            state,
+            spec,
+            key: c.keys[0],
+            rule: Some(rule),
+            seen: (0, 0),
+        });
+    }
+
+    fn ended(&mut self, worker: u16, id: FlowId) {
+        self.stats.ended += 1;
+        match self.index.get(&(worker, id)) {
+            Some(&slot) => self.dies(slot),
+            None => self.stats.ended_unknown += 1,
+        }
+    }
+
+    /// Queries every offloaded flow's counters, and refreshes the flows
+    /// that had hits since the last query.
+    fn query(&mut self, device: &mut D) {
+        for e in self.entries.iter_mut().flatten() {
+            let (State::Offloaded, Some(rule)) = (e.state, e.rule.as_mut()) else {
+                continue;
+            };
+            let Some((packets, bytes)) = device.counts(rule) else {
+                continue;
+            };
+            if packets <= e.seen.0 {
+                continue;
+            }
+            let fb = Feedback::Refresh {
+                id: e.spec.id,
+                key: e.key,
+                packets: packets - e.seen.0,
+                bytes: bytes.saturating_sub(e.seen.1),
+            };
+            // Not sent: the hits are reported with the next query's.
+            let Some(link) = self.links.get(usize::from(e.spec.worker)) else {
+                continue;
+            };
+            if link.send(fb) {
+                e.seen = (packets, bytes);
+                self.stats.refreshes += 1;
+            } else {
+                self.stats.feedback_full += 1;
+            }
+        }
+    }
+
+    /// Marks the flows `doomed` picks dying, and tells their workers.
+    fn pull_back_if(&mut self, doomed: impl Fn(&FlowSpec) -> bool) {
+        for slot in 0..self.entries.len() {
+            let Some(e) = self.entries[slot].as_ref() else {
+                continue;
+            };
+            if e.state == State::Dying || !doomed(&e.spec) {
+                continue;
+            }
+            let fb = Feedback::Released {
+                id: e.spec.id,
+                key: e.key,
+            };
+            // A release that does not fit leaves the worker's flow marked
+            // requested; its end notice then finds nothing. Software
+            // handles its packets either way, the rules being gone.
+            match self.links.get(usize::from(e.spec.worker)) {
+                Some(link) if link.send(fb) => {}
+                _ => self.stats.feedback_full += 1,
+            }
+            self.stats.pulled_back += 1;
+            self.dies(slot as u32);
+        }
+    }
+
+    /// Flow `slot` is dying: out of the counts of the living.
+    fn dies(&mut self, slot: u32) {
+        let Some(e) = self.entries.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        match e.state {
+            State::Pending => self.stats.pending -= 1,
+            State::Offloaded => self.stats.offloaded -= 1,
+            State::Dying => return,
+        }
+        e.state = State::Dying;
+        self.dying.push(slot);
+    }
+
+    /// Destroys the rules of the dying flows and frees their slots.
+    fn reap(&mut self, device: &mut D) {
+        while let Some(slot) = self.dying.pop() {
+            let Some(e) = self.entries.get_mut(slot as usize).and_then(Option::take) else {
+                continue;
+            };
+            if let Some(rule) = e.rule {
+                device.remove(rule);
+            }
+            self.index.remove(&(e.spec.worker, e.spec.id));
+            if let Some(n) = self.per_tenant.get_mut(e.spec.tenant.index()) {
+                *n = n.saturating_sub(1);
+            }
+            self.free.push(slot);
+            self.stats.removed += 1;
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The pipeline's part in flow offload (docs/offload.md): a worker only
+//! enqueues. A flow that becomes established both ways
+//! ([`Conn::established_both_ways`], asked by the flow-hit fast path and
+//! the full path alike after a packet's update) is offered to the offload
+//! manager on the worker's [`Link`], and marked requested in its `Conn`;
+//! when a requested flow goes (every removal path calls `ended`) or its
+//! TCP connection leaves Established, the worker says so. Between bursts
+//! the worker applies the manager's feedback ([`Pipeline::apply_feedback`]).
+//!
+//! With offload off (no link) the fast path pays one test of an `Option`
+//! per hit, on a cold branch.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::conntrack::Offload;
+use crate::counters::OffloadCounters;
+use crate::flow::Removed;
+use crate::offload::queue::{Feedback, Link, Request};
+use crate::offload::Candidate;
+
+/// Feedback a worker applies per call of [`Pipeline::apply_feedback`] at
+/// most: a bound on the pause between bursts.
+pub const FEEDBACK_BUDGET: usize = 64;
+
+impl Pipeline {
+    /// Makes this worker offer its established flows to the offload
+    /// manager through `link` (this worker's, made at start).
+    #[must_use]
+    pub fn with_offload(mut self, link: Arc<Link>) -> Self {
+        self.offload = Some(link);
+        self
+    }
+
+    /// Whether this worker offers flows for offload.
+    pub fn offloads(&self) -> bool {
+        self.offload.is_some()
+    }
+
+    /// After a packet of flow `id` going `dir`, on a worker that offloads:
+    /// offers the flow once it is established both ways, and tells of a
+    /// requested TCP flow that left Established (a FIN or RST went
+    /// through software, as full-offload rules let them). Out of line:
+    /// the fast path calls it only for a flow not offered yet.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn offload_step(&mut self, c: &WorkerCounters, id: FlowId, dir: Direction) {
+        let Some(link) = self.offload.as_deref() else {
+            return;
+        };
+        let Some(&keys) = self.flows.keys(id) else {
+            return;
+        };
+        let Some(conn) = self.flows.get_mut(id) else {
+            return;
+        };
+        let oc = &c.offload;
+        match conn.offload {
+            Offload::Unoffered if conn.established_both_ways(dir.index()) => {
+                let candidate = Candidate {
+                    worker: link.worker(),
+                    id,
+                    keys,
+                    conn: *conn,
+                };
+                oc.requests.inc();
+                conn.offload = if link.offer(candidate) {
+                    Offload::Requested
+                } else {
+                    oc.queue_full.inc();
+                    Offload::Kept
+                };
+            }
+            Offload::Requested
+                if conn.protocol == IpProtocol::TCP.0 && conn.tcp != TcpState::Established =>
+            {
+                conn.offload = Offload::Kept;
+                end_offload(link, oc, id);
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies one piece of the manager's feedback at time `now`: a
+    /// refresh extends its flow's life as a packet would and adds the
+    /// NIC's packets and bytes to its tenant's counts; a release gives the
+    /// flow back to software for good. Feedback about a flow the worker no
+    /// longer holds (its id reused since) is counted and ignored.
+    pub fn apply(&mut self, c: &WorkerCounters, fb: Feedback, now: u64) {
+        let oc = &c.offload;
+        let (id, key) = fb.flow();
+        let ours = self.flows.keys(id).is_some_and(|k| k[0] == key);
+        let Some(conn) = self.flows.get_mut(id).filter(|_| ours) else {
+            oc.feedback_stale.inc();
+            return;
+        };
+        if conn.offload != Offload::Requested {
+            oc.feedback_stale.inc();
+            return;
+        }
+        match fb {
+            Feedback::Refresh { packets, bytes, .. } => {
+                oc.refreshes.inc();
+                if let Some(tc) = c.tenant(usize::from(conn.tenant)) {
+                    tc.offloaded_packets.add(packets);
+                    tc.offloaded_bytes.add(bytes);
+                }
+                let deadline = now.saturating_add(self.life.of(conn));
+                let old = self.flows.deadline(id).unwrap_or(0);
+                self.flows.set_deadline(id, deadline.max(old));
+            }
+            Feedback::Released { .. } => {
+                oc.released.inc();
+                conn.offload = Offload::Kept;
+            }
+        }
+    }
+
+    /// Applies up to [`FEEDBACK_BUDGET`] pieces of the manager's feedback
+    /// ([`Pipeline::apply`]); the worker calls it between bursts. Returns
+    /// how many it applied.
+    pub fn apply_feedback(&mut self, c: &WorkerCounters, now: u64) -> usize {
+        let Some(link) = self.offload.clone() else {
+            return 0;
+        };
+        let mut n = 0;
+        while n < FEEDBACK_BUDGET {
+            let Some(fb) = link.next_feedback() else {
+                break;
+            };
+            self.apply(c, fb, now);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// Marked frames counted where the counters are not at hand (the burst
+/// stages), added to them at the sweep.
+#[derive(Debug, Default)]
+pub(super) struct Marks {
+    pub(super) hits: std::cell::Cell<u64>,
+    pub(super) stale: std::cell::Cell<u64>,
+}
+
+impl Marks {
+    pub(super) fn flush(&self, c: &WorkerCounters) {
+        c.offload.marked_hits.add(self.hits.take());
+        c.offload.stale_marks.add(self.stale.take());
+    }
+}
+
+/// Tells the manager that requested flow `id` ended.
+fn end_offload(link: &Link, oc: &OffloadCounters, id: FlowId) {
+    oc.ended.inc();
+    let worker = link.worker();
+    if !link.request(Request::Ended { worker, id }) {
+        oc.ended_lost.inc();
+    }
+}
+
+/// The offload part of a flow's removal: a requested flow's end is told.
+#[inline]
+pub(super) fn removed(link: Option<&Link>, c: &WorkerCounters, gone: &Removed<Conn>) {
+    if let Some(link) = link {
+        if gone.value.offload == Offload::Requested {
+            end_offload(link, &c.offload, gone.id);
+        }
+    }
+}
+
+/// A requested flow decided again under its tenant's new epoch and kept:
+/// its rules were made for the old one, so they go, and the flow stays in
+/// software.
+pub(super) fn redecided(link: Option<&Link>, c: &WorkerCounters, id: FlowId, conn: &mut Conn) {
+    if let Some(link) = link {
+        if conn.offload == Offload::Requested {
+            conn.offload = Offload::Kept;
+            end_offload(link, &c.offload, id);
+        }
+    }
+}
