@@ -50,6 +50,12 @@ pub trait Frame {
         Checked::Unknown
     }
 
+    /// The flow mark the NIC set (an `rte_flow` MARK action, partial
+    /// offload: the flow's id plus one), if any.
+    fn mark(&self) -> Option<u32> {
+        None
+    }
+
     /// The frame's length in bytes.
     fn len(&self) -> usize {
         self.data().len()
@@ -85,6 +91,7 @@ pub struct VecFrame {
     in_port: u16,
     rss_hash: Option<u32>,
     ipv4_checksum: Checked,
+    mark: Option<u32>,
 }
 
 impl VecFrame {
@@ -105,6 +112,7 @@ impl VecFrame {
             in_port,
             rss_hash: None,
             ipv4_checksum: Checked::Unknown,
+            mark: None,
         }
     }
 
@@ -132,6 +140,12 @@ impl VecFrame {
     /// that verifies it would.
     pub fn with_ipv4_checksum(mut self, checked: Checked) -> Self {
         self.ipv4_checksum = checked;
+        self
+    }
+
+    /// Sets the flow mark, as a NIC's MARK action would.
+    pub fn with_mark(mut self, mark: u32) -> Self {
+        self.mark = Some(mark);
         self
     }
 
@@ -206,6 +220,11 @@ impl Frame for VecFrame {
     #[inline]
     fn ipv4_checksum(&self) -> Checked {
         self.ipv4_checksum
+    }
+
+    #[inline]
+    fn mark(&self) -> Option<u32> {
+        self.mark
     }
 }
 

@@ -5240,3 +5240,5 @@ fn a_frame_the_resolver_numbered_is_numbered_again_as_it_leaves() {
 
 #[path = "pipeline/admin.rs"]
 mod admin;
+#[path = "pipeline/offload.rs"]
+mod offload;

@@ -7,6 +7,7 @@ mod common;
 
 use std::sync::OnceLock;
 
+use rte::flow::template::{self, Api};
 use rte::flow::{Action, Attr, Item, Masked, Rule};
 use rte::{Eal, Mbuf, Mempool};
 
@@ -190,4 +191,34 @@ fn a_frame_carries_its_flow_mark_only_under_the_fdir_id_flag() {
     m.set_flow_mark(None);
     assert_eq!(m.flow_mark(), None);
     assert_eq!(m.ol_flags() & fdir_id, 0);
+}
+
+/// Virtual devices have no template API: the probe says "synchronous",
+/// with DPDK's reason, and every template call refuses cleanly.
+#[test]
+fn the_template_api_falls_back_to_sync_on_virtual_devices() {
+    eal();
+    for port in [NULL_PORT, RING_PORT] {
+        match template::probe(port).expect("probe") {
+            Api::Sync(why) => {
+                assert!(why.no_flow_api(), "port {port}: {why}");
+                assert_eq!(why.op, "rte_flow_info_get");
+                assert!(!why.message.is_empty());
+            }
+            Api::Template(info) => panic!("port {port} has a template API? {info:?}"),
+        }
+        let config = template::Config {
+            queues: 2,
+            queue_size: 64,
+            counters: 1024,
+            aging_objects: 0,
+        };
+        let err = template::configure(port, &config).unwrap_err();
+        assert!(err.no_flow_api(), "{err}");
+        let err = template::Table::new(port, &full_rule(), 1024).unwrap_err();
+        assert!(err.no_flow_api(), "{err}");
+        assert_eq!(err.op, "rte_flow_pattern_template_create");
+    }
+    let err = template::probe(77).unwrap_err();
+    assert_eq!(err.errno, libc::ENODEV, "{err}");
 }

@@ -709,6 +709,25 @@ impl<V> FlowTable<V> {
         }
     }
 
+    /// Which key of flow `id` is `key`, if `id` holds a flow with it: a
+    /// NIC's mark names a flow by id, and a stale one (its flow removed,
+    /// the id reused) must not be taken for it. A free entry holds the
+    /// zero key, which no packet's key is. The deadline is the caller's
+    /// to check ([`FlowTable::hit_at`]).
+    #[inline]
+    pub fn check(&self, id: FlowId, key: &FlowKey) -> Option<Direction> {
+        let e = self.entries.get(id.index())?;
+        if *key == FlowKey::default() {
+            None
+        } else if e.keys[0] == *key {
+            Some(Direction::Forward)
+        } else if e.keys[1] == *key {
+            Some(Direction::Reply)
+        } else {
+            None
+        }
+    }
+
     /// The deadline of a live flow.
     #[inline]
     pub fn deadline(&self, id: FlowId) -> Option<u64> {

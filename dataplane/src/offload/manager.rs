@@ -182,6 +182,8 @@ pub struct FlowView<'a, R> {
     pub state: State,
     pub spec: &'a FlowSpec,
     pub rule: Option<&'a R>,
+    /// Packets and bytes its rules matched, as last reported.
+    pub hits: (u64, u64),
 }
 
 /// The offload manager.
@@ -271,6 +273,7 @@ impl<D: Device> Offloads<D> {
             state: e.state,
             spec: &e.spec,
             rule: e.rule.as_ref(),
+            hits: e.seen,
         })
     }
 

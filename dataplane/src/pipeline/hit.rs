@@ -23,6 +23,53 @@ use super::*;
 use crate::conntrack::Answered;
 use crate::wire::TcpFlags;
 
+/// A frame as the first stage of a burst reads it ([`Pipeline::stage_public`],
+/// [`Pipeline::stage_underlay`]): its bytes, and what the NIC said of it
+/// — its outer IPv4 checksum, and the flow mark of a partial-offload rule.
+/// A plain slice is a frame the NIC said nothing of.
+pub trait Staged<'a> {
+    fn bytes(&self) -> &'a [u8];
+    fn checked(&self) -> crate::Checked {
+        crate::Checked::Unknown
+    }
+    fn mark(&self) -> Option<u32> {
+        None
+    }
+}
+
+impl<'a> Staged<'a> for &'a [u8] {
+    #[inline(always)]
+    fn bytes(&self) -> &'a [u8] {
+        self
+    }
+}
+
+impl<'a> Staged<'a> for (&'a [u8], crate::Checked) {
+    #[inline(always)]
+    fn bytes(&self) -> &'a [u8] {
+        self.0
+    }
+    #[inline(always)]
+    fn checked(&self) -> crate::Checked {
+        self.1
+    }
+}
+
+impl<'a> Staged<'a> for (&'a [u8], crate::Checked, Option<u32>) {
+    #[inline(always)]
+    fn bytes(&self) -> &'a [u8] {
+        self.0
+    }
+    #[inline(always)]
+    fn checked(&self) -> crate::Checked {
+        self.1
+    }
+    #[inline(always)]
+    fn mark(&self) -> Option<u32> {
+        self.2
+    }
+}
+
 /// What the first stage of a burst learned of one frame, for the second:
 /// see [`Pipeline::stage_public`].
 #[derive(Clone, Copy, Debug, Default)]
@@ -125,11 +172,11 @@ impl Pipeline {
     /// `hints[i]` is the `i`th frame's, for up to [`BULK_MAX`] frames.
     /// Nothing else changes: a flow created or removed by an earlier frame
     /// of the burst is caught by the second stage, which checks the hint.
-    pub fn stage_public<'a, P: Prefetch>(
+    pub fn stage_public<'a, P: Prefetch, S: Staged<'a>>(
         &self,
         t: &Tables,
         port: u16,
-        frames: impl Iterator<Item = &'a [u8]>,
+        frames: impl Iterator<Item = S>,
         pf: &P,
         now: u64,
         hints: &mut [Hint],
@@ -141,17 +188,26 @@ impl Pipeline {
         let mut keys = [FlowKey::default(); BULK_MAX];
         let mut frame_of = [0u8; BULK_MAX];
         let mut n = 0;
-        for (i, (data, hint)) in frames.zip(hints.iter_mut()).take(BULK_MAX).enumerate() {
+        for (i, (frame, hint)) in frames.zip(hints.iter_mut()).take(BULK_MAX).enumerate() {
+            let data = frame.bytes();
             let plain = data
                 .get(12..14)
                 .filter(|&ethertype| ethertype == EtherType::IPV4.0.to_be_bytes())
                 .and_then(|_| Plain::parse(data.get(ETH..)?));
             *hint = match plain {
                 Some(p) => {
-                    keys[n] = p.key(Zone::PUBLIC);
-                    frame_of[n] = i as u8;
-                    n += 1;
-                    Hint(Stage::Plain(p, FlowLookup::Miss))
+                    let key = p.key(Zone::PUBLIC);
+                    // A frame the NIC marked with its live flow is left
+                    // out of the lookup.
+                    match frame.mark().and_then(|m| self.by_mark(m, &key)) {
+                        Some(found) => Hint(Stage::Plain(p, found)),
+                        None => {
+                            keys[n] = key;
+                            frame_of[n] = i as u8;
+                            n += 1;
+                            Hint(Stage::Plain(p, FlowLookup::Miss))
+                        }
+                    }
                 }
                 None => Hint(Stage::Full),
             };
@@ -165,6 +221,25 @@ impl Pipeline {
             }
             if let Some((id, _)) = l.hit() {
                 self.flows.prefetch_value(pf, id);
+            }
+        }
+    }
+
+    /// The flow NIC mark `mark` names (partial offload: its id plus one),
+    /// if it is that of the frame's `key`, as a lookup would have found
+    /// it, its value prefetched; `None` for a stale mark (its flow gone,
+    /// the id given to another), which the caller looks up as usual.
+    #[inline]
+    pub(super) fn by_mark(&self, mark: u32, key: &FlowKey) -> Option<FlowLookup> {
+        let id = FlowId::new(mark.checked_sub(1)?);
+        match self.flows.check(id, key) {
+            Some(dir) => {
+                self.marks.hits.set(self.marks.hits.get() + 1);
+                Some(FlowLookup::Hit(id, dir))
+            }
+            None => {
+                self.marks.stale.set(self.marks.stale.get() + 1);
+                None
             }
         }
     }
@@ -200,6 +275,10 @@ impl Pipeline {
         let tail = data.len() - ETH - p.len;
         let life = &self.life;
         let key = p.key(Zone::PUBLIC);
+        let staged = match staged {
+            None => f.mark().and_then(|m| self.by_mark(m, &key)),
+            found => found,
+        };
         let hit = match staged {
             None => self.flows.hit(&key, now)?,
             Some(FlowLookup::Hit(id, dir)) => self.flows.hit_at(id, dir, &key, now)?,
@@ -299,9 +378,13 @@ impl Pipeline {
         let zone = Zone::tenant(tenant.id.index())?;
         let life = &self.life;
         let key = p.key(zone);
-        let hit = match staged {
+        let found = match staged {
+            None => f.mark().and_then(|m| self.by_mark(m, &key)),
+            Some((found, _)) => Some(found),
+        };
+        let hit = match found {
             None => self.flows.hit(&key, now)?,
-            Some((FlowLookup::Hit(id, dir), _)) => self.flows.hit_at(id, dir, &key, now)?,
+            Some(FlowLookup::Hit(id, dir)) => self.flows.hit_at(id, dir, &key, now)?,
             Some(_) => return None,
         };
         let conn = &mut *hit.value;

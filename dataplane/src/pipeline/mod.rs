@@ -158,6 +158,10 @@ pub struct Pipeline {
     /// This worker's queues to the offload manager, when it offloads
     /// (offload.rs).
     offload: Option<std::sync::Arc<crate::offload::queue::Link>>,
+    /// Frames whose NIC mark named their flow, and stale marks, since the
+    /// last sweep (the stages that count them borrow the pipeline
+    /// shared).
+    marks: offload::Marks,
 }
 
 pub mod admin;
@@ -188,7 +192,7 @@ use session::*;
 
 pub use fragment::FRAGMENT_LIFE_MS;
 use fragment::{cut, inbound_owner, later_fragment_inside, outbound_owner, tunnel_resolved, Fit};
-pub use hit::Hint;
+pub use hit::{Hint, Staged};
 pub use offload::FEEDBACK_BUDGET;
 pub(crate) use public::public_addr;
 use public::{public_port, resolve_public, Exit};
@@ -237,6 +241,7 @@ impl Pipeline {
             now: 0,
             hops: stage::Hops::default(),
             offload: None,
+            marks: offload::Marks::default(),
         }
     }
 
@@ -356,6 +361,7 @@ impl Pipeline {
             offload::removed(link, c, &gone);
         });
         c.sweep_passes.set(self.flows.sweep_passes());
+        self.marks.flush(c);
         self.sweep_stale(t, c);
         self.frags.sweep(now, SWEEP_BUDGET);
         c.flows_in_use.set(self.flows.len() as u64);

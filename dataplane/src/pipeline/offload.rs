@@ -135,6 +135,21 @@ impl Pipeline {
     }
 }
 
+/// Marked frames counted where the counters are not at hand (the burst
+/// stages), added to them at the sweep.
+#[derive(Debug, Default)]
+pub(super) struct Marks {
+    pub(super) hits: std::cell::Cell<u64>,
+    pub(super) stale: std::cell::Cell<u64>,
+}
+
+impl Marks {
+    pub(super) fn flush(&self, c: &WorkerCounters) {
+        c.offload.marked_hits.add(self.hits.take());
+        c.offload.stale_marks.add(self.stale.take());
+    }
+}
+
 /// Tells the manager that requested flow `id` ended.
 fn end_offload(link: &Link, oc: &OffloadCounters, id: FlowId) {
     oc.ended.inc();

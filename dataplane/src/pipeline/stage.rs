@@ -19,7 +19,7 @@
 //! the burst changed (a flow created or removed): the hit is looked up
 //! again by its id and key.
 
-use super::hit::{Plain, Stage};
+use super::hit::{Plain, Stage, Staged};
 use super::public::{resolve_route, PublicHop};
 use super::*;
 use crate::Checked;
@@ -104,11 +104,11 @@ impl Pipeline {
     /// resolved. `frames` gives each frame's bytes and what the NIC said of
     /// its outer IPv4 checksum; `hints[i]` is the `i`th frame's, for up to
     /// [`BULK_MAX`] frames.
-    pub fn stage_underlay<'a, P: Prefetch>(
+    pub fn stage_underlay<'a, P: Prefetch, S: Staged<'a>>(
         &mut self,
         t: &Tables,
         port: u16,
-        frames: impl Iterator<Item = (&'a [u8], Checked)>,
+        frames: impl Iterator<Item = S>,
         pf: &P,
         now: u64,
         hints: &mut [Hint],
@@ -122,13 +122,23 @@ impl Pipeline {
         let mut keys = [FlowKey::default(); BULK_MAX];
         let mut frame_of = [0u8; BULK_MAX];
         let mut n = 0;
-        for (i, ((data, nic), hint)) in frames.zip(hints.iter_mut()).take(BULK_MAX).enumerate() {
-            *hint = match self.read_tunnelled(t, pe, data, nic) {
+        let mut staged = 0;
+        for (i, (frame, hint)) in frames.zip(hints.iter_mut()).take(BULK_MAX).enumerate() {
+            staged = i + 1;
+            *hint = match self.read_tunnelled(t, pe, frame.bytes(), frame.checked()) {
                 Read::Plain(p, tunnelled, zone) => {
-                    keys[n] = p.key(zone);
-                    frame_of[n] = i as u8;
-                    n += 1;
-                    Hint(Stage::Tunnel(p, FlowLookup::Miss, tunnelled))
+                    let key = p.key(zone);
+                    // A frame the NIC marked with its live flow is left
+                    // out of the lookup.
+                    match frame.mark().and_then(|m| self.by_mark(m, &key)) {
+                        Some(found) => Hint(Stage::Tunnel(p, found, tunnelled)),
+                        None => {
+                            keys[n] = key;
+                            frame_of[n] = i as u8;
+                            n += 1;
+                            Hint(Stage::Tunnel(p, FlowLookup::Miss, tunnelled))
+                        }
+                    }
                 }
                 Read::NotPlain => Hint::FULL_PATH,
                 Read::Other => Hint::default(),
@@ -142,14 +152,18 @@ impl Pipeline {
         // (`dsts[r]` is the `r`th run's), the runs' routes are looked up
         // together, and runs through the router of the run before share
         // its hop (an on-link destination is its own neighbour).
+        for (&i, &l) in frame_of.iter().zip(&found).take(n) {
+            if let Some(Hint(Stage::Tunnel(_, f, _))) = hints.get_mut(usize::from(i)) {
+                *f = l;
+            }
+        }
         let mut dsts = [0u32; BULK_MAX];
         let mut runs = 0;
-        for (&i, &l) in frame_of.iter().zip(&found).take(n) {
-            let Some(Hint(Stage::Tunnel(p, f, tunnelled))) = hints.get_mut(usize::from(i)) else {
+        for hint in hints.iter_mut().take(staged) {
+            let Hint(Stage::Tunnel(p, f, tunnelled)) = hint else {
                 continue;
             };
-            *f = l;
-            let Some((id, _)) = l.hit() else {
+            let Some((id, _)) = f.hit() else {
                 continue;
             };
             self.flows.prefetch_value(pf, id);

@@ -353,3 +353,28 @@ impl Drop for Flow {
         let _ = self.destroy_raw();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_error_without_a_message_says_the_errno() {
+        let err = sys::rte_flow_error {
+            type_: sys::RTE_FLOW_ERROR_TYPE_ACTION,
+            ..Default::default()
+        };
+        let e = FlowError::from_c("rte_flow_validate", libc::ENOTSUP, &err);
+        assert!(e.unsupported());
+        assert_eq!(e.kind, sys::RTE_FLOW_ERROR_TYPE_ACTION);
+        assert_eq!(e.message, "Operation not supported");
+        let with = sys::rte_flow_error {
+            type_: sys::RTE_FLOW_ERROR_TYPE_ITEM,
+            cause: ptr::null(),
+            message: c"no GRE here".as_ptr(),
+        };
+        let e = FlowError::from_c("rte_flow_create", libc::EINVAL, &with);
+        assert_eq!(e.message, "no GRE here");
+        assert_eq!(e.to_string(), "rte_flow_create: no GRE here (errno 22)");
+    }
+}

@@ -28,49 +28,47 @@ const ETHERTYPE_IPV4: u16 = 0x0800;
 const IPPROTO_GRE: u8 = 47;
 
 pub(super) fn render(rule: &Rule, port: u16) -> String {
-    let mut out = String::new();
-    let mut actions = Vec::with_capacity(rule.actions.len());
+    let mut sets = String::new();
     let mut raw_index = 0;
-    for action in &rule.actions {
-        let (kind, bytes) = match action {
-            Action::RawDecap(b) => ("raw_decap", b),
-            Action::RawEncap(b) => ("raw_encap", b),
-            other => {
-                actions.push(action_text(other));
-                continue;
-            }
-        };
-        match raw_items(bytes) {
-            Some(items) => {
-                let _ = writeln!(out, "set {kind} {raw_index} {items} / end_set");
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "# {kind} {raw_index}: {} bytes testpmd items cannot express: {}",
-                    bytes.len(),
-                    hex(bytes)
-                );
-            }
-        }
-        actions.push(format!("{kind} index {raw_index}"));
-        raw_index += 1;
-    }
+    let actions: Vec<String> = rule
+        .actions
+        .iter()
+        .map(|a| action_text(a, &mut raw_index, &mut sets))
+        .collect();
     let pattern: Vec<String> = rule.pattern.iter().map(item_text).collect();
-    let mut line = format!("flow create {port} {}pattern ", attr_text(&rule.attr));
+    let mut out = sets;
+    let _ = write!(out, "flow create {port} {}pattern ", attr_text(&rule.attr));
     for item in &pattern {
-        line.push_str(item);
-        line.push_str(" / ");
+        out.push_str(item);
+        out.push_str(" / ");
     }
-    line.push_str("end actions ");
+    out.push_str("end actions ");
     for action in &actions {
-        line.push_str(action);
-        line.push_str(" / ");
+        out.push_str(action);
+        out.push_str(" / ");
     }
-    line.push_str("end");
-    out.push_str(&line);
-    out.push('\n');
+    out.push_str("end\n");
     out
+}
+
+/// A raw action's `set` line (appended to `sets`) under the next index.
+fn raw_text(kind: &str, bytes: &[u8], raw_index: &mut usize, sets: &mut String) -> String {
+    let index = *raw_index;
+    *raw_index += 1;
+    match raw_items(bytes) {
+        Some(items) => {
+            let _ = writeln!(sets, "set {kind} {index} {items} / end_set");
+        }
+        None => {
+            let _ = writeln!(
+                sets,
+                "# {kind} {index}: {} bytes testpmd items cannot express: {}",
+                bytes.len(),
+                hex(bytes)
+            );
+        }
+    }
+    format!("{kind} index {index}")
 }
 
 fn attr_text(attr: &Attr) -> String {
@@ -189,7 +187,7 @@ fn item_text(item: &Item) -> String {
     s
 }
 
-fn action_text(action: &Action) -> String {
+fn action_text(action: &Action, raw_index: &mut usize, sets: &mut String) -> String {
     match action {
         Action::Drop => "drop".into(),
         Action::Queue(q) => format!("queue index {q}"),
@@ -214,9 +212,8 @@ fn action_text(action: &Action) -> String {
         Action::PortId(id) => format!("port_id id {id}"),
         Action::RepresentedPort(p) => format!("represented_port ethdev_port_id {p}"),
         Action::Jump(g) => format!("jump group {g}"),
-        Action::RawDecap(_) | Action::RawEncap(_) => {
-            unreachable!("raw actions are rendered with their set line")
-        }
+        Action::RawDecap(b) => raw_text("raw_decap", b, raw_index, sets),
+        Action::RawEncap(b) => raw_text("raw_encap", b, raw_index, sets),
     }
 }
 
