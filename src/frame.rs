@@ -94,6 +94,12 @@ impl<M: BorrowMut<Mbuf>> Frame for MbufFrame<M> {
     fn ipv4_checksum(&self) -> Checked {
         checked(self.m())
     }
+
+    /// The MARK a partial-offload rule gave the frame (the flow's id + 1).
+    #[inline]
+    fn mark(&self) -> Option<u32> {
+        self.m().flow_mark()
+    }
 }
 
 /// What the driver of `m`'s port found of its outer IPv4 checksum, as the

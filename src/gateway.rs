@@ -337,6 +337,7 @@ fn serve(
             shares,
             drain_ticks,
             fault: Fault::from_env(index),
+            marks: offload.marks(),
         });
     }
 

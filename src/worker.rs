@@ -64,6 +64,9 @@ pub struct Worker<'a> {
     pub drain_ticks: u64,
     /// A failure to simulate, for tests only ([`Fault::from_env`]).
     pub fault: Option<Fault>,
+    /// Whether NIC marks are read (partial offload on some port): a
+    /// marked frame skips the flow lookup (docs/offload.md).
+    pub marks: bool,
 }
 
 /// A worker failure a test asks for, to see the gateway fail stop. Only
@@ -125,6 +128,13 @@ struct TxBuffers([Burst; MAX_PORTS]);
 /// Later fragments waiting for their first, in the spots the pipeline
 /// chose (`dataplane::fragments::park`).
 type Parking = Parked<MbufFrame<Mbuf>>;
+
+/// A received frame as the stages read it with NIC marks: its bytes, the
+/// driver's checksum verdict and its flow mark.
+#[inline]
+fn marked(m: &Mbuf) -> (&[u8], dataplane::Checked, Option<u32>) {
+    (&m[..], crate::frame::checked(m), m.flow_mark())
+}
 
 /// Where a burst's frames go besides the TX buffers, emptied after each
 /// burst.
@@ -297,10 +307,17 @@ impl Worker<'_> {
         // public side's or the underlay's, by the port's role.
         let mut hints = [Hint::default(); BURST];
         if let (StageRef::Gateway(pipeline, tables), Some(port)) = (&mut stage, port) {
-            let frames = burst.iter().map(|m| &m[..]);
-            pipeline.stage_public(tables, port, frames, &RtePrefetch, now, &mut hints);
-            let frames = burst.iter().map(|m| (&m[..], crate::frame::checked(m)));
-            pipeline.stage_underlay(tables, port, frames, &RtePrefetch, now, &mut hints);
+            if self.marks {
+                let frames = burst.iter().map(marked);
+                pipeline.stage_public(tables, port, frames, &RtePrefetch, now, &mut hints);
+                let frames = burst.iter().map(marked);
+                pipeline.stage_underlay(tables, port, frames, &RtePrefetch, now, &mut hints);
+            } else {
+                let frames = burst.iter().map(|m| &m[..]);
+                pipeline.stage_public(tables, port, frames, &RtePrefetch, now, &mut hints);
+                let frames = burst.iter().map(|m| (&m[..], crate::frame::checked(m)));
+                pipeline.stage_underlay(tables, port, frames, &RtePrefetch, now, &mut hints);
+            }
         }
         for (mut mbuf, hint) in burst.drain(..).zip(&hints) {
             let verdict = if mbuf.segments() != 1 {

@@ -149,6 +149,14 @@ impl OffloadPlane {
         }
     }
 
+    /// Whether some port marks flows' frames (partial offload): the
+    /// workers then read marks.
+    pub fn marks(&self) -> bool {
+        self.manager
+            .as_ref()
+            .is_some_and(|(_, d)| self.ports.iter().any(|p| d.level(p.id) == Level::Partial))
+    }
+
     /// Worker `w`'s link, if flows are offered.
     pub fn link(&self, w: usize) -> Option<Arc<Link>> {
         self.links.get(w).cloned()
@@ -269,6 +277,8 @@ impl OffloadPlane {
                     "id": f.id.get(),
                     "tenant": tenant_name(f.tenant.0),
                     "state": f.state.name(),
+                    "hits": f.hits.0,
+                    "bytes": f.hits.1,
                     "rules": rules,
                     "installed": f.rule.is_some_and(|r| r.installed()),
                 }));
