@@ -165,11 +165,17 @@ impl OffloadPlane {
     /// One control-loop tick: the manager's, and the steering rules
     /// brought up to date with the pools when the tables changed.
     pub fn tick(&mut self, tables: &Tables) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.tick_at(now, tables);
+    }
+
+    /// [`OffloadPlane::tick`] at `now_ms` milliseconds of the plane's
+    /// clock (a test's own).
+    pub fn tick_at(&mut self, now_ms: u64, tables: &Tables) {
         let Some((manager, device)) = self.manager.as_mut() else {
             return;
         };
-        let now = self.started.elapsed().as_millis() as u64;
-        manager.tick(now, REQUEST_BUDGET, tables, &mut macs_of(tables), device);
+        manager.tick(now_ms, REQUEST_BUDGET, tables, &mut macs_of(tables), device);
         if self.steering.generation != Some(tables.generation) {
             self.steer(tables);
         }

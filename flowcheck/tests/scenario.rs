@@ -1,0 +1,476 @@
+//! The reference scenario's offloaded flows, checked where tgw hands them
+//! to DPDK (issue 14): the gateway's tables for examples/reference.toml,
+//! a worker's pipeline with offload on fed the flows' frames (built with
+//! etherparse), and the daemon's offload plane — its probe and its
+//! `Device` over `rte::flow` — ticked on net_null ports whose
+//! `rte_flow_*` calls land in the fake NIC (`--wrap`, build.rs), which
+//! answers as a capable NIC. The rules it records must be exactly the
+//! expected ones, written out here from DESIGN.md's addresses (keys 1000
+//! and 2000, hosts 172.168.0.11/.12 and the gateway's 172.168.0.1, the
+//! client 1.1.1.7 and the elastic IPs 2.2.2.11/.12 of 10.0.0.7, ports,
+//! the tunnel header the software path writes); the NIC's counts must
+//! refresh the flows; and the rules must go when the flows end: pulled
+//! back by a change to their tenant, or expired under a later clock.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ctl::api::Op;
+use ctl::config::{Config, Role};
+use ctl::running::Running;
+use dataplane::conntrack::Timeouts;
+use dataplane::neighbour::{NeighbourLimits, NeighbourWriter};
+use dataplane::pipeline::Pipeline;
+use dataplane::ratelimit::TokenBucket;
+use dataplane::resolver::{Resolver, ResolverConfig};
+use dataplane::snapshot::Publisher;
+use dataplane::tables::Tables;
+use dataplane::{Frame, VecFrame, Verdict, WorkerCounters};
+use etherparse::PacketBuilder;
+use rte::flow::fake::{self, Event};
+use rte::flow::{Action, Attr, Item, Masked, Rule};
+use rte::MacAddr;
+use tgw::handler::{ChangeCx, Handler};
+use tgw::offload::plane::{OffloadPlane, PlanePort};
+use tgw::runtime::Runtime;
+
+const PUB: u16 = 0;
+const UND: u16 = 1;
+const PUB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x01];
+const UND_MAC: [u8; 6] = [2, 0, 0, 0, 0x01, 0x01];
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0x07, 0x07];
+const CLIENT: [u8; 4] = [1, 1, 1, 7];
+const VM: [u8; 4] = [10, 0, 0, 7];
+const LOCAL: [u8; 4] = [172, 168, 0, 1];
+/// Nanoseconds: the pipeline's clock here (10^9 ticks a second).
+const SEC: u64 = 1_000_000_000;
+
+/// One tenant of the reference scenario, as its frames and rules need it.
+struct Tenant {
+    key: u32,
+    host: [u8; 4],
+    host_mac: [u8; 6],
+    /// The gateway's MAC inside the tenant's gretap tunnel, and the VM's.
+    mac: [u8; 6],
+    vm_mac: [u8; 6],
+    eip: [u8; 4],
+    /// The port its firewall lets in.
+    port: u16,
+}
+
+const T1: Tenant = Tenant {
+    key: 1000,
+    host: [172, 168, 0, 11],
+    host_mac: [2, 0, 0, 0, 0x0b, 0x0b],
+    mac: [2, 0, 0, 0, 0x10, 0],
+    vm_mac: [2, 0, 0, 0, 0x0a, 0x07],
+    eip: [2, 2, 2, 11],
+    port: 22,
+};
+
+const T2: Tenant = Tenant {
+    key: 2000,
+    host: [172, 168, 0, 12],
+    host_mac: [2, 0, 0, 0, 0x0c, 0x0c],
+    mac: [2, 0, 0, 0, 0x20, 0],
+    vm_mac: [2, 0, 0, 0, 0x0a, 0x17],
+    eip: [2, 2, 2, 12],
+    port: 23,
+};
+
+fn be(a: [u8; 4]) -> u32 {
+    u32::from_be_bytes(a)
+}
+
+/// A TCP segment from the client to `t`'s elastic IP.
+fn from_client(t: &Tenant, sport: u16, syn: bool, seq: u32, ack: Option<u32>) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(CLIENT_MAC, PUB_MAC)
+        .ipv4(CLIENT, t.eip, 64)
+        .tcp(sport, t.port, seq, 64240);
+    if syn {
+        b = b.syn();
+    }
+    if let Some(a) = ack {
+        b = b.ack(a);
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, &[]).unwrap();
+    out
+}
+
+/// `t`'s VM answering the client's SYN (a SYN-ACK), in its gretap tunnel:
+/// outer Ethernet, IPv4 and GRE with key (RFC 2784/2890) by hand, since
+/// etherparse has no GRE.
+fn syn_ack_from_vm(t: &Tenant, dport: u16) -> Vec<u8> {
+    let mut inner = Vec::new();
+    PacketBuilder::ethernet2(t.vm_mac, t.mac)
+        .ipv4(VM, CLIENT, 64)
+        .tcp(t.port, dport, 5000, 64240)
+        .syn()
+        .ack(1001)
+        .write(&mut inner, &[])
+        .unwrap();
+    let mut gre = vec![0x20, 0x00, 0x65, 0x58];
+    gre.extend_from_slice(&t.key.to_be_bytes());
+    gre.extend_from_slice(&inner);
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(t.host_mac, UND_MAC)
+        .ipv4(t.host, LOCAL, 64)
+        .write(&mut out, etherparse::IpNumber(47), &gre)
+        .unwrap();
+    out
+}
+
+fn config() -> Config {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/reference.toml");
+    let text = std::fs::read_to_string(path).expect("examples/reference.toml");
+    ctl::config::parse(&text, "reference.toml", &"0-1".parse().unwrap()).expect("valid")
+}
+
+/// A daemon's control plane and one worker, without ports: the tables of
+/// the running state, a pipeline fed by hand, the offload plane.
+struct Gateway {
+    handler: Handler,
+    resolver: Resolver<VecFrame>,
+    publisher: Arc<Publisher<Tables>>,
+    counters: Arc<WorkerCounters>,
+    pipeline: Pipeline,
+    plane: OffloadPlane,
+}
+
+impl Gateway {
+    fn new() -> Gateway {
+        let config = config();
+        let port_ids = vec![(PUB, MacAddr(PUB_MAC)), (UND, MacAddr(UND_MAC))];
+        let mut handler = Handler::new(
+            Running::new(config.clone()),
+            Runtime::new(&config, port_ids),
+            "0-1".parse().unwrap(),
+            PathBuf::from("reference.toml"),
+        );
+        let mut resolver = Resolver::new(
+            NeighbourWriter::with_limits(NeighbourLimits::uniform(64)),
+            ResolverConfig::default(),
+        );
+        let tables = handler.initial(resolver.writer()).expect("tables");
+        let ports = vec![
+            PlanePort {
+                id: PUB,
+                name: "pub0".into(),
+                role: Role::Public,
+            },
+            PlanePort {
+                id: UND,
+                name: "und0".into(),
+                role: Role::Underlay,
+            },
+        ];
+        // The daemon's probe, through the fake: a capable NIC.
+        let plane = OffloadPlane::new(&config, ports, &mut |rule, port| rule.validate(port));
+        let link = plane.link(0).expect("a capable NIC: flows are offered");
+        let pipeline = Pipeline::new(TokenBucket::new(1000, 50, SEC), 0)
+            .with_flows(1024, Timeouts::default(), SEC)
+            .unwrap()
+            .with_tenants(16)
+            .with_snat(&tables.pools)
+            .with_offload(link);
+        Gateway {
+            handler,
+            resolver,
+            publisher: Publisher::new(tables),
+            counters: Arc::new(WorkerCounters::new(16)),
+            pipeline,
+            plane,
+        }
+    }
+
+    /// Runs `frame` through the worker at `now`: the verdict and the frame.
+    fn send(&mut self, frame: &[u8], port: u16, now: u64) -> (Verdict, Vec<u8>) {
+        let tables = self.publisher.current();
+        let mut f = VecFrame::new(frame, port);
+        let v = self.pipeline.process(&tables, &self.counters, &mut f, now);
+        (v, f.data().to_vec())
+    }
+
+    /// `t`'s connection from client port `sport`, through its handshake:
+    /// the SYN as it left into the tunnel, and the SYN-ACK as it left to
+    /// the client.
+    fn connect(&mut self, t: &Tenant, sport: u16) -> (Vec<u8>, Vec<u8>) {
+        let (v, syn) = self.send(&from_client(t, sport, true, 1000, None), PUB, 0);
+        assert_eq!(v, Verdict::Forward(UND));
+        let (v, syn_ack) = self.send(&syn_ack_from_vm(t, sport), UND, 0);
+        assert_eq!(v, Verdict::Forward(PUB));
+        let (v, _) = self.send(&from_client(t, sport, false, 1001, Some(5001)), PUB, 0);
+        assert_eq!(v, Verdict::Forward(UND));
+        (syn, syn_ack)
+    }
+
+    fn tick(&mut self, now_ms: u64) {
+        let tables = self.publisher.current();
+        self.plane.tick_at(now_ms, &tables);
+    }
+
+    /// A runtime change, as `tgwctl` makes it: a new snapshot published.
+    fn change(&mut self, op: &Op) {
+        let cx = ChangeCx {
+            publisher: &self.publisher,
+            resolver: &mut self.resolver,
+            counters: std::slice::from_ref(&self.counters),
+            share_mailboxes: &[],
+        };
+        self.handler.change(op, cx).expect("the change is valid");
+    }
+
+    /// Sweeps the whole flow table at `now`.
+    fn sweep(&mut self, now: u64) {
+        let tables = self.publisher.current();
+        for _ in 0..1024 {
+            self.pipeline.sweep(&tables, &self.counters, now);
+        }
+    }
+}
+
+fn exact_ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8) -> Item {
+    Item::Ipv4 {
+        src: Some(Masked::<u32>::exact(be(src))),
+        dst: Some(Masked::<u32>::exact(be(dst))),
+        protocol: Some(protocol),
+    }
+}
+
+fn eth_ipv4() -> Item {
+    Item::Eth {
+        dst: None,
+        src: None,
+        ether_type: Some(0x0800),
+    }
+}
+
+/// TCP between the ports, with FIN, SYN and RST clear.
+fn tcp(src: u16, dst: u16) -> Item {
+    Item::Tcp {
+        src: Some(Masked::<u16>::exact(src)),
+        dst: Some(Masked::<u16>::exact(dst)),
+        flags: Some(Masked {
+            spec: 0,
+            mask: 0x07,
+        }),
+    }
+}
+
+const TRANSFER: Attr = Attr {
+    group: 0,
+    priority: 0,
+    ingress: false,
+    egress: false,
+    transfer: true,
+};
+
+/// The tunnel header toward `t`'s host as the software path wrote it on
+/// `frame` (the tunnelled SYN): outer Ethernet, IPv4, GRE with key,
+/// inner Ethernet; with what software writes per frame zeroed: the outer
+/// IPv4 total length, identification and checksum, and DF, which
+/// software copies from the inner packet (docs/packet-path.md) and a
+/// fixed header cannot (the spec's is clear).
+fn tunnel_header_of(frame: &[u8]) -> Vec<u8> {
+    let mut h = frame[..56].to_vec();
+    assert_eq!(h[20], 0x40, "the SYN had DF, copied outside");
+    h[16..22].fill(0);
+    h[24..26].fill(0);
+    h
+}
+
+/// The rule of the client's direction of `t`'s connection from `sport`:
+/// DNAT to 10.0.0.7, into the tunnel, out of the underlay port.
+fn public_rule(t: &Tenant, sport: u16, header: Vec<u8>) -> Rule {
+    let mut eth = vec![0; 12];
+    eth.extend_from_slice(&[0x08, 0x00]);
+    Rule {
+        attr: TRANSFER,
+        pattern: vec![eth_ipv4(), exact_ipv4(CLIENT, t.eip, 6), tcp(sport, t.port)],
+        actions: vec![
+            Action::SetIpv4Dst(be(VM)),
+            Action::SetTpDst(t.port),
+            Action::DecTtl,
+            Action::RawDecap(eth),
+            Action::RawEncap(header),
+            Action::Count,
+            Action::RepresentedPort(UND),
+        ],
+    }
+}
+
+/// The rule of the VM's direction: out of the tunnel, SNAT to the
+/// elastic IP, toward the client's MAC, out of the public port.
+fn underlay_rule(t: &Tenant, sport: u16) -> Rule {
+    // The headers raw_decap removes, as bytes that show them.
+    let mut outer = vec![0; 12];
+    outer.extend_from_slice(&[0x08, 0x00]);
+    outer.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, 47, 0, 0]);
+    outer.extend_from_slice(&t.host);
+    outer.extend_from_slice(&LOCAL);
+    outer.extend_from_slice(&[0x20, 0x00, 0x65, 0x58]);
+    outer.extend_from_slice(&t.key.to_be_bytes());
+    outer.extend_from_slice(&[0; 12]);
+    outer.extend_from_slice(&[0x08, 0x00]);
+    let mut to_client = CLIENT_MAC.to_vec();
+    to_client.extend_from_slice(&PUB_MAC);
+    to_client.extend_from_slice(&[0x08, 0x00]);
+    Rule {
+        attr: TRANSFER,
+        pattern: vec![
+            eth_ipv4(),
+            exact_ipv4(t.host, LOCAL, 47),
+            Item::Gre {
+                protocol: Some(0x6558),
+                key_present: Some(true),
+            },
+            Item::GreKey(t.key),
+            eth_ipv4(),
+            exact_ipv4(VM, CLIENT, 6),
+            tcp(t.port, sport),
+        ],
+        actions: vec![
+            Action::RawDecap(outer),
+            Action::RawEncap(to_client),
+            Action::SetIpv4Src(be(t.eip)),
+            Action::SetTpSrc(t.port),
+            Action::DecTtl,
+            Action::Count,
+            Action::RepresentedPort(PUB),
+        ],
+    }
+}
+
+/// The creations among `events`: (port, rule, handle).
+fn created(events: &[Event]) -> Vec<(u16, Rule, usize)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Created(port, rule, handle) => Some((*port, rule.clone(), *handle)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn destroyed(events: &[Event]) -> Vec<usize> {
+    let mut d: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Destroyed(h) => Some(*h),
+            _ => None,
+        })
+        .collect();
+    d.sort_unstable();
+    d
+}
+
+fn refused(events: &[Event]) -> Vec<&Event> {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::Refused(..)))
+        .collect()
+}
+
+#[test]
+fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows_do() {
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut gw = Gateway::new();
+    // The probe validated every shape of both ports, and the fake took
+    // them all: both ports full.
+    let probed = fake::take();
+    assert!(refused(&probed).is_empty(), "{probed:?}");
+    let validated = probed
+        .iter()
+        .filter(|e| matches!(e, Event::Validated(..)))
+        .count();
+    assert_eq!(validated, 4 + 3, "{probed:?}");
+
+    let (t1_syn, t1_syn_ack) = gw.connect(&T1, 40000);
+    let (t2_syn, _) = gw.connect(&T2, 40001);
+    gw.tick(0);
+    let events = fake::take();
+    assert!(refused(&events).is_empty(), "{events:?}");
+    let rules = created(&events);
+    assert_eq!(rules.len(), 4, "two legs of two flows: {events:?}");
+    // The client's MAC and the public port's, as the software path wrote
+    // them on the SYN-ACK it sent the client.
+    assert_eq!(t1_syn_ack[..12], [CLIENT_MAC, PUB_MAC].concat());
+    let expected = [
+        (PUB, public_rule(&T1, 40000, tunnel_header_of(&t1_syn))),
+        (UND, underlay_rule(&T1, 40000)),
+        (PUB, public_rule(&T2, 40001, tunnel_header_of(&t2_syn))),
+        (UND, underlay_rule(&T2, 40001)),
+    ];
+    for (i, ((port, rule, _), (want_port, want))) in rules.iter().zip(&expected).enumerate() {
+        assert_eq!((port, rule), (want_port, want), "rule {i}");
+    }
+    // The tunnel headers, field by field, independently of the software
+    // path: t1's host MAC and address, key 1000, the VM's MAC inside.
+    let Action::RawEncap(h) = &rules[0].1.actions[4] else {
+        panic!("{:?}", rules[0].1)
+    };
+    assert_eq!(h[..12], [T1.host_mac, UND_MAC].concat()[..]);
+    assert_eq!(h[12..16], [0x08, 0x00, 0x45, 0x00]);
+    assert_eq!(h[22..24], [64, 47], "TTL 64, GRE");
+    assert_eq!(h[26..34], [LOCAL, T1.host].concat()[..]);
+    assert_eq!(h[34..42], [0x20, 0x00, 0x65, 0x58, 0, 0, 0x03, 0xe8]);
+    assert_eq!(h[42..54], [T1.vm_mac, T1.mac].concat()[..]);
+    let handle = |i: usize| rules[i].2;
+
+    // The NIC counted t1's packets: at the next query the worker hears
+    // of them, and its flow lives on from when it applies them.
+    fake::set_hits(handle(0), 10, 1000);
+    fake::set_hits(handle(1), 5, 400);
+    gw.tick(1000);
+    let queried = fake::take();
+    assert!(
+        queried
+            .iter()
+            .filter(|e| matches!(e, Event::Queried(_)))
+            .count()
+            >= 4,
+        "{queried:?}"
+    );
+    let applied = gw.pipeline.apply_feedback(&gw.counters, 7000 * SEC);
+    assert_eq!(applied, 1, "one refresh: t2's rules had no hits");
+    let t1 = gw.counters.tenant(0).expect("t1's slot");
+    assert_eq!(
+        (t1.offloaded_packets.get(), t1.offloaded_bytes.get()),
+        (15, 1400)
+    );
+
+    // A change to t2 pulls its flow back: both its rules destroyed, the
+    // worker told; t1's stay.
+    gw.change(&Op::RuleAdd {
+        tenant: "t2".into(),
+        rule: serde_json::json!({"direction": "in", "action": "allow", "proto": "udp", "dport": 53}),
+        position: None,
+    });
+    gw.tick(1001);
+    let events = fake::take();
+    assert_eq!(destroyed(&events), vec![handle(2), handle(3)], "{events:?}");
+    assert_eq!(fake::live(), 2);
+    gw.pipeline.apply_feedback(&gw.counters, 7000 * SEC);
+    assert_eq!(gw.counters.offload.released.get(), 1);
+
+    // Past the flows' first deadline (7440 s after the handshake): t2's
+    // flow expires in software as it would without offload; t1's, which
+    // the refresh at 7000 s kept, lives on with its rules.
+    gw.sweep(8000 * SEC);
+    gw.tick(2000);
+    let events = fake::take();
+    assert!(destroyed(&events).is_empty(), "{events:?}");
+    assert_eq!(fake::live(), 2);
+    // Past the refreshed deadline it expires too, and its rules go.
+    gw.sweep((7000 + 7441) * SEC);
+    gw.tick(3000);
+    let events = fake::take();
+    assert_eq!(destroyed(&events), vec![handle(0), handle(1)], "{events:?}");
+    assert_eq!(fake::live(), 0);
+    assert_eq!(gw.counters.offload.ended.get(), 1, "t2's end was not told");
+}
