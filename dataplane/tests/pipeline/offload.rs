@@ -877,3 +877,113 @@ fn a_marked_staged_frame_skips_the_lookup_and_a_stale_mark_is_just_a_miss() {
     let oc = &gw.counters.offload;
     assert_eq!((oc.marked_hits.get(), oc.stale_marks.get()), (hits, stale));
 }
+
+#[test]
+fn a_big_table_is_queried_a_share_at_a_time_and_each_round_once_an_interval() {
+    use dataplane::offload::SCAN_PER_TICK;
+    let (t, c1, _) = real_candidates();
+    let n = SCAN_PER_TICK as u32 + 10;
+    let links = Link::for_workers(1, 2 * n as usize, 2 * n as usize);
+    let limits = Limits {
+        flows: n as usize,
+        per_tenant: n as usize,
+        ..LIMITS
+    };
+    let mut m = Offloads::new(links.clone(), limits);
+    let mut nic = FakeNic::default();
+    for i in 0..n {
+        offer(&links[0], variant(&c1, 0, i, i as u16));
+    }
+    m.tick(0, usize::MAX, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(m.len(), n as usize);
+    for rule in 1..=n {
+        nic.counts.insert(rule, (1, 100));
+    }
+    // The first round began at 0, before the hits, with the first
+    // share of the slots; it ends at the next tick.
+    m.tick(5, 0, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(feedback(&links[0]).len(), 10, "the end of the first round");
+    m.tick(6, 0, &t, &mut macs_of(&t), &mut nic);
+    assert!(feedback(&links[0]).is_empty(), "no round before 10");
+    m.tick(10, 0, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(feedback(&links[0]).len(), SCAN_PER_TICK);
+    m.tick(11, 0, &t, &mut macs_of(&t), &mut nic);
+    assert!(
+        feedback(&links[0]).is_empty(),
+        "reported in the first round"
+    );
+    for rule in 1..=n {
+        nic.counts.insert(rule, (2, 200));
+    }
+    m.tick(12, 0, &t, &mut macs_of(&t), &mut nic);
+    assert!(feedback(&links[0]).is_empty(), "the round is over");
+    m.tick(20, 0, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(feedback(&links[0]).len(), SCAN_PER_TICK);
+    m.tick(21, 0, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(feedback(&links[0]).len(), 10);
+}
+
+#[test]
+fn queued_rules_of_a_big_table_are_all_confirmed_in_turn() {
+    use dataplane::offload::SCAN_PER_TICK;
+    let (t, c1, _) = real_candidates();
+    let n = SCAN_PER_TICK as u32 + 10;
+    let links = Link::for_workers(1, 2 * n as usize, 16);
+    let limits = Limits {
+        flows: n as usize,
+        per_tenant: n as usize,
+        ..LIMITS
+    };
+    let mut m = Offloads::new(links.clone(), limits);
+    let mut nic = FakeNic {
+        queue: true,
+        ..FakeNic::default()
+    };
+    for i in 0..n {
+        offer(&links[0], variant(&c1, 0, i, i as u16));
+    }
+    m.tick(0, usize::MAX, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(m.stats().pending, u64::from(n));
+    nic.confirm = true;
+    m.tick(1, 0, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(m.stats().pending, 10);
+    m.tick(2, 0, &t, &mut macs_of(&t), &mut nic);
+    let s = m.stats();
+    assert_eq!(
+        (s.pending, s.offloaded, s.installed),
+        (0, u64::from(n), u64::from(n))
+    );
+}
+
+#[test]
+fn a_tenant_change_reaches_every_flow_of_a_big_table_however_often_tables_change() {
+    use dataplane::offload::SCAN_PER_TICK;
+    let (t, c1, _) = real_candidates();
+    let n = 2 * SCAN_PER_TICK as u32 + 10;
+    let links = Link::for_workers(1, 2 * n as usize, 2 * n as usize);
+    let limits = Limits {
+        flows: n as usize,
+        per_tenant: n as usize,
+        ..LIMITS
+    };
+    let mut m = Offloads::new(links.clone(), limits);
+    let mut nic = FakeNic::default();
+    for i in 0..n {
+        offer(&links[0], variant(&c1, 0, i, i as u16));
+    }
+    m.tick(0, usize::MAX, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(m.len(), n as usize);
+    // New tables at every tick: the walk goes on where it was.
+    let changed = at_epoch(&spec(), 2);
+    let mut pulled = Vec::new();
+    for tick in 1..=3 {
+        let mut now = changed.clone();
+        now.generation = 100 + tick;
+        m.tick(tick, 0, &now, &mut macs_of(&now), &mut nic);
+        pulled.push(m.stats().pulled_back);
+    }
+    let share = SCAN_PER_TICK as u64;
+    assert_eq!(pulled, vec![share, 2 * share, u64::from(n)]);
+    assert_eq!((m.len(), nic.rules.len()), (0, 0));
+    assert_eq!(feedback(&links[0]).len(), n as usize);
+}
