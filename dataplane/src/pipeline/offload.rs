@@ -81,12 +81,9 @@ impl Pipeline {
     /// ([`Pipeline::apply`]); the worker calls it between bursts. Returns
     /// how many it applied.
     pub fn apply_feedback(&mut self, c: &WorkerCounters, now: u64) -> usize {
-        let Some(link) = self.offload.clone() else {
-            return 0;
-        };
         let mut n = 0;
         while n < FEEDBACK_BUDGET {
-            let Some(fb) = link.next_feedback() else {
+            let Some(fb) = self.offload.as_deref().and_then(Link::next_feedback) else {
                 break;
             };
             self.apply(c, fb, now);
