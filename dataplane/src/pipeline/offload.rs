@@ -66,6 +66,13 @@ impl Pipeline {
                     tc.offloaded_packets.add(packets);
                     tc.offloaded_bytes.add(bytes);
                 }
+                // The NIC forwarded segments the worker never saw: what
+                // it learned of each side's sequence is behind, and a RST
+                // from where the connection is would be refused as out of
+                // window. Unknown again (0), as Linux's flowtable resets
+                // its window tracking (`flow_offload_fixup_tcp`); the
+                // next plain segments teach it again.
+                conn.expect = [0, 0];
                 let deadline = now.saturating_add(self.life.of(conn));
                 let old = self.flows.deadline(id).unwrap_or(0);
                 self.flows.set_deadline(id, deadline.max(old));

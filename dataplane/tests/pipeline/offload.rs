@@ -987,3 +987,50 @@ fn a_tenant_change_reaches_every_flow_of_a_big_table_however_often_tables_change
     assert_eq!((m.len(), nic.rules.len()), (0, 0));
     assert_eq!(feedback(&links[0]).len(), n as usize);
 }
+
+/// A RST from the client at `seq`.
+fn rst_at(sport: u16, seq: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .tcp(sport, 22, seq, 64240)
+        .rst()
+        .write(&mut out, &[])
+        .unwrap();
+    out
+}
+
+/// The NIC forwarded the flow's segments: the sequence numbers the
+/// worker learned are behind. A RST from where the connection really is
+/// must still close it (as Linux's flowtable resets its window tracking
+/// when a flow comes back, `flow_offload_fixup_tcp`), not be dropped as
+/// out of window, leaving both ends' connection open in the gateway.
+#[test]
+fn a_rst_after_offloaded_traffic_still_closes_the_connection() {
+    let (mut gw, link) = offloading(&spec(), 16);
+    connect(&mut gw, 40000, 0);
+    let c = candidate(&drain(&link)[0]);
+    // Ten megabytes went through the NIC.
+    assert!(link.send(Feedback::Refresh {
+        id: c.id,
+        key: c.keys[0],
+        packets: 7000,
+        bytes: 10_000_000,
+    }));
+    gw.pipeline.apply_feedback(&gw.counters, SEC);
+    let (v, _) = gw.client_sends(&rst_at(40000, 1001 + 10_000_000), 2 * SEC);
+    assert_eq!(v, Verdict::Forward(UND), "the RST goes through");
+    assert_eq!(
+        drain(&link),
+        vec![Request::Ended {
+            worker: 0,
+            id: c.id
+        }]
+    );
+
+    // Without offload, such a RST is out of window (RFC 5961) and
+    // dropped, as before.
+    let mut gw = Gw::new();
+    connect(&mut gw, 40000, 0);
+    let (v, _) = gw.client_sends(&rst_at(40000, 1001 + 10_000_000), SEC);
+    assert_ne!(v, Verdict::Forward(UND));
+}
