@@ -26,7 +26,9 @@ use crate::wire::TcpFlags;
 /// A frame as the first stage of a burst reads it ([`Pipeline::stage_public`],
 /// [`Pipeline::stage_underlay`]): its bytes, and what the NIC said of it
 /// — its outer IPv4 checksum, and the flow mark of a partial-offload rule.
-/// A plain slice is a frame the NIC said nothing of.
+/// A plain slice is a frame the NIC said nothing of; a worker whose NIC
+/// marks frames passes `(bytes, checked, mark)` to both stages, which is
+/// where marks are read ([`crate::Frame::mark`]).
 pub trait Staged<'a> {
     fn bytes(&self) -> &'a [u8];
     fn checked(&self) -> crate::Checked {
