@@ -51,7 +51,11 @@ pub trait Frame {
     }
 
     /// The flow mark the NIC set (an `rte_flow` MARK action, partial
-    /// offload: the flow's id plus one), if any.
+    /// offload: the flow's id plus one), if any. The pipeline reads it
+    /// where a burst is staged (`pipeline::Staged`): a mark names a flow
+    /// of the worker whose queue the NIC steered the frame to, and the
+    /// unstaged path sees only frames other workers handed over, whose
+    /// marks are not its own.
     fn mark(&self) -> Option<u32> {
         None
     }

@@ -52,6 +52,21 @@ pub fn nat_tables_with(firewall: dataplane::firewall::FirewallSpec) -> Tables {
     build(spec)
 }
 
+/// [`nat_tables`] with a default route on the public side, via the
+/// client 1.1.1.7: the `nat` clients' flows can be answered.
+pub fn nat_tables_routed() -> Tables {
+    let mut spec = spec();
+    spec.eips
+        .push((Ipv4Addr::from(EIP), 1000, Ipv4Addr::new(10, 0, 0, 7)));
+    spec.routes.push(RouteSpec {
+        prefix: Ipv4Addr::UNSPECIFIED,
+        len: 0,
+        via: Ipv4Addr::new(1, 1, 1, 7),
+        port: 0,
+    });
+    build(spec)
+}
+
 /// The tables with a source NAT pool for tenant 0 (four addresses, every
 /// port from 1024, 64 blocks a host at most) and a default route on the
 /// public side, via the client 1.1.1.7.

@@ -25,6 +25,11 @@ use crate::neighbour::NeighKey;
 use crate::tables::Tables;
 use crate::tenant::TenantId;
 
+/// Slots each tick's walks visit at most, to confirm queued rules and to
+/// query counters: a bound on the tick's pause whatever the table's
+/// size (a million flows are queried in 245 ticks).
+pub const SCAN_PER_TICK: usize = 4096;
+
 /// What takes rules: the NIC (the daemon's device over `rte::flow`), or
 /// a recorder. Kept small: install, confirm, count, remove.
 pub trait Device {
@@ -200,8 +205,16 @@ pub struct Offloads<D: Device> {
     per_tenant: Vec<u32>,
     /// The worker whose queue the next tick drains first.
     next_worker: usize,
-    /// When the counters are queried next.
+    /// When the next round of counter queries starts, and where the
+    /// running one is.
     next_query: u64,
+    query_at: Option<usize>,
+    /// Where the walk confirming queued rules is.
+    settle_at: usize,
+    /// Where the walk pulling back flows of changed tenants is, and the
+    /// slots it has left to visit since the last new tables.
+    epoch_at: usize,
+    epoch_left: usize,
     /// The tables generation whose tenants' epochs were last checked.
     generation: Option<u64>,
     stats: Stats,
@@ -222,6 +235,10 @@ impl<D: Device> Offloads<D> {
             per_tenant: vec![0; limits.tenants],
             next_worker: 0,
             next_query: 0,
+            query_at: None,
+            settle_at: 0,
+            epoch_at: 0,
+            epoch_left: 0,
             generation: None,
             stats: Stats::default(),
         }
@@ -230,9 +247,11 @@ impl<D: Device> Offloads<D> {
     /// One control-loop tick at time `now`: confirms queued rules, pulls
     /// back flows of tenants that changed in `t`, takes up to `budget`
     /// requests from the workers' queues (one from each in turn, starting
-    /// with another worker each tick), queries the hit counters if
-    /// `query_interval` has passed, and destroys the rules of flows that
-    /// ended. `mac` gives next hops' MACs ([`super::macs_of`]).
+    /// with another worker each tick), queries the hit counters (a round
+    /// over every flow starts once `query_interval` has passed since the
+    /// last began, and goes on [`SCAN_PER_TICK`] slots a tick), and
+    /// destroys the rules of flows that ended. `mac` gives next hops'
+    /// MACs ([`super::macs_of`]).
     pub fn tick(
         &mut self,
         now: u64,
@@ -244,15 +263,14 @@ impl<D: Device> Offloads<D> {
         self.settle(device);
         self.follow_epochs(t);
         self.drain(budget, t, mac, device);
-        if now >= self.next_query {
-            self.next_query = now.saturating_add(self.limits.query_interval.max(1));
-            self.query(device);
-        }
+        self.query(now, device);
         self.reap(device);
     }
 
-    /// Pulls back every flow of `tenant`: its rules are destroyed and its
-    /// workers told ([`Feedback::Released`]).
+    /// Pulls back every flow of `tenant` at once: its rules are destroyed
+    /// and its workers told ([`Feedback::Released`]). A walk of the whole
+    /// table: a change to a tenant's epoch needs no call, `tick` pulls
+    /// its flows back as it meets them ([`SCAN_PER_TICK`] slots a tick).
     pub fn pull_back(&mut self, tenant: TenantId, device: &mut D) {
         self.pull_back_if(|spec| spec.tenant == tenant);
         self.reap(device);
@@ -298,10 +316,13 @@ impl<D: Device> Offloads<D> {
 
     /// Confirms or drops the rules the device queued.
     fn settle(&mut self, device: &mut D) {
-        if self.stats.pending == 0 {
+        let n = self.entries.len();
+        if self.stats.pending == 0 || n == 0 {
             return;
         }
-        for slot in 0..self.entries.len() {
+        for _ in 0..SCAN_PER_TICK.min(n) {
+            let slot = self.settle_at;
+            self.settle_at = (slot + 1) % n;
             let Some(e) = self.entries[slot].as_mut() else {
                 continue;
             };
@@ -329,15 +350,27 @@ impl<D: Device> Offloads<D> {
     /// After a new snapshot: flows of tenants gone or changed are pulled
     /// back (their rules were decided under the old state).
     fn follow_epochs(&mut self, t: &Tables) {
-        if self.generation == Some(t.generation) {
-            return;
+        let n = self.entries.len();
+        if self.generation != Some(t.generation) {
+            // A whole cycle of the walk from where it is: every flow is
+            // seen after the change, however often changes come.
+            self.generation = Some(t.generation);
+            self.epoch_left = n;
         }
-        self.generation = Some(t.generation);
-        self.pull_back_if(|spec| {
-            t.tenants
-                .get(spec.tenant)
-                .is_none_or(|tenant| tenant.epoch != spec.epoch)
-        });
+        let visit = self.epoch_left.min(SCAN_PER_TICK);
+        self.epoch_left -= visit;
+        for _ in 0..visit {
+            let slot = self.epoch_at;
+            self.epoch_at = (slot + 1) % n;
+            let stale = self.entries[slot].as_ref().is_some_and(|e| {
+                t.tenants
+                    .get(e.spec.tenant)
+                    .is_none_or(|tenant| tenant.epoch != e.spec.epoch)
+            });
+            if stale {
+                self.pull_back_slot(slot);
+            }
+        }
     }
 
     /// Takes up to `budget` requests, one worker at a time in turn.
@@ -454,10 +487,20 @@ impl<D: Device> Offloads<D> {
         }
     }
 
-    /// Queries every offloaded flow's counters, and refreshes the flows
-    /// that had hits since the last query.
-    fn query(&mut self, device: &mut D) {
-        for e in self.entries.iter_mut().flatten() {
+    /// Queries the counters of this tick's share of the offloaded flows,
+    /// and refreshes the flows that had hits since their last query.
+    fn query(&mut self, now: u64, device: &mut D) {
+        let start = match self.query_at {
+            Some(at) => at,
+            None if now >= self.next_query => {
+                self.next_query = now.saturating_add(self.limits.query_interval.max(1));
+                0
+            }
+            None => return,
+        };
+        let end = start.saturating_add(SCAN_PER_TICK).min(self.entries.len());
+        self.query_at = (end < self.entries.len()).then_some(end);
+        for e in self.entries[start..end].iter_mut().flatten() {
             let (State::Offloaded, Some(rule)) = (e.state, e.rule.as_mut()) else {
                 continue;
             };
@@ -489,26 +532,33 @@ impl<D: Device> Offloads<D> {
     /// Marks the flows `doomed` picks dying, and tells their workers.
     fn pull_back_if(&mut self, doomed: impl Fn(&FlowSpec) -> bool) {
         for slot in 0..self.entries.len() {
-            let Some(e) = self.entries[slot].as_ref() else {
-                continue;
-            };
-            if e.state == State::Dying || !doomed(&e.spec) {
-                continue;
+            if self.entries[slot].as_ref().is_some_and(|e| doomed(&e.spec)) {
+                self.pull_back_slot(slot);
             }
-            let fb = Feedback::Released {
-                id: e.spec.id,
-                key: e.key,
-            };
-            // A release that does not fit leaves the worker's flow marked
-            // requested; its end notice then finds nothing. Software
-            // handles its packets either way, the rules being gone.
-            match self.links.get(usize::from(e.spec.worker)) {
-                Some(link) if link.send(fb) => {}
-                _ => self.stats.feedback_full += 1,
-            }
-            self.stats.pulled_back += 1;
-            self.dies(slot as u32);
         }
+    }
+
+    /// Marks flow `slot` dying, and tells its worker.
+    fn pull_back_slot(&mut self, slot: usize) {
+        let Some(e) = self.entries[slot].as_ref() else {
+            return;
+        };
+        if e.state == State::Dying {
+            return;
+        }
+        let fb = Feedback::Released {
+            id: e.spec.id,
+            key: e.key,
+        };
+        // A release that does not fit leaves the worker's flow marked
+        // requested; its end notice then finds nothing. Software handles
+        // its packets either way, the rules being gone.
+        match self.links.get(usize::from(e.spec.worker)) {
+            Some(link) if link.send(fb) => {}
+            _ => self.stats.feedback_full += 1,
+        }
+        self.stats.pulled_back += 1;
+        self.dies(slot as u32);
     }
 
     /// Flow `slot` is dying: out of the counts of the living.

@@ -15,7 +15,9 @@ pub mod manager;
 pub mod queue;
 pub mod spec;
 
-pub use manager::{Device, Installed, Limits, Offloads, Refusal, Settled, State, Stats};
+pub use manager::{
+    Device, FlowView, Installed, Limits, Offloads, Refusal, Settled, State, Stats, SCAN_PER_TICK,
+};
 pub use queue::{Feedback, Link, Request};
 pub use spec::{macs_of, NotOffloadable};
 

@@ -26,7 +26,9 @@ use crate::wire::TcpFlags;
 /// A frame as the first stage of a burst reads it ([`Pipeline::stage_public`],
 /// [`Pipeline::stage_underlay`]): its bytes, and what the NIC said of it
 /// — its outer IPv4 checksum, and the flow mark of a partial-offload rule.
-/// A plain slice is a frame the NIC said nothing of.
+/// A plain slice is a frame the NIC said nothing of; a worker whose NIC
+/// marks frames passes `(bytes, checked, mark)` to both stages, which is
+/// where marks are read ([`crate::Frame::mark`]).
 pub trait Staged<'a> {
     fn bytes(&self) -> &'a [u8];
     fn checked(&self) -> crate::Checked {
@@ -199,7 +201,10 @@ impl Pipeline {
                     let key = p.key(Zone::PUBLIC);
                     // A frame the NIC marked with its live flow is left
                     // out of the lookup.
-                    match frame.mark().and_then(|m| self.by_mark(m, &key)) {
+                    match frame
+                        .mark()
+                        .and_then(|m| by_mark(&self.flows, &self.marks, m, &key))
+                    {
                         Some(found) => Hint(Stage::Plain(p, found)),
                         None => {
                             keys[n] = key;
@@ -221,25 +226,6 @@ impl Pipeline {
             }
             if let Some((id, _)) = l.hit() {
                 self.flows.prefetch_value(pf, id);
-            }
-        }
-    }
-
-    /// The flow NIC mark `mark` names (partial offload: its id plus one),
-    /// if it is that of the frame's `key`, as a lookup would have found
-    /// it, its value prefetched; `None` for a stale mark (its flow gone,
-    /// the id given to another), which the caller looks up as usual.
-    #[inline]
-    pub(super) fn by_mark(&self, mark: u32, key: &FlowKey) -> Option<FlowLookup> {
-        let id = FlowId::new(mark.checked_sub(1)?);
-        match self.flows.check(id, key) {
-            Some(dir) => {
-                self.marks.hits.set(self.marks.hits.get() + 1);
-                Some(FlowLookup::Hit(id, dir))
-            }
-            None => {
-                self.marks.stale.set(self.marks.stale.get() + 1);
-                None
             }
         }
     }
@@ -275,10 +261,6 @@ impl Pipeline {
         let tail = data.len() - ETH - p.len;
         let life = &self.life;
         let key = p.key(Zone::PUBLIC);
-        let staged = match staged {
-            None => f.mark().and_then(|m| self.by_mark(m, &key)),
-            found => found,
-        };
         let hit = match staged {
             None => self.flows.hit(&key, now)?,
             Some(FlowLookup::Hit(id, dir)) => self.flows.hit_at(id, dir, &key, now)?,
@@ -312,10 +294,15 @@ impl Pipeline {
             .on_packet(hit.dir.index(), &p.tuple, false, life, now)
             .ok()?;
         let (nat, id, hint) = (conn.to_tenant, hit.id, conn.inner);
-        // Established both ways (TCP here always is): a flow not offered
-        // yet is, on a worker that offloads (offload.rs).
-        let offer = self.offload.is_some() && conn.offload == Offload::Unoffered;
+        // A flow established both ways is offered once, on a worker that
+        // offloads (offload.rs).
         let dir = hit.dir;
+        if self.offload.is_some()
+            && conn.offload == Offload::Unoffered
+            && conn.established_both_ways(dir.index())
+        {
+            offload::offer(self.offload.as_deref(), &mut self.flows, cx.c, id, dir);
+        }
         if !(f.trim(tail) && f.adj(ETH) && nat.forward(f.data_mut(), IHL)) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
@@ -326,9 +313,6 @@ impl Pipeline {
             if let Some(conn) = self.flows.get_mut(id) {
                 conn.inner = inner;
             }
-        }
-        if offer {
-            self.offload_step(cx.c, id, dir);
         }
         Some(v)
     }
@@ -378,13 +362,9 @@ impl Pipeline {
         let zone = Zone::tenant(tenant.id.index())?;
         let life = &self.life;
         let key = p.key(zone);
-        let found = match staged {
-            None => f.mark().and_then(|m| self.by_mark(m, &key)),
-            Some((found, _)) => Some(found),
-        };
-        let hit = match found {
+        let hit = match staged {
             None => self.flows.hit(&key, now)?,
-            Some(FlowLookup::Hit(id, dir)) => self.flows.hit_at(id, dir, &key, now)?,
+            Some((FlowLookup::Hit(id, dir), _)) => self.flows.hit_at(id, dir, &key, now)?,
             Some(_) => return None,
         };
         let conn = &mut *hit.value;
@@ -420,16 +400,41 @@ impl Pipeline {
             .on_packet(hit.dir.index(), &p.tuple, false, life, now)
             .ok()?;
         let nat = conn.to_public;
-        let offer = self.offload.is_some() && conn.offload == Offload::Unoffered;
         let (id, dir) = (hit.id, hit.dir);
+        if self.offload.is_some()
+            && conn.offload == Offload::Unoffered
+            && conn.established_both_ways(dir.index())
+        {
+            offload::offer(self.offload.as_deref(), &mut self.flows, c, id, dir);
+        }
         count_from_tunnel(c, tenant, p.len);
         if !(f.adj(ip_at) && f.trim(tail) && nat.forward(f.data_mut(), IHL)) {
             return Some(Verdict::Drop(D::InnerInvalid));
         }
-        let v = hop.send(f, c);
-        if offer {
-            self.offload_step(c, id, dir);
+        Some(hop.send(f, c))
+    }
+}
+
+/// The flow NIC mark `mark` names (partial offload: its id plus one), if
+/// it is that of the frame's `key`, as a lookup would have found it;
+/// `None` for a stale mark (its flow gone, the id given to another),
+/// which the caller looks up as usual. Counted in `marks`.
+#[inline]
+pub(super) fn by_mark(
+    flows: &FlowTable<Conn>,
+    marks: &offload::Marks,
+    mark: u32,
+    key: &FlowKey,
+) -> Option<FlowLookup> {
+    let id = FlowId::new(mark.checked_sub(1)?);
+    match flows.check(id, key) {
+        Some(dir) => {
+            marks.hits.set(marks.hits.get() + 1);
+            Some(FlowLookup::Hit(id, dir))
         }
-        Some(v)
+        None => {
+            marks.stale.set(marks.stale.get() + 1);
+            None
+        }
     }
 }

@@ -30,7 +30,9 @@
 //! staging hint, where the inner header is, the outer ECN), and
 //! [`FromTenant`] once decap knows whose packet it is. `session` holds
 //! flows, NAT, the firewall, hairpins and ICMP errors about flows;
-//! `fragment` parking and cutting; `redecide` flows of an older epoch.
+//! `fragment` parking and cutting; `redecide` flows of an older epoch;
+//! `offload` the worker's part in flow offload (offers, end notices, the
+//! manager's feedback).
 //!
 //! Once outer headers are gone the frame is kept positioned at its IPv4
 //! header, so both directions share one routing step and one ICMP-error

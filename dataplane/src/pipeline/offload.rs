@@ -37,48 +37,9 @@ impl Pipeline {
         self.offload.is_some()
     }
 
-    /// After a packet of flow `id` going `dir`, on a worker that offloads:
-    /// offers the flow once it is established both ways, and tells of a
-    /// requested TCP flow that left Established (a FIN or RST went
-    /// through software, as full-offload rules let them). Out of line:
-    /// the fast path calls it only for a flow not offered yet.
-    #[cold]
-    #[inline(never)]
+    /// [`offer`] for the full path, after a packet's update.
     pub(super) fn offload_step(&mut self, c: &WorkerCounters, id: FlowId, dir: Direction) {
-        let Some(link) = self.offload.as_deref() else {
-            return;
-        };
-        let Some(&keys) = self.flows.keys(id) else {
-            return;
-        };
-        let Some(conn) = self.flows.get_mut(id) else {
-            return;
-        };
-        let oc = &c.offload;
-        match conn.offload {
-            Offload::Unoffered if conn.established_both_ways(dir.index()) => {
-                let candidate = Candidate {
-                    worker: link.worker(),
-                    id,
-                    keys,
-                    conn: *conn,
-                };
-                oc.requests.inc();
-                conn.offload = if link.offer(candidate) {
-                    Offload::Requested
-                } else {
-                    oc.queue_full.inc();
-                    Offload::Kept
-                };
-            }
-            Offload::Requested
-                if conn.protocol == IpProtocol::TCP.0 && conn.tcp != TcpState::Established =>
-            {
-                conn.offload = Offload::Kept;
-                end_offload(link, oc, id);
-            }
-            _ => {}
-        }
+        offer(self.offload.as_deref(), &mut self.flows, c, id, dir);
     }
 
     /// Applies one piece of the manager's feedback at time `now`: a
@@ -105,6 +66,13 @@ impl Pipeline {
                     tc.offloaded_packets.add(packets);
                     tc.offloaded_bytes.add(bytes);
                 }
+                // The NIC forwarded segments the worker never saw: what
+                // it learned of each side's sequence is behind, and a RST
+                // from where the connection is would be refused as out of
+                // window. Unknown again (0), as Linux's flowtable resets
+                // its window tracking (`flow_offload_fixup_tcp`); the
+                // next plain segments teach it again.
+                conn.expect = [0, 0];
                 let deadline = now.saturating_add(self.life.of(conn));
                 let old = self.flows.deadline(id).unwrap_or(0);
                 self.flows.set_deadline(id, deadline.max(old));
@@ -120,12 +88,9 @@ impl Pipeline {
     /// ([`Pipeline::apply`]); the worker calls it between bursts. Returns
     /// how many it applied.
     pub fn apply_feedback(&mut self, c: &WorkerCounters, now: u64) -> usize {
-        let Some(link) = self.offload.clone() else {
-            return 0;
-        };
         let mut n = 0;
         while n < FEEDBACK_BUDGET {
-            let Some(fb) = link.next_feedback() else {
+            let Some(fb) = self.offload.as_deref().and_then(Link::next_feedback) else {
                 break;
             };
             self.apply(c, fb, now);
@@ -147,6 +112,56 @@ impl Marks {
     pub(super) fn flush(&self, c: &WorkerCounters) {
         c.offload.marked_hits.add(self.hits.take());
         c.offload.stale_marks.add(self.stale.take());
+    }
+}
+
+/// After a packet of flow `id` going `dir`, on a worker that offloads
+/// (`link`): offers the flow once it is established both ways, and tells
+/// of a requested TCP flow that left Established (a FIN or RST went
+/// through software, as full-offload rules let them). Out of line: the
+/// fast path calls it only for a flow not offered yet.
+#[cold]
+#[inline(never)]
+pub(super) fn offer(
+    link: Option<&Link>,
+    flows: &mut FlowTable<Conn>,
+    c: &WorkerCounters,
+    id: FlowId,
+    dir: Direction,
+) {
+    let Some(link) = link else {
+        return;
+    };
+    let Some(&keys) = flows.keys(id) else {
+        return;
+    };
+    let Some(conn) = flows.get_mut(id) else {
+        return;
+    };
+    let oc = &c.offload;
+    match conn.offload {
+        Offload::Unoffered if conn.established_both_ways(dir.index()) => {
+            let candidate = Candidate {
+                worker: link.worker(),
+                id,
+                keys,
+                conn: *conn,
+            };
+            oc.requests.inc();
+            conn.offload = if link.offer(candidate) {
+                Offload::Requested
+            } else {
+                oc.queue_full.inc();
+                Offload::Kept
+            };
+        }
+        Offload::Requested
+            if conn.protocol == IpProtocol::TCP.0 && conn.tcp != TcpState::Established =>
+        {
+            conn.offload = Offload::Kept;
+            end_offload(link, oc, id);
+        }
+        _ => {}
     }
 }
 

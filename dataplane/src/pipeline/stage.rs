@@ -19,7 +19,7 @@
 //! the burst changed (a flow created or removed): the hit is looked up
 //! again by its id and key.
 
-use super::hit::{Plain, Stage, Staged};
+use super::hit::{by_mark, Plain, Stage, Staged};
 use super::public::{resolve_route, PublicHop};
 use super::*;
 use crate::Checked;
@@ -130,7 +130,11 @@ impl Pipeline {
                     let key = p.key(zone);
                     // A frame the NIC marked with its live flow is left
                     // out of the lookup.
-                    match frame.mark().and_then(|m| self.by_mark(m, &key)) {
+                    let marks = &self.marks;
+                    match frame
+                        .mark()
+                        .and_then(|m| by_mark(&self.flows, marks, m, &key))
+                    {
                         Some(found) => Hint(Stage::Tunnel(p, found, tunnelled)),
                         None => {
                             keys[n] = key;

@@ -818,7 +818,7 @@ fn run_marked(
 }
 
 #[test]
-fn a_marked_frame_skips_the_lookup_and_a_stale_mark_is_just_a_miss() {
+fn a_marked_staged_frame_skips_the_lookup_and_a_stale_mark_is_just_a_miss() {
     let (mut gw, link) = offloading(&spec(), 16);
     connect(&mut gw, 40000, 0);
     connect(&mut gw, 40001, 0);
@@ -855,10 +855,12 @@ fn a_marked_frame_skips_the_lookup_and_a_stale_mark_is_just_a_miss() {
             let want = same(want);
             assert_eq!(v, Verdict::Forward(out_port));
             // The flow's own mark: the same frame out, without the lookup.
+            // The unstaged path (frames handed over by another worker)
+            // reads no marks: it looks the frame up.
             let (v, out, marked) = run_marked(&mut gw, staged, frame, port, Some(mark));
             assert_eq!((v, same(out)), (Verdict::Forward(out_port), want.clone()));
-            hits += 1;
             if staged {
+                hits += 1;
                 assert!(marked < unmarked, "{marked} lines, {unmarked} unmarked");
             }
             // Another flow's mark, a free entry's, and one past the
@@ -867,11 +869,168 @@ fn a_marked_frame_skips_the_lookup_and_a_stale_mark_is_just_a_miss() {
                 let (v, out, _) = run_marked(&mut gw, staged, frame, port, Some(m));
                 let out = same(out);
                 assert_eq!((v, &out), (Verdict::Forward(out_port), &want), "mark {m}");
-                stale += 1;
+                stale += u64::from(staged);
             }
         }
     }
     gw.pipeline.sweep(&gw.tables, &gw.counters, 0);
     let oc = &gw.counters.offload;
     assert_eq!((oc.marked_hits.get(), oc.stale_marks.get()), (hits, stale));
+}
+
+#[test]
+fn a_big_table_is_queried_a_share_at_a_time_and_each_round_once_an_interval() {
+    use dataplane::offload::SCAN_PER_TICK;
+    let (t, c1, _) = real_candidates();
+    let n = SCAN_PER_TICK as u32 + 10;
+    let links = Link::for_workers(1, 2 * n as usize, 2 * n as usize);
+    let limits = Limits {
+        flows: n as usize,
+        per_tenant: n as usize,
+        ..LIMITS
+    };
+    let mut m = Offloads::new(links.clone(), limits);
+    let mut nic = FakeNic::default();
+    for i in 0..n {
+        offer(&links[0], variant(&c1, 0, i, i as u16));
+    }
+    m.tick(0, usize::MAX, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(m.len(), n as usize);
+    for rule in 1..=n {
+        nic.counts.insert(rule, (1, 100));
+    }
+    // The first round began at 0, before the hits, with the first
+    // share of the slots; it ends at the next tick.
+    m.tick(5, 0, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(feedback(&links[0]).len(), 10, "the end of the first round");
+    m.tick(6, 0, &t, &mut macs_of(&t), &mut nic);
+    assert!(feedback(&links[0]).is_empty(), "no round before 10");
+    m.tick(10, 0, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(feedback(&links[0]).len(), SCAN_PER_TICK);
+    m.tick(11, 0, &t, &mut macs_of(&t), &mut nic);
+    assert!(
+        feedback(&links[0]).is_empty(),
+        "reported in the first round"
+    );
+    for rule in 1..=n {
+        nic.counts.insert(rule, (2, 200));
+    }
+    m.tick(12, 0, &t, &mut macs_of(&t), &mut nic);
+    assert!(feedback(&links[0]).is_empty(), "the round is over");
+    m.tick(20, 0, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(feedback(&links[0]).len(), SCAN_PER_TICK);
+    m.tick(21, 0, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(feedback(&links[0]).len(), 10);
+}
+
+#[test]
+fn queued_rules_of_a_big_table_are_all_confirmed_in_turn() {
+    use dataplane::offload::SCAN_PER_TICK;
+    let (t, c1, _) = real_candidates();
+    let n = SCAN_PER_TICK as u32 + 10;
+    let links = Link::for_workers(1, 2 * n as usize, 16);
+    let limits = Limits {
+        flows: n as usize,
+        per_tenant: n as usize,
+        ..LIMITS
+    };
+    let mut m = Offloads::new(links.clone(), limits);
+    let mut nic = FakeNic {
+        queue: true,
+        ..FakeNic::default()
+    };
+    for i in 0..n {
+        offer(&links[0], variant(&c1, 0, i, i as u16));
+    }
+    m.tick(0, usize::MAX, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(m.stats().pending, u64::from(n));
+    nic.confirm = true;
+    m.tick(1, 0, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(m.stats().pending, 10);
+    m.tick(2, 0, &t, &mut macs_of(&t), &mut nic);
+    let s = m.stats();
+    assert_eq!(
+        (s.pending, s.offloaded, s.installed),
+        (0, u64::from(n), u64::from(n))
+    );
+}
+
+#[test]
+fn a_tenant_change_reaches_every_flow_of_a_big_table_however_often_tables_change() {
+    use dataplane::offload::SCAN_PER_TICK;
+    let (t, c1, _) = real_candidates();
+    let n = 2 * SCAN_PER_TICK as u32 + 10;
+    let links = Link::for_workers(1, 2 * n as usize, 2 * n as usize);
+    let limits = Limits {
+        flows: n as usize,
+        per_tenant: n as usize,
+        ..LIMITS
+    };
+    let mut m = Offloads::new(links.clone(), limits);
+    let mut nic = FakeNic::default();
+    for i in 0..n {
+        offer(&links[0], variant(&c1, 0, i, i as u16));
+    }
+    m.tick(0, usize::MAX, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(m.len(), n as usize);
+    // New tables at every tick: the walk goes on where it was.
+    let changed = at_epoch(&spec(), 2);
+    let mut pulled = Vec::new();
+    for tick in 1..=3 {
+        let mut now = changed.clone();
+        now.generation = 100 + tick;
+        m.tick(tick, 0, &now, &mut macs_of(&now), &mut nic);
+        pulled.push(m.stats().pulled_back);
+    }
+    let share = SCAN_PER_TICK as u64;
+    assert_eq!(pulled, vec![share, 2 * share, u64::from(n)]);
+    assert_eq!((m.len(), nic.rules.len()), (0, 0));
+    assert_eq!(feedback(&links[0]).len(), n as usize);
+}
+
+/// A RST from the client at `seq`.
+fn rst_at(sport: u16, seq: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .tcp(sport, 22, seq, 64240)
+        .rst()
+        .write(&mut out, &[])
+        .unwrap();
+    out
+}
+
+/// The NIC forwarded the flow's segments: the sequence numbers the
+/// worker learned are behind. A RST from where the connection really is
+/// must still close it (as Linux's flowtable resets its window tracking
+/// when a flow comes back, `flow_offload_fixup_tcp`), not be dropped as
+/// out of window, leaving both ends' connection open in the gateway.
+#[test]
+fn a_rst_after_offloaded_traffic_still_closes_the_connection() {
+    let (mut gw, link) = offloading(&spec(), 16);
+    connect(&mut gw, 40000, 0);
+    let c = candidate(&drain(&link)[0]);
+    // Ten megabytes went through the NIC.
+    assert!(link.send(Feedback::Refresh {
+        id: c.id,
+        key: c.keys[0],
+        packets: 7000,
+        bytes: 10_000_000,
+    }));
+    gw.pipeline.apply_feedback(&gw.counters, SEC);
+    let (v, _) = gw.client_sends(&rst_at(40000, 1001 + 10_000_000), 2 * SEC);
+    assert_eq!(v, Verdict::Forward(UND), "the RST goes through");
+    assert_eq!(
+        drain(&link),
+        vec![Request::Ended {
+            worker: 0,
+            id: c.id
+        }]
+    );
+
+    // Without offload, such a RST is out of window (RFC 5961) and
+    // dropped, as before.
+    let mut gw = Gw::new();
+    connect(&mut gw, 40000, 0);
+    let (v, _) = gw.client_sends(&rst_at(40000, 1001 + 10_000_000), SEC);
+    assert_ne!(v, Verdict::Forward(UND));
 }
