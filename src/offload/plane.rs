@@ -389,3 +389,115 @@ impl OffloadPlane {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(offload: &str) -> Config {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/reference.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let text = text.replacen("mode = \"auto\"", offload, 1);
+        ctl::config::parse(&text, "reference.toml", &"0-1".parse().unwrap()).unwrap()
+    }
+
+    fn ports() -> Vec<PlanePort> {
+        vec![
+            PlanePort {
+                id: 0,
+                name: "pub0".into(),
+                role: Role::Public,
+            },
+            PlanePort {
+                id: 1,
+                name: "und0".into(),
+                role: Role::Underlay,
+            },
+        ]
+    }
+
+    fn error(errno: nix::errno::Errno) -> FlowError {
+        FlowError {
+            op: "rte_flow_validate",
+            errno: errno as i32,
+            kind: 0,
+            message: errno.desc().to_owned(),
+        }
+    }
+
+    fn plane(
+        mode: &str,
+        validate: &mut dyn FnMut(&Rule, u16) -> Result<(), FlowError>,
+    ) -> OffloadPlane {
+        OffloadPlane::new(&config(mode), ports(), validate)
+    }
+
+    #[test]
+    fn off_probes_nothing_and_offers_nothing() {
+        let mut asked = 0;
+        let p = plane("mode = \"off\"", &mut |_, _| {
+            asked += 1;
+            Ok(())
+        });
+        assert_eq!(asked, 0);
+        assert!(p.link(0).is_none());
+        assert!(!p.marks());
+        let caps = p.caps_json();
+        assert_eq!(caps["mode"], "off");
+        assert_eq!(caps["shapes"], json!([]));
+        assert_eq!(caps["ports"][0]["level"], "none");
+    }
+
+    /// Design item 9: with auto on ports of level none the workers
+    /// enqueue nothing — no link, so the pipeline's hook is never armed.
+    #[test]
+    fn auto_without_a_flow_api_offers_nothing() {
+        let p = plane("mode = \"auto\"", &mut |_, _| {
+            Err(error(nix::errno::Errno::ENOSYS))
+        });
+        assert!(p.link(0).is_none());
+        assert!(!p.marks());
+        let r = p.report(&[]);
+        assert_eq!(
+            r.levels,
+            vec![("pub0".into(), Level::None), ("und0".into(), Level::None)]
+        );
+    }
+
+    #[test]
+    fn auto_offers_on_a_capable_nic_and_reads_marks_on_a_partial_one() {
+        let p = plane("mode = \"auto\"", &mut |_, _| Ok(()));
+        assert!(p.link(0).is_some());
+        assert!(
+            !p.marks(),
+            "full offload: no frame of an offloaded flow reaches a worker"
+        );
+        // No rewrite: the full shapes refused, MARK and QUEUE taken.
+        let p = plane("mode = \"auto\"", &mut |r, _| {
+            if r.attr.transfer {
+                Err(error(nix::errno::Errno::ENOTSUP))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(p.link(0).is_some());
+        assert!(p.marks());
+        assert_eq!(p.caps_json()["ports"][1]["level"], "partial");
+    }
+
+    /// Shadow mode runs the manager whatever the ports say: the rules of a
+    /// capable NIC are built and kept.
+    #[test]
+    fn shadow_offers_even_without_a_flow_api() {
+        let p = plane("mode = \"shadow\"", &mut |_, _| {
+            Err(error(nix::errno::Errno::ENOSYS))
+        });
+        assert!(p.link(0).is_some());
+        assert!(!p.marks());
+        assert_eq!(
+            p.caps_json()["ports"][0]["level"],
+            "none",
+            "caps say what the NIC said"
+        );
+    }
+}
