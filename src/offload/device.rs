@@ -154,3 +154,111 @@ mod libc_errno {
     pub const ENOMEM: i32 = nix::errno::Errno::ENOMEM as i32;
     pub const ENOSPC: i32 = nix::errno::Errno::ENOSPC as i32;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrayvec::ArrayVec;
+    use dataplane::flow::FlowId;
+    use dataplane::offload::{Leg, TunnelMatch};
+    use dataplane::tenant::TenantId;
+    use rte::flow::Action;
+
+    fn leg(in_port: u16, tunnel: bool) -> Leg {
+        let mut encap = ArrayVec::new();
+        encap.extend([2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00]);
+        Leg {
+            in_port,
+            tunnel: tunnel.then_some(TunnelMatch {
+                host: 0xcb00_710b,
+                local: 0xcb00_7101,
+                key: 7,
+                gretap: false,
+            }),
+            protocol: 17,
+            src: (0x0a00_0005, 53),
+            dst: (0xc000_0207, 5000),
+            decap_len: if tunnel { 42 } else { 0 },
+            set_src: None,
+            set_dst: None,
+            encap,
+            out_port: 1 - in_port,
+        }
+    }
+
+    fn spec() -> FlowSpec {
+        FlowSpec {
+            worker: 1,
+            id: FlowId::new(41),
+            tenant: TenantId(0),
+            epoch: 1,
+            legs: [leg(0, false), leg(1, true)],
+        }
+    }
+
+    /// Worker 1 polls queue 3 of port 0 and none of port 1.
+    fn queues() -> Vec<Vec<Option<u16>>> {
+        vec![vec![Some(0), Some(3)], vec![Some(0), None]]
+    }
+
+    #[test]
+    fn each_leg_gets_its_ports_level() {
+        let d = NicDevice::new(vec![Level::Partial, Level::Full], queues(), true);
+        let rules = d.rules(&spec()).unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].0, 0);
+        assert_eq!(rules[0].1.actions, vec![Action::Mark(42), Action::Queue(3)]);
+        assert_eq!(rules[1].0, 1);
+        assert!(rules[1].1.attr.transfer);
+        assert_eq!(rules[1].1.actions.last(), Some(&Action::RepresentedPort(0)));
+    }
+
+    #[test]
+    fn legs_the_port_cannot_take_stay_in_software() {
+        // Port 1 partial, but worker 1 polls none of its queues: no rule
+        // could bring the frames to it.
+        let d = NicDevice::new(vec![Level::None, Level::Partial], queues(), true);
+        assert_eq!(d.rules(&spec()).unwrap_err(), Refusal::Unsupported);
+        let d = NicDevice::new(vec![Level::None, Level::None], queues(), true);
+        assert_eq!(d.rules(&spec()).unwrap_err(), Refusal::Unsupported);
+        // A port past the probe's is at level none.
+        assert_eq!(d.level(9), Level::None);
+    }
+
+    /// Shadow mode keeps the rules and creates none: nothing to count.
+    #[test]
+    fn shadow_keeps_rules_without_handles() {
+        let mut d = NicDevice::new(vec![Level::Full, Level::Full], queues(), true);
+        let Ok(Installed::Done(mut r)) = d.install(&spec()) else {
+            panic!("installed")
+        };
+        assert_eq!(r.rules.len(), 2);
+        assert!(!r.installed());
+        assert_eq!(d.counts(&mut r), None);
+        assert!(
+            r.testpmd()
+                .lines()
+                .filter(|l| l.starts_with("flow create"))
+                .count()
+                == 2
+        );
+        d.remove(r);
+    }
+
+    #[test]
+    fn a_pmd_refusal_is_the_managers_reason() {
+        let e = |errno: nix::errno::Errno| FlowError {
+            op: "rte_flow_create",
+            errno: errno as i32,
+            kind: 0,
+            message: String::new(),
+        };
+        assert_eq!(refusal(&e(nix::errno::Errno::ENOSPC)), Refusal::Full);
+        assert_eq!(refusal(&e(nix::errno::Errno::ENOMEM)), Refusal::Full);
+        assert_eq!(
+            refusal(&e(nix::errno::Errno::ENOTSUP)),
+            Refusal::Unsupported
+        );
+        assert_eq!(refusal(&e(nix::errno::Errno::EINVAL)), Refusal::Failed);
+    }
+}
