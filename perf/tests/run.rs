@@ -51,8 +51,12 @@ fn both_forwarded(report: &serde_json::Value) {
             received_total <= sent_total,
             "{device}: more frames back than sent: {raw}"
         );
+        // Both run at the generator's full rate on CPUs they share with
+        // it (and, on a developer's machine, with builds): a slowed CPU
+        // costs a few percent (testpmd lost 1.8% at load 8). What this
+        // guards is a path that forwards nothing, or little.
         assert!(
-            run["loss"].as_f64().unwrap() < 0.01,
+            run["loss"].as_f64().unwrap() < 0.05,
             "{device} lost frames: {run}"
         );
     }
