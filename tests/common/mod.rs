@@ -78,6 +78,21 @@ impl Daemon {
         Daemon(Some(child))
     }
 
+    /// The same with stdout and stderr going to files: for configs whose
+    /// counters at exit (hundreds of tenants) would fill a pipe nobody
+    /// reads until tgw exits.
+    pub fn start_to_files(config: &Path, extra: &[&str], stdout: &Path, stderr: &Path) -> Daemon {
+        let child = Command::new(TGW)
+            .arg("--config")
+            .arg(config)
+            .args(extra)
+            .stdout(std::fs::File::create(stdout).expect("create the stdout file"))
+            .stderr(std::fs::File::create(stderr).expect("create the log file"))
+            .spawn()
+            .expect("start tgw");
+        Daemon(Some(child))
+    }
+
     /// Waits (bounded) for tgw to exit by itself; `None` if it is still
     /// running after `timeout` (it is then killed on drop).
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<Output> {

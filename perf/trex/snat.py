@@ -1,0 +1,56 @@
+"""snat: tenants' VMs open flows to the Internet through their tenant's
+source NAT pool: GRE from each tenant's host with its key, inside a VM
+10.0.0.1.. of the tenant to the client 1.1.1.7 from many source ports.
+tgw decapsulates, opens a flow and SNATs it to the tenant's pool address
+(3.3.x.y), or, for tenant 0's 10.0.0.7, to its elastic IP 4.4.4.200.
+(tgw-perf has no such profile: this is its `decap` from private sources.)
+
+TRex port 1 (tgw's und0). Tunables: --tenants, --vms (sources per
+tenant, 10.0.0.1 up), --ports (source ports per VM, 1024 up; a VM holds
+at most 16 blocks of 64 pool ports), --size (inner frame).
+
+    start -f perf/trex/snat.py -p 1 -m 1mpps -t --tenants 250 --vms 8
+"""
+
+from scapy.layers.inet import GRE, IP, UDP
+from scapy.layers.l2 import Ether
+
+import tgw_lab as lab
+
+PORT = "und"
+DEFAULTS = {"tenants": lab.DEFAULT_TENANTS, "vms": 8, "ports": 64, "size": 64}
+
+
+def build(tenants=lab.DEFAULT_TENANTS, vms=8, ports=64, size=64):
+    if not 1 <= vms <= 254 or not 1 <= ports <= 1024:
+        raise ValueError("vms must be 1..254 and ports 1..1024")
+    inner = lab.pad(
+        Ether(dst=lab.tenant_mac(0), src=lab.VM_MAC)
+        / IP(src="10.0.0.1", dst=lab.CLIENT, ttl=64)
+        / UDP(sport=lab.PORT_FIRST, dport=5001, chksum=0),
+        size,
+    )
+    pkt = (
+        Ether(dst=lab.GW_UND_MAC, src=lab.HOST_MAC)
+        / IP(src=lab.host(0), dst=lab.GW_UND, ttl=64)
+        / GRE(key_present=1, key=lab.KEY_BASE, proto=0x6558)
+        / inner
+    )
+    vm = lab.tenant_vm(tenants, [("IP.src", 1)]) + lab.Vm(
+        vars=[
+            lab.Var("vm", 1, vms, 1),
+            lab.Var("sport", lab.PORT_FIRST, lab.PORT_FIRST + ports - 1, 2),
+        ],
+        writes=[
+            lab.Write("t_idx", "GRE.key", add=lab.KEY_BASE),
+            lab.Write("t_idx", "Ether:1.dst", fixup=2),
+            lab.Write("vm", "IP:1.src", fixup=3),
+            lab.Write("sport", "UDP.sport"),
+        ],
+        fix=["IP", "IP:1"],
+    )
+    return pkt, vm
+
+
+def register():
+    return lab.LabProfile("snat", DEFAULTS, build)
