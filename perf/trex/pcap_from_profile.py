@@ -214,7 +214,11 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     module = importlib.import_module(os.path.basename(path).split(".")[0])
     profile = module.register()
+    # TRex reads the tunables' defaults off get_streams
+    # (STLProfile.get_module_tunables): every argument needs one.
     assert "tunables" in inspect.signature(profile.get_streams).parameters
+    code, defaults = profile.get_streams.__code__, profile.get_streams.__defaults__
+    assert defaults is None or len(defaults) == code.co_argcount - 1
     streams = profile.get_streams(tunables=sys.argv[4:], direction=0, port_id=0)
     assert len(streams) == 1 and isinstance(streams[0].mode, STLTXCont)
     built = streams[0].packet
