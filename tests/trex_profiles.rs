@@ -15,8 +15,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use common::{read_pcap, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch};
+use common::{read_pcap, write_pcap, Daemon, PrefixFiles, Scratch};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -140,14 +141,48 @@ struct Run {
 /// Writes `packets` of `profile` (with `tunables`) to a pcap, runs tgw
 /// over it with the lab config (`tgw_lab.py` with `lab`: `--tenants N`,
 /// `--l2fwd`), and returns the frames in and those out of the other
-/// port, after checking that tgw dropped nothing.
+/// port, after checking that tgw dropped nothing and sent everything.
 fn run(profile: &str, packets: usize, tunables: &[&str], lab: &[&str]) -> Run {
+    let r = run_from(&trex_dir(), profile, packets, tunables, lab);
+    let dropped: Vec<_> = r.drops.iter().filter(|(_, &n)| n != 0).collect();
+    assert!(dropped.is_empty(), "{profile}: tgw dropped {dropped:?}");
+    assert!(
+        r.back.is_empty(),
+        "{profile}: nothing goes back out of the side it came in"
+    );
+    assert_eq!(
+        r.out.len(),
+        r.sent.len(),
+        "{profile}: every packet comes out"
+    );
+    Run {
+        sent: r.sent,
+        out: r.out,
+    }
+}
+
+/// What tgw did with a profile's packets, unchecked.
+struct Outcome {
+    sent: Vec<Vec<u8>>,
+    /// Out of the other port, and back out of the port they came in by.
+    out: Vec<Vec<u8>>,
+    back: Vec<Vec<u8>>,
+    drops: HashMap<String, u64>,
+}
+
+/// [`run`] with the profiles (and tgw_lab.py) taken from `trex`.
+fn run_from(
+    trex: &Path,
+    profile: &str,
+    packets: usize,
+    tunables: &[&str],
+    lab: &[&str],
+) -> Outcome {
     // One tgw at a time: each busy-polls lcore 1's CPU.
     let _one = ONE_TGW.lock().unwrap_or_else(|e| e.into_inner());
     let dir = Scratch::new(&format!("trex-{profile}"));
     let prefix = format!("tgw-test-trex-{profile}-{}", std::process::id());
     let _files = PrefixFiles(prefix.clone());
-    let trex = trex_dir();
 
     let dev = |i: usize, name: &str| {
         format!(
@@ -159,13 +194,13 @@ fn run(profile: &str, packets: usize, tunables: &[&str], lab: &[&str]) -> Run {
     let eal = format!(
         "main_lcore = 0\nfile_prefix = \"{prefix}\"\nhugepages = false\nin_memory = true\nmemory_mb = 512\n"
     );
-    let (pub_dev, und_dev) = (dev(0, "pub"), dev(1, "und"));
+    let lab_py = trex.join("tgw_lab.py");
     let mut args = vec![
-        trex.join("tgw_lab.py").to_str().unwrap().to_owned(),
+        lab_py.to_str().unwrap().to_owned(),
         "--pub".into(),
-        pub_dev,
+        dev(0, "pub"),
         "--und".into(),
-        und_dev,
+        dev(1, "und"),
         "--eal".into(),
         eal,
     ];
@@ -175,15 +210,13 @@ fn run(profile: &str, packets: usize, tunables: &[&str], lab: &[&str]) -> Run {
     std::fs::write(&config_path, config).unwrap();
 
     let input = dir.path("in.pcap");
+    let (driver, file) = (
+        trex.join("pcap_from_profile.py"),
+        trex.join(format!("{profile}.py")),
+    );
     let mut args = vec![
-        trex.join("pcap_from_profile.py")
-            .to_str()
-            .unwrap()
-            .to_owned(),
-        trex.join(format!("{profile}.py"))
-            .to_str()
-            .unwrap()
-            .to_owned(),
+        driver.to_str().unwrap().to_owned(),
+        file.to_str().unwrap().to_owned(),
         input.to_str().unwrap().to_owned(),
         packets.to_string(),
     ];
@@ -211,7 +244,7 @@ fn run(profile: &str, packets: usize, tunables: &[&str], lab: &[&str]) -> Run {
         &log,
     );
     let out_path = dir.path(&format!("{to}-out.pcap"));
-    wait_for_frames(&mut daemon, &out_path, packets);
+    settle(&mut daemon, &log, &out_path, packets);
     let done = daemon.terminate();
     assert!(
         done.status.success(),
@@ -220,21 +253,40 @@ fn run(profile: &str, packets: usize, tunables: &[&str], lab: &[&str]) -> Run {
     );
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap();
-    let drops = &stats["workers"][0]["drops"];
-    let dropped: Vec<_> = drops
+    let drops = stats["workers"][0]["drops"]
         .as_object()
         .expect("the drop counters")
         .iter()
-        .filter(|(_, n)| n.as_u64() != Some(0))
+        .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(u64::MAX)))
         .collect();
-    assert!(dropped.is_empty(), "{profile}: tgw dropped {dropped:?}");
-    assert!(
-        read_pcap(&dir.path(&format!("{from}-out.pcap"))).is_empty(),
-        "{profile}: nothing goes back out of the side it came in"
-    );
-    let out = read_pcap(&out_path);
-    assert_eq!(out.len(), sent.len(), "{profile}: every packet comes out");
-    Run { sent, out }
+    Outcome {
+        sent,
+        out: read_pcap(&out_path),
+        back: read_pcap(&dir.path(&format!("{from}-out.pcap"))),
+        drops,
+    }
+}
+
+/// Waits (at most 30 s) until `out` holds `n` frames, or tgw has been
+/// forwarding for a while and `out` stopped growing: net_pcap hands the
+/// whole input pcap over at once, so a profile whose packets tgw drops
+/// is seen in a second, not at the timeout.
+fn settle(daemon: &mut Daemon, log: &Path, out: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut count, mut since) = (0, Instant::now());
+    while Instant::now() < deadline && daemon.running() {
+        let now = read_pcap(out).len();
+        if now >= n {
+            return;
+        }
+        let forwarding = std::fs::read_to_string(log).is_ok_and(|l| l.contains("forwarding;"));
+        if now != count || !forwarding {
+            (count, since) = (now, Instant::now());
+        } else if since.elapsed() > Duration::from_millis(1500) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The inner frame of a packet tgw sent into tenant `i`'s tunnel: outer
@@ -394,6 +446,30 @@ fn udp_goes_through_l2fwd_with_only_the_macs_rewritten() {
         ports.insert(s.ports.unwrap().0);
     }
     assert_eq!(ports.len(), 100, "one flow per source port");
+}
+
+/// The checks catch a profile that sends the wrong traffic: decap.py
+/// with every key one past its tenant's (from a copy of perf/trex) is
+/// dropped, each packet, as a key from the wrong host.
+#[test]
+fn a_profile_with_the_wrong_keys_fails() {
+    let dir = Scratch::new("trex-wrong");
+    for f in ["tgw_lab.py", "pcap_from_profile.py", "decap.py"] {
+        let text = std::fs::read_to_string(trex_dir().join(f)).unwrap();
+        let text = if f == "decap.py" {
+            let right = "\"GRE.key\", add=lab.KEY_BASE)";
+            assert!(text.contains(right), "decap.py changed shape");
+            text.replace(right, "\"GRE.key\", add=lab.KEY_BASE + 1)")
+        } else {
+            text
+        };
+        std::fs::write(dir.path(f), text).unwrap();
+    }
+    let r = run_from(&dir.0, "decap", 250, &[], &[]);
+    assert!(r.out.is_empty(), "{} frames came out", r.out.len());
+    // The last tenant's key + 1 is nobody's.
+    assert_eq!(r.drops["gre_wrong_host"], 249, "{:?}", r.drops);
+    assert_eq!(r.drops["gre_unknown_key"], 1, "{:?}", r.drops);
 }
 
 /// perf/trex/tgw-lab.toml is what the generator writes, and tgw takes it.
