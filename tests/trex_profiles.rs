@@ -85,7 +85,9 @@ struct Ip<'a> {
     ttl: u8,
     proto: u8,
     payload: &'a [u8],
+    /// UDP's or TCP's (whose checksum is checked).
     ports: Option<(u16, u16)>,
+    syn: bool,
 }
 
 fn ip(frame: &[u8]) -> Ip<'_> {
@@ -102,9 +104,14 @@ fn ip(frame: &[u8]) -> Ip<'_> {
         h.header_checksum(),
         "IPv4 checksum"
     );
-    let ports = match s.transport {
-        Some(TransportSlice::Udp(u)) => Some((u.source_port(), u.destination_port())),
-        _ => None,
+    let (ports, syn) = match s.transport {
+        Some(TransportSlice::Udp(u)) => (Some((u.source_port(), u.destination_port())), false),
+        Some(TransportSlice::Tcp(t)) => {
+            let sum = t.calc_checksum_ipv4(h.source(), h.destination());
+            assert_eq!(sum, Ok(t.checksum()), "TCP checksum");
+            (Some((t.source_port(), t.destination_port())), t.syn())
+        }
+        _ => (None, false),
     };
     Ip {
         dst_mac: eth.destination(),
@@ -115,6 +122,7 @@ fn ip(frame: &[u8]) -> Ip<'_> {
         proto: h.protocol().0,
         payload: v4.payload().payload,
         ports,
+        syn,
     }
 }
 
@@ -387,12 +395,23 @@ fn new_flows_open_a_flow_nearly_every_packet() {
 
 #[test]
 fn snat_leaves_from_each_tenants_pool_or_the_elastic_ip() {
+    snat("udp");
+}
+
+/// TCP SYNs, their checksums right in (the field engine keeps them so)
+/// and out (tgw's NAT fixes them).
+#[test]
+fn snat_tcp_syns_leave_from_each_tenants_pool_or_the_elastic_ip() {
+    snat("tcp");
+}
+
+fn snat(proto: &str) {
     // 7 VMs a tenant: packet 1000 is tenant 0's 10.0.0.7.
     let tenants = 500;
     let r = run(
         "snat",
         1500,
-        &["--tenants", "500", "--vms", "7"],
+        &["--tenants", "500", "--vms", "7", "--proto", proto],
         &["--tenants", "500"],
     );
     let mut mappings: HashMap<(u32, Ipv4Addr, u16), (Ipv4Addr, u16)> = HashMap::new();
@@ -405,6 +424,7 @@ fn snat_leaves_from_each_tenants_pool_or_the_elastic_ip() {
         let v = ip(&inner);
         let o = ip(out);
         assert_eq!((o.dst_mac, o.dst, o.ttl), (CLIENT_MAC, CLIENT, 63));
+        assert_eq!((v.syn, o.syn), (proto == "tcp", proto == "tcp"));
         let (sport, dport) = v.ports.unwrap();
         let (out_port, out_dport) = o.ports.unwrap();
         assert_eq!(dport, out_dport);

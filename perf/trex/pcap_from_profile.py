@@ -11,8 +11,8 @@ arguments checked against TRex's own signatures. The recorded variables
 are then expanded over N packets deterministically, the way TRex's field
 engine steps them on one core:
 
-- packet 0 has every variable at its start (min for "inc", "dec" and
-  the dependent ones; "random" draws, here from a fixed seed);
+- packet 0 has every variable at its start (init_value, else min; a
+  "random" one draws, here from a fixed seed);
 - after each packet, every variable that is nobody's `next_var` steps
   ("inc" by step, back to min past max; "dec" by step, back to max past
   min; "random" draws again in [min, max]); a variable that wraps steps
@@ -49,13 +49,15 @@ class STLVM:
         self.cmds = []
 
     def var(self, name, min_value, max_value, size, op, step=1, split_to_cores=True,
-            next_var=None):
+            next_var=None, init_value=None):
         assert size in (1, 2, 4, 8), "size %r" % size
         assert op in ("inc", "dec", "random"), "op %r" % op
         assert not (next_var and op == "random"), "TRex refuses next_var on random"
         assert min_value <= max_value < 1 << (8 * size), (name, min_value, max_value)
+        init = min_value if init_value is None else init_value
+        assert min_value <= init <= max_value, (name, init)
         self.cmds.append(("var", dict(name=name, min=min_value, max=max_value, size=size,
-                                      op=op, step=step, next_var=next_var)))
+                                      op=op, step=step, next_var=next_var, init=init)))
 
     def write(self, fv_name, pkt_offset, offset_fixup=0, add_val=0, byte_order="big"):
         assert byte_order == "big"
@@ -139,7 +141,7 @@ def field_offset(pkt, name):
 class Counter:
     def __init__(self, v, rng):
         self.v, self.rng = v, rng
-        self.value = rng.randint(v["min"], v["max"]) if v["op"] == "random" else v["min"]
+        self.value = rng.randint(v["min"], v["max"]) if v["op"] == "random" else v["init"]
 
     def step(self):
         """Steps; whether it wrapped."""

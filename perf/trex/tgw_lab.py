@@ -94,13 +94,13 @@ def check_tenants(n):
 
 class Var:
     """STLVM.var: a counter of `size` bytes from `min` to `max` by `step`
-    ("inc", "dec") or uniform in [min, max] ("random"). With `next_var`,
-    the named variable steps once each time this one wraps (and only
-    then)."""
+    ("inc", "dec") or uniform in [min, max] ("random"), starting at
+    `init` (default `min`). With `next_var`, the named variable steps once
+    each time this one wraps (and only then)."""
 
-    def __init__(self, name, min, max, size, op="inc", step=1, next_var=None):
+    def __init__(self, name, min, max, size, op="inc", step=1, next_var=None, init=None):
         self.name, self.min, self.max, self.size = name, min, max, size
-        self.op, self.step, self.next_var = op, step, next_var
+        self.op, self.step, self.next_var, self.init = op, step, next_var, init
 
     def __repr__(self):
         return "Var(%r, %d..%d, %s)" % (self.name, self.min, self.max, self.op)
@@ -143,13 +143,16 @@ def tenant_vm(tenants, fields):
     return Vm(vars, writes)
 
 
-def pad(pkt, size):
+def pad(pkt, size, trailer=False):
     """`pkt` padded to `size` bytes on the wire (FCS included: TRex and the
-    NIC add the 4 bytes)."""
-    from scapy.packet import Raw
+    NIC add the 4 bytes): with payload, or with an Ethernet trailer past
+    the IP packet (`trailer`, for a TCP SYN that should carry no data)."""
+    from scapy.packet import Padding, Raw
 
     missing = size - 4 - len(pkt)
-    return pkt / Raw(b"\0" * missing) if missing > 0 else pkt
+    if missing <= 0:
+        return pkt
+    return pkt / (Padding if trailer else Raw)(b"\0" * missing)
 
 
 # ---------------------------------------------------------------------------
@@ -173,9 +176,11 @@ def stream(pkt, vm):
 
     trex_vm = STLVM()
     for v in vm.vars:
+        # init_value goes through STLVM.var's **k to STLVmFlowVar.
+        init = {} if v.init is None else {"init_value": v.init}
         trex_vm.var(
             name=v.name, min_value=v.min, max_value=v.max, size=v.size, op=v.op,
-            step=v.step, split_to_cores=False, next_var=v.next_var,
+            step=v.step, split_to_cores=False, next_var=v.next_var, **init,
         )
     for w in vm.writes:
         trex_vm.write(fv_name=w.var, pkt_offset=w.field, offset_fixup=w.fixup, add_val=w.add)
