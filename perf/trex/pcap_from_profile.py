@@ -8,18 +8,20 @@ The profile is loaded as TRex loads it (its directory on sys.path,
 stand-in `trex_stl_lib.api` that records what the profile asks of TRex:
 the scapy packet and the field-engine instructions, their keyword
 arguments checked against TRex's own signatures. The recorded variables
-are then expanded over N packets deterministically, the way TRex's field
-engine steps them on one core:
+are then expanded over N packets deterministically, the way TRex's data
+path steps them on one core (src/stx/stl/trex_stl_stream_vm.h):
 
-- packet 0 has every variable at its start (init_value, else min; a
-  "random" one draws, here from a fixed seed);
-- after each packet, every variable that is nobody's `next_var` steps
-  ("inc" by step, back to min past max; "dec" by step, back to max past
-  min; "random" draws again in [min, max]); a variable that wraps steps
-  its `next_var`, and so on down the chain;
-- writes put value + add_val, big-endian, the variable's size, at the
-  field's offset plus offset_fixup; then the named IPv4 headers get their
-  checksum recomputed.
+- each variable starts one step before its init_value (TRex's default:
+  max for "dec", else min);
+- before each packet, every variable that is nobody's `next_var` steps
+  ("inc" by step, past max around to min; "dec" the other way; "random"
+  draws in [min, max], here from a fixed seed, so not TRex's sequence);
+  a variable that wraps steps its `next_var`, and so on down the chain
+  (a chain whose head starts at its min, for "inc", wraps on the first
+  step: the first packet has every variable of it at its init_value);
+- then the writes put value + add_val, big-endian, the variable's size,
+  at the field's offset plus offset_fixup, and the named IPv4 headers get
+  their checksum recomputed.
 
 Prints a JSON line: the port the profile sends on ("pub" or "und") and
 the packet count.
@@ -54,7 +56,10 @@ class STLVM:
         assert op in ("inc", "dec", "random"), "op %r" % op
         assert not (next_var and op == "random"), "TRex refuses next_var on random"
         assert min_value <= max_value < 1 << (8 * size), (name, min_value, max_value)
-        init = min_value if init_value is None else init_value
+        # TRex's default start (STLVmFlowVar): max for "dec", else min.
+        if init_value is None:
+            init_value = max_value if op == "dec" else min_value
+        init = init_value
         assert min_value <= init <= max_value, (name, init)
         self.cmds.append(("var", dict(name=name, min=min_value, max=max_value, size=size,
                                       op=op, step=step, next_var=next_var, init=init)))
@@ -139,27 +144,40 @@ def field_offset(pkt, name):
 
 
 class Counter:
+    """One variable as TRex's data path keeps it (src/stx/stl/
+    trex_stl_stream_vm.h): it holds the value one step before its start,
+    and each packet steps it before the writes."""
+
     def __init__(self, v, rng):
         self.v, self.rng = v, rng
-        self.value = rng.randint(v["min"], v["max"]) if v["op"] == "random" else v["init"]
+        if v["op"] == "random":
+            self.value = None
+        else:
+            # One step back from init, within [min, max].
+            back = -v["step"] if v["op"] == "inc" else v["step"]
+            span = v["max"] - v["min"] + 1
+            self.value = v["min"] + (v["init"] - v["min"] + back) % span
 
     def step(self):
-        """Steps; whether it wrapped."""
+        """Steps (inc_mod / dec_mod); whether it wrapped, which is when
+        TRex runs the next variable of the chain."""
         v = self.v
         if v["op"] == "random":
             self.value = self.rng.randint(v["min"], v["max"])
             return False
         if v["op"] == "inc":
-            if self.value + v["step"] > v["max"]:
-                self.value = v["min"]
-                return True
-            self.value += v["step"]
-            return False
-        if self.value - v["step"] < v["min"]:
-            self.value = v["max"]
+            left = v["max"] - self.value
+            if v["step"] <= left:
+                self.value += v["step"]
+                return False
+            self.value = v["min"] + (v["step"] - left - 1)
             return True
-        self.value -= v["step"]
-        return False
+        left = self.value - v["min"]
+        if v["step"] <= left:
+            self.value -= v["step"]
+            return False
+        self.value = v["max"] - (v["step"] - left - 1)
+        return True
 
 
 def expand(pkt, cmds, n):
@@ -172,6 +190,11 @@ def expand(pkt, cmds, n):
     base = bytes(pkt)
     out = []
     for _ in range(n):
+        for name, c in vars.items():
+            if name in dependent:
+                continue
+            while c.step() and c.v["next_var"]:
+                c = vars[c.v["next_var"]]
         frame = bytearray(base)
         for w, at in writes:
             size = vars[w["var"]].v["size"]
@@ -180,11 +203,6 @@ def expand(pkt, cmds, n):
         for at in fixes:
             ipv4_checksum(frame, at)
         out.append(bytes(frame))
-        for name, c in vars.items():
-            if name in dependent:
-                continue
-            while c.step() and c.v["next_var"]:
-                c = vars[c.v["next_var"]]
     return out
 
 

@@ -95,7 +95,7 @@ def check_tenants(n):
 class Var:
     """STLVM.var: a counter of `size` bytes from `min` to `max` by `step`
     ("inc", "dec") or uniform in [min, max] ("random"), starting at
-    `init` (default `min`). With `next_var`, the named variable steps once
+    `init` (TRex's default: `max` for "dec", else `min`). With `next_var`, the named variable steps once
     each time this one wraps (and only then)."""
 
     def __init__(self, name, min, max, size, op="inc", step=1, next_var=None, init=None):
