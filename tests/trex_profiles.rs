@@ -499,6 +499,22 @@ fn a_profile_with_the_wrong_keys_fails() {
     assert_eq!(r.drops["gre_unknown_key"], 1, "{:?}", r.drops);
 }
 
+/// The lab's tenants may not send mail straight out: SYNs to TCP port 25
+/// are all the firewall's, and nothing else drops them.
+#[test]
+fn snat_to_port_25_is_what_the_firewall_drops() {
+    let r = run_from(
+        &trex_dir(),
+        "snat",
+        500,
+        &["--proto", "tcp", "--dport", "25"],
+        &[],
+    );
+    assert!(r.out.is_empty() && r.back.is_empty(), "{} out", r.out.len());
+    let dropped: HashMap<_, _> = r.drops.into_iter().filter(|(_, n)| *n != 0).collect();
+    assert_eq!(dropped, HashMap::from([("firewall".to_owned(), 500)]));
+}
+
 /// perf/trex/tgw-lab.toml is what the generator writes, and tgw takes it.
 #[test]
 fn the_shipped_lab_config_is_the_generators_and_tgw_checks_it() {

@@ -8,7 +8,9 @@ tgw decapsulates, opens a flow and SNATs it to the tenant's pool address
 TRex port 1 (tgw's und0). Tunables: --tenants, --vms (sources per
 tenant, 10.0.0.1 up), --ports (source ports per VM, 1024 up; a VM holds
 at most 16 blocks of 64 pool ports), --size (inner frame), --proto (udp
-to port 5001, or tcp: SYNs to port 80, each opening a connection).
+to port 5001, or tcp: SYNs to port 80, each opening a connection),
+--dport (another destination port; the lab's tenants may not send to TCP
+port 25, so `--proto tcp --dport 25` is what their firewall drops).
 
     start -f perf/trex/snat.py -p 1 -m 1mpps -t --tenants 250 --vms 8
 """
@@ -19,7 +21,8 @@ from scapy.layers.l2 import Ether
 import tgw_lab as lab
 
 PORT = "und"
-DEFAULTS = {"tenants": lab.DEFAULT_TENANTS, "vms": 8, "ports": 64, "size": 64, "proto": "udp"}
+DEFAULTS = {"tenants": lab.DEFAULT_TENANTS, "vms": 8, "ports": 64, "size": 64, "proto": "udp",
+            "dport": 0}
 
 # TCP: the SYN's checksum is kept right without checksum offload: what the
 # field engine adds to the covered words (the VM's address octet, the
@@ -29,14 +32,16 @@ SEQ = 0x5EED8000
 WINDOW = 0xFFFF
 
 
-def build(tenants=lab.DEFAULT_TENANTS, vms=8, ports=64, size=64, proto="udp"):
-    if not 1 <= vms <= 254 or not 1 <= ports <= 1024:
-        raise ValueError("vms must be 1..254 and ports 1..1024")
+def build(tenants=lab.DEFAULT_TENANTS, vms=8, ports=64, size=64, proto="udp", dport=0):
+    """`dport` 0: 5001 for UDP, 80 for TCP."""
+    if not 1 <= vms <= 254 or not 1 <= ports <= 1024 or not 0 <= dport <= 65535:
+        raise ValueError("vms must be 1..254, ports 1..1024 and dport 0..65535")
     if proto == "udp":
         # No UDP checksum: the field engine changes what it covers.
-        l4 = UDP(sport=lab.PORT_FIRST, dport=5001, chksum=0)
+        l4 = UDP(sport=lab.PORT_FIRST, dport=dport or 5001, chksum=0)
     elif proto == "tcp":
-        l4 = TCP(sport=lab.PORT_FIRST, dport=80, flags="S", seq=SEQ - 1, window=WINDOW)
+        l4 = TCP(sport=lab.PORT_FIRST, dport=dport or 80, flags="S", seq=SEQ - 1,
+                 window=WINDOW)
     else:
         raise ValueError("proto must be udp or tcp")
     inner = lab.pad(

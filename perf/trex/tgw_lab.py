@@ -252,6 +252,8 @@ def config(tenants=DEFAULT_TENANTS, pub="0000:01:00.0", und="0000:01:00.1",
         w("[[tenant]]\nname = \"t%d\"\nkey = %d\nhosts = [\"%s\"]\n" % (i, KEY_BASE + i, h))
         w("prefixes = [\"10.0.0.0/24\"]\npublic_prefixes = [\"%s/32\"]\n" % p)
         w("mac = \"%s\"\ndefault_in = \"allow\"\n" % tenant_mac(i))
+        # A cloud's usual rule: no mail straight from tenants' VMs.
+        w("rules = [{ direction = \"out\", action = \"deny\", proto = \"tcp\", dport = 25 }]\n")
         w("routes = [{ prefix = \"10.0.0.0/24\", to = \"%s\" }, " % h)
         w("{ prefix = \"%s/32\", to = \"%s\" }, { prefix = \"0.0.0.0/0\", to = \"public\" }]\n" % (p, h))
         w("neighbours = [{ ip = \"%s\", mac = \"%s\" }, { ip = \"%s\", mac = \"%s\" }]\n\n"
