@@ -32,6 +32,7 @@ use crate::control_socket::{ControlSocket, Limits as SocketLimits};
 use crate::handler::{self, Handler};
 use crate::logs::Throttle;
 use crate::metrics::http::{Endpoint, Limits as MetricsLimits};
+use crate::notify::Notifier;
 use crate::offload::plane::{OffloadPlane, PlanePort};
 use crate::offload::report::OffloadReport;
 use crate::report::{
@@ -87,6 +88,7 @@ pub fn run(
 ) -> Result<Report, String> {
     let eal_args = config.eal_args();
     info!(args = %eal_args.join(" "), "starting EAL");
+    crate::notify::status("starting EAL");
     let eal = Eal::init(&eal_args).map_err(|e| format!("EAL: {e}"))?;
     // Packet capture for dpdk-dumpcap, stopped after the ports are.
     let pdump = crate::telemetry::capture(&eal, config);
@@ -369,6 +371,9 @@ fn serve(
     crate::telemetry::register(config, &asker);
     let watchdog = (config.dataplane.watchdog_ms > 0)
         .then(|| Duration::from_millis(u64::from(config.dataplane.watchdog_ms)));
+    // systemd's READY=1 and WATCHDOG=1 (no-ops outside a unit), made
+    // before the workers start so that their first loop counts.
+    let mut notifier = Notifier::from_env(&counters, ports.len(), Instant::now());
     // Workers run in a scope: they borrow the rings and queues above, and
     // the scope does not end before every one of them has returned.
     let failure = eal.scope(|s| {
@@ -402,6 +407,7 @@ fn serve(
             control.tick();
             offload.tick(&publisher.current());
             let ages = heartbeats.ages(Instant::now());
+            notifier.tick(&counters, &ages, Instant::now());
             let offloaded = offload.report(&counters);
             asks.serve(|| report(&sources, &mut control, ages.clone(), offloaded.clone()));
             let stats = |control: &mut Control| {
@@ -418,7 +424,9 @@ fn serve(
                 offload: &mut offload,
             };
             if launch.reload.swap(false, Ordering::Relaxed) {
-                handler.reload(&mut cx);
+                notifier.reloading();
+                let applied = handler.reload(&mut cx);
+                notifier.reloaded(applied);
             }
             while let Some(pending) = socket.take() {
                 let response = handler.handle(&pending.request.op, &mut cx);
@@ -434,6 +442,9 @@ fn serve(
         }
         if let Some(f) = &failure {
             error!("{f}; stopping tgw (fail-stop)");
+            crate::notify::stopping(&format!("{f}; stopping (fail-stop)"));
+        } else {
+            crate::notify::stopping("stopping on SIGINT/SIGTERM");
         }
         stop.store(true, Ordering::Relaxed);
         info!("stopping: workers finish their burst");

@@ -217,23 +217,28 @@ impl Handler {
     }
 
     /// Re-reads the config file (`SIGHUP`), as `config apply` of it.
-    pub fn reload(&mut self, cx: &mut Cx<'_, '_>) {
+    /// Whether the file was applied (for systemd's STATUS= line).
+    pub fn reload(&mut self, cx: &mut Cx<'_, '_>) -> bool {
         let path = self.config_path.display().to_string();
         let text = match std::fs::read_to_string(&self.config_path) {
             Ok(text) => text,
             Err(e) => {
                 warn!("SIGHUP: cannot read {path}: {e}; the running state stays as it was");
-                return;
+                return false;
             }
         };
         match self.config_apply(&text, &path, false, cx) {
-            Ok(result) => info!(%result, "SIGHUP: {path} applied"),
+            Ok(result) => {
+                info!(%result, "SIGHUP: {path} applied");
+                true
+            }
             // One line per problem (each names its FILE:LINE), for
             // journald and grep.
             Err(e) => {
                 for problem in e.to_string().lines().filter(|l| !l.trim().is_empty()) {
                     warn!("SIGHUP: {path} refused, the running state stays as it was: {problem}");
                 }
+                false
             }
         }
     }

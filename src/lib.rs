@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod handler;
 pub mod logs;
 pub mod metrics;
+pub mod notify;
 pub mod offload;
 pub mod report;
 pub mod runtime;
