@@ -2,7 +2,8 @@
 //! The control side of tgw: the configuration model and its validation
 //! ([`config`]), the CPU set lcores are checked against ([`cpuset`]), and
 //! the control API's protocol ([`api`]), its client ([`client`]) and
-//! `tgwctl`'s command line ([`cli`]).
+//! `tgwctl`'s command line ([`cli`]), and what `tgw-setup` does to the
+//! machine ([`setup`]).
 
 pub mod api;
 pub mod cli;
@@ -10,3 +11,4 @@ pub mod client;
 pub mod config;
 pub mod cpuset;
 pub mod running;
+pub mod setup;
