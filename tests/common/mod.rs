@@ -206,11 +206,19 @@ impl Drop for PrefixFiles {
 /// test old code: refused, saying how to rebuild.
 pub fn tgwctl() -> PathBuf {
     static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    CHECKED.get_or_init(fresh_tgwctl).clone()
+    CHECKED.get_or_init(|| fresh_ctl_binary("tgwctl")).clone()
 }
 
-fn fresh_tgwctl() -> PathBuf {
-    let path = Path::new(TGW).with_file_name("tgwctl");
+/// `tgw-setup`, ctl's other binary, found and checked as [`tgwctl`] is.
+pub fn tgw_setup() -> PathBuf {
+    static CHECKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKED
+        .get_or_init(|| fresh_ctl_binary("tgw-setup"))
+        .clone()
+}
+
+fn fresh_ctl_binary(name: &str) -> PathBuf {
+    let path = Path::new(TGW).with_file_name(name);
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .unwrap_or_else(|e| {
