@@ -757,6 +757,8 @@ fn boots_under_systemd_reloads_and_stops() {
     for line in [
         "started: ActiveState=active SubState=running",
         "status: StatusText=forwarding: 2 ports up, 1 workers polling",
+        // Where DPDK's tools look for tgw (docs/dpdk-tools.md).
+        "runtime: Multi-process socket /var/run/dpdk/tgw-ref/mp_socket",
         "reloaded: 2.2.2.13",
         "reload status: StatusText=forwarding: the config file was reloaded",
         "stopped: ActiveState=inactive Result=success ExecMainStatus=0",
@@ -774,6 +776,7 @@ p() { systemctl show -P "$1" tgw.service; }
 for i in $(seq 1 300); do systemctl is-active -q tgw.service && break; sleep 0.2; done
 echo "started: ActiveState=$(p ActiveState) SubState=$(p SubState)" >> $v
 echo "status: StatusText=$(p StatusText)" >> $v
+journalctl -u tgw.service --no-pager | grep -o 'Multi-process socket [^ ]*' | head -n 1 | sed 's/^/runtime: /' >> $v
 sock=/run/tgw/tgw-ref.sock
 sed -i 's/public = "2.2.2.12"/public = "2.2.2.13"/' /etc/tgw/tgw.toml
 systemctl reload tgw.service
