@@ -10,6 +10,7 @@
 //! Only the control plane calls this, never a worker: each message is a
 //! syscall.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -156,10 +157,14 @@ fn stale(ages: &[Duration], fresh: Duration) -> Option<(usize, Duration)> {
 }
 
 /// One datagram to NOTIFY_SOCKET; nothing without one. A failure is
-/// logged, never fatal: systemd then acts on what it did not hear.
+/// logged (the first only: a gone socket would fail every keep-alive),
+/// never fatal: systemd then acts on what it did not hear.
 fn send(states: &[NotifyState]) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
     if let Err(e) = sd_notify::notify(false, states) {
-        warn!("sd_notify: {e}");
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            warn!("sd_notify to NOTIFY_SOCKET failed (said once): {e}");
+        }
     }
 }
 

@@ -228,9 +228,7 @@ fn binding(config: &Config, facts: &Facts, steps: &mut Vec<Step>, errors: &mut V
                 addr.to_owned(),
             ],
             why: format!("bind port {:?} ({addr}, now on {from}) to {VFIO}", port.name),
-            on_failure: format!(
-                "dpdk-devbind.py refuses a device whose interface is up or routed: take it down (ip link set DEV down) or fix [[port]] device"
-            ),
+            on_failure: "dpdk-devbind.py refuses a device whose interface is up or routed: take it down (ip link set DEV down) or fix [[port]] device".into(),
         });
     }
 }
