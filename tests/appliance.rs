@@ -762,6 +762,8 @@ fn boots_under_systemd_reloads_and_stops() {
         "reloaded: 2.2.2.13",
         "reload status: StatusText=forwarding: the config file was reloaded",
         "stopped: ActiveState=inactive Result=success ExecMainStatus=0",
+        // systemd's own watchdog, not tgw's, stopped it.
+        "hung worker: Result=watchdog ActiveState=failed",
     ] {
         assert!(verdict.lines().any(|l| l == line), "no {line:?}\n{why}");
     }
@@ -786,6 +788,16 @@ for i in $(seq 1 25); do p StatusText | grep -q reloaded && break; sleep 0.2; do
 echo "reload status: StatusText=$(p StatusText)" >> $v
 systemctl stop tgw.service
 echo "stopped: ActiveState=$(p ActiveState) Result=$(p Result) ExecMainStatus=$(p ExecMainStatus)" >> $v
-journalctl -u tgw-setup.service -u tgw.service --no-pager | tail -n 40
+# A hung worker, with tgw's own watchdog off: only systemd's, fed by
+# nothing once the heartbeat is stale, can stop it.
+sed -i 's/^mode = "gateway"$/mode = "gateway"\nwatchdog_ms = 0/' /etc/tgw/tgw.toml
+mkdir -p /run/systemd/system/tgw.service.d
+printf '[Service]\nEnvironment=TGW_TEST_FAULT=stall:0\nWatchdogSec=2s\nRestart=no\n' \
+  > /run/systemd/system/tgw.service.d/stall.conf
+systemctl daemon-reload
+systemctl start tgw.service
+for i in $(seq 1 100); do [ "$(p Result)" = watchdog ] && break; sleep 0.2; done
+echo "hung worker: Result=$(p Result) ActiveState=$(p ActiveState)" >> $v
+journalctl -u tgw-setup.service -u tgw.service --no-pager | tail -n 60
 systemctl poweroff
 "#;
