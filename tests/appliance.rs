@@ -796,7 +796,7 @@ printf '[Service]\nEnvironment=TGW_TEST_FAULT=stall:0\nWatchdogSec=2s\nRestart=n
   > /run/systemd/system/tgw.service.d/stall.conf
 systemctl daemon-reload
 systemctl start tgw.service
-for i in $(seq 1 100); do [ "$(p Result)" = watchdog ] && break; sleep 0.2; done
+for i in $(seq 1 100); do [ "$(p ActiveState)" = failed ] && break; sleep 0.2; done
 echo "hung worker: Result=$(p Result) ActiveState=$(p ActiveState)" >> $v
 journalctl -u tgw-setup.service -u tgw.service --no-pager | tail -n 60
 systemctl poweroff
