@@ -316,7 +316,11 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
         assert!(c.contains(" transfer ") && c.contains(" count "), "{c}");
     }
     assert!(
-        creates[0].contains("ipv4 src is 1.1.1.7 dst is 2.2.2.11"),
+        creates[0].contains(
+            "ipv4 version_ihl is 0x45 tos is 0x00 \
+             fragment_offset spec 0x4000 fragment_offset mask 0x7fff \
+             src is 1.1.1.7 dst is 2.2.2.11"
+        ),
         "{}",
         creates[0]
     );
@@ -326,12 +330,27 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
         creates[1]
     );
     // Only tgw's own headings are comments: every raw buffer has items.
+    // The underlay side's rule, with the tunnel's and the inner packet's
+    // header checks, is longer than testpmd reads in a line, and flagged
+    // as such (docs/offload.md, "Open points").
+    let too_long = "# the next command is ";
     for l in text.lines().filter(|l| l.starts_with('#')) {
-        assert!(l.starts_with("# worker 0 flow "), "{l}\n{text}");
+        assert!(
+            l.starts_with("# worker 0 flow ") || l.starts_with(too_long),
+            "{l}\n{text}"
+        );
     }
+    let flagged: Vec<&str> = text
+        .lines()
+        .zip(text.lines().skip(1))
+        .filter(|(l, _)| l.starts_with(too_long))
+        .map(|(_, next)| next)
+        .collect();
+    assert_eq!(flagged, [creates[1]], "{text}");
+    // testpmd parses every command it can read whole.
     let commands: String = text
         .lines()
-        .filter(|l| !l.starts_with('#'))
+        .filter(|l| !l.starts_with('#') && l.len() <= rte::flow::TESTPMD_LINE_MAX)
         .map(|l| format!("{l}\n"))
         .collect();
     let answers = run_testpmd(&g.dir, &commands);
@@ -341,13 +360,14 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
             "testpmd could not parse:\n{commands}\n{answers}"
         );
     }
-    // Each flow create was parsed and reached the PMD, which refused it.
+    // Each flow create sent was parsed and reached the PMD, which refused
+    // it.
     assert_eq!(
         answers
             .lines()
             .filter(|l| l.contains("Function not implemented"))
             .count(),
-        2,
+        1,
         "{commands}\n{answers}"
     );
 

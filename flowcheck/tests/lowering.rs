@@ -52,6 +52,15 @@ fn rules() -> Vec<Rule> {
                     ether_type: Some(0x0800),
                 },
                 Item::Ipv4 {
+                    version_ihl: Some(0x45),
+                    tos: Some(Masked {
+                        spec: 0x01,
+                        mask: 0x03,
+                    }),
+                    fragment_offset: Some(Masked {
+                        spec: 0x4000,
+                        mask: 0x7fff,
+                    }),
                     src: Some(Masked::<u32>::exact(0xc633_6401)),
                     dst: Some(Masked::<u32>::exact(0xcb00_7105)),
                     protocol: Some(6),
@@ -87,17 +96,28 @@ fn rules() -> Vec<Rule> {
             pattern: vec![
                 any_eth(),
                 Item::Ipv4 {
+                    version_ihl: Some(0x46),
+                    tos: None,
+                    fragment_offset: Some(Masked {
+                        spec: 0x0001,
+                        mask: 0x3fff,
+                    }),
                     src: Some(Masked::<u32>::exact(0xc000_0202)),
                     dst: Some(Masked::<u32>::exact(0xc000_0201)),
                     protocol: Some(47),
                 },
                 Item::Gre {
                     protocol: Some(0x6558),
+                    checksum_present: Some(false),
                     key_present: Some(true),
+                    sequence_present: Some(true),
                 },
                 Item::GreKey(0x0102_0304),
                 any_eth(),
                 Item::Ipv4 {
+                    version_ihl: None,
+                    tos: None,
+                    fragment_offset: None,
                     src: Some(Masked::<u32>::exact(0x0a00_0005)),
                     dst: None,
                     protocol: Some(17),
@@ -131,6 +151,12 @@ fn rules() -> Vec<Rule> {
                     ether_type: None,
                 },
                 Item::Ipv4 {
+                    version_ihl: None,
+                    tos: Some(Masked {
+                        spec: 0xb8,
+                        mask: 0xfc,
+                    }),
+                    fragment_offset: None,
                     src: None,
                     dst: Some(Masked {
                         spec: 0xcb00_7100,
@@ -163,7 +189,9 @@ fn rules() -> Vec<Rule> {
                 }),
                 Item::Gre {
                     protocol: None,
+                    checksum_present: Some(true),
                     key_present: Some(false),
+                    sequence_present: None,
                 },
             ],
             actions: vec![

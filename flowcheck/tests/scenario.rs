@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+mod matcher;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -239,8 +241,33 @@ impl Gateway {
     }
 }
 
-fn exact_ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8) -> Item {
+/// An IPv4 header as a full rule matches it: no options, not a fragment;
+/// toward a tenant (`df`) DF set and TOS 0, the pushed header's; a
+/// tunnel's outer header (`outer`) ECN Not-ECT.
+fn whole_ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, df: bool, outer: bool) -> Item {
+    let fragment = if df {
+        Masked {
+            spec: 0x4000,
+            mask: 0x7fff,
+        }
+    } else {
+        Masked {
+            spec: 0,
+            mask: 0x3fff,
+        }
+    };
+    let tos = match (df, outer) {
+        (true, _) => Some(Masked::<u8>::exact(0)),
+        (false, true) => Some(Masked {
+            spec: 0,
+            mask: 0x03,
+        }),
+        (false, false) => None,
+    };
     Item::Ipv4 {
+        version_ihl: Some(0x45),
+        tos,
+        fragment_offset: Some(fragment),
         src: Some(Masked::<u32>::exact(be(src))),
         dst: Some(Masked::<u32>::exact(be(dst))),
         protocol: Some(protocol),
@@ -278,13 +305,15 @@ const TRANSFER: Attr = Attr {
 /// The tunnel header toward `t`'s host as the software path wrote it on
 /// `frame` (the tunnelled SYN): outer Ethernet, IPv4, GRE with key,
 /// inner Ethernet; with what software writes per frame zeroed: the outer
-/// IPv4 total length, identification and checksum, and DF, which
-/// software copies from the inner packet (docs/packet-path.md) and a
-/// fixed header cannot (the spec's is clear).
+/// IPv4 total length, identification and checksum. DF, which software
+/// copies from the inner packet (docs/packet-path.md), stays set: the
+/// rule matches only inner packets with DF, as the SYN was; and the TOS
+/// software copied (0) is the one the rule matches.
 fn tunnel_header_of(frame: &[u8]) -> Vec<u8> {
     let mut h = frame[..56].to_vec();
-    assert_eq!(h[20], 0x40, "the SYN had DF, copied outside");
-    h[16..22].fill(0);
+    assert_eq!(h[20..22], [0x40, 0], "the SYN had DF, copied outside");
+    assert_eq!(h[15], 0, "the SYN's TOS, copied outside");
+    h[16..20].fill(0);
     h[24..26].fill(0);
     h
 }
@@ -296,7 +325,11 @@ fn public_rule(t: &Tenant, sport: u16, header: Vec<u8>) -> Rule {
     eth.extend_from_slice(&[0x08, 0x00]);
     Rule {
         attr: TRANSFER,
-        pattern: vec![eth_ipv4(), exact_ipv4(CLIENT, t.eip, 6), tcp(sport, t.port)],
+        pattern: vec![
+            eth_ipv4(),
+            whole_ipv4(CLIENT, t.eip, 6, true, false),
+            tcp(sport, t.port),
+        ],
         actions: vec![
             Action::SetIpv4Dst(be(VM)),
             Action::SetTpDst(t.port),
@@ -329,14 +362,16 @@ fn underlay_rule(t: &Tenant, sport: u16) -> Rule {
         attr: TRANSFER,
         pattern: vec![
             eth_ipv4(),
-            exact_ipv4(t.host, LOCAL, 47),
+            whole_ipv4(t.host, LOCAL, 47, false, true),
             Item::Gre {
                 protocol: Some(0x6558),
+                checksum_present: Some(false),
                 key_present: Some(true),
+                sequence_present: Some(false),
             },
             Item::GreKey(t.key),
             eth_ipv4(),
-            exact_ipv4(VM, CLIENT, 6),
+            whole_ipv4(VM, CLIENT, 6, false, false),
             tcp(t.port, sport),
         ],
         actions: vec![
@@ -480,4 +515,133 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
     assert_eq!(destroyed(&events), vec![handle(0), handle(1)], "{events:?}");
     assert_eq!(fake::live(), 0);
     assert_eq!(gw.counters.offload.ended.get(), 1, "t2's end was not told");
+}
+
+/// `inner` (an Ethernet frame) in `t`'s gretap tunnel with the GRE flags
+/// word `flags` (RFC 2784/2890: C 0x8000 adds the checksum word, K 0x2000
+/// the key, S 0x1000 the sequence number), by hand.
+fn tunnelled(t: &Tenant, inner: &[u8], flags: u16) -> Vec<u8> {
+    let mut gre = flags.to_be_bytes().to_vec();
+    gre.extend_from_slice(&[0x65, 0x58]);
+    if flags & 0x8000 != 0 {
+        gre.extend_from_slice(&[0, 0, 0, 0]); // checksum, reserved
+    }
+    if flags & 0x2000 != 0 {
+        gre.extend_from_slice(&t.key.to_be_bytes());
+    }
+    if flags & 0x1000 != 0 {
+        gre.extend_from_slice(&7u32.to_be_bytes());
+    }
+    gre.extend_from_slice(inner);
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(t.host_mac, UND_MAC)
+        .ipv4(t.host, LOCAL, 64)
+        .write(&mut out, etherparse::IpNumber(47), &gre)
+        .unwrap();
+    out
+}
+
+/// `t`'s VM's segment to the client (an ACK), as an Ethernet frame.
+fn vm_ack(t: &Tenant, dport: u16) -> Vec<u8> {
+    let mut inner = Vec::new();
+    PacketBuilder::ethernet2(t.vm_mac, t.mac)
+        .ipv4(VM, CLIENT, 64)
+        .tcp(t.port, dport, 5001, 64240)
+        .ack(1001)
+        .write(&mut inner, &[])
+        .unwrap();
+    inner
+}
+
+/// The IPv4 header at `ip` of `frame` with 4 bytes of options (NOP, NOP,
+/// NOP, end of list: RFC 791) and its IHL and total length grown to
+/// match.
+fn with_options(frame: &[u8], ip: usize) -> Vec<u8> {
+    let mut out = frame[..ip + 20].to_vec();
+    out.extend_from_slice(&[1, 1, 1, 0]);
+    out.extend_from_slice(&frame[ip + 20..]);
+    out[ip] = 0x46;
+    let len = u16::from_be_bytes([out[ip + 2], out[ip + 3]]) + 4;
+    out[ip + 2..ip + 4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+/// `frame` with `f` applied to the bytes from `at` on.
+fn edited(frame: &[u8], at: usize, f: impl Fn(&mut [u8])) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    f(&mut out[at..]);
+    out
+}
+
+/// Offload never changes what the gateway does: a frame of an offloaded
+/// flow that software treats specially — a fragment (its later pieces
+/// have no ports and would reach software alone), IP options, GRE with a
+/// checksum or sequence number (raw decap removes a fixed length), an
+/// outer ECN mark (RFC 6040 decap changes the inner packet), an inner
+/// packet without DF or with an ECN or DSCP value (software copies DF and
+/// the TOS into the outer header) — must not match the flow's full rule,
+/// so that it reaches software. The recorded rules are applied to frames
+/// built with etherparse and by hand from the RFCs.
+#[test]
+fn frames_software_treats_specially_do_not_match_the_full_rules() {
+    use matcher::matches;
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut gw = Gateway::new();
+    fake::take();
+    gw.connect(&T1, 40000);
+    gw.tick(0);
+    let rules = created(&fake::take());
+    let (public, underlay) = (&rules[0].1, &rules[1].1);
+    assert_eq!((rules[0].0, rules[1].0), (PUB, UND));
+
+    // Toward the tenant: the client's ACK (etherparse sets DF).
+    const IP: usize = 14;
+    let ack = from_client(&T1, 40000, false, 1001, Some(5001));
+    assert_eq!(ack[IP + 6], 0x40, "DF");
+    assert!(matches(public, &ack), "the flow's plain segment");
+    assert!(!matches(underlay, &ack));
+    let specials = [
+        ("first fragment (MF)", edited(&ack, IP, |h| h[6] |= 0x20)),
+        ("later fragment (offset)", edited(&ack, IP, |h| h[7] = 185)),
+        ("IP options", with_options(&ack, IP)),
+        ("DF clear", edited(&ack, IP, |h| h[6] = 0)),
+        ("ECN ECT(0)", edited(&ack, IP, |h| h[1] = 0x02)),
+        ("ECN CE", edited(&ack, IP, |h| h[1] = 0x03)),
+        ("DSCP EF", edited(&ack, IP, |h| h[1] = 0xb8)),
+        ("FIN", edited(&ack, IP + 20, |h| h[13] |= 0x01)),
+        ("RST", edited(&ack, IP + 20, |h| h[13] |= 0x04)),
+    ];
+    for (what, frame) in &specials {
+        assert!(!matches(public, frame), "{what} matched {public:?}");
+    }
+
+    // Out of the tenant: the VM's ACK in the tunnel, key only.
+    let inner = vm_ack(&T1, 40000);
+    let plain = tunnelled(&T1, &inner, 0x2000);
+    assert!(matches(underlay, &plain), "the flow's plain segment");
+    assert!(!matches(public, &plain));
+    // The inner IPv4 header: after outer Ethernet, IPv4, GRE with key and
+    // the inner Ethernet.
+    const INNER: usize = 14 + 20 + 8 + 14;
+    assert!(
+        matches(underlay, &edited(&plain, INNER, |h| h[6] = 0)),
+        "DF is not the underlay side's business: software forwards it as is"
+    );
+    let specials = [
+        ("GRE checksum (C)", tunnelled(&T1, &inner, 0xa000)),
+        ("GRE sequence number (S)", tunnelled(&T1, &inner, 0x3000)),
+        ("outer ECN CE", edited(&plain, IP, |h| h[1] = 0x03)),
+        ("outer ECN ECT(0)", edited(&plain, IP, |h| h[1] = 0x02)),
+        ("outer fragment", edited(&plain, IP, |h| h[6] |= 0x20)),
+        ("outer IP options", with_options(&plain, IP)),
+        ("inner fragment", edited(&plain, INNER, |h| h[6] |= 0x20)),
+        ("inner later fragment", edited(&plain, INNER, |h| h[7] = 8)),
+        ("inner IP options", with_options(&plain, INNER)),
+        ("FIN", edited(&plain, INNER + 20, |h| h[13] |= 0x01)),
+    ];
+    for (what, frame) in &specials {
+        assert!(!matches(underlay, frame), "{what} matched {underlay:?}");
+    }
 }

@@ -51,6 +51,9 @@ fn full_rule() -> Rule {
                 ether_type: Some(0x0800),
             },
             Item::Ipv4 {
+                version_ihl: None,
+                tos: None,
+                fragment_offset: None,
                 src: Some(Masked::<u32>::exact(0xc633_6401)),
                 dst: Some(Masked::<u32>::exact(0xcb00_7105)),
                 protocol: Some(6),

@@ -65,9 +65,11 @@ impl NicDevice {
     }
 
     /// The rules of `spec`, a leg at a time for its port's level; legs on
-    /// ports of level none stay in software.
+    /// ports of level none stay in software, and so do partial legs of a
+    /// flow whose mark the NIC would not take ([`shapes::MARK_LIMIT`]).
     pub fn rules(&self, spec: &FlowSpec) -> Result<Vec<(u16, Rule)>, Refusal> {
         let mut out = Vec::with_capacity(2);
+        let mut unmarkable = false;
         for leg in &spec.legs {
             let rule = match self.level(leg.in_port) {
                 Level::None => continue,
@@ -80,13 +82,21 @@ impl NicDevice {
                     else {
                         continue;
                     };
-                    shapes::partial(leg, shapes::mark(spec.id), queue)
+                    let Some(mark) = shapes::mark(spec.id) else {
+                        unmarkable = true;
+                        continue;
+                    };
+                    shapes::partial(leg, mark, queue)
                 }
             };
             out.push((leg.in_port, rule.map_err(|_| Refusal::Unsupported)?));
         }
         if out.is_empty() {
-            return Err(Refusal::Unsupported);
+            return Err(if unmarkable {
+                Refusal::MarkRange
+            } else {
+                Refusal::Unsupported
+            });
         }
         Ok(out)
     }
@@ -211,6 +221,29 @@ mod tests {
         assert_eq!(rules[1].0, 1);
         assert!(rules[1].1.attr.transfer);
         assert_eq!(rules[1].1.actions.last(), Some(&Action::RepresentedPort(0)));
+    }
+
+    /// mlx5 takes marks below 0xFFFFEF: a flow whose id + 1 is not below
+    /// gets no partial rule, and the refusal says why.
+    #[test]
+    fn a_flow_whose_mark_the_nic_cannot_take_gets_no_partial_rule() {
+        let d = NicDevice::new(vec![Level::Partial, Level::None], queues(), true);
+        let mut s = spec();
+        s.id = FlowId::new(shapes::MARK_LIMIT - 2);
+        let rules = d.rules(&s).unwrap();
+        assert_eq!(
+            rules[0].1.actions,
+            vec![Action::Mark(shapes::MARK_LIMIT - 1), Action::Queue(3)]
+        );
+        s.id = FlowId::new(shapes::MARK_LIMIT - 1);
+        assert_eq!(d.rules(&s).unwrap_err(), Refusal::MarkRange);
+        s.id = FlowId::new(u32::MAX);
+        assert_eq!(d.rules(&s).unwrap_err(), Refusal::MarkRange);
+        // A full leg needs no mark: the flow is still offloaded there.
+        let d = NicDevice::new(vec![Level::Partial, Level::Full], queues(), true);
+        let rules = d.rules(&s).unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].0, 1);
     }
 
     #[test]

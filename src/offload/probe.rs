@@ -206,7 +206,7 @@ pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
         Role::Public => {
             out.push((Shape::FullTcp, full(public_leg(target, IPPROTO_TCP))));
             out.push((Shape::FullUdp, full(public_leg(target, IPPROTO_UDP))));
-            let mark = shapes::mark(FlowId::new(0));
+            let mark = shapes::mark(FlowId::new(0)).expect("flow 0 has a mark");
             let partial = shapes::partial(&public_leg(target, IPPROTO_TCP), mark, target.queue);
             out.push((Shape::MarkQueue, partial.expect("the probe's leg is TCP")));
             let pool = steering::SteeredPool {
@@ -231,7 +231,7 @@ pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
                 Shape::FullGretap,
                 full(underlay_leg(target, IPPROTO_UDP, true)),
             ));
-            let mark = shapes::mark(FlowId::new(0));
+            let mark = shapes::mark(FlowId::new(0)).expect("flow 0 has a mark");
             let leg = underlay_leg(target, IPPROTO_TCP, false);
             let partial = shapes::partial(&leg, mark, target.queue);
             out.push((Shape::MarkQueue, partial.expect("the probe's leg is TCP")));

@@ -79,15 +79,30 @@ impl std::fmt::Display for ShapeError {
     }
 }
 
+/// Marks a partial rule may put on frames: below this. mlx5 takes marks
+/// below 0xFFFFEF (its largest values are reserved for its own flags); the
+/// other PMDs tgw knows take more, so the smallest is everyone's bound.
+pub const MARK_LIMIT: u32 = 0x00ff_ffef;
+
 /// The mark a partial-offload rule puts on a flow's frames: its id + 1,
-/// since 0 reads as "no mark" (docs/offload.md, "Partial offload").
-pub fn mark(id: FlowId) -> u32 {
-    id.get().wrapping_add(1)
+/// since 0 reads as "no mark" (docs/offload.md, "Partial offload"); none
+/// for a flow whose mark would not be below [`MARK_LIMIT`] (the NIC would
+/// refuse the rule, or worse, mark with a value it reserves).
+pub fn mark(id: FlowId) -> Option<u32> {
+    id.get().checked_add(1).filter(|&m| m < MARK_LIMIT)
 }
+
+/// The IPv4 flags and fragment offset word: DF, and MF with the offset.
+pub const IPV4_DF: u16 = 0x4000;
+pub const IPV4_MF_OFFSET: u16 = 0x3fff;
+/// Version 4, a 20-byte header: no options.
+pub const IPV4_NO_OPTIONS: u8 = 0x45;
+/// The ECN bits of the TOS byte (RFC 3168); 0 is Not-ECT.
+pub const ECN_MASK: u8 = 0x03;
 
 /// The full-offload rule of `leg`, created on `leg.in_port`.
 pub fn full(leg: &Leg) -> Result<Rule, ShapeError> {
-    let pattern = pattern(leg)?;
+    let pattern = pattern(leg, true)?;
     if leg.encap.is_empty() {
         return Err(ShapeError::NoEncap);
     }
@@ -118,8 +133,11 @@ pub fn full(leg: &Leg) -> Result<Rule, ShapeError> {
     })
 }
 
-/// The partial-offload rule of `leg`: the same match, and the frame goes
-/// to RX queue `queue` (its flow's worker's) with `mark`.
+/// The partial-offload rule of `leg`: the flow's addresses, protocol and
+/// ports (no TCP flags: ice refuses a mask on them, and a FIN reaching
+/// software marked is software's as any frame; no fragment or header
+/// fields: every frame is software's anyway), and the frame goes to RX
+/// queue `queue` (its flow's worker's) with `mark`.
 pub fn partial(leg: &Leg, mark: u32, queue: u16) -> Result<Rule, ShapeError> {
     Ok(Rule {
         attr: Attr {
@@ -127,17 +145,42 @@ pub fn partial(leg: &Leg, mark: u32, queue: u16) -> Result<Rule, ShapeError> {
             priority: FLOW_PRIORITY,
             ..Attr::INGRESS
         },
-        pattern: pattern(leg)?,
+        pattern: pattern(leg, false)?,
         actions: vec![Action::Mark(mark), Action::Queue(queue)],
     })
 }
 
 /// The match of a leg: the tunnel's outer headers, if any, then the
-/// (inner) packet's addresses, protocol and ports.
-fn pattern(leg: &Leg) -> Result<Vec<Item>, ShapeError> {
-    let l4 = l4(leg)?;
+/// (inner) packet's addresses, protocol and ports. A full rule matches
+/// only the frames the NIC treats exactly as software would
+/// (docs/offload.md, "Keeping the behaviour identical"): on every IPv4
+/// header no options and not a fragment (a fragment's later pieces have no
+/// ports and reach software alone); a GRE header without checksum or
+/// sequence number (raw decap removes a fixed length); an outer ECN of
+/// Not-ECT (RFC 6040 decapsulation then leaves the inner packet as it
+/// is); and toward a tenant DF set and the TOS the pushed header carries
+/// (software copies both into the outer header, a fixed header cannot).
+fn pattern(leg: &Leg, full: bool) -> Result<Vec<Item>, ShapeError> {
+    let l4 = l4(leg, full)?;
     let mut items = Vec::with_capacity(7);
     items.push(eth(ETHER_TYPE_IPV4));
+    // Any IPv4 header a full rule matches: no options, not a fragment.
+    let whole = |mut item: Item| {
+        if let Item::Ipv4 {
+            version_ihl,
+            fragment_offset,
+            ..
+        } = &mut item
+        {
+            *version_ihl = Some(IPV4_NO_OPTIONS);
+            *fragment_offset = Some(Masked {
+                spec: 0,
+                mask: IPV4_MF_OFFSET,
+            });
+        }
+        item
+    };
+    let packet = ipv4(leg.src.0, leg.dst.0, leg.protocol);
     if let Some(t) = &leg.tunnel {
         let shape = decap_len(t);
         if usize::from(leg.decap_len) != shape {
@@ -146,40 +189,87 @@ fn pattern(leg: &Leg) -> Result<Vec<Item>, ShapeError> {
                 shape,
             });
         }
-        items.push(ipv4(t.host, t.local, IPPROTO_GRE));
+        let mut outer = ipv4(t.host, t.local, IPPROTO_GRE);
+        if full {
+            outer = whole(outer);
+            if let Item::Ipv4 { tos, .. } = &mut outer {
+                *tos = Some(Masked {
+                    spec: 0,
+                    mask: ECN_MASK,
+                });
+            }
+        }
+        items.push(outer);
+        let flag = |v: bool| full.then_some(v);
         items.push(Item::Gre {
             protocol: Some(if t.gretap {
                 ETHER_TYPE_TEB
             } else {
                 ETHER_TYPE_IPV4
             }),
+            checksum_present: flag(false),
             key_present: Some(true),
+            sequence_present: flag(false),
         });
         items.push(Item::GreKey(t.key));
         if t.gretap {
             items.push(eth(ETHER_TYPE_IPV4));
         }
-    } else if usize::from(leg.decap_len) != ETH_LEN && leg.decap_len != 0 {
-        return Err(ShapeError::DecapLen {
-            spec: leg.decap_len,
-            shape: ETH_LEN,
+        items.push(if full { whole(packet) } else { packet });
+    } else {
+        if usize::from(leg.decap_len) != ETH_LEN && leg.decap_len != 0 {
+            return Err(ShapeError::DecapLen {
+                spec: leg.decap_len,
+                shape: ETH_LEN,
+            });
+        }
+        items.push(if full {
+            toward_tenant(whole(packet), pushed_tos(leg))
+        } else {
+            packet
         });
     }
-    items.push(ipv4(leg.src.0, leg.dst.0, leg.protocol));
     items.push(l4);
     Ok(items)
 }
 
-/// The transport item: both ports exactly; TCP only with FIN, SYN and
-/// RST clear.
-fn l4(leg: &Leg) -> Result<Item, ShapeError> {
+/// A packet going into a tunnel: DF set (and not a fragment), and its TOS
+/// that of the pushed header, `tos`. Software copies DF and the whole TOS
+/// byte (DSCP, RFC 2983's uniform model; ECN, RFC 6040's normal mode)
+/// into the outer header per packet (pipeline/encap.rs); the NIC pushes
+/// the same bytes for every frame, right only for these.
+fn toward_tenant(mut item: Item, pushed: u8) -> Item {
+    if let Item::Ipv4 {
+        tos,
+        fragment_offset,
+        ..
+    } = &mut item
+    {
+        *fragment_offset = Some(Masked {
+            spec: IPV4_DF,
+            mask: IPV4_DF | IPV4_MF_OFFSET,
+        });
+        *tos = Some(Masked::<u8>::exact(pushed));
+    }
+    item
+}
+
+/// The TOS byte of the tunnel header a public-side leg pushes (0 when it
+/// has no IPv4 header, which [`full`] refuses anyway).
+fn pushed_tos(leg: &Leg) -> u8 {
+    encap_bytes(leg).get(ETH_LEN + 1).copied().unwrap_or(0)
+}
+
+/// The transport item: both ports exactly; a full TCP rule only with FIN,
+/// SYN and RST clear.
+fn l4(leg: &Leg, full: bool) -> Result<Item, ShapeError> {
     let src = Some(Masked::<u16>::exact(leg.src.1));
     let dst = Some(Masked::<u16>::exact(leg.dst.1));
     match leg.protocol {
         IPPROTO_TCP => Ok(Item::Tcp {
             src,
             dst,
-            flags: Some(Masked {
+            flags: full.then_some(Masked {
                 spec: 0,
                 mask: TCP_FIN_SYN_RST,
             }),
@@ -199,6 +289,9 @@ fn eth(ether_type: u16) -> Item {
 
 fn ipv4(src: u32, dst: u32, protocol: u8) -> Item {
     Item::Ipv4 {
+        version_ihl: None,
+        tos: None,
+        fragment_offset: None,
         src: Some(Masked::<u32>::exact(src)),
         dst: Some(Masked::<u32>::exact(dst)),
         protocol: Some(protocol),
@@ -257,7 +350,9 @@ fn decap_bytes(leg: &Leg) -> Vec<u8> {
 /// The headers `raw_encap` pushes: the leg's, with a tunnel's outer IPv4
 /// total length and checksum zeroed, since the NIC writes both for each
 /// frame (a checksum of the header without its length would be wrong for
-/// every frame, and testpmd's `set raw_encap` has no field for either).
+/// every frame, and testpmd's `set raw_encap` has no field for either),
+/// and DF set: the rule matches only inner packets with DF set, whose
+/// outer header software gives DF too ([`toward_tenant`]).
 fn encap_bytes(leg: &Leg) -> Vec<u8> {
     let mut out = leg.encap.to_vec();
     let is_ipv4 = out.get(12..14) == Some(&ETHER_TYPE_IPV4.to_be_bytes()[..])
@@ -265,6 +360,10 @@ fn encap_bytes(leg: &Leg) -> Vec<u8> {
     if is_ipv4 && out.len() >= ETH_LEN + IPV4_LEN {
         out[ETH_LEN + 2..ETH_LEN + 4].fill(0);
         out[ETH_LEN + 10..ETH_LEN + 12].fill(0);
+        if leg.tunnel.is_none() {
+            let word = u16::from_be_bytes([out[ETH_LEN + 6], out[ETH_LEN + 7]]) | IPV4_DF;
+            out[ETH_LEN + 6..ETH_LEN + 8].copy_from_slice(&word.to_be_bytes());
+        }
     }
     out
 }

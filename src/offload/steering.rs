@@ -72,6 +72,9 @@ fn rule(addr: u32, protocol: u8, spec: u16, mask: u16, queue: u16) -> Rule {
                 ether_type: Some(ETHER_TYPE_IPV4),
             },
             Item::Ipv4 {
+                version_ihl: None,
+                tos: None,
+                fragment_offset: None,
                 src: None,
                 dst: Some(Masked::<u32>::exact(addr)),
                 protocol: Some(protocol),
@@ -206,6 +209,9 @@ mod tests {
         assert_eq!(
             r.pattern[1],
             Item::Ipv4 {
+                version_ihl: None,
+                tos: None,
+                fragment_offset: None,
                 src: None,
                 dst: Some(Masked::<u32>::exact(0x0404_0404)),
                 protocol: Some(6),

@@ -81,10 +81,18 @@ pub enum Refusal {
     Unsupported,
     /// Any other error.
     Failed,
+    /// The flow's mark (id + 1) is not below the marks the NIC takes, and
+    /// no other leg could be offloaded.
+    MarkRange,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 3] = [Refusal::Full, Refusal::Unsupported, Refusal::Failed];
+    pub const ALL: [Refusal; 4] = [
+        Refusal::Full,
+        Refusal::Unsupported,
+        Refusal::Failed,
+        Refusal::MarkRange,
+    ];
     pub const COUNT: usize = Self::ALL.len();
 
     /// The reason's stable name, for metrics and `tgwctl`.
@@ -93,6 +101,7 @@ impl Refusal {
             Refusal::Full => "device_full",
             Refusal::Unsupported => "unsupported",
             Refusal::Failed => "failed",
+            Refusal::MarkRange => "mark_range",
         }
     }
 }

@@ -31,7 +31,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use dpdk_sys as sys;
 
-use super::lower::GRE_KEY_BIT;
+use super::lower::{GRE_CHECKSUM_BIT, GRE_KEY_BIT, GRE_SEQUENCE_BIT};
 use super::{Action, Attr, Item, Masked, Rule};
 
 /// What the fake NIC was asked, in order.
@@ -414,10 +414,17 @@ unsafe fn decode_item(item: &sys::rte_flow_item) -> Result<Item, String> {
                 ether_type: b.exact::<2>(12, "eth type")?.map(u16::from_be_bytes),
             }
         }
-        // IPv4 (RFC 791): protocol 9, src 12..16, dst 16..20.
+        // IPv4 (RFC 791): version and IHL 0, TOS 1, flags and fragment
+        // offset 6..8, protocol 9, src 12..16, dst 16..20.
         sys::RTE_FLOW_ITEM_TYPE_IPV4 => {
-            b.only("ipv4", &[(9, 10), (12, 20)])?;
+            b.only("ipv4", &[(0, 2), (6, 8), (9, 10), (12, 20)])?;
             Item::Ipv4 {
+                version_ihl: b.exact::<1>(0, "ipv4 version_ihl")?.map(|v| v[0]),
+                tos: b.masked::<1>(1).map(|m| Masked {
+                    spec: m.spec[0],
+                    mask: m.mask[0],
+                }),
+                fragment_offset: b.masked16(6),
                 src: b.masked32(12),
                 dst: b.masked32(16),
                 protocol: b.exact::<1>(9, "ipv4 proto")?.map(|p| p[0]),
@@ -444,17 +451,20 @@ unsafe fn decode_item(item: &sys::rte_flow_item) -> Result<Item, String> {
             }
         }
         // GRE (RFC 2784/2890): flags and version 0..2, protocol 2..4; only
-        // the K bit of the first word may be matched.
+        // the C, K and S bits of the first word may be matched.
         sys::RTE_FLOW_ITEM_TYPE_GRE => {
             b.only("gre", &[(0, 4)])?;
-            let key_present = match Bytes::be16(&b.mask, 0) {
-                0 => None,
-                GRE_KEY_BIT => Some(Bytes::be16(&b.spec, 0) & GRE_KEY_BIT != 0),
-                m => return Err(format!("gre: mask {m:#06x} on flags other than K")),
-            };
+            let mask = Bytes::be16(&b.mask, 0);
+            let flags = GRE_CHECKSUM_BIT | GRE_KEY_BIT | GRE_SEQUENCE_BIT;
+            if mask & !flags != 0 {
+                return Err(format!("gre: mask {mask:#06x} on bits other than C, K, S"));
+            }
+            let bit = |b_: u16| (mask & b_ != 0).then(|| Bytes::be16(&b.spec, 0) & b_ != 0);
             Item::Gre {
                 protocol: b.exact::<2>(2, "gre protocol")?.map(u16::from_be_bytes),
-                key_present,
+                checksum_present: bit(GRE_CHECKSUM_BIT),
+                key_present: bit(GRE_KEY_BIT),
+                sequence_present: bit(GRE_SEQUENCE_BIT),
             }
         }
         sys::RTE_FLOW_ITEM_TYPE_GRE_KEY => match b.exact::<4>(0, "gre_key")? {

@@ -24,8 +24,12 @@ use dpdk_sys as sys;
 
 use super::{Action, Attr, FlowError, Item, Masked, Rule};
 
+/// The C (checksum present) bit of GRE's first 16-bit word (RFC 2784).
+pub(crate) const GRE_CHECKSUM_BIT: u16 = 0x8000;
 /// The K (key present) bit of GRE's first 16-bit word (RFC 2890).
 pub(crate) const GRE_KEY_BIT: u16 = 0x2000;
+/// The S (sequence number present) bit (RFC 2890).
+pub(crate) const GRE_SEQUENCE_BIT: u16 = 0x1000;
 
 /// The largest `Action::Age` timeout: `rte_flow_action_age.timeout` is 24
 /// bits wide.
@@ -308,23 +312,42 @@ fn lower_item(item: &Item) -> (sys::rte_flow_item_type, Option<(Conf, Conf)>) {
                 Some((eth(d, s, t), eth(dm, sm, tm))),
             )
         }
-        Item::Ipv4 { src, dst, protocol } => {
-            if src.is_none() && dst.is_none() && protocol.is_none() {
+        Item::Ipv4 {
+            version_ihl,
+            tos,
+            fragment_offset,
+            src,
+            dst,
+            protocol,
+        } => {
+            if version_ihl.is_none()
+                && tos.is_none()
+                && fragment_offset.is_none()
+                && src.is_none()
+                && dst.is_none()
+                && protocol.is_none()
+            {
                 return (sys::RTE_FLOW_ITEM_TYPE_IPV4, None);
             }
-            let ip = |src: u32, dst: u32, proto: u8| {
+            let ip = |vi: u8, tos: u8, frag: u16, src: u32, dst: u32, proto: u8| {
                 let mut i = sys::rte_flow_item_ipv4::default();
+                i.hdr.__bindgen_anon_1.version_ihl = vi;
+                i.hdr.type_of_service = tos;
+                i.hdr.fragment_offset = frag.to_be();
                 i.hdr.src_addr = src.to_be();
                 i.hdr.dst_addr = dst.to_be();
                 i.hdr.next_proto_id = proto;
                 Conf::Ipv4(i)
             };
+            let (v, vm) = split(exact(version_ihl, u8::MAX));
+            let (t, tm) = split(tos);
+            let (f, fm) = split(fragment_offset);
             let (s, sm) = split(src);
             let (d, dm) = split(dst);
             let (p, pm) = split(exact(protocol, u8::MAX));
             (
                 sys::RTE_FLOW_ITEM_TYPE_IPV4,
-                Some((ip(s, d, p), ip(sm, dm, pm))),
+                Some((ip(v, t, f, s, d, p), ip(vm, tm, fm, sm, dm, pm))),
             )
         }
         Item::Udp { src, dst } => {
@@ -362,9 +385,15 @@ fn lower_item(item: &Item) -> (sys::rte_flow_item_type, Option<(Conf, Conf)>) {
         }
         Item::Gre {
             protocol,
+            checksum_present,
             key_present,
+            sequence_present,
         } => {
-            if protocol.is_none() && key_present.is_none() {
+            if protocol.is_none()
+                && checksum_present.is_none()
+                && key_present.is_none()
+                && sequence_present.is_none()
+            {
                 return (sys::RTE_FLOW_ITEM_TYPE_GRE, None);
             }
             let gre = |word: u16, proto: u16| {
@@ -374,11 +403,22 @@ fn lower_item(item: &Item) -> (sys::rte_flow_item_type, Option<(Conf, Conf)>) {
                 })
             };
             let (p, pm) = split(exact(protocol, u16::MAX));
-            let (k, km) = split(exact(
-                key_present.map(|k| if k { GRE_KEY_BIT } else { 0 }),
-                GRE_KEY_BIT,
-            ));
-            (sys::RTE_FLOW_ITEM_TYPE_GRE, Some((gre(k, p), gre(km, pm))))
+            // Each flag bit given is matched, set or clear, under its own
+            // mask bit of the first word.
+            let (mut w, mut wm) = (0u16, 0u16);
+            for (flag, bit) in [
+                (checksum_present, GRE_CHECKSUM_BIT),
+                (key_present, GRE_KEY_BIT),
+                (sequence_present, GRE_SEQUENCE_BIT),
+            ] {
+                if let Some(set) = flag {
+                    wm |= bit;
+                    if set {
+                        w |= bit;
+                    }
+                }
+            }
+            (sys::RTE_FLOW_ITEM_TYPE_GRE, Some((gre(w, p), gre(wm, pm))))
         }
         Item::GreKey(key) => (
             sys::RTE_FLOW_ITEM_TYPE_GRE_KEY,

@@ -37,6 +37,8 @@ mod lower;
 pub mod template;
 mod testpmd;
 
+pub use testpmd::TESTPMD_LINE_MAX;
+
 use lower::Lowered;
 
 /// Where a rule sits: DPDK's `rte_flow_attr`.
@@ -89,6 +91,13 @@ pub enum Item {
         ether_type: Option<u16>,
     },
     Ipv4 {
+        /// Version and header length (0x45: no options), exactly.
+        version_ihl: Option<u8>,
+        /// Type of service (DSCP and ECN).
+        tos: Option<Masked<u8>>,
+        /// The flags and fragment offset word (DF 0x4000, MF 0x2000,
+        /// offset 0x1fff): `mask 0x3fff spec 0` is "not a fragment".
+        fragment_offset: Option<Masked<u16>>,
         src: Option<Masked<u32>>,
         dst: Option<Masked<u32>>,
         protocol: Option<u8>,
@@ -104,10 +113,13 @@ pub enum Item {
         flags: Option<Masked<u8>>,
     },
     /// GRE base header: the protocol of what it carries, and whether the
-    /// key bit (K) must be set.
+    /// checksum (C), key (K) and sequence number (S) bits must be set or
+    /// clear (RFC 2784/2890).
     Gre {
         protocol: Option<u16>,
+        checksum_present: Option<bool>,
         key_present: Option<bool>,
+        sequence_present: Option<bool>,
     },
     /// The GRE key (follows a `Gre` item).
     GreKey(u32),

@@ -27,6 +27,11 @@ const TRANSPARENT_ETHERNET: u16 = 0x6558;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const IPPROTO_GRE: u8 = 47;
 
+/// The longest line testpmd reads whole: its command line buffer
+/// (`RDLINE_BUF_SIZE` in DPDK's cmdline library) is 512 bytes, newline
+/// and NUL included; it cuts a longer line there.
+pub const TESTPMD_LINE_MAX: usize = 510;
+
 pub(super) fn render(rule: &Rule, port: u16) -> String {
     let mut sets = String::new();
     let mut raw_index = 0;
@@ -36,18 +41,34 @@ pub(super) fn render(rule: &Rule, port: u16) -> String {
         .map(|a| action_text(a, &mut raw_index, &mut sets))
         .collect();
     let pattern: Vec<String> = rule.pattern.iter().map(item_text).collect();
-    let mut out = sets;
-    let _ = write!(out, "flow create {port} {}pattern ", attr_text(&rule.attr));
+    let mut create = String::new();
+    let _ = write!(
+        create,
+        "flow create {port} {}pattern ",
+        attr_text(&rule.attr)
+    );
     for item in &pattern {
-        out.push_str(item);
-        out.push_str(" / ");
+        create.push_str(item);
+        create.push_str(" / ");
     }
-    out.push_str("end actions ");
+    create.push_str("end actions ");
     for action in &actions {
-        out.push_str(action);
-        out.push_str(" / ");
+        create.push_str(action);
+        create.push_str(" / ");
     }
-    out.push_str("end\n");
+    create.push_str("end");
+    let mut out = sets;
+    if create.len() > TESTPMD_LINE_MAX {
+        // Printed all the same (it is the rule tgw installs), but an
+        // operator pasting it must know testpmd will not read it whole.
+        let _ = writeln!(
+            out,
+            "# the next command is {} characters: testpmd reads {TESTPMD_LINE_MAX} a line and cuts the rest",
+            create.len()
+        );
+    }
+    out.push_str(&create);
+    out.push('\n');
     out
 }
 
@@ -138,8 +159,26 @@ fn item_text(item: &Item) -> String {
                 format!("{t:#06x}")
             });
         }
-        Item::Ipv4 { src, dst, protocol } => {
+        Item::Ipv4 {
+            version_ihl,
+            tos,
+            fragment_offset,
+            src,
+            dst,
+            protocol,
+        } => {
             s.push_str("ipv4");
+            field(
+                &mut s,
+                "version_ihl",
+                exact(version_ihl, u8::MAX),
+                u8::MAX,
+                |v| format!("{v:#04x}"),
+            );
+            field(&mut s, "tos", tos, u8::MAX, |t| format!("{t:#04x}"));
+            field(&mut s, "fragment_offset", fragment_offset, u16::MAX, |f| {
+                format!("{f:#06x}")
+            });
             field(&mut s, "src", src, u32::MAX, ip);
             field(&mut s, "dst", dst, u32::MAX, ip);
             field(&mut s, "proto", exact(protocol, u8::MAX), u8::MAX, |p| {
@@ -159,7 +198,9 @@ fn item_text(item: &Item) -> String {
         }
         Item::Gre {
             protocol,
+            checksum_present,
             key_present,
+            sequence_present,
         } => {
             s.push_str("gre");
             field(
@@ -169,8 +210,14 @@ fn item_text(item: &Item) -> String {
                 u16::MAX,
                 |p| format!("{p:#06x}"),
             );
-            if let Some(k) = key_present {
-                let _ = write!(s, " k_bit is {}", u8::from(k));
+            for (name, bit) in [
+                ("c_bit", checksum_present),
+                ("k_bit", key_present),
+                ("s_bit", sequence_present),
+            ] {
+                if let Some(set) = bit {
+                    let _ = write!(s, " {name} is {}", u8::from(set));
+                }
             }
         }
         Item::GreKey(k) => {
@@ -364,6 +411,9 @@ mod tests {
     fn ipv4_udp_tcp() {
         assert_eq!(
             one_item(Item::Ipv4 {
+                version_ihl: None,
+                tos: None,
+                fragment_offset: None,
                 src: Some(Masked::<u32>::exact(0x0a00_0001)),
                 dst: Some(Masked {
                     spec: 0xc0a8_0000,
@@ -372,6 +422,25 @@ mod tests {
                 protocol: Some(6),
             }),
             "ipv4 src is 10.0.0.1 dst spec 192.168.0.0 dst mask 255.255.0.0 proto is 6"
+        );
+        // Not a fragment, no options, DF set, ECN not-ECT.
+        assert_eq!(
+            one_item(Item::Ipv4 {
+                version_ihl: Some(0x45),
+                tos: Some(Masked {
+                    spec: 0,
+                    mask: 0x03
+                }),
+                fragment_offset: Some(Masked {
+                    spec: 0x4000,
+                    mask: 0x7fff
+                }),
+                src: None,
+                dst: None,
+                protocol: None,
+            }),
+            "ipv4 version_ihl is 0x45 tos spec 0x00 tos mask 0x03 \
+             fragment_offset spec 0x4000 fragment_offset mask 0x7fff"
         );
         assert_eq!(
             one_item(Item::Udp {
@@ -401,9 +470,20 @@ mod tests {
         assert_eq!(
             one_item(Item::Gre {
                 protocol: Some(0x6558),
-                key_present: Some(true)
+                checksum_present: None,
+                key_present: Some(true),
+                sequence_present: None,
             }),
             "gre protocol is 0x6558 k_bit is 1"
+        );
+        assert_eq!(
+            one_item(Item::Gre {
+                protocol: None,
+                checksum_present: Some(false),
+                key_present: Some(true),
+                sequence_present: Some(false),
+            }),
+            "gre c_bit is 0 k_bit is 1 s_bit is 0"
         );
         assert_eq!(one_item(Item::GreKey(77)), "gre_key value is 77");
         assert_eq!(one_item(Item::Mark(9)), "mark id is 9");
@@ -458,6 +538,25 @@ mod tests {
         for (action, text) in cases {
             assert_eq!(one_action(action), text);
         }
+    }
+
+    /// testpmd cuts a line past its buffer: a longer command is printed
+    /// after a comment that says so.
+    #[test]
+    fn a_command_longer_than_testpmd_reads_is_flagged() {
+        let short = rule(vec![], vec![Action::Drop]).testpmd(0);
+        assert!(!short.starts_with('#'), "{short}");
+        let long = rule(vec![Item::GreKey(1); 40], vec![Action::Drop]).testpmd(0);
+        let lines: Vec<&str> = long.lines().collect();
+        assert_eq!(lines.len(), 2, "{long}");
+        assert_eq!(
+            lines[0],
+            format!(
+                "# the next command is {} characters: testpmd reads 510 a line and cuts the rest",
+                lines[1].len()
+            )
+        );
+        assert!(lines[1].len() > TESTPMD_LINE_MAX);
     }
 
     #[test]

@@ -72,9 +72,51 @@ fn underlay_leg(protocol: u8) -> Leg {
 
 fn exact_ipv4(src: u32, dst: u32, protocol: u8) -> Item {
     Item::Ipv4 {
+        version_ihl: None,
+        tos: None,
+        fragment_offset: None,
         src: Some(Masked::<u32>::exact(src)),
         dst: Some(Masked::<u32>::exact(dst)),
         protocol: Some(protocol),
+    }
+}
+
+/// An IPv4 header a full rule matches: no options, not a fragment, and
+/// `df_tos`: DF set and this TOS (toward a tenant), or `ecn`: outer
+/// Not-ECT (a tunnel's outer header).
+fn whole_ipv4(src: u32, dst: u32, protocol: u8, df_tos: Option<u8>, ecn: bool) -> Item {
+    Item::Ipv4 {
+        version_ihl: Some(0x45),
+        tos: match (df_tos, ecn) {
+            (Some(t), _) => Some(Masked::<u8>::exact(t)),
+            (None, true) => Some(Masked {
+                spec: 0,
+                mask: 0x03,
+            }),
+            (None, false) => None,
+        },
+        fragment_offset: Some(match df_tos {
+            Some(_) => Masked {
+                spec: 0x4000,
+                mask: 0x7fff,
+            },
+            None => Masked {
+                spec: 0,
+                mask: 0x3fff,
+            },
+        }),
+        src: Some(Masked::<u32>::exact(src)),
+        dst: Some(Masked::<u32>::exact(dst)),
+        protocol: Some(protocol),
+    }
+}
+
+fn gre(protocol: u16) -> Item {
+    Item::Gre {
+        protocol: Some(protocol),
+        checksum_present: Some(false),
+        key_present: Some(true),
+        sequence_present: Some(false),
     }
 }
 
@@ -112,7 +154,11 @@ fn public_side_rewrites_before_it_encapsulates() {
         rule,
         Rule {
             attr: TRANSFER,
-            pattern: vec![eth_ipv4(), exact_ipv4(CLIENT, EIP, 6), tcp(40000, 22)],
+            pattern: vec![
+                eth_ipv4(),
+                whole_ipv4(CLIENT, EIP, 6, Some(0), false),
+                tcp(40000, 22)
+            ],
             actions: vec![
                 Action::SetIpv4Dst(PRIVATE),
                 Action::SetTpDst(22),
@@ -143,14 +189,11 @@ fn underlay_side_decapsulates_before_it_rewrites() {
             attr: TRANSFER,
             pattern: vec![
                 eth_ipv4(),
-                exact_ipv4(HOST, LOCAL, 47),
-                Item::Gre {
-                    protocol: Some(0x6558),
-                    key_present: Some(true),
-                },
+                whole_ipv4(HOST, LOCAL, 47, None, true),
+                gre(0x6558),
                 Item::GreKey(1000),
                 eth_ipv4(),
-                exact_ipv4(PRIVATE, CLIENT, 6),
+                whole_ipv4(PRIVATE, CLIENT, 6, None, false),
                 tcp(22, 40000),
             ],
             actions: vec![
@@ -179,13 +222,10 @@ fn plain_gre_has_no_inner_ethernet() {
         rule.pattern,
         vec![
             eth_ipv4(),
-            exact_ipv4(HOST, LOCAL, 47),
-            Item::Gre {
-                protocol: Some(0x0800),
-                key_present: Some(true),
-            },
+            whole_ipv4(HOST, LOCAL, 47, None, true),
+            gre(0x0800),
             Item::GreKey(1000),
-            exact_ipv4(PRIVATE, CLIENT, 17),
+            whole_ipv4(PRIVATE, CLIENT, 17, None, false),
             Item::Udp {
                 src: Some(Masked::<u16>::exact(22)),
                 dst: Some(Masked::<u16>::exact(40000)),
@@ -212,14 +252,57 @@ fn udp_matches_both_ports_and_nothing_else() {
     );
 }
 
+/// A partial rule matches the flow's addresses, protocol and ports only:
+/// no TCP flags (ice refuses a mask on them) and no header fields, since
+/// every frame it marks is software's anyway.
 #[test]
-fn partial_keeps_the_match_and_marks_for_the_owner_queue() {
+fn partial_matches_the_flow_and_marks_for_the_owner_queue() {
     let leg = underlay_leg(6);
-    let rule = partial(&leg, mark(FlowId::new(41)), 3).unwrap();
+    let rule = partial(&leg, mark(FlowId::new(41)).unwrap(), 3).unwrap();
     assert_eq!(rule.attr, Attr::INGRESS);
-    assert_eq!(rule.pattern, full(&leg).unwrap().pattern);
+    assert_eq!(
+        rule.pattern,
+        vec![
+            eth_ipv4(),
+            exact_ipv4(HOST, LOCAL, 47),
+            Item::Gre {
+                protocol: Some(0x6558),
+                checksum_present: None,
+                key_present: Some(true),
+                sequence_present: None,
+            },
+            Item::GreKey(1000),
+            eth_ipv4(),
+            exact_ipv4(PRIVATE, CLIENT, 6),
+            Item::Tcp {
+                src: Some(Masked::<u16>::exact(22)),
+                dst: Some(Masked::<u16>::exact(40000)),
+                flags: None,
+            },
+        ]
+    );
     assert_eq!(rule.actions, vec![Action::Mark(42), Action::Queue(3)]);
-    assert_eq!(mark(FlowId::new(0)), 1, "0 means no mark");
+    let public = partial(&public_leg(6), 1, 0).unwrap();
+    assert_eq!(
+        public.pattern[1..],
+        [
+            exact_ipv4(CLIENT, EIP, 6),
+            Item::Tcp {
+                src: Some(Masked::<u16>::exact(40000)),
+                dst: Some(Masked::<u16>::exact(22)),
+                flags: None,
+            }
+        ]
+    );
+}
+
+/// 0 means no mark; mlx5 takes marks below 0xFFFFEF.
+#[test]
+fn marks_are_the_id_plus_one_below_the_limit() {
+    assert_eq!(mark(FlowId::new(0)), Some(1));
+    assert_eq!(mark(FlowId::new(0x00ff_ffed)), Some(0x00ff_ffee));
+    assert_eq!(mark(FlowId::new(0x00ff_ffee)), None);
+    assert_eq!(mark(FlowId::new(u32::MAX)), None);
 }
 
 #[test]
@@ -263,5 +346,39 @@ fn the_tunnel_header_is_pushed_without_length_or_checksum() {
     assert_eq!(
         rule.actions[1],
         Action::RawEncap(underlay_leg(17).encap.to_vec())
+    );
+}
+
+/// Toward a tenant software copies the inner DF and TOS into the outer
+/// header (pipeline/encap.rs): the NIC's fixed header has DF set and
+/// matches only inner packets with DF set and the header's TOS.
+#[test]
+fn the_tunnel_header_has_df_and_the_match_its_tos() {
+    let mut leg = public_leg(6);
+    leg.encap[20] = 0; // DF clear in the tables' header
+    leg.encap[15] = 0xb8; // a DSCP the header was given
+    let rule = full(&leg).unwrap();
+    let mut want = leg.encap.to_vec();
+    want[20] = 0x40;
+    assert!(
+        rule.actions.contains(&Action::RawEncap(want)),
+        "{:?}",
+        rule.actions
+    );
+    let Item::Ipv4 {
+        tos,
+        fragment_offset,
+        ..
+    } = rule.pattern[1]
+    else {
+        panic!("{:?}", rule.pattern)
+    };
+    assert_eq!(tos, Some(Masked::<u8>::exact(0xb8)));
+    assert_eq!(
+        fragment_offset,
+        Some(Masked {
+            spec: 0x4000,
+            mask: 0x7fff
+        })
     );
 }
