@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ctl::config::{Config, Mode, Role, RING_SLOTS};
+use ctl::config::{Config, Mode, OffloadMode, Role, RING_SLOTS};
 use ctl::cpuset::CpuSet;
 use ctl::running::Running;
 use dataplane::conntrack::Timeouts;
@@ -24,8 +24,9 @@ use dataplane::snapshot::Publisher;
 use dataplane::steer::Steering;
 use dataplane::tables::Tables;
 use dataplane::{L2Forward, WorkerCounters};
-use rte::{Eal, LaunchedLcore, LcoreId, MacAddr, Mempool, Port, PortConf, Ring};
-use tracing::{error, info, warn};
+use nix::errno::Errno;
+use rte::{Eal, LaunchedLcore, LcoreId, MacAddr, Mempool, Port, PortConf, Ring, UnconfiguredPort};
+use tracing::{debug, error, info, warn};
 
 use crate::control::Control;
 use crate::control_socket::{ControlSocket, Limits as SocketLimits};
@@ -58,6 +59,33 @@ struct RunningPort<'p> {
     role: Role,
     port: Port<'p>,
     mac: MacAddr,
+    /// Whether the port hands flow marks to software (partial offload).
+    marks: bool,
+}
+
+/// Asks `port` to deliver flow marks (USER_MARK and USER_FLAG), as DPDK
+/// asks of an application that uses them, before it is configured
+/// (docs/offload.md, "Partial offload"); whether it will deliver the
+/// mark. ENOTSUP (no negotiation: every virtual device) and ENOSYS are
+/// expected and logged at debug level; the port then counts as not
+/// delivering marks, which only keeps it from partial offload.
+fn negotiate_marks(port: &UnconfiguredPort<'_>, name: &str) -> bool {
+    let wanted = rte::RX_METADATA_USER_MARK | rte::RX_METADATA_USER_FLAG;
+    match port.negotiate_rx_metadata(wanted) {
+        Ok(got) => {
+            let marks = got & rte::RX_METADATA_USER_MARK != 0;
+            info!(port = %name, marks, "offload: rx metadata negotiated ({got:#x} of {wanted:#x})");
+            marks
+        }
+        Err(e) if e.errno == Errno::ENOTSUP as i32 || e.errno == Errno::ENOSYS as i32 => {
+            debug!(port = %name, "offload: the port negotiates no rx metadata ({e})");
+            false
+        }
+        Err(e) => {
+            warn!(port = %name, "offload: rx metadata negotiation failed, no marks ({e})");
+            false
+        }
+    }
 }
 
 /// How long stopping workers get to finish their burst and return.
@@ -129,6 +157,7 @@ fn serve(
             mtu: pc.mtu,
             promiscuous: true,
         };
+        let marks = config.offload.mode != OffloadMode::Off && negotiate_marks(&port, &pc.name);
         let (mut port, rx, tx) = port
             .configure(&conf, &pool)
             .map_err(|e| format!("port {:?}: {e}", pc.name))?;
@@ -159,6 +188,7 @@ fn serve(
             role: pc.role,
             port,
             mac,
+            marks,
         });
     }
 
@@ -170,6 +200,7 @@ fn serve(
             id: p.port.id().0,
             name: p.name.clone(),
             role: p.role,
+            marks: p.marks,
         })
         .collect();
     let mut offload = OffloadPlane::new(config, plane_ports, &mut |rule, port| rule.validate(port));

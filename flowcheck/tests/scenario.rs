@@ -169,11 +169,13 @@ impl Gateway {
                 id: PUB,
                 name: "pub0".into(),
                 role: Role::Public,
+                marks: true,
             },
             PlanePort {
                 id: UND,
                 name: "und0".into(),
                 role: Role::Underlay,
+                marks: true,
             },
         ];
         // The daemon's probe, through the fake: a capable NIC.
@@ -241,10 +243,11 @@ impl Gateway {
     }
 }
 
-/// An IPv4 header as a full rule matches it: no options, not a fragment;
+/// An IPv4 header as a root rule checks it: no options, not a fragment;
 /// toward a tenant (`df`) DF set and TOS 0, the pushed header's; a
-/// tunnel's outer header (`outer`) ECN Not-ECT.
-fn whole_ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, df: bool, outer: bool) -> Item {
+/// tunnel's outer header (`outer`) ECN Not-ECT, from its host to the
+/// gateway (`addrs`).
+fn whole_ipv4(addrs: Option<([u8; 4], [u8; 4])>, df: bool, outer: bool) -> Item {
     let fragment = if df {
         Masked {
             spec: 0x4000,
@@ -268,6 +271,18 @@ fn whole_ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, df: bool, outer: bool) -
         version_ihl: Some(0x45),
         tos,
         fragment_offset: Some(fragment),
+        src: addrs.map(|(s, _)| Masked::<u32>::exact(be(s))),
+        dst: addrs.map(|(_, d)| Masked::<u32>::exact(be(d))),
+        protocol: outer.then_some(47),
+    }
+}
+
+/// An IPv4 header as a per-flow rule matches it: addresses and protocol.
+fn flow_ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8) -> Item {
+    Item::Ipv4 {
+        version_ihl: None,
+        tos: None,
+        fragment_offset: None,
         src: Some(Masked::<u32>::exact(be(src))),
         dst: Some(Masked::<u32>::exact(be(dst))),
         protocol: Some(protocol),
@@ -294,13 +309,54 @@ fn tcp(src: u16, dst: u16) -> Item {
     }
 }
 
-const TRANSFER: Attr = Attr {
+/// The root rules' attributes: group 0, transfer.
+const ROOT: Attr = Attr {
     group: 0,
     priority: 0,
     ingress: false,
     egress: false,
     transfer: true,
 };
+
+/// The per-flow full rules': group 1, reached by a root rule's jump.
+const TRANSFER: Attr = Attr { group: 1, ..ROOT };
+
+/// The public port's root rule: whole packets with DF and TOS 0 go on
+/// to the flows' group.
+fn public_root() -> Rule {
+    Rule {
+        attr: ROOT,
+        pattern: vec![eth_ipv4(), whole_ipv4(None, true, false)],
+        actions: vec![Action::Jump(1)],
+    }
+}
+
+/// `t`'s tunnel's root rule on the underlay port: from its host to the
+/// gateway, GRE (gretap) with its key and no checksum or sequence number,
+/// the inner Ethernet to the tenant's MAC, a whole inner packet.
+fn tunnel_root(t: &Tenant) -> Rule {
+    Rule {
+        attr: ROOT,
+        pattern: vec![
+            eth_ipv4(),
+            whole_ipv4(Some((t.host, LOCAL)), false, true),
+            Item::Gre {
+                protocol: Some(0x6558),
+                checksum_present: Some(false),
+                key_present: Some(true),
+                sequence_present: Some(false),
+            },
+            Item::GreKey(t.key),
+            Item::Eth {
+                dst: Some(Masked::<[u8; 6]>::exact(t.mac)),
+                src: None,
+                ether_type: Some(0x0800),
+            },
+            whole_ipv4(None, false, false),
+        ],
+        actions: vec![Action::Jump(1)],
+    }
+}
 
 /// The tunnel header toward `t`'s host as the software path wrote it on
 /// `frame` (the tunnelled SYN): outer Ethernet, IPv4, GRE with key,
@@ -325,11 +381,7 @@ fn public_rule(t: &Tenant, sport: u16, header: Vec<u8>) -> Rule {
     eth.extend_from_slice(&[0x08, 0x00]);
     Rule {
         attr: TRANSFER,
-        pattern: vec![
-            eth_ipv4(),
-            whole_ipv4(CLIENT, t.eip, 6, true, false),
-            tcp(sport, t.port),
-        ],
+        pattern: vec![eth_ipv4(), flow_ipv4(CLIENT, t.eip, 6), tcp(sport, t.port)],
         actions: vec![
             Action::SetIpv4Dst(be(VM)),
             Action::SetTpDst(t.port),
@@ -360,18 +412,28 @@ fn underlay_rule(t: &Tenant, sport: u16) -> Rule {
     to_client.extend_from_slice(&[0x08, 0x00]);
     Rule {
         attr: TRANSFER,
+        // The key and the inner tuple: software takes the flow's frames
+        // from any of the tenant's hosts, and the root rule checked that
+        // the host is one.
         pattern: vec![
             eth_ipv4(),
-            whole_ipv4(t.host, LOCAL, 47, false, true),
+            Item::Ipv4 {
+                version_ihl: None,
+                tos: None,
+                fragment_offset: None,
+                src: None,
+                dst: None,
+                protocol: Some(47),
+            },
             Item::Gre {
-                protocol: Some(0x6558),
-                checksum_present: Some(false),
+                protocol: None,
+                checksum_present: None,
                 key_present: Some(true),
-                sequence_present: Some(false),
+                sequence_present: None,
             },
             Item::GreKey(t.key),
             eth_ipv4(),
-            whole_ipv4(VM, CLIENT, 6, false, false),
+            flow_ipv4(VM, CLIENT, 6),
             tcp(t.port, sport),
         ],
         actions: vec![
@@ -430,14 +492,30 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
         .iter()
         .filter(|e| matches!(e, Event::Validated(..)))
         .count();
-    assert_eq!(validated, 4 + 3, "{probed:?}");
+    // Public: its root rule, TCP, UDP, mark and queue, steering;
+    // underlay: GRE's and gretap's root rules, GRE, gretap, mark and queue.
+    assert_eq!(validated, 5 + 5, "{probed:?}");
 
     let (t1_syn, t1_syn_ack) = gw.connect(&T1, 40000);
     let (t2_syn, _) = gw.connect(&T2, 40001);
     gw.tick(0);
     let events = fake::take();
     assert!(refused(&events).is_empty(), "{events:?}");
-    let rules = created(&events);
+    let (roots, rules): (Vec<_>, Vec<_>) = created(&events)
+        .into_iter()
+        .partition(|(_, r, _)| r.attr.group == 0);
+    // The root rules, made at the first tick for the tables: the public
+    // port's, and one per tenant tunnel, a tenant at a time.
+    let roots: Vec<(u16, Rule)> = roots.into_iter().map(|(p, r, _)| (p, r)).collect();
+    assert_eq!(
+        roots,
+        [
+            (PUB, public_root()),
+            (UND, tunnel_root(&T1)),
+            (UND, tunnel_root(&T2))
+        ],
+        "{events:?}"
+    );
     assert_eq!(rules.len(), 4, "two legs of two flows: {events:?}");
     // The client's MAC and the public port's, as the software path wrote
     // them on the SYN-ACK it sent the client.
@@ -495,8 +573,13 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
     });
     gw.tick(1001);
     let events = fake::take();
-    assert_eq!(destroyed(&events), vec![handle(2), handle(3)], "{events:?}");
-    assert_eq!(fake::live(), 2);
+    assert_eq!(
+        destroyed(&events),
+        vec![handle(2), handle(3)],
+        "t2's flow rules only, not the root rules, which stay as they were: {events:?}"
+    );
+    assert!(created(&events).is_empty(), "{events:?}");
+    assert_eq!(fake::live(), 3 + 2);
     gw.pipeline.apply_feedback(&gw.counters, 7000 * SEC);
     assert_eq!(gw.counters.offload.released.get(), 1);
 
@@ -507,14 +590,17 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
     gw.tick(2000);
     let events = fake::take();
     assert!(destroyed(&events).is_empty(), "{events:?}");
-    assert_eq!(fake::live(), 2);
+    assert_eq!(fake::live(), 3 + 2);
     // Past the refreshed deadline it expires too, and its rules go.
     gw.sweep((7000 + 7441) * SEC);
     gw.tick(3000);
     let events = fake::take();
     assert_eq!(destroyed(&events), vec![handle(0), handle(1)], "{events:?}");
-    assert_eq!(fake::live(), 0);
+    assert_eq!(fake::live(), 3, "the root rules");
     assert_eq!(gw.counters.offload.ended.get(), 1, "t2's end was not told");
+    // At shutdown the root rules go too.
+    gw.plane.shutdown();
+    assert_eq!(fake::live(), 0);
 }
 
 /// `inner` (an Ethernet frame) in `t`'s gretap tunnel with the GRE flags
@@ -584,7 +670,7 @@ fn edited(frame: &[u8], at: usize, f: impl Fn(&mut [u8])) -> Vec<u8> {
 /// built with etherparse and by hand from the RFCs.
 #[test]
 fn frames_software_treats_specially_do_not_match_the_full_rules() {
-    use matcher::matches;
+    use matcher::applied;
     let _nic = fake::exclusive();
     flowcheck::eal();
     fake::reset();
@@ -593,15 +679,32 @@ fn frames_software_treats_specially_do_not_match_the_full_rules() {
     gw.connect(&T1, 40000);
     gw.tick(0);
     let rules = created(&fake::take());
-    let (public, underlay) = (&rules[0].1, &rules[1].1);
-    assert_eq!((rules[0].0, rules[1].0), (PUB, UND));
+    // What each port holds: its root rules and the flow's rule.
+    let on = |port: u16| -> Vec<Rule> {
+        rules
+            .iter()
+            .filter(|(p, _, _)| *p == port)
+            .map(|(_, r, _)| r.clone())
+            .collect()
+    };
+    let (on_pub, on_und) = (on(PUB), on(UND));
+    let flow_rule = |held: &[Rule]| -> Rule {
+        let flows: Vec<&Rule> = held.iter().filter(|r| r.attr.group == 1).collect();
+        assert_eq!(flows.len(), 1, "{held:?}");
+        flows[0].clone()
+    };
+    let (public, underlay) = (flow_rule(&on_pub), flow_rule(&on_und));
 
     // Toward the tenant: the client's ACK (etherparse sets DF).
     const IP: usize = 14;
     let ack = from_client(&T1, 40000, false, 1001, Some(5001));
     assert_eq!(ack[IP + 6], 0x40, "DF");
-    assert!(matches(public, &ack), "the flow's plain segment");
-    assert!(!matches(underlay, &ack));
+    assert_eq!(
+        applied(&on_pub, &ack),
+        Some(&public),
+        "the flow's plain segment"
+    );
+    assert!(!matcher::matches(&underlay, &ack));
     let specials = [
         ("first fragment (MF)", edited(&ack, IP, |h| h[6] |= 0x20)),
         ("later fragment (offset)", edited(&ack, IP, |h| h[7] = 185)),
@@ -614,21 +717,40 @@ fn frames_software_treats_specially_do_not_match_the_full_rules() {
         ("RST", edited(&ack, IP + 20, |h| h[13] |= 0x04)),
     ];
     for (what, frame) in &specials {
-        assert!(!matches(public, frame), "{what} matched {public:?}");
+        assert_eq!(applied(&on_pub, frame), None, "{what} matched {on_pub:?}");
     }
 
     // Out of the tenant: the VM's ACK in the tunnel, key only.
     let inner = vm_ack(&T1, 40000);
     let plain = tunnelled(&T1, &inner, 0x2000);
-    assert!(matches(underlay, &plain), "the flow's plain segment");
-    assert!(!matches(public, &plain));
+    assert_eq!(
+        applied(&on_und, &plain),
+        Some(&underlay),
+        "the flow's plain segment"
+    );
+    assert!(!matcher::matches(&public, &plain));
     // The inner IPv4 header: after outer Ethernet, IPv4, GRE with key and
     // the inner Ethernet.
     const INNER: usize = 14 + 20 + 8 + 14;
-    assert!(
-        matches(underlay, &edited(&plain, INNER, |h| h[6] = 0)),
+    assert_eq!(
+        applied(&on_und, &edited(&plain, INNER, |h| h[6] = 0)),
+        Some(&underlay),
         "DF is not the underlay side's business: software forwards it as is"
     );
+    // t1's key from t2's host: software drops it (not t1's host), and no
+    // root rule passes it (the flow's rule alone would: it leaves the
+    // host to the root rule).
+    let from_t2_host = {
+        let mut f = plain.clone();
+        f[IP + 12..IP + 16].copy_from_slice(&T2.host);
+        let sum = etherparse::Ipv4HeaderSlice::from_slice(&f[IP..])
+            .unwrap()
+            .to_header()
+            .calc_header_checksum();
+        f[IP + 10..IP + 12].copy_from_slice(&sum.to_be_bytes());
+        f
+    };
+    assert!(matcher::matches(&underlay, &from_t2_host));
     let specials = [
         ("GRE checksum (C)", tunnelled(&T1, &inner, 0xa000)),
         ("GRE sequence number (S)", tunnelled(&T1, &inner, 0x3000)),
@@ -639,9 +761,14 @@ fn frames_software_treats_specially_do_not_match_the_full_rules() {
         ("inner fragment", edited(&plain, INNER, |h| h[6] |= 0x20)),
         ("inner later fragment", edited(&plain, INNER, |h| h[7] = 8)),
         ("inner IP options", with_options(&plain, INNER)),
+        (
+            "inner Ethernet to another MAC",
+            edited(&plain, 14 + 20 + 8, |h| h[5] ^= 1),
+        ),
         ("FIN", edited(&plain, INNER + 20, |h| h[13] |= 0x01)),
+        ("t1's key from t2's host", from_t2_host),
     ];
     for (what, frame) in &specials {
-        assert!(!matches(underlay, frame), "{what} matched {underlay:?}");
+        assert_eq!(applied(&on_und, frame), None, "{what} matched {on_und:?}");
     }
 }

@@ -37,7 +37,7 @@ pub use mempool::Mempool;
 pub use pdump::Pdump;
 pub use port::{
     LinkStatus, MacAddr, Port, PortConf, PortId, PortInfo, PortStats, QueueId, RxQueue, TxQueue,
-    UnconfiguredPort,
+    UnconfiguredPort, RX_METADATA_USER_FLAG, RX_METADATA_USER_MARK,
 };
 pub use ring::Ring;
 

@@ -193,6 +193,11 @@ pub struct UnconfiguredPort<'e> {
     _eal: PhantomData<&'e Eal>,
 }
 
+/// Frames carry the MARK action's flag (`RTE_ETH_RX_METADATA_USER_FLAG`).
+pub const RX_METADATA_USER_FLAG: u64 = 1 << 0;
+/// Frames carry the MARK action's value (`RTE_ETH_RX_METADATA_USER_MARK`).
+pub const RX_METADATA_USER_MARK: u64 = 1 << 1;
+
 impl Port<'_> {
     /// The port DPDK created for device `name` (a vdev name such as
     /// `net_memif0`, or a PCI address), to be configured. `EBUSY` if a
@@ -226,6 +231,23 @@ impl<'e> UnconfiguredPort<'e> {
     /// The port's MAC address.
     pub fn mac(&self) -> Result<MacAddr> {
         self.dev.mac()
+    }
+
+    /// Asks the PMD to deliver `features` (bits of [`RX_METADATA_USER_MARK`]
+    /// and the like) with received frames; what it will deliver. DPDK asks
+    /// this of an application that uses marks, before the port is
+    /// configured (`rte_eth_rx_metadata_negotiate`): a PMD may otherwise
+    /// not deliver them (mlx5 in extended metadata mode). ENOTSUP: the PMD
+    /// has no negotiation (every virtual device here), which "does not
+    /// necessarily mean that the requested features are unsupported"
+    /// (rte_ethdev.h): nothing to deliver on those anyway.
+    pub fn negotiate_rx_metadata(&self, features: u64) -> Result<u64> {
+        let mut features = features;
+        // SAFETY: plain call on a port not yet configured (this handle's
+        // type says so); `features` is a valid in/out pointer.
+        let ret = unsafe { sys::rte_eth_rx_metadata_negotiate(self.dev.id.0, &mut features) };
+        Error::check("rte_eth_rx_metadata_negotiate", ret)?;
+        Ok(features)
     }
 
     /// Configures queues, RSS and MTU, and sets the queues up with `pool`

@@ -34,6 +34,10 @@ fn env() -> (&'static Eal, MutexGuard<'static, ()>) {
             "--vdev=net_ring0",
             "--vdev=net_null0",
             "--vdev=net_null1",
+            // Left unconfigured for rx_metadata_negotiate, which DPDK
+            // takes only before a port is configured.
+            "--vdev=net_null2",
+            "--vdev=net_ring1",
         ];
         Env {
             eal: Eal::init(&args).expect("EAL init"),
@@ -192,6 +196,25 @@ fn partial_tx_returns_what_the_port_did_not_take() {
     assert_eq!(stats.ipackets as usize, received);
     drop(port);
     assert_eq!(pool.available(), 4095);
+}
+
+/// Issue 14: tgw asks for marks before configuring a port; the virtual
+/// devices have no negotiation (no `rx_metadata_negotiate` op): ENOTSUP,
+/// which the daemon takes as "no marks" at debug level. A port already
+/// configured is refused (EBUSY), which is why it is asked first.
+#[test]
+fn virtual_devices_do_not_negotiate_rx_metadata() {
+    let (eal, _g) = env();
+    let wanted = rte::RX_METADATA_USER_MARK | rte::RX_METADATA_USER_FLAG;
+    for name in ["net_null2", "net_ring1"] {
+        let port = Port::by_name(eal, name).expect(name);
+        let err = port.negotiate_rx_metadata(wanted).expect_err(name);
+        assert_eq!(
+            (err.op, err.errno),
+            ("rte_eth_rx_metadata_negotiate", libc::ENOTSUP),
+            "{name}"
+        );
+    }
 }
 
 #[test]

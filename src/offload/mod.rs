@@ -6,5 +6,6 @@ pub mod device;
 pub mod plane;
 pub mod probe;
 pub mod report;
+pub mod root;
 pub mod shapes;
 pub mod steering;

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use super::device::NicDevice;
 use super::probe::{self, level_name, PortCaps, ProbeTarget};
 use super::report::OffloadReport;
+use super::root::{self, Roots};
 use super::steering::{self, SteeredPool};
 
 /// Requests the manager takes from the workers' queues per control-loop
@@ -29,6 +30,9 @@ pub struct PlanePort {
     pub id: u16,
     pub name: String,
     pub role: Role,
+    /// Whether the port hands marks to software
+    /// (`rte::Port::negotiate_marks` before it was configured).
+    pub marks: bool,
 }
 
 /// The static steering rules in force, and the tables generation they
@@ -51,6 +55,10 @@ pub struct OffloadPlane {
     public_queues: Vec<(u16, Vec<Option<u16>>)>,
     workers: u16,
     steering: Steering,
+    /// The full-offload root rules (group 0), and the ports they are for.
+    roots: Roots,
+    full_public: Vec<u16>,
+    full_ports: Vec<u16>,
     started: Instant,
 }
 
@@ -89,6 +97,7 @@ impl OffloadPlane {
                         role: p.role,
                         other,
                         queue: queue_of(i, 0).unwrap_or(0),
+                        marks: p.marks,
                     };
                     let caps = probe::probe(target, &p.name, validate);
                     info!("{}", caps.summary());
@@ -116,6 +125,16 @@ impl OffloadPlane {
             .iter()
             .filter(|p| p.role == Role::Public && levels[usize::from(p.id)] >= Level::Partial)
             .map(|p| (p.id, queues[usize::from(p.id)].clone()))
+            .collect();
+        let full_ports: Vec<u16> = ports
+            .iter()
+            .filter(|p| levels[usize::from(p.id)] == Level::Full)
+            .map(|p| p.id)
+            .collect();
+        let full_public = ports
+            .iter()
+            .filter(|p| p.role == Role::Public && full_ports.contains(&p.id))
+            .map(|p| p.id)
             .collect();
         let offers = match o.mode {
             OffloadMode::Off => false,
@@ -145,6 +164,9 @@ impl OffloadPlane {
             public_queues,
             workers,
             steering: Steering::default(),
+            roots: Roots::default(),
+            full_public,
+            full_ports,
             started: Instant::now(),
         }
     }
@@ -176,9 +198,32 @@ impl OffloadPlane {
             return;
         };
         manager.tick(now_ms, REQUEST_BUDGET, tables, &mut macs_of(tables), device);
+        if self.roots.generation != Some(tables.generation) {
+            self.root(tables);
+        }
         if self.steering.generation != Some(tables.generation) {
             self.steer(tables);
         }
+    }
+
+    /// The root rules for `tables`' tunnels: created in auto mode, kept
+    /// in shadow mode.
+    fn root(&mut self, tables: &Tables) {
+        self.roots.generation = Some(tables.generation);
+        let full = |port: u16| self.full_ports.contains(&port);
+        let (keys, left_out) = root::wanted(tables, &self.full_public, &full, root::MAX_ROOT_RULES);
+        if left_out > 0 {
+            warn!(
+                left_out,
+                "offload: more tunnels than root rules ({}): the rest stay in software",
+                root::MAX_ROOT_RULES
+            );
+        }
+        self.roots.left_out = left_out as u64;
+        let create = |rule: &Rule, port: u16| rule.create(port);
+        let create: Option<&dyn Fn(&Rule, u16) -> Result<Flow, FlowError>> =
+            (self.mode == OffloadMode::Auto).then_some(&create);
+        self.roots.update(keys, create);
     }
 
     /// The SNAT steering rules for `tables`' pools, replacing those in
@@ -228,10 +273,12 @@ impl OffloadPlane {
         manager.stats().pulled_back - before
     }
 
-    /// At shutdown: every rule destroyed, the steering rules too.
+    /// At shutdown: every rule destroyed, the steering and root rules
+    /// too.
     pub fn shutdown(&mut self) {
         let pulled = self.flush();
         self.steering = Steering::default();
+        self.roots = Roots::default();
         if pulled > 0 {
             info!(flows = pulled, "offload: flows pulled back at shutdown");
         }
@@ -299,6 +346,12 @@ impl OffloadPlane {
                         text.push_str(&r.testpmd());
                     }
                 }
+            }
+        }
+        if testpmd && !self.roots.is_empty() {
+            text.push_str("# root rules (group 0): header checks, then the flows' group\n");
+            for (port, rule) in self.roots.rules() {
+                text.push_str(&rule.testpmd(port));
             }
         }
         if testpmd && !self.steering.rules.is_empty() {
@@ -386,6 +439,10 @@ impl OffloadPlane {
             "refreshes": r.refreshes,
             "pulled_back": r.pulled_back,
             "steering_rules": self.steering.rules.len(),
+            "root_rules": self.roots.len(),
+            "root_rules_installed": self.roots.installed(),
+            "root_rules_left_out": self.roots.left_out,
+            "root_rules_refused": self.roots.refused,
         })
     }
 }
@@ -407,11 +464,13 @@ mod tests {
                 id: 0,
                 name: "pub0".into(),
                 role: Role::Public,
+                marks: true,
             },
             PlanePort {
                 id: 1,
                 name: "und0".into(),
                 role: Role::Underlay,
+                marks: true,
             },
         ]
     }

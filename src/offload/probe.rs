@@ -27,10 +27,16 @@ pub enum Shape {
     FullTcp,
     /// Public side, full: UDP.
     FullUdp,
+    /// Public side, full: the root rule's header checks and jump.
+    RootPublic,
     /// Underlay side, full: IPv4 in GRE with key, TCP.
     FullGre,
     /// Underlay side, full: Ethernet in GRE (gretap), UDP.
     FullGretap,
+    /// Underlay side, full: a GRE tunnel's root rule and jump.
+    RootGre,
+    /// Underlay side, full: a gretap tunnel's root rule and jump.
+    RootGretap,
     /// Partial: a flow's match, MARK and QUEUE.
     MarkQueue,
     /// Partial, public side: SNAT ports by mask to a queue.
@@ -44,6 +50,9 @@ impl Shape {
             Shape::FullUdp => "full_udp",
             Shape::FullGre => "full_gre",
             Shape::FullGretap => "full_gretap",
+            Shape::RootPublic => "root_public",
+            Shape::RootGre => "root_gre",
+            Shape::RootGretap => "root_gretap",
             Shape::MarkQueue => "mark_queue",
             Shape::Steering => "snat_steering",
         }
@@ -52,7 +61,13 @@ impl Shape {
     fn full(self) -> bool {
         matches!(
             self,
-            Shape::FullTcp | Shape::FullUdp | Shape::FullGre | Shape::FullGretap
+            Shape::FullTcp
+                | Shape::FullUdp
+                | Shape::FullGre
+                | Shape::FullGretap
+                | Shape::RootPublic
+                | Shape::RootGre
+                | Shape::RootGretap
         )
     }
 }
@@ -100,6 +115,8 @@ pub struct PortCaps {
     pub role: Role,
     pub level: Level,
     pub shapes: Vec<(Shape, Verdict)>,
+    /// Whether the port hands marks to software.
+    pub marks: bool,
 }
 
 impl PortCaps {
@@ -119,7 +136,9 @@ impl PortCaps {
         match self.level {
             Level::Full => "every shape validates".to_owned(),
             Level::Partial => blocking(true).unwrap_or_default(),
-            Level::None => blocking(false).unwrap_or_default(),
+            Level::None => blocking(false).unwrap_or_else(|| {
+                "marks are not delivered (rte_eth_rx_metadata_negotiate)".to_owned()
+            }),
         }
     }
 
@@ -144,13 +163,15 @@ pub fn level_name(level: Level) -> &'static str {
 }
 
 /// Where the probe's rules point: the port itself, the other role's port
-/// (where full rules send frames) and a queue of this port.
+/// (where full rules send frames) and a queue of this port; and whether
+/// the port delivers marks to software (`rte_eth_rx_metadata_negotiate`).
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeTarget {
     pub port: u16,
     pub role: Role,
     pub other: u16,
     pub queue: u16,
+    pub marks: bool,
 }
 
 /// Validates every shape of `target`'s role with `validate` and decides
@@ -168,13 +189,16 @@ pub fn probe(
         port: target.port,
         name: name.to_owned(),
         role: target.role,
-        level: level(&shapes),
+        level: level(&shapes, target.marks),
         shapes,
+        marks: target.marks,
     }
 }
 
-/// Full if every full shape validates, partial if MARK and QUEUE do.
-pub fn level(shapes: &[(Shape, Verdict)]) -> Level {
+/// Full if every full shape validates, partial if MARK and QUEUE do and
+/// the port delivers `marks` to software (a rule's marks the port does
+/// not hand over would spare no lookup).
+pub fn level(shapes: &[(Shape, Verdict)], marks: bool) -> Level {
     let ok = |s: Shape| shapes.iter().any(|(t, v)| *t == s && *v == Verdict::Ok);
     let full: Vec<Shape> = shapes
         .iter()
@@ -183,7 +207,7 @@ pub fn level(shapes: &[(Shape, Verdict)]) -> Level {
         .collect();
     if !full.is_empty() && full.iter().all(|&s| ok(s)) {
         Level::Full
-    } else if ok(Shape::MarkQueue) {
+    } else if marks && ok(Shape::MarkQueue) {
         Level::Partial
     } else {
         Level::None
@@ -196,6 +220,7 @@ const PUBLIC: u32 = 0xc633_640a; // 198.51.100.10
 const PRIVATE: u32 = 0x0a00_0005; // 10.0.0.5
 const HOST: u32 = 0xcb00_710b; // 203.0.113.11
 const LOCAL: u32 = 0xcb00_7101; // 203.0.113.1
+const TENANT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x10, 0];
 
 /// The shapes a port of `target.role` would carry, each as a rule of a
 /// synthetic flow.
@@ -204,6 +229,7 @@ pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
     let full = |leg: Leg| shapes::full(&leg).expect("the probe's legs have every shape");
     match target.role {
         Role::Public => {
+            out.push((Shape::RootPublic, shapes::public_root()));
             out.push((Shape::FullTcp, full(public_leg(target, IPPROTO_TCP))));
             out.push((Shape::FullUdp, full(public_leg(target, IPPROTO_UDP))));
             let mark = shapes::mark(FlowId::new(0)).expect("flow 0 has a mark");
@@ -223,6 +249,11 @@ pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
             }
         }
         Role::Underlay => {
+            for (shape, gretap) in [(Shape::RootGre, false), (Shape::RootGretap, true)] {
+                let leg = underlay_leg(target, IPPROTO_TCP, gretap);
+                let t = leg.tunnel.expect("an underlay leg has a tunnel");
+                out.push((shape, shapes::tunnel_root(&t, TENANT_MAC)));
+            }
             out.push((
                 Shape::FullGre,
                 full(underlay_leg(target, IPPROTO_TCP, false)),
@@ -318,6 +349,7 @@ mod tests {
             role,
             other: 1,
             queue: 0,
+            marks: true,
         }
     }
 
@@ -327,7 +359,7 @@ mod tests {
             Err(error(nix::errno::Errno::ENOSYS as i32))
         });
         assert_eq!(caps.level, Level::None);
-        assert_eq!(caps.shapes.len(), 4);
+        assert_eq!(caps.shapes.len(), 5);
         assert!(caps
             .shapes
             .iter()
@@ -351,7 +383,7 @@ mod tests {
         assert_eq!(caps.level, Level::Partial);
         assert_eq!(
             caps.summary(),
-            "port 0 (pub0): offload partial: full_tcp: not supported: said the PMD"
+            "port 0 (pub0): offload partial: root_public: not supported: said the PMD"
         );
         // One full shape missing is not full.
         let mut validate = |r: &Rule, _: u16| {
@@ -374,11 +406,27 @@ mod tests {
         );
     }
 
+    /// Full rules: the root ones jump to the flows' group, the per-flow
+    /// ones there leave by the other port.
     #[test]
-    fn full_shapes_leave_by_the_other_port() {
+    fn full_shapes_jump_from_the_root_or_leave_by_the_other_port() {
         for role in [Role::Public, Role::Underlay] {
+            let mut roots = 0;
             for (shape, rule) in rules(target(role)) {
-                if shape.full() {
+                let root = matches!(
+                    shape,
+                    Shape::RootPublic | Shape::RootGre | Shape::RootGretap
+                );
+                roots += usize::from(root);
+                if root {
+                    assert_eq!(rule.attr.group, shapes::ROOT_GROUP, "{shape:?}");
+                    assert_eq!(
+                        rule.actions,
+                        [rte::flow::Action::Jump(shapes::FLOW_GROUP)],
+                        "{shape:?}"
+                    );
+                } else if shape.full() {
+                    assert_eq!(rule.attr.group, shapes::FLOW_GROUP, "{shape:?}");
                     assert_eq!(
                         rule.actions.last(),
                         Some(&rte::flow::Action::RepresentedPort(1)),
@@ -386,6 +434,39 @@ mod tests {
                     );
                 }
             }
+            assert!(roots > 0, "{role:?}");
         }
+    }
+
+    /// A port that does not hand marks to software
+    /// (`rte_eth_rx_metadata_negotiate` refused) cannot be partial, even
+    /// if its PMD takes MARK and QUEUE rules; full needs no marks.
+    #[test]
+    fn a_port_without_marks_is_not_partial() {
+        let no_marks = ProbeTarget {
+            marks: false,
+            ..target(Role::Public)
+        };
+        let mut no_rewrite = |r: &Rule, _: u16| {
+            if r.attr.transfer {
+                Err(error(nix::errno::Errno::ENOTSUP as i32))
+            } else {
+                Ok(())
+            }
+        };
+        let caps = probe(no_marks, "pub0", &mut no_rewrite);
+        assert_eq!(caps.level, Level::None);
+        assert_eq!(
+            caps.reason(),
+            "marks are not delivered (rte_eth_rx_metadata_negotiate)"
+        );
+        assert_eq!(
+            probe(target(Role::Public), "pub0", &mut no_rewrite).level,
+            Level::Partial
+        );
+        assert_eq!(
+            probe(no_marks, "pub0", &mut |_, _| Ok(())).level,
+            Level::Full
+        );
     }
 }

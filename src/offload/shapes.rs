@@ -4,18 +4,29 @@
 //!
 //! Pure: a rule is data, so the shapes are tested here without DPDK and
 //! checked at the real call boundary by `flowcheck/tests/scenario.rs`.
-//! The shapes are those of docs/offload.md ("Rule shapes"):
+//! The shapes are those of docs/offload.md ("The flows, rule by rule";
+//! "Groups, priorities and static rules"). Full rules come in two
+//! levels: static root rules (group 0) that check the headers every
+//! offloaded frame must have and jump to group 1, where the per-flow
+//! rules match the rest:
 //!
-//! - public side (a reply toward a tenant, or a connection opened from
-//!   outside): `eth / ipv4 src is R dst is E proto is P / tcp src is Rp
-//!   dst is Ep flags spec 0 flags mask 0x07` → `set_ipv4_dst, set_tp_dst,
-//!   dec_ttl, raw_decap (Ethernet), raw_encap (the tunnel), count,
-//!   represented_port (underlay)`;
-//! - underlay side: `eth / ipv4 src is HOST dst is LOCAL proto is 47 / gre
-//!   protocol is 0x0800 (0x6558) k_bit is 1 / gre_key value is K / [eth /]
-//!   ipv4 … / tcp …` → `raw_decap (outer headers), raw_encap (Ethernet
-//!   toward the next hop), set_ipv4_src, set_tp_src, dec_ttl, count,
-//!   represented_port (public)`.
+//! - root, underlay port, one per tunnel ([`tunnel_root`]): `eth / ipv4
+//!   (no options, not a fragment, ECN Not-ECT) src is HOST dst is LOCAL
+//!   proto is 47 / gre (no C, no S) protocol is P k_bit is 1 / gre_key
+//!   value is K / [eth dst is MAC /] ipv4 (no options, not a fragment)` →
+//!   `jump group 1`; root, public port ([`public_root`]): `eth / ipv4 (no
+//!   options, DF, not a fragment, TOS 0)` → `jump group 1`;
+//! - public side, per flow (a reply toward a tenant, or a connection
+//!   opened from outside): `eth / ipv4 src is R dst is E proto is P / tcp
+//!   src is Rp dst is Ep flags spec 0 flags mask 0x07` → `set_ipv4_dst,
+//!   set_tp_dst, dec_ttl, raw_decap (Ethernet), raw_encap (the tunnel),
+//!   count, represented_port (underlay)`;
+//! - underlay side, per flow: `eth / ipv4 proto is 47 / gre k_bit is 1 /
+//!   gre_key value is K / [eth /] ipv4 … / tcp …` → `raw_decap (outer
+//!   headers), raw_encap (Ethernet toward the next hop), set_ipv4_src,
+//!   set_tp_src, dec_ttl, count, represented_port (public)`.
+//!
+//! Partial rules are one level, in group 0 (ice has no other).
 //!
 //! The rewrites come before the encapsulation on the public side (after
 //! it, the IPv4 header would be the tunnel's) and after the
@@ -45,12 +56,25 @@ const IPV4_LEN: usize = 20;
 /// The GRE base header with the key bit set, and the key.
 const GRE_KEY_LEN: usize = 8;
 
-/// The group and priority of per-flow rules: the root group, ahead of the
-/// static steering rules ([`STEERING_PRIORITY`]), which are broader.
-pub const FLOW_GROUP: u32 = 0;
+/// The groups full (transfer) rules are in (docs/offload.md, "Groups,
+/// priorities and static rules"): a few static rules in the root group
+/// check the headers every offloaded frame must have and jump to
+/// [`FLOW_GROUP`], where the per-flow rules are. mlx5's root table is
+/// "managed by firmware" and slow to insert into; the per-flow rules stay
+/// out of it, and their testpmd lines fit what testpmd reads.
+pub const ROOT_GROUP: u32 = 0;
+pub const FLOW_GROUP: u32 = 1;
+/// Partial (NIC-domain) per-flow rules: the root group, since ice takes
+/// no other ("Not support group.").
+pub const PARTIAL_GROUP: u32 = 0;
 pub const FLOW_PRIORITY: u32 = 0;
 /// The static SNAT steering rules' priority: after any flow's own rule.
 pub const STEERING_PRIORITY: u32 = 1;
+/// The TOS byte the tables' tunnel header carries (pipeline/encap.rs
+/// writes the inner packet's over it per frame): the public side's root
+/// rule lets through only packets whose TOS is this, the one a fixed
+/// pushed header gives them ([`public_root`]).
+pub const PUSHED_TOS: u8 = 0;
 
 /// Why a leg has no rule: a spec this module cannot express. The spec
 /// builder keeps such flows in software already; this is the check that
@@ -64,6 +88,9 @@ pub enum ShapeError {
     DecapLen { spec: u8, shape: usize },
     /// Nothing to push in front: the frame would leave without Ethernet.
     NoEncap,
+    /// The pushed tunnel header's TOS is not [`PUSHED_TOS`], which the
+    /// public side's root rule passes.
+    PushedTos(u8),
 }
 
 impl std::fmt::Display for ShapeError {
@@ -75,6 +102,10 @@ impl std::fmt::Display for ShapeError {
                 "the spec removes {spec} bytes of outer headers, the rule's match implies {shape}"
             ),
             ShapeError::NoEncap => f.write_str("the spec pushes no headers"),
+            ShapeError::PushedTos(t) => write!(
+                f,
+                "the pushed header's TOS is {t:#04x}, the root rule passes {PUSHED_TOS:#04x}"
+            ),
         }
     }
 }
@@ -100,11 +131,16 @@ pub const IPV4_NO_OPTIONS: u8 = 0x45;
 /// The ECN bits of the TOS byte (RFC 3168); 0 is Not-ECT.
 pub const ECN_MASK: u8 = 0x03;
 
-/// The full-offload rule of `leg`, created on `leg.in_port`.
+/// The full-offload rule of `leg`, created on `leg.in_port` in
+/// [`FLOW_GROUP`]: reached only by frames that passed the root group's
+/// header checks ([`tunnel_root`], [`public_root`]).
 pub fn full(leg: &Leg) -> Result<Rule, ShapeError> {
     let pattern = pattern(leg, true)?;
     if leg.encap.is_empty() {
         return Err(ShapeError::NoEncap);
+    }
+    if leg.tunnel.is_none() && pushed_tos(leg) != PUSHED_TOS {
+        return Err(ShapeError::PushedTos(pushed_tos(leg)));
     }
     let rewrites = rewrites(leg);
     let mut actions = Vec::with_capacity(rewrites.len() + 5);
@@ -121,16 +157,21 @@ pub fn full(leg: &Leg) -> Result<Rule, ShapeError> {
     actions.push(Action::Count);
     actions.push(Action::RepresentedPort(leg.out_port));
     Ok(Rule {
-        attr: Attr {
-            group: FLOW_GROUP,
-            priority: FLOW_PRIORITY,
-            ingress: false,
-            egress: false,
-            transfer: true,
-        },
+        attr: transfer(FLOW_GROUP),
         pattern,
         actions,
     })
+}
+
+/// A transfer rule's attributes in `group`.
+fn transfer(group: u32) -> Attr {
+    Attr {
+        group,
+        priority: FLOW_PRIORITY,
+        ingress: false,
+        egress: false,
+        transfer: true,
+    }
 }
 
 /// The partial-offload rule of `leg`: the flow's addresses, protocol and
@@ -141,7 +182,7 @@ pub fn full(leg: &Leg) -> Result<Rule, ShapeError> {
 pub fn partial(leg: &Leg, mark: u32, queue: u16) -> Result<Rule, ShapeError> {
     Ok(Rule {
         attr: Attr {
-            group: FLOW_GROUP,
+            group: PARTIAL_GROUP,
             priority: FLOW_PRIORITY,
             ..Attr::INGRESS
         },
@@ -150,37 +191,21 @@ pub fn partial(leg: &Leg, mark: u32, queue: u16) -> Result<Rule, ShapeError> {
     })
 }
 
-/// The match of a leg: the tunnel's outer headers, if any, then the
-/// (inner) packet's addresses, protocol and ports. A full rule matches
-/// only the frames the NIC treats exactly as software would
-/// (docs/offload.md, "Keeping the behaviour identical"): on every IPv4
-/// header no options and not a fragment (a fragment's later pieces have no
-/// ports and reach software alone); a GRE header without checksum or
-/// sequence number (raw decap removes a fixed length); an outer ECN of
-/// Not-ECT (RFC 6040 decapsulation then leaves the inner packet as it
-/// is); and toward a tenant DF set and the TOS the pushed header carries
-/// (software copies both into the outer header, a fixed header cannot).
+/// The match of a leg: the tunnel's, if any (the outer IPv4 header, GRE
+/// with the key), then the (inner) packet's addresses, protocol and
+/// ports; a `full` TCP rule only with FIN, SYN and RST clear. No header
+/// checks: a full rule is reached only through a root rule that made
+/// them ([`tunnel_root`], [`public_root`]), and every frame a partial
+/// rule marks reaches software, which treats it as any other. A full
+/// rule leaves the outer addresses to the root rule: software takes a
+/// frame of a tenant's flow from any of the tenant's hosts
+/// (pipeline/underlay.rs: the key names the tenant, `has_host` accepts
+/// any of its hosts, the flow is looked up by the inner tuple), so the
+/// key and the inner tuple are the whole of the flow's match. A partial
+/// rule, alone in the root group, keeps them.
 fn pattern(leg: &Leg, full: bool) -> Result<Vec<Item>, ShapeError> {
-    let l4 = l4(leg, full)?;
     let mut items = Vec::with_capacity(7);
     items.push(eth(ETHER_TYPE_IPV4));
-    // Any IPv4 header a full rule matches: no options, not a fragment.
-    let whole = |mut item: Item| {
-        if let Item::Ipv4 {
-            version_ihl,
-            fragment_offset,
-            ..
-        } = &mut item
-        {
-            *version_ihl = Some(IPV4_NO_OPTIONS);
-            *fragment_offset = Some(Masked {
-                spec: 0,
-                mask: IPV4_MF_OFFSET,
-            });
-        }
-        item
-    };
-    let packet = ipv4(leg.src.0, leg.dst.0, leg.protocol);
     if let Some(t) = &leg.tunnel {
         let shape = decap_len(t);
         if usize::from(leg.decap_len) != shape {
@@ -189,69 +214,149 @@ fn pattern(leg: &Leg, full: bool) -> Result<Vec<Item>, ShapeError> {
                 shape,
             });
         }
-        let mut outer = ipv4(t.host, t.local, IPPROTO_GRE);
-        if full {
-            outer = whole(outer);
-            if let Item::Ipv4 { tos, .. } = &mut outer {
-                *tos = Some(Masked {
-                    spec: 0,
-                    mask: ECN_MASK,
-                });
-            }
-        }
+        let (outer, protocol) = if full {
+            let outer = Item::Ipv4 {
+                version_ihl: None,
+                tos: None,
+                fragment_offset: None,
+                src: None,
+                dst: None,
+                protocol: Some(IPPROTO_GRE),
+            };
+            (outer, None)
+        } else {
+            (ipv4(t.host, t.local, IPPROTO_GRE), Some(gre_protocol(t)))
+        };
         items.push(outer);
-        let flag = |v: bool| full.then_some(v);
         items.push(Item::Gre {
-            protocol: Some(if t.gretap {
-                ETHER_TYPE_TEB
-            } else {
-                ETHER_TYPE_IPV4
-            }),
-            checksum_present: flag(false),
+            protocol,
+            checksum_present: None,
             key_present: Some(true),
-            sequence_present: flag(false),
+            sequence_present: None,
         });
         items.push(Item::GreKey(t.key));
         if t.gretap {
             items.push(eth(ETHER_TYPE_IPV4));
         }
-        items.push(if full { whole(packet) } else { packet });
-    } else {
-        if usize::from(leg.decap_len) != ETH_LEN && leg.decap_len != 0 {
-            return Err(ShapeError::DecapLen {
-                spec: leg.decap_len,
-                shape: ETH_LEN,
-            });
-        }
-        items.push(if full {
-            toward_tenant(whole(packet), pushed_tos(leg))
-        } else {
-            packet
+    } else if usize::from(leg.decap_len) != ETH_LEN && leg.decap_len != 0 {
+        return Err(ShapeError::DecapLen {
+            spec: leg.decap_len,
+            shape: ETH_LEN,
         });
     }
-    items.push(l4);
+    items.push(ipv4(leg.src.0, leg.dst.0, leg.protocol));
+    items.push(l4(leg, full)?);
     Ok(items)
 }
 
-/// A packet going into a tunnel: DF set (and not a fragment), and its TOS
-/// that of the pushed header, `tos`. Software copies DF and the whole TOS
-/// byte (DSCP, RFC 2983's uniform model; ECN, RFC 6040's normal mode)
-/// into the outer header per packet (pipeline/encap.rs); the NIC pushes
-/// the same bytes for every frame, right only for these.
-fn toward_tenant(mut item: Item, pushed: u8) -> Item {
+/// The root rule of tunnel `t` on the underlay port: the frames a full
+/// rule takes, as far as they do not depend on the flow (docs/offload.md,
+/// "Keeping the behaviour identical"), jump to [`FLOW_GROUP`]. Every IPv4
+/// header, outer and inner, without options and not a fragment (a
+/// fragment's later pieces have no ports and reach software alone); the
+/// outer one from the tenant's host to the gateway, ECN Not-ECT (RFC 6040
+/// decapsulation then leaves the inner packet as it is); GRE without
+/// checksum or sequence number (raw decap removes a fixed length), the
+/// tenant's protocol and key; in gretap, the inner Ethernet to the
+/// tenant's MAC `mac` (software drops a frame to another).
+pub fn tunnel_root(t: &TunnelMatch, mac: [u8; 6]) -> Rule {
+    let mut outer = whole(ipv4(t.host, t.local, IPPROTO_GRE));
+    if let Item::Ipv4 { tos, .. } = &mut outer {
+        *tos = Some(Masked {
+            spec: 0,
+            mask: ECN_MASK,
+        });
+    }
+    let mut pattern = vec![
+        eth(ETHER_TYPE_IPV4),
+        outer,
+        Item::Gre {
+            protocol: Some(gre_protocol(t)),
+            checksum_present: Some(false),
+            key_present: Some(true),
+            sequence_present: Some(false),
+        },
+        Item::GreKey(t.key),
+    ];
+    if t.gretap {
+        pattern.push(Item::Eth {
+            dst: Some(Masked::<[u8; 6]>::exact(mac)),
+            src: None,
+            ether_type: Some(ETHER_TYPE_IPV4),
+        });
+    }
+    pattern.push(whole(any_ipv4()));
+    Rule {
+        attr: transfer(ROOT_GROUP),
+        pattern,
+        actions: vec![Action::Jump(FLOW_GROUP)],
+    }
+}
+
+/// The root rule of the public port: packets going into a tunnel jump to
+/// [`FLOW_GROUP`] when a fixed pushed header is right for them. No
+/// options and not a fragment; DF set, and the TOS [`PUSHED_TOS`]:
+/// software copies DF and the whole TOS byte (DSCP, RFC 2983's uniform
+/// model; ECN, RFC 6040's normal mode) into the outer header per packet
+/// (pipeline/encap.rs); the NIC pushes the same bytes for every frame,
+/// right only for these.
+pub fn public_root() -> Rule {
+    let mut packet = whole(any_ipv4());
     if let Item::Ipv4 {
         tos,
         fragment_offset,
         ..
-    } = &mut item
+    } = &mut packet
     {
         *fragment_offset = Some(Masked {
             spec: IPV4_DF,
             mask: IPV4_DF | IPV4_MF_OFFSET,
         });
-        *tos = Some(Masked::<u8>::exact(pushed));
+        *tos = Some(Masked::<u8>::exact(PUSHED_TOS));
+    }
+    Rule {
+        attr: transfer(ROOT_GROUP),
+        pattern: vec![eth(ETHER_TYPE_IPV4), packet],
+        actions: vec![Action::Jump(FLOW_GROUP)],
+    }
+}
+
+/// The GRE protocol of tunnel `t`'s frames.
+fn gre_protocol(t: &TunnelMatch) -> u16 {
+    if t.gretap {
+        ETHER_TYPE_TEB
+    } else {
+        ETHER_TYPE_IPV4
+    }
+}
+
+/// `item` (an IPv4 one) taking only whole packets: no options, not a
+/// fragment.
+fn whole(mut item: Item) -> Item {
+    if let Item::Ipv4 {
+        version_ihl,
+        fragment_offset,
+        ..
+    } = &mut item
+    {
+        *version_ihl = Some(IPV4_NO_OPTIONS);
+        *fragment_offset = Some(Masked {
+            spec: 0,
+            mask: IPV4_MF_OFFSET,
+        });
     }
     item
+}
+
+fn any_ipv4() -> Item {
+    Item::Ipv4 {
+        version_ihl: None,
+        tos: None,
+        fragment_offset: None,
+        src: None,
+        dst: None,
+        protocol: None,
+    }
 }
 
 /// The TOS byte of the tunnel header a public-side leg pushes (0 when it
@@ -352,7 +457,7 @@ fn decap_bytes(leg: &Leg) -> Vec<u8> {
 /// frame (a checksum of the header without its length would be wrong for
 /// every frame, and testpmd's `set raw_encap` has no field for either),
 /// and DF set: the rule matches only inner packets with DF set, whose
-/// outer header software gives DF too ([`toward_tenant`]).
+/// outer header software gives DF too ([`public_root`]).
 fn encap_bytes(leg: &Leg) -> Vec<u8> {
     let mut out = leg.encap.to_vec();
     let is_ipv4 = out.get(12..14) == Some(&ETHER_TYPE_IPV4.to_be_bytes()[..])

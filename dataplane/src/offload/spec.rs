@@ -182,6 +182,23 @@ fn into_tenant(
     })
 }
 
+/// What a frame from `tenant`'s host in tunnel `adj` arrives in: the
+/// outer addresses, the key, the encapsulation. Also what the daemon's
+/// per-tunnel root rules match (src/offload/root.rs).
+pub fn tunnel_match(tenant: &Tenant, adj: &TunnelAdj) -> Option<TunnelMatch> {
+    let local = adj
+        .header
+        .get(OUTER_SRC_AT..OUTER_SRC_AT + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes)?;
+    Some(TunnelMatch {
+        host: u32::from(adj.host),
+        local,
+        key: tenant.key,
+        gretap: adj.is_gretap(),
+    })
+}
+
 /// The direction from the tenant's tunnel (key `k`, the inner packet) out
 /// of the public side: decap, SNAT, the public next hop's Ethernet header
 /// (tenant_hit and public_exit).
@@ -194,18 +211,7 @@ fn out_of_tenant(
     mac: &mut impl FnMut(NeighKey) -> Option<[u8; 6]>,
 ) -> Result<Leg, NotOffloadable> {
     let (src, dst) = ((k.src(), k.src_port()), (k.dst(), k.dst_port()));
-    let local = adj
-        .header
-        .get(OUTER_SRC_AT..OUTER_SRC_AT + 4)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_be_bytes)
-        .ok_or(NotOffloadable::Shape)?;
-    let tunnel = TunnelMatch {
-        host: u32::from(adj.host),
-        local,
-        key: tenant.key,
-        gretap: adj.is_gretap(),
-    };
+    let tunnel = tunnel_match(tenant, adj).ok_or(NotOffloadable::Shape)?;
     let (out_port, header) = match t.public_route(dst.0).ok_or(NotOffloadable::NoRoute)? {
         PublicRoute::Via(l2) => {
             let mut header = l2.header;

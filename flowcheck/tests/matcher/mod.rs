@@ -133,3 +133,32 @@ pub fn matches(rule: &Rule, frame: &[u8]) -> bool {
     }
     true
 }
+
+/// The rule a NIC holding `rules` (all on the port the frame arrives on)
+/// applies to `frame`, as rte_flow's groups say: in group 0, the matching
+/// rule of lowest priority (then the first made); if its actions jump,
+/// the same in the group it names, and so on; `None` on a miss anywhere
+/// (the frame goes to software). A group is entered at most once, so a
+/// loop of jumps is a miss rather than a hang.
+pub fn applied<'r>(rules: &'r [Rule], frame: &[u8]) -> Option<&'r Rule> {
+    use rte::flow::Action;
+    let mut group = 0;
+    let mut entered = Vec::new();
+    loop {
+        if entered.contains(&group) {
+            return None;
+        }
+        entered.push(group);
+        let rule = rules
+            .iter()
+            .filter(|r| r.attr.group == group && matches(r, frame))
+            .min_by_key(|r| r.attr.priority)?;
+        match rule.actions.iter().find_map(|a| match a {
+            Action::Jump(g) => Some(*g),
+            _ => None,
+        }) {
+            Some(next) => group = next,
+            None => return Some(rule),
+        }
+    }
+}

@@ -120,6 +120,30 @@ fn gre(protocol: u16) -> Item {
     }
 }
 
+/// A per-flow rule's outer header: GRE, whatever else (the root rule
+/// checked it).
+fn gre_ipv4() -> Item {
+    Item::Ipv4 {
+        version_ihl: None,
+        tos: None,
+        fragment_offset: None,
+        src: None,
+        dst: None,
+        protocol: Some(47),
+    }
+}
+
+/// A per-flow rule's GRE: keyed, whatever else (the root rule checked
+/// the flags and protocol).
+fn keyed_gre() -> Item {
+    Item::Gre {
+        protocol: None,
+        checksum_present: None,
+        key_present: Some(true),
+        sequence_present: None,
+    }
+}
+
 fn eth_ipv4() -> Item {
     Item::Eth {
         dst: None,
@@ -139,8 +163,9 @@ fn tcp(src: u16, dst: u16) -> Item {
     }
 }
 
+/// Per-flow full rules: group 1, reached by a root rule's jump.
 const TRANSFER: Attr = Attr {
-    group: 0,
+    group: 1,
     priority: 0,
     ingress: false,
     egress: false,
@@ -154,11 +179,7 @@ fn public_side_rewrites_before_it_encapsulates() {
         rule,
         Rule {
             attr: TRANSFER,
-            pattern: vec![
-                eth_ipv4(),
-                whole_ipv4(CLIENT, EIP, 6, Some(0), false),
-                tcp(40000, 22)
-            ],
+            pattern: vec![eth_ipv4(), exact_ipv4(CLIENT, EIP, 6), tcp(40000, 22)],
             actions: vec![
                 Action::SetIpv4Dst(PRIVATE),
                 Action::SetTpDst(22),
@@ -189,11 +210,11 @@ fn underlay_side_decapsulates_before_it_rewrites() {
             attr: TRANSFER,
             pattern: vec![
                 eth_ipv4(),
-                whole_ipv4(HOST, LOCAL, 47, None, true),
-                gre(0x6558),
+                gre_ipv4(),
+                keyed_gre(),
                 Item::GreKey(1000),
                 eth_ipv4(),
-                whole_ipv4(PRIVATE, CLIENT, 6, None, false),
+                exact_ipv4(PRIVATE, CLIENT, 6),
                 tcp(22, 40000),
             ],
             actions: vec![
@@ -222,10 +243,10 @@ fn plain_gre_has_no_inner_ethernet() {
         rule.pattern,
         vec![
             eth_ipv4(),
-            whole_ipv4(HOST, LOCAL, 47, None, true),
-            gre(0x0800),
+            gre_ipv4(),
+            keyed_gre(),
             Item::GreKey(1000),
-            whole_ipv4(PRIVATE, CLIENT, 17, None, false),
+            exact_ipv4(PRIVATE, CLIENT, 17),
             Item::Udp {
                 src: Some(Masked::<u16>::exact(22)),
                 dst: Some(Masked::<u16>::exact(40000)),
@@ -350,13 +371,13 @@ fn the_tunnel_header_is_pushed_without_length_or_checksum() {
 }
 
 /// Toward a tenant software copies the inner DF and TOS into the outer
-/// header (pipeline/encap.rs): the NIC's fixed header has DF set and
-/// matches only inner packets with DF set and the header's TOS.
+/// header (pipeline/encap.rs): the NIC's fixed header has DF set, and the
+/// public root rule passes only packets with DF set and the header's TOS
+/// ([`PUSHED_TOS`]); a header with another TOS has no root rule to pass.
 #[test]
-fn the_tunnel_header_has_df_and_the_match_its_tos() {
+fn the_tunnel_header_has_df_and_its_tos_is_the_root_rules() {
     let mut leg = public_leg(6);
     leg.encap[20] = 0; // DF clear in the tables' header
-    leg.encap[15] = 0xb8; // a DSCP the header was given
     let rule = full(&leg).unwrap();
     let mut want = leg.encap.to_vec();
     want[20] = 0x40;
@@ -365,20 +386,119 @@ fn the_tunnel_header_has_df_and_the_match_its_tos() {
         "{:?}",
         rule.actions
     );
-    let Item::Ipv4 {
-        tos,
-        fragment_offset,
-        ..
-    } = rule.pattern[1]
-    else {
-        panic!("{:?}", rule.pattern)
-    };
-    assert_eq!(tos, Some(Masked::<u8>::exact(0xb8)));
+    leg.encap[15] = 0xb8; // a DSCP the header was given
+    assert_eq!(full(&leg), Err(ShapeError::PushedTos(0xb8)));
+}
+
+/// The public root rule: whole packets with DF set and TOS 0 jump to the
+/// flows' group; nothing about any flow.
+#[test]
+fn the_public_root_rule_checks_the_headers_and_jumps() {
+    let mut packet = whole_ipv4(0, 0, 0, Some(PUSHED_TOS), false);
+    if let Item::Ipv4 {
+        src, dst, protocol, ..
+    } = &mut packet
+    {
+        (*src, *dst, *protocol) = (None, None, None);
+    }
     assert_eq!(
-        fragment_offset,
-        Some(Masked {
-            spec: 0x4000,
-            mask: 0x7fff
-        })
+        public_root(),
+        Rule {
+            attr: Attr {
+                group: 0,
+                ..TRANSFER
+            },
+            pattern: vec![eth_ipv4(), packet],
+            actions: vec![Action::Jump(1)],
+        }
     );
+}
+
+/// A tunnel's root rule: the outer headers from the host with the key,
+/// every check software needs of them, gretap's inner Ethernet to the
+/// tenant's MAC and a whole inner IPv4 packet, then the jump.
+#[test]
+fn a_tunnel_root_rule_checks_the_outer_headers_and_jumps() {
+    let leg = underlay_leg(6);
+    let t = leg.tunnel.unwrap();
+    let mac = [2, 0, 0, 0, 0x10, 0];
+    let mut inner = whole_ipv4(0, 0, 0, None, false);
+    if let Item::Ipv4 {
+        src, dst, protocol, ..
+    } = &mut inner
+    {
+        (*src, *dst, *protocol) = (None, None, None);
+    }
+    let root = tunnel_root(&t, mac);
+    assert_eq!(
+        root,
+        Rule {
+            attr: Attr {
+                group: 0,
+                ..TRANSFER
+            },
+            pattern: vec![
+                eth_ipv4(),
+                whole_ipv4(HOST, LOCAL, 47, None, true),
+                gre(0x6558),
+                Item::GreKey(1000),
+                Item::Eth {
+                    dst: Some(Masked::<[u8; 6]>::exact(mac)),
+                    src: None,
+                    ether_type: Some(0x0800),
+                },
+                inner.clone(),
+            ],
+            actions: vec![Action::Jump(1)],
+        }
+    );
+    let plain = TunnelMatch { gretap: false, ..t };
+    assert_eq!(
+        tunnel_root(&plain, mac).pattern,
+        vec![
+            eth_ipv4(),
+            whole_ipv4(HOST, LOCAL, 47, None, true),
+            gre(0x0800),
+            Item::GreKey(1000),
+            inner,
+        ]
+    );
+}
+
+/// Every full rule, root or per flow, is a line testpmd 22.11 reads whole
+/// (docs/offload.md, "The same rules as testpmd commands"): the longest
+/// addresses and ports, gretap.
+#[test]
+fn every_full_rule_fits_a_testpmd_line() {
+    let mut public = public_leg(6);
+    public.src = (0xffff_fffe, 65535);
+    public.dst = (0xffff_fffe, 65535);
+    public.set_dst = Some((0xffff_fffe, 65535));
+    let mut underlay = underlay_leg(6);
+    underlay.src = (0xffff_fffe, 65535);
+    underlay.dst = (0xffff_fffe, 65535);
+    underlay.set_src = Some((0xffff_fffe, 65535));
+    let t = TunnelMatch {
+        host: 0xffff_fffe,
+        local: 0xffff_fffe,
+        key: u32::MAX,
+        gretap: true,
+    };
+    underlay.tunnel = Some(t);
+    let rules = [
+        (0, full(&public).unwrap()),
+        (1, full(&underlay).unwrap()),
+        (1, tunnel_root(&t, [0xff; 6])),
+        (0, public_root()),
+    ];
+    for (port, rule) in rules {
+        let text = rule.testpmd(u16::MAX - port);
+        for line in text.lines() {
+            assert!(
+                !line.starts_with('#') && line.len() <= rte::flow::TESTPMD_LINE_MAX,
+                "{} characters: {line}",
+                line.len()
+            );
+        }
+    }
 }
