@@ -21,6 +21,12 @@ fn env() -> (&'static Eal, MutexGuard<'static, ()>) {
     let env = ENV.get_or_init(|| {
         sweep_stale_runtime_dirs();
         let prefix = format!("--file-prefix=rte-test-{}", std::process::id());
+        // A memif server in the abstract socket namespace: nothing on
+        // disk, no client needed to create the port.
+        let memif = format!(
+            "--vdev=net_memif0,role=server,socket=rte-test-memif-{}.sock,socket-abstract=yes",
+            std::process::id()
+        );
         let args = [
             "-l",
             "0,1",
@@ -38,6 +44,7 @@ fn env() -> (&'static Eal, MutexGuard<'static, ()>) {
             // takes only before a port is configured.
             "--vdev=net_null2",
             "--vdev=net_ring1",
+            &memif,
         ];
         Env {
             eal: Eal::init(&args).expect("EAL init"),
@@ -199,14 +206,14 @@ fn partial_tx_returns_what_the_port_did_not_take() {
 }
 
 /// Issue 14: tgw asks for marks before configuring a port; the virtual
-/// devices have no negotiation (no `rx_metadata_negotiate` op): ENOTSUP,
+/// devices (net_null, net_ring, net_memif) have no negotiation (no `rx_metadata_negotiate` op): ENOTSUP,
 /// which the daemon takes as "no marks" at debug level. A port already
 /// configured is refused (EBUSY), which is why it is asked first.
 #[test]
 fn virtual_devices_do_not_negotiate_rx_metadata() {
     let (eal, _g) = env();
     let wanted = rte::RX_METADATA_USER_MARK | rte::RX_METADATA_USER_FLAG;
-    for name in ["net_null2", "net_ring1"] {
+    for name in ["net_null2", "net_ring1", "net_memif0"] {
         let port = Port::by_name(eal, name).expect(name);
         let err = port.negotiate_rx_metadata(wanted).expect_err(name);
         assert_eq!(

@@ -221,8 +221,7 @@ impl OffloadPlane {
         }
         self.roots.left_out = left_out as u64;
         let create = |rule: &Rule, port: u16| rule.create(port);
-        let create: Option<&dyn Fn(&Rule, u16) -> Result<Flow, FlowError>> =
-            (self.mode == OffloadMode::Auto).then_some(&create);
+        let create: Option<root::Create<'_>> = (self.mode == OffloadMode::Auto).then_some(&create);
         self.roots.update(keys, create);
     }
 

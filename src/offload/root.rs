@@ -119,6 +119,9 @@ pub fn wanted(
     (out, left_out)
 }
 
+/// Creates a rule on a port (`Rule::create`; a test's stand-in).
+pub type Create<'a> = &'a dyn Fn(&Rule, u16) -> Result<Flow, rte::flow::FlowError>;
+
 /// The root rules in force: each with its handle once created (none in
 /// shadow mode, or when the NIC refused it).
 #[derive(Default)]
@@ -135,11 +138,7 @@ impl Roots {
     /// Brings the rules to `keys`: those that stay keep their handle,
     /// new ones are created with `create` (when given), the others are
     /// destroyed (dropped).
-    pub fn update(
-        &mut self,
-        keys: Vec<RootKey>,
-        create: Option<&dyn Fn(&Rule, u16) -> Result<Flow, rte::flow::FlowError>>,
-    ) {
+    pub fn update(&mut self, keys: Vec<RootKey>, create: Option<Create<'_>>) {
         let mut old: HashMap<RootKey, (Rule, Option<Flow>)> =
             self.rules.drain(..).map(|(k, r, h)| (k, (r, h))).collect();
         for key in keys {
