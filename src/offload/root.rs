@@ -178,3 +178,100 @@ impl Roots {
         self.rules.iter().filter(|(_, _, h)| h.is_some()).count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::Handler;
+    use crate::runtime::Runtime;
+    use ctl::running::Running;
+    use dataplane::neighbour::{NeighbourLimits, NeighbourWriter};
+    use dataplane::resolver::{Resolver, ResolverConfig};
+    use dataplane::VecFrame;
+    use rte::MacAddr;
+    use std::path::PathBuf;
+
+    /// The reference configuration's tables with t1 given `t1_hosts`
+    /// (each with a route, hence a tunnel: 10.0.N.0/24 to the Nth), and
+    /// `t2_options` in t2's section.
+    fn tables(t1_hosts: &[&str], t2_options: &str) -> Tables {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/reference.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let quoted: Vec<String> = t1_hosts.iter().map(|h| format!("{h:?}")).collect();
+        let text = text.replacen(
+            "hosts = [\"172.168.0.11\"]",
+            &format!("hosts = [{}]", quoted.join(", ")),
+            1,
+        );
+        let routes: String = t1_hosts
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, h)| format!("  {{ prefix = \"10.0.{i}.0/24\", to = \"{h}\" }},\n"))
+            .collect();
+        let text = text.replacen(
+            "  { prefix = \"0.0.0.0/0\", to = \"public\" },\n",
+            &format!("{routes}  {{ prefix = \"0.0.0.0/0\", to = \"public\" }},\n"),
+            1,
+        );
+        let text = text.replacen(
+            "hosts = [\"172.168.0.12\"]",
+            &format!("hosts = [\"172.168.0.12\"]\n{t2_options}"),
+            1,
+        );
+        let config = ctl::config::parse(&text, "reference.toml", &"0-1".parse().unwrap()).unwrap();
+        let ports = vec![
+            (0, MacAddr([2, 0, 0, 0, 0, 1])),
+            (1, MacAddr([2, 0, 0, 0, 1, 1])),
+        ];
+        let mut handler = Handler::new(
+            Running::new(config.clone()),
+            Runtime::new(&config, ports),
+            "0-1".parse().unwrap(),
+            PathBuf::from("reference.toml"),
+        );
+        let mut resolver: Resolver<VecFrame> = Resolver::new(
+            NeighbourWriter::with_limits(NeighbourLimits::uniform(64)),
+            ResolverConfig::default(),
+        );
+        handler.initial(resolver.writer()).unwrap()
+    }
+
+    fn host(k: &RootKey) -> Option<u32> {
+        match k {
+            RootKey::Tunnel { host, .. } => Some(*host),
+            RootKey::Public(_) => None,
+        }
+    }
+
+    /// Past the bound tenants take turns: t1's three hosts do not crowd
+    /// out t2's one; what is left out is counted.
+    #[test]
+    fn tenants_take_turns_within_the_bound() {
+        let t = tables(&["172.168.0.11", "172.168.0.21", "172.168.0.22"], "");
+        let (all, left_out) = wanted(&t, &[0], &|_| true, MAX_ROOT_RULES);
+        assert_eq!((all.len(), left_out), (1 + 4, 0), "{all:?}");
+        assert_eq!(all[0], RootKey::Public(0));
+        let (some, left_out) = wanted(&t, &[0], &|_| true, 3);
+        let hosts: Vec<Option<u32>> = some.iter().map(host).collect();
+        assert_eq!(
+            hosts,
+            [None, Some(0xaca8_000b), Some(0xaca8_000c)],
+            "t1's first host, then t2's: {some:?}"
+        );
+        assert_eq!(left_out, 2);
+        // No full underlay port: the public port's rule alone.
+        let (public, _) = wanted(&t, &[0], &|_| false, MAX_ROOT_RULES);
+        assert_eq!(public, [RootKey::Public(0)]);
+    }
+
+    /// A tenant whose tunnels carry GRE checksums gets no root rule: its
+    /// flows stay in software (`gre_options`).
+    #[test]
+    fn tenants_with_gre_options_get_no_root_rule() {
+        let t = tables(&["172.168.0.11"], "gre_checksum = true");
+        let (keys, _) = wanted(&t, &[], &|_| true, MAX_ROOT_RULES);
+        let hosts: Vec<Option<u32>> = keys.iter().map(host).collect();
+        assert_eq!(hosts, [Some(0xaca8_000b)], "{keys:?}");
+    }
+}
