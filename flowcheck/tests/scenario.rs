@@ -8,7 +8,8 @@
 //! expected ones, written out here from DESIGN.md's addresses (keys 1000
 //! and 2000, hosts 172.168.0.11/.12 and the gateway's 172.168.0.1, the
 //! client 1.1.1.7 and the elastic IPs 2.2.2.11/.12 of 10.0.0.7, ports,
-//! the tunnel header the software path writes); the NIC's counts must
+//! the tunnel header the software path writes), the root rules in group 0
+//! in front of the per-flow ones in group 1; the NIC's counts must
 //! refresh the flows; and the rules must go when the flows end: pulled
 //! back by a change to their tenant, or expired under a later clock.
 
