@@ -226,6 +226,11 @@ rx = ["pub0:0", "und0:0"]
 }
 
 impl Running {
+    /// The device's process id (`ndr` stops it while it times the CPUs).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the device has not exited yet.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

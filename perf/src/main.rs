@@ -13,19 +13,25 @@ use clap::{Parser, Subcommand};
 
 mod calibrate;
 mod changes;
+mod charts;
 mod churn;
 mod churn_test;
 mod dut;
 mod flow;
 mod gen;
+mod histogram;
 mod lpm;
+mod ndr;
 mod netns;
 mod newflows;
 mod paced;
 mod profile;
+mod progress;
 mod report;
 mod scenario;
 mod scrape;
+mod search;
+mod trial;
 mod tunnel;
 
 use dut::{Device, Setup};
@@ -92,6 +98,17 @@ enum Cmd {
     /// N tenants (default 10,000), /metrics fetched K times; p50/p99/max
     /// scrape time, body size and series.
     Scrape(scrape::ScrapeArgs),
+    /// RFC 2544 throughput (§26.1): per profile and frame size, a binary
+    /// search for the highest offered load lost no more than --loss
+    /// (default none: the no-drop rate), for testpmd macswap and tgw in
+    /// the same run; their latency at a fraction of it; a table,
+    /// --json with every trial and --charts.
+    Ndr(ndr::NdrArgs),
+    /// The charts of a report `ndr --json` wrote, drawn again.
+    NdrCharts(ndr::ChartsArgs),
+    /// (internal) The generator process that `ndr` starts.
+    #[command(hide = true)]
+    TrialGen(ndr::TrialGenCli),
     /// (internal) The paced generator process that `churn-test` starts.
     #[command(hide = true)]
     Paced(PacedCli),
@@ -235,6 +252,9 @@ fn main() {
             tenants: p.tenants,
         }),
         Cmd::Changes(c) => changes::run(&c),
+        Cmd::Ndr(n) => ndr::run(&n),
+        Cmd::NdrCharts(c) => ndr::charts(&c),
+        Cmd::TrialGen(t) => ndr::trial_gen(&t),
         Cmd::Scrape(s) => scrape::run(&s),
         Cmd::Gen(g) => {
             let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];
