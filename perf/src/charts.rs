@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use serde_json::Value;
@@ -95,25 +94,19 @@ fn threshold(report: &Value) -> String {
     }
 }
 
-/// Throughput (Mpps) by frame size, one line per device.
+/// Throughput (Mpps) by frame size: a bar per device side by side, and
+/// the line rate as a grey mark across each group.
 fn throughput(runs: &[&Value], profile: &str, report: &Value, path: &Path) -> Drawn {
-    let sizes = unique(
-        &runs.iter().map(|r| (*r).clone()).collect::<Vec<_>>(),
-        "size",
-    );
-    let devices = unique(
-        &runs.iter().map(|r| (*r).clone()).collect::<Vec<_>>(),
-        "device",
-    );
+    let owned: Vec<Value> = runs.iter().map(|r| (*r).clone()).collect();
+    let sizes = unique(&owned, "size");
+    let devices = unique(&owned, "device");
     let top = runs
         .iter()
         .filter_map(|r| r["line_rate_pps"].as_f64())
+        .chain(runs.iter().filter_map(|r| r["ndr_pps"].as_f64()))
         .fold(0.0f64, f64::max)
         / 1e6;
-    let peak = runs
-        .iter()
-        .filter_map(|r| r["ndr_mpps"].as_f64())
-        .fold(0.0f64, f64::max);
+    let n = sizes.len() as f64;
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
@@ -124,69 +117,65 @@ fn throughput(runs: &[&Value], profile: &str, report: &Value, path: &Path) -> Dr
         .margin(12)
         .x_label_area_size(50)
         .y_label_area_size(70)
-        .build_cartesian_2d(
-            (0..sizes.len() as i32 - 1).into_segmented(),
-            0.0..top.max(peak) * 1.15,
-        )?;
+        .build_cartesian_2d(-0.5..n - 0.5, 0.0..(top * 1.45).max(1e-3))?;
     chart
         .configure_mesh()
         .x_desc("frame size, bytes (imix: 7:4:1 of 64/570/1518)")
         .y_desc("Mpps")
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => sizes.get(*i as usize).cloned().unwrap_or_default(),
-            _ => String::new(),
+        .x_labels(sizes.len() + 1)
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                sizes.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 16))
         .disable_x_mesh()
         .draw()?;
-    let at = |size: &str| sizes.iter().position(|s| s == size).unwrap_or(0) as i32;
-    // The line rate: what the setup could carry at each size.
-    let line: Vec<(SegmentValue<i32>, f64)> = sizes
-        .iter()
-        .filter_map(|s| {
-            let rate = runs.iter().find(|r| r["size"] == s.as_str())?["line_rate_pps"].as_f64()?;
-            Some((SegmentValue::CenterOf(at(s)), rate / 1e6))
-        })
-        .collect();
-    let grey = RGBColor(150, 150, 150);
-    chart
-        .draw_series(LineSeries::new(line.clone(), grey.stroke_width(2)))?
-        .label("line rate (the generator's max)")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
-    chart.draw_series(
-        line.iter()
-            .map(|(x, y)| TriangleMarker::new((x.clone(), *y), 6, grey.filled())),
-    )?;
-    for device in &devices {
+    let at = |size: &str| sizes.iter().position(|s| s == size).unwrap_or(0) as f64;
+    let width = 0.8 / devices.len().max(1) as f64;
+    for (d, device) in devices.iter().enumerate() {
         let c = colour(device);
-        let points: Vec<(SegmentValue<i32>, f64)> = runs
+        let bars: Vec<(f64, f64)> = runs
             .iter()
             .filter(|r| r["device"] == device.as_str())
             .filter_map(|r| {
-                Some((
-                    SegmentValue::CenterOf(at(r["size"].as_str()?)),
-                    r["ndr_mpps"].as_f64()?,
-                ))
+                let x = at(r["size"].as_str()?) - 0.4 + d as f64 * width;
+                Some((x, r["ndr_mpps"].as_f64()?))
             })
             .collect();
         chart
-            .draw_series(LineSeries::new(points.clone(), c.stroke_width(3)))?
+            .draw_series(
+                bars.iter()
+                    .map(|&(x, y)| Rectangle::new([(x, 0.0), (x + width * 0.95, y)], c.filled())),
+            )?
             .label(device.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
-        chart.draw_series(
-            points
-                .iter()
-                .map(|(x, y)| Circle::new((x.clone(), *y), 5, c.filled())),
-        )?;
-        chart.draw_series(points.iter().map(|(x, y)| {
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], c.filled()));
+        chart.draw_series(bars.iter().map(|&(x, y)| {
             Text::new(
-                format!("  {y:.2}"),
-                (x.clone(), *y),
+                format!("{y:.2}"),
+                (x + width * 0.1, y + top * 0.05),
                 ("sans-serif", 13).into_font().color(&c),
             )
         }))?;
     }
+    let grey = RGBColor(110, 110, 110);
+    let marks: Vec<(f64, f64)> = sizes
+        .iter()
+        .filter_map(|s| {
+            let rate = runs.iter().find(|r| r["size"] == s.as_str())?["line_rate_pps"].as_f64()?;
+            Some((at(s), rate / 1e6))
+        })
+        .collect();
+    chart
+        .draw_series(marks.iter().map(|&(x, y)| {
+            PathElement::new(vec![(x - 0.45, y), (x + 0.45, y)], grey.stroke_width(3))
+        }))?
+        .label("line rate (the generator's max)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], grey.stroke_width(3)));
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.9))
@@ -225,7 +214,7 @@ fn search(runs: &[&Value], title: &str, report: &Value, path: &Path) -> Drawn {
         .margin(10)
         .x_label_area_size(10)
         .y_label_area_size(70)
-        .build_cartesian_2d(0..trials + 1, 0.0..top * 1.08)?;
+        .build_cartesian_2d(0.0..trials as f64 + 1.0, 0.0..top * 1.08)?;
     rate.configure_mesh()
         .y_desc("offered Mpps")
         .x_label_formatter(&|_| String::new())
@@ -238,24 +227,33 @@ fn search(runs: &[&Value], title: &str, report: &Value, path: &Path) -> Drawn {
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0..trials + 1, (FLOOR..100.0).log_scale())?;
+        .build_cartesian_2d(0.0..trials as f64 + 1.0, (FLOOR..100.0).log_scale())?;
     loss.configure_mesh()
-        .x_desc("trial (repeats of slowed trials included)")
+        .x_desc("trial (repeats of slowed trials included); filled: passed, hollow: lost more")
         .y_desc("loss %, none at bottom")
+        .x_label_formatter(&|v| {
+            if (v - v.round()).abs() < 1e-6 {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        })
         .y_label_formatter(&|v| format!("{v:e}"))
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
         .draw()?;
-    for r in runs {
+    for (d, r) in runs.iter().enumerate() {
         let device = r["device"].as_str().unwrap_or("?").to_owned();
         let c = colour(&device);
         let steps = steps(r);
-        let pts: Vec<(i32, f64, f64, bool)> = steps
+        // Side by side, so that two devices at the same rate both show.
+        let offset = (d as f64 - (runs.len() as f64 - 1.0) / 2.0) * 0.12;
+        let pts: Vec<(f64, f64, f64, bool)> = steps
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 (
-                    i as i32 + 1,
+                    i as f64 + 1.0 + offset,
                     s["rate_pps"].as_f64().unwrap_or(0.0) / 1e6,
                     (s["loss_fraction"].as_f64().unwrap_or(0.0) * 100.0).max(FLOOR),
                     s["pass"].as_bool().unwrap_or(false),
@@ -297,7 +295,9 @@ fn search(runs: &[&Value], title: &str, report: &Value, path: &Path) -> Drawn {
 /// The latency distribution of each device, the histogram's buckets
 /// merged to eight per power of two, on a log axis of microseconds.
 fn latency(runs: &[&Value], title: &str, report: &Value, path: &Path) -> Drawn {
-    let series: Vec<(String, Vec<(f64, f64)>, String)> = runs
+    // Per device: its name, its (µs, % of frames) points, its legend.
+    type Series = (String, Vec<(f64, f64)>, String);
+    let series: Vec<Series> = runs
         .iter()
         .filter(|r| r["latency"].is_object())
         .map(|r| {

@@ -98,6 +98,12 @@ pub struct NdrArgs {
     /// Run without hugepages (functional only: numbers are not comparable).
     #[arg(long)]
     no_huge: bool,
+    /// Ring size of the memif links as log2 of the slots (the PMD's
+    /// default is 10, 1024 slots), for both devices: the device's RX ring
+    /// is where a frame is lost when the device falls behind, and a
+    /// NIC's is often 4096 (12).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(8..=14))]
+    memif_rsize: Option<u8>,
     /// Write every step of every search as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -227,7 +233,7 @@ impl Outcome {
 
 pub fn run(args: &NdrArgs) -> Result<(), String> {
     let devices = parse_devices(&args.devices)?;
-    if !(args.loss >= 0.0 && args.loss < 100.0) || !(args.trial > 0.0) {
+    if !(0.0..100.0).contains(&args.loss) || !args.trial.is_finite() || args.trial <= 0.0 {
         return Err("--loss takes 0..100 percent, --trial seconds above 0".into());
     }
     if !(args.resolution > 0.0 && args.resolution <= 100.0) {
@@ -252,7 +258,9 @@ pub fn run(args: &NdrArgs) -> Result<(), String> {
         hugepages,
         main_lcore: args.gen_lcore,
         worker_lcore: args.worker_lcore,
-        memif_devargs: String::new(),
+        memif_devargs: args
+            .memif_rsize
+            .map_or(String::new(), |r| format!(",rsize={r}")),
         dir: dir.clone(),
     };
     let mut progress = Progress::new();
@@ -614,9 +622,11 @@ fn start_device(ctx: &Ctx) -> Result<dut::Running, String> {
             .start(Device::Testpmd, ctx.session, &profile, None, false),
         Device::Tgw => {
             let prefix = format!("tgw-perf-ndr-{}-tgw-{}", std::process::id(), ctx.session);
-            let base = ctx
-                .setup
-                .tgw_base_config(&prefix, !profile.sends_to_underlay(), "");
+            let base = ctx.setup.tgw_base_config(
+                &prefix,
+                !profile.sends_to_underlay(),
+                &ctx.setup.memif_devargs,
+            );
             let config = with_mtu(&base, MTU) + &profile.tgw_sections();
             ctx.setup.start_tgw(prefix, &config)
         }
@@ -753,6 +763,7 @@ fn report_json(outcomes: &[Outcome], args: &NdrArgs, best: &calibrate::Best) -> 
         "latency_at": args.latency_at,
         "imix": "7:4:1 of 64/570/1518 B",
         "l1_overhead_bytes": L1_OVERHEAD,
+        "memif_rsize": args.memif_rsize.unwrap_or(10),
         "best_calibration": {"gen_mips": best.gen, "worker_mips": best.worker, "agree": best.agree()},
         "results": outcomes.iter().map(|o| o.json(best)).collect::<Vec<_>>(),
         "ratios": ratios(outcomes).iter().map(|(k, s, r)| json!({
