@@ -120,6 +120,7 @@ fn throughput(runs: &[&Value], profile: &str, report: &Value, path: &Path) -> Dr
         .build_cartesian_2d(-0.5..n - 0.5, 0.0..(top * 1.45).max(1e-3))?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("frame size, bytes (imix: 7:4:1 of 64/570/1518)")
         .y_desc("Mpps")
         .x_labels(sizes.len() + 1)
@@ -216,6 +217,7 @@ fn search(runs: &[&Value], title: &str, report: &Value, path: &Path) -> Drawn {
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..trials as f64 + 1.0, 0.0..top * 1.08)?;
     rate.configure_mesh()
+        .light_line_style(TRANSPARENT)
         .y_desc("offered Mpps")
         .x_label_formatter(&|_| String::new())
         .label_style(("sans-serif", 14))
@@ -229,6 +231,7 @@ fn search(runs: &[&Value], title: &str, report: &Value, path: &Path) -> Drawn {
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..trials as f64 + 1.0, (FLOOR..100.0).log_scale())?;
     loss.configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("trial (repeats of slowed trials included); filled: passed, hollow: lost more")
         .y_desc("loss %, none at bottom")
         .x_label_formatter(&|v| {
@@ -341,11 +344,13 @@ fn latency(runs: &[&Value], title: &str, report: &Value, path: &Path) -> Drawn {
             ("sans-serif", 22),
         )
         .margin(12)
+        .margin_right(40)
         .x_label_area_size(50)
         .y_label_area_size(70)
         .build_cartesian_2d((lo..hi).log_scale(), 0.0..top * 1.25)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("latency, µs (log)")
         .y_desc("% of frames")
         .label_style(("sans-serif", 15))

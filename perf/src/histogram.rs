@@ -121,10 +121,17 @@ impl Histogram {
             .into_iter()
             .map(|(low, width, c)| json!([low, width, c]))
             .collect();
+        let mut v = self.summary_json();
+        v["buckets"] = json!(buckets);
+        v
+    }
+
+    /// The count and min/p50/p99/p99.9/max alone, in nanoseconds.
+    pub fn summary_json(&self) -> serde_json::Value {
         json!({
             "count": self.count, "min_ns": self.min(), "p50_ns": self.percentile(50.0),
             "p99_ns": self.percentile(99.0), "p999_ns": self.percentile(99.9),
-            "max_ns": self.max(), "buckets": buckets,
+            "max_ns": self.max(),
         })
     }
 

@@ -9,8 +9,9 @@
 //! device's search at that size), then `search` picks each trial's rate.
 //! Around every trial, the device is stopped (SIGSTOP) for the few tens of
 //! milliseconds in which `calibrate` times both CPUs, so its polling
-//! worker does not share the CPU with the loop; a trial on a slowed CPU
-//! is run again, up to `--max-repeats` times, and the report says so.
+//! worker does not share the CPU with the loop (the pause is far inside
+//! tgw's worker watchdog, 5 s by default); a trial on a slowed CPU is run
+//! again, up to `--max-repeats` times, and the report says so.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -183,15 +184,23 @@ struct Step {
 }
 
 impl Step {
-    fn json(&self, best: &calibrate::Best) -> serde_json::Value {
+    /// The trial; its latency as a summary, or with the histogram's
+    /// buckets when `buckets` (the latency trial: a search's steps would
+    /// make the report megabytes).
+    fn json(&self, best: &calibrate::Best, buckets: bool) -> serde_json::Value {
         let r = &self.result;
+        let latency = if buckets {
+            r.latency.json()
+        } else {
+            r.latency.summary_json()
+        };
         json!({
             "rate_pps": self.rate, "offered_pps": r.attempted as f64 / r.seconds,
             "sent": r.attempted, "refused": r.refused, "received": r.received, "lost": r.lost(),
             "loss_fraction": r.lost() as f64 / r.attempted.max(1) as f64,
             "reordered": r.reordered, "foreign": r.foreign, "pass": self.pass,
             "slowed": self.slowed, "repeat": self.repeat,
-            "calibration": self.calibration.json(best), "latency": r.latency.json(),
+            "calibration": self.calibration.json(best), "latency": latency,
         })
     }
 }
@@ -225,8 +234,8 @@ impl Outcome {
             "line_rate_pps": self.line_rate, "own_max_pps": self.own_max,
             "ndr_pps": self.ndr, "ndr_mpps": self.ndr / 1e6, "ndr_gbps_l1": self.gbps(),
             "cut_short": self.cut_short, "slowed_trials": self.slowed(),
-            "steps": self.steps.iter().map(|s| s.json(best)).collect::<Vec<_>>(),
-            "latency": self.latency.as_ref().map(|s| s.json(best)),
+            "steps": self.steps.iter().map(|s| s.json(best, false)).collect::<Vec<_>>(),
+            "latency": self.latency.as_ref().map(|s| s.json(best, true)),
         })
     }
 }
