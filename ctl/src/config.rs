@@ -67,7 +67,7 @@ pub use self::firewall::{
     Action, Direction, PortRange, Protocol, Rule, ANY_PREFIX, DEFAULT_IN, DEFAULT_OUT,
 };
 pub use self::offload::{
-    Offload, OffloadMode, OFFLOAD_MAX_FLOWS_RANGE, OFFLOAD_QUERY_INTERVAL_RANGE,
+    Offload, OffloadMode, OuterDf, OFFLOAD_MAX_FLOWS_RANGE, OFFLOAD_QUERY_INTERVAL_RANGE,
     OFFLOAD_QUEUE_DEPTH_RANGE, OFFLOAD_TENANT_SHARE_RANGE,
 };
 pub use self::packet::{

@@ -858,10 +858,11 @@ fn dataplane_mode() {
 
 #[test]
 fn offload_defaults_and_values() {
-    use ctl::config::{Offload, OffloadMode};
+    use ctl::config::{Offload, OffloadMode, OuterDf};
     let d = with("").unwrap().offload;
     assert_eq!(d, Offload::default());
     assert_eq!(d.mode, OffloadMode::Auto);
+    assert_eq!(d.outer_df, OuterDf::Copy, "today's exact behaviour");
     assert_eq!(d.per_tenant(), 65536 / 4);
     assert_eq!(with("[offload]\n").unwrap().offload, Offload::default());
     for mode in OffloadMode::ALL {
@@ -869,7 +870,7 @@ fn offload_defaults_and_values() {
         assert_eq!(with(&text).unwrap().offload.mode, mode);
     }
     let text = "[offload]\nmode = \"shadow\"\nmax_flows = 100\ntenant_share = 1\n\
-                query_interval_ms = 10\nqueue_depth = 16\n";
+                query_interval_ms = 10\nqueue_depth = 16\nouter_df = \"set\"\n";
     let o = with(text).unwrap().offload;
     assert_eq!(
         o,
@@ -879,8 +880,13 @@ fn offload_defaults_and_values() {
             tenant_share: 1,
             query_interval_ms: 10,
             queue_depth: 16,
+            outer_df: OuterDf::Set,
         }
     );
+    for df in OuterDf::ALL {
+        let text = format!("[offload]\nouter_df = \"{df}\"\n");
+        assert_eq!(with(&text).unwrap().offload.outer_df, df);
+    }
     // A share that rounds to nothing still lets a tenant hold one flow.
     assert_eq!(o.per_tenant(), 1);
 }
@@ -939,6 +945,24 @@ fn offload_refusals_name_the_line_and_the_fix() {
     );
     let errs = with("[offload]\nmode = true\n").unwrap_err();
     assert_errors(&errs, &[(13, &["[offload] `mode`", "expected a string"])]);
+    // outer_df: the two choices, each with what it does.
+    let errs = with("[offload]\nmode = \"auto\"\nouter_df = \"clear\"\n").unwrap_err();
+    assert_errors(
+        &errs,
+        &[(
+            14,
+            &[
+                "[offload] unknown outer_df \"clear\"",
+                "\"copy\" (the outer DF copied from the inner packet",
+                "\"set\" (DF set in every offloaded frame's outer header",
+            ],
+        )],
+    );
+    let errs = with("[offload]\nouter_df = 1\n").unwrap_err();
+    assert_errors(
+        &errs,
+        &[(13, &["[offload] `outer_df`", "expected a string"])],
+    );
 }
 
 #[test]

@@ -582,6 +582,8 @@ fn generate(seed: u64) -> String {
         t.maybe(rng.coin(), "tenant_share", rng.range(1, 100));
         t.maybe(rng.coin(), "query_interval_ms", rng.range(10, 30_000));
         t.maybe(rng.coin(), "queue_depth", rng.range(16, 1 << 20));
+        let df = rng.pick(&["\"copy\"", "\"set\""]);
+        t.maybe(rng.coin(), "outer_df", df);
     }
     text
 }

@@ -801,6 +801,24 @@ fn plan_of_another_metrics_endpoint_needs_a_restart() {
     assert!(e.to_string().starts_with("[metrics] listen differs"), "{e}");
 }
 
+/// The outer DF of offloaded frames shapes the root rules made at start:
+/// like the rest of `[offload]`, a change waits for a restart.
+#[test]
+fn plan_of_another_outer_df_needs_a_restart() {
+    let run = base();
+    let text = format!("{BASE}\n[offload]\nouter_df = \"set\"\n");
+    match run.plan(&text, "df.toml", &cpus()) {
+        Err(PlanError::Restart(lines)) => {
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert!(
+                lines[0].starts_with("[offload] outer_df differs"),
+                "{lines:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn config_show_is_a_valid_config() {
     // What `config()` gives is what `Running::new` takes: a restart with

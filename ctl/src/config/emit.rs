@@ -286,6 +286,7 @@ fn offload(out: &mut Toml, o: &Offload) {
     out.key("tenant_share", &o.tenant_share);
     out.key("query_interval_ms", &o.query_interval_ms);
     out.key("queue_depth", &o.queue_depth);
+    out.key("outer_df", o.outer_df.as_str());
 }
 
 /// The name a port index stands for. An index out of range (a `Config`

@@ -49,6 +49,56 @@ impl fmt::Display for OffloadMode {
     }
 }
 
+/// What a full rule's pushed tunnel header carries as DF, for the
+/// packets it takes toward a tenant (docs/offload.md, "mlx5 and DF").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OuterDf {
+    /// As software: the public side's root rule passes only packets with
+    /// DF set, for which the pushed header's DF is the one software would
+    /// copy; packets without DF stay in software. mlx5 refuses that match
+    /// (its public port is then at most partial).
+    #[default]
+    Copy,
+    /// The root rule does not look at DF, and the pushed header has DF set
+    /// for every frame of an offloaded flow: a packet sent without DF
+    /// leaves unfragmentable, so an underlay hop on a smaller MTU drops it
+    /// (and sends the gateway Fragmentation Needed) where software's
+    /// outer header would have let it fragment. For underlays whose MTU is
+    /// at least the public one plus the tunnel's overhead.
+    Set,
+}
+
+impl OuterDf {
+    /// Every choice, in the order the error messages list them.
+    pub const ALL: [OuterDf; 2] = [OuterDf::Copy, OuterDf::Set];
+
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OuterDf::Copy => "copy",
+            OuterDf::Set => "set",
+        }
+    }
+
+    /// One line on what the choice does, for error messages.
+    pub fn summary(self) -> &'static str {
+        match self {
+            OuterDf::Copy => {
+                "the outer DF copied from the inner packet, as software does; packets without DF stay in software"
+            }
+            OuterDf::Set => {
+                "DF set in every offloaded frame's outer header, whatever the inner packet's; for an underlay MTU at least the public one plus the tunnel's overhead"
+            }
+        }
+    }
+}
+
+impl fmt::Display for OuterDf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Allowed [`Offload::max_flows`]: a ConnectX-6 Dx holds millions, a
 /// NIC's table is never larger than 2^24 here.
 pub const OFFLOAD_MAX_FLOWS_RANGE: RangeInclusive<u32> = 1..=1 << 24;
@@ -80,6 +130,9 @@ pub struct Offload {
     /// its feedback queue (back to it). A full request queue leaves the
     /// flow in software, counted. Default 1024.
     pub queue_depth: u32,
+    /// `"copy"` or `"set"`: the outer DF of offloaded frames toward a
+    /// tenant. Default [`OuterDf::Copy`].
+    pub outer_df: OuterDf,
 }
 
 impl Default for Offload {
@@ -90,6 +143,7 @@ impl Default for Offload {
             tenant_share: 25,
             query_interval_ms: 1000,
             queue_depth: 1024,
+            outer_df: OuterDf::Copy,
         }
     }
 }

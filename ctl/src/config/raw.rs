@@ -301,6 +301,7 @@ pub(super) struct RawOffload {
     pub tenant_share: Option<Spanned<i64>>,
     pub query_interval_ms: Option<Spanned<i64>>,
     pub queue_depth: Option<Spanned<i64>>,
+    pub outer_df: Option<Spanned<String>>,
 }
 
 /// A table and the byte offset of its header (or of its key, for an inline

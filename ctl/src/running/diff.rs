@@ -462,7 +462,8 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             max_flows,
             tenant_share,
             query_interval_ms,
-            queue_depth
+            queue_depth,
+            outer_df
         ]
     );
     out

@@ -4,7 +4,7 @@
 use super::{int, Report};
 use crate::config::raw::{RawOffload, Section};
 use crate::config::{
-    Offload, OffloadMode, OFFLOAD_MAX_FLOWS_RANGE, OFFLOAD_QUERY_INTERVAL_RANGE,
+    Offload, OffloadMode, OuterDf, OFFLOAD_MAX_FLOWS_RANGE, OFFLOAD_QUERY_INTERVAL_RANGE,
     OFFLOAD_QUEUE_DEPTH_RANGE, OFFLOAD_TENANT_SHARE_RANGE,
 };
 
@@ -68,12 +68,34 @@ pub(super) fn offload(raw: Option<&Section<RawOffload>>, r: &mut Report) -> Opti
         " slots of each worker's request and feedback queue",
         r,
     );
+    let outer_df = match &v.outer_df {
+        None => Some(d.outer_df),
+        Some(m) => {
+            let s = m.get_ref();
+            let df = OuterDf::ALL.into_iter().find(|o| o.as_str() == s);
+            if df.is_none() {
+                let valid: Vec<String> = OuterDf::ALL
+                    .iter()
+                    .map(|&o| format!("{:?} ({})", o.as_str(), o.summary()))
+                    .collect();
+                r.at(
+                    m.span().start,
+                    format!(
+                        "[offload] unknown outer_df {s:?}; use {}",
+                        valid.join(", or ")
+                    ),
+                );
+            }
+            df
+        }
+    };
     let offload = Offload {
         mode: mode?,
         max_flows: max_flows?,
         tenant_share: tenant_share?,
         query_interval_ms: query_interval_ms?,
         queue_depth: queue_depth?,
+        outer_df: outer_df?,
     };
     section.sound().then_some(offload)
 }
