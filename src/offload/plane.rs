@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ctl::config::{Config, OffloadMode, Role};
+use ctl::config::{Config, OffloadMode, OuterDf, Role};
 use dataplane::offload::{macs_of, Level, Limits, Link, NotOffloadable, Offloads, Refusal};
 use dataplane::tables::Tables;
 use dataplane::WorkerCounters;
@@ -46,6 +46,8 @@ struct Steering {
 
 pub struct OffloadPlane {
     mode: OffloadMode,
+    /// `[offload] outer_df`: the public root rules' DF match, as probed.
+    outer_df: OuterDf,
     caps: Vec<PortCaps>,
     ports: Vec<PlanePort>,
     /// The workers' links, when flows are offered at all.
@@ -98,6 +100,7 @@ impl OffloadPlane {
                         other,
                         queue: queue_of(i, 0).unwrap_or(0),
                         marks: p.marks,
+                        outer_df: o.outer_df,
                     };
                     let caps = probe::probe(target, &p.name, validate);
                     info!("{}", caps.summary());
@@ -157,6 +160,7 @@ impl OffloadPlane {
         };
         OffloadPlane {
             mode: o.mode,
+            outer_df: o.outer_df,
             caps,
             ports,
             links,
@@ -222,7 +226,7 @@ impl OffloadPlane {
         self.roots.left_out = left_out as u64;
         let create = |rule: &Rule, port: u16| rule.create(port);
         let create: Option<root::Create<'_>> = (self.mode == OffloadMode::Auto).then_some(&create);
-        self.roots.update(keys, create);
+        self.roots.update(keys, self.outer_df, create);
     }
 
     /// The SNAT steering rules for `tables`' pools, replacing those in

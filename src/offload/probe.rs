@@ -12,7 +12,7 @@
 use std::fmt;
 
 use arrayvec::ArrayVec;
-use ctl::config::Role;
+use ctl::config::{OuterDf, Role};
 use dataplane::flow::FlowId;
 use dataplane::offload::{Leg, Level, TunnelMatch};
 use rte::flow::{FlowError, Rule};
@@ -163,8 +163,10 @@ pub fn level_name(level: Level) -> &'static str {
 }
 
 /// Where the probe's rules point: the port itself, the other role's port
-/// (where full rules send frames) and a queue of this port; and whether
-/// the port delivers marks to software (`rte_eth_rx_metadata_negotiate`).
+/// (where full rules send frames) and a queue of this port; whether
+/// the port delivers marks to software (`rte_eth_rx_metadata_negotiate`);
+/// and `[offload] outer_df`, which decides the public root rule's shape
+/// (with "copy" it matches DF, which mlx5 refuses).
 #[derive(Clone, Copy, Debug)]
 pub struct ProbeTarget {
     pub port: u16,
@@ -172,6 +174,7 @@ pub struct ProbeTarget {
     pub other: u16,
     pub queue: u16,
     pub marks: bool,
+    pub outer_df: OuterDf,
 }
 
 /// Validates every shape of `target`'s role with `validate` and decides
@@ -229,7 +232,7 @@ pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
     let full = |leg: Leg| shapes::full(&leg).expect("the probe's legs have every shape");
     match target.role {
         Role::Public => {
-            out.push((Shape::RootPublic, shapes::public_root()));
+            out.push((Shape::RootPublic, shapes::public_root(target.outer_df)));
             out.push((Shape::FullTcp, full(public_leg(target, IPPROTO_TCP))));
             out.push((Shape::FullUdp, full(public_leg(target, IPPROTO_UDP))));
             let mark = shapes::mark(FlowId::new(0)).expect("flow 0 has a mark");
@@ -350,6 +353,7 @@ mod tests {
             other: 1,
             queue: 0,
             marks: true,
+            outer_df: OuterDf::Copy,
         }
     }
 
@@ -436,6 +440,40 @@ mod tests {
             }
             assert!(roots > 0, "{role:?}");
         }
+    }
+
+    /// mlx5 (22.11, `flow_dv_validate_item_ipv4`) refuses a non-zero
+    /// `fragment_offset` spec: the probe validates the public root rule of
+    /// the `outer_df` in force, so the public port is partial with "copy"
+    /// (the DF match) and full with "set".
+    #[test]
+    fn the_probe_validates_the_public_root_of_the_outer_df_in_force() {
+        let mut like_mlx5 = |r: &Rule, _: u16| {
+            let df_match = r.pattern.iter().any(|i| {
+                matches!(i, rte::flow::Item::Ipv4 { fragment_offset: Some(m), .. } if m.spec & m.mask != 0)
+            });
+            if df_match {
+                Err(error(nix::errno::Errno::ENOTSUP as i32))
+            } else {
+                Ok(())
+            }
+        };
+        let copy = probe(target(Role::Public), "pub0", &mut like_mlx5);
+        assert_eq!(copy.level, Level::Partial);
+        assert_eq!(
+            copy.reason(),
+            "root_public: not supported: said the PMD",
+            "{copy:?}"
+        );
+        let set = ProbeTarget {
+            outer_df: OuterDf::Set,
+            ..target(Role::Public)
+        };
+        let set = probe(set, "pub0", &mut like_mlx5);
+        assert_eq!(set.level, Level::Full, "{set:?}");
+        // The underlay port's shapes do not depend on it.
+        let und = probe(target(Role::Underlay), "und0", &mut like_mlx5);
+        assert_eq!(und.level, Level::Full, "{und:?}");
     }
 
     /// A port that does not hand marks to software

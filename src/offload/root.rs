@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use ctl::config::OuterDf;
 use dataplane::offload::spec::tunnel_match;
 use dataplane::offload::TunnelMatch;
 use dataplane::tables::Tables;
@@ -44,9 +45,10 @@ impl RootKey {
         }
     }
 
-    pub fn rule(self) -> Rule {
+    /// The rule; a public port's checks DF or not as `outer_df` says.
+    pub fn rule(self, outer_df: OuterDf) -> Rule {
         match self {
-            RootKey::Public(_) => shapes::public_root(),
+            RootKey::Public(_) => shapes::public_root(outer_df),
             RootKey::Tunnel {
                 host,
                 local,
@@ -136,9 +138,10 @@ pub struct Roots {
 
 impl Roots {
     /// Brings the rules to `keys`: those that stay keep their handle,
-    /// new ones are created with `create` (when given), the others are
+    /// new ones (made for `outer_df`, which is fixed from start to
+    /// shutdown) are created with `create` (when given), the others are
     /// destroyed (dropped).
-    pub fn update(&mut self, keys: Vec<RootKey>, create: Option<Create<'_>>) {
+    pub fn update(&mut self, keys: Vec<RootKey>, outer_df: OuterDf, create: Option<Create<'_>>) {
         let mut old: HashMap<RootKey, (Rule, Option<Flow>)> =
             self.rules.drain(..).map(|(k, r, h)| (k, (r, h))).collect();
         for key in keys {
@@ -146,7 +149,7 @@ impl Roots {
                 self.rules.push((key, rule, handle));
                 continue;
             }
-            let rule = key.rule();
+            let rule = key.rule(outer_df);
             let port = key.port();
             let handle = create.and_then(|create| match create(&rule, port) {
                 Ok(flow) => Some(flow),

@@ -15,7 +15,8 @@
 //!   proto is 47 / gre (no C, no S) protocol is P k_bit is 1 / gre_key
 //!   value is K / [eth dst is MAC /] ipv4 (no options, not a fragment)` →
 //!   `jump group 1`; root, public port ([`public_root`]): `eth / ipv4 (no
-//!   options, DF, not a fragment, TOS 0)` → `jump group 1`;
+//!   options, DF unless `[offload] outer_df = "set"`, not a fragment, TOS
+//!   0)` → `jump group 1`;
 //! - public side, per flow (a reply toward a tenant, or a connection
 //!   opened from outside): `eth / ipv4 src is R dst is E proto is P / tcp
 //!   src is Rp dst is Ep flags spec 0 flags mask 0x07` → `set_ipv4_dst,
@@ -35,6 +36,7 @@
 //! than they came in on, which only the switch domain can do; a NIC whose
 //! ports share none refuses them at the probe ([`super::probe`]).
 
+use ctl::config::OuterDf;
 use dataplane::flow::FlowId;
 use dataplane::offload::{Leg, TunnelMatch};
 use rte::flow::{Action, Attr, Item, Masked, Rule};
@@ -295,12 +297,17 @@ pub fn tunnel_root(t: &TunnelMatch, mac: [u8; 6]) -> Rule {
 
 /// The root rule of the public port: packets going into a tunnel jump to
 /// [`FLOW_GROUP`] when a fixed pushed header is right for them. No
-/// options and not a fragment; DF set, and the TOS [`PUSHED_TOS`]:
-/// software copies DF and the whole TOS byte (DSCP, RFC 2983's uniform
-/// model; ECN, RFC 6040's normal mode) into the outer header per packet
+/// options and not a fragment, and the TOS [`PUSHED_TOS`]: software
+/// copies DF and the whole TOS byte (DSCP, RFC 2983's uniform model; ECN,
+/// RFC 6040's normal mode) into the outer header per packet
 /// (pipeline/encap.rs); the NIC pushes the same bytes for every frame,
-/// right only for these.
-pub fn public_root() -> Rule {
+/// right only for these. The pushed header has DF set ([`encap_bytes`]):
+/// with [`OuterDf::Copy`] the rule takes only packets with DF set, for
+/// which that is software's DF too; with [`OuterDf::Set`] it does not
+/// look at DF (mlx5 refuses a DF match: docs/offload.md, "mlx5 and DF"),
+/// and a packet sent without DF leaves with DF set, the operator's
+/// choice.
+pub fn public_root(outer_df: OuterDf) -> Rule {
     let mut packet = whole(any_ipv4());
     if let Item::Ipv4 {
         tos,
@@ -308,10 +315,12 @@ pub fn public_root() -> Rule {
         ..
     } = &mut packet
     {
-        *fragment_offset = Some(Masked {
-            spec: IPV4_DF,
-            mask: IPV4_DF | IPV4_MF_OFFSET,
-        });
+        if outer_df == OuterDf::Copy {
+            *fragment_offset = Some(Masked {
+                spec: IPV4_DF,
+                mask: IPV4_DF | IPV4_MF_OFFSET,
+            });
+        }
         *tos = Some(Masked::<u8>::exact(PUSHED_TOS));
     }
     Rule {
@@ -456,8 +465,9 @@ fn decap_bytes(leg: &Leg) -> Vec<u8> {
 /// total length and checksum zeroed, since the NIC writes both for each
 /// frame (a checksum of the header without its length would be wrong for
 /// every frame, and testpmd's `set raw_encap` has no field for either),
-/// and DF set: the rule matches only inner packets with DF set, whose
-/// outer header software gives DF too ([`public_root`]).
+/// and DF set: with [`OuterDf::Copy`] the root rule passes only inner
+/// packets with DF set, whose outer header software gives DF too; with
+/// [`OuterDf::Set`] every frame leaves with DF ([`public_root`]).
 fn encap_bytes(leg: &Leg) -> Vec<u8> {
     let mut out = leg.encap.to_vec();
     let is_ipv4 = out.get(12..14) == Some(&ETHER_TYPE_IPV4.to_be_bytes()[..])

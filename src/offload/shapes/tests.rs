@@ -402,7 +402,7 @@ fn the_public_root_rule_checks_the_headers_and_jumps() {
         (*src, *dst, *protocol) = (None, None, None);
     }
     assert_eq!(
-        public_root(),
+        public_root(OuterDf::Copy),
         Rule {
             attr: Attr {
                 group: 0,
@@ -412,6 +412,70 @@ fn the_public_root_rule_checks_the_headers_and_jumps() {
             actions: vec![Action::Jump(1)],
         }
     );
+}
+
+/// `[offload] outer_df = "set"`: the public root rule does not look at DF
+/// (only MF and the offset, mask 0x3fff: "not a fragment", which mlx5
+/// takes), the rest as with "copy"; the pushed header has DF set either
+/// way, so that with "set" a packet without DF leaves with it.
+#[test]
+fn with_outer_df_set_the_public_root_leaves_df_alone_and_the_header_sets_it() {
+    let copy = public_root(OuterDf::Copy);
+    let set = public_root(OuterDf::Set);
+    let fragment = |r: &Rule| match &r.pattern[1] {
+        Item::Ipv4 {
+            fragment_offset, ..
+        } => *fragment_offset,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        fragment(&copy),
+        Some(Masked {
+            spec: 0x4000,
+            mask: 0x7fff
+        }),
+        "copy: DF set, not a fragment"
+    );
+    assert_eq!(
+        fragment(&set),
+        Some(Masked {
+            spec: 0,
+            mask: 0x3fff
+        }),
+        "set: not a fragment, DF not looked at"
+    );
+    let mut packet = whole_ipv4(0, 0, 0, None, false);
+    if let Item::Ipv4 {
+        src,
+        dst,
+        protocol,
+        tos,
+        ..
+    } = &mut packet
+    {
+        (*src, *dst, *protocol) = (None, None, None);
+        *tos = Some(Masked::<u8>::exact(PUSHED_TOS));
+    }
+    assert_eq!(
+        set,
+        Rule {
+            pattern: vec![eth_ipv4(), packet],
+            ..copy
+        },
+        "the TOS, options and the jump as with copy"
+    );
+    // The flow's rule is the same under both: its pushed header has DF.
+    let mut leg = public_leg(6);
+    leg.encap[20] = 0;
+    let rule = full(&leg).unwrap();
+    let Some(Action::RawEncap(h)) = rule
+        .actions
+        .iter()
+        .find(|a| matches!(a, Action::RawEncap(_)))
+    else {
+        panic!("{rule:?}")
+    };
+    assert_eq!(h[20] & 0x40, 0x40, "DF in the pushed header");
 }
 
 /// A tunnel's root rule: the outer headers from the host with the key,
@@ -489,7 +553,8 @@ fn every_full_rule_fits_a_testpmd_line() {
         (0, full(&public).unwrap()),
         (1, full(&underlay).unwrap()),
         (1, tunnel_root(&t, [0xff; 6])),
-        (0, public_root()),
+        (0, public_root(OuterDf::Copy)),
+        (0, public_root(OuterDf::Set)),
     ];
     for (port, rule) in rules {
         let text = rule.testpmd(u16::MAX - port);
