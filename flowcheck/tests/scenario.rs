@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ctl::api::Op;
-use ctl::config::{Config, Role};
+use ctl::config::{Config, OuterDf, Role};
 use ctl::running::Running;
 use dataplane::conntrack::Timeouts;
 use dataplane::neighbour::{NeighbourLimits, NeighbourWriter};
@@ -126,7 +126,8 @@ fn syn_ack_from_vm(t: &Tenant, dport: u16) -> Vec<u8> {
     out
 }
 
-fn config() -> Config {
+/// examples/reference.toml, with `[offload] outer_df` as given.
+fn config(outer_df: OuterDf) -> Config {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/reference.toml");
     let text = std::fs::read_to_string(path).expect("examples/reference.toml");
     // A table the manager walks whole each tick (it visits 4096 slots a
@@ -136,6 +137,15 @@ fn config() -> Config {
         "reference.toml changed shape"
     );
     let text = text.replacen("max_flows = 65536", "max_flows = 1024", 1);
+    assert!(
+        text.contains("outer_df = \"copy\""),
+        "reference.toml changed shape"
+    );
+    let text = text.replacen(
+        "outer_df = \"copy\"",
+        &format!("outer_df = \"{outer_df}\""),
+        1,
+    );
     ctl::config::parse(&text, "reference.toml", &"0-1".parse().unwrap()).expect("valid")
 }
 
@@ -152,7 +162,12 @@ struct Gateway {
 
 impl Gateway {
     fn new() -> Gateway {
-        let config = config();
+        Gateway::with(OuterDf::Copy)
+    }
+
+    fn with(outer_df: OuterDf) -> Gateway {
+        let config = config(outer_df);
+        assert_eq!(config.offload.outer_df, outer_df);
         let port_ids = vec![(PUB, MacAddr(PUB_MAC)), (UND, MacAddr(UND_MAC))];
         let mut handler = Handler::new(
             Running::new(config.clone()),
@@ -328,6 +343,20 @@ fn public_root() -> Rule {
     Rule {
         attr: ROOT,
         pattern: vec![eth_ipv4(), whole_ipv4(None, true, false)],
+        actions: vec![Action::Jump(1)],
+    }
+}
+
+/// The same with `[offload] outer_df = "set"`: whole packets with TOS 0,
+/// DF not looked at (not a fragment: MF and offset zero, mask 0x3fff).
+fn public_root_df_set() -> Rule {
+    let mut packet = whole_ipv4(None, false, false);
+    if let Item::Ipv4 { tos, .. } = &mut packet {
+        *tos = Some(Masked::<u8>::exact(0));
+    }
+    Rule {
+        attr: ROOT,
+        pattern: vec![eth_ipv4(), packet],
         actions: vec![Action::Jump(1)],
     }
 }
@@ -771,5 +800,77 @@ fn frames_software_treats_specially_do_not_match_the_full_rules() {
     ];
     for (what, frame) in &specials {
         assert_eq!(applied(&on_und, frame), None, "{what} matched {on_und:?}");
+    }
+}
+
+/// `[offload] outer_df`: with "copy" (the default) a packet toward the
+/// tenant without DF does not reach the flow's rule, since software
+/// would give its outer header no DF; with "set" it does (the pushed
+/// header has DF set, the operator's choice: docs/offload.md, "mlx5 and
+/// DF"), and the NIC's probe validated the public root rule without the
+/// DF match. Fragments, ECN and DSCP values go to software under both.
+#[test]
+fn a_df_clear_frame_takes_the_flows_rule_only_with_outer_df_set() {
+    use matcher::applied;
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    for (outer_df, root, df_clear_offloaded) in [
+        (OuterDf::Copy, public_root(), false),
+        (OuterDf::Set, public_root_df_set(), true),
+    ] {
+        fake::reset();
+        let mut gw = Gateway::with(outer_df);
+        let probed = fake::take();
+        let probed_root = probed.iter().any(|e| match e {
+            Event::Validated(port, rule) => *port == PUB && *rule == root,
+            _ => false,
+        });
+        assert!(probed_root, "{outer_df}: the probe's root rule: {probed:?}");
+        gw.connect(&T1, 40000);
+        gw.tick(0);
+        let on_pub: Vec<Rule> = created(&fake::take())
+            .into_iter()
+            .filter(|(p, _, _)| *p == PUB)
+            .map(|(_, r, _)| r)
+            .collect();
+        let (roots, flows): (Vec<&Rule>, Vec<&Rule>) =
+            on_pub.iter().partition(|r| r.attr.group == 0);
+        assert_eq!(roots, [&root], "{outer_df}");
+        assert_eq!(flows.len(), 1, "{outer_df}: {on_pub:?}");
+        let public = flows[0];
+        let Some(Action::RawEncap(h)) = public
+            .actions
+            .iter()
+            .find(|a| matches!(a, Action::RawEncap(_)))
+        else {
+            panic!("{public:?}")
+        };
+        assert_eq!(h[20], 0x40, "{outer_df}: DF in the pushed header");
+
+        const IP: usize = 14;
+        let ack = from_client(&T1, 40000, false, 1001, Some(5001));
+        assert_eq!(ack[IP + 6], 0x40, "DF");
+        assert_eq!(applied(&on_pub, &ack), Some(public), "{outer_df}");
+        let df_clear = edited(&ack, IP, |h| h[6] = 0);
+        assert_eq!(
+            applied(&on_pub, &df_clear).is_some(),
+            df_clear_offloaded,
+            "{outer_df}: DF clear"
+        );
+        let specials = [
+            (
+                "first fragment (MF)",
+                edited(&df_clear, IP, |h| h[6] |= 0x20),
+            ),
+            (
+                "later fragment (offset)",
+                edited(&df_clear, IP, |h| h[7] = 185),
+            ),
+            ("ECN CE", edited(&df_clear, IP, |h| h[1] = 0x03)),
+            ("DSCP EF", edited(&df_clear, IP, |h| h[1] = 0xb8)),
+        ];
+        for (what, frame) in &specials {
+            assert_eq!(applied(&on_pub, frame), None, "{outer_df}: {what}");
+        }
     }
 }
