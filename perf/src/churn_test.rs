@@ -65,22 +65,15 @@ const CHURN_INDEX: u32 = 1000;
 
 pub fn run(args: &ChurnTestArgs) -> Result<(), String> {
     let hugepages = !args.no_huge && dut::hugepages_available();
-    let dir = std::env::temp_dir().join(format!("tgw-churn-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let sock = |i| dir.join(format!("memif{i}.sock")).display().to_string();
-    let setup = Setup {
-        sockets: [sock(0), sock(1)],
-        tgw: args
-            .tgw
-            .clone()
-            .unwrap_or_else(|| dut::sibling_or_path("tgw")),
-        testpmd: PathBuf::new(),
+    let setup = Setup::new(
+        "tgw-churn",
         hugepages,
-        main_lcore: 0,
-        worker_lcore: 1,
-        memif_devargs: String::new(),
-        dir: dir.clone(),
-    };
+        args.tgw.clone(),
+        PathBuf::new(),
+        (0, 1),
+        None,
+    )?;
+    let dir = setup.dir.clone();
     let result = measure(&setup, args);
     let outcome = match result {
         Ok(out) => {

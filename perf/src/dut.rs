@@ -50,6 +50,33 @@ pub struct Running {
 }
 
 impl Setup {
+    /// A setup whose memif sockets live in a fresh directory named
+    /// `what`-PID under the temporary directory; tgw is `tgw` or the one
+    /// beside this executable. `hugepages: false` runs the devices with
+    /// `--no-huge`.
+    pub fn new(
+        what: &str,
+        hugepages: bool,
+        tgw: Option<PathBuf>,
+        testpmd: PathBuf,
+        (main_lcore, worker_lcore): (u32, u32),
+        memif_rsize: Option<u8>,
+    ) -> Result<Setup, String> {
+        let dir = std::env::temp_dir().join(format!("{what}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let sock = |i| dir.join(format!("memif{i}.sock")).display().to_string();
+        Ok(Setup {
+            sockets: [sock(0), sock(1)],
+            tgw: tgw.unwrap_or_else(|| sibling_or_path("tgw")),
+            testpmd,
+            hugepages,
+            main_lcore,
+            worker_lcore,
+            memif_devargs: memif_rsize.map_or(String::new(), |r| format!(",rsize={r}")),
+            dir,
+        })
+    }
+
     /// Starts `device`; `round` keeps file prefixes unique. tgw serves
     /// /metrics on `metrics` if given.
     pub fn start(
@@ -298,6 +325,19 @@ pub fn sibling_or_path(name: &str) -> PathBuf {
         Some(path) if path.exists() => path,
         _ => PathBuf::from(name),
     }
+}
+
+/// Whether the devices get hugepages: not when `--no-huge` was asked, nor
+/// when none are reserved, which is said once (the numbers are then
+/// indicative only).
+pub fn hugepages_unless(no_huge: bool) -> bool {
+    let hugepages = !no_huge && hugepages_available();
+    if !no_huge && !hugepages {
+        eprintln!(
+            "tgw-perf: no hugepages reserved; running with --no-huge (numbers are indicative only)"
+        );
+    }
+    hugepages
 }
 
 /// Whether 2 MiB hugepages are reserved and mounted.

@@ -289,37 +289,22 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
             other => Err(format!("unknown device {other:?}; known: tgw, testpmd")),
         })
         .collect::<Result<_, _>>()?;
-    let hugepages = !args.no_huge && dut::hugepages_available();
-    if !args.no_huge && !hugepages {
-        eprintln!(
-            "tgw-perf: no hugepages reserved; running with --no-huge (numbers are indicative only)"
-        );
-    }
-    let dir = std::env::temp_dir().join(format!("tgw-perf-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let sock = |i| dir.join(format!("memif{i}.sock")).display().to_string();
-    let setup = Setup {
-        sockets: [sock(0), sock(1)],
-        tgw: args
-            .tgw
-            .clone()
-            .unwrap_or_else(|| dut::sibling_or_path("tgw")),
-        testpmd: args.testpmd.clone(),
-        hugepages,
-        main_lcore: args.gen_lcore,
-        worker_lcore: args.worker_lcore,
-        memif_devargs: args
-            .memif_rsize
-            .map_or(String::new(), |r| format!(",rsize={r}")),
-        dir: dir.clone(),
-    };
+    let setup = Setup::new(
+        "tgw-perf",
+        dut::hugepages_unless(args.no_huge),
+        args.tgw.clone(),
+        args.testpmd.clone(),
+        (args.gen_lcore, args.worker_lcore),
+        args.memif_rsize,
+    )?;
+    let dir = setup.dir.clone();
     let profile = Profile {
         kind: args.profile,
         flows: args.flows,
         size: args.size,
     };
 
-    let mut report = Report::new(profile, hugepages);
+    let mut report = Report::new(profile, setup.hugepages);
     report.asked = args.rounds;
     let mut outcome = Ok(());
     let max_reruns = args

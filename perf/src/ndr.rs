@@ -248,30 +248,15 @@ pub fn run(args: &NdrArgs) -> Result<(), String> {
     if !(args.resolution > 0.0 && args.resolution <= 100.0) {
         return Err("--resolution takes a percent above 0".into());
     }
-    let hugepages = !args.no_huge && dut::hugepages_available();
-    if !args.no_huge && !hugepages {
-        eprintln!(
-            "tgw-perf: no hugepages reserved; running with --no-huge (numbers are indicative only)"
-        );
-    }
-    let dir = std::env::temp_dir().join(format!("tgw-perf-ndr-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let sock = |i| dir.join(format!("memif{i}.sock")).display().to_string();
-    let setup = Setup {
-        sockets: [sock(0), sock(1)],
-        tgw: args
-            .tgw
-            .clone()
-            .unwrap_or_else(|| dut::sibling_or_path("tgw")),
-        testpmd: args.testpmd.clone(),
-        hugepages,
-        main_lcore: args.gen_lcore,
-        worker_lcore: args.worker_lcore,
-        memif_devargs: args
-            .memif_rsize
-            .map_or(String::new(), |r| format!(",rsize={r}")),
-        dir: dir.clone(),
-    };
+    let setup = Setup::new(
+        "tgw-perf-ndr",
+        dut::hugepages_unless(args.no_huge),
+        args.tgw.clone(),
+        args.testpmd.clone(),
+        (args.gen_lcore, args.worker_lcore),
+        args.memif_rsize,
+    )?;
+    let dir = setup.dir.clone();
     let mut progress = Progress::new();
     let mut outcomes = Vec::new();
     let mut calibrations = Vec::new();
