@@ -1,7 +1,8 @@
 //! The worker lcore: a run-to-completion burst loop, shaped like DPDK's
 //! l3fwd. Receive a burst, run every frame through the pipeline, buffer the
-//! survivors per output port and send a port's buffer when it is full or
-//! when the TSC deadline passes, so a trickle of traffic is not held back.
+//! survivors per output port and send a port's buffer when it is full,
+//! when a loop found every queue drained (no frame waits for company that
+//! is not coming), or at the latest when the TSC deadline passes.
 //!
 //! Two rings join a worker to the control plane: frames the pipeline punts
 //! (ARP to learn from, frames waiting for a neighbour) go out on one, and
