@@ -1,8 +1,14 @@
 //! The offload manager's [`Device`] over `rte::flow`: a flow's legs
 //! lowered to rules for the level of the port each arrives on
 //! ([`super::shapes`]) and created there; or, in shadow mode, only kept.
+//! On ports with the template API ([`Queues`]) a flow's rules are queued
+//! instead: `install` answers `Queued`, `settle` pushes, pulls the
+//! completions and says whether they took.
 
-use dataplane::offload::{Device, FlowSpec, Installed, Level, Refusal};
+use std::collections::HashMap;
+
+use dataplane::offload::{Device, FlowSpec, Installed, Level, Refusal, Settled};
+use rte::flow::template::{Completion, Op};
 use rte::flow::{Flow, FlowError, Rule};
 use tracing::warn;
 
@@ -14,6 +20,8 @@ use super::shapes;
 pub struct FlowRules {
     pub rules: Vec<(u16, Rule)>,
     handles: Vec<Flow>,
+    /// The rules queued on template-API ports: (port, tgw's rule id).
+    queued: Vec<(u16, u64)>,
 }
 
 impl FlowRules {
@@ -27,8 +35,23 @@ impl FlowRules {
 
     /// Whether the NIC holds them (false in shadow mode).
     pub fn installed(&self) -> bool {
-        !self.handles.is_empty()
+        !self.handles.is_empty() || !self.queued.is_empty()
     }
+}
+
+/// The flow queues of the ports that have the template API
+/// (`rte::flow::template`: a table per rule shape on each such port; a
+/// test's fake). Operations are enqueued by tgw's rule id and sent by
+/// [`Queues::flush`].
+pub trait Queues: Send {
+    /// Whether `port` takes rules this way (else `Rule::create`).
+    fn has(&self, port: u16) -> bool;
+    /// Enqueues the creation of rule `id` on `port`.
+    fn create(&mut self, port: u16, id: u64, rule: &Rule) -> Result<(), FlowError>;
+    /// Enqueues the destruction of rule `id` on `port`.
+    fn destroy(&mut self, port: u16, id: u64) -> Result<(), FlowError>;
+    /// Pushes every port's queue and appends the finished operations.
+    fn flush(&mut self, out: &mut Vec<Completion>);
 }
 
 /// The NIC, as the ports' probe found it.
@@ -42,6 +65,16 @@ pub struct NicDevice {
     shadow: bool,
     /// Creates a rule (`Rule::create`; a test's stand-in).
     create: fn(&Rule, u16) -> Result<Flow, FlowError>,
+    /// The template-API ports' queues, if any port has them.
+    queues_async: Option<Box<dyn Queues>>,
+    /// Queued creations not yet settled, by rule id: their result once
+    /// pulled. Bounded by the flows the manager holds (each has at most
+    /// two rules); a removed flow's ids leave it.
+    results: HashMap<u64, Option<bool>>,
+    /// The next rule id.
+    next_id: u64,
+    /// Reused by `settle`.
+    completions: Vec<Completion>,
 }
 
 impl NicDevice {
@@ -53,6 +86,24 @@ impl NicDevice {
             queues,
             shadow,
             create: |rule, port| rule.create(port),
+            queues_async: None,
+            results: HashMap::new(),
+            next_id: 0,
+            completions: Vec::new(),
+        }
+    }
+
+    /// Queues rules on the ports `queues` has instead of creating them.
+    pub fn with_queues(mut self, queues: Box<dyn Queues>) -> NicDevice {
+        self.queues_async = Some(queues);
+        self
+    }
+
+    /// The API a leg arriving on `port` is installed with.
+    pub fn api(&self, port: u16) -> &'static str {
+        match &self.queues_async {
+            Some(q) if q.has(port) => "async",
+            _ => "sync",
         }
     }
 
@@ -102,29 +153,102 @@ impl NicDevice {
     }
 }
 
+impl NicDevice {
+    /// Pushes the queues and records the creations' results.
+    fn pump(&mut self) {
+        let Some(q) = self.queues_async.as_mut() else {
+            return;
+        };
+        q.flush(&mut self.completions);
+        for c in self.completions.drain(..) {
+            if let (Op::Created, Some(r)) = (c.op, self.results.get_mut(&c.id)) {
+                *r = Some(c.ok);
+            }
+        }
+    }
+}
+
 impl Device for NicDevice {
     type Rule = FlowRules;
 
     fn install(&mut self, spec: &FlowSpec) -> Result<Installed<FlowRules>, Refusal> {
         let rules = self.rules(spec)?;
+        let mut out = FlowRules {
+            rules: Vec::new(),
+            handles: Vec::new(),
+            queued: Vec::new(),
+        };
         if self.shadow {
-            return Ok(Installed::Done(FlowRules {
-                rules,
-                handles: Vec::new(),
-            }));
+            out.rules = rules;
+            return Ok(Installed::Done(out));
         }
-        let mut handles = Vec::with_capacity(rules.len());
         for (port, rule) in &rules {
-            match (self.create)(rule, *port) {
-                Ok(flow) => handles.push(flow),
-                // Those created already are destroyed as `handles` drops.
-                Err(e) => return Err(refusal(&e)),
+            let done = match self.queues_async.as_mut() {
+                Some(q) if q.has(*port) => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    q.create(*port, id, rule).map(|()| {
+                        self.results.insert(id, None);
+                        out.queued.push((*port, id));
+                    })
+                }
+                _ => (self.create)(rule, *port).map(|flow| out.handles.push(flow)),
+            };
+            if let Err(e) = done {
+                // Those created already go as `out` is removed.
+                self.remove(out);
+                return Err(refusal(&e));
             }
         }
-        Ok(Installed::Done(FlowRules { rules, handles }))
+        out.rules = rules;
+        if out.queued.is_empty() {
+            Ok(Installed::Done(out))
+        } else {
+            Ok(Installed::Queued(out))
+        }
+    }
+
+    /// Pushes and pulls the queues, then: every queued rule took (done),
+    /// one failed (refused; the manager removes the flow's rules), or
+    /// some are still in flight.
+    fn settle(&mut self, rule: &mut FlowRules) -> Settled {
+        self.pump();
+        let mut waiting = false;
+        for (_, id) in &rule.queued {
+            match self.results.get(id) {
+                Some(Some(false)) => return Settled::Refused(Refusal::Failed),
+                Some(None) => waiting = true,
+                Some(Some(true)) | None => {}
+            }
+        }
+        if waiting {
+            return Settled::Waiting;
+        }
+        for (_, id) in &rule.queued {
+            self.results.remove(id);
+        }
+        Settled::Done
     }
 
     fn remove(&mut self, rule: FlowRules) {
+        for (port, id) in rule.queued {
+            let settled = self.results.remove(&id);
+            // A failed creation left no rule to destroy.
+            if settled == Some(Some(false)) {
+                continue;
+            }
+            if let Some(q) = self.queues_async.as_mut() {
+                if let Err(e) = q.destroy(port, id) {
+                    warn!(
+                        port,
+                        "offload: a flow's queued rule could not be destroyed: {e}"
+                    );
+                }
+            }
+        }
+        // Send the destructions now: the manager settles only while
+        // creations are pending.
+        self.pump();
         for flow in rule.handles {
             let port = flow.port();
             if let Err(e) = flow.destroy() {
@@ -173,6 +297,7 @@ mod tests {
     use dataplane::offload::{Leg, TunnelMatch};
     use dataplane::tenant::TenantId;
     use rte::flow::Action;
+    use std::sync::{Arc, Mutex};
 
     fn leg(in_port: u16, tunnel: bool) -> Leg {
         let mut encap = ArrayVec::new();
@@ -276,6 +401,129 @@ mod tests {
                 == 2
         );
         d.remove(r);
+    }
+
+    /// A template-API port's queues as a test sees them: what was
+    /// enqueued, and the results it will answer on the next flush.
+    #[derive(Default)]
+    struct Fake {
+        ports: Vec<u16>,
+        log: Arc<Mutex<Vec<(Op, u16, u64)>>>,
+        answers: Arc<Mutex<Vec<Completion>>>,
+    }
+
+    impl Queues for Fake {
+        fn has(&self, port: u16) -> bool {
+            self.ports.contains(&port)
+        }
+        fn create(&mut self, port: u16, id: u64, _rule: &Rule) -> Result<(), FlowError> {
+            self.log.lock().unwrap().push((Op::Created, port, id));
+            Ok(())
+        }
+        fn destroy(&mut self, port: u16, id: u64) -> Result<(), FlowError> {
+            self.log.lock().unwrap().push((Op::Destroyed, port, id));
+            Ok(())
+        }
+        fn flush(&mut self, out: &mut Vec<Completion>) {
+            out.append(&mut self.answers.lock().unwrap());
+        }
+    }
+
+    fn created(id: u64, ok: bool) -> Completion {
+        Completion {
+            id,
+            op: Op::Created,
+            ok,
+        }
+    }
+
+    /// Both ports async: install queues both rules; settle waits until
+    /// both completions arrive; remove queues their destruction.
+    #[test]
+    fn async_ports_queue_rules_and_settle_on_their_completions() {
+        let fake = Fake {
+            ports: vec![0, 1],
+            ..Fake::default()
+        };
+        let (log, answers) = (fake.log.clone(), fake.answers.clone());
+        let mut d = NicDevice::new(vec![Level::Partial, Level::Full], queues(), false)
+            .with_queues(Box::new(fake));
+        assert_eq!(d.api(0), "async");
+        assert_eq!(d.api(7), "sync");
+        let Ok(Installed::Queued(mut r)) = d.install(&spec()) else {
+            panic!("queued")
+        };
+        assert!(r.installed());
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![(Op::Created, 0, 0), (Op::Created, 1, 1)]
+        );
+        assert_eq!(d.settle(&mut r), Settled::Waiting);
+        answers.lock().unwrap().push(created(0, true));
+        assert_eq!(d.settle(&mut r), Settled::Waiting);
+        answers.lock().unwrap().push(created(1, true));
+        assert_eq!(d.settle(&mut r), Settled::Done);
+        assert!(d.results.is_empty(), "settled ids are forgotten");
+        d.remove(r);
+        assert_eq!(
+            log.lock().unwrap()[2..],
+            [(Op::Destroyed, 0, 0), (Op::Destroyed, 1, 1)]
+        );
+    }
+
+    /// A failed creation refuses the flow; removing it destroys only the
+    /// rule that took, and a late completion of a removed flow is dropped.
+    #[test]
+    fn a_failed_queued_creation_refuses_the_flow() {
+        let fake = Fake {
+            ports: vec![0, 1],
+            ..Fake::default()
+        };
+        let (log, answers) = (fake.log.clone(), fake.answers.clone());
+        let mut d = NicDevice::new(vec![Level::Partial, Level::Full], queues(), false)
+            .with_queues(Box::new(fake));
+        let Ok(Installed::Queued(mut r)) = d.install(&spec()) else {
+            panic!("queued")
+        };
+        answers.lock().unwrap().push(created(1, false));
+        assert_eq!(d.settle(&mut r), Settled::Refused(Refusal::Failed));
+        d.remove(r);
+        assert_eq!(log.lock().unwrap()[2..], [(Op::Destroyed, 0, 0)]);
+        answers.lock().unwrap().push(created(0, true));
+        let Ok(Installed::Queued(mut r)) = d.install(&spec()) else {
+            panic!("queued")
+        };
+        assert_eq!(d.settle(&mut r), Settled::Waiting);
+        assert_eq!(d.results.len(), 2, "only the live flow's ids are kept");
+    }
+
+    /// A port without the template API keeps the synchronous path; when
+    /// its rule is refused, the flow's rule already queued on the other
+    /// port is destroyed (queued) and forgotten.
+    #[test]
+    fn a_sync_refusal_takes_back_the_flows_queued_rule() {
+        let fake = Fake {
+            ports: vec![0],
+            ..Fake::default()
+        };
+        let log = fake.log.clone();
+        let mut d = NicDevice::new(vec![Level::Partial, Level::Full], queues(), false)
+            .with_queues(Box::new(fake));
+        d.create = |_, _| {
+            Err(FlowError {
+                op: "rte_flow_create",
+                errno: nix::errno::Errno::ENOSPC as i32,
+                kind: 0,
+                message: String::new(),
+            })
+        };
+        assert_eq!(d.api(1), "sync");
+        assert_eq!(d.install(&spec()).unwrap_err(), Refusal::Full);
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![(Op::Created, 0, 0), (Op::Destroyed, 0, 0)]
+        );
+        assert!(d.results.is_empty());
     }
 
     #[test]
