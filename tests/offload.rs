@@ -98,6 +98,7 @@ fn assert_no_flow_api(g: &Gateway) {
     assert_eq!(ports.len(), 2, "{caps}");
     for p in ports {
         assert_eq!(p["level"], "none", "{caps}");
+        assert_eq!(p["api"], "sync", "{caps}");
     }
     let shapes = caps["shapes"].as_array().expect("shapes");
     // Public: root_public, full_tcp, full_udp, mark_queue, snat_steering;
@@ -113,6 +114,8 @@ fn assert_no_flow_api(g: &Gateway) {
     for line in [
         "port 0 (pub0): offload none: no flow API",
         "port 1 (und0): offload none: no flow API",
+        "port 0 (pub0): flow api sync",
+        "port 1 (und0): flow api sync",
     ] {
         assert!(log.contains(line), "no {line:?} in the log:\n{log}");
     }

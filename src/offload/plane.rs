@@ -158,6 +158,12 @@ impl OffloadPlane {
         } else {
             (Vec::new(), None)
         };
+        // No port is given the template API's queues yet (docs/offload.md,
+        // open point 7): every port says sync.
+        for p in &ports {
+            let api = manager.as_ref().map_or("sync", |(_, d)| d.api(p.id));
+            info!("port {} ({}): flow api {api}", p.id, p.name);
+        }
         OffloadPlane {
             mode: o.mode,
             outer_df: o.outer_df,
@@ -295,7 +301,8 @@ impl OffloadPlane {
             .enumerate()
             .map(|(i, p)| {
                 let level = self.caps.get(i).map_or(Level::None, |c| c.level);
-                json!({"port": p.name, "id": p.id, "role": p.role.as_str(), "level": level_name(level)})
+                let api = self.manager.as_ref().map_or("sync", |(_, d)| d.api(p.id));
+                json!({"port": p.name, "id": p.id, "role": p.role.as_str(), "level": level_name(level), "api": api})
             })
             .collect();
         let shapes: Vec<Value> = self
