@@ -196,7 +196,7 @@ fn binding(config: &Config, facts: &Facts, steps: &mut Vec<Step>, errors: &mut V
         errors.push(format!(
             "no IOMMU: /sys/kernel/iommu_groups is empty, so {VFIO} cannot take {}; turn the IOMMU on \
              (VT-d/AMD-Vi in the firmware, intel_iommu=on or amd_iommu=on on the kernel command line) \
-             or, on a machine without one, vfio's unsafe no-IOMMU mode \
+             or, on a machine without one, vfio's no-IOMMU mode \
              (echo Y > /sys/module/vfio/parameters/enable_unsafe_noiommu_mode)",
             to_bind
                 .iter()

@@ -49,6 +49,48 @@ pub struct Running {
     pub stats_json: Option<PathBuf>,
 }
 
+/// The memif bench both `run` and `ndr` measure on: which binaries, which
+/// lcores, hugepages and ring size.
+#[derive(clap::Args, Debug)]
+pub struct Bench {
+    /// The tgw binary (default: next to tgw-perf, else on PATH).
+    #[arg(long)]
+    pub tgw: Option<PathBuf>,
+    /// The testpmd binary.
+    #[arg(long, default_value = "dpdk-testpmd")]
+    pub testpmd: PathBuf,
+    /// Lcore of the generator (and of the devices' main thread).
+    #[arg(long, default_value_t = 0)]
+    pub gen_lcore: u32,
+    /// Lcore of the device's forwarding worker.
+    #[arg(long, default_value_t = 1)]
+    pub worker_lcore: u32,
+    /// Run without hugepages (functional only: numbers are not comparable).
+    #[arg(long)]
+    pub no_huge: bool,
+    /// Ring size of the memif links as log2 of the slots (the PMD's
+    /// default is 10, 1024 slots), for both devices: the device's RX ring
+    /// is where a frame is lost when the device falls behind (a NIC's is
+    /// often 4096, 12), and longer rings absorb the generator's absences
+    /// when something shares its lcore.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(8..=14))]
+    pub memif_rsize: Option<u8>,
+}
+
+impl Bench {
+    /// The setup these options name, its sockets in a directory `what`-PID.
+    pub fn setup(&self, what: &str) -> Result<Setup, String> {
+        Setup::new(
+            what,
+            hugepages_unless(self.no_huge),
+            self.tgw.clone(),
+            self.testpmd.clone(),
+            (self.gen_lcore, self.worker_lcore),
+            self.memif_rsize,
+        )
+    }
+}
+
 impl Setup {
     /// A setup whose memif sockets live in a fresh directory named
     /// `what`-PID under the temporary directory; tgw is `tgw` or the one

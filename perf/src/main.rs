@@ -166,26 +166,8 @@ struct RunArgs {
     /// Which devices to measure.
     #[arg(long, value_delimiter = ',', default_value = "testpmd,tgw")]
     devices: Vec<String>,
-    /// The tgw binary (default: next to tgw-perf, else on PATH).
-    #[arg(long)]
-    tgw: Option<PathBuf>,
-    /// The testpmd binary.
-    #[arg(long, default_value = "dpdk-testpmd")]
-    testpmd: PathBuf,
-    /// Lcore of the generator (and of the devices' main thread).
-    #[arg(long, default_value_t = 0)]
-    gen_lcore: u32,
-    /// Lcore of the device's forwarding worker.
-    #[arg(long, default_value_t = 1)]
-    worker_lcore: u32,
-    /// Run without hugepages (functional only: numbers are not comparable).
-    #[arg(long)]
-    no_huge: bool,
-    /// Ring size of the memif links as log2 of the slots (the PMD's
-    /// default is 10, 1024 slots), for both devices: longer rings absorb
-    /// the generator's absences when something shares its lcore.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(8..=14))]
-    memif_rsize: Option<u8>,
+    #[command(flatten)]
+    bench: dut::Bench,
     /// Scrape tgw's /metrics every SECS while it is measured (from a
     /// thread on the generator's lcore, as a Prometheus server would);
     /// the scrapes and failures are reported.
@@ -289,14 +271,7 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
             other => Err(format!("unknown device {other:?}; known: tgw, testpmd")),
         })
         .collect::<Result<_, _>>()?;
-    let setup = Setup::new(
-        "tgw-perf",
-        dut::hugepages_unless(args.no_huge),
-        args.tgw.clone(),
-        args.testpmd.clone(),
-        (args.gen_lcore, args.worker_lcore),
-        args.memif_rsize,
-    )?;
+    let setup = args.bench.setup("tgw-perf")?;
     let dir = setup.dir.clone();
     let profile = Profile {
         kind: args.profile,
@@ -337,12 +312,12 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
                 args.rounds,
                 args.seconds
             );
-            let before = calibrate::measure(args.gen_lcore, args.worker_lcore);
+            let before = calibrate::measure(args.bench.gen_lcore, args.bench.worker_lcore);
             match measure(&setup, device, scrape, offload, round, args, profile) {
                 Ok(mut m) => {
                     // After the device has stopped: its worker no longer
                     // holds the CPU the loop is timed on.
-                    let after = calibrate::measure(args.gen_lcore, args.worker_lcore);
+                    let after = calibrate::measure(args.bench.gen_lcore, args.bench.worker_lcore);
                     m.calibration = Some(calibrate::Calibration {
                         gen: [before.0, after.0],
                         worker: [before.1, after.1],
@@ -436,7 +411,7 @@ fn measure(
         .arg("--file-prefix")
         .arg(&gen_prefix)
         .arg("--lcore")
-        .arg(args.gen_lcore.to_string())
+        .arg(args.bench.gen_lcore.to_string())
         .arg("--warmup")
         .arg(args.warmup.to_string())
         .arg("--seconds")
@@ -474,7 +449,7 @@ fn measure(
     let running = setup.start(device, round, &profile, metrics, offload)?;
     let scraper = metrics
         .zip(scrape)
-        .map(|(addr, every)| scrape::Scraper::start(addr, every, args.gen_lcore));
+        .map(|(addr, every)| scrape::Scraper::start(addr, every, args.bench.gen_lcore));
 
     let stdout = gen.child.stdout.take().ok_or("generator has no stdout")?;
     let (tx, rx) = mpsc::channel();

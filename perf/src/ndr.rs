@@ -87,24 +87,8 @@ pub struct NdrArgs {
     /// Devices, in order; the first one's line rate bounds every search.
     #[arg(long, value_delimiter = ',', default_value = "testpmd,tgw")]
     devices: Vec<String>,
-    /// The tgw binary (default: next to tgw-perf, else on PATH).
-    #[arg(long)]
-    tgw: Option<PathBuf>,
-    #[arg(long, default_value = "dpdk-testpmd")]
-    testpmd: PathBuf,
-    #[arg(long, default_value_t = 0)]
-    gen_lcore: u32,
-    #[arg(long, default_value_t = 1)]
-    worker_lcore: u32,
-    /// Run without hugepages (functional only: numbers are not comparable).
-    #[arg(long)]
-    no_huge: bool,
-    /// Ring size of the memif links as log2 of the slots (the PMD's
-    /// default is 10, 1024 slots), for both devices: the device's RX ring
-    /// is where a frame is lost when the device falls behind, and a
-    /// NIC's is often 4096 (12).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(8..=14))]
-    memif_rsize: Option<u8>,
+    #[command(flatten)]
+    bench: dut::Bench,
     /// Write every step of every search as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -248,14 +232,7 @@ pub fn run(args: &NdrArgs) -> Result<(), String> {
     if !(args.resolution > 0.0 && args.resolution <= 100.0) {
         return Err("--resolution takes a percent above 0".into());
     }
-    let setup = Setup::new(
-        "tgw-perf-ndr",
-        dut::hugepages_unless(args.no_huge),
-        args.tgw.clone(),
-        args.testpmd.clone(),
-        (args.gen_lcore, args.worker_lcore),
-        args.memif_rsize,
-    )?;
+    let setup = args.bench.setup("tgw-perf-ndr")?;
     let dir = setup.dir.clone();
     let mut progress = Progress::new();
     let mut outcomes = Vec::new();
@@ -463,7 +440,7 @@ impl Session {
             .arg("--file-prefix")
             .arg(&prefix)
             .arg("--lcore")
-            .arg(ctx.args.gen_lcore.to_string())
+            .arg(ctx.args.bench.gen_lcore.to_string())
             .arg("--warmup")
             .arg(ctx.args.warmup.to_string())
             .arg("--profile")
@@ -506,8 +483,8 @@ impl Session {
             gen,
             device: Some(device),
             max_pps: 0.0,
-            gen_lcore: ctx.args.gen_lcore,
-            worker_lcore: ctx.args.worker_lcore,
+            gen_lcore: ctx.args.bench.gen_lcore,
+            worker_lcore: ctx.args.bench.worker_lcore,
         };
         let ready = session
             .gen
@@ -757,7 +734,7 @@ fn report_json(outcomes: &[Outcome], args: &NdrArgs, best: &calibrate::Best) -> 
         "latency_at": args.latency_at,
         "imix": "7:4:1 of 64/570/1518 B",
         "l1_overhead_bytes": L1_OVERHEAD,
-        "memif_rsize": args.memif_rsize.unwrap_or(10),
+        "memif_rsize": args.bench.memif_rsize.unwrap_or(10),
         "best_calibration": {"gen_mips": best.gen, "worker_mips": best.worker, "agree": best.agree()},
         "results": outcomes.iter().map(|o| o.json(best)).collect::<Vec<_>>(),
         "ratios": ratios(outcomes).iter().map(|(k, s, r)| json!({
