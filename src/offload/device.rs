@@ -119,8 +119,13 @@ impl NicDevice {
 
     /// Queues rules on the ports `queues` has instead of creating them.
     pub fn with_queues(mut self, queues: Box<dyn Queues>) -> NicDevice {
-        self.queues_async = Some(queues);
+        self.set_queues(queues);
         self
+    }
+
+    /// As [`with_queues`](Self::with_queues), on a device in place.
+    pub fn set_queues(&mut self, queues: Box<dyn Queues>) {
+        self.queues_async = Some(queues);
     }
 
     /// Pushes and pulls the queues (each control-loop tick), so that

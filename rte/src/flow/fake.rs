@@ -125,11 +125,14 @@ pub fn take() -> Vec<Event> {
     std::mem::take(&mut nic().events)
 }
 
-/// Forgets the events and every handle's hits (handles stay valid, and
-/// indices keep counting, so that a `Flow` from before still drops).
+/// Forgets the events, every handle's hits and the async switches a
+/// test set (failures to come, held completions); handles stay valid, and
+/// indices keep counting, so that a `Flow` from before still drops.
 pub fn reset() {
     let mut nic = nic();
     nic.events.clear();
+    nic.templates.fail_next = 0;
+    nic.templates.hold = false;
     for h in &mut nic.handles {
         h.hits = 0;
         h.bytes = 0;
@@ -695,13 +698,35 @@ struct PatternTemplate {
     live: bool,
 }
 
-/// An actions template: per action its type, and its value when the mask
-/// fixes it for every rule.
+/// An actions template: per action its type, its value when the mask
+/// fixes it for every rule, and the size of a raw encap's or decap's
+/// bytes (mlx5 sizes the reformat from the template and copies that many
+/// bytes of each rule's, `flow_hw_actions_translate`/`_construct`).
 #[derive(Clone)]
 struct ActionsTemplate {
     port: u16,
     actions: Vec<(sys::rte_flow_action_type, Option<Action>)>,
+    raw_sizes: Vec<Option<usize>>,
     live: bool,
+}
+
+/// The size of a raw encap's or decap's bytes in `action`.
+///
+/// # Safety
+/// `action.conf` is NULL or its type's struct.
+unsafe fn raw_size(action: &sys::rte_flow_action) -> Option<usize> {
+    // SAFETY: the caller's contract.
+    unsafe {
+        match action.type_ {
+            sys::RTE_FLOW_ACTION_TYPE_RAW_ENCAP => conf::<sys::rte_flow_action_raw_encap>(action)
+                .ok()
+                .map(|r| r.size),
+            sys::RTE_FLOW_ACTION_TYPE_RAW_DECAP => conf::<sys::rte_flow_action_raw_decap>(action)
+                .ok()
+                .map(|r| r.size),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -743,6 +768,8 @@ struct Templates {
     queues: Vec<FlowQueue>,
     /// Async creations to complete with an error, from the next on.
     fail_next: usize,
+    /// Pulls answer nothing (the NIC has not finished yet).
+    hold: bool,
     /// Per handle: the table of an async rule.
     tables_of: Vec<(usize, usize)>,
 }
@@ -756,6 +783,7 @@ impl Templates {
             tables: Vec::new(),
             queues: Vec::new(),
             fail_next: 0,
+            hold: false,
             tables_of: Vec::new(),
         }
     }
@@ -776,6 +804,12 @@ pub fn set_async(port: u16, on: bool) {
 /// refusal after the fact), in the order they are enqueued.
 pub fn fail_async_creations(n: usize) {
     nic().templates.fail_next = n;
+}
+
+/// While `on`, `rte_flow_pull` reports nothing done: the operations stay
+/// in flight, as on a NIC that has not finished them.
+pub fn hold_completions(on: bool) {
+    nic().templates.hold = on;
 }
 
 /// Template tables, pattern templates and actions templates not destroyed
@@ -975,6 +1009,7 @@ pub unsafe extern "C" fn __wrap_rte_flow_actions_template_create(
             return no_template_api(error);
         }
         let mut list = Vec::new();
+        let mut raw_sizes = Vec::new();
         for i in 0.. {
             if i == MAX_ENTRIES {
                 return refuse(OP, error, "actions without END".into());
@@ -1002,11 +1037,14 @@ pub unsafe extern "C" fn __wrap_rte_flow_actions_template_create(
                 }
             };
             list.push((action.type_, fixed));
+            // SAFETY: as above.
+            raw_sizes.push(unsafe { raw_size(action) });
         }
         let mut nic = nic();
         nic.templates.actions.push(ActionsTemplate {
             port: port_id,
             actions: list,
+            raw_sizes,
             live: true,
         });
         out = object_ptr(nic.templates.actions.len() - 1, ACTIONS_TAG);
@@ -1373,6 +1411,14 @@ unsafe fn decode_async(
         if action.type_ != *ty {
             return Err(format!("action {i}: type {}, template {ty}", action.type_));
         }
+        // SAFETY: as above.
+        let size = unsafe { raw_size(action) };
+        if size != a.raw_sizes[i] {
+            return Err(format!(
+                "action {i}: {size:?} raw bytes, the template's {:?}",
+                a.raw_sizes[i]
+            ));
+        }
         rule.actions.push(match fixed {
             Some(f) => f.clone(),
             // SAFETY: the caller's contract for this action.
@@ -1485,17 +1531,21 @@ pub unsafe extern "C" fn __wrap_rte_flow_pull(
             return no_template_api(error);
         }
         let mut nic = nic();
+        let hold = nic.templates.hold;
         let Some(q) = queue_of(&mut nic.templates, port_id, queue_id) else {
             drop(nic);
             return refuse(OP, error, format!("no queue {queue_id}"));
         };
-        // Pushed operations complete in order, up to `n_res`.
+        // Pushed operations complete in order, up to `n_res`; none while
+        // the test holds them.
+        let n = if hold { 0 } else { usize::MAX };
         let n = q
             .ops
             .iter()
             .take_while(|op| op.pushed)
             .count()
-            .min(usize::from(n_res));
+            .min(usize::from(n_res))
+            .min(n);
         let done: Vec<PendingOp> = q.ops.drain(..n).collect();
         for (i, op) in done.iter().enumerate() {
             // SAFETY: `res` holds `n_res` entries, and i < n_res.

@@ -593,10 +593,22 @@ impl PortFlows {
         super::query_count(self.port, held.flow)
     }
 
-    /// Destroys every rule held and waits (bounded) for the results.
+    /// Destroys every rule held (but those whose destruction is on its
+    /// way) and waits (bounded) for the results.
     pub fn clear(&mut self) {
         let mut done = Vec::new();
-        let ids: Vec<u64> = self.flows.keys().copied().collect();
+        let going: std::collections::HashSet<u64> = self
+            .in_flight
+            .values()
+            .filter(|(_, op)| *op == Op::Destroyed)
+            .map(|(id, _)| *id)
+            .collect();
+        let ids: Vec<u64> = self
+            .flows
+            .keys()
+            .copied()
+            .filter(|id| !going.contains(id))
+            .collect();
         for id in ids {
             // A full queue: pull, then try again (bounded).
             for _ in 0..1000 {
