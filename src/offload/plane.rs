@@ -198,40 +198,45 @@ impl OffloadPlane {
     /// shown by `offload caps`.
     pub fn use_templates(&mut self, apis: Vec<(u16, PortApi)>) {
         let mut queues = TemplateQueues::new();
-        if let (OffloadMode::Auto, Some((_, device))) = (self.mode, self.manager.as_mut()) {
-            for (port, api) in apis {
-                let Some(i) = self.ports.iter().position(|p| p.id == port) else {
+        for (port, api) in apis {
+            let Some(i) = self.ports.iter().position(|p| p.id == port) else {
+                continue;
+            };
+            let configured = match api {
+                PortApi::Async(c) => c,
+                PortApi::Sync(why) => {
+                    self.sync_why[i] = Some(why);
                     continue;
-                };
-                let configured = match api {
-                    PortApi::Async(c) => c,
-                    PortApi::Sync(why) => {
-                        self.sync_why[i] = Some(why);
-                        continue;
-                    }
-                };
-                let p = &self.ports[i];
-                let target = ProbeTarget {
-                    port,
-                    role: p.role,
-                    other: port,
-                    queue: 0,
-                    marks: p.marks,
-                    outer_df: self.outer_df,
-                };
-                let shapes = probe::flow_shapes(target, device.level(port));
-                self.sync_why[i] = if shapes.is_empty() {
-                    Some("level none: no per-flow rules".to_owned())
-                } else {
-                    match queues.open(configured, &shapes, self.max_flows) {
-                        Ok(()) => None,
-                        Err(e) => Some(format!("template tables: {e}")),
-                    }
-                };
-            }
-            if !queues.is_empty() {
-                device.set_queues(Box::new(queues));
-            }
+                }
+            };
+            let device = match (self.mode, self.manager.as_mut()) {
+                (OffloadMode::Auto, Some((_, device))) => device,
+                _ => {
+                    self.sync_why[i] = Some("no flow is offered".to_owned());
+                    continue;
+                }
+            };
+            let p = &self.ports[i];
+            let target = ProbeTarget {
+                port,
+                role: p.role,
+                other: port,
+                queue: 0,
+                marks: p.marks,
+                outer_df: self.outer_df,
+            };
+            let shapes = probe::flow_shapes(target, device.level(port));
+            self.sync_why[i] = if shapes.is_empty() {
+                Some("level none: no per-flow rules".to_owned())
+            } else {
+                match queues.open(configured, &shapes, self.max_flows) {
+                    Ok(()) => None,
+                    Err(e) => Some(format!("template tables: {e}")),
+                }
+            };
+        }
+        if let (false, Some((_, device))) = (queues.is_empty(), self.manager.as_mut()) {
+            device.set_queues(Box::new(queues));
         }
         for (p, why) in self.ports.iter().zip(&self.sync_why) {
             match why {

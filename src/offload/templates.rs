@@ -41,10 +41,7 @@ pub fn shape_key(rule: &Rule) -> Rule {
     }
 }
 
-fn masked<T: Default>(m: &Option<Masked<T>>) -> Option<Masked<T>>
-where
-    T: Copy,
-{
+fn masked<T: Default + Copy>(m: &Option<Masked<T>>) -> Option<Masked<T>> {
     m.map(|m| Masked {
         spec: T::default(),
         mask: m.mask,
@@ -312,7 +309,7 @@ impl Queues for TemplateQueues {
             // 64 a pull: as many pulls as the queue can hold results.
             for _ in 0..=p.flows.pending() / 64 {
                 match p.flows.pull(out) {
-                    Ok(n) if n == 64 => {}
+                    Ok(64) => {}
                     Ok(_) => break,
                     Err(e) => {
                         warn!(port = p.port, "offload: flow queue pull: {e}");
