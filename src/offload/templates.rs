@@ -25,6 +25,7 @@ use rte::flow::{Action, Counts, FlowError, Item, Masked, Rule};
 use tracing::{info, warn};
 
 use super::device::Queues;
+use crate::logs::Throttle;
 
 /// The flow queue the control plane uses on each port.
 pub const QUEUE: u32 = 0;
@@ -181,8 +182,10 @@ pub struct TemplateQueues {
     /// Creations refused because a queue was full.
     queue_full: u64,
     /// Completions pulled while making room for a destruction, handed
-    /// out by the next `flush`. At most a queue's size.
+    /// out by the next `flush`.
     early: Vec<Completion>,
+    /// A failing push or pull would otherwise warn every tick.
+    throttle: Throttle,
 }
 
 impl TemplateQueues {
@@ -191,6 +194,7 @@ impl TemplateQueues {
             ports: Vec::new(),
             queue_full: 0,
             early: Vec::new(),
+            throttle: Throttle::per_minute(),
         }
     }
 
@@ -302,19 +306,21 @@ impl Queues for TemplateQueues {
     fn flush(&mut self, out: &mut Vec<Completion>) {
         out.append(&mut self.early);
         for p in &mut self.ports {
-            if let Err(e) = p.flows.push() {
-                warn!(port = p.port, "offload: flow queue push: {e}");
-                continue;
-            }
+            let mut failed = p.flows.push().err();
             // 64 a pull: as many pulls as the queue can hold results.
             for _ in 0..=p.flows.pending() / 64 {
+                if failed.is_some() {
+                    break;
+                }
                 match p.flows.pull(out) {
                     Ok(64) => {}
                     Ok(_) => break,
-                    Err(e) => {
-                        warn!(port = p.port, "offload: flow queue pull: {e}");
-                        break;
-                    }
+                    Err(e) => failed = Some(e),
+                }
+            }
+            if let Some(e) = failed {
+                if let Some(hidden) = self.throttle.admit(std::time::Instant::now()) {
+                    warn!(port = p.port, hidden, "offload: flow queue: {e}");
                 }
             }
         }
