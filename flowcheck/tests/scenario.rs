@@ -173,7 +173,11 @@ impl Gateway {
     /// With both ports answering the template API (`asynchronous`) or
     /// not, asked as the daemon asks: between configure and start.
     fn with_api(outer_df: OuterDf, asynchronous: bool) -> Gateway {
-        let config = config(outer_df);
+        Gateway::with_config(config(outer_df), asynchronous)
+    }
+
+    fn with_config(config: Config, asynchronous: bool) -> Gateway {
+        let outer_df = config.offload.outer_df;
         assert_eq!(config.offload.outer_df, outer_df);
         let port_ids = vec![(PUB, MacAddr(PUB_MAC)), (UND, MacAddr(UND_MAC))];
         let mut handler = Handler::new(
@@ -1172,4 +1176,62 @@ fn on_async_ports_the_reference_flows_go_through_template_tables() {
         .filter(|e| matches!(e, Event::TableDestroyed(_)))
         .count();
     assert_eq!(gone, 8, "{events:?}");
+}
+
+/// The flow queue's bound, end to end: with `[offload] queue_depth = 16`
+/// and completions held, sixteen flows (a rule each per port) fill each
+/// port's queue; the seventeenth flow's creation is refused before DPDK,
+/// counted (`device_full`, `async_queue_full`), and the flow stays in
+/// software.
+#[test]
+fn a_full_flow_queue_leaves_the_flow_in_software_counted() {
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut config = config(OuterDf::Copy);
+    config.offload.queue_depth = 16;
+    let mut gw = Gateway::with_config(config, true);
+    assert!(fake::take().contains(&Event::Configured {
+        port: PUB,
+        queues: 1,
+        queue_size: 16,
+        counters: 1024,
+    }));
+    fake::hold_completions(true);
+    for sport in 41000..41008 {
+        gw.connect(&T1, sport);
+    }
+    gw.tick(0);
+    assert_eq!(fake::in_flight(PUB, 0), 8);
+    assert_eq!(fake::in_flight(UND, 0), 8);
+    // Another eight (a worker's request queue of 16 takes eight
+    // candidates at a time): each port's queue holds its sixteen.
+    for sport in 41008..41016 {
+        gw.connect(&T1, sport);
+    }
+    gw.tick(1);
+    assert_eq!(fake::in_flight(PUB, 0), 16);
+    // A ninth flow finds the queue full.
+    gw.connect(&T1, 41016);
+    gw.tick(2);
+    assert_eq!(fake::in_flight(PUB, 0), 16, "never more than its size");
+    let stats = gw.plane.stats_json(&[]);
+    assert_eq!(stats["async_queue_full"], 1, "{stats}");
+    assert_eq!(stats["refusals"]["device_full"], 1, "{stats}");
+    assert_eq!(stats["flows"]["pending"], 16, "{stats}");
+    let events = fake::take();
+    assert!(
+        refused(&events).is_empty(),
+        "the NIC saw no overflow: {events:?}"
+    );
+    // The refused flow in software.
+    let (v, _) = gw.send(&from_client(&T1, 41016, false, 1001, Some(5001)), PUB, 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    fake::hold_completions(false);
+    gw.tick(3);
+    let stats = gw.plane.stats_json(&[]);
+    assert_eq!(stats["flows"]["offloaded"], 16, "{stats}");
+    gw.plane.shutdown();
+    assert_eq!(fake::live(), 0);
+    assert_eq!(fake::templates_live(), (0, 0, 0));
 }
