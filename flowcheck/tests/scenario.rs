@@ -1228,9 +1228,17 @@ fn a_full_flow_queue_leaves_the_flow_in_software_counted() {
     let (v, _) = gw.send(&from_client(&T1, 41016, false, 1001, Some(5001)), PUB, 0);
     assert_eq!(v, Verdict::Forward(UND));
     fake::hold_completions(false);
+    fake::take();
     gw.tick(3);
     let stats = gw.plane.stats_json(&[]);
     assert_eq!(stats["flows"]["offloaded"], 16, "{stats}");
+    // Sixteen flows settled with one push and pull of each queue when
+    // the tick began, and one when it ended.
+    let pushes = fake::take()
+        .iter()
+        .filter(|e| **e == Event::Pushed(PUB, 0))
+        .count();
+    assert_eq!(pushes, 2);
     gw.plane.shutdown();
     assert_eq!(fake::live(), 0);
     assert_eq!(fake::templates_live(), (0, 0, 0));

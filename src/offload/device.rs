@@ -99,6 +99,10 @@ pub struct NicDevice {
     next_id: u64,
     /// Reused by `settle`.
     completions: Vec<Completion>,
+    /// The queues were pumped since the last [`poll`](Self::poll): the
+    /// manager settles its pending flows one by one, and one push and
+    /// pull a tick serves them all.
+    pumped: bool,
 }
 
 impl NicDevice {
@@ -114,6 +118,7 @@ impl NicDevice {
             results: HashMap::new(),
             next_id: 0,
             completions: Vec::new(),
+            pumped: false,
         }
     }
 
@@ -128,11 +133,13 @@ impl NicDevice {
         self.queues_async = Some(queues);
     }
 
-    /// Pushes and pulls the queues (each control-loop tick), so that
-    /// destructions complete and free their queue slots although no
-    /// creation is pending.
+    /// Pushes and pulls the queues (at the end of each control-loop
+    /// tick), so that destructions complete and free their queue slots
+    /// although no creation is pending; the next tick's first `settle`
+    /// pumps again.
     pub fn poll(&mut self) {
         self.pump();
+        self.pumped = false;
     }
 
     /// Drops the template-API queues: their rules, then their tables and
@@ -256,11 +263,15 @@ impl Device for NicDevice {
         }
     }
 
-    /// Pushes and pulls the queues, then: every queued rule took (done),
+    /// Pushes and pulls the queues (the first call after a `poll`: once
+    /// a tick), then: every queued rule took (done),
     /// one failed (refused; the manager removes the flow's rules), or
     /// some are still in flight.
     fn settle(&mut self, rule: &mut FlowRules) -> Settled {
-        self.pump();
+        if !self.pumped {
+            self.pump();
+            self.pumped = true;
+        }
         let mut waiting = false;
         for id in rule.queued() {
             match self.results.get(&id) {
@@ -533,8 +544,13 @@ mod tests {
         );
         assert_eq!(d.settle(&mut r), Settled::Waiting);
         answers.lock().unwrap().push(created(0, true));
+        // Within a tick the queues are pumped once: the answer is read at
+        // the next tick's.
+        assert_eq!(d.settle(&mut r), Settled::Waiting);
+        d.poll();
         assert_eq!(d.settle(&mut r), Settled::Waiting);
         answers.lock().unwrap().push(created(1, true));
+        d.poll();
         assert_eq!(d.settle(&mut r), Settled::Done);
         assert!(d.results.is_empty(), "settled ids are forgotten");
         d.remove(r);
@@ -566,6 +582,7 @@ mod tests {
         let Ok(Installed::Queued(mut r)) = d.install(&spec()) else {
             panic!("queued")
         };
+        d.poll();
         assert_eq!(d.settle(&mut r), Settled::Waiting);
         assert_eq!(d.results.len(), 2, "only the live flow's ids are kept");
     }
