@@ -290,11 +290,9 @@ impl Device for NicDevice {
     }
 
     fn remove(&mut self, rule: FlowRules) {
-        let mut queued = false;
         for ((port, _), placed) in rule.rules.iter().zip(rule.placed) {
             match placed {
                 Placed::Queued(id) => {
-                    queued = true;
                     let settled = self.results.remove(&id);
                     // A failed creation left no rule to destroy.
                     if settled == Some(Some(false)) {
@@ -316,11 +314,9 @@ impl Device for NicDevice {
                 }
             }
         }
-        // Send the destructions now: the manager settles only while
-        // creations are pending.
-        if queued {
-            self.pump();
-        }
+        // The destructions go with the next push: the plane polls at the
+        // end of every tick and of a flush, and shutdown closes the queues
+        // (one push for all the flows removed, not one each).
     }
 
     /// The sum of the flow's full rules' counters (partial rules count

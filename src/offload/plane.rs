@@ -345,6 +345,7 @@ impl OffloadPlane {
         };
         let before = manager.stats().pulled_back;
         manager.pull_back_all(device);
+        device.poll();
         manager.stats().pulled_back - before
     }
 
