@@ -36,6 +36,7 @@ use crate::metrics::http::{Endpoint, Limits as MetricsLimits};
 use crate::notify::Notifier;
 use crate::offload::plane::{OffloadPlane, PlanePort};
 use crate::offload::report::OffloadReport;
+use crate::offload::templates::{self, PortApi};
 use crate::report::{
     rule_report, Asker, BuildInfo, MempoolReport, NeighbourReport, PortReport, Report,
 };
@@ -140,6 +141,9 @@ fn serve(
         .map_err(|e| format!("mempool of {} mbufs: {e}", mp.mbufs))?;
 
     let mut ports = Vec::with_capacity(config.ports.len());
+    // Each port's flow API for per-flow rules: asked between configure
+    // and start, as rte_flow_configure must be (docs/offload.md).
+    let mut apis: Vec<(u16, PortApi)> = Vec::new();
     let mut rxqs = Vec::new();
     let mut txqs = Vec::new();
     for (index, pc) in config.ports.iter().enumerate() {
@@ -181,6 +185,13 @@ fn serve(
             ));
         }
         info!(port = %pc.name, id = port.id().0, role = %pc.role, %mac, driver = %port.info().map(|i| i.driver).unwrap_or_default(), "port configured");
+        if config.offload.mode == OffloadMode::Auto {
+            let sizes = templates::Sizes {
+                queue_depth: config.offload.queue_depth,
+                max_flows: config.offload.max_flows,
+            };
+            apis.push((port.id().0, templates::configure(port.id().0, sizes)));
+        }
         rxqs.push(rx);
         txqs.push(tx);
         ports.push(RunningPort {
@@ -204,6 +215,7 @@ fn serve(
         })
         .collect();
     let mut offload = OffloadPlane::new(config, plane_ports, &mut |rule, port| rule.validate(port));
+    offload.use_templates(apis);
     let port_ids: Vec<(u16, MacAddr)> = ports.iter().map(|p| (p.port.id().0, p.mac)).collect();
     let arp = &config.arp;
     let mut resolver = Resolver::new(

@@ -99,6 +99,9 @@ fn assert_no_flow_api(g: &Gateway) {
     for p in ports {
         assert_eq!(p["level"], "none", "{caps}");
         assert_eq!(p["api"], "sync", "{caps}");
+        // Why: the template API asked for at start, and refused.
+        let why = p["api_reason"].as_str().unwrap_or_default();
+        assert!(why.starts_with("rte_flow_info_get: "), "{caps}");
     }
     let shapes = caps["shapes"].as_array().expect("shapes");
     // Public: root_public, full_tcp, full_udp, mark_queue, snat_steering;
@@ -114,8 +117,8 @@ fn assert_no_flow_api(g: &Gateway) {
     for line in [
         "port 0 (pub0): offload none: no flow API",
         "port 1 (und0): offload none: no flow API",
-        "port 0 (pub0): flow api sync",
-        "port 1 (und0): flow api sync",
+        "port 0 (pub0): flow api sync: rte_flow_info_get: ",
+        "port 1 (und0): flow api sync: rte_flow_info_get: ",
     ] {
         assert!(log.contains(line), "no {line:?} in the log:\n{log}");
     }

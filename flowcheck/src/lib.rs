@@ -3,9 +3,12 @@
 //!
 //! This crate's test binaries are linked with `-Wl,--wrap=rte_flow_validate,
 //! --wrap=rte_flow_create,--wrap=rte_flow_destroy,--wrap=rte_flow_query`
-//! (build.rs), so every such call — from `rte::flow`'s lowering, with the
-//! real C structs — lands in `rte::flow::fake` (feature `fake-nic`), which
-//! decodes and records it and answers as a capable NIC. Tests compare the
+//! and the template/async API's symbols (`rte_flow_info_get`,
+//! `_configure`, templates, tables, `_async_create`, `_async_destroy`,
+//! `_push`, `_pull`: build.rs), so every such call — from `rte::flow`'s
+//! lowering, with the real C structs — lands in `rte::flow::fake`
+//! (feature `fake-nic`), which decodes and records it and answers as a
+//! capable NIC (as mlx5 in HW steering mode on ports a test makes async). Tests compare the
 //! recorded rules with the ones they meant. No `unsafe` here: it stays in
 //! `rte`.
 //!

@@ -37,6 +37,7 @@ use rte::flow::{Action, Attr, Item, Masked, Rule};
 use rte::MacAddr;
 use tgw::handler::{ChangeCx, Handler};
 use tgw::offload::plane::{OffloadPlane, PlanePort};
+use tgw::offload::templates;
 use tgw::runtime::Runtime;
 
 const PUB: u16 = 0;
@@ -166,7 +167,17 @@ impl Gateway {
     }
 
     fn with(outer_df: OuterDf) -> Gateway {
-        let config = config(outer_df);
+        Gateway::with_api(outer_df, false)
+    }
+
+    /// With both ports answering the template API (`asynchronous`) or
+    /// not, asked as the daemon asks: between configure and start.
+    fn with_api(outer_df: OuterDf, asynchronous: bool) -> Gateway {
+        Gateway::with_config(config(outer_df), asynchronous)
+    }
+
+    fn with_config(config: Config, asynchronous: bool) -> Gateway {
+        let outer_df = config.offload.outer_df;
         assert_eq!(config.offload.outer_df, outer_df);
         let port_ids = vec![(PUB, MacAddr(PUB_MAC)), (UND, MacAddr(UND_MAC))];
         let mut handler = Handler::new(
@@ -194,8 +205,20 @@ impl Gateway {
                 marks: true,
             },
         ];
+        let sizes = templates::Sizes {
+            queue_depth: config.offload.queue_depth,
+            max_flows: config.offload.max_flows,
+        };
+        let apis = [PUB, UND]
+            .into_iter()
+            .map(|port| {
+                fake::set_async(port, asynchronous);
+                (port, templates::configure(port, sizes))
+            })
+            .collect();
         // The daemon's probe, through the fake: a capable NIC.
-        let plane = OffloadPlane::new(&config, ports, &mut |rule, port| rule.validate(port));
+        let mut plane = OffloadPlane::new(&config, ports, &mut |rule, port| rule.validate(port));
+        plane.use_templates(apis);
         let link = plane.link(0).expect("a capable NIC: flows are offered");
         let pipeline = Pipeline::new(TokenBucket::new(1000, 50, SEC), 0)
             .with_flows(1024, Timeouts::default(), SEC)
@@ -873,4 +896,350 @@ fn a_df_clear_frame_takes_the_flows_rule_only_with_outer_df_set() {
             assert_eq!(applied(&on_pub, frame), None, "{outer_df}: {what}");
         }
     }
+}
+
+/// The async creations among `events`: (port, table, rule, handle).
+fn async_created(events: &[Event]) -> Vec<(u16, usize, Rule, usize)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AsyncCreated {
+                port,
+                queue: 0,
+                table,
+                rule,
+                handle,
+            } => Some((*port, *table, rule.clone(), *handle)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn async_destroyed(events: &[Event]) -> Vec<usize> {
+    let mut d: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AsyncDestroyed {
+                queue: 0, handle, ..
+            } => Some(*handle),
+            _ => None,
+        })
+        .collect();
+    d.sort_unstable();
+    d
+}
+
+/// `item` as a template shows it: what it matches, every value zero.
+fn template_item(item: &Item) -> Item {
+    fn zero<T: Default + Copy>(m: &Option<Masked<T>>) -> Option<Masked<T>> {
+        m.map(|m| Masked {
+            spec: T::default(),
+            mask: m.mask,
+        })
+    }
+    match item {
+        Item::Eth {
+            dst,
+            src,
+            ether_type,
+        } => Item::Eth {
+            dst: zero(dst),
+            src: zero(src),
+            ether_type: ether_type.map(|_| 0),
+        },
+        Item::Ipv4 {
+            version_ihl,
+            tos,
+            fragment_offset,
+            src,
+            dst,
+            protocol,
+        } => Item::Ipv4 {
+            version_ihl: version_ihl.map(|_| 0),
+            tos: zero(tos),
+            fragment_offset: zero(fragment_offset),
+            src: zero(src),
+            dst: zero(dst),
+            protocol: protocol.map(|_| 0),
+        },
+        Item::Tcp { src, dst, flags } => Item::Tcp {
+            src: zero(src),
+            dst: zero(dst),
+            flags: zero(flags),
+        },
+        Item::Gre {
+            protocol,
+            checksum_present,
+            key_present,
+            sequence_present,
+        } => Item::Gre {
+            protocol: protocol.map(|_| 0),
+            checksum_present: checksum_present.map(|_| false),
+            key_present: key_present.map(|_| false),
+            sequence_present: sequence_present.map(|_| false),
+        },
+        Item::GreKey(_) => Item::GreKey(0),
+        other => panic!("no template item for {other:?}"),
+    }
+}
+
+/// The template API end to end (issue 14, item 1 and "what it must
+/// show" 2): with both ports answering as mlx5 in HW steering mode, the
+/// daemon configures one flow queue per port and makes its template
+/// tables; the reference flows' rules are exactly the sync scenario's
+/// (the same expectations), created by `rte_flow_async_create` into the
+/// table of their shape; a flow is offloaded only once its completions
+/// are pulled; a creation the NIC refuses afterwards leaves the flow in
+/// software, counted; counters are read from the async handles; rules go
+/// through `rte_flow_async_destroy` when flows end; tables and
+/// templates go at shutdown.
+#[test]
+fn on_async_ports_the_reference_flows_go_through_template_tables() {
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut gw = Gateway::with_api(OuterDf::Copy, true);
+    let setup = fake::take();
+    assert!(refused(&setup).is_empty(), "{setup:?}");
+    for port in [PUB, UND] {
+        assert!(
+            setup.contains(&Event::Configured {
+                port,
+                queues: 1,
+                queue_size: 1024,
+                counters: 1024,
+            }),
+            "port {port}: one flow queue of queue_depth, a counter per flow: {setup:?}"
+        );
+    }
+    // Both ports full: four per-flow shapes each, in group 1, each table
+    // sized for max_flows.
+    let tables: Vec<(u16, usize, Attr, u32, Vec<Item>)> = setup
+        .iter()
+        .filter_map(|e| match e {
+            Event::TableCreated {
+                port,
+                table,
+                attr,
+                nb_flows,
+                pattern,
+                actions,
+            } => {
+                assert!(actions.is_empty(), "every value comes with the rule");
+                Some((*port, *table, *attr, *nb_flows, pattern.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tables.len(), 8, "{tables:?}");
+    assert!(tables
+        .iter()
+        .all(|(_, _, attr, n, _)| *attr == TRANSFER && *n == 1024));
+    let caps = gw.plane.caps_json();
+    assert_eq!(caps["ports"][0]["api"], "async", "{caps}");
+    assert_eq!(caps["ports"][1]["api"], "async", "{caps}");
+
+    // The handshakes; completions held: the rules are queued, the flows
+    // pending, not offloaded.
+    fake::hold_completions(true);
+    let (t1_syn, _) = gw.connect(&T1, 40000);
+    let (t2_syn, _) = gw.connect(&T2, 40001);
+    gw.tick(0);
+    let events = fake::take();
+    assert!(refused(&events).is_empty(), "{events:?}");
+    // Root rules stay synchronous, and are the sync scenario's.
+    let roots: Vec<(u16, Rule)> = created(&events)
+        .into_iter()
+        .map(|(p, r, _)| (p, r))
+        .collect();
+    assert_eq!(
+        roots,
+        [
+            (PUB, public_root()),
+            (UND, tunnel_root(&T1)),
+            (UND, tunnel_root(&T2))
+        ],
+        "{events:?}"
+    );
+    let rules = async_created(&events);
+    let expected = [
+        (PUB, public_rule(&T1, 40000, tunnel_header_of(&t1_syn))),
+        (UND, underlay_rule(&T1, 40000)),
+        (PUB, public_rule(&T2, 40001, tunnel_header_of(&t2_syn))),
+        (UND, underlay_rule(&T2, 40001)),
+    ];
+    assert_eq!(rules.len(), expected.len(), "{events:?}");
+    for (i, ((port, table, rule, _), (want_port, want))) in rules.iter().zip(&expected).enumerate()
+    {
+        assert_eq!((port, rule), (want_port, want), "rule {i}");
+        // Into the table of its shape: on its port, whose template
+        // matches what the rule matches.
+        let (t_port, _, _, _, pattern) = tables
+            .iter()
+            .find(|t| t.1 == *table)
+            .expect("a table made at start");
+        assert_eq!(t_port, port, "rule {i}");
+        let shape: Vec<Item> = want.pattern.iter().map(template_item).collect();
+        assert_eq!(pattern, &shape, "rule {i}'s table");
+    }
+    assert_eq!(
+        rules[0].1, rules[2].1,
+        "two TCP flows into gretap: one table"
+    );
+    assert_eq!(
+        rules[1].1, rules[3].1,
+        "two TCP flows out of gretap: one table"
+    );
+    let pending = |gw: &Gateway| gw.plane.stats_json(&[])["flows"]["pending"].clone();
+    let offloaded = |gw: &Gateway| gw.plane.stats_json(&[])["flows"]["offloaded"].clone();
+    gw.tick(1);
+    assert_eq!((pending(&gw), offloaded(&gw)), (2.into(), 0.into()));
+    // The NIC finishes: at the next tick the flows are offloaded.
+    fake::hold_completions(false);
+    gw.tick(2);
+    assert_eq!((pending(&gw), offloaded(&gw)), (0.into(), 2.into()));
+    assert_eq!(fake::in_flight(PUB, 0) + fake::in_flight(UND, 0), 0);
+
+    // A third flow whose first rule the NIC refuses after the fact: the
+    // flow is refused (counted), its other rule destroyed, and its frames
+    // still go the software path.
+    fake::take();
+    fake::fail_async_creations(1);
+    gw.connect(&T1, 40002);
+    gw.tick(3);
+    gw.tick(4);
+    let events = fake::take();
+    let third = async_created(&events);
+    assert_eq!(third.len(), 2, "{events:?}");
+    assert_eq!(async_destroyed(&events), vec![third[1].3], "{events:?}");
+    let stats = gw.plane.stats_json(&[]);
+    assert_eq!(stats["refusals"]["failed"], 1, "{stats}");
+    assert_eq!(stats["flows"]["offloaded"], 2, "{stats}");
+    let (v, _) = gw.send(&from_client(&T1, 40002, false, 1001, Some(5001)), PUB, 0);
+    assert_eq!(v, Verdict::Forward(UND), "the refused flow, in software");
+
+    // Counters are read from the async handles: t1's hits refresh it.
+    let handle = |i: usize| rules[i].3;
+    fake::set_hits(handle(0), 10, 1000);
+    fake::set_hits(handle(1), 5, 400);
+    gw.tick(1000);
+    let queried = fake::take();
+    for i in 0..4 {
+        assert!(
+            queried.contains(&Event::Queried(handle(i))),
+            "rule {i}: {queried:?}"
+        );
+    }
+    gw.pipeline.apply_feedback(&gw.counters, 7000 * SEC);
+    let t1 = gw.counters.tenant(0).expect("t1's slot");
+    assert_eq!(
+        (t1.offloaded_packets.get(), t1.offloaded_bytes.get()),
+        (15, 1400)
+    );
+
+    // A change to t2 pulls its flow back through async_destroy.
+    gw.change(&Op::RuleAdd {
+        tenant: "t2".into(),
+        rule: serde_json::json!({"direction": "in", "action": "allow", "proto": "udp", "dport": 53}),
+        position: None,
+    });
+    gw.tick(1001);
+    let events = fake::take();
+    assert_eq!(
+        async_destroyed(&events),
+        vec![handle(2), handle(3)],
+        "{events:?}"
+    );
+    assert!(
+        destroyed(&events).is_empty(),
+        "the root rules stay: {events:?}"
+    );
+    // t1's flow expires in software past its refreshed deadline; its
+    // rules go the same way.
+    gw.sweep((7000 + 7441) * SEC);
+    gw.tick(3000);
+    let events = fake::take();
+    assert_eq!(
+        async_destroyed(&events),
+        vec![handle(0), handle(1)],
+        "{events:?}"
+    );
+    assert_eq!(fake::live(), 3, "the root rules");
+    // At shutdown: the root rules, then the tables and templates.
+    gw.plane.shutdown();
+    assert_eq!(fake::live(), 0);
+    assert_eq!(fake::templates_live(), (0, 0, 0));
+    let events = fake::take();
+    assert!(refused(&events).is_empty(), "{events:?}");
+    let gone = events
+        .iter()
+        .filter(|e| matches!(e, Event::TableDestroyed(_)))
+        .count();
+    assert_eq!(gone, 8, "{events:?}");
+}
+
+/// The flow queue's bound, end to end: with `[offload] queue_depth = 16`
+/// and completions held, sixteen flows (a rule each per port) fill each
+/// port's queue; the seventeenth flow's creation is refused before DPDK,
+/// counted (`device_full`, `async_queue_full`), and the flow stays in
+/// software.
+#[test]
+fn a_full_flow_queue_leaves_the_flow_in_software_counted() {
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut config = config(OuterDf::Copy);
+    config.offload.queue_depth = 16;
+    let mut gw = Gateway::with_config(config, true);
+    assert!(fake::take().contains(&Event::Configured {
+        port: PUB,
+        queues: 1,
+        queue_size: 16,
+        counters: 1024,
+    }));
+    fake::hold_completions(true);
+    for sport in 41000..41008 {
+        gw.connect(&T1, sport);
+    }
+    gw.tick(0);
+    assert_eq!(fake::in_flight(PUB, 0), 8);
+    assert_eq!(fake::in_flight(UND, 0), 8);
+    // Another eight (a worker's request queue of 16 takes eight
+    // candidates at a time): each port's queue holds its sixteen.
+    for sport in 41008..41016 {
+        gw.connect(&T1, sport);
+    }
+    gw.tick(1);
+    assert_eq!(fake::in_flight(PUB, 0), 16);
+    // A ninth flow finds the queue full.
+    gw.connect(&T1, 41016);
+    gw.tick(2);
+    assert_eq!(fake::in_flight(PUB, 0), 16, "never more than its size");
+    let stats = gw.plane.stats_json(&[]);
+    assert_eq!(stats["async_queue_full"], 1, "{stats}");
+    assert_eq!(stats["refusals"]["device_full"], 1, "{stats}");
+    assert_eq!(stats["flows"]["pending"], 16, "{stats}");
+    let events = fake::take();
+    assert!(
+        refused(&events).is_empty(),
+        "the NIC saw no overflow: {events:?}"
+    );
+    // The refused flow in software.
+    let (v, _) = gw.send(&from_client(&T1, 41016, false, 1001, Some(5001)), PUB, 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    fake::hold_completions(false);
+    fake::take();
+    gw.tick(3);
+    let stats = gw.plane.stats_json(&[]);
+    assert_eq!(stats["flows"]["offloaded"], 16, "{stats}");
+    // Sixteen flows settled with one push and pull of each queue when
+    // the tick began, and one when it ended.
+    let pushes = fake::take()
+        .iter()
+        .filter(|e| **e == Event::Pushed(PUB, 0))
+        .count();
+    assert_eq!(pushes, 2);
+    gw.plane.shutdown();
+    assert_eq!(fake::live(), 0);
+    assert_eq!(fake::templates_live(), (0, 0, 0));
 }

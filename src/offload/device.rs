@@ -3,25 +3,34 @@
 //! ([`super::shapes`]) and created there; or, in shadow mode, only kept.
 //! On ports with the template API ([`Queues`]) a flow's rules are queued
 //! instead: `install` answers `Queued`, `settle` pushes, pulls the
-//! completions and says whether they took.
+//! completions and says whether they took. A rule's counters are read
+//! from its handle either way (`rte_flow_query`).
 
 use std::collections::HashMap;
 
 use dataplane::offload::{Device, FlowSpec, Installed, Level, Refusal, Settled};
 use rte::flow::template::{Completion, Op};
-use rte::flow::{Flow, FlowError, Rule};
+use rte::flow::{Counts, Flow, FlowError, Rule};
 use tracing::warn;
 
 use super::shapes;
 
-/// The rules of one offloaded flow: each with the port it is on, and its
-/// handle once created (none in shadow mode).
+/// The rules of one offloaded flow: each with the port it is on, and
+/// where it is once installed (none in shadow mode).
 #[derive(Debug)]
 pub struct FlowRules {
     pub rules: Vec<(u16, Rule)>,
-    handles: Vec<Flow>,
-    /// The rules queued on template-API ports: (port, tgw's rule id).
-    queued: Vec<(u16, u64)>,
+    /// By rule, in order: the rules installed so far.
+    placed: Vec<Placed>,
+}
+
+/// Where an installed rule is.
+#[derive(Debug)]
+enum Placed {
+    /// Created by `rte_flow_create`: its handle.
+    Sync(Flow),
+    /// Queued on a template-API port: tgw's rule id there.
+    Queued(u64),
 }
 
 impl FlowRules {
@@ -35,7 +44,15 @@ impl FlowRules {
 
     /// Whether the NIC holds them (false in shadow mode).
     pub fn installed(&self) -> bool {
-        !self.handles.is_empty() || !self.queued.is_empty()
+        !self.placed.is_empty()
+    }
+
+    /// The ids of the rules queued on template-API ports.
+    fn queued(&self) -> impl Iterator<Item = u64> + '_ {
+        self.placed.iter().filter_map(|p| match p {
+            Placed::Queued(id) => Some(*id),
+            Placed::Sync(_) => None,
+        })
     }
 }
 
@@ -52,6 +69,13 @@ pub trait Queues: Send {
     fn destroy(&mut self, port: u16, id: u64) -> Result<(), FlowError>;
     /// Pushes every port's queue and appends the finished operations.
     fn flush(&mut self, out: &mut Vec<Completion>);
+    /// The counters of rule `id` on `port` (`rte_flow_query` of its
+    /// COUNT, on the handle the queued creation gave).
+    fn query(&mut self, port: u16, id: u64) -> Result<Counts, FlowError>;
+    /// Creations refused because a port's queue was full.
+    fn queue_full(&self) -> u64 {
+        0
+    }
 }
 
 /// The NIC, as the ports' probe found it.
@@ -75,6 +99,10 @@ pub struct NicDevice {
     next_id: u64,
     /// Reused by `settle`.
     completions: Vec<Completion>,
+    /// The queues were pumped since the last [`poll`](Self::poll): the
+    /// manager settles its pending flows one by one, and one push and
+    /// pull a tick serves them all.
+    pumped: bool,
 }
 
 impl NicDevice {
@@ -90,13 +118,40 @@ impl NicDevice {
             results: HashMap::new(),
             next_id: 0,
             completions: Vec::new(),
+            pumped: false,
         }
     }
 
     /// Queues rules on the ports `queues` has instead of creating them.
     pub fn with_queues(mut self, queues: Box<dyn Queues>) -> NicDevice {
-        self.queues_async = Some(queues);
+        self.set_queues(queues);
         self
+    }
+
+    /// As [`with_queues`](Self::with_queues), on a device in place.
+    pub fn set_queues(&mut self, queues: Box<dyn Queues>) {
+        self.queues_async = Some(queues);
+    }
+
+    /// Pushes and pulls the queues (at the end of each control-loop
+    /// tick), so that destructions complete and free their queue slots
+    /// although no creation is pending; the next tick's first `settle`
+    /// pumps again.
+    pub fn poll(&mut self) {
+        self.pump();
+        self.pumped = false;
+    }
+
+    /// Drops the template-API queues: their rules, then their tables and
+    /// templates, are destroyed (at shutdown, before the ports stop).
+    pub fn close_queues(&mut self) {
+        self.pump();
+        self.queues_async = None;
+    }
+
+    /// Creations refused because a template-API queue was full.
+    pub fn queue_full(&self) -> u64 {
+        self.queues_async.as_ref().map_or(0, |q| q.queue_full())
     }
 
     /// The API a leg arriving on `port` is installed with.
@@ -174,48 +229,52 @@ impl Device for NicDevice {
     fn install(&mut self, spec: &FlowSpec) -> Result<Installed<FlowRules>, Refusal> {
         let rules = self.rules(spec)?;
         let mut out = FlowRules {
-            rules: Vec::new(),
-            handles: Vec::new(),
-            queued: Vec::new(),
+            rules,
+            placed: Vec::new(),
         };
         if self.shadow {
-            out.rules = rules;
             return Ok(Installed::Done(out));
         }
-        for (port, rule) in &rules {
-            let done = match self.queues_async.as_mut() {
+        for (port, rule) in &out.rules {
+            let placed = match self.queues_async.as_mut() {
                 Some(q) if q.has(*port) => {
                     let id = self.next_id;
                     self.next_id += 1;
                     q.create(*port, id, rule).map(|()| {
                         self.results.insert(id, None);
-                        out.queued.push((*port, id));
+                        Placed::Queued(id)
                     })
                 }
-                _ => (self.create)(rule, *port).map(|flow| out.handles.push(flow)),
+                _ => (self.create)(rule, *port).map(Placed::Sync),
             };
-            if let Err(e) = done {
-                // Those created already go as `out` is removed.
-                self.remove(out);
-                return Err(refusal(&e));
+            match placed {
+                Ok(p) => out.placed.push(p),
+                Err(e) => {
+                    // Those placed already go as `out` is removed.
+                    self.remove(out);
+                    return Err(refusal(&e));
+                }
             }
         }
-        out.rules = rules;
-        if out.queued.is_empty() {
+        if out.queued().next().is_none() {
             Ok(Installed::Done(out))
         } else {
             Ok(Installed::Queued(out))
         }
     }
 
-    /// Pushes and pulls the queues, then: every queued rule took (done),
+    /// Pushes and pulls the queues (the first call after a `poll`: once
+    /// a tick), then: every queued rule took (done),
     /// one failed (refused; the manager removes the flow's rules), or
     /// some are still in flight.
     fn settle(&mut self, rule: &mut FlowRules) -> Settled {
-        self.pump();
+        if !self.pumped {
+            self.pump();
+            self.pumped = true;
+        }
         let mut waiting = false;
-        for (_, id) in &rule.queued {
-            match self.results.get(id) {
+        for id in rule.queued() {
+            match self.results.get(&id) {
                 Some(Some(false)) => return Settled::Refused(Refusal::Failed),
                 Some(None) => waiting = true,
                 Some(Some(true)) | None => {}
@@ -224,48 +283,58 @@ impl Device for NicDevice {
         if waiting {
             return Settled::Waiting;
         }
-        for (_, id) in &rule.queued {
-            self.results.remove(id);
+        for id in rule.queued() {
+            self.results.remove(&id);
         }
         Settled::Done
     }
 
     fn remove(&mut self, rule: FlowRules) {
-        for (port, id) in rule.queued {
-            let settled = self.results.remove(&id);
-            // A failed creation left no rule to destroy.
-            if settled == Some(Some(false)) {
-                continue;
-            }
-            if let Some(q) = self.queues_async.as_mut() {
-                if let Err(e) = q.destroy(port, id) {
-                    warn!(
-                        port,
-                        "offload: a flow's queued rule could not be destroyed: {e}"
-                    );
+        for ((port, _), placed) in rule.rules.iter().zip(rule.placed) {
+            match placed {
+                Placed::Queued(id) => {
+                    let settled = self.results.remove(&id);
+                    // A failed creation left no rule to destroy.
+                    if settled == Some(Some(false)) {
+                        continue;
+                    }
+                    if let Some(q) = self.queues_async.as_mut() {
+                        if let Err(e) = q.destroy(*port, id) {
+                            warn!(
+                                port,
+                                "offload: a flow's queued rule could not be destroyed: {e}"
+                            );
+                        }
+                    }
+                }
+                Placed::Sync(flow) => {
+                    if let Err(e) = flow.destroy() {
+                        warn!(port, "offload: a flow's rule could not be destroyed: {e}");
+                    }
                 }
             }
         }
-        // Send the destructions now: the manager settles only while
-        // creations are pending.
-        self.pump();
-        for flow in rule.handles {
-            let port = flow.port();
-            if let Err(e) = flow.destroy() {
-                warn!(port, "offload: a flow's rule could not be destroyed: {e}");
-            }
-        }
+        // The destructions go with the next push: the plane polls at the
+        // end of every tick and of a flush, and shutdown closes the queues
+        // (one push for all the flows removed, not one each).
     }
 
     /// The sum of the flow's full rules' counters (partial rules count
     /// nothing: their frames reach the worker, which counts them).
     fn counts(&mut self, rule: &mut FlowRules) -> Option<(u64, u64)> {
         let mut total = None;
-        for (flow, (_, r)) in rule.handles.iter_mut().zip(&rule.rules) {
+        for ((port, r), placed) in rule.rules.iter().zip(&mut rule.placed) {
             if !r.actions.contains(&rte::flow::Action::Count) {
                 continue;
             }
-            if let Ok(c) = flow.query_count() {
+            let counts = match placed {
+                Placed::Sync(flow) => flow.query_count(),
+                Placed::Queued(id) => match self.queues_async.as_mut() {
+                    Some(q) => q.query(*port, *id),
+                    None => continue,
+                },
+            };
+            if let Ok(c) = counts {
                 let (p, b) = total.unwrap_or((0, 0));
                 total = Some((p + c.hits, b + c.bytes));
             }
@@ -277,7 +346,8 @@ impl Device for NicDevice {
 /// The manager's reason for a PMD's refusal.
 fn refusal(e: &FlowError) -> Refusal {
     match e.errno {
-        libc_errno::ENOSPC | libc_errno::ENOMEM => Refusal::Full,
+        // EAGAIN: a template-API port's flow queue is full.
+        libc_errno::ENOSPC | libc_errno::ENOMEM | libc_errno::EAGAIN => Refusal::Full,
         _ if e.unsupported() || e.no_flow_api() => Refusal::Unsupported,
         _ => Refusal::Failed,
     }
@@ -287,6 +357,7 @@ fn refusal(e: &FlowError) -> Refusal {
 mod libc_errno {
     pub const ENOMEM: i32 = nix::errno::Errno::ENOMEM as i32;
     pub const ENOSPC: i32 = nix::errno::Errno::ENOSPC as i32;
+    pub const EAGAIN: i32 = nix::errno::Errno::EAGAIN as i32;
 }
 
 #[cfg(test)]
@@ -410,6 +481,7 @@ mod tests {
         ports: Vec<u16>,
         log: Arc<Mutex<Vec<(Op, u16, u64)>>>,
         answers: Arc<Mutex<Vec<Completion>>>,
+        queried: Arc<Mutex<Vec<(u16, u64)>>>,
     }
 
     impl Queues for Fake {
@@ -426,6 +498,14 @@ mod tests {
         }
         fn flush(&mut self, out: &mut Vec<Completion>) {
             out.append(&mut self.answers.lock().unwrap());
+        }
+        /// Rule `id` counted `id + 3` packets of 100 bytes.
+        fn query(&mut self, port: u16, id: u64) -> Result<Counts, FlowError> {
+            self.queried.lock().unwrap().push((port, id));
+            Ok(Counts {
+                hits: id + 3,
+                bytes: (id + 3) * 100,
+            })
         }
     }
 
@@ -460,8 +540,13 @@ mod tests {
         );
         assert_eq!(d.settle(&mut r), Settled::Waiting);
         answers.lock().unwrap().push(created(0, true));
+        // Within a tick the queues are pumped once: the answer is read at
+        // the next tick's.
+        assert_eq!(d.settle(&mut r), Settled::Waiting);
+        d.poll();
         assert_eq!(d.settle(&mut r), Settled::Waiting);
         answers.lock().unwrap().push(created(1, true));
+        d.poll();
         assert_eq!(d.settle(&mut r), Settled::Done);
         assert!(d.results.is_empty(), "settled ids are forgotten");
         d.remove(r);
@@ -493,6 +578,7 @@ mod tests {
         let Ok(Installed::Queued(mut r)) = d.install(&spec()) else {
             panic!("queued")
         };
+        d.poll();
         assert_eq!(d.settle(&mut r), Settled::Waiting);
         assert_eq!(d.results.len(), 2, "only the live flow's ids are kept");
     }
@@ -524,6 +610,43 @@ mod tests {
             vec![(Op::Created, 0, 0), (Op::Destroyed, 0, 0)]
         );
         assert!(d.results.is_empty());
+    }
+
+    /// A queued rule's counters are read through its port's queue (the
+    /// handle `rte_flow_async_create` gave): the full rule's only, since
+    /// a partial rule has no COUNT.
+    #[test]
+    fn queued_rules_are_counted_through_their_queue() {
+        let fake = Fake {
+            ports: vec![0, 1],
+            ..Fake::default()
+        };
+        let (answers, queried) = (fake.answers.clone(), fake.queried.clone());
+        let mut d = NicDevice::new(vec![Level::Partial, Level::Full], queues(), false)
+            .with_queues(Box::new(fake));
+        let Ok(Installed::Queued(mut r)) = d.install(&spec()) else {
+            panic!("queued")
+        };
+        answers
+            .lock()
+            .unwrap()
+            .extend([created(0, true), created(1, true)]);
+        assert_eq!(d.settle(&mut r), Settled::Done);
+        assert_eq!(d.counts(&mut r), Some((4, 400)));
+        assert_eq!(*queried.lock().unwrap(), vec![(1, 1)]);
+    }
+
+    /// A full queue refuses the flow as a full device: it stays in
+    /// software, counted as `device_full`.
+    #[test]
+    fn a_full_queue_is_a_full_device() {
+        let e = FlowError {
+            op: "rte_flow_async_create",
+            errno: nix::errno::Errno::EAGAIN as i32,
+            kind: 0,
+            message: String::new(),
+        };
+        assert_eq!(refusal(&e), Refusal::Full);
     }
 
     #[test]

@@ -9,3 +9,4 @@ pub mod report;
 pub mod root;
 pub mod shapes;
 pub mod steering;
+pub mod templates;

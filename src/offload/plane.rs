@@ -18,6 +18,7 @@ use super::probe::{self, level_name, PortCaps, ProbeTarget};
 use super::report::OffloadReport;
 use super::root::{self, Roots};
 use super::steering::{self, SteeredPool};
+use super::templates::{PortApi, TemplateQueues};
 
 /// Requests the manager takes from the workers' queues per control-loop
 /// tick (1 ms): 256k a second, far above what a NIC's synchronous flow
@@ -48,6 +49,8 @@ pub struct OffloadPlane {
     mode: OffloadMode,
     /// `[offload] outer_df`: the public root rules' DF match, as probed.
     outer_df: OuterDf,
+    /// `[offload] max_flows`: each template table's size.
+    max_flows: u32,
     caps: Vec<PortCaps>,
     ports: Vec<PlanePort>,
     /// The workers' links, when flows are offered at all.
@@ -61,6 +64,9 @@ pub struct OffloadPlane {
     roots: Roots,
     full_public: Vec<u16>,
     full_ports: Vec<u16>,
+    /// By port (the plane's order): why its per-flow rules use the
+    /// synchronous API, or `None` for the template one.
+    sync_why: Vec<Option<String>>,
     started: Instant,
 }
 
@@ -158,15 +164,16 @@ impl OffloadPlane {
         } else {
             (Vec::new(), None)
         };
-        // No port is given the template API's queues yet (docs/offload.md,
-        // open point 7): every port says sync.
-        for p in &ports {
-            let api = manager.as_ref().map_or("sync", |(_, d)| d.api(p.id));
-            info!("port {} ({}): flow api {api}", p.id, p.name);
-        }
+        let why = match o.mode {
+            OffloadMode::Off => "offload is off",
+            OffloadMode::Shadow => "shadow mode installs no rule",
+            OffloadMode::Auto => "the template API was not asked for",
+        };
+        let sync_why = ports.iter().map(|_| Some(why.to_owned())).collect();
         OffloadPlane {
             mode: o.mode,
             outer_df: o.outer_df,
+            max_flows: o.max_flows,
             caps,
             ports,
             links,
@@ -177,7 +184,65 @@ impl OffloadPlane {
             roots: Roots::default(),
             full_public,
             full_ports,
+            sync_why,
             started: Instant::now(),
+        }
+    }
+
+    /// The template/async API for the per-flow rules of the ports in
+    /// `apis` that have it (`templates::configure`, before the ports
+    /// started): in auto mode, on a port above level none, a template
+    /// table per per-flow shape of its level, each of `[offload]
+    /// max_flows` rules. A port where that fails, and every other port,
+    /// keeps the synchronous API; each port's API and why are logged and
+    /// shown by `offload caps`.
+    pub fn use_templates(&mut self, apis: Vec<(u16, PortApi)>) {
+        let mut queues = TemplateQueues::new();
+        for (port, api) in apis {
+            let Some(i) = self.ports.iter().position(|p| p.id == port) else {
+                continue;
+            };
+            let configured = match api {
+                PortApi::Async(c) => c,
+                PortApi::Sync(why) => {
+                    self.sync_why[i] = Some(why);
+                    continue;
+                }
+            };
+            let device = match (self.mode, self.manager.as_mut()) {
+                (OffloadMode::Auto, Some((_, device))) => device,
+                _ => {
+                    self.sync_why[i] = Some("no flow is offered".to_owned());
+                    continue;
+                }
+            };
+            let p = &self.ports[i];
+            let target = ProbeTarget {
+                port,
+                role: p.role,
+                other: port,
+                queue: 0,
+                marks: p.marks,
+                outer_df: self.outer_df,
+            };
+            let shapes = probe::flow_shapes(target, device.level(port));
+            self.sync_why[i] = if shapes.is_empty() {
+                Some("level none: no per-flow rules".to_owned())
+            } else {
+                match queues.open(configured, &shapes, self.max_flows) {
+                    Ok(()) => None,
+                    Err(e) => Some(format!("template tables: {e}")),
+                }
+            };
+        }
+        if let (false, Some((_, device))) = (queues.is_empty(), self.manager.as_mut()) {
+            device.set_queues(Box::new(queues));
+        }
+        for (p, why) in self.ports.iter().zip(&self.sync_why) {
+            match why {
+                None => info!("port {} ({}): flow api async", p.id, p.name),
+                Some(why) => info!("port {} ({}): flow api sync: {why}", p.id, p.name),
+            }
         }
     }
 
@@ -208,6 +273,7 @@ impl OffloadPlane {
             return;
         };
         manager.tick(now_ms, REQUEST_BUDGET, tables, &mut macs_of(tables), device);
+        device.poll();
         if self.roots.generation != Some(tables.generation) {
             self.root(tables);
         }
@@ -279,6 +345,7 @@ impl OffloadPlane {
         };
         let before = manager.stats().pulled_back;
         manager.pull_back_all(device);
+        device.poll();
         manager.stats().pulled_back - before
     }
 
@@ -286,6 +353,9 @@ impl OffloadPlane {
     /// too.
     pub fn shutdown(&mut self) {
         let pulled = self.flush();
+        if let Some((_, device)) = self.manager.as_mut() {
+            device.close_queues();
+        }
         self.steering = Steering::default();
         self.roots = Roots::default();
         if pulled > 0 {
@@ -302,7 +372,11 @@ impl OffloadPlane {
             .map(|(i, p)| {
                 let level = self.caps.get(i).map_or(Level::None, |c| c.level);
                 let api = self.manager.as_ref().map_or("sync", |(_, d)| d.api(p.id));
-                json!({"port": p.name, "id": p.id, "role": p.role.as_str(), "level": level_name(level), "api": api})
+                let mut port = json!({"port": p.name, "id": p.id, "role": p.role.as_str(), "level": level_name(level), "api": api});
+                if let (Some(why), "sync") = (self.sync_why.get(i).and_then(Option::as_ref), api) {
+                    port["api_reason"] = why.as_str().into();
+                }
+                port
             })
             .collect();
         let shapes: Vec<Value> = self
@@ -453,6 +527,7 @@ impl OffloadPlane {
             "root_rules_installed": self.roots.installed(),
             "root_rules_left_out": self.roots.left_out,
             "root_rules_refused": self.roots.refused,
+            "async_queue_full": self.manager.as_ref().map_or(0, |(_, d)| d.queue_full()),
         })
     }
 }

@@ -274,6 +274,39 @@ pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
     out
 }
 
+/// The per-flow rule shapes a port of `target.role` carries at `level`,
+/// one rule of a synthetic flow for each: TCP and UDP, into (public
+/// side) or out of (underlay side) GRE and gretap, distinct by
+/// [`super::templates::shape_key`]. The template API's tables are made
+/// from them, so that a table and the rules it takes come from the same
+/// `shapes.rs` code.
+pub fn flow_shapes(target: ProbeTarget, level: Level) -> Vec<Rule> {
+    let mark = shapes::mark(FlowId::new(0)).expect("flow 0 has a mark");
+    let mut out: Vec<Rule> = Vec::new();
+    for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
+        for gretap in [false, true] {
+            let leg = match target.role {
+                Role::Public => Leg {
+                    encap: tunnel_header(gretap),
+                    ..public_leg(target, protocol)
+                },
+                Role::Underlay => underlay_leg(target, protocol, gretap),
+            };
+            let rule = match level {
+                Level::None => continue,
+                Level::Full => shapes::full(&leg),
+                Level::Partial => shapes::partial(&leg, mark, target.queue),
+            };
+            let rule = rule.expect("the synthetic legs have every shape");
+            let key = super::templates::shape_key(&rule);
+            if !out.iter().any(|r| super::templates::shape_key(r) == key) {
+                out.push(rule);
+            }
+        }
+    }
+    out
+}
+
 fn public_leg(t: ProbeTarget, protocol: u8) -> Leg {
     Leg {
         in_port: t.port,

@@ -128,7 +128,8 @@ pub struct Offload {
     pub query_interval_ms: u32,
     /// Slots of each worker's request queue (to the control plane) and of
     /// its feedback queue (back to it). A full request queue leaves the
-    /// flow in software, counted. Default 1024.
+    /// flow in software, counted. Also the depth of the control plane's
+    /// flow queue on a port with the template API. Default 1024.
     pub queue_depth: u32,
     /// `"copy"` or `"set"`: the outer DF of offloaded frames toward a
     /// tenant. Default [`OuterDf::Copy`].

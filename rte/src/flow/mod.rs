@@ -308,34 +308,7 @@ impl Flow {
 
     /// The rule's hardware counters (`rte_flow_query` of its COUNT action).
     pub fn query_count(&mut self) -> Result<Counts, FlowError> {
-        const OP: &str = "rte_flow_query";
-        let count = sys::rte_flow_action {
-            type_: sys::RTE_FLOW_ACTION_TYPE_COUNT,
-            conf: ptr::null(),
-        };
-        // reset = 0: the counters keep running totals.
-        let mut data = sys::rte_flow_query_count::default();
-        let mut err = sys::rte_flow_error::default();
-        // SAFETY: the handle came from rte_flow_create on this port and is
-        // not destroyed yet (destroy consumes the Flow); `count` and `data`
-        // are valid for the call, `data` being the struct a COUNT query
-        // writes.
-        let ret = unsafe {
-            sys::rte_flow_query(
-                self.port,
-                self.handle.as_ptr(),
-                &count,
-                ptr::from_mut(&mut data).cast(),
-                &mut err,
-            )
-        };
-        if ret < 0 {
-            return Err(FlowError::from_c(OP, -ret, &err));
-        }
-        Ok(Counts {
-            hits: data.hits,
-            bytes: data.bytes,
-        })
+        query_count(self.port, self.handle)
     }
 
     /// Destroys the rule now, reporting a failure that drop would only log.
@@ -356,6 +329,47 @@ impl Flow {
         }
         Ok(())
     }
+}
+
+/// `rte_flow_query` of the COUNT action of rule `handle` on `port`, made
+/// by `rte_flow_create` or `rte_flow_async_create`. The action list ends
+/// with END: mlx5 (`flow_dv_query`, `flow_hw_query`) reads actions up to
+/// END, not one.
+pub(crate) fn query_count(port: u16, handle: NonNull<sys::rte_flow>) -> Result<Counts, FlowError> {
+    const OP: &str = "rte_flow_query";
+    let actions = [
+        sys::rte_flow_action {
+            type_: sys::RTE_FLOW_ACTION_TYPE_COUNT,
+            conf: ptr::null(),
+        },
+        sys::rte_flow_action {
+            type_: sys::RTE_FLOW_ACTION_TYPE_END,
+            conf: ptr::null(),
+        },
+    ];
+    // reset = 0: the counters keep running totals.
+    let mut data = sys::rte_flow_query_count::default();
+    let mut err = sys::rte_flow_error::default();
+    // SAFETY: the caller's handle is a live rule of this port (a `Flow`
+    // not destroyed yet, or a rule `template::PortFlows` holds); the
+    // END-terminated `actions` and `data`, the struct a COUNT query
+    // writes, are valid for the call.
+    let ret = unsafe {
+        sys::rte_flow_query(
+            port,
+            handle.as_ptr(),
+            actions.as_ptr(),
+            ptr::from_mut(&mut data).cast(),
+            &mut err,
+        )
+    };
+    if ret < 0 {
+        return Err(FlowError::from_c(OP, -ret, &err));
+    }
+    Ok(Counts {
+        hits: data.hits,
+        bytes: data.bytes,
+    })
 }
 
 impl Drop for Flow {

@@ -7,23 +7,34 @@
 //! [`probe`] says which API a port has: `rte_flow_info_get` failing with
 //! ENOSYS (no flow API) or ENOTSUP (no template API) means
 //! [`Api::Sync`], and tgw uses [`Rule::create`](super::Rule::create).
-//! Otherwise [`configure`] (before the port starts) sets up N flow queues,
-//! and a [`Table`] per rule shape holds the templates and the template
-//! table; its rules are enqueued by tgw's id ([`Table::create`],
-//! [`Table::destroy`]), sent with [`Table::push`] and their results
-//! collected with [`Table::pull`]. The table owns every handle: a failed
-//! creation forgets its handle when its result arrives, and dropping the
-//! table destroys its remaining rules (bounded wait), then the table and
-//! templates.
+//! Otherwise [`configure`] (after the port is configured, before it
+//! starts) sets up its flow queues, and a [`Table`] per rule shape holds
+//! the templates and the template table. A [`PortFlows`] (one flow queue
+//! of a port, and the port's tables) holds the rules of every table: they
+//! are enqueued by tgw's id ([`PortFlows::create`] into a table,
+//! [`PortFlows::destroy`]), sent with [`PortFlows::push`] and their
+//! results collected with [`PortFlows::pull`]. A queue's results are the
+//! port's, whatever table a rule is in, so the tokens that tell them apart
+//! are the queue's. It owns every rule's handle: a failed creation forgets
+//! its handle when its result arrives, and dropping it destroys the
+//! remaining rules (bounded wait) before the tables, since a table with
+//! rules cannot be destroyed. Operations in flight are at most the queue
+//! size `configure` set: past it `create` and `destroy` refuse (EAGAIN).
+//! A rule's counters are read with `rte_flow_query` on its handle
+//! ([`PortFlows::query_count`]), as DPDK 22.11's mlx5 answers for
+//! template rules (`flow_hw_query`).
 //!
-//! UNPROVEN HERE: the machine has no NIC with a template API, so only the
-//! fallback is tested (virtual devices answer ENOSYS). What real hardware
-//! may still refuse: the actions template passes every action's value per
-//! rule (masks with NULL confs), which some PMDs take only for some action
-//! types (mlx5 wants RAW_ENCAP/DECAP data in the template's mask to size
-//! its reformat object); the pattern template takes the shape's masks and
-//! ignores its values; `rte_flow_configure` must run before the port is
-//! started.
+//! UNPROVEN HERE: the machine has no NIC with a template API; the calls
+//! are checked against a fake NIC at the call boundary (`flowcheck`), and
+//! virtual devices answer ENOSYS. What real hardware may still refuse: the
+//! actions template passes every action's value per rule (masks with NULL
+//! confs); mlx5 (22.11, `flow_hw_actions_translate`) then sizes a raw
+//! encap from the template's action and copies each rule's bytes at that
+//! size, so rules of one table must push headers of one length (tgw's
+//! shape key keeps them apart); the pattern template takes the shape's
+//! masks and ignores its values; `rte_flow_configure` must run after
+//! `rte_eth_dev_configure` and before the port is started (ethdev refuses
+//! otherwise).
 
 use std::collections::HashMap;
 use std::ptr::{self, NonNull};
@@ -31,7 +42,7 @@ use std::ptr::{self, NonNull};
 use dpdk_sys as sys;
 
 use super::lower::Lowered;
-use super::{FlowError, Rule};
+use super::{Counts, FlowError, Rule};
 
 /// Which flow API a port has.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,9 +98,21 @@ pub struct Config {
     pub aging_objects: u32,
 }
 
+/// A port [`configure`] set up: the proof a [`PortFlows`] needs that the
+/// port has the template calls. DPDK 22.11's `rte_flow_async_create`,
+/// `_async_destroy`, `_push` and `_pull` call the PMD's function without
+/// looking whether it has one: on a port without the template API they
+/// jump through NULL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Configured {
+    pub port: u16,
+    pub queues: u16,
+    pub queue_size: u32,
+}
+
 /// Pre-allocates the port's flow resources and queues
 /// (`rte_flow_configure`); before the port is started.
-pub fn configure(port: u16, config: &Config) -> Result<(), FlowError> {
+pub fn configure(port: u16, config: &Config) -> Result<Configured, FlowError> {
     const OP: &str = "rte_flow_configure";
     let port_attr = sys::rte_flow_port_attr {
         nb_counters: config.counters,
@@ -116,7 +139,11 @@ pub fn configure(port: u16, config: &Config) -> Result<(), FlowError> {
     if ret < 0 {
         return Err(FlowError::from_c(OP, -ret, &err));
     }
-    Ok(())
+    Ok(Configured {
+        port,
+        queues: config.queues,
+        queue_size: config.queue_size,
+    })
 }
 
 /// What an enqueued operation did.
@@ -126,30 +153,28 @@ pub enum Op {
     Destroyed,
 }
 
-/// The result of one enqueued operation, from [`Table::pull`].
+/// The result of one enqueued operation, from [`PortFlows::pull`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Completion {
     /// tgw's id of the rule.
     pub id: u64,
     pub op: Op,
     /// The PMD applied it. A failed creation leaves no rule; a failed
-    /// destruction leaves the rule installed (the table still owns it).
+    /// destruction leaves the rule installed (the queue still owns it).
     pub ok: bool,
 }
 
-/// A template table for one rule shape, and the rules of it that live.
+/// The templates and template table of one rule shape.
 #[derive(Debug)]
 pub struct Table {
     port: u16,
     pattern: NonNull<sys::rte_flow_pattern_template>,
     actions: NonNull<sys::rte_flow_actions_template>,
     table: NonNull<sys::rte_flow_template_table>,
-    /// Installed or pending rules by tgw's id: at most `nb_flows`.
-    flows: HashMap<u64, NonNull<sys::rte_flow>>,
+    /// Rules the table holds at most (`rte_flow_template_table_attr`).
     nb_flows: u32,
-    /// Enqueued operations by the token passed as user data.
-    in_flight: HashMap<usize, (u64, Op)>,
-    next_token: usize,
+    /// Rules in it now, installed or pending ([`PortFlows`] counts them).
+    used: u32,
 }
 
 // SAFETY: the handles are only passed back to rte_flow calls on their
@@ -274,14 +299,111 @@ impl Table {
             pattern,
             actions,
             table,
-            flows: HashMap::new(),
             nb_flows,
+            used: 0,
+        })
+    }
+
+    /// How many rules the table holds (installed or pending).
+    pub fn len(&self) -> usize {
+        self.used as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.used == 0
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        let mut err = sys::rte_flow_error::default();
+        // SAFETY: the table and templates were created on this port by
+        // `new` and are destroyed once, table first (it uses the
+        // templates). Its rules went first (`PortFlows`' drop).
+        unsafe {
+            sys::rte_flow_template_table_destroy(self.port, self.table.as_ptr(), &mut err);
+            sys::rte_flow_actions_template_destroy(self.port, self.actions.as_ptr(), &mut err);
+            sys::rte_flow_pattern_template_destroy(self.port, self.pattern.as_ptr(), &mut err);
+        }
+    }
+}
+
+/// A rule a [`Queue`] holds: its handle and the index of its table.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    flow: NonNull<sys::rte_flow>,
+    table: usize,
+}
+
+/// One flow queue of a port, the port's template tables, and the rules
+/// created through the queue into them. Dropping it destroys the rules
+/// (bounded wait), then the tables.
+#[derive(Debug)]
+pub struct PortFlows {
+    port: u16,
+    queue: u32,
+    tables: Vec<Table>,
+    /// Operations in flight at most: the size `configure` gave the queue.
+    size: usize,
+    /// Installed or pending rules by tgw's id.
+    flows: HashMap<u64, Held>,
+    /// Enqueued operations by the token passed as user data: unique on
+    /// the queue, whatever table the rule is in.
+    in_flight: HashMap<usize, (u64, Op)>,
+    next_token: usize,
+}
+
+// SAFETY: as for `Table`: the handles go back to rte_flow calls on their
+// port only, from the single thread that owns the queue.
+unsafe impl Send for PortFlows {}
+
+impl PortFlows {
+    /// Flow queue `queue` of the port `configured` describes; EINVAL for a
+    /// queue it does not have.
+    pub fn new(configured: Configured, queue: u32) -> Result<PortFlows, FlowError> {
+        if queue >= u32::from(configured.queues) {
+            return Err(Self::refused(
+                "rte_flow_configure",
+                libc::EINVAL,
+                format!("the port has {} flow queues", configured.queues),
+            ));
+        }
+        Ok(PortFlows {
+            port: configured.port,
+            queue,
+            tables: Vec::new(),
+            size: configured.queue_size as usize,
+            flows: HashMap::new(),
             in_flight: HashMap::new(),
             next_token: 1,
         })
     }
 
-    /// How many rules the table holds (installed or pending).
+    /// Adds a table of the port: its index for [`create`](Self::create).
+    /// EINVAL for another port's.
+    pub fn add(&mut self, table: Table) -> Result<usize, FlowError> {
+        if table.port != self.port {
+            return Err(Self::refused(
+                "rte_flow_template_table_create",
+                libc::EINVAL,
+                format!("a table of port {}, not {}", table.port, self.port),
+            ));
+        }
+        self.tables.push(table);
+        Ok(self.tables.len() - 1)
+    }
+
+    /// The table of index `i`.
+    pub fn table(&self, i: usize) -> Option<&Table> {
+        self.tables.get(i)
+    }
+
+    /// Operations enqueued whose result has not been pulled.
+    pub fn pending(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Rules held, installed or pending.
     pub fn len(&self) -> usize {
         self.flows.len()
     }
@@ -297,27 +419,46 @@ impl Table {
         t
     }
 
-    /// Enqueues rule `id` (of the table's shape) on flow queue `queue`,
-    /// postponed until [`push`](Self::push). Refused (ENOSPC) when the
-    /// table holds `nb_flows` rules already, installed or pending.
-    pub fn create(&mut self, queue: u32, id: u64, rule: &Rule) -> Result<(), FlowError> {
+    fn refused(op: &'static str, errno: i32, message: String) -> FlowError {
+        FlowError {
+            op,
+            errno,
+            kind: sys::RTE_FLOW_ERROR_TYPE_HANDLE,
+            message,
+        }
+    }
+
+    /// Enqueues rule `id` into table `table` (whose shape it has),
+    /// postponed until [`push`](Self::push). Refused before DPDK: EAGAIN
+    /// when the queue has `size` operations in flight, ENOSPC when the
+    /// table holds its `nb_flows` rules, EEXIST for an id held already.
+    pub fn create(&mut self, table: usize, id: u64, rule: &Rule) -> Result<(), FlowError> {
         const OP: &str = "rte_flow_async_create";
         if self.flows.contains_key(&id) {
-            return Err(FlowError {
-                op: OP,
-                errno: libc::EEXIST,
-                kind: sys::RTE_FLOW_ERROR_TYPE_HANDLE,
-                message: format!("rule {id} is in the table already"),
-            });
+            return Err(Self::refused(
+                OP,
+                libc::EEXIST,
+                format!("rule {id} is held already"),
+            ));
         }
-        if self.flows.len() >= usize::try_from(self.nb_flows).unwrap_or(usize::MAX) {
-            return Err(FlowError {
-                op: OP,
-                errno: libc::ENOSPC,
-                kind: sys::RTE_FLOW_ERROR_TYPE_HANDLE,
-                message: format!("the table holds its {} rules", self.nb_flows),
-            });
+        if self.in_flight.len() >= self.size {
+            return Err(Self::refused(
+                OP,
+                libc::EAGAIN,
+                format!("the flow queue holds its {} operations", self.size),
+            ));
         }
+        let Some(t) = self.tables.get(table) else {
+            return Err(Self::refused(OP, libc::EINVAL, format!("no table {table}")));
+        };
+        if t.used >= t.nb_flows {
+            return Err(Self::refused(
+                OP,
+                libc::ENOSPC,
+                format!("the table holds its {} rules", t.nb_flows),
+            ));
+        }
+        let handle = t.table;
         let low = Lowered::new(OP, rule)?;
         let mut op_attr = sys::rte_flow_op_attr::default();
         op_attr.set_postpone(1);
@@ -329,9 +470,9 @@ impl Table {
         let flow = unsafe {
             sys::rte_flow_async_create(
                 self.port,
-                queue,
+                self.queue,
                 &op_attr,
-                self.table.as_ptr(),
+                handle.as_ptr(),
                 low.items.as_ptr(),
                 0,
                 low.actions.as_ptr(),
@@ -342,7 +483,8 @@ impl Table {
         };
         match NonNull::new(flow) {
             Some(flow) => {
-                self.flows.insert(id, flow);
+                self.tables[table].used += 1;
+                self.flows.insert(id, Held { flow, table });
                 Ok(())
             }
             None => {
@@ -354,28 +496,31 @@ impl Table {
     }
 
     /// Enqueues the destruction of rule `id`, postponed until `push`.
-    pub fn destroy(&mut self, queue: u32, id: u64) -> Result<(), FlowError> {
+    /// EAGAIN when the queue is full: pull, then try again.
+    pub fn destroy(&mut self, id: u64) -> Result<(), FlowError> {
         const OP: &str = "rte_flow_async_destroy";
-        let Some(&flow) = self.flows.get(&id) else {
-            return Err(FlowError {
-                op: OP,
-                errno: libc::ENOENT,
-                kind: sys::RTE_FLOW_ERROR_TYPE_HANDLE,
-                message: format!("no rule {id} in the table"),
-            });
+        let Some(held) = self.flows.get(&id).copied() else {
+            return Err(Self::refused(OP, libc::ENOENT, format!("no rule {id}")));
         };
+        if self.in_flight.len() >= self.size {
+            return Err(Self::refused(
+                OP,
+                libc::EAGAIN,
+                format!("the flow queue holds its {} operations", self.size),
+            ));
+        }
         let mut op_attr = sys::rte_flow_op_attr::default();
         op_attr.set_postpone(1);
         let token = self.token(id, Op::Destroyed);
         let mut err = sys::rte_flow_error::default();
         // SAFETY: the handle came from rte_flow_async_create on this port
-        // and is still the table's; the user data is an integer token.
+        // and is still held; the user data is an integer token.
         let ret = unsafe {
             sys::rte_flow_async_destroy(
                 self.port,
-                queue,
+                self.queue,
                 &op_attr,
-                flow.as_ptr(),
+                held.flow.as_ptr(),
                 ptr::without_provenance_mut(token),
                 &mut err,
             )
@@ -388,19 +533,20 @@ impl Table {
     }
 
     /// Sends the queue's postponed operations to the NIC (`rte_flow_push`).
-    pub fn push(&mut self, queue: u32) -> Result<(), FlowError> {
+    pub fn push(&mut self) -> Result<(), FlowError> {
         let mut err = sys::rte_flow_error::default();
         // SAFETY: a valid out-parameter; DPDK checks port and queue.
-        let ret = unsafe { sys::rte_flow_push(self.port, queue, &mut err) };
+        let ret = unsafe { sys::rte_flow_push(self.port, self.queue, &mut err) };
         if ret < 0 {
             return Err(FlowError::from_c("rte_flow_push", -ret, &err));
         }
         Ok(())
     }
 
-    /// Collects finished operations of the queue into `out`
-    /// (`rte_flow_pull`), at most 64 a call; returns how many.
-    pub fn pull(&mut self, queue: u32, out: &mut Vec<Completion>) -> Result<usize, FlowError> {
+    /// Collects finished operations into `out` (`rte_flow_pull`), at most
+    /// 64 a call; returns how many. A rule whose creation failed or whose
+    /// destruction succeeded leaves its table.
+    pub fn pull(&mut self, out: &mut Vec<Completion>) -> Result<usize, FlowError> {
         const BATCH: u16 = 64;
         let mut results = [sys::rte_flow_op_result {
             status: sys::RTE_FLOW_OP_SUCCESS,
@@ -408,8 +554,9 @@ impl Table {
         }; BATCH as usize];
         let mut err = sys::rte_flow_error::default();
         // SAFETY: `results` holds BATCH entries.
-        let ret =
-            unsafe { sys::rte_flow_pull(self.port, queue, results.as_mut_ptr(), BATCH, &mut err) };
+        let ret = unsafe {
+            sys::rte_flow_pull(self.port, self.queue, results.as_mut_ptr(), BATCH, &mut err)
+        };
         if ret < 0 {
             return Err(FlowError::from_c("rte_flow_pull", -ret, &err));
         }
@@ -421,37 +568,74 @@ impl Table {
             let ok = r.status == sys::RTE_FLOW_OP_SUCCESS;
             // A rule that failed to install, or that is gone, has no handle.
             if ok == (op == Op::Destroyed) {
-                self.flows.remove(&id);
+                if let Some(held) = self.flows.remove(&id) {
+                    if let Some(t) = self.tables.get_mut(held.table) {
+                        t.used = t.used.saturating_sub(1);
+                    }
+                }
             }
             out.push(Completion { id, op, ok });
         }
         Ok(n)
     }
-}
 
-impl Drop for Table {
-    fn drop(&mut self) {
-        // Destroy the rules left on queue 0 and wait (bounded) for the
-        // results, since a table with rules cannot be destroyed.
-        let ids: Vec<u64> = self.flows.keys().copied().collect();
-        for id in ids {
-            let _ = self.destroy(0, id);
-        }
-        let _ = self.push(0);
+    /// The counters of rule `id` (`rte_flow_query` of its COUNT action on
+    /// the handle `rte_flow_async_create` gave: DPDK 22.11's mlx5 answers
+    /// it for template rules as for others, `flow_hw_query`).
+    pub fn query_count(&self, id: u64) -> Result<Counts, FlowError> {
+        let Some(held) = self.flows.get(&id) else {
+            return Err(Self::refused(
+                "rte_flow_query",
+                libc::ENOENT,
+                format!("no rule {id}"),
+            ));
+        };
+        super::query_count(self.port, held.flow)
+    }
+
+    /// Destroys every rule held (but those whose destruction is on its
+    /// way) and waits (bounded) for the results.
+    pub fn clear(&mut self) {
         let mut done = Vec::new();
+        let going: std::collections::HashSet<u64> = self
+            .in_flight
+            .values()
+            .filter(|(_, op)| *op == Op::Destroyed)
+            .map(|(id, _)| *id)
+            .collect();
+        let ids: Vec<u64> = self
+            .flows
+            .keys()
+            .copied()
+            .filter(|id| !going.contains(id))
+            .collect();
+        for id in ids {
+            // A full queue: pull, then try again (bounded).
+            for _ in 0..1000 {
+                match self.destroy(id) {
+                    Err(e) if e.errno == libc::EAGAIN => {
+                        let _ = self.push();
+                        if self.pull(&mut done).is_err() {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let _ = self.push();
         for _ in 0..10_000 {
-            if self.in_flight.is_empty() || self.pull(0, &mut done).is_err() {
+            if self.in_flight.is_empty() || self.pull(&mut done).is_err() {
                 break;
             }
         }
-        let mut err = sys::rte_flow_error::default();
-        // SAFETY: the table and templates were created on this port by
-        // `new` and are destroyed once, table first (it uses the
-        // templates).
-        unsafe {
-            sys::rte_flow_template_table_destroy(self.port, self.table.as_ptr(), &mut err);
-            sys::rte_flow_actions_template_destroy(self.port, self.actions.as_ptr(), &mut err);
-            sys::rte_flow_pattern_template_destroy(self.port, self.pattern.as_ptr(), &mut err);
-        }
+    }
+}
+
+impl Drop for PortFlows {
+    fn drop(&mut self) {
+        // A table with rules cannot be destroyed: the rules go first.
+        self.clear();
+        self.tables.clear();
     }
 }
