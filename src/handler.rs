@@ -57,6 +57,7 @@ impl Cx<'_, '_> {
             resolver: self.control.resolver(),
             counters: self.counters,
             share_mailboxes: self.share_mailboxes,
+            offload: Some(&mut *self.offload),
         }
     }
 }
@@ -73,6 +74,10 @@ pub struct ChangeCx<'a, F> {
     pub resolver: &'a mut Resolver<F>,
     pub counters: &'a [Arc<WorkerCounters>],
     pub share_mailboxes: &'a [Arc<Mailbox<ShareJob>>],
+    /// The offload plane, told of each snapshot just before it is
+    /// published: the NIC's deny rules of a changed tenant go first
+    /// (docs/offload.md, "Deny rules on the NIC"). `None` without one.
+    pub offload: Option<&'a mut crate::offload::plane::OffloadPlane>,
 }
 
 /// A removed tenant's slot, waiting until every worker has swept its
@@ -247,7 +252,11 @@ impl Handler {
     /// is published; if the snapshot cannot be built the running state
     /// is taken back. `op` is a changing op (not a show): what
     /// [`Handler::handle`] does with one, without the ports.
-    pub fn change<F: Frame>(&mut self, op: &Op, cx: ChangeCx<'_, F>) -> Result<Applied, ApiError> {
+    pub fn change<F: Frame>(
+        &mut self,
+        op: &Op,
+        mut cx: ChangeCx<'_, F>,
+    ) -> Result<Applied, ApiError> {
         let current = cx.publisher.current();
         let generation = current.generation + 1;
         let runtime = &mut self.runtime;
@@ -260,6 +269,9 @@ impl Handler {
             Ok(())
         })?;
         if let Some(next) = built {
+            if let Some(offload) = cx.offload.as_deref_mut() {
+                offload.before_publish(&next);
+            }
             cx.publisher.publish(next);
         }
         let (keys, tenants) = self.runtime.take_released();

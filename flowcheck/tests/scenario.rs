@@ -269,6 +269,7 @@ impl Gateway {
             resolver: &mut self.resolver,
             counters: std::slice::from_ref(&self.counters),
             share_mailboxes: &[],
+            offload: Some(&mut self.plane),
         };
         self.handler.change(op, cx).expect("the change is valid");
     }
@@ -360,11 +361,18 @@ const ROOT: Attr = Attr {
 /// The per-flow full rules': group 1, reached by a root rule's jump.
 const TRANSFER: Attr = Attr { group: 1, ..ROOT };
 
+/// The public port's root rule's: after the deny rules, which take
+/// priorities 0 to 63 in the same group.
+const PUBLIC_ROOT: Attr = Attr {
+    priority: 64,
+    ..ROOT
+};
+
 /// The public port's root rule: whole packets with DF and TOS 0 go on
 /// to the flows' group.
 fn public_root() -> Rule {
     Rule {
-        attr: ROOT,
+        attr: PUBLIC_ROOT,
         pattern: vec![eth_ipv4(), whole_ipv4(None, true, false)],
         actions: vec![Action::Jump(1)],
     }
@@ -378,7 +386,7 @@ fn public_root_df_set() -> Rule {
         *tos = Some(Masked::<u8>::exact(0));
     }
     Rule {
-        attr: ROOT,
+        attr: PUBLIC_ROOT,
         pattern: vec![eth_ipv4(), packet],
         actions: vec![Action::Jump(1)],
     }
