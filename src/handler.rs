@@ -137,7 +137,8 @@ impl Handler {
             }
             Op::RuleShow { .. } => {
                 let mut shown = self.running.show(op)?;
-                with_rule_counts(&mut shown, cx.counters, &self.rule_base);
+                let nic = |slot: u32| cx.offload.deny_rule_drops(slot);
+                with_rule_counts(&mut shown, cx.counters, &nic, &self.rule_base);
                 Ok(shown)
             }
             Op::FlowShow {
@@ -280,7 +281,11 @@ impl Handler {
         }
         self.install_shares(&applied, &cx);
         for rule in &applied.rules {
-            let counted = rule_flows(cx.counters, rule.slot);
+            let nic = cx
+                .offload
+                .as_deref()
+                .map_or(0, |o| o.deny_rule_drops(rule.slot));
+            let counted = rule_flows(cx.counters, rule.slot) + nic;
             self.rule_base.insert(rule.slot, counted);
         }
         for change in &applied.changes {
@@ -491,9 +496,16 @@ fn with_learned(shown: &mut Value, slot: Option<u32>, cx: &mut Cx<'_, '_>) {
     }
 }
 
-/// Adds each rule's flows, summed over the workers, to a `rule.show`:
-/// what its counter slot counted since the rule was added (`base`).
-fn with_rule_counts(shown: &mut Value, counters: &[Arc<WorkerCounters>], base: &HashMap<u32, u64>) {
+/// Adds each rule's flows, summed over the workers, with the packets
+/// the NIC's deny rules dropped for it (`nic`, by slot), to a
+/// `rule.show`: what its counter slot counted since the rule was added
+/// (`base`).
+fn with_rule_counts(
+    shown: &mut Value,
+    counters: &[Arc<WorkerCounters>],
+    nic: &dyn Fn(u32) -> u64,
+    base: &HashMap<u32, u64>,
+) {
     let Some(rules) = shown.as_array_mut() else {
         return;
     };
@@ -503,7 +515,7 @@ fn with_rule_counts(shown: &mut Value, counters: &[Arc<WorkerCounters>], base: &
         };
         let slot = slot as u32;
         let since = base.get(&slot).copied().unwrap_or(0);
-        let flows = rule_flows(counters, slot).saturating_sub(since);
+        let flows = (rule_flows(counters, slot) + nic(slot)).saturating_sub(since);
         if let Some(m) = rule.as_object_mut() {
             m.insert("flows".into(), flows.into());
         }
@@ -584,7 +596,7 @@ mod tests {
         let base = HashMap::from([(2, rule_flows(&counters, 2))]);
         counters[0].rules.count(TenantId(0), Direction::In, hit);
         let mut shown = json!([{ "slot": 2 }, { "slot": 1 }]);
-        with_rule_counts(&mut shown, &counters, &base);
+        with_rule_counts(&mut shown, &counters, &|_| 0, &base);
         assert_eq!(shown[0]["flows"], 1, "the new rule's own flow only");
         assert_eq!(shown[1]["flows"], 0);
     }

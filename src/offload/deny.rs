@@ -375,52 +375,48 @@ impl DenyRules {
             .collect()
     }
 
-    /// `offload.show`'s `deny` rows: per tenant, its rules (kind,
-    /// priority, port, what it matches) and its denies left to software
-    /// with the reason; `rule` is a rule's position in the tenant's
-    /// rules, or `default`.
-    pub fn show_json(&self) -> Value {
-        let rows: Vec<Value> = self
-            .tenants
-            .values()
-            .map(|t| {
-                let position =
-                    |id: u32| -> Value { t.positions.get(&id).map_or(Value::Null, |&p| p.into()) };
-                let rules: Vec<Value> = t
-                    .rules
-                    .iter()
-                    .map(|p| {
-                        let (kind, rule) = match p.counted {
-                            Counted::Nothing => ("pass", Value::Null),
-                            Counted::Rule(id) => ("drop", position(id)),
-                            Counted::Default => ("drop", "default".into()),
-                        };
-                        json!({
-                            "port": p.port,
-                            "kind": kind,
-                            "rule": rule,
-                            "priority": p.rule.attr.priority,
-                            "match": describe(&p.rule),
-                            "installed": p.handle.is_some(),
-                        })
-                    })
-                    .collect();
-                let left: Vec<Value> = t
-                    .not_pushed
-                    .iter()
-                    .map(|n| {
-                        json!({
-                            "eip": std::net::Ipv4Addr::from(n.eip).to_string(),
-                            "rule": n.rule.map_or_else(|| "default".into(), |id| position(id.0)),
-                            "proto": n.proto,
-                            "reason": n.reason.name(),
-                        })
-                    })
-                    .collect();
-                json!({"tenant": t.name, "rules": rules, "not_pushed": left})
-            })
-            .collect();
-        Value::Array(rows)
+    /// `offload.show`'s `deny` rows (a rule each: tenant, port, kind,
+    /// the firewall rule it stands for, priority, what it matches,
+    /// whether the NIC holds it) and `deny_not_pushed` rows (a deny left
+    /// to software: tenant, elastic IP, rule, protocol, reason); `rule`
+    /// is the rule's position in the tenant's rules, or `default`.
+    pub fn show_json(&self) -> (Value, Value) {
+        let mut rules = Vec::new();
+        let mut left = Vec::new();
+        for t in self.tenants.values() {
+            let position =
+                |id: u32| -> Value { t.positions.get(&id).map_or(Value::Null, |&p| p.into()) };
+            for p in &t.rules {
+                let (kind, rule) = match p.counted {
+                    Counted::Nothing => ("pass", Value::Null),
+                    Counted::Rule(id) => ("drop", position(id)),
+                    Counted::Default => ("drop", "default".into()),
+                };
+                rules.push(json!({
+                    "tenant": t.name,
+                    "port": p.port,
+                    "kind": kind,
+                    "rule": rule,
+                    "priority": p.rule.attr.priority,
+                    "match": describe(&p.rule),
+                    "installed": p.handle.is_some(),
+                }));
+            }
+            for n in &t.not_pushed {
+                left.push(json!({
+                    "tenant": t.name,
+                    "eip": std::net::Ipv4Addr::from(n.eip).to_string(),
+                    "rule": n.rule.map_or_else(|| "default".into(), |id| position(id.0)),
+                    "proto": n.proto.map_or(Value::Null, |p| match p {
+                        deny::TCP => "tcp".into(),
+                        deny::UDP => "udp".into(),
+                        p => p.into(),
+                    }),
+                    "reason": n.reason.name(),
+                }));
+            }
+        }
+        (Value::Array(rules), Value::Array(left))
     }
 }
 

@@ -331,6 +331,12 @@ impl OffloadPlane {
         self.deny.before_publish(next);
     }
 
+    /// Packets the NIC's deny rules dropped for rule counter slot `slot`
+    /// (the workers never see them).
+    pub fn deny_rule_drops(&self, slot: u32) -> u64 {
+        self.deny.rule_drops(slot)
+    }
+
     /// The root rules for `tables`' tunnels: created in auto mode, kept
     /// in shadow mode.
     fn root(&mut self, tables: &Tables) {
@@ -500,7 +506,14 @@ impl OffloadPlane {
                 text.push_str(&rule.testpmd(*port));
             }
         }
-        let mut shown = json!({"mode": self.mode.as_str(), "flows": rows, "more": more, "deny": self.deny.show_json()});
+        let (deny, not_pushed) = self.deny.show_json();
+        let mut shown = json!({
+            "mode": self.mode.as_str(),
+            "flows": rows,
+            "more": more,
+            "deny": deny,
+            "deny_not_pushed": not_pushed,
+        });
         if testpmd {
             shown["testpmd"] = text.into();
         }
