@@ -707,6 +707,33 @@ mod tests {
         assert_eq!(p.caps_json()["ports"][1]["level"], "partial");
     }
 
+    /// Deny rules go only on full public ports whose NIC took the
+    /// `deny_drop` shape; one that refuses it keeps its level (the shape
+    /// is needed for none) and its denies in software.
+    #[test]
+    fn deny_rules_need_the_deny_drop_shape_not_the_level() {
+        let p = plane("mode = \"auto\"", &mut |_, _| Ok(()));
+        assert_eq!(p.deny_public, [0]);
+        let p = plane("mode = \"auto\"", &mut |r, _| {
+            if r.actions.contains(&rte::flow::Action::Drop) {
+                Err(error(nix::errno::Errno::ENOTSUP))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(p.deny_public.is_empty());
+        assert_eq!(p.caps_json()["ports"][0]["level"], "full");
+        let caps = p.caps_json();
+        let verdict = caps["shapes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["shape"] == "deny_drop")
+            .map(|s| s["verdict"].clone());
+        let verdict = verdict.as_ref().and_then(Value::as_str).unwrap_or_default();
+        assert!(verdict.starts_with("not supported: "), "{caps}");
+    }
+
     /// Shadow mode runs the manager whatever the ports say: the rules of a
     /// capable NIC are built and kept.
     #[test]
