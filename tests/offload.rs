@@ -313,6 +313,16 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
         ),
         "shadow mode keeps both legs' rules and installs none: {shown}"
     );
+    // tgwctl's table of them: t1's drop, and the denies left to software
+    // (t1's and t2's inbound defaults: Out allows by default).
+    let table = String::from_utf8(ctl(&g.socket, "offload show").stdout).unwrap();
+    assert!(
+        table.contains("deny rules on the NIC:")
+            && table.contains("tcp 9.9.9.0/24:any -> 2.2.2.11/32:20/0xfffc")
+            && table.contains("denies left to software:")
+            && table.contains("replies_possible"),
+        "{table}"
+    );
     let stats = ctl_json(&g.socket, "offload stats");
     assert_eq!(stats["mode"], "shadow", "{stats}");
     assert_eq!(stats["requests"], 1, "{stats}");
