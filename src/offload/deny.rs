@@ -27,12 +27,6 @@ use tracing::warn;
 use super::root::Create;
 use super::shapes::{self, ETHER_TYPE_IPV4, FLOW_GROUP, PUBLIC_ROOT_PRIORITY, ROOT_GROUP};
 
-/// NIC deny rules (drops and passes, on every full public port) at most,
-/// all tenants together (docs/security.md); one tenant may take
-/// `[offload] tenant_share` percent of them. A tenant past either bound
-/// gets none (`deny_too_many`): its denies stay in software.
-pub const MAX_DENY_RULES: usize = 4096;
-
 /// TCP's SYN, and the flags conntrack looks at to say a segment opens a
 /// connection (SYN without ACK, RST or FIN).
 const TCP_SYN: u8 = 0x02;
@@ -90,6 +84,15 @@ pub fn lower(rule: &DenyRule, outer_df: OuterDf) -> Rule {
             vec![Action::Jump(FLOW_GROUP)]
         },
     }
+}
+
+/// `[offload] max_deny_rules` (NIC deny rules at most, drops and passes
+/// on every full public port, all tenants together) and `tenant_share`
+/// (the percent of them one tenant may take).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenyLimits {
+    pub max: usize,
+    pub share: u8,
 }
 
 /// Where a drop's count goes.
@@ -165,14 +168,15 @@ impl DenyRules {
     /// Brings the rules to `tables` on `ports` (the full public ports):
     /// a tenant whose state did not move keeps its rules and handles, the
     /// others' are made again, created with `create` when given (auto
-    /// mode), kept only in shadow mode. `share` is the percent of
-    /// [`MAX_DENY_RULES`] one tenant may take.
+    /// mode), kept only in shadow mode. `limits` bound them
+    /// (docs/security.md): a tenant past either gets none
+    /// (`deny_too_many`), its denies staying in software.
     pub fn update(
         &mut self,
         tables: &Tables,
         ports: &[u16],
         outer_df: OuterDf,
-        share: u8,
+        limits: DenyLimits,
         create: Option<Create<'_>>,
     ) {
         self.generation = Some(tables.generation);
@@ -190,6 +194,7 @@ impl DenyRules {
         if ports.is_empty() {
             return;
         }
+        let DenyLimits { max, share } = limits;
         let mut eips: HashMap<u32, Vec<(u32, u32)>> = HashMap::new();
         for (public, tenant, private) in tables.eips.iter() {
             // A public address serves one purpose (the configuration
@@ -199,7 +204,7 @@ impl DenyRules {
                 eips.entry(tenant.0).or_default().push((public, private));
             }
         }
-        let per_tenant = (MAX_DENY_RULES * usize::from(share) / 100).max(1) / ports.len();
+        let per_tenant = (max * usize::from(share) / 100).max(1) / ports.len();
         let mut total: usize = self.tenants.values().map(|t| t.rules.len()).sum();
         for tenant in tables.tenants.iter() {
             let slot = tenant.id.0;
@@ -209,7 +214,7 @@ impl DenyRules {
             let mut addrs = eips.remove(&slot).unwrap_or_default();
             addrs.sort_unstable();
             let bounds = Bounds {
-                rules: per_tenant.min((MAX_DENY_RULES - total) / ports.len()),
+                rules: per_tenant.min(max.saturating_sub(total) / ports.len()),
                 levels: PUBLIC_ROOT_PRIORITY,
             };
             let plan = deny::plan(&tenant.firewall, &addrs, bounds);
@@ -462,6 +467,75 @@ mod tests {
     use dataplane::firewall::RuleId;
     use dataplane::offload::deny::DenyMatch;
     use dataplane::tenant::Net;
+
+    /// The reference configuration's tables, t1 with an exact deny (TCP
+    /// 20-23 from 9.9.9.0/24, toward which it may open nothing).
+    fn tables() -> Tables {
+        use crate::handler::Handler;
+        use crate::runtime::Runtime;
+        use ctl::running::Running;
+        use dataplane::neighbour::{NeighbourLimits, NeighbourWriter};
+        use dataplane::resolver::{Resolver, ResolverConfig};
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/reference.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let text = text.replacen(
+            "rules = [\n",
+            "rules = [\n  { direction = \"in\", action = \"deny\", proto = \"tcp\", src = \"9.9.9.0/24\", dport = \"20-23\" },\n  { direction = \"out\", action = \"deny\", dst = \"9.9.9.0/24\" },\n",
+            1,
+        );
+        let config = ctl::config::parse(&text, "reference.toml", &"0-1".parse().unwrap()).unwrap();
+        let ports = vec![
+            (0, rte::MacAddr([2, 0, 0, 0, 0, 1])),
+            (1, rte::MacAddr([2, 0, 0, 0, 1, 1])),
+        ];
+        let mut handler = Handler::new(
+            Running::new(config.clone()),
+            Runtime::new(&config, ports),
+            "0-1".parse().unwrap(),
+            std::path::PathBuf::from("reference.toml"),
+        );
+        let mut resolver: Resolver<dataplane::VecFrame> = Resolver::new(
+            NeighbourWriter::with_limits(NeighbourLimits::uniform(64)),
+            ResolverConfig::default(),
+        );
+        handler.initial(resolver.writer()).unwrap()
+    }
+
+    /// `[offload] max_deny_rules` bounds them: 0 leaves every deny in
+    /// software, counted `deny_too_many`; a tenant whose state stays keeps
+    /// its rules through an update, one whose epoch moves has them taken
+    /// down before the tables are published.
+    #[test]
+    fn the_bound_and_the_epoch_decide_what_is_held() {
+        let t = tables();
+        let limits = |max| DenyLimits { max, share: 25 };
+        let mut none = DenyRules::default();
+        none.update(&t, &[0], OuterDf::Copy, limits(0), None);
+        assert!(none.is_empty());
+        let too_many = none
+            .not_pushed()
+            .into_iter()
+            .find(|(k, _)| *k == "deny_too_many");
+        assert_eq!(too_many, Some(("deny_too_many", 1)));
+        let mut some = DenyRules::default();
+        some.update(&t, &[0], OuterDf::Copy, limits(4096), None);
+        assert_eq!(
+            (some.len(), some.installed()),
+            (1, 0),
+            "shadow: kept, not created"
+        );
+        // The same tenants: nothing moves.
+        some.before_publish(&t);
+        assert_eq!(some.len(), 1);
+        // t1 at a new epoch: its rules go before that is published.
+        let mut next = t.clone();
+        let t1 = next.tenants.get(TenantId(0)).unwrap().with_epoch(99);
+        next.tenants.set(std::sync::Arc::new(t1)).unwrap();
+        some.before_publish(&next);
+        assert!(some.is_empty());
+        some.update(&next, &[0], OuterDf::Copy, limits(4096), None);
+        assert_eq!(some.len(), 1);
+    }
 
     fn drop_rule(proto: u8) -> DenyRule {
         DenyRule {

@@ -13,7 +13,7 @@ use rte::flow::{Flow, FlowError, Rule};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use super::deny::DenyRules;
+use super::deny::{DenyLimits, DenyRules};
 use super::device::NicDevice;
 use super::probe::{self, level_name, PortCaps, ProbeTarget};
 use super::report::OffloadReport;
@@ -72,9 +72,9 @@ pub struct OffloadPlane {
     /// them (`deny_public`).
     deny: DenyRules,
     deny_public: Vec<u16>,
-    /// `[offload] tenant_share` and `query_interval_ms`, for the deny
-    /// rules.
-    tenant_share: u8,
+    /// `[offload] max_deny_rules`, `tenant_share` and
+    /// `query_interval_ms`, for the deny rules.
+    deny_limits: DenyLimits,
     query_interval_ms: u64,
     started: Instant,
 }
@@ -211,7 +211,10 @@ impl OffloadPlane {
             sync_why,
             deny: DenyRules::default(),
             deny_public,
-            tenant_share: o.tenant_share,
+            deny_limits: DenyLimits {
+                max: o.max_deny_rules as usize,
+                share: o.tenant_share,
+            },
             query_interval_ms: u64::from(o.query_interval_ms),
             started: Instant::now(),
         }
@@ -316,7 +319,7 @@ impl OffloadPlane {
                 tables,
                 &self.deny_public,
                 self.outer_df,
-                self.tenant_share,
+                self.deny_limits,
                 create,
             );
         }
