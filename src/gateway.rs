@@ -712,7 +712,7 @@ fn report(
         build: BuildInfo::this(),
         resolver: control.stats(),
         neighbours,
-        rules: rule_report(&tables, counters),
+        rules: rule_report(&tables, counters, &offload.deny_drops),
         failure: None,
         offload,
     }

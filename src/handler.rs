@@ -57,6 +57,7 @@ impl Cx<'_, '_> {
             resolver: self.control.resolver(),
             counters: self.counters,
             share_mailboxes: self.share_mailboxes,
+            offload: Some(&mut *self.offload),
         }
     }
 }
@@ -73,6 +74,10 @@ pub struct ChangeCx<'a, F> {
     pub resolver: &'a mut Resolver<F>,
     pub counters: &'a [Arc<WorkerCounters>],
     pub share_mailboxes: &'a [Arc<Mailbox<ShareJob>>],
+    /// The offload plane, told of each snapshot just before it is
+    /// published: the NIC's deny rules of a changed tenant go first
+    /// (docs/offload.md, "Deny rules on the NIC"). `None` without one.
+    pub offload: Option<&'a mut crate::offload::plane::OffloadPlane>,
 }
 
 /// A removed tenant's slot, waiting until every worker has swept its
@@ -132,7 +137,8 @@ impl Handler {
             }
             Op::RuleShow { .. } => {
                 let mut shown = self.running.show(op)?;
-                with_rule_counts(&mut shown, cx.counters, &self.rule_base);
+                let nic = |slot: u32| cx.offload.deny_rule_drops(slot);
+                with_rule_counts(&mut shown, cx.counters, &nic, &self.rule_base);
                 Ok(shown)
             }
             Op::FlowShow {
@@ -247,7 +253,11 @@ impl Handler {
     /// is published; if the snapshot cannot be built the running state
     /// is taken back. `op` is a changing op (not a show): what
     /// [`Handler::handle`] does with one, without the ports.
-    pub fn change<F: Frame>(&mut self, op: &Op, cx: ChangeCx<'_, F>) -> Result<Applied, ApiError> {
+    pub fn change<F: Frame>(
+        &mut self,
+        op: &Op,
+        mut cx: ChangeCx<'_, F>,
+    ) -> Result<Applied, ApiError> {
         let current = cx.publisher.current();
         let generation = current.generation + 1;
         let runtime = &mut self.runtime;
@@ -260,6 +270,9 @@ impl Handler {
             Ok(())
         })?;
         if let Some(next) = built {
+            if let Some(offload) = cx.offload.as_deref_mut() {
+                offload.before_publish(&next);
+            }
             cx.publisher.publish(next);
         }
         let (keys, tenants) = self.runtime.take_released();
@@ -268,7 +281,11 @@ impl Handler {
         }
         self.install_shares(&applied, &cx);
         for rule in &applied.rules {
-            let counted = rule_flows(cx.counters, rule.slot);
+            let nic = cx
+                .offload
+                .as_deref()
+                .map_or(0, |o| o.deny_rule_drops(rule.slot));
+            let counted = rule_flows(cx.counters, rule.slot) + nic;
             self.rule_base.insert(rule.slot, counted);
         }
         for change in &applied.changes {
@@ -479,9 +496,16 @@ fn with_learned(shown: &mut Value, slot: Option<u32>, cx: &mut Cx<'_, '_>) {
     }
 }
 
-/// Adds each rule's flows, summed over the workers, to a `rule.show`:
-/// what its counter slot counted since the rule was added (`base`).
-fn with_rule_counts(shown: &mut Value, counters: &[Arc<WorkerCounters>], base: &HashMap<u32, u64>) {
+/// Adds each rule's flows, summed over the workers, with the packets
+/// the NIC's deny rules dropped for it (`nic`, by slot), to a
+/// `rule.show`: what its counter slot counted since the rule was added
+/// (`base`).
+fn with_rule_counts(
+    shown: &mut Value,
+    counters: &[Arc<WorkerCounters>],
+    nic: &dyn Fn(u32) -> u64,
+    base: &HashMap<u32, u64>,
+) {
     let Some(rules) = shown.as_array_mut() else {
         return;
     };
@@ -491,7 +515,7 @@ fn with_rule_counts(shown: &mut Value, counters: &[Arc<WorkerCounters>], base: &
         };
         let slot = slot as u32;
         let since = base.get(&slot).copied().unwrap_or(0);
-        let flows = rule_flows(counters, slot).saturating_sub(since);
+        let flows = (rule_flows(counters, slot) + nic(slot)).saturating_sub(since);
         if let Some(m) = rule.as_object_mut() {
             m.insert("flows".into(), flows.into());
         }
@@ -572,7 +596,7 @@ mod tests {
         let base = HashMap::from([(2, rule_flows(&counters, 2))]);
         counters[0].rules.count(TenantId(0), Direction::In, hit);
         let mut shown = json!([{ "slot": 2 }, { "slot": 1 }]);
-        with_rule_counts(&mut shown, &counters, &base);
+        with_rule_counts(&mut shown, &counters, &|_| 0, &base);
         assert_eq!(shown[0]["flows"], 1, "the new rule's own flow only");
         assert_eq!(shown[1]["flows"], 0);
     }

@@ -118,10 +118,16 @@ impl BuildInfo {
     }
 }
 
-/// What each firewall rule and default policy decided, over all workers;
-/// each row's `tenant` counts the tenants in `tables.tenants.iter()`'s
-/// order, the order [`Report::tenants`] is taken in.
-pub fn rule_report(tables: &Tables, workers: &[Arc<WorkerCounters>]) -> Vec<RuleReport> {
+/// What each firewall rule and default policy decided, over all workers,
+/// with the packets the NIC's deny rules dropped for it (`nic`: they
+/// never reach a worker; docs/offload.md, "Deny rules on the NIC"); each
+/// row's `tenant` counts the tenants in `tables.tenants.iter()`'s order,
+/// the order [`Report::tenants`] is taken in.
+pub fn rule_report(
+    tables: &Tables,
+    workers: &[Arc<WorkerCounters>],
+    nic: &crate::offload::report::DenyDrops,
+) -> Vec<RuleReport> {
     use dataplane::firewall::Direction as FwDir;
     let mut out = Vec::new();
     for (tenant, t) in tables.tenants.iter().enumerate() {
@@ -132,7 +138,11 @@ pub fn rule_report(tables: &Tables, workers: &[Arc<WorkerCounters>]) -> Vec<Rule
                 position: Some(rule.position),
                 direction: rule.direction,
                 action: rule.action,
-                flows: workers.iter().map(|w| w.rules.rule(rule.counter)).sum(),
+                flows: workers
+                    .iter()
+                    .map(|w| w.rules.rule(rule.counter))
+                    .sum::<u64>()
+                    + nic.rule(rule.counter.0),
             });
         }
         for dir in [FwDir::In, FwDir::Out] {
@@ -148,7 +158,12 @@ pub fn rule_report(tables: &Tables, workers: &[Arc<WorkerCounters>]) -> Vec<Rule
                 flows: workers
                     .iter()
                     .map(|w| w.rules.default_policy(t.id, dir))
-                    .sum(),
+                    .sum::<u64>()
+                    + if dir == FwDir::In {
+                        nic.default_in(t.id.0)
+                    } else {
+                        0
+                    },
             });
         }
     }

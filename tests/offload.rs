@@ -104,9 +104,10 @@ fn assert_no_flow_api(g: &Gateway) {
         assert!(why.starts_with("rte_flow_info_get: "), "{caps}");
     }
     let shapes = caps["shapes"].as_array().expect("shapes");
-    // Public: root_public, full_tcp, full_udp, mark_queue, snat_steering;
-    // underlay: root_gre, root_gretap, full_gre, full_gretap, mark_queue.
-    assert_eq!(shapes.len(), 10, "{caps}");
+    // Public: root_public, full_tcp, full_udp, mark_queue, snat_steering,
+    // deny_drop; underlay: root_gre, root_gretap, full_gre, full_gretap,
+    // mark_queue.
+    assert_eq!(shapes.len(), 11, "{caps}");
     for s in shapes {
         assert_eq!(s["verdict"], "no flow API", "{caps}");
     }
@@ -259,6 +260,14 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
                 "{ direction = \"in\", action = \"allow\", proto = \"icmp\" },\n  { direction = \"in\", action = \"allow\", proto = \"udp\", dport = 53 },",
                 1,
             );
+            // An exact deny for t1 (docs/offload.md, "Deny rules on the
+            // NIC"): TCP 20-23 from 9.9.9.0/24, toward which t1 may open
+            // nothing; one counted drop in front of the root rule.
+            let t = t.replacen(
+                "rules = [\n",
+                "rules = [\n  { direction = \"in\", action = \"deny\", proto = \"tcp\", src = \"9.9.9.0/24\", dport = \"20-23\" },\n  { direction = \"out\", action = \"deny\", dst = \"9.9.9.0/24\" },\n",
+                1,
+            );
             t.replacen("mode = \"auto\"", "mode = \"shadow\"", 1)
         },
     );
@@ -304,6 +313,16 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
         ),
         "shadow mode keeps both legs' rules and installs none: {shown}"
     );
+    // tgwctl's table of them: t1's drop, and the denies left to software
+    // (t1's and t2's inbound defaults: Out allows by default).
+    let table = String::from_utf8(ctl(&g.socket, "offload show").stdout).unwrap();
+    assert!(
+        table.contains("deny rules on the NIC:")
+            && table.contains("tcp 9.9.9.0/24:any -> 2.2.2.11/32:20/0xfffc")
+            && table.contains("denies left to software:")
+            && table.contains("replies_possible"),
+        "{table}"
+    );
     let stats = ctl_json(&g.socket, "offload stats");
     assert_eq!(stats["mode"], "shadow", "{stats}");
     assert_eq!(stats["requests"], 1, "{stats}");
@@ -319,8 +338,18 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
         .lines()
         .filter(|l| l.starts_with("flow create"))
         .collect();
+    let (deny, others): (Vec<&str>, Vec<&str>) = creates
+        .iter()
+        .partition(|c| c.contains("actions count / drop / end"));
+    assert_eq!(deny.len(), 1, "{text}");
+    assert!(
+        deny[0].starts_with("flow create 0 transfer group 0 priority 0 ")
+            && deny[0].contains("dst is 2.2.2.11 proto is 6"),
+        "{}",
+        deny[0]
+    );
     let (roots, flows): (Vec<&str>, Vec<&str>) =
-        creates.iter().partition(|c| c.contains(" group 0 "));
+        others.iter().partition(|c| c.contains(" group 0 "));
     // The public port's root rule and one per tunnel of the reference
     // tenants (t1's and t2's hosts).
     assert_eq!(roots.len(), 3, "{text}");
@@ -370,7 +399,9 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
         );
         if l.starts_with('#') {
             assert!(
-                l.starts_with("# worker 0 flow ") || l.starts_with("# root rules"),
+                l.starts_with("# worker 0 flow ")
+                    || l.starts_with("# root rules")
+                    || l.starts_with("# deny rules"),
                 "{l}\n{text}"
             );
         }
@@ -406,6 +437,11 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
         ),
         (&Value::from(3), &Value::from(0), &Value::from(0)),
         "shadow mode keeps the root rules and installs none: {stats}"
+    );
+    assert_eq!(
+        (&stats["deny_rules"], &stats["deny_rules_installed"]),
+        (&Value::from(1), &Value::from(0)),
+        "and the deny rule: {stats}"
     );
 
     // Flushed: pulled back, nothing left.

@@ -67,8 +67,8 @@ pub use self::firewall::{
     Action, Direction, PortRange, Protocol, Rule, ANY_PREFIX, DEFAULT_IN, DEFAULT_OUT,
 };
 pub use self::offload::{
-    Offload, OffloadMode, OuterDf, OFFLOAD_MAX_FLOWS_RANGE, OFFLOAD_QUERY_INTERVAL_RANGE,
-    OFFLOAD_QUEUE_DEPTH_RANGE, OFFLOAD_TENANT_SHARE_RANGE,
+    Offload, OffloadMode, OuterDf, OFFLOAD_MAX_DENY_RULES_RANGE, OFFLOAD_MAX_FLOWS_RANGE,
+    OFFLOAD_QUERY_INTERVAL_RANGE, OFFLOAD_QUEUE_DEPTH_RANGE, OFFLOAD_TENANT_SHARE_RANGE,
 };
 pub use self::packet::{
     Arp, Flows, Icmp, Tcp, ARP_ENTRIES_RANGE, ARP_MAX_HELD_RANGE, ARP_MAX_PENDING_RANGE,

@@ -870,7 +870,8 @@ fn offload_defaults_and_values() {
         assert_eq!(with(&text).unwrap().offload.mode, mode);
     }
     let text = "[offload]\nmode = \"shadow\"\nmax_flows = 100\ntenant_share = 1\n\
-                query_interval_ms = 10\nqueue_depth = 16\nouter_df = \"set\"\n";
+                query_interval_ms = 10\nqueue_depth = 16\nouter_df = \"set\"\n\
+                max_deny_rules = 0\n";
     let o = with(text).unwrap().offload;
     assert_eq!(
         o,
@@ -881,6 +882,7 @@ fn offload_defaults_and_values() {
             query_interval_ms: 10,
             queue_depth: 16,
             outer_df: OuterDf::Set,
+            max_deny_rules: 0,
         }
     );
     for df in OuterDf::ALL {

@@ -584,6 +584,8 @@ fn generate(seed: u64) -> String {
         t.maybe(rng.coin(), "queue_depth", rng.range(16, 1 << 20));
         let df = rng.pick(&["\"copy\"", "\"set\""]);
         t.maybe(rng.coin(), "outer_df", df);
+        let deny = rng.pick(&[0, 4096, 65_536]);
+        t.maybe(rng.coin(), "max_deny_rules", deny);
     }
     text
 }

@@ -230,7 +230,8 @@ impl Gateway {
             handler,
             resolver,
             publisher: Publisher::new(tables),
-            counters: Arc::new(WorkerCounters::new(16)),
+            // Rule counter slots too: the deny rules' counts are checked.
+            counters: Arc::new(WorkerCounters::new(16).with_rules(64)),
             pipeline,
             plane,
         }
@@ -269,6 +270,7 @@ impl Gateway {
             resolver: &mut self.resolver,
             counters: std::slice::from_ref(&self.counters),
             share_mailboxes: &[],
+            offload: Some(&mut self.plane),
         };
         self.handler.change(op, cx).expect("the change is valid");
     }
@@ -360,11 +362,18 @@ const ROOT: Attr = Attr {
 /// The per-flow full rules': group 1, reached by a root rule's jump.
 const TRANSFER: Attr = Attr { group: 1, ..ROOT };
 
+/// The public port's root rule's: after the deny rules, which take
+/// priorities 0 to 63 in the same group.
+const PUBLIC_ROOT: Attr = Attr {
+    priority: 64,
+    ..ROOT
+};
+
 /// The public port's root rule: whole packets with DF and TOS 0 go on
 /// to the flows' group.
 fn public_root() -> Rule {
     Rule {
-        attr: ROOT,
+        attr: PUBLIC_ROOT,
         pattern: vec![eth_ipv4(), whole_ipv4(None, true, false)],
         actions: vec![Action::Jump(1)],
     }
@@ -378,7 +387,7 @@ fn public_root_df_set() -> Rule {
         *tos = Some(Masked::<u8>::exact(0));
     }
     Rule {
-        attr: ROOT,
+        attr: PUBLIC_ROOT,
         pattern: vec![eth_ipv4(), packet],
         actions: vec![Action::Jump(1)],
     }
@@ -545,9 +554,10 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
         .iter()
         .filter(|e| matches!(e, Event::Validated(..)))
         .count();
-    // Public: its root rule, TCP, UDP, mark and queue, steering;
+    // Public: its root rule, TCP, UDP, mark and queue, steering, a
+    // deny's drop;
     // underlay: GRE's and gretap's root rules, GRE, gretap, mark and queue.
-    assert_eq!(validated, 5 + 5, "{probed:?}");
+    assert_eq!(validated, 6 + 5, "{probed:?}");
 
     let (t1_syn, t1_syn_ack) = gw.connect(&T1, 40000);
     let (t2_syn, _) = gw.connect(&T2, 40001);
@@ -1242,4 +1252,317 @@ fn a_full_flow_queue_leaves_the_flow_in_software_counted() {
     gw.plane.shutdown();
     assert_eq!(fake::live(), 0);
     assert_eq!(fake::templates_live(), (0, 0, 0));
+}
+
+// ------------------------------------------------------------ deny rules
+
+/// A denied network's host (9.9.9.0/24), and the one host of it t1 lets
+/// in to port 22.
+const DENIED: [u8; 4] = [9, 9, 9, 8];
+const LET_IN: [u8; 4] = [9, 9, 9, 9];
+
+/// A TCP segment from `src` to `t`'s elastic IP, with the flags byte
+/// `flags` (RFC 9293: SYN 0x02, ACK 0x10), by etherparse.
+fn segment_to(t: &Tenant, src: [u8; 4], sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(CLIENT_MAC, PUB_MAC)
+        .ipv4(src, t.eip, 64)
+        .tcp(sport, dport, 1000, 64240);
+    if flags & 0x02 != 0 {
+        b = b.syn();
+    }
+    if flags & 0x10 != 0 {
+        b = b.ack(1);
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, &[]).unwrap();
+    // Whole packets with DF, as the root rule passes (etherparse sets DF).
+    assert_eq!(out[14 + 6] & 0x40, 0x40);
+    out
+}
+
+/// The deny rules' IPv4 item: the public root rule's checks, the source
+/// prefix, the elastic IP, the protocol.
+fn deny_ipv4(src: [u8; 4], prefix: u32, eip: [u8; 4], protocol: u8) -> Item {
+    let mut ip = whole_ipv4(None, true, false);
+    if let Item::Ipv4 {
+        src: s,
+        dst,
+        protocol: p,
+        ..
+    } = &mut ip
+    {
+        let mask = u32::MAX << (32 - prefix);
+        *s = Some(Masked {
+            spec: be(src) & mask,
+            mask,
+        });
+        *dst = Some(Masked::<u32>::exact(be(eip)));
+        *p = Some(protocol);
+    }
+    ip
+}
+
+fn rule_add(gw: &mut Gateway, tenant: &str, rule: serde_json::Value, position: usize) {
+    gw.change(&Op::RuleAdd {
+        tenant: tenant.into(),
+        rule,
+        position: Some(position),
+    });
+}
+
+/// Firewall denies on the NIC (docs/offload.md, "Deny rules on the
+/// NIC"). t1 denies TCP to ports 20-23 from 9.9.9.0/24 but lets in
+/// 9.9.9.9 to port 22, and may open nothing toward 9.9.9.0/24: exact, so
+/// a pass for the earlier allow and a counted drop (the ports as one
+/// mask, SYN only), in the root group in front of the root rule. t2 denies
+/// UDP from there without forbidding its own flows there: a reply to one
+/// of them is in the region, so no rule, and software forwards the reply.
+/// The drop's NIC counts reach t1's rule; a rule change takes the rules
+/// down before the new tables are published and the next tick makes them
+/// again; shutdown removes them.
+#[test]
+fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
+    use matcher::applied;
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut gw = Gateway::new();
+    let probed = fake::take();
+    let deny_shape = probed.iter().any(
+        |e| matches!(e, Event::Validated(PUB, r) if r.actions == [Action::Count, Action::Drop]),
+    );
+    assert!(deny_shape, "the probe validates deny_drop: {probed:?}");
+    rule_add(
+        &mut gw,
+        "t1",
+        serde_json::json!({"direction": "in", "action": "allow", "proto": "tcp", "src": "9.9.9.9/32", "dport": 22}),
+        0,
+    );
+    rule_add(
+        &mut gw,
+        "t1",
+        serde_json::json!({"direction": "in", "action": "deny", "proto": "tcp", "src": "9.9.9.0/24", "dport": "20-23"}),
+        1,
+    );
+    rule_add(
+        &mut gw,
+        "t1",
+        serde_json::json!({"direction": "out", "action": "deny", "dst": "9.9.9.0/24"}),
+        2,
+    );
+    rule_add(
+        &mut gw,
+        "t2",
+        serde_json::json!({"direction": "in", "action": "deny", "proto": "udp", "src": "9.9.9.0/24", "dport": "20-23"}),
+        0,
+    );
+    gw.tick(0);
+    let events = fake::take();
+    assert!(refused(&events).is_empty(), "{events:?}");
+    let pass = Rule {
+        attr: ROOT,
+        pattern: vec![
+            eth_ipv4(),
+            deny_ipv4(LET_IN, 32, T1.eip, 6),
+            Item::Tcp {
+                src: None,
+                dst: Some(Masked::<u16>::exact(22)),
+                flags: None,
+            },
+        ],
+        actions: vec![Action::Jump(1)],
+    };
+    let drop = Rule {
+        attr: Attr {
+            priority: 1,
+            ..ROOT
+        },
+        pattern: vec![
+            eth_ipv4(),
+            deny_ipv4(DENIED, 24, T1.eip, 6),
+            Item::Tcp {
+                src: None,
+                // 20-23: one value under a mask.
+                dst: Some(Masked {
+                    spec: 20,
+                    mask: 0xfffc,
+                }),
+                // SYN without ACK, RST or FIN: what opens a connection.
+                flags: Some(Masked {
+                    spec: 0x02,
+                    mask: 0x17,
+                }),
+            },
+        ],
+        actions: vec![Action::Count, Action::Drop],
+    };
+    let deny_rules = |events: &[Event]| -> Vec<(u16, Rule, usize)> {
+        created(events)
+            .into_iter()
+            .filter(|(p, r, _)| {
+                *p == PUB && r.attr.group == 0 && r.attr.priority < PUBLIC_ROOT.priority
+            })
+            .collect()
+    };
+    let made = deny_rules(&events);
+    let shapes: Vec<(u16, Rule)> = made.iter().map(|(p, r, _)| (*p, r.clone())).collect();
+    assert_eq!(
+        shapes,
+        [(PUB, pass.clone()), (PUB, drop.clone())],
+        "t1's pass and drop, none of t2's: {events:?}"
+    );
+    let drop_handle = made[1].2;
+
+    // The public port as a NIC holding what was created: the root rule,
+    // the deny rules; no flow yet.
+    let on_pub: Vec<Rule> = created(&events)
+        .into_iter()
+        .filter(|(p, _, _)| *p == PUB)
+        .map(|(_, r, _)| r)
+        .collect();
+    let nic = |frame: &[u8]| applied(&on_pub, frame).cloned();
+    assert_eq!(
+        nic(&segment_to(&T1, DENIED, 40000, 22, 0x02)),
+        Some(drop.clone())
+    );
+    assert_eq!(
+        nic(&segment_to(&T1, DENIED, 40000, 21, 0x02)),
+        Some(drop.clone())
+    );
+    assert_eq!(
+        nic(&segment_to(&T1, LET_IN, 40000, 22, 0x02)),
+        None,
+        "passed on, to software"
+    );
+    assert_eq!(
+        nic(&segment_to(&T1, LET_IN, 40000, 23, 0x02)),
+        Some(drop.clone())
+    );
+    assert_eq!(
+        nic(&segment_to(&T1, DENIED, 40000, 24, 0x02)),
+        None,
+        "outside the ports"
+    );
+    assert_eq!(
+        nic(&segment_to(&T1, DENIED, 22, 40000, 0x12)),
+        None,
+        "a SYN-ACK is not an opening"
+    );
+    assert_eq!(
+        nic(&segment_to(&T1, DENIED, 40000, 22, 0x10)),
+        None,
+        "nor an ACK"
+    );
+    assert_eq!(
+        nic(&segment_to(&T2, DENIED, 40000, 22, 0x02)),
+        None,
+        "not t1's address"
+    );
+    // Software agrees: what the NIC drops, it drops on the same rule.
+    let (v, _) = gw.send(&segment_to(&T1, DENIED, 40000, 22, 0x02), PUB, 0);
+    assert_eq!(v, Verdict::Drop(dataplane::DropReason::Firewall));
+
+    // t2's deny is not exact: its VM's UDP flow from port 21 to 9.9.9.9
+    // is allowed, and its reply, in the denied region, is forwarded.
+    let mut inner = Vec::new();
+    PacketBuilder::ethernet2(T2.vm_mac, T2.mac)
+        .ipv4(VM, LET_IN, 64)
+        .udp(21, 53)
+        .write(&mut inner, b"query")
+        .unwrap();
+    let (v, _) = gw.send(&tunnelled(&T2, &inner, 0x2000), UND, 0);
+    assert_eq!(v, Verdict::Forward(PUB));
+    let mut reply = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, PUB_MAC)
+        .ipv4(LET_IN, T2.eip, 64)
+        .udp(53, 21)
+        .write(&mut reply, b"answer")
+        .unwrap();
+    assert_eq!(nic(&reply), None, "no NIC rule takes the reply");
+    let (v, _) = gw.send(&reply, PUB, 0);
+    assert_eq!(v, Verdict::Forward(UND), "software forwards it");
+    let shown = gw.plane.show_json(10, true, &|t| format!("t{t}"));
+    let deny = shown["deny"].as_array().unwrap();
+    let kinds: Vec<(&str, &serde_json::Value)> = deny
+        .iter()
+        .map(|r| (r["tenant"].as_str().unwrap(), &r["rule"]))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("t1", &serde_json::Value::Null), ("t1", &1.into())],
+        "{shown}"
+    );
+    assert!(
+        shown["deny_not_pushed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["tenant"] == "t2"
+                && n["rule"] == 0
+                && n["proto"] == "udp"
+                && n["reason"] == "replies_possible"),
+        "{shown}"
+    );
+    let text = shown["testpmd"].as_str().unwrap();
+    assert!(
+        text.contains("# deny rules") && text.contains("actions count / drop / end"),
+        "{text}"
+    );
+
+    // The NIC dropped 5 SYNs: at the next query they are t1's deny
+    // rule's, with the one software dropped.
+    fake::set_hits(drop_handle, 5, 300);
+    gw.tick(1000);
+    let t1_deny_flows = |gw: &Gateway| {
+        let tables = gw.publisher.current();
+        let report = gw.plane.report(std::slice::from_ref(&gw.counters));
+        let rows = tgw::report::rule_report(
+            &tables,
+            std::slice::from_ref(&gw.counters),
+            &report.deny_drops,
+        );
+        rows.iter()
+            .find(|r| r.tenant == 0 && r.position == Some(1))
+            .map(|r| r.flows)
+    };
+    assert_eq!(t1_deny_flows(&gw), Some(5 + 1));
+
+    // A change to t1: its rules go before the new tables are published
+    // (no tick in between), their last counts read; the next tick makes
+    // them again.
+    fake::take();
+    fake::set_hits(drop_handle, 7, 420);
+    rule_add(
+        &mut gw,
+        "t1",
+        serde_json::json!({"direction": "in", "action": "allow", "proto": "udp", "dport": 53}),
+        0,
+    );
+    let events = fake::take();
+    assert_eq!(destroyed(&events), vec![made[0].2, made[1].2], "{events:?}");
+    assert!(created(&events).is_empty(), "{events:?}");
+    gw.tick(1001);
+    let events = fake::take();
+    let again: Vec<(u16, Rule)> = deny_rules(&events)
+        .into_iter()
+        .map(|(p, r, _)| (p, r))
+        .collect();
+    assert_eq!(again, [(PUB, pass), (PUB, drop)], "{events:?}");
+    let tables = gw.publisher.current();
+    let report = gw.plane.report(std::slice::from_ref(&gw.counters));
+    let rows = tgw::report::rule_report(
+        &tables,
+        std::slice::from_ref(&gw.counters),
+        &report.deny_drops,
+    );
+    let deny = rows.iter().find(|r| r.tenant == 0 && r.position == Some(2));
+    assert_eq!(
+        deny.map(|r| r.flows),
+        Some(7 + 1),
+        "the count read as the rule went"
+    );
+
+    // At shutdown every rule goes.
+    gw.plane.shutdown();
+    assert_eq!(fake::live(), 0);
 }

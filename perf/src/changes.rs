@@ -249,6 +249,7 @@ impl Daemon {
             counters: &self.counters,
             // No pool changes here: no worker shares to hand out.
             share_mailboxes: &[],
+            offload: None,
         };
         self.handler.change(op, cx).map_err(|e| e.to_string())
     }

@@ -152,6 +152,7 @@ fn report() -> Report {
             queue_full: 4,
             refreshes: 30,
             pulled_back: 3,
+            deny_drops: Default::default(),
         },
     }
 }

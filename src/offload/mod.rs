@@ -2,6 +2,7 @@
 //! lowers an offloaded flow to, the probe that decides each port's
 //! level, and the `Device` the offload manager installs rules through.
 
+pub mod deny;
 pub mod device;
 pub mod plane;
 pub mod probe;

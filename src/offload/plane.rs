@@ -13,6 +13,7 @@ use rte::flow::{Flow, FlowError, Rule};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+use super::deny::{DenyLimits, DenyRules};
 use super::device::NicDevice;
 use super::probe::{self, level_name, PortCaps, ProbeTarget};
 use super::report::OffloadReport;
@@ -67,6 +68,14 @@ pub struct OffloadPlane {
     /// By port (the plane's order): why its per-flow rules use the
     /// synchronous API, or `None` for the template one.
     sync_why: Vec<Option<String>>,
+    /// The tenants' firewall denies on the full public ports that take
+    /// them (`deny_public`).
+    deny: DenyRules,
+    deny_public: Vec<u16>,
+    /// `[offload] max_deny_rules`, `tenant_share` and
+    /// `query_interval_ms`, for the deny rules.
+    deny_limits: DenyLimits,
+    query_interval_ms: u64,
     started: Instant,
 }
 
@@ -140,10 +149,25 @@ impl OffloadPlane {
             .filter(|p| levels[usize::from(p.id)] == Level::Full)
             .map(|p| p.id)
             .collect();
-        let full_public = ports
+        let full_public: Vec<u16> = ports
             .iter()
             .filter(|p| p.role == Role::Public && full_ports.contains(&p.id))
             .map(|p| p.id)
+            .collect();
+        // Deny rules where the port is full and its NIC took the shape
+        // (in shadow mode, where every port is treated as full).
+        let deny_public = ports
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| full_public.contains(&p.id))
+            .filter(|(i, _)| {
+                o.mode == OffloadMode::Shadow
+                    || caps[*i]
+                        .shapes
+                        .iter()
+                        .any(|(s, v)| *s == probe::Shape::DenyDrop && *v == probe::Verdict::Ok)
+            })
+            .map(|(_, p)| p.id)
             .collect();
         let offers = match o.mode {
             OffloadMode::Off => false,
@@ -185,6 +209,13 @@ impl OffloadPlane {
             full_public,
             full_ports,
             sync_why,
+            deny: DenyRules::default(),
+            deny_public,
+            deny_limits: DenyLimits {
+                max: o.max_deny_rules as usize,
+                share: o.tenant_share,
+            },
+            query_interval_ms: u64::from(o.query_interval_ms),
             started: Instant::now(),
         }
     }
@@ -280,6 +311,33 @@ impl OffloadPlane {
         if self.steering.generation != Some(tables.generation) {
             self.steer(tables);
         }
+        if self.deny.generation != Some(tables.generation) {
+            let create = |rule: &Rule, port: u16| rule.create(port);
+            let create: Option<root::Create<'_>> =
+                (self.mode == OffloadMode::Auto).then_some(&create);
+            self.deny.update(
+                tables,
+                &self.deny_public,
+                self.outer_df,
+                self.deny_limits,
+                create,
+            );
+        }
+        self.deny.query(now_ms, self.query_interval_ms);
+    }
+
+    /// The handler is about to publish `next`: the deny rules of every
+    /// tenant it changes go first, so that no NIC drop is in force under
+    /// tables that could allow what it drops; the next tick makes them
+    /// again (docs/offload.md, "Deny rules on the NIC").
+    pub fn before_publish(&mut self, next: &Tables) {
+        self.deny.before_publish(next);
+    }
+
+    /// Packets the NIC's deny rules dropped for rule counter slot `slot`
+    /// (the workers never see them).
+    pub fn deny_rule_drops(&self, slot: u32) -> u64 {
+        self.deny.rule_drops(slot)
     }
 
     /// The root rules for `tables`' tunnels: created in auto mode, kept
@@ -358,6 +416,7 @@ impl OffloadPlane {
         }
         self.steering = Steering::default();
         self.roots = Roots::default();
+        self.deny.clear();
         if pulled > 0 {
             info!(flows = pulled, "offload: flows pulled back at shutdown");
         }
@@ -438,13 +497,26 @@ impl OffloadPlane {
                 text.push_str(&rule.testpmd(port));
             }
         }
+        if testpmd && !self.deny.is_empty() {
+            text.push_str("# deny rules (group 0, before the root rule): drops and passes\n");
+            for (port, rule) in self.deny.rules() {
+                text.push_str(&rule.testpmd(port));
+            }
+        }
         if testpmd && !self.steering.rules.is_empty() {
             text.push_str("# SNAT steering\n");
             for (port, rule) in &self.steering.rules {
                 text.push_str(&rule.testpmd(*port));
             }
         }
-        let mut shown = json!({"mode": self.mode.as_str(), "flows": rows, "more": more});
+        let (deny, not_pushed) = self.deny.show_json();
+        let mut shown = json!({
+            "mode": self.mode.as_str(),
+            "flows": rows,
+            "more": more,
+            "deny": deny,
+            "deny_not_pushed": not_pushed,
+        });
         if testpmd {
             shown["testpmd"] = text.into();
         }
@@ -482,6 +554,11 @@ impl OffloadPlane {
         report.installed = s.installed;
         report.refreshes = s.refreshes;
         report.pulled_back = s.pulled_back;
+        let (by_rule, by_default) = self.deny.drops();
+        report.deny_drops = super::report::DenyDrops {
+            by_rule,
+            by_default,
+        };
         let mut refusals: Vec<(&'static str, u64)> = vec![
             ("table_full", s.limit_flows),
             ("tenant_share", s.limit_tenant),
@@ -528,6 +605,10 @@ impl OffloadPlane {
             "root_rules_left_out": self.roots.left_out,
             "root_rules_refused": self.roots.refused,
             "async_queue_full": self.manager.as_ref().map_or(0, |(_, d)| d.queue_full()),
+            "deny_rules": self.deny.len(),
+            "deny_rules_installed": self.deny.installed(),
+            "deny_rules_refused": self.deny.refused,
+            "deny_not_pushed": self.deny.not_pushed().into_iter().map(|(k, v)| (k.to_owned(), Value::from(v))).collect::<serde_json::Map<String, Value>>(),
         })
     }
 }
@@ -627,6 +708,33 @@ mod tests {
         assert!(p.link(0).is_some());
         assert!(p.marks());
         assert_eq!(p.caps_json()["ports"][1]["level"], "partial");
+    }
+
+    /// Deny rules go only on full public ports whose NIC took the
+    /// `deny_drop` shape; one that refuses it keeps its level (the shape
+    /// is needed for none) and its denies in software.
+    #[test]
+    fn deny_rules_need_the_deny_drop_shape_not_the_level() {
+        let p = plane("mode = \"auto\"", &mut |_, _| Ok(()));
+        assert_eq!(p.deny_public, [0]);
+        let p = plane("mode = \"auto\"", &mut |r, _| {
+            if r.actions.contains(&rte::flow::Action::Drop) {
+                Err(error(nix::errno::Errno::ENOTSUP))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(p.deny_public.is_empty());
+        assert_eq!(p.caps_json()["ports"][0]["level"], "full");
+        let caps = p.caps_json();
+        let verdict = caps["shapes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["shape"] == "deny_drop")
+            .map(|s| s["verdict"].clone());
+        let verdict = verdict.as_ref().and_then(Value::as_str).unwrap_or_default();
+        assert!(verdict.starts_with("not supported: "), "{caps}");
     }
 
     /// Shadow mode runs the manager whatever the ports say: the rules of a

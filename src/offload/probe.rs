@@ -41,6 +41,11 @@ pub enum Shape {
     MarkQueue,
     /// Partial, public side: SNAT ports by mask to a queue.
     Steering,
+    /// Public side, full: a tenant's firewall deny as a counted DROP in
+    /// the root group, in front of the root rule (`super::deny`). Not
+    /// needed for any level: a port that refuses it keeps its denies in
+    /// software.
+    DenyDrop,
 }
 
 impl Shape {
@@ -55,6 +60,7 @@ impl Shape {
             Shape::RootGretap => "root_gretap",
             Shape::MarkQueue => "mark_queue",
             Shape::Steering => "snat_steering",
+            Shape::DenyDrop => "deny_drop",
         }
     }
 
@@ -130,7 +136,7 @@ impl PortCaps {
         let blocking = |full: bool| {
             self.shapes
                 .iter()
-                .find(|(s, v)| s.full() == full && *v != Verdict::Ok)
+                .find(|(s, v)| s.full() == full && *s != Shape::DenyDrop && *v != Verdict::Ok)
                 .map(|(s, v)| format!("{}: {v}", s.name()))
         };
         match self.level {
@@ -250,6 +256,7 @@ pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
             {
                 out.push((Shape::Steering, rule));
             }
+            out.push((Shape::DenyDrop, deny_drop(target)));
         }
         Role::Underlay => {
             for (shape, gretap) in [(Shape::RootGre, false), (Shape::RootGretap, true)] {
@@ -305,6 +312,32 @@ pub fn flow_shapes(target: ProbeTarget, level: Level) -> Vec<Rule> {
         }
     }
     out
+}
+
+/// A deny of TCP to port 22 from 192.0.2.0/24, on the synthetic elastic
+/// IP: a drop with a source prefix, a port, and the TCP flags.
+fn deny_drop(t: ProbeTarget) -> Rule {
+    use dataplane::offload::deny::{DenyMatch, DenyRule, PortMask, Verdict};
+    let rule = DenyRule {
+        priority: 0,
+        verdict: Verdict::Drop {
+            rule: Some(dataplane::firewall::RuleId(0)),
+        },
+        m: DenyMatch {
+            dst: PUBLIC,
+            proto: IPPROTO_TCP,
+            src: dataplane::tenant::Net {
+                addr: REMOTE & 0xffff_ff00,
+                mask: 0xffff_ff00,
+            },
+            sport: PortMask::ANY,
+            dport: PortMask {
+                value: 22,
+                mask: u16::MAX,
+            },
+        },
+    };
+    super::deny::lower(&rule, t.outer_df)
 }
 
 fn public_leg(t: ProbeTarget, protocol: u8) -> Leg {
@@ -396,7 +429,7 @@ mod tests {
             Err(error(nix::errno::Errno::ENOSYS as i32))
         });
         assert_eq!(caps.level, Level::None);
-        assert_eq!(caps.shapes.len(), 5);
+        assert_eq!(caps.shapes.len(), 6);
         assert!(caps
             .shapes
             .iter()

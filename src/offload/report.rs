@@ -27,6 +27,29 @@ pub struct OffloadReport {
     pub refreshes: u64,
     /// Flows pulled back to software (tenant changes, flush, shutdown).
     pub pulled_back: u64,
+    /// Packets the NIC's deny rules dropped, by rule counter slot and
+    /// (inbound default policy) by tenant slot: added to the firewall's
+    /// counts, which the workers never see them in (docs/offload.md,
+    /// "Deny rules on the NIC").
+    pub deny_drops: DenyDrops,
+}
+
+/// Drops by rule counter slot, and by tenant slot for the inbound
+/// default policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DenyDrops {
+    pub by_rule: std::collections::HashMap<u32, u64>,
+    pub by_default: std::collections::HashMap<u32, u64>,
+}
+
+impl DenyDrops {
+    pub fn rule(&self, slot: u32) -> u64 {
+        self.by_rule.get(&slot).copied().unwrap_or(0)
+    }
+
+    pub fn default_in(&self, tenant: u32) -> u64 {
+        self.by_default.get(&tenant).copied().unwrap_or(0)
+    }
 }
 
 /// A level as a number for a gauge: 0 none, 1 partial, 2 full.

@@ -70,6 +70,10 @@ pub const FLOW_GROUP: u32 = 1;
 /// no other ("Not support group.").
 pub const PARTIAL_GROUP: u32 = 0;
 pub const FLOW_PRIORITY: u32 = 0;
+/// The public port's root rule's priority: after the tenants' deny rules
+/// (priorities 0 to this one less, `super::deny`), which come first in
+/// the same group.
+pub const PUBLIC_ROOT_PRIORITY: u32 = 64;
 /// The static SNAT steering rules' priority: after any flow's own rule.
 pub const STEERING_PRIORITY: u32 = 1;
 /// The TOS byte the tables' tunnel header carries (pipeline/encap.rs
@@ -166,7 +170,7 @@ pub fn full(leg: &Leg) -> Result<Rule, ShapeError> {
 }
 
 /// A transfer rule's attributes in `group`.
-fn transfer(group: u32) -> Attr {
+pub fn transfer(group: u32) -> Attr {
     Attr {
         group,
         priority: FLOW_PRIORITY,
@@ -308,6 +312,20 @@ pub fn tunnel_root(t: &TunnelMatch, mac: [u8; 6]) -> Rule {
 /// and a packet sent without DF leaves with DF set, the operator's
 /// choice.
 pub fn public_root(outer_df: OuterDf) -> Rule {
+    Rule {
+        attr: Attr {
+            priority: PUBLIC_ROOT_PRIORITY,
+            ..transfer(ROOT_GROUP)
+        },
+        pattern: vec![eth(ETHER_TYPE_IPV4), public_root_ipv4(outer_df)],
+        actions: vec![Action::Jump(FLOW_GROUP)],
+    }
+}
+
+/// The IPv4 item of [`public_root`]: the header checks a packet must
+/// pass to go on to the flows' group. The deny rules in front of the
+/// root rule make the same checks (`super::deny`).
+pub fn public_root_ipv4(outer_df: OuterDf) -> Item {
     let mut packet = whole(any_ipv4());
     if let Item::Ipv4 {
         tos,
@@ -323,11 +341,7 @@ pub fn public_root(outer_df: OuterDf) -> Rule {
         }
         *tos = Some(Masked::<u8>::exact(PUSHED_TOS));
     }
-    Rule {
-        attr: transfer(ROOT_GROUP),
-        pattern: vec![eth(ETHER_TYPE_IPV4), packet],
-        actions: vec![Action::Jump(FLOW_GROUP)],
-    }
+    packet
 }
 
 /// The GRE protocol of tunnel `t`'s frames.
@@ -393,7 +407,7 @@ fn l4(leg: &Leg, full: bool) -> Result<Item, ShapeError> {
     }
 }
 
-fn eth(ether_type: u16) -> Item {
+pub fn eth(ether_type: u16) -> Item {
     Item::Eth {
         dst: None,
         src: None,

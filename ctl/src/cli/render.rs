@@ -83,6 +83,18 @@ fn flows(result: &Value) -> String {
         }
         _ => {}
     }
+    // `offload show`: the firewall denies on the NIC, and those left to
+    // software with the reason (docs/offload.md, "Deny rules on the NIC").
+    for (key, title) in [
+        ("deny", "deny rules on the NIC"),
+        ("deny_not_pushed", "denies left to software"),
+    ] {
+        if let Some(rows) = result.get(key).and_then(Value::as_array) {
+            if !rows.is_empty() {
+                out.push_str(&format!("\n{title}:\n{}", table(rows)));
+            }
+        }
+    }
     out
 }
 

@@ -287,6 +287,7 @@ fn offload(out: &mut Toml, o: &Offload) {
     out.key("query_interval_ms", &o.query_interval_ms);
     out.key("queue_depth", &o.queue_depth);
     out.key("outer_df", o.outer_df.as_str());
+    out.key("max_deny_rules", &o.max_deny_rules);
 }
 
 /// The name a port index stands for. An index out of range (a `Config`

@@ -108,6 +108,9 @@ pub const OFFLOAD_TENANT_SHARE_RANGE: RangeInclusive<u8> = 1..=100;
 /// control loop on counters; slower ones must stay well below the
 /// shortest flow timeout (`[flows] icmp_s` is at least 60 s).
 pub const OFFLOAD_QUERY_INTERVAL_RANGE: RangeInclusive<u32> = 10..=30_000;
+/// Allowed [`Offload::max_deny_rules`]: 0 keeps every firewall deny in
+/// software.
+pub const OFFLOAD_MAX_DENY_RULES_RANGE: RangeInclusive<u32> = 0..=65536;
 /// Allowed [`Offload::queue_depth`].
 pub const OFFLOAD_QUEUE_DEPTH_RANGE: RangeInclusive<u32> = 16..=1 << 20;
 
@@ -134,6 +137,11 @@ pub struct Offload {
     /// `"copy"` or `"set"`: the outer DF of offloaded frames toward a
     /// tenant. Default [`OuterDf::Copy`].
     pub outer_df: OuterDf,
+    /// NIC rules for the tenants' firewall denies on their elastic IPs
+    /// (drops and passes, on every full public port), all tenants
+    /// together; one tenant may take `tenant_share` percent of them. 0:
+    /// none. Default 4096.
+    pub max_deny_rules: u32,
 }
 
 impl Default for Offload {
@@ -145,6 +153,7 @@ impl Default for Offload {
             query_interval_ms: 1000,
             queue_depth: 1024,
             outer_df: OuterDf::Copy,
+            max_deny_rules: 4096,
         }
     }
 }

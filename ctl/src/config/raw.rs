@@ -302,6 +302,7 @@ pub(super) struct RawOffload {
     pub query_interval_ms: Option<Spanned<i64>>,
     pub queue_depth: Option<Spanned<i64>>,
     pub outer_df: Option<Spanned<String>>,
+    pub max_deny_rules: Option<Spanned<i64>>,
 }
 
 /// A table and the byte offset of its header (or of its key, for an inline

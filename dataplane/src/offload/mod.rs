@@ -11,6 +11,7 @@
 //! INTERFACE (issue 14): these types are fixed by the lead; the helper on
 //! the offload manager builds the rest of this module around them.
 
+pub mod deny;
 pub mod manager;
 pub mod queue;
 pub mod spec;

@@ -406,6 +406,7 @@ fn the_public_root_rule_checks_the_headers_and_jumps() {
         Rule {
             attr: Attr {
                 group: 0,
+                priority: 64,
                 ..TRANSFER
             },
             pattern: vec![eth_ipv4(), packet],

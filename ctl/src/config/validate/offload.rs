@@ -4,8 +4,8 @@
 use super::{int, Report};
 use crate::config::raw::{RawOffload, Section};
 use crate::config::{
-    Offload, OffloadMode, OuterDf, OFFLOAD_MAX_FLOWS_RANGE, OFFLOAD_QUERY_INTERVAL_RANGE,
-    OFFLOAD_QUEUE_DEPTH_RANGE, OFFLOAD_TENANT_SHARE_RANGE,
+    Offload, OffloadMode, OuterDf, OFFLOAD_MAX_DENY_RULES_RANGE, OFFLOAD_MAX_FLOWS_RANGE,
+    OFFLOAD_QUERY_INTERVAL_RANGE, OFFLOAD_QUEUE_DEPTH_RANGE, OFFLOAD_TENANT_SHARE_RANGE,
 };
 
 pub(super) fn offload(raw: Option<&Section<RawOffload>>, r: &mut Report) -> Option<Offload> {
@@ -68,6 +68,15 @@ pub(super) fn offload(raw: Option<&Section<RawOffload>>, r: &mut Report) -> Opti
         " slots of each worker's request and feedback queue",
         r,
     );
+    let max_deny_rules = int(
+        v.max_deny_rules.as_ref(),
+        d.max_deny_rules,
+        i64::from(*OFFLOAD_MAX_DENY_RULES_RANGE.start()),
+        i64::from(*OFFLOAD_MAX_DENY_RULES_RANGE.end()),
+        "[offload] max_deny_rules",
+        " NIC rules for the tenants' firewall denies (0: none)",
+        r,
+    );
     let outer_df = match &v.outer_df {
         None => Some(d.outer_df),
         Some(m) => {
@@ -96,6 +105,7 @@ pub(super) fn offload(raw: Option<&Section<RawOffload>>, r: &mut Report) -> Opti
         query_interval_ms: query_interval_ms?,
         queue_depth: queue_depth?,
         outer_df: outer_df?,
+        max_deny_rules: max_deny_rules?,
     };
     section.sound().then_some(offload)
 }
