@@ -1323,6 +1323,13 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
     );
     let events = fake::take();
     assert_eq!(async_destroyed_on(&events, 1), deny_handles, "{events:?}");
+    let deny_tables = [statics[3].1, statics[4].1];
+    for table in deny_tables {
+        assert!(
+            events.contains(&Event::TableDestroyed(table)),
+            "an emptied static table goes: {events:?}"
+        );
+    }
     gw.tick(3001);
     let events = fake::take();
     let again: Vec<(u16, Rule)> = async_created_on(&events, 1)
@@ -1380,6 +1387,38 @@ fn an_async_port_whose_tables_fail_goes_to_level_none() {
     assert_eq!(stats["flows"]["offloaded"], 0, "{stats}");
     let (v, _) = gw.send(&from_client(&T1, 40000, false, 1001, Some(5001)), PUB, 0);
     assert_eq!(v, Verdict::Forward(UND), "in software");
+    gw.plane.shutdown();
+    assert_eq!(fake::live(), 0);
+    assert_eq!(fake::templates_live(), (0, 0, 0));
+}
+
+/// A static rule is waited for at most `statics::SETTLE`: a NIC that
+/// does not answer leaves the root rules refused (counted), the control
+/// loop goes on, and the rules that came late go at shutdown with their
+/// tables.
+#[test]
+fn a_static_rule_the_nic_does_not_answer_is_refused_in_bounded_time() {
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut gw = Gateway::with_api(OuterDf::Copy, true);
+    fake::take();
+    fake::hold_completions(true);
+    let started = std::time::Instant::now();
+    gw.tick(0);
+    let took = started.elapsed();
+    let bound = tgw::offload::statics::SETTLE * 3;
+    assert!(took >= bound && took < bound * 4, "{took:?}");
+    let stats = gw.plane.stats_json(&[]);
+    assert_eq!(
+        (&stats["root_rules_installed"], &stats["root_rules_refused"]),
+        (&0.into(), &3.into()),
+        "{stats}"
+    );
+    let events = fake::take();
+    assert_eq!(async_created_on(&events, 1).len(), 3, "{events:?}");
+    assert!(synchronous(&events).is_empty(), "{events:?}");
+    fake::hold_completions(false);
     gw.plane.shutdown();
     assert_eq!(fake::live(), 0);
     assert_eq!(fake::templates_live(), (0, 0, 0));
