@@ -214,7 +214,10 @@ fn serve(
             marks: p.marks,
         })
         .collect();
-    let mut offload = OffloadPlane::new(config, plane_ports, &mut |rule, port| rule.validate(port));
+    // A template-API port is probed by templates (`templates::check`).
+    let mut offload = OffloadPlane::new(config, plane_ports, &mut |rule, port| {
+        templates::check(&apis, rule, port)
+    });
     offload.use_templates(apis);
     let port_ids: Vec<(u16, MacAddr)> = ports.iter().map(|p| (p.port.id().0, p.mac)).collect();
     let arp = &config.arp;

@@ -209,7 +209,7 @@ impl Gateway {
             queue_depth: config.offload.queue_depth,
             max_flows: config.offload.max_flows,
         };
-        let apis = [PUB, UND]
+        let apis: Vec<_> = [PUB, UND]
             .into_iter()
             .map(|port| {
                 fake::set_async(port, asynchronous);
@@ -217,7 +217,9 @@ impl Gateway {
             })
             .collect();
         // The daemon's probe, through the fake: a capable NIC.
-        let mut plane = OffloadPlane::new(&config, ports, &mut |rule, port| rule.validate(port));
+        let mut plane = OffloadPlane::new(&config, ports, &mut |rule, port| {
+            templates::check(&apis, rule, port)
+        });
         plane.use_templates(apis);
         let link = plane.link(0).expect("a capable NIC: flows are offered");
         let pipeline = Pipeline::new(TokenBucket::new(1000, 50, SEC), 0)
@@ -908,35 +910,78 @@ fn a_df_clear_frame_takes_the_flows_rule_only_with_outer_df_set() {
     }
 }
 
-/// The async creations among `events`: (port, table, rule, handle).
-fn async_created(events: &[Event]) -> Vec<(u16, usize, Rule, usize)> {
+/// The async creations among `events` on flow queue `queue` (0: the
+/// per-flow rules', 1: the static rules'): (port, table, rule, handle).
+fn async_created_on(events: &[Event], on: u32) -> Vec<(u16, usize, Rule, usize)> {
     events
         .iter()
         .filter_map(|e| match e {
             Event::AsyncCreated {
                 port,
-                queue: 0,
+                queue,
                 table,
                 rule,
                 handle,
-            } => Some((*port, *table, rule.clone(), *handle)),
+            } if *queue == on => Some((*port, *table, rule.clone(), *handle)),
             _ => None,
         })
         .collect()
 }
 
-fn async_destroyed(events: &[Event]) -> Vec<usize> {
+fn async_created(events: &[Event]) -> Vec<(u16, usize, Rule, usize)> {
+    async_created_on(events, 0)
+}
+
+fn async_destroyed_on(events: &[Event], on: u32) -> Vec<usize> {
     let mut d: Vec<usize> = events
         .iter()
         .filter_map(|e| match e {
-            Event::AsyncDestroyed {
-                queue: 0, handle, ..
-            } => Some(*handle),
+            Event::AsyncDestroyed { queue, handle, .. } if *queue == on => Some(*handle),
             _ => None,
         })
         .collect();
     d.sort_unstable();
     d
+}
+
+fn async_destroyed(events: &[Event]) -> Vec<usize> {
+    async_destroyed_on(events, 0)
+}
+
+/// The tables made among `events`: (port, table, attributes, size,
+/// pattern template).
+fn tables_made(events: &[Event]) -> Vec<(u16, usize, Attr, u32, Vec<Item>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TableCreated {
+                port,
+                table,
+                attr,
+                nb_flows,
+                pattern,
+                actions,
+            } => {
+                assert!(actions.is_empty(), "every value comes with the rule");
+                Some((*port, *table, *attr, *nb_flows, pattern.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a synchronous flow call reached the fake NIC: on an async port
+/// none may (DPDK 22.11's mlx5 HWS refuses them, and so does the fake).
+fn synchronous(events: &[Event]) -> Vec<&Event> {
+    events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::Validated(..) | Event::Created(..) | Event::Destroyed(_)
+            )
+        })
+        .collect()
 }
 
 /// `item` as a template shows it: what it matches, every value zero.
@@ -977,6 +1022,10 @@ fn template_item(item: &Item) -> Item {
             dst: zero(dst),
             flags: zero(flags),
         },
+        Item::Udp { src, dst } => Item::Udp {
+            src: zero(src),
+            dst: zero(dst),
+        },
         Item::Gre {
             protocol,
             checksum_present,
@@ -993,53 +1042,110 @@ fn template_item(item: &Item) -> Item {
     }
 }
 
-/// The template API end to end (issue 14, item 1 and "what it must
-/// show" 2): with both ports answering as mlx5 in HW steering mode, the
-/// daemon configures one flow queue per port and makes its template
-/// tables; the reference flows' rules are exactly the sync scenario's
-/// (the same expectations), created by `rte_flow_async_create` into the
-/// table of their shape; a flow is offloaded only once its completions
-/// are pulled; a creation the NIC refuses afterwards leaves the flow in
-/// software, counted; counters are read from the async handles; rules go
-/// through `rte_flow_async_destroy` when flows end; tables and
-/// templates go at shutdown.
+/// The probe of a port with the template API (issue 14, item 1): as DPDK
+/// 22.11's mlx5 in HW steering mode has no `rte_flow_validate`, each
+/// shape is asked by making its templates and a one-rule table, then
+/// destroying them. The same shapes are asked as by `rte_flow_validate`
+/// on a port without the template API, and the ports reach the same
+/// levels with the same verdicts.
 #[test]
-fn on_async_ports_the_reference_flows_go_through_template_tables() {
+fn the_probe_by_templates_asks_what_validate_asks_and_reaches_the_same_levels() {
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    let mut runs = Vec::new();
+    for asynchronous in [false, true] {
+        fake::reset();
+        let mut gw = Gateway::with_api(OuterDf::Copy, asynchronous);
+        let events = fake::take();
+        assert!(refused(&events).is_empty(), "{events:?}");
+        // Each shape as its port was asked it: attributes, and the items
+        // as a template shows them (masks, values zero).
+        let asked: Vec<(u16, Attr, Vec<Item>)> = if asynchronous {
+            assert!(synchronous(&events).is_empty(), "{events:?}");
+            let probes: Vec<_> = tables_made(&events)
+                .into_iter()
+                .filter(|(_, _, _, nb_flows, _)| *nb_flows == 1)
+                .collect();
+            for (_, table, ..) in &probes {
+                assert!(
+                    events.contains(&Event::TableDestroyed(*table)),
+                    "probe table {table} destroyed: {events:?}"
+                );
+            }
+            probes
+                .into_iter()
+                .map(|(port, _, attr, _, pattern)| (port, attr, pattern))
+                .collect()
+        } else {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Validated(port, rule) => Some((
+                        *port,
+                        rule.attr,
+                        rule.pattern.iter().map(template_item).collect(),
+                    )),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(asked.len(), 6 + 5, "{events:?}");
+        let caps = gw.plane.caps_json();
+        let levels: Vec<serde_json::Value> = caps["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| p["level"].clone())
+            .collect();
+        assert_eq!(levels, ["full", "full"], "{caps}");
+        runs.push((asked, levels, caps["shapes"].clone()));
+        gw.plane.shutdown();
+        assert_eq!(fake::live(), 0);
+        assert_eq!(fake::templates_live(), (0, 0, 0));
+    }
+    assert_eq!(runs[0], runs[1], "the same shapes, verdicts and levels");
+}
+
+/// The template API end to end (issue 14, item 1 and "what it must
+/// show" 2), with both ports answering as DPDK 22.11's mlx5 in HW
+/// steering mode, which takes no synchronous flow call: the daemon
+/// configures two flow queues per port (per-flow rules, static rules)
+/// and makes its per-flow template tables; at the first tick the root
+/// rules and t1's deny rules — exactly the sync scenario's — go through
+/// the static queue, each into a table of its shape and priority; the
+/// reference flows' rules — exactly the sync scenario's — go by
+/// `rte_flow_async_create` into the table of their shape; a flow is
+/// offloaded only once its completions are pulled; a creation the NIC
+/// refuses afterwards leaves the flow in software, counted; counters are
+/// read from the async handles; rules go through `rte_flow_async_destroy`
+/// when flows end and, for deny rules, when their tenant changes; all
+/// rules, tables and templates go at shutdown; and nothing reaches
+/// `rte_flow_validate`, `_create` or `_destroy`.
+#[test]
+fn on_async_ports_every_rule_goes_through_template_tables() {
     let _nic = fake::exclusive();
     flowcheck::eal();
     fake::reset();
     let mut gw = Gateway::with_api(OuterDf::Copy, true);
     let setup = fake::take();
     assert!(refused(&setup).is_empty(), "{setup:?}");
+    assert!(synchronous(&setup).is_empty(), "{setup:?}");
     for port in [PUB, UND] {
         assert!(
             setup.contains(&Event::Configured {
                 port,
-                queues: 1,
+                queues: 2,
                 queue_size: 1024,
                 counters: 1024,
             }),
-            "port {port}: one flow queue of queue_depth, a counter per flow: {setup:?}"
+            "port {port}: two flow queues of queue_depth, a counter per flow: {setup:?}"
         );
     }
     // Both ports full: four per-flow shapes each, in group 1, each table
-    // sized for max_flows.
-    let tables: Vec<(u16, usize, Attr, u32, Vec<Item>)> = setup
-        .iter()
-        .filter_map(|e| match e {
-            Event::TableCreated {
-                port,
-                table,
-                attr,
-                nb_flows,
-                pattern,
-                actions,
-            } => {
-                assert!(actions.is_empty(), "every value comes with the rule");
-                Some((*port, *table, *attr, *nb_flows, pattern.clone()))
-            }
-            _ => None,
-        })
+    // sized for max_flows (the probe's one-rule tables are gone).
+    let tables: Vec<_> = tables_made(&setup)
+        .into_iter()
+        .filter(|(_, _, _, nb_flows, _)| *nb_flows != 1)
         .collect();
     assert_eq!(tables.len(), 8, "{tables:?}");
     assert!(tables
@@ -1049,28 +1155,55 @@ fn on_async_ports_the_reference_flows_go_through_template_tables() {
     assert_eq!(caps["ports"][0]["api"], "async", "{caps}");
     assert_eq!(caps["ports"][1]["api"], "async", "{caps}");
 
+    // The static rules, at the first tick: the sync scenario's root
+    // rules and t1's deny rules, through the static queue, each in a
+    // table whose attributes (group, priority) and template are its own.
+    add_denies(&mut gw);
+    fake::take();
+    gw.tick(0);
+    let events = fake::take();
+    assert!(refused(&events).is_empty(), "{events:?}");
+    assert!(synchronous(&events).is_empty(), "{events:?}");
+    let statics = async_created_on(&events, 1);
+    let made: Vec<(u16, Rule)> = statics.iter().map(|(p, _, r, _)| (*p, r.clone())).collect();
+    assert_eq!(
+        made,
+        [
+            (PUB, public_root()),
+            (UND, tunnel_root(&T1)),
+            (UND, tunnel_root(&T2)),
+            (PUB, t1_deny_pass()),
+            (PUB, t1_deny_drop()),
+        ],
+        "{events:?}"
+    );
+    let static_tables = tables_made(&events);
+    for (i, (port, table, rule, _)) in statics.iter().enumerate() {
+        let (t_port, _, attr, nb_flows, pattern) = static_tables
+            .iter()
+            .find(|t| t.1 == *table)
+            .expect("a table made at this tick");
+        // The table's priority is the rule's: deny rules (0, 1) before
+        // the public root rule (64) in group 0, as with rte_flow_create.
+        assert_eq!((t_port, attr), (port, &rule.attr), "static rule {i}");
+        let shape: Vec<Item> = rule.pattern.iter().map(template_item).collect();
+        assert_eq!(pattern, &shape, "static rule {i}'s table");
+        assert_eq!(*nb_flows, 4096, "root and deny rules at most");
+    }
+    assert_eq!(statics[1].1, statics[2].1, "two tunnels, one shape");
+    assert_eq!(static_tables.len(), 4, "{static_tables:?}");
+    let deny_handles = vec![statics[3].3, statics[4].3];
+
     // The handshakes; completions held: the rules are queued, the flows
     // pending, not offloaded.
     fake::hold_completions(true);
     let (t1_syn, _) = gw.connect(&T1, 40000);
     let (t2_syn, _) = gw.connect(&T2, 40001);
-    gw.tick(0);
+    gw.tick(1);
     let events = fake::take();
     assert!(refused(&events).is_empty(), "{events:?}");
-    // Root rules stay synchronous, and are the sync scenario's.
-    let roots: Vec<(u16, Rule)> = created(&events)
-        .into_iter()
-        .map(|(p, r, _)| (p, r))
-        .collect();
-    assert_eq!(
-        roots,
-        [
-            (PUB, public_root()),
-            (UND, tunnel_root(&T1)),
-            (UND, tunnel_root(&T2))
-        ],
-        "{events:?}"
-    );
+    assert!(synchronous(&events).is_empty(), "{events:?}");
+    assert!(async_created_on(&events, 1).is_empty(), "{events:?}");
     let rules = async_created(&events);
     let expected = [
         (PUB, public_rule(&T1, 40000, tunnel_header_of(&t1_syn))),
@@ -1102,11 +1235,11 @@ fn on_async_ports_the_reference_flows_go_through_template_tables() {
     );
     let pending = |gw: &Gateway| gw.plane.stats_json(&[])["flows"]["pending"].clone();
     let offloaded = |gw: &Gateway| gw.plane.stats_json(&[])["flows"]["offloaded"].clone();
-    gw.tick(1);
+    gw.tick(2);
     assert_eq!((pending(&gw), offloaded(&gw)), (2.into(), 0.into()));
     // The NIC finishes: at the next tick the flows are offloaded.
     fake::hold_completions(false);
-    gw.tick(2);
+    gw.tick(3);
     assert_eq!((pending(&gw), offloaded(&gw)), (0.into(), 2.into()));
     assert_eq!(fake::in_flight(PUB, 0) + fake::in_flight(UND, 0), 0);
 
@@ -1116,8 +1249,8 @@ fn on_async_ports_the_reference_flows_go_through_template_tables() {
     fake::take();
     fake::fail_async_creations(1);
     gw.connect(&T1, 40002);
-    gw.tick(3);
     gw.tick(4);
+    gw.tick(5);
     let events = fake::take();
     let third = async_created(&events);
     assert_eq!(third.len(), 2, "{events:?}");
@@ -1128,7 +1261,8 @@ fn on_async_ports_the_reference_flows_go_through_template_tables() {
     let (v, _) = gw.send(&from_client(&T1, 40002, false, 1001, Some(5001)), PUB, 0);
     assert_eq!(v, Verdict::Forward(UND), "the refused flow, in software");
 
-    // Counters are read from the async handles: t1's hits refresh it.
+    // Counters are read from the async handles: t1's hits refresh it,
+    // and the deny drop's count is read from its handle too.
     let handle = |i: usize| rules[i].3;
     fake::set_hits(handle(0), 10, 1000);
     fake::set_hits(handle(1), 5, 400);
@@ -1140,6 +1274,10 @@ fn on_async_ports_the_reference_flows_go_through_template_tables() {
             "rule {i}: {queried:?}"
         );
     }
+    assert!(
+        queried.contains(&Event::Queried(deny_handles[1])),
+        "the drop: {queried:?}"
+    );
     gw.pipeline.apply_feedback(&gw.counters, 7000 * SEC);
     let t1 = gw.counters.tenant(0).expect("t1's slot");
     assert_eq!(
@@ -1147,7 +1285,8 @@ fn on_async_ports_the_reference_flows_go_through_template_tables() {
         (15, 1400)
     );
 
-    // A change to t2 pulls its flow back through async_destroy.
+    // A change to t2 pulls its flow back through async_destroy; the
+    // static rules stay.
     gw.change(&Op::RuleAdd {
         tenant: "t2".into(),
         rule: serde_json::json!({"direction": "in", "action": "allow", "proto": "udp", "dport": 53}),
@@ -1160,10 +1299,8 @@ fn on_async_ports_the_reference_flows_go_through_template_tables() {
         vec![handle(2), handle(3)],
         "{events:?}"
     );
-    assert!(
-        destroyed(&events).is_empty(),
-        "the root rules stay: {events:?}"
-    );
+    assert!(async_destroyed_on(&events, 1).is_empty(), "{events:?}");
+    assert!(synchronous(&events).is_empty(), "{events:?}");
     // t1's flow expires in software past its refreshed deadline; its
     // rules go the same way.
     gw.sweep((7000 + 7441) * SEC);
@@ -1174,18 +1311,117 @@ fn on_async_ports_the_reference_flows_go_through_template_tables() {
         vec![handle(0), handle(1)],
         "{events:?}"
     );
-    assert_eq!(fake::live(), 3, "the root rules");
-    // At shutdown: the root rules, then the tables and templates.
+    assert_eq!(fake::live(), 3 + 2, "the root and deny rules");
+
+    // A change to t1: its deny rules go through the static queue before
+    // the new tables are published, and come back at the next tick.
+    rule_add(
+        &mut gw,
+        "t1",
+        serde_json::json!({"direction": "in", "action": "allow", "proto": "udp", "dport": 53}),
+        0,
+    );
+    let events = fake::take();
+    assert_eq!(async_destroyed_on(&events, 1), deny_handles, "{events:?}");
+    let deny_tables = [statics[3].1, statics[4].1];
+    for table in deny_tables {
+        assert!(
+            events.contains(&Event::TableDestroyed(table)),
+            "an emptied static table goes: {events:?}"
+        );
+    }
+    gw.tick(3001);
+    let events = fake::take();
+    let again: Vec<(u16, Rule)> = async_created_on(&events, 1)
+        .into_iter()
+        .map(|(p, _, r, _)| (p, r))
+        .collect();
+    assert_eq!(
+        again,
+        [(PUB, t1_deny_pass()), (PUB, t1_deny_drop())],
+        "{events:?}"
+    );
+
+    // At shutdown: the static rules, then every table and template.
     gw.plane.shutdown();
     assert_eq!(fake::live(), 0);
     assert_eq!(fake::templates_live(), (0, 0, 0));
     let events = fake::take();
     assert!(refused(&events).is_empty(), "{events:?}");
-    let gone = events
-        .iter()
-        .filter(|e| matches!(e, Event::TableDestroyed(_)))
-        .count();
-    assert_eq!(gone, 8, "{events:?}");
+    assert!(synchronous(&events).is_empty(), "{events:?}");
+    assert_eq!(async_destroyed_on(&events, 1).len(), 3 + 2, "{events:?}");
+}
+
+/// A port with the template API whose per-flow tables the NIC refuses
+/// goes to level none rather than run half made (its PMD may take no
+/// synchronous rule: DPDK 22.11's mlx5 HWS): caps say so and why, and a
+/// flow is neither queued nor handed to `rte_flow_create`, nor are root
+/// rules made for it; it goes the software path.
+#[test]
+fn an_async_port_whose_tables_fail_goes_to_level_none() {
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    // The probe's one-rule tables fit; the max_flows ones do not.
+    fake::refuse_tables_over(Some(1));
+    let mut gw = Gateway::with_api(OuterDf::Copy, true);
+    let caps = gw.plane.caps_json();
+    for port in 0..2 {
+        let p = &caps["ports"][port];
+        assert_eq!(p["level"], "none", "{caps}");
+        assert_eq!(p["api"], "sync", "{caps}");
+        let why = p["api_reason"].as_str().unwrap_or_default();
+        assert!(why.starts_with("template tables: "), "{caps}");
+    }
+    fake::take();
+    gw.connect(&T1, 40000);
+    gw.tick(0);
+    gw.tick(1);
+    let events = fake::take();
+    assert!(async_created_on(&events, 0).is_empty(), "{events:?}");
+    assert!(async_created_on(&events, 1).is_empty(), "{events:?}");
+    assert!(synchronous(&events).is_empty(), "{events:?}");
+    assert!(refused(&events).is_empty(), "{events:?}");
+    let stats = gw.plane.stats_json(&[]);
+    assert_eq!(stats["root_rules"], 0, "{stats}");
+    assert_eq!(stats["flows"]["offloaded"], 0, "{stats}");
+    let (v, _) = gw.send(&from_client(&T1, 40000, false, 1001, Some(5001)), PUB, 0);
+    assert_eq!(v, Verdict::Forward(UND), "in software");
+    gw.plane.shutdown();
+    assert_eq!(fake::live(), 0);
+    assert_eq!(fake::templates_live(), (0, 0, 0));
+}
+
+/// A static rule is waited for at most `statics::SETTLE`: a NIC that
+/// does not answer leaves the root rules refused (counted), the control
+/// loop goes on, and the rules that came late go at shutdown with their
+/// tables.
+#[test]
+fn a_static_rule_the_nic_does_not_answer_is_refused_in_bounded_time() {
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut gw = Gateway::with_api(OuterDf::Copy, true);
+    fake::take();
+    fake::hold_completions(true);
+    let started = std::time::Instant::now();
+    gw.tick(0);
+    let took = started.elapsed();
+    let bound = tgw::offload::statics::SETTLE * 3;
+    assert!(took >= bound && took < bound * 4, "{took:?}");
+    let stats = gw.plane.stats_json(&[]);
+    assert_eq!(
+        (&stats["root_rules_installed"], &stats["root_rules_refused"]),
+        (&0.into(), &3.into()),
+        "{stats}"
+    );
+    let events = fake::take();
+    assert_eq!(async_created_on(&events, 1).len(), 3, "{events:?}");
+    assert!(synchronous(&events).is_empty(), "{events:?}");
+    fake::hold_completions(false);
+    gw.plane.shutdown();
+    assert_eq!(fake::live(), 0);
+    assert_eq!(fake::templates_live(), (0, 0, 0));
 }
 
 /// The flow queue's bound, end to end: with `[offload] queue_depth = 16`
@@ -1203,10 +1439,13 @@ fn a_full_flow_queue_leaves_the_flow_in_software_counted() {
     let mut gw = Gateway::with_config(config, true);
     assert!(fake::take().contains(&Event::Configured {
         port: PUB,
-        queues: 1,
+        queues: 2,
         queue_size: 16,
         counters: 1024,
     }));
+    // The static rules first (the root rules, through the static queue),
+    // before the NIC stops answering.
+    gw.tick(0);
     fake::hold_completions(true);
     for sport in 41000..41008 {
         gw.connect(&T1, sport);
@@ -1310,56 +1549,42 @@ fn rule_add(gw: &mut Gateway, tenant: &str, rule: serde_json::Value, position: u
     });
 }
 
-/// Firewall denies on the NIC (docs/offload.md, "Deny rules on the
-/// NIC"). t1 denies TCP to ports 20-23 from 9.9.9.0/24 but lets in
-/// 9.9.9.9 to port 22, and may open nothing toward 9.9.9.0/24: exact, so
-/// a pass for the earlier allow and a counted drop (the ports as one
-/// mask, SYN only), in the root group in front of the root rule. t2 denies
-/// UDP from there without forbidding its own flows there: a reply to one
-/// of them is in the region, so no rule, and software forwards the reply.
-/// The drop's NIC counts reach t1's rule; a rule change takes the rules
-/// down before the new tables are published and the next tick makes them
-/// again; shutdown removes them.
-#[test]
-fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
-    use matcher::applied;
-    let _nic = fake::exclusive();
-    flowcheck::eal();
-    fake::reset();
-    let mut gw = Gateway::new();
-    let probed = fake::take();
-    let deny_shape = probed.iter().any(
-        |e| matches!(e, Event::Validated(PUB, r) if r.actions == [Action::Count, Action::Drop]),
-    );
-    assert!(deny_shape, "the probe validates deny_drop: {probed:?}");
+/// The deny rules of the reference scenario's tenants: t1 lets 9.9.9.9
+/// in to TCP 22, denies TCP 20-23 from 9.9.9.0/24 and may open nothing
+/// toward 9.9.9.0/24 (exact: a pass and a drop on the NIC); t2 denies UDP
+/// 20-23 from there but may open flows there (not exact: none).
+fn add_denies(gw: &mut Gateway) {
     rule_add(
-        &mut gw,
+        gw,
         "t1",
         serde_json::json!({"direction": "in", "action": "allow", "proto": "tcp", "src": "9.9.9.9/32", "dport": 22}),
         0,
     );
     rule_add(
-        &mut gw,
+        gw,
         "t1",
         serde_json::json!({"direction": "in", "action": "deny", "proto": "tcp", "src": "9.9.9.0/24", "dport": "20-23"}),
         1,
     );
     rule_add(
-        &mut gw,
+        gw,
         "t1",
         serde_json::json!({"direction": "out", "action": "deny", "dst": "9.9.9.0/24"}),
         2,
     );
     rule_add(
-        &mut gw,
+        gw,
         "t2",
         serde_json::json!({"direction": "in", "action": "deny", "proto": "udp", "src": "9.9.9.0/24", "dport": "20-23"}),
         0,
     );
-    gw.tick(0);
-    let events = fake::take();
-    assert!(refused(&events).is_empty(), "{events:?}");
-    let pass = Rule {
+}
+
+/// t1's deny rules after [`add_denies`]: the pass of its allow from
+/// 9.9.9.9 to port 22, in front of the drop of TCP 20-23 from
+/// 9.9.9.0/24.
+fn t1_deny_pass() -> Rule {
+    Rule {
         attr: ROOT,
         pattern: vec![
             eth_ipv4(),
@@ -1371,8 +1596,11 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
             },
         ],
         actions: vec![Action::Jump(1)],
-    };
-    let drop = Rule {
+    }
+}
+
+fn t1_deny_drop() -> Rule {
+    Rule {
         attr: Attr {
             priority: 1,
             ..ROOT
@@ -1395,7 +1623,36 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
             },
         ],
         actions: vec![Action::Count, Action::Drop],
-    };
+    }
+}
+
+/// Firewall denies on the NIC (docs/offload.md, "Deny rules on the
+/// NIC"). t1 denies TCP to ports 20-23 from 9.9.9.0/24 but lets in
+/// 9.9.9.9 to port 22, and may open nothing toward 9.9.9.0/24: exact, so
+/// a pass for the earlier allow and a counted drop (the ports as one
+/// mask, SYN only), in the root group in front of the root rule. t2 denies
+/// UDP from there without forbidding its own flows there: a reply to one
+/// of them is in the region, so no rule, and software forwards the reply.
+/// The drop's NIC counts reach t1's rule; a rule change takes the rules
+/// down before the new tables are published and the next tick makes them
+/// again; shutdown removes them.
+#[test]
+fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
+    use matcher::applied;
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut gw = Gateway::new();
+    let probed = fake::take();
+    let deny_shape = probed.iter().any(
+        |e| matches!(e, Event::Validated(PUB, r) if r.actions == [Action::Count, Action::Drop]),
+    );
+    assert!(deny_shape, "the probe validates deny_drop: {probed:?}");
+    add_denies(&mut gw);
+    gw.tick(0);
+    let events = fake::take();
+    assert!(refused(&events).is_empty(), "{events:?}");
+    let (pass, drop) = (t1_deny_pass(), t1_deny_drop());
     let deny_rules = |events: &[Event]| -> Vec<(u16, Rule, usize)> {
         created(events)
             .into_iter()

@@ -204,3 +204,44 @@ fn a_failed_creation_leaves_no_rule_and_a_live_one_is_counted() {
     assert_eq!(fake::templates_live(), (0, 0, 0));
     fake::set_async(PORT, false);
 }
+
+/// A table goes only when it holds no rule, installed or pending (mlx5
+/// refuses to destroy a table with rules); its index is then reused.
+#[test]
+fn only_an_empty_table_is_removed_and_its_index_is_reused() {
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let (mut flows, tcp, _) = port();
+    let mut done = Vec::new();
+    flows.create(tcp, 1, &rule(6, 40001, 2)).expect("enqueued");
+    assert_eq!(flows.table_of(1), Some(tcp));
+    assert!(!flows.remove(tcp), "a pending rule keeps it");
+    flows.push().expect("push");
+    flows.pull(&mut done).expect("pull");
+    assert!(!flows.remove(tcp), "an installed rule keeps it");
+    flows.destroy(1).expect("enqueued");
+    flows.push().expect("push");
+    flows.pull(&mut done).expect("pull");
+    assert_eq!(flows.table_of(1), None);
+    fake::take();
+    assert!(flows.remove(tcp));
+    assert!(flows.table(tcp).is_none());
+    let events = fake::take();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::TableDestroyed(_))),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Refused(..))),
+        "{events:?}"
+    );
+    assert_eq!(fake::templates_live(), (1, 1, 1), "the UDP table's");
+    let again = flows
+        .add(Table::new(PORT, &rule(6, 0, 0), 8).expect("tcp table"))
+        .expect("this port's");
+    assert_eq!(again, tcp, "the index is reused");
+    drop(flows);
+    assert_eq!(fake::templates_live(), (0, 0, 0));
+    fake::set_async(PORT, false);
+}

@@ -20,12 +20,13 @@ use ctl::config::OuterDf;
 use dataplane::offload::deny::{self, Bounds, DenyRule, NotPushed, PortMask, Reason, Verdict};
 use dataplane::tables::Tables;
 use dataplane::tenant::TenantId;
-use rte::flow::{Action, Attr, Flow, Item, Masked, Rule};
+use rte::flow::{Action, Attr, Item, Masked, Rule};
 use serde_json::{json, Value};
 use tracing::warn;
 
 use super::root::Create;
 use super::shapes::{self, ETHER_TYPE_IPV4, FLOW_GROUP, PUBLIC_ROOT_PRIORITY, ROOT_GROUP};
+use super::statics::Handle;
 
 /// TCP's SYN, and the flags conntrack looks at to say a segment opens a
 /// connection (SYN without ACK, RST or FIN).
@@ -112,7 +113,7 @@ struct Pushed {
     rule: Rule,
     counted: Counted,
     /// None in shadow mode, or when the NIC refused it.
-    handle: Option<Flow>,
+    handle: Option<Handle>,
     /// The COUNT's total at the last query.
     seen: u64,
 }

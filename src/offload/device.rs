@@ -162,6 +162,14 @@ impl NicDevice {
         }
     }
 
+    /// Sets the level legs arriving on `port` get (a port whose template
+    /// tables failed goes to none).
+    pub fn set_level(&mut self, port: u16, level: Level) {
+        if let Some(l) = self.levels.get_mut(usize::from(port)) {
+            *l = level;
+        }
+    }
+
     /// The level a leg arriving on `port` gets.
     pub fn level(&self, port: u16) -> Level {
         self.levels

@@ -9,5 +9,6 @@ pub mod probe;
 pub mod report;
 pub mod root;
 pub mod shapes;
+pub mod statics;
 pub mod steering;
 pub mod templates;

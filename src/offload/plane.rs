@@ -9,7 +9,7 @@ use ctl::config::{Config, OffloadMode, OuterDf, Role};
 use dataplane::offload::{macs_of, Level, Limits, Link, NotOffloadable, Offloads, Refusal};
 use dataplane::tables::Tables;
 use dataplane::WorkerCounters;
-use rte::flow::{Flow, FlowError, Rule};
+use rte::flow::{FlowError, Rule};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
@@ -18,6 +18,7 @@ use super::device::NicDevice;
 use super::probe::{self, level_name, PortCaps, ProbeTarget};
 use super::report::OffloadReport;
 use super::root::{self, Roots};
+use super::statics::{Handle, StaticRules};
 use super::steering::{self, SteeredPool};
 use super::templates::{PortApi, TemplateQueues};
 
@@ -43,7 +44,7 @@ pub struct PlanePort {
 struct Steering {
     generation: Option<u64>,
     rules: Vec<(u16, Rule)>,
-    handles: Vec<Flow>,
+    handles: Vec<Handle>,
 }
 
 pub struct OffloadPlane {
@@ -76,6 +77,10 @@ pub struct OffloadPlane {
     /// `query_interval_ms`, for the deny rules.
     deny_limits: DenyLimits,
     query_interval_ms: u64,
+    /// The static rules' queues on the template-API ports, and the size
+    /// of each of their tables (the larger bound of root and deny rules).
+    statics: StaticRules,
+    static_table_rules: u32,
     started: Instant,
 }
 
@@ -216,17 +221,22 @@ impl OffloadPlane {
                 share: o.tenant_share,
             },
             query_interval_ms: u64::from(o.query_interval_ms),
+            statics: StaticRules::default(),
+            static_table_rules: (root::MAX_ROOT_RULES as u32).max(o.max_deny_rules),
             started: Instant::now(),
         }
     }
 
-    /// The template/async API for the per-flow rules of the ports in
-    /// `apis` that have it (`templates::configure`, before the ports
-    /// started): in auto mode, on a port above level none, a template
+    /// The template/async API for the rules of the ports in `apis` that
+    /// have it (`templates::configure`, before the ports started): in
+    /// auto mode, the static rules through the port's static queue
+    /// (`super::statics`), and, on a port above level none, a template
     /// table per per-flow shape of its level, each of `[offload]
-    /// max_flows` rules. A port where that fails, and every other port,
-    /// keeps the synchronous API; each port's API and why are logged and
-    /// shown by `offload caps`.
+    /// max_flows` rules. A port whose tables fail goes to level none
+    /// rather than run half made: a PMD with the template API may take
+    /// no synchronous rule (DPDK 22.11's mlx5 in HW steering mode). Every
+    /// other port keeps the synchronous API; each port's API and why are
+    /// logged and shown by `offload caps`.
     pub fn use_templates(&mut self, apis: Vec<(u16, PortApi)>) {
         let mut queues = TemplateQueues::new();
         for (port, api) in apis {
@@ -247,6 +257,9 @@ impl OffloadPlane {
                     continue;
                 }
             };
+            if let Err(e) = self.statics.open(configured, self.static_table_rules) {
+                warn!(port, "offload: static rules keep the synchronous API: {e}");
+            }
             let p = &self.ports[i];
             let target = ProbeTarget {
                 port,
@@ -262,7 +275,11 @@ impl OffloadPlane {
             } else {
                 match queues.open(configured, &shapes, self.max_flows) {
                     Ok(()) => None,
-                    Err(e) => Some(format!("template tables: {e}")),
+                    Err(e) => {
+                        let why = format!("template tables: {e}");
+                        self.demote(i, &why);
+                        Some(why)
+                    }
                 }
             };
         }
@@ -275,6 +292,26 @@ impl OffloadPlane {
                 Some(why) => info!("port {} ({}): flow api sync: {why}", p.id, p.name),
             }
         }
+    }
+
+    /// Takes port `i` (the plane's order) to level none: no per-flow,
+    /// root, deny or steering rule is made for it any more.
+    fn demote(&mut self, i: usize, why: &str) {
+        let Some(p) = self.ports.get(i) else {
+            return;
+        };
+        let port = p.id;
+        warn!(port, name = %p.name, "offload: the port goes to level none: {why}");
+        if let Some(c) = self.caps.get_mut(i) {
+            c.level = Level::None;
+        }
+        if let Some((_, device)) = self.manager.as_mut() {
+            device.set_level(port, Level::None);
+        }
+        self.full_ports.retain(|&p| p != port);
+        self.full_public.retain(|&p| p != port);
+        self.deny_public.retain(|&p| p != port);
+        self.public_queues.retain(|(p, _)| *p != port);
     }
 
     /// Whether some port marks flows' frames (partial offload): the
@@ -312,7 +349,8 @@ impl OffloadPlane {
             self.steer(tables);
         }
         if self.deny.generation != Some(tables.generation) {
-            let create = |rule: &Rule, port: u16| rule.create(port);
+            let statics = &self.statics;
+            let create = |rule: &Rule, port: u16| statics.create(rule, port);
             let create: Option<root::Create<'_>> =
                 (self.mode == OffloadMode::Auto).then_some(&create);
             self.deny.update(
@@ -354,7 +392,8 @@ impl OffloadPlane {
             );
         }
         self.roots.left_out = left_out as u64;
-        let create = |rule: &Rule, port: u16| rule.create(port);
+        let statics = &self.statics;
+        let create = |rule: &Rule, port: u16| statics.create(rule, port);
         let create: Option<root::Create<'_>> = (self.mode == OffloadMode::Auto).then_some(&create);
         self.roots.update(keys, self.outer_df, create);
     }
@@ -385,8 +424,8 @@ impl OffloadPlane {
         self.steering.handles.clear();
         if self.mode == OffloadMode::Auto {
             for (port, rule) in &rules {
-                match rule.create(*port) {
-                    Ok(flow) => self.steering.handles.push(flow),
+                match self.statics.create(rule, *port) {
+                    Ok(handle) => self.steering.handles.push(handle),
                     Err(e) => {
                         warn!(port, "offload: a SNAT steering rule was refused, its ports stay with RSS: {e}")
                     }
@@ -417,6 +456,8 @@ impl OffloadPlane {
         self.steering = Steering::default();
         self.roots = Roots::default();
         self.deny.clear();
+        // Their rules went above: the static tables and templates now.
+        self.statics = StaticRules::default();
         if pulled > 0 {
             info!(flows = pulled, "offload: flows pulled back at shutdown");
         }

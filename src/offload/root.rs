@@ -12,10 +12,11 @@ use ctl::config::OuterDf;
 use dataplane::offload::spec::tunnel_match;
 use dataplane::offload::TunnelMatch;
 use dataplane::tables::Tables;
-use rte::flow::{Flow, Rule};
+use rte::flow::Rule;
 use tracing::warn;
 
 use super::shapes;
+use super::statics::Handle;
 
 /// Root rules at most (docs/security.md): tunnels past it get none, so
 /// their flows' frames stay in software (counted, `root_rules_left_out`).
@@ -121,15 +122,17 @@ pub fn wanted(
     (out, left_out)
 }
 
-/// Creates a rule on a port (`Rule::create`; a test's stand-in).
-pub type Create<'a> = &'a dyn Fn(&Rule, u16) -> Result<Flow, rte::flow::FlowError>;
+/// Makes a static rule on a port (`StaticRules::create`: `Rule::create`,
+/// or through templates on a port with the template API; a test's
+/// stand-in).
+pub type Create<'a> = &'a dyn Fn(&Rule, u16) -> Result<Handle, rte::flow::FlowError>;
 
 /// The root rules in force: each with its handle once created (none in
 /// shadow mode, or when the NIC refused it).
 #[derive(Default)]
 pub struct Roots {
     pub generation: Option<u64>,
-    rules: Vec<(RootKey, Rule, Option<Flow>)>,
+    rules: Vec<(RootKey, Rule, Option<Handle>)>,
     /// Tunnels the last rebuild left without a rule ([`MAX_ROOT_RULES`]).
     pub left_out: u64,
     /// Root rules the NIC refused, since start.
@@ -142,7 +145,7 @@ impl Roots {
     /// shutdown) are created with `create` (when given), the others are
     /// destroyed (dropped).
     pub fn update(&mut self, keys: Vec<RootKey>, outer_df: OuterDf, create: Option<Create<'_>>) {
-        let mut old: HashMap<RootKey, (Rule, Option<Flow>)> =
+        let mut old: HashMap<RootKey, (Rule, Option<Handle>)> =
             self.rules.drain(..).map(|(k, r, h)| (k, (r, h))).collect();
         for key in keys {
             if let Some((rule, handle)) = old.remove(&key) {

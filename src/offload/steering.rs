@@ -13,6 +13,8 @@
 //! prefixes that cover it. ICMP shares the port space (its identifier)
 //! but has no port to match: its replies stay with RSS and the handoff.
 
+use dataplane::firewall::PortRange;
+use dataplane::offload::deny::port_masks;
 use rte::flow::{Action, Attr, Item, Masked, Rule};
 
 use super::shapes::{ETHER_TYPE_IPV4, IPPROTO_TCP, IPPROTO_UDP, STEERING_PRIORITY};
@@ -111,26 +113,25 @@ pub fn port_matches(lo: u16, hi: u16, workers: u16) -> Vec<Vec<(u16, u16)>> {
     let blocks = (u32::from(hi) + 1).saturating_sub(lo) / BLOCK;
     for b in 0..blocks {
         let start = lo + b * BLOCK;
-        prefixes(start, start + BLOCK - 1, &mut out[(b % n) as usize]);
+        out[(b % n) as usize].extend(prefixes(start, start + BLOCK - 1));
     }
     out
 }
 
-/// The fewest masked prefixes covering `lo..=hi` exactly.
-fn prefixes(mut lo: u32, hi: u32, out: &mut Vec<(u16, u16)>) {
-    while lo <= hi {
-        // The largest aligned power of two starting at `lo` within `hi`.
-        let mut size = if lo == 0 {
-            1 << 16
-        } else {
-            1 << lo.trailing_zeros()
-        };
-        while lo + size - 1 > hi {
-            size /= 2;
-        }
-        out.push((lo as u16, !(size - 1) as u16));
-        lo += size;
-    }
+/// The fewest masked prefixes covering `lo..=hi` exactly: the deny
+/// rules' cut of a port range (`port_masks`, tested over every range
+/// end there), as (spec, mask) pairs.
+fn prefixes(lo: u32, hi: u32) -> impl Iterator<Item = (u16, u16)> {
+    // Blocks lie within the pool's ports, which are u16s, lo <= hi.
+    let range = u16::try_from(lo)
+        .ok()
+        .zip(u16::try_from(hi).ok())
+        .and_then(|(lo, hi)| PortRange::new(lo, hi));
+    range
+        .map(port_masks)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| (m.value, m.mask))
 }
 
 #[cfg(test)]
@@ -178,8 +179,7 @@ mod tests {
         check(1024, 2047, 3);
         check(100, 500, 2);
         // An unaligned block takes several prefixes, none outside it.
-        let mut p = Vec::new();
-        prefixes(1000, 1063, &mut p);
+        let p: Vec<(u16, u16)> = prefixes(1000, 1063).collect();
         assert_eq!(
             p,
             vec![

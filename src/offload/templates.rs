@@ -3,16 +3,22 @@
 //! "The template/async API").
 //!
 //! At start, before the ports start, [`configure`] asks each port for the
-//! API (`rte_flow_info_get`) and sets up one flow queue for the control
-//! plane (`rte_flow_configure`). Once the probe has set the ports' levels,
+//! API (`rte_flow_info_get`) and sets up two flow queues for the control
+//! plane (`rte_flow_configure`): [`QUEUE`] for the per-flow rules, and
+//! [`STATIC_QUEUE`] for the static ones (root, deny, steering:
+//! `super::statics`), whose creations are waited for one by one. The
+//! probe asks such a port by templates ([`check`]): DPDK 22.11's mlx5 in
+//! HW steering mode takes no synchronous call. Once the probe has set the
+//! ports' levels,
 //! [`TemplateQueues::open`] makes a template table per per-flow rule shape
 //! the port carries at its level — the shapes are [`probe::flow_shapes`]'s
 //! rules, built by `shapes.rs` from synthetic flows, so a template cannot
 //! drift from the rules it takes — each sized for `[offload] max_flows`
 //! rules. A rule is enqueued into the table of its [`shape_key`]; a rule
 //! no table has is refused (ENOTSUP: the flow stays in software). A port
-//! where any step fails logs why and keeps the synchronous API. Root,
-//! steering and probe rules stay synchronous: they are few and static.
+//! where `rte_flow_info_get` or `rte_flow_configure` fails logs why and
+//! keeps the synchronous API; one whose tables fail goes to level none
+//! (`OffloadPlane::use_templates`): HWS would refuse its rules one by one.
 //!
 //! Bounded: operations in flight per port are at most the queue's size
 //! (`[offload] queue_depth`, at most what the port offers); a creation
@@ -27,8 +33,13 @@ use tracing::{info, warn};
 use super::device::Queues;
 use crate::logs::Throttle;
 
-/// The flow queue the control plane uses on each port.
+/// The flow queue the control plane uses on each port for per-flow rules.
 pub const QUEUE: u32 = 0;
+/// The flow queue of the static rules (`super::statics`): apart, so that
+/// waiting for one of them takes no per-flow rule's completion.
+pub const STATIC_QUEUE: u32 = 1;
+/// Flow queues asked of each port.
+const QUEUES: u16 = 2;
 
 /// A rule with its values erased: what a template fixes (attributes,
 /// item types and masks, action types, and the length of raw headers,
@@ -153,11 +164,14 @@ pub fn configure(port: u16, sizes: Sizes) -> PortApi {
         Ok(Api::Sync(why)) => return PortApi::Sync(why.to_string()),
         Err(e) => return PortApi::Sync(e.to_string()),
     };
-    if info.max_queues == 0 {
-        return PortApi::Sync("the port offers no flow queue".to_owned());
+    if info.max_queues < u32::from(QUEUES) {
+        return PortApi::Sync(format!(
+            "the port offers {} flow queues, not {QUEUES}",
+            info.max_queues
+        ));
     }
     let config = template::Config {
-        queues: 1,
+        queues: QUEUES,
         queue_size: sizes.queue_depth.min(info.max_queue_size).max(1),
         counters: sizes.max_flows.min(info.max_counters),
         aging_objects: 0,
@@ -165,6 +179,25 @@ pub fn configure(port: u16, sizes: Sizes) -> PortApi {
     match template::configure(port, &config) {
         Ok(configured) => PortApi::Async(configured),
         Err(e) => PortApi::Sync(e.to_string()),
+    }
+}
+
+/// Whether `port`'s NIC takes `rule`, as the probe asks it: on a port of
+/// the template API (`apis` says which), by making the rule's pattern and
+/// actions templates and a one-rule table, then destroying them, since
+/// DPDK 22.11's mlx5 in HW steering mode has no `validate` op and
+/// refuses `rte_flow_create`; on the others by `rte_flow_validate`. The
+/// PMD's refusal is the shape's verdict either way.
+///
+/// Before the port starts, mlx5 (22.11, `flow_hw_table_create`) checks
+/// the templates (`flow_hw_pattern_validate`, `flow_hw_actions_validate`)
+/// and makes the matcher, but translates a table's actions only when the
+/// port starts (`flow_hw_table_update`, from `mlx5_dev_start`): a refusal
+/// found only there (a COUNT in a root table) is not seen by this probe.
+pub fn check(apis: &[(u16, PortApi)], rule: &Rule, port: u16) -> Result<(), FlowError> {
+    match apis.iter().find(|(p, _)| *p == port) {
+        Some((_, PortApi::Async(_))) => Table::new(port, rule, 1).map(drop),
+        _ => rule.validate(port),
     }
 }
 

@@ -126,13 +126,14 @@ pub fn take() -> Vec<Event> {
 }
 
 /// Forgets the events, every handle's hits and the async switches a
-/// test set (failures to come, held completions); handles stay valid, and
+/// test set (failures to come, held completions, refused tables); handles stay valid, and
 /// indices keep counting, so that a `Flow` from before still drops.
 pub fn reset() {
     let mut nic = nic();
     nic.events.clear();
     nic.templates.fail_next = 0;
     nic.templates.hold = false;
+    nic.templates.tables_up_to = None;
     for h in &mut nic.handles {
         h.hits = 0;
         h.bytes = 0;
@@ -181,6 +182,28 @@ fn refuse(op: &'static str, error: *mut sys::rte_flow_error, reason: String) -> 
     }
 }
 
+/// A synchronous call on a port with the template API, refused as mlx5
+/// in HW steering mode refuses it in DPDK 22.11 (`mlx5_flow_create`:
+/// ENOTSUP, "Flow non-Q creation not supported"; `mlx5_flow_destroy`
+/// alike; `rte_flow_validate` reaches a NULL `validate` op in
+/// `mlx5_flow_hw_drv_ops`, which the fake answers ENOTSUP rather than
+/// crash): recorded as a refusal, so a test sees tgw ask.
+fn not_queued(op: &'static str, error: *mut sys::rte_flow_error, why: &str) -> c_int {
+    nic()
+        .events
+        .push(Event::Refused(op, format!("async port: {why}")));
+    // SAFETY: as in `refuse`.
+    unsafe {
+        sys::rte_flow_error_set(
+            error,
+            libc::ENOTSUP,
+            sys::RTE_FLOW_ERROR_TYPE_UNSPECIFIED,
+            std::ptr::null(),
+            c"fake NIC: HWS port: no synchronous flow calls".as_ptr(),
+        )
+    }
+}
+
 /// Runs a wrapper's body; a panic in it becomes a refusal, never an
 /// unwind into C.
 fn guarded(op: &'static str, error: *mut sys::rte_flow_error, f: impl FnOnce() -> c_int) -> c_int {
@@ -200,6 +223,10 @@ pub unsafe extern "C" fn __wrap_rte_flow_validate(
 ) -> c_int {
     const OP: &str = "rte_flow_validate";
     guarded(OP, error, || {
+        if is_async(port_id) {
+            // mlx5 22.11 HWS has no validate op: DPDK would call NULL.
+            return not_queued(OP, error, "HWS port: no validate op (mlx5_flow_hw_drv_ops)");
+        }
         // SAFETY: rte_flow_validate's contract: attr, an END-terminated
         // pattern and an END-terminated action list, each entry's
         // spec/mask/conf pointing at its type's struct.
@@ -226,6 +253,9 @@ pub unsafe extern "C" fn __wrap_rte_flow_create(
     const OP: &str = "rte_flow_create";
     let mut handle = std::ptr::null_mut();
     guarded(OP, error, || {
+        if is_async(port_id) {
+            return not_queued(OP, error, "Flow non-Q creation not supported");
+        }
         // SAFETY: as in validate.
         match unsafe { decode(attr, pattern, actions) } {
             Ok(rule) => {
@@ -249,12 +279,15 @@ pub unsafe extern "C" fn __wrap_rte_flow_create(
 /// DPDK's contract for the function it stands in for.
 #[no_mangle]
 pub unsafe extern "C" fn __wrap_rte_flow_destroy(
-    _port_id: u16,
+    port_id: u16,
     flow: *mut sys::rte_flow,
     error: *mut sys::rte_flow_error,
 ) -> c_int {
     const OP: &str = "rte_flow_destroy";
     guarded(OP, error, || {
+        if is_async(port_id) {
+            return not_queued(OP, error, "Flow non-Q destruction not supported");
+        }
         let mut nic = nic();
         let Some(index) =
             handle_index(flow).filter(|&i| nic.handles.get(i).is_some_and(|h| h.live))
@@ -682,7 +715,10 @@ unsafe fn raw_bytes(data: *const u8, size: usize) -> Result<Vec<u8>, String> {
 // made async ([`set_async`]) `rte_flow_info_get` answers, the port takes
 // `rte_flow_configure`, templates and tables; rules enqueued on a flow
 // queue complete when pushed and are reported by `rte_flow_pull`. Other
-// ports answer ENOSYS, as the virtual devices do. Pattern templates keep
+// ports answer ENOSYS, as the virtual devices do; on an async port the
+// synchronous calls (`rte_flow_validate`, `_create`, `_destroy`) are
+// refused with ENOTSUP, as 22.11's mlx5 HWS refuses them ([`not_queued`]):
+// everything tgw makes there must go through templates. Pattern templates keep
 // their items' masks only (DPDK: "the spec member of an item is not used");
 // a rule's items give their values only (DPDK: "the spec is the only
 // relevant member"); actions templates here keep their action types, and
@@ -770,6 +806,8 @@ struct Templates {
     fail_next: usize,
     /// Pulls answer nothing (the NIC has not finished yet).
     hold: bool,
+    /// Tables of more rules than this are refused (no room on the NIC).
+    tables_up_to: Option<u32>,
     /// Per handle: the table of an async rule.
     tables_of: Vec<(usize, usize)>,
 }
@@ -784,6 +822,7 @@ impl Templates {
             queues: Vec::new(),
             fail_next: 0,
             hold: false,
+            tables_up_to: None,
             tables_of: Vec::new(),
         }
     }
@@ -804,6 +843,12 @@ pub fn set_async(port: u16, on: bool) {
 /// refusal after the fact), in the order they are enqueued.
 pub fn fail_async_creations(n: usize) {
     nic().templates.fail_next = n;
+}
+
+/// From now on (until `reset`), template tables of more than `rules`
+/// rules are refused, as by a NIC without room for them; `None`: none.
+pub fn refuse_tables_over(rules: Option<u32>) {
+    nic().templates.tables_up_to = rules;
 }
 
 /// While `on`, `rte_flow_pull` reports nothing done: the operations stay
@@ -1085,6 +1130,14 @@ pub unsafe extern "C" fn __wrap_rte_flow_template_table_create(
             transfer: f.transfer() != 0,
         };
         let mut nic = nic();
+        if nic
+            .templates
+            .tables_up_to
+            .is_some_and(|n| attr.nb_flows > n)
+        {
+            drop(nic);
+            return refuse(OP, error, format!("no room for {} rules", attr.nb_flows));
+        }
         let t = &nic.templates;
         let live_on_port = |i: Option<usize>, port: &dyn Fn(usize) -> Option<(u16, bool)>| {
             i.filter(|&i| port(i) == Some((port_id, true)))

@@ -342,7 +342,8 @@ struct Held {
 pub struct PortFlows {
     port: u16,
     queue: u32,
-    tables: Vec<Table>,
+    /// By index; `None` where [`PortFlows::remove`] took an empty one.
+    tables: Vec<Option<Table>>,
     /// Operations in flight at most: the size `configure` gave the queue.
     size: usize,
     /// Installed or pending rules by tgw's id.
@@ -379,8 +380,9 @@ impl PortFlows {
         })
     }
 
-    /// Adds a table of the port: its index for [`create`](Self::create).
-    /// EINVAL for another port's.
+    /// Adds a table of the port: its index for [`create`](Self::create)
+    /// (a removed table's index may be reused). EINVAL for another
+    /// port's.
     pub fn add(&mut self, table: Table) -> Result<usize, FlowError> {
         if table.port != self.port {
             return Err(Self::refused(
@@ -389,13 +391,34 @@ impl PortFlows {
                 format!("a table of port {}, not {}", table.port, self.port),
             ));
         }
-        self.tables.push(table);
+        if let Some(i) = self.tables.iter().position(Option::is_none) {
+            self.tables[i] = Some(table);
+            return Ok(i);
+        }
+        self.tables.push(Some(table));
         Ok(self.tables.len() - 1)
+    }
+
+    /// Destroys table `i` (and its templates) if it holds no rule,
+    /// installed or pending: whether it did.
+    pub fn remove(&mut self, i: usize) -> bool {
+        match self.tables.get_mut(i) {
+            Some(slot) if slot.as_ref().is_some_and(Table::is_empty) => {
+                *slot = None;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The table of index `i`.
     pub fn table(&self, i: usize) -> Option<&Table> {
-        self.tables.get(i)
+        self.tables.get(i).and_then(Option::as_ref)
+    }
+
+    /// The index of the table rule `id` is in, while it is held.
+    pub fn table_of(&self, id: u64) -> Option<usize> {
+        self.flows.get(&id).map(|h| h.table)
     }
 
     /// Operations enqueued whose result has not been pulled.
@@ -448,7 +471,7 @@ impl PortFlows {
                 format!("the flow queue holds its {} operations", self.size),
             ));
         }
-        let Some(t) = self.tables.get(table) else {
+        let Some(t) = self.table(table) else {
             return Err(Self::refused(OP, libc::EINVAL, format!("no table {table}")));
         };
         if t.used >= t.nb_flows {
@@ -483,7 +506,9 @@ impl PortFlows {
         };
         match NonNull::new(flow) {
             Some(flow) => {
-                self.tables[table].used += 1;
+                if let Some(t) = self.tables[table].as_mut() {
+                    t.used += 1;
+                }
                 self.flows.insert(id, Held { flow, table });
                 Ok(())
             }
@@ -569,7 +594,7 @@ impl PortFlows {
             // A rule that failed to install, or that is gone, has no handle.
             if ok == (op == Op::Destroyed) {
                 if let Some(held) = self.flows.remove(&id) {
-                    if let Some(t) = self.tables.get_mut(held.table) {
+                    if let Some(Some(t)) = self.tables.get_mut(held.table) {
                         t.used = t.used.saturating_sub(1);
                     }
                 }
