@@ -353,13 +353,12 @@ impl OffloadPlane {
             let create = |rule: &Rule, port: u16| statics.create(rule, port);
             let create: Option<root::Create<'_>> =
                 (self.mode == OffloadMode::Auto).then_some(&create);
-            self.deny.update(
-                tables,
-                &self.deny_public,
-                self.outer_df,
-                self.deny_limits,
-                create,
-            );
+            // A pass jumps to the flows' group: only behind a punt rule.
+            let ports: Vec<u16> = (self.deny_public.iter().copied())
+                .filter(|&p| self.roots.punted(p))
+                .collect();
+            self.deny
+                .update(tables, &ports, self.outer_df, self.deny_limits, create);
         }
         self.deny.query(now_ms, self.query_interval_ms);
     }

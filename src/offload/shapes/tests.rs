@@ -75,6 +75,7 @@ fn exact_ipv4(src: u32, dst: u32, protocol: u8) -> Item {
         version_ihl: None,
         tos: None,
         fragment_offset: None,
+        ttl: None,
         src: Some(Masked::<u32>::exact(src)),
         dst: Some(Masked::<u32>::exact(dst)),
         protocol: Some(protocol),
@@ -105,6 +106,7 @@ fn whole_ipv4(src: u32, dst: u32, protocol: u8, df_tos: Option<u8>, ecn: bool) -
                 mask: 0x3fff,
             },
         }),
+        ttl: None,
         src: Some(Masked::<u32>::exact(src)),
         dst: Some(Masked::<u32>::exact(dst)),
         protocol: Some(protocol),
@@ -127,6 +129,7 @@ fn gre_ipv4() -> Item {
         version_ihl: None,
         tos: None,
         fragment_offset: None,
+        ttl: None,
         src: None,
         dst: None,
         protocol: Some(47),
@@ -406,7 +409,7 @@ fn the_public_root_rule_checks_the_headers_and_jumps() {
         Rule {
             attr: Attr {
                 group: 0,
-                priority: 64,
+                priority: 65,
                 ..TRANSFER
             },
             pattern: vec![eth_ipv4(), packet],
@@ -500,6 +503,7 @@ fn a_tunnel_root_rule_checks_the_outer_headers_and_jumps() {
         Rule {
             attr: Attr {
                 group: 0,
+                priority: 1,
                 ..TRANSFER
             },
             pattern: vec![
