@@ -369,6 +369,7 @@ fn public_leg(t: ProbeTarget, protocol: u8) -> Leg {
         set_dst: Some((PRIVATE, 443)),
         encap: tunnel_header(true),
         out_port: t.other,
+        too_big: false,
     }
 }
 
@@ -390,6 +391,7 @@ fn underlay_leg(t: ProbeTarget, protocol: u8, gretap: bool) -> Leg {
         set_dst: None,
         encap: eth_header(),
         out_port: t.other,
+        too_big: false,
     }
 }
 

@@ -84,14 +84,19 @@ pub enum Refusal {
     /// The flow's mark (id + 1) is not below the marks the NIC takes, and
     /// no other leg could be offloaded.
     MarkRange,
+    /// Every leg that could be offloaded is on a full port and may carry
+    /// a packet too big for where it leaves (`Leg::too_big`): a full rule
+    /// would send it whole where software answers Fragmentation Needed.
+    Mtu,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 4] = [
+    pub const ALL: [Refusal; 5] = [
         Refusal::Full,
         Refusal::Unsupported,
         Refusal::Failed,
         Refusal::MarkRange,
+        Refusal::Mtu,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -102,6 +107,7 @@ impl Refusal {
             Refusal::Unsupported => "unsupported",
             Refusal::Failed => "failed",
             Refusal::MarkRange => "mark_range",
+            Refusal::Mtu => "mtu",
         }
     }
 }

@@ -457,6 +457,76 @@ fn flows_the_nic_cannot_take_say_why() {
     assert_eq!(build(&ping, &gw.tables), Err(NotOffloadable::Protocol));
 }
 
+/// The spec of a TCP connection from the client and of a UDP flow from
+/// t1's VM, under `s`: each flow's (into the tunnel, out of it)
+/// `too_big` flags.
+fn too_big_flags(s: &Spec) -> [(bool, bool); 2] {
+    let (mut gw, link) = offloading(s, 16);
+    connect(&mut gw, 40000, 0);
+    gw.t1_sends(&udp_from(VM, 5000, CLIENT, 53), 0);
+    gw.client_sends(&udp_from(CLIENT, 53, EIP1, 5000), 0);
+    let got = drain(&link);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let flags = |r: &Request| {
+        let c = candidate(r);
+        let spec = FlowSpec::build(&c, &gw.tables, &mut macs_of(&gw.tables)).expect("offloadable");
+        let into = spec.legs.iter().find(|l| l.tunnel.is_none()).unwrap();
+        let out = spec.legs.iter().find(|l| l.tunnel.is_some()).unwrap();
+        (into.too_big, out.too_big)
+    };
+    [flags(&got[0]), flags(&got[1])]
+}
+
+/// Too big for the tunnel (docs/offload.md): a leg may carry a packet
+/// software would answer with Fragmentation Needed (or cut) when the
+/// largest packet its port delivers exceeds where it leaves: the public
+/// port's MTU against the tunnel's inner MTU (1500 − 42 for t1's gretap
+/// over a 1500 underlay) on the way in, the tunnel's inner MTU against
+/// the public port's on the way out. A NIC matches no length, so such a
+/// leg gets no full rule (`Refusal::Mtu` when none is left). TCP into
+/// the tunnel counts as fitting when software clamps the SYNs' MSS to it
+/// (`mss_clamp`): only a sender ignoring its MSS sends more.
+#[test]
+fn a_leg_that_may_carry_a_packet_too_big_for_its_way_out_says_so() {
+    let mtus = |public: u16, underlay: u16, clamp: bool| {
+        let mut s = spec();
+        s.ports[0].mtu = public;
+        s.ports[1].mtu = underlay;
+        s.mss_clamp = clamp;
+        too_big_flags(&s)
+    };
+    // Both ports at 1500 (the reference): TCP fits by the clamp, UDP
+    // into the tunnel does not; out of it, 1458 fits the public 1500.
+    assert_eq!(mtus(1500, 1500, true), [(false, false), (true, false)]);
+    assert_eq!(mtus(1500, 1500, false), [(true, false), (true, false)]);
+    // A jumbo underlay: everything fits into the tunnel, but what the
+    // tunnel delivers (8958) does not fit the public port, TCP included
+    // (the remote end's MSS sizes those segments, and software clamps
+    // only to the tunnel's MTU).
+    assert_eq!(mtus(1500, 9000, true), [(false, true), (false, true)]);
+    // The underlay exactly the public MTU plus the tunnel: all fits.
+    assert_eq!(mtus(1500, 1542, false), [(false, false), (false, false)]);
+
+    // What the flag stands for, on the reference: a 1500-byte datagram
+    // with DF on the UDP flow, which a full rule would tunnel whole,
+    // gets Fragmentation Needed from software.
+    let (mut gw, _link) = offloading(&spec(), 16);
+    gw.t1_sends(&udp_from(VM, 5000, CLIENT, 53), 0);
+    let mut big = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .udp(53, 5000)
+        .write(&mut big, &[0u8; 1472])
+        .unwrap();
+    assert_eq!((big.len(), big[6] & 0x40), (1500, 0x40), "DF");
+    let (v, out) = gw.client_sends(&big, 1);
+    assert_eq!(v, Verdict::Forward(PUB), "an ICMP error back");
+    assert_eq!(
+        (out[14 + 9], out[14 + 20]),
+        (1, 3),
+        "Destination Unreachable"
+    );
+}
+
 // --------------------------------------------------------- the manager
 
 /// A device that records: rules are numbers, their counts set by the

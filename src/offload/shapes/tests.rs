@@ -45,6 +45,7 @@ fn public_leg(protocol: u8) -> Leg {
         set_dst: Some((PRIVATE, 22)),
         encap: tunnel_header(),
         out_port: UNDERLAY_PORT,
+        too_big: false,
     }
 }
 
@@ -67,6 +68,7 @@ fn underlay_leg(protocol: u8) -> Leg {
             0x02, 0, 0, 0, 0x07, 0x07, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00,
         ]]),
         out_port: PUBLIC_PORT,
+        too_big: false,
     }
 }
 
