@@ -639,6 +639,7 @@ impl OffloadPlane {
             "queue_full": r.queue_full,
             "refreshes": r.refreshes,
             "pulled_back": r.pulled_back,
+            "pulled_back_moved": self.manager.as_ref().map_or(0, |(m, _)| m.stats().moved),
             "steering_rules": self.steering.rules.len(),
             "root_rules": self.roots.len(),
             "root_rules_installed": self.roots.installed(),

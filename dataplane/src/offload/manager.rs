@@ -13,9 +13,18 @@
 //! tick), gone (its slot free). Everything is sized at construction: the
 //! table of flows holds `Limits::flows`, and nothing grows per packet or
 //! per request.
+//!
+//! A rule carries the MACs of the flow's next hops, read once; each
+//! flow keeps the neighbour keys its spec read them from, and when the
+//! neighbour table changes ([`crate::neighbour::Neighbours::changes`])
+//! the manager looks again and pulls back the flows whose MAC moved
+//! ([`Feedback::Moved`]: software decides their next packet, and offers
+//! them again).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use arrayvec::ArrayVec;
 
 use super::queue::{Feedback, Link, Request};
 use super::spec::NotOffloadable;
@@ -161,8 +170,11 @@ pub struct Stats {
     /// Flows whose rules went in (confirmed), and flows gone since.
     pub installed: u64,
     pub removed: u64,
-    /// Flows pulled back (a tenant changed, a flush, shutdown).
+    /// Flows pulled back (a tenant changed, a flush, shutdown, a next
+    /// hop's MAC moved).
     pub pulled_back: u64,
+    /// Of those, flows pulled back because a next hop's MAC moved.
+    pub moved: u64,
     /// Candidates refused: the flow is not offloadable, by reason.
     pub not_offloadable: [u64; NotOffloadable::COUNT],
     /// Candidates the device refused, by reason.
@@ -191,7 +203,15 @@ struct Entry<R> {
     rule: Option<R>,
     /// The counts last reported to the worker.
     seen: (u64, u64),
+    /// The neighbours whose MACs the spec holds, with those MACs.
+    neighbours: Neighbours,
 }
+
+/// Neighbour keys a spec reads at most: the tunnel's outer next hop and
+/// a gretap VM on the way in, the public next hop on the way out.
+pub const MAX_SPEC_NEIGHBOURS: usize = 4;
+
+type Neighbours = ArrayVec<(NeighKey, [u8; 6]), MAX_SPEC_NEIGHBOURS>;
 
 /// A flow as [`Offloads::flows`] shows it (`tgwctl offload show`).
 #[derive(Debug)]
@@ -232,6 +252,12 @@ pub struct Offloads<D: Device> {
     epoch_left: usize,
     /// The tables generation whose tenants' epochs were last checked.
     generation: Option<u64>,
+    /// Where the walk looking again at the flows' next hops is, the
+    /// slots it has left to visit, and the neighbour table's count of
+    /// changes it started for.
+    neighbour_at: usize,
+    neighbour_left: usize,
+    neighbour_changes: u64,
     stats: Stats,
 }
 
@@ -255,6 +281,9 @@ impl<D: Device> Offloads<D> {
             epoch_at: 0,
             epoch_left: 0,
             generation: None,
+            neighbour_at: 0,
+            neighbour_left: 0,
+            neighbour_changes: 0,
             stats: Stats::default(),
         }
     }
@@ -277,6 +306,7 @@ impl<D: Device> Offloads<D> {
     ) {
         self.settle(device);
         self.follow_epochs(t);
+        self.follow_neighbours(t, mac);
         self.drain(budget, t, mac, device);
         self.query(now, device);
         self.reap(device);
@@ -383,7 +413,34 @@ impl<D: Device> Offloads<D> {
                     .is_none_or(|tenant| tenant.epoch != e.spec.epoch)
             });
             if stale {
-                self.pull_back_slot(slot);
+                self.pull_back_slot(slot, false);
+            }
+        }
+    }
+
+    /// After the neighbour table changed: flows whose rules carry a MAC
+    /// that is not their next hop's any more (another, failed, or
+    /// forgotten) are pulled back to be offered again ([`Feedback::Moved`]).
+    /// A walk of [`SCAN_PER_TICK`] slots a tick, a whole cycle after each
+    /// change, as for epochs.
+    fn follow_neighbours(&mut self, t: &Tables, mac: &mut impl FnMut(NeighKey) -> Option<[u8; 6]>) {
+        let n = self.entries.len();
+        let changes = t.neighbours.changes();
+        if changes != self.neighbour_changes {
+            self.neighbour_changes = changes;
+            self.neighbour_left = n;
+        }
+        let visit = self.neighbour_left.min(SCAN_PER_TICK);
+        self.neighbour_left -= visit;
+        for _ in 0..visit {
+            let slot = self.neighbour_at;
+            self.neighbour_at = (slot + 1) % n;
+            let moved = self.entries[slot]
+                .as_ref()
+                .is_some_and(|e| e.neighbours.iter().any(|&(key, was)| mac(key) != Some(was)));
+            if moved {
+                self.stats.moved += 1;
+                self.pull_back_slot(slot, true);
             }
         }
     }
@@ -457,7 +514,24 @@ impl<D: Device> Offloads<D> {
                 return;
             }
         }
-        let spec = match FlowSpec::build(c, t, mac) {
+        // The neighbours the spec reads, to look again when they change.
+        let mut neighbours = Neighbours::new();
+        let mut unwatched = false;
+        let mut read = |key: NeighKey| {
+            let m = mac(key);
+            if let Some(m) = m {
+                unwatched |= neighbours.try_push((key, m)).is_err();
+            }
+            m
+        };
+        let spec = FlowSpec::build(c, t, &mut read);
+        if unwatched {
+            // More next hops than a flow keeps: none is (a spec reads
+            // three at most).
+            self.stats.not_offloadable[NotOffloadable::Shape as usize] += 1;
+            return;
+        }
+        let spec = match spec {
             Ok(spec) => spec,
             Err(why) => {
                 self.stats.not_offloadable[why as usize] += 1;
@@ -491,6 +565,7 @@ impl<D: Device> Offloads<D> {
             key: c.keys[0],
             rule: Some(rule),
             seen: (0, 0),
+            neighbours,
         });
     }
 
@@ -548,22 +623,25 @@ impl<D: Device> Offloads<D> {
     fn pull_back_if(&mut self, doomed: impl Fn(&FlowSpec) -> bool) {
         for slot in 0..self.entries.len() {
             if self.entries[slot].as_ref().is_some_and(|e| doomed(&e.spec)) {
-                self.pull_back_slot(slot);
+                self.pull_back_slot(slot, false);
             }
         }
     }
 
-    /// Marks flow `slot` dying, and tells its worker.
-    fn pull_back_slot(&mut self, slot: usize) {
+    /// Marks flow `slot` dying, and tells its worker: for good, or, when
+    /// only a next hop moved (`again`), to be offered again.
+    fn pull_back_slot(&mut self, slot: usize, again: bool) {
         let Some(e) = self.entries[slot].as_ref() else {
             return;
         };
         if e.state == State::Dying {
             return;
         }
-        let fb = Feedback::Released {
-            id: e.spec.id,
-            key: e.key,
+        let (id, key) = (e.spec.id, e.key);
+        let fb = if again {
+            Feedback::Moved { id, key }
+        } else {
+            Feedback::Released { id, key }
         };
         // A release that does not fit leaves the worker's flow marked
         // requested; its end notice then finds nothing. Software handles

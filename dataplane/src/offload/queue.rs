@@ -43,13 +43,20 @@ pub enum Feedback {
     /// The flow's rules are gone (its tenant changed, a flush, shutdown):
     /// software handles all of it again, and it is not offered again.
     Released { id: FlowId, key: FlowKey },
+    /// The flow's rules are gone because a next hop's MAC moved: the
+    /// flow's decision stands, software takes its packets and offers it
+    /// again (with the new MAC) when it next finds it established both
+    /// ways.
+    Moved { id: FlowId, key: FlowKey },
 }
 
 impl Feedback {
     /// The flow it is about.
     pub fn flow(&self) -> (FlowId, FlowKey) {
         match *self {
-            Feedback::Refresh { id, key, .. } | Feedback::Released { id, key } => (id, key),
+            Feedback::Refresh { id, key, .. }
+            | Feedback::Released { id, key }
+            | Feedback::Moved { id, key } => (id, key),
         }
     }
 }

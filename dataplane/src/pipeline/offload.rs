@@ -81,6 +81,12 @@ impl Pipeline {
                 oc.released.inc();
                 conn.offload = Offload::Kept;
             }
+            // Only a next hop moved: offered again, with its new MAC,
+            // by its next packet (docs/offload.md, "Pull-back").
+            Feedback::Moved { .. } => {
+                oc.released.inc();
+                conn.offload = Offload::Unoffered;
+            }
         }
     }
 

@@ -1104,3 +1104,76 @@ fn a_rst_after_offloaded_traffic_still_closes_the_connection() {
     let (v, _) = gw.client_sends(&rst_at(40000, 1001 + 10_000_000), SEC);
     assert_ne!(v, Verdict::Forward(UND));
 }
+
+/// A next hop's MAC moves (docs/offload.md, "Pull-back"): the client's
+/// NIC is replaced and the gateway learns its new MAC. The flow whose
+/// rules carry the old one is pulled back (`Feedback::Moved`: its rules
+/// go), software forwards its next packet to the new MAC and offers it
+/// again, and its new rules carry the new MAC; a flow through another
+/// next hop (t2's, via the router) stays. The same MAC learned again
+/// moves nothing. Under the manager's fake clock.
+#[test]
+fn a_next_hops_mac_change_pulls_back_the_flows_that_carry_the_old_one() {
+    let (mut gw, link) = offloading(&spec(), 16);
+    connect(&mut gw, 40000, 0);
+    // t2's UDP flow, through the router.
+    let far = [8, 8, 8, 8];
+    gw.t2_sends(&udp_from(VM, 5000, far, 53), 0);
+    let answer = eth(
+        PUB_MAC,
+        ROUTER_MAC,
+        EtherType::IPV4,
+        &udp_from(far, 53, EIP2, 5000),
+    );
+    let mut f = VecFrame::new(&answer, PUB);
+    let v = gw.pipeline.process(&gw.tables, &gw.counters, &mut f, 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    let mut m = Offloads::new(vec![link.clone()], LIMITS);
+    let mut nic = FakeNic::default();
+    m.tick(0, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!((m.len(), nic.rules.len()), (2, 2));
+    let to_client = |nic: &FakeNic| -> Vec<[u8; 6]> {
+        let mut macs: Vec<[u8; 6]> = (nic.rules.values())
+            .filter(|s| s.tenant == TenantId(0))
+            .map(|s| s.legs[1].encap[..6].try_into().unwrap())
+            .collect();
+        macs.sort_unstable();
+        macs
+    };
+    assert_eq!(to_client(&nic), vec![CLIENT_MAC]);
+    let t1_flow = m.flows().find(|f| f.tenant == TenantId(0)).unwrap().id;
+
+    // The same MAC learned again (an ARP reply to a probe): nothing moves.
+    let client = NeighKey::port(PUB, be(CLIENT));
+    assert!(gw.resolver.writer().set(client, CLIENT_MAC));
+    m.tick(1, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert!(feedback(&link).is_empty());
+    assert_eq!(m.len(), 2);
+
+    // A new MAC: t1's flow, which leaves toward the client, is pulled
+    // back to be offered again; t2's stays.
+    const NEW_MAC: [u8; 6] = [2, 0, 0, 0, 0xc, 0x99];
+    assert!(gw.resolver.writer().set(client, NEW_MAC));
+    m.tick(2, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    let fb = feedback(&link);
+    assert!(
+        matches!(fb[..], [Feedback::Moved { id, .. }] if id == t1_flow),
+        "{fb:?}"
+    );
+    assert_eq!((m.len(), nic.removed.len()), (1, 1));
+    let s = m.stats();
+    assert_eq!((s.moved, s.pulled_back), (1, 1));
+    for f in fb {
+        gw.pipeline.apply(&gw.counters, f, 2);
+    }
+    // Software has the flow again: its next packet leaves to the new MAC
+    // and offers the flow once more.
+    let (v, out) = gw.t1_sends(&tcp(VM, 22, CLIENT, 40000, "A"), 2);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(out[..6], NEW_MAC);
+    assert_eq!(link.requests_queued().0, 1, "offered again");
+    m.tick(3, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!(m.len(), 2);
+    assert_eq!(to_client(&nic), vec![NEW_MAC]);
+    assert_eq!(gw.counters.offload.requests.get(), 3);
+}
