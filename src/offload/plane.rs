@@ -640,6 +640,7 @@ impl OffloadPlane {
             "refreshes": r.refreshes,
             "pulled_back": r.pulled_back,
             "pulled_back_moved": self.manager.as_ref().map_or(0, |(m, _)| m.stats().moved),
+            "ended_stale": self.manager.as_ref().map_or(0, |(m, _)| m.stats().stale),
             "steering_rules": self.steering.rules.len(),
             "root_rules": self.roots.len(),
             "root_rules_installed": self.roots.installed(),

@@ -167,6 +167,9 @@ pub struct Stats {
     pub ended: u64,
     /// End notices of flows the manager does not hold (refused earlier).
     pub ended_unknown: u64,
+    /// Flows removed because their worker answered a refresh with a
+    /// `Stale` notice (their `Ended` was lost on a full queue).
+    pub stale: u64,
     /// Flows whose rules went in (confirmed), and flows gone since.
     pub installed: u64,
     pub removed: u64,
@@ -476,6 +479,7 @@ impl<D: Device> Offloads<D> {
                 match r {
                     Request::Candidate(c) => self.candidate(&c, t, mac, device),
                     Request::Ended { worker, id } => self.ended(worker, id),
+                    Request::Stale { worker, id, key } => self.stale(worker, id, key),
                 }
             }
             if !any {
@@ -574,6 +578,22 @@ impl<D: Device> Offloads<D> {
         match self.index.get(&(worker, id)) {
             Some(&slot) => self.dies(slot),
             None => self.stats.ended_unknown += 1,
+        }
+    }
+
+    /// Worker `worker` does not hold flow `id` with forward key `key` as
+    /// requested: if that is the flow held (not another that reused the
+    /// id since), its rules go, as on its lost `Ended`.
+    fn stale(&mut self, worker: u16, id: FlowId, key: FlowKey) {
+        let Some(&slot) = self.index.get(&(worker, id)) else {
+            return;
+        };
+        let same = self.entries[slot as usize]
+            .as_ref()
+            .is_some_and(|e| e.key == key && e.state != State::Dying);
+        if same {
+            self.stats.stale += 1;
+            self.dies(slot);
         }
     }
 

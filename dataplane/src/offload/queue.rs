@@ -24,6 +24,15 @@ pub enum Request {
     /// redecide, close) or its TCP connection left Established: whatever
     /// rule it has goes.
     Ended { worker: u16, id: FlowId },
+    /// A refresh named a flow the worker does not hold as requested (gone,
+    /// its id reused by another key, or no longer offloaded): its `Ended`
+    /// was lost on a full queue. The manager removes the rules of the
+    /// flow with this id *and* key, and of no other.
+    Stale {
+        worker: u16,
+        id: FlowId,
+        key: FlowKey,
+    },
 }
 
 /// What the manager tells a worker. Each names the flow by its id and its

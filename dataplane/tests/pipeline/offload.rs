@@ -244,6 +244,15 @@ fn feedback_refreshes_a_flow_and_a_release_keeps_it_in_software() {
         (10, 1000)
     );
     assert_eq!(gw.counters.offload.feedback_stale.get(), 1);
+    // The manager hears that the other flow is none of this worker's.
+    assert_eq!(
+        drain(&link),
+        vec![Request::Stale {
+            worker: 0,
+            id: c.id,
+            key: c.keys[1]
+        }]
+    );
     for _ in 0..DEFAULT_FLOWS / 64 + 1 {
         gw.pipeline.sweep(&gw.tables, &gw.counters, 200 * SEC);
     }
@@ -1176,4 +1185,66 @@ fn a_next_hops_mac_change_pulls_back_the_flows_that_carry_the_old_one() {
     assert_eq!(m.len(), 2);
     assert_eq!(to_client(&nic), vec![NEW_MAC]);
     assert_eq!(gw.counters.offload.requests.get(), 3);
+}
+
+/// An `Ended` lost on a full request queue no longer leaves the rules in
+/// place (docs/offload.md, "Limits, shares and queues"): the flow's FIN
+/// closes it in software while the queue is full, so its end notice is
+/// lost and the manager keeps its rules; the NIC goes on counting hits
+/// (frames it still forwards), the manager refreshes the flow, and the
+/// worker, which no longer holds it as requested, answers `Stale`: the
+/// rules go. A `Stale` naming the id with another key (the id reused by
+/// another flow since) takes nothing down.
+#[test]
+fn a_refresh_of_a_flow_whose_end_was_lost_brings_its_rules_down() {
+    let (mut gw, link) = offloading(&spec(), 4);
+    connect(&mut gw, 40000, 0);
+    let mut m = Offloads::new(vec![link.clone()], LIMITS);
+    let mut nic = FakeNic::default();
+    m.tick(0, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!((m.len(), nic.rules.len()), (1, 1));
+    let key = m.flows().next().unwrap().spec.legs[0].src;
+    // The queue full (end notices of flows nobody knows), then the FIN.
+    let filler = Request::Ended {
+        worker: 0,
+        id: FlowId::new(999),
+    };
+    while link.request(filler) {}
+    let (v, _) = gw.client_sends(&tcp(CLIENT, 40000, EIP1, 22, "FA"), 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    assert_eq!(gw.counters.offload.ended_lost.get(), 1);
+    m.tick(1, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!(m.stats().ended_unknown, 4);
+    assert_eq!(m.len(), 1, "the end was lost: the rules stay");
+
+    // The NIC's counter moves: a refresh, answered stale, and the rules go.
+    nic.counts.insert(1, (3, 300));
+    m.tick(10, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!(m.stats().refreshes, 1);
+    gw.pipeline.apply_feedback(&gw.counters, 2);
+    assert_eq!(gw.counters.offload.stale_told.get(), 1);
+    m.tick(11, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!((m.len(), nic.removed.clone()), (0, vec![1]));
+    assert_eq!(m.stats().stale, 1);
+    assert_eq!(key, (be(CLIENT), 40000));
+
+    // By the manager alone: a Stale naming the id with another key is
+    // about another flow (the id reused since) and takes nothing down.
+    let (t, c1, _) = real_candidates();
+    let links = Link::for_workers(1, 16, 16);
+    let mut m = Offloads::new(links.clone(), LIMITS);
+    let mut nic = FakeNic::default();
+    offer(&links[0], c1);
+    m.tick(0, 16, &t, &mut macs_of(&t), &mut nic);
+    let stale = |key| Request::Stale {
+        worker: 0,
+        id: c1.id,
+        key,
+    };
+    assert!(links[0].request(stale(c1.keys[1])));
+    m.tick(1, 16, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(m.len(), 1);
+    assert!(links[0].request(stale(c1.keys[0])));
+    m.tick(2, 16, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!((m.len(), m.stats().stale), (0, 1));
 }
