@@ -171,9 +171,9 @@ pub struct Neighbours {
     seed: u64,
     /// Slots whose neighbour is failed (the writer keeps it).
     failed: AtomicU64,
-    /// Changes of what some key gives (a new MAC, failed, forgotten),
-    /// counted by the writer: the offload manager looks again at the
-    /// MACs its rules carry when it moves ([`Neighbours::changes`]).
+    /// Changes of a known MAC (to another, failed, forgotten), counted by
+    /// the writer: the offload manager looks again at the MACs its rules
+    /// carry when it moves ([`Neighbours::changes`]).
     changes: AtomicU64,
 }
 
@@ -245,10 +245,11 @@ impl Neighbours {
         self.failed.load(Ordering::Relaxed) != 0
     }
 
-    /// How many times what some key gives changed since the table was
-    /// made: a new MAC, failed, or forgotten (a key learned again with
-    /// the MAC it had is no change). The control plane's, never a
-    /// worker's: the workers read MACs per frame and need no notice.
+    /// How many times a known MAC changed since the table was made: to
+    /// another, failed, or forgotten. A key learned for the first time,
+    /// or again with the MAC it had, is no change: no rule can hold a MAC
+    /// the table did not give. The control plane's, never a worker's: the
+    /// workers read MACs per frame and need no notice.
     pub fn changes(&self) -> u64 {
         self.changes.load(Ordering::Acquire)
     }
@@ -700,10 +701,10 @@ impl NeighbourWriter {
         }
     }
 
-    /// Counts a slot's word moving from `old` to `new`
+    /// Counts a slot's known MAC `old` moving to `new`
     /// ([`Neighbours::changes`]): one writer, so a load and a store.
     fn count_change(&self, old: u64, new: u64) {
-        if old != new {
+        if old != new && old & VALID != 0 {
             let c = &self.table.changes;
             c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
         }
