@@ -1915,6 +1915,14 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
     // Software agrees: what the NIC drops, it drops on the same rule.
     let (v, _) = gw.send(&segment_to(&T1, DENIED, 40000, 22, 0x02), PUB, 0);
     assert_eq!(v, Verdict::Drop(dataplane::DropReason::Firewall));
+    // A denied SYN with TTL 1: the punt rule, in front of the drop,
+    // takes it to software, which decides the firewall before the TTL
+    // and drops it on the same rule (no Time Exceeded); the NIC decides
+    // nothing with TTL 1, so the two cannot differ.
+    let ttl_1 = with_ttl(&segment_to(&T1, DENIED, 40000, 22, 0x02), 14, 1);
+    assert_eq!(nic(&ttl_1), None, "punted");
+    let (v, _) = gw.send(&ttl_1, PUB, 0);
+    assert_eq!(v, Verdict::Drop(dataplane::DropReason::Firewall));
 
     // t2's deny is not exact: its VM's UDP flow from port 21 to 9.9.9.9
     // is allowed, and its reply, in the denied region, is forwarded.
@@ -1964,7 +1972,7 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
     );
 
     // The NIC dropped 5 SYNs: at the next query they are t1's deny
-    // rule's, with the one software dropped.
+    // rule's, with the two software dropped (TTL 64 and TTL 1).
     fake::set_hits(drop_handle, 5, 300);
     gw.tick(1000);
     let t1_deny_flows = |gw: &Gateway| {
@@ -1979,7 +1987,7 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
             .find(|r| r.tenant == 0 && r.position == Some(1))
             .map(|r| r.flows)
     };
-    assert_eq!(t1_deny_flows(&gw), Some(5 + 1));
+    assert_eq!(t1_deny_flows(&gw), Some(5 + 2));
 
     // A change to t1: its rules go before the new tables are published
     // (no tick in between), their last counts read; the next tick makes
@@ -2012,7 +2020,7 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
     let deny = rows.iter().find(|r| r.tenant == 0 && r.position == Some(2));
     assert_eq!(
         deny.map(|r| r.flows),
-        Some(7 + 1),
+        Some(7 + 2),
         "the count read as the rule went"
     );
 
