@@ -463,6 +463,11 @@ pub struct OffloadCounters {
     pub released: Counter,
     /// Feedback about a flow the worker no longer holds (ended since).
     pub feedback_stale: Counter,
+    /// Of those, refreshes answered with a `Stale` notice (the flow's
+    /// `Ended` was lost: its rules go now), and notices the full queue
+    /// refused (the next refresh asks again).
+    pub stale_told: Counter,
+    pub stale_lost: Counter,
     /// Frames whose NIC mark named their live flow (no lookup), and
     /// marked frames whose mark did not (looked up as usual).
     pub marked_hits: Counter,

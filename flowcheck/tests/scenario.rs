@@ -314,6 +314,7 @@ fn whole_ipv4(addrs: Option<([u8; 4], [u8; 4])>, df: bool, outer: bool) -> Item 
         version_ihl: Some(0x45),
         tos,
         fragment_offset: Some(fragment),
+        ttl: None,
         src: addrs.map(|(s, _)| Masked::<u32>::exact(be(s))),
         dst: addrs.map(|(_, d)| Masked::<u32>::exact(be(d))),
         protocol: outer.then_some(47),
@@ -326,6 +327,7 @@ fn flow_ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8) -> Item {
         version_ihl: None,
         tos: None,
         fragment_offset: None,
+        ttl: None,
         src: Some(Masked::<u32>::exact(be(src))),
         dst: Some(Masked::<u32>::exact(be(dst))),
         protocol: Some(protocol),
@@ -352,7 +354,8 @@ fn tcp(src: u16, dst: u16) -> Item {
     }
 }
 
-/// The root rules' attributes: group 0, transfer.
+/// The root group's attributes: group 0, transfer; priority 0 is the
+/// punt rules', first.
 const ROOT: Attr = Attr {
     group: 0,
     priority: 0,
@@ -361,15 +364,74 @@ const ROOT: Attr = Attr {
     transfer: true,
 };
 
+/// A tunnel's root rule's: after the underlay port's punt rules.
+const TUNNEL_ROOT: Attr = Attr {
+    priority: 1,
+    ..ROOT
+};
+
 /// The per-flow full rules': group 1, reached by a root rule's jump.
 const TRANSFER: Attr = Attr { group: 1, ..ROOT };
 
-/// The public port's root rule's: after the deny rules, which take
-/// priorities 0 to 63 in the same group.
+/// The public port's root rule's: after the punt rule (0) and the deny
+/// rules, which take priorities 1 to 64 in the same group.
 const PUBLIC_ROOT: Attr = Attr {
-    priority: 64,
+    priority: 65,
     ..ROOT
 };
+
+/// An IPv4 header whose TTL is 0 or 1 (`ttl spec 0 ttl mask 0xfe`), of
+/// protocol `protocol` if given.
+fn ttl_expires(protocol: Option<u8>) -> Item {
+    Item::Ipv4 {
+        version_ihl: None,
+        tos: None,
+        fragment_offset: None,
+        ttl: Some(Masked {
+            spec: 0,
+            mask: 0xfe,
+        }),
+        src: None,
+        dst: None,
+        protocol,
+    }
+}
+
+/// The public port's punt rule: a packet whose TTL would expire jumps to
+/// group 2, where there is no rule: a miss, to software.
+fn public_punt() -> Rule {
+    Rule {
+        attr: ROOT,
+        pattern: vec![eth_ipv4(), ttl_expires(None)],
+        actions: vec![Action::Jump(2)],
+    }
+}
+
+/// The underlay port's punt rule for gretap tunnels (the reference
+/// tenants'): the inner packet's TTL, after any GRE header carrying
+/// Ethernet.
+fn gretap_punt() -> Rule {
+    let mut outer = ttl_expires(Some(47));
+    if let Item::Ipv4 { ttl, .. } = &mut outer {
+        *ttl = None;
+    }
+    Rule {
+        attr: ROOT,
+        pattern: vec![
+            eth_ipv4(),
+            outer,
+            Item::Gre {
+                protocol: Some(0x6558),
+                checksum_present: None,
+                key_present: None,
+                sequence_present: None,
+            },
+            eth_ipv4(),
+            ttl_expires(None),
+        ],
+        actions: vec![Action::Jump(2)],
+    }
+}
 
 /// The public port's root rule: whole packets with DF and TOS 0 go on
 /// to the flows' group.
@@ -400,7 +462,7 @@ fn public_root_df_set() -> Rule {
 /// the inner Ethernet to the tenant's MAC, a whole inner packet.
 fn tunnel_root(t: &Tenant) -> Rule {
     Rule {
-        attr: ROOT,
+        attr: TUNNEL_ROOT,
         pattern: vec![
             eth_ipv4(),
             whole_ipv4(Some((t.host, LOCAL)), false, true),
@@ -485,6 +547,7 @@ fn underlay_rule(t: &Tenant, sport: u16) -> Rule {
                 version_ihl: None,
                 tos: None,
                 fragment_offset: None,
+                ttl: None,
                 src: None,
                 dst: None,
                 protocol: Some(47),
@@ -556,10 +619,11 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
         .iter()
         .filter(|e| matches!(e, Event::Validated(..)))
         .count();
-    // Public: its root rule, TCP, UDP, mark and queue, steering, a
-    // deny's drop;
-    // underlay: GRE's and gretap's root rules, GRE, gretap, mark and queue.
-    assert_eq!(validated, 6 + 5, "{probed:?}");
+    // Public: its punt and root rules, TCP, UDP, mark and queue,
+    // steering, a deny's drop;
+    // underlay: GRE's and gretap's punt and root rules, GRE, gretap, mark
+    // and queue.
+    assert_eq!(validated, 7 + 7, "{probed:?}");
 
     let (t1_syn, t1_syn_ack) = gw.connect(&T1, 40000);
     let (t2_syn, _) = gw.connect(&T2, 40001);
@@ -569,12 +633,15 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
     let (roots, rules): (Vec<_>, Vec<_>) = created(&events)
         .into_iter()
         .partition(|(_, r, _)| r.attr.group == 0);
-    // The root rules, made at the first tick for the tables: the public
-    // port's, and one per tenant tunnel, a tenant at a time.
+    // The root rules, made at the first tick for the tables: the punt
+    // rules first, then the public port's, and one per tenant tunnel, a
+    // tenant at a time.
     let roots: Vec<(u16, Rule)> = roots.into_iter().map(|(p, r, _)| (p, r)).collect();
     assert_eq!(
         roots,
         [
+            (PUB, public_punt()),
+            (UND, gretap_punt()),
             (PUB, public_root()),
             (UND, tunnel_root(&T1)),
             (UND, tunnel_root(&T2))
@@ -644,7 +711,7 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
         "t2's flow rules only, not the root rules, which stay as they were: {events:?}"
     );
     assert!(created(&events).is_empty(), "{events:?}");
-    assert_eq!(fake::live(), 3 + 2);
+    assert_eq!(fake::live(), 5 + 2);
     gw.pipeline.apply_feedback(&gw.counters, 7000 * SEC);
     assert_eq!(gw.counters.offload.released.get(), 1);
 
@@ -655,13 +722,13 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
     gw.tick(2000);
     let events = fake::take();
     assert!(destroyed(&events).is_empty(), "{events:?}");
-    assert_eq!(fake::live(), 3 + 2);
+    assert_eq!(fake::live(), 5 + 2);
     // Past the refreshed deadline it expires too, and its rules go.
     gw.sweep((7000 + 7441) * SEC);
     gw.tick(3000);
     let events = fake::take();
     assert_eq!(destroyed(&events), vec![handle(0), handle(1)], "{events:?}");
-    assert_eq!(fake::live(), 3, "the root rules");
+    assert_eq!(fake::live(), 5, "the root rules");
     assert_eq!(gw.counters.offload.ended.get(), 1, "t2's end was not told");
     // At shutdown the root rules go too.
     gw.plane.shutdown();
@@ -838,6 +905,113 @@ fn frames_software_treats_specially_do_not_match_the_full_rules() {
     }
 }
 
+/// `frame` with the TTL of its IPv4 header at `ip` set to `ttl`, the
+/// header checksum made right again (RFC 791), as a sender would send it.
+fn with_ttl(frame: &[u8], ip: usize, ttl: u8) -> Vec<u8> {
+    let mut out = frame.to_vec();
+    out[ip + 8] = ttl;
+    let sum = etherparse::Ipv4HeaderSlice::from_slice(&out[ip..])
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    out[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
+    out
+}
+
+/// TTL ≤ 1 reaches software (docs/offload.md, "TTL ≤ 1 reaches
+/// software"): a packet of an offloaded flow whose TTL forwarding would
+/// expire (0 or 1) hits its port's punt rule, first in the root group,
+/// which jumps to an empty group: a miss, so software has it and answers
+/// Time Exceeded, where the flow's rule would have sent it on with
+/// `dec_ttl`. TTL 2 takes the flow's rule. Both directions: on the
+/// underlay side the inner TTL counts (software decrements it after
+/// decapsulation); the outer one is the tunnel's, whatever it is.
+#[test]
+fn a_packet_whose_ttl_expires_reaches_software_not_the_flows_rule() {
+    use matcher::applied;
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut gw = Gateway::new();
+    fake::take();
+    gw.connect(&T1, 40000);
+    gw.tick(0);
+    let rules = created(&fake::take());
+    let on = |port: u16| -> Vec<Rule> {
+        rules
+            .iter()
+            .filter(|(p, _, _)| *p == port)
+            .map(|(_, r, _)| r.clone())
+            .collect()
+    };
+    let (on_pub, on_und) = (on(PUB), on(UND));
+    assert!(on_pub.contains(&public_punt()), "{on_pub:?}");
+    assert!(on_und.contains(&gretap_punt()), "{on_und:?}");
+    let flow_rule = |held: &[Rule]| -> Rule {
+        let flows: Vec<&Rule> = held.iter().filter(|r| r.attr.group == 1).collect();
+        assert_eq!(flows.len(), 1, "{held:?}");
+        flows[0].clone()
+    };
+    let (public, underlay) = (flow_rule(&on_pub), flow_rule(&on_und));
+    // The rule a frame meets first: group 0's, by priority.
+    let first = |held: &[Rule], frame: &[u8]| -> Option<Rule> {
+        held.iter()
+            .filter(|r| r.attr.group == 0 && matcher::matches(r, frame))
+            .min_by_key(|r| r.attr.priority)
+            .cloned()
+    };
+
+    const IP: usize = 14;
+    let ack = from_client(&T1, 40000, false, 1001, Some(5001));
+    for ttl in [0, 1] {
+        let frame = with_ttl(&ack, IP, ttl);
+        assert_eq!(
+            applied(&on_pub, &frame),
+            None,
+            "toward the tenant, TTL {ttl}"
+        );
+        assert_eq!(first(&on_pub, &frame), Some(public_punt()), "TTL {ttl}");
+    }
+    for ttl in [2, 64, 255] {
+        let frame = with_ttl(&ack, IP, ttl);
+        assert_eq!(applied(&on_pub, &frame), Some(&public), "TTL {ttl}");
+    }
+    // What software does with the punted packet: Time Exceeded back to
+    // the client (RFC 792: type 11), the flow's rule never involved.
+    let (v, out) = gw.send(&with_ttl(&ack, IP, 1), PUB, 0);
+    assert_eq!(v, Verdict::Forward(PUB), "{out:02x?}");
+    assert_eq!(
+        (out[IP + 9], out[IP + 20]),
+        (1, 11),
+        "ICMP Time Exceeded: {out:02x?}"
+    );
+
+    // Out of the tenant: the inner TTL decides, not the outer one.
+    const INNER: usize = 14 + 20 + 8 + 14;
+    let plain = tunnelled(&T1, &vm_ack(&T1, 40000), 0x2000);
+    for ttl in [0, 1] {
+        let frame = with_ttl(&plain, INNER, ttl);
+        assert_eq!(
+            applied(&on_und, &frame),
+            None,
+            "out of the tenant, TTL {ttl}"
+        );
+        assert_eq!(first(&on_und, &frame), Some(gretap_punt()), "TTL {ttl}");
+    }
+    for ttl in [2, 64] {
+        let frame = with_ttl(&plain, INNER, ttl);
+        assert_eq!(applied(&on_und, &frame), Some(&underlay), "TTL {ttl}");
+    }
+    for outer in [0, 1] {
+        let frame = with_ttl(&plain, IP, outer);
+        assert_eq!(
+            applied(&on_und, &frame),
+            Some(&underlay),
+            "outer TTL {outer}"
+        );
+    }
+}
+
 /// `[offload] outer_df`: with "copy" (the default) a packet toward the
 /// tenant without DF does not reach the flow's rule, since software
 /// would give its outer header no DF; with "set" it does (the pushed
@@ -870,7 +1044,7 @@ fn a_df_clear_frame_takes_the_flows_rule_only_with_outer_df_set() {
             .collect();
         let (roots, flows): (Vec<&Rule>, Vec<&Rule>) =
             on_pub.iter().partition(|r| r.attr.group == 0);
-        assert_eq!(roots, [&root], "{outer_df}");
+        assert_eq!(roots, [&public_punt(), &root], "{outer_df}");
         assert_eq!(flows.len(), 1, "{outer_df}: {on_pub:?}");
         let public = flows[0];
         let Some(Action::RawEncap(h)) = public
@@ -1006,6 +1180,7 @@ fn template_item(item: &Item) -> Item {
             version_ihl,
             tos,
             fragment_offset,
+            ttl,
             src,
             dst,
             protocol,
@@ -1013,6 +1188,7 @@ fn template_item(item: &Item) -> Item {
             version_ihl: version_ihl.map(|_| 0),
             tos: zero(tos),
             fragment_offset: zero(fragment_offset),
+            ttl: zero(ttl),
             src: zero(src),
             dst: zero(dst),
             protocol: protocol.map(|_| 0),
@@ -1089,7 +1265,7 @@ fn the_probe_by_templates_asks_what_validate_asks_and_reaches_the_same_levels() 
                 })
                 .collect()
         };
-        assert_eq!(asked.len(), 6 + 5, "{events:?}");
+        assert_eq!(asked.len(), 7 + 7, "{events:?}");
         let caps = gw.plane.caps_json();
         let levels: Vec<serde_json::Value> = caps["ports"]
             .as_array()
@@ -1169,6 +1345,8 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
     assert_eq!(
         made,
         [
+            (PUB, public_punt()),
+            (UND, gretap_punt()),
             (PUB, public_root()),
             (UND, tunnel_root(&T1)),
             (UND, tunnel_root(&T2)),
@@ -1183,16 +1361,17 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
             .iter()
             .find(|t| t.1 == *table)
             .expect("a table made at this tick");
-        // The table's priority is the rule's: deny rules (0, 1) before
-        // the public root rule (64) in group 0, as with rte_flow_create.
+        // The table's priority is the rule's: the punt rules (0), then
+        // deny rules (1, 2) before the public root rule (65) in group 0,
+        // as with rte_flow_create.
         assert_eq!((t_port, attr), (port, &rule.attr), "static rule {i}");
         let shape: Vec<Item> = rule.pattern.iter().map(template_item).collect();
         assert_eq!(pattern, &shape, "static rule {i}'s table");
         assert_eq!(*nb_flows, 4096, "root and deny rules at most");
     }
-    assert_eq!(statics[1].1, statics[2].1, "two tunnels, one shape");
-    assert_eq!(static_tables.len(), 4, "{static_tables:?}");
-    let deny_handles = vec![statics[3].3, statics[4].3];
+    assert_eq!(statics[3].1, statics[4].1, "two tunnels, one shape");
+    assert_eq!(static_tables.len(), 6, "{static_tables:?}");
+    let deny_handles = vec![statics[5].3, statics[6].3];
 
     // The handshakes; completions held: the rules are queued, the flows
     // pending, not offloaded.
@@ -1311,7 +1490,7 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
         vec![handle(0), handle(1)],
         "{events:?}"
     );
-    assert_eq!(fake::live(), 3 + 2, "the root and deny rules");
+    assert_eq!(fake::live(), 5 + 2, "the punt, root and deny rules");
 
     // A change to t1: its deny rules go through the static queue before
     // the new tables are published, and come back at the next tick.
@@ -1323,7 +1502,7 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
     );
     let events = fake::take();
     assert_eq!(async_destroyed_on(&events, 1), deny_handles, "{events:?}");
-    let deny_tables = [statics[3].1, statics[4].1];
+    let deny_tables = [statics[5].1, statics[6].1];
     for table in deny_tables {
         assert!(
             events.contains(&Event::TableDestroyed(table)),
@@ -1349,7 +1528,7 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
     let events = fake::take();
     assert!(refused(&events).is_empty(), "{events:?}");
     assert!(synchronous(&events).is_empty(), "{events:?}");
-    assert_eq!(async_destroyed_on(&events, 1).len(), 3 + 2, "{events:?}");
+    assert_eq!(async_destroyed_on(&events, 1).len(), 5 + 2, "{events:?}");
 }
 
 /// A port with the template API whose per-flow tables the NIC refuses
@@ -1393,9 +1572,10 @@ fn an_async_port_whose_tables_fail_goes_to_level_none() {
 }
 
 /// A static rule is waited for at most `statics::SETTLE`: a NIC that
-/// does not answer leaves the root rules refused (counted), the control
-/// loop goes on, and the rules that came late go at shutdown with their
-/// tables.
+/// does not answer leaves the punt rules refused (counted), so that
+/// their ports get no root rule (nothing would keep a packet whose TTL
+/// expires from a flow's rule), the control loop goes on, and the rules
+/// that came late go at shutdown with their tables.
 #[test]
 fn a_static_rule_the_nic_does_not_answer_is_refused_in_bounded_time() {
     let _nic = fake::exclusive();
@@ -1407,16 +1587,26 @@ fn a_static_rule_the_nic_does_not_answer_is_refused_in_bounded_time() {
     let started = std::time::Instant::now();
     gw.tick(0);
     let took = started.elapsed();
-    let bound = tgw::offload::statics::SETTLE * 3;
+    // The two punt rules waited for; the root rules behind them not
+    // asked for.
+    let bound = tgw::offload::statics::SETTLE * 2;
     assert!(took >= bound && took < bound * 4, "{took:?}");
     let stats = gw.plane.stats_json(&[]);
     assert_eq!(
         (&stats["root_rules_installed"], &stats["root_rules_refused"]),
-        (&0.into(), &3.into()),
+        (&0.into(), &2.into()),
         "{stats}"
     );
     let events = fake::take();
-    assert_eq!(async_created_on(&events, 1).len(), 3, "{events:?}");
+    let asked: Vec<(u16, Rule)> = async_created_on(&events, 1)
+        .into_iter()
+        .map(|(p, _, r, _)| (p, r))
+        .collect();
+    assert_eq!(
+        asked,
+        [(PUB, public_punt()), (UND, gretap_punt())],
+        "{events:?}"
+    );
     assert!(synchronous(&events).is_empty(), "{events:?}");
     fake::hold_completions(false);
     gw.plane.shutdown();
@@ -1524,6 +1714,7 @@ fn segment_to(t: &Tenant, src: [u8; 4], sport: u16, dport: u16, flags: u8) -> Ve
 fn deny_ipv4(src: [u8; 4], prefix: u32, eip: [u8; 4], protocol: u8) -> Item {
     let mut ip = whole_ipv4(None, true, false);
     if let Item::Ipv4 {
+        ttl: None,
         src: s,
         dst,
         protocol: p,
@@ -1585,7 +1776,10 @@ fn add_denies(gw: &mut Gateway) {
 /// 9.9.9.0/24.
 fn t1_deny_pass() -> Rule {
     Rule {
-        attr: ROOT,
+        attr: Attr {
+            priority: 1,
+            ..ROOT
+        },
         pattern: vec![
             eth_ipv4(),
             deny_ipv4(LET_IN, 32, T1.eip, 6),
@@ -1602,7 +1796,7 @@ fn t1_deny_pass() -> Rule {
 fn t1_deny_drop() -> Rule {
     Rule {
         attr: Attr {
-            priority: 1,
+            priority: 2,
             ..ROOT
         },
         pattern: vec![
@@ -1657,7 +1851,10 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
         created(events)
             .into_iter()
             .filter(|(p, r, _)| {
-                *p == PUB && r.attr.group == 0 && r.attr.priority < PUBLIC_ROOT.priority
+                *p == PUB
+                    && r.attr.group == 0
+                    && r.attr.priority > ROOT.priority
+                    && r.attr.priority < PUBLIC_ROOT.priority
             })
             .collect()
     };
@@ -1718,6 +1915,14 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
     // Software agrees: what the NIC drops, it drops on the same rule.
     let (v, _) = gw.send(&segment_to(&T1, DENIED, 40000, 22, 0x02), PUB, 0);
     assert_eq!(v, Verdict::Drop(dataplane::DropReason::Firewall));
+    // A denied SYN with TTL 1: the punt rule, in front of the drop,
+    // takes it to software, which decides the firewall before the TTL
+    // and drops it on the same rule (no Time Exceeded); the NIC decides
+    // nothing with TTL 1, so the two cannot differ.
+    let ttl_1 = with_ttl(&segment_to(&T1, DENIED, 40000, 22, 0x02), 14, 1);
+    assert_eq!(nic(&ttl_1), None, "punted");
+    let (v, _) = gw.send(&ttl_1, PUB, 0);
+    assert_eq!(v, Verdict::Drop(dataplane::DropReason::Firewall));
 
     // t2's deny is not exact: its VM's UDP flow from port 21 to 9.9.9.9
     // is allowed, and its reply, in the denied region, is forwarded.
@@ -1767,7 +1972,7 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
     );
 
     // The NIC dropped 5 SYNs: at the next query they are t1's deny
-    // rule's, with the one software dropped.
+    // rule's, with the two software dropped (TTL 64 and TTL 1).
     fake::set_hits(drop_handle, 5, 300);
     gw.tick(1000);
     let t1_deny_flows = |gw: &Gateway| {
@@ -1782,7 +1987,7 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
             .find(|r| r.tenant == 0 && r.position == Some(1))
             .map(|r| r.flows)
     };
-    assert_eq!(t1_deny_flows(&gw), Some(5 + 1));
+    assert_eq!(t1_deny_flows(&gw), Some(5 + 2));
 
     // A change to t1: its rules go before the new tables are published
     // (no tick in between), their last counts read; the next tick makes
@@ -1815,7 +2020,7 @@ fn an_exact_deny_is_a_counted_drop_on_the_nic_and_a_reply_is_never_dropped() {
     let deny = rows.iter().find(|r| r.tenant == 0 && r.position == Some(2));
     assert_eq!(
         deny.map(|r| r.flows),
-        Some(7 + 1),
+        Some(7 + 2),
         "the count read as the rule went"
     );
 

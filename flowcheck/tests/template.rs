@@ -31,6 +31,7 @@ fn rule(protocol: u8, sport: u16, mark: u32) -> Rule {
                 version_ihl: None,
                 tos: None,
                 fragment_offset: None,
+                ttl: None,
                 src: Some(Masked::<u32>::exact(0xc000_0207)),
                 dst: Some(Masked::<u32>::exact(0xc633_640a)),
                 protocol: Some(protocol),

@@ -54,6 +54,7 @@ fn full_rule() -> Rule {
                 version_ihl: None,
                 tos: None,
                 fragment_offset: None,
+                ttl: None,
                 src: Some(Masked::<u32>::exact(0xc633_6401)),
                 dst: Some(Masked::<u32>::exact(0xcb00_7105)),
                 protocol: Some(6),

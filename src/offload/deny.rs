@@ -25,7 +25,9 @@ use serde_json::{json, Value};
 use tracing::warn;
 
 use super::root::Create;
-use super::shapes::{self, ETHER_TYPE_IPV4, FLOW_GROUP, PUBLIC_ROOT_PRIORITY, ROOT_GROUP};
+use super::shapes::{
+    self, DENY_FIRST_PRIORITY, ETHER_TYPE_IPV4, FLOW_GROUP, PUBLIC_ROOT_PRIORITY, ROOT_GROUP,
+};
 use super::statics::Handle;
 
 /// TCP's SYN, and the flags conntrack looks at to say a segment opens a
@@ -75,7 +77,7 @@ pub fn lower(rule: &DenyRule, outer_df: OuterDf) -> Rule {
     };
     Rule {
         attr: Attr {
-            priority: rule.priority,
+            priority: DENY_FIRST_PRIORITY + rule.priority,
             ..shapes::transfer(ROOT_GROUP)
         },
         pattern: vec![shapes::eth(ETHER_TYPE_IPV4), ip, l4],
@@ -216,7 +218,7 @@ impl DenyRules {
             addrs.sort_unstable();
             let bounds = Bounds {
                 rules: per_tenant.min(max.saturating_sub(total) / ports.len()),
-                levels: PUBLIC_ROOT_PRIORITY,
+                levels: PUBLIC_ROOT_PRIORITY - DENY_FIRST_PRIORITY,
             };
             let plan = deny::plan(&tenant.firewall, &addrs, bounds);
             let mut rules = Vec::with_capacity(plan.rules.len() * ports.len());
@@ -583,7 +585,7 @@ mod tests {
             Rule {
                 attr: Attr {
                     group: 0,
-                    priority: 3,
+                    priority: 4,
                     ingress: false,
                     egress: false,
                     transfer: true,
@@ -604,6 +606,7 @@ mod tests {
             }
         );
         assert!(rule.attr.priority < shapes::public_root(OuterDf::Copy).attr.priority);
+        assert!(rule.attr.priority > shapes::public_punt().attr.priority);
         let mut pass = drop_rule(17);
         pass.verdict = Verdict::Pass;
         let rule = lower(&pass, OuterDf::Set);

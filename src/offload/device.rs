@@ -184,9 +184,16 @@ impl NicDevice {
     pub fn rules(&self, spec: &FlowSpec) -> Result<Vec<(u16, Rule)>, Refusal> {
         let mut out = Vec::with_capacity(2);
         let mut unmarkable = false;
+        let mut too_big = false;
         for leg in &spec.legs {
             let rule = match self.level(leg.in_port) {
                 Level::None => continue,
+                // The leg stays in software: a rule would send whole what
+                // software refuses or cuts. The other leg may go.
+                Level::Full if leg.too_big => {
+                    too_big = true;
+                    continue;
+                }
                 Level::Full => shapes::full(leg),
                 Level::Partial => {
                     let Some(queue) = self
@@ -206,7 +213,9 @@ impl NicDevice {
             out.push((leg.in_port, rule.map_err(|_| Refusal::Unsupported)?));
         }
         if out.is_empty() {
-            return Err(if unmarkable {
+            return Err(if too_big {
+                Refusal::Mtu
+            } else if unmarkable {
                 Refusal::MarkRange
             } else {
                 Refusal::Unsupported
@@ -397,6 +406,7 @@ mod tests {
             set_dst: None,
             encap,
             out_port: 1 - in_port,
+            too_big: false,
         }
     }
 
@@ -448,6 +458,28 @@ mod tests {
         let rules = d.rules(&s).unwrap();
         assert_eq!(rules.len(), 1);
         assert_eq!(rules[0].0, 1);
+    }
+
+    /// A leg that may carry a packet too big for where it leaves gets no
+    /// full rule (the NIC would send it whole, software refuses or cuts
+    /// it); the other leg still goes, a partial leg only marks; with no
+    /// leg left the refusal says `mtu`.
+    #[test]
+    fn a_leg_too_big_for_its_way_out_gets_no_full_rule() {
+        let full = NicDevice::new(vec![Level::Full, Level::Full], queues(), true);
+        let mut s = spec();
+        s.legs[0].too_big = true;
+        let rules = full.rules(&s).unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].0, 1, "the underlay leg, which fits");
+        s.legs[1].too_big = true;
+        assert_eq!(full.rules(&s).unwrap_err(), Refusal::Mtu);
+        assert_eq!(Refusal::Mtu.name(), "mtu");
+        // Marks and queues change no packet: partial legs go.
+        let partial = NicDevice::new(vec![Level::Partial, Level::Full], queues(), true);
+        let rules = partial.rules(&s).unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].1.actions, vec![Action::Mark(42), Action::Queue(3)]);
     }
 
     #[test]

@@ -353,13 +353,12 @@ impl OffloadPlane {
             let create = |rule: &Rule, port: u16| statics.create(rule, port);
             let create: Option<root::Create<'_>> =
                 (self.mode == OffloadMode::Auto).then_some(&create);
-            self.deny.update(
-                tables,
-                &self.deny_public,
-                self.outer_df,
-                self.deny_limits,
-                create,
-            );
+            // A pass jumps to the flows' group: only behind a punt rule.
+            let ports: Vec<u16> = (self.deny_public.iter().copied())
+                .filter(|&p| self.roots.punted(p))
+                .collect();
+            self.deny
+                .update(tables, &ports, self.outer_df, self.deny_limits, create);
         }
         self.deny.query(now_ms, self.query_interval_ms);
     }
@@ -640,6 +639,8 @@ impl OffloadPlane {
             "queue_full": r.queue_full,
             "refreshes": r.refreshes,
             "pulled_back": r.pulled_back,
+            "pulled_back_moved": self.manager.as_ref().map_or(0, |(m, _)| m.stats().moved),
+            "ended_stale": self.manager.as_ref().map_or(0, |(m, _)| m.stats().stale),
             "steering_rules": self.steering.rules.len(),
             "root_rules": self.roots.len(),
             "root_rules_installed": self.roots.installed(),

@@ -41,6 +41,14 @@ pub enum Shape {
     MarkQueue,
     /// Partial, public side: SNAT ports by mask to a queue.
     Steering,
+    /// Public side, full: packets whose TTL would expire to software
+    /// (`shapes::public_punt`). Needed for full: without it a flow's rule
+    /// would send them on.
+    PuntPublic,
+    /// Underlay side, full: the same on the inner IPv4 header of IPv4 in
+    /// GRE, and of Ethernet in GRE (gretap).
+    PuntGre,
+    PuntGretap,
     /// Public side, full: a tenant's firewall deny as a counted DROP in
     /// the root group, in front of the root rule (`super::deny`). Not
     /// needed for any level: a port that refuses it keeps its denies in
@@ -61,6 +69,9 @@ impl Shape {
             Shape::MarkQueue => "mark_queue",
             Shape::Steering => "snat_steering",
             Shape::DenyDrop => "deny_drop",
+            Shape::PuntPublic => "punt_public",
+            Shape::PuntGre => "punt_gre",
+            Shape::PuntGretap => "punt_gretap",
         }
     }
 
@@ -74,6 +85,9 @@ impl Shape {
                 | Shape::RootPublic
                 | Shape::RootGre
                 | Shape::RootGretap
+                | Shape::PuntPublic
+                | Shape::PuntGre
+                | Shape::PuntGretap
         )
     }
 }
@@ -238,6 +252,7 @@ pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
     let full = |leg: Leg| shapes::full(&leg).expect("the probe's legs have every shape");
     match target.role {
         Role::Public => {
+            out.push((Shape::PuntPublic, shapes::public_punt()));
             out.push((Shape::RootPublic, shapes::public_root(target.outer_df)));
             out.push((Shape::FullTcp, full(public_leg(target, IPPROTO_TCP))));
             out.push((Shape::FullUdp, full(public_leg(target, IPPROTO_UDP))));
@@ -259,6 +274,8 @@ pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
             out.push((Shape::DenyDrop, deny_drop(target)));
         }
         Role::Underlay => {
+            out.push((Shape::PuntGre, shapes::tunnel_punt(false)));
+            out.push((Shape::PuntGretap, shapes::tunnel_punt(true)));
             for (shape, gretap) in [(Shape::RootGre, false), (Shape::RootGretap, true)] {
                 let leg = underlay_leg(target, IPPROTO_TCP, gretap);
                 let t = leg.tunnel.expect("an underlay leg has a tunnel");
@@ -352,6 +369,7 @@ fn public_leg(t: ProbeTarget, protocol: u8) -> Leg {
         set_dst: Some((PRIVATE, 443)),
         encap: tunnel_header(true),
         out_port: t.other,
+        too_big: false,
     }
 }
 
@@ -373,6 +391,7 @@ fn underlay_leg(t: ProbeTarget, protocol: u8, gretap: bool) -> Leg {
         set_dst: None,
         encap: eth_header(),
         out_port: t.other,
+        too_big: false,
     }
 }
 
@@ -429,7 +448,7 @@ mod tests {
             Err(error(nix::errno::Errno::ENOSYS as i32))
         });
         assert_eq!(caps.level, Level::None);
-        assert_eq!(caps.shapes.len(), 6);
+        assert_eq!(caps.shapes.len(), 7);
         assert!(caps
             .shapes
             .iter()
@@ -453,7 +472,7 @@ mod tests {
         assert_eq!(caps.level, Level::Partial);
         assert_eq!(
             caps.summary(),
-            "port 0 (pub0): offload partial: root_public: not supported: said the PMD"
+            "port 0 (pub0): offload partial: punt_public: not supported: said the PMD"
         );
         // One full shape missing is not full.
         let mut validate = |r: &Rule, _: u16| {
@@ -488,7 +507,20 @@ mod tests {
                     Shape::RootPublic | Shape::RootGre | Shape::RootGretap
                 );
                 roots += usize::from(root);
-                if root {
+                let punt = matches!(
+                    shape,
+                    Shape::PuntPublic | Shape::PuntGre | Shape::PuntGretap
+                );
+                if punt {
+                    assert_eq!(rule.attr.group, shapes::ROOT_GROUP, "{shape:?}");
+                    assert_eq!(rule.attr.priority, shapes::PUNT_PRIORITY, "{shape:?}");
+                    assert_eq!(
+                        rule.actions,
+                        [rte::flow::Action::Jump(shapes::PUNT_GROUP)],
+                        "{shape:?}"
+                    );
+                } else if root {
+                    assert!(rule.attr.priority > shapes::PUNT_PRIORITY, "{shape:?}");
                     assert_eq!(rule.attr.group, shapes::ROOT_GROUP, "{shape:?}");
                     assert_eq!(
                         rule.actions,
@@ -540,6 +572,30 @@ mod tests {
         // The underlay port's shapes do not depend on it.
         let und = probe(target(Role::Underlay), "und0", &mut like_mlx5);
         assert_eq!(und.level, Level::Full, "{und:?}");
+    }
+
+    /// A NIC that cannot match the TTL takes no punt rule: a flow's rule
+    /// would then send on packets whose TTL expires, so the port is not
+    /// full (partial here, its MARK and QUEUE taken).
+    #[test]
+    fn a_port_that_refuses_the_punt_is_not_full() {
+        let mut no_ttl = |r: &Rule, _: u16| {
+            let ttl = r
+                .pattern
+                .iter()
+                .any(|i| matches!(i, rte::flow::Item::Ipv4 { ttl: Some(_), .. }));
+            if ttl {
+                Err(error(nix::errno::Errno::ENOTSUP as i32))
+            } else {
+                Ok(())
+            }
+        };
+        let public = probe(target(Role::Public), "pub0", &mut no_ttl);
+        assert_eq!(public.level, Level::Partial);
+        assert_eq!(public.reason(), "punt_public: not supported: said the PMD");
+        let underlay = probe(target(Role::Underlay), "und0", &mut no_ttl);
+        assert_eq!(underlay.level, Level::Partial);
+        assert_eq!(underlay.reason(), "punt_gre: not supported: said the PMD");
     }
 
     /// A port that does not hand marks to software

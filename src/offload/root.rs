@@ -24,10 +24,16 @@ use super::statics::Handle;
 /// one configuration asks of the NIC's root table.
 pub const MAX_ROOT_RULES: usize = 4096;
 
-/// What a root rule is for: a public port, or a tunnel (with the tenant's
-/// MAC a gretap rule matches inside) on an underlay port.
+/// What a root rule is for: a port's punt rule (packets whose TTL would
+/// expire to software; on an underlay port one for each GRE protocol its
+/// tunnels carry: `Some(gretap)`), a public port, or a tunnel (with the
+/// tenant's MAC a gretap rule matches inside) on an underlay port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RootKey {
+    Punt {
+        port: u16,
+        tunnel: Option<bool>,
+    },
     Public(u16),
     Tunnel {
         port: u16,
@@ -42,13 +48,24 @@ pub enum RootKey {
 impl RootKey {
     pub fn port(self) -> u16 {
         match self {
-            RootKey::Public(port) | RootKey::Tunnel { port, .. } => port,
+            RootKey::Punt { port, .. } | RootKey::Public(port) | RootKey::Tunnel { port, .. } => {
+                port
+            }
         }
+    }
+
+    pub fn is_punt(self) -> bool {
+        matches!(self, RootKey::Punt { .. })
     }
 
     /// The rule; a public port's checks DF or not as `outer_df` says.
     pub fn rule(self, outer_df: OuterDf) -> Rule {
         match self {
+            RootKey::Punt { tunnel: None, .. } => shapes::public_punt(),
+            RootKey::Punt {
+                tunnel: Some(gretap),
+                ..
+            } => shapes::tunnel_punt(gretap),
             RootKey::Public(_) => shapes::public_root(outer_df),
             RootKey::Tunnel {
                 host,
@@ -70,18 +87,38 @@ impl RootKey {
     }
 }
 
-/// The root rules `tables` need, at most `max`: one per full public port
-/// (`public`), and one per tunnel of each tenant into a full underlay
-/// port (`full(port)`), taken a tenant at a time in turn so that, past
-/// the bound, every tenant has had as many tunnels as the others.
-/// Tenants with GRE options get none: the spec builder keeps their flows
-/// in software (`gre_options`). Also how many tunnels were left out.
+/// The root rules `tables` need: first the punt rules, one per full
+/// public port (`public`) and one per GRE protocol the tunnels into each
+/// full underlay port (`full(port)`) carry, which no bound leaves out
+/// (a port has at most two, and a root rule without its port's punt rule
+/// would let a packet whose TTL expires reach a flow's rule); then, at
+/// most `max`, one per full public port, and one per tunnel of each
+/// tenant into a full underlay port, taken a tenant at a time in turn
+/// so that, past the bound, every tenant has had as many tunnels as the
+/// others. Tenants with GRE options get no tunnel root rule: the spec
+/// builder keeps their flows in software (`gre_options`). Also how many
+/// tunnels were left out.
 pub fn wanted(
     tables: &Tables,
     public: &[u16],
     full: &dyn Fn(u16) -> bool,
     max: usize,
 ) -> (Vec<RootKey>, usize) {
+    let mut punts: Vec<RootKey> = public
+        .iter()
+        .map(|&port| RootKey::Punt { port, tunnel: None })
+        .collect();
+    for tenant in tables.tenants.iter() {
+        for adj in tenant.tunnels.iter().filter(|adj| full(adj.port)) {
+            let punt = RootKey::Punt {
+                port: adj.port,
+                tunnel: Some(adj.is_gretap()),
+            };
+            if !punts.contains(&punt) {
+                punts.push(punt);
+            }
+        }
+    }
     let mut out: Vec<RootKey> = public.iter().map(|&p| RootKey::Public(p)).collect();
     out.truncate(max);
     let mut seen = HashSet::new();
@@ -119,7 +156,8 @@ pub fn wanted(
             }
         }
     }
-    (out, left_out)
+    punts.extend(out);
+    (punts, left_out)
 }
 
 /// Makes a static rule on a port (`StaticRules::create`: `Rule::create`,
@@ -137,6 +175,10 @@ pub struct Roots {
     pub left_out: u64,
     /// Root rules the NIC refused, since start.
     pub refused: u64,
+    /// Ports whose punt rule the NIC refused: their root rules are not
+    /// made (a flow's rule would take packets whose TTL expires), so
+    /// their frames stay in software.
+    unpunted: HashSet<u16>,
 }
 
 impl Roots {
@@ -144,26 +186,42 @@ impl Roots {
     /// new ones (made for `outer_df`, which is fixed from start to
     /// shutdown) are created with `create` (when given), the others are
     /// destroyed (dropped).
+    /// A port whose punt rule the NIC refused gets no other root rule
+    /// (its keys are kept without a handle).
     pub fn update(&mut self, keys: Vec<RootKey>, outer_df: OuterDf, create: Option<Create<'_>>) {
         let mut old: HashMap<RootKey, (Rule, Option<Handle>)> =
             self.rules.drain(..).map(|(k, r, h)| (k, (r, h))).collect();
+        self.unpunted.clear();
         for key in keys {
+            let port = key.port();
             if let Some((rule, handle)) = old.remove(&key) {
+                if create.is_some() && key.is_punt() && handle.is_none() {
+                    self.unpunted.insert(port);
+                }
                 self.rules.push((key, rule, handle));
                 continue;
             }
             let rule = key.rule(outer_df);
-            let port = key.port();
+            let create = create.filter(|_| key.is_punt() || !self.unpunted.contains(&port));
             let handle = create.and_then(|create| match create(&rule, port) {
                 Ok(flow) => Some(flow),
                 Err(e) => {
                     self.refused += 1;
+                    if key.is_punt() {
+                        self.unpunted.insert(port);
+                    }
                     warn!(port, "offload: a root rule was refused, the frames it would pass stay in software: {e}");
                     None
                 }
             });
             self.rules.push((key, rule, handle));
         }
+    }
+
+    /// Whether `port`'s punt rules are all in place (or, in shadow mode,
+    /// would be): the rules that jump to the flows' group may go there.
+    pub fn punted(&self, port: u16) -> bool {
+        !self.unpunted.contains(&port)
     }
 
     /// The rules, with their ports.
@@ -246,8 +304,13 @@ mod tests {
     fn host(k: &RootKey) -> Option<u32> {
         match k {
             RootKey::Tunnel { host, .. } => Some(*host),
-            RootKey::Public(_) => None,
+            RootKey::Public(_) | RootKey::Punt { .. } => None,
         }
+    }
+
+    /// The root rules other than the punt rules.
+    fn roots(keys: Vec<RootKey>) -> Vec<RootKey> {
+        keys.into_iter().filter(|k| !k.is_punt()).collect()
     }
 
     /// Past the bound tenants take turns: t1's three hosts do not crowd
@@ -256,9 +319,11 @@ mod tests {
     fn tenants_take_turns_within_the_bound() {
         let t = tables(&["172.168.0.11", "172.168.0.21", "172.168.0.22"], "");
         let (all, left_out) = wanted(&t, &[0], &|_| true, MAX_ROOT_RULES);
+        let all = roots(all);
         assert_eq!((all.len(), left_out), (1 + 4, 0), "{all:?}");
         assert_eq!(all[0], RootKey::Public(0));
         let (some, left_out) = wanted(&t, &[0], &|_| true, 3);
+        let some = roots(some);
         let hosts: Vec<Option<u32>> = some.iter().map(host).collect();
         assert_eq!(
             hosts,
@@ -266,9 +331,63 @@ mod tests {
             "t1's first host, then t2's: {some:?}"
         );
         assert_eq!(left_out, 2);
-        // No full underlay port: the public port's rule alone.
+        // No full underlay port: the public port's rules alone.
         let (public, _) = wanted(&t, &[0], &|_| false, MAX_ROOT_RULES);
-        assert_eq!(public, [RootKey::Public(0)]);
+        let punt = RootKey::Punt {
+            port: 0,
+            tunnel: None,
+        };
+        assert_eq!(public, [punt, RootKey::Public(0)]);
+    }
+
+    /// Every full port gets its punt rules first, whatever the bound: the
+    /// public port one, the underlay port one per GRE protocol its
+    /// tunnels carry (the reference tenants are both gretap); a port that
+    /// is not full, none.
+    #[test]
+    fn punt_rules_come_first_and_outside_the_bound() {
+        let t = tables(&["172.168.0.11"], "");
+        let punt = |port, tunnel| RootKey::Punt { port, tunnel };
+        let (keys, _) = wanted(&t, &[0], &|_| true, 1);
+        assert_eq!(
+            keys,
+            [punt(0, None), punt(1, Some(true)), RootKey::Public(0)],
+            "{keys:?}"
+        );
+        let (keys, _) = wanted(&t, &[], &|_| false, MAX_ROOT_RULES);
+        assert!(keys.is_empty(), "{keys:?}");
+    }
+
+    /// A port whose punt rule the NIC refuses gets no other root rule:
+    /// its flows' rules would be reached by packets whose TTL expires.
+    #[test]
+    fn a_port_whose_punt_is_refused_gets_no_root_rule() {
+        let t = tables(&["172.168.0.11"], "");
+        let (keys, _) = wanted(&t, &[0], &|_| true, MAX_ROOT_RULES);
+        let asked = std::cell::RefCell::new(Vec::new());
+        let create = |rule: &Rule, port: u16| {
+            asked.borrow_mut().push((port, rule.clone()));
+            Err(rte::flow::FlowError {
+                op: "rte_flow_create",
+                errno: nix::errno::Errno::ENOTSUP as i32,
+                kind: 0,
+                message: "no TTL match".to_owned(),
+            })
+        };
+        let mut roots = Roots::default();
+        roots.update(keys.clone(), OuterDf::Copy, Some(&create));
+        let asked = asked.into_inner();
+        assert_eq!(asked.len(), 2, "the two punt rules only: {asked:?}");
+        assert!(asked
+            .iter()
+            .all(|(_, r)| r.attr.priority == shapes::PUNT_PRIORITY));
+        assert!(!roots.punted(0) && !roots.punted(1));
+        assert_eq!((roots.len(), roots.installed()), (keys.len(), 0));
+        // In shadow mode nothing is created and every port counts as
+        // punted.
+        let mut shadow = Roots::default();
+        shadow.update(keys, OuterDf::Copy, None);
+        assert!(shadow.punted(0) && shadow.punted(1));
     }
 
     /// A tenant whose tunnels carry GRE checksums gets no root rule: its
@@ -277,7 +396,7 @@ mod tests {
     fn tenants_with_gre_options_get_no_root_rule() {
         let t = tables(&["172.168.0.11"], "gre_checksum = true");
         let (keys, _) = wanted(&t, &[], &|_| true, MAX_ROOT_RULES);
-        let hosts: Vec<Option<u32>> = keys.iter().map(host).collect();
+        let hosts: Vec<Option<u32>> = roots(keys.clone()).iter().map(host).collect();
         assert_eq!(hosts, [Some(0xaca8_000b)], "{keys:?}");
     }
 }

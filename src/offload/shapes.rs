@@ -16,7 +16,10 @@
 //!   value is K / [eth dst is MAC /] ipv4 (no options, not a fragment)` →
 //!   `jump group 1`; root, public port ([`public_root`]): `eth / ipv4 (no
 //!   options, DF unless `[offload] outer_df = "set"`, not a fragment, TOS
-//!   0)` → `jump group 1`;
+//!   0)` → `jump group 1`; before them, per port, punt rules
+//!   ([`public_punt`], [`tunnel_punt`]): a packet whose TTL would expire
+//!   (`ttl spec 0 ttl mask 0xfe`, the inner one on the underlay side) →
+//!   `jump group 2`, an empty group, so to software;
 //! - public side, per flow (a reply toward a tenant, or a connection
 //!   opened from outside): `eth / ipv4 src is R dst is E proto is P / tcp
 //!   src is Rp dst is Ep flags spec 0 flags mask 0x07` → `set_ipv4_dst,
@@ -70,10 +73,32 @@ pub const FLOW_GROUP: u32 = 1;
 /// no other ("Not support group.").
 pub const PARTIAL_GROUP: u32 = 0;
 pub const FLOW_PRIORITY: u32 = 0;
+/// The punt rules' priority: first in the root group, before the deny
+/// rules and the root rules, so that no packet whose TTL would expire
+/// reaches a rule that jumps to the flows' group ([`public_punt`],
+/// [`tunnel_punt`]).
+pub const PUNT_PRIORITY: u32 = 0;
+/// The group a punt rule jumps to: nothing is ever made in it, so a frame
+/// sent there misses, and a miss in a non-root group takes the domain's
+/// default miss, to software, as a miss in the root group does
+/// (docs/offload.md, "TTL ≤ 1 reaches software").
+pub const PUNT_GROUP: u32 = 2;
+/// The tenants' deny rules' first priority (`super::deny`): right after
+/// the punt rule; they take the priorities up to the public root rule's.
+pub const DENY_FIRST_PRIORITY: u32 = PUNT_PRIORITY + 1;
 /// The public port's root rule's priority: after the tenants' deny rules
-/// (priorities 0 to this one less, `super::deny`), which come first in
-/// the same group.
-pub const PUBLIC_ROOT_PRIORITY: u32 = 64;
+/// (priorities [`DENY_FIRST_PRIORITY`] to this one less, 64 of them),
+/// which come first in the same group.
+pub const PUBLIC_ROOT_PRIORITY: u32 = DENY_FIRST_PRIORITY + 64;
+/// A tunnel's root rule's priority: after the underlay port's punt rules.
+pub const TUNNEL_ROOT_PRIORITY: u32 = PUNT_PRIORITY + 1;
+/// An IPv4 TTL of 0 or 1: forwarding would expire it, and software
+/// answers Time Exceeded (pipeline/route.rs, `forward_checks`) where a
+/// rule's `dec_ttl` would send it on.
+pub const TTL_EXPIRES: Masked<u8> = Masked {
+    spec: 0,
+    mask: 0xfe,
+};
 /// The static SNAT steering rules' priority: after any flow's own rule.
 pub const STEERING_PRIORITY: u32 = 1;
 /// The TOS byte the tables' tunnel header carries (pipeline/encap.rs
@@ -225,6 +250,7 @@ fn pattern(leg: &Leg, full: bool) -> Result<Vec<Item>, ShapeError> {
                 version_ihl: None,
                 tos: None,
                 fragment_offset: None,
+                ttl: None,
                 src: None,
                 dst: None,
                 protocol: Some(IPPROTO_GRE),
@@ -293,10 +319,72 @@ pub fn tunnel_root(t: &TunnelMatch, mac: [u8; 6]) -> Rule {
     }
     pattern.push(whole(any_ipv4()));
     Rule {
-        attr: transfer(ROOT_GROUP),
+        attr: Attr {
+            priority: TUNNEL_ROOT_PRIORITY,
+            ..transfer(ROOT_GROUP)
+        },
         pattern,
         actions: vec![Action::Jump(FLOW_GROUP)],
     }
+}
+
+/// The public port's punt rule: a packet whose TTL would expire
+/// ([`TTL_EXPIRES`]) jumps to the empty [`PUNT_GROUP`], so it reaches
+/// software, which answers Time Exceeded, or decides it as it would
+/// any packet (the firewall first for a new flow), instead of a flow's
+/// rule sending it on with `dec_ttl`. Before every other rule of the
+/// root group: deny passes and the root rule jump to the flows.
+pub fn public_punt() -> Rule {
+    punt(vec![eth(ETHER_TYPE_IPV4), ttl_expires(any_ipv4())])
+}
+
+/// An underlay port's punt rule for tunnels carrying `gretap`'s
+/// protocol: the same on the inner IPv4 header, which software
+/// forwards (and decrements) after decapsulation, whatever the outer
+/// headers, host or key (software decides all of them).
+pub fn tunnel_punt(gretap: bool) -> Rule {
+    let mut outer = any_ipv4();
+    if let Item::Ipv4 { protocol, .. } = &mut outer {
+        *protocol = Some(IPPROTO_GRE);
+    }
+    let mut pattern = vec![
+        eth(ETHER_TYPE_IPV4),
+        outer,
+        Item::Gre {
+            protocol: Some(if gretap {
+                ETHER_TYPE_TEB
+            } else {
+                ETHER_TYPE_IPV4
+            }),
+            checksum_present: None,
+            key_present: None,
+            sequence_present: None,
+        },
+    ];
+    if gretap {
+        pattern.push(eth(ETHER_TYPE_IPV4));
+    }
+    pattern.push(ttl_expires(any_ipv4()));
+    punt(pattern)
+}
+
+fn punt(pattern: Vec<Item>) -> Rule {
+    Rule {
+        attr: Attr {
+            priority: PUNT_PRIORITY,
+            ..transfer(ROOT_GROUP)
+        },
+        pattern,
+        actions: vec![Action::Jump(PUNT_GROUP)],
+    }
+}
+
+/// `item` (an IPv4 one) taking only packets whose TTL would expire.
+fn ttl_expires(mut item: Item) -> Item {
+    if let Item::Ipv4 { ttl, .. } = &mut item {
+        *ttl = Some(TTL_EXPIRES);
+    }
+    item
 }
 
 /// The root rule of the public port: packets going into a tunnel jump to
@@ -376,6 +464,7 @@ fn any_ipv4() -> Item {
         version_ihl: None,
         tos: None,
         fragment_offset: None,
+        ttl: None,
         src: None,
         dst: None,
         protocol: None,
@@ -420,6 +509,7 @@ fn ipv4(src: u32, dst: u32, protocol: u8) -> Item {
         version_ihl: None,
         tos: None,
         fragment_offset: None,
+        ttl: None,
         src: Some(Masked::<u32>::exact(src)),
         dst: Some(Masked::<u32>::exact(dst)),
         protocol: Some(protocol),

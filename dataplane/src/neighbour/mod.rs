@@ -171,6 +171,10 @@ pub struct Neighbours {
     seed: u64,
     /// Slots whose neighbour is failed (the writer keeps it).
     failed: AtomicU64,
+    /// Changes of a known MAC (to another, failed, forgotten), counted by
+    /// the writer: the offload manager looks again at the MACs its rules
+    /// carry when it moves ([`Neighbours::changes`]).
+    changes: AtomicU64,
 }
 
 impl Neighbours {
@@ -184,6 +188,7 @@ impl Neighbours {
             inner,
             seed,
             failed: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
         }
     }
 
@@ -238,6 +243,15 @@ impl Neighbours {
     #[inline]
     pub fn any_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed) != 0
+    }
+
+    /// How many times a known MAC changed since the table was made: to
+    /// another, failed, or forgotten. A key learned for the first time,
+    /// or again with the MAC it had, is no change: no rule can hold a MAC
+    /// the table did not give. The control plane's, never a worker's: the
+    /// workers read MACs per frame and need no notice.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 
     /// Slots a lookup of `key` reads now: at most [`PROBE_MAX`], whatever
@@ -622,6 +636,7 @@ impl NeighbourWriter {
             if !self.is_dead(i) {
                 let old = self.mac_of(i).swap(DEAD, Ordering::AcqRel);
                 self.count_failed(old, DEAD);
+                self.count_change(old, DEAD);
                 if self.flags[i] & PINNED == 0 {
                     self.count(key, false);
                 }
@@ -642,6 +657,7 @@ impl NeighbourWriter {
         if !self.is_dead(i) {
             let old = self.mac_of(i).swap(DEAD, Ordering::AcqRel);
             self.count_failed(old, DEAD);
+            self.count_change(old, DEAD);
             self.count(key, false);
         } else if pinned {
             // A retired pinned slot stayed counted for its key.
@@ -678,9 +694,19 @@ impl NeighbourWriter {
             Some(i) if !self.is_dead(i) => {
                 let old = self.mac_of(i).swap(word, Ordering::AcqRel);
                 self.count_failed(old, word);
+                self.count_change(old, word);
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Counts a slot's known MAC `old` moving to `new`
+    /// ([`Neighbours::changes`]): one writer, so a load and a store.
+    fn count_change(&self, old: u64, new: u64) {
+        if old != new && old & VALID != 0 {
+            let c = &self.table.changes;
+            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Release);
         }
     }
 

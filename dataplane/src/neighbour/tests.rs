@@ -305,3 +305,24 @@ fn a_tenant_flooding_hosts_fills_only_its_share() {
     assert!(w.claim(NeighKey::inner(t1, 0x0a00_1000)).is_ok());
     assert_eq!(w.tenant_len(t1), 16);
 }
+
+/// The offload manager's notice (`Neighbours::changes`): a known MAC that
+/// changes (to another, failed, forgotten) counts; a first MAC, or the
+/// same MAC learned again, does not.
+#[test]
+fn changes_count_a_known_mac_that_moves_and_nothing_else() {
+    let mut w = NeighbourWriter::new(4);
+    let k = NeighKey::port(0, 0x0101_0107);
+    w.claim(k).unwrap();
+    let changes = |w: &NeighbourWriter| w.table().changes();
+    assert!(w.set(k, MAC));
+    assert!(w.set(k, MAC));
+    assert_eq!(changes(&w), 0, "first learned, then learned again");
+    assert!(w.set(k, [2, 0, 0, 0, 0, 8]));
+    assert_eq!(changes(&w), 1, "another MAC");
+    assert!(w.set_failed(k));
+    assert_eq!(changes(&w), 2, "failed");
+    assert!(w.set(k, MAC));
+    w.retire(k);
+    assert_eq!(changes(&w), 3, "forgotten");
+}

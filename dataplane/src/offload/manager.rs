@@ -13,9 +13,18 @@
 //! tick), gone (its slot free). Everything is sized at construction: the
 //! table of flows holds `Limits::flows`, and nothing grows per packet or
 //! per request.
+//!
+//! A rule carries the MACs of the flow's next hops, read once; each
+//! flow keeps the neighbour keys its spec read them from, and when the
+//! neighbour table changes ([`crate::neighbour::Neighbours::changes`])
+//! the manager looks again and pulls back the flows whose MAC moved
+//! ([`Feedback::Moved`]: software decides their next packet, and offers
+//! them again).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use arrayvec::ArrayVec;
 
 use super::queue::{Feedback, Link, Request};
 use super::spec::NotOffloadable;
@@ -84,14 +93,19 @@ pub enum Refusal {
     /// The flow's mark (id + 1) is not below the marks the NIC takes, and
     /// no other leg could be offloaded.
     MarkRange,
+    /// Every leg that could be offloaded is on a full port and may carry
+    /// a packet too big for where it leaves (`Leg::too_big`): a full rule
+    /// would send it whole where software answers Fragmentation Needed.
+    Mtu,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 4] = [
+    pub const ALL: [Refusal; 5] = [
         Refusal::Full,
         Refusal::Unsupported,
         Refusal::Failed,
         Refusal::MarkRange,
+        Refusal::Mtu,
     ];
     pub const COUNT: usize = Self::ALL.len();
 
@@ -102,6 +116,7 @@ impl Refusal {
             Refusal::Unsupported => "unsupported",
             Refusal::Failed => "failed",
             Refusal::MarkRange => "mark_range",
+            Refusal::Mtu => "mtu",
         }
     }
 }
@@ -152,11 +167,17 @@ pub struct Stats {
     pub ended: u64,
     /// End notices of flows the manager does not hold (refused earlier).
     pub ended_unknown: u64,
+    /// Flows removed because their worker answered a refresh with a
+    /// `Stale` notice (their `Ended` was lost on a full queue).
+    pub stale: u64,
     /// Flows whose rules went in (confirmed), and flows gone since.
     pub installed: u64,
     pub removed: u64,
-    /// Flows pulled back (a tenant changed, a flush, shutdown).
+    /// Flows pulled back (a tenant changed, a flush, shutdown, a next
+    /// hop's MAC moved).
     pub pulled_back: u64,
+    /// Of those, flows pulled back because a next hop's MAC moved.
+    pub moved: u64,
     /// Candidates refused: the flow is not offloadable, by reason.
     pub not_offloadable: [u64; NotOffloadable::COUNT],
     /// Candidates the device refused, by reason.
@@ -185,7 +206,15 @@ struct Entry<R> {
     rule: Option<R>,
     /// The counts last reported to the worker.
     seen: (u64, u64),
+    /// The neighbours whose MACs the spec holds, with those MACs.
+    neighbours: Neighbours,
 }
+
+/// Neighbour keys a spec reads at most: the tunnel's outer next hop and
+/// a gretap VM on the way in, the public next hop on the way out.
+pub const MAX_SPEC_NEIGHBOURS: usize = 4;
+
+type Neighbours = ArrayVec<(NeighKey, [u8; 6]), MAX_SPEC_NEIGHBOURS>;
 
 /// A flow as [`Offloads::flows`] shows it (`tgwctl offload show`).
 #[derive(Debug)]
@@ -226,6 +255,12 @@ pub struct Offloads<D: Device> {
     epoch_left: usize,
     /// The tables generation whose tenants' epochs were last checked.
     generation: Option<u64>,
+    /// Where the walk looking again at the flows' next hops is, the
+    /// slots it has left to visit, and the neighbour table's count of
+    /// changes it started for.
+    neighbour_at: usize,
+    neighbour_left: usize,
+    neighbour_changes: u64,
     stats: Stats,
 }
 
@@ -249,6 +284,9 @@ impl<D: Device> Offloads<D> {
             epoch_at: 0,
             epoch_left: 0,
             generation: None,
+            neighbour_at: 0,
+            neighbour_left: 0,
+            neighbour_changes: 0,
             stats: Stats::default(),
         }
     }
@@ -271,6 +309,7 @@ impl<D: Device> Offloads<D> {
     ) {
         self.settle(device);
         self.follow_epochs(t);
+        self.follow_neighbours(t, mac);
         self.drain(budget, t, mac, device);
         self.query(now, device);
         self.reap(device);
@@ -377,7 +416,34 @@ impl<D: Device> Offloads<D> {
                     .is_none_or(|tenant| tenant.epoch != e.spec.epoch)
             });
             if stale {
-                self.pull_back_slot(slot);
+                self.pull_back_slot(slot, false);
+            }
+        }
+    }
+
+    /// After the neighbour table changed: flows whose rules carry a MAC
+    /// that is not their next hop's any more (another, failed, or
+    /// forgotten) are pulled back to be offered again ([`Feedback::Moved`]).
+    /// A walk of [`SCAN_PER_TICK`] slots a tick, a whole cycle after each
+    /// change, as for epochs.
+    fn follow_neighbours(&mut self, t: &Tables, mac: &mut impl FnMut(NeighKey) -> Option<[u8; 6]>) {
+        let n = self.entries.len();
+        let changes = t.neighbours.changes();
+        if changes != self.neighbour_changes {
+            self.neighbour_changes = changes;
+            self.neighbour_left = n;
+        }
+        let visit = self.neighbour_left.min(SCAN_PER_TICK);
+        self.neighbour_left -= visit;
+        for _ in 0..visit {
+            let slot = self.neighbour_at;
+            self.neighbour_at = (slot + 1) % n;
+            let moved = self.entries[slot]
+                .as_ref()
+                .is_some_and(|e| e.neighbours.iter().any(|&(key, was)| mac(key) != Some(was)));
+            if moved {
+                self.stats.moved += 1;
+                self.pull_back_slot(slot, true);
             }
         }
     }
@@ -413,6 +479,7 @@ impl<D: Device> Offloads<D> {
                 match r {
                     Request::Candidate(c) => self.candidate(&c, t, mac, device),
                     Request::Ended { worker, id } => self.ended(worker, id),
+                    Request::Stale { worker, id, key } => self.stale(worker, id, key),
                 }
             }
             if !any {
@@ -451,7 +518,24 @@ impl<D: Device> Offloads<D> {
                 return;
             }
         }
-        let spec = match FlowSpec::build(c, t, mac) {
+        // The neighbours the spec reads, to look again when they change.
+        let mut neighbours = Neighbours::new();
+        let mut unwatched = false;
+        let mut read = |key: NeighKey| {
+            let m = mac(key);
+            if let Some(m) = m {
+                unwatched |= neighbours.try_push((key, m)).is_err();
+            }
+            m
+        };
+        let spec = FlowSpec::build(c, t, &mut read);
+        if unwatched {
+            // More next hops than a flow keeps: none is (a spec reads
+            // three at most).
+            self.stats.not_offloadable[NotOffloadable::Shape as usize] += 1;
+            return;
+        }
+        let spec = match spec {
             Ok(spec) => spec,
             Err(why) => {
                 self.stats.not_offloadable[why as usize] += 1;
@@ -485,6 +569,7 @@ impl<D: Device> Offloads<D> {
             key: c.keys[0],
             rule: Some(rule),
             seen: (0, 0),
+            neighbours,
         });
     }
 
@@ -493,6 +578,22 @@ impl<D: Device> Offloads<D> {
         match self.index.get(&(worker, id)) {
             Some(&slot) => self.dies(slot),
             None => self.stats.ended_unknown += 1,
+        }
+    }
+
+    /// Worker `worker` does not hold flow `id` with forward key `key` as
+    /// requested: if that is the flow held (not another that reused the
+    /// id since), its rules go, as on its lost `Ended`.
+    fn stale(&mut self, worker: u16, id: FlowId, key: FlowKey) {
+        let Some(&slot) = self.index.get(&(worker, id)) else {
+            return;
+        };
+        let same = self.entries[slot as usize]
+            .as_ref()
+            .is_some_and(|e| e.key == key && e.state != State::Dying);
+        if same {
+            self.stats.stale += 1;
+            self.dies(slot);
         }
     }
 
@@ -542,22 +643,25 @@ impl<D: Device> Offloads<D> {
     fn pull_back_if(&mut self, doomed: impl Fn(&FlowSpec) -> bool) {
         for slot in 0..self.entries.len() {
             if self.entries[slot].as_ref().is_some_and(|e| doomed(&e.spec)) {
-                self.pull_back_slot(slot);
+                self.pull_back_slot(slot, false);
             }
         }
     }
 
-    /// Marks flow `slot` dying, and tells its worker.
-    fn pull_back_slot(&mut self, slot: usize) {
+    /// Marks flow `slot` dying, and tells its worker: for good, or, when
+    /// only a next hop moved (`again`), to be offered again.
+    fn pull_back_slot(&mut self, slot: usize, again: bool) {
         let Some(e) = self.entries[slot].as_ref() else {
             return;
         };
         if e.state == State::Dying {
             return;
         }
-        let fb = Feedback::Released {
-            id: e.spec.id,
-            key: e.key,
+        let (id, key) = (e.spec.id, e.key);
+        let fb = if again {
+            Feedback::Moved { id, key }
+        } else {
+            Feedback::Released { id, key }
         };
         // A release that does not fit leaves the worker's flow marked
         // requested; its end notice then finds nothing. Software handles

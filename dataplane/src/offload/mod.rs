@@ -95,6 +95,12 @@ pub struct Leg {
     pub encap: ArrayVec<u8, MAX_TUNNEL_HEADER>,
     /// The port it leaves by.
     pub out_port: u16,
+    /// A packet that can arrive on `in_port` may be bigger than software
+    /// lets out by `out_port` (its MTU, or the tunnel's inner MTU), where
+    /// it answers Fragmentation Needed or cuts the packet; a full rule
+    /// sends every frame whole, so this leg is not fully offloaded
+    /// ([`spec`]: "Too big for the tunnel"). Partial rules only mark.
+    pub too_big: bool,
 }
 
 /// Both directions of one flow, as the NIC must handle them, with what

@@ -24,6 +24,15 @@ pub enum Request {
     /// redecide, close) or its TCP connection left Established: whatever
     /// rule it has goes.
     Ended { worker: u16, id: FlowId },
+    /// A refresh named a flow the worker does not hold as requested (gone,
+    /// its id reused by another key, or no longer offloaded): its `Ended`
+    /// was lost on a full queue. The manager removes the rules of the
+    /// flow with this id *and* key, and of no other.
+    Stale {
+        worker: u16,
+        id: FlowId,
+        key: FlowKey,
+    },
 }
 
 /// What the manager tells a worker. Each names the flow by its id and its
@@ -43,13 +52,20 @@ pub enum Feedback {
     /// The flow's rules are gone (its tenant changed, a flush, shutdown):
     /// software handles all of it again, and it is not offered again.
     Released { id: FlowId, key: FlowKey },
+    /// The flow's rules are gone because a next hop's MAC moved: the
+    /// flow's decision stands, software takes its packets and offers it
+    /// again (with the new MAC) when it next finds it established both
+    /// ways.
+    Moved { id: FlowId, key: FlowKey },
 }
 
 impl Feedback {
     /// The flow it is about.
     pub fn flow(&self) -> (FlowId, FlowKey) {
         match *self {
-            Feedback::Refresh { id, key, .. } | Feedback::Released { id, key } => (id, key),
+            Feedback::Refresh { id, key, .. }
+            | Feedback::Released { id, key }
+            | Feedback::Moved { id, key } => (id, key),
         }
     }
 }

@@ -138,6 +138,18 @@ fn rewritten(nat: &Rewrite, old: (u32, u16)) -> Option<(u32, u16)> {
         .then(|| (nat.addr(), nat.port().unwrap_or(old.1)))
 }
 
+/// Whether a leg of `protocol` whose packets arrive on a port of IP MTU
+/// `arrives` and leave where software lets out at most `leaves` bytes of
+/// IPv4 packet may carry a packet software would refuse (Fragmentation
+/// Needed) or cut, and a full rule would send whole: `mtu` is not a field
+/// any NIC matches (mlx5 matches no IPv4 length). `clamped` is a TCP leg
+/// whose SYNs software clamped to fit (`mss_clamp`, on the way into the
+/// tunnel): then only a sender that ignores the MSS it was given sends
+/// such a packet, and the leg counts as fitting.
+fn too_big(arrives: u16, leaves: u16, clamped: bool) -> bool {
+    arrives > leaves && !clamped
+}
+
 /// The direction from the public side (key `k`) into the tenant: DNAT,
 /// then the tunnel's header (public_hit and encap).
 fn into_tenant(
@@ -168,6 +180,14 @@ fn into_tenant(
         Some(PublicRoute::OnLink(port)) => port,
         None => first_public_port(t).ok_or(NotOffloadable::NoRoute)?,
     };
+    // Software checks the packet against the tunnel's inner MTU
+    // (tunnel_entry) and clamps SYNs to it (`mss_clamp`): both ways a TCP
+    // connection's segments then fit the tunnel.
+    let arrives = t
+        .ports
+        .get(usize::from(in_port))
+        .map_or(u16::MAX, |p| p.mtu);
+    let clamped = t.mss_clamp && IpProtocol(k.protocol()) == IpProtocol::TCP;
     Ok(Leg {
         in_port,
         tunnel: None,
@@ -179,6 +199,7 @@ fn into_tenant(
         set_dst,
         encap,
         out_port: adj.port,
+        too_big: too_big(arrives, adj.inner_mtu(), clamped),
     })
 }
 
@@ -212,11 +233,11 @@ fn out_of_tenant(
 ) -> Result<Leg, NotOffloadable> {
     let (src, dst) = ((k.src(), k.src_port()), (k.dst(), k.dst_port()));
     let tunnel = tunnel_match(tenant, adj).ok_or(NotOffloadable::Shape)?;
-    let (out_port, header) = match t.public_route(dst.0).ok_or(NotOffloadable::NoRoute)? {
+    let (out_port, header, leaves) = match t.public_route(dst.0).ok_or(NotOffloadable::NoRoute)? {
         PublicRoute::Via(l2) => {
             let mut header = l2.header;
             header[..6].copy_from_slice(&mac(l2.neigh.key).ok_or(NotOffloadable::NoNeighbour)?);
-            (l2.port, header)
+            (l2.port, header, l2.mtu)
         }
         PublicRoute::OnLink(port) => {
             let pe = t
@@ -224,7 +245,7 @@ fn out_of_tenant(
                 .get(usize::from(port))
                 .ok_or(NotOffloadable::NoRoute)?;
             let next = mac(NeighKey::port(port, dst.0)).ok_or(NotOffloadable::NoNeighbour)?;
-            (port, eth_header(next, pe.mac, EtherType::IPV4))
+            (port, eth_header(next, pe.mac, EtherType::IPV4), pe.mtu)
         }
     };
     let mut encap = ArrayVec::new();
@@ -243,6 +264,11 @@ fn out_of_tenant(
         set_dst: None,
         encap,
         out_port,
+        // The largest inner packet the tunnel delivers, against the
+        // public hop's MTU (public_exit). No clamp helps here: the
+        // tenant's segments are sized by the remote end's MSS, which
+        // software clamps only to the tunnel's inner MTU.
+        too_big: too_big(adj.inner_mtu(), leaves, false),
     })
 }
 

@@ -46,19 +46,25 @@ impl Pipeline {
     /// refresh extends its flow's life as a packet would and adds the
     /// NIC's packets and bytes to its tenant's counts; a release gives the
     /// flow back to software for good. Feedback about a flow the worker no
-    /// longer holds (its id reused since) is counted and ignored.
+    /// longer holds as requested (its id reused since, or ended) is
+    /// counted; a refresh of one means the NIC still forwards a flow whose
+    /// `Ended` was lost on a full queue, and is answered with a `Stale`
+    /// notice, which takes its rules down.
     pub fn apply(&mut self, c: &WorkerCounters, fb: Feedback, now: u64) {
         let oc = &c.offload;
         let (id, key) = fb.flow();
         let ours = self.flows.keys(id).is_some_and(|k| k[0] == key);
-        let Some(conn) = self.flows.get_mut(id).filter(|_| ours) else {
+        let Some(conn) = self
+            .flows
+            .get_mut(id)
+            .filter(|conn| ours && conn.offload == Offload::Requested)
+        else {
             oc.feedback_stale.inc();
+            if let (Feedback::Refresh { .. }, Some(link)) = (fb, self.offload.as_deref()) {
+                tell_stale(link, oc, id, key);
+            }
             return;
         };
-        if conn.offload != Offload::Requested {
-            oc.feedback_stale.inc();
-            return;
-        }
         match fb {
             Feedback::Refresh { packets, bytes, .. } => {
                 oc.refreshes.inc();
@@ -80,6 +86,12 @@ impl Pipeline {
             Feedback::Released { .. } => {
                 oc.released.inc();
                 conn.offload = Offload::Kept;
+            }
+            // Only a next hop moved: offered again, with its new MAC,
+            // by its next packet (docs/offload.md, "Pull-back").
+            Feedback::Moved { .. } => {
+                oc.released.inc();
+                conn.offload = Offload::Unoffered;
             }
         }
     }
@@ -171,6 +183,17 @@ fn end_offload(link: &Link, oc: &OffloadCounters, id: FlowId) {
     let worker = link.worker();
     if !link.request(Request::Ended { worker, id }) {
         oc.ended_lost.inc();
+    }
+}
+
+/// Tells the manager that the flow it refreshed as `id` with forward key
+/// `key` is not a requested flow of this worker.
+fn tell_stale(link: &Link, oc: &OffloadCounters, id: FlowId, key: FlowKey) {
+    let worker = link.worker();
+    if link.request(Request::Stale { worker, id, key }) {
+        oc.stale_told.inc();
+    } else {
+        oc.stale_lost.inc();
     }
 }
 

@@ -244,6 +244,15 @@ fn feedback_refreshes_a_flow_and_a_release_keeps_it_in_software() {
         (10, 1000)
     );
     assert_eq!(gw.counters.offload.feedback_stale.get(), 1);
+    // The manager hears that the other flow is none of this worker's.
+    assert_eq!(
+        drain(&link),
+        vec![Request::Stale {
+            worker: 0,
+            id: c.id,
+            key: c.keys[1]
+        }]
+    );
     for _ in 0..DEFAULT_FLOWS / 64 + 1 {
         gw.pipeline.sweep(&gw.tables, &gw.counters, 200 * SEC);
     }
@@ -455,6 +464,76 @@ fn flows_the_nic_cannot_take_say_why() {
     gw.client_sends(&rep, 0);
     let ping = candidate(&drain(&link)[0]);
     assert_eq!(build(&ping, &gw.tables), Err(NotOffloadable::Protocol));
+}
+
+/// The spec of a TCP connection from the client and of a UDP flow from
+/// t1's VM, under `s`: each flow's (into the tunnel, out of it)
+/// `too_big` flags.
+fn too_big_flags(s: &Spec) -> [(bool, bool); 2] {
+    let (mut gw, link) = offloading(s, 16);
+    connect(&mut gw, 40000, 0);
+    gw.t1_sends(&udp_from(VM, 5000, CLIENT, 53), 0);
+    gw.client_sends(&udp_from(CLIENT, 53, EIP1, 5000), 0);
+    let got = drain(&link);
+    assert_eq!(got.len(), 2, "{got:?}");
+    let flags = |r: &Request| {
+        let c = candidate(r);
+        let spec = FlowSpec::build(&c, &gw.tables, &mut macs_of(&gw.tables)).expect("offloadable");
+        let into = spec.legs.iter().find(|l| l.tunnel.is_none()).unwrap();
+        let out = spec.legs.iter().find(|l| l.tunnel.is_some()).unwrap();
+        (into.too_big, out.too_big)
+    };
+    [flags(&got[0]), flags(&got[1])]
+}
+
+/// Too big for the tunnel (docs/offload.md): a leg may carry a packet
+/// software would answer with Fragmentation Needed (or cut) when the
+/// largest packet its port delivers exceeds where it leaves: the public
+/// port's MTU against the tunnel's inner MTU (1500 − 42 for t1's gretap
+/// over a 1500 underlay) on the way in, the tunnel's inner MTU against
+/// the public port's on the way out. A NIC matches no length, so such a
+/// leg gets no full rule (`Refusal::Mtu` when none is left). TCP into
+/// the tunnel counts as fitting when software clamps the SYNs' MSS to it
+/// (`mss_clamp`): only a sender ignoring its MSS sends more.
+#[test]
+fn a_leg_that_may_carry_a_packet_too_big_for_its_way_out_says_so() {
+    let mtus = |public: u16, underlay: u16, clamp: bool| {
+        let mut s = spec();
+        s.ports[0].mtu = public;
+        s.ports[1].mtu = underlay;
+        s.mss_clamp = clamp;
+        too_big_flags(&s)
+    };
+    // Both ports at 1500 (the reference): TCP fits by the clamp, UDP
+    // into the tunnel does not; out of it, 1458 fits the public 1500.
+    assert_eq!(mtus(1500, 1500, true), [(false, false), (true, false)]);
+    assert_eq!(mtus(1500, 1500, false), [(true, false), (true, false)]);
+    // A jumbo underlay: everything fits into the tunnel, but what the
+    // tunnel delivers (8958) does not fit the public port, TCP included
+    // (the remote end's MSS sizes those segments, and software clamps
+    // only to the tunnel's MTU).
+    assert_eq!(mtus(1500, 9000, true), [(false, true), (false, true)]);
+    // The underlay exactly the public MTU plus the tunnel: all fits.
+    assert_eq!(mtus(1500, 1542, false), [(false, false), (false, false)]);
+
+    // What the flag stands for, on the reference: a 1500-byte datagram
+    // with DF on the UDP flow, which a full rule would tunnel whole,
+    // gets Fragmentation Needed from software.
+    let (mut gw, _link) = offloading(&spec(), 16);
+    gw.t1_sends(&udp_from(VM, 5000, CLIENT, 53), 0);
+    let mut big = Vec::new();
+    PacketBuilder::ipv4(CLIENT, EIP1, 64)
+        .udp(53, 5000)
+        .write(&mut big, &[0u8; 1472])
+        .unwrap();
+    assert_eq!((big.len(), big[6] & 0x40), (1500, 0x40), "DF");
+    let (v, out) = gw.client_sends(&big, 1);
+    assert_eq!(v, Verdict::Forward(PUB), "an ICMP error back");
+    assert_eq!(
+        (out[14 + 9], out[14 + 20]),
+        (1, 3),
+        "Destination Unreachable"
+    );
 }
 
 // --------------------------------------------------------- the manager
@@ -1033,4 +1112,139 @@ fn a_rst_after_offloaded_traffic_still_closes_the_connection() {
     connect(&mut gw, 40000, 0);
     let (v, _) = gw.client_sends(&rst_at(40000, 1001 + 10_000_000), SEC);
     assert_ne!(v, Verdict::Forward(UND));
+}
+
+/// A next hop's MAC moves (docs/offload.md, "Pull-back"): the client's
+/// NIC is replaced and the gateway learns its new MAC. The flow whose
+/// rules carry the old one is pulled back (`Feedback::Moved`: its rules
+/// go), software forwards its next packet to the new MAC and offers it
+/// again, and its new rules carry the new MAC; a flow through another
+/// next hop (t2's, via the router) stays. The same MAC learned again
+/// moves nothing. Under the manager's fake clock.
+#[test]
+fn a_next_hops_mac_change_pulls_back_the_flows_that_carry_the_old_one() {
+    let (mut gw, link) = offloading(&spec(), 16);
+    connect(&mut gw, 40000, 0);
+    // t2's UDP flow, through the router.
+    let far = [8, 8, 8, 8];
+    gw.t2_sends(&udp_from(VM, 5000, far, 53), 0);
+    let answer = eth(
+        PUB_MAC,
+        ROUTER_MAC,
+        EtherType::IPV4,
+        &udp_from(far, 53, EIP2, 5000),
+    );
+    let mut f = VecFrame::new(&answer, PUB);
+    let v = gw.pipeline.process(&gw.tables, &gw.counters, &mut f, 0);
+    assert_eq!(v, Verdict::Forward(UND));
+    let mut m = Offloads::new(vec![link.clone()], LIMITS);
+    let mut nic = FakeNic::default();
+    m.tick(0, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!((m.len(), nic.rules.len()), (2, 2));
+    let to_client = |nic: &FakeNic| -> Vec<[u8; 6]> {
+        let mut macs: Vec<[u8; 6]> = (nic.rules.values())
+            .filter(|s| s.tenant == TenantId(0))
+            .map(|s| s.legs[1].encap[..6].try_into().unwrap())
+            .collect();
+        macs.sort_unstable();
+        macs
+    };
+    assert_eq!(to_client(&nic), vec![CLIENT_MAC]);
+    let t1_flow = m.flows().find(|f| f.tenant == TenantId(0)).unwrap().id;
+
+    // The same MAC learned again (an ARP reply to a probe): nothing moves.
+    let client = NeighKey::port(PUB, be(CLIENT));
+    assert!(gw.resolver.writer().set(client, CLIENT_MAC));
+    m.tick(1, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert!(feedback(&link).is_empty());
+    assert_eq!(m.len(), 2);
+
+    // A new MAC: t1's flow, which leaves toward the client, is pulled
+    // back to be offered again; t2's stays.
+    const NEW_MAC: [u8; 6] = [2, 0, 0, 0, 0xc, 0x99];
+    assert!(gw.resolver.writer().set(client, NEW_MAC));
+    m.tick(2, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    let fb = feedback(&link);
+    assert!(
+        matches!(fb[..], [Feedback::Moved { id, .. }] if id == t1_flow),
+        "{fb:?}"
+    );
+    assert_eq!((m.len(), nic.removed.len()), (1, 1));
+    let s = m.stats();
+    assert_eq!((s.moved, s.pulled_back), (1, 1));
+    for f in fb {
+        gw.pipeline.apply(&gw.counters, f, 2);
+    }
+    // Software has the flow again: its next packet leaves to the new MAC
+    // and offers the flow once more.
+    let (v, out) = gw.t1_sends(&tcp(VM, 22, CLIENT, 40000, "A"), 2);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(out[..6], NEW_MAC);
+    assert_eq!(link.requests_queued().0, 1, "offered again");
+    m.tick(3, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!(m.len(), 2);
+    assert_eq!(to_client(&nic), vec![NEW_MAC]);
+    assert_eq!(gw.counters.offload.requests.get(), 3);
+}
+
+/// An `Ended` lost on a full request queue no longer leaves the rules in
+/// place (docs/offload.md, "Limits, shares and queues"): the flow's FIN
+/// closes it in software while the queue is full, so its end notice is
+/// lost and the manager keeps its rules; the NIC goes on counting hits
+/// (frames it still forwards), the manager refreshes the flow, and the
+/// worker, which no longer holds it as requested, answers `Stale`: the
+/// rules go. A `Stale` naming the id with another key (the id reused by
+/// another flow since) takes nothing down.
+#[test]
+fn a_refresh_of_a_flow_whose_end_was_lost_brings_its_rules_down() {
+    let (mut gw, link) = offloading(&spec(), 4);
+    connect(&mut gw, 40000, 0);
+    let mut m = Offloads::new(vec![link.clone()], LIMITS);
+    let mut nic = FakeNic::default();
+    m.tick(0, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!((m.len(), nic.rules.len()), (1, 1));
+    let key = m.flows().next().unwrap().spec.legs[0].src;
+    // The queue full (end notices of flows nobody knows), then the FIN.
+    let filler = Request::Ended {
+        worker: 0,
+        id: FlowId::new(999),
+    };
+    while link.request(filler) {}
+    let (v, _) = gw.client_sends(&tcp(CLIENT, 40000, EIP1, 22, "FA"), 1);
+    assert_eq!(v, Verdict::Forward(UND));
+    assert_eq!(gw.counters.offload.ended_lost.get(), 1);
+    m.tick(1, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!(m.stats().ended_unknown, 4);
+    assert_eq!(m.len(), 1, "the end was lost: the rules stay");
+
+    // The NIC's counter moves: a refresh, answered stale, and the rules go.
+    nic.counts.insert(1, (3, 300));
+    m.tick(10, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!(m.stats().refreshes, 1);
+    gw.pipeline.apply_feedback(&gw.counters, 2);
+    assert_eq!(gw.counters.offload.stale_told.get(), 1);
+    m.tick(11, 16, &gw.tables, &mut macs_of(&gw.tables), &mut nic);
+    assert_eq!((m.len(), nic.removed.clone()), (0, vec![1]));
+    assert_eq!(m.stats().stale, 1);
+    assert_eq!(key, (be(CLIENT), 40000));
+
+    // By the manager alone: a Stale naming the id with another key is
+    // about another flow (the id reused since) and takes nothing down.
+    let (t, c1, _) = real_candidates();
+    let links = Link::for_workers(1, 16, 16);
+    let mut m = Offloads::new(links.clone(), LIMITS);
+    let mut nic = FakeNic::default();
+    offer(&links[0], c1);
+    m.tick(0, 16, &t, &mut macs_of(&t), &mut nic);
+    let stale = |key| Request::Stale {
+        worker: 0,
+        id: c1.id,
+        key,
+    };
+    assert!(links[0].request(stale(c1.keys[1])));
+    m.tick(1, 16, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!(m.len(), 1);
+    assert!(links[0].request(stale(c1.keys[0])));
+    m.tick(2, 16, &t, &mut macs_of(&t), &mut nic);
+    assert_eq!((m.len(), m.stats().stale), (0, 1));
 }

@@ -56,6 +56,7 @@ pub fn matches(rule: &Rule, frame: &[u8]) -> bool {
                 version_ihl,
                 tos,
                 fragment_offset,
+                ttl,
                 src,
                 dst,
                 protocol,
@@ -64,6 +65,7 @@ pub fn matches(rule: &Rule, frame: &[u8]) -> bool {
                     || version_ihl.is_some_and(|v| v != h[0])
                     || !ok(tos, h[1])
                     || !ok(fragment_offset, be16(h, 6))
+                    || !ok(ttl, h[8])
                     || protocol.is_some_and(|p| p != h[9])
                     || !ok(src, be32(h, 12))
                     || !ok(dst, be32(h, 16))

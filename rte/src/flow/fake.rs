@@ -520,9 +520,9 @@ fn item_of(ty: sys::rte_flow_item_type, b: &Bytes) -> Result<Item, String> {
             }
         }
         // IPv4 (RFC 791): version and IHL 0, TOS 1, flags and fragment
-        // offset 6..8, protocol 9, src 12..16, dst 16..20.
+        // offset 6..8, TTL 8, protocol 9, src 12..16, dst 16..20.
         sys::RTE_FLOW_ITEM_TYPE_IPV4 => {
-            b.only("ipv4", &[(0, 2), (6, 8), (9, 10), (12, 20)])?;
+            b.only("ipv4", &[(0, 2), (6, 10), (12, 20)])?;
             Item::Ipv4 {
                 version_ihl: b.exact::<1>(0, "ipv4 version_ihl")?.map(|v| v[0]),
                 tos: b.masked::<1>(1).map(|m| Masked {
@@ -530,6 +530,10 @@ fn item_of(ty: sys::rte_flow_item_type, b: &Bytes) -> Result<Item, String> {
                     mask: m.mask[0],
                 }),
                 fragment_offset: b.masked16(6),
+                ttl: b.masked::<1>(8).map(|m| Masked {
+                    spec: m.spec[0],
+                    mask: m.mask[0],
+                }),
                 src: b.masked32(12),
                 dst: b.masked32(16),
                 protocol: b.exact::<1>(9, "ipv4 proto")?.map(|p| p[0]),

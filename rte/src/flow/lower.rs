@@ -316,6 +316,7 @@ fn lower_item(item: &Item) -> (sys::rte_flow_item_type, Option<(Conf, Conf)>) {
             version_ihl,
             tos,
             fragment_offset,
+            ttl,
             src,
             dst,
             protocol,
@@ -323,17 +324,19 @@ fn lower_item(item: &Item) -> (sys::rte_flow_item_type, Option<(Conf, Conf)>) {
             if version_ihl.is_none()
                 && tos.is_none()
                 && fragment_offset.is_none()
+                && ttl.is_none()
                 && src.is_none()
                 && dst.is_none()
                 && protocol.is_none()
             {
                 return (sys::RTE_FLOW_ITEM_TYPE_IPV4, None);
             }
-            let ip = |vi: u8, tos: u8, frag: u16, src: u32, dst: u32, proto: u8| {
+            let ip = |vi: u8, tos: u8, frag: u16, ttl: u8, src: u32, dst: u32, proto: u8| {
                 let mut i = sys::rte_flow_item_ipv4::default();
                 i.hdr.__bindgen_anon_1.version_ihl = vi;
                 i.hdr.type_of_service = tos;
                 i.hdr.fragment_offset = frag.to_be();
+                i.hdr.time_to_live = ttl;
                 i.hdr.src_addr = src.to_be();
                 i.hdr.dst_addr = dst.to_be();
                 i.hdr.next_proto_id = proto;
@@ -342,12 +345,13 @@ fn lower_item(item: &Item) -> (sys::rte_flow_item_type, Option<(Conf, Conf)>) {
             let (v, vm) = split(exact(version_ihl, u8::MAX));
             let (t, tm) = split(tos);
             let (f, fm) = split(fragment_offset);
+            let (l, lm) = split(ttl);
             let (s, sm) = split(src);
             let (d, dm) = split(dst);
             let (p, pm) = split(exact(protocol, u8::MAX));
             (
                 sys::RTE_FLOW_ITEM_TYPE_IPV4,
-                Some((ip(v, t, f, s, d, p), ip(vm, tm, fm, sm, dm, pm))),
+                Some((ip(v, t, f, l, s, d, p), ip(vm, tm, fm, lm, sm, dm, pm))),
             )
         }
         Item::Udp { src, dst } => {

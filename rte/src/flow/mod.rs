@@ -98,6 +98,9 @@ pub enum Item {
         /// The flags and fragment offset word (DF 0x4000, MF 0x2000,
         /// offset 0x1fff): `mask 0x3fff spec 0` is "not a fragment".
         fragment_offset: Option<Masked<u16>>,
+        /// Time to live: `spec 0 mask 0xfe` is "TTL 0 or 1", a packet
+        /// whose TTL forwarding would expire.
+        ttl: Option<Masked<u8>>,
         src: Option<Masked<u32>>,
         dst: Option<Masked<u32>>,
         protocol: Option<u8>,

@@ -163,6 +163,7 @@ fn item_text(item: &Item) -> String {
             version_ihl,
             tos,
             fragment_offset,
+            ttl,
             src,
             dst,
             protocol,
@@ -179,6 +180,7 @@ fn item_text(item: &Item) -> String {
             field(&mut s, "fragment_offset", fragment_offset, u16::MAX, |f| {
                 format!("{f:#06x}")
             });
+            field(&mut s, "ttl", ttl, u8::MAX, |t| format!("{t:#04x}"));
             field(&mut s, "src", src, u32::MAX, ip);
             field(&mut s, "dst", dst, u32::MAX, ip);
             field(&mut s, "proto", exact(protocol, u8::MAX), u8::MAX, |p| {
@@ -414,6 +416,7 @@ mod tests {
                 version_ihl: None,
                 tos: None,
                 fragment_offset: None,
+                ttl: None,
                 src: Some(Masked::<u32>::exact(0x0a00_0001)),
                 dst: Some(Masked {
                     spec: 0xc0a8_0000,
@@ -435,12 +438,29 @@ mod tests {
                     spec: 0x4000,
                     mask: 0x7fff
                 }),
+                ttl: None,
                 src: None,
                 dst: None,
                 protocol: None,
             }),
             "ipv4 version_ihl is 0x45 tos spec 0x00 tos mask 0x03 \
              fragment_offset spec 0x4000 fragment_offset mask 0x7fff"
+        );
+        // TTL 0 or 1.
+        assert_eq!(
+            one_item(Item::Ipv4 {
+                version_ihl: None,
+                tos: None,
+                fragment_offset: None,
+                ttl: Some(Masked {
+                    spec: 0,
+                    mask: 0xfe
+                }),
+                src: None,
+                dst: None,
+                protocol: None,
+            }),
+            "ipv4 ttl spec 0x00 ttl mask 0xfe"
         );
         assert_eq!(
             one_item(Item::Udp {

@@ -45,6 +45,7 @@ fn public_leg(protocol: u8) -> Leg {
         set_dst: Some((PRIVATE, 22)),
         encap: tunnel_header(),
         out_port: UNDERLAY_PORT,
+        too_big: false,
     }
 }
 
@@ -67,6 +68,7 @@ fn underlay_leg(protocol: u8) -> Leg {
             0x02, 0, 0, 0, 0x07, 0x07, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00,
         ]]),
         out_port: PUBLIC_PORT,
+        too_big: false,
     }
 }
 
@@ -75,6 +77,7 @@ fn exact_ipv4(src: u32, dst: u32, protocol: u8) -> Item {
         version_ihl: None,
         tos: None,
         fragment_offset: None,
+        ttl: None,
         src: Some(Masked::<u32>::exact(src)),
         dst: Some(Masked::<u32>::exact(dst)),
         protocol: Some(protocol),
@@ -105,6 +108,7 @@ fn whole_ipv4(src: u32, dst: u32, protocol: u8, df_tos: Option<u8>, ecn: bool) -
                 mask: 0x3fff,
             },
         }),
+        ttl: None,
         src: Some(Masked::<u32>::exact(src)),
         dst: Some(Masked::<u32>::exact(dst)),
         protocol: Some(protocol),
@@ -127,6 +131,7 @@ fn gre_ipv4() -> Item {
         version_ihl: None,
         tos: None,
         fragment_offset: None,
+        ttl: None,
         src: None,
         dst: None,
         protocol: Some(47),
@@ -406,7 +411,7 @@ fn the_public_root_rule_checks_the_headers_and_jumps() {
         Rule {
             attr: Attr {
                 group: 0,
-                priority: 64,
+                priority: 65,
                 ..TRANSFER
             },
             pattern: vec![eth_ipv4(), packet],
@@ -500,6 +505,7 @@ fn a_tunnel_root_rule_checks_the_outer_headers_and_jumps() {
         Rule {
             attr: Attr {
                 group: 0,
+                priority: 1,
                 ..TRANSFER
             },
             pattern: vec![
