@@ -59,7 +59,7 @@ use crate::snat::{Inside, Outside, Pools, ShareCut, Snat};
 use crate::steer::Steering;
 use crate::tables::{
     eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, TunnelAdj, TunnelId, GRE_AT,
-    KEYED_GRETAP_HEADER,
+    MAX_TUNNEL_HEADER,
 };
 use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
