@@ -50,12 +50,14 @@ impl Pipeline {
             Err(Error::Truncated) => return Verdict::Drop(D::GreTruncated),
             Err(_) => return Verdict::Drop(D::GreVersion),
         };
-        let Some(tenant) = self.key_cache.lookup(&t.tenants, t.generation, key) else {
-            return Verdict::Drop(D::GreUnknownKey);
+        let tenant = match self
+            .host_cache
+            .lookup(&t.tenants, t.generation, key, outer_src)
+        {
+            Ok(tenant) => tenant,
+            Err(HostMiss::UnknownKey) => return Verdict::Drop(D::GreUnknownKey),
+            Err(HostMiss::WrongHost) => return Verdict::Drop(martian::wrong_host(outer_src)),
         };
-        if !tenant.has_host(outer_src) {
-            return Verdict::Drop(martian::wrong_host(outer_src));
-        }
         let inner_at = gre_at + gre_len;
         m.ip_at = match (tenant.encap, protocol) {
             (Encap::Ipv4, EtherType::IPV4) => inner_at,
