@@ -816,9 +816,11 @@ mod tests {
     fn host_cache_stamps_wrap_without_reviving_old_entries() {
         let a = TenantTable::new(vec![tenant(1), tenant(2)]).unwrap();
         let b = TenantTable::new(vec![tenant(2), tenant(1)]).unwrap();
-        let mut cache = HostCache::default();
-        cache.stamp = u32::MAX;
-        cache.generation = 1;
+        let mut cache = HostCache {
+            stamp: u32::MAX,
+            generation: 1,
+            ..Default::default()
+        };
         assert_eq!(cache.lookup(&a, 1, 1, 2).unwrap().id, TenantId(0));
         // The wrap clears: the entry of stamp u32::MAX is gone, and the
         // stamp that comes round (1) finds nothing of before.
