@@ -226,6 +226,11 @@ pub struct TunnelAdj {
     /// are zero here and written per frame too ([`Tables::fill_gre_options`]).
     pub header: [u8; MAX_TUNNEL_HEADER],
     pub header_len: u8,
+    /// The one's-complement sum of the outer IPv4 header's fixed fields,
+    /// the complement of the checksum `header` holds: each frame adds its
+    /// own fields to it (RFC 1624) and complements, without reading the
+    /// checksum back out of the header.
+    pub outer_sum: u16,
     /// The tenant's GRE options, as the header carries them.
     pub gre: GreOptions,
     /// The outer next hop: the host, or the underlay router toward it.
@@ -861,6 +866,7 @@ impl Tables {
         outer.emit(&mut ip);
         ip.set_total_len(0);
         ip.fill_checksum();
+        let outer_sum = !ip.checksum();
         let g = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
         let proto = match t.encap {
             Encap::Gretap => EtherType::TRANSPARENT_ETHERNET_BRIDGING,
@@ -886,6 +892,7 @@ impl Tables {
             host,
             header,
             header_len: len as u8,
+            outer_sum,
             gre: t.gre,
             neigh,
             mtu: entry.mtu,

@@ -2,9 +2,9 @@
 //! addresses it owns.
 //!
 //! Classification is a table, not a device per tunnel: an open-addressing
-//! hash from key to tenant, looked up once per frame, behind a one-entry
-//! cache per worker (VPP's GRE input does the same) because frames arrive
-//! in runs from one tunnel.
+//! hash from key to tenant, looked up once per frame, behind a per-worker
+//! cache of what it and the host check decided ([`HostCache`]; VPP's GRE
+//! input keeps one entry) because frames arrive in runs from a few hosts.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -473,35 +473,136 @@ fn slot_of(key: u32, size: usize) -> usize {
     (h >> (64 - size.trailing_zeros())) as usize & (size - 1)
 }
 
-/// The last key a worker classified, and its answer.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct KeyCache {
-    entry: Option<(u32, TenantId)>,
-    /// Generation of the tables the entry was taken from: a new snapshot
-    /// may give the key to another tenant.
+/// What decap decides of a GRE frame's key and outer source, per worker:
+/// the tenant the key names, and that the source is one of its hosts
+/// ([`TenantTable::by_key`], then [`Tenant::has_host`]'s search), kept for
+/// the frames after it from the same host. VPP's GRE input keeps one
+/// entry (the last tunnel); frames of many tenants interleave in a burst
+/// (1000 tenants take turns in the `decap` profile), so this keeps
+/// [`HOST_CACHE_SETS`] sets of two, the newer first.
+///
+/// Only answers that pass are kept: an unknown key or a foreign host is
+/// looked up again each time (and dropped by the caller), so garbage
+/// cannot fill the cache, and one tenant's hosts can at worst evict
+/// another's entries, which then costs that tenant the lookup it saved,
+/// never a frame. Every entry holds for the tables it was taken from
+/// alone: a new snapshot (a key given to another tenant, a host removed)
+/// makes them all stale at once, by a stamp rather than by clearing.
+#[derive(Clone, Debug)]
+pub struct HostCache {
+    sets: Box<[[HostEntry; 2]; HOST_CACHE_SETS]>,
+    /// The tables generation the entries stamped `stamp` were taken from.
     generation: u64,
+    /// Moves on with every generation seen; entries with another are stale.
+    /// Zero is no entry's: the sets are cleared when it wraps.
+    stamp: u32,
 }
 
-impl KeyCache {
-    #[inline]
+/// Sets of the per-worker [`HostCache`] (two entries each, 16 bytes an
+/// entry: 32 KiB a worker).
+pub const HOST_CACHE_SETS: usize = 1024;
+
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(align(16))]
+struct HostEntry {
+    /// `key << 32 | host`: one compare.
+    pair: u64,
+    tenant: TenantId,
+    stamp: u32,
+}
+
+/// Why [`HostCache::lookup`] found no tenant for a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostMiss {
+    /// No tenant has the key.
+    UnknownKey,
+    /// The key's tenant does not list the outer source among its hosts.
+    WrongHost,
+}
+
+impl Default for HostCache {
+    fn default() -> Self {
+        HostCache {
+            sets: Box::new([[HostEntry::default(); 2]; HOST_CACHE_SETS]),
+            generation: 0,
+            stamp: 1,
+        }
+    }
+}
+
+impl HostCache {
+    /// The tenant of GRE key `key` in `table` (of tables `generation`), if
+    /// `host` is one of its hosts.
+    #[inline(always)]
     pub fn lookup<'t>(
         &mut self,
         table: &'t TenantTable,
         generation: u64,
         key: u32,
-    ) -> Option<&'t Tenant> {
-        if self.generation == generation {
-            if let Some((k, id)) = self.entry {
-                if k == key {
-                    return table.get(id);
-                }
-            }
+        host: u32,
+    ) -> Result<&'t Tenant, HostMiss> {
+        if generation != self.generation {
+            self.renew(generation);
         }
-        let t = table.by_key(key)?;
-        self.entry = Some((key, t.id));
-        self.generation = generation;
-        Some(t)
+        let pair = u64::from(key) << 32 | u64::from(host);
+        let i = set_of(pair);
+        let [a, b] = self.sets[i];
+        let stamp = self.stamp;
+        let hit = if a.pair == pair && a.stamp == stamp {
+            a.tenant
+        } else if b.pair == pair && b.stamp == stamp {
+            b.tenant
+        } else {
+            return self.miss(table, pair, i);
+        };
+        // Same tables: the tenant the entry names is there.
+        table.get(hit).ok_or(HostMiss::UnknownKey)
     }
+
+    /// The lookups the cache saves, and the answer kept in set `i` when
+    /// it passes (the newer of the set's two first).
+    #[inline(never)]
+    fn miss<'t>(
+        &mut self,
+        table: &'t TenantTable,
+        pair: u64,
+        i: usize,
+    ) -> Result<&'t Tenant, HostMiss> {
+        let (key, host) = ((pair >> 32) as u32, pair as u32);
+        let t = table.by_key(key).ok_or(HostMiss::UnknownKey)?;
+        if !t.has_host(host) {
+            return Err(HostMiss::WrongHost);
+        }
+        let set = &mut self.sets[i];
+        set[1] = set[0];
+        set[0] = HostEntry {
+            pair,
+            tenant: t.id,
+            stamp: self.stamp,
+        };
+        Ok(t)
+    }
+
+    /// Forgets every entry: the tables changed.
+    #[cold]
+    fn renew(&mut self, generation: u64) {
+        self.generation = generation;
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            // Once in 2^32 snapshots: no entry may keep a stamp that
+            // comes round again.
+            self.sets.fill([HostEntry::default(); 2]);
+            self.stamp = 1;
+        }
+    }
+}
+
+/// The set of `key << 32 | host`: Fibonacci hashing, whose high bits
+/// mix every bit of both (keys and hosts are often sequential).
+#[inline(always)]
+fn set_of(pair: u64) -> usize {
+    let h = pair.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> (64 - HOST_CACHE_SETS.trailing_zeros())) as usize & (HOST_CACHE_SETS - 1)
 }
 
 #[cfg(test)]
@@ -651,17 +752,82 @@ mod tests {
     }
 
     #[test]
-    fn key_cache_forgets_on_a_new_generation() {
+    fn host_cache_forgets_on_a_new_generation() {
         let a = TenantTable::new(vec![tenant(1), tenant(2)]).unwrap();
         let b = TenantTable::new(vec![tenant(2), tenant(1)]).unwrap();
-        let mut cache = KeyCache::default();
-        assert_eq!(cache.lookup(&a, 1, 1).unwrap().id, TenantId(0));
-        assert_eq!(cache.lookup(&a, 1, 1).unwrap().id, TenantId(0));
+        let mut cache = HostCache::default();
+        assert_eq!(cache.lookup(&a, 1, 1, 2).unwrap().id, TenantId(0));
+        assert_eq!(cache.lookup(&a, 1, 1, 2).unwrap().id, TenantId(0));
         assert_eq!(
-            cache.lookup(&b, 2, 1).unwrap().id,
+            cache.lookup(&b, 2, 1, 2).unwrap().id,
             TenantId(1),
             "stale entry after a swap"
         );
-        assert!(cache.lookup(&b, 2, 9).is_none());
+        assert_eq!(cache.lookup(&b, 2, 9, 2).unwrap_err(), HostMiss::UnknownKey);
+        assert_eq!(cache.lookup(&b, 2, 1, 4).unwrap_err(), HostMiss::WrongHost);
+        // A host the next tables no longer list for the tenant: refused
+        // at once, though its entry was just used.
+        let mut without = tenant(1);
+        without.hosts = vec![1, 3];
+        let c = TenantTable::new(vec![without, tenant(2)]).unwrap();
+        assert_eq!(cache.lookup(&b, 2, 1, 2).unwrap().id, TenantId(1));
+        assert_eq!(cache.lookup(&c, 3, 1, 2).unwrap_err(), HostMiss::WrongHost);
+        assert_eq!(cache.lookup(&c, 3, 1, 3).unwrap().id, TenantId(0));
+    }
+
+    #[test]
+    fn host_cache_answers_as_the_table_for_many_hosts_and_keeps_them() {
+        // 3000 tenants of two hosts each, more than the cache holds: every
+        // answer is the table's, whatever was evicted.
+        let tenants = (0..3000u32)
+            .map(|k| {
+                let mut t = tenant(k);
+                t.hosts = vec![k * 2 + 1, k * 2 + 2];
+                t
+            })
+            .collect();
+        let table = TenantTable::new(tenants).unwrap();
+        let mut cache = HostCache::default();
+        for round in 0..3 {
+            for k in 0..3000u32 {
+                for host in [k * 2 + 1, k * 2 + 2, k * 2 + 3] {
+                    let want = table.by_key(k).filter(|t| t.has_host(host)).map(|t| t.id);
+                    let got = cache.lookup(&table, 7, k, host).ok().map(|t| t.id);
+                    assert_eq!(got, want, "round {round}, key {k}, host {host}");
+                }
+            }
+        }
+        // A few hundred hosts taking turns stay cached: a second pass
+        // finds each in its set.
+        for k in 0..300u32 {
+            cache.lookup(&table, 7, k, k * 2 + 1).unwrap();
+        }
+        let cached = (0..300u32)
+            .filter(|&k| {
+                let pair = u64::from(k) << 32 | u64::from(k * 2 + 1);
+                let set = &cache.sets[set_of(pair)];
+                set.iter().any(|e| e.pair == pair && e.stamp == cache.stamp)
+            })
+            .count();
+        assert!(cached >= 290, "{cached} of 300 cached");
+    }
+
+    #[test]
+    fn host_cache_stamps_wrap_without_reviving_old_entries() {
+        let a = TenantTable::new(vec![tenant(1), tenant(2)]).unwrap();
+        let b = TenantTable::new(vec![tenant(2), tenant(1)]).unwrap();
+        let mut cache = HostCache {
+            stamp: u32::MAX,
+            generation: 1,
+            ..Default::default()
+        };
+        assert_eq!(cache.lookup(&a, 1, 1, 2).unwrap().id, TenantId(0));
+        // The wrap clears: the entry of stamp u32::MAX is gone, and the
+        // stamp that comes round (1) finds nothing of before.
+        assert_eq!(cache.lookup(&b, 2, 1, 2).unwrap().id, TenantId(1));
+        assert_eq!(cache.stamp, 1);
+        // Sets never written hold key 0, host 0 and tenant 0 with stamp
+        // 0: the stamp skips 0, so they match nothing.
+        assert_eq!(cache.lookup(&b, 2, 0, 0).unwrap_err(), HostMiss::UnknownKey);
     }
 }

@@ -5242,3 +5242,5 @@ fn a_frame_the_resolver_numbered_is_numbered_again_as_it_leaves() {
 mod admin;
 #[path = "pipeline/offload.rs"]
 mod offload;
+#[path = "pipeline/stateless.rs"]
+mod stateless;

@@ -30,6 +30,8 @@ use super::EMPTY;
 /// against 55–100 ns for the same tables as 8-bit-top Poptries. A larger
 /// bound (32) was not measured yet: it would add 192 bytes to every table.
 pub const SMALL_MAX_ROUTES: usize = 16;
+// `Small::lookup` keeps its bitmap, and a sentinel past it, in 32 bits.
+const _: () = assert!(SMALL_MAX_ROUTES < 32);
 
 /// A network no address under mask 0 equals: the filler of unused slots.
 const PAD_NET: u32 = 1;
@@ -78,9 +80,10 @@ impl Small {
     /// or [`EMPTY`].
     #[inline(always)]
     pub(super) fn lookup(&self, addr: u32) -> u32 {
-        let mut hits = 0u64;
+        // 32 bits: a 64-bit bitmap widened every lane before the OR.
+        let mut hits = 0u32;
         for (i, (&n, &m)) in self.net.iter().zip(&self.mask).enumerate() {
-            hits |= u64::from(addr & m == n) << i;
+            hits |= u32::from(addr & m == n) << i;
         }
         // A sentinel bit past the last slot: no hit reads as index
         // SMALL_MAX_ROUTES, which `get` turns into "no route".

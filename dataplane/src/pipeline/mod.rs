@@ -59,9 +59,9 @@ use crate::snat::{Inside, Outside, Pools, ShareCut, Snat};
 use crate::steer::Steering;
 use crate::tables::{
     eth_header, NextHop, PortEntry, PublicRoute, Role, Tables, TunnelAdj, TunnelId, GRE_AT,
-    KEYED_GRETAP_HEADER,
+    MAX_TUNNEL_HEADER,
 };
-use crate::tenant::{Encap, KeyCache, Tenant, TenantId};
+use crate::tenant::{Encap, HostCache, HostMiss, Tenant, TenantId};
 use crate::wire::icmp::{self as icmpw, IcmpType};
 use crate::wire::{
     checksum, ethernet, ArpOperation, ArpPacket, Error, EtherType, EthernetFrame, GrePacket,
@@ -117,7 +117,7 @@ pub(super) struct FromTenant<'a> {
 
 /// Per-worker pipeline state: nothing in it is shared.
 pub struct Pipeline {
-    key_cache: KeyCache,
+    host_cache: HostCache,
     /// Identification of the outer headers this worker builds.
     ip_id: u16,
     icmp: TenantBuckets,
@@ -223,7 +223,7 @@ impl Pipeline {
         // Workers start their ident sequences apart, so two workers
         // tunnelling to one host rarely collide within a reassembly window.
         Pipeline {
-            key_cache: KeyCache::default(),
+            host_cache: HostCache::default(),
             ip_id: worker.wrapping_mul(0x9e37),
             icmp: TenantBuckets::new(icmp, 0),
             icmp_each: icmp,

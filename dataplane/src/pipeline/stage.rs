@@ -3,7 +3,7 @@
 //!
 //! One header pass over the burst reads, for each frame, the outer IPv4
 //! header (its checksum unless the NIC verified it), the GRE header with
-//! its key alone, the tenant behind the key (the one-entry key cache), the
+//! its key alone, the tenant behind the key and host (the host cache), the
 //! inner Ethernet header of a gretap tunnel and the inner IPv4 packet as
 //! the flow-hit fast path reads it (`hit.rs`'s `Plain`). The flows of the
 //! plain ones are then looked up together, with the caller's prefetch, and
@@ -236,15 +236,12 @@ impl Pipeline {
             return Read::Other;
         }
         let protocol = EtherType(u16::from_be_bytes([gre[2], gre[3]]));
-        let Some(tenant) = self
-            .key_cache
-            .lookup(&t.tenants, t.generation, word(gre, 4))
+        let Ok(tenant) =
+            self.host_cache
+                .lookup(&t.tenants, t.generation, word(gre, 4), word(ip, 12))
         else {
             return Read::Other;
         };
-        if !tenant.has_host(word(ip, 12)) {
-            return Read::Other;
-        }
         let inner_at = IHL + GRE_KEYED;
         let ip_at = match (tenant.encap, protocol) {
             (Encap::Ipv4, EtherType::IPV4) => inner_at,

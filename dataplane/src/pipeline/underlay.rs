@@ -41,21 +41,26 @@ impl Pipeline {
         // A checksum (C) is verified before anything is read past it; a
         // sequence number (S) is skipped (gre.rs, RFC 2784 / 2890).
         // check_local_ipv4 trimmed the frame to the outer packet's end.
-        let (key, protocol, gre_len) = match GrePacket::new_checked(&data[gre_at..]) {
-            Ok(g) if !g.verify_checksum() => return Verdict::Drop(D::GreChecksum),
-            Ok(g) => match g.key() {
-                Some(key) => (key, g.protocol_type(), g.header_len()),
-                None => return Verdict::Drop(D::GreNoKey),
+        let (key, protocol, gre_len) = match key_only(&data[gre_at..]) {
+            Some(read) => read,
+            None => match GrePacket::new_checked(&data[gre_at..]) {
+                Ok(g) if !g.verify_checksum() => return Verdict::Drop(D::GreChecksum),
+                Ok(g) => match g.key() {
+                    Some(key) => (key, g.protocol_type(), g.header_len()),
+                    None => return Verdict::Drop(D::GreNoKey),
+                },
+                Err(Error::Truncated) => return Verdict::Drop(D::GreTruncated),
+                Err(_) => return Verdict::Drop(D::GreVersion),
             },
-            Err(Error::Truncated) => return Verdict::Drop(D::GreTruncated),
-            Err(_) => return Verdict::Drop(D::GreVersion),
         };
-        let Some(tenant) = self.key_cache.lookup(&t.tenants, t.generation, key) else {
-            return Verdict::Drop(D::GreUnknownKey);
+        let tenant = match self
+            .host_cache
+            .lookup(&t.tenants, t.generation, key, outer_src)
+        {
+            Ok(tenant) => tenant,
+            Err(HostMiss::UnknownKey) => return Verdict::Drop(D::GreUnknownKey),
+            Err(HostMiss::WrongHost) => return Verdict::Drop(martian::wrong_host(outer_src)),
         };
-        if !tenant.has_host(outer_src) {
-            return Verdict::Drop(martian::wrong_host(outer_src));
-        }
         let inner_at = gre_at + gre_len;
         m.ip_at = match (tenant.encap, protocol) {
             (Encap::Ipv4, EtherType::IPV4) => inner_at,
@@ -139,6 +144,23 @@ impl Pipeline {
     }
 }
 
+/// The key, protocol type and length of a GRE header that carries the key
+/// alone (RFC 2890: K set; no checksum, no sequence number, no reserved
+/// bit, version 0), what tenants' hosts send: read at fixed offsets,
+/// where the view works the offsets out from the flags field by field.
+/// `None` for any other header (or one cut short), which the view reads.
+#[inline]
+fn key_only(gre: &[u8]) -> Option<(u32, EtherType, usize)> {
+    const FLAGS: [u8; 2] = [0x20, 0x00];
+    const LEN: usize = 8;
+    let h: &[u8; LEN] = gre.get(..LEN)?.try_into().ok()?;
+    if h[..2] != FLAGS {
+        return None;
+    }
+    let protocol = EtherType(u16::from_be_bytes([h[2], h[3]]));
+    Some((u32::from_be_bytes([h[4], h[5], h[6], h[7]]), protocol, LEN))
+}
+
 /// RFC 6040 decapsulation: outer CE marks an ECN-capable inner packet CE,
 /// and condemns a not-ECN-capable one. Returns false to drop.
 fn decap_ecn(ip: &mut [u8], outer_ecn: u8) -> bool {
@@ -162,4 +184,38 @@ fn decap_ecn(ip: &mut [u8], outer_ecn: u8) -> bool {
     let hc = u16::from_be_bytes([ip[10], ip[11]]);
     ip[10..12].copy_from_slice(&checksum::update_u16(hc, old, new).to_be_bytes());
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `key_only` reads what the GRE view reads, for the one header shape
+    /// it takes, and leaves every other to the view: each flags byte and
+    /// version, headers cut short included, written by hand (RFC 2784 /
+    /// 2890: C 0x80, R 0x40, K 0x20, S 0x10).
+    #[test]
+    fn key_only_reads_the_key_only_header_as_the_view_does_and_no_other() {
+        let mut taken = 0;
+        for flags in 0..=u8::MAX {
+            for version in [0u8, 1, 0x08] {
+                for len in [4, 7, 8, 12, 16, 20] {
+                    let mut h = vec![flags, version, 0x65, 0x58];
+                    h.extend((0..16).map(|i| 0xa0 + i as u8));
+                    h.truncate(len);
+                    let Some((key, protocol, n)) = key_only(&h) else {
+                        continue;
+                    };
+                    taken += 1;
+                    assert_eq!((flags, version), (0x20, 0), "{h:02x?}");
+                    let g = GrePacket::new_checked(&h[..]).expect("a header the view takes");
+                    assert!(g.verify_checksum());
+                    assert_eq!(Some(key), g.key(), "{h:02x?}");
+                    assert_eq!((protocol, n), (g.protocol_type(), g.header_len()));
+                }
+            }
+        }
+        // Flags 0x20, version 0, at each length of 8 and more.
+        assert_eq!(taken, 4);
+    }
 }
