@@ -80,7 +80,12 @@ pub fn lower(rule: &DenyRule, outer_df: OuterDf) -> Rule {
             priority: DENY_FIRST_PRIORITY + rule.priority,
             ..shapes::transfer(ROOT_GROUP)
         },
-        pattern: vec![shapes::eth(ETHER_TYPE_IPV4), ip, l4],
+        pattern: vec![
+            shapes::eth(ETHER_TYPE_IPV4),
+            ip,
+            l4,
+            shapes::intact(shapes::OUTER),
+        ],
         actions: if drop {
             vec![Action::Count, Action::Drop]
         } else {
@@ -600,7 +605,12 @@ mod tests {
                             spec: 0x02,
                             mask: 0x17
                         }),
-                    }
+                    },
+                    Item::Integrity {
+                        level: 1,
+                        l3_ok: true,
+                        ipv4_csum_ok: true,
+                    },
                 ],
                 actions: vec![Action::Count, Action::Drop],
             }
