@@ -385,8 +385,8 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
         checks,
         [
             "flow create 1 transfer group 3 priority 0 pattern eth type is 0x0800 / \
-             ipv4 proto is 47 / gre protocol is 0x6558 / eth type is 0x0800 / ipv4 / \
-             integrity level is 1 value spec 0x24 value mask 0x24 / \
+             ipv4 proto is 47 / integrity level is 1 value spec 0x24 value mask 0x24 / \
+             gre protocol is 0x6558 / eth type is 0x0800 / ipv4 / \
              integrity level is 2 value spec 0x24 value mask 0x24 / \
              end actions jump group 1 / end"
         ],

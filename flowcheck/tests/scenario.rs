@@ -480,6 +480,7 @@ fn gretap_check() -> Rule {
         pattern: vec![
             eth_ipv4(),
             outer,
+            intact(1),
             Item::Gre {
                 protocol: Some(0x6558),
                 checksum_present: None,
@@ -488,7 +489,6 @@ fn gretap_check() -> Rule {
             },
             eth_ipv4(),
             any,
-            intact(1),
             intact(2),
         ],
         actions: vec![Action::Jump(1)],
@@ -1946,12 +1946,12 @@ fn t1_deny_pass() -> Rule {
         pattern: vec![
             eth_ipv4(),
             deny_ipv4(LET_IN, 32, T1.eip, 6),
+            intact(1),
             Item::Tcp {
                 src: None,
                 dst: Some(Masked::<u16>::exact(22)),
                 flags: None,
             },
-            intact(1),
         ],
         actions: vec![Action::Jump(1)],
     }
@@ -1966,6 +1966,7 @@ fn t1_deny_drop() -> Rule {
         pattern: vec![
             eth_ipv4(),
             deny_ipv4(DENIED, 24, T1.eip, 6),
+            intact(1),
             Item::Tcp {
                 src: None,
                 // 20-23: one value under a mask.
@@ -1979,7 +1980,6 @@ fn t1_deny_drop() -> Rule {
                     mask: 0x17,
                 }),
             },
-            intact(1),
         ],
         actions: vec![Action::Count, Action::Drop],
     }

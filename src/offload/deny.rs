@@ -83,8 +83,8 @@ pub fn lower(rule: &DenyRule, outer_df: OuterDf) -> Rule {
         pattern: vec![
             shapes::eth(ETHER_TYPE_IPV4),
             ip,
-            l4,
             shapes::intact(shapes::OUTER),
+            l4,
         ],
         actions: if drop {
             vec![Action::Count, Action::Drop]
@@ -598,6 +598,11 @@ mod tests {
                 pattern: vec![
                     shapes::eth(0x0800),
                     ip,
+                    Item::Integrity {
+                        level: 1,
+                        l3_ok: true,
+                        ipv4_csum_ok: true,
+                    },
                     Item::Tcp {
                         src: None,
                         dst: Some(Masked::<u16>::exact(22)),
@@ -605,11 +610,6 @@ mod tests {
                             spec: 0x02,
                             mask: 0x17
                         }),
-                    },
-                    Item::Integrity {
-                        level: 1,
-                        l3_ok: true,
-                        ipv4_csum_ok: true,
                     },
                 ],
                 actions: vec![Action::Count, Action::Drop],

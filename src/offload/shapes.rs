@@ -351,8 +351,12 @@ pub fn tunnel_root(t: &TunnelMatch, mac: [u8; 6]) -> Rule {
 /// (pipeline/stage.rs, `ipv4_checksum_ok`, for the outer header;
 /// pipeline/underlay.rs, `InnerInvalid`, for the inner), where a flow's
 /// rule would rewrite it and send it on with checksums made good. The
-/// headers the items check are in the pattern, as mlx5 requires; the
-/// root rule checked everything else.
+/// headers the items check are in the pattern, as mlx5 requires, each
+/// item right after its header: DPDK 22.11's mlx5 reads the level in
+/// its software-steering path, but its HW-steering path
+/// (`mlx5dr_definer_conv_item_integrity`) takes an item after a tunnel
+/// item as inner, whatever its level. The root rule checked everything
+/// else.
 pub fn tunnel_check(gretap: bool) -> Rule {
     let mut outer = any_ipv4();
     if let Item::Ipv4 { protocol, .. } = &mut outer {
@@ -361,6 +365,7 @@ pub fn tunnel_check(gretap: bool) -> Rule {
     let mut pattern = vec![
         eth(ETHER_TYPE_IPV4),
         outer,
+        intact(OUTER),
         Item::Gre {
             protocol: Some(if gretap {
                 ETHER_TYPE_TEB
@@ -375,7 +380,7 @@ pub fn tunnel_check(gretap: bool) -> Rule {
     if gretap {
         pattern.push(eth(ETHER_TYPE_IPV4));
     }
-    pattern.extend([any_ipv4(), intact(OUTER), intact(INNER)]);
+    pattern.extend([any_ipv4(), intact(INNER)]);
     Rule {
         attr: Attr {
             priority: FLOW_PRIORITY,
@@ -389,7 +394,8 @@ pub fn tunnel_check(gretap: bool) -> Rule {
 /// The integrity item taking only frames whose IPv4 header at `level`
 /// passes the NIC's layer-3 checks and whose checksum verifies: software
 /// drops a header whose checksum does not (RFC 1812 §5.2.2), and a rule's
-/// rewrite would make it good again.
+/// rewrite would make it good again. It goes right after the IPv4 item
+/// of that level ([`tunnel_check`] says why).
 pub fn intact(level: u32) -> Item {
     Item::Integrity {
         level,

@@ -65,8 +65,9 @@ pub fn matches(rule: &Rule, frame: &[u8]) -> bool {
     let mut gre_key_at = None;
     // The encapsulation level of the headers being read (1 the outermost,
     // one more after each tunnel header), and where each level's IPv4
-    // header starts: integrity items, which may stand anywhere in the
-    // pattern, are checked against them at the end.
+    // header starts: integrity items, which may stand before the header
+    // they check (but not before the tunnel header of an inner one), are
+    // checked against them at the end.
     let mut level = 1;
     let mut ipv4_at = Vec::new();
     for item in &rule.pattern {
@@ -168,7 +169,15 @@ pub fn matches(rule: &Rule, frame: &[u8]) -> bool {
                 }
                 at += 8;
             }
-            Item::Integrity { .. } => {}
+            // Where it stands must say the level it names: mlx5's HW
+            // steering takes an item after a tunnel item as inner,
+            // whatever its level (DPDK 22.11,
+            // `mlx5dr_definer_conv_item_integrity`).
+            Item::Integrity { level: l, .. } => {
+                if l != level {
+                    return false;
+                }
+            }
             Item::Mark(_) | Item::Meta(_) => return false,
         }
     }

@@ -549,7 +549,8 @@ fn a_tunnel_root_rule_checks_the_outer_headers_and_jumps() {
 /// The integrity check a tunnel's root rule jumps to: one rule for each
 /// GRE protocol, in group 3, taking frames whose outer (level 1) and
 /// inner (level 2) IPv4 headers are intact on to the flows' group, those
-/// headers in its pattern as mlx5 requires.
+/// headers in its pattern as mlx5 requires, each item right after its
+/// header (mlx5's HW steering takes an item after the GRE one as inner).
 #[test]
 fn a_tunnels_integrity_check_looks_at_both_headers_and_jumps_to_the_flows() {
     let any = Item::Ipv4 {
@@ -588,10 +589,10 @@ fn a_tunnels_integrity_check_looks_at_both_headers_and_jumps_to_the_flows() {
             pattern: vec![
                 eth_ipv4(),
                 outer.clone(),
+                intact_outer(),
                 gre_of(0x6558),
                 eth_ipv4(),
                 any.clone(),
-                intact_outer(),
                 inner_intact.clone(),
             ],
             actions: vec![Action::Jump(1)],
@@ -602,9 +603,9 @@ fn a_tunnels_integrity_check_looks_at_both_headers_and_jumps_to_the_flows() {
         vec![
             eth_ipv4(),
             outer,
+            intact_outer(),
             gre_of(0x0800),
             any,
-            intact_outer(),
             inner_intact
         ]
     );
