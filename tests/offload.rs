@@ -106,8 +106,9 @@ fn assert_no_flow_api(g: &Gateway) {
     let shapes = caps["shapes"].as_array().expect("shapes");
     // Public: punt_public, root_public, full_tcp, full_udp, mark_queue,
     // snat_steering, deny_drop; underlay: punt_gre, punt_gretap,
-    // root_gre, root_gretap, full_gre, full_gretap, mark_queue.
-    assert_eq!(shapes.len(), 14, "{caps}");
+    // root_gre, root_gretap, check_gre, check_gretap, full_gre,
+    // full_gretap, mark_queue.
+    assert_eq!(shapes.len(), 16, "{caps}");
     for s in shapes {
         assert_eq!(s["verdict"], "no flow API", "{caps}");
     }
@@ -357,8 +358,9 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
         "{}",
         deny[0]
     );
-    let (roots, flows): (Vec<&str>, Vec<&str>) =
-        others.iter().partition(|c| c.contains(" group 0 "));
+    let (roots, flows): (Vec<&str>, Vec<&str>) = others
+        .iter()
+        .partition(|c| !c.contains(" transfer group 1 "));
     // First the punt rules: packets whose TTL would expire to software,
     // the public port's and the underlay port's for gretap.
     let (punts, roots): (Vec<&str>, Vec<&str>) = roots
@@ -375,6 +377,21 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
         ],
         "{text}"
     );
+    // The gretap tunnels' integrity check (group 3), which their root
+    // rules jump to: outer and inner IPv4 headers intact.
+    let (checks, roots): (Vec<&str>, Vec<&str>) =
+        roots.iter().partition(|c| c.contains(" transfer group 3 "));
+    assert_eq!(
+        checks,
+        [
+            "flow create 1 transfer group 3 priority 0 pattern eth type is 0x0800 / \
+             ipv4 proto is 47 / integrity level is 1 value spec 0x24 value mask 0x24 / \
+             gre protocol is 0x6558 / eth type is 0x0800 / ipv4 / \
+             integrity level is 2 value spec 0x24 value mask 0x24 / \
+             end actions jump group 1 / end"
+        ],
+        "{text}"
+    );
     // The public port's root rule and one per tunnel of the reference
     // tenants (t1's and t2's hosts).
     assert_eq!(roots.len(), 3, "{text}");
@@ -382,7 +399,8 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
     assert!(
         roots[0].contains(
             "ipv4 version_ihl is 0x45 tos is 0x00 \
-             fragment_offset spec 0x4000 fragment_offset mask 0x7fff / end \
+             fragment_offset spec 0x4000 fragment_offset mask 0x7fff / \
+             integrity level is 1 value spec 0x24 value mask 0x24 / end \
              actions jump group 1 / end"
         ),
         "{}",
@@ -391,7 +409,8 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
     assert!(roots[1].starts_with("flow create 1 "), "{text}");
     assert!(
         roots[1].contains("src is 172.168.0.11 dst is 172.168.0.1 proto is 47")
-            && roots[1].contains("gre_key value is 1000"),
+            && roots[1].contains("gre_key value is 1000")
+            && roots[1].ends_with("actions jump group 3 / end"),
         "{}",
         roots[1]
     );
@@ -460,8 +479,8 @@ fn shadow_mode_keeps_the_rules_of_an_answered_flow_and_testpmd_parses_them() {
             &stats["root_rules_installed"],
             &stats["root_rules_left_out"]
         ),
-        (&Value::from(2 + 3), &Value::from(0), &Value::from(0)),
-        "shadow mode keeps the root rules and installs none: {stats}"
+        (&Value::from(2 + 1 + 3), &Value::from(0), &Value::from(0)),
+        "shadow mode keeps the root rules (punts, check, roots) and installs none: {stats}"
     );
     assert_eq!(
         (&stats["deny_rules"], &stats["deny_rules_installed"]),

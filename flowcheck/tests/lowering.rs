@@ -132,6 +132,18 @@ fn rules() -> Vec<Rule> {
                     src: Some(Masked::<u16>::exact(51000)),
                     dst: Some(Masked::<u16>::exact(53)),
                 },
+                // Different checks at each level, so that a bit read
+                // from the wrong place shows.
+                Item::Integrity {
+                    level: 1,
+                    l3_ok: true,
+                    ipv4_csum_ok: false,
+                },
+                Item::Integrity {
+                    level: 2,
+                    l3_ok: false,
+                    ipv4_csum_ok: true,
+                },
             ],
             actions: vec![
                 Action::RawDecap(decap),

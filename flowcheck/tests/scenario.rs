@@ -373,6 +373,10 @@ const TUNNEL_ROOT: Attr = Attr {
 /// The per-flow full rules': group 1, reached by a root rule's jump.
 const TRANSFER: Attr = Attr { group: 1, ..ROOT };
 
+/// The group a tunnel's root rule jumps to: its GRE protocol's
+/// integrity check, on the way to group 1.
+const CHECK: Attr = Attr { group: 3, ..ROOT };
+
 /// The public port's root rule's: after the punt rule (0) and the deny
 /// rules, which take priorities 1 to 64 in the same group.
 const PUBLIC_ROOT: Attr = Attr {
@@ -433,12 +437,60 @@ fn gretap_punt() -> Rule {
     }
 }
 
-/// The public port's root rule: whole packets with DF and TOS 0 go on
-/// to the flows' group.
+/// An integrity item (DPDK's `rte_flow_item_integrity`) of encapsulation
+/// `level` (1 the outermost headers, 2 those in the tunnel): layer 3 and
+/// the IPv4 header checksum passed.
+fn intact(level: u32) -> Item {
+    Item::Integrity {
+        level,
+        l3_ok: true,
+        ipv4_csum_ok: true,
+    }
+}
+
+/// The public port's root rule: whole packets with DF and TOS 0, their
+/// header intact, go on to the flows' group.
 fn public_root() -> Rule {
     Rule {
         attr: PUBLIC_ROOT,
-        pattern: vec![eth_ipv4(), whole_ipv4(None, true, false)],
+        pattern: vec![eth_ipv4(), whole_ipv4(None, true, false), intact(1)],
+        actions: vec![Action::Jump(1)],
+    }
+}
+
+/// The underlay port's integrity check for gretap tunnels, which their
+/// root rules jump to: outer and inner IPv4 headers intact, on to the
+/// flows' group.
+fn gretap_check() -> Rule {
+    let any = Item::Ipv4 {
+        version_ihl: None,
+        tos: None,
+        fragment_offset: None,
+        ttl: None,
+        src: None,
+        dst: None,
+        protocol: None,
+    };
+    let mut outer = any.clone();
+    if let Item::Ipv4 { protocol, .. } = &mut outer {
+        *protocol = Some(47);
+    }
+    Rule {
+        attr: CHECK,
+        pattern: vec![
+            eth_ipv4(),
+            outer,
+            intact(1),
+            Item::Gre {
+                protocol: Some(0x6558),
+                checksum_present: None,
+                key_present: None,
+                sequence_present: None,
+            },
+            eth_ipv4(),
+            any,
+            intact(2),
+        ],
         actions: vec![Action::Jump(1)],
     }
 }
@@ -452,14 +504,15 @@ fn public_root_df_set() -> Rule {
     }
     Rule {
         attr: PUBLIC_ROOT,
-        pattern: vec![eth_ipv4(), packet],
+        pattern: vec![eth_ipv4(), packet, intact(1)],
         actions: vec![Action::Jump(1)],
     }
 }
 
 /// `t`'s tunnel's root rule on the underlay port: from its host to the
 /// gateway, GRE (gretap) with its key and no checksum or sequence number,
-/// the inner Ethernet to the tenant's MAC, a whole inner packet.
+/// the inner Ethernet to the tenant's MAC, a whole inner packet; then
+/// the integrity check ([`gretap_check`]).
 fn tunnel_root(t: &Tenant) -> Rule {
     Rule {
         attr: TUNNEL_ROOT,
@@ -480,7 +533,7 @@ fn tunnel_root(t: &Tenant) -> Rule {
             },
             whole_ipv4(None, false, false),
         ],
-        actions: vec![Action::Jump(1)],
+        actions: vec![Action::Jump(3)],
     }
 }
 
@@ -621,9 +674,9 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
         .count();
     // Public: its punt and root rules, TCP, UDP, mark and queue,
     // steering, a deny's drop;
-    // underlay: GRE's and gretap's punt and root rules, GRE, gretap, mark
-    // and queue.
-    assert_eq!(validated, 7 + 7, "{probed:?}");
+    // underlay: GRE's and gretap's punt and root rules and integrity
+    // checks, GRE, gretap, mark and queue.
+    assert_eq!(validated, 7 + 9, "{probed:?}");
 
     let (t1_syn, t1_syn_ack) = gw.connect(&T1, 40000);
     let (t2_syn, _) = gw.connect(&T2, 40001);
@@ -632,16 +685,17 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
     assert!(refused(&events).is_empty(), "{events:?}");
     let (roots, rules): (Vec<_>, Vec<_>) = created(&events)
         .into_iter()
-        .partition(|(_, r, _)| r.attr.group == 0);
+        .partition(|(_, r, _)| r.attr.group != 1);
     // The root rules, made at the first tick for the tables: the punt
-    // rules first, then the public port's, and one per tenant tunnel, a
-    // tenant at a time.
+    // rules first, the tunnels' integrity check, then the public port's,
+    // and one per tenant tunnel, a tenant at a time.
     let roots: Vec<(u16, Rule)> = roots.into_iter().map(|(p, r, _)| (p, r)).collect();
     assert_eq!(
         roots,
         [
             (PUB, public_punt()),
             (UND, gretap_punt()),
+            (UND, gretap_check()),
             (PUB, public_root()),
             (UND, tunnel_root(&T1)),
             (UND, tunnel_root(&T2))
@@ -711,7 +765,7 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
         "t2's flow rules only, not the root rules, which stay as they were: {events:?}"
     );
     assert!(created(&events).is_empty(), "{events:?}");
-    assert_eq!(fake::live(), 5 + 2);
+    assert_eq!(fake::live(), 6 + 2);
     gw.pipeline.apply_feedback(&gw.counters, 7000 * SEC);
     assert_eq!(gw.counters.offload.released.get(), 1);
 
@@ -722,13 +776,13 @@ fn the_reference_flows_rules_are_exactly_the_expected_ones_and_go_when_the_flows
     gw.tick(2000);
     let events = fake::take();
     assert!(destroyed(&events).is_empty(), "{events:?}");
-    assert_eq!(fake::live(), 5 + 2);
+    assert_eq!(fake::live(), 6 + 2);
     // Past the refreshed deadline it expires too, and its rules go.
     gw.sweep((7000 + 7441) * SEC);
     gw.tick(3000);
     let events = fake::take();
     assert_eq!(destroyed(&events), vec![handle(0), handle(1)], "{events:?}");
-    assert_eq!(fake::live(), 5, "the root rules");
+    assert_eq!(fake::live(), 6, "the root rules");
     assert_eq!(gw.counters.offload.ended.get(), 1, "t2's end was not told");
     // At shutdown the root rules go too.
     gw.plane.shutdown();
@@ -773,7 +827,7 @@ fn vm_ack(t: &Tenant, dport: u16) -> Vec<u8> {
 
 /// The IPv4 header at `ip` of `frame` with 4 bytes of options (NOP, NOP,
 /// NOP, end of list: RFC 791) and its IHL and total length grown to
-/// match.
+/// match, resealed.
 fn with_options(frame: &[u8], ip: usize) -> Vec<u8> {
     let mut out = frame[..ip + 20].to_vec();
     out.extend_from_slice(&[1, 1, 1, 0]);
@@ -781,7 +835,7 @@ fn with_options(frame: &[u8], ip: usize) -> Vec<u8> {
     out[ip] = 0x46;
     let len = u16::from_be_bytes([out[ip + 2], out[ip + 3]]) + 4;
     out[ip + 2..ip + 4].copy_from_slice(&len.to_be_bytes());
-    out
+    resealed(out, ip)
 }
 
 /// `frame` with `f` applied to the bytes from `at` on.
@@ -789,6 +843,25 @@ fn edited(frame: &[u8], at: usize, f: impl Fn(&mut [u8])) -> Vec<u8> {
     let mut out = frame.to_vec();
     f(&mut out[at..]);
     out
+}
+
+/// `frame` with the IPv4 header at `ip` given its right checksum (RFC
+/// 791, computed by etherparse), as a sender would send it: an edited
+/// header is then special only by what was edited, not by a damaged
+/// checksum, which the root rules leave to software too.
+fn resealed(mut frame: Vec<u8>, ip: usize) -> Vec<u8> {
+    frame[ip + 10..ip + 12].fill(0);
+    let sum = etherparse::Ipv4HeaderSlice::from_slice(&frame[ip..])
+        .unwrap()
+        .to_header()
+        .calc_header_checksum();
+    frame[ip + 10..ip + 12].copy_from_slice(&sum.to_be_bytes());
+    frame
+}
+
+/// `frame` with `f` applied to its IPv4 header at `ip`, resealed.
+fn ip_edited(frame: &[u8], ip: usize, f: impl Fn(&mut [u8])) -> Vec<u8> {
+    resealed(edited(frame, ip, f), ip)
 }
 
 /// Offload never changes what the gateway does: a frame of an offloaded
@@ -838,13 +911,16 @@ fn frames_software_treats_specially_do_not_match_the_full_rules() {
     );
     assert!(!matcher::matches(&underlay, &ack));
     let specials = [
-        ("first fragment (MF)", edited(&ack, IP, |h| h[6] |= 0x20)),
-        ("later fragment (offset)", edited(&ack, IP, |h| h[7] = 185)),
+        ("first fragment (MF)", ip_edited(&ack, IP, |h| h[6] |= 0x20)),
+        (
+            "later fragment (offset)",
+            ip_edited(&ack, IP, |h| h[7] = 185),
+        ),
         ("IP options", with_options(&ack, IP)),
-        ("DF clear", edited(&ack, IP, |h| h[6] = 0)),
-        ("ECN ECT(0)", edited(&ack, IP, |h| h[1] = 0x02)),
-        ("ECN CE", edited(&ack, IP, |h| h[1] = 0x03)),
-        ("DSCP EF", edited(&ack, IP, |h| h[1] = 0xb8)),
+        ("DF clear", ip_edited(&ack, IP, |h| h[6] = 0)),
+        ("ECN ECT(0)", ip_edited(&ack, IP, |h| h[1] = 0x02)),
+        ("ECN CE", ip_edited(&ack, IP, |h| h[1] = 0x03)),
+        ("DSCP EF", ip_edited(&ack, IP, |h| h[1] = 0xb8)),
         ("FIN", edited(&ack, IP + 20, |h| h[13] |= 0x01)),
         ("RST", edited(&ack, IP + 20, |h| h[13] |= 0x04)),
     ];
@@ -865,7 +941,7 @@ fn frames_software_treats_specially_do_not_match_the_full_rules() {
     // the inner Ethernet.
     const INNER: usize = 14 + 20 + 8 + 14;
     assert_eq!(
-        applied(&on_und, &edited(&plain, INNER, |h| h[6] = 0)),
+        applied(&on_und, &ip_edited(&plain, INNER, |h| h[6] = 0)),
         Some(&underlay),
         "DF is not the underlay side's business: software forwards it as is"
     );
@@ -886,12 +962,15 @@ fn frames_software_treats_specially_do_not_match_the_full_rules() {
     let specials = [
         ("GRE checksum (C)", tunnelled(&T1, &inner, 0xa000)),
         ("GRE sequence number (S)", tunnelled(&T1, &inner, 0x3000)),
-        ("outer ECN CE", edited(&plain, IP, |h| h[1] = 0x03)),
-        ("outer ECN ECT(0)", edited(&plain, IP, |h| h[1] = 0x02)),
-        ("outer fragment", edited(&plain, IP, |h| h[6] |= 0x20)),
+        ("outer ECN CE", ip_edited(&plain, IP, |h| h[1] = 0x03)),
+        ("outer ECN ECT(0)", ip_edited(&plain, IP, |h| h[1] = 0x02)),
+        ("outer fragment", ip_edited(&plain, IP, |h| h[6] |= 0x20)),
         ("outer IP options", with_options(&plain, IP)),
-        ("inner fragment", edited(&plain, INNER, |h| h[6] |= 0x20)),
-        ("inner later fragment", edited(&plain, INNER, |h| h[7] = 8)),
+        ("inner fragment", ip_edited(&plain, INNER, |h| h[6] |= 0x20)),
+        (
+            "inner later fragment",
+            ip_edited(&plain, INNER, |h| h[7] = 8),
+        ),
         ("inner IP options", with_options(&plain, INNER)),
         (
             "inner Ethernet to another MAC",
@@ -1012,6 +1091,79 @@ fn a_packet_whose_ttl_expires_reaches_software_not_the_flows_rule() {
     }
 }
 
+/// A damaged IPv4 header checksum never rides a flow's rule
+/// (docs/offload.md, "Keeping the behaviour identical"): software drops
+/// such a packet (`ipv4_checksum` for the outer header, `inner_invalid`
+/// for the header inside a tunnel), where a rule that rewrites addresses
+/// and decrements the TTL would make the checksum good again and send it
+/// on. The public root rule asks the outer header to be intact, the
+/// tunnels' integrity check (group 3, which their root rules jump to)
+/// both the outer and the inner one: a damaged frame of the offloaded
+/// flow misses and goes to software, the same frame with a good checksum
+/// takes the flow's rule. The checksums are the matcher's own (RFC 1071),
+/// the damage one flipped bit.
+#[test]
+fn a_damaged_ipv4_header_reaches_software_not_the_flows_rule() {
+    use dataplane::DropReason;
+    use matcher::applied;
+    let _nic = fake::exclusive();
+    flowcheck::eal();
+    fake::reset();
+    let mut gw = Gateway::new();
+    fake::take();
+    gw.connect(&T1, 40000);
+    gw.tick(0);
+    let rules = created(&fake::take());
+    let on = |port: u16| -> Vec<Rule> {
+        rules
+            .iter()
+            .filter(|(p, _, _)| *p == port)
+            .map(|(_, r, _)| r.clone())
+            .collect()
+    };
+    let (on_pub, on_und) = (on(PUB), on(UND));
+    assert!(on_pub.contains(&public_root()), "{on_pub:?}");
+    assert!(on_und.contains(&gretap_check()), "{on_und:?}");
+    let flow_rule = |held: &[Rule]| -> Rule {
+        let flows: Vec<&Rule> = held.iter().filter(|r| r.attr.group == 1).collect();
+        assert_eq!(flows.len(), 1, "{held:?}");
+        flows[0].clone()
+    };
+    let (public, underlay) = (flow_rule(&on_pub), flow_rule(&on_und));
+    // The header checksum's low bit flipped: one error RFC 1071's sum sees.
+    let damaged = |frame: &[u8], ip: usize| edited(frame, ip, |h| h[11] ^= 0x01);
+
+    // Toward the tenant: the client's ACK.
+    const IP: usize = 14;
+    let ack = from_client(&T1, 40000, false, 1001, Some(5001));
+    assert_eq!(applied(&on_pub, &ack), Some(&public), "intact");
+    let bad = damaged(&ack, IP);
+    assert_eq!(applied(&on_pub, &bad), None, "damaged: {on_pub:?}");
+    assert!(
+        matcher::matches(&public, &bad),
+        "the flow's own rule does not look at the checksum: only the root rule keeps it away"
+    );
+    let (v, _) = gw.send(&bad, PUB, 0);
+    assert_eq!(v, Verdict::Drop(DropReason::Ipv4Checksum), "software");
+
+    // Out of the tenant: the VM's ACK in the gretap tunnel; the outer
+    // header, or the inner one after outer Ethernet, IPv4, GRE with key
+    // and the inner Ethernet.
+    const INNER: usize = 14 + 20 + 8 + 14;
+    let plain = tunnelled(&T1, &vm_ack(&T1, 40000), 0x2000);
+    assert_eq!(applied(&on_und, &plain), Some(&underlay), "intact");
+    for (what, ip, reason) in [
+        ("outer", IP, DropReason::Ipv4Checksum),
+        ("inner", INNER, DropReason::InnerInvalid),
+    ] {
+        let bad = damaged(&plain, ip);
+        assert_eq!(applied(&on_und, &bad), None, "{what} damaged: {on_und:?}");
+        assert!(matcher::matches(&underlay, &bad), "{what}");
+        let (v, _) = gw.send(&bad, UND, 0);
+        assert_eq!(v, Verdict::Drop(reason), "software, {what}");
+    }
+}
+
 /// `[offload] outer_df`: with "copy" (the default) a packet toward the
 /// tenant without DF does not reach the flow's rule, since software
 /// would give its outer header no DF; with "set" it does (the pushed
@@ -1060,7 +1212,7 @@ fn a_df_clear_frame_takes_the_flows_rule_only_with_outer_df_set() {
         let ack = from_client(&T1, 40000, false, 1001, Some(5001));
         assert_eq!(ack[IP + 6], 0x40, "DF");
         assert_eq!(applied(&on_pub, &ack), Some(public), "{outer_df}");
-        let df_clear = edited(&ack, IP, |h| h[6] = 0);
+        let df_clear = ip_edited(&ack, IP, |h| h[6] = 0);
         assert_eq!(
             applied(&on_pub, &df_clear).is_some(),
             df_clear_offloaded,
@@ -1069,14 +1221,14 @@ fn a_df_clear_frame_takes_the_flows_rule_only_with_outer_df_set() {
         let specials = [
             (
                 "first fragment (MF)",
-                edited(&df_clear, IP, |h| h[6] |= 0x20),
+                ip_edited(&df_clear, IP, |h| h[6] |= 0x20),
             ),
             (
                 "later fragment (offset)",
-                edited(&df_clear, IP, |h| h[7] = 185),
+                ip_edited(&df_clear, IP, |h| h[7] = 185),
             ),
-            ("ECN CE", edited(&df_clear, IP, |h| h[1] = 0x03)),
-            ("DSCP EF", edited(&df_clear, IP, |h| h[1] = 0xb8)),
+            ("ECN CE", ip_edited(&df_clear, IP, |h| h[1] = 0x03)),
+            ("DSCP EF", ip_edited(&df_clear, IP, |h| h[1] = 0xb8)),
         ];
         for (what, frame) in &specials {
             assert_eq!(applied(&on_pub, frame), None, "{outer_df}: {what}");
@@ -1214,6 +1366,16 @@ fn template_item(item: &Item) -> Item {
             sequence_present: sequence_present.map(|_| false),
         },
         Item::GreKey(_) => Item::GreKey(0),
+        // The checks are the template's; the level a rule's value.
+        Item::Integrity {
+            l3_ok,
+            ipv4_csum_ok,
+            ..
+        } => Item::Integrity {
+            level: 0,
+            l3_ok: *l3_ok,
+            ipv4_csum_ok: *ipv4_csum_ok,
+        },
         other => panic!("no template item for {other:?}"),
     }
 }
@@ -1265,7 +1427,7 @@ fn the_probe_by_templates_asks_what_validate_asks_and_reaches_the_same_levels() 
                 })
                 .collect()
         };
-        assert_eq!(asked.len(), 7 + 7, "{events:?}");
+        assert_eq!(asked.len(), 7 + 9, "{events:?}");
         let caps = gw.plane.caps_json();
         let levels: Vec<serde_json::Value> = caps["ports"]
             .as_array()
@@ -1347,6 +1509,7 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
         [
             (PUB, public_punt()),
             (UND, gretap_punt()),
+            (UND, gretap_check()),
             (PUB, public_root()),
             (UND, tunnel_root(&T1)),
             (UND, tunnel_root(&T2)),
@@ -1369,9 +1532,9 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
         assert_eq!(pattern, &shape, "static rule {i}'s table");
         assert_eq!(*nb_flows, 4096, "root and deny rules at most");
     }
-    assert_eq!(statics[3].1, statics[4].1, "two tunnels, one shape");
-    assert_eq!(static_tables.len(), 6, "{static_tables:?}");
-    let deny_handles = vec![statics[5].3, statics[6].3];
+    assert_eq!(statics[4].1, statics[5].1, "two tunnels, one shape");
+    assert_eq!(static_tables.len(), 7, "{static_tables:?}");
+    let deny_handles = vec![statics[6].3, statics[7].3];
 
     // The handshakes; completions held: the rules are queued, the flows
     // pending, not offloaded.
@@ -1490,7 +1653,7 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
         vec![handle(0), handle(1)],
         "{events:?}"
     );
-    assert_eq!(fake::live(), 5 + 2, "the punt, root and deny rules");
+    assert_eq!(fake::live(), 6 + 2, "the punt, check, root and deny rules");
 
     // A change to t1: its deny rules go through the static queue before
     // the new tables are published, and come back at the next tick.
@@ -1502,7 +1665,7 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
     );
     let events = fake::take();
     assert_eq!(async_destroyed_on(&events, 1), deny_handles, "{events:?}");
-    let deny_tables = [statics[5].1, statics[6].1];
+    let deny_tables = [statics[6].1, statics[7].1];
     for table in deny_tables {
         assert!(
             events.contains(&Event::TableDestroyed(table)),
@@ -1528,7 +1691,7 @@ fn on_async_ports_every_rule_goes_through_template_tables() {
     let events = fake::take();
     assert!(refused(&events).is_empty(), "{events:?}");
     assert!(synchronous(&events).is_empty(), "{events:?}");
-    assert_eq!(async_destroyed_on(&events, 1).len(), 5 + 2, "{events:?}");
+    assert_eq!(async_destroyed_on(&events, 1).len(), 6 + 2, "{events:?}");
 }
 
 /// A port with the template API whose per-flow tables the NIC refuses
@@ -1783,6 +1946,7 @@ fn t1_deny_pass() -> Rule {
         pattern: vec![
             eth_ipv4(),
             deny_ipv4(LET_IN, 32, T1.eip, 6),
+            intact(1),
             Item::Tcp {
                 src: None,
                 dst: Some(Masked::<u16>::exact(22)),
@@ -1802,6 +1966,7 @@ fn t1_deny_drop() -> Rule {
         pattern: vec![
             eth_ipv4(),
             deny_ipv4(DENIED, 24, T1.eip, 6),
+            intact(1),
             Item::Tcp {
                 src: None,
                 // 20-23: one value under a mask.

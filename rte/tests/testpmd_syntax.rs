@@ -217,7 +217,50 @@ fn representative_rules() -> Vec<Rule> {
         pattern: vec![any_eth(), Item::Meta(Masked::<u32>::exact(9))],
         actions: vec![Action::Drop],
     };
-    vec![public, underlay, partial, steering, drop]
+    // Integrity checks of the outer and the inner header (a tunnel's
+    // check rule), with the headers they speak of in the pattern.
+    let any_ipv4 = Item::Ipv4 {
+        version_ihl: None,
+        tos: None,
+        fragment_offset: None,
+        ttl: None,
+        src: None,
+        dst: None,
+        protocol: None,
+    };
+    let integrity = Rule {
+        attr: Attr {
+            group: 3,
+            priority: 0,
+            ingress: false,
+            egress: false,
+            transfer: true,
+        },
+        pattern: vec![
+            any_eth(),
+            any_ipv4.clone(),
+            Item::Gre {
+                protocol: Some(0x6558),
+                checksum_present: None,
+                key_present: None,
+                sequence_present: None,
+            },
+            any_eth(),
+            any_ipv4,
+            Item::Integrity {
+                level: 1,
+                l3_ok: true,
+                ipv4_csum_ok: true,
+            },
+            Item::Integrity {
+                level: 2,
+                l3_ok: false,
+                ipv4_csum_ok: true,
+            },
+        ],
+        actions: vec![Action::Jump(1)],
+    };
+    vec![public, underlay, partial, steering, drop, integrity]
 }
 
 /// One command's echo and what testpmd printed after it.

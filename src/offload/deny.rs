@@ -80,7 +80,12 @@ pub fn lower(rule: &DenyRule, outer_df: OuterDf) -> Rule {
             priority: DENY_FIRST_PRIORITY + rule.priority,
             ..shapes::transfer(ROOT_GROUP)
         },
-        pattern: vec![shapes::eth(ETHER_TYPE_IPV4), ip, l4],
+        pattern: vec![
+            shapes::eth(ETHER_TYPE_IPV4),
+            ip,
+            shapes::intact(shapes::OUTER),
+            l4,
+        ],
         actions: if drop {
             vec![Action::Count, Action::Drop]
         } else {
@@ -593,6 +598,11 @@ mod tests {
                 pattern: vec![
                     shapes::eth(0x0800),
                     ip,
+                    Item::Integrity {
+                        level: 1,
+                        l3_ok: true,
+                        ipv4_csum_ok: true,
+                    },
                     Item::Tcp {
                         src: None,
                         dst: Some(Masked::<u16>::exact(22)),
@@ -600,7 +610,7 @@ mod tests {
                             spec: 0x02,
                             mask: 0x17
                         }),
-                    }
+                    },
                 ],
                 actions: vec![Action::Count, Action::Drop],
             }

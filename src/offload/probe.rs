@@ -37,6 +37,12 @@ pub enum Shape {
     RootGre,
     /// Underlay side, full: a gretap tunnel's root rule and jump.
     RootGretap,
+    /// Underlay side, full: the integrity check of the outer and inner
+    /// IPv4 headers (checksums) the tunnels' root rules jump to, for IPv4
+    /// in GRE and Ethernet in GRE (`shapes::tunnel_check`). Needed for
+    /// full: without it a damaged header would leave repaired.
+    CheckGre,
+    CheckGretap,
     /// Partial: a flow's match, MARK and QUEUE.
     MarkQueue,
     /// Partial, public side: SNAT ports by mask to a queue.
@@ -66,6 +72,8 @@ impl Shape {
             Shape::RootPublic => "root_public",
             Shape::RootGre => "root_gre",
             Shape::RootGretap => "root_gretap",
+            Shape::CheckGre => "check_gre",
+            Shape::CheckGretap => "check_gretap",
             Shape::MarkQueue => "mark_queue",
             Shape::Steering => "snat_steering",
             Shape::DenyDrop => "deny_drop",
@@ -85,6 +93,8 @@ impl Shape {
                 | Shape::RootPublic
                 | Shape::RootGre
                 | Shape::RootGretap
+                | Shape::CheckGre
+                | Shape::CheckGretap
                 | Shape::PuntPublic
                 | Shape::PuntGre
                 | Shape::PuntGretap
@@ -281,6 +291,8 @@ pub fn rules(target: ProbeTarget) -> Vec<(Shape, Rule)> {
                 let t = leg.tunnel.expect("an underlay leg has a tunnel");
                 out.push((shape, shapes::tunnel_root(&t, TENANT_MAC)));
             }
+            out.push((Shape::CheckGre, shapes::tunnel_check(false)));
+            out.push((Shape::CheckGretap, shapes::tunnel_check(true)));
             out.push((
                 Shape::FullGre,
                 full(underlay_leg(target, IPPROTO_TCP, false)),
@@ -522,6 +534,15 @@ mod tests {
                 } else if root {
                     assert!(rule.attr.priority > shapes::PUNT_PRIORITY, "{shape:?}");
                     assert_eq!(rule.attr.group, shapes::ROOT_GROUP, "{shape:?}");
+                    // A tunnel's root goes through its integrity check.
+                    let next = if shape == Shape::RootPublic {
+                        shapes::FLOW_GROUP
+                    } else {
+                        shapes::CHECK_GROUP
+                    };
+                    assert_eq!(rule.actions, [rte::flow::Action::Jump(next)], "{shape:?}");
+                } else if matches!(shape, Shape::CheckGre | Shape::CheckGretap) {
+                    assert_eq!(rule.attr.group, shapes::CHECK_GROUP, "{shape:?}");
                     assert_eq!(
                         rule.actions,
                         [rte::flow::Action::Jump(shapes::FLOW_GROUP)],
@@ -596,6 +617,46 @@ mod tests {
         let underlay = probe(target(Role::Underlay), "und0", &mut no_ttl);
         assert_eq!(underlay.level, Level::Partial);
         assert_eq!(underlay.reason(), "punt_gre: not supported: said the PMD");
+    }
+
+    /// A NIC without the integrity item (mlx5 before ConnectX-6 Dx,
+    /// "packet integrity integrity_item not supported") takes no root
+    /// rule of the public port and no tunnel's integrity check: a flow's
+    /// rule would then repair a damaged IPv4 header where software drops
+    /// it, so the port is not full (partial here, its MARK and QUEUE
+    /// taken). The flows' rules themselves carry no integrity item.
+    #[test]
+    fn a_port_that_refuses_the_integrity_item_is_not_full() {
+        let integrity = |r: &Rule| {
+            r.pattern
+                .iter()
+                .any(|i| matches!(i, rte::flow::Item::Integrity { .. }))
+        };
+        let mut no_integrity = |r: &Rule, _: u16| {
+            if integrity(r) {
+                Err(error(nix::errno::Errno::ENOTSUP as i32))
+            } else {
+                Ok(())
+            }
+        };
+        let public = probe(target(Role::Public), "pub0", &mut no_integrity);
+        assert_eq!(public.level, Level::Partial);
+        assert_eq!(public.reason(), "root_public: not supported: said the PMD");
+        let underlay = probe(target(Role::Underlay), "und0", &mut no_integrity);
+        assert_eq!(underlay.level, Level::Partial);
+        assert_eq!(underlay.reason(), "check_gre: not supported: said the PMD");
+        for role in [Role::Public, Role::Underlay] {
+            let with: Vec<Shape> = rules(target(role))
+                .into_iter()
+                .filter(|(_, r)| integrity(r))
+                .map(|(s, _)| s)
+                .collect();
+            let expected: &[Shape] = match role {
+                Role::Public => &[Shape::RootPublic, Shape::DenyDrop],
+                Role::Underlay => &[Shape::CheckGre, Shape::CheckGretap],
+            };
+            assert_eq!(with, expected, "{role:?}");
+        }
     }
 
     /// A port that does not hand marks to software

@@ -34,6 +34,13 @@ pub enum RootKey {
         port: u16,
         tunnel: Option<bool>,
     },
+    /// An underlay port's integrity check of the tunnels of one GRE
+    /// protocol, in the group their root rules jump to
+    /// (`shapes::tunnel_check`).
+    Check {
+        port: u16,
+        gretap: bool,
+    },
     Public(u16),
     Tunnel {
         port: u16,
@@ -48,9 +55,10 @@ pub enum RootKey {
 impl RootKey {
     pub fn port(self) -> u16 {
         match self {
-            RootKey::Punt { port, .. } | RootKey::Public(port) | RootKey::Tunnel { port, .. } => {
-                port
-            }
+            RootKey::Punt { port, .. }
+            | RootKey::Check { port, .. }
+            | RootKey::Public(port)
+            | RootKey::Tunnel { port, .. } => port,
         }
     }
 
@@ -66,6 +74,7 @@ impl RootKey {
                 tunnel: Some(gretap),
                 ..
             } => shapes::tunnel_punt(gretap),
+            RootKey::Check { gretap, .. } => shapes::tunnel_check(gretap),
             RootKey::Public(_) => shapes::public_root(outer_df),
             RootKey::Tunnel {
                 host,
@@ -91,7 +100,9 @@ impl RootKey {
 /// public port (`public`) and one per GRE protocol the tunnels into each
 /// full underlay port (`full(port)`) carry, which no bound leaves out
 /// (a port has at most two, and a root rule without its port's punt rule
-/// would let a packet whose TTL expires reach a flow's rule); then, at
+/// would let a packet whose TTL expires reach a flow's rule), and as
+/// many integrity checks (`RootKey::Check`, one per GRE protocol, in the
+/// group the tunnels' root rules jump to); then, at
 /// most `max`, one per full public port, and one per tunnel of each
 /// tenant into a full underlay port, taken a tenant at a time in turn
 /// so that, past the bound, every tenant has had as many tunnels as the
@@ -119,6 +130,19 @@ pub fn wanted(
             }
         }
     }
+    // Each GRE protocol's integrity check, which its tunnels' root
+    // rules jump to, goes with its punt rule (as few, and as needed).
+    let checks: Vec<RootKey> = punts
+        .iter()
+        .filter_map(|k| match *k {
+            RootKey::Punt {
+                port,
+                tunnel: Some(gretap),
+            } => Some(RootKey::Check { port, gretap }),
+            _ => None,
+        })
+        .collect();
+    punts.extend(checks);
     let mut out: Vec<RootKey> = public.iter().map(|&p| RootKey::Public(p)).collect();
     out.truncate(max);
     let mut seen = HashSet::new();
@@ -304,13 +328,15 @@ mod tests {
     fn host(k: &RootKey) -> Option<u32> {
         match k {
             RootKey::Tunnel { host, .. } => Some(*host),
-            RootKey::Public(_) | RootKey::Punt { .. } => None,
+            RootKey::Public(_) | RootKey::Punt { .. } | RootKey::Check { .. } => None,
         }
     }
 
-    /// The root rules other than the punt rules.
+    /// The root rules other than the punt rules and integrity checks.
     fn roots(keys: Vec<RootKey>) -> Vec<RootKey> {
-        keys.into_iter().filter(|k| !k.is_punt()).collect()
+        keys.into_iter()
+            .filter(|k| !k.is_punt() && !matches!(k, RootKey::Check { .. }))
+            .collect()
     }
 
     /// Past the bound tenants take turns: t1's three hosts do not crowd
@@ -349,9 +375,18 @@ mod tests {
         let t = tables(&["172.168.0.11"], "");
         let punt = |port, tunnel| RootKey::Punt { port, tunnel };
         let (keys, _) = wanted(&t, &[0], &|_| true, 1);
+        let check = RootKey::Check {
+            port: 1,
+            gretap: true,
+        };
         assert_eq!(
             keys,
-            [punt(0, None), punt(1, Some(true)), RootKey::Public(0)],
+            [
+                punt(0, None),
+                punt(1, Some(true)),
+                check,
+                RootKey::Public(0)
+            ],
             "{keys:?}"
         );
         let (keys, _) = wanted(&t, &[], &|_| false, MAX_ROOT_RULES);

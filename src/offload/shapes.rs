@@ -14,9 +14,12 @@
 //!   (no options, not a fragment, ECN Not-ECT) src is HOST dst is LOCAL
 //!   proto is 47 / gre (no C, no S) protocol is P k_bit is 1 / gre_key
 //!   value is K / [eth dst is MAC /] ipv4 (no options, not a fragment)` →
-//!   `jump group 1`; root, public port ([`public_root`]): `eth / ipv4 (no
-//!   options, DF unless `[offload] outer_df = "set"`, not a fragment, TOS
-//!   0)` → `jump group 1`; before them, per port, punt rules
+//!   `jump group 3`, where one rule per GRE protocol ([`tunnel_check`])
+//!   takes frames whose outer and inner IPv4 headers are intact
+//!   (`integrity`: checksums that verify) on to `jump group 1`; root,
+//!   public port ([`public_root`]): `eth / ipv4 (no options, DF unless
+//!   `[offload] outer_df = "set"`, not a fragment, TOS 0) / integrity
+//!   (level 1)` → `jump group 1`; before them, per port, punt rules
 //!   ([`public_punt`], [`tunnel_punt`]): a packet whose TTL would expire
 //!   (`ttl spec 0 ttl mask 0xfe`, the inner one on the underlay side) →
 //!   `jump group 2`, an empty group, so to software;
@@ -99,6 +102,17 @@ pub const TTL_EXPIRES: Masked<u8> = Masked {
     spec: 0,
     mask: 0xfe,
 };
+/// The group a tunnel's root rule jumps to, where one rule per GRE
+/// protocol checks the outer and inner IPv4 headers' integrity before
+/// the flows' group ([`tunnel_check`]): the tunnel's root rule has no
+/// room left for two more items in testpmd's line.
+pub const CHECK_GROUP: u32 = 3;
+/// The outermost headers, and those inside the first tunnel, as an
+/// integrity item's `level` says (DPDK's `rte_flow_item_integrity`,
+/// which follows `rte_flow_action_rss.level`: 0 the PMD's default, 1 the
+/// outermost, 2 and on the inner ones).
+pub const OUTER: u32 = 1;
+pub const INNER: u32 = 2;
 /// The static SNAT steering rules' priority: after any flow's own rule.
 pub const STEERING_PRIORITY: u32 = 1;
 /// The TOS byte the tables' tunnel header carries (pipeline/encap.rs
@@ -290,7 +304,9 @@ fn pattern(leg: &Leg, full: bool) -> Result<Vec<Item>, ShapeError> {
 /// decapsulation then leaves the inner packet as it is); GRE without
 /// checksum or sequence number (raw decap removes a fixed length), the
 /// tenant's protocol and key; in gretap, the inner Ethernet to the
-/// tenant's MAC `mac` (software drops a frame to another).
+/// tenant's MAC `mac` (software drops a frame to another). It jumps to
+/// [`CHECK_GROUP`], whose rule checks both headers' integrity
+/// ([`tunnel_check`]) on the way to [`FLOW_GROUP`].
 pub fn tunnel_root(t: &TunnelMatch, mac: [u8; 6]) -> Rule {
     let mut outer = whole(ipv4(t.host, t.local, IPPROTO_GRE));
     if let Item::Ipv4 { tos, .. } = &mut outer {
@@ -324,7 +340,67 @@ pub fn tunnel_root(t: &TunnelMatch, mac: [u8; 6]) -> Rule {
             ..transfer(ROOT_GROUP)
         },
         pattern,
+        actions: vec![Action::Jump(CHECK_GROUP)],
+    }
+}
+
+/// The rule of [`CHECK_GROUP`] for tunnels of GRE protocol `gretap`'s,
+/// which every tunnel's root rule jumps to: frames whose outer and inner
+/// IPv4 headers are intact ([`intact`]) go on to the flows' group; a
+/// damaged one misses here and reaches software, which drops it
+/// (pipeline/stage.rs, `ipv4_checksum_ok`, for the outer header;
+/// pipeline/underlay.rs, `InnerInvalid`, for the inner), where a flow's
+/// rule would rewrite it and send it on with checksums made good. The
+/// headers the items check are in the pattern, as mlx5 requires, each
+/// item right after its header: DPDK 22.11's mlx5 reads the level in
+/// its software-steering path, but its HW-steering path
+/// (`mlx5dr_definer_conv_item_integrity`) takes an item after a tunnel
+/// item as inner, whatever its level. The root rule checked everything
+/// else.
+pub fn tunnel_check(gretap: bool) -> Rule {
+    let mut outer = any_ipv4();
+    if let Item::Ipv4 { protocol, .. } = &mut outer {
+        *protocol = Some(IPPROTO_GRE);
+    }
+    let mut pattern = vec![
+        eth(ETHER_TYPE_IPV4),
+        outer,
+        intact(OUTER),
+        Item::Gre {
+            protocol: Some(if gretap {
+                ETHER_TYPE_TEB
+            } else {
+                ETHER_TYPE_IPV4
+            }),
+            checksum_present: None,
+            key_present: None,
+            sequence_present: None,
+        },
+    ];
+    if gretap {
+        pattern.push(eth(ETHER_TYPE_IPV4));
+    }
+    pattern.extend([any_ipv4(), intact(INNER)]);
+    Rule {
+        attr: Attr {
+            priority: FLOW_PRIORITY,
+            ..transfer(CHECK_GROUP)
+        },
+        pattern,
         actions: vec![Action::Jump(FLOW_GROUP)],
+    }
+}
+
+/// The integrity item taking only frames whose IPv4 header at `level`
+/// passes the NIC's layer-3 checks and whose checksum verifies: software
+/// drops a header whose checksum does not (RFC 1812 §5.2.2), and a rule's
+/// rewrite would make it good again. It goes right after the IPv4 item
+/// of that level ([`tunnel_check`] says why).
+pub fn intact(level: u32) -> Item {
+    Item::Integrity {
+        level,
+        l3_ok: true,
+        ipv4_csum_ok: true,
     }
 }
 
@@ -398,14 +474,19 @@ fn ttl_expires(mut item: Item) -> Item {
 /// which that is software's DF too; with [`OuterDf::Set`] it does not
 /// look at DF (mlx5 refuses a DF match: docs/offload.md, "mlx5 and DF"),
 /// and a packet sent without DF leaves with DF set, the operator's
-/// choice.
+/// choice. And an intact header ([`intact`]): software drops one whose
+/// checksum does not verify, which the NIC's rewrite would make good.
 pub fn public_root(outer_df: OuterDf) -> Rule {
     Rule {
         attr: Attr {
             priority: PUBLIC_ROOT_PRIORITY,
             ..transfer(ROOT_GROUP)
         },
-        pattern: vec![eth(ETHER_TYPE_IPV4), public_root_ipv4(outer_df)],
+        pattern: vec![
+            eth(ETHER_TYPE_IPV4),
+            public_root_ipv4(outer_df),
+            intact(OUTER),
+        ],
         actions: vec![Action::Jump(FLOW_GROUP)],
     }
 }

@@ -2,7 +2,8 @@
 //! item semantics (a field matches when `field & mask == spec & mask`),
 //! independently of tgw: whether a recorded [`Rule`] would take a frame.
 //! Enough for the items tgw's full shapes use: ETH, IPV4, GRE, GRE_KEY,
-//! TCP, UDP.
+//! TCP, UDP, INTEGRITY (the checks computed here, per RFC 1071 and RFC
+//! 1812, not taken from the frame's builder).
 
 use rte::flow::{Item, Masked, Rule};
 
@@ -26,6 +27,35 @@ fn ok_mac(m: Option<Masked<[u8; 6]>>, value: &[u8]) -> bool {
     m.is_none_or(|m| (0..6).all(|i| value[i] & m.mask[i] == m.spec[i] & m.mask[i]))
 }
 
+/// RFC 1071: the one's complement sum of `header`'s 16-bit words, folded.
+fn ones_complement_sum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(w[0]) << 8 | u32::from(*w.get(1).unwrap_or(&0)))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Whether the IPv4 header at the start of `h` passes an integrity
+/// item's checks: `ipv4_csum_ok`, its checksum verifies (the sum over
+/// the header, checksum included, is all ones: RFC 1071 §1); `l3_ok`,
+/// RFC 1812 §5.2.2's validation (version 4, a header length of at least
+/// 20 bytes, a total length covering the header and within the bytes
+/// received, the checksum).
+fn ipv4_passes(h: &[u8], l3_ok: bool, ipv4_csum_ok: bool) -> bool {
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    if h.len() < 20 || h.len() < ihl {
+        return false;
+    }
+    let csum = ones_complement_sum(&h[..ihl]) == 0xffff;
+    let total = usize::from(be16(h, 2));
+    let l3 = h[0] >> 4 == 4 && ihl >= 20 && total >= ihl && total <= h.len() && csum;
+    (!ipv4_csum_ok || csum) && (!l3_ok || l3)
+}
+
 /// Whether `rule`'s pattern takes `frame`, its headers read item by item
 /// from the start of the frame.
 pub fn matches(rule: &Rule, frame: &[u8]) -> bool {
@@ -33,6 +63,13 @@ pub fn matches(rule: &Rule, frame: &[u8]) -> bool {
     // Where the key of the last GRE header is (after its checksum word,
     // RFC 2890 §2), if it has one.
     let mut gre_key_at = None;
+    // The encapsulation level of the headers being read (1 the outermost,
+    // one more after each tunnel header), and where each level's IPv4
+    // header starts: integrity items, which may stand before the header
+    // they check (but not before the tunnel header of an inner one), are
+    // checked against them at the end.
+    let mut level = 1;
+    let mut ipv4_at = Vec::new();
     for item in &rule.pattern {
         let h = &frame[at.min(frame.len())..];
         match *item {
@@ -72,6 +109,7 @@ pub fn matches(rule: &Rule, frame: &[u8]) -> bool {
                 {
                     return false;
                 }
+                ipv4_at.push((level, at));
                 at += usize::from(h[0] & 0x0f) * 4;
             }
             // RFC 2784/2890: C 0x8000, K 0x2000, S 0x1000; then the
@@ -106,6 +144,7 @@ pub fn matches(rule: &Rule, frame: &[u8]) -> bool {
                     len += 4;
                 }
                 at += len;
+                level += 1;
             }
             Item::GreKey(key) => {
                 let Some(k) = gre_key_at.take() else {
@@ -130,10 +169,32 @@ pub fn matches(rule: &Rule, frame: &[u8]) -> bool {
                 }
                 at += 8;
             }
+            // Where it stands must say the level it names: mlx5's HW
+            // steering takes an item after a tunnel item as inner,
+            // whatever its level (DPDK 22.11,
+            // `mlx5dr_definer_conv_item_integrity`).
+            Item::Integrity { level: l, .. } => {
+                if l != level {
+                    return false;
+                }
+            }
             Item::Mark(_) | Item::Meta(_) => return false,
         }
     }
-    true
+    rule.pattern.iter().all(|item| match *item {
+        // The headers an integrity item checks must be in the pattern
+        // (mlx5 refuses the rule otherwise); level 0, "the PMD's
+        // default", is not guessed at.
+        Item::Integrity {
+            level,
+            l3_ok,
+            ipv4_csum_ok,
+        } => ipv4_at
+            .iter()
+            .find(|&&(l, _)| l == level)
+            .is_some_and(|&(_, at)| ipv4_passes(&frame[at..], l3_ok, ipv4_csum_ok)),
+        _ => true,
+    })
 }
 
 /// The rule a NIC holding `rules` (all on the port the frame arrives on)

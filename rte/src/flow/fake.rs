@@ -502,6 +502,7 @@ fn item_size(ty: sys::rte_flow_item_type) -> Result<usize, String> {
         sys::RTE_FLOW_ITEM_TYPE_GRE_KEY => size_of::<u32>(),
         sys::RTE_FLOW_ITEM_TYPE_MARK => size_of::<sys::rte_flow_item_mark>(),
         sys::RTE_FLOW_ITEM_TYPE_META => size_of::<sys::rte_flow_item_meta>(),
+        sys::RTE_FLOW_ITEM_TYPE_INTEGRITY => size_of::<sys::rte_flow_item_integrity>(),
         other => return Err(format!("item type {other}")),
     })
 }
@@ -594,6 +595,39 @@ fn item_of(ty: sys::rte_flow_item_type, b: &Bytes) -> Result<Item, String> {
                 spec: host(&b.spec),
                 mask: host(&b.mask),
             })
+        }
+        // INTEGRITY (DPDK 22.11 rte_flow.h, `struct
+        // rte_flow_item_integrity`): the level, a host-order u32 at 0; the
+        // checks, a host-order u64 bitfield at 8 (after 4 bytes of
+        // padding), from its least significant bit: packet_ok, l2_ok,
+        // l3_ok, l4_ok, l2_crc_ok, ipv4_csum_ok, l4_csum_ok, l3_len_ok.
+        sys::RTE_FLOW_ITEM_TYPE_INTEGRITY => {
+            const L3_OK: u64 = 1 << 2;
+            const IPV4_CSUM_OK: u64 = 1 << 5;
+            let word = |v: &[u8]| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]);
+            let bits = |v: &[u8]| {
+                let mut w = [0; 8];
+                w.copy_from_slice(&v[8..16]);
+                u64::from_ne_bytes(w)
+            };
+            if word(&b.mask) != u32::MAX {
+                return Err("integrity: level not matched exactly".into());
+            }
+            let (spec, mask) = (bits(&b.spec), bits(&b.mask));
+            if mask & !(L3_OK | IPV4_CSUM_OK) != 0 {
+                return Err(format!(
+                    "integrity: mask {mask:#x} on checks tgw does not ask"
+                ));
+            }
+            // mlx5: "negative integrity flow is not supported".
+            if spec & mask != mask {
+                return Err(format!("integrity: spec {spec:#x} asks a failed check"));
+            }
+            Item::Integrity {
+                level: word(&b.spec),
+                l3_ok: mask & L3_OK != 0,
+                ipv4_csum_ok: mask & IPV4_CSUM_OK != 0,
+            }
         }
         _ => unreachable!("sizes matched above"),
     })
@@ -1161,7 +1195,12 @@ pub unsafe extern "C" fn __wrap_rte_flow_template_table_create(
             .items
             .iter()
             .map(|(ty, mask)| {
-                let spec = vec![0; mask.len()];
+                let mut spec = vec![0; mask.len()];
+                // An integrity item's checks are positive: shown as
+                // passed, at level 0.
+                if *ty == sys::RTE_FLOW_ITEM_TYPE_INTEGRITY {
+                    spec[8..].copy_from_slice(&mask[8..]);
+                }
                 let b = Bytes {
                     spec,
                     mask: mask.clone(),

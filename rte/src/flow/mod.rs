@@ -126,6 +126,22 @@ pub enum Item {
     },
     /// The GRE key (follows a `Gre` item).
     GreKey(u32),
+    /// The NIC's integrity checks of one encapsulation level
+    /// (`RTE_FLOW_ITEM_TYPE_INTEGRITY`), matched positively only: a check
+    /// set `true` must have passed, one left `false` is not looked at
+    /// (mlx5 refuses a match on a failed check, "negative integrity flow
+    /// is not supported"). The headers it speaks of must be in the
+    /// pattern too (an IPv4 item of that level for `ipv4_csum_ok`), as
+    /// mlx5 requires.
+    Integrity {
+        /// 1 the outermost headers, 2 those inside the first tunnel, …
+        /// (0 is the PMD's default, which tgw never relies on).
+        level: u32,
+        /// Every layer-3 check the NIC makes passed.
+        l3_ok: bool,
+        /// The IPv4 header checksum verifies (RFC 791, RFC 1071).
+        ipv4_csum_ok: bool,
+    },
     /// A mark a rule of an earlier group set.
     Mark(u32),
     /// Metadata (`RTE_FLOW_ITEM_TYPE_META`).

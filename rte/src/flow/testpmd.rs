@@ -225,6 +225,19 @@ fn item_text(item: &Item) -> String {
         Item::GreKey(k) => {
             let _ = write!(s, "gre_key value is {k}");
         }
+        // testpmd's `value` is the whole 64-bit word: `value is` would
+        // match every other check clear too, so spec and mask apart.
+        Item::Integrity {
+            level,
+            l3_ok,
+            ipv4_csum_ok,
+        } => {
+            let bits = integrity_bits(l3_ok, ipv4_csum_ok);
+            let _ = write!(
+                s,
+                "integrity level is {level} value spec {bits:#x} value mask {bits:#x}"
+            );
+        }
         Item::Mark(id) => {
             let _ = write!(s, "mark id is {id}");
         }
@@ -234,6 +247,13 @@ fn item_text(item: &Item) -> String {
         }
     }
     s
+}
+
+/// `struct rte_flow_item_integrity`'s bits (DPDK 22.11 `rte_flow.h`,
+/// from the least significant: packet_ok, l2_ok, l3_ok, l4_ok,
+/// l2_crc_ok, ipv4_csum_ok, …) as testpmd's `value` word.
+fn integrity_bits(l3_ok: bool, ipv4_csum_ok: bool) -> u64 {
+    (u64::from(l3_ok) << 2) | (u64::from(ipv4_csum_ok) << 5)
 }
 
 fn action_text(action: &Action, raw_index: &mut usize, sets: &mut String) -> String {
@@ -482,6 +502,29 @@ mod tests {
                 }),
             }),
             "tcp src is 443 dst is 40000 flags spec 0x00 flags mask 0x07"
+        );
+    }
+
+    /// testpmd's `value` is the struct's whole 64-bit word: the checks
+    /// asked are set in spec and mask alike (`is` would ask every other
+    /// check to have failed), l3_ok bit 2, ipv4_csum_ok bit 5.
+    #[test]
+    fn integrity() {
+        assert_eq!(
+            one_item(Item::Integrity {
+                level: 1,
+                l3_ok: true,
+                ipv4_csum_ok: true,
+            }),
+            "integrity level is 1 value spec 0x24 value mask 0x24"
+        );
+        assert_eq!(
+            one_item(Item::Integrity {
+                level: 2,
+                l3_ok: false,
+                ipv4_csum_ok: true,
+            }),
+            "integrity level is 2 value spec 0x20 value mask 0x20"
         );
     }
 

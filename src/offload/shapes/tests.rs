@@ -395,8 +395,8 @@ fn the_tunnel_header_has_df_and_its_tos_is_the_root_rules() {
     assert_eq!(full(&leg), Err(ShapeError::PushedTos(0xb8)));
 }
 
-/// The public root rule: whole packets with DF set and TOS 0 jump to the
-/// flows' group; nothing about any flow.
+/// The public root rule: whole packets with DF set and TOS 0, whose
+/// header is intact, jump to the flows' group; nothing about any flow.
 #[test]
 fn the_public_root_rule_checks_the_headers_and_jumps() {
     let mut packet = whole_ipv4(0, 0, 0, Some(PUSHED_TOS), false);
@@ -414,10 +414,20 @@ fn the_public_root_rule_checks_the_headers_and_jumps() {
                 priority: 65,
                 ..TRANSFER
             },
-            pattern: vec![eth_ipv4(), packet],
+            pattern: vec![eth_ipv4(), packet, intact_outer()],
             actions: vec![Action::Jump(1)],
         }
     );
+}
+
+/// The integrity item of the outermost headers: layer 3 and the IPv4
+/// checksum passed.
+fn intact_outer() -> Item {
+    Item::Integrity {
+        level: 1,
+        l3_ok: true,
+        ipv4_csum_ok: true,
+    }
 }
 
 /// `[offload] outer_df = "set"`: the public root rule does not look at DF
@@ -465,7 +475,7 @@ fn with_outer_df_set_the_public_root_leaves_df_alone_and_the_header_sets_it() {
     assert_eq!(
         set,
         Rule {
-            pattern: vec![eth_ipv4(), packet],
+            pattern: vec![eth_ipv4(), packet, intact_outer()],
             ..copy
         },
         "the TOS, options and the jump as with copy"
@@ -520,7 +530,7 @@ fn a_tunnel_root_rule_checks_the_outer_headers_and_jumps() {
                 },
                 inner.clone(),
             ],
-            actions: vec![Action::Jump(1)],
+            actions: vec![Action::Jump(3)],
         }
     );
     let plain = TunnelMatch { gretap: false, ..t };
@@ -533,6 +543,76 @@ fn a_tunnel_root_rule_checks_the_outer_headers_and_jumps() {
             Item::GreKey(1000),
             inner,
         ]
+    );
+}
+
+/// The integrity check a tunnel's root rule jumps to: one rule for each
+/// GRE protocol, in group 3, taking frames whose outer (level 1) and
+/// inner (level 2) IPv4 headers are intact on to the flows' group, those
+/// headers in its pattern as mlx5 requires, each item right after its
+/// header (mlx5's HW steering takes an item after the GRE one as inner).
+#[test]
+fn a_tunnels_integrity_check_looks_at_both_headers_and_jumps_to_the_flows() {
+    let any = Item::Ipv4 {
+        version_ihl: None,
+        tos: None,
+        fragment_offset: None,
+        ttl: None,
+        src: None,
+        dst: None,
+        protocol: None,
+    };
+    let mut outer = any.clone();
+    if let Item::Ipv4 { protocol, .. } = &mut outer {
+        *protocol = Some(47);
+    }
+    let gre_of = |protocol| Item::Gre {
+        protocol: Some(protocol),
+        checksum_present: None,
+        key_present: None,
+        sequence_present: None,
+    };
+    let inner_intact = Item::Integrity {
+        level: 2,
+        l3_ok: true,
+        ipv4_csum_ok: true,
+    };
+    let check = tunnel_check(true);
+    assert_eq!(
+        check,
+        Rule {
+            attr: Attr {
+                group: 3,
+                priority: 0,
+                ..TRANSFER
+            },
+            pattern: vec![
+                eth_ipv4(),
+                outer.clone(),
+                intact_outer(),
+                gre_of(0x6558),
+                eth_ipv4(),
+                any.clone(),
+                inner_intact.clone(),
+            ],
+            actions: vec![Action::Jump(1)],
+        }
+    );
+    assert_eq!(
+        tunnel_check(false).pattern,
+        vec![
+            eth_ipv4(),
+            outer,
+            intact_outer(),
+            gre_of(0x0800),
+            any,
+            inner_intact
+        ]
+    );
+    let t = underlay_leg(6).tunnel.unwrap();
+    assert_eq!(
+        tunnel_root(&t, [2, 0, 0, 0, 0x10, 0]).actions,
+        [Action::Jump(check.attr.group)]
     );
 }
 
@@ -560,6 +640,7 @@ fn every_full_rule_fits_a_testpmd_line() {
         (0, full(&public).unwrap()),
         (1, full(&underlay).unwrap()),
         (1, tunnel_root(&t, [0xff; 6])),
+        (1, tunnel_check(true)),
         (0, public_root(OuterDf::Copy)),
         (0, public_root(OuterDf::Set)),
     ];
