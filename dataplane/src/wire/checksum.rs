@@ -172,6 +172,14 @@ impl Delta {
     /// is `0xffff - 0x100` for every `m` (RFC 1624).
     pub const TTL_DECREMENT: Delta = Delta(0xfeff);
 
+    /// The opposite change (one's complement negation): `d.combine(d.negate())`
+    /// is no change.
+    #[inline]
+    #[must_use]
+    pub const fn negate(self) -> Self {
+        Delta(!self.0)
+    }
+
     /// Adds a 16-bit word changing from `old` to `new`.
     #[inline]
     #[must_use]
