@@ -31,17 +31,21 @@ enum Field {
 /// identifier) with it, with their checksum changes, computed once when
 /// the flow is made (RFC 1624; VPP's `nat_6t_flow_t` does the same): a
 /// packet of the flow then writes the fields and adds one precomputed
-/// change to each checksum. 12 bytes: a flow holds two, and its value is
-/// one cache line (conntrack.rs).
+/// change to each checksum. Fields and changes are kept as their bytes lie
+/// in the packet, so that a packet's update swaps no bytes: the one's
+/// complement sum is the same in either byte order (RFC 1071 §2(B)). 12
+/// bytes: a flow holds two, and its value is one cache line
+/// (conntrack.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rewrite {
-    /// The address written.
-    addr: u32,
-    /// The port written, when `rewrites_port`.
-    port: u16,
+    /// The address written, in network order.
+    addr: [u8; 4],
+    /// The port written, when `rewrites_port`, in network order.
+    port: [u8; 2],
     /// A forwarded packet's IPv4 header checksum change: the address's
     /// and the TTL's decrement, combined once (the header change the
-    /// fast path makes; [`Rewrite::apply`] takes the TTL's back out).
+    /// fast path makes; [`Rewrite::apply`] takes the TTL's back out). In
+    /// memory order ([`Delta::in_memory_order`]), as is `l4`.
     forward: Delta,
     /// A TCP or UDP checksum's change: the address's through the
     /// pseudo-header and the port's. An ICMP echo's checksum has no
@@ -62,19 +66,6 @@ impl Default for Rewrite {
 /// Undoes [`Delta::TTL_DECREMENT`]: its one's complement, `0x100`.
 const TTL_UNDO: Delta = Delta::TTL_DECREMENT.negate();
 
-/// The transport header's fields a rewrite touches, by protocol: the
-/// bytes it must hold (checksum and ports), where its checksum is, and
-/// whether UDP's zero rule applies. `None` for a protocol whose header
-/// holds nothing of the tuple's, or an ICMP message other than an echo.
-#[inline(always)]
-fn transport(protocol: IpProtocol) -> Option<(usize, usize, bool)> {
-    match protocol {
-        IpProtocol::TCP => Some((18, 16, false)),
-        IpProtocol::UDP => Some((8, 6, true)),
-        _ => None,
-    }
-}
-
 impl Rewrite {
     /// Source `old` becomes `new`.
     pub fn src(old: u32, new: u32) -> Self {
@@ -93,10 +84,10 @@ impl Rewrite {
     fn new(field: Field, old: u32, new: u32) -> Self {
         let delta = Delta::new().add_u32(old, new);
         Rewrite {
-            addr: new,
-            port: 0,
-            forward: delta.combine(Delta::TTL_DECREMENT),
-            l4: delta,
+            addr: new.to_be_bytes(),
+            port: [0; 2],
+            forward: delta.combine(Delta::TTL_DECREMENT).in_memory_order(),
+            l4: delta.in_memory_order(),
             field: if old == new { Field::None } else { field },
             rewrites_port: false,
         }
@@ -109,19 +100,20 @@ impl Rewrite {
         // Source NAT always changes the address too: a pool's addresses
         // are never a host's own source (that flow is `Outbound::Own`).
         debug_assert!(self.field != Field::None, "a port rewrite keeps no side");
-        self.port = new;
+        self.port = new.to_be_bytes();
         self.rewrites_port = true;
-        self.l4 = self.l4.add_u16(old, new);
+        let port = Delta::new().add_u16(old, new).in_memory_order();
+        self.l4 = self.l4.combine(port);
         self
     }
 
-    /// The address's change alone (the IPv4 header's without the TTL):
-    /// for the rare callers that do not forward.
+    /// The address's change alone (the IPv4 header's without the TTL),
+    /// in memory order: for the rare callers that do not forward.
     #[inline]
     fn address_delta(&self) -> Delta {
         match self.field {
             Field::None => Delta::new(),
-            _ => self.forward.combine(TTL_UNDO),
+            _ => self.forward.combine(TTL_UNDO.in_memory_order()),
         }
     }
 
@@ -133,12 +125,12 @@ impl Rewrite {
 
     /// The address written.
     pub fn addr(&self) -> u32 {
-        self.addr
+        u32::from_be_bytes(self.addr)
     }
 
     /// The port written, if the rewrite changes one.
     pub fn port(&self) -> Option<u16> {
-        self.rewrites_port.then_some(self.port)
+        self.rewrites_port.then_some(u16::from_be_bytes(self.port))
     }
 
     /// The address change alone: for an ICMP error about a flow, whose
@@ -148,7 +140,7 @@ impl Rewrite {
     #[must_use]
     pub fn address_only(&self) -> Self {
         Rewrite {
-            port: 0,
+            port: [0; 2],
             rewrites_port: false,
             l4: self.address_delta(),
             ..*self
@@ -202,8 +194,8 @@ impl Rewrite {
             return false;
         };
         // A later fragment holds no transport header: the first
-        // fragment's checksum update covers the whole datagram.
-        // A transport header past the end is one too short to hold what
+        // fragment's checksum update covers the whole datagram. A
+        // transport header past the end is one too short to hold what
         // changes.
         let l4 = match rest.get_mut(ihl.saturating_sub(20)..) {
             _ if Ipv4Packet::new_unchecked(&*h).frag().is_later() => None,
@@ -219,61 +211,69 @@ impl Rewrite {
     /// False, with nothing written, if `l4` is too short for what changes.
     #[inline(always)]
     fn write(&self, h: &mut [u8; 20], l4: Option<&mut [u8]>, header: Delta) -> bool {
-        let at = match self.field {
-            Field::None => 0,
-            Field::Src => 12,
-            Field::Dst => 16,
-        };
-        if at != 0 {
+        if self.field != Field::None {
             // The transport header first: it is the one that can be short.
-            if let Some(l4) = l4 {
-                if !self.write_transport(IpProtocol(h[9]), l4) {
-                    return false;
+            // Each protocol's header is taken as an array of its length,
+            // so that its fields cost no bounds checks.
+            let written = match (IpProtocol(h[9]), l4) {
+                (_, None) => true,
+                (IpProtocol::TCP, Some(l4)) => {
+                    self.write_ports(l4.first_chunk_mut::<18>(), 16, false)
                 }
+                (IpProtocol::UDP, Some(l4)) => self.write_ports(l4.first_chunk_mut::<8>(), 6, true),
+                (IpProtocol::ICMP, Some(l4)) if self.rewrites_port => self.write_echo(l4),
+                _ => true,
+            };
+            if !written {
+                return false;
             }
-            let addr = self.addr.to_be_bytes();
-            if at == 12 {
-                h[12..16].copy_from_slice(&addr);
+            if self.field == Field::Src {
+                h[12..16].copy_from_slice(&self.addr);
             } else {
-                h[16..20].copy_from_slice(&addr);
+                h[16..20].copy_from_slice(&self.addr);
             }
         }
-        let hc = u16::from_be_bytes([h[10], h[11]]);
-        h[10..12].copy_from_slice(&header.apply(hc).to_be_bytes());
+        let [a, b] = header.apply_in_memory([h[10], h[11]]);
+        (h[10], h[11]) = (a, b);
         true
     }
 
-    /// The transport part of [`Rewrite::write`].
+    /// The TCP or UDP part of [`Rewrite::write`]: `seg` the header's first
+    /// `N` bytes (`None`: the segment is shorter), the checksum at `c`,
+    /// with UDP's zero rule if `udp`.
     #[inline(always)]
-    fn write_transport(&self, protocol: IpProtocol, l4: &mut [u8]) -> bool {
-        // The port on the rewritten side: the source's first.
-        let p = if self.field == Field::Src { 0 } else { 2 };
-        if let Some((len, c, udp)) = transport(protocol) {
-            let Some(seg) = l4.get_mut(..len) else {
-                return false;
-            };
-            let hc = u16::from_be_bytes([seg[c], seg[c + 1]]);
-            let new = if udp {
-                self.l4.apply_udp(hc)
-            } else {
-                self.l4.apply(hc)
-            };
-            seg[c..c + 2].copy_from_slice(&new.to_be_bytes());
-            if self.rewrites_port {
-                seg[p..p + 2].copy_from_slice(&self.port.to_be_bytes());
-            }
-        } else if protocol == IpProtocol::ICMP && self.rewrites_port {
-            // An echo: its identifier (bytes 4–5) stands for the port, and
-            // its checksum has no pseudo-header.
-            let Some(echo) = l4.first_chunk_mut::<6>() else {
-                return false;
-            };
-            let old = u16::from_be_bytes([echo[4], echo[5]]);
-            let hc = u16::from_be_bytes([echo[2], echo[3]]);
-            let new = Delta::new().add_u16(old, self.port).apply(hc);
-            echo[2..4].copy_from_slice(&new.to_be_bytes());
-            echo[4..6].copy_from_slice(&self.port.to_be_bytes());
+    fn write_ports<const N: usize>(&self, seg: Option<&mut [u8; N]>, c: usize, udp: bool) -> bool {
+        let Some(seg) = seg else {
+            return false;
+        };
+        let hc = [seg[c], seg[c + 1]];
+        let [x, y] = if udp {
+            self.l4.apply_udp_in_memory(hc)
+        } else {
+            self.l4.apply_in_memory(hc)
+        };
+        (seg[c], seg[c + 1]) = (x, y);
+        if self.rewrites_port {
+            // The port on the rewritten side: the source's first.
+            let p = if self.field == Field::Src { 0 } else { 2 };
+            seg[p..p + 2].copy_from_slice(&self.port);
         }
+        true
+    }
+
+    /// An ICMP echo's identifier (bytes 4–5) stands for the port; its
+    /// checksum has no pseudo-header, so it changes by the identifier's
+    /// change alone, read from the packet.
+    #[cold]
+    fn write_echo(&self, l4: &mut [u8]) -> bool {
+        let Some(echo) = l4.first_chunk_mut::<6>() else {
+            return false;
+        };
+        let old = u16::from_be_bytes([echo[4], echo[5]]);
+        let change = Delta::new().add_u16(old, u16::from_be_bytes(self.port));
+        let [x, y] = change.in_memory_order().apply_in_memory([echo[2], echo[3]]);
+        (echo[2], echo[3]) = (x, y);
+        echo[4..6].copy_from_slice(&self.port);
         true
     }
 }
@@ -612,16 +612,21 @@ mod tests {
     /// A TCP segment (0), UDP datagram (1) or ICMP echo request (2, `sport`
     /// its identifier, `dport` its sequence number), built by etherparse
     /// with every checksum computed from scratch.
-    fn build(proto: u64, src: u32, dst: u32, ports: (u16, u16), ttl: u8, payload: &[u8]) -> Vec<u8> {
+    fn build(
+        proto: u64,
+        src: u32,
+        dst: u32,
+        ports: (u16, u16),
+        ttl: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
         let (sport, dport) = ports;
         let b = PacketBuilder::ipv4(src.to_be_bytes(), dst.to_be_bytes(), ttl);
         let mut out = Vec::new();
         match proto {
             0 => b.tcp(sport, dport, 7, 1000).ack(9).write(&mut out, payload),
             1 => b.udp(sport, dport).write(&mut out, payload),
-            _ => b
-                .icmpv4_echo_request(sport, dport)
-                .write(&mut out, payload),
+            _ => b.icmpv4_echo_request(sport, dport).write(&mut out, payload),
         }
         .unwrap();
         out
@@ -729,10 +734,25 @@ mod tests {
             let (a, b, n) = (rng.next() as u32, rng.next() as u32, rng.next() as u32);
             let p = rng.next();
             let payload = [r as u8; 9];
-            let packet = build(proto, a, b, (p as u16, (p >> 16) as u16), 2 + (r >> 8) as u8 % 254, &payload);
-            let mut rewrite = if r >> 4 & 1 == 1 { Rewrite::src(a, n) } else { Rewrite::dst(b, n) };
+            let packet = build(
+                proto,
+                a,
+                b,
+                (p as u16, (p >> 16) as u16),
+                2 + (r >> 8) as u8 % 254,
+                &payload,
+            );
+            let mut rewrite = if r >> 4 & 1 == 1 {
+                Rewrite::src(a, n)
+            } else {
+                Rewrite::dst(b, n)
+            };
             if r >> 5 & 1 == 1 {
-                let id = if proto == 2 || r >> 4 & 1 == 1 { p as u16 } else { (p >> 16) as u16 };
+                let id = if proto == 2 || r >> 4 & 1 == 1 {
+                    p as u16
+                } else {
+                    (p >> 16) as u16
+                };
                 rewrite = rewrite.with_port(id, (p >> 32) as u16);
             }
             let (mut full, mut fast) = (packet.clone(), packet);

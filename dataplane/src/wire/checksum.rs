@@ -209,6 +209,43 @@ impl Delta {
         Delta(fold32(u32::from(self.0) + u32::from(other.0)))
     }
 
+    /// The change as it applies to a checksum read and written as its two
+    /// bytes lie in memory ([`Delta::apply_in_memory`]): byte-swapped on a
+    /// little-endian machine. The one's complement sum is the same in
+    /// either byte order (RFC 1071 §2(B)), so a change computed once in
+    /// memory order saves a packet's update a swap each way. Combine only
+    /// changes of the same order.
+    #[inline]
+    #[must_use]
+    pub const fn in_memory_order(self) -> Self {
+        Delta(self.0.to_be())
+    }
+
+    /// [`Delta::apply`] for a change in memory order and a checksum's two
+    /// bytes as they lie in the packet: the bytes [`Delta::apply`] would
+    /// write, without a byte swap.
+    #[inline]
+    pub fn apply_in_memory(self, hc: [u8; 2]) -> [u8; 2] {
+        let hc = u16::from_ne_bytes(hc);
+        (!fold32(u32::from(!hc) + u32::from(self.0))).to_ne_bytes()
+    }
+
+    /// [`Delta::apply_udp`] for a change in memory order (zero is zero and
+    /// 0xffff is 0xffff in either byte order).
+    #[inline]
+    pub fn apply_udp_in_memory(self, hc: [u8; 2]) -> [u8; 2] {
+        if hc == [0, 0] {
+            hc
+        } else {
+            let new = self.apply_in_memory(hc);
+            if new == [0, 0] {
+                [0xff, 0xff]
+            } else {
+                new
+            }
+        }
+    }
+
     /// The checksum `hc` after the change.
     #[inline]
     pub fn apply(self, hc: u16) -> u16 {
@@ -338,6 +375,34 @@ mod tests {
     #[test]
     fn rfc1624_example() {
         assert_eq!(update_u16(0xdd2f, 0x5555, 0x3285), 0x0000);
+    }
+
+    /// A change kept in memory order and applied to a checksum's bytes as
+    /// they lie writes the bytes the big-endian update writes, for every
+    /// checksum against random changes (RFC 1071 §2(B)), UDP's rules too.
+    #[test]
+    fn a_change_in_memory_order_writes_the_same_bytes() {
+        let mut x = 0x0123_4567_89ab_cdef_u64;
+        for hc in 0..=u16::MAX {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for d in [
+                Delta(x as u16),
+                Delta(0),
+                Delta(0xffff),
+                Delta::TTL_DECREMENT,
+            ] {
+                let bytes = hc.to_be_bytes();
+                let mem = d.in_memory_order();
+                assert_eq!(mem.apply_in_memory(bytes), d.apply(hc).to_be_bytes());
+                let udp = d.apply_udp(hc).to_be_bytes();
+                assert_eq!(mem.apply_udp_in_memory(bytes), udp, "{hc:#x} {d:?}");
+                let other = Delta((x >> 16) as u16);
+                let both = d.combine(other).in_memory_order();
+                assert_eq!(both, mem.combine(other.in_memory_order()));
+            }
+        }
     }
 
     #[test]
