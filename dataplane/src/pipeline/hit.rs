@@ -140,7 +140,7 @@ impl Plain {
         }
         let len = usize::from(header.total_len());
         let l4 = ip.get(IHL..len)?;
-        if checksum::fold(checksum::sum(h)) != 0xffff {
+        if !checksum::verify_ipv4_header(h) {
             return None;
         }
         let (src, dst) = (u32::from(header.src_addr()), u32::from(header.dst_addr()));
