@@ -442,7 +442,7 @@ mod tests {
                 let c = checksum(&h);
                 h[10..12].copy_from_slice(&c.to_be_bytes());
                 if i % 5 == 0 {
-                    h[(x % 20) as usize] ^= 1 << (x >> 8) % 8;
+                    h[(x % 20) as usize] ^= 1 << ((x >> 8) % 8);
                 }
             }
             let want = fold(sum(&h)) == 0xffff;
