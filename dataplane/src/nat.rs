@@ -56,6 +56,9 @@ pub struct Rewrite {
     rewrites_port: bool,
 }
 
+// Two in a flow's one cache line (conntrack.rs's `Conn`).
+const _: () = assert!(std::mem::size_of::<Rewrite>() == 12);
+
 impl Default for Rewrite {
     /// Translates nothing: forwarding is the TTL alone.
     fn default() -> Self {
