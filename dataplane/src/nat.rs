@@ -28,22 +28,46 @@ enum Field {
 }
 
 /// One address rewrite, and for shared source NAT the port (or ICMP echo
-/// identifier) with it, with their checksum changes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// identifier) with it, with their checksum changes, computed once when
+/// the flow is made (RFC 1624; VPP's `nat_6t_flow_t` does the same): a
+/// packet of the flow then writes the fields and adds one precomputed
+/// change to each checksum. Fields and changes are kept as their bytes lie
+/// in the packet, so that a packet's update swaps no bytes: the one's
+/// complement sum is the same in either byte order (RFC 1071 §2(B)). 12
+/// bytes: a flow holds two, and its value is one cache line
+/// (conntrack.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rewrite {
+    /// The address written, in network order.
+    addr: [u8; 4],
+    /// The port written, when `rewrites_port`, in network order.
+    port: [u8; 2],
+    /// A forwarded packet's IPv4 header checksum change: the address's
+    /// and the TTL's decrement, combined once (the header change the
+    /// fast path makes; [`Rewrite::apply`] takes the TTL's back out). In
+    /// memory order ([`Delta::in_memory_order`]), as is `l4`.
+    forward: Delta,
+    /// A TCP or UDP checksum's change: the address's through the
+    /// pseudo-header and the port's. An ICMP echo's checksum has no
+    /// pseudo-header: its identifier's change is computed from the
+    /// packet's own (rare: source NAT of pings).
+    l4: Delta,
     field: Field,
-    addr: u32,
-    /// The new port, when `port_delta` is not empty.
-    port: u16,
     rewrites_port: bool,
-    /// The address's change: the IPv4 checksum's.
-    delta: Delta,
-    /// The port's change alone: an ICMP echo's checksum (no pseudo-header).
-    /// A TCP or UDP checksum changes by both (the address through the
-    /// pseudo-header), added per packet rather than kept: a flow holds two
-    /// rewrites, and the flow table's budget is 128 bytes a flow.
-    port_delta: Delta,
 }
+
+// Two in a flow's one cache line (conntrack.rs's `Conn`).
+const _: () = assert!(std::mem::size_of::<Rewrite>() == 12);
+
+impl Default for Rewrite {
+    /// Translates nothing: forwarding is the TTL alone.
+    fn default() -> Self {
+        Self::new(Field::None, 0, 0)
+    }
+}
+
+/// Undoes [`Delta::TTL_DECREMENT`]: its one's complement, `0x100`.
+const TTL_UNDO: Delta = Delta::TTL_DECREMENT.negate();
 
 impl Rewrite {
     /// Source `old` becomes `new`.
@@ -63,12 +87,12 @@ impl Rewrite {
     fn new(field: Field, old: u32, new: u32) -> Self {
         let delta = Delta::new().add_u32(old, new);
         Rewrite {
+            addr: new.to_be_bytes(),
+            port: [0; 2],
+            forward: delta.combine(Delta::TTL_DECREMENT).in_memory_order(),
+            l4: delta.in_memory_order(),
             field: if old == new { Field::None } else { field },
-            addr: new,
-            port: 0,
             rewrites_port: false,
-            delta,
-            port_delta: Delta::new(),
         }
     }
 
@@ -79,16 +103,21 @@ impl Rewrite {
         // Source NAT always changes the address too: a pool's addresses
         // are never a host's own source (that flow is `Outbound::Own`).
         debug_assert!(self.field != Field::None, "a port rewrite keeps no side");
-        self.port = new;
+        self.port = new.to_be_bytes();
         self.rewrites_port = true;
-        self.port_delta = Delta::new().add_u16(old, new);
+        let port = Delta::new().add_u16(old, new).in_memory_order();
+        self.l4 = self.l4.combine(port);
         self
     }
 
-    /// A TCP or UDP checksum's change.
+    /// The address's change alone (the IPv4 header's without the TTL),
+    /// in memory order: for the rare callers that do not forward.
     #[inline]
-    fn l4_delta(&self) -> Delta {
-        self.delta.combine(self.port_delta)
+    fn address_delta(&self) -> Delta {
+        match self.field {
+            Field::None => Delta::new(),
+            _ => self.forward.combine(TTL_UNDO.in_memory_order()),
+        }
     }
 
     /// Whether the rewrite changes anything: a flow of a tenant's own
@@ -99,12 +128,12 @@ impl Rewrite {
 
     /// The address written.
     pub fn addr(&self) -> u32 {
-        self.addr
+        u32::from_be_bytes(self.addr)
     }
 
     /// The port written, if the rewrite changes one.
     pub fn port(&self) -> Option<u16> {
-        self.rewrites_port.then_some(self.port)
+        self.rewrites_port.then_some(u16::from_be_bytes(self.port))
     }
 
     /// The address change alone: for an ICMP error about a flow, whose
@@ -114,9 +143,9 @@ impl Rewrite {
     #[must_use]
     pub fn address_only(&self) -> Self {
         Rewrite {
-            port: 0,
+            port: [0; 2],
             rewrites_port: false,
-            port_delta: Delta::new(),
+            l4: self.address_delta(),
             ..*self
         }
     }
@@ -126,70 +155,128 @@ impl Rewrite {
     /// false, leaving the packet as it was, if the transport header is too
     /// short to hold what changes.
     pub fn apply(&self, ip: &mut [u8], ihl: usize) -> bool {
-        self.apply_with(ip, ihl, Delta::new())
+        self.rewrite(ip, ihl, self.address_delta())
     }
 
     /// [`Rewrite::apply`] for a packet being forwarded: the TTL, checked
     /// above 1 by the caller, is decremented too, and both changes go into
     /// the header checksum as one update (the TTL's change is a word of
-    /// the header like any other, RFC 1624).
+    /// the header like any other, RFC 1624), combined when the flow was
+    /// made.
     pub fn forward(&self, ip: &mut [u8], ihl: usize) -> bool {
-        let Some(ttl) = ip[8].checked_sub(1) else {
+        let Some(ttl) = ip.get(8).and_then(|t| t.checked_sub(1)) else {
             return false;
         };
-        if !self.apply_with(ip, ihl, Delta::TTL_DECREMENT) {
+        if !self.rewrite(ip, ihl, self.forward) {
             return false;
         }
         ip[8] = ttl;
         true
     }
 
-    /// Applies the rewrite, with `header` added to the header checksum's
-    /// change for what the caller changes in the header itself.
+    /// [`Rewrite::forward`] for a plain packet, as the flow-hit fast path
+    /// takes it (`pipeline/hit.rs`'s header pass): a 20-byte IPv4 header,
+    /// not a fragment, TTL above 1. The same update, inlined, without
+    /// the fragment test the header pass made.
+    #[inline(always)]
+    pub fn forward_plain(&self, ip: &mut [u8]) -> bool {
+        let Some((h, l4)) = ip.split_first_chunk_mut::<20>() else {
+            return false;
+        };
+        if h[8] <= 1 || !self.write(h, Some(l4), self.forward) {
+            return false;
+        }
+        h[8] -= 1;
+        true
+    }
+
+    /// Applies the rewrite with `header` as the header checksum's change.
     #[inline]
-    fn apply_with(&self, ip: &mut [u8], ihl: usize, header: Delta) -> bool {
-        let at = match self.field {
-            Field::None => {
-                let hc = u16::from_be_bytes([ip[10], ip[11]]);
-                ip[10..12].copy_from_slice(&header.apply(hc).to_be_bytes());
-                return true;
-            }
-            Field::Src => 12,
-            Field::Dst => 16,
+    fn rewrite(&self, ip: &mut [u8], ihl: usize, header: Delta) -> bool {
+        let Some((h, rest)) = ip.split_first_chunk_mut::<20>() else {
+            return false;
         };
-        // (checksum offset, UDP rules, port offset, the checksum's change)
-        let src = self.field == Field::Src;
-        // A later fragment holds no transport header: the first fragment's
-        // checksum update covers the whole datagram.
-        let later_fragment = Ipv4Packet::new_unchecked(&*ip).frag().is_later();
-        let l4 = match IpProtocol(ip[9]) {
-            _ if later_fragment => None,
-            IpProtocol::TCP => Some((16, false, if src { 0 } else { 2 }, self.l4_delta())),
-            IpProtocol::UDP => Some((6, true, if src { 0 } else { 2 }, self.l4_delta())),
-            // ICMP has no pseudo-header: only an echo identifier counts.
-            IpProtocol::ICMP if self.rewrites_port => Some((2, false, 4, self.port_delta)),
-            _ => None,
+        // A later fragment holds no transport header: the first
+        // fragment's checksum update covers the whole datagram. A
+        // transport header past the end is one too short to hold what
+        // changes.
+        let l4 = match rest.get_mut(ihl.saturating_sub(20)..) {
+            _ if Ipv4Packet::new_unchecked(&*h).frag().is_later() => None,
+            Some(l4) => Some(l4),
+            None => Some(&mut [][..]),
         };
-        if let Some((c, udp, p, delta)) = l4 {
+        self.write(h, l4, header)
+    }
+
+    /// Writes the address (and port) into the IPv4 header `h` and the
+    /// transport header `l4` (`None`: none to touch), and adds the
+    /// precomputed changes to their checksums, `header` to the header's.
+    /// False, with nothing written, if `l4` is too short for what changes.
+    #[inline(always)]
+    fn write(&self, h: &mut [u8; 20], l4: Option<&mut [u8]>, header: Delta) -> bool {
+        if self.field != Field::None {
             // The transport header first: it is the one that can be short.
-            let Some(seg) = ip.get_mut(ihl..ihl + c.max(p) + 2) else {
+            // Each protocol's header is taken as an array of its length,
+            // so that its fields cost no bounds checks.
+            let written = match (IpProtocol(h[9]), l4) {
+                (_, None) => true,
+                (IpProtocol::TCP, Some(l4)) => {
+                    self.write_ports(l4.first_chunk_mut::<18>(), 16, false)
+                }
+                (IpProtocol::UDP, Some(l4)) => self.write_ports(l4.first_chunk_mut::<8>(), 6, true),
+                (IpProtocol::ICMP, Some(l4)) if self.rewrites_port => self.write_echo(l4),
+                _ => true,
+            };
+            if !written {
                 return false;
-            };
-            let hc = u16::from_be_bytes([seg[c], seg[c + 1]]);
-            let new = if udp {
-                delta.apply_udp(hc)
+            }
+            if self.field == Field::Src {
+                h[12..16].copy_from_slice(&self.addr);
             } else {
-                delta.apply(hc)
-            };
-            seg[c..c + 2].copy_from_slice(&new.to_be_bytes());
-            if self.rewrites_port {
-                seg[p..p + 2].copy_from_slice(&self.port.to_be_bytes());
+                h[16..20].copy_from_slice(&self.addr);
             }
         }
-        ip[at..at + 4].copy_from_slice(&self.addr.to_be_bytes());
-        let hc = u16::from_be_bytes([ip[10], ip[11]]);
-        let delta = self.delta.combine(header);
-        ip[10..12].copy_from_slice(&delta.apply(hc).to_be_bytes());
+        let [a, b] = header.apply_in_memory([h[10], h[11]]);
+        (h[10], h[11]) = (a, b);
+        true
+    }
+
+    /// The TCP or UDP part of [`Rewrite::write`]: `seg` the header's first
+    /// `N` bytes (`None`: the segment is shorter), the checksum at `c`,
+    /// with UDP's zero rule if `udp`.
+    #[inline(always)]
+    fn write_ports<const N: usize>(&self, seg: Option<&mut [u8; N]>, c: usize, udp: bool) -> bool {
+        let Some(seg) = seg else {
+            return false;
+        };
+        let hc = [seg[c], seg[c + 1]];
+        let [x, y] = if udp {
+            self.l4.apply_udp_in_memory(hc)
+        } else {
+            self.l4.apply_in_memory(hc)
+        };
+        (seg[c], seg[c + 1]) = (x, y);
+        if self.rewrites_port {
+            // The port on the rewritten side: the source's first.
+            let p = if self.field == Field::Src { 0 } else { 2 };
+            seg[p..p + 2].copy_from_slice(&self.port);
+        }
+        true
+    }
+
+    /// An ICMP echo's identifier (bytes 4–5) stands for the port; its
+    /// checksum has no pseudo-header, so it changes by the identifier's
+    /// change alone, read from the packet.
+    #[cold]
+    fn write_echo(&self, l4: &mut [u8]) -> bool {
+        let Some(echo) = l4.first_chunk_mut::<6>() else {
+            return false;
+        };
+        let old = u16::from_be_bytes([echo[4], echo[5]]);
+        let change = Delta::new().add_u16(old, u16::from_be_bytes(self.port));
+        let [x, y] = change.in_memory_order().apply_in_memory([echo[2], echo[3]]);
+        (echo[2], echo[3]) = (x, y);
+        echo[4..6].copy_from_slice(&self.port);
         true
     }
 }
@@ -511,6 +598,171 @@ mod tests {
         let before = short.clone();
         assert!(!Rewrite::dst(1, 2).apply(&mut short, 20));
         assert_eq!(short, before);
+    }
+
+    /// xorshift64: the property tests' numbers, the same every run.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    /// A TCP segment (0), UDP datagram (1) or ICMP echo request (2, `sport`
+    /// its identifier, `dport` its sequence number), built by etherparse
+    /// with every checksum computed from scratch.
+    fn build(
+        proto: u64,
+        src: u32,
+        dst: u32,
+        ports: (u16, u16),
+        ttl: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let (sport, dport) = ports;
+        let b = PacketBuilder::ipv4(src.to_be_bytes(), dst.to_be_bytes(), ttl);
+        let mut out = Vec::new();
+        match proto {
+            0 => b.tcp(sport, dport, 7, 1000).ack(9).write(&mut out, payload),
+            1 => b.udp(sport, dport).write(&mut out, payload),
+            _ => b.icmpv4_echo_request(sport, dport).write(&mut out, payload),
+        }
+        .unwrap();
+        out
+    }
+
+    /// Where a built packet's transport checksum is.
+    fn l4_checksum_at(proto: u64) -> usize {
+        20 + [16, 6, 2][proto as usize]
+    }
+
+    /// The property behind every flow's rewrite: the checksum changes
+    /// computed when the flow is made, added to a packet's checksums
+    /// (RFC 1624), give the bytes of the translated packet built anew
+    /// with every checksum computed from scratch, for random addresses,
+    /// ports, TTLs and payloads, both sides, with and without a port, and
+    /// at UDP's edges: a checksum of 0 (none sent, RFC 768) stays 0, and
+    /// one that computes to 0 before or after is sent as 0xffff.
+    #[test]
+    fn a_precomputed_rewrite_gives_the_checksums_of_a_packet_built_anew() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut zero, mut ffff_before, mut ffff_after) = (0, 0, 0);
+        for _ in 0..30_000 {
+            let r = rng.next();
+            let proto = r % 3;
+            let src_side = r >> 2 & 1 == 1;
+            let identity = r >> 3 & 15 == 0;
+            let port = !identity && r >> 7 & 1 == 1;
+            let forwarding = r >> 8 & 1 == 1;
+            // UDP's edges: 1 no checksum, 2 and 3 a sum of zero before
+            // or after the rewrite.
+            let edge = if proto == 1 { r >> 9 & 3 } else { 0 };
+            let ttl = 2 + (r >> 16) as u8 % 254;
+            let len = 2 + (r >> 24) as usize % 40;
+            let (a, b) = (rng.next() as u32, rng.next() as u32);
+            let new = if identity { a } else { rng.next() as u32 };
+            let ports = rng.next();
+            let (pa, pb, pn) = (ports as u16, (ports >> 16) as u16, (ports >> 32) as u16);
+            // An echo's identifier is both its "ports".
+            let pb = if proto == 2 { pa } else { pb };
+            let mut payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let (before, after) = {
+                let (s2, d2) = if src_side { (new, b) } else { (a, new) };
+                let (ps, pd) = match (port, src_side, proto) {
+                    (false, _, _) => (pa, pb),
+                    (true, _, 2) => (pn, pb),
+                    (true, true, _) => (pn, pb),
+                    (true, false, _) => (pa, pn),
+                };
+                let ttl2 = if forwarding { ttl - 1 } else { ttl };
+                ((a, b, (pa, pb), ttl), (s2, d2, (ps, pd), ttl2))
+            };
+            let make = |(s, d, p, t): (u32, u32, (u16, u16), u8), payload: &[u8]| {
+                build(proto, s, d, p, t, payload)
+            };
+            if edge >= 2 {
+                // The payload's first word set to the checksum computed
+                // with it zero makes the whole sum zero: sent as 0xffff.
+                payload[..2].fill(0);
+                let which = if edge == 2 { before } else { after };
+                let p = make(which, &payload);
+                let at = l4_checksum_at(proto);
+                payload[..2].copy_from_slice(&p[at..at + 2]);
+            }
+            let mut packet = make(before, &payload);
+            let mut want = make(after, &payload);
+            let at = l4_checksum_at(proto);
+            if edge == 1 {
+                packet[at..at + 2].fill(0);
+                want[at..at + 2].fill(0);
+                zero += 1;
+            }
+            ffff_before += usize::from(packet[at..at + 2] == [0xff, 0xff]);
+            ffff_after += usize::from(want[at..at + 2] == [0xff, 0xff]);
+            let mut rewrite = if src_side {
+                Rewrite::src(a, new)
+            } else {
+                Rewrite::dst(b, new)
+            };
+            if port {
+                let old = match (proto, src_side) {
+                    (2, _) | (_, true) => pa,
+                    _ => pb,
+                };
+                rewrite = rewrite.with_port(old, pn);
+            }
+            let done = if forwarding {
+                rewrite.forward(&mut packet, 20)
+            } else {
+                rewrite.apply(&mut packet, 20)
+            };
+            assert!(done);
+            assert_eq!(packet, want, "{rewrite:?} proto {proto} edge {edge}");
+        }
+        assert!(zero > 1000 && ffff_before > 1000 && ffff_after > 1000);
+    }
+
+    /// The fast path's [`Rewrite::forward_plain`] writes what
+    /// [`Rewrite::forward`] does.
+    #[test]
+    fn the_fast_paths_rewrite_is_the_full_paths() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..5_000 {
+            let r = rng.next();
+            let proto = r % 3;
+            let (a, b, n) = (rng.next() as u32, rng.next() as u32, rng.next() as u32);
+            let p = rng.next();
+            let payload = [r as u8; 9];
+            let packet = build(
+                proto,
+                a,
+                b,
+                (p as u16, (p >> 16) as u16),
+                2 + (r >> 8) as u8 % 254,
+                &payload,
+            );
+            let mut rewrite = if r >> 4 & 1 == 1 {
+                Rewrite::src(a, n)
+            } else {
+                Rewrite::dst(b, n)
+            };
+            if r >> 5 & 1 == 1 {
+                let id = if proto == 2 || r >> 4 & 1 == 1 {
+                    p as u16
+                } else {
+                    (p >> 16) as u16
+                };
+                rewrite = rewrite.with_port(id, (p >> 32) as u16);
+            }
+            let (mut full, mut fast) = (packet.clone(), packet);
+            assert!(rewrite.forward(&mut full, 20));
+            assert!(rewrite.forward_plain(&mut fast));
+            assert_eq!(fast, full);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use dataplane::flow::testgen::{nat_flows, SplitMix64};
 use dataplane::flow::{
     Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup, Prefetch, Removed, Zone, BULK_MAX,
+    STAGED_FROM,
 };
 
 const TCP: u8 = 6;
@@ -378,6 +379,38 @@ fn bulk_lookup_agrees_with_single_at_every_length() {
     let mut out = [Lookup::Miss; 3];
     t.lookup_bulk(&keys, 1, &mut out);
     assert_eq!(out[2], t.lookup(&keys[2], 1));
+}
+
+/// Below [`STAGED_FROM`] live flows a burst is looked up a key at a time
+/// (the primary bucket's first candidate, else the full search), from it
+/// in stages: both give every key the single lookup's answer — hits in
+/// either bucket, expired flows, keys never inserted — in tables filled to
+/// their capacity, where some keys sit in their alternative bucket or
+/// behind another key's signature.
+#[test]
+fn bulk_lookups_on_either_side_of_the_staging_threshold_agree_with_single() {
+    for cap in [STAGED_FROM - 1, STAGED_FROM] {
+        let mut t: FlowTable<u64> = FlowTable::with_seed(cap, 17).unwrap();
+        let flows = nat_flows(17, cap, 100);
+        for (i, &(f, r)) in flows.iter().enumerate() {
+            t.insert(f, r, i as u64 % 3, 0).unwrap();
+        }
+        assert_eq!(t.len(), cap);
+        let absent = nat_flows(18, 300, 100);
+        let keys: Vec<FlowKey> = flows
+            .iter()
+            .chain(&absent)
+            .flat_map(|&(f, r)| [f, r])
+            .collect();
+        let mut out = vec![Lookup::Expired(FlowId::new(9), Direction::Reply); keys.len()];
+        t.lookup_bulk(&keys, 1, &mut out);
+        let mut hits = 0;
+        for (k, o) in keys.iter().zip(&out) {
+            assert_eq!(*o, t.lookup(k, 1), "{cap} flows: {k}");
+            hits += usize::from(o.hit().is_some());
+        }
+        assert!(hits > cap / 2 && hits < 2 * cap, "{hits}");
+    }
 }
 
 #[test]

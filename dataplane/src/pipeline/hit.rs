@@ -140,7 +140,7 @@ impl Plain {
         }
         let len = usize::from(header.total_len());
         let l4 = ip.get(IHL..len)?;
-        if checksum::fold(checksum::sum(h)) != 0xffff {
+        if !checksum::verify_ipv4_header(h) {
             return None;
         }
         let (src, dst) = (u32::from(header.src_addr()), u32::from(header.dst_addr()));
@@ -303,7 +303,7 @@ impl Pipeline {
         {
             offload::offer(self.offload.as_deref(), &mut self.flows, cx.c, id, dir);
         }
-        if !(f.trim(tail) && f.adj(ETH) && nat.forward(f.data_mut(), IHL)) {
+        if !(f.trim(tail) && f.adj(ETH) && nat.forward_plain(f.data_mut())) {
             return Some(Verdict::Drop(D::Ipv4Invalid));
         }
         // The flow remembers where its host's MAC is (gretap).
@@ -408,7 +408,7 @@ impl Pipeline {
             offload::offer(self.offload.as_deref(), &mut self.flows, c, id, dir);
         }
         count_from_tunnel(c, tenant, p.len);
-        if !(f.adj(ip_at) && f.trim(tail) && nat.forward(f.data_mut(), IHL)) {
+        if !(f.adj(ip_at) && f.trim(tail) && nat.forward_plain(f.data_mut())) {
             return Some(Verdict::Drop(D::InnerInvalid));
         }
         Some(hop.send(f, c))

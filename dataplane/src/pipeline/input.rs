@@ -4,6 +4,7 @@
 //! gateway's own addresses is checked before anything reads past its
 //! header.
 
+use super::hit::Stage;
 use super::*;
 
 impl Pipeline {
@@ -30,6 +31,18 @@ impl Pipeline {
     ) -> Verdict {
         self.now = now;
         let cx = Cx { t, c };
+        // A frame its burst's stage found plain, on the port the stage was
+        // given: the stage read its Ethernet and IPv4 headers and asked
+        // the port's role, so its hit goes first, without reading them
+        // again (callgrind, `pipeline_staged`: 36-45 instructions a frame).
+        let staged = match hint.0 {
+            Stage::Plain(..) => self.public_hit(cx, f, hint),
+            Stage::Tunnel(..) => self.underlay_hit(t, c, f, hint),
+            _ => None,
+        };
+        if let Some(v) = staged {
+            return v;
+        }
         let port = f.in_port();
         let Some(pe) = t.ports.get(usize::from(port)) else {
             return Verdict::Drop(D::NoEgress);
@@ -51,17 +64,17 @@ impl Pipeline {
             outer_ecn: 0,
         };
         match (pe.role, ethertype) {
-            (Some(Role::Public), EtherType::IPV4) if self.may_hit(t) => {
+            // An unstaged frame's hit (a staged one's was tried above).
+            (Some(Role::Public), EtherType::IPV4)
+                if matches!(hint.0, Stage::Unstaged) && self.may_hit(t) =>
+            {
                 match self.public_hit(cx, f, hint) {
                     Some(v) => v,
                     None => self.public_input(cx, pe, f, Origin::Port),
                 }
             }
             (Some(_), EtherType::ARP) => arp_input(t, pe, port, f, c),
-            (Some(Role::Underlay), EtherType::IPV4) => match self.underlay_hit(t, c, f, hint) {
-                Some(v) => v,
-                None => self.underlay_input(cx, m, f),
-            },
+            (Some(Role::Underlay), EtherType::IPV4) => self.underlay_input(cx, m, f),
             (Some(Role::Public), EtherType::IPV4) => self.public_input(cx, pe, f, Origin::Port),
             (None, _) => Verdict::Drop(D::NoEgress),
             _ => Verdict::Drop(D::EtherType),

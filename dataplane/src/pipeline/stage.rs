@@ -86,8 +86,8 @@ enum Read {
 /// compute their own, need not ask the NIC and always agree with the
 /// full path.
 #[inline]
-fn ipv4_checksum_ok(nic: Checked, header: &[u8]) -> bool {
-    nic == Checked::Good || checksum::fold(checksum::sum(header)) == 0xffff
+fn ipv4_checksum_ok(nic: Checked, header: &[u8; IHL]) -> bool {
+    nic == Checked::Good || checksum::verify_ipv4_header(header)
 }
 
 /// [`ipv4_checksum_ok`] for the outermost IPv4 header of frame `f`.
@@ -214,7 +214,9 @@ impl Pipeline {
         let Some(h) = data.get(..ETH + IHL + GRE_KEYED) else {
             return Read::Other;
         };
-        let (ip, gre) = (&h[ETH..ETH + IHL], &h[ETH + IHL..]);
+        let Some((ip, gre)) = h[ETH..].split_first_chunk::<IHL>() else {
+            return Read::Other;
+        };
         let word =
             |b: &[u8], at: usize| u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         let plain_outer = h[12..14] == EtherType::IPV4.0.to_be_bytes()

@@ -65,6 +65,18 @@ fn fold32(s: u32) -> u16 {
     s as u16
 }
 
+/// Whether a 20-byte IPv4 header (no options) verifies: its words,
+/// checksum included, sum to 0xffff (RFC 1071). Summed as five 32-bit
+/// words in the machine's byte order, without the byte swaps of [`sum`]:
+/// a 32-bit word is congruent to the sum of its halves modulo 0xffff, and
+/// a sum is congruent to zero in either byte order (RFC 1071 §2(B)), so
+/// the answer is [`sum`]'s. For the fast paths' header passes.
+#[inline(always)]
+pub fn verify_ipv4_header(h: &[u8; 20]) -> bool {
+    let word = |at: usize| u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
+    fold(word(0) + word(4) + word(8) + word(12) + word(16)) == 0xffff
+}
+
 /// The Internet checksum of `data`: the complement of its folded sum.
 #[inline]
 pub fn checksum(data: &[u8]) -> u16 {
@@ -172,6 +184,14 @@ impl Delta {
     /// is `0xffff - 0x100` for every `m` (RFC 1624).
     pub const TTL_DECREMENT: Delta = Delta(0xfeff);
 
+    /// The opposite change (one's complement negation): `d.combine(d.negate())`
+    /// is no change.
+    #[inline]
+    #[must_use]
+    pub const fn negate(self) -> Self {
+        Delta(!self.0)
+    }
+
     /// Adds a 16-bit word changing from `old` to `new`.
     #[inline]
     #[must_use]
@@ -199,6 +219,43 @@ impl Delta {
     #[must_use]
     pub fn combine(self, other: Delta) -> Self {
         Delta(fold32(u32::from(self.0) + u32::from(other.0)))
+    }
+
+    /// The change as it applies to a checksum read and written as its two
+    /// bytes lie in memory ([`Delta::apply_in_memory`]): byte-swapped on a
+    /// little-endian machine. The one's complement sum is the same in
+    /// either byte order (RFC 1071 §2(B)), so a change computed once in
+    /// memory order saves a packet's update a swap each way. Combine only
+    /// changes of the same order.
+    #[inline]
+    #[must_use]
+    pub const fn in_memory_order(self) -> Self {
+        Delta(self.0.to_be())
+    }
+
+    /// [`Delta::apply`] for a change in memory order and a checksum's two
+    /// bytes as they lie in the packet: the bytes [`Delta::apply`] would
+    /// write, without a byte swap.
+    #[inline]
+    pub fn apply_in_memory(self, hc: [u8; 2]) -> [u8; 2] {
+        let hc = u16::from_ne_bytes(hc);
+        (!fold32(u32::from(!hc) + u32::from(self.0))).to_ne_bytes()
+    }
+
+    /// [`Delta::apply_udp`] for a change in memory order (zero is zero and
+    /// 0xffff is 0xffff in either byte order).
+    #[inline]
+    pub fn apply_udp_in_memory(self, hc: [u8; 2]) -> [u8; 2] {
+        if hc == [0, 0] {
+            hc
+        } else {
+            let new = self.apply_in_memory(hc);
+            if new == [0, 0] {
+                [0xff, 0xff]
+            } else {
+                new
+            }
+        }
     }
 
     /// The checksum `hc` after the change.
@@ -330,6 +387,69 @@ mod tests {
     #[test]
     fn rfc1624_example() {
         assert_eq!(update_u16(0xdd2f, 0x5555, 0x3285), 0x0000);
+    }
+
+    /// A change kept in memory order and applied to a checksum's bytes as
+    /// they lie writes the bytes the big-endian update writes, for every
+    /// checksum against random changes (RFC 1071 §2(B)), UDP's rules too.
+    #[test]
+    fn a_change_in_memory_order_writes_the_same_bytes() {
+        let mut x = 0x0123_4567_89ab_cdef_u64;
+        for hc in 0..=u16::MAX {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for d in [
+                Delta(x as u16),
+                Delta(0),
+                Delta(0xffff),
+                Delta::TTL_DECREMENT,
+            ] {
+                let bytes = hc.to_be_bytes();
+                let mem = d.in_memory_order();
+                assert_eq!(mem.apply_in_memory(bytes), d.apply(hc).to_be_bytes());
+                let udp = d.apply_udp(hc).to_be_bytes();
+                assert_eq!(mem.apply_udp_in_memory(bytes), udp, "{hc:#x} {d:?}");
+                let other = Delta((x >> 16) as u16);
+                let both = d.combine(other).in_memory_order();
+                assert_eq!(both, mem.combine(other.in_memory_order()));
+            }
+        }
+    }
+
+    /// The header check in the machine's byte order answers as the
+    /// big-endian sum does, for random headers with their checksum right,
+    /// off by one bit, or zero, and at the sums' edges.
+    #[test]
+    fn an_ipv4_header_verifies_alike_in_either_byte_order() {
+        let mut x = 0x5851_f42d_4c95_7f2d_u64;
+        let mut good = 0;
+        for i in 0..200_000 {
+            let mut h = [0u8; 20];
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            match i % 4 {
+                0 => h = [0; 20],
+                1 => h.fill(0xff),
+                _ => {}
+            }
+            if i % 3 != 0 {
+                h[10..12].fill(0);
+                let c = checksum(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+                if i % 5 == 0 {
+                    h[(x % 20) as usize] ^= 1 << ((x >> 8) % 8);
+                }
+            }
+            let want = fold(sum(&h)) == 0xffff;
+            good += usize::from(want);
+            assert_eq!(verify_ipv4_header(&h), want, "{h:02x?}");
+        }
+        assert!(good > 50_000);
     }
 
     #[test]

@@ -903,6 +903,13 @@ fn a_marked_staged_frame_skips_the_lookup_and_a_stale_mark_is_just_a_miss() {
     connect(&mut gw, 40001, 0);
     let got = drain(&link);
     let (first, second) = (candidate(&got[0]).id, candidate(&got[1]).id);
+    // Enough flows that a burst is looked up in stages, whose prefetches
+    // show whether a frame was looked up: below, the table is in cache and
+    // a burst's keys are looked up one at a time, prefetching nothing.
+    for sport in 0..dataplane::flow::STAGED_FROM as u16 {
+        let syn = tcp(CLIENT, 1024 + sport, EIP1, 22, "S");
+        assert_eq!(gw.client_sends(&syn, 0).0, Verdict::Forward(UND));
+    }
     let mark = first.get() + 1;
     let from_client = eth(
         PUB_MAC,
