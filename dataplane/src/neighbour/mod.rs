@@ -228,6 +228,18 @@ impl Neighbours {
                 return found;
             }
         }
+        self.get_remembered(key, hint)
+    }
+
+    /// [`Neighbours::get_hinted`] past its hint: the hashed search, and
+    /// the slot found remembered. Out of line, so that the search (rare: a
+    /// flow's first frame, a slot retired) does not take the registers of
+    /// encap, its caller, which spilled and saved around its inlined copy
+    /// on every frame (callgrind). `get_ref`'s search is left inlined:
+    /// out of line there it cost encap 2 instructions a frame more.
+    #[cold]
+    #[inline(never)]
+    fn get_remembered(&self, key: NeighKey, hint: &mut u16) -> Lookup {
         match self.find(key) {
             Some(slot) => {
                 *hint = u16::try_from(slot + 1).unwrap_or(0);
