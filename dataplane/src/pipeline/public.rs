@@ -149,7 +149,10 @@ pub(super) struct PublicHop {
 
 impl PublicHop {
     /// Prepends the Ethernet header to an IPv4 packet ready to leave, and
-    /// sends it, or punts it to wait for the neighbour's MAC.
+    /// sends it, or punts it to wait for the neighbour's MAC. Inlined:
+    /// out of line, the call and its spills were half of its ~29
+    /// instructions a frame on the underlay side's hit (callgrind).
+    #[inline(always)]
     pub(super) fn send<F: Frame>(&self, f: &mut F, c: &WorkerCounters) -> Verdict {
         match f.prepend(ETH) {
             Some(h) => h.copy_from_slice(&self.header),

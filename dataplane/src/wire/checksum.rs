@@ -71,10 +71,17 @@ fn fold32(s: u32) -> u16 {
 /// a 32-bit word is congruent to the sum of its halves modulo 0xffff, and
 /// a sum is congruent to zero in either byte order (RFC 1071 §2(B)), so
 /// the answer is [`sum`]'s. For the fast paths' header passes.
+///
+/// Folding keeps a sum's remainder modulo 0xffff and gives 0 only for a
+/// sum of 0, so "folds to 0xffff" is "a multiple of 0xffff, not 0": one
+/// remainder (a multiply by the reciprocal) instead of four folds
+/// (callgrind: 3 to 4 instructions a header, two headers a decapsulated
+/// frame).
 #[inline(always)]
 pub fn verify_ipv4_header(h: &[u8; 20]) -> bool {
     let word = |at: usize| u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
-    fold(word(0) + word(4) + word(8) + word(12) + word(16)) == 0xffff
+    let s = word(0) + word(4) + word(8) + word(12) + word(16);
+    s % 0xffff == 0 && s != 0
 }
 
 /// The Internet checksum of `data`: the complement of its folded sum.
