@@ -635,7 +635,8 @@ impl Pipeline {
         }
     }
 
-    /// Adds a flow. If it cannot be, the NAT mapping it took is given back.
+    /// Adds a flow whose forward key `find` has just missed. If it cannot
+    /// be, the NAT mapping it took is given back.
     pub(super) fn insert(
         &mut self,
         cx: Cx<'_>,
@@ -669,7 +670,8 @@ impl Pipeline {
         let result = if live >= self.quota {
             Err(InsertError::Full)
         } else {
-            self.flows.insert(forward, reply, deadline, conn)
+            // `find` looked the forward key up and missed just before.
+            self.flows.insert_missing(forward, reply, deadline, conn)
         };
         if let (Err(_), Some(inside)) = (&result, conn.snat) {
             self.snat.release(&t.pools, inside);
