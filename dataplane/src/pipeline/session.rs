@@ -29,7 +29,9 @@ impl Pipeline {
         // address has flows: anything else skips the parse and the lookup.
         let (_, dst) = addrs(f.data().get(ETH..)?)?;
         let own = t.ingress.lookup(dst).map(TenantId);
-        if t.eips.inbound(dst).is_none() && t.pools.of_addr(dst).is_none() && own.is_none() {
+        // Asked once: a new flow's opening below needs the answer again.
+        let eip = t.eips.inbound(dst);
+        if eip.is_none() && own.is_none() && t.pools.of_addr(dst).is_none() {
             return None;
         }
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
@@ -46,7 +48,8 @@ impl Pipeline {
             Err(reason) => return Some(Verdict::Drop(reason)),
             Ok(Some(hit)) => hit,
             Ok(None) => {
-                let opened = match (t.eips.inbound(tuple.dst), own) {
+                // `tuple.dst` is `dst`: both are read from this header.
+                let opened = match (eip, own) {
                     (Some((tenant, private)), _) => {
                         self.open_inbound(cx, &tuple, key, tenant, private)
                     }
