@@ -110,10 +110,9 @@ impl Pipeline {
         // skips the parse and the lookup.
         let (src, _) = addrs(f.data())?;
         let own = t.ingress.lookup(src) == Some(tenant.id.0);
-        if t.eips.outbound(tenant.id, src).is_none()
-            && t.pools.of_tenant(tenant.id).is_none()
-            && !own
-        {
+        // Asked once: a new flow's opening below needs the answers again.
+        let (eip, pool) = (t.eips.outbound(tenant.id, src), t.pools.of_tenant(tenant.id));
+        if eip.is_none() && pool.is_none() && !own {
             return None;
         }
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data()) {
@@ -142,10 +141,11 @@ impl Pipeline {
                 }
                 // A tenant's own public addresses go out as they are, but
                 // through a flow, so that its firewall decides.
-                let nat = match t.eips.outbound(tenant.id, tuple.src) {
+                // `tuple.src` is `src`: both are read from this header.
+                let nat = match eip {
                     _ if own => Outbound::Own,
                     Some(eip) => Outbound::Eip(eip),
-                    None => Outbound::Pool(t.pools.of_tenant(tenant.id)?.0),
+                    None => Outbound::Pool(pool?.0),
                 };
                 match self.open_outbound(cx, &tuple, key, tenant, nat) {
                     Ok(id) => (id, Direction::Forward, true),
