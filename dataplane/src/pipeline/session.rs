@@ -160,7 +160,12 @@ impl Pipeline {
         if let Err(v) = self.first_passed(zone, f.data(), &tuple, owner, now) {
             return Some(v);
         }
-        if martian::turns_around(t, tuple.dst) {
+        // A flow this packet opened was marked hairpinned by its reply
+        // key's source, `tuple.dst`, asked of these very tables
+        // (`martian::hairpinned`, a superset of `turns_around`): unmarked,
+        // the question is answered.
+        debug_assert!(!opened || conn.hairpin || !martian::turns_around(t, tuple.dst));
+        if (!opened || conn.hairpin) && martian::turns_around(t, tuple.dst) {
             return Some(self.hairpin(cx, id, opened, f));
         }
         let exit = Exit {
