@@ -383,7 +383,11 @@ impl Snat {
         if m.get().refs > 0 {
             return;
         }
-        let Mapping { outside, share: serial, .. } = m.remove();
+        let Mapping {
+            outside,
+            share: serial,
+            ..
+        } = m.remove();
         self.by_outside.remove(&outside);
         let share = self.shares.get_mut(inside.pool as usize);
         if let Some(share) = share.and_then(|s| s.as_deref_mut()) {

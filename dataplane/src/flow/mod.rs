@@ -506,7 +506,10 @@ impl<V: Default> FlowTable<V> {
         value: V,
     ) -> Result<FlowId, InsertError> {
         debug_assert!(
-            !matches!(self.lookup(&forward, 0), Lookup::Hit(..) | Lookup::Expired(..)),
+            !matches!(
+                self.lookup(&forward, 0),
+                Lookup::Hit(..) | Lookup::Expired(..)
+            ),
             "insert_missing: the forward key is in the table"
         );
         self.insert_with(forward, reply, deadline, value, false)

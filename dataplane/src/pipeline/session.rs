@@ -111,7 +111,10 @@ impl Pipeline {
         let (src, _) = addrs(f.data())?;
         let own = t.ingress.lookup(src) == Some(tenant.id.0);
         // Asked once: a new flow's opening below needs the answers again.
-        let (eip, pool) = (t.eips.outbound(tenant.id, src), t.pools.of_tenant(tenant.id));
+        let (eip, pool) = (
+            t.eips.outbound(tenant.id, src),
+            t.pools.of_tenant(tenant.id),
+        );
         if eip.is_none() && pool.is_none() && !own {
             return None;
         }
