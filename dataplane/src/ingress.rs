@@ -44,12 +44,22 @@ impl Default for Ingress {
 }
 
 impl Ingress {
-    /// The slot of the tenant whose public prefix holds `addr`.
-    #[inline]
+    /// The slot of the tenant whose public prefix holds `addr`. The /16
+    /// test is inlined, the lookups behind it not: as one function it
+    /// was a call (~16 instructions) that also made its callers
+    /// (`martian::is_own`, asked twice a new flow) save and restore
+    /// registers, for a question the bit answers "no" nearly always.
+    #[inline(always)]
     pub fn lookup(&self, addr: u32) -> Option<u32> {
         if !self.sixteens.may_hold(addr) {
             return None;
         }
+        self.lookup_held(addr)
+    }
+
+    /// [`Ingress::lookup`] of an address whose /16 may hold a prefix.
+    #[inline(never)]
+    fn lookup_held(&self, addr: u32) -> Option<u32> {
         if let Some(&slot) = self.hosts[shard(addr)].get(&addr) {
             return Some(slot);
         }

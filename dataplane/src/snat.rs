@@ -21,6 +21,7 @@
 //! allocates memory.
 
 use arrayvec::ArrayVec;
+use std::collections::hash_map::Entry;
 
 use crate::hash::FastMap;
 use crate::sixteens::Sixteens;
@@ -371,15 +372,22 @@ impl Snat {
     /// whatever `_pools` (the tables in use) holds now: the flow may end
     /// because its pool was removed.
     pub fn release(&mut self, _pools: &Pools, inside: Inside) {
-        let Some(m) = self.mappings.get_mut(&inside) else {
+        // One hash and probe for the lookup and the removal. `entry`
+        // reserves room (as `map`'s insert does) only for a key it does
+        // not find (hashbrown's `rustc_entry`), which a release does not
+        // meet: every flow holding `inside` holds one of its references.
+        let Entry::Occupied(mut m) = self.mappings.entry(inside) else {
             return;
         };
-        m.refs -= 1;
-        if m.refs > 0 {
+        m.get_mut().refs -= 1;
+        if m.get().refs > 0 {
             return;
         }
-        let (outside, serial) = (m.outside, m.share);
-        self.mappings.remove(&inside);
+        let Mapping {
+            outside,
+            share: serial,
+            ..
+        } = m.remove();
         self.by_outside.remove(&outside);
         let share = self.shares.get_mut(inside.pool as usize);
         if let Some(share) = share.and_then(|s| s.as_deref_mut()) {

@@ -29,7 +29,9 @@ impl Pipeline {
         // address has flows: anything else skips the parse and the lookup.
         let (_, dst) = addrs(f.data().get(ETH..)?)?;
         let own = t.ingress.lookup(dst).map(TenantId);
-        if t.eips.inbound(dst).is_none() && t.pools.of_addr(dst).is_none() && own.is_none() {
+        // Asked once: a new flow's opening below needs the answer again.
+        let eip = t.eips.inbound(dst);
+        if eip.is_none() && own.is_none() && t.pools.of_addr(dst).is_none() {
             return None;
         }
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data().get(ETH..)?) {
@@ -46,7 +48,8 @@ impl Pipeline {
             Err(reason) => return Some(Verdict::Drop(reason)),
             Ok(Some(hit)) => hit,
             Ok(None) => {
-                let opened = match (t.eips.inbound(tuple.dst), own) {
+                // `tuple.dst` is `dst`: both are read from this header.
+                let opened = match (eip, own) {
                     (Some((tenant, private)), _) => {
                         self.open_inbound(cx, &tuple, key, tenant, private)
                     }
@@ -107,10 +110,12 @@ impl Pipeline {
         // skips the parse and the lookup.
         let (src, _) = addrs(f.data())?;
         let own = t.ingress.lookup(src) == Some(tenant.id.0);
-        if t.eips.outbound(tenant.id, src).is_none()
-            && t.pools.of_tenant(tenant.id).is_none()
-            && !own
-        {
+        // Asked once: a new flow's opening below needs the answers again.
+        let (eip, pool) = (
+            t.eips.outbound(tenant.id, src),
+            t.pools.of_tenant(tenant.id),
+        );
+        if eip.is_none() && pool.is_none() && !own {
             return None;
         }
         if let Some((quoted, at)) = Tuple::parse_quoted(f.data()) {
@@ -139,10 +144,11 @@ impl Pipeline {
                 }
                 // A tenant's own public addresses go out as they are, but
                 // through a flow, so that its firewall decides.
-                let nat = match t.eips.outbound(tenant.id, tuple.src) {
+                // `tuple.src` is `src`: both are read from this header.
+                let nat = match eip {
                     _ if own => Outbound::Own,
                     Some(eip) => Outbound::Eip(eip),
-                    None => Outbound::Pool(t.pools.of_tenant(tenant.id)?.0),
+                    None => Outbound::Pool(pool?.0),
                 };
                 match self.open_outbound(cx, &tuple, key, tenant, nat) {
                     Ok(id) => (id, Direction::Forward, true),
@@ -157,7 +163,12 @@ impl Pipeline {
         if let Err(v) = self.first_passed(zone, f.data(), &tuple, owner, now) {
             return Some(v);
         }
-        if martian::turns_around(t, tuple.dst) {
+        // A flow this packet opened was marked hairpinned by its reply
+        // key's source, `tuple.dst`, asked of these very tables
+        // (`martian::hairpinned`, a superset of `turns_around`): unmarked,
+        // the question is answered.
+        debug_assert!(!opened || conn.hairpin || !martian::turns_around(t, tuple.dst));
+        if (!opened || conn.hairpin) && martian::turns_around(t, tuple.dst) {
             return Some(self.hairpin(cx, id, opened, f));
         }
         let exit = Exit {
@@ -635,7 +646,8 @@ impl Pipeline {
         }
     }
 
-    /// Adds a flow. If it cannot be, the NAT mapping it took is given back.
+    /// Adds a flow whose forward key `find` has just missed. If it cannot
+    /// be, the NAT mapping it took is given back.
     pub(super) fn insert(
         &mut self,
         cx: Cx<'_>,
@@ -669,7 +681,8 @@ impl Pipeline {
         let result = if live >= self.quota {
             Err(InsertError::Full)
         } else {
-            self.flows.insert(forward, reply, deadline, conn)
+            // `find` looked the forward key up and missed just before.
+            self.flows.insert_missing(forward, reply, deadline, conn)
         };
         if let (Err(_), Some(inside)) = (&result, conn.snat) {
             self.snat.release(&t.pools, inside);
