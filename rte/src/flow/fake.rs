@@ -1269,6 +1269,29 @@ fn destroy_object(
     0
 }
 
+/// Destroys template `i` of the kind `live` picks, unless a live table
+/// uses it (`uses` says which template of that kind a table has): mlx5
+/// refuses to destroy a template a live table uses.
+fn destroy_template(
+    op: &'static str,
+    error: *mut sys::rte_flow_error,
+    i: Option<usize>,
+    uses: impl Fn(&TemplateTable) -> usize,
+    live: impl FnOnce(&mut Templates, usize) -> Option<&mut bool>,
+) -> c_int {
+    let used = i.is_some_and(|i| {
+        nic()
+            .templates
+            .tables
+            .iter()
+            .any(|t| t.live && uses(t) == i)
+    });
+    if used {
+        return refuse(op, error, "a live table uses the template".into());
+    }
+    destroy_object(op, error, i, live)
+}
+
 /// # Safety
 /// DPDK's contract for the function it stands in for.
 #[no_mangle]
@@ -1280,23 +1303,18 @@ pub unsafe extern "C" fn __wrap_rte_flow_pattern_template_destroy(
     const OP: &str = "rte_flow_pattern_template_destroy";
     guarded(OP, error, || {
         let i = object_index(pattern_template, PATTERN_TAG);
-        // mlx5 refuses to destroy a template a live table uses.
-        let used = i.is_some_and(|i| {
-            nic()
-                .templates
-                .tables
-                .iter()
-                .any(|t| t.live && t.pattern == i)
-        });
-        if used {
-            return refuse(OP, error, "a live table uses the template".into());
-        }
-        destroy_object(OP, error, i, |t, i| {
-            t.patterns
-                .get_mut(i)
-                .filter(|x| x.port == port_id)
-                .map(|x| &mut x.live)
-        })
+        destroy_template(
+            OP,
+            error,
+            i,
+            |t| t.pattern,
+            |t, i| {
+                t.patterns
+                    .get_mut(i)
+                    .filter(|x| x.port == port_id)
+                    .map(|x| &mut x.live)
+            },
+        )
     })
 }
 
@@ -1311,22 +1329,18 @@ pub unsafe extern "C" fn __wrap_rte_flow_actions_template_destroy(
     const OP: &str = "rte_flow_actions_template_destroy";
     guarded(OP, error, || {
         let i = object_index(actions_template, ACTIONS_TAG);
-        let used = i.is_some_and(|i| {
-            nic()
-                .templates
-                .tables
-                .iter()
-                .any(|t| t.live && t.actions == i)
-        });
-        if used {
-            return refuse(OP, error, "a live table uses the template".into());
-        }
-        destroy_object(OP, error, i, |t, i| {
-            t.actions
-                .get_mut(i)
-                .filter(|x| x.port == port_id)
-                .map(|x| &mut x.live)
-        })
+        destroy_template(
+            OP,
+            error,
+            i,
+            |t| t.actions,
+            |t, i| {
+                t.actions
+                    .get_mut(i)
+                    .filter(|x| x.port == port_id)
+                    .map(|x| &mut x.live)
+            },
+        )
     })
 }
 
