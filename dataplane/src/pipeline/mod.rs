@@ -124,8 +124,9 @@ pub struct Pipeline {
     /// This worker's flows (DESIGN.md: the only state the fast path
     /// writes).
     flows: FlowTable<Conn>,
-    /// Flows created since the last sweep: what paces the next one.
-    created: usize,
+    /// Flows created, or refused for want of room, since the last sweep:
+    /// what paces the next one.
+    wanted: usize,
     /// How long flows live after a packet, in ticks of `hz`.
     life: Lifetimes,
     /// Ticks of the `now` clock per second.
@@ -203,13 +204,18 @@ use public::{public_port, resolve_public, Exit};
 pub const DEFAULT_FLOWS: usize = 4096;
 /// Flows the periodic sweep visits per call, at least.
 const SWEEP_BUDGET: usize = 64;
-/// Slots the flow sweep visits for each flow created since the last
-/// sweep: a worker that opens flows fast also ends them fast. With a
-/// fixed budget the sweep freed at most 64 slots per TX drain (640k a
-/// second), whatever the rate flows came in at: past it expired flows
-/// stayed in the table until the quotas refused new ones
-/// (`tgw-perf run --profile new-flows`, docs/perf.md).
-const SWEEP_PER_CREATED: usize = 4;
+/// Slots the flow sweep visits for each flow created, or refused for want
+/// of room, since the last sweep: a worker that opens flows fast also ends
+/// them fast. With a fixed budget the sweep freed at most 64 slots per TX
+/// drain (640k a second), whatever the rate flows came in at: past it
+/// expired flows stayed in the table until the quotas refused new ones
+/// (`tgw-perf run --profile new-flows`, docs/perf.md). Refusals count too:
+/// paced by the flows created alone, the sweep of a full table slowed to
+/// its base budget as soon as it met a stretch of live flows, nothing was
+/// created while it crawled through them (3 s for the 2M long flows of a
+/// 4M table at 64 slots a drain), and the expired flows beyond them went
+/// on refusing new ones: the profile's rate was that crawl's.
+const SWEEP_PER_WANTED: usize = 4;
 /// The most slots one sweep visits (a bound on the pause it makes).
 const SWEEP_MAX: usize = 4096;
 
@@ -228,7 +234,7 @@ impl Pipeline {
             icmp: TenantBuckets::new(icmp, 0),
             icmp_each: icmp,
             flows: FlowTable::new(DEFAULT_FLOWS).unwrap_or_else(|_| unreachable!()),
-            created: 0,
+            wanted: 0,
             life: Lifetimes::new(&Timeouts::default(), 1_000_000_000),
             hz: 1_000_000_000,
             steer: None,
@@ -357,7 +363,7 @@ impl Pipeline {
         let link = self.offload.as_deref();
         let orphan = |conn: &Conn| t.tenants.get(conn.tenant_id()).is_none();
         let budget =
-            (SWEEP_BUDGET + SWEEP_PER_CREATED * std::mem::take(&mut self.created)).min(SWEEP_MAX);
+            (SWEEP_BUDGET + SWEEP_PER_WANTED * std::mem::take(&mut self.wanted)).min(SWEEP_MAX);
         self.flows.sweep_if(budget, now, orphan, |gone| {
             ended(snat, &t.pools, c, &gone.value);
             offload::removed(link, c, &gone);

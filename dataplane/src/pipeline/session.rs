@@ -537,8 +537,11 @@ impl Pipeline {
                     private: tuple.src,
                     port: tuple.sport,
                 };
-                let Outside { addr, port } =
-                    self.snat.map(&t.pools, inside).map_err(|_| D::NoNatPort)?;
+                let Ok(Outside { addr, port }) = self.snat.map(&t.pools, inside) else {
+                    // The ports of ended flows come back with the sweep.
+                    self.wanted += 1;
+                    return Err(D::NoNatPort);
+                };
                 // An echo reply carries the translated identifier in both
                 // of its "ports".
                 let their_port = if tuple.protocol == IpProtocol::ICMP.0 {
@@ -657,6 +660,10 @@ impl Pipeline {
     ) -> Result<FlowId, DropReason> {
         let Cx { t, c } = cx;
         let now = self.now;
+        // Created or refused, the flow paces the next sweep: the flows a
+        // quota or the table refuses for want of room wait on it, expired
+        // ones included, until it ends them.
+        self.wanted += 1;
         // The tenant's live flows here: this worker's own counters.
         let tc = c.tenant(usize::from(conn.tenant));
         let live = tc.map_or(0, TenantCounters::live_flows);
@@ -689,7 +696,6 @@ impl Pipeline {
         }
         match result {
             Ok(id) => {
-                self.created += 1;
                 if let Some(tc) = tc {
                     tc.flows_opened[FlowProto::of(conn.protocol) as usize].inc();
                     if conn.answered != Answered::Yes {
