@@ -44,9 +44,12 @@ impl Pipeline {
             Err(v) => return Some(v),
         };
         let key = tuple.key(Zone::PUBLIC);
-        let (id, dir) = match self.find(cx, &key) {
+        let conn = match self.find(cx, &key) {
             Err(reason) => return Some(Verdict::Drop(reason)),
-            Ok(Some(hit)) => hit,
+            Ok(Some((id, dir))) => match self.advance(c, id, dir, &tuple) {
+                Some(conn) => conn,
+                None => return Some(Verdict::Drop(D::InvalidState)),
+            },
             Ok(None) => {
                 // `tuple.dst` is `dst`: both are read from this header.
                 let opened = match (eip, own) {
@@ -67,13 +70,10 @@ impl Pipeline {
                     }
                 };
                 match opened {
-                    Ok(id) => (id, Direction::Forward),
+                    Ok((_, conn)) => conn,
                     Err(reason) => return Some(Verdict::Drop(reason)),
                 }
             }
-        };
-        let Some(conn) = self.advance(c, id, dir, &tuple) else {
-            return Some(Verdict::Drop(D::InvalidState));
         };
         let owner = Owner {
             tenant: u32::from(conn.tenant),
@@ -135,9 +135,12 @@ impl Pipeline {
             Err(v) => return Some(v),
         };
         let key = tuple.key(zone);
-        let (id, dir, opened) = match self.find(cx, &key) {
+        let (id, conn, opened) = match self.find(cx, &key) {
             Err(reason) => return Some(Verdict::Drop(reason)),
-            Ok(Some((id, dir))) => (id, dir, false),
+            Ok(Some((id, dir))) => match self.advance(c, id, dir, &tuple) {
+                Some(conn) => (id, conn, false),
+                None => return Some(Verdict::Drop(D::InvalidState)),
+            },
             Ok(None) => {
                 if t.route(tenant, tuple.dst) != Some(NextHop::Public) {
                     return None;
@@ -151,13 +154,10 @@ impl Pipeline {
                     None => Outbound::Pool(pool?.0),
                 };
                 match self.open_outbound(cx, &tuple, key, tenant, nat) {
-                    Ok(id) => (id, Direction::Forward, true),
+                    Ok((id, conn)) => (id, conn, true),
                     Err(reason) => return Some(Verdict::Drop(reason)),
                 }
             }
-        };
-        let Some(conn) = self.advance(c, id, dir, &tuple) else {
-            return Some(Verdict::Drop(D::InvalidState));
         };
         let owner = outbound_owner(tenant.id);
         if let Err(v) = self.first_passed(zone, f.data(), &tuple, owner, now) {
@@ -469,7 +469,7 @@ impl Pipeline {
         key: FlowKey,
         tenant: TenantId,
         private: u32,
-    ) -> Result<FlowId, DropReason> {
+    ) -> Result<(FlowId, Conn), DropReason> {
         let t = cx.t;
         if !tuple.opens {
             return Err(D::InvalidState);
@@ -496,7 +496,7 @@ impl Pipeline {
             offload: Offload::Unoffered,
         };
         let reply = tuple.reply_key(zone, private, tuple.src);
-        self.insert(cx, key, reply, conn)
+        self.insert(cx, tuple, key, reply, conn)
     }
 
     /// A new flow from `tuple.src` in `tenant`, which has elastic IP `eip`,
@@ -508,7 +508,7 @@ impl Pipeline {
         key: FlowKey,
         tenant: &Tenant,
         nat: Outbound,
-    ) -> Result<FlowId, DropReason> {
+    ) -> Result<(FlowId, Conn), DropReason> {
         let t = cx.t;
         if !tuple.opens {
             return Err(D::InvalidState);
@@ -581,7 +581,7 @@ impl Pipeline {
             hairpin: false,
             offload: Offload::Unoffered,
         };
-        self.insert(cx, key, reply, conn)
+        self.insert(cx, tuple, key, reply, conn)
     }
 
     /// A new flow from the Internet through a shared NAT address's mapped
@@ -592,7 +592,7 @@ impl Pipeline {
         tuple: &Tuple,
         key: FlowKey,
         tenant: TenantId,
-    ) -> Result<FlowId, DropReason> {
+    ) -> Result<(FlowId, Conn), DropReason> {
         let t = cx.t;
         if !tuple.opens || tuple.protocol == IpProtocol::ICMP.0 {
             return Err(D::NatFiltered);
@@ -641,7 +641,7 @@ impl Pipeline {
             Ok((conn, reply))
         })();
         match conn {
-            Ok((conn, reply)) => self.insert(cx, key, reply, conn),
+            Ok((conn, reply)) => self.insert(cx, tuple, key, reply, conn),
             Err(reason) => {
                 self.snat.release(&t.pools, inside);
                 Err(reason)
@@ -649,15 +649,18 @@ impl Pipeline {
         }
     }
 
-    /// Adds a flow whose forward key `find` has just missed. If it cannot
-    /// be, the NAT mapping it took is given back.
+    /// Adds a flow whose forward key `find` has just missed, opened by the
+    /// packet `tuple`, and returns it as that packet leaves it (what
+    /// [`Pipeline::advance`] gives a flow found). If it cannot be, the NAT
+    /// mapping it took is given back.
     pub(super) fn insert(
         &mut self,
         cx: Cx<'_>,
+        tuple: &Tuple,
         forward: FlowKey,
         reply: FlowKey,
         conn: Conn,
-    ) -> Result<FlowId, DropReason> {
+    ) -> Result<(FlowId, Conn), DropReason> {
         let Cx { t, c } = cx;
         let now = self.now;
         // Created or refused, the flow paces the next sweep: the flows a
@@ -684,7 +687,16 @@ impl Pipeline {
                 conn.answered = Answered::NoUnderPressure;
             }
         }
-        let deadline = now.saturating_add(self.life.of(&conn));
+        // The opening packet is the flow's first, from its opener (never
+        // an answer): applied before the flow is placed, the deadline is
+        // set once and the caller needs no lookup to advance the flow. It
+        // fits: `opens` admits a SYN alone, which SYN-SENT takes.
+        let Ok(deadline) = conn.on_packet(0, tuple, false, &self.life, now) else {
+            if let Some(inside) = conn.snat {
+                self.snat.release(&t.pools, inside);
+            }
+            return Err(D::InvalidState);
+        };
         let result = if live >= self.quota {
             Err(InsertError::Full)
         } else {
@@ -702,7 +714,10 @@ impl Pipeline {
                         tc.unreplied_opened.inc();
                     }
                 }
-                Ok(id)
+                if self.offload.is_some() {
+                    self.offload_step(c, id, Direction::Forward);
+                }
+                Ok((id, conn))
             }
             Err(InsertError::Full) if live >= self.quota => {
                 if let Some(tc) = tc {
