@@ -124,7 +124,10 @@ impl<V: Default> FlowTable<V> {
     }
 
     /// Removes live flow `id`, whose keys' signatures and primary buckets
-    /// are `at`.
+    /// are `at`. Inlined, so that the sweep hands the flow on from
+    /// registers rather than building it in memory and copying it into
+    /// the callback (`remove_batch`).
+    #[inline(always)]
     fn remove_at(&mut self, id: FlowId, at: [(u16, u32); 2]) -> Option<Removed<V>> {
         let [(sig_f, b_f), (sig_r, b_r)] = at;
         self.unplace(b_f, sig_f, id.0 * 2);
