@@ -22,7 +22,12 @@ impl Pipeline {
     /// opens a flow toward an elastic IP, is translated into its tenant.
     /// `None` leaves the packet to the stateless ingress. The frame still
     /// has its Ethernet header.
-    pub(super) fn public_flow<F: Frame>(&mut self, cx: Cx<'_>, f: &mut F) -> Option<Verdict> {
+    pub(super) fn public_flow<F: Frame>(
+        &mut self,
+        cx: Cx<'_>,
+        f: &mut F,
+        origin: Origin,
+    ) -> Option<Verdict> {
         let Cx { t, c } = cx;
         let now = self.now;
         // Only an elastic IP, a shared NAT address or a tenant's public
@@ -54,16 +59,18 @@ impl Pipeline {
                 // `tuple.dst` is `dst`: both are read from this header.
                 let opened = match (eip, own) {
                     (Some((tenant, private)), _) => {
-                        self.open_inbound(cx, &tuple, key, tenant, private)
+                        self.open_inbound(cx, &tuple, key, tenant, private, origin)
                     }
                     // A tenant's own public address: a flow that
                     // translates nothing, for its firewall's sake.
-                    (None, Some(tenant)) => self.open_inbound(cx, &tuple, key, tenant, tuple.dst),
+                    (None, Some(tenant)) => {
+                        self.open_inbound(cx, &tuple, key, tenant, tuple.dst, origin)
+                    }
                     (None, None) => {
                         let (_, pool) = t.pools.of_addr(tuple.dst)?;
                         if pool.eif {
                             let tenant = pool.tenant;
-                            self.open_through_mapping(cx, &tuple, key, tenant)
+                            self.open_through_mapping(cx, &tuple, key, tenant, origin)
                         } else {
                             Err(D::NatFiltered)
                         }
@@ -469,6 +476,7 @@ impl Pipeline {
         key: FlowKey,
         tenant: TenantId,
         private: u32,
+        origin: Origin,
     ) -> Result<(FlowId, Conn), DropReason> {
         let t = cx.t;
         if !tuple.opens {
@@ -479,6 +487,7 @@ impl Pipeline {
         // The tenant's rules see its own address (after DNAT).
         firewall(cx, tenant, FwDir::In, &tuple.seen(private, tuple.dport))?;
         let tunnel = tunnel_to(t, ten, private)?;
+        let reply = tuple.reply_key(zone, private, tuple.src);
         let conn = Conn {
             tenant: tenant.slot16(),
             tunnel,
@@ -492,10 +501,9 @@ impl Pipeline {
             snat: None,
             answered: Answered::No,
             inner: 0,
-            hairpin: false,
+            hairpin: martian::hairpinned_from(t, origin, [&key, &reply]),
             offload: Offload::Unoffered,
         };
-        let reply = tuple.reply_key(zone, private, tuple.src);
         self.insert(cx, tuple, key, reply, conn)
     }
 
@@ -578,7 +586,7 @@ impl Pipeline {
             snat,
             answered: Answered::Yes,
             inner: 0,
-            hairpin: false,
+            hairpin: martian::hairpinned(t, [&key, &reply]),
             offload: Offload::Unoffered,
         };
         self.insert(cx, tuple, key, reply, conn)
@@ -592,6 +600,7 @@ impl Pipeline {
         tuple: &Tuple,
         key: FlowKey,
         tenant: TenantId,
+        origin: Origin,
     ) -> Result<(FlowId, Conn), DropReason> {
         let t = cx.t;
         if !tuple.opens || tuple.protocol == IpProtocol::ICMP.0 {
@@ -612,6 +621,14 @@ impl Pipeline {
             let ten = t.tenants.get(tenant).ok_or(D::NoRoute)?;
             let zone = Zone::tenant(tenant.index()).ok_or(D::NoRoute)?;
             let tunnel = tunnel_to(t, ten, inside.private)?;
+            let reply = FlowKey::new(
+                zone,
+                tuple.protocol,
+                inside.private,
+                inside.port,
+                tuple.src,
+                tuple.sport,
+            );
             let conn = Conn {
                 tenant: tenant.slot16(),
                 tunnel,
@@ -627,17 +644,9 @@ impl Pipeline {
                 snat: Some(inside),
                 answered: Answered::No,
                 inner: 0,
-                hairpin: false,
+                hairpin: martian::hairpinned_from(t, origin, [&key, &reply]),
                 offload: Offload::Unoffered,
             };
-            let reply = FlowKey::new(
-                zone,
-                tuple.protocol,
-                inside.private,
-                inside.port,
-                tuple.src,
-                tuple.sport,
-            );
             Ok((conn, reply))
         })();
         match conn {
@@ -651,8 +660,9 @@ impl Pipeline {
 
     /// Adds a flow whose forward key `find` has just missed, opened by the
     /// packet `tuple`, and returns it as that packet leaves it (what
-    /// [`Pipeline::advance`] gives a flow found). If it cannot be, the NAT
-    /// mapping it took is given back.
+    /// [`Pipeline::advance`] gives a flow found). Its opener has marked it
+    /// hairpinned or not ([`martian::hairpinned_from`]). If it cannot be
+    /// added, the NAT mapping it took is given back.
     pub(super) fn insert(
         &mut self,
         cx: Cx<'_>,
@@ -671,7 +681,7 @@ impl Pipeline {
         let tc = c.tenant(usize::from(conn.tenant));
         let live = tc.map_or(0, TenantCounters::live_flows);
         let mut conn = conn;
-        conn.hairpin = martian::hairpinned(t, [&forward, &reply]);
+        debug_assert_eq!(conn.hairpin, martian::hairpinned(t, [&forward, &reply]));
         if conn.answered == Answered::No {
             let unanswered = tc.map_or(0, TenantCounters::live_unreplied);
             if unanswered >= self.unreplied_quota {
