@@ -44,7 +44,7 @@ use crate::counters::{DropReason, FlowProto, TenantCounters, WorkerCounters};
 use crate::firewall::{Direction as FwDir, Packet5};
 use crate::flow::{
     CapacityError, Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup as FlowLookup,
-    Prefetch, Zone, BULK_MAX,
+    Prefetch, Removed, Zone, BULK_MAX,
 };
 use crate::fragments::park::{Parking, Resume};
 use crate::fragments::split::Budget;
@@ -150,6 +150,12 @@ pub struct Pipeline {
     icmp_each: TokenBucket,
     /// Where the sweep of flows decided under an older epoch goes on.
     stale_at: u32,
+    /// The generation of the last snapshot the sweep was given, and the
+    /// pass of the sweep up to which it looks for flows of removed tenants
+    /// (two whole passes after a new snapshot, as the control plane's
+    /// quarantine of a removed tenant's slot counts them).
+    swept_generation: u64,
+    orphans_until: u64,
     /// Tenant slots the per-tenant state is sized for.
     tenant_slots: usize,
     /// TSC time of the frame in hand, set where a frame enters
@@ -245,6 +251,8 @@ impl Pipeline {
             quota: u64::MAX,
             unreplied_quota: u64::MAX,
             stale_at: 0,
+            swept_generation: 0,
+            orphans_until: 0,
             tenant_slots: 0,
             now: 0,
             hops: stage::Hops::default(),
@@ -361,13 +369,26 @@ impl Pipeline {
     pub fn sweep(&mut self, t: &Tables, c: &WorkerCounters, now: u64) {
         let snat = &mut self.snat;
         let link = self.offload.as_deref();
-        let orphan = |conn: &Conn| t.tenants.get(conn.tenant_id()).is_none();
         let budget =
             (SWEEP_BUDGET + SWEEP_PER_WANTED * std::mem::take(&mut self.wanted)).min(SWEEP_MAX);
-        self.flows.sweep_if(budget, now, orphan, |gone| {
+        let on_removed = |gone: Removed<Conn>| {
             ended(snat, &t.pools, c, &gone.value);
             offload::removed(link, c, &gone);
-        });
+        };
+        // A tenant can only have been removed in a new snapshot: the flows
+        // of removed tenants are looked for (each visited flow's Conn read
+        // and its tenant looked up) for two whole passes after one, not at
+        // every visit.
+        if t.generation != self.swept_generation {
+            self.swept_generation = t.generation;
+            self.orphans_until = self.flows.sweep_passes() + 2;
+        }
+        if self.flows.sweep_passes() < self.orphans_until {
+            let orphan = |conn: &Conn| t.tenants.get(conn.tenant_id()).is_none();
+            self.flows.sweep_if(budget, now, orphan, on_removed);
+        } else {
+            self.flows.sweep(budget, now, on_removed);
+        }
         c.sweep_passes.set(self.flows.sweep_passes());
         self.marks.flush(c);
         self.sweep_stale(t, c);
