@@ -359,7 +359,9 @@ impl Pipeline {
     /// The worker that owns the connection of a packet from the public
     /// side, if it is another (the frame still has its Ethernet header).
     pub(super) fn public_owner<F: Frame>(&self, t: &Tables, f: &F) -> Option<u16> {
-        let steer = self.steer?;
+        // A lone worker owns every connection: nothing to parse or ask
+        // (a new flow's second parse of its tuple, docs/perf.md).
+        let steer = self.steer.filter(|s| s.workers() > 1)?;
         let ip = f.data().get(ETH..)?;
         // (protocol, remote, the gateway's public end, its port if known)
         let (proto, remote, local, lport) = match Tuple::parse_quoted(ip) {
@@ -388,7 +390,8 @@ impl Pipeline {
     /// The worker that owns the connection of a tenant's IPv4 packet `ip`,
     /// if it is another: the one its translated form belongs to.
     pub(super) fn tenant_owner(&self, t: &Tables, tenant: &Tenant, ip: &[u8]) -> Option<u16> {
-        let steer = self.steer?;
+        // A lone worker owns every connection.
+        let steer = self.steer.filter(|s| s.workers() > 1)?;
         // (protocol, remote, the private end)
         let (proto, remote, private) = match Tuple::parse_quoted(ip) {
             // An error about what the Internet sent in.
