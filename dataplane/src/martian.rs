@@ -107,10 +107,24 @@ pub fn port_sixteens(ports: &[PortEntry]) -> Sixteens {
 /// public side comes from one of the gateway's own addresses. Its packets
 /// there are the gateway's own, turned around inside; one received on the
 /// port is spoofed, and the flow-hit fast path leaves it to the full
-/// path, which drops it. Asked once, when the flow is made.
-pub fn hairpinned(t: &Tables, keys: [&FlowKey; 2]) -> bool {
+/// path, which drops it. Asked once, when the flow is made, of the keys
+/// whose source [`public`] has not already refused as the gateway's own.
+pub fn hairpinned<const N: usize>(t: &Tables, keys: [&FlowKey; N]) -> bool {
     keys.iter()
         .any(|k| k.zone() == Zone::PUBLIC && is_own(t, k.src()))
+}
+
+/// [`hairpinned`] for the forward and reply keys of a flow opened by a
+/// packet from `origin`. One received on the port passed [`public`], which
+/// refuses the gateway's own sources: its forward key, public and from that
+/// source, is not asked again (`is_own` is a new inbound flow's costliest
+/// question after the flow table's).
+#[inline]
+pub(crate) fn hairpinned_from(t: &Tables, origin: Origin, [forward, reply]: [&FlowKey; 2]) -> bool {
+    match origin {
+        Origin::Port => hairpinned(t, [reply]),
+        Origin::Gateway => hairpinned(t, [forward, reply]),
+    }
 }
 
 /// Whether a tenant's packet to `dst` turns around inside the gateway

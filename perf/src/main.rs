@@ -157,7 +157,8 @@ struct RunArgs {
     /// Traffic profile.
     #[arg(long, default_value = "udp")]
     profile: Kind,
-    /// Distinct flows in the traffic.
+    /// Distinct flows in the traffic (`new-flows`: the new flows a second
+    /// its flow table has room for).
     #[arg(long, default_value_t = 1024)]
     flows: u32,
     /// Frame size on the wire, FCS included.

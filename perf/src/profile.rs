@@ -20,8 +20,12 @@
 //!   counter that does not wrap within a run), so every frame opens a flow.
 //!   The flows are one-way, so past half the tenant's share of unreplied
 //!   flows each lives `unreplied_s = 1` second (the RFC floors bar a
-//!   shorter UDP timeout) and the sweep recycles them: `--flows` sizes
-//!   the table (at least 65,536), not the traffic.
+//!   shorter UDP timeout) and the sweep recycles them. `--flows N` is the
+//!   rate the table has room for: it holds 4N flows (at least 65,536),
+//!   half of them the share's first flows of 120 s, the other half flows
+//!   of a second and the expired ones the sweep has not reached yet (at
+//!   most a quarter of the table: it visits four slots for each flow
+//!   created or refused), so up to N new flows a second none is refused.
 
 use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
@@ -241,11 +245,14 @@ impl Profile {
         if matches!(self.kind, Kind::Nat | Kind::NewFlows) {
             // Room for every client's flow, and the quotas out of the way:
             // the clients' flows are one-way, so all stay unreplied. For
-            // `new-flows`, `--flows` is the table, and its flows past half
-            // of it live a second (the shortest `unreplied_s`).
+            // `new-flows`, the table's flows past half of it live a second
+            // (the shortest `unreplied_s`), and `--flows` new flows a
+            // second fit in the rest with the expired ones not yet swept
+            // (a quarter of the table at most): at 4M flows a second the
+            // rate, not the table, is measured.
             let (capacity, recycle) = match self.flow_count() {
                 Some(n) => ((n * 5 / 4).max(1024), ""),
-                None => (u64::from(self.flows).max(65_536), "unreplied_s = 1\n"),
+                None => ((4 * u64::from(self.flows)).max(65_536), "unreplied_s = 1\n"),
             };
             let _ = writeln!(
                 out,
@@ -439,6 +446,15 @@ mod tests {
         assert_eq!(p.flow_count(), None);
         let c = tgw_config(&p);
         assert_eq!((c.flows.capacity, c.flows.unreplied_s), (65_536, 1));
+        let p = Profile {
+            flows: 100_000,
+            ..p
+        };
+        assert_eq!(
+            tgw_config(&p).flows.capacity,
+            400_000,
+            "room for 100,000 a second"
+        );
     }
 
     #[test]

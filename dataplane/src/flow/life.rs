@@ -124,7 +124,10 @@ impl<V: Default> FlowTable<V> {
     }
 
     /// Removes live flow `id`, whose keys' signatures and primary buckets
-    /// are `at`.
+    /// are `at`. Inlined, so that the sweep hands the flow on from
+    /// registers rather than building it in memory and copying it into
+    /// the callback (`remove_batch`).
+    #[inline(always)]
     fn remove_at(&mut self, id: FlowId, at: [(u16, u32); 2]) -> Option<Removed<V>> {
         let [(sig_f, b_f), (sig_r, b_r)] = at;
         self.unplace(b_f, sig_f, id.0 * 2);
@@ -172,30 +175,54 @@ impl<V: Default> FlowTable<V> {
         // fill (`FlowTable::unplace` in docs/perf.md's new-flows profile).
         let mut batch = [(FlowId(0), [(0u16, 0u32); 2]); SWEEP_BATCH];
         let mut m = 0;
-        for _ in 0..budget.min(cap as usize) {
-            let id = FlowId(self.sweep_at);
-            self.sweep_at = if self.sweep_at + 1 >= cap {
+        // The slots are visited a word of the live bitmap at a time, and
+        // only the live ones looked at: a slot cost ~20 instructions one
+        // by one (its bit, its entry, the cursor's wrap, each bounds
+        // checked), four or more of them for each new flow.
+        let mut left = budget.min(cap as usize) as u32;
+        while left > 0 {
+            let start = self.sweep_at;
+            let end = (start + left).min(cap);
+            left -= end - start;
+            self.sweep_at = if end >= cap {
                 self.passes += 1;
                 0
             } else {
-                self.sweep_at + 1
+                end
             };
-            let gone = self.is_live(id)
-                && (self
-                    .entries
-                    .get(id.index())
-                    .is_some_and(|e| e.deadline <= now)
-                    || self.values.get(id.index()).is_some_and(&doomed));
-            if !gone {
-                continue;
-            }
-            if let (Some(at), Some(slot)) = (self.slots_of(id), batch.get_mut(m)) {
-                *slot = (id, at);
-                m += 1;
-            }
-            if m == SWEEP_BATCH {
-                removed += self.remove_batch(&batch, &mut on_removed);
-                m = 0;
+            let mut at = start;
+            while at < end {
+                let span = (64 - at % 64).min(end - at);
+                let word = self
+                    .live
+                    .get(at as usize / 64)
+                    .map_or(0, |w| w >> (at % 64));
+                let mut live = if span == 64 {
+                    word
+                } else {
+                    word & ((1 << span) - 1)
+                };
+                while live != 0 {
+                    let id = FlowId(at + live.trailing_zeros());
+                    live &= live - 1;
+                    let gone = self
+                        .entries
+                        .get(id.index())
+                        .is_some_and(|e| e.deadline <= now)
+                        || self.values.get(id.index()).is_some_and(&doomed);
+                    if !gone {
+                        continue;
+                    }
+                    if let (Some(slots), Some(slot)) = (self.slots_of(id), batch.get_mut(m)) {
+                        *slot = (id, slots);
+                        m += 1;
+                    }
+                    if m == SWEEP_BATCH {
+                        removed += self.remove_batch(&batch, &mut on_removed);
+                        m = 0;
+                    }
+                }
+                at += span;
             }
         }
         removed + self.remove_batch(&batch[..m], &mut on_removed)

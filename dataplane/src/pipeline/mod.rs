@@ -44,7 +44,7 @@ use crate::counters::{DropReason, FlowProto, TenantCounters, WorkerCounters};
 use crate::firewall::{Direction as FwDir, Packet5};
 use crate::flow::{
     CapacityError, Direction, FlowId, FlowKey, FlowTable, InsertError, Lookup as FlowLookup,
-    Prefetch, Zone, BULK_MAX,
+    Prefetch, Removed, Zone, BULK_MAX,
 };
 use crate::fragments::park::{Parking, Resume};
 use crate::fragments::split::Budget;
@@ -124,8 +124,9 @@ pub struct Pipeline {
     /// This worker's flows (DESIGN.md: the only state the fast path
     /// writes).
     flows: FlowTable<Conn>,
-    /// Flows created since the last sweep: what paces the next one.
-    created: usize,
+    /// Flows created, or refused for want of room, since the last sweep:
+    /// what paces the next one.
+    wanted: usize,
     /// How long flows live after a packet, in ticks of `hz`.
     life: Lifetimes,
     /// Ticks of the `now` clock per second.
@@ -149,6 +150,12 @@ pub struct Pipeline {
     icmp_each: TokenBucket,
     /// Where the sweep of flows decided under an older epoch goes on.
     stale_at: u32,
+    /// The generation of the last snapshot the sweep was given, and the
+    /// pass of the sweep up to which it looks for flows of removed tenants
+    /// (two whole passes after a new snapshot, as the control plane's
+    /// quarantine of a removed tenant's slot counts them).
+    swept_generation: u64,
+    orphans_until: u64,
     /// Tenant slots the per-tenant state is sized for.
     tenant_slots: usize,
     /// TSC time of the frame in hand, set where a frame enters
@@ -203,13 +210,18 @@ use public::{public_port, resolve_public, Exit};
 pub const DEFAULT_FLOWS: usize = 4096;
 /// Flows the periodic sweep visits per call, at least.
 const SWEEP_BUDGET: usize = 64;
-/// Slots the flow sweep visits for each flow created since the last
-/// sweep: a worker that opens flows fast also ends them fast. With a
-/// fixed budget the sweep freed at most 64 slots per TX drain (640k a
-/// second), whatever the rate flows came in at: past it expired flows
-/// stayed in the table until the quotas refused new ones
-/// (`tgw-perf run --profile new-flows`, docs/perf.md).
-const SWEEP_PER_CREATED: usize = 4;
+/// Slots the flow sweep visits for each flow created, or refused for want
+/// of room, since the last sweep: a worker that opens flows fast also ends
+/// them fast. With a fixed budget the sweep freed at most 64 slots per TX
+/// drain (640k a second), whatever the rate flows came in at: past it
+/// expired flows stayed in the table until the quotas refused new ones
+/// (`tgw-perf run --profile new-flows`, docs/perf.md). Refusals count too:
+/// paced by the flows created alone, the sweep of a full table slowed to
+/// its base budget as soon as it met a stretch of live flows, nothing was
+/// created while it crawled through them (3 s for the 2M long flows of a
+/// 4M table at 64 slots a drain), and the expired flows beyond them went
+/// on refusing new ones: the profile's rate was that crawl's.
+const SWEEP_PER_WANTED: usize = 4;
 /// The most slots one sweep visits (a bound on the pause it makes).
 const SWEEP_MAX: usize = 4096;
 
@@ -228,7 +240,7 @@ impl Pipeline {
             icmp: TenantBuckets::new(icmp, 0),
             icmp_each: icmp,
             flows: FlowTable::new(DEFAULT_FLOWS).unwrap_or_else(|_| unreachable!()),
-            created: 0,
+            wanted: 0,
             life: Lifetimes::new(&Timeouts::default(), 1_000_000_000),
             hz: 1_000_000_000,
             steer: None,
@@ -239,6 +251,8 @@ impl Pipeline {
             quota: u64::MAX,
             unreplied_quota: u64::MAX,
             stale_at: 0,
+            swept_generation: 0,
+            orphans_until: 0,
             tenant_slots: 0,
             now: 0,
             hops: stage::Hops::default(),
@@ -355,13 +369,26 @@ impl Pipeline {
     pub fn sweep(&mut self, t: &Tables, c: &WorkerCounters, now: u64) {
         let snat = &mut self.snat;
         let link = self.offload.as_deref();
-        let orphan = |conn: &Conn| t.tenants.get(conn.tenant_id()).is_none();
         let budget =
-            (SWEEP_BUDGET + SWEEP_PER_CREATED * std::mem::take(&mut self.created)).min(SWEEP_MAX);
-        self.flows.sweep_if(budget, now, orphan, |gone| {
+            (SWEEP_BUDGET + SWEEP_PER_WANTED * std::mem::take(&mut self.wanted)).min(SWEEP_MAX);
+        let on_removed = |gone: Removed<Conn>| {
             ended(snat, &t.pools, c, &gone.value);
             offload::removed(link, c, &gone);
-        });
+        };
+        // A tenant can only have been removed in a new snapshot: the flows
+        // of removed tenants are looked for (each visited flow's Conn read
+        // and its tenant looked up) for two whole passes after one, not at
+        // every visit.
+        if t.generation != self.swept_generation {
+            self.swept_generation = t.generation;
+            self.orphans_until = self.flows.sweep_passes() + 2;
+        }
+        if self.flows.sweep_passes() < self.orphans_until {
+            let orphan = |conn: &Conn| t.tenants.get(conn.tenant_id()).is_none();
+            self.flows.sweep_if(budget, now, orphan, on_removed);
+        } else {
+            self.flows.sweep(budget, now, on_removed);
+        }
         c.sweep_passes.set(self.flows.sweep_passes());
         self.marks.flush(c);
         self.sweep_stale(t, c);

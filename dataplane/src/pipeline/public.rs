@@ -76,7 +76,7 @@ impl Pipeline {
         if let Some(carried) = options {
             c.count_options(carried);
         }
-        if let Some(v) = self.public_flow(cx, f) {
+        if let Some(v) = self.public_flow(cx, f, origin) {
             return v;
         }
         let ip = &f.data()[ETH..];

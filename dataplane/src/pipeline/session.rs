@@ -22,7 +22,12 @@ impl Pipeline {
     /// opens a flow toward an elastic IP, is translated into its tenant.
     /// `None` leaves the packet to the stateless ingress. The frame still
     /// has its Ethernet header.
-    pub(super) fn public_flow<F: Frame>(&mut self, cx: Cx<'_>, f: &mut F) -> Option<Verdict> {
+    pub(super) fn public_flow<F: Frame>(
+        &mut self,
+        cx: Cx<'_>,
+        f: &mut F,
+        origin: Origin,
+    ) -> Option<Verdict> {
         let Cx { t, c } = cx;
         let now = self.now;
         // Only an elastic IP, a shared NAT address or a tenant's public
@@ -44,36 +49,38 @@ impl Pipeline {
             Err(v) => return Some(v),
         };
         let key = tuple.key(Zone::PUBLIC);
-        let (id, dir) = match self.find(cx, &key) {
+        let conn = match self.find(cx, &key) {
             Err(reason) => return Some(Verdict::Drop(reason)),
-            Ok(Some(hit)) => hit,
+            Ok(Some((id, dir))) => match self.advance(c, id, dir, &tuple) {
+                Some(conn) => conn,
+                None => return Some(Verdict::Drop(D::InvalidState)),
+            },
             Ok(None) => {
                 // `tuple.dst` is `dst`: both are read from this header.
                 let opened = match (eip, own) {
                     (Some((tenant, private)), _) => {
-                        self.open_inbound(cx, &tuple, key, tenant, private)
+                        self.open_inbound(cx, &tuple, key, tenant, private, origin)
                     }
                     // A tenant's own public address: a flow that
                     // translates nothing, for its firewall's sake.
-                    (None, Some(tenant)) => self.open_inbound(cx, &tuple, key, tenant, tuple.dst),
+                    (None, Some(tenant)) => {
+                        self.open_inbound(cx, &tuple, key, tenant, tuple.dst, origin)
+                    }
                     (None, None) => {
                         let (_, pool) = t.pools.of_addr(tuple.dst)?;
                         if pool.eif {
                             let tenant = pool.tenant;
-                            self.open_through_mapping(cx, &tuple, key, tenant)
+                            self.open_through_mapping(cx, &tuple, key, tenant, origin)
                         } else {
                             Err(D::NatFiltered)
                         }
                     }
                 };
                 match opened {
-                    Ok(id) => (id, Direction::Forward),
+                    Ok((_, conn)) => conn,
                     Err(reason) => return Some(Verdict::Drop(reason)),
                 }
             }
-        };
-        let Some(conn) = self.advance(c, id, dir, &tuple) else {
-            return Some(Verdict::Drop(D::InvalidState));
         };
         let owner = Owner {
             tenant: u32::from(conn.tenant),
@@ -135,9 +142,12 @@ impl Pipeline {
             Err(v) => return Some(v),
         };
         let key = tuple.key(zone);
-        let (id, dir, opened) = match self.find(cx, &key) {
+        let (id, conn, opened) = match self.find(cx, &key) {
             Err(reason) => return Some(Verdict::Drop(reason)),
-            Ok(Some((id, dir))) => (id, dir, false),
+            Ok(Some((id, dir))) => match self.advance(c, id, dir, &tuple) {
+                Some(conn) => (id, conn, false),
+                None => return Some(Verdict::Drop(D::InvalidState)),
+            },
             Ok(None) => {
                 if t.route(tenant, tuple.dst) != Some(NextHop::Public) {
                     return None;
@@ -151,13 +161,10 @@ impl Pipeline {
                     None => Outbound::Pool(pool?.0),
                 };
                 match self.open_outbound(cx, &tuple, key, tenant, nat) {
-                    Ok(id) => (id, Direction::Forward, true),
+                    Ok((id, conn)) => (id, conn, true),
                     Err(reason) => return Some(Verdict::Drop(reason)),
                 }
             }
-        };
-        let Some(conn) = self.advance(c, id, dir, &tuple) else {
-            return Some(Verdict::Drop(D::InvalidState));
         };
         let owner = outbound_owner(tenant.id);
         if let Err(v) = self.first_passed(zone, f.data(), &tuple, owner, now) {
@@ -352,7 +359,9 @@ impl Pipeline {
     /// The worker that owns the connection of a packet from the public
     /// side, if it is another (the frame still has its Ethernet header).
     pub(super) fn public_owner<F: Frame>(&self, t: &Tables, f: &F) -> Option<u16> {
-        let steer = self.steer?;
+        // A lone worker owns every connection: nothing to parse or ask
+        // (a new flow's second parse of its tuple, docs/perf.md).
+        let steer = self.steer.filter(|s| s.workers() > 1)?;
         let ip = f.data().get(ETH..)?;
         // (protocol, remote, the gateway's public end, its port if known)
         let (proto, remote, local, lport) = match Tuple::parse_quoted(ip) {
@@ -381,7 +390,8 @@ impl Pipeline {
     /// The worker that owns the connection of a tenant's IPv4 packet `ip`,
     /// if it is another: the one its translated form belongs to.
     pub(super) fn tenant_owner(&self, t: &Tables, tenant: &Tenant, ip: &[u8]) -> Option<u16> {
-        let steer = self.steer?;
+        // A lone worker owns every connection.
+        let steer = self.steer.filter(|s| s.workers() > 1)?;
         // (protocol, remote, the private end)
         let (proto, remote, private) = match Tuple::parse_quoted(ip) {
             // An error about what the Internet sent in.
@@ -469,7 +479,8 @@ impl Pipeline {
         key: FlowKey,
         tenant: TenantId,
         private: u32,
-    ) -> Result<FlowId, DropReason> {
+        origin: Origin,
+    ) -> Result<(FlowId, Conn), DropReason> {
         let t = cx.t;
         if !tuple.opens {
             return Err(D::InvalidState);
@@ -479,6 +490,7 @@ impl Pipeline {
         // The tenant's rules see its own address (after DNAT).
         firewall(cx, tenant, FwDir::In, &tuple.seen(private, tuple.dport))?;
         let tunnel = tunnel_to(t, ten, private)?;
+        let reply = tuple.reply_key(zone, private, tuple.src);
         let conn = Conn {
             tenant: tenant.slot16(),
             tunnel,
@@ -492,11 +504,10 @@ impl Pipeline {
             snat: None,
             answered: Answered::No,
             inner: 0,
-            hairpin: false,
+            hairpin: martian::hairpinned_from(t, origin, [&key, &reply]),
             offload: Offload::Unoffered,
         };
-        let reply = tuple.reply_key(zone, private, tuple.src);
-        self.insert(cx, key, reply, conn)
+        self.insert(cx, tuple, key, reply, conn)
     }
 
     /// A new flow from `tuple.src` in `tenant`, which has elastic IP `eip`,
@@ -508,7 +519,7 @@ impl Pipeline {
         key: FlowKey,
         tenant: &Tenant,
         nat: Outbound,
-    ) -> Result<FlowId, DropReason> {
+    ) -> Result<(FlowId, Conn), DropReason> {
         let t = cx.t;
         if !tuple.opens {
             return Err(D::InvalidState);
@@ -537,8 +548,11 @@ impl Pipeline {
                     private: tuple.src,
                     port: tuple.sport,
                 };
-                let Outside { addr, port } =
-                    self.snat.map(&t.pools, inside).map_err(|_| D::NoNatPort)?;
+                let Ok(Outside { addr, port }) = self.snat.map(&t.pools, inside) else {
+                    // The ports of ended flows come back with the sweep.
+                    self.wanted += 1;
+                    return Err(D::NoNatPort);
+                };
                 // An echo reply carries the translated identifier in both
                 // of its "ports".
                 let their_port = if tuple.protocol == IpProtocol::ICMP.0 {
@@ -575,10 +589,10 @@ impl Pipeline {
             snat,
             answered: Answered::Yes,
             inner: 0,
-            hairpin: false,
+            hairpin: martian::hairpinned(t, [&key, &reply]),
             offload: Offload::Unoffered,
         };
-        self.insert(cx, key, reply, conn)
+        self.insert(cx, tuple, key, reply, conn)
     }
 
     /// A new flow from the Internet through a shared NAT address's mapped
@@ -589,7 +603,8 @@ impl Pipeline {
         tuple: &Tuple,
         key: FlowKey,
         tenant: TenantId,
-    ) -> Result<FlowId, DropReason> {
+        origin: Origin,
+    ) -> Result<(FlowId, Conn), DropReason> {
         let t = cx.t;
         if !tuple.opens || tuple.protocol == IpProtocol::ICMP.0 {
             return Err(D::NatFiltered);
@@ -609,6 +624,14 @@ impl Pipeline {
             let ten = t.tenants.get(tenant).ok_or(D::NoRoute)?;
             let zone = Zone::tenant(tenant.index()).ok_or(D::NoRoute)?;
             let tunnel = tunnel_to(t, ten, inside.private)?;
+            let reply = FlowKey::new(
+                zone,
+                tuple.protocol,
+                inside.private,
+                inside.port,
+                tuple.src,
+                tuple.sport,
+            );
             let conn = Conn {
                 tenant: tenant.slot16(),
                 tunnel,
@@ -624,21 +647,13 @@ impl Pipeline {
                 snat: Some(inside),
                 answered: Answered::No,
                 inner: 0,
-                hairpin: false,
+                hairpin: martian::hairpinned_from(t, origin, [&key, &reply]),
                 offload: Offload::Unoffered,
             };
-            let reply = FlowKey::new(
-                zone,
-                tuple.protocol,
-                inside.private,
-                inside.port,
-                tuple.src,
-                tuple.sport,
-            );
             Ok((conn, reply))
         })();
         match conn {
-            Ok((conn, reply)) => self.insert(cx, key, reply, conn),
+            Ok((conn, reply)) => self.insert(cx, tuple, key, reply, conn),
             Err(reason) => {
                 self.snat.release(&t.pools, inside);
                 Err(reason)
@@ -646,22 +661,30 @@ impl Pipeline {
         }
     }
 
-    /// Adds a flow whose forward key `find` has just missed. If it cannot
-    /// be, the NAT mapping it took is given back.
+    /// Adds a flow whose forward key `find` has just missed, opened by the
+    /// packet `tuple`, and returns it as that packet leaves it (what
+    /// [`Pipeline::advance`] gives a flow found). Its opener has marked it
+    /// hairpinned or not ([`martian::hairpinned_from`]). If it cannot be
+    /// added, the NAT mapping it took is given back.
     pub(super) fn insert(
         &mut self,
         cx: Cx<'_>,
+        tuple: &Tuple,
         forward: FlowKey,
         reply: FlowKey,
         conn: Conn,
-    ) -> Result<FlowId, DropReason> {
+    ) -> Result<(FlowId, Conn), DropReason> {
         let Cx { t, c } = cx;
         let now = self.now;
+        // Created or refused, the flow paces the next sweep: the flows a
+        // quota or the table refuses for want of room wait on it, expired
+        // ones included, until it ends them.
+        self.wanted += 1;
         // The tenant's live flows here: this worker's own counters.
         let tc = c.tenant(usize::from(conn.tenant));
         let live = tc.map_or(0, TenantCounters::live_flows);
         let mut conn = conn;
-        conn.hairpin = martian::hairpinned(t, [&forward, &reply]);
+        debug_assert_eq!(conn.hairpin, martian::hairpinned(t, [&forward, &reply]));
         if conn.answered == Answered::No {
             let unanswered = tc.map_or(0, TenantCounters::live_unreplied);
             if unanswered >= self.unreplied_quota {
@@ -677,7 +700,16 @@ impl Pipeline {
                 conn.answered = Answered::NoUnderPressure;
             }
         }
-        let deadline = now.saturating_add(self.life.of(&conn));
+        // The opening packet is the flow's first, from its opener (never
+        // an answer): applied before the flow is placed, the deadline is
+        // set once and the caller needs no lookup to advance the flow. It
+        // fits: `opens` admits a SYN alone, which SYN-SENT takes.
+        let Ok(deadline) = conn.on_packet(0, tuple, false, &self.life, now) else {
+            if let Some(inside) = conn.snat {
+                self.snat.release(&t.pools, inside);
+            }
+            return Err(D::InvalidState);
+        };
         let result = if live >= self.quota {
             Err(InsertError::Full)
         } else {
@@ -689,14 +721,16 @@ impl Pipeline {
         }
         match result {
             Ok(id) => {
-                self.created += 1;
                 if let Some(tc) = tc {
                     tc.flows_opened[FlowProto::of(conn.protocol) as usize].inc();
                     if conn.answered != Answered::Yes {
                         tc.unreplied_opened.inc();
                     }
                 }
-                Ok(id)
+                if self.offload.is_some() {
+                    self.offload_step(c, id, Direction::Forward);
+                }
+                Ok((id, conn))
             }
             Err(InsertError::Full) if live >= self.quota => {
                 if let Some(tc) = tc {
