@@ -196,26 +196,26 @@ impl Pipeline {
                 .get(12..14)
                 .filter(|&ethertype| ethertype == EtherType::IPV4.0.to_be_bytes())
                 .and_then(|_| Plain::parse(data.get(ETH..)?));
-            *hint = match plain {
-                Some(p) => {
-                    let key = p.key(Zone::PUBLIC);
-                    // A frame the NIC marked with its live flow is left
-                    // out of the lookup.
-                    match frame
-                        .mark()
-                        .and_then(|m| by_mark(&self.flows, &self.marks, m, &key))
-                    {
-                        Some(found) => Hint(Stage::Plain(p, found)),
-                        None => {
-                            keys[n] = key;
-                            frame_of[n] = i as u8;
-                            n += 1;
-                            Hint(Stage::Plain(p, FlowLookup::Miss))
-                        }
-                    }
-                }
-                None => Hint(Stage::Full),
+            let Some(p) = plain else {
+                *hint = Hint(Stage::Full);
+                continue;
             };
+            let key = p.key(Zone::PUBLIC);
+            // A frame the NIC marked with its live flow is left out of the
+            // lookup.
+            let found = match frame
+                .mark()
+                .and_then(|m| by_mark(&self.flows, &self.marks, m, &key))
+            {
+                Some(found) => found,
+                None => {
+                    keys[n] = key;
+                    frame_of[n] = i as u8;
+                    n += 1;
+                    FlowLookup::Miss
+                }
+            };
+            *hint = Hint(Stage::Plain(p, found));
         }
         let mut found = [FlowLookup::Miss; BULK_MAX];
         self.flows
