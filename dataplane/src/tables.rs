@@ -237,6 +237,9 @@ pub struct TunnelAdj {
     pub neigh: NeighRef,
     /// The underlay port's IP MTU.
     pub mtu: u16,
+    /// [`TunnelAdj::inner_mtu`], worked out when the adjacency is built:
+    /// every hit into the tunnel compares against it.
+    inner_mtu: u16,
 }
 
 impl TunnelAdj {
@@ -255,9 +258,9 @@ impl TunnelAdj {
     }
 
     /// The largest inner IPv4 packet that fits the underlay MTU.
+    #[inline]
     pub fn inner_mtu(&self) -> u16 {
-        let ip_overhead = self.header_len as u16 - ethernet::HEADER_LEN as u16;
-        self.mtu.saturating_sub(ip_overhead)
+        self.inner_mtu
     }
 }
 
@@ -886,6 +889,7 @@ impl Tables {
             header[len + 12..len + 14].copy_from_slice(&EtherType::IPV4.0.to_be_bytes());
             len += ethernet::HEADER_LEN;
         }
+        let ip_overhead = (len - ethernet::HEADER_LEN) as u16;
         Ok(TunnelAdj {
             tenant: id,
             port,
@@ -896,6 +900,7 @@ impl Tables {
             gre: t.gre,
             neigh,
             mtu: entry.mtu,
+            inner_mtu: entry.mtu.saturating_sub(ip_overhead),
         })
     }
 }
