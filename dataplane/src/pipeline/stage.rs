@@ -125,28 +125,36 @@ impl Pipeline {
         let mut staged = 0;
         for (i, (frame, hint)) in frames.zip(hints.iter_mut()).take(BULK_MAX).enumerate() {
             staged = i + 1;
-            *hint = match self.read_tunnelled(t, pe, frame.bytes(), frame.checked()) {
-                Read::Plain(p, tunnelled, zone) => {
-                    let key = p.key(zone);
-                    // A frame the NIC marked with its live flow is left
-                    // out of the lookup.
-                    let marks = &self.marks;
-                    match frame
-                        .mark()
-                        .and_then(|m| by_mark(&self.flows, marks, m, &key))
-                    {
-                        Some(found) => Hint(Stage::Tunnel(p, found, tunnelled)),
-                        None => {
-                            keys[n] = key;
-                            frame_of[n] = i as u8;
-                            n += 1;
-                            Hint(Stage::Tunnel(p, FlowLookup::Miss, tunnelled))
-                        }
+            // Each arm writes its own hint: merged, the three went through
+            // one set of registers carried round the loop on the stack.
+            let (p, tunnelled, zone) =
+                match self.read_tunnelled(t, pe, frame.bytes(), frame.checked()) {
+                    Read::Plain(p, tunnelled, zone) => (p, tunnelled, zone),
+                    Read::NotPlain => {
+                        *hint = Hint::FULL_PATH;
+                        continue;
                     }
+                    Read::Other => {
+                        *hint = Hint::default();
+                        continue;
+                    }
+                };
+            let key = p.key(zone);
+            // A frame the NIC marked with its live flow is left out of the
+            // lookup.
+            let found = match frame
+                .mark()
+                .and_then(|m| by_mark(&self.flows, &self.marks, m, &key))
+            {
+                Some(found) => found,
+                None => {
+                    keys[n] = key;
+                    frame_of[n] = i as u8;
+                    n += 1;
+                    FlowLookup::Miss
                 }
-                Read::NotPlain => Hint::FULL_PATH,
-                Read::Other => Hint::default(),
             };
+            *hint = Hint(Stage::Tunnel(p, found, tunnelled));
         }
         let mut found = [FlowLookup::Miss; BULK_MAX];
         self.flows
