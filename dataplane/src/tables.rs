@@ -216,6 +216,9 @@ pub struct TunnelId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TunnelAdj {
     pub tenant: TenantId,
+    /// Its index among the tenant's tunnels: with `tenant`, its
+    /// [`TunnelId`].
+    pub index: u32,
     pub port: u16,
     pub host: Ipv4Addr,
     /// Outer Ethernet + IPv4 + GRE(key, and the tenant's options), and for
@@ -255,6 +258,14 @@ impl TunnelAdj {
         // The shortest gretap header is longer than the longest GRE-IPv4
         // one (42 + 8 bytes of options): one compare, as before options.
         usize::from(self.header_len) >= KEYED_GRETAP_HEADER
+    }
+
+    #[inline]
+    pub fn id(&self) -> TunnelId {
+        TunnelId {
+            tenant: self.tenant,
+            index: self.index,
+        }
     }
 
     /// The largest inner IPv4 packet that fits the underlay MTU.
@@ -551,8 +562,10 @@ impl Tables {
                 Target::Host(host) => match tunnels.iter().position(|a| a.host == host) {
                     Some(i) => NextHop::Tunnel(i as u32),
                     None => {
-                        tunnels.push(self.tunnel_adj(neighbours, id, t, host)?);
-                        NextHop::Tunnel(tunnels.len() as u32 - 1)
+                        let index = tunnels.len() as u32;
+                        let tunnel = TunnelId { tenant: id, index };
+                        tunnels.push(self.tunnel_adj(neighbours, tunnel, t, host)?);
+                        NextHop::Tunnel(index)
                     }
                 },
             };
@@ -814,7 +827,7 @@ impl Tables {
     fn tunnel_adj(
         &self,
         neighbours: &mut NeighbourWriter,
-        id: TenantId,
+        tunnel: TunnelId,
         t: &TenantSpec,
         host: Ipv4Addr,
     ) -> Result<TunnelAdj, BuildError> {
@@ -891,7 +904,8 @@ impl Tables {
         }
         let ip_overhead = (len - ethernet::HEADER_LEN) as u16;
         Ok(TunnelAdj {
-            tenant: id,
+            tenant: tunnel.tenant,
+            index: tunnel.index,
             port,
             host,
             header,

@@ -5132,6 +5132,52 @@ fn gre_checksums_and_sequence_numbers_are_sent_on_the_full_and_fast_paths() {
     }
 }
 
+/// A tenant's tunnels number their frames each on its own (RFC 2890: a
+/// sequence number is per tunnel), on the full path and the fast path:
+/// the tunnel's adjacency names it for the counter (`TunnelAdj::id`).
+#[test]
+fn each_tunnel_of_a_tenant_numbers_its_frames_on_its_own() {
+    const EIP3: [u8; 4] = [2, 2, 2, 13];
+    const VM3: [u8; 4] = [10, 0, 1, 5];
+    let mut s = spec_with_gre(gre_options(false, true));
+    // Tenant 1's second tunnel (host .13, 10.0.1.0/24) gets an elastic IP.
+    s.eips.push((ip(EIP3), 1000, ip(VM3)));
+    let mut gw = Gw::with_spec(&s);
+    let seqs = |gw: &mut Gw, eip: [u8; 4], host_mac: [u8; 6], from: u64| {
+        let mut out = Vec::new();
+        for i in from..from + 4 {
+            let frame = eth(
+                PUB_MAC,
+                CLIENT_MAC,
+                EtherType::IPV4,
+                &inner_udp(CLIENT, eip, 64, format!("packet {i}").as_bytes()),
+            );
+            // The first creates the flow; then the fast path and the full
+            // path take turns.
+            let hint = if i % 2 == 0 {
+                Hint::default()
+            } else {
+                Hint::FULL_PATH
+            };
+            let mut f = VecFrame::new(&frame, PUB);
+            let v = gw
+                .pipeline
+                .process_staged(&gw.tables, &gw.counters, &mut f, i, &hint);
+            assert_eq!(v, Verdict::Forward(UND), "to {eip:?}, packet {i}");
+            assert_eq!(f.data()[..6], host_mac, "to {eip:?}, packet {i}");
+            out.extend(read_sent_gre(f.data()).seq);
+        }
+        out
+    };
+    let first = seqs(&mut gw, EIP1, HOST1_MAC, 0);
+    let second = seqs(&mut gw, EIP3, HOST3_MAC, 4);
+    assert_eq!(first.len(), 4);
+    assert_eq!(
+        first, second,
+        "the second tunnel starts where the first did: {first:?} then {second:?}"
+    );
+}
+
 #[test]
 fn arp_inside_a_tunnel_is_answered_with_the_tenants_gre_options() {
     for (checksum, sequence) in GRE_OPTION_SETS {

@@ -6,14 +6,13 @@
 use super::*;
 
 impl Pipeline {
-    /// Prepends the header of tunnel `tunnel` to an IPv4 packet whose TTL
+    /// Prepends the header of tunnel `adj` to an IPv4 packet whose TTL
     /// has been decremented. A frame whose outer or
     /// inner next hop is not resolved yet is built all the same and punted,
     /// for the resolver to finish and send.
     pub(super) fn encap<F: Frame>(
         &mut self,
         cx: Cx<'_>,
-        tunnel: TunnelId,
         adj: &TunnelAdj,
         f: &mut F,
         inner: &mut u16,
@@ -47,7 +46,7 @@ impl Pipeline {
                 // The resolver finds the outer neighbour after the inner.
                 Lookup::Unresolved => {
                     pending = Some(Punt::ResolveInner {
-                        tunnel: tunnel.index,
+                        tunnel: adj.index,
                         key,
                     });
                     Some([0; 6])
@@ -78,7 +77,7 @@ impl Pipeline {
             df,
         );
         if adj.gre.any() {
-            gre_options(t, tunnel, f);
+            gre_options(t, adj.id(), f);
         }
         if let Some(tc) = c.tenant(adj.tenant.index()) {
             tc.to_tunnel_packets.inc();

@@ -308,7 +308,7 @@ impl Pipeline {
         }
         // The flow remembers where its host's MAC is (gretap).
         let mut inner = hint;
-        let v = self.encap(cx, tunnel, adj, f, &mut inner);
+        let v = self.encap(cx, adj, f, &mut inner);
         if inner != hint {
             if let Some(conn) = self.flows.get_mut(id) {
                 conn.inner = inner;

@@ -56,7 +56,7 @@ impl Pipeline {
                 if !Rewrite::default().forward(f.data_mut(), ip.header_len()) {
                     return Verdict::Drop(D::TtlExceeded);
                 }
-                let v = self.encap(cx, i, adj, f, &mut 0);
+                let v = self.encap(cx, adj, f, &mut 0);
                 cut(f, v, fit, usize::from(adj.header_len), c)
             }
             // Nothing leaves by the public side without a flow: a private
@@ -117,7 +117,7 @@ impl Pipeline {
         if t.mss_clamp {
             clamp_syn(f.data_mut(), adj.inner_mtu());
         }
-        let v = self.encap(cx, tunnel, adj, f, &mut 0);
+        let v = self.encap(cx, adj, f, &mut 0);
         cut(f, v, fit, usize::from(adj.header_len), c)
     }
 
