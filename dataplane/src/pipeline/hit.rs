@@ -221,11 +221,23 @@ impl Pipeline {
         self.flows
             .lookup_bulk_with(pf, &keys[..n], now, &mut found[..n]);
         for (&i, &l) in frame_of.iter().zip(&found).take(n) {
-            if let Some(Hint(Stage::Plain(_, f))) = hints.get_mut(usize::from(i)) {
-                *f = l;
-            }
-            if let Some((id, _)) = l.hit() {
-                self.flows.prefetch_value(pf, id);
+            let Some(Hint(Stage::Plain(p, f))) = hints.get_mut(usize::from(i)) else {
+                continue;
+            };
+            *f = l;
+            match l.hit() {
+                Some((id, _)) => self.flows.prefetch_value(pf, id),
+                // A frame to an elastic IP that may open a flow: what its
+                // insert will read is fetched while the burst's earlier
+                // frames are processed.
+                None if P::INSTRUCTION && p.tuple.opens => {
+                    if let Some((tenant, private)) = t.eips.inbound(p.tuple.dst) {
+                        if let Some(reply) = inbound_reply(&p.tuple, tenant, private) {
+                            self.flows.prefetch_insert(pf, &reply);
+                        }
+                    }
+                }
+                None => {}
             }
         }
     }
