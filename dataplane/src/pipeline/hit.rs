@@ -170,7 +170,9 @@ impl Pipeline {
     /// [`Pipeline::process_staged`]: every frame's header pass, then the
     /// flow lookups of the plain ones together, so that their cache misses
     /// overlap, with the caller's prefetch (`rte::prefetch` in the
-    /// daemon); the values of the flows found are prefetched too.
+    /// daemon); the values of the flows found are prefetched too, and so
+    /// are the reply key's buckets of a flow a miss will open toward an
+    /// elastic IP.
     /// `hints[i]` is the `i`th frame's, for up to [`BULK_MAX`] frames.
     /// Nothing else changes: a flow created or removed by an earlier frame
     /// of the burst is caught by the second stage, which checks the hint.
