@@ -4505,6 +4505,51 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
     }
 }
 
+/// Issue 13: a staged frame that will open a flow toward an elastic IP
+/// has its new flow's reply-key buckets prefetched by the stage, two
+/// lines beyond its lookup's four (both buckets, the candidate entry's
+/// key and deadline), so that a burst's inserts do not wait for them one
+/// after another; a frame that opens no flow (an ACK of none) does not,
+/// nor a hit, whose value is prefetched instead. Verdicts as unstaged.
+#[test]
+fn a_staged_miss_that_will_open_a_flow_prefetches_its_reply_keys_buckets() {
+    struct Counting(std::cell::Cell<usize>);
+    impl dataplane::flow::Prefetch for Counting {
+        const INSTRUCTION: bool = true;
+        fn prefetch<T>(&self, _r: &T) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let mut gw = Gw::new();
+    // Enough flows that a burst is looked up in stages: below, the table
+    // is in cache and nothing is prefetched.
+    for sport in 0..dataplane::flow::STAGED_FROM as u16 {
+        let syn = tcp(CLIENT, 1024 + sport, EIP1, 22, "S");
+        assert_eq!(gw.client_sends(&syn, 0).0, Verdict::Forward(UND));
+    }
+    let staged = |gw: &mut Gw, ip: &[u8]| {
+        let frame = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, ip);
+        let pf = Counting(std::cell::Cell::new(0));
+        let mut hints = [Hint::default(); 1];
+        let frames = [&frame[..]].into_iter();
+        gw.pipeline
+            .stage_public(&gw.tables, PUB, frames, &pf, 0, &mut hints);
+        let mut f = VecFrame::new(&frame, PUB);
+        let v = gw
+            .pipeline
+            .process_staged(&gw.tables, &gw.counters, &mut f, 0, &hints[0]);
+        (pf.0.get(), v)
+    };
+    let opens = udp_from(CLIENT, 5000, EIP1, 53);
+    assert_eq!(staged(&mut gw, &opens), (4 + 2, Verdict::Forward(UND)));
+    assert_eq!(staged(&mut gw, &opens), (4 + 1, Verdict::Forward(UND)));
+    let stray = tcp(CLIENT, 5001, EIP1, 22, "A");
+    assert_eq!(
+        staged(&mut gw, &stray),
+        (4, Verdict::Drop(DropReason::InvalidState))
+    );
+}
+
 /// Runs one frame received on `port`, which the NIC says of its outer
 /// IPv4 checksum `checked`, by `path`: the full path, the fast path
 /// unstaged, or staged as the daemon's workers stage a burst.

@@ -170,7 +170,9 @@ impl Pipeline {
     /// [`Pipeline::process_staged`]: every frame's header pass, then the
     /// flow lookups of the plain ones together, so that their cache misses
     /// overlap, with the caller's prefetch (`rte::prefetch` in the
-    /// daemon); the values of the flows found are prefetched too.
+    /// daemon); the values of the flows found are prefetched too, and so
+    /// are the reply key's buckets of a flow a miss will open toward an
+    /// elastic IP.
     /// `hints[i]` is the `i`th frame's, for up to [`BULK_MAX`] frames.
     /// Nothing else changes: a flow created or removed by an earlier frame
     /// of the burst is caught by the second stage, which checks the hint.
@@ -221,11 +223,23 @@ impl Pipeline {
         self.flows
             .lookup_bulk_with(pf, &keys[..n], now, &mut found[..n]);
         for (&i, &l) in frame_of.iter().zip(&found).take(n) {
-            if let Some(Hint(Stage::Plain(_, f))) = hints.get_mut(usize::from(i)) {
-                *f = l;
-            }
-            if let Some((id, _)) = l.hit() {
-                self.flows.prefetch_value(pf, id);
+            let Some(Hint(Stage::Plain(p, f))) = hints.get_mut(usize::from(i)) else {
+                continue;
+            };
+            *f = l;
+            match l.hit() {
+                Some((id, _)) => self.flows.prefetch_value(pf, id),
+                // A frame to an elastic IP that may open a flow: what its
+                // insert will read is fetched while the burst's earlier
+                // frames are processed.
+                None if P::INSTRUCTION && p.tuple.opens => {
+                    if let Some((tenant, private)) = t.eips.inbound(p.tuple.dst) {
+                        if let Some(reply) = inbound_reply(&p.tuple, tenant, private) {
+                            self.flows.prefetch_insert(pf, &reply);
+                        }
+                    }
+                }
+                None => {}
             }
         }
     }

@@ -486,11 +486,10 @@ impl Pipeline {
             return Err(D::InvalidState);
         }
         let ten = t.tenants.get(tenant).ok_or(D::NoRoute)?;
-        let zone = Zone::tenant(tenant.index()).ok_or(D::NoRoute)?;
+        let reply = inbound_reply(tuple, tenant, private).ok_or(D::NoRoute)?;
         // The tenant's rules see its own address (after DNAT).
         firewall(cx, tenant, FwDir::In, &tuple.seen(private, tuple.dport))?;
         let tunnel = tunnel_to(t, ten, private)?;
-        let reply = tuple.reply_key(zone, private, tuple.src);
         let conn = Conn {
             tenant: tenant.slot16(),
             tunnel,
@@ -744,6 +743,16 @@ impl Pipeline {
             Err(InsertError::Exists(..) | InsertError::SameKey) => Err(D::InvalidState),
         }
     }
+}
+
+/// The reply key of the flow `tuple` opens from the public side toward
+/// `private` in `tenant` (an elastic IP's DNAT, or the tenant's own
+/// address): the private host answering the client. `None` for a tenant
+/// without a zone.
+#[inline]
+pub(super) fn inbound_reply(tuple: &Tuple, tenant: TenantId, private: u32) -> Option<FlowKey> {
+    let zone = Zone::tenant(tenant.index())?;
+    Some(tuple.reply_key(zone, private, tuple.src))
 }
 
 /// The tenant's firewall rules for the first packet of a flow, `seen` in
