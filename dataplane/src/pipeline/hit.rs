@@ -205,18 +205,8 @@ impl Pipeline {
             let key = p.key(Zone::PUBLIC);
             // A frame the NIC marked with its live flow is left out of the
             // lookup.
-            let found = match frame
-                .mark()
-                .and_then(|m| by_mark(&self.flows, &self.marks, m, &key))
-            {
-                Some(found) => found,
-                None => {
-                    keys[n] = key;
-                    frame_of[n] = i as u8;
-                    n += 1;
-                    FlowLookup::Miss
-                }
-            };
+            let found =
+                self.marked_or_queued(frame.mark(), key, i, &mut keys, &mut frame_of, &mut n);
             *hint = Hint(Stage::Plain(p, found));
         }
         let mut found = [FlowLookup::Miss; BULK_MAX];
@@ -426,6 +416,28 @@ impl Pipeline {
             return Some(Verdict::Drop(D::InnerInvalid));
         }
         Some(hop.send(f, c))
+    }
+
+    /// A staged frame's flow: the live flow its NIC mark names, else a
+    /// miss for now, its key queued as frame `i`'s (`keys[n]`,
+    /// `frame_of[n]`) for the burst's bulk lookup. Both stages' one way.
+    #[inline(always)]
+    pub(super) fn marked_or_queued(
+        &self,
+        mark: Option<u32>,
+        key: FlowKey,
+        i: usize,
+        keys: &mut [FlowKey; BULK_MAX],
+        frame_of: &mut [u8; BULK_MAX],
+        n: &mut usize,
+    ) -> FlowLookup {
+        if let Some(found) = mark.and_then(|m| by_mark(&self.flows, &self.marks, m, &key)) {
+            return found;
+        }
+        keys[*n] = key;
+        frame_of[*n] = i as u8;
+        *n += 1;
+        FlowLookup::Miss
     }
 }
 

@@ -19,7 +19,7 @@
 //! the burst changed (a flow created or removed): the hit is looked up
 //! again by its id and key.
 
-use super::hit::{by_mark, Plain, Stage, Staged};
+use super::hit::{Plain, Stage, Staged};
 use super::public::{resolve_route, PublicHop};
 use super::*;
 use crate::Checked;
@@ -142,18 +142,8 @@ impl Pipeline {
             let key = p.key(zone);
             // A frame the NIC marked with its live flow is left out of the
             // lookup.
-            let found = match frame
-                .mark()
-                .and_then(|m| by_mark(&self.flows, &self.marks, m, &key))
-            {
-                Some(found) => found,
-                None => {
-                    keys[n] = key;
-                    frame_of[n] = i as u8;
-                    n += 1;
-                    FlowLookup::Miss
-                }
-            };
+            let found =
+                self.marked_or_queued(frame.mark(), key, i, &mut keys, &mut frame_of, &mut n);
             *hint = Hint(Stage::Tunnel(p, found, tunnelled));
         }
         let mut found = [FlowLookup::Miss; BULK_MAX];
