@@ -358,28 +358,7 @@ pub fn tunnel_root(t: &TunnelMatch, mac: [u8; 6]) -> Rule {
 /// item as inner, whatever its level. The root rule checked everything
 /// else.
 pub fn tunnel_check(gretap: bool) -> Rule {
-    let mut outer = any_ipv4();
-    if let Item::Ipv4 { protocol, .. } = &mut outer {
-        *protocol = Some(IPPROTO_GRE);
-    }
-    let mut pattern = vec![
-        eth(ETHER_TYPE_IPV4),
-        outer,
-        intact(OUTER),
-        Item::Gre {
-            protocol: Some(if gretap {
-                ETHER_TYPE_TEB
-            } else {
-                ETHER_TYPE_IPV4
-            }),
-            checksum_present: None,
-            key_present: None,
-            sequence_present: None,
-        },
-    ];
-    if gretap {
-        pattern.push(eth(ETHER_TYPE_IPV4));
-    }
+    let mut pattern = any_tunnel(gretap, Some(intact(OUTER)));
     pattern.extend([any_ipv4(), intact(INNER)]);
     Rule {
         attr: Attr {
@@ -419,27 +398,7 @@ pub fn public_punt() -> Rule {
 /// forwards (and decrements) after decapsulation, whatever the outer
 /// headers, host or key (software decides all of them).
 pub fn tunnel_punt(gretap: bool) -> Rule {
-    let mut outer = any_ipv4();
-    if let Item::Ipv4 { protocol, .. } = &mut outer {
-        *protocol = Some(IPPROTO_GRE);
-    }
-    let mut pattern = vec![
-        eth(ETHER_TYPE_IPV4),
-        outer,
-        Item::Gre {
-            protocol: Some(if gretap {
-                ETHER_TYPE_TEB
-            } else {
-                ETHER_TYPE_IPV4
-            }),
-            checksum_present: None,
-            key_present: None,
-            sequence_present: None,
-        },
-    ];
-    if gretap {
-        pattern.push(eth(ETHER_TYPE_IPV4));
-    }
+    let mut pattern = any_tunnel(gretap, None);
     pattern.push(ttl_expires(any_ipv4()));
     punt(pattern)
 }
@@ -511,6 +470,33 @@ pub fn public_root_ipv4(outer_df: OuterDf) -> Item {
         *tos = Some(Masked::<u8>::exact(PUSHED_TOS));
     }
     packet
+}
+
+/// The headers of any tunnel of GRE protocol `gretap`'s, up to the inner
+/// IPv4 header (not included): any outer IPv4 header carrying GRE,
+/// `outer_check` right after it, GRE of that protocol with any flags, and
+/// for gretap the inner Ethernet header.
+fn any_tunnel(gretap: bool, outer_check: Option<Item>) -> Vec<Item> {
+    let mut outer = any_ipv4();
+    if let Item::Ipv4 { protocol, .. } = &mut outer {
+        *protocol = Some(IPPROTO_GRE);
+    }
+    let mut pattern = vec![eth(ETHER_TYPE_IPV4), outer];
+    pattern.extend(outer_check);
+    pattern.push(Item::Gre {
+        protocol: Some(if gretap {
+            ETHER_TYPE_TEB
+        } else {
+            ETHER_TYPE_IPV4
+        }),
+        checksum_present: None,
+        key_present: None,
+        sequence_present: None,
+    });
+    if gretap {
+        pattern.push(eth(ETHER_TYPE_IPV4));
+    }
+    pattern
 }
 
 /// The GRE protocol of tunnel `t`'s frames.

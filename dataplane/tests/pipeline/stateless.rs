@@ -78,6 +78,19 @@ fn from_host(host: [u8; 4], host_mac: [u8; 6], key: u32) -> Vec<u8> {
     gre_frame(host, host_mac, 0x2000, key, 0x6558, &inner)
 }
 
+/// What `gw` does on `path` with [`from_host`]'s datagram, from the
+/// underlay.
+fn host_sends(gw: &mut Gw, path: Path, host: [u8; 4], host_mac: [u8; 6], key: u32) -> Verdict {
+    run_checked(
+        gw,
+        path,
+        &from_host(host, host_mac, key),
+        UND,
+        Checked::Unknown,
+    )
+    .0
+}
+
 /// `gw` with its tables rebuilt from `spec`, as a reload publishes them:
 /// a new generation, the same worker (and its caches).
 fn reload(gw: &mut Gw, spec: &Spec, generation: u64) {
@@ -91,13 +104,7 @@ fn a_host_or_key_changed_by_a_reload_is_decided_again_on_the_next_frame() {
         // Tenant 1's two hosts send; the second is its own /24's.
         for _ in 0..3 {
             for host in [(HOST1, HOST1_MAC), (HOST3, HOST3_MAC)] {
-                let (v, _) = run_checked(
-                    &mut gw,
-                    path,
-                    &from_host(host.0, host.1, 1000),
-                    UND,
-                    Checked::Unknown,
-                );
+                let v = host_sends(&mut gw, path, host.0, host.1, 1000);
                 assert_eq!(v, Verdict::Forward(PUB), "{path:?} {:?}", host.0);
             }
         }
@@ -106,25 +113,13 @@ fn a_host_or_key_changed_by_a_reload_is_decided_again_on_the_next_frame() {
         spec.tenants[0].hosts = vec![ip(HOST1)];
         spec.tenants[0].routes[1].2 = Target::Host(ip(HOST1));
         reload(&mut gw, &spec, 2);
-        let (v, _) = run_checked(
-            &mut gw,
-            path,
-            &from_host(HOST3, HOST3_MAC, 1000),
-            UND,
-            Checked::Unknown,
-        );
+        let v = host_sends(&mut gw, path, HOST3, HOST3_MAC, 1000);
         assert_eq!(
             v,
             Verdict::Drop(DropReason::GreWrongHost),
             "{path:?}: a host taken away"
         );
-        let (v, _) = run_checked(
-            &mut gw,
-            path,
-            &from_host(HOST1, HOST1_MAC, 1000),
-            UND,
-            Checked::Unknown,
-        );
+        let v = host_sends(&mut gw, path, HOST1, HOST1_MAC, 1000);
         assert_eq!(v, Verdict::Forward(PUB), "{path:?}: the host kept");
         // The next reload gives key 1000 to another tenant: tenant 1's
         // host may no longer send with it, and tenant 1's new key works.
@@ -134,25 +129,13 @@ fn a_host_or_key_changed_by_a_reload_is_decided_again_on_the_next_frame() {
         spec.inner_neighbours = vec![(1001, ip(VM), VM1_MAC)];
         spec.eips = vec![(ip(EIP1), 1001, ip(VM))];
         reload(&mut gw, &spec, 3);
-        let (v, _) = run_checked(
-            &mut gw,
-            path,
-            &from_host(HOST1, HOST1_MAC, 1000),
-            UND,
-            Checked::Unknown,
-        );
+        let v = host_sends(&mut gw, path, HOST1, HOST1_MAC, 1000);
         assert_eq!(
             v,
             Verdict::Drop(DropReason::GreWrongHost),
             "{path:?}: a key given away"
         );
-        let (v, _) = run_checked(
-            &mut gw,
-            path,
-            &from_host(HOST1, HOST1_MAC, 1001),
-            UND,
-            Checked::Unknown,
-        );
+        let v = host_sends(&mut gw, path, HOST1, HOST1_MAC, 1001);
         assert_eq!(v, Verdict::Forward(PUB), "{path:?}: the tenant's new key");
     }
 }
