@@ -3,8 +3,11 @@
 //! processed frame by frame with its hints, as the daemon's workers do:
 //!
 //!   cargo build --release -p dataplane --example pipeline_staged
-//!   valgrind --tool=callgrind target/release/examples/pipeline_staged decap
-//!   (or encap, or nat)
+//!   valgrind --tool=callgrind target/release/examples/pipeline_staged decap [PASSES]
+//!   (or encap, or nat; PASSES over the profile's frames, 100 by default)
+//!
+//! Instructions a frame without the setup: run it at 1 and at 101 passes
+//! and divide the difference by 100 passes' frames (docs/working.md).
 //!
 //! A program of its own, so that `pipeline_profile`'s one-at-a-time loop
 //! is compiled as it always was (a second caller of `process_staged` in
@@ -40,12 +43,20 @@ impl Prefetch for Counted {
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "encap".into());
+    let passes: usize = match std::env::args().nth(2).map(|p| p.parse()) {
+        None => 100,
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            eprintln!("pipeline_staged: PASSES: {e}");
+            std::process::exit(2);
+        }
+    };
     let (frames, port, out, t) = scenario::profile(&which);
     let counters = WorkerCounters::new(TENANTS as usize);
     let mut pipeline = Pipeline::new(TokenBucket::new(1000, 50, 2_000_000_000), 0);
     let mut frame = VecFrame::new(&frames[0], port);
     let mut forwarded = 0u64;
-    for _ in 0..100 {
+    for _ in 0..passes {
         for burst in frames.chunks(32) {
             let mut hints = [Hint::default(); 32];
             let bytes = burst.iter().map(|f| &f[..]);
@@ -63,7 +74,7 @@ fn main() {
     }
     println!(
         "{which} staged: {forwarded} of {} frames forwarded, last {} bytes",
-        100 * frames.len(),
+        passes * frames.len(),
         frame.len()
     );
 }
