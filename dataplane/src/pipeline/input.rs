@@ -37,7 +37,7 @@ impl Pipeline {
         // again (callgrind, `pipeline_staged`: 36-45 instructions a frame).
         let staged = match hint.0 {
             Stage::Plain(..) => self.public_hit(cx, f, hint),
-            Stage::Tunnel(..) => self.underlay_hit(t, c, f, hint),
+            Stage::Tunnel(..) => self.underlay_hit(cx, f, hint),
             _ => None,
         };
         if let Some(v) = staged {

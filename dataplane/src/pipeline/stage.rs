@@ -278,37 +278,23 @@ impl Pipeline {
     /// A frame the underlay stage found plain: the flow-hit fast path,
     /// past the outer headers the stage read. `None`, with the frame and
     /// the flow as they were, for the full path.
-    #[inline]
+    /// Inlined into `process_staged`: out of line, its call, prologue and
+    /// epilogue cost a staged decap hit 46 instructions (callgrind,
+    /// docs/perf.md), and the unstaged paths, whose hint is the default,
+    /// compile the arm away.
+    #[inline(always)]
     pub(super) fn underlay_hit<F: Frame>(
         &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
+        cx: Cx<'_>,
         f: &mut F,
         hint: &Hint,
     ) -> Option<Verdict> {
         let Hint(Stage::Tunnel(p, found, tunnelled)) = hint else {
             return None;
         };
-        self.tunnel_hit(t, c, f, p, *found, tunnelled)
-    }
-
-    /// [`Pipeline::underlay_hit`] for a staged frame. Out of line, so that
-    /// `process_staged`, with the public side's fast path in it, stays as
-    /// small as it was (callgrind: inlined, this cost the unstaged paths
-    /// ~18 instructions a frame).
-    #[inline(never)]
-    fn tunnel_hit<F: Frame>(
-        &mut self,
-        t: &Tables,
-        c: &WorkerCounters,
-        f: &mut F,
-        p: &Plain,
-        found: FlowLookup,
-        tunnelled: &Tunnelled,
-    ) -> Option<Verdict> {
-        let tenant = t.tenants.get(tunnelled.tenant)?;
+        let tenant = cx.t.tenants.get(tunnelled.tenant)?;
         let ip_at = usize::from(tunnelled.ip_at);
-        let staged = Some((found, tunnelled.hop));
-        self.tenant_hit_plain(Cx { t, c }, tenant, f, ip_at, p, staged)
+        let staged = Some((*found, tunnelled.hop));
+        self.tenant_hit_plain(cx, tenant, f, ip_at, p, staged)
     }
 }
