@@ -65,6 +65,17 @@ fn fold32(s: u32) -> u16 {
     s as u16
 }
 
+/// The one's complement sum of two 16-bit words: [`fold32`] of `a + b`
+/// in one step, the end-around carry added back. A sum of two words is
+/// below 2^17 - 1, so one carry is all there is, and the result is at most
+/// 0xffff: an add and an add-with-carry where [`fold32`] takes two folds
+/// (callgrind: the flow hit applies two or three changes a packet).
+#[inline(always)]
+fn add_words(a: u16, b: u16) -> u16 {
+    let (s, carry) = a.overflowing_add(b);
+    s + u16::from(carry)
+}
+
 /// Whether a 20-byte IPv4 header (no options) verifies: its words,
 /// checksum included, sum to 0xffff (RFC 1071). Summed as five 32-bit
 /// words in the machine's byte order, without the byte swaps of [`sum`]:
@@ -225,7 +236,7 @@ impl Delta {
     #[inline]
     #[must_use]
     pub fn combine(self, other: Delta) -> Self {
-        Delta(fold32(u32::from(self.0) + u32::from(other.0)))
+        Delta(add_words(self.0, other.0))
     }
 
     /// The change as it applies to a checksum read and written as its two
@@ -246,7 +257,7 @@ impl Delta {
     #[inline]
     pub fn apply_in_memory(self, hc: [u8; 2]) -> [u8; 2] {
         let hc = u16::from_ne_bytes(hc);
-        (!fold32(u32::from(!hc) + u32::from(self.0))).to_ne_bytes()
+        (!add_words(!hc, self.0)).to_ne_bytes()
     }
 
     /// [`Delta::apply_udp`] for a change in memory order (zero is zero and
@@ -268,7 +279,7 @@ impl Delta {
     /// The checksum `hc` after the change.
     #[inline]
     pub fn apply(self, hc: u16) -> u16 {
-        !fold32(u32::from(!hc) + u32::from(self.0))
+        !add_words(!hc, self.0)
     }
 
     /// [`Delta::apply`] with the UDP rules: a zero checksum means the sender
@@ -345,6 +356,22 @@ mod tests {
             u32::MAX - 1,
         ] {
             assert_eq!(fold32(s), fold_by_loop(u64::from(s)), "{s:#x}");
+        }
+    }
+
+    /// Every first word against the words where a carry starts or stops
+    /// and a few at random: the sum of two words as the loop folds it.
+    #[test]
+    fn add_words_is_the_folded_sum_of_two_words() {
+        let mut x = 0x6a09_e667_f3bc_c908_u64;
+        for a in 0..=u16::MAX {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            for b in [0, 1, 0x7fff, 0x8000, 0xfffe, 0xffff, !a, a, x as u16] {
+                let want = fold_by_loop(u64::from(a) + u64::from(b));
+                assert_eq!(add_words(a, b), want, "{a:#x} + {b:#x}");
+            }
         }
     }
 
