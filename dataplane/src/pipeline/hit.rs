@@ -192,7 +192,12 @@ impl Pipeline {
         let mut keys = [FlowKey::default(); BULK_MAX];
         let mut frame_of = [0u8; BULK_MAX];
         let mut n = 0;
-        for (i, (frame, hint)) in frames.zip(hints.iter_mut()).take(BULK_MAX).enumerate() {
+        // The loops run over slices cut to their length, not iterators
+        // limited with `take`: a `take` over a `zip` kept a count of its
+        // own beside the zip's (callgrind: 11 to 13 instructions a frame
+        // with the second loop's, docs/perf.md).
+        let burst = hints.len().min(BULK_MAX);
+        for (i, (frame, hint)) in frames.zip(&mut hints[..burst]).enumerate() {
             let data = frame.bytes();
             let plain = data
                 .get(12..14)
@@ -212,7 +217,7 @@ impl Pipeline {
         let mut found = [FlowLookup::Miss; BULK_MAX];
         self.flows
             .lookup_bulk_with(pf, &keys[..n], now, &mut found[..n]);
-        for (&i, &l) in frame_of.iter().zip(&found).take(n) {
+        for (&i, &l) in frame_of[..n].iter().zip(&found[..n]) {
             let Some(Hint(Stage::Plain(p, f))) = hints.get_mut(usize::from(i)) else {
                 continue;
             };

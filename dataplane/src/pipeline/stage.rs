@@ -123,7 +123,9 @@ impl Pipeline {
         let mut frame_of = [0u8; BULK_MAX];
         let mut n = 0;
         let mut staged = 0;
-        for (i, (frame, hint)) in frames.zip(hints.iter_mut()).take(BULK_MAX).enumerate() {
+        // Slices cut to length, not `take`, as in `stage_public`.
+        let burst = hints.len().min(BULK_MAX);
+        for (i, (frame, hint)) in frames.zip(&mut hints[..burst]).enumerate() {
             staged = i + 1;
             // Each arm writes its own hint: merged, the three went through
             // one set of registers carried round the loop on the stack.
@@ -154,7 +156,7 @@ impl Pipeline {
         // (`dsts[r]` is the `r`th run's), the runs' routes are looked up
         // together, and runs through the router of the run before share
         // its hop (an on-link destination is its own neighbour).
-        for (&i, &l) in frame_of.iter().zip(&found).take(n) {
+        for (&i, &l) in frame_of[..n].iter().zip(&found[..n]) {
             if let Some(Hint(Stage::Tunnel(_, f, _))) = hints.get_mut(usize::from(i)) {
                 *f = l;
             }
