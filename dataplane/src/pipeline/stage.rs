@@ -163,7 +163,7 @@ impl Pipeline {
         }
         let mut dsts = [0u32; BULK_MAX];
         let mut runs = 0;
-        for hint in hints.iter_mut().take(staged) {
+        for hint in &mut hints[..staged] {
             let Hint(Stage::Tunnel(p, f, tunnelled)) = hint else {
                 continue;
             };
