@@ -282,6 +282,23 @@ impl Gw {
         self.t1_from(HOST1, HOST1_MAC, VM1_MAC, ip)
     }
 
+    /// [`Gw::t1`] as a burst of one, staged first as the worker stages
+    /// its bursts from the underlay; `hit` whether the stage must find the
+    /// flow.
+    fn t1_staged(&mut self, ip: &[u8], hit: bool) -> Verdict {
+        let inner = eth(T1_MAC, VM1_MAC, ip);
+        let frame = gre_frame(HOST1, HOST1_MAC, T1_KEY, 0x6558, &inner);
+        let mut hints = [Hint::default(); 1];
+        let pf = dataplane::flow::TouchLoads;
+        let frames = std::iter::once(&frame[..]);
+        self.pipeline
+            .stage_underlay(&self.tables, UND, frames, &pf, SEC, &mut hints);
+        assert_eq!(hints[0].is_hit(), hit, "the staged lookup");
+        let mut f = VecFrame::new(&frame, UND);
+        self.pipeline
+            .process_staged(&self.tables, &self.counters, &mut f, SEC, &hints[0])
+    }
+
     /// A packet from tenant 2's VM (GRE-IPv4 from host 2).
     fn t2(&mut self, ip: &[u8]) -> Verdict {
         let frame = gre_frame(HOST2, HOST2_MAC, T2_KEY, 0x0800, ip);
@@ -470,6 +487,21 @@ fn unbinding_an_elastic_ip_ends_its_flows_on_their_next_packet_either_way() {
         Verdict::Forward(PUB)
     );
     assert_eq!(gw.pipeline.flows(), 0);
+}
+
+/// The staged hit from the underlay checks its flow's epoch against the
+/// one its hint carries from the stage's snapshot, as the unstaged hit
+/// checks the tenant's: a flow of an older epoch is decided again.
+#[test]
+fn unbinding_an_elastic_ip_ends_its_flows_on_a_staged_packet_from_inside() {
+    let mut gw = Gw::new();
+    gw.connect(40001, EIP1, 22);
+    let ack = tcp((VM, 22), (CLIENT, 40001), "A");
+    assert_eq!(gw.t1_staged(&ack, true), Verdict::Forward(PUB));
+    gw.unbind_eip1();
+    assert_eq!(gw.t1_staged(&ack, true), REVOKED, "the VM's next segment");
+    assert_eq!(gw.pipeline.flows(), 0, "the flow is gone");
+    assert_ne!(gw.t1_staged(&ack, false), Verdict::Forward(PUB));
 }
 
 /// A flow whose packets stop coming (with several workers, they may land

@@ -350,11 +350,13 @@ impl Pipeline {
             return None;
         }
         let p = Plain::parse(f.data().get(ip_at..)?)?;
-        self.tenant_hit_plain(cx, tenant, f, ip_at, &p, None)
+        self.tenant_hit_plain(cx, tenant.id, tenant.epoch, f, ip_at, &p, None)
     }
 
     /// [`Pipeline::tenant_hit`] past the header pass, which found `p` at
-    /// `ip_at`; `staged` holds what the underlay stage found for it (its
+    /// `ip_at`, for a packet of `tenant` at `epoch` (its epoch in the
+    /// burst's snapshot: a staged frame's hint holds it, so that its hit
+    /// looks no tenant up); `staged` holds what the underlay stage found for it (its
     /// flow, and where its public next hop is in the stage's `Hops`),
     /// `None` when the frame was not staged. The hop is named by its
     /// index, not copied: a 40-byte hop in an `Option` went through the
@@ -363,7 +365,8 @@ impl Pipeline {
     pub(super) fn tenant_hit_plain<F: Frame>(
         &mut self,
         cx: Cx<'_>,
-        tenant: &Tenant,
+        tenant: TenantId,
+        epoch: u32,
         f: &mut F,
         ip_at: usize,
         p: &Plain,
@@ -372,7 +375,7 @@ impl Pipeline {
         let Cx { t, c } = cx;
         let now = self.now;
         let tail = f.len().checked_sub(ip_at + p.len)?;
-        let zone = Zone::tenant(tenant.id.index())?;
+        let zone = Zone::tenant(tenant.index())?;
         let life = &self.life;
         let key = p.key(zone);
         let hit = match staged {
@@ -386,7 +389,7 @@ impl Pipeline {
         // and a flow of an older epoch its to decide again.
         if (tcp && conn.tcp != TcpState::Established)
             || conn.answered != Answered::Yes
-            || conn.epoch != tenant.epoch
+            || conn.epoch != epoch
         {
             return None;
         }

@@ -789,8 +789,8 @@ pub(super) fn firewall(
 /// Counts a tenant's packet out of its tunnel (`len` bytes of IPv4): the
 /// fast path's and the full path's one count.
 #[inline]
-pub(super) fn count_from_tunnel(c: &WorkerCounters, tenant: &Tenant, len: usize) {
-    if let Some(tc) = c.tenant(tenant.id.index()) {
+pub(super) fn count_from_tunnel(c: &WorkerCounters, tenant: TenantId, len: usize) {
+    if let Some(tc) = c.tenant(tenant.index()) {
         tc.from_tunnel_packets.inc();
         tc.from_tunnel_bytes.add(len as u64);
     }

@@ -37,6 +37,10 @@ const IHL: usize = 20;
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Tunnelled {
     pub(super) tenant: TenantId,
+    /// The tenant's epoch in the burst's snapshot, which the stage read
+    /// the tenant from: the hit checks its flow against it without looking
+    /// the tenant up again.
+    pub(super) epoch: u32,
     /// Where the inner IPv4 header starts in the frame.
     pub(super) ip_at: u16,
     /// Where the public next hop toward the inner destination is in
@@ -271,6 +275,7 @@ impl Pipeline {
         };
         let tunnelled = Tunnelled {
             tenant: tenant.id,
+            epoch: tenant.epoch,
             ip_at: (ETH + ip_at) as u16,
             hop: Hops::NONE,
         };
@@ -294,9 +299,9 @@ impl Pipeline {
         let Hint(Stage::Tunnel(p, found, tunnelled)) = hint else {
             return None;
         };
-        let tenant = cx.t.tenants.get(tunnelled.tenant)?;
+        let (tenant, epoch) = (tunnelled.tenant, tunnelled.epoch);
         let ip_at = usize::from(tunnelled.ip_at);
         let staged = Some((*found, tunnelled.hop));
-        self.tenant_hit_plain(cx, tenant, f, ip_at, p, staged)
+        self.tenant_hit_plain(cx, tenant, epoch, f, ip_at, p, staged)
     }
 }

@@ -124,7 +124,7 @@ impl Pipeline {
         if let Some(carried) = options {
             c.count_options(carried);
         }
-        count_from_tunnel(c, tenant, inner_len);
+        count_from_tunnel(c, tenant.id, inner_len);
         if !decap_ecn(&mut data[ip_at..], m.outer_ecn) {
             return Verdict::Drop(D::EcnDrop);
         }
