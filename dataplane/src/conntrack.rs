@@ -297,11 +297,12 @@ impl Conn {
     /// A packet of the connection going `from` at time `now`: TCP's state
     /// moves ([`Conn::track_tcp`]), a `first_answer` ([`Conn::first_answer`])
     /// is noted, and the flow lives on for its state's timeout: the new
-    /// deadline. The one per-packet update, for the flow-hit fast path and
-    /// the full path alike; on `Err` the connection is as it was. Inlined,
-    /// so that the fast path's packet — a plain ACK of an established
-    /// connection, never a first answer — takes the table's one row
-    /// without the rest.
+    /// deadline. The full path's per-packet update; on `Err` the
+    /// connection is as it was. The flow-hit fast path's packet — a plain
+    /// ACK of an established connection, never a first answer — takes the
+    /// table's one row with [`Conn::on_plain`], which reads no tuple
+    /// (callgrind: 2 to 7 instructions a staged hit, 14 to 20 an unstaged
+    /// one).
     #[inline(always)]
     pub fn on_packet(
         &mut self,
@@ -331,6 +332,22 @@ impl Conn {
 }
 
 impl Conn {
+    /// [`Conn::on_packet`] for the flow-hit fast path's packet
+    /// (pipeline/hit.rs's `Plain`), never a first answer: a UDP datagram,
+    /// an ICMP echo, or a segment with ACK alone of the flags of an
+    /// established connection, which the caller checked. The row
+    /// "Established, ACK" learns `ack`, the segment's acknowledgment
+    /// number, and nothing is refused. The same update as `on_packet`'s
+    /// (`on_plain_updates_as_on_packet_does`).
+    #[inline(always)]
+    pub fn on_plain(&mut self, from: usize, ack: u32, life: &Lifetimes, now: u64) -> u64 {
+        debug_assert!(self.protocol != IpProtocol::TCP.0 || self.tcp == TcpState::Established);
+        if self.protocol == IpProtocol::TCP.0 {
+            self.expect[1 - (from & 1)] = ack;
+        }
+        now.saturating_add(life.of(self))
+    }
+
     /// [`Conn::track_tcp`] for a segment other than the fast path's, out
     /// of line: [`Conn::on_packet`] is inlined into the fast path, which
     /// never takes it. The tuple is a copy, made on this branch alone: a
@@ -904,6 +921,57 @@ mod tests {
                         }
                         Err(_) => assert_eq!(updated, conn),
                     }
+                }
+            }
+        }
+    }
+
+    /// What the fast path takes (an ACK of an established connection, a
+    /// UDP datagram, an ICMP echo, never a first answer), from either side
+    /// and whether the flow was answered: `on_plain` leaves the flow and
+    /// its deadline as `on_packet` does.
+    #[test]
+    fn on_plain_updates_as_on_packet_does() {
+        let life = Lifetimes::new(
+            &Timeouts {
+                unreplied: 3,
+                ..Timeouts::default()
+            },
+            1,
+        );
+        for protocol in [IpProtocol::TCP.0, IpProtocol::UDP.0, IpProtocol::ICMP.0] {
+            let tcp = protocol == IpProtocol::TCP.0;
+            for answered in [Answered::Yes, Answered::No, Answered::NoUnderPressure] {
+                for from in [0, 1] {
+                    let conn = Conn {
+                        protocol,
+                        tcp: if tcp {
+                            TcpState::Established
+                        } else {
+                            TcpState::None
+                        },
+                        expect: if tcp { [100, 200] } else { [0, 0] },
+                        answered,
+                        ..Conn::default()
+                    };
+                    let t = Tuple {
+                        protocol,
+                        src: 1,
+                        dst: 2,
+                        sport: 3,
+                        dport: 4,
+                        flags: if tcp { ACK } else { TcpFlags::empty() },
+                        seq: if tcp { 200 } else { 0 },
+                        ack: if tcp { 150 } else { 0 },
+                        wscale: Scales::NONE,
+                        opens: !tcp,
+                    };
+                    let (mut packet, mut plain) = (conn, conn);
+                    let want = packet.on_packet(from, &t, false, &life, 5);
+                    let got = plain.on_plain(from, t.ack, &life, 5);
+                    let case = format!("{protocol} {answered:?} {from}");
+                    assert_eq!(want, Ok(got), "{case}");
+                    assert_eq!(plain, packet, "{case}");
                 }
             }
         }

@@ -299,9 +299,7 @@ impl Pipeline {
         // row "Established, ACK" of docs/conntrack.md: learn the ACK.
         // Never a first answer: a flow whose answers arrive on the public
         // side was opened from inside, answered from the start.
-        *hit.deadline = conn
-            .on_packet(hit.dir.index(), &p.tuple, false, life, now)
-            .ok()?;
+        *hit.deadline = conn.on_plain(hit.dir.index(), p.tuple.ack, life, now);
         let (nat, id, hint) = (conn.to_tenant, hit.id, conn.inner);
         // A flow established both ways is offered once, on a worker that
         // offloads (offload.rs).
@@ -412,9 +410,7 @@ impl Pipeline {
         }
         // Committed: from here on the packet is this path's.
         // Never a first answer: unanswered flows were refused above.
-        *hit.deadline = conn
-            .on_packet(hit.dir.index(), &p.tuple, false, life, now)
-            .ok()?;
+        *hit.deadline = conn.on_plain(hit.dir.index(), p.tuple.ack, life, now);
         let nat = conn.to_public;
         let (id, dir) = (hit.id, hit.dir);
         if self.offload.is_some()
