@@ -348,23 +348,22 @@ impl Pipeline {
             return None;
         }
         let p = Plain::parse(f.data().get(ip_at..)?)?;
-        self.tenant_hit_plain(cx, tenant.id, tenant.epoch, f, ip_at, &p, None)
+        self.tenant_hit_plain(cx, (tenant.id, tenant.epoch), f, ip_at, &p, None)
     }
 
     /// [`Pipeline::tenant_hit`] past the header pass, which found `p` at
     /// `ip_at`, for a packet of `tenant` at `epoch` (its epoch in the
     /// burst's snapshot: a staged frame's hint holds it, so that its hit
-    /// looks no tenant up); `staged` holds what the underlay stage found for it (its
-    /// flow, and where its public next hop is in the stage's `Hops`),
-    /// `None` when the frame was not staged. The hop is named by its
+    /// looks no tenant up); `staged` holds what the underlay stage found
+    /// for it (its flow, and where its public next hop is in the stage's
+    /// `Hops`), `None` when the frame was not staged. The hop is named by its
     /// index, not copied: a 40-byte hop in an `Option` went through the
     /// stack on every staged frame.
     #[inline(always)]
     pub(super) fn tenant_hit_plain<F: Frame>(
         &mut self,
         cx: Cx<'_>,
-        tenant: TenantId,
-        epoch: u32,
+        (tenant, epoch): (TenantId, u32),
         f: &mut F,
         ip_at: usize,
         p: &Plain,

@@ -299,9 +299,9 @@ impl Pipeline {
         let Hint(Stage::Tunnel(p, found, tunnelled)) = hint else {
             return None;
         };
-        let (tenant, epoch) = (tunnelled.tenant, tunnelled.epoch);
+        let whose = (tunnelled.tenant, tunnelled.epoch);
         let ip_at = usize::from(tunnelled.ip_at);
         let staged = Some((*found, tunnelled.hop));
-        self.tenant_hit_plain(cx, tenant, epoch, f, ip_at, p, staged)
+        self.tenant_hit_plain(cx, whose, f, ip_at, p, staged)
     }
 }
