@@ -160,17 +160,21 @@ impl Pipeline {
         // (`dsts[r]` is the `r`th run's), the runs' routes are looked up
         // together, and runs through the router of the run before share
         // its hop (an on-link destination is its own neighbour).
-        for (&i, &l) in frame_of[..n].iter().zip(&found[..n]) {
-            if let Some(Hint(Stage::Tunnel(_, f, _))) = hints.get_mut(usize::from(i)) {
-                *f = l;
-            }
-        }
+        // One pass over the staged hints gives the queued frames their
+        // lookups (`frame_of` is in frame order, and holds tunnelled
+        // frames only) and the hits their runs: two passes cost 2 more a
+        // frame; a peekable iterator over the queue for the cursor, 7 more.
         let mut dsts = [0u32; BULK_MAX];
         let mut runs = 0;
-        for hint in &mut hints[..staged] {
+        let mut j = 0;
+        for (i, hint) in hints[..staged].iter_mut().enumerate() {
             let Hint(Stage::Tunnel(p, f, tunnelled)) = hint else {
                 continue;
             };
+            if j < n && usize::from(frame_of[j]) == i {
+                *f = found[j];
+                j += 1;
+            }
             let Some((id, _)) = f.hit() else {
                 continue;
             };
