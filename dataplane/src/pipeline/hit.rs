@@ -96,7 +96,13 @@ impl Hint {
     }
 }
 
+/// What a stage learned of a frame ([`Hint`]'s). Its tag is a byte of
+/// its own (`repr(u8)`), read with one compare where each
+/// frame's hint is dispatched: in a niche of the fields, it was decoded
+/// with a subtract and a conditional move first (callgrind: 2 instructions
+/// a staged hit).
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(u8)]
 pub(super) enum Stage {
     /// Not staged: the fast path reads and looks up the frame itself.
     #[default]
