@@ -53,6 +53,13 @@ impl NeighKey {
         Self::new(INNER | (tenant.0 & !INNER), ip)
     }
 
+    /// `ip` in the space of `self`: with a key made once for a space,
+    /// the key of each address in it is an `and` and an `or`.
+    #[inline(always)]
+    pub fn with_ip(self, ip: u32) -> Self {
+        NeighKey(self.0 & !0xffff_ffff | u64::from(ip))
+    }
+
     // The space is stored plus one, so that no key is 0 (an empty slot).
     fn new(space: u32, ip: u32) -> Self {
         NeighKey((u64::from(space) + 1) << 32 | u64::from(ip))

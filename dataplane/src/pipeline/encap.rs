@@ -39,7 +39,7 @@ impl Pipeline {
             }
         };
         let inner_mac = if adj.is_gretap() {
-            let key = NeighKey::inner(adj.tenant, dst);
+            let key = adj.inner_key(dst);
             match t.neighbours.get_hinted(key, inner) {
                 Lookup::Mac(mac) => Some(mac),
                 Lookup::Failed => return Verdict::Drop(D::NoNeighbour),
