@@ -341,3 +341,66 @@ fn changes_count_a_known_mac_that_moves_and_nothing_else() {
     w.retire(k);
     assert_eq!(changes(&w), 3, "forgotten");
 }
+
+/// The encap stage's reads: a MAC exactly when `get_ref` / `get_hinted`
+/// answer one, the destination untouched otherwise, and a key that was
+/// retired, failed, forgotten or moved to another slot seen at the next
+/// read, never another key's MAC.
+#[test]
+fn the_mac_reads_write_a_mac_exactly_when_the_lookups_answer_one() {
+    const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+    const UNTOUCHED: [u8; 6] = [0xee; 6];
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(4));
+    let a = NeighKey::port(0, 0x0a00_0001);
+    let r = w.pin(a).unwrap();
+    let slot = r.slot as u16 + 1;
+    // Every state of `a`, and the answers both ways must agree on.
+    let check = |w: &NeighbourWriter, want: Lookup| {
+        let t = w.table();
+        let mut dst = UNTOUCHED;
+        let put = t.put_mac_ref(r, &mut dst);
+        assert_eq!(t.get_ref(r), want);
+        match want {
+            Lookup::Mac(mac) => assert!(put && dst == mac, "{want:?}"),
+            _ => assert!(!put && dst == UNTOUCHED, "{want:?}"),
+        }
+        for start in [0, slot] {
+            let (mut hint, mut dst) = (start, UNTOUCHED);
+            let put = t.put_mac_hinted(a, &mut hint, &mut dst);
+            let mut again = start;
+            assert_eq!(t.get_hinted(a, &mut again), want);
+            assert_eq!(hint, again, "the hint is refreshed as get_hinted does");
+            match want {
+                Lookup::Mac(mac) => assert!(put && dst == mac, "{want:?} from {start}"),
+                _ => assert!(!put && dst == UNTOUCHED, "{want:?} from {start}"),
+            }
+        }
+    };
+    check(&w, Lookup::Unresolved);
+    w.set(a, MAC);
+    check(&w, Lookup::Mac(MAC));
+    w.set(a, OTHER);
+    check(&w, Lookup::Mac(OTHER));
+    w.set_failed(a);
+    check(&w, Lookup::Failed);
+    w.set_unresolved(a);
+    check(&w, Lookup::Unresolved);
+    w.set(a, MAC);
+    w.release(a);
+    check(&w, Lookup::Unresolved);
+    // Another key takes the slot `a` had: its MAC is not `a`'s.
+    let b = (2..64)
+        .map(|i| NeighKey::port(0, 0x0a00_0000 + i))
+        .find(|&k| {
+            let taken = w.claim(k) == Ok(r.slot);
+            w.release(k);
+            taken
+        })
+        .unwrap();
+    assert_eq!(w.claim(b), Ok(r.slot));
+    w.set(b, OTHER);
+    check(&w, Lookup::Unresolved);
+    let (mut hint, mut dst) = (slot, UNTOUCHED);
+    assert!(!w.table().put_mac_hinted(a, &mut hint, &mut dst));
+    assert_eq!(dst, UNTOUCHED);
+}
