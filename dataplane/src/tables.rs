@@ -232,7 +232,9 @@ pub struct TunnelAdj {
     /// The one's-complement sum of the outer IPv4 header's fixed fields,
     /// the complement of the checksum `header` holds: each frame adds its
     /// own fields to it (RFC 1624) and complements, without reading the
-    /// checksum back out of the header.
+    /// checksum back out of the header. Of the words as the CPU loads
+    /// them from the header (`u16::from_ne_bytes`), as the frame's fields
+    /// are added (`pipeline::encap`'s `fill_outer_ipv4`).
     pub outer_sum: u16,
     /// The tenant's GRE options, as the header carries them.
     pub gre: GreOptions,
@@ -893,7 +895,8 @@ impl Tables {
         outer.emit(&mut ip);
         ip.set_total_len(0);
         ip.fill_checksum();
-        let outer_sum = !ip.checksum();
+        // In the order the workers' CPUs load the header's words.
+        let outer_sum = u16::from_ne_bytes((!ip.checksum()).to_be_bytes());
         let g = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
         let proto = match t.encap {
             Encap::Gretap => EtherType::TRANSPARENT_ETHERNET_BRIDGING,

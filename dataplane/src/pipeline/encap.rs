@@ -214,36 +214,43 @@ fn gre_options<F: Frame>(t: &Tables, tunnel: TunnelId, f: &mut F) {
 /// flags byte), and adds them to the checksum, which the adjacency
 /// computed with them zero.
 pub(crate) fn finish_outer_ipv4(ip: &mut [u8], tos: u8, total_len: u16, id: u16, df: u8) {
-    let sum = !u16::from_be_bytes([ip[10], ip[11]]);
+    let sum = !u16::from_ne_bytes([ip[10], ip[11]]);
     fill_outer_ipv4(ip, sum, tos, total_len, id, df);
 }
 
 /// [`finish_outer_ipv4`] with the sum of the header's fixed fields given
 /// (`TunnelAdj::outer_sum`, the complement of the checksum the adjacency
 /// computed): RFC 1624's update from fields that were zero is then the
-/// sum of the new ones added to it, folded twice (the five terms stay
+/// sum of the new ones added to it, folded twice (the four terms stay
 /// below 2^18), and complemented. The sum of the fixed fields is never
 /// zero (version and IHL are in them), so neither is the folded sum: the
 /// checksum is never 0xffff, as RFC 1624 §3 wants.
+///
+/// The sum is of the header's words as the CPU loads them (`sum` too):
+/// one's complement addition commutes with swapping the bytes of every
+/// term (RFC 1071 §2(B)), so the fields are swapped once, for their own
+/// stores, and the checksum not at all (callgrind: 3 instructions a
+/// frame).
 #[inline(always)]
 fn fill_outer_ipv4(ip: &mut [u8], sum: u16, tos: u8, total_len: u16, id: u16, df: u8) {
     let ip: &mut [u8; 20] = match ip.try_into() {
         Ok(ip) => ip,
         Err(_) => return,
     };
+    let (total, id) = (total_len.to_be_bytes(), id.to_be_bytes());
     ip[1] = tos;
-    ip[2..4].copy_from_slice(&total_len.to_be_bytes());
-    ip[4..6].copy_from_slice(&id.to_be_bytes());
+    ip[2..4].copy_from_slice(&total);
+    ip[4..6].copy_from_slice(&id);
     ip[6] = df;
-    // DSCP/ECN is the low byte of the first word, DF the high byte of the
+    // DSCP/ECN is the second byte of the first word, DF the first of the
     // fourth: one term between them.
     let s = u32::from(sum)
-        + (u32::from(df) << 8 | u32::from(tos))
-        + u32::from(total_len)
-        + u32::from(id);
+        + u32::from(u16::from_ne_bytes([df, tos]))
+        + u32::from(u16::from_ne_bytes(total))
+        + u32::from(u16::from_ne_bytes(id));
     let s = (s & 0xffff) + (s >> 16);
     let s = (s & 0xffff) + (s >> 16);
-    ip[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+    ip[10..12].copy_from_slice(&(!(s as u16)).to_ne_bytes());
 }
 
 #[cfg(test)]
@@ -287,7 +294,7 @@ mod tests {
                         for df in [false, true] {
                             let [fixed, want] = headers(src, dst, tos, len, id, df);
                             let flags = if df { 0x40 } else { 0 };
-                            let sum = !u16::from_be_bytes([fixed[10], fixed[11]]);
+                            let sum = !u16::from_ne_bytes([fixed[10], fixed[11]]);
                             let mut got = fixed;
                             fill_outer_ipv4(&mut got, sum, tos, len, id, flags);
                             assert_eq!(got, want, "{src:?} {dst:?} {tos} {len} {id} {df}");
