@@ -53,6 +53,13 @@ impl NeighKey {
         Self::new(INNER | (tenant.0 & !INNER), ip)
     }
 
+    /// `ip` in the space of `self`: with a key made once for a space,
+    /// the key of each address in it is an `and` and an `or`.
+    #[inline(always)]
+    pub fn with_ip(self, ip: u32) -> Self {
+        NeighKey(self.0 & !0xffff_ffff | u64::from(ip))
+    }
+
     // The space is stored plus one, so that no key is 0 (an empty slot).
     fn new(space: u32, ip: u32) -> Self {
         NeighKey((u64::from(space) + 1) << 32 | u64::from(ip))
@@ -231,6 +238,40 @@ impl Neighbours {
         self.get_remembered(key, hint)
     }
 
+    /// Writes the MAC of an adjacency's neighbour into `dst` when its
+    /// remembered slot holds it, valid: `true` exactly when
+    /// [`Neighbours::get_ref`] answers [`Lookup::Mac`] without a search.
+    /// `false`, `dst` untouched, is anything else (unresolved, failed, the
+    /// slot moved on), for `get_ref` to tell apart off the hot path: the
+    /// caller then needs no search, no three-way answer, and no registers
+    /// for them. Written from the slot's word, the MAC is two stores
+    /// (as an array through the caller, six of a byte each).
+    #[inline(always)]
+    pub fn put_mac_ref(&self, r: NeighRef, dst: &mut [u8; 6]) -> bool {
+        self.word(r.slot as usize, r.key)
+            .is_some_and(|word| put_valid(word, dst))
+    }
+
+    /// [`Neighbours::get_hinted`] writing its MAC into `dst`: `true`
+    /// exactly when it answers [`Lookup::Mac`] (the hint refreshed the
+    /// same way), `false` for the caller to ask `get_hinted` which of the
+    /// other two it is.
+    #[inline(always)]
+    pub fn put_mac_hinted(&self, key: NeighKey, hint: &mut u16, dst: &mut [u8; 6]) -> bool {
+        if let Some(slot) = hint.checked_sub(1) {
+            if let Some(word) = self.word(usize::from(slot), key) {
+                return put_valid(word, dst);
+            }
+        }
+        match self.get_remembered(key, hint) {
+            Lookup::Mac(mac) => {
+                *dst = mac;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// [`Neighbours::get_hinted`] past its hint: the hashed search, and
     /// the slot found remembered. Out of line, so that the search (rare: a
     /// flow's first frame, a slot retired) costs encap, its caller,
@@ -287,6 +328,21 @@ impl Neighbours {
     #[inline]
     fn slot(&self, i: usize) -> Option<&Slot> {
         self.buckets.get(i / BUCKET).map(|b| &b.0[i % BUCKET])
+    }
+
+    /// The MAC word of slot `slot` while it holds `key`: the key checked
+    /// on both sides of the word's load. [`Neighbours::read`] makes the
+    /// same checks in its own words: written through this one, it put
+    /// `resolve_public`'s inlined search in another shape and cost
+    /// `pipeline_staged` nat and encap 2 instructions a frame.
+    #[inline(always)]
+    fn word(&self, slot: usize, key: NeighKey) -> Option<u64> {
+        let s = self.slot(slot)?;
+        if s.key.load(Ordering::Acquire) != key.0 {
+            return None;
+        }
+        let word = s.mac.load(Ordering::Acquire);
+        (s.key.load(Ordering::Relaxed) == key.0).then_some(word)
     }
 
     #[inline]
@@ -376,6 +432,16 @@ impl Neighbours {
 fn mac_from_word(word: u64) -> [u8; 6] {
     let b = word.to_le_bytes();
     [b[0], b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// Writes the MAC of a slot's word into `dst`, if it holds one.
+#[inline(always)]
+fn put_valid(word: u64, dst: &mut [u8; 6]) -> bool {
+    if word & VALID == 0 {
+        return false;
+    }
+    dst.copy_from_slice(&word.to_le_bytes()[..6]);
+    true
 }
 
 fn word_from_mac(mac: [u8; 6]) -> u64 {

@@ -18,6 +18,21 @@ fn keys_keep_port_tenant_and_address_apart() {
     assert_eq!(NeighKey::from_bits(7), None);
 }
 
+/// A tunnel keeps its tenant's key of address 0 and makes each frame's
+/// inner key from it: the key `NeighKey::inner` makes, from any key of
+/// the space, whatever address that one had.
+#[test]
+fn a_key_moved_to_another_address_keeps_its_space() {
+    for (t, ip) in [(0, 0x0a00_0007), (7, 0xffff_ffff), (0x7fff_ffff, 1)] {
+        let space = NeighKey::inner(TenantId(t), 0);
+        assert_eq!(space.with_ip(ip), NeighKey::inner(TenantId(t), ip));
+        let other = NeighKey::inner(TenantId(t), 0xc0a8_0101);
+        assert_eq!(other.with_ip(ip), NeighKey::inner(TenantId(t), ip));
+    }
+    let port = NeighKey::port(3, 0x0101_0101);
+    assert_eq!(port.with_ip(0x0202_0202), NeighKey::port(3, 0x0202_0202));
+}
+
 #[test]
 fn set_failed_unresolved_and_retired_are_what_readers_see() {
     let mut w = NeighbourWriter::new(4);
@@ -325,4 +340,67 @@ fn changes_count_a_known_mac_that_moves_and_nothing_else() {
     assert!(w.set(k, MAC));
     w.retire(k);
     assert_eq!(changes(&w), 3, "forgotten");
+}
+
+/// The encap stage's reads: a MAC exactly when `get_ref` / `get_hinted`
+/// answer one, the destination untouched otherwise, and a key that was
+/// retired, failed, forgotten or moved to another slot seen at the next
+/// read, never another key's MAC.
+#[test]
+fn the_mac_reads_write_a_mac_exactly_when_the_lookups_answer_one() {
+    const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+    const UNTOUCHED: [u8; 6] = [0xee; 6];
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(4));
+    let a = NeighKey::port(0, 0x0a00_0001);
+    let r = w.pin(a).unwrap();
+    let slot = r.slot as u16 + 1;
+    // Every state of `a`, and the answers both ways must agree on.
+    let check = |w: &NeighbourWriter, want: Lookup| {
+        let t = w.table();
+        let mut dst = UNTOUCHED;
+        let put = t.put_mac_ref(r, &mut dst);
+        assert_eq!(t.get_ref(r), want);
+        match want {
+            Lookup::Mac(mac) => assert!(put && dst == mac, "{want:?}"),
+            _ => assert!(!put && dst == UNTOUCHED, "{want:?}"),
+        }
+        for start in [0, slot] {
+            let (mut hint, mut dst) = (start, UNTOUCHED);
+            let put = t.put_mac_hinted(a, &mut hint, &mut dst);
+            let mut again = start;
+            assert_eq!(t.get_hinted(a, &mut again), want);
+            assert_eq!(hint, again, "the hint is refreshed as get_hinted does");
+            match want {
+                Lookup::Mac(mac) => assert!(put && dst == mac, "{want:?} from {start}"),
+                _ => assert!(!put && dst == UNTOUCHED, "{want:?} from {start}"),
+            }
+        }
+    };
+    check(&w, Lookup::Unresolved);
+    w.set(a, MAC);
+    check(&w, Lookup::Mac(MAC));
+    w.set(a, OTHER);
+    check(&w, Lookup::Mac(OTHER));
+    w.set_failed(a);
+    check(&w, Lookup::Failed);
+    w.set_unresolved(a);
+    check(&w, Lookup::Unresolved);
+    w.set(a, MAC);
+    w.release(a);
+    check(&w, Lookup::Unresolved);
+    // Another key takes the slot `a` had: its MAC is not `a`'s.
+    let b = (2..64)
+        .map(|i| NeighKey::port(0, 0x0a00_0000 + i))
+        .find(|&k| {
+            let taken = w.claim(k) == Ok(r.slot);
+            w.release(k);
+            taken
+        })
+        .unwrap();
+    assert_eq!(w.claim(b), Ok(r.slot));
+    w.set(b, OTHER);
+    check(&w, Lookup::Unresolved);
+    let (mut hint, mut dst) = (slot, UNTOUCHED);
+    assert!(!w.table().put_mac_hinted(a, &mut hint, &mut dst));
+    assert_eq!(dst, UNTOUCHED);
 }
