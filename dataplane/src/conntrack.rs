@@ -317,9 +317,7 @@ impl Conn {
         if tcp && (t.flags.0 != 0 || t.protocol != IpProtocol::TCP.0) {
             let decides = TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST | TcpFlags::ACK;
             if self.tcp == TcpState::Established && t.flags & decides == TcpFlags::ACK {
-                // docs/conntrack.md's row "Established, ACK": the state
-                // stays, the acknowledgement is learned.
-                self.expect[1 - (from & 1)] = t.ack;
+                self.established_ack(from, t.ack);
             } else {
                 self.track_other_rows(from, *t)?;
             }
@@ -327,7 +325,22 @@ impl Conn {
         if first_answer {
             self.answered = Answered::Yes;
         }
-        Ok(now.saturating_add(life.of(self)))
+        Ok(self.lives_on(life, now))
+    }
+
+    /// docs/conntrack.md's row "Established, ACK", for a segment going
+    /// `from` that acknowledges `ack`: the state stays, the
+    /// acknowledgement is learned (for the RST check).
+    #[inline(always)]
+    fn established_ack(&mut self, from: usize, ack: u32) {
+        self.expect[1 - (from & 1)] = ack;
+    }
+
+    /// The deadline of a connection that saw a packet at `now`: its
+    /// state's timeout on.
+    #[inline(always)]
+    fn lives_on(&self, life: &Lifetimes, now: u64) -> u64 {
+        now.saturating_add(life.of(self))
     }
 }
 
@@ -343,9 +356,9 @@ impl Conn {
     pub fn on_plain(&mut self, from: usize, ack: u32, life: &Lifetimes, now: u64) -> u64 {
         debug_assert!(self.protocol != IpProtocol::TCP.0 || self.tcp == TcpState::Established);
         if self.protocol == IpProtocol::TCP.0 {
-            self.expect[1 - (from & 1)] = ack;
+            self.established_ack(from, ack);
         }
-        now.saturating_add(life.of(self))
+        self.lives_on(life, now)
     }
 
     /// [`Conn::track_tcp`] for a segment other than the fast path's, out
