@@ -85,14 +85,15 @@ impl Bucket {
 
     /// [`Bucket::first_match`] without a branch, for a bucket that is a
     /// line still on its way (a staged lookup's): a branch on which half
-    /// holds the match (about even odds at 80 % occupancy) was mispredicted
-    /// for some 40 % of keys, each resolved only when the line arrived and
-    /// each flushing the work, and the entry prefetches, of the keys after
-    /// it. As one 128-bit count LLVM selects the half with a `cmov`
-    /// (`tgw-perf flow` at 1M flows: 0.85–0.89× `rte_hash` before,
-    /// 0.90–0.95× after, docs/perf.md session 11). Where the line is in
-    /// the cache the branch is the cheaper: 13 instructions a frame more
-    /// on `pipeline_staged nat` with this one in `lookup_cached`.
+    /// holds the match (about even odds at 80 % occupancy) is mispredicted
+    /// for some 40 % of keys (by where matches sit; no counters here), each
+    /// resolved only when the line arrives and each flushing the work, and
+    /// the entry prefetches, of the keys after it. As one 128-bit count
+    /// LLVM selects the half with a `cmov` (`tgw-perf flow` at 1M flows:
+    /// 0.85–0.89× `rte_hash` before, 0.90–0.93× after, docs/perf.md
+    /// session 11). Where the line is in the cache the branch is the
+    /// cheaper: 13 instructions a frame more on `pipeline_staged nat` with
+    /// this one in `lookup_cached`.
     #[inline(always)]
     pub(super) fn first_match_late(&self, sig: u16) -> usize {
         let pat = u64::from(sig) * LANE_LO;
