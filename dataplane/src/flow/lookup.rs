@@ -217,10 +217,10 @@ impl<V> FlowTable<V> {
             .take(n)
         {
             let mut bucket = *p;
-            let mut slot = bucket.first_match(s);
+            let mut slot = bucket.first_match_late(s);
             if slot == SLOTS {
                 bucket = a;
-                slot = bucket.first_match(s);
+                slot = bucket.first_match_late(s);
             }
             *f = slot < SLOTS;
             *x = bucket.idx.get(slot).copied().unwrap_or(EMPTY);

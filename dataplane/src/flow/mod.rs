@@ -110,7 +110,8 @@
 //! 1. hash every key and find both its buckets;
 //! 2. touch both buckets of every key;
 //! 3. compare signatures (the buckets are in L1 now), primary first, and
-//!    take each key's first candidate slot and entry;
+//!    take each key's first candidate slot and entry (with no branch on
+//!    where in the bucket it is: see `Bucket::first_match_late`);
 //! 4. touch every candidate's entry (key and deadline);
 //! 5. compare keys and deadlines; a key whose first candidate was a
 //!    signature collision (about 1 in 10 000) takes the full search.
