@@ -142,7 +142,11 @@
 //! Measured against `rte_hash_lookup_bulk` holding the same keys, in one
 //! process (`tgw-perf flow`, docs/perf.md), per CPU second on a shared
 //! 2-vCPU machine, with DPDK's prefetch handed in: 1.10–1.17× at 1M
-//! flows and 1.08–1.17× at 10M; with touching loads 0.75–0.85×.
+//! flows and 1.08–1.17× at 10M on the host of session 7; on session
+//! 11's, where `rte_hash` runs ~55 % faster, 0.90–0.93× at 1M and
+//! 0.93–0.96× at 10M (ours loses on lines that come from L3, and per
+//! key in the cache-missing stages, not on instructions: with every line
+//! in L2 it is 1.46×); with touching loads 0.72–0.85×.
 //! Prefetching only the primary bucket, and the alternative only for the
 //! ~8 % of keys with no candidate there, measured worse (0.77× against
 //! 0.84–0.89×): those keys cost the burst a third round of misses. Single
