@@ -151,7 +151,13 @@ pub struct PortEntry {
 impl PortEntry {
     #[inline]
     pub fn is_local(&self, ip: u32) -> bool {
-        self.addrs.contains(&ip)
+        // A port mostly has one address, the one tunnels are sent to: it
+        // is compared first, before `contains`'s vector compare, whose
+        // setup cost the underlay stage ~15 instructions a frame.
+        match self.addrs.split_first() {
+            Some((&first, rest)) => first == ip || rest.contains(&ip),
+            None => false,
+        }
     }
 
     /// The address to answer from: the first.
@@ -960,4 +966,25 @@ pub fn eth_header(dst: [u8; 6], src: [u8; 6], ethertype: EtherType) -> [u8; ethe
     h[6..12].copy_from_slice(&src);
     h[12..].copy_from_slice(&ethertype.0.to_be_bytes());
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_is_local_to_each_of_its_addresses_and_no_other() {
+        let addrs = [0x0a00_0001, 0x0a00_0002, 0xc0a8_0001, 0x0a00_0003];
+        for n in 0..=MAX_PORT_ADDRS {
+            let pe = PortEntry {
+                addrs: addrs[..n].iter().copied().collect(),
+                ..PortEntry::default()
+            };
+            for (i, &a) in addrs.iter().enumerate() {
+                assert_eq!(pe.is_local(a), i < n, "address {i} of {n}");
+            }
+            assert!(!pe.is_local(0), "{n} addresses");
+            assert!(!pe.is_local(0x0a00_0004), "{n} addresses");
+        }
+    }
 }
