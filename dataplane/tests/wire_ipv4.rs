@@ -76,6 +76,23 @@ fn getters_match_etherparse() {
     }
 }
 
+/// `is_fragment` tests the flags/offset word under a mask of its own,
+/// not through `Frag`: every word, so that no bit of the mask is wrong.
+#[test]
+fn is_fragment_answers_as_frag_does_for_every_word() {
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    for word in 0..=u16::MAX {
+        h[6..8].copy_from_slice(&word.to_be_bytes());
+        let p = Ipv4Packet::new_unchecked(&h[..]);
+        assert_eq!(
+            p.is_fragment(),
+            Frag::from_word(word).is_fragment(),
+            "{word:#06x}"
+        );
+    }
+}
+
 #[test]
 fn emit_parses_in_etherparse() {
     let mut rng = Rng::new(0x1f5);

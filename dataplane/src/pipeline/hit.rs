@@ -141,7 +141,7 @@ impl Plain {
     pub(super) fn parse(ip: &[u8]) -> Option<Plain> {
         let h: &[u8; IHL] = ip.get(..IHL)?.try_into().ok()?;
         let header = Ipv4Packet::new_unchecked(h);
-        if h[0] != VERSION_IHL_PLAIN || header.frag().is_fragment() || header.ttl() <= 1 {
+        if h[0] != VERSION_IHL_PLAIN || header.is_fragment() || header.ttl() <= 1 {
             return None;
         }
         let len = usize::from(header.total_len());

@@ -230,7 +230,7 @@ impl Pipeline {
         let plain_outer = h[12..14] == EtherType::IPV4.0.to_be_bytes()
             && ip[0] == 0x45
             && ip[9] == IpProtocol::GRE.0
-            && !Ipv4Packet::new_unchecked(ip).frag().is_fragment()
+            && !Ipv4Packet::new_unchecked(ip).is_fragment()
             && gre[..2] == GRE_KEY_ONLY;
         if !plain_outer {
             return Read::Other;

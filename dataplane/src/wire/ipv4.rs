@@ -300,7 +300,9 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// a non-first fragment and hands them all to the slow path.
     #[inline]
     pub fn is_fragment(&self) -> bool {
-        self.frag().is_fragment()
+        // The word tested under one mask: through `Frag`, whose offset is
+        // shifted into bytes, it took six instructions to the mask's two.
+        get_u16(self.buffer.as_ref(), field::FLG_OFF.start) & (FLAG_MF | OFFSET_MASK) != 0
     }
 
     /// The time to live.
