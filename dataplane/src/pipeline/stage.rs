@@ -248,7 +248,7 @@ impl Pipeline {
         let protocol = EtherType(u16::from_be_bytes([gre[2], gre[3]]));
         let Ok(tenant) =
             self.host_cache
-                .lookup(&t.tenants, t.generation, word(gre, 4), word(ip, 12))
+                .lookup_brief(&t.tenants, t.generation, word(gre, 4), word(ip, 12))
         else {
             return Read::Other;
         };
