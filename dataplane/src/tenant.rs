@@ -575,23 +575,30 @@ impl HostCache {
         key: u32,
         host: u32,
     ) -> Result<&'t Tenant, HostMiss> {
-        let hit = self.lookup_brief(table, generation, key, host)?;
+        self.hold(generation);
+        let hit = self.lookup_held(table, key, host)?;
         // Same tables: the tenant the entry names is there.
         table.get(hit.id).ok_or(HostMiss::UnknownKey)
     }
 
-    /// As [`HostCache::lookup`], the tenant as its entry keeps it.
+    /// Makes the entries answer for tables `generation` (those of a
+    /// burst: the underlay stage holds them once, not for each frame).
     #[inline(always)]
-    pub fn lookup_brief(
-        &mut self,
-        table: &TenantTable,
-        generation: u64,
-        key: u32,
-        host: u32,
-    ) -> Result<HostTenant, HostMiss> {
+    pub fn hold(&mut self, generation: u64) {
         if generation != self.generation {
             self.renew(generation);
         }
+    }
+
+    /// As [`HostCache::lookup`], in `table`, of the generation last
+    /// held, and the tenant as its entry keeps it.
+    #[inline(always)]
+    pub fn lookup_held(
+        &mut self,
+        table: &TenantTable,
+        key: u32,
+        host: u32,
+    ) -> Result<HostTenant, HostMiss> {
         let pair = u64::from(key) << 32 | u64::from(host);
         let i = set_of(pair);
         let [a, b] = &self.sets[i];
@@ -832,7 +839,8 @@ mod tests {
             let t = table.by_key(1).unwrap();
             // The miss's answer, then the entry's.
             for _ in 0..2 {
-                let h = cache.lookup_brief(table, generation, 1, 2).unwrap();
+                cache.hold(generation);
+                let h = cache.lookup_held(table, 1, 2).unwrap();
                 assert_eq!(
                     (h.id, h.epoch, h.mac, h.encap),
                     (t.id, t.epoch, t.mac, t.encap),

@@ -123,6 +123,8 @@ impl Pipeline {
         if pe.role != Some(Role::Underlay) || self.flows.is_empty() {
             return;
         }
+        // The burst's frames are read under one set of tables.
+        self.host_cache.hold(t.generation);
         let mut keys = [FlowKey::default(); BULK_MAX];
         let mut frame_of = [0u8; BULK_MAX];
         let mut n = 0;
@@ -246,9 +248,9 @@ impl Pipeline {
             return Read::Other;
         }
         let protocol = EtherType(u16::from_be_bytes([gre[2], gre[3]]));
-        let Ok(tenant) =
-            self.host_cache
-                .lookup_brief(&t.tenants, t.generation, word(gre, 4), word(ip, 12))
+        let Ok(tenant) = self
+            .host_cache
+            .lookup_held(&t.tenants, word(gre, 4), word(ip, 12))
         else {
             return Read::Other;
         };
