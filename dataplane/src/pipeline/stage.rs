@@ -247,7 +247,6 @@ impl Pipeline {
         if !ipv4_checksum_ok(nic, ip) || !pe.is_local(word(ip, 16)) {
             return Read::Other;
         }
-        let protocol = EtherType(u16::from_be_bytes([gre[2], gre[3]]));
         let Ok(tenant) = self
             .host_cache
             .lookup_held(&t.tenants, word(gre, 4), word(ip, 12))
@@ -255,11 +254,16 @@ impl Pipeline {
             return Read::Other;
         };
         let inner_at = IHL + GRE_KEYED;
+        let protocol = EtherType(u16::from_be_bytes([gre[2], gre[3]]));
         let ip_at = match (tenant.encap, protocol) {
             (Encap::Ipv4, EtherType::IPV4) => inner_at,
             (Encap::Gretap, EtherType::TRANSPARENT_ETHERNET_BRIDGING) => {
+                // The MAC as four bytes and two: as six, both sides were
+                // assembled into words and masked (5 instructions more).
                 let ours = outer.get(inner_at..inner_at + ETH).is_some_and(|e| {
-                    e[..6] == tenant.mac && e[12..14] == EtherType::IPV4.0.to_be_bytes()
+                    e[..4] == tenant.mac[..4]
+                        && e[4..6] == tenant.mac[4..]
+                        && e[12..14] == EtherType::IPV4.0.to_be_bytes()
                 });
                 if !ours {
                     return Read::Other;
