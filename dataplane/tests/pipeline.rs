@@ -4286,7 +4286,13 @@ fn mixed_traffic() -> Vec<Event> {
                 _ => udp_from(from, 5002, [1, 1, 1, 8], 53),
             };
             let mut frame = if k % 2 == 0 {
-                let inner = eth(T1_MAC, VM1_MAC, EtherType::IPV4, &reply);
+                // Now and then to another MAC than tenant 1's, one byte
+                // off (each of its six by turns): not for us, dropped.
+                let mut to = T1_MAC;
+                if k == 2 && round % 3 == 1 {
+                    to[(round / 3 % 6) as usize] ^= 1;
+                }
+                let inner = eth(to, VM1_MAC, EtherType::IPV4, &reply);
                 // Now and then tenant 1's key from tenant 2's host:
                 // spoofed, dropped.
                 let host = if k == 6 && round % 2 == 0 {
@@ -4492,6 +4498,7 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
     );
     for reason in [
         DropReason::GreChecksum,
+        DropReason::InnerNotForUs,
         DropReason::InvalidState,
         DropReason::SpoofedOwnAddress,
         DropReason::IpOptionSourceRoute,
