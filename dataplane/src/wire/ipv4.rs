@@ -301,7 +301,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn is_fragment(&self) -> bool {
         // The word tested under one mask: through `Frag`, whose offset is
-        // shifted into bytes, it took six instructions to the mask's two.
+        // shifted into bytes, it took six instructions to the mask's three.
         get_u16(self.buffer.as_ref(), field::FLG_OFF.start) & (FLAG_MF | OFFSET_MASK) != 0
     }
 
