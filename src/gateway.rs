@@ -47,11 +47,13 @@ use crate::worker::{Fault, Stage, Worker, TX_DRAIN_US};
 /// How often the control plane looks at its rings and timers.
 const CONTROL_TICK: Duration = Duration::from_millis(1);
 
-// The pool check (ctl) counts the mbufs that fragments may hold; it cannot
-// see dataplane's bounds, so they are held equal here.
+// The pool check (ctl) counts the mbufs that fragments and bursts may
+// hold; it cannot see dataplane's and rte's bounds, so they are held equal
+// here.
 const _: () = assert!(
     ctl::config::PARKED_PER_WORKER as usize == dataplane::fragments::park::SPOTS
         && ctl::config::PIECES_IN_FLIGHT == dataplane::fragments::MAX_FRAGMENTS as u32
+        && ctl::config::BURST as usize == rte::BURST
 );
 
 /// One configured port, as started.

@@ -85,9 +85,12 @@ pub const MEMPOOL_CACHE_MAX: u32 = 512;
 /// DPDK's `RTE_PKTMBUF_HEADROOM`: the part of `data_room` kept in front of
 /// the frame, where encapsulation headers are prepended.
 pub const MBUF_HEADROOM: u16 = 128;
-/// Mbufs a worker may hold besides its mempool cache: one RX burst and the
-/// frames buffered for TX.
-pub const WORKER_MBUFS_IN_FLIGHT: u32 = 64;
+/// The most frames a worker receives, buffers for a port's TX, or moves
+/// through a ring at once (`rte::BURST`; the daemon asserts they agree).
+pub const BURST: u32 = 32;
+/// Mbufs the control plane may hold besides its mempool cache: two
+/// bursts.
+pub const CONTROL_MBUFS_IN_FLIGHT: u32 = 2 * BURST;
 /// Fragments a worker may park while they wait for their first fragment
 /// (`dataplane::fragments::park::SPOTS`; the daemon asserts they agree).
 pub const PARKED_PER_WORKER: u32 = 64;
@@ -530,6 +533,16 @@ impl Config {
         self.mbuf_budget().total()
     }
 
+    /// Mbufs a worker may hold besides its mempool cache and the fragments
+    /// it parks: the RX burst it is processing, and a TX buffer for each
+    /// port, which holds frames until it has a burst of them or the drain
+    /// deadline comes (src/worker.rs). A burst each: with two ports 96,
+    /// where one RX burst and one TX buffer (64) were counted until
+    /// session 11.
+    pub fn worker_mbufs_in_flight(&self) -> u64 {
+        u64::from(BURST) * (1 + self.ports.len() as u64)
+    }
+
     /// Where the mbufs of [`Config::mbufs_needed`] can be at once.
     pub fn mbuf_budget(&self) -> MbufBudget {
         let descriptors = self
@@ -542,13 +555,15 @@ impl Config {
             })
             .sum();
         let workers = self.workers.len() as u64;
-        let per_lcore = u64::from(self.mempool.cache_size) + u64::from(WORKER_MBUFS_IN_FLIGHT);
+        let cache = u64::from(self.mempool.cache_size);
         // Each worker's punt and inject rings, and one handoff ring per
         // ordered pair of workers.
         let rings = 2 * workers + workers * workers.saturating_sub(1);
         MbufBudget {
             descriptors,
-            lcores: (workers + 1) * per_lcore,
+            lcores: workers * (cache + self.worker_mbufs_in_flight())
+                + cache
+                + u64::from(CONTROL_MBUFS_IN_FLIGHT),
             rings: rings * u64::from(RING_SLOTS - 1),
             held: u64::from(self.arp.max_held),
             fragments: workers * u64::from(PARKED_PER_WORKER) + u64::from(PIECES_IN_FLIGHT),
@@ -624,7 +639,9 @@ pub struct MbufBudget {
     /// RX and TX descriptors of every queue of every port.
     pub descriptors: u64,
     /// The workers and the control plane (the main lcore): each its
-    /// mempool cache and [`WORKER_MBUFS_IN_FLIGHT`] in a burst.
+    /// mempool cache, and the frames it holds: a worker's
+    /// [`Config::worker_mbufs_in_flight`], the control plane's
+    /// [`CONTROL_MBUFS_IN_FLIGHT`].
     pub lcores: u64,
     /// The punt, inject and handoff rings, full.
     pub rings: u64,

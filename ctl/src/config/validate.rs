@@ -29,10 +29,10 @@ use std::net::Ipv4Addr;
 
 use super::raw::{List, RawConfig, RawDataplane, RawEal, RawMempool, RawPort, RawTenant, Section};
 use super::{
-    Config, CpuSet, Dataplane, Eal, Eip, Ipv4Cidr, Mempool, Mode, Port, Role, Route, MAX_LCORE,
-    MBUF_HEADROOM, MEMPOOL_CACHE_MAX, RING_SLOTS, RULE_SLOTS_DEFAULT, RULE_SLOTS_MAX,
-    TENANT_SLOTS_DEFAULT, TENANT_SLOTS_MAX, WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS,
-    WORKER_MBUFS_IN_FLIGHT,
+    Config, CpuSet, Dataplane, Eal, Eip, Ipv4Cidr, Mempool, Mode, Port, Role, Route,
+    CONTROL_MBUFS_IN_FLIGHT, MAX_LCORE, MBUF_HEADROOM, MEMPOOL_CACHE_MAX, RING_SLOTS,
+    RULE_SLOTS_DEFAULT, RULE_SLOTS_MAX, TENANT_SLOTS_DEFAULT, TENANT_SLOTS_MAX,
+    WATCHDOG_DEFAULT_MS, WATCHDOG_MIN_MS,
 };
 
 /// EAL options that `[eal]` and `[[port]]` already produce; passing them
@@ -522,6 +522,7 @@ fn mempool_size(config: &Config, raw: &RawConfig, r: &mut Report) {
     let place = at(m.and_then(|m| m.value.mbufs.as_ref()), m.map(|m| m.at));
     // DPDK's rings are sized to a power of two, so 2^q - 1 wastes nothing.
     let suggest = (needed + 1).next_power_of_two() - 1;
+    let cache = config.mempool.cache_size;
     let default = if m.and_then(|m| m.value.mbufs.as_ref()).is_none() {
         " (the default)"
     } else {
@@ -530,10 +531,11 @@ fn mempool_size(config: &Config, raw: &RawConfig, r: &mut Report) {
     r.at(
         place,
         format!(
-            "mbufs {have}{default} is too few: the RX/TX descriptors of all ports ({}), {} worker(s) and the control plane × (cache_size {} + {WORKER_MBUFS_IN_FLIGHT} in flight) ({}), the punt, inject and handoff rings ({} × {}), the frames the resolver may hold ([arp] max_held {}) and the fragments parked and being cut ({}) need {needed}; set [mempool] mbufs to at least {needed} (e.g. {suggest}), or lower those",
+            "mbufs {have}{default} is too few: the RX/TX descriptors of all ports ({}), {} worker(s) × (cache_size {cache} + {} in flight: a burst received and a TX buffer for each of {} ports) and the control plane (cache_size {cache} + {CONTROL_MBUFS_IN_FLIGHT}) ({}), the punt, inject and handoff rings ({} × {}), the frames the resolver may hold ([arp] max_held {}) and the fragments parked and being cut ({}) need {needed}; set [mempool] mbufs to at least {needed} (e.g. {suggest}), or lower those",
             b.descriptors,
             config.workers.len(),
-            config.mempool.cache_size,
+            config.worker_mbufs_in_flight(),
+            config.ports.len(),
             b.lcores,
             b.rings / u64::from(RING_SLOTS - 1),
             RING_SLOTS - 1,
