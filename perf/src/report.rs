@@ -4,6 +4,7 @@
 //! with scraping compared, tgw scraped against tgw
 //! unscraped the same way.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::calibrate::{self, Best, Calibration};
@@ -39,6 +40,10 @@ pub struct Measurement {
     /// generator, not by tgw.
     pub busy_share: Option<f64>,
     pub drops: Option<u64>,
+    /// [`Measurement::drops`] by reason (tgw's drop counters' names), the
+    /// reasons that counted any: in the JSON, so that a run's drops say
+    /// what they were.
+    pub drop_reasons: BTreeMap<String, u64>,
     /// What scraped tgw's /metrics while it was measured, if anything.
     pub scrape: Option<ScrapeTally>,
     /// Whether tgw ran with `[offload] mode = "shadow"` (else off).
@@ -66,11 +71,16 @@ impl Measurement {
             let total = sum(of);
             (total > 0).then(|| sum(key) as f64 / total as f64)
         };
-        let drops = workers
+        let mut drop_reasons = BTreeMap::new();
+        for (reason, n) in workers
             .iter()
             .filter_map(|w| w.get("drops")?.as_object())
-            .flat_map(|d| d.values().filter_map(serde_json::Value::as_u64))
-            .sum();
+            .flat_map(|d| d.iter().filter_map(|(k, v)| Some((k, v.as_u64()?))))
+            .filter(|&(_, n)| n > 0)
+        {
+            *drop_reasons.entry(reason.clone()).or_insert(0) += n;
+        }
+        let drops = drop_reasons.values().sum();
         Measurement {
             device,
             gen,
@@ -78,6 +88,7 @@ impl Measurement {
             cycles_busy: per("busy_cycles", "rx_packets"),
             busy_share: per("busy_cycles", "cycles"),
             drops: (!workers.is_empty()).then_some(drops),
+            drop_reasons,
             scrape: None,
             offload: false,
             flows: crate::newflows::Created::from_workers(workers),
@@ -380,7 +391,8 @@ impl Report {
                     "offered_mpps": m.gen.offered_mpps(), "received_mpps": m.gen.received_mpps(),
                     "loss": m.loss(), "cycles_per_frame_process": m.cycles_process,
                     "cycles_per_frame_busy": m.cycles_busy, "busy_share": m.busy_share,
-                    "tgw_drops": m.drops, "raw": m.gen.to_json(),
+                    "tgw_drops": m.drops, "tgw_drops_by_reason": m.drop_reasons,
+                    "raw": m.gen.to_json(),
                     "new_flows": m.flows.as_ref().map(|f| f.json(&m.gen)),
                     "calibration": m.calibration.map(|c| c.json(&best)),
                     "clean": self.is_clean(*round),
@@ -657,5 +669,11 @@ mod tests {
         assert_eq!(m.cycles_busy, Some(50.0));
         assert_eq!(m.busy_share, Some(0.25));
         assert_eq!(m.drops, Some(7));
+        let reasons: Vec<_> = m
+            .drop_reasons
+            .iter()
+            .map(|(k, &v)| (k.as_str(), v))
+            .collect();
+        assert_eq!(reasons, [("tx_full", 7)]);
     }
 }
