@@ -324,6 +324,10 @@ impl Worker<'_> {
         // Look the burst's flows up together, so that their cache misses
         // overlap (frames handed over by other workers go unstaged): the
         // public side's or the underlay's, by the port's role.
+        const _: () = assert!(
+            BURST <= dataplane::flow::BULK_MAX,
+            "a burst is staged whole"
+        );
         let mut hints = [Hint::default(); BURST];
         if let (StageRef::Gateway(pipeline, tables), Some(port)) = (&mut stage, port) {
             if self.marks {

@@ -178,6 +178,9 @@ impl Setup {
                 cmd.args([
                     "--",
                     "--total-num-mbufs=16383",
+                    // tgw's burst, so that both move frames as many at a
+                    // time (testpmd's default is 32).
+                    format!("--burst={}", rte::BURST).as_str(),
                     "--forward-mode=macswap",
                     "--nb-cores=1",
                     "--rxq=1",
