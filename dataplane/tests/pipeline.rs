@@ -5132,6 +5132,28 @@ fn flags_for(checksum: bool, sequence: bool) -> u16 {
     0x2000 | if checksum { 0x8000 } else { 0 } | if sequence { 0x1000 } else { 0 }
 }
 
+/// UDP packet `i` from the client to elastic IP `eip`, at time `i`, by the
+/// full path when `full`, else past the fast path first (a flow hit once
+/// an earlier packet made the flow): the verdict and the frame as sent.
+fn client_to_eip(gw: &mut Gw, eip: [u8; 4], i: u64, full: bool) -> (Verdict, VecFrame) {
+    let frame = eth(
+        PUB_MAC,
+        CLIENT_MAC,
+        EtherType::IPV4,
+        &inner_udp(CLIENT, eip, 64, format!("packet {i}").as_bytes()),
+    );
+    let hint = if full {
+        Hint::FULL_PATH
+    } else {
+        Hint::default()
+    };
+    let mut f = VecFrame::new(&frame, PUB);
+    let v = gw
+        .pipeline
+        .process_staged(&gw.tables, &gw.counters, &mut f, i, &hint);
+    (v, f)
+}
+
 #[test]
 fn gre_checksums_and_sequence_numbers_are_sent_on_the_full_and_fast_paths() {
     for (checksum, sequence) in GRE_OPTION_SETS {
@@ -5140,23 +5162,9 @@ fn gre_checksums_and_sequence_numbers_are_sent_on_the_full_and_fast_paths() {
         for (eip, key, proto) in [(EIP1, 1000, 0x6558), (EIP2, 2000, 0x0800)] {
             let mut seqs = Vec::new();
             for i in 0..6u64 {
-                let frame = eth(
-                    PUB_MAC,
-                    CLIENT_MAC,
-                    EtherType::IPV4,
-                    &inner_udp(CLIENT, eip, 64, format!("packet {i}").as_bytes()),
-                );
                 // The first creates the flow; then the full path and the
                 // fast path (a flow hit) take turns.
-                let hint = if i % 2 == 0 {
-                    Hint::FULL_PATH
-                } else {
-                    Hint::default()
-                };
-                let mut f = VecFrame::new(&frame, PUB);
-                let v = gw
-                    .pipeline
-                    .process_staged(&gw.tables, &gw.counters, &mut f, i, &hint);
+                let (v, f) = client_to_eip(&mut gw, eip, i, i % 2 == 0);
                 let why = format!("C {checksum} S {sequence} key {key} packet {i}");
                 assert_eq!(v, Verdict::Forward(UND), "{why}");
                 let g = read_sent_gre(f.data());
@@ -5198,23 +5206,9 @@ fn each_tunnel_of_a_tenant_numbers_its_frames_on_its_own() {
     let seqs = |gw: &mut Gw, eip: [u8; 4], host_mac: [u8; 6], from: u64| {
         let mut out = Vec::new();
         for i in from..from + 4 {
-            let frame = eth(
-                PUB_MAC,
-                CLIENT_MAC,
-                EtherType::IPV4,
-                &inner_udp(CLIENT, eip, 64, format!("packet {i}").as_bytes()),
-            );
             // The first creates the flow; then the fast path and the full
             // path take turns.
-            let hint = if i % 2 == 0 {
-                Hint::default()
-            } else {
-                Hint::FULL_PATH
-            };
-            let mut f = VecFrame::new(&frame, PUB);
-            let v = gw
-                .pipeline
-                .process_staged(&gw.tables, &gw.counters, &mut f, i, &hint);
+            let (v, f) = client_to_eip(gw, eip, i, i % 2 == 1);
             assert_eq!(v, Verdict::Forward(UND), "to {eip:?}, packet {i}");
             assert_eq!(f.data()[..6], host_mac, "to {eip:?}, packet {i}");
             out.extend(read_sent_gre(f.data()).seq);

@@ -298,6 +298,14 @@ impl Delta {
 mod tests {
     use super::*;
 
+    /// One step of a xorshift generator: the tests' random words.
+    fn next(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
     /// The fold as RFC 1071 describes it: add the carries back until none.
     fn fold_by_loop(mut s: u64) -> u16 {
         while s > 0xffff {
@@ -314,9 +322,7 @@ mod tests {
         for _ in 0..10_000 {
             let mut h = [0u8; 20];
             for b in h.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                next(&mut x);
                 *b = x as u8;
             }
             h[10..12].fill(0);
@@ -339,9 +345,7 @@ mod tests {
     fn fold32_matches_the_loop_below_2_pow_32() {
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
         for _ in 0..100_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            next(&mut x);
             let s = x as u32;
             assert_eq!(fold32(s), fold_by_loop(u64::from(s)), "{s:#x}");
         }
@@ -365,9 +369,7 @@ mod tests {
     fn add_words_is_the_folded_sum_of_two_words() {
         let mut x = 0x6a09_e667_f3bc_c908_u64;
         for a in 0..=u16::MAX {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            next(&mut x);
             for b in [0, 1, 0x7fff, 0x8000, 0xfffe, 0xffff, !a, a, x as u16] {
                 let want = fold_by_loop(u64::from(a) + u64::from(b));
                 assert_eq!(add_words(a, b), want, "{a:#x} + {b:#x}");
@@ -379,12 +381,7 @@ mod tests {
     fn fold_matches_the_loop_at_the_edges_and_at_random() {
         let edges = [0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0xffff_ffff, 0x1_0000_0000];
         let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let random = (0..100_000).map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        });
+        let random = (0..100_000).map(|_| next(&mut x));
         for s in edges
             .into_iter()
             .chain([u64::MAX, u64::MAX - 1])
@@ -430,9 +427,7 @@ mod tests {
     fn a_change_in_memory_order_writes_the_same_bytes() {
         let mut x = 0x0123_4567_89ab_cdef_u64;
         for hc in 0..=u16::MAX {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            next(&mut x);
             for d in [
                 Delta(x as u16),
                 Delta(0),
@@ -461,9 +456,7 @@ mod tests {
         for i in 0..200_000 {
             let mut h = [0u8; 20];
             for b in h.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                next(&mut x);
                 *b = x as u8;
             }
             match i % 4 {
