@@ -482,7 +482,9 @@ fn serve(
             }
             handler.tick(&counters);
             promiscuity.keep(&ports, Instant::now());
-            failure = dead_worker(&running, &lcores, &mut heartbeats);
+            failure = dead_worker(&running, &lcores, &mut heartbeats, || {
+                stop.load(Ordering::Relaxed)
+            });
             if failure.is_some() {
                 break;
             }
