@@ -60,8 +60,8 @@ pub const REMOTE2: [u8; 4] = [9, 9, 9, 9];
 /// A router on the path, which reports errors about others' packets.
 pub const ROUTER: [u8; 4] = [8, 8, 4, 4];
 
-/// A BURST of rte (what the worker asks of a queue at once).
-const BURST: usize = 32;
+/// What the worker asks of a queue at once.
+use rte::BURST;
 /// The filler's EtherType: IEEE local experimental, which tgw drops.
 const FILLER_ETHERTYPE: u16 = 0x88b5;
 
