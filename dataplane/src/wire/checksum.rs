@@ -261,18 +261,19 @@ impl Delta {
     }
 
     /// [`Delta::apply_udp`] for a change in memory order (zero is zero and
-    /// 0xffff is 0xffff in either byte order).
+    /// 0xffff is 0xffff in either byte order). Tested as one 16-bit word,
+    /// not as two bytes: compared and chosen bytewise, the checksum was
+    /// loaded, built and stored a byte at a time (callgrind: 7
+    /// instructions more a UDP hit).
     #[inline]
     pub fn apply_udp_in_memory(self, hc: [u8; 2]) -> [u8; 2] {
-        if hc == [0, 0] {
-            hc
-        } else {
-            let new = self.apply_in_memory(hc);
-            if new == [0, 0] {
-                [0xff, 0xff]
-            } else {
-                new
-            }
+        let hc = u16::from_ne_bytes(hc);
+        if hc == 0 {
+            return [0, 0];
+        }
+        match !add_words(!hc, self.0) {
+            0 => [0xff, 0xff],
+            new => new.to_ne_bytes(),
         }
     }
 
