@@ -123,12 +123,12 @@ pub(super) enum Stage {
 /// staged frame, and the spills of the registers that held them).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Plain {
-    /// Its 5-tuple, as its flow key has it ([`Tuple::key`]).
+    /// Its 5-tuple, addresses and ports as its flow key has them
+    /// ([`FlowKey::from_wire`]): a hit builds its key without a byte swap.
     protocol: u8,
-    pub(super) src: u32,
-    pub(super) dst: u32,
-    sport: u16,
-    dport: u16,
+    src: u32,
+    dst: u32,
+    ports: u32,
     /// For TCP the acknowledgment number, which the connection learns
     /// for its RST check (0 otherwise).
     pub(super) ack: u32,
@@ -176,10 +176,9 @@ impl Plain {
         };
         plain.then_some(Plain {
             protocol: tuple.protocol,
-            src: tuple.src,
-            dst: tuple.dst,
-            sport: tuple.sport,
-            dport: tuple.dport,
+            src: tuple.src.swap_bytes(),
+            dst: tuple.dst.swap_bytes(),
+            ports: FlowKey::wire_ports(tuple.sport, tuple.dport),
             ack: tuple.ack,
             opens: tuple.opens,
             len,
@@ -191,12 +190,13 @@ impl Plain {
     /// 5-tuple, such as its key.
     #[inline(always)]
     pub(super) fn tuple(&self) -> Tuple {
+        let key = self.key(Zone::PUBLIC);
         Tuple {
             protocol: self.protocol,
-            src: self.src,
-            dst: self.dst,
-            sport: self.sport,
-            dport: self.dport,
+            src: key.src(),
+            dst: key.dst(),
+            sport: key.src_port(),
+            dport: key.dst_port(),
             flags: TcpFlags::empty(),
             seq: 0,
             ack: self.ack,
@@ -205,8 +205,15 @@ impl Plain {
         }
     }
 
+    #[inline(always)]
     pub(super) fn key(&self, zone: Zone) -> FlowKey {
-        self.tuple().key(zone)
+        FlowKey::from_wire(zone, self.protocol, self.src, self.dst, self.ports)
+    }
+
+    /// Its destination address.
+    #[inline(always)]
+    pub(super) fn dst(&self) -> u32 {
+        self.dst.swap_bytes()
     }
 }
 
@@ -274,7 +281,7 @@ impl Pipeline {
                 // insert will read is fetched while the burst's earlier
                 // frames are processed.
                 None if P::INSTRUCTION && p.opens => {
-                    if let Some((tenant, private)) = t.eips.inbound(p.dst) {
+                    if let Some((tenant, private)) = t.eips.inbound(p.dst()) {
                         if let Some(reply) = inbound_reply(&p.tuple(), tenant, private) {
                             self.flows.prefetch_insert(pf, &reply);
                         }
@@ -446,7 +453,7 @@ impl Pipeline {
         let hop = match staged {
             Some((_, at)) => self.hops.get(at)?,
             None => {
-                resolved = resolve_public(t, p.dst).ok()?;
+                resolved = resolve_public(t, p.dst()).ok()?;
                 &resolved
             }
         };
