@@ -153,10 +153,12 @@ impl Plain {
     pub(super) fn parse(ip: &[u8]) -> Option<Plain> {
         let h: &[u8; IHL] = ip.get(..IHL)?.try_into().ok()?;
         let header = Ipv4Packet::new_unchecked(h);
-        if h[0] != VERSION_IHL_PLAIN || header.is_fragment() || header.ttl() <= 1 {
+        let len = usize::from(header.total_len());
+        // Every transport header a hit takes is 8 bytes or more: said
+        // first, the parser's own length checks fold into this one.
+        if h[0] != VERSION_IHL_PLAIN || header.is_fragment() || header.ttl() <= 1 || len < IHL + 8 {
             return None;
         }
-        let len = usize::from(header.total_len());
         let l4 = ip.get(IHL..len)?;
         if !checksum::verify_ipv4_header(h) {
             return None;
