@@ -167,20 +167,27 @@ impl Plain {
         let tuple = Tuple::with_transport(h[9], src, dst, l4, false)?;
         // What a hit may take: a TCP segment that changes no state of an
         // established connection, a UDP datagram, an ICMP echo (the
-        // parser takes no other ICMP); whole transport headers.
-        let plain = match IpProtocol(tuple.protocol) {
+        // parser takes no other ICMP); whole transport headers. TCP's and
+        // UDP's ports are the header's first word, loaded as the key keeps
+        // them; an ICMP echo's identifier stands for both, as read.
+        let wire = l4.first_chunk::<4>().map_or(0, |p| u32::from_le_bytes(*p));
+        let (plain, ports) = match IpProtocol(tuple.protocol) {
             IpProtocol::TCP => {
                 let decides = TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST | TcpFlags::ACK;
-                tuple.flags & decides == TcpFlags::ACK && l4.len() >= 20
+                (
+                    tuple.flags & decides == TcpFlags::ACK && l4.len() >= 20,
+                    wire,
+                )
             }
-            IpProtocol::UDP | IpProtocol::ICMP => l4.len() >= 8,
-            _ => false,
+            IpProtocol::UDP => (l4.len() >= 8, wire),
+            IpProtocol::ICMP => (l4.len() >= 8, FlowKey::wire_ports(tuple.sport, tuple.dport)),
+            _ => (false, 0),
         };
         plain.then_some(Plain {
             protocol: tuple.protocol,
             src: tuple.src.swap_bytes(),
             dst: tuple.dst.swap_bytes(),
-            ports: FlowKey::wire_ports(tuple.sport, tuple.dport),
+            ports,
             ack: tuple.ack,
             opens: tuple.opens,
             len,
