@@ -53,12 +53,16 @@ impl Zone {
 ///
 /// ```text
 /// lo: zone (24) | protocol (8) | source address (32)
-/// hi: destination address (32) | source port (16) | destination port (16)
+/// hi: destination address (32) | destination port (16) | source port (16)
 /// ```
 ///
-/// Addresses and ports are host-order integers, as the rest of the
-/// dataplane keeps them. Every bit pattern is a valid key; equality is
-/// bitwise.
+/// Addresses and ports lie in the words as a little-endian load of their
+/// bytes on the wire reads them: byte-swapped from the host-order integers
+/// the rest of the dataplane keeps (and the accessors give), so that the
+/// fast path's header pass builds a key from the words it loaded, with no
+/// byte swap ([`FlowKey::from_wire`]; the key is the table's alone, any
+/// order that keeps equality would do). Every bit pattern is a valid key;
+/// equality is bitwise.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
     lo: u64,
@@ -76,10 +80,31 @@ impl FlowKey {
         dst: u32,
         dst_port: u16,
     ) -> FlowKey {
+        FlowKey::from_wire(
+            zone,
+            protocol,
+            src.swap_bytes(),
+            dst.swap_bytes(),
+            Self::wire_ports(src_port, dst_port),
+        )
+    }
+
+    /// The key of a packet whose addresses and ports are given as a
+    /// little-endian load of their wire bytes reads them: `src` and `dst`
+    /// the addresses' four bytes, `ports` the source port's two and the
+    /// destination port's two, in that order.
+    #[inline(always)]
+    pub const fn from_wire(zone: Zone, protocol: u8, src: u32, dst: u32, ports: u32) -> FlowKey {
         FlowKey {
             lo: (zone.0 as u64) << 40 | (protocol as u64) << 32 | src as u64,
-            hi: (dst as u64) << 32 | (src_port as u64) << 16 | dst_port as u64,
+            hi: (dst as u64) << 32 | ports as u64,
         }
+    }
+
+    /// Host-order ports as [`FlowKey::from_wire`] takes them.
+    #[inline(always)]
+    pub const fn wire_ports(src_port: u16, dst_port: u16) -> u32 {
+        src_port.swap_bytes() as u32 | (dst_port.swap_bytes() as u32) << 16
     }
 
     /// The key of the packets going the other way in the same zone:
@@ -109,22 +134,22 @@ impl FlowKey {
 
     #[inline]
     pub const fn src(self) -> u32 {
-        self.lo as u32
+        (self.lo as u32).swap_bytes()
     }
 
     #[inline]
     pub const fn dst(self) -> u32 {
-        (self.hi >> 32) as u32
+        ((self.hi >> 32) as u32).swap_bytes()
     }
 
     #[inline]
     pub const fn src_port(self) -> u16 {
-        (self.hi >> 16) as u16
+        (self.hi as u16).swap_bytes()
     }
 
     #[inline]
     pub const fn dst_port(self) -> u16 {
-        self.hi as u16
+        ((self.hi >> 16) as u16).swap_bytes()
     }
 
     /// The two packed words, `[lo, hi]`.
@@ -220,6 +245,39 @@ mod tests {
         );
         let b = k.to_bytes();
         assert_eq!(u64::from_le_bytes(b[..8].try_into().unwrap()), k.words()[0]);
+    }
+
+    /// A key built from a header's wire bytes, as the fast path builds it,
+    /// is the key of the host-order fields read from them, as the full
+    /// path builds it.
+    #[test]
+    fn a_key_from_the_wire_is_the_key_of_its_fields() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (src, dst) = (x as u32, (x >> 32) as u32);
+            let (sport, dport) = ((x >> 8) as u16, (x >> 40) as u16);
+            let zone = Zone::new((x >> 20) as u32 & Zone::MAX).unwrap();
+            let protocol = (x >> 56) as u8;
+            let mut ports = [0u8; 4];
+            ports[..2].copy_from_slice(&sport.to_be_bytes());
+            ports[2..].copy_from_slice(&dport.to_be_bytes());
+            let wire = |b: [u8; 4]| u32::from_le_bytes(b);
+            let k = FlowKey::from_wire(
+                zone,
+                protocol,
+                wire(src.to_be_bytes()),
+                wire(dst.to_be_bytes()),
+                wire(ports),
+            );
+            assert_eq!(k, FlowKey::new(zone, protocol, src, sport, dst, dport));
+            assert_eq!(
+                (k.src(), k.src_port(), k.dst(), k.dst_port()),
+                (src, sport, dst, dport)
+            );
+        }
     }
 
     #[test]

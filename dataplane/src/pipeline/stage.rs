@@ -181,8 +181,8 @@ impl Pipeline {
                 continue;
             };
             self.flows.prefetch_value(pf, id);
-            if runs == 0 || dsts[runs - 1] != p.tuple.dst {
-                dsts[runs] = p.tuple.dst;
+            if runs == 0 || dsts[runs - 1] != p.dst() {
+                dsts[runs] = p.dst();
                 runs += 1;
             }
             tunnelled.hop = (runs - 1) as u8;
