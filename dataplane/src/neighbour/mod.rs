@@ -229,11 +229,10 @@ impl Neighbours {
     /// `u16::MAX - 1` are not remembered.
     #[inline]
     pub fn get_hinted(&self, key: NeighKey, hint: &mut u16) -> Lookup {
-        if let Some(slot) = hint.checked_sub(1) {
-            let found = self.read(usize::from(slot), key);
-            if found != Lookup::Unresolved {
-                return found;
-            }
+        // As in `put_mac_hinted`: no hint is a slot past the table.
+        let found = self.read(usize::from(*hint).wrapping_sub(1), key);
+        if found != Lookup::Unresolved {
+            return found;
         }
         self.get_remembered(key, hint)
     }
@@ -258,10 +257,11 @@ impl Neighbours {
     /// other two it is.
     #[inline(always)]
     pub fn put_mac_hinted(&self, key: NeighKey, hint: &mut u16, dst: &mut [u8; 6]) -> bool {
-        if let Some(slot) = hint.checked_sub(1) {
-            if let Some(word) = self.word(usize::from(slot), key) {
-                return put_valid(word, dst);
-            }
+        // No hint (0) is slot `usize::MAX`, past any table: the slot's own
+        // range check sends it to the search, with no test of its own
+        // (callgrind: 3 instructions a frame going into a gretap tunnel).
+        if let Some(word) = self.word(usize::from(*hint).wrapping_sub(1), key) {
+            return put_valid(word, dst);
         }
         match self.get_remembered(key, hint) {
             Lookup::Mac(mac) => {

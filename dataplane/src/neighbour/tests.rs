@@ -404,3 +404,28 @@ fn the_mac_reads_write_a_mac_exactly_when_the_lookups_answer_one() {
     assert!(!w.table().put_mac_hinted(a, &mut hint, &mut dst));
     assert_eq!(dst, UNTOUCHED);
 }
+
+/// A hint of 0 is no hint, whatever slot 0 holds: the hinted reads search
+/// and remember where they found the key, even when it is slot 0 (which
+/// a hint of 0 read as a slot would have answered, and left unremembered).
+#[test]
+fn a_hint_of_0_is_no_hint_even_for_the_key_in_slot_0() {
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(64));
+    let k = (1..1024)
+        .map(|i| NeighKey::port(0, 0x0a00_0000 + i))
+        .find(|&k| {
+            let first = w.claim(k) == Ok(0);
+            if !first {
+                w.release(k);
+            }
+            first
+        })
+        .unwrap();
+    assert!(w.set(k, MAC));
+    let (mut hint, mut dst) = (0, [0; 6]);
+    assert!(w.table().put_mac_hinted(k, &mut hint, &mut dst));
+    assert_eq!((hint, dst), (1, MAC));
+    let mut hint = 0;
+    assert_eq!(w.table().get_hinted(k, &mut hint), Lookup::Mac(MAC));
+    assert_eq!(hint, 1);
+}
