@@ -22,7 +22,7 @@ use crate::ingress::Ingress;
 use crate::lpm::{Lpm, LpmBuilder, LpmError, Prefix};
 use crate::martian;
 use crate::nat::{EipError, Eips};
-use crate::neighbour::{NeighKey, NeighRef, NeighbourWriter, Neighbours};
+use crate::neighbour::{NeighKey, NeighRef, NeighSpace, NeighbourWriter, Neighbours};
 use crate::sixteens::Sixteens;
 use crate::snat::{Pool, PoolError, Pools};
 use crate::tenant::{Encap, GreOptions, Net, Tenant, TenantError, TenantId, TenantTable};
@@ -248,9 +248,9 @@ pub struct TunnelAdj {
     pub neigh: NeighRef,
     /// The underlay port's IP MTU.
     pub mtu: u16,
-    /// The tenant's hosts inside its tunnels, as a neighbour key of
-    /// address 0: [`TunnelAdj::inner_key`] makes each frame's from it.
-    inner_hosts: NeighKey,
+    /// The tenant's hosts inside its tunnels: [`TunnelAdj::inner_key`]
+    /// makes each frame's key in it.
+    inner_hosts: NeighSpace,
     /// [`TunnelAdj::inner_mtu`], worked out when the adjacency is built:
     /// every hit into the tunnel compares against it.
     inner_mtu: u16,
@@ -280,11 +280,11 @@ impl TunnelAdj {
     }
 
     /// The neighbour key of host `ip` inside the tenant's tunnels:
-    /// `NeighKey::inner(self.tenant, ip)`, two instructions a frame going
-    /// into a gretap tunnel instead of the space's ten.
+    /// `NeighKey::inner(self.tenant, ip)`, an `or` a frame going into a
+    /// gretap tunnel instead of the space's ten instructions.
     #[inline]
     pub fn inner_key(&self, ip: u32) -> NeighKey {
-        self.inner_hosts.with_ip(ip)
+        self.inner_hosts.key(ip)
     }
 
     /// The largest inner IPv4 packet that fits the underlay MTU.
@@ -934,7 +934,7 @@ impl Tables {
             gre: t.gre,
             neigh,
             mtu: entry.mtu,
-            inner_hosts: NeighKey::inner(tunnel.tenant, 0),
+            inner_hosts: NeighSpace::of(NeighKey::inner(tunnel.tenant, 0)),
             inner_mtu: entry.mtu.saturating_sub(ip_overhead),
         })
     }
