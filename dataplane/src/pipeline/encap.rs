@@ -191,13 +191,20 @@ fn copy_header(h: &mut [u8], header: &[u8; MAX_TUNNEL_HEADER]) {
     const HALF: usize = MAX_TUNNEL_HEADER / 2;
     let n = h.len();
     if !(HALF..=MAX_TUNNEL_HEADER).contains(&n) {
-        // No adjacency is built so (`Tables::tunnel_adj`).
-        let n = n.min(MAX_TUNNEL_HEADER);
-        h[..n].copy_from_slice(&header[..n]);
-        return;
+        return copy_any(h, header);
     }
     h[..HALF].copy_from_slice(&header[..HALF]);
     h[n - HALF..].copy_from_slice(&header[n - HALF..n]);
+}
+
+/// [`copy_header`] for a length no adjacency is built with
+/// (`Tables::tunnel_adj`): out of line, so that the fast copy falls
+/// through to what follows it (callgrind: 1 instruction a frame, its jump).
+#[cold]
+#[inline(never)]
+fn copy_any(h: &mut [u8], header: &[u8; MAX_TUNNEL_HEADER]) {
+    let n = h.len().min(MAX_TUNNEL_HEADER);
+    h[..n].copy_from_slice(&header[..n]);
 }
 
 /// The GRE checksum and sequence number of a frame `encap` built, out of
@@ -285,6 +292,20 @@ mod tests {
         h.dont_fragment = df;
         h.header_checksum = h.calc_header_checksum();
         [fixed, h.to_bytes()[..].try_into().unwrap()]
+    }
+
+    /// Every length a header slice may have, the two overlapping copies'
+    /// and the fallback's: the header's first bytes, the rest untouched.
+    #[test]
+    fn a_header_copy_of_any_length_is_the_headers_first_bytes() {
+        let header: [u8; MAX_TUNNEL_HEADER] = std::array::from_fn(|i| i as u8 + 1);
+        for n in 0..=MAX_TUNNEL_HEADER + 8 {
+            let mut h = vec![0; n];
+            copy_header(&mut h, &header);
+            let m = n.min(MAX_TUNNEL_HEADER);
+            assert_eq!(h[..m], header[..m], "{n}");
+            assert!(h[m..].iter().all(|&b| b == 0), "{n}");
+        }
     }
 
     /// Every sum up to the four terms' bound (2^18), and the edges and a
