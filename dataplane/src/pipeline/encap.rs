@@ -77,7 +77,7 @@ impl Pipeline {
             return false;
         }
         self.finish_header(cx, adj, h, [tos, df], inner_len);
-        if adj.gre.any() {
+        if adj.has_gre_options() {
             gre_options(t, adj.id(), f);
         }
         true
@@ -141,7 +141,7 @@ impl Pipeline {
             h[len - ETH..len - ETH + 6].copy_from_slice(&mac);
         }
         self.finish_header(cx, adj, h, [tos, df], inner_len);
-        if adj.gre.any() {
+        if adj.has_gre_options() {
             gre_options(t, adj.id(), f);
         }
         match pending {
