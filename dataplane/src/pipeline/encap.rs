@@ -44,17 +44,19 @@ impl Pipeline {
         inner: &mut u16,
     ) -> bool {
         let t = cx.t;
-        // The inner header's per-frame fields, read once, before anything
-        // is prepended: the TOS byte whole, DF in place in the flags byte,
-        // and (gretap) where the packet goes.
-        let Some(ip) = ipv4_fixed(f.data()).map(Ipv4Packet::into_inner) else {
-            return false;
-        };
-        let (tos, df) = (ip[1], ip[6] & 0x40);
-        let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        // The inner header's per-frame fields (the TOS byte whole, DF in
+        // place in the flags byte, and for gretap where the packet goes)
+        // are read where they are used, from the frame after the header:
+        // read first, they were held across the MAC reads on the stack
+        // (callgrind: 3 instructions a frame).
         let inner_len = f.len();
         let len = usize::from(adj.header_len);
-        let Some(h) = f.prepend(len) else {
+        if inner_len < 20 || f.prepend(len).is_none() {
+            return false;
+        }
+        let (h, ip) = f.data_mut().split_at_mut(len);
+        let Some(ip) = ip.first_chunk::<20>() else {
+            f.adj(len);
             return false;
         };
         copy_header(h, &adj.header);
@@ -68,7 +70,10 @@ impl Pipeline {
                 n.put_mac_ref(adj.neigh, outer)
                     && h.get_mut(len - ETH..)
                         .and_then(|h| h.first_chunk_mut())
-                        .is_some_and(|mac| n.put_mac_hinted(adj.inner_key(dst), inner, mac))
+                        .is_some_and(|mac| {
+                            let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+                            n.put_mac_hinted(adj.inner_key(dst), inner, mac)
+                        })
             }
             (None, _) => false,
         };
@@ -76,7 +81,7 @@ impl Pipeline {
             f.adj(len);
             return false;
         }
-        self.finish_header(cx, adj, h, [tos, df], inner_len);
+        self.finish_header(cx, adj, h, [ip[1], ip[6] & 0x40], inner_len);
         if adj.has_gre_options() {
             gre_options(t, adj.id(), f);
         }
