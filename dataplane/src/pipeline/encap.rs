@@ -51,9 +51,12 @@ impl Pipeline {
         // (callgrind: 3 instructions a frame).
         let inner_len = f.len();
         let len = usize::from(adj.header_len);
-        if inner_len < 20 || f.prepend(len).is_none() {
+        if f.prepend(len).is_none() {
             return false;
         }
+        // A frame too short for an IPv4 header is given back here, not
+        // refused before the prepend: two tests there were merged into
+        // one with `setb`s (callgrind: 3 instructions a frame).
         let (h, ip) = f.data_mut().split_at_mut(len);
         let Some(ip) = ip.first_chunk::<20>() else {
             f.adj(len);
