@@ -261,8 +261,9 @@ impl Neighbours {
     /// (as an array through the caller, six of a byte each).
     #[inline(always)]
     pub fn put_mac_ref(&self, r: NeighRef, dst: &mut [u8; 6]) -> bool {
-        self.word(r.slot as usize, r.key)
-            .is_some_and(|word| put_valid(word, dst))
+        self.valid_word(r.slot as usize, r.key)
+            .map(|word| put_mac(word, dst))
+            .is_some()
     }
 
     /// [`Neighbours::get_hinted`] writing its MAC into `dst`: `true`
@@ -274,8 +275,9 @@ impl Neighbours {
         // No hint (0) is slot `usize::MAX`, past any table: the slot's own
         // range check sends it to the search, with no test of its own
         // (callgrind: 3 instructions a frame going into a gretap tunnel).
-        if let Some(word) = self.word(usize::from(*hint).wrapping_sub(1), key) {
-            return put_valid(word, dst);
+        if let Some(word) = self.valid_word(usize::from(*hint).wrapping_sub(1), key) {
+            put_mac(word, dst);
+            return true;
         }
         match self.get_remembered(key, hint) {
             Lookup::Mac(mac) => {
@@ -344,18 +346,24 @@ impl Neighbours {
         self.buckets.get(i / BUCKET).map(|b| &b.0[i % BUCKET])
     }
 
-    /// The MAC word of slot `slot` while it holds `key`: the key checked
-    /// on both sides of the word's load. [`Neighbours::read`] makes the
-    /// same checks in its own words: written through this one, it put
-    /// `resolve_public`'s inlined search in another shape and cost
-    /// `pipeline_staged` nat and encap 2 instructions a frame.
+    /// The MAC word of slot `slot` while it holds `key` and it is valid:
+    /// the key checked on both sides of the word's load, and the valid bit
+    /// between them, a branch of its own (tested after the second key,
+    /// LLVM merged the two tests with `setcc`s: callgrind, 2 instructions
+    /// a read). [`Neighbours::read`] makes the same checks in its own
+    /// words: written through this one, it put `resolve_public`'s inlined
+    /// search in another shape and cost `pipeline_staged` nat and encap 2
+    /// instructions a frame.
     #[inline(always)]
-    fn word(&self, slot: usize, key: NeighKey) -> Option<u64> {
+    fn valid_word(&self, slot: usize, key: NeighKey) -> Option<u64> {
         let s = self.slot(slot)?;
         if s.key.load(Ordering::Acquire) != key.0 {
             return None;
         }
         let word = s.mac.load(Ordering::Acquire);
+        if word & VALID == 0 {
+            return None;
+        }
         (s.key.load(Ordering::Relaxed) == key.0).then_some(word)
     }
 
@@ -448,14 +456,10 @@ fn mac_from_word(word: u64) -> [u8; 6] {
     [b[0], b[1], b[2], b[3], b[4], b[5]]
 }
 
-/// Writes the MAC of a slot's word into `dst`, if it holds one.
+/// Writes the MAC of a valid slot's word into `dst`.
 #[inline(always)]
-fn put_valid(word: u64, dst: &mut [u8; 6]) -> bool {
-    if word & VALID == 0 {
-        return false;
-    }
+fn put_mac(word: u64, dst: &mut [u8; 6]) {
     dst.copy_from_slice(&word.to_le_bytes()[..6]);
-    true
 }
 
 fn word_from_mac(mac: [u8; 6]) -> u64 {
