@@ -56,7 +56,7 @@ impl Pipeline {
         }
         // A frame too short for an IPv4 header is given back here, not
         // refused before the prepend: two tests there were merged into
-        // one with `setb`s (callgrind: 3 instructions a frame).
+        // one with `setb`s (callgrind: 2 instructions a frame).
         let (h, ip) = f.data_mut().split_at_mut(len);
         let Some(ip) = ip.first_chunk::<20>() else {
             f.adj(len);
