@@ -18,19 +18,19 @@ fn keys_keep_port_tenant_and_address_apart() {
     assert_eq!(NeighKey::from_bits(7), None);
 }
 
-/// A tunnel keeps its tenant's key of address 0 and makes each frame's
-/// inner key from it: the key `NeighKey::inner` makes, from any key of
-/// the space, whatever address that one had.
+/// A tunnel keeps its tenant's space and makes each frame's inner key
+/// from it: the key `NeighKey::inner` makes, from the space of any key of
+/// the tenant, whatever address that one had.
 #[test]
-fn a_key_moved_to_another_address_keeps_its_space() {
+fn a_key_made_in_a_space_is_the_key_of_its_address_there() {
     for (t, ip) in [(0, 0x0a00_0007), (7, 0xffff_ffff), (0x7fff_ffff, 1)] {
-        let space = NeighKey::inner(TenantId(t), 0);
-        assert_eq!(space.with_ip(ip), NeighKey::inner(TenantId(t), ip));
-        let other = NeighKey::inner(TenantId(t), 0xc0a8_0101);
-        assert_eq!(other.with_ip(ip), NeighKey::inner(TenantId(t), ip));
+        let space = NeighSpace::of(NeighKey::inner(TenantId(t), 0));
+        assert_eq!(space.key(ip), NeighKey::inner(TenantId(t), ip));
+        let other = NeighSpace::of(NeighKey::inner(TenantId(t), 0xc0a8_0101));
+        assert_eq!(other.key(ip), NeighKey::inner(TenantId(t), ip));
     }
-    let port = NeighKey::port(3, 0x0101_0101);
-    assert_eq!(port.with_ip(0x0202_0202), NeighKey::port(3, 0x0202_0202));
+    let port = NeighSpace::of(NeighKey::port(3, 0x0101_0101));
+    assert_eq!(port.key(0x0202_0202), NeighKey::port(3, 0x0202_0202));
 }
 
 #[test]
@@ -403,4 +403,29 @@ fn the_mac_reads_write_a_mac_exactly_when_the_lookups_answer_one() {
     let (mut hint, mut dst) = (slot, UNTOUCHED);
     assert!(!w.table().put_mac_hinted(a, &mut hint, &mut dst));
     assert_eq!(dst, UNTOUCHED);
+}
+
+/// A hint of 0 is no hint, whatever slot 0 holds: the hinted reads search
+/// and remember where they found the key, even when it is slot 0 (which
+/// a hint of 0 read as a slot would have answered, and left unremembered).
+#[test]
+fn a_hint_of_0_is_no_hint_even_for_the_key_in_slot_0() {
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(64));
+    let k = (1..1024)
+        .map(|i| NeighKey::port(0, 0x0a00_0000 + i))
+        .find(|&k| {
+            let first = w.claim(k) == Ok(0);
+            if !first {
+                w.release(k);
+            }
+            first
+        })
+        .unwrap();
+    assert!(w.set(k, MAC));
+    let (mut hint, mut dst) = (0, [0; 6]);
+    assert!(w.table().put_mac_hinted(k, &mut hint, &mut dst));
+    assert_eq!((hint, dst), (1, MAC));
+    let mut hint = 0;
+    assert_eq!(w.table().get_hinted(k, &mut hint), Lookup::Mac(MAC));
+    assert_eq!(hint, 1);
 }
