@@ -237,7 +237,7 @@ pub(crate) fn finish_outer_ipv4(ip: &mut [u8], tos: u8, total_len: u16, id: u16,
 /// [`finish_outer_ipv4`] with the sum of the header's fixed fields given
 /// (`TunnelAdj::outer_sum`, the complement of the checksum the adjacency
 /// computed): RFC 1624's update from fields that were zero is then the
-/// sum of the new ones added to it, folded ([`fold_rotated`]), and
+/// sum of the new ones added to it, folded ([`checksum::fold32`]), and
 /// complemented. The sum of the fixed fields is never
 /// zero (version and IHL are in them), so neither is the folded sum: the
 /// checksum is never 0xffff, as RFC 1624 §3 wants.
@@ -264,19 +264,7 @@ fn fill_outer_ipv4(ip: &mut [u8], sum: u16, tos: u8, total_len: u16, id: u16, df
         + u32::from(u16::from_ne_bytes([df, tos]))
         + u32::from(u16::from_ne_bytes(total))
         + u32::from(u16::from_ne_bytes(id));
-    ip[10..12].copy_from_slice(&(!fold_rotated(s)).to_ne_bytes());
-}
-
-/// A 32-bit one's complement sum folded to 16 bits in one step (the Linux
-/// kernel's `csum_fold`): the upper half of `s + (s rotated by 16)` is
-/// `hi + lo` with the carry out of the lower half's `lo + hi` added in,
-/// which is the end-around carry, and any carry out of the top is the
-/// one the fold drops. The same answer as two steps of `(s & 0xffff) +
-/// (s >> 16)` for every `s` (a rotate, an add and a shift against six
-/// instructions; callgrind: 3 a frame).
-#[inline(always)]
-fn fold_rotated(s: u32) -> u16 {
-    (s.wrapping_add(s.rotate_right(16)) >> 16) as u16
+    ip[10..12].copy_from_slice(&(!checksum::fold32(s)).to_ne_bytes());
 }
 
 #[cfg(test)]
@@ -313,23 +301,6 @@ mod tests {
             let m = n.min(MAX_TUNNEL_HEADER);
             assert_eq!(h[..m], header[..m], "{n}");
             assert!(h[m..].iter().all(|&b| b == 0), "{n}");
-        }
-    }
-
-    /// Every sum up to the four terms' bound (2^18), and the edges and a
-    /// stride of the rest of the 32-bit range, against two folding steps.
-    #[test]
-    fn the_rotated_fold_is_the_two_step_fold() {
-        let two_steps = |s: u32| {
-            let s = (s & 0xffff) + (s >> 16);
-            ((s & 0xffff) + (s >> 16)) as u16
-        };
-        let edges = [0xffff_0000, 0xffff_fffe, 0xffff_ffff, 0x8000_7fff];
-        for s in (0..=1 << 18)
-            .chain((1 << 18..=u32::MAX).step_by(65_521))
-            .chain(edges)
-        {
-            assert_eq!(fold_rotated(s), two_steps(s), "{s:#x}");
         }
     }
 

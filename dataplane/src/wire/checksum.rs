@@ -55,14 +55,17 @@ pub fn fold(s: u64) -> u16 {
     s as u16
 }
 
-/// [`fold`] for a sum below 2^32, such as a few 16-bit words: two steps
-/// are enough (below 2^17 - 1, then at most 0xffff), for the incremental
-/// updates of every forwarded packet.
-#[inline]
-fn fold32(s: u32) -> u16 {
-    let s = (s & 0xffff) + (s >> 16);
-    let s = (s & 0xffff) + (s >> 16);
-    s as u16
+/// [`fold`] for a sum below 2^32, such as a few 16-bit words, for the
+/// incremental updates of every forwarded packet and the outer header of
+/// every encapsulated one. One step (the Linux kernel's `csum_fold`): the
+/// upper half of `s + (s rotated by 16)` is `hi + lo` with the carry out
+/// of the lower half's `lo + hi` added in, which is the end-around carry,
+/// and a carry out of the top is the one the fold drops. The same answer
+/// as two steps of `(s & 0xffff) + (s >> 16)` for every `s`, in a rotate,
+/// an add and a shift against six instructions.
+#[inline(always)]
+pub(crate) fn fold32(s: u32) -> u16 {
+    (s.wrapping_add(s.rotate_right(16)) >> 16) as u16
 }
 
 /// The one's complement sum of two 16-bit words: [`fold32`] of `a + b`
@@ -359,16 +362,10 @@ mod tests {
             let s = x as u32;
             assert_eq!(fold32(s), fold_by_loop(u64::from(s)), "{s:#x}");
         }
-        for s in [
-            0,
-            1,
-            0xffff,
-            0x1_0000,
-            0x1_fffe,
-            0x1_ffff,
-            u32::MAX,
-            u32::MAX - 1,
-        ] {
+        // Every sum of up to four words (the outer header's update), and
+        // the edges where a carry starts or stops.
+        let edges = [0x1_0000, 0x1_fffe, 0x1_ffff, 0x8000_7fff, 0xffff_0000];
+        for s in (0..=1 << 18).chain(edges).chain([u32::MAX, u32::MAX - 1]) {
             assert_eq!(fold32(s), fold_by_loop(u64::from(s)), "{s:#x}");
         }
     }
