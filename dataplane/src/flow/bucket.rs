@@ -152,22 +152,29 @@ mod tests {
         for sig in [5, 9, 0, 2] {
             assert_eq!(b.first_match_late(sig), b.first_match(sig), "{sig}");
         }
-        // A match below lanes that the first match's borrow marks too
-        // (1 and 0 above a zero lane): the lowest, in either half.
-        for first in 0..SLOTS {
-            for above in [1u16, 0x8000, 0x8001, 0xffff, 7] {
+        // The first match below lanes that its borrow marks too (1 and 0
+        // above a zero lane), above lanes with and without bit 15 (all
+        // as xored with the signature): the lowest, in either half.
+        let lanes = [1u16, 0x8000, 0x8001, 0xffff, 0x1000, 0];
+        for first in 0..=SLOTS {
+            for (below, above) in lanes.iter().flat_map(|&b| lanes.map(|a| (b, a))) {
+                if below == 0 {
+                    continue;
+                }
                 let mut b = Bucket::EMPTY;
                 for i in 0..SLOTS {
-                    let s = match i.cmp(&first) {
-                        std::cmp::Ordering::Less => 7 ^ 0x1000,
-                        std::cmp::Ordering::Equal => 7,
-                        std::cmp::Ordering::Greater => above ^ 6,
+                    let x = match i.cmp(&first) {
+                        std::cmp::Ordering::Less => below,
+                        std::cmp::Ordering::Equal => 0,
+                        std::cmp::Ordering::Greater => above,
                     };
-                    b.set_sig(i, s);
+                    b.set_sig(i, x ^ 7);
                 }
                 let want = (0..SLOTS).find(|&i| b.sig(i) == 7).unwrap_or(SLOTS);
-                assert_eq!(b.first_match(7), want, "{first} {above:#x}");
-                assert_eq!(b.first_match_late(7), want, "{first} {above:#x}");
+                assert_eq!(want, first);
+                let what = format!("{first} {below:#x} {above:#x}");
+                assert_eq!(b.first_match(7), want, "{what}");
+                assert_eq!(b.first_match_late(7), want, "{what}");
             }
         }
         assert_eq!(Bucket::EMPTY.first_match(3), SLOTS);
