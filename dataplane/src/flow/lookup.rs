@@ -207,24 +207,22 @@ impl<V> FlowTable<V> {
         //    two loads, the more of them are in flight.
         if !P::INSTRUCTION {
             let mut touch = 0u64;
-            for (p, a) in prim.iter().zip(&alt).take(n) {
+            for (p, a) in prim[..n].iter().zip(&alt[..n]) {
                 touch ^= p.sig[0] ^ a.sig[0];
             }
             black_box(touch);
         }
         // 3. Signatures, in the primary, else in the alternative: the
-        //    first candidate's slot index and entry.
-        let mut found = [false; BULK_MAX];
+        //    first candidate's slot index ([`EMPTY`] for none: a slot with
+        //    a signature always has an index) and entry.
         let mut idx = [EMPTY; BULK_MAX];
         let mut ent = [&NO_FLOW; BULK_MAX];
-        for (((((x, f), e), p), a), &s) in idx
+        for ((((x, e), p), a), &s) in idx[..n]
             .iter_mut()
-            .zip(&mut found)
-            .zip(&mut ent)
-            .zip(&prim)
-            .zip(&alt)
-            .zip(&sig)
-            .take(n)
+            .zip(&mut ent[..n])
+            .zip(&prim[..n])
+            .zip(&alt[..n])
+            .zip(&sig[..n])
         {
             let mut bucket = *p;
             let mut slot = bucket.first_match_late(s);
@@ -232,7 +230,6 @@ impl<V> FlowTable<V> {
                 bucket = a;
                 slot = bucket.first_match_late(s);
             }
-            *f = slot < SLOTS;
             *x = bucket.idx.get(slot).copied().unwrap_or(EMPTY);
             *e = self.entries.get((*x >> 1) as usize).unwrap_or(&NO_FLOW);
             if P::INSTRUCTION {
@@ -243,27 +240,29 @@ impl<V> FlowTable<V> {
         // 4. Touch every candidate's entry, in a loop as tight as stage 2.
         if !P::INSTRUCTION {
             let mut touch = 0u64;
-            for (e, &x) in ent.iter().zip(&idx).take(n) {
+            for (e, &x) in ent[..n].iter().zip(&idx[..n]) {
                 touch ^= e.keys[(x & 1) as usize].words()[0] ^ e.deadline;
             }
             black_box(touch);
         }
-        // 5. Compare.
-        for ((((o, &x), &f), e), k) in out.iter_mut().zip(&idx).zip(&found).zip(&ent).zip(keys) {
-            *o = if f && e.keys[(x & 1) as usize] == *k {
+        // 5. Compare. Each answer written where it is known, the full
+        //    search's out of line (as in `lookup_cached`).
+        for (((o, &x), e), k) in out.iter_mut().zip(&idx[..n]).zip(&ent[..n]).zip(keys) {
+            // `NO_FLOW`'s zero key is a key too: EMPTY tells a miss.
+            if e.keys[(x & 1) as usize] == *k && x != EMPTY {
                 let id = FlowId(x >> 1);
                 let dir = Direction::from_bit(x);
-                if now < e.deadline {
+                *o = if now < e.deadline {
                     Lookup::Hit(id, dir)
                 } else {
                     Lookup::Expired(id, dir)
-                }
-            } else if !f {
-                Lookup::Miss
+                };
+            } else if x == EMPTY {
+                *o = Lookup::Miss;
             } else {
                 // A signature collision: search properly.
-                self.lookup(k, now)
-            };
+                self.lookup_into(k, now, o);
+            }
         }
     }
 
