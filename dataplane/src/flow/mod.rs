@@ -657,7 +657,10 @@ impl<V> FlowTable<V> {
         // on the whole hash): one instruction where `(h >> 32) * nb >> 32`
         // took three, and a register fewer in the staged lookup's first
         // stage (callgrind, docs/perf.md session 12: -4 to -6 a key).
-        (s.max(1), ((u128::from(h) * u128::from(self.nb)) >> 64) as u32)
+        (
+            s.max(1),
+            ((u128::from(h) * u128::from(self.nb)) >> 64) as u32,
+        )
     }
 
     /// The other bucket of a key with signature `sig` that is in bucket
