@@ -397,13 +397,16 @@ fn bulk_lookups_on_either_side_of_the_staging_threshold_agree_with_single() {
         }
         assert_eq!(t.len(), cap);
         let absent = nat_flows(18, 300, 100);
-        let keys: Vec<FlowKey> = flows
+        let mut keys: Vec<FlowKey> = flows
             .iter()
             .chain(&absent)
             .flat_map(|&(f, r)| [f, r])
             .collect();
+        // The zero key, which a lookup with no candidate compares with.
+        keys.push(FlowKey::default());
         let mut out = vec![Lookup::Expired(FlowId::new(9), Direction::Reply); keys.len()];
         t.lookup_bulk(&keys, 1, &mut out);
+        assert_eq!(out.last(), Some(&Lookup::Miss));
         let mut hits = 0;
         for (k, o) in keys.iter().zip(&out) {
             assert_eq!(*o, t.lookup(k, 1), "{cap} flows: {k}");

@@ -63,9 +63,9 @@
 //! flow`). The pipeline reads the value of a hit afterwards, and can stage
 //! that too.
 //!
-//! A key has two candidate buckets: the primary from the hash's high 32
-//! bits (`(h >> 32) * nb >> 32`, so the bucket count need not be a power of
-//! two), and the alternative `alt(b, sig) = (off(sig) - b) mod nb`, an
+//! A key has two candidate buckets: the primary from the hash's high
+//! bits (`h * nb >> 64`, the high half of one `mul`, so the bucket count
+//! need not be a power of two), and the alternative `alt(b, sig) = (off(sig) - b) mod nb`, an
 //! involution computable from a bucket and a slot's signature alone, so
 //! that moving a key to make room needs neither the key nor its hash (what
 //! `rte_hash` does with `b ^ sig` on its power-of-two tables).
@@ -93,8 +93,9 @@
 //! no `unsafe`. (The SSE4.2 `crc32` that `rte_hash` uses is an `unsafe`
 //! intrinsic at the workspace's minimum Rust, 1.80.) From the 64-bit
 //! result: the signature is bits 0..16 (0 is made 1: 0 marks an empty
-//! slot), the primary bucket bits 32..64; they do not overlap, so keys
-//! sharing a bucket still differ in signature. A signature compare is SWAR
+//! slot), the primary bucket in effect the high bits (the low 16 move it
+//! only across a bucket's edge, one key in 2^48 / nb), so keys sharing a
+//! bucket still differ in signature. A signature compare is SWAR
 //! over the two words (exact: no borrow crosses a lane), because LLVM
 //! turned eight `u16` compares into some 30 instructions.
 //!
@@ -650,7 +651,16 @@ impl<V> FlowTable<V> {
     fn locate(&self, key: &FlowKey) -> (u16, u32) {
         let h = key::hash(key, &self.seed);
         let s = h as u16;
-        (s | u16::from(s == 0), fastrange((h >> 32) as u32, self.nb))
+        // 0 marks an empty slot: taken as 1. `max` is a compare and a
+        // `cmov`; `s | (s == 0)` was six instructions.
+        // The bucket as the high half of a 64-bit `mul` (Lemire's reduction
+        // on the whole hash): one instruction where `(h >> 32) * nb >> 32`
+        // took three, and a register fewer in the staged lookup's first
+        // stage (callgrind, docs/perf.md session 12: -4 to -6 a key).
+        (
+            s.max(1),
+            ((u128::from(h) * u128::from(self.nb)) >> 64) as u32,
+        )
     }
 
     /// The other bucket of a key with signature `sig` that is in bucket
