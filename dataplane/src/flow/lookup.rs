@@ -14,11 +14,12 @@ use super::{Direction, FlowId, FlowKey, FlowTable, Hit, Lookup, BULK_MAX, NO_FLO
 /// to overlap, and each key's pass through them (both buckets found, a
 /// touch or prefetch of each, three arrays between stages) costs more than
 /// a lookup that compares the primary bucket's first candidate at once
-/// (callgrind, `pipeline_staged nat`, 1,000 flows: 116 instructions a key
-/// staged, 68 so). On the clock (`tgw-perf flow --flows 1000`, docs/perf.md)
-/// with DPDK's prefetch, as the workers run it: 62 against 51 million
-/// lookups a CPU second; with touching loads the stages stay ahead (71
-/// against 66).
+/// (when the threshold was chosen, session 7: callgrind, `pipeline_staged
+/// nat`, 1,000 flows, 116 instructions a key staged, 68 so; the latter
+/// is ~57 since session 12, docs/perf.md). On the clock then
+/// (`tgw-perf flow --flows 1000`) with DPDK's prefetch, as the workers run
+/// it: 62 against 51 million lookups a CPU second; with touching loads the
+/// stages stay ahead (71 against 66).
 pub const STAGED_FROM: usize = 2048;
 
 /// How [`FlowTable::lookup_bulk_with`] brings a burst's buckets and
