@@ -35,10 +35,15 @@ pub struct CallgrindArgs {
     /// Distinct flows (tenants for `encap` and `decap`).
     #[arg(long, default_value_t = 1000)]
     flows: u32,
-    /// Seconds tgw runs under callgrind in the short and in the long run
-    /// (after its start, which takes some seconds under valgrind).
-    #[arg(long, num_args = 2, default_values_t = [20.0, 50.0])]
-    seconds: Vec<f64>,
+    /// Frames the worker receives in the short and in the long run: tgw
+    /// is stopped once its counters (asked on the control socket) reach
+    /// them. Frames, not seconds: under callgrind the rate follows the
+    /// host's load, which a build beside it halves.
+    #[arg(long, num_args = 2, default_values_t = [1_000_000, 7_000_000])]
+    frames: Vec<u64>,
+    /// Seconds a run may take at most.
+    #[arg(long, default_value_t = 600.0)]
+    limit: f64,
     /// The tgw binary (default: next to tgw-perf, else on PATH).
     #[arg(long)]
     tgw: Option<PathBuf>,
@@ -80,9 +85,9 @@ pub fn run(args: &CallgrindArgs) -> Result<(), String> {
     if args.profile == Kind::Udp || args.profile == Kind::NewFlows {
         return Err("callgrind-worker counts the nat, encap and decap profiles".into());
     }
-    let (short, long) = (args.seconds[0], args.seconds[1]);
+    let (short, long) = (args.frames[0], args.frames[1]);
     if long <= short {
-        return Err("--seconds SHORT LONG: the long run must be the longer".into());
+        return Err("--frames SHORT LONG: the long run must be the longer".into());
     }
     let profile = Profile {
         kind: args.profile,
@@ -102,8 +107,9 @@ pub fn run(args: &CallgrindArgs) -> Result<(), String> {
     let pcap = dir.join(format!("{}.pcap", args.profile));
     write_pcap(&pcap, &frames(&profile))?;
     let result = (|| {
-        let a = count(&setup, &dir, &profile, &pcap, "short", short)?;
-        let b = count(&setup, &dir, &profile, &pcap, "long", long)?;
+        let limit = Duration::from_secs_f64(args.limit);
+        let a = count(&setup, &dir, &profile, &pcap, ("short", short), limit)?;
+        let b = count(&setup, &dir, &profile, &pcap, ("long", long), limit)?;
         report(args, &a, &b)
     })();
     let _ = std::fs::remove_dir_all(&setup.dir);
@@ -139,21 +145,24 @@ fn write_pcap(path: &Path, frames: &[Vec<u8>]) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs tgw under callgrind for `seconds` and stops it with SIGTERM.
+/// Runs tgw under callgrind until its worker has received `frames`, then
+/// stops it with SIGTERM.
 fn count(
     setup: &Setup,
     dir: &Path,
     profile: &Profile,
     pcap: &Path,
-    name: &str,
-    seconds: f64,
+    (name, frames): (&str, u64),
+    limit: Duration,
 ) -> Result<Counted, String> {
     let prefix = format!("tgw-perf-cg-{}-{name}", std::process::id());
     let devices = [
         format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display()),
         "net_null1,no-rx=1".to_owned(),
     ];
+    let socket = dir.join(format!("{name}.sock"));
     let config = setup.tgw_config_on(&prefix, !profile.sends_to_underlay(), devices)
+        + &format!("\n[control]\nsocket = \"{}\"\n", socket.display())
         + &profile.tgw_sections()
         + "\n[offload]\nmode = \"off\"\n";
     let path = dir.join(format!("{name}.toml"));
@@ -176,9 +185,9 @@ fn count(
         .stderr(log_file)
         .spawn()
         .map_err(|e| format!("cannot start valgrind: {e} (apt-get install valgrind)"))?;
-    eprintln!("tgw-perf: {name} run, {seconds} s under callgrind");
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    while Instant::now() < deadline {
+    eprintln!("tgw-perf: {name} run under callgrind, to {frames} frames");
+    let deadline = Instant::now() + limit;
+    loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             crate::dut::remove_runtime_dir(&prefix);
             return Err(format!(
@@ -186,7 +195,16 @@ fn count(
                 log.display()
             ));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        if received(&socket).is_some_and(|n| n >= frames) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            crate::dut::remove_runtime_dir(&prefix);
+            return Err(format!("{frames} frames not received within {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
@@ -218,23 +236,35 @@ fn count(
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .ok_or_else(|| format!("tgw wrote no counters to {}", stats.display()))?;
-    let frames = json
-        .get("workers")
-        .and_then(|w| w.as_array())
-        .map(|w| w.iter().filter_map(|w| w.get("rx_packets")?.as_u64()).sum())
-        .unwrap_or(0);
-    let root = setup
-        .tgw
-        .canonicalize()
-        .ok()
-        .and_then(|t| Some(t.parent()?.parent()?.parent()?.display().to_string() + "/"))
-        .unwrap_or_default();
-    let (instructions, functions) = annotate(&out, &root)?;
+    let frames = workers_rx(&json);
+    // Sources under the workspace tgw-perf was built in, as tgw's are
+    // when both come from one build.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or(String::new(), |r| format!("{}/", r.display()));
+    let (instructions, functions) = annotate(&out, &root, &setup.tgw)?;
     Ok(Counted {
         frames,
         instructions,
         functions,
     })
+}
+
+/// The frames tgw's workers have received, asked on its control socket.
+fn received(socket: &Path) -> Option<u64> {
+    let mut tgw = ctl::client::Client::connect(socket).ok()?;
+    let stats = tgw.call(ctl::api::Op::Stats {}).ok()?;
+    Some(workers_rx(&stats))
+}
+
+/// The workers' `rx_packets` summed, from tgw's counters as JSON.
+fn workers_rx(stats: &serde_json::Value) -> u64 {
+    stats
+        .get("workers")
+        .and_then(|w| w.as_array())
+        .map_or(0, |w| {
+            w.iter().filter_map(|w| w.get("rx_packets")?.as_u64()).sum()
+        })
 }
 
 /// The total and per-place instructions of a callgrind output, from
@@ -243,7 +273,7 @@ fn count(
 /// (inlined code counts in the function it was inlined into, under its
 /// own file), paths under `root` made relative and libraries' to their
 /// name.
-fn annotate(out: &Path, root: &str) -> Result<(u64, HashMap<String, u64>), String> {
+fn annotate(out: &Path, root: &str, tgw: &Path) -> Result<(u64, HashMap<String, u64>), String> {
     let text = Command::new("callgrind_annotate")
         .args(["--threshold=100", "--inclusive=no", "--auto=no"])
         .arg(out)
@@ -267,13 +297,18 @@ fn annotate(out: &Path, root: &str) -> Result<(u64, HashMap<String, u64>), Strin
             total = Some(n);
             continue;
         }
+        // The object is named at a function's first line only: kept for
+        // libraries (their functions have no symbols), not for tgw.
         let place = match place.split_once(" [") {
-            // A library: its name, for functions without symbols.
-            Some((p, obj)) if !obj.contains(root) => {
-                let lib = obj.trim_end_matches(']').rsplit('/').next().unwrap_or(obj);
-                format!("{p} [{lib}]")
+            Some((p, obj)) => {
+                let obj = Path::new(obj.trim_end_matches(']'));
+                match obj.file_name() {
+                    Some(name) if name != tgw.file_name().unwrap_or(name) => {
+                        format!("{p} [{}]", name.to_string_lossy())
+                    }
+                    _ => p.to_owned(),
+                }
             }
-            Some((p, _)) => p.to_owned(),
             None => place.to_owned(),
         };
         let place = place.replace(root, "");
