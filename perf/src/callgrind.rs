@@ -173,6 +173,10 @@ fn count(
     let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
     let mut child = Command::new("valgrind")
         .arg("--tool=callgrind")
+        // Threads take valgrind's lock in turn: without, the polling worker
+        // keeps it and the control socket answers seconds late, the run
+        // overshooting its frames many times.
+        .arg("--fair-sched=yes")
         .arg(format!("--callgrind-out-file={}", out.display()))
         .args(COLLECT.iter().map(|f| format!("--toggle-collect={f}")))
         .arg(&setup.tgw)

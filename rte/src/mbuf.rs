@@ -130,14 +130,25 @@ impl Mbuf {
         if !self.is_writable() {
             return None;
         }
+        // SAFETY: checked just above.
+        Some(unsafe { self.writable_data() })
+    }
+
+    /// The data of an mbuf its caller found writable (`is_writable`):
+    /// `prepend` and `append` check once, not again through `data_mut`
+    /// (the refcount's load and the flags' test, on every encapsulation).
+    ///
+    /// # Safety
+    /// `is_writable` must be true.
+    #[inline]
+    unsafe fn writable_data(&mut self) -> &mut [u8] {
         let h = self.hdr();
         let (addr, off, len) = (h.buf_addr.cast::<u8>(), h.data_off, h.data_len);
         // SAFETY: as in deref; &mut self makes the access unique among the
-        // holders of this mbuf, and is_writable that no other mbuf (and
-        // no other reference to this one) sees the buffer.
-        Some(unsafe {
-            std::slice::from_raw_parts_mut(addr.add(usize::from(off)), usize::from(len))
-        })
+        // holders of this mbuf, and is_writable (the caller's promise)
+        // that no other mbuf (and no other reference to this one) sees the
+        // buffer.
+        unsafe { std::slice::from_raw_parts_mut(addr.add(usize::from(off)), usize::from(len)) }
     }
 
     /// Adopts a raw mbuf.
@@ -215,7 +226,8 @@ impl Mbuf {
         h.data_off -= len16;
         h.data_len += len16;
         h.pkt_len += u32::from(len16);
-        self.data_mut().map(|d| &mut d[..len])
+        // SAFETY: checked on entry; moving data_off changed no holder.
+        Some(unsafe { &mut self.writable_data()[..len] })
     }
 
     /// Drops `len` bytes from the front; `false`, unchanged, if the first
@@ -267,7 +279,8 @@ impl Mbuf {
         let h = self.hdr_mut();
         h.data_len += len16;
         h.pkt_len += u32::from(len16);
-        self.data_mut().map(|d| &mut d[old..])
+        // SAFETY: checked on entry; growing data_len changed no holder.
+        Some(unsafe { &mut self.writable_data()[old..] })
     }
 
     /// The port the frame arrived on.
