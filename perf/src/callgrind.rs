@@ -326,18 +326,9 @@ fn annotate(out: &Path, root: &str, tgw: &Path) -> Result<(u64, HashMap<String, 
     Ok((total, places))
 }
 
-/// `file:function` split at the colon that ends the file (a function
-/// name has `::`, a file none).
+/// `file:function` split at the first colon (a path has none here).
 fn file_and_function(place: &str) -> (&str, &str) {
-    let cut = place.char_indices().find(|&(i, c)| {
-        c == ':'
-            && place[i + 1..].chars().next() != Some(':')
-            && place[..i].chars().last() != Some(':')
-    });
-    match cut {
-        Some((i, _)) => (&place[..i], &place[i + 1..]),
-        None => ("", place),
-    }
+    place.split_once(':').unwrap_or(("", place))
 }
 
 fn report(args: &CallgrindArgs, a: &Counted, b: &Counted) -> Result<(), String> {
