@@ -345,14 +345,10 @@ impl Worker<'_> {
         for (mut mbuf, hint) in burst.drain(..).zip(&hints) {
             let verdict = if mbuf.segments() != 1 {
                 Verdict::Drop(DropReason::MultiSegment)
-            } else if !mbuf.is_writable() {
-                // No driver tgw runs on hands these out; rewriting one
-                // would change another holder's bytes.
-                Verdict::Drop(DropReason::SharedBuffer)
-            } else {
-                let in_port = port.unwrap_or_else(|| mbuf.port());
+            } else if let Some(writable) = mbuf.writable() {
+                let in_port = port.unwrap_or_else(|| writable.port());
                 let frame = &mut MbufFrame {
-                    mbuf: &mut mbuf,
+                    mbuf: writable,
                     in_port,
                 };
                 match &mut stage {
@@ -361,6 +357,10 @@ impl Worker<'_> {
                     }
                     StageRef::L2fwd(fwd) => fwd.process(frame),
                 }
+            } else {
+                // No driver tgw runs on hands these out; rewriting one
+                // would change another holder's bytes.
+                Verdict::Drop(DropReason::SharedBuffer)
             };
             if let Verdict::Park(spot) = verdict {
                 if let Err(f) = parked.put(spot, MbufFrame::owned(mbuf)) {

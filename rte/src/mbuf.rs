@@ -134,6 +134,17 @@ impl Mbuf {
         Some(unsafe { self.writable_data() })
     }
 
+    /// This mbuf as [`Writable`], if it [is writable](Self::is_writable):
+    /// checked once here, not at every write.
+    #[inline]
+    pub fn writable(&mut self) -> Option<Writable<'_>> {
+        if self.is_writable() {
+            Some(Writable(self))
+        } else {
+            None
+        }
+    }
+
     /// The data of an mbuf its caller found writable (`is_writable`):
     /// `prepend` and `append` check once, not again through `data_mut`
     /// (the refcount's load and the flags' test, on every encapsulation).
@@ -219,6 +230,16 @@ impl Mbuf {
         if !self.is_writable() {
             return None;
         }
+        // SAFETY: checked just above.
+        unsafe { self.prepend_writable(len) }
+    }
+
+    /// [`prepend`](Self::prepend) on an mbuf its caller found writable.
+    ///
+    /// # Safety
+    /// `is_writable` must be true.
+    #[inline]
+    unsafe fn prepend_writable(&mut self, len: usize) -> Option<&mut [u8]> {
         let len16 = u16::try_from(len)
             .ok()
             .filter(|&l| l <= self.hdr().data_off)?;
@@ -226,7 +247,7 @@ impl Mbuf {
         h.data_off -= len16;
         h.data_len += len16;
         h.pkt_len += u32::from(len16);
-        // SAFETY: checked on entry; moving data_off changed no holder.
+        // SAFETY: the caller's promise; moving data_off changed no holder.
         Some(unsafe { &mut self.writable_data()[..len] })
     }
 
@@ -271,7 +292,20 @@ impl Mbuf {
     /// it is not [writable](Self::is_writable).
     #[inline]
     pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
-        if len > self.tailroom() || self.segments() != 1 || !self.is_writable() {
+        if !self.is_writable() {
+            return None;
+        }
+        // SAFETY: checked just above.
+        unsafe { self.append_writable(len) }
+    }
+
+    /// [`append`](Self::append) on an mbuf its caller found writable.
+    ///
+    /// # Safety
+    /// `is_writable` must be true.
+    #[inline]
+    unsafe fn append_writable(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > self.tailroom() || self.segments() != 1 {
             return None;
         }
         let old = self.data_len();
@@ -279,7 +313,7 @@ impl Mbuf {
         let h = self.hdr_mut();
         h.data_len += len16;
         h.pkt_len += u32::from(len16);
-        // SAFETY: checked on entry; growing data_len changed no holder.
+        // SAFETY: the caller's promise; growing data_len changed no holder.
         Some(unsafe { &mut self.writable_data()[old..] })
     }
 
@@ -389,6 +423,64 @@ impl Mbuf {
         h.data_len = len as u16; // fits: len ≤ room < 2^16
         h.pkt_len = len as u32;
         true
+    }
+}
+
+/// An mbuf found writable ([`Mbuf::writable`]), borrowed: while the borrow
+/// lasts nothing can share it (sharing takes `&mut Mbuf`) and nothing else
+/// holds its buffer, so its writes check that no more. A worker's frames
+/// are written several times each (the NAT rewrite, the encapsulation's
+/// header), each write a refcount load and a flags test before.
+pub struct Writable<'a>(&'a mut Mbuf);
+
+impl Writable<'_> {
+    /// The frame's bytes, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: found writable when made, and nothing could share the
+        // mbuf since (the borrow is ours).
+        unsafe { self.0.writable_data() }
+    }
+
+    /// [`Mbuf::prepend`] without its check.
+    #[inline]
+    pub fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+        // SAFETY: as in data_mut.
+        unsafe { self.0.prepend_writable(len) }
+    }
+
+    /// [`Mbuf::append`] without its check.
+    #[inline]
+    pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        // SAFETY: as in data_mut.
+        unsafe { self.0.append_writable(len) }
+    }
+
+    /// [`Mbuf::adj`].
+    #[inline]
+    pub fn adj(&mut self, len: usize) -> bool {
+        self.0.adj(len)
+    }
+
+    /// [`Mbuf::trim`].
+    #[inline]
+    pub fn trim(&mut self, len: usize) -> bool {
+        self.0.trim(len)
+    }
+
+    /// [`Mbuf::set_port`].
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        self.0.set_port(port);
+    }
+}
+
+impl Deref for Writable<'_> {
+    type Target = Mbuf;
+
+    #[inline]
+    fn deref(&self) -> &Mbuf {
+        self.0
     }
 }
 
