@@ -3,13 +3,11 @@
 //! `dataplane` knows frames only through its `Frame` trait and `rte` knows
 //! nothing of `dataplane` (DESIGN.md: the arrows point one way), so the
 //! daemon, which sees both, joins them with this zero-cost wrapper: over a
-//! borrowed mbuf on the workers, over an owned one where the resolver holds
-//! frames.
-
-use std::borrow::BorrowMut;
+//! borrowed mbuf found writable on the workers, over an owned one where the
+//! resolver holds frames.
 
 use dataplane::{Checked, Frame};
-use rte::{Mbuf, RxChecksum};
+use rte::{Mbuf, RxChecksum, Writable};
 
 /// An mbuf as the pipeline sees it, with the port it was received on.
 pub struct MbufFrame<M> {
@@ -25,51 +23,124 @@ impl MbufFrame<Mbuf> {
     }
 }
 
-impl<M: BorrowMut<Mbuf>> MbufFrame<M> {
-    #[inline]
-    fn m(&self) -> &Mbuf {
-        self.mbuf.borrow()
-    }
-
-    #[inline]
-    fn m_mut(&mut self) -> &mut Mbuf {
-        self.mbuf.borrow_mut()
-    }
+/// What an [`MbufFrame`] holds: an owned mbuf, whose writes check that it
+/// is writable each time, or a worker's [`Writable`] one, checked once.
+pub trait Held {
+    fn m(&self) -> &Mbuf;
+    fn data_mut(&mut self) -> &mut [u8];
+    fn prepend(&mut self, len: usize) -> Option<&mut [u8]>;
+    fn append(&mut self, len: usize) -> Option<&mut [u8]>;
+    fn adj(&mut self, len: usize) -> bool;
+    fn trim(&mut self, len: usize) -> bool;
+    fn set_port(&mut self, port: u16);
 }
 
-impl<M: BorrowMut<Mbuf>> Frame for MbufFrame<M> {
+impl Held for Mbuf {
     #[inline]
-    fn data(&self) -> &[u8] {
-        self.m()
+    fn m(&self) -> &Mbuf {
+        self
     }
 
-    /// Never empty for a frame the pipeline holds: workers drop the
-    /// mbufs that are not writable before wrapping them, and the control
-    /// plane holds only those and fresh ones, which nothing can share
-    /// while they are wrapped here (sharing takes `&mut Mbuf`).
+    /// Never empty for a frame the pipeline holds: the control plane holds
+    /// only mbufs workers found writable and fresh ones, which nothing can
+    /// share while they are wrapped here (sharing takes `&mut Mbuf`).
     #[inline]
     fn data_mut(&mut self) -> &mut [u8] {
-        self.m_mut().data_mut().unwrap_or_default()
+        Mbuf::data_mut(self).unwrap_or_default()
     }
 
     #[inline]
     fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
-        self.m_mut().prepend(len)
-    }
-
-    #[inline]
-    fn adj(&mut self, len: usize) -> bool {
-        self.m_mut().adj(len)
-    }
-
-    #[inline]
-    fn trim(&mut self, len: usize) -> bool {
-        self.m_mut().trim(len)
+        Mbuf::prepend(self, len)
     }
 
     #[inline]
     fn append(&mut self, len: usize) -> Option<&mut [u8]> {
-        self.m_mut().append(len)
+        Mbuf::append(self, len)
+    }
+
+    #[inline]
+    fn adj(&mut self, len: usize) -> bool {
+        Mbuf::adj(self, len)
+    }
+
+    #[inline]
+    fn trim(&mut self, len: usize) -> bool {
+        Mbuf::trim(self, len)
+    }
+
+    #[inline]
+    fn set_port(&mut self, port: u16) {
+        Mbuf::set_port(self, port);
+    }
+}
+
+impl Held for Writable<'_> {
+    #[inline]
+    fn m(&self) -> &Mbuf {
+        self
+    }
+
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        Writable::data_mut(self)
+    }
+
+    #[inline]
+    fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+        Writable::prepend(self, len)
+    }
+
+    #[inline]
+    fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        Writable::append(self, len)
+    }
+
+    #[inline]
+    fn adj(&mut self, len: usize) -> bool {
+        Writable::adj(self, len)
+    }
+
+    #[inline]
+    fn trim(&mut self, len: usize) -> bool {
+        Writable::trim(self, len)
+    }
+
+    #[inline]
+    fn set_port(&mut self, port: u16) {
+        Writable::set_port(self, port);
+    }
+}
+
+impl<M: Held> Frame for MbufFrame<M> {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        self.mbuf.m()
+    }
+
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        self.mbuf.data_mut()
+    }
+
+    #[inline]
+    fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.mbuf.prepend(len)
+    }
+
+    #[inline]
+    fn adj(&mut self, len: usize) -> bool {
+        self.mbuf.adj(len)
+    }
+
+    #[inline]
+    fn trim(&mut self, len: usize) -> bool {
+        self.mbuf.trim(len)
+    }
+
+    #[inline]
+    fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.mbuf.append(len)
     }
 
     #[inline]
@@ -82,23 +153,23 @@ impl<M: BorrowMut<Mbuf>> Frame for MbufFrame<M> {
         // The mbuf's field too: a frame handed to another worker is
         // processed as received on the port it names.
         self.in_port = port;
-        self.m_mut().set_port(port);
+        self.mbuf.set_port(port);
     }
 
     #[inline]
     fn rss_hash(&self) -> Option<u32> {
-        self.m().rss_hash()
+        self.mbuf.m().rss_hash()
     }
 
     #[inline]
     fn ipv4_checksum(&self) -> Checked {
-        checked(self.m())
+        checked(self.mbuf.m())
     }
 
     /// The MARK a partial-offload rule gave the frame (the flow's id + 1).
     #[inline]
     fn mark(&self) -> Option<u32> {
-        self.m().flow_mark()
+        self.mbuf.m().flow_mark()
     }
 }
 

@@ -243,6 +243,19 @@ impl Setup {
     /// memif client ports, the one facing the generator's sender first,
     /// `devargs` (",rsize=12") added to their devices.
     pub fn tgw_base_config(&self, prefix: &str, public_first: bool, devargs: &str) -> String {
+        let memif = |index: usize| {
+            format!(
+                "net_memif{index},role=client,socket={sock},socket-abstract=no,id=0{devargs}",
+                sock = self.sockets[index],
+            )
+        };
+        self.tgw_config_on(prefix, public_first, [memif(0), memif(1)])
+    }
+
+    /// The same on any two devices: `devices[0]` the port facing the
+    /// sender (the public port, or the underlay's with `public_first`
+    /// false), `devices[1]` the other.
+    pub fn tgw_config_on(&self, prefix: &str, public_first: bool, devices: [String; 2]) -> String {
         let (first, second) = if public_first {
             ("pub0", "und0")
         } else {
@@ -254,8 +267,8 @@ impl Setup {
                 _ => ("underlay", "172.16.0.1/16", "02:00:00:00:01:01"),
             };
             format!(
-                "[[port]]\nname = \"{name}\"\ndevice = \"net_memif{index},role=client,socket={sock},socket-abstract=no,id=0{devargs}\"\nrole = \"{role}\"\nmac = \"{mac}\"\naddresses = [\"{addr}\"]\npeer_mac = \"02:00:00:00:ee:0{n}\"\n",
-                sock = self.sockets[index],
+                "[[port]]\nname = \"{name}\"\ndevice = \"{device}\"\nrole = \"{role}\"\nmac = \"{mac}\"\naddresses = [\"{addr}\"]\npeer_mac = \"02:00:00:00:ee:0{n}\"\n",
+                device = devices[index],
                 n = index + 1,
             )
         };

@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod calibrate;
+mod callgrind;
 mod changes;
 mod charts;
 mod churn;
@@ -82,6 +83,11 @@ enum Cmd {
     /// latency of each kind of single change, and a batch of 100k elastic
     /// IPs.
     Changes(changes::ChangesArgs),
+    /// The instructions tgw's worker spends a frame, counted by callgrind
+    /// on the real binary: the profile's frames from a pcap without end
+    /// (net_pcap, infinite_rx), a short and a long run, their difference
+    /// per frame received, in all and per function.
+    CallgrindWorker(callgrind::CallgrindArgs),
     /// (internal) The generator process that `run` starts.
     #[command(hide = true)]
     Gen(GenCli),
@@ -239,6 +245,7 @@ fn main() {
         Cmd::NdrCharts(c) => ndr::charts(&c),
         Cmd::TrialGen(t) => ndr::trial_gen(&t),
         Cmd::Scrape(s) => scrape::run(&s),
+        Cmd::CallgrindWorker(c) => callgrind::run(&c),
         Cmd::Gen(g) => {
             let [a, b] = [g.sockets[0].clone(), g.sockets[1].clone()];
             gen::run(&GenArgs {

@@ -32,7 +32,7 @@ pub use hash::RteHash;
 pub use huge::HugeAlloc;
 pub use lcore::{LaunchedLcore, LcoreId, Panicked, Scope};
 pub use lpm::RteLpm;
-pub use mbuf::{Mbuf, RxChecksum, BURST};
+pub use mbuf::{Mbuf, RxChecksum, Writable, BURST};
 pub use mempool::Mempool;
 pub use pdump::Pdump;
 pub use port::{

@@ -130,14 +130,36 @@ impl Mbuf {
         if !self.is_writable() {
             return None;
         }
+        // SAFETY: checked just above.
+        Some(unsafe { self.writable_data() })
+    }
+
+    /// This mbuf as [`Writable`], if it [is writable](Self::is_writable):
+    /// checked once here, not at every write.
+    #[inline]
+    pub fn writable(&mut self) -> Option<Writable<'_>> {
+        if self.is_writable() {
+            Some(Writable(self))
+        } else {
+            None
+        }
+    }
+
+    /// The data of an mbuf its caller found writable (`is_writable`):
+    /// `prepend` and `append` check once, not again through `data_mut`
+    /// (the refcount's load and the flags' test, on every encapsulation).
+    ///
+    /// # Safety
+    /// `is_writable` must be true.
+    #[inline]
+    unsafe fn writable_data(&mut self) -> &mut [u8] {
         let h = self.hdr();
         let (addr, off, len) = (h.buf_addr.cast::<u8>(), h.data_off, h.data_len);
         // SAFETY: as in deref; &mut self makes the access unique among the
-        // holders of this mbuf, and is_writable that no other mbuf (and
-        // no other reference to this one) sees the buffer.
-        Some(unsafe {
-            std::slice::from_raw_parts_mut(addr.add(usize::from(off)), usize::from(len))
-        })
+        // holders of this mbuf, and is_writable (the caller's promise)
+        // that no other mbuf (and no other reference to this one) sees the
+        // buffer.
+        unsafe { std::slice::from_raw_parts_mut(addr.add(usize::from(off)), usize::from(len)) }
     }
 
     /// Adopts a raw mbuf.
@@ -208,6 +230,16 @@ impl Mbuf {
         if !self.is_writable() {
             return None;
         }
+        // SAFETY: checked just above.
+        unsafe { self.prepend_writable(len) }
+    }
+
+    /// [`prepend`](Self::prepend) on an mbuf its caller found writable.
+    ///
+    /// # Safety
+    /// `is_writable` must be true.
+    #[inline]
+    unsafe fn prepend_writable(&mut self, len: usize) -> Option<&mut [u8]> {
         let len16 = u16::try_from(len)
             .ok()
             .filter(|&l| l <= self.hdr().data_off)?;
@@ -215,7 +247,8 @@ impl Mbuf {
         h.data_off -= len16;
         h.data_len += len16;
         h.pkt_len += u32::from(len16);
-        self.data_mut().map(|d| &mut d[..len])
+        // SAFETY: the caller's promise; moving data_off changed no holder.
+        Some(unsafe { &mut self.writable_data()[..len] })
     }
 
     /// Drops `len` bytes from the front; `false`, unchanged, if the first
@@ -259,7 +292,20 @@ impl Mbuf {
     /// it is not [writable](Self::is_writable).
     #[inline]
     pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
-        if len > self.tailroom() || self.segments() != 1 || !self.is_writable() {
+        if !self.is_writable() {
+            return None;
+        }
+        // SAFETY: checked just above.
+        unsafe { self.append_writable(len) }
+    }
+
+    /// [`append`](Self::append) on an mbuf its caller found writable.
+    ///
+    /// # Safety
+    /// `is_writable` must be true.
+    #[inline]
+    unsafe fn append_writable(&mut self, len: usize) -> Option<&mut [u8]> {
+        if len > self.tailroom() || self.segments() != 1 {
             return None;
         }
         let old = self.data_len();
@@ -267,7 +313,8 @@ impl Mbuf {
         let h = self.hdr_mut();
         h.data_len += len16;
         h.pkt_len += u32::from(len16);
-        self.data_mut().map(|d| &mut d[old..])
+        // SAFETY: the caller's promise; growing data_len changed no holder.
+        Some(unsafe { &mut self.writable_data()[old..] })
     }
 
     /// The port the frame arrived on.
@@ -376,6 +423,64 @@ impl Mbuf {
         h.data_len = len as u16; // fits: len ≤ room < 2^16
         h.pkt_len = len as u32;
         true
+    }
+}
+
+/// An mbuf found writable ([`Mbuf::writable`]), borrowed: while the borrow
+/// lasts nothing can share it (sharing takes `&mut Mbuf`) and nothing else
+/// holds its buffer, so its writes check that no more. A worker's frames
+/// are written several times each (the NAT rewrite, the encapsulation's
+/// header), each write a refcount load and a flags test before.
+pub struct Writable<'a>(&'a mut Mbuf);
+
+impl Writable<'_> {
+    /// The frame's bytes, writable.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: found writable when made, and nothing could share the
+        // mbuf since (the borrow is ours).
+        unsafe { self.0.writable_data() }
+    }
+
+    /// [`Mbuf::prepend`] without its check.
+    #[inline]
+    pub fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
+        // SAFETY: as in data_mut.
+        unsafe { self.0.prepend_writable(len) }
+    }
+
+    /// [`Mbuf::append`] without its check.
+    #[inline]
+    pub fn append(&mut self, len: usize) -> Option<&mut [u8]> {
+        // SAFETY: as in data_mut.
+        unsafe { self.0.append_writable(len) }
+    }
+
+    /// [`Mbuf::adj`].
+    #[inline]
+    pub fn adj(&mut self, len: usize) -> bool {
+        self.0.adj(len)
+    }
+
+    /// [`Mbuf::trim`].
+    #[inline]
+    pub fn trim(&mut self, len: usize) -> bool {
+        self.0.trim(len)
+    }
+
+    /// [`Mbuf::set_port`].
+    #[inline]
+    pub fn set_port(&mut self, port: u16) {
+        self.0.set_port(port);
+    }
+}
+
+impl Deref for Writable<'_> {
+    type Target = Mbuf;
+
+    #[inline]
+    fn deref(&self) -> &Mbuf {
+        self.0
     }
 }
 

@@ -374,6 +374,8 @@ fn a_shared_mbuf_is_not_writable() {
         assert!(mbuf.data_mut().is_none(), "{who}: data_mut");
         assert!(mbuf.prepend(4).is_none(), "{who}: prepend");
         assert!(mbuf.append(4).is_none(), "{who}: append");
+        // What the workers wrap: writes through it are not checked again.
+        assert!(mbuf.writable().is_none(), "{who}: writable");
     }
     assert_eq!(&m[..], &[0x5a; 64], "nothing was written");
     assert_eq!(m.len(), 64, "nothing grew");
@@ -384,6 +386,12 @@ fn a_shared_mbuf_is_not_writable() {
     drop(clone);
     assert!(m.is_writable(), "alone again");
     m.data_mut().expect("writable again")[0] = 1;
+    let mut w = m.writable().expect("alone again, for a worker");
+    w.prepend(2).expect("headroom").fill(7);
+    w.append(2).expect("tailroom").fill(9);
+    w.data_mut()[2] = 3;
+    assert_eq!(w.len(), 68);
+    assert_eq!((w[0], w[1], w[2], w[3], w[67]), (7, 7, 3, 0x5a, 9));
     drop(m);
     assert_eq!(pool.available(), 63);
 }
