@@ -22,6 +22,7 @@
 use super::hit::{Plain, Stage, Staged};
 use super::public::{resolve_route, PublicHop};
 use super::*;
+use crate::tables::Local;
 use crate::Checked;
 
 /// GRE flags and version of a header that carries the key alone (RFC
@@ -123,6 +124,10 @@ impl Pipeline {
         if pe.role != Some(Role::Underlay) || self.flows.is_empty() {
             return;
         }
+        let Some(local) = pe.local() else {
+            // No address: nothing is sent to this port; the full path says so.
+            return;
+        };
         // The burst's frames are read under one set of tables.
         self.host_cache.hold(t.generation);
         let mut keys = [FlowKey::default(); BULK_MAX];
@@ -136,7 +141,7 @@ impl Pipeline {
             // Each arm writes its own hint: merged, the three went through
             // one set of registers carried round the loop on the stack.
             let (p, tunnelled, zone) =
-                match self.read_tunnelled(t, pe, frame.bytes(), frame.checked()) {
+                match self.read_tunnelled(t, &local, frame.bytes(), frame.checked()) {
                     Read::Plain(p, tunnelled, zone) => (p, tunnelled, zone),
                     Read::NotPlain => {
                         *hint = Hint::FULL_PATH;
@@ -217,10 +222,11 @@ impl Pipeline {
         }
     }
 
-    /// Reads a frame from underlay port `pe` as far as the fast path
-    /// needs, making every check the full path makes before it.
+    /// Reads a frame from an underlay port of addresses `local` as far as
+    /// the fast path needs, making every check the full path makes before
+    /// it.
     #[inline(always)]
-    fn read_tunnelled(&mut self, t: &Tables, pe: &PortEntry, data: &[u8], nic: Checked) -> Read {
+    fn read_tunnelled(&mut self, t: &Tables, local: &Local, data: &[u8], nic: Checked) -> Read {
         let Some(h) = data.get(..ETH + IHL + GRE_KEYED) else {
             return Read::Other;
         };
@@ -244,7 +250,7 @@ impl Pipeline {
         else {
             return Read::Other;
         };
-        if !ipv4_checksum_ok(nic, ip) || !pe.is_local(word(ip, 16)) {
+        if !ipv4_checksum_ok(nic, ip) || !local.has([ip[16], ip[17], ip[18], ip[19]]) {
             return Read::Other;
         }
         let Ok(tenant) = self
