@@ -173,6 +173,10 @@ impl Pipeline {
         // frame; a peekable iterator over the queue for the cursor, 7 more.
         let mut dsts = [0u32; BULK_MAX];
         let mut runs = 0;
+        // The last run's destination, widened so that the first hit, whose
+        // address no `u64::MAX` is, starts a run with one compare: `runs ==
+        // 0 || dsts[runs - 1] != dst` tested the count and the index too.
+        let mut last = u64::MAX;
         let mut j = 0;
         for (i, hint) in hints[..staged].iter_mut().enumerate() {
             let Hint(Stage::Tunnel(p, f, tunnelled)) = hint else {
@@ -186,8 +190,10 @@ impl Pipeline {
                 continue;
             };
             self.flows.prefetch_value(pf, id);
-            if runs == 0 || dsts[runs - 1] != p.dst() {
-                dsts[runs] = p.dst();
+            let dst = p.dst();
+            if u64::from(dst) != last {
+                last = u64::from(dst);
+                dsts[runs] = dst;
                 runs += 1;
             }
             tunnelled.hop = (runs - 1) as u8;
