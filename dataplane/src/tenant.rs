@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::firewall::Rules;
+use crate::flow::Zone;
 use crate::lpm::Lpm;
 use crate::tables::TunnelAdj;
 use crate::wire::Ipv4Addr;
@@ -519,18 +520,24 @@ struct HostEntry {
 pub struct HostTenant {
     pub id: TenantId,
     pub epoch: u32,
+    /// The tenant's flow zone ([`Zone::tenant`]), found once for the
+    /// entry rather than for each frame and again in its hit.
+    pub zone: Zone,
     pub mac: [u8; 6],
     pub encap: Encap,
 }
 
 impl HostTenant {
-    fn of(t: &Tenant) -> HostTenant {
-        HostTenant {
+    /// `None` for a tenant whose zone does not fit, which no table holds
+    /// ([`MAX_TENANTS`] is far below [`Zone::MAX`]).
+    fn of(t: &Tenant) -> Option<HostTenant> {
+        Some(HostTenant {
             id: t.id,
             epoch: t.epoch,
+            zone: Zone::tenant(t.id.index())?,
             mac: t.mac,
             encap: t.encap,
-        }
+        })
     }
 }
 
@@ -539,6 +546,7 @@ impl Default for HostTenant {
         HostTenant {
             id: TenantId(0),
             epoch: 0,
+            zone: Zone::PUBLIC,
             mac: [0; 6],
             encap: Encap::Ipv4,
         }
@@ -630,12 +638,13 @@ impl HostCache {
         if !t.has_host(host) {
             return Err(HostMiss::WrongHost);
         }
+        let tenant = HostTenant::of(t).ok_or(HostMiss::UnknownKey)?;
         let set = &mut self.sets[i];
         set[1] = set[0];
         set[0] = HostEntry {
             pair,
             stamp: self.stamp,
-            tenant: HostTenant::of(t),
+            tenant,
         };
         Ok(())
     }
@@ -850,8 +859,8 @@ mod tests {
                 cache.hold(generation);
                 let h = cache.lookup_held(table, 1, 2).unwrap();
                 assert_eq!(
-                    (h.id, h.epoch, h.mac, h.encap),
-                    (t.id, t.epoch, t.mac, t.encap),
+                    (h.id, h.epoch, h.zone, h.mac, h.encap),
+                    (t.id, t.epoch, Zone::tenant(t.id.index()).unwrap(), t.mac, t.encap),
                     "generation {generation}"
                 );
             }

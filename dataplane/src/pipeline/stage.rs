@@ -284,9 +284,6 @@ impl Pipeline {
             }
             _ => return Read::Other,
         };
-        let Some(zone) = Zone::tenant(tenant.id.index()) else {
-            return Read::Other;
-        };
         // An outer CE or ECT(1) mark may have to be carried inward (RFC
         // 6040 §4.2): the full path's, as for the unstaged fast path.
         if ip[1] & 1 != 0 {
@@ -301,7 +298,7 @@ impl Pipeline {
             ip_at: (ETH + ip_at) as u16,
             hop: Hops::NONE,
         };
-        Read::Plain(p, tunnelled, zone)
+        Read::Plain(p, tunnelled, tenant.zone)
     }
 
     /// A frame the underlay stage found plain: the flow-hit fast path,
