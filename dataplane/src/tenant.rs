@@ -512,6 +512,9 @@ struct HostEntry {
     tenant: HostTenant,
 }
 
+// A set is two entries, one 64-byte line.
+const _: () = assert!(std::mem::size_of::<HostEntry>() == 32);
+
 /// What the underlay stage reads of a frame's tenant, kept in its
 /// [`HostCache`] entry: the same tables hold the same tenant, and the
 /// stage reads it there rather than through [`TenantTable::get`]'s chunk
