@@ -863,7 +863,13 @@ mod tests {
                 let h = cache.lookup_held(table, 1, 2).unwrap();
                 assert_eq!(
                     (h.id, h.epoch, h.zone, h.mac, h.encap),
-                    (t.id, t.epoch, Zone::tenant(t.id.index()).unwrap(), t.mac, t.encap),
+                    (
+                        t.id,
+                        t.epoch,
+                        Zone::tenant(t.id.index()).unwrap(),
+                        t.mac,
+                        t.encap
+                    ),
                     "generation {generation}"
                 );
             }
