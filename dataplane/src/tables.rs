@@ -160,9 +160,39 @@ impl PortEntry {
         }
     }
 
+    /// [`PortEntry::is_local`] for a burst's frames: `None` when the port
+    /// has no address (nothing is local).
+    #[inline]
+    pub fn local(&self) -> Option<Local<'_>> {
+        let (&first, rest) = self.addrs.split_first()?;
+        Some(Local {
+            first: first.to_be(),
+            rest,
+        })
+    }
+
     /// The address to answer from: the first.
     pub fn primary(&self) -> Option<u32> {
         self.addrs.first().copied()
+    }
+}
+
+/// A port's addresses as [`PortEntry::local`] gives them: taken once a
+/// burst, the first in wire order, so that the underlay stage compares a
+/// frame's destination as it loads it (`is_local` on each frame reloaded
+/// the port, tested its length and swapped the address: 5 instructions).
+#[derive(Clone, Copy, Debug)]
+pub struct Local<'a> {
+    /// The first address, as its four bytes on the wire load.
+    first: u32,
+    rest: &'a [u32],
+}
+
+impl Local<'_> {
+    /// Whether the address of wire bytes `ip` is one of the port's.
+    #[inline]
+    pub fn has(&self, ip: [u8; 4]) -> bool {
+        u32::from_ne_bytes(ip) == self.first || self.rest.contains(&u32::from_be_bytes(ip))
     }
 }
 
@@ -996,6 +1026,24 @@ mod tests {
             }
             assert!(!pe.is_local(0), "{n} addresses");
             assert!(!pe.is_local(0x0a00_0004), "{n} addresses");
+        }
+    }
+
+    #[test]
+    fn a_ports_local_addresses_answer_for_wire_bytes_as_is_local_does() {
+        let addrs = [0x0a00_0001, 0x0a00_0002, 0xc0a8_0001, 0x0a00_0003];
+        for n in 0..=MAX_PORT_ADDRS {
+            let pe = PortEntry {
+                addrs: addrs[..n].iter().copied().collect(),
+                ..PortEntry::default()
+            };
+            let Some(local) = pe.local() else {
+                assert_eq!(n, 0, "no local addresses for {n}");
+                continue;
+            };
+            for a in addrs.into_iter().chain([0, 0x0a00_0004, 0x0100_000a]) {
+                assert_eq!(local.has(a.to_be_bytes()), pe.is_local(a), "{a:#x} of {n}");
+            }
         }
     }
 }

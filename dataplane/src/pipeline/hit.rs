@@ -437,9 +437,14 @@ impl Pipeline {
         let zone = Zone::tenant(tenant.index())?;
         let life = &self.life;
         let key = p.key(zone);
-        let hit = match staged {
-            None => self.flows.hit(&key, now)?,
-            Some((FlowLookup::Hit(id, dir), _)) => self.flows.hit_at(id, dir, &key, now)?,
+        // `staged` is matched once: the staged and unstaged hits share this
+        // code in `process_staged`, so each match is a test at run time.
+        let (hit, staged_hop) = match staged {
+            None => (self.flows.hit(&key, now)?, None),
+            Some((FlowLookup::Hit(id, dir), at)) => (
+                self.flows.hit_at(id, dir, &key, now)?,
+                Some(self.hops.get(at)?),
+            ),
             Some(_) => return None,
         };
         let conn = &mut *hit.value;
@@ -459,8 +464,8 @@ impl Pipeline {
             return None;
         }
         let resolved;
-        let hop = match staged {
-            Some((_, at)) => self.hops.get(at)?,
+        let hop = match staged_hop {
+            Some(hop) => hop,
             None => {
                 resolved = resolve_public(t, p.dst()).ok()?;
                 &resolved

@@ -22,6 +22,7 @@
 use super::hit::{Plain, Stage, Staged};
 use super::public::{resolve_route, PublicHop};
 use super::*;
+use crate::tables::Local;
 use crate::Checked;
 
 /// GRE flags and version of a header that carries the key alone (RFC
@@ -123,6 +124,10 @@ impl Pipeline {
         if pe.role != Some(Role::Underlay) || self.flows.is_empty() {
             return;
         }
+        let Some(local) = pe.local() else {
+            // No address: nothing is sent to this port; the full path says so.
+            return;
+        };
         // The burst's frames are read under one set of tables.
         self.host_cache.hold(t.generation);
         let mut keys = [FlowKey::default(); BULK_MAX];
@@ -136,7 +141,7 @@ impl Pipeline {
             // Each arm writes its own hint: merged, the three went through
             // one set of registers carried round the loop on the stack.
             let (p, tunnelled, zone) =
-                match self.read_tunnelled(t, pe, frame.bytes(), frame.checked()) {
+                match self.read_tunnelled(t, &local, frame.bytes(), frame.checked()) {
                     Read::Plain(p, tunnelled, zone) => (p, tunnelled, zone),
                     Read::NotPlain => {
                         *hint = Hint::FULL_PATH;
@@ -168,6 +173,10 @@ impl Pipeline {
         // frame; a peekable iterator over the queue for the cursor, 7 more.
         let mut dsts = [0u32; BULK_MAX];
         let mut runs = 0;
+        // The last run's destination, widened so that the first hit, whose
+        // address no `u64::MAX` is, starts a run with one compare: `runs ==
+        // 0 || dsts[runs - 1] != dst` tested the count and the index too.
+        let mut last = u64::MAX;
         let mut j = 0;
         for (i, hint) in hints[..staged].iter_mut().enumerate() {
             let Hint(Stage::Tunnel(p, f, tunnelled)) = hint else {
@@ -181,8 +190,10 @@ impl Pipeline {
                 continue;
             };
             self.flows.prefetch_value(pf, id);
-            if runs == 0 || dsts[runs - 1] != p.dst() {
-                dsts[runs] = p.dst();
+            let dst = p.dst();
+            if u64::from(dst) != last {
+                last = u64::from(dst);
+                dsts[runs] = dst;
                 runs += 1;
             }
             tunnelled.hop = (runs - 1) as u8;
@@ -217,10 +228,11 @@ impl Pipeline {
         }
     }
 
-    /// Reads a frame from underlay port `pe` as far as the fast path
-    /// needs, making every check the full path makes before it.
+    /// Reads a frame from an underlay port of addresses `local` as far as
+    /// the fast path needs, making every check the full path makes before
+    /// it.
     #[inline(always)]
-    fn read_tunnelled(&mut self, t: &Tables, pe: &PortEntry, data: &[u8], nic: Checked) -> Read {
+    fn read_tunnelled(&mut self, t: &Tables, local: &Local, data: &[u8], nic: Checked) -> Read {
         let Some(h) = data.get(..ETH + IHL + GRE_KEYED) else {
             return Read::Other;
         };
@@ -244,7 +256,7 @@ impl Pipeline {
         else {
             return Read::Other;
         };
-        if !ipv4_checksum_ok(nic, ip) || !pe.is_local(word(ip, 16)) {
+        if !ipv4_checksum_ok(nic, ip) || !local.has([ip[16], ip[17], ip[18], ip[19]]) {
             return Read::Other;
         }
         let Ok(tenant) = self
@@ -272,9 +284,6 @@ impl Pipeline {
             }
             _ => return Read::Other,
         };
-        let Some(zone) = Zone::tenant(tenant.id.index()) else {
-            return Read::Other;
-        };
         // An outer CE or ECT(1) mark may have to be carried inward (RFC
         // 6040 §4.2): the full path's, as for the unstaged fast path.
         if ip[1] & 1 != 0 {
@@ -289,7 +298,7 @@ impl Pipeline {
             ip_at: (ETH + ip_at) as u16,
             hop: Hops::NONE,
         };
-        Read::Plain(p, tunnelled, zone)
+        Read::Plain(p, tunnelled, tenant.zone)
     }
 
     /// A frame the underlay stage found plain: the flow-hit fast path,
