@@ -184,10 +184,12 @@ impl<V> FlowTable<V> {
         // 1. Hash, and find both buckets of every key.
         let mut sig = [0u16; BULK_MAX];
         let mut prim = [&NO_BUCKET; BULK_MAX];
-        // `None` for the alternative, read only where the primary has no
-        // candidate (~8 % of keys): a zero fill, 16-byte stores, where a
-        // reference's took 8-byte ones (the worker: −5.5 instructions a
-        // frame at 4,000 flows, docs/perf.md).
+        // Every key of the burst gets its alternative (`Some`); the
+        // `Option` is for the array's fill alone, zeros in 16-byte stores
+        // where `&NO_BUCKET` took 8-byte ones (the worker: −5.5
+        // instructions a frame at 4,000 flows, docs/perf.md). The later
+        // stages read an alternative only where the primary has no
+        // candidate (~8 % of keys).
         let mut alt: [Option<&_>; BULK_MAX] = [None; BULK_MAX];
         for (((s, p), a), k) in sig.iter_mut().zip(&mut prim).zip(&mut alt).zip(keys) {
             let (sg, b) = self.locate(k);

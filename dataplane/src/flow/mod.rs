@@ -65,10 +65,11 @@
 //!
 //! A key has two candidate buckets: the primary from the hash's high
 //! bits (`h * nb >> 64`, the high half of one `mul`, so the bucket count
-//! need not be a power of two), and the alternative `alt(b, sig) = (off(sig) - b) mod nb`, an
-//! involution computable from a bucket and a slot's signature alone, so
-//! that moving a key to make room needs neither the key nor its hash (what
-//! `rte_hash` does with `b ^ sig` on its power-of-two tables).
+//! need not be a power of two), and the alternative
+//! `alt(b, sig) = (off(sig) - b) mod nb`, an involution computable from a
+//! bucket and a slot's signature alone, so that moving a key to make room
+//! needs neither the key nor its hash (what `rte_hash` does with `b ^ sig`
+//! on its power-of-two tables).
 //! Insertion takes a free slot in the primary, else in the alternative,
 //! else searches breadth-first (up to [`BFS_NODES`] buckets, no bucket twice
 //! on one path) for a chain of moves that frees a slot in either. At
@@ -653,6 +654,7 @@ impl<V> FlowTable<V> {
         let s = h as u16;
         // 0 marks an empty slot: taken as 1. `max` is a compare and a
         // `cmov`; `s | (s == 0)` was six instructions.
+        //
         // The bucket as the high half of a 64-bit `mul` (Lemire's reduction
         // on the whole hash): one instruction where `(h >> 32) * nb >> 32`
         // took three, and a register fewer in the staged lookup's first

@@ -933,14 +933,21 @@ pub fn eth_header(dst: [u8; 6], src: [u8; 6], ethertype: EtherType) -> [u8; ethe
 mod tests {
     use super::*;
 
+    /// Up to `MAX_PORT_ADDRS` addresses, the first `n` a port's.
+    const ADDRS: [u32; MAX_PORT_ADDRS] = [0x0a00_0001, 0x0a00_0002, 0xc0a8_0001, 0x0a00_0003];
+
+    fn port_with(n: usize) -> PortEntry {
+        PortEntry {
+            addrs: ADDRS[..n].iter().copied().collect(),
+            ..PortEntry::default()
+        }
+    }
+
     #[test]
     fn a_port_is_local_to_each_of_its_addresses_and_no_other() {
-        let addrs = [0x0a00_0001, 0x0a00_0002, 0xc0a8_0001, 0x0a00_0003];
+        let addrs = ADDRS;
         for n in 0..=MAX_PORT_ADDRS {
-            let pe = PortEntry {
-                addrs: addrs[..n].iter().copied().collect(),
-                ..PortEntry::default()
-            };
+            let pe = port_with(n);
             for (i, &a) in addrs.iter().enumerate() {
                 assert_eq!(pe.is_local(a), i < n, "address {i} of {n}");
             }
@@ -951,12 +958,9 @@ mod tests {
 
     #[test]
     fn a_ports_local_addresses_answer_for_wire_bytes_as_is_local_does() {
-        let addrs = [0x0a00_0001, 0x0a00_0002, 0xc0a8_0001, 0x0a00_0003];
+        let addrs = ADDRS;
         for n in 0..=MAX_PORT_ADDRS {
-            let pe = PortEntry {
-                addrs: addrs[..n].iter().copied().collect(),
-                ..PortEntry::default()
-            };
+            let pe = port_with(n);
             let Some(local) = pe.local() else {
                 assert_eq!(n, 0, "no local addresses for {n}");
                 continue;
