@@ -272,12 +272,15 @@ impl Pipeline {
             (Encap::Gretap, EtherType::TRANSPARENT_ETHERNET_BRIDGING) => {
                 // The MAC as four bytes and two: as six, both sides were
                 // assembled into words and masked (5 instructions more).
-                let ours = outer.get(inner_at..inner_at + ETH).is_some_and(|e| {
-                    e[..4] == tenant.mac[..4]
-                        && e[4..6] == tenant.mac[4..]
-                        && e[12..14] == EtherType::IPV4.0.to_be_bytes()
-                });
-                if !ours {
+                // No closure (`is_some_and`): the daemon's build called it
+                // out of line (callgrind-worker: 9 instructions a frame).
+                let Some(e) = outer.get(inner_at..inner_at + ETH) else {
+                    return Read::Other;
+                };
+                if e[..4] != tenant.mac[..4]
+                    || e[4..6] != tenant.mac[4..]
+                    || e[12..14] != EtherType::IPV4.0.to_be_bytes()
+                {
                     return Read::Other;
                 }
                 inner_at + ETH
