@@ -256,7 +256,11 @@ impl Pipeline {
         else {
             return Read::Other;
         };
-        if !ipv4_checksum_ok(nic, ip) || !local.has([ip[16], ip[17], ip[18], ip[19]]) {
+        // The destination as one load (`Local::has`).
+        let Some(&dst) = ip.last_chunk::<4>() else {
+            return Read::Other;
+        };
+        if !ipv4_checksum_ok(nic, ip) || !local.has(u32::from_ne_bytes(dst)) {
             return Read::Other;
         }
         let Ok(tenant) = self
