@@ -39,7 +39,7 @@ fn both_directions_resolve_to_one_flow() {
     assert_eq!(t.lookup(&fwd, 0), Lookup::Hit(id, Direction::Forward));
     assert_eq!(t.lookup(&rep, 0), Lookup::Hit(id, Direction::Reply));
     assert_eq!(t.get(id), Some(&7));
-    assert_eq!(t.keys(id), Some(&[fwd, rep]));
+    assert_eq!(t.keys(id), Some([fwd, rep]));
     // The un-NATed reverse of the forward key is not the reply key.
     assert_eq!(t.lookup(&fwd.reversed(), 0), Lookup::Miss);
     // Either key of an existing flow is refused again.

@@ -64,6 +64,8 @@ impl Zone {
 /// order that keeps equality would do). Every bit pattern is a valid key;
 /// equality is bitwise.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+// `lo` then `hi` in memory: the flow table prefetches a key's last word.
+#[repr(C)]
 pub struct FlowKey {
     lo: u64,
     hi: u64,
@@ -156,6 +158,19 @@ impl FlowKey {
     #[inline]
     pub const fn words(self) -> [u64; 2] {
         [self.lo, self.hi]
+    }
+
+    /// The key's first and last word in memory: where a key that
+    /// straddles two cache lines begins and ends (the flow table's
+    /// prefetch of an entry).
+    #[inline(always)]
+    pub(super) const fn first_word(&self) -> &u64 {
+        &self.lo
+    }
+
+    #[inline(always)]
+    pub(super) const fn last_word(&self) -> &u64 {
+        &self.hi
     }
 
     /// The key from its two packed words (any value is a valid key).

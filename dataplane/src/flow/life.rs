@@ -96,8 +96,9 @@ impl<V: Default> FlowTable<V> {
         };
         self.free_head = e.deadline as u32;
         *e = Entry {
-            keys: [forward, reply],
+            forward,
             deadline,
+            reply,
         };
         *v = value;
         self.set_live(id, true);
@@ -119,8 +120,8 @@ impl<V: Default> FlowTable<V> {
     /// Signature and primary bucket of both keys of flow `id`.
     #[inline]
     fn slots_of(&self, id: FlowId) -> Option<[(u16, u32); 2]> {
-        let keys = &self.entries.get(id.index())?.keys;
-        Some([self.locate(&keys[0]), self.locate(&keys[1])])
+        let e = self.entries.get(id.index())?;
+        Some([self.locate(&e.forward), self.locate(&e.reply)])
     }
 
     /// Removes live flow `id`, whose keys' signatures and primary buckets
@@ -137,7 +138,7 @@ impl<V: Default> FlowTable<V> {
         let free_head = self.free_head;
         let e = self.entries.get_mut(id.index())?;
         // A free entry holds the zero key, which `hit_at` never matches.
-        let keys = std::mem::take(&mut e.keys);
+        let keys = [std::mem::take(&mut e.forward), std::mem::take(&mut e.reply)];
         let deadline = std::mem::replace(&mut e.deadline, u64::from(free_head));
         self.free_head = id.0;
         Some(Removed {

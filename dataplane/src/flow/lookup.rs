@@ -75,7 +75,7 @@ impl<V> FlowTable<V> {
         let bucket = self.bucket(b);
         if let Some(&x) = bucket.idx.get(bucket.first_match(sig)) {
             if let Some(e) = self.entries.get((x >> 1) as usize) {
-                if e.keys[(x & 1) as usize] == *key {
+                if e.key(x) == key {
                     let (id, dir) = (FlowId(x >> 1), Direction::from_bit(x));
                     *out = if now < e.deadline {
                         Lookup::Hit(id, dir)
@@ -124,7 +124,7 @@ impl<V> FlowTable<V> {
         now: u64,
     ) -> Option<Hit<'_, V>> {
         let e = self.entries.get(id.index())?;
-        let same = e.keys[dir.index()] == *key && *key != FlowKey::default();
+        let same = e.key(dir as u32) == key && *key != FlowKey::default();
         if !(same && now < e.deadline) {
             return None;
         }
@@ -241,15 +241,15 @@ impl<V> FlowTable<V> {
             *x = bucket.idx.get(slot).copied().unwrap_or(EMPTY);
             *e = self.entries.get((*x >> 1) as usize).unwrap_or(&NO_FLOW);
             if P::INSTRUCTION {
-                pf.prefetch(&e.keys[(*x & 1) as usize]);
                 pf.prefetch(&e.deadline);
+                pf.prefetch(e.far_end(*x));
             }
         }
         // 4. Touch every candidate's entry, in a loop as tight as stage 2.
         if !P::INSTRUCTION {
             let mut touch = 0u64;
             for (e, &x) in ent[..n].iter().zip(&idx[..n]) {
-                touch ^= e.keys[(x & 1) as usize].words()[0] ^ e.deadline;
+                touch ^= e.far_end(x) ^ e.deadline;
             }
             black_box(touch);
         }
@@ -257,7 +257,7 @@ impl<V> FlowTable<V> {
         //    search's out of line (as in `lookup_cached`).
         for (((o, &x), e), k) in out.iter_mut().zip(&idx[..n]).zip(&ent[..n]).zip(keys) {
             // `NO_FLOW`'s zero key is a key too: EMPTY tells a miss.
-            if e.keys[(x & 1) as usize] == *k && x != EMPTY {
+            if e.key(x) == k && x != EMPTY {
                 let id = FlowId(x >> 1);
                 let dir = Direction::from_bit(x);
                 *o = if now < e.deadline {

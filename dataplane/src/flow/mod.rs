@@ -51,17 +51,21 @@
 //!   idx: [u32; 8]       flow id * 2 + direction
 //!   (16 bytes padding)
 //! entries: [Entry]    one per flow, indexed by FlowId: 40 bytes
-//!   keys: [FlowKey; 2]  forward, reply: 32 bytes
+//!   forward: FlowKey    16 bytes
 //!   deadline: u64       (the free list's link while the entry is free)
+//!   reply: FlowKey      16 bytes: either key and the deadline contiguous
 //! values: [V]         one per flow, indexed by FlowId
 //! live: [u64]         one bit per flow (sweep, accessors)
 //! ```
 //!
-//! A lookup reads a bucket and then 40 dense bytes of entry, whatever the
-//! size of `V`: with 64-byte values inline, entries were 104 bytes and
-//! lookups against `rte_hash` ran at 0.6× instead of ~1× (`tgw-perf
-//! flow`). The pipeline reads the value of a hit afterwards, and can stage
-//! that too.
+//! A lookup reads a bucket and then 24 bytes of a 40-byte entry (its key
+//! and the deadline), whatever the size of `V`: with 64-byte values
+//! inline, entries were 104 bytes and lookups against `rte_hash` ran at
+//! 0.6× instead of ~1× (`tgw-perf flow`). The pipeline reads the value of
+//! a hit afterwards, and can stage that too. Those 24 bytes are on one
+//! line for 3 keys in 4, 1.25 entry lines a key; with both keys first and
+//! the deadline last, 1.375 (session 13: ours/`rte_hash` +0.01 to +0.04 at
+//! 1M and 10M flows, docs/perf.md).
 //!
 //! A key has two candidate buckets: the primary from the hash's high
 //! bits (`h * nb >> 64`, the high half of one `mul`, so the bucket count
@@ -389,13 +393,50 @@ pub struct FlowStats {
 
 /// A flow's keys and deadline: what a lookup reads. The values live in
 /// their own array, so that lookups touch 40 dense bytes per flow whatever
-/// the size of `V`.
+/// the size of `V`. The deadline sits between the keys, so that either key
+/// and the deadline are 24 contiguous bytes: on one cache line for 3 keys
+/// in 4 (entries start at every multiple of 8 bytes), where keys first
+/// and the deadline last (40 bytes apart at most) were on one line for 5
+/// keys in 8.
 #[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
 struct Entry {
-    keys: [FlowKey; 2],
+    forward: FlowKey,
     /// While the entry is free: the index of the next free entry, or
     /// [`NO_ENTRY`].
     deadline: u64,
+    reply: FlowKey,
+}
+
+impl Entry {
+    /// The key of direction bit `bit` (0 forward, 1 reply; the low bit of
+    /// a slot's index).
+    #[inline(always)]
+    fn key(&self, bit: u32) -> &FlowKey {
+        if bit & 1 == 0 {
+            &self.forward
+        } else {
+            &self.reply
+        }
+    }
+
+    /// Forward and reply key.
+    #[inline(always)]
+    fn keys(&self) -> [FlowKey; 2] {
+        [self.forward, self.reply]
+    }
+
+    /// The word at the far end from the deadline of what a lookup of key
+    /// `bit` reads (the key and the deadline): with the deadline's, the
+    /// two lines to prefetch, the same one for 3 keys in 4.
+    #[inline(always)]
+    fn far_end(&self, bit: u32) -> &u64 {
+        if bit & 1 == 0 {
+            self.forward.first_word()
+        } else {
+            self.reply.last_word()
+        }
+    }
 }
 
 const NO_ENTRY: u32 = u32::MAX;
@@ -403,8 +444,9 @@ const NO_ENTRY: u32 = u32::MAX;
 /// What a candidate lookup reads where there is no candidate; never
 /// reported as a hit (the lane's `found` is false).
 static NO_FLOW: Entry = Entry {
-    keys: [FlowKey::from_words([0, 0]); 2],
+    forward: FlowKey::from_words([0, 0]),
     deadline: 0,
+    reply: FlowKey::from_words([0, 0]),
 };
 
 /// The flow table. See the module documentation.
@@ -465,8 +507,8 @@ impl<V: Default> FlowTable<V> {
         let cap32 = capacity as u32;
         let entries: Box<[Entry]> = (0..cap32)
             .map(|i| Entry {
-                keys: [FlowKey::default(); 2],
                 deadline: u64::from(if i + 1 < cap32 { i + 1 } else { NO_ENTRY }),
+                ..Entry::default()
             })
             .collect();
         let values: Box<[V]> = (0..capacity).map(|_| V::default()).collect();
@@ -528,9 +570,9 @@ impl<V> FlowTable<V> {
 
     /// The forward and reply keys of a live flow.
     #[inline]
-    pub fn keys(&self, id: FlowId) -> Option<&[FlowKey; 2]> {
+    pub fn keys(&self, id: FlowId) -> Option<[FlowKey; 2]> {
         if self.is_live(id) {
-            self.entries.get(id.index()).map(|e| &e.keys)
+            self.entries.get(id.index()).map(Entry::keys)
         } else {
             None
         }
@@ -546,9 +588,9 @@ impl<V> FlowTable<V> {
         let e = self.entries.get(id.index())?;
         if *key == FlowKey::default() {
             None
-        } else if e.keys[0] == *key {
+        } else if e.forward == *key {
             Some(Direction::Forward)
-        } else if e.keys[1] == *key {
+        } else if e.reply == *key {
             Some(Direction::Reply)
         } else {
             None
@@ -590,13 +632,13 @@ impl<V> FlowTable<V> {
     }
 
     /// Every flow in the table, in id order: `(id, keys, deadline, value)`.
-    pub fn iter(&self) -> impl Iterator<Item = (FlowId, &[FlowKey; 2], u64, &V)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (FlowId, [FlowKey; 2], u64, &V)> + '_ {
         self.entries
             .iter()
             .zip(self.values.iter())
             .enumerate()
             .filter(|(i, _)| self.is_live(FlowId(*i as u32)))
-            .map(|(i, (e, v))| (FlowId(i as u32), &e.keys, e.deadline, v))
+            .map(|(i, (e, v))| (FlowId(i as u32), e.keys(), e.deadline, v))
     }
 
     /// Bytes allocated by the table, values included.
@@ -629,7 +671,7 @@ impl<V> FlowTable<V> {
                 let primary = self
                     .entries
                     .get((x >> 1) as usize)
-                    .map(|e| self.locate(&e.keys[(x & 1) as usize]).1);
+                    .map(|e| self.locate(e.key(x)).1);
                 if primary != Some(b as u32) {
                     in_alt += 1;
                 }
@@ -691,7 +733,7 @@ impl<V> FlowTable<V> {
             let x = bucket.idx[(m.trailing_zeros() as usize).min(SLOTS - 1)];
             m &= m - 1;
             let e = self.entries.get((x >> 1) as usize)?;
-            if e.keys[(x & 1) as usize] == *key {
+            if e.key(x) == key {
                 return Some(x);
             }
         }
@@ -728,6 +770,9 @@ mod tests {
     #[test]
     fn bucket_is_one_cache_line() {
         assert_eq!(std::mem::size_of::<Entry>(), 40);
+        // Either key and the deadline contiguous (see `Entry`).
+        assert_eq!(std::mem::offset_of!(Entry, deadline), 16);
+        assert_eq!(std::mem::offset_of!(Entry, reply), 24);
         assert_eq!(std::mem::size_of::<Lookup>(), 8);
     }
 

@@ -127,7 +127,7 @@ impl Pipeline {
 
     /// The row of the flow in slot `id`, if it holds a live one.
     fn row(&self, id: FlowId, now: u64) -> Option<FlowRow> {
-        let keys = *self.flows.keys(id)?;
+        let keys = self.flows.keys(id)?;
         let conn = self.flows.get(id)?;
         let deadline = self.flows.deadline(id)?;
         // Every flow has one key on the public side and one in its

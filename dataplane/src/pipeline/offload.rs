@@ -144,7 +144,7 @@ pub(super) fn offer(
     let Some(link) = link else {
         return;
     };
-    let Some(&keys) = flows.keys(id) else {
+    let Some(keys) = flows.keys(id) else {
         return;
     };
     let Some(conn) = flows.get_mut(id) else {

@@ -108,7 +108,7 @@ impl Pipeline {
     /// it.
     fn still_admitted(&self, t: &Tables, id: FlowId) -> Option<(u16, u32)> {
         let conn = self.flows.get(id)?;
-        let &[forward, reply] = self.flows.keys(id)?;
+        let [forward, reply] = self.flows.keys(id)?;
         let tenant = t.tenants.get(conn.tenant_id())?;
         let public = conn.to_public.addr();
         let private = conn.to_tenant.addr();
