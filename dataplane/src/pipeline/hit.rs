@@ -123,12 +123,11 @@ pub(super) enum Stage {
 /// staged frame, and the spills of the registers that held them).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Plain {
-    /// Its 5-tuple, addresses and ports as its flow key has them
-    /// ([`FlowKey::from_wire`]): a hit builds its key without a byte swap.
-    protocol: u8,
-    src: u32,
-    dst: u32,
-    ports: u32,
+    /// Its 5-tuple as the two words of its flow key in the public zone
+    /// ([`FlowKey::from_wire`]): the protocol over the source address, the
+    /// destination over the ports. Two loads and a mask give a hit its key.
+    lo: u64,
+    hi: u64,
     /// For TCP the acknowledgment number, which the connection learns
     /// for its RST check (0 otherwise).
     pub(super) ack: u32,
@@ -184,10 +183,8 @@ impl Plain {
             _ => (false, 0),
         };
         plain.then_some(Plain {
-            protocol: tuple.protocol,
-            src: tuple.src.swap_bytes(),
-            dst: tuple.dst.swap_bytes(),
-            ports,
+            lo: u64::from(tuple.protocol) << 32 | u64::from(tuple.src.swap_bytes()),
+            hi: u64::from(tuple.dst.swap_bytes()) << 32 | u64::from(ports),
             ack: tuple.ack,
             opens: tuple.opens,
             len,
@@ -201,7 +198,7 @@ impl Plain {
     pub(super) fn tuple(&self) -> Tuple {
         let key = self.key(Zone::PUBLIC);
         Tuple {
-            protocol: self.protocol,
+            protocol: key.protocol(),
             src: key.src(),
             dst: key.dst(),
             sport: key.src_port(),
@@ -216,13 +213,20 @@ impl Plain {
 
     #[inline(always)]
     pub(super) fn key(&self, zone: Zone) -> FlowKey {
-        FlowKey::from_wire(zone, self.protocol, self.src, self.dst, self.ports)
+        let (lo, hi) = (self.lo, self.hi);
+        FlowKey::from_wire(
+            zone,
+            (lo >> 32) as u8,
+            lo as u32,
+            (hi >> 32) as u32,
+            hi as u32,
+        )
     }
 
     /// Its destination address.
     #[inline(always)]
     pub(super) fn dst(&self) -> u32 {
-        self.dst.swap_bytes()
+        ((self.hi >> 32) as u32).swap_bytes()
     }
 }
 
