@@ -261,26 +261,34 @@ impl Pipeline {
         // with the second loop's, docs/perf.md).
         let burst = hints.len().min(BULK_MAX);
         // A table below `STAGED_FROM` flows is looked up a key at a time
-        // anyway, its lines in the cache: each frame's flow is looked up as
-        // the frame is read, without the queue of keys, the bulk call and
-        // the second pass that hands each frame its answer, nor a prefetch
-        // of its value (callgrind: 28 instructions a frame, docs/perf.md).
+        // anyway, its lines in the cache: the header pass is followed by a
+        // pass that looks each plain frame's flow up into its hint, without
+        // the queue of keys, the bulk call and the pass that handed each
+        // frame its answer, nor a prefetch of its value (callgrind: 28
+        // instructions a frame, docs/perf.md). Not one pass: with the
+        // lookup in the header pass, the table's fields and the tuple went
+        // through the stack (5 more). Each answer is written where it
+        // stays: written to a local and copied, its three stores fed one
+        // wider load at once (a store-forwarding stall), and the copy and
+        // its spills cost 13 more.
         if self.flows.len() < self.staged_from {
             for (frame, hint) in frames.zip(&mut hints[..burst]) {
                 let Some(p) = read_public(frame.bytes()) else {
                     *hint = Hint(Stage::Full);
                     continue;
                 };
+                // A frame the NIC marked with its live flow is not looked
+                // up.
                 let key = p.key(Zone::PUBLIC);
-                // The answer is written where it stays, the hint: written
-                // to a local and copied, its three stores fed one wider load
-                // at once (a store-forwarding stall), and the copy and its
-                // spills cost 13 instructions a frame.
-                *hint = Hint(Stage::Plain(p, FlowLookup::Miss));
-                let Hint(Stage::Plain(_, found)) = hint else {
-                    continue;
-                };
-                self.marked_or_looked_up(frame.mark(), &key, now, found);
+                let found = frame
+                    .mark()
+                    .and_then(|m| by_mark(&self.flows, &self.marks, m, &key));
+                *hint = Hint(Stage::Plain(p, found.unwrap_or(FlowLookup::Miss)));
+            }
+            for hint in &mut hints[..burst] {
+                if let Hint(Stage::Plain(p, found @ FlowLookup::Miss)) = hint {
+                    self.flows.lookup_cached(&p.key(Zone::PUBLIC), now, found);
+                }
             }
             return;
         }
