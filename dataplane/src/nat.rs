@@ -250,12 +250,12 @@ impl Rewrite {
             return false;
         };
         let hc = [seg[c], seg[c + 1]];
-        let [x, y] = if udp {
+        let new = if udp {
             self.l4.apply_udp_in_memory(hc)
         } else {
             self.l4.apply_in_memory(hc)
         };
-        (seg[c], seg[c + 1]) = (x, y);
+        seg[c..c + 2].copy_from_slice(&new);
         if self.rewrites_port {
             // The port on the rewritten side: the source's first.
             let p = if self.field == Field::Src { 0 } else { 2 };

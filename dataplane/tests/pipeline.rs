@@ -4364,7 +4364,17 @@ struct Run {
 /// Runs `events` through a fresh gateway by `path`, frames in bursts of up
 /// to 32 that share a port and a clock.
 fn run_by(path: Path, events: &[Event]) -> Run {
+    run_staged_from(path, events, dataplane::flow::STAGED_FROM)
+}
+
+/// [`run_by`] with a pipeline whose stages queue a burst's keys for one
+/// bulk lookup from `staged_from` live flows on
+/// ([`Pipeline::with_staged_from`]).
+fn run_staged_from(path: Path, events: &[Event], staged_from: usize) -> Run {
     let mut gw = Gw::with_spec(&spec_with_public_prefixes());
+    gw.pipeline = Pipeline::new(TokenBucket::new(1000, 50, 1_000_000_000), 0)
+        .with_staged_from(staged_from)
+        .with_snat(&gw.tables.pools);
     let mut out = Vec::new();
     let mut staged_hits = 0;
     let mut staged_tunnel_hits = 0;
@@ -4430,27 +4440,35 @@ fn run_by(path: Path, events: &[Event]) -> Run {
 
 /// The fast path and the burst staging in front of it may only skip
 /// work: whatever traffic comes, every frame leaves with the verdict and
-/// the bytes the full path alone gives it.
+/// the bytes the full path alone gives it. Staged both ways: the run's
+/// few flows looked up as each frame is read, and (`staged_from` 0) their
+/// keys queued for the burst's bulk lookup, as in a table of thousands.
 #[test]
 fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
     let events = mixed_traffic();
     let full = run_by(Path::Full, &events);
-    for path in [Path::Unstaged, Path::Staged] {
-        let run = run_by(path, &events);
+    let staged_from = dataplane::flow::STAGED_FROM;
+    for (path, staged_from) in [
+        (Path::Unstaged, staged_from),
+        (Path::Staged, staged_from),
+        (Path::Staged, 0),
+    ] {
+        let run = run_staged_from(path, &events, staged_from);
         for (i, e) in events.iter().enumerate() {
             assert_eq!(
                 run.out[i], full.out[i],
-                "frame {i} {path:?}: {:02x?}",
+                "frame {i} {path:?} from {staged_from}: {:02x?}",
                 e.frame
             );
         }
-        assert_eq!(run.tenants, full.tenants, "tenant counters, {path:?}");
-        assert_eq!(run.flows, full.flows, "live flows, {path:?}");
+        let how = format!("{path:?} from {staged_from}");
+        assert_eq!(run.tenants, full.tenants, "tenant counters, {how}");
+        assert_eq!(run.flows, full.flows, "live flows, {how}");
         if path == Path::Staged {
             let hits = run.staged_hits;
-            assert!(hits > 1800, "only {hits} staged hits");
+            assert!(hits > 1800, "only {hits} staged hits, {how}");
             let hits = run.staged_tunnel_hits;
-            assert!(hits > 1000, "only {hits} staged hits from tunnels");
+            assert!(hits > 1000, "only {hits} staged hits from tunnels, {how}");
         }
     }
     let full = full.out;

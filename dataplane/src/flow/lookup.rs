@@ -69,8 +69,10 @@ impl<V> FlowTable<V> {
     /// Writes its answer to `out` itself, and so does the full search, out
     /// of line: with one `Lookup` returned from both, the hit's answer went
     /// through the packing of the call's (~4 instructions a key more).
+    /// Also the public stage's own lookup of each frame as it reads it,
+    /// in a table below [`STAGED_FROM`] (pipeline/hit.rs).
     #[inline(always)]
-    fn lookup_cached(&self, key: &FlowKey, now: u64, out: &mut Lookup) {
+    pub(crate) fn lookup_cached(&self, key: &FlowKey, now: u64, out: &mut Lookup) {
         let (sig, b) = self.locate(key);
         let bucket = self.bucket(b);
         if let Some(&x) = bucket.idx.get(bucket.first_match(sig)) {

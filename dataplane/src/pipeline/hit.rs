@@ -123,12 +123,11 @@ pub(super) enum Stage {
 /// staged frame, and the spills of the registers that held them).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Plain {
-    /// Its 5-tuple, addresses and ports as its flow key has them
-    /// ([`FlowKey::from_wire`]): a hit builds its key without a byte swap.
-    protocol: u8,
-    src: u32,
-    dst: u32,
-    ports: u32,
+    /// Its 5-tuple as the two words of its flow key in the public zone
+    /// ([`FlowKey::from_wire`]): the protocol over the source address, the
+    /// destination over the ports. Two loads and a mask give a hit its key.
+    lo: u64,
+    hi: u64,
     /// For TCP the acknowledgment number, which the connection learns
     /// for its RST check (0 otherwise).
     pub(super) ack: u32,
@@ -184,10 +183,8 @@ impl Plain {
             _ => (false, 0),
         };
         plain.then_some(Plain {
-            protocol: tuple.protocol,
-            src: tuple.src.swap_bytes(),
-            dst: tuple.dst.swap_bytes(),
-            ports,
+            lo: u64::from(tuple.protocol) << 32 | u64::from(tuple.src.swap_bytes()),
+            hi: u64::from(tuple.dst.swap_bytes()) << 32 | u64::from(ports),
             ack: tuple.ack,
             opens: tuple.opens,
             len,
@@ -201,7 +198,7 @@ impl Plain {
     pub(super) fn tuple(&self) -> Tuple {
         let key = self.key(Zone::PUBLIC);
         Tuple {
-            protocol: self.protocol,
+            protocol: key.protocol(),
             src: key.src(),
             dst: key.dst(),
             sport: key.src_port(),
@@ -216,13 +213,20 @@ impl Plain {
 
     #[inline(always)]
     pub(super) fn key(&self, zone: Zone) -> FlowKey {
-        FlowKey::from_wire(zone, self.protocol, self.src, self.dst, self.ports)
+        let (lo, hi) = (self.lo, self.hi);
+        FlowKey::from_wire(
+            zone,
+            (lo >> 32) as u8,
+            lo as u32,
+            (hi >> 32) as u32,
+            hi as u32,
+        )
     }
 
     /// Its destination address.
     #[inline(always)]
     pub(super) fn dst(&self) -> u32 {
-        self.dst.swap_bytes()
+        ((self.hi >> 32) as u32).swap_bytes()
     }
 }
 
@@ -251,21 +255,48 @@ impl Pipeline {
         if !public || !self.may_hit(t) {
             return;
         }
-        let mut keys = [FlowKey::default(); BULK_MAX];
-        let mut frame_of = [0u8; BULK_MAX];
-        let mut n = 0;
         // The loops run over slices cut to their length, not iterators
         // limited with `take`: a `take` over a `zip` kept a count of its
         // own beside the zip's (callgrind: 11 to 13 instructions a frame
         // with the second loop's, docs/perf.md).
         let burst = hints.len().min(BULK_MAX);
+        // A table below `STAGED_FROM` flows is looked up a key at a time
+        // anyway, its lines in the cache: the header pass is followed by a
+        // pass that looks each plain frame's flow up into its hint, without
+        // the queue of keys, the bulk call and the pass that handed each
+        // frame its answer, nor a prefetch of its value (callgrind: 28
+        // instructions a frame, docs/perf.md). Not one pass: with the
+        // lookup in the header pass, the table's fields and the tuple went
+        // through the stack (5 more). Each answer is written where it
+        // stays: written to a local and copied, its three stores fed one
+        // wider load at once (a store-forwarding stall), and the copy and
+        // its spills cost 13 more.
+        if self.flows.len() < self.staged_from {
+            for (frame, hint) in frames.zip(&mut hints[..burst]) {
+                let Some(p) = read_public(frame.bytes()) else {
+                    *hint = Hint(Stage::Full);
+                    continue;
+                };
+                // A frame the NIC marked with its live flow is not looked
+                // up.
+                let key = p.key(Zone::PUBLIC);
+                let found = frame
+                    .mark()
+                    .and_then(|m| by_mark(&self.flows, &self.marks, m, &key));
+                *hint = Hint(Stage::Plain(p, found.unwrap_or(FlowLookup::Miss)));
+            }
+            for hint in &mut hints[..burst] {
+                if let Hint(Stage::Plain(p, found @ FlowLookup::Miss)) = hint {
+                    self.flows.lookup_cached(&p.key(Zone::PUBLIC), now, found);
+                }
+            }
+            return;
+        }
+        let mut keys = [FlowKey::default(); BULK_MAX];
+        let mut frame_of = [0u8; BULK_MAX];
+        let mut n = 0;
         for (i, (frame, hint)) in frames.zip(&mut hints[..burst]).enumerate() {
-            let data = frame.bytes();
-            let plain = data
-                .get(12..14)
-                .filter(|&ethertype| ethertype == EtherType::IPV4.0.to_be_bytes())
-                .and_then(|_| Plain::parse(data.get(ETH..)?));
-            let Some(p) = plain else {
+            let Some(p) = read_public(frame.bytes()) else {
                 *hint = Hint(Stage::Full);
                 continue;
             };
@@ -514,6 +545,31 @@ impl Pipeline {
         *n += 1;
         FlowLookup::Miss
     }
+
+    /// [`Pipeline::marked_or_queued`] for a table below `STAGED_FROM`:
+    /// the flow looked up at once, into `found`.
+    #[inline(always)]
+    pub(super) fn marked_or_looked_up(
+        &self,
+        mark: Option<u32>,
+        key: &FlowKey,
+        now: u64,
+        found: &mut FlowLookup,
+    ) {
+        match mark.and_then(|m| by_mark(&self.flows, &self.marks, m, key)) {
+            Some(marked) => *found = marked,
+            None => self.flows.lookup_cached(key, now, found),
+        }
+    }
+}
+
+/// A frame from a public port as the public stage reads it: a plain
+/// IPv4 packet, or `None` for the full path.
+#[inline(always)]
+fn read_public(data: &[u8]) -> Option<Plain> {
+    data.get(12..14)
+        .filter(|&ethertype| ethertype == EtherType::IPV4.0.to_be_bytes())
+        .and_then(|_| Plain::parse(data.get(ETH..)?))
 }
 
 /// The flow NIC mark `mark` names (partial offload: its id plus one), if

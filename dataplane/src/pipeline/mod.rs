@@ -164,6 +164,10 @@ pub struct Pipeline {
     now: u64,
     /// The public next hops the underlay stage resolved for a burst.
     hops: stage::Hops,
+    /// Live flows from which the stages queue a burst's keys for one bulk
+    /// lookup; below, each frame's flow is looked up as it is read
+    /// ([`crate::flow::STAGED_FROM`], [`Pipeline::with_staged_from`]).
+    staged_from: usize,
     /// This worker's queues to the offload manager, when it offloads
     /// (offload.rs).
     offload: Option<std::sync::Arc<crate::offload::queue::Link>>,
@@ -256,6 +260,7 @@ impl Pipeline {
             tenant_slots: 0,
             now: 0,
             hops: stage::Hops::default(),
+            staged_from: crate::flow::STAGED_FROM,
             offload: None,
             marks: offload::Marks::default(),
         }
@@ -291,6 +296,16 @@ impl Pipeline {
     #[must_use]
     pub fn with_unreplied(mut self, per_tenant: u64) -> Self {
         self.unreplied_quota = per_tenant.max(1);
+        self
+    }
+
+    /// Has the stages queue a burst's keys for one bulk lookup from
+    /// `flows` live flows on ([`crate::flow::STAGED_FROM`] by default, where the
+    /// table's own bulk lookup starts its stages): for tests, which hold
+    /// both ways of a stage to the full path with a few flows.
+    #[must_use]
+    pub fn with_staged_from(mut self, flows: usize) -> Self {
+        self.staged_from = flows;
         self
     }
 

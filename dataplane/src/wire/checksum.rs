@@ -276,17 +276,18 @@ impl Delta {
     /// 0xffff is 0xffff in either byte order). Tested as one 16-bit word,
     /// not as two bytes: compared and chosen bytewise, the checksum was
     /// loaded, built and stored a byte at a time (callgrind: 7
-    /// instructions more a UDP hit).
+    /// instructions more a UDP hit). Its three outcomes are chosen as
+    /// words and made bytes once: chosen as byte arrays, they were stored
+    /// a byte at a time (3 instructions more).
     #[inline]
     pub fn apply_udp_in_memory(self, hc: [u8; 2]) -> [u8; 2] {
         let hc = u16::from_ne_bytes(hc);
-        if hc == 0 {
-            return [0, 0];
-        }
-        match !add_words(!hc, self.0) {
-            0 => [0xff, 0xff],
-            new => new.to_ne_bytes(),
-        }
+        let new = match !add_words(!hc, self.0) {
+            _ if hc == 0 => 0,
+            0 => 0xffff,
+            new => new,
+        };
+        new.to_ne_bytes()
     }
 
     /// The checksum `hc` after the change.
