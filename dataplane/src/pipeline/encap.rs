@@ -68,9 +68,9 @@ impl Pipeline {
         // back as it came.
         let n = &t.neighbours;
         let known = match (h.first_chunk_mut(), adj.is_gretap()) {
-            (Some(outer), false) => n.put_mac_ref(adj.neigh, outer),
+            (Some(outer), false) => self.macs.put_mac_ref(n, adj.neigh, outer),
             (Some(outer), true) => {
-                n.put_mac_ref(adj.neigh, outer)
+                self.macs.put_mac_ref(n, adj.neigh, outer)
                     && h.get_mut(len - ETH..)
                         .and_then(|h| h.first_chunk_mut())
                         .is_some_and(|mac| {

@@ -52,7 +52,7 @@ use crate::fragments::{self, Fragments, Owner, DEFAULT_TENANTS};
 use crate::ip_options;
 use crate::martian::{self, Origin};
 use crate::nat::{translate_quoted, Rewrite};
-use crate::neighbour::{Lookup, NeighKey};
+use crate::neighbour::{Lookup, MacCopies, NeighKey, Neighbours};
 use crate::punt::Punt;
 use crate::ratelimit::{TenantBuckets, TokenBucket, Toward};
 use crate::snat::{Inside, Outside, Pools, ShareCut, Snat};
@@ -118,6 +118,8 @@ pub(super) struct FromTenant<'a> {
 /// Per-worker pipeline state: nothing in it is shared.
 pub struct Pipeline {
     host_cache: HostCache,
+    /// The outer next hops' MACs encap reads, kept per worker.
+    macs: MacCopies,
     /// Identification of the outer headers this worker builds.
     ip_id: u16,
     icmp: TenantBuckets,
@@ -236,6 +238,7 @@ impl Pipeline {
         // tunnelling to one host rarely collide within a reassembly window.
         Pipeline {
             host_cache: HostCache::default(),
+            macs: MacCopies::default(),
             ip_id: worker.wrapping_mul(0x9e37),
             icmp: TenantBuckets::new(icmp, 0),
             icmp_each: icmp,
@@ -291,6 +294,13 @@ impl Pipeline {
     #[must_use]
     pub fn with_unreplied(mut self, per_tenant: u64) -> Self {
         self.unreplied_quota = per_tenant.max(1);
+        self
+    }
+
+    /// Sizes this worker's copies of the tunnels' next hops' MACs for the
+    /// neighbour table `n` (one for each slot of its ports' region).
+    pub fn with_neighbours(mut self, n: &Neighbours) -> Self {
+        self.macs = MacCopies::for_table(n);
         self
     }
 
