@@ -247,34 +247,13 @@ impl Neighbours {
     /// `u16::MAX - 1` are not remembered.
     #[inline]
     pub fn get_hinted(&self, key: NeighKey, hint: &mut u16) -> Lookup {
-        // As in `put_mac_hinted`: no hint is a slot past the table.
+        // As in `MacCopies::put_mac_hinted`: no hint is a slot past the
+        // table.
         let found = self.read(usize::from(*hint).wrapping_sub(1), key);
         if found != Lookup::Unresolved {
             return found;
         }
         self.get_remembered(key, hint)
-    }
-
-    /// [`Neighbours::get_hinted`] writing its MAC into `dst`: `true`
-    /// exactly when it answers [`Lookup::Mac`] (the hint refreshed the
-    /// same way), `false` for the caller to ask `get_hinted` which of the
-    /// other two it is.
-    #[inline(always)]
-    pub fn put_mac_hinted(&self, key: NeighKey, hint: &mut u16, dst: &mut [u8; 6]) -> bool {
-        // No hint (0) is slot `usize::MAX`, past any table: the slot's own
-        // range check sends it to the search, with no test of its own
-        // (callgrind: 3 instructions a frame going into a gretap tunnel).
-        if let Some(word) = self.valid_word(usize::from(*hint).wrapping_sub(1), key) {
-            put_mac(word, dst);
-            return true;
-        }
-        match self.get_remembered(key, hint) {
-            Lookup::Mac(mac) => {
-                *dst = mac;
-                true
-            }
-            _ => false,
-        }
     }
 
     /// [`Neighbours::get_hinted`] past its hint: the hashed search, and
@@ -435,7 +414,8 @@ impl Neighbours {
     }
 }
 
-/// A worker's copies of the outer MACs it read, each kept with the
+/// A worker's copies of the MACs encap read (tunnels' next hops, and
+/// hosts inside gretap tunnels), each kept with the
 /// [`Neighbours::changes`] count it was read at: while the count is the
 /// same, no known MAC changed (another, failed, forgotten, or its slot
 /// retired, each of which counts), so the copy is still its key's MAC in
@@ -445,14 +425,13 @@ impl Neighbours {
 /// `cmp`). Any change of any MAC makes every copy stale, to be read again
 /// from its slot once: changes are rare beside frames.
 ///
-/// A copy is kept in its slot's place, one for each slot of the ports'
-/// region (which comes first; a tunnel's next hop is on a port), and
-/// holds its key: it is used for that key alone, so an adjacency of older
-/// tables whose slot has gone to another key reads the slot, as before.
-/// By slot rather than by a hash of it, no two hosts a worker sends to
-/// take turns at one place: 256 places by the slot's low bits were read
-/// again from their slots for 99 % of the `encap` profile's frames (1000
-/// tunnel hosts; callgrind: +40 instructions a frame).
+/// A copy is kept in its slot's place and holds its key: it is used for
+/// that key alone, so an adjacency of older tables, or a flow's hint,
+/// whose slot has gone to another key reads the slot, as before. By slot
+/// rather than by a hash of it, no two hosts a worker sends to take turns
+/// at one place: 256 places by the slot's low bits were read again from
+/// their slots for 99 % of the `encap` profile's frames (1000 tunnel
+/// hosts; callgrind: +40 instructions a frame).
 ///
 /// A copy can be older than the table by the writer's own window alone:
 /// it swaps the slot's word, then counts the change; a frame whose count
@@ -464,12 +443,14 @@ pub struct MacCopies {
 }
 
 /// Slots a worker keeps copies for until [`MacCopies::for_table`] says how
-/// many: the ports' region of the default table (`[arp] port_entries`
-/// 1024, two slots a key), 64 KiB.
-pub const MAC_COPIES: usize = 2048;
+/// many: the default table's (`[arp] entries` 4096, 1024 of them the
+/// ports', two slots a key), 320 KiB, of which a worker touches the
+/// copies of the hosts it sends to.
+pub const MAC_COPIES: usize = 10_240;
 
-/// The most slots a worker keeps copies for (2 MiB): tunnel hosts in
-/// slots past it are read from their slots each time.
+/// The most slots a worker keeps copies for (2 MiB; a flow's hint names
+/// no slot past `u16::MAX - 1` either): neighbours in slots past it are
+/// read from their slots each time.
 pub const MAX_MAC_COPIES: usize = 1 << 16;
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -490,10 +471,9 @@ impl Default for MacCopies {
 }
 
 impl MacCopies {
-    /// Copies for each slot of `n`'s ports' region, up to
-    /// [`MAX_MAC_COPIES`].
+    /// Copies for each slot of `n`, up to [`MAX_MAC_COPIES`].
     pub fn for_table(n: &Neighbours) -> Self {
-        Self::with_slots(n.ports.buckets() * BUCKET)
+        Self::with_slots(n.slots())
     }
 
     fn with_slots(slots: usize) -> Self {
@@ -521,6 +501,77 @@ impl MacCopies {
         self.refill(n, r, changes, dst)
     }
 
+    /// [`Neighbours::get_hinted`] writing its MAC into `dst`, through this
+    /// worker's copy of the slot the hint names: `true` exactly when it
+    /// answers [`Lookup::Mac`] (the hint refreshed the same way), `false`
+    /// for the caller to ask `get_hinted` which of the other two it is. A
+    /// copy of the hinted slot holding `key` at the current count is the
+    /// slot's MAC, as its read would be, and that read leaves the hint.
+    #[inline(always)]
+    pub fn put_mac_hinted(
+        &mut self,
+        n: &Neighbours,
+        key: NeighKey,
+        hint: &mut u16,
+        dst: &mut [u8; 6],
+    ) -> bool {
+        let changes = n.changes.load(Ordering::Acquire);
+        // No hint (0) is slot `usize::MAX`, past any table: the range
+        // check sends it to the search, with no test of its own
+        // (callgrind: 3 instructions a frame going into a gretap tunnel).
+        if let Some(c) = self.copies.get(usize::from(*hint).wrapping_sub(1)) {
+            if c.key == key.0 && c.changes == changes {
+                put_mac(c.word, dst);
+                return true;
+            }
+        }
+        self.refill_hinted(n, key, hint, changes, dst)
+    }
+
+    /// [`MacCopies::put_mac_hinted`] past its copy: the hinted slot, else
+    /// the search and the slot found remembered, as
+    /// [`Neighbours::get_hinted`] does; the word copied as
+    /// [`MacCopies::refill`] copies it.
+    #[cold]
+    #[inline(never)]
+    fn refill_hinted(
+        &mut self,
+        n: &Neighbours,
+        key: NeighKey,
+        hint: &mut u16,
+        changes: u64,
+        dst: &mut [u8; 6],
+    ) -> bool {
+        let mut slot = usize::from(*hint).wrapping_sub(1);
+        let word = match n.valid_word(slot, key) {
+            Some(word) => word,
+            None => {
+                let Some(found) = n.find(key) else {
+                    return false;
+                };
+                *hint = u16::try_from(found + 1).unwrap_or(0);
+                slot = found;
+                match n.valid_word(slot, key) {
+                    Some(word) => word,
+                    None => return false,
+                }
+            }
+        };
+        self.keep(slot, key, word, changes);
+        put_mac(word, dst);
+        true
+    }
+
+    fn keep(&mut self, slot: usize, key: NeighKey, word: u64, changes: u64) {
+        if let Some(c) = self.copies.get_mut(slot) {
+            *c = MacCopy {
+                key: key.0,
+                word,
+                changes,
+            };
+        }
+    }
+
     /// A copy read again from its slot, under the count `changes` loaded
     /// (acquire) before the read: a change the read did not see is counted
     /// after it, and makes the copy stale; one it saw early only makes the
@@ -531,13 +582,7 @@ impl MacCopies {
         let Some(word) = n.valid_word(r.slot as usize, r.key) else {
             return false;
         };
-        if let Some(c) = self.copies.get_mut(r.slot as usize) {
-            *c = MacCopy {
-                key: r.key.0,
-                word,
-                changes,
-            };
-        }
+        self.keep(r.slot as usize, r.key, word, changes);
         put_mac(word, dst);
         true
     }

@@ -75,7 +75,7 @@ impl Pipeline {
                         .and_then(|h| h.first_chunk_mut())
                         .is_some_and(|mac| {
                             let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-                            n.put_mac_hinted(adj.inner_key(dst), inner, mac)
+                            self.macs.put_mac_hinted(n, adj.inner_key(dst), inner, mac)
                         })
             }
             (None, _) => false,
