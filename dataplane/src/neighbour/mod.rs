@@ -182,6 +182,17 @@ impl Region {
     }
 }
 
+/// Tables made in this process so far: each table's change count starts
+/// at its number shifted by [`TABLE_COUNTS`].
+static TABLES: AtomicU64 = AtomicU64::new(0);
+
+/// Each table's change count has 2^40 values of its own (twelve days of a
+/// million changes a second) before it reaches the next table's: a
+/// worker's copies from a table it read before (tests and tools that give
+/// a pipeline tables of another writer; the daemon makes one) are never
+/// taken for this one's. 2^24 tables a process.
+const TABLE_COUNTS: u32 = 40;
+
 /// The table the workers read.
 #[derive(Debug)]
 pub struct Neighbours {
@@ -197,12 +208,17 @@ pub struct Neighbours {
     failed: AtomicU64,
     /// Changes of a known MAC (to another, failed, forgotten), counted by
     /// the writer: the offload manager looks again at the MACs its rules
-    /// carry when it moves ([`Neighbours::changes`]).
+    /// carry when it moves ([`Neighbours::changes`]). From `first`, not 0.
     changes: AtomicU64,
+    /// Where this table's count starts: a range of its own in the process
+    /// ([`TABLE_COUNTS`]), so that a worker's copies taken from another
+    /// table never meet this one's count ([`MacCopies`]).
+    first: u64,
 }
 
 impl Neighbours {
     fn new(limits: &NeighbourLimits, seed: u64) -> Self {
+        let first = TABLES.fetch_add(1, Ordering::Relaxed) << TABLE_COUNTS;
         let ports = Region::sized(0, limits.ports);
         let inner = Region::sized(ports.buckets(), limits.tenants);
         let n = ports.buckets() + inner.buckets();
@@ -212,7 +228,8 @@ impl Neighbours {
             inner,
             seed,
             failed: AtomicU64::new(0),
-            changes: AtomicU64::new(0),
+            changes: AtomicU64::new(first),
+            first,
         }
     }
 
@@ -289,7 +306,7 @@ impl Neighbours {
     /// reads the count itself, as the proof its copies of the outer MACs
     /// still hold ([`MacCopies`]).
     pub fn changes(&self) -> u64 {
-        self.changes.load(Ordering::Acquire)
+        self.changes.load(Ordering::Acquire) - self.first
     }
 
     /// Slots a lookup of `key` reads now: at most [`PROBE_MAX`], whatever
@@ -432,6 +449,10 @@ impl Neighbours {
 /// at one place: 256 places by the slot's low bits were read again from
 /// their slots for 99 % of the `encap` profile's frames (1000 tunnel
 /// hosts; callgrind: +40 instructions a frame).
+///
+/// Each table's count runs in a range of its own, so copies taken from
+/// one table are never taken for another's (the daemon makes one table;
+/// tests give a pipeline several).
 ///
 /// A copy can be older than the table by the writer's own window alone:
 /// it swaps the slot's word, then counts the change; a frame whose count

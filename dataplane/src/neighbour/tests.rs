@@ -537,3 +537,30 @@ fn a_copy_follows_a_writer_changing_the_mac_and_never_goes_back() {
         );
     });
 }
+
+/// A worker's copies taken from one table are not taken for another's,
+/// whose count may have moved as often: the same key in the same slot of
+/// two tables, with two MACs.
+#[test]
+fn copies_from_another_table_are_not_its_macs() {
+    const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+    let limits = NeighbourLimits::uniform(4);
+    let (mut a, mut b) = (
+        NeighbourWriter::seeded(limits),
+        NeighbourWriter::seeded(limits),
+    );
+    let k = NeighKey::port(0, 0x0a00_0001);
+    let r = a.pin(k).unwrap();
+    assert_eq!(b.pin(k), Some(r));
+    assert!(a.set(k, MAC) && b.set(k, OTHER));
+    assert_eq!(a.table().changes(), b.table().changes());
+    let mut copies = MacCopies::for_table(a.table());
+    for (w, mac) in [(&a, MAC), (&b, OTHER), (&a, MAC)] {
+        let mut dst = [0; 6];
+        assert!(copies.put_mac_ref(w.table(), r, &mut dst));
+        assert_eq!(dst, mac);
+        let (mut hint, mut dst) = (r.slot as u16 + 1, [0; 6]);
+        assert!(copies.put_mac_hinted(w.table(), k, &mut hint, &mut dst));
+        assert_eq!(dst, mac);
+    }
+}
