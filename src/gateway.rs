@@ -357,6 +357,7 @@ fn serve(
                     .with_tenants(tenant_slots)
                     .with_fragments(process_seed(), tenant_slots)
                     .with_steering(Steering::new(index as u16, n as u16).ok_or("too many workers")?)
+                    .with_neighbours(&publisher.current().neighbours)
                     .with_snat(&publisher.current().pools),
                     offload.link(index),
                 )),

@@ -88,6 +88,7 @@ fn new_flows(frames: u64, way: Way) {
         .with_tenants(TENANTS as usize)
         .with_fragments(0x5eed, TENANTS as usize)
         .with_steering(Steering::new(0, 1).expect("one worker"))
+        .with_neighbours(&t.neighbours)
         .with_snat(&t.pools);
     let (template, port, out) = match way {
         Way::In(_) => (nat_frames(1).remove(0), 0, 1),

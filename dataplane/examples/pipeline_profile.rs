@@ -25,7 +25,8 @@ fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "encap".into());
     let (frames, port, out, t) = scenario::profile(&which);
     let counters = WorkerCounters::new(TENANTS as usize);
-    let mut pipeline = Pipeline::new(TokenBucket::new(1000, 50, 2_000_000_000), 0);
+    let mut pipeline =
+        Pipeline::new(TokenBucket::new(1000, 50, 2_000_000_000), 0).with_neighbours(&t.neighbours);
     if std::env::args().nth(2).as_deref() == Some("offload") {
         // Room for every flow's request: each is offered once, and every
         // later hit pays the test of its flow's offload state alone.

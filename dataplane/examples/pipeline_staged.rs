@@ -53,7 +53,8 @@ fn main() {
     };
     let (frames, port, out, t) = scenario::profile(&which);
     let counters = WorkerCounters::new(TENANTS as usize);
-    let mut pipeline = Pipeline::new(TokenBucket::new(1000, 50, 2_000_000_000), 0);
+    let mut pipeline =
+        Pipeline::new(TokenBucket::new(1000, 50, 2_000_000_000), 0).with_neighbours(&t.neighbours);
     let mut frame = VecFrame::new(&frames[0], port);
     let mut forwarded = 0u64;
     for _ in 0..passes {

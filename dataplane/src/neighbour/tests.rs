@@ -345,7 +345,8 @@ fn changes_count_a_known_mac_that_moves_and_nothing_else() {
 /// The encap stage's reads: a MAC exactly when `get_ref` / `get_hinted`
 /// answer one, the destination untouched otherwise, and a key that was
 /// retired, failed, forgotten or moved to another slot seen at the next
-/// read, never another key's MAC.
+/// read, never another key's MAC; a worker's copy of the outer MAC
+/// ([`MacCopies`]) the same, whatever it copied before.
 #[test]
 fn the_mac_reads_write_a_mac_exactly_when_the_lookups_answer_one() {
     const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
@@ -354,25 +355,37 @@ fn the_mac_reads_write_a_mac_exactly_when_the_lookups_answer_one() {
     let a = NeighKey::port(0, 0x0a00_0001);
     let r = w.pin(a).unwrap();
     let slot = r.slot as u16 + 1;
+    let copies = std::cell::RefCell::new(MacCopies::for_table(w.table()));
     // Every state of `a`, and the answers both ways must agree on.
     let check = |w: &NeighbourWriter, want: Lookup| {
         let t = w.table();
-        let mut dst = UNTOUCHED;
-        let put = t.put_mac_ref(r, &mut dst);
         assert_eq!(t.get_ref(r), want);
-        match want {
-            Lookup::Mac(mac) => assert!(put && dst == mac, "{want:?}"),
-            _ => assert!(!put && dst == UNTOUCHED, "{want:?}"),
+        // A fresh worker's copies, and ones that read `a` in every state
+        // before: read from the slot, then from the copy.
+        for copies in [&mut MacCopies::for_table(t), &mut *copies.borrow_mut()] {
+            for _ in 0..2 {
+                let mut dst = UNTOUCHED;
+                let put = copies.put_mac_ref(t, r, &mut dst);
+                match want {
+                    Lookup::Mac(mac) => assert!(put && dst == mac, "{want:?}"),
+                    _ => assert!(!put && dst == UNTOUCHED, "{want:?}"),
+                }
+            }
         }
         for start in [0, slot] {
-            let (mut hint, mut dst) = (start, UNTOUCHED);
-            let put = t.put_mac_hinted(a, &mut hint, &mut dst);
             let mut again = start;
             assert_eq!(t.get_hinted(a, &mut again), want);
-            assert_eq!(hint, again, "the hint is refreshed as get_hinted does");
-            match want {
-                Lookup::Mac(mac) => assert!(put && dst == mac, "{want:?} from {start}"),
-                _ => assert!(!put && dst == UNTOUCHED, "{want:?} from {start}"),
+            for copies in [&mut MacCopies::for_table(t), &mut *copies.borrow_mut()] {
+                let mut hint = start;
+                for _ in 0..2 {
+                    let mut dst = UNTOUCHED;
+                    let put = copies.put_mac_hinted(t, a, &mut hint, &mut dst);
+                    assert_eq!(hint, again, "the hint is refreshed as get_hinted does");
+                    match want {
+                        Lookup::Mac(mac) => assert!(put && dst == mac, "{want:?} from {start}"),
+                        _ => assert!(!put && dst == UNTOUCHED, "{want:?} from {start}"),
+                    }
+                }
             }
         }
     };
@@ -399,9 +412,25 @@ fn the_mac_reads_write_a_mac_exactly_when_the_lookups_answer_one() {
         .unwrap();
     assert_eq!(w.claim(b), Ok(r.slot));
     w.set(b, OTHER);
+    // `b`'s MAC copied where `a`'s was, at the count `a`'s adjacency
+    // then reads.
+    let rb = NeighRef {
+        key: b,
+        slot: r.slot,
+    };
+    let mut dst = UNTOUCHED;
+    assert!(copies.borrow_mut().put_mac_ref(w.table(), rb, &mut dst));
+    assert_eq!(dst, OTHER);
+    let (mut hint, mut dst) = (slot, UNTOUCHED);
+    assert!(copies
+        .borrow_mut()
+        .put_mac_hinted(w.table(), b, &mut hint, &mut dst));
+    assert_eq!((hint, dst), (slot, OTHER));
     check(&w, Lookup::Unresolved);
     let (mut hint, mut dst) = (slot, UNTOUCHED);
-    assert!(!w.table().put_mac_hinted(a, &mut hint, &mut dst));
+    assert!(!copies
+        .borrow_mut()
+        .put_mac_hinted(w.table(), a, &mut hint, &mut dst));
     assert_eq!(dst, UNTOUCHED);
 }
 
@@ -423,9 +452,115 @@ fn a_hint_of_0_is_no_hint_even_for_the_key_in_slot_0() {
         .unwrap();
     assert!(w.set(k, MAC));
     let (mut hint, mut dst) = (0, [0; 6]);
-    assert!(w.table().put_mac_hinted(k, &mut hint, &mut dst));
+    let mut copies = MacCopies::for_table(w.table());
+    assert!(copies.put_mac_hinted(w.table(), k, &mut hint, &mut dst));
     assert_eq!((hint, dst), (1, MAC));
     let mut hint = 0;
     assert_eq!(w.table().get_hinted(k, &mut hint), Lookup::Mac(MAC));
     assert_eq!(hint, 1);
+}
+
+/// Adjacencies whose slots are past a worker's copies read their slots
+/// each time, with the same answers.
+#[test]
+fn a_slot_past_the_copies_is_read_from_the_table() {
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(64));
+    let mut copies = MacCopies::with_slots(1);
+    let keys = (1..=8).map(|i| NeighKey::port(0, 0x0a00_0000 + i));
+    let refs: Vec<NeighRef> = keys.map(|k| w.pin(k).unwrap()).collect();
+    assert!(refs.iter().any(|r| r.slot > 0));
+    for (i, r) in refs.iter().enumerate() {
+        let mut dst = [0; 6];
+        assert!(!copies.put_mac_ref(w.table(), *r, &mut dst));
+        let mac = [2, 0, 0, 0, 1, i as u8];
+        assert!(w.set(r.key, mac));
+        for _ in 0..2 {
+            assert!(copies.put_mac_ref(w.table(), *r, &mut dst));
+            assert_eq!(dst, mac);
+        }
+    }
+}
+
+/// A worker's copy against a writer changing the MAC at the same time:
+/// each MAC it answers is one the key had, and never older than one it
+/// answered before (the writer counts a change after it makes it, and a
+/// copy is read again from its slot once the count moves). Fails with a
+/// copy kept whatever the count.
+#[test]
+fn a_copy_follows_a_writer_changing_the_mac_and_never_goes_back() {
+    const CHANGES: u32 = 20_000;
+    let mac = |i: u32| {
+        let b = i.to_be_bytes();
+        [2, 0, b[0], b[1], b[2], b[3]]
+    };
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(4));
+    let a = NeighKey::port(0, 0x0a00_0001);
+    let r = w.pin(a).unwrap();
+    assert!(w.set(a, mac(0)));
+    let table = w.table().clone();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    // Reads so far: the writer makes its `i`th change after the reader's
+    // `i`th read, so that the two overlap however the threads are run.
+    let reads = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 1..=CHANGES {
+                while reads.load(Ordering::Relaxed) < u64::from(i) {
+                    std::thread::yield_now();
+                }
+                if i % 7 == 0 {
+                    assert!(w.set_failed(a));
+                }
+                assert!(w.set(a, mac(i)));
+            }
+            done.store(true, Ordering::Release);
+        });
+        let mut copies = MacCopies::for_table(&table);
+        let mut last = 0;
+        loop {
+            let finished = done.load(Ordering::Acquire);
+            let mut dst = [0; 6];
+            if copies.put_mac_ref(&table, r, &mut dst) {
+                assert_eq!(dst[..2], [2, 0]);
+                let i = u32::from_be_bytes([dst[2], dst[3], dst[4], dst[5]]);
+                assert!(i >= last && i <= CHANGES, "{i} after {last}");
+                last = i;
+            }
+            reads.fetch_add(1, Ordering::Relaxed);
+            if finished {
+                break;
+            }
+        }
+        assert_eq!(
+            last, CHANGES,
+            "the last MAC, read after the writer finished"
+        );
+    });
+}
+
+/// A worker's copies taken from one table are not taken for another's,
+/// whose count may have moved as often: the same key in the same slot of
+/// two tables, with two MACs.
+#[test]
+fn copies_from_another_table_are_not_its_macs() {
+    const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 0x99];
+    let limits = NeighbourLimits::uniform(4);
+    let (mut a, mut b) = (
+        NeighbourWriter::seeded(limits),
+        NeighbourWriter::seeded(limits),
+    );
+    let k = NeighKey::port(0, 0x0a00_0001);
+    let r = a.pin(k).unwrap();
+    assert_eq!(b.pin(k), Some(r));
+    assert!(a.set(k, MAC) && b.set(k, OTHER));
+    assert_eq!(a.table().changes(), b.table().changes());
+    let mut copies = MacCopies::for_table(a.table());
+    for (w, mac) in [(&a, MAC), (&b, OTHER), (&a, MAC)] {
+        let mut dst = [0; 6];
+        assert!(copies.put_mac_ref(w.table(), r, &mut dst));
+        assert_eq!(dst, mac);
+        let (mut hint, mut dst) = (r.slot as u16 + 1, [0; 6]);
+        assert!(copies.put_mac_hinted(w.table(), k, &mut hint, &mut dst));
+        assert_eq!(dst, mac);
+    }
 }

@@ -68,14 +68,14 @@ impl Pipeline {
         // back as it came.
         let n = &t.neighbours;
         let known = match (h.first_chunk_mut(), adj.is_gretap()) {
-            (Some(outer), false) => n.put_mac_ref(adj.neigh, outer),
+            (Some(outer), false) => self.macs.put_mac_ref(n, adj.neigh, outer),
             (Some(outer), true) => {
-                n.put_mac_ref(adj.neigh, outer)
+                self.macs.put_mac_ref(n, adj.neigh, outer)
                     && h.get_mut(len - ETH..)
                         .and_then(|h| h.first_chunk_mut())
                         .is_some_and(|mac| {
                             let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-                            n.put_mac_hinted(adj.inner_key(dst), inner, mac)
+                            self.macs.put_mac_hinted(n, adj.inner_key(dst), inner, mac)
                         })
             }
             (None, _) => false,

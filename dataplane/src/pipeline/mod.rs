@@ -52,7 +52,7 @@ use crate::fragments::{self, Fragments, Owner, DEFAULT_TENANTS};
 use crate::ip_options;
 use crate::martian::{self, Origin};
 use crate::nat::{translate_quoted, Rewrite};
-use crate::neighbour::{Lookup, NeighKey};
+use crate::neighbour::{Lookup, MacCopies, NeighKey, Neighbours};
 use crate::punt::Punt;
 use crate::ratelimit::{TenantBuckets, TokenBucket, Toward};
 use crate::snat::{Inside, Outside, Pools, ShareCut, Snat};
@@ -118,6 +118,8 @@ pub(super) struct FromTenant<'a> {
 /// Per-worker pipeline state: nothing in it is shared.
 pub struct Pipeline {
     host_cache: HostCache,
+    /// The outer next hops' MACs encap reads, kept per worker.
+    macs: MacCopies,
     /// Identification of the outer headers this worker builds.
     ip_id: u16,
     icmp: TenantBuckets,
@@ -240,6 +242,7 @@ impl Pipeline {
         // tunnelling to one host rarely collide within a reassembly window.
         Pipeline {
             host_cache: HostCache::default(),
+            macs: MacCopies::default(),
             ip_id: worker.wrapping_mul(0x9e37),
             icmp: TenantBuckets::new(icmp, 0),
             icmp_each: icmp,
@@ -306,6 +309,16 @@ impl Pipeline {
     #[must_use]
     pub fn with_staged_from(mut self, flows: usize) -> Self {
         self.staged_from = flows;
+        self
+    }
+
+    /// Sizes this worker's copies of the MACs encap reads (tunnels' next
+    /// hops, hosts inside gretap tunnels) for the neighbour table `n`: one
+    /// for each of its slots, both regions, up to
+    /// [`crate::neighbour::MAX_MAC_COPIES`].
+    #[must_use]
+    pub fn with_neighbours(mut self, n: &Neighbours) -> Self {
+        self.macs = MacCopies::for_table(n);
         self
     }
 
