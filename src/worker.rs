@@ -234,8 +234,11 @@ impl Worker<'_> {
                     pipeline.apply_feedback(&self.counters, now);
                     // Parked fragments expire even when nothing arrives.
                     let (tx, counters) = (&mut self.tx, &*self.counters);
+                    // Not processing: the cycles of what this sends go uncounted.
+                    let mut tx_cycles = 0;
                     parked.run(pipeline, tables.get(), counters, now, |f, v| {
-                        send_or_set_aside(tx, counters, &mut txbuf, &mut aside, f.mbuf, v);
+                        let (buf, aside) = (&mut txbuf, &mut aside);
+                        send_or_set_aside(tx, counters, buf, aside, f.mbuf, v, &mut tx_cycles);
                     });
                     self.set_aside(&mut aside);
                 }
@@ -369,12 +372,13 @@ impl Worker<'_> {
                 }
                 continue;
             }
-            tx_cycles += send_or_set_aside(&mut self.tx, counters, txbuf, aside, mbuf, verdict);
+            let tx = &mut self.tx;
+            send_or_set_aside(tx, counters, txbuf, aside, mbuf, verdict, &mut tx_cycles);
         }
         if let StageRef::Gateway(pipeline, tables) = &mut stage {
             let tx = &mut self.tx;
             parked.run(pipeline, tables, counters, now, |f, v| {
-                tx_cycles += send_or_set_aside(tx, counters, txbuf, aside, f.mbuf, v);
+                send_or_set_aside(tx, counters, txbuf, aside, f.mbuf, v, &mut tx_cycles);
             });
         }
         tx_cycles
@@ -434,10 +438,13 @@ enum StageRef<'a> {
 }
 
 /// Puts a processed frame where its verdict sends it: a TX buffer (sent
-/// when full: the cycles that took are returned), the drops, the punts or
-/// a handoff. A frame to park was parked by the caller. Always inlined:
-/// the compiler called it, once a frame, and the call (six arguments, the
-/// verdict packed and unpacked again) cost more than the forward's push.
+/// when full: the cycles that took are added to `tx_cycles`), the drops,
+/// the punts or a handoff. A frame to park was parked by the caller.
+/// Always inlined: the compiler called it, once a frame, and the call (six
+/// arguments, the verdict packed and unpacked again) cost more than the
+/// forward's push. The cycles are added here, where a buffer is sent,
+/// rather than returned: a returned 0 was added to the caller's sum, kept
+/// on the stack, for every frame.
 #[inline(always)]
 fn send_or_set_aside(
     tx: &mut [Option<TxQueue>; MAX_PORTS],
@@ -446,19 +453,20 @@ fn send_or_set_aside(
     aside: &mut Aside,
     mbuf: Mbuf,
     verdict: Verdict,
-) -> u64 {
+    tx_cycles: &mut u64,
+) {
     match verdict {
         Verdict::Forward(out) => {
             let Some(buf) = txbuf.0.get_mut(usize::from(out)) else {
                 counters.count_drop(DropReason::NoEgress, 1);
                 aside.drops.push(mbuf);
-                return 0;
+                return;
             };
             buf.push(mbuf);
             if buf.is_full() {
                 let start = rdtsc();
                 flush(tx, counters, out, txbuf);
-                return rdtsc() - start;
+                *tx_cycles += rdtsc() - start;
             }
         }
         Verdict::Drop(reason) => {
@@ -478,7 +486,6 @@ fn send_or_set_aside(
             aside.drops.push(mbuf);
         }
     }
-    0
 }
 
 /// Sends port `out`'s buffer. What the queue does not take is dropped and
