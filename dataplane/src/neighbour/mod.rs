@@ -29,15 +29,19 @@
 //! reader that sees the same key twice around a valid MAC has that key's
 //! MAC (the seqlock argument, with the key as the sequence).
 //!
-//! **Copies.** A worker keeps the outer MACs it read ([`MacCopies`]), each
-//! with the count of changes it was read at: while no known MAC changed,
-//! a copy is its key's MAC, proved by one load of the count.
+//! **Copies.** A worker keeps the MACs encap read ([`MacCopies`], in
+//! copies.rs), each with the count of changes it was read at: while no
+//! known MAC changed, a copy is its key's MAC, proved by one load of the
+//! count.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::tenant::TenantId;
+
+mod copies;
+pub use copies::{MacCopies, MAC_COPIES, MAX_MAC_COPIES};
 
 /// Spaces above this are tenants (inner neighbours), below are ports.
 const INNER: u32 = 1 << 31;
@@ -428,184 +432,6 @@ impl Neighbours {
     fn find(&self, key: NeighKey) -> Option<usize> {
         let [a, b] = self.buckets_of(key);
         self.scan(a, key).or_else(|| self.scan(b, key))
-    }
-}
-
-/// A worker's copies of the MACs encap read (tunnels' next hops, and
-/// hosts inside gretap tunnels), each kept with the
-/// [`Neighbours::changes`] count it was read at: while the count is the
-/// same, no known MAC changed (another, failed, forgotten, or its slot
-/// retired, each of which counts), so the copy is still its key's MAC in
-/// the table, and a frame reads it with one load of the count and two
-/// compares of plain words instead of the slot's seqlock (two atomic
-/// loads of the key around the word's, which LLVM never folds into a
-/// `cmp`). Any change of any MAC makes every copy stale, to be read again
-/// from its slot once: changes are rare beside frames.
-///
-/// A copy is kept in its slot's place and holds its key: it is used for
-/// that key alone, so an adjacency of older tables, or a flow's hint,
-/// whose slot has gone to another key reads the slot, as before. By slot
-/// rather than by a hash of it, no two hosts a worker sends to take turns
-/// at one place: 256 places by the slot's low bits were read again from
-/// their slots for 99 % of the `encap` profile's frames (1000 tunnel
-/// hosts; callgrind: +40 instructions a frame).
-///
-/// Each table's count runs in a range of its own, so copies taken from
-/// one table are never taken for another's (the daemon makes one table;
-/// tests give a pipeline several).
-///
-/// A copy can be older than the table by the writer's own window alone:
-/// it swaps the slot's word, then counts the change; a frame whose count
-/// was loaded between the two gets the MAC the writer is replacing, as a
-/// frame that read the slot just before the swap does.
-#[derive(Clone, Debug)]
-pub struct MacCopies {
-    copies: Box<[MacCopy]>,
-}
-
-/// Slots a worker keeps copies for until [`MacCopies::for_table`] says how
-/// many: the default table's (`[arp] entries` 4096, 1024 of them the
-/// ports', two slots a key), 320 KiB, of which a worker touches the
-/// copies of the hosts it sends to.
-pub const MAC_COPIES: usize = 10_240;
-
-/// The most slots a worker keeps copies for (2 MiB; a flow's hint names
-/// no slot past `u16::MAX - 1` either): neighbours in slots past it are
-/// read from their slots each time.
-pub const MAX_MAC_COPIES: usize = 1 << 16;
-
-#[derive(Clone, Copy, Debug, Default)]
-#[repr(align(32))]
-struct MacCopy {
-    /// 0, no key's, while empty.
-    key: u64,
-    /// A valid slot word.
-    word: u64,
-    /// [`Neighbours::changes`] before the word was read.
-    changes: u64,
-}
-
-impl Default for MacCopies {
-    fn default() -> Self {
-        Self::with_slots(MAC_COPIES)
-    }
-}
-
-impl MacCopies {
-    /// Copies for each slot of `n`, up to [`MAX_MAC_COPIES`].
-    pub fn for_table(n: &Neighbours) -> Self {
-        Self::with_slots(n.slots())
-    }
-
-    fn with_slots(slots: usize) -> Self {
-        MacCopies {
-            copies: vec![MacCopy::default(); slots.min(MAX_MAC_COPIES)].into_boxed_slice(),
-        }
-    }
-
-    /// Writes the MAC of an adjacency's neighbour into `dst` when its
-    /// remembered slot holds it, valid: `true` exactly when
-    /// [`Neighbours::get_ref`] answers [`Lookup::Mac`] without a search,
-    /// from this worker's copy while no MAC changed. `false`, `dst`
-    /// untouched, is anything else (unresolved, failed, the slot moved
-    /// on), for `get_ref` to tell apart off the hot path: the caller then
-    /// needs no search, no three-way answer, and no registers for them.
-    #[inline(always)]
-    pub fn put_mac_ref(&mut self, n: &Neighbours, r: NeighRef, dst: &mut [u8; 6]) -> bool {
-        let changes = n.changes.load(Ordering::Acquire);
-        if let Some(c) = self.copies.get(r.slot as usize) {
-            if c.key == r.key.0 && c.changes == changes {
-                put_mac(c.word, dst);
-                return true;
-            }
-        }
-        self.refill(n, r, changes, dst)
-    }
-
-    /// [`Neighbours::get_hinted`] writing its MAC into `dst`, through this
-    /// worker's copy of the slot the hint names: `true` exactly when it
-    /// answers [`Lookup::Mac`] (the hint refreshed the same way), `false`
-    /// for the caller to ask `get_hinted` which of the other two it is. A
-    /// copy of the hinted slot holding `key` at the current count is the
-    /// slot's MAC, as its read would be, and that read leaves the hint.
-    #[inline(always)]
-    pub fn put_mac_hinted(
-        &mut self,
-        n: &Neighbours,
-        key: NeighKey,
-        hint: &mut u16,
-        dst: &mut [u8; 6],
-    ) -> bool {
-        let changes = n.changes.load(Ordering::Acquire);
-        // No hint (0) is slot `usize::MAX`, past any table: the range
-        // check sends it to the search, with no test of its own
-        // (callgrind: 3 instructions a frame going into a gretap tunnel).
-        if let Some(c) = self.copies.get(usize::from(*hint).wrapping_sub(1)) {
-            if c.key == key.0 && c.changes == changes {
-                put_mac(c.word, dst);
-                return true;
-            }
-        }
-        self.refill_hinted(n, key, hint, changes, dst)
-    }
-
-    /// [`MacCopies::put_mac_hinted`] past its copy: the hinted slot, else
-    /// the search and the slot found remembered, as
-    /// [`Neighbours::get_hinted`] does; the word copied as
-    /// [`MacCopies::refill`] copies it.
-    #[cold]
-    #[inline(never)]
-    fn refill_hinted(
-        &mut self,
-        n: &Neighbours,
-        key: NeighKey,
-        hint: &mut u16,
-        changes: u64,
-        dst: &mut [u8; 6],
-    ) -> bool {
-        let mut slot = usize::from(*hint).wrapping_sub(1);
-        let word = match n.valid_word(slot, key) {
-            Some(word) => word,
-            None => {
-                let Some(found) = n.find(key) else {
-                    return false;
-                };
-                *hint = u16::try_from(found + 1).unwrap_or(0);
-                slot = found;
-                match n.valid_word(slot, key) {
-                    Some(word) => word,
-                    None => return false,
-                }
-            }
-        };
-        self.keep(slot, key, word, changes);
-        put_mac(word, dst);
-        true
-    }
-
-    fn keep(&mut self, slot: usize, key: NeighKey, word: u64, changes: u64) {
-        if let Some(c) = self.copies.get_mut(slot) {
-            *c = MacCopy {
-                key: key.0,
-                word,
-                changes,
-            };
-        }
-    }
-
-    /// A copy read again from its slot, under the count `changes` loaded
-    /// (acquire) before the read: a change the read did not see is counted
-    /// after it, and makes the copy stale; one it saw early only makes the
-    /// copy stale sooner.
-    #[cold]
-    #[inline(never)]
-    fn refill(&mut self, n: &Neighbours, r: NeighRef, changes: u64, dst: &mut [u8; 6]) -> bool {
-        let Some(word) = n.valid_word(r.slot as usize, r.key) else {
-            return false;
-        };
-        self.keep(r.slot as usize, r.key, word, changes);
-        put_mac(word, dst);
-        true
     }
 }
 
