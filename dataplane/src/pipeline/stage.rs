@@ -134,9 +134,21 @@ impl Pipeline {
         let mut frame_of = [0u8; BULK_MAX];
         let mut n = 0;
         let mut staged = 0;
+        // The hits' public next hops: frames of a burst mostly go to a few
+        // destinations, so each run of one destination is resolved once
+        // (`dsts[r]` is the `r`th run's), the runs' routes are looked up
+        // together, and runs through the router of the run before share
+        // its hop (an on-link destination is its own neighbour).
+        let mut dsts = [0u32; BULK_MAX];
+        let mut runs = 0;
+        // The last run's destination, widened so that the first hit, whose
+        // address no `u64::MAX` is, starts a run with one compare: `runs ==
+        // 0 || dsts[runs - 1] != dst` tested the count and the index too.
+        let mut last = u64::MAX;
         // A table below `STAGED_FROM` flows is looked up as each frame is
-        // read, as in `stage_public`; the second pass below stays, for the
-        // hits' next hops (callgrind: 10 instructions a frame).
+        // read, as in `stage_public`, and the hit's run found there too: a
+        // second pass over the hints for the runs alone cost 10 instructions
+        // a frame (callgrind).
         let cached = self.flows.len() < self.staged_from;
         // Slices cut to length, not `take`, as in `stage_public`.
         let burst = hints.len().min(BULK_MAX);
@@ -160,10 +172,21 @@ impl Pipeline {
             if cached {
                 // Into the hint, as in `stage_public`.
                 *hint = Hint(Stage::Tunnel(p, FlowLookup::Miss, tunnelled));
-                let Hint(Stage::Tunnel(_, found, _)) = hint else {
+                let Hint(Stage::Tunnel(p, found, tunnelled)) = hint else {
                     continue;
                 };
                 self.marked_or_looked_up(frame.mark(), &key, now, found);
+                let Some((id, _)) = found.hit() else {
+                    continue;
+                };
+                self.flows.prefetch_value(pf, id);
+                let dst = p.dst();
+                if u64::from(dst) != last {
+                    last = u64::from(dst);
+                    dsts[runs] = dst;
+                    runs += 1;
+                }
+                tunnelled.hop = (runs - 1) as u8;
                 continue;
             }
             // A frame the NIC marked with its live flow is left out of the
@@ -172,46 +195,35 @@ impl Pipeline {
                 self.marked_or_queued(frame.mark(), key, i, &mut keys, &mut frame_of, &mut n);
             *hint = Hint(Stage::Tunnel(p, found, tunnelled));
         }
-        let mut found = [FlowLookup::Miss; BULK_MAX];
         if !cached {
+            let mut found = [FlowLookup::Miss; BULK_MAX];
             self.flows
                 .lookup_bulk_with(pf, &keys[..n], now, &mut found[..n]);
-        }
-        // The hits' public next hops: frames of a burst mostly go to a few
-        // destinations, so each run of one destination is resolved once
-        // (`dsts[r]` is the `r`th run's), the runs' routes are looked up
-        // together, and runs through the router of the run before share
-        // its hop (an on-link destination is its own neighbour).
-        // One pass over the staged hints gives the queued frames their
-        // lookups (`frame_of` is in frame order, and holds tunnelled
-        // frames only) and the hits their runs: two passes cost 2 more a
-        // frame; a peekable iterator over the queue for the cursor, 7 more.
-        let mut dsts = [0u32; BULK_MAX];
-        let mut runs = 0;
-        // The last run's destination, widened so that the first hit, whose
-        // address no `u64::MAX` is, starts a run with one compare: `runs ==
-        // 0 || dsts[runs - 1] != dst` tested the count and the index too.
-        let mut last = u64::MAX;
-        let mut j = 0;
-        for (i, hint) in hints[..staged].iter_mut().enumerate() {
-            let Hint(Stage::Tunnel(p, f, tunnelled)) = hint else {
-                continue;
-            };
-            if j < n && usize::from(frame_of[j]) == i {
-                *f = found[j];
-                j += 1;
+            // One pass over the staged hints gives the queued frames their
+            // lookups (`frame_of` is in frame order, and holds tunnelled
+            // frames only) and the hits their runs: two passes cost 2 more a
+            // frame; a peekable iterator over the queue for the cursor, 7 more.
+            let mut j = 0;
+            for (i, hint) in hints[..staged].iter_mut().enumerate() {
+                let Hint(Stage::Tunnel(p, f, tunnelled)) = hint else {
+                    continue;
+                };
+                if j < n && usize::from(frame_of[j]) == i {
+                    *f = found[j];
+                    j += 1;
+                }
+                let Some((id, _)) = f.hit() else {
+                    continue;
+                };
+                self.flows.prefetch_value(pf, id);
+                let dst = p.dst();
+                if u64::from(dst) != last {
+                    last = u64::from(dst);
+                    dsts[runs] = dst;
+                    runs += 1;
+                }
+                tunnelled.hop = (runs - 1) as u8;
             }
-            let Some((id, _)) = f.hit() else {
-                continue;
-            };
-            self.flows.prefetch_value(pf, id);
-            let dst = p.dst();
-            if u64::from(dst) != last {
-                last = u64::from(dst);
-                dsts[runs] = dst;
-                runs += 1;
-            }
-            tunnelled.hop = (runs - 1) as u8;
         }
         self.resolve_runs(t, &dsts[..runs]);
     }
