@@ -176,10 +176,12 @@ impl Pipeline {
                     continue;
                 };
                 self.marked_or_looked_up(frame.mark(), &key, now, found);
-                let Some((id, _)) = found.hit() else {
+                // No value prefetch: below `STAGED_FROM` the table is in
+                // the cache, as `stage_public` found (with it, staged nat and
+                // encap +3: the worker's frame loop was allocated again).
+                if found.hit().is_none() {
                     continue;
-                };
-                self.flows.prefetch_value(pf, id);
+                }
                 let dst = p.dst();
                 if u64::from(dst) != last {
                     last = u64::from(dst);
