@@ -182,13 +182,7 @@ impl Pipeline {
                 if found.hit().is_none() {
                     continue;
                 }
-                let dst = p.dst();
-                if u64::from(dst) != last {
-                    last = u64::from(dst);
-                    dsts[runs] = dst;
-                    runs += 1;
-                }
-                tunnelled.hop = (runs - 1) as u8;
+                tunnelled.hop = run_of(p.dst(), &mut dsts, &mut runs, &mut last);
                 continue;
             }
             // A frame the NIC marked with its live flow is left out of the
@@ -218,13 +212,7 @@ impl Pipeline {
                     continue;
                 };
                 self.flows.prefetch_value(pf, id);
-                let dst = p.dst();
-                if u64::from(dst) != last {
-                    last = u64::from(dst);
-                    dsts[runs] = dst;
-                    runs += 1;
-                }
-                tunnelled.hop = (runs - 1) as u8;
+                tunnelled.hop = run_of(p.dst(), &mut dsts, &mut runs, &mut last);
             }
         }
         self.resolve_runs(t, &dsts[..runs]);
@@ -359,4 +347,20 @@ impl Pipeline {
         let staged = Some((*found, tunnelled.hop));
         self.tenant_hit_plain(cx, whose, f, ip_at, p, staged)
     }
+}
+
+/// The run of one destination a hit to `dst` belongs to, the hit after
+/// the burst's hits before it: a new run (its destination in
+/// `dsts[runs]`) when `dst` is not the last run's. `last` is that
+/// destination widened, so that the first hit, whose address no
+/// `u64::MAX` is, starts a run with one compare. Loose locals, not a
+/// struct: as one, its fields went through memory (staged decap +12).
+#[inline(always)]
+fn run_of(dst: u32, dsts: &mut [u32; BULK_MAX], runs: &mut usize, last: &mut u64) -> u8 {
+    if u64::from(dst) != *last {
+        *last = u64::from(dst);
+        dsts[*runs] = dst;
+        *runs += 1;
+    }
+    (*runs - 1) as u8
 }
