@@ -180,6 +180,7 @@ pub struct Pipeline {
 }
 
 pub mod admin;
+mod ahead;
 mod arp;
 mod encap;
 mod fragment;
