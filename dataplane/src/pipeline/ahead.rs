@@ -13,8 +13,10 @@
 //! is still processed end to end under its own snapshot, and the next is
 //! only prefetched, never processed early (docs/decisions.md).
 
-use super::hit::read_public;
 use super::*;
+
+/// An IPv4 header without options, as the stage's hits have.
+const IHL: usize = 20;
 
 impl Pipeline {
     /// Whether a worker should receive the next burst of a queue that
@@ -45,10 +47,39 @@ impl Pipeline {
         if !public || !self.may_hit(t) {
             return;
         }
-        for frame in frames.take(BULK_MAX) {
-            if let Some(p) = read_public(frame) {
-                self.flows.prefetch_buckets(pf, &p.key(Zone::PUBLIC));
+        for frame in frames {
+            if let Some(key) = public_key(frame) {
+                self.flows.prefetch_buckets(pf, &key);
             }
         }
     }
+}
+
+/// The key the public stage looks a TCP or UDP frame up by
+/// (`Plain::parse`, `Plain::key`), read as far as a prefetch needs: the
+/// addresses and the ports' word as the key keeps them. None of the
+/// parser's checks (checksum, TTL, fragment, TCP flags, lengths past the
+/// ports): a frame the stage then leaves to the full path costs two
+/// prefetches, and the whole parse cost the daemon's worker ~100
+/// instructions a frame (docs/perf.md, session 14). ICMP, whose key is
+/// the echo's identifier twice, is left out.
+#[inline(always)]
+fn public_key(frame: &[u8]) -> Option<FlowKey> {
+    // One length check for every byte read.
+    let f = frame.first_chunk::<{ ETH + IHL + 4 }>()?;
+    let (ip, protocol) = (ETH, IpProtocol(f[ETH + 9]));
+    if f[12..14] != EtherType::IPV4.0.to_be_bytes()
+        || f[ip] != 0x45
+        || !(protocol == IpProtocol::TCP || protocol == IpProtocol::UDP)
+    {
+        return None;
+    }
+    let word = |at: usize| u32::from_le_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+    Some(FlowKey::from_wire(
+        Zone::PUBLIC,
+        protocol.0,
+        word(ip + 12),
+        word(ip + 16),
+        word(ip + IHL),
+    ))
 }

@@ -566,7 +566,7 @@ impl Pipeline {
 /// A frame from a public port as the public stage reads it: a plain
 /// IPv4 packet, or `None` for the full path.
 #[inline(always)]
-pub(super) fn read_public(data: &[u8]) -> Option<Plain> {
+fn read_public(data: &[u8]) -> Option<Plain> {
     data.get(12..14)
         .filter(|&ethertype| ethertype == EtherType::IPV4.0.to_be_bytes())
         .and_then(|_| Plain::parse(data.get(ETH..)?))
