@@ -126,18 +126,6 @@ pub enum Stage {
 /// Frames waiting to be sent, one buffer per port.
 struct TxBuffers([Burst; MAX_PORTS]);
 
-/// Which of the worker's two RX bursts is in hand, and whether the other
-/// holds a queue's next burst, received before the one in hand was
-/// processed (`Pipeline::prefetch_ahead`). Held only when a queue gave a
-/// whole burst in a table past `flow::STAGED_FROM` flows, one queue at a
-/// time: the mbuf budget counts one RX burst more a worker
-/// (`Config::worker_mbufs_in_flight`).
-struct Ahead {
-    cur: usize,
-    /// The queue the held burst came from.
-    held: Option<usize>,
-}
-
 /// Later fragments waiting for their first, in the spots the pipeline
 /// chose (`dataplane::fragments::park`).
 type Parking = Parked<MbufFrame<Mbuf>>;
@@ -166,10 +154,6 @@ impl Worker<'_> {
     pub fn run(mut self) {
         let mut txbuf = TxBuffers(std::array::from_fn(|_| Burst::new()));
         let mut burst = Burst::new();
-        // The RX bursts: the one in hand at `cur`, and at `cur ^ 1` the
-        // next burst of queue `held`, received ahead (see `Ahead`).
-        let mut rx = [Burst::new(), Burst::new()];
-        let mut ahead = Ahead { cur: 0, held: None };
         let mut aside = Aside {
             drops: Burst::new(),
             punts: Burst::new(),
@@ -189,33 +173,16 @@ impl Worker<'_> {
             let mut saturated = false;
             for q in 0..self.rx.len() {
                 let start = rdtsc();
-                if ahead.held == Some(q) {
-                    // Its buckets were fetched while the last burst ran.
-                    ahead.cur ^= 1;
-                    ahead.held = None;
-                } else if self.rx[q].rx_burst(&mut rx[ahead.cur]) == 0 {
+                let n = self.rx[q].rx_burst(&mut burst);
+                if n == 0 {
                     continue;
                 }
-                let [a, b] = &mut rx;
-                let (burst, next) = if ahead.cur == 0 { (a, b) } else { (b, a) };
-                let n = burst.len();
                 saturated |= n == BURST;
                 let port = self.rx[q].port().0;
-                // A whole burst: the next is waiting in the queue. Received
-                // now and its buckets fetched, it is processed next loop.
-                if n == BURST && ahead.held.is_none() {
-                    if let Stage::Gateway { pipeline, tables } = &mut self.stage {
-                        if pipeline.looks_ahead() && self.rx[q].rx_burst(next) != 0 {
-                            ahead.held = Some(q);
-                            let frames = next.iter().map(|m| &m[..]);
-                            pipeline.prefetch_ahead(tables.get(), port, frames, &RtePrefetch);
-                        }
-                    }
-                }
                 let received = rdtsc();
                 let tx_cycles = self.process(
                     Some(port),
-                    burst,
+                    &mut burst,
                     &mut txbuf,
                     &mut aside,
                     &mut parked,
@@ -280,20 +247,6 @@ impl Worker<'_> {
                 self.counters.cycles.set(now - started);
                 last_drain = now;
             }
-        }
-        // A burst received ahead completes too.
-        if let Some(q) = ahead.held {
-            let port = self.rx[q].port().0;
-            let held = &mut rx[ahead.cur ^ 1];
-            self.process(
-                Some(port),
-                held,
-                &mut txbuf,
-                &mut aside,
-                &mut parked,
-                rdtsc(),
-            );
-            self.set_aside(&mut aside);
         }
         self.flush_all(&mut txbuf);
     }

@@ -534,14 +534,13 @@ impl Config {
     }
 
     /// Mbufs a worker may hold besides its mempool cache and the fragments
-    /// it parks: the RX burst it is processing, the next burst of a queue
-    /// that gave a whole one, received ahead of it (src/worker.rs,
-    /// `Ahead`), and a TX buffer for each port, which holds frames until
-    /// it has a burst of them or the drain deadline comes. A burst each:
-    /// with two ports 128, where one RX burst and one TX buffer (64) were
-    /// counted until session 11, and no burst ahead until session 14.
+    /// it parks: the RX burst it is processing, and a TX buffer for each
+    /// port, which holds frames until it has a burst of them or the drain
+    /// deadline comes (src/worker.rs). A burst each: with two ports 96,
+    /// where one RX burst and one TX buffer (64) were counted until
+    /// session 11.
     pub fn worker_mbufs_in_flight(&self) -> u64 {
-        u64::from(BURST) * (2 + self.ports.len() as u64)
+        u64::from(BURST) * (1 + self.ports.len() as u64)
     }
 
     /// Where the mbufs of [`Config::mbufs_needed`] can be at once.

@@ -331,24 +331,24 @@ fn mempool_too_small_says_how_many_are_needed() {
         &[(
             11,
             &[
-                "mbufs 14201 is too few",
+                "mbufs 14137 is too few",
                 "descriptors of all ports (6144)",
-                "2 worker(s) × (cache_size 128 + 128 in flight",
-                "(704)",
+                "2 worker(s) × (cache_size 128 + 96 in flight",
+                "(640)",
                 "punt, inject and handoff rings (6 × 1023)",
                 "[arp] max_held 1024",
                 "fragments parked and being cut (192)",
-                "need 14202",
-                "at least 14202",
+                "need 14138",
+                "at least 14138",
                 "16383",
             ],
         )],
     );
     // One more mbuf is enough: the formula is exact.
     let text = std::fs::read_to_string(data("mempool-small.toml")).unwrap();
-    let one_more = text.replace("mbufs = 14201", "mbufs = 14202");
+    let one_more = text.replace("mbufs = 14137", "mbufs = 14138");
     let config = parse(&one_more, "x.toml", &cpus("0-3")).unwrap();
-    assert_eq!(config.mbufs_needed(), 14202);
+    assert_eq!(config.mbufs_needed(), 14138);
     // Issue 9, defect 2: the frames the resolver holds come out of the
     // pool too, so holding one fewer makes do with one mbuf fewer.
     let held_less = format!("{text}\n[arp]\nmax_held = 1023\n");
@@ -356,7 +356,7 @@ fn mempool_too_small_says_how_many_are_needed() {
         parse(&held_less, "x.toml", &cpus("0-3"))
             .unwrap()
             .mbufs_needed(),
-        14201
+        14137
     );
 }
 
@@ -727,19 +727,19 @@ fn pci_config_eal_args_and_queues() {
     // Worker order is file order: worker 0 (lcore 2) owns TX queue 0.
     assert_eq!(config.workers[0].lcore, 2);
     // Descriptors 2×1024 + 2×1024 + 2×1024 + 2×1024 + 1×1024 + 2×1024, the
-    // two workers 2×(256 + 32×(2 + 3 ports)) (an RX burst, one received
-    // ahead and a TX buffer for each port) and the main lcore 256 + 64, the punt and inject
+    // two workers 2×(256 + 32×(1 + 3 ports)) (an RX burst and a TX buffer
+    // for each port) and the main lcore 256 + 64, the punt and inject
     // rings of two workers and two handoff rings 6×1023, the resolver's
     // hold of 1024, and 2×64 parked fragments and the 64 pieces of a
     // datagram being cut.
     let b = config.mbuf_budget();
     assert_eq!(
         (b.descriptors, b.lcores, b.rings, b.held, b.fragments),
-        (11 * 1024, 1152, 6 * 1023, 1024, 3 * 64)
+        (11 * 1024, 1088, 6 * 1023, 1024, 3 * 64)
     );
     assert_eq!(
         config.mbufs_needed(),
-        11 * 1024 + 1152 + 6 * 1023 + 1024 + 3 * 64
+        11 * 1024 + 1088 + 6 * 1023 + 1024 + 3 * 64
     );
 }
 

@@ -4530,66 +4530,6 @@ fn the_fast_path_and_its_staging_answer_as_the_full_path_does() {
     }
 }
 
-/// Issue 13, session 14: a burst a worker received ahead of the one in
-/// hand (`Pipeline::prefetch_ahead`) has the buckets its own stage will
-/// look up prefetched, in the order the stage's lookup prefetches them:
-/// both buckets of each plain frame from a public port (hits and misses
-/// alike), nothing for a frame the stage leaves to the full path, and
-/// nothing on an underlay port, whose keys need the tenant behind the
-/// tunnel.
-#[test]
-fn a_burst_received_ahead_has_its_stages_buckets_prefetched() {
-    #[derive(Default)]
-    struct Recorded(std::cell::RefCell<Vec<usize>>);
-    impl dataplane::flow::Prefetch for Recorded {
-        const INSTRUCTION: bool = true;
-        fn prefetch<T>(&self, r: &T) {
-            self.0.borrow_mut().push(r as *const T as usize);
-        }
-    }
-    let mut gw = Gw::new();
-    let flows = dataplane::flow::STAGED_FROM as u16;
-    assert!(!gw.pipeline.looks_ahead(), "an empty table is in the cache");
-    for sport in 0..flows {
-        let open = udp_from(CLIENT, 1024 + sport, EIP1, 53);
-        assert_eq!(gw.client_sends(&open, 0).0, Verdict::Forward(UND));
-    }
-    assert!(gw.pipeline.looks_ahead(), "{flows} flows: staged in bulk");
-    // Hits spread over the table, two new flows and a frame that is no
-    // IPv4 (left to the full path).
-    let mut ips: Vec<Vec<u8>> = (0..29)
-        .map(|i| udp_from(CLIENT, 1024 + i * 70, EIP1, 53))
-        .collect();
-    ips.push(udp_from(CLIENT, 60000, EIP1, 53));
-    ips.push(udp_from(CLIENT, 60001, EIP1, 53));
-    let mut frames: Vec<Vec<u8>> = ips
-        .iter()
-        .map(|ip| eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, ip))
-        .collect();
-    frames.insert(7, eth(PUB_MAC, CLIENT_MAC, EtherType(0x86dd), &ips[0]));
-    assert_eq!(frames.len(), 32);
-    let ahead = Recorded::default();
-    let burst = frames.iter().map(|f| &f[..]);
-    gw.pipeline.prefetch_ahead(&gw.tables, PUB, burst, &ahead);
-    let ahead = ahead.0.into_inner();
-    assert_eq!(ahead.len(), 2 * 31, "both buckets of each plain frame");
-    let staged = Recorded::default();
-    let mut hints = [Hint::default(); 32];
-    let burst = frames.iter().map(|f| &f[..]);
-    gw.pipeline
-        .stage_public(&gw.tables, PUB, burst, &staged, 0, &mut hints);
-    let staged = staged.0.into_inner();
-    assert!(
-        staged.starts_with(&ahead),
-        "ahead {ahead:x?}, the stage's {staged:x?}"
-    );
-    assert_eq!(hints.iter().filter(|h| h.is_hit()).count(), 29);
-    let ahead = Recorded::default();
-    let burst = frames.iter().map(|f| &f[..]);
-    gw.pipeline.prefetch_ahead(&gw.tables, UND, burst, &ahead);
-    assert!(ahead.0.into_inner().is_empty(), "not on the underlay");
-}
-
 /// Issue 13: a staged frame that will open a flow toward an elastic IP
 /// has its new flow's reply-key buckets prefetched by the stage, two
 /// lines beyond its lookup's four (both buckets, the candidate entry's

@@ -531,7 +531,7 @@ fn mempool_size(config: &Config, raw: &RawConfig, r: &mut Report) {
     r.at(
         place,
         format!(
-            "mbufs {have}{default} is too few: the RX/TX descriptors of all ports ({}), {} worker(s) × (cache_size {cache} + {} in flight: a burst received, one received ahead and a TX buffer for each of {} ports) and the control plane (cache_size {cache} + {CONTROL_MBUFS_IN_FLIGHT}) ({}), the punt, inject and handoff rings ({} × {}), the frames the resolver may hold ([arp] max_held {}) and the fragments parked and being cut ({}) need {needed}; set [mempool] mbufs to at least {needed} (e.g. {suggest}), or lower those",
+            "mbufs {have}{default} is too few: the RX/TX descriptors of all ports ({}), {} worker(s) × (cache_size {cache} + {} in flight: a burst received and a TX buffer for each of {} ports) and the control plane (cache_size {cache} + {CONTROL_MBUFS_IN_FLIGHT}) ({}), the punt, inject and handoff rings ({} × {}), the frames the resolver may hold ([arp] max_held {}) and the fragments parked and being cut ({}) need {needed}; set [mempool] mbufs to at least {needed} (e.g. {suggest}), or lower those",
             b.descriptors,
             config.workers.len(),
             config.worker_mbufs_in_flight(),

@@ -301,21 +301,6 @@ impl<V> FlowTable<V> {
         pf.prefetch(self.bucket(self.alt(b, sig)));
     }
 
-    /// Starts bringing in the two buckets a lookup of `key` will search:
-    /// for a burst received ahead of the one in hand, whose own staged
-    /// lookup then finds them in the cache (`pipeline::ahead`). The lines
-    /// [`FlowTable::prefetch_insert`] fetches, for a key to be looked up
-    /// rather than inserted. Nothing for [`TouchLoads`].
-    #[inline]
-    pub fn prefetch_buckets<P: Prefetch>(&self, pf: &P, key: &FlowKey) {
-        if !P::INSTRUCTION {
-            return;
-        }
-        let (sig, b) = self.locate(key);
-        pf.prefetch(self.bucket(b));
-        pf.prefetch(self.bucket(self.alt(b, sig)));
-    }
-
     /// Starts bringing flow `id`'s value into the cache: for the hits of a
     /// staged lookup, before they are processed (no liveness check, which
     /// would itself wait for a line of the live bitmap).

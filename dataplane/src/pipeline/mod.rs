@@ -180,7 +180,6 @@ pub struct Pipeline {
 }
 
 pub mod admin;
-mod ahead;
 mod arp;
 mod encap;
 mod fragment;
