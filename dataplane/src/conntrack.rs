@@ -96,7 +96,7 @@ pub struct Lifetimes {
     /// What [`Lifetimes::of`] gives the fast path's connections, at
     /// [`plain_at`] their answer and protocol: one load where the
     /// protocol's match, the TCP state's and the unreplied minimum took
-    /// 15 instructions (callgrind: staged nat −7 a frame, docs/perf.md).
+    /// 13 instructions a hit (callgrind: staged nat −7 a frame, docs/perf.md).
     plain: [u64; 24],
 }
 
