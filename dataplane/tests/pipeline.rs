@@ -4575,6 +4575,30 @@ fn a_staged_miss_that_will_open_a_flow_prefetches_its_reply_keys_buckets() {
     );
 }
 
+/// A frame on the public port whose ethertype is not IPv4 but whose bytes
+/// after the Ethernet header are those of a live flow's plain packet is
+/// not a hit, staged or not: the public stage reads the ethertype before
+/// the IPv4 header (pipeline/hit.rs's `read_public`), and the full path
+/// drops the frame for its ethertype.
+#[test]
+fn a_flows_packet_behind_another_ethertype_is_no_hit() {
+    let mut gw = Gw::new();
+    let ip = udp_from(CLIENT, 5000, EIP1, 53);
+    assert_eq!(gw.client_sends(&ip, 0).0, Verdict::Forward(UND));
+    for path in [Path::Staged, Path::Unstaged, Path::Full] {
+        let plain = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &ip);
+        let (v, _) = run_checked(&mut gw, path, &plain, PUB, Checked::Unknown);
+        assert_eq!(v, Verdict::Forward(UND), "the flow's packet, {path:?}");
+        let other = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV6, &ip);
+        let (v, _) = run_checked(&mut gw, path, &other, PUB, Checked::Unknown);
+        assert_eq!(
+            v,
+            Verdict::Drop(DropReason::EtherType),
+            "behind IPv6's ethertype, {path:?}"
+        );
+    }
+}
+
 /// Runs one frame received on `port`, which the NIC says of its outer
 /// IPv4 checksum `checked`, by `path`: the full path, the fast path
 /// unstaged, or staged as the daemon's workers stage a burst.
