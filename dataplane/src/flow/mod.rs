@@ -152,7 +152,10 @@
 //! 11's, where `rte_hash` runs ~55 % faster, 0.90–0.93× at 1M and
 //! 0.93–0.96× at 10M (ours loses on lines that come from L3, and per
 //! key in the cache-missing stages, not on instructions: with every line
-//! in L2 it is 1.46×); with touching loads 0.72–0.85×.
+//! in L2 it is 1.46×); with touching loads 0.72–0.85×. Most of that loss
+//! was a branch, not the lines: `FlowTable::alt`'s wrap, compiled to a
+//! branch mispredicted for half the keys of the first stage; without it
+//! (session 14) 1.08–1.13× at 1M and 1.04× at 10M.
 //! Prefetching only the primary bucket, and the alternative only for the
 //! ~8 % of keys with no candidate there, measured worse (0.77× against
 //! 0.84–0.89×): those keys cost the burst a third round of misses. Single
