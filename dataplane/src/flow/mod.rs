@@ -732,10 +732,10 @@ impl<V> FlowTable<V> {
     ///
     /// The wrap is a remainder by multiplication, not a choice: `off` and
     /// `b` are independent, so `off >= b` holds for half the keys, and LLVM
-    /// compiled that choice (written as an `if`, as a borrow mask, or as a
-    /// select: x86's cmov conversion turns each back into one) to a branch
-    /// in the staged lookup's first stage, mispredicted for about half of
-    /// a burst's keys while their bucket prefetches were being issued.
+    /// compiled that choice (written as an `if`; as a borrow mask, session
+    /// 12, the same code) to a branch in the staged lookup's first stage,
+    /// mispredicted for about half of a burst's keys while their bucket
+    /// prefetches were being issued (docs/perf.md, session 14).
     #[inline(always)]
     fn alt(&self, b: u32, sig: u16) -> u32 {
         let off = fastrange(u32::from(sig).wrapping_mul(0x9e37_79b1), self.nb);
