@@ -152,7 +152,10 @@
 //! 11's, where `rte_hash` runs ~55 % faster, 0.90–0.93× at 1M and
 //! 0.93–0.96× at 10M (ours loses on lines that come from L3, and per
 //! key in the cache-missing stages, not on instructions: with every line
-//! in L2 it is 1.46×); with touching loads 0.72–0.85×.
+//! in L2 it is 1.46×); with touching loads 0.72–0.85×. Most of that loss
+//! was a branch, not the lines: `FlowTable::alt`'s wrap, compiled to a
+//! branch mispredicted for half the keys of the first stage; without it
+//! (session 14) 1.08–1.13× at 1M and 1.04× at 10M.
 //! Prefetching only the primary bucket, and the alternative only for the
 //! ~8 % of keys with no candidate there, measured worse (0.77× against
 //! 0.84–0.89×): those keys cost the burst a third round of misses. Single
@@ -460,6 +463,8 @@ pub struct FlowTable<V> {
     bfs: Box<[Step]>,
     seed: [u64; 2],
     nb: u32,
+    /// [`fastmod_multiplier`] of `nb`, for [`FlowTable::alt`].
+    nb_mod: u64,
     free_head: u32,
     len: u32,
     sweep_at: u32,
@@ -484,6 +489,20 @@ impl<V> fmt::Debug for FlowTable<V> {
 #[inline(always)]
 fn fastrange(x: u32, n: u32) -> u32 {
     ((u64::from(x) * u64::from(n)) >> 32) as u32
+}
+
+/// `u64::MAX / n + 1` (wrapping: 0 for `n` = 1), the multiplier with which
+/// [`fastmod`] divides by `n`.
+const fn fastmod_multiplier(n: u32) -> u64 {
+    (u64::MAX / n as u64).wrapping_add(1)
+}
+
+/// `x % n` for any `x` and `n` of 32 bits, from `m` =
+/// [`fastmod_multiplier`]`(n)`: two multiplies and no branch (Lemire, Kaser
+/// and Kurz, "Faster remainder by direct computation", 2019).
+#[inline(always)]
+fn fastmod(x: u32, n: u32, m: u64) -> u32 {
+    ((u128::from(m.wrapping_mul(u64::from(x))) * u128::from(n)) >> 64) as u32
 }
 
 impl<V: Default> FlowTable<V> {
@@ -521,6 +540,7 @@ impl<V: Default> FlowTable<V> {
             bfs: vec![Step::default(); BFS_NODES].into_boxed_slice(),
             seed: [sm.next_u64(), sm.next_u64()],
             nb: nb32,
+            nb_mod: fastmod_multiplier(nb32),
             free_head: 0,
             len: 0,
             sweep_at: 0,
@@ -709,14 +729,22 @@ impl<V> FlowTable<V> {
 
     /// The other bucket of a key with signature `sig` that is in bucket
     /// `b`: `(off(sig) - b) mod nb`, its own inverse.
+    ///
+    /// The wrap is a remainder by multiplication, not a choice: `off` and
+    /// `b` are independent, so `off >= b` holds for half the keys, and LLVM
+    /// compiled that choice (written as an `if`; as a borrow mask, session
+    /// 12, the same code) to a branch in the staged lookup's first stage,
+    /// mispredicted for about half of a burst's keys while their bucket
+    /// prefetches were being issued (docs/perf.md, session 14).
     #[inline(always)]
     fn alt(&self, b: u32, sig: u16) -> u32 {
         let off = fastrange(u32::from(sig).wrapping_mul(0x9e37_79b1), self.nb);
-        if off >= b {
-            off - b
-        } else {
-            off + self.nb - b
-        }
+        // In 1..2 nb (off and b are below nb, itself below 2^31).
+        fastmod(
+            off.wrapping_add(self.nb).wrapping_sub(b),
+            self.nb,
+            self.nb_mod,
+        )
     }
 
     #[inline(always)]
@@ -867,13 +895,62 @@ mod tests {
         assert!(t.hit_at(id, Direction::Forward, &twin, 0).is_none());
     }
 
+    /// `fastmod` is `%` for every divisor a table can have, at the
+    /// dividends `alt` gives it and at the edges of 32 bits.
+    #[test]
+    fn fastmod_is_the_remainder() {
+        let mut rng = testgen::SplitMix64::new(3);
+        let top = u32::try_from(MAX_CAPACITY).unwrap();
+        let divisors = [
+            1,
+            2,
+            3,
+            5,
+            7,
+            64,
+            1000,
+            312_500,
+            3_125_000,
+            (1 << 30) + 3,
+            top,
+        ];
+        let random: Vec<u32> = (0..200)
+            .map(|_| rng.below(u64::from(top)) as u32 + 1)
+            .collect();
+        for n in divisors.into_iter().chain(random) {
+            let m = fastmod_multiplier(n);
+            let edges = [
+                0,
+                1,
+                n - 1,
+                n,
+                n.wrapping_add(1),
+                2 * n - 1,
+                u32::MAX - 1,
+                u32::MAX,
+            ];
+            for x in edges
+                .into_iter()
+                .chain((0..200).map(|_| rng.next_u64() as u32))
+            {
+                assert_eq!(fastmod(x, n, m), x % n, "{x} % {n}");
+            }
+        }
+    }
+
     #[test]
     fn alt_is_an_involution() {
-        let t: FlowTable<()> = FlowTable::with_seed(1000, 1).unwrap();
-        for b in 0..t.nb {
-            for sig in [1u16, 2, 77, 0xffff] {
-                assert_eq!(t.alt(t.alt(b, sig), sig), b);
-                assert!(t.alt(b, sig) < t.nb);
+        for cap in [1, 3, 1000] {
+            let t: FlowTable<()> = FlowTable::with_seed(cap, 1).unwrap();
+            for b in 0..t.nb {
+                for sig in [1u16, 2, 77, 0x8000, 0xffff] {
+                    // (off(sig) - b) mod nb, as the bucket of a moved key
+                    // was always found.
+                    let off = fastrange(u32::from(sig).wrapping_mul(0x9e37_79b1), t.nb);
+                    let want = (off + t.nb - b) % t.nb;
+                    assert_eq!(t.alt(b, sig), want, "{b} {sig} of {}", t.nb);
+                    assert_eq!(t.alt(want, sig), b);
+                }
             }
         }
     }
