@@ -51,13 +51,15 @@ impl Pipeline {
         // (callgrind: 3 instructions a frame).
         let inner_len = f.len();
         let len = usize::from(adj.header_len);
-        if f.prepend(len).is_none() {
+        // The whole frame from the prepend itself: a `data_mut` after it
+        // worked out an mbuf's data place and length again.
+        let Some(data) = f.prepend_whole(len) else {
             return false;
-        }
+        };
         // A frame too short for an IPv4 header is given back here, not
         // refused before the prepend: two tests there were merged into
         // one with `setb`s (callgrind: 2 instructions a frame).
-        let (h, ip) = f.data_mut().split_at_mut(len);
+        let (h, ip) = data.split_at_mut(len);
         let Some(ip) = ip.first_chunk::<20>() else {
             f.adj(len);
             return false;
