@@ -29,6 +29,10 @@ pub trait Held {
     fn m(&self) -> &Mbuf;
     fn data_mut(&mut self) -> &mut [u8];
     fn prepend(&mut self, len: usize) -> Option<&mut [u8]>;
+    fn prepend_whole(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.prepend(len)?;
+        Some(self.data_mut())
+    }
     fn append(&mut self, len: usize) -> Option<&mut [u8]>;
     fn adj(&mut self, len: usize) -> bool;
     fn trim(&mut self, len: usize) -> bool;
@@ -92,6 +96,11 @@ impl Held for Writable<'_> {
     }
 
     #[inline]
+    fn prepend_whole(&mut self, len: usize) -> Option<&mut [u8]> {
+        Writable::prepend_whole(self, len)
+    }
+
+    #[inline]
     fn append(&mut self, len: usize) -> Option<&mut [u8]> {
         Writable::append(self, len)
     }
@@ -126,6 +135,11 @@ impl<M: Held> Frame for MbufFrame<M> {
     #[inline]
     fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
         self.mbuf.prepend(len)
+    }
+
+    #[inline]
+    fn prepend_whole(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.mbuf.prepend_whole(len)
     }
 
     #[inline]

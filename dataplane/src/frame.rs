@@ -21,6 +21,15 @@ pub trait Frame {
     /// small, in which case the frame is unchanged.
     fn prepend(&mut self, len: usize) -> Option<&mut [u8]>;
 
+    /// [`Frame::prepend`], returning the whole frame after it (the `len`
+    /// new bytes first), for a caller that writes the new header from what
+    /// follows it: a `data_mut` after `prepend` worked out the frame's
+    /// place a second time.
+    fn prepend_whole(&mut self, len: usize) -> Option<&mut [u8]> {
+        self.prepend(len)?;
+        Some(self.data_mut())
+    }
+
     /// Removes `len` bytes from the front. Returns `false`, and leaves the
     /// frame unchanged, if the frame is shorter than `len`.
     fn adj(&mut self, len: usize) -> bool;
@@ -181,6 +190,13 @@ impl Frame for VecFrame {
     }
 
     #[inline]
+    fn prepend_whole(&mut self, len: usize) -> Option<&mut [u8]> {
+        let start = self.start.checked_sub(len)?;
+        self.start = start;
+        Some(&mut self.buf[start..self.end])
+    }
+
+    #[inline]
     fn adj(&mut self, len: usize) -> bool {
         if len > self.end - self.start {
             return false;
@@ -245,6 +261,19 @@ mod tests {
         assert_eq!(f.data(), &[2, 3]);
         assert!(!f.adj(3), "adj past the end must fail");
         assert_eq!(f.data(), &[2, 3]);
+    }
+
+    /// Each implementation's `prepend_whole` is `prepend` and then the
+    /// whole frame, as the trait's own default is.
+    #[test]
+    fn prepend_whole_is_prepend_and_then_the_whole_frame() {
+        let mut f = VecFrame::new(&[1, 2, 3], 0);
+        let all = f.prepend_whole(2).unwrap();
+        assert_eq!(all.len(), 5);
+        all[..2].copy_from_slice(&[9, 8]);
+        assert_eq!(f.data(), &[9, 8, 1, 2, 3]);
+        assert!(f.prepend_whole(VecFrame::HEADROOM).is_none());
+        assert_eq!(f.data(), &[9, 8, 1, 2, 3]);
     }
 
     #[test]

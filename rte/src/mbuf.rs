@@ -240,6 +240,17 @@ impl Mbuf {
     /// `is_writable` must be true.
     #[inline]
     unsafe fn prepend_writable(&mut self, len: usize) -> Option<&mut [u8]> {
+        // SAFETY: the caller's promise, passed on.
+        Some(&mut unsafe { self.prepend_whole_writable(len) }?[..len])
+    }
+
+    /// [`prepend_writable`](Self::prepend_writable) returning the whole
+    /// first segment after it, the `len` new bytes first.
+    ///
+    /// # Safety
+    /// `is_writable` must be true.
+    #[inline]
+    unsafe fn prepend_whole_writable(&mut self, len: usize) -> Option<&mut [u8]> {
         let len16 = u16::try_from(len)
             .ok()
             .filter(|&l| l <= self.hdr().data_off)?;
@@ -248,7 +259,7 @@ impl Mbuf {
         h.data_len += len16;
         h.pkt_len += u32::from(len16);
         // SAFETY: the caller's promise; moving data_off changed no holder.
-        Some(unsafe { &mut self.writable_data()[..len] })
+        Some(unsafe { self.writable_data() })
     }
 
     /// Drops `len` bytes from the front; `false`, unchanged, if the first
@@ -447,6 +458,15 @@ impl Writable<'_> {
     pub fn prepend(&mut self, len: usize) -> Option<&mut [u8]> {
         // SAFETY: as in data_mut.
         unsafe { self.0.prepend_writable(len) }
+    }
+
+    /// [`Writable::prepend`] returning the whole first segment after it,
+    /// the `len` new bytes first: for a header written from what follows
+    /// it, without working out the data's place again.
+    #[inline]
+    pub fn prepend_whole(&mut self, len: usize) -> Option<&mut [u8]> {
+        // SAFETY: as in data_mut.
+        unsafe { self.0.prepend_whole_writable(len) }
     }
 
     /// [`Mbuf::append`] without its check.

@@ -37,6 +37,42 @@ use super::{put_mac, NeighKey, NeighRef, Neighbours};
 #[derive(Clone, Debug)]
 pub struct MacCopies {
     copies: Box<[MacCopy]>,
+    /// Whole tunnel headers, both MACs in, by the inner host's slot
+    /// ([`MacCopies::header`]): from `first_hint`, the hint of the inner
+    /// region's first slot.
+    headers: Box<[HeaderCopy]>,
+    first_hint: usize,
+}
+
+/// The most bytes a [`HeaderCopy`] holds: a tunnel's header
+/// (`tables::MAX_TUNNEL_HEADER`).
+pub const HEADER_COPY: usize = 64;
+
+/// A gretap tunnel's header as a worker last built it from one adjacency
+/// for one inner host, its two MACs in: while the count is the one taken
+/// before they were read, it is what that adjacency's header and those two
+/// reads would give again.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(32))]
+struct HeaderCopy {
+    /// The inner host's key; 0, no key's, while empty.
+    key: u64,
+    /// The adjacency's `TunnelAdj::uid` (0 is none's).
+    uid: u64,
+    /// [`Neighbours::changes`] before the MACs were read.
+    changes: u64,
+    header: [u8; HEADER_COPY],
+}
+
+impl Default for HeaderCopy {
+    fn default() -> Self {
+        HeaderCopy {
+            key: 0,
+            uid: 0,
+            changes: 0,
+            header: [0; HEADER_COPY],
+        }
+    }
 }
 
 /// Slots a worker keeps copies for until [`MacCopies::for_table`] says how
@@ -63,20 +99,71 @@ struct MacCopy {
 
 impl Default for MacCopies {
     fn default() -> Self {
-        Self::with_slots(MAC_COPIES)
+        Self::with_slots(MAC_COPIES, 0, MAC_COPIES)
     }
 }
 
 impl MacCopies {
-    /// Copies for each slot of `n`, up to [`MAX_MAC_COPIES`].
+    /// Copies for each slot of `n`, up to [`MAX_MAC_COPIES`], and header
+    /// copies for each of its inner region's.
     pub fn for_table(n: &Neighbours) -> Self {
-        Self::with_slots(n.slots())
+        let inner = n.inner_slots();
+        let headers = inner.end.min(MAX_MAC_COPIES).saturating_sub(inner.start);
+        Self::with_slots(n.slots(), inner.start, headers)
     }
 
-    pub(super) fn with_slots(slots: usize) -> Self {
+    pub(super) fn with_slots(slots: usize, first: usize, headers: usize) -> Self {
         MacCopies {
             copies: vec![MacCopy::default(); slots.min(MAX_MAC_COPIES)].into_boxed_slice(),
+            headers: vec![HeaderCopy::default(); headers].into_boxed_slice(),
+            first_hint: first + 1,
         }
+    }
+
+    /// The header this worker kept for adjacency `uid` and inner host
+    /// `key` at the place of `hint` (the flow's), while no MAC changed
+    /// since: the adjacency's header with both MACs written in, as the
+    /// adjacency and the two MAC reads would build it now. Otherwise the
+    /// change count, loaded (acquire) before the caller reads the MACs, to
+    /// keep the header it builds under ([`MacCopies::keep_header`]): a
+    /// change those reads did not see makes that copy stale.
+    #[inline(always)]
+    pub fn header(
+        &self,
+        n: &Neighbours,
+        uid: u64,
+        key: NeighKey,
+        hint: u16,
+    ) -> Result<&[u8; HEADER_COPY], u64> {
+        let changes = n.changes.load(Ordering::Acquire);
+        // No hint (0) is past the copies, as in `put_mac_hinted`.
+        match self
+            .headers
+            .get(usize::from(hint).wrapping_sub(self.first_hint))
+        {
+            Some(c) if c.key == key.0 && c.uid == uid && c.changes == changes => Ok(&c.header),
+            _ => Err(changes),
+        }
+    }
+
+    /// Keeps header `h` (32 to [`HEADER_COPY`] bytes; any other length is
+    /// not kept), built from adjacency `uid` with inner host `key` found at
+    /// `hint`, both MACs read after the count `changes`
+    /// ([`MacCopies::header`]'s) was loaded. Out of line: a flow's first
+    /// frame, and the first after a change, keep one.
+    #[cold]
+    #[inline(never)]
+    pub fn keep_header(&mut self, changes: u64, uid: u64, key: NeighKey, hint: u16, h: &[u8]) {
+        const HALF: usize = HEADER_COPY / 2;
+        let at = usize::from(hint).wrapping_sub(self.first_hint);
+        let (Some(c), len @ HALF..=HEADER_COPY) = (self.headers.get_mut(at), h.len()) else {
+            return;
+        };
+        c.key = key.0;
+        c.uid = uid;
+        c.changes = changes;
+        c.header[..HALF].copy_from_slice(&h[..HALF]);
+        c.header[len - HALF..len].copy_from_slice(&h[len - HALF..]);
     }
 
     /// Writes the MAC of an adjacency's neighbour into `dst` when its

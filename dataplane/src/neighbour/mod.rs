@@ -237,6 +237,12 @@ impl Neighbours {
         }
     }
 
+    /// The slots of the inner region (hosts inside tenants' tunnels).
+    pub fn inner_slots(&self) -> std::ops::Range<usize> {
+        let first = self.inner.first * BUCKET;
+        first..first + self.inner.buckets() * BUCKET
+    }
+
     /// Slots in all, both regions.
     pub fn slots(&self) -> usize {
         self.buckets.len() * BUCKET

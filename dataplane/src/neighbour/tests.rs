@@ -465,7 +465,7 @@ fn a_hint_of_0_is_no_hint_even_for_the_key_in_slot_0() {
 #[test]
 fn a_slot_past_the_copies_is_read_from_the_table() {
     let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(64));
-    let mut copies = MacCopies::with_slots(1);
+    let mut copies = MacCopies::with_slots(1, 0, 0);
     let keys = (1..=8).map(|i| NeighKey::port(0, 0x0a00_0000 + i));
     let refs: Vec<NeighRef> = keys.map(|k| w.pin(k).unwrap()).collect();
     assert!(refs.iter().any(|r| r.slot > 0));
@@ -563,4 +563,48 @@ fn copies_from_another_table_are_not_its_macs() {
         assert!(copies.put_mac_hinted(w.table(), k, &mut hint, &mut dst));
         assert_eq!(dst, mac);
     }
+}
+
+/// A header kept for an adjacency and an inner host is given back for
+/// that adjacency, that host and that count alone: another adjacency (a
+/// reload's, whose header may differ with no MAC changed), another host
+/// at the hinted place, no hint, or any change of a MAC since, and the
+/// caller builds the header again.
+#[test]
+fn a_kept_header_is_given_for_its_adjacency_host_and_count_alone() {
+    let mut w = NeighbourWriter::seeded(NeighbourLimits::uniform(64));
+    let (vm, other) = (
+        NeighKey::inner(TenantId(3), 0x0a00_0007),
+        NeighKey::inner(TenantId(3), 0x0a00_0008),
+    );
+    let slot = w.pin(vm).unwrap().slot as usize;
+    assert!(w.set(vm, MAC));
+    let hint = u16::try_from(slot + 1).unwrap();
+    let header: Vec<u8> = (0..56).map(|i| i as u8 + 1).collect();
+    let mut copies = MacCopies::for_table(w.table());
+    let n = w.table();
+    let count = copies.header(n, 7, vm, hint).expect_err("nothing kept yet");
+    copies.keep_header(count, 7, vm, hint, &header);
+    let kept = copies.header(n, 7, vm, hint).expect("kept");
+    assert_eq!(kept[..56], header[..]);
+    assert!(copies.header(n, 8, vm, hint).is_err(), "another adjacency");
+    assert!(copies.header(n, 7, other, hint).is_err(), "another host");
+    assert!(copies.header(n, 7, vm, 0).is_err(), "no hint");
+    // Any MAC's change, even another host's.
+    assert!(w.pin(other).is_some());
+    assert!(w.set(other, [2, 0, 0, 0, 0, 8]));
+    assert!(w.set(other, [2, 0, 0, 0, 0, 9]));
+    assert!(copies.header(w.table(), 7, vm, hint).is_err(), "a change");
+    // Kept again under the count its miss gave.
+    let before = copies.header(w.table(), 7, vm, hint).unwrap_err();
+    copies.keep_header(before, 7, vm, hint, &header);
+    assert!(copies.header(w.table(), 7, vm, hint).is_ok());
+    // A header of a length no adjacency has is not kept.
+    copies.keep_header(before, 9, vm, hint, &header[..31]);
+    assert!(copies.header(w.table(), 9, vm, hint).is_err());
+    // Slots outside the inner region have no header copies.
+    let port = w.pin(NeighKey::port(0, 0x0a00_0001)).unwrap().slot as usize;
+    let port_hint = u16::try_from(port + 1).unwrap();
+    copies.keep_header(before, 7, vm, port_hint, &header);
+    assert!(copies.header(w.table(), 7, vm, port_hint).is_err());
 }

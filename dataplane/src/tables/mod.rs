@@ -11,7 +11,7 @@
 //! through the slot each adjacency remembers.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
@@ -211,7 +211,13 @@ pub struct TunnelAdj {
     /// `gre.any()`, kept: each frame into the tunnel tests one byte
     /// rather than two.
     gre_options: bool,
+    /// This adjacency's own number in the process, never another's
+    /// (clones keep it, and are the same adjacency).
+    uid: u64,
 }
+
+/// Adjacencies built in this process so far: each one's [`TunnelAdj::uid`].
+static ADJACENCIES: AtomicU64 = AtomicU64::new(1);
 
 impl TunnelAdj {
     /// Bytes the tunnel adds in front of the inner IPv4 packet, outer
@@ -248,6 +254,15 @@ impl TunnelAdj {
     #[inline]
     pub fn inner_mtu(&self) -> u16 {
         self.inner_mtu
+    }
+
+    /// This adjacency's number, which no other adjacency built in the
+    /// process has (never 0): a worker's copy of a header it built from
+    /// this adjacency (`MacCopies::header`) is taken for this one's alone,
+    /// whatever tables come and go.
+    #[inline]
+    pub fn uid(&self) -> u64 {
+        self.uid
     }
 
     /// Whether the tenant asks for a GRE checksum or sequence number:
@@ -901,6 +916,7 @@ impl Tables {
             inner_hosts: NeighSpace::of(NeighKey::inner(tunnel.tenant, 0)),
             inner_mtu: entry.mtu.saturating_sub(ip_overhead),
             gre_options: t.gre.any(),
+            uid: ADJACENCIES.fetch_add(1, Ordering::Relaxed),
         })
     }
 }

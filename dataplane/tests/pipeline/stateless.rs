@@ -63,6 +63,37 @@ fn a_neighbour_mac_change_reaches_the_next_encapsulated_frame() {
     }
 }
 
+/// A reload that changes a tunnel's header and no MAC (the tenant's
+/// own MAC, the inner source) reaches the next frame: no header a worker
+/// built from the old tunnel is used for the new one.
+#[test]
+fn a_tunnel_header_changed_by_a_reload_reaches_the_next_frame() {
+    const NEW_T1_MAC: [u8; 6] = [2, 0, 0, 0, 0x1e, 0x99];
+    let inner_source = |out: &[u8]| {
+        let (.., rest) = open_gre(out);
+        Ethernet2Header::from_slice(&rest).unwrap().0.source
+    };
+    for path in PATHS {
+        let mut gw = Gw::new();
+        for _ in 0..3 {
+            let (v, out) = run_checked(&mut gw, path, &to_eip1(b"a"), PUB, Checked::Unknown);
+            assert_eq!(v, Verdict::Forward(UND), "{path:?}");
+            assert_eq!(inner_source(&out), T1_MAC, "{path:?}");
+        }
+        let changes = gw.tables.neighbours.changes();
+        let mut spec = spec();
+        spec.tenants[0].mac = NEW_T1_MAC;
+        reload(&mut gw, &spec, 2);
+        assert_eq!(gw.tables.neighbours.changes(), changes, "no MAC changed");
+        for _ in 0..2 {
+            let (v, out) = run_checked(&mut gw, path, &to_eip1(b"b"), PUB, Checked::Unknown);
+            assert_eq!(v, Verdict::Forward(UND), "{path:?}");
+            assert_eq!(macs(&out), (HOST1_MAC, VM1_MAC), "{path:?}");
+            assert_eq!(inner_source(&out), NEW_T1_MAC, "{path:?}");
+        }
+    }
+}
+
 fn w_unresolved(gw: &mut Gw, key: NeighKey) -> bool {
     gw.resolver.writer().set_unresolved(key)
 }
