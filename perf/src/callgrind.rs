@@ -279,7 +279,10 @@ fn workers_rx(stats: &serde_json::Value) -> u64 {
 /// name.
 fn annotate(out: &Path, root: &str, tgw: &Path) -> Result<(u64, HashMap<String, u64>), String> {
     let text = Command::new("callgrind_annotate")
-        .args(["--threshold=100", "--inclusive=no", "--auto=no"])
+        // Instructions alone: a run with VALGRIND_OPTS="--branch-sim=yes"
+        // or "--cache-sim=yes" (kept with --keep, for its mispredicts or
+        // misses) has more columns a line, and no total would be found.
+        .args(["--threshold=100", "--inclusive=no", "--auto=no", "--show=Ir"])
         .arg(out)
         .stderr(Stdio::null())
         .output()
