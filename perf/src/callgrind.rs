@@ -282,7 +282,12 @@ fn annotate(out: &Path, root: &str, tgw: &Path) -> Result<(u64, HashMap<String, 
         // Instructions alone: a run with VALGRIND_OPTS="--branch-sim=yes"
         // or "--cache-sim=yes" (kept with --keep, for its mispredicts or
         // misses) has more columns a line, and no total would be found.
-        .args(["--threshold=100", "--inclusive=no", "--auto=no", "--show=Ir"])
+        .args([
+            "--threshold=100",
+            "--inclusive=no",
+            "--auto=no",
+            "--show=Ir",
+        ])
         .arg(out)
         .stderr(Stdio::null())
         .output()
