@@ -263,8 +263,10 @@ mod tests {
         assert_eq!(f.data(), &[2, 3]);
     }
 
-    /// Each implementation's `prepend_whole` is `prepend` and then the
-    /// whole frame, as the trait's own default is.
+    /// `VecFrame`'s own `prepend_whole` is `prepend` and then the whole
+    /// frame, as the trait's default is (the mbuf's, in rte, is held to
+    /// the same by the daemon's tests: every encapsulated frame of the
+    /// reference scenario and the goldens is built through it).
     #[test]
     fn prepend_whole_is_prepend_and_then_the_whole_frame() {
         let mut f = VecFrame::new(&[1, 2, 3], 0);

@@ -396,6 +396,30 @@ fn a_shared_mbuf_is_not_writable() {
     assert_eq!(pool.available(), 63);
 }
 
+/// A worker's prepend that hands back the whole frame (encap writes the
+/// outer header from the inner one behind it): the new bytes first, then
+/// what was there, the lengths grown by what was prepended; past the
+/// headroom nothing, and nothing changed.
+#[test]
+fn a_writable_prepend_whole_gives_the_new_bytes_and_the_frame_after_them() {
+    let (eal, _g) = env();
+    let pool = pool(eal, "whole", 7);
+    let mut m = Mbuf::alloc(&pool).expect("mbuf");
+    assert!(m.set_len(60));
+    m.data_mut().expect("writable").copy_from_slice(&[0xab; 60]);
+    let head = m.headroom();
+    let mut w = m.writable().expect("alone");
+    let all = w.prepend_whole(14).expect("headroom");
+    assert_eq!(all.len(), 74, "the whole frame, not the 14 new bytes");
+    assert_eq!(&all[14..], &[0xab; 60], "what was there follows");
+    all[..14].fill(0x11);
+    assert!(w.prepend_whole(head).is_none(), "past the headroom");
+    assert_eq!(w.len(), 74, "a failed prepend changes nothing");
+    drop(w);
+    assert_eq!((m.len(), m.pkt_len(), m.headroom()), (74, 74, head - 14));
+    assert_eq!((&m[..14], &m[14..]), (&[0x11; 14][..], &[0xab; 60][..]));
+}
+
 #[test]
 fn rte_lpm_finds_the_longest_prefix_and_reports_a_miss() {
     let (eal, _g) = env();
