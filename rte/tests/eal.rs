@@ -415,7 +415,6 @@ fn a_writable_prepend_whole_gives_the_new_bytes_and_the_frame_after_them() {
     all[..14].fill(0x11);
     assert!(w.prepend_whole(head).is_none(), "past the headroom");
     assert_eq!(w.len(), 74, "a failed prepend changes nothing");
-    drop(w);
     assert_eq!((m.len(), m.pkt_len(), m.headroom()), (74, 74, head - 14));
     assert_eq!((&m[..14], &m[14..]), (&[0x11; 14][..], &[0xab; 60][..]));
 }
