@@ -375,6 +375,40 @@ fn bulk_lookup_agrees_with_single_at_every_length() {
         assert_eq!(*o, t.lookup(k, 1), "{k}");
     }
     assert_eq!(pf.0.get(), 64 * 4);
+    // Candidates, for a caller that compares as it reads the flow: each
+    // found key's flow (an expired one's too, as a hit) with its value
+    // fetched in the same call, a miss for the rest; nothing compared, so
+    // a key's candidate is the flow that the single lookup found (no two
+    // keys here share a signature in their buckets).
+    struct Recording(std::cell::RefCell<Vec<usize>>);
+    impl Prefetch for Recording {
+        const INSTRUCTION: bool = true;
+        fn prefetch<T>(&self, r: &T) {
+            self.0.borrow_mut().push(r as *const T as usize);
+        }
+    }
+    let pf = Recording(Default::default());
+    t.candidates_with(&pf, &keys[..64], 1, &mut out);
+    let fetched = pf.0.into_inner();
+    let (mut found, mut expired) = (0, 0);
+    for (k, o) in keys[..64].iter().zip(&out) {
+        let want = t.lookup(k, 1);
+        match want.found() {
+            Some((id, dir)) => {
+                assert_eq!(*o, Lookup::Hit(id, dir), "{k}");
+                let value = t.get(id).unwrap() as *const u64 as usize;
+                assert!(fetched.contains(&value), "{k}: its value was not fetched");
+                found += 1;
+                expired += usize::from(want.hit().is_none());
+            }
+            None => assert_eq!(*o, Lookup::Miss, "{k}"),
+        }
+    }
+    assert!(
+        found > 32 && expired > 0,
+        "{found} of 64 keys found, {expired} expired"
+    );
+    assert_eq!(fetched.len(), 64 * 4 + found);
     // A shorter output slice bounds the work.
     let mut out = [Lookup::Miss; 3];
     t.lookup_bulk(&keys, 1, &mut out);

@@ -169,6 +169,44 @@ impl<V> FlowTable<V> {
         now: u64,
         out: &mut [Lookup],
     ) {
+        self.lookup_staged::<P, false>(prefetch, keys, now, out);
+    }
+
+    /// [`FlowTable::lookup_bulk_with`] for a caller that confirms each
+    /// answer itself as it reads the flow: the pipeline's stages, whose
+    /// hits go through [`FlowTable::hit_at`] (key and deadline compared).
+    /// In a staged table the answer is each key's first candidate, not
+    /// compared: `Hit(id, dir)` for the flow whose slot has the key's
+    /// signature, `Miss` where no slot has it (then the key is in no
+    /// flow); never `Expired`. The candidate's entry and its value are
+    /// fetched in one round of misses: prefetched after the compare, the
+    /// value was a third round that the first hit waited for, and the
+    /// compare itself waited for the entries with nothing else to do
+    /// (in-process A/B at 10M flows, processing cycles a frame: the value
+    /// with the entry 120 against 130 after the compare; no compare 101
+    /// against 107; docs/perf.md, session 15). A candidate of another
+    /// key (a signature shared in its buckets, about 1 key in 8,000 at
+    /// 80 % occupancy) fails `hit_at`, and its frame takes the full path,
+    /// whose lookup is exact. Below [`STAGED_FROM`], exact answers, as
+    /// `lookup_bulk_with` gives.
+    pub fn candidates_with<P: Prefetch>(
+        &self,
+        prefetch: &P,
+        keys: &[FlowKey],
+        now: u64,
+        out: &mut [Lookup],
+    ) {
+        self.lookup_staged::<P, true>(prefetch, keys, now, out);
+    }
+
+    #[inline(always)]
+    fn lookup_staged<P: Prefetch, const CANDIDATES: bool>(
+        &self,
+        prefetch: &P,
+        keys: &[FlowKey],
+        now: u64,
+        out: &mut [Lookup],
+    ) {
         let n = keys.len().min(out.len());
         if self.len() < STAGED_FROM {
             for (k, o) in keys[..n].iter().zip(&mut out[..n]) {
@@ -180,12 +218,18 @@ impl<V> FlowTable<V> {
             .chunks(BULK_MAX)
             .zip(out[..n].chunks_mut(BULK_MAX))
         {
-            self.lookup_chunk(prefetch, k, now, o);
+            self.lookup_chunk::<P, CANDIDATES>(prefetch, k, now, o);
         }
     }
 
     #[inline]
-    fn lookup_chunk<P: Prefetch>(&self, pf: &P, keys: &[FlowKey], now: u64, out: &mut [Lookup]) {
+    fn lookup_chunk<P: Prefetch, const CANDIDATES: bool>(
+        &self,
+        pf: &P,
+        keys: &[FlowKey],
+        now: u64,
+        out: &mut [Lookup],
+    ) {
         let n = keys.len().min(out.len()).min(BULK_MAX);
         let (keys, out) = (&keys[..n], &mut out[..n]);
         // 1. Hash, and find both buckets of every key.
@@ -229,7 +273,8 @@ impl<V> FlowTable<V> {
         }
         // 3. Signatures, in the primary, else in the alternative: the
         //    first candidate's slot index ([`EMPTY`] for none: a slot with
-        //    a signature always has an index) and entry.
+        //    a signature always has an index) and entry (and, for
+        //    candidates, value).
         let mut idx = [EMPTY; BULK_MAX];
         let mut ent = [&NO_FLOW; BULK_MAX];
         for ((((x, e), p), a), &s) in idx[..n]
@@ -250,7 +295,20 @@ impl<V> FlowTable<V> {
             if P::INSTRUCTION {
                 pf.prefetch(&e.deadline);
                 pf.prefetch(e.far_end(*x));
+                if let (true, Some(v)) = (CANDIDATES, self.values.get((*x >> 1) as usize)) {
+                    pf.prefetch(v);
+                }
             }
+        }
+        // Candidates: the caller compares, when it reads the flow.
+        if CANDIDATES {
+            for (o, &x) in out.iter_mut().zip(&idx[..n]) {
+                *o = match x {
+                    EMPTY => Lookup::Miss,
+                    x => Lookup::Hit(FlowId(x >> 1), Direction::from_bit(x)),
+                };
+            }
+            return;
         }
         // 4. Touch every candidate's entry, in a loop as tight as stage 2.
         if !P::INSTRUCTION {
@@ -299,16 +357,6 @@ impl<V> FlowTable<V> {
         let (sig, b) = self.locate(reply);
         pf.prefetch(self.bucket(b));
         pf.prefetch(self.bucket(self.alt(b, sig)));
-    }
-
-    /// Starts bringing flow `id`'s value into the cache: for the hits of a
-    /// staged lookup, before they are processed (no liveness check, which
-    /// would itself wait for a line of the live bitmap).
-    #[inline]
-    pub fn prefetch_value<P: Prefetch>(&self, pf: &P, id: FlowId) {
-        if let Some(v) = self.values.get(id.index()) {
-            pf.prefetch(v);
-        }
     }
 }
 

@@ -167,6 +167,11 @@
 //! 68 instructions a key against the stages' 116 (callgrind,
 //! `pipeline_staged nat`, 1,000 flows).
 //!
+//! [`FlowTable::candidates_with`] is the staged lookup for a caller that
+//! reads each flow next and compares it then ([`FlowTable::hit_at`]):
+//! stages 1 to 3, each candidate's value prefetched with its entry, and
+//! no compare.
+//!
 //! # Expiry
 //!
 //! A flow is live while `now < deadline`, in the caller's time unit (TSC,

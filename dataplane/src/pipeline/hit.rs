@@ -318,25 +318,22 @@ impl Pipeline {
         }
         let mut found = [FlowLookup::Miss; BULK_MAX];
         self.flows
-            .lookup_bulk_with(pf, &keys[..n], now, &mut found[..n]);
+            .candidates_with(pf, &keys[..n], now, &mut found[..n]);
         for (&i, &l) in frame_of[..n].iter().zip(&found[..n]) {
             let Some(Hint(Stage::Plain(p, f))) = hints.get_mut(usize::from(i)) else {
                 continue;
             };
             *f = l;
-            match l.hit() {
-                Some((id, _)) => self.flows.prefetch_value(pf, id),
-                // A frame to an elastic IP that may open a flow: what its
-                // insert will read is fetched while the burst's earlier
-                // frames are processed.
-                None if P::INSTRUCTION && p.may_open() => {
-                    if let Some((tenant, private)) = t.eips.inbound(p.dst()) {
-                        if let Some(reply) = inbound_reply(&p.tuple(), tenant, private) {
-                            self.flows.prefetch_insert(pf, &reply);
-                        }
+            // A frame to an elastic IP that may open a flow: what its
+            // insert will read is fetched while the burst's earlier
+            // frames are processed. (A hit's value is on its way: the
+            // lookup fetched it.)
+            if P::INSTRUCTION && l.hit().is_none() && p.may_open() {
+                if let Some((tenant, private)) = t.eips.inbound(p.dst()) {
+                    if let Some(reply) = inbound_reply(&p.tuple(), tenant, private) {
+                        self.flows.prefetch_insert(pf, &reply);
                     }
                 }
-                None => {}
             }
         }
     }

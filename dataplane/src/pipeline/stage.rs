@@ -105,7 +105,8 @@ impl Pipeline {
     /// The first stage of a burst received on underlay port `port`, as
     /// [`Pipeline::stage_public`] is for public ports: one header pass,
     /// the plain frames' flows looked up together with the caller's
-    /// prefetch, the hits' values prefetched and their public next hops
+    /// prefetch (candidates, their values fetched with them:
+    /// [`crate::flow::FlowTable::candidates_with`]) and the hits' public next hops
     /// resolved. `frames` gives each frame's bytes and what the NIC said of
     /// its outer IPv4 checksum; `hints[i]` is the `i`th frame's, for up to
     /// [`BULK_MAX`] frames.
@@ -194,7 +195,7 @@ impl Pipeline {
         if !cached {
             let mut found = [FlowLookup::Miss; BULK_MAX];
             self.flows
-                .lookup_bulk_with(pf, &keys[..n], now, &mut found[..n]);
+                .candidates_with(pf, &keys[..n], now, &mut found[..n]);
             // One pass over the staged hints gives the queued frames their
             // lookups (`frame_of` is in frame order, and holds tunnelled
             // frames only) and the hits their runs: two passes cost 2 more a
@@ -208,10 +209,9 @@ impl Pipeline {
                     *f = found[j];
                     j += 1;
                 }
-                let Some((id, _)) = f.hit() else {
+                if f.hit().is_none() {
                     continue;
-                };
-                self.flows.prefetch_value(pf, id);
+                }
                 tunnelled.hop = run_of(p.dst(), &mut dsts, &mut runs, &mut last);
             }
         }
