@@ -146,7 +146,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
     /// Seconds of traffic before measuring starts; longer (by up to 30 s)
-    /// until every flow has been sent twice, so that flow creation is not
+    /// until the device has taken every flow's frame twice (a frame its
+    /// ring refused is offered again), so that flow creation is not
     /// measured.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
