@@ -256,9 +256,7 @@ fn count(
 
 /// The frames tgw's workers have received, asked on its control socket.
 fn received(socket: &Path) -> Option<u64> {
-    let mut tgw = ctl::client::Client::connect(socket).ok()?;
-    let stats = tgw.call(ctl::api::Op::Stats {}).ok()?;
-    Some(workers_rx(&stats))
+    Some(workers_rx(&crate::dut::counters(socket)?))
 }
 
 /// The workers' `rx_packets` summed, from tgw's counters as JSON.

@@ -47,6 +47,8 @@ pub struct Running {
     child: Child,
     stdin: Option<ChildStdin>,
     pub stats_json: Option<PathBuf>,
+    /// tgw's control socket, where `start` gave it one.
+    pub control: Option<PathBuf>,
 }
 
 /// The memif bench both `run` and `ndr` measure on: which binaries, which
@@ -146,7 +148,12 @@ impl Setup {
                 // ports have no flow API, so auto would be off too.
                 let mode = if offload { "shadow" } else { "off" };
                 config += &format!("\n[offload]\nmode = \"{mode}\"\n");
-                self.start_tgw(prefix, &config)
+                // Asked for its counters when the window starts.
+                let control = self.dir.join(format!("{prefix}.sock"));
+                config += &format!("\n[control]\nsocket = \"{}\"\n", control.display());
+                let mut running = self.start_tgw(prefix, &config)?;
+                running.control = Some(control);
+                Ok(running)
             }
             Device::Testpmd => {
                 let log = std::fs::File::create(self.dir.join(format!("{prefix}.log")))
@@ -206,6 +213,7 @@ impl Setup {
                     child,
                     stdin,
                     stats_json: None,
+                    control: None,
                 })
             }
         }
@@ -236,6 +244,7 @@ impl Setup {
             child,
             stdin: None,
             stats_json: Some(stats),
+            control: None,
         })
     }
 
@@ -308,6 +317,12 @@ rx = ["pub0:0", "und0:0"]
         self.tgw_base_config(prefix, !profile.sends_to_underlay(), &self.memif_devargs)
             + &profile.tgw_sections()
     }
+}
+
+/// tgw's counters as JSON, asked on its control socket.
+pub fn counters(socket: &Path) -> Option<serde_json::Value> {
+    let mut tgw = ctl::client::Client::connect(socket).ok()?;
+    tgw.call(ctl::api::Op::Stats {}).ok()
 }
 
 impl Running {

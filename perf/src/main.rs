@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
@@ -463,12 +463,27 @@ fn measure(
     let stdout = gen.child.stdout.take().ok_or("generator has no stdout")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
+        for line in BufReader::new(stdout).lines() {
+            if line.is_err() || line.as_ref().is_ok_and(|l| tx.send(l.clone()).is_err()) {
+                break;
+            }
+        }
     });
-    let limit = Duration::from_secs_f64(args.warmup + args.seconds + 40.0);
-    let line = rx.recv_timeout(limit).unwrap_or_default();
+    // The device's counters when the window starts, then the result: its
+    // cycles a frame are the window's, not the warm-up's (at 10M flows,
+    // the warm-up creates them all).
+    let deadline = Instant::now() + Duration::from_secs_f64(args.warmup + args.seconds + 40.0);
+    let mut at_start = None;
+    let line = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains("\"window\"") => {
+                at_start = running.control.as_deref().and_then(dut::counters);
+            }
+            Ok(l) => break l,
+            Err(_) => break String::new(),
+        }
+    };
     let tally = scraper.map(scrape::Scraper::stop);
     let stopped = running_stop(running);
     if let Some(mut stdin) = gen.child.stdin.take() {
@@ -485,7 +500,7 @@ fn measure(
             return Err("tgw's /metrics never answered".into());
         }
     }
-    let mut m = Measurement::new(device, result, stats.as_ref());
+    let mut m = Measurement::new(device, result, stats.as_ref(), at_start.as_ref());
     m.scrape = tally;
     m.offload = offload;
     Ok(m)

@@ -56,17 +56,31 @@ pub struct Measurement {
     pub calibration: Option<Calibration>,
 }
 
+/// The `workers` array of tgw's counters as JSON, if any.
+fn workers_of(stats: Option<&serde_json::Value>) -> &[serde_json::Value] {
+    stats
+        .and_then(|s| s.get("workers")?.as_array())
+        .map_or(&[][..], Vec::as_slice)
+}
+
 impl Measurement {
-    pub fn new(device: Device, gen: GenResult, stats: Option<&serde_json::Value>) -> Self {
-        let workers = stats
-            .and_then(|s| s.get("workers")?.as_array())
-            .map_or(&[][..], Vec::as_slice);
-        let sum = |k: &str| {
+    /// `stats` are the device's counters at its end, `at_start` where it
+    /// could be asked them as the window started: the cycles a frame are
+    /// then the window's (and the drain's after it), not the warm-up's.
+    pub fn new(
+        device: Device,
+        gen: GenResult,
+        stats: Option<&serde_json::Value>,
+        at_start: Option<&serde_json::Value>,
+    ) -> Self {
+        let workers = workers_of(stats);
+        let sum_of = |workers: &[serde_json::Value], k: &str| {
             workers
                 .iter()
                 .filter_map(|w| w.get(k)?.as_u64())
                 .sum::<u64>()
         };
+        let sum = |k: &str| sum_of(workers, k).saturating_sub(sum_of(workers_of(at_start), k));
         let per = |key: &str, of: &str| {
             let total = sum(of);
             (total > 0).then(|| sum(key) as f64 / total as f64)
@@ -431,7 +445,7 @@ mod tests {
             sent_total: received + 110,
             received_total: received + 105,
         };
-        Measurement::new(device, gen, None)
+        Measurement::new(device, gen, None, None)
     }
 
     /// [`m`] with its calibration loops' rates, before and after, on each
@@ -664,11 +678,20 @@ mod tests {
             sent_total: 1,
             received_total: 1,
         };
-        let m = Measurement::new(Device::Tgw, gen, Some(&stats));
+        let m = Measurement::new(Device::Tgw, gen, Some(&stats), None);
         assert_eq!(m.cycles_process, Some(20.0));
         assert_eq!(m.cycles_busy, Some(50.0));
         assert_eq!(m.busy_share, Some(0.25));
         assert_eq!(m.drops, Some(7));
+        // From the window's start on: what the warm-up spent left out.
+        let start = serde_json::json!({"workers": [
+            {"rx_packets": 50, "process_cycles": 3500, "busy_cycles": 7000, "cycles": 10000},
+            {"rx_packets": 150, "process_cycles": 2500, "busy_cycles": 8000, "cycles": 30000},
+        ]});
+        let w = Measurement::new(Device::Tgw, gen, Some(&stats), Some(&start));
+        assert_eq!(w.cycles_process, Some(10.0));
+        assert_eq!(w.cycles_busy, Some(25.0));
+        assert_eq!(w.busy_share, Some(0.125));
         let reasons: Vec<_> = m
             .drop_reasons
             .iter()
