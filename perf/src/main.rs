@@ -463,8 +463,8 @@ fn measure(
     let stdout = gen.child.stdout.take().ok_or("generator has no stdout")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if line.is_err() || line.as_ref().is_ok_and(|l| tx.send(l.clone()).is_err()) {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
                 break;
             }
         }
