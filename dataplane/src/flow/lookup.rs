@@ -184,11 +184,11 @@ impl<V> FlowTable<V> {
     /// compare itself waited for the entries with nothing else to do
     /// (in-process A/B at 10M flows, processing cycles a frame: the value
     /// with the entry 102–122 against 111–132 after the compare; no
-    /// compare 101–108 against 107–114; docs/perf.md, session 15). A
+    /// compare 99–108 against 103–114; docs/perf.md, session 15). A
     /// candidate of another key (a signature shared in its buckets, about
     /// 1 key in 10,000, as the module doc says) fails `hit_at`, and its
-    /// frame takes the full path, whose lookup is exact. Below [`STAGED_FROM`], exact answers, as
-    /// `lookup_bulk_with` gives.
+    /// frame takes the full path, whose lookup is exact. Below
+    /// [`STAGED_FROM`], exact answers, as `lookup_bulk_with` gives.
     pub fn candidates_with<P: Prefetch>(
         &self,
         prefetch: &P,
