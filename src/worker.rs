@@ -17,6 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
+use arrayvec::ArrayVec;
 use dataplane::counters::MAX_PORTS;
 use dataplane::flow::Prefetch;
 use dataplane::fragments::park::Parked;
@@ -138,13 +139,26 @@ fn marked(m: &Mbuf) -> (&[u8], dataplane::Checked, Option<u32>) {
 }
 
 /// Where a burst's frames go besides the TX buffers, emptied after each
-/// burst.
+/// burst and after each drain.
 struct Aside {
-    drops: Burst,
-    punts: Burst,
+    drops: AsideBuf,
+    punts: AsideBuf,
     /// By owning worker.
-    handoffs: Vec<Burst>,
+    handoffs: Vec<AsideBuf>,
 }
+
+/// The most frames that can be set aside between two emptyings: a whole
+/// burst, and then every parked fragment (all of them can be released, or
+/// expire, in the run after it; one that parks again stays in). One
+/// burst's room was once all there was: a burst's drops and the parked
+/// fragments it released overflowed it, as did more than 32 parked
+/// fragments expiring in one drain, and the worker panicked and stopped
+/// the gateway (tests/golden.rs,
+/// `fragments_released_into_drops_beyond_a_burst_are_counted`).
+const ASIDE: usize = BURST + dataplane::fragments::park::SPOTS;
+
+/// One of [`Aside`]'s buffers.
+type AsideBuf = ArrayVec<Mbuf, ASIDE>;
 
 impl Worker<'_> {
     /// Polls until the stop flag is raised, then sends what is buffered and
@@ -155,9 +169,11 @@ impl Worker<'_> {
         let mut txbuf = TxBuffers(std::array::from_fn(|_| Burst::new()));
         let mut burst = Burst::new();
         let mut aside = Aside {
-            drops: Burst::new(),
-            punts: Burst::new(),
-            handoffs: (0..self.handoff_out.len()).map(|_| Burst::new()).collect(),
+            drops: AsideBuf::new(),
+            punts: AsideBuf::new(),
+            handoffs: (0..self.handoff_out.len())
+                .map(|_| AsideBuf::new())
+                .collect(),
         };
         let mut parked = Parking::default();
         if let Stage::Gateway { pipeline, .. } = &self.stage {

@@ -854,3 +854,125 @@ fn martians_spoofed_sources_and_overlapping_fragments_are_dropped_by_reason() {
     assert_eq!(drops["spoofed_own_address"], 1, "{drops}");
     assert_eq!(drops["fragment_overlap"], 2, "{drops}");
 }
+
+/// Everything that can leave the pipeline in one burst: the burst's own
+/// drops, and then every fragment parked before it. Six tenants' hosts
+/// send the two later pieces of four datagrams each, with TTL 1 (48
+/// parked, a tenant's most), then one burst brings the 24 first pieces
+/// and 8 frames of no known ethertype. The firsts pass and release all
+/// 48, which then expire on their TTL: 56 drops in one burst, which the
+/// worker must count and free, and go on. It once set drops aside in a
+/// buffer of one burst (32) and panicked on the 33rd: a few tenants'
+/// hosts could stop the gateway (and 48 parked fragments expiring in
+/// one drain did the same).
+#[test]
+fn fragments_released_into_drops_beyond_a_burst_are_counted() {
+    let dir = Scratch::new("golden-release");
+    let prefix = format!("tgw-test-golden-release-{}", std::process::id());
+    let _files = PrefixFiles(prefix.clone());
+
+    // A datagram from the VM to the client in three pieces, the later two
+    // with TTL 1.
+    let pieces = |id| {
+        let mut d = Vec::new();
+        PacketBuilder::ipv4(VM, CLIENT, 64)
+            .udp(40000, 5001)
+            .write(&mut d, &[0x48; 1000])
+            .unwrap();
+        let (mut h, _) = Ipv4Header::from_slice(&d).unwrap();
+        h.dont_fragment = false;
+        h.identification = id;
+        h.header_checksum = h.calc_header_checksum();
+        h.write(&mut &mut d[..20]).unwrap();
+        let ttl1 = |p: Vec<u8>| {
+            let (mut h, _) = Ipv4Header::from_slice(&p).unwrap();
+            h.time_to_live = 1;
+            h.header_checksum = h.calc_header_checksum();
+            let mut p = p;
+            h.write(&mut &mut p[..20]).unwrap();
+            p
+        };
+        (
+            fragment(&d, 0, 336, true),
+            [
+                ttl1(fragment(&d, 336, 336, true)),
+                ttl1(fragment(&d, 672, 336, false)),
+            ],
+        )
+    };
+    // reference.toml's two tenants and four more of the same shape, each
+    // with an elastic IP for 10.0.0.7 (without, its frames find no NAT)
+    // and a route back to it (without, no flow can be made).
+    let mut extra = String::new();
+    let (mut later, mut firsts) = (Vec::new(), Vec::new());
+    for t in 1..=6u8 {
+        let host = [172, 168, 0, 10 + t];
+        let host_mac = [2, 0, 0, 0, 0x0a + t, 0x0a + t];
+        let tenant_mac = [2, 0, 0, 0, 0x10 * t, 0];
+        if t > 2 {
+            extra.push_str(&format!(
+                "\n[[tenant]]\nname = \"t{t}\"\nkey = {t}000\nencap = \"gretap\"\n\
+                 hosts = [\"172.168.0.{}\"]\nprefixes = [\"10.0.0.0/24\"]\n\
+                 mac = \"02:00:00:00:{t}0:00\"\n\
+                 routes = [\n  {{ prefix = \"10.0.0.0/24\", to = \"172.168.0.{}\" }},\n  \
+                 {{ prefix = \"0.0.0.0/0\", to = \"public\" }},\n]\n\n\
+                 [[eip]]\npublic = \"2.2.2.{}\"\ntenant = \"t{t}\"\nprivate = \"10.0.0.7\"\n",
+                10 + t,
+                10 + t,
+                10 + t
+            ));
+        }
+        let key = u32::from(t) * 1000;
+        let tunnel = |ip: &[u8], id| {
+            let inner = eth(tenant_mac, VM1_MAC, EtherType::IPV4, ip);
+            gre(
+                UND_MAC, host_mac, host, GW_UND, id, true, key, 0x6558, &inner,
+            )
+        };
+        for d in 0..4 {
+            let id = 0x4800 + u16::from(t) * 16 + d;
+            let (first, rest) = pieces(id);
+            firsts.push(tunnel(&first, id));
+            later.extend(rest.iter().map(|p| tunnel(p, id)));
+        }
+    }
+    // Bursts of 32: the 48 later pieces and 16 fillers, then the firsts
+    // and 8 fillers in one burst.
+    let filler = eth(UND_MAC, HOST1_MAC, EtherType(0x88b5), &[0; 46]);
+    let mut underlay = later;
+    underlay.extend(std::iter::repeat_n(filler.clone(), 16));
+    underlay.extend(firsts);
+    underlay.extend(std::iter::repeat_n(filler, 8));
+    assert_eq!(underlay.len(), 96);
+    write_pcap(&dir.path("pub-in.pcap"), &[]);
+    write_pcap(&dir.path("und-in.pcap"), &underlay);
+
+    let config = config(&dir, &prefix, &[]);
+    let text = std::fs::read_to_string(&config).unwrap() + &extra;
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = Daemon::start(
+        &config,
+        &["--stats-json", dir.path("stats.json").to_str().unwrap()],
+    );
+    wait_for_frames(&mut daemon, &dir.path("pub-out.pcap"), 24);
+    if let Some(out) = daemon.wait_exit(std::time::Duration::ZERO) {
+        panic!("tgw stopped: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = daemon.terminate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("stats.json")).unwrap()).unwrap();
+    let w = &stats["workers"][0];
+    let sent = read_pcap(&dir.path("pub-out.pcap"));
+    assert_eq!(sent.len(), 24, "the first pieces: {w}");
+    assert_eq!(w["fragments_parked"], 48, "{w}");
+    assert_eq!(w["fragments_released"], 48, "{w}");
+    let drops = &w["drops"];
+    assert_eq!(drops["ttl_exceeded"], 48, "{drops}");
+    assert_eq!(drops["ethertype"], 24, "{drops}");
+}
