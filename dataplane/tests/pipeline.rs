@@ -1976,6 +1976,32 @@ fn a_host_without_an_elastic_ip_shares_the_pool_with_one_mapping_per_port() {
     assert_eq!(gw.pipeline.nat_ports_in_use(0), 2);
 }
 
+/// A tenant whose prefixes hold a pool address (nothing in the config
+/// keeps a pool out of a tenant's private prefixes) sends from it: the
+/// gateway's own address, which only the gateway may send from (RFC 1812
+/// §5.3.7, as `spoofed_own_address` on the public side). Translated
+/// through the pool it would map onto itself with another port, a
+/// rewrite with no side to take the port (a debug build panicked there,
+/// a release one sent the packet with its port untranslated).
+#[test]
+fn a_tenant_source_that_is_a_pool_address_is_dropped_as_spoofed() {
+    let mut spec = spec_with_pool(4, false);
+    spec.tenants[0].prefixes.push((ip([3, 3, 3, 0]), 24));
+    spec.tenants[0]
+        .routes
+        .push((ip([3, 3, 3, 0]), 24, Target::Host(ip(HOST1))));
+    let mut gw = Gw::with_spec(&spec);
+    for pool in [POOL1, POOL2] {
+        let (v, _) = gw.t1_sends(&udp_from(pool, 5000, CLIENT, 53), 0);
+        assert_eq!(v, Verdict::Drop(DropReason::SpoofedOwnAddress));
+    }
+    assert_eq!(gw.pipeline.nat_ports_in_use(0), 0);
+    // Its hosts' own addresses still go out through the pool.
+    let (v, out) = gw.t1_sends(&udp_from(VM8, 5000, CLIENT, 53), 0);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert!([POOL1, POOL2].contains(&public_source(&out).0));
+}
+
 #[test]
 fn endpoint_independent_filtering_lets_anyone_reach_a_live_mapping() {
     let mut gw = Gw::with_spec(&spec_with_pool(4, true));

@@ -152,6 +152,12 @@ impl Pipeline {
                 if t.route(tenant, tuple.dst) != Some(NextHop::Public) {
                     return None;
                 }
+                // The gateway's own addresses are its alone to send from
+                // (RFC 1812 §5.3.7), whatever prefixes a tenant was
+                // given: a pool address would map onto itself.
+                if !own && martian::is_own(t, src) {
+                    return Some(Verdict::Drop(D::SpoofedOwnAddress));
+                }
                 // A tenant's own public addresses go out as they are, but
                 // through a flow, so that its firewall decides.
                 // `tuple.src` is `src`: both are read from this header.
