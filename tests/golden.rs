@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{read_pcap, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch};
+use common::{checksum, read_pcap, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch};
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketBuilder};
 
 const PUB_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -708,8 +708,21 @@ fn unfragmented_ping(ident: u16, len: usize) -> Vec<u8> {
 /// translated to 10.0.0.7.
 #[test]
 fn a_big_ping_in_fragments_out_of_order_is_cut_and_tunnelled() {
-    let dir = Scratch::new("golden-fragments");
-    let prefix = format!("tgw-test-golden-frag-{}", std::process::id());
+    big_ping_cut_and_tunnelled(false);
+}
+
+/// The same into a tunnel with GRE checksums (t1's `gre_checksum`, as
+/// Linux's `csum`, whose host drops a piece whose checksum is wrong):
+/// each piece has its own, over its own payload (RFC 2784 §2.1). The
+/// control plane once copied the whole datagram's into every piece.
+#[test]
+fn pieces_cut_for_a_tunnel_with_gre_checksums_have_their_own() {
+    big_ping_cut_and_tunnelled(true);
+}
+
+fn big_ping_cut_and_tunnelled(gre_checksum: bool) {
+    let dir = Scratch::new(&format!("golden-fragments-{gre_checksum}"));
+    let prefix = format!("tgw-test-golden-frag-{gre_checksum}-{}", std::process::id());
     let _files = PrefixFiles(prefix.clone());
 
     let ping = unfragmented_ping(0x4242, 2972);
@@ -723,6 +736,13 @@ fn a_big_ping_in_fragments_out_of_order_is_cut_and_tunnelled() {
     write_pcap(&dir.path("und-in.pcap"), &[]);
 
     let config = config(&dir, &prefix, &[]);
+    if gre_checksum {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let t1 = "key = 1000\nencap = \"gretap\"\n";
+        assert!(text.contains(t1), "reference.toml changed shape");
+        let text = text.replacen(t1, &format!("{t1}gre_checksum = true\n"), 1);
+        std::fs::write(&config, text).unwrap();
+    }
     let mut daemon = Daemon::start(
         &config,
         &["--stats-json", dir.path("stats.json").to_str().unwrap()],
@@ -750,8 +770,16 @@ fn a_big_ping_in_fragments_out_of_order_is_cut_and_tunnelled() {
             (HOST1_MAC, HOST1, outer.calc_header_checksum())
         );
         assert_eq!(usize::from(outer.total_len), rest.len());
-        assert_eq!(gre_and_inner[..8], [0x20, 0, 0x65, 0x58, 0, 0, 0x03, 0xe8]);
-        let (inner_eth, inner) = Ethernet2Header::from_slice(&gre_and_inner[8..]).unwrap();
+        let inner_at = if gre_checksum {
+            assert_eq!(gre_and_inner[..4], [0xa0, 0, 0x65, 0x58]);
+            assert_eq!(gre_and_inner[6..12], [0, 0, 0, 0, 0x03, 0xe8]);
+            assert_eq!(checksum(gre_and_inner), 0, "the piece's GRE checksum");
+            12
+        } else {
+            assert_eq!(gre_and_inner[..8], [0x20, 0, 0x65, 0x58, 0, 0, 0x03, 0xe8]);
+            8
+        };
+        let (inner_eth, inner) = Ethernet2Header::from_slice(&gre_and_inner[inner_at..]).unwrap();
         assert_eq!(inner_eth.destination, VM1_MAC);
         let (ih, data) = Ipv4Header::from_slice(inner).unwrap();
         assert_eq!(ih.header_checksum, ih.calc_header_checksum());

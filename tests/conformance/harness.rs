@@ -60,6 +60,8 @@ pub const REMOTE2: [u8; 4] = [9, 9, 9, 9];
 /// A router on the path, which reports errors about others' packets.
 pub const ROUTER: [u8; 4] = [8, 8, 4, 4];
 
+/// The Internet checksum (RFC 1071), shared with the daemon tests.
+pub use crate::common::checksum;
 /// What the worker asks of a queue at once.
 use rte::BURST;
 /// The filler's EtherType: IEEE local experimental, which tgw drops.
@@ -735,16 +737,4 @@ pub fn fragment(datagram: &[u8], offset: usize, len: usize, more: bool) -> Vec<u
     fh.write(&mut out).unwrap();
     out.extend_from_slice(part);
     out
-}
-
-/// The Internet checksum (RFC 1071) of `data`.
-pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }

@@ -14,7 +14,7 @@
 
 use crate::ratelimit::TokenBucket;
 use crate::resolver::Io;
-use crate::wire::{ethernet, Frag, Ipv4Packet};
+use crate::wire::{ethernet, Frag, GrePacket, IpProtocol, Ipv4Packet};
 use crate::Frame;
 
 use super::MAX_FRAGMENTS;
@@ -81,7 +81,8 @@ pub enum SplitError {
 /// carry only the options whose copied flag is set (RFC 791 §3.1). A
 /// prefix longer than Ethernet is a tunnel's: its outer IPv4 header (right
 /// after Ethernet) gets each piece's length, its own identification and
-/// checksum. Returns the pieces sent.
+/// checksum, and a GRE header's checksum, if it has one, is computed again
+/// over the piece. Returns the pieces sent.
 pub fn split<F: Frame>(
     f: &F,
     port: u16,
@@ -146,7 +147,13 @@ pub fn split<F: Frame>(
             let id = u16::from_be_bytes([o[4], o[5]]).wrapping_add(k as u16);
             o[2..4].copy_from_slice(&((len - ETH) as u16).to_be_bytes());
             o[4..6].copy_from_slice(&id.to_be_bytes());
+            let gre = o[9] == IpProtocol::GRE.0;
             Ipv4Packet::new_unchecked(o).fill_checksum();
+            // A GRE checksum covers the payload (RFC 2784 §2.1): the one
+            // copied with the headers was the whole datagram's.
+            if gre {
+                GrePacket::new_unchecked(&mut out[ETH + 20..]).fill_checksum();
+            }
         }
         io.send(port, g);
         at += part.len();
@@ -265,6 +272,66 @@ mod tests {
         assert_eq!(split(&frame(0, false, false), 0, ETH, 68, &mut out), Ok(3));
         let last = Ipv4Header::from_slice(&out.sent[2].1[ETH..]).unwrap().0;
         assert!(!last.more_fragments);
+    }
+
+    /// RFC 1071's sum over `bytes`, folded, written here apart from
+    /// `wire::checksum`: 0xffff over data that holds its own checksum.
+    fn rfc1071(bytes: &[u8]) -> u16 {
+        let mut sum: u32 = bytes
+            .chunks(2)
+            .map(|c| u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0)))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    /// A tunnel's pieces: the outer IPv4 header and a GRE header with a
+    /// checksum (RFC 2784 §2.1: over the GRE header and its payload) in
+    /// front of each. Every piece gets its own outer length, id and
+    /// checksum, and its own GRE checksum: the whole datagram's, copied
+    /// with the headers, is wrong for every piece, and a host whose tunnel
+    /// checks it (Linux's `csum`) drops them all.
+    #[test]
+    fn a_tunnels_pieces_have_their_own_outer_and_gre_checksums() {
+        let inner = frame(0, false, false);
+        let inner = &inner.data()[ETH..];
+        // C and K set, protocol IPv4, checksum 0x5555 (the datagram's,
+        // stale for any piece), key 1000.
+        let gre = [0xa0, 0, 0x08, 0, 0x55, 0x55, 0, 0, 0, 0, 0x03, 0xe8];
+        let mut outer = Ipv4Header::new(
+            (gre.len() + inner.len()) as u16,
+            64,
+            etherparse::IpNumber(47),
+            [172, 168, 0, 1],
+            [172, 168, 0, 11],
+        )
+        .unwrap();
+        outer.identification = 0x4000;
+        outer.header_checksum = outer.calc_header_checksum();
+        let mut bytes = vec![0xee; ETH];
+        outer.write(&mut bytes).unwrap();
+        bytes.extend_from_slice(&gre);
+        bytes.extend_from_slice(inner);
+        let prefix = ETH + 20 + gre.len();
+        let mut out = Out {
+            frames: 10,
+            ..Out::default()
+        };
+        assert_eq!(
+            split(&VecFrame::new(&bytes, 0), 1, prefix, 68, &mut out),
+            Ok(3)
+        );
+        for (k, (_, p)) in out.sent.iter().enumerate() {
+            let (o, rest) = Ipv4Header::from_slice(&p[ETH..]).unwrap();
+            assert_eq!(usize::from(o.total_len), p.len() - ETH);
+            assert_eq!(o.header_checksum, o.calc_header_checksum());
+            assert_eq!(o.identification, 0x4000 + k as u16);
+            assert_eq!(rest[..4], gre[..4]);
+            assert_eq!(rest[8..12], gre[8..12], "the key kept");
+            assert_eq!(rfc1071(rest), 0xffff, "piece {k}'s GRE checksum");
+        }
     }
 
     #[test]
