@@ -262,13 +262,27 @@ impl Handler {
         let generation = current.generation + 1;
         let runtime = &mut self.runtime;
         let writer = cx.resolver.writer();
+        // The neighbour table is live, not in the snapshot: what the build
+        // writes there is taken back if the change is refused.
+        writer.begin();
         let mut built = None;
         let applied = self.running.apply_then(op, |view, applied| {
             let next = next_tables(runtime, view, applied, &current, generation, writer)
                 .map_err(|e| ApiError::new(ErrorCode::Invalid, e.to_string()))?;
             built = Some(next);
             Ok(())
-        })?;
+        });
+        let writer = cx.resolver.writer();
+        let applied = match applied {
+            Ok(applied) => {
+                writer.commit();
+                applied
+            }
+            Err(e) => {
+                writer.rollback();
+                return Err(e);
+            }
+        };
         if let Some(next) = built {
             if let Some(offload) = cx.offload.as_deref_mut() {
                 offload.before_publish(&next);
@@ -579,6 +593,77 @@ mod tests {
         let t = worker.tenant(1).unwrap();
         assert_eq!(t.from_tunnel_packets.get() + t.flows_created(), 0);
         assert_eq!(worker.rules.default_policy(TenantId(1), Direction::In), 0);
+    }
+
+    /// A refused change leaves the live neighbour table as it was: a
+    /// batch whose first op sets a static neighbour of t1 and whose second
+    /// adds a tenant with more static neighbours than a tenant's share.
+    /// Before, t1's new entry stayed, and so did the refused tenant's
+    /// static MACs and full share, for the next tenant given its slot.
+    #[test]
+    fn a_refused_change_leaves_the_neighbour_table_as_it_was() {
+        use dataplane::neighbour::NeighbourLimits;
+        use dataplane::resolver::ResolverConfig;
+        use dataplane::VecFrame;
+
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reference.toml");
+        let cpus: CpuSet = [0, 1].into_iter().collect();
+        let config = ctl::config::load(&path, &cpus).expect("reference.toml");
+        // The reference's two ports, as the daemon numbers them.
+        let ports = vec![
+            (0, rte::MacAddr([2, 0, 0, 0, 0, 1])),
+            (1, rte::MacAddr([2, 0, 0, 0, 1, 1])),
+        ];
+        let mut h = Handler::new(
+            Running::new(config.clone()),
+            Runtime::new(&config, ports),
+            cpus,
+            path,
+        );
+        let limits = NeighbourLimits {
+            ports: 64,
+            tenants: 64,
+            per_tenant: 4,
+        };
+        let writer = NeighbourWriter::with_limits(limits);
+        let mut resolver: Resolver<VecFrame> = Resolver::new(writer, ResolverConfig::default());
+        let publisher = Publisher::new(h.initial(resolver.writer()).expect("tables"));
+        let entries = |r: &mut Resolver<VecFrame>| {
+            let mut e = r.writer().entries();
+            e.sort_by_key(|x| x.0);
+            e
+        };
+        let was = entries(&mut resolver);
+
+        let neighbours: Vec<Value> = (0..5)
+            .map(|i| json!({ "ip": format!("10.0.0.{}", 20 + i), "mac": "02:00:00:00:0c:01" }))
+            .collect();
+        let op: Op = serde_json::from_value(json!({"op": "batch", "args": {"ops": [
+            {"op": "neigh.add", "args": {"tenant": "t1",
+                "neighbour": {"ip": "10.0.0.9", "mac": "02:00:00:00:0b:01"}}},
+            {"op": "tenant.add", "args": {"tenant": {
+                "name": "red",
+                "key": 3000,
+                "hosts": ["172.168.0.13"],
+                "prefixes": ["10.0.0.0/24"],
+                "routes": [{ "prefix": "10.0.0.0/24", "to": "172.168.0.13" }],
+                "neighbours": neighbours,
+            }}},
+        ]}}))
+        .unwrap();
+        let cx = ChangeCx {
+            publisher: &publisher,
+            resolver: &mut resolver,
+            counters: &[],
+            share_mailboxes: &[],
+            offload: None,
+        };
+        let refused = h
+            .change(&op, cx)
+            .expect_err("five neighbours do not fit four");
+        assert!(refused.to_string().contains("neighbour"), "{refused}");
+        assert_eq!(entries(&mut resolver), was);
+        assert_eq!(publisher.current().generation, 1, "nothing published");
     }
 
     #[test]

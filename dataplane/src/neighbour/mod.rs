@@ -532,6 +532,30 @@ pub struct NeighbourWriter {
     /// Live hosts of each tenant that has any.
     per_tenant: HashMap<TenantId, usize>,
     refusals: Refusals,
+    /// The writes of a change not yet decided ([`NeighbourWriter::begin`]).
+    change: Option<Change>,
+}
+
+/// What a change wrote into the live table, to take back if the change is
+/// refused: the workers read the table directly, not through the
+/// snapshot the change builds.
+#[derive(Debug, Default)]
+struct Change {
+    /// Each slot claimed, in order, with its flags before and whether the
+    /// claim brought its key in (new, or back from dead) and counted it.
+    claimed: Vec<Claimed>,
+    /// Static MACs, published when the change is accepted: until then a
+    /// key keeps the MAC it had.
+    statics: Vec<(NeighKey, [u8; 6])>,
+}
+
+#[derive(Debug)]
+struct Claimed {
+    slot: u32,
+    key: NeighKey,
+    flags: u8,
+    brought_in: bool,
+    counted: bool,
 }
 
 /// An adjacency of the current tables points at the slot: never given to
@@ -560,6 +584,49 @@ impl NeighbourWriter {
             live_inner: 0,
             per_tenant: HashMap::new(),
             refusals: Refusals::default(),
+            change: None,
+        }
+    }
+
+    /// Opens a change: until [`NeighbourWriter::commit`], static MACs are
+    /// kept aside and every slot claimed is recorded, so that
+    /// [`NeighbourWriter::rollback`] leaves the table as it was. A refused
+    /// change must change nothing, and the table is live: a refused tenant
+    /// once left its static MACs and a full share behind for the next
+    /// tenant in its slot, and a refused reload changed a MAC.
+    pub fn begin(&mut self) {
+        self.change = Some(Change::default());
+    }
+
+    /// Accepts the open change: its static MACs are published.
+    pub fn commit(&mut self) {
+        let Some(change) = self.change.take() else {
+            return;
+        };
+        for (key, mac) in change.statics {
+            if let Some(i) = self.table.find(key) {
+                self.flags[i] |= STATIC;
+                self.set(key, mac);
+            }
+        }
+    }
+
+    /// Takes the open change back: each slot it claimed has its flags
+    /// again, and a key it brought in is dead again (as retired), its
+    /// count given back.
+    pub fn rollback(&mut self) {
+        let Some(change) = self.change.take() else {
+            return;
+        };
+        for c in change.claimed.into_iter().rev() {
+            let i = c.slot as usize;
+            self.flags[i] = c.flags;
+            if c.brought_in {
+                self.mac_of(i).store(DEAD, Ordering::Release);
+            }
+            if c.counted {
+                self.count(c.key, false);
+            }
         }
     }
 
@@ -591,15 +658,18 @@ impl NeighbourWriter {
     /// when the key's share is full or its buckets are (counted).
     pub fn claim(&mut self, key: NeighKey) -> Result<u32, Refused> {
         if let Some(i) = self.table.find(key) {
-            if self.is_dead(i) {
-                // A pinned slot stays counted while retired: it is its
-                // key's whatever else came since.
-                if self.flags[i] & PINNED == 0 {
-                    self.room(key)?;
-                    self.count(key, true);
-                }
+            let (flags, dead) = (self.flags[i], self.is_dead(i));
+            // A pinned slot stays counted while retired: it is its key's
+            // whatever else came since.
+            let counted = dead && flags & PINNED == 0;
+            if counted {
+                self.room(key)?;
+                self.count(key, true);
+            }
+            if dead {
                 self.mac_of(i).store(0, Ordering::Release);
             }
+            self.record(i, key, flags, dead, counted);
             return Ok(i as u32);
         }
         self.room(key)?;
@@ -615,7 +685,21 @@ impl NeighbourWriter {
         s.mac.store(0, Ordering::Release);
         self.flags[i] = 0;
         self.count(key, true);
+        self.record(i, key, 0, true, true);
         Ok(i as u32)
+    }
+
+    /// Notes a claim of slot `i` in the open change, if there is one.
+    fn record(&mut self, i: usize, key: NeighKey, flags: u8, brought_in: bool, counted: bool) {
+        if let Some(change) = &mut self.change {
+            change.claimed.push(Claimed {
+                slot: i as u32,
+                key,
+                flags,
+                brought_in,
+                counted,
+            });
+        }
     }
 
     /// Whether `key`'s share has room for one more; counts a refusal.
@@ -692,12 +776,17 @@ impl NeighbourWriter {
         Some(NeighRef { key, slot })
     }
 
-    /// Claims `key` with a MAC the operator configured: published at once,
-    /// and never learned over. `false` when there is no room.
+    /// Claims `key` with a MAC the operator configured: published at once
+    /// (in an open change, when it is committed), and never learned over.
+    /// `false` when there is no room.
     pub fn set_static(&mut self, key: NeighKey, mac: [u8; 6]) -> bool {
         let Ok(slot) = self.claim(key) else {
             return false;
         };
+        if let Some(change) = &mut self.change {
+            change.statics.push((key, mac));
+            return true;
+        }
         self.flags[slot as usize] |= STATIC;
         self.set(key, mac)
     }

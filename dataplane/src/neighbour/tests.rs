@@ -608,3 +608,67 @@ fn a_kept_header_is_given_for_its_adjacency_host_and_count_alone() {
     copies.keep_header(before, 7, vm, port_hint, &header);
     assert!(copies.header(w.table(), 7, vm, port_hint).is_err());
 }
+
+/// A change the table refused in its middle leaves it as it was: the
+/// MACs, the static flags, the pins and every share's count. Before, a
+/// refused tenant's static MACs and its full share stayed for the next
+/// tenant given its slot, and a refused reload changed a MAC it had set
+/// before the part that did not fit.
+#[test]
+fn a_change_taken_back_leaves_the_table_as_it_was() {
+    const OTHER: [u8; 6] = [2, 0, 0, 0, 0, 8];
+    let limits = NeighbourLimits {
+        ports: 8,
+        tenants: 16,
+        per_tenant: 4,
+    };
+    let mut w = NeighbourWriter::seeded(limits);
+    let (blue, red) = (TenantId(1), TenantId(2));
+    let inner = |t, i: u32| NeighKey::inner(t, 0x0a00_0000 + i);
+    let (router, gone) = (NeighKey::port(0, 0x0101_01fe), NeighKey::port(0, 9));
+    assert!(w.set_static(inner(blue, 5), MAC));
+    w.claim(inner(blue, 6)).unwrap();
+    w.pin(router).unwrap();
+    w.claim(gone).unwrap();
+    w.retire(gone);
+    let before = |w: &NeighbourWriter| {
+        let mut e = w.entries();
+        e.sort_by_key(|x| x.0);
+        (e, w.len(), w.tenant_len(blue), w.tenant_len(red))
+    };
+    let was = before(&w);
+
+    w.begin();
+    // A MAC changed, a retired key back, a live key pinned, then a
+    // tenant whose five hosts do not fit its four.
+    assert!(w.set_static(inner(blue, 5), OTHER));
+    assert_eq!(
+        w.get(inner(blue, 5)),
+        Lookup::Mac(MAC),
+        "not before the commit"
+    );
+    w.pin(gone).unwrap();
+    w.pin(inner(blue, 6)).unwrap();
+    let fitted = (0..5)
+        .take_while(|&i| w.set_static(inner(red, i), OTHER))
+        .count();
+    assert_eq!(fitted, 4);
+    w.rollback();
+    assert_eq!(before(&w), was);
+    for k in [gone, inner(blue, 6)] {
+        let i = w.table().find(k).unwrap();
+        assert_eq!(w.flags[i] & PINNED, 0, "{k:?} unpinned again");
+    }
+    // The slots given back are free: a new tenant has its whole share.
+    let fits = (0..4).all(|i| w.claim(inner(TenantId(3), i)).is_ok());
+    assert!(fits);
+
+    // The same writes committed are all there.
+    w.begin();
+    assert!(w.set_static(inner(blue, 5), OTHER));
+    assert!(w.set_static(inner(red, 0), OTHER));
+    w.commit();
+    assert_eq!(w.get(inner(blue, 5)), Lookup::Mac(OTHER));
+    assert_eq!(w.get(inner(red, 0)), Lookup::Mac(OTHER));
+    assert!(!w.learnable(inner(red, 0)), "static");
+}
