@@ -153,6 +153,27 @@ impl ControlSocket {
         self.queue.try_recv().ok()
     }
 
+    /// Answers the requests that wait with `handle` until none is left or
+    /// `budget` has passed (one at least), so that the control loop's
+    /// other work (the resolver's punts and timers, metrics, the
+    /// watchdogs, the stop check) runs in between; how many it answered.
+    /// A client sends its next request as soon as it has its answer, so
+    /// with two busy clients the queue never empties: drained whole, it
+    /// held the control loop for as long as they kept asking.
+    pub fn serve(&self, budget: Duration, mut handle: impl FnMut(&Request) -> Response) -> usize {
+        let until = Instant::now() + budget;
+        let mut answered = 0;
+        while let Some(pending) = self.take() {
+            let response = handle(&pending.request);
+            pending.answer(response);
+            answered += 1;
+            if Instant::now() >= until {
+                break;
+            }
+        }
+        answered
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

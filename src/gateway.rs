@@ -46,6 +46,10 @@ use crate::worker::{Fault, Stage, Worker, TX_DRAIN_US};
 
 /// How often the control plane looks at its rings and timers.
 const CONTROL_TICK: Duration = Duration::from_millis(1);
+/// The most of a control loop's round spent answering control-socket
+/// requests (one is answered whatever it takes): busy clients slow their
+/// own answers, never the punts, the metrics or the watchdogs.
+const REQUEST_BUDGET: Duration = Duration::from_millis(5);
 
 // The pool check (ctl) counts the mbufs that fragments and bursts may
 // hold; it cannot see dataplane's and rte's bounds, so they are held equal
@@ -477,10 +481,9 @@ fn serve(
                 let applied = handler.reload(&mut cx);
                 notifier.reloaded(applied);
             }
-            while let Some(pending) = socket.take() {
-                let response = handler.handle(&pending.request.op, &mut cx);
-                pending.answer(response);
-            }
+            socket.serve(REQUEST_BUDGET, |request| {
+                handler.handle(&request.op, &mut cx)
+            });
             handler.tick(&counters);
             promiscuity.keep(&ports, Instant::now());
             failure = dead_worker(&running, &lcores, &mut heartbeats, || {

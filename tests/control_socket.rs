@@ -439,6 +439,61 @@ fn an_idle_client_loses_its_slot() {
     assert!(Raw::connect(&path).request(stats(), None).ok);
 }
 
+/// Two clients that ask again as soon as they are answered keep the
+/// queue from ever emptying. The control loop answers them for its
+/// budget and goes on with the rest of its round; drained whole, the
+/// queue held it for every request the clients had (here 2 x 100 at
+/// 2 ms each: 400 ms), and with it the resolver, the metrics, the
+/// watchdogs and the stop check.
+#[test]
+fn busy_clients_get_a_budget_of_the_control_loop_not_all_of_it() {
+    let scratch = Scratch::new("budget");
+    let path = scratch.socket();
+    let socket = ControlSocket::bind(&path, quick()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (path, stop) = (path.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut c = Raw::connect(&path);
+                for _ in 0..100 {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    assert!(c.request(stats(), None).ok);
+                }
+            })
+        })
+        .collect();
+    let slow = |_: &Request| {
+        std::thread::sleep(Duration::from_millis(2));
+        Response::ok(None, json!({}))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while socket.serve(Duration::ZERO, slow) == 0 {
+        assert!(Instant::now() < deadline, "no client asked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let start = Instant::now();
+    let answered = socket.serve(Duration::from_millis(20), slow);
+    let took = start.elapsed();
+    assert!(answered >= 2, "{answered}");
+    assert!(
+        took < Duration::from_millis(150),
+        "{answered} answered in {took:?}"
+    );
+    // The clients were still asking: they end once told to.
+    stop.store(true, Ordering::Release);
+    while !clients.iter().all(|c| c.is_finished()) {
+        assert!(Instant::now() < deadline, "the clients did not end");
+        socket.serve(Duration::from_millis(5), slow);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for c in clients {
+        c.join().unwrap();
+    }
+}
+
 #[test]
 fn a_full_queue_and_a_silent_control_loop_are_unavailable_not_a_hang() {
     let scratch = Scratch::new("queue");
