@@ -421,6 +421,7 @@ impl Report {
                     "bursts": w.bursts.get(),
                     "cycles": w.cycles.get(),
                     "flows_in_use": w.flows_in_use.get(),
+                    "flows_unreplied": w.live_unreplied(),
                     "flows_capacity": w.flows_capacity.get(),
                     "fragments_held": w.fragments_held.get(),
                     "loops": w.loops.get(),

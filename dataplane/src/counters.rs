@@ -400,6 +400,12 @@ pub struct WorkerCounters {
     /// and the table's capacity (set once, when the worker starts).
     pub flows_in_use: Counter,
     pub flows_capacity: Counter,
+    /// Inbound flows opened unanswered, of every tenant, and those of them
+    /// answered from inside or ended unanswered: the difference is the
+    /// worker's unreplied flows, which together hold at most half its
+    /// table (`Pipeline::with_unreplied_total`).
+    pub unreplied_opened: Counter,
+    pub unreplied_done: Counter,
     /// Fragments the worker holds: first fragments' entries in its
     /// fragment cache and later fragments parked for their first (a
     /// gauge, refreshed between bursts).
@@ -491,6 +497,8 @@ impl WorkerCounters {
             busy_cycles: Counter::default(),
             cycles: Counter::default(),
             flows_in_use: Counter::default(),
+            unreplied_opened: Counter::default(),
+            unreplied_done: Counter::default(),
             flows_capacity: Counter::default(),
             fragments_held: Counter::default(),
             arp_replies: Counter::default(),
@@ -517,6 +525,15 @@ impl WorkerCounters {
         self.rules = RuleCounters::new(rules, self.tenants.len());
         self
     }
+    /// The worker's live inbound flows that nobody inside answered yet,
+    /// of every tenant.
+    #[inline]
+    pub fn live_unreplied(&self) -> u64 {
+        self.unreplied_opened
+            .get()
+            .saturating_sub(self.unreplied_done.get())
+    }
+
     #[inline]
     pub fn count_drop(&self, reason: DropReason, n: u64) {
         self.drops[reason as usize].add(n);

@@ -3203,6 +3203,47 @@ fn an_inbound_flood_leaves_a_tenants_own_and_established_flows_alone() {
     assert_eq!(passed, 2, "{verdicts:?}");
 }
 
+/// Spoofed SYNs toward several tenants fill each one's unreplied share,
+/// and all of them together at most the worker's (half the table in the
+/// daemon): past it every tenant's new inbound flows are refused as
+/// unreplied, and their outbound flows still open. Each share alone let
+/// a flood toward a few tenants fill the whole table for all of them.
+#[test]
+fn inbound_floods_toward_many_tenants_hold_the_unreplied_total_at_most() {
+    let mut gw = Gw::new();
+    // 16 flows a tenant, 4 of them unreplied; 6 unreplied in all.
+    gw.pipeline = Pipeline::new(TokenBucket::new(1000, 50, SEC), 0)
+        .with_quota(16)
+        .with_unreplied_total(6);
+    let flood = |i: u32, eip| {
+        let [_, a, b, d] = i.to_be_bytes();
+        tcp([5, a, b, d], 1024 + (i % 60000) as u16, eip, 22, "S")
+    };
+    let mut passed = |gw: &mut Gw, eip, from: u32| {
+        (from..from + 10)
+            .filter(|&i| gw.client_sends(&flood(i, eip), SEC).0 == Verdict::Forward(UND))
+            .count()
+    };
+    assert_eq!(passed(&mut gw, EIP1, 0), 4, "t1's share");
+    assert_eq!(passed(&mut gw, EIP2, 100), 2, "what is left of the total");
+    assert_eq!(gw.counters.live_unreplied(), 6);
+    assert_eq!(gw.counters.tenants[1].live_unreplied(), 2);
+    assert_eq!(gw.counters.tenants[1].unreplied_refused.get(), 8);
+    // Outbound flows of both tenants open all the same.
+    for sport in 0..4 {
+        let (v, _) = gw.t1_sends(&udp_from(VM, 7000 + sport, CLIENT, 53), 2 * SEC);
+        assert_eq!(v, Verdict::Forward(PUB), "t1's outbound flow {sport}");
+    }
+    // A flow answered from inside leaves the unreplied count: the next
+    // SYN toward t2 gets its place.
+    let (first, sport) = ([5, 0, 0, 100], 1124);
+    let answer = tcp_at((VM, 22), (first, sport), "SA", 5000, 1001);
+    let (v, _) = gw.t2_sends(&answer, 2 * SEC);
+    assert_eq!(v, Verdict::Forward(PUB));
+    assert_eq!(gw.counters.live_unreplied(), 5);
+    assert_eq!(passed(&mut gw, EIP2, 200), 1);
+}
+
 /// A TCP segment with explicit sequence and acknowledgment numbers.
 fn tcp_at(
     (src, sport): ([u8; 4], u16),

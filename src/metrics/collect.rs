@@ -219,11 +219,16 @@ fn workers(report: &Report, out: &mut impl Sink) {
     for (age, worker) in report.heartbeat_age.iter().zip(&names) {
         out.real(&[("worker", worker)], age.as_secs_f64());
     }
-    let gauges: [(&str, &str, Of); 3] = [
+    let gauges: [(&str, &str, Of); 4] = [
         (
             "tgw_worker_flows",
             "Flows in the worker's flow table.",
             |w| w.flows_in_use.get(),
+        ),
+        (
+            "tgw_worker_flows_unreplied",
+            "Inbound flows in the worker's table that nobody inside answered yet, of every tenant: at most half the table.",
+            |w| w.live_unreplied(),
         ),
         (
             "tgw_worker_flows_capacity",

@@ -62,6 +62,8 @@ fn report() -> Report {
     w0.process_cycles.set(1_000_000_000);
     w0.flows_in_use.set(17);
     w0.flows_capacity.set(65536);
+    w0.unreplied_opened.set(9);
+    w0.unreplied_done.set(4);
     w1.fragments_held.set(3);
     w0.arp_replies.set(2);
     w1.echo_replies.set(5);
@@ -361,6 +363,7 @@ fn workers_have_their_own_series_in_seconds() {
     );
     assert_eq!(p.get(r#"tgw_worker_flows{worker="0"}"#), 17.0);
     assert_eq!(p.get(r#"tgw_worker_flows_capacity{worker="0"}"#), 65536.0);
+    assert_eq!(p.get(r#"tgw_worker_flows_unreplied{worker="0"}"#), 5.0);
     assert_eq!(p.get(r#"tgw_worker_fragments_held{worker="1"}"#), 3.0);
     assert_eq!(p.get(r#"tgw_replies_total{kind="arp"}"#), 2.0);
     assert_eq!(p.get(r#"tgw_replies_total{kind="echo"}"#), 5.0);

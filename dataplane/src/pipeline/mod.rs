@@ -148,6 +148,8 @@ pub struct Pipeline {
     quota: u64,
     /// Of those, inbound flows nobody inside answered yet.
     unreplied_quota: u64,
+    /// Such flows of all tenants together.
+    unreplied_total: u64,
     /// The ICMP error limit each tenant gets, per side.
     icmp_each: TokenBucket,
     /// Where the sweep of flows decided under an older epoch goes on.
@@ -257,6 +259,7 @@ impl Pipeline {
             frag_budget: Budget::new(DEFAULT_TENANTS, 1_000_000_000),
             quota: u64::MAX,
             unreplied_quota: u64::MAX,
+            unreplied_total: u64::MAX,
             stale_at: 0,
             swept_generation: 0,
             orphans_until: 0,
@@ -299,6 +302,19 @@ impl Pipeline {
     #[must_use]
     pub fn with_unreplied(mut self, per_tenant: u64) -> Self {
         self.unreplied_quota = per_tenant.max(1);
+        self
+    }
+
+    /// Limits the inbound flows nobody inside answered yet, of all tenants
+    /// together, to `total` on this worker (the daemon gives half the
+    /// table): each tenant's share alone let spoofed SYNs toward a few
+    /// tenants fill the whole table, and every tenant's new flows,
+    /// outbound too, were refused. Past half of it, new ones live
+    /// `Timeouts::unreplied` at most until answered, as past half a
+    /// tenant's share.
+    #[must_use]
+    pub fn with_unreplied_total(mut self, total: u64) -> Self {
+        self.unreplied_total = total.max(1);
         self
     }
 

@@ -464,6 +464,7 @@ impl Pipeline {
             .on_packet(dir.index(), tuple, first_answer, life, now)
             .ok()?;
         if first_answer {
+            c.unreplied_done.inc();
             if let Some(tc) = c.tenant(usize::from(conn.tenant)) {
                 tc.unreplied_done.inc();
             }
@@ -691,8 +692,12 @@ impl Pipeline {
         let mut conn = conn;
         debug_assert_eq!(conn.hairpin, martian::hairpinned(t, [&forward, &reply]));
         if conn.answered == Answered::No {
+            // The tenant's share, and all tenants' together: spoofed SYNs
+            // toward a few tenants' shares would otherwise fill the table
+            // for every tenant, outbound flows and all.
             let unanswered = tc.map_or(0, TenantCounters::live_unreplied);
-            if unanswered >= self.unreplied_quota {
+            let all = c.live_unreplied();
+            if unanswered >= self.unreplied_quota || all >= self.unreplied_total {
                 if let Some(inside) = conn.snat {
                     self.snat.release(&t.pools, inside);
                 }
@@ -701,7 +706,7 @@ impl Pipeline {
                 }
                 return Err(D::UnrepliedQuota);
             }
-            if unanswered >= self.unreplied_quota / 2 {
+            if unanswered >= self.unreplied_quota / 2 || all >= self.unreplied_total / 2 {
                 conn.answered = Answered::NoUnderPressure;
             }
         }
@@ -726,6 +731,9 @@ impl Pipeline {
         }
         match result {
             Ok(id) => {
+                if conn.answered != Answered::Yes {
+                    c.unreplied_opened.inc();
+                }
                 if let Some(tc) = tc {
                     tc.flows_opened[FlowProto::of(conn.protocol) as usize].inc();
                     if conn.answered != Answered::Yes {
@@ -805,6 +813,9 @@ pub(super) fn count_from_tunnel(c: &WorkerCounters, tenant: TenantId, len: usize
 /// Accounts for a flow that ended: its tenant's count, and its share of
 /// a source NAT mapping.
 pub(super) fn ended(snat: &mut Snat, pools: &Pools, c: &WorkerCounters, conn: &Conn) {
+    if conn.answered != Answered::Yes {
+        c.unreplied_done.inc();
+    }
     if let Some(tc) = c.tenant(usize::from(conn.tenant)) {
         tc.flows_ended[FlowProto::of(conn.protocol) as usize].inc();
         if conn.answered != Answered::Yes {
