@@ -3219,7 +3219,7 @@ fn inbound_floods_toward_many_tenants_hold_the_unreplied_total_at_most() {
         let [_, a, b, d] = i.to_be_bytes();
         tcp([5, a, b, d], 1024 + (i % 60000) as u16, eip, 22, "S")
     };
-    let mut passed = |gw: &mut Gw, eip, from: u32| {
+    let passed = |gw: &mut Gw, eip, from: u32| {
         (from..from + 10)
             .filter(|&i| gw.client_sends(&flood(i, eip), SEC).0 == Verdict::Forward(UND))
             .count()
