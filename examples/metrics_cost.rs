@@ -178,6 +178,7 @@ fn report(names: &[String], workers: &[Arc<WorkerCounters>]) -> Report {
             dpdk: "DPDK 22.11".to_owned(),
         },
         resolver: ResolverStats::default(),
+        inject_full: 0,
         neighbours: Vec::new(),
         rules,
         failure: None,

@@ -723,6 +723,7 @@ fn report(
         },
         build: BuildInfo::this(),
         resolver: control.stats(),
+        inject_full: control.inject_full,
         neighbours,
         rules: rule_report(&tables, counters, &offload.deny_drops),
         failure: None,

@@ -36,6 +36,9 @@ pub struct Report {
     pub mempool: MempoolReport,
     pub build: BuildInfo,
     pub resolver: ResolverStats,
+    /// Frames the control plane could not put on the inject ring (full):
+    /// ARP requests, released held frames, proxy replies, cut fragments.
+    pub inject_full: u64,
     pub neighbours: Vec<NeighbourReport>,
     pub rules: Vec<RuleReport>,
     /// The worker whose death stopped tgw, if one did.
@@ -445,6 +448,7 @@ impl Report {
             "host_unreachable": r.host_unreachable, "unreachable_limited": r.unreachable_limited,
             "table_ports_full": r.table.ports_full, "table_tenants_full": r.table.tenants_full,
             "table_tenant_limit": r.table.tenant_limit, "table_buckets_full": r.table.buckets_full,
+            "inject_full": self.inject_full,
         });
         let neighbours: Vec<_> = self
             .neighbours

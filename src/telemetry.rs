@@ -414,6 +414,7 @@ mod tests {
                 dpdk: "DPDK 22.11.11".into(),
             },
             resolver: Default::default(),
+            inject_full: 0,
             neighbours: Vec::new(),
             rules: Vec::new(),
             failure: None,

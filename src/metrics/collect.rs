@@ -524,7 +524,7 @@ fn tables(report: &Report, out: &mut impl Sink) {
 
 fn resolver(report: &Report, out: &mut impl Sink) {
     let r = &report.resolver;
-    let counts: [(&str, &str, u64); 14] = [
+    let counts: [(&str, &str, u64); 15] = [
         (
             "tgw_arp_requests_total",
             "ARP requests the resolver sent.",
@@ -594,6 +594,11 @@ fn resolver(report: &Report, out: &mut impl Sink) {
             "tgw_fragment_failed_total",
             "Datagrams that could not be cut into fragments.",
             r.fragment_failed,
+        ),
+        (
+            "tgw_inject_full_total",
+            "Frames the control plane dropped because the inject ring to worker 0 was full: ARP requests, released held frames, proxy replies, cut fragments.",
+            report.inject_full,
         ),
     ];
     for (name, help, value) in counts {

@@ -120,6 +120,7 @@ fn report() -> Report {
             dropped: 2,
             ..ResolverStats::default()
         },
+        inject_full: 3,
         neighbours: vec![
             neighbour(Lookup::Mac([2, 0, 0, 0, 0, 1])),
             neighbour(Lookup::Mac([2, 0, 0, 0, 0, 2])),
@@ -364,6 +365,7 @@ fn workers_have_their_own_series_in_seconds() {
     assert_eq!(p.get(r#"tgw_worker_flows{worker="0"}"#), 17.0);
     assert_eq!(p.get(r#"tgw_worker_flows_capacity{worker="0"}"#), 65536.0);
     assert_eq!(p.get(r#"tgw_worker_flows_unreplied{worker="0"}"#), 5.0);
+    assert_eq!(p.get("tgw_inject_full_total"), 3.0);
     assert_eq!(p.get(r#"tgw_worker_fragments_held{worker="1"}"#), 3.0);
     assert_eq!(p.get(r#"tgw_replies_total{kind="arp"}"#), 2.0);
     assert_eq!(p.get(r#"tgw_replies_total{kind="echo"}"#), 5.0);
