@@ -48,6 +48,13 @@ impl TokenBucket {
         self.tokens -= 1;
         true
     }
+
+    /// Gives back a token just taken, for what another bucket then
+    /// refused.
+    #[inline]
+    pub fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1).min(self.burst);
+    }
 }
 
 /// Which way a limited message goes: back into a tenant's tunnels, or out

@@ -56,11 +56,19 @@ impl Budget {
     }
 
     /// Takes a token for `tenant`'s datagram at `now`, if both it and the
-    /// worker have one.
+    /// worker have one. A tenant's token goes back when the worker has
+    /// none: what others use up of the worker's must not spend its own.
     pub fn take(&mut self, tenant: u32, now: u64) -> bool {
         let last = self.tenants.len() - 1;
-        let i = (tenant as usize).min(last);
-        self.tenants[i].take(now) && self.worker.take(now)
+        let tenant = &mut self.tenants[(tenant as usize).min(last)];
+        if !tenant.take(now) {
+            return false;
+        }
+        if !self.worker.take(now) {
+            tenant.give_back();
+            return false;
+        }
+        true
     }
 }
 
@@ -236,6 +244,28 @@ mod tests {
         h.write(&mut bytes).unwrap();
         bytes.extend((0..100u8).collect::<Vec<_>>());
         VecFrame::new(&bytes, 0)
+    }
+
+    /// Tenants that use up the worker's budget do not spend another's:
+    /// a tenant refused for want of the worker's token keeps its own.
+    #[test]
+    fn a_tenant_refused_by_the_workers_budget_keeps_its_own() {
+        const HZ: u64 = 1_000_000;
+        let mut b = Budget::new(8, HZ);
+        // Five tenants at their burst take the worker's (64) and more.
+        let taken = (0..5u32)
+            .map(|t| (0..TENANT_BURST).filter(|_| b.take(t, 0)).count())
+            .sum::<usize>();
+        assert_eq!(taken, WORKER_BURST as usize);
+        // Tenant 7 is refused as long as the worker has nothing...
+        for _ in 0..100 {
+            assert!(!b.take(7, 0));
+        }
+        // ...and when the worker has earned a burst's tokens again (3.2 ms,
+        // in which a tenant earns 6), its own are whole.
+        let later = HZ * u64::from(TENANT_BURST) / u64::from(WORKER_RATE);
+        let got = (0..WORKER_BURST).filter(|_| b.take(7, later)).count();
+        assert_eq!(got, TENANT_BURST as usize);
     }
 
     #[test]
