@@ -651,8 +651,30 @@ impl OffloadPlane {
             "deny_rules_installed": self.deny.installed(),
             "deny_rules_refused": self.deny.refused,
             "deny_not_pushed": self.deny.not_pushed().into_iter().map(|(k, v)| (k.to_owned(), Value::from(v))).collect::<serde_json::Map<String, Value>>(),
+            "feedback_full": self.manager.as_ref().map_or(0, |(m, _)| m.stats().feedback_full),
+            "workers": workers_json(counters),
         })
     }
+}
+
+/// The workers' side of offload, summed over them: what `offload.stats`
+/// shows besides the manager's.
+fn workers_json(counters: &[Arc<WorkerCounters>]) -> Value {
+    let sum = |of: fn(&WorkerCounters) -> &dataplane::counters::Counter| -> u64 {
+        counters.iter().map(|c| of(c).get()).sum()
+    };
+    json!({
+        "requests": sum(|c| &c.offload.requests),
+        "ended": sum(|c| &c.offload.ended),
+        "ended_lost": sum(|c| &c.offload.ended_lost),
+        "refreshes": sum(|c| &c.offload.refreshes),
+        "released": sum(|c| &c.offload.released),
+        "feedback_stale": sum(|c| &c.offload.feedback_stale),
+        "stale_told": sum(|c| &c.offload.stale_told),
+        "stale_lost": sum(|c| &c.offload.stale_lost),
+        "marked_hits": sum(|c| &c.offload.marked_hits),
+        "stale_marks": sum(|c| &c.offload.stale_marks),
+    })
 }
 
 #[cfg(test)]
@@ -793,5 +815,26 @@ mod tests {
             "none",
             "caps say what the NIC said"
         );
+    }
+
+    /// The workers' offload counters that docs/offload.md names are in
+    /// `offload.stats`, summed over the workers (they were counted and
+    /// shown nowhere).
+    #[test]
+    fn offload_stats_sum_the_workers_counters() {
+        let p = plane("mode = \"shadow\"", &mut |_, _| Ok(()));
+        let workers = [
+            Arc::new(WorkerCounters::new(2)),
+            Arc::new(WorkerCounters::new(2)),
+        ];
+        workers[0].offload.ended_lost.set(2);
+        workers[1].offload.ended_lost.set(3);
+        workers[1].offload.stale_marks.set(7);
+        workers[0].offload.marked_hits.set(11);
+        let w = &p.stats_json(&workers)["workers"];
+        assert_eq!(w["ended_lost"], 5, "{w}");
+        assert_eq!(w["stale_marks"], 7, "{w}");
+        assert_eq!(w["marked_hits"], 11, "{w}");
+        assert_eq!(w["stale_told"], 0, "{w}");
     }
 }
