@@ -330,8 +330,8 @@ impl Report {
         if r.dropped + r.table_full > 0 {
             let _ = writeln!(
                 out,
-                "  not held: {} for the neighbour's max_pending, {} for max_held, {} for the tenants' share, {} for held_per_tenant, {} for a failed neighbour; no neighbour slot: {} ports' share, {} tenants' share, {} per_tenant, {} buckets",
-                r.hold_neighbour_full, r.hold_full, r.hold_tenants_full, r.hold_tenant_limit, r.hold_failed,
+                "  not held: {} for the neighbour's max_pending, {} for max_held, {} for the tenants' share, {} for the ports' share, {} for held_per_tenant, {} for a failed neighbour; no neighbour slot: {} ports' share, {} tenants' share, {} per_tenant, {} buckets",
+                r.hold_neighbour_full, r.hold_full, r.hold_tenants_full, r.hold_ports_full, r.hold_tenant_limit, r.hold_failed,
                 r.table.ports_full, r.table.tenants_full, r.table.tenant_limit, r.table.buckets_full
             );
         }
@@ -443,7 +443,7 @@ impl Report {
             "fragmented": r.fragmented, "fragments": r.fragments,
             "fragment_failed": r.fragment_failed,
             "hold_neighbour_full": r.hold_neighbour_full, "hold_full": r.hold_full,
-            "hold_tenants_full": r.hold_tenants_full, "hold_tenant_limit": r.hold_tenant_limit,
+            "hold_tenants_full": r.hold_tenants_full, "hold_ports_full": r.hold_ports_full, "hold_tenant_limit": r.hold_tenant_limit,
             "hold_failed": r.hold_failed,
             "host_unreachable": r.host_unreachable, "unreachable_limited": r.unreachable_limited,
             "table_ports_full": r.table.ports_full, "table_tenants_full": r.table.tenants_full,

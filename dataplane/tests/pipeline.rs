@@ -4840,6 +4840,42 @@ fn held_frames_are_capped_in_all_and_per_tenant_and_the_public_side_keeps_its_sh
     );
 }
 
+/// The other way round: the gateway's own errors toward clients an
+/// Internet sender names (TTL 1 from spoofed on-link sources) take at
+/// most all but the tenants' quarter, and tenants' frames are still held.
+/// Before, they could take all of `max_held`.
+#[test]
+fn the_gateways_own_held_frames_leave_the_tenants_their_share() {
+    let cfg = ResolverConfig {
+        max_held: 64,
+        held_per_tenant: 24,
+        ..ResolverConfig::default()
+    };
+    let spec = spec_without(&[[1, 1, 1, 254]], &[]);
+    let mut gw = Gw::with_resolver(&spec, cfg, NeighbourLimits::uniform(1024));
+    let mut wire = Wire::default();
+    // 56 errors, 10 ms apart per client: within the ICMP limit (50 at once,
+    // 1000/s).
+    for client in 20..27u8 {
+        let now = u64::from(client) * SEC / 100;
+        for _ in 0..cfg.max_pending {
+            let late = inner_udp([1, 1, 1, client], EIP1, 1, b"traceroute");
+            let frame = eth(PUB_MAC, CLIENT_MAC, EtherType::IPV4, &late);
+            assert_eq!(gw.run_at(&frame, PUB, now, &mut wire), Verdict::Punt);
+        }
+    }
+    assert_eq!(gw.resolver.held(), 48, "all but the tenants' 16");
+    assert_eq!(gw.resolver.stats().hold_ports_full, 8);
+    for i in 1..=2 {
+        for _ in 0..cfg.max_pending {
+            let v = gw.run_at(&t1_east_west([10, 0, 1, i]), UND, SEC, &mut wire);
+            assert_eq!(v, Verdict::Punt);
+        }
+    }
+    assert_eq!(gw.resolver.held_by(TenantId(0)), 16);
+    assert_eq!(gw.resolver.held(), 64);
+}
+
 /// An ARP request inside tenant `key`'s gretap tunnel from `host`, asking
 /// for the gateway: what a VM sends when it comes up (and what one
 /// announcing thousands of addresses sends thousands of).

@@ -613,6 +613,7 @@ fn resolver(report: &Report, out: &mut impl Sink) {
         ("neighbour_full", r.hold_neighbour_full),
         ("held_full", r.hold_full),
         ("tenants_full", r.hold_tenants_full),
+        ("ports_full", r.hold_ports_full),
         ("tenant_limit", r.hold_tenant_limit),
         ("neighbour_failed", r.hold_failed),
     ] {

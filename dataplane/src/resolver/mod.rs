@@ -77,7 +77,8 @@ pub struct ResolverConfig {
 
 impl ResolverConfig {
     /// Held frames kept for no tenant's traffic: tenants together hold at
-    /// most `max_held` minus this.
+    /// most `max_held` minus this, and frames of no tenant at most
+    /// `max_held` minus as many, kept for the tenants.
     pub fn held_reserved(&self) -> usize {
         self.max_held / 4
     }
@@ -125,6 +126,9 @@ pub struct ResolverStats {
     pub hold_full: u64,
     /// Of those: tenants' frames filled all but the reserved share.
     pub hold_tenants_full: u64,
+    /// Of those: frames of no tenant (the gateway's own, toward the
+    /// public side or the underlay) filled all but the tenants' share.
+    pub hold_ports_full: u64,
     /// Of those: their tenant had `held_per_tenant` frames held.
     pub hold_tenant_limit: u64,
     /// Of those: their neighbour had failed.
@@ -189,6 +193,7 @@ enum NotHeld {
     Neighbour,
     Full,
     Tenants,
+    Ports,
     Tenant,
     Failed,
 }
@@ -417,6 +422,7 @@ impl<F: Frame> Resolver<F> {
                     NotHeld::Neighbour => &mut s.hold_neighbour_full,
                     NotHeld::Full => &mut s.hold_full,
                     NotHeld::Tenants => &mut s.hold_tenants_full,
+                    NotHeld::Ports => &mut s.hold_ports_full,
                     NotHeld::Tenant => &mut s.hold_tenant_limit,
                     NotHeld::Failed => &mut s.hold_failed,
                 } += 1;
@@ -448,10 +454,15 @@ impl<F: Frame> Resolver<F> {
         if self.held >= self.cfg.max_held {
             return Some(NotHeld::Full);
         }
+        // Each side keeps a quarter from the other: the gateway's own
+        // frames (errors toward clients an Internet sender names, among
+        // them) once took all of it, and tenants' frames found none.
+        let kept = self.cfg.held_reserved();
         let Share::Tenant(t) = share else {
-            return None;
+            let ports = self.held - self.held_tenants;
+            return (ports >= self.cfg.max_held - kept).then_some(NotHeld::Ports);
         };
-        if self.held_tenants >= self.cfg.max_held - self.cfg.held_reserved() {
+        if self.held_tenants >= self.cfg.max_held - kept {
             return Some(NotHeld::Tenants);
         }
         (self.held_by(t) >= self.cfg.held_per_tenant).then_some(NotHeld::Tenant)
