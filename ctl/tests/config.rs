@@ -1065,3 +1065,40 @@ fn a_public_prefix_over_nat_addresses_is_refused() {
         )],
     );
 }
+
+/// A tenant with more static neighbours than a tenant's share of the
+/// neighbour table is refused with its line, not when the tables are
+/// built (at start or reload, where nothing pointed at the file).
+#[test]
+fn static_neighbours_must_fit_the_tenants_share() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/reference.toml");
+    let reference = std::fs::read_to_string(path).unwrap();
+    let two = reference.replacen(
+        "  { ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:07\" },\n",
+        "  { ip = \"10.0.0.7\", mac = \"02:00:00:00:0a:07\" },\n  { ip = \"10.0.0.8\", mac = \"02:00:00:00:0a:08\" },\n",
+        1,
+    );
+    assert_ne!(two, reference, "reference.toml changed shape");
+    let one = |t: &str| t.replacen("per_tenant = 256\n", "per_tenant = 1\n", 1);
+    let text = one(&two);
+    assert_ne!(text, two, "reference.toml has an [arp]");
+    let e = parse(&text, "x.toml", &cpus("0-1")).unwrap_err();
+    let t1 = text[..text.find("[[tenant]]").unwrap()].lines().count() + 1;
+    let got: Vec<(usize, String)> = e
+        .iter()
+        .map(|e| (e.line.unwrap_or(0), e.message.clone()))
+        .collect();
+    assert_errors(
+        &got,
+        &[(
+            t1,
+            &[
+                "tenant t1: 2 static neighbours",
+                "[arp] per_tenant = 1",
+                "raise [arp] per_tenant to at least 2",
+            ],
+        )],
+    );
+    // Each of them fits one of its own.
+    assert!(parse(&one(&reference), "x.toml", &cpus("0-1")).is_ok());
+}

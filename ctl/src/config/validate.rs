@@ -121,7 +121,34 @@ pub(super) fn validate(raw: &RawConfig, cpus: &CpuSet, r: &mut Report) -> Option
     memory_size(&config, raw, r);
     gre_sequence_workers(config.workers.len(), &raw.tenants, r);
     slots(&config, raw, r);
+    static_neighbours(&config, raw, r);
     Some(config)
+}
+
+/// Each tenant's static neighbours fit its share of the neighbour table,
+/// and all tenants' fit the tenants' part: else the tables cannot be built
+/// and tgw would refuse the file only when it starts (or reloads), with
+/// no line to point at.
+fn static_neighbours(config: &Config, raw: &RawConfig, r: &mut Report) {
+    let arp = &config.arp;
+    for (t, section) in config.tenants.iter().zip(&raw.tenants.items) {
+        let n = t.neighbours.len();
+        if n > arp.per_tenant as usize {
+            r.at(
+                section.at,
+                format!("tenant {}: {n} static neighbours are more than a tenant's share of the neighbour table ([arp] per_tenant = {}); raise [arp] per_tenant to at least {n}, or keep fewer", t.name, arp.per_tenant),
+            );
+        }
+    }
+    let all: usize = config.tenants.iter().map(|t| t.neighbours.len()).sum();
+    let share = arp.entries.saturating_sub(arp.port_entries) as usize;
+    if all > share {
+        let at = raw.arp.as_ref().map_or(0, |s| s.at);
+        r.at(
+            at,
+            format!("[arp]: the tenants have {all} static neighbours, more than the tenants' part of the neighbour table (entries {} - port_entries {} = {share}); raise [arp] entries, or keep fewer", arp.entries, arp.port_entries),
+        );
+    }
 }
 
 /// The file's tenants and rules fit the slots `[dataplane]` sizes the
