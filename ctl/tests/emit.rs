@@ -940,7 +940,9 @@ fn packet_sections(rng: &mut Rng, text: &mut String, big_held: bool) {
         } else {
             4096
         };
-        let port_entries = rng.range(1, entries - 1);
+        // Up to 5 tenants of up to 2 static neighbours each (`tenant`):
+        // the tenants' part holds 10, a tenant's share 2.
+        let port_entries = rng.range(1, entries - 10);
         let port_entries = if t.maybe(rng.coin(), "port_entries", port_entries) {
             port_entries
         } else {
@@ -949,8 +951,12 @@ fn packet_sections(rng: &mut Rng, text: &mut String, big_held: bool) {
         // Left out, per_tenant defaults to entries / 16 within what
         // port_entries leaves (once taken above it, and refused when
         // written back).
-        let per_tenant = rng.range(1, entries - port_entries);
-        t.maybe(rng.coin(), "per_tenant", per_tenant);
+        let per_tenant = rng.range(2, entries - port_entries);
+        if entries / 16 < 2 {
+            t.key("per_tenant", per_tenant);
+        } else {
+            t.maybe(rng.coin(), "per_tenant", per_tenant);
+        }
         // max_held counts against the pool: big only when the pool was
         // sized for it.
         let max_held = if big_held {
