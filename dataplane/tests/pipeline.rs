@@ -1749,6 +1749,79 @@ fn a_private_address_without_an_elastic_ip_never_reaches_the_internet() {
     assert_eq!(v, Verdict::Drop(DropReason::NoNat));
 }
 
+/// Tenant 1's VM pings tenant 2's elastic IP through the gateway
+/// (hairpinning, RFC 5508 REQ-7) on a gateway of two workers: each packet
+/// is turned around on the worker owning its sender's side and handed to
+/// the worker owning the other side (for ICMP between these two elastic
+/// IPs they differ: the owner hashes the pair in order), which must take
+/// it as the gateway's own, not as a packet from the Internet with the
+/// gateway's address as its source. Before, the owner dropped every one
+/// as `spoofed_own_address`: these two tenants could not ping each other.
+#[test]
+fn hairpinned_pings_cross_workers_both_ways() {
+    let tables = Tables::build(&spec(), 1, &mut NeighbourWriter::new(64)).expect("tables");
+    let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
+    let mut workers: Vec<Pipeline> = (0..2u16)
+        .map(|i| {
+            Pipeline::new(TokenBucket::new(1000, 50, SEC), i)
+                .with_steering(Steering::new(i, 2).unwrap())
+        })
+        .collect();
+    // Delivers `frame` to worker `at` and follows its handoffs (two at
+    // most: to the sender's side's owner, then to the other side's);
+    // the verdict, the frame and how many times it was handed on.
+    let mut deliver = |at: usize, frame: &[u8], port: u16| {
+        let mut f = VecFrame::new(frame, port);
+        let mut at = at;
+        for hops in 0..3 {
+            match workers[at].process(&tables, &counters[at], &mut f, 1) {
+                Verdict::Handoff(owner) => at = usize::from(owner),
+                v => return (v, f.data().to_vec(), hops),
+            }
+        }
+        panic!("handed on more than twice");
+    };
+    let echo = |src, dst, id: u16, reply: bool| {
+        let b = PacketBuilder::ipv4(src, dst, 64);
+        let mut out = Vec::new();
+        if reply {
+            b.icmpv4_echo_reply(id, 1).write(&mut out, b"hp").unwrap();
+        } else {
+            b.icmpv4_echo_request(id, 1).write(&mut out, b"hp").unwrap();
+        }
+        out
+    };
+    let mut handed = 0;
+    for (n, id) in (0x5e00..0x5e10u16).enumerate() {
+        let inner = eth(T1_MAC, VM1_MAC, EtherType::IPV4, &echo(VM, EIP2, id, false));
+        let from_t1 = gre_frame(HOST1, HOST1_MAC, 0x2000, 1000, 0x6558, &inner);
+        let (v, out, hops) = deliver(n % 2, &from_t1, UND);
+        assert_eq!(v, Verdict::Forward(UND), "echo request {id:#x}");
+        handed += hops;
+        // Into tenant 2's tunnel (IPv4 in GRE), from EIP1 to its VM.
+        let h = assert_valid_ipv4(&out[14 + 20 + 8..]);
+        assert_eq!((h.source, h.destination), (EIP1, VM), "request {id:#x}");
+        let from_t2 = gre_frame(
+            HOST2,
+            HOST2_MAC,
+            0x2000,
+            2000,
+            0x0800,
+            &echo(VM, EIP1, id, true),
+        );
+        let (v, out, hops) = deliver(1 - n % 2, &from_t2, UND);
+        assert_eq!(v, Verdict::Forward(UND), "echo reply {id:#x}");
+        handed += hops;
+        let (_, inner) = Ethernet2Header::from_slice(&out[14 + 20 + 8..]).unwrap();
+        let h = assert_valid_ipv4(inner);
+        assert_eq!((h.source, h.destination), (EIP2, VM), "reply {id:#x}");
+    }
+    assert!(
+        handed >= 16,
+        "the two sides' owners differ: {handed} handoffs"
+    );
+}
+
 #[test]
 fn two_workers_meet_both_directions_of_a_connection_in_its_owner() {
     let tables = Tables::build(&spec(), 1, &mut NeighbourWriter::new(64)).expect("tables");

@@ -44,6 +44,9 @@ impl Pipeline {
             return v;
         }
         let port = f.in_port();
+        if port & TURNED_AROUND != 0 {
+            return self.turned_around_elsewhere(cx, f, port & !TURNED_AROUND);
+        }
         let Some(pe) = t.ports.get(usize::from(port)) else {
             return Verdict::Drop(D::NoEgress);
         };
@@ -78,6 +81,29 @@ impl Pipeline {
             (Some(Role::Public), EtherType::IPV4) => self.public_input(cx, pe, f, Origin::Port),
             (None, _) => Verdict::Drop(D::NoEgress),
             _ => Verdict::Drop(D::EtherType),
+        }
+    }
+}
+
+/// Set in the port of a frame the gateway turned around (hairpinned) and
+/// hands to the worker owning its public side: that worker takes it in on
+/// the public port as the gateway's own, as the one that turned it around
+/// would have, not as a packet from the Internet whose source is the
+/// gateway's address (`spoofed_own_address`). Port ids are below
+/// `MAX_PORTS`, so no port has the bit, and only a worker sets it.
+pub(super) const TURNED_AROUND: u16 = 0x8000;
+
+impl Pipeline {
+    /// A frame another worker turned around on public port `port` and
+    /// handed over ([`TURNED_AROUND`]).
+    #[cold]
+    fn turned_around_elsewhere<F: Frame>(&mut self, cx: Cx<'_>, f: &mut F, port: u16) -> Verdict {
+        f.set_in_port(port);
+        match cx.t.ports.get(usize::from(port)) {
+            Some(pe) if pe.role == Some(Role::Public) => {
+                self.public_input(cx, pe, f, Origin::Gateway)
+            }
+            _ => Verdict::Drop(D::NoEgress),
         }
     }
 }

@@ -70,6 +70,9 @@ impl Pipeline {
             };
         }
         if let Some(owner) = self.public_owner(t, f) {
+            if origin == Origin::Gateway {
+                f.set_in_port(f.in_port() | input::TURNED_AROUND);
+            }
             return Verdict::Handoff(owner);
         }
         // Counted by the worker that goes on with it.
