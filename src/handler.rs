@@ -283,6 +283,14 @@ impl Handler {
                 return Err(e);
             }
         };
+        // The workers take their new shares of a changed pool before the
+        // snapshot that changes it: a flow re-decided under the new
+        // snapshot is then checked against the new share. Published
+        // first, a flow of the old share re-decided before its worker
+        // swapped was admitted for good, and kept a port the new share
+        // could hand to another host.
+        let current = cx.publisher.current();
+        self.install_shares(&applied, built.as_ref().unwrap_or(&current), &cx);
         if let Some(next) = built {
             if let Some(offload) = cx.offload.as_deref_mut() {
                 offload.before_publish(&next);
@@ -293,7 +301,6 @@ impl Handler {
         if !keys.is_empty() || !tenants.is_empty() {
             cx.resolver.release(&keys, &tenants);
         }
-        self.install_shares(&applied, &cx);
         for rule in &applied.rules {
             let nic = cx
                 .offload
@@ -314,12 +321,12 @@ impl Handler {
     }
 
     /// Gives each worker its share of every pool `applied` set, changed
-    /// or removed, cut anew: after the snapshot with the pool is
-    /// published, so that a share never hands out a pool the tables do
-    /// not hold (in between, the pool's new flows are refused
-    /// `no_nat_port` for a mailbox round trip).
-    fn install_shares<F>(&mut self, applied: &Applied, cx: &ChangeCx<'_, F>) {
-        let tables = cx.publisher.current();
+    /// or removed, cut anew from `tables` (the snapshot about to be
+    /// published). A share hands out nothing of a pool the tables in use
+    /// hold otherwise (`Snat::map` compares them): until the publish the
+    /// pool's new flows are refused `no_nat_port`, for a mailbox round
+    /// trip.
+    fn install_shares<F>(&mut self, applied: &Applied, tables: &Tables, cx: &ChangeCx<'_, F>) {
         for change in &applied.changes {
             let (Change::Snat(slot) | Change::SnatRemoved(slot)) = *change else {
                 continue;

@@ -326,7 +326,14 @@ impl Snat {
     /// The mapping of `inside` (with one more flow on it), made if it has
     /// none.
     pub fn map(&mut self, pools: &Pools, inside: Inside) -> Result<Outside, SnatError> {
+        let current = self.share(inside.pool).map(|s| s.serial);
         if let Some(m) = self.mappings.get_mut(&inside) {
+            // A mapping of a share since replaced takes no new flow: its
+            // port may be outside the new share, or another worker's. Its
+            // flows are revoked as they are re-decided; then it is gone.
+            if Some(m.share) != current {
+                return Err(SnatError::Exhausted);
+            }
             m.refs += 1;
             return Ok(m.outside);
         }
@@ -345,7 +352,15 @@ impl Snat {
         if !share.pool.as_ref().is_some_and(|p| p.same_blocks(pool)) {
             return Err(SnatError::Exhausted);
         }
-        let outside = share.take_port(pool, inside.private)?;
+        // A new share has every block free, though mappings of the one it
+        // replaced may still hold ports of them: those stay taken here
+        // until their mappings end (`release`).
+        let outside = loop {
+            let o = share.take_port(pool, inside.private)?;
+            if !self.by_outside.contains_key(&o) {
+                break o;
+            }
+        };
         let serial = share.serial;
         self.mappings.insert(
             inside,
@@ -383,17 +398,16 @@ impl Snat {
         if m.get().refs > 0 {
             return;
         }
-        let Mapping {
-            outside,
-            share: serial,
-            ..
-        } = m.remove();
-        self.by_outside.remove(&outside);
+        let Mapping { outside, .. } = m.remove();
+        if self.by_outside.get(&outside) == Some(&inside) {
+            self.by_outside.remove(&outside);
+        }
+        // The port goes back to the share in place if it has it taken:
+        // the share it came from, or one that replaced it, in which `map`
+        // kept it taken while this mapping lived.
         let share = self.shares.get_mut(inside.pool as usize);
         if let Some(share) = share.and_then(|s| s.as_deref_mut()) {
-            if share.serial == serial {
-                share.put_port(inside.private, outside);
-            }
+            share.put_port(outside);
         }
     }
 
@@ -441,7 +455,10 @@ impl PoolShare {
         Ok(Outside { addr, port })
     }
 
-    fn put_port(&mut self, host: u32, outside: Outside) {
+    /// Frees `outside`'s port if this share has it taken (a port it never
+    /// handed out, or freed already, is left alone: its block would be
+    /// freed twice).
+    fn put_port(&mut self, outside: Outside) {
         let Some(pool) = &self.pool else {
             return;
         };
@@ -452,16 +469,19 @@ impl PoolShare {
             return;
         };
         let b = a as u32 * pool.blocks_per_addr() + in_addr;
-        let block = &mut self.blocks[b as usize];
+        let Some(block) = self.blocks.get_mut(b as usize) else {
+            return;
+        };
         let bit = 1 << ((outside.port - pool.lo) % BLOCK);
-        if block.used & bit != 0 {
-            self.in_use -= 1;
+        if block.used & bit == 0 {
+            return;
         }
+        self.in_use -= 1;
         block.used &= !bit;
         if block.used != 0 {
             return;
         }
-        block.host = 0;
+        let host = std::mem::take(&mut block.host);
         self.free.push(b);
         if let Some(held) = self.hosts.get_mut(&host) {
             held.retain(|x| *x != b);
@@ -639,5 +659,39 @@ mod tests {
         // A slot past the room made at start is left alone.
         let mut far = Some(Snat::cut(&pool, 0, 1, 2));
         assert!(!s.install(9, &mut far));
+    }
+
+    /// A share swapped in while a mapping of the old one lives (a pool's
+    /// `eif` or `max_blocks` changed at runtime, its blocks the same):
+    /// the new share has every block free, yet the old mapping's port is
+    /// not handed to another host while it lives, the old mapping takes
+    /// no new flow, and its end neither frees the port twice nor takes
+    /// another mapping's entry with it. Before, the next host got the
+    /// very same public address and port.
+    #[test]
+    fn a_live_mapping_of_a_replaced_share_keeps_its_port_to_itself() {
+        let p = pools(4, 1087);
+        let pool = p.get(0).unwrap().clone();
+        let mut s = Snat::new(&p, 0, 1, 1000, 4);
+        let old = s.map(&p, inside(7, 5000)).unwrap();
+        let mut cut = Some(Snat::cut(&pool, 0, 1, 1));
+        assert!(s.install(0, &mut cut));
+        // Another host: another port.
+        let other = s.map(&p, inside(8, 6000)).unwrap();
+        assert_ne!(other, old);
+        // The old mapping takes no new flow (its flows are revoked as
+        // they are re-decided)...
+        assert_eq!(s.map(&p, inside(7, 5000)), Err(SnatError::Exhausted));
+        // ...and when its flow ends, its port is free again, once, and the
+        // other host's mapping is still found from outside.
+        s.release(&p, inside(7, 5000));
+        assert_eq!(s.join(other), Some(inside(8, 6000)));
+        assert_eq!(s.ports_in_use(0), 1);
+        s.release(&p, inside(8, 6000));
+        s.release(&p, inside(8, 6000));
+        assert_eq!(s.ports_in_use(0), 0);
+        let again = s.map(&p, inside(9, 7000)).unwrap();
+        assert_eq!(again, old, "the first port, free once more");
+        assert_eq!(s.ports_in_use(0), 1);
     }
 }
