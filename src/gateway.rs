@@ -358,7 +358,7 @@ fn serve(
                     .map_err(|e| format!("[flows] capacity: {e}"))?
                     .with_quota(u64::from(config.flows.per_tenant))
                     .with_unreplied(u64::from(config.flows.unreplied_per_tenant))
-                    .with_unreplied_total(u64::from(config.flows.capacity) / 2)
+                    .with_unreplied_total(u64::from(config.flows.unreplied_total))
                     .with_tenants(tenant_slots)
                     .with_fragments(process_seed(), tenant_slots)
                     .with_steering(Steering::new(index as u16, n as u16).ok_or("too many workers")?)

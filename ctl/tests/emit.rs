@@ -902,6 +902,7 @@ fn packet_sections(rng: &mut Rng, text: &mut String, big_held: bool) {
             (capacity / 4).max(1)
         };
         t.maybe(rng.coin(), "unreplied_per_tenant", rng.range(1, per_tenant));
+        t.maybe(rng.coin(), "unreplied_total", rng.range(1, capacity));
         let transitory = rng.range(240, 100_000);
         let transitory = if t.maybe(rng.coin(), "tcp_transitory_s", transitory) {
             transitory

@@ -1696,6 +1696,7 @@ fn flow_timeouts_keep_the_rfc_floors() {
     assert_eq!(config.flows.tcp_established_s, 86400);
     assert_eq!(config.flows.per_tenant, 250, "a quarter of the table");
     assert_eq!(config.flows.unreplied_per_tenant, 62, "a quarter of that");
+    assert_eq!(config.flows.unreplied_total, 500, "half the table");
     assert_eq!(config.flows.unreplied_s, 10);
     for (text, fragments) in [
         (
@@ -1715,6 +1716,10 @@ fn flow_timeouts_keep_the_rfc_floors() {
         (
             "[flows]\nunreplied_per_tenant = 51\nper_tenant = 50\n",
             &["unreplied_per_tenant 51 is out of range", "1..=50", "share"][..],
+        ),
+        (
+            "[flows]\nunreplied_total = 101\ncapacity = 100\n",
+            &["unreplied_total 101 is out of range", "1..=100"][..],
         ),
         (
             "[flows]\nunreplied_s = 241\n",

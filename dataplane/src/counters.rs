@@ -402,8 +402,8 @@ pub struct WorkerCounters {
     pub flows_capacity: Counter,
     /// Inbound flows opened unanswered, of every tenant, and those of them
     /// answered from inside or ended unanswered: the difference is the
-    /// worker's unreplied flows, which together hold at most half its
-    /// table (`Pipeline::with_unreplied_total`).
+    /// worker's unreplied flows, which together hold at most `[flows]
+    /// unreplied_total` (`Pipeline::with_unreplied_total`).
     pub unreplied_opened: Counter,
     pub unreplied_done: Counter,
     /// Fragments the worker holds: first fragments' entries in its

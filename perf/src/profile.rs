@@ -256,7 +256,7 @@ impl Profile {
             };
             let _ = writeln!(
                 out,
-                "[flows]\ncapacity = {capacity}\nper_tenant = {capacity}\nunreplied_per_tenant = {capacity}\n{recycle}\n[[eip]]\npublic = \"{}\"\ntenant = \"t0\"\nprivate = \"10.0.0.7\"\n",
+                "[flows]\ncapacity = {capacity}\nper_tenant = {capacity}\nunreplied_per_tenant = {capacity}\nunreplied_total = {capacity}\n{recycle}\n[[eip]]\npublic = \"{}\"\ntenant = \"t0\"\nprivate = \"10.0.0.7\"\n",
                 Ipv4Addr::from(EIP)
             );
             // Clients are on the Internet: the default route's router.

@@ -227,7 +227,7 @@ fn workers(report: &Report, out: &mut impl Sink) {
         ),
         (
             "tgw_worker_flows_unreplied",
-            "Inbound flows in the worker's table that nobody inside answered yet, of every tenant: at most half the table.",
+            "Inbound flows in the worker's table that nobody inside answered yet, of every tenant: at most [flows] unreplied_total.",
             |w| w.live_unreplied(),
         ),
         (

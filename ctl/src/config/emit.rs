@@ -232,6 +232,7 @@ fn flows(out: &mut Toml, f: &Flows) {
     out.key("capacity", &f.capacity);
     out.key("per_tenant", &f.per_tenant);
     out.key("unreplied_per_tenant", &f.unreplied_per_tenant);
+    out.key("unreplied_total", &f.unreplied_total);
     out.key("unreplied_s", &f.unreplied_s);
     out.key("tcp_established_s", &f.tcp_established_s);
     out.key("tcp_transitory_s", &f.tcp_transitory_s);

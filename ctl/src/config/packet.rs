@@ -149,6 +149,10 @@ pub struct Flows {
     /// connections and the flows it opens itself go on.
     /// 1..=per_tenant; default per_tenant / 4.
     pub unreplied_per_tenant: u32,
+    /// Such flows of all tenants together, per worker: floods toward
+    /// several tenants leave the rest of the table to established and
+    /// outbound flows. 1..=capacity; default capacity / 2.
+    pub unreplied_total: u32,
     /// Seconds an unreplied inbound flow lives once its tenant holds half
     /// its share of them, instead of the transitory timeout: under a flood
     /// the share recycles. 1..=tcp_transitory_s; default 10.
@@ -173,6 +177,7 @@ impl Default for Flows {
             capacity: 65536,
             per_tenant: 16384,
             unreplied_per_tenant: 4096,
+            unreplied_total: 32768,
             unreplied_s: 10,
             tcp_established_s: 7440,
             tcp_transitory_s: 240,

@@ -240,6 +240,7 @@ pub(super) struct RawFlows {
     pub capacity: Option<Spanned<i64>>,
     pub per_tenant: Option<Spanned<i64>>,
     pub unreplied_per_tenant: Option<Spanned<i64>>,
+    pub unreplied_total: Option<Spanned<i64>>,
     pub unreplied_s: Option<Spanned<i64>>,
     pub tcp_established_s: Option<Spanned<i64>>,
     pub tcp_transitory_s: Option<Spanned<i64>>,

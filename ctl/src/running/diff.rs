@@ -431,6 +431,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
             capacity,
             per_tenant,
             unreplied_per_tenant,
+            unreplied_total,
             unreplied_s,
             tcp_established_s,
             tcp_transitory_s,

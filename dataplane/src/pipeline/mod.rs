@@ -306,8 +306,8 @@ impl Pipeline {
     }
 
     /// Limits the inbound flows nobody inside answered yet, of all tenants
-    /// together, to `total` on this worker (the daemon gives half the
-    /// table): each tenant's share alone let spoofed SYNs toward a few
+    /// together, to `total` on this worker (`[flows] unreplied_total`,
+    /// half the table by default): each tenant's share alone let spoofed SYNs toward a few
     /// tenants fill the whole table, and every tenant's new flows,
     /// outbound too, were refused. Past half of it, new ones live
     /// `Timeouts::unreplied` at most until answered, as past half a

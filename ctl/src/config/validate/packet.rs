@@ -207,6 +207,15 @@ pub(super) fn flows(raw: Option<&Section<RawFlows>>, r: &mut Report) -> Option<F
         " flows (at most per_tenant: it is a share of each tenant's quota)",
         r,
     );
+    let unreplied_total = int(
+        v.unreplied_total.as_ref(),
+        (cap / 2).max(1),
+        1,
+        i64::from(cap),
+        "[flows] unreplied_total",
+        " flows (at most capacity: it is a share of each worker's table)",
+        r,
+    );
     // The RFCs' floors: a NAT that forgets sooner breaks applications.
     let mut timeout = |value, default, floor: u32, name, why| {
         int(
@@ -260,6 +269,7 @@ pub(super) fn flows(raw: Option<&Section<RawFlows>>, r: &mut Report) -> Option<F
         capacity: capacity?,
         per_tenant: per_tenant?,
         unreplied_per_tenant: unreplied_per_tenant?,
+        unreplied_total: unreplied_total?,
         unreplied_s: unreplied_s?,
         tcp_established_s: tcp_established_s?,
         tcp_transitory_s: tcp_transitory_s?,
