@@ -819,6 +819,32 @@ fn plan_of_another_outer_df_needs_a_restart() {
     }
 }
 
+/// `[offload] max_deny_rules` and `[control] socket` are read at start
+/// only: a reload that changes them is refused, where it was once
+/// answered "applied" with the running values kept.
+#[test]
+fn plan_of_another_deny_rule_limit_or_socket_needs_a_restart() {
+    let run = base();
+    for (text, key) in [
+        (
+            format!("{BASE}\n[offload]\nmax_deny_rules = 0\n"),
+            "[offload] max_deny_rules differs",
+        ),
+        (
+            format!("{BASE}\n[control]\nsocket = \"/run/tgw/other.sock\"\n"),
+            "[control] socket differs",
+        ),
+    ] {
+        match run.plan(&text, "restart.toml", &cpus()) {
+            Err(PlanError::Restart(lines)) => {
+                assert_eq!(lines.len(), 1, "{lines:?}");
+                assert!(lines[0].starts_with(key), "{lines:?}");
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn config_show_is_a_valid_config() {
     // What `config()` gives is what `Running::new` takes: a restart with
