@@ -627,10 +627,41 @@ fn the_debian_package_installs_enables_and_keeps_its_conffile() {
         "{listed}"
     );
 
+    // Units the operator disabled stay disabled through an upgrade (a
+    // reinstall runs the same postinst); it once enabled them again.
+    let wants = |u: &str| {
+        root.join("etc/systemd/system/multi-user.target.wants")
+            .join(u)
+            .symlink_metadata()
+            .is_ok()
+    };
+    let disable = bounded(
+        Command::new("systemctl")
+            .arg(format!("--root={}", root.display()))
+            .args(["disable", "tgw.service", "tgw-setup.service"]),
+        Duration::from_secs(30),
+    );
+    ok(&disable, "systemctl disable");
+    assert!(!wants("tgw.service") && !wants("tgw-setup.service"));
+    dpkg(&["--install", deb.to_str().unwrap()]);
+    for u in ["tgw.service", "tgw-setup.service"] {
+        assert!(!wants(u), "{u} enabled again by an upgrade");
+    }
+    let enable = bounded(
+        Command::new("systemctl")
+            .arg(format!("--root={}", root.display()))
+            .args(["enable", "tgw.service", "tgw-setup.service"]),
+        Duration::from_secs(30),
+    );
+    ok(&enable, "systemctl enable");
+
     // An edited conffile survives a reinstall and a removal; purge takes it.
     std::fs::write(&conf, "# mine\n").unwrap();
     dpkg(&["--install", deb.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "# mine\n");
+    for u in ["tgw.service", "tgw-setup.service"] {
+        assert!(wants(u), "{u} enabled by the operator, kept by an upgrade");
+    }
     dpkg(&["--remove", "tgw"]);
     assert!(!root.join("usr/sbin/tgw").exists());
     assert!(!root
