@@ -709,9 +709,16 @@ fn rule_add(w: Rest) -> Result<Op, Usage> {
 /// one change), or one tenant's keys at the top level.
 fn tenant_add(text: &str, file: &str) -> Result<Op, Usage> {
     let shown = if file == "-" { "standard input" } else { file };
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| Usage(format!("{shown}: {}", e.message())))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        // The line, as the config's own errors give it.
+        let line = e.span().map_or(String::new(), |s| {
+            format!("{}:", text[..s.start].matches('\n').count() + 1)
+        });
+        Usage(format!(
+            "{shown}:{line} {}",
+            crate::config::one_line(e.message())
+        ))
+    })?;
     let tenants: Vec<Value> = match table.get("tenant") {
         Some(toml::Value::Array(list)) if table.len() == 1 => list.iter().map(to_json).collect(),
         Some(toml::Value::Table(t)) if table.len() == 1 => {

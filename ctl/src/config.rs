@@ -56,6 +56,7 @@ mod span;
 mod tenant;
 mod validate;
 
+pub(crate) use self::raw::one_line;
 pub(crate) use self::validate::object;
 
 use std::fmt;

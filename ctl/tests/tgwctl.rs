@@ -84,7 +84,11 @@ fn tenant_verbs() {
         ]}})
     );
     let e = sent_with(&["tenant", "add", "f"], &[("f", "name = ")]).unwrap_err();
-    assert!(e.starts_with("f: "), "{e}");
+    assert!(e.starts_with("f:1: "), "{e}");
+    // A syntax error names its line, as the config's own errors do.
+    let broken = "name = \"blue\"\nkey = 1000\nhosts = [\"172.168.0.11\"\n";
+    let e = sent_with(&["tenant", "add", "f"], &[("f", broken)]).unwrap_err();
+    assert_eq!(e, "f:4: invalid array; expected `]`");
     let e = sent_with(&["tenant", "add", "missing.toml"], &[]).unwrap_err();
     assert!(e.contains("cannot read missing.toml"), "{e}");
 

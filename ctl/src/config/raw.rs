@@ -625,7 +625,7 @@ fn tidy(message: &str) -> String {
         )
 }
 
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)
