@@ -700,6 +700,25 @@ fn no_tgw_exits_3_and_says_where_it_looked() {
     assert!(text(&out.stderr).contains("no tgw listening on"));
 }
 
+/// A refusal that carries no error (a broken or foreign peer) is a
+/// refusal still: said so, exit 1. It printed nothing and exited 0.
+#[test]
+fn a_refusal_without_its_error_exits_1() {
+    let dir = Scratch::new("bare-refusal");
+    let socket = dir.0.join("tgw.sock");
+    let mut bare = Response::ok(None, json!(null));
+    bare.ok = false;
+    let tgw = fake_tgw(&socket, vec![bare]);
+    let out = tgwctl(&socket, &["stats"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("refused the request without saying why"),
+        "{}",
+        text(&out.stderr)
+    );
+    tgw.join().unwrap();
+}
+
 #[test]
 fn tgw_closing_without_an_answer_exits_3() {
     let dir = Scratch::new("hangup");

@@ -48,7 +48,13 @@ fn main() -> ExitCode {
             return ExitCode::from(UNREACHABLE);
         }
     };
-    if let Some(error) = response.error.filter(|_| !response.ok) {
+    if !response.ok {
+        // A refusal without its error is the peer's fault, said as such
+        // (it printed nothing and exited 0).
+        let Some(error) = response.error else {
+            eprintln!("tgwctl: tgw refused the request without saying why");
+            return ExitCode::from(REFUSED);
+        };
         eprintln!("tgwctl: {error}");
         // Kept out by the peer check is kept out, as by the file modes.
         return ExitCode::from(if error.code == ErrorCode::Permission {
