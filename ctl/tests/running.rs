@@ -921,6 +921,25 @@ fn tenant_and_rule_slots_are_bounded_by_the_dataplane() {
         &mut run,
         json!({"op": "rule.add", "args": {"tenant": "t2", "rule": {"direction": "in", "action": "allow", "proto": "udp"}}}),
     );
+    // Every slot taken, a tenant replaced in one change (as a reload that
+    // changes its hosts plans it): its own old slot is not free yet, and
+    // no retry will make it so. Said as such, with the two ways out,
+    // where it once said "retry in a moment".
+    let mut t4b = tenant_json("t4", 4000);
+    t4b["rules"] = json!([]);
+    t4b["hosts"] = json!(["172.168.0.14"]);
+    t4b["routes"] = json!([{ "prefix": "10.1.0.0/24", "to": "172.168.0.14" }]);
+    let e = refused(
+        &mut run,
+        json!({"op": "batch", "args": {"ops": [
+            {"op": "tenant.del", "args": {"name": "t4"}},
+            {"op": "tenant.add", "args": {"tenant": t4b}},
+        ]}}),
+    );
+    assert_eq!(e.code, ErrorCode::Invalid, "{e}");
+    assert!(e.message.contains("the 1 this change frees"), "{e}");
+    assert!(e.message.contains("two steps"), "{e}");
+    assert_eq!(run.slot("t4"), Some(2), "the running state as it was");
 }
 
 #[test]

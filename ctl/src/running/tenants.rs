@@ -238,8 +238,22 @@ pub(super) fn add(tx: &mut Tx, cx: Cx, json: &Value) -> Result<(), ApiError> {
 }
 
 /// Every tenant slot is taken: for a while, when some wait for the
-/// workers to sweep a removed tenant's flows.
+/// workers to sweep a removed tenant's flows; for good, when the slots
+/// waiting are this change's own removals (a retry would meet them
+/// again).
 fn slots_full(tx: &Tx, cap: u32) -> ApiError {
+    let here = tx
+        .changes
+        .iter()
+        .filter(|c| matches!(c, Change::TenantRemoved(_)))
+        .count();
+    if here > 0 {
+        return ApiError::new(
+            ErrorCode::Invalid,
+            format!("all {cap} tenant slots ([dataplane] tenant_slots) are taken, and the {here} this change frees are free only once the workers have swept their tenants' flows; a tenant whose key, hosts, prefixes, public_prefixes or GRE options change (or that is renamed) is removed and added again, so it needs a free slot meanwhile: raise tenant_slots (restart), or apply the change in two steps (remove the tenant, then add it back once its slot is free)"),
+        )
+        .field("tenant");
+    }
     match tx.s.removed_slots.len() {
         0 => ApiError::new(
             ErrorCode::Invalid,
