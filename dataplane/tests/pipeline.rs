@@ -1749,6 +1749,22 @@ fn a_private_address_without_an_elastic_ip_never_reaches_the_internet() {
     assert_eq!(v, Verdict::Drop(DropReason::NoNat));
 }
 
+/// `spec`'s tables and two workers steered as the daemon steers them
+/// (each owning its connections, its share of the pools), with their
+/// counters.
+fn two_workers(spec: &Spec) -> (Tables, [WorkerCounters; 2], Vec<Pipeline>) {
+    let tables = Tables::build(spec, 1, &mut NeighbourWriter::new(64)).expect("tables");
+    let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
+    let workers = (0..2u16)
+        .map(|i| {
+            Pipeline::new(TokenBucket::new(1000, 50, SEC), i)
+                .with_steering(Steering::new(i, 2).unwrap())
+                .with_snat(&tables.pools)
+        })
+        .collect();
+    (tables, counters, workers)
+}
+
 /// Tenant 1's VM pings tenant 2's elastic IP through the gateway
 /// (hairpinning, RFC 5508 REQ-7) on a gateway of two workers: each packet
 /// is turned around on the worker owning its sender's side and handed to
@@ -1759,14 +1775,7 @@ fn a_private_address_without_an_elastic_ip_never_reaches_the_internet() {
 /// as `spoofed_own_address`: these two tenants could not ping each other.
 #[test]
 fn hairpinned_pings_cross_workers_both_ways() {
-    let tables = Tables::build(&spec(), 1, &mut NeighbourWriter::new(64)).expect("tables");
-    let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
-    let mut workers: Vec<Pipeline> = (0..2u16)
-        .map(|i| {
-            Pipeline::new(TokenBucket::new(1000, 50, SEC), i)
-                .with_steering(Steering::new(i, 2).unwrap())
-        })
-        .collect();
+    let (tables, counters, mut workers) = two_workers(&spec());
     // Delivers `frame` to worker `at` and follows its handoffs (two at
     // most: to the sender's side's owner, then to the other side's);
     // the verdict, the frame and how many times it was handed on.
@@ -1824,14 +1833,7 @@ fn hairpinned_pings_cross_workers_both_ways() {
 
 #[test]
 fn two_workers_meet_both_directions_of_a_connection_in_its_owner() {
-    let tables = Tables::build(&spec(), 1, &mut NeighbourWriter::new(64)).expect("tables");
-    let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
-    let mut workers: Vec<Pipeline> = (0..2u16)
-        .map(|i| {
-            Pipeline::new(TokenBucket::new(1000, 50, SEC), i)
-                .with_steering(Steering::new(i, 2).unwrap())
-        })
-        .collect();
+    let (tables, counters, mut workers) = two_workers(&spec());
     // Delivers `frame` to worker `at`, and to the owner if handed off;
     // returns who processed it, the verdict and the frame.
     let mut deliver = |at: usize, frame: &[u8], port: u16| {
@@ -2176,15 +2178,7 @@ fn two_workers_keep_each_mapping_with_the_owner_of_its_port() {
     for n in 0..40 {
         spec.inner_neighbours.push((1000, ip(host(n)), VM8_MAC));
     }
-    let tables = Tables::build(&spec, 1, &mut NeighbourWriter::new(64)).expect("tables");
-    let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
-    let mut workers: Vec<Pipeline> = (0..2u16)
-        .map(|i| {
-            Pipeline::new(TokenBucket::new(1000, 50, SEC), i)
-                .with_steering(Steering::new(i, 2).unwrap())
-                .with_snat(&tables.pools)
-        })
-        .collect();
+    let (tables, counters, mut workers) = two_workers(&spec);
     let mut deliver = |at: usize, frame: &[u8], port: u16| {
         let mut f = VecFrame::new(frame, port);
         match workers[at].process(&tables, &counters[at], &mut f, 1) {
@@ -3833,15 +3827,7 @@ fn a_tenants_public_address_is_behind_its_firewall() {
 /// directions of a connection meet at one owner, whichever side opens it.
 #[test]
 fn two_workers_meet_both_directions_at_a_public_address() {
-    let tables = Tables::build(&spec_with_public_prefix(), 1, &mut NeighbourWriter::new(64))
-        .expect("tables");
-    let counters = [WorkerCounters::new(2), WorkerCounters::new(2)];
-    let mut workers: Vec<Pipeline> = (0..2u16)
-        .map(|i| {
-            Pipeline::new(TokenBucket::new(1000, 50, SEC), i)
-                .with_steering(Steering::new(i, 2).unwrap())
-        })
-        .collect();
+    let (tables, counters, mut workers) = two_workers(&spec_with_public_prefix());
     let mut deliver = |at: usize, frame: &[u8], port: u16| {
         let mut f = VecFrame::new(frame, port);
         match workers[at].process(&tables, &counters[at], &mut f, 1) {
