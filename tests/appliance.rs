@@ -635,25 +635,23 @@ fn the_debian_package_installs_enables_and_keeps_its_conffile() {
             .symlink_metadata()
             .is_ok()
     };
-    let disable = bounded(
-        Command::new("systemctl")
-            .arg(format!("--root={}", root.display()))
-            .args(["disable", "tgw.service", "tgw-setup.service"]),
-        Duration::from_secs(30),
-    );
-    ok(&disable, "systemctl disable");
+    // What the operator runs, in that root.
+    let systemctl = |verb: &str| {
+        let out = bounded(
+            Command::new("systemctl")
+                .arg(format!("--root={}", root.display()))
+                .args([verb, "tgw.service", "tgw-setup.service"]),
+            Duration::from_secs(30),
+        );
+        ok(&out, &format!("systemctl {verb}"));
+    };
+    systemctl("disable");
     assert!(!wants("tgw.service") && !wants("tgw-setup.service"));
     dpkg(&["--install", deb.to_str().unwrap()]);
     for u in ["tgw.service", "tgw-setup.service"] {
         assert!(!wants(u), "{u} enabled again by an upgrade");
     }
-    let enable = bounded(
-        Command::new("systemctl")
-            .arg(format!("--root={}", root.display()))
-            .args(["enable", "tgw.service", "tgw-setup.service"]),
-        Duration::from_secs(30),
-    );
-    ok(&enable, "systemctl enable");
+    systemctl("enable");
 
     // An edited conffile survives a reinstall and a removal; purge takes it.
     std::fs::write(&conf, "# mine\n").unwrap();
