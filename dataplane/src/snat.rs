@@ -378,7 +378,13 @@ impl Snat {
     /// it (endpoint-independent filtering lets a stranger in through it).
     pub fn join(&mut self, outside: Outside) -> Option<Inside> {
         let inside = *self.by_outside.get(&outside)?;
-        self.mappings.get_mut(&inside)?.refs += 1;
+        let current = self.share(inside.pool).map(|s| s.serial);
+        let m = self.mappings.get_mut(&inside)?;
+        // As in `map`: a mapping of a replaced share takes no new flow.
+        if Some(m.share) != current {
+            return None;
+        }
+        m.refs += 1;
         Some(inside)
     }
 
@@ -682,6 +688,8 @@ mod tests {
         // The old mapping takes no new flow (its flows are revoked as
         // they are re-decided)...
         assert_eq!(s.map(&p, inside(7, 5000)), Err(SnatError::Exhausted));
+        // nor a stranger through it (endpoint-independent filtering)...
+        assert_eq!(s.join(old), None);
         // ...and when its flow ends, its port is free again, once, and the
         // other host's mapping is still found from outside.
         s.release(&p, inside(7, 5000));

@@ -307,10 +307,10 @@ impl Pipeline {
 
     /// Limits the inbound flows nobody inside answered yet, of all tenants
     /// together, to `total` on this worker (`[flows] unreplied_total`,
-    /// half the table by default): each tenant's share alone let spoofed SYNs toward a few
-    /// tenants fill the whole table, and every tenant's new flows,
-    /// outbound too, were refused. Past half of it, new ones live
-    /// `Timeouts::unreplied` at most until answered, as past half a
+    /// half the table by default): each tenant's share alone let spoofed
+    /// SYNs toward a few tenants fill the whole table, and every tenant's
+    /// new flows, outbound too, were refused. Past half of it, new ones
+    /// live `Timeouts::unreplied` at most until answered, as past half a
     /// tenant's share.
     #[must_use]
     pub fn with_unreplied_total(mut self, total: u64) -> Self {
