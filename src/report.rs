@@ -399,6 +399,8 @@ impl Report {
                                 "nat_ports_in_use": c.nat_ports.get(),
                                 "quota_refused": c.quota_refused.get(),
                                 "unreplied_refused": c.unreplied_refused.get(),
+                                "offloaded_packets": c.offloaded_packets.get(),
+                                "offloaded_bytes": c.offloaded_bytes.get(),
                             }),
                         ))
                     })

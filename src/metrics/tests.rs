@@ -511,3 +511,24 @@ fn docs_list_every_family() {
         "in docs/metrics.md but not written: {stale:?}"
     );
 }
+
+/// The stats JSON gives each tenant its offloaded packets and bytes (what
+/// the NIC carried for its flows, from refreshes): counted, and shown
+/// nowhere before session 16.
+#[test]
+fn the_stats_json_gives_each_tenant_its_offloaded_traffic() {
+    let r = report();
+    let a = r.workers[0].tenant(0).unwrap();
+    a.offloaded_packets.set(12);
+    a.offloaded_bytes.set(3400);
+    let json = r.json();
+    let t = &json["workers"][0]["tenants"]["a"];
+    assert_eq!(
+        (
+            t["offloaded_packets"].as_u64(),
+            t["offloaded_bytes"].as_u64()
+        ),
+        (Some(12), Some(3400)),
+        "{t}"
+    );
+}
