@@ -289,7 +289,6 @@ impl Handler {
         // first, a flow of the old share re-decided before its worker
         // swapped was admitted for good, and kept a port the new share
         // could hand to another host.
-        let current = cx.publisher.current();
         self.install_shares(&applied, built.as_ref().unwrap_or(&current), &cx);
         if let Some(next) = built {
             if let Some(offload) = cx.offload.as_deref_mut() {

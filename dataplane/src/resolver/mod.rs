@@ -459,7 +459,7 @@ impl<F: Frame> Resolver<F> {
         // them) once took all of it, and tenants' frames found none.
         let kept = self.cfg.held_reserved();
         let Share::Tenant(t) = share else {
-            let ports = self.held - self.held_tenants;
+            let ports = self.held.saturating_sub(self.held_tenants);
             return (ports >= self.cfg.max_held - kept).then_some(NotHeld::Ports);
         };
         if self.held_tenants >= self.cfg.max_held - kept {
