@@ -69,8 +69,6 @@ impl<V> FlowTable<V> {
     /// Writes its answer to `out` itself, and so does the full search, out
     /// of line: with one `Lookup` returned from both, the hit's answer went
     /// through the packing of the call's (~4 instructions a key more).
-    /// Also the public stage's own lookup of each frame as it reads it,
-    /// in a table below [`STAGED_FROM`] (pipeline/hit.rs).
     #[inline(always)]
     pub(crate) fn lookup_cached(&self, key: &FlowKey, now: u64, out: &mut Lookup) {
         let (sig, b) = self.locate(key);
@@ -95,6 +93,34 @@ impl<V> FlowTable<V> {
     #[inline(never)]
     fn lookup_into(&self, key: &FlowKey, now: u64, out: &mut Lookup) {
         *out = self.lookup(key, now);
+    }
+
+    /// [`FlowTable::candidates_with`]' answer for one key of a table whose
+    /// lines are in the cache (see [`STAGED_FROM`]), into `out`: the flow
+    /// whose slot has the key's signature, in the primary bucket, else in
+    /// the alternative; `Miss` where no slot has it (then the key is in no
+    /// flow). No entry is read: the caller's hit compares the key and the
+    /// deadline as it reads the flow ([`FlowTable::hit_at`]), so a compare
+    /// here was the same work twice. The stages' lookup below
+    /// `STAGED_FROM` (pipeline/hit.rs, pipeline/stage.rs).
+    #[inline(always)]
+    pub(crate) fn candidate_cached(&self, key: &FlowKey, out: &mut Lookup) {
+        let (sig, b) = self.locate(key);
+        let bucket = self.bucket(b);
+        *out = match bucket.idx.get(bucket.first_match(sig)) {
+            Some(&x) => Lookup::Hit(FlowId(x >> 1), Direction::from_bit(x)),
+            None => self.candidate_alt(b, sig),
+        };
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn candidate_alt(&self, b: u32, sig: u16) -> Lookup {
+        let bucket = self.bucket(self.alt(b, sig));
+        match bucket.idx.get(bucket.first_match(sig)) {
+            Some(&x) => Lookup::Hit(FlowId(x >> 1), Direction::from_bit(x)),
+            None => Lookup::Miss,
+        }
     }
 
     /// A live flow's value and deadline by key, for the fast path that
@@ -396,6 +422,41 @@ mod tests {
             "reused"
         );
         assert!(t.hit_at(id, Direction::Reply, &key(4), 10).is_some());
+    }
+
+    /// The stages' candidate below `STAGED_FROM` is the flow a lookup
+    /// finds, for keys in their primary bucket and in their alternative
+    /// alike, and for an expired flow too (the hit refuses it); a key in
+    /// no flow gets a miss, or a candidate that the hit refuses.
+    #[test]
+    fn a_cached_candidate_is_the_flow_a_lookup_finds() {
+        let mut t: FlowTable<u32> = FlowTable::with_seed(4096, 11).unwrap();
+        let key = |p: u32| FlowKey::new(Zone::PUBLIC, 6, p, 1000, 2, 80);
+        let n = t.capacity() as u32;
+        for p in 1..=n {
+            let deadline = if p % 5 == 0 { 50 } else { 100 };
+            t.insert(key(p), key(p + 1_000_000), deadline, p).unwrap();
+        }
+        let mut in_alt = 0;
+        for p in (1..=n).chain(1_000_001..=1_000_000 + n) {
+            let k = key(p);
+            let want = t.lookup(&k, 60).found().unwrap();
+            let (sig, b) = t.locate(&k);
+            in_alt += usize::from(t.find(b, sig, &k).is_none());
+            let mut got = Lookup::Miss;
+            t.candidate_cached(&k, &mut got);
+            assert_eq!(got, Lookup::Hit(want.0, want.1), "{k}");
+            let live = t.hit_at(want.0, want.1, &k, 60).is_some();
+            assert_eq!(live, p % 5 != 0, "{k}");
+        }
+        assert!(in_alt > 0, "no key sits in its alternative bucket");
+        for p in 2_000_000..2_010_000 {
+            let mut got = Lookup::Miss;
+            t.candidate_cached(&key(p), &mut got);
+            if let Lookup::Hit(id, dir) = got {
+                assert!(t.hit_at(id, dir, &key(p), 60).is_none(), "{}", key(p));
+            }
+        }
     }
 
     /// A free entry holds the zero key: asked with it, `hit_at` would take

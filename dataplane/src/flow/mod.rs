@@ -165,7 +165,9 @@
 //! looked up a key at a time, each comparing its primary bucket's first
 //! candidate at once and searching fully only when that is not the key:
 //! 68 instructions a key against the stages' 116 (callgrind,
-//! `pipeline_staged nat`, 1,000 flows).
+//! `pipeline_staged nat`, 1,000 flows). The pipeline's stages, which
+//! compare in the hit, take only the candidate there
+//! ([`FlowTable::candidate_cached`]).
 //!
 //! [`FlowTable::candidates_with`] is the staged lookup for a caller that
 //! reads each flow next and compares it then ([`FlowTable::hit_at`]):

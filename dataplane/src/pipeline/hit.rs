@@ -87,7 +87,9 @@ impl Hint {
         matches!(self.0, Stage::Unstaged | Stage::Plain(..))
     }
 
-    /// Whether the staged lookup found a live flow for the frame.
+    /// Whether the staged lookup found a candidate flow for the frame:
+    /// one whose slot has its key's signature, which the hit then checks
+    /// is the key's and live ([`crate::flow::FlowTable::hit_at`]).
     pub fn is_hit(&self) -> bool {
         matches!(
             self.0,
@@ -271,7 +273,9 @@ impl Pipeline {
         let burst = hints.len().min(BULK_MAX);
         // A table below `STAGED_FROM` flows is looked up a key at a time
         // anyway, its lines in the cache: the header pass is followed by a
-        // pass that looks each plain frame's flow up into its hint, without
+        // pass that finds each plain frame's candidate into its hint (the
+        // hit compares it: a compare here too cost 14 instructions a frame,
+        // docs/perf.md session 17), without
         // the queue of keys, the bulk call and the pass that handed each
         // frame its answer, nor a prefetch of its value (callgrind: 28
         // instructions a frame, docs/perf.md). Not one pass: with the
@@ -296,7 +300,7 @@ impl Pipeline {
             }
             for hint in &mut hints[..burst] {
                 if let Hint(Stage::Plain(p, found @ FlowLookup::Miss)) = hint {
-                    self.flows.lookup_cached(&p.key(Zone::PUBLIC), now, found);
+                    self.flows.candidate_cached(&p.key(Zone::PUBLIC), found);
                 }
             }
             return;
@@ -553,18 +557,17 @@ impl Pipeline {
     }
 
     /// [`Pipeline::marked_or_queued`] for a table below `STAGED_FROM`:
-    /// the flow looked up at once, into `found`.
+    /// the flow's candidate found at once, into `found`.
     #[inline(always)]
     pub(super) fn marked_or_looked_up(
         &self,
         mark: Option<u32>,
         key: &FlowKey,
-        now: u64,
         found: &mut FlowLookup,
     ) {
         match mark.and_then(|m| by_mark(&self.flows, &self.marks, m, key)) {
             Some(marked) => *found = marked,
-            None => self.flows.lookup_cached(key, now, found),
+            None => self.flows.candidate_cached(key, found),
         }
     }
 }

@@ -176,7 +176,7 @@ impl Pipeline {
                 let Hint(Stage::Tunnel(p, found, tunnelled)) = hint else {
                     continue;
                 };
-                self.marked_or_looked_up(frame.mark(), &key, now, found);
+                self.marked_or_looked_up(frame.mark(), &key, found);
                 // No value prefetch: below `STAGED_FROM` the table is in
                 // the cache, as `stage_public` found (with it, staged nat and
                 // encap +3: the worker's frame loop was allocated again).
