@@ -104,6 +104,10 @@ pub fn run(args: &CallgrindArgs) -> Result<(), String> {
     )?;
     let dir = args.keep.clone().unwrap_or_else(|| setup.dir.clone());
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // tgw takes its control socket's path only absolute, and the socket
+    // goes in this directory: a relative `--keep` made every run's tgw
+    // refuse its config and count nothing.
+    let dir = std::fs::canonicalize(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let pcap = dir.join(format!("{}.pcap", args.profile));
     write_pcap(&pcap, &frames(&profile))?;
     let result = (|| {
