@@ -23,8 +23,7 @@ impl Pipeline {
         f: &mut F,
         inner: &mut u16,
     ) -> Verdict {
-        // This much is inlined into the callers and the work is not: the
-        // verdict is then the caller's to build, not put back together
+        // The verdict is the caller's to build, not put back together
         // from its parts after the call of the other path (callgrind: 3
         // instructions a frame).
         match self.encap_known(cx, adj, f, inner) {
@@ -35,7 +34,11 @@ impl Pipeline {
 
     /// The encapsulation of a frame whose two MACs are known. `false`,
     /// with the frame as it came, for [`Pipeline::encap_resolving`].
-    #[inline(never)]
+    /// Inlined into `encap`'s three callers: out of line, its call (six
+    /// callee-saved registers pushed and popped, the arguments moved) cost
+    /// the daemon's worker 14–17 instructions a frame, and its nat and
+    /// encap hits 2–3 processing cycles (docs/perf.md, session 17).
+    #[inline(always)]
     fn encap_known<F: Frame>(
         &mut self,
         cx: Cx<'_>,
