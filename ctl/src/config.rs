@@ -52,7 +52,7 @@ mod offload;
 mod packet;
 mod raw;
 mod routing;
-mod span;
+pub(crate) mod span;
 mod tenant;
 mod validate;
 

@@ -212,7 +212,7 @@ impl Running {
     /// invalid or changes what only a restart changes.
     pub fn plan(&self, text: &str, file: &str, cpus: &CpuSet) -> Result<Plan, PlanError> {
         let new = crate::config::parse(text, file, cpus).map_err(PlanError::Config)?;
-        diff::plan(self, &new)
+        diff::plan(self, &new, text, file)
     }
 
     /// The slot of tenant `name`.

@@ -765,6 +765,14 @@ fn plan_of_a_bad_file_names_its_line() {
     }
 }
 
+/// The 1-based line of `text` where `needle` first is.
+fn line_of(text: &str, needle: &str) -> usize {
+    let at = text.find(needle).expect("the needle is in the text");
+    text[..at].matches('\n').count() + 1
+}
+
+/// A key that only a restart changes is named with its file and line,
+/// as the validator names a bad one, so that the operator finds it.
 #[test]
 fn plan_of_another_port_needs_a_restart() {
     let run = base();
@@ -772,8 +780,9 @@ fn plan_of_another_port_needs_a_restart() {
     match run.plan(&text, "port.toml", &cpus()) {
         Err(PlanError::Restart(lines)) => {
             assert_eq!(lines.len(), 1, "{lines:?}");
+            let at = line_of(&text, "device = \"net_null2\"");
             assert!(
-                lines[0].starts_with("[[port]] \"und0\" device"),
+                lines[0].starts_with(&format!("port.toml:{at}: [[port]] \"und0\" device")),
                 "{lines:?}"
             );
             assert!(lines[0].contains("needs a restart"), "{lines:?}");
@@ -783,12 +792,42 @@ fn plan_of_another_port_needs_a_restart() {
     let text =
         format!("{BASE}\n[flows]\ncapacity = 1024\nper_tenant = 256\nunreplied_per_tenant = 64\n");
     let e = run.plan(&text, "flows.toml", &cpus()).unwrap_err();
-    assert!(e.to_string().contains("[flows] capacity"), "{e}");
-    let text = format!("{BASE}\n[dataplane]\ntenant_slots = 100\n");
-    let e = run.plan(&text, "slots.toml", &cpus()).unwrap_err();
+    let at = line_of(&text, "capacity = 1024");
     assert!(
         e.to_string()
-            .starts_with("[dataplane] tenant_slots differs"),
+            .contains(&format!("flows.toml:{at}: [flows] capacity")),
+        "{e}"
+    );
+    let text = format!("{BASE}\n[dataplane]\ntenant_slots = 100\n");
+    let e = run.plan(&text, "slots.toml", &cpus()).unwrap_err();
+    let at = line_of(&text, "tenant_slots = 100");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "slots.toml:{at}: [dataplane] tenant_slots differs"
+        )),
+        "{e}"
+    );
+}
+
+/// A key the file leaves to its default is named with the line of its
+/// table, or with the file alone when the table is not there either.
+#[test]
+fn a_restart_key_left_to_its_default_says_so() {
+    let text = format!("{BASE}\n[metrics]\nlisten = \"127.0.0.1:9400\"\n");
+    let run = Running::new(parse(&text, "m.toml", &cpus()).unwrap());
+    let e = run.plan(BASE, "base.toml", &cpus()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("base.toml: [metrics] listen (not in the file: its default) differs"),
+        "{e}"
+    );
+    let text = format!("{BASE}\n[metrics]\nallow_remote = false\n");
+    let e = run.plan(&text, "other.toml", &cpus()).unwrap_err();
+    let at = line_of(&text, "[metrics]");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "other.toml:{at}: [metrics] listen (not set here: its default) differs"
+        )),
         "{e}"
     );
 }
@@ -798,7 +837,12 @@ fn plan_of_another_metrics_endpoint_needs_a_restart() {
     let run = base();
     let text = format!("{BASE}\n[metrics]\nlisten = \"127.0.0.1:9400\"\n");
     let e = run.plan(&text, "metrics.toml", &cpus()).unwrap_err();
-    assert!(e.to_string().starts_with("[metrics] listen differs"), "{e}");
+    let at = line_of(&text, "listen = ");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("metrics.toml:{at}: [metrics] listen differs")),
+        "{e}"
+    );
 }
 
 /// The outer DF of offloaded frames shapes the root rules made at start:
@@ -810,8 +854,9 @@ fn plan_of_another_outer_df_needs_a_restart() {
     match run.plan(&text, "df.toml", &cpus()) {
         Err(PlanError::Restart(lines)) => {
             assert_eq!(lines.len(), 1, "{lines:?}");
+            let at = line_of(&text, "outer_df = ");
             assert!(
-                lines[0].starts_with("[offload] outer_df differs"),
+                lines[0].starts_with(&format!("df.toml:{at}: [offload] outer_df differs")),
                 "{lines:?}"
             );
         }
@@ -838,7 +883,9 @@ fn plan_of_another_deny_rule_limit_or_socket_needs_a_restart() {
         match run.plan(&text, "restart.toml", &cpus()) {
             Err(PlanError::Restart(lines)) => {
                 assert_eq!(lines.len(), 1, "{lines:?}");
-                assert!(lines[0].starts_with(key), "{lines:?}");
+                let at = text.lines().count();
+                let want = format!("restart.toml:{at}: {key}");
+                assert!(lines[0].starts_with(&want), "{lines:?}");
             }
             other => panic!("{key}: {other:?}"),
         }

@@ -11,12 +11,19 @@ use super::state::{cidr, net, Net, Side};
 use super::tenants::side;
 use super::{Plan, PlanError, Running};
 use crate::api::Op;
+use crate::config::span::{find, Step};
 use crate::config::{Config, Route, Rule, Snat, Tenant};
 
-pub(super) fn plan(run: &Running, new: &Config) -> Result<Plan, PlanError> {
+/// The plan that makes `new` (the text `text` of file `file`) the running
+/// state.
+pub(super) fn plan(run: &Running, new: &Config, text: &str, file: &str) -> Result<Plan, PlanError> {
     let restart = needs_restart(&run.fixed, new);
     if !restart.is_empty() {
-        return Err(PlanError::Restart(restart));
+        let lines = restart
+            .into_iter()
+            .map(|(name, path)| restart_line(text, file, &name, &path))
+            .collect();
+        return Err(PlanError::Restart(lines));
     }
     let mut p = Steps::default();
     let s = &run.state;
@@ -360,14 +367,25 @@ fn global_neighbours(p: &mut Steps, run: &Running, new: &Config) {
     }
 }
 
-/// One line per key that only a restart changes.
-fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
+/// What the operator reads of a key `name` at `path` that only a restart
+/// changes: where it is in the file, as the validator's errors say it
+/// (`FILE:LINE:`), or that the file leaves it to its default.
+fn restart_line(text: &str, file: &str, name: &str, path: &[Step]) -> String {
+    let why = "differs from the running value and needs a restart: tgw sets it up only when it starts; restart tgw with this file, or keep the running value";
+    match find(text, path) {
+        Some((line, true)) => format!("{file}:{line}: {name} {why}"),
+        Some((line, false)) => format!("{file}:{line}: {name} (not set here: its default) {why}"),
+        None => format!("{file}: {name} (not in the file: its default) {why}"),
+    }
+}
+
+/// The keys of `new` that only a restart changes and that differ from
+/// `old`'s: each its name for the operator and its path in the file.
+fn needs_restart(old: &Config, new: &Config) -> Vec<(String, Vec<Step>)> {
     let mut out = Vec::new();
-    let mut key = |differs: bool, key: String| {
+    let mut key = |differs: bool, key: String, path: Vec<Step>| {
         if differs {
-            out.push(format!(
-                "{key} differs from the running value and needs a restart: tgw sets it up only when it starts; restart tgw with this file, or keep the running value"
-            ));
+            out.push((key, path));
         }
     };
     // Each section's every key, named in a pattern without `..`: a key
@@ -375,16 +393,22 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
     // reload once took a file that changed `[offload] max_deny_rules`,
     // answered "applied", and kept the running value.
     macro_rules! fields {
-        ($ty:path, $a:expr, $b:expr, $section:expr, [$($f:ident),*]) => {
+        ($ty:path, $a:expr, $b:expr, $section:expr, $at:expr, [$($f:ident),*]) => {
             let $ty { $($f: _),* } = &$a;
-            $( key($a.$f != $b.$f, format!("{} {}", $section, stringify!($f))); )*
+            $(
+                let mut path: Vec<Step> = $at;
+                path.push(Step::Key(stringify!($f)));
+                key($a.$f != $b.$f, format!("{} {}", $section, stringify!($f)), path);
+            )*
         };
     }
+    let section = |name: &'static str| vec![Step::Key(name)];
     fields!(
         crate::config::Dataplane,
         old.dataplane,
         new.dataplane,
         "[dataplane]",
+        section("dataplane"),
         [mode, watchdog_ms, tenant_slots, rule_slots]
     );
     fields!(
@@ -392,6 +416,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         old.eal,
         new.eal,
         "[eal]",
+        section("eal"),
         [
             main_lcore,
             file_prefix,
@@ -406,6 +431,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         old.mempool,
         new.mempool,
         "[mempool]",
+        section("mempool"),
         [mbufs, cache_size, data_room]
     );
     if old.ports.len() != new.ports.len() {
@@ -416,27 +442,34 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
                 old.ports.len(),
                 new.ports.len()
             ),
+            section("port"),
         );
     } else {
-        for (a, b) in old.ports.iter().zip(&new.ports) {
+        for (i, (a, b)) in old.ports.iter().zip(&new.ports).enumerate() {
             let at = format!("[[port]] {:?}", a.name);
             fields!(
                 crate::config::Port,
                 a,
                 b,
                 at,
+                vec![Step::Key("port"), Step::Index(i)],
                 [name, device, role, mac, peer_mac, addresses, mtu, rx_desc, tx_desc]
             );
         }
     }
     if old.workers != new.workers {
-        key(true, "[[worker]] (lcores, cpus or rx queues)".to_owned());
+        key(
+            true,
+            "[[worker]] (lcores, cpus or rx queues)".to_owned(),
+            section("worker"),
+        );
     }
     fields!(
         crate::config::Flows,
         old.flows,
         new.flows,
         "[flows]",
+        section("flows"),
         [
             capacity,
             per_tenant,
@@ -450,19 +483,20 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         ]
     );
     if old.icmp != new.icmp {
-        key(true, "[icmp]".to_owned());
+        key(true, "[icmp]".to_owned(), section("icmp"));
     }
     if old.tcp != new.tcp {
-        key(true, "[tcp]".to_owned());
+        key(true, "[tcp]".to_owned(), section("tcp"));
     }
     if old.arp != new.arp {
-        key(true, "[arp]".to_owned());
+        key(true, "[arp]".to_owned(), section("arp"));
     }
     fields!(
         crate::config::Metrics,
         old.metrics,
         new.metrics,
         "[metrics]",
+        section("metrics"),
         [listen, allow_remote]
     );
     fields!(
@@ -470,6 +504,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         old.offload,
         new.offload,
         "[offload]",
+        section("offload"),
         [
             mode,
             max_flows,
@@ -485,6 +520,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<String> {
         old.control,
         new.control,
         "[control]",
+        section("control"),
         [socket]
     );
     out
