@@ -41,9 +41,11 @@ pub struct Limits {
     /// Requests waiting for the control loop; one more is answered
     /// [`ErrorCode::Unavailable`].
     pub queue: usize,
-    /// A connection that sends nothing for this long is closed, so that a
-    /// stuck client does not hold a slot for ever; also how long writing
-    /// one response may take.
+    /// A connection whose next request has not arrived whole this long
+    /// after the previous answer (or after it connected) is closed, so
+    /// that a stuck client, or one that trickles a byte at a time, does
+    /// not hold a slot for ever; also how long writing one response may
+    /// take.
     pub idle: Duration,
     /// How long a request may wait for the control loop's answer before
     /// the client is told [`ErrorCode::Unavailable`].
@@ -383,10 +385,14 @@ fn serve(stream: UnixStream, queue: &SyncSender<Pending>, limits: Limits) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::new(Deadlined {
+        stream,
+        deadline: Instant::now(),
+    });
     let mut line = Vec::new();
     loop {
         line.clear();
+        reader.get_mut().deadline = Instant::now() + limits.idle;
         match read_line(&mut reader, &mut line) {
             Ok(Line::End) => return,
             Ok(Line::Blank) => continue,
@@ -400,7 +406,7 @@ fn serve(stream: UnixStream, queue: &SyncSender<Pending>, limits: Limits) {
             }
             Ok(Line::Request) => {}
             Err(e) => {
-                // The idle timeout, or the client went away.
+                // The idle time over, or the client went away.
                 debug!("control socket: connection closed: {e}");
                 return;
             }
@@ -417,6 +423,28 @@ fn serve(stream: UnixStream, queue: &SyncSender<Pending>, limits: Limits) {
     }
 }
 
+/// A client's stream read against a deadline for the whole of a request:
+/// the socket's own timeout is per read, so a client that sent a byte
+/// just inside it each time kept its slot for as long as it went on.
+struct Deadlined {
+    stream: UnixStream,
+    deadline: Instant,
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                ErrorKind::TimedOut,
+                "the request did not arrive whole within the idle time",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
 enum Line {
     Request,
     Blank,
@@ -426,7 +454,7 @@ enum Line {
 
 /// Reads one line into `line` (without its newline), never more than
 /// [`MAX_REQUEST`] bytes of it: a longer one is not read further.
-fn read_line(reader: &mut BufReader<UnixStream>, line: &mut Vec<u8>) -> io::Result<Line> {
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Line> {
     let n = reader
         .by_ref()
         .take(MAX_REQUEST as u64)

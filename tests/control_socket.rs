@@ -439,6 +439,42 @@ fn an_idle_client_loses_its_slot() {
     assert!(Raw::connect(&path).request(stats(), None).ok);
 }
 
+/// A client that sends its request a byte at a time, each just inside
+/// the idle time, is closed once the request has taken the idle time in
+/// all: the socket's timeout is per read, and alone it let such a client
+/// keep its slot for as long as it went on.
+#[test]
+fn a_client_trickling_its_request_loses_its_slot() {
+    let scratch = Scratch::new("trickle");
+    let path = scratch.socket();
+    let limits = Limits {
+        connections: 1,
+        idle: Duration::from_millis(300),
+        ..quick()
+    };
+    let _server = Server::start(&path, limits);
+    let mut slow = Raw::connect(&path);
+    let mut writer = slow.writer.try_clone().unwrap();
+    // A byte every 50 ms for at most 4 s: the request never ends.
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..80 {
+            if writer.write_all(b" ").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let start = Instant::now();
+    assert!(slow.closed());
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "a trickling client kept its slot for {took:?} (idle 300 ms)"
+    );
+    trickle.join().unwrap();
+    assert!(Raw::connect(&path).request(stats(), None).ok);
+}
+
 /// Two clients that ask again as soon as they are answered keep the
 /// queue from ever emptying. The control loop answers them for its
 /// budget and goes on with the rest of its round; drained whole, the
