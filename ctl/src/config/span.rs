@@ -1,5 +1,5 @@
 //! Byte offsets in the configuration text turned into the 1-based line
-//! numbers that an operator's editor shows.
+//! numbers that an operator's editor shows, and a key found by its path.
 
 /// Where each line of a text starts.
 pub(crate) struct LineIndex {
