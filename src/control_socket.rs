@@ -377,9 +377,8 @@ fn send(stream: &mut UnixStream, response: &Response) -> io::Result<()> {
 /// One client: requests read one line at a time, each answered before the
 /// next is read.
 fn serve(stream: UnixStream, queue: &SyncSender<Pending>, limits: Limits) {
-    if stream.set_read_timeout(Some(limits.idle)).is_err()
-        || stream.set_write_timeout(Some(limits.idle)).is_err()
-    {
+    // Reads are timed against each request's deadline (`Deadlined`).
+    if stream.set_write_timeout(Some(limits.idle)).is_err() {
         return;
     }
     let Ok(mut writer) = stream.try_clone() else {

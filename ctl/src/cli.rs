@@ -712,7 +712,10 @@ fn tenant_add(text: &str, file: &str) -> Result<Op, Usage> {
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
         // The line, as the config's own errors give it.
         let line = e.span().map_or(String::new(), |s| {
-            format!("{}:", text[..s.start].matches('\n').count() + 1)
+            format!(
+                "{}:",
+                crate::config::span::LineIndex::new(text).line(s.start)
+            )
         });
         Usage(format!(
             "{shown}:{line} {}",

@@ -605,8 +605,7 @@ impl NeighbourWriter {
         };
         for (key, mac) in change.statics {
             if let Some(i) = self.table.find(key) {
-                self.flags[i] |= STATIC;
-                self.set(key, mac);
+                self.publish_static(i, key, mac);
             }
         }
     }
@@ -787,7 +786,12 @@ impl NeighbourWriter {
             change.statics.push((key, mac));
             return true;
         }
-        self.flags[slot as usize] |= STATIC;
+        self.publish_static(slot as usize, key, mac)
+    }
+
+    /// Slot `i`, `key`'s, holds the operator's `mac`, never learned over.
+    fn publish_static(&mut self, i: usize, key: NeighKey, mac: [u8; 6]) -> bool {
+        self.flags[i] |= STATIC;
         self.set(key, mac)
     }
 
