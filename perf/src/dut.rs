@@ -49,6 +49,8 @@ pub struct Running {
     pub stats_json: Option<PathBuf>,
     /// tgw's control socket, where `start` gave it one.
     pub control: Option<PathBuf>,
+    /// Where its output goes: a device that fails says why there.
+    log: PathBuf,
 }
 
 /// The memif bench both `run` and `ndr` measure on: which binaries, which
@@ -156,8 +158,8 @@ impl Setup {
                 Ok(running)
             }
             Device::Testpmd => {
-                let log = std::fs::File::create(self.dir.join(format!("{prefix}.log")))
-                    .map_err(|e| e.to_string())?;
+                let log_path = self.dir.join(format!("{prefix}.log"));
+                let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
                 let log2 = log.try_clone().map_err(|e| e.to_string())?;
                 let mut cmd = Command::new(&self.testpmd);
                 cmd.arg("-l")
@@ -214,6 +216,7 @@ impl Setup {
                     stdin,
                     stats_json: None,
                     control: None,
+                    log: log_path,
                 })
             }
         }
@@ -222,8 +225,8 @@ impl Setup {
     /// Starts tgw with `config` (whose `[eal] file_prefix` is `prefix`),
     /// writing its counters as JSON when it stops.
     pub fn start_tgw(&self, prefix: String, config: &str) -> Result<Running, String> {
-        let log = std::fs::File::create(self.dir.join(format!("{prefix}.log")))
-            .map_err(|e| e.to_string())?;
+        let log_path = self.dir.join(format!("{prefix}.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let path = self.dir.join(format!("{prefix}.toml"));
         std::fs::write(&path, config).map_err(|e| e.to_string())?;
@@ -245,6 +248,7 @@ impl Setup {
             stdin: None,
             stats_json: Some(stats),
             control: None,
+            log: log_path,
         })
     }
 
@@ -364,7 +368,11 @@ impl Running {
             match self.child.try_wait() {
                 Ok(Some(status)) if status.success() => return Ok(()),
                 Ok(Some(status)) => {
-                    return Err(format!("{} exited with {status}", self.device.name()))
+                    return Err(format!(
+                        "{} exited with {status}{}",
+                        self.device.name(),
+                        last_error(&self.log).map_or(String::new(), |e| format!(": {e}"))
+                    ))
                 }
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20))
@@ -380,6 +388,16 @@ impl Running {
             }
         }
     }
+}
+
+/// The last line of `log` that reports an error (tgw's `ERROR`, DPDK's
+/// `EAL: ... failed`/`Error`), trimmed: why a device that exited did.
+fn last_error(log: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .find(|l| l.contains("ERROR") || l.contains("Error") || l.contains("failed"))
+        .map(|l| l.trim().chars().take(300).collect())
 }
 
 /// Removes what EAL leaves under /var/run/dpdk for `prefix` (even with
@@ -446,4 +464,32 @@ pub fn local_eal_args(prefix: &str, hugepages: bool, memory_mb: usize) -> Vec<St
         args.extend(["-m".to_owned(), memory_mb.to_string()]);
     }
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_error;
+
+    /// A device that exited says why: its log's last error line, which a
+    /// run reports in place of "the generator reported no result".
+    #[test]
+    fn the_last_error_line_of_a_log_is_the_reason() {
+        let path = std::env::temp_dir().join(format!("tgw-perf-last-error-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "EAL: Detected CPU lcores: 2\n\
+             2026-12-06T16:04:58Z ERROR tgw: an older failure\n\
+             2026-12-06T16:04:58Z  INFO tgw::gateway: port configured\n\
+             2026-12-06T16:04:58Z ERROR tgw: tables: more next hops than the neighbour table holds\n\
+             Bye...\n",
+        )
+        .unwrap();
+        let found = last_error(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            found.as_deref(),
+            Some("2026-12-06T16:04:58Z ERROR tgw: tables: more next hops than the neighbour table holds")
+        );
+        assert_eq!(last_error(&path), None, "no log, no reason");
+    }
 }

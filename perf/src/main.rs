@@ -491,8 +491,13 @@ fn measure(
     }
     drop(gen);
 
-    let value: serde_json::Value = serde_json::from_str(line.trim())
-        .map_err(|_| "the generator reported no result".to_owned())?;
+    // No result: a device that failed is the cause, not the generator
+    // that waited for its links.
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+        return Err(stopped
+            .err()
+            .unwrap_or_else(|| "the generator reported no result".to_owned()));
+    };
     let result = GenResult::from_json(&value).ok_or("the generator's result is malformed")?;
     let stats = stopped?;
     if let Some(t) = &tally {
