@@ -21,6 +21,7 @@ mod dut;
 mod flow;
 mod gen;
 mod histogram;
+mod history;
 mod lpm;
 mod ndr;
 mod netns;
@@ -152,7 +153,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
     /// Rounds; each measures testpmd then tgw, and the median ratio of
-    /// the clean rounds (neither CPU slowed, nor testpmd's rate) is
+    /// the clean rounds (neither CPU slowed, nor testpmd's rate, nor tgw's I/O) is
     /// reported.
     #[arg(long, default_value_t = 1)]
     rounds: u32,
@@ -197,6 +198,16 @@ struct RunArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Where testpmd's best rate on each bench since the machine booted is
+    /// kept between runs: a run's testpmd rounds are also judged against
+    /// it, so that a run the host slowed throughout is not taken for a
+    /// clean one [default: $XDG_STATE_HOME/tgw-perf/best.json, else
+    /// ~/.local/state/tgw-perf/best.json]
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
+    /// Judge testpmd by this run's rates alone, and keep none.
+    #[arg(long, conflicts_with = "history")]
+    no_history: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -290,6 +301,18 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
 
     let mut report = Report::new(profile, setup.hugepages);
     report.asked = args.rounds;
+    let bench = history::bench_key(
+        &profile.kind.to_string(),
+        profile.size,
+        setup.hugepages,
+        args.bench.memif_rsize,
+    );
+    let history_path =
+        (!args.no_history).then(|| args.history.clone().unwrap_or_else(history::default_path));
+    let mut history = history_path
+        .as_deref()
+        .map(|p| history::History::load(p, &history::boot_id()));
+    report.testpmd_since_boot = history.as_ref().and_then(|h| h.testpmd(&bench));
     let mut outcome = Ok(());
     let max_reruns = args
         .max_reruns
@@ -345,6 +368,13 @@ fn run_all(args: &RunArgs) -> Result<(), String> {
         round += 1;
     }
     print!("{}", report.table());
+    if let (Some(h), Some(path), Some(best)) = (&mut history, &history_path, report.testpmd_best())
+    {
+        h.record(&bench, best);
+        if let Err(e) = h.save(path) {
+            eprintln!("tgw-perf: testpmd's best not kept: {e}");
+        }
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, report.json().to_string() + "\n")
             .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -1,14 +1,32 @@
-//! `tgw-perf run` judges every round by how fast both CPUs ran around it
-//! (docs/perf.md, "Which rounds count"): a second of the real thing, with
-//! a re-run forbidden, must say so in its JSON and its table.
+//! `tgw-perf run` judges every round by how fast both CPUs ran around it,
+//! and testpmd by its best (docs/perf.md, "Which rounds count"): a second
+//! of the real thing, with a re-run forbidden, must say so in its JSON and
+//! its table.
 
 mod common;
 
+/// The run also judges testpmd against its best since boot, kept in
+/// `--history`: seeded here with a rate no testpmd reaches, so that no
+/// round is clean, and kept as it was (a best only rises).
 #[test]
 fn a_run_reports_its_calibrations_and_clean_rounds() {
+    let dir = std::env::temp_dir().join(format!("tgw-perf-history-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let history = dir.join("best.json");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let huge = if std::env::var("TGW_HUGEPAGES").as_deref() == Ok("1") {
+        "hugepages"
+    } else {
+        "no-hugepages"
+    };
+    let bench = format!("udp,64B,{huge},rsize=default");
+    let seeded = serde_json::json!({"boot": boot.trim(), "testpmd_mpps": {&bench: 1000.0}});
+    std::fs::write(&history, seeded.to_string()).unwrap();
     let report = common::tgw_perf(
         &[
             "run",
+            "--history",
+            history.to_str().unwrap(),
             "--seconds",
             "1",
             "--warmup",
@@ -51,8 +69,14 @@ fn a_run_reports_its_calibrations_and_clean_rounds() {
             report["clean_rounds"] == serde_json::json!([0])
         );
     }
-    // The ratio is the clean round's, or, with none clean, marked so.
-    let clean = !report["clean_rounds"].as_array().unwrap().is_empty();
-    assert_eq!(report["ratios_from_clean_rounds"], clean, "{report}");
+    // No round is clean against a best since boot of 1000 Mpps, and the
+    // ratio says so.
+    assert_eq!(report["testpmd_best_since_boot_mpps"], 1000.0, "{report}");
+    assert_eq!(report["clean_rounds"], serde_json::json!([]), "{report}");
+    assert_eq!(report["ratios_from_clean_rounds"], false, "{report}");
     assert_eq!(report["ratios"].as_array().unwrap().len(), 1, "{report}");
+    let kept: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(kept, seeded, "a lower rate replaced the best");
 }

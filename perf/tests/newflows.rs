@@ -12,6 +12,7 @@ fn every_frame_of_the_new_flows_profile_opens_a_flow() {
     let report = common::tgw_perf(
         &[
             "run",
+            "--no-history",
             "--profile",
             "new-flows",
             "--devices",

@@ -18,6 +18,7 @@ fn run_measures_tgw_and_testpmd_in_the_same_run() {
         let report = common::tgw_perf(
             &[
                 "run",
+                "--no-history",
                 "--profile",
                 profile,
                 "--seconds",

@@ -42,6 +42,7 @@ fn run_compares_tgw_with_and_without_scraping() {
     let r = common::tgw_perf(
         &[
             "run",
+            "--no-history",
             "--profile",
             "nat",
             "--flows",
