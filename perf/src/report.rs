@@ -528,6 +528,18 @@ mod tests {
         Measurement::new(device, gen, None, None)
     }
 
+    /// An empty report of 64-byte frames of `kind`, one flow, hugepages.
+    fn report(kind: Kind) -> Report {
+        Report::new(
+            Profile {
+                kind,
+                flows: 1,
+                size: 64,
+            },
+            true,
+        )
+    }
+
     /// [`m`] with its calibration loops' rates, before and after, on each
     /// CPU.
     fn calibrated(device: Device, received: u64, gen: [f64; 2], worker: [f64; 2]) -> Measurement {
@@ -538,14 +550,7 @@ mod tests {
 
     #[test]
     fn ratio_is_per_round_and_the_median_is_reported() {
-        let mut r = Report::new(
-            Profile {
-                kind: Kind::Udp,
-                flows: 1,
-                size: 64,
-            },
-            true,
-        );
+        let mut r = report(Kind::Udp);
         r.push(0, m(Device::Testpmd, 20_000_000));
         r.push(0, m(Device::Tgw, 18_000_000));
         r.push(1, m(Device::Testpmd, 18_000_000));
@@ -565,14 +570,7 @@ mod tests {
     /// scraped/unscraped is taken per round whatever order they ran in.
     #[test]
     fn scraped_and_unscraped_tgw_compare_per_round() {
-        let mut r = Report::new(
-            Profile {
-                kind: Kind::Nat,
-                flows: 1,
-                size: 64,
-            },
-            true,
-        );
+        let mut r = report(Kind::Nat);
         let scraped = |received| {
             let mut s = m(Device::Tgw, received);
             s.scrape = Some(ScrapeTally {
@@ -602,14 +600,7 @@ mod tests {
     /// round whatever order they ran in.
     #[test]
     fn offload_shadow_and_off_compare_cycles_per_round() {
-        let mut r = Report::new(
-            Profile {
-                kind: Kind::Nat,
-                flows: 1,
-                size: 64,
-            },
-            true,
-        );
+        let mut r = report(Kind::Nat);
         let tgw = |received, cycles, offload| {
             let mut t = m(Device::Tgw, received);
             t.cycles_process = Some(cycles);
@@ -640,14 +631,7 @@ mod tests {
     /// is clean, and the table says not to quote it.
     #[test]
     fn a_run_slowed_throughout_is_judged_by_the_best_since_boot() {
-        let mut r = Report::new(
-            Profile {
-                kind: Kind::Nat,
-                flows: 1,
-                size: 64,
-            },
-            true,
-        );
+        let mut r = report(Kind::Nat);
         for round in 0..3 {
             r.push(round, m(Device::Testpmd, 16_000_000 + u64::from(round)));
             r.push(round, m(Device::Tgw, 11_500_000));
@@ -679,14 +663,7 @@ mod tests {
     /// judged against scraped ones.
     #[test]
     fn a_round_where_tgw_s_io_ran_slowed_is_left_out() {
-        let mut r = Report::new(
-            Profile {
-                kind: Kind::Nat,
-                flows: 1,
-                size: 64,
-            },
-            true,
-        );
+        let mut r = report(Kind::Nat);
         let tgw = |received, process, busy, scraped: bool| {
             let mut t = m(Device::Tgw, received);
             t.cycles_process = Some(process);
@@ -717,7 +694,7 @@ mod tests {
         // A run whose every tgw round was slowed: its own fewest is a
         // slowed one, but testpmd's frame at its best (2.6 GHz / 35 Mpps
         // = 74 cycles) is not.
-        let mut r = Report::new(r.profile, true);
+        let mut r = report(Kind::Nat);
         let at = |mut t: Measurement, hz| {
             t.tsc_hz = hz;
             t
@@ -744,14 +721,7 @@ mod tests {
     /// against the session's best (round 2's), which makes it slowed too.
     #[test]
     fn only_clean_rounds_make_the_ratio() {
-        let mut r = Report::new(
-            Profile {
-                kind: Kind::Nat,
-                flows: 1,
-                size: 64,
-            },
-            true,
-        );
+        let mut r = report(Kind::Nat);
         r.asked = 3;
         let calibrated = |device, received, gen: f64, worker: f64| {
             calibrated(device, received, [gen, gen], [worker, worker])
@@ -789,14 +759,7 @@ mod tests {
     /// clock) is left out: its ratio would be twice the others'.
     #[test]
     fn a_round_where_testpmd_ran_slowed_is_not_clean() {
-        let mut r = Report::new(
-            Profile {
-                kind: Kind::Nat,
-                flows: 1,
-                size: 64,
-            },
-            true,
-        );
+        let mut r = report(Kind::Nat);
         r.asked = 3;
         let calibrated = |device, received| calibrated(device, received, [500.0; 2], [500.0; 2]);
         r.push(0, calibrated(Device::Testpmd, 16_000_000));
@@ -819,14 +782,7 @@ mod tests {
     /// it is not to be quoted.
     #[test]
     fn no_clean_round_gives_a_ratio_marked_not_to_quote() {
-        let mut r = Report::new(
-            Profile {
-                kind: Kind::Udp,
-                flows: 1,
-                size: 64,
-            },
-            true,
-        );
+        let mut r = report(Kind::Udp);
         let calibrated = |device, received, worker: f64| {
             calibrated(device, received, [100.0; 2], [worker, 400.0])
         };
