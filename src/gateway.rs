@@ -116,6 +116,44 @@ pub struct Launch<'a> {
 /// ([`Report::failure`]). A worker that cannot be stopped (stalled) leaves
 /// no clean way down: `emit` then gets the report and the process exits
 /// with [`EXIT_WORKER_FAILED`] at once.
+/// The neighbour table's shares, as `[arp]` sets them.
+fn neighbour_limits(config: &Config) -> NeighbourLimits {
+    let arp = &config.arp;
+    NeighbourLimits {
+        ports: arp.port_entries as usize,
+        tenants: (arp.entries - arp.port_entries) as usize,
+        per_tenant: arp.per_tenant as usize,
+    }
+}
+
+/// Builds the tables of `config` as a start would, without DPDK: for
+/// `--check`, so that a file it passes does not then fail to start on
+/// what only the build counts (the next hops a share of the neighbour
+/// table holds). The ports are taken in the file's order, each with its
+/// configured MAC, or a placeholder where the device would give one.
+pub fn check_tables(config: &Config, cpus: &CpuSet, path: &Path) -> Result<(), String> {
+    let ports: Vec<(u16, MacAddr)> = (0u8..)
+        .zip(&config.ports)
+        .map(|(i, p)| {
+            (
+                u16::from(i),
+                MacAddr(p.mac.map_or([2, 0, 0, 0, 0, i], |m| m.0)),
+            )
+        })
+        .collect();
+    let mut handler = Handler::new(
+        Running::new(config.clone()),
+        Runtime::new(config, ports),
+        cpus.clone(),
+        path.to_path_buf(),
+    );
+    let mut writer = NeighbourWriter::with_limits(neighbour_limits(config));
+    handler
+        .initial(&mut writer)
+        .map(|_| ())
+        .map_err(|e| format!("tables: {e}"))
+}
+
 pub fn run(
     config: &Config,
     launch: Launch<'_>,
@@ -228,11 +266,7 @@ fn serve(
     let port_ids: Vec<(u16, MacAddr)> = ports.iter().map(|p| (p.port.id().0, p.mac)).collect();
     let arp = &config.arp;
     let mut resolver = Resolver::new(
-        NeighbourWriter::with_limits(NeighbourLimits {
-            ports: arp.port_entries as usize,
-            tenants: (arp.entries - arp.port_entries) as usize,
-            per_tenant: arp.per_tenant as usize,
-        }),
+        NeighbourWriter::with_limits(neighbour_limits(config)),
         ResolverConfig {
             reachable_ms: u64::from(arp.reachable_s) * 1000,
             retry_ms: u64::from(arp.retry_ms),

@@ -2,7 +2,8 @@
 //!
 //! `tgw --config FILE` boots the appliance from a TOML file and forwards
 //! until SIGINT or SIGTERM, changed at runtime through its control socket
-//! (`tgwctl`) and by SIGHUP; `--check` only validates the file.
+//! (`tgwctl`) and by SIGHUP; `--check` only validates the file (and
+//! builds its tables, as a start would).
 #![deny(unsafe_code)]
 
 use std::path::PathBuf;
@@ -35,7 +36,9 @@ struct Args {
     config: PathBuf,
 
     /// Validate the configuration and exit: 0 if it is valid, 1 with one
-    /// `FILE:LINE: problem` line per problem otherwise.
+    /// `FILE:LINE: problem` line per problem otherwise (and, for a file
+    /// valid line by line, `FILE: tables: problem` if its tables cannot
+    /// be built, as a start would build them).
     #[arg(long)]
     check: bool,
 
@@ -63,6 +66,10 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
+        if let Err(e) = gateway::check_tables(&config, &cpus, &args.config) {
+            eprintln!("{}: {e}", args.config.display());
+            return ExitCode::FAILURE;
+        }
         println!("{}: ok", args.config.display());
         return ExitCode::SUCCESS;
     }

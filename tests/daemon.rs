@@ -529,3 +529,87 @@ fn wait_until_forwarding(daemon: &mut Daemon, log: &Path) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `--check` builds the tables as a start would, so that a file it
+/// passes does not then fail to start: here 20 tenants' tunnel hosts, 20
+/// next hops on the underlay, in a ports' share of the neighbour table
+/// of 16 (`[arp] port_entries`). The validator counts no next hops; the
+/// build does.
+#[test]
+fn check_refuses_what_the_start_would_refuse() {
+    let dir = Scratch::new("check-tables");
+    let file = |port_entries: u32| {
+        let mut text = format!(
+            r#"[dataplane]
+mode = "gateway"
+
+[eal]
+main_lcore = 0
+hugepages = false
+
+[arp]
+entries = 64
+port_entries = {port_entries}
+per_tenant = 4
+
+[[port]]
+name = "pub0"
+device = "net_null0"
+role = "public"
+mac = "02:00:00:00:00:01"
+addresses = ["1.1.1.1/24"]
+
+[[port]]
+name = "und0"
+device = "net_null1"
+role = "underlay"
+mac = "02:00:00:00:01:01"
+addresses = ["172.168.0.1/24"]
+
+[[worker]]
+lcore = 1
+rx = ["pub0:0", "und0:0"]
+"#
+        );
+        for i in 0..20 {
+            text += &format!(
+                r#"
+[[tenant]]
+name = "t{i}"
+key = {key}
+hosts = ["172.168.0.{host}"]
+prefixes = ["10.0.0.0/24"]
+routes = [{{ prefix = "10.0.0.0/24", to = "172.168.0.{host}" }}]
+"#,
+                key = 1000 + i,
+                host = 10 + i
+            );
+        }
+        text
+    };
+    let check = |port_entries| {
+        let path = dir.path(&format!("tenants-{port_entries}.toml"));
+        std::fs::write(&path, file(port_entries)).unwrap();
+        let out = Command::new(TGW)
+            .arg("--config")
+            .arg(&path)
+            .arg("--check")
+            .output()
+            .unwrap();
+        (path, out)
+    };
+    let (path, out) = check(16);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "20 next hops in 16 passed");
+    assert!(
+        stderr.starts_with(&format!("{}: tables: ", path.display()))
+            && stderr.contains("port_entries"),
+        "names the file and the fix:\n{stderr}"
+    );
+    let (_, out) = check(32);
+    assert!(
+        out.status.success(),
+        "20 next hops in 32: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
