@@ -110,12 +110,7 @@ impl Ctl {
         let text = self.ok("config show");
         let path = dir.path("shown.toml");
         std::fs::write(&path, &text).unwrap();
-        let out = Command::new(TGW)
-            .arg("--config")
-            .arg(&path)
-            .arg("--check")
-            .output()
-            .unwrap();
+        let out = common::check(&path);
         assert!(
             out.status.success(),
             "tgw --check refuses config show's text: {}\n{text}",

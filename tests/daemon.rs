@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{read_pcap, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch, TGW};
+use common::{read_pcap, wait_for_frames, write_pcap, Daemon, PrefixFiles, Scratch};
 use etherparse::PacketBuilder;
 const PUB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const UND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x01, 0x01];
@@ -182,12 +182,7 @@ fn pcap_round_trip_changes_only_the_macs_and_sigterm_reports_counters() {
 fn check_accepts_the_examples() {
     for example in ["examples/l2fwd-null.toml", "examples/l2fwd-memif.toml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(example);
-        let out = Command::new(TGW)
-            .arg("--config")
-            .arg(&path)
-            .arg("--check")
-            .output()
-            .unwrap();
+        let out = common::check(&path);
         assert!(
             out.status.success(),
             "{example}: {}",
@@ -222,12 +217,7 @@ rx = ["pub0:0"]
 "#,
     )
     .unwrap();
-    let out = Command::new(TGW)
-        .arg("--config")
-        .arg(&path)
-        .arg("--check")
-        .output()
-        .unwrap();
+    let out = common::check(&path);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
@@ -248,12 +238,7 @@ rx = ["pub0:0"]
         "every line names the file:\n{stderr}"
     );
 
-    let out = Command::new(TGW)
-        .arg("--config")
-        .arg(dir.path("missing.toml"))
-        .arg("--check")
-        .output()
-        .unwrap();
+    let out = common::check(&dir.path("missing.toml"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml: cannot read"));
 }
@@ -590,12 +575,7 @@ routes = [{{ prefix = "10.0.0.0/24", to = "172.168.0.{host}" }}]
     let check = |port_entries| {
         let path = dir.path(&format!("tenants-{port_entries}.toml"));
         std::fs::write(&path, file(port_entries)).unwrap();
-        let out = Command::new(TGW)
-            .arg("--config")
-            .arg(&path)
-            .arg("--check")
-            .output()
-            .unwrap();
+        let out = common::check(&path);
         (path, out)
     };
     let (path, out) = check(16);

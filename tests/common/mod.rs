@@ -13,6 +13,16 @@ pub mod reference;
 
 pub const TGW: &str = env!("CARGO_BIN_EXE_tgw");
 
+/// `tgw --config PATH --check`, run to its end.
+pub fn check(path: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(TGW)
+        .arg("--config")
+        .arg(path)
+        .arg("--check")
+        .output()
+        .expect("run tgw --check")
+}
+
 /// `python3 -c SEND DEV HEX...`: sends each frame (hex) on DEV through an
 /// AF_PACKET socket, in a network namespace the test made.
 pub const SEND: &str = r#"
