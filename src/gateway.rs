@@ -108,14 +108,6 @@ pub struct Launch<'a> {
     pub reload: Arc<AtomicBool>,
 }
 
-/// Runs the gateway until `stop` is raised (by SIGINT/SIGTERM) or a worker
-/// dies. A dead worker stops the whole gateway (fail-stop: a worker's
-/// death is a bug, and a gateway missing a worker silently loses that
-/// worker's queues, flows and handoffs): the others are stopped, the ports
-/// too, and the report says which worker died and why
-/// ([`Report::failure`]). A worker that cannot be stopped (stalled) leaves
-/// no clean way down: `emit` then gets the report and the process exits
-/// with [`EXIT_WORKER_FAILED`] at once.
 /// The neighbour table's shares, as `[arp]` sets them.
 fn neighbour_limits(config: &Config) -> NeighbourLimits {
     let arp = &config.arp;
@@ -154,6 +146,14 @@ pub fn check_tables(config: &Config, cpus: &CpuSet, path: &Path) -> Result<(), S
         .map_err(|e| format!("tables: {e}"))
 }
 
+/// Runs the gateway until `stop` is raised (by SIGINT/SIGTERM) or a worker
+/// dies. A dead worker stops the whole gateway (fail-stop: a worker's
+/// death is a bug, and a gateway missing a worker silently loses that
+/// worker's queues, flows and handoffs): the others are stopped, the ports
+/// too, and the report says which worker died and why
+/// ([`Report::failure`]). A worker that cannot be stopped (stalled) leaves
+/// no clean way down: `emit` then gets the report and the process exits
+/// with [`EXIT_WORKER_FAILED`] at once.
 pub fn run(
     config: &Config,
     launch: Launch<'_>,
