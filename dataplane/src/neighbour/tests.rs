@@ -1,4 +1,7 @@
 //! The neighbour table and its writer, tested on their own.
+use std::sync::Arc;
+
+use super::writer::PINNED;
 use super::*;
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];
