@@ -324,8 +324,8 @@ impl NeighbourWriter {
     /// Frees a slot of `buckets`, both full, by moving one of their keys
     /// to a free slot of its other bucket (one step of cuckoo hashing):
     /// two-choice placement alone left both buckets of some key full
-    /// before its share was, for about 1 process seed in 70 at a share of
-    /// 1,024 keys and 1 in 17 at 4,096, and a valid config was refused at
+    /// before its share was, for about 1 process seed in 70 at a full share
+    /// of 1,024 keys and 1 in 19 at 4,096, and a valid config was refused at
     /// random (tests: `a_share_fills_to_its_limit_whatever_the_seed`). A
     /// key no adjacency pins is moved if one can be: a pinned key's
     /// adjacencies remember its old slot, and find it by lookup until the
