@@ -696,10 +696,10 @@ fn fill_ports(limits: NeighbourLimits, seed: u64, n: u32) -> (NeighbourWriter, V
 /// was for about 1 seed in 70 at 1,024 keys and 1 in 19 at 4,096: tgw
 /// then refused to start a valid config ("more next hops and static
 /// neighbours than the neighbour table holds"; `tgw-perf run --profile
-/// decap`, 1,000 tenant hosts, once in the session's couple of dozen starts). A key of the full
-/// buckets now moves to its other bucket. Every key is pinned here, so
-/// that the moves are of pinned keys, whose refs are then found by
-/// lookup.
+/// decap`, 1,000 tenant hosts, once in session 18's couple of dozen
+/// starts). A key of the full buckets now moves to its other bucket.
+/// Every key is pinned here, so that the moves are of pinned keys, whose
+/// refs are then found by lookup.
 #[test]
 fn a_share_fills_to_its_limit_whatever_the_seed() {
     let limits = NeighbourLimits {
