@@ -71,9 +71,9 @@ impl Pipeline {
         // adjacency and inner host, both MACs in, while no MAC changed:
         // one copy where the adjacency's header and two MAC reads were
         // three steps (callgrind: 18 instructions a frame). Otherwise
-        // each MAC goes into the header as it is read, so that none is held
-        // in a register meanwhile, and a gretap header built so is kept. A
-        // frame that lacks one is given back as it came.
+        // (`build_gretap`) each MAC goes into the header as it is read, so
+        // that none is held in a register meanwhile, and the header is
+        // kept. A frame that lacks one is given back as it came.
         let n = &t.neighbours;
         let known = if adj.is_gretap() {
             let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
@@ -83,19 +83,7 @@ impl Pipeline {
                     copy_header(h, kept);
                     true
                 }
-                Err(changes) => {
-                    copy_header(h, &adj.header);
-                    let built = h
-                        .first_chunk_mut()
-                        .is_some_and(|outer| self.macs.put_mac_ref(n, adj.neigh, outer))
-                        && h.get_mut(len - ETH..)
-                            .and_then(|h| h.first_chunk_mut())
-                            .is_some_and(|mac| self.macs.put_mac_hinted(n, key, inner, mac));
-                    if built {
-                        self.macs.keep_header(changes, adj.uid(), key, *inner, h);
-                    }
-                    built
-                }
+                Err(changes) => self.build_gretap(n, adj, key, changes, inner, h),
             }
         } else {
             copy_header(h, &adj.header);
@@ -111,6 +99,38 @@ impl Pipeline {
             gre_options(t, adj.id(), f);
         }
         true
+    }
+
+    /// A gretap header built into `h` from adjacency `adj` and the two
+    /// MACs, and kept for the next frame to inner host `key` (`changes`:
+    /// the MAC change count loaded before the MACs are read). `false`
+    /// when one of the MACs is not there. Out of line: a flow's first
+    /// frame and the first after a MAC change come here, and inlined, its
+    /// MAC reads and their registers cost every frame of a kept header
+    /// (callgrind: 10 instructions a frame, docs/perf.md session 19).
+    #[cold]
+    #[inline(never)]
+    fn build_gretap(
+        &mut self,
+        n: &Neighbours,
+        adj: &TunnelAdj,
+        key: NeighKey,
+        changes: u64,
+        inner: &mut u16,
+        h: &mut [u8],
+    ) -> bool {
+        let len = h.len();
+        copy_header(h, &adj.header);
+        let built = h
+            .first_chunk_mut()
+            .is_some_and(|outer| self.macs.put_mac_ref(n, adj.neigh, outer))
+            && h.get_mut(len - ETH..)
+                .and_then(|h| h.first_chunk_mut())
+                .is_some_and(|mac| self.macs.put_mac_hinted(n, key, inner, mac));
+        if built {
+            self.macs.keep_header(changes, adj.uid(), key, *inner, h);
+        }
+        built
     }
 
     /// [`Pipeline::encap`] for a frame one of whose MACs was not there:
