@@ -384,7 +384,7 @@ impl Worker<'_> {
             let tx = &mut self.tx;
             // Most frames are forwarded: tested first, by itself, a forward
             // is one test, where the park test and `send_or_set_aside`'s
-            // match (a jump table) were two steps (callgrind: 6
+            // match (a jump table) were two steps (callgrind: 7
             // instructions a frame, docs/perf.md session 19).
             let mbuf = match verdict {
                 Verdict::Forward(out) => {
