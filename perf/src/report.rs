@@ -237,10 +237,7 @@ impl Report {
         let io = |m: &Measurement| Some(m.cycles_busy? - m.cycles_process?);
         let kind = |m: &Measurement| (m.scrape.is_some(), m.offload);
         let tgw = |m: &&Measurement| m.device == Device::Tgw;
-        let testpmd_best = self
-            .testpmd_best()
-            .unwrap_or(0.0)
-            .max(self.testpmd_since_boot.unwrap_or(0.0));
+        let testpmd_best = self.yardstick();
         self.rows
             .iter()
             .filter(|(r, _)| *r == round)
@@ -274,15 +271,19 @@ impl Report {
     /// off by as much. The host only ever slows a device down, so
     /// testpmd's best in the run is its true rate; tgw's rate, the
     /// figure measured, is never filtered on.
-    /// Its best is the run's or, higher, the best since boot: a run
-    /// slowed from start to end has no fast round of its own.
     fn yardstick_unslowed(&self, round: u32) -> bool {
-        let best = self
-            .testpmd_best()
-            .unwrap_or(0.0)
-            .max(self.testpmd_since_boot.unwrap_or(0.0));
+        let best = self.yardstick();
         self.rate(round, Device::Testpmd, false)
             .is_none_or(|rate| rate >= calibrate::SLOWED_BELOW * best)
+    }
+
+    /// testpmd's true rate, Mpps (0 if unknown): its best in the run or,
+    /// higher, its best since boot, as a run slowed from start to end has
+    /// no fast round of its own.
+    fn yardstick(&self) -> f64 {
+        self.testpmd_best()
+            .unwrap_or(0.0)
+            .max(self.testpmd_since_boot.unwrap_or(0.0))
     }
 
     /// testpmd's best received rate in this run, if it ran.

@@ -10,9 +10,8 @@ mod common;
 /// round is clean, and kept as it was (a best only rises).
 #[test]
 fn a_run_reports_its_calibrations_and_clean_rounds() {
-    let dir = std::env::temp_dir().join(format!("tgw-perf-history-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let history = dir.join("best.json");
+    let dir = common::Scratch::new("history-test");
+    let history = dir.0.join("best.json");
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     let huge = if std::env::var("TGW_HUGEPAGES").as_deref() == Ok("1") {
         "hugepages"
@@ -77,6 +76,5 @@ fn a_run_reports_its_calibrations_and_clean_rounds() {
     assert_eq!(report["ratios"].as_array().unwrap().len(), 1, "{report}");
     let kept: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(kept, seeded, "a lower rate replaced the best");
 }

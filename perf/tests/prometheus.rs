@@ -17,6 +17,7 @@
 //! tgw is started with, then becomes tgw (exec: the same PID, so
 //! churn-test's SIGTERM reaches tgw).
 
+mod common;
 #[path = "../../tests/prometheus/mod.rs"]
 mod prometheus;
 
@@ -25,6 +26,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::Scratch;
 use serde_json::Value;
 
 /// How far `rate()` may be from the generator's own rate: the median of
@@ -42,15 +44,6 @@ const TRAFFIC: u64 = 5_000;
 const TENANTS: u64 = 4;
 const SECONDS: f64 = 8.0;
 const SETTLE: f64 = 1.0;
-
-/// A scratch directory removed on drop, even when the test fails.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn now() -> f64 {
     SystemTime::now()
@@ -93,8 +86,7 @@ fn prometheus_sees_the_paced_rate_and_the_drops_tgw_counted() {
         "{}: build it (`cargo build -p tgw`, or `cargo test --workspace`)",
         tgw.display()
     );
-    let dir = Scratch(std::env::temp_dir().join(format!("tgw-prometheus-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Scratch::new("prometheus");
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
         .local_addr()

@@ -6,6 +6,25 @@
 #[path = "../../src/netns.rs"]
 pub mod netns;
 
+/// A scratch directory, made by `new` and removed on drop, even when the
+/// test fails.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    /// `tgw-perf-NAME-PID` in the temporary directory.
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("tgw-perf-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs `tgw-perf ARGS --json FILE` (with `--no-huge` unless the test
 /// command found hugepages), asserts it succeeded and printed `ratio`,
 /// and returns its JSON report.
